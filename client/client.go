@@ -1,0 +1,73 @@
+// Package client is the Go SDK for vmappd: dialing, the tenant, and errors
+// mapped back to errs classes.
+package client
+
+import (
+	"context"
+	"fmt"
+
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials/insecure"
+	"google.golang.org/grpc/metadata"
+
+	"github.com/vmapp/vmapp/errs"
+	pb "github.com/vmapp/vmapp/proto/vmapp/v1"
+)
+
+// TenantKey is the gRPC metadata key that carries the tenant.
+const TenantKey = "vmapp-tenant"
+
+// Options configure a Client.
+type Options struct {
+	// Tenant every call runs in; "" lets the server use its default.
+	Tenant string
+	// DialOptions are appended to the client's own.
+	DialOptions []grpc.DialOption
+}
+
+// Client is a connection to vmappd.
+type Client struct {
+	conn    *grpc.ClientConn
+	Catalog pb.CatalogServiceClient
+}
+
+// New connects to vmappd at addr (host:port). The connection is made lazily;
+// errors of calls are *errs.Error values of the server's class.
+func New(addr string, o Options) (*Client, error) {
+	opts := []grpc.DialOption{
+		grpc.WithTransportCredentials(insecure.NewCredentials()),
+		grpc.WithChainUnaryInterceptor(unary(o.Tenant)),
+		grpc.WithChainStreamInterceptor(stream(o.Tenant)),
+	}
+	conn, err := grpc.NewClient(addr, append(opts, o.DialOptions...)...)
+	if err != nil {
+		return nil, fmt.Errorf("vmappd at %q: %w", addr, err)
+	}
+	return &Client{conn: conn, Catalog: pb.NewCatalogServiceClient(conn)}, nil
+}
+
+// Close closes the connection.
+func (c *Client) Close() error { return c.conn.Close() }
+
+// Conn is the underlying connection, for services the Client doesn't wrap.
+func (c *Client) Conn() *grpc.ClientConn { return c.conn }
+
+func withTenant(ctx context.Context, tenant string) context.Context {
+	if tenant == "" {
+		return ctx
+	}
+	return metadata.AppendToOutgoingContext(ctx, TenantKey, tenant)
+}
+
+func unary(tenant string) grpc.UnaryClientInterceptor {
+	return func(ctx context.Context, method string, req, reply any, cc *grpc.ClientConn, invoker grpc.UnaryInvoker, opts ...grpc.CallOption) error {
+		return errs.FromStatus(invoker(withTenant(ctx, tenant), method, req, reply, cc, opts...))
+	}
+}
+
+func stream(tenant string) grpc.StreamClientInterceptor {
+	return func(ctx context.Context, desc *grpc.StreamDesc, cc *grpc.ClientConn, method string, streamer grpc.Streamer, opts ...grpc.CallOption) (grpc.ClientStream, error) {
+		s, err := streamer(withTenant(ctx, tenant), desc, cc, method, opts...)
+		return s, errs.FromStatus(err)
+	}
+}

@@ -1,0 +1,38 @@
+// Command vmappd is the vmapp service: the catalog, ingest, replication and
+// fleet API over gRPC.
+package main
+
+import (
+	"context"
+	"flag"
+	"fmt"
+	"log/slog"
+	"os"
+	"os/signal"
+	"syscall"
+
+	"github.com/vmapp/vmapp/server"
+)
+
+func main() {
+	var c server.Config
+	var level slog.Level
+	flag.StringVar(&c.DataDir, "data", "", "directory holding vmappd's state (required)")
+	flag.StringVar(&c.Listen, "listen", "127.0.0.1:7443", "gRPC listen address")
+	flag.StringVar(&c.MetricsAddr, "metrics", "", "Prometheus /metrics listen address (empty: off)")
+	flag.StringVar(&c.RegionsFile, "regions", "", "regions file (YAML): regions and their storage endpoints (required)")
+	flag.TextVar(&level, "log-level", slog.LevelInfo, "log level: debug, info, warn, error")
+	flag.Parse()
+	if c.DataDir == "" || c.RegionsFile == "" || flag.NArg() > 0 {
+		fmt.Fprintln(os.Stderr, "usage: vmappd --data DIR --regions FILE [--listen ADDR] [--metrics ADDR]")
+		flag.PrintDefaults()
+		os.Exit(2)
+	}
+	c.Logger = slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: level}))
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	if err := server.Run(ctx, c); err != nil {
+		c.Logger.Error("vmappd failed", "err", err)
+		os.Exit(1)
+	}
+}

@@ -1,0 +1,111 @@
+package server
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"path/filepath"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+	"golang.org/x/sync/errgroup"
+
+	"github.com/vmapp/vmapp/server/catalog"
+	"github.com/vmapp/vmapp/topology"
+)
+
+// Config is vmappd's host-specific configuration (its flags).
+type Config struct {
+	DataDir     string // holds vmapp.db
+	Listen      string // gRPC address
+	MetricsAddr string // Prometheus /metrics address; "" disables
+	RegionsFile string
+	Logger      *slog.Logger
+	// Ready, when set, receives the bound gRPC address once serving.
+	Ready func(addr net.Addr)
+}
+
+// DBFile is the catalog file's name inside the data directory.
+const DBFile = "vmapp.db"
+
+// Run serves until ctx is cancelled, then stops gracefully.
+func Run(ctx context.Context, c Config) error {
+	log := c.Logger
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	topo, err := topology.Load(c.RegionsFile)
+	if err != nil {
+		return err
+	}
+	if err := os.MkdirAll(c.DataDir, 0o700); err != nil {
+		return fmt.Errorf("data directory: %w", err)
+	}
+	store, err := catalog.Open(ctx, filepath.Join(c.DataDir, DBFile), catalog.Options{Regions: topo.Names(), Logger: log})
+	if err != nil {
+		return err
+	}
+	defer store.Close()
+
+	lis, err := net.Listen("tcp", c.Listen)
+	if err != nil {
+		return fmt.Errorf("listen on %s for gRPC: %w", c.Listen, err)
+	}
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	gs := New(Options{Store: store, Topology: topo, Logger: log, Registry: reg})
+
+	var metricsSrv *http.Server
+	if c.MetricsAddr != "" {
+		mlis, err := net.Listen("tcp", c.MetricsAddr)
+		if err != nil {
+			lis.Close()
+			return fmt.Errorf("listen on %s for metrics: %w", c.MetricsAddr, err)
+		}
+		mux := http.NewServeMux()
+		mux.Handle("/metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{Registry: reg}))
+		metricsSrv = &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}
+		go func() {
+			if err := metricsSrv.Serve(mlis); err != nil && !errors.Is(err, http.ErrServerClosed) {
+				log.Error("metrics server", "err", err)
+			}
+		}()
+		log.Info("metrics listening", "addr", mlis.Addr().String())
+	}
+
+	g, gctx := errgroup.WithContext(ctx)
+	g.Go(func() error {
+		store.RunReaper(gctx, 30*time.Second)
+		return nil
+	})
+	g.Go(func() error {
+		<-gctx.Done()
+		stopped := make(chan struct{})
+		go func() { gs.GracefulStop(); close(stopped) }()
+		select {
+		case <-stopped:
+		case <-time.After(10 * time.Second):
+			gs.Stop()
+		}
+		if metricsSrv != nil {
+			metricsSrv.Close()
+		}
+		return nil
+	})
+	g.Go(func() error {
+		log.Info("vmappd serving", "addr", lis.Addr().String(), "data", c.DataDir, "regions", topo.Names())
+		if c.Ready != nil {
+			c.Ready(lis.Addr())
+		}
+		return gs.Serve(lis)
+	})
+	err = g.Wait()
+	log.Info("vmappd stopped")
+	return err
+}

@@ -1,0 +1,138 @@
+// Package server holds vmappd's gRPC handlers: thin adapters that take the
+// tenant from the request metadata, call the catalog, and map errors to gRPC
+// codes (errs.ToStatus) in one interceptor.
+package server
+
+import (
+	"context"
+	"log/slog"
+	"time"
+
+	grpcprom "github.com/grpc-ecosystem/go-grpc-middleware/providers/prometheus"
+	"github.com/prometheus/client_golang/prometheus"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/health"
+	healthpb "google.golang.org/grpc/health/grpc_health_v1"
+	"google.golang.org/grpc/metadata"
+	"google.golang.org/grpc/reflection"
+	"google.golang.org/grpc/status"
+
+	"github.com/vmapp/vmapp/errs"
+	pb "github.com/vmapp/vmapp/proto/vmapp/v1"
+	"github.com/vmapp/vmapp/server/catalog"
+	"github.com/vmapp/vmapp/topology"
+)
+
+// TenantKey is the gRPC metadata key that carries the tenant.
+const TenantKey = "vmapp-tenant"
+
+// DefaultTenant is used when a request names none.
+const DefaultTenant = "default"
+
+type tenantCtx struct{}
+
+// tenantOf returns the tenant the interceptor put in ctx.
+func tenantOf(ctx context.Context) string {
+	if t, ok := ctx.Value(tenantCtx{}).(string); ok {
+		return t
+	}
+	return DefaultTenant
+}
+
+// withTenant reads and validates the tenant from the incoming metadata.
+func withTenant(ctx context.Context) (context.Context, error) {
+	t := DefaultTenant
+	if md, ok := metadata.FromIncomingContext(ctx); ok {
+		if v := md.Get(TenantKey); len(v) > 0 {
+			if len(v) > 1 {
+				return ctx, errs.New(errs.InvalidArgument, "tenant", "metadata %s was sent %d times; send one tenant", TenantKey, len(v))
+			}
+			t = v[0]
+		}
+	}
+	if err := catalog.ValidateTenant(t); err != nil {
+		return ctx, err
+	}
+	return context.WithValue(ctx, tenantCtx{}, t), nil
+}
+
+// Options are what New needs.
+type Options struct {
+	Store    *catalog.Store
+	Topology *topology.Topology
+	Logger   *slog.Logger
+	// Registry receives the gRPC metrics; nil means none are registered.
+	Registry prometheus.Registerer
+}
+
+// New returns a gRPC server with the catalog, health and reflection services
+// registered, plus the interceptors for tenant, errors, logs and metrics.
+func New(o Options) *grpc.Server {
+	log := o.Logger
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	metrics := grpcprom.NewServerMetrics(grpcprom.WithServerHandlingTimeHistogram())
+	if o.Registry != nil {
+		o.Registry.MustRegister(metrics)
+	}
+	gs := grpc.NewServer(
+		grpc.ChainUnaryInterceptor(metrics.UnaryServerInterceptor(), unaryEdge(log)),
+		grpc.ChainStreamInterceptor(metrics.StreamServerInterceptor(), streamEdge(log)),
+	)
+	pb.RegisterCatalogServiceServer(gs, &catalogServer{store: o.Store, topo: o.Topology})
+	hs := health.NewServer()
+	hs.SetServingStatus("", healthpb.HealthCheckResponse_SERVING)
+	hs.SetServingStatus(pb.CatalogService_ServiceDesc.ServiceName, healthpb.HealthCheckResponse_SERVING)
+	healthpb.RegisterHealthServer(gs, hs)
+	reflection.Register(gs)
+	metrics.InitializeMetrics(gs)
+	return gs
+}
+
+// logCall logs one finished RPC: client errors at Info, server errors at
+// Error with the cause (which the reply does not carry).
+func logCall(log *slog.Logger, ctx context.Context, method string, start time.Time, err error) {
+	code := status.Code(errs.ToStatus(err))
+	attrs := []any{"method", method, "tenant", tenantOf(ctx), "code", code.String(), "duration", time.Since(start)}
+	switch {
+	case err == nil:
+		log.Debug("rpc", attrs...)
+	case errs.ClassOf(err) == errs.Internal:
+		log.Error("rpc", append(attrs, "err", err)...)
+	default:
+		log.Info("rpc", append(attrs, "err", err)...)
+	}
+}
+
+func unaryEdge(log *slog.Logger) grpc.UnaryServerInterceptor {
+	return func(ctx context.Context, req any, info *grpc.UnaryServerInfo, h grpc.UnaryHandler) (any, error) {
+		start := time.Now()
+		ctx, err := withTenant(ctx)
+		var resp any
+		if err == nil {
+			resp, err = h(ctx, req)
+		}
+		logCall(log, ctx, info.FullMethod, start, err)
+		return resp, errs.ToStatus(err)
+	}
+}
+
+type tenantStream struct {
+	grpc.ServerStream
+	ctx context.Context
+}
+
+func (s tenantStream) Context() context.Context { return s.ctx }
+
+func streamEdge(log *slog.Logger) grpc.StreamServerInterceptor {
+	return func(srv any, ss grpc.ServerStream, info *grpc.StreamServerInfo, h grpc.StreamHandler) error {
+		start := time.Now()
+		ctx, err := withTenant(ss.Context())
+		if err == nil {
+			err = h(srv, tenantStream{ss, ctx})
+		}
+		logCall(log, ctx, info.FullMethod, start, err)
+		return errs.ToStatus(err)
+	}
+}
