@@ -30,7 +30,7 @@ func applyMask[T proto.Message](cur, in T, mask []string, r maskRules) (T, error
 		switch {
 		case slices.Contains(r.mutable, path):
 			copyPath(next.ProtoReflect(), in.ProtoReflect(), strings.Split(path, "."))
-		case isImmutable(r.immutable, path):
+		case isImmutable(r.immutable, path) && !isImmutable(r.mutable, path):
 			for _, leaf := range r.immutable {
 				if leaf != path && !strings.HasPrefix(leaf, path+".") {
 					continue
@@ -48,8 +48,9 @@ func applyMask[T proto.Message](cur, in T, mask []string, r maskRules) (T, error
 	return next, nil
 }
 
-func isImmutable(immutable []string, path string) bool {
-	for _, p := range immutable {
+// isImmutable reports whether path is, or is a parent of, one of paths.
+func isImmutable(paths []string, path string) bool {
+	for _, p := range paths {
 		if p == path || strings.HasPrefix(p, path+".") {
 			return true
 		}

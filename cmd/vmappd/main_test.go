@@ -1,0 +1,303 @@
+package main
+
+import (
+	"bufio"
+	"context"
+	"fmt"
+	"math/rand/v2"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"google.golang.org/grpc/metadata"
+
+	"github.com/vmapp/vmapp/client"
+	"github.com/vmapp/vmapp/errs"
+	pb "github.com/vmapp/vmapp/proto/vmapp/v1"
+)
+
+const regionsYAML = `regions:
+  - name: eastus
+    endpoints:
+      - {url: "http://127.0.0.1:9", bucket: vmapp-eastus}
+  - name: westus
+    endpoints:
+      - {url: "http://127.0.0.1:9", bucket: vmapp-westus}
+`
+
+// build compiles vmappd once per test.
+func build(t *testing.T) string {
+	t.Helper()
+	bin := filepath.Join(t.TempDir(), "vmappd")
+	out, err := exec.Command("go", "build", "-o", bin, ".").CombinedOutput()
+	if err != nil {
+		t.Fatalf("go build: %v\n%s", err, out)
+	}
+	return bin
+}
+
+type proc struct {
+	cmd  *exec.Cmd
+	addr string
+	log  *strings.Builder
+	mu   *sync.Mutex
+	done chan struct{}
+}
+
+var servingRE = regexp.MustCompile(`msg="vmappd serving" addr=(\S+)`)
+
+// start runs vmappd on a free loopback port and waits until it serves.
+func start(t *testing.T, bin, data, regions string) *proc {
+	t.Helper()
+	cmd := exec.Command(bin, "--data", data, "--regions", regions, "--listen", "127.0.0.1:0")
+	stderr, err := cmd.StderrPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	p := &proc{cmd: cmd, log: &strings.Builder{}, mu: &sync.Mutex{}, done: make(chan struct{})}
+	addr := make(chan string, 1)
+	go func() {
+		sc := bufio.NewScanner(stderr)
+		for sc.Scan() {
+			p.mu.Lock()
+			p.log.WriteString(sc.Text() + "\n")
+			p.mu.Unlock()
+			if m := servingRE.FindStringSubmatch(sc.Text()); m != nil {
+				addr <- m[1]
+			}
+		}
+		cmd.Wait()
+		close(p.done)
+	}()
+	t.Cleanup(func() { cmd.Process.Kill(); <-p.done })
+	select {
+	case p.addr = <-addr:
+	case <-p.done:
+		t.Fatalf("vmappd exited before serving:\n%s", p.output())
+	case <-time.After(30 * time.Second):
+		t.Fatalf("vmappd did not start:\n%s", p.output())
+	}
+	return p
+}
+
+func (p *proc) output() string {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.log.String()
+}
+
+func (p *proc) kill9(t *testing.T) {
+	t.Helper()
+	if err := p.cmd.Process.Kill(); err != nil { // SIGKILL
+		t.Fatal(err)
+	}
+	<-p.done
+}
+
+type acked struct {
+	tenant, kind, gallery, app, version string
+}
+
+// load creates resources from several clients until the server dies,
+// returning every create the server acknowledged.
+func load(addr string, round int) ([]acked, error) {
+	c, err := client.New(addr, client.Options{})
+	if err != nil {
+		panic(err)
+	}
+	defer c.Close()
+	var mu sync.Mutex
+	var out []acked
+	var failure error
+	var wg sync.WaitGroup
+	for w := range 4 {
+		wg.Go(func() {
+			for i := 0; ; i++ {
+				ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+				tenant := tenantOf(round, w, i)
+				ctx = metadata.AppendToOutgoingContext(ctx, client.TenantKey, tenant)
+				g := fmt.Sprintf("r%d-w%d-%d", round, w, i)
+				_, err := c.Catalog.CreateGallery(ctx, &pb.CreateGalleryRequest{Gallery: &pb.Gallery{Name: g, Location: "eastus"}})
+				if err == nil {
+					mu.Lock()
+					out = append(out, acked{tenant: tenant, kind: "gallery", gallery: g})
+					mu.Unlock()
+					_, err = c.Catalog.CreateApplication(ctx, &pb.CreateApplicationRequest{Application: &pb.GalleryApplication{Gallery: g, Name: "app", Location: "eastus", SupportedOsType: "Linux"}})
+				}
+				if err == nil {
+					mu.Lock()
+					out = append(out, acked{tenant: tenant, kind: "app", gallery: g, app: "app"})
+					mu.Unlock()
+					_, err = c.Catalog.CreateVersion(ctx, &pb.CreateVersionRequest{Version: &pb.GalleryApplicationVersion{
+						Gallery: g, Application: "app", Name: "1.0.0", Location: "eastus",
+						PublishingProfile: &pb.PublishingProfile{
+							ManageActions: &pb.UserArtifactManage{Install: "install", Remove: "remove"},
+							TargetRegions: []*pb.TargetRegion{{Name: "eastus"}, {Name: "westus"}},
+						},
+					}})
+				}
+				cancel()
+				if err != nil {
+					if !errs.Is(err, errs.Unavailable) {
+						mu.Lock()
+						failure = err
+						mu.Unlock()
+					}
+					return // the server is gone
+				}
+				mu.Lock()
+				out = append(out, acked{tenant: tenant, kind: "version", gallery: g, app: "app", version: "1.0.0"})
+				mu.Unlock()
+			}
+		})
+	}
+	wg.Wait()
+	return out, failure
+}
+
+// tenantOf spreads the load over tenants, so that none runs into the 300
+// versions per region quota.
+func tenantOf(round, worker, i int) string {
+	return fmt.Sprintf("crash-%d-%d-%d", round, worker, i/200)
+}
+
+func check(t *testing.T, addr string, all []acked) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	c, err := client.New(addr, client.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	for _, a := range all {
+		ctx := metadata.AppendToOutgoingContext(ctx, client.TenantKey, a.tenant)
+		switch a.kind {
+		case "gallery":
+			_, err = c.Catalog.GetGallery(ctx, &pb.GetGalleryRequest{Gallery: a.gallery})
+		case "app":
+			_, err = c.Catalog.GetApplication(ctx, &pb.GetApplicationRequest{Gallery: a.gallery, Application: a.app})
+		case "version":
+			var r *pb.GetVersionResponse
+			r, err = c.Catalog.GetVersion(ctx, &pb.GetVersionRequest{Gallery: a.gallery, Application: a.app, Version: a.version})
+			if err == nil && len(r.Version.PublishingProfile.TargetRegions) != 2 {
+				err = fmt.Errorf("version read back damaged: %v", r.Version)
+			}
+		}
+		if err != nil {
+			t.Fatalf("acknowledged %s %s/%s/%s lost after kill -9: %v", a.kind, a.gallery, a.app, a.version, err)
+		}
+	}
+}
+
+// TestKill9LosesNothingAcknowledged runs the real vmappd binary, kills it with
+// SIGKILL in the middle of a create load, restarts it on the same data, and
+// reads back every resource whose create was acknowledged.
+func TestKill9LosesNothingAcknowledged(t *testing.T) {
+	if testing.Short() {
+		t.Skip("builds and kills the vmappd binary")
+	}
+	bin := build(t)
+	dir := t.TempDir()
+	regions := filepath.Join(dir, "regions.yaml")
+	if err := os.WriteFile(regions, []byte(regionsYAML), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	data := filepath.Join(dir, "data")
+	var all []acked
+	for round := range 3 {
+		p := start(t, bin, data, regions)
+		check(t, p.addr, all) // earlier rounds survived this restart too
+		type result struct {
+			acked []acked
+			err   error
+		}
+		res := make(chan result, 1)
+		go func() { a, err := load(p.addr, round); res <- result{a, err} }()
+		time.Sleep(time.Duration(300+rand.IntN(500)) * time.Millisecond)
+		p.kill9(t)
+		r := <-res
+		if r.err != nil {
+			t.Fatalf("round %d: a create failed for a reason other than the kill: %v", round, r.err)
+		}
+		got := r.acked
+		if len(got) == 0 {
+			t.Fatalf("round %d: nothing was acknowledged before the kill:\n%s", round, p.output())
+		}
+		t.Logf("round %d: %d creates acknowledged before SIGKILL", round, len(got))
+		all = append(all, got...)
+	}
+	p := start(t, bin, data, regions)
+	check(t, p.addr, all)
+}
+
+// TestSecondInstanceFailsFast starts two vmappd on one data directory: the
+// second exits at once with a clear message instead of waiting for the lock.
+func TestSecondInstanceFailsFast(t *testing.T) {
+	bin := build(t)
+	dir := t.TempDir()
+	regions := filepath.Join(dir, "regions.yaml")
+	if err := os.WriteFile(regions, []byte(regionsYAML), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	start(t, bin, filepath.Join(dir, "data"), regions)
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	out, err := exec.CommandContext(ctx, bin, "--data", filepath.Join(dir, "data"), "--regions", regions, "--listen", "127.0.0.1:0").CombinedOutput()
+	if err == nil || ctx.Err() != nil {
+		t.Fatalf("second vmappd: err %v, ctx %v\n%s", err, ctx.Err(), out)
+	}
+	if !strings.Contains(string(out), "is another vmappd running with the same --data directory?") {
+		t.Fatalf("second vmappd said:\n%s", out)
+	}
+}
+
+// TestBadFlagsAndRegions checks vmappd's start-up errors.
+func TestBadFlagsAndRegions(t *testing.T) {
+	bin := build(t)
+	dir := t.TempDir()
+	taken, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer taken.Close()
+	for _, tc := range []struct {
+		name, yaml string
+		args       []string
+		want       string
+	}{
+		{"no flags", "", nil, "usage: vmappd"},
+		{"missing file", "", []string{"--regions", filepath.Join(dir, "nope.yaml")}, "no such file"},
+		{"secret in file", "regions:\n  - name: eastus\n    endpoints:\n      - {url: 'http://127.0.0.1:9', bucket: b-east, secretKey: hunter2}\n", nil, "field secretKey not found"},
+		{"bad region", "regions:\n  - name: East_US\n    endpoints:\n      - {url: 'http://127.0.0.1:9', bucket: b-east}\n", nil, `East_US`},
+		{"duplicate region", "regions:\n  - name: eastus\n    endpoints: [{url: 'http://127.0.0.1:9', bucket: b-one}]\n  - name: eastus\n    endpoints: [{url: 'http://127.0.0.1:9', bucket: b-two}]\n", nil, "listed twice"},
+		{"no endpoints", "regions:\n  - name: eastus\n", nil, "at least one endpoint"},
+		{"bad url", "regions:\n  - name: eastus\n    endpoints: [{url: 'ftp://x', bucket: b-east}]\n", nil, "want http(s)://host:port"},
+		{"port taken", regionsYAML, []string{"--listen", taken.Addr().String()}, "listen on " + taken.Addr().String()},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			args := []string{"--data", filepath.Join(t.TempDir(), "data")}
+			if tc.yaml != "" {
+				f := filepath.Join(t.TempDir(), "regions.yaml")
+				os.WriteFile(f, []byte(tc.yaml), 0o600)
+				args = append(args, "--regions", f)
+			}
+			if tc.name == "no flags" {
+				args = nil
+			}
+			out, err := exec.Command(bin, append(args, tc.args...)...).CombinedOutput()
+			if err == nil || !strings.Contains(string(out), tc.want) {
+				t.Fatalf("err %v, output:\n%s\nwant %q", err, out, tc.want)
+			}
+		})
+	}
+}
