@@ -32,6 +32,15 @@ const regionsYAML = `regions:
 `
 
 // build compiles vmappd once per test.
+// TestMain gives the vmappd processes the tests start store credentials: the
+// regions file's endpoints are never dialled by these tests, but vmappd
+// refuses to start without credentials for them.
+func TestMain(m *testing.M) {
+	os.Setenv("VMAPP_S3_ACCESS_KEY", "test-access")
+	os.Setenv("VMAPP_S3_SECRET_KEY", "test-secret")
+	os.Exit(m.Run())
+}
+
 func build(t *testing.T) string {
 	t.Helper()
 	bin := filepath.Join(t.TempDir(), "vmappd")
@@ -282,6 +291,7 @@ func TestBadFlagsAndRegions(t *testing.T) {
 		{"duplicate region", "regions:\n  - name: eastus\n    endpoints: [{url: 'http://127.0.0.1:9', bucket: b-one}]\n  - name: eastus\n    endpoints: [{url: 'http://127.0.0.1:9', bucket: b-two}]\n", nil, "listed twice"},
 		{"no endpoints", "regions:\n  - name: eastus\n", nil, "at least one endpoint"},
 		{"bad url", "regions:\n  - name: eastus\n    endpoints: [{url: 'ftp://x', bucket: b-east}]\n", nil, "want http(s)://host:port"},
+		{"other credentials missing", "regions:\n  - name: eastus\n    endpoints: [{url: 'http://127.0.0.1:9', bucket: b-east, credentialsEnv: NOPE_S3}]\n", nil, "set NOPE_S3_ACCESS_KEY and NOPE_S3_SECRET_KEY"},
 		{"port taken", regionsYAML, []string{"--listen", taken.Addr().String()}, "listen on " + taken.Addr().String()},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
