@@ -11,6 +11,7 @@ import (
 	"google.golang.org/grpc/metadata"
 
 	"github.com/vmapp/vmapp/errs"
+	"github.com/vmapp/vmapp/internal/wire"
 	pb "github.com/vmapp/vmapp/proto/vmapp/v1"
 )
 
@@ -21,29 +22,39 @@ const TenantKey = "vmapp-tenant"
 type Options struct {
 	// Tenant every call runs in; "" lets the server use its default.
 	Tenant string
+	// Compressor names the wire compression for requests: "" (none), "zstd"
+	// or "s2".
+	Compressor string
 	// DialOptions are appended to the client's own.
 	DialOptions []grpc.DialOption
 }
 
 // Client is a connection to vmappd.
 type Client struct {
-	conn    *grpc.ClientConn
-	Catalog pb.CatalogServiceClient
+	conn     *grpc.ClientConn
+	Catalog  pb.CatalogServiceClient
+	Transfer pb.TransferServiceClient
 }
 
 // New connects to vmappd at addr (host:port). The connection is made lazily;
 // errors of calls are *errs.Error values of the server's class.
 func New(addr string, o Options) (*Client, error) {
-	opts := []grpc.DialOption{
+	opts := append(wire.DialOptions(),
 		grpc.WithTransportCredentials(insecure.NewCredentials()),
 		grpc.WithChainUnaryInterceptor(unary(o.Tenant)),
 		grpc.WithChainStreamInterceptor(stream(o.Tenant)),
+	)
+	if o.Compressor != "" {
+		if !wire.Registered(o.Compressor) {
+			return nil, errs.New(errs.InvalidArgument, "compressor", "compressor %q is not one of %v", o.Compressor, wire.Compressors)
+		}
+		opts = append(opts, grpc.WithDefaultCallOptions(grpc.UseCompressor(o.Compressor)))
 	}
 	conn, err := grpc.NewClient(addr, append(opts, o.DialOptions...)...)
 	if err != nil {
 		return nil, fmt.Errorf("vmappd at %q: %w", addr, err)
 	}
-	return &Client{conn: conn, Catalog: pb.NewCatalogServiceClient(conn)}, nil
+	return &Client{conn: conn, Catalog: pb.NewCatalogServiceClient(conn), Transfer: pb.NewTransferServiceClient(conn)}, nil
 }
 
 // Close closes the connection.

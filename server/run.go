@@ -16,7 +16,9 @@ import (
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 	"golang.org/x/sync/errgroup"
 
+	pb "github.com/vmapp/vmapp/proto/vmapp/v1"
 	"github.com/vmapp/vmapp/server/catalog"
+	"github.com/vmapp/vmapp/server/ingest"
 	"github.com/vmapp/vmapp/topology"
 )
 
@@ -27,6 +29,11 @@ type Config struct {
 	MetricsAddr string // Prometheus /metrics address; "" disables
 	RegionsFile string
 	Logger      *slog.Logger
+	// PartConcurrency is the number of parts an upload stores at once.
+	PartConcurrency int
+	// PartSize is the multipart part and manifest piece size (default 8 MiB;
+	// at least 5 MiB, S3's minimum part).
+	PartSize int64
 	// Ready, when set, receives the bound gRPC address once serving.
 	Ready func(addr net.Addr)
 }
@@ -44,14 +51,23 @@ func Run(ctx context.Context, c Config) error {
 	if err != nil {
 		return err
 	}
+	stores, err := OpenStores(ctx, topo)
+	if err != nil {
+		return err
+	}
 	if err := os.MkdirAll(c.DataDir, 0o700); err != nil {
 		return fmt.Errorf("data directory: %w", err)
 	}
-	store, err := catalog.Open(ctx, filepath.Join(c.DataDir, DBFile), catalog.Options{Regions: topo.Names(), Logger: log})
+	var ing *ingest.Service
+	store, err := catalog.Open(ctx, filepath.Join(c.DataDir, DBFile), catalog.Options{
+		Regions: topo.Names(), Logger: log,
+		FinalizeVersion: func(ctx context.Context, v *pb.GalleryApplicationVersion) error { return ing.DeleteObjects(ctx, v) },
+	})
 	if err != nil {
 		return err
 	}
 	defer store.Close()
+	ing = ingest.New(ingest.Options{Catalog: store, Store: stores.Get, Logger: log, Concurrency: c.PartConcurrency, PartSize: c.PartSize})
 
 	lis, err := net.Listen("tcp", c.Listen)
 	if err != nil {
@@ -59,7 +75,7 @@ func Run(ctx context.Context, c Config) error {
 	}
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
-	gs := New(Options{Store: store, Topology: topo, Logger: log, Registry: reg})
+	gs := New(Options{Store: store, Topology: topo, Ingest: ing, Logger: log, Registry: reg})
 
 	var metricsSrv *http.Server
 	if c.MetricsAddr != "" {
@@ -80,8 +96,13 @@ func Run(ctx context.Context, c Config) error {
 	}
 
 	g, gctx := errgroup.WithContext(ctx)
+	stores.EnsureBuckets(gctx, log)
 	g.Go(func() error {
 		store.RunReaper(gctx, 30*time.Second)
+		return nil
+	})
+	g.Go(func() error {
+		ing.RunJanitor(gctx, time.Minute)
 		return nil
 	})
 	g.Go(func() error {

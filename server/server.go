@@ -18,8 +18,10 @@ import (
 	"google.golang.org/grpc/status"
 
 	"github.com/vmapp/vmapp/errs"
+	"github.com/vmapp/vmapp/internal/wire"
 	pb "github.com/vmapp/vmapp/proto/vmapp/v1"
 	"github.com/vmapp/vmapp/server/catalog"
+	"github.com/vmapp/vmapp/server/ingest"
 	"github.com/vmapp/vmapp/topology"
 )
 
@@ -60,7 +62,9 @@ func withTenant(ctx context.Context) (context.Context, error) {
 type Options struct {
 	Store    *catalog.Store
 	Topology *topology.Topology
-	Logger   *slog.Logger
+	// Ingest serves TransferService when set.
+	Ingest *ingest.Service
+	Logger *slog.Logger
 	// Registry receives the gRPC metrics; nil means none are registered.
 	Registry prometheus.Registerer
 }
@@ -76,11 +80,14 @@ func New(o Options) *grpc.Server {
 	if o.Registry != nil {
 		o.Registry.MustRegister(metrics)
 	}
-	gs := grpc.NewServer(
+	gs := grpc.NewServer(append(wire.ServerOptions(),
 		grpc.ChainUnaryInterceptor(metrics.UnaryServerInterceptor(), unaryEdge(log)),
 		grpc.ChainStreamInterceptor(metrics.StreamServerInterceptor(), streamEdge(log)),
-	)
+	)...)
 	pb.RegisterCatalogServiceServer(gs, &catalogServer{store: o.Store, topo: o.Topology})
+	if o.Ingest != nil {
+		pb.RegisterTransferServiceServer(gs, &transferServer{ingest: o.Ingest})
+	}
 	hs := health.NewServer()
 	hs.SetServingStatus("", healthpb.HealthCheckResponse_SERVING)
 	hs.SetServingStatus(pb.CatalogService_ServiceDesc.ServiceName, healthpb.HealthCheckResponse_SERVING)

@@ -32,12 +32,14 @@ const regionsYAML = `regions:
 `
 
 // build compiles vmappd once per test.
+const accessKey, secretKey = "test-access", "test-secret"
+
 // TestMain gives the vmappd processes the tests start store credentials: the
 // regions file's endpoints are never dialled by these tests, but vmappd
 // refuses to start without credentials for them.
 func TestMain(m *testing.M) {
-	os.Setenv("VMAPP_S3_ACCESS_KEY", "test-access")
-	os.Setenv("VMAPP_S3_SECRET_KEY", "test-secret")
+	os.Setenv("VMAPP_S3_ACCESS_KEY", accessKey)
+	os.Setenv("VMAPP_S3_SECRET_KEY", secretKey)
 	os.Exit(m.Run())
 }
 
@@ -62,9 +64,10 @@ type proc struct {
 var servingRE = regexp.MustCompile(`msg="vmappd serving" addr=(\S+)`)
 
 // start runs vmappd on a free loopback port and waits until it serves.
-func start(t *testing.T, bin, data, regions string) *proc {
+// Extra flags follow the defaults and override them.
+func start(t *testing.T, bin, data, regions string, extra ...string) *proc {
 	t.Helper()
-	cmd := exec.Command(bin, "--data", data, "--regions", regions, "--listen", "127.0.0.1:0")
+	cmd := exec.Command(bin, append([]string{"--data", data, "--regions", regions, "--listen", "127.0.0.1:0"}, extra...)...)
 	stderr, err := cmd.StderrPipe()
 	if err != nil {
 		t.Fatal(err)

@@ -42,11 +42,13 @@ func (s *Store) RunReaper(ctx context.Context, interval time.Duration) {
 // Reap removes every resource marked for deletion whose children are gone:
 // versions first, then applications, then galleries.
 func (s *Store) Reap(ctx context.Context) error {
+	if err := s.reapVersions(ctx); err != nil {
+		return err
+	}
 	for _, step := range []struct {
 		bucket, child []byte
 		zero          resource
 	}{
-		{bucketVersions, nil, &pb.GalleryApplicationVersion{}},
 		{bucketApplications, bucketVersions, &pb.GalleryApplication{}},
 		{bucketGalleries, bucketApplications, &pb.Gallery{}},
 	} {
@@ -96,4 +98,63 @@ func (s *Store) reapBatch(ctx context.Context, bucket, child []byte, zero resour
 		return nil
 	})
 	return n, err
+}
+
+// reapVersions removes the versions marked for deletion: for each, the
+// finalizer deletes its stored objects (outside any transaction), then one
+// transaction removes the version, its manifests and its upload sessions.
+// A version whose finalizer fails stays marked for the next pass.
+func (s *Store) reapVersions(ctx context.Context) error {
+	type doomed struct {
+		k []byte
+		v *pb.GalleryApplicationVersion
+	}
+	var todo []doomed
+	err := s.view(ctx, func(tx *bolt.Tx) error {
+		return tx.Bucket(bucketVersions).ForEach(func(k, val []byte) error {
+			v := &pb.GalleryApplicationVersion{}
+			if err := proto.Unmarshal(val, v); err != nil {
+				return err
+			}
+			if v.ProvisioningState == StateDeleting {
+				todo = append(todo, doomed{append([]byte(nil), k...), v})
+			}
+			return nil
+		})
+	})
+	if err != nil {
+		return err
+	}
+	for _, d := range todo {
+		if s.finalize != nil {
+			if err := s.finalize(ctx, d.v); err != nil {
+				s.log.Warn("deleting a version's stored objects failed; will retry", "version", versionPath(d.v.Gallery, d.v.Application, d.v.Name), "tenant", d.v.Tenant, "err", err)
+				continue
+			}
+		}
+		err := s.update(ctx, func(tx *bolt.Tx) error {
+			if err := tx.Bucket(bucketVersions).Delete(d.k); err != nil {
+				return err
+			}
+			for _, k := range []pb.ArtifactKind{pb.ArtifactKind_ARTIFACT_KIND_PACKAGE, pb.ArtifactKind_ARTIFACT_KIND_CONFIGURATION} {
+				if err := tx.Bucket(bucketManifests).Delete(manifestKey(d.k, k)); err != nil {
+					return err
+				}
+				sess, err := findSession(tx, d.v.Tenant, d.v.Gallery, d.v.Application, d.v.Name, k)
+				if err != nil {
+					return err
+				}
+				if sess != nil {
+					if err := tx.Bucket(bucketUploads).Delete([]byte(sess.Id)); err != nil {
+						return err
+					}
+				}
+			}
+			return nil
+		})
+		if err != nil {
+			return err
+		}
+	}
+	return nil
 }

@@ -1,7 +1,7 @@
 // Package catalog is vmappd's state: galleries, applications and application
 // versions, kept in one bbolt file.
 //
-// # Schema (version 1)
+// # Schema (version 2)
 //
 // Every value is a protobuf message; keys are the resource path with NUL
 // separators (names can't contain NUL), so that a prefix scan lists the
@@ -12,6 +12,8 @@
 //	galleries     tenant 0 gallery                        -> vmapp.v1.Gallery
 //	applications  tenant 0 gallery 0 application          -> vmapp.v1.GalleryApplication
 //	versions      tenant 0 gallery 0 application 0 key    -> vmapp.v1.GalleryApplicationVersion
+//	uploads       session id                              -> vmapp.state.v1.UploadSession   (v2)
+//	manifests     version key 0 kind                      -> vmapp.state.v1.Manifest        (v2)
 //
 // where a version's key is its three numbers zero-padded to ten digits, so
 // that byte order is numeric order (1.9.0 before 1.10.0).
@@ -46,6 +48,7 @@ import (
 	"google.golang.org/protobuf/types/known/timestamppb"
 
 	"github.com/vmapp/vmapp/errs"
+	pb "github.com/vmapp/vmapp/proto/vmapp/v1"
 )
 
 var (
@@ -53,6 +56,8 @@ var (
 	bucketGalleries    = []byte("galleries")
 	bucketApplications = []byte("applications")
 	bucketVersions     = []byte("versions")
+	bucketUploads      = []byte("uploads")
+	bucketManifests    = []byte("manifests")
 
 	keySchema = []byte("schema")
 )
@@ -61,6 +66,14 @@ var (
 var migrations = []func(tx *bolt.Tx) error{
 	func(tx *bolt.Tx) error { // 0 -> 1: the initial buckets
 		for _, b := range [][]byte{bucketMeta, bucketGalleries, bucketApplications, bucketVersions} {
+			if _, err := tx.CreateBucketIfNotExists(b); err != nil {
+				return err
+			}
+		}
+		return nil
+	},
+	func(tx *bolt.Tx) error { // 1 -> 2: upload sessions and piece manifests
+		for _, b := range [][]byte{bucketUploads, bucketManifests} {
 			if _, err := tx.CreateBucketIfNotExists(b); err != nil {
 				return err
 			}
@@ -81,6 +94,10 @@ type Options struct {
 	MaxVersionsPerRegion int
 	// OpenTimeout bounds the wait for the file lock; 0 means 1 second.
 	OpenTimeout time.Duration
+	// FinalizeVersion, when set, runs before a version marked for deletion is
+	// removed (it deletes the version's stored objects); an error leaves the
+	// version marked, to be retried by the next reaping.
+	FinalizeVersion func(ctx context.Context, v *pb.GalleryApplicationVersion) error
 	// Now returns the current time; nil means time.Now.
 	Now    func() time.Time
 	Logger *slog.Logger
@@ -94,6 +111,7 @@ type Store struct {
 	now         func() time.Time
 	log         *slog.Logger
 	reap        chan struct{}
+	finalize    func(ctx context.Context, v *pb.GalleryApplicationVersion) error
 }
 
 // Open opens (creating if needed) the catalog file at path and migrates it.
@@ -112,7 +130,7 @@ func Open(ctx context.Context, path string, o Options) (*Store, error) {
 	if err != nil {
 		return nil, fmt.Errorf("open database %s: %w", path, err)
 	}
-	s := &Store{db: db, regions: o.Regions, maxVersions: o.MaxVersionsPerRegion, now: o.Now, log: o.Logger, reap: make(chan struct{}, 1)}
+	s := &Store{db: db, regions: o.Regions, maxVersions: o.MaxVersionsPerRegion, now: o.Now, log: o.Logger, reap: make(chan struct{}, 1), finalize: o.FinalizeVersion}
 	if s.maxVersions == 0 {
 		s.maxVersions = DefaultMaxVersionsPerRegion
 	}

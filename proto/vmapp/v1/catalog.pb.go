@@ -300,8 +300,12 @@ type GalleryApplicationVersion struct {
 	CreateTime        *timestamppb.Timestamp `protobuf:"bytes,10,opt,name=create_time,json=createTime,proto3" json:"create_time,omitempty"`
 	UpdateTime        *timestamppb.Timestamp `protobuf:"bytes,11,opt,name=update_time,json=updateTime,proto3" json:"update_time,omitempty"`
 	Tenant            string                 `protobuf:"bytes,12,opt,name=tenant,proto3" json:"tenant,omitempty"`
-	unknownFields     protoimpl.UnknownFields
-	sizeCache         protoimpl.SizeCache
+	// The stored package, once uploaded or imported and verified.
+	Package *Artifact `protobuf:"bytes,13,opt,name=package,proto3" json:"package,omitempty"`
+	// The stored default configuration, if any.
+	DefaultConfiguration *Artifact `protobuf:"bytes,14,opt,name=default_configuration,json=defaultConfiguration,proto3" json:"default_configuration,omitempty"`
+	unknownFields        protoimpl.UnknownFields
+	sizeCache            protoimpl.SizeCache
 }
 
 func (x *GalleryApplicationVersion) Reset() {
@@ -418,6 +422,100 @@ func (x *GalleryApplicationVersion) GetTenant() string {
 	return ""
 }
 
+func (x *GalleryApplicationVersion) GetPackage() *Artifact {
+	if x != nil {
+		return x.Package
+	}
+	return nil
+}
+
+func (x *GalleryApplicationVersion) GetDefaultConfiguration() *Artifact {
+	if x != nil {
+		return x.DefaultConfiguration
+	}
+	return nil
+}
+
+// Artifact describes a stored, verified file: a package or a configuration.
+type Artifact struct {
+	state     protoimpl.MessageState `protogen:"open.v1"`
+	SizeBytes int64                  `protobuf:"varint,1,opt,name=size_bytes,json=sizeBytes,proto3" json:"size_bytes,omitempty"`
+	// Hex sha256 of the whole file.
+	Sha256 string `protobuf:"bytes,2,opt,name=sha256,proto3" json:"sha256,omitempty"`
+	// Downloads verify the file piece by piece: piece i covers bytes
+	// [i*piece_size, min((i+1)*piece_size, size_bytes)).
+	PieceSize     int64                  `protobuf:"varint,3,opt,name=piece_size,json=pieceSize,proto3" json:"piece_size,omitempty"`
+	PieceCount    int32                  `protobuf:"varint,4,opt,name=piece_count,json=pieceCount,proto3" json:"piece_count,omitempty"`
+	StoredTime    *timestamppb.Timestamp `protobuf:"bytes,5,opt,name=stored_time,json=storedTime,proto3" json:"stored_time,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *Artifact) Reset() {
+	*x = Artifact{}
+	mi := &file_vmapp_v1_catalog_proto_msgTypes[3]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *Artifact) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*Artifact) ProtoMessage() {}
+
+func (x *Artifact) ProtoReflect() protoreflect.Message {
+	mi := &file_vmapp_v1_catalog_proto_msgTypes[3]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use Artifact.ProtoReflect.Descriptor instead.
+func (*Artifact) Descriptor() ([]byte, []int) {
+	return file_vmapp_v1_catalog_proto_rawDescGZIP(), []int{3}
+}
+
+func (x *Artifact) GetSizeBytes() int64 {
+	if x != nil {
+		return x.SizeBytes
+	}
+	return 0
+}
+
+func (x *Artifact) GetSha256() string {
+	if x != nil {
+		return x.Sha256
+	}
+	return ""
+}
+
+func (x *Artifact) GetPieceSize() int64 {
+	if x != nil {
+		return x.PieceSize
+	}
+	return 0
+}
+
+func (x *Artifact) GetPieceCount() int32 {
+	if x != nil {
+		return x.PieceCount
+	}
+	return 0
+}
+
+func (x *Artifact) GetStoredTime() *timestamppb.Timestamp {
+	if x != nil {
+		return x.StoredTime
+	}
+	return nil
+}
+
 type PublishingProfile struct {
 	state  protoimpl.MessageState `protogen:"open.v1"`
 	Source *UserArtifactSource    `protobuf:"bytes,1,opt,name=source,proto3" json:"source,omitempty"`
@@ -442,7 +540,7 @@ type PublishingProfile struct {
 
 func (x *PublishingProfile) Reset() {
 	*x = PublishingProfile{}
-	mi := &file_vmapp_v1_catalog_proto_msgTypes[3]
+	mi := &file_vmapp_v1_catalog_proto_msgTypes[4]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -454,7 +552,7 @@ func (x *PublishingProfile) String() string {
 func (*PublishingProfile) ProtoMessage() {}
 
 func (x *PublishingProfile) ProtoReflect() protoreflect.Message {
-	mi := &file_vmapp_v1_catalog_proto_msgTypes[3]
+	mi := &file_vmapp_v1_catalog_proto_msgTypes[4]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -467,7 +565,7 @@ func (x *PublishingProfile) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PublishingProfile.ProtoReflect.Descriptor instead.
 func (*PublishingProfile) Descriptor() ([]byte, []int) {
-	return file_vmapp_v1_catalog_proto_rawDescGZIP(), []int{3}
+	return file_vmapp_v1_catalog_proto_rawDescGZIP(), []int{4}
 }
 
 func (x *PublishingProfile) GetSource() *UserArtifactSource {
@@ -545,7 +643,7 @@ type UserArtifactSource struct {
 
 func (x *UserArtifactSource) Reset() {
 	*x = UserArtifactSource{}
-	mi := &file_vmapp_v1_catalog_proto_msgTypes[4]
+	mi := &file_vmapp_v1_catalog_proto_msgTypes[5]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -557,7 +655,7 @@ func (x *UserArtifactSource) String() string {
 func (*UserArtifactSource) ProtoMessage() {}
 
 func (x *UserArtifactSource) ProtoReflect() protoreflect.Message {
-	mi := &file_vmapp_v1_catalog_proto_msgTypes[4]
+	mi := &file_vmapp_v1_catalog_proto_msgTypes[5]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -570,7 +668,7 @@ func (x *UserArtifactSource) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use UserArtifactSource.ProtoReflect.Descriptor instead.
 func (*UserArtifactSource) Descriptor() ([]byte, []int) {
-	return file_vmapp_v1_catalog_proto_rawDescGZIP(), []int{4}
+	return file_vmapp_v1_catalog_proto_rawDescGZIP(), []int{5}
 }
 
 func (x *UserArtifactSource) GetMediaLink() string {
@@ -601,7 +699,7 @@ type UserArtifactManage struct {
 
 func (x *UserArtifactManage) Reset() {
 	*x = UserArtifactManage{}
-	mi := &file_vmapp_v1_catalog_proto_msgTypes[5]
+	mi := &file_vmapp_v1_catalog_proto_msgTypes[6]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -613,7 +711,7 @@ func (x *UserArtifactManage) String() string {
 func (*UserArtifactManage) ProtoMessage() {}
 
 func (x *UserArtifactManage) ProtoReflect() protoreflect.Message {
-	mi := &file_vmapp_v1_catalog_proto_msgTypes[5]
+	mi := &file_vmapp_v1_catalog_proto_msgTypes[6]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -626,7 +724,7 @@ func (x *UserArtifactManage) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use UserArtifactManage.ProtoReflect.Descriptor instead.
 func (*UserArtifactManage) Descriptor() ([]byte, []int) {
-	return file_vmapp_v1_catalog_proto_rawDescGZIP(), []int{5}
+	return file_vmapp_v1_catalog_proto_rawDescGZIP(), []int{6}
 }
 
 func (x *UserArtifactManage) GetInstall() string {
@@ -663,7 +761,7 @@ type UserArtifactSettings struct {
 
 func (x *UserArtifactSettings) Reset() {
 	*x = UserArtifactSettings{}
-	mi := &file_vmapp_v1_catalog_proto_msgTypes[6]
+	mi := &file_vmapp_v1_catalog_proto_msgTypes[7]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -675,7 +773,7 @@ func (x *UserArtifactSettings) String() string {
 func (*UserArtifactSettings) ProtoMessage() {}
 
 func (x *UserArtifactSettings) ProtoReflect() protoreflect.Message {
-	mi := &file_vmapp_v1_catalog_proto_msgTypes[6]
+	mi := &file_vmapp_v1_catalog_proto_msgTypes[7]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -688,7 +786,7 @@ func (x *UserArtifactSettings) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use UserArtifactSettings.ProtoReflect.Descriptor instead.
 func (*UserArtifactSettings) Descriptor() ([]byte, []int) {
-	return file_vmapp_v1_catalog_proto_rawDescGZIP(), []int{6}
+	return file_vmapp_v1_catalog_proto_rawDescGZIP(), []int{7}
 }
 
 func (x *UserArtifactSettings) GetPackageFileName() string {
@@ -726,7 +824,7 @@ type TargetRegion struct {
 
 func (x *TargetRegion) Reset() {
 	*x = TargetRegion{}
-	mi := &file_vmapp_v1_catalog_proto_msgTypes[7]
+	mi := &file_vmapp_v1_catalog_proto_msgTypes[8]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -738,7 +836,7 @@ func (x *TargetRegion) String() string {
 func (*TargetRegion) ProtoMessage() {}
 
 func (x *TargetRegion) ProtoReflect() protoreflect.Message {
-	mi := &file_vmapp_v1_catalog_proto_msgTypes[7]
+	mi := &file_vmapp_v1_catalog_proto_msgTypes[8]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -751,7 +849,7 @@ func (x *TargetRegion) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use TargetRegion.ProtoReflect.Descriptor instead.
 func (*TargetRegion) Descriptor() ([]byte, []int) {
-	return file_vmapp_v1_catalog_proto_rawDescGZIP(), []int{7}
+	return file_vmapp_v1_catalog_proto_rawDescGZIP(), []int{8}
 }
 
 func (x *TargetRegion) GetName() string {
@@ -791,7 +889,7 @@ type SafetyProfile struct {
 
 func (x *SafetyProfile) Reset() {
 	*x = SafetyProfile{}
-	mi := &file_vmapp_v1_catalog_proto_msgTypes[8]
+	mi := &file_vmapp_v1_catalog_proto_msgTypes[9]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -803,7 +901,7 @@ func (x *SafetyProfile) String() string {
 func (*SafetyProfile) ProtoMessage() {}
 
 func (x *SafetyProfile) ProtoReflect() protoreflect.Message {
-	mi := &file_vmapp_v1_catalog_proto_msgTypes[8]
+	mi := &file_vmapp_v1_catalog_proto_msgTypes[9]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -816,7 +914,7 @@ func (x *SafetyProfile) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SafetyProfile.ProtoReflect.Descriptor instead.
 func (*SafetyProfile) Descriptor() ([]byte, []int) {
-	return file_vmapp_v1_catalog_proto_rawDescGZIP(), []int{8}
+	return file_vmapp_v1_catalog_proto_rawDescGZIP(), []int{9}
 }
 
 func (x *SafetyProfile) GetAllowDeletionOfReplicatedLocations() bool {
@@ -837,7 +935,7 @@ type ReplicationStatus struct {
 
 func (x *ReplicationStatus) Reset() {
 	*x = ReplicationStatus{}
-	mi := &file_vmapp_v1_catalog_proto_msgTypes[9]
+	mi := &file_vmapp_v1_catalog_proto_msgTypes[10]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -849,7 +947,7 @@ func (x *ReplicationStatus) String() string {
 func (*ReplicationStatus) ProtoMessage() {}
 
 func (x *ReplicationStatus) ProtoReflect() protoreflect.Message {
-	mi := &file_vmapp_v1_catalog_proto_msgTypes[9]
+	mi := &file_vmapp_v1_catalog_proto_msgTypes[10]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -862,7 +960,7 @@ func (x *ReplicationStatus) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ReplicationStatus.ProtoReflect.Descriptor instead.
 func (*ReplicationStatus) Descriptor() ([]byte, []int) {
-	return file_vmapp_v1_catalog_proto_rawDescGZIP(), []int{9}
+	return file_vmapp_v1_catalog_proto_rawDescGZIP(), []int{10}
 }
 
 func (x *ReplicationStatus) GetAggregatedState() string {
@@ -892,7 +990,7 @@ type RegionalReplicationStatus struct {
 
 func (x *RegionalReplicationStatus) Reset() {
 	*x = RegionalReplicationStatus{}
-	mi := &file_vmapp_v1_catalog_proto_msgTypes[10]
+	mi := &file_vmapp_v1_catalog_proto_msgTypes[11]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -904,7 +1002,7 @@ func (x *RegionalReplicationStatus) String() string {
 func (*RegionalReplicationStatus) ProtoMessage() {}
 
 func (x *RegionalReplicationStatus) ProtoReflect() protoreflect.Message {
-	mi := &file_vmapp_v1_catalog_proto_msgTypes[10]
+	mi := &file_vmapp_v1_catalog_proto_msgTypes[11]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -917,7 +1015,7 @@ func (x *RegionalReplicationStatus) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RegionalReplicationStatus.ProtoReflect.Descriptor instead.
 func (*RegionalReplicationStatus) Descriptor() ([]byte, []int) {
-	return file_vmapp_v1_catalog_proto_rawDescGZIP(), []int{10}
+	return file_vmapp_v1_catalog_proto_rawDescGZIP(), []int{11}
 }
 
 func (x *RegionalReplicationStatus) GetRegion() string {
@@ -958,7 +1056,7 @@ type Region struct {
 
 func (x *Region) Reset() {
 	*x = Region{}
-	mi := &file_vmapp_v1_catalog_proto_msgTypes[11]
+	mi := &file_vmapp_v1_catalog_proto_msgTypes[12]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -970,7 +1068,7 @@ func (x *Region) String() string {
 func (*Region) ProtoMessage() {}
 
 func (x *Region) ProtoReflect() protoreflect.Message {
-	mi := &file_vmapp_v1_catalog_proto_msgTypes[11]
+	mi := &file_vmapp_v1_catalog_proto_msgTypes[12]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -983,7 +1081,7 @@ func (x *Region) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Region.ProtoReflect.Descriptor instead.
 func (*Region) Descriptor() ([]byte, []int) {
-	return file_vmapp_v1_catalog_proto_rawDescGZIP(), []int{11}
+	return file_vmapp_v1_catalog_proto_rawDescGZIP(), []int{12}
 }
 
 func (x *Region) GetName() string {
@@ -1009,7 +1107,7 @@ type CreateGalleryRequest struct {
 
 func (x *CreateGalleryRequest) Reset() {
 	*x = CreateGalleryRequest{}
-	mi := &file_vmapp_v1_catalog_proto_msgTypes[12]
+	mi := &file_vmapp_v1_catalog_proto_msgTypes[13]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1021,7 +1119,7 @@ func (x *CreateGalleryRequest) String() string {
 func (*CreateGalleryRequest) ProtoMessage() {}
 
 func (x *CreateGalleryRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_vmapp_v1_catalog_proto_msgTypes[12]
+	mi := &file_vmapp_v1_catalog_proto_msgTypes[13]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1034,7 +1132,7 @@ func (x *CreateGalleryRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CreateGalleryRequest.ProtoReflect.Descriptor instead.
 func (*CreateGalleryRequest) Descriptor() ([]byte, []int) {
-	return file_vmapp_v1_catalog_proto_rawDescGZIP(), []int{12}
+	return file_vmapp_v1_catalog_proto_rawDescGZIP(), []int{13}
 }
 
 func (x *CreateGalleryRequest) GetGallery() *Gallery {
@@ -1053,7 +1151,7 @@ type CreateGalleryResponse struct {
 
 func (x *CreateGalleryResponse) Reset() {
 	*x = CreateGalleryResponse{}
-	mi := &file_vmapp_v1_catalog_proto_msgTypes[13]
+	mi := &file_vmapp_v1_catalog_proto_msgTypes[14]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1065,7 +1163,7 @@ func (x *CreateGalleryResponse) String() string {
 func (*CreateGalleryResponse) ProtoMessage() {}
 
 func (x *CreateGalleryResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_vmapp_v1_catalog_proto_msgTypes[13]
+	mi := &file_vmapp_v1_catalog_proto_msgTypes[14]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1078,7 +1176,7 @@ func (x *CreateGalleryResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CreateGalleryResponse.ProtoReflect.Descriptor instead.
 func (*CreateGalleryResponse) Descriptor() ([]byte, []int) {
-	return file_vmapp_v1_catalog_proto_rawDescGZIP(), []int{13}
+	return file_vmapp_v1_catalog_proto_rawDescGZIP(), []int{14}
 }
 
 func (x *CreateGalleryResponse) GetGallery() *Gallery {
@@ -1097,7 +1195,7 @@ type GetGalleryRequest struct {
 
 func (x *GetGalleryRequest) Reset() {
 	*x = GetGalleryRequest{}
-	mi := &file_vmapp_v1_catalog_proto_msgTypes[14]
+	mi := &file_vmapp_v1_catalog_proto_msgTypes[15]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1109,7 +1207,7 @@ func (x *GetGalleryRequest) String() string {
 func (*GetGalleryRequest) ProtoMessage() {}
 
 func (x *GetGalleryRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_vmapp_v1_catalog_proto_msgTypes[14]
+	mi := &file_vmapp_v1_catalog_proto_msgTypes[15]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1122,7 +1220,7 @@ func (x *GetGalleryRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetGalleryRequest.ProtoReflect.Descriptor instead.
 func (*GetGalleryRequest) Descriptor() ([]byte, []int) {
-	return file_vmapp_v1_catalog_proto_rawDescGZIP(), []int{14}
+	return file_vmapp_v1_catalog_proto_rawDescGZIP(), []int{15}
 }
 
 func (x *GetGalleryRequest) GetGallery() string {
@@ -1141,7 +1239,7 @@ type GetGalleryResponse struct {
 
 func (x *GetGalleryResponse) Reset() {
 	*x = GetGalleryResponse{}
-	mi := &file_vmapp_v1_catalog_proto_msgTypes[15]
+	mi := &file_vmapp_v1_catalog_proto_msgTypes[16]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1153,7 +1251,7 @@ func (x *GetGalleryResponse) String() string {
 func (*GetGalleryResponse) ProtoMessage() {}
 
 func (x *GetGalleryResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_vmapp_v1_catalog_proto_msgTypes[15]
+	mi := &file_vmapp_v1_catalog_proto_msgTypes[16]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1166,7 +1264,7 @@ func (x *GetGalleryResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetGalleryResponse.ProtoReflect.Descriptor instead.
 func (*GetGalleryResponse) Descriptor() ([]byte, []int) {
-	return file_vmapp_v1_catalog_proto_rawDescGZIP(), []int{15}
+	return file_vmapp_v1_catalog_proto_rawDescGZIP(), []int{16}
 }
 
 func (x *GetGalleryResponse) GetGallery() *Gallery {
@@ -1187,7 +1285,7 @@ type ListGalleriesRequest struct {
 
 func (x *ListGalleriesRequest) Reset() {
 	*x = ListGalleriesRequest{}
-	mi := &file_vmapp_v1_catalog_proto_msgTypes[16]
+	mi := &file_vmapp_v1_catalog_proto_msgTypes[17]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1199,7 +1297,7 @@ func (x *ListGalleriesRequest) String() string {
 func (*ListGalleriesRequest) ProtoMessage() {}
 
 func (x *ListGalleriesRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_vmapp_v1_catalog_proto_msgTypes[16]
+	mi := &file_vmapp_v1_catalog_proto_msgTypes[17]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1212,7 +1310,7 @@ func (x *ListGalleriesRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListGalleriesRequest.ProtoReflect.Descriptor instead.
 func (*ListGalleriesRequest) Descriptor() ([]byte, []int) {
-	return file_vmapp_v1_catalog_proto_rawDescGZIP(), []int{16}
+	return file_vmapp_v1_catalog_proto_rawDescGZIP(), []int{17}
 }
 
 func (x *ListGalleriesRequest) GetPageSize() int32 {
@@ -1239,7 +1337,7 @@ type ListGalleriesResponse struct {
 
 func (x *ListGalleriesResponse) Reset() {
 	*x = ListGalleriesResponse{}
-	mi := &file_vmapp_v1_catalog_proto_msgTypes[17]
+	mi := &file_vmapp_v1_catalog_proto_msgTypes[18]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1251,7 +1349,7 @@ func (x *ListGalleriesResponse) String() string {
 func (*ListGalleriesResponse) ProtoMessage() {}
 
 func (x *ListGalleriesResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_vmapp_v1_catalog_proto_msgTypes[17]
+	mi := &file_vmapp_v1_catalog_proto_msgTypes[18]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1264,7 +1362,7 @@ func (x *ListGalleriesResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListGalleriesResponse.ProtoReflect.Descriptor instead.
 func (*ListGalleriesResponse) Descriptor() ([]byte, []int) {
-	return file_vmapp_v1_catalog_proto_rawDescGZIP(), []int{17}
+	return file_vmapp_v1_catalog_proto_rawDescGZIP(), []int{18}
 }
 
 func (x *ListGalleriesResponse) GetGalleries() []*Gallery {
@@ -1295,7 +1393,7 @@ type UpdateGalleryRequest struct {
 
 func (x *UpdateGalleryRequest) Reset() {
 	*x = UpdateGalleryRequest{}
-	mi := &file_vmapp_v1_catalog_proto_msgTypes[18]
+	mi := &file_vmapp_v1_catalog_proto_msgTypes[19]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1307,7 +1405,7 @@ func (x *UpdateGalleryRequest) String() string {
 func (*UpdateGalleryRequest) ProtoMessage() {}
 
 func (x *UpdateGalleryRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_vmapp_v1_catalog_proto_msgTypes[18]
+	mi := &file_vmapp_v1_catalog_proto_msgTypes[19]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1320,7 +1418,7 @@ func (x *UpdateGalleryRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use UpdateGalleryRequest.ProtoReflect.Descriptor instead.
 func (*UpdateGalleryRequest) Descriptor() ([]byte, []int) {
-	return file_vmapp_v1_catalog_proto_rawDescGZIP(), []int{18}
+	return file_vmapp_v1_catalog_proto_rawDescGZIP(), []int{19}
 }
 
 func (x *UpdateGalleryRequest) GetGallery() *Gallery {
@@ -1353,7 +1451,7 @@ type UpdateGalleryResponse struct {
 
 func (x *UpdateGalleryResponse) Reset() {
 	*x = UpdateGalleryResponse{}
-	mi := &file_vmapp_v1_catalog_proto_msgTypes[19]
+	mi := &file_vmapp_v1_catalog_proto_msgTypes[20]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1365,7 +1463,7 @@ func (x *UpdateGalleryResponse) String() string {
 func (*UpdateGalleryResponse) ProtoMessage() {}
 
 func (x *UpdateGalleryResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_vmapp_v1_catalog_proto_msgTypes[19]
+	mi := &file_vmapp_v1_catalog_proto_msgTypes[20]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1378,7 +1476,7 @@ func (x *UpdateGalleryResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use UpdateGalleryResponse.ProtoReflect.Descriptor instead.
 func (*UpdateGalleryResponse) Descriptor() ([]byte, []int) {
-	return file_vmapp_v1_catalog_proto_rawDescGZIP(), []int{19}
+	return file_vmapp_v1_catalog_proto_rawDescGZIP(), []int{20}
 }
 
 func (x *UpdateGalleryResponse) GetGallery() *Gallery {
@@ -1400,7 +1498,7 @@ type DeleteGalleryRequest struct {
 
 func (x *DeleteGalleryRequest) Reset() {
 	*x = DeleteGalleryRequest{}
-	mi := &file_vmapp_v1_catalog_proto_msgTypes[20]
+	mi := &file_vmapp_v1_catalog_proto_msgTypes[21]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1412,7 +1510,7 @@ func (x *DeleteGalleryRequest) String() string {
 func (*DeleteGalleryRequest) ProtoMessage() {}
 
 func (x *DeleteGalleryRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_vmapp_v1_catalog_proto_msgTypes[20]
+	mi := &file_vmapp_v1_catalog_proto_msgTypes[21]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1425,7 +1523,7 @@ func (x *DeleteGalleryRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DeleteGalleryRequest.ProtoReflect.Descriptor instead.
 func (*DeleteGalleryRequest) Descriptor() ([]byte, []int) {
-	return file_vmapp_v1_catalog_proto_rawDescGZIP(), []int{20}
+	return file_vmapp_v1_catalog_proto_rawDescGZIP(), []int{21}
 }
 
 func (x *DeleteGalleryRequest) GetGallery() string {
@@ -1459,7 +1557,7 @@ type DeleteGalleryResponse struct {
 
 func (x *DeleteGalleryResponse) Reset() {
 	*x = DeleteGalleryResponse{}
-	mi := &file_vmapp_v1_catalog_proto_msgTypes[21]
+	mi := &file_vmapp_v1_catalog_proto_msgTypes[22]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1471,7 +1569,7 @@ func (x *DeleteGalleryResponse) String() string {
 func (*DeleteGalleryResponse) ProtoMessage() {}
 
 func (x *DeleteGalleryResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_vmapp_v1_catalog_proto_msgTypes[21]
+	mi := &file_vmapp_v1_catalog_proto_msgTypes[22]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1484,7 +1582,7 @@ func (x *DeleteGalleryResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DeleteGalleryResponse.ProtoReflect.Descriptor instead.
 func (*DeleteGalleryResponse) Descriptor() ([]byte, []int) {
-	return file_vmapp_v1_catalog_proto_rawDescGZIP(), []int{21}
+	return file_vmapp_v1_catalog_proto_rawDescGZIP(), []int{22}
 }
 
 func (x *DeleteGalleryResponse) GetGallery() *Gallery {
@@ -1503,7 +1601,7 @@ type CreateApplicationRequest struct {
 
 func (x *CreateApplicationRequest) Reset() {
 	*x = CreateApplicationRequest{}
-	mi := &file_vmapp_v1_catalog_proto_msgTypes[22]
+	mi := &file_vmapp_v1_catalog_proto_msgTypes[23]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1515,7 +1613,7 @@ func (x *CreateApplicationRequest) String() string {
 func (*CreateApplicationRequest) ProtoMessage() {}
 
 func (x *CreateApplicationRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_vmapp_v1_catalog_proto_msgTypes[22]
+	mi := &file_vmapp_v1_catalog_proto_msgTypes[23]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1528,7 +1626,7 @@ func (x *CreateApplicationRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CreateApplicationRequest.ProtoReflect.Descriptor instead.
 func (*CreateApplicationRequest) Descriptor() ([]byte, []int) {
-	return file_vmapp_v1_catalog_proto_rawDescGZIP(), []int{22}
+	return file_vmapp_v1_catalog_proto_rawDescGZIP(), []int{23}
 }
 
 func (x *CreateApplicationRequest) GetApplication() *GalleryApplication {
@@ -1547,7 +1645,7 @@ type CreateApplicationResponse struct {
 
 func (x *CreateApplicationResponse) Reset() {
 	*x = CreateApplicationResponse{}
-	mi := &file_vmapp_v1_catalog_proto_msgTypes[23]
+	mi := &file_vmapp_v1_catalog_proto_msgTypes[24]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1559,7 +1657,7 @@ func (x *CreateApplicationResponse) String() string {
 func (*CreateApplicationResponse) ProtoMessage() {}
 
 func (x *CreateApplicationResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_vmapp_v1_catalog_proto_msgTypes[23]
+	mi := &file_vmapp_v1_catalog_proto_msgTypes[24]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1572,7 +1670,7 @@ func (x *CreateApplicationResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CreateApplicationResponse.ProtoReflect.Descriptor instead.
 func (*CreateApplicationResponse) Descriptor() ([]byte, []int) {
-	return file_vmapp_v1_catalog_proto_rawDescGZIP(), []int{23}
+	return file_vmapp_v1_catalog_proto_rawDescGZIP(), []int{24}
 }
 
 func (x *CreateApplicationResponse) GetApplication() *GalleryApplication {
@@ -1592,7 +1690,7 @@ type GetApplicationRequest struct {
 
 func (x *GetApplicationRequest) Reset() {
 	*x = GetApplicationRequest{}
-	mi := &file_vmapp_v1_catalog_proto_msgTypes[24]
+	mi := &file_vmapp_v1_catalog_proto_msgTypes[25]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1604,7 +1702,7 @@ func (x *GetApplicationRequest) String() string {
 func (*GetApplicationRequest) ProtoMessage() {}
 
 func (x *GetApplicationRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_vmapp_v1_catalog_proto_msgTypes[24]
+	mi := &file_vmapp_v1_catalog_proto_msgTypes[25]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1617,7 +1715,7 @@ func (x *GetApplicationRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetApplicationRequest.ProtoReflect.Descriptor instead.
 func (*GetApplicationRequest) Descriptor() ([]byte, []int) {
-	return file_vmapp_v1_catalog_proto_rawDescGZIP(), []int{24}
+	return file_vmapp_v1_catalog_proto_rawDescGZIP(), []int{25}
 }
 
 func (x *GetApplicationRequest) GetGallery() string {
@@ -1643,7 +1741,7 @@ type GetApplicationResponse struct {
 
 func (x *GetApplicationResponse) Reset() {
 	*x = GetApplicationResponse{}
-	mi := &file_vmapp_v1_catalog_proto_msgTypes[25]
+	mi := &file_vmapp_v1_catalog_proto_msgTypes[26]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1655,7 +1753,7 @@ func (x *GetApplicationResponse) String() string {
 func (*GetApplicationResponse) ProtoMessage() {}
 
 func (x *GetApplicationResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_vmapp_v1_catalog_proto_msgTypes[25]
+	mi := &file_vmapp_v1_catalog_proto_msgTypes[26]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1668,7 +1766,7 @@ func (x *GetApplicationResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetApplicationResponse.ProtoReflect.Descriptor instead.
 func (*GetApplicationResponse) Descriptor() ([]byte, []int) {
-	return file_vmapp_v1_catalog_proto_rawDescGZIP(), []int{25}
+	return file_vmapp_v1_catalog_proto_rawDescGZIP(), []int{26}
 }
 
 func (x *GetApplicationResponse) GetApplication() *GalleryApplication {
@@ -1689,7 +1787,7 @@ type ListApplicationsRequest struct {
 
 func (x *ListApplicationsRequest) Reset() {
 	*x = ListApplicationsRequest{}
-	mi := &file_vmapp_v1_catalog_proto_msgTypes[26]
+	mi := &file_vmapp_v1_catalog_proto_msgTypes[27]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1701,7 +1799,7 @@ func (x *ListApplicationsRequest) String() string {
 func (*ListApplicationsRequest) ProtoMessage() {}
 
 func (x *ListApplicationsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_vmapp_v1_catalog_proto_msgTypes[26]
+	mi := &file_vmapp_v1_catalog_proto_msgTypes[27]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1714,7 +1812,7 @@ func (x *ListApplicationsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListApplicationsRequest.ProtoReflect.Descriptor instead.
 func (*ListApplicationsRequest) Descriptor() ([]byte, []int) {
-	return file_vmapp_v1_catalog_proto_rawDescGZIP(), []int{26}
+	return file_vmapp_v1_catalog_proto_rawDescGZIP(), []int{27}
 }
 
 func (x *ListApplicationsRequest) GetGallery() string {
@@ -1748,7 +1846,7 @@ type ListApplicationsResponse struct {
 
 func (x *ListApplicationsResponse) Reset() {
 	*x = ListApplicationsResponse{}
-	mi := &file_vmapp_v1_catalog_proto_msgTypes[27]
+	mi := &file_vmapp_v1_catalog_proto_msgTypes[28]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1760,7 +1858,7 @@ func (x *ListApplicationsResponse) String() string {
 func (*ListApplicationsResponse) ProtoMessage() {}
 
 func (x *ListApplicationsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_vmapp_v1_catalog_proto_msgTypes[27]
+	mi := &file_vmapp_v1_catalog_proto_msgTypes[28]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1773,7 +1871,7 @@ func (x *ListApplicationsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListApplicationsResponse.ProtoReflect.Descriptor instead.
 func (*ListApplicationsResponse) Descriptor() ([]byte, []int) {
-	return file_vmapp_v1_catalog_proto_rawDescGZIP(), []int{27}
+	return file_vmapp_v1_catalog_proto_rawDescGZIP(), []int{28}
 }
 
 func (x *ListApplicationsResponse) GetApplications() []*GalleryApplication {
@@ -1802,7 +1900,7 @@ type UpdateApplicationRequest struct {
 
 func (x *UpdateApplicationRequest) Reset() {
 	*x = UpdateApplicationRequest{}
-	mi := &file_vmapp_v1_catalog_proto_msgTypes[28]
+	mi := &file_vmapp_v1_catalog_proto_msgTypes[29]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1814,7 +1912,7 @@ func (x *UpdateApplicationRequest) String() string {
 func (*UpdateApplicationRequest) ProtoMessage() {}
 
 func (x *UpdateApplicationRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_vmapp_v1_catalog_proto_msgTypes[28]
+	mi := &file_vmapp_v1_catalog_proto_msgTypes[29]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1827,7 +1925,7 @@ func (x *UpdateApplicationRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use UpdateApplicationRequest.ProtoReflect.Descriptor instead.
 func (*UpdateApplicationRequest) Descriptor() ([]byte, []int) {
-	return file_vmapp_v1_catalog_proto_rawDescGZIP(), []int{28}
+	return file_vmapp_v1_catalog_proto_rawDescGZIP(), []int{29}
 }
 
 func (x *UpdateApplicationRequest) GetApplication() *GalleryApplication {
@@ -1860,7 +1958,7 @@ type UpdateApplicationResponse struct {
 
 func (x *UpdateApplicationResponse) Reset() {
 	*x = UpdateApplicationResponse{}
-	mi := &file_vmapp_v1_catalog_proto_msgTypes[29]
+	mi := &file_vmapp_v1_catalog_proto_msgTypes[30]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1872,7 +1970,7 @@ func (x *UpdateApplicationResponse) String() string {
 func (*UpdateApplicationResponse) ProtoMessage() {}
 
 func (x *UpdateApplicationResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_vmapp_v1_catalog_proto_msgTypes[29]
+	mi := &file_vmapp_v1_catalog_proto_msgTypes[30]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1885,7 +1983,7 @@ func (x *UpdateApplicationResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use UpdateApplicationResponse.ProtoReflect.Descriptor instead.
 func (*UpdateApplicationResponse) Descriptor() ([]byte, []int) {
-	return file_vmapp_v1_catalog_proto_rawDescGZIP(), []int{29}
+	return file_vmapp_v1_catalog_proto_rawDescGZIP(), []int{30}
 }
 
 func (x *UpdateApplicationResponse) GetApplication() *GalleryApplication {
@@ -1907,7 +2005,7 @@ type DeleteApplicationRequest struct {
 
 func (x *DeleteApplicationRequest) Reset() {
 	*x = DeleteApplicationRequest{}
-	mi := &file_vmapp_v1_catalog_proto_msgTypes[30]
+	mi := &file_vmapp_v1_catalog_proto_msgTypes[31]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1919,7 +2017,7 @@ func (x *DeleteApplicationRequest) String() string {
 func (*DeleteApplicationRequest) ProtoMessage() {}
 
 func (x *DeleteApplicationRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_vmapp_v1_catalog_proto_msgTypes[30]
+	mi := &file_vmapp_v1_catalog_proto_msgTypes[31]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1932,7 +2030,7 @@ func (x *DeleteApplicationRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DeleteApplicationRequest.ProtoReflect.Descriptor instead.
 func (*DeleteApplicationRequest) Descriptor() ([]byte, []int) {
-	return file_vmapp_v1_catalog_proto_rawDescGZIP(), []int{30}
+	return file_vmapp_v1_catalog_proto_rawDescGZIP(), []int{31}
 }
 
 func (x *DeleteApplicationRequest) GetGallery() string {
@@ -1972,7 +2070,7 @@ type DeleteApplicationResponse struct {
 
 func (x *DeleteApplicationResponse) Reset() {
 	*x = DeleteApplicationResponse{}
-	mi := &file_vmapp_v1_catalog_proto_msgTypes[31]
+	mi := &file_vmapp_v1_catalog_proto_msgTypes[32]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1984,7 +2082,7 @@ func (x *DeleteApplicationResponse) String() string {
 func (*DeleteApplicationResponse) ProtoMessage() {}
 
 func (x *DeleteApplicationResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_vmapp_v1_catalog_proto_msgTypes[31]
+	mi := &file_vmapp_v1_catalog_proto_msgTypes[32]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1997,7 +2095,7 @@ func (x *DeleteApplicationResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DeleteApplicationResponse.ProtoReflect.Descriptor instead.
 func (*DeleteApplicationResponse) Descriptor() ([]byte, []int) {
-	return file_vmapp_v1_catalog_proto_rawDescGZIP(), []int{31}
+	return file_vmapp_v1_catalog_proto_rawDescGZIP(), []int{32}
 }
 
 func (x *DeleteApplicationResponse) GetApplication() *GalleryApplication {
@@ -2016,7 +2114,7 @@ type CreateVersionRequest struct {
 
 func (x *CreateVersionRequest) Reset() {
 	*x = CreateVersionRequest{}
-	mi := &file_vmapp_v1_catalog_proto_msgTypes[32]
+	mi := &file_vmapp_v1_catalog_proto_msgTypes[33]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2028,7 +2126,7 @@ func (x *CreateVersionRequest) String() string {
 func (*CreateVersionRequest) ProtoMessage() {}
 
 func (x *CreateVersionRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_vmapp_v1_catalog_proto_msgTypes[32]
+	mi := &file_vmapp_v1_catalog_proto_msgTypes[33]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2041,7 +2139,7 @@ func (x *CreateVersionRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CreateVersionRequest.ProtoReflect.Descriptor instead.
 func (*CreateVersionRequest) Descriptor() ([]byte, []int) {
-	return file_vmapp_v1_catalog_proto_rawDescGZIP(), []int{32}
+	return file_vmapp_v1_catalog_proto_rawDescGZIP(), []int{33}
 }
 
 func (x *CreateVersionRequest) GetVersion() *GalleryApplicationVersion {
@@ -2060,7 +2158,7 @@ type CreateVersionResponse struct {
 
 func (x *CreateVersionResponse) Reset() {
 	*x = CreateVersionResponse{}
-	mi := &file_vmapp_v1_catalog_proto_msgTypes[33]
+	mi := &file_vmapp_v1_catalog_proto_msgTypes[34]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2072,7 +2170,7 @@ func (x *CreateVersionResponse) String() string {
 func (*CreateVersionResponse) ProtoMessage() {}
 
 func (x *CreateVersionResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_vmapp_v1_catalog_proto_msgTypes[33]
+	mi := &file_vmapp_v1_catalog_proto_msgTypes[34]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2085,7 +2183,7 @@ func (x *CreateVersionResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CreateVersionResponse.ProtoReflect.Descriptor instead.
 func (*CreateVersionResponse) Descriptor() ([]byte, []int) {
-	return file_vmapp_v1_catalog_proto_rawDescGZIP(), []int{33}
+	return file_vmapp_v1_catalog_proto_rawDescGZIP(), []int{34}
 }
 
 func (x *CreateVersionResponse) GetVersion() *GalleryApplicationVersion {
@@ -2107,7 +2205,7 @@ type GetVersionRequest struct {
 
 func (x *GetVersionRequest) Reset() {
 	*x = GetVersionRequest{}
-	mi := &file_vmapp_v1_catalog_proto_msgTypes[34]
+	mi := &file_vmapp_v1_catalog_proto_msgTypes[35]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2119,7 +2217,7 @@ func (x *GetVersionRequest) String() string {
 func (*GetVersionRequest) ProtoMessage() {}
 
 func (x *GetVersionRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_vmapp_v1_catalog_proto_msgTypes[34]
+	mi := &file_vmapp_v1_catalog_proto_msgTypes[35]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2132,7 +2230,7 @@ func (x *GetVersionRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetVersionRequest.ProtoReflect.Descriptor instead.
 func (*GetVersionRequest) Descriptor() ([]byte, []int) {
-	return file_vmapp_v1_catalog_proto_rawDescGZIP(), []int{34}
+	return file_vmapp_v1_catalog_proto_rawDescGZIP(), []int{35}
 }
 
 func (x *GetVersionRequest) GetGallery() string {
@@ -2165,7 +2263,7 @@ type GetVersionResponse struct {
 
 func (x *GetVersionResponse) Reset() {
 	*x = GetVersionResponse{}
-	mi := &file_vmapp_v1_catalog_proto_msgTypes[35]
+	mi := &file_vmapp_v1_catalog_proto_msgTypes[36]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2177,7 +2275,7 @@ func (x *GetVersionResponse) String() string {
 func (*GetVersionResponse) ProtoMessage() {}
 
 func (x *GetVersionResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_vmapp_v1_catalog_proto_msgTypes[35]
+	mi := &file_vmapp_v1_catalog_proto_msgTypes[36]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2190,7 +2288,7 @@ func (x *GetVersionResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetVersionResponse.ProtoReflect.Descriptor instead.
 func (*GetVersionResponse) Descriptor() ([]byte, []int) {
-	return file_vmapp_v1_catalog_proto_rawDescGZIP(), []int{35}
+	return file_vmapp_v1_catalog_proto_rawDescGZIP(), []int{36}
 }
 
 func (x *GetVersionResponse) GetVersion() *GalleryApplicationVersion {
@@ -2212,7 +2310,7 @@ type ListVersionsRequest struct {
 
 func (x *ListVersionsRequest) Reset() {
 	*x = ListVersionsRequest{}
-	mi := &file_vmapp_v1_catalog_proto_msgTypes[36]
+	mi := &file_vmapp_v1_catalog_proto_msgTypes[37]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2224,7 +2322,7 @@ func (x *ListVersionsRequest) String() string {
 func (*ListVersionsRequest) ProtoMessage() {}
 
 func (x *ListVersionsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_vmapp_v1_catalog_proto_msgTypes[36]
+	mi := &file_vmapp_v1_catalog_proto_msgTypes[37]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2237,7 +2335,7 @@ func (x *ListVersionsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListVersionsRequest.ProtoReflect.Descriptor instead.
 func (*ListVersionsRequest) Descriptor() ([]byte, []int) {
-	return file_vmapp_v1_catalog_proto_rawDescGZIP(), []int{36}
+	return file_vmapp_v1_catalog_proto_rawDescGZIP(), []int{37}
 }
 
 func (x *ListVersionsRequest) GetGallery() string {
@@ -2278,7 +2376,7 @@ type ListVersionsResponse struct {
 
 func (x *ListVersionsResponse) Reset() {
 	*x = ListVersionsResponse{}
-	mi := &file_vmapp_v1_catalog_proto_msgTypes[37]
+	mi := &file_vmapp_v1_catalog_proto_msgTypes[38]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2290,7 +2388,7 @@ func (x *ListVersionsResponse) String() string {
 func (*ListVersionsResponse) ProtoMessage() {}
 
 func (x *ListVersionsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_vmapp_v1_catalog_proto_msgTypes[37]
+	mi := &file_vmapp_v1_catalog_proto_msgTypes[38]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2303,7 +2401,7 @@ func (x *ListVersionsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListVersionsResponse.ProtoReflect.Descriptor instead.
 func (*ListVersionsResponse) Descriptor() ([]byte, []int) {
-	return file_vmapp_v1_catalog_proto_rawDescGZIP(), []int{37}
+	return file_vmapp_v1_catalog_proto_rawDescGZIP(), []int{38}
 }
 
 func (x *ListVersionsResponse) GetVersions() []*GalleryApplicationVersion {
@@ -2332,7 +2430,7 @@ type UpdateVersionRequest struct {
 
 func (x *UpdateVersionRequest) Reset() {
 	*x = UpdateVersionRequest{}
-	mi := &file_vmapp_v1_catalog_proto_msgTypes[38]
+	mi := &file_vmapp_v1_catalog_proto_msgTypes[39]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2344,7 +2442,7 @@ func (x *UpdateVersionRequest) String() string {
 func (*UpdateVersionRequest) ProtoMessage() {}
 
 func (x *UpdateVersionRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_vmapp_v1_catalog_proto_msgTypes[38]
+	mi := &file_vmapp_v1_catalog_proto_msgTypes[39]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2357,7 +2455,7 @@ func (x *UpdateVersionRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use UpdateVersionRequest.ProtoReflect.Descriptor instead.
 func (*UpdateVersionRequest) Descriptor() ([]byte, []int) {
-	return file_vmapp_v1_catalog_proto_rawDescGZIP(), []int{38}
+	return file_vmapp_v1_catalog_proto_rawDescGZIP(), []int{39}
 }
 
 func (x *UpdateVersionRequest) GetVersion() *GalleryApplicationVersion {
@@ -2390,7 +2488,7 @@ type UpdateVersionResponse struct {
 
 func (x *UpdateVersionResponse) Reset() {
 	*x = UpdateVersionResponse{}
-	mi := &file_vmapp_v1_catalog_proto_msgTypes[39]
+	mi := &file_vmapp_v1_catalog_proto_msgTypes[40]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2402,7 +2500,7 @@ func (x *UpdateVersionResponse) String() string {
 func (*UpdateVersionResponse) ProtoMessage() {}
 
 func (x *UpdateVersionResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_vmapp_v1_catalog_proto_msgTypes[39]
+	mi := &file_vmapp_v1_catalog_proto_msgTypes[40]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2415,7 +2513,7 @@ func (x *UpdateVersionResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use UpdateVersionResponse.ProtoReflect.Descriptor instead.
 func (*UpdateVersionResponse) Descriptor() ([]byte, []int) {
-	return file_vmapp_v1_catalog_proto_rawDescGZIP(), []int{39}
+	return file_vmapp_v1_catalog_proto_rawDescGZIP(), []int{40}
 }
 
 func (x *UpdateVersionResponse) GetVersion() *GalleryApplicationVersion {
@@ -2437,7 +2535,7 @@ type DeleteVersionRequest struct {
 
 func (x *DeleteVersionRequest) Reset() {
 	*x = DeleteVersionRequest{}
-	mi := &file_vmapp_v1_catalog_proto_msgTypes[40]
+	mi := &file_vmapp_v1_catalog_proto_msgTypes[41]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2449,7 +2547,7 @@ func (x *DeleteVersionRequest) String() string {
 func (*DeleteVersionRequest) ProtoMessage() {}
 
 func (x *DeleteVersionRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_vmapp_v1_catalog_proto_msgTypes[40]
+	mi := &file_vmapp_v1_catalog_proto_msgTypes[41]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2462,7 +2560,7 @@ func (x *DeleteVersionRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DeleteVersionRequest.ProtoReflect.Descriptor instead.
 func (*DeleteVersionRequest) Descriptor() ([]byte, []int) {
-	return file_vmapp_v1_catalog_proto_rawDescGZIP(), []int{40}
+	return file_vmapp_v1_catalog_proto_rawDescGZIP(), []int{41}
 }
 
 func (x *DeleteVersionRequest) GetGallery() string {
@@ -2502,7 +2600,7 @@ type DeleteVersionResponse struct {
 
 func (x *DeleteVersionResponse) Reset() {
 	*x = DeleteVersionResponse{}
-	mi := &file_vmapp_v1_catalog_proto_msgTypes[41]
+	mi := &file_vmapp_v1_catalog_proto_msgTypes[42]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2514,7 +2612,7 @@ func (x *DeleteVersionResponse) String() string {
 func (*DeleteVersionResponse) ProtoMessage() {}
 
 func (x *DeleteVersionResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_vmapp_v1_catalog_proto_msgTypes[41]
+	mi := &file_vmapp_v1_catalog_proto_msgTypes[42]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2527,7 +2625,7 @@ func (x *DeleteVersionResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DeleteVersionResponse.ProtoReflect.Descriptor instead.
 func (*DeleteVersionResponse) Descriptor() ([]byte, []int) {
-	return file_vmapp_v1_catalog_proto_rawDescGZIP(), []int{41}
+	return file_vmapp_v1_catalog_proto_rawDescGZIP(), []int{42}
 }
 
 func (x *DeleteVersionResponse) GetVersion() *GalleryApplicationVersion {
@@ -2545,7 +2643,7 @@ type ListRegionsRequest struct {
 
 func (x *ListRegionsRequest) Reset() {
 	*x = ListRegionsRequest{}
-	mi := &file_vmapp_v1_catalog_proto_msgTypes[42]
+	mi := &file_vmapp_v1_catalog_proto_msgTypes[43]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2557,7 +2655,7 @@ func (x *ListRegionsRequest) String() string {
 func (*ListRegionsRequest) ProtoMessage() {}
 
 func (x *ListRegionsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_vmapp_v1_catalog_proto_msgTypes[42]
+	mi := &file_vmapp_v1_catalog_proto_msgTypes[43]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2570,7 +2668,7 @@ func (x *ListRegionsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListRegionsRequest.ProtoReflect.Descriptor instead.
 func (*ListRegionsRequest) Descriptor() ([]byte, []int) {
-	return file_vmapp_v1_catalog_proto_rawDescGZIP(), []int{42}
+	return file_vmapp_v1_catalog_proto_rawDescGZIP(), []int{43}
 }
 
 type ListRegionsResponse struct {
@@ -2582,7 +2680,7 @@ type ListRegionsResponse struct {
 
 func (x *ListRegionsResponse) Reset() {
 	*x = ListRegionsResponse{}
-	mi := &file_vmapp_v1_catalog_proto_msgTypes[43]
+	mi := &file_vmapp_v1_catalog_proto_msgTypes[44]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2594,7 +2692,7 @@ func (x *ListRegionsResponse) String() string {
 func (*ListRegionsResponse) ProtoMessage() {}
 
 func (x *ListRegionsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_vmapp_v1_catalog_proto_msgTypes[43]
+	mi := &file_vmapp_v1_catalog_proto_msgTypes[44]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2607,7 +2705,7 @@ func (x *ListRegionsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListRegionsResponse.ProtoReflect.Descriptor instead.
 func (*ListRegionsResponse) Descriptor() ([]byte, []int) {
-	return file_vmapp_v1_catalog_proto_rawDescGZIP(), []int{43}
+	return file_vmapp_v1_catalog_proto_rawDescGZIP(), []int{44}
 }
 
 func (x *ListRegionsResponse) GetRegions() []*Region {
@@ -2650,7 +2748,7 @@ const file_vmapp_v1_catalog_proto_rawDesc = "" +
 	"createTime\x12;\n" +
 	"\vupdate_time\x18\r \x01(\v2\x1a.google.protobuf.TimestampR\n" +
 	"updateTime\x12\x16\n" +
-	"\x06tenant\x18\x0e \x01(\tR\x06tenant\"\xb4\x04\n" +
+	"\x06tenant\x18\x0e \x01(\tR\x06tenant\"\xab\x05\n" +
 	"\x19GalleryApplicationVersion\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x12\x18\n" +
 	"\agallery\x18\x02 \x01(\tR\agallery\x12 \n" +
@@ -2666,7 +2764,19 @@ const file_vmapp_v1_catalog_proto_rawDesc = "" +
 	"createTime\x12;\n" +
 	"\vupdate_time\x18\v \x01(\v2\x1a.google.protobuf.TimestampR\n" +
 	"updateTime\x12\x16\n" +
-	"\x06tenant\x18\f \x01(\tR\x06tenant\"\xaf\x04\n" +
+	"\x06tenant\x18\f \x01(\tR\x06tenant\x12,\n" +
+	"\apackage\x18\r \x01(\v2\x12.vmapp.v1.ArtifactR\apackage\x12G\n" +
+	"\x15default_configuration\x18\x0e \x01(\v2\x12.vmapp.v1.ArtifactR\x14defaultConfiguration\"\xbe\x01\n" +
+	"\bArtifact\x12\x1d\n" +
+	"\n" +
+	"size_bytes\x18\x01 \x01(\x03R\tsizeBytes\x12\x16\n" +
+	"\x06sha256\x18\x02 \x01(\tR\x06sha256\x12\x1d\n" +
+	"\n" +
+	"piece_size\x18\x03 \x01(\x03R\tpieceSize\x12\x1f\n" +
+	"\vpiece_count\x18\x04 \x01(\x05R\n" +
+	"pieceCount\x12;\n" +
+	"\vstored_time\x18\x05 \x01(\v2\x1a.google.protobuf.TimestampR\n" +
+	"storedTime\"\xaf\x04\n" +
 	"\x11PublishingProfile\x124\n" +
 	"\x06source\x18\x01 \x01(\v2\x1c.vmapp.v1.UserArtifactSourceR\x06source\x12C\n" +
 	"\x0emanage_actions\x18\x02 \x01(\v2\x1c.vmapp.v1.UserArtifactManageR\rmanageActions\x12:\n" +
@@ -2837,135 +2947,139 @@ func file_vmapp_v1_catalog_proto_rawDescGZIP() []byte {
 	return file_vmapp_v1_catalog_proto_rawDescData
 }
 
-var file_vmapp_v1_catalog_proto_msgTypes = make([]protoimpl.MessageInfo, 44)
+var file_vmapp_v1_catalog_proto_msgTypes = make([]protoimpl.MessageInfo, 45)
 var file_vmapp_v1_catalog_proto_goTypes = []any{
 	(*Gallery)(nil),                   // 0: vmapp.v1.Gallery
 	(*GalleryApplication)(nil),        // 1: vmapp.v1.GalleryApplication
 	(*GalleryApplicationVersion)(nil), // 2: vmapp.v1.GalleryApplicationVersion
-	(*PublishingProfile)(nil),         // 3: vmapp.v1.PublishingProfile
-	(*UserArtifactSource)(nil),        // 4: vmapp.v1.UserArtifactSource
-	(*UserArtifactManage)(nil),        // 5: vmapp.v1.UserArtifactManage
-	(*UserArtifactSettings)(nil),      // 6: vmapp.v1.UserArtifactSettings
-	(*TargetRegion)(nil),              // 7: vmapp.v1.TargetRegion
-	(*SafetyProfile)(nil),             // 8: vmapp.v1.SafetyProfile
-	(*ReplicationStatus)(nil),         // 9: vmapp.v1.ReplicationStatus
-	(*RegionalReplicationStatus)(nil), // 10: vmapp.v1.RegionalReplicationStatus
-	(*Region)(nil),                    // 11: vmapp.v1.Region
-	(*CreateGalleryRequest)(nil),      // 12: vmapp.v1.CreateGalleryRequest
-	(*CreateGalleryResponse)(nil),     // 13: vmapp.v1.CreateGalleryResponse
-	(*GetGalleryRequest)(nil),         // 14: vmapp.v1.GetGalleryRequest
-	(*GetGalleryResponse)(nil),        // 15: vmapp.v1.GetGalleryResponse
-	(*ListGalleriesRequest)(nil),      // 16: vmapp.v1.ListGalleriesRequest
-	(*ListGalleriesResponse)(nil),     // 17: vmapp.v1.ListGalleriesResponse
-	(*UpdateGalleryRequest)(nil),      // 18: vmapp.v1.UpdateGalleryRequest
-	(*UpdateGalleryResponse)(nil),     // 19: vmapp.v1.UpdateGalleryResponse
-	(*DeleteGalleryRequest)(nil),      // 20: vmapp.v1.DeleteGalleryRequest
-	(*DeleteGalleryResponse)(nil),     // 21: vmapp.v1.DeleteGalleryResponse
-	(*CreateApplicationRequest)(nil),  // 22: vmapp.v1.CreateApplicationRequest
-	(*CreateApplicationResponse)(nil), // 23: vmapp.v1.CreateApplicationResponse
-	(*GetApplicationRequest)(nil),     // 24: vmapp.v1.GetApplicationRequest
-	(*GetApplicationResponse)(nil),    // 25: vmapp.v1.GetApplicationResponse
-	(*ListApplicationsRequest)(nil),   // 26: vmapp.v1.ListApplicationsRequest
-	(*ListApplicationsResponse)(nil),  // 27: vmapp.v1.ListApplicationsResponse
-	(*UpdateApplicationRequest)(nil),  // 28: vmapp.v1.UpdateApplicationRequest
-	(*UpdateApplicationResponse)(nil), // 29: vmapp.v1.UpdateApplicationResponse
-	(*DeleteApplicationRequest)(nil),  // 30: vmapp.v1.DeleteApplicationRequest
-	(*DeleteApplicationResponse)(nil), // 31: vmapp.v1.DeleteApplicationResponse
-	(*CreateVersionRequest)(nil),      // 32: vmapp.v1.CreateVersionRequest
-	(*CreateVersionResponse)(nil),     // 33: vmapp.v1.CreateVersionResponse
-	(*GetVersionRequest)(nil),         // 34: vmapp.v1.GetVersionRequest
-	(*GetVersionResponse)(nil),        // 35: vmapp.v1.GetVersionResponse
-	(*ListVersionsRequest)(nil),       // 36: vmapp.v1.ListVersionsRequest
-	(*ListVersionsResponse)(nil),      // 37: vmapp.v1.ListVersionsResponse
-	(*UpdateVersionRequest)(nil),      // 38: vmapp.v1.UpdateVersionRequest
-	(*UpdateVersionResponse)(nil),     // 39: vmapp.v1.UpdateVersionResponse
-	(*DeleteVersionRequest)(nil),      // 40: vmapp.v1.DeleteVersionRequest
-	(*DeleteVersionResponse)(nil),     // 41: vmapp.v1.DeleteVersionResponse
-	(*ListRegionsRequest)(nil),        // 42: vmapp.v1.ListRegionsRequest
-	(*ListRegionsResponse)(nil),       // 43: vmapp.v1.ListRegionsResponse
-	(*timestamppb.Timestamp)(nil),     // 44: google.protobuf.Timestamp
-	(*fieldmaskpb.FieldMask)(nil),     // 45: google.protobuf.FieldMask
+	(*Artifact)(nil),                  // 3: vmapp.v1.Artifact
+	(*PublishingProfile)(nil),         // 4: vmapp.v1.PublishingProfile
+	(*UserArtifactSource)(nil),        // 5: vmapp.v1.UserArtifactSource
+	(*UserArtifactManage)(nil),        // 6: vmapp.v1.UserArtifactManage
+	(*UserArtifactSettings)(nil),      // 7: vmapp.v1.UserArtifactSettings
+	(*TargetRegion)(nil),              // 8: vmapp.v1.TargetRegion
+	(*SafetyProfile)(nil),             // 9: vmapp.v1.SafetyProfile
+	(*ReplicationStatus)(nil),         // 10: vmapp.v1.ReplicationStatus
+	(*RegionalReplicationStatus)(nil), // 11: vmapp.v1.RegionalReplicationStatus
+	(*Region)(nil),                    // 12: vmapp.v1.Region
+	(*CreateGalleryRequest)(nil),      // 13: vmapp.v1.CreateGalleryRequest
+	(*CreateGalleryResponse)(nil),     // 14: vmapp.v1.CreateGalleryResponse
+	(*GetGalleryRequest)(nil),         // 15: vmapp.v1.GetGalleryRequest
+	(*GetGalleryResponse)(nil),        // 16: vmapp.v1.GetGalleryResponse
+	(*ListGalleriesRequest)(nil),      // 17: vmapp.v1.ListGalleriesRequest
+	(*ListGalleriesResponse)(nil),     // 18: vmapp.v1.ListGalleriesResponse
+	(*UpdateGalleryRequest)(nil),      // 19: vmapp.v1.UpdateGalleryRequest
+	(*UpdateGalleryResponse)(nil),     // 20: vmapp.v1.UpdateGalleryResponse
+	(*DeleteGalleryRequest)(nil),      // 21: vmapp.v1.DeleteGalleryRequest
+	(*DeleteGalleryResponse)(nil),     // 22: vmapp.v1.DeleteGalleryResponse
+	(*CreateApplicationRequest)(nil),  // 23: vmapp.v1.CreateApplicationRequest
+	(*CreateApplicationResponse)(nil), // 24: vmapp.v1.CreateApplicationResponse
+	(*GetApplicationRequest)(nil),     // 25: vmapp.v1.GetApplicationRequest
+	(*GetApplicationResponse)(nil),    // 26: vmapp.v1.GetApplicationResponse
+	(*ListApplicationsRequest)(nil),   // 27: vmapp.v1.ListApplicationsRequest
+	(*ListApplicationsResponse)(nil),  // 28: vmapp.v1.ListApplicationsResponse
+	(*UpdateApplicationRequest)(nil),  // 29: vmapp.v1.UpdateApplicationRequest
+	(*UpdateApplicationResponse)(nil), // 30: vmapp.v1.UpdateApplicationResponse
+	(*DeleteApplicationRequest)(nil),  // 31: vmapp.v1.DeleteApplicationRequest
+	(*DeleteApplicationResponse)(nil), // 32: vmapp.v1.DeleteApplicationResponse
+	(*CreateVersionRequest)(nil),      // 33: vmapp.v1.CreateVersionRequest
+	(*CreateVersionResponse)(nil),     // 34: vmapp.v1.CreateVersionResponse
+	(*GetVersionRequest)(nil),         // 35: vmapp.v1.GetVersionRequest
+	(*GetVersionResponse)(nil),        // 36: vmapp.v1.GetVersionResponse
+	(*ListVersionsRequest)(nil),       // 37: vmapp.v1.ListVersionsRequest
+	(*ListVersionsResponse)(nil),      // 38: vmapp.v1.ListVersionsResponse
+	(*UpdateVersionRequest)(nil),      // 39: vmapp.v1.UpdateVersionRequest
+	(*UpdateVersionResponse)(nil),     // 40: vmapp.v1.UpdateVersionResponse
+	(*DeleteVersionRequest)(nil),      // 41: vmapp.v1.DeleteVersionRequest
+	(*DeleteVersionResponse)(nil),     // 42: vmapp.v1.DeleteVersionResponse
+	(*ListRegionsRequest)(nil),        // 43: vmapp.v1.ListRegionsRequest
+	(*ListRegionsResponse)(nil),       // 44: vmapp.v1.ListRegionsResponse
+	(*timestamppb.Timestamp)(nil),     // 45: google.protobuf.Timestamp
+	(*fieldmaskpb.FieldMask)(nil),     // 46: google.protobuf.FieldMask
 }
 var file_vmapp_v1_catalog_proto_depIdxs = []int32{
-	44, // 0: vmapp.v1.Gallery.create_time:type_name -> google.protobuf.Timestamp
-	44, // 1: vmapp.v1.Gallery.update_time:type_name -> google.protobuf.Timestamp
-	44, // 2: vmapp.v1.GalleryApplication.end_of_life_date:type_name -> google.protobuf.Timestamp
-	44, // 3: vmapp.v1.GalleryApplication.create_time:type_name -> google.protobuf.Timestamp
-	44, // 4: vmapp.v1.GalleryApplication.update_time:type_name -> google.protobuf.Timestamp
-	3,  // 5: vmapp.v1.GalleryApplicationVersion.publishing_profile:type_name -> vmapp.v1.PublishingProfile
-	8,  // 6: vmapp.v1.GalleryApplicationVersion.safety_profile:type_name -> vmapp.v1.SafetyProfile
-	9,  // 7: vmapp.v1.GalleryApplicationVersion.replication_status:type_name -> vmapp.v1.ReplicationStatus
-	44, // 8: vmapp.v1.GalleryApplicationVersion.create_time:type_name -> google.protobuf.Timestamp
-	44, // 9: vmapp.v1.GalleryApplicationVersion.update_time:type_name -> google.protobuf.Timestamp
-	4,  // 10: vmapp.v1.PublishingProfile.source:type_name -> vmapp.v1.UserArtifactSource
-	5,  // 11: vmapp.v1.PublishingProfile.manage_actions:type_name -> vmapp.v1.UserArtifactManage
-	6,  // 12: vmapp.v1.PublishingProfile.settings:type_name -> vmapp.v1.UserArtifactSettings
-	7,  // 13: vmapp.v1.PublishingProfile.target_regions:type_name -> vmapp.v1.TargetRegion
-	44, // 14: vmapp.v1.PublishingProfile.end_of_life_date:type_name -> google.protobuf.Timestamp
-	44, // 15: vmapp.v1.PublishingProfile.published_date:type_name -> google.protobuf.Timestamp
-	10, // 16: vmapp.v1.ReplicationStatus.summary:type_name -> vmapp.v1.RegionalReplicationStatus
-	0,  // 17: vmapp.v1.CreateGalleryRequest.gallery:type_name -> vmapp.v1.Gallery
-	0,  // 18: vmapp.v1.CreateGalleryResponse.gallery:type_name -> vmapp.v1.Gallery
-	0,  // 19: vmapp.v1.GetGalleryResponse.gallery:type_name -> vmapp.v1.Gallery
-	0,  // 20: vmapp.v1.ListGalleriesResponse.galleries:type_name -> vmapp.v1.Gallery
-	0,  // 21: vmapp.v1.UpdateGalleryRequest.gallery:type_name -> vmapp.v1.Gallery
-	45, // 22: vmapp.v1.UpdateGalleryRequest.update_mask:type_name -> google.protobuf.FieldMask
-	0,  // 23: vmapp.v1.UpdateGalleryResponse.gallery:type_name -> vmapp.v1.Gallery
-	0,  // 24: vmapp.v1.DeleteGalleryResponse.gallery:type_name -> vmapp.v1.Gallery
-	1,  // 25: vmapp.v1.CreateApplicationRequest.application:type_name -> vmapp.v1.GalleryApplication
-	1,  // 26: vmapp.v1.CreateApplicationResponse.application:type_name -> vmapp.v1.GalleryApplication
-	1,  // 27: vmapp.v1.GetApplicationResponse.application:type_name -> vmapp.v1.GalleryApplication
-	1,  // 28: vmapp.v1.ListApplicationsResponse.applications:type_name -> vmapp.v1.GalleryApplication
-	1,  // 29: vmapp.v1.UpdateApplicationRequest.application:type_name -> vmapp.v1.GalleryApplication
-	45, // 30: vmapp.v1.UpdateApplicationRequest.update_mask:type_name -> google.protobuf.FieldMask
-	1,  // 31: vmapp.v1.UpdateApplicationResponse.application:type_name -> vmapp.v1.GalleryApplication
-	1,  // 32: vmapp.v1.DeleteApplicationResponse.application:type_name -> vmapp.v1.GalleryApplication
-	2,  // 33: vmapp.v1.CreateVersionRequest.version:type_name -> vmapp.v1.GalleryApplicationVersion
-	2,  // 34: vmapp.v1.CreateVersionResponse.version:type_name -> vmapp.v1.GalleryApplicationVersion
-	2,  // 35: vmapp.v1.GetVersionResponse.version:type_name -> vmapp.v1.GalleryApplicationVersion
-	2,  // 36: vmapp.v1.ListVersionsResponse.versions:type_name -> vmapp.v1.GalleryApplicationVersion
-	2,  // 37: vmapp.v1.UpdateVersionRequest.version:type_name -> vmapp.v1.GalleryApplicationVersion
-	45, // 38: vmapp.v1.UpdateVersionRequest.update_mask:type_name -> google.protobuf.FieldMask
-	2,  // 39: vmapp.v1.UpdateVersionResponse.version:type_name -> vmapp.v1.GalleryApplicationVersion
-	2,  // 40: vmapp.v1.DeleteVersionResponse.version:type_name -> vmapp.v1.GalleryApplicationVersion
-	11, // 41: vmapp.v1.ListRegionsResponse.regions:type_name -> vmapp.v1.Region
-	12, // 42: vmapp.v1.CatalogService.CreateGallery:input_type -> vmapp.v1.CreateGalleryRequest
-	14, // 43: vmapp.v1.CatalogService.GetGallery:input_type -> vmapp.v1.GetGalleryRequest
-	16, // 44: vmapp.v1.CatalogService.ListGalleries:input_type -> vmapp.v1.ListGalleriesRequest
-	18, // 45: vmapp.v1.CatalogService.UpdateGallery:input_type -> vmapp.v1.UpdateGalleryRequest
-	20, // 46: vmapp.v1.CatalogService.DeleteGallery:input_type -> vmapp.v1.DeleteGalleryRequest
-	22, // 47: vmapp.v1.CatalogService.CreateApplication:input_type -> vmapp.v1.CreateApplicationRequest
-	24, // 48: vmapp.v1.CatalogService.GetApplication:input_type -> vmapp.v1.GetApplicationRequest
-	26, // 49: vmapp.v1.CatalogService.ListApplications:input_type -> vmapp.v1.ListApplicationsRequest
-	28, // 50: vmapp.v1.CatalogService.UpdateApplication:input_type -> vmapp.v1.UpdateApplicationRequest
-	30, // 51: vmapp.v1.CatalogService.DeleteApplication:input_type -> vmapp.v1.DeleteApplicationRequest
-	32, // 52: vmapp.v1.CatalogService.CreateVersion:input_type -> vmapp.v1.CreateVersionRequest
-	34, // 53: vmapp.v1.CatalogService.GetVersion:input_type -> vmapp.v1.GetVersionRequest
-	36, // 54: vmapp.v1.CatalogService.ListVersions:input_type -> vmapp.v1.ListVersionsRequest
-	38, // 55: vmapp.v1.CatalogService.UpdateVersion:input_type -> vmapp.v1.UpdateVersionRequest
-	40, // 56: vmapp.v1.CatalogService.DeleteVersion:input_type -> vmapp.v1.DeleteVersionRequest
-	42, // 57: vmapp.v1.CatalogService.ListRegions:input_type -> vmapp.v1.ListRegionsRequest
-	13, // 58: vmapp.v1.CatalogService.CreateGallery:output_type -> vmapp.v1.CreateGalleryResponse
-	15, // 59: vmapp.v1.CatalogService.GetGallery:output_type -> vmapp.v1.GetGalleryResponse
-	17, // 60: vmapp.v1.CatalogService.ListGalleries:output_type -> vmapp.v1.ListGalleriesResponse
-	19, // 61: vmapp.v1.CatalogService.UpdateGallery:output_type -> vmapp.v1.UpdateGalleryResponse
-	21, // 62: vmapp.v1.CatalogService.DeleteGallery:output_type -> vmapp.v1.DeleteGalleryResponse
-	23, // 63: vmapp.v1.CatalogService.CreateApplication:output_type -> vmapp.v1.CreateApplicationResponse
-	25, // 64: vmapp.v1.CatalogService.GetApplication:output_type -> vmapp.v1.GetApplicationResponse
-	27, // 65: vmapp.v1.CatalogService.ListApplications:output_type -> vmapp.v1.ListApplicationsResponse
-	29, // 66: vmapp.v1.CatalogService.UpdateApplication:output_type -> vmapp.v1.UpdateApplicationResponse
-	31, // 67: vmapp.v1.CatalogService.DeleteApplication:output_type -> vmapp.v1.DeleteApplicationResponse
-	33, // 68: vmapp.v1.CatalogService.CreateVersion:output_type -> vmapp.v1.CreateVersionResponse
-	35, // 69: vmapp.v1.CatalogService.GetVersion:output_type -> vmapp.v1.GetVersionResponse
-	37, // 70: vmapp.v1.CatalogService.ListVersions:output_type -> vmapp.v1.ListVersionsResponse
-	39, // 71: vmapp.v1.CatalogService.UpdateVersion:output_type -> vmapp.v1.UpdateVersionResponse
-	41, // 72: vmapp.v1.CatalogService.DeleteVersion:output_type -> vmapp.v1.DeleteVersionResponse
-	43, // 73: vmapp.v1.CatalogService.ListRegions:output_type -> vmapp.v1.ListRegionsResponse
-	58, // [58:74] is the sub-list for method output_type
-	42, // [42:58] is the sub-list for method input_type
-	42, // [42:42] is the sub-list for extension type_name
-	42, // [42:42] is the sub-list for extension extendee
-	0,  // [0:42] is the sub-list for field type_name
+	45, // 0: vmapp.v1.Gallery.create_time:type_name -> google.protobuf.Timestamp
+	45, // 1: vmapp.v1.Gallery.update_time:type_name -> google.protobuf.Timestamp
+	45, // 2: vmapp.v1.GalleryApplication.end_of_life_date:type_name -> google.protobuf.Timestamp
+	45, // 3: vmapp.v1.GalleryApplication.create_time:type_name -> google.protobuf.Timestamp
+	45, // 4: vmapp.v1.GalleryApplication.update_time:type_name -> google.protobuf.Timestamp
+	4,  // 5: vmapp.v1.GalleryApplicationVersion.publishing_profile:type_name -> vmapp.v1.PublishingProfile
+	9,  // 6: vmapp.v1.GalleryApplicationVersion.safety_profile:type_name -> vmapp.v1.SafetyProfile
+	10, // 7: vmapp.v1.GalleryApplicationVersion.replication_status:type_name -> vmapp.v1.ReplicationStatus
+	45, // 8: vmapp.v1.GalleryApplicationVersion.create_time:type_name -> google.protobuf.Timestamp
+	45, // 9: vmapp.v1.GalleryApplicationVersion.update_time:type_name -> google.protobuf.Timestamp
+	3,  // 10: vmapp.v1.GalleryApplicationVersion.package:type_name -> vmapp.v1.Artifact
+	3,  // 11: vmapp.v1.GalleryApplicationVersion.default_configuration:type_name -> vmapp.v1.Artifact
+	45, // 12: vmapp.v1.Artifact.stored_time:type_name -> google.protobuf.Timestamp
+	5,  // 13: vmapp.v1.PublishingProfile.source:type_name -> vmapp.v1.UserArtifactSource
+	6,  // 14: vmapp.v1.PublishingProfile.manage_actions:type_name -> vmapp.v1.UserArtifactManage
+	7,  // 15: vmapp.v1.PublishingProfile.settings:type_name -> vmapp.v1.UserArtifactSettings
+	8,  // 16: vmapp.v1.PublishingProfile.target_regions:type_name -> vmapp.v1.TargetRegion
+	45, // 17: vmapp.v1.PublishingProfile.end_of_life_date:type_name -> google.protobuf.Timestamp
+	45, // 18: vmapp.v1.PublishingProfile.published_date:type_name -> google.protobuf.Timestamp
+	11, // 19: vmapp.v1.ReplicationStatus.summary:type_name -> vmapp.v1.RegionalReplicationStatus
+	0,  // 20: vmapp.v1.CreateGalleryRequest.gallery:type_name -> vmapp.v1.Gallery
+	0,  // 21: vmapp.v1.CreateGalleryResponse.gallery:type_name -> vmapp.v1.Gallery
+	0,  // 22: vmapp.v1.GetGalleryResponse.gallery:type_name -> vmapp.v1.Gallery
+	0,  // 23: vmapp.v1.ListGalleriesResponse.galleries:type_name -> vmapp.v1.Gallery
+	0,  // 24: vmapp.v1.UpdateGalleryRequest.gallery:type_name -> vmapp.v1.Gallery
+	46, // 25: vmapp.v1.UpdateGalleryRequest.update_mask:type_name -> google.protobuf.FieldMask
+	0,  // 26: vmapp.v1.UpdateGalleryResponse.gallery:type_name -> vmapp.v1.Gallery
+	0,  // 27: vmapp.v1.DeleteGalleryResponse.gallery:type_name -> vmapp.v1.Gallery
+	1,  // 28: vmapp.v1.CreateApplicationRequest.application:type_name -> vmapp.v1.GalleryApplication
+	1,  // 29: vmapp.v1.CreateApplicationResponse.application:type_name -> vmapp.v1.GalleryApplication
+	1,  // 30: vmapp.v1.GetApplicationResponse.application:type_name -> vmapp.v1.GalleryApplication
+	1,  // 31: vmapp.v1.ListApplicationsResponse.applications:type_name -> vmapp.v1.GalleryApplication
+	1,  // 32: vmapp.v1.UpdateApplicationRequest.application:type_name -> vmapp.v1.GalleryApplication
+	46, // 33: vmapp.v1.UpdateApplicationRequest.update_mask:type_name -> google.protobuf.FieldMask
+	1,  // 34: vmapp.v1.UpdateApplicationResponse.application:type_name -> vmapp.v1.GalleryApplication
+	1,  // 35: vmapp.v1.DeleteApplicationResponse.application:type_name -> vmapp.v1.GalleryApplication
+	2,  // 36: vmapp.v1.CreateVersionRequest.version:type_name -> vmapp.v1.GalleryApplicationVersion
+	2,  // 37: vmapp.v1.CreateVersionResponse.version:type_name -> vmapp.v1.GalleryApplicationVersion
+	2,  // 38: vmapp.v1.GetVersionResponse.version:type_name -> vmapp.v1.GalleryApplicationVersion
+	2,  // 39: vmapp.v1.ListVersionsResponse.versions:type_name -> vmapp.v1.GalleryApplicationVersion
+	2,  // 40: vmapp.v1.UpdateVersionRequest.version:type_name -> vmapp.v1.GalleryApplicationVersion
+	46, // 41: vmapp.v1.UpdateVersionRequest.update_mask:type_name -> google.protobuf.FieldMask
+	2,  // 42: vmapp.v1.UpdateVersionResponse.version:type_name -> vmapp.v1.GalleryApplicationVersion
+	2,  // 43: vmapp.v1.DeleteVersionResponse.version:type_name -> vmapp.v1.GalleryApplicationVersion
+	12, // 44: vmapp.v1.ListRegionsResponse.regions:type_name -> vmapp.v1.Region
+	13, // 45: vmapp.v1.CatalogService.CreateGallery:input_type -> vmapp.v1.CreateGalleryRequest
+	15, // 46: vmapp.v1.CatalogService.GetGallery:input_type -> vmapp.v1.GetGalleryRequest
+	17, // 47: vmapp.v1.CatalogService.ListGalleries:input_type -> vmapp.v1.ListGalleriesRequest
+	19, // 48: vmapp.v1.CatalogService.UpdateGallery:input_type -> vmapp.v1.UpdateGalleryRequest
+	21, // 49: vmapp.v1.CatalogService.DeleteGallery:input_type -> vmapp.v1.DeleteGalleryRequest
+	23, // 50: vmapp.v1.CatalogService.CreateApplication:input_type -> vmapp.v1.CreateApplicationRequest
+	25, // 51: vmapp.v1.CatalogService.GetApplication:input_type -> vmapp.v1.GetApplicationRequest
+	27, // 52: vmapp.v1.CatalogService.ListApplications:input_type -> vmapp.v1.ListApplicationsRequest
+	29, // 53: vmapp.v1.CatalogService.UpdateApplication:input_type -> vmapp.v1.UpdateApplicationRequest
+	31, // 54: vmapp.v1.CatalogService.DeleteApplication:input_type -> vmapp.v1.DeleteApplicationRequest
+	33, // 55: vmapp.v1.CatalogService.CreateVersion:input_type -> vmapp.v1.CreateVersionRequest
+	35, // 56: vmapp.v1.CatalogService.GetVersion:input_type -> vmapp.v1.GetVersionRequest
+	37, // 57: vmapp.v1.CatalogService.ListVersions:input_type -> vmapp.v1.ListVersionsRequest
+	39, // 58: vmapp.v1.CatalogService.UpdateVersion:input_type -> vmapp.v1.UpdateVersionRequest
+	41, // 59: vmapp.v1.CatalogService.DeleteVersion:input_type -> vmapp.v1.DeleteVersionRequest
+	43, // 60: vmapp.v1.CatalogService.ListRegions:input_type -> vmapp.v1.ListRegionsRequest
+	14, // 61: vmapp.v1.CatalogService.CreateGallery:output_type -> vmapp.v1.CreateGalleryResponse
+	16, // 62: vmapp.v1.CatalogService.GetGallery:output_type -> vmapp.v1.GetGalleryResponse
+	18, // 63: vmapp.v1.CatalogService.ListGalleries:output_type -> vmapp.v1.ListGalleriesResponse
+	20, // 64: vmapp.v1.CatalogService.UpdateGallery:output_type -> vmapp.v1.UpdateGalleryResponse
+	22, // 65: vmapp.v1.CatalogService.DeleteGallery:output_type -> vmapp.v1.DeleteGalleryResponse
+	24, // 66: vmapp.v1.CatalogService.CreateApplication:output_type -> vmapp.v1.CreateApplicationResponse
+	26, // 67: vmapp.v1.CatalogService.GetApplication:output_type -> vmapp.v1.GetApplicationResponse
+	28, // 68: vmapp.v1.CatalogService.ListApplications:output_type -> vmapp.v1.ListApplicationsResponse
+	30, // 69: vmapp.v1.CatalogService.UpdateApplication:output_type -> vmapp.v1.UpdateApplicationResponse
+	32, // 70: vmapp.v1.CatalogService.DeleteApplication:output_type -> vmapp.v1.DeleteApplicationResponse
+	34, // 71: vmapp.v1.CatalogService.CreateVersion:output_type -> vmapp.v1.CreateVersionResponse
+	36, // 72: vmapp.v1.CatalogService.GetVersion:output_type -> vmapp.v1.GetVersionResponse
+	38, // 73: vmapp.v1.CatalogService.ListVersions:output_type -> vmapp.v1.ListVersionsResponse
+	40, // 74: vmapp.v1.CatalogService.UpdateVersion:output_type -> vmapp.v1.UpdateVersionResponse
+	42, // 75: vmapp.v1.CatalogService.DeleteVersion:output_type -> vmapp.v1.DeleteVersionResponse
+	44, // 76: vmapp.v1.CatalogService.ListRegions:output_type -> vmapp.v1.ListRegionsResponse
+	61, // [61:77] is the sub-list for method output_type
+	45, // [45:61] is the sub-list for method input_type
+	45, // [45:45] is the sub-list for extension type_name
+	45, // [45:45] is the sub-list for extension extendee
+	0,  // [0:45] is the sub-list for field type_name
 }
 
 func init() { file_vmapp_v1_catalog_proto_init() }
@@ -2973,15 +3087,15 @@ func file_vmapp_v1_catalog_proto_init() {
 	if File_vmapp_v1_catalog_proto != nil {
 		return
 	}
-	file_vmapp_v1_catalog_proto_msgTypes[3].OneofWrappers = []any{}
-	file_vmapp_v1_catalog_proto_msgTypes[7].OneofWrappers = []any{}
+	file_vmapp_v1_catalog_proto_msgTypes[4].OneofWrappers = []any{}
+	file_vmapp_v1_catalog_proto_msgTypes[8].OneofWrappers = []any{}
 	type x struct{}
 	out := protoimpl.TypeBuilder{
 		File: protoimpl.DescBuilder{
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_vmapp_v1_catalog_proto_rawDesc), len(file_vmapp_v1_catalog_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   44,
+			NumMessages:   45,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

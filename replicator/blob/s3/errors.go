@@ -9,6 +9,7 @@ import (
 	"net"
 	"net/http"
 	"net/url"
+	"strings"
 	"syscall"
 
 	"github.com/minio/minio-go/v7"
@@ -155,6 +156,11 @@ func (s *Store) classify(ctx context.Context, err error, format string, args ...
 		c, ok := codeClass[er.Code]
 		if !ok {
 			c = statusClass(er.StatusCode)
+		}
+		// MinIO notices a full disk late: the write that runs out of space
+		// fails as InternalError with the cause in the message.
+		if er.Code == "InternalError" && strings.Contains(er.Message, "no space left on device") {
+			return errs.Wrap(errs.ResourceExhausted, err, "%s: the store at %s is out of space", what, s.endpoint)
 		}
 		if er.Code == "NoSuchBucket" {
 			return errs.Wrap(c, err, "%s: bucket %s does not exist on %s", what, s.bucket, s.endpoint)

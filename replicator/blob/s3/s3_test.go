@@ -688,8 +688,8 @@ func TestValidation(t *testing.T) {
 // deletable.
 //
 // MinIO checks free space against drive information it refreshes only now
-// and then, so the write that actually runs out of space may instead fail
-// with InternalError ("no space left on device"), which is Unavailable;
+// and then, so the write that actually runs out of space fails with
+// InternalError ("no space left on device"), also ResourceExhausted, and
 // the next writes get XMinioStorageFull.
 func TestStorageFull(t *testing.T) {
 	t.Parallel()

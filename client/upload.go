@@ -1,0 +1,163 @@
+package client
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"time"
+
+	"github.com/vmapp/vmapp/errs"
+	pb "github.com/vmapp/vmapp/proto/vmapp/v1"
+)
+
+// UploadOptions tune Upload.
+type UploadOptions struct {
+	// Progress, when set, is called as bytes are sent: done counts the bytes
+	// the server holds or has been sent, of total.
+	Progress func(done, total int64)
+	// Attempts is how many times an interrupted upload is resumed before
+	// giving up; 0 means 20.
+	Attempts int
+	// SHA256 is the file's hex sha256 when the caller knows it already.
+	SHA256 string
+}
+
+// retryable reports whether an upload attempt that failed with err can be
+// resumed: the transport broke, vmappd or the store was unavailable, or the
+// previous attempt still held the session. A full store (ResourceExhausted)
+// is not retried: it needs an operator.
+func retryable(err error) bool {
+	switch errs.ClassOf(err) {
+	case errs.Unavailable, errs.Aborted, errs.Internal, errs.DeadlineExceeded, errs.Canceled:
+		return true
+	}
+	return false
+}
+
+// FileSHA256 hashes a file.
+func FileSHA256(path string) (string, int64, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return "", 0, err
+	}
+	defer f.Close()
+	h := sha256.New()
+	n, err := io.Copy(h, f)
+	if err != nil {
+		return "", 0, err
+	}
+	return hex.EncodeToString(h.Sum(nil)), n, nil
+}
+
+// Upload stores the file at path as a version's package or default
+// configuration. It resumes where the server's session stands, so a killed
+// client, a dropped connection or a restarted vmappd costs at most the parts
+// in flight; it retries on its own with backoff.
+func (c *Client) Upload(ctx context.Context, gallery, app, version string, kind pb.ArtifactKind, path string, o UploadOptions) (*pb.GalleryApplicationVersion, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, errs.Wrap(errs.InvalidArgument, err, "open %s", path)
+	}
+	defer f.Close()
+	st, err := f.Stat()
+	if err != nil {
+		return nil, err
+	}
+	sum := o.SHA256
+	if sum == "" {
+		if sum, _, err = FileSHA256(path); err != nil {
+			return nil, errs.Wrap(errs.InvalidArgument, err, "read %s", path)
+		}
+	}
+	attempts := o.Attempts
+	if attempts == 0 {
+		attempts = 20
+	}
+	backoff := 200 * time.Millisecond
+	for attempt := 1; ; attempt++ {
+		v, err := c.uploadOnce(ctx, gallery, app, version, kind, f, st.Size(), sum, o.Progress)
+		if err == nil {
+			return v, nil
+		}
+		if ctx.Err() != nil || !retryable(err) || attempt >= attempts {
+			return nil, err
+		}
+		select {
+		case <-ctx.Done():
+			return nil, ctx.Err()
+		case <-time.After(backoff):
+		}
+		backoff = min(backoff*2, 5*time.Second)
+	}
+}
+
+func (c *Client) uploadOnce(ctx context.Context, gallery, app, version string, kind pb.ArtifactKind, f *os.File, size int64, sum string, progress func(int64, int64)) (*pb.GalleryApplicationVersion, error) {
+	begin, err := c.Transfer.BeginUpload(ctx, &pb.BeginUploadRequest{
+		Gallery: gallery, Application: app, Version: version, Kind: kind, SizeBytes: size, Sha256: sum,
+	})
+	if err != nil {
+		return nil, err
+	}
+	if begin.Version != nil { // stored already
+		if progress != nil {
+			progress(size, size)
+		}
+		return begin.Version, nil
+	}
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	stream, err := c.Transfer.Upload(ctx)
+	if err != nil {
+		return nil, err
+	}
+	chunk := int64(begin.ChunkSize)
+	if chunk <= 0 {
+		chunk = 1 << 20
+	}
+	buf := make([]byte, chunk)
+	off := begin.CommittedOffset
+	if progress != nil {
+		progress(off, size)
+	}
+	first := true
+	for off < size || first {
+		n, err := f.ReadAt(buf[:min(chunk, size-off)], off)
+		if err != nil && !errors.Is(err, io.EOF) {
+			return nil, errs.Wrap(errs.InvalidArgument, err, "read %s", f.Name())
+		}
+		req := &pb.UploadRequest{Offset: off, Data: buf[:n]}
+		if first {
+			req.SessionId, first = begin.SessionId, false
+		}
+		if err := stream.Send(req); err != nil {
+			// The server ended the stream: its reason comes with CloseAndRecv.
+			break
+		}
+		off += int64(n)
+		if progress != nil {
+			progress(off, size)
+		}
+	}
+	resp, err := stream.CloseAndRecv()
+	if err != nil {
+		return nil, errs.FromStatus(err)
+	}
+	return resp.Version, nil
+}
+
+// Import asks vmappd to pull a version's artifact from url (http(s), e.g. a
+// presigned S3 URL); sum, when set, is the hex sha256 it must have.
+func (c *Client) Import(ctx context.Context, gallery, app, version string, kind pb.ArtifactKind, url, sum string) (*pb.GalleryApplicationVersion, error) {
+	r, err := c.Transfer.Import(ctx, &pb.ImportRequest{Gallery: gallery, Application: app, Version: version, Kind: kind, Url: url, Sha256: sum})
+	if err != nil {
+		return nil, err
+	}
+	if r.Version == nil {
+		return nil, fmt.Errorf("import returned no version")
+	}
+	return r.Version, nil
+}

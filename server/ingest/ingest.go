@@ -1,0 +1,486 @@
+// Package ingest stores packages and configurations in a version's source
+// region: chunked, resumable, verified uploads, and imports from a URL.
+//
+// An upload is a session recorded in the catalog that maps onto a multipart
+// upload in the source store. Bytes arrive in order; every part (one piece
+// of the download manifest, PartSize bytes) is hashed and stored, and once
+// stored it is committed to the catalog with the running sha256 state, so
+// that after a dropped connection, a killed vmappd or a restarted store the
+// upload resumes from the last committed part. Parts upload concurrently
+// (Concurrency at a time) while the next ones are received; they commit in
+// order. The whole-file sha256 is compared with the declared one before the
+// multipart upload is completed: on a mismatch nothing is published.
+package ingest
+
+import (
+	"bytes"
+	"context"
+	"crypto/rand"
+	"crypto/sha256"
+	"encoding"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"hash"
+	"io"
+	"log/slog"
+	"net/http"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"google.golang.org/protobuf/types/known/timestamppb"
+
+	"github.com/vmapp/vmapp/errs"
+	statepb "github.com/vmapp/vmapp/proto/vmapp/state/v1"
+	pb "github.com/vmapp/vmapp/proto/vmapp/v1"
+	"github.com/vmapp/vmapp/replicator/blob"
+	"github.com/vmapp/vmapp/server/catalog"
+)
+
+// Limits and defaults.
+const (
+	// MaxPackageSize is the seeds' 2 GB package limit.
+	MaxPackageSize = 2 << 30
+	// MaxConfigSize is the seeds' 1 GB configuration limit.
+	MaxConfigSize = 1 << 30
+	// DefaultPartSize is the multipart part size and the manifest's piece size.
+	DefaultPartSize = 8 << 20
+	// DefaultChunkSize is the UploadRequest.data size clients are told to use.
+	DefaultChunkSize = 1 << 20
+	// DefaultConcurrency is the number of parts stored at once per upload.
+	DefaultConcurrency = 2
+	// DefaultSessionTTL is how long a session lives without progress.
+	DefaultSessionTTL = 24 * time.Hour
+
+	metaSHA256 = "Vmapp-Sha256"
+)
+
+// Options configure a Service.
+type Options struct {
+	Catalog *catalog.Store
+	// Store returns the store of a region's endpoint.
+	Store func(region string, endpoint int) (blob.Store, error)
+	// PartSize is the part and piece size; at least 5 MiB (S3's minimum part).
+	PartSize    int64
+	Concurrency int
+	SessionTTL  time.Duration
+	HTTPClient  *http.Client
+	Logger      *slog.Logger
+}
+
+// Service runs uploads and imports.
+type Service struct {
+	cat         *catalog.Store
+	store       func(region string, endpoint int) (blob.Store, error)
+	partSize    int64
+	concurrency int
+	ttl         time.Duration
+	http        *http.Client
+	log         *slog.Logger
+	busy        sync.Map // session id -> struct{}: one writer per session
+	bufs        sync.Pool
+}
+
+// New returns a Service.
+func New(o Options) *Service {
+	s := &Service{cat: o.Catalog, store: o.Store, partSize: o.PartSize, concurrency: o.Concurrency, ttl: o.SessionTTL, http: o.HTTPClient, log: o.Logger}
+	if s.partSize == 0 {
+		s.partSize = DefaultPartSize
+	}
+	if s.concurrency <= 0 {
+		s.concurrency = DefaultConcurrency
+	}
+	if s.ttl == 0 {
+		s.ttl = DefaultSessionTTL
+	}
+	if s.http == nil {
+		s.http = &http.Client{Transport: &http.Transport{Proxy: http.ProxyFromEnvironment, ResponseHeaderTimeout: time.Minute}}
+	}
+	if s.log == nil {
+		s.log = slog.New(slog.DiscardHandler)
+	}
+	s.bufs.New = func() any { b := make([]byte, s.partSize); return &b }
+	return s
+}
+
+// ObjectKey is where a version's artifact lives in its source store.
+func ObjectKey(tenant, gallery, app, version string, k pb.ArtifactKind) string {
+	name := "package"
+	if k == pb.ArtifactKind_ARTIFACT_KIND_CONFIGURATION {
+		name = "config"
+	}
+	return fmt.Sprintf("tenants/%s/galleries/%s/applications/%s/versions/%s/%s", tenant, gallery, app, version, name)
+}
+
+func maxSize(k pb.ArtifactKind) int64 {
+	if k == pb.ArtifactKind_ARTIFACT_KIND_CONFIGURATION {
+		return MaxConfigSize
+	}
+	return MaxPackageSize
+}
+
+func checkKind(k pb.ArtifactKind) error {
+	if k != pb.ArtifactKind_ARTIFACT_KIND_PACKAGE && k != pb.ArtifactKind_ARTIFACT_KIND_CONFIGURATION {
+		return errs.New(errs.InvalidArgument, "kind", "kind must be ARTIFACT_KIND_PACKAGE or ARTIFACT_KIND_CONFIGURATION, not %v", k)
+	}
+	return nil
+}
+
+func checkSize(what string, k pb.ArtifactKind, size int64) error {
+	switch {
+	case size == 0:
+		return errs.New(errs.InvalidArgument, "sizeBytes", "The %s %s is empty.", KindLabel(k), what)
+	case size < 0:
+		return errs.New(errs.InvalidArgument, "sizeBytes", "sizeBytes %d of the %s %s must be positive", size, KindLabel(k), what)
+	case size > maxSize(k):
+		return errs.New(errs.InvalidArgument, "sizeBytes", "The %s %s is too large: size = %d. The maximum size allowed is %s.", KindLabel(k), what, size, sizeLabel(k))
+	}
+	return nil
+}
+
+// KindLabel names an artifact kind in messages.
+func KindLabel(k pb.ArtifactKind) string { return catalog.KindName(k) }
+
+func sizeLabel(k pb.ArtifactKind) string {
+	if k == pb.ArtifactKind_ARTIFACT_KIND_CONFIGURATION {
+		return "'1 GB' (1073741824 bytes)"
+	}
+	return "'2 GB' (2147483648 bytes)"
+}
+
+func checkSHA(field, sum string) error {
+	if b, err := hex.DecodeString(sum); err != nil || len(b) != sha256.Size {
+		return errs.New(errs.InvalidArgument, field, "%s '%s' is not a hex sha256 (64 hex digits)", field, sum)
+	}
+	return nil
+}
+
+func newID() string {
+	b := make([]byte, 16)
+	rand.Read(b)
+	return hex.EncodeToString(b)
+}
+
+// Begin opens a session for a version's artifact, or returns the open one
+// when it is for the same file (same size and sha256).
+func (s *Service) Begin(ctx context.Context, tenant string, r *pb.BeginUploadRequest) (*pb.BeginUploadResponse, error) {
+	if err := checkKind(r.Kind); err != nil {
+		return nil, err
+	}
+	if err := checkSHA("sha256", r.Sha256); err != nil {
+		return nil, err
+	}
+	what := fmt.Sprintf("of '%s/%s/%s'", r.Gallery, r.Application, r.Version)
+	if err := checkSize(what, r.Kind, r.SizeBytes); err != nil {
+		return nil, err
+	}
+	v, err := s.cat.UploadTarget(ctx, tenant, r.Gallery, r.Application, r.Version, r.Kind)
+	if errs.Is(err, errs.FailedPrecondition) {
+		// Idempotent: the file is stored already (an earlier attempt
+		// finished but its response was lost).
+		if got, gerr := s.cat.GetVersion(ctx, tenant, r.Gallery, r.Application, r.Version); gerr == nil {
+			if a := catalog.ArtifactOf(got, r.Kind); a != nil && a.SizeBytes == r.SizeBytes && a.Sha256 == r.Sha256 {
+				return &pb.BeginUploadResponse{CommittedOffset: a.SizeBytes, Version: got}, nil
+			}
+		}
+	}
+	if err != nil {
+		return nil, err
+	}
+	sess, err := s.cat.FindUpload(ctx, tenant, r.Gallery, r.Application, r.Version, r.Kind)
+	if err != nil {
+		return nil, err
+	}
+	if sess == nil {
+		if sess, err = s.newSession(ctx, tenant, v, r.Kind, r.SizeBytes, r.Sha256, ""); err != nil {
+			return nil, err
+		}
+	} else if sess.SizeBytes != r.SizeBytes || sess.Sha256 != r.Sha256 {
+		return nil, errs.New(errs.FailedPrecondition, "sha256", "Another upload of the %s %s is in progress (session %s, %d bytes, sha256 %s): resume it with the same file, or abort it first.", KindLabel(r.Kind), what, sess.Id, sess.SizeBytes, sess.Sha256)
+	}
+	return &pb.BeginUploadResponse{
+		SessionId: sess.Id, CommittedOffset: sess.CommittedOffset, ChunkSize: DefaultChunkSize,
+		ExpireTime: sess.ExpireTime, PartSize: sess.PartSize,
+	}, nil
+}
+
+// newSession starts a multipart upload in the version's source store and
+// records the session; when another client recorded one first, its own
+// multipart upload is aborted.
+func (s *Service) newSession(ctx context.Context, tenant string, v *pb.GalleryApplicationVersion, k pb.ArtifactKind, size int64, sum, url string) (*statepb.UploadSession, error) {
+	st, err := s.store(v.Location, 0)
+	if err != nil {
+		return nil, err
+	}
+	key := ObjectKey(tenant, v.Gallery, v.Application, v.Name, k)
+	uploadID, err := st.NewMultipart(ctx, key, nil)
+	if err != nil {
+		return nil, fmt.Errorf("start the upload in region %s: %w", v.Location, err)
+	}
+	now := time.Now()
+	sess := &statepb.UploadSession{
+		Id: newID(), Tenant: tenant, Gallery: v.Gallery, Application: v.Application, Version: v.Name, Kind: k,
+		SizeBytes: size, Sha256: sum, SourceUrl: url, Region: v.Location, ObjectKey: key, MultipartId: uploadID,
+		PartSize: s.partSize, CreateTime: timestamppb.New(now), UpdateTime: timestamppb.New(now), ExpireTime: timestamppb.New(now.Add(s.ttl)),
+	}
+	if err := s.cat.CreateUpload(ctx, sess); err != nil {
+		s.abortQuietly(sess)
+		return nil, err
+	}
+	s.log.Info("upload session opened", "session", sess.Id, "tenant", tenant, "version", v.Gallery+"/"+v.Application+"/"+v.Name, "kind", KindLabel(k), "size", size)
+	return sess, nil
+}
+
+func (s *Service) abortQuietly(sess *statepb.UploadSession) {
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	st, err := s.store(sess.Region, int(sess.Endpoint))
+	if err == nil {
+		err = st.AbortMultipart(ctx, sess.ObjectKey, sess.MultipartId)
+	}
+	if err != nil && !errs.Is(err, errs.NotFound) {
+		s.log.Warn("aborting a multipart upload failed; the store's own cleanup will remove it", "session", sess.Id, "err", err)
+	}
+}
+
+// lock claims the session for one writer.
+func (s *Service) lock(tenant, id string) (func(), error) {
+	if _, busy := s.busy.LoadOrStore(id, struct{}{}); busy {
+		return nil, errs.New(errs.Aborted, "sessionId", "Upload session '%s' is being written by another stream: only one client can upload a file at a time.", id)
+	}
+	return func() { s.busy.Delete(id) }, nil
+}
+
+// session reads a session of the tenant's.
+func (s *Service) session(ctx context.Context, tenant, id string) (*statepb.UploadSession, error) {
+	sess, err := s.cat.GetUpload(ctx, id)
+	if err == nil && sess.Tenant != tenant {
+		return nil, errs.New(errs.NotFound, "sessionId", "Upload session '%s' doesn't exist: it completed, was aborted or expired. Begin the upload again.", id)
+	}
+	return sess, err
+}
+
+// Write stores the bytes of session id. open is called with the session's
+// committed offset and returns the bytes from there on.
+func (s *Service) Write(ctx context.Context, tenant, id string, open func(offset int64, kind pb.ArtifactKind) (io.Reader, error)) (*pb.GalleryApplicationVersion, error) {
+	if id == "" {
+		return nil, errs.New(errs.InvalidArgument, "sessionId", "sessionId is required in the first message: call BeginUpload first")
+	}
+	unlock, err := s.lock(tenant, id)
+	if err != nil {
+		return nil, err
+	}
+	defer unlock()
+	sess, err := s.session(ctx, tenant, id)
+	if err != nil {
+		return nil, err
+	}
+	r, err := open(sess.CommittedOffset, sess.Kind)
+	if err != nil {
+		return nil, err
+	}
+	return s.write(ctx, sess, r)
+}
+
+// Abort discards a session and its stored parts.
+func (s *Service) Abort(ctx context.Context, tenant, id string) error {
+	unlock, err := s.lock(tenant, id)
+	if err != nil {
+		return err
+	}
+	defer unlock()
+	sess, err := s.session(ctx, tenant, id)
+	if err != nil {
+		return err
+	}
+	s.abortQuietly(sess)
+	return s.cat.DeleteUpload(ctx, id)
+}
+
+type partJob struct {
+	part  *statepb.Part
+	buf   *[]byte
+	state []byte
+	done  chan error
+}
+
+// partTimeout bounds the store's handling of one part.
+const partTimeout = 5 * time.Minute
+
+// write reads r (positioned at the committed offset) to the end of the file,
+// storing and committing parts, then verifies and publishes the artifact.
+//
+// At most Concurrency parts are between "being received" and "committed",
+// so an interrupted upload resends at most Concurrency parts.
+func (s *Service) write(ctx context.Context, sess *statepb.UploadSession, r io.Reader) (*pb.GalleryApplicationVersion, error) {
+	st, err := s.store(sess.Region, int(sess.Endpoint))
+	if err != nil {
+		return nil, err
+	}
+	h := sha256.New()
+	if len(sess.Sha256State) > 0 {
+		if err := h.(encoding.BinaryUnmarshaler).UnmarshalBinary(sess.Sha256State); err != nil {
+			return nil, fmt.Errorf("session %s: restore sha256 state: %w", sess.Id, err)
+		}
+	}
+	// Parts already received are stored and committed even when the client
+	// goes away: that is what the next attempt resumes from.
+	partCtx := context.WithoutCancel(ctx)
+	slots := make(chan struct{}, s.concurrency)
+	jobs := make(chan *partJob, s.concurrency)
+	var failed atomic.Bool
+	committed := make(chan error, 1)
+	final := sess
+	go func() {
+		var err error
+		for j := range jobs {
+			if e := <-j.done; err == nil && e != nil {
+				err = e
+			}
+			if err == nil {
+				var next *statepb.UploadSession
+				if next, err = s.cat.CommitPart(partCtx, sess.Id, j.part, j.state, s.ttl); err == nil {
+					final = next
+				}
+			}
+			if err != nil {
+				failed.Store(true)
+			}
+			s.bufs.Put(j.buf)
+			<-slots
+		}
+		committed <- err
+	}()
+
+	readErr := s.readParts(partCtx, sess, r, h, st, slots, jobs, &failed)
+	close(jobs)
+	if err := <-committed; err != nil {
+		return nil, fmt.Errorf("store the %s of '%s/%s/%s' in region %s: %w", KindLabel(sess.Kind), sess.Gallery, sess.Application, sess.Version, sess.Region, err)
+	}
+	if readErr != nil {
+		return nil, readErr
+	}
+	return s.finish(ctx, final, h)
+}
+
+// readParts reads r a part at a time, once a slot is free, and starts
+// storing each part; the committer frees the slot once the part is committed.
+func (s *Service) readParts(ctx context.Context, sess *statepb.UploadSession, r io.Reader, h hash.Hash, st blob.Store, slots chan struct{}, jobs chan<- *partJob, failed *atomic.Bool) error {
+	off := sess.CommittedOffset
+	number := int32(len(sess.Parts))
+	limit := maxSize(sess.Kind)
+	for {
+		n := sess.PartSize
+		if sess.SizeBytes >= 0 {
+			n = min(n, sess.SizeBytes-off)
+		}
+		if n == 0 {
+			break
+		}
+		slots <- struct{}{}
+		if failed.Load() {
+			<-slots
+			return nil
+		}
+		buf := s.bufs.Get().(*[]byte)
+		got, err := io.ReadFull(r, (*buf)[:n])
+		if err != nil && !errors.Is(err, io.EOF) && !errors.Is(err, io.ErrUnexpectedEOF) {
+			s.bufs.Put(buf)
+			<-slots
+			return err
+		}
+		if err != nil && sess.SizeBytes >= 0 {
+			s.bufs.Put(buf)
+			<-slots
+			return errs.New(errs.Aborted, "", "the upload stream ended at byte %d of %d: resume it to send the rest", off+int64(got), sess.SizeBytes)
+		}
+		if got == 0 { // the end of an import of unknown size
+			s.bufs.Put(buf)
+			<-slots
+			break
+		}
+		if off+int64(got) > limit {
+			s.bufs.Put(buf)
+			<-slots
+			return errs.New(errs.InvalidArgument, "url", "The %s is too large: more than %d bytes. The maximum size allowed is %s.", KindLabel(sess.Kind), limit, sizeLabel(sess.Kind))
+		}
+		data := (*buf)[:got]
+		h.Write(data)
+		state, err := h.(encoding.BinaryMarshaler).MarshalBinary()
+		if err != nil {
+			return err
+		}
+		number++
+		j := &partJob{part: &statepb.Part{Number: number, SizeBytes: int64(got)}, buf: buf, state: state, done: make(chan error, 1)}
+		go func() {
+			sum := sha256.Sum256(data)
+			j.part.Sha256 = sum[:]
+			pctx, cancel := context.WithTimeout(ctx, partTimeout)
+			defer cancel()
+			p, err := st.PutPart(pctx, sess.ObjectKey, sess.MultipartId, int(j.part.Number), bytes.NewReader(data), int64(len(data)))
+			j.part.Etag = p.ETag
+			j.done <- err
+		}()
+		jobs <- j
+		off += int64(got)
+		if int64(got) < n { // short read: the end of an import of unknown size
+			break
+		}
+	}
+	if sess.SizeBytes >= 0 {
+		// Nothing may follow the declared size.
+		var one [1]byte
+		if n, _ := r.Read(one[:]); n > 0 {
+			return errs.New(errs.InvalidArgument, "data", "more bytes were sent than the declared size %d", sess.SizeBytes)
+		}
+	}
+	return nil
+}
+
+// finish checks the sha256, completes the multipart upload, checks the
+// stored object and records the artifact on the version.
+func (s *Service) finish(ctx context.Context, sess *statepb.UploadSession, h hash.Hash) (*pb.GalleryApplicationVersion, error) {
+	what := fmt.Sprintf("%s of '%s/%s/%s'", KindLabel(sess.Kind), sess.Gallery, sess.Application, sess.Version)
+	sum := hex.EncodeToString(h.Sum(nil))
+	if sess.CommittedOffset == 0 {
+		s.abortQuietly(sess)
+		s.cat.DeleteUpload(ctx, sess.Id)
+		return nil, errs.New(errs.InvalidArgument, "url", "The %s is empty.", what)
+	}
+	if sess.Sha256 != "" && sum != sess.Sha256 {
+		s.abortQuietly(sess)
+		if err := s.cat.DeleteUpload(ctx, sess.Id); err != nil {
+			return nil, err
+		}
+		return nil, errs.New(errs.DataLoss, "sha256", "The %s doesn't match its declared sha256: received %d bytes with sha256 %s, not %s. Nothing was published; upload it again.", what, sess.CommittedOffset, sum, sess.Sha256)
+	}
+	st, err := s.store(sess.Region, int(sess.Endpoint))
+	if err != nil {
+		return nil, err
+	}
+	parts := make([]blob.Part, len(sess.Parts))
+	manifest := &statepb.Manifest{PieceSize: sess.PartSize}
+	for i, p := range sess.Parts {
+		parts[i] = blob.Part{Number: int(p.Number), ETag: p.Etag, Size: p.SizeBytes}
+		manifest.PieceSha256 = append(manifest.PieceSha256, p.Sha256)
+	}
+	_, err = st.CompleteMultipart(ctx, sess.ObjectKey, sess.MultipartId, parts)
+	if err != nil && !errs.Is(err, errs.NotFound) { // NotFound: completed before a crash
+		return nil, fmt.Errorf("complete the %s in region %s: %w", what, sess.Region, err)
+	}
+	info, err := st.Stat(ctx, sess.ObjectKey)
+	if err != nil {
+		return nil, fmt.Errorf("check the stored %s in region %s: %w", what, sess.Region, err)
+	}
+	if info.Size != sess.CommittedOffset {
+		return nil, errs.New(errs.DataLoss, "", "The stored %s has %d bytes, not the %d received.", what, info.Size, sess.CommittedOffset)
+	}
+	a := &pb.Artifact{SizeBytes: sess.CommittedOffset, Sha256: sum, PieceSize: sess.PartSize, PieceCount: int32(len(sess.Parts))}
+	v, err := s.cat.FinishUpload(ctx, sess.Id, a, manifest)
+	if err != nil {
+		return nil, err
+	}
+	s.log.Info("artifact stored", "session", sess.Id, "what", what, "size", a.SizeBytes, "sha256", sum, "region", sess.Region)
+	return v, nil
+}

@@ -1,0 +1,63 @@
+package server
+
+import (
+	"context"
+	"log/slog"
+	"time"
+
+	"github.com/vmapp/vmapp/errs"
+	"github.com/vmapp/vmapp/replicator/blob"
+	"github.com/vmapp/vmapp/replicator/blob/s3"
+	"github.com/vmapp/vmapp/topology"
+)
+
+// Stores are the storage endpoints of every region, in topology order.
+type Stores map[string][]blob.Store
+
+// OpenStores makes a client for every endpoint of the topology. It does not
+// contact them: a store that is down must not keep vmappd from starting.
+func OpenStores(ctx context.Context, topo *topology.Topology) (Stores, error) {
+	out := Stores{}
+	for _, r := range topo.Regions {
+		for _, e := range r.Endpoints {
+			st, err := s3.New(ctx, e)
+			if err != nil {
+				return nil, err
+			}
+			out[r.Name] = append(out[r.Name], st)
+		}
+	}
+	return out, nil
+}
+
+// Get returns endpoint i of region.
+func (s Stores) Get(region string, i int) (blob.Store, error) {
+	eps := s[region]
+	if i < 0 || i >= len(eps) {
+		return nil, errs.New(errs.FailedPrecondition, "", "region %s has no storage endpoint %d", region, i)
+	}
+	return eps[i], nil
+}
+
+// EnsureBuckets creates the bucket of every endpoint, retrying those that
+// are down until they answer or ctx ends.
+func (s Stores) EnsureBuckets(ctx context.Context, log *slog.Logger) {
+	for region, eps := range s {
+		for _, st := range eps {
+			go func() {
+				for backoff := time.Second; ; backoff = min(2*backoff, time.Minute) {
+					err := st.EnsureBucket(ctx)
+					if err == nil {
+						return
+					}
+					log.Warn("storage endpoint not ready; retrying", "region", region, "endpoint", st.Endpoint(), "err", err, "retry_in", backoff)
+					select {
+					case <-ctx.Done():
+						return
+					case <-time.After(backoff):
+					}
+				}
+			}()
+		}
+	}
+}

@@ -1,0 +1,81 @@
+package server
+
+import (
+	"context"
+	"errors"
+	"io"
+
+	"github.com/vmapp/vmapp/errs"
+	pb "github.com/vmapp/vmapp/proto/vmapp/v1"
+	"github.com/vmapp/vmapp/server/catalog"
+	"github.com/vmapp/vmapp/server/ingest"
+)
+
+type transferServer struct {
+	pb.UnimplementedTransferServiceServer
+	ingest *ingest.Service
+}
+
+func (s *transferServer) BeginUpload(ctx context.Context, r *pb.BeginUploadRequest) (*pb.BeginUploadResponse, error) {
+	return s.ingest.Begin(ctx, tenantOf(ctx), r)
+}
+
+func (s *transferServer) Upload(stream pb.TransferService_UploadServer) error {
+	ctx := stream.Context()
+	first, err := stream.Recv()
+	if errors.Is(err, io.EOF) {
+		return errs.New(errs.InvalidArgument, "sessionId", "the upload stream is empty: send the session id and the first chunk")
+	}
+	if err != nil {
+		return err
+	}
+	var kind pb.ArtifactKind
+	v, err := s.ingest.Write(ctx, tenantOf(ctx), first.SessionId, func(committed int64, k pb.ArtifactKind) (io.Reader, error) {
+		kind = k
+		if first.Offset != committed {
+			return nil, errs.New(errs.OutOfRange, "offset", "the first chunk starts at offset %d, but the session has %d bytes committed: send from %d", first.Offset, committed, committed)
+		}
+		return &chunkReader{stream: stream, next: first, offset: first.Offset}, nil
+	})
+	if err != nil {
+		return err
+	}
+	return stream.SendAndClose(&pb.UploadResponse{CommittedOffset: catalog.ArtifactOf(v, kind).GetSizeBytes(), Version: v})
+}
+
+func (s *transferServer) AbortUpload(ctx context.Context, r *pb.AbortUploadRequest) (*pb.AbortUploadResponse, error) {
+	return &pb.AbortUploadResponse{}, s.ingest.Abort(ctx, tenantOf(ctx), r.SessionId)
+}
+
+func (s *transferServer) Import(ctx context.Context, r *pb.ImportRequest) (*pb.ImportResponse, error) {
+	v, err := s.ingest.Import(ctx, tenantOf(ctx), r)
+	return &pb.ImportResponse{Version: v}, err
+}
+
+// chunkReader reads the data of an upload stream, checking that each chunk
+// starts where the previous one ended.
+type chunkReader struct {
+	stream pb.TransferService_UploadServer
+	next   *pb.UploadRequest // the chunk being read, if any
+	offset int64             // file offset of next.Data[0]
+}
+
+func (r *chunkReader) Read(p []byte) (int, error) {
+	for r.next == nil || len(r.next.Data) == 0 {
+		m, err := r.stream.Recv()
+		if err != nil {
+			if errors.Is(err, io.EOF) {
+				return 0, io.EOF
+			}
+			return 0, errs.Wrap(errs.Aborted, err, "the upload stream broke at byte %d", r.offset)
+		}
+		if m.Offset != r.offset {
+			return 0, errs.New(errs.InvalidArgument, "offset", "a chunk starts at offset %d, but the previous one ended at %d: chunks must be sent in order without gaps", m.Offset, r.offset)
+		}
+		r.next = m
+	}
+	n := copy(p, r.next.Data)
+	r.next.Data = r.next.Data[n:]
+	r.offset += int64(n)
+	return n, nil
+}
