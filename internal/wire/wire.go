@@ -1,0 +1,56 @@
+// Package wire holds the gRPC transport settings vmappd and its clients
+// share: message sizes, flow-control windows, and the zstd and s2
+// compressors (klauspost/compress, registered by import).
+//
+// gRPC-Go's defaults (64 KiB windows, grown by BDP estimation) cap a
+// single stream well below what a loopback or LAN link carries; uploads
+// stream 1 MiB chunks, so the windows are set large enough to keep several
+// chunks in flight.
+package wire
+
+import (
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/encoding"
+
+	"github.com/mostynb/go-grpc-compression/nonclobbering/experimental/s2"
+	"github.com/mostynb/go-grpc-compression/nonclobbering/zstd"
+)
+
+const (
+	// MaxMessage bounds one gRPC message: a 1 MiB chunk plus room.
+	MaxMessage = 16 << 20
+	// StreamWindow and ConnWindow are the flow-control windows.
+	StreamWindow = 8 << 20
+	ConnWindow   = 32 << 20
+	// buffer is the transport's read and write buffer.
+	buffer = 1 << 20
+)
+
+// Compressors are the names of the registered compressors a client can ask
+// for, besides "" (none, the default: packages are mostly compressed already).
+var Compressors = []string{zstd.Name, s2.Name}
+
+// Registered reports whether name is a registered compressor.
+func Registered(name string) bool { return encoding.GetCompressor(name) != nil }
+
+// ServerOptions are vmappd's transport options.
+func ServerOptions() []grpc.ServerOption {
+	return []grpc.ServerOption{
+		grpc.MaxRecvMsgSize(MaxMessage),
+		grpc.InitialWindowSize(StreamWindow),
+		grpc.InitialConnWindowSize(ConnWindow),
+		grpc.ReadBufferSize(buffer),
+		grpc.WriteBufferSize(buffer),
+	}
+}
+
+// DialOptions are the clients' transport options.
+func DialOptions() []grpc.DialOption {
+	return []grpc.DialOption{
+		grpc.WithDefaultCallOptions(grpc.MaxCallRecvMsgSize(MaxMessage), grpc.MaxCallSendMsgSize(MaxMessage)),
+		grpc.WithInitialWindowSize(StreamWindow),
+		grpc.WithInitialConnWindowSize(ConnWindow),
+		grpc.WithReadBufferSize(buffer),
+		grpc.WithWriteBufferSize(buffer),
+	}
+}
