@@ -524,6 +524,9 @@ func TestImportFromURL(t *testing.T) {
 	if v.ProvisioningState != "Succeeded" || v.Package.GetSha256() != sum || v.Package.SizeBytes != int64(len(data)) {
 		t.Fatalf("imported: %s %v", v.ProvisioningState, v.Package)
 	}
+	if !strings.HasPrefix(v.PublishingProfile.GetSource().GetMediaLink(), "http://"+c.minio.Addr()+"/source/app.tar.gz?") {
+		t.Fatalf("mediaLink %q does not record the import's URL", v.PublishingProfile.GetSource().GetMediaLink())
+	}
 	if b, _ := c.stored(key("1.0.0", pkg)); !bytes.Equal(b, data) {
 		t.Fatal("stored bytes differ")
 	}

@@ -162,6 +162,11 @@ func TestETags(t *testing.T) {
 	wantErr(t, err, codes.InvalidArgument, "Changing property 'gallery.location' isn't allowed.")
 	_, err = e.c.Catalog.DeleteGallery(ctx(t), &pb.DeleteGalleryRequest{Gallery: "g", IfMatch: g.Etag})
 	wantErr(t, err, codes.FailedPrecondition, "has etag")
+	// The etag's quotes are optional.
+	_, err = e.c.Catalog.UpdateGallery(ctx(t), &pb.UpdateGalleryRequest{Gallery: &pb.Gallery{Name: "g", Description: "two"}, UpdateMask: &fieldmaskpb.FieldMask{Paths: []string{"description"}}, IfMatch: strings.Trim(g.Etag, `"`)})
+	wantErr(t, err, codes.FailedPrecondition, "has etag")
+	r, err = e.c.Catalog.UpdateGallery(ctx(t), &pb.UpdateGalleryRequest{Gallery: &pb.Gallery{Name: "g", Description: "one"}, UpdateMask: &fieldmaskpb.FieldMask{Paths: []string{"description"}}, IfMatch: strings.Trim(r.Gallery.Etag, `"`)})
+	mustOK(t, err)
 	got, err := e.c.Catalog.GetGallery(ctx(t), &pb.GetGalleryRequest{Gallery: "g"})
 	mustOK(t, err)
 	if got.Gallery.Description != "one" || got.Gallery.ProvisioningState != "Succeeded" {

@@ -39,6 +39,7 @@ import (
 	"fmt"
 	"log/slog"
 	"strconv"
+	"strings"
 	"time"
 
 	bolt "go.etcd.io/bbolt"
@@ -250,8 +251,9 @@ func nextETag(tx *bolt.Tx) (string, error) {
 }
 
 // checkETag fails with FailedPrecondition when ifMatch is set and differs.
+// The quotes of an HTTP-style etag are optional in ifMatch.
 func checkETag(what, ifMatch, etag string) error {
-	if ifMatch != "" && ifMatch != etag {
+	if ifMatch != "" && strings.Trim(ifMatch, `"`) != strings.Trim(etag, `"`) {
 		return errs.New(errs.FailedPrecondition, "ifMatch", "%s has etag %s, not %s: it was changed since you read it; read it again and retry", what, etag, ifMatch)
 	}
 	return nil

@@ -166,6 +166,19 @@ func (s *Store) FinishUpload(ctx context.Context, id string, a *pb.Artifact, m *
 			return err
 		}
 		a.StoredTime = s.timestamp()
+		// An import records where the artifact came from, as the seeds'
+		// mediaLink / defaultConfigurationLink, unless the version has one.
+		if sess.SourceUrl != "" {
+			if v.PublishingProfile.Source == nil {
+				v.PublishingProfile.Source = &pb.UserArtifactSource{}
+			}
+			src := v.PublishingProfile.Source
+			if sess.Kind == pb.ArtifactKind_ARTIFACT_KIND_PACKAGE && src.MediaLink == "" {
+				src.MediaLink = sess.SourceUrl
+			} else if sess.Kind == pb.ArtifactKind_ARTIFACT_KIND_CONFIGURATION && src.DefaultConfigurationLink == "" {
+				src.DefaultConfigurationLink = sess.SourceUrl
+			}
+		}
 		if sess.Kind == pb.ArtifactKind_ARTIFACT_KIND_PACKAGE {
 			v.Package = a
 			v.ProvisioningState = StateSucceeded

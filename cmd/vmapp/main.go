@@ -1,0 +1,327 @@
+// Command vmapp is the command-line client of vmappd: it publishes VM
+// applications into galleries the way Azure's VM Applications do.
+//
+//	vmapp gallery create g1 --location eastus
+//	vmapp app create --gallery g1 myapp --os linux
+//	vmapp version create --gallery g1 --app myapp 1.0.0 --location eastus \
+//	    --install 'sh install.sh' --remove 'sh remove.sh' --package app.tgz
+//
+// Exit status: 0 on success, 1 when vmappd (or a local file) refuses the
+// request, 2 on a usage error.
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"os/signal"
+	"strings"
+	"time"
+
+	"github.com/spf13/cobra"
+	"github.com/spf13/pflag"
+	"google.golang.org/protobuf/types/known/timestamppb"
+
+	"github.com/vmapp/vmapp/client"
+	"github.com/vmapp/vmapp/errs"
+)
+
+const defaultServer = "127.0.0.1:7443"
+
+func main() {
+	os.Exit(run(os.Args[1:], os.Stdout, os.Stderr))
+}
+
+// cli holds the global flags and the connection of one invocation.
+type cli struct {
+	stdout, stderr io.Writer
+	ctx            context.Context
+
+	server   string
+	tenant   string
+	compress string
+	output   string
+
+	client *client.Client
+}
+
+// usageError is a mistake on the command line: exit status 2.
+type usageError struct{ error }
+
+func usagef(format string, args ...any) error { return usageError{fmt.Errorf(format, args...)} }
+
+// runError is a failure after the command line was understood: exit status 1.
+type runError struct{ error }
+
+func (e runError) Unwrap() error { return e.error }
+
+// run executes vmapp with args and returns the exit status.
+func run(args []string, stdout, stderr io.Writer) int {
+	// Ctrl-C cancels the call in flight (an upload resumes when run again);
+	// a second one kills vmapp.
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt)
+	defer stop()
+	context.AfterFunc(ctx, stop)
+	c := &cli{stdout: stdout, stderr: stderr, ctx: ctx}
+	defer func() {
+		if c.client != nil {
+			c.client.Close()
+		}
+	}()
+	root := c.rootCmd()
+	root.SetArgs(args)
+	root.SetOut(stdout)
+	root.SetErr(stderr)
+	cmd, err := root.ExecuteC()
+	if err == nil {
+		return 0
+	}
+	var re runError
+	if errors.As(err, &re) {
+		fmt.Fprintf(stderr, "error: %s: %s\n", errs.ClassOf(re.error), re.error)
+		return 1
+	}
+	// A usageError of ours, or one of cobra's: unknown command or flag, bad
+	// flag value, missing argument or required flag.
+	fmt.Fprintf(stderr, "error: %s\n", err)
+	if cmd == nil {
+		cmd = root
+	}
+	fmt.Fprintf(stderr, "Run '%s --help' for usage.\n", cmd.CommandPath())
+	return 2
+}
+
+func envOr(name, def string) string {
+	if v := os.Getenv(name); v != "" {
+		return v
+	}
+	return def
+}
+
+func (c *cli) rootCmd() *cobra.Command {
+	root := &cobra.Command{
+		Use:   "vmapp",
+		Short: "Publish VM applications to vmappd galleries",
+		Long: `vmapp manages galleries, applications and application versions on vmappd,
+and uploads or imports their packages and configurations.
+
+Exit status: 0 on success, 1 when the request fails, 2 on a usage error.`,
+		SilenceErrors:     true,
+		SilenceUsage:      true,
+		Args:              cobra.NoArgs,
+		RunE:              group,
+		PersistentPreRunE: c.checkGlobals,
+	}
+	root.CompletionOptions.DisableDefaultCmd = true
+	root.SetFlagErrorFunc(func(_ *cobra.Command, err error) error { return usageError{err} })
+	pf := root.PersistentFlags()
+	pf.StringVar(&c.server, "server", envOr("VMAPP_SERVER", defaultServer), "vmappd address host:port (env VMAPP_SERVER)")
+	pf.StringVar(&c.tenant, "tenant", os.Getenv("VMAPP_TENANT"), "tenant to work in; empty means the server's default (env VMAPP_TENANT)")
+	pf.StringVar(&c.compress, "compress", "none", "wire compression of requests: none, zstd or s2")
+	pf.StringVarP(&c.output, "output", "o", "table", "output format: table or json")
+	root.AddCommand(c.galleryCmd(), c.appCmd(), c.versionCmd(), c.regionCmd())
+	return root
+}
+
+// group is the RunE of commands that only hold subcommands.
+func group(cmd *cobra.Command, args []string) error {
+	if len(args) > 0 {
+		return usagef("unknown command %q for %q", args[0], cmd.CommandPath())
+	}
+	return usagef("%q needs a subcommand", cmd.CommandPath())
+}
+
+func (c *cli) checkGlobals(*cobra.Command, []string) error {
+	switch c.output {
+	case "table", "json":
+	default:
+		return usagef("--output %q: must be table or json", c.output)
+	}
+	switch c.compress {
+	case "none", "zstd", "s2":
+	default:
+		return usagef("--compress %q: must be none, zstd or s2", c.compress)
+	}
+	if c.server == "" {
+		return usagef("--server is empty")
+	}
+	return nil
+}
+
+// connect dials vmappd (lazily: the first call makes the connection).
+func (c *cli) connect() (*client.Client, error) {
+	if c.client != nil {
+		return c.client, nil
+	}
+	comp := c.compress
+	if comp == "none" {
+		comp = ""
+	}
+	cl, err := client.New(c.server, client.Options{Tenant: c.tenant, Compressor: comp})
+	if err != nil {
+		return nil, err
+	}
+	c.client = cl
+	return cl, nil
+}
+
+// action adapts the body of a command: it connects, and marks the errors the
+// body returns as run errors (exit 1) unless they are usage errors.
+func (c *cli) action(body func(cl *client.Client, cmd *cobra.Command, args []string) error) func(*cobra.Command, []string) error {
+	return func(cmd *cobra.Command, args []string) error {
+		cl, err := c.connect()
+		if err == nil {
+			err = body(cl, cmd, args)
+		}
+		var ue usageError
+		if err == nil || errors.As(err, &ue) {
+			return err
+		}
+		return runError{err}
+	}
+}
+
+// args checks the positional arguments: exactly the ones named.
+func args(names ...string) cobra.PositionalArgs {
+	return func(cmd *cobra.Command, args []string) error {
+		switch {
+		case len(args) < len(names):
+			return usagef("missing argument %s", names[len(args)])
+		case len(args) > len(names):
+			return usagef("unexpected argument %q", args[len(names)])
+		}
+		return nil
+	}
+}
+
+// field binds a flag to the message field it sets; path is the field's
+// update_mask path.
+type field[T any] struct {
+	flag, path string
+	set        func(m T, fs *pflag.FlagSet) error
+}
+
+// applyFlags sets the fields of m whose flags were given on the command line
+// and returns their update_mask paths. Flags left out leave their fields
+// unset, so the server applies its defaults.
+func applyFlags[T any](m T, fs *pflag.FlagSet, fields []field[T]) ([]string, error) {
+	var paths []string
+	for _, f := range fields {
+		if !fs.Changed(f.flag) {
+			continue
+		}
+		if err := f.set(m, fs); err != nil {
+			return nil, err
+		}
+		paths = append(paths, f.path)
+	}
+	return paths, nil
+}
+
+// flagNames lists the flags of fields, for messages.
+func flagNames[T any](fields []field[T]) string {
+	var s []string
+	for _, f := range fields {
+		s = append(s, "--"+f.flag)
+	}
+	return strings.Join(s, ", ")
+}
+
+func stringField[T any](flag, path string, set func(T, string)) field[T] {
+	return field[T]{flag, path, func(m T, fs *pflag.FlagSet) error {
+		v, err := fs.GetString(flag)
+		set(m, v)
+		return err
+	}}
+}
+
+func boolField[T any](flag, path string, set func(T, bool)) field[T] {
+	return field[T]{flag, path, func(m T, fs *pflag.FlagSet) error {
+		v, err := fs.GetBool(flag)
+		set(m, v)
+		return err
+	}}
+}
+
+// dateField parses a date (2027-01-31, midnight UTC) or an RFC 3339 time;
+// "" clears the field.
+func dateField[T any](flag, path string, set func(T, *timestamppb.Timestamp)) field[T] {
+	return field[T]{flag, path, func(m T, fs *pflag.FlagSet) error {
+		v, err := fs.GetString(flag)
+		if err != nil {
+			return err
+		}
+		ts, err := parseDate(v)
+		if err != nil {
+			return usagef("--%s %q: %v", flag, v, err)
+		}
+		set(m, ts)
+		return nil
+	}}
+}
+
+func parseDate(s string) (*timestamppb.Timestamp, error) {
+	if s == "" {
+		return nil, nil
+	}
+	for _, layout := range []string{time.DateOnly, time.RFC3339Nano} {
+		if t, err := time.Parse(layout, s); err == nil {
+			return timestamppb.New(t), nil
+		}
+	}
+	return nil, errors.New("want a date like 2027-01-31 or an RFC 3339 time like 2027-01-31T12:00:00Z")
+}
+
+// int32Flag reads an int32 flag as an optional value.
+func int32Flag(fs *pflag.FlagSet, flag string) (*int32, error) {
+	v, err := fs.GetInt32(flag)
+	if err != nil {
+		return nil, err
+	}
+	return &v, nil
+}
+
+// pageFlags are the --page-size and --page-token flags of list commands.
+type pageFlags struct {
+	size  int32
+	token string
+}
+
+func (p *pageFlags) add(cmd *cobra.Command) {
+	cmd.Flags().Int32Var(&p.size, "page-size", 0, "return one page of at most this many items (and print the next page token)")
+	cmd.Flags().StringVar(&p.token, "page-token", "", "return the page that starts at this token (from a previous list)")
+}
+
+// explicit reports whether the user asked for one page.
+func (p *pageFlags) explicit(cmd *cobra.Command) bool {
+	return cmd.Flags().Changed("page-size") || cmd.Flags().Changed("page-token")
+}
+
+// listAll calls fetch from the first page to the last, or once with the
+// user's page size and token when they gave one; it returns the items and
+// the next page token of the last page fetched.
+func listAll[T any](cmd *cobra.Command, p *pageFlags, fetch func(size int32, token string) ([]T, string, error)) ([]T, string, error) {
+	if p.explicit(cmd) {
+		return fetch(p.size, p.token)
+	}
+	var all []T
+	token := ""
+	for {
+		items, next, err := fetch(0, token)
+		if err != nil {
+			return nil, "", err
+		}
+		all = append(all, items...)
+		if next == "" || next == token {
+			return all, "", nil
+		}
+		token = next
+	}
+}
+
+// ifMatchFlag adds --if-match.
+func ifMatchFlag(cmd *cobra.Command, v *string) {
+	cmd.Flags().StringVar(v, "if-match", "", "apply only if the resource's etag is still ETAG")
+}

@@ -1,0 +1,162 @@
+package main
+
+import (
+	"bytes"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net/url"
+	"strings"
+	"text/tabwriter"
+	"time"
+
+	"google.golang.org/protobuf/encoding/protojson"
+	"google.golang.org/protobuf/proto"
+	"google.golang.org/protobuf/types/known/timestamppb"
+)
+
+// jsonOptions print Azure's camelCase property names (the protos' json_name,
+// e.g. supportedOSType).
+var jsonOptions = protojson.MarshalOptions{Multiline: true, Indent: "  ", UseProtoNames: false}
+
+// marshal encodes m as JSON. protojson varies its whitespace on purpose, so
+// the result is re-indented for stable output.
+func marshal(m proto.Message) ([]byte, error) {
+	return jsonOptions.Marshal(m)
+}
+
+func writeIndented(w io.Writer, raw []byte) error {
+	var buf bytes.Buffer
+	if err := json.Indent(&buf, raw, "", "  "); err != nil {
+		return err
+	}
+	buf.WriteByte('\n')
+	_, err := w.Write(buf.Bytes())
+	return err
+}
+
+// printJSON prints one resource.
+func printJSON(w io.Writer, m proto.Message) error {
+	raw, err := marshal(m)
+	if err != nil {
+		return err
+	}
+	return writeIndented(w, raw)
+}
+
+// printJSONList prints resources as Azure's list responses do:
+// {"value": [...]}, with "nextPageToken" when there are more pages.
+func printJSONList[T proto.Message](w io.Writer, items []T, next string) error {
+	list := struct {
+		Value         []json.RawMessage `json:"value"`
+		NextPageToken string            `json:"nextPageToken,omitempty"`
+	}{Value: []json.RawMessage{}, NextPageToken: next}
+	for _, m := range items {
+		raw, err := marshal(m)
+		if err != nil {
+			return err
+		}
+		list.Value = append(list.Value, raw)
+	}
+	raw, err := json.Marshal(list)
+	if err != nil {
+		return err
+	}
+	return writeIndented(w, raw)
+}
+
+// table prints aligned columns.
+type table struct{ tw *tabwriter.Writer }
+
+func newTable(w io.Writer, header ...string) *table {
+	t := &table{tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)}
+	if len(header) > 0 {
+		t.row(header...)
+	}
+	return t
+}
+
+func (t *table) row(cells ...string) {
+	for i, c := range cells {
+		if c == "" {
+			cells[i] = "-"
+		}
+	}
+	fmt.Fprintln(t.tw, strings.Join(cells, "\t"))
+}
+
+func (t *table) flush() error { return t.tw.Flush() }
+
+// details prints "Key: value" lines with the values aligned; empty values
+// are left out.
+type details struct{ tw *tabwriter.Writer }
+
+func newDetails(w io.Writer) *details {
+	return &details{tabwriter.NewWriter(w, 0, 0, 1, ' ', 0)}
+}
+
+func (d *details) add(key, value string) {
+	if value == "" {
+		return
+	}
+	fmt.Fprintf(d.tw, "%s:\t%s\n", key, value)
+}
+
+func (d *details) flush() error { return d.tw.Flush() }
+
+// printNextToken ends a table listing with the token of the next page.
+func printNextToken(w io.Writer, next string) {
+	if next != "" {
+		fmt.Fprintf(w, "\nNext page token: %s\n", next)
+	}
+}
+
+func formatTime(ts *timestamppb.Timestamp) string {
+	if ts == nil {
+		return ""
+	}
+	return ts.AsTime().UTC().Format(time.RFC3339)
+}
+
+func formatDate(ts *timestamppb.Timestamp) string {
+	if ts == nil {
+		return ""
+	}
+	t := ts.AsTime().UTC()
+	if t.Hour() == 0 && t.Minute() == 0 && t.Second() == 0 && t.Nanosecond() == 0 {
+		return t.Format(time.DateOnly)
+	}
+	return t.Format(time.RFC3339)
+}
+
+func yesNo(b bool) string {
+	if b {
+		return "true"
+	}
+	return "false"
+}
+
+// formatBytes prints a size in binary units: 1.5 MiB.
+func formatBytes(n int64) string {
+	const unit = 1024
+	if n < unit {
+		return fmt.Sprintf("%d B", n)
+	}
+	div, exp := int64(unit), 0
+	for m := n / unit; m >= unit && exp < 5; m /= unit {
+		div *= unit
+		exp++
+	}
+	return fmt.Sprintf("%.1f %ciB", float64(n)/float64(div), "KMGTPE"[exp])
+}
+
+// redact hides the query of a URL (a SAS token or presigned signature) in
+// table output; -o json prints links as stored.
+func redact(link string) string {
+	u, err := url.Parse(link)
+	if err != nil || u.RawQuery == "" {
+		return link
+	}
+	u.RawQuery = "REDACTED"
+	return u.String()
+}
