@@ -18,7 +18,7 @@ PROTOC_GEN_GRPC_VERSION := v1.6.2
 BIN := bin
 CMDS := vmappd vmapp
 
-.PHONY: all build proto lint test test-short demo down tools minio clean
+.PHONY: all build proto lint test test-short bench demo down tools minio clean
 
 all: build
 
@@ -55,6 +55,7 @@ lint: $(BUF)
 	@out=$$(gofmt -l $$(git ls-files '*.go' | grep -v '\.pb\.go$$')); \
 	  if [ -n "$$out" ]; then echo "gofmt would change:"; echo "$$out"; exit 1; fi
 	go vet ./...
+	go vet -tags bench ./bench/
 	buf lint
 	buf format --diff --exit-code
 
@@ -63,6 +64,12 @@ test: minio
 
 test-short:
 	go test -short ./...
+
+# Benchmarks against real processes; QUICK=1 for a smoke run. Results go to
+# bench/results/latest.{json,md}; see bench/README.md.
+QUICK ?=
+bench: minio
+	cd bench && QUICK=$(QUICK) go test -tags bench -count=1 -v -timeout 90m .
 
 demo: build minio
 	./deploy/local/demo.sh
