@@ -5,6 +5,7 @@ import (
 
 	"github.com/vmapp/vmapp/errs"
 	pb "github.com/vmapp/vmapp/proto/vmapp/v1"
+	"github.com/vmapp/vmapp/replicator"
 	"github.com/vmapp/vmapp/server/catalog"
 	"github.com/vmapp/vmapp/topology"
 )
@@ -13,6 +14,19 @@ type catalogServer struct {
 	pb.UnimplementedCatalogServiceServer
 	store *catalog.Store
 	topo  *topology.Topology
+	repl  *replicator.Replicator // may be nil
+}
+
+// decorated fills in the versions' replicationStatus, and pokes the
+// replicator when poke is set (the versions changed).
+func decorated[T any](repl *replicator.Replicator, out T, err error, poke bool, vs ...*pb.GalleryApplicationVersion) (T, error) {
+	if err != nil || repl == nil {
+		return out, err
+	}
+	if poke {
+		repl.Poke()
+	}
+	return out, repl.Decorate(vs...)
 }
 
 func required[T any](field string, v *T) error {
@@ -89,17 +103,17 @@ func (s *catalogServer) CreateVersion(ctx context.Context, r *pb.CreateVersionRe
 		return nil, err
 	}
 	v, err := s.store.CreateVersion(ctx, tenantOf(ctx), r.Version)
-	return &pb.CreateVersionResponse{Version: v}, err
+	return decorated(s.repl, &pb.CreateVersionResponse{Version: v}, err, true, v)
 }
 
 func (s *catalogServer) GetVersion(ctx context.Context, r *pb.GetVersionRequest) (*pb.GetVersionResponse, error) {
 	v, err := s.store.GetVersion(ctx, tenantOf(ctx), r.Gallery, r.Application, r.Version)
-	return &pb.GetVersionResponse{Version: v}, err
+	return decorated(s.repl, &pb.GetVersionResponse{Version: v}, err, false, v)
 }
 
 func (s *catalogServer) ListVersions(ctx context.Context, r *pb.ListVersionsRequest) (*pb.ListVersionsResponse, error) {
 	vs, next, err := s.store.ListVersions(ctx, tenantOf(ctx), r.Gallery, r.Application, catalog.Page{Size: r.PageSize, Token: r.PageToken})
-	return &pb.ListVersionsResponse{Versions: vs, NextPageToken: next}, err
+	return decorated(s.repl, &pb.ListVersionsResponse{Versions: vs, NextPageToken: next}, err, false, vs...)
 }
 
 func (s *catalogServer) UpdateVersion(ctx context.Context, r *pb.UpdateVersionRequest) (*pb.UpdateVersionResponse, error) {
@@ -107,12 +121,12 @@ func (s *catalogServer) UpdateVersion(ctx context.Context, r *pb.UpdateVersionRe
 		return nil, err
 	}
 	v, err := s.store.UpdateVersion(ctx, tenantOf(ctx), r.Version, r.GetUpdateMask().GetPaths(), r.IfMatch)
-	return &pb.UpdateVersionResponse{Version: v}, err
+	return decorated(s.repl, &pb.UpdateVersionResponse{Version: v}, err, true, v)
 }
 
 func (s *catalogServer) DeleteVersion(ctx context.Context, r *pb.DeleteVersionRequest) (*pb.DeleteVersionResponse, error) {
 	v, err := s.store.DeleteVersion(ctx, tenantOf(ctx), r.Gallery, r.Application, r.Version, r.IfMatch)
-	return &pb.DeleteVersionResponse{Version: v}, err
+	return decorated(s.repl, &pb.DeleteVersionResponse{Version: v}, err, true, v)
 }
 
 func (s *catalogServer) ListRegions(ctx context.Context, _ *pb.ListRegionsRequest) (*pb.ListRegionsResponse, error) {

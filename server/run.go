@@ -17,6 +17,7 @@ import (
 	"golang.org/x/sync/errgroup"
 
 	pb "github.com/vmapp/vmapp/proto/vmapp/v1"
+	"github.com/vmapp/vmapp/replicator"
 	"github.com/vmapp/vmapp/server/catalog"
 	"github.com/vmapp/vmapp/server/ingest"
 	"github.com/vmapp/vmapp/topology"
@@ -34,6 +35,8 @@ type Config struct {
 	// PartSize is the multipart part and manifest piece size (default 8 MiB;
 	// at least 5 MiB, S3's minimum part).
 	PartSize int64
+	// RetryMax caps the replicator's backoff between attempts (default 5m).
+	RetryMax time.Duration
 	// Ready, when set, receives the bound gRPC address once serving.
 	Ready func(addr net.Addr)
 }
@@ -59,23 +62,39 @@ func Run(ctx context.Context, c Config) error {
 		return fmt.Errorf("data directory: %w", err)
 	}
 	var ing *ingest.Service
+	var repl *replicator.Replicator
 	store, err := catalog.Open(ctx, filepath.Join(c.DataDir, DBFile), catalog.Options{
 		Regions: topo.Names(), Logger: log,
-		FinalizeVersion: func(ctx context.Context, v *pb.GalleryApplicationVersion) error { return ing.DeleteObjects(ctx, v) },
+		// A version's replicas go first, then its source objects.
+		FinalizeVersion: func(ctx context.Context, v *pb.GalleryApplicationVersion) error {
+			if err := repl.Finalize(ctx, v); err != nil {
+				return err
+			}
+			return ing.DeleteObjects(ctx, v)
+		},
 	})
 	if err != nil {
 		return err
 	}
 	defer store.Close()
 	ing = ingest.New(ingest.Options{Catalog: store, Store: stores.Get, Logger: log, Concurrency: c.PartConcurrency, PartSize: c.PartSize})
+	reg := prometheus.NewRegistry()
+	rp := topo.Replication
+	repl, err = replicator.New(replicator.Options{
+		DB: store.DB(), Catalog: store, Topology: topo, Store: stores.Get, Logger: log, Registry: reg,
+		Concurrency: rp.Concurrency, EndpointConcurrency: rp.EndpointConcurrency, PartConcurrency: rp.PartConcurrency,
+		Bandwidth: rp.BandwidthMBps * 1e6, ScrubInterval: rp.ScrubInterval, RetryMax: c.RetryMax,
+	})
+	if err != nil {
+		return err
+	}
 
 	lis, err := net.Listen("tcp", c.Listen)
 	if err != nil {
 		return fmt.Errorf("listen on %s for gRPC: %w", c.Listen, err)
 	}
-	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
-	gs := New(Options{Store: store, Topology: topo, Ingest: ing, Logger: log, Registry: reg})
+	gs := New(Options{Store: store, Topology: topo, Ingest: ing, Replicator: repl, Logger: log, Registry: reg})
 
 	var metricsSrv *http.Server
 	if c.MetricsAddr != "" {
@@ -103,6 +122,10 @@ func Run(ctx context.Context, c Config) error {
 	})
 	g.Go(func() error {
 		ing.RunJanitor(gctx, time.Minute)
+		return nil
+	})
+	g.Go(func() error {
+		repl.Run(gctx)
 		return nil
 	})
 	g.Go(func() error {

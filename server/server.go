@@ -21,6 +21,7 @@ import (
 	"github.com/vmapp/vmapp/internal/wire"
 	pb "github.com/vmapp/vmapp/proto/vmapp/v1"
 	"github.com/vmapp/vmapp/server/catalog"
+	"github.com/vmapp/vmapp/replicator"
 	"github.com/vmapp/vmapp/server/ingest"
 	"github.com/vmapp/vmapp/topology"
 )
@@ -64,6 +65,9 @@ type Options struct {
 	Topology *topology.Topology
 	// Ingest serves TransferService when set.
 	Ingest *ingest.Service
+	// Replicator, when set, fills in versions' replicationStatus, is poked
+	// when a version changes, and serves ReplicationService.
+	Replicator *replicator.Replicator
 	Logger *slog.Logger
 	// Registry receives the gRPC metrics; nil means none are registered.
 	Registry prometheus.Registerer
@@ -84,9 +88,12 @@ func New(o Options) *grpc.Server {
 		grpc.ChainUnaryInterceptor(metrics.UnaryServerInterceptor(), unaryEdge(log)),
 		grpc.ChainStreamInterceptor(metrics.StreamServerInterceptor(), streamEdge(log)),
 	)...)
-	pb.RegisterCatalogServiceServer(gs, &catalogServer{store: o.Store, topo: o.Topology})
+	pb.RegisterCatalogServiceServer(gs, &catalogServer{store: o.Store, topo: o.Topology, repl: o.Replicator})
 	if o.Ingest != nil {
-		pb.RegisterTransferServiceServer(gs, &transferServer{ingest: o.Ingest})
+		pb.RegisterTransferServiceServer(gs, &transferServer{ingest: o.Ingest, repl: o.Replicator})
+	}
+	if o.Replicator != nil {
+		pb.RegisterReplicationServiceServer(gs, &replicationServer{store: o.Store, repl: o.Replicator})
 	}
 	hs := health.NewServer()
 	hs.SetServingStatus("", healthpb.HealthCheckResponse_SERVING)

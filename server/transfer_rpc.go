@@ -7,6 +7,7 @@ import (
 
 	"github.com/vmapp/vmapp/errs"
 	pb "github.com/vmapp/vmapp/proto/vmapp/v1"
+	"github.com/vmapp/vmapp/replicator"
 	"github.com/vmapp/vmapp/server/catalog"
 	"github.com/vmapp/vmapp/server/ingest"
 )
@@ -14,6 +15,7 @@ import (
 type transferServer struct {
 	pb.UnimplementedTransferServiceServer
 	ingest *ingest.Service
+	repl   *replicator.Replicator // may be nil
 }
 
 func (s *transferServer) BeginUpload(ctx context.Context, r *pb.BeginUploadRequest) (*pb.BeginUploadResponse, error) {
@@ -40,7 +42,11 @@ func (s *transferServer) Upload(stream pb.TransferService_UploadServer) error {
 	if err != nil {
 		return err
 	}
-	return stream.SendAndClose(&pb.UploadResponse{CommittedOffset: catalog.ArtifactOf(v, kind).GetSizeBytes(), Version: v})
+	resp, err := decorated(s.repl, &pb.UploadResponse{CommittedOffset: catalog.ArtifactOf(v, kind).GetSizeBytes(), Version: v}, nil, true, v)
+	if err != nil {
+		return err
+	}
+	return stream.SendAndClose(resp)
 }
 
 func (s *transferServer) AbortUpload(ctx context.Context, r *pb.AbortUploadRequest) (*pb.AbortUploadResponse, error) {
@@ -49,7 +55,7 @@ func (s *transferServer) AbortUpload(ctx context.Context, r *pb.AbortUploadReque
 
 func (s *transferServer) Import(ctx context.Context, r *pb.ImportRequest) (*pb.ImportResponse, error) {
 	v, err := s.ingest.Import(ctx, tenantOf(ctx), r)
-	return &pb.ImportResponse{Version: v}, err
+	return decorated(s.repl, &pb.ImportResponse{Version: v}, err, true, v)
 }
 
 // chunkReader reads the data of an upload stream, checking that each chunk

@@ -8,6 +8,13 @@
 //	      - url: http://127.0.0.1:9000
 //	        bucket: vmapp-eastus
 //	        credentialsEnv: VMAPP_S3     # optional, the default
+//	        bandwidthMBps: 100           # optional: replication streams into it at most this fast
+//	replication:                         # optional, every field too
+//	  concurrency: 8                     # replicas copying at once
+//	  endpointConcurrency: 4             # ... into one endpoint
+//	  partConcurrency: 4                 # parts of one replica in flight
+//	  bandwidthMBps: 0                   # bytes vmappd streams between stores, overall (0: unlimited)
+//	  scrubInterval: 24h                 # how often completed replicas are checked (0: never)
 //
 // Credentials never live in the file: an endpoint reads its access key and
 // secret key from the environment variables <credentialsEnv>_ACCESS_KEY and
@@ -22,6 +29,7 @@ import (
 	"os"
 	"regexp"
 	"slices"
+	"time"
 
 	"go.yaml.in/yaml/v3"
 )
@@ -32,7 +40,17 @@ const DefaultCredentialsEnv = "VMAPP_S3"
 
 // Topology is the parsed regions file.
 type Topology struct {
-	Regions []Region `yaml:"regions"`
+	Regions     []Region    `yaml:"regions"`
+	Replication Replication `yaml:"replication"`
+}
+
+// Replication tunes the replicator; zero values mean its defaults.
+type Replication struct {
+	Concurrency         int           `yaml:"concurrency"`
+	EndpointConcurrency int           `yaml:"endpointConcurrency"`
+	PartConcurrency     int           `yaml:"partConcurrency"`
+	BandwidthMBps       float64       `yaml:"bandwidthMBps"`
+	ScrubInterval       time.Duration `yaml:"scrubInterval"`
 }
 
 // Region is one region and its storage endpoints.
@@ -46,6 +64,9 @@ type Endpoint struct {
 	URL            string `yaml:"url"`
 	Bucket         string `yaml:"bucket"`
 	CredentialsEnv string `yaml:"credentialsEnv"`
+	// BandwidthMBps bounds how fast replication streams into the endpoint
+	// (10^6 bytes/s); 0 is unlimited.
+	BandwidthMBps float64 `yaml:"bandwidthMBps"`
 }
 
 // Credentials returns the endpoint's access and secret key from the
@@ -97,6 +118,15 @@ func (t *Topology) Validate() error {
 	if len(t.Regions) == 0 {
 		return fmt.Errorf("regions: at least one region is required")
 	}
+	rp := t.Replication
+	for _, f := range []struct {
+		name string
+		v    float64
+	}{{"concurrency", float64(rp.Concurrency)}, {"endpointConcurrency", float64(rp.EndpointConcurrency)}, {"partConcurrency", float64(rp.PartConcurrency)}, {"bandwidthMBps", rp.BandwidthMBps}, {"scrubInterval", float64(rp.ScrubInterval)}} {
+		if f.v < 0 {
+			return fmt.Errorf("replication.%s %v: must not be negative", f.name, f.v)
+		}
+	}
 	seenRegion := map[string]bool{}
 	seenStore := map[string]string{}
 	for i, r := range t.Regions {
@@ -117,6 +147,9 @@ func (t *Topology) Validate() error {
 			}
 			if !bucketName.MatchString(e.Bucket) {
 				return fmt.Errorf("region %s: endpoints[%d].bucket %q: not a valid S3 bucket name", r.Name, j, e.Bucket)
+			}
+			if e.BandwidthMBps < 0 {
+				return fmt.Errorf("region %s: endpoints[%d].bandwidthMBps %v: must not be negative", r.Name, j, e.BandwidthMBps)
 			}
 			if e.CredentialsEnv != "" && !envName.MatchString(e.CredentialsEnv) {
 				return fmt.Errorf("region %s: endpoints[%d].credentialsEnv %q: want an environment variable prefix such as VMAPP_S3", r.Name, j, e.CredentialsEnv)

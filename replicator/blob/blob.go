@@ -83,8 +83,14 @@ type Store interface {
 	// NewMultipart starts a multipart upload to key and returns its ID.
 	NewMultipart(ctx context.Context, key string, meta map[string]string) (uploadID string, err error)
 	// PutPart uploads exactly size bytes from r as part partNumber
-	// (1..MaxParts), replacing an earlier upload of the same part.
-	PutPart(ctx context.Context, key, uploadID string, partNumber int, r io.Reader, size int64) (Part, error)
+	// (1..MaxParts), replacing an earlier upload of the same part. sha256,
+	// when not nil, is the part's digest: the store refuses bytes that don't
+	// match it, and the client need not hash them again.
+	PutPart(ctx context.Context, key, uploadID string, partNumber int, r io.Reader, size int64, sha256 []byte) (Part, error)
+	// CopyPart makes part partNumber of the upload from length bytes of
+	// the object srcKey in the same store, starting at offset, without the
+	// data passing through the caller.
+	CopyPart(ctx context.Context, key, uploadID string, partNumber int, srcKey string, offset, length int64) (Part, error)
 	// ListParts lists the parts the store holds for the upload, in part
 	// order: after a crash it tells what is left to upload.
 	ListParts(ctx context.Context, key, uploadID string) ([]Part, error)

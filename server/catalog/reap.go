@@ -2,6 +2,8 @@ package catalog
 
 import (
 	"context"
+	"errors"
+	"fmt"
 	"time"
 
 	bolt "go.etcd.io/bbolt"
@@ -41,8 +43,12 @@ func (s *Store) RunReaper(ctx context.Context, interval time.Duration) {
 
 // Reap removes every resource marked for deletion whose children are gone:
 // versions first, then applications, then galleries.
+//
+// A version whose finalizer fails (a store is down) stays marked; the
+// others are reaped, and the error names what is left.
 func (s *Store) Reap(ctx context.Context) error {
-	if err := s.reapVersions(ctx); err != nil {
+	unfinished, err := s.reapVersions(ctx)
+	if err != nil {
 		return err
 	}
 	for _, step := range []struct {
@@ -62,7 +68,7 @@ func (s *Store) Reap(ctx context.Context) error {
 			}
 		}
 	}
-	return nil
+	return unfinished
 }
 
 // reapBatch deletes up to reapBatch marked values of bucket that have no
@@ -104,13 +110,15 @@ func (s *Store) reapBatch(ctx context.Context, bucket, child []byte, zero resour
 // finalizer deletes its stored objects (outside any transaction), then one
 // transaction removes the version, its manifests and its upload sessions.
 // A version whose finalizer fails stays marked for the next pass.
-func (s *Store) reapVersions(ctx context.Context) error {
+// reapVersions removes the versions marked for deletion whose finalizer
+// succeeds. unfinished joins the finalizers' errors; err is a catalog error.
+func (s *Store) reapVersions(ctx context.Context) (unfinished, err error) {
 	type doomed struct {
 		k []byte
 		v *pb.GalleryApplicationVersion
 	}
 	var todo []doomed
-	err := s.view(ctx, func(tx *bolt.Tx) error {
+	err = s.view(ctx, func(tx *bolt.Tx) error {
 		return tx.Bucket(bucketVersions).ForEach(func(k, val []byte) error {
 			v := &pb.GalleryApplicationVersion{}
 			if err := proto.Unmarshal(val, v); err != nil {
@@ -123,12 +131,14 @@ func (s *Store) reapVersions(ctx context.Context) error {
 		})
 	})
 	if err != nil {
-		return err
+		return nil, err
 	}
+	var failed []error
 	for _, d := range todo {
 		if s.finalize != nil {
 			if err := s.finalize(ctx, d.v); err != nil {
 				s.log.Warn("deleting a version's stored objects failed; will retry", "version", versionPath(d.v.Gallery, d.v.Application, d.v.Name), "tenant", d.v.Tenant, "err", err)
+				failed = append(failed, fmt.Errorf("version '%s' stays marked for deletion: %w", versionPath(d.v.Gallery, d.v.Application, d.v.Name), err))
 				continue
 			}
 		}
@@ -153,8 +163,8 @@ func (s *Store) reapVersions(ctx context.Context) error {
 			return nil
 		})
 		if err != nil {
-			return err
+			return nil, err
 		}
 	}
-	return nil
+	return errors.Join(failed...), nil
 }

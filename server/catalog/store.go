@@ -339,3 +339,7 @@ func countLive(b *bolt.Bucket, p []byte, zero resource) (int, error) {
 	}
 	return n, nil
 }
+
+// DB is the bbolt file, for packages that keep their own buckets in it (the
+// replicator). They must not touch the catalog's buckets.
+func (s *Store) DB() *bolt.DB { return s.db }

@@ -323,3 +323,20 @@ func (s *Store) DeleteVersion(ctx context.Context, tenant, gallery, app, name, i
 	s.wakeReaper()
 	return v, nil
 }
+
+// AllVersions returns every version of every tenant, those being deleted
+// included: the replicator's view of what should exist.
+func (s *Store) AllVersions(ctx context.Context) ([]*pb.GalleryApplicationVersion, error) {
+	var out []*pb.GalleryApplicationVersion
+	err := s.view(ctx, func(tx *bolt.Tx) error {
+		return tx.Bucket(bucketVersions).ForEach(func(_, b []byte) error {
+			v := &pb.GalleryApplicationVersion{}
+			if err := proto.Unmarshal(b, v); err != nil {
+				return err
+			}
+			out = append(out, v)
+			return nil
+		})
+	})
+	return out, err
+}

@@ -214,7 +214,11 @@ func (s *Service) newSession(ctx context.Context, tenant string, v *pb.GalleryAp
 		return nil, err
 	}
 	key := ObjectKey(tenant, v.Gallery, v.Application, v.Name, k)
-	uploadID, err := st.NewMultipart(ctx, key, nil)
+	// Not cancelled half-way: an upload the store made must be recorded, or
+	// nothing would ever abort it.
+	nctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), time.Minute)
+	uploadID, err := st.NewMultipart(nctx, key, nil)
+	cancel()
 	if err != nil {
 		return nil, fmt.Errorf("start the upload in region %s: %w", v.Location, err)
 	}
@@ -418,7 +422,7 @@ func (s *Service) readParts(ctx context.Context, sess *statepb.UploadSession, r 
 			j.part.Sha256 = sum[:]
 			pctx, cancel := context.WithTimeout(ctx, partTimeout)
 			defer cancel()
-			p, err := st.PutPart(pctx, sess.ObjectKey, sess.MultipartId, int(j.part.Number), bytes.NewReader(data), int64(len(data)))
+			p, err := st.PutPart(pctx, sess.ObjectKey, sess.MultipartId, int(j.part.Number), bytes.NewReader(data), int64(len(data)), sum[:])
 			j.part.Etag = p.ETag
 			j.done <- err
 		}()
@@ -460,10 +464,11 @@ func (s *Service) finish(ctx context.Context, sess *statepb.UploadSession, h has
 		return nil, err
 	}
 	parts := make([]blob.Part, len(sess.Parts))
-	manifest := &statepb.Manifest{PieceSize: sess.PartSize}
+	manifest := &statepb.Manifest{PieceSize: sess.PartSize, Region: sess.Region, Endpoint: sess.Endpoint, ObjectKey: sess.ObjectKey, SizeBytes: sess.CommittedOffset, Sha256: sum}
 	for i, p := range sess.Parts {
 		parts[i] = blob.Part{Number: int(p.Number), ETag: p.Etag, Size: p.SizeBytes}
 		manifest.PieceSha256 = append(manifest.PieceSha256, p.Sha256)
+		manifest.PieceEtag = append(manifest.PieceEtag, p.Etag)
 	}
 	_, err = st.CompleteMultipart(ctx, sess.ObjectKey, sess.MultipartId, parts)
 	if err != nil && !errs.Is(err, errs.NotFound) { // NotFound: completed before a crash
@@ -476,6 +481,7 @@ func (s *Service) finish(ctx context.Context, sess *statepb.UploadSession, h has
 	if info.Size != sess.CommittedOffset {
 		return nil, errs.New(errs.DataLoss, "", "The stored %s has %d bytes, not the %d received.", what, info.Size, sess.CommittedOffset)
 	}
+	manifest.ObjectEtag = info.ETag
 	a := &pb.Artifact{SizeBytes: sess.CommittedOffset, Sha256: sum, PieceSize: sess.PartSize, PieceCount: int32(len(sess.Parts))}
 	v, err := s.cat.FinishUpload(ctx, sess.Id, a, manifest)
 	if err != nil {

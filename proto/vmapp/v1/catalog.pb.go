@@ -9,6 +9,7 @@ package vmappv1
 import (
 	protoreflect "google.golang.org/protobuf/reflect/protoreflect"
 	protoimpl "google.golang.org/protobuf/runtime/protoimpl"
+	durationpb "google.golang.org/protobuf/types/known/durationpb"
 	fieldmaskpb "google.golang.org/protobuf/types/known/fieldmaskpb"
 	timestamppb "google.golang.org/protobuf/types/known/timestamppb"
 	reflect "reflect"
@@ -981,9 +982,17 @@ type RegionalReplicationStatus struct {
 	state  protoimpl.MessageState `protogen:"open.v1"`
 	Region string                 `protobuf:"bytes,1,opt,name=region,proto3" json:"region,omitempty"`
 	// Unknown | Replicating | Completed | Failed.
-	State         string `protobuf:"bytes,2,opt,name=state,proto3" json:"state,omitempty"`
-	Details       string `protobuf:"bytes,3,opt,name=details,proto3" json:"details,omitempty"`
-	Progress      int32  `protobuf:"varint,4,opt,name=progress,proto3" json:"progress,omitempty"`
+	State string `protobuf:"bytes,2,opt,name=state,proto3" json:"state,omitempty"`
+	// Why the region failed (the last error), or what it waits for.
+	Details string `protobuf:"bytes,3,opt,name=details,proto3" json:"details,omitempty"`
+	// Percent of the region's bytes copied.
+	Progress          int32 `protobuf:"varint,4,opt,name=progress,proto3" json:"progress,omitempty"`
+	ReplicasCompleted int32 `protobuf:"varint,5,opt,name=replicas_completed,json=replicasCompleted,proto3" json:"replicas_completed,omitempty"`
+	ReplicasWanted    int32 `protobuf:"varint,6,opt,name=replicas_wanted,json=replicasWanted,proto3" json:"replicas_wanted,omitempty"`
+	BytesDone         int64 `protobuf:"varint,7,opt,name=bytes_done,json=bytesDone,proto3" json:"bytes_done,omitempty"`
+	BytesTotal        int64 `protobuf:"varint,8,opt,name=bytes_total,json=bytesTotal,proto3" json:"bytes_total,omitempty"`
+	// Estimated time to completion at the current rate; unset when unknown.
+	Eta           *durationpb.Duration `protobuf:"bytes,9,opt,name=eta,proto3" json:"eta,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1044,6 +1053,41 @@ func (x *RegionalReplicationStatus) GetProgress() int32 {
 		return x.Progress
 	}
 	return 0
+}
+
+func (x *RegionalReplicationStatus) GetReplicasCompleted() int32 {
+	if x != nil {
+		return x.ReplicasCompleted
+	}
+	return 0
+}
+
+func (x *RegionalReplicationStatus) GetReplicasWanted() int32 {
+	if x != nil {
+		return x.ReplicasWanted
+	}
+	return 0
+}
+
+func (x *RegionalReplicationStatus) GetBytesDone() int64 {
+	if x != nil {
+		return x.BytesDone
+	}
+	return 0
+}
+
+func (x *RegionalReplicationStatus) GetBytesTotal() int64 {
+	if x != nil {
+		return x.BytesTotal
+	}
+	return 0
+}
+
+func (x *RegionalReplicationStatus) GetEta() *durationpb.Duration {
+	if x != nil {
+		return x.Eta
+	}
+	return nil
 }
 
 type Region struct {
@@ -2719,7 +2763,7 @@ var File_vmapp_v1_catalog_proto protoreflect.FileDescriptor
 
 const file_vmapp_v1_catalog_proto_rawDesc = "" +
 	"\n" +
-	"\x16vmapp/v1/catalog.proto\x12\bvmapp.v1\x1a google/protobuf/field_mask.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\xb0\x02\n" +
+	"\x16vmapp/v1/catalog.proto\x12\bvmapp.v1\x1a\x1egoogle/protobuf/duration.proto\x1a google/protobuf/field_mask.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\xb0\x02\n" +
 	"\aGallery\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x12\x1a\n" +
 	"\blocation\x18\x02 \x01(\tR\blocation\x12 \n" +
@@ -2810,12 +2854,19 @@ const file_vmapp_v1_catalog_proto_rawDesc = "" +
 	"&allow_deletion_of_replicated_locations\x18\x01 \x01(\bR\"allowDeletionOfReplicatedLocations\"}\n" +
 	"\x11ReplicationStatus\x12)\n" +
 	"\x10aggregated_state\x18\x01 \x01(\tR\x0faggregatedState\x12=\n" +
-	"\asummary\x18\x02 \x03(\v2#.vmapp.v1.RegionalReplicationStatusR\asummary\"\x7f\n" +
+	"\asummary\x18\x02 \x03(\v2#.vmapp.v1.RegionalReplicationStatusR\asummary\"\xc4\x02\n" +
 	"\x19RegionalReplicationStatus\x12\x16\n" +
 	"\x06region\x18\x01 \x01(\tR\x06region\x12\x14\n" +
 	"\x05state\x18\x02 \x01(\tR\x05state\x12\x18\n" +
 	"\adetails\x18\x03 \x01(\tR\adetails\x12\x1a\n" +
-	"\bprogress\x18\x04 \x01(\x05R\bprogress\"C\n" +
+	"\bprogress\x18\x04 \x01(\x05R\bprogress\x12-\n" +
+	"\x12replicas_completed\x18\x05 \x01(\x05R\x11replicasCompleted\x12'\n" +
+	"\x0freplicas_wanted\x18\x06 \x01(\x05R\x0ereplicasWanted\x12\x1d\n" +
+	"\n" +
+	"bytes_done\x18\a \x01(\x03R\tbytesDone\x12\x1f\n" +
+	"\vbytes_total\x18\b \x01(\x03R\n" +
+	"bytesTotal\x12+\n" +
+	"\x03eta\x18\t \x01(\v2\x19.google.protobuf.DurationR\x03eta\"C\n" +
 	"\x06Region\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x12%\n" +
 	"\x0eendpoint_count\x18\x02 \x01(\x05R\rendpointCount\"C\n" +
@@ -2995,7 +3046,8 @@ var file_vmapp_v1_catalog_proto_goTypes = []any{
 	(*ListRegionsRequest)(nil),        // 43: vmapp.v1.ListRegionsRequest
 	(*ListRegionsResponse)(nil),       // 44: vmapp.v1.ListRegionsResponse
 	(*timestamppb.Timestamp)(nil),     // 45: google.protobuf.Timestamp
-	(*fieldmaskpb.FieldMask)(nil),     // 46: google.protobuf.FieldMask
+	(*durationpb.Duration)(nil),       // 46: google.protobuf.Duration
+	(*fieldmaskpb.FieldMask)(nil),     // 47: google.protobuf.FieldMask
 }
 var file_vmapp_v1_catalog_proto_depIdxs = []int32{
 	45, // 0: vmapp.v1.Gallery.create_time:type_name -> google.protobuf.Timestamp
@@ -3018,68 +3070,69 @@ var file_vmapp_v1_catalog_proto_depIdxs = []int32{
 	45, // 17: vmapp.v1.PublishingProfile.end_of_life_date:type_name -> google.protobuf.Timestamp
 	45, // 18: vmapp.v1.PublishingProfile.published_date:type_name -> google.protobuf.Timestamp
 	11, // 19: vmapp.v1.ReplicationStatus.summary:type_name -> vmapp.v1.RegionalReplicationStatus
-	0,  // 20: vmapp.v1.CreateGalleryRequest.gallery:type_name -> vmapp.v1.Gallery
-	0,  // 21: vmapp.v1.CreateGalleryResponse.gallery:type_name -> vmapp.v1.Gallery
-	0,  // 22: vmapp.v1.GetGalleryResponse.gallery:type_name -> vmapp.v1.Gallery
-	0,  // 23: vmapp.v1.ListGalleriesResponse.galleries:type_name -> vmapp.v1.Gallery
-	0,  // 24: vmapp.v1.UpdateGalleryRequest.gallery:type_name -> vmapp.v1.Gallery
-	46, // 25: vmapp.v1.UpdateGalleryRequest.update_mask:type_name -> google.protobuf.FieldMask
-	0,  // 26: vmapp.v1.UpdateGalleryResponse.gallery:type_name -> vmapp.v1.Gallery
-	0,  // 27: vmapp.v1.DeleteGalleryResponse.gallery:type_name -> vmapp.v1.Gallery
-	1,  // 28: vmapp.v1.CreateApplicationRequest.application:type_name -> vmapp.v1.GalleryApplication
-	1,  // 29: vmapp.v1.CreateApplicationResponse.application:type_name -> vmapp.v1.GalleryApplication
-	1,  // 30: vmapp.v1.GetApplicationResponse.application:type_name -> vmapp.v1.GalleryApplication
-	1,  // 31: vmapp.v1.ListApplicationsResponse.applications:type_name -> vmapp.v1.GalleryApplication
-	1,  // 32: vmapp.v1.UpdateApplicationRequest.application:type_name -> vmapp.v1.GalleryApplication
-	46, // 33: vmapp.v1.UpdateApplicationRequest.update_mask:type_name -> google.protobuf.FieldMask
-	1,  // 34: vmapp.v1.UpdateApplicationResponse.application:type_name -> vmapp.v1.GalleryApplication
-	1,  // 35: vmapp.v1.DeleteApplicationResponse.application:type_name -> vmapp.v1.GalleryApplication
-	2,  // 36: vmapp.v1.CreateVersionRequest.version:type_name -> vmapp.v1.GalleryApplicationVersion
-	2,  // 37: vmapp.v1.CreateVersionResponse.version:type_name -> vmapp.v1.GalleryApplicationVersion
-	2,  // 38: vmapp.v1.GetVersionResponse.version:type_name -> vmapp.v1.GalleryApplicationVersion
-	2,  // 39: vmapp.v1.ListVersionsResponse.versions:type_name -> vmapp.v1.GalleryApplicationVersion
-	2,  // 40: vmapp.v1.UpdateVersionRequest.version:type_name -> vmapp.v1.GalleryApplicationVersion
-	46, // 41: vmapp.v1.UpdateVersionRequest.update_mask:type_name -> google.protobuf.FieldMask
-	2,  // 42: vmapp.v1.UpdateVersionResponse.version:type_name -> vmapp.v1.GalleryApplicationVersion
-	2,  // 43: vmapp.v1.DeleteVersionResponse.version:type_name -> vmapp.v1.GalleryApplicationVersion
-	12, // 44: vmapp.v1.ListRegionsResponse.regions:type_name -> vmapp.v1.Region
-	13, // 45: vmapp.v1.CatalogService.CreateGallery:input_type -> vmapp.v1.CreateGalleryRequest
-	15, // 46: vmapp.v1.CatalogService.GetGallery:input_type -> vmapp.v1.GetGalleryRequest
-	17, // 47: vmapp.v1.CatalogService.ListGalleries:input_type -> vmapp.v1.ListGalleriesRequest
-	19, // 48: vmapp.v1.CatalogService.UpdateGallery:input_type -> vmapp.v1.UpdateGalleryRequest
-	21, // 49: vmapp.v1.CatalogService.DeleteGallery:input_type -> vmapp.v1.DeleteGalleryRequest
-	23, // 50: vmapp.v1.CatalogService.CreateApplication:input_type -> vmapp.v1.CreateApplicationRequest
-	25, // 51: vmapp.v1.CatalogService.GetApplication:input_type -> vmapp.v1.GetApplicationRequest
-	27, // 52: vmapp.v1.CatalogService.ListApplications:input_type -> vmapp.v1.ListApplicationsRequest
-	29, // 53: vmapp.v1.CatalogService.UpdateApplication:input_type -> vmapp.v1.UpdateApplicationRequest
-	31, // 54: vmapp.v1.CatalogService.DeleteApplication:input_type -> vmapp.v1.DeleteApplicationRequest
-	33, // 55: vmapp.v1.CatalogService.CreateVersion:input_type -> vmapp.v1.CreateVersionRequest
-	35, // 56: vmapp.v1.CatalogService.GetVersion:input_type -> vmapp.v1.GetVersionRequest
-	37, // 57: vmapp.v1.CatalogService.ListVersions:input_type -> vmapp.v1.ListVersionsRequest
-	39, // 58: vmapp.v1.CatalogService.UpdateVersion:input_type -> vmapp.v1.UpdateVersionRequest
-	41, // 59: vmapp.v1.CatalogService.DeleteVersion:input_type -> vmapp.v1.DeleteVersionRequest
-	43, // 60: vmapp.v1.CatalogService.ListRegions:input_type -> vmapp.v1.ListRegionsRequest
-	14, // 61: vmapp.v1.CatalogService.CreateGallery:output_type -> vmapp.v1.CreateGalleryResponse
-	16, // 62: vmapp.v1.CatalogService.GetGallery:output_type -> vmapp.v1.GetGalleryResponse
-	18, // 63: vmapp.v1.CatalogService.ListGalleries:output_type -> vmapp.v1.ListGalleriesResponse
-	20, // 64: vmapp.v1.CatalogService.UpdateGallery:output_type -> vmapp.v1.UpdateGalleryResponse
-	22, // 65: vmapp.v1.CatalogService.DeleteGallery:output_type -> vmapp.v1.DeleteGalleryResponse
-	24, // 66: vmapp.v1.CatalogService.CreateApplication:output_type -> vmapp.v1.CreateApplicationResponse
-	26, // 67: vmapp.v1.CatalogService.GetApplication:output_type -> vmapp.v1.GetApplicationResponse
-	28, // 68: vmapp.v1.CatalogService.ListApplications:output_type -> vmapp.v1.ListApplicationsResponse
-	30, // 69: vmapp.v1.CatalogService.UpdateApplication:output_type -> vmapp.v1.UpdateApplicationResponse
-	32, // 70: vmapp.v1.CatalogService.DeleteApplication:output_type -> vmapp.v1.DeleteApplicationResponse
-	34, // 71: vmapp.v1.CatalogService.CreateVersion:output_type -> vmapp.v1.CreateVersionResponse
-	36, // 72: vmapp.v1.CatalogService.GetVersion:output_type -> vmapp.v1.GetVersionResponse
-	38, // 73: vmapp.v1.CatalogService.ListVersions:output_type -> vmapp.v1.ListVersionsResponse
-	40, // 74: vmapp.v1.CatalogService.UpdateVersion:output_type -> vmapp.v1.UpdateVersionResponse
-	42, // 75: vmapp.v1.CatalogService.DeleteVersion:output_type -> vmapp.v1.DeleteVersionResponse
-	44, // 76: vmapp.v1.CatalogService.ListRegions:output_type -> vmapp.v1.ListRegionsResponse
-	61, // [61:77] is the sub-list for method output_type
-	45, // [45:61] is the sub-list for method input_type
-	45, // [45:45] is the sub-list for extension type_name
-	45, // [45:45] is the sub-list for extension extendee
-	0,  // [0:45] is the sub-list for field type_name
+	46, // 20: vmapp.v1.RegionalReplicationStatus.eta:type_name -> google.protobuf.Duration
+	0,  // 21: vmapp.v1.CreateGalleryRequest.gallery:type_name -> vmapp.v1.Gallery
+	0,  // 22: vmapp.v1.CreateGalleryResponse.gallery:type_name -> vmapp.v1.Gallery
+	0,  // 23: vmapp.v1.GetGalleryResponse.gallery:type_name -> vmapp.v1.Gallery
+	0,  // 24: vmapp.v1.ListGalleriesResponse.galleries:type_name -> vmapp.v1.Gallery
+	0,  // 25: vmapp.v1.UpdateGalleryRequest.gallery:type_name -> vmapp.v1.Gallery
+	47, // 26: vmapp.v1.UpdateGalleryRequest.update_mask:type_name -> google.protobuf.FieldMask
+	0,  // 27: vmapp.v1.UpdateGalleryResponse.gallery:type_name -> vmapp.v1.Gallery
+	0,  // 28: vmapp.v1.DeleteGalleryResponse.gallery:type_name -> vmapp.v1.Gallery
+	1,  // 29: vmapp.v1.CreateApplicationRequest.application:type_name -> vmapp.v1.GalleryApplication
+	1,  // 30: vmapp.v1.CreateApplicationResponse.application:type_name -> vmapp.v1.GalleryApplication
+	1,  // 31: vmapp.v1.GetApplicationResponse.application:type_name -> vmapp.v1.GalleryApplication
+	1,  // 32: vmapp.v1.ListApplicationsResponse.applications:type_name -> vmapp.v1.GalleryApplication
+	1,  // 33: vmapp.v1.UpdateApplicationRequest.application:type_name -> vmapp.v1.GalleryApplication
+	47, // 34: vmapp.v1.UpdateApplicationRequest.update_mask:type_name -> google.protobuf.FieldMask
+	1,  // 35: vmapp.v1.UpdateApplicationResponse.application:type_name -> vmapp.v1.GalleryApplication
+	1,  // 36: vmapp.v1.DeleteApplicationResponse.application:type_name -> vmapp.v1.GalleryApplication
+	2,  // 37: vmapp.v1.CreateVersionRequest.version:type_name -> vmapp.v1.GalleryApplicationVersion
+	2,  // 38: vmapp.v1.CreateVersionResponse.version:type_name -> vmapp.v1.GalleryApplicationVersion
+	2,  // 39: vmapp.v1.GetVersionResponse.version:type_name -> vmapp.v1.GalleryApplicationVersion
+	2,  // 40: vmapp.v1.ListVersionsResponse.versions:type_name -> vmapp.v1.GalleryApplicationVersion
+	2,  // 41: vmapp.v1.UpdateVersionRequest.version:type_name -> vmapp.v1.GalleryApplicationVersion
+	47, // 42: vmapp.v1.UpdateVersionRequest.update_mask:type_name -> google.protobuf.FieldMask
+	2,  // 43: vmapp.v1.UpdateVersionResponse.version:type_name -> vmapp.v1.GalleryApplicationVersion
+	2,  // 44: vmapp.v1.DeleteVersionResponse.version:type_name -> vmapp.v1.GalleryApplicationVersion
+	12, // 45: vmapp.v1.ListRegionsResponse.regions:type_name -> vmapp.v1.Region
+	13, // 46: vmapp.v1.CatalogService.CreateGallery:input_type -> vmapp.v1.CreateGalleryRequest
+	15, // 47: vmapp.v1.CatalogService.GetGallery:input_type -> vmapp.v1.GetGalleryRequest
+	17, // 48: vmapp.v1.CatalogService.ListGalleries:input_type -> vmapp.v1.ListGalleriesRequest
+	19, // 49: vmapp.v1.CatalogService.UpdateGallery:input_type -> vmapp.v1.UpdateGalleryRequest
+	21, // 50: vmapp.v1.CatalogService.DeleteGallery:input_type -> vmapp.v1.DeleteGalleryRequest
+	23, // 51: vmapp.v1.CatalogService.CreateApplication:input_type -> vmapp.v1.CreateApplicationRequest
+	25, // 52: vmapp.v1.CatalogService.GetApplication:input_type -> vmapp.v1.GetApplicationRequest
+	27, // 53: vmapp.v1.CatalogService.ListApplications:input_type -> vmapp.v1.ListApplicationsRequest
+	29, // 54: vmapp.v1.CatalogService.UpdateApplication:input_type -> vmapp.v1.UpdateApplicationRequest
+	31, // 55: vmapp.v1.CatalogService.DeleteApplication:input_type -> vmapp.v1.DeleteApplicationRequest
+	33, // 56: vmapp.v1.CatalogService.CreateVersion:input_type -> vmapp.v1.CreateVersionRequest
+	35, // 57: vmapp.v1.CatalogService.GetVersion:input_type -> vmapp.v1.GetVersionRequest
+	37, // 58: vmapp.v1.CatalogService.ListVersions:input_type -> vmapp.v1.ListVersionsRequest
+	39, // 59: vmapp.v1.CatalogService.UpdateVersion:input_type -> vmapp.v1.UpdateVersionRequest
+	41, // 60: vmapp.v1.CatalogService.DeleteVersion:input_type -> vmapp.v1.DeleteVersionRequest
+	43, // 61: vmapp.v1.CatalogService.ListRegions:input_type -> vmapp.v1.ListRegionsRequest
+	14, // 62: vmapp.v1.CatalogService.CreateGallery:output_type -> vmapp.v1.CreateGalleryResponse
+	16, // 63: vmapp.v1.CatalogService.GetGallery:output_type -> vmapp.v1.GetGalleryResponse
+	18, // 64: vmapp.v1.CatalogService.ListGalleries:output_type -> vmapp.v1.ListGalleriesResponse
+	20, // 65: vmapp.v1.CatalogService.UpdateGallery:output_type -> vmapp.v1.UpdateGalleryResponse
+	22, // 66: vmapp.v1.CatalogService.DeleteGallery:output_type -> vmapp.v1.DeleteGalleryResponse
+	24, // 67: vmapp.v1.CatalogService.CreateApplication:output_type -> vmapp.v1.CreateApplicationResponse
+	26, // 68: vmapp.v1.CatalogService.GetApplication:output_type -> vmapp.v1.GetApplicationResponse
+	28, // 69: vmapp.v1.CatalogService.ListApplications:output_type -> vmapp.v1.ListApplicationsResponse
+	30, // 70: vmapp.v1.CatalogService.UpdateApplication:output_type -> vmapp.v1.UpdateApplicationResponse
+	32, // 71: vmapp.v1.CatalogService.DeleteApplication:output_type -> vmapp.v1.DeleteApplicationResponse
+	34, // 72: vmapp.v1.CatalogService.CreateVersion:output_type -> vmapp.v1.CreateVersionResponse
+	36, // 73: vmapp.v1.CatalogService.GetVersion:output_type -> vmapp.v1.GetVersionResponse
+	38, // 74: vmapp.v1.CatalogService.ListVersions:output_type -> vmapp.v1.ListVersionsResponse
+	40, // 75: vmapp.v1.CatalogService.UpdateVersion:output_type -> vmapp.v1.UpdateVersionResponse
+	42, // 76: vmapp.v1.CatalogService.DeleteVersion:output_type -> vmapp.v1.DeleteVersionResponse
+	44, // 77: vmapp.v1.CatalogService.ListRegions:output_type -> vmapp.v1.ListRegionsResponse
+	62, // [62:78] is the sub-list for method output_type
+	46, // [46:62] is the sub-list for method input_type
+	46, // [46:46] is the sub-list for extension type_name
+	46, // [46:46] is the sub-list for extension extendee
+	0,  // [0:46] is the sub-list for field type_name
 }
 
 func init() { file_vmapp_v1_catalog_proto_init() }

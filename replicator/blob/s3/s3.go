@@ -9,6 +9,7 @@ package s3
 
 import (
 	"context"
+	"encoding/hex"
 	"fmt"
 	"io"
 	"net"
@@ -374,7 +375,7 @@ func (s *Store) NewMultipart(ctx context.Context, key string, meta map[string]st
 // PutPart uploads size bytes from r as part partNumber. On plain HTTP the
 // part is sent with a streaming SHA-256 signature, so the server rejects
 // bytes changed on the way.
-func (s *Store) PutPart(ctx context.Context, key, uploadID string, partNumber int, r io.Reader, size int64) (blob.Part, error) {
+func (s *Store) PutPart(ctx context.Context, key, uploadID string, partNumber int, r io.Reader, size int64, sum []byte) (blob.Part, error) {
 	if err := checkUpload(key, uploadID); err != nil {
 		return blob.Part{}, err
 	}
@@ -384,11 +385,40 @@ func (s *Store) PutPart(ctx context.Context, key, uploadID string, partNumber in
 	if size < 0 || size > blob.MaxPartSize {
 		return blob.Part{}, errs.New(errs.InvalidArgument, "size", "upload part %d of %s: size %d: want 0..%d bytes", partNumber, s.where(key), size, int64(blob.MaxPartSize))
 	}
-	p, err := s.core.PutObjectPart(ctx, s.bucket, key, uploadID, partNumber, r, size, minio.PutObjectPartOptions{})
+	var opts minio.PutObjectPartOptions
+	if sum != nil {
+		// The signed payload digest: the server checks the bytes against
+		// it, and minio-go skips its own streaming signature (which would
+		// hash the bytes again).
+		opts.Sha256Hex, opts.DisableContentSha256 = hex.EncodeToString(sum), true
+	}
+	p, err := s.core.PutObjectPart(ctx, s.bucket, key, uploadID, partNumber, r, size, opts)
 	if err != nil {
 		return blob.Part{}, s.classify(ctx, err, "upload part %d of %s", partNumber, s.where(key))
 	}
 	return blob.Part{Number: p.PartNumber, ETag: p.ETag, Size: size}, nil
+}
+
+// CopyPart copies a range of srcKey into part partNumber on the server
+// (UploadPartCopy).
+func (s *Store) CopyPart(ctx context.Context, key, uploadID string, partNumber int, srcKey string, offset, length int64) (blob.Part, error) {
+	if err := checkUpload(key, uploadID); err != nil {
+		return blob.Part{}, err
+	}
+	if err := checkKey("srcKey", srcKey); err != nil {
+		return blob.Part{}, err
+	}
+	if partNumber < 1 || partNumber > blob.MaxParts {
+		return blob.Part{}, errs.New(errs.InvalidArgument, "partNumber", "copy part %d of %s: want a part number in 1..%d", partNumber, s.where(key), blob.MaxParts)
+	}
+	if offset < 0 || length < 1 || length > blob.MaxPartSize {
+		return blob.Part{}, errs.New(errs.InvalidArgument, "length", "copy part %d of %s: range %d+%d: want offset >= 0 and 1..%d bytes", partNumber, s.where(key), offset, length, int64(blob.MaxPartSize))
+	}
+	p, err := s.core.CopyObjectPart(ctx, s.bucket, srcKey, s.bucket, key, uploadID, partNumber, offset, length, nil)
+	if err != nil {
+		return blob.Part{}, s.classify(ctx, err, "copy %s bytes %d+%d to part %d of %s", s.where(srcKey), offset, length, partNumber, s.where(key))
+	}
+	return blob.Part{Number: p.PartNumber, ETag: strings.Trim(p.ETag, `"`), Size: length}, nil
 }
 
 // ListParts lists the parts the server holds for the upload, in part order.

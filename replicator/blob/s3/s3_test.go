@@ -3,6 +3,7 @@ package s3_test
 import (
 	"bytes"
 	"context"
+	"crypto/sha256"
 	"fmt"
 	"io"
 	"math/rand/v2"
@@ -293,7 +294,7 @@ func TestMultipartResumeAfterCrash(t *testing.T) {
 	var g errgroup.Group
 	for _, n := range []int{1, 3} {
 		g.Go(func() error {
-			p, err := st.PutPart(ctx, key, id, n, bytes.NewReader(part(n)), int64(len(part(n))))
+			p, err := st.PutPart(ctx, key, id, n, bytes.NewReader(part(n)), int64(len(part(n))), nil)
 			mu.Lock()
 			uploaded[n] = p
 			mu.Unlock()
@@ -318,12 +319,12 @@ func TestMultipartResumeAfterCrash(t *testing.T) {
 		t.Fatalf("ListParts = %+v, want %+v", listed, want)
 	}
 	// Re-uploading a part replaces it.
-	if _, err := st.PutPart(ctx, key, id, 3, bytes.NewReader(part(3)), int64(len(part(3)))); err != nil {
+	if _, err := st.PutPart(ctx, key, id, 3, bytes.NewReader(part(3)), int64(len(part(3))), nil); err != nil {
 		t.Fatal(err)
 	}
 	all := listed
 	for _, n := range []int{4, 2} {
-		p, err := st.PutPart(ctx, key, id, n, bytes.NewReader(part(n)), int64(len(part(n))))
+		p, err := st.PutPart(ctx, key, id, n, bytes.NewReader(part(n)), int64(len(part(n))), nil)
 		if err != nil {
 			t.Fatalf("PutPart %d: %v", n, err)
 		}
@@ -363,7 +364,7 @@ func TestListPartsPages(t *testing.T) {
 	g.SetLimit(32)
 	for i := 1; i <= n; i++ {
 		g.Go(func() error {
-			_, err := st.PutPart(gctx, "many", id, i, strings.NewReader("x"), 1)
+			_, err := st.PutPart(gctx, "many", id, i, strings.NewReader("x"), 1, nil)
 			return err
 		})
 	}
@@ -387,7 +388,7 @@ func TestAbortMultipart(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	p, err := st.PutPart(ctx, "k", id, 1, strings.NewReader("hello"), 5)
+	p, err := st.PutPart(ctx, "k", id, 1, strings.NewReader("hello"), 5, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -396,7 +397,7 @@ func TestAbortMultipart(t *testing.T) {
 	}
 	_, err = st.ListParts(ctx, "k", id)
 	wantClass(t, "ListParts after abort", err, errs.NotFound)
-	_, err = st.PutPart(ctx, "k", id, 2, strings.NewReader("hello"), 5)
+	_, err = st.PutPart(ctx, "k", id, 2, strings.NewReader("hello"), 5, nil)
 	wantClass(t, "PutPart after abort", err, errs.NotFound)
 	_, err = st.CompleteMultipart(ctx, "k", id, []blob.Part{p})
 	wantClass(t, "CompleteMultipart after abort", err, errs.NotFound)
@@ -419,11 +420,11 @@ func TestCompleteMultipartBadParts(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	p1, err := st.PutPart(ctx, "k", id, 1, strings.NewReader("small"), 5)
+	p1, err := st.PutPart(ctx, "k", id, 1, strings.NewReader("small"), 5, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
-	p2, err := st.PutPart(ctx, "k", id, 2, strings.NewReader("tail"), 4)
+	p2, err := st.PutPart(ctx, "k", id, 2, strings.NewReader("tail"), 4, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -589,7 +590,7 @@ func TestUnavailable(t *testing.T) {
 	calls["Delete"] = st.Delete(ctx, "big")
 	_, calls["CopyObject"] = st.CopyObject(ctx, "k", "big")
 	_, calls["NewMultipart"] = st.NewMultipart(ctx, "k", nil)
-	_, calls["PutPart"] = st.PutPart(ctx, "mp", id, 1, strings.NewReader("v"), 1)
+	_, calls["PutPart"] = st.PutPart(ctx, "mp", id, 1, strings.NewReader("v"), 1, nil)
 	_, calls["ListParts"] = st.ListParts(ctx, "mp", id)
 	_, calls["CompleteMultipart"] = st.CompleteMultipart(ctx, "mp", id, []blob.Part{{Number: 1, ETag: "x"}})
 	calls["AbortMultipart"] = st.AbortMultipart(ctx, "mp", id)
@@ -606,7 +607,7 @@ func TestUnavailable(t *testing.T) {
 	if got := readAll(t, st, "big", 1<<20, 100); !bytes.Equal(got, big[1<<20:1<<20+100]) {
 		t.Error("read after Restart differs")
 	}
-	if _, err := st.PutPart(ctx, "mp", id, 1, strings.NewReader("v"), 1); err != nil {
+	if _, err := st.PutPart(ctx, "mp", id, 1, strings.NewReader("v"), 1, nil); err != nil {
 		t.Errorf("PutPart after Restart: %v", err)
 	}
 }
@@ -674,12 +675,12 @@ func TestValidation(t *testing.T) {
 	_, err = st.Put(ctx, "k", strings.NewReader(""), -1, nil)
 	wantClass(t, "Put size -1", err, errs.InvalidArgument)
 	for _, n := range []int{0, -1, blob.MaxParts + 1} {
-		_, err := st.PutPart(ctx, "k", "id", n, strings.NewReader("v"), 1)
+		_, err := st.PutPart(ctx, "k", "id", n, strings.NewReader("v"), 1, nil)
 		wantClass(t, fmt.Sprintf("PutPart number %d", n), err, errs.InvalidArgument)
 	}
-	_, err = st.PutPart(ctx, "k", "", 1, strings.NewReader("v"), 1)
+	_, err = st.PutPart(ctx, "k", "", 1, strings.NewReader("v"), 1, nil)
 	wantClass(t, "PutPart without an upload ID", err, errs.InvalidArgument)
-	_, err = st.PutPart(ctx, "k", "id", 1, strings.NewReader("v"), blob.MaxPartSize+1)
+	_, err = st.PutPart(ctx, "k", "id", 1, strings.NewReader("v"), blob.MaxPartSize+1, nil)
 	wantClass(t, "PutPart too large", err, errs.InvalidArgument)
 }
 
@@ -722,7 +723,7 @@ func TestStorageFull(t *testing.T) {
 
 	id, err := st.NewMultipart(ctx, "mp", nil)
 	if err == nil {
-		_, err = st.PutPart(ctx, "mp", id, 1, bytes.NewReader(data(size, 99)), size)
+		_, err = st.PutPart(ctx, "mp", id, 1, bytes.NewReader(data(size, 99)), size, nil)
 	}
 	wantClass(t, "multipart upload on a full disk", err, errs.ResourceExhausted)
 
@@ -740,4 +741,70 @@ func TestStorageFull(t *testing.T) {
 	}
 	// (MinIO moves deleted objects to its trash and frees the space later,
 	// so a write right after the deletes may still find the disk full.)
+}
+
+// TestCopyPartAndChecksums: a multipart object rebuilt from server-side part
+// copies has the source's bytes and the source's ETag (same part layout);
+// a part whose declared sha256 doesn't match its bytes is refused.
+func TestCopyPartAndChecksums(t *testing.T) {
+	t.Parallel()
+	st, _ := newStore(t)
+	ctx := testCtx(t)
+	const part = blob.MinPartSize
+	src := data(2*part+1000, 7)
+	id, err := st.NewMultipart(ctx, "src", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var parts []blob.Part
+	for n, off := 1, 0; off < len(src); n, off = n+1, off+part {
+		b := src[off:min(len(src), off+part)]
+		sum := sha256.Sum256(b)
+		p, err := st.PutPart(ctx, "src", id, n, bytes.NewReader(b), int64(len(b)), sum[:])
+		if err != nil {
+			t.Fatal(err)
+		}
+		parts = append(parts, p)
+	}
+	srcInfo, err := st.CompleteMultipart(ctx, "src", id, parts)
+	if err != nil {
+		t.Fatal(err)
+	}
+
+	id, err = st.NewMultipart(ctx, "dst", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var copied []blob.Part
+	for i, p := range parts {
+		c, err := st.CopyPart(ctx, "dst", id, p.Number, "src", int64(i*part), p.Size)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if c.ETag != p.ETag || c.Size != p.Size {
+			t.Fatalf("copied part %+v, source part %+v", c, p)
+		}
+		copied = append(copied, c)
+	}
+	dstInfo, err := st.CompleteMultipart(ctx, "dst", id, copied)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if dstInfo.ETag != srcInfo.ETag || dstInfo.Size != srcInfo.Size {
+		t.Fatalf("copy %+v, source %+v", dstInfo, srcInfo)
+	}
+	if !bytes.Equal(readAll(t, st, "dst", 0, -1), src) {
+		t.Fatal("the copy's bytes differ")
+	}
+	_, err = st.CopyPart(ctx, "dst2", "no-such-upload", 1, "src", 0, 10)
+	wantClass(t, "CopyPart to an unknown upload", err, errs.NotFound)
+	id, _ = st.NewMultipart(ctx, "dst2", nil)
+	_, err = st.CopyPart(ctx, "dst2", id, 1, "missing", 0, 10)
+	wantClass(t, "CopyPart of a missing object", err, errs.NotFound)
+	_, err = st.CopyPart(ctx, "dst2", id, 1, "src", 0, 0)
+	wantClass(t, "CopyPart of nothing", err, errs.InvalidArgument)
+
+	wrong := sha256.Sum256([]byte("something else"))
+	_, err = st.PutPart(ctx, "dst2", id, 1, bytes.NewReader(src[:100]), 100, wrong[:])
+	wantClass(t, "PutPart with a wrong sha256", err, errs.DataLoss)
 }

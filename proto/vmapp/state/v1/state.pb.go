@@ -23,6 +23,71 @@ const (
 	_ = protoimpl.EnforceVersion(protoimpl.MaxVersion - 20)
 )
 
+// ReplicaPhase is where a replica stands.
+type ReplicaPhase int32
+
+const (
+	ReplicaPhase_REPLICA_PHASE_UNSPECIFIED ReplicaPhase = 0
+	// Waiting for a worker (or for its region's first replica).
+	ReplicaPhase_REPLICA_PHASE_PENDING ReplicaPhase = 1
+	// Parts are being copied; parts holds those done.
+	ReplicaPhase_REPLICA_PHASE_COPYING ReplicaPhase = 2
+	// Copied and verified.
+	ReplicaPhase_REPLICA_PHASE_COMPLETED ReplicaPhase = 3
+	// The last attempt failed; retried at next_attempt_time.
+	ReplicaPhase_REPLICA_PHASE_FAILED ReplicaPhase = 4
+	// No longer wanted (its region left the target regions, or the count
+	// went down): its object is being deleted.
+	ReplicaPhase_REPLICA_PHASE_DELETING ReplicaPhase = 5
+)
+
+// Enum value maps for ReplicaPhase.
+var (
+	ReplicaPhase_name = map[int32]string{
+		0: "REPLICA_PHASE_UNSPECIFIED",
+		1: "REPLICA_PHASE_PENDING",
+		2: "REPLICA_PHASE_COPYING",
+		3: "REPLICA_PHASE_COMPLETED",
+		4: "REPLICA_PHASE_FAILED",
+		5: "REPLICA_PHASE_DELETING",
+	}
+	ReplicaPhase_value = map[string]int32{
+		"REPLICA_PHASE_UNSPECIFIED": 0,
+		"REPLICA_PHASE_PENDING":     1,
+		"REPLICA_PHASE_COPYING":     2,
+		"REPLICA_PHASE_COMPLETED":   3,
+		"REPLICA_PHASE_FAILED":      4,
+		"REPLICA_PHASE_DELETING":    5,
+	}
+)
+
+func (x ReplicaPhase) Enum() *ReplicaPhase {
+	p := new(ReplicaPhase)
+	*p = x
+	return p
+}
+
+func (x ReplicaPhase) String() string {
+	return protoimpl.X.EnumStringOf(x.Descriptor(), protoreflect.EnumNumber(x))
+}
+
+func (ReplicaPhase) Descriptor() protoreflect.EnumDescriptor {
+	return file_vmapp_state_v1_state_proto_enumTypes[0].Descriptor()
+}
+
+func (ReplicaPhase) Type() protoreflect.EnumType {
+	return &file_vmapp_state_v1_state_proto_enumTypes[0]
+}
+
+func (x ReplicaPhase) Number() protoreflect.EnumNumber {
+	return protoreflect.EnumNumber(x)
+}
+
+// Deprecated: Use ReplicaPhase.Descriptor instead.
+func (ReplicaPhase) EnumDescriptor() ([]byte, []int) {
+	return file_vmapp_state_v1_state_proto_rawDescGZIP(), []int{0}
+}
+
 // UploadSession is an upload (or import) in progress: a multipart upload in
 // the version's source store, with the parts committed so far and the running
 // sha256 state at the committed offset, so that a restart continues from
@@ -299,11 +364,24 @@ func (x *Part) GetSha256() []byte {
 	return nil
 }
 
-// Manifest is the per-piece sha256 list of a stored artifact.
+// Manifest describes a stored artifact piece by piece: downloads verify each
+// piece's sha256, and the replicator rebuilds every replica with the same
+// part layout, so that a replica's parts and whole object have the source's
+// store ETags.
 type Manifest struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	PieceSize     int64                  `protobuf:"varint,1,opt,name=piece_size,json=pieceSize,proto3" json:"piece_size,omitempty"`
-	PieceSha256   [][]byte               `protobuf:"bytes,2,rep,name=piece_sha256,json=pieceSha256,proto3" json:"piece_sha256,omitempty"`
+	state       protoimpl.MessageState `protogen:"open.v1"`
+	PieceSize   int64                  `protobuf:"varint,1,opt,name=piece_size,json=pieceSize,proto3" json:"piece_size,omitempty"`
+	PieceSha256 [][]byte               `protobuf:"bytes,2,rep,name=piece_sha256,json=pieceSha256,proto3" json:"piece_sha256,omitempty"`
+	// The store's ETag of each part of the source object.
+	PieceEtag []string `protobuf:"bytes,3,rep,name=piece_etag,json=pieceEtag,proto3" json:"piece_etag,omitempty"`
+	// The source object: where ingest stored it, its size and store ETag.
+	Region     string `protobuf:"bytes,4,opt,name=region,proto3" json:"region,omitempty"`
+	Endpoint   int32  `protobuf:"varint,5,opt,name=endpoint,proto3" json:"endpoint,omitempty"`
+	ObjectKey  string `protobuf:"bytes,6,opt,name=object_key,json=objectKey,proto3" json:"object_key,omitempty"`
+	SizeBytes  int64  `protobuf:"varint,7,opt,name=size_bytes,json=sizeBytes,proto3" json:"size_bytes,omitempty"`
+	ObjectEtag string `protobuf:"bytes,8,opt,name=object_etag,json=objectEtag,proto3" json:"object_etag,omitempty"`
+	// Hex sha256 of the whole artifact.
+	Sha256        string `protobuf:"bytes,9,opt,name=sha256,proto3" json:"sha256,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -352,6 +430,283 @@ func (x *Manifest) GetPieceSha256() [][]byte {
 	return nil
 }
 
+func (x *Manifest) GetPieceEtag() []string {
+	if x != nil {
+		return x.PieceEtag
+	}
+	return nil
+}
+
+func (x *Manifest) GetRegion() string {
+	if x != nil {
+		return x.Region
+	}
+	return ""
+}
+
+func (x *Manifest) GetEndpoint() int32 {
+	if x != nil {
+		return x.Endpoint
+	}
+	return 0
+}
+
+func (x *Manifest) GetObjectKey() string {
+	if x != nil {
+		return x.ObjectKey
+	}
+	return ""
+}
+
+func (x *Manifest) GetSizeBytes() int64 {
+	if x != nil {
+		return x.SizeBytes
+	}
+	return 0
+}
+
+func (x *Manifest) GetObjectEtag() string {
+	if x != nil {
+		return x.ObjectEtag
+	}
+	return ""
+}
+
+func (x *Manifest) GetSha256() string {
+	if x != nil {
+		return x.Sha256
+	}
+	return ""
+}
+
+// Replica is one copy of a version's artifact in a target region: the
+// replicator's unit of work.
+type Replica struct {
+	state       protoimpl.MessageState `protogen:"open.v1"`
+	Tenant      string                 `protobuf:"bytes,1,opt,name=tenant,proto3" json:"tenant,omitempty"`
+	Gallery     string                 `protobuf:"bytes,2,opt,name=gallery,proto3" json:"gallery,omitempty"`
+	Application string                 `protobuf:"bytes,3,opt,name=application,proto3" json:"application,omitempty"`
+	Version     string                 `protobuf:"bytes,4,opt,name=version,proto3" json:"version,omitempty"`
+	Kind        v1.ArtifactKind        `protobuf:"varint,5,opt,name=kind,proto3,enum=vmapp.v1.ArtifactKind" json:"kind,omitempty"`
+	Region      string                 `protobuf:"bytes,6,opt,name=region,proto3" json:"region,omitempty"`
+	// 0 .. regionalReplicaCount-1; replica 0 is copied from the source
+	// region, the others from replica 0 of their own region.
+	Index int32 `protobuf:"varint,7,opt,name=index,proto3" json:"index,omitempty"`
+	// The region's storage endpoint holding it (index mod endpoints).
+	Endpoint        int32                  `protobuf:"varint,8,opt,name=endpoint,proto3" json:"endpoint,omitempty"`
+	ObjectKey       string                 `protobuf:"bytes,9,opt,name=object_key,json=objectKey,proto3" json:"object_key,omitempty"`
+	Phase           ReplicaPhase           `protobuf:"varint,10,opt,name=phase,proto3,enum=vmapp.state.v1.ReplicaPhase" json:"phase,omitempty"`
+	SizeBytes       int64                  `protobuf:"varint,11,opt,name=size_bytes,json=sizeBytes,proto3" json:"size_bytes,omitempty"`
+	BytesDone       int64                  `protobuf:"varint,12,opt,name=bytes_done,json=bytesDone,proto3" json:"bytes_done,omitempty"`
+	MultipartId     string                 `protobuf:"bytes,13,opt,name=multipart_id,json=multipartId,proto3" json:"multipart_id,omitempty"`
+	Parts           []*Part                `protobuf:"bytes,14,rep,name=parts,proto3" json:"parts,omitempty"`
+	Attempts        int32                  `protobuf:"varint,15,opt,name=attempts,proto3" json:"attempts,omitempty"`
+	LastError       string                 `protobuf:"bytes,16,opt,name=last_error,json=lastError,proto3" json:"last_error,omitempty"`
+	NextAttemptTime *timestamppb.Timestamp `protobuf:"bytes,17,opt,name=next_attempt_time,json=nextAttemptTime,proto3" json:"next_attempt_time,omitempty"`
+	StartTime       *timestamppb.Timestamp `protobuf:"bytes,18,opt,name=start_time,json=startTime,proto3" json:"start_time,omitempty"`
+	CompleteTime    *timestamppb.Timestamp `protobuf:"bytes,19,opt,name=complete_time,json=completeTime,proto3" json:"complete_time,omitempty"`
+	// The store ETag verified at completion (the source's).
+	Etag string `protobuf:"bytes,20,opt,name=etag,proto3" json:"etag,omitempty"`
+	// Bytes this replica moved through vmappd: read from another region, or
+	// from another endpoint of its own region. Server-side copies move none.
+	CrossRegionBytes int64                  `protobuf:"varint,21,opt,name=cross_region_bytes,json=crossRegionBytes,proto3" json:"cross_region_bytes,omitempty"`
+	InRegionBytes    int64                  `protobuf:"varint,22,opt,name=in_region_bytes,json=inRegionBytes,proto3" json:"in_region_bytes,omitempty"`
+	VerifyTime       *timestamppb.Timestamp `protobuf:"bytes,23,opt,name=verify_time,json=verifyTime,proto3" json:"verify_time,omitempty"`
+	unknownFields    protoimpl.UnknownFields
+	sizeCache        protoimpl.SizeCache
+}
+
+func (x *Replica) Reset() {
+	*x = Replica{}
+	mi := &file_vmapp_state_v1_state_proto_msgTypes[3]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *Replica) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*Replica) ProtoMessage() {}
+
+func (x *Replica) ProtoReflect() protoreflect.Message {
+	mi := &file_vmapp_state_v1_state_proto_msgTypes[3]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use Replica.ProtoReflect.Descriptor instead.
+func (*Replica) Descriptor() ([]byte, []int) {
+	return file_vmapp_state_v1_state_proto_rawDescGZIP(), []int{3}
+}
+
+func (x *Replica) GetTenant() string {
+	if x != nil {
+		return x.Tenant
+	}
+	return ""
+}
+
+func (x *Replica) GetGallery() string {
+	if x != nil {
+		return x.Gallery
+	}
+	return ""
+}
+
+func (x *Replica) GetApplication() string {
+	if x != nil {
+		return x.Application
+	}
+	return ""
+}
+
+func (x *Replica) GetVersion() string {
+	if x != nil {
+		return x.Version
+	}
+	return ""
+}
+
+func (x *Replica) GetKind() v1.ArtifactKind {
+	if x != nil {
+		return x.Kind
+	}
+	return v1.ArtifactKind(0)
+}
+
+func (x *Replica) GetRegion() string {
+	if x != nil {
+		return x.Region
+	}
+	return ""
+}
+
+func (x *Replica) GetIndex() int32 {
+	if x != nil {
+		return x.Index
+	}
+	return 0
+}
+
+func (x *Replica) GetEndpoint() int32 {
+	if x != nil {
+		return x.Endpoint
+	}
+	return 0
+}
+
+func (x *Replica) GetObjectKey() string {
+	if x != nil {
+		return x.ObjectKey
+	}
+	return ""
+}
+
+func (x *Replica) GetPhase() ReplicaPhase {
+	if x != nil {
+		return x.Phase
+	}
+	return ReplicaPhase_REPLICA_PHASE_UNSPECIFIED
+}
+
+func (x *Replica) GetSizeBytes() int64 {
+	if x != nil {
+		return x.SizeBytes
+	}
+	return 0
+}
+
+func (x *Replica) GetBytesDone() int64 {
+	if x != nil {
+		return x.BytesDone
+	}
+	return 0
+}
+
+func (x *Replica) GetMultipartId() string {
+	if x != nil {
+		return x.MultipartId
+	}
+	return ""
+}
+
+func (x *Replica) GetParts() []*Part {
+	if x != nil {
+		return x.Parts
+	}
+	return nil
+}
+
+func (x *Replica) GetAttempts() int32 {
+	if x != nil {
+		return x.Attempts
+	}
+	return 0
+}
+
+func (x *Replica) GetLastError() string {
+	if x != nil {
+		return x.LastError
+	}
+	return ""
+}
+
+func (x *Replica) GetNextAttemptTime() *timestamppb.Timestamp {
+	if x != nil {
+		return x.NextAttemptTime
+	}
+	return nil
+}
+
+func (x *Replica) GetStartTime() *timestamppb.Timestamp {
+	if x != nil {
+		return x.StartTime
+	}
+	return nil
+}
+
+func (x *Replica) GetCompleteTime() *timestamppb.Timestamp {
+	if x != nil {
+		return x.CompleteTime
+	}
+	return nil
+}
+
+func (x *Replica) GetEtag() string {
+	if x != nil {
+		return x.Etag
+	}
+	return ""
+}
+
+func (x *Replica) GetCrossRegionBytes() int64 {
+	if x != nil {
+		return x.CrossRegionBytes
+	}
+	return 0
+}
+
+func (x *Replica) GetInRegionBytes() int64 {
+	if x != nil {
+		return x.InRegionBytes
+	}
+	return 0
+}
+
+func (x *Replica) GetVerifyTime() *timestamppb.Timestamp {
+	if x != nil {
+		return x.VerifyTime
+	}
+	return nil
+}
+
 var File_vmapp_state_v1_state_proto protoreflect.FileDescriptor
 
 const file_vmapp_state_v1_state_proto_rawDesc = "" +
@@ -390,11 +745,60 @@ const file_vmapp_state_v1_state_proto_rawDesc = "" +
 	"\x04etag\x18\x02 \x01(\tR\x04etag\x12\x1d\n" +
 	"\n" +
 	"size_bytes\x18\x03 \x01(\x03R\tsizeBytes\x12\x16\n" +
-	"\x06sha256\x18\x04 \x01(\fR\x06sha256\"L\n" +
+	"\x06sha256\x18\x04 \x01(\fR\x06sha256\"\x96\x02\n" +
 	"\bManifest\x12\x1d\n" +
 	"\n" +
 	"piece_size\x18\x01 \x01(\x03R\tpieceSize\x12!\n" +
-	"\fpiece_sha256\x18\x02 \x03(\fR\vpieceSha256B5Z3github.com/vmapp/vmapp/proto/vmapp/state/v1;statev1b\x06proto3"
+	"\fpiece_sha256\x18\x02 \x03(\fR\vpieceSha256\x12\x1d\n" +
+	"\n" +
+	"piece_etag\x18\x03 \x03(\tR\tpieceEtag\x12\x16\n" +
+	"\x06region\x18\x04 \x01(\tR\x06region\x12\x1a\n" +
+	"\bendpoint\x18\x05 \x01(\x05R\bendpoint\x12\x1d\n" +
+	"\n" +
+	"object_key\x18\x06 \x01(\tR\tobjectKey\x12\x1d\n" +
+	"\n" +
+	"size_bytes\x18\a \x01(\x03R\tsizeBytes\x12\x1f\n" +
+	"\vobject_etag\x18\b \x01(\tR\n" +
+	"objectEtag\x12\x16\n" +
+	"\x06sha256\x18\t \x01(\tR\x06sha256\"\xf3\x06\n" +
+	"\aReplica\x12\x16\n" +
+	"\x06tenant\x18\x01 \x01(\tR\x06tenant\x12\x18\n" +
+	"\agallery\x18\x02 \x01(\tR\agallery\x12 \n" +
+	"\vapplication\x18\x03 \x01(\tR\vapplication\x12\x18\n" +
+	"\aversion\x18\x04 \x01(\tR\aversion\x12*\n" +
+	"\x04kind\x18\x05 \x01(\x0e2\x16.vmapp.v1.ArtifactKindR\x04kind\x12\x16\n" +
+	"\x06region\x18\x06 \x01(\tR\x06region\x12\x14\n" +
+	"\x05index\x18\a \x01(\x05R\x05index\x12\x1a\n" +
+	"\bendpoint\x18\b \x01(\x05R\bendpoint\x12\x1d\n" +
+	"\n" +
+	"object_key\x18\t \x01(\tR\tobjectKey\x122\n" +
+	"\x05phase\x18\n" +
+	" \x01(\x0e2\x1c.vmapp.state.v1.ReplicaPhaseR\x05phase\x12\x1d\n" +
+	"\n" +
+	"size_bytes\x18\v \x01(\x03R\tsizeBytes\x12\x1d\n" +
+	"\n" +
+	"bytes_done\x18\f \x01(\x03R\tbytesDone\x12!\n" +
+	"\fmultipart_id\x18\r \x01(\tR\vmultipartId\x12*\n" +
+	"\x05parts\x18\x0e \x03(\v2\x14.vmapp.state.v1.PartR\x05parts\x12\x1a\n" +
+	"\battempts\x18\x0f \x01(\x05R\battempts\x12\x1d\n" +
+	"\n" +
+	"last_error\x18\x10 \x01(\tR\tlastError\x12F\n" +
+	"\x11next_attempt_time\x18\x11 \x01(\v2\x1a.google.protobuf.TimestampR\x0fnextAttemptTime\x129\n" +
+	"\n" +
+	"start_time\x18\x12 \x01(\v2\x1a.google.protobuf.TimestampR\tstartTime\x12?\n" +
+	"\rcomplete_time\x18\x13 \x01(\v2\x1a.google.protobuf.TimestampR\fcompleteTime\x12\x12\n" +
+	"\x04etag\x18\x14 \x01(\tR\x04etag\x12,\n" +
+	"\x12cross_region_bytes\x18\x15 \x01(\x03R\x10crossRegionBytes\x12&\n" +
+	"\x0fin_region_bytes\x18\x16 \x01(\x03R\rinRegionBytes\x12;\n" +
+	"\vverify_time\x18\x17 \x01(\v2\x1a.google.protobuf.TimestampR\n" +
+	"verifyTime*\xb6\x01\n" +
+	"\fReplicaPhase\x12\x1d\n" +
+	"\x19REPLICA_PHASE_UNSPECIFIED\x10\x00\x12\x19\n" +
+	"\x15REPLICA_PHASE_PENDING\x10\x01\x12\x19\n" +
+	"\x15REPLICA_PHASE_COPYING\x10\x02\x12\x1b\n" +
+	"\x17REPLICA_PHASE_COMPLETED\x10\x03\x12\x18\n" +
+	"\x14REPLICA_PHASE_FAILED\x10\x04\x12\x1a\n" +
+	"\x16REPLICA_PHASE_DELETING\x10\x05B5Z3github.com/vmapp/vmapp/proto/vmapp/state/v1;statev1b\x06proto3"
 
 var (
 	file_vmapp_state_v1_state_proto_rawDescOnce sync.Once
@@ -408,25 +812,35 @@ func file_vmapp_state_v1_state_proto_rawDescGZIP() []byte {
 	return file_vmapp_state_v1_state_proto_rawDescData
 }
 
-var file_vmapp_state_v1_state_proto_msgTypes = make([]protoimpl.MessageInfo, 3)
+var file_vmapp_state_v1_state_proto_enumTypes = make([]protoimpl.EnumInfo, 1)
+var file_vmapp_state_v1_state_proto_msgTypes = make([]protoimpl.MessageInfo, 4)
 var file_vmapp_state_v1_state_proto_goTypes = []any{
-	(*UploadSession)(nil),         // 0: vmapp.state.v1.UploadSession
-	(*Part)(nil),                  // 1: vmapp.state.v1.Part
-	(*Manifest)(nil),              // 2: vmapp.state.v1.Manifest
-	(v1.ArtifactKind)(0),          // 3: vmapp.v1.ArtifactKind
-	(*timestamppb.Timestamp)(nil), // 4: google.protobuf.Timestamp
+	(ReplicaPhase)(0),             // 0: vmapp.state.v1.ReplicaPhase
+	(*UploadSession)(nil),         // 1: vmapp.state.v1.UploadSession
+	(*Part)(nil),                  // 2: vmapp.state.v1.Part
+	(*Manifest)(nil),              // 3: vmapp.state.v1.Manifest
+	(*Replica)(nil),               // 4: vmapp.state.v1.Replica
+	(v1.ArtifactKind)(0),          // 5: vmapp.v1.ArtifactKind
+	(*timestamppb.Timestamp)(nil), // 6: google.protobuf.Timestamp
 }
 var file_vmapp_state_v1_state_proto_depIdxs = []int32{
-	3, // 0: vmapp.state.v1.UploadSession.kind:type_name -> vmapp.v1.ArtifactKind
-	1, // 1: vmapp.state.v1.UploadSession.parts:type_name -> vmapp.state.v1.Part
-	4, // 2: vmapp.state.v1.UploadSession.create_time:type_name -> google.protobuf.Timestamp
-	4, // 3: vmapp.state.v1.UploadSession.update_time:type_name -> google.protobuf.Timestamp
-	4, // 4: vmapp.state.v1.UploadSession.expire_time:type_name -> google.protobuf.Timestamp
-	5, // [5:5] is the sub-list for method output_type
-	5, // [5:5] is the sub-list for method input_type
-	5, // [5:5] is the sub-list for extension type_name
-	5, // [5:5] is the sub-list for extension extendee
-	0, // [0:5] is the sub-list for field type_name
+	5,  // 0: vmapp.state.v1.UploadSession.kind:type_name -> vmapp.v1.ArtifactKind
+	2,  // 1: vmapp.state.v1.UploadSession.parts:type_name -> vmapp.state.v1.Part
+	6,  // 2: vmapp.state.v1.UploadSession.create_time:type_name -> google.protobuf.Timestamp
+	6,  // 3: vmapp.state.v1.UploadSession.update_time:type_name -> google.protobuf.Timestamp
+	6,  // 4: vmapp.state.v1.UploadSession.expire_time:type_name -> google.protobuf.Timestamp
+	5,  // 5: vmapp.state.v1.Replica.kind:type_name -> vmapp.v1.ArtifactKind
+	0,  // 6: vmapp.state.v1.Replica.phase:type_name -> vmapp.state.v1.ReplicaPhase
+	2,  // 7: vmapp.state.v1.Replica.parts:type_name -> vmapp.state.v1.Part
+	6,  // 8: vmapp.state.v1.Replica.next_attempt_time:type_name -> google.protobuf.Timestamp
+	6,  // 9: vmapp.state.v1.Replica.start_time:type_name -> google.protobuf.Timestamp
+	6,  // 10: vmapp.state.v1.Replica.complete_time:type_name -> google.protobuf.Timestamp
+	6,  // 11: vmapp.state.v1.Replica.verify_time:type_name -> google.protobuf.Timestamp
+	12, // [12:12] is the sub-list for method output_type
+	12, // [12:12] is the sub-list for method input_type
+	12, // [12:12] is the sub-list for extension type_name
+	12, // [12:12] is the sub-list for extension extendee
+	0,  // [0:12] is the sub-list for field type_name
 }
 
 func init() { file_vmapp_state_v1_state_proto_init() }
@@ -439,13 +853,14 @@ func file_vmapp_state_v1_state_proto_init() {
 		File: protoimpl.DescBuilder{
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_vmapp_state_v1_state_proto_rawDesc), len(file_vmapp_state_v1_state_proto_rawDesc)),
-			NumEnums:      0,
-			NumMessages:   3,
+			NumEnums:      1,
+			NumMessages:   4,
 			NumExtensions: 0,
 			NumServices:   0,
 		},
 		GoTypes:           file_vmapp_state_v1_state_proto_goTypes,
 		DependencyIndexes: file_vmapp_state_v1_state_proto_depIdxs,
+		EnumInfos:         file_vmapp_state_v1_state_proto_enumTypes,
 		MessageInfos:      file_vmapp_state_v1_state_proto_msgTypes,
 	}.Build()
 	File_vmapp_state_v1_state_proto = out.File

@@ -1,0 +1,57 @@
+package replicator
+
+import (
+	"context"
+	"errors"
+
+	bolt "go.etcd.io/bbolt"
+
+	pb "github.com/vmapp/vmapp/proto/vmapp/v1"
+)
+
+// Finalize deletes every replica of a version being deleted: it stops the
+// version's copies, deletes their objects and then their records. It is the
+// catalog's finalizer: until it succeeds the version stays marked for
+// deletion, and the catalog's reaper calls it again.
+func (r *Replicator) Finalize(ctx context.Context, v *pb.GalleryApplicationVersion) error {
+	p := prefixOf(v)
+	defer func() {
+		r.mu.Lock()
+		delete(r.finalizing, p)
+		r.mu.Unlock()
+	}()
+	r.mu.Lock()
+	r.finalizing[p] = true
+	jobs := r.inflightFor(p)
+	for _, j := range jobs {
+		j.cancel()
+	}
+	r.mu.Unlock()
+	for _, j := range jobs {
+		select {
+		case <-j.done:
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+	}
+	recs, err := r.records(p)
+	if err != nil {
+		return err
+	}
+	var failed []error
+	for _, rec := range recs {
+		if err := r.deleteObjects(ctx, rec); err != nil {
+			failed = append(failed, err)
+			continue
+		}
+		if err := r.db.Update(func(tx *bolt.Tx) error {
+			return tx.Bucket(bucketReplicas).Delete([]byte(recordKey(rec)))
+		}); err != nil {
+			return err
+		}
+	}
+	if len(failed) > 0 {
+		return errors.Join(failed...)
+	}
+	return nil
+}

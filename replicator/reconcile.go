@@ -1,0 +1,257 @@
+package replicator
+
+import (
+	"context"
+	"math/rand/v2"
+	"slices"
+	"strings"
+	"time"
+
+	bolt "go.etcd.io/bbolt"
+	"google.golang.org/protobuf/types/known/timestamppb"
+
+	statepb "github.com/vmapp/vmapp/proto/vmapp/state/v1"
+	pb "github.com/vmapp/vmapp/proto/vmapp/v1"
+)
+
+// Deleting is the catalog's provisioning state of a version being deleted.
+const deleting = "Deleting"
+
+// wanted returns the replica records a version should have (without state).
+func (r *Replicator) wanted(v *pb.GalleryApplicationVersion) []*statepb.Replica {
+	var kinds []pb.ArtifactKind
+	if v.Package != nil {
+		kinds = append(kinds, pb.ArtifactKind_ARTIFACT_KIND_PACKAGE)
+	}
+	if v.DefaultConfiguration != nil {
+		kinds = append(kinds, pb.ArtifactKind_ARTIFACT_KIND_CONFIGURATION)
+	}
+	pp := v.GetPublishingProfile()
+	var out []*statepb.Replica
+	for _, k := range kinds {
+		a := v.Package
+		if k == pb.ArtifactKind_ARTIFACT_KIND_CONFIGURATION {
+			a = v.DefaultConfiguration
+		}
+		for _, tr := range pp.GetTargetRegions() {
+			n := replicasOf(pp, tr)
+			eps := r.endpoints(tr.Name)
+			if eps == 0 {
+				continue // not in the topology any more: nowhere to copy
+			}
+			for i := range n {
+				out = append(out, &statepb.Replica{
+					Tenant: v.Tenant, Gallery: v.Gallery, Application: v.Application, Version: v.Name, Kind: k,
+					Region: tr.Name, Index: i, Endpoint: i % int32(eps),
+					ObjectKey: ObjectKey(v.Tenant, v.Gallery, v.Application, v.Name, k, i),
+					Phase:     statepb.ReplicaPhase_REPLICA_PHASE_PENDING, SizeBytes: a.SizeBytes,
+				})
+			}
+		}
+	}
+	return out
+}
+
+// replicasOf is a target region's replica count: its own, else the
+// profile's replicaCount, else 1.
+func replicasOf(pp *pb.PublishingProfile, tr *pb.TargetRegion) int32 {
+	switch {
+	case tr.RegionalReplicaCount != nil:
+		return tr.GetRegionalReplicaCount()
+	case pp.ReplicaCount != nil:
+		return pp.GetReplicaCount()
+	}
+	return 1
+}
+
+func (r *Replicator) endpoints(region string) int {
+	reg, _ := r.topo.Region(region)
+	return len(reg.Endpoints)
+}
+
+// reconcile adds the records the catalog wants and marks the others
+// Deleting. Versions being deleted are left to Finalize.
+func (r *Replicator) reconcile(ctx context.Context) error {
+	versions, err := r.cat.AllVersions(ctx)
+	if err != nil {
+		return err
+	}
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	state := map[string]string{} // version prefix -> provisioning state
+	r.doomed = map[string]bool{}
+	want := map[string]*statepb.Replica{}
+	for _, v := range versions {
+		state[prefixOf(v)] = v.ProvisioningState
+		if v.ProvisioningState == deleting {
+			r.doomed[prefixOf(v)] = true
+			continue
+		}
+		for _, rec := range r.wanted(v) {
+			want[recordKey(rec)] = rec
+		}
+	}
+	changed := false
+	err = r.db.Update(func(tx *bolt.Tx) error {
+		have, err := scan(tx, "")
+		if err != nil {
+			return err
+		}
+		seen := map[string]bool{}
+		for _, rec := range have {
+			k := recordKey(rec)
+			seen[k] = true
+			p := versionPrefix(rec.Tenant, rec.Gallery, rec.Application, rec.Version)
+			if _, ok := want[k]; ok || rec.Phase == statepb.ReplicaPhase_REPLICA_PHASE_DELETING || state[p] == deleting {
+				continue // wanted, going already, or Finalize's job
+			}
+			// Not wanted: its region left the target regions, the count
+			// went down, or the version is gone (a left-over).
+			rec.Phase = statepb.ReplicaPhase_REPLICA_PHASE_DELETING
+			rec.NextAttemptTime, rec.Attempts, rec.LastError = nil, 0, ""
+			if err := putRecord(tx, rec); err != nil {
+				return err
+			}
+			changed = true
+		}
+		for k, rec := range want {
+			if !seen[k] {
+				rec.NextAttemptTime = timestamppb.New(r.now())
+				if err := putRecord(tx, rec); err != nil {
+					return err
+				}
+				changed = true
+			}
+		}
+		return nil
+	})
+	if changed {
+		r.m.records.Set(float64(len(want)))
+	}
+	return err
+}
+
+// runnable reports whether rec can start now, given the records by key.
+func runnable(rec *statepb.Replica, byKey map[string]*statepb.Replica, now time.Time) bool {
+	switch rec.Phase {
+	case statepb.ReplicaPhase_REPLICA_PHASE_COMPLETED:
+		return false
+	case statepb.ReplicaPhase_REPLICA_PHASE_DELETING:
+	default:
+		if rec.Index > 0 {
+			seed := byKey[seedKey(rec)]
+			if seed == nil || seed.Phase != statepb.ReplicaPhase_REPLICA_PHASE_COMPLETED {
+				return false
+			}
+		}
+	}
+	return rec.NextAttemptTime == nil || !rec.NextAttemptTime.AsTime().After(now)
+}
+
+// dispatch starts workers on runnable records, round-robin between
+// versions, within the concurrency limits.
+func (r *Replicator) dispatch(ctx context.Context) error {
+	// Read under the lock: a worker updates its record before it leaves
+	// inflight, so a record read here is either in flight or current.
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	all, err := r.records("")
+	if err != nil {
+		return err
+	}
+	now := r.now()
+	byKey := make(map[string]*statepb.Replica, len(all))
+	for _, rec := range all {
+		byKey[recordKey(rec)] = rec
+	}
+	queues := map[string][]*statepb.Replica{}
+	var order []string
+	for _, rec := range all {
+		k := recordKey(rec)
+		if r.inflight[k] != nil || !runnable(rec, byKey, now) {
+			continue
+		}
+		p := versionPrefix(rec.Tenant, rec.Gallery, rec.Application, rec.Version)
+		if r.doomed[p] || r.finalizing[p] {
+			continue
+		}
+		if queues[p] == nil {
+			order = append(order, p)
+		}
+		queues[p] = append(queues[p], rec)
+	}
+	if len(order) == 0 {
+		return nil
+	}
+	slices.Sort(order)
+	// Start after the version served last.
+	start, _ := slices.BinarySearch(order, r.rr+"\xff")
+	order = append(order[start:], order[:start]...)
+	perEP := map[string]int{}
+	for _, j := range r.inflight {
+		perEP[j.endpoint]++
+	}
+	for progress := true; progress && len(r.inflight) < r.o.Concurrency; {
+		progress = false
+		for _, p := range order {
+			if len(r.inflight) >= r.o.Concurrency {
+				break
+			}
+			q := queues[p]
+			for i, rec := range q {
+				ep := endpointName(rec.Region, int(rec.Endpoint))
+				if perEP[ep] >= r.o.EndpointConcurrency {
+					continue
+				}
+				queues[p] = slices.Delete(q, i, i+1)
+				perEP[ep]++
+				r.start(ctx, rec, ep, p)
+				r.rr = p
+				progress = true
+				break
+			}
+		}
+	}
+	return nil
+}
+
+// start runs a worker on rec; r.mu is held.
+func (r *Replicator) start(ctx context.Context, rec *statepb.Replica, ep, version string) {
+	jctx, cancel := context.WithCancel(ctx)
+	j := &job{cancel: cancel, done: make(chan struct{}), endpoint: ep, version: version}
+	key := recordKey(rec)
+	r.inflight[key] = j
+	r.jobs.Add(1)
+	go func() {
+		defer r.jobs.Done()
+		defer close(j.done)
+		defer cancel()
+		r.work(jctx, key, rec)
+		r.mu.Lock()
+		delete(r.inflight, key)
+		r.mu.Unlock()
+		r.Poke()
+	}()
+}
+
+// backoff is the wait before attempt n+1: exponential from RetryBase up to
+// RetryMax, with full jitter on its upper half.
+func (r *Replicator) backoff(attempts int32) time.Duration {
+	d := r.o.RetryBase
+	for i := int32(1); i < attempts && d < r.o.RetryMax; i++ {
+		d *= 2
+	}
+	d = min(d, r.o.RetryMax)
+	return d/2 + rand.N(d/2+1)
+}
+
+// inflightFor returns the jobs of a version prefix; r.mu is held.
+func (r *Replicator) inflightFor(prefix string) []*job {
+	var out []*job
+	for k, j := range r.inflight {
+		if strings.HasPrefix(k, prefix) {
+			out = append(out, j)
+		}
+	}
+	return out
+}

@@ -1,0 +1,221 @@
+// Package replicator fans each version's artifacts out from the source
+// region to every target region, regionalReplicaCount replicas per region.
+//
+// # Model
+//
+// A replica is one copy of one artifact (package or default configuration)
+// of one version in one region. Its record lives in the catalog's bbolt file,
+// in the replicator's own bucket:
+//
+//	replicas   tenant 0 gallery 0 application 0 version 0 kind 0 region 0 index  -> vmapp.state.v1.Replica
+//
+// The replicator is level-triggered: reconcile compares what the catalog
+// wants (each version with a stored artifact × its target regions × their
+// replica counts) with the records, adds the missing ones (Pending) and marks
+// the unwanted ones Deleting; dispatch starts workers on runnable records.
+// Nothing is kept only in memory, so a restart — after a crash or SIGKILL —
+// resumes from the records: a copy in progress keeps its multipart upload
+// and the parts already copied.
+//
+// # Copies
+//
+// Replica 0 of a region is copied from the source object (the one ingest
+// stored); replicas 1.. are copied from replica 0 of their own region, so
+// the bytes cross regions once per region. Replica i lives on the region's
+// endpoint i mod (number of endpoints). On the same endpoint a copy is done
+// by the store (UploadPartCopy: no bytes through vmappd); otherwise vmappd
+// streams each part from the source's GET into the destination's part PUT.
+//
+// Every replica is rebuilt with the source's part layout (the manifest's
+// pieces). A streamed part is sent with its manifest sha256, which the store
+// checks; every part's store ETag must equal the source part's, and the
+// completed object's size and ETag the source object's. Only then is the
+// replica Completed. Repair and the periodic scrub check completed
+// replicas again (size and ETag; deep: every piece's sha256) and copy
+// missing or corrupted ones again.
+//
+// # Scheduling
+//
+// At most Concurrency replicas copy at once, EndpointConcurrency per
+// destination endpoint, each PartConcurrency parts at a time, within the
+// overall and per-endpoint bandwidth limits. Runnable replicas are taken
+// round-robin between versions, so one large version doesn't starve small
+// ones. A failed copy is retried with exponential backoff and jitter; a
+// region whose store is down only delays its own replicas.
+package replicator
+
+import (
+	"context"
+	"log/slog"
+	"strconv"
+	"sync"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	bolt "go.etcd.io/bbolt"
+	"golang.org/x/time/rate"
+
+	statepb "github.com/vmapp/vmapp/proto/vmapp/state/v1"
+	pb "github.com/vmapp/vmapp/proto/vmapp/v1"
+	"github.com/vmapp/vmapp/replicator/blob"
+	"github.com/vmapp/vmapp/topology"
+)
+
+// Catalog is what the replicator reads from the catalog.
+type Catalog interface {
+	AllVersions(ctx context.Context) ([]*pb.GalleryApplicationVersion, error)
+	GetVersion(ctx context.Context, tenant, gallery, app, name string) (*pb.GalleryApplicationVersion, error)
+	Manifest(ctx context.Context, tenant, gallery, app, version string, k pb.ArtifactKind) (*statepb.Manifest, error)
+}
+
+// Options configure a Replicator.
+type Options struct {
+	DB       *bolt.DB
+	Catalog  Catalog
+	Topology *topology.Topology
+	// Store returns endpoint i of a region.
+	Store  func(region string, i int) (blob.Store, error)
+	Logger *slog.Logger
+	// Registry, when set, gets the replicator's metrics.
+	Registry prometheus.Registerer
+
+	// Concurrency bounds the replicas copying at once (default 8);
+	// EndpointConcurrency those writing to one endpoint (default 4);
+	// PartConcurrency the parts of one replica in flight (default 4).
+	Concurrency, EndpointConcurrency, PartConcurrency int
+	// Bandwidth bounds the bytes per second vmappd streams between stores,
+	// overall; 0 is unlimited. Endpoints may set their own limit in the
+	// topology. Server-side copies are not limited: no bytes pass through
+	// vmappd.
+	Bandwidth float64
+	// RetryBase and RetryMax shape the backoff between attempts (defaults
+	// 1s and 5m).
+	RetryBase, RetryMax time.Duration
+	// ScrubInterval is how often completed replicas are checked (size and
+	// ETag); 0 disables the periodic scrub.
+	ScrubInterval time.Duration
+}
+
+// Replicator runs replication. Start it with Run.
+type Replicator struct {
+	o       Options
+	db      *bolt.DB
+	cat     Catalog
+	topo    *topology.Topology
+	store   func(region string, i int) (blob.Store, error)
+	log     *slog.Logger
+	now     func() time.Time
+	poke    chan struct{}
+	overall *rate.Limiter
+	perEP   map[string]*rate.Limiter // "region/i"
+	m       metrics
+
+	mu       sync.Mutex // guards the fields below and orders reconcile against finalize
+	inflight map[string]*job
+	doomed   map[string]bool // prefixes of versions marked Deleting at the last reconcile
+	// finalizing holds the prefixes Finalize is deleting. Neither these
+	// nor doomed versions are dispatched.
+	finalizing map[string]bool
+	rr         string // version prefix served last, for round-robin
+	jobs       sync.WaitGroup
+}
+
+type job struct {
+	cancel   context.CancelFunc
+	done     chan struct{}
+	endpoint string
+	version  string // version prefix
+}
+
+// New returns a Replicator and creates its bucket.
+func New(o Options) (*Replicator, error) {
+	if o.Concurrency <= 0 {
+		o.Concurrency = 8
+	}
+	if o.EndpointConcurrency <= 0 {
+		o.EndpointConcurrency = 4
+	}
+	if o.PartConcurrency <= 0 {
+		o.PartConcurrency = 4
+	}
+	if o.RetryBase <= 0 {
+		o.RetryBase = time.Second
+	}
+	if o.RetryMax <= 0 {
+		o.RetryMax = 5 * time.Minute
+	}
+	if o.Logger == nil {
+		o.Logger = slog.New(slog.DiscardHandler)
+	}
+	r := &Replicator{
+		o: o, db: o.DB, cat: o.Catalog, topo: o.Topology, store: o.Store, log: o.Logger, now: time.Now,
+		poke: make(chan struct{}, 1), inflight: map[string]*job{}, doomed: map[string]bool{}, finalizing: map[string]bool{}, perEP: map[string]*rate.Limiter{},
+		m: newMetrics(o.Registry),
+	}
+	if o.Bandwidth > 0 {
+		r.overall = rate.NewLimiter(rate.Limit(o.Bandwidth), burst(o.Bandwidth))
+	}
+	for _, reg := range o.Topology.Regions {
+		for i, e := range reg.Endpoints {
+			if bps := e.BandwidthMBps * 1e6; bps > 0 {
+				r.perEP[endpointName(reg.Name, i)] = rate.NewLimiter(rate.Limit(bps), burst(bps))
+			}
+		}
+	}
+	err := r.db.Update(func(tx *bolt.Tx) error {
+		_, err := tx.CreateBucketIfNotExists(bucketReplicas)
+		return err
+	})
+	return r, err
+}
+
+func burst(bps float64) int { return int(max(min(bps, 4<<20), 64<<10)) }
+
+// Poke makes the replicator look at the catalog now (after an upload, an
+// update of target regions, a repair) instead of at its next tick.
+func (r *Replicator) Poke() {
+	select {
+	case r.poke <- struct{}{}:
+	default:
+	}
+}
+
+// Run replicates until ctx ends, then waits for its workers to stop.
+func (r *Replicator) Run(ctx context.Context) {
+	tick := time.NewTicker(time.Second)
+	defer tick.Stop()
+	var scrub <-chan time.Time
+	if r.o.ScrubInterval > 0 {
+		t := time.NewTicker(r.o.ScrubInterval)
+		defer t.Stop()
+		scrub = t.C
+	}
+	for {
+		if err := r.reconcile(ctx); err != nil && ctx.Err() == nil {
+			r.log.Warn("replication reconcile", "err", err)
+		}
+		if err := r.dispatch(ctx); err != nil && ctx.Err() == nil {
+			r.log.Warn("replication dispatch", "err", err)
+		}
+		select {
+		case <-ctx.Done():
+			r.mu.Lock()
+			for _, j := range r.inflight {
+				j.cancel()
+			}
+			r.mu.Unlock()
+			r.jobs.Wait()
+			return
+		case <-r.poke:
+		case <-tick.C:
+		case <-scrub:
+			if n, err := r.Scrub(ctx, false); err != nil && ctx.Err() == nil {
+				r.log.Warn("replica scrub", "err", err)
+			} else if n > 0 {
+				r.log.Warn("replica scrub found replicas missing or corrupted; copying them again", "replicas", n)
+			}
+		}
+	}
+}
+
+func endpointName(region string, i int) string { return region + "/" + strconv.Itoa(i) }

@@ -1,0 +1,165 @@
+package replicator
+
+import (
+	"context"
+	"fmt"
+	"time"
+
+	"google.golang.org/protobuf/types/known/durationpb"
+
+	"github.com/vmapp/vmapp/errs"
+	statepb "github.com/vmapp/vmapp/proto/vmapp/state/v1"
+	pb "github.com/vmapp/vmapp/proto/vmapp/v1"
+)
+
+// Region and aggregated states, as Azure names them.
+const (
+	StateUnknown     = "Unknown"
+	StateReplicating = "Replicating"
+	StateCompleted   = "Completed"
+	StateFailed      = "Failed"
+	StateInProgress  = "InProgress"
+)
+
+func kindName(k pb.ArtifactKind) string {
+	if k == pb.ArtifactKind_ARTIFACT_KIND_CONFIGURATION {
+		return "default configuration"
+	}
+	return "package"
+}
+
+// Status computes a version's replicationStatus from its replica records.
+func (r *Replicator) Status(v *pb.GalleryApplicationVersion) (*pb.ReplicationStatus, error) {
+	recs, err := r.records(prefixOf(v))
+	if err != nil {
+		return nil, err
+	}
+	return r.status(v, recs), nil
+}
+
+// Decorate sets the replicationStatus of versions, in place.
+func (r *Replicator) Decorate(vs ...*pb.GalleryApplicationVersion) error {
+	for _, v := range vs {
+		s, err := r.Status(v)
+		if err != nil {
+			return err
+		}
+		v.ReplicationStatus = s
+	}
+	return nil
+}
+
+func (r *Replicator) status(v *pb.GalleryApplicationVersion, recs []*statepb.Replica) *pb.ReplicationStatus {
+	out := &pb.ReplicationStatus{AggregatedState: StateUnknown}
+	if v.Package == nil {
+		for _, tr := range v.GetPublishingProfile().GetTargetRegions() {
+			out.Summary = append(out.Summary, &pb.RegionalReplicationStatus{Region: tr.Name, State: StateUnknown, Details: "waiting for the package"})
+		}
+		return out
+	}
+	kinds := int32(1)
+	if v.DefaultConfiguration != nil {
+		kinds = 2
+	}
+	now := r.now()
+	completed, failed := 0, 0
+	pp := v.GetPublishingProfile()
+	for _, tr := range pp.GetTargetRegions() {
+		want := replicasOf(pp, tr)
+		s := &pb.RegionalReplicationStatus{Region: tr.Name, ReplicasWanted: want}
+		var started time.Time
+		var startedBytes int64
+		var fail *statepb.Replica
+		done, n := 0, 0
+		for _, rec := range recs {
+			if rec.Region != tr.Name || rec.Phase == statepb.ReplicaPhase_REPLICA_PHASE_DELETING || rec.Index >= want {
+				continue
+			}
+			n++
+			s.BytesTotal += rec.SizeBytes
+			s.BytesDone += min(rec.BytesDone, rec.SizeBytes)
+			switch rec.Phase {
+			case statepb.ReplicaPhase_REPLICA_PHASE_COMPLETED:
+				done++
+				if rec.Kind == pb.ArtifactKind_ARTIFACT_KIND_PACKAGE {
+					s.ReplicasCompleted++
+				}
+			case statepb.ReplicaPhase_REPLICA_PHASE_FAILED:
+				if fail == nil || rec.Attempts > fail.Attempts {
+					fail = rec
+				}
+			}
+			if rec.Phase != statepb.ReplicaPhase_REPLICA_PHASE_COMPLETED && rec.StartTime != nil {
+				if t := rec.StartTime.AsTime(); started.IsZero() || t.Before(started) {
+					started = t
+				}
+				startedBytes += rec.BytesDone
+			}
+		}
+		if s.BytesTotal > 0 {
+			s.Progress = int32(s.BytesDone * 100 / s.BytesTotal)
+		}
+		switch {
+		case n > 0 && done == n && n == int(want*kinds):
+			s.State, s.Progress = StateCompleted, 100
+			completed++
+		case fail != nil:
+			s.State = StateFailed
+			s.Details = fmt.Sprintf("replica %d (%s): %s (attempt %d; retrying in %s)", fail.Index, kindName(fail.Kind), fail.LastError, fail.Attempts,
+				max(0, fail.NextAttemptTime.AsTime().Sub(now)).Round(time.Second))
+			failed++
+		default:
+			s.State = StateReplicating
+			if el := now.Sub(started); !started.IsZero() && startedBytes > 0 && el > 0 {
+				rate := float64(startedBytes) / el.Seconds()
+				s.Eta = durationpb.New(time.Duration(float64(s.BytesTotal-s.BytesDone) / rate * float64(time.Second)).Round(time.Second))
+			}
+		}
+		out.Summary = append(out.Summary, s)
+	}
+	switch {
+	case completed == len(out.Summary):
+		out.AggregatedState = StateCompleted
+	case failed > 0:
+		out.AggregatedState = StateFailed
+	default:
+		out.AggregatedState = StateInProgress
+	}
+	return out
+}
+
+// Terminal reports whether every region of s is Completed or Failed.
+func Terminal(s *pb.ReplicationStatus) bool {
+	for _, r := range s.GetSummary() {
+		if r.State != StateCompleted && r.State != StateFailed {
+			return false
+		}
+	}
+	return true
+}
+
+// Available fails unless the version may be deployed in region: the
+// region is a target region and its replicas are Completed.
+func (r *Replicator) Available(ctx context.Context, v *pb.GalleryApplicationVersion, region string) error {
+	s, err := r.Status(v)
+	if err != nil {
+		return err
+	}
+	for _, rs := range s.Summary {
+		if rs.Region == region && rs.State == StateCompleted {
+			return nil
+		}
+	}
+	return errs.New(errs.FailedPrecondition, "location", "The gallery application version '%s/%s/%s' isn't available in %s region. Contact the application's owner to replicate it to this region, or change your requested region.", v.Gallery, v.Application, v.Name, region)
+}
+
+// Bytes sums the bytes a version's replicas moved through vmappd: read from
+// another region, and from another endpoint of the same region.
+func (r *Replicator) Bytes(v *pb.GalleryApplicationVersion) (crossRegion, inRegion int64, err error) {
+	recs, err := r.records(prefixOf(v))
+	for _, rec := range recs {
+		crossRegion += rec.CrossRegionBytes
+		inRegion += rec.InRegionBytes
+	}
+	return crossRegion, inRegion, err
+}

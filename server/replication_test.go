@@ -1,0 +1,454 @@
+package server_test
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"io"
+	"io/fs"
+	"log/slog"
+	"net"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/minio/minio-go/v7"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/protobuf/types/known/fieldmaskpb"
+
+	"github.com/vmapp/vmapp/client"
+	"github.com/vmapp/vmapp/internal/miniotest"
+	pb "github.com/vmapp/vmapp/proto/vmapp/v1"
+	"github.com/vmapp/vmapp/replicator"
+	"github.com/vmapp/vmapp/server"
+	"github.com/vmapp/vmapp/server/catalog"
+	"github.com/vmapp/vmapp/server/ingest"
+	"github.com/vmapp/vmapp/topology"
+)
+
+// fleet is three regions of real MinIO processes — eastus with two
+// endpoints, westus and northeurope with one — and vmappd wired as
+// server.Run wires it, with its replicator running.
+type fleet struct {
+	*env
+	minio  map[string][]*miniotest.Server
+	bucket map[string]string
+	repl   *replicator.Replicator
+}
+
+var fleetRegions = []struct {
+	name      string
+	endpoints int
+}{{"eastus", 2}, {"westus", 1}, {"northeurope", 1}}
+
+func newFleet(t *testing.T, o replicator.Options) *fleet {
+	t.Helper()
+	const access, secret = "fleet-access", "fleet-secret"
+	f := &fleet{minio: map[string][]*miniotest.Server{}, bucket: map[string]string{}}
+	var yaml strings.Builder
+	yaml.WriteString("regions:\n")
+	for _, r := range fleetRegions {
+		fmt.Fprintf(&yaml, "  - name: %s\n    endpoints:\n", r.name)
+		f.bucket[r.name] = "vmapp-" + r.name
+		for range r.endpoints {
+			m := miniotest.Start(t, miniotest.WithCredentials(access, secret))
+			f.minio[r.name] = append(f.minio[r.name], m)
+			fmt.Fprintf(&yaml, "      - {url: %q, bucket: %s}\n", m.Endpoint(), f.bucket[r.name])
+		}
+	}
+	dir := t.TempDir()
+	t.Setenv("VMAPP_S3_ACCESS_KEY", access)
+	t.Setenv("VMAPP_S3_SECRET_KEY", secret)
+	topo, err := topology.Parse([]byte(yaml.String()))
+	mustOK(t, err)
+	stores, err := server.OpenStores(context.Background(), topo)
+	mustOK(t, err)
+	for _, eps := range stores {
+		for _, st := range eps {
+			mustOK(t, st.EnsureBucket(context.Background()))
+		}
+	}
+	var ing *ingest.Service
+	store, err := catalog.Open(context.Background(), filepath.Join(dir, "vmapp.db"), catalog.Options{
+		Regions: topo.Names(),
+		FinalizeVersion: func(ctx context.Context, v *pb.GalleryApplicationVersion) error {
+			if err := f.repl.Finalize(ctx, v); err != nil {
+				return err
+			}
+			return ing.DeleteObjects(ctx, v)
+		},
+	})
+	mustOK(t, err)
+	ing = ingest.New(ingest.Options{Catalog: store, Store: stores.Get, PartSize: testPart})
+	o.DB, o.Catalog, o.Topology, o.Store = store.DB(), store, topo, stores.Get
+	if testing.Verbose() {
+		o.Logger = slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
+	}
+	if o.RetryBase == 0 {
+		o.RetryBase, o.RetryMax = 100*time.Millisecond, 500*time.Millisecond
+	}
+	f.repl, err = replicator.New(o)
+	mustOK(t, err)
+	ctx, cancel := context.WithCancel(context.Background())
+	stopped := make(chan struct{})
+	go func() { f.repl.Run(ctx); close(stopped) }()
+	lis, err := net.Listen("tcp", "127.0.0.1:0")
+	mustOK(t, err)
+	gs := server.New(server.Options{Store: store, Topology: topo, Ingest: ing, Replicator: f.repl})
+	go gs.Serve(lis)
+	cl, err := client.New(lis.Addr().String(), client.Options{})
+	mustOK(t, err)
+	t.Cleanup(func() {
+		cl.Close()
+		gs.Stop()
+		cancel()
+		<-stopped
+		store.Close()
+	})
+	f.env = &env{t: t, store: store, c: cl, addr: lis.Addr().String()}
+	return f
+}
+
+// publish creates g/a/<version> in eastus with the given target regions and
+// uploads a package of size bytes; it returns the package.
+func (f *fleet) publish(version string, size int, targets ...*pb.TargetRegion) []byte {
+	f.t.Helper()
+	if _, err := f.c.Catalog.GetGallery(ctx(f.t), &pb.GetGalleryRequest{Gallery: "g"}); err != nil {
+		f.gallery("g")
+		f.app("g", "a")
+	}
+	f.version("g", "a", version, func(v *pb.GalleryApplicationVersion) {
+		v.PublishingProfile.TargetRegions = targets
+	})
+	path, sum, data := file(f.t, size)
+	v, err := f.c.Upload(ctx(f.t), "g", "a", version, pkg, path, client.UploadOptions{})
+	mustOK(f.t, err)
+	if v.Package.GetSha256() != sum {
+		f.t.Fatalf("package %v", v.Package)
+	}
+	return data
+}
+
+func tr(region string, n int32) *pb.TargetRegion {
+	return &pb.TargetRegion{Name: region, RegionalReplicaCount: &n}
+}
+
+func (f *fleet) get(version string) *pb.GalleryApplicationVersion {
+	f.t.Helper()
+	r, err := f.c.Catalog.GetVersion(ctx(f.t), &pb.GetVersionRequest{Gallery: "g", Application: "a", Version: version})
+	mustOK(f.t, err)
+	return r.Version
+}
+
+// waitState waits until the version's aggregated replication state is want.
+func (f *fleet) waitState(version, want string) *pb.GalleryApplicationVersion {
+	f.t.Helper()
+	deadline := time.Now().Add(90 * time.Second)
+	for {
+		v := f.get(version)
+		if v.ReplicationStatus.GetAggregatedState() == want {
+			return v
+		}
+		if time.Now().After(deadline) {
+			f.t.Fatalf("replication of %s never became %s: %v", version, want, v.ReplicationStatus)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+func regionStatus(v *pb.GalleryApplicationVersion, region string) *pb.RegionalReplicationStatus {
+	for _, s := range v.ReplicationStatus.GetSummary() {
+		if s.Region == region {
+			return s
+		}
+	}
+	return nil
+}
+
+// replica reads replica i of the version's package in region.
+func (f *fleet) replica(region, version string, i int) ([]byte, error) {
+	m := f.minio[region][i%len(f.minio[region])]
+	obj, err := m.Client(f.t).GetObject(context.Background(), f.bucket[region], replicator.ObjectKey("default", "g", "a", version, pkg, int32(i)), minio.GetObjectOptions{})
+	if err != nil {
+		return nil, err
+	}
+	defer obj.Close()
+	return io.ReadAll(obj)
+}
+
+// objects counts the objects and unfinished multipart uploads under a
+// version's replicas on every endpoint.
+func (f *fleet) objects(version string) (objects, uploads int) {
+	prefix := "tenants/default/galleries/g/applications/a/versions/" + version + "/replicas/"
+	for region, ms := range f.minio {
+		for _, m := range ms {
+			c := m.Client(f.t)
+			for o := range c.ListObjects(context.Background(), f.bucket[region], minio.ListObjectsOptions{Prefix: prefix, Recursive: true}) {
+				if o.Err != nil {
+					f.t.Fatal(o.Err)
+				}
+				objects++
+			}
+			// MinIO lists multipart uploads of one object name only.
+			for i := range int32(10) {
+				for u := range c.ListIncompleteUploads(context.Background(), f.bucket[region], replicator.ObjectKey("default", "g", "a", version, pkg, i), false) {
+					if u.Err != nil {
+						f.t.Fatal(u.Err)
+					}
+					uploads++
+				}
+			}
+		}
+	}
+	return objects, uploads
+}
+
+func TestReplicatesToEveryRegionOncePerRegion(t *testing.T) {
+	f := newFleet(t, replicator.Options{})
+	size := 2*testPart + 4321
+	data := f.publish("1.0.0", size, tr("eastus", 3), tr("westus", 2), tr("northeurope", 10))
+
+	// Watch it to the end.
+	ws, err := replicationClient(f).WatchReplication(ctx(t), &pb.WatchReplicationRequest{Gallery: "g", Application: "a", Version: "1.0.0"})
+	mustOK(t, err)
+	var last *pb.ReplicationStatus
+	updates := 0
+	for {
+		r, err := ws.Recv()
+		if err == io.EOF {
+			break
+		}
+		mustOK(t, err)
+		last, updates = r.Status, updates+1
+	}
+	if last.GetAggregatedState() != "Completed" {
+		t.Fatalf("the watch ended with %v after %d updates", last, updates)
+	}
+
+	v := f.waitState("1.0.0", "Completed")
+	for _, want := range []struct {
+		region string
+		n      int32
+	}{{"eastus", 3}, {"westus", 2}, {"northeurope", 10}} {
+		s := regionStatus(v, want.region)
+		if s.GetState() != "Completed" || s.ReplicasCompleted != want.n || s.ReplicasWanted != want.n || s.Progress != 100 || s.BytesDone != int64(size)*int64(want.n) {
+			t.Fatalf("%s: %v", want.region, s)
+		}
+		for i := range int(want.n) {
+			b, err := f.replica(want.region, "1.0.0", i)
+			if err != nil || !bytes.Equal(b, data) {
+				t.Fatalf("replica %d in %s: %d bytes, %v", i, want.region, len(b), err)
+			}
+		}
+	}
+	// Bytes cross regions once per target region other than the source;
+	// inside eastus, only the replica on the second endpoint streams.
+	cross, in, err := f.repl.Bytes(v)
+	mustOK(t, err)
+	if cross != 2*int64(size) || in != int64(size) {
+		t.Fatalf("bytes through vmappd: cross-region %d, in-region %d; want %d and %d", cross, in, 2*size, size)
+	}
+	if err := f.repl.Available(context.Background(), v, "northeurope"); err != nil {
+		t.Fatal(err)
+	}
+
+	// A region that isn't a target.
+	f.publish("1.0.1", 100, tr("eastus", 1))
+	v = f.waitState("1.0.1", "Completed")
+	wantErr(t, f.repl.Available(context.Background(), v, "westus"), codes.FailedPrecondition, "'g/a/1.0.1' isn't available in westus region")
+	if len(v.ReplicationStatus.Summary) != 1 {
+		t.Fatalf("summary %v", v.ReplicationStatus)
+	}
+}
+
+func replicationClient(f *fleet) pb.ReplicationServiceClient {
+	return pb.NewReplicationServiceClient(f.c.Conn())
+}
+
+// TestRegionOutage: a region whose store is down fails on its own, the
+// others complete, and it completes once the store is back.
+func TestRegionOutage(t *testing.T) {
+	f := newFleet(t, replicator.Options{})
+	f.minio["westus"][0].Stop(t)
+	data := f.publish("1.0.0", testPart+1, tr("eastus", 2), tr("westus", 2), tr("northeurope", 1))
+	v := f.waitState("1.0.0", "Failed")
+	deadline := time.Now().Add(30 * time.Second)
+	for regionStatus(v, "eastus").GetState() != "Completed" || regionStatus(v, "northeurope").GetState() != "Completed" {
+		if time.Now().After(deadline) {
+			t.Fatalf("the other regions did not complete while westus was down: %v", v.ReplicationStatus)
+		}
+		time.Sleep(50 * time.Millisecond)
+		v = f.get("1.0.0")
+	}
+	w := regionStatus(v, "westus")
+	if w.State != "Failed" || !strings.Contains(w.Details, "replica 0") || !strings.Contains(w.Details, "attempt") {
+		t.Fatalf("westus while down: %v", w)
+	}
+	if err := f.repl.Available(context.Background(), v, "westus"); err == nil {
+		t.Fatal("westus available while its store is down")
+	}
+	f.minio["westus"][0].Restart(t)
+	f.waitState("1.0.0", "Completed")
+	for i := range 2 {
+		if b, err := f.replica("westus", "1.0.0", i); err != nil || !bytes.Equal(b, data) {
+			t.Fatalf("westus replica %d after the outage: %v", i, err)
+		}
+	}
+}
+
+// TestRepair: replicas deleted, overwritten and rotted on disk behind the
+// replicator's back are found and copied again.
+func TestRepair(t *testing.T) {
+	f := newFleet(t, replicator.Options{})
+	data := f.publish("1.0.0", 2*testPart+10, tr("eastus", 3), tr("northeurope", 2))
+	f.waitState("1.0.0", "Completed")
+	key := func(i int32) string { return replicator.ObjectKey("default", "g", "a", "1.0.0", pkg, i) }
+
+	// Deleted and overwritten (through the store's API).
+	mustOK(t, f.minio["eastus"][0].Client(t).RemoveObject(context.Background(), "vmapp-eastus", key(2), minio.RemoveObjectOptions{}))
+	junk := bytes.Repeat([]byte("x"), len(data))
+	_, err := f.minio["northeurope"][0].Client(t).PutObject(context.Background(), "vmapp-northeurope", key(1), bytes.NewReader(junk), int64(len(junk)), minio.PutObjectOptions{})
+	mustOK(t, err)
+	r, err := replicationClient(f).RepairVersion(ctx(t), &pb.RepairVersionRequest{Gallery: "g", Application: "a", Version: "1.0.0"})
+	mustOK(t, err)
+	got := map[string]string{}
+	for _, p := range r.Problems {
+		got[fmt.Sprintf("%s/%d", p.Region, p.Replica)] = p.Problem
+	}
+	if len(got) != 2 || got["eastus/2"] != "missing" || !strings.Contains(got["northeurope/1"], "store ETag") || r.ReplicasChecked != 3 {
+		t.Fatalf("repair found %v, %d sound", got, r.ReplicasChecked)
+	}
+	f.waitState("1.0.0", "Completed")
+	for _, c := range []struct {
+		region string
+		i      int
+	}{{"eastus", 2}, {"northeurope", 1}} {
+		if b, err := f.replica(c.region, "1.0.0", c.i); err != nil || !bytes.Equal(b, data) {
+			t.Fatalf("%s replica %d after repair: %v", c.region, c.i, err)
+		}
+	}
+
+	// Rotted on disk: MinIO's metadata is intact, so only a deep check
+	// (reading every piece) notices.
+	disk := f.minio["eastus"][1] // replica 1 of eastus lives on endpoint 1
+	rotted := 0
+	filepath.WalkDir(filepath.Join(disk.DataDir, "vmapp-eastus", key(1)), func(p string, d fs.DirEntry, err error) error {
+		if err == nil && !d.IsDir() && strings.HasPrefix(d.Name(), "part.") {
+			b, _ := os.ReadFile(p)
+			b[len(b)/2] ^= 0xff
+			os.WriteFile(p, b, 0o644)
+			rotted++
+		}
+		return nil
+	})
+	if rotted == 0 {
+		t.Fatalf("no part files of %s under %s", key(1), disk.DataDir)
+	}
+	r, err = replicationClient(f).RepairVersion(ctx(t), &pb.RepairVersionRequest{Gallery: "g", Application: "a", Version: "1.0.0"})
+	mustOK(t, err)
+	if len(r.Problems) != 0 {
+		t.Fatalf("a shallow repair found %v", r.Problems)
+	}
+	r, err = replicationClient(f).RepairVersion(ctx(t), &pb.RepairVersionRequest{Gallery: "g", Application: "a", Version: "1.0.0", Deep: true})
+	mustOK(t, err)
+	if len(r.Problems) != 1 || r.Problems[0].Region != "eastus" || r.Problems[0].Replica != 1 {
+		t.Fatalf("a deep repair found %v", r.Problems)
+	}
+	t.Logf("deep repair: %v", r.Problems[0].Problem)
+	f.waitState("1.0.0", "Completed")
+	if b, err := f.replica("eastus", "1.0.0", 1); err != nil || !bytes.Equal(b, data) {
+		t.Fatalf("eastus replica 1 after a deep repair: %v", err)
+	}
+}
+
+// TestTargetRegionChanges: removing a region needs
+// allowDeletionOfReplicatedLocations and then deletes its replicas; a
+// lower count deletes the extra ones; a new region is replicated.
+func TestTargetRegionChanges(t *testing.T) {
+	f := newFleet(t, replicator.Options{})
+	f.publish("1.0.0", testPart, tr("eastus", 3), tr("northeurope", 2))
+	v := f.waitState("1.0.0", "Completed")
+	update := func(v *pb.GalleryApplicationVersion, paths ...string) (*pb.GalleryApplicationVersion, error) {
+		r, err := f.c.Catalog.UpdateVersion(ctx(t), &pb.UpdateVersionRequest{Version: v, UpdateMask: &fieldmaskpb.FieldMask{Paths: paths}})
+		return r.GetVersion(), err
+	}
+	v.PublishingProfile.TargetRegions = []*pb.TargetRegion{tr("eastus", 1), tr("westus", 1)}
+	_, err := update(v, "publishing_profile.target_regions")
+	wantErr(t, err, codes.FailedPrecondition, "northeurope")
+	if n, _ := f.objects("1.0.0"); n != 5 {
+		t.Fatalf("%d replica objects after a refused update, want 5", n)
+	}
+	v.SafetyProfile = &pb.SafetyProfile{AllowDeletionOfReplicatedLocations: true}
+	_, err = update(v, "publishing_profile.target_regions", "safety_profile.allow_deletion_of_replicated_locations")
+	mustOK(t, err)
+	v = f.waitState("1.0.0", "Completed")
+	if len(v.ReplicationStatus.Summary) != 2 || regionStatus(v, "westus") == nil || regionStatus(v, "northeurope") != nil {
+		t.Fatalf("status after the update: %v", v.ReplicationStatus)
+	}
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		n, u := f.objects("1.0.0")
+		if n == 2 && u == 0 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%d replica objects and %d uploads left, want 2 and 0", n, u)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+// TestDeleteWhileReplicating: a version deleted in the middle of slow
+// copies loses every replica and every unfinished upload.
+func TestDeleteWhileReplicating(t *testing.T) {
+	f := newFleet(t, replicator.Options{Bandwidth: 4e6, PartConcurrency: 1})
+	f.publish("1.0.0", 3*testPart, tr("eastus", 2), tr("westus", 2), tr("northeurope", 1))
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		if _, u := f.objects("1.0.0"); u > 0 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("no copy ever started")
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	_, err := f.c.Catalog.DeleteVersion(ctx(t), &pb.DeleteVersionRequest{Gallery: "g", Application: "a", Version: "1.0.0"})
+	mustOK(t, err)
+	mustOK(t, f.store.Reap(context.Background()))
+	if n, u := f.objects("1.0.0"); n != 0 || u != 0 {
+		t.Fatalf("%d replica objects and %d uploads left after the delete", n, u)
+	}
+	_, err = f.c.Catalog.GetVersion(ctx(t), &pb.GetVersionRequest{Gallery: "g", Application: "a", Version: "1.0.0"})
+	wantErr(t, err, codes.NotFound)
+	// And nothing comes back.
+	time.Sleep(500 * time.Millisecond)
+	if n, u := f.objects("1.0.0"); n != 0 || u != 0 {
+		t.Fatalf("%d replica objects and %d uploads reappeared", n, u)
+	}
+}
+
+// TestDeleteWithRegionDown: the version stays marked for deletion until
+// its replicas in a region that is down can be deleted.
+func TestDeleteWithRegionDown(t *testing.T) {
+	f := newFleet(t, replicator.Options{})
+	f.publish("1.0.0", 1000, tr("eastus", 1), tr("westus", 1))
+	f.waitState("1.0.0", "Completed")
+	f.minio["westus"][0].Stop(t)
+	_, err := f.c.Catalog.DeleteVersion(ctx(t), &pb.DeleteVersionRequest{Gallery: "g", Application: "a", Version: "1.0.0"})
+	mustOK(t, err)
+	if err := f.store.Reap(context.Background()); err == nil {
+		t.Fatal("reaped a version whose replicas could not be deleted")
+	}
+	v := f.get("1.0.0")
+	if v.ProvisioningState != "Deleting" {
+		t.Fatalf("state %s", v.ProvisioningState)
+	}
+	f.minio["westus"][0].Restart(t)
+	mustOK(t, f.store.Reap(context.Background()))
+	if n, u := f.objects("1.0.0"); n != 0 || u != 0 {
+		t.Fatalf("%d replica objects and %d uploads left", n, u)
+	}
+}
