@@ -20,8 +20,8 @@ import (
 	"github.com/vmapp/vmapp/errs"
 	"github.com/vmapp/vmapp/internal/wire"
 	pb "github.com/vmapp/vmapp/proto/vmapp/v1"
-	"github.com/vmapp/vmapp/server/catalog"
 	"github.com/vmapp/vmapp/replicator"
+	"github.com/vmapp/vmapp/server/catalog"
 	"github.com/vmapp/vmapp/server/ingest"
 	"github.com/vmapp/vmapp/topology"
 )
@@ -68,7 +68,7 @@ type Options struct {
 	// Replicator, when set, fills in versions' replicationStatus, is poked
 	// when a version changes, and serves ReplicationService.
 	Replicator *replicator.Replicator
-	Logger *slog.Logger
+	Logger     *slog.Logger
 	// Registry receives the gRPC metrics; nil means none are registered.
 	Registry prometheus.Registerer
 }
