@@ -1,0 +1,143 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"net"
+	"os"
+	"path/filepath"
+	"syscall"
+	"testing"
+	"time"
+
+	bolt "go.etcd.io/bbolt"
+	"google.golang.org/protobuf/proto"
+
+	"github.com/vmapp/vmapp/client"
+	"github.com/vmapp/vmapp/internal/miniotest"
+	statepb "github.com/vmapp/vmapp/proto/vmapp/state/v1"
+	pb "github.com/vmapp/vmapp/proto/vmapp/v1"
+	"github.com/vmapp/vmapp/server"
+)
+
+// TestReplicationResumesAfterKill9 kills vmappd with SIGKILL while it copies
+// a package to another region (slowly: the regions file limits the
+// bandwidth), restarts it, and checks from the bbolt file that the copy
+// resumed from the parts already copied: the bytes that crossed regions sum
+// to the package size exactly, not more.
+func TestReplicationResumesAfterKill9(t *testing.T) {
+	if testing.Short() {
+		t.Skip("builds the vmappd binary and runs MinIO")
+	}
+	east := miniotest.Start(t, miniotest.WithCredentials(accessKey, secretKey))
+	west := miniotest.Start(t, miniotest.WithCredentials(accessKey, secretKey))
+	bin := build(t)
+	dir := t.TempDir()
+	regions := filepath.Join(dir, "regions.yaml")
+	os.WriteFile(regions, fmt.Appendf(nil, `regions:
+  - name: eastus
+    endpoints: [{url: %q, bucket: vmapp-eastus}]
+  - name: westus
+    endpoints: [{url: %q, bucket: vmapp-westus}]
+replication:
+  partConcurrency: 1
+  bandwidthMBps: 12
+`, east.Endpoint(), west.Endpoint()), 0o600)
+	lis, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := lis.Addr().String()
+	lis.Close()
+	data := filepath.Join(dir, "data")
+	p := start(t, bin, data, regions, "--listen", addr)
+
+	c, err := client.New(addr, client.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+	defer cancel()
+	must := func(_ any, err error) {
+		t.Helper()
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	must(c.Catalog.CreateGallery(ctx, &pb.CreateGalleryRequest{Gallery: &pb.Gallery{Name: "g", Location: "eastus"}}))
+	must(c.Catalog.CreateApplication(ctx, &pb.CreateApplicationRequest{Application: &pb.GalleryApplication{Gallery: "g", Name: "a", Location: "eastus", SupportedOsType: "Linux"}}))
+	must(c.Catalog.CreateVersion(ctx, &pb.CreateVersionRequest{Version: &pb.GalleryApplicationVersion{
+		Gallery: "g", Application: "a", Name: "1.0.0", Location: "eastus",
+		PublishingProfile: &pb.PublishingProfile{
+			ManageActions: &pb.UserArtifactManage{Install: "i", Remove: "r"},
+			TargetRegions: []*pb.TargetRegion{{Name: "eastus"}, {Name: "westus", RegionalReplicaCount: proto.Int32(2)}},
+		},
+	}}))
+	const size = 40 << 20 // five 8 MiB parts: about 3.5 s at 12 MB/s
+	path := filepath.Join(dir, "app.bin")
+	f, _ := os.Create(path)
+	f.Truncate(size) // zeros are fine: nothing compresses on this path
+	f.Close()
+	must(c.Upload(ctx, "g", "a", "1.0.0", pb.ArtifactKind_ARTIFACT_KIND_PACKAGE, path, client.UploadOptions{}))
+
+	west0 := func() *pb.RegionalReplicationStatus {
+		r, err := c.Catalog.GetVersion(ctx, &pb.GetVersionRequest{Gallery: "g", Application: "a", Version: "1.0.0"})
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, s := range r.Version.ReplicationStatus.GetSummary() {
+			if s.Region == "westus" {
+				return s
+			}
+		}
+		return nil
+	}
+	var atKill int64
+	for {
+		s := west0()
+		if s.GetBytesDone() >= 16<<20 {
+			if s.State == "Completed" || s.BytesDone >= size {
+				t.Fatalf("the copy finished before the kill: %v", s)
+			}
+			atKill = s.BytesDone
+			break
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	p.kill9(t)
+	p = start(t, bin, data, regions, "--listen", addr)
+	for west0().GetState() != "Completed" {
+		if ctx.Err() != nil {
+			t.Fatalf("westus never completed after the restart: %v", west0())
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	// Stop vmappd to read its bbolt file.
+	p.cmd.Process.Signal(syscall.SIGTERM)
+	<-p.done
+	db, err := bolt.Open(filepath.Join(data, server.DBFile), 0o600, &bolt.Options{ReadOnly: true, Timeout: 5 * time.Second})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	var cross, in int64
+	db.View(func(tx *bolt.Tx) error {
+		return tx.Bucket([]byte("replicas")).ForEach(func(k, v []byte) error {
+			r := &statepb.Replica{}
+			if err := proto.Unmarshal(v, r); err != nil {
+				t.Fatal(err)
+			}
+			if r.Phase != statepb.ReplicaPhase_REPLICA_PHASE_COMPLETED {
+				t.Errorf("replica %s/%d is %v", r.Region, r.Index, r.Phase)
+			}
+			cross += r.CrossRegionBytes
+			in += r.InRegionBytes
+			return nil
+		})
+	})
+	t.Logf("%d bytes were copied to westus at the kill; cross-region bytes in all %d, in-region %d", atKill, cross, in)
+	if cross != size {
+		t.Fatalf("%d bytes crossed regions for a %d-byte package: the copy did not resume from its parts", cross, size)
+	}
+}
