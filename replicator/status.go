@@ -163,3 +163,19 @@ func (r *Replicator) Bytes(v *pb.GalleryApplicationVersion) (crossRegion, inRegi
 	}
 	return crossRegion, inRegion, err
 }
+
+// Completed returns the completed replicas of a version's artifact, every
+// region's, in region and index order.
+func (r *Replicator) Completed(v *pb.GalleryApplicationVersion, k pb.ArtifactKind) ([]*statepb.Replica, error) {
+	recs, err := r.records(prefixOf(v))
+	if err != nil {
+		return nil, err
+	}
+	var out []*statepb.Replica
+	for _, rec := range recs {
+		if rec.Kind == k && rec.Phase == statepb.ReplicaPhase_REPLICA_PHASE_COMPLETED {
+			out = append(out, rec)
+		}
+	}
+	return out, nil
+}

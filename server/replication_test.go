@@ -3,11 +3,13 @@ package server_test
 import (
 	"bytes"
 	"context"
+	"crypto/sha256"
 	"fmt"
 	"io"
 	"io/fs"
 	"log/slog"
 	"net"
+	"net/http"
 	"os"
 	"path/filepath"
 	"strings"
@@ -96,7 +98,7 @@ func newFleet(t *testing.T, o replicator.Options) *fleet {
 	go func() { f.repl.Run(ctx); close(stopped) }()
 	lis, err := net.Listen("tcp", "127.0.0.1:0")
 	mustOK(t, err)
-	gs := server.New(server.Options{Store: store, Topology: topo, Ingest: ing, Replicator: f.repl})
+	gs := server.New(server.Options{Store: store, Topology: topo, Ingest: ing, Replicator: f.repl, Stores: stores.Get})
 	go gs.Serve(lis)
 	cl, err := client.New(lis.Addr().String(), client.Options{})
 	mustOK(t, err)
@@ -451,4 +453,111 @@ func TestDeleteWithRegionDown(t *testing.T) {
 	if n, u := f.objects("1.0.0"); n != 0 || u != 0 {
 		t.Fatalf("%d replica objects and %d uploads left", n, u)
 	}
+}
+
+func downloadClient(f *fleet) pb.DownloadServiceClient {
+	return pb.NewDownloadServiceClient(f.c.Conn())
+}
+
+// readRange collects a ReadRange stream.
+func readRange(f *fleet, r *pb.ReadRangeRequest) ([]byte, error) {
+	s, err := downloadClient(f).ReadRange(ctx(f.t), r)
+	if err != nil {
+		return nil, err
+	}
+	var out []byte
+	for {
+		m, err := s.Recv()
+		if err == io.EOF {
+			return out, nil
+		}
+		if err != nil {
+			return out, err
+		}
+		if m.Offset != r.Offset+int64(len(out)) {
+			f.t.Fatalf("chunk at %d after %d bytes from %d", m.Offset, len(out), r.Offset)
+		}
+		out = append(out, m.Data...)
+	}
+}
+
+func TestDownloadPlanAndReadRange(t *testing.T) {
+	f := newFleet(t, replicator.Options{})
+	data := f.publish("1.0.0", 2*testPart+99, tr("eastus", 2), tr("westus", 1))
+	plan := func(version, region string, k pb.ArtifactKind) (*pb.DownloadPlan, error) {
+		r, err := downloadClient(f).GetDownloadPlan(ctx(t), &pb.GetDownloadPlanRequest{Gallery: "g", Application: "a", Version: version, Kind: k, Region: region})
+		return r.GetPlan(), err
+	}
+	f.waitState("1.0.0", "Completed")
+
+	p, err := plan("latest", "westus", pkg)
+	mustOK(t, err)
+	if p.Version != "1.0.0" || p.SizeBytes != int64(len(data)) || p.PieceSize != testPart || len(p.PieceSha256) != 3 || !p.Direct || len(p.Sources) != 3 {
+		t.Fatalf("plan %v", p)
+	}
+	if s := p.Sources[0]; s.Region != "westus" || s.Fallback || !p.Sources[1].Fallback || p.Sources[1].Region != "eastus" {
+		t.Fatalf("sources %v", p.Sources)
+	}
+	if left := time.Until(p.ExpireTime.AsTime()); left <= 0 || left > server.DefaultURLExpiry {
+		t.Fatalf("the plan expires in %v", left)
+	}
+	for _, s := range p.Sources {
+		req, _ := http.NewRequest(http.MethodGet, s.Url, nil)
+		req.Header.Set("Range", fmt.Sprintf("bytes=%d-%d", testPart, 2*testPart-1))
+		resp, err := http.DefaultClient.Do(req)
+		mustOK(t, err)
+		b, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if resp.StatusCode != http.StatusPartialContent || !bytes.Equal(b, data[testPart:2*testPart]) {
+			t.Fatalf("ranged GET of %s/%d: %s, %d bytes", s.Region, s.Replica, resp.Status, len(b))
+		}
+		if sum := sha256.Sum256(b); !bytes.Equal(sum[:], p.PieceSha256[1]) {
+			t.Fatal("piece 1 does not match the plan's sha256")
+		}
+	}
+
+	_, err = plan("1.0.0", "northeurope", pkg)
+	wantErr(t, err, codes.FailedPrecondition, "'g/a/1.0.0' isn't available in northeurope region")
+	_, err = plan("1.0.0", "mars", pkg)
+	wantErr(t, err, codes.InvalidArgument, "region 'mars'")
+	_, err = plan("1.0.0", "eastus", conf)
+	wantErr(t, err, codes.FailedPrecondition, "has no default configuration")
+	_, err = plan("1.0.0", "eastus", 0)
+	wantErr(t, err, codes.InvalidArgument, "kind")
+	_, err = plan("9.9.9", "eastus", pkg)
+	wantErr(t, err, codes.NotFound)
+
+	rr := func(off, n int64) *pb.ReadRangeRequest {
+		return &pb.ReadRangeRequest{Gallery: "g", Application: "a", Version: "1.0.0", Kind: pkg, Region: "eastus", Offset: off, Length: n}
+	}
+	b, err := readRange(f, rr(0, int64(len(data))))
+	mustOK(t, err)
+	if !bytes.Equal(b, data) {
+		t.Fatalf("ReadRange of everything: %d bytes", len(b))
+	}
+	b, err = readRange(f, rr(int64(len(data))-10, 1000))
+	mustOK(t, err)
+	if !bytes.Equal(b, data[len(data)-10:]) {
+		t.Fatalf("ReadRange across the end: %d bytes", len(b))
+	}
+	_, err = readRange(f, rr(int64(len(data)), 1))
+	wantErr(t, err, codes.OutOfRange, "offset")
+	_, err = readRange(f, rr(-1, 1))
+	wantErr(t, err, codes.OutOfRange, "offset")
+	_, err = readRange(f, rr(0, 0))
+	wantErr(t, err, codes.InvalidArgument, "length")
+	// Replica 0's endpoint down: replica 1 serves.
+	f.minio["eastus"][0].Stop(t)
+	b, err = readRange(f, rr(testPart, testPart))
+	mustOK(t, err)
+	if !bytes.Equal(b, data[testPart:2*testPart]) {
+		t.Fatal("ReadRange from the second replica differs")
+	}
+
+	// A version still replicating isn't available.
+	f.minio["eastus"][0].Restart(t)
+	f.minio["westus"][0].Stop(t)
+	f.publish("1.0.1", 100, tr("eastus", 1), tr("westus", 1))
+	_, err = plan("1.0.1", "westus", pkg)
+	wantErr(t, err, codes.FailedPrecondition, "isn't available in westus region")
 }

@@ -35,6 +35,10 @@ type Config struct {
 	// PartSize is the multipart part and manifest piece size (default 8 MiB;
 	// at least 5 MiB, S3's minimum part).
 	PartSize int64
+	// URLExpiry is how long download plans' presigned URLs work; 0 is
+	// DefaultURLExpiry. ProxyDownloads sends machines to ReadRange.
+	URLExpiry      time.Duration
+	ProxyDownloads bool
 	// RetryMax caps the replicator's backoff between attempts (default 5m).
 	RetryMax time.Duration
 	// Ready, when set, receives the bound gRPC address once serving.
@@ -94,7 +98,7 @@ func Run(ctx context.Context, c Config) error {
 		return fmt.Errorf("listen on %s for gRPC: %w", c.Listen, err)
 	}
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
-	gs := New(Options{Store: store, Topology: topo, Ingest: ing, Replicator: repl, Logger: log, Registry: reg})
+	gs := New(Options{Store: store, Topology: topo, Ingest: ing, Replicator: repl, Stores: stores.Get, URLExpiry: c.URLExpiry, ProxyDownloads: c.ProxyDownloads, Logger: log, Registry: reg})
 
 	var metricsSrv *http.Server
 	if c.MetricsAddr != "" {

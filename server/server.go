@@ -21,6 +21,7 @@ import (
 	"github.com/vmapp/vmapp/internal/wire"
 	pb "github.com/vmapp/vmapp/proto/vmapp/v1"
 	"github.com/vmapp/vmapp/replicator"
+	"github.com/vmapp/vmapp/replicator/blob"
 	"github.com/vmapp/vmapp/server/catalog"
 	"github.com/vmapp/vmapp/server/ingest"
 	"github.com/vmapp/vmapp/topology"
@@ -68,7 +69,15 @@ type Options struct {
 	// Replicator, when set, fills in versions' replicationStatus, is poked
 	// when a version changes, and serves ReplicationService.
 	Replicator *replicator.Replicator
-	Logger     *slog.Logger
+	// Stores returns a region's storage endpoint; with Replicator it
+	// enables DownloadService.
+	Stores func(region string, i int) (blob.Store, error)
+	// URLExpiry is how long download plans' presigned URLs work (default
+	// DefaultURLExpiry). ProxyDownloads makes plans send machines to
+	// ReadRange instead of the stores.
+	URLExpiry      time.Duration
+	ProxyDownloads bool
+	Logger         *slog.Logger
 	// Registry receives the gRPC metrics; nil means none are registered.
 	Registry prometheus.Registerer
 }
@@ -94,6 +103,13 @@ func New(o Options) *grpc.Server {
 	}
 	if o.Replicator != nil {
 		pb.RegisterReplicationServiceServer(gs, &replicationServer{store: o.Store, repl: o.Replicator})
+	}
+	if o.Replicator != nil && o.Stores != nil {
+		expiry := o.URLExpiry
+		if expiry <= 0 {
+			expiry = DefaultURLExpiry
+		}
+		pb.RegisterDownloadServiceServer(gs, &downloadServer{store: o.Store, topo: o.Topology, repl: o.Replicator, stores: o.Stores, expiry: expiry, direct: !o.ProxyDownloads})
 	}
 	hs := health.NewServer()
 	hs.SetServingStatus("", healthpb.HealthCheckResponse_SERVING)

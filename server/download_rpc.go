@@ -1,0 +1,170 @@
+package server
+
+import (
+	"context"
+	"io"
+	"slices"
+	"time"
+
+	"google.golang.org/protobuf/types/known/timestamppb"
+
+	"github.com/vmapp/vmapp/errs"
+	statepb "github.com/vmapp/vmapp/proto/vmapp/state/v1"
+	pb "github.com/vmapp/vmapp/proto/vmapp/v1"
+	"github.com/vmapp/vmapp/replicator"
+	"github.com/vmapp/vmapp/replicator/blob"
+	"github.com/vmapp/vmapp/server/catalog"
+	"github.com/vmapp/vmapp/topology"
+)
+
+// DefaultURLExpiry is how long a download plan's presigned URLs work.
+const DefaultURLExpiry = 10 * time.Minute
+
+// readChunk is the data size of one ReadRangeResponse.
+const readChunk = 1 << 20
+
+type downloadServer struct {
+	pb.UnimplementedDownloadServiceServer
+	store  *catalog.Store
+	topo   *topology.Topology
+	repl   *replicator.Replicator
+	stores func(region string, i int) (blob.Store, error)
+	expiry time.Duration
+	direct bool
+}
+
+// target is a version's artifact that may be downloaded in a region.
+type target struct {
+	v        *pb.GalleryApplicationVersion
+	manifest *statepb.Manifest
+	replicas []*statepb.Replica // the region's first, then the others'
+}
+
+func (s *downloadServer) target(ctx context.Context, gallery, app, version string, k pb.ArtifactKind, region string) (*target, error) {
+	if k != pb.ArtifactKind_ARTIFACT_KIND_PACKAGE && k != pb.ArtifactKind_ARTIFACT_KIND_CONFIGURATION {
+		return nil, errs.New(errs.InvalidArgument, "kind", "kind must be ARTIFACT_KIND_PACKAGE or ARTIFACT_KIND_CONFIGURATION, not %v", k)
+	}
+	if !s.topo.Has(region) {
+		return nil, errs.New(errs.InvalidArgument, "region", "region '%s' is not one of %v", region, s.topo.Names())
+	}
+	v, err := s.store.GetVersion(ctx, tenantOf(ctx), gallery, app, version)
+	if err != nil {
+		return nil, err
+	}
+	if v.ProvisioningState == catalog.StateDeleting {
+		return nil, errs.New(errs.FailedPrecondition, "version", "Gallery application version '%s/%s/%s' is marked for deletion.", v.Gallery, v.Application, v.Name)
+	}
+	if catalog.ArtifactOf(v, k) == nil {
+		return nil, errs.New(errs.FailedPrecondition, "kind", "Gallery application version '%s/%s/%s' has no %s.", v.Gallery, v.Application, v.Name, catalog.KindName(k))
+	}
+	if err := s.repl.Available(ctx, v, region); err != nil {
+		return nil, err
+	}
+	m, err := s.store.Manifest(ctx, v.Tenant, v.Gallery, v.Application, v.Name, k)
+	if err != nil {
+		return nil, err
+	}
+	reps, err := s.repl.Completed(v, k)
+	if err != nil {
+		return nil, err
+	}
+	slices.SortStableFunc(reps, func(a, b *statepb.Replica) int {
+		switch {
+		case a.Region == region && b.Region != region:
+			return -1
+		case a.Region != region && b.Region == region:
+			return 1
+		}
+		return 0
+	})
+	return &target{v: v, manifest: m, replicas: reps}, nil
+}
+
+func (s *downloadServer) GetDownloadPlan(ctx context.Context, r *pb.GetDownloadPlanRequest) (*pb.GetDownloadPlanResponse, error) {
+	t, err := s.target(ctx, r.Gallery, r.Application, r.Version, r.Kind, r.Region)
+	if err != nil {
+		return nil, err
+	}
+	m := t.manifest
+	plan := &pb.DownloadPlan{
+		Gallery: t.v.Gallery, Application: t.v.Application, Version: t.v.Name, Kind: r.Kind, Region: r.Region,
+		SizeBytes: m.SizeBytes, Sha256: m.Sha256, PieceSize: m.PieceSize, PieceSha256: m.PieceSha256,
+		Direct: s.direct, ExpireTime: timestamppb.New(time.Now().Add(s.expiry)),
+	}
+	if s.direct {
+		for _, rep := range t.replicas {
+			st, err := s.stores(rep.Region, int(rep.Endpoint))
+			if err != nil {
+				return nil, err
+			}
+			u, err := st.PresignGet(ctx, rep.ObjectKey, s.expiry)
+			if err != nil {
+				return nil, err
+			}
+			plan.Sources = append(plan.Sources, &pb.DownloadSource{Region: rep.Region, Replica: rep.Index, Url: u.String(), Fallback: rep.Region != r.Region})
+		}
+	}
+	return &pb.GetDownloadPlanResponse{Plan: plan}, nil
+}
+
+func (s *downloadServer) ReadRange(r *pb.ReadRangeRequest, stream pb.DownloadService_ReadRangeServer) error {
+	ctx := stream.Context()
+	t, err := s.target(ctx, r.Gallery, r.Application, r.Version, r.Kind, r.Region)
+	if err != nil {
+		return err
+	}
+	size := t.manifest.SizeBytes
+	switch {
+	case r.Offset < 0 || r.Offset >= size:
+		return errs.New(errs.OutOfRange, "offset", "offset %d is outside the %s's %d bytes", r.Offset, catalog.KindName(r.Kind), size)
+	case r.Length <= 0:
+		return errs.New(errs.InvalidArgument, "length", "length %d must be positive", r.Length)
+	}
+	length := min(r.Length, size-r.Offset)
+	off := r.Offset
+	var last error
+	for _, rep := range t.replicas {
+		if rep.Region != r.Region {
+			continue // the region's own replicas only: that is what it's for
+		}
+		st, err := s.stores(rep.Region, int(rep.Endpoint))
+		if err != nil {
+			return err
+		}
+		body, err := st.Get(ctx, rep.ObjectKey, off, length-(off-r.Offset))
+		if err != nil {
+			last = err
+			continue
+		}
+		err = sendChunks(stream, body, &off)
+		body.Close()
+		if err == nil || ctx.Err() != nil {
+			return err
+		}
+		last = err // try the next replica from where this one stopped
+	}
+	if last == nil {
+		last = errs.New(errs.Unavailable, "", "no replica in %s", r.Region)
+	}
+	return errs.Wrap(errs.Unavailable, last, "read %s bytes %d+%d in %s", catalog.KindName(r.Kind), r.Offset, length, r.Region)
+}
+
+// sendChunks streams body from *off, advancing it by what was sent.
+func sendChunks(stream pb.DownloadService_ReadRangeServer, body io.Reader, off *int64) error {
+	buf := make([]byte, readChunk)
+	for {
+		n, err := io.ReadFull(body, buf)
+		if n > 0 {
+			if serr := stream.Send(&pb.ReadRangeResponse{Offset: *off, Data: buf[:n]}); serr != nil {
+				return serr
+			}
+			*off += int64(n)
+		}
+		if err == io.EOF || err == io.ErrUnexpectedEOF {
+			return nil
+		}
+		if err != nil {
+			return err
+		}
+	}
+}
