@@ -7,8 +7,6 @@ import (
 	"fmt"
 	"io"
 	"io/fs"
-	"log/slog"
-	"net"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -22,17 +20,14 @@ import (
 
 	"github.com/vmapp/vmapp/client"
 	"github.com/vmapp/vmapp/internal/miniotest"
+	"github.com/vmapp/vmapp/internal/testcluster"
 	pb "github.com/vmapp/vmapp/proto/vmapp/v1"
 	"github.com/vmapp/vmapp/replicator"
 	"github.com/vmapp/vmapp/server"
-	"github.com/vmapp/vmapp/server/catalog"
-	"github.com/vmapp/vmapp/server/ingest"
-	"github.com/vmapp/vmapp/topology"
 )
 
-// fleet is three regions of real MinIO processes — eastus with two
-// endpoints, westus and northeurope with one — and vmappd wired as
-// server.Run wires it, with its replicator running.
+// fleet is a testcluster (three regions of real MinIO processes and vmappd
+// with its replicator) with the helpers of these tests.
 type fleet struct {
 	*env
 	minio  map[string][]*miniotest.Server
@@ -40,77 +35,13 @@ type fleet struct {
 	repl   *replicator.Replicator
 }
 
-var fleetRegions = []struct {
-	name      string
-	endpoints int
-}{{"eastus", 2}, {"westus", 1}, {"northeurope", 1}}
-
 func newFleet(t *testing.T, o replicator.Options) *fleet {
 	t.Helper()
-	const access, secret = "fleet-access", "fleet-secret"
-	f := &fleet{minio: map[string][]*miniotest.Server{}, bucket: map[string]string{}}
-	var yaml strings.Builder
-	yaml.WriteString("regions:\n")
-	for _, r := range fleetRegions {
-		fmt.Fprintf(&yaml, "  - name: %s\n    endpoints:\n", r.name)
-		f.bucket[r.name] = "vmapp-" + r.name
-		for range r.endpoints {
-			m := miniotest.Start(t, miniotest.WithCredentials(access, secret))
-			f.minio[r.name] = append(f.minio[r.name], m)
-			fmt.Fprintf(&yaml, "      - {url: %q, bucket: %s}\n", m.Endpoint(), f.bucket[r.name])
-		}
+	c := testcluster.Start(t, testcluster.Options{Replicator: o})
+	return &fleet{
+		env:   &env{t: t, store: c.Catalog, c: c.Client, addr: c.Addr},
+		minio: c.MinIO, bucket: c.Bucket, repl: c.Replicator,
 	}
-	dir := t.TempDir()
-	t.Setenv("VMAPP_S3_ACCESS_KEY", access)
-	t.Setenv("VMAPP_S3_SECRET_KEY", secret)
-	topo, err := topology.Parse([]byte(yaml.String()))
-	mustOK(t, err)
-	stores, err := server.OpenStores(context.Background(), topo)
-	mustOK(t, err)
-	for _, eps := range stores {
-		for _, st := range eps {
-			mustOK(t, st.EnsureBucket(context.Background()))
-		}
-	}
-	var ing *ingest.Service
-	store, err := catalog.Open(context.Background(), filepath.Join(dir, "vmapp.db"), catalog.Options{
-		Regions: topo.Names(),
-		FinalizeVersion: func(ctx context.Context, v *pb.GalleryApplicationVersion) error {
-			if err := f.repl.Finalize(ctx, v); err != nil {
-				return err
-			}
-			return ing.DeleteObjects(ctx, v)
-		},
-	})
-	mustOK(t, err)
-	ing = ingest.New(ingest.Options{Catalog: store, Store: stores.Get, PartSize: testPart})
-	o.DB, o.Catalog, o.Topology, o.Store = store.DB(), store, topo, stores.Get
-	if testing.Verbose() {
-		o.Logger = slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
-	}
-	if o.RetryBase == 0 {
-		o.RetryBase, o.RetryMax = 100*time.Millisecond, 500*time.Millisecond
-	}
-	f.repl, err = replicator.New(o)
-	mustOK(t, err)
-	ctx, cancel := context.WithCancel(context.Background())
-	stopped := make(chan struct{})
-	go func() { f.repl.Run(ctx); close(stopped) }()
-	lis, err := net.Listen("tcp", "127.0.0.1:0")
-	mustOK(t, err)
-	gs := server.New(server.Options{Store: store, Topology: topo, Ingest: ing, Replicator: f.repl, Stores: stores.Get})
-	go gs.Serve(lis)
-	cl, err := client.New(lis.Addr().String(), client.Options{})
-	mustOK(t, err)
-	t.Cleanup(func() {
-		cl.Close()
-		gs.Stop()
-		cancel()
-		<-stopped
-		store.Close()
-	})
-	f.env = &env{t: t, store: store, c: cl, addr: lis.Addr().String()}
-	return f
 }
 
 // publish creates g/a/<version> in eastus with the given target regions and
@@ -209,7 +140,7 @@ func (f *fleet) objects(version string) (objects, uploads int) {
 
 func TestReplicatesToEveryRegionOncePerRegion(t *testing.T) {
 	f := newFleet(t, replicator.Options{})
-	size := 2*testPart + 4321
+	size := 2*testcluster.PartSize + 4321
 	data := f.publish("1.0.0", size, tr("eastus", 3), tr("westus", 2), tr("northeurope", 10))
 
 	// Watch it to the end.
@@ -274,7 +205,7 @@ func replicationClient(f *fleet) pb.ReplicationServiceClient {
 func TestRegionOutage(t *testing.T) {
 	f := newFleet(t, replicator.Options{})
 	f.minio["westus"][0].Stop(t)
-	data := f.publish("1.0.0", testPart+1, tr("eastus", 2), tr("westus", 2), tr("northeurope", 1))
+	data := f.publish("1.0.0", testcluster.PartSize+1, tr("eastus", 2), tr("westus", 2), tr("northeurope", 1))
 	v := f.waitState("1.0.0", "Failed")
 	deadline := time.Now().Add(30 * time.Second)
 	for regionStatus(v, "eastus").GetState() != "Completed" || regionStatus(v, "northeurope").GetState() != "Completed" {
@@ -304,7 +235,7 @@ func TestRegionOutage(t *testing.T) {
 // replicator's back are found and copied again.
 func TestRepair(t *testing.T) {
 	f := newFleet(t, replicator.Options{})
-	data := f.publish("1.0.0", 2*testPart+10, tr("eastus", 3), tr("northeurope", 2))
+	data := f.publish("1.0.0", 2*testcluster.PartSize+10, tr("eastus", 3), tr("northeurope", 2))
 	f.waitState("1.0.0", "Completed")
 	key := func(i int32) string { return replicator.ObjectKey("default", "g", "a", "1.0.0", pkg, i) }
 
@@ -370,7 +301,7 @@ func TestRepair(t *testing.T) {
 // lower count deletes the extra ones; a new region is replicated.
 func TestTargetRegionChanges(t *testing.T) {
 	f := newFleet(t, replicator.Options{})
-	f.publish("1.0.0", testPart, tr("eastus", 3), tr("northeurope", 2))
+	f.publish("1.0.0", testcluster.PartSize, tr("eastus", 3), tr("northeurope", 2))
 	v := f.waitState("1.0.0", "Completed")
 	update := func(v *pb.GalleryApplicationVersion, paths ...string) (*pb.GalleryApplicationVersion, error) {
 		r, err := f.c.Catalog.UpdateVersion(ctx(t), &pb.UpdateVersionRequest{Version: v, UpdateMask: &fieldmaskpb.FieldMask{Paths: paths}})
@@ -406,7 +337,7 @@ func TestTargetRegionChanges(t *testing.T) {
 // copies loses every replica and every unfinished upload.
 func TestDeleteWhileReplicating(t *testing.T) {
 	f := newFleet(t, replicator.Options{Bandwidth: 4e6, PartConcurrency: 1})
-	f.publish("1.0.0", 3*testPart, tr("eastus", 2), tr("westus", 2), tr("northeurope", 1))
+	f.publish("1.0.0", 3*testcluster.PartSize, tr("eastus", 2), tr("westus", 2), tr("northeurope", 1))
 	deadline := time.Now().Add(30 * time.Second)
 	for {
 		if _, u := f.objects("1.0.0"); u > 0 {
@@ -483,7 +414,7 @@ func readRange(f *fleet, r *pb.ReadRangeRequest) ([]byte, error) {
 
 func TestDownloadPlanAndReadRange(t *testing.T) {
 	f := newFleet(t, replicator.Options{})
-	data := f.publish("1.0.0", 2*testPart+99, tr("eastus", 2), tr("westus", 1))
+	data := f.publish("1.0.0", 2*testcluster.PartSize+99, tr("eastus", 2), tr("westus", 1))
 	plan := func(version, region string, k pb.ArtifactKind) (*pb.DownloadPlan, error) {
 		r, err := downloadClient(f).GetDownloadPlan(ctx(t), &pb.GetDownloadPlanRequest{Gallery: "g", Application: "a", Version: version, Kind: k, Region: region})
 		return r.GetPlan(), err
@@ -492,7 +423,7 @@ func TestDownloadPlanAndReadRange(t *testing.T) {
 
 	p, err := plan("latest", "westus", pkg)
 	mustOK(t, err)
-	if p.Version != "1.0.0" || p.SizeBytes != int64(len(data)) || p.PieceSize != testPart || len(p.PieceSha256) != 3 || !p.Direct || len(p.Sources) != 3 {
+	if p.Version != "1.0.0" || p.SizeBytes != int64(len(data)) || p.PieceSize != testcluster.PartSize || len(p.PieceSha256) != 3 || !p.Direct || len(p.Sources) != 3 {
 		t.Fatalf("plan %v", p)
 	}
 	if s := p.Sources[0]; s.Region != "westus" || s.Fallback || !p.Sources[1].Fallback || p.Sources[1].Region != "eastus" {
@@ -503,12 +434,12 @@ func TestDownloadPlanAndReadRange(t *testing.T) {
 	}
 	for _, s := range p.Sources {
 		req, _ := http.NewRequest(http.MethodGet, s.Url, nil)
-		req.Header.Set("Range", fmt.Sprintf("bytes=%d-%d", testPart, 2*testPart-1))
+		req.Header.Set("Range", fmt.Sprintf("bytes=%d-%d", testcluster.PartSize, 2*testcluster.PartSize-1))
 		resp, err := http.DefaultClient.Do(req)
 		mustOK(t, err)
 		b, _ := io.ReadAll(resp.Body)
 		resp.Body.Close()
-		if resp.StatusCode != http.StatusPartialContent || !bytes.Equal(b, data[testPart:2*testPart]) {
+		if resp.StatusCode != http.StatusPartialContent || !bytes.Equal(b, data[testcluster.PartSize:2*testcluster.PartSize]) {
 			t.Fatalf("ranged GET of %s/%d: %s, %d bytes", s.Region, s.Replica, resp.Status, len(b))
 		}
 		if sum := sha256.Sum256(b); !bytes.Equal(sum[:], p.PieceSha256[1]) {
@@ -548,9 +479,9 @@ func TestDownloadPlanAndReadRange(t *testing.T) {
 	wantErr(t, err, codes.InvalidArgument, "length")
 	// Replica 0's endpoint down: replica 1 serves.
 	f.minio["eastus"][0].Stop(t)
-	b, err = readRange(f, rr(testPart, testPart))
+	b, err = readRange(f, rr(testcluster.PartSize, testcluster.PartSize))
 	mustOK(t, err)
-	if !bytes.Equal(b, data[testPart:2*testPart]) {
+	if !bytes.Equal(b, data[testcluster.PartSize:2*testcluster.PartSize]) {
 		t.Fatal("ReadRange from the second replica differs")
 	}
 

@@ -193,10 +193,19 @@ func (s *Service) Begin(ctx context.Context, tenant string, r *pb.BeginUploadReq
 		return nil, err
 	}
 	if sess == nil {
-		if sess, err = s.newSession(ctx, tenant, v, r.Kind, r.SizeBytes, r.Sha256, ""); err != nil {
+		if sess, err = s.newSession(ctx, tenant, v, r.Kind, r.SizeBytes, r.Sha256, ""); errs.Is(err, errs.FailedPrecondition) {
+			// Another Begin of the same artifact won the race: resume its
+			// session when it is for the same file.
+			sess, err = s.cat.FindUpload(ctx, tenant, r.Gallery, r.Application, r.Version, r.Kind)
+			if err == nil && sess == nil {
+				err = errs.New(errs.Aborted, "", "the upload session of the %s %s changed while it was opened; try again", KindLabel(r.Kind), what)
+			}
+		}
+		if err != nil {
 			return nil, err
 		}
-	} else if sess.SizeBytes != r.SizeBytes || sess.Sha256 != r.Sha256 {
+	}
+	if sess.SizeBytes != r.SizeBytes || sess.Sha256 != r.Sha256 {
 		return nil, errs.New(errs.FailedPrecondition, "sha256", "Another upload of the %s %s is in progress (session %s, %d bytes, sha256 %s): resume it with the same file, or abort it first.", KindLabel(r.Kind), what, sess.Id, sess.SizeBytes, sess.Sha256)
 	}
 	return &pb.BeginUploadResponse{

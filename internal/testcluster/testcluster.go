@@ -1,0 +1,211 @@
+// Package testcluster runs a whole vmapp deployment inside a test: three
+// regions of real MinIO processes — eastus with two endpoints, westus and
+// northeurope with one — and vmappd (catalog on a bbolt file, ingest,
+// replicator, gRPC on a loopback port) wired as server.Run wires it.
+package testcluster
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"net"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/vmapp/vmapp/client"
+	"github.com/vmapp/vmapp/internal/miniotest"
+	pb "github.com/vmapp/vmapp/proto/vmapp/v1"
+	"github.com/vmapp/vmapp/replicator"
+	"github.com/vmapp/vmapp/server"
+	"github.com/vmapp/vmapp/server/catalog"
+	"github.com/vmapp/vmapp/server/ingest"
+	"github.com/vmapp/vmapp/topology"
+)
+
+// Regions of every cluster, with their number of storage endpoints.
+var Regions = []struct {
+	Name      string
+	Endpoints int
+}{{"eastus", 2}, {"westus", 1}, {"northeurope", 1}}
+
+// PartSize is the ingest part (and piece) size: S3's smallest, so that
+// small test files have several pieces.
+const PartSize = 5 << 20
+
+// Options tune a cluster.
+type Options struct {
+	// Replicator options; the cluster sets the wiring fields. Retries
+	// default to 100ms..500ms.
+	Replicator     replicator.Options
+	URLExpiry      time.Duration
+	ProxyDownloads bool
+}
+
+// Cluster is a running deployment.
+type Cluster struct {
+	Addr       string
+	Client     *client.Client
+	MinIO      map[string][]*miniotest.Server // region -> endpoints
+	Bucket     map[string]string              // region -> bucket
+	Catalog    *catalog.Store
+	Ingest     *ingest.Service
+	Replicator *replicator.Replicator
+	Stores     server.Stores
+}
+
+// Start runs a cluster until the test ends.
+func Start(t testing.TB, o Options) *Cluster {
+	t.Helper()
+	const access, secret = "cluster-access", "cluster-secret"
+	c := &Cluster{MinIO: map[string][]*miniotest.Server{}, Bucket: map[string]string{}}
+	var yaml strings.Builder
+	yaml.WriteString("regions:\n")
+	for _, r := range Regions {
+		fmt.Fprintf(&yaml, "  - name: %s\n    endpoints:\n", r.Name)
+		c.Bucket[r.Name] = "vmapp-" + r.Name
+		for range r.Endpoints {
+			m := miniotest.Start(t, miniotest.WithCredentials(access, secret))
+			c.MinIO[r.Name] = append(c.MinIO[r.Name], m)
+			fmt.Fprintf(&yaml, "      - {url: %q, bucket: %s}\n", m.Endpoint(), c.Bucket[r.Name])
+		}
+	}
+	must := func(err error) {
+		t.Helper()
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	dir := t.TempDir()
+	os.Setenv("VMAPP_S3_ACCESS_KEY", access)
+	os.Setenv("VMAPP_S3_SECRET_KEY", secret)
+	topo, err := topology.Parse([]byte(yaml.String()))
+	must(err)
+	c.Stores, err = server.OpenStores(context.Background(), topo)
+	must(err)
+	for _, eps := range c.Stores {
+		for _, st := range eps {
+			must(st.EnsureBucket(context.Background()))
+		}
+	}
+	c.Catalog, err = catalog.Open(context.Background(), filepath.Join(dir, server.DBFile), catalog.Options{
+		Regions: topo.Names(),
+		FinalizeVersion: func(ctx context.Context, v *pb.GalleryApplicationVersion) error {
+			if err := c.Replicator.Finalize(ctx, v); err != nil {
+				return err
+			}
+			return c.Ingest.DeleteObjects(ctx, v)
+		},
+	})
+	must(err)
+	c.Ingest = ingest.New(ingest.Options{Catalog: c.Catalog, Store: c.Stores.Get, PartSize: PartSize})
+	ro := o.Replicator
+	ro.DB, ro.Catalog, ro.Topology, ro.Store = c.Catalog.DB(), c.Catalog, topo, c.Stores.Get
+	if testing.Verbose() {
+		ro.Logger = slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
+	}
+	if ro.RetryBase == 0 {
+		ro.RetryBase, ro.RetryMax = 100*time.Millisecond, 500*time.Millisecond
+	}
+	c.Replicator, err = replicator.New(ro)
+	must(err)
+	ctx, cancel := context.WithCancel(context.Background())
+	stopped := make(chan struct{})
+	go func() { c.Replicator.Run(ctx); close(stopped) }()
+	lis, err := net.Listen("tcp", "127.0.0.1:0")
+	must(err)
+	gs := server.New(server.Options{Store: c.Catalog, Topology: topo, Ingest: c.Ingest, Replicator: c.Replicator,
+		Stores: c.Stores.Get, URLExpiry: o.URLExpiry, ProxyDownloads: o.ProxyDownloads})
+	go gs.Serve(lis)
+	c.Addr = lis.Addr().String()
+	c.Client, err = client.New(c.Addr, client.Options{})
+	must(err)
+	t.Cleanup(func() {
+		c.Client.Close()
+		gs.Stop()
+		cancel()
+		<-stopped
+		c.Catalog.Close()
+	})
+	return c
+}
+
+// Target is a target region with a replica count.
+func Target(region string, n int32) *pb.TargetRegion {
+	return &pb.TargetRegion{Name: region, RegionalReplicaCount: &n}
+}
+
+// Publish creates gallery "g" and application "a" (once), version in
+// eastus with the target regions, and uploads data as its package.
+func (c *Cluster) Publish(t testing.TB, version string, data []byte, targets ...*pb.TargetRegion) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	cat := c.Client.Catalog
+	if _, err := cat.GetGallery(ctx, &pb.GetGalleryRequest{Gallery: "g"}); err != nil {
+		if _, err := cat.CreateGallery(ctx, &pb.CreateGalleryRequest{Gallery: &pb.Gallery{Name: "g", Location: "eastus"}}); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := cat.CreateApplication(ctx, &pb.CreateApplicationRequest{Application: &pb.GalleryApplication{Gallery: "g", Name: "a", Location: "eastus", SupportedOsType: "Linux"}}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if _, err := cat.CreateVersion(ctx, &pb.CreateVersionRequest{Version: &pb.GalleryApplicationVersion{
+		Gallery: "g", Application: "a", Name: version, Location: "eastus",
+		PublishingProfile: &pb.PublishingProfile{
+			ManageActions: &pb.UserArtifactManage{Install: "install.sh", Remove: "remove.sh"},
+			TargetRegions: targets,
+		},
+	}}); err != nil {
+		t.Fatal(err)
+	}
+	path := filepath.Join(t.TempDir(), "package")
+	if err := os.WriteFile(path, data, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := c.Client.Upload(ctx, "g", "a", version, pb.ArtifactKind_ARTIFACT_KIND_PACKAGE, path, client.UploadOptions{}); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// Version reads g/a/version.
+func (c *Cluster) Version(t testing.TB, version string) *pb.GalleryApplicationVersion {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	r, err := c.Client.Catalog.GetVersion(ctx, &pb.GetVersionRequest{Gallery: "g", Application: "a", Version: version})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return r.Version
+}
+
+// WaitState waits until the version's aggregated replication state is
+// want ("Completed", "Failed", ...).
+func (c *Cluster) WaitState(t testing.TB, version, want string) *pb.GalleryApplicationVersion {
+	t.Helper()
+	deadline := time.Now().Add(90 * time.Second)
+	for {
+		v := c.Version(t, version)
+		if v.ReplicationStatus.GetAggregatedState() == want {
+			return v
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("replication of %s never became %s: %v", version, want, v.ReplicationStatus)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+// ReplicaKey is the object key of replica i of g/a/version's package.
+func ReplicaKey(version string, i int32) string {
+	return replicator.ObjectKey("default", "g", "a", version, pb.ArtifactKind_ARTIFACT_KIND_PACKAGE, i)
+}
+
+// ReplicaServer is the MinIO process holding replica i in region.
+func (c *Cluster) ReplicaServer(region string, i int32) *miniotest.Server {
+	eps := c.MinIO[region]
+	return eps[int(i)%len(eps)]
+}
