@@ -19,6 +19,7 @@ import (
 	pb "github.com/vmapp/vmapp/proto/vmapp/v1"
 	"github.com/vmapp/vmapp/replicator"
 	"github.com/vmapp/vmapp/server/catalog"
+	"github.com/vmapp/vmapp/server/fleet"
 	"github.com/vmapp/vmapp/server/ingest"
 	"github.com/vmapp/vmapp/topology"
 )
@@ -93,12 +94,17 @@ func Run(ctx context.Context, c Config) error {
 		return err
 	}
 
+	flt, err := fleet.New(fleet.Options{DB: store.DB(), Catalog: store, Availability: repl, Regions: topo.Names()})
+	if err != nil {
+		return err
+	}
+
 	lis, err := net.Listen("tcp", c.Listen)
 	if err != nil {
 		return fmt.Errorf("listen on %s for gRPC: %w", c.Listen, err)
 	}
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
-	gs := New(Options{Store: store, Topology: topo, Ingest: ing, Replicator: repl, Stores: stores.Get, URLExpiry: c.URLExpiry, ProxyDownloads: c.ProxyDownloads, Logger: log, Registry: reg})
+	gs := New(Options{Store: store, Topology: topo, Ingest: ing, Replicator: repl, Stores: stores.Get, URLExpiry: c.URLExpiry, ProxyDownloads: c.ProxyDownloads, Fleet: flt, Logger: log, Registry: reg})
 
 	var metricsSrv *http.Server
 	if c.MetricsAddr != "" {

@@ -23,6 +23,7 @@ import (
 	"github.com/vmapp/vmapp/replicator"
 	"github.com/vmapp/vmapp/replicator/blob"
 	"github.com/vmapp/vmapp/server/catalog"
+	"github.com/vmapp/vmapp/server/fleet"
 	"github.com/vmapp/vmapp/server/ingest"
 	"github.com/vmapp/vmapp/topology"
 )
@@ -77,6 +78,8 @@ type Options struct {
 	// ReadRange instead of the stores.
 	URLExpiry      time.Duration
 	ProxyDownloads bool
+	// Fleet serves FleetService when set.
+	Fleet *fleet.Fleet
 	Logger         *slog.Logger
 	// Registry receives the gRPC metrics; nil means none are registered.
 	Registry prometheus.Registerer
@@ -110,6 +113,9 @@ func New(o Options) *grpc.Server {
 			expiry = DefaultURLExpiry
 		}
 		pb.RegisterDownloadServiceServer(gs, &downloadServer{store: o.Store, topo: o.Topology, repl: o.Replicator, stores: o.Stores, expiry: expiry, direct: !o.ProxyDownloads})
+	}
+	if o.Fleet != nil {
+		pb.RegisterFleetServiceServer(gs, &fleetServer{fleet: o.Fleet})
 	}
 	hs := health.NewServer()
 	hs.SetServingStatus("", healthpb.HealthCheckResponse_SERVING)

@@ -21,6 +21,7 @@ import (
 	"github.com/vmapp/vmapp/replicator"
 	"github.com/vmapp/vmapp/server"
 	"github.com/vmapp/vmapp/server/catalog"
+	"github.com/vmapp/vmapp/server/fleet"
 	"github.com/vmapp/vmapp/server/ingest"
 	"github.com/vmapp/vmapp/topology"
 )
@@ -53,6 +54,7 @@ type Cluster struct {
 	Catalog    *catalog.Store
 	Ingest     *ingest.Service
 	Replicator *replicator.Replicator
+	Fleet      *fleet.Fleet
 	Stores     server.Stores
 }
 
@@ -111,13 +113,15 @@ func Start(t testing.TB, o Options) *Cluster {
 	}
 	c.Replicator, err = replicator.New(ro)
 	must(err)
+	c.Fleet, err = fleet.New(fleet.Options{DB: c.Catalog.DB(), Catalog: c.Catalog, Availability: c.Replicator, Regions: topo.Names()})
+	must(err)
 	ctx, cancel := context.WithCancel(context.Background())
 	stopped := make(chan struct{})
 	go func() { c.Replicator.Run(ctx); close(stopped) }()
 	lis, err := net.Listen("tcp", "127.0.0.1:0")
 	must(err)
 	gs := server.New(server.Options{Store: c.Catalog, Topology: topo, Ingest: c.Ingest, Replicator: c.Replicator,
-		Stores: c.Stores.Get, URLExpiry: o.URLExpiry, ProxyDownloads: o.ProxyDownloads})
+		Stores: c.Stores.Get, URLExpiry: o.URLExpiry, ProxyDownloads: o.ProxyDownloads, Fleet: c.Fleet})
 	go gs.Serve(lis)
 	c.Addr = lis.Addr().String()
 	c.Client, err = client.New(c.Addr, client.Options{})

@@ -1,0 +1,228 @@
+// Package fleet keeps machines, scale sets and their application profiles,
+// computes each machine's goal state, and records what its agent reports.
+//
+// # Schema
+//
+// Buckets in the catalog's bbolt file, owned by this package:
+//
+//	machines       tenant 0 name -> vmapp.v1.Machine (without instance view)
+//	scalesets      tenant 0 name -> vmapp.v1.ScaleSet
+//	instanceviews  tenant 0 name -> vmapp.v1.InstanceView (written by agents)
+//	fleetmeta      "sequence"     -> source of etags
+//
+// A machine's goal state is derived, never stored: its scale set's profile
+// and its own, each version resolved ("latest" to the version it stood for
+// when set, or with enableAutomaticUpgrade to the newest latest that is
+// replicated to the machine's region). Agents hold a stream that gets the
+// goal state again whenever it changes.
+package fleet
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"fmt"
+	"regexp"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	bolt "go.etcd.io/bbolt"
+	"google.golang.org/protobuf/proto"
+	"google.golang.org/protobuf/types/known/timestamppb"
+
+	"github.com/vmapp/vmapp/errs"
+	pb "github.com/vmapp/vmapp/proto/vmapp/v1"
+)
+
+var (
+	bucketMachines  = []byte("machines")
+	bucketScaleSets = []byte("scalesets")
+	bucketViews     = []byte("instanceviews")
+	bucketMeta      = []byte("fleetmeta")
+)
+
+// Limits from the seeds.
+const (
+	MaxApplications     = 25
+	MaxInlineConfigSize = 1 << 20
+)
+
+// Catalog is what the fleet reads from the catalog.
+type Catalog interface {
+	GetApplication(ctx context.Context, tenant, gallery, name string) (*pb.GalleryApplication, error)
+	GetVersion(ctx context.Context, tenant, gallery, app, name string) (*pb.GalleryApplicationVersion, error)
+}
+
+// Availability tells whether a version may be deployed in a region (the
+// replicator).
+type Availability interface {
+	Available(ctx context.Context, v *pb.GalleryApplicationVersion, region string) error
+}
+
+// Options configure a Fleet.
+type Options struct {
+	DB           *bolt.DB
+	Catalog      Catalog
+	Availability Availability
+	// Regions are the topology's regions.
+	Regions []string
+}
+
+// Fleet is the fleet state.
+type Fleet struct {
+	db      *bolt.DB
+	cat     Catalog
+	avail   Availability
+	regions []string
+	now     func() time.Time
+
+	mu        sync.Mutex
+	changed   chan struct{}  // closed and replaced on every change
+	connected map[string]int // tenant 0 machine -> open goal-state streams
+}
+
+// New returns a Fleet and creates its buckets.
+func New(o Options) (*Fleet, error) {
+	f := &Fleet{db: o.DB, cat: o.Catalog, avail: o.Availability, regions: o.Regions, now: time.Now,
+		changed: make(chan struct{}), connected: map[string]int{}}
+	err := f.db.Update(func(tx *bolt.Tx) error {
+		for _, b := range [][]byte{bucketMachines, bucketScaleSets, bucketViews, bucketMeta} {
+			if _, err := tx.CreateBucketIfNotExists(b); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+	return f, err
+}
+
+// Changed returns a channel closed at the next change of any profile.
+func (f *Fleet) Changed() <-chan struct{} {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return f.changed
+}
+
+// Notify wakes the goal-state streams: something they depend on changed
+// (a profile, a version, a replication).
+func (f *Fleet) Notify() {
+	f.mu.Lock()
+	close(f.changed)
+	f.changed = make(chan struct{})
+	f.mu.Unlock()
+}
+
+func key(tenant, name string) []byte { return []byte(tenant + "\x00" + name) }
+
+var resourceName = regexp.MustCompile(`^[A-Za-z0-9]([A-Za-z0-9._-]{0,62}[A-Za-z0-9_])?$`)
+
+func checkName(field, name string) error {
+	if !resourceName.MatchString(name) {
+		return errs.New(errs.InvalidArgument, field, "%s '%s' is invalid: use 1-64 letters, digits, '.', '_' and '-', starting with a letter or digit and not ending in '.' or '-'", field, name)
+	}
+	return nil
+}
+
+func canonicalOS(field, os string) (string, error) {
+	switch strings.ToLower(os) {
+	case "linux":
+		return "Linux", nil
+	case "windows":
+		return "Windows", nil
+	}
+	return "", errs.New(errs.InvalidArgument, field, "%s '%s' is invalid: want Linux or Windows", field, os)
+}
+
+func (f *Fleet) checkRegion(region string) error {
+	for _, r := range f.regions {
+		if r == region {
+			return nil
+		}
+	}
+	return errs.New(errs.InvalidArgument, "region", "region '%s' is not one of %v", region, f.regions)
+}
+
+func read(b *bolt.Bucket, k []byte, m proto.Message) (bool, error) {
+	v := b.Get(k)
+	if v == nil {
+		return false, nil
+	}
+	return true, proto.Unmarshal(v, m)
+}
+
+func write(b *bolt.Bucket, k []byte, m proto.Message) error {
+	v, err := proto.MarshalOptions{Deterministic: true}.Marshal(m)
+	if err != nil {
+		return err
+	}
+	return b.Put(k, v)
+}
+
+func etag(tx *bolt.Tx) (string, error) {
+	n, err := tx.Bucket(bucketMeta).NextSequence()
+	return `"` + strconv.FormatUint(n, 10) + `"`, err
+}
+
+func checkETag(what, ifMatch, current string) error {
+	if ifMatch != "" && strings.Trim(ifMatch, `"`) != strings.Trim(current, `"`) {
+		return errs.New(errs.FailedPrecondition, "ifMatch", "%s has etag %s, not %s: it was changed since you read it; read it again and retry", what, current, ifMatch)
+	}
+	return nil
+}
+
+// getMachine reads a machine inside tx.
+func getMachine(tx *bolt.Tx, tenant, name string) (*pb.Machine, error) {
+	m := &pb.Machine{}
+	ok, err := read(tx.Bucket(bucketMachines), key(tenant, name), m)
+	if err == nil && !ok {
+		err = errs.New(errs.NotFound, "name", "Machine '%s' doesn't exist.", name)
+	}
+	return m, err
+}
+
+func getScaleSet(tx *bolt.Tx, tenant, name string) (*pb.ScaleSet, error) {
+	s := &pb.ScaleSet{}
+	ok, err := read(tx.Bucket(bucketScaleSets), key(tenant, name), s)
+	if err == nil && !ok {
+		err = errs.New(errs.NotFound, "name", "Scale set '%s' doesn't exist.", name)
+	}
+	return s, err
+}
+
+// Ref is a parsed packageReferenceId.
+type Ref struct{ Gallery, Application, Version string }
+
+func (r Ref) String() string { return r.Gallery + "/" + r.Application + "/" + r.Version }
+
+// App is the gallery/application part.
+func (r Ref) App() string { return r.Gallery + "/" + r.Application }
+
+var azureRef = regexp.MustCompile(`(?i)/galleries/([^/]+)/applications/([^/]+)/versions/([^/]+)$`)
+
+// ParseRef parses "gallery/application/version" or Azure's
+// ".../galleries/G/applications/A/versions/V".
+func ParseRef(s string) (Ref, error) {
+	if m := azureRef.FindStringSubmatch(s); m != nil {
+		return Ref{m[1], m[2], m[3]}, nil
+	}
+	p := strings.Split(s, "/")
+	if len(p) != 3 || p[0] == "" || p[1] == "" || p[2] == "" {
+		return Ref{}, errs.New(errs.InvalidArgument, "packageReferenceId", "packageReferenceId '%s' is invalid: want gallery/application/version (a version name or 'latest')", s)
+	}
+	return Ref{p[0], p[1], p[2]}, nil
+}
+
+// generation fingerprints a goal state.
+func generation(apps []*pb.GoalApplication) string {
+	h := sha256.New()
+	for _, a := range apps {
+		b, _ := proto.MarshalOptions{Deterministic: true}.Marshal(a)
+		fmt.Fprintf(h, "%d:", len(b))
+		h.Write(b)
+	}
+	return hex.EncodeToString(h.Sum(nil)[:12])
+}
+
+func (f *Fleet) timestamp() *timestamppb.Timestamp { return timestamppb.New(f.now()) }

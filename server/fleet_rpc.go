@@ -1,0 +1,125 @@
+package server
+
+import (
+	"context"
+	"time"
+
+	"github.com/vmapp/vmapp/errs"
+	pb "github.com/vmapp/vmapp/proto/vmapp/v1"
+	"github.com/vmapp/vmapp/server/fleet"
+)
+
+type fleetServer struct {
+	pb.UnimplementedFleetServiceServer
+	fleet *fleet.Fleet
+}
+
+func (s *fleetServer) CreateMachine(ctx context.Context, r *pb.CreateMachineRequest) (*pb.CreateMachineResponse, error) {
+	if err := required("machine", r.Machine); err != nil {
+		return nil, err
+	}
+	m, err := s.fleet.CreateMachine(ctx, tenantOf(ctx), r.Machine)
+	return &pb.CreateMachineResponse{Machine: m}, err
+}
+
+func (s *fleetServer) GetMachine(ctx context.Context, r *pb.GetMachineRequest) (*pb.GetMachineResponse, error) {
+	m, err := s.fleet.GetMachine(ctx, tenantOf(ctx), r.Name)
+	return &pb.GetMachineResponse{Machine: m}, err
+}
+
+func (s *fleetServer) ListMachines(ctx context.Context, r *pb.ListMachinesRequest) (*pb.ListMachinesResponse, error) {
+	ms, next, err := s.fleet.ListMachines(ctx, tenantOf(ctx), r.ScaleSet, r.PageSize, r.PageToken)
+	return &pb.ListMachinesResponse{Machines: ms, NextPageToken: next}, err
+}
+
+func (s *fleetServer) DeleteMachine(ctx context.Context, r *pb.DeleteMachineRequest) (*pb.DeleteMachineResponse, error) {
+	return &pb.DeleteMachineResponse{}, s.fleet.DeleteMachine(ctx, tenantOf(ctx), r.Name)
+}
+
+func (s *fleetServer) CreateScaleSet(ctx context.Context, r *pb.CreateScaleSetRequest) (*pb.CreateScaleSetResponse, error) {
+	if err := required("scaleSet", r.ScaleSet); err != nil {
+		return nil, err
+	}
+	ss, err := s.fleet.CreateScaleSet(ctx, tenantOf(ctx), r.ScaleSet)
+	return &pb.CreateScaleSetResponse{ScaleSet: ss}, err
+}
+
+func (s *fleetServer) GetScaleSet(ctx context.Context, r *pb.GetScaleSetRequest) (*pb.GetScaleSetResponse, error) {
+	ss, err := s.fleet.GetScaleSet(ctx, tenantOf(ctx), r.Name)
+	return &pb.GetScaleSetResponse{ScaleSet: ss}, err
+}
+
+func (s *fleetServer) ListScaleSets(ctx context.Context, r *pb.ListScaleSetsRequest) (*pb.ListScaleSetsResponse, error) {
+	ss, next, err := s.fleet.ListScaleSets(ctx, tenantOf(ctx), r.PageSize, r.PageToken)
+	return &pb.ListScaleSetsResponse{ScaleSets: ss, NextPageToken: next}, err
+}
+
+func (s *fleetServer) DeleteScaleSet(ctx context.Context, r *pb.DeleteScaleSetRequest) (*pb.DeleteScaleSetResponse, error) {
+	return &pb.DeleteScaleSetResponse{}, s.fleet.DeleteScaleSet(ctx, tenantOf(ctx), r.Name, r.Cascade)
+}
+
+func profileTarget(t *pb.ProfileTarget) fleet.Target {
+	return fleet.Target{Machine: t.GetMachine(), ScaleSet: t.GetScaleSet()}
+}
+
+func (s *fleetServer) SetApplication(ctx context.Context, r *pb.SetApplicationRequest) (*pb.SetApplicationResponse, error) {
+	p, err := s.fleet.SetApplication(ctx, tenantOf(ctx), profileTarget(r.Target), r.Application, r.IfMatch)
+	return &pb.SetApplicationResponse{ApplicationProfile: p}, err
+}
+
+func (s *fleetServer) RemoveApplication(ctx context.Context, r *pb.RemoveApplicationRequest) (*pb.RemoveApplicationResponse, error) {
+	p, err := s.fleet.RemoveApplication(ctx, tenantOf(ctx), profileTarget(r.Target), r.Application, r.IfMatch)
+	return &pb.RemoveApplicationResponse{ApplicationProfile: p}, err
+}
+
+func (s *fleetServer) RetryApplication(ctx context.Context, r *pb.RetryApplicationRequest) (*pb.RetryApplicationResponse, error) {
+	p, err := s.fleet.RetryApplication(ctx, tenantOf(ctx), profileTarget(r.Target), r.Application)
+	return &pb.RetryApplicationResponse{ApplicationProfile: p}, err
+}
+
+func (s *fleetServer) ListInventory(ctx context.Context, r *pb.ListInventoryRequest) (*pb.ListInventoryResponse, error) {
+	es, err := s.fleet.Inventory(ctx, tenantOf(ctx), r.Application, r.Region, r.State)
+	return &pb.ListInventoryResponse{Entries: es}, err
+}
+
+// goalStateRecheck bounds how long a goal-state stream goes without looking
+// again: changes of versions and replication don't notify the fleet.
+const goalStateRecheck = 2 * time.Second
+
+func (s *fleetServer) WatchGoalState(r *pb.WatchGoalStateRequest, stream pb.FleetService_WatchGoalStateServer) error {
+	ctx := stream.Context()
+	tenant := tenantOf(ctx)
+	if _, err := s.fleet.GetMachine(ctx, tenant, r.Machine); err != nil {
+		return err
+	}
+	defer s.fleet.Connect(tenant, r.Machine)()
+	last := ""
+	t := time.NewTicker(goalStateRecheck)
+	defer t.Stop()
+	for {
+		changed := s.fleet.Changed()
+		gs, err := s.fleet.GoalState(ctx, tenant, r.Machine)
+		if err != nil {
+			return err
+		}
+		if gs.Generation != last {
+			if err := stream.Send(&pb.WatchGoalStateResponse{GoalState: gs}); err != nil {
+				return err
+			}
+			last = gs.Generation
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-changed:
+		case <-t.C:
+		}
+	}
+}
+
+func (s *fleetServer) ReportStatus(ctx context.Context, r *pb.ReportStatusRequest) (*pb.ReportStatusResponse, error) {
+	if r.Machine == "" {
+		return nil, errs.New(errs.InvalidArgument, "machine", "machine is required")
+	}
+	return &pb.ReportStatusResponse{}, s.fleet.ReportStatus(ctx, tenantOf(ctx), r.Machine, r.InstanceView)
+}

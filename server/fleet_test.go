@@ -1,0 +1,234 @@
+package server_test
+
+import (
+	"fmt"
+	"testing"
+	"time"
+
+	"google.golang.org/grpc/codes"
+	"google.golang.org/protobuf/types/known/fieldmaskpb"
+	"google.golang.org/protobuf/types/known/timestamppb"
+
+	"github.com/vmapp/vmapp/client"
+	"github.com/vmapp/vmapp/errs"
+	"github.com/vmapp/vmapp/internal/testcluster"
+	pb "github.com/vmapp/vmapp/proto/vmapp/v1"
+)
+
+func TestFleetProfilesAndGoalState(t *testing.T) {
+	c := testcluster.Start(t, testcluster.Options{})
+	cat, fl := c.Client.Catalog, pb.NewFleetServiceClient(c.Client.Conn())
+	c.Publish(t, "1.0.0", []byte("package one"), testcluster.Target("eastus", 1), testcluster.Target("westus", 1))
+	c.WaitState(t, "1.0.0", "Completed")
+
+	// Machines and scale sets.
+	mk := func(m *pb.Machine) (*pb.Machine, error) {
+		r, err := fl.CreateMachine(ctx(t), &pb.CreateMachineRequest{Machine: m})
+		return r.GetMachine(), err
+	}
+	vm1, err := mk(&pb.Machine{Name: "vm1", Region: "eastus", OsType: "linux"})
+	mustOK(t, err)
+	if vm1.OsType != "Linux" || vm1.ProvisioningState != "Succeeded" || vm1.Etag == "" {
+		t.Fatalf("vm1 %v", vm1)
+	}
+	_, err = mk(&pb.Machine{Name: "vm1", Region: "eastus", OsType: "linux"})
+	wantErr(t, err, codes.AlreadyExists, "Machine 'vm1' already exists.")
+	_, err = mk(&pb.Machine{Name: "bad/name", Region: "eastus", OsType: "linux"})
+	wantErr(t, err, codes.InvalidArgument, "name 'bad/name' is invalid")
+	_, err = mk(&pb.Machine{Name: "vm2", Region: "mars", OsType: "linux"})
+	wantErr(t, err, codes.InvalidArgument, "region 'mars'")
+	_, err = mk(&pb.Machine{Name: "vm2", Region: "eastus", OsType: "bsd"})
+	wantErr(t, err, codes.InvalidArgument, "osType 'bsd'")
+	win, err := mk(&pb.Machine{Name: "win1", Region: "eastus", OsType: "Windows"})
+	mustOK(t, err)
+	_, err = fl.CreateScaleSet(ctx(t), &pb.CreateScaleSetRequest{ScaleSet: &pb.ScaleSet{Name: "web", Region: "westus", OsType: "Linux"}})
+	mustOK(t, err)
+	for i := range 3 {
+		m, err := mk(&pb.Machine{Name: fmt.Sprintf("web-%d", i), ScaleSet: "web"})
+		mustOK(t, err)
+		if m.Region != "westus" || m.OsType != "Linux" {
+			t.Fatalf("instance %v", m)
+		}
+	}
+	_, err = mk(&pb.Machine{Name: "web-x", ScaleSet: "web", Region: "eastus"})
+	wantErr(t, err, codes.InvalidArgument, "scale set 'web' is in westus")
+	_, err = mk(&pb.Machine{Name: "web-y", ScaleSet: "nope"})
+	wantErr(t, err, codes.NotFound, "Scale set 'nope' doesn't exist.")
+	ss, err := fl.GetScaleSet(ctx(t), &pb.GetScaleSetRequest{Name: "web"})
+	mustOK(t, err)
+	if ss.ScaleSet.InstanceCount != 3 {
+		t.Fatalf("scale set %v", ss.ScaleSet)
+	}
+
+	set := func(target *pb.ProfileTarget, app *pb.VMGalleryApplication, ifMatch string) (*pb.ApplicationProfile, error) {
+		r, err := fl.SetApplication(ctx(t), &pb.SetApplicationRequest{Target: target, Application: app, IfMatch: ifMatch})
+		return r.GetApplicationProfile(), err
+	}
+	onVM := func(name string) *pb.ProfileTarget {
+		return &pb.ProfileTarget{Target: &pb.ProfileTarget_Machine{Machine: name}}
+	}
+	onSS := &pb.ProfileTarget{Target: &pb.ProfileTarget_ScaleSet{ScaleSet: "web"}}
+
+	// The seeds' rejections.
+	_, err = set(onVM("vm1"), &pb.VMGalleryApplication{PackageReferenceId: "g/nope/1.0.0"}, "")
+	wantErr(t, err, codes.NotFound, "The platform image g/nope/1.0.0 isn't available.")
+	_, err = set(onVM("vm1"), &pb.VMGalleryApplication{PackageReferenceId: "g/a/9.9.9"}, "")
+	wantErr(t, err, codes.NotFound, "The platform image g/a/9.9.9 isn't available.")
+	_, err = set(onVM("vm1"), &pb.VMGalleryApplication{PackageReferenceId: "g/a"}, "")
+	wantErr(t, err, codes.InvalidArgument, "packageReferenceId 'g/a' is invalid")
+	_, err = set(onVM("win1"), &pb.VMGalleryApplication{PackageReferenceId: "g/a/1.0.0"}, "")
+	wantErr(t, err, codes.FailedPrecondition, "Current VM Application Version g/a/1.0.0 supports OS Linux, while current OSDisk's OS is Windows.")
+	_ = win
+	_, err = set(onVM("nope"), &pb.VMGalleryApplication{PackageReferenceId: "g/a/1.0.0"}, "")
+	wantErr(t, err, codes.NotFound, "Machine 'nope' doesn't exist.")
+	_, err = set(onVM("vm1"), &pb.VMGalleryApplication{PackageReferenceId: "g/a/1.0.0", ConfigurationReference: "ftp://x"}, "")
+	wantErr(t, err, codes.InvalidArgument, "configurationReference")
+	_, err = set(onVM("vm1"), &pb.VMGalleryApplication{PackageReferenceId: "g/a/1.0.0", Configuration: make([]byte, 1<<20+1)}, "")
+	wantErr(t, err, codes.InvalidArgument, "inline")
+	// Not replicated to the machine's region: only eastus and westus.
+	mustOK(t, err2(mk(&pb.Machine{Name: "ne1", Region: "northeurope", OsType: "Linux"})))
+	_, err = set(onVM("ne1"), &pb.VMGalleryApplication{PackageReferenceId: "g/a/1.0.0"}, "")
+	wantErr(t, err, codes.FailedPrecondition, "isn't available in northeurope region")
+	// Deprecated.
+	c.Publish(t, "0.9.0", []byte("old"), testcluster.Target("eastus", 1))
+	c.WaitState(t, "0.9.0", "Completed")
+	eol := &pb.GalleryApplicationVersion{Gallery: "g", Application: "a", Name: "0.9.0", PublishingProfile: &pb.PublishingProfile{EndOfLifeDate: timestamppb.New(time.Now().Add(time.Second))}}
+	_, err = cat.UpdateVersion(ctx(t), &pb.UpdateVersionRequest{Version: eol, UpdateMask: &fieldmaskpb.FieldMask{Paths: []string{"publishing_profile.end_of_life_date"}}})
+	mustOK(t, err)
+	time.Sleep(1100 * time.Millisecond)
+	_, err = set(onVM("vm1"), &pb.VMGalleryApplication{PackageReferenceId: "g/a/0.9.0"}, "")
+	wantErr(t, err, codes.FailedPrecondition, "Current VM Application Version g/a/0.9.0 was deprecated at")
+
+	// Set, with the profile's etag.
+	p, err := set(onVM("vm1"), &pb.VMGalleryApplication{PackageReferenceId: "g/a/latest", Order: i32(2), TreatFailureAsDeploymentFailure: true, Tags: map[string]string{"team": "web"}}, vm1.Etag)
+	mustOK(t, err)
+	if len(p.GalleryApplications) != 1 || p.GalleryApplications[0].ResolvedVersion != "1.0.0" {
+		t.Fatalf("profile %v", p)
+	}
+	_, err = set(onVM("vm1"), &pb.VMGalleryApplication{PackageReferenceId: "g/a/1.0.0"}, vm1.Etag)
+	wantErr(t, err, codes.FailedPrecondition, "has etag")
+	// Setting the application again replaces it: one version per machine.
+	p, err = set(onVM("vm1"), &pb.VMGalleryApplication{PackageReferenceId: "g/a/1.0.0", Order: i32(1)}, p.Etag)
+	mustOK(t, err)
+	if len(p.GalleryApplications) != 1 || p.GalleryApplications[0].PackageReferenceId != "g/a/1.0.0" {
+		t.Fatalf("profile %v", p)
+	}
+
+	// The scale set's profile reaches its instances; an instance can't
+	// add another version of it (nor the same one).
+	_, err = set(onSS, &pb.VMGalleryApplication{PackageReferenceId: "/subscriptions/default/resourceGroups/rg/providers/Microsoft.Compute/galleries/g/applications/a/versions/1.0.0"}, "")
+	mustOK(t, err)
+	_, err = set(onVM("web-0"), &pb.VMGalleryApplication{PackageReferenceId: "g/a/1.0.0"}, "")
+	wantErr(t, err, codes.InvalidArgument, "More than one VM Application was specified with the same packageReferenceId")
+	_, err = set(onVM("web-0"), &pb.VMGalleryApplication{PackageReferenceId: "g/a/latest"}, "")
+	wantErr(t, err, codes.InvalidArgument, "Only one version of an application")
+
+	// Goal state of an instance, pushed on a stream, and pushed again when
+	// the profile changes.
+	ws, err := fl.WatchGoalState(ctx(t), &pb.WatchGoalStateRequest{Machine: "web-1"})
+	mustOK(t, err)
+	first, err := ws.Recv()
+	mustOK(t, err)
+	gs := first.GoalState
+	if len(gs.Applications) != 1 || gs.Region != "westus" || gs.Applications[0].Version != "1.0.0" || gs.Applications[0].Package.GetSizeBytes() != int64(len("package one")) || gs.Applications[0].ManageActions.GetInstall() != "install.sh" {
+		t.Fatalf("goal state %v", gs)
+	}
+	m, err := fl.GetMachine(ctx(t), &pb.GetMachineRequest{Name: "web-1"})
+	mustOK(t, err)
+	if !m.Machine.InstanceView.Connected {
+		t.Fatal("the agent's stream does not show as connected")
+	}
+	_, err = fl.RemoveApplication(ctx(t), &pb.RemoveApplicationRequest{Target: onSS, Application: "g/a"})
+	mustOK(t, err)
+	next, err := ws.Recv()
+	mustOK(t, err)
+	if len(next.GoalState.Applications) != 0 || next.GoalState.Generation == gs.Generation {
+		t.Fatalf("goal state after removal %v", next.GoalState)
+	}
+	_, err = fl.RemoveApplication(ctx(t), &pb.RemoveApplicationRequest{Target: onSS, Application: "g/a"})
+	wantErr(t, err, codes.NotFound, "isn't in the application profile of scale set 'web'")
+
+	// Automatic upgrade: a new latest moves the machine once replicated
+	// to its region.
+	p, err = set(onVM("vm1"), &pb.VMGalleryApplication{PackageReferenceId: "g/a/latest", EnableAutomaticUpgrade: true}, "")
+	mustOK(t, err)
+	goal := func(machine string) *pb.GoalState {
+		s, err := fl.WatchGoalState(ctx(t), &pb.WatchGoalStateRequest{Machine: machine})
+		mustOK(t, err)
+		r, err := s.Recv()
+		mustOK(t, err)
+		return r.GoalState
+	}
+	if v := goal("vm1").Applications[0].Version; v != "1.0.0" {
+		t.Fatalf("vm1 goal version %s", v)
+	}
+	c.Publish(t, "2.0.0", []byte("package two"), testcluster.Target("eastus", 1))
+	c.WaitState(t, "2.0.0", "Completed")
+	if v := goal("vm1").Applications[0].Version; v != "2.0.0" {
+		t.Fatalf("vm1 goal version %s after 2.0.0 became latest", v)
+	}
+
+	// Status reported by the agent: the instance view and the seeds'
+	// provisioning state rule.
+	report := func(state string, treat bool) {
+		_, err := fl.ReportStatus(ctx(t), &pb.ReportStatusRequest{Machine: "vm1", InstanceView: &pb.InstanceView{BootId: "b1", Applications: []*pb.ApplicationStatus{
+			{Application: "g/a", Version: "2.0.0", State: state, ExitCode: 3, TreatFailureAsDeploymentFailure: treat},
+		}}})
+		mustOK(t, err)
+	}
+	report("Failed", false)
+	m, err = fl.GetMachine(ctx(t), &pb.GetMachineRequest{Name: "vm1"})
+	mustOK(t, err)
+	if m.Machine.ProvisioningState != "Succeeded" || m.Machine.InstanceView.Applications[0].State != "Failed" {
+		t.Fatalf("machine %v", m.Machine)
+	}
+	report("Failed", true)
+	m, err = fl.GetMachine(ctx(t), &pb.GetMachineRequest{Name: "vm1"})
+	mustOK(t, err)
+	if m.Machine.ProvisioningState != "Failed" {
+		t.Fatalf("machine %v", m.Machine)
+	}
+	inv, err := fl.ListInventory(ctx(t), &pb.ListInventoryRequest{State: "Failed"})
+	mustOK(t, err)
+	if len(inv.Entries) != 1 || inv.Entries[0].Machine != "vm1" {
+		t.Fatalf("inventory %v", inv.Entries)
+	}
+	inv, err = fl.ListInventory(ctx(t), &pb.ListInventoryRequest{Region: "westus"})
+	mustOK(t, err)
+	if len(inv.Entries) != 0 {
+		t.Fatalf("inventory in westus %v", inv.Entries)
+	}
+	_, err = fl.ReportStatus(ctx(t), &pb.ReportStatusRequest{Machine: "ghost", InstanceView: &pb.InstanceView{}})
+	wantErr(t, err, codes.NotFound, "Machine 'ghost' doesn't exist.")
+
+	// More than 25 applications.
+	for i := range 25 {
+		name := fmt.Sprintf("app%02d", i)
+		_, err := cat.CreateApplication(ctx(t), &pb.CreateApplicationRequest{Application: &pb.GalleryApplication{Gallery: "g", Name: name, Location: "eastus", SupportedOsType: "Linux"}})
+		mustOK(t, err)
+		_, err = cat.CreateVersion(ctx(t), &pb.CreateVersionRequest{Version: &pb.GalleryApplicationVersion{Gallery: "g", Application: name, Name: "1.0.0", Location: "eastus",
+			PublishingProfile: &pb.PublishingProfile{ManageActions: &pb.UserArtifactManage{Install: "i", Remove: "r"}}}})
+		mustOK(t, err)
+		path, _, _ := file(t, 10)
+		_, err = c.Client.Upload(ctx(t), "g", name, "1.0.0", pkg, path, client.UploadOptions{})
+		mustOK(t, err)
+	}
+	deadline := time.Now().Add(time.Minute)
+	added := 1 // g/a
+	for i := 0; i < 25; {
+		_, err := set(onVM("vm1"), &pb.VMGalleryApplication{PackageReferenceId: fmt.Sprintf("g/app%02d/1.0.0", i)}, "")
+		if err != nil && time.Now().Before(deadline) && errs.ClassOf(err).Code() == codes.FailedPrecondition {
+			time.Sleep(50 * time.Millisecond) // not replicated yet
+			continue
+		}
+		if added == 25 {
+			wantErr(t, err, codes.InvalidArgument, "The maximum number of VM applications (max=25, current=26) has been exceeded.")
+			break
+		}
+		mustOK(t, err)
+		added++
+		i++
+	}
+}
+
+func err2[T any](_ T, err error) error { return err }
