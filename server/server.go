@@ -79,8 +79,8 @@ type Options struct {
 	URLExpiry      time.Duration
 	ProxyDownloads bool
 	// Fleet serves FleetService when set.
-	Fleet *fleet.Fleet
-	Logger         *slog.Logger
+	Fleet  *fleet.Fleet
+	Logger *slog.Logger
 	// Registry receives the gRPC metrics; nil means none are registered.
 	Registry prometheus.Registerer
 }

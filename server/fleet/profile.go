@@ -369,4 +369,6 @@ func (f *Fleet) Inventory(ctx context.Context, tenant, app, region, state string
 	return out, err
 }
 
-func hasSuffix(s, suffix string) bool { return len(s) >= len(suffix) && s[len(s)-len(suffix):] == suffix }
+func hasSuffix(s, suffix string) bool {
+	return len(s) >= len(suffix) && s[len(s)-len(suffix):] == suffix
+}
