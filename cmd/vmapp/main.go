@@ -4,7 +4,9 @@
 //	vmapp gallery create g1 --location eastus
 //	vmapp app create --gallery g1 myapp --os linux
 //	vmapp version create --gallery g1 --app myapp 1.0.0 --location eastus \
-//	    --install 'sh install.sh' --remove 'sh remove.sh' --package app.tgz
+//	    --install 'sh install.sh' --remove 'sh remove.sh' --package app.tgz --wait
+//	vmapp version watch --gallery g1 --app myapp 1.0.0
+//	vmapp version repair --gallery g1 --app myapp 1.0.0 --deep
 //
 // Exit status: 0 on success, 1 when vmappd (or a local file) refuses the
 // request, 2 on a usage error.

@@ -11,6 +11,7 @@ import (
 	"google.golang.org/protobuf/types/known/timestamppb"
 
 	"github.com/vmapp/vmapp/client"
+	"github.com/vmapp/vmapp/errs"
 	pb "github.com/vmapp/vmapp/proto/vmapp/v1"
 )
 
@@ -227,6 +228,7 @@ func (c *cli) versionCmd() *cobra.Command {
 		RunE:    group,
 	}
 	var ref versionRef
+	var createWait, uploadWait bool
 
 	create := &cobra.Command{
 		Use:   "create --gallery G --app A VERSION --install CMD --remove CMD [flags]",
@@ -237,15 +239,23 @@ the files are uploaded after the version is created, with --package-url/
 publishingProfile.source.mediaLink / defaultConfigurationLink); the final
 version is printed. An upload that fails can be finished with 'vmapp version
 upload', which resumes where it stopped. Flags left out are not sent, so
-vmappd applies its defaults.`,
+vmappd applies its defaults.
+
+With --wait (which needs --package or --package-url) vmapp then follows the
+replication of the package to the target regions, on stderr as 'vmapp
+version watch' shows it, and prints the version once every region is
+Completed or Failed; it exits 1 if a region failed.`,
 		Example: `  vmapp version create --gallery g1 --app myapp 1.0.0 --location eastus \
       --install 'tar xzf myapp && ./install.sh' --remove './remove.sh' \
-      --target-region eastus=3 --target-region westus --package myapp.tgz`,
+      --target-region eastus=3 --target-region westus --package myapp.tgz --wait`,
 		Args: args("VERSION"),
 		RunE: c.action(func(cl *client.Client, cmd *cobra.Command, args []string) error {
 			art, err := readArtifactFlags(cmd.Flags())
 			if err != nil {
 				return err
+			}
+			if createWait && art.pkg == "" && art.pkgURL == "" {
+				return usagef("--wait needs --package or --package-url: a version replicates once its package is stored")
 			}
 			v := &pb.GalleryApplicationVersion{Gallery: ref.gallery, Application: ref.app, Name: args[0]}
 			if _, err := applyFlags(v, cmd.Flags(), versionFields); err != nil {
@@ -270,11 +280,12 @@ vmappd applies its defaults.`,
 					ref.gallery, ref.app, v.Name, ref.gallery, ref.app, v.Name)
 				return err
 			}
-			return c.showVersion(cl, ref.gallery, ref.app, v.Name)
+			return c.finishVersion(cl, ref.gallery, ref.app, v.Name, createWait)
 		}),
 	}
 	ref.add(create)
 	addVersionFlags(create, false)
+	waitFlag(create, &createWait)
 	_ = create.MarkFlagRequired("install")
 	_ = create.MarkFlagRequired("remove")
 
@@ -284,7 +295,12 @@ vmappd applies its defaults.`,
 		Long: `Upload (--package, --config) or import (--package-url, --config-url) the
 package or default configuration of a version, then print the version.
 Uploads always resume an interrupted upload of the same file (same size and
-sha256), so running the same command again continues where it stopped.`,
+sha256), so running the same command again continues where it stopped.
+
+With --wait vmapp then follows the replication of the package to the target
+regions (on stderr, as 'vmapp version watch' shows it) and prints the
+version once every region is Completed or Failed; it exits 1 if a region
+failed.`,
 		Args: args("VERSION"),
 		RunE: c.action(func(cl *client.Client, cmd *cobra.Command, args []string) error {
 			if resume, _ := cmd.Flags().GetBool("resume"); !resume {
@@ -297,18 +313,24 @@ sha256), so running the same command again continues where it stopped.`,
 			if err := c.transfer(cl, ref.gallery, ref.app, args[0], art); err != nil {
 				return err
 			}
-			return c.showVersion(cl, ref.gallery, ref.app, args[0])
+			return c.finishVersion(cl, ref.gallery, ref.app, args[0], uploadWait)
 		}),
 	}
 	ref.add(upload)
 	addArtifactFlags(upload)
 	upload.Flags().Bool("resume", true, "resume an interrupted upload of the same file (always on: uploads resume by themselves)")
 	upload.MarkFlagsOneRequired("package", "config", "package-url", "config-url")
+	waitFlag(upload, &uploadWait)
 
 	show := &cobra.Command{
 		Use:   "show --gallery G --app A VERSION|latest",
 		Short: "Show a version ('latest' is the newest one not excluded from latest)",
-		Args:  args("VERSION"),
+		Long: `Show a version ('latest' is the newest one not excluded from latest): its
+properties, then its replication: the aggregated state (Unknown, InProgress,
+Completed or Failed) and a table of its target regions (REGION STATE
+PROGRESS REPLICAS BYTES ETA DETAILS). -o json prints the version with its
+replicationStatus.`,
+		Args: args("VERSION"),
 		RunE: c.action(func(cl *client.Client, cmd *cobra.Command, args []string) error {
 			return c.showVersion(cl, ref.gallery, ref.app, args[0])
 		}),
@@ -319,7 +341,10 @@ sha256), so running the same command again continues where it stopped.`,
 	list := &cobra.Command{
 		Use:   "list --gallery G --app A",
 		Short: "List the versions of an application",
-		Args:  args(),
+		Long: `List the versions of an application. REPLICATION is the aggregated
+replication state (Unknown, InProgress, Completed or Failed); 'vmapp version
+show' or 'vmapp version watch' give the regions.`,
+		Args: args(),
 		RunE: c.action(func(cl *client.Client, cmd *cobra.Command, args []string) error {
 			items, next, err := listAll(cmd, &page, func(size int32, token string) ([]versionT, string, error) {
 				r, err := cl.Catalog.ListVersions(c.ctx, &pb.ListVersionsRequest{Gallery: ref.gallery, Application: ref.app, PageSize: size, PageToken: token})
@@ -401,8 +426,32 @@ allowDeletionOfReplicatedLocations. --target-region replaces the whole list.`,
 	ref.add(del)
 	ifMatchFlag(del, &delIfMatch)
 
-	cmd.AddCommand(create, upload, show, list, update, del)
+	cmd.AddCommand(create, upload, show, list, update, del, c.watchCmd(&ref), c.repairCmd(&ref))
 	return cmd
+}
+
+// finishVersion prints a version whose package or configuration was just
+// stored; with wait, after following its replication to the end, and then
+// fails unless it Completed.
+func (c *cli) finishVersion(cl *client.Client, gallery, app, version string, wait bool) error {
+	if !wait {
+		return c.showVersion(cl, gallery, app, version)
+	}
+	r, err := cl.Catalog.GetVersion(c.ctx, &pb.GetVersionRequest{Gallery: gallery, Application: app, Version: version})
+	if err != nil {
+		return err
+	}
+	if r.GetVersion().GetPackage() == nil {
+		return errs.New(errs.FailedPrecondition, "", "version '%s/%s/%s' has no package yet, so nothing replicates: upload one with --package or --package-url", gallery, app, version)
+	}
+	last, err := c.waitReplicated(cl, gallery, app, version)
+	if err != nil {
+		return err
+	}
+	if err := c.showVersion(cl, gallery, app, version); err != nil {
+		return err
+	}
+	return replicationResult(last)
 }
 
 func (c *cli) showVersion(cl *client.Client, gallery, app, name string) error {
@@ -455,7 +504,7 @@ func (c *cli) printVersion(v *pb.GalleryApplicationVersion) error {
 	d.add("Remove", p.GetManageActions().GetRemove())
 	d.add("Update", p.GetManageActions().GetUpdate())
 	d.add("Target regions", formatTargetRegions(p))
-	if p.ReplicaCount != nil {
+	if p != nil && p.ReplicaCount != nil {
 		d.add("Replica count", strconv.Itoa(int(p.GetReplicaCount())))
 	}
 	d.add("Storage account type", p.GetStorageAccountType())
@@ -477,19 +526,20 @@ func (c *cli) printVersion(v *pb.GalleryApplicationVersion) error {
 	size, sum = formatArtifact(v.DefaultConfiguration)
 	d.add("Configuration size", size)
 	d.add("Configuration sha256", sum)
-	if rs := v.GetReplicationStatus(); rs != nil {
-		d.add("Replication", rs.AggregatedState)
-		for _, r := range rs.Summary {
-			line := fmt.Sprintf("%s %d%%", r.State, r.Progress)
-			if r.Details != "" {
-				line += " (" + r.Details + ")"
-			}
-			d.add("  "+r.Region, line)
-		}
+	rs := v.GetReplicationStatus()
+	if rs != nil {
+		d.add("Replication", summarizeReplication(rs))
 	}
 	d.add("Tenant", v.Tenant)
 	d.add("Etag", v.Etag)
 	d.add("Created", formatTime(v.CreateTime))
 	d.add("Updated", formatTime(v.UpdateTime))
-	return d.flush()
+	if err := d.flush(); err != nil {
+		return err
+	}
+	if len(rs.GetSummary()) == 0 {
+		return nil
+	}
+	fmt.Fprintln(c.stdout)
+	return writeReplicationTable(c.stdout, rs)
 }
