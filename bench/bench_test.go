@@ -194,8 +194,15 @@ type vmappd struct {
 // startVmappd runs the vmappd binary on regions and waits until it serves.
 func startVmappd(t testing.TB, bin, regions string, env ...string) *vmappd {
 	t.Helper()
+	return startVmappdArgs(t, bin, regions, nil, env...)
+}
+
+// startVmappdArgs is startVmappd with extra command-line arguments, such as
+// --metrics ADDR.
+func startVmappdArgs(t testing.TB, bin, regions string, args []string, env ...string) *vmappd {
+	t.Helper()
 	dir := t.TempDir()
-	cmd := exec.Command(bin, "--data", filepath.Join(dir, "data"), "--regions", regions, "--listen", "127.0.0.1:0")
+	cmd := exec.Command(bin, append([]string{"--data", filepath.Join(dir, "data"), "--regions", regions, "--listen", "127.0.0.1:0"}, args...)...)
 	cmd.Env = append(os.Environ(), env...)
 	logf, err := os.Create(filepath.Join(dir, "vmappd.log"))
 	if err != nil {
