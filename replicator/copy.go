@@ -164,7 +164,7 @@ func (r *Replicator) copy(ctx context.Context, key string, rec *statepb.Replica)
 			if p.ETag != m.PieceEtag[i] {
 				return errs.New(errs.DataLoss, "", "part %d of %s on %s has store ETag %s, the source's is %s", n, rec.ObjectKey, dst.Endpoint(), p.ETag, m.PieceEtag[i])
 			}
-			_, err = r.change(key, func(cur *statepb.Replica) error {
+			_, err = r.changeBatched(key, func(cur *statepb.Replica) error {
 				if cur.Phase == statepb.ReplicaPhase_REPLICA_PHASE_DELETING || cur.MultipartId != uploadID {
 					return errGone
 				}

@@ -93,8 +93,19 @@ var errGone = fmt.Errorf("the replica is no longer wanted")
 
 // change applies fn to the stored record with key, in one transaction.
 func (r *Replicator) change(key string, fn func(rec *statepb.Replica) error) (*statepb.Replica, error) {
+	return r.changeWith(r.db.Update, key, fn)
+}
+
+// changeBatched is change for frequent updates from many goroutines (parts
+// copied): bbolt commits them together, one fsync for many. fn may run more
+// than once, each time on the stored record.
+func (r *Replicator) changeBatched(key string, fn func(rec *statepb.Replica) error) (*statepb.Replica, error) {
+	return r.changeWith(r.db.Batch, key, fn)
+}
+
+func (r *Replicator) changeWith(run func(func(*bolt.Tx) error) error, key string, fn func(rec *statepb.Replica) error) (*statepb.Replica, error) {
 	var out *statepb.Replica
-	err := r.db.Update(func(tx *bolt.Tx) error {
+	err := run(func(tx *bolt.Tx) error {
 		rec, err := getRecord(tx, key)
 		if err != nil {
 			return err
