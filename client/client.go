@@ -79,6 +79,16 @@ func unary(tenant string) grpc.UnaryClientInterceptor {
 func stream(tenant string) grpc.StreamClientInterceptor {
 	return func(ctx context.Context, desc *grpc.StreamDesc, cc *grpc.ClientConn, method string, streamer grpc.Streamer, opts ...grpc.CallOption) (grpc.ClientStream, error) {
 		s, err := streamer(withTenant(ctx, tenant), desc, cc, method, opts...)
-		return s, errs.FromStatus(err)
+		if err != nil {
+			return nil, errs.FromStatus(err)
+		}
+		return classified{s}, nil
 	}
 }
+
+// classified turns a stream's gRPC status errors into errs classes, like
+// the unary calls'. io.EOF, the stream's normal end, passes as it is.
+type classified struct{ grpc.ClientStream }
+
+func (s classified) RecvMsg(m any) error { return errs.FromStatus(s.ClientStream.RecvMsg(m)) }
+func (s classified) SendMsg(m any) error { return errs.FromStatus(s.ClientStream.SendMsg(m)) }

@@ -71,42 +71,96 @@ echo $! >"$STATE/vmappd.pid"
 wait_for vmappd "$STATE/logs/vmappd.log" "$BIN/vmapp" region list
 run "$BIN/vmapp" region list
 
-bold "building the sample application (deploy/local/sample/hello)"
-tar -C "$HERE/sample/hello" -czf "$STATE/hello.tar.gz" .
-ls -l "$STATE/hello.tar.gz"
+# sample VERSION: the hello tarball of that version.
+sample() {
+  local dir=$STATE/build/hello-$1
+  rm -rf "$dir" && mkdir -p "$dir" && cp -r "$HERE/sample/hello/." "$dir/"
+  sed -i "s/@VERSION@/$1/" "$dir/bin/hello"
+  tar -C "$dir" -czf "$STATE/hello-$1.tar.gz" .
+}
 
-bold "publishing it: gallery, application, version with its package"
+# wait_installed APP VERSION COUNT: until COUNT machines report APP at
+# VERSION Installed.
+wait_installed() {
+  for _ in $(seq 300); do
+    n=$("$BIN/vmapp" inventory --app "$1" --state Installed 2>/dev/null | awk -v v="$2" '$5 == v' | wc -l)
+    [ "$n" -ge "$3" ] && return 0
+    sleep 0.2
+  done
+  echo "demo: $1 $2 was not installed on $3 machines in time:" >&2
+  "$BIN/vmapp" inventory >&2 || true
+  exit 1
+}
+
+bold "publishing two applications: hello (a tarball with install/update/remove scripts) and motd (a script and a default configuration)"
+sample 1.0.0
 run "$BIN/vmapp" gallery create demo --location eastus --description "vmapp demo gallery"
 run "$BIN/vmapp" app create --gallery demo hello --os linux --description "prints hello"
 run "$BIN/vmapp" version create --gallery demo --app hello 1.0.0 --location eastus \
   --install "tar -xzf hello && ./install.sh" --remove "tar -xzf hello && ./remove.sh" \
-  --update "tar -xzf hello && ./update.sh" \
-  --target-region eastus=2 --target-region westus --target-region northeurope \
-  --package "$STATE/hello.tar.gz"
+  --target-region eastus=2 --target-region westus=2 --target-region northeurope \
+  --package "$STATE/hello-1.0.0.tar.gz" --wait
+run "$BIN/vmapp" app create --gallery demo motd --os linux --description "message of the day"
+run "$BIN/vmapp" version create --gallery demo --app motd 1.0.0 --location eastus \
+  --install "mkdir -p ../../bin ../../etc && install -m 0755 motd ../../bin/motd && cp motd-config ../../etc/motd" \
+  --remove "rm -f ../../bin/motd ../../etc/motd" \
+  --target-region eastus --target-region westus \
+  --package "$HERE/sample/motd/motd" --config "$HERE/sample/motd/default-config" --wait
 
-bold "the published version"
+bold "replication status"
 run "$BIN/vmapp" version show --gallery demo --app hello 1.0.0
 
-bold "a version whose package vmappd imports from a URL (here a presigned MinIO URL)"
-url=$(cd "$ROOT" && go run ./deploy/local/presign "http://127.0.0.1:9103" "$STATE/hello.tar.gz")
-printf '\033[2m$ %s\033[0m\n' "vmapp version create --gallery demo --app hello 1.1.0 ... --package-url '${url%%\?*}?(signature)'"
-"$BIN/vmapp" version create --gallery demo --app hello 1.1.0 --location eastus \
+bold "four machines: vm1 and vm2 in eastus, and the scale set web in westus with two instances"
+run "$BIN/vmapp" vm create --name vm1 --region eastus --os linux
+run "$BIN/vmapp" vm create --name vm2 --region eastus --os linux
+run "$BIN/vmapp" vmss create --name web --region westus --os linux
+run "$BIN/vmapp" vm create --name web-0 --vmss web
+run "$BIN/vmapp" vm create --name web-1 --vmss web
+for vm in vm1 vm2 web-0 web-1; do
+  mkdir -p "$STATE/agents/$vm"
+  "$BIN/vmapp-agent" --server "$VMAPPD_ADDR" --vm "$vm" --root "$STATE/agents/$vm" >"$STATE/logs/agent-$vm.log" 2>&1 &
+  echo $! >"$STATE/agent-$vm.pid"
+done
+echo "  started 4 agents (roots in $STATE/agents/)"
+
+bold "deploying: hello first (order 1), then motd (order 2), with a configuration override on vm1"
+printf 'Hello from the demo: this configuration overrides the default.\n' >"$STATE/motd-vm1.txt"
+run "$BIN/vmapp" vm app set --vm vm1 --app demo/hello/1.0.0 --order 1
+run "$BIN/vmapp" vm app set --vm vm1 --app demo/motd/1.0.0 --order 2 --config "$STATE/motd-vm1.txt"
+run "$BIN/vmapp" vm app set --vm vm2 --app demo/hello/1.0.0 --order 1 --treat-failure-as-deployment-failure
+run "$BIN/vmapp" vm app set --vm vm2 --app demo/motd/1.0.0 --order 2
+run "$BIN/vmapp" vmss app set --vmss web --app demo/hello/latest --enable-automatic-upgrade
+wait_installed demo/hello 1.0.0 4
+wait_installed demo/motd 1.0.0 2
+run "$BIN/vmapp" vm show vm1
+printf '\033[2m$ %s\033[0m\n' "$STATE/agents/vm1/bin/hello; $STATE/agents/vm1/bin/motd"
+"$STATE/agents/vm1/bin/hello"; "$STATE/agents/vm1/bin/motd"
+
+bold "upgrading hello to 1.1.0: vm1 by hand (with its update command), the scale set on its own (automatic upgrade of latest)"
+sample 1.1.0
+run "$BIN/vmapp" version create --gallery demo --app hello 1.1.0 --location eastus \
   --install "tar -xzf hello && ./install.sh" --remove "tar -xzf hello && ./remove.sh" \
-  --target-region eastus --package-url "$url" >/dev/null
-run "$BIN/vmapp" version list --gallery demo --app hello
+  --update "tar -xzf hello && ./update.sh" \
+  --target-region eastus=2 --target-region westus=2 \
+  --package "$STATE/hello-1.1.0.tar.gz" --wait
+run "$BIN/vmapp" vm app set --vm vm1 --app demo/hello/1.1.0 --order 1
+wait_installed demo/hello 1.1.0 3
+printf '\033[2m$ %s\033[0m\n' "$STATE/agents/vm1/bin/hello; $STATE/agents/web-0/bin/hello"
+"$STATE/agents/vm1/bin/hello"; "$STATE/agents/web-0/bin/hello"
+
+bold "the fleet"
+run "$BIN/vmapp" inventory
 
 cat <<EOF
 
 $(printf '\033[1m')The demo cluster is running.$(printf '\033[0m')
-  What it shows today: the catalog (galleries, applications, versions with
-  every seed rule), packages uploaded in resumable, verified chunks and
-  imported from URLs into the source region's MinIO.
-  Not yet built: replication to target regions (issue 4), downloads
-  (issue 5) and the agent that installs (issue 6) — the demo stops at a
-  stored, verified package.
+  3 regions as 4 MinIO processes, vmappd, and 4 agents (vm1, vm2 in eastus;
+  web-0, web-1 of the scale set web in westus).
 
-  Logs:      $STATE/logs/ (vmappd.log, minio-<port>.log)
-  CLI:       export VMAPP_SERVER=$VMAPPD_ADDR; $BIN/vmapp version show --gallery demo --app hello 1.0.0
-  Metrics:   curl -s http://$METRICS_ADDR/metrics | grep grpc_server_handled_total
+  Logs:      $STATE/logs/ (vmappd.log, minio-<port>.log, agent-<vm>.log)
+  CLI:       export VMAPP_SERVER=$VMAPPD_ADDR
+             $BIN/vmapp vm show web-0
+             $BIN/vmapp version watch --gallery demo --app hello 1.1.0
+  Metrics:   curl -s http://$METRICS_ADDR/metrics | grep vmapp_replication_bytes_total
   Stop:      make down   (stops every process and removes $STATE)
 EOF

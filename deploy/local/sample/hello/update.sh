@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
-# Update in place: replace the program.
+# Update in place from any older version: replace the program.
 set -euo pipefail
+echo "updating hello"
 exec ./install.sh

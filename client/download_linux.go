@@ -1,0 +1,49 @@
+//go:build linux
+
+package client
+
+import (
+	"errors"
+	"os"
+	"syscall"
+)
+
+// allocate reserves size bytes for f (fallocate), so that a full disk fails
+// here rather than in the middle of the download. File systems without
+// fallocate get a sparse file of the size instead.
+func allocate(f *os.File, size int64) error {
+	if size == 0 {
+		return f.Truncate(0)
+	}
+	for {
+		err := syscall.Fallocate(int(f.Fd()), 0, 0, size)
+		switch {
+		case errors.Is(err, syscall.EINTR):
+			continue
+		case errors.Is(err, syscall.EOPNOTSUPP), errors.Is(err, syscall.ENOSYS):
+			return f.Truncate(size)
+		}
+		return err
+	}
+}
+
+// lockFile takes an exclusive lock on f without waiting; it fails when
+// another process (or Download) holds it.
+func lockFile(f *os.File) (held bool, err error) {
+	for {
+		err = syscall.Flock(int(f.Fd()), syscall.LOCK_EX|syscall.LOCK_NB)
+		switch {
+		case err == nil:
+			return false, nil
+		case errors.Is(err, syscall.EINTR):
+			continue
+		case errors.Is(err, syscall.EWOULDBLOCK):
+			return true, nil
+		}
+		return false, err
+	}
+}
+
+func isNoSpace(err error) bool {
+	return errors.Is(err, syscall.ENOSPC) || errors.Is(err, syscall.EDQUOT)
+}

@@ -1,0 +1,18 @@
+//go:build !linux
+
+package client
+
+import (
+	"errors"
+	"os"
+	"syscall"
+)
+
+// allocate sizes f; without fallocate a full disk shows only when a write
+// fails.
+func allocate(f *os.File, size int64) error { return f.Truncate(size) }
+
+// lockFile does nothing here: only Linux downloads are locked.
+func lockFile(*os.File) (held bool, err error) { return false, nil }
+
+func isNoSpace(err error) bool { return errors.Is(err, syscall.ENOSPC) }

@@ -1,0 +1,790 @@
+package client_test
+
+import (
+	"bytes"
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"hash/fnv"
+	"io"
+	"math/rand/v2"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/minio/minio-go/v7"
+	"google.golang.org/grpc"
+
+	"github.com/vmapp/vmapp/client"
+	"github.com/vmapp/vmapp/errs"
+	"github.com/vmapp/vmapp/internal/testcluster"
+	pb "github.com/vmapp/vmapp/proto/vmapp/v1"
+)
+
+const pkgKind = pb.ArtifactKind_ARTIFACT_KIND_PACKAGE
+
+func testCtx(t *testing.T) context.Context {
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	t.Cleanup(cancel)
+	return ctx
+}
+
+// randomData is size pseudo-random bytes.
+func randomData(size int, seed uint64) []byte {
+	r := rand.NewChaCha8([32]byte{byte(seed), byte(seed >> 8)})
+	b := make([]byte, size)
+	r.Read(b)
+	return b
+}
+
+// publish publishes data as g/a/version and waits until it is replicated.
+func publish(t *testing.T, c *testcluster.Cluster, version string, data []byte, targets ...*pb.TargetRegion) {
+	t.Helper()
+	c.Publish(t, version, data, targets...)
+	c.WaitState(t, version, "Completed")
+}
+
+func plan(t *testing.T, c *testcluster.Cluster, version, region string) *pb.DownloadPlan {
+	t.Helper()
+	r, err := pb.NewDownloadServiceClient(c.Client.Conn()).GetDownloadPlan(testCtx(t), &pb.GetDownloadPlanRequest{
+		Gallery: "g", Application: "a", Version: version, Kind: pkgKind, Region: region,
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return r.Plan
+}
+
+// machineFor returns a machine ID whose first source in region is replica.
+func machineFor(t *testing.T, p *pb.DownloadPlan, replica int32) string {
+	t.Helper()
+	for i := range 100 {
+		id := fmt.Sprintf("machine-%d", i)
+		if s := client.OrderSources(p, id)[0]; s.Replica == replica && !s.Fallback {
+			return id
+		}
+	}
+	t.Fatalf("no machine ID picks replica %d first", replica)
+	return ""
+}
+
+// recorder is an http.RoundTripper that records the requests a download
+// makes (instrumentation: the requests go to the real stores).
+type recorder struct {
+	base http.RoundTripper
+
+	mu        sync.Mutex
+	requests  int
+	hosts     map[string]int // requests per host
+	served    map[string]int // 206 responses per host
+	statuses  map[int]int
+	inFlight  int
+	maxFlight int
+
+	// before, when set, runs before request n (1-based) is sent; an error
+	// fails the request.
+	before func(n int, req *http.Request) error
+	// capBytesPerSec, when set, limits each response body's rate.
+	capBytesPerSec float64
+}
+
+func newRecorder() *recorder {
+	tr := http.DefaultTransport.(*http.Transport).Clone()
+	tr.MaxIdleConnsPerHost = 32
+	return &recorder{base: tr, hosts: map[string]int{}, served: map[string]int{}, statuses: map[int]int{}}
+}
+
+func (r *recorder) client() *http.Client { return &http.Client{Transport: r} }
+
+func (r *recorder) RoundTrip(req *http.Request) (*http.Response, error) {
+	r.mu.Lock()
+	r.requests++
+	n := r.requests
+	r.hosts[req.URL.Host]++
+	before := r.before
+	r.mu.Unlock()
+	if before != nil {
+		if err := before(n, req); err != nil {
+			return nil, err
+		}
+	}
+	r.mu.Lock()
+	r.inFlight++
+	r.maxFlight = max(r.maxFlight, r.inFlight)
+	r.mu.Unlock()
+	resp, err := r.base.RoundTrip(req)
+	if err != nil {
+		r.mu.Lock()
+		r.inFlight--
+		r.mu.Unlock()
+		return nil, err
+	}
+	r.mu.Lock()
+	r.statuses[resp.StatusCode]++
+	if resp.StatusCode == http.StatusPartialContent {
+		r.served[req.URL.Host]++
+	}
+	r.mu.Unlock()
+	resp.Body = &recordedBody{ReadCloser: resp.Body, r: r, start: time.Now()}
+	return resp, nil
+}
+
+func (r *recorder) count() (requests int, hosts, served map[string]int) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.requests, clone(r.hosts), clone(r.served)
+}
+
+func (r *recorder) max() int {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.maxFlight
+}
+
+func clone[K comparable, V any](m map[K]V) map[K]V {
+	out := make(map[K]V, len(m))
+	for k, v := range m {
+		out[k] = v
+	}
+	return out
+}
+
+type recordedBody struct {
+	io.ReadCloser
+	r      *recorder
+	start  time.Time
+	got    int64
+	closed bool
+}
+
+func (b *recordedBody) Read(p []byte) (int, error) {
+	if c := b.r.capBytesPerSec; c > 0 {
+		p = p[:min(len(p), 32<<10)]
+		n, err := b.ReadCloser.Read(p)
+		b.got += int64(n)
+		if wait := time.Until(b.start.Add(time.Duration(float64(b.got) / c * float64(time.Second)))); wait > 0 {
+			time.Sleep(wait)
+		}
+		return n, err
+	}
+	return b.ReadCloser.Read(p)
+}
+
+func (b *recordedBody) Close() error {
+	if !b.closed {
+		b.closed = true
+		b.r.mu.Lock()
+		b.r.inFlight--
+		b.r.mu.Unlock()
+	}
+	return b.ReadCloser.Close()
+}
+
+// checkDownloaded checks dest holds data and nothing is left beside it.
+func checkDownloaded(t *testing.T, dest string, data []byte, p *pb.DownloadPlan) {
+	t.Helper()
+	got, err := os.ReadFile(dest)
+	if err != nil {
+		t.Fatal(err)
+	}
+	sum := sha256.Sum256(got)
+	if !bytes.Equal(got, data) || hex.EncodeToString(sum[:]) != p.GetSha256() {
+		t.Fatalf("%s: %d bytes, sha256 %x; want %d bytes, plan sha256 %s", dest, len(got), sum, len(data), p.GetSha256())
+	}
+	for _, s := range []string{client.PartialSuffix, client.StateSuffix, client.StateSuffix + ".tmp"} {
+		if _, err := os.Stat(dest + s); !errors.Is(err, os.ErrNotExist) {
+			t.Errorf("%s is left: %v", dest+s, err)
+		}
+	}
+}
+
+func mustNotExist(t *testing.T, path string) {
+	t.Helper()
+	if _, err := os.Stat(path); !errors.Is(err, os.ErrNotExist) {
+		t.Fatalf("%s exists (%v)", path, err)
+	}
+}
+
+func wantClass(t *testing.T, err error, c errs.Class, substr string) {
+	t.Helper()
+	if !errs.Is(err, c) || !strings.Contains(err.Error(), substr) {
+		t.Fatalf("error %v (class %v), want %v with %q", err, errs.ClassOf(err), c, substr)
+	}
+	if strings.Contains(err.Error(), "X-Amz-") {
+		t.Fatalf("error shows a presigned query: %v", err)
+	}
+}
+
+// counter counts gRPC calls by method.
+type counter struct {
+	mu    sync.Mutex
+	calls map[string]int
+}
+
+func (c *counter) n(method string) int {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.calls["/vmapp.v1.DownloadService/"+method]
+}
+
+// countingClient is a client of the cluster that counts its calls.
+func countingClient(t *testing.T, c *testcluster.Cluster) (*client.Client, *counter) {
+	cnt := &counter{calls: map[string]int{}}
+	add := func(m string) {
+		cnt.mu.Lock()
+		cnt.calls[m]++
+		cnt.mu.Unlock()
+	}
+	cl, err := client.New(c.Addr, client.Options{DialOptions: []grpc.DialOption{
+		grpc.WithChainUnaryInterceptor(func(ctx context.Context, method string, req, reply any, cc *grpc.ClientConn, invoker grpc.UnaryInvoker, opts ...grpc.CallOption) error {
+			add(method)
+			return invoker(ctx, method, req, reply, cc, opts...)
+		}),
+		grpc.WithChainStreamInterceptor(func(ctx context.Context, desc *grpc.StreamDesc, cc *grpc.ClientConn, method string, streamer grpc.Streamer, opts ...grpc.CallOption) (grpc.ClientStream, error) {
+			add(method)
+			return streamer(ctx, desc, cc, method, opts...)
+		}),
+	}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { cl.Close() })
+	return cl, cnt
+}
+
+const size4 = 3*testcluster.PartSize + 12345 // 4 pieces
+
+func TestDownload(t *testing.T) {
+	c := testcluster.Start(t, testcluster.Options{})
+	data := randomData(size4, 1)
+	publish(t, c, "1.0.0", data, testcluster.Target("eastus", 2), testcluster.Target("westus", 1))
+	p := plan(t, c, "1.0.0", "eastus")
+	if len(p.PieceSha256) != 4 || len(p.Sources) != 3 {
+		t.Fatalf("plan: %d pieces, %d sources", len(p.PieceSha256), len(p.Sources))
+	}
+
+	// OrderSources rotates the region's replicas by FNV-1a of the machine.
+	for _, id := range []string{"a", "b", "vm-0017", ""} {
+		h := fnv.New32a()
+		h.Write([]byte(id))
+		order := client.OrderSources(p, id)
+		if first := p.Sources[h.Sum32()%2]; order[0] != first || order[1] != p.Sources[1-h.Sum32()%2] || order[2] != p.Sources[2] || !order[2].Fallback {
+			t.Fatalf("order for %q: %v", id, order)
+		}
+	}
+
+	dir := t.TempDir()
+	for _, replica := range []int32{0, 1} {
+		id := machineFor(t, p, replica)
+		rec := newRecorder()
+		dest := filepath.Join(dir, fmt.Sprintf("pkg-%d", replica))
+		var calls, last, total atomic.Int64
+		var mono atomic.Bool
+		mono.Store(true)
+		got, err := c.Client.Download(testCtx(t), "g", "a", "latest", dest, client.DownloadOptions{
+			Region: "eastus", MachineID: id, HTTPClient: rec.client(),
+			Progress: func(done, tot int64) {
+				calls.Add(1)
+				if done < last.Load() {
+					mono.Store(false)
+				}
+				last.Store(done)
+				total.Store(tot)
+			},
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got.Version != "1.0.0" || got.SizeBytes != size4 {
+			t.Fatalf("plan %v", got)
+		}
+		checkDownloaded(t, dest, data, got)
+		n, hosts, served := rec.count()
+		host := c.ReplicaServer("eastus", replica).Addr()
+		if n != 4 || hosts[host] != 4 || served[host] != 4 {
+			t.Fatalf("machine %s (replica %d at %s): %d requests, per host %v", id, replica, host, n, hosts)
+		}
+		if calls.Load() == 0 || last.Load() != size4 || total.Load() != size4 || !mono.Load() {
+			t.Fatalf("progress: %d calls, last %d of %d, monotonic %v", calls.Load(), last.Load(), total.Load(), mono.Load())
+		}
+		t.Logf("machine %s read replica %d (%s): %v", id, replica, host, hosts)
+	}
+
+	// dest holds the artifact already: no request at all.
+	rec := newRecorder()
+	dest := filepath.Join(dir, "pkg-0")
+	if _, err := c.Client.Download(testCtx(t), "g", "a", "1.0.0", dest, client.DownloadOptions{Region: "eastus", HTTPClient: rec.client()}); err != nil {
+		t.Fatal(err)
+	}
+	if n, _, _ := rec.count(); n != 0 {
+		t.Fatalf("%d requests for a file that is there", n)
+	}
+	// A different file at dest is replaced.
+	os.WriteFile(dest, []byte("something else"), 0o644)
+	got, err := c.Client.Download(testCtx(t), "g", "a", "1.0.0", dest, client.DownloadOptions{Region: "westus", HTTPClient: rec.client()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	checkDownloaded(t, dest, data, got)
+	if _, hosts, _ := rec.count(); hosts[c.ReplicaServer("westus", 0).Addr()] != 4 {
+		t.Fatalf("westus download: %v", hosts)
+	}
+
+	_, err = c.Client.Download(testCtx(t), "g", "a", "1.0.0", dest, client.DownloadOptions{})
+	wantClass(t, err, errs.InvalidArgument, "region is required")
+}
+
+// A replica with corrupted bytes: the pieces come from the other one.
+func TestDownloadCorruptReplica(t *testing.T) {
+	c := testcluster.Start(t, testcluster.Options{})
+	data := randomData(size4, 2)
+	publish(t, c, "1.0.0", data, testcluster.Target("eastus", 2), testcluster.Target("westus", 1))
+	corrupt := func(region string, replica int32, version string, size int) {
+		t.Helper()
+		_, err := c.ReplicaServer(region, replica).Client(t).PutObject(testCtx(t), c.Bucket[region], testcluster.ReplicaKey(version, replica),
+			bytes.NewReader(randomData(size, 99)), int64(size), minio.PutObjectOptions{})
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	corrupt("eastus", 0, "1.0.0", size4)
+	p := plan(t, c, "1.0.0", "eastus")
+	rec := newRecorder()
+	dest := filepath.Join(t.TempDir(), "pkg")
+	got, err := c.Client.Download(testCtx(t), "g", "a", "1.0.0", dest, client.DownloadOptions{
+		Region: "eastus", MachineID: machineFor(t, p, 0), HTTPClient: rec.client(),
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	checkDownloaded(t, dest, data, got)
+	_, hosts, served := rec.count()
+	bad, good := c.ReplicaServer("eastus", 0).Addr(), c.ReplicaServer("eastus", 1).Addr()
+	if hosts[bad] == 0 || served[good] != 4 || len(hosts) != 2 {
+		t.Fatalf("requests per host %v, served %v (corrupted %s, sound %s)", hosts, served, bad, good)
+	}
+	t.Logf("corrupted replica tried %d times; sound one served %d pieces", hosts[bad], served[good])
+
+	// Every replica the machine can get corrupted, ReadRange too: DataLoss.
+	small := randomData(testcluster.PartSize+10, 3)
+	publish(t, c, "1.0.1", small, testcluster.Target("eastus", 1))
+	corrupt("eastus", 0, "1.0.1", len(small))
+	dest = filepath.Join(t.TempDir(), "pkg")
+	_, err = c.Client.Download(testCtx(t), "g", "a", "1.0.1", dest, client.DownloadOptions{Region: "eastus"})
+	wantClass(t, err, errs.DataLoss, "sha256")
+	mustNotExist(t, dest)
+	t.Logf("all corrupted: %v", err)
+}
+
+// Stores down: the region's other replica, then other regions, then
+// ReadRange serve.
+func TestDownloadFailover(t *testing.T) {
+	c := testcluster.Start(t, testcluster.Options{})
+	data := randomData(size4, 4)
+	publish(t, c, "1.0.0", data, testcluster.Target("eastus", 2), testcluster.Target("westus", 1))
+	p := plan(t, c, "1.0.0", "eastus")
+	east0, east1, west := c.ReplicaServer("eastus", 0), c.ReplicaServer("eastus", 1), c.ReplicaServer("westus", 0)
+
+	// The machine's first replica is down: the region's other one serves,
+	// no other region is asked.
+	east0.Stop(t)
+	rec := newRecorder()
+	dest := filepath.Join(t.TempDir(), "pkg")
+	got, err := c.Client.Download(testCtx(t), "g", "a", "1.0.0", dest, client.DownloadOptions{
+		Region: "eastus", MachineID: machineFor(t, p, 0), HTTPClient: rec.client(),
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	checkDownloaded(t, dest, data, got)
+	_, hosts, served := rec.count()
+	if hosts[east0.Addr()] == 0 || served[east1.Addr()] != 4 || hosts[west.Addr()] != 0 {
+		t.Fatalf("requests per host %v, served %v", hosts, served)
+	}
+
+	// westus's only replica down: eastus's serve as fallbacks.
+	west.Stop(t)
+	rec = newRecorder()
+	dest = filepath.Join(t.TempDir(), "pkg")
+	got, err = c.Client.Download(testCtx(t), "g", "a", "1.0.0", dest, client.DownloadOptions{Region: "westus", HTTPClient: rec.client()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	checkDownloaded(t, dest, data, got)
+	_, hosts, served = rec.count()
+	if hosts[west.Addr()] < 4 || served[east1.Addr()] != 4 {
+		t.Fatalf("requests per host %v, served %v", hosts, served)
+	}
+	t.Logf("westus down: requests per host %v", hosts)
+
+	// The machine reaches no store at all: ReadRange through vmappd.
+	east0.Restart(t)
+	cl, cnt := countingClient(t, c)
+	rec = newRecorder()
+	rec.before = func(int, *http.Request) error { return errors.New("blocked by the test's firewall") }
+	dest = filepath.Join(t.TempDir(), "pkg")
+	got, err = cl.Download(testCtx(t), "g", "a", "1.0.0", dest, client.DownloadOptions{Region: "eastus", HTTPClient: rec.client()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	checkDownloaded(t, dest, data, got)
+	if n, _, _ := rec.count(); n != 4*3 || cnt.n("ReadRange") != 4 {
+		t.Fatalf("%d requests, %d ReadRange calls", n, cnt.n("ReadRange"))
+	}
+
+	// Nothing at all in the region, ReadRange included: Unavailable, and
+	// the message shows no presigned query.
+	east1.Stop(t)
+	east0.Stop(t)
+	dest = filepath.Join(t.TempDir(), "pkg")
+	_, err = c.Client.Download(testCtx(t), "g", "a", "1.0.0", dest, client.DownloadOptions{Region: "westus", Parallelism: 1})
+	wantClass(t, err, errs.Unavailable, "every source failed")
+	mustNotExist(t, dest)
+	t.Logf("everything down: %v", err)
+}
+
+// A download stopped half way resumes without fetching its verified pieces
+// again.
+func TestDownloadResume(t *testing.T) {
+	c := testcluster.Start(t, testcluster.Options{})
+	const pieces = 6
+	data := randomData(pieces*testcluster.PartSize-7, 5)
+	publish(t, c, "1.0.0", data, testcluster.Target("eastus", 2))
+	dest := filepath.Join(t.TempDir(), "pkg")
+
+	const k = 2
+	ctx, cancel := context.WithCancel(testCtx(t))
+	rec := newRecorder()
+	rec.before = func(n int, _ *http.Request) error {
+		if n == k+1 { // k pieces fetched, written and verified
+			cancel()
+			return context.Canceled
+		}
+		return nil
+	}
+	_, err := c.Client.Download(ctx, "g", "a", "1.0.0", dest, client.DownloadOptions{Region: "eastus", Parallelism: 1, HTTPClient: rec.client()})
+	wantClass(t, err, errs.Canceled, "resume")
+	mustNotExist(t, dest)
+	b, err := os.ReadFile(dest + client.StateSuffix)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var st struct {
+		SHA256   string `json:"sha256"`
+		Size     int64  `json:"size"`
+		Verified []int  `json:"verified"`
+	}
+	if err := json.Unmarshal(b, &st); err != nil || len(st.Verified) != k || st.Size != int64(len(data)) {
+		t.Fatalf("state %s: %v", b, err)
+	}
+	if fi, err := os.Stat(dest + client.PartialSuffix); err != nil || fi.Size() != int64(len(data)) {
+		t.Fatalf("partial file: %v %v", fi, err)
+	}
+
+	rec = newRecorder()
+	var first atomic.Int64
+	first.Store(-1)
+	got, err := c.Client.Download(testCtx(t), "g", "a", "1.0.0", dest, client.DownloadOptions{Region: "eastus", HTTPClient: rec.client(),
+		Progress: func(done, _ int64) { first.CompareAndSwap(-1, done) }})
+	if err != nil {
+		t.Fatal(err)
+	}
+	checkDownloaded(t, dest, data, got)
+	if n, _, _ := rec.count(); n != pieces-k {
+		t.Fatalf("the resumed download made %d requests for %d pieces with %d verified", n, pieces, k)
+	}
+	if first.Load() != k*testcluster.PartSize {
+		t.Fatalf("the resumed download started at %d bytes", first.Load())
+	}
+
+	// A state file of another artifact is ignored.
+	os.Remove(dest)
+	os.WriteFile(dest+client.PartialSuffix, make([]byte, len(data)), 0o644)
+	os.WriteFile(dest+client.StateSuffix, []byte(`{"sha256":"00","size":1,"piece_size":1,"verified":[0,1,2,3,4,5]}`), 0o644)
+	rec = newRecorder()
+	got, err = c.Client.Download(testCtx(t), "g", "a", "1.0.0", dest, client.DownloadOptions{Region: "eastus", HTTPClient: rec.client()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	checkDownloaded(t, dest, data, got)
+	if n, _, _ := rec.count(); n != pieces {
+		t.Fatalf("%d requests", n)
+	}
+
+	// A state listing pieces the partial file doesn't hold (lost on a
+	// crash): they are checked and fetched again.
+	os.Remove(dest)
+	os.WriteFile(dest+client.PartialSuffix, make([]byte, len(data)), 0o644)
+	os.WriteFile(dest+client.StateSuffix, fmt.Appendf(nil, `{"sha256":%q,"size":%d,"piece_size":%d,"verified":[0,1,2,3,4,5]}`, got.Sha256, len(data), testcluster.PartSize), 0o644)
+	rec = newRecorder()
+	got, err = c.Client.Download(testCtx(t), "g", "a", "1.0.0", dest, client.DownloadOptions{Region: "eastus", HTTPClient: rec.client()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	checkDownloaded(t, dest, data, got)
+	if n, _, _ := rec.count(); n != pieces {
+		t.Fatalf("%d requests", n)
+	}
+}
+
+// Two downloads into one dest: the second is refused while the first runs.
+func TestDownloadSameDest(t *testing.T) {
+	c := testcluster.Start(t, testcluster.Options{})
+	data := randomData(size4, 11)
+	publish(t, c, "1.0.0", data, testcluster.Target("eastus", 1))
+	dest := filepath.Join(t.TempDir(), "pkg")
+	started, release := make(chan struct{}), make(chan struct{})
+	rec := newRecorder()
+	rec.before = func(n int, _ *http.Request) error {
+		if n == 1 {
+			close(started)
+			<-release
+		}
+		return nil
+	}
+	errc := make(chan error, 1)
+	go func() {
+		_, err := c.Client.Download(testCtx(t), "g", "a", "1.0.0", dest, client.DownloadOptions{Region: "eastus", Parallelism: 1, HTTPClient: rec.client()})
+		errc <- err
+	}()
+	<-started
+	_, err := c.Client.Download(testCtx(t), "g", "a", "1.0.0", dest, client.DownloadOptions{Region: "eastus"})
+	close(release)
+	wantClass(t, err, errs.Aborted, "another download into "+dest)
+	if err := <-errc; err != nil {
+		t.Fatal(err)
+	}
+	checkDownloaded(t, dest, data, plan(t, c, "1.0.0", "eastus"))
+}
+
+// Presigned URLs that expired: Download asks for a new plan.
+func TestDownloadExpiredURLs(t *testing.T) {
+	c := testcluster.Start(t, testcluster.Options{URLExpiry: time.Second})
+	data := randomData(size4, 6)
+	publish(t, c, "1.0.0", data, testcluster.Target("eastus", 2))
+	cl, cnt := countingClient(t, c)
+	rec := newRecorder()
+	rec.before = func(n int, _ *http.Request) error {
+		if n == 2 { // its URL expires on the way
+			time.Sleep(1500 * time.Millisecond)
+		}
+		return nil
+	}
+	dest := filepath.Join(t.TempDir(), "pkg")
+	got, err := cl.Download(testCtx(t), "g", "a", "1.0.0", dest, client.DownloadOptions{Region: "eastus", Parallelism: 1, HTTPClient: rec.client()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	checkDownloaded(t, dest, data, got)
+	rec.mu.Lock()
+	forbidden := rec.statuses[http.StatusForbidden]
+	rec.mu.Unlock()
+	if plans := cnt.n("GetDownloadPlan"); plans < 2 || forbidden < 1 {
+		t.Fatalf("%d plans, %d responses 403", plans, forbidden)
+	}
+	t.Logf("%d plans, %d responses 403", cnt.n("GetDownloadPlan"), forbidden)
+}
+
+// vmappd proxies downloads: ReadRange, verified the same way.
+func TestDownloadProxied(t *testing.T) {
+	c := testcluster.Start(t, testcluster.Options{ProxyDownloads: true})
+	data := randomData(size4, 7)
+	publish(t, c, "1.0.0", data, testcluster.Target("eastus", 2))
+	cl, cnt := countingClient(t, c)
+	rec := newRecorder()
+	dest := filepath.Join(t.TempDir(), "pkg")
+	got, err := cl.Download(testCtx(t), "g", "a", "1.0.0", dest, client.DownloadOptions{Region: "eastus", HTTPClient: rec.client()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got.Direct || len(got.Sources) != 0 {
+		t.Fatalf("plan %v", got)
+	}
+	checkDownloaded(t, dest, data, got)
+	if n, _, _ := rec.count(); n != 0 || cnt.n("ReadRange") != 4 {
+		t.Fatalf("%d HTTP requests, %d ReadRange calls", n, cnt.n("ReadRange"))
+	}
+}
+
+func TestDownloadNotInRegion(t *testing.T) {
+	c := testcluster.Start(t, testcluster.Options{})
+	publish(t, c, "1.0.0", randomData(1000, 8), testcluster.Target("eastus", 1))
+	dest := filepath.Join(t.TempDir(), "pkg")
+	_, err := c.Client.Download(testCtx(t), "g", "a", "1.0.0", dest, client.DownloadOptions{Region: "westus"})
+	wantClass(t, err, errs.FailedPrecondition, "isn't available in westus region")
+	mustNotExist(t, dest)
+	mustNotExist(t, dest+client.PartialSuffix)
+	_, err = c.Client.Download(testCtx(t), "g", "a", "9.9.9", dest, client.DownloadOptions{Region: "eastus"})
+	wantClass(t, err, errs.NotFound, "")
+}
+
+// Environment of the child process of TestDownloadNoSpace.
+const (
+	envNoSpaceAddr = "VMAPP_TEST_NOSPACE_ADDR"
+	envNoSpaceDir  = "VMAPP_TEST_NOSPACE_DIR"
+	noSpaceOK      = "NOSPACE-CHILD-OK"
+)
+
+// A disk too small for the artifact: ResourceExhausted before any byte is
+// fetched. The download runs in a child process with a 4 MiB tmpfs, mounted
+// in its own user and mount namespace.
+func TestDownloadNoSpace(t *testing.T) {
+	if out, err := exec.Command("unshare", "--user", "--map-root-user", "--mount", "sh", "-c", "mount -t tmpfs -o size=1m x /tmp").CombinedOutput(); err != nil {
+		t.Skipf("needs unprivileged user and mount namespaces: %v: %s", err, bytes.TrimSpace(out))
+	}
+	c := testcluster.Start(t, testcluster.Options{})
+	publish(t, c, "1.0.0", randomData(12<<20, 9), testcluster.Target("eastus", 1))
+	dir := t.TempDir()
+	cmd := exec.Command("unshare", "--user", "--map-root-user", "--mount",
+		"sh", "-c", `mount -t tmpfs -o size=4m vmapp-test "$1" && shift && exec "$@"`, "sh", dir,
+		os.Args[0], "-test.run=^TestDownloadNoSpaceChild$", "-test.v", "-test.count=1")
+	cmd.Env = append(os.Environ(), envNoSpaceAddr+"="+c.Addr, envNoSpaceDir+"="+dir)
+	out, err := cmd.CombinedOutput()
+	t.Logf("child:\n%s", out)
+	if err != nil || !bytes.Contains(out, []byte(noSpaceOK)) {
+		t.Fatalf("child: %v", err)
+	}
+}
+
+func TestDownloadNoSpaceChild(t *testing.T) {
+	addr, dir := os.Getenv(envNoSpaceAddr), os.Getenv(envNoSpaceDir)
+	if addr == "" {
+		t.Skip("run by TestDownloadNoSpace")
+	}
+	var fs syscall.Statfs_t
+	if err := syscall.Statfs(dir, &fs); err != nil || fs.Blocks*uint64(fs.Bsize) > 8<<20 {
+		t.Fatalf("%s is not the small tmpfs: %v, %d bytes", dir, err, fs.Blocks*uint64(fs.Bsize))
+	}
+	cl, err := client.New(addr, client.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cl.Close()
+	rec := newRecorder()
+	dest := filepath.Join(dir, "pkg")
+	_, err = cl.Download(testCtx(t), "g", "a", "1.0.0", dest, client.DownloadOptions{Region: "eastus", HTTPClient: rec.client()})
+	wantClass(t, err, errs.ResourceExhausted, fmt.Sprintf("no space left on device for %s (%d bytes)", dest, 12<<20))
+	mustNotExist(t, dest)
+	mustNotExist(t, dest+client.PartialSuffix)
+	if n, _, _ := rec.count(); n != 0 {
+		t.Fatalf("%d requests before the disk was found too small", n)
+	}
+	t.Log(err)
+	fmt.Println(noSpaceOK)
+}
+
+// Parallelism: a fixed number of connections, or adaptive — more while
+// they help: with a bandwidth cap per connection, more than the first 4.
+func TestDownloadParallelism(t *testing.T) {
+	c := testcluster.Start(t, testcluster.Options{})
+	const pieces = 8
+	data := randomData(pieces*testcluster.PartSize, 10)
+	publish(t, c, "1.0.0", data, testcluster.Target("eastus", 1))
+	dir := t.TempDir()
+	download := func(name string, par int, rec *recorder) time.Duration {
+		t.Helper()
+		dest := filepath.Join(dir, name)
+		start := time.Now()
+		got, err := c.Client.Download(testCtx(t), "g", "a", "1.0.0", dest, client.DownloadOptions{Region: "eastus", Parallelism: par, HTTPClient: rec.client()})
+		took := time.Since(start)
+		if err != nil {
+			t.Fatal(err)
+		}
+		checkDownloaded(t, dest, data, got)
+		os.Remove(dest)
+		return took
+	}
+	mib := func(d time.Duration) float64 { return float64(len(data)) / (1 << 20) / d.Seconds() }
+
+	for _, par := range []int{1, 3} {
+		rec := newRecorder()
+		rec.capBytesPerSec = 64 << 20 // pieces that take a while: they overlap
+		download(fmt.Sprintf("fixed-%d", par), par, rec)
+		if m := rec.max(); m != par {
+			t.Fatalf("parallelism %d: %d requests at once", par, m)
+		}
+	}
+
+	// On loopback the adaptive pool is not slower than one stream (best of
+	// three each).
+	best := func(par int) time.Duration {
+		b := time.Hour
+		for i := range 3 {
+			b = min(b, download(fmt.Sprintf("loop-%d-%d", par, i), par, newRecorder()))
+		}
+		return b
+	}
+	single, adaptive := best(1), best(0)
+	t.Logf("loopback, %d MiB: 1 connection %v (%.0f MiB/s), adaptive %v (%.0f MiB/s)", len(data)>>20, single, mib(single), adaptive, mib(adaptive))
+	if adaptive > single*5/4+100*time.Millisecond {
+		t.Errorf("adaptive download took %v, one connection %v", adaptive, single)
+	}
+
+	// 4 MiB/s per connection: the adaptive pool grows past 4 connections
+	// and beats what 4 could do.
+	const capRate = 4 << 20
+	rec := newRecorder()
+	rec.capBytesPerSec = capRate
+	took := download("capped-adaptive", 0, rec)
+	t.Logf("capped at 4 MiB/s per connection: adaptive %v (%.1f MiB/s), up to %d connections", took, mib(took), rec.max())
+	if rec.max() <= 4 || mib(took) <= 4*capRate>>20 {
+		t.Errorf("adaptive download with a per-connection cap: %d connections, %.1f MiB/s", rec.max(), mib(took))
+	}
+	rec = newRecorder()
+	rec.capBytesPerSec = capRate
+	took = download("capped-2", 2, rec)
+	t.Logf("capped at 4 MiB/s per connection: 2 connections %v (%.1f MiB/s)", took, mib(took))
+	if r := mib(took); r > 2*capRate>>20*1.1 || r < 2*capRate>>20*0.6 {
+		t.Errorf("2 capped connections: %.1f MiB/s", r)
+	}
+}
+
+// Figures for the report, not a check: VMAPP_DOWNLOAD_FIGURES=1 go test
+// -run TestDownloadFigures -v ./client/
+func TestDownloadFigures(t *testing.T) {
+	if os.Getenv("VMAPP_DOWNLOAD_FIGURES") == "" {
+		t.Skip("set VMAPP_DOWNLOAD_FIGURES=1 to measure")
+	}
+	c := testcluster.Start(t, testcluster.Options{})
+	const pieces = 40
+	data := randomData(pieces*testcluster.PartSize, 12)
+	publish(t, c, "1.0.0", data, testcluster.Target("eastus", 1))
+	dir := t.TempDir()
+	run := func(name string, par int, capRate float64) {
+		best := time.Hour
+		var conns int
+		for i := range 3 {
+			rec := newRecorder()
+			rec.capBytesPerSec = capRate
+			dest := filepath.Join(dir, fmt.Sprint("f", i))
+			start := time.Now()
+			if _, err := c.Client.Download(testCtx(t), "g", "a", "1.0.0", dest, client.DownloadOptions{Region: "eastus", Parallelism: par, HTTPClient: rec.client()}); err != nil {
+				t.Fatal(err)
+			}
+			if d := time.Since(start); d < best {
+				best, conns = d, rec.max()
+			}
+			os.Remove(dest)
+			if capRate > 0 {
+				break
+			}
+		}
+		t.Logf("%-28s %8v %7.1f MiB/s, up to %d connections", name, best.Round(time.Millisecond), float64(len(data))/(1<<20)/best.Seconds(), conns)
+	}
+	for _, par := range []int{1, 4, 16, 0} {
+		run(fmt.Sprintf("loopback parallelism %d", par), par, 0)
+	}
+	for _, par := range []int{4, 16, 0} {
+		run(fmt.Sprintf("8 MiB/s/conn parallelism %d", par), par, 8<<20)
+	}
+}
