@@ -18,7 +18,7 @@ PROTOC_GEN_GRPC_VERSION := v1.6.2
 BIN := bin
 CMDS := vmappd vmapp
 
-.PHONY: all build proto lint test test-short bench demo down tools minio clean
+.PHONY: all build proto lint test test-short bench bench-tools demo down tools minio clean
 
 all: build
 
@@ -68,8 +68,18 @@ test-short:
 # Benchmarks against real processes; QUICK=1 for a smoke run. Results go to
 # bench/results/latest.{json,md}; see bench/README.md.
 QUICK ?=
-bench: minio
+bench: minio bench-tools
 	cd bench && QUICK=$(QUICK) go test -tags bench -count=1 -v -timeout 90m .
+
+# The download baselines (curl, aria2c) come from the system's packages;
+# scenarios skip a baseline that isn't installed and say so.
+bench-tools:
+	@if ! command -v aria2c >/dev/null || ! command -v curl >/dev/null; then \
+	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+	    echo "installing curl and aria2 (download baselines)"; \
+	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq curl aria2 >/dev/null; \
+	  else echo "curl or aria2c missing: their download baselines will be skipped"; fi; \
+	fi
 
 demo: build minio
 	./deploy/local/demo.sh
