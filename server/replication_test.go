@@ -492,3 +492,21 @@ func TestDownloadPlanAndReadRange(t *testing.T) {
 	_, err = plan("1.0.1", "westus", pkg)
 	wantErr(t, err, codes.FailedPrecondition, "isn't available in westus region")
 }
+
+// TestFairBetweenVersions: small versions published behind a large one that
+// is still copying (slowly, one copy at a time) complete before it does.
+func TestFairBetweenVersions(t *testing.T) {
+	f := newFleet(t, replicator.Options{Concurrency: 1, Bandwidth: 8e6})
+	f.publish("1.0.0", 3*testcluster.PartSize, tr("eastus", 3), tr("westus", 2), tr("northeurope", 2))
+	small := []string{"2.0.0", "2.0.1", "2.0.2", "2.0.3", "2.0.4"}
+	for _, v := range small {
+		f.publish(v, 1000, tr("eastus", 1), tr("westus", 1))
+	}
+	for _, v := range small {
+		f.waitState(v, "Completed")
+	}
+	if s := f.get("1.0.0").ReplicationStatus.GetAggregatedState(); s == "Completed" {
+		t.Fatalf("the large version completed before the small ones")
+	}
+	f.waitState("1.0.0", "Completed")
+}
