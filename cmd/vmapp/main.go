@@ -7,6 +7,10 @@
 //	    --install 'sh install.sh' --remove 'sh remove.sh' --package app.tgz --wait
 //	vmapp version watch --gallery g1 --app myapp 1.0.0
 //	vmapp version repair --gallery g1 --app myapp 1.0.0 --deep
+//	vmapp vm create --name vm1 --region eastus --os linux
+//	vmapp vm app set --vm vm1 --app g1/myapp/latest --enable-automatic-upgrade
+//	vmapp vm show vm1
+//	vmapp inventory --state failed
 //
 // Exit status: 0 on success, 1 when vmappd (or a local file) refuses the
 // request, 2 on a usage error.
@@ -105,9 +109,11 @@ func envOr(name, def string) string {
 func (c *cli) rootCmd() *cobra.Command {
 	root := &cobra.Command{
 		Use:   "vmapp",
-		Short: "Publish VM applications to vmappd galleries",
+		Short: "Publish VM applications to vmappd galleries and deploy them to machines",
 		Long: `vmapp manages galleries, applications and application versions on vmappd,
-and uploads or imports their packages and configurations.
+and uploads or imports their packages and configurations; it deploys them
+through the application profiles of machines (vm) and scale sets (vmss), and
+shows what the machines' agents report (vm show, inventory).
 
 Exit status: 0 on success, 1 when the request fails, 2 on a usage error.`,
 		SilenceErrors:     true,
@@ -123,7 +129,7 @@ Exit status: 0 on success, 1 when the request fails, 2 on a usage error.`,
 	pf.StringVar(&c.tenant, "tenant", os.Getenv("VMAPP_TENANT"), "tenant to work in; empty means the server's default (env VMAPP_TENANT)")
 	pf.StringVar(&c.compress, "compress", "none", "wire compression of requests: none, zstd or s2")
 	pf.StringVarP(&c.output, "output", "o", "table", "output format: table or json")
-	root.AddCommand(c.galleryCmd(), c.appCmd(), c.versionCmd(), c.regionCmd())
+	root.AddCommand(c.galleryCmd(), c.appCmd(), c.versionCmd(), c.regionCmd(), c.vmCmd(), c.vmssCmd(), c.inventoryCmd())
 	return root
 }
 
