@@ -232,3 +232,19 @@ func TestFleetProfilesAndGoalState(t *testing.T) {
 }
 
 func err2[T any](_ T, err error) error { return err }
+
+func TestFleetSmallRejections(t *testing.T) {
+	c := testcluster.Start(t, testcluster.Options{})
+	fl := pb.NewFleetServiceClient(c.Client.Conn())
+	c.Publish(t, "1.0.0", []byte("p"), testcluster.Target("eastus", 1))
+	c.WaitState(t, "1.0.0", "Completed")
+	_, err := fl.CreateMachine(ctx(t), &pb.CreateMachineRequest{Machine: &pb.Machine{Name: "vm1", Region: "eastus", OsType: "Linux"}})
+	mustOK(t, err)
+	_, err = fl.SetApplication(ctx(t), &pb.SetApplicationRequest{Target: &pb.ProfileTarget{Target: &pb.ProfileTarget_Machine{Machine: "vm1"}},
+		Application: &pb.VMGalleryApplication{PackageReferenceId: "g/a/1.0.0", EnableAutomaticUpgrade: true}})
+	wantErr(t, err, codes.InvalidArgument, "enableAutomaticUpgrade needs the version 'latest'")
+	_, err = fl.ListMachines(ctx(t), &pb.ListMachinesRequest{ScaleSet: "nope"})
+	wantErr(t, err, codes.NotFound, "Scale set 'nope' doesn't exist.")
+	_, err = fl.CreateMachine(ctx(t), &pb.CreateMachineRequest{Machine: &pb.Machine{Name: "x", ScaleSet: "nope"}})
+	wantErr(t, err, codes.NotFound, "Scale set 'nope' doesn't exist.")
+}

@@ -25,7 +25,7 @@ func (f *Fleet) CreateMachine(ctx context.Context, tenant string, in *pb.Machine
 		if m.ScaleSet != "" {
 			ss, err := getScaleSet(tx, tenant, m.ScaleSet)
 			if err != nil {
-				return errs.Wrap(errs.ClassOf(err), err, "scaleSet")
+				return err
 			}
 			if m.Region != "" && m.Region != ss.Region {
 				return errs.New(errs.InvalidArgument, "region", "machine '%s' is in region %s but scale set '%s' is in %s", m.Name, m.Region, ss.Name, ss.Region)
@@ -140,6 +140,11 @@ func (f *Fleet) ListMachines(ctx context.Context, tenant, scaleSet string, size 
 	var out []*pb.Machine
 	var next string
 	err := f.db.View(func(tx *bolt.Tx) (err error) {
+		if scaleSet != "" {
+			if _, err := getScaleSet(tx, tenant, scaleSet); err != nil {
+				return err
+			}
+		}
 		next, err = page(tx, bucketMachines, tenant, size, token, func(v []byte) (bool, error) {
 			m := &pb.Machine{}
 			if err := proto.Unmarshal(v, m); err != nil {

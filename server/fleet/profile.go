@@ -5,6 +5,7 @@ import (
 	"context"
 	"net/url"
 	"sort"
+	"strings"
 
 	bolt "go.etcd.io/bbolt"
 	"google.golang.org/protobuf/proto"
@@ -90,6 +91,9 @@ func (f *Fleet) SetApplication(ctx context.Context, tenant string, t Target, in 
 	ref, err := ParseRef(in.PackageReferenceId)
 	if err != nil {
 		return nil, err
+	}
+	if in.EnableAutomaticUpgrade && ref.Version != "latest" {
+		return nil, errs.New(errs.InvalidArgument, "enableAutomaticUpgrade", "enableAutomaticUpgrade needs the version 'latest' in packageReferenceId, not '%s'", ref.Version)
 	}
 	if len(in.Configuration) > MaxInlineConfigSize {
 		return nil, errs.New(errs.InvalidArgument, "configuration", "configuration has %d bytes: at most %d can be given inline; use configurationReference", len(in.Configuration), MaxInlineConfigSize)
@@ -358,7 +362,7 @@ func (f *Fleet) Inventory(ctx context.Context, tenant, app, region, state string
 				if app != "" && s.Application != app && !hasSuffix(s.Application, "/"+app) {
 					continue
 				}
-				if state != "" && s.State != state {
+				if state != "" && !strings.EqualFold(s.State, state) {
 					continue
 				}
 				out = append(out, &pb.InventoryEntry{Machine: m.Name, Region: m.Region, ScaleSet: m.ScaleSet, Status: s})
