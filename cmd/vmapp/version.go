@@ -426,7 +426,7 @@ allowDeletionOfReplicatedLocations. --target-region replaces the whole list.`,
 	ref.add(del)
 	ifMatchFlag(del, &delIfMatch)
 
-	cmd.AddCommand(create, upload, show, list, update, del, c.watchCmd(&ref), c.repairCmd(&ref))
+	cmd.AddCommand(create, upload, show, list, update, del, c.watchCmd(&ref), c.repairCmd(&ref), c.downloadCmd(&ref))
 	return cmd
 }
 
