@@ -1,0 +1,479 @@
+// Package agent is vmapp-agent: it runs on a machine, holds the machine's
+// goal-state stream from vmappd, and makes the machine match it —
+// downloading application versions, running their install, update and
+// remove commands in the order and with the failure semantics of Azure VM
+// Applications — and reports what it did (the instance view).
+//
+// # Layout
+//
+// Under the root directory:
+//
+//	<application>/<version>/       the installed version: the package (named
+//	                               <application>, or packageFileName), the
+//	                               configuration (<application>-config, or
+//	                               configFileName); commands run here
+//	.vmapp-agent/state.json        the local state (installed versions, the
+//	                               operation in progress, failures), rewritten
+//	                               atomically after every change
+//	.vmapp-agent/lock              held while an agent runs on the root
+//
+// # Reconciling
+//
+// Every goal state (and every retry that comes due) starts a pass: first the
+// applications that left the goal state are removed (concurrently); then the
+// ordered applications install or update group by group, ascending, the
+// applications of one order concurrently; a failure in a group skips every
+// application of a higher order (Skipped, "an application with a lower order
+// (N) failed: g/x"); the applications without an order run last,
+// concurrently, whatever failed before them. Applications already at their
+// goal (version and configuration) are left alone, so a restarted agent does
+// nothing twice. A newer goal state ends a pass between groups.
+//
+// An update runs the new version's update command in its directory when it
+// has one, else the old version's remove command (in the old directory) and
+// then the new version's install; the old directory goes once the update
+// succeeded: a machine never holds two versions of an application.
+//
+// A failed operation is retried with exponential backoff (RetryBase doubling
+// up to RetryMax, with jitter), and at once when the goal's retry counter
+// goes up (vmapp vm app retry).
+//
+// Before a command runs, the operation is recorded in the state with the
+// boot id. Found at start, the operation was cut short: by a crash of the
+// agent when the boot id is the same (it runs again), or by a reboot when it
+// differs — then it runs again when the version's scriptBehaviorAfterReboot
+// is Rerun, else it is Failed "interrupted by a reboot" until retried.
+package agent
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"math/rand/v2"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/vmapp/vmapp/client"
+	"github.com/vmapp/vmapp/errs"
+	pb "github.com/vmapp/vmapp/proto/vmapp/v1"
+)
+
+// Version is the agent's version, reported in the instance view.
+var Version = "dev"
+
+// Defaults of Config.
+const (
+	DefaultCommandTimeout = 30 * time.Minute
+	DefaultRetryBase      = 30 * time.Second
+	DefaultRetryMax       = 10 * time.Minute
+	DefaultReconnectBase  = 250 * time.Millisecond
+	DefaultReconnectMax   = 15 * time.Second
+	// progressInterval throttles the reports of download progress.
+	progressInterval = 500 * time.Millisecond
+)
+
+// Config configures an agent.
+type Config struct {
+	// Server is vmappd's address (host:port), used when Client is nil.
+	Server string
+	// Client is a connection to use instead of dialing Server.
+	Client *client.Client
+	// Tenant the machine belongs to ("" lets the server use its default);
+	// only used when dialing Server.
+	Tenant string
+	// Machine is the machine's name in the fleet (required).
+	Machine string
+	// Root is the directory applications are installed under (required).
+	Root string
+	// CommandTimeout bounds each install, update or remove command;
+	// default 30m.
+	CommandTimeout time.Duration
+	// BootID identifies the current boot; default: read
+	// /proc/sys/kernel/random/boot_id.
+	BootID func() (string, error)
+	// RetryBase and RetryMax bound the backoff between automatic retries of
+	// a failed operation; default 30s and 10m.
+	RetryBase, RetryMax time.Duration
+	// ReconnectBase and ReconnectMax bound the backoff between attempts to
+	// reopen the goal-state stream; default 250ms and 15s.
+	ReconnectBase, ReconnectMax time.Duration
+	// HTTPClient fetches configurationReference URLs and is handed to the
+	// downloader; nil means its defaults.
+	HTTPClient *http.Client
+	// Logger; nil means slog.Default().
+	Logger *slog.Logger
+}
+
+// ReadBootID reads the kernel's boot id.
+func ReadBootID() (string, error) {
+	b, err := os.ReadFile("/proc/sys/kernel/random/boot_id")
+	if err != nil {
+		return "", fmt.Errorf("read the boot id: %w", err)
+	}
+	return strings.TrimSpace(string(b)), nil
+}
+
+// GenerationNumber maps a goal state's generation (a hex fingerprint) to the
+// instance view's applied_generation: its first 15 hex digits. A generation
+// that isn't hex maps to 0.
+func GenerationNumber(generation string) int64 {
+	if len(generation) > 15 {
+		generation = generation[:15]
+	}
+	n, err := strconv.ParseInt(generation, 16, 64)
+	if err != nil {
+		return 0
+	}
+	return n
+}
+
+type agent struct {
+	cfg    Config
+	cl     *client.Client
+	fleet  pb.FleetServiceClient
+	log    *slog.Logger
+	bootID string
+
+	mu sync.Mutex // guards st and lastProgress
+	st *state
+
+	lastProgress time.Time
+	report       chan struct{} // kicks the reporter
+
+	goalMu  sync.Mutex
+	goal    *pb.GoalState
+	goalSeq uint64
+	goalCh  chan struct{}
+}
+
+// Run runs the agent until ctx ends (then it returns nil) or it can't go on
+// (its root or state is unusable). Commands running when ctx ends are
+// stopped, and their operations left recorded: the next Run reruns them.
+func Run(ctx context.Context, cfg Config) error {
+	if cfg.Machine == "" {
+		return errors.New("agent: the machine name is required")
+	}
+	if cfg.Root == "" {
+		return errors.New("agent: the root directory is required")
+	}
+	if cfg.CommandTimeout <= 0 {
+		cfg.CommandTimeout = DefaultCommandTimeout
+	}
+	if cfg.BootID == nil {
+		cfg.BootID = ReadBootID
+	}
+	if cfg.RetryBase <= 0 {
+		cfg.RetryBase = DefaultRetryBase
+	}
+	if cfg.RetryMax <= 0 {
+		cfg.RetryMax = DefaultRetryMax
+	}
+	cfg.RetryMax = max(cfg.RetryMax, cfg.RetryBase)
+	if cfg.ReconnectBase <= 0 {
+		cfg.ReconnectBase = DefaultReconnectBase
+	}
+	if cfg.ReconnectMax <= 0 {
+		cfg.ReconnectMax = DefaultReconnectMax
+	}
+	cfg.ReconnectMax = max(cfg.ReconnectMax, cfg.ReconnectBase)
+	if cfg.Logger == nil {
+		cfg.Logger = slog.Default()
+	}
+	root, err := filepath.Abs(cfg.Root)
+	if err != nil {
+		return err
+	}
+	cfg.Root = root
+	if err := os.MkdirAll(filepath.Join(root, StateDir), 0o755); err != nil {
+		return fmt.Errorf("agent: %w", err)
+	}
+	unlock, err := lockRoot(filepath.Join(root, StateDir, "lock"))
+	if err != nil {
+		return fmt.Errorf("agent: %w", err)
+	}
+	defer unlock()
+	bootID, err := cfg.BootID()
+	if err != nil {
+		return fmt.Errorf("agent: %w", err)
+	}
+	st, err := loadState(root)
+	if err != nil {
+		return fmt.Errorf("agent: %w", err)
+	}
+	a := &agent{cfg: cfg, cl: cfg.Client, log: cfg.Logger.With("machine", cfg.Machine), bootID: bootID, st: st,
+		report: make(chan struct{}, 1), goalCh: make(chan struct{}, 1)}
+	if a.cl == nil {
+		if cfg.Server == "" {
+			return errors.New("agent: the server address is required")
+		}
+		if a.cl, err = client.New(cfg.Server, client.Options{Tenant: cfg.Tenant}); err != nil {
+			return fmt.Errorf("agent: %w", err)
+		}
+		defer a.cl.Close()
+	}
+	a.fleet = pb.NewFleetServiceClient(a.cl.Conn())
+	if err := a.recover(); err != nil {
+		return fmt.Errorf("agent: %w", err)
+	}
+
+	var wg sync.WaitGroup
+	wg.Go(func() { a.reporter(ctx) })
+	wg.Go(func() { a.watch(ctx) })
+	a.kick()
+	a.reconcileLoop(ctx)
+	wg.Wait()
+	// A last report of where things stand.
+	fctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 2*time.Second)
+	defer cancel()
+	if err := a.sendReport(fctx); err != nil {
+		a.log.Debug("final status report failed", "err", err)
+	}
+	return nil
+}
+
+// recover handles the operations a previous run left in progress.
+func (a *agent) recover() error {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	rebooted := a.st.BootID != "" && a.st.BootID != a.bootID
+	for key, as := range a.st.Apps {
+		op := as.Op
+		if op == nil {
+			continue
+		}
+		as.Op = nil
+		if op.BootID == a.bootID {
+			a.log.Warn("an operation was cut short (the agent stopped): running it again", "app", key, "op", op.Op, "version", op.Version)
+			if as.Failure != nil {
+				as.Failure.NextRetry = time.Time{}
+			}
+			continue
+		}
+		if op.Behavior == "Rerun" {
+			a.log.Warn("an operation was interrupted by a reboot: running it again (scriptBehaviorAfterReboot Rerun)", "app", key, "op", op.Op, "version", op.Version)
+			if as.Failure != nil {
+				as.Failure.NextRetry = time.Time{}
+			}
+			continue
+		}
+		a.log.Warn("an operation was interrupted by a reboot", "app", key, "op", op.Op, "version", op.Version)
+		as.Failure = &failure{Op: op.Op, Version: op.Version, ConfigKey: op.ConfigKey, Retry: op.Retry, Manual: true}
+		as.Status.State, as.Status.Reason, as.Status.Operation = StateFailed, "interrupted by a reboot", op.Op
+		as.Status.Version, as.Status.End, as.Status.ExitCode = op.Version, time.Now(), -1
+	}
+	if rebooted {
+		a.log.Info("the machine rebooted", "boot_id", a.bootID)
+	}
+	a.st.BootID = a.bootID
+	return a.st.save(a.cfg.Root)
+}
+
+// saveLocked writes the state; a.mu is held. A failed write is logged: the
+// agent goes on with what it has in memory.
+func (a *agent) saveLocked() {
+	if err := a.st.save(a.cfg.Root); err != nil {
+		a.log.Error("writing the local state failed", "err", err)
+	}
+}
+
+// update changes an application's state under the lock, saves it and
+// reports.
+func (a *agent) update(key string, f func(as *appState)) {
+	a.mu.Lock()
+	as := a.st.Apps[key]
+	if as == nil {
+		a.mu.Unlock()
+		return
+	}
+	f(as)
+	a.saveLocked()
+	a.mu.Unlock()
+	a.kick()
+}
+
+// watch holds the goal-state stream, reopening it with backoff and jitter
+// whenever it breaks.
+func (a *agent) watch(ctx context.Context) {
+	failures := 0
+	for ctx.Err() == nil {
+		received, err := a.watchOnce(ctx)
+		if ctx.Err() != nil {
+			return
+		}
+		if received {
+			failures = 0
+		}
+		failures++
+		d := backoff(a.cfg.ReconnectBase, a.cfg.ReconnectMax, failures)
+		if errs.Is(err, errs.NotFound) {
+			a.log.Warn("the machine isn't in the fleet (yet)", "err", err, "retry_in", d.Round(time.Millisecond))
+		} else {
+			a.log.Info("goal-state stream broke: reconnecting", "err", err, "retry_in", d.Round(time.Millisecond))
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-time.After(d):
+		}
+	}
+}
+
+// watchOnce opens the stream and takes goal states from it until it breaks.
+func (a *agent) watchOnce(ctx context.Context) (received bool, err error) {
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	stream, err := a.fleet.WatchGoalState(ctx, &pb.WatchGoalStateRequest{Machine: a.cfg.Machine})
+	if err != nil {
+		return false, err
+	}
+	for {
+		r, err := stream.Recv()
+		if err != nil {
+			return received, errs.FromStatus(err)
+		}
+		if !received {
+			a.log.Info("goal-state stream open")
+			a.kick() // the server may have restarted: tell it where we stand
+		}
+		received = true
+		gs := r.GetGoalState()
+		if gs == nil {
+			continue
+		}
+		a.log.Debug("goal state", "generation", gs.Generation, "applications", len(gs.Applications))
+		a.goalMu.Lock()
+		a.goal = gs
+		a.goalSeq++
+		a.goalMu.Unlock()
+		select {
+		case a.goalCh <- struct{}{}:
+		default:
+		}
+	}
+}
+
+func (a *agent) latestGoal() (*pb.GoalState, uint64) {
+	a.goalMu.Lock()
+	defer a.goalMu.Unlock()
+	return a.goal, a.goalSeq
+}
+
+// stale tells whether a goal state newer than seq arrived.
+func (a *agent) stale(seq uint64) bool {
+	_, s := a.latestGoal()
+	return s != seq
+}
+
+// reconcileLoop runs a pass for every new goal state and whenever a retry
+// comes due.
+func (a *agent) reconcileLoop(ctx context.Context) {
+	timer := time.NewTimer(time.Hour)
+	timer.Stop()
+	defer timer.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-a.goalCh:
+		case <-timer.C:
+		}
+		gs, seq := a.latestGoal()
+		if gs == nil {
+			continue
+		}
+		a.pass(ctx, gs, seq)
+		if ctx.Err() != nil {
+			return
+		}
+		timer.Stop()
+		if next, ok := a.nextRetry(gs); ok {
+			timer.Reset(max(time.Until(next), time.Millisecond))
+		}
+	}
+}
+
+// backoff is base·2^(n-1), at most maxD, with ±25% jitter.
+func backoff(base, maxD time.Duration, n int) time.Duration {
+	d := base
+	for i := 1; i < n && d < maxD; i++ {
+		d *= 2
+	}
+	d = min(d, maxD)
+	return time.Duration(float64(d) * (0.75 + 0.5*rand.Float64()))
+}
+
+// kick asks the reporter for a report.
+func (a *agent) kick() {
+	select {
+	case a.report <- struct{}{}:
+	default:
+	}
+}
+
+// kickProgress asks for a report of progress, at most every
+// progressInterval.
+func (a *agent) kickProgress() {
+	a.mu.Lock()
+	now := time.Now()
+	ok := now.Sub(a.lastProgress) >= progressInterval
+	if ok {
+		a.lastProgress = now
+	}
+	a.mu.Unlock()
+	if ok {
+		a.kick()
+	}
+}
+
+// reporter sends the instance view whenever kicked, retrying failed reports
+// with backoff until one goes through or a new kick comes.
+func (a *agent) reporter(ctx context.Context) {
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-a.report:
+		}
+		for n := 1; ; n++ {
+			rctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+			err := a.sendReport(rctx)
+			cancel()
+			if err == nil || ctx.Err() != nil {
+				break
+			}
+			a.log.Debug("status report failed", "err", err)
+			select {
+			case <-ctx.Done():
+				return
+			case <-a.report:
+			case <-time.After(backoff(a.cfg.ReconnectBase, a.cfg.ReconnectMax, n)):
+			}
+		}
+	}
+}
+
+// instanceView is the report: every application the agent has state for.
+func (a *agent) instanceView() *pb.InstanceView {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	iv := &pb.InstanceView{AgentVersion: Version, BootId: a.bootID, AppliedGeneration: GenerationNumber(a.st.Generation)}
+	for _, key := range sortedKeys(a.st.Apps) {
+		as := a.st.Apps[key]
+		if as.Status.State == "" {
+			continue
+		}
+		iv.Applications = append(iv.Applications, as.Status.proto(key))
+	}
+	return iv
+}
+
+func (a *agent) sendReport(ctx context.Context) error {
+	_, err := a.fleet.ReportStatus(ctx, &pb.ReportStatusRequest{Machine: a.cfg.Machine, InstanceView: a.instanceView()})
+	return err
+}

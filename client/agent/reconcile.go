@@ -1,0 +1,631 @@
+package agent
+
+import (
+	"cmp"
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"io"
+	"io/fs"
+	"net/http"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/vmapp/vmapp/client"
+	pb "github.com/vmapp/vmapp/proto/vmapp/v1"
+)
+
+func appKey(ga *pb.GoalApplication) string { return ga.Gallery + "/" + ga.Application }
+
+func sortedKeys[V any](m map[string]V) []string {
+	keys := make([]string, 0, len(m))
+	for k := range m {
+		keys = append(keys, k)
+	}
+	slices.Sort(keys)
+	return keys
+}
+
+// configKey identifies the configuration a goal asks for: a change of it
+// (or of the version) is an update.
+func configKey(ga *pb.GoalApplication) string {
+	switch {
+	case len(ga.Configuration) > 0:
+		sum := sha256.Sum256(ga.Configuration)
+		return "inline:" + hex.EncodeToString(sum[:])
+	case ga.ConfigurationReference != "":
+		return "url:" + ga.ConfigurationReference
+	case ga.DefaultConfiguration != nil:
+		return "default:" + ga.DefaultConfiguration.Sha256
+	}
+	return ""
+}
+
+// fileNames are the package's and the configuration's names in the
+// version's directory.
+func fileNames(ga *pb.GoalApplication) (pkg, cfg string) {
+	pkg, cfg = ga.Application, ga.Application+"-config"
+	if n := ga.GetSettings().GetPackageFileName(); n != "" {
+		pkg = n
+	}
+	if n := ga.GetSettings().GetConfigFileName(); n != "" {
+		cfg = n
+	}
+	return pkg, cfg
+}
+
+// plainName tells whether s can be one element of a path.
+func plainName(s string) bool {
+	return s != "" && s != "." && s != ".." && !strings.ContainsAny(s, "/\\\x00")
+}
+
+type action int
+
+const (
+	actNone action = iota // at its goal
+	actRun                // install or update now
+	actWait               // failed; the retry isn't due
+)
+
+type planned struct {
+	key string
+	ga  *pb.GoalApplication
+	act action
+}
+
+// pass makes one attempt at the goal state: removals, then the ordered
+// groups, then the unordered applications.
+func (a *agent) pass(ctx context.Context, gs *pb.GoalState, seq uint64) {
+	wanted := map[string]*pb.GoalApplication{}
+	for _, ga := range gs.Applications {
+		wanted[appKey(ga)] = ga
+	}
+	now := time.Now()
+
+	// Removals first.
+	a.mu.Lock()
+	var removals []string
+	var gone []string
+	for _, key := range sortedKeys(a.st.Apps) {
+		as := a.st.Apps[key]
+		if wanted[key] != nil || as.Op != nil {
+			continue
+		}
+		if as.Installed == nil {
+			delete(a.st.Apps, key)
+			gone = append(gone, as.Application)
+			continue
+		}
+		if f := as.Failure; f != nil && f.Op == OpRemove && f.Version == as.Installed.Version && (f.Manual || now.Before(f.NextRetry)) {
+			continue
+		}
+		removals = append(removals, key)
+	}
+	// Directories of applications that never installed (their failed
+	// attempts), unless another application of that name is here.
+	names := map[string]bool{}
+	for _, as := range a.st.Apps {
+		names[as.Application] = true
+	}
+	for _, ga := range gs.Applications {
+		names[ga.Application] = true
+	}
+	for _, n := range gone {
+		if !names[n] && plainName(n) {
+			os.RemoveAll(filepath.Join(a.cfg.Root, n))
+		}
+	}
+	a.saveLocked()
+	a.mu.Unlock()
+	a.kick()
+	var wg sync.WaitGroup
+	for _, key := range removals {
+		wg.Go(func() { a.remove(ctx, key) })
+	}
+	wg.Wait()
+	if ctx.Err() != nil {
+		return
+	}
+
+	// Plan: what is at its goal, what waits for a retry, what runs.
+	a.mu.Lock()
+	owner := map[string]string{} // application name -> gallery/application
+	for key, as := range a.st.Apps {
+		if as.Installed != nil {
+			owner[as.Application] = key
+		}
+	}
+	var plan []*planned
+	for _, ga := range gs.Applications {
+		key := appKey(ga)
+		as := a.st.Apps[key]
+		if as == nil {
+			as = &appState{Gallery: ga.Gallery, Application: ga.Application}
+			a.st.Apps[key] = as
+		}
+		p := &planned{key: key, ga: ga, act: actRun}
+		plan = append(plan, p)
+		ck := configKey(ga)
+		if in := as.Installed; in != nil && in.Version == ga.Version && in.ConfigKey == ck {
+			p.act = actNone
+			as.Failure = nil
+			in.Treat = ga.TreatFailureAsDeploymentFailure
+			if as.Status.State != StateInstalled || as.Status.Version != ga.Version {
+				as.Status = status{Version: ga.Version, State: StateInstalled, Operation: as.Status.Operation, Start: as.Status.Start, End: as.Status.End, Attempts: as.Status.Attempts}
+			}
+			as.Status.Treat = ga.TreatFailureAsDeploymentFailure
+			continue
+		}
+		if o, ok := owner[ga.Application]; ok && o != key {
+			p.act = actWait
+			as.Status = status{Version: ga.Version, State: StateFailed, Operation: OpInstall, End: now,
+				Reason: fmt.Sprintf("application %s is installed here: two applications named '%s' can't share %s", o, ga.Application, filepath.Join(a.cfg.Root, ga.Application)),
+				Treat:  ga.TreatFailureAsDeploymentFailure}
+			continue
+		}
+		owner[ga.Application] = key
+		if f := as.Failure; f != nil && f.Op != OpRemove && f.Version == ga.Version && f.ConfigKey == ck &&
+			ga.Retry <= f.Retry && (f.Manual || now.Before(f.NextRetry)) {
+			p.act = actWait
+			as.Status.Treat = ga.TreatFailureAsDeploymentFailure
+			continue
+		}
+		op := OpInstall
+		if as.Installed != nil {
+			op = OpUpdate
+		}
+		as.Status = status{Version: ga.Version, State: StatePending, Operation: op, Attempts: as.Attempts, Treat: ga.TreatFailureAsDeploymentFailure}
+	}
+	a.saveLocked()
+	a.mu.Unlock()
+	a.kick()
+
+	// Groups: ascending orders, then the unordered applications.
+	groups := map[int32][]*planned{}
+	var unordered []*planned
+	for _, p := range plan {
+		if p.ga.Order == nil {
+			unordered = append(unordered, p)
+		} else {
+			groups[p.ga.GetOrder()] = append(groups[p.ga.GetOrder()], p)
+		}
+	}
+	orders := make([]int32, 0, len(groups))
+	for o := range groups {
+		orders = append(orders, o)
+	}
+	slices.Sort(orders)
+	skipReason := ""
+	for _, o := range orders {
+		if a.stale(seq) {
+			return
+		}
+		group := groups[o]
+		if skipReason != "" {
+			for _, p := range group {
+				if p.act == actRun {
+					a.skip(p, skipReason)
+				}
+			}
+			continue
+		}
+		failed := a.runGroup(ctx, gs, group)
+		if ctx.Err() != nil {
+			return
+		}
+		if len(failed) > 0 {
+			slices.Sort(failed)
+			skipReason = fmt.Sprintf("an application with a lower order (%d) failed: %s", o, failed[0])
+		}
+	}
+	if a.stale(seq) {
+		return
+	}
+	a.runGroup(ctx, gs, unordered)
+	if ctx.Err() != nil {
+		return
+	}
+	a.mu.Lock()
+	a.st.Generation = gs.Generation
+	a.saveLocked()
+	a.mu.Unlock()
+	a.kick()
+}
+
+// runGroup runs a group's applications concurrently and returns those that
+// failed (now or before, waiting for a retry).
+func (a *agent) runGroup(ctx context.Context, gs *pb.GoalState, group []*planned) []string {
+	var mu sync.Mutex
+	var failed []string
+	var wg sync.WaitGroup
+	for _, p := range group {
+		switch p.act {
+		case actWait:
+			failed = append(failed, p.key)
+		case actRun:
+			wg.Go(func() {
+				if !a.apply(ctx, gs, p.ga) && ctx.Err() == nil {
+					mu.Lock()
+					failed = append(failed, p.key)
+					mu.Unlock()
+				}
+			})
+		}
+	}
+	wg.Wait()
+	return failed
+}
+
+func (a *agent) skip(p *planned, reason string) {
+	a.update(p.key, func(as *appState) {
+		as.Status.State, as.Status.Reason, as.Status.End = StateSkipped, reason, time.Now()
+	})
+}
+
+// nextRetry is when the earliest automatic retry comes due.
+func (a *agent) nextRetry(*pb.GoalState) (time.Time, bool) {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	now := time.Now()
+	var next time.Time
+	for _, as := range a.st.Apps {
+		f := as.Failure
+		if f == nil || f.Manual || !f.NextRetry.After(now) {
+			continue
+		}
+		if next.IsZero() || f.NextRetry.Before(next) {
+			next = f.NextRetry
+		}
+	}
+	return next, !next.IsZero()
+}
+
+// cmdEnv describes the operation to its commands.
+func cmdEnv(ga *pb.GoalApplication, op, previous string) []string {
+	pkg, cfg := fileNames(ga)
+	env := []string{
+		"VMAPP_GALLERY=" + ga.Gallery, "VMAPP_APPLICATION=" + ga.Application, "VMAPP_VERSION=" + ga.Version,
+		"VMAPP_OPERATION=" + op, "VMAPP_PACKAGE_FILE=" + pkg,
+	}
+	if configKey(ga) != "" {
+		env = append(env, "VMAPP_CONFIG_FILE="+cfg)
+	}
+	if previous != "" {
+		env = append(env, "VMAPP_PREVIOUS_VERSION="+previous)
+	}
+	return env
+}
+
+// apply installs or updates an application to its goal; false when it
+// failed (or ctx ended).
+func (a *agent) apply(ctx context.Context, gs *pb.GoalState, ga *pb.GoalApplication) bool {
+	key, ck := appKey(ga), configKey(ga)
+	dir := filepath.Join(a.cfg.Root, ga.Application, ga.Version)
+	pkgName, cfgName := fileNames(ga)
+	behavior := ga.GetSettings().GetScriptBehaviorAfterReboot()
+
+	var inst *installed
+	var op string
+	a.update(key, func(as *appState) {
+		if as.Installed != nil {
+			c := *as.Installed
+			inst = &c
+		}
+		if f := as.Failure; f == nil || f.Op == OpRemove || f.Version != ga.Version || f.ConfigKey != ck {
+			as.Attempts = 0
+		}
+		as.Attempts++
+		op = OpInstall
+		if inst != nil {
+			op = OpUpdate
+		}
+		as.Status = status{Version: ga.Version, State: StateDownloading, Operation: op, Start: time.Now(),
+			Attempts: as.Attempts, Treat: ga.TreatFailureAsDeploymentFailure}
+	})
+	log := a.log.With("app", key, "version", ga.Version, "op", op)
+	fail := func(reason string, r *result) bool {
+		log.Warn("operation failed", "reason", reason)
+		a.update(key, func(as *appState) {
+			as.Op = nil
+			as.Failure = &failure{Op: op, Version: ga.Version, ConfigKey: ck, Retry: ga.Retry,
+				NextRetry: time.Now().Add(backoff(a.cfg.RetryBase, a.cfg.RetryMax, int(as.Attempts)))}
+			as.Status.State, as.Status.Reason, as.Status.End = StateFailed, reason, time.Now()
+			as.Status.ExitCode, as.Status.OutputTail = -1, ""
+			if r != nil {
+				as.Status.ExitCode, as.Status.OutputTail = r.ExitCode, r.Tail
+			}
+		})
+		return false
+	}
+
+	switch {
+	case !plainName(ga.Application) || !plainName(ga.Version) || strings.HasPrefix(ga.Application, "."):
+		return fail(fmt.Sprintf("application '%s' version '%s' can't name a directory", ga.Application, ga.Version), nil)
+	case !plainName(pkgName) || !plainName(cfgName):
+		return fail(fmt.Sprintf("packageFileName '%s' or configFileName '%s' isn't a plain file name", pkgName, cfgName), nil)
+	case ga.Package == nil:
+		return fail(fmt.Sprintf("version %s has no package in the catalog (was it deleted?)", ga.Version), nil)
+	case ga.GetManageActions().GetInstall() == "":
+		return fail(fmt.Sprintf("version %s has no install command", ga.Version), nil)
+	}
+	keep := []string{dir}
+	if inst != nil {
+		keep = append(keep, inst.Dir)
+	}
+	a.cleanLeftovers(ga.Application, keep)
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return fail(err.Error(), nil)
+	}
+	if err := a.fetch(ctx, gs.Region, ga, key, dir, pkgName, cfgName); err != nil {
+		if ctx.Err() != nil {
+			return false
+		}
+		return fail(err.Error(), nil)
+	}
+
+	step := func(name, command, in string, version string) (result, string, bool) {
+		o := &operation{Op: op, Step: name, Version: ga.Version, ConfigKey: ck, Retry: ga.Retry, Dir: in,
+			BootID: a.bootID, Behavior: behavior, Start: time.Now()}
+		what := "the " + name + " command"
+		if name == "remove-old" {
+			what = "the remove command of version " + version
+		}
+		r, ok := a.runStep(ctx, key, o, command, in, cmdEnv(ga, op, prevVersion(inst)))
+		return r, what, ok
+	}
+	var r result
+	var what string
+	var ok bool
+	switch {
+	case inst == nil:
+		a.setState(key, StateInstalling)
+		r, what, ok = step(OpInstall, ga.ManageActions.Install, dir, "")
+	case ga.ManageActions.GetUpdate() != "":
+		a.setState(key, StateUpdating)
+		r, what, ok = step(OpUpdate, ga.ManageActions.Update, dir, "")
+	default:
+		a.setState(key, StateUpdating)
+		r, what, ok = step("remove-old", inst.Remove, inst.Dir, inst.Version)
+		if ok {
+			if inst.Dir != dir {
+				os.RemoveAll(inst.Dir)
+			}
+			a.update(key, func(as *appState) { as.Installed, as.Op = nil, nil })
+			r, what, ok = step(OpInstall, ga.ManageActions.Install, dir, "")
+		}
+	}
+	if ctx.Err() != nil {
+		return false
+	}
+	if !ok {
+		return fail(reasonOf(what, r), &r)
+	}
+	if inst != nil && inst.Dir != dir {
+		os.RemoveAll(inst.Dir)
+	}
+	log.Info("operation succeeded", "duration", r.Duration.Round(time.Millisecond))
+	a.update(key, func(as *appState) {
+		as.Op, as.Failure = nil, nil
+		as.Installed = &installed{Version: ga.Version, Dir: dir, ConfigKey: ck, Remove: ga.ManageActions.Remove,
+			Behavior: behavior, Time: time.Now(), Treat: ga.TreatFailureAsDeploymentFailure}
+		as.Status.State, as.Status.Reason, as.Status.End = StateInstalled, "", time.Now()
+		as.Status.ExitCode, as.Status.OutputTail = r.ExitCode, r.Tail
+	})
+	return true
+}
+
+func prevVersion(inst *installed) string {
+	if inst == nil {
+		return ""
+	}
+	return inst.Version
+}
+
+func reasonOf(what string, r result) string {
+	switch {
+	case r.TimedOut:
+		return fmt.Sprintf("%s %s", what, r.Err)
+	case r.Err != nil:
+		return fmt.Sprintf("%s couldn't run: %v", what, r.Err)
+	}
+	return fmt.Sprintf("%s exited with code %d", what, r.ExitCode)
+}
+
+func (a *agent) setState(key, state string) {
+	a.update(key, func(as *appState) { as.Status.State = state })
+}
+
+// runStep records the operation in progress, then runs its command: ok
+// when it exited 0. An empty command does nothing. The operation stays
+// recorded: the caller records the outcome.
+func (a *agent) runStep(ctx context.Context, key string, o *operation, command, dir string, env []string) (result, bool) {
+	if command == "" {
+		return result{}, true
+	}
+	if _, err := os.Stat(dir); err != nil {
+		return result{ExitCode: -1, Err: err}, false
+	}
+	a.update(key, func(as *appState) { as.Op = o })
+	a.log.Info("running a command", "app", key, "step", o.Step, "version", o.Version, "dir", dir)
+	r := runCommand(ctx, command, dir, env, a.cfg.CommandTimeout)
+	return r, r.Err == nil && r.ExitCode == 0
+}
+
+// remove runs an installed application's remove command and deletes its
+// directory.
+func (a *agent) remove(ctx context.Context, key string) {
+	var inst installed
+	var app string
+	a.update(key, func(as *appState) {
+		inst, app = *as.Installed, as.Application
+		if f := as.Failure; f == nil || f.Op != OpRemove || f.Version != inst.Version {
+			as.Attempts = 0
+		}
+		as.Attempts++
+		as.Status = status{Version: inst.Version, State: StateRemoving, Operation: OpRemove, Start: time.Now(),
+			Attempts: as.Attempts, Treat: inst.Treat}
+	})
+	log := a.log.With("app", key, "version", inst.Version, "op", OpRemove)
+	o := &operation{Op: OpRemove, Step: OpRemove, Version: inst.Version, Dir: inst.Dir, BootID: a.bootID, Behavior: inst.Behavior, Start: time.Now()}
+	env := []string{"VMAPP_APPLICATION=" + app, "VMAPP_VERSION=" + inst.Version, "VMAPP_OPERATION=" + OpRemove}
+	var r result
+	ok := true
+	if _, err := os.Stat(inst.Dir); errors.Is(err, fs.ErrNotExist) {
+		log.Warn("the installed directory is gone: nothing to run the remove command in", "dir", inst.Dir)
+	} else {
+		r, ok = a.runStep(ctx, key, o, inst.Remove, inst.Dir, env)
+	}
+	if ctx.Err() != nil {
+		return
+	}
+	if !ok {
+		reason := reasonOf("the remove command", r)
+		log.Warn("operation failed", "reason", reason)
+		a.update(key, func(as *appState) {
+			as.Op = nil
+			as.Failure = &failure{Op: OpRemove, Version: inst.Version,
+				NextRetry: time.Now().Add(backoff(a.cfg.RetryBase, a.cfg.RetryMax, int(as.Attempts)))}
+			as.Status.State, as.Status.Reason, as.Status.End = StateFailed, reason, time.Now()
+			as.Status.ExitCode, as.Status.OutputTail = r.ExitCode, r.Tail
+		})
+		return
+	}
+	os.RemoveAll(inst.Dir)
+	a.mu.Lock()
+	delete(a.st.Apps, key)
+	others := false
+	for _, as := range a.st.Apps {
+		others = others || as.Application == app
+	}
+	if !others && plainName(app) {
+		os.RemoveAll(filepath.Join(a.cfg.Root, app))
+	}
+	a.saveLocked()
+	a.mu.Unlock()
+	a.kick()
+	log.Info("removed", "duration", r.Duration.Round(time.Millisecond))
+}
+
+// cleanLeftovers deletes the directories of an application's versions other
+// than keep (left by failed attempts): a machine holds one version.
+func (a *agent) cleanLeftovers(app string, keep []string) {
+	entries, err := os.ReadDir(filepath.Join(a.cfg.Root, app))
+	if err != nil {
+		return
+	}
+	for _, e := range entries {
+		p := filepath.Join(a.cfg.Root, app, e.Name())
+		if !slices.Contains(keep, p) {
+			os.RemoveAll(p)
+		}
+	}
+}
+
+// fetch downloads the package and puts the configuration beside it.
+func (a *agent) fetch(ctx context.Context, region string, ga *pb.GoalApplication, key, dir, pkgName, cfgName string) error {
+	total := ga.Package.GetSizeBytes()
+	switch {
+	case len(ga.Configuration) > 0:
+		total += int64(len(ga.Configuration))
+	case ga.ConfigurationReference != "":
+	case ga.DefaultConfiguration != nil:
+		total += ga.DefaultConfiguration.SizeBytes
+	}
+	a.progress(key, 0, total)
+	progress := func(base int64) func(done, _ int64) {
+		return func(done, _ int64) { a.progress(key, base+done, total) }
+	}
+	o := client.DownloadOptions{Region: region, MachineID: a.cfg.Machine, Kind: pb.ArtifactKind_ARTIFACT_KIND_PACKAGE,
+		Progress: progress(0), HTTPClient: a.cfg.HTTPClient}
+	if _, err := a.cl.Download(ctx, ga.Gallery, ga.Application, ga.Version, filepath.Join(dir, pkgName), o); err != nil {
+		return fmt.Errorf("download of the package failed: %w", err)
+	}
+	done := ga.Package.GetSizeBytes()
+	cfgPath := filepath.Join(dir, cfgName)
+	switch {
+	case len(ga.Configuration) > 0:
+		if err := writeFileAtomic(cfgPath, ga.Configuration); err != nil {
+			return fmt.Errorf("writing the configuration failed: %w", err)
+		}
+		done += int64(len(ga.Configuration))
+	case ga.ConfigurationReference != "":
+		n, err := a.fetchURL(ctx, ga.ConfigurationReference, cfgPath)
+		if err != nil {
+			return fmt.Errorf("download of the configuration (configurationReference) failed: %w", err)
+		}
+		done += n
+		total += n
+	case ga.DefaultConfiguration != nil:
+		o.Kind, o.Progress = pb.ArtifactKind_ARTIFACT_KIND_CONFIGURATION, progress(done)
+		if _, err := a.cl.Download(ctx, ga.Gallery, ga.Application, ga.Version, cfgPath, o); err != nil {
+			return fmt.Errorf("download of the default configuration failed: %w", err)
+		}
+		done += ga.DefaultConfiguration.SizeBytes
+	default:
+		if err := os.Remove(cfgPath); err != nil && !errors.Is(err, fs.ErrNotExist) {
+			return err
+		}
+	}
+	a.progress(key, done, total)
+	return nil
+}
+
+// progress records download progress and reports it (throttled).
+func (a *agent) progress(key string, done, total int64) {
+	a.mu.Lock()
+	if as := a.st.Apps[key]; as != nil {
+		as.Status.BytesDone, as.Status.BytesTotal = done, total
+	}
+	a.mu.Unlock()
+	a.kickProgress()
+}
+
+// fetchURL downloads url into path (through a temporary file).
+func (a *agent) fetchURL(ctx context.Context, url, path string) (int64, error) {
+	hc := cmp.Or(a.cfg.HTTPClient, http.DefaultClient)
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
+	if err != nil {
+		return 0, err
+	}
+	resp, err := hc.Do(req)
+	if err != nil {
+		return 0, err
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		return 0, fmt.Errorf("GET %s: %s", redact(url), resp.Status)
+	}
+	f, err := os.CreateTemp(filepath.Dir(path), "."+filepath.Base(path)+".tmp-*")
+	if err != nil {
+		return 0, err
+	}
+	n, err := io.Copy(f, resp.Body)
+	if err == nil {
+		err = f.Sync()
+	}
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	if err == nil {
+		err = os.Rename(f.Name(), path)
+	}
+	if err != nil {
+		os.Remove(f.Name())
+		return 0, err
+	}
+	return n, nil
+}
+
+// redact drops a URL's query (a SAS or presigned signature).
+func redact(u string) string {
+	if i := strings.IndexByte(u, '?'); i >= 0 {
+		return u[:i] + "?…"
+	}
+	return u
+}

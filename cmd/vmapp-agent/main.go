@@ -1,0 +1,57 @@
+// Command vmapp-agent runs on a machine of the fleet: it holds the machine's
+// goal-state stream from vmappd, installs, updates and removes the
+// applications of its profile under --root, and reports their status.
+package main
+
+import (
+	"cmp"
+	"context"
+	"flag"
+	"fmt"
+	"log/slog"
+	"os"
+	"os/signal"
+	"syscall"
+	"time"
+
+	"github.com/vmapp/vmapp/client/agent"
+)
+
+func main() {
+	var c agent.Config
+	var level slog.Level
+	var version bool
+	flag.StringVar(&c.Server, "server", cmp.Or(os.Getenv("VMAPP_SERVER"), "127.0.0.1:7443"), "vmappd's address (env VMAPP_SERVER)")
+	flag.StringVar(&c.Tenant, "tenant", os.Getenv("VMAPP_TENANT"), "tenant of the machine (env VMAPP_TENANT; empty: the server's default)")
+	flag.StringVar(&c.Machine, "vm", "", "this machine's name in the fleet (required)")
+	flag.StringVar(&c.Root, "root", "", "directory applications are installed under, e.g. /var/lib/vmapp (required)")
+	flag.DurationVar(&c.CommandTimeout, "command-timeout", agent.DefaultCommandTimeout, "how long an install, update or remove command may run")
+	flag.DurationVar(&c.RetryBase, "retry-base", agent.DefaultRetryBase, "first delay before a failed operation is retried (doubling)")
+	flag.DurationVar(&c.RetryMax, "retry-max", agent.DefaultRetryMax, "longest delay between retries of a failed operation")
+	flag.TextVar(&level, "log-level", slog.LevelInfo, "log level: debug, info, warn, error")
+	flag.BoolVar(&version, "version", false, "print the version and exit")
+	flag.Parse()
+	if version {
+		fmt.Println("vmapp-agent", agent.Version)
+		return
+	}
+	if c.Machine == "" || c.Root == "" || flag.NArg() > 0 {
+		fmt.Fprintln(os.Stderr, "usage: vmapp-agent --vm NAME --root DIR [--server ADDR] [--tenant T] [--command-timeout D] [--log-level L]")
+		flag.PrintDefaults()
+		os.Exit(2)
+	}
+	if c.CommandTimeout <= 0 {
+		fmt.Fprintln(os.Stderr, "vmapp-agent: --command-timeout must be positive")
+		os.Exit(2)
+	}
+	c.Logger = slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: level}))
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	c.Logger.Info("vmapp-agent starting", "version", agent.Version, "server", c.Server, "vm", c.Machine, "root", c.Root)
+	start := time.Now()
+	if err := agent.Run(ctx, c); err != nil {
+		c.Logger.Error("vmapp-agent failed", "err", err)
+		os.Exit(1)
+	}
+	c.Logger.Info("vmapp-agent stopped", "uptime", time.Since(start).Round(time.Second))
+}
