@@ -1,0 +1,382 @@
+//go:build bench
+
+package bench
+
+import (
+	"context"
+	"fmt"
+	"image"
+	"image/color"
+	"image/png"
+	"net/http"
+	"os"
+	"path/filepath"
+	"slices"
+	"strconv"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"google.golang.org/protobuf/proto"
+
+	"github.com/vmapp/vmapp/client"
+	"github.com/vmapp/vmapp/errs"
+	"github.com/vmapp/vmapp/internal/miniotest"
+	pb "github.com/vmapp/vmapp/proto/vmapp/v1"
+	"github.com/vmapp/vmapp/replicator"
+)
+
+// fleetEnv is one region ("eastus") of MinIO endpoints behind a vmappd
+// binary, with a client.
+type fleetEnv struct {
+	d       *vmappd
+	pid     int
+	c       *client.Client
+	fleet   pb.FleetServiceClient
+	servers []*miniotest.Server
+}
+
+const fleetRegion = "eastus"
+
+// startFleetEnv starts endpoints MinIO servers (in parallel), one region
+// over them, and vmappd.
+func startFleetEnv(t testing.TB, endpoints int) *fleetEnv {
+	t.Helper()
+	const accessKey, secretKey = "vmappbench", "vmappbenchsecret"
+	e := &fleetEnv{servers: make([]*miniotest.Server, endpoints)}
+	var wg sync.WaitGroup
+	for i := range endpoints {
+		wg.Go(func() { e.servers[i] = miniotest.Start(t, miniotest.WithCredentials(accessKey, secretKey)) })
+	}
+	wg.Wait()
+	if t.Failed() {
+		t.FailNow()
+	}
+	var yaml strings.Builder
+	fmt.Fprintf(&yaml, "regions:\n  - name: %s\n    endpoints:\n", fleetRegion)
+	for _, s := range e.servers {
+		fmt.Fprintf(&yaml, "      - {url: %q, bucket: vmapp-%s}\n", s.Endpoint(), fleetRegion)
+	}
+	regionsFile := filepath.Join(t.TempDir(), "regions.yaml")
+	if err := os.WriteFile(regionsFile, []byte(yaml.String()), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	e.d = startVmappd(t, buildCmd(t, "vmappd"), regionsFile, "VMAPP_S3_ACCESS_KEY="+accessKey, "VMAPP_S3_SECRET_KEY="+secretKey)
+	e.pid = e.d.cmd.Process.Pid
+	c, err := client.New(e.d.addr, client.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { c.Close() })
+	e.c, e.fleet = c, pb.NewFleetServiceClient(c.Conn())
+	return e
+}
+
+// publish creates gallery/app (Linux) when missing and version with
+// replicas replicas in the region, uploads path as its package and waits
+// until replication completes. It returns the wall time of the wait.
+func (e *fleetEnv) publish(t testing.TB, ctx context.Context, gallery, app, version, path string, replicas int32) time.Duration {
+	t.Helper()
+	sum, _, err := client.FileSHA256(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := e.c.Catalog.CreateGallery(ctx, &pb.CreateGalleryRequest{Gallery: &pb.Gallery{Name: gallery, Location: fleetRegion}}); err != nil && !errs.Is(err, errs.AlreadyExists) {
+		t.Fatal(err)
+	}
+	if _, err := e.c.Catalog.CreateApplication(ctx, &pb.CreateApplicationRequest{Application: &pb.GalleryApplication{Gallery: gallery, Name: app, Location: fleetRegion, SupportedOsType: "Linux"}}); err != nil && !errs.Is(err, errs.AlreadyExists) {
+		t.Fatal(err)
+	}
+	if _, err := e.c.Catalog.CreateVersion(ctx, &pb.CreateVersionRequest{Version: &pb.GalleryApplicationVersion{
+		Gallery: gallery, Application: app, Name: version, Location: fleetRegion,
+		PublishingProfile: &pb.PublishingProfile{
+			ManageActions: &pb.UserArtifactManage{Install: "i", Remove: "r"},
+			TargetRegions: []*pb.TargetRegion{{Name: fleetRegion, RegionalReplicaCount: proto.Int32(replicas)}},
+		},
+	}}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := e.c.Upload(ctx, gallery, app, version, pb.ArtifactKind_ARTIFACT_KIND_PACKAGE, path, client.UploadOptions{SHA256: sum}); err != nil {
+		t.Fatal(err)
+	}
+	start := time.Now()
+	for {
+		r, err := e.c.Catalog.GetVersion(ctx, &pb.GetVersionRequest{Gallery: gallery, Application: app, Version: version})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if r.Version.GetReplicationStatus().GetAggregatedState() == replicator.StateCompleted {
+			return time.Since(start)
+		}
+		if ctx.Err() != nil {
+			t.Fatalf("replication of %s/%s/%s did not complete: %v", gallery, app, version, r.Version.GetReplicationStatus())
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+// createMachines creates scale set name (Linux, in the region) and n
+// instances name-0 … name-(n-1), conc at a time. It returns the machine
+// names and the wall time of the CreateMachine calls.
+func (e *fleetEnv) createMachines(t testing.TB, ctx context.Context, name string, n, conc int) ([]string, time.Duration) {
+	t.Helper()
+	if _, err := e.fleet.CreateScaleSet(ctx, &pb.CreateScaleSetRequest{ScaleSet: &pb.ScaleSet{Name: name, Region: fleetRegion, OsType: "Linux"}}); err != nil {
+		t.Fatal(err)
+	}
+	names := make([]string, n)
+	for i := range names {
+		names[i] = fmt.Sprintf("%s-%d", name, i)
+	}
+	start := time.Now()
+	err := forEach(ctx, n, conc, func(ctx context.Context, i int) error {
+		_, err := e.fleet.CreateMachine(ctx, &pb.CreateMachineRequest{Machine: &pb.Machine{Name: names[i], ScaleSet: name}})
+		return err
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return names, time.Since(start)
+}
+
+// forEach runs f(0) … f(n-1), conc at a time, and returns the first error.
+func forEach(ctx context.Context, n, conc int, f func(ctx context.Context, i int) error) error {
+	ctx, cancel := context.WithCancelCause(ctx)
+	defer cancel(nil)
+	next := make(chan int)
+	var wg sync.WaitGroup
+	for range min(conc, n) {
+		wg.Go(func() {
+			for i := range next {
+				if err := f(ctx, i); err != nil {
+					cancel(err)
+				}
+			}
+		})
+	}
+feed:
+	for i := range n {
+		select {
+		case next <- i:
+		case <-ctx.Done():
+			break feed
+		}
+	}
+	close(next)
+	wg.Wait()
+	return context.Cause(ctx)
+}
+
+// loadResult is a closed-loop load run: calls completed and their
+// latencies.
+type loadResult struct {
+	Calls    int
+	Seconds  float64
+	CPU      float64 // vmappd CPU seconds during the run
+	Latency  []time.Duration
+	ErrCount int
+}
+
+func (r loadResult) perSecond() float64 { return float64(r.Calls) / r.Seconds }
+
+// hammer runs conc workers calling call in a loop for d (closed loop: a
+// worker calls again as soon as its call returns) and measures vmappd's
+// CPU (pid) meanwhile. Errors are counted; the first is returned.
+func hammer(ctx context.Context, pid int, d time.Duration, conc int, call func(ctx context.Context, worker int) error) (loadResult, error) {
+	var (
+		mu    sync.Mutex
+		res   loadResult
+		first error
+		wg    sync.WaitGroup
+	)
+	cpu0 := cpuSeconds(pid)
+	start := time.Now()
+	deadline := start.Add(d)
+	for w := range conc {
+		wg.Go(func() {
+			lat := make([]time.Duration, 0, 4096)
+			errCount := 0
+			var werr error
+			for time.Now().Before(deadline) && ctx.Err() == nil {
+				t0 := time.Now()
+				if err := call(ctx, w); err != nil {
+					errCount++
+					if werr == nil {
+						werr = err
+					}
+					continue
+				}
+				lat = append(lat, time.Since(t0))
+			}
+			mu.Lock()
+			res.Latency = append(res.Latency, lat...)
+			res.ErrCount += errCount
+			if first == nil {
+				first = werr
+			}
+			mu.Unlock()
+		})
+	}
+	wg.Wait()
+	res.Seconds = time.Since(start).Seconds()
+	res.CPU = cpuSeconds(pid) - cpu0
+	res.Calls = len(res.Latency)
+	return res, first
+}
+
+// percentile is the p-th percentile (0 < p ≤ 100, nearest rank) of ds,
+// which it sorts.
+func percentile(ds []time.Duration, p float64) time.Duration {
+	if len(ds) == 0 {
+		return 0
+	}
+	slices.Sort(ds)
+	k := int(float64(len(ds))*p/100+0.9999999) - 1
+	return ds[min(max(k, 0), len(ds)-1)]
+}
+
+// ms is d in milliseconds, to 3 places.
+func ms(d time.Duration) float64 { return round(float64(d)/float64(time.Millisecond), 3) }
+
+// latencyMS is p50/p99/max of ds in milliseconds, for the JSON.
+func latencyMS(ds []time.Duration) map[string]float64 {
+	return map[string]float64{"p50": ms(percentile(ds, 50)), "p99": ms(percentile(ds, 99)), "max": ms(percentile(ds, 100))}
+}
+
+// currentRSS is a process's resident set now (VmRSS), in bytes.
+func currentRSS(pid int) int64 {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
+	if err != nil {
+		return 0
+	}
+	for _, line := range strings.Split(string(b), "\n") {
+		if f := strings.Fields(line); len(f) >= 2 && f[0] == "VmRSS:" {
+			kb, _ := strconv.ParseInt(f[1], 10, 64)
+			return kb << 10
+		}
+	}
+	return 0
+}
+
+// resetPeakRSS makes VmHWM start again from VmRSS; false when the kernel
+// refused.
+func resetPeakRSS(pid int) bool {
+	return os.WriteFile(fmt.Sprintf("/proc/%d/clear_refs", pid), []byte("5"), 0) == nil
+}
+
+// machineHTTPClient is what one agent process would have: its own
+// connection pool, sized like client.Download's default.
+func machineHTTPClient() *http.Client {
+	tr := http.DefaultTransport.(*http.Transport).Clone()
+	tr.MaxIdleConnsPerHost = 16
+	tr.ResponseHeaderTimeout = 30 * time.Second
+	return &http.Client{Transport: tr}
+}
+
+// plotConvergence draws the fraction of machines converged against
+// milliseconds since SetApplication as a step line, with the standard
+// library only, and writes it as a PNG.
+func plotConvergence(path string, ds []time.Duration) error {
+	ds = slices.Clone(ds)
+	slices.Sort(ds)
+	if len(ds) == 0 {
+		return nil
+	}
+	const w, h, left, right, top, bottom = 800, 480, 60, 20, 20, 50
+	img := image.NewRGBA(image.Rect(0, 0, w, h))
+	white, grey, black, blue := color.RGBA{255, 255, 255, 255}, color.RGBA{220, 220, 220, 255}, color.RGBA{0, 0, 0, 255}, color.RGBA{31, 119, 180, 255}
+	for y := range h {
+		for x := range w {
+			img.Set(x, y, white)
+		}
+	}
+	maxMS := float64(ds[len(ds)-1]) / float64(time.Millisecond) * 1.05
+	if maxMS <= 0 {
+		maxMS = 1
+	}
+	pw, ph := w-left-right, h-top-bottom
+	px := func(msv float64) int { return left + int(msv/maxMS*float64(pw)) }
+	py := func(frac float64) int { return top + ph - int(frac*float64(ph)) }
+	line := func(x0, y0, x1, y1 int, c color.Color) {
+		for x := min(x0, x1); x <= max(x0, x1); x++ {
+			for y := min(y0, y1); y <= max(y0, y1); y++ {
+				img.Set(x, y, c)
+			}
+		}
+	}
+	// Grid at every 10 % and at tenths of the time axis; ticks as marks.
+	for i := 0; i <= 10; i++ {
+		line(left, py(float64(i)/10), left+pw, py(float64(i)/10), grey)
+		line(left+pw*i/10, top, left+pw*i/10, top+ph, grey)
+		line(left-5, py(float64(i)/10), left, py(float64(i)/10), black)
+		line(left+pw*i/10, top+ph, left+pw*i/10, top+ph+5, black)
+	}
+	line(left, top, left, top+ph, black)
+	line(left, top+ph, left+pw, top+ph, black)
+	// Labels: "0", "100%" and the time axis's end in ms, in a 3×5 digit font.
+	drawText(img, left-40, py(1)-2, "100%", black)
+	drawText(img, left-16, py(0)-2, "0%", black)
+	drawText(img, left, top+ph+12, "0", black)
+	drawText(img, left+pw-40, top+ph+12, strconv.Itoa(int(maxMS))+"ms", black)
+	prevX, prevY := px(0), py(0)
+	for i, d := range ds {
+		x, y := px(float64(d)/float64(time.Millisecond)), py(float64(i+1)/float64(len(ds)))
+		line(prevX, prevY, x, prevY, blue)
+		line(x, prevY, x, y, blue)
+		line(x, prevY+1, x, y+1, blue)
+		prevX, prevY = x, y
+	}
+	line(prevX, prevY, left+pw, prevY, blue)
+	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
+		return err
+	}
+	f, err := os.Create(path)
+	if err != nil {
+		return err
+	}
+	if err := png.Encode(f, img); err != nil {
+		f.Close()
+		return err
+	}
+	return f.Close()
+}
+
+// glyphs is a 3×5 pixel font for the plot's labels.
+var glyphs = map[rune][5]string{
+	'0': {"###", "#.#", "#.#", "#.#", "###"},
+	'1': {".#.", "##.", ".#.", ".#.", "###"},
+	'2': {"###", "..#", "###", "#..", "###"},
+	'3': {"###", "..#", "###", "..#", "###"},
+	'4': {"#.#", "#.#", "###", "..#", "..#"},
+	'5': {"###", "#..", "###", "..#", "###"},
+	'6': {"###", "#..", "###", "#.#", "###"},
+	'7': {"###", "..#", "..#", "..#", "..#"},
+	'8': {"###", "#.#", "###", "#.#", "###"},
+	'9': {"###", "#.#", "###", "..#", "###"},
+	'%': {"#.#", "..#", ".#.", "#..", "#.#"},
+	'm': {"...", "##.", "###", "#.#", "#.#"},
+	's': {"...", ".##", ".#.", "..#", "##."},
+}
+
+// drawText draws s at (x, y) (top left) at scale 2.
+func drawText(img *image.RGBA, x, y int, s string, c color.Color) {
+	const scale = 2
+	for _, r := range s {
+		g, ok := glyphs[r]
+		if ok {
+			for gy, row := range g {
+				for gx, p := range row {
+					if p != '#' {
+						continue
+					}
+					for dy := range scale {
+						for dx := range scale {
+							img.Set(x+gx*scale+dx, y+gy*scale+dy, c)
+						}
+					}
+				}
+			}
+		}
+		x += 4 * scale
+	}
+}
