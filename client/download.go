@@ -197,6 +197,8 @@ type downloader struct {
 	stateMu  sync.Mutex
 	verified []bool
 	nVerif   int
+	// wake tells the whole-file hasher that a piece was verified.
+	wake chan struct{}
 
 	moved atomic.Int64 // bytes received, failed pieces too: throughput
 	done  atomic.Int64 // bytes of verified pieces and pieces in flight
@@ -403,7 +405,16 @@ func (d *downloader) run(ctx context.Context) error {
 	}
 	d.done.Store(d.verifiedBytes())
 	d.progress(d.done.Load())
+	// The whole file's sha256 is computed while pieces arrive, in order,
+	// from the verified prefix of the file, not in one pass at the end.
+	hctx, stopHash := context.WithCancel(ctx)
+	defer stopHash()
+	d.wake = make(chan struct{}, 1)
+	whole := make(chan hashResult, 1)
+	go func() { whole <- d.hashPrefix(hctx) }()
 	if err := d.fetchAll(ctx, todo); err != nil {
+		stopHash()
+		<-whole
 		err = unfatal(err)
 		if ctx.Err() != nil && !isClassified(err) {
 			d.stateMu.Lock()
@@ -413,7 +424,43 @@ func (d *downloader) run(ctx context.Context) error {
 		}
 		return err
 	}
-	return d.finish()
+	r := <-whole
+	if r.err != nil {
+		return d.localErr(r.err, "read %s", d.partial)
+	}
+	return d.finish(r.sum)
+}
+
+type hashResult struct {
+	sum string
+	err error
+}
+
+// hashPrefix hashes the file's pieces in order, each once it is verified,
+// until the whole file is hashed or ctx ends.
+func (d *downloader) hashPrefix(ctx context.Context) hashResult {
+	h := sha256.New()
+	bufp := bufPool.Get().(*[]byte)
+	defer bufPool.Put(bufp)
+	for next := 0; next < len(d.sums); {
+		d.stateMu.Lock()
+		ok := d.verified[next]
+		d.stateMu.Unlock()
+		if !ok {
+			select {
+			case <-d.wake:
+				continue
+			case <-ctx.Done():
+				return hashResult{err: ctx.Err()}
+			}
+		}
+		off, n := d.span(next)
+		if _, err := io.CopyBuffer(h, io.NewSectionReader(d.f, off, n), *bufp); err != nil {
+			return hashResult{err: err}
+		}
+		next++
+	}
+	return hashResult{sum: hex.EncodeToString(h.Sum(nil))}
 }
 
 func isClassified(err error) bool {
@@ -574,6 +621,10 @@ func (d *downloader) markVerified(i int) {
 	}
 	d.verified[i] = true
 	d.nVerif++
+	select {
+	case d.wake <- struct{}{}:
+	default:
+	}
 	st := downloadState{SHA256: d.sha, Size: d.size, PieceSize: d.pieceSize, Verified: make([]int, 0, d.nVerif)}
 	for j, ok := range d.verified {
 		if ok {
@@ -592,16 +643,10 @@ func (d *downloader) markVerified(i int) {
 	os.Rename(tmp, d.statePath)
 }
 
-// finish checks the whole file and moves it to dest.
-func (d *downloader) finish() error {
-	h := sha256.New()
-	bufp := bufPool.Get().(*[]byte)
-	_, err := io.CopyBuffer(h, io.NewSectionReader(d.f, 0, d.size), *bufp)
-	bufPool.Put(bufp)
-	if err != nil {
-		return d.localErr(err, "read %s", d.partial)
-	}
-	if got := hex.EncodeToString(h.Sum(nil)); got != d.sha {
+// finish checks the whole file's sha256 (got, read back from the file)
+// and moves it to dest.
+func (d *downloader) finish(got string) error {
+	if got != d.sha {
 		// Every piece matched its hash: the plan's hashes disagree, or the
 		// disk lost what was written. Start over next time.
 		d.f.Close()
@@ -613,7 +658,7 @@ func (d *downloader) finish() error {
 	if err := d.f.Sync(); err != nil {
 		return d.localErr(err, "sync %s", d.partial)
 	}
-	err = d.f.Close()
+	err := d.f.Close()
 	d.f = nil
 	if err != nil {
 		return d.localErr(err, "close %s", d.partial)
