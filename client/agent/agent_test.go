@@ -49,6 +49,7 @@ func TestAgent(t *testing.T) {
 	t.Run("AutomaticRetry", e.testAutomaticRetry)
 	t.Run("CommandTimeout", e.testCommandTimeout)
 	t.Run("Reconnect", e.testReconnect)
+	t.Run("ScaleSetAutomaticUpgrade", e.testScaleSetAutomaticUpgrade)
 }
 
 func ctx(t *testing.T) context.Context {
@@ -840,4 +841,43 @@ func (p *proxy) up() {
 		p.t.Fatal(err)
 	}
 	p.serve(lis)
+}
+
+// A scale set of 5 instances, each with its agent, gets the scale set's
+// application at "latest" with automatic upgrade: every instance installs
+// it, then moves to a newer version once it is published and replicated.
+func (e *env) testScaleSetAutomaticUpgrade(t *testing.T) {
+	t.Parallel()
+	marks := t.TempDir()
+	e.publish(t, ver{app: "ss-app", version: "1.0.0", install: rec(marks, "install-1"), remove: rec(marks, "remove-1")})
+	if _, err := e.fl.CreateScaleSet(ctx(t), &pb.CreateScaleSetRequest{ScaleSet: &pb.ScaleSet{Name: "ss", Region: "eastus", OsType: "Linux"}}); err != nil {
+		t.Fatal(err)
+	}
+	var names []string
+	for i := range 5 {
+		name := fmt.Sprintf("ss-%d", i)
+		if _, err := e.fl.CreateMachine(ctx(t), &pb.CreateMachineRequest{Machine: &pb.Machine{Name: name, ScaleSet: "ss"}}); err != nil {
+			t.Fatal(err)
+		}
+		e.startAgent(t, name, nil)
+		names = append(names, name)
+	}
+	if _, err := e.fl.SetApplication(ctx(t), &pb.SetApplicationRequest{Target: &pb.ProfileTarget{Target: &pb.ProfileTarget_ScaleSet{ScaleSet: "ss"}},
+		Application: &pb.VMGalleryApplication{PackageReferenceId: "g/ss-app/latest", EnableAutomaticUpgrade: true}}); err != nil {
+		t.Fatal(err)
+	}
+	for _, n := range names {
+		e.states(t, n, map[string]string{"g/ss-app": "Installed@1.0.0"})
+	}
+	e.publish(t, ver{app: "ss-app", version: "2.0.0", install: rec(marks, "install-2"), remove: rec(marks, "remove-2")})
+	for _, n := range names {
+		e.states(t, n, map[string]string{"g/ss-app": "Installed@2.0.0"})
+	}
+	count := map[string]int{}
+	for _, m := range marksOf(t, marks) {
+		count[m.label]++
+	}
+	if count["install-1"] != 5 || count["remove-1"] != 5 || count["install-2"] != 5 {
+		t.Fatalf("commands run across the 5 instances: %v", count)
+	}
 }
