@@ -1,0 +1,128 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"google.golang.org/protobuf/proto"
+
+	"github.com/vmapp/vmapp/client"
+	"github.com/vmapp/vmapp/internal/miniotest"
+	pb "github.com/vmapp/vmapp/proto/vmapp/v1"
+)
+
+// TestAgentSurvivesVmappdKill9 runs the real vmappd and vmapp-agent
+// binaries: vmappd is killed with SIGKILL while the agent runs an install
+// command, and restarted; the agent finishes the install, reconnects, and
+// the restarted vmappd shows the application Installed.
+func TestAgentSurvivesVmappdKill9(t *testing.T) {
+	if testing.Short() {
+		t.Skip("builds binaries and runs MinIO")
+	}
+	m := miniotest.Start(t, miniotest.WithCredentials(accessKey, secretKey))
+	bin := build(t)
+	agentBin := filepath.Join(t.TempDir(), "vmapp-agent")
+	if out, err := exec.Command("go", "build", "-o", agentBin, "../vmapp-agent").CombinedOutput(); err != nil {
+		t.Fatalf("go build vmapp-agent: %v\n%s", err, out)
+	}
+	dir := t.TempDir()
+	regions := filepath.Join(dir, "regions.yaml")
+	os.WriteFile(regions, fmt.Appendf(nil, "regions:\n  - name: eastus\n    endpoints: [{url: %q, bucket: vmapp-eastus}]\n", m.Endpoint()), 0o600)
+	lis, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := lis.Addr().String()
+	lis.Close()
+	data := filepath.Join(dir, "data")
+	p := start(t, bin, data, regions, "--listen", addr)
+
+	c, err := client.New(addr, client.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	must := func(_ any, err error) {
+		t.Helper()
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	marks := filepath.Join(dir, "marks")
+	// The install takes 3 s: long enough to kill vmappd in the middle.
+	install := fmt.Sprintf(`echo start >> %[1]s; sleep 3; cp app ../../installed; echo end >> %[1]s`, marks)
+	must(c.Catalog.CreateGallery(ctx, &pb.CreateGalleryRequest{Gallery: &pb.Gallery{Name: "g", Location: "eastus"}}))
+	must(c.Catalog.CreateApplication(ctx, &pb.CreateApplicationRequest{Application: &pb.GalleryApplication{Gallery: "g", Name: "app", Location: "eastus", SupportedOsType: "Linux"}}))
+	must(c.Catalog.CreateVersion(ctx, &pb.CreateVersionRequest{Version: &pb.GalleryApplicationVersion{
+		Gallery: "g", Application: "app", Name: "1.0.0", Location: "eastus",
+		PublishingProfile: &pb.PublishingProfile{ManageActions: &pb.UserArtifactManage{Install: install, Remove: "true"}, ReplicaCount: proto.Int32(1)},
+	}}))
+	pkgPath := filepath.Join(dir, "pkg")
+	os.WriteFile(pkgPath, []byte("the package"), 0o600)
+	must(c.Upload(ctx, "g", "app", "1.0.0", pb.ArtifactKind_ARTIFACT_KIND_PACKAGE, pkgPath, client.UploadOptions{}))
+	fl := pb.NewFleetServiceClient(c.Conn())
+	for {
+		r, err := c.Catalog.GetVersion(ctx, &pb.GetVersionRequest{Gallery: "g", Application: "app", Version: "1.0.0"})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if r.Version.ReplicationStatus.GetAggregatedState() == "Completed" {
+			break
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	must(fl.CreateMachine(ctx, &pb.CreateMachineRequest{Machine: &pb.Machine{Name: "vm1", Region: "eastus", OsType: "Linux"}}))
+	must(fl.SetApplication(ctx, &pb.SetApplicationRequest{Target: &pb.ProfileTarget{Target: &pb.ProfileTarget_Machine{Machine: "vm1"}},
+		Application: &pb.VMGalleryApplication{PackageReferenceId: "g/app/1.0.0"}}))
+
+	root := filepath.Join(dir, "root")
+	agentCmd := exec.Command(agentBin, "--server", addr, "--vm", "vm1", "--root", root)
+	agentLog := &strings.Builder{}
+	agentCmd.Stderr = agentLog
+	if err := agentCmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer func() { agentCmd.Process.Kill(); agentCmd.Wait() }()
+
+	// Kill vmappd once the install command runs.
+	for {
+		if b, _ := os.ReadFile(marks); strings.Contains(string(b), "start") {
+			break
+		}
+		if ctx.Err() != nil {
+			t.Fatalf("the install never started; agent log:\n%s", agentLog)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	p.kill9(t)
+	time.Sleep(500 * time.Millisecond)
+	p = start(t, bin, data, regions, "--listen", addr)
+	for {
+		r, err := fl.GetMachine(ctx, &pb.GetMachineRequest{Name: "vm1"})
+		if err == nil {
+			apps := r.Machine.InstanceView.GetApplications()
+			if len(apps) == 1 && apps[0].State == "Installed" && r.Machine.InstanceView.Connected {
+				break
+			}
+		}
+		if ctx.Err() != nil {
+			t.Fatalf("vm1 never showed Installed after vmappd's restart: %v\nagent log:\n%s", r.GetMachine().GetInstanceView(), agentLog)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	if b, err := os.ReadFile(filepath.Join(root, "installed")); err != nil || string(b) != "the package" {
+		t.Fatalf("installed file: %q, %v", b, err)
+	}
+	if b, _ := os.ReadFile(marks); strings.Count(string(b), "start") != 1 {
+		t.Fatalf("the install ran %d times:\n%s", strings.Count(string(b), "start"), b)
+	}
+}
