@@ -3,7 +3,6 @@ package main
 import (
 	"context"
 	"fmt"
-	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -27,36 +26,15 @@ func TestAgentSurvivesVmappdKill9(t *testing.T) {
 		t.Skip("builds binaries and runs MinIO")
 	}
 	m := miniotest.Start(t, miniotest.WithCredentials(accessKey, secretKey))
-	bin := build(t)
 	agentBin := filepath.Join(t.TempDir(), "vmapp-agent")
 	if out, err := exec.Command("go", "build", "-o", agentBin, "../vmapp-agent").CombinedOutput(); err != nil {
 		t.Fatalf("go build vmapp-agent: %v\n%s", err, out)
 	}
-	dir := t.TempDir()
-	regions := filepath.Join(dir, "regions.yaml")
-	os.WriteFile(regions, fmt.Appendf(nil, "regions:\n  - name: eastus\n    endpoints: [{url: %q, bucket: vmapp-eastus}]\n", m.Endpoint()), 0o600)
-	lis, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	addr := lis.Addr().String()
-	lis.Close()
-	data := filepath.Join(dir, "data")
-	p := start(t, bin, data, regions, "--listen", addr)
-
-	c, err := client.New(addr, client.Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer c.Close()
+	d := startFixed(t, fmt.Sprintf("regions:\n  - name: eastus\n    endpoints: [{url: %q, bucket: vmapp-eastus}]\n", m.Endpoint()))
+	c, addr, dir := d.c, d.addr, t.TempDir()
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
-	must := func(_ any, err error) {
-		t.Helper()
-		if err != nil {
-			t.Fatal(err)
-		}
-	}
+	must := must(t)
 	marks := filepath.Join(dir, "marks")
 	// The install takes 3 s: long enough to kill vmappd in the middle.
 	install := fmt.Sprintf(`echo start >> %[1]s; sleep 3; cp app ../../installed; echo end >> %[1]s`, marks)
@@ -103,9 +81,9 @@ func TestAgentSurvivesVmappdKill9(t *testing.T) {
 		}
 		time.Sleep(20 * time.Millisecond)
 	}
-	p.kill9(t)
+	d.kill9(t)
 	time.Sleep(500 * time.Millisecond)
-	p = start(t, bin, data, regions, "--listen", addr)
+	d.restart(t)
 	for {
 		r, err := fl.GetMachine(ctx, &pb.GetMachineRequest{Name: "vm1"})
 		if err == nil {

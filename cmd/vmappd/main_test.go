@@ -314,3 +314,49 @@ func TestBadFlagsAndRegions(t *testing.T) {
 		})
 	}
 }
+
+// fixed is a vmappd binary on a fixed loopback address, so that it can be
+// killed and started again where its clients expect it.
+type fixed struct {
+	*proc
+	bin, data, regions, addr string
+	c                        *client.Client
+}
+
+// startFixed writes the regions file and starts vmappd with a client.
+func startFixed(t *testing.T, regionsYAML string) *fixed {
+	t.Helper()
+	dir := t.TempDir()
+	f := &fixed{bin: build(t), data: filepath.Join(dir, "data"), regions: filepath.Join(dir, "regions.yaml")}
+	if err := os.WriteFile(f.regions, []byte(regionsYAML), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	lis, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	f.addr = lis.Addr().String()
+	lis.Close()
+	f.restart(t)
+	if f.c, err = client.New(f.addr, client.Options{}); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { f.c.Close() })
+	return f
+}
+
+// restart starts vmappd (again) on its data and address.
+func (f *fixed) restart(t *testing.T) {
+	t.Helper()
+	f.proc = start(t, f.bin, f.data, f.regions, "--listen", f.addr)
+}
+
+// must fails the test on a call's error.
+func must(t *testing.T) func(any, error) {
+	return func(_ any, err error) {
+		t.Helper()
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+}

@@ -3,7 +3,6 @@ package main
 import (
 	"context"
 	"fmt"
-	"net"
 	"os"
 	"path/filepath"
 	"syscall"
@@ -31,10 +30,7 @@ func TestReplicationResumesAfterKill9(t *testing.T) {
 	}
 	east := miniotest.Start(t, miniotest.WithCredentials(accessKey, secretKey))
 	west := miniotest.Start(t, miniotest.WithCredentials(accessKey, secretKey))
-	bin := build(t)
-	dir := t.TempDir()
-	regions := filepath.Join(dir, "regions.yaml")
-	os.WriteFile(regions, fmt.Appendf(nil, `regions:
+	d := startFixed(t, fmt.Sprintf(`regions:
   - name: eastus
     endpoints: [{url: %q, bucket: vmapp-eastus}]
   - name: westus
@@ -42,29 +38,11 @@ func TestReplicationResumesAfterKill9(t *testing.T) {
 replication:
   partConcurrency: 1
   bandwidthMBps: 12
-`, east.Endpoint(), west.Endpoint()), 0o600)
-	lis, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	addr := lis.Addr().String()
-	lis.Close()
-	data := filepath.Join(dir, "data")
-	p := start(t, bin, data, regions, "--listen", addr)
-
-	c, err := client.New(addr, client.Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer c.Close()
+`, east.Endpoint(), west.Endpoint()))
+	c, dir := d.c, t.TempDir()
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 	defer cancel()
-	must := func(_ any, err error) {
-		t.Helper()
-		if err != nil {
-			t.Fatal(err)
-		}
-	}
+	must := must(t)
 	must(c.Catalog.CreateGallery(ctx, &pb.CreateGalleryRequest{Gallery: &pb.Gallery{Name: "g", Location: "eastus"}}))
 	must(c.Catalog.CreateApplication(ctx, &pb.CreateApplicationRequest{Application: &pb.GalleryApplication{Gallery: "g", Name: "a", Location: "eastus", SupportedOsType: "Linux"}}))
 	must(c.Catalog.CreateVersion(ctx, &pb.CreateVersionRequest{Version: &pb.GalleryApplicationVersion{
@@ -105,8 +83,8 @@ replication:
 		}
 		time.Sleep(20 * time.Millisecond)
 	}
-	p.kill9(t)
-	p = start(t, bin, data, regions, "--listen", addr)
+	d.kill9(t)
+	d.restart(t)
 	for west0().GetState() != "Completed" {
 		if ctx.Err() != nil {
 			t.Fatalf("westus never completed after the restart: %v", west0())
@@ -114,9 +92,9 @@ replication:
 		time.Sleep(50 * time.Millisecond)
 	}
 	// Stop vmappd to read its bbolt file.
-	p.cmd.Process.Signal(syscall.SIGTERM)
-	<-p.done
-	db, err := bolt.Open(filepath.Join(data, server.DBFile), 0o600, &bolt.Options{ReadOnly: true, Timeout: 5 * time.Second})
+	d.cmd.Process.Signal(syscall.SIGTERM)
+	<-d.done
+	db, err := bolt.Open(filepath.Join(d.data, server.DBFile), 0o600, &bolt.Options{ReadOnly: true, Timeout: 5 * time.Second})
 	if err != nil {
 		t.Fatal(err)
 	}

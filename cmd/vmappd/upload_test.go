@@ -8,7 +8,6 @@ import (
 	"encoding/hex"
 	"fmt"
 	"io"
-	"net"
 	"os"
 	"path/filepath"
 	"sync"
@@ -36,24 +35,8 @@ func TestUploadResumesAfterKill9(t *testing.T) {
 		t.Skip("builds the vmappd binary and runs MinIO")
 	}
 	m := miniotest.Start(t, miniotest.WithCredentials(accessKey, secretKey))
-	bin := build(t)
-	dir := t.TempDir()
-	regions := filepath.Join(dir, "regions.yaml")
-	os.WriteFile(regions, fmt.Appendf(nil, "regions:\n  - name: eastus\n    endpoints:\n      - {url: %q, bucket: vmapp-eastus}\n", m.Endpoint()), 0o600)
-	lis, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	addr := lis.Addr().String()
-	lis.Close()
-	data := filepath.Join(dir, "data")
-	p := start(t, bin, data, regions, "--listen", addr)
-
-	c, err := client.New(addr, client.Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer c.Close()
+	d := startFixed(t, fmt.Sprintf("regions:\n  - name: eastus\n    endpoints:\n      - {url: %q, bucket: vmapp-eastus}\n", m.Endpoint()))
+	c, addr, dir := d.c, d.addr, t.TempDir()
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
 	if _, err := c.Catalog.CreateGallery(ctx, &pb.CreateGalleryRequest{Gallery: &pb.Gallery{Name: "g", Location: "eastus"}}); err != nil {
@@ -111,9 +94,9 @@ func TestUploadResumesAfterKill9(t *testing.T) {
 		committed = b.CommittedOffset
 		time.Sleep(10 * time.Millisecond)
 	}
-	p.kill9(t)
+	d.kill9(t)
 	time.Sleep(500 * time.Millisecond)
-	start(t, bin, data, regions, "--listen", addr)
+	d.restart(t)
 	r := <-done
 	if r.err != nil {
 		t.Fatalf("upload across a vmappd kill -9: %v", r.err)
