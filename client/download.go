@@ -204,13 +204,6 @@ type downloader struct {
 	done  atomic.Int64 // bytes of verified pieces and pieces in flight
 }
 
-func kindName(k pb.ArtifactKind) string {
-	if k == pb.ArtifactKind_ARTIFACT_KIND_CONFIGURATION {
-		return "configuration"
-	}
-	return "package"
-}
-
 func (d *downloader) getPlan(ctx context.Context, version string) (*pb.DownloadPlan, error) {
 	r, err := d.svc.GetDownloadPlan(ctx, &pb.GetDownloadPlanRequest{
 		Gallery: d.gallery, Application: d.app, Version: version, Kind: d.o.Kind, Region: d.o.Region,
@@ -227,7 +220,7 @@ func (d *downloader) getPlan(ctx context.Context, version string) (*pb.DownloadP
 // adopt checks the first plan and takes the artifact's identity from it.
 func (d *downloader) adopt(p *pb.DownloadPlan) error {
 	d.version = p.Version
-	d.what = fmt.Sprintf("%s/%s/%s %s", p.Gallery, p.Application, p.Version, kindName(d.o.Kind))
+	d.what = fmt.Sprintf("%s/%s/%s %s", p.Gallery, p.Application, p.Version, d.o.Kind.Label())
 	d.size, d.pieceSize, d.sha, d.sums = p.SizeBytes, p.PieceSize, p.Sha256, p.PieceSha256
 	bad := func(format string, args ...any) error {
 		return errs.New(errs.Internal, "", "the download plan of %s is inconsistent: %s", d.what, fmt.Sprintf(format, args...))

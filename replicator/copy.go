@@ -46,7 +46,7 @@ func (r *Replicator) work(ctx context.Context, key string, rec *statepb.Replica)
 }
 
 func what(rec *statepb.Replica) string {
-	return fmt.Sprintf("%s/%s/%s %s", rec.Gallery, rec.Application, rec.Version, kindName(rec.Kind))
+	return fmt.Sprintf("%s/%s/%s %s", rec.Gallery, rec.Application, rec.Version, rec.Kind.Label())
 }
 
 // source is where a replica's bytes come from.

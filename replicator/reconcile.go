@@ -34,7 +34,7 @@ func (r *Replicator) wanted(v *pb.GalleryApplicationVersion) []*statepb.Replica 
 			a = v.DefaultConfiguration
 		}
 		for _, tr := range pp.GetTargetRegions() {
-			n := replicasOf(pp, tr)
+			n := pp.ReplicasIn(tr)
 			eps := r.endpoints(tr.Name)
 			if eps == 0 {
 				continue // not in the topology any more: nowhere to copy
@@ -54,16 +54,6 @@ func (r *Replicator) wanted(v *pb.GalleryApplicationVersion) []*statepb.Replica 
 
 // replicasOf is a target region's replica count: its own, else the
 // profile's replicaCount, else 1.
-func replicasOf(pp *pb.PublishingProfile, tr *pb.TargetRegion) int32 {
-	switch {
-	case tr.RegionalReplicaCount != nil:
-		return tr.GetRegionalReplicaCount()
-	case pp.ReplicaCount != nil:
-		return pp.GetReplicaCount()
-	}
-	return 1
-}
-
 func (r *Replicator) endpoints(region string) int {
 	reg, _ := r.topo.Region(region)
 	return len(reg.Endpoints)

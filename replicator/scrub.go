@@ -43,7 +43,7 @@ func (r *Replicator) Repair(ctx context.Context, v *pb.GalleryApplicationVersion
 			sound++
 			continue
 		}
-		problems = append(problems, &pb.ReplicaProblem{Region: rec.Region, Replica: rec.Index, Artifact: kindName(rec.Kind), Problem: problem})
+		problems = append(problems, &pb.ReplicaProblem{Region: rec.Region, Replica: rec.Index, Artifact: rec.Kind.Label(), Problem: problem})
 		r.m.repaired.WithLabelValues(rec.Region).Inc()
 		r.log.Warn("replica missing or corrupted; copying it again", "version", what(rec), "region", rec.Region, "replica", rec.Index, "problem", problem)
 		st, err := r.store(rec.Region, int(rec.Endpoint))

@@ -8,6 +8,7 @@ import (
 	bolt "go.etcd.io/bbolt"
 	"google.golang.org/protobuf/proto"
 
+	"github.com/vmapp/vmapp/internal/boltpb"
 	statepb "github.com/vmapp/vmapp/proto/vmapp/state/v1"
 	pb "github.com/vmapp/vmapp/proto/vmapp/v1"
 )
@@ -46,20 +47,15 @@ func ObjectKey(tenant, gallery, app, version string, k pb.ArtifactKind, index in
 }
 
 func getRecord(tx *bolt.Tx, key string) (*statepb.Replica, error) {
-	b := tx.Bucket(bucketReplicas).Get([]byte(key))
-	if b == nil {
-		return nil, nil
-	}
 	r := &statepb.Replica{}
-	return r, proto.Unmarshal(b, r)
+	if ok, err := boltpb.Get(tx.Bucket(bucketReplicas), []byte(key), r); !ok {
+		return nil, err
+	}
+	return r, nil
 }
 
 func putRecord(tx *bolt.Tx, r *statepb.Replica) error {
-	b, err := proto.MarshalOptions{Deterministic: true}.Marshal(r)
-	if err != nil {
-		return err
-	}
-	return tx.Bucket(bucketReplicas).Put([]byte(recordKey(r)), b)
+	return boltpb.Put(tx.Bucket(bucketReplicas), []byte(recordKey(r)), r)
 }
 
 // scan returns the records under prefix ("" for all), copied out.

@@ -21,13 +21,6 @@ const (
 	StateInProgress  = "InProgress"
 )
 
-func kindName(k pb.ArtifactKind) string {
-	if k == pb.ArtifactKind_ARTIFACT_KIND_CONFIGURATION {
-		return "default configuration"
-	}
-	return "package"
-}
-
 // Status computes a version's replicationStatus from its replica records.
 func (r *Replicator) Status(v *pb.GalleryApplicationVersion) (*pb.ReplicationStatus, error) {
 	recs, err := r.records(prefixOf(v))
@@ -65,7 +58,7 @@ func (r *Replicator) status(v *pb.GalleryApplicationVersion, recs []*statepb.Rep
 	completed, failed := 0, 0
 	pp := v.GetPublishingProfile()
 	for _, tr := range pp.GetTargetRegions() {
-		want := replicasOf(pp, tr)
+		want := pp.ReplicasIn(tr)
 		s := &pb.RegionalReplicationStatus{Region: tr.Name, ReplicasWanted: want}
 		var started time.Time
 		var startedBytes int64
@@ -105,7 +98,7 @@ func (r *Replicator) status(v *pb.GalleryApplicationVersion, recs []*statepb.Rep
 			completed++
 		case fail != nil:
 			s.State = StateFailed
-			s.Details = fmt.Sprintf("replica %d (%s): %s (attempt %d; retrying in %s)", fail.Index, kindName(fail.Kind), fail.LastError, fail.Attempts,
+			s.Details = fmt.Sprintf("replica %d (%s): %s (attempt %d; retrying in %s)", fail.Index, fail.Kind.Label(), fail.LastError, fail.Attempts,
 				max(0, fail.NextAttemptTime.AsTime().Sub(now)).Round(time.Second))
 			failed++
 		default:

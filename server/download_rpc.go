@@ -20,6 +20,9 @@ import (
 // DefaultURLExpiry is how long a download plan's presigned URLs work.
 const DefaultURLExpiry = 10 * time.Minute
 
+// MaxURLExpiry is the longest expiry S3 accepts for a presigned URL.
+const MaxURLExpiry = 7 * 24 * time.Hour
+
 // readChunk is the data size of one ReadRangeResponse.
 const readChunk = 1 << 20
 
@@ -55,7 +58,7 @@ func (s *downloadServer) target(ctx context.Context, gallery, app, version strin
 		return nil, errs.New(errs.FailedPrecondition, "version", "Gallery application version '%s/%s/%s' is marked for deletion.", v.Gallery, v.Application, v.Name)
 	}
 	if catalog.ArtifactOf(v, k) == nil {
-		return nil, errs.New(errs.FailedPrecondition, "kind", "Gallery application version '%s/%s/%s' has no %s.", v.Gallery, v.Application, v.Name, catalog.KindName(k))
+		return nil, errs.New(errs.FailedPrecondition, "kind", "Gallery application version '%s/%s/%s' has no %s.", v.Gallery, v.Application, v.Name, k.Label())
 	}
 	if err := s.repl.Available(ctx, v, region); err != nil {
 		return nil, err
@@ -116,7 +119,7 @@ func (s *downloadServer) ReadRange(r *pb.ReadRangeRequest, stream pb.DownloadSer
 	size := t.manifest.SizeBytes
 	switch {
 	case r.Offset < 0 || r.Offset >= size:
-		return errs.New(errs.OutOfRange, "offset", "offset %d is outside the %s's %d bytes", r.Offset, catalog.KindName(r.Kind), size)
+		return errs.New(errs.OutOfRange, "offset", "offset %d is outside the %s's %d bytes", r.Offset, r.Kind.Label(), size)
 	case r.Length <= 0:
 		return errs.New(errs.InvalidArgument, "length", "length %d must be positive", r.Length)
 	}
@@ -146,7 +149,7 @@ func (s *downloadServer) ReadRange(r *pb.ReadRangeRequest, stream pb.DownloadSer
 	if last == nil {
 		last = errs.New(errs.Unavailable, "", "no replica in %s", r.Region)
 	}
-	return errs.Wrap(errs.Unavailable, last, "read %s bytes %d+%d in %s", catalog.KindName(r.Kind), r.Offset, length, r.Region)
+	return errs.Wrap(errs.Unavailable, last, "read %s bytes %d+%d in %s", r.Kind.Label(), r.Offset, length, r.Region)
 }
 
 // sendChunks streams body from *off, advancing it by what was sent.

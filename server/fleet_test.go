@@ -200,6 +200,16 @@ func TestFleetProfilesAndGoalState(t *testing.T) {
 	}
 	_, err = fl.ReportStatus(ctx(t), &pb.ReportStatusRequest{Machine: "ghost", InstanceView: &pb.InstanceView{}})
 	wantErr(t, err, codes.NotFound, "Machine 'ghost' doesn't exist.")
+	_, err = fl.ReportStatus(ctx(t), &pb.ReportStatusRequest{InstanceView: &pb.InstanceView{}})
+	wantErr(t, err, codes.InvalidArgument, "machine is required")
+	_, err = fl.ReportStatus(ctx(t), &pb.ReportStatusRequest{Machine: "vm1"})
+	wantErr(t, err, codes.InvalidArgument, "instanceView is required")
+	// Neither bad report replaced what vm1 reported before.
+	inv, err = fl.ListInventory(ctx(t), &pb.ListInventoryRequest{State: "Failed"})
+	mustOK(t, err)
+	if len(inv.Entries) != 1 || inv.Entries[0].Machine != "vm1" {
+		t.Fatalf("inventory after bad reports %v", inv.Entries)
+	}
 
 	// More than 25 applications.
 	for i := range 25 {

@@ -244,6 +244,12 @@ func TestRepair(t *testing.T) {
 	junk := bytes.Repeat([]byte("x"), len(data))
 	_, err := f.minio["northeurope"][0].Client(t).PutObject(context.Background(), "vmapp-northeurope", key(1), bytes.NewReader(junk), int64(len(junk)), minio.PutObjectOptions{})
 	mustOK(t, err)
+	_, err = replicationClient(f).RepairVersion(ctx(t), &pb.RepairVersionRequest{Gallery: "g", Application: "a", Version: "9.9.9"})
+	wantErr(t, err, codes.NotFound, "9.9.9")
+	ws, err := replicationClient(f).WatchReplication(ctx(t), &pb.WatchReplicationRequest{Gallery: "g", Application: "nope", Version: "1.0.0"})
+	mustOK(t, err)
+	_, err = ws.Recv()
+	wantErr(t, err, codes.NotFound, "nope")
 	r, err := replicationClient(f).RepairVersion(ctx(t), &pb.RepairVersionRequest{Gallery: "g", Application: "a", Version: "1.0.0"})
 	mustOK(t, err)
 	got := map[string]string{}

@@ -259,7 +259,7 @@ func TestVersionDefaults(t *testing.T) {
 	if pp.StorageAccountType != "Standard_LRS" || pp.Settings.ScriptBehaviorAfterReboot != "None" {
 		t.Errorf("defaults: storageAccountType %q scriptBehaviorAfterReboot %q", pp.StorageAccountType, pp.Settings.ScriptBehaviorAfterReboot)
 	}
-	if got := catalog.EffectiveReplicas(pp, pp.TargetRegions[0]); got != 1 {
+	if got := pp.ReplicasIn(pp.TargetRegions[0]); got != 1 {
 		t.Errorf("effective replicas = %d, want 1", got)
 	}
 	v = e.version("g", "app", "1.0.1", func(v *pb.GalleryApplicationVersion) {
@@ -267,7 +267,7 @@ func TestVersionDefaults(t *testing.T) {
 		v.PublishingProfile.TargetRegions = []*pb.TargetRegion{{Name: "eastus"}, {Name: "westus", RegionalReplicaCount: i32(7)}}
 	})
 	pp = v.PublishingProfile
-	if a, b := catalog.EffectiveReplicas(pp, pp.TargetRegions[0]), catalog.EffectiveReplicas(pp, pp.TargetRegions[1]); a != 3 || b != 7 {
+	if a, b := pp.ReplicasIn(pp.TargetRegions[0]), pp.ReplicasIn(pp.TargetRegions[1]); a != 3 || b != 7 {
 		t.Errorf("effective replicas = %d, %d; want 3, 7", a, b)
 	}
 }

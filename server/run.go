@@ -55,6 +55,9 @@ func Run(ctx context.Context, c Config) error {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
+	if c.URLExpiry != 0 && (c.URLExpiry < time.Second || c.URLExpiry > MaxURLExpiry) {
+		return fmt.Errorf("--url-expiry %s: want between 1s and %s, the longest S3 presigned URLs work", c.URLExpiry, MaxURLExpiry)
+	}
 	topo, err := topology.Load(c.RegionsFile)
 	if err != nil {
 		return err

@@ -40,8 +40,17 @@ func main() {
 		flag.PrintDefaults()
 		os.Exit(2)
 	}
-	if c.CommandTimeout <= 0 {
-		fmt.Fprintln(os.Stderr, "vmapp-agent: --command-timeout must be positive")
+	for _, f := range []struct {
+		name string
+		d    time.Duration
+	}{{"command-timeout", c.CommandTimeout}, {"retry-base", c.RetryBase}, {"retry-max", c.RetryMax}} {
+		if f.d <= 0 {
+			fmt.Fprintf(os.Stderr, "vmapp-agent: --%s %s: must be positive\n", f.name, f.d)
+			os.Exit(2)
+		}
+	}
+	if c.RetryMax < c.RetryBase {
+		fmt.Fprintf(os.Stderr, "vmapp-agent: --retry-max %s is shorter than --retry-base %s\n", c.RetryMax, c.RetryBase)
 		os.Exit(2)
 	}
 	c.Logger = slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: level}))

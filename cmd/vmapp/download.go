@@ -51,7 +51,7 @@ printed (without its URLs).`,
 				plan.Sources = nil // presigned URLs are secrets
 				return printJSON(c.stdout, plan)
 			}
-			_, err = fmt.Fprintf(c.stdout, "%s: %s of %s/%s/%s from %s, %s, sha256 %s\n", out, kindWord(kind), plan.Gallery, plan.Application, plan.Version, plan.Region, formatBytes(plan.SizeBytes), plan.Sha256)
+			_, err = fmt.Fprintf(c.stdout, "%s: %s of %s/%s/%s from %s, %s, sha256 %s\n", out, kind.Label(), plan.Gallery, plan.Application, plan.Version, plan.Region, formatBytes(plan.SizeBytes), plan.Sha256)
 			return err
 		}),
 	}
@@ -65,11 +65,4 @@ printed (without its URLs).`,
 	_ = cmd.MarkFlagRequired("region")
 	_ = cmd.MarkFlagRequired("out")
 	return cmd
-}
-
-func kindWord(k pb.ArtifactKind) string {
-	if k == pb.ArtifactKind_ARTIFACT_KIND_CONFIGURATION {
-		return "default configuration"
-	}
-	return "package"
 }

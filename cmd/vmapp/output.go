@@ -47,18 +47,33 @@ func printJSON(w io.Writer, m proto.Message) error {
 // printJSONList prints resources as Azure's list responses do:
 // {"value": [...]}, with "nextPageToken" when there are more pages.
 func printJSONList[T proto.Message](w io.Writer, items []T, next string) error {
-	list := struct {
+	value, err := marshalAll(items)
+	if err != nil {
+		return err
+	}
+	return printIndented(w, struct {
 		Value         []json.RawMessage `json:"value"`
 		NextPageToken string            `json:"nextPageToken,omitempty"`
-	}{Value: []json.RawMessage{}, NextPageToken: next}
+	}{value, next})
+}
+
+// marshalAll marshals each message as marshal does; never nil, so an empty
+// list prints as [].
+func marshalAll[T proto.Message](items []T) ([]json.RawMessage, error) {
+	out := make([]json.RawMessage, 0, len(items))
 	for _, m := range items {
 		raw, err := marshal(m)
 		if err != nil {
-			return err
+			return nil, err
 		}
-		list.Value = append(list.Value, raw)
+		out = append(out, raw)
 	}
-	raw, err := json.Marshal(list)
+	return out, nil
+}
+
+// printIndented prints v as indented JSON.
+func printIndented(w io.Writer, v any) error {
+	raw, err := json.Marshal(v)
 	if err != nil {
 		return err
 	}

@@ -4,8 +4,9 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"maps"
 	"os"
-	"sort"
+	"slices"
 	"strconv"
 	"strings"
 
@@ -530,31 +531,19 @@ func writeProfileTable(w io.Writer, p *pb.ApplicationProfile) error {
 // printProfileList prints a profile's applications as a list:
 // {"value": [...], "etag": ...}.
 func printProfileList(w io.Writer, p *pb.ApplicationProfile) error {
-	list := struct {
-		Value []json.RawMessage `json:"value"`
-		Etag  string            `json:"etag,omitempty"`
-	}{Value: []json.RawMessage{}, Etag: p.GetEtag()}
-	for _, a := range p.GetGalleryApplications() {
-		raw, err := marshal(a)
-		if err != nil {
-			return err
-		}
-		list.Value = append(list.Value, raw)
-	}
-	raw, err := json.Marshal(list)
+	value, err := marshalAll(p.GetGalleryApplications())
 	if err != nil {
 		return err
 	}
-	return writeIndented(w, raw)
+	return printIndented(w, struct {
+		Value []json.RawMessage `json:"value"`
+		Etag  string            `json:"etag,omitempty"`
+	}{value, p.GetEtag()})
 }
 
 // formatTags prints tags sorted: k1=v1,k2=v2.
 func formatTags(tags map[string]string) string {
-	keys := make([]string, 0, len(tags))
-	for k := range tags {
-		keys = append(keys, k)
-	}
-	sort.Strings(keys)
+	keys := slices.Sorted(maps.Keys(tags))
 	for i, k := range keys {
 		keys[i] = k + "=" + tags[k]
 	}

@@ -295,6 +295,9 @@ func TestBadFlagsAndRegions(t *testing.T) {
 		{"no endpoints", "regions:\n  - name: eastus\n", nil, "at least one endpoint"},
 		{"bad url", "regions:\n  - name: eastus\n    endpoints: [{url: 'ftp://x', bucket: b-east}]\n", nil, "want http(s)://host:port"},
 		{"other credentials missing", "regions:\n  - name: eastus\n    endpoints: [{url: 'http://127.0.0.1:9', bucket: b-east, credentialsEnv: NOPE_S3}]\n", nil, "set NOPE_S3_ACCESS_KEY and NOPE_S3_SECRET_KEY"},
+		{"negative url expiry", regionsYAML, []string{"--url-expiry", "-1m"}, "--url-expiry -1m0s: want between 1s and 168h0m0s"},
+		{"url expiry past S3's limit", regionsYAML, []string{"--url-expiry", "200h"}, "--url-expiry 200h0m0s: want between"},
+		{"url expiry not a duration", regionsYAML, []string{"--url-expiry", "soon"}, `invalid value "soon" for flag -url-expiry`},
 		{"port taken", regionsYAML, []string{"--listen", taken.Addr().String()}, "listen on " + taken.Addr().String()},
 	} {
 		t.Run(tc.name, func(t *testing.T) {

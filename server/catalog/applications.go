@@ -7,6 +7,7 @@ import (
 	"google.golang.org/protobuf/proto"
 
 	"github.com/vmapp/vmapp/errs"
+	"github.com/vmapp/vmapp/internal/boltpb"
 	pb "github.com/vmapp/vmapp/proto/vmapp/v1"
 )
 
@@ -21,7 +22,7 @@ func appPath(gallery, app string) string { return gallery + "/" + app }
 // getApplication reads an application inside tx.
 func getApplication(tx *bolt.Tx, tenant, gallery, name string) (*pb.GalleryApplication, error) {
 	a := &pb.GalleryApplication{}
-	ok, err := read(tx.Bucket(bucketApplications), key(tenant, gallery, name), a)
+	ok, err := boltpb.Get(tx.Bucket(bucketApplications), key(tenant, gallery, name), a)
 	if err != nil {
 		return nil, err
 	}
@@ -68,7 +69,7 @@ func (s *Store) CreateApplication(ctx context.Context, tenant string, in *pb.Gal
 		}
 		k := key(tenant, a.Gallery, a.Name)
 		old := &pb.GalleryApplication{}
-		if ok, err := read(tx.Bucket(bucketApplications), k, old); err != nil {
+		if ok, err := boltpb.Get(tx.Bucket(bucketApplications), k, old); err != nil {
 			return err
 		} else if ok && old.ProvisioningState == StateDeleting {
 			return markedForDeletion("CreateApplication", appPath(a.Gallery, a.Name))
@@ -123,7 +124,7 @@ func (s *Store) UpdateApplication(ctx context.Context, tenant string, in *pb.Gal
 		if err != nil {
 			return err
 		}
-		if err := checkETag("application '"+appPath(in.Gallery, in.Name)+"'", ifMatch, cur.Etag); err != nil {
+		if err := boltpb.CheckETag("application '"+appPath(in.Gallery, in.Name)+"'", ifMatch, cur.Etag); err != nil {
 			return err
 		}
 		if next, err = applyMask(cur, in, mask, applicationRules); err != nil {
@@ -151,7 +152,7 @@ func (s *Store) DeleteApplication(ctx context.Context, tenant, gallery, name, if
 		if a, err = getApplication(tx, tenant, gallery, name); err != nil {
 			return err
 		}
-		if err := checkETag("application '"+appPath(gallery, name)+"'", ifMatch, a.Etag); err != nil {
+		if err := boltpb.CheckETag("application '"+appPath(gallery, name)+"'", ifMatch, a.Etag); err != nil {
 			return err
 		}
 		p := prefix(tenant, gallery, name)

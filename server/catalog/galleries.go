@@ -7,6 +7,7 @@ import (
 	"google.golang.org/protobuf/proto"
 
 	"github.com/vmapp/vmapp/errs"
+	"github.com/vmapp/vmapp/internal/boltpb"
 	pb "github.com/vmapp/vmapp/proto/vmapp/v1"
 )
 
@@ -23,7 +24,7 @@ func galleryNotFound(name string) error {
 // getGallery reads a gallery inside tx.
 func getGallery(tx *bolt.Tx, tenant, name string) (*pb.Gallery, error) {
 	g := &pb.Gallery{}
-	ok, err := read(tx.Bucket(bucketGalleries), key(tenant, name), g)
+	ok, err := boltpb.Get(tx.Bucket(bucketGalleries), key(tenant, name), g)
 	if err != nil {
 		return nil, err
 	}
@@ -55,7 +56,7 @@ func (s *Store) CreateGallery(ctx context.Context, tenant string, in *pb.Gallery
 		b := tx.Bucket(bucketGalleries)
 		k := key(tenant, g.Name)
 		if old := (&pb.Gallery{}); b.Get(k) != nil {
-			if _, err := read(b, k, old); err != nil {
+			if _, err := boltpb.Get(b, k, old); err != nil {
 				return err
 			}
 			if old.GetProvisioningState() == StateDeleting {
@@ -64,10 +65,10 @@ func (s *Store) CreateGallery(ctx context.Context, tenant string, in *pb.Gallery
 			return errs.New(errs.AlreadyExists, "gallery", "Gallery '%s' already exists.", g.Name)
 		}
 		var err error
-		if g.Etag, err = nextETag(tx); err != nil {
+		if g.Etag, err = boltpb.NextETag(tx.Bucket(bucketMeta)); err != nil {
 			return err
 		}
-		return write(b, k, g)
+		return boltpb.Put(b, k, g)
 	})
 	if err != nil {
 		return nil, err
@@ -104,7 +105,7 @@ func (s *Store) UpdateGallery(ctx context.Context, tenant string, in *pb.Gallery
 		if err != nil {
 			return err
 		}
-		if err := checkETag("gallery '"+in.Name+"'", ifMatch, cur.Etag); err != nil {
+		if err := boltpb.CheckETag("gallery '"+in.Name+"'", ifMatch, cur.Etag); err != nil {
 			return err
 		}
 		if next, err = applyMask(cur, in, mask, galleryRules); err != nil {
@@ -132,7 +133,7 @@ func (s *Store) DeleteGallery(ctx context.Context, tenant, name, ifMatch string,
 		if g, err = getGallery(tx, tenant, name); err != nil {
 			return err
 		}
-		if err := checkETag("gallery '"+name+"'", ifMatch, g.Etag); err != nil {
+		if err := boltpb.CheckETag("gallery '"+name+"'", ifMatch, g.Etag); err != nil {
 			return err
 		}
 		p := prefix(tenant, name)

@@ -38,8 +38,6 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"strconv"
-	"strings"
 	"time"
 
 	bolt "go.etcd.io/bbolt"
@@ -49,6 +47,7 @@ import (
 	"google.golang.org/protobuf/types/known/timestamppb"
 
 	"github.com/vmapp/vmapp/errs"
+	"github.com/vmapp/vmapp/internal/boltpb"
 	pb "github.com/vmapp/vmapp/proto/vmapp/v1"
 )
 
@@ -221,44 +220,6 @@ func key(parts ...string) []byte {
 // prefix is key(parts...) followed by a separator: the children of parts.
 func prefix(parts ...string) []byte { return append(key(parts...), 0) }
 
-// read unmarshals the value at k into m; false when absent.
-func read(b *bolt.Bucket, k []byte, m proto.Message) (bool, error) {
-	v := b.Get(k)
-	if v == nil {
-		return false, nil
-	}
-	if err := proto.Unmarshal(v, m); err != nil {
-		return false, fmt.Errorf("decode %q: %w", k, err)
-	}
-	return true, nil
-}
-
-func write(b *bolt.Bucket, k []byte, m proto.Message) error {
-	v, err := proto.MarshalOptions{Deterministic: true}.Marshal(m)
-	if err != nil {
-		return err
-	}
-	return b.Put(k, v)
-}
-
-// nextETag returns a new etag, unique across the file's life.
-func nextETag(tx *bolt.Tx) (string, error) {
-	n, err := tx.Bucket(bucketMeta).NextSequence()
-	if err != nil {
-		return "", err
-	}
-	return strconv.Quote(strconv.FormatUint(n, 10)), nil
-}
-
-// checkETag fails with FailedPrecondition when ifMatch is set and differs.
-// The quotes of an HTTP-style etag are optional in ifMatch.
-func checkETag(what, ifMatch, etag string) error {
-	if ifMatch != "" && strings.Trim(ifMatch, `"`) != strings.Trim(etag, `"`) {
-		return errs.New(errs.FailedPrecondition, "ifMatch", "%s has etag %s, not %s: it was changed since you read it; read it again and retry", what, etag, ifMatch)
-	}
-	return nil
-}
-
 func markedForDeletion(op, what string) error {
 	return errs.New(errs.FailedPrecondition, "", "Operation '%s' isn't allowed on '%s' since it's marked for deletion. You can only retry the delete operation (or wait for an ongoing one to complete).", op, what)
 }
@@ -280,13 +241,13 @@ func setField(m proto.Message, name string, v protoreflect.Value) {
 
 // save writes m at k with a new etag and update time.
 func (s *Store) save(tx *bolt.Tx, bucket, k []byte, m resource) error {
-	etag, err := nextETag(tx)
+	etag, err := boltpb.NextETag(tx.Bucket(bucketMeta))
 	if err != nil {
 		return err
 	}
 	setField(m, "etag", protoreflect.ValueOfString(etag))
 	setField(m, "update_time", protoreflect.ValueOfMessage(s.timestamp().ProtoReflect()))
-	return write(tx.Bucket(bucket), k, m)
+	return boltpb.Put(tx.Bucket(bucket), k, m)
 }
 
 // markDeleting marks m (stored at k) Deleting; marking twice is a no-op so a

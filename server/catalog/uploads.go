@@ -9,20 +9,10 @@ import (
 	"google.golang.org/protobuf/types/known/timestamppb"
 
 	"github.com/vmapp/vmapp/errs"
+	"github.com/vmapp/vmapp/internal/boltpb"
 	statepb "github.com/vmapp/vmapp/proto/vmapp/state/v1"
 	pb "github.com/vmapp/vmapp/proto/vmapp/v1"
 )
-
-// KindName names an artifact kind in messages.
-func KindName(k pb.ArtifactKind) string {
-	switch k {
-	case pb.ArtifactKind_ARTIFACT_KIND_PACKAGE:
-		return "package"
-	case pb.ArtifactKind_ARTIFACT_KIND_CONFIGURATION:
-		return "default configuration"
-	}
-	return "artifact"
-}
 
 // ArtifactOf returns the version's stored artifact of kind k, or nil.
 func ArtifactOf(v *pb.GalleryApplicationVersion, k pb.ArtifactKind) *pb.Artifact {
@@ -34,7 +24,7 @@ func ArtifactOf(v *pb.GalleryApplicationVersion, k pb.ArtifactKind) *pb.Artifact
 
 func sessionOf(tx *bolt.Tx, id string) (*statepb.UploadSession, error) {
 	s := &statepb.UploadSession{}
-	ok, err := read(tx.Bucket(bucketUploads), []byte(id), s)
+	ok, err := boltpb.Get(tx.Bucket(bucketUploads), []byte(id), s)
 	if err != nil {
 		return nil, err
 	}
@@ -86,7 +76,7 @@ func uploadTarget(tx *bolt.Tx, tenant, gallery, app, version string, k pb.Artifa
 		return nil, markedForDeletion("Upload", what)
 	}
 	if a := ArtifactOf(v, k); a != nil {
-		return nil, errs.New(errs.FailedPrecondition, "kind", "Gallery application version '%s' already has its %s (sha256 %s); its content can't change: create a new version.", what, KindName(k), a.Sha256)
+		return nil, errs.New(errs.FailedPrecondition, "kind", "Gallery application version '%s' already has its %s (sha256 %s); its content can't change: create a new version.", what, k.Label(), a.Sha256)
 	}
 	return v, nil
 }
@@ -115,9 +105,9 @@ func (s *Store) CreateUpload(ctx context.Context, sess *statepb.UploadSession) e
 		}
 		if other != nil {
 			return errs.New(errs.FailedPrecondition, "sha256", "Another upload of the %s of '%s' is in progress (session %s, %d of %d bytes, sha256 %s): resume it with the same file, or abort it first.",
-				KindName(sess.Kind), versionPath(sess.Gallery, sess.Application, sess.Version), other.Id, other.CommittedOffset, other.SizeBytes, other.Sha256)
+				sess.Kind.Label(), versionPath(sess.Gallery, sess.Application, sess.Version), other.Id, other.CommittedOffset, other.SizeBytes, other.Sha256)
 		}
-		return write(tx.Bucket(bucketUploads), []byte(sess.Id), sess)
+		return boltpb.Put(tx.Bucket(bucketUploads), []byte(sess.Id), sess)
 	})
 }
 
@@ -147,7 +137,7 @@ func (s *Store) CommitPart(ctx context.Context, id string, p *statepb.Part, sha2
 		sess.Sha256State = sha256State
 		sess.UpdateTime = s.timestamp()
 		sess.ExpireTime = timestamppb.New(s.now().Add(ttl))
-		return write(tx.Bucket(bucketUploads), []byte(id), sess)
+		return boltpb.Put(tx.Bucket(bucketUploads), []byte(id), sess)
 	})
 	return sess, err
 }
@@ -188,7 +178,7 @@ func (s *Store) FinishUpload(ctx context.Context, id string, a *pb.Artifact, m *
 		}
 		n, _ := ParseVersion(v.Name)
 		vk := versionKey(sess.Tenant, sess.Gallery, sess.Application, n)
-		if err := write(tx.Bucket(bucketManifests), manifestKey(vk, sess.Kind), m); err != nil {
+		if err := boltpb.Put(tx.Bucket(bucketManifests), manifestKey(vk, sess.Kind), m); err != nil {
 			return err
 		}
 		if err := tx.Bucket(bucketUploads).Delete([]byte(id)); err != nil {
@@ -211,9 +201,9 @@ func (s *Store) Manifest(ctx context.Context, tenant, gallery, app, version stri
 	}
 	m := &statepb.Manifest{}
 	err = s.view(ctx, func(tx *bolt.Tx) error {
-		ok, err := read(tx.Bucket(bucketManifests), manifestKey(versionKey(tenant, gallery, app, n), k), m)
+		ok, err := boltpb.Get(tx.Bucket(bucketManifests), manifestKey(versionKey(tenant, gallery, app, n), k), m)
 		if err == nil && !ok {
-			err = errs.New(errs.NotFound, "version", "Gallery application version '%s' has no stored %s.", versionPath(gallery, app, version), KindName(k))
+			err = errs.New(errs.NotFound, "version", "Gallery application version '%s' has no stored %s.", versionPath(gallery, app, version), k.Label())
 		}
 		return err
 	})

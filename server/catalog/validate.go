@@ -360,18 +360,6 @@ func (s *Store) normalizeTargetRegions(location string, pp *pb.PublishingProfile
 	return nil
 }
 
-// EffectiveReplicas is the number of replicas wanted in a target region:
-// regionalReplicaCount, else the profile's replicaCount, else 1.
-func EffectiveReplicas(pp *pb.PublishingProfile, tr *pb.TargetRegion) int32 {
-	switch {
-	case tr.RegionalReplicaCount != nil:
-		return tr.GetRegionalReplicaCount()
-	case pp.ReplicaCount != nil:
-		return pp.GetReplicaCount()
-	}
-	return 1
-}
-
 // validateVersion checks a version for create and normalises it.
 func (s *Store) validateVersion(v *pb.GalleryApplicationVersion) error {
 	if err := ValidateGalleryName(v.GetGallery()); err != nil {

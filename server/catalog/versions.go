@@ -10,6 +10,7 @@ import (
 	"google.golang.org/protobuf/proto"
 
 	"github.com/vmapp/vmapp/errs"
+	"github.com/vmapp/vmapp/internal/boltpb"
 	pb "github.com/vmapp/vmapp/proto/vmapp/v1"
 )
 
@@ -55,7 +56,7 @@ func getVersion(tx *bolt.Tx, tenant, gallery, app, name string) (*pb.GalleryAppl
 		return nil, err
 	}
 	v := &pb.GalleryApplicationVersion{}
-	ok, err := read(tx.Bucket(bucketVersions), versionKey(tenant, gallery, app, n), v)
+	ok, err := boltpb.Get(tx.Bucket(bucketVersions), versionKey(tenant, gallery, app, n), v)
 	if err != nil {
 		return nil, err
 	}
@@ -166,7 +167,7 @@ func (s *Store) CreateVersion(ctx context.Context, tenant string, in *pb.Gallery
 		}
 		k := versionKey(tenant, v.Gallery, v.Application, n)
 		old := &pb.GalleryApplicationVersion{}
-		if ok, err := read(tx.Bucket(bucketVersions), k, old); err != nil {
+		if ok, err := boltpb.Get(tx.Bucket(bucketVersions), k, old); err != nil {
 			return err
 		} else if ok && old.ProvisioningState == StateDeleting {
 			return markedForDeletion("CreateVersion", versionPath(v.Gallery, v.Application, v.Name))
@@ -242,7 +243,7 @@ func (s *Store) UpdateVersion(ctx context.Context, tenant string, in *pb.Gallery
 		if cur.ProvisioningState == StateDeleting {
 			return markedForDeletion("UpdateVersion", what)
 		}
-		if err := checkETag("version '"+what+"'", ifMatch, cur.Etag); err != nil {
+		if err := boltpb.CheckETag("version '"+what+"'", ifMatch, cur.Etag); err != nil {
 			return err
 		}
 		if next, err = applyMask(cur, in, mask, versionRules); err != nil {
@@ -312,7 +313,7 @@ func (s *Store) DeleteVersion(ctx context.Context, tenant, gallery, app, name, i
 		if v, err = getVersion(tx, tenant, gallery, app, name); err != nil {
 			return err
 		}
-		if err := checkETag("version '"+versionPath(gallery, app, name)+"'", ifMatch, v.Etag); err != nil {
+		if err := boltpb.CheckETag("version '"+versionPath(gallery, app, name)+"'", ifMatch, v.Etag); err != nil {
 			return err
 		}
 		return s.markDeleting(tx, bucketVersions, versionKey(tenant, gallery, app, n), v)

@@ -23,7 +23,6 @@ import (
 	"encoding/hex"
 	"fmt"
 	"regexp"
-	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -33,6 +32,7 @@ import (
 	"google.golang.org/protobuf/types/known/timestamppb"
 
 	"github.com/vmapp/vmapp/errs"
+	"github.com/vmapp/vmapp/internal/boltpb"
 	pb "github.com/vmapp/vmapp/proto/vmapp/v1"
 )
 
@@ -144,38 +144,10 @@ func (f *Fleet) checkRegion(region string) error {
 	return errs.New(errs.InvalidArgument, "region", "region '%s' is not one of %v", region, f.regions)
 }
 
-func read(b *bolt.Bucket, k []byte, m proto.Message) (bool, error) {
-	v := b.Get(k)
-	if v == nil {
-		return false, nil
-	}
-	return true, proto.Unmarshal(v, m)
-}
-
-func write(b *bolt.Bucket, k []byte, m proto.Message) error {
-	v, err := proto.MarshalOptions{Deterministic: true}.Marshal(m)
-	if err != nil {
-		return err
-	}
-	return b.Put(k, v)
-}
-
-func etag(tx *bolt.Tx) (string, error) {
-	n, err := tx.Bucket(bucketMeta).NextSequence()
-	return `"` + strconv.FormatUint(n, 10) + `"`, err
-}
-
-func checkETag(what, ifMatch, current string) error {
-	if ifMatch != "" && strings.Trim(ifMatch, `"`) != strings.Trim(current, `"`) {
-		return errs.New(errs.FailedPrecondition, "ifMatch", "%s has etag %s, not %s: it was changed since you read it; read it again and retry", what, current, ifMatch)
-	}
-	return nil
-}
-
 // getMachine reads a machine inside tx.
 func getMachine(tx *bolt.Tx, tenant, name string) (*pb.Machine, error) {
 	m := &pb.Machine{}
-	ok, err := read(tx.Bucket(bucketMachines), key(tenant, name), m)
+	ok, err := boltpb.Get(tx.Bucket(bucketMachines), key(tenant, name), m)
 	if err == nil && !ok {
 		err = errs.New(errs.NotFound, "name", "Machine '%s' doesn't exist.", name)
 	}
@@ -184,7 +156,7 @@ func getMachine(tx *bolt.Tx, tenant, name string) (*pb.Machine, error) {
 
 func getScaleSet(tx *bolt.Tx, tenant, name string) (*pb.ScaleSet, error) {
 	s := &pb.ScaleSet{}
-	ok, err := read(tx.Bucket(bucketScaleSets), key(tenant, name), s)
+	ok, err := boltpb.Get(tx.Bucket(bucketScaleSets), key(tenant, name), s)
 	if err == nil && !ok {
 		err = errs.New(errs.NotFound, "name", "Scale set '%s' doesn't exist.", name)
 	}

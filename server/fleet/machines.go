@@ -10,6 +10,7 @@ import (
 	"google.golang.org/protobuf/proto"
 
 	"github.com/vmapp/vmapp/errs"
+	"github.com/vmapp/vmapp/internal/boltpb"
 	pb "github.com/vmapp/vmapp/proto/vmapp/v1"
 )
 
@@ -37,7 +38,7 @@ func (f *Fleet) CreateMachine(ctx context.Context, tenant string, in *pb.Machine
 			}
 			m.Region, m.OsType = ss.Region, ss.OsType
 			ss.InstanceCount++
-			if err := write(tx.Bucket(bucketScaleSets), key(tenant, ss.Name), ss); err != nil {
+			if err := boltpb.Put(tx.Bucket(bucketScaleSets), key(tenant, ss.Name), ss); err != nil {
 				return err
 			}
 		}
@@ -53,14 +54,14 @@ func (f *Fleet) CreateMachine(ctx context.Context, tenant string, in *pb.Machine
 		if b.Get(key(tenant, m.Name)) != nil {
 			return errs.New(errs.AlreadyExists, "name", "Machine '%s' already exists.", m.Name)
 		}
-		if m.Etag, err = etag(tx); err != nil {
+		if m.Etag, err = boltpb.NextETag(tx.Bucket(bucketMeta)); err != nil {
 			return err
 		}
 		m.ApplicationProfile = &pb.ApplicationProfile{Etag: m.Etag}
 		m.CreateTime, m.UpdateTime = f.timestamp(), f.timestamp()
 		m.ProvisioningState = "Succeeded"
 		out = m
-		return write(b, key(tenant, m.Name), m)
+		return boltpb.Put(b, key(tenant, m.Name), m)
 	})
 	if err != nil {
 		return nil, err
@@ -84,7 +85,7 @@ func (f *Fleet) GetMachine(ctx context.Context, tenant, name string) (*pb.Machin
 // withView adds the instance view and the provisioning state it implies.
 func (f *Fleet) withView(tx *bolt.Tx, m *pb.Machine) error {
 	iv := &pb.InstanceView{}
-	if _, err := read(tx.Bucket(bucketViews), key(m.Tenant, m.Name), iv); err != nil {
+	if _, err := boltpb.Get(tx.Bucket(bucketViews), key(m.Tenant, m.Name), iv); err != nil {
 		return err
 	}
 	f.mu.Lock()
@@ -180,7 +181,7 @@ func deleteMachine(tx *bolt.Tx, m *pb.Machine) error {
 	if m.ScaleSet != "" {
 		if ss, err := getScaleSet(tx, m.Tenant, m.ScaleSet); err == nil {
 			ss.InstanceCount--
-			if err := write(tx.Bucket(bucketScaleSets), key(m.Tenant, ss.Name), ss); err != nil {
+			if err := boltpb.Put(tx.Bucket(bucketScaleSets), key(m.Tenant, ss.Name), ss); err != nil {
 				return err
 			}
 		}
@@ -210,11 +211,11 @@ func (f *Fleet) CreateScaleSet(ctx context.Context, tenant string, in *pb.ScaleS
 			return errs.New(errs.AlreadyExists, "name", "Scale set '%s' already exists.", ss.Name)
 		}
 		var err error
-		if ss.Etag, err = etag(tx); err != nil {
+		if ss.Etag, err = boltpb.NextETag(tx.Bucket(bucketMeta)); err != nil {
 			return err
 		}
 		ss.ApplicationProfile = &pb.ApplicationProfile{Etag: ss.Etag}
-		return write(b, key(tenant, ss.Name), ss)
+		return boltpb.Put(b, key(tenant, ss.Name), ss)
 	})
 	if err != nil {
 		return nil, err

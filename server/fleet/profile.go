@@ -11,6 +11,7 @@ import (
 	"google.golang.org/protobuf/proto"
 
 	"github.com/vmapp/vmapp/errs"
+	"github.com/vmapp/vmapp/internal/boltpb"
 	pb "github.com/vmapp/vmapp/proto/vmapp/v1"
 )
 
@@ -53,7 +54,7 @@ func (f *Fleet) load(tx *bolt.Tx, tenant string, t Target) (*profileOf, error) {
 		}
 		p.save = func(ap *pb.ApplicationProfile) error {
 			m.ApplicationProfile, m.UpdateTime = ap, f.timestamp()
-			return write(tx.Bucket(bucketMachines), key(tenant, m.Name), m)
+			return boltpb.Put(tx.Bucket(bucketMachines), key(tenant, m.Name), m)
 		}
 		return p, nil
 	}
@@ -75,7 +76,7 @@ func (f *Fleet) load(tx *bolt.Tx, tenant string, t Target) (*profileOf, error) {
 	}
 	p.save = func(ap *pb.ApplicationProfile) error {
 		ss.ApplicationProfile, ss.UpdateTime = ap, f.timestamp()
-		return write(tx.Bucket(bucketScaleSets), key(tenant, ss.Name), ss)
+		return boltpb.Put(tx.Bucket(bucketScaleSets), key(tenant, ss.Name), ss)
 	}
 	return p, nil
 }
@@ -154,7 +155,7 @@ func (f *Fleet) SetApplication(ctx context.Context, tenant string, t Target, in 
 		if err != nil {
 			return err
 		}
-		if err := checkETag("the application profile of "+t.String(), ifMatch, p.profile.GetEtag()); err != nil {
+		if err := boltpb.CheckETag("the application profile of "+t.String(), ifMatch, p.profile.GetEtag()); err != nil {
 			return err
 		}
 		var apps []*pb.VMGalleryApplication
@@ -185,7 +186,7 @@ func (f *Fleet) SetApplication(ctx context.Context, tenant string, t Target, in 
 		if n := len(apps) + otherCount(p.others); len(p.others) == 1 && n > MaxApplications {
 			return errs.New(errs.InvalidArgument, "application", "The maximum number of VM applications (max=%d, current=%d) has been exceeded. Use fewer applications and retry the request.", MaxApplications, n)
 		}
-		tag, err := etag(tx)
+		tag, err := boltpb.NextETag(tx.Bucket(bucketMeta))
 		if err != nil {
 			return err
 		}
@@ -230,14 +231,14 @@ func (f *Fleet) editEntry(tenant string, t Target, app, ifMatch string, edit fun
 		if err != nil {
 			return err
 		}
-		if err := checkETag("the application profile of "+t.String(), ifMatch, p.profile.GetEtag()); err != nil {
+		if err := boltpb.CheckETag("the application profile of "+t.String(), ifMatch, p.profile.GetEtag()); err != nil {
 			return err
 		}
 		apps := p.profile.GetGalleryApplications()
 		for i, a := range apps {
 			r, _ := ParseRef(a.PackageReferenceId)
 			if r.App() == app {
-				tag, err := etag(tx)
+				tag, err := boltpb.NextETag(tx.Bucket(bucketMeta))
 				if err != nil {
 					return err
 				}
@@ -336,7 +337,7 @@ func (f *Fleet) ReportStatus(ctx context.Context, tenant, machine string, iv *pb
 		if _, err := getMachine(tx, tenant, machine); err != nil {
 			return err
 		}
-		return write(tx.Bucket(bucketViews), key(tenant, machine), iv)
+		return boltpb.Put(tx.Bucket(bucketViews), key(tenant, machine), iv)
 	})
 }
 
@@ -359,7 +360,7 @@ func (f *Fleet) Inventory(ctx context.Context, tenant, app, region, state string
 				return err
 			}
 			for _, s := range m.InstanceView.Applications {
-				if app != "" && s.Application != app && !hasSuffix(s.Application, "/"+app) {
+				if app != "" && s.Application != app && !strings.HasSuffix(s.Application, "/"+app) {
 					continue
 				}
 				if state != "" && !strings.EqualFold(s.State, state) {
@@ -371,8 +372,4 @@ func (f *Fleet) Inventory(ctx context.Context, tenant, app, region, state string
 		return nil
 	})
 	return out, err
-}
-
-func hasSuffix(s, suffix string) bool {
-	return len(s) >= len(suffix) && s[len(s)-len(suffix):] == suffix
 }

@@ -58,7 +58,7 @@ func (s *Service) Import(ctx context.Context, tenant string, r *pb.ImportRequest
 	if err != nil {
 		return nil, err
 	}
-	what := fmt.Sprintf("%s of '%s/%s/%s'", KindLabel(r.Kind), r.Gallery, r.Application, r.Version)
+	what := fmt.Sprintf("%s of '%s/%s/%s'", r.Kind.Label(), r.Gallery, r.Application, r.Version)
 	if sess != nil && (Redact(sess.SourceUrl) != Redact(r.Url) || sess.Sha256 != r.Sha256) {
 		return nil, errs.New(errs.FailedPrecondition, "url", "Another upload of the %s is in progress (session %s): resume it with the same source, or abort it first.", what, sess.Id)
 	}

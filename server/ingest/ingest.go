@@ -130,17 +130,14 @@ func checkKind(k pb.ArtifactKind) error {
 func checkSize(what string, k pb.ArtifactKind, size int64) error {
 	switch {
 	case size == 0:
-		return errs.New(errs.InvalidArgument, "sizeBytes", "The %s %s is empty.", KindLabel(k), what)
+		return errs.New(errs.InvalidArgument, "sizeBytes", "The %s %s is empty.", k.Label(), what)
 	case size < 0:
-		return errs.New(errs.InvalidArgument, "sizeBytes", "sizeBytes %d of the %s %s must be positive", size, KindLabel(k), what)
+		return errs.New(errs.InvalidArgument, "sizeBytes", "sizeBytes %d of the %s %s must be positive", size, k.Label(), what)
 	case size > maxSize(k):
-		return errs.New(errs.InvalidArgument, "sizeBytes", "The %s %s is too large: size = %d. The maximum size allowed is %s.", KindLabel(k), what, size, sizeLabel(k))
+		return errs.New(errs.InvalidArgument, "sizeBytes", "The %s %s is too large: size = %d. The maximum size allowed is %s.", k.Label(), what, size, sizeLabel(k))
 	}
 	return nil
 }
-
-// KindLabel names an artifact kind in messages.
-func KindLabel(k pb.ArtifactKind) string { return catalog.KindName(k) }
 
 func sizeLabel(k pb.ArtifactKind) string {
 	if k == pb.ArtifactKind_ARTIFACT_KIND_CONFIGURATION {
@@ -198,7 +195,7 @@ func (s *Service) Begin(ctx context.Context, tenant string, r *pb.BeginUploadReq
 			// session when it is for the same file.
 			sess, err = s.cat.FindUpload(ctx, tenant, r.Gallery, r.Application, r.Version, r.Kind)
 			if err == nil && sess == nil {
-				err = errs.New(errs.Aborted, "", "the upload session of the %s %s changed while it was opened; try again", KindLabel(r.Kind), what)
+				err = errs.New(errs.Aborted, "", "the upload session of the %s %s changed while it was opened; try again", r.Kind.Label(), what)
 			}
 		}
 		if err != nil {
@@ -206,7 +203,7 @@ func (s *Service) Begin(ctx context.Context, tenant string, r *pb.BeginUploadReq
 		}
 	}
 	if sess.SizeBytes != r.SizeBytes || sess.Sha256 != r.Sha256 {
-		return nil, errs.New(errs.FailedPrecondition, "sha256", "Another upload of the %s %s is in progress (session %s, %d bytes, sha256 %s): resume it with the same file, or abort it first.", KindLabel(r.Kind), what, sess.Id, sess.SizeBytes, sess.Sha256)
+		return nil, errs.New(errs.FailedPrecondition, "sha256", "Another upload of the %s %s is in progress (session %s, %d bytes, sha256 %s): resume it with the same file, or abort it first.", r.Kind.Label(), what, sess.Id, sess.SizeBytes, sess.Sha256)
 	}
 	return &pb.BeginUploadResponse{
 		SessionId: sess.Id, CommittedOffset: sess.CommittedOffset, ChunkSize: DefaultChunkSize,
@@ -241,7 +238,7 @@ func (s *Service) newSession(ctx context.Context, tenant string, v *pb.GalleryAp
 		s.abortQuietly(sess)
 		return nil, err
 	}
-	s.log.Info("upload session opened", "session", sess.Id, "tenant", tenant, "version", v.Gallery+"/"+v.Application+"/"+v.Name, "kind", KindLabel(k), "size", size)
+	s.log.Info("upload session opened", "session", sess.Id, "tenant", tenant, "version", v.Gallery+"/"+v.Application+"/"+v.Name, "kind", k.Label(), "size", size)
 	return sess, nil
 }
 
@@ -369,7 +366,7 @@ func (s *Service) write(ctx context.Context, sess *statepb.UploadSession, r io.R
 	readErr := s.readParts(partCtx, sess, r, h, st, slots, jobs, &failed)
 	close(jobs)
 	if err := <-committed; err != nil {
-		return nil, fmt.Errorf("store the %s of '%s/%s/%s' in region %s: %w", KindLabel(sess.Kind), sess.Gallery, sess.Application, sess.Version, sess.Region, err)
+		return nil, fmt.Errorf("store the %s of '%s/%s/%s' in region %s: %w", sess.Kind.Label(), sess.Gallery, sess.Application, sess.Version, sess.Region, err)
 	}
 	if readErr != nil {
 		return nil, readErr
@@ -416,7 +413,7 @@ func (s *Service) readParts(ctx context.Context, sess *statepb.UploadSession, r 
 		if off+int64(got) > limit {
 			s.bufs.Put(buf)
 			<-slots
-			return errs.New(errs.InvalidArgument, "url", "The %s is too large: more than %d bytes. The maximum size allowed is %s.", KindLabel(sess.Kind), limit, sizeLabel(sess.Kind))
+			return errs.New(errs.InvalidArgument, "url", "The %s is too large: more than %d bytes. The maximum size allowed is %s.", sess.Kind.Label(), limit, sizeLabel(sess.Kind))
 		}
 		data := (*buf)[:got]
 		h.Write(data)
@@ -454,7 +451,7 @@ func (s *Service) readParts(ctx context.Context, sess *statepb.UploadSession, r 
 // finish checks the sha256, completes the multipart upload, checks the
 // stored object and records the artifact on the version.
 func (s *Service) finish(ctx context.Context, sess *statepb.UploadSession, h hash.Hash) (*pb.GalleryApplicationVersion, error) {
-	what := fmt.Sprintf("%s of '%s/%s/%s'", KindLabel(sess.Kind), sess.Gallery, sess.Application, sess.Version)
+	what := fmt.Sprintf("%s of '%s/%s/%s'", sess.Kind.Label(), sess.Gallery, sess.Application, sess.Version)
 	sum := hex.EncodeToString(h.Sum(nil))
 	if sess.CommittedOffset == 0 {
 		s.abortQuietly(sess)

@@ -1,0 +1,50 @@
+package main
+
+import (
+	"os"
+	"os/exec"
+	"strings"
+	"testing"
+)
+
+// TestMain runs main instead of the tests when the test binary is started
+// by TestBadFlags as a vmapp-agent.
+func TestMain(m *testing.M) {
+	if os.Getenv("VMAPP_AGENT_RUN_MAIN") == "1" {
+		os.Args = append([]string{"vmapp-agent"}, os.Args[1:]...)
+		main()
+		os.Exit(0)
+	}
+	os.Exit(m.Run())
+}
+
+func TestBadFlags(t *testing.T) {
+	root := t.TempDir()
+	for _, c := range []struct {
+		name string
+		args []string
+		want string
+	}{
+		{"no flags", nil, "usage: vmapp-agent --vm NAME --root DIR"},
+		{"no --vm", []string{"--root", root}, "usage: vmapp-agent"},
+		{"no --root", []string{"--vm", "vm1"}, "usage: vmapp-agent"},
+		{"stray argument", []string{"--vm", "vm1", "--root", root, "extra"}, "usage: vmapp-agent"},
+		{"zero command timeout", []string{"--vm", "vm1", "--root", root, "--command-timeout", "0s"}, "--command-timeout 0s: must be positive"},
+		{"negative retry base", []string{"--vm", "vm1", "--root", root, "--retry-base", "-1s"}, "--retry-base -1s: must be positive"},
+		{"retry max under retry base", []string{"--vm", "vm1", "--root", root, "--retry-base", "1m", "--retry-max", "10s"}, "--retry-max 10s is shorter than --retry-base 1m0s"},
+		{"command timeout not a duration", []string{"--vm", "vm1", "--root", root, "--command-timeout", "long"}, `invalid value "long" for flag -command-timeout`},
+		{"bad log level", []string{"--vm", "vm1", "--root", root, "--log-level", "loud"}, `invalid value "loud" for flag -log-level`},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			cmd := exec.Command(os.Args[0], append([]string{}, c.args...)...)
+			cmd.Env = append(os.Environ(), "VMAPP_AGENT_RUN_MAIN=1")
+			out, err := cmd.CombinedOutput()
+			if ee, ok := err.(*exec.ExitError); !ok || ee.ExitCode() != 2 || !strings.Contains(string(out), c.want) {
+				t.Fatalf("err %v, output:\n%s\nwant exit 2 and %q", err, out, c.want)
+			}
+			if entries, _ := os.ReadDir(root); len(entries) != 0 {
+				t.Fatalf("the agent wrote under --root before refusing its flags: %v", entries)
+			}
+		})
+	}
+}
