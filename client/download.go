@@ -25,6 +25,7 @@ import (
 	"time"
 
 	"github.com/vmapp/vmapp/errs"
+	"github.com/vmapp/vmapp/internal/shachain"
 	pb "github.com/vmapp/vmapp/proto/vmapp/v1"
 )
 
@@ -183,6 +184,9 @@ type downloader struct {
 	size, pieceSize int64
 	sha             string
 	sums            [][]byte
+	// chain is the plan's piece_chain when usable: pieces are then
+	// verified against the whole file's sha256 (see shachain).
+	chain [][]byte
 
 	refreshMu sync.Mutex // one plan request at a time
 	mu        sync.Mutex
@@ -243,6 +247,20 @@ func (d *downloader) adopt(p *pb.DownloadPlan) error {
 	for i, s := range d.sums {
 		if len(s) != sha256.Size {
 			return bad("piece %d's hash has %d bytes", i, len(s))
+		}
+	}
+	// A single piece needs no chain: it ends in the file's sha256.
+	if len(p.PieceChain) > 0 || want == 1 {
+		if len(p.PieceChain) != want-1 || want > 1 && d.pieceSize%sha256.BlockSize != 0 {
+			return bad("%d chaining values for %d pieces of %d bytes", len(p.PieceChain), want, d.pieceSize)
+		}
+		for i, cv := range p.PieceChain {
+			if len(cv) != sha256.Size {
+				return bad("piece %d's chaining value has %d bytes", i, len(cv))
+			}
+		}
+		if shachain.Usable() {
+			d.chain = append([][]byte{}, p.PieceChain...)
 		}
 	}
 	d.setPlan(p)
@@ -398,13 +416,18 @@ func (d *downloader) run(ctx context.Context) error {
 	}
 	d.done.Store(d.verifiedBytes())
 	d.progress(d.done.Load())
-	// The whole file's sha256 is computed while pieces arrive, in order,
-	// from the verified prefix of the file, not in one pass at the end.
+	// The whole file's sha256: with a chain, verifying every piece checked
+	// it. Without, it is computed while pieces arrive, in order, from the
+	// verified prefix of the file, not in one pass at the end.
 	hctx, stopHash := context.WithCancel(ctx)
 	defer stopHash()
 	d.wake = make(chan struct{}, 1)
 	whole := make(chan hashResult, 1)
-	go func() { whole <- d.hashPrefix(hctx) }()
+	if d.chain != nil {
+		whole <- hashResult{sum: d.sha}
+	} else {
+		go func() { whole <- d.hashPrefix(hctx) }()
+	}
 	if err := d.fetchAll(ctx, todo); err != nil {
 		stopHash()
 		<-whole
@@ -591,11 +614,11 @@ func (d *downloader) resume() bool {
 			continue
 		}
 		off, n := d.span(i)
-		h := sha256.New()
+		h := d.pieceHash(i)
 		if _, err := io.CopyBuffer(h, io.NewSectionReader(d.f, off, n), *bufp); err != nil {
 			continue
 		}
-		if bytes.Equal(h.Sum(nil), d.sums[i]) {
+		if d.checkPiece(i, h, "") == nil {
 			d.verified[i] = true
 			d.nVerif++
 		}
@@ -1046,7 +1069,39 @@ type pieceWriter struct {
 
 func (d *downloader) newPieceWriter(i int) *pieceWriter {
 	off, _ := d.span(i)
-	return &pieceWriter{d: d, i: i, off: off, h: sha256.New()}
+	return &pieceWriter{d: d, i: i, off: off, h: d.pieceHash(i)}
+}
+
+// pieceHash returns the hash that verifies piece i: a fresh sha256, or
+// with a chain the whole file's, resumed where the piece starts.
+func (d *downloader) pieceHash(i int) hash.Hash {
+	if d.chain == nil {
+		return sha256.New()
+	}
+	if i == 0 {
+		return shachain.Resume(nil, 0)
+	}
+	off, _ := d.span(i)
+	return shachain.Resume(d.chain[i-1], off)
+}
+
+// checkPiece checks piece i's hash h, which read it from from.
+func (d *downloader) checkPiece(i int, h hash.Hash, from string) error {
+	switch {
+	case d.chain == nil:
+		if sum := h.Sum(nil); !bytes.Equal(sum, d.sums[i]) {
+			return errs.New(errs.DataLoss, "", "piece %d from %s has sha256 %x, not %x", i, from, sum, d.sums[i])
+		}
+	case i == len(d.sums)-1:
+		if sum := hex.EncodeToString(h.Sum(nil)); sum != d.sha {
+			return errs.New(errs.DataLoss, "", "piece %d (the last) from %s ends the file's sha256 as %s, not %s", i, from, sum, d.sha)
+		}
+	default:
+		if cv := shachain.Value(h); !bytes.Equal(cv, d.chain[i]) {
+			return errs.New(errs.DataLoss, "", "piece %d from %s leaves the file's sha256 chaining value at %x, not %x", i, from, cv, d.chain[i])
+		}
+	}
+	return nil
 }
 
 func (w *pieceWriter) write(p []byte) error {
@@ -1068,9 +1123,10 @@ func (w *pieceWriter) abort() {
 }
 
 func (w *pieceWriter) verify(from string) error {
-	if sum := w.h.Sum(nil); !bytes.Equal(sum, w.d.sums[w.i]) {
+	if err := w.d.checkPiece(w.i, w.h, from); err != nil {
 		w.abort()
-		return errs.New(errs.DataLoss, "", "piece %d from %s has sha256 %x, not %x", w.i, from, sum, w.d.sums[w.i])
+		return err
 	}
+	startWriteback(w.d.f, w.off, w.got)
 	return nil
 }

@@ -6,6 +6,8 @@ import (
 	"errors"
 	"os"
 	"syscall"
+
+	"golang.org/x/sys/unix"
 )
 
 // allocate reserves size bytes for f (fallocate), so that a full disk fails
@@ -46,4 +48,11 @@ func lockFile(f *os.File) (held bool, err error) {
 
 func isNoSpace(err error) bool {
 	return errors.Is(err, syscall.ENOSPC) || errors.Is(err, syscall.EDQUOT)
+}
+
+// startWriteback starts writing the byte range of f to disk without waiting
+// (sync_file_range), so that the fsync before the rename finds little left
+// to write. It is a hint: errors show in that fsync.
+func startWriteback(f *os.File, off, n int64) {
+	unix.SyncFileRange(int(f.Fd()), off, n, unix.SYNC_FILE_RANGE_WRITE)
 }

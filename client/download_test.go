@@ -344,9 +344,39 @@ func TestDownload(t *testing.T) {
 	wantClass(t, err, errs.InvalidArgument, "region is required")
 }
 
-// A replica with corrupted bytes: the pieces come from the other one.
+// A replica with corrupted bytes: the pieces come from the other one. The
+// plan's chaining values check pieces and file in one pass; plans of
+// artifacts stored before vmappd recorded them (no piece_chain, as an
+// older vmappd sends) are checked with piece hashes and a whole-file pass.
 func TestDownloadCorruptReplica(t *testing.T) {
+	t.Run("chain", func(t *testing.T) { testCorruptReplica(t, false) })
+	t.Run("piece hashes", func(t *testing.T) { testCorruptReplica(t, true) })
+}
+
+// withoutChain is a client of the cluster that drops the plans' piece_chain.
+func withoutChain(t *testing.T, c *testcluster.Cluster) *client.Client {
+	cl, err := client.New(c.Addr, client.Options{DialOptions: []grpc.DialOption{
+		grpc.WithChainUnaryInterceptor(func(ctx context.Context, method string, req, reply any, cc *grpc.ClientConn, invoker grpc.UnaryInvoker, opts ...grpc.CallOption) error {
+			err := invoker(ctx, method, req, reply, cc, opts...)
+			if r, ok := reply.(*pb.GetDownloadPlanResponse); ok && r.Plan != nil {
+				r.Plan.PieceChain = nil
+			}
+			return err
+		}),
+	}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { cl.Close() })
+	return cl
+}
+
+func testCorruptReplica(t *testing.T, legacy bool) {
 	c := testcluster.Start(t, testcluster.Options{})
+	cl := c.Client
+	if legacy {
+		cl = withoutChain(t, c)
+	}
 	data := randomData(size4, 2)
 	publish(t, c, "1.0.0", data, testcluster.Target("eastus", 2), testcluster.Target("westus", 1))
 	corrupt := func(region string, replica int32, version string, size int) {
@@ -359,9 +389,12 @@ func TestDownloadCorruptReplica(t *testing.T) {
 	}
 	corrupt("eastus", 0, "1.0.0", size4)
 	p := plan(t, c, "1.0.0", "eastus")
+	if len(p.PieceChain) != 3 || len(p.PieceChain[0]) != 32 {
+		t.Fatalf("plan of 4 pieces has %d chaining values, want 3 of 32 bytes", len(p.PieceChain))
+	}
 	rec := newRecorder()
 	dest := filepath.Join(t.TempDir(), "pkg")
-	got, err := c.Client.Download(testCtx(t), "g", "a", "1.0.0", dest, client.DownloadOptions{
+	got, err := cl.Download(testCtx(t), "g", "a", "1.0.0", dest, client.DownloadOptions{
 		Region: "eastus", MachineID: machineFor(t, p, 0), HTTPClient: rec.client(),
 	})
 	if err != nil {
@@ -380,7 +413,7 @@ func TestDownloadCorruptReplica(t *testing.T) {
 	publish(t, c, "1.0.1", small, testcluster.Target("eastus", 1))
 	corrupt("eastus", 0, "1.0.1", len(small))
 	dest = filepath.Join(t.TempDir(), "pkg")
-	_, err = c.Client.Download(testCtx(t), "g", "a", "1.0.1", dest, client.DownloadOptions{Region: "eastus"})
+	_, err = cl.Download(testCtx(t), "g", "a", "1.0.1", dest, client.DownloadOptions{Region: "eastus"})
 	wantClass(t, err, errs.DataLoss, "sha256")
 	mustNotExist(t, dest)
 	t.Logf("all corrupted: %v", err)

@@ -91,7 +91,7 @@ func (s *downloadServer) GetDownloadPlan(ctx context.Context, r *pb.GetDownloadP
 	m := t.manifest
 	plan := &pb.DownloadPlan{
 		Gallery: t.v.Gallery, Application: t.v.Application, Version: t.v.Name, Kind: r.Kind, Region: r.Region,
-		SizeBytes: m.SizeBytes, Sha256: m.Sha256, PieceSize: m.PieceSize, PieceSha256: m.PieceSha256,
+		SizeBytes: m.SizeBytes, Sha256: m.Sha256, PieceSize: m.PieceSize, PieceSha256: m.PieceSha256, PieceChain: m.PieceChain,
 		Direct: s.direct, ExpireTime: timestamppb.New(time.Now().Add(s.expiry)),
 	}
 	if s.direct {

@@ -32,6 +32,7 @@ import (
 	"google.golang.org/protobuf/types/known/timestamppb"
 
 	"github.com/vmapp/vmapp/errs"
+	"github.com/vmapp/vmapp/internal/shachain"
 	statepb "github.com/vmapp/vmapp/proto/vmapp/state/v1"
 	pb "github.com/vmapp/vmapp/proto/vmapp/v1"
 	"github.com/vmapp/vmapp/replicator/blob"
@@ -422,7 +423,7 @@ func (s *Service) readParts(ctx context.Context, sess *statepb.UploadSession, r 
 			return err
 		}
 		number++
-		j := &partJob{part: &statepb.Part{Number: number, SizeBytes: int64(got)}, buf: buf, state: state, done: make(chan error, 1)}
+		j := &partJob{part: &statepb.Part{Number: number, SizeBytes: int64(got), Chain: shachain.Value(h)}, buf: buf, state: state, done: make(chan error, 1)}
 		go func() {
 			sum := sha256.Sum256(data)
 			j.part.Sha256 = sum[:]
@@ -446,6 +447,22 @@ func (s *Service) readParts(ctx context.Context, sess *statepb.UploadSession, r 
 		}
 	}
 	return nil
+}
+
+// pieceChain returns the download plan's piece_chain: every part's chaining
+// value but the last's. Nil unless every one of them was recorded.
+func pieceChain(parts []*statepb.Part) [][]byte {
+	if len(parts) == 0 {
+		return nil
+	}
+	chain := make([][]byte, 0, len(parts)-1)
+	for _, p := range parts[:len(parts)-1] {
+		if p.Chain == nil {
+			return nil
+		}
+		chain = append(chain, p.Chain)
+	}
+	return chain
 }
 
 // finish checks the sha256, completes the multipart upload, checks the
@@ -476,6 +493,7 @@ func (s *Service) finish(ctx context.Context, sess *statepb.UploadSession, h has
 		manifest.PieceSha256 = append(manifest.PieceSha256, p.Sha256)
 		manifest.PieceEtag = append(manifest.PieceEtag, p.Etag)
 	}
+	manifest.PieceChain = pieceChain(sess.Parts)
 	_, err = st.CompleteMultipart(ctx, sess.ObjectKey, sess.MultipartId, parts)
 	if err != nil && !errs.Is(err, errs.NotFound) { // NotFound: completed before a crash
 		return nil, fmt.Errorf("complete the %s in region %s: %w", what, sess.Region, err)

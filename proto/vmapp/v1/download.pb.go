@@ -164,7 +164,14 @@ type DownloadPlan struct {
 	// The URLs stop working at this time: ask for a new plan.
 	ExpireTime *timestamppb.Timestamp `protobuf:"bytes,11,opt,name=expire_time,json=expireTime,proto3" json:"expire_time,omitempty"`
 	// False when machines can't reach the stores: read with ReadRange.
-	Direct        bool `protobuf:"varint,12,opt,name=direct,proto3" json:"direct,omitempty"`
+	Direct bool `protobuf:"varint,12,opt,name=direct,proto3" json:"direct,omitempty"`
+	// The whole artifact's SHA-256 chaining value (the eight 32-bit words H
+	// of FIPS 180-4, big-endian) after each piece but the last. With it, a
+	// downloader verifies piece i by resuming the whole-file hash from the
+	// chaining value after piece i-1, and the last piece against sha256: one
+	// hash pass checks every piece and the whole file. Empty for artifacts
+	// stored before vmappd recorded it: check piece_sha256, then sha256.
+	PieceChain    [][]byte `protobuf:"bytes,13,rep,name=piece_chain,json=pieceChain,proto3" json:"piece_chain,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -281,6 +288,13 @@ func (x *DownloadPlan) GetDirect() bool {
 		return x.Direct
 	}
 	return false
+}
+
+func (x *DownloadPlan) GetPieceChain() [][]byte {
+	if x != nil {
+		return x.PieceChain
+	}
+	return nil
 }
 
 type DownloadSource struct {
@@ -510,7 +524,7 @@ const file_vmapp_v1_download_proto_rawDesc = "" +
 	"\x04kind\x18\x04 \x01(\x0e2\x16.vmapp.v1.ArtifactKindR\x04kind\x12\x16\n" +
 	"\x06region\x18\x05 \x01(\tR\x06region\"E\n" +
 	"\x17GetDownloadPlanResponse\x12*\n" +
-	"\x04plan\x18\x01 \x01(\v2\x16.vmapp.v1.DownloadPlanR\x04plan\"\xaa\x03\n" +
+	"\x04plan\x18\x01 \x01(\v2\x16.vmapp.v1.DownloadPlanR\x04plan\"\xcb\x03\n" +
 	"\fDownloadPlan\x12\x18\n" +
 	"\agallery\x18\x01 \x01(\tR\agallery\x12 \n" +
 	"\vapplication\x18\x02 \x01(\tR\vapplication\x12\x18\n" +
@@ -527,7 +541,9 @@ const file_vmapp_v1_download_proto_rawDesc = "" +
 	" \x03(\v2\x18.vmapp.v1.DownloadSourceR\asources\x12;\n" +
 	"\vexpire_time\x18\v \x01(\v2\x1a.google.protobuf.TimestampR\n" +
 	"expireTime\x12\x16\n" +
-	"\x06direct\x18\f \x01(\bR\x06direct\"p\n" +
+	"\x06direct\x18\f \x01(\bR\x06direct\x12\x1f\n" +
+	"\vpiece_chain\x18\r \x03(\fR\n" +
+	"pieceChain\"p\n" +
 	"\x0eDownloadSource\x12\x16\n" +
 	"\x06region\x18\x01 \x01(\tR\x06region\x12\x18\n" +
 	"\areplica\x18\x02 \x01(\x05R\areplica\x12\x10\n" +

@@ -301,7 +301,11 @@ type Part struct {
 	Etag      string                 `protobuf:"bytes,2,opt,name=etag,proto3" json:"etag,omitempty"`
 	SizeBytes int64                  `protobuf:"varint,3,opt,name=size_bytes,json=sizeBytes,proto3" json:"size_bytes,omitempty"`
 	// sha256 of the part's bytes.
-	Sha256        []byte `protobuf:"bytes,4,opt,name=sha256,proto3" json:"sha256,omitempty"`
+	Sha256 []byte `protobuf:"bytes,4,opt,name=sha256,proto3" json:"sha256,omitempty"`
+	// The whole artifact's SHA-256 chaining value after this part: the eight
+	// 32-bit words H of FIPS 180-4, big-endian. Empty when the part doesn't
+	// end on a 64-byte block (the last part may not).
+	Chain         []byte `protobuf:"bytes,5,opt,name=chain,proto3" json:"chain,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -364,6 +368,13 @@ func (x *Part) GetSha256() []byte {
 	return nil
 }
 
+func (x *Part) GetChain() []byte {
+	if x != nil {
+		return x.Chain
+	}
+	return nil
+}
+
 // Manifest describes a stored artifact piece by piece: downloads verify each
 // piece's sha256, and the replicator rebuilds every replica with the same
 // part layout, so that a replica's parts and whole object have the source's
@@ -381,7 +392,10 @@ type Manifest struct {
 	SizeBytes  int64  `protobuf:"varint,7,opt,name=size_bytes,json=sizeBytes,proto3" json:"size_bytes,omitempty"`
 	ObjectEtag string `protobuf:"bytes,8,opt,name=object_etag,json=objectEtag,proto3" json:"object_etag,omitempty"`
 	// Hex sha256 of the whole artifact.
-	Sha256        string `protobuf:"bytes,9,opt,name=sha256,proto3" json:"sha256,omitempty"`
+	Sha256 string `protobuf:"bytes,9,opt,name=sha256,proto3" json:"sha256,omitempty"`
+	// Part.chain of every piece but the last; empty for artifacts stored
+	// before it was recorded.
+	PieceChain    [][]byte `protobuf:"bytes,10,rep,name=piece_chain,json=pieceChain,proto3" json:"piece_chain,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -477,6 +491,13 @@ func (x *Manifest) GetSha256() string {
 		return x.Sha256
 	}
 	return ""
+}
+
+func (x *Manifest) GetPieceChain() [][]byte {
+	if x != nil {
+		return x.PieceChain
+	}
+	return nil
 }
 
 // Replica is one copy of a version's artifact in a target region: the
@@ -739,13 +760,14 @@ const file_vmapp_state_v1_state_proto_rawDesc = "" +
 	"\vupdate_time\x18\x13 \x01(\v2\x1a.google.protobuf.TimestampR\n" +
 	"updateTime\x12;\n" +
 	"\vexpire_time\x18\x14 \x01(\v2\x1a.google.protobuf.TimestampR\n" +
-	"expireTime\"i\n" +
+	"expireTime\"\x7f\n" +
 	"\x04Part\x12\x16\n" +
 	"\x06number\x18\x01 \x01(\x05R\x06number\x12\x12\n" +
 	"\x04etag\x18\x02 \x01(\tR\x04etag\x12\x1d\n" +
 	"\n" +
 	"size_bytes\x18\x03 \x01(\x03R\tsizeBytes\x12\x16\n" +
-	"\x06sha256\x18\x04 \x01(\fR\x06sha256\"\x96\x02\n" +
+	"\x06sha256\x18\x04 \x01(\fR\x06sha256\x12\x14\n" +
+	"\x05chain\x18\x05 \x01(\fR\x05chain\"\xb7\x02\n" +
 	"\bManifest\x12\x1d\n" +
 	"\n" +
 	"piece_size\x18\x01 \x01(\x03R\tpieceSize\x12!\n" +
@@ -760,7 +782,10 @@ const file_vmapp_state_v1_state_proto_rawDesc = "" +
 	"size_bytes\x18\a \x01(\x03R\tsizeBytes\x12\x1f\n" +
 	"\vobject_etag\x18\b \x01(\tR\n" +
 	"objectEtag\x12\x16\n" +
-	"\x06sha256\x18\t \x01(\tR\x06sha256\"\xf3\x06\n" +
+	"\x06sha256\x18\t \x01(\tR\x06sha256\x12\x1f\n" +
+	"\vpiece_chain\x18\n" +
+	" \x03(\fR\n" +
+	"pieceChain\"\xf3\x06\n" +
 	"\aReplica\x12\x16\n" +
 	"\x06tenant\x18\x01 \x01(\tR\x06tenant\x12\x18\n" +
 	"\agallery\x18\x02 \x01(\tR\agallery\x12 \n" +
