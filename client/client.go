@@ -5,6 +5,8 @@ package client
 import (
 	"context"
 	"fmt"
+	"os"
+	"strings"
 
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials/insecure"
@@ -27,6 +29,9 @@ type Options struct {
 	Compressor string
 	// DialOptions are appended to the client's own.
 	DialOptions []grpc.DialOption
+	// Token is the credential sent with every call ("tok_<id>.<secret>",
+	// from vmapp token create, CreateMachine or vmappd's admin.token).
+	Token string
 }
 
 // Client is a connection to vmappd.
@@ -44,6 +49,9 @@ func New(addr string, o Options) (*Client, error) {
 		grpc.WithChainUnaryInterceptor(unary(o.Tenant)),
 		grpc.WithChainStreamInterceptor(stream(o.Tenant)),
 	)
+	if o.Token != "" {
+		opts = append(opts, grpc.WithPerRPCCredentials(bearer(o.Token)))
+	}
 	if o.Compressor != "" {
 		if !wire.Registered(o.Compressor) {
 			return nil, errs.New(errs.InvalidArgument, "compressor", "compressor %q is not one of %v", o.Compressor, wire.Compressors)
@@ -55,6 +63,31 @@ func New(addr string, o Options) (*Client, error) {
 		return nil, fmt.Errorf("vmappd at %q: %w", addr, err)
 	}
 	return &Client{conn: conn, Catalog: pb.NewCatalogServiceClient(conn), Transfer: pb.NewTransferServiceClient(conn)}, nil
+}
+
+// bearer sends the token as "authorization: Bearer <token>".
+type bearer string
+
+func (b bearer) GetRequestMetadata(context.Context, ...string) (map[string]string, error) {
+	return map[string]string{"authorization": "Bearer " + string(b)}, nil
+}
+
+// RequireTransportSecurity is false so that loopback and private networks
+// work without TLS; use TLS anywhere else.
+func (bearer) RequireTransportSecurity() bool { return false }
+
+// ReadTokenFile reads a credential from a file (vmappd's admin.token, or
+// one saved from vmapp token create), trimming surrounding space.
+func ReadTokenFile(path string) (string, error) {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return "", fmt.Errorf("token file: %w", err)
+	}
+	tok := strings.TrimSpace(string(b))
+	if tok == "" || strings.ContainsAny(tok, " \t\n") {
+		return "", fmt.Errorf("token file %s: want one token, tok_<id>.<secret>", path)
+	}
+	return tok, nil
 }
 
 // Close closes the connection.

@@ -245,7 +245,7 @@ func countingClient(t *testing.T, c *testcluster.Cluster) (*client.Client, *coun
 		cnt.calls[m]++
 		cnt.mu.Unlock()
 	}
-	cl, err := client.New(c.Addr, client.Options{DialOptions: []grpc.DialOption{
+	cl, err := client.New(c.Addr, client.Options{Token: c.AdminToken, DialOptions: []grpc.DialOption{
 		grpc.WithChainUnaryInterceptor(func(ctx context.Context, method string, req, reply any, cc *grpc.ClientConn, invoker grpc.UnaryInvoker, opts ...grpc.CallOption) error {
 			add(method)
 			return invoker(ctx, method, req, reply, cc, opts...)
@@ -355,7 +355,7 @@ func TestDownloadCorruptReplica(t *testing.T) {
 
 // withoutChain is a client of the cluster that drops the plans' piece_chain.
 func withoutChain(t *testing.T, c *testcluster.Cluster) *client.Client {
-	cl, err := client.New(c.Addr, client.Options{DialOptions: []grpc.DialOption{
+	cl, err := client.New(c.Addr, client.Options{Token: c.AdminToken, DialOptions: []grpc.DialOption{
 		grpc.WithChainUnaryInterceptor(func(ctx context.Context, method string, req, reply any, cc *grpc.ClientConn, invoker grpc.UnaryInvoker, opts ...grpc.CallOption) error {
 			err := invoker(ctx, method, req, reply, cc, opts...)
 			if r, ok := reply.(*pb.GetDownloadPlanResponse); ok && r.Plan != nil {
@@ -663,9 +663,10 @@ func TestDownloadNotInRegion(t *testing.T) {
 
 // Environment of the child process of TestDownloadNoSpace.
 const (
-	envNoSpaceAddr = "VMAPP_TEST_NOSPACE_ADDR"
-	envNoSpaceDir  = "VMAPP_TEST_NOSPACE_DIR"
-	noSpaceOK      = "NOSPACE-CHILD-OK"
+	envNoSpaceAddr  = "VMAPP_TEST_NOSPACE_ADDR"
+	envNoSpaceToken = "VMAPP_TEST_NOSPACE_TOKEN"
+	envNoSpaceDir   = "VMAPP_TEST_NOSPACE_DIR"
+	noSpaceOK       = "NOSPACE-CHILD-OK"
 )
 
 // A disk too small for the artifact: ResourceExhausted before any byte is
@@ -681,7 +682,7 @@ func TestDownloadNoSpace(t *testing.T) {
 	cmd := exec.Command("unshare", "--user", "--map-root-user", "--mount",
 		"sh", "-c", `mount -t tmpfs -o size=4m vmapp-test "$1" && shift && exec "$@"`, "sh", dir,
 		os.Args[0], "-test.run=^TestDownloadNoSpaceChild$", "-test.v", "-test.count=1")
-	cmd.Env = append(os.Environ(), envNoSpaceAddr+"="+c.Addr, envNoSpaceDir+"="+dir)
+	cmd.Env = append(os.Environ(), envNoSpaceAddr+"="+c.Addr, envNoSpaceDir+"="+dir, envNoSpaceToken+"="+c.AdminToken)
 	out, err := cmd.CombinedOutput()
 	t.Logf("child:\n%s", out)
 	if err != nil || !bytes.Contains(out, []byte(noSpaceOK)) {
@@ -698,7 +699,7 @@ func TestDownloadNoSpaceChild(t *testing.T) {
 	if err := syscall.Statfs(dir, &fs); err != nil || fs.Blocks*uint64(fs.Bsize) > 8<<20 {
 		t.Fatalf("%s is not the small tmpfs: %v, %d bytes", dir, err, fs.Blocks*uint64(fs.Bsize))
 	}
-	cl, err := client.New(addr, client.Options{})
+	cl, err := client.New(addr, client.Options{Token: os.Getenv(envNoSpaceToken)})
 	if err != nil {
 		t.Fatal(err)
 	}

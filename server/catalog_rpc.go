@@ -6,6 +6,7 @@ import (
 	"github.com/vmapp/vmapp/errs"
 	pb "github.com/vmapp/vmapp/proto/vmapp/v1"
 	"github.com/vmapp/vmapp/replicator"
+	"github.com/vmapp/vmapp/server/auth"
 	"github.com/vmapp/vmapp/server/catalog"
 	"github.com/vmapp/vmapp/topology"
 )
@@ -15,6 +16,7 @@ type catalogServer struct {
 	store *catalog.Store
 	topo  *topology.Topology
 	repl  *replicator.Replicator // may be nil
+	auth  *auth.Service          // may be nil
 }
 
 // decorated fills in the versions' replicationStatus, and pokes the
@@ -64,6 +66,10 @@ func (s *catalogServer) UpdateGallery(ctx context.Context, r *pb.UpdateGalleryRe
 
 func (s *catalogServer) DeleteGallery(ctx context.Context, r *pb.DeleteGalleryRequest) (*pb.DeleteGalleryResponse, error) {
 	g, err := s.store.DeleteGallery(ctx, tenantOf(ctx), r.Gallery, r.IfMatch, r.Cascade)
+	if err == nil && s.auth != nil {
+		// A new gallery of the same name starts private.
+		err = s.auth.DeleteGalleryShares(tenantOf(ctx), r.Gallery)
+	}
 	return &pb.DeleteGalleryResponse{Gallery: g}, err
 }
 

@@ -6,12 +6,14 @@ import (
 
 	"github.com/vmapp/vmapp/errs"
 	pb "github.com/vmapp/vmapp/proto/vmapp/v1"
+	"github.com/vmapp/vmapp/server/auth"
 	"github.com/vmapp/vmapp/server/fleet"
 )
 
 type fleetServer struct {
 	pb.UnimplementedFleetServiceServer
 	fleet *fleet.Fleet
+	auth  *auth.Service // may be nil
 }
 
 func (s *fleetServer) CreateMachine(ctx context.Context, r *pb.CreateMachineRequest) (*pb.CreateMachineResponse, error) {
@@ -19,7 +21,14 @@ func (s *fleetServer) CreateMachine(ctx context.Context, r *pb.CreateMachineRequ
 		return nil, err
 	}
 	m, err := s.fleet.CreateMachine(ctx, tenantOf(ctx), r.Machine)
-	return &pb.CreateMachineResponse{Machine: m}, err
+	if err != nil || s.auth == nil {
+		return &pb.CreateMachineResponse{Machine: m}, err
+	}
+	tok, err := s.auth.IssueMachineToken(auth.TokenOf(ctx), tenantOf(ctx), m.Name)
+	if err != nil {
+		err = errs.Wrap(errs.ClassOf(err), err, "machine '%s' was created, but its agent credential wasn't: issue one with vmapp vm credential", m.Name)
+	}
+	return &pb.CreateMachineResponse{Machine: m, AgentToken: tok}, err
 }
 
 func (s *fleetServer) GetMachine(ctx context.Context, r *pb.GetMachineRequest) (*pb.GetMachineResponse, error) {
@@ -33,7 +42,11 @@ func (s *fleetServer) ListMachines(ctx context.Context, r *pb.ListMachinesReques
 }
 
 func (s *fleetServer) DeleteMachine(ctx context.Context, r *pb.DeleteMachineRequest) (*pb.DeleteMachineResponse, error) {
-	return &pb.DeleteMachineResponse{}, s.fleet.DeleteMachine(ctx, tenantOf(ctx), r.Name)
+	err := s.fleet.DeleteMachine(ctx, tenantOf(ctx), r.Name)
+	if err == nil && s.auth != nil {
+		err = s.auth.RevokeMachine(tenantOf(ctx), r.Name)
+	}
+	return &pb.DeleteMachineResponse{}, err
 }
 
 func (s *fleetServer) CreateScaleSet(ctx context.Context, r *pb.CreateScaleSetRequest) (*pb.CreateScaleSetResponse, error) {

@@ -18,6 +18,7 @@ import (
 
 	pb "github.com/vmapp/vmapp/proto/vmapp/v1"
 	"github.com/vmapp/vmapp/replicator"
+	"github.com/vmapp/vmapp/server/auth"
 	"github.com/vmapp/vmapp/server/catalog"
 	"github.com/vmapp/vmapp/server/fleet"
 	"github.com/vmapp/vmapp/server/ingest"
@@ -48,6 +49,10 @@ type Config struct {
 
 // DBFile is the catalog file's name inside the data directory.
 const DBFile = "vmapp.db"
+
+// AdminTokenFile is where, in the data directory, vmappd's first start
+// writes the operator's bootstrap token (mode 0600): Owner of every tenant.
+const AdminTokenFile = "admin.token"
 
 // Run serves until ctx is cancelled, then stops gracefully.
 func Run(ctx context.Context, c Config) error {
@@ -101,13 +106,20 @@ func Run(ctx context.Context, c Config) error {
 	if err != nil {
 		return err
 	}
+	au, err := auth.New(auth.Options{DB: store.DB(), Logger: log})
+	if err != nil {
+		return err
+	}
+	if _, err := au.Bootstrap(filepath.Join(c.DataDir, AdminTokenFile)); err != nil {
+		return err
+	}
 
 	lis, err := net.Listen("tcp", c.Listen)
 	if err != nil {
 		return fmt.Errorf("listen on %s for gRPC: %w", c.Listen, err)
 	}
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
-	gs := New(Options{Store: store, Topology: topo, Ingest: ing, Replicator: repl, Stores: stores.Get, URLExpiry: c.URLExpiry, ProxyDownloads: c.ProxyDownloads, Fleet: flt, Logger: log, Registry: reg})
+	gs := New(Options{Store: store, Topology: topo, Ingest: ing, Replicator: repl, Stores: stores.Get, URLExpiry: c.URLExpiry, ProxyDownloads: c.ProxyDownloads, Fleet: flt, Auth: au, Logger: log, Registry: reg})
 
 	var metricsSrv *http.Server
 	if c.MetricsAddr != "" {

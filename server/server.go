@@ -22,6 +22,7 @@ import (
 	pb "github.com/vmapp/vmapp/proto/vmapp/v1"
 	"github.com/vmapp/vmapp/replicator"
 	"github.com/vmapp/vmapp/replicator/blob"
+	"github.com/vmapp/vmapp/server/auth"
 	"github.com/vmapp/vmapp/server/catalog"
 	"github.com/vmapp/vmapp/server/fleet"
 	"github.com/vmapp/vmapp/server/ingest"
@@ -79,7 +80,11 @@ type Options struct {
 	URLExpiry      time.Duration
 	ProxyDownloads bool
 	// Fleet serves FleetService when set.
-	Fleet  *fleet.Fleet
+	Fleet *fleet.Fleet
+	// Auth, when set, authenticates every call and authorizes it by role,
+	// and serves AccessService. Nil leaves the API open: for tests of
+	// other parts; vmappd always sets it.
+	Auth   *auth.Service
 	Logger *slog.Logger
 	// Registry receives the gRPC metrics; nil means none are registered.
 	Registry prometheus.Registerer
@@ -96,11 +101,18 @@ func New(o Options) *grpc.Server {
 	if o.Registry != nil {
 		o.Registry.MustRegister(metrics)
 	}
+	var az *authorizer
+	if o.Auth != nil {
+		az = &authorizer{auth: o.Auth, store: o.Store, fleet: o.Fleet}
+	}
 	gs := grpc.NewServer(append(wire.ServerOptions(),
-		grpc.ChainUnaryInterceptor(metrics.UnaryServerInterceptor(), unaryEdge(log)),
-		grpc.ChainStreamInterceptor(metrics.StreamServerInterceptor(), streamEdge(log)),
+		grpc.ChainUnaryInterceptor(metrics.UnaryServerInterceptor(), unaryEdge(log, az)),
+		grpc.ChainStreamInterceptor(metrics.StreamServerInterceptor(), streamEdge(log, az)),
 	)...)
-	pb.RegisterCatalogServiceServer(gs, &catalogServer{store: o.Store, topo: o.Topology, repl: o.Replicator})
+	pb.RegisterCatalogServiceServer(gs, &catalogServer{store: o.Store, topo: o.Topology, repl: o.Replicator, auth: o.Auth})
+	if o.Auth != nil {
+		pb.RegisterAccessServiceServer(gs, &accessServer{auth: o.Auth, store: o.Store, fleet: o.Fleet})
+	}
 	if o.Ingest != nil {
 		pb.RegisterTransferServiceServer(gs, &transferServer{ingest: o.Ingest, repl: o.Replicator})
 	}
@@ -115,7 +127,7 @@ func New(o Options) *grpc.Server {
 		pb.RegisterDownloadServiceServer(gs, &downloadServer{store: o.Store, topo: o.Topology, repl: o.Replicator, stores: o.Stores, expiry: expiry, direct: !o.ProxyDownloads})
 	}
 	if o.Fleet != nil {
-		pb.RegisterFleetServiceServer(gs, &fleetServer{fleet: o.Fleet})
+		pb.RegisterFleetServiceServer(gs, &fleetServer{fleet: o.Fleet, auth: o.Auth})
 	}
 	hs := health.NewServer()
 	hs.SetServingStatus("", healthpb.HealthCheckResponse_SERVING)
@@ -131,6 +143,9 @@ func New(o Options) *grpc.Server {
 func logCall(log *slog.Logger, ctx context.Context, method string, start time.Time, err error) {
 	code := status.Code(errs.ToStatus(err))
 	attrs := []any{"method", method, "tenant", tenantOf(ctx), "code", code.String(), "duration", time.Since(start)}
+	if t := auth.TokenOf(ctx); t != nil {
+		attrs = append(attrs, "token", t.Id)
+	}
 	switch {
 	case err == nil:
 		log.Debug("rpc", attrs...)
@@ -141,10 +156,16 @@ func logCall(log *slog.Logger, ctx context.Context, method string, start time.Ti
 	}
 }
 
-func unaryEdge(log *slog.Logger) grpc.UnaryServerInterceptor {
+func unaryEdge(log *slog.Logger, az *authorizer) grpc.UnaryServerInterceptor {
 	return func(ctx context.Context, req any, info *grpc.UnaryServerInfo, h grpc.UnaryHandler) (any, error) {
 		start := time.Now()
 		ctx, err := withTenant(ctx)
+		if err == nil {
+			ctx, err = az.authenticate(ctx, info.FullMethod)
+		}
+		if err == nil {
+			err = az.authorize(ctx, info.FullMethod, req)
+		}
 		var resp any
 		if err == nil {
 			resp, err = h(ctx, req)
@@ -161,12 +182,20 @@ type tenantStream struct {
 
 func (s tenantStream) Context() context.Context { return s.ctx }
 
-func streamEdge(log *slog.Logger) grpc.StreamServerInterceptor {
+func streamEdge(log *slog.Logger, az *authorizer) grpc.StreamServerInterceptor {
 	return func(srv any, ss grpc.ServerStream, info *grpc.StreamServerInfo, h grpc.StreamHandler) error {
 		start := time.Now()
 		ctx, err := withTenant(ss.Context())
 		if err == nil {
-			err = h(srv, tenantStream{ss, ctx})
+			ctx, err = az.authenticate(ctx, info.FullMethod)
+		}
+		if err == nil {
+			var s grpc.ServerStream = tenantStream{ss, ctx}
+			if az != nil {
+				// The request is authorized when the handler receives it.
+				s = &authStream{ServerStream: s, a: az, method: info.FullMethod}
+			}
+			err = h(srv, s)
 		}
 		logCall(log, ctx, info.FullMethod, start, err)
 		return errs.ToStatus(err)

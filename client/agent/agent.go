@@ -87,6 +87,9 @@ type Config struct {
 	// Tenant the machine belongs to ("" lets the server use its default);
 	// only used when dialing Server.
 	Tenant string
+	// Token is the machine's agent credential (from CreateMachine), used
+	// when Client is nil.
+	Token string
 	// Machine is the machine's name in the fleet (required).
 	Machine string
 	// Root is the directory applications are installed under (required).
@@ -212,7 +215,7 @@ func Run(ctx context.Context, cfg Config) error {
 		if cfg.Server == "" {
 			return errors.New("agent: the server address is required")
 		}
-		if a.cl, err = client.New(cfg.Server, client.Options{Tenant: cfg.Tenant}); err != nil {
+		if a.cl, err = client.New(cfg.Server, client.Options{Tenant: cfg.Tenant, Token: cfg.Token}); err != nil {
 			return fmt.Errorf("agent: %w", err)
 		}
 		defer a.cl.Close()

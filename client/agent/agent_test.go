@@ -29,8 +29,9 @@ import (
 // env is one cluster shared by the subtests; each has its own machines and
 // applications (gallery "g").
 type env struct {
-	c  *testcluster.Cluster
-	fl pb.FleetServiceClient
+	c      *testcluster.Cluster
+	fl     pb.FleetServiceClient
+	tokens sync.Map // machine -> its agent credential, from CreateMachine
 }
 
 func TestAgent(t *testing.T) {
@@ -125,9 +126,17 @@ func (e *env) publish(t *testing.T, v ver) {
 
 func (e *env) machine(t *testing.T, name string) {
 	t.Helper()
-	if _, err := e.fl.CreateMachine(ctx(t), &pb.CreateMachineRequest{Machine: &pb.Machine{Name: name, Region: "eastus", OsType: "Linux"}}); err != nil {
+	e.create(t, &pb.Machine{Name: name, Region: "eastus", OsType: "Linux"})
+}
+
+// create creates a machine and keeps its agent credential for startAgent.
+func (e *env) create(t *testing.T, m *pb.Machine) {
+	t.Helper()
+	r, err := e.fl.CreateMachine(ctx(t), &pb.CreateMachineRequest{Machine: m})
+	if err != nil {
 		t.Fatal(err)
 	}
+	e.tokens.Store(m.Name, r.AgentToken)
 }
 
 func onVM(name string) *pb.ProfileTarget {
@@ -217,8 +226,9 @@ func (e *env) startAgent(t *testing.T, machine string, mod func(*agent.Config)) 
 	p := &agentProc{t: t}
 	boot := "boot-1"
 	p.boot.Store(&boot)
+	tok, _ := e.tokens.Load(machine)
 	p.cfg = agent.Config{
-		Server: e.c.Addr, Machine: machine, Root: t.TempDir(),
+		Server: e.c.Addr, Token: tok.(string), Machine: machine, Root: t.TempDir(),
 		CommandTimeout: 20 * time.Second,
 		BootID:         func() (string, error) { return *p.boot.Load(), nil },
 		RetryBase:      time.Hour, RetryMax: time.Hour,
@@ -856,9 +866,7 @@ func (e *env) testScaleSetAutomaticUpgrade(t *testing.T) {
 	var names []string
 	for i := range 5 {
 		name := fmt.Sprintf("ss-%d", i)
-		if _, err := e.fl.CreateMachine(ctx(t), &pb.CreateMachineRequest{Machine: &pb.Machine{Name: name, ScaleSet: "ss"}}); err != nil {
-			t.Fatal(err)
-		}
+		e.create(t, &pb.Machine{Name: name, ScaleSet: "ss"})
 		e.startAgent(t, name, nil)
 		names = append(names, name)
 	}

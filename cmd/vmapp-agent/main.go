@@ -14,6 +14,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/vmapp/vmapp/client"
 	"github.com/vmapp/vmapp/client/agent"
 )
 
@@ -21,9 +22,11 @@ func main() {
 	var c agent.Config
 	var level slog.Level
 	var version bool
+	var tokenFile string
 	flag.StringVar(&c.Server, "server", cmp.Or(os.Getenv("VMAPP_SERVER"), "127.0.0.1:7443"), "vmappd's address (env VMAPP_SERVER)")
 	flag.StringVar(&c.Tenant, "tenant", os.Getenv("VMAPP_TENANT"), "tenant of the machine (env VMAPP_TENANT; empty: the server's default)")
 	flag.StringVar(&c.Machine, "vm", "", "this machine's name in the fleet (required)")
+	flag.StringVar(&tokenFile, "token-file", os.Getenv("VMAPP_TOKEN_FILE"), "file holding the machine's agent credential, from vmapp vm create --agent-token-file (env VMAPP_TOKEN_FILE)")
 	flag.StringVar(&c.Root, "root", "", "directory applications are installed under, e.g. /var/lib/vmapp (required)")
 	flag.DurationVar(&c.CommandTimeout, "command-timeout", agent.DefaultCommandTimeout, "how long an install, update or remove command may run")
 	flag.DurationVar(&c.RetryBase, "retry-base", agent.DefaultRetryBase, "first delay before a failed operation is retried (doubling)")
@@ -36,7 +39,7 @@ func main() {
 		return
 	}
 	if c.Machine == "" || c.Root == "" || flag.NArg() > 0 {
-		fmt.Fprintln(os.Stderr, "usage: vmapp-agent --vm NAME --root DIR [--server ADDR] [--tenant T] [--command-timeout D] [--log-level L]")
+		fmt.Fprintln(os.Stderr, "usage: vmapp-agent --vm NAME --root DIR [--server ADDR] [--tenant T] [--token-file F] [--command-timeout D] [--log-level L]")
 		flag.PrintDefaults()
 		os.Exit(2)
 	}
@@ -52,6 +55,14 @@ func main() {
 	if c.RetryMax < c.RetryBase {
 		fmt.Fprintf(os.Stderr, "vmapp-agent: --retry-max %s is shorter than --retry-base %s\n", c.RetryMax, c.RetryBase)
 		os.Exit(2)
+	}
+	if tokenFile != "" {
+		tok, err := client.ReadTokenFile(tokenFile)
+		if err != nil {
+			fmt.Fprintf(os.Stderr, "vmapp-agent: --token-file: %v\n", err)
+			os.Exit(2)
+		}
+		c.Token = tok
 	}
 	c.Logger = slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: level}))
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)

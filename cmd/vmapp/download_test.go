@@ -19,7 +19,7 @@ func TestVersionDownload(t *testing.T) {
 	data := bytes.Repeat([]byte("vmapp!"), 2*testcluster.PartSize/6+100)
 	c.Publish(t, "1.0.0", data, testcluster.Target("eastus", 2), testcluster.Target("westus", 1))
 	c.WaitState(t, "1.0.0", "Completed")
-	e := &env{t: t, addr: c.Addr, store: c.Catalog}
+	e := clusterEnv(t, c)
 	out := filepath.Join(t.TempDir(), "pkg")
 	got := e.ok("version", "download", "--gallery", "g", "--app", "a", "latest", "--region", "westus", "--out", out, "--parallel", "2")
 	if !strings.Contains(got, "package of g/a/1.0.0 from westus") {

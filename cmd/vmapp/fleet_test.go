@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"fmt"
 	"os"
 	"path/filepath"
 	"regexp"
@@ -11,6 +12,7 @@ import (
 
 	"google.golang.org/protobuf/types/known/timestamppb"
 
+	"github.com/vmapp/vmapp/client"
 	"github.com/vmapp/vmapp/internal/testcluster"
 	pb "github.com/vmapp/vmapp/proto/vmapp/v1"
 )
@@ -35,7 +37,7 @@ func TestFleetEndToEnd(t *testing.T) {
 	c := testcluster.Start(t, testcluster.Options{})
 	c.Publish(t, "1.0.0", []byte("package one"), testcluster.Target("eastus", 1), testcluster.Target("westus", 1))
 	c.WaitState(t, "1.0.0", "Completed")
-	e := &env{t: t, addr: c.Addr, store: c.Catalog}
+	e := clusterEnv(t, c)
 
 	// Scale sets and machines.
 	out := e.ok("vmss", "create", "--name", "web", "--region", "westus", "--os", "linux")
@@ -47,13 +49,30 @@ func TestFleetEndToEnd(t *testing.T) {
 		fieldOf(t, out, "Agent connected") != "false" || fieldOf(t, out, "Last report") != "never" {
 		t.Fatalf("vm create:\n%s", out)
 	}
+	// The agent credential is shown once, under the machine.
+	if !regexp.MustCompile(`agent token \(shown once, keep it secret\):\ntok_[a-z2-7]{20}\.\S+\n$`).MatchString(out) {
+		t.Fatalf("vm create shows no agent token:\n%s", out)
+	}
 	e.ok("vm", "create", "win1", "--region", "eastus", "--os", "Windows")
 	e.ok("vm", "create", "--name", "ne1", "--region", "northeurope", "--os", "linux")
 	// Instances inherit region and OS.
-	m := e.okJSON("vm", "create", "--name", "web-0", "--vmss", "web")
+	// In JSON the credential goes to a file, never to stdout.
+	tokFile := filepath.Join(t.TempDir(), "web-0.token")
+	m := e.okJSON("vm", "create", "--name", "web-0", "--vmss", "web", "--agent-token-file", tokFile)
 	if m["region"] != "westus" || m["osType"] != "Linux" || m["scaleSet"] != "web" {
 		t.Fatalf("instance: %v", m)
 	}
+	if fi, err := os.Stat(tokFile); err != nil || fi.Mode().Perm() != 0o600 {
+		t.Fatalf("token file: %v %v", fi, err)
+	}
+	if tok, err := client.ReadTokenFile(tokFile); err != nil || !strings.HasPrefix(tok, "tok_") || strings.Contains(fmt.Sprint(m), tok) {
+		t.Fatalf("token file holds %q (%v); JSON %v", tok, err, m)
+	}
+	r := e.vmapp("-o", "json", "vm", "create", "--name", "web-9", "--vmss", "web")
+	if r.code != 0 || strings.Contains(r.stdout, "tok_") || !strings.Contains(r.stderr, "pass --agent-token-file") {
+		t.Fatalf("JSON vm create without a token file: %v", r)
+	}
+	e.ok("vm", "delete", "web-9")
 	e.ok("vm", "create", "--name", "web-1", "--vmss", "web", "--os", "linux")
 	e.fails(1, "error: InvalidArgument: machine 'web-2' is in region eastus but scale set 'web' is in westus", "vm", "create", "--name", "web-2", "--vmss", "web", "--region", "eastus")
 	e.fails(1, "error: NotFound: ", "vm", "create", "--name", "x", "--vmss", "nope")

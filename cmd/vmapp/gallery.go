@@ -140,6 +140,7 @@ with --cascade, which deletes them and their versions too.`,
 	del.Flags().BoolVar(&cascade, "cascade", false, "also delete the gallery's applications and their versions")
 
 	cmd.AddCommand(create, show, list, update, del)
+	cmd.AddCommand(c.shareCmds()...)
 	return cmd
 }
 

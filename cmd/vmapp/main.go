@@ -49,6 +49,8 @@ type cli struct {
 	tenant   string
 	compress string
 	output   string
+	// token is the credential: VMAPP_TOKEN, or read from tokenFile.
+	token, tokenFile string
 
 	client *client.Client
 }
@@ -129,7 +131,9 @@ Exit status: 0 on success, 1 when the request fails, 2 on a usage error.`,
 	pf.StringVar(&c.tenant, "tenant", os.Getenv("VMAPP_TENANT"), "tenant to work in; empty means the server's default (env VMAPP_TENANT)")
 	pf.StringVar(&c.compress, "compress", "none", "wire compression of requests: none, zstd or s2")
 	pf.StringVarP(&c.output, "output", "o", "table", "output format: table or json")
-	root.AddCommand(c.galleryCmd(), c.appCmd(), c.versionCmd(), c.regionCmd(), c.vmCmd(), c.vmssCmd(), c.inventoryCmd())
+	pf.StringVar(&c.tokenFile, "token-file", os.Getenv("VMAPP_TOKEN_FILE"), "file holding the API token (env VMAPP_TOKEN_FILE; or the token itself in VMAPP_TOKEN)")
+	c.token = os.Getenv("VMAPP_TOKEN")
+	root.AddCommand(c.galleryCmd(), c.appCmd(), c.versionCmd(), c.regionCmd(), c.vmCmd(), c.vmssCmd(), c.inventoryCmd(), c.tokenCmd(), c.whoamiCmd())
 	return root
 }
 
@@ -167,7 +171,14 @@ func (c *cli) connect() (*client.Client, error) {
 	if comp == "none" {
 		comp = ""
 	}
-	cl, err := client.New(c.server, client.Options{Tenant: c.tenant, Compressor: comp})
+	token := c.token
+	if c.tokenFile != "" {
+		var err error
+		if token, err = client.ReadTokenFile(c.tokenFile); err != nil {
+			return nil, usageError{fmt.Errorf("--token-file: %w", err)}
+		}
+	}
+	cl, err := client.New(c.server, client.Options{Tenant: c.tenant, Compressor: comp, Token: token})
 	if err != nil {
 		return nil, err
 	}

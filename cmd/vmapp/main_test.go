@@ -13,6 +13,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/vmapp/vmapp/internal/testcluster"
 	"github.com/vmapp/vmapp/server"
 	"github.com/vmapp/vmapp/server/catalog"
 	"github.com/vmapp/vmapp/topology"
@@ -37,6 +38,17 @@ type env struct {
 	t     *testing.T
 	addr  string
 	store *catalog.Store
+	// tokenFile, when set, holds the credential the CLI calls with.
+	tokenFile string
+}
+
+// clusterEnv is an env on a testcluster, calling as its operator.
+func clusterEnv(t *testing.T, c *testcluster.Cluster) *env {
+	f := filepath.Join(t.TempDir(), "admin.token")
+	if err := os.WriteFile(f, []byte(c.AdminToken), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return &env{t: t, addr: c.Addr, store: c.Catalog, tokenFile: f}
 }
 
 func newEnv(t *testing.T) *env {
@@ -89,6 +101,9 @@ func (r result) String() string {
 func (e *env) vmapp(args ...string) result {
 	e.t.Helper()
 	args = append([]string{"--server", e.addr}, args...)
+	if e.tokenFile != "" {
+		args = append([]string{"--token-file", e.tokenFile}, args...)
+	}
 	var out, errb bytes.Buffer
 	code := run(args, &out, &errb)
 	return result{args: args, code: code, stdout: out.String(), stderr: errb.String()}

@@ -60,7 +60,7 @@ func (c *cli) vmCmd() *cobra.Command {
 		RunE:    group,
 	}
 
-	var name, region, osType, vmss string
+	var name, region, osType, vmss, tokenFile string
 	create := &cobra.Command{
 		Use:   "create --name NAME --region REGION --os linux|windows [--vmss SCALESET]",
 		Short: "Create a virtual machine (the record vmapp-agent on it reports to)",
@@ -93,13 +93,41 @@ must match the scale set's.`,
 					return usagef("missing %s (only an instance of a scale set, --vmss, inherits them)", strings.Join(missing, " and "))
 				}
 			}
+			out, err := c.secretTo(tokenFile, "--agent-token-file")
+			if err != nil {
+				return err
+			}
+			defer out.discard()
 			r, err := fleetClient(cl).CreateMachine(c.ctx, &pb.CreateMachineRequest{Machine: m})
 			if err != nil {
 				return err
 			}
-			return c.printMachine(r.Machine)
+			if err := c.printMachine(r.Machine); err != nil || r.AgentToken == "" {
+				return err
+			}
+			return out.save("agent token", r.AgentToken)
 		}),
 	}
+	create.Flags().StringVar(&tokenFile, "agent-token-file", "", "save the machine's agent credential to this new file (mode 0600) for vmapp-agent --token-file, instead of printing it")
+
+	credential := &cobra.Command{
+		Use:   "credential NAME [--agent-token-file F]",
+		Short: "Issue a new agent credential for a machine, revoking its earlier ones",
+		Args:  args("NAME"),
+		RunE: c.action(func(cl *client.Client, cmd *cobra.Command, args []string) error {
+			out, err := c.secretTo(tokenFile, "--agent-token-file")
+			if err != nil {
+				return err
+			}
+			defer out.discard()
+			r, err := accessClient(cl).IssueAgentToken(c.ctx, &pb.IssueAgentTokenRequest{Machine: args[0]})
+			if err != nil {
+				return err
+			}
+			return out.save("agent token", r.AgentToken)
+		}),
+	}
+	credential.Flags().StringVar(&tokenFile, "agent-token-file", "", "save the credential to this new file (mode 0600) instead of printing it")
 	create.Flags().StringVar(&name, "name", "", "name of the machine")
 	create.Flags().StringVar(&region, "region", "", "region of the machine (default with --vmss: the scale set's)")
 	create.Flags().StringVar(&osType, "os", "", "OS type: linux or windows (default with --vmss: the scale set's)")
@@ -170,7 +198,7 @@ prints the machine with its instanceView.`,
 		}),
 	}
 
-	cmd.AddCommand(create, show, list, del, c.profileAppCmd(vmTarget))
+	cmd.AddCommand(create, show, list, del, credential, c.profileAppCmd(vmTarget))
 	return cmd
 }
 

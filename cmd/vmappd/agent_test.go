@@ -6,6 +6,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"testing"
 	"time"
@@ -13,6 +14,7 @@ import (
 	"google.golang.org/protobuf/proto"
 
 	"github.com/vmapp/vmapp/client"
+	"github.com/vmapp/vmapp/errs"
 	"github.com/vmapp/vmapp/internal/miniotest"
 	pb "github.com/vmapp/vmapp/proto/vmapp/v1"
 )
@@ -58,12 +60,17 @@ func TestAgentSurvivesVmappdKill9(t *testing.T) {
 		}
 		time.Sleep(50 * time.Millisecond)
 	}
-	must(fl.CreateMachine(ctx, &pb.CreateMachineRequest{Machine: &pb.Machine{Name: "vm1", Region: "eastus", OsType: "Linux"}}))
+	created, err := fl.CreateMachine(ctx, &pb.CreateMachineRequest{Machine: &pb.Machine{Name: "vm1", Region: "eastus", OsType: "Linux"}})
+	if err != nil || created.AgentToken == "" {
+		t.Fatalf("CreateMachine: %v, agent token %q", err, created.GetAgentToken())
+	}
+	tokenFile := filepath.Join(dir, "agent.token")
+	os.WriteFile(tokenFile, []byte(created.AgentToken+"\n"), 0o600)
 	must(fl.SetApplication(ctx, &pb.SetApplicationRequest{Target: &pb.ProfileTarget{Target: &pb.ProfileTarget_Machine{Machine: "vm1"}},
 		Application: &pb.VMGalleryApplication{PackageReferenceId: "g/app/1.0.0"}}))
 
 	root := filepath.Join(dir, "root")
-	agentCmd := exec.Command(agentBin, "--server", addr, "--vm", "vm1", "--root", root)
+	agentCmd := exec.Command(agentBin, "--server", addr, "--vm", "vm1", "--root", root, "--token-file", tokenFile)
 	agentLog := &strings.Builder{}
 	agentCmd.Stderr = agentLog
 	if err := agentCmd.Start(); err != nil {
@@ -102,5 +109,31 @@ func TestAgentSurvivesVmappdKill9(t *testing.T) {
 	}
 	if b, _ := os.ReadFile(marks); strings.Count(string(b), "start") != 1 {
 		t.Fatalf("the install ran %d times:\n%s", strings.Count(string(b), "start"), b)
+	}
+
+	// The agent's credential serves its agent only; the refusal is logged
+	// with the RPC and the token's id, and no secret is ever logged.
+	agentCl, err := client.New(addr, client.Options{Token: created.AgentToken})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer agentCl.Close()
+	_, err = agentCl.Catalog.DeleteVersion(ctx, &pb.DeleteVersionRequest{Gallery: "g", Application: "app", Version: "1.0.0"})
+	if errs.ClassOf(err) != errs.PermissionDenied {
+		t.Fatalf("DeleteVersion with the agent's credential: %v", err)
+	}
+	agentID, agentSecret, _ := strings.Cut(created.AgentToken, ".")
+	_, adminSecret, _ := strings.Cut(d.token, ".")
+	deadline := time.Now().Add(5 * time.Second)
+	for !regexp.MustCompile(`method=/vmapp.v1.CatalogService/DeleteVersion .*code=PermissionDenied .*token=` + agentID).MatchString(d.output()) {
+		if time.Now().After(deadline) {
+			t.Fatalf("the refusal is not logged with the method, the code and the token:\n%s", d.output())
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	for name, secret := range map[string]string{"agent": agentSecret, "admin": adminSecret} {
+		if strings.Contains(d.output(), secret) || strings.Contains(agentLog.String(), secret) {
+			t.Fatalf("the %s token's secret is in a log", name)
+		}
 	}
 }

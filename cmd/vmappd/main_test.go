@@ -20,6 +20,7 @@ import (
 	"github.com/vmapp/vmapp/client"
 	"github.com/vmapp/vmapp/errs"
 	pb "github.com/vmapp/vmapp/proto/vmapp/v1"
+	"github.com/vmapp/vmapp/server"
 )
 
 const regionsYAML = `regions:
@@ -59,6 +60,8 @@ type proc struct {
 	log  *strings.Builder
 	mu   *sync.Mutex
 	done chan struct{}
+	// token is the bootstrap operator token from the data directory.
+	token string
 }
 
 var servingRE = regexp.MustCompile(`msg="vmappd serving" addr=(\S+)`)
@@ -98,6 +101,9 @@ func start(t *testing.T, bin, data, regions string, extra ...string) *proc {
 	case <-time.After(30 * time.Second):
 		t.Fatalf("vmappd did not start:\n%s", p.output())
 	}
+	if p.token, err = client.ReadTokenFile(filepath.Join(data, server.AdminTokenFile)); err != nil {
+		t.Fatal(err)
+	}
 	return p
 }
 
@@ -121,8 +127,8 @@ type acked struct {
 
 // load creates resources from several clients until the server dies,
 // returning every create the server acknowledged.
-func load(addr string, round int) ([]acked, error) {
-	c, err := client.New(addr, client.Options{})
+func load(addr, token string, round int) ([]acked, error) {
+	c, err := client.New(addr, client.Options{Token: token})
 	if err != nil {
 		panic(err)
 	}
@@ -182,11 +188,11 @@ func tenantOf(round, worker, i int) string {
 	return fmt.Sprintf("crash-%d-%d-%d", round, worker, i/200)
 }
 
-func check(t *testing.T, addr string, all []acked) {
+func check(t *testing.T, p *proc, all []acked) {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
-	c, err := client.New(addr, client.Options{})
+	c, err := client.New(p.addr, client.Options{Token: p.token})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -228,13 +234,13 @@ func TestKill9LosesNothingAcknowledged(t *testing.T) {
 	var all []acked
 	for round := range 3 {
 		p := start(t, bin, data, regions)
-		check(t, p.addr, all) // earlier rounds survived this restart too
+		check(t, p, all) // earlier rounds survived this restart too
 		type result struct {
 			acked []acked
 			err   error
 		}
 		res := make(chan result, 1)
-		go func() { a, err := load(p.addr, round); res <- result{a, err} }()
+		go func() { a, err := load(p.addr, p.token, round); res <- result{a, err} }()
 		time.Sleep(time.Duration(300+rand.IntN(500)) * time.Millisecond)
 		p.kill9(t)
 		r := <-res
@@ -249,7 +255,7 @@ func TestKill9LosesNothingAcknowledged(t *testing.T) {
 		all = append(all, got...)
 	}
 	p := start(t, bin, data, regions)
-	check(t, p.addr, all)
+	check(t, p, all)
 }
 
 // TestSecondInstanceFailsFast starts two vmappd on one data directory: the
@@ -341,7 +347,7 @@ func startFixed(t *testing.T, regionsYAML string) *fixed {
 	f.addr = lis.Addr().String()
 	lis.Close()
 	f.restart(t)
-	if f.c, err = client.New(f.addr, client.Options{}); err != nil {
+	if f.c, err = client.New(f.addr, client.Options{Token: f.token}); err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { f.c.Close() })

@@ -59,7 +59,7 @@ func TestUploadResumesAfterKill9(t *testing.T) {
 	s := sha256.Sum256(file)
 	sum := hex.EncodeToString(s[:])
 
-	slow, err := client.New(addr, client.Options{DialOptions: []grpc.DialOption{grpc.WithContextDialer(testnet.SlowDialer(12 << 20))}})
+	slow, err := client.New(addr, client.Options{Token: d.token, DialOptions: []grpc.DialOption{grpc.WithContextDialer(testnet.SlowDialer(12 << 20))}})
 	if err != nil {
 		t.Fatal(err)
 	}

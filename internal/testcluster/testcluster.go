@@ -20,6 +20,7 @@ import (
 	pb "github.com/vmapp/vmapp/proto/vmapp/v1"
 	"github.com/vmapp/vmapp/replicator"
 	"github.com/vmapp/vmapp/server"
+	"github.com/vmapp/vmapp/server/auth"
 	"github.com/vmapp/vmapp/server/catalog"
 	"github.com/vmapp/vmapp/server/fleet"
 	"github.com/vmapp/vmapp/server/ingest"
@@ -55,7 +56,11 @@ type Cluster struct {
 	Ingest     *ingest.Service
 	Replicator *replicator.Replicator
 	Fleet      *fleet.Fleet
+	Auth       *auth.Service
 	Stores     server.Stores
+	// AdminToken is the bootstrap operator token (Owner of every tenant):
+	// Client calls with it.
+	AdminToken string
 }
 
 // Start runs a cluster until the test ends.
@@ -115,16 +120,23 @@ func Start(t testing.TB, o Options) *Cluster {
 	must(err)
 	c.Fleet, err = fleet.New(fleet.Options{DB: c.Catalog.DB(), Catalog: c.Catalog, Availability: c.Replicator, Regions: topo.Names()})
 	must(err)
+	c.Auth, err = auth.New(auth.Options{DB: c.Catalog.DB()})
+	must(err)
+	tokenFile := filepath.Join(dir, server.AdminTokenFile)
+	_, err = c.Auth.Bootstrap(tokenFile)
+	must(err)
+	c.AdminToken, err = client.ReadTokenFile(tokenFile)
+	must(err)
 	ctx, cancel := context.WithCancel(context.Background())
 	stopped := make(chan struct{})
 	go func() { c.Replicator.Run(ctx); close(stopped) }()
 	lis, err := net.Listen("tcp", "127.0.0.1:0")
 	must(err)
 	gs := server.New(server.Options{Store: c.Catalog, Topology: topo, Ingest: c.Ingest, Replicator: c.Replicator,
-		Stores: c.Stores.Get, URLExpiry: o.URLExpiry, ProxyDownloads: o.ProxyDownloads, Fleet: c.Fleet})
+		Stores: c.Stores.Get, URLExpiry: o.URLExpiry, ProxyDownloads: o.ProxyDownloads, Fleet: c.Fleet, Auth: c.Auth})
 	go gs.Serve(lis)
 	c.Addr = lis.Addr().String()
-	c.Client, err = client.New(c.Addr, client.Options{})
+	c.Client, err = client.New(c.Addr, client.Options{Token: c.AdminToken})
 	must(err)
 	t.Cleanup(func() {
 		c.Client.Close()

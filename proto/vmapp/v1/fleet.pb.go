@@ -913,8 +913,12 @@ func (x *CreateMachineRequest) GetMachine() *Machine {
 }
 
 type CreateMachineResponse struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Machine       *Machine               `protobuf:"bytes,1,opt,name=machine,proto3" json:"machine,omitempty"`
+	state   protoimpl.MessageState `protogen:"open.v1"`
+	Machine *Machine               `protobuf:"bytes,1,opt,name=machine,proto3" json:"machine,omitempty"`
+	// The machine's agent credential ("<id>.<secret>", ROLE_MACHINE, bound to
+	// this machine), shown once. Empty when vmappd runs without
+	// authentication.
+	AgentToken    string `protobuf:"bytes,2,opt,name=agent_token,json=agentToken,proto3" json:"agent_token,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -954,6 +958,13 @@ func (x *CreateMachineResponse) GetMachine() *Machine {
 		return x.Machine
 	}
 	return nil
+}
+
+func (x *CreateMachineResponse) GetAgentToken() string {
+	if x != nil {
+		return x.AgentToken
+	}
+	return ""
 }
 
 type GetMachineRequest struct {
@@ -2442,9 +2453,11 @@ const file_vmapp_v1_fleet_proto_rawDesc = "" +
 	"\x05retry\x18\f \x01(\x03R\x05retryB\b\n" +
 	"\x06_order\"C\n" +
 	"\x14CreateMachineRequest\x12+\n" +
-	"\amachine\x18\x01 \x01(\v2\x11.vmapp.v1.MachineR\amachine\"D\n" +
+	"\amachine\x18\x01 \x01(\v2\x11.vmapp.v1.MachineR\amachine\"e\n" +
 	"\x15CreateMachineResponse\x12+\n" +
-	"\amachine\x18\x01 \x01(\v2\x11.vmapp.v1.MachineR\amachine\"'\n" +
+	"\amachine\x18\x01 \x01(\v2\x11.vmapp.v1.MachineR\amachine\x12\x1f\n" +
+	"\vagent_token\x18\x02 \x01(\tR\n" +
+	"agentToken\"'\n" +
 	"\x11GetMachineRequest\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\"A\n" +
 	"\x12GetMachineResponse\x12+\n" +

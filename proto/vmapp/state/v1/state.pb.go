@@ -728,11 +728,65 @@ func (x *Replica) GetVerifyTime() *timestamppb.Timestamp {
 	return nil
 }
 
+// Credential is an API token as vmappd stores it: the public part and the
+// sha256 of the secret, never the secret.
+type Credential struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Token         *v1.Token              `protobuf:"bytes,1,opt,name=token,proto3" json:"token,omitempty"`
+	SecretSha256  []byte                 `protobuf:"bytes,2,opt,name=secret_sha256,json=secretSha256,proto3" json:"secret_sha256,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *Credential) Reset() {
+	*x = Credential{}
+	mi := &file_vmapp_state_v1_state_proto_msgTypes[4]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *Credential) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*Credential) ProtoMessage() {}
+
+func (x *Credential) ProtoReflect() protoreflect.Message {
+	mi := &file_vmapp_state_v1_state_proto_msgTypes[4]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use Credential.ProtoReflect.Descriptor instead.
+func (*Credential) Descriptor() ([]byte, []int) {
+	return file_vmapp_state_v1_state_proto_rawDescGZIP(), []int{4}
+}
+
+func (x *Credential) GetToken() *v1.Token {
+	if x != nil {
+		return x.Token
+	}
+	return nil
+}
+
+func (x *Credential) GetSecretSha256() []byte {
+	if x != nil {
+		return x.SecretSha256
+	}
+	return nil
+}
+
 var File_vmapp_state_v1_state_proto protoreflect.FileDescriptor
 
 const file_vmapp_state_v1_state_proto_rawDesc = "" +
 	"\n" +
-	"\x1avmapp/state/v1/state.proto\x12\x0evmapp.state.v1\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x17vmapp/v1/transfer.proto\"\xd3\x05\n" +
+	"\x1avmapp/state/v1/state.proto\x12\x0evmapp.state.v1\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x15vmapp/v1/access.proto\x1a\x17vmapp/v1/transfer.proto\"\xd3\x05\n" +
 	"\rUploadSession\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12\x16\n" +
 	"\x06tenant\x18\x02 \x01(\tR\x06tenant\x12\x18\n" +
@@ -816,7 +870,11 @@ const file_vmapp_state_v1_state_proto_rawDesc = "" +
 	"\x12cross_region_bytes\x18\x15 \x01(\x03R\x10crossRegionBytes\x12&\n" +
 	"\x0fin_region_bytes\x18\x16 \x01(\x03R\rinRegionBytes\x12;\n" +
 	"\vverify_time\x18\x17 \x01(\v2\x1a.google.protobuf.TimestampR\n" +
-	"verifyTime*\xb6\x01\n" +
+	"verifyTime\"X\n" +
+	"\n" +
+	"Credential\x12%\n" +
+	"\x05token\x18\x01 \x01(\v2\x0f.vmapp.v1.TokenR\x05token\x12#\n" +
+	"\rsecret_sha256\x18\x02 \x01(\fR\fsecretSha256*\xb6\x01\n" +
 	"\fReplicaPhase\x12\x1d\n" +
 	"\x19REPLICA_PHASE_UNSPECIFIED\x10\x00\x12\x19\n" +
 	"\x15REPLICA_PHASE_PENDING\x10\x01\x12\x19\n" +
@@ -838,34 +896,37 @@ func file_vmapp_state_v1_state_proto_rawDescGZIP() []byte {
 }
 
 var file_vmapp_state_v1_state_proto_enumTypes = make([]protoimpl.EnumInfo, 1)
-var file_vmapp_state_v1_state_proto_msgTypes = make([]protoimpl.MessageInfo, 4)
+var file_vmapp_state_v1_state_proto_msgTypes = make([]protoimpl.MessageInfo, 5)
 var file_vmapp_state_v1_state_proto_goTypes = []any{
 	(ReplicaPhase)(0),             // 0: vmapp.state.v1.ReplicaPhase
 	(*UploadSession)(nil),         // 1: vmapp.state.v1.UploadSession
 	(*Part)(nil),                  // 2: vmapp.state.v1.Part
 	(*Manifest)(nil),              // 3: vmapp.state.v1.Manifest
 	(*Replica)(nil),               // 4: vmapp.state.v1.Replica
-	(v1.ArtifactKind)(0),          // 5: vmapp.v1.ArtifactKind
-	(*timestamppb.Timestamp)(nil), // 6: google.protobuf.Timestamp
+	(*Credential)(nil),            // 5: vmapp.state.v1.Credential
+	(v1.ArtifactKind)(0),          // 6: vmapp.v1.ArtifactKind
+	(*timestamppb.Timestamp)(nil), // 7: google.protobuf.Timestamp
+	(*v1.Token)(nil),              // 8: vmapp.v1.Token
 }
 var file_vmapp_state_v1_state_proto_depIdxs = []int32{
-	5,  // 0: vmapp.state.v1.UploadSession.kind:type_name -> vmapp.v1.ArtifactKind
+	6,  // 0: vmapp.state.v1.UploadSession.kind:type_name -> vmapp.v1.ArtifactKind
 	2,  // 1: vmapp.state.v1.UploadSession.parts:type_name -> vmapp.state.v1.Part
-	6,  // 2: vmapp.state.v1.UploadSession.create_time:type_name -> google.protobuf.Timestamp
-	6,  // 3: vmapp.state.v1.UploadSession.update_time:type_name -> google.protobuf.Timestamp
-	6,  // 4: vmapp.state.v1.UploadSession.expire_time:type_name -> google.protobuf.Timestamp
-	5,  // 5: vmapp.state.v1.Replica.kind:type_name -> vmapp.v1.ArtifactKind
+	7,  // 2: vmapp.state.v1.UploadSession.create_time:type_name -> google.protobuf.Timestamp
+	7,  // 3: vmapp.state.v1.UploadSession.update_time:type_name -> google.protobuf.Timestamp
+	7,  // 4: vmapp.state.v1.UploadSession.expire_time:type_name -> google.protobuf.Timestamp
+	6,  // 5: vmapp.state.v1.Replica.kind:type_name -> vmapp.v1.ArtifactKind
 	0,  // 6: vmapp.state.v1.Replica.phase:type_name -> vmapp.state.v1.ReplicaPhase
 	2,  // 7: vmapp.state.v1.Replica.parts:type_name -> vmapp.state.v1.Part
-	6,  // 8: vmapp.state.v1.Replica.next_attempt_time:type_name -> google.protobuf.Timestamp
-	6,  // 9: vmapp.state.v1.Replica.start_time:type_name -> google.protobuf.Timestamp
-	6,  // 10: vmapp.state.v1.Replica.complete_time:type_name -> google.protobuf.Timestamp
-	6,  // 11: vmapp.state.v1.Replica.verify_time:type_name -> google.protobuf.Timestamp
-	12, // [12:12] is the sub-list for method output_type
-	12, // [12:12] is the sub-list for method input_type
-	12, // [12:12] is the sub-list for extension type_name
-	12, // [12:12] is the sub-list for extension extendee
-	0,  // [0:12] is the sub-list for field type_name
+	7,  // 8: vmapp.state.v1.Replica.next_attempt_time:type_name -> google.protobuf.Timestamp
+	7,  // 9: vmapp.state.v1.Replica.start_time:type_name -> google.protobuf.Timestamp
+	7,  // 10: vmapp.state.v1.Replica.complete_time:type_name -> google.protobuf.Timestamp
+	7,  // 11: vmapp.state.v1.Replica.verify_time:type_name -> google.protobuf.Timestamp
+	8,  // 12: vmapp.state.v1.Credential.token:type_name -> vmapp.v1.Token
+	13, // [13:13] is the sub-list for method output_type
+	13, // [13:13] is the sub-list for method input_type
+	13, // [13:13] is the sub-list for extension type_name
+	13, // [13:13] is the sub-list for extension extendee
+	0,  // [0:13] is the sub-list for field type_name
 }
 
 func init() { file_vmapp_state_v1_state_proto_init() }
@@ -879,7 +940,7 @@ func file_vmapp_state_v1_state_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_vmapp_state_v1_state_proto_rawDesc), len(file_vmapp_state_v1_state_proto_rawDesc)),
 			NumEnums:      1,
-			NumMessages:   4,
+			NumMessages:   5,
 			NumExtensions: 0,
 			NumServices:   0,
 		},

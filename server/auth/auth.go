@@ -1,0 +1,418 @@
+// Package auth keeps vmappd's credentials and gallery shares in the bbolt
+// file and decides what a caller may do.
+//
+// A credential is "<id>.<secret>": the id names a record, the secret is 32
+// random bytes of which only the sha256 is stored, compared in constant
+// time. Tokens carry one role (Reader, Contributor, Owner) on a tenant or
+// on one gallery of it; machine tokens are bound to one machine. The
+// operator's bootstrap token is Owner of every tenant ("*").
+package auth
+
+import (
+	"context"
+	"crypto/rand"
+	"crypto/sha256"
+	"crypto/subtle"
+	"encoding/base32"
+	"encoding/base64"
+	"fmt"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"regexp"
+	"strings"
+	"time"
+
+	bolt "go.etcd.io/bbolt"
+	"google.golang.org/protobuf/proto"
+	"google.golang.org/protobuf/types/known/timestamppb"
+
+	"github.com/vmapp/vmapp/errs"
+	"github.com/vmapp/vmapp/internal/boltpb"
+	statepb "github.com/vmapp/vmapp/proto/vmapp/state/v1"
+	pb "github.com/vmapp/vmapp/proto/vmapp/v1"
+)
+
+var (
+	bucketTokens = []byte("auth_tokens") // id → statepb.Credential
+	bucketShares = []byte("auth_shares") // tenant \0 gallery \0 grantee → pb.Share
+)
+
+// AllTenants is the tenant of the operator's bootstrap token, and the
+// grantee of a public share.
+const AllTenants = "*"
+
+// MaxTokenNameLen bounds a token's name.
+const MaxTokenNameLen = 256
+
+var (
+	tokenID = regexp.MustCompile(`^tok_[a-z2-7]{20}$`)
+	b32     = base32.StdEncoding.WithPadding(base32.NoPadding)
+)
+
+// Service is the credential and share store.
+type Service struct {
+	db  *bolt.DB
+	now func() time.Time
+	log *slog.Logger
+}
+
+// Options are what New needs.
+type Options struct {
+	DB     *bolt.DB
+	Now    func() time.Time // default time.Now
+	Logger *slog.Logger
+}
+
+// New creates the buckets if needed.
+func New(o Options) (*Service, error) {
+	s := &Service{db: o.DB, now: o.Now, log: o.Logger}
+	if s.now == nil {
+		s.now = time.Now
+	}
+	if s.log == nil {
+		s.log = slog.New(slog.DiscardHandler)
+	}
+	err := s.db.Update(func(tx *bolt.Tx) error {
+		for _, b := range [][]byte{bucketTokens, bucketShares} {
+			if _, err := tx.CreateBucketIfNotExists(b); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+	return s, err
+}
+
+// Bootstrap creates the operator's token, Owner of every tenant, when no
+// token exists yet, and writes its credential to path (mode 0600, written
+// to a temporary file and renamed). It reports whether it created one.
+func (s *Service) Bootstrap(path string) (bool, error) {
+	var empty bool
+	if err := s.db.View(func(tx *bolt.Tx) error {
+		k, _ := tx.Bucket(bucketTokens).Cursor().First()
+		empty = k == nil
+		return nil
+	}); err != nil || !empty {
+		return false, err
+	}
+	t := &pb.Token{Name: "bootstrap operator", Tenant: AllTenants, Role: pb.Role_ROLE_OWNER}
+	secret, err := s.issue(t)
+	if err != nil {
+		return false, err
+	}
+	if err := writeSecret(path, secret); err != nil {
+		// Without the file nobody can use the token: take it back, so the
+		// next start tries again.
+		s.db.Update(func(tx *bolt.Tx) error { return tx.Bucket(bucketTokens).Delete([]byte(t.Id)) })
+		return false, fmt.Errorf("write the bootstrap token: %w", err)
+	}
+	s.log.Info("created the bootstrap operator token", "token", t.Id, "file", path)
+	return true, nil
+}
+
+func writeSecret(path, secret string) error {
+	tmp, err := os.CreateTemp(filepath.Dir(path), filepath.Base(path)+".*")
+	if err != nil {
+		return err
+	}
+	defer os.Remove(tmp.Name())
+	if err := tmp.Chmod(0o600); err != nil {
+		tmp.Close()
+		return err
+	}
+	if _, err := tmp.WriteString(secret + "\n"); err != nil {
+		tmp.Close()
+		return err
+	}
+	if err := tmp.Sync(); err != nil {
+		tmp.Close()
+		return err
+	}
+	if err := tmp.Close(); err != nil {
+		return err
+	}
+	return os.Rename(tmp.Name(), path)
+}
+
+// issue stores t with a new id and secret and returns the credential.
+func (s *Service) issue(t *pb.Token) (string, error) {
+	id, secret := make([]byte, 12), make([]byte, 32)
+	if _, err := rand.Read(id); err != nil {
+		return "", err
+	}
+	rand.Read(secret)
+	t.Id = "tok_" + strings.ToLower(b32.EncodeToString(id))
+	t.CreateTime = timestamppb.New(s.now())
+	enc := base64.RawURLEncoding.EncodeToString(secret)
+	sum := sha256.Sum256([]byte(enc))
+	err := s.db.Update(func(tx *bolt.Tx) error {
+		return boltpb.Put(tx.Bucket(bucketTokens), []byte(t.Id), &statepb.Credential{Token: t, SecretSha256: sum[:]})
+	})
+	return t.Id + "." + enc, err
+}
+
+// Authenticate returns the token of a credential, or Unauthenticated.
+func (s *Service) Authenticate(credential string) (*pb.Token, error) {
+	id, secret, ok := strings.Cut(credential, ".")
+	if !ok || !tokenID.MatchString(id) || secret == "" {
+		return nil, errs.New(errs.Unauthenticated, "authorization", "the credential is malformed: want \"Bearer tok_<id>.<secret>\" as vmapp token create printed it")
+	}
+	c := &statepb.Credential{}
+	var found bool
+	if err := s.db.View(func(tx *bolt.Tx) error {
+		var err error
+		found, err = boltpb.Get(tx.Bucket(bucketTokens), []byte(id), c)
+		return err
+	}); err != nil {
+		return nil, err
+	}
+	sum := sha256.Sum256([]byte(secret))
+	if !found || subtle.ConstantTimeCompare(sum[:], c.SecretSha256) != 1 {
+		return nil, errs.New(errs.Unauthenticated, "authorization", "token %s is not known, or its secret is wrong", id)
+	}
+	t := c.Token
+	if t.RevokeTime != nil {
+		return nil, errs.New(errs.Unauthenticated, "authorization", "token %s (%s) was revoked at %s", id, t.Name, t.RevokeTime.AsTime().UTC().Format(time.RFC3339))
+	}
+	if t.ExpireTime != nil && !s.now().Before(t.ExpireTime.AsTime()) {
+		return nil, errs.New(errs.Unauthenticated, "authorization", "token %s (%s) expired at %s", id, t.Name, t.ExpireTime.AsTime().UTC().Format(time.RFC3339))
+	}
+	return t, nil
+}
+
+// CreateToken issues a token in tenant on behalf of by, which must be an
+// Owner there (and of the gallery, when by is scoped to one).
+func (s *Service) CreateToken(by *pb.Token, tenant string, r *pb.CreateTokenRequest) (*pb.Token, string, error) {
+	switch {
+	case r.Name == "" || len(r.Name) > MaxTokenNameLen || strings.ContainsAny(r.Name, "\x00\n\r"):
+		return nil, "", errs.New(errs.InvalidArgument, "name", "name is required: up to %d characters on one line", MaxTokenNameLen)
+	case r.Role != pb.Role_ROLE_READER && r.Role != pb.Role_ROLE_CONTRIBUTOR && r.Role != pb.Role_ROLE_OWNER:
+		return nil, "", errs.New(errs.InvalidArgument, "role", "role %s is not one of Reader, Contributor, Owner", r.Role)
+	case r.TtlSeconds < 0:
+		return nil, "", errs.New(errs.InvalidArgument, "ttlSeconds", "ttlSeconds %d must not be negative", r.TtlSeconds)
+	case tenant == AllTenants:
+		return nil, "", errs.New(errs.InvalidArgument, "tenant", "name the tenant the token works in")
+	case by.Gallery != "" && r.Gallery != by.Gallery:
+		return nil, "", errs.New(errs.PermissionDenied, "gallery", "token %s is Owner of gallery '%s' only: it can create tokens for that gallery only", by.Id, by.Gallery)
+	}
+	t := &pb.Token{Name: r.Name, Tenant: tenant, Role: r.Role, Gallery: r.Gallery, CreatedBy: by.Id}
+	if r.TtlSeconds > 0 {
+		t.ExpireTime = timestamppb.New(s.now().Add(time.Duration(r.TtlSeconds) * time.Second))
+	}
+	secret, err := s.issue(t)
+	if err != nil {
+		return nil, "", err
+	}
+	s.log.Info("token created", "token", t.Id, "name", t.Name, "tenant", tenant, "role", RoleName(t.Role), "gallery", t.Gallery, "by", by.Id)
+	return t, secret, nil
+}
+
+// IssueMachineToken revokes the machine's earlier tokens and issues one
+// bound to it.
+func (s *Service) IssueMachineToken(by *pb.Token, tenant, machine string) (string, error) {
+	if err := s.RevokeMachine(tenant, machine); err != nil {
+		return "", err
+	}
+	t := &pb.Token{Name: "agent of " + machine, Tenant: tenant, Role: pb.Role_ROLE_MACHINE, Machine: machine}
+	if by != nil {
+		t.CreatedBy = by.Id
+	}
+	return s.issue(t)
+}
+
+// RevokeMachine revokes every token bound to the machine.
+func (s *Service) RevokeMachine(tenant, machine string) error {
+	return s.edit(func(c *statepb.Credential) bool {
+		t := c.Token
+		if t.Role != pb.Role_ROLE_MACHINE || t.Tenant != tenant || t.Machine != machine || t.RevokeTime != nil {
+			return false
+		}
+		t.RevokeTime = timestamppb.New(s.now())
+		return true
+	})
+}
+
+// edit rewrites the credentials f changes.
+func (s *Service) edit(f func(*statepb.Credential) bool) error {
+	return s.db.Update(func(tx *bolt.Tx) error {
+		b := tx.Bucket(bucketTokens)
+		type change struct {
+			k []byte
+			c *statepb.Credential
+		}
+		var changes []change
+		err := b.ForEach(func(k, v []byte) error {
+			c := &statepb.Credential{}
+			if err := proto.Unmarshal(v, c); err != nil {
+				return fmt.Errorf("decode token %q: %w", k, err)
+			}
+			if f(c) {
+				changes = append(changes, change{append([]byte(nil), k...), c})
+			}
+			return nil
+		})
+		for _, ch := range changes {
+			if err == nil {
+				err = boltpb.Put(b, ch.k, ch.c)
+			}
+		}
+		return err
+	})
+}
+
+// ListTokens lists the tenant's tokens that by may see: of its gallery
+// when it is scoped to one, and the operator's when by is one. Machine,
+// revoked and expired tokens are left out unless all.
+func (s *Service) ListTokens(by *pb.Token, tenant string, all bool) ([]*pb.Token, error) {
+	gallery := by.GetGallery()
+	var out []*pb.Token
+	now := s.now()
+	err := s.db.View(func(tx *bolt.Tx) error {
+		return tx.Bucket(bucketTokens).ForEach(func(k, v []byte) error {
+			c := &statepb.Credential{}
+			if err := proto.Unmarshal(v, c); err != nil {
+				return fmt.Errorf("decode token %q: %w", k, err)
+			}
+			t := c.Token
+			dead := t.RevokeTime != nil || t.ExpireTime != nil && !now.Before(t.ExpireTime.AsTime())
+			mine := t.Tenant == tenant || t.Tenant == AllTenants && by.GetTenant() == AllTenants
+			if mine && (gallery == "" || t.Gallery == gallery) && (all || !dead && t.Role != pb.Role_ROLE_MACHINE) {
+				out = append(out, t)
+			}
+			return nil
+		})
+	})
+	return out, err
+}
+
+// RevokeToken revokes token id of the tenant; by must be Owner of what the
+// token is scoped to.
+func (s *Service) RevokeToken(by *pb.Token, tenant, id string) (*pb.Token, error) {
+	if !tokenID.MatchString(id) {
+		return nil, errs.New(errs.InvalidArgument, "id", "'%s' is not a token id (tok_ and 20 letters and digits)", id)
+	}
+	var out *pb.Token
+	err := s.db.Update(func(tx *bolt.Tx) error {
+		c := &statepb.Credential{}
+		ok, err := boltpb.Get(tx.Bucket(bucketTokens), []byte(id), c)
+		switch {
+		case err != nil:
+			return err
+		case !ok || c.Token.Tenant != tenant && by.Tenant != AllTenants:
+			return errs.New(errs.NotFound, "id", "Token '%s' doesn't exist in tenant '%s'.", id, tenant)
+		case by.Gallery != "" && c.Token.Gallery != by.Gallery:
+			return errs.New(errs.PermissionDenied, "id", "token %s is Owner of gallery '%s' only; token %s is not scoped to it", by.Id, by.Gallery, id)
+		}
+		if c.Token.RevokeTime == nil {
+			c.Token.RevokeTime = timestamppb.New(s.now())
+		}
+		out = c.Token
+		return boltpb.Put(tx.Bucket(bucketTokens), []byte(id), c)
+	})
+	if err == nil {
+		s.log.Info("token revoked", "token", id, "by", by.Id)
+	}
+	return out, err
+}
+
+func shareKey(tenant, gallery, grantee string) []byte {
+	return []byte(tenant + "\x00" + gallery + "\x00" + grantee)
+}
+
+// Share shares the tenant's gallery with grantee (a tenant, or AllTenants).
+func (s *Service) Share(by *pb.Token, tenant, gallery, grantee string) (*pb.Share, error) {
+	if grantee == tenant {
+		return nil, errs.New(errs.InvalidArgument, "grantee", "gallery '%s' belongs to tenant '%s' already", gallery, tenant)
+	}
+	sh := &pb.Share{Gallery: gallery, Grantee: grantee, CreateTime: timestamppb.New(s.now()), CreatedBy: by.Id}
+	err := s.db.Update(func(tx *bolt.Tx) error {
+		b := tx.Bucket(bucketShares)
+		old := &pb.Share{}
+		if ok, err := boltpb.Get(b, shareKey(tenant, gallery, grantee), old); err != nil || ok {
+			sh = old // already shared: keep who and when
+			return err
+		}
+		return boltpb.Put(b, shareKey(tenant, gallery, grantee), sh)
+	})
+	if err == nil {
+		s.log.Info("gallery shared", "tenant", tenant, "gallery", gallery, "grantee", grantee, "by", by.Id)
+	}
+	return sh, err
+}
+
+// Unshare takes a share back.
+func (s *Service) Unshare(by *pb.Token, tenant, gallery, grantee string) error {
+	err := s.db.Update(func(tx *bolt.Tx) error {
+		b := tx.Bucket(bucketShares)
+		if b.Get(shareKey(tenant, gallery, grantee)) == nil {
+			return errs.New(errs.NotFound, "grantee", "Gallery '%s' is not shared with '%s'.", gallery, grantee)
+		}
+		return b.Delete(shareKey(tenant, gallery, grantee))
+	})
+	if err == nil {
+		s.log.Info("gallery unshared", "tenant", tenant, "gallery", gallery, "grantee", grantee, "by", by.Id)
+	}
+	return err
+}
+
+// Shares lists the tenant's shares, of one gallery when gallery is set.
+func (s *Service) Shares(tenant, gallery string) ([]*pb.Share, error) {
+	var out []*pb.Share
+	p := []byte(tenant + "\x00")
+	if gallery != "" {
+		p = []byte(tenant + "\x00" + gallery + "\x00")
+	}
+	err := s.db.View(func(tx *bolt.Tx) error {
+		c := tx.Bucket(bucketShares).Cursor()
+		for k, v := c.Seek(p); k != nil && strings.HasPrefix(string(k), string(p)); k, v = c.Next() {
+			sh := &pb.Share{}
+			if err := proto.Unmarshal(v, sh); err != nil {
+				return fmt.Errorf("decode share %q: %w", k, err)
+			}
+			out = append(out, sh)
+		}
+		return nil
+	})
+	return out, err
+}
+
+// DeleteGalleryShares removes a deleted gallery's shares, so that a new
+// gallery of the same name starts private.
+func (s *Service) DeleteGalleryShares(tenant, gallery string) error {
+	p := tenant + "\x00" + gallery + "\x00"
+	return s.db.Update(func(tx *bolt.Tx) error {
+		c := tx.Bucket(bucketShares).Cursor()
+		for k, _ := c.Seek([]byte(p)); k != nil && strings.HasPrefix(string(k), p); k, _ = c.Seek([]byte(p)) {
+			if err := c.Delete(); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+}
+
+func (s *Service) shared(tenant, gallery, with string) (bool, error) {
+	var ok bool
+	err := s.db.View(func(tx *bolt.Tx) error {
+		b := tx.Bucket(bucketShares)
+		ok = b.Get(shareKey(tenant, gallery, with)) != nil || b.Get(shareKey(tenant, gallery, AllTenants)) != nil
+		return nil
+	})
+	return ok, err
+}
+
+// ctxKey carries the caller's token.
+type ctxKey struct{}
+
+// WithToken returns ctx carrying the caller's token.
+func WithToken(ctx context.Context, t *pb.Token) context.Context {
+	return context.WithValue(ctx, ctxKey{}, t)
+}
+
+// TokenOf returns the caller's token, nil when vmappd runs without
+// authentication.
+func TokenOf(ctx context.Context) *pb.Token {
+	t, _ := ctx.Value(ctxKey{}).(*pb.Token)
+	return t
+}

@@ -1,0 +1,251 @@
+package server
+
+import (
+	"context"
+	"strings"
+
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/metadata"
+
+	"github.com/vmapp/vmapp/errs"
+	pb "github.com/vmapp/vmapp/proto/vmapp/v1"
+	"github.com/vmapp/vmapp/server/auth"
+	"github.com/vmapp/vmapp/server/catalog"
+	"github.com/vmapp/vmapp/server/fleet"
+)
+
+// AuthorizationKey is the metadata key of the caller's credential,
+// "Bearer <token>".
+const AuthorizationKey = "authorization"
+
+// rule is what one RPC needs. Every RPC of every vmapp service has one
+// (TestEveryRPCHasARule); a call without a rule is refused.
+type rule struct {
+	perm auth.Perm
+	// gallery returns the one gallery the call is about; nil for calls on
+	// the whole tenant (listing galleries, machines, tokens).
+	gallery func(a *authorizer, ctx context.Context, tenant string, req any) (string, error)
+	// machine is how a machine token may make the call, after its tenant
+	// matched; nil: it may not.
+	machine func(a *authorizer, ctx context.Context, t *pb.Token, tenant string, req any) error
+	// anyone: any valid credential, in any tenant.
+	anyone bool
+	// tenantWide: an empty gallery means the whole tenant.
+	tenantWide bool
+}
+
+func inGallery(_ *authorizer, _ context.Context, _ string, req any) (string, error) {
+	switch r := req.(type) {
+	case *pb.UpdateGalleryRequest:
+		return r.GetGallery().GetName(), nil
+	case *pb.CreateApplicationRequest:
+		return r.GetApplication().GetGallery(), nil
+	case *pb.UpdateApplicationRequest:
+		return r.GetApplication().GetGallery(), nil
+	case *pb.CreateVersionRequest:
+		return r.GetVersion().GetGallery(), nil
+	case *pb.UpdateVersionRequest:
+		return r.GetVersion().GetGallery(), nil
+	case interface{ GetGallery() string }:
+		return r.GetGallery(), nil
+	}
+	return "", errs.New(errs.Internal, "", "no gallery in %T", req)
+}
+
+// inSession is the gallery of an upload session, which must be the
+// tenant's.
+func inSession(a *authorizer, ctx context.Context, tenant string, req any) (string, error) {
+	id := req.(interface{ GetSessionId() string }).GetSessionId()
+	sess, err := a.store.GetUpload(ctx, id)
+	if err != nil {
+		return "", err
+	}
+	if sess.Tenant != tenant {
+		return "", errs.New(errs.NotFound, "sessionId", "Upload session '%s' doesn't exist.", id)
+	}
+	return sess.Gallery, nil
+}
+
+// ownMachine lets a machine token act for its own machine only.
+func ownMachine(_ *authorizer, _ context.Context, t *pb.Token, _ string, req any) error {
+	if m := req.(interface{ GetMachine() string }).GetMachine(); m != t.Machine {
+		return errs.New(errs.PermissionDenied, "machine", "%s may act for machine '%s' only, not '%s'", auth.Describe(t), t.Machine, m)
+	}
+	return nil
+}
+
+// inGoalState lets a machine token download what its goal state holds.
+func inGoalState(a *authorizer, ctx context.Context, t *pb.Token, tenant string, req any) error {
+	r := req.(interface {
+		GetGallery() string
+		GetApplication() string
+		GetVersion() string
+	})
+	if a.fleet != nil {
+		gs, err := a.fleet.GoalState(ctx, tenant, t.Machine)
+		if err != nil {
+			return err
+		}
+		for _, app := range gs.Applications {
+			if app.Gallery == r.GetGallery() && app.Application == r.GetApplication() && app.Version == r.GetVersion() {
+				return nil
+			}
+		}
+	}
+	return errs.New(errs.PermissionDenied, "version", "%s may download what machine '%s' is to install only; %s/%s/%s is not in its goal state", auth.Describe(t), t.Machine, r.GetGallery(), r.GetApplication(), r.GetVersion())
+}
+
+var (
+	read     = rule{perm: auth.Read, gallery: inGallery}
+	readAll  = rule{perm: auth.Read}
+	publish  = rule{perm: auth.Publish, gallery: inGallery}
+	manage   = rule{perm: auth.Publish}
+	deploy   = rule{perm: auth.Deploy}
+	agent    = rule{perm: auth.Agent, machine: ownMachine}
+	download = rule{perm: auth.Read, gallery: inGallery, machine: inGoalState}
+	session  = rule{perm: auth.Publish, gallery: inSession}
+	owner    = rule{perm: auth.Manage}
+	ownerOf  = rule{perm: auth.Manage, gallery: inGallery}
+	ownerAny = rule{perm: auth.Manage, gallery: inGallery, tenantWide: true}
+	anyone   = rule{anyone: true}
+)
+
+var rules = map[string]rule{
+	pb.CatalogService_CreateGallery_FullMethodName:     manage,
+	pb.CatalogService_GetGallery_FullMethodName:        read,
+	pb.CatalogService_ListGalleries_FullMethodName:     readAll,
+	pb.CatalogService_UpdateGallery_FullMethodName:     publish,
+	pb.CatalogService_DeleteGallery_FullMethodName:     publish,
+	pb.CatalogService_CreateApplication_FullMethodName: publish,
+	pb.CatalogService_GetApplication_FullMethodName:    read,
+	pb.CatalogService_ListApplications_FullMethodName:  read,
+	pb.CatalogService_UpdateApplication_FullMethodName: publish,
+	pb.CatalogService_DeleteApplication_FullMethodName: publish,
+	pb.CatalogService_CreateVersion_FullMethodName:     publish,
+	pb.CatalogService_GetVersion_FullMethodName:        read,
+	pb.CatalogService_ListVersions_FullMethodName:      read,
+	pb.CatalogService_UpdateVersion_FullMethodName:     publish,
+	pb.CatalogService_DeleteVersion_FullMethodName:     publish,
+	pb.CatalogService_ListRegions_FullMethodName:       anyone,
+
+	pb.TransferService_BeginUpload_FullMethodName: publish,
+	pb.TransferService_Upload_FullMethodName:      session,
+	pb.TransferService_AbortUpload_FullMethodName: session,
+	pb.TransferService_Import_FullMethodName:      publish,
+
+	pb.ReplicationService_WatchReplication_FullMethodName: read,
+	pb.ReplicationService_RepairVersion_FullMethodName:    publish,
+
+	pb.DownloadService_GetDownloadPlan_FullMethodName: download,
+	pb.DownloadService_ReadRange_FullMethodName:       download,
+
+	pb.FleetService_CreateMachine_FullMethodName:     manage,
+	pb.FleetService_GetMachine_FullMethodName:        readAll,
+	pb.FleetService_ListMachines_FullMethodName:      readAll,
+	pb.FleetService_DeleteMachine_FullMethodName:     manage,
+	pb.FleetService_CreateScaleSet_FullMethodName:    manage,
+	pb.FleetService_GetScaleSet_FullMethodName:       readAll,
+	pb.FleetService_ListScaleSets_FullMethodName:     readAll,
+	pb.FleetService_DeleteScaleSet_FullMethodName:    manage,
+	pb.FleetService_SetApplication_FullMethodName:    deploy,
+	pb.FleetService_RemoveApplication_FullMethodName: deploy,
+	pb.FleetService_RetryApplication_FullMethodName:  deploy,
+	pb.FleetService_ListInventory_FullMethodName:     readAll,
+	pb.FleetService_WatchGoalState_FullMethodName:    agent,
+	pb.FleetService_ReportStatus_FullMethodName:      agent,
+
+	pb.AccessService_WhoAmI_FullMethodName:          anyone,
+	pb.AccessService_CreateToken_FullMethodName:     ownerAny,
+	pb.AccessService_ListTokens_FullMethodName:      owner,
+	pb.AccessService_RevokeToken_FullMethodName:     owner,
+	pb.AccessService_ShareGallery_FullMethodName:    ownerOf,
+	pb.AccessService_UnshareGallery_FullMethodName:  ownerOf,
+	pb.AccessService_ListShares_FullMethodName:      owner,
+	pb.AccessService_IssueAgentToken_FullMethodName: manage,
+}
+
+// open are the services any caller may use: health checks, for probes.
+func open(method string) bool { return strings.HasPrefix(method, "/grpc.health.v1.Health/") }
+
+// authorizer authenticates calls and checks them against rules.
+type authorizer struct {
+	auth  *auth.Service
+	store *catalog.Store
+	fleet *fleet.Fleet
+}
+
+// authenticate returns ctx with the caller's token.
+func (a *authorizer) authenticate(ctx context.Context, method string) (context.Context, error) {
+	if a == nil || open(method) {
+		return ctx, nil
+	}
+	md, _ := metadata.FromIncomingContext(ctx)
+	v := md.Get(AuthorizationKey)
+	switch {
+	case len(v) == 0:
+		return ctx, errs.New(errs.Unauthenticated, "authorization", "no credential: send 'authorization: Bearer <token>' (the CLI reads VMAPP_TOKEN or --token-file)")
+	case len(v) > 1:
+		return ctx, errs.New(errs.Unauthenticated, "authorization", "metadata %s was sent %d times; send one credential", AuthorizationKey, len(v))
+	}
+	scheme, cred, ok := strings.Cut(v[0], " ")
+	if !ok || !strings.EqualFold(scheme, "bearer") {
+		return ctx, errs.New(errs.Unauthenticated, "authorization", "the credential must be sent as 'Bearer <token>'")
+	}
+	t, err := a.auth.Authenticate(strings.TrimSpace(cred))
+	if err != nil {
+		return ctx, err
+	}
+	return auth.WithToken(ctx, t), nil
+}
+
+// authorize checks the call's request against its rule.
+func (a *authorizer) authorize(ctx context.Context, method string, req any) error {
+	if a == nil || open(method) {
+		return nil
+	}
+	t := auth.TokenOf(ctx)
+	r, ok := rules[method]
+	switch {
+	case !ok && strings.HasPrefix(method, "/grpc.reflection."):
+		return nil // the schema, to any valid credential
+	case !ok:
+		return errs.New(errs.PermissionDenied, "", "%s has no access rule: refused", method)
+	case r.anyone:
+		return nil
+	}
+	action := method[strings.LastIndexByte(method, '/')+1:]
+	tenant := tenantOf(ctx)
+	if t.Role == pb.Role_ROLE_MACHINE && r.machine != nil {
+		if t.Tenant != tenant {
+			return a.auth.Check(t, r.perm, action, tenant, "")
+		}
+		return r.machine(a, ctx, t, tenant, req)
+	}
+	gallery := ""
+	if r.gallery != nil {
+		var err error
+		if gallery, err = r.gallery(a, ctx, tenant, req); err != nil {
+			return err
+		}
+		if gallery == "" && !r.tenantWide {
+			return errs.New(errs.InvalidArgument, "gallery", "gallery is required")
+		}
+	}
+	return a.auth.Check(t, r.perm, action, tenant, gallery)
+}
+
+// authStream authorizes a stream's first message when it arrives.
+type authStream struct {
+	grpc.ServerStream
+	a      *authorizer
+	method string
+	seen   bool
+}
+
+func (s *authStream) RecvMsg(m any) error {
+	if err := s.ServerStream.RecvMsg(m); err != nil || s.seen {
+		return err
+	}
+	s.seen = true
+	return s.a.authorize(s.Context(), s.method, m)
+}
