@@ -88,7 +88,9 @@ func matrix(session string) map[string]row {
 	dl := func(c *grpc.ClientConn) pb.DownloadServiceClient { return pb.NewDownloadServiceClient(c) }
 	fl := func(c *grpc.ClientConn) pb.FleetServiceClient { return pb.NewFleetServiceClient(c) }
 	ac := func(c *grpc.ClientConn) pb.AccessServiceClient { return pb.NewAccessServiceClient(c) }
-	vm := func(n string) *pb.ProfileTarget { return &pb.ProfileTarget{Target: &pb.ProfileTarget_Machine{Machine: n}} }
+	vm := func(n string) *pb.ProfileTarget {
+		return &pb.ProfileTarget{Target: &pb.ProfileTarget_Machine{Machine: n}}
+	}
 	desc := &fieldmaskpb.FieldMask{Paths: []string{"description"}}
 	pkg := pb.ArtifactKind_ARTIFACT_KIND_PACKAGE
 	return map[string]row{
@@ -614,11 +616,19 @@ func TestPathTraversal(t *testing.T) {
 			_, err := cat.CreateApplication(ctx(t), &pb.CreateApplicationRequest{Application: &pb.GalleryApplication{Gallery: "g", Name: "a/../../b", Location: "eastus", SupportedOsType: "Linux"}})
 			return err
 		}(),
-		"version ../1.0.0":                 version(func(v *pb.GalleryApplicationVersion) { v.Name = "../1.0.0" }),
-		"packageFileName ../../etc/passwd": version(func(v *pb.GalleryApplicationVersion) { v.PublishingProfile.Settings = &pb.UserArtifactSettings{PackageFileName: "../../etc/passwd"} }),
-		"packageFileName ..":               version(func(v *pb.GalleryApplicationVersion) { v.PublishingProfile.Settings = &pb.UserArtifactSettings{PackageFileName: ".."} }),
-		"configFileName /etc/cron.d/x":     version(func(v *pb.GalleryApplicationVersion) { v.PublishingProfile.Settings = &pb.UserArtifactSettings{ConfigFileName: "/etc/cron.d/x"} }),
-		"configFileName a\\..\\b":          version(func(v *pb.GalleryApplicationVersion) { v.PublishingProfile.Settings = &pb.UserArtifactSettings{ConfigFileName: `a\..\b`} }),
+		"version ../1.0.0": version(func(v *pb.GalleryApplicationVersion) { v.Name = "../1.0.0" }),
+		"packageFileName ../../etc/passwd": version(func(v *pb.GalleryApplicationVersion) {
+			v.PublishingProfile.Settings = &pb.UserArtifactSettings{PackageFileName: "../../etc/passwd"}
+		}),
+		"packageFileName ..": version(func(v *pb.GalleryApplicationVersion) {
+			v.PublishingProfile.Settings = &pb.UserArtifactSettings{PackageFileName: ".."}
+		}),
+		"configFileName /etc/cron.d/x": version(func(v *pb.GalleryApplicationVersion) {
+			v.PublishingProfile.Settings = &pb.UserArtifactSettings{ConfigFileName: "/etc/cron.d/x"}
+		}),
+		"configFileName a\\..\\b": version(func(v *pb.GalleryApplicationVersion) {
+			v.PublishingProfile.Settings = &pb.UserArtifactSettings{ConfigFileName: `a\..\b`}
+		}),
 		"tenant ../other": func() error {
 			_, err := cat.GetGallery(metadata.AppendToOutgoingContext(ctx(t), client.TenantKey, "../other"), &pb.GetGalleryRequest{Gallery: "g"})
 			return err
