@@ -68,7 +68,10 @@ bold "starting vmappd on $VMAPPD_ADDR (metrics on http://$METRICS_ADDR/metrics)"
 "$BIN/vmappd" --data "$STATE/vmappd" --listen "$VMAPPD_ADDR" --metrics "$METRICS_ADDR" \
   --regions "$HERE/regions.yaml" >"$STATE/logs/vmappd.log" 2>&1 &
 echo $! >"$STATE/vmappd.pid"
+# Its first start writes the operator's token (Owner of every tenant).
+export VMAPP_TOKEN_FILE=$STATE/vmappd/admin.token
 wait_for vmappd "$STATE/logs/vmappd.log" "$BIN/vmapp" region list
+run "$BIN/vmapp" whoami
 run "$BIN/vmapp" region list
 
 # sample VERSION: the hello tarball of that version.
@@ -92,9 +95,16 @@ wait_installed() {
   exit 1
 }
 
-bold "publishing two applications: hello (a tarball with install/update/remove scripts) and motd (a script and a default configuration)"
-sample 1.0.0
+bold "the operator makes the gallery and a token for the release pipeline: Contributor of that gallery only"
 run "$BIN/vmapp" gallery create demo --location eastus --description "vmapp demo gallery"
+run "$BIN/vmapp" token create --name "demo pipeline" --role contributor --gallery demo --secret-file "$STATE/pipeline.token"
+OPERATOR_TOKEN_FILE=$VMAPP_TOKEN_FILE
+export VMAPP_TOKEN_FILE=$STATE/pipeline.token
+printf '\033[2m$ %s\033[0m\n' "$BIN/vmapp vm create --name intruder --region eastus --os linux   # as the pipeline"
+"$BIN/vmapp" vm create --name intruder --region eastus --os linux 2>&1 || true
+
+bold "publishing two applications as the pipeline: hello (a tarball with install/update/remove scripts) and motd (a script and a default configuration)"
+sample 1.0.0
 run "$BIN/vmapp" app create --gallery demo hello --os linux --description "prints hello"
 run "$BIN/vmapp" version create --gallery demo --app hello 1.0.0 --location eastus \
   --install "tar -xzf hello && ./install.sh" --remove "tar -xzf hello && ./remove.sh" \
@@ -110,15 +120,17 @@ run "$BIN/vmapp" version create --gallery demo --app motd 1.0.0 --location eastu
 bold "replication status"
 run "$BIN/vmapp" version show --gallery demo --app hello 1.0.0
 
-bold "four machines: vm1 and vm2 in eastus, and the scale set web in westus with two instances"
-run "$BIN/vmapp" vm create --name vm1 --region eastus --os linux
-run "$BIN/vmapp" vm create --name vm2 --region eastus --os linux
+bold "four machines (as the operator), each agent with its own credential: vm1 and vm2 in eastus, and the scale set web in westus with two instances"
+export VMAPP_TOKEN_FILE=$OPERATOR_TOKEN_FILE
+mkdir -p "$STATE/agents"
+run "$BIN/vmapp" vm create --name vm1 --region eastus --os linux --agent-token-file "$STATE/agents/vm1.token"
+run "$BIN/vmapp" vm create --name vm2 --region eastus --os linux --agent-token-file "$STATE/agents/vm2.token"
 run "$BIN/vmapp" vmss create --name web --region westus --os linux
-run "$BIN/vmapp" vm create --name web-0 --vmss web
-run "$BIN/vmapp" vm create --name web-1 --vmss web
+run "$BIN/vmapp" vm create --name web-0 --vmss web --agent-token-file "$STATE/agents/web-0.token"
+run "$BIN/vmapp" vm create --name web-1 --vmss web --agent-token-file "$STATE/agents/web-1.token"
 for vm in vm1 vm2 web-0 web-1; do
   mkdir -p "$STATE/agents/$vm"
-  "$BIN/vmapp-agent" --server "$VMAPPD_ADDR" --vm "$vm" --root "$STATE/agents/$vm" >"$STATE/logs/agent-$vm.log" 2>&1 &
+  "$BIN/vmapp-agent" --server "$VMAPPD_ADDR" --vm "$vm" --token-file "$STATE/agents/$vm.token" --root "$STATE/agents/$vm" >"$STATE/logs/agent-$vm.log" 2>&1 &
   echo $! >"$STATE/agent-$vm.pid"
 done
 echo "  started 4 agents (roots in $STATE/agents/)"
@@ -138,7 +150,7 @@ printf '\033[2m$ %s\033[0m\n' "$STATE/agents/vm1/bin/hello; $STATE/agents/vm1/bi
 
 bold "upgrading hello to 1.1.0: vm1 by hand (with its update command), the scale set on its own (automatic upgrade of latest)"
 sample 1.1.0
-run "$BIN/vmapp" version create --gallery demo --app hello 1.1.0 --location eastus \
+VMAPP_TOKEN_FILE=$STATE/pipeline.token run "$BIN/vmapp" version create --gallery demo --app hello 1.1.0 --location eastus \
   --install "tar -xzf hello && ./install.sh" --remove "tar -xzf hello && ./remove.sh" \
   --update "tar -xzf hello && ./update.sh" \
   --target-region eastus=2 --target-region westus=2 \
@@ -158,7 +170,7 @@ $(printf '\033[1m')The demo cluster is running.$(printf '\033[0m')
   web-0, web-1 of the scale set web in westus).
 
   Logs:      $STATE/logs/ (vmappd.log, minio-<port>.log, agent-<vm>.log)
-  CLI:       export VMAPP_SERVER=$VMAPPD_ADDR
+  CLI:       export VMAPP_SERVER=$VMAPPD_ADDR VMAPP_TOKEN_FILE=$OPERATOR_TOKEN_FILE
              $BIN/vmapp vm show web-0
              $BIN/vmapp version watch --gallery demo --app hello 1.1.0
   Metrics:   curl -s http://$METRICS_ADDR/metrics | grep vmapp_replication_bytes_total
