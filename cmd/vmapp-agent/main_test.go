@@ -33,6 +33,7 @@ func TestBadFlags(t *testing.T) {
 		{"negative retry base", []string{"--vm", "vm1", "--root", root, "--retry-base", "-1s"}, "--retry-base -1s: must be positive"},
 		{"retry max under retry base", []string{"--vm", "vm1", "--root", root, "--retry-base", "1m", "--retry-max", "10s"}, "--retry-max 10s is shorter than --retry-base 1m0s"},
 		{"command timeout not a duration", []string{"--vm", "vm1", "--root", root, "--command-timeout", "long"}, `invalid value "long" for flag -command-timeout`},
+		{"missing token file", []string{"--vm", "vm1", "--root", root, "--token-file", root + "/nope.token"}, "--token-file: token file: open"},
 		{"bad log level", []string{"--vm", "vm1", "--root", root, "--log-level", "loud"}, `invalid value "loud" for flag -log-level`},
 	} {
 		t.Run(c.name, func(t *testing.T) {
