@@ -47,6 +47,7 @@ package agent
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -87,6 +88,9 @@ type Config struct {
 	// Tenant the machine belongs to ("" lets the server use its default);
 	// only used when dialing Server.
 	Tenant string
+	// TLS secures the connection when dialing Server (client.TLSConfig);
+	// nil dials plaintext.
+	TLS *tls.Config
 	// Machine is the machine's name in the fleet (required).
 	Machine string
 	// Root is the directory applications are installed under (required).
@@ -212,7 +216,7 @@ func Run(ctx context.Context, cfg Config) error {
 		if cfg.Server == "" {
 			return errors.New("agent: the server address is required")
 		}
-		if a.cl, err = client.New(cfg.Server, client.Options{Tenant: cfg.Tenant}); err != nil {
+		if a.cl, err = client.New(cfg.Server, client.Options{Tenant: cfg.Tenant, TLS: cfg.TLS}); err != nil {
 			return fmt.Errorf("agent: %w", err)
 		}
 		defer a.cl.Close()
