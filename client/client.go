@@ -4,11 +4,13 @@ package client
 
 import (
 	"context"
+	"crypto/tls"
 	"fmt"
 	"os"
 	"strings"
 
 	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials"
 	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/grpc/metadata"
 
@@ -32,6 +34,9 @@ type Options struct {
 	// Token is the credential sent with every call ("tok_<id>.<secret>",
 	// from vmapp token create, CreateMachine or vmappd's admin.token).
 	Token string
+	// TLS, when set, secures the connection (see TLSConfig); nil dials
+	// plaintext.
+	TLS *tls.Config
 }
 
 // Client is a connection to vmappd.
@@ -44,8 +49,12 @@ type Client struct {
 // New connects to vmappd at addr (host:port). The connection is made lazily;
 // errors of calls are *errs.Error values of the server's class.
 func New(addr string, o Options) (*Client, error) {
+	creds := insecure.NewCredentials()
+	if o.TLS != nil {
+		creds = credentials.NewTLS(o.TLS)
+	}
 	opts := append(wire.DialOptions(),
-		grpc.WithTransportCredentials(insecure.NewCredentials()),
+		grpc.WithTransportCredentials(creds),
 		grpc.WithChainUnaryInterceptor(unary(o.Tenant)),
 		grpc.WithChainStreamInterceptor(stream(o.Tenant)),
 	)

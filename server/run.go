@@ -45,6 +45,10 @@ type Config struct {
 	RetryMax time.Duration
 	// Ready, when set, receives the bound gRPC address once serving.
 	Ready func(addr net.Addr)
+	// TLSCert and TLSKey are PEM files: with them the gRPC API is served
+	// over TLS only. TLSClientCA, a PEM CA bundle, makes vmappd require a
+	// client certificate from it of every connection (mutual TLS).
+	TLSCert, TLSKey, TLSClientCA string
 }
 
 // DBFile is the catalog file's name inside the data directory.
@@ -62,6 +66,10 @@ func Run(ctx context.Context, c Config) error {
 	}
 	if c.URLExpiry != 0 && (c.URLExpiry < time.Second || c.URLExpiry > MaxURLExpiry) {
 		return fmt.Errorf("--url-expiry %s: want between 1s and %s, the longest S3 presigned URLs work", c.URLExpiry, MaxURLExpiry)
+	}
+	tlsConf, err := TLSConfig(c.TLSCert, c.TLSKey, c.TLSClientCA)
+	if err != nil {
+		return err
 	}
 	topo, err := topology.Load(c.RegionsFile)
 	if err != nil {
@@ -119,7 +127,8 @@ func Run(ctx context.Context, c Config) error {
 		return fmt.Errorf("listen on %s for gRPC: %w", c.Listen, err)
 	}
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
-	gs := New(Options{Store: store, Topology: topo, Ingest: ing, Replicator: repl, Stores: stores.Get, URLExpiry: c.URLExpiry, ProxyDownloads: c.ProxyDownloads, Fleet: flt, Auth: au, Logger: log, Registry: reg})
+	transport := logTransport(log, lis.Addr(), tlsConf)
+	gs := New(Options{Store: store, Topology: topo, Ingest: ing, Replicator: repl, Stores: stores.Get, URLExpiry: c.URLExpiry, ProxyDownloads: c.ProxyDownloads, Fleet: flt, Auth: au, Logger: log, Registry: reg, Creds: serverCreds(tlsConf, log)})
 
 	var metricsSrv *http.Server
 	if c.MetricsAddr != "" {
@@ -168,7 +177,7 @@ func Run(ctx context.Context, c Config) error {
 		return nil
 	})
 	g.Go(func() error {
-		log.Info("vmappd serving", "addr", lis.Addr().String(), "data", c.DataDir, "regions", topo.Names())
+		log.Info("vmappd serving", "addr", lis.Addr().String(), "transport", transport, "data", c.DataDir, "regions", topo.Names())
 		if c.Ready != nil {
 			c.Ready(lis.Addr())
 		}

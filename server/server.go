@@ -11,6 +11,7 @@ import (
 	grpcprom "github.com/grpc-ecosystem/go-grpc-middleware/providers/prometheus"
 	"github.com/prometheus/client_golang/prometheus"
 	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials"
 	"google.golang.org/grpc/health"
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
 	"google.golang.org/grpc/metadata"
@@ -88,6 +89,8 @@ type Options struct {
 	Logger *slog.Logger
 	// Registry receives the gRPC metrics; nil means none are registered.
 	Registry prometheus.Registerer
+	// Creds secure the connections (TLS; see run.go); nil serves plaintext.
+	Creds credentials.TransportCredentials
 }
 
 // New returns a gRPC server with the catalog, health and reflection services
@@ -105,7 +108,11 @@ func New(o Options) *grpc.Server {
 	if o.Auth != nil {
 		az = &authorizer{auth: o.Auth, store: o.Store, fleet: o.Fleet}
 	}
-	gs := grpc.NewServer(append(wire.ServerOptions(),
+	opts := wire.ServerOptions()
+	if o.Creds != nil {
+		opts = append(opts, grpc.Creds(o.Creds))
+	}
+	gs := grpc.NewServer(append(opts,
 		grpc.ChainUnaryInterceptor(metrics.UnaryServerInterceptor(), unaryEdge(log, az)),
 		grpc.ChainStreamInterceptor(metrics.StreamServerInterceptor(), streamEdge(log, az)),
 	)...)

@@ -47,6 +47,7 @@ package agent
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -90,6 +91,9 @@ type Config struct {
 	// Token is the machine's agent credential (from CreateMachine), used
 	// when Client is nil.
 	Token string
+	// TLS secures the connection when dialing Server (client.TLSConfig);
+	// nil dials plaintext.
+	TLS *tls.Config
 	// Machine is the machine's name in the fleet (required).
 	Machine string
 	// Root is the directory applications are installed under (required).
@@ -215,7 +219,7 @@ func Run(ctx context.Context, cfg Config) error {
 		if cfg.Server == "" {
 			return errors.New("agent: the server address is required")
 		}
-		if a.cl, err = client.New(cfg.Server, client.Options{Tenant: cfg.Tenant, Token: cfg.Token}); err != nil {
+		if a.cl, err = client.New(cfg.Server, client.Options{Tenant: cfg.Tenant, Token: cfg.Token, TLS: cfg.TLS}); err != nil {
 			return fmt.Errorf("agent: %w", err)
 		}
 		defer a.cl.Close()

@@ -6,6 +6,7 @@ package main
 import (
 	"cmp"
 	"context"
+	"errors"
 	"flag"
 	"fmt"
 	"log/slog"
@@ -16,13 +17,14 @@ import (
 
 	"github.com/vmapp/vmapp/client"
 	"github.com/vmapp/vmapp/client/agent"
+	"github.com/vmapp/vmapp/internal/tlsfiles"
 )
 
 func main() {
 	var c agent.Config
 	var level slog.Level
-	var version bool
-	var tokenFile string
+	var version, useTLS bool
+	var tokenFile, ca, cert, key string
 	flag.StringVar(&c.Server, "server", cmp.Or(os.Getenv("VMAPP_SERVER"), "127.0.0.1:7443"), "vmappd's address (env VMAPP_SERVER)")
 	flag.StringVar(&c.Tenant, "tenant", os.Getenv("VMAPP_TENANT"), "tenant of the machine (env VMAPP_TENANT; empty: the server's default)")
 	flag.StringVar(&c.Machine, "vm", "", "this machine's name in the fleet (required)")
@@ -32,6 +34,10 @@ func main() {
 	flag.DurationVar(&c.RetryBase, "retry-base", agent.DefaultRetryBase, "first delay before a failed operation is retried (doubling)")
 	flag.DurationVar(&c.RetryMax, "retry-max", agent.DefaultRetryMax, "longest delay between retries of a failed operation")
 	flag.TextVar(&level, "log-level", slog.LevelInfo, "log level: debug, info, warn, error")
+	flag.BoolVar(&useTLS, "tls", false, "connect over TLS, trusting the system's CAs (implied by --ca and --cert)")
+	flag.StringVar(&ca, "ca", os.Getenv("VMAPP_CA"), "connect over TLS, trusting the CAs in this PEM file (env VMAPP_CA)")
+	flag.StringVar(&cert, "cert", os.Getenv("VMAPP_CERT"), "PEM client certificate of this machine, for a vmappd that requires one; needs --key (env VMAPP_CERT)")
+	flag.StringVar(&key, "key", os.Getenv("VMAPP_KEY"), "PEM private key of --cert (env VMAPP_KEY)")
 	flag.BoolVar(&version, "version", false, "print the version and exit")
 	flag.Parse()
 	if version {
@@ -39,7 +45,7 @@ func main() {
 		return
 	}
 	if c.Machine == "" || c.Root == "" || flag.NArg() > 0 {
-		fmt.Fprintln(os.Stderr, "usage: vmapp-agent --vm NAME --root DIR [--server ADDR] [--tenant T] [--token-file F] [--command-timeout D] [--log-level L]")
+		fmt.Fprintln(os.Stderr, "usage: vmapp-agent --vm NAME --root DIR [--server ADDR] [--tenant T] [--token-file F] [--ca FILE [--cert FILE --key FILE]] [--command-timeout D] [--log-level L]")
 		flag.PrintDefaults()
 		os.Exit(2)
 	}
@@ -56,6 +62,20 @@ func main() {
 		fmt.Fprintf(os.Stderr, "vmapp-agent: --retry-max %s is shorter than --retry-base %s\n", c.RetryMax, c.RetryBase)
 		os.Exit(2)
 	}
+	if (cert == "") != (key == "") {
+		fmt.Fprintln(os.Stderr, "vmapp-agent: --cert and --key go together (env VMAPP_CERT, VMAPP_KEY): give both or neither")
+		os.Exit(2)
+	}
+	if useTLS || ca != "" || cert != "" {
+		var err error
+		if c.TLS, err = client.TLSConfig(ca, cert, key); err != nil {
+			if fe := (*tlsfiles.Error)(nil); errors.As(err, &fe) {
+				err = fmt.Errorf("--%s %w", fe.What, fe)
+			}
+			fmt.Fprintf(os.Stderr, "vmapp-agent: %v\n", err)
+			os.Exit(1)
+		}
+	}
 	if tokenFile != "" {
 		tok, err := client.ReadTokenFile(tokenFile)
 		if err != nil {
@@ -67,7 +87,7 @@ func main() {
 	c.Logger = slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: level}))
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
-	c.Logger.Info("vmapp-agent starting", "version", agent.Version, "server", c.Server, "vm", c.Machine, "root", c.Root)
+	c.Logger.Info("vmapp-agent starting", "version", agent.Version, "server", c.Server, "tls", c.TLS != nil, "vm", c.Machine, "root", c.Root)
 	start := time.Now()
 	if err := agent.Run(ctx, c); err != nil {
 		c.Logger.Error("vmapp-agent failed", "err", err)

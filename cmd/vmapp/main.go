@@ -32,6 +32,7 @@ import (
 
 	"github.com/vmapp/vmapp/client"
 	"github.com/vmapp/vmapp/errs"
+	"github.com/vmapp/vmapp/internal/tlsfiles"
 )
 
 const defaultServer = "127.0.0.1:7443"
@@ -51,6 +52,9 @@ type cli struct {
 	output   string
 	// token is the credential: VMAPP_TOKEN, or read from tokenFile.
 	token, tokenFile string
+
+	ca, cert, key string // TLS: PEM files
+	useTLS        bool
 
 	client *client.Client
 }
@@ -131,6 +135,10 @@ Exit status: 0 on success, 1 when the request fails, 2 on a usage error.`,
 	pf.StringVar(&c.tenant, "tenant", os.Getenv("VMAPP_TENANT"), "tenant to work in; empty means the server's default (env VMAPP_TENANT)")
 	pf.StringVar(&c.compress, "compress", "none", "wire compression of requests: none, zstd or s2")
 	pf.StringVarP(&c.output, "output", "o", "table", "output format: table or json")
+	pf.BoolVar(&c.useTLS, "tls", false, "connect over TLS, trusting the system's CAs (implied by --ca and --cert)")
+	pf.StringVar(&c.ca, "ca", os.Getenv("VMAPP_CA"), "connect over TLS, trusting the CAs in this PEM file (env VMAPP_CA)")
+	pf.StringVar(&c.cert, "cert", os.Getenv("VMAPP_CERT"), "PEM client certificate, for a vmappd that requires one; needs --key (env VMAPP_CERT)")
+	pf.StringVar(&c.key, "key", os.Getenv("VMAPP_KEY"), "PEM private key of --cert (env VMAPP_KEY)")
 	pf.StringVar(&c.tokenFile, "token-file", os.Getenv("VMAPP_TOKEN_FILE"), "file holding the API token (env VMAPP_TOKEN_FILE; or the token itself in VMAPP_TOKEN)")
 	c.token = os.Getenv("VMAPP_TOKEN")
 	root.AddCommand(c.galleryCmd(), c.appCmd(), c.versionCmd(), c.regionCmd(), c.vmCmd(), c.vmssCmd(), c.inventoryCmd(), c.tokenCmd(), c.whoamiCmd())
@@ -159,6 +167,9 @@ func (c *cli) checkGlobals(*cobra.Command, []string) error {
 	if c.server == "" {
 		return usagef("--server is empty")
 	}
+	if (c.cert == "") != (c.key == "") {
+		return usagef("--cert and --key go together (env VMAPP_CERT, VMAPP_KEY): give both or neither")
+	}
 	return nil
 }
 
@@ -178,12 +189,28 @@ func (c *cli) connect() (*client.Client, error) {
 			return nil, usageError{fmt.Errorf("--token-file: %w", err)}
 		}
 	}
-	cl, err := client.New(c.server, client.Options{Tenant: c.tenant, Compressor: comp, Token: token})
+	o := client.Options{Tenant: c.tenant, Compressor: comp, Token: token}
+	if c.useTLS || c.ca != "" || c.cert != "" {
+		var err error
+		if o.TLS, err = client.TLSConfig(c.ca, c.cert, c.key); err != nil {
+			return nil, tlsFlagError(err)
+		}
+	}
+	cl, err := client.New(c.server, o)
 	if err != nil {
 		return nil, err
 	}
 	c.client = cl
 	return cl, nil
+}
+
+// tlsFlagError names the flag (--ca, --cert or --key) of a TLS file error.
+func tlsFlagError(err error) error {
+	var fe *tlsfiles.Error
+	if errors.As(err, &fe) {
+		return &errs.Error{Class: errs.InvalidArgument, Field: fe.What, Msg: "--" + fe.What + " " + fe.File, Err: fe.Err}
+	}
+	return err
 }
 
 // action adapts the body of a command: it connects, and marks the errors the

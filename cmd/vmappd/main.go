@@ -15,6 +15,9 @@ import (
 )
 
 func main() {
+	if len(os.Args) > 1 && os.Args[1] == "certs" {
+		os.Exit(certs(os.Args[2:], os.Stdout, os.Stderr))
+	}
 	var c server.Config
 	var level slog.Level
 	flag.StringVar(&c.DataDir, "data", "", "directory holding vmappd's state (required)")
@@ -24,9 +27,13 @@ func main() {
 	flag.TextVar(&level, "log-level", slog.LevelInfo, "log level: debug, info, warn, error")
 	flag.DurationVar(&c.URLExpiry, "url-expiry", server.DefaultURLExpiry, "how long the presigned URLs of download plans work")
 	flag.BoolVar(&c.ProxyDownloads, "proxy-downloads", false, "machines can't reach the stores: download plans send them to ReadRange on vmappd")
+	flag.StringVar(&c.TLSCert, "tls-cert", "", "PEM certificate (chain) to serve gRPC over TLS with; needs --tls-key (empty: plaintext)")
+	flag.StringVar(&c.TLSKey, "tls-key", "", "PEM private key of --tls-cert")
+	flag.StringVar(&c.TLSClientCA, "tls-client-ca", "", "PEM CA bundle: require client certificates it issued (mutual TLS)")
 	flag.Parse()
 	if c.DataDir == "" || c.RegionsFile == "" || flag.NArg() > 0 {
-		fmt.Fprintln(os.Stderr, "usage: vmappd --data DIR --regions FILE [--listen ADDR] [--metrics ADDR]")
+		fmt.Fprintln(os.Stderr, "usage: vmappd --data DIR --regions FILE [--listen ADDR] [--metrics ADDR] [--tls-cert FILE --tls-key FILE [--tls-client-ca FILE]]")
+		fmt.Fprintln(os.Stderr, "       vmappd certs --dir DIR [--hosts H,...] [--clients NAME,...]   (development certificates)")
 		flag.PrintDefaults()
 		os.Exit(2)
 	}

@@ -288,6 +288,10 @@ func TestBadFlagsAndRegions(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer taken.Close()
+	f := genCerts(t)
+	cert, key, ca, nope := f.path("server.pem"), f.path("server-key.pem"), f.path("ca.pem"), f.path("nope.pem")
+	notPEM := filepath.Join(dir, "not.pem")
+	os.WriteFile(notPEM, []byte("not PEM"), 0o600)
 	for _, tc := range []struct {
 		name, yaml string
 		args       []string
@@ -305,6 +309,16 @@ func TestBadFlagsAndRegions(t *testing.T) {
 		{"url expiry past S3's limit", regionsYAML, []string{"--url-expiry", "200h"}, "--url-expiry 200h0m0s: want between"},
 		{"url expiry not a duration", regionsYAML, []string{"--url-expiry", "soon"}, `invalid value "soon" for flag -url-expiry`},
 		{"port taken", regionsYAML, []string{"--listen", taken.Addr().String()}, "listen on " + taken.Addr().String()},
+		{"tls cert without key", regionsYAML, []string{"--tls-cert", cert}, "--tls-cert and --tls-key go together"},
+		{"tls key without cert", regionsYAML, []string{"--tls-key", key}, "--tls-cert and --tls-key go together"},
+		{"client ca without tls", regionsYAML, []string{"--tls-client-ca", ca}, "--tls-client-ca needs --tls-cert and --tls-key"},
+		{"tls cert missing", regionsYAML, []string{"--tls-cert", nope, "--tls-key", key}, "--tls-cert " + nope + ": no such file or directory"},
+		{"tls key missing", regionsYAML, []string{"--tls-cert", cert, "--tls-key", nope}, "--tls-key " + nope + ": no such file or directory"},
+		{"tls cert not PEM", regionsYAML, []string{"--tls-cert", notPEM, "--tls-key", key}, "--tls-cert " + notPEM + ": no PEM certificate in it"},
+		{"tls key is a cert", regionsYAML, []string{"--tls-cert", cert, "--tls-key", cert}, "--tls-key " + cert + ": found a certificate rather than a key"},
+		{"tls key of another cert", regionsYAML, []string{"--tls-cert", cert, "--tls-key", f.opath("server-key.pem")}, "--tls-key " + f.opath("server-key.pem") + ": the key does not match the certificate in " + cert},
+		{"client ca missing", regionsYAML, []string{"--tls-cert", cert, "--tls-key", key, "--tls-client-ca", nope}, "--tls-client-ca " + nope + ": no such file or directory"},
+		{"client ca not PEM", regionsYAML, []string{"--tls-cert", cert, "--tls-key", key, "--tls-client-ca", notPEM}, "--tls-client-ca " + notPEM + ": no PEM certificate in it"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			args := []string{"--data", filepath.Join(t.TempDir(), "data")}

@@ -2,6 +2,8 @@
 # The local demo cluster: one MinIO process per storage endpoint of
 # deploy/local/regions.yaml (3 regions, eastus with 2 endpoints) and vmappd,
 # all on loopback; then a sample application published through the CLI.
+# vmappd serves mutual TLS with development certificates (`vmappd certs`):
+# the CLI uses the client certificate "operator", each agent its own.
 #
 # State, data and logs live in $VMAPP_DEMO_DIR (default .demo in the clone);
 # `make down` (deploy/local/down.sh) stops everything and removes it.
@@ -23,6 +25,10 @@ CONSOLE_OFFSET=100
 export VMAPP_S3_ACCESS_KEY=vmapp-demo
 export VMAPP_S3_SECRET_KEY=vmapp-demo-secret
 export VMAPP_SERVER=$VMAPPD_ADDR
+CERTS=$STATE/certs
+AGENTS=(vm1 vm2 web-0 web-1)
+# The CLI trusts the demo CA and presents the operator's certificate.
+export VMAPP_CA=$CERTS/ca.pem VMAPP_CERT=$CERTS/operator.pem VMAPP_KEY=$CERTS/operator-key.pem
 
 bold() { printf '\n\033[1m== %s\033[0m\n' "$*"; }
 run() { printf '\033[2m$ %s\033[0m\n' "$*"; "$@"; }
@@ -64,8 +70,13 @@ for port in "${MINIO_PORTS[@]}"; do
   echo "  MinIO http://127.0.0.1:$port ready"
 done
 
-bold "starting vmappd on $VMAPPD_ADDR (metrics on http://$METRICS_ADDR/metrics)"
+bold "development certificates in $CERTS: a CA, vmappd's, and clients operator (the CLI) and ${AGENTS[*]}"
+clients=$(IFS=,; echo "operator,${AGENTS[*]}")
+run "$BIN/vmappd" certs --dir "$CERTS" --hosts 127.0.0.1,localhost --clients "$clients"
+
+bold "starting vmappd on $VMAPPD_ADDR with mutual TLS (metrics on http://$METRICS_ADDR/metrics)"
 "$BIN/vmappd" --data "$STATE/vmappd" --listen "$VMAPPD_ADDR" --metrics "$METRICS_ADDR" \
+  --tls-cert "$CERTS/server.pem" --tls-key "$CERTS/server-key.pem" --tls-client-ca "$CERTS/ca.pem" \
   --regions "$HERE/regions.yaml" >"$STATE/logs/vmappd.log" 2>&1 &
 echo $! >"$STATE/vmappd.pid"
 # Its first start writes the operator's token (Owner of every tenant).
@@ -128,12 +139,13 @@ run "$BIN/vmapp" vm create --name vm2 --region eastus --os linux --agent-token-f
 run "$BIN/vmapp" vmss create --name web --region westus --os linux
 run "$BIN/vmapp" vm create --name web-0 --vmss web --agent-token-file "$STATE/agents/web-0.token"
 run "$BIN/vmapp" vm create --name web-1 --vmss web --agent-token-file "$STATE/agents/web-1.token"
-for vm in vm1 vm2 web-0 web-1; do
+for vm in "${AGENTS[@]}"; do
   mkdir -p "$STATE/agents/$vm"
-  "$BIN/vmapp-agent" --server "$VMAPPD_ADDR" --vm "$vm" --token-file "$STATE/agents/$vm.token" --root "$STATE/agents/$vm" >"$STATE/logs/agent-$vm.log" 2>&1 &
+  "$BIN/vmapp-agent" --server "$VMAPPD_ADDR" --vm "$vm" --token-file "$STATE/agents/$vm.token" --root "$STATE/agents/$vm" \
+    --ca "$CERTS/ca.pem" --cert "$CERTS/$vm.pem" --key "$CERTS/$vm-key.pem" >"$STATE/logs/agent-$vm.log" 2>&1 &
   echo $! >"$STATE/agent-$vm.pid"
 done
-echo "  started 4 agents (roots in $STATE/agents/)"
+echo "  started 4 agents, each with its own credential and client certificate (roots in $STATE/agents/)"
 
 bold "deploying: hello first (order 1), then motd (order 2), with a configuration override on vm1"
 printf 'Hello from the demo: this configuration overrides the default.\n' >"$STATE/motd-vm1.txt"
@@ -166,11 +178,13 @@ run "$BIN/vmapp" inventory
 cat <<EOF
 
 $(printf '\033[1m')The demo cluster is running.$(printf '\033[0m')
-  3 regions as 4 MinIO processes, vmappd, and 4 agents (vm1, vm2 in eastus;
-  web-0, web-1 of the scale set web in westus).
+  3 regions as 4 MinIO processes, vmappd (mutual TLS), and 4 agents (vm1,
+  vm2 in eastus; web-0, web-1 of the scale set web in westus).
 
   Logs:      $STATE/logs/ (vmappd.log, minio-<port>.log, agent-<vm>.log)
-  CLI:       export VMAPP_SERVER=$VMAPPD_ADDR VMAPP_TOKEN_FILE=$OPERATOR_TOKEN_FILE
+  TLS:       $CERTS/ (development CA; client certificates operator, ${AGENTS[*]})
+  CLI:       export VMAPP_SERVER=$VMAPPD_ADDR VMAPP_TOKEN_FILE=$OPERATOR_TOKEN_FILE \\
+               VMAPP_CA=$VMAPP_CA VMAPP_CERT=$VMAPP_CERT VMAPP_KEY=$VMAPP_KEY
              $BIN/vmapp vm show web-0
              $BIN/vmapp version watch --gallery demo --app hello 1.1.0
   Metrics:   curl -s http://$METRICS_ADDR/metrics | grep vmapp_replication_bytes_total
