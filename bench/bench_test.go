@@ -13,6 +13,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"maps"
 	"math/rand/v2"
 	"net"
 	"os"
@@ -20,6 +21,7 @@ import (
 	"path/filepath"
 	"regexp"
 	"runtime"
+	"slices"
 	"strconv"
 	"strings"
 	"testing"
@@ -91,26 +93,11 @@ func markdown() string {
 	fmt.Fprintf(&b, "# vmapp bench — %s, commit %s%s\n\n", report.Date, report.Commit, map[bool]string{true: " (QUICK)"}[report.Quick])
 	fmt.Fprintf(&b, "Machine: %d cores, %.1f GiB, %s/%s, %s.\n\n", report.Machine.Cores, float64(report.Machine.MemoryBytes)/(1<<30), report.Machine.GOOS, report.Machine.GOARCH, report.Machine.GoVersion)
 	b.WriteString("| scenario | vmapp | baseline | ratio (vmapp / baseline) | notes |\n|---|---|---|---|---|\n")
-	for _, name := range sortedKeys(report.Scenarios) {
+	for _, name := range slices.Sorted(maps.Keys(report.Scenarios)) {
 		r := report.Scenarios[name]
 		fmt.Fprintf(&b, "| %s | %v | %v | %v | %v |\n", name, r["vmapp"], r["baseline"], r["ratio"], r["notes"])
 	}
 	return b.String()
-}
-
-func sortedKeys(m map[string]Result) []string {
-	var out []string
-	for k := range m {
-		out = append(out, k)
-	}
-	for i := range out {
-		for j := i + 1; j < len(out); j++ {
-			if out[j] < out[i] {
-				out[i], out[j] = out[j], out[i]
-			}
-		}
-	}
-	return out
 }
 
 func memTotal() int64 {
