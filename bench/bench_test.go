@@ -13,6 +13,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"maps"
 	"math/rand/v2"
 	"net"
 	"os"
@@ -20,6 +21,7 @@ import (
 	"path/filepath"
 	"regexp"
 	"runtime"
+	"slices"
 	"strconv"
 	"strings"
 	"testing"
@@ -63,54 +65,72 @@ func TestMain(m *testing.M) {
 	os.Exit(code)
 }
 
+// reportPath is latest.json, relative to bench/.
+const reportPath = "results/latest.json"
+
+// writeReport writes latest.json and latest.md: the scenarios that ran,
+// each marked with this run's date, commit and quick, and those of the
+// existing latest.json that did not run this time, as they were.
 func writeReport() error {
 	report.Date = time.Now().UTC().Format(time.RFC3339)
 	report.Quick = quick
 	if out, err := exec.Command("git", "rev-parse", "--short", "HEAD").Output(); err == nil {
 		report.Commit = strings.TrimSpace(string(out))
-		if out, _ := exec.Command("git", "status", "--porcelain", "--untracked-files=no").Output(); len(out) > 0 {
+		// results/ doesn't count: a scenario's plot is written before this.
+		if out, _ := exec.Command("git", "status", "--porcelain", "--untracked-files=no", "--", ":(top,exclude)bench/results").Output(); len(out) > 0 {
 			report.Commit += "-dirty"
 		}
 	}
 	report.Machine = Machine{Cores: runtime.NumCPU(), MemoryBytes: memTotal(), GOOS: runtime.GOOS, GOARCH: runtime.GOARCH, GoVersion: runtime.Version()}
-	if err := os.MkdirAll("results", 0o755); err != nil {
+	for _, r := range report.Scenarios {
+		r["date"], r["commit"], r["quick"] = report.Date, report.Commit, report.Quick
+	}
+	var old Report
+	if b, err := os.ReadFile(reportPath); err == nil {
+		if err := json.Unmarshal(b, &old); err != nil {
+			fmt.Fprintf(os.Stderr, "bench: %s: %v; its scenarios are not kept\n", reportPath, err)
+		}
+	}
+	for name, r := range old.Scenarios {
+		if _, ran := report.Scenarios[name]; ran {
+			continue
+		}
+		if _, ok := r["date"]; !ok { // written before scenarios had their own
+			r["date"], r["commit"], r["quick"] = old.Date, old.Commit, old.Quick
+		}
+		report.Scenarios[name] = r
+	}
+	if err := os.MkdirAll(filepath.Dir(reportPath), 0o755); err != nil {
 		return err
 	}
 	b, err := json.MarshalIndent(report, "", "  ")
 	if err != nil {
 		return err
 	}
-	if err := os.WriteFile("results/latest.json", append(b, '\n'), 0o644); err != nil {
+	if err := os.WriteFile(reportPath, append(b, '\n'), 0o644); err != nil {
 		return err
 	}
-	return os.WriteFile("results/latest.md", []byte(markdown()), 0o644)
+	return os.WriteFile(filepath.Join(filepath.Dir(reportPath), "latest.md"), []byte(markdown()), 0o644)
 }
 
 func markdown() string {
 	var b strings.Builder
 	fmt.Fprintf(&b, "# vmapp bench — %s, commit %s%s\n\n", report.Date, report.Commit, map[bool]string{true: " (QUICK)"}[report.Quick])
 	fmt.Fprintf(&b, "Machine: %d cores, %.1f GiB, %s/%s, %s.\n\n", report.Machine.Cores, float64(report.Machine.MemoryBytes)/(1<<30), report.Machine.GOOS, report.Machine.GOARCH, report.Machine.GoVersion)
-	b.WriteString("| scenario | vmapp | baseline | ratio (vmapp / baseline) | notes |\n|---|---|---|---|---|\n")
-	for _, name := range sortedKeys(report.Scenarios) {
+	b.WriteString("Each row's run is the run that measured it: a row of an earlier run is kept while its scenario does not run again.\n\n")
+	b.WriteString("| scenario | run | vmapp | baseline | ratio (vmapp / baseline) | notes |\n|---|---|---|---|---|---|\n")
+	for _, name := range slices.Sorted(maps.Keys(report.Scenarios)) {
 		r := report.Scenarios[name]
-		fmt.Fprintf(&b, "| %s | %v | %v | %v | %v |\n", name, r["vmapp"], r["baseline"], r["ratio"], r["notes"])
+		run := fmt.Sprintf("%v, %v", r["date"], r["commit"])
+		if r["quick"] == true {
+			run += ", QUICK"
+		}
+		if r["date"] != report.Date {
+			run += " (earlier run)"
+		}
+		fmt.Fprintf(&b, "| %s | %s | %v | %v | %v | %v |\n", name, run, r["vmapp"], r["baseline"], r["ratio"], r["notes"])
 	}
 	return b.String()
-}
-
-func sortedKeys(m map[string]Result) []string {
-	var out []string
-	for k := range m {
-		out = append(out, k)
-	}
-	for i := range out {
-		for j := i + 1; j < len(out); j++ {
-			if out[j] < out[i] {
-				out[i], out[j] = out[j], out[i]
-			}
-		}
-	}
-	return out
 }
 
 func memTotal() int64 {

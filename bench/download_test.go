@@ -5,6 +5,7 @@ package bench
 import (
 	"context"
 	"fmt"
+	"image/color"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -14,6 +15,9 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"gonum.org/v1/plot"
+	"gonum.org/v1/plot/vg"
 
 	"github.com/vmapp/vmapp/client"
 	"github.com/vmapp/vmapp/internal/miniotest"
@@ -33,7 +37,8 @@ const (
 
 // TestDownload downloads one published package from its replica in eastus
 // with `vmapp version download` (the CLI binary, adaptive parallelism, and
-// --parallel 8) and, as baselines, with curl (one stream) and aria2c (-x8
+// --parallel 1, 2, 4, 8, 16 for a throughput-against-parallelism curve,
+// drawn to results/download-parallelism.png) and, as baselines, with curl (one stream) and aria2c (-x8
 // -s8 -k 8M) from the plan's presigned URL, over two network profiles:
 // loopback (straight to MinIO) and WAN-emulated (an in-process toxiproxy
 // in front of the same MinIO: 20 ms latency each way, 40 MB/s per
@@ -105,20 +110,35 @@ func TestDownload(t *testing.T) {
 		return 0
 	}
 	lib := func(r Result, k string) any { return r["library"].(Result)[k] }
+	sweep := func(r Result) string {
+		var ns, vs []string
+		for i, n := range dlParallelLevels {
+			ns = append(ns, strconv.Itoa(n))
+			vs = append(vs, fmt.Sprintf("%.0f", r["parallelMBps"].([]float64)[i]))
+		}
+		return fmt.Sprintf("vmapp --parallel %s: %s MB/s", strings.Join(ns, "/"), strings.Join(vs, "/"))
+	}
+	plotPath := filepath.Join("results", "download-parallelism.png")
+	if err := plotParallelism(plotPath, size, loop, w); err != nil {
+		t.Logf("parallelism plot: %v", err)
+		plotPath = ""
+	}
 	res := Result{
-		"loopback": loop,
-		"wan":      w,
-		"ratio":    min(ratioOf(loop), ratioOf(w)),
+		"loopback":        loop,
+		"wan":             w,
+		"ratio":           min(ratioOf(loop), ratioOf(w)),
+		"parallelLevels":  dlParallelLevels,
+		"parallelismPlot": plotPath,
 		"vmapp": fmt.Sprintf("loopback %s MB/s, WAN %s MB/s",
 			rate(loop, "vmappMBps"), rate(w, "vmappMBps")),
 		"baseline": fmt.Sprintf("loopback %s MB/s (%v), WAN %s MB/s (%v)",
 			rate(loop, "bestBaselineMBps"), loop["bestBaselineName"], rate(w, "bestBaselineMBps"), w["bestBaselineName"]),
 		"notes": fmt.Sprintf("%d MiB, medians of %d (loopback) / %d (WAN) runs; vmapp = the CLI, adaptive; ratio = the lower of loopback %.2f and WAN %.2f, goal ≥ 1.0. "+
-			"Loopback: curl %s, aria2c %s, vmapp --parallel 8 %s MB/s. WAN (%d ms each way, %d MB/s per connection): curl %s, aria2c %s, vmapp --parallel 8 %s MB/s. "+
+			"Loopback: curl %s, aria2c %s, %s. WAN (%d ms each way, %d MB/s per connection): curl %s, aria2c %s, %s. "+
 			"vmapp connections %v / %v, peak RSS %d / %d MiB; of a library download, fetching %vs / %vs, then sha256 + fsync %vs / %vs",
 			size>>20, dlRounds["loopback"], dlRounds["wan"], ratioOf(loop), ratioOf(w),
-			rate(loop, "curlMBps"), rate(loop, "aria2cMBps"), rate(loop, "vmappFixed8MBps"),
-			wanLatencyMs, wanRateKBps/1000, rate(w, "curlMBps"), rate(w, "aria2cMBps"), rate(w, "vmappFixed8MBps"),
+			rate(loop, "curlMBps"), rate(loop, "aria2cMBps"), sweep(loop),
+			wanLatencyMs, wanRateKBps/1000, rate(w, "curlMBps"), rate(w, "aria2cMBps"), sweep(w),
 			loop["vmappConnections"], w["vmappConnections"], loop["vmappPeakRSSBytes"].(int64)>>20, w["vmappPeakRSSBytes"].(int64)>>20,
 			lib(loop, "fetchSeconds"), lib(w, "fetchSeconds"), lib(loop, "finishSeconds"), lib(w, "finishSeconds")),
 	}
@@ -138,6 +158,10 @@ func TestDownload(t *testing.T) {
 // loopback, where runs are short, gets more of them.
 var dlRounds = map[string]int{"loopback": 5, "wan": 3}
 
+// dlParallelLevels are the CLI's --parallel values each profile sweeps,
+// for the throughput-against-parallelism curve.
+var dlParallelLevels = []int{1, 2, 4, 8, 16}
+
 // dlProfile runs the downloads of one network profile.
 type dlProfile struct {
 	vmapp        string // the vmapp CLI binary
@@ -146,7 +170,8 @@ type dlProfile struct {
 }
 
 // measure runs, dlRounds times in turn, curl, aria2c, the vmapp CLI
-// (adaptive) and the vmapp CLI with --parallel 8, each into a fresh file
+// (adaptive) and the vmapp CLI with each of dlParallelLevels as --parallel,
+// each into a fresh file
 // that is deleted afterwards (the disks synced before each run), and
 // reports each one's median. storePort is the port the presigned URLs
 // point at, to count connections. Then two downloads with the library in
@@ -173,7 +198,10 @@ func (p dlProfile) measure(t *testing.T, ctx context.Context, profile, vmappd st
 	if p.aria2c {
 		tools = append(tools, tool{"aria2c", "aria2c -x8 -s8 -k 8M", []string{"aria2c", "-x8", "-s8", "-k", "8M", "--allow-overwrite=true", "-d", dir, "-o", filepath.Base(out), url}})
 	}
-	tools = append(tools, tool{"vmapp", "vmapp", cli(0)}, tool{"vmappFixed8", "vmapp --parallel 8", cli(8)})
+	tools = append(tools, tool{"vmapp", "vmapp", cli(0)})
+	for _, n := range dlParallelLevels {
+		tools = append(tools, tool{fmt.Sprintf("vmappFixed%d", n), fmt.Sprintf("vmapp --parallel %d", n), cli(n)})
+	}
 	runs := map[string][]procRun{}
 	for round := range dlRounds[profile] {
 		for _, tl := range tools {
@@ -210,6 +238,11 @@ func (p dlProfile) measure(t *testing.T, ctx context.Context, profile, vmappd st
 			best, bestName = v, tl.name
 		}
 	}
+	var sweep []float64
+	for _, n := range dlParallelLevels {
+		sweep = append(sweep, res[fmt.Sprintf("vmappFixed%dMBps", n)].(float64))
+	}
+	res["parallelMBps"] = sweep
 	if best > 0 {
 		res["bestBaselineMBps"] = best
 		res["bestBaselineName"] = bestName
@@ -229,4 +262,45 @@ func median(xs []float64) float64 {
 		return (s[n/2-1] + s[n/2]) / 2
 	}
 	return s[len(s)/2]
+}
+
+// plotParallelism draws each profile's CLI rate against --parallel (a log2
+// axis) to a PNG, with its curl and aria2c rates as horizontal lines: solid
+// with points, vmapp; dashed, curl; dotted, aria2c.
+func plotParallelism(path string, size int64, loop, wan Result) error {
+	var xs []float64
+	for _, n := range dlParallelLevels {
+		xs = append(xs, float64(n))
+	}
+	lo, hi := xs[0], xs[len(xs)-1]
+	var ss []series
+	top := 0.0
+	for _, pr := range []struct {
+		name  string
+		r     Result
+		color color.Color
+	}{{"loopback", loop, plotBlue}, {"WAN", wan, plotOrange}} {
+		ys := pr.r["parallelMBps"].([]float64)
+		top = max(top, slices.Max(ys))
+		ss = append(ss, series{name: pr.name + ": vmapp --parallel N", xs: xs, ys: ys, color: pr.color, points: true})
+		for _, b := range []struct {
+			key, name string
+			dashes    []vg.Length
+		}{{"curlMBps", "curl", []vg.Length{vg.Points(6), vg.Points(3)}}, {"aria2cMBps", "aria2c -x8", []vg.Length{vg.Points(1.5), vg.Points(2)}}} {
+			if v, ok := pr.r[b.key].(float64); ok {
+				top = max(top, v)
+				ss = append(ss, series{name: pr.name + ": " + b.name, xs: []float64{lo, hi}, ys: []float64{v, v}, color: pr.color, dashes: b.dashes})
+			}
+		}
+	}
+	title := fmt.Sprintf("Download of %d MiB: throughput against parallelism (medians)", size>>20)
+	return writePlot(path, title, "vmapp --parallel (connections)", "MB/s (10^6 bytes/s)", ss, func(p *plot.Plot) {
+		p.X.Scale = plot.LogScale{}
+		var ticks plot.ConstantTicks
+		for _, n := range dlParallelLevels {
+			ticks = append(ticks, plot.Tick{Value: float64(n), Label: strconv.Itoa(n)})
+		}
+		p.X.Tick.Marker = ticks
+		p.Y.Min, p.Y.Max = 0, top*1.45 // room for the legend above the lines
+	})
 }

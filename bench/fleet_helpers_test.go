@@ -5,9 +5,6 @@ package bench
 import (
 	"context"
 	"fmt"
-	"image"
-	"image/color"
-	"image/png"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -18,6 +15,7 @@ import (
 	"testing"
 	"time"
 
+	"gonum.org/v1/plot"
 	"google.golang.org/protobuf/proto"
 
 	"github.com/vmapp/vmapp/client"
@@ -274,109 +272,18 @@ func machineHTTPClient() *http.Client {
 }
 
 // plotConvergence draws the fraction of machines converged against
-// milliseconds since SetApplication as a step line, with the standard
-// library only, and writes it as a PNG.
+// milliseconds since SetApplication as a step line to a PNG.
 func plotConvergence(path string, ds []time.Duration) error {
-	ds = slices.Clone(ds)
-	slices.Sort(ds)
 	if len(ds) == 0 {
 		return nil
 	}
-	const w, h, left, right, top, bottom = 800, 480, 60, 20, 20, 50
-	img := image.NewRGBA(image.Rect(0, 0, w, h))
-	white, grey, black, blue := color.RGBA{255, 255, 255, 255}, color.RGBA{220, 220, 220, 255}, color.RGBA{0, 0, 0, 255}, color.RGBA{31, 119, 180, 255}
-	for y := range h {
-		for x := range w {
-			img.Set(x, y, white)
-		}
-	}
-	maxMS := float64(ds[len(ds)-1]) / float64(time.Millisecond) * 1.05
-	if maxMS <= 0 {
-		maxMS = 1
-	}
-	pw, ph := w-left-right, h-top-bottom
-	px := func(msv float64) int { return left + int(msv/maxMS*float64(pw)) }
-	py := func(frac float64) int { return top + ph - int(frac*float64(ph)) }
-	line := func(x0, y0, x1, y1 int, c color.Color) {
-		for x := min(x0, x1); x <= max(x0, x1); x++ {
-			for y := min(y0, y1); y <= max(y0, y1); y++ {
-				img.Set(x, y, c)
-			}
-		}
-	}
-	// Grid at every 10 % and at tenths of the time axis; ticks as marks.
-	for i := 0; i <= 10; i++ {
-		line(left, py(float64(i)/10), left+pw, py(float64(i)/10), grey)
-		line(left+pw*i/10, top, left+pw*i/10, top+ph, grey)
-		line(left-5, py(float64(i)/10), left, py(float64(i)/10), black)
-		line(left+pw*i/10, top+ph, left+pw*i/10, top+ph+5, black)
-	}
-	line(left, top, left, top+ph, black)
-	line(left, top+ph, left+pw, top+ph, black)
-	// Labels: "0", "100%" and the time axis's end in ms, in a 3×5 digit font.
-	drawText(img, left-40, py(1)-2, "100%", black)
-	drawText(img, left-16, py(0)-2, "0%", black)
-	drawText(img, left, top+ph+12, "0", black)
-	drawText(img, left+pw-40, top+ph+12, strconv.Itoa(int(maxMS))+"ms", black)
-	prevX, prevY := px(0), py(0)
+	ds = slices.Sorted(slices.Values(ds))
+	s := series{xs: []float64{0}, ys: []float64{0}, color: plotBlue, step: true}
 	for i, d := range ds {
-		x, y := px(float64(d)/float64(time.Millisecond)), py(float64(i+1)/float64(len(ds)))
-		line(prevX, prevY, x, prevY, blue)
-		line(x, prevY, x, y, blue)
-		line(x, prevY+1, x, y+1, blue)
-		prevX, prevY = x, y
+		s.xs = append(s.xs, float64(d)/float64(time.Millisecond))
+		s.ys = append(s.ys, 100*float64(i+1)/float64(len(ds)))
 	}
-	line(prevX, prevY, left+pw, prevY, blue)
-	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
-		return err
-	}
-	f, err := os.Create(path)
-	if err != nil {
-		return err
-	}
-	if err := png.Encode(f, img); err != nil {
-		f.Close()
-		return err
-	}
-	return f.Close()
-}
-
-// glyphs is a 3×5 pixel font for the plot's labels.
-var glyphs = map[rune][5]string{
-	'0': {"###", "#.#", "#.#", "#.#", "###"},
-	'1': {".#.", "##.", ".#.", ".#.", "###"},
-	'2': {"###", "..#", "###", "#..", "###"},
-	'3': {"###", "..#", "###", "..#", "###"},
-	'4': {"#.#", "#.#", "###", "..#", "..#"},
-	'5': {"###", "#..", "###", "..#", "###"},
-	'6': {"###", "#..", "###", "#.#", "###"},
-	'7': {"###", "..#", "..#", "..#", "..#"},
-	'8': {"###", "#.#", "###", "#.#", "###"},
-	'9': {"###", "#.#", "###", "..#", "###"},
-	'%': {"#.#", "..#", ".#.", "#..", "#.#"},
-	'm': {"...", "##.", "###", "#.#", "#.#"},
-	's': {"...", ".##", ".#.", "..#", "##."},
-}
-
-// drawText draws s at (x, y) (top left) at scale 2.
-func drawText(img *image.RGBA, x, y int, s string, c color.Color) {
-	const scale = 2
-	for _, r := range s {
-		g, ok := glyphs[r]
-		if ok {
-			for gy, row := range g {
-				for gx, p := range row {
-					if p != '#' {
-						continue
-					}
-					for dy := range scale {
-						for dx := range scale {
-							img.Set(x+gx*scale+dx, y+gy*scale+dy, c)
-						}
-					}
-				}
-			}
-		}
-		x += 4 * scale
-	}
+	return writePlot(path, fmt.Sprintf("Fleet convergence: %d machines", len(ds)), "ms since SetApplication", "% of machines converged", []series{s}, func(p *plot.Plot) {
+		p.X.Min, p.Y.Min, p.Y.Max = 0, 0, 100
+	})
 }
