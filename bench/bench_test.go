@@ -26,6 +26,9 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/vmapp/vmapp/client"
+	"github.com/vmapp/vmapp/server"
 )
 
 // quick is `make bench QUICK=1`: smaller sizes, a smoke run.
@@ -209,6 +212,9 @@ var servingRE = regexp.MustCompile(`msg="vmappd serving" addr=(\S+)`)
 type vmappd struct {
 	cmd  *exec.Cmd
 	addr string
+	// tokenFile is its bootstrap operator token (DATA/admin.token); token
+	// the token itself.
+	tokenFile, token string
 }
 
 // startVmappd runs the vmappd binary on regions and waits until it serves.
@@ -248,7 +254,11 @@ func startVmappdArgs(t testing.TB, bin, regions string, args []string, env ...st
 	}()
 	select {
 	case a := <-addr:
-		return &vmappd{cmd: cmd, addr: a}
+		d := &vmappd{cmd: cmd, addr: a, tokenFile: filepath.Join(dir, "data", server.AdminTokenFile)}
+		if d.token, err = client.ReadTokenFile(d.tokenFile); err != nil {
+			t.Fatal(err)
+		}
+		return d
 	case <-time.After(30 * time.Second):
 		t.Fatalf("vmappd did not start; log in %s", logf.Name())
 	}

@@ -75,11 +75,11 @@ func hostPort(t testing.TB, raw string) string {
 }
 
 // publishOne creates bench/app/1.0.0 (one replica in eastus) on the vmappd
-// at addr, uploads path as its package and waits until replication is
+// d, uploads path as its package and waits until replication is
 // Completed. It returns a client of that vmappd.
-func publishOne(t testing.TB, ctx context.Context, addr, path, sum string) *client.Client {
+func publishOne(t testing.TB, ctx context.Context, d *vmappd, path, sum string) *client.Client {
 	t.Helper()
-	c, err := client.New(addr, client.Options{})
+	c, err := client.New(d.addr, client.Options{Token: d.token})
 	if err != nil {
 		t.Fatal(err)
 	}

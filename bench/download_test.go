@@ -73,9 +73,9 @@ func TestDownload(t *testing.T) {
 	ctx := ctxFor(t, 30*time.Minute)
 	creds := []string{"VMAPP_S3_ACCESS_KEY=" + m.AccessKey, "VMAPP_S3_SECRET_KEY=" + m.SecretKey}
 	dDirect := startVmappd(t, vmappdBin, direct, creds...)
-	cDirect := publishOne(t, ctx, dDirect.addr, path, sum)
+	cDirect := publishOne(t, ctx, dDirect, path, sum)
 	dWAN := startVmappd(t, vmappdBin, wan, creds...)
-	cWAN := publishOne(t, ctx, dWAN.addr, path, sum)
+	cWAN := publishOne(t, ctx, dWAN, path, sum)
 	os.Remove(path) // not needed any more: less page cache in the way
 
 	_, ariaErr := exec.LookPath("aria2c")
@@ -88,12 +88,12 @@ func TestDownload(t *testing.T) {
 	}
 	p := dlProfile{vmapp: vmappBin, size: size, curl: curlErr == nil, aria2c: ariaErr == nil}
 
-	loop := p.measure(t, ctx, "loopback", dDirect.addr, cDirect, portOf(t, hostPort(t, m.Endpoint())))
+	loop := p.measure(t, ctx, "loopback", dDirect, cDirect, portOf(t, hostPort(t, m.Endpoint())))
 
 	px.addToxic(t, "latency_down", "latency", "downstream", map[string]int64{"latency": wanLatencyMs})
 	px.addToxic(t, "latency_up", "latency", "upstream", map[string]int64{"latency": wanLatencyMs})
 	px.addToxic(t, "bandwidth_down", "bandwidth", "downstream", map[string]int64{"rate": wanRateKBps})
-	w := p.measure(t, ctx, "wan", dWAN.addr, cWAN, portOf(t, px.addr))
+	w := p.measure(t, ctx, "wan", dWAN, cWAN, portOf(t, px.addr))
 	w["latencyMsEachWay"] = wanLatencyMs
 	w["bandwidthMBpsPerConnection"] = wanRateKBps / 1000
 
@@ -177,14 +177,14 @@ type dlProfile struct {
 // point at, to count connections. Then two downloads with the library in
 // this process, adaptive and with 16 connections from the start, split
 // vmapp's time into fetching and finishing (see libraryDownload).
-func (p dlProfile) measure(t *testing.T, ctx context.Context, profile, vmappd string, c *client.Client, storePort int) Result {
+func (p dlProfile) measure(t *testing.T, ctx context.Context, profile string, d *vmappd, c *client.Client, storePort int) Result {
 	t.Helper()
 	plan := downloadPlan(t, ctx, c, dlRegion)
 	url := plan.Sources[0].Url
 	dir := t.TempDir()
 	out := filepath.Join(dir, "package.bin")
 	cli := func(parallel int) []string {
-		return []string{p.vmapp, "--server", vmappd, "version", "download", "--gallery", dlGallery, "--app", dlApp, dlVersion,
+		return []string{p.vmapp, "--server", d.addr, "--token-file", d.tokenFile, "version", "download", "--gallery", dlGallery, "--app", dlApp, dlVersion,
 			"--region", dlRegion, "--out", out, "--parallel", strconv.Itoa(parallel)}
 	}
 	type tool struct {

@@ -62,7 +62,7 @@ func startFleetEnv(t testing.TB, endpoints int) *fleetEnv {
 	}
 	e.d = startVmappd(t, buildCmd(t, "vmappd"), regionsFile, "VMAPP_S3_ACCESS_KEY="+accessKey, "VMAPP_S3_SECRET_KEY="+secretKey)
 	e.pid = e.d.cmd.Process.Pid
-	c, err := client.New(e.d.addr, client.Options{})
+	c, err := client.New(e.d.addr, client.Options{Token: e.d.token})
 	if err != nil {
 		t.Fatal(err)
 	}

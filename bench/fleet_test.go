@@ -173,7 +173,7 @@ func TestFleet(t *testing.T) {
 	// only its stream (no buffers of its own).
 	var streamClients []pb.FleetServiceClient
 	for range conns {
-		c, err := client.New(e.d.addr, client.Options{})
+		c, err := client.New(e.d.addr, client.Options{Token: e.d.token})
 		if err != nil {
 			t.Fatal(err)
 		}

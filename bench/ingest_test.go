@@ -48,7 +48,7 @@ func TestIngest(t *testing.T) {
 
 	d := startVmappd(t, buildCmd(t, "vmappd"), regions, "VMAPP_S3_ACCESS_KEY="+m.AccessKey, "VMAPP_S3_SECRET_KEY="+m.SecretKey)
 	rssIdle := peakRSS(d.cmd.Process.Pid)
-	c, err := client.New(d.addr, client.Options{})
+	c, err := client.New(d.addr, client.Options{Token: d.token})
 	if err != nil {
 		t.Fatal(err)
 	}

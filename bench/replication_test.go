@@ -107,7 +107,7 @@ func TestReplication(t *testing.T) {
 	d := startVmappdArgs(t, buildCmd(t, "vmappd"), regionsFile, []string{"--metrics", metricsAddr},
 		"VMAPP_S3_ACCESS_KEY="+accessKey, "VMAPP_S3_SECRET_KEY="+secretKey)
 	pid := d.cmd.Process.Pid
-	c, err := client.New(d.addr, client.Options{})
+	c, err := client.New(d.addr, client.Options{Token: d.token})
 	if err != nil {
 		t.Fatal(err)
 	}
