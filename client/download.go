@@ -40,7 +40,8 @@ type DownloadOptions struct {
 	// Kind is the artifact; 0 means ARTIFACT_KIND_PACKAGE.
 	Kind pb.ArtifactKind
 	// Parallelism is the number of pieces fetched at once (connections);
-	// 0 adapts it: 4 at first, more (up to 16) while throughput improves.
+	// 0 adapts it: 4 at first, 4 more (up to 16) while each step raises
+	// throughput by more than 10%; a step that doesn't is taken back.
 	Parallelism int
 	// Progress, when set, is called about every 100ms and at the end with
 	// the bytes verified or in flight and the total. done steps back when a
@@ -799,8 +800,10 @@ func (d *downloader) fetchAll(ctx context.Context, todo []int) error {
 					spawn()
 				}
 			default:
-				if rate < base*0.9 && step > 0 {
-					target = max(target-step, 1) // the last step made it worse
+				// The last step didn't pay: take it back, since more
+				// connections cost CPU (and the store's) for nothing.
+				if step > 0 {
+					target = max(target-step, 1)
 				}
 				frozen = true
 			}

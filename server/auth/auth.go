@@ -21,6 +21,7 @@ import (
 	"path/filepath"
 	"regexp"
 	"strings"
+	"sync"
 	"time"
 
 	bolt "go.etcd.io/bbolt"
@@ -55,6 +56,11 @@ type Service struct {
 	db  *bolt.DB
 	now func() time.Time
 	log *slog.Logger
+	// known caches the stored credentials by id, so that a call costs a
+	// map lookup and a sha256, not a read transaction. Every change of a
+	// credential goes through this Service, in the one process that has
+	// the bbolt file open, and refreshes its entry after it commits.
+	known sync.Map // id -> *statepb.Credential, never modified once stored
 }
 
 // Options are what New needs.
@@ -105,6 +111,7 @@ func (s *Service) Bootstrap(path string) (bool, error) {
 		// Without the file nobody can use the token: take it back, so the
 		// next start tries again.
 		s.db.Update(func(tx *bolt.Tx) error { return tx.Bucket(bucketTokens).Delete([]byte(t.Id)) })
+		s.known.Delete(t.Id)
 		return false, fmt.Errorf("write the bootstrap token: %w", err)
 	}
 	s.log.Info("created the bootstrap operator token", "token", t.Id, "file", path)
@@ -146,10 +153,15 @@ func (s *Service) issue(t *pb.Token) (string, error) {
 	t.CreateTime = timestamppb.New(s.now())
 	enc := base64.RawURLEncoding.EncodeToString(secret)
 	sum := sha256.Sum256([]byte(enc))
+	c := &statepb.Credential{Token: t, SecretSha256: sum[:]}
 	err := s.db.Update(func(tx *bolt.Tx) error {
-		return boltpb.Put(tx.Bucket(bucketTokens), []byte(t.Id), &statepb.Credential{Token: t, SecretSha256: sum[:]})
+		return boltpb.Put(tx.Bucket(bucketTokens), []byte(t.Id), c)
 	})
-	return t.Id + "." + enc, err
+	if err != nil {
+		return "", err
+	}
+	s.known.Store(t.Id, proto.Clone(c))
+	return t.Id + "." + enc, nil
 }
 
 // Authenticate returns the token of a credential, or Unauthenticated.
@@ -158,13 +170,8 @@ func (s *Service) Authenticate(credential string) (*pb.Token, error) {
 	if !ok || !tokenID.MatchString(id) || secret == "" {
 		return nil, errs.New(errs.Unauthenticated, "authorization", "the credential is malformed: want \"Bearer tok_<id>.<secret>\" as vmapp token create printed it")
 	}
-	c := &statepb.Credential{}
-	var found bool
-	if err := s.db.View(func(tx *bolt.Tx) error {
-		var err error
-		found, err = boltpb.Get(tx.Bucket(bucketTokens), []byte(id), c)
-		return err
-	}); err != nil {
+	c, found, err := s.lookup(id)
+	if err != nil {
 		return nil, err
 	}
 	sum := sha256.Sum256([]byte(secret))
@@ -179,6 +186,25 @@ func (s *Service) Authenticate(credential string) (*pb.Token, error) {
 		return nil, errs.New(errs.Unauthenticated, "authorization", "token %s (%s) expired at %s", id, t.Name, t.ExpireTime.AsTime().UTC().Format(time.RFC3339))
 	}
 	return t, nil
+}
+
+// lookup returns credential id, from the cache or the file.
+func (s *Service) lookup(id string) (*statepb.Credential, bool, error) {
+	if c, ok := s.known.Load(id); ok {
+		return c.(*statepb.Credential), true, nil
+	}
+	c := &statepb.Credential{}
+	var found bool
+	err := s.db.View(func(tx *bolt.Tx) error {
+		var err error
+		found, err = boltpb.Get(tx.Bucket(bucketTokens), []byte(id), c)
+		return err
+	})
+	if err != nil || !found {
+		return nil, false, err
+	}
+	s.known.Store(id, c)
+	return c, true, nil
 }
 
 // CreateToken issues a token in tenant on behalf of by, which must be an
@@ -257,6 +283,13 @@ func (s *Service) edit(f func(*statepb.Credential) bool) error {
 				err = boltpb.Put(b, ch.k, ch.c)
 			}
 		}
+		if err == nil {
+			tx.OnCommit(func() {
+				for _, ch := range changes {
+					s.known.Store(string(ch.k), ch.c)
+				}
+			})
+		}
 		return err
 	})
 }
@@ -308,6 +341,7 @@ func (s *Service) RevokeToken(by *pb.Token, tenant, id string) (*pb.Token, error
 			c.Token.RevokeTime = timestamppb.New(s.now())
 		}
 		out = c.Token
+		tx.OnCommit(func() { s.known.Store(id, proto.Clone(c)) })
 		return boltpb.Put(tx.Bucket(bucketTokens), []byte(id), c)
 	})
 	if err == nil {
