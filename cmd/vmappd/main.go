@@ -15,8 +15,13 @@ import (
 )
 
 func main() {
-	if len(os.Args) > 1 && os.Args[1] == "certs" {
-		os.Exit(certs(os.Args[2:], os.Stdout, os.Stderr))
+	if len(os.Args) > 1 {
+		switch os.Args[1] {
+		case "certs":
+			os.Exit(certs(os.Args[2:], os.Stdout, os.Stderr))
+		case "operator-token":
+			os.Exit(operatorToken(os.Args[2:], os.Stdout, os.Stderr))
+		}
 	}
 	var c server.Config
 	var level slog.Level
@@ -34,6 +39,7 @@ func main() {
 	if c.DataDir == "" || c.RegionsFile == "" || flag.NArg() > 0 {
 		fmt.Fprintln(os.Stderr, "usage: vmappd --data DIR --regions FILE [--listen ADDR] [--metrics ADDR] [--tls-cert FILE --tls-key FILE [--tls-client-ca FILE]]")
 		fmt.Fprintln(os.Stderr, "       vmappd certs --dir DIR [--hosts H,...] [--clients NAME,...]   (development certificates)")
+		fmt.Fprintln(os.Stderr, "       vmappd operator-token --data DIR --out FILE                   (a new operator token; vmappd stopped)")
 		flag.PrintDefaults()
 		os.Exit(2)
 	}

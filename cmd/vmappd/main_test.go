@@ -383,3 +383,61 @@ func must(t *testing.T) func(any, error) {
 		}
 	}
 }
+
+// TestOperatorToken issues an operator token offline: refused while vmappd
+// runs, then written, and it works once vmappd is back.
+func TestOperatorToken(t *testing.T) {
+	bin := build(t)
+	dir := t.TempDir()
+	regions := filepath.Join(dir, "regions.yaml")
+	if err := os.WriteFile(regions, []byte(regionsYAML), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	data, out := filepath.Join(dir, "data"), filepath.Join(dir, "op.token")
+	tool := func(args ...string) (string, int) {
+		b, err := exec.Command(bin, append([]string{"operator-token"}, args...)...).CombinedOutput()
+		code := 0
+		if ee, ok := err.(*exec.ExitError); ok {
+			code = ee.ExitCode()
+		}
+		return string(b), code
+	}
+	if s, code := tool("--out", out); code != 2 || !strings.Contains(s, "usage: vmappd operator-token") {
+		t.Fatalf("without --data: exit %d\n%s", code, s)
+	}
+	if s, code := tool("--data", filepath.Join(dir, "nope"), "--out", out); code != 1 || !strings.Contains(s, "no vmappd state here") {
+		t.Fatalf("no state: exit %d\n%s", code, s)
+	}
+	p := start(t, bin, data, regions)
+	if s, code := tool("--data", data, "--out", out); code != 1 || !strings.Contains(s, "is in use: stop vmappd first") {
+		t.Fatalf("while vmappd runs: exit %d\n%s", code, s)
+	}
+	if _, err := os.Stat(out); !os.IsNotExist(err) {
+		t.Fatalf("a refused run left %s: %v", out, err)
+	}
+	p.kill9(t)
+	s, code := tool("--data", data, "--out", out, "--name", "recovery")
+	if code != 0 || !strings.Contains(s, "(recovery: Owner of every tenant) written to "+out) {
+		t.Fatalf("exit %d\n%s", code, s)
+	}
+	if fi, err := os.Stat(out); err != nil || fi.Mode().Perm() != 0o600 {
+		t.Fatalf("token file %v %v", fi, err)
+	}
+	if s, code := tool("--data", data, "--out", out); code != 1 || !strings.Contains(s, "file exists") {
+		t.Fatalf("over an existing file: exit %d\n%s", code, s)
+	}
+	tok, err := client.ReadTokenFile(out)
+	if err != nil {
+		t.Fatal(err)
+	}
+	p = start(t, bin, data, regions)
+	c, err := client.New(p.addr, client.Options{Token: tok})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	who, err := pb.NewAccessServiceClient(c.Conn()).WhoAmI(context.Background(), &pb.WhoAmIRequest{})
+	if err != nil || who.Token.Name != "recovery" || who.Token.Tenant != "*" || strings.Contains(p.output(), strings.SplitN(tok, ".", 2)[1]) {
+		t.Fatalf("whoami: %v %v", who, err)
+	}
+}

@@ -118,6 +118,18 @@ func (s *Service) Bootstrap(path string) (bool, error) {
 	return true, nil
 }
 
+// IssueOperatorToken issues another token that is Owner of every tenant,
+// as the bootstrap token is: for `vmappd operator-token`, when the
+// operator's tokens are lost.
+func (s *Service) IssueOperatorToken(name string) (*pb.Token, string, error) {
+	t := &pb.Token{Name: name, Tenant: AllTenants, Role: pb.Role_ROLE_OWNER}
+	secret, err := s.issue(t)
+	if err == nil {
+		s.log.Info("created an operator token", "token", t.Id, "name", name)
+	}
+	return t, secret, err
+}
+
 func writeSecret(path, secret string) error {
 	tmp, err := os.CreateTemp(filepath.Dir(path), filepath.Base(path)+".*")
 	if err != nil {

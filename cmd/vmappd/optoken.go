@@ -1,0 +1,90 @@
+package main
+
+import (
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"time"
+
+	bolt "go.etcd.io/bbolt"
+	bolterrors "go.etcd.io/bbolt/errors"
+
+	"github.com/vmapp/vmapp/server"
+	"github.com/vmapp/vmapp/server/auth"
+)
+
+// operatorToken is `vmappd operator-token`: a new token that is Owner of
+// every tenant, written into the data directory of a stopped vmappd, for
+// when the operator's tokens are lost. It returns the exit status.
+func operatorToken(args []string, stdout, stderr io.Writer) int {
+	fs := flag.NewFlagSet("vmappd operator-token", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	data := fs.String("data", "", "vmappd's data directory (required; vmappd must be stopped)")
+	out := fs.String("out", "", "new file to write the token to, mode 0600 (required)")
+	name := fs.String("name", "operator (issued offline)", "what the token is for")
+	fs.Usage = func() {
+		fmt.Fprintln(stderr, `usage: vmappd operator-token --data DIR --out FILE [--name TEXT]
+
+Issues a token that is Owner of every tenant, as the bootstrap token is, into
+the state of a stopped vmappd: for when the operator's tokens are lost.
+Revoke the lost ones with vmapp token revoke.`)
+		fs.PrintDefaults()
+	}
+	if err := fs.Parse(args); err != nil {
+		if err == flag.ErrHelp {
+			return 0
+		}
+		return 2
+	}
+	if *data == "" || *out == "" || fs.NArg() > 0 {
+		fs.Usage()
+		return 2
+	}
+	fail := func(err error) int {
+		fmt.Fprintf(stderr, "vmappd operator-token: %v\n", err)
+		return 1
+	}
+	path := filepath.Join(*data, server.DBFile)
+	if _, err := os.Stat(path); err != nil {
+		return fail(fmt.Errorf("--data %s: no vmappd state here: %w", *data, err))
+	}
+	f, err := os.OpenFile(*out, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
+	if err != nil {
+		return fail(fmt.Errorf("--out: %w", err))
+	}
+	keep := false
+	defer func() {
+		f.Close()
+		if !keep {
+			os.Remove(*out)
+		}
+	}()
+	db, err := bolt.Open(path, 0o600, &bolt.Options{Timeout: time.Second})
+	if errors.Is(err, bolterrors.ErrTimeout) {
+		return fail(fmt.Errorf("%s is in use: stop vmappd first", path))
+	}
+	if err != nil {
+		return fail(err)
+	}
+	defer db.Close()
+	svc, err := auth.New(auth.Options{DB: db})
+	if err != nil {
+		return fail(err)
+	}
+	t, secret, err := svc.IssueOperatorToken(*name)
+	if err != nil {
+		return fail(err)
+	}
+	if _, err := f.WriteString(secret + "\n"); err != nil {
+		return fail(err)
+	}
+	if err := f.Sync(); err != nil {
+		return fail(err)
+	}
+	keep = true
+	fmt.Fprintf(stdout, "token %s (%s: Owner of every tenant) written to %s\n", t.Id, t.Name, *out)
+	return 0
+}
