@@ -496,6 +496,16 @@ func TestBadCredentials(t *testing.T) {
 	mustOK(t, err)
 	err = firstRecv(pb.NewFleetServiceClient(a.conns[vm2]).WatchGoalState(ctx(t), &pb.WatchGoalStateRequest{Machine: "vm2"}))
 	wantErr(t, err, codes.Unauthenticated, "revoked")
+	// So does deleting its scale set with its instances.
+	_, err = pb.NewFleetServiceClient(a.c.Client.Conn()).CreateScaleSet(ctx(t), &pb.CreateScaleSetRequest{ScaleSet: &pb.ScaleSet{Name: "ss", Region: "eastus", OsType: "Linux"}})
+	mustOK(t, err)
+	inst, err := pb.NewFleetServiceClient(a.c.Client.Conn()).CreateMachine(ctx(t), &pb.CreateMachineRequest{Machine: &pb.Machine{Name: "ss-0", ScaleSet: "ss"}})
+	mustOK(t, err)
+	instFleet := pb.NewFleetServiceClient(a.conn(t, inst.AgentToken))
+	mustOK(t, firstRecv(instFleet.WatchGoalState(ctx(t), &pb.WatchGoalStateRequest{Machine: "ss-0"})))
+	_, err = pb.NewFleetServiceClient(a.c.Client.Conn()).DeleteScaleSet(ctx(t), &pb.DeleteScaleSetRequest{Name: "ss", Cascade: true})
+	mustOK(t, err)
+	wantErr(t, firstRecv(instFleet.WatchGoalState(ctx(t), &pb.WatchGoalStateRequest{Machine: "ss-0"})), codes.Unauthenticated, "revoked")
 	// A new credential for vm1 revokes the old one.
 	iss, err := a.admin.IssueAgentToken(ctx(t), &pb.IssueAgentTokenRequest{Machine: "vm1"})
 	mustOK(t, err)

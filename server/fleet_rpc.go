@@ -68,7 +68,32 @@ func (s *fleetServer) ListScaleSets(ctx context.Context, r *pb.ListScaleSetsRequ
 }
 
 func (s *fleetServer) DeleteScaleSet(ctx context.Context, r *pb.DeleteScaleSetRequest) (*pb.DeleteScaleSetResponse, error) {
-	return &pb.DeleteScaleSetResponse{}, s.fleet.DeleteScaleSet(ctx, tenantOf(ctx), r.Name, r.Cascade)
+	tenant := tenantOf(ctx)
+	var instances []string
+	if r.Cascade && s.auth != nil {
+		// Their agents' credentials go with them.
+		for page := ""; ; {
+			ms, next, err := s.fleet.ListMachines(ctx, tenant, r.Name, 0, page)
+			if err != nil {
+				return nil, err
+			}
+			for _, m := range ms {
+				instances = append(instances, m.Name)
+			}
+			if page = next; page == "" {
+				break
+			}
+		}
+	}
+	if err := s.fleet.DeleteScaleSet(ctx, tenant, r.Name, r.Cascade); err != nil {
+		return nil, err
+	}
+	for _, m := range instances {
+		if err := s.auth.RevokeMachine(tenant, m); err != nil {
+			return nil, err
+		}
+	}
+	return &pb.DeleteScaleSetResponse{}, nil
 }
 
 func profileTarget(t *pb.ProfileTarget) fleet.Target {
