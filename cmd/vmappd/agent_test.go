@@ -131,6 +131,8 @@ func TestAgentSurvivesVmappdKill9(t *testing.T) {
 		}
 		time.Sleep(50 * time.Millisecond)
 	}
+	agentCmd.Process.Kill() // its log is read below: no writer left
+	agentCmd.Wait()
 	for name, secret := range map[string]string{"agent": agentSecret, "admin": adminSecret} {
 		if strings.Contains(d.output(), secret) || strings.Contains(agentLog.String(), secret) {
 			t.Fatalf("the %s token's secret is in a log", name)
