@@ -136,9 +136,10 @@ func downloadPlan(t testing.TB, ctx context.Context, c *client.Client, region st
 // procRun is one timed run of a download command.
 type procRun struct {
 	took     time.Duration
-	maxRSS   int64 // the process's peak RSS (VmHWM, sampled every 20ms)
-	maxConns int   // most TCP connections it held to the store at once
-	conns    int   // distinct TCP connections it opened to the store
+	maxRSS   int64         // the process's peak RSS (VmHWM, sampled every 20ms)
+	maxConns int           // most TCP connections it held to the store at once
+	conns    int           // distinct TCP connections it opened to the store
+	cpu      time.Duration // user + system time of the process
 }
 
 // runDownload runs a download command, times it (process start to exit)
@@ -160,6 +161,9 @@ func runDownload(t testing.TB, name string, argv []string, out string, size int6
 	err := cmd.Wait()
 	took := time.Since(start)
 	r := procRun{took: took}
+	if cmd.ProcessState != nil {
+		r.cpu = cmd.ProcessState.UserTime() + cmd.ProcessState.SystemTime()
+	}
 	r.maxConns, r.conns, r.maxRSS = s.stop()
 	if err != nil {
 		t.Fatalf("%s: %v\n%s", name, err, buf.Bytes())

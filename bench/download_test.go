@@ -135,11 +135,12 @@ func TestDownload(t *testing.T) {
 			rate(loop, "bestBaselineMBps"), loop["bestBaselineName"], rate(w, "bestBaselineMBps"), w["bestBaselineName"]),
 		"notes": fmt.Sprintf("%d MiB, medians of %d (loopback) / %d (WAN) runs; vmapp = the CLI, adaptive; ratio = the lower of loopback %.2f and WAN %.2f, goal ≥ 1.0. "+
 			"Loopback: curl %s, aria2c %s, %s. WAN (%d ms each way, %d MB/s per connection): curl %s, aria2c %s, %s. "+
-			"vmapp connections %v / %v, peak RSS %d / %d MiB; of a library download, fetching %vs / %vs, then sha256 + fsync %vs / %vs",
+			"vmapp connections %v / %v, peak RSS %d / %d MiB; CPU of the process on loopback: curl %vs, vmapp %vs (sha256 of every byte included); of a library download, fetching %vs / %vs, then sha256 + fsync %vs / %vs",
 			size>>20, dlRounds["loopback"], dlRounds["wan"], ratioOf(loop), ratioOf(w),
 			rate(loop, "curlMBps"), rate(loop, "aria2cMBps"), sweep(loop),
 			wanLatencyMs, wanRateKBps/1000, rate(w, "curlMBps"), rate(w, "aria2cMBps"), sweep(w),
 			loop["vmappConnections"], w["vmappConnections"], loop["vmappPeakRSSBytes"].(int64)>>20, w["vmappPeakRSSBytes"].(int64)>>20,
+			loop["curlCPUSeconds"], loop["vmappCPUSeconds"],
 			lib(loop, "fetchSeconds"), lib(w, "fetchSeconds"), lib(loop, "finishSeconds"), lib(w, "finishSeconds")),
 	}
 	if !p.curl && !p.aria2c {
@@ -207,8 +208,8 @@ func (p dlProfile) measure(t *testing.T, ctx context.Context, profile string, d 
 		for _, tl := range tools {
 			syscall.Sync()
 			r := runDownload(t, profile+" "+tl.name, tl.argv, out, p.size, storePort)
-			t.Logf("%s #%d %s: %.2fs, %.0f MB/s, peak RSS %d MiB, %d connections at most (%d opened)",
-				profile, round+1, tl.name, r.took.Seconds(), float64(p.size)/r.took.Seconds()/1e6, r.maxRSS>>20, r.maxConns, r.conns)
+			t.Logf("%s #%d %s: %.2fs, %.0f MB/s, CPU %.2fs, peak RSS %d MiB, %d connections at most (%d opened)",
+				profile, round+1, tl.name, r.took.Seconds(), float64(p.size)/r.took.Seconds()/1e6, r.cpu.Seconds(), r.maxRSS>>20, r.maxConns, r.conns)
 			runs[tl.key] = append(runs[tl.key], r)
 		}
 	}
@@ -216,11 +217,12 @@ func (p dlProfile) measure(t *testing.T, ctx context.Context, profile string, d 
 	best, bestName := 0.0, ""
 	for _, tl := range tools {
 		rs := runs[tl.key]
-		var secs, rates []float64
+		var secs, rates, cpus []float64
 		var rss int64
 		var conns []int
 		for _, r := range rs {
 			secs = append(secs, r.took.Seconds())
+			cpus = append(cpus, r.cpu.Seconds())
 			rates = append(rates, mbps(p.size, r.took))
 			rss = max(rss, r.maxRSS)
 			conns = append(conns, r.maxConns)
@@ -231,6 +233,7 @@ func (p dlProfile) measure(t *testing.T, ctx context.Context, profile string, d 
 		res[tl.key+"Seconds"] = round(med, 2)
 		res[tl.key+"RunsMBps"] = rates
 		res[tl.key+"PeakRSSBytes"] = rss
+		res[tl.key+"CPUSeconds"] = round(median(cpus), 2)
 		if strings.HasPrefix(tl.key, "vmapp") {
 			res[tl.key+"Connections"] = slices.Max(conns)
 			res[tl.key+"RunsConnections"] = conns
