@@ -614,6 +614,7 @@ func TestSharing(t *testing.T) {
 		{Name: "x", Role: pb.Role_ROLE_MACHINE},
 		{Name: "x"},
 		{Name: "x", Role: pb.Role_ROLE_READER, TtlSeconds: -1},
+		{Name: "x", Role: pb.Role_ROLE_READER, TtlSeconds: 1 << 62},
 		{Name: "line\nbreak", Role: pb.Role_ROLE_READER},
 	} {
 		_, err := ownerAC.CreateToken(ctx(t), r)
