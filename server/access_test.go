@@ -514,6 +514,27 @@ func TestBadCredentials(t *testing.T) {
 	mustOK(t, firstRecv(pb.NewFleetServiceClient(a.conn(t, iss.AgentToken)).WatchGoalState(ctx(t), &pb.WatchGoalStateRequest{Machine: "vm1"})))
 }
 
+// TestTenantFromCredential: a call that names no tenant runs in its
+// credential's; the operator's, in the default tenant.
+func TestTenantFromCredential(t *testing.T) {
+	a := newAccess(t)
+	neighbour := pb.NewAccessServiceClient(a.conns[stranger])
+	who, err := neighbour.ListTokens(ctx(t), &pb.ListTokensRequest{})
+	mustOK(t, err)
+	if len(who.Tokens) != 1 || who.Tokens[0].Tenant != "other" {
+		t.Fatalf("tokens of the stranger's tenant: %v", who.Tokens)
+	}
+	_, err = pb.NewCatalogServiceClient(a.conns[stranger]).CreateGallery(ctx(t), &pb.CreateGalleryRequest{Gallery: &pb.Gallery{Name: "mine", Location: "eastus"}})
+	mustOK(t, err)
+	r, err := a.c.Client.Catalog.GetGallery(metadata.AppendToOutgoingContext(ctx(t), client.TenantKey, "other"), &pb.GetGalleryRequest{Gallery: "mine"})
+	mustOK(t, err)
+	if r.Gallery.Tenant != "other" {
+		t.Fatalf("gallery made without a tenant went to %q", r.Gallery.Tenant)
+	}
+	_, err = a.c.Client.Catalog.GetGallery(ctx(t), &pb.GetGalleryRequest{Gallery: "mine"})
+	wantErr(t, err, codes.NotFound) // the operator's calls default to "default"
+}
+
 // TestAgentScope: a machine's credential reads its own goal state and the
 // packages in it, and nothing else.
 func TestAgentScope(t *testing.T) {
@@ -593,6 +614,7 @@ func TestSharing(t *testing.T) {
 		{Name: "x", Role: pb.Role_ROLE_MACHINE},
 		{Name: "x"},
 		{Name: "x", Role: pb.Role_ROLE_READER, TtlSeconds: -1},
+		{Name: "x", Role: pb.Role_ROLE_READER, TtlSeconds: 1 << 62},
 		{Name: "line\nbreak", Role: pb.Role_ROLE_READER},
 	} {
 		_, err := ownerAC.CreateToken(ctx(t), r)

@@ -195,6 +195,11 @@ func (a *authorizer) authenticate(ctx context.Context, method string) (context.C
 	if err != nil {
 		return ctx, err
 	}
+	if _, named := ctx.Value(tenantCtx{}).(string); !named && t.Tenant != auth.AllTenants {
+		// The credential's tenant, unless the call names another (a
+		// gallery shared with the credential's tenant).
+		ctx = context.WithValue(ctx, tenantCtx{}, t.Tenant)
+	}
 	return auth.WithToken(ctx, t), nil
 }
 

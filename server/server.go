@@ -47,20 +47,21 @@ func tenantOf(ctx context.Context) string {
 }
 
 // withTenant reads and validates the tenant from the incoming metadata.
+// A call that names none runs in its credential's tenant (see
+// authenticate), or else in DefaultTenant.
 func withTenant(ctx context.Context) (context.Context, error) {
-	t := DefaultTenant
-	if md, ok := metadata.FromIncomingContext(ctx); ok {
-		if v := md.Get(TenantKey); len(v) > 0 {
-			if len(v) > 1 {
-				return ctx, errs.New(errs.InvalidArgument, "tenant", "metadata %s was sent %d times; send one tenant", TenantKey, len(v))
-			}
-			t = v[0]
-		}
+	md, _ := metadata.FromIncomingContext(ctx)
+	v := md.Get(TenantKey)
+	switch {
+	case len(v) == 0:
+		return ctx, nil
+	case len(v) > 1:
+		return ctx, errs.New(errs.InvalidArgument, "tenant", "metadata %s was sent %d times; send one tenant", TenantKey, len(v))
 	}
-	if err := catalog.ValidateTenant(t); err != nil {
+	if err := catalog.ValidateTenant(v[0]); err != nil {
 		return ctx, err
 	}
-	return context.WithValue(ctx, tenantCtx{}, t), nil
+	return context.WithValue(ctx, tenantCtx{}, v[0]), nil
 }
 
 // Options are what New needs.

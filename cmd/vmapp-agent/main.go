@@ -26,7 +26,7 @@ func main() {
 	var version, useTLS bool
 	var tokenFile, ca, cert, key string
 	flag.StringVar(&c.Server, "server", cmp.Or(os.Getenv("VMAPP_SERVER"), "127.0.0.1:7443"), "vmappd's address (env VMAPP_SERVER)")
-	flag.StringVar(&c.Tenant, "tenant", os.Getenv("VMAPP_TENANT"), "tenant of the machine (env VMAPP_TENANT; empty: the server's default)")
+	flag.StringVar(&c.Tenant, "tenant", os.Getenv("VMAPP_TENANT"), "tenant of the machine (env VMAPP_TENANT; empty: its credential's)")
 	flag.StringVar(&c.Machine, "vm", "", "this machine's name in the fleet (required)")
 	flag.StringVar(&tokenFile, "token-file", os.Getenv("VMAPP_TOKEN_FILE"), "file holding the machine's agent credential, from vmapp vm create --agent-token-file (env VMAPP_TOKEN_FILE)")
 	flag.StringVar(&c.Root, "root", "", "directory applications are installed under, e.g. /var/lib/vmapp (required)")

@@ -46,6 +46,9 @@ const AllTenants = "*"
 // MaxTokenNameLen bounds a token's name.
 const MaxTokenNameLen = 256
 
+// MaxTokenTTLSeconds bounds a token's lifetime: 10 years.
+const MaxTokenTTLSeconds = 10 * 365 * 24 * 3600
+
 var (
 	tokenID = regexp.MustCompile(`^tok_[a-z2-7]{20}$`)
 	b32     = base32.StdEncoding.WithPadding(base32.NoPadding)
@@ -227,8 +230,8 @@ func (s *Service) CreateToken(by *pb.Token, tenant string, r *pb.CreateTokenRequ
 		return nil, "", errs.New(errs.InvalidArgument, "name", "name is required: up to %d characters on one line", MaxTokenNameLen)
 	case r.Role != pb.Role_ROLE_READER && r.Role != pb.Role_ROLE_CONTRIBUTOR && r.Role != pb.Role_ROLE_OWNER:
 		return nil, "", errs.New(errs.InvalidArgument, "role", "role %s is not one of Reader, Contributor, Owner", r.Role)
-	case r.TtlSeconds < 0:
-		return nil, "", errs.New(errs.InvalidArgument, "ttlSeconds", "ttlSeconds %d must not be negative", r.TtlSeconds)
+	case r.TtlSeconds < 0 || r.TtlSeconds > MaxTokenTTLSeconds:
+		return nil, "", errs.New(errs.InvalidArgument, "ttlSeconds", "ttlSeconds %d: want 0 (until revoked) up to %d (10 years)", r.TtlSeconds, MaxTokenTTLSeconds)
 	case tenant == AllTenants:
 		return nil, "", errs.New(errs.InvalidArgument, "tenant", "name the tenant the token works in")
 	case by.Gallery != "" && r.Gallery != by.Gallery:
