@@ -55,7 +55,8 @@ var (
 	ownerOnly    = []who{owner}
 )
 
-// call makes one RPC on conn in the tenant "default" and returns its error.
+// call makes one RPC on conn and returns its error; ctx names the tenant
+// "default".
 type call func(ctx context.Context, conn *grpc.ClientConn) error
 
 type row struct {
@@ -379,6 +380,12 @@ func (a *access) snapshot(t *testing.T) string {
 	return b.String()
 }
 
+// inDefault names the tenant "default", as a caller from another tenant
+// must to reach it.
+func inDefault(t *testing.T) context.Context {
+	return metadata.AppendToOutgoingContext(ctx(t), client.TenantKey, "default")
+}
+
 func rpcs() []string {
 	var out []string
 	for _, f := range []protoreflect.FileDescriptor{pb.File_vmapp_v1_catalog_proto, pb.File_vmapp_v1_transfer_proto, pb.File_vmapp_v1_replication_proto,
@@ -412,7 +419,7 @@ func TestAccessMatrix(t *testing.T) {
 			if slices.Contains(r.allowed, w) {
 				continue
 			}
-			err := r.call(ctx(t), a.conns[w])
+			err := r.call(inDefault(t), a.conns[w])
 			want := codes.PermissionDenied
 			if w == nobody {
 				want = codes.Unauthenticated
@@ -430,7 +437,7 @@ func TestAccessMatrix(t *testing.T) {
 	for _, method := range rpcs() {
 		r := m[method]
 		for _, w := range r.allowed {
-			err := r.call(ctx(t), a.conns[w])
+			err := r.call(inDefault(t), a.conns[w])
 			if c := errs.ClassOf(err).Code(); err != nil && (c == codes.PermissionDenied || c == codes.Unauthenticated) {
 				t.Errorf("%s as %s: %v, want it past authorization", method, w, err)
 			}
@@ -572,14 +579,14 @@ func TestSharing(t *testing.T) {
 	cat := pb.NewCatalogServiceClient(a.conns[stranger])
 	dl := pb.NewDownloadServiceClient(a.conns[stranger])
 	read := func() error {
-		_, err := cat.GetVersion(ctx(t), &pb.GetVersionRequest{Gallery: "g", Application: "a", Version: "1.0.0"})
+		_, err := cat.GetVersion(inDefault(t), &pb.GetVersionRequest{Gallery: "g", Application: "a", Version: "1.0.0"})
 		if err == nil {
-			_, err = dl.GetDownloadPlan(ctx(t), &pb.GetDownloadPlanRequest{Gallery: "g", Application: "a", Version: "1.0.0", Kind: pb.ArtifactKind_ARTIFACT_KIND_PACKAGE, Region: "eastus"})
+			_, err = dl.GetDownloadPlan(inDefault(t), &pb.GetDownloadPlanRequest{Gallery: "g", Application: "a", Version: "1.0.0", Kind: pb.ArtifactKind_ARTIFACT_KIND_PACKAGE, Region: "eastus"})
 		}
 		return err
 	}
 	write := func() error {
-		_, err := cat.DeleteVersion(ctx(t), &pb.DeleteVersionRequest{Gallery: "g", Application: "a", Version: "1.0.0"})
+		_, err := cat.DeleteVersion(inDefault(t), &pb.DeleteVersionRequest{Gallery: "g", Application: "a", Version: "1.0.0"})
 		return err
 	}
 	wantErr(t, read(), codes.PermissionDenied, "not shared with it")
@@ -589,7 +596,7 @@ func TestSharing(t *testing.T) {
 		mustOK(t, err)
 		mustOK(t, read())
 		wantErr(t, write(), codes.PermissionDenied)
-		_, err = cat.ListGalleries(ctx(t), &pb.ListGalleriesRequest{})
+		_, err = cat.ListGalleries(inDefault(t), &pb.ListGalleriesRequest{})
 		wantErr(t, err, codes.PermissionDenied)
 		_, err = ownerAC.UnshareGallery(ctx(t), &pb.UnshareGalleryRequest{Gallery: "g", Grantee: grantee})
 		mustOK(t, err)

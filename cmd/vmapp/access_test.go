@@ -77,7 +77,9 @@ func TestTokensAndShares(t *testing.T) {
 	otherFile := filepath.Join(dir, "other.token")
 	e.ok("--tenant", "other", "token", "create", "--name", "neighbour", "--role", "owner", "--secret-file", otherFile)
 	other := &env{t: t, addr: c.Addr, store: c.Catalog, tokenFile: otherFile}
-	other.fails(1, "not shared with it", "version", "show", "--gallery", "g", "--app", "a", "1.0.0")
+	// Its calls run in its own tenant unless they name another.
+	other.fails(1, "error: NotFound: Gallery 'g' doesn't exist.", "version", "show", "--gallery", "g", "--app", "a", "1.0.0")
+	other.fails(1, "not shared with it", "--tenant", "default", "version", "show", "--gallery", "g", "--app", "a", "1.0.0")
 	out = e.ok("gallery", "share", "g", "--with", "other")
 	if !strings.Contains(out, "other") {
 		t.Fatalf("gallery share:\n%s", out)
