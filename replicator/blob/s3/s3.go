@@ -17,6 +17,7 @@ import (
 	"net/url"
 	"slices"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/minio/minio-go/v7"
@@ -392,11 +393,66 @@ func (s *Store) PutPart(ctx context.Context, key, uploadID string, partNumber in
 		// hash the bytes again).
 		opts.Sha256Hex, opts.DisableContentSha256 = hex.EncodeToString(sum), true
 	}
-	p, err := s.core.PutObjectPart(ctx, s.bucket, key, uploadID, partNumber, r, size, opts)
-	if err != nil {
-		return blob.Part{}, s.classify(ctx, err, "upload part %d of %s", partNumber, s.where(key))
+	ra, inMemory := r.(io.ReaderAt)
+	if !inMemory {
+		// A stream: minio-go can't rewind it, so it makes one attempt.
+		p, err := s.core.PutObjectPart(ctx, s.bucket, key, uploadID, partNumber, r, size, opts)
+		if err != nil {
+			return blob.Part{}, s.classify(ctx, err, "upload part %d of %s", partNumber, s.where(key))
+		}
+		return blob.Part{Number: p.PartNumber, ETag: p.ETag, Size: size}, nil
 	}
-	return blob.Part{Number: p.PartNumber, ETag: p.ETag, Size: size}, nil
+	// net/http may go on reading a request body after the response came
+	// (RoundTrip closes it in its own time), and minio-go retries by
+	// seeking the same reader: a retry could race with the last attempt's
+	// reads, and the caller's buffer be read after PutPart returned. So
+	// each attempt reads its own section of r through a body that is shut
+	// before the next attempt, and before PutPart returns.
+	for attempt := 1; ; attempt++ {
+		body := &partBody{r: io.NewSectionReader(ra, 0, size)}
+		p, err := s.core.PutObjectPart(ctx, s.bucket, key, uploadID, partNumber, body, size, opts)
+		body.shut()
+		if err == nil {
+			return blob.Part{Number: p.PartNumber, ETag: p.ETag, Size: size}, nil
+		}
+		err = s.classify(ctx, err, "upload part %d of %s", partNumber, s.where(key))
+		if attempt == partAttempts || errs.ClassOf(err) != errs.Unavailable {
+			return blob.Part{}, err
+		}
+		select {
+		case <-ctx.Done():
+			return blob.Part{}, err
+		case <-time.After(time.Duration(attempt) * 200 * time.Millisecond):
+		}
+	}
+}
+
+// partAttempts is how many times PutPart sends an in-memory part while the
+// store is Unavailable.
+const partAttempts = 3
+
+// partBody reads a part for one attempt, until shut: then, whoever still
+// reads gets an error, and the bytes behind it are no longer touched.
+type partBody struct {
+	mu   sync.Mutex
+	r    io.Reader
+	done bool
+}
+
+func (b *partBody) Read(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if b.done {
+		return 0, io.ErrClosedPipe
+	}
+	return b.r.Read(p)
+}
+
+// shut waits for a read in flight (from memory: short) and ends the body.
+func (b *partBody) shut() {
+	b.mu.Lock()
+	b.done = true
+	b.mu.Unlock()
 }
 
 // CopyPart copies a range of srcKey into part partNumber on the server
