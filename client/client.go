@@ -105,10 +105,18 @@ func (c *Client) Close() error { return c.conn.Close() }
 // Conn is the underlying connection, for services the Client doesn't wrap.
 func (c *Client) Conn() *grpc.ClientConn { return c.conn }
 
+// withTenant names the client's tenant on a call, unless the call names
+// one itself (InTenant).
 func withTenant(ctx context.Context, tenant string) context.Context {
-	if tenant == "" {
+	if md, _ := metadata.FromOutgoingContext(ctx); tenant == "" || len(md.Get(TenantKey)) > 0 {
 		return ctx
 	}
+	return metadata.AppendToOutgoingContext(ctx, TenantKey, tenant)
+}
+
+// InTenant returns ctx for calls in another tenant than the client's: to
+// read, or download from, a gallery that tenant shares.
+func InTenant(ctx context.Context, tenant string) context.Context {
 	return metadata.AppendToOutgoingContext(ctx, TenantKey, tenant)
 }
 

@@ -685,3 +685,49 @@ func TestPathTraversal(t *testing.T) {
 		t.Fatalf("refused names changed what is stored:\nbefore %s\nafter %s", before, after)
 	}
 }
+
+// TestSharedDeploy: a machine of another tenant deploys a version from a
+// gallery shared with its tenant ("TENANT:gallery/application/version"),
+// and its agent downloads it; not before the share, nor after it ends.
+func TestSharedDeploy(t *testing.T) {
+	a := newAccess(t)
+	other := pb.NewFleetServiceClient(a.conns[stranger]) // Owner of tenant "other"
+	vm, err := other.CreateMachine(ctx(t), &pb.CreateMachineRequest{Machine: &pb.Machine{Name: "vmx", Region: "eastus", OsType: "Linux"}})
+	mustOK(t, err)
+	set := func(ref string) error {
+		_, err := other.SetApplication(ctx(t), &pb.SetApplicationRequest{Target: &pb.ProfileTarget{Target: &pb.ProfileTarget_Machine{Machine: "vmx"}},
+			Application: &pb.VMGalleryApplication{PackageReferenceId: ref}})
+		return err
+	}
+	for _, bad := range []string{":g/a/1.0.0", "../x:g/a/1.0.0", "default:g/a", "default:"} {
+		wantErr(t, set(bad), codes.InvalidArgument, "packageReferenceId")
+	}
+	wantErr(t, set("default:g/a/1.0.0"), codes.PermissionDenied, "gallery 'g' of tenant 'default' is not shared with tenant 'other'")
+	_, err = pb.NewAccessServiceClient(a.conns[owner]).ShareGallery(ctx(t), &pb.ShareGalleryRequest{Gallery: "g", Grantee: "other"})
+	mustOK(t, err)
+	wantErr(t, set("default:g/a/9.9.9"), codes.NotFound)
+	mustOK(t, set("default:g/a/1.0.0"))
+
+	agent := a.conn(t, vm.AgentToken)
+	ws, err := pb.NewFleetServiceClient(agent).WatchGoalState(ctx(t), &pb.WatchGoalStateRequest{Machine: "vmx"})
+	mustOK(t, err)
+	gs, err := ws.Recv()
+	mustOK(t, err)
+	if apps := gs.GoalState.Applications; len(apps) != 1 || apps[0].Tenant != "default" || apps[0].Gallery != "g" || apps[0].Version != "1.0.0" || apps[0].Package == nil {
+		t.Fatalf("goal state %v", gs.GoalState)
+	}
+	dl := pb.NewDownloadServiceClient(agent)
+	plan := func(version string) error {
+		_, err := dl.GetDownloadPlan(client.InTenant(ctx(t), "default"), &pb.GetDownloadPlanRequest{Gallery: "g", Application: "a", Version: version, Kind: pb.ArtifactKind_ARTIFACT_KIND_PACKAGE, Region: "eastus"})
+		return err
+	}
+	mustOK(t, plan("1.0.0"))
+	wantErr(t, plan("2.0.0"), codes.PermissionDenied, "not in its goal state")
+	// Its credential still serves its own machine only, in its own tenant.
+	_, err = pb.NewCatalogServiceClient(agent).GetVersion(client.InTenant(ctx(t), "default"), &pb.GetVersionRequest{Gallery: "g", Application: "a", Version: "1.0.0"})
+	wantErr(t, err, codes.PermissionDenied)
+
+	_, err = pb.NewAccessServiceClient(a.conns[owner]).UnshareGallery(ctx(t), &pb.UnshareGalleryRequest{Gallery: "g", Grantee: "other"})
+	mustOK(t, err)
+	wantErr(t, plan("1.0.0"), codes.PermissionDenied, "not shared with tenant 'other'")
+}

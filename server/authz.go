@@ -67,27 +67,44 @@ func inSession(a *authorizer, ctx context.Context, tenant string, req any) (stri
 }
 
 // ownMachine lets a machine token act for its own machine only.
-func ownMachine(_ *authorizer, _ context.Context, t *pb.Token, _ string, req any) error {
+func ownMachine(a *authorizer, _ context.Context, t *pb.Token, tenant string, req any) error {
+	if t.Tenant != tenant {
+		return a.auth.Check(t, auth.Agent, "act as an agent", tenant, "")
+	}
 	if m := req.(interface{ GetMachine() string }).GetMachine(); m != t.Machine {
 		return errs.New(errs.PermissionDenied, "machine", "%s may act for machine '%s' only, not '%s'", auth.Describe(t), t.Machine, m)
 	}
 	return nil
 }
 
-// inGoalState lets a machine token download what its goal state holds.
+// inGoalState lets a machine token download what its goal state holds:
+// from its own tenant's galleries, or from a gallery another tenant (the
+// call's) shares with its tenant.
 func inGoalState(a *authorizer, ctx context.Context, t *pb.Token, tenant string, req any) error {
 	r := req.(interface {
 		GetGallery() string
 		GetApplication() string
 		GetVersion() string
 	})
+	if t.Tenant != tenant {
+		if ok, err := a.auth.Shared(tenant, r.GetGallery(), t.Tenant); err != nil || !ok {
+			if err == nil {
+				err = errs.New(errs.PermissionDenied, "gallery", "%s may not download from gallery '%s' of tenant '%s': it is not shared with tenant '%s'", auth.Describe(t), r.GetGallery(), tenant, t.Tenant)
+			}
+			return err
+		}
+	}
 	if a.fleet != nil {
-		gs, err := a.fleet.GoalState(ctx, tenant, t.Machine)
+		gs, err := a.fleet.GoalState(ctx, t.Tenant, t.Machine)
 		if err != nil {
 			return err
 		}
 		for _, app := range gs.Applications {
-			if app.Gallery == r.GetGallery() && app.Application == r.GetApplication() && app.Version == r.GetVersion() {
+			from := app.Tenant
+			if from == "" {
+				from = t.Tenant
+			}
+			if from == tenant && app.Gallery == r.GetGallery() && app.Application == r.GetApplication() && app.Version == r.GetVersion() {
 				return nil
 			}
 		}
@@ -221,9 +238,6 @@ func (a *authorizer) authorize(ctx context.Context, method string, req any) erro
 	action := method[strings.LastIndexByte(method, '/')+1:]
 	tenant := tenantOf(ctx)
 	if t.Role == pb.Role_ROLE_MACHINE && r.machine != nil {
-		if t.Tenant != tenant {
-			return a.auth.Check(t, r.perm, action, tenant, "")
-		}
 		return r.machine(a, ctx, t, tenant, req)
 	}
 	gallery := ""

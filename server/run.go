@@ -110,11 +110,11 @@ func Run(ctx context.Context, c Config) error {
 		return err
 	}
 
-	flt, err := fleet.New(fleet.Options{DB: store.DB(), Catalog: store, Availability: repl, Regions: topo.Names()})
+	au, err := auth.New(auth.Options{DB: store.DB(), Logger: log})
 	if err != nil {
 		return err
 	}
-	au, err := auth.New(auth.Options{DB: store.DB(), Logger: log})
+	flt, err := fleet.New(fleet.Options{DB: store.DB(), Catalog: store, Availability: repl, Shares: au, Regions: topo.Names()})
 	if err != nil {
 		return err
 	}

@@ -51,6 +51,7 @@ func TestAgent(t *testing.T) {
 	t.Run("CommandTimeout", e.testCommandTimeout)
 	t.Run("Reconnect", e.testReconnect)
 	t.Run("ScaleSetAutomaticUpgrade", e.testScaleSetAutomaticUpgrade)
+	t.Run("SharedGallery", e.testSharedGallery)
 }
 
 func ctx(t *testing.T) context.Context {
@@ -887,5 +888,45 @@ func (e *env) testScaleSetAutomaticUpgrade(t *testing.T) {
 	}
 	if count["install-1"] != 5 || count["remove-1"] != 5 || count["install-2"] != 5 {
 		t.Fatalf("commands run across the 5 instances: %v", count)
+	}
+}
+
+// testSharedGallery: a machine of tenant "other" installs a version from
+// gallery g of tenant "default", shared with "other"; its agent runs with
+// its own credential and names no tenant.
+func (e *env) testSharedGallery(t *testing.T) {
+	t.Parallel()
+	marks := t.TempDir()
+	e.publish(t, ver{app: "sh-app", version: "1.0.0", install: rec(marks, "shared")})
+	if _, err := pb.NewAccessServiceClient(e.c.Client.Conn()).ShareGallery(ctx(t), &pb.ShareGalleryRequest{Gallery: "g", Grantee: "other"}); err != nil {
+		t.Fatal(err)
+	}
+	inOther := func() context.Context { return client.InTenant(ctx(t), "other") }
+	r, err := e.fl.CreateMachine(inOther(), &pb.CreateMachineRequest{Machine: &pb.Machine{Name: "sh-vm", Region: "eastus", OsType: "Linux"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	e.tokens.Store("sh-vm", r.AgentToken)
+	if _, err := e.fl.SetApplication(inOther(), &pb.SetApplicationRequest{Target: onVM("sh-vm"),
+		Application: &pb.VMGalleryApplication{PackageReferenceId: "default:g/sh-app/1.0.0"}}); err != nil {
+		t.Fatal(err)
+	}
+	e.startAgent(t, "sh-vm", nil)
+	deadline := time.Now().Add(45 * time.Second)
+	for {
+		m, err := e.fl.GetMachine(inOther(), &pb.GetMachineRequest{Name: "sh-vm"})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if s := status(m.Machine, "default:g/sh-app"); s != nil && s.State == "Installed" && s.Version == "1.0.0" {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("sh-vm never installed default:g/sh-app:\n%s", dump(m.Machine))
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	if got := labels(marksOf(t, marks)); !slices.Equal(got, []string{"shared"}) {
+		t.Fatalf("ran %v", got)
 	}
 }

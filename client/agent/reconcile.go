@@ -21,7 +21,14 @@ import (
 	pb "github.com/vmapp/vmapp/proto/vmapp/v1"
 )
 
-func appKey(ga *pb.GoalApplication) string { return ga.Gallery + "/" + ga.Application }
+// appKey names an application as its packageReferenceId does:
+// gallery/application, TENANT:gallery/application for another tenant's.
+func appKey(ga *pb.GoalApplication) string {
+	if ga.Tenant != "" {
+		return ga.Tenant + ":" + ga.Gallery + "/" + ga.Application
+	}
+	return ga.Gallery + "/" + ga.Application
+}
 
 func sortedKeys[V any](m map[string]V) []string {
 	keys := make([]string, 0, len(m))
@@ -543,7 +550,11 @@ func (a *agent) fetch(ctx context.Context, region string, ga *pb.GoalApplication
 	}
 	o := client.DownloadOptions{Region: region, MachineID: a.cfg.Machine, Kind: pb.ArtifactKind_ARTIFACT_KIND_PACKAGE,
 		Progress: progress(0), HTTPClient: a.cfg.HTTPClient}
-	if _, err := a.cl.Download(ctx, ga.Gallery, ga.Application, ga.Version, filepath.Join(dir, pkgName), o); err != nil {
+	dctx := ctx // downloads name the gallery's tenant when another's
+	if ga.Tenant != "" {
+		dctx = client.InTenant(ctx, ga.Tenant)
+	}
+	if _, err := a.cl.Download(dctx, ga.Gallery, ga.Application, ga.Version, filepath.Join(dir, pkgName), o); err != nil {
 		return fmt.Errorf("download of the package failed: %w", err)
 	}
 	done := ga.Package.GetSizeBytes()
@@ -563,7 +574,7 @@ func (a *agent) fetch(ctx context.Context, region string, ga *pb.GoalApplication
 		total += n
 	case ga.DefaultConfiguration != nil:
 		o.Kind, o.Progress = pb.ArtifactKind_ARTIFACT_KIND_CONFIGURATION, progress(done)
-		if _, err := a.cl.Download(ctx, ga.Gallery, ga.Application, ga.Version, cfgPath, o); err != nil {
+		if _, err := a.cl.Download(dctx, ga.Gallery, ga.Application, ga.Version, cfgPath, o); err != nil {
 			return fmt.Errorf("download of the default configuration failed: %w", err)
 		}
 		done += ga.DefaultConfiguration.SizeBytes

@@ -423,7 +423,7 @@ replicated to the region. The new profile is printed with its etag.`,
 	}
 	t.add(set, &name)
 	f := set.Flags()
-	f.StringVar(&ref, "app", "", "packageReferenceId: GALLERY/APPLICATION/VERSION, VERSION a version name or 'latest' (required)")
+	f.StringVar(&ref, "app", "", "packageReferenceId: GALLERY/APPLICATION/VERSION, VERSION a version name or 'latest'; TENANT:GALLERY/APPLICATION/VERSION for a gallery another tenant shares (required)")
 	f.Int32Var(&order, "order", 0, "install order: ascending, applications without one last")
 	f.StringVar(&config, "config", "", "send this file as the configuration (at most 1 MiB)")
 	f.StringVar(&configURL, "config-url", "", "http(s) URL the agents download the configuration from (configurationReference)")
@@ -452,7 +452,7 @@ replicated to the region. The new profile is printed with its etag.`,
 		}),
 	}
 	t.add(remove, &rmName)
-	remove.Flags().StringVar(&rmApp, "app", "", "the application: GALLERY/APPLICATION (required)")
+	remove.Flags().StringVar(&rmApp, "app", "", "the application: GALLERY/APPLICATION, or TENANT:GALLERY/APPLICATION (required)")
 	_ = remove.MarkFlagRequired("app")
 	profileIfMatchFlag(remove, &rmIfMatch)
 
@@ -474,7 +474,7 @@ replicated to the region. The new profile is printed with its etag.`,
 		}),
 	}
 	t.add(retry, &retryName)
-	retry.Flags().StringVar(&retryApp, "app", "", "the application: GALLERY/APPLICATION (required)")
+	retry.Flags().StringVar(&retryApp, "app", "", "the application: GALLERY/APPLICATION, or TENANT:GALLERY/APPLICATION (required)")
 	_ = retry.MarkFlagRequired("app")
 
 	var listName string

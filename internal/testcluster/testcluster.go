@@ -118,9 +118,9 @@ func Start(t testing.TB, o Options) *Cluster {
 	}
 	c.Replicator, err = replicator.New(ro)
 	must(err)
-	c.Fleet, err = fleet.New(fleet.Options{DB: c.Catalog.DB(), Catalog: c.Catalog, Availability: c.Replicator, Regions: topo.Names()})
-	must(err)
 	c.Auth, err = auth.New(auth.Options{DB: c.Catalog.DB()})
+	must(err)
+	c.Fleet, err = fleet.New(fleet.Options{DB: c.Catalog.DB(), Catalog: c.Catalog, Availability: c.Replicator, Shares: c.Auth, Regions: topo.Names()})
 	must(err)
 	tokenFile := filepath.Join(dir, server.AdminTokenFile)
 	_, err = c.Auth.Bootstrap(tokenFile)

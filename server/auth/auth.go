@@ -441,7 +441,9 @@ func (s *Service) DeleteGalleryShares(tenant, gallery string) error {
 	})
 }
 
-func (s *Service) shared(tenant, gallery, with string) (bool, error) {
+// Shared reports whether the tenant's gallery is shared with tenant with,
+// or public.
+func (s *Service) Shared(tenant, gallery, with string) (bool, error) {
 	var ok bool
 	err := s.db.View(func(tx *bolt.Tx) error {
 		b := tx.Bucket(bucketShares)

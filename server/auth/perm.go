@@ -99,7 +99,7 @@ func (s *Service) Check(t *pb.Token, perm Perm, action, tenant, gallery string) 
 		return nil
 	}
 	if perm == Read && gallery != "" && t.Gallery == "" {
-		ok, err := s.shared(tenant, gallery, t.Tenant)
+		ok, err := s.Shared(tenant, gallery, t.Tenant)
 		if err != nil || ok {
 			return err
 		}

@@ -61,11 +61,19 @@ type Availability interface {
 	Available(ctx context.Context, v *pb.GalleryApplicationVersion, region string) error
 }
 
+// Shares tells whether a tenant's gallery is shared with another tenant.
+type Shares interface {
+	Shared(tenant, gallery, with string) (bool, error)
+}
+
 // Options configure a Fleet.
 type Options struct {
 	DB           *bolt.DB
 	Catalog      Catalog
 	Availability Availability
+	// Shares, when set, lets profiles name galleries other tenants share
+	// ("TENANT:gallery/application/version").
+	Shares Shares
 	// Regions are the topology's regions.
 	Regions []string
 }
@@ -75,6 +83,7 @@ type Fleet struct {
 	db      *bolt.DB
 	cat     Catalog
 	avail   Availability
+	shares  Shares
 	regions []string
 	now     func() time.Time
 
@@ -85,7 +94,7 @@ type Fleet struct {
 
 // New returns a Fleet and creates its buckets.
 func New(o Options) (*Fleet, error) {
-	f := &Fleet{db: o.DB, cat: o.Catalog, avail: o.Availability, regions: o.Regions, now: time.Now,
+	f := &Fleet{db: o.DB, cat: o.Catalog, avail: o.Availability, shares: o.Shares, regions: o.Regions, now: time.Now,
 		changed: make(chan struct{}), connected: map[string]int{}}
 	err := f.db.Update(func(tx *bolt.Tx) error {
 		for _, b := range [][]byte{bucketMachines, bucketScaleSets, bucketViews, bucketMeta} {
@@ -163,27 +172,46 @@ func getScaleSet(tx *bolt.Tx, tenant, name string) (*pb.ScaleSet, error) {
 	return s, err
 }
 
-// Ref is a parsed packageReferenceId.
-type Ref struct{ Gallery, Application, Version string }
+// Ref is a parsed packageReferenceId. Tenant is set for a gallery another
+// tenant shares: "TENANT:gallery/application/version".
+type Ref struct{ Tenant, Gallery, Application, Version string }
 
-func (r Ref) String() string { return r.Gallery + "/" + r.Application + "/" + r.Version }
+func (r Ref) String() string { return r.App() + "/" + r.Version }
 
-// App is the gallery/application part.
-func (r Ref) App() string { return r.Gallery + "/" + r.Application }
+// in returns the tenant the gallery belongs to, for a machine of tenant.
+func (r Ref) in(tenant string) string {
+	if r.Tenant != "" {
+		return r.Tenant
+	}
+	return tenant
+}
+
+// App is the [tenant:]gallery/application part.
+func (r Ref) App() string {
+	if r.Tenant != "" {
+		return r.Tenant + ":" + r.Gallery + "/" + r.Application
+	}
+	return r.Gallery + "/" + r.Application
+}
 
 var azureRef = regexp.MustCompile(`(?i)/galleries/([^/]+)/applications/([^/]+)/versions/([^/]+)$`)
 
-// ParseRef parses "gallery/application/version" or Azure's
-// ".../galleries/G/applications/A/versions/V".
+// ParseRef parses "gallery/application/version", Azure's
+// ".../galleries/G/applications/A/versions/V", or, for a gallery another
+// tenant shares, "TENANT:gallery/application/version".
 func ParseRef(s string) (Ref, error) {
 	if m := azureRef.FindStringSubmatch(s); m != nil {
-		return Ref{m[1], m[2], m[3]}, nil
+		return Ref{"", m[1], m[2], m[3]}, nil
 	}
-	p := strings.Split(s, "/")
-	if len(p) != 3 || p[0] == "" || p[1] == "" || p[2] == "" {
-		return Ref{}, errs.New(errs.InvalidArgument, "packageReferenceId", "packageReferenceId '%s' is invalid: want gallery/application/version (a version name or 'latest')", s)
+	tenant, rest, shared := strings.Cut(s, ":")
+	if !shared {
+		tenant, rest = "", s
 	}
-	return Ref{p[0], p[1], p[2]}, nil
+	p := strings.Split(rest, "/")
+	if len(p) != 3 || p[0] == "" || p[1] == "" || p[2] == "" || shared && !resourceName.MatchString(tenant) {
+		return Ref{}, errs.New(errs.InvalidArgument, "packageReferenceId", "packageReferenceId '%s' is invalid: want gallery/application/version (a version name or 'latest'), or TENANT:gallery/application/version for a gallery another tenant shares", s)
+	}
+	return Ref{tenant, p[0], p[1], p[2]}, nil
 }
 
 // generation fingerprints a goal state.

@@ -93,6 +93,9 @@ func (f *Fleet) SetApplication(ctx context.Context, tenant string, t Target, in 
 	if err != nil {
 		return nil, err
 	}
+	if ref.Tenant == tenant {
+		ref.Tenant = "" // its own
+	}
 	if in.EnableAutomaticUpgrade && ref.Version != "latest" {
 		return nil, errs.New(errs.InvalidArgument, "enableAutomaticUpgrade", "enableAutomaticUpgrade needs the version 'latest' in packageReferenceId, not '%s'", ref.Version)
 	}
@@ -119,14 +122,17 @@ func (f *Fleet) SetApplication(ctx context.Context, tenant string, t Target, in 
 	}); err != nil {
 		return nil, err
 	}
-	app, err := f.cat.GetApplication(ctx, tenant, ref.Gallery, ref.Application)
+	if err := f.checkShared(tenant, ref); err != nil {
+		return nil, err
+	}
+	app, err := f.cat.GetApplication(ctx, ref.in(tenant), ref.Gallery, ref.Application)
 	if errs.Is(err, errs.NotFound) {
 		return nil, errs.New(errs.NotFound, "packageReferenceId", "The platform image %s isn't available. Verify that all fields in the storage profile are correct. The application '%s' doesn't exist.", ref, ref.App())
 	}
 	if err != nil {
 		return nil, err
 	}
-	v, err := f.cat.GetVersion(ctx, tenant, ref.Gallery, ref.Application, ref.Version)
+	v, err := f.cat.GetVersion(ctx, ref.in(tenant), ref.Gallery, ref.Application, ref.Version)
 	if errs.Is(err, errs.NotFound) {
 		return nil, errs.New(errs.NotFound, "packageReferenceId", "The platform image %s isn't available. Verify that all fields in the storage profile are correct. The version doesn't exist.", ref)
 	}
@@ -255,6 +261,25 @@ func (f *Fleet) editEntry(tenant string, t Target, app, ifMatch string, edit fun
 	return out, nil
 }
 
+// checkShared refuses a reference to another tenant's gallery unless that
+// tenant shares it with this one (or with everyone).
+func (f *Fleet) checkShared(tenant string, ref Ref) error {
+	if ref.Tenant == "" || ref.Tenant == tenant {
+		return nil
+	}
+	ok := false
+	if f.shares != nil {
+		var err error
+		if ok, err = f.shares.Shared(ref.Tenant, ref.Gallery, tenant); err != nil {
+			return err
+		}
+	}
+	if !ok {
+		return errs.New(errs.PermissionDenied, "packageReferenceId", "gallery '%s' of tenant '%s' is not shared with tenant '%s'", ref.Gallery, ref.Tenant, tenant)
+	}
+	return nil
+}
+
 // GoalState computes a machine's goal state.
 func (f *Fleet) GoalState(ctx context.Context, tenant, machine string) (*pb.GoalState, error) {
 	var m *pb.Machine
@@ -286,15 +311,15 @@ func (f *Fleet) GoalState(ctx context.Context, tenant, machine string) (*pb.Goal
 		if version == "latest" {
 			version = e.ResolvedVersion
 			if e.EnableAutomaticUpgrade {
-				if lv, err := f.cat.GetVersion(ctx, tenant, ref.Gallery, ref.Application, "latest"); err == nil && lv.Package != nil && f.avail.Available(ctx, lv, m.Region) == nil {
+				if lv, err := f.cat.GetVersion(ctx, ref.in(tenant), ref.Gallery, ref.Application, "latest"); err == nil && lv.Package != nil && f.avail.Available(ctx, lv, m.Region) == nil {
 					version = lv.Name
 				}
 			}
 		}
-		ga := &pb.GoalApplication{Gallery: ref.Gallery, Application: ref.Application, Version: version, Order: e.Order,
+		ga := &pb.GoalApplication{Tenant: ref.Tenant, Gallery: ref.Gallery, Application: ref.Application, Version: version, Order: e.Order,
 			TreatFailureAsDeploymentFailure: e.TreatFailureAsDeploymentFailure, ConfigurationReference: e.ConfigurationReference,
 			Configuration: e.Configuration, Retry: e.Retry}
-		if v, err := f.cat.GetVersion(ctx, tenant, ref.Gallery, ref.Application, version); err == nil {
+		if v, err := f.cat.GetVersion(ctx, ref.in(tenant), ref.Gallery, ref.Application, version); err == nil {
 			ga.ManageActions, ga.Settings = v.GetPublishingProfile().GetManageActions(), v.GetPublishingProfile().GetSettings()
 			ga.Package, ga.DefaultConfiguration = v.Package, v.DefaultConfiguration
 		} else if !errs.Is(err, errs.NotFound) {

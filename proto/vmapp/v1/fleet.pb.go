@@ -750,8 +750,12 @@ type GoalApplication struct {
 	ConfigurationReference string    `protobuf:"bytes,10,opt,name=configuration_reference,json=configurationReference,proto3" json:"configuration_reference,omitempty"`
 	Configuration          []byte    `protobuf:"bytes,11,opt,name=configuration,proto3" json:"configuration,omitempty"`
 	Retry                  int64     `protobuf:"varint,12,opt,name=retry,proto3" json:"retry,omitempty"`
-	unknownFields          protoimpl.UnknownFields
-	sizeCache              protoimpl.SizeCache
+	// The tenant the gallery belongs to when it is another tenant's, shared
+	// with the machine's ("TENANT:gallery/application/version"); empty: the
+	// machine's own. Downloads name this tenant.
+	Tenant        string `protobuf:"bytes,13,opt,name=tenant,proto3" json:"tenant,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
 }
 
 func (x *GoalApplication) Reset() {
@@ -866,6 +870,13 @@ func (x *GoalApplication) GetRetry() int64 {
 		return x.Retry
 	}
 	return 0
+}
+
+func (x *GoalApplication) GetTenant() string {
+	if x != nil {
+		return x.Tenant
+	}
+	return ""
 }
 
 type CreateMachineRequest struct {
@@ -2436,7 +2447,7 @@ const file_vmapp_v1_fleet_proto_rawDesc = "" +
 	"generation\x18\x02 \x01(\tR\n" +
 	"generation\x12=\n" +
 	"\fapplications\x18\x03 \x03(\v2\x19.vmapp.v1.GoalApplicationR\fapplications\x12\x16\n" +
-	"\x06region\x18\x04 \x01(\tR\x06region\"\xc7\x04\n" +
+	"\x06region\x18\x04 \x01(\tR\x06region\"\xdf\x04\n" +
 	"\x0fGoalApplication\x12\x18\n" +
 	"\agallery\x18\x01 \x01(\tR\agallery\x12 \n" +
 	"\vapplication\x18\x02 \x01(\tR\vapplication\x12\x18\n" +
@@ -2450,7 +2461,8 @@ const file_vmapp_v1_fleet_proto_rawDesc = "" +
 	"\x17configuration_reference\x18\n" +
 	" \x01(\tR\x16configurationReference\x12$\n" +
 	"\rconfiguration\x18\v \x01(\fR\rconfiguration\x12\x14\n" +
-	"\x05retry\x18\f \x01(\x03R\x05retryB\b\n" +
+	"\x05retry\x18\f \x01(\x03R\x05retry\x12\x16\n" +
+	"\x06tenant\x18\r \x01(\tR\x06tenantB\b\n" +
 	"\x06_order\"C\n" +
 	"\x14CreateMachineRequest\x12+\n" +
 	"\amachine\x18\x01 \x01(\v2\x11.vmapp.v1.MachineR\amachine\"e\n" +
