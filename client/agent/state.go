@@ -11,6 +11,7 @@ import (
 
 	"google.golang.org/protobuf/types/known/timestamppb"
 
+	"github.com/vmapp/vmapp/internal/atomicfile"
 	pb "github.com/vmapp/vmapp/proto/vmapp/v1"
 )
 
@@ -181,30 +182,5 @@ func (st *state) save(root string) error {
 	return writeFileAtomic(statePath(root), b)
 }
 
-func writeFileAtomic(path string, b []byte) error {
-	dir := filepath.Dir(path)
-	f, err := os.CreateTemp(dir, "."+filepath.Base(path)+".tmp-*")
-	if err != nil {
-		return err
-	}
-	tmp := f.Name()
-	_, err = f.Write(b)
-	if err == nil {
-		err = f.Sync()
-	}
-	if cerr := f.Close(); err == nil {
-		err = cerr
-	}
-	if err == nil {
-		err = os.Rename(tmp, path)
-	}
-	if err != nil {
-		os.Remove(tmp)
-		return err
-	}
-	if d, err := os.Open(dir); err == nil {
-		d.Sync()
-		d.Close()
-	}
-	return nil
-}
+// writeFileAtomic writes the agent's files: its state, configurations.
+func writeFileAtomic(path string, b []byte) error { return atomicfile.Write(path, b, 0o600) }

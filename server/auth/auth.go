@@ -17,8 +17,6 @@ import (
 	"encoding/base64"
 	"fmt"
 	"log/slog"
-	"os"
-	"path/filepath"
 	"regexp"
 	"strings"
 	"sync"
@@ -29,6 +27,7 @@ import (
 	"google.golang.org/protobuf/types/known/timestamppb"
 
 	"github.com/vmapp/vmapp/errs"
+	"github.com/vmapp/vmapp/internal/atomicfile"
 	"github.com/vmapp/vmapp/internal/boltpb"
 	statepb "github.com/vmapp/vmapp/proto/vmapp/state/v1"
 	pb "github.com/vmapp/vmapp/proto/vmapp/v1"
@@ -110,7 +109,7 @@ func (s *Service) Bootstrap(path string) (bool, error) {
 	if err != nil {
 		return false, err
 	}
-	if err := writeSecret(path, secret); err != nil {
+	if err := atomicfile.Write(path, []byte(secret+"\n"), 0o600); err != nil {
 		// Without the file nobody can use the token: take it back, so the
 		// next start tries again.
 		s.db.Update(func(tx *bolt.Tx) error { return tx.Bucket(bucketTokens).Delete([]byte(t.Id)) })
@@ -131,30 +130,6 @@ func (s *Service) IssueOperatorToken(name string) (*pb.Token, string, error) {
 		s.log.Info("created an operator token", "token", t.Id, "name", name)
 	}
 	return t, secret, err
-}
-
-func writeSecret(path, secret string) error {
-	tmp, err := os.CreateTemp(filepath.Dir(path), filepath.Base(path)+".*")
-	if err != nil {
-		return err
-	}
-	defer os.Remove(tmp.Name())
-	if err := tmp.Chmod(0o600); err != nil {
-		tmp.Close()
-		return err
-	}
-	if _, err := tmp.WriteString(secret + "\n"); err != nil {
-		tmp.Close()
-		return err
-	}
-	if err := tmp.Sync(); err != nil {
-		tmp.Close()
-		return err
-	}
-	if err := tmp.Close(); err != nil {
-		return err
-	}
-	return os.Rename(tmp.Name(), path)
 }
 
 // issue stores t with a new id and secret and returns the credential.
