@@ -5,7 +5,9 @@ import (
 	"strings"
 
 	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials"
 	"google.golang.org/grpc/metadata"
+	"google.golang.org/grpc/peer"
 
 	"github.com/vmapp/vmapp/errs"
 	pb "github.com/vmapp/vmapp/proto/vmapp/v1"
@@ -186,9 +188,10 @@ func open(method string) bool { return strings.HasPrefix(method, "/grpc.health.v
 
 // authorizer authenticates calls and checks them against rules.
 type authorizer struct {
-	auth  *auth.Service
-	store *catalog.Store
-	fleet *fleet.Fleet
+	auth      *auth.Service
+	store     *catalog.Store
+	fleet     *fleet.Fleet
+	bindCerts bool // machine tokens need their machine's client certificate
 }
 
 // authenticate returns ctx with the caller's token.
@@ -212,12 +215,31 @@ func (a *authorizer) authenticate(ctx context.Context, method string) (context.C
 	if err != nil {
 		return ctx, err
 	}
+	if a.bindCerts && t.Role == pb.Role_ROLE_MACHINE {
+		if cn := clientCN(ctx); cn != t.Machine {
+			return ctx, errs.New(errs.PermissionDenied, "authorization", "%s came over a connection whose client certificate names '%s', not machine '%s'", auth.Describe(t), cn, t.Machine)
+		}
+	}
 	if _, named := ctx.Value(tenantCtx{}).(string); !named && t.Tenant != auth.AllTenants {
 		// The credential's tenant, unless the call names another (a
 		// gallery shared with the credential's tenant).
 		ctx = context.WithValue(ctx, tenantCtx{}, t.Tenant)
 	}
 	return auth.WithToken(ctx, t), nil
+}
+
+// clientCN is the common name of the connection's verified client
+// certificate; "" without one.
+func clientCN(ctx context.Context) string {
+	p, ok := peer.FromContext(ctx)
+	if !ok {
+		return ""
+	}
+	ti, ok := p.AuthInfo.(credentials.TLSInfo)
+	if !ok || len(ti.State.VerifiedChains) == 0 || len(ti.State.VerifiedChains[0]) == 0 {
+		return ""
+	}
+	return ti.State.VerifiedChains[0][0].Subject.CommonName
 }
 
 // authorize checks the call's request against its rule.

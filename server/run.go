@@ -49,6 +49,10 @@ type Config struct {
 	// over TLS only. TLSClientCA, a PEM CA bundle, makes vmappd require a
 	// client certificate from it of every connection (mutual TLS).
 	TLSCert, TLSKey, TLSClientCA string
+	// BindMachineCerts (with TLSClientCA) accepts a machine's agent
+	// credential only over a connection whose client certificate's common
+	// name is that machine's name.
+	BindMachineCerts bool
 }
 
 // DBFile is the catalog file's name inside the data directory.
@@ -70,6 +74,9 @@ func Run(ctx context.Context, c Config) error {
 	tlsConf, err := TLSConfig(c.TLSCert, c.TLSKey, c.TLSClientCA)
 	if err != nil {
 		return err
+	}
+	if c.BindMachineCerts && c.TLSClientCA == "" {
+		return fmt.Errorf("--tls-bind-machines needs --tls-client-ca: machines are known by their client certificates")
 	}
 	topo, err := topology.Load(c.RegionsFile)
 	if err != nil {
@@ -128,7 +135,7 @@ func Run(ctx context.Context, c Config) error {
 	}
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	transport := logTransport(log, lis.Addr(), tlsConf)
-	gs := New(Options{Store: store, Topology: topo, Ingest: ing, Replicator: repl, Stores: stores.Get, URLExpiry: c.URLExpiry, ProxyDownloads: c.ProxyDownloads, Fleet: flt, Auth: au, Logger: log, Registry: reg, Creds: serverCreds(tlsConf, log)})
+	gs := New(Options{Store: store, Topology: topo, Ingest: ing, Replicator: repl, Stores: stores.Get, URLExpiry: c.URLExpiry, ProxyDownloads: c.ProxyDownloads, Fleet: flt, Auth: au, BindMachineCerts: c.BindMachineCerts, Logger: log, Registry: reg, Creds: serverCreds(tlsConf, log)})
 
 	var metricsSrv *http.Server
 	if c.MetricsAddr != "" {

@@ -86,8 +86,11 @@ type Options struct {
 	// Auth, when set, authenticates every call and authorizes it by role,
 	// and serves AccessService. Nil leaves the API open: for tests of
 	// other parts; vmappd always sets it.
-	Auth   *auth.Service
-	Logger *slog.Logger
+	Auth *auth.Service
+	// BindMachineCerts accepts a machine's agent credential only over a
+	// connection whose verified client certificate names that machine.
+	BindMachineCerts bool
+	Logger           *slog.Logger
 	// Registry receives the gRPC metrics; nil means none are registered.
 	Registry prometheus.Registerer
 	// Creds secure the connections (TLS; see run.go); nil serves plaintext.
@@ -107,7 +110,7 @@ func New(o Options) *grpc.Server {
 	}
 	var az *authorizer
 	if o.Auth != nil {
-		az = &authorizer{auth: o.Auth, store: o.Store, fleet: o.Fleet}
+		az = &authorizer{auth: o.Auth, store: o.Store, fleet: o.Fleet, bindCerts: o.BindMachineCerts}
 	}
 	opts := wire.ServerOptions()
 	if o.Creds != nil {

@@ -35,9 +35,10 @@ func main() {
 	flag.StringVar(&c.TLSCert, "tls-cert", "", "PEM certificate (chain) to serve gRPC over TLS with; needs --tls-key (empty: plaintext)")
 	flag.StringVar(&c.TLSKey, "tls-key", "", "PEM private key of --tls-cert")
 	flag.StringVar(&c.TLSClientCA, "tls-client-ca", "", "PEM CA bundle: require client certificates it issued (mutual TLS)")
+	flag.BoolVar(&c.BindMachineCerts, "tls-bind-machines", false, "with --tls-client-ca: accept a machine's agent credential only with a client certificate whose CN is that machine's name")
 	flag.Parse()
 	if c.DataDir == "" || c.RegionsFile == "" || flag.NArg() > 0 {
-		fmt.Fprintln(os.Stderr, "usage: vmappd --data DIR --regions FILE [--listen ADDR] [--metrics ADDR] [--tls-cert FILE --tls-key FILE [--tls-client-ca FILE]]")
+		fmt.Fprintln(os.Stderr, "usage: vmappd --data DIR --regions FILE [--listen ADDR] [--metrics ADDR] [--tls-cert FILE --tls-key FILE [--tls-client-ca FILE [--tls-bind-machines]]]")
 		fmt.Fprintln(os.Stderr, "       vmappd certs --dir DIR [--hosts H,...] [--clients NAME,...]   (development certificates)")
 		fmt.Fprintln(os.Stderr, "       vmappd operator-token --data DIR --out FILE                   (a new operator token; vmappd stopped)")
 		flag.PrintDefaults()

@@ -312,6 +312,7 @@ func TestBadFlagsAndRegions(t *testing.T) {
 		{"tls cert without key", regionsYAML, []string{"--tls-cert", cert}, "--tls-cert and --tls-key go together"},
 		{"tls key without cert", regionsYAML, []string{"--tls-key", key}, "--tls-cert and --tls-key go together"},
 		{"client ca without tls", regionsYAML, []string{"--tls-client-ca", ca}, "--tls-client-ca needs --tls-cert and --tls-key"},
+		{"bound machines without client ca", regionsYAML, []string{"--tls-cert", cert, "--tls-key", key, "--tls-bind-machines"}, "--tls-bind-machines needs --tls-client-ca"},
 		{"tls cert missing", regionsYAML, []string{"--tls-cert", nope, "--tls-key", key}, "--tls-cert " + nope + ": no such file or directory"},
 		{"tls key missing", regionsYAML, []string{"--tls-cert", cert, "--tls-key", nope}, "--tls-key " + nope + ": no such file or directory"},
 		{"tls cert not PEM", regionsYAML, []string{"--tls-cert", notPEM, "--tls-key", key}, "--tls-cert " + notPEM + ": no PEM certificate in it"},

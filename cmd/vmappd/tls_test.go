@@ -25,7 +25,7 @@ type tlsFiles struct{ dir, other string }
 func genCerts(t *testing.T) tlsFiles {
 	t.Helper()
 	f := tlsFiles{dir: filepath.Join(t.TempDir(), "certs"), other: filepath.Join(t.TempDir(), "other")}
-	if _, err := devcerts.Generate(f.dir, []string{"127.0.0.1", "localhost"}, []string{"vm1", "operator"}); err != nil {
+	if _, err := devcerts.Generate(f.dir, []string{"127.0.0.1", "localhost"}, []string{"vm1", "vm2", "operator"}); err != nil {
 		t.Fatal(err)
 	}
 	if _, err := devcerts.Generate(f.other, []string{"127.0.0.1"}, []string{"operator"}); err != nil {
@@ -159,7 +159,7 @@ func TestTLS(t *testing.T) {
 		if out, err := exec.Command("go", "build", "-o", agentBin, "../vmapp-agent").CombinedOutput(); err != nil {
 			t.Fatalf("go build vmapp-agent: %v\n%s", err, out)
 		}
-		p := start(t, bin, filepath.Join(dir, "data-mtls"), regions, append(serverFlags, "--tls-client-ca", f.path("ca.pem"))...)
+		p := start(t, bin, filepath.Join(dir, "data-mtls"), regions, append(serverFlags, "--tls-client-ca", f.path("ca.pem"), "--tls-bind-machines")...)
 		if out := p.output(); !strings.Contains(out, "transport=mtls") {
 			t.Errorf("log:\n%s", out)
 		}
@@ -221,6 +221,22 @@ func TestTLS(t *testing.T) {
 				t.Fatalf("the agent never connected; its log:\n%s\nvmappd's:\n%s", agentLog, p.output())
 			}
 			time.Sleep(50 * time.Millisecond)
+		}
+		// --tls-bind-machines: vm1's credential over another machine's (or
+		// the operator's) certificate is refused.
+		for _, name := range []string{"operator", "vm2"} {
+			c, err := client.New(p.addr, client.Options{Token: created.AgentToken, TLS: tlsConfig(t, f.path("ca.pem"), f.path(name+".pem"), f.path(name+"-key.pem"))})
+			if err != nil {
+				t.Fatal(err)
+			}
+			s, err := pb.NewFleetServiceClient(c.Conn()).WatchGoalState(ctx, &pb.WatchGoalStateRequest{Machine: "vm1"})
+			if err == nil {
+				_, err = s.Recv()
+			}
+			c.Close()
+			if errs.ClassOf(err) != errs.PermissionDenied || !strings.Contains(err.Error(), "client certificate names '"+name+"', not machine 'vm1'") {
+				t.Errorf("vm1's credential with the certificate of %s: %v", name, err)
+			}
 		}
 	})
 

@@ -76,7 +76,7 @@ run "$BIN/vmappd" certs --dir "$CERTS" --hosts 127.0.0.1,localhost --clients "$c
 
 bold "starting vmappd on $VMAPPD_ADDR with mutual TLS (metrics on http://$METRICS_ADDR/metrics)"
 "$BIN/vmappd" --data "$STATE/vmappd" --listen "$VMAPPD_ADDR" --metrics "$METRICS_ADDR" \
-  --tls-cert "$CERTS/server.pem" --tls-key "$CERTS/server-key.pem" --tls-client-ca "$CERTS/ca.pem" \
+  --tls-cert "$CERTS/server.pem" --tls-key "$CERTS/server-key.pem" --tls-client-ca "$CERTS/ca.pem" --tls-bind-machines \
   --regions "$HERE/regions.yaml" >"$STATE/logs/vmappd.log" 2>&1 &
 echo $! >"$STATE/vmappd.pid"
 # Its first start writes the operator's token (Owner of every tenant).
