@@ -13,6 +13,8 @@ import (
 	"testing"
 	"time"
 
+	"google.golang.org/grpc/credentials"
+
 	"github.com/vmapp/vmapp/internal/testcluster"
 	"github.com/vmapp/vmapp/server"
 	"github.com/vmapp/vmapp/server/catalog"
@@ -53,6 +55,13 @@ func clusterEnv(t *testing.T, c *testcluster.Cluster) *env {
 
 func newEnv(t *testing.T) *env {
 	t.Helper()
+	return newEnvWith(t, nil)
+}
+
+// newEnvWith is newEnv with vmappd's transport credentials (nil:
+// plaintext).
+func newEnvWith(t *testing.T, creds credentials.TransportCredentials) *env {
+	t.Helper()
 	dir := t.TempDir()
 	path := filepath.Join(dir, "regions.yaml")
 	if err := os.WriteFile(path, []byte(regionsYAML), 0o600); err != nil {
@@ -70,7 +79,7 @@ func newEnv(t *testing.T) *env {
 	if err != nil {
 		t.Fatal(err)
 	}
-	gs := server.New(server.Options{Store: store, Topology: topo})
+	gs := server.New(server.Options{Store: store, Topology: topo, Creds: creds})
 	go gs.Serve(lis)
 	t.Cleanup(func() {
 		gs.Stop()

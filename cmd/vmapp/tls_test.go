@@ -1,9 +1,6 @@
 package main
 
 import (
-	"context"
-	"net"
-	"os"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -12,8 +9,6 @@ import (
 
 	"github.com/vmapp/vmapp/internal/devcerts"
 	"github.com/vmapp/vmapp/server"
-	"github.com/vmapp/vmapp/server/catalog"
-	"github.com/vmapp/vmapp/topology"
 )
 
 // newTLSEnv is newEnv with vmappd on TLS, requiring client certificates of
@@ -28,33 +23,11 @@ func newTLSEnv(t *testing.T) (e *env, certs, other string) {
 			t.Fatal(err)
 		}
 	}
-	path := filepath.Join(dir, "regions.yaml")
-	if err := os.WriteFile(path, []byte(regionsYAML), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	topo, err := topology.Load(path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	store, err := catalog.Open(context.Background(), filepath.Join(dir, "vmapp.db"), catalog.Options{Regions: topo.Names()})
-	if err != nil {
-		t.Fatal(err)
-	}
 	tc, err := server.TLSConfig(filepath.Join(certs, "server.pem"), filepath.Join(certs, "server-key.pem"), filepath.Join(certs, "ca.pem"))
 	if err != nil {
 		t.Fatal(err)
 	}
-	lis, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	gs := server.New(server.Options{Store: store, Topology: topo, Creds: credentials.NewTLS(tc)})
-	go gs.Serve(lis)
-	t.Cleanup(func() {
-		gs.Stop()
-		store.Close()
-	})
-	return &env{t: t, addr: lis.Addr().String(), store: store}, certs, other
+	return newEnvWith(t, credentials.NewTLS(tc)), certs, other
 }
 
 // TestTLSFlags runs the CLI against a vmappd on mutual TLS.
