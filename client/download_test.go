@@ -353,13 +353,14 @@ func TestDownloadCorruptReplica(t *testing.T) {
 	t.Run("piece hashes", func(t *testing.T) { testCorruptReplica(t, true) })
 }
 
-// withoutChain is a client of the cluster that drops the plans' piece_chain.
-func withoutChain(t *testing.T, c *testcluster.Cluster) *client.Client {
+// planEdit is a client of the cluster that changes every plan it gets
+// with edit, as a different vmappd would send it.
+func planEdit(t *testing.T, c *testcluster.Cluster, edit func(*pb.DownloadPlan)) *client.Client {
 	cl, err := client.New(c.Addr, client.Options{Token: c.AdminToken, DialOptions: []grpc.DialOption{
 		grpc.WithChainUnaryInterceptor(func(ctx context.Context, method string, req, reply any, cc *grpc.ClientConn, invoker grpc.UnaryInvoker, opts ...grpc.CallOption) error {
 			err := invoker(ctx, method, req, reply, cc, opts...)
 			if r, ok := reply.(*pb.GetDownloadPlanResponse); ok && r.Plan != nil {
-				r.Plan.PieceChain = nil
+				edit(r.Plan)
 			}
 			return err
 		}),
@@ -369,6 +370,37 @@ func withoutChain(t *testing.T, c *testcluster.Cluster) *client.Client {
 	}
 	t.Cleanup(func() { cl.Close() })
 	return cl
+}
+
+// withoutChain is a client of the cluster that drops the plans' piece_chain,
+// as a vmappd sends for artifacts stored before it was recorded.
+func withoutChain(t *testing.T, c *testcluster.Cluster) *client.Client {
+	return planEdit(t, c, func(p *pb.DownloadPlan) { p.PieceChain = nil })
+}
+
+// TestDownloadBadChain: a plan whose chaining values don't fit its pieces
+// is refused before anything is fetched; one whose values are wrong fails
+// every piece, and nothing appears at the final path.
+func TestDownloadBadChain(t *testing.T) {
+	c := testcluster.Start(t, testcluster.Options{})
+	publish(t, c, "1.0.0", randomData(size4, 7), testcluster.Target("eastus", 1))
+	for _, tc := range []struct {
+		name  string
+		edit  func(*pb.DownloadPlan)
+		class errs.Class
+		want  string
+	}{
+		{"one value too few", func(p *pb.DownloadPlan) { p.PieceChain = p.PieceChain[1:] }, errs.Internal, "2 chaining values for 4 pieces"},
+		{"a short value", func(p *pb.DownloadPlan) { p.PieceChain[1] = p.PieceChain[1][:31] }, errs.Internal, "piece 1's chaining value has 31 bytes"},
+		{"a wrong value", func(p *pb.DownloadPlan) { p.PieceChain[0] = bytes.Repeat([]byte{7}, 32) }, errs.DataLoss, "chaining value"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			dest := filepath.Join(t.TempDir(), "pkg")
+			_, err := planEdit(t, c, tc.edit).Download(testCtx(t), "g", "a", "1.0.0", dest, client.DownloadOptions{Region: "eastus"})
+			wantClass(t, err, tc.class, tc.want)
+			mustNotExist(t, dest)
+		})
+	}
 }
 
 func testCorruptReplica(t *testing.T, legacy bool) {

@@ -21,14 +21,13 @@ import (
 const AuthorizationKey = "authorization"
 
 // rule is what one RPC needs. Every RPC of every vmapp service has one
-// (TestEveryRPCHasARule); a call without a rule is refused.
+// (TestAccessMatrix fails otherwise); a call without a rule is refused.
 type rule struct {
 	perm auth.Perm
 	// gallery returns the one gallery the call is about; nil for calls on
 	// the whole tenant (listing galleries, machines, tokens).
 	gallery func(a *authorizer, ctx context.Context, tenant string, req any) (string, error)
-	// machine is how a machine token may make the call, after its tenant
-	// matched; nil: it may not.
+	// machine is how a machine token may make the call; nil: it may not.
 	machine func(a *authorizer, ctx context.Context, t *pb.Token, tenant string, req any) error
 	// anyone: any valid credential, in any tenant.
 	anyone bool

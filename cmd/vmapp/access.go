@@ -180,11 +180,6 @@ The CLI sends the token in VMAPP_TOKEN, or read from --token-file.`,
 	return cmd
 }
 
-func roleWord(r pb.Role) string {
-	n := strings.ToLower(strings.TrimPrefix(r.String(), "ROLE_"))
-	return strings.ToUpper(n[:1]) + n[1:]
-}
-
 func (c *cli) printTokens(list bool, ts ...*pb.Token) error {
 	if c.output == "json" {
 		if list {
@@ -194,16 +189,7 @@ func (c *cli) printTokens(list bool, ts ...*pb.Token) error {
 	}
 	tb := newTable(c.stdout, "ID", "NAME", "ROLE", "SCOPE", "CREATED", "EXPIRES", "REVOKED")
 	for _, t := range ts {
-		scope := "tenant " + t.Tenant
-		switch {
-		case t.Tenant == "*":
-			scope = "every tenant"
-		case t.Machine != "":
-			scope = "machine " + t.Machine
-		case t.Gallery != "":
-			scope = "gallery " + t.Gallery
-		}
-		tb.row(t.Id, t.Name, roleWord(t.Role), scope, formatTime(t.CreateTime), orDash(t.ExpireTime), orDash(t.RevokeTime))
+		tb.row(t.Id, t.Name, t.Role.Label(), t.Scope(), formatTime(t.CreateTime), orDash(t.ExpireTime), orDash(t.RevokeTime))
 	}
 	return tb.flush()
 }
@@ -224,7 +210,7 @@ func (c *cli) shareCmds() []*cobra.Command {
 		case public && with != "":
 			return "", usagef("--with and --public: give one")
 		case public:
-			return "*", nil
+			return pb.AllTenants, nil
 		case with == "":
 			return "", usagef("--with TENANT or --public is required")
 		}
@@ -292,7 +278,7 @@ func (c *cli) printShares(list bool, ss ...*pb.Share) error {
 	tb := newTable(c.stdout, "GALLERY", "SHARED WITH", "BY", "SINCE")
 	for _, s := range ss {
 		with := s.Grantee
-		if with == "*" {
+		if with == pb.AllTenants {
 			with = "everyone (public)"
 		}
 		tb.row(s.Gallery, with, s.CreatedBy, formatTime(s.CreateTime))

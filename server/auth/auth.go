@@ -34,13 +34,14 @@ import (
 )
 
 var (
-	bucketTokens = []byte("auth_tokens") // id → statepb.Credential
-	bucketShares = []byte("auth_shares") // tenant \0 gallery \0 grantee → pb.Share
+	bucketTokens   = []byte("auth_tokens")   // id → statepb.Credential
+	bucketMachines = []byte("auth_machines") // tenant \0 machine → id of its live agent token
+	bucketShares   = []byte("auth_shares")   // tenant \0 gallery \0 grantee → pb.Share
 )
 
-// AllTenants is the tenant of the operator's bootstrap token, and the
-// grantee of a public share.
-const AllTenants = "*"
+// AllTenants is the tenant of the operator's tokens, and the grantee of a
+// public share.
+const AllTenants = pb.AllTenants
 
 // MaxTokenNameLen bounds a token's name.
 const MaxTokenNameLen = 256
@@ -82,7 +83,7 @@ func New(o Options) (*Service, error) {
 		s.log = slog.New(slog.DiscardHandler)
 	}
 	err := s.db.Update(func(tx *bolt.Tx) error {
-		for _, b := range [][]byte{bucketTokens, bucketShares} {
+		for _, b := range [][]byte{bucketTokens, bucketMachines, bucketShares} {
 			if _, err := tx.CreateBucketIfNotExists(b); err != nil {
 				return err
 			}
@@ -104,8 +105,7 @@ func (s *Service) Bootstrap(path string) (bool, error) {
 	}); err != nil || !empty {
 		return false, err
 	}
-	t := &pb.Token{Name: "bootstrap operator", Tenant: AllTenants, Role: pb.Role_ROLE_OWNER}
-	secret, err := s.issue(t)
+	t, secret, err := s.IssueOperatorToken("bootstrap operator")
 	if err != nil {
 		return false, err
 	}
@@ -134,23 +134,29 @@ func (s *Service) IssueOperatorToken(name string) (*pb.Token, string, error) {
 
 // issue stores t with a new id and secret and returns the credential.
 func (s *Service) issue(t *pb.Token) (string, error) {
+	var secret string
+	err := s.db.Update(func(tx *bolt.Tx) (err error) {
+		secret, err = s.put(tx, t)
+		return err
+	})
+	return secret, err
+}
+
+// put gives t a new id and secret, stores it in tx and returns the
+// credential; the cache learns it when tx commits.
+func (s *Service) put(tx *bolt.Tx, t *pb.Token) (string, error) {
 	id, secret := make([]byte, 12), make([]byte, 32)
-	if _, err := rand.Read(id); err != nil {
-		return "", err
-	}
+	rand.Read(id) // crypto/rand never fails
 	rand.Read(secret)
 	t.Id = "tok_" + strings.ToLower(b32.EncodeToString(id))
 	t.CreateTime = timestamppb.New(s.now())
 	enc := base64.RawURLEncoding.EncodeToString(secret)
 	sum := sha256.Sum256([]byte(enc))
-	c := &statepb.Credential{Token: t, SecretSha256: sum[:]}
-	err := s.db.Update(func(tx *bolt.Tx) error {
-		return boltpb.Put(tx.Bucket(bucketTokens), []byte(t.Id), c)
-	})
-	if err != nil {
+	c := &statepb.Credential{Token: proto.Clone(t).(*pb.Token), SecretSha256: sum[:]}
+	if err := boltpb.Put(tx.Bucket(bucketTokens), []byte(t.Id), c); err != nil {
 		return "", err
 	}
-	s.known.Store(t.Id, proto.Clone(c))
+	tx.OnCommit(func() { s.known.Store(t.Id, c) })
 	return t.Id + "." + enc, nil
 }
 
@@ -220,68 +226,63 @@ func (s *Service) CreateToken(by *pb.Token, tenant string, r *pb.CreateTokenRequ
 	if err != nil {
 		return nil, "", err
 	}
-	s.log.Info("token created", "token", t.Id, "name", t.Name, "tenant", tenant, "role", RoleName(t.Role), "gallery", t.Gallery, "by", by.Id)
+	s.log.Info("token created", "token", t.Id, "name", t.Name, "tenant", tenant, "role", t.Role.Label(), "gallery", t.Gallery, "by", by.Id)
 	return t, secret, nil
 }
 
-// IssueMachineToken revokes the machine's earlier tokens and issues one
+// IssueMachineToken revokes the machine's earlier token and issues one
 // bound to it.
 func (s *Service) IssueMachineToken(by *pb.Token, tenant, machine string) (string, error) {
-	if err := s.RevokeMachine(tenant, machine); err != nil {
-		return "", err
-	}
 	t := &pb.Token{Name: "agent of " + machine, Tenant: tenant, Role: pb.Role_ROLE_MACHINE, Machine: machine}
 	if by != nil {
 		t.CreatedBy = by.Id
 	}
-	return s.issue(t)
+	var secret string
+	err := s.db.Update(func(tx *bolt.Tx) (err error) {
+		if err = s.revokeMachine(tx, tenant, machine); err != nil {
+			return err
+		}
+		if secret, err = s.put(tx, t); err != nil {
+			return err
+		}
+		return tx.Bucket(bucketMachines).Put(machineKey(tenant, machine), []byte(t.Id))
+	})
+	return secret, err
 }
 
-// RevokeMachine revokes every token bound to the machine.
+// RevokeMachine revokes the token bound to the machine, if any.
 func (s *Service) RevokeMachine(tenant, machine string) error {
-	return s.edit(func(c *statepb.Credential) bool {
-		t := c.Token
-		if t.Role != pb.Role_ROLE_MACHINE || t.Tenant != tenant || t.Machine != machine || t.RevokeTime != nil {
-			return false
-		}
-		t.RevokeTime = timestamppb.New(s.now())
-		return true
-	})
+	return s.db.Update(func(tx *bolt.Tx) error { return s.revokeMachine(tx, tenant, machine) })
 }
 
-// edit rewrites the credentials f changes.
-func (s *Service) edit(f func(*statepb.Credential) bool) error {
-	return s.db.Update(func(tx *bolt.Tx) error {
-		b := tx.Bucket(bucketTokens)
-		type change struct {
-			k []byte
-			c *statepb.Credential
-		}
-		var changes []change
-		err := b.ForEach(func(k, v []byte) error {
-			c := &statepb.Credential{}
-			if err := proto.Unmarshal(v, c); err != nil {
-				return fmt.Errorf("decode token %q: %w", k, err)
-			}
-			if f(c) {
-				changes = append(changes, change{append([]byte(nil), k...), c})
-			}
-			return nil
-		})
-		for _, ch := range changes {
-			if err == nil {
-				err = boltpb.Put(b, ch.k, ch.c)
-			}
-		}
-		if err == nil {
-			tx.OnCommit(func() {
-				for _, ch := range changes {
-					s.known.Store(string(ch.k), ch.c)
-				}
-			})
-		}
+func machineKey(tenant, machine string) []byte { return []byte(tenant + "\x00" + machine) }
+
+// revokeMachine revokes, in tx, the token the machine index names.
+func (s *Service) revokeMachine(tx *bolt.Tx, tenant, machine string) error {
+	idx := tx.Bucket(bucketMachines)
+	id := string(idx.Get(machineKey(tenant, machine))) // a copy: the bucket changes below
+	if id == "" {
+		return nil
+	}
+	c := &statepb.Credential{}
+	if ok, err := boltpb.Get(tx.Bucket(bucketTokens), []byte(id), c); err != nil {
 		return err
-	})
+	} else if ok {
+		if err := s.revoke(tx, id, c); err != nil {
+			return err
+		}
+	}
+	return idx.Delete(machineKey(tenant, machine))
+}
+
+// revoke marks credential c (token id) revoked in tx, unless it is already.
+func (s *Service) revoke(tx *bolt.Tx, id string, c *statepb.Credential) error {
+	if c.Token.RevokeTime != nil {
+		return nil
+	}
+	c.Token.RevokeTime = timestamppb.New(s.now())
+	tx.OnCommit(func() { s.known.Store(id, c) })
+	return boltpb.Put(tx.Bucket(bucketTokens), []byte(id), c)
 }
 
 // ListTokens lists the tenant's tokens that by may see: of its gallery
@@ -327,12 +328,8 @@ func (s *Service) RevokeToken(by *pb.Token, tenant, id string) (*pb.Token, error
 		case by.Gallery != "" && c.Token.Gallery != by.Gallery:
 			return errs.New(errs.PermissionDenied, "id", "token %s is Owner of gallery '%s' only; token %s is not scoped to it", by.Id, by.Gallery, id)
 		}
-		if c.Token.RevokeTime == nil {
-			c.Token.RevokeTime = timestamppb.New(s.now())
-		}
 		out = c.Token
-		tx.OnCommit(func() { s.known.Store(id, proto.Clone(c)) })
-		return boltpb.Put(tx.Bucket(bucketTokens), []byte(id), c)
+		return s.revoke(tx, id, c)
 	})
 	if err == nil {
 		s.log.Info("token revoked", "token", id, "by", by.Id)

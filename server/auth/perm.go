@@ -2,7 +2,6 @@ package auth
 
 import (
 	"fmt"
-	"strings"
 
 	"github.com/vmapp/vmapp/errs"
 	pb "github.com/vmapp/vmapp/proto/vmapp/v1"
@@ -35,40 +34,12 @@ func (p Perm) String() string { return permNames[p] }
 // least is the least role with each permission.
 var least = map[Perm]pb.Role{Read: pb.Role_ROLE_READER, Deploy: pb.Role_ROLE_READER, Publish: pb.Role_ROLE_CONTRIBUTOR, Manage: pb.Role_ROLE_OWNER, Agent: pb.Role_ROLE_CONTRIBUTOR}
 
-// RoleName is "Reader", "Contributor", "Owner" or "Machine".
-func RoleName(r pb.Role) string {
-	n := strings.TrimPrefix(r.String(), "ROLE_")
-	if len(n) < 2 {
-		return n
-	}
-	return n[:1] + strings.ToLower(n[1:])
-}
-
-// ParseRole reads a role name in any case.
-func ParseRole(s string) (pb.Role, error) {
-	for _, r := range []pb.Role{pb.Role_ROLE_READER, pb.Role_ROLE_CONTRIBUTOR, pb.Role_ROLE_OWNER} {
-		if strings.EqualFold(s, RoleName(r)) {
-			return r, nil
-		}
-	}
-	return 0, errs.New(errs.InvalidArgument, "role", "role '%s' is not one of Reader, Contributor, Owner", s)
-}
-
 // Describe names a token in messages and logs: never its secret.
 func Describe(t *pb.Token) string {
 	if t == nil {
 		return "anonymous"
 	}
-	scope := "tenant " + t.Tenant
-	switch {
-	case t.Tenant == AllTenants:
-		scope = "every tenant"
-	case t.Machine != "":
-		scope = "machine " + t.Tenant + "/" + t.Machine
-	case t.Gallery != "":
-		scope = "gallery " + t.Tenant + "/" + t.Gallery
-	}
-	return fmt.Sprintf("token %s (%s: %s of %s)", t.Id, t.Name, RoleName(t.Role), scope)
+	return fmt.Sprintf("token %s (%s: %s of %s)", t.Id, t.Name, t.Role.Label(), t.Scope())
 }
 
 // Check returns nil when t may do perm in the tenant, on the gallery (""
@@ -94,7 +65,7 @@ func (s *Service) Check(t *pb.Token, perm Perm, action, tenant, gallery string) 
 			return deny("it is scoped to gallery '%s'", t.Gallery)
 		}
 		if t.Role < least[perm] {
-			return deny("that needs the %s role", RoleName(least[perm]))
+			return deny("that needs the %s role", least[perm].Label())
 		}
 		return nil
 	}

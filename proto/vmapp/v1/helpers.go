@@ -1,5 +1,7 @@
 package vmappv1
 
+import "strings"
+
 // Hand-written helpers on the generated API types, shared by vmappd, the
 // replicator, the client and the CLI so they name and count things alike.
 
@@ -23,4 +25,28 @@ func (pp *PublishingProfile) ReplicasIn(tr *TargetRegion) int32 {
 		return pp.GetReplicaCount()
 	}
 	return 1
+}
+
+// AllTenants is the tenant of the operator's tokens (Owner of every
+// tenant), and the grantee of a public gallery share.
+const AllTenants = "*"
+
+// Label names a role: "Reader", "Contributor", "Owner" or "Machine".
+func (r Role) Label() string {
+	n := strings.TrimPrefix(r.String(), "ROLE_")
+	return n[:1] + strings.ToLower(n[1:])
+}
+
+// Scope says where a token's role holds: "every tenant", "tenant T",
+// "gallery G of tenant T" or "machine M of tenant T".
+func (t *Token) Scope() string {
+	switch {
+	case t.GetTenant() == AllTenants:
+		return "every tenant"
+	case t.GetMachine() != "":
+		return "machine " + t.Machine + " of tenant " + t.Tenant
+	case t.GetGallery() != "":
+		return "gallery " + t.Gallery + " of tenant " + t.Tenant
+	}
+	return "tenant " + t.GetTenant()
 }
