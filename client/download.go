@@ -660,8 +660,7 @@ func (d *downloader) markVerified(i int) {
 	os.Rename(tmp, d.statePath)
 }
 
-// finish checks the whole file's sha256 (got, read back from the file)
-// and moves it to dest.
+// finish checks the whole file's sha256 (got) and moves the file to dest.
 func (d *downloader) finish(got string) error {
 	if got != d.sha {
 		// Every piece matched its hash: the plan's hashes disagree, or the
@@ -1081,11 +1080,12 @@ func (d *downloader) pieceHash(i int) hash.Hash {
 	if d.chain == nil {
 		return sha256.New()
 	}
-	if i == 0 {
-		return shachain.Resume(nil, 0)
+	var cv []byte // nil: the start of the file
+	if i > 0 {
+		cv = d.chain[i-1]
 	}
 	off, _ := d.span(i)
-	return shachain.Resume(d.chain[i-1], off)
+	return shachain.Resume(cv, off)
 }
 
 // checkPiece checks piece i's hash h, which read it from from.

@@ -417,6 +417,12 @@ func TestOperatorToken(t *testing.T) {
 		t.Fatalf("a refused run left %s: %v", out, err)
 	}
 	p.kill9(t)
+	if s, code := tool("--data", data, "--out", out, "--name", ""); code != 1 || !strings.Contains(s, "name is required") {
+		t.Fatalf("empty name: exit %d\n%s", code, s)
+	}
+	if _, err := os.Stat(out); !os.IsNotExist(err) {
+		t.Fatalf("a refused run left %s: %v", out, err)
+	}
 	s, code := tool("--data", data, "--out", out, "--name", "recovery")
 	if code != 0 || !strings.Contains(s, "(recovery: Owner of every tenant) written to "+out) {
 		t.Fatalf("exit %d\n%s", code, s)

@@ -124,12 +124,24 @@ func (s *Service) Bootstrap(path string) (bool, error) {
 // as the bootstrap token is: for `vmappd operator-token`, when the
 // operator's tokens are lost.
 func (s *Service) IssueOperatorToken(name string) (*pb.Token, string, error) {
+	if err := checkTokenName(name); err != nil {
+		return nil, "", err
+	}
 	t := &pb.Token{Name: name, Tenant: AllTenants, Role: pb.Role_ROLE_OWNER}
 	secret, err := s.issue(t)
 	if err == nil {
 		s.log.Info("created an operator token", "token", t.Id, "name", name)
 	}
 	return t, secret, err
+}
+
+// checkTokenName: a token's name is required, on one line, of at most
+// MaxTokenNameLen bytes.
+func checkTokenName(name string) error {
+	if name == "" || len(name) > MaxTokenNameLen || strings.ContainsAny(name, "\x00\n\r") {
+		return errs.New(errs.InvalidArgument, "name", "name is required: up to %d characters on one line", MaxTokenNameLen)
+	}
+	return nil
 }
 
 // issue stores t with a new id and secret and returns the credential.
@@ -207,8 +219,8 @@ func (s *Service) lookup(id string) (*statepb.Credential, bool, error) {
 // Owner there (and of the gallery, when by is scoped to one).
 func (s *Service) CreateToken(by *pb.Token, tenant string, r *pb.CreateTokenRequest) (*pb.Token, string, error) {
 	switch {
-	case r.Name == "" || len(r.Name) > MaxTokenNameLen || strings.ContainsAny(r.Name, "\x00\n\r"):
-		return nil, "", errs.New(errs.InvalidArgument, "name", "name is required: up to %d characters on one line", MaxTokenNameLen)
+	case checkTokenName(r.Name) != nil:
+		return nil, "", checkTokenName(r.Name)
 	case r.Role != pb.Role_ROLE_READER && r.Role != pb.Role_ROLE_CONTRIBUTOR && r.Role != pb.Role_ROLE_OWNER:
 		return nil, "", errs.New(errs.InvalidArgument, "role", "role %s is not one of Reader, Contributor, Owner", r.Role)
 	case r.TtlSeconds < 0 || r.TtlSeconds > MaxTokenTTLSeconds:
