@@ -46,12 +46,7 @@ func TLSConfig(certFile, keyFile, clientCAFile string) (*tls.Config, error) {
 
 // flagErr names the flag of a tlsfiles error.
 func flagErr(err error) error {
-	var fe *tlsfiles.Error
-	if !errors.As(err, &fe) {
-		return err
-	}
-	flag := map[string]string{tlsfiles.Cert: "--tls-cert", tlsfiles.Key: "--tls-key", tlsfiles.CA: "--tls-client-ca"}[fe.What]
-	return fmt.Errorf("%s %w", flag, err)
+	return tlsfiles.Flagged(err, map[string]string{tlsfiles.Cert: "--tls-cert", tlsfiles.Key: "--tls-key", tlsfiles.CA: "--tls-client-ca"})
 }
 
 // logTransport logs what the gRPC listener's security is — a warning when

@@ -6,7 +6,6 @@ package main
 import (
 	"cmp"
 	"context"
-	"errors"
 	"flag"
 	"fmt"
 	"log/slog"
@@ -69,10 +68,7 @@ func main() {
 	if useTLS || ca != "" || cert != "" {
 		var err error
 		if c.TLS, err = client.TLSConfig(ca, cert, key); err != nil {
-			if fe := (*tlsfiles.Error)(nil); errors.As(err, &fe) {
-				err = fmt.Errorf("--%s %w", fe.What, fe)
-			}
-			fmt.Fprintf(os.Stderr, "vmapp-agent: %v\n", err)
+			fmt.Fprintf(os.Stderr, "vmapp-agent: %v\n", tlsfiles.Flagged(err, tlsfiles.ClientFlags))
 			os.Exit(1)
 		}
 	}

@@ -208,7 +208,7 @@ func (c *cli) connect() (*client.Client, error) {
 func tlsFlagError(err error) error {
 	var fe *tlsfiles.Error
 	if errors.As(err, &fe) {
-		return &errs.Error{Class: errs.InvalidArgument, Field: fe.What, Msg: "--" + fe.What + " " + fe.File, Err: fe.Err}
+		return &errs.Error{Class: errs.InvalidArgument, Field: fe.What, Msg: tlsfiles.ClientFlags[fe.What] + " " + fe.File, Err: fe.Err}
 	}
 	return err
 }

@@ -8,6 +8,7 @@ import (
 	"crypto/x509"
 	"encoding/pem"
 	"errors"
+	"fmt"
 	"io/fs"
 	"os"
 	"strings"
@@ -31,6 +32,21 @@ type Error struct {
 func (e *Error) Error() string { return e.File + ": " + e.Err.Error() }
 
 func (e *Error) Unwrap() error { return e.Err }
+
+// ClientFlags are the flags of the CLI and the agent that name each kind
+// of file.
+var ClientFlags = map[string]string{Cert: "--cert", Key: "--key", CA: "--ca"}
+
+// Flagged puts the flag that named the file (flags[What]) in front of an
+// Error: "--ca /x: no such file or directory". Other errors pass as they
+// are.
+func Flagged(err error, flags map[string]string) error {
+	var fe *Error
+	if !errors.As(err, &fe) {
+		return err
+	}
+	return fmt.Errorf("%s %w", flags[fe.What], fe)
+}
 
 func fileErr(what, file string, err error) *Error {
 	var pe *fs.PathError
