@@ -612,6 +612,27 @@ func TestSharing(t *testing.T) {
 	_, err = ownerAC.UnshareGallery(ctx(t), &pb.UnshareGalleryRequest{Gallery: "g", Grantee: "other"})
 	wantErr(t, err, codes.NotFound, "not shared")
 
+	// An Owner of gallery g lists g's shares only, and creates tokens for
+	// g only.
+	_, err = ownerAC.ShareGallery(ctx(t), &pb.ShareGalleryRequest{Gallery: "h", Grantee: "other"})
+	mustOK(t, err)
+	og, err := a.admin.CreateToken(ctx(t), &pb.CreateTokenRequest{Name: "owner of g", Role: pb.Role_ROLE_OWNER, Gallery: "g"})
+	mustOK(t, err)
+	ownerG := pb.NewAccessServiceClient(a.conn(t, og.Secret))
+	_, err = ownerG.ListShares(ctx(t), &pb.ListSharesRequest{Gallery: "h"})
+	wantErr(t, err, codes.PermissionDenied, "it is scoped to gallery 'g'")
+	_, err = ownerG.ListShares(ctx(t), &pb.ListSharesRequest{})
+	wantErr(t, err, codes.PermissionDenied, "it is scoped to gallery 'g'")
+	if ls, err := ownerG.ListShares(ctx(t), &pb.ListSharesRequest{Gallery: "g"}); err != nil || len(ls.Shares) != 0 {
+		t.Fatalf("shares of g seen by its Owner: %v %v", ls, err)
+	}
+	_, err = ownerG.CreateToken(ctx(t), &pb.CreateTokenRequest{Name: "x", Role: pb.Role_ROLE_READER})
+	wantErr(t, err, codes.PermissionDenied)
+	_, err = ownerG.CreateToken(ctx(t), &pb.CreateTokenRequest{Name: "x", Role: pb.Role_ROLE_READER, Gallery: "g"})
+	mustOK(t, err)
+	_, err = a.admin.IssueAgentToken(ctx(t), &pb.IssueAgentTokenRequest{})
+	wantErr(t, err, codes.NotFound)
+
 	// A gallery-scoped Reader can't share, nor create tokens beyond it.
 	_, err = pb.NewAccessServiceClient(a.conns[readerG]).ShareGallery(ctx(t), &pb.ShareGalleryRequest{Gallery: "g", Grantee: "other"})
 	wantErr(t, err, codes.PermissionDenied, "needs the Owner role")

@@ -178,7 +178,7 @@ var rules = map[string]rule{
 	pb.AccessService_RevokeToken_FullMethodName:     owner,
 	pb.AccessService_ShareGallery_FullMethodName:    ownerOf,
 	pb.AccessService_UnshareGallery_FullMethodName:  ownerOf,
-	pb.AccessService_ListShares_FullMethodName:      owner,
+	pb.AccessService_ListShares_FullMethodName:      ownerAny,
 	pb.AccessService_IssueAgentToken_FullMethodName: manage,
 }
 

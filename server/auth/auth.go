@@ -215,8 +215,8 @@ func (s *Service) lookup(id string) (*statepb.Credential, bool, error) {
 	return c, true, nil
 }
 
-// CreateToken issues a token in tenant on behalf of by, which must be an
-// Owner there (and of the gallery, when by is scoped to one).
+// CreateToken issues a token in tenant on behalf of by, an Owner of the
+// tenant or of the token's gallery (the caller checks which).
 func (s *Service) CreateToken(by *pb.Token, tenant string, r *pb.CreateTokenRequest) (*pb.Token, string, error) {
 	switch {
 	case checkTokenName(r.Name) != nil:
@@ -227,8 +227,6 @@ func (s *Service) CreateToken(by *pb.Token, tenant string, r *pb.CreateTokenRequ
 		return nil, "", errs.New(errs.InvalidArgument, "ttlSeconds", "ttlSeconds %d: want 0 (until revoked) up to %d (10 years)", r.TtlSeconds, MaxTokenTTLSeconds)
 	case tenant == AllTenants:
 		return nil, "", errs.New(errs.InvalidArgument, "tenant", "name the tenant the token works in")
-	case by.Gallery != "" && r.Gallery != by.Gallery:
-		return nil, "", errs.New(errs.PermissionDenied, "gallery", "token %s is Owner of gallery '%s' only: it can create tokens for that gallery only", by.Id, by.Gallery)
 	}
 	t := &pb.Token{Name: r.Name, Tenant: tenant, Role: r.Role, Gallery: r.Gallery, CreatedBy: by.Id}
 	if r.TtlSeconds > 0 {
@@ -297,11 +295,9 @@ func (s *Service) revoke(tx *bolt.Tx, id string, c *statepb.Credential) error {
 	return boltpb.Put(tx.Bucket(bucketTokens), []byte(id), c)
 }
 
-// ListTokens lists the tenant's tokens that by may see: of its gallery
-// when it is scoped to one, and the operator's when by is one. Machine,
-// revoked and expired tokens are left out unless all.
+// ListTokens lists the tenant's tokens, and the operator's when by is one.
+// Machine, revoked and expired tokens are left out unless all.
 func (s *Service) ListTokens(by *pb.Token, tenant string, all bool) ([]*pb.Token, error) {
-	gallery := by.GetGallery()
 	var out []*pb.Token
 	now := s.now()
 	err := s.db.View(func(tx *bolt.Tx) error {
@@ -313,7 +309,7 @@ func (s *Service) ListTokens(by *pb.Token, tenant string, all bool) ([]*pb.Token
 			t := c.Token
 			dead := t.RevokeTime != nil || t.ExpireTime != nil && !now.Before(t.ExpireTime.AsTime())
 			mine := t.Tenant == tenant || t.Tenant == AllTenants && by.GetTenant() == AllTenants
-			if mine && (gallery == "" || t.Gallery == gallery) && (all || !dead && t.Role != pb.Role_ROLE_MACHINE) {
+			if mine && (all || !dead && t.Role != pb.Role_ROLE_MACHINE) {
 				out = append(out, t)
 			}
 			return nil
@@ -322,8 +318,8 @@ func (s *Service) ListTokens(by *pb.Token, tenant string, all bool) ([]*pb.Token
 	return out, err
 }
 
-// RevokeToken revokes token id of the tenant; by must be Owner of what the
-// token is scoped to.
+// RevokeToken revokes token id of the tenant (of any tenant when by is the
+// operator's).
 func (s *Service) RevokeToken(by *pb.Token, tenant, id string) (*pb.Token, error) {
 	if !tokenID.MatchString(id) {
 		return nil, errs.New(errs.InvalidArgument, "id", "'%s' is not a token id (tok_ and 20 letters and digits)", id)
@@ -337,8 +333,6 @@ func (s *Service) RevokeToken(by *pb.Token, tenant, id string) (*pb.Token, error
 			return err
 		case !ok || c.Token.Tenant != tenant && by.Tenant != AllTenants:
 			return errs.New(errs.NotFound, "id", "Token '%s' doesn't exist in tenant '%s'.", id, tenant)
-		case by.Gallery != "" && c.Token.Gallery != by.Gallery:
-			return errs.New(errs.PermissionDenied, "id", "token %s is Owner of gallery '%s' only; token %s is not scoped to it", by.Id, by.Gallery, id)
 		}
 		out = c.Token
 		return s.revoke(tx, id, c)
