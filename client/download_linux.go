@@ -6,9 +6,38 @@ import (
 	"errors"
 	"os"
 	"syscall"
+	"unsafe"
 
 	"golang.org/x/sys/unix"
 )
+
+// directAlign is the alignment direct I/O asks of buffers, offsets and
+// lengths: the page size covers every logical block size.
+const directAlign = 4096
+
+// openDirect opens path for direct I/O (O_DIRECT) writes, or returns nil
+// when the file system refuses it (tmpfs before Linux 6.6, some FUSE and
+// network file systems).
+func openDirect(path string) *os.File {
+	f, err := os.OpenFile(path, os.O_WRONLY|unix.O_DIRECT, 0)
+	if err != nil {
+		return nil
+	}
+	return f
+}
+
+// alignedBuf returns n bytes starting at a directAlign boundary.
+func alignedBuf(n int) []byte {
+	b := make([]byte, n+directAlign)
+	skip := (directAlign - int(uintptr(unsafe.Pointer(&b[0]))%directAlign)) % directAlign
+	return b[skip : skip+n : skip+n]
+}
+
+// isAligned reports whether direct I/O can write p at off.
+func isAligned(p []byte, off int64) bool {
+	return len(p) > 0 && off%directAlign == 0 && len(p)%directAlign == 0 &&
+		uintptr(unsafe.Pointer(&p[0]))%directAlign == 0
+}
 
 // allocate reserves size bytes for f (fallocate), so that a full disk fails
 // here rather than in the middle of the download. File systems without

@@ -19,3 +19,10 @@ func isNoSpace(err error) bool { return errors.Is(err, syscall.ENOSPC) }
 
 // startWriteback does nothing here: the fsync before the rename writes all.
 func startWriteback(*os.File, int64, int64) {}
+
+// openDirect returns nil: direct I/O is used on Linux only.
+func openDirect(string) *os.File { return nil }
+
+func alignedBuf(n int) []byte { return make([]byte, n) }
+
+func isAligned([]byte, int64) bool { return false }

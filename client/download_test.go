@@ -85,8 +85,9 @@ type recorder struct {
 
 	mu        sync.Mutex
 	requests  int
-	hosts     map[string]int // requests per host
-	served    map[string]int // 206 responses per host
+	hosts     map[string]int   // requests per host
+	served    map[string]int   // 206 responses per host
+	asked     map[string]int64 // bytes of the Range headers per host
 	statuses  map[int]int
 	inFlight  int
 	maxFlight int
@@ -101,7 +102,7 @@ type recorder struct {
 func newRecorder() *recorder {
 	tr := http.DefaultTransport.(*http.Transport).Clone()
 	tr.MaxIdleConnsPerHost = 32
-	return &recorder{base: tr, hosts: map[string]int{}, served: map[string]int{}, statuses: map[int]int{}}
+	return &recorder{base: tr, hosts: map[string]int{}, served: map[string]int{}, asked: map[string]int64{}, statuses: map[int]int{}}
 }
 
 func (r *recorder) client() *http.Client { return &http.Client{Transport: r} }
@@ -111,6 +112,9 @@ func (r *recorder) RoundTrip(req *http.Request) (*http.Response, error) {
 	r.requests++
 	n := r.requests
 	r.hosts[req.URL.Host]++
+	if first, last, ok := rangeOf(req); ok {
+		r.asked[req.URL.Host] += last - first + 1
+	}
 	before := r.before
 	r.mu.Unlock()
 	if before != nil {
@@ -143,6 +147,24 @@ func (r *recorder) count() (requests int, hosts, served map[string]int) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	return r.requests, clone(r.hosts), clone(r.served)
+}
+
+// askedBytes is the bytes the requests' Range headers asked for, of every
+// host.
+func (r *recorder) askedBytes() int64 {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	var n int64
+	for _, b := range r.asked {
+		n += b
+	}
+	return n
+}
+
+// rangeOf parses a request's "Range: bytes=first-last".
+func rangeOf(req *http.Request) (first, last int64, ok bool) {
+	_, err := fmt.Sscanf(req.Header.Get("Range"), "bytes=%d-%d", &first, &last)
+	return first, last, err == nil
 }
 
 func (r *recorder) max() int {
@@ -451,6 +473,54 @@ func testCorruptReplica(t *testing.T, legacy bool) {
 	t.Logf("all corrupted: %v", err)
 }
 
+// One worker fetches consecutive pieces with one request. A run that hits
+// a corrupted piece keeps the pieces it verified before it, and the rest
+// come from the sound replica.
+func TestDownloadRuns(t *testing.T) {
+	c := testcluster.Start(t, testcluster.Options{})
+	const pieces = 6
+	data := randomData(pieces*testcluster.PartSize-100, 6)
+	publish(t, c, "1.0.0", data, testcluster.Target("eastus", 2))
+	p := plan(t, c, "1.0.0", "eastus")
+
+	rec := newRecorder()
+	dest := filepath.Join(t.TempDir(), "pkg")
+	got, err := c.Client.Download(testCtx(t), "g", "a", "1.0.0", dest, client.DownloadOptions{
+		Region: "eastus", MachineID: machineFor(t, p, 0), Parallelism: 1, HTTPClient: rec.client(),
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	checkDownloaded(t, dest, data, got)
+	if n, _, _ := rec.count(); n >= pieces || rec.askedBytes() != int64(len(data)) {
+		t.Fatalf("%d requests asking for %d bytes, for %d pieces of %d bytes", n, rec.askedBytes(), pieces, len(data))
+	}
+
+	// Piece 1 of replica 0 corrupted: a run from it fails there.
+	bad := bytes.Clone(data)
+	bad[testcluster.PartSize+7] ^= 1
+	bad0, good := c.ReplicaServer("eastus", 0), c.ReplicaServer("eastus", 1)
+	if _, err := bad0.Client(t).PutObject(testCtx(t), c.Bucket["eastus"], testcluster.ReplicaKey("1.0.0", 0),
+		bytes.NewReader(bad), int64(len(bad)), minio.PutObjectOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	rec = newRecorder()
+	dest = filepath.Join(t.TempDir(), "pkg")
+	got, err = c.Client.Download(testCtx(t), "g", "a", "1.0.0", dest, client.DownloadOptions{
+		Region: "eastus", MachineID: machineFor(t, p, 0), Parallelism: 1, HTTPClient: rec.client(),
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	checkDownloaded(t, dest, data, got)
+	rec.mu.Lock()
+	fromGood := rec.asked[good.Addr()]
+	rec.mu.Unlock()
+	if n := int64(len(data)) - testcluster.PartSize; fromGood != n {
+		t.Fatalf("the sound replica was asked for %d bytes, want %d (all but piece 0, verified from the corrupted one); per host %v", fromGood, n, rec.asked)
+	}
+}
+
 // Stores down: the region's other replica, then other regions, then
 // ReadRange serve.
 func TestDownloadFailover(t *testing.T) {
@@ -527,11 +597,15 @@ func TestDownloadResume(t *testing.T) {
 	publish(t, c, "1.0.0", data, testcluster.Target("eastus", 2))
 	dest := filepath.Join(t.TempDir(), "pkg")
 
-	const k = 2
+	// Stopped at the first request for piece 2 or later: the pieces
+	// before it are fetched, written and verified (one worker fetches in
+	// order, maybe several pieces in one request).
 	ctx, cancel := context.WithCancel(testCtx(t))
 	rec := newRecorder()
-	rec.before = func(n int, _ *http.Request) error {
-		if n == k+1 { // k pieces fetched, written and verified
+	var k int64
+	rec.before = func(_ int, req *http.Request) error {
+		if first, _, ok := rangeOf(req); ok && first >= 2*testcluster.PartSize {
+			k = first / testcluster.PartSize
 			cancel()
 			return context.Canceled
 		}
@@ -549,8 +623,8 @@ func TestDownloadResume(t *testing.T) {
 		Size     int64  `json:"size"`
 		Verified []int  `json:"verified"`
 	}
-	if err := json.Unmarshal(b, &st); err != nil || len(st.Verified) != k || st.Size != int64(len(data)) {
-		t.Fatalf("state %s: %v", b, err)
+	if err := json.Unmarshal(b, &st); err != nil || k < 2 || int64(len(st.Verified)) != k || st.Size != int64(len(data)) {
+		t.Fatalf("state %s after stopping at piece %d: %v", b, k, err)
 	}
 	if fi, err := os.Stat(dest + client.PartialSuffix); err != nil || fi.Size() != int64(len(data)) {
 		t.Fatalf("partial file: %v %v", fi, err)
@@ -565,8 +639,8 @@ func TestDownloadResume(t *testing.T) {
 		t.Fatal(err)
 	}
 	checkDownloaded(t, dest, data, got)
-	if n, _, _ := rec.count(); n != pieces-k {
-		t.Fatalf("the resumed download made %d requests for %d pieces with %d verified", n, pieces, k)
+	if n := rec.askedBytes(); n != int64(len(data))-k*testcluster.PartSize {
+		t.Fatalf("the resumed download asked for %d bytes of %d with %d pieces verified", n, len(data), k)
 	}
 	if first.Load() != k*testcluster.PartSize {
 		t.Fatalf("the resumed download started at %d bytes", first.Load())
@@ -582,8 +656,8 @@ func TestDownloadResume(t *testing.T) {
 		t.Fatal(err)
 	}
 	checkDownloaded(t, dest, data, got)
-	if n, _, _ := rec.count(); n != pieces {
-		t.Fatalf("%d requests", n)
+	if n := rec.askedBytes(); n != int64(len(data)) {
+		t.Fatalf("asked for %d bytes of %d", n, len(data))
 	}
 
 	// A state listing pieces the partial file doesn't hold (lost on a
@@ -597,8 +671,8 @@ func TestDownloadResume(t *testing.T) {
 		t.Fatal(err)
 	}
 	checkDownloaded(t, dest, data, got)
-	if n, _, _ := rec.count(); n != pieces {
-		t.Fatalf("%d requests", n)
+	if n := rec.askedBytes(); n != int64(len(data)) {
+		t.Fatalf("asked for %d bytes of %d", n, len(data))
 	}
 }
 
