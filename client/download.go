@@ -12,6 +12,7 @@ import (
 	"hash"
 	"hash/fnv"
 	"io"
+	"log/slog"
 	"net/http"
 	"net/url"
 	"os"
@@ -51,6 +52,11 @@ type DownloadOptions struct {
 	// HTTPClient fetches the presigned URLs; nil means a client with
 	// enough idle connections per host for 16 parallel pieces.
 	HTTPClient *http.Client
+	// Logger gets a warning for each failed attempt at a piece, naming the
+	// source, the piece and the error (presigned queries left out): a
+	// corrupted or unreachable replica shows even when the download
+	// succeeds from another. nil discards them.
+	Logger *slog.Logger
 }
 
 // Suffixes of the files Download keeps beside dest while it works: the
@@ -153,6 +159,9 @@ func (c *Client) Download(ctx context.Context, gallery, app, version, dest strin
 	}
 	if o.HTTPClient == nil {
 		o.HTTPClient = defaultHTTPClient
+	}
+	if o.Logger == nil {
+		o.Logger = slog.New(slog.DiscardHandler)
 	}
 	d := &downloader{
 		svc: pb.NewDownloadServiceClient(c.conn), o: o, gallery: gallery, app: app,
@@ -854,6 +863,9 @@ func (d *downloader) fetchRun(ctx context.Context, run []int, buf []byte) error 
 				if isFatal(err) {
 					return err
 				}
+				if err != nil && ctx.Err() == nil {
+					d.warn(srcs[0].String(), run[n:], err)
+				}
 				run = run[n:]
 			}
 		}
@@ -864,6 +876,12 @@ func (d *downloader) fetchRun(ctx context.Context, run []int, buf []byte) error 
 		}
 	}
 	return nil
+}
+
+// warn logs a failed attempt at pieces from src; they are tried again.
+func (d *downloader) warn(src string, pieces []int, err error) {
+	d.o.Logger.Warn("download: a piece failed; trying again", "artifact", d.what, "source", src,
+		"pieces", fmt.Sprint(pieces), "class", errs.ClassOf(err).String(), "err", err)
 }
 
 // fetchPiece fetches piece i from the first source that has it right.
@@ -886,6 +904,7 @@ func (d *downloader) fetchPiece(ctx context.Context, i int, buf []byte) error {
 			}
 			failures = append(failures, src+": "+err.Error())
 			corrupt = corrupt && errs.Is(err, errs.DataLoss)
+			d.warn(src, []int{i}, err)
 			return nil
 		}
 		plan, _, err := d.current(ctx)

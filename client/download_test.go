@@ -10,6 +10,7 @@ import (
 	"fmt"
 	"hash/fnv"
 	"io"
+	"log/slog"
 	"math/rand/v2"
 	"net/http"
 	"os"
@@ -448,8 +449,10 @@ func testCorruptReplica(t *testing.T, legacy bool) {
 	}
 	rec := newRecorder()
 	dest := filepath.Join(t.TempDir(), "pkg")
+	var logs bytes.Buffer
 	got, err := cl.Download(testCtx(t), "g", "a", "1.0.0", dest, client.DownloadOptions{
 		Region: "eastus", MachineID: machineFor(t, p, 0), HTTPClient: rec.client(),
+		Logger: slog.New(slog.NewTextHandler(&logs, nil)),
 	})
 	if err != nil {
 		t.Fatal(err)
@@ -459,6 +462,16 @@ func testCorruptReplica(t *testing.T, legacy bool) {
 	bad, good := c.ReplicaServer("eastus", 0).Addr(), c.ReplicaServer("eastus", 1).Addr()
 	if hosts[bad] == 0 || served[good] != 4 || len(hosts) != 2 {
 		t.Fatalf("requests per host %v, served %v (corrupted %s, sound %s)", hosts, served, bad, good)
+	}
+	// The corrupted replica is named in a warning, though the download
+	// succeeded; no presigned query is.
+	for _, want := range []string{"level=WARN", "source=eastus/0", "class=DataLoss", bad} {
+		if !strings.Contains(logs.String(), want) {
+			t.Fatalf("the download's log lacks %q:\n%s", want, logs.String())
+		}
+	}
+	if strings.Contains(logs.String(), "X-Amz-Signature") || strings.Contains(logs.String(), "eastus/1") {
+		t.Fatalf("the download's log shows a signature or blames the sound replica:\n%s", logs.String())
 	}
 	t.Logf("corrupted replica tried %d times; sound one served %d pieces", hosts[bad], served[good])
 

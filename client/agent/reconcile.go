@@ -549,7 +549,7 @@ func (a *agent) fetch(ctx context.Context, region string, ga *pb.GoalApplication
 		return func(done, _ int64) { a.progress(key, base+done, total) }
 	}
 	o := client.DownloadOptions{Region: region, MachineID: a.cfg.Machine, Kind: pb.ArtifactKind_ARTIFACT_KIND_PACKAGE,
-		Progress: progress(0), HTTPClient: a.cfg.HTTPClient}
+		Progress: progress(0), HTTPClient: a.cfg.HTTPClient, Logger: a.log.With("app", key)}
 	dctx := ctx // downloads name the gallery's tenant when another's
 	if ga.Tenant != "" {
 		dctx = client.InTenant(ctx, ga.Tenant)

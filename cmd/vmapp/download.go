@@ -2,6 +2,7 @@ package main
 
 import (
 	"fmt"
+	"log/slog"
 	"os"
 
 	"github.com/spf13/cobra"
@@ -22,7 +23,9 @@ an agent does: ranged requests in parallel, each piece checked against the
 version's manifest, a bad or failed piece fetched from another replica (or,
 when the region has none left, from another region), and the whole file's
 sha256 checked before it appears at --out. An interrupted download resumes
-where it stopped when run again (its state is kept beside the file).
+where it stopped when run again (its state is kept beside the file). Each
+failed attempt at a piece (a corrupted or unreachable replica) is logged to
+stderr, even when another source serves it.
 
 VERSION is a version name or "latest". With -o json the download plan is
 printed (without its URLs).`,
@@ -42,6 +45,7 @@ printed (without its URLs).`,
 			}
 			plan, err := cl.Download(c.ctx, ref.gallery, ref.app, args[0], out, client.DownloadOptions{
 				Region: region, MachineID: machine, Kind: kind, Parallelism: parallel, Progress: bar.update,
+				Logger: slog.New(slog.NewTextHandler(c.stderr, &slog.HandlerOptions{Level: slog.LevelWarn})),
 			})
 			bar.finish(err)
 			if err != nil {
