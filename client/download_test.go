@@ -509,6 +509,20 @@ func TestDownloadRuns(t *testing.T) {
 		t.Fatalf("%d requests asking for %d bytes, for %d pieces of %d bytes", n, rec.askedBytes(), pieces, len(data))
 	}
 
+	// Into tmpfs, another file system (direct I/O there or not, by kernel).
+	if fi, err := os.Stat("/dev/shm"); err == nil && fi.IsDir() {
+		shm, err := os.MkdirTemp("/dev/shm", "vmapp-test")
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { os.RemoveAll(shm) })
+		got, err := c.Client.Download(testCtx(t), "g", "a", "1.0.0", filepath.Join(shm, "pkg"), client.DownloadOptions{Region: "eastus"})
+		if err != nil {
+			t.Fatal(err)
+		}
+		checkDownloaded(t, filepath.Join(shm, "pkg"), data, got)
+	}
+
 	// Piece 1 of replica 0 corrupted: a run from it fails there.
 	bad := bytes.Clone(data)
 	bad[testcluster.PartSize+7] ^= 1
