@@ -1055,13 +1055,13 @@ func (d *downloader) get(ctx context.Context, run []int, rawURL string, buf []by
 				if err == io.EOF && w.got == w.n {
 					break
 				}
-				w.abort()
+				got := w.abort()
 				if cause := context.Cause(ctx); cause == errStalled {
 					err = cause
 				} else if err == io.EOF {
 					err = io.ErrUnexpectedEOF
 				}
-				return done, errs.New(errs.Unavailable, "", "GET %s: piece %d: %d of %d bytes: %v", where, i, w.got, w.n, err)
+				return done, errs.New(errs.Unavailable, "", "GET %s: piece %d: %d of %d bytes: %v", where, i, got, w.n, err)
 			}
 		}
 		if err := w.verify(where); err != nil {
@@ -1126,16 +1126,16 @@ func (d *downloader) readRange(ctx context.Context, i int, buf []byte) error {
 		}
 		stall.Reset(stallTimeout)
 		if r.Offset != off+w.got || w.got+int64(len(r.Data)) > n {
-			w.abort()
-			return errs.New(errs.DataLoss, "", "ReadRange sent bytes %d+%d, expected from %d of %d+%d", r.Offset, len(r.Data), off+w.got, off, n)
+			got := w.abort()
+			return errs.New(errs.DataLoss, "", "ReadRange sent bytes %d+%d, expected from %d of %d+%d", r.Offset, len(r.Data), off+got, off, n)
 		}
 		if err := w.write(r.Data); err != nil {
 			return err
 		}
 	}
 	if w.got != n {
-		w.abort()
-		return errs.New(errs.Unavailable, "", "ReadRange ended after %d of %d bytes", w.got, n)
+		got := w.abort()
+		return errs.New(errs.Unavailable, "", "ReadRange ended after %d of %d bytes", got, n)
 	}
 	return w.verify("ReadRange")
 }
@@ -1256,9 +1256,12 @@ func (d *downloader) writeAt(p []byte, off int64) (cached bool, err error) {
 }
 
 // abort takes the piece's bytes back out of the progress.
-func (w *pieceWriter) abort() {
-	w.d.done.Add(-w.got)
+// It returns the bytes it took back.
+func (w *pieceWriter) abort() int64 {
+	got := w.got
+	w.d.done.Add(-got)
 	w.got, w.fill = 0, 0
+	return got
 }
 
 // verify checks the piece and marks it verified.

@@ -98,6 +98,9 @@ type recorder struct {
 	before func(n int, req *http.Request) error
 	// capBytesPerSec, when set, limits each response body's rate.
 	capBytesPerSec float64
+	// cut, when set, gives the bytes after which request n's response
+	// body is cut off, its connection closed (0: never).
+	cut func(n int) int64
 }
 
 func newRecorder() *recorder {
@@ -140,7 +143,11 @@ func (r *recorder) RoundTrip(req *http.Request) (*http.Response, error) {
 		r.served[req.URL.Host]++
 	}
 	r.mu.Unlock()
-	resp.Body = &recordedBody{ReadCloser: resp.Body, r: r, start: time.Now()}
+	rb := &recordedBody{ReadCloser: resp.Body, r: r, start: time.Now()}
+	if r.cut != nil {
+		rb.cutAt = r.cut(n)
+	}
+	resp.Body = rb
 	return resp, nil
 }
 
@@ -187,10 +194,23 @@ type recordedBody struct {
 	r      *recorder
 	start  time.Time
 	got    int64
+	cutAt  int64
 	closed bool
 }
 
+var errCut = errors.New("connection cut by the test")
+
 func (b *recordedBody) Read(p []byte) (int, error) {
+	if b.cutAt > 0 {
+		if b.got >= b.cutAt {
+			b.ReadCloser.Close() // the connection goes; the transport won't reuse it
+			return 0, errCut
+		}
+		p = p[:min(int64(len(p)), b.cutAt-b.got)]
+		n, err := b.ReadCloser.Read(p)
+		b.got += int64(n)
+		return n, err
+	}
 	if c := b.r.capBytesPerSec; c > 0 {
 		p = p[:min(len(p), 32<<10)]
 		n, err := b.ReadCloser.Read(p)
@@ -546,6 +566,39 @@ func TestDownloadRuns(t *testing.T) {
 	if n := int64(len(data)) - testcluster.PartSize; fromGood != n {
 		t.Fatalf("the sound replica was asked for %d bytes, want %d (all but piece 0, verified from the corrupted one); per host %v", fromGood, n, rec.asked)
 	}
+
+	// The first request's connection drops half way through its second
+	// piece: piece 0 is kept, and no later request asks for it again.
+	rec = newRecorder()
+	rec.cut = func(n int) int64 {
+		if n == 1 {
+			return testcluster.PartSize * 3 / 2
+		}
+		return 0
+	}
+	var ranges []string
+	rec.before = func(_ int, req *http.Request) error {
+		ranges = append(ranges, req.Header.Get("Range"))
+		if first, _, ok := rangeOf(req); ok && len(ranges) > 1 && first < testcluster.PartSize {
+			return fmt.Errorf("piece 0 asked for again: %s", req.Header.Get("Range"))
+		}
+		return nil
+	}
+	var logs bytes.Buffer
+	dest = filepath.Join(t.TempDir(), "pkg")
+	got, err = c.Client.Download(testCtx(t), "g", "a", "1.0.0", dest, client.DownloadOptions{
+		Region: "eastus", MachineID: machineFor(t, p, 1), Parallelism: 1, HTTPClient: rec.client(),
+		Logger: slog.New(slog.NewTextHandler(&logs, nil)),
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	checkDownloaded(t, dest, data, got)
+	cutMsg := fmt.Sprintf("piece 1: %d of %d bytes: %v", testcluster.PartSize/2, testcluster.PartSize, errCut)
+	if !strings.Contains(logs.String(), "class=Unavailable") || !strings.Contains(logs.String(), cutMsg) {
+		t.Fatalf("no warning %q of the cut connection:\n%s", cutMsg, logs.String())
+	}
+	t.Logf("requests after a cut: %v", ranges)
 }
 
 // Stores down: the region's other replica, then other regions, then
