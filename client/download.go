@@ -1211,12 +1211,10 @@ func (w *pieceWriter) add(m int) error {
 	return nil
 }
 
-// write takes p, copying it into the chunk buffer.
+// write takes p, copying it into the chunk buffer; p must fit in what is
+// left of the piece (readRange checks each message against the span).
 func (w *pieceWriter) write(p []byte) error {
 	for len(p) > 0 {
-		if int64(len(p)) > w.n-w.got {
-			return errs.New(errs.Internal, "", "piece %d: %d bytes past its end", w.i, int64(len(p))-(w.n-w.got))
-		}
 		m := copy(w.space(), p)
 		p = p[m:]
 		if err := w.add(m); err != nil {
