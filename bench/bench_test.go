@@ -58,6 +58,9 @@ type Machine struct {
 var report = Report{Scenarios: map[string]Result{}}
 
 func TestMain(m *testing.M) {
+	// As the CLI and the agent do: the in-process downloads (library,
+	// fleet) run with the Ps they would have.
+	client.RaiseProcsForDirectIO()
 	code := m.Run()
 	if len(report.Scenarios) > 0 {
 		if err := writeReport(); err != nil {

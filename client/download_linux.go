@@ -5,6 +5,8 @@ package client
 import (
 	"errors"
 	"os"
+	"runtime"
+	"sync"
 	"syscall"
 	"unsafe"
 
@@ -85,3 +87,27 @@ func isNoSpace(err error) bool {
 func startWriteback(f *os.File, off, n int64) {
 	unix.SyncFileRange(int(f.Fd()), off, n, unix.SYNC_FILE_RANGE_WRITE)
 }
+
+// IOProcs is how many Ps RaiseProcsForDirectIO adds to GOMAXPROCS.
+const IOProcs = 2
+
+// RaiseProcsForDirectIO sets GOMAXPROCS to its default (the CPUs this
+// process may use) plus IOProcs, unless the GOMAXPROCS environment
+// variable sets it; it returns the value in force. Programs that download
+// (the CLI, the agent) call it first thing; later calls change nothing.
+//
+// Why: a download's direct-I/O writes block their thread on the disk, and
+// Go lets a thread in a system call keep its P until sysmon takes it back.
+// With one P per CPU, a CPU then idles (iowait) while another worker's
+// bytes wait to be hashed. Measured on 2 cores against a local MinIO:
+// 1 GiB in 1.10 s with GOMAXPROCS 2, 1.01 s with 4 (medians of 11).
+func RaiseProcsForDirectIO() int { return raiseProcs() }
+
+var raiseProcs = sync.OnceValue(func() int {
+	if os.Getenv("GOMAXPROCS") != "" {
+		return runtime.GOMAXPROCS(0)
+	}
+	n := runtime.GOMAXPROCS(0) + IOProcs
+	runtime.GOMAXPROCS(n)
+	return n
+})

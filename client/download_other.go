@@ -5,6 +5,7 @@ package client
 import (
 	"errors"
 	"os"
+	"runtime"
 	"syscall"
 )
 
@@ -26,3 +27,10 @@ func openDirect(string) *os.File { return nil }
 func alignedBuf(n int) []byte { return make([]byte, n) }
 
 func isAligned([]byte, int64) bool { return false }
+
+// IOProcs is 0 here: only Linux downloads write with direct I/O.
+const IOProcs = 0
+
+// RaiseProcsForDirectIO leaves GOMAXPROCS alone here (no direct I/O) and
+// returns it.
+func RaiseProcsForDirectIO() int { return runtime.GOMAXPROCS(0) }

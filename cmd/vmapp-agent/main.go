@@ -83,7 +83,8 @@ func main() {
 	c.Logger = slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: level}))
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
-	c.Logger.Info("vmapp-agent starting", "version", agent.Version, "server", c.Server, "tls", c.TLS != nil, "vm", c.Machine, "root", c.Root)
+	procs := client.RaiseProcsForDirectIO()
+	c.Logger.Info("vmapp-agent starting", "version", agent.Version, "server", c.Server, "tls", c.TLS != nil, "vm", c.Machine, "root", c.Root, "gomaxprocs", procs)
 	start := time.Now()
 	if err := agent.Run(ctx, c); err != nil {
 		c.Logger.Error("vmapp-agent failed", "err", err)

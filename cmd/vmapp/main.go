@@ -38,6 +38,7 @@ import (
 const defaultServer = "127.0.0.1:7443"
 
 func main() {
+	client.RaiseProcsForDirectIO()
 	os.Exit(run(os.Args[1:], os.Stdout, os.Stderr))
 }
 

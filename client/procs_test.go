@@ -1,0 +1,26 @@
+package client_test
+
+import (
+	"os"
+	"runtime"
+	"testing"
+
+	"github.com/vmapp/vmapp/client"
+)
+
+// RaiseProcsForDirectIO adds IOProcs to GOMAXPROCS once, and leaves a
+// GOMAXPROCS from the environment alone.
+func TestRaiseProcsForDirectIO(t *testing.T) {
+	before := runtime.GOMAXPROCS(0)
+	t.Cleanup(func() { runtime.GOMAXPROCS(before) })
+	want := before + client.IOProcs
+	if os.Getenv("GOMAXPROCS") != "" {
+		want = before
+	}
+	if got := client.RaiseProcsForDirectIO(); got != want || runtime.GOMAXPROCS(0) != want {
+		t.Fatalf("RaiseProcsForDirectIO() = %d, GOMAXPROCS %d; want both %d (was %d, env %q)", got, runtime.GOMAXPROCS(0), want, before, os.Getenv("GOMAXPROCS"))
+	}
+	if got := client.RaiseProcsForDirectIO(); got != want || runtime.GOMAXPROCS(0) != want {
+		t.Fatalf("a second call: %d, GOMAXPROCS %d; want both %d again", got, runtime.GOMAXPROCS(0), want)
+	}
+}
