@@ -43,7 +43,8 @@ type DownloadOptions struct {
 	Kind pb.ArtifactKind
 	// Parallelism is the number of pieces fetched at once (connections);
 	// 0 adapts it: 4 at first, 4 more (up to 16) while each step raises
-	// throughput by more than 10%; a step that doesn't is taken back.
+	// throughput by more than 10%; a step that lowers it by more than 5%
+	// is taken back.
 	Parallelism int
 	// Progress, when set, is called about every 100ms and at the end with
 	// the bytes verified or in flight and the total. done steps back when a
@@ -232,6 +233,9 @@ type downloader struct {
 	wake chan struct{}
 
 	moved atomic.Int64 // bytes received, failed pieces too: throughput
+	// firstByte is when the first byte was received (UnixNano; 0: not
+	// yet), where the adaptive pool's first measure starts.
+	firstByte atomic.Int64
 	done  atomic.Int64 // bytes of verified pieces and pieces in flight
 }
 
@@ -815,15 +819,25 @@ func (d *downloader) fetchAll(ctx context.Context, todo []int) error {
 			return nil
 		case now := <-tick.C:
 			d.progress(d.done.Load())
-			if frozen || now.Sub(lastAt) < adaptiveTick-progressTick/2 {
+			if frozen {
+				continue
+			}
+			if lastMoved == 0 {
+				// The first measure starts at the first byte: connecting
+				// and the wait for headers would make it too low, and the
+				// first step look as if it paid.
+				first := d.firstByte.Load()
+				if first == 0 {
+					continue
+				}
+				lastAt = time.Unix(0, first)
+			}
+			if now.Sub(lastAt) < adaptiveTick-progressTick/2 {
 				continue
 			}
 			moved := d.moved.Load()
 			rate := float64(moved-lastMoved) / now.Sub(lastAt).Seconds()
 			lastAt, lastMoved = now, moved
-			if rate == 0 {
-				continue // nothing arrived yet: no measure
-			}
 			mu.Lock()
 			switch {
 			case base == 0 || rate > base*1.1:
@@ -837,12 +851,16 @@ func (d *downloader) fetchAll(ctx context.Context, todo []int) error {
 				for range step {
 					spawn()
 				}
-			default:
-				// The last step didn't pay: take it back, since more
-				// connections cost CPU (and the store's) for nothing.
+			case rate < base*0.95:
+				// The last step cost throughput: take it back.
 				if step > 0 {
 					target = max(target-step, 1)
 				}
+				frozen = true
+			default:
+				// The last step didn't pay enough to try another: keep it
+				// (more connections cost no more CPU per byte; taking it
+				// back left loopback downloads on 4, 5-10% slower than 8).
 				frozen = true
 			}
 			mu.Unlock()
@@ -1200,6 +1218,9 @@ func (w *pieceWriter) space() []byte {
 }
 
 func (w *pieceWriter) add(m int) error {
+	if w.d.firstByte.Load() == 0 {
+		w.d.firstByte.CompareAndSwap(0, time.Now().UnixNano())
+	}
 	w.d.moved.Add(int64(m))
 	w.h.Write(w.buf[w.fill : w.fill+m])
 	w.fill += m

@@ -17,6 +17,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"syscall"
@@ -92,6 +93,7 @@ type recorder struct {
 	statuses  map[int]int
 	inFlight  int
 	maxFlight int
+	flights   []int // inFlight as each request was sent, in order
 
 	// before, when set, runs before request n (1-based) is sent; an error
 	// fails the request.
@@ -101,6 +103,10 @@ type recorder struct {
 	// cut, when set, gives the bytes after which request n's response
 	// body is cut off, its connection closed (0: never).
 	cut func(n int) int64
+	// link, when set, is one link all response bodies share: its rate in
+	// bytes/s given the bodies in flight.
+	link     func(inFlight int) float64
+	linkFree time.Time // when the link has sent what it was given (mu)
 }
 
 func newRecorder() *recorder {
@@ -129,6 +135,7 @@ func (r *recorder) RoundTrip(req *http.Request) (*http.Response, error) {
 	r.mu.Lock()
 	r.inFlight++
 	r.maxFlight = max(r.maxFlight, r.inFlight)
+	r.flights = append(r.flights, r.inFlight)
 	r.mu.Unlock()
 	resp, err := r.base.RoundTrip(req)
 	if err != nil {
@@ -181,6 +188,14 @@ func (r *recorder) max() int {
 	return r.maxFlight
 }
 
+// lastFlights is the most requests in flight as each of the last n
+// requests was sent.
+func (r *recorder) lastFlights(n int) int {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return slices.Max(r.flights[max(0, len(r.flights)-n):])
+}
+
 func clone[K comparable, V any](m map[K]V) map[K]V {
 	out := make(map[K]V, len(m))
 	for k, v := range m {
@@ -209,6 +224,21 @@ func (b *recordedBody) Read(p []byte) (int, error) {
 		p = p[:min(int64(len(p)), b.cutAt-b.got)]
 		n, err := b.ReadCloser.Read(p)
 		b.got += int64(n)
+		return n, err
+	}
+	if b.r.link != nil {
+		// Slices of 256 KiB: a few of them booked ahead keep the link busy
+		// through a sleep's overshoot (up to a millisecond).
+		n, err := b.ReadCloser.Read(p[:min(len(p), 256<<10)])
+		b.r.mu.Lock()
+		free := b.r.linkFree
+		if now := time.Now(); free.Before(now) {
+			free = now
+		}
+		free = free.Add(time.Duration(float64(n) / b.r.link(b.r.inFlight) * float64(time.Second)))
+		b.r.linkFree = free
+		b.r.mu.Unlock()
+		time.Sleep(time.Until(free))
 		return n, err
 	}
 	if c := b.r.capBytesPerSec; c > 0 {
@@ -945,6 +975,41 @@ func TestDownloadParallelism(t *testing.T) {
 	t.Logf("capped at 4 MiB/s per connection: adaptive %v (%.1f MiB/s), up to %d connections", took, mib(took), rec.max())
 	if rec.max() <= 4 {
 		t.Errorf("adaptive download with a per-connection cap stayed at %d connections", rec.max())
+	}
+
+	// One link for all connections: a step to 8 doesn't pay, and is kept
+	// (it costs no throughput); the pool grows no further.
+	big := randomData(24*testcluster.PartSize, 11)
+	publish(t, c, "2.0.0", big, testcluster.Target("eastus", 1))
+	shared := func(name string, link func(int) float64) *recorder {
+		t.Helper()
+		rec := newRecorder()
+		rec.link = link
+		dest := filepath.Join(dir, name)
+		start := time.Now()
+		got, err := c.Client.Download(testCtx(t), "g", "a", "2.0.0", dest, client.DownloadOptions{Region: "eastus", HTTPClient: rec.client()})
+		if err != nil {
+			t.Fatal(err)
+		}
+		checkDownloaded(t, dest, big, got)
+		os.Remove(dest)
+		t.Logf("%s: %v, %d requests, in flight as each was sent: %v", name, time.Since(start).Round(time.Millisecond), len(rec.flights), rec.flights)
+		return rec
+	}
+	rec = shared("flat-link", func(int) float64 { return 64 << 20 })
+	if m, last := rec.max(), rec.lastFlights(4); m != 8 || last <= 4 {
+		t.Errorf("one link for all: at most %d in flight (want 8: one step, no more), %d as the last 4 requests were sent (want more than 4: the step kept)", m, last)
+	}
+	// A link that slows down with more than 4 connections on it: the step
+	// to 8 is taken back.
+	rec = shared("worse-link", func(n int) float64 {
+		if n > 4 {
+			return 32 << 20
+		}
+		return 64 << 20
+	})
+	if m, last := rec.max(), rec.lastFlights(4); m != 8 || last > 4 {
+		t.Errorf("a link worse with more connections: at most %d in flight (want 8: one step), %d as the last 4 requests were sent (want 4 at most: the step taken back)", m, last)
 	}
 }
 
