@@ -236,7 +236,7 @@ type downloader struct {
 	// firstByte is when the first byte was received (UnixNano; 0: not
 	// yet), where the adaptive pool's first measure starts.
 	firstByte atomic.Int64
-	done  atomic.Int64 // bytes of verified pieces and pieces in flight
+	done      atomic.Int64 // bytes of verified pieces and pieces in flight
 }
 
 func (d *downloader) getPlan(ctx context.Context, version string) (*pb.DownloadPlan, error) {
