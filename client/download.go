@@ -42,7 +42,7 @@ type DownloadOptions struct {
 	// Kind is the artifact; 0 means ARTIFACT_KIND_PACKAGE.
 	Kind pb.ArtifactKind
 	// Parallelism is the number of pieces fetched at once (connections);
-	// 0 adapts it: 4 at first, 4 more (up to 16) while each step raises
+	// 0 adapts it: 8 at first, 4 more (up to 16) while each step raises
 	// throughput by more than 10%; a step that lowers it by more than 5%
 	// is taken back.
 	Parallelism int
@@ -69,7 +69,7 @@ const (
 )
 
 const (
-	adaptiveStart = 4
+	adaptiveStart = 8
 	adaptiveMax   = 16
 	adaptiveStep  = 4
 	adaptiveTick  = 300 * time.Millisecond
@@ -860,7 +860,7 @@ func (d *downloader) fetchAll(ctx context.Context, todo []int) error {
 			default:
 				// The last step didn't pay enough to try another: keep it
 				// (more connections cost no more CPU per byte; taking it
-				// back left loopback downloads on 4, 5-10% slower than 8).
+				// back left loopback downloads on fewer, and slower).
 				frozen = true
 			}
 			mu.Unlock()

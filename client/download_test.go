@@ -933,83 +933,64 @@ func TestDownloadNoSpaceChild(t *testing.T) {
 	fmt.Println(noSpaceOK)
 }
 
-// Parallelism: a fixed number of connections, or adaptive — more while
-// they help: with a bandwidth cap per connection, more than the first 4.
+// Parallelism: a fixed number of connections, or adaptive: 8 at first,
+// more while they help (a bandwidth cap per connection), a step kept when
+// it costs nothing (one link shared by all) and taken back when it costs
+// throughput.
 func TestDownloadParallelism(t *testing.T) {
 	c := testcluster.Start(t, testcluster.Options{})
-	const pieces = 8
-	data := randomData(pieces*testcluster.PartSize, 10)
+	data := randomData(24*testcluster.PartSize, 10)
 	publish(t, c, "1.0.0", data, testcluster.Target("eastus", 1))
 	dir := t.TempDir()
-	download := func(name string, par int, rec *recorder) time.Duration {
+	download := func(name string, par int, rec *recorder) *recorder {
 		t.Helper()
 		dest := filepath.Join(dir, name)
 		start := time.Now()
 		got, err := c.Client.Download(testCtx(t), "g", "a", "1.0.0", dest, client.DownloadOptions{Region: "eastus", Parallelism: par, HTTPClient: rec.client()})
-		took := time.Since(start)
 		if err != nil {
 			t.Fatal(err)
 		}
 		checkDownloaded(t, dest, data, got)
 		os.Remove(dest)
-		return took
+		t.Logf("%s: %v, %d requests, in flight as each was sent: %v", name, time.Since(start).Round(time.Millisecond), len(rec.flights), rec.flights)
+		return rec
 	}
-	mib := func(d time.Duration) float64 { return float64(len(data)) / (1 << 20) / d.Seconds() }
 
 	for _, par := range []int{1, 3} {
 		rec := newRecorder()
-		rec.capBytesPerSec = 64 << 20 // pieces that take a while: they overlap
-		download(fmt.Sprintf("fixed-%d", par), par, rec)
-		if m := rec.max(); m != par {
+		rec.capBytesPerSec = 128 << 20 // pieces that take a while: they overlap
+		if m := download(fmt.Sprintf("fixed-%d", par), par, rec).max(); m != par {
 			t.Fatalf("parallelism %d: %d requests at once", par, m)
 		}
 	}
 
 	// 4 MiB/s per connection: the rate is the cap's, not the machine's, so
-	// the adaptive pool's steps pay and it grows past 4 connections. (How
+	// the adaptive pool's steps pay and it grows past 8 connections. (How
 	// fast it is against curl and aria2c is make bench's job, not a test's.)
-	const capRate = 4 << 20
 	rec := newRecorder()
-	rec.capBytesPerSec = capRate
-	took := download("capped-adaptive", 0, rec)
-	t.Logf("capped at 4 MiB/s per connection: adaptive %v (%.1f MiB/s), up to %d connections", took, mib(took), rec.max())
-	if rec.max() <= 4 {
-		t.Errorf("adaptive download with a per-connection cap stayed at %d connections", rec.max())
+	rec.capBytesPerSec = 4 << 20
+	if m := download("capped", 0, rec).max(); m <= 8 {
+		t.Errorf("adaptive download with a per-connection cap stayed at %d connections", m)
 	}
 
-	// One link for all connections: a step to 8 doesn't pay, and is kept
-	// (it costs no throughput); the pool grows no further.
-	big := randomData(24*testcluster.PartSize, 11)
-	publish(t, c, "2.0.0", big, testcluster.Target("eastus", 1))
-	shared := func(name string, link func(int) float64) *recorder {
-		t.Helper()
-		rec := newRecorder()
-		rec.link = link
-		dest := filepath.Join(dir, name)
-		start := time.Now()
-		got, err := c.Client.Download(testCtx(t), "g", "a", "2.0.0", dest, client.DownloadOptions{Region: "eastus", HTTPClient: rec.client()})
-		if err != nil {
-			t.Fatal(err)
-		}
-		checkDownloaded(t, dest, big, got)
-		os.Remove(dest)
-		t.Logf("%s: %v, %d requests, in flight as each was sent: %v", name, time.Since(start).Round(time.Millisecond), len(rec.flights), rec.flights)
-		return rec
+	// One link for all connections: the step to 12 doesn't pay, and is
+	// kept (it costs no throughput); the pool grows no further.
+	rec = newRecorder()
+	rec.link = func(int) float64 { return 64 << 20 }
+	if rec = download("flat-link", 0, rec); rec.max() != 12 || rec.lastFlights(4) <= 8 {
+		t.Errorf("one link for all: at most %d in flight (want 12: one step, no more), %d as the last 4 requests were sent (want more than 8: the step kept)", rec.max(), rec.lastFlights(4))
 	}
-	rec = shared("flat-link", func(int) float64 { return 64 << 20 })
-	if m, last := rec.max(), rec.lastFlights(4); m != 8 || last <= 4 {
-		t.Errorf("one link for all: at most %d in flight (want 8: one step, no more), %d as the last 4 requests were sent (want more than 4: the step kept)", m, last)
-	}
-	// A link that slows down with more than 4 connections on it: the step
-	// to 8 is taken back.
-	rec = shared("worse-link", func(n int) float64 {
-		if n > 4 {
+	// A link that slows down with more than 8 connections on it: the step
+	// to 12 is taken back.
+	rec = newRecorder()
+	rec.link = func(n int) float64 {
+		if n > 8 {
 			return 32 << 20
 		}
 		return 64 << 20
-	})
-	if m, last := rec.max(), rec.lastFlights(4); m != 8 || last > 4 {
-		t.Errorf("a link worse with more connections: at most %d in flight (want 8: one step), %d as the last 4 requests were sent (want 4 at most: the step taken back)", m, last)
+	}
+	if rec = download("worse-link", 0, rec); rec.max() != 12 || rec.lastFlights(4) > 8 {
+		t.Errorf("a link worse with more connections: at most %d in flight (want 12: one step), %d as the last 4 requests were sent (want 8 at most: the step taken back)", rec.max(), rec.lastFlights(4))
 	}
 }
 
