@@ -838,6 +838,9 @@ func (d *downloader) fetchAll(ctx context.Context, todo []int) error {
 			moved := d.moved.Load()
 			rate := float64(moved-lastMoved) / now.Sub(lastAt).Seconds()
 			lastAt, lastMoved = now, moved
+			if rate == 0 {
+				continue // nothing arrived (a stall, a failover): no measure
+			}
 			mu.Lock()
 			switch {
 			case base == 0 || rate > base*1.1:
