@@ -108,7 +108,7 @@ func (c *Client) Conn() *grpc.ClientConn { return c.conn }
 // withTenant names the client's tenant on a call, unless the call names
 // one itself (InTenant).
 func withTenant(ctx context.Context, tenant string) context.Context {
-	if md, _ := metadata.FromOutgoingContext(ctx); tenant == "" || len(md.Get(TenantKey)) > 0 {
+	if tenant == "" || len(metadata.ValueFromOutgoingContext(ctx, TenantKey)) > 0 {
 		return ctx
 	}
 	return metadata.AppendToOutgoingContext(ctx, TenantKey, tenant)

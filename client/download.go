@@ -233,7 +233,7 @@ type downloader struct {
 	wake chan struct{}
 
 	moved atomic.Int64 // bytes received, failed pieces too: throughput
-	// firstByte is when the first byte was received (UnixNano; 0: not
+	// firstByte is when the first bytes were received (UnixNano; 0: not
 	// yet), where the adaptive pool's first measure starts.
 	firstByte atomic.Int64
 	done      atomic.Int64 // bytes of verified pieces and pieces in flight
@@ -1221,10 +1221,9 @@ func (w *pieceWriter) space() []byte {
 }
 
 func (w *pieceWriter) add(m int) error {
-	if w.d.firstByte.Load() == 0 {
-		w.d.firstByte.CompareAndSwap(0, time.Now().UnixNano())
+	if w.d.moved.Add(int64(m)) == int64(m) { // the download's first bytes
+		w.d.firstByte.Store(time.Now().UnixNano())
 	}
-	w.d.moved.Add(int64(m))
 	w.h.Write(w.buf[w.fill : w.fill+m])
 	w.fill += m
 	w.got += int64(m)

@@ -23,12 +23,7 @@ import (
 
 // appKey names an application as its packageReferenceId does:
 // gallery/application, TENANT:gallery/application for another tenant's.
-func appKey(ga *pb.GoalApplication) string {
-	if ga.Tenant != "" {
-		return ga.Tenant + ":" + ga.Gallery + "/" + ga.Application
-	}
-	return ga.Gallery + "/" + ga.Application
-}
+func appKey(ga *pb.GoalApplication) string { return pb.AppRef(ga.Tenant, ga.Gallery, ga.Application) }
 
 func sortedKeys[V any](m map[string]V) []string {
 	keys := make([]string, 0, len(m))

@@ -218,9 +218,10 @@ func (s *Service) lookup(id string) (*statepb.Credential, bool, error) {
 // CreateToken issues a token in tenant on behalf of by, an Owner of the
 // tenant or of the token's gallery (the caller checks which).
 func (s *Service) CreateToken(by *pb.Token, tenant string, r *pb.CreateTokenRequest) (*pb.Token, string, error) {
+	nameErr := checkTokenName(r.Name)
 	switch {
-	case checkTokenName(r.Name) != nil:
-		return nil, "", checkTokenName(r.Name)
+	case nameErr != nil:
+		return nil, "", nameErr
 	case r.Role != pb.Role_ROLE_READER && r.Role != pb.Role_ROLE_CONTRIBUTOR && r.Role != pb.Role_ROLE_OWNER:
 		return nil, "", errs.New(errs.InvalidArgument, "role", "role %s is not one of Reader, Contributor, Owner", r.Role)
 	case r.TtlSeconds < 0 || r.TtlSeconds > MaxTokenTTLSeconds:

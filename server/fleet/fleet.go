@@ -187,12 +187,7 @@ func (r Ref) in(tenant string) string {
 }
 
 // App is the [tenant:]gallery/application part.
-func (r Ref) App() string {
-	if r.Tenant != "" {
-		return r.Tenant + ":" + r.Gallery + "/" + r.Application
-	}
-	return r.Gallery + "/" + r.Application
-}
+func (r Ref) App() string { return pb.AppRef(r.Tenant, r.Gallery, r.Application) }
 
 var azureRef = regexp.MustCompile(`(?i)/galleries/([^/]+)/applications/([^/]+)/versions/([^/]+)$`)
 

@@ -27,6 +27,16 @@ func (pp *PublishingProfile) ReplicasIn(tr *TargetRegion) int32 {
 	return 1
 }
 
+// AppRef names an application as a packageReferenceId does, without the
+// version: "gallery/application", or "TENANT:gallery/application" for a
+// gallery of another tenant (tenant not empty).
+func AppRef(tenant, gallery, application string) string {
+	if tenant != "" {
+		return tenant + ":" + gallery + "/" + application
+	}
+	return gallery + "/" + application
+}
+
 // AllTenants is the tenant of the operator's tokens (Owner of every
 // tenant), and the grantee of a public gallery share.
 const AllTenants = "*"
