@@ -28,6 +28,8 @@ func alignedBuf(n int) []byte { return make([]byte, n) }
 
 func isAligned([]byte, int64) bool { return false }
 
+func procsFor(_ string, def int) int { return def }
+
 // IOProcs is 0 here: only Linux downloads write with direct I/O.
 const IOProcs = 0
 

@@ -3,6 +3,7 @@ package client_test
 import (
 	"os"
 	"runtime"
+	"strconv"
 	"testing"
 
 	"github.com/vmapp/vmapp/client"
@@ -14,7 +15,7 @@ func TestRaiseProcsForDirectIO(t *testing.T) {
 	before := runtime.GOMAXPROCS(0)
 	t.Cleanup(func() { runtime.GOMAXPROCS(before) })
 	want := before + client.IOProcs
-	if os.Getenv("GOMAXPROCS") != "" {
+	if n, err := strconv.Atoi(os.Getenv("GOMAXPROCS")); err == nil && n > 0 {
 		want = before
 	}
 	if got := client.RaiseProcsForDirectIO(); got != want || runtime.GOMAXPROCS(0) != want {
