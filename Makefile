@@ -45,7 +45,7 @@ tools: $(BUF) $(GEN) minio
 
 # The pinned MinIO, installed by the same code the tests use.
 minio:
-	go run ./internal/miniotest/cmd/install-minio
+	go run ./internal/testkit/miniotest/cmd/install-minio
 
 proto: $(BUF) $(GEN)
 	buf generate

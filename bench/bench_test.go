@@ -28,7 +28,7 @@ import (
 	"time"
 
 	"github.com/vmapp/vmapp/client"
-	"github.com/vmapp/vmapp/server"
+	"github.com/vmapp/vmapp/server/daemon"
 )
 
 // quick is `make bench QUICK=1`: smaller sizes, a smoke run.
@@ -258,7 +258,7 @@ func startVmappdArgs(t testing.TB, bin, regions string, args []string, env ...st
 	}()
 	select {
 	case a := <-addr:
-		d := &vmappd{cmd: cmd, addr: a, tokenFile: filepath.Join(dir, "data", server.AdminTokenFile)}
+		d := &vmappd{cmd: cmd, addr: a, tokenFile: filepath.Join(dir, "data", daemon.AdminTokenFile)}
 		if d.token, err = client.ReadTokenFile(d.tokenFile); err != nil {
 			t.Fatal(err)
 		}

@@ -20,7 +20,7 @@ import (
 	"gonum.org/v1/plot/vg"
 
 	"github.com/vmapp/vmapp/client"
-	"github.com/vmapp/vmapp/internal/miniotest"
+	"github.com/vmapp/vmapp/internal/testkit/miniotest"
 )
 
 // The version the download scenario publishes and downloads.

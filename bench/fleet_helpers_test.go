@@ -20,7 +20,7 @@ import (
 
 	"github.com/vmapp/vmapp/client"
 	"github.com/vmapp/vmapp/errs"
-	"github.com/vmapp/vmapp/internal/miniotest"
+	"github.com/vmapp/vmapp/internal/testkit/miniotest"
 	pb "github.com/vmapp/vmapp/proto/vmapp/v1"
 	"github.com/vmapp/vmapp/replicator"
 )

@@ -13,9 +13,9 @@ import (
 	"golang.org/x/time/rate"
 	"google.golang.org/protobuf/types/known/timestamppb"
 
+	"github.com/vmapp/vmapp/blob"
 	"github.com/vmapp/vmapp/errs"
 	statepb "github.com/vmapp/vmapp/proto/vmapp/state/v1"
-	"github.com/vmapp/vmapp/replicator/blob"
 )
 
 // work runs one attempt at rec: a copy, or a delete of an unwanted replica.

@@ -55,9 +55,9 @@ import (
 	bolt "go.etcd.io/bbolt"
 	"golang.org/x/time/rate"
 
+	"github.com/vmapp/vmapp/blob"
 	statepb "github.com/vmapp/vmapp/proto/vmapp/state/v1"
 	pb "github.com/vmapp/vmapp/proto/vmapp/v1"
-	"github.com/vmapp/vmapp/replicator/blob"
 	"github.com/vmapp/vmapp/topology"
 )
 

@@ -8,11 +8,11 @@ import (
 
 	"google.golang.org/protobuf/types/known/timestamppb"
 
+	"github.com/vmapp/vmapp/blob"
 	"github.com/vmapp/vmapp/errs"
 	statepb "github.com/vmapp/vmapp/proto/vmapp/state/v1"
 	pb "github.com/vmapp/vmapp/proto/vmapp/v1"
 	"github.com/vmapp/vmapp/replicator"
-	"github.com/vmapp/vmapp/replicator/blob"
 	"github.com/vmapp/vmapp/server/catalog"
 	"github.com/vmapp/vmapp/topology"
 )

@@ -23,10 +23,11 @@ import (
 	"google.golang.org/grpc/codes"
 
 	"github.com/vmapp/vmapp/client"
-	"github.com/vmapp/vmapp/internal/miniotest"
-	"github.com/vmapp/vmapp/internal/testnet"
+	"github.com/vmapp/vmapp/internal/testkit/miniotest"
+	"github.com/vmapp/vmapp/internal/testkit/testnet"
 	pb "github.com/vmapp/vmapp/proto/vmapp/v1"
 	"github.com/vmapp/vmapp/server"
+	"github.com/vmapp/vmapp/server/daemon"
 	"github.com/vmapp/vmapp/server/catalog"
 	"github.com/vmapp/vmapp/server/ingest"
 	"github.com/vmapp/vmapp/topology"
@@ -44,11 +45,11 @@ var (
 
 // cluster is a real MinIO process as region eastus (and westus) and a
 // vmappd server on a bbolt file in a temporary directory, wired as
-// server.Run wires it.
+// daemon.Run wires it.
 type cluster struct {
 	*env
 	minio  *miniotest.Server
-	stores server.Stores
+	stores daemon.Stores
 	ing    *ingest.Service
 }
 
@@ -65,7 +66,7 @@ func newCluster(t *testing.T, opts ...miniotest.Option) *cluster {
 	t.Setenv("VMAPP_S3_SECRET_KEY", m.SecretKey)
 	topo, err := topology.Load(regions)
 	mustOK(t, err)
-	stores, err := server.OpenStores(context.Background(), topo)
+	stores, err := daemon.OpenStores(context.Background(), topo)
 	mustOK(t, err)
 	for _, eps := range stores {
 		mustOK(t, eps[0].EnsureBucket(context.Background()))

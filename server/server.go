@@ -18,11 +18,11 @@ import (
 	"google.golang.org/grpc/reflection"
 	"google.golang.org/grpc/status"
 
+	"github.com/vmapp/vmapp/blob"
 	"github.com/vmapp/vmapp/errs"
 	"github.com/vmapp/vmapp/internal/wire"
 	pb "github.com/vmapp/vmapp/proto/vmapp/v1"
 	"github.com/vmapp/vmapp/replicator"
-	"github.com/vmapp/vmapp/replicator/blob"
 	"github.com/vmapp/vmapp/server/auth"
 	"github.com/vmapp/vmapp/server/catalog"
 	"github.com/vmapp/vmapp/server/fleet"

@@ -22,7 +22,7 @@ import (
 	"github.com/vmapp/vmapp/client"
 	"github.com/vmapp/vmapp/client/agent"
 	"github.com/vmapp/vmapp/errs"
-	"github.com/vmapp/vmapp/internal/testcluster"
+	"github.com/vmapp/vmapp/internal/testkit/testcluster"
 	pb "github.com/vmapp/vmapp/proto/vmapp/v1"
 )
 

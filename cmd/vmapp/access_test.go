@@ -7,7 +7,7 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/vmapp/vmapp/internal/testcluster"
+	"github.com/vmapp/vmapp/internal/testkit/testcluster"
 )
 
 // TestTokensAndShares runs the access commands against a whole cluster:

@@ -7,7 +7,7 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/vmapp/vmapp/internal/testcluster"
+	"github.com/vmapp/vmapp/internal/testkit/testcluster"
 )
 
 // TestVersionDownload downloads a replicated package with the CLI.

@@ -15,7 +15,7 @@ import (
 
 	"google.golang.org/grpc/credentials"
 
-	"github.com/vmapp/vmapp/internal/testcluster"
+	"github.com/vmapp/vmapp/internal/testkit/testcluster"
 	"github.com/vmapp/vmapp/server"
 	"github.com/vmapp/vmapp/server/catalog"
 	"github.com/vmapp/vmapp/topology"

@@ -8,7 +8,7 @@ import (
 	"google.golang.org/grpc/credentials"
 
 	"github.com/vmapp/vmapp/internal/devcerts"
-	"github.com/vmapp/vmapp/server"
+	"github.com/vmapp/vmapp/server/daemon"
 )
 
 // newTLSEnv is newEnv with vmappd on TLS, requiring client certificates of
@@ -23,7 +23,7 @@ func newTLSEnv(t *testing.T) (e *env, certs, other string) {
 			t.Fatal(err)
 		}
 	}
-	tc, err := server.TLSConfig(filepath.Join(certs, "server.pem"), filepath.Join(certs, "server-key.pem"), filepath.Join(certs, "ca.pem"))
+	tc, err := daemon.TLSConfig(filepath.Join(certs, "server.pem"), filepath.Join(certs, "server-key.pem"), filepath.Join(certs, "ca.pem"))
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -12,6 +12,7 @@ import (
 	"syscall"
 
 	"github.com/vmapp/vmapp/server"
+	"github.com/vmapp/vmapp/server/daemon"
 )
 
 func main() {
@@ -23,7 +24,7 @@ func main() {
 			os.Exit(operatorToken(os.Args[2:], os.Stdout, os.Stderr))
 		}
 	}
-	var c server.Config
+	var c daemon.Config
 	var level slog.Level
 	flag.StringVar(&c.DataDir, "data", "", "directory holding vmappd's state (required)")
 	flag.StringVar(&c.Listen, "listen", "127.0.0.1:7443", "gRPC listen address")
@@ -47,7 +48,7 @@ func main() {
 	c.Logger = slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: level}))
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
-	if err := server.Run(ctx, c); err != nil {
+	if err := daemon.Run(ctx, c); err != nil {
 		c.Logger.Error("vmappd failed", "err", err)
 		os.Exit(1)
 	}

@@ -20,7 +20,7 @@ import (
 	"github.com/vmapp/vmapp/client"
 	"github.com/vmapp/vmapp/errs"
 	pb "github.com/vmapp/vmapp/proto/vmapp/v1"
-	"github.com/vmapp/vmapp/server"
+	"github.com/vmapp/vmapp/server/daemon"
 )
 
 const regionsYAML = `regions:
@@ -101,7 +101,7 @@ func start(t *testing.T, bin, data, regions string, extra ...string) *proc {
 	case <-time.After(30 * time.Second):
 		t.Fatalf("vmappd did not start:\n%s", p.output())
 	}
-	if p.token, err = client.ReadTokenFile(filepath.Join(data, server.AdminTokenFile)); err != nil {
+	if p.token, err = client.ReadTokenFile(filepath.Join(data, daemon.AdminTokenFile)); err != nil {
 		t.Fatal(err)
 	}
 	return p

@@ -12,7 +12,7 @@ import (
 	bolt "go.etcd.io/bbolt"
 	bolterrors "go.etcd.io/bbolt/errors"
 
-	"github.com/vmapp/vmapp/server"
+	"github.com/vmapp/vmapp/server/daemon"
 	"github.com/vmapp/vmapp/server/auth"
 )
 
@@ -47,7 +47,7 @@ Revoke the lost ones with vmapp token revoke.`)
 		fmt.Fprintf(stderr, "vmappd operator-token: %v\n", err)
 		return 1
 	}
-	path := filepath.Join(*data, server.DBFile)
+	path := filepath.Join(*data, daemon.DBFile)
 	if _, err := os.Stat(path); err != nil {
 		return fail(fmt.Errorf("--data %s: no vmappd state here: %w", *data, err))
 	}

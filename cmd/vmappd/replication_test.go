@@ -13,10 +13,10 @@ import (
 	"google.golang.org/protobuf/proto"
 
 	"github.com/vmapp/vmapp/client"
-	"github.com/vmapp/vmapp/internal/miniotest"
+	"github.com/vmapp/vmapp/internal/testkit/miniotest"
 	statepb "github.com/vmapp/vmapp/proto/vmapp/state/v1"
 	pb "github.com/vmapp/vmapp/proto/vmapp/v1"
-	"github.com/vmapp/vmapp/server"
+	"github.com/vmapp/vmapp/server/daemon"
 )
 
 // TestReplicationResumesAfterKill9 kills vmappd with SIGKILL while it copies
@@ -94,7 +94,7 @@ replication:
 	// Stop vmappd to read its bbolt file.
 	d.cmd.Process.Signal(syscall.SIGTERM)
 	<-d.done
-	db, err := bolt.Open(filepath.Join(d.data, server.DBFile), 0o600, &bolt.Options{ReadOnly: true, Timeout: 5 * time.Second})
+	db, err := bolt.Open(filepath.Join(d.data, daemon.DBFile), 0o600, &bolt.Options{ReadOnly: true, Timeout: 5 * time.Second})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -19,8 +19,8 @@ import (
 	"google.golang.org/protobuf/proto"
 
 	"github.com/vmapp/vmapp/client"
-	"github.com/vmapp/vmapp/internal/miniotest"
-	"github.com/vmapp/vmapp/internal/testnet"
+	"github.com/vmapp/vmapp/internal/testkit/miniotest"
+	"github.com/vmapp/vmapp/internal/testkit/testnet"
 	pb "github.com/vmapp/vmapp/proto/vmapp/v1"
 	"github.com/vmapp/vmapp/server/ingest"
 )

@@ -14,7 +14,7 @@ ROOT=$(cd "$(dirname "$0")/../.." && pwd)
 HERE=$ROOT/deploy/local
 STATE=${VMAPP_DEMO_DIR:-$ROOT/.demo}
 BIN=$ROOT/bin
-MINIO=${MINIO:-$(cd "$ROOT" && go run ./internal/miniotest/cmd/install-minio)}
+MINIO=${MINIO:-$(cd "$ROOT" && go run ./internal/testkit/miniotest/cmd/install-minio)}
 
 VMAPPD_ADDR=127.0.0.1:7443
 METRICS_ADDR=127.0.0.1:7444

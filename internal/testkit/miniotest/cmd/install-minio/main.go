@@ -7,7 +7,7 @@ import (
 	"fmt"
 	"os"
 
-	"github.com/vmapp/vmapp/internal/miniotest"
+	"github.com/vmapp/vmapp/internal/testkit/miniotest"
 )
 
 func main() {

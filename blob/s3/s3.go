@@ -24,8 +24,8 @@ import (
 	"github.com/minio/minio-go/v7/pkg/credentials"
 	"github.com/minio/minio-go/v7/pkg/s3utils"
 
+	"github.com/vmapp/vmapp/blob"
 	"github.com/vmapp/vmapp/errs"
-	"github.com/vmapp/vmapp/replicator/blob"
 	"github.com/vmapp/vmapp/topology"
 )
 

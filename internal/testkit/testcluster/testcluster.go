@@ -1,7 +1,7 @@
 // Package testcluster runs a whole vmapp deployment inside a test: three
 // regions of real MinIO processes — eastus with two endpoints, westus and
-// northeurope with one — and vmappd (catalog on a bbolt file, ingest,
-// replicator, gRPC on a loopback port) wired as server.Run wires it.
+// northeurope with one — and vmappd wired by daemon.New, as the binary is,
+// serving gRPC on a loopback port.
 package testcluster
 
 import (
@@ -16,15 +16,14 @@ import (
 	"time"
 
 	"github.com/vmapp/vmapp/client"
-	"github.com/vmapp/vmapp/internal/miniotest"
+	"github.com/vmapp/vmapp/internal/testkit/miniotest"
 	pb "github.com/vmapp/vmapp/proto/vmapp/v1"
 	"github.com/vmapp/vmapp/replicator"
-	"github.com/vmapp/vmapp/server"
 	"github.com/vmapp/vmapp/server/auth"
 	"github.com/vmapp/vmapp/server/catalog"
+	"github.com/vmapp/vmapp/server/daemon"
 	"github.com/vmapp/vmapp/server/fleet"
 	"github.com/vmapp/vmapp/server/ingest"
-	"github.com/vmapp/vmapp/topology"
 )
 
 // Regions of every cluster, with their number of storage endpoints.
@@ -39,8 +38,8 @@ const PartSize = 5 << 20
 
 // Options tune a cluster.
 type Options struct {
-	// Replicator options; the cluster sets the wiring fields. Retries
-	// default to 100ms..500ms.
+	// Replicator tunes replication (the daemon sets the wiring fields).
+	// Retries default to 100ms..500ms.
 	Replicator     replicator.Options
 	URLExpiry      time.Duration
 	ProxyDownloads bool
@@ -52,12 +51,13 @@ type Cluster struct {
 	Client     *client.Client
 	MinIO      map[string][]*miniotest.Server // region -> endpoints
 	Bucket     map[string]string              // region -> bucket
+	Daemon     *daemon.Daemon
 	Catalog    *catalog.Store
 	Ingest     *ingest.Service
 	Replicator *replicator.Replicator
 	Fleet      *fleet.Fleet
 	Auth       *auth.Service
-	Stores     server.Stores
+	Stores     daemon.Stores
 	// AdminToken is the bootstrap operator token (Owner of every tenant):
 	// Client calls with it.
 	AdminToken string
@@ -86,64 +86,42 @@ func Start(t testing.TB, o Options) *Cluster {
 		}
 	}
 	dir := t.TempDir()
+	regions := filepath.Join(dir, "regions.yaml")
+	must(os.WriteFile(regions, []byte(yaml.String()), 0o600))
 	os.Setenv("VMAPP_S3_ACCESS_KEY", access)
 	os.Setenv("VMAPP_S3_SECRET_KEY", secret)
-	topo, err := topology.Parse([]byte(yaml.String()))
+	cfg := daemon.Config{DataDir: filepath.Join(dir, "data"), RegionsFile: regions, PartSize: PartSize,
+		URLExpiry: o.URLExpiry, ProxyDownloads: o.ProxyDownloads, Replicator: o.Replicator}
+	if cfg.Replicator.RetryBase == 0 {
+		cfg.Replicator.RetryBase, cfg.Replicator.RetryMax = 100*time.Millisecond, 500*time.Millisecond
+	}
+	if testing.Verbose() {
+		cfg.Logger = slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
+	}
+	d, err := daemon.New(context.Background(), cfg)
 	must(err)
-	c.Stores, err = server.OpenStores(context.Background(), topo)
-	must(err)
-	for _, eps := range c.Stores {
+	for _, eps := range d.Stores {
 		for _, st := range eps {
 			must(st.EnsureBucket(context.Background()))
 		}
 	}
-	c.Catalog, err = catalog.Open(context.Background(), filepath.Join(dir, server.DBFile), catalog.Options{
-		Regions: topo.Names(),
-		FinalizeVersion: func(ctx context.Context, v *pb.GalleryApplicationVersion) error {
-			if err := c.Replicator.Finalize(ctx, v); err != nil {
-				return err
-			}
-			return c.Ingest.DeleteObjects(ctx, v)
-		},
-	})
+	c.Daemon, c.Catalog, c.Ingest, c.Replicator, c.Fleet, c.Auth, c.Stores = d, d.Catalog, d.Ingest, d.Replicator, d.Fleet, d.Auth, d.Stores
+	c.AdminToken, err = client.ReadTokenFile(filepath.Join(cfg.DataDir, daemon.AdminTokenFile))
 	must(err)
-	c.Ingest = ingest.New(ingest.Options{Catalog: c.Catalog, Store: c.Stores.Get, PartSize: PartSize})
-	ro := o.Replicator
-	ro.DB, ro.Catalog, ro.Topology, ro.Store = c.Catalog.DB(), c.Catalog, topo, c.Stores.Get
-	if testing.Verbose() {
-		ro.Logger = slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
-	}
-	if ro.RetryBase == 0 {
-		ro.RetryBase, ro.RetryMax = 100*time.Millisecond, 500*time.Millisecond
-	}
-	c.Replicator, err = replicator.New(ro)
-	must(err)
-	c.Auth, err = auth.New(auth.Options{DB: c.Catalog.DB()})
-	must(err)
-	c.Fleet, err = fleet.New(fleet.Options{DB: c.Catalog.DB(), Catalog: c.Catalog, Availability: c.Replicator, Shares: c.Auth, Regions: topo.Names()})
-	must(err)
-	tokenFile := filepath.Join(dir, server.AdminTokenFile)
-	_, err = c.Auth.Bootstrap(tokenFile)
-	must(err)
-	c.AdminToken, err = client.ReadTokenFile(tokenFile)
-	must(err)
-	ctx, cancel := context.WithCancel(context.Background())
-	stopped := make(chan struct{})
-	go func() { c.Replicator.Run(ctx); close(stopped) }()
 	lis, err := net.Listen("tcp", "127.0.0.1:0")
 	must(err)
-	gs := server.New(server.Options{Store: c.Catalog, Topology: topo, Ingest: c.Ingest, Replicator: c.Replicator,
-		Stores: c.Stores.Get, URLExpiry: o.URLExpiry, ProxyDownloads: o.ProxyDownloads, Fleet: c.Fleet, Auth: c.Auth})
-	go gs.Serve(lis)
+	ctx, cancel := context.WithCancel(context.Background())
+	stopped := make(chan error, 1)
+	go func() { stopped <- d.Serve(ctx, lis) }()
 	c.Addr = lis.Addr().String()
 	c.Client, err = client.New(c.Addr, client.Options{Token: c.AdminToken})
 	must(err)
 	t.Cleanup(func() {
 		c.Client.Close()
-		gs.Stop()
 		cancel()
-		<-stopped
-		c.Catalog.Close()
+		if err := <-stopped; err != nil {
+			t.Errorf("vmappd: %v", err)
+		}
 	})
 	return c
 }

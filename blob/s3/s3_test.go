@@ -16,10 +16,10 @@ import (
 
 	"golang.org/x/sync/errgroup"
 
+	"github.com/vmapp/vmapp/blob"
+	"github.com/vmapp/vmapp/blob/s3"
 	"github.com/vmapp/vmapp/errs"
-	"github.com/vmapp/vmapp/internal/miniotest"
-	"github.com/vmapp/vmapp/replicator/blob"
-	"github.com/vmapp/vmapp/replicator/blob/s3"
+	"github.com/vmapp/vmapp/internal/testkit/miniotest"
 	"github.com/vmapp/vmapp/topology"
 )
 

@@ -1,13 +1,13 @@
-package server
+package daemon
 
 import (
 	"context"
 	"log/slog"
 	"time"
 
+	"github.com/vmapp/vmapp/blob"
+	"github.com/vmapp/vmapp/blob/s3"
 	"github.com/vmapp/vmapp/errs"
-	"github.com/vmapp/vmapp/replicator/blob"
-	"github.com/vmapp/vmapp/replicator/blob/s3"
 	"github.com/vmapp/vmapp/topology"
 )
 

@@ -16,7 +16,7 @@ import (
 	"github.com/minio/minio-go/v7"
 	"github.com/minio/minio-go/v7/pkg/credentials"
 
-	"github.com/vmapp/vmapp/internal/miniotest"
+	"github.com/vmapp/vmapp/internal/testkit/miniotest"
 )
 
 func ctxT(t *testing.T) context.Context {
