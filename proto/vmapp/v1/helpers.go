@@ -60,3 +60,12 @@ func (t *Token) Scope() string {
 	}
 	return "tenant " + t.GetTenant()
 }
+
+// Provisioning states of galleries, applications and versions (and
+// machines: Succeeded or Failed).
+const (
+	ProvisioningCreating  = "Creating"
+	ProvisioningSucceeded = "Succeeded"
+	ProvisioningFailed    = "Failed"
+	ProvisioningDeleting  = "Deleting"
+)

@@ -1,0 +1,171 @@
+package state
+
+import (
+	"github.com/vmapp/vmapp/errs"
+	statepb "github.com/vmapp/vmapp/proto/vmapp/state/v1"
+	pb "github.com/vmapp/vmapp/proto/vmapp/v1"
+)
+
+// createMachine records a machine, counts it in its scale set, and issues
+// its agent credential when the command carries one.
+func createMachine(tx *Tx, c *statepb.Command, op *statepb.CreateMachine) error {
+	m := op.GetMachine()
+	k := MachineKey(m.GetTenant(), m.GetName())
+	if Machines.Has(tx, k) {
+		return errs.New(errs.AlreadyExists, "name", "Machine '%s' already exists.", m.Name)
+	}
+	if m.ScaleSet != "" {
+		ss, err := tx.ScaleSet(m.Tenant, m.ScaleSet)
+		if err != nil {
+			return err
+		}
+		if ss.Region != m.Region || ss.OsType != m.OsType {
+			return errs.New(errs.FailedPrecondition, "scaleSet", "scale set '%s' is in %s running %s, not %s running %s", ss.Name, ss.Region, ss.OsType, m.Region, m.OsType)
+		}
+		ss.InstanceCount++
+		if err := ScaleSets.put(tx, ScaleSetKey(ss.Tenant, ss.Name), ss); err != nil {
+			return err
+		}
+	}
+	if op.Credential != nil {
+		if err := issueToken(tx, c, &statepb.IssueToken{Credential: op.Credential}); err != nil {
+			return err
+		}
+	}
+	m.ApplicationProfile = &pb.ApplicationProfile{GalleryApplications: m.GetApplicationProfile().GetGalleryApplications(), Etag: c.Etag}
+	return Machines.put(tx, k, stamp(m, c))
+}
+
+// deleteMachine forgets a machine and its instance view, takes it out of
+// its scale set and revokes its agent credential.
+func deleteMachine(tx *Tx, c *statepb.Command, tenant, name string) error {
+	m, err := tx.Machine(tenant, name)
+	if err != nil {
+		return err
+	}
+	if m.ScaleSet != "" {
+		if ss, ok, err := ScaleSets.Get(tx, ScaleSetKey(tenant, m.ScaleSet)); err != nil {
+			return err
+		} else if ok {
+			ss.InstanceCount--
+			if err := ScaleSets.put(tx, ScaleSetKey(tenant, ss.Name), ss); err != nil {
+				return err
+			}
+		}
+	}
+	if err := bindMachineToken(tx, c, tenant, name, ""); err != nil {
+		return err
+	}
+	if err := InstanceViews.delete(tx, MachineKey(tenant, name)); err != nil {
+		return err
+	}
+	return Machines.delete(tx, MachineKey(tenant, name))
+}
+
+func createScaleSet(tx *Tx, c *statepb.Command, op *statepb.CreateScaleSet) error {
+	ss := op.GetScaleSet()
+	k := ScaleSetKey(ss.GetTenant(), ss.GetName())
+	if ScaleSets.Has(tx, k) {
+		return errs.New(errs.AlreadyExists, "name", "Scale set '%s' already exists.", ss.Name)
+	}
+	ss.ApplicationProfile = &pb.ApplicationProfile{GalleryApplications: ss.GetApplicationProfile().GetGalleryApplications(), Etag: c.Etag}
+	return ScaleSets.put(tx, k, stamp(ss, c))
+}
+
+// Instances lists a scale set's machines, in name order.
+func (tx *Tx) Instances(tenant, scaleSet string) ([]*pb.Machine, error) {
+	var out []*pb.Machine
+	err := Machines.Scan(tx, Prefix(tenant), nil, func(_ []byte, m *pb.Machine) (bool, error) {
+		if m.ScaleSet == scaleSet {
+			out = append(out, m)
+		}
+		return true, nil
+	})
+	return out, err
+}
+
+func deleteScaleSet(tx *Tx, c *statepb.Command, op *statepb.DeleteScaleSet) error {
+	if _, err := tx.ScaleSet(op.Tenant, op.Name); err != nil {
+		return err
+	}
+	instances, err := tx.Instances(op.Tenant, op.Name)
+	if err != nil {
+		return err
+	}
+	if len(instances) > 0 && !op.Cascade {
+		return errs.New(errs.FailedPrecondition, "cascade", "Scale set '%s' has %d instances: delete them first, or delete with cascade.", op.Name, len(instances))
+	}
+	for _, m := range instances {
+		if err := deleteMachine(tx, c, op.Tenant, m.Name); err != nil {
+			return err
+		}
+	}
+	return ScaleSets.delete(tx, ScaleSetKey(op.Tenant, op.Name))
+}
+
+// profileAt reads the profile a ProfileEtag names, and a func storing a
+// new one in its place.
+func profileAt(tx *Tx, c *statepb.Command, tenant string, p *statepb.ProfileEtag) (*pb.ApplicationProfile, func(*pb.ApplicationProfile) error, error) {
+	if p.GetMachine() != "" {
+		m, err := tx.Machine(tenant, p.Machine)
+		if err != nil {
+			return nil, nil, err
+		}
+		return m.ApplicationProfile, func(ap *pb.ApplicationProfile) error {
+			m.ApplicationProfile = ap
+			m.UpdateTime = c.Time
+			return Machines.put(tx, MachineKey(tenant, m.Name), m)
+		}, nil
+	}
+	ss, err := tx.ScaleSet(tenant, p.GetScaleSet())
+	if err != nil {
+		return nil, nil, err
+	}
+	return ss.ApplicationProfile, func(ap *pb.ApplicationProfile) error {
+		ss.ApplicationProfile = ap
+		ss.UpdateTime = c.Time
+		return ScaleSets.put(tx, ScaleSetKey(tenant, ss.Name), ss)
+	}, nil
+}
+
+func profileName(p *statepb.ProfileEtag) string {
+	if p.GetMachine() != "" {
+		return "machine '" + p.Machine + "'"
+	}
+	return "scale set '" + p.GetScaleSet() + "'"
+}
+
+// setProfile replaces a profile if it, and every profile it was checked
+// against, still has the etag read.
+func setProfile(tx *Tx, c *statepb.Command, op *statepb.SetProfile) error {
+	for _, o := range op.GetOthers() {
+		cur, _, err := profileAt(tx, c, op.Tenant, o)
+		if err != nil {
+			return err
+		}
+		if cur.GetEtag() != o.Etag {
+			return errs.New(errs.Aborted, "", "the application profile of %s changed meanwhile: try again", profileName(o))
+		}
+	}
+	cur, save, err := profileAt(tx, c, op.Tenant, op.GetTarget())
+	if err != nil {
+		return err
+	}
+	if err := CheckETag("the application profile of "+profileName(op.Target), op.Target.Etag, cur.GetEtag()); err != nil {
+		return err
+	}
+	p := &pb.ApplicationProfile{GalleryApplications: op.GetProfile().GetGalleryApplications(), Etag: c.Etag}
+	return save(p)
+}
+
+func reportStatus(tx *Tx, c *statepb.Command, op *statepb.ReportStatus) error {
+	if _, err := tx.Machine(op.Tenant, op.Machine); err != nil {
+		return err
+	}
+	iv := op.GetInstanceView()
+	if iv == nil {
+		iv = &pb.InstanceView{}
+	}
+	iv.LastReportTime, iv.Connected = c.Time, false
+	return InstanceViews.put(tx, MachineKey(op.Tenant, op.Machine), iv)
+}

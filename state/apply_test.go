@@ -1,0 +1,344 @@
+package state
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"path/filepath"
+	"sync"
+	"testing"
+	"time"
+
+	bolt "go.etcd.io/bbolt"
+	"google.golang.org/protobuf/types/known/timestamppb"
+
+	"github.com/vmapp/vmapp/errs"
+	statepb "github.com/vmapp/vmapp/proto/vmapp/state/v1"
+	pb "github.com/vmapp/vmapp/proto/vmapp/v1"
+)
+
+// step is a command and the outcome expected of it: ok, or a refusal of
+// that class.
+type step struct {
+	op      any // a statepb.isCommand_Op
+	refused errs.Class
+	ok      bool
+}
+
+func ok(op any) step               { return step{op: op, ok: true} }
+func no(c errs.Class, op any) step { return step{op: op, refused: c} }
+func vref(v string) *statepb.VersionRef {
+	return &statepb.VersionRef{Tenant: "t", Gallery: "g", Application: "a", Version: v}
+}
+func rref(region string, i int32) *statepb.ReplicaRef {
+	return &statepb.ReplicaRef{Version: vref("1.0.0"), Kind: pb.ArtifactKind_ARTIFACT_KIND_PACKAGE, Region: region, Index: i}
+}
+func i32(n int32) *int32 { return &n }
+
+func target(region string) *pb.TargetRegion {
+	return &pb.TargetRegion{Name: region, RegionalReplicaCount: i32(1)}
+}
+
+func version(name string, regions ...string) *pb.GalleryApplicationVersion {
+	v := &pb.GalleryApplicationVersion{Tenant: "t", Gallery: "g", Application: "a", Name: name, Location: "eastus",
+		ProvisioningState: pb.ProvisioningCreating, PublishingProfile: &pb.PublishingProfile{ManageActions: &pb.UserArtifactManage{Install: "i", Remove: "r"}}}
+	for _, r := range regions {
+		v.PublishingProfile.TargetRegions = append(v.PublishingProfile.TargetRegions, target(r))
+	}
+	return v
+}
+
+func replica(region string, i int32) *statepb.Replica {
+	return &statepb.Replica{Tenant: "t", Gallery: "g", Application: "a", Version: "1.0.0", Kind: pb.ArtifactKind_ARTIFACT_KIND_PACKAGE,
+		Region: region, Index: i, ObjectKey: fmt.Sprintf("obj-%s-%d", region, i), Phase: statepb.ReplicaPhase_REPLICA_PHASE_PENDING, SizeBytes: 10}
+}
+
+func cred(id, machine string) *statepb.Credential {
+	role := pb.Role_ROLE_OWNER
+	if machine != "" {
+		role = pb.Role_ROLE_MACHINE
+	}
+	return &statepb.Credential{Token: &pb.Token{Id: id, Tenant: "t", Role: role, Machine: machine}, SecretSha256: []byte(id)}
+}
+
+// scenario uses every command, refusals included; the etags it expects
+// are those the steps' commands get from command (e<step index>).
+func scenario() []step {
+	gal := &pb.Gallery{Tenant: "t", Name: "g", Location: "eastus", ProvisioningState: pb.ProvisioningSucceeded}
+	gal2 := &pb.Gallery{Tenant: "t", Name: "g", Location: "eastus", ProvisioningState: pb.ProvisioningSucceeded, Description: "two"}
+	app := &pb.GalleryApplication{Tenant: "t", Gallery: "g", Name: "a", SupportedOsType: "Linux", ProvisioningState: pb.ProvisioningSucceeded}
+	sess := &statepb.UploadSession{Id: "s1", Tenant: "t", Gallery: "g", Application: "a", Version: "1.0.0", Kind: pb.ArtifactKind_ARTIFACT_KIND_PACKAGE, SizeBytes: 10}
+	part := func(n int32) *statepb.Part { return &statepb.Part{Number: n, SizeBytes: 5, Etag: fmt.Sprint(n)} }
+	machine := func(name, ss string) *pb.Machine {
+		return &pb.Machine{Tenant: "t", Name: name, Region: "westus", OsType: "Linux", ScaleSet: ss, ProvisioningState: pb.ProvisioningSucceeded}
+	}
+	entry := []*pb.VMGalleryApplication{{PackageReferenceId: "g/a/1.0.0"}}
+	return []step{
+		ok(&statepb.Command_CreateGallery{CreateGallery: &statepb.CreateGallery{Gallery: gal}}),                     // 0
+		no(errs.AlreadyExists, &statepb.Command_CreateGallery{CreateGallery: &statepb.CreateGallery{Gallery: gal}}), // 1
+		no(errs.FailedPrecondition, &statepb.Command_UpdateGallery{UpdateGallery: &statepb.UpdateGallery{Gallery: gal2, ExpectEtag: `"nope"`}}),
+		ok(&statepb.Command_UpdateGallery{UpdateGallery: &statepb.UpdateGallery{Gallery: gal2, ExpectEtag: `"e0"`}}), // 3
+		ok(&statepb.Command_CreateApplication{CreateApplication: &statepb.CreateApplication{Application: app}}),      // 4
+		no(errs.NotFound, &statepb.Command_CreateApplication{CreateApplication: &statepb.CreateApplication{Application: &pb.GalleryApplication{Tenant: "t", Gallery: "nope", Name: "a"}}}),
+		ok(&statepb.Command_CreateVersion{CreateVersion: &statepb.CreateVersion{Version: version("1.0.0", "eastus", "westus"), MaxPerRegion: 1}}),
+		no(errs.ResourceExhausted, &statepb.Command_CreateVersion{CreateVersion: &statepb.CreateVersion{Version: version("1.1.0", "eastus"), MaxPerRegion: 1}}),
+		ok(&statepb.Command_CreateVersion{CreateVersion: &statepb.CreateVersion{Version: version("1.10.0"), MaxPerRegion: 1}}), // 8
+		ok(&statepb.Command_CreateUpload{CreateUpload: &statepb.CreateUpload{Session: sess}}),
+		no(errs.FailedPrecondition, &statepb.Command_CreateUpload{CreateUpload: &statepb.CreateUpload{Session: &statepb.UploadSession{Id: "s2", Tenant: "t", Gallery: "g", Application: "a", Version: "1.0.0", Kind: pb.ArtifactKind_ARTIFACT_KIND_PACKAGE}}}),
+		ok(&statepb.Command_CommitPart{CommitPart: &statepb.CommitPart{SessionId: "s1", Part: part(1), Sha256State: []byte("h1")}}),
+		no(errs.Aborted, &statepb.Command_CommitPart{CommitPart: &statepb.CommitPart{SessionId: "s1", Part: part(3)}}),
+		ok(&statepb.Command_CommitPart{CommitPart: &statepb.CommitPart{SessionId: "s1", Part: part(2), Sha256State: []byte("h2")}}),
+		ok(&statepb.Command_FinishUpload{FinishUpload: &statepb.FinishUpload{SessionId: "s1", Artifact: &pb.Artifact{SizeBytes: 10, Sha256: "ab"}, Manifest: &statepb.Manifest{PieceSize: 5, SizeBytes: 10}}}),
+		no(errs.NotFound, &statepb.Command_FinishUpload{FinishUpload: &statepb.FinishUpload{SessionId: "s1"}}),
+		ok(&statepb.Command_ReconcileReplicas{ReconcileReplicas: &statepb.ReconcileReplicas{Add: []*statepb.Replica{replica("eastus", 0), replica("westus", 0)}}}),
+		ok(&statepb.Command_ReplicaStarted{ReplicaStarted: &statepb.ReplicaStarted{Replica: rref("eastus", 0)}}),
+		ok(&statepb.Command_ReplicaMultipart{ReplicaMultipart: &statepb.ReplicaMultipart{Replica: rref("eastus", 0), MultipartId: "mp"}}),
+		no(errs.FailedPrecondition, &statepb.Command_ReplicaPartCopied{ReplicaPartCopied: &statepb.ReplicaPartCopied{Replica: rref("eastus", 0), MultipartId: "other", Part: part(1)}}),
+		ok(&statepb.Command_ReplicaPartCopied{ReplicaPartCopied: &statepb.ReplicaPartCopied{Replica: rref("eastus", 0), MultipartId: "mp", Part: part(1), CrossRegionBytes: 5}}),
+		ok(&statepb.Command_ReplicaFailed{ReplicaFailed: &statepb.ReplicaFailed{Replica: rref("eastus", 0), Error: "boom", NextAttemptTime: timestamppb.New(time.Unix(9, 0))}}),
+		ok(&statepb.Command_ReplicaCompleted{ReplicaCompleted: &statepb.ReplicaCompleted{Replica: rref("eastus", 0), Etag: "x", SizeBytes: 10}}),
+		ok(&statepb.Command_ReplicaVerified{ReplicaVerified: &statepb.ReplicaVerified{Replica: rref("eastus", 0), Deep: true}}),
+		no(errs.NotFound, &statepb.Command_ReplicaVerified{ReplicaVerified: &statepb.ReplicaVerified{Replica: rref("northeurope", 0)}}),
+		ok(&statepb.Command_ReplicaRestart{ReplicaRestart: &statepb.ReplicaRestart{Replica: rref("eastus", 0), Pending: true, Reason: "repair"}}),
+		ok(&statepb.Command_ReconcileReplicas{ReconcileReplicas: &statepb.ReconcileReplicas{Unwanted: []*statepb.ReplicaRef{rref("westus", 0)}}}),
+		no(errs.FailedPrecondition, &statepb.Command_ReplicaStarted{ReplicaStarted: &statepb.ReplicaStarted{Replica: rref("westus", 0)}}),
+		ok(&statepb.Command_ReplicaRemoved{ReplicaRemoved: &statepb.ReplicaRemoved{Replica: rref("eastus", 0), OnlyDeleting: true}}), // not Deleting: kept
+		ok(&statepb.Command_ReplicaRemoved{ReplicaRemoved: &statepb.ReplicaRemoved{Replica: rref("westus", 0), OnlyDeleting: true}}),
+		ok(&statepb.Command_IssueToken{IssueToken: &statepb.IssueToken{Credential: cred("tok_a", ""), OnlyIfNone: true}}),
+		no(errs.AlreadyExists, &statepb.Command_IssueToken{IssueToken: &statepb.IssueToken{Credential: cred("tok_b", ""), OnlyIfNone: true}}),
+		ok(&statepb.Command_RevokeToken{RevokeToken: &statepb.RevokeToken{Id: "tok_a"}}),
+		no(errs.NotFound, &statepb.Command_RevokeToken{RevokeToken: &statepb.RevokeToken{Id: "tok_zz"}}),
+		ok(&statepb.Command_PutShare{PutShare: &statepb.PutShare{Tenant: "t", Share: &pb.Share{Gallery: "g", Grantee: "u"}}}),
+		ok(&statepb.Command_PutShare{PutShare: &statepb.PutShare{Tenant: "t", Share: &pb.Share{Gallery: "g", Grantee: "u", CreatedBy: "later"}}}),
+		ok(&statepb.Command_DeleteShare{DeleteShare: &statepb.DeleteShare{Tenant: "t", Gallery: "g", Grantee: "u"}}),
+		no(errs.NotFound, &statepb.Command_DeleteShare{DeleteShare: &statepb.DeleteShare{Tenant: "t", Gallery: "g", Grantee: "u"}}),
+		ok(&statepb.Command_CreateScaleSet{CreateScaleSet: &statepb.CreateScaleSet{ScaleSet: &pb.ScaleSet{Tenant: "t", Name: "web", Region: "westus", OsType: "Linux"}}}),
+		ok(&statepb.Command_CreateMachine{CreateMachine: &statepb.CreateMachine{Machine: machine("web-0", "web"), Credential: cred("tok_m0", "web-0")}}),
+		ok(&statepb.Command_CreateMachine{CreateMachine: &statepb.CreateMachine{Machine: machine("vm1", ""), Credential: cred("tok_m1", "vm1")}}),
+		no(errs.AlreadyExists, &statepb.Command_CreateMachine{CreateMachine: &statepb.CreateMachine{Machine: machine("vm1", "")}}),
+		no(errs.NotFound, &statepb.Command_CreateMachine{CreateMachine: &statepb.CreateMachine{Machine: machine("x", "nope")}}),
+		ok(&statepb.Command_IssueToken{IssueToken: &statepb.IssueToken{Credential: cred("tok_m2", "vm1")}}), // revokes tok_m1
+		ok(&statepb.Command_SetProfile{SetProfile: &statepb.SetProfile{Tenant: "t", Target: &statepb.ProfileEtag{Machine: "vm1", Etag: `"e40"`}, Profile: &pb.ApplicationProfile{GalleryApplications: entry}}}),
+		no(errs.FailedPrecondition, &statepb.Command_SetProfile{SetProfile: &statepb.SetProfile{Tenant: "t", Target: &statepb.ProfileEtag{Machine: "vm1", Etag: `"e40"`}, Profile: &pb.ApplicationProfile{}}}),
+		no(errs.Aborted, &statepb.Command_SetProfile{SetProfile: &statepb.SetProfile{Tenant: "t", Target: &statepb.ProfileEtag{ScaleSet: "web", Etag: `"e38"`}, Others: []*statepb.ProfileEtag{{Machine: "web-0", Etag: `"stale"`}}, Profile: &pb.ApplicationProfile{}}}),
+		ok(&statepb.Command_ReportStatus{ReportStatus: &statepb.ReportStatus{Tenant: "t", Machine: "vm1", InstanceView: &pb.InstanceView{AgentVersion: "1"}}}),
+		no(errs.NotFound, &statepb.Command_ReportStatus{ReportStatus: &statepb.ReportStatus{Tenant: "t", Machine: "gone"}}),
+		no(errs.FailedPrecondition, &statepb.Command_DeleteScaleSet{DeleteScaleSet: &statepb.DeleteScaleSet{Tenant: "t", Name: "web"}}),
+		ok(&statepb.Command_DeleteScaleSet{DeleteScaleSet: &statepb.DeleteScaleSet{Tenant: "t", Name: "web", Cascade: true}}),
+		ok(&statepb.Command_DeleteMachine{DeleteMachine: &statepb.DeleteMachine{Tenant: "t", Name: "vm1"}}),
+		no(errs.FailedPrecondition, &statepb.Command_DeleteGallery{DeleteGallery: &statepb.DeleteGallery{Tenant: "t", Name: "g"}}),
+		no(errs.FailedPrecondition, &statepb.Command_DeleteApplication{DeleteApplication: &statepb.DeleteApplication{Tenant: "t", Gallery: "g", Name: "a"}}),
+		ok(&statepb.Command_DeleteVersion{DeleteVersion: &statepb.DeleteVersion{Version: vref("1.10.0")}}),
+		no(errs.FailedPrecondition, &statepb.Command_UpdateVersion{UpdateVersion: &statepb.UpdateVersion{Version: version("1.10.0")}}),
+		ok(&statepb.Command_UpdateVersion{UpdateVersion: &statepb.UpdateVersion{Version: version("1.0.0", "eastus"), MaxPerRegion: 1}}),
+		ok(&statepb.Command_UpdateApplication{UpdateApplication: &statepb.UpdateApplication{Application: app}}),
+		ok(&statepb.Command_DeleteGallery{DeleteGallery: &statepb.DeleteGallery{Tenant: "t", Name: "g", Cascade: true}}),
+		no(errs.FailedPrecondition, &statepb.Command_CreateGallery{CreateGallery: &statepb.CreateGallery{Gallery: gal}}),
+		ok(&statepb.Command_RemoveDeleted{RemoveDeleted: &statepb.RemoveDeleted{Kind: statepb.RemoveDeleted_KIND_GALLERY, Resources: []*statepb.VersionRef{vref("")}}}), // has an application: kept
+		ok(&statepb.Command_RemoveVersion{RemoveVersion: &statepb.RemoveVersion{Version: vref("1.0.0")}}),
+		ok(&statepb.Command_RemoveVersion{RemoveVersion: &statepb.RemoveVersion{Version: vref("1.10.0")}}),
+		ok(&statepb.Command_RemoveDeleted{RemoveDeleted: &statepb.RemoveDeleted{Kind: statepb.RemoveDeleted_KIND_APPLICATION, Resources: []*statepb.VersionRef{vref("")}}}),
+		ok(&statepb.Command_RemoveDeleted{RemoveDeleted: &statepb.RemoveDeleted{Kind: statepb.RemoveDeleted_KIND_GALLERY, Resources: []*statepb.VersionRef{vref("")}}}),
+		ok(&statepb.Command_CreateGallery{CreateGallery: &statepb.CreateGallery{Gallery: gal}}),
+	}
+}
+
+// command builds step i's command: time and etag from i.
+func command(i int, s step) *statepb.Command {
+	c := &statepb.Command{Time: timestamppb.New(time.Unix(1_700_000_000+int64(i), 0)), Etag: fmt.Sprintf(`"e%d"`, i)}
+	setOp(c, s.op)
+	return c
+}
+
+func setOp(c *statepb.Command, op any) {
+	switch o := op.(type) {
+	case *statepb.Command_CreateGallery:
+		c.Op = o
+	case *statepb.Command_UpdateGallery:
+		c.Op = o
+	case *statepb.Command_DeleteGallery:
+		c.Op = o
+	case *statepb.Command_CreateApplication:
+		c.Op = o
+	case *statepb.Command_UpdateApplication:
+		c.Op = o
+	case *statepb.Command_DeleteApplication:
+		c.Op = o
+	case *statepb.Command_CreateVersion:
+		c.Op = o
+	case *statepb.Command_UpdateVersion:
+		c.Op = o
+	case *statepb.Command_DeleteVersion:
+		c.Op = o
+	case *statepb.Command_RemoveDeleted:
+		c.Op = o
+	case *statepb.Command_RemoveVersion:
+		c.Op = o
+	case *statepb.Command_CreateUpload:
+		c.Op = o
+	case *statepb.Command_CommitPart:
+		c.Op = o
+	case *statepb.Command_FinishUpload:
+		c.Op = o
+	case *statepb.Command_DeleteUpload:
+		c.Op = o
+	case *statepb.Command_ReconcileReplicas:
+		c.Op = o
+	case *statepb.Command_ReplicaStarted:
+		c.Op = o
+	case *statepb.Command_ReplicaMultipart:
+		c.Op = o
+	case *statepb.Command_ReplicaPartCopied:
+		c.Op = o
+	case *statepb.Command_ReplicaFailed:
+		c.Op = o
+	case *statepb.Command_ReplicaCompleted:
+		c.Op = o
+	case *statepb.Command_ReplicaRestart:
+		c.Op = o
+	case *statepb.Command_ReplicaRemoved:
+		c.Op = o
+	case *statepb.Command_ReplicaVerified:
+		c.Op = o
+	case *statepb.Command_IssueToken:
+		c.Op = o
+	case *statepb.Command_RevokeToken:
+		c.Op = o
+	case *statepb.Command_PutShare:
+		c.Op = o
+	case *statepb.Command_DeleteShare:
+		c.Op = o
+	case *statepb.Command_CreateMachine:
+		c.Op = o
+	case *statepb.Command_DeleteMachine:
+		c.Op = o
+	case *statepb.Command_CreateScaleSet:
+		c.Op = o
+	case *statepb.Command_DeleteScaleSet:
+		c.Op = o
+	case *statepb.Command_SetProfile:
+		c.Op = o
+	case *statepb.Command_ReportStatus:
+		c.Op = o
+	default:
+		panic(fmt.Sprintf("no command for %T", op))
+	}
+}
+
+func openTemp(t *testing.T) *DB {
+	t.Helper()
+	db, err := Open(filepath.Join(t.TempDir(), "vmapp.db"), Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { db.Close() })
+	return db
+}
+
+// dump lists every bucket's keys and values in order.
+func dump(t *testing.T, db *DB) []byte {
+	t.Helper()
+	var out bytes.Buffer
+	db.mu.RLock()
+	defer db.mu.RUnlock()
+	db.bolt.View(func(btx *bolt.Tx) error {
+		return btx.ForEach(func(name []byte, b *bolt.Bucket) error {
+			fmt.Fprintf(&out, "[%s] seq %d\n", name, b.Sequence())
+			return b.ForEach(func(k, v []byte) error {
+				fmt.Fprintf(&out, "%q = %x\n", k, v)
+				return nil
+			})
+		})
+	})
+	return out.Bytes()
+}
+
+func checkOutcome(t *testing.T, i int, s step, err error) {
+	t.Helper()
+	switch {
+	case s.ok && err != nil:
+		t.Errorf("step %d (%T): %v", i, s.op, err)
+	case !s.ok && (err == nil || errs.ClassOf(err) != s.refused):
+		t.Errorf("step %d (%T): %v, want a refusal %v", i, s.op, err, s.refused)
+	}
+}
+
+// TestDeterministic applies the scenario command by command to one file
+// and in one batch to another: the files hold the same, and every refused
+// command left its file as it was.
+func TestDeterministic(t *testing.T) {
+	steps := scenario()
+	a, b := openTemp(t), openTemp(t)
+	var cmds []*statepb.Command
+	for i, s := range steps {
+		c := command(i, s)
+		cmds = append(cmds, c)
+		before := dump(t, a)
+		err := a.Propose(context.Background(), c)
+		checkOutcome(t, i, s, err)
+		if !s.ok && !bytes.Equal(before, dump(t, a)) {
+			t.Errorf("step %d (%T) was refused (%v) but changed the file", i, s.op, err)
+		}
+	}
+	for i, err := range b.applyBatch(cmds, 0, 0) {
+		checkOutcome(t, i, steps[i], err)
+	}
+	if da, db := dump(t, a), dump(t, b); !bytes.Equal(da, db) {
+		t.Fatalf("the same commands gave different files:\n%s\n---\n%s", da, db)
+	}
+}
+
+// TestWatchAndGroupCommit proposes from many goroutines at once: every
+// command is applied once, watchers see exactly the applied ones.
+func TestWatchAndGroupCommit(t *testing.T) {
+	db := openTemp(t)
+	var mu sync.Mutex
+	seen := map[string]int{}
+	db.Watch(func(c *statepb.Command) {
+		mu.Lock()
+		seen[c.GetCreateGallery().GetGallery().GetName()]++
+		mu.Unlock()
+	})
+	const n = 200
+	var wg sync.WaitGroup
+	for i := range n {
+		wg.Go(func() {
+			g := &pb.Gallery{Tenant: "t", Name: fmt.Sprintf("g%d", i%(n/2))}
+			c := NewCommand(time.Unix(1, 0))
+			c.Op = &statepb.Command_CreateGallery{CreateGallery: &statepb.CreateGallery{Gallery: g}}
+			if err := db.Propose(context.Background(), c); err != nil && !errs.Is(err, errs.AlreadyExists) {
+				t.Error(err)
+			}
+		})
+	}
+	wg.Wait()
+	if len(seen) != n/2 {
+		t.Fatalf("watchers saw %d galleries, want %d", len(seen), n/2)
+	}
+	for g, k := range seen {
+		if k != 1 {
+			t.Errorf("gallery %s applied %d times", g, k)
+		}
+	}
+	db.View(context.Background(), func(tx *Tx) error {
+		if n2, _ := Galleries.Count(tx, Prefix("t"), nil); n2 != n/2 {
+			t.Errorf("%d galleries stored, want %d", n2, n/2)
+		}
+		return nil
+	})
+}
+
+// TestClosed: a command proposed after Close is refused, never lost
+// silently.
+func TestClosed(t *testing.T) {
+	db, err := Open(filepath.Join(t.TempDir(), "vmapp.db"), Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	db.Close()
+	c := NewCommand(time.Unix(1, 0))
+	c.Op = &statepb.Command_CreateGallery{CreateGallery: &statepb.CreateGallery{Gallery: &pb.Gallery{Tenant: "t", Name: "g"}}}
+	if err := db.Propose(context.Background(), c); !errs.Is(err, errs.Unavailable) {
+		t.Fatalf("Propose after Close: %v, want Unavailable", err)
+	}
+}

@@ -1,0 +1,73 @@
+// Package state owns vmappd's state: one bbolt file, its schema and its
+// migrations, and the only code that writes it. Nothing else in vmappd opens
+// the file or a transaction on it.
+//
+// # Commands
+//
+// Every change is a command: a statepb.Command, whose oneof names the change
+// (CreateGallery, CommitPart, ReplicaPartCopied, ReportStatus, ...). A
+// domain package (catalog, ingest, replicator, auth, fleet) validates a
+// request against what it reads, builds the command — choosing everything
+// that is not in the file: the time, the etag of what it writes, ids, the
+// sha256 of a new secret — and proposes it with DB.Propose. Apply applies it
+// deterministically: it reads only the transaction and the command, so the
+// same commands applied in the same order to the same file give the same
+// file, which is what lets a cluster replicate the commands (a raft log)
+// instead of the file.
+//
+// Apply re-checks what must hold at the moment of the change and can't be
+// checked earlier without a race: that a name is free, that an etag still
+// matches (If-Match, or the version the domain read), that a resource is not
+// marked for deletion, a quota, that a replica's copy is still the one
+// writing. Such a refusal is a classified error (errs) decided before
+// anything is written; the proposer gets it back. Any other error means the
+// transaction failed and is rolled back.
+//
+// Propose returns once this node's file holds the command, so a read right
+// after it sees it. Where the command goes is the Log: Local applies it to
+// this file at once, many concurrent commands to one transaction (group
+// commit); a cluster replaces it with its replicated log, and every node
+// applies the committed commands in log order. Watch registers functions
+// called with every command this node applies, after it is committed: the
+// goal-state streams, the credential cache and the replicator learn of
+// changes that way, wherever the command was proposed.
+//
+// Reads stay direct: View runs a function in a read transaction, and the
+// Tables (Galleries, Versions, Replicas, ...) decode records by key or scan
+// a key prefix.
+//
+// # Schema (version 3)
+//
+// Every value is a protobuf message, encoded deterministically. Keys join a
+// record's path with NUL separators (no name can hold a NUL), so that a
+// prefix scan lists a resource's children in the tenant:
+//
+//	meta           "schema"                               -> uint64 BE: the schema version
+//	               "applied"                              -> uint64 BE: the last raft index applied (clusters)
+//	galleries      tenant 0 gallery                       -> vmapp.v1.Gallery
+//	applications   tenant 0 gallery 0 application         -> vmapp.v1.GalleryApplication
+//	versions       tenant 0 gallery 0 application 0 num   -> vmapp.v1.GalleryApplicationVersion
+//	manifests      <version key> 0 kind(1 byte)           -> vmapp.state.v1.Manifest
+//	uploads        session id                             -> vmapp.state.v1.UploadSession
+//	replicas       tenant 0 gallery 0 application 0 version 0 kind 0 region 0 index(2 digits)
+//	                                                      -> vmapp.state.v1.Replica
+//	auth_tokens    token id                               -> vmapp.state.v1.Credential (sha256 of the secret only)
+//	auth_machines  tenant 0 machine                       -> id of the machine's live agent token
+//	auth_shares    tenant 0 gallery 0 grantee             -> vmapp.v1.Share
+//	machines       tenant 0 machine                       -> vmapp.v1.Machine (without instance view)
+//	scalesets      tenant 0 scale set                     -> vmapp.v1.ScaleSet
+//	instanceviews  tenant 0 machine                       -> vmapp.v1.InstanceView (what its agent reported)
+//
+// A version's num is its three numbers zero-padded to ten digits
+// ("0000000001.0000000010.0000000000"), so that byte order is numeric order
+// (1.9.0 before 1.10.0); replica keys name the version as it is written.
+//
+// # Migrations
+//
+// migrations[i] upgrades a file from schema i to i+1 in one transaction
+// that also records the new version; Open runs those the file needs, and
+// refuses a file of a newer schema. Schema 1 was the catalog, 2 added
+// uploads and manifests, 3 made this package the owner of every bucket
+// (the replicator, credentials and the fleet had created theirs) and
+// dropped the fleet's etag sequence: etags are chosen with the command.
+package state
