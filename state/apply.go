@@ -10,6 +10,7 @@ import (
 
 	"github.com/vmapp/vmapp/errs"
 	statepb "github.com/vmapp/vmapp/proto/vmapp/state/v1"
+	pb "github.com/vmapp/vmapp/proto/vmapp/v1"
 )
 
 // Apply applies one command in tx. It is deterministic: it reads only tx
@@ -100,6 +101,12 @@ func Apply(tx *Tx, c *statepb.Command, term uint64) error {
 		return setProfile(tx, c, op.SetProfile)
 	case *statepb.Command_ReportStatus:
 		return reportStatus(tx, c, op.ReportStatus)
+
+	case *statepb.Command_PutNode:
+		n := op.PutNode.GetNode()
+		return Nodes.put(tx, NodeKey(n.GetId()), &pb.ClusterNode{Id: n.GetId(), RaftAddress: n.GetRaftAddress(), ApiAddress: n.GetApiAddress()})
+	case *statepb.Command_RemoveNode:
+		return Nodes.delete(tx, NodeKey(op.RemoveNode.GetId()))
 	}
 	return fmt.Errorf("unknown command %T: is this vmappd older than the one that proposed it?", c.Op)
 }

@@ -140,6 +140,9 @@ func scenario() []step {
 		ok(&statepb.Command_RemoveDeleted{RemoveDeleted: &statepb.RemoveDeleted{Kind: statepb.RemoveDeleted_KIND_APPLICATION, Resources: []*statepb.VersionRef{vref("")}}}),
 		ok(&statepb.Command_RemoveDeleted{RemoveDeleted: &statepb.RemoveDeleted{Kind: statepb.RemoveDeleted_KIND_GALLERY, Resources: []*statepb.VersionRef{vref("")}}}),
 		ok(&statepb.Command_CreateGallery{CreateGallery: &statepb.CreateGallery{Gallery: gal}}),
+		ok(&statepb.Command_PutNode{PutNode: &statepb.PutNode{Node: &pb.ClusterNode{Id: "n1", RaftAddress: "r1", ApiAddress: "a1", State: "ignored"}}}),
+		ok(&statepb.Command_PutNode{PutNode: &statepb.PutNode{Node: &pb.ClusterNode{Id: "n2", RaftAddress: "r2", ApiAddress: "a2"}}}),
+		ok(&statepb.Command_RemoveNode{RemoveNode: &statepb.RemoveNode{Id: "n1"}}),
 	}
 }
 
@@ -220,6 +223,10 @@ func setOp(c *statepb.Command, op any) {
 		c.Op = o
 	case *statepb.Command_ReportStatus:
 		c.Op = o
+	case *statepb.Command_PutNode:
+		c.Op = o
+	case *statepb.Command_RemoveNode:
+		c.Op = o
 	default:
 		panic(fmt.Sprintf("no command for %T", op))
 	}
@@ -280,7 +287,7 @@ func TestDeterministic(t *testing.T) {
 			t.Errorf("step %d (%T) was refused (%v) but changed the file", i, s.op, err)
 		}
 	}
-	for i, err := range b.applyBatch(cmds, 0, 0) {
+	for i, err := range b.applyBatch(cmds, nil, 0) {
 		checkOutcome(t, i, steps[i], err)
 	}
 	if da, db := dump(t, a), dump(t, b); !bytes.Equal(da, db) {

@@ -1,6 +1,7 @@
 package state
 
 import (
+	"context"
 	"crypto/rand"
 	"encoding/hex"
 	"strconv"
@@ -24,4 +25,19 @@ func NewETag() string {
 	var b [8]byte
 	rand.Read(b[:]) // crypto/rand never fails
 	return strconv.Quote(hex.EncodeToString(b[:]))
+}
+
+type leaderTermKey struct{}
+
+// WithLeaderTerm marks ctx as leader-only work of a cluster's leader in
+// term: the commands proposed through it carry the term, and are refused
+// once another term has begun (a deposed leader's work never lands).
+func WithLeaderTerm(ctx context.Context, term uint64) context.Context {
+	return context.WithValue(ctx, leaderTermKey{}, term)
+}
+
+// LeaderTermOf is the term WithLeaderTerm put in ctx, 0 when none.
+func LeaderTermOf(ctx context.Context) uint64 {
+	t, _ := ctx.Value(leaderTermKey{}).(uint64)
+	return t
 }

@@ -31,6 +31,9 @@ type Log interface {
 	// file holds it. The command may have been applied even when ctx ends
 	// first.
 	Propose(ctx context.Context, cmd *statepb.Command) error
+	// Sync waits until this node's file holds every command committed
+	// before the call, so that a read after it is linearizable.
+	Sync(ctx context.Context) error
 }
 
 // DB is vmappd's state: one bbolt file, changed only by commands.
@@ -43,6 +46,7 @@ type DB struct {
 	watchers []func(*statepb.Command)
 	proposer Log
 	local    *localLog
+	applied  applied // the last raft index the file holds
 }
 
 // Open opens (creating if needed) the state file at path and migrates it
@@ -64,6 +68,7 @@ func Open(path string, o Options) (*DB, error) {
 		b.Close()
 		return nil, fmt.Errorf("state %s: %w", path, err)
 	}
+	db.applied.set(readApplied(b))
 	db.local = newLocalLog(db)
 	db.proposer = db.local
 	return db, nil
@@ -127,6 +132,15 @@ func (db *DB) Propose(ctx context.Context, cmd *statepb.Command) error {
 	return l.Propose(ctx, cmd)
 }
 
+// Sync waits until the file holds every command committed before the call
+// (see Log.Sync): reads after it are linearizable in a cluster.
+func (db *DB) Sync(ctx context.Context) error {
+	db.mu.RLock()
+	l := db.proposer
+	db.mu.RUnlock()
+	return l.Sync(ctx)
+}
+
 // notify calls the watchers with the applied commands.
 func (db *DB) notify(cmds []*statepb.Command, results []error) {
 	db.mu.RLock()
@@ -151,16 +165,23 @@ var errRetrySolo = errors.New("retry the batch's commands one by one")
 func refused(err error) bool { return err != nil && errs.ClassOf(err) != errs.Internal }
 
 // applyBatch applies cmds in one write transaction and returns each one's
-// outcome; index, when not 0, is the log index of the last command, kept
-// with the state. A failure (not a refusal) of one command reruns each
-// command in a transaction of its own, so one bad command costs only itself.
-func (db *DB) applyBatch(cmds []*statepb.Command, term, index uint64) []error {
+// outcome; terms are their raft terms (nil outside a cluster) and index,
+// when not 0, the log index the batch ends at, kept with the state. A
+// failure (not a refusal) of one command reruns each command in a
+// transaction of its own, so one bad command costs only itself.
+func (db *DB) applyBatch(cmds []*statepb.Command, terms []uint64, index uint64) []error {
+	term := func(i int) uint64 {
+		if terms == nil {
+			return 0
+		}
+		return terms[i]
+	}
 	results := make([]error, len(cmds))
 	db.mu.RLock()
 	err := db.bolt.Update(func(btx *bolt.Tx) error {
 		tx := &Tx{tx: btx}
 		for i, c := range cmds {
-			results[i] = Apply(tx, c, term)
+			results[i] = Apply(tx, c, term(i))
 			if results[i] != nil && !refused(results[i]) {
 				return errRetrySolo
 			}
@@ -171,7 +192,7 @@ func (db *DB) applyBatch(cmds []*statepb.Command, term, index uint64) []error {
 		for i, c := range cmds {
 			err := db.bolt.Update(func(btx *bolt.Tx) error {
 				tx := &Tx{tx: btx}
-				if results[i] = Apply(tx, c, term); results[i] != nil && !refused(results[i]) {
+				if results[i] = Apply(tx, c, term(i)); results[i] != nil && !refused(results[i]) {
 					return results[i]
 				}
 				return setApplied(tx, index)
@@ -186,6 +207,9 @@ func (db *DB) applyBatch(cmds []*statepb.Command, term, index uint64) []error {
 		}
 	}
 	db.mu.RUnlock()
+	if index != 0 && err == nil || errors.Is(err, errRetrySolo) {
+		db.applied.set(max(index, db.applied.get()))
+	}
 	db.notify(cmds, results)
 	return results
 }
@@ -202,18 +226,7 @@ func setApplied(tx *Tx, index uint64) error {
 
 // AppliedIndex is the log index of the last command a cluster applied to
 // this file (0 for a file only a single node wrote).
-func (db *DB) AppliedIndex() uint64 {
-	var n uint64
-	db.mu.RLock()
-	defer db.mu.RUnlock()
-	db.bolt.View(func(tx *bolt.Tx) error {
-		if v := tx.Bucket(bucketMeta).Get(keyApplied); len(v) == 8 {
-			n = binary.BigEndian.Uint64(v)
-		}
-		return nil
-	})
-	return n
-}
+func (db *DB) AppliedIndex() uint64 { return db.applied.get() }
 
 // WriteTo writes a consistent copy of the whole file to w (a backup, a
 // cluster snapshot), while commands go on being applied.

@@ -57,6 +57,7 @@
 //	machines       tenant 0 machine                       -> vmapp.v1.Machine (without instance view)
 //	scalesets      tenant 0 scale set                     -> vmapp.v1.ScaleSet
 //	instanceviews  tenant 0 machine                       -> vmapp.v1.InstanceView (what its agent reported)
+//	nodes          node id                                -> vmapp.v1.ClusterNode (id and addresses only)
 //
 // A version's num is its three numbers zero-padded to ten digits
 // ("0000000001.0000000010.0000000000"), so that byte order is numeric order

@@ -4,7 +4,6 @@ import (
 	"fmt"
 	"regexp"
 	"strconv"
-	"strings"
 
 	statepb "github.com/vmapp/vmapp/proto/vmapp/state/v1"
 	pb "github.com/vmapp/vmapp/proto/vmapp/v1"
@@ -140,5 +139,5 @@ func MachineKey(tenant, name string) []byte { return key(tenant, name) }
 // ScaleSetKey is the key of a scale set.
 func ScaleSetKey(tenant, name string) []byte { return key(tenant, name) }
 
-// splitKey splits a key into its NUL-separated parts.
-func splitKey(k []byte) []string { return strings.Split(string(k), "\x00") }
+// NodeKey is the key of a cluster node.
+func NodeKey(id string) []byte { return []byte(id) }

@@ -45,6 +45,7 @@ var (
 	Machines      = table("machines", func() *pb.Machine { return &pb.Machine{} })
 	ScaleSets     = table("scalesets", func() *pb.ScaleSet { return &pb.ScaleSet{} })
 	InstanceViews = table("instanceviews", func() *pb.InstanceView { return &pb.InstanceView{} })
+	Nodes         = table("nodes", func() *pb.ClusterNode { return &pb.ClusterNode{} })
 )
 
 // Buckets that hold raw values rather than records.

@@ -127,6 +127,8 @@ type Command struct {
 	//	*Command_DeleteScaleSet
 	//	*Command_SetProfile
 	//	*Command_ReportStatus
+	//	*Command_PutNode
+	//	*Command_RemoveNode
 	Op            isCommand_Op `protobuf_oneof:"op"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
@@ -496,6 +498,24 @@ func (x *Command) GetReportStatus() *ReportStatus {
 	return nil
 }
 
+func (x *Command) GetPutNode() *PutNode {
+	if x != nil {
+		if x, ok := x.Op.(*Command_PutNode); ok {
+			return x.PutNode
+		}
+	}
+	return nil
+}
+
+func (x *Command) GetRemoveNode() *RemoveNode {
+	if x != nil {
+		if x, ok := x.Op.(*Command_RemoveNode); ok {
+			return x.RemoveNode
+		}
+	}
+	return nil
+}
+
 type isCommand_Op interface {
 	isCommand_Op()
 }
@@ -641,6 +661,15 @@ type Command_ReportStatus struct {
 	ReportStatus *ReportStatus `protobuf:"bytes,75,opt,name=report_status,json=reportStatus,proto3,oneof"`
 }
 
+type Command_PutNode struct {
+	// Cluster (90-99).
+	PutNode *PutNode `protobuf:"bytes,90,opt,name=put_node,json=putNode,proto3,oneof"`
+}
+
+type Command_RemoveNode struct {
+	RemoveNode *RemoveNode `protobuf:"bytes,91,opt,name=remove_node,json=removeNode,proto3,oneof"`
+}
+
 func (*Command_CreateGallery) isCommand_Op() {}
 
 func (*Command_UpdateGallery) isCommand_Op() {}
@@ -708,6 +737,10 @@ func (*Command_DeleteScaleSet) isCommand_Op() {}
 func (*Command_SetProfile) isCommand_Op() {}
 
 func (*Command_ReportStatus) isCommand_Op() {}
+
+func (*Command_PutNode) isCommand_Op() {}
+
+func (*Command_RemoveNode) isCommand_Op() {}
 
 // VersionRef names a version.
 type VersionRef struct {
@@ -2838,11 +2871,102 @@ func (x *ReportStatus) GetInstanceView() *v1.InstanceView {
 	return nil
 }
 
+// PutNode records a node of the cluster: its ids and addresses (its raft
+// membership is raft's).
+type PutNode struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Node          *v1.ClusterNode        `protobuf:"bytes,1,opt,name=node,proto3" json:"node,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *PutNode) Reset() {
+	*x = PutNode{}
+	mi := &file_vmapp_state_v1_commands_proto_msgTypes[38]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *PutNode) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*PutNode) ProtoMessage() {}
+
+func (x *PutNode) ProtoReflect() protoreflect.Message {
+	mi := &file_vmapp_state_v1_commands_proto_msgTypes[38]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use PutNode.ProtoReflect.Descriptor instead.
+func (*PutNode) Descriptor() ([]byte, []int) {
+	return file_vmapp_state_v1_commands_proto_rawDescGZIP(), []int{38}
+}
+
+func (x *PutNode) GetNode() *v1.ClusterNode {
+	if x != nil {
+		return x.Node
+	}
+	return nil
+}
+
+// RemoveNode forgets a node.
+type RemoveNode struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Id            string                 `protobuf:"bytes,1,opt,name=id,proto3" json:"id,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *RemoveNode) Reset() {
+	*x = RemoveNode{}
+	mi := &file_vmapp_state_v1_commands_proto_msgTypes[39]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *RemoveNode) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*RemoveNode) ProtoMessage() {}
+
+func (x *RemoveNode) ProtoReflect() protoreflect.Message {
+	mi := &file_vmapp_state_v1_commands_proto_msgTypes[39]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use RemoveNode.ProtoReflect.Descriptor instead.
+func (*RemoveNode) Descriptor() ([]byte, []int) {
+	return file_vmapp_state_v1_commands_proto_rawDescGZIP(), []int{39}
+}
+
+func (x *RemoveNode) GetId() string {
+	if x != nil {
+		return x.Id
+	}
+	return ""
+}
+
 var File_vmapp_state_v1_commands_proto protoreflect.FileDescriptor
 
 const file_vmapp_state_v1_commands_proto_rawDesc = "" +
 	"\n" +
-	"\x1dvmapp/state/v1/commands.proto\x12\x0evmapp.state.v1\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x1avmapp/state/v1/state.proto\x1a\x15vmapp/v1/access.proto\x1a\x16vmapp/v1/catalog.proto\x1a\x14vmapp/v1/fleet.proto\x1a\x17vmapp/v1/transfer.proto\"\xa8\x14\n" +
+	"\x1dvmapp/state/v1/commands.proto\x12\x0evmapp.state.v1\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x1avmapp/state/v1/state.proto\x1a\x15vmapp/v1/access.proto\x1a\x16vmapp/v1/catalog.proto\x1a\x16vmapp/v1/cluster.proto\x1a\x14vmapp/v1/fleet.proto\x1a\x17vmapp/v1/transfer.proto\"\x9d\x15\n" +
 	"\aCommand\x12.\n" +
 	"\x04time\x18\x01 \x01(\v2\x1a.google.protobuf.TimestampR\x04time\x12\x12\n" +
 	"\x04etag\x18\x02 \x01(\tR\x04etag\x12\x1f\n" +
@@ -2885,7 +3009,10 @@ const file_vmapp_state_v1_commands_proto_rawDesc = "" +
 	"\x10delete_scale_set\x18I \x01(\v2\x1e.vmapp.state.v1.DeleteScaleSetH\x00R\x0edeleteScaleSet\x12=\n" +
 	"\vset_profile\x18J \x01(\v2\x1a.vmapp.state.v1.SetProfileH\x00R\n" +
 	"setProfile\x12C\n" +
-	"\rreport_status\x18K \x01(\v2\x1c.vmapp.state.v1.ReportStatusH\x00R\freportStatusB\x04\n" +
+	"\rreport_status\x18K \x01(\v2\x1c.vmapp.state.v1.ReportStatusH\x00R\freportStatus\x124\n" +
+	"\bput_node\x18Z \x01(\v2\x17.vmapp.state.v1.PutNodeH\x00R\aputNode\x12=\n" +
+	"\vremove_node\x18[ \x01(\v2\x1a.vmapp.state.v1.RemoveNodeH\x00R\n" +
+	"removeNodeB\x04\n" +
 	"\x02op\"z\n" +
 	"\n" +
 	"VersionRef\x12\x16\n" +
@@ -3039,7 +3166,12 @@ const file_vmapp_state_v1_commands_proto_rawDesc = "" +
 	"\fReportStatus\x12\x16\n" +
 	"\x06tenant\x18\x01 \x01(\tR\x06tenant\x12\x18\n" +
 	"\amachine\x18\x02 \x01(\tR\amachine\x12;\n" +
-	"\rinstance_view\x18\x03 \x01(\v2\x16.vmapp.v1.InstanceViewR\finstanceViewB5Z3github.com/vmapp/vmapp/proto/vmapp/state/v1;statev1b\x06proto3"
+	"\rinstance_view\x18\x03 \x01(\v2\x16.vmapp.v1.InstanceViewR\finstanceView\"4\n" +
+	"\aPutNode\x12)\n" +
+	"\x04node\x18\x01 \x01(\v2\x15.vmapp.v1.ClusterNodeR\x04node\"\x1c\n" +
+	"\n" +
+	"RemoveNode\x12\x0e\n" +
+	"\x02id\x18\x01 \x01(\tR\x02idB5Z3github.com/vmapp/vmapp/proto/vmapp/state/v1;statev1b\x06proto3"
 
 var (
 	file_vmapp_state_v1_commands_proto_rawDescOnce sync.Once
@@ -3054,7 +3186,7 @@ func file_vmapp_state_v1_commands_proto_rawDescGZIP() []byte {
 }
 
 var file_vmapp_state_v1_commands_proto_enumTypes = make([]protoimpl.EnumInfo, 1)
-var file_vmapp_state_v1_commands_proto_msgTypes = make([]protoimpl.MessageInfo, 38)
+var file_vmapp_state_v1_commands_proto_msgTypes = make([]protoimpl.MessageInfo, 40)
 var file_vmapp_state_v1_commands_proto_goTypes = []any{
 	(RemoveDeleted_Kind)(0),              // 0: vmapp.state.v1.RemoveDeleted.Kind
 	(*Command)(nil),                      // 1: vmapp.state.v1.Command
@@ -3095,25 +3227,28 @@ var file_vmapp_state_v1_commands_proto_goTypes = []any{
 	(*ProfileEtag)(nil),                  // 36: vmapp.state.v1.ProfileEtag
 	(*SetProfile)(nil),                   // 37: vmapp.state.v1.SetProfile
 	(*ReportStatus)(nil),                 // 38: vmapp.state.v1.ReportStatus
-	(*timestamppb.Timestamp)(nil),        // 39: google.protobuf.Timestamp
-	(v1.ArtifactKind)(0),                 // 40: vmapp.v1.ArtifactKind
-	(*v1.Gallery)(nil),                   // 41: vmapp.v1.Gallery
-	(*v1.GalleryApplication)(nil),        // 42: vmapp.v1.GalleryApplication
-	(*v1.GalleryApplicationVersion)(nil), // 43: vmapp.v1.GalleryApplicationVersion
-	(*UploadSession)(nil),                // 44: vmapp.state.v1.UploadSession
-	(*Part)(nil),                         // 45: vmapp.state.v1.Part
-	(*v1.Artifact)(nil),                  // 46: vmapp.v1.Artifact
-	(*Manifest)(nil),                     // 47: vmapp.state.v1.Manifest
-	(*Replica)(nil),                      // 48: vmapp.state.v1.Replica
-	(*Credential)(nil),                   // 49: vmapp.state.v1.Credential
-	(*v1.Share)(nil),                     // 50: vmapp.v1.Share
-	(*v1.Machine)(nil),                   // 51: vmapp.v1.Machine
-	(*v1.ScaleSet)(nil),                  // 52: vmapp.v1.ScaleSet
-	(*v1.ApplicationProfile)(nil),        // 53: vmapp.v1.ApplicationProfile
-	(*v1.InstanceView)(nil),              // 54: vmapp.v1.InstanceView
+	(*PutNode)(nil),                      // 39: vmapp.state.v1.PutNode
+	(*RemoveNode)(nil),                   // 40: vmapp.state.v1.RemoveNode
+	(*timestamppb.Timestamp)(nil),        // 41: google.protobuf.Timestamp
+	(v1.ArtifactKind)(0),                 // 42: vmapp.v1.ArtifactKind
+	(*v1.Gallery)(nil),                   // 43: vmapp.v1.Gallery
+	(*v1.GalleryApplication)(nil),        // 44: vmapp.v1.GalleryApplication
+	(*v1.GalleryApplicationVersion)(nil), // 45: vmapp.v1.GalleryApplicationVersion
+	(*UploadSession)(nil),                // 46: vmapp.state.v1.UploadSession
+	(*Part)(nil),                         // 47: vmapp.state.v1.Part
+	(*v1.Artifact)(nil),                  // 48: vmapp.v1.Artifact
+	(*Manifest)(nil),                     // 49: vmapp.state.v1.Manifest
+	(*Replica)(nil),                      // 50: vmapp.state.v1.Replica
+	(*Credential)(nil),                   // 51: vmapp.state.v1.Credential
+	(*v1.Share)(nil),                     // 52: vmapp.v1.Share
+	(*v1.Machine)(nil),                   // 53: vmapp.v1.Machine
+	(*v1.ScaleSet)(nil),                  // 54: vmapp.v1.ScaleSet
+	(*v1.ApplicationProfile)(nil),        // 55: vmapp.v1.ApplicationProfile
+	(*v1.InstanceView)(nil),              // 56: vmapp.v1.InstanceView
+	(*v1.ClusterNode)(nil),               // 57: vmapp.v1.ClusterNode
 }
 var file_vmapp_state_v1_commands_proto_depIdxs = []int32{
-	39, // 0: vmapp.state.v1.Command.time:type_name -> google.protobuf.Timestamp
+	41, // 0: vmapp.state.v1.Command.time:type_name -> google.protobuf.Timestamp
 	4,  // 1: vmapp.state.v1.Command.create_gallery:type_name -> vmapp.state.v1.CreateGallery
 	5,  // 2: vmapp.state.v1.Command.update_gallery:type_name -> vmapp.state.v1.UpdateGallery
 	6,  // 3: vmapp.state.v1.Command.delete_gallery:type_name -> vmapp.state.v1.DeleteGallery
@@ -3148,49 +3283,52 @@ var file_vmapp_state_v1_commands_proto_depIdxs = []int32{
 	35, // 32: vmapp.state.v1.Command.delete_scale_set:type_name -> vmapp.state.v1.DeleteScaleSet
 	37, // 33: vmapp.state.v1.Command.set_profile:type_name -> vmapp.state.v1.SetProfile
 	38, // 34: vmapp.state.v1.Command.report_status:type_name -> vmapp.state.v1.ReportStatus
-	2,  // 35: vmapp.state.v1.ReplicaRef.version:type_name -> vmapp.state.v1.VersionRef
-	40, // 36: vmapp.state.v1.ReplicaRef.kind:type_name -> vmapp.v1.ArtifactKind
-	41, // 37: vmapp.state.v1.CreateGallery.gallery:type_name -> vmapp.v1.Gallery
-	41, // 38: vmapp.state.v1.UpdateGallery.gallery:type_name -> vmapp.v1.Gallery
-	42, // 39: vmapp.state.v1.CreateApplication.application:type_name -> vmapp.v1.GalleryApplication
-	42, // 40: vmapp.state.v1.UpdateApplication.application:type_name -> vmapp.v1.GalleryApplication
-	43, // 41: vmapp.state.v1.CreateVersion.version:type_name -> vmapp.v1.GalleryApplicationVersion
-	43, // 42: vmapp.state.v1.UpdateVersion.version:type_name -> vmapp.v1.GalleryApplicationVersion
-	2,  // 43: vmapp.state.v1.DeleteVersion.version:type_name -> vmapp.state.v1.VersionRef
-	0,  // 44: vmapp.state.v1.RemoveDeleted.kind:type_name -> vmapp.state.v1.RemoveDeleted.Kind
-	2,  // 45: vmapp.state.v1.RemoveDeleted.resources:type_name -> vmapp.state.v1.VersionRef
-	2,  // 46: vmapp.state.v1.RemoveVersion.version:type_name -> vmapp.state.v1.VersionRef
-	44, // 47: vmapp.state.v1.CreateUpload.session:type_name -> vmapp.state.v1.UploadSession
-	45, // 48: vmapp.state.v1.CommitPart.part:type_name -> vmapp.state.v1.Part
-	39, // 49: vmapp.state.v1.CommitPart.expire_time:type_name -> google.protobuf.Timestamp
-	46, // 50: vmapp.state.v1.FinishUpload.artifact:type_name -> vmapp.v1.Artifact
-	47, // 51: vmapp.state.v1.FinishUpload.manifest:type_name -> vmapp.state.v1.Manifest
-	48, // 52: vmapp.state.v1.ReconcileReplicas.add:type_name -> vmapp.state.v1.Replica
-	3,  // 53: vmapp.state.v1.ReconcileReplicas.unwanted:type_name -> vmapp.state.v1.ReplicaRef
-	3,  // 54: vmapp.state.v1.ReplicaStarted.replica:type_name -> vmapp.state.v1.ReplicaRef
-	3,  // 55: vmapp.state.v1.ReplicaMultipart.replica:type_name -> vmapp.state.v1.ReplicaRef
-	3,  // 56: vmapp.state.v1.ReplicaPartCopied.replica:type_name -> vmapp.state.v1.ReplicaRef
-	45, // 57: vmapp.state.v1.ReplicaPartCopied.part:type_name -> vmapp.state.v1.Part
-	3,  // 58: vmapp.state.v1.ReplicaFailed.replica:type_name -> vmapp.state.v1.ReplicaRef
-	39, // 59: vmapp.state.v1.ReplicaFailed.next_attempt_time:type_name -> google.protobuf.Timestamp
-	3,  // 60: vmapp.state.v1.ReplicaCompleted.replica:type_name -> vmapp.state.v1.ReplicaRef
-	3,  // 61: vmapp.state.v1.ReplicaRestart.replica:type_name -> vmapp.state.v1.ReplicaRef
-	3,  // 62: vmapp.state.v1.ReplicaRemoved.replica:type_name -> vmapp.state.v1.ReplicaRef
-	3,  // 63: vmapp.state.v1.ReplicaVerified.replica:type_name -> vmapp.state.v1.ReplicaRef
-	49, // 64: vmapp.state.v1.IssueToken.credential:type_name -> vmapp.state.v1.Credential
-	50, // 65: vmapp.state.v1.PutShare.share:type_name -> vmapp.v1.Share
-	51, // 66: vmapp.state.v1.CreateMachine.machine:type_name -> vmapp.v1.Machine
-	49, // 67: vmapp.state.v1.CreateMachine.credential:type_name -> vmapp.state.v1.Credential
-	52, // 68: vmapp.state.v1.CreateScaleSet.scale_set:type_name -> vmapp.v1.ScaleSet
-	36, // 69: vmapp.state.v1.SetProfile.target:type_name -> vmapp.state.v1.ProfileEtag
-	36, // 70: vmapp.state.v1.SetProfile.others:type_name -> vmapp.state.v1.ProfileEtag
-	53, // 71: vmapp.state.v1.SetProfile.profile:type_name -> vmapp.v1.ApplicationProfile
-	54, // 72: vmapp.state.v1.ReportStatus.instance_view:type_name -> vmapp.v1.InstanceView
-	73, // [73:73] is the sub-list for method output_type
-	73, // [73:73] is the sub-list for method input_type
-	73, // [73:73] is the sub-list for extension type_name
-	73, // [73:73] is the sub-list for extension extendee
-	0,  // [0:73] is the sub-list for field type_name
+	39, // 35: vmapp.state.v1.Command.put_node:type_name -> vmapp.state.v1.PutNode
+	40, // 36: vmapp.state.v1.Command.remove_node:type_name -> vmapp.state.v1.RemoveNode
+	2,  // 37: vmapp.state.v1.ReplicaRef.version:type_name -> vmapp.state.v1.VersionRef
+	42, // 38: vmapp.state.v1.ReplicaRef.kind:type_name -> vmapp.v1.ArtifactKind
+	43, // 39: vmapp.state.v1.CreateGallery.gallery:type_name -> vmapp.v1.Gallery
+	43, // 40: vmapp.state.v1.UpdateGallery.gallery:type_name -> vmapp.v1.Gallery
+	44, // 41: vmapp.state.v1.CreateApplication.application:type_name -> vmapp.v1.GalleryApplication
+	44, // 42: vmapp.state.v1.UpdateApplication.application:type_name -> vmapp.v1.GalleryApplication
+	45, // 43: vmapp.state.v1.CreateVersion.version:type_name -> vmapp.v1.GalleryApplicationVersion
+	45, // 44: vmapp.state.v1.UpdateVersion.version:type_name -> vmapp.v1.GalleryApplicationVersion
+	2,  // 45: vmapp.state.v1.DeleteVersion.version:type_name -> vmapp.state.v1.VersionRef
+	0,  // 46: vmapp.state.v1.RemoveDeleted.kind:type_name -> vmapp.state.v1.RemoveDeleted.Kind
+	2,  // 47: vmapp.state.v1.RemoveDeleted.resources:type_name -> vmapp.state.v1.VersionRef
+	2,  // 48: vmapp.state.v1.RemoveVersion.version:type_name -> vmapp.state.v1.VersionRef
+	46, // 49: vmapp.state.v1.CreateUpload.session:type_name -> vmapp.state.v1.UploadSession
+	47, // 50: vmapp.state.v1.CommitPart.part:type_name -> vmapp.state.v1.Part
+	41, // 51: vmapp.state.v1.CommitPart.expire_time:type_name -> google.protobuf.Timestamp
+	48, // 52: vmapp.state.v1.FinishUpload.artifact:type_name -> vmapp.v1.Artifact
+	49, // 53: vmapp.state.v1.FinishUpload.manifest:type_name -> vmapp.state.v1.Manifest
+	50, // 54: vmapp.state.v1.ReconcileReplicas.add:type_name -> vmapp.state.v1.Replica
+	3,  // 55: vmapp.state.v1.ReconcileReplicas.unwanted:type_name -> vmapp.state.v1.ReplicaRef
+	3,  // 56: vmapp.state.v1.ReplicaStarted.replica:type_name -> vmapp.state.v1.ReplicaRef
+	3,  // 57: vmapp.state.v1.ReplicaMultipart.replica:type_name -> vmapp.state.v1.ReplicaRef
+	3,  // 58: vmapp.state.v1.ReplicaPartCopied.replica:type_name -> vmapp.state.v1.ReplicaRef
+	47, // 59: vmapp.state.v1.ReplicaPartCopied.part:type_name -> vmapp.state.v1.Part
+	3,  // 60: vmapp.state.v1.ReplicaFailed.replica:type_name -> vmapp.state.v1.ReplicaRef
+	41, // 61: vmapp.state.v1.ReplicaFailed.next_attempt_time:type_name -> google.protobuf.Timestamp
+	3,  // 62: vmapp.state.v1.ReplicaCompleted.replica:type_name -> vmapp.state.v1.ReplicaRef
+	3,  // 63: vmapp.state.v1.ReplicaRestart.replica:type_name -> vmapp.state.v1.ReplicaRef
+	3,  // 64: vmapp.state.v1.ReplicaRemoved.replica:type_name -> vmapp.state.v1.ReplicaRef
+	3,  // 65: vmapp.state.v1.ReplicaVerified.replica:type_name -> vmapp.state.v1.ReplicaRef
+	51, // 66: vmapp.state.v1.IssueToken.credential:type_name -> vmapp.state.v1.Credential
+	52, // 67: vmapp.state.v1.PutShare.share:type_name -> vmapp.v1.Share
+	53, // 68: vmapp.state.v1.CreateMachine.machine:type_name -> vmapp.v1.Machine
+	51, // 69: vmapp.state.v1.CreateMachine.credential:type_name -> vmapp.state.v1.Credential
+	54, // 70: vmapp.state.v1.CreateScaleSet.scale_set:type_name -> vmapp.v1.ScaleSet
+	36, // 71: vmapp.state.v1.SetProfile.target:type_name -> vmapp.state.v1.ProfileEtag
+	36, // 72: vmapp.state.v1.SetProfile.others:type_name -> vmapp.state.v1.ProfileEtag
+	55, // 73: vmapp.state.v1.SetProfile.profile:type_name -> vmapp.v1.ApplicationProfile
+	56, // 74: vmapp.state.v1.ReportStatus.instance_view:type_name -> vmapp.v1.InstanceView
+	57, // 75: vmapp.state.v1.PutNode.node:type_name -> vmapp.v1.ClusterNode
+	76, // [76:76] is the sub-list for method output_type
+	76, // [76:76] is the sub-list for method input_type
+	76, // [76:76] is the sub-list for extension type_name
+	76, // [76:76] is the sub-list for extension extendee
+	0,  // [0:76] is the sub-list for field type_name
 }
 
 func init() { file_vmapp_state_v1_commands_proto_init() }
@@ -3234,6 +3372,8 @@ func file_vmapp_state_v1_commands_proto_init() {
 		(*Command_DeleteScaleSet)(nil),
 		(*Command_SetProfile)(nil),
 		(*Command_ReportStatus)(nil),
+		(*Command_PutNode)(nil),
+		(*Command_RemoveNode)(nil),
 	}
 	type x struct{}
 	out := protoimpl.TypeBuilder{
@@ -3241,7 +3381,7 @@ func file_vmapp_state_v1_commands_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_vmapp_state_v1_commands_proto_rawDesc), len(file_vmapp_state_v1_commands_proto_rawDesc)),
 			NumEnums:      1,
-			NumMessages:   38,
+			NumMessages:   40,
 			NumExtensions: 0,
 			NumServices:   0,
 		},

@@ -1,0 +1,304 @@
+package cluster
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"log/slog"
+	"net"
+	"os"
+	"path/filepath"
+	"testing"
+	"time"
+
+	"google.golang.org/grpc"
+
+	"github.com/vmapp/vmapp/errs"
+	"github.com/vmapp/vmapp/internal/wire"
+	statepb "github.com/vmapp/vmapp/proto/vmapp/state/v1"
+	pb "github.com/vmapp/vmapp/proto/vmapp/v1"
+	"github.com/vmapp/vmapp/state"
+)
+
+var testKey = bytes.Repeat([]byte("k"), 32)
+
+// testNode is one node: a state file, raft, and a gRPC server with
+// PeerService, all on loopback.
+type testNode struct {
+	t        *testing.T
+	id, dir  string
+	raftAddr string
+	apiAddr  string
+	key      []byte
+	db       *state.DB
+	n        *Node
+	srv      *grpc.Server
+}
+
+func newNode(t *testing.T, id string, join ...string) *testNode {
+	tn := &testNode{t: t, id: id, dir: t.TempDir(), raftAddr: "127.0.0.1:0", key: testKey}
+	tn.start(join...)
+	t.Cleanup(tn.stop)
+	return tn
+}
+
+func (tn *testNode) start(join ...string) {
+	t := tn.t
+	t.Helper()
+	var err error
+	if tn.db, err = state.Open(filepath.Join(tn.dir, "vmapp.db"), state.Options{}); err != nil {
+		t.Fatal(err)
+	}
+	lis, err := net.Listen("tcp", orAddr(tn.apiAddr))
+	if err != nil {
+		t.Fatal(err)
+	}
+	tn.apiAddr = lis.Addr().String()
+	log := slog.New(slog.DiscardHandler)
+	if testing.Verbose() {
+		log = slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
+	}
+	tn.n, err = Start(Config{ID: tn.id, RaftListen: tn.raftAddr, APIAddress: tn.apiAddr, Dir: filepath.Join(tn.dir, "raft"),
+		Key: tn.key, Join: join, HeartbeatTimeout: 500 * time.Millisecond, ElectionTimeout: 500 * time.Millisecond,
+		LeaderLeaseTimeout: 250 * time.Millisecond, Logger: log.With("test-node", tn.id)}, tn.db)
+	if err != nil {
+		lis.Close()
+		tn.db.Close()
+		t.Fatal(err)
+	}
+	tn.raftAddr = tn.n.cfg.RaftAdvertise
+	tn.srv = grpc.NewServer(wire.ServerOptions()...)
+	pb.RegisterPeerServiceServer(tn.srv, tn.n.PeerServer())
+	go tn.srv.Serve(lis)
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	if err := tn.n.JoinCluster(ctx); err != nil {
+		t.Fatalf("%s: join: %v", tn.id, err)
+	}
+}
+
+func orAddr(a string) string {
+	if a == "" {
+		return "127.0.0.1:0"
+	}
+	return a
+}
+
+func (tn *testNode) stop() {
+	if tn.n == nil {
+		return
+	}
+	tn.srv.Stop()
+	tn.n.Shutdown()
+	tn.db.Close()
+	tn.n = nil
+}
+
+// gallery proposes the creation of a gallery through node tn.
+func (tn *testNode) gallery(name string) error {
+	c := state.NewCommand(time.Now())
+	c.Op = &statepb.Command_CreateGallery{CreateGallery: &statepb.CreateGallery{Gallery: &pb.Gallery{Tenant: "t", Name: name, ProvisioningState: "Succeeded"}}}
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	return tn.db.Propose(ctx, c)
+}
+
+// galleries lists what tn's own file holds.
+func (tn *testNode) galleries() []string {
+	var out []string
+	tn.db.View(context.Background(), func(tx *state.Tx) error {
+		gs, err := state.Galleries.All(tx, state.Prefix("t"))
+		for _, g := range gs {
+			out = append(out, g.Name)
+		}
+		return err
+	})
+	return out
+}
+
+// eventually waits for cond, failing the test after a generous deadline:
+// the deadline guards against a hang, it is not what the test checks.
+func eventually(t *testing.T, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(60 * time.Second)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("never happened: %s", what)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+func leaderOf(t *testing.T, nodes ...*testNode) *testNode {
+	t.Helper()
+	var leader *testNode
+	eventually(t, "a leader is elected", func() bool {
+		for _, tn := range nodes {
+			if tn.n != nil && tn.n.IsLeader() {
+				leader = tn
+				return true
+			}
+		}
+		return false
+	})
+	return leader
+}
+
+func threeNodes(t *testing.T) []*testNode {
+	n1 := newNode(t, "n1")
+	leaderOf(t, n1)
+	n2 := newNode(t, "n2", n1.apiAddr)
+	n3 := newNode(t, "n3", n2.apiAddr) // asks a follower: forwarded to the leader
+	return []*testNode{n1, n2, n3}
+}
+
+func sameGalleries(t *testing.T, want []string, nodes ...*testNode) {
+	t.Helper()
+	for _, tn := range nodes {
+		eventually(t, fmt.Sprintf("%s holds galleries %v", tn.id, want), func() bool {
+			return fmt.Sprint(tn.galleries()) == fmt.Sprint(want)
+		})
+	}
+}
+
+// TestReplicates: a write through any node is applied on every node, and
+// the node that took it holds it when Propose returns.
+func TestReplicates(t *testing.T) {
+	nodes := threeNodes(t)
+	for i, tn := range nodes {
+		name := fmt.Sprintf("g%d", i)
+		if err := tn.gallery(name); err != nil {
+			t.Fatalf("write through %s: %v", tn.id, err)
+		}
+		if got := tn.galleries(); len(got) != i+1 {
+			t.Fatalf("%s returned before its own file held the write: %v", tn.id, got)
+		}
+	}
+	// A refusal comes back to the proposer on a follower, class and all.
+	if err := nodes[2].gallery("g0"); !errs.Is(err, errs.AlreadyExists) {
+		t.Fatalf("a duplicate through a follower: %v, want AlreadyExists", err)
+	}
+	sameGalleries(t, []string{"g0", "g1", "g2"}, nodes...)
+	st, err := nodes[1].n.Status(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(st.Nodes) != 3 || st.LeaderId != "n1" {
+		t.Fatalf("status: %v", st)
+	}
+	for _, node := range st.Nodes {
+		if node.State == "Unreachable" || node.ApiAddress == "" {
+			t.Errorf("status of %s: %v", node.Id, node)
+		}
+	}
+}
+
+// TestFailover: the leader dies; the others elect one and take writes;
+// the old leader, back, catches up.
+func TestFailover(t *testing.T) {
+	nodes := threeNodes(t)
+	if err := nodes[0].gallery("before"); err != nil {
+		t.Fatal(err)
+	}
+	old := leaderOf(t, nodes...)
+	old.stop()
+	var rest []*testNode
+	for _, tn := range nodes {
+		if tn != old {
+			rest = append(rest, tn)
+		}
+	}
+	leaderOf(t, rest...)
+	if err := rest[1].gallery("after"); err != nil {
+		t.Fatalf("write after the leader died: %v", err)
+	}
+	old.start()
+	sameGalleries(t, []string{"after", "before"}, nodes...)
+}
+
+// TestDeposedLeaderWork: a command of leader-only work from an older term
+// is refused.
+func TestDeposedLeaderWork(t *testing.T) {
+	nodes := threeNodes(t)
+	leader := leaderOf(t, nodes...)
+	c := state.NewCommand(time.Now())
+	c.Op = &statepb.Command_CreateGallery{CreateGallery: &statepb.CreateGallery{Gallery: &pb.Gallery{Tenant: "t", Name: "old"}}}
+	ctx := state.WithLeaderTerm(context.Background(), leader.n.raft.CurrentTerm()-1)
+	if err := leader.n.Propose(ctx, c); !errs.Is(err, errs.Aborted) {
+		t.Fatalf("a command from an older term: %v, want Aborted", err)
+	}
+	for _, tn := range nodes {
+		if tn != leader {
+			if err := tn.n.Propose(state.WithLeaderTerm(context.Background(), 99), c); !errs.Is(err, errs.Aborted) {
+				t.Fatalf("leader-only work on a follower: %v, want Aborted", err)
+			}
+		}
+	}
+}
+
+// TestSingleBecomesCluster: a file a single vmappd wrote becomes the first
+// node's state, and a node that joins gets all of it.
+func TestSingleBecomesCluster(t *testing.T) {
+	dir := t.TempDir()
+	db, err := state.Open(filepath.Join(dir, "vmapp.db"), state.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	single := &testNode{t: t, db: db}
+	for _, g := range []string{"a", "b"} {
+		if err := single.gallery(g); err != nil {
+			t.Fatal(err)
+		}
+	}
+	db.Close()
+	n1 := &testNode{t: t, id: "n1", dir: dir, raftAddr: "127.0.0.1:0", key: testKey}
+	n1.start()
+	t.Cleanup(n1.stop)
+	leaderOf(t, n1)
+	n2 := newNode(t, "n2", n1.apiAddr)
+	sameGalleries(t, []string{"a", "b"}, n1, n2)
+}
+
+// TestMembershipRefusals: the wrong ids, addresses and keys are refused
+// with clear errors, and the last node can't be removed.
+func TestMembershipRefusals(t *testing.T) {
+	n1 := newNode(t, "n1")
+	leaderOf(t, n1)
+	ctx := context.Background()
+	if _, err := n1.n.RemoveNode(ctx, "n1"); !errs.Is(err, errs.FailedPrecondition) {
+		t.Fatalf("removing the last node: %v", err)
+	}
+	if _, err := n1.n.RemoveNode(ctx, "nope"); !errs.Is(err, errs.NotFound) {
+		t.Fatalf("removing an unknown node: %v", err)
+	}
+	if _, err := n1.n.AddNode(ctx, "bad id!", "127.0.0.1:1", "127.0.0.1:2"); !errs.Is(err, errs.InvalidArgument) {
+		t.Fatalf("a bad id: %v", err)
+	}
+	if _, err := n1.n.AddNode(ctx, "n1", "127.0.0.1:1", n1.apiAddr); !errs.Is(err, errs.AlreadyExists) {
+		t.Fatalf("a duplicate id: %v", err)
+	}
+	// An address where nothing listens.
+	dead, _ := net.Listen("tcp", "127.0.0.1:0")
+	deadAddr := dead.Addr().String()
+	dead.Close()
+	if _, err := n1.n.AddNode(ctx, "n9", deadAddr, deadAddr); !errs.Is(err, errs.FailedPrecondition) {
+		t.Fatalf("a wrong address: %v", err)
+	}
+	// A node of another cluster (its own, bootstrapped alone).
+	other := newNode(t, "n2")
+	leaderOf(t, other)
+	if _, err := n1.n.AddNode(ctx, "n2", other.raftAddr, other.apiAddr); !errs.Is(err, errs.FailedPrecondition) {
+		t.Fatalf("a node of another cluster: %v", err)
+	}
+	// A node holding another key.
+	wrong := &testNode{t: t, id: "n3", dir: t.TempDir(), raftAddr: "127.0.0.1:0", key: bytes.Repeat([]byte("x"), 32)}
+	wrong.start()
+	t.Cleanup(wrong.stop)
+	if _, err := n1.n.AddNode(ctx, "n3", wrong.raftAddr, wrong.apiAddr); !errs.Is(err, errs.FailedPrecondition) {
+		t.Fatalf("a node with another key: %v", err)
+	}
+	st, _ := n1.n.Status(ctx)
+	if len(st.Nodes) != 1 {
+		t.Fatalf("refused nodes were added: %v", st.Nodes)
+	}
+}

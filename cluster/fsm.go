@@ -1,0 +1,80 @@
+package cluster
+
+import (
+	"fmt"
+	"io"
+
+	"github.com/hashicorp/raft"
+	"google.golang.org/protobuf/proto"
+
+	"github.com/vmapp/vmapp/errs"
+	statepb "github.com/vmapp/vmapp/proto/vmapp/state/v1"
+	"github.com/vmapp/vmapp/state"
+)
+
+// fsm is raft's state machine: the state file. A committed command is
+// applied with state.ApplyLogged, which skips what the file already holds
+// (it survives restarts, and raft replays the log from its last snapshot);
+// a snapshot is a consistent copy of the file; restoring one replaces it.
+type fsm struct {
+	db *state.DB
+}
+
+// result is what Apply returns to the proposer on the leader.
+type result struct {
+	index uint64
+	err   error
+}
+
+func (f *fsm) Apply(l *raft.Log) any { return f.ApplyBatch([]*raft.Log{l})[0] }
+
+func (f *fsm) ApplyBatch(logs []*raft.Log) []any {
+	entries := make([]state.Entry, len(logs))
+	for i, l := range logs {
+		entries[i] = state.Entry{Index: l.Index, Term: l.Term}
+		if l.Type != raft.LogCommand {
+			continue
+		}
+		c := &statepb.Command{}
+		if err := proto.Unmarshal(l.Data, c); err != nil {
+			// Every node would fail alike: nothing to do but stop.
+			panic(fmt.Sprintf("raft log entry %d is not a command: %v", l.Index, err))
+		}
+		entries[i].Cmd = c
+	}
+	out := make([]any, len(logs))
+	for i, err := range f.db.ApplyLogged(entries) {
+		if err != nil && errs.ClassOf(err) == errs.Internal {
+			// The file could not take a committed command: going on would
+			// diverge from the other nodes. A restart replays it.
+			panic(fmt.Sprintf("applying raft log entry %d failed: %v", logs[i].Index, err))
+		}
+		out[i] = result{index: logs[i].Index, err: err}
+	}
+	return out
+}
+
+func (f *fsm) Snapshot() (raft.FSMSnapshot, error) {
+	s, err := f.db.BeginSnapshot()
+	if err != nil {
+		return nil, err
+	}
+	return snapshot{s}, nil
+}
+
+func (f *fsm) Restore(rc io.ReadCloser) error {
+	defer rc.Close()
+	return f.db.Restore(rc)
+}
+
+type snapshot struct{ s *state.Snapshot }
+
+func (s snapshot) Persist(sink raft.SnapshotSink) error {
+	if _, err := s.s.WriteTo(sink); err != nil {
+		sink.Cancel()
+		return err
+	}
+	return sink.Close()
+}
+
+func (s snapshot) Release() { s.s.Release() }

@@ -1,0 +1,189 @@
+package cluster
+
+import (
+	"context"
+	"crypto/hmac"
+	"crypto/sha256"
+	"crypto/tls"
+	"encoding/hex"
+	"sync"
+
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials"
+	"google.golang.org/grpc/credentials/insecure"
+	"google.golang.org/grpc/metadata"
+	"google.golang.org/protobuf/proto"
+
+	"github.com/vmapp/vmapp/errs"
+	"github.com/vmapp/vmapp/internal/wire"
+	statepb "github.com/vmapp/vmapp/proto/vmapp/state/v1"
+	pb "github.com/vmapp/vmapp/proto/vmapp/v1"
+)
+
+// PeerKey is the metadata key of the cluster's proof on calls between
+// nodes.
+const PeerKey = "vmapp-cluster-key"
+
+// fieldNotLeader marks the refusal of a node that doesn't lead (any more):
+// the caller asks the leader again.
+const fieldNotLeader = "leader"
+
+// peerToken is what a node presents on PeerService calls: derived from the
+// cluster key (never the key itself, which also guards raft).
+func peerToken(key []byte) string {
+	h := hmac.New(sha256.New, key)
+	h.Write([]byte("vmapp-peer-v1"))
+	return hex.EncodeToString(h.Sum(nil))
+}
+
+// CheckPeer checks that an incoming call carries this cluster's proof.
+func (n *Node) CheckPeer(ctx context.Context) error {
+	md, _ := metadata.FromIncomingContext(ctx)
+	v := md.Get(PeerKey)
+	if len(v) != 1 || !hmac.Equal([]byte(v[0]), []byte(n.peers.token)) {
+		return errs.New(errs.Unauthenticated, "", "calls between vmappd nodes must carry this cluster's key")
+	}
+	return nil
+}
+
+// peerClients keeps one connection per node the node calls.
+type peerClients struct {
+	token string
+	creds credentials.TransportCredentials
+	mu    sync.Mutex
+	conns map[string]*grpc.ClientConn
+}
+
+func newPeerClients(key []byte, clientTLS *tls.Config) *peerClients {
+	p := &peerClients{token: peerToken(key), creds: insecure.NewCredentials(), conns: map[string]*grpc.ClientConn{}}
+	if clientTLS != nil {
+		p.creds = credentials.NewTLS(clientTLS)
+	}
+	return p
+}
+
+func (p *peerClients) client(addr string) (pb.PeerServiceClient, error) {
+	if addr == "" {
+		return nil, errs.New(errs.Unavailable, "", "the leader's API address is not known yet: retry")
+	}
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if c := p.conns[addr]; c != nil {
+		return pb.NewPeerServiceClient(c), nil
+	}
+	c, err := grpc.NewClient(addr, append(wire.DialOptions(), grpc.WithTransportCredentials(p.creds))...)
+	if err != nil {
+		return nil, err
+	}
+	p.conns[addr] = c
+	return pb.NewPeerServiceClient(c), nil
+}
+
+func (p *peerClients) ctx(ctx context.Context) context.Context {
+	return metadata.AppendToOutgoingContext(ctx, PeerKey, p.token)
+}
+
+func (p *peerClients) apply(ctx context.Context, addr string, cmd []byte) (uint64, error) {
+	c, err := p.client(addr)
+	if err != nil {
+		return 0, err
+	}
+	r, err := c.Apply(p.ctx(ctx), &pb.ApplyRequest{Command: cmd})
+	if err != nil {
+		return 0, errs.FromStatus(err)
+	}
+	return r.Index, nil
+}
+
+func (p *peerClients) readIndex(ctx context.Context, addr string) (uint64, error) {
+	c, err := p.client(addr)
+	if err != nil {
+		return 0, err
+	}
+	r, err := c.ReadIndex(p.ctx(ctx), &pb.ReadIndexRequest{})
+	if err != nil {
+		return 0, errs.FromStatus(err)
+	}
+	return r.Index, nil
+}
+
+func (p *peerClients) close() {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	for _, c := range p.conns {
+		c.Close()
+	}
+	p.conns = map[string]*grpc.ClientConn{}
+}
+
+// PeerServer serves PeerService for the node. The daemon registers it and
+// lets its calls through with CheckPeer instead of a token.
+type PeerServer struct {
+	pb.UnimplementedPeerServiceServer
+	n *Node
+}
+
+// PeerServer returns the node's PeerService.
+func (n *Node) PeerServer() *PeerServer { return &PeerServer{n: n} }
+
+// The PeerService methods answer with gRPC statuses of their own (errs'
+// classes and fields), however the server is wired.
+
+func (s *PeerServer) Apply(ctx context.Context, r *pb.ApplyRequest) (*pb.ApplyResponse, error) {
+	resp, err := s.apply(ctx, r)
+	return resp, errs.ToStatus(err)
+}
+
+func (s *PeerServer) apply(ctx context.Context, r *pb.ApplyRequest) (*pb.ApplyResponse, error) {
+	if err := s.n.CheckPeer(ctx); err != nil {
+		return nil, err
+	}
+	cmd := &statepb.Command{}
+	if err := proto.Unmarshal(r.Command, cmd); err != nil {
+		return nil, errs.New(errs.InvalidArgument, "command", "not a command: %v", err)
+	}
+	if !s.n.IsLeader() {
+		return nil, errs.New(errs.Unavailable, fieldNotLeader, "node %s doesn't lead the cluster", s.n.cfg.ID)
+	}
+	index, err := s.n.applyHere(r.Command)
+	if err != nil && isNotLeader(err) {
+		return nil, errs.New(errs.Unavailable, fieldNotLeader, "node %s doesn't lead the cluster", s.n.cfg.ID)
+	}
+	if err != nil {
+		return nil, err
+	}
+	return &pb.ApplyResponse{Index: index}, nil
+}
+
+func (s *PeerServer) ReadIndex(ctx context.Context, _ *pb.ReadIndexRequest) (*pb.ReadIndexResponse, error) {
+	if err := s.n.CheckPeer(ctx); err != nil {
+		return nil, errs.ToStatus(err)
+	}
+	if !s.n.IsLeader() || s.n.raft.VerifyLeader().Error() != nil {
+		return nil, errs.ToStatus(errs.New(errs.Unavailable, fieldNotLeader, "node %s doesn't lead the cluster", s.n.cfg.ID))
+	}
+	return &pb.ReadIndexResponse{Index: s.n.raft.CommitIndex()}, nil
+}
+
+func (s *PeerServer) NodeStatus(ctx context.Context, _ *pb.NodeStatusRequest) (*pb.NodeStatusResponse, error) {
+	if err := s.n.CheckPeer(ctx); err != nil {
+		return nil, errs.ToStatus(err)
+	}
+	return &pb.NodeStatusResponse{Node: s.n.self(), Members: s.n.members()}, nil
+}
+
+func (s *PeerServer) Join(ctx context.Context, r *pb.JoinRequest) (*pb.JoinResponse, error) {
+	if err := s.n.CheckPeer(ctx); err != nil {
+		return nil, errs.ToStatus(err)
+	}
+	st, err := s.n.AddNode(ctx, r.Id, r.RaftAddress, r.ApiAddress)
+	return &pb.JoinResponse{Status: st}, errs.ToStatus(err)
+}
+
+func (s *PeerServer) Remove(ctx context.Context, r *pb.RemoveRequest) (*pb.RemoveResponse, error) {
+	if err := s.n.CheckPeer(ctx); err != nil {
+		return nil, errs.ToStatus(err)
+	}
+	st, err := s.n.RemoveNode(ctx, r.Id)
+	return &pb.RemoveResponse{Status: st}, errs.ToStatus(err)
+}
