@@ -46,14 +46,20 @@ type Client struct {
 	Transfer pb.TransferServiceClient
 }
 
-// New connects to vmappd at addr (host:port). The connection is made lazily;
-// errors of calls are *errs.Error values of the server's class.
+// New connects to vmappd at addr: host:port, or the nodes of a cluster as
+// host:port,host:port,... (see Servers), or a gRPC target such as
+// dns:///name:port. The connection is made lazily; errors of calls are
+// *errs.Error values of the server's class.
 func New(addr string, o Options) (*Client, error) {
+	tgt, topts, err := target(addr)
+	if err != nil {
+		return nil, errs.New(errs.InvalidArgument, "server", "%v", err)
+	}
 	creds := insecure.NewCredentials()
 	if o.TLS != nil {
 		creds = credentials.NewTLS(o.TLS)
 	}
-	opts := append(wire.DialOptions(),
+	opts := append(append(wire.DialOptions(), topts...),
 		grpc.WithTransportCredentials(creds),
 		grpc.WithChainUnaryInterceptor(unary(o.Tenant)),
 		grpc.WithChainStreamInterceptor(stream(o.Tenant)),
@@ -67,7 +73,7 @@ func New(addr string, o Options) (*Client, error) {
 		}
 		opts = append(opts, grpc.WithDefaultCallOptions(grpc.UseCompressor(o.Compressor)))
 	}
-	conn, err := grpc.NewClient(addr, append(opts, o.DialOptions...)...)
+	conn, err := grpc.NewClient(tgt, append(opts, o.DialOptions...)...)
 	if err != nil {
 		return nil, fmt.Errorf("vmappd at %q: %w", addr, err)
 	}

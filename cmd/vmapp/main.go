@@ -132,7 +132,7 @@ Exit status: 0 on success, 1 when the request fails, 2 on a usage error.`,
 	root.CompletionOptions.DisableDefaultCmd = true
 	root.SetFlagErrorFunc(func(_ *cobra.Command, err error) error { return usageError{err} })
 	pf := root.PersistentFlags()
-	pf.StringVar(&c.server, "server", envOr("VMAPP_SERVER", defaultServer), "vmappd address host:port (env VMAPP_SERVER)")
+	pf.StringVar(&c.server, "server", envOr("VMAPP_SERVER", defaultServer), "vmappd address host:port, or a cluster's nodes host:port,host:port,... (calls fail over between them) (env VMAPP_SERVER)")
 	pf.StringVar(&c.tenant, "tenant", os.Getenv("VMAPP_TENANT"), "tenant to work in (env VMAPP_TENANT); empty: the token's tenant, or default for the operator's")
 	pf.StringVar(&c.compress, "compress", "none", "wire compression of requests: none, zstd or s2")
 	pf.StringVarP(&c.output, "output", "o", "table", "output format: table or json")
