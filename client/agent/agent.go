@@ -60,6 +60,8 @@ import (
 	"sync"
 	"time"
 
+	"github.com/jonboulle/clockwork"
+
 	"github.com/vmapp/vmapp/client"
 	"github.com/vmapp/vmapp/errs"
 	pb "github.com/vmapp/vmapp/proto/vmapp/v1"
@@ -110,6 +112,9 @@ type Config struct {
 	// ReconnectBase and ReconnectMax bound the backoff between attempts to
 	// reopen the goal-state stream; default 250ms and 15s.
 	ReconnectBase, ReconnectMax time.Duration
+	// Clock is the agent's time: retries, reconnects, the instance view's
+	// times; nil means the real clock.
+	Clock clockwork.Clock
 	// HTTPClient fetches configurationReference URLs and is handed to the
 	// downloader; nil means its defaults.
 	HTTPClient *http.Client
@@ -142,6 +147,7 @@ func GenerationNumber(generation string) int64 {
 
 type agent struct {
 	cfg    Config
+	clock  clockwork.Clock
 	cl     *client.Client
 	fleet  pb.FleetServiceClient
 	log    *slog.Logger
@@ -189,6 +195,9 @@ func Run(ctx context.Context, cfg Config) error {
 		cfg.ReconnectMax = DefaultReconnectMax
 	}
 	cfg.ReconnectMax = max(cfg.ReconnectMax, cfg.ReconnectBase)
+	if cfg.Clock == nil {
+		cfg.Clock = clockwork.NewRealClock()
+	}
 	if cfg.Logger == nil {
 		cfg.Logger = slog.Default()
 	}
@@ -213,7 +222,7 @@ func Run(ctx context.Context, cfg Config) error {
 	if err != nil {
 		return fmt.Errorf("agent: %w", err)
 	}
-	a := &agent{cfg: cfg, cl: cfg.Client, log: cfg.Logger.With("machine", cfg.Machine), bootID: bootID, st: st,
+	a := &agent{cfg: cfg, clock: cfg.Clock, cl: cfg.Client, log: cfg.Logger.With("machine", cfg.Machine), bootID: bootID, st: st,
 		report: make(chan struct{}, 1), goalCh: make(chan struct{}, 1)}
 	if a.cl == nil {
 		if cfg.Server == "" {
@@ -272,7 +281,7 @@ func (a *agent) recover() error {
 		a.log.Warn("an operation was interrupted by a reboot", "app", key, "op", op.Op, "version", op.Version)
 		as.Failure = &failure{Op: op.Op, Version: op.Version, ConfigKey: op.ConfigKey, Retry: op.Retry, Manual: true}
 		as.Status.State, as.Status.Reason, as.Status.Operation = StateFailed, "interrupted by a reboot", op.Op
-		as.Status.Version, as.Status.End, as.Status.ExitCode = op.Version, time.Now(), -1
+		as.Status.Version, as.Status.End, as.Status.ExitCode = op.Version, a.clock.Now(), -1
 	}
 	if rebooted {
 		a.log.Info("the machine rebooted", "boot_id", a.bootID)
@@ -326,7 +335,7 @@ func (a *agent) watch(ctx context.Context) {
 		select {
 		case <-ctx.Done():
 			return
-		case <-time.After(d):
+		case <-a.clock.After(d):
 		}
 	}
 }
@@ -380,7 +389,7 @@ func (a *agent) stale(seq uint64) bool {
 // reconcileLoop runs a pass for every new goal state and whenever a retry
 // comes due.
 func (a *agent) reconcileLoop(ctx context.Context) {
-	timer := time.NewTimer(time.Hour)
+	timer := a.clock.NewTimer(time.Hour)
 	timer.Stop()
 	defer timer.Stop()
 	for {
@@ -388,7 +397,7 @@ func (a *agent) reconcileLoop(ctx context.Context) {
 		case <-ctx.Done():
 			return
 		case <-a.goalCh:
-		case <-timer.C:
+		case <-timer.Chan():
 		}
 		gs, seq := a.latestGoal()
 		if gs == nil {
@@ -400,7 +409,7 @@ func (a *agent) reconcileLoop(ctx context.Context) {
 		}
 		timer.Stop()
 		if next, ok := a.nextRetry(gs); ok {
-			timer.Reset(max(time.Until(next), time.Millisecond))
+			timer.Reset(max(a.clock.Until(next), time.Millisecond))
 		}
 	}
 }
@@ -427,7 +436,7 @@ func (a *agent) kick() {
 // progressInterval.
 func (a *agent) kickProgress() {
 	a.mu.Lock()
-	now := time.Now()
+	now := a.clock.Now()
 	ok := now.Sub(a.lastProgress) >= progressInterval
 	if ok {
 		a.lastProgress = now
@@ -459,7 +468,7 @@ func (a *agent) reporter(ctx context.Context) {
 			case <-ctx.Done():
 				return
 			case <-a.report:
-			case <-time.After(backoff(a.cfg.ReconnectBase, a.cfg.ReconnectMax, n)):
+			case <-a.clock.After(backoff(a.cfg.ReconnectBase, a.cfg.ReconnectMax, n)):
 			}
 		}
 	}

@@ -19,9 +19,12 @@ import (
 	"testing"
 	"time"
 
+	"github.com/jonboulle/clockwork"
+
 	"github.com/vmapp/vmapp/client"
 	"github.com/vmapp/vmapp/client/agent"
 	"github.com/vmapp/vmapp/errs"
+	"github.com/vmapp/vmapp/internal/testkit/proctest"
 	"github.com/vmapp/vmapp/internal/testkit/testcluster"
 	pb "github.com/vmapp/vmapp/proto/vmapp/v1"
 )
@@ -286,6 +289,7 @@ type mark struct {
 	dir   string
 }
 
+// marksOf reads the marks of rec.
 func marksOf(t *testing.T, marks string) []mark {
 	t.Helper()
 	b, err := os.ReadFile(filepath.Join(marks, "log"))
@@ -296,7 +300,10 @@ func marksOf(t *testing.T, marks string) []mark {
 		t.Fatal(err)
 	}
 	var out []mark
-	for _, l := range strings.Split(strings.TrimSpace(string(b)), "\n") {
+	lines := strings.Split(string(b), "\n")
+	// Complete lines only: a command may be writing the last one (or have
+	// just created the file).
+	for _, l := range lines[:len(lines)-1] {
 		f := strings.Fields(l)
 		if len(f) < 3 {
 			t.Fatalf("bad mark %q", l)
@@ -695,7 +702,9 @@ func (e *env) testAgentCrash(t *testing.T) {
 	}
 }
 
-// A failed install is retried on its own, with backoff.
+// A failed install is retried on its own, with backoff. The test's clock
+// moves time: each state holds until the test acts, whatever the speed of
+// the machine.
 func (e *env) testAutomaticRetry(t *testing.T) {
 	t.Parallel()
 	marks := t.TempDir()
@@ -703,41 +712,68 @@ func (e *env) testAutomaticRetry(t *testing.T) {
 	e.publish(t, ver{app: "ar-a", version: "1.0.0", install: rec(marks, "a") + fmt.Sprintf("; test -f %s", flag)})
 	e.machine(t, "ar-vm")
 	e.set(t, "ar-vm", &pb.VMGalleryApplication{PackageReferenceId: "g/ar-a/1.0.0"})
-	e.startAgent(t, "ar-vm", func(c *agent.Config) { c.RetryBase, c.RetryMax = 100*time.Millisecond, 400*time.Millisecond })
-	e.wait(t, "ar-vm", "failed twice", func(m *pb.Machine) bool {
-		s := status(m, "g/ar-a")
-		return s.GetState() == "Failed" && s.Attempts >= 2
-	})
+	clk := clockwork.NewFakeClockAt(time.Now())
+	e.startAgent(t, "ar-vm", func(c *agent.Config) { c.Clock, c.RetryBase, c.RetryMax = clk, time.Minute, 4*time.Minute })
+	attempt := func(n int32, state string) {
+		t.Helper()
+		e.wait(t, "ar-vm", fmt.Sprintf("%s at attempt %d", state, n), func(m *pb.Machine) bool {
+			s := status(m, "g/ar-a")
+			return s.GetState() == state && s.Attempts == n
+		})
+		if got := len(marksOf(t, marks)); got != int(n) {
+			t.Fatalf("the install ran %d times in %d attempts", got, n)
+		}
+	}
+	retry := func() {
+		t.Helper()
+		// The retry's timer is the agent's only one while the stream holds.
+		if err := clk.BlockUntilContext(ctx(t), 1); err != nil {
+			t.Fatalf("the agent set no timer for the retry: %v", err)
+		}
+		clk.Advance(5 * time.Minute) // past the longest backoff: 4m +25%
+	}
+	attempt(1, "Failed")
+	retry()
+	attempt(2, "Failed")
 	if err := os.WriteFile(flag, nil, 0o600); err != nil {
 		t.Fatal(err)
 	}
-	m := e.states(t, "ar-vm", map[string]string{"g/ar-a": "Installed"})
-	if s := status(m, "g/ar-a"); s.Attempts < 3 {
-		t.Fatalf("status %v", s)
-	}
+	retry()
+	attempt(3, "Installed")
 }
 
-// A command past the timeout is killed with its process group.
+// A command past the timeout is killed with its process group. The
+// test's clock moves the timeout once the command started its process.
 func (e *env) testCommandTimeout(t *testing.T) {
 	t.Parallel()
 	marks := t.TempDir()
-	late := filepath.Join(marks, "late")
-	e.publish(t, ver{app: "to-a", version: "1.0.0", install: fmt.Sprintf("echo started; (sleep 2; touch %s) & sleep 30", late)})
+	bg := filepath.Join(marks, "bg")
+	e.publish(t, ver{app: "to-a", version: "1.0.0", install: fmt.Sprintf("echo started; sleep 60 & echo $! > %s; sleep 60", bg)})
 	e.machine(t, "to-vm")
 	e.set(t, "to-vm", &pb.VMGalleryApplication{PackageReferenceId: "g/to-a/1.0.0"})
-	start := time.Now()
-	e.startAgent(t, "to-vm", func(c *agent.Config) { c.CommandTimeout = time.Second })
+	clk := clockwork.NewFakeClockAt(time.Now())
+	e.startAgent(t, "to-vm", func(c *agent.Config) { c.Clock, c.CommandTimeout = clk, time.Minute })
+	deadline := time.Now().Add(45 * time.Second)
+	for !exists(bg) || read(t, bg) == "" {
+		if time.Now().After(deadline) {
+			t.Fatal("the install never started its process")
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	// The command's timeout is the agent's only timer now.
+	if err := clk.BlockUntilContext(ctx(t), 1); err != nil {
+		t.Fatal(err)
+	}
+	clk.Advance(time.Minute)
 	m := e.states(t, "to-vm", map[string]string{"g/to-a": "Failed"})
-	if s := status(m, "g/to-a"); s.Reason != "the install command timed out after 1s" || !strings.Contains(s.OutputTail, "started") || s.ExitCode != -1 {
+	if s := status(m, "g/to-a"); s.Reason != "the install command timed out after 1m0s" || !strings.Contains(s.OutputTail, "started") || s.ExitCode != -1 {
 		t.Fatalf("status %v", s)
 	}
-	if d := time.Since(start); d > 15*time.Second {
-		t.Fatalf("took %v", d)
+	pid, err := strconv.Atoi(strings.TrimSpace(read(t, bg)))
+	if err != nil {
+		t.Fatal(err)
 	}
-	time.Sleep(2500 * time.Millisecond)
-	if exists(late) {
-		t.Fatal("a process of the command outlived the timeout")
-	}
+	proctest.WaitGone(t, pid)
 }
 
 // The stream breaks (vmappd goes away for a while): the agent reconnects

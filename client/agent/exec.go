@@ -1,6 +1,7 @@
 package agent
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -10,6 +11,8 @@ import (
 	"sync"
 	"time"
 	"unicode/utf8"
+
+	"github.com/jonboulle/clockwork"
 )
 
 // TailSize is how much of a command's output (stdout and stderr together)
@@ -62,15 +65,25 @@ func (t *tail) String() string {
 // SIGKILL when the agent stops.
 const killGrace = 2 * time.Second
 
-// runCommand runs cmdline with /bin/bash -c in dir, in a process group of
-// its own, with the environment plus env. It kills the whole group when
-// the timeout passes (SIGKILL) or ctx ends (SIGTERM, then SIGKILL).
-func runCommand(ctx context.Context, cmdline, dir string, env []string, timeout time.Duration) result {
+// command is a command to run.
+type command struct {
+	line string // run with /bin/bash -c
+	dir  string
+	env  []string // added to the agent's environment
+	// timeout, on clock (nil: the real one).
+	timeout time.Duration
+	clock   clockwork.Clock
+}
+
+// runCommand runs c in a process group of its own, and kills the whole
+// group when the timeout passes (SIGKILL) or ctx ends (SIGTERM, then
+// SIGKILL).
+func runCommand(ctx context.Context, c command) result {
 	start := time.Now()
 	out := &tail{}
-	cmd := exec.Command("/bin/bash", "-c", cmdline)
-	cmd.Dir = dir
-	cmd.Env = append(os.Environ(), env...)
+	cmd := exec.Command("/bin/bash", "-c", c.line)
+	cmd.Dir = c.dir
+	cmd.Env = append(os.Environ(), c.env...)
 	cmd.Stdout, cmd.Stderr = out, out
 	// Don't wait forever for descendants that escaped the group and hold
 	// the output pipe.
@@ -81,17 +94,18 @@ func runCommand(ctx context.Context, cmdline, dir string, env []string, timeout 
 	}
 	done := make(chan error, 1)
 	go func() { done <- cmd.Wait() }()
-	timer := time.NewTimer(timeout)
+	clock := cmp.Or[clockwork.Clock](c.clock, clockwork.NewRealClock())
+	timer := clock.NewTimer(c.timeout)
 	defer timer.Stop()
 	var r result
 	var err error
 	select {
 	case err = <-done:
-	case <-timer.C:
+	case <-timer.Chan():
 		killGroup(cmd, true)
 		err = <-done
 		r.TimedOut = true
-		r.Err = fmt.Errorf("timed out after %v", timeout)
+		r.Err = fmt.Errorf("timed out after %v", c.timeout)
 	case <-ctx.Done():
 		killGroup(cmd, false)
 		select {

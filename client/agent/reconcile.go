@@ -88,7 +88,7 @@ func (a *agent) pass(ctx context.Context, gs *pb.GoalState, seq uint64) {
 	for _, ga := range gs.Applications {
 		wanted[appKey(ga)] = ga
 	}
-	now := time.Now()
+	now := a.clock.Now()
 
 	// Removals first.
 	a.mu.Lock()
@@ -266,7 +266,7 @@ func (a *agent) runGroup(ctx context.Context, gs *pb.GoalState, group []*planned
 
 func (a *agent) skip(p *planned, reason string) {
 	a.update(p.key, func(as *appState) {
-		as.Status.State, as.Status.Reason, as.Status.End = StateSkipped, reason, time.Now()
+		as.Status.State, as.Status.Reason, as.Status.End = StateSkipped, reason, a.clock.Now()
 	})
 }
 
@@ -274,7 +274,7 @@ func (a *agent) skip(p *planned, reason string) {
 func (a *agent) nextRetry(*pb.GoalState) (time.Time, bool) {
 	a.mu.Lock()
 	defer a.mu.Unlock()
-	now := time.Now()
+	now := a.clock.Now()
 	var next time.Time
 	for _, as := range a.st.Apps {
 		f := as.Failure
@@ -327,7 +327,7 @@ func (a *agent) apply(ctx context.Context, gs *pb.GoalState, ga *pb.GoalApplicat
 		if inst != nil {
 			op = OpUpdate
 		}
-		as.Status = status{Version: ga.Version, State: StateDownloading, Operation: op, Start: time.Now(),
+		as.Status = status{Version: ga.Version, State: StateDownloading, Operation: op, Start: a.clock.Now(),
 			Attempts: as.Attempts, Treat: ga.TreatFailureAsDeploymentFailure}
 	})
 	log := a.log.With("app", key, "version", ga.Version, "op", op)
@@ -336,8 +336,8 @@ func (a *agent) apply(ctx context.Context, gs *pb.GoalState, ga *pb.GoalApplicat
 		a.update(key, func(as *appState) {
 			as.Op = nil
 			as.Failure = &failure{Op: op, Version: ga.Version, ConfigKey: ck, Retry: ga.Retry,
-				NextRetry: time.Now().Add(backoff(a.cfg.RetryBase, a.cfg.RetryMax, int(as.Attempts)))}
-			as.Status.State, as.Status.Reason, as.Status.End = StateFailed, reason, time.Now()
+				NextRetry: a.clock.Now().Add(backoff(a.cfg.RetryBase, a.cfg.RetryMax, int(as.Attempts)))}
+			as.Status.State, as.Status.Reason, as.Status.End = StateFailed, reason, a.clock.Now()
 			as.Status.ExitCode, as.Status.OutputTail = -1, ""
 			if r != nil {
 				as.Status.ExitCode, as.Status.OutputTail = r.ExitCode, r.Tail
@@ -373,7 +373,7 @@ func (a *agent) apply(ctx context.Context, gs *pb.GoalState, ga *pb.GoalApplicat
 
 	step := func(name, command, in string, version string) (result, string, bool) {
 		o := &operation{Op: op, Step: name, Version: ga.Version, ConfigKey: ck, Retry: ga.Retry, Dir: in,
-			BootID: a.bootID, Behavior: behavior, Start: time.Now()}
+			BootID: a.bootID, Behavior: behavior, Start: a.clock.Now()}
 		what := "the " + name + " command"
 		if name == "remove-old" {
 			what = "the remove command of version " + version
@@ -415,8 +415,8 @@ func (a *agent) apply(ctx context.Context, gs *pb.GoalState, ga *pb.GoalApplicat
 	a.update(key, func(as *appState) {
 		as.Op, as.Failure = nil, nil
 		as.Installed = &installed{Version: ga.Version, Dir: dir, ConfigKey: ck, Remove: ga.ManageActions.Remove,
-			Behavior: behavior, Time: time.Now(), Treat: ga.TreatFailureAsDeploymentFailure}
-		as.Status.State, as.Status.Reason, as.Status.End = StateInstalled, "", time.Now()
+			Behavior: behavior, Time: a.clock.Now(), Treat: ga.TreatFailureAsDeploymentFailure}
+		as.Status.State, as.Status.Reason, as.Status.End = StateInstalled, "", a.clock.Now()
 		as.Status.ExitCode, as.Status.OutputTail = r.ExitCode, r.Tail
 	})
 	return true
@@ -446,8 +446,8 @@ func (a *agent) setState(key, state string) {
 // runStep records the operation in progress, then runs its command: ok
 // when it exited 0. An empty command does nothing. The operation stays
 // recorded: the caller records the outcome.
-func (a *agent) runStep(ctx context.Context, key string, o *operation, command, dir string, env []string) (result, bool) {
-	if command == "" {
+func (a *agent) runStep(ctx context.Context, key string, o *operation, line, dir string, env []string) (result, bool) {
+	if line == "" {
 		return result{}, true
 	}
 	if _, err := os.Stat(dir); err != nil {
@@ -455,7 +455,7 @@ func (a *agent) runStep(ctx context.Context, key string, o *operation, command, 
 	}
 	a.update(key, func(as *appState) { as.Op = o })
 	a.log.Info("running a command", "app", key, "step", o.Step, "version", o.Version, "dir", dir)
-	r := runCommand(ctx, command, dir, env, a.cfg.CommandTimeout)
+	r := runCommand(ctx, command{line: line, dir: dir, env: env, timeout: a.cfg.CommandTimeout, clock: a.clock})
 	return r, r.Err == nil && r.ExitCode == 0
 }
 
@@ -470,11 +470,11 @@ func (a *agent) remove(ctx context.Context, key string) {
 			as.Attempts = 0
 		}
 		as.Attempts++
-		as.Status = status{Version: inst.Version, State: StateRemoving, Operation: OpRemove, Start: time.Now(),
+		as.Status = status{Version: inst.Version, State: StateRemoving, Operation: OpRemove, Start: a.clock.Now(),
 			Attempts: as.Attempts, Treat: inst.Treat}
 	})
 	log := a.log.With("app", key, "version", inst.Version, "op", OpRemove)
-	o := &operation{Op: OpRemove, Step: OpRemove, Version: inst.Version, Dir: inst.Dir, BootID: a.bootID, Behavior: inst.Behavior, Start: time.Now()}
+	o := &operation{Op: OpRemove, Step: OpRemove, Version: inst.Version, Dir: inst.Dir, BootID: a.bootID, Behavior: inst.Behavior, Start: a.clock.Now()}
 	env := []string{"VMAPP_APPLICATION=" + app, "VMAPP_VERSION=" + inst.Version, "VMAPP_OPERATION=" + OpRemove}
 	var r result
 	ok := true
@@ -492,8 +492,8 @@ func (a *agent) remove(ctx context.Context, key string) {
 		a.update(key, func(as *appState) {
 			as.Op = nil
 			as.Failure = &failure{Op: OpRemove, Version: inst.Version,
-				NextRetry: time.Now().Add(backoff(a.cfg.RetryBase, a.cfg.RetryMax, int(as.Attempts)))}
-			as.Status.State, as.Status.Reason, as.Status.End = StateFailed, reason, time.Now()
+				NextRetry: a.clock.Now().Add(backoff(a.cfg.RetryBase, a.cfg.RetryMax, int(as.Attempts)))}
+			as.Status.State, as.Status.Reason, as.Status.End = StateFailed, reason, a.clock.Now()
 			as.Status.ExitCode, as.Status.OutputTail = r.ExitCode, r.Tail
 		})
 		return
