@@ -38,11 +38,18 @@
 // up to RetryMax, with jitter), and at once when the goal's retry counter
 // goes up (vmapp vm app retry).
 //
-// Before a command runs, the operation is recorded in the state with the
-// boot id. Found at start, the operation was cut short: by a crash of the
-// agent when the boot id is the same (it runs again), or by a reboot when it
-// differs — then it runs again when the version's scriptBehaviorAfterReboot
-// is Rerun, else it is Failed "interrupted by a reboot" until retried.
+// Commands run with /bin/bash -c, each in a process group of its own whose
+// shell the kernel kills when the agent dies (Pdeathsig, Linux). Before a
+// command runs, its operation is recorded in the state with the boot id and
+// the command's process group (its id and session, and its leader's start
+// time, which tell it from a later group of the same id). Found at start,
+// the operation was cut short: by the agent stopping or dying when the boot
+// id is the same — then what still runs of its group is killed (SIGKILL,
+// and the agent waits until none runs; it doesn't start when some won't
+// die) and the operation runs again — or by a reboot when it differs —
+// then it runs again when the version's scriptBehaviorAfterReboot is Rerun,
+// else it is Failed "interrupted by a reboot" until retried. The attempt
+// cut short counts in the instance view's attempts.
 package agent
 
 import (
@@ -77,6 +84,9 @@ const (
 	DefaultRetryMax       = 10 * time.Minute
 	DefaultReconnectBase  = 250 * time.Millisecond
 	DefaultReconnectMax   = 15 * time.Second
+	// groupEndWait bounds the wait for the processes of an interrupted
+	// command to die of SIGKILL.
+	groupEndWait = 30 * time.Second
 	// progressInterval throttles the reports of download progress.
 	progressInterval = 500 * time.Millisecond
 )
@@ -253,35 +263,44 @@ func Run(ctx context.Context, cfg Config) error {
 	return nil
 }
 
-// recover handles the operations a previous run left in progress.
+// recover handles the operations a previous run left in progress. Cut
+// short in this boot (the agent stopped or was killed), an operation's
+// processes that still run are killed first; then it runs again. Cut
+// short by a reboot, it runs again when its scriptBehaviorAfterReboot is
+// Rerun, else it is Failed until retried. Either way the attempt counts.
 func (a *agent) recover() error {
 	a.mu.Lock()
 	defer a.mu.Unlock()
 	rebooted := a.st.BootID != "" && a.st.BootID != a.bootID
-	for key, as := range a.st.Apps {
+	for _, key := range sortedKeys(a.st.Apps) {
+		as := a.st.Apps[key]
 		op := as.Op
 		if op == nil {
 			continue
 		}
+		log := a.log.With("app", key, "op", op.Op, "step", op.Step, "version", op.Version)
+		if op.BootID == a.bootID && op.Group != nil {
+			n, err := op.Group.end(groupEndWait)
+			if err != nil {
+				return fmt.Errorf("the interrupted %s of %s left processes that can't be killed; not running anything: %w", op.Step, key, err)
+			}
+			if n > 0 {
+				log.Warn("killed the processes the interrupted command left running", "group", op.Group.ID, "killed", n)
+			}
+		}
 		as.Op = nil
-		if op.BootID == a.bootID {
-			a.log.Warn("an operation was cut short (the agent stopped): running it again", "app", key, "op", op.Op, "version", op.Version)
-			if as.Failure != nil {
-				as.Failure.NextRetry = time.Time{}
-			}
-			continue
+		as.Failure = &failure{Op: op.Op, Version: op.Version, ConfigKey: op.ConfigKey, Retry: op.Retry}
+		switch {
+		case op.BootID == a.bootID:
+			log.Warn("an operation was cut short (the agent stopped): running it again")
+		case op.Behavior == "Rerun":
+			log.Warn("an operation was interrupted by a reboot: running it again (scriptBehaviorAfterReboot Rerun)")
+		default:
+			log.Warn("an operation was interrupted by a reboot")
+			as.Failure.Manual = true
+			as.Status.State, as.Status.Reason, as.Status.Operation = StateFailed, "interrupted by a reboot", op.Op
+			as.Status.Version, as.Status.End, as.Status.ExitCode = op.Version, a.clock.Now(), -1
 		}
-		if op.Behavior == "Rerun" {
-			a.log.Warn("an operation was interrupted by a reboot: running it again (scriptBehaviorAfterReboot Rerun)", "app", key, "op", op.Op, "version", op.Version)
-			if as.Failure != nil {
-				as.Failure.NextRetry = time.Time{}
-			}
-			continue
-		}
-		a.log.Warn("an operation was interrupted by a reboot", "app", key, "op", op.Op, "version", op.Version)
-		as.Failure = &failure{Op: op.Op, Version: op.Version, ConfigKey: op.ConfigKey, Retry: op.Retry, Manual: true}
-		as.Status.State, as.Status.Reason, as.Status.Operation = StateFailed, "interrupted by a reboot", op.Op
-		as.Status.Version, as.Status.End, as.Status.ExitCode = op.Version, a.clock.Now(), -1
 	}
 	if rebooted {
 		a.log.Info("the machine rebooted", "boot_id", a.bootID)

@@ -666,8 +666,11 @@ func (e *env) testReboot(t *testing.T) {
 	p.setBoot("boot-2")
 	p.start()
 	m := e.states(t, "rb-vm", map[string]string{"g/rb-rerun": "Installed", "g/rb-none": "Failed"})
-	if s := status(m, "g/rb-none"); s.Reason != "interrupted by a reboot" || s.Operation != "install" {
+	if s := status(m, "g/rb-none"); s.Reason != "interrupted by a reboot" || s.Operation != "install" || s.Attempts != 1 {
 		t.Fatalf("rb-none %v", s)
+	}
+	if s := status(m, "g/rb-rerun"); s.Attempts != 2 {
+		t.Fatalf("rb-rerun %v: want 2 attempts", s)
 	}
 	if m.InstanceView.BootId != "boot-2" || m.ProvisioningState != "Failed" {
 		t.Fatalf("machine %s", dump(m))
@@ -696,9 +699,12 @@ func (e *env) testAgentCrash(t *testing.T) {
 	waitMarks(t, marks, 1)
 	p.stop()
 	p.start()
-	e.states(t, "cr-vm", map[string]string{"g/cr-a": "Installed"})
+	m := e.states(t, "cr-vm", map[string]string{"g/cr-a": "Installed"})
 	if got := labels(marksOf(t, marks)); !slices.Equal(got, []string{"a", "a"}) {
 		t.Fatalf("ran %v", got)
+	}
+	if s := status(m, "g/cr-a"); s.Attempts != 2 || s.Operation != "install" {
+		t.Fatalf("status %v: want install, 2 attempts (the one cut short counts)", s)
 	}
 }
 

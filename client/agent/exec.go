@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"os"
 	"os/exec"
+	"runtime"
 	"strings"
 	"sync"
 	"time"
@@ -65,6 +66,11 @@ func (t *tail) String() string {
 // SIGKILL when the agent stops.
 const killGrace = 2 * time.Second
 
+// gate holds a command until the agent has recorded its process group:
+// the shell first reads a line from fd 3 (at EOF, the agent died: nothing
+// runs), then becomes /bin/bash -c cmdline, keeping its pid and group.
+const gate = `IFS= read -r _ <&3 || exit 125; exec 3<&-; exec /bin/bash -c "$1"`
+
 // command is a command to run.
 type command struct {
 	line string // run with /bin/bash -c
@@ -73,6 +79,9 @@ type command struct {
 	// timeout, on clock (nil: the real one).
 	timeout time.Duration
 	clock   clockwork.Clock
+	// started, when not nil, gets the leader of the command's process
+	// group (its pid) before the command runs.
+	started func(pid int)
 }
 
 // runCommand runs c in a process group of its own, and kills the whole
@@ -81,24 +90,35 @@ type command struct {
 func runCommand(ctx context.Context, c command) result {
 	start := time.Now()
 	out := &tail{}
-	cmd := exec.Command("/bin/bash", "-c", c.line)
+	hold, release, err := os.Pipe()
+	if err != nil {
+		return result{ExitCode: -1, Err: err}
+	}
+	defer release.Close()
+	cmd := exec.Command("/bin/bash", "-c", gate, "vmapp-agent", c.line)
 	cmd.Dir = c.dir
 	cmd.Env = append(os.Environ(), c.env...)
 	cmd.Stdout, cmd.Stderr = out, out
+	cmd.ExtraFiles = []*os.File{hold}
 	// Don't wait forever for descendants that escaped the group and hold
 	// the output pipe.
 	cmd.WaitDelay = killGrace
 	setProcessGroup(cmd)
-	if err := cmd.Start(); err != nil {
+	done := make(chan error, 1)
+	err = startLocked(cmd, done)
+	hold.Close()
+	if err != nil {
 		return result{ExitCode: -1, Err: fmt.Errorf("start /bin/bash: %w", err), Duration: time.Since(start)}
 	}
-	done := make(chan error, 1)
-	go func() { done <- cmd.Wait() }()
+	if c.started != nil {
+		c.started(cmd.Process.Pid)
+	}
+	release.Write([]byte("\n")) // fails only when the shell is gone already
+	release.Close()
 	clock := cmp.Or[clockwork.Clock](c.clock, clockwork.NewRealClock())
 	timer := clock.NewTimer(c.timeout)
 	defer timer.Stop()
 	var r result
-	var err error
 	select {
 	case err = <-done:
 	case <-timer.Chan():
@@ -134,4 +154,21 @@ func runCommand(ctx context.Context, c command) result {
 		}
 	}
 	return r
+}
+
+// startLocked starts cmd and waits for it (Wait's error goes to done) on a
+// goroutine locked to its OS thread all along: the thread that starts a
+// child must outlive it, or Pdeathsig kills it. It returns Start's error.
+func startLocked(cmd *exec.Cmd, done chan<- error) error {
+	started := make(chan error, 1)
+	go func() {
+		runtime.LockOSThread()
+		defer runtime.UnlockOSThread()
+		err := cmd.Start()
+		started <- err
+		if err == nil {
+			done <- cmd.Wait()
+		}
+	}()
+	return <-started
 }

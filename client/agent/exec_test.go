@@ -5,6 +5,7 @@ import (
 	"errors"
 	"os"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"syscall"
@@ -101,6 +102,28 @@ func readFile(t *testing.T, path string) string {
 		t.Fatal(err)
 	}
 	return string(b)
+}
+
+// TestRunCommandGate: started gets the leader of the command's process
+// group before the command runs; the command is /bin/bash -c as it was
+// given, without the gate's file descriptor.
+func TestRunCommandGate(t *testing.T) {
+	dir := t.TempDir()
+	marker := filepath.Join(dir, "ran")
+	var leader int
+	var ranBefore bool
+	r := runCommand(context.Background(), command{line: `touch ran; echo "$0 $$ $(ps -o pgid= $$)"; ls /proc/$$/fd; true`, dir: dir, timeout: time.Minute,
+		started: func(pid int) {
+			leader = pid
+			ranBefore = exists(marker)
+		}})
+	if r.ExitCode != 0 || r.Err != nil || ranBefore || leader == 0 {
+		t.Fatalf("%+v; leader %d, the command ran before started returned: %v", r, leader, ranBefore)
+	}
+	f := strings.Fields(r.Tail)
+	if len(f) < 3 || f[0] != "/bin/bash" || f[1] != strconv.Itoa(leader) || f[2] != strconv.Itoa(leader) || slices.Contains(f[3:], "3") {
+		t.Fatalf("want $0 /bin/bash, $$ and its group %d, fds 0-2 (and ls's): %q", leader, r.Tail)
+	}
 }
 
 // pidIn reads the pid a command echoed first.

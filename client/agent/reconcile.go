@@ -443,9 +443,10 @@ func (a *agent) setState(key, state string) {
 	a.update(key, func(as *appState) { as.Status.State = state })
 }
 
-// runStep records the operation in progress, then runs its command: ok
-// when it exited 0. An empty command does nothing. The operation stays
-// recorded: the caller records the outcome.
+// runStep records the operation in progress, then runs its command (once
+// its process group is recorded too): ok when it exited 0. An empty command
+// does nothing. The operation stays recorded: the caller records the
+// outcome.
 func (a *agent) runStep(ctx context.Context, key string, o *operation, line, dir string, env []string) (result, bool) {
 	if line == "" {
 		return result{}, true
@@ -454,8 +455,16 @@ func (a *agent) runStep(ctx context.Context, key string, o *operation, line, dir
 		return result{ExitCode: -1, Err: err}, false
 	}
 	a.update(key, func(as *appState) { as.Op = o })
-	a.log.Info("running a command", "app", key, "step", o.Step, "version", o.Version, "dir", dir)
-	r := runCommand(ctx, command{line: line, dir: dir, env: env, timeout: a.cfg.CommandTimeout, clock: a.clock})
+	log := a.log.With("app", key, "step", o.Step, "version", o.Version)
+	log.Info("running a command", "dir", dir)
+	r := runCommand(ctx, command{line: line, dir: dir, env: env, timeout: a.cfg.CommandTimeout, clock: a.clock, started: func(pid int) {
+		g, err := groupOf(pid)
+		if err != nil {
+			log.Warn("can't read the command's process group: a restart after a crash won't kill what it leaves", "pid", pid, "err", err)
+			return
+		}
+		a.update(key, func(*appState) { o.Group = g })
+	}})
 	return r, r.Err == nil && r.ExitCode == 0
 }
 

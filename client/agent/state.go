@@ -81,6 +81,22 @@ type operation struct {
 	BootID    string    `json:"bootId"`
 	Behavior  string    `json:"scriptBehaviorAfterReboot,omitempty"`
 	Start     time.Time `json:"start"`
+	// Group is the command's process group, recorded before the command
+	// runs (Linux): what of it still runs when a restarted agent finds the
+	// operation is killed before anything runs again.
+	Group *procGroup `json:"group,omitempty"`
+}
+
+// procGroup is a command's process group, and what tells it from a later
+// group of the same id.
+type procGroup struct {
+	// ID is the group's id: its leader's pid.
+	ID int `json:"id"`
+	// Session is the session the group is in (the agent's).
+	Session int `json:"session"`
+	// LeaderStart is when the leader started, in clock ticks since boot
+	// (/proc/<pid>/stat): the group's processes started no earlier.
+	LeaderStart uint64 `json:"leaderStart"`
 }
 
 // failure is a failed attempt.

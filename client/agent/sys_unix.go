@@ -9,8 +9,11 @@ import (
 	"syscall"
 )
 
+// setProcessGroup starts cmd in a process group of its own, which dies
+// with the agent where the system can tell it to (Linux).
 func setProcessGroup(cmd *exec.Cmd) {
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	dieWithAgent(cmd.SysProcAttr)
 }
 
 // killGroup signals the command's process group: SIGKILL when hard, else
