@@ -6,16 +6,28 @@
 //
 // # Layout
 //
-// Under the root directory:
+// Under the root directory, an application's version is installed in a
+// directory named as its packageReferenceId names it, like Azure's
+// .../<application name>/<application version>:
 //
-//	<application>/<version>/       the installed version: the package (named
-//	                               <application>, or packageFileName), the
-//	                               configuration (<application>-config, or
-//	                               configFileName); commands run here
-//	.vmapp-agent/state.json        the local state (installed versions, the
-//	                               operation in progress, failures), rewritten
-//	                               atomically after every change
-//	.vmapp-agent/lock              held while an agent runs on the root
+//	<gallery>/<application>/<version>/   the installed version: the package
+//	                                     (named <application>, or
+//	                                     packageFileName), the configuration
+//	                                     (<application>-config, or
+//	                                     configFileName); commands run here
+//	<tenant>:<gallery>/<application>/<version>/
+//	                                     the same, for an application of
+//	                                     another tenant's gallery shared with
+//	                                     the machine's
+//	.vmapp-agent/state.json              the local state (installed versions,
+//	                                     the operation in progress, failures),
+//	                                     rewritten atomically after every change
+//	.vmapp-agent/lock                    held while an agent runs on the root
+//
+// Names hold no ':' or '/', so two applications never share a directory; a
+// gallery named .vmapp-agent can't be installed. A version that an earlier
+// agent installed in <application>/<version>/ stays there (the state records
+// every installed directory) until it is updated or removed.
 //
 // # Reconciling
 //

@@ -2,10 +2,12 @@ package agent_test
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
 	"log/slog"
+	"maps"
 	"net"
 	"net/http"
 	"net/http/httptest"
@@ -55,6 +57,8 @@ func TestAgent(t *testing.T) {
 	t.Run("Reconnect", e.testReconnect)
 	t.Run("ScaleSetAutomaticUpgrade", e.testScaleSetAutomaticUpgrade)
 	t.Run("SharedGallery", e.testSharedGallery)
+	t.Run("TwoGalleries", e.testTwoGalleries)
+	t.Run("OldLayout", e.testOldLayout)
 }
 
 func ctx(t *testing.T) context.Context {
@@ -66,18 +70,22 @@ func ctx(t *testing.T) context.Context {
 // --- publishing ---
 
 type ver struct {
+	gallery                 string // default "g"
 	app, version            string
 	install, remove, update string
 	settings                *pb.UserArtifactSettings
 	pkg, defaultConfig      []byte
 }
 
-// publish creates g/app (once) and the version, uploads its artifacts and
-// waits for its replication.
+// publish creates gallery/app (once) and the version, uploads its
+// artifacts and waits for its replication.
 func (e *env) publish(t *testing.T, v ver) {
 	t.Helper()
 	cat := e.c.Client.Catalog
-	_, err := cat.CreateApplication(ctx(t), &pb.CreateApplicationRequest{Application: &pb.GalleryApplication{Gallery: "g", Name: v.app, Location: "eastus", SupportedOsType: "Linux"}})
+	if v.gallery == "" {
+		v.gallery = "g"
+	}
+	_, err := cat.CreateApplication(ctx(t), &pb.CreateApplicationRequest{Application: &pb.GalleryApplication{Gallery: v.gallery, Name: v.app, Location: "eastus", SupportedOsType: "Linux"}})
 	if err != nil && !errs.Is(err, errs.AlreadyExists) {
 		t.Fatal(err)
 	}
@@ -85,7 +93,7 @@ func (e *env) publish(t *testing.T, v ver) {
 		v.remove = "true"
 	}
 	if _, err := cat.CreateVersion(ctx(t), &pb.CreateVersionRequest{Version: &pb.GalleryApplicationVersion{
-		Gallery: "g", Application: v.app, Name: v.version, Location: "eastus",
+		Gallery: v.gallery, Application: v.app, Name: v.version, Location: "eastus",
 		PublishingProfile: &pb.PublishingProfile{
 			ManageActions: &pb.UserArtifactManage{Install: v.install, Remove: v.remove, Update: v.update},
 			Settings:      v.settings,
@@ -103,7 +111,7 @@ func (e *env) publish(t *testing.T, v ver) {
 		if err := os.WriteFile(path, data, 0o600); err != nil {
 			t.Fatal(err)
 		}
-		if _, err := e.c.Client.Upload(ctx(t), "g", v.app, v.version, k, path, client.UploadOptions{}); err != nil {
+		if _, err := e.c.Client.Upload(ctx(t), v.gallery, v.app, v.version, k, path, client.UploadOptions{}); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -113,14 +121,14 @@ func (e *env) publish(t *testing.T, v ver) {
 	upload(pb.ArtifactKind_ARTIFACT_KIND_PACKAGE, v.pkg)
 	deadline := time.Now().Add(60 * time.Second)
 	for {
-		r, err := cat.GetVersion(ctx(t), &pb.GetVersionRequest{Gallery: "g", Application: v.app, Version: v.version})
+		r, err := cat.GetVersion(ctx(t), &pb.GetVersionRequest{Gallery: v.gallery, Application: v.app, Version: v.version})
 		if err != nil {
 			t.Fatal(err)
 		}
 		if s := r.Version.ReplicationStatus.GetAggregatedState(); s == "Completed" {
 			return
 		} else if time.Now().After(deadline) {
-			t.Fatalf("g/%s/%s never replicated: %s", v.app, v.version, s)
+			t.Fatalf("%s/%s/%s never replicated: %s", v.gallery, v.app, v.version, s)
 		}
 		time.Sleep(50 * time.Millisecond)
 	}
@@ -514,7 +522,7 @@ func (e *env) testUpdate(t *testing.T) {
 	e.set(t, "up-vm", &pb.VMGalleryApplication{PackageReferenceId: "g/up-r/1.0.0"})
 	p := e.startAgent(t, "up-vm", nil)
 	e.states(t, "up-vm", map[string]string{"g/up-u": "Installed@1.0.0", "g/up-r": "Installed@1.0.0"})
-	if got := read(t, p.path("up-u", "1.0.0", "up-u")); got != "package of up-u 1.0.0" {
+	if got := read(t, p.path("g", "up-u", "1.0.0", "up-u")); got != "package of up-u 1.0.0" {
 		t.Fatalf("package %q", got)
 	}
 	e.set(t, "up-vm", &pb.VMGalleryApplication{PackageReferenceId: "g/up-u/2.0.0"})
@@ -539,7 +547,7 @@ func (e *env) testUpdate(t *testing.T) {
 		t.Fatalf("up-r ran %v, want %v", r, want)
 	}
 	for _, app := range []string{"up-u", "up-r"} {
-		if exists(p.path(app, "1.0.0")) || read(t, p.path(app, "2.0.0", app)) != "package of "+app+" 2.0.0" {
+		if exists(p.path("g", app, "1.0.0")) || read(t, p.path("g", app, "2.0.0", app)) != "package of "+app+" 2.0.0" {
 			t.Fatalf("%s: the old directory is still there, or the new package is wrong", app)
 		}
 	}
@@ -575,8 +583,8 @@ func (e *env) testRemoval(t *testing.T) {
 	if got := labels(ms); !slices.Equal(got, []string{"install", "remove", "install-b"}) {
 		t.Fatalf("ran %v", got)
 	}
-	if ms[1].dir != p.path("rm-a", "1.0.0") || exists(p.path("rm-a")) {
-		t.Fatalf("remove ran in %s; directory left: %v", ms[1].dir, exists(p.path("rm-a")))
+	if ms[1].dir != p.path("g", "rm-a", "1.0.0") || exists(p.path("g", "rm-a")) {
+		t.Fatalf("remove ran in %s; directory left: %v", ms[1].dir, exists(p.path("g", "rm-a")))
 	}
 }
 
@@ -604,7 +612,7 @@ func (e *env) testConfiguration(t *testing.T) {
 	p := e.startAgent(t, "cf-vm", nil)
 	e.states(t, "cf-vm", map[string]string{"g/cf-inline": "Installed", "g/cf-url": "Installed", "g/cf-default": "Installed", "g/cf-none": "Installed", "g/cf-named": "Installed"})
 	files := func(app string) []string {
-		es, err := os.ReadDir(p.path(app, "1.0.0"))
+		es, err := os.ReadDir(p.path("g", app, "1.0.0"))
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -627,7 +635,7 @@ func (e *env) testConfiguration(t *testing.T) {
 		"cf-default/1.0.0/cf-default-config": string(def), "cf-named/1.0.0/conf.json": string(def),
 		"cf-named/1.0.0/tool.bin": "package of cf-named 1.0.0", "cf-none/1.0.0/cf-none": "package of cf-none 1.0.0",
 	} {
-		if got := read(t, p.path(path)); got != want {
+		if got := read(t, p.path("g", path)); got != want {
 			t.Errorf("%s is %q, want %q", path, got, want)
 		}
 	}
@@ -638,7 +646,7 @@ func (e *env) testConfiguration(t *testing.T) {
 		s := status(m, "g/cf-inline")
 		return s.GetState() == "Installed" && s.Operation == "update"
 	})
-	if got := read(t, p.path("cf-inline/1.0.0/cf-inline-config")); got != "inline 2" {
+	if got := read(t, p.path("g", "cf-inline/1.0.0/cf-inline-config")); got != "inline 2" {
 		t.Fatalf("configuration %q", got)
 	}
 }
@@ -953,7 +961,7 @@ func (e *env) testSharedGallery(t *testing.T) {
 		Application: &pb.VMGalleryApplication{PackageReferenceId: "default:g/sh-app/1.0.0"}}); err != nil {
 		t.Fatal(err)
 	}
-	e.startAgent(t, "sh-vm", nil)
+	p := e.startAgent(t, "sh-vm", nil)
 	deadline := time.Now().Add(45 * time.Second)
 	for {
 		m, err := e.fl.GetMachine(inOther(), &pb.GetMachineRequest{Name: "sh-vm"})
@@ -968,7 +976,123 @@ func (e *env) testSharedGallery(t *testing.T) {
 		}
 		time.Sleep(50 * time.Millisecond)
 	}
-	if got := labels(marksOf(t, marks)); !slices.Equal(got, []string{"shared"}) {
-		t.Fatalf("ran %v", got)
+	// Its directory names the gallery's tenant, as its packageReferenceId
+	// does.
+	if ms := marksOf(t, marks); !slices.Equal(labels(ms), []string{"shared"}) || ms[0].dir != p.path("default:g", "sh-app", "1.0.0") {
+		t.Fatalf("ran %v in %s", labels(ms), ms[0].dir)
+	}
+}
+
+// Applications of one name in two galleries install side by side, each in
+// <root>/<gallery>/<application>/<version>; removing one leaves the other.
+// A gallery named as the agent's own directory can't be installed and
+// harms nothing.
+func (e *env) testTwoGalleries(t *testing.T) {
+	t.Parallel()
+	marks := t.TempDir()
+	for _, g := range []string{"g2", ".vmapp-agent"} {
+		if _, err := e.c.Client.Catalog.CreateGallery(ctx(t), &pb.CreateGalleryRequest{Gallery: &pb.Gallery{Name: g, Location: "eastus"}}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	e.publish(t, ver{app: "tg-tools", version: "1.0.0", install: rec(marks, "g"), remove: rec(marks, "g-remove")})
+	e.publish(t, ver{gallery: "g2", app: "tg-tools", version: "2.0.0", install: rec(marks, "g2")})
+	e.publish(t, ver{gallery: ".vmapp-agent", app: "tg-tools", version: "1.0.0", install: rec(marks, "dot")})
+	e.machine(t, "tg-vm")
+	for _, ref := range []string{"g/tg-tools/1.0.0", "g2/tg-tools/2.0.0", ".vmapp-agent/tg-tools/1.0.0"} {
+		e.set(t, "tg-vm", &pb.VMGalleryApplication{PackageReferenceId: ref})
+	}
+	p := e.startAgent(t, "tg-vm", nil)
+	m := e.states(t, "tg-vm", map[string]string{"g/tg-tools": "Installed@1.0.0", "g2/tg-tools": "Installed@2.0.0", ".vmapp-agent/tg-tools": "Failed"})
+	if s, want := status(m, ".vmapp-agent/tg-tools"), "gallery '.vmapp-agent' can't name a directory under the root: the agent keeps its own files in "+p.path(".vmapp-agent"); s.Reason != want {
+		t.Fatalf(".vmapp-agent/tg-tools: %q, want %q", s.Reason, want)
+	}
+	ran := map[string]string{}
+	for _, x := range marksOf(t, marks) {
+		ran[x.label] = x.dir
+	}
+	if want := map[string]string{"g": p.path("g", "tg-tools", "1.0.0"), "g2": p.path("g2", "tg-tools", "2.0.0")}; !maps.Equal(ran, want) {
+		t.Fatalf("ran %v, want %v", ran, want)
+	}
+	for path, want := range map[string]string{"g/tg-tools/1.0.0/tg-tools": "package of tg-tools 1.0.0", "g2/tg-tools/2.0.0/tg-tools": "package of tg-tools 2.0.0"} {
+		if got := read(t, p.path(path)); got != want {
+			t.Fatalf("%s is %q, want %q", path, got, want)
+		}
+	}
+	if exists(p.path(".vmapp-agent", "tg-tools")) {
+		t.Fatal("the agent wrote into its own directory for gallery .vmapp-agent")
+	}
+
+	if _, err := e.fl.RemoveApplication(ctx(t), &pb.RemoveApplicationRequest{Target: onVM("tg-vm"), Application: "g/tg-tools"}); err != nil {
+		t.Fatal(err)
+	}
+	e.wait(t, "tg-vm", "without g/tg-tools", func(m *pb.Machine) bool { return status(m, "g/tg-tools") == nil })
+	if ran := marksOf(t, marks); labels(ran)[len(ran)-1] != "g-remove" || ran[len(ran)-1].dir != p.path("g", "tg-tools", "1.0.0") {
+		t.Fatalf("ran %v", labels(ran))
+	}
+	if exists(p.path("g")) || !exists(p.path("g2", "tg-tools", "2.0.0", "tg-tools")) {
+		t.Fatalf("after removing g/tg-tools: %s is there: %v; g2's package is there: %v", p.path("g"), exists(p.path("g")), exists(p.path("g2", "tg-tools", "2.0.0", "tg-tools")))
+	}
+}
+
+// An agent upgraded over an earlier one's installs, laid out as
+// <root>/<application>/<version>: each stays where it is until it is
+// updated or removed, which runs its remove command in its directory and
+// deletes the directory.
+func (e *env) testOldLayout(t *testing.T) {
+	t.Parallel()
+	marks := t.TempDir()
+	e.publish(t, ver{app: "ol-up", version: "2.0.0", install: rec(marks, "up-install-2")})
+	e.publish(t, ver{app: "ol-keep", version: "1.0.0", install: rec(marks, "keep-install")})
+	e.machine(t, "ol-vm")
+	e.set(t, "ol-vm", &pb.VMGalleryApplication{PackageReferenceId: "g/ol-up/2.0.0"})
+	e.set(t, "ol-vm", &pb.VMGalleryApplication{PackageReferenceId: "g/ol-keep/1.0.0"})
+	p := e.startAgent(t, "ol-vm", func(c *agent.Config) {
+		apps := map[string]any{}
+		for _, app := range []string{"ol-up", "ol-rm", "ol-keep"} {
+			dir := filepath.Join(c.Root, app, "1.0.0")
+			if err := os.MkdirAll(dir, 0o755); err != nil {
+				t.Fatal(err)
+			}
+			if err := os.WriteFile(filepath.Join(dir, app), []byte("package of "+app+" 1.0.0"), 0o600); err != nil {
+				t.Fatal(err)
+			}
+			apps["g/"+app] = map[string]any{"gallery": "g", "application": app, "attempts": 1,
+				"installed": map[string]any{"version": "1.0.0", "dir": dir, "remove": rec(marks, app+"-remove"), "time": time.Now()},
+				"status":    map[string]any{"version": "1.0.0", "state": "Installed", "operation": "install", "attempts": 1}}
+		}
+		b, err := json.Marshal(map[string]any{"schema": 1, "bootId": "boot-1", "apps": apps})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := os.MkdirAll(filepath.Join(c.Root, agent.StateDir), 0o755); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(filepath.Join(c.Root, agent.StateDir, agent.StateFile), b, 0o600); err != nil {
+			t.Fatal(err)
+		}
+	})
+	e.wait(t, "ol-vm", "ol-up updated, ol-rm removed", func(m *pb.Machine) bool {
+		return status(m, "g/ol-up").GetState() == "Installed" && status(m, "g/ol-up").GetVersion() == "2.0.0" &&
+			status(m, "g/ol-keep").GetState() == "Installed" && status(m, "g/ol-rm") == nil
+	})
+	ran := map[string]string{}
+	for _, x := range marksOf(t, marks) {
+		ran[x.label] = x.dir
+	}
+	want := map[string]string{"ol-rm-remove": p.path("ol-rm", "1.0.0"), "ol-up-remove": p.path("ol-up", "1.0.0"), "up-install-2": p.path("g", "ol-up", "2.0.0")}
+	if !maps.Equal(ran, want) {
+		t.Fatalf("ran %v, want %v", ran, want)
+	}
+	if exists(p.path("ol-rm")) || exists(p.path("ol-up")) || read(t, p.path("ol-keep", "1.0.0", "ol-keep")) != "package of ol-keep 1.0.0" {
+		t.Fatal("the old directories of the updated and the removed applications are still there, or the kept one's package is gone")
+	}
+
+	if _, err := e.fl.RemoveApplication(ctx(t), &pb.RemoveApplicationRequest{Target: onVM("ol-vm"), Application: "g/ol-keep"}); err != nil {
+		t.Fatal(err)
+	}
+	e.wait(t, "ol-vm", "without ol-keep", func(m *pb.Machine) bool { return status(m, "g/ol-keep") == nil })
+	if ms := marksOf(t, marks); ms[len(ms)-1].label != "ol-keep-remove" || ms[len(ms)-1].dir != p.path("ol-keep", "1.0.0") || exists(p.path("ol-keep")) {
+		t.Fatalf("ran %v; %s is there: %v", labels(ms), p.path("ol-keep"), exists(p.path("ol-keep")))
 	}
 }

@@ -93,7 +93,6 @@ func (a *agent) pass(ctx context.Context, gs *pb.GoalState, seq uint64) {
 	// Removals first.
 	a.mu.Lock()
 	var removals []string
-	var gone []string
 	for _, key := range sortedKeys(a.st.Apps) {
 		as := a.st.Apps[key]
 		if wanted[key] != nil || as.Op != nil {
@@ -101,27 +100,13 @@ func (a *agent) pass(ctx context.Context, gs *pb.GoalState, seq uint64) {
 		}
 		if as.Installed == nil {
 			delete(a.st.Apps, key)
-			gone = append(gone, as.Application)
+			a.removeAppDirLocked(key) // what its failed attempts left
 			continue
 		}
 		if f := as.Failure; f != nil && f.Op == OpRemove && f.Version == as.Installed.Version && (f.Manual || now.Before(f.NextRetry)) {
 			continue
 		}
 		removals = append(removals, key)
-	}
-	// Directories of applications that never installed (their failed
-	// attempts), unless another application of that name is here.
-	names := map[string]bool{}
-	for _, as := range a.st.Apps {
-		names[as.Application] = true
-	}
-	for _, ga := range gs.Applications {
-		names[ga.Application] = true
-	}
-	for _, n := range gone {
-		if !names[n] && plainName(n) {
-			os.RemoveAll(filepath.Join(a.cfg.Root, n))
-		}
 	}
 	a.saveLocked()
 	a.mu.Unlock()
@@ -137,12 +122,6 @@ func (a *agent) pass(ctx context.Context, gs *pb.GoalState, seq uint64) {
 
 	// Plan: what is at its goal, what waits for a retry, what runs.
 	a.mu.Lock()
-	owner := map[string]string{} // application name -> gallery/application
-	for key, as := range a.st.Apps {
-		if as.Installed != nil {
-			owner[as.Application] = key
-		}
-	}
 	var plan []*planned
 	for _, ga := range gs.Applications {
 		key := appKey(ga)
@@ -164,14 +143,6 @@ func (a *agent) pass(ctx context.Context, gs *pb.GoalState, seq uint64) {
 			as.Status.Treat = ga.TreatFailureAsDeploymentFailure
 			continue
 		}
-		if o, ok := owner[ga.Application]; ok && o != key {
-			p.act = actWait
-			as.Status = status{Version: ga.Version, State: StateFailed, Operation: OpInstall, End: now,
-				Reason: fmt.Sprintf("application %s is installed here: two applications named '%s' can't share %s", o, ga.Application, filepath.Join(a.cfg.Root, ga.Application)),
-				Treat:  ga.TreatFailureAsDeploymentFailure}
-			continue
-		}
-		owner[ga.Application] = key
 		if f := as.Failure; f != nil && f.Op != OpRemove && f.Version == ga.Version && f.ConfigKey == ck &&
 			ga.Retry <= f.Retry && (f.Manual || now.Before(f.NextRetry)) {
 			p.act = actWait
@@ -308,13 +279,15 @@ func cmdEnv(ga *pb.GoalApplication, op, previous string) []string {
 // failed (or ctx ended).
 func (a *agent) apply(ctx context.Context, gs *pb.GoalState, ga *pb.GoalApplication) bool {
 	key, ck := appKey(ga), configKey(ga)
-	dir := filepath.Join(a.cfg.Root, ga.Application, ga.Version)
+	appDir, dirErr := a.appDir(key)
+	dir := filepath.Join(appDir, ga.Version)
 	pkgName, cfgName := fileNames(ga)
 	behavior := ga.GetSettings().GetScriptBehaviorAfterReboot()
 
 	var inst *installed
-	var op string
+	var op, sharer string
 	a.update(key, func(as *appState) {
+		sharer = a.sharerLocked(key, appDir)
 		if as.Installed != nil {
 			c := *as.Installed
 			inst = &c
@@ -347,8 +320,12 @@ func (a *agent) apply(ctx context.Context, gs *pb.GoalState, ga *pb.GoalApplicat
 	}
 
 	switch {
-	case !plainName(ga.Application) || !plainName(ga.Version) || strings.HasPrefix(ga.Application, "."):
-		return fail(fmt.Sprintf("application '%s' version '%s' can't name a directory", ga.Application, ga.Version), nil)
+	case dirErr != nil:
+		return fail(dirErr.Error(), nil)
+	case !plainName(ga.Version):
+		return fail(fmt.Sprintf("version '%s' can't name a directory", ga.Version), nil)
+	case sharer != "":
+		return fail(fmt.Sprintf("%s would share the directory of %s, installed there by an earlier agent", appDir, sharer), nil)
 	case !plainName(pkgName) || !plainName(cfgName):
 		return fail(fmt.Sprintf("packageFileName '%s' or configFileName '%s' isn't a plain file name", pkgName, cfgName), nil)
 	case ga.Package == nil:
@@ -360,7 +337,7 @@ func (a *agent) apply(ctx context.Context, gs *pb.GoalState, ga *pb.GoalApplicat
 	if inst != nil {
 		keep = append(keep, inst.Dir)
 	}
-	a.cleanLeftovers(ga.Application, keep)
+	cleanLeftovers(appDir, keep)
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return fail(err.Error(), nil)
 	}
@@ -396,7 +373,7 @@ func (a *agent) apply(ctx context.Context, gs *pb.GoalState, ga *pb.GoalApplicat
 		r, what, ok = step("remove-old", inst.Remove, inst.Dir, inst.Version)
 		if ok {
 			if inst.Dir != dir {
-				os.RemoveAll(inst.Dir)
+				a.removeDir(inst.Dir)
 			}
 			a.update(key, func(as *appState) { as.Installed, as.Op = nil, nil })
 			r, what, ok = step(OpInstall, ga.ManageActions.Install, dir, "")
@@ -409,7 +386,7 @@ func (a *agent) apply(ctx context.Context, gs *pb.GoalState, ga *pb.GoalApplicat
 		return fail(reasonOf(what, r), &r)
 	}
 	if inst != nil && inst.Dir != dir {
-		os.RemoveAll(inst.Dir)
+		a.removeDir(inst.Dir)
 	}
 	log.Info("operation succeeded", "duration", r.Duration.Round(time.Millisecond))
 	a.update(key, func(as *appState) {
@@ -507,32 +484,76 @@ func (a *agent) remove(ctx context.Context, key string) {
 		})
 		return
 	}
-	os.RemoveAll(inst.Dir)
+	a.removeDir(inst.Dir)
 	a.mu.Lock()
 	delete(a.st.Apps, key)
-	others := false
-	for _, as := range a.st.Apps {
-		others = others || as.Application == app
-	}
-	if !others && plainName(app) {
-		os.RemoveAll(filepath.Join(a.cfg.Root, app))
-	}
+	a.removeAppDirLocked(key)
 	a.saveLocked()
 	a.mu.Unlock()
 	a.kick()
 	log.Info("removed", "duration", r.Duration.Round(time.Millisecond))
 }
 
-// cleanLeftovers deletes the directories of an application's versions other
-// than keep (left by failed attempts): a machine holds one version.
-func (a *agent) cleanLeftovers(app string, keep []string) {
-	entries, err := os.ReadDir(filepath.Join(a.cfg.Root, app))
+// appDir is the directory of an application's versions, named as its key
+// (packageReferenceId) names the application: <root>/<gallery>/<application>,
+// or <root>/<tenant>:<gallery>/<application> for another tenant's gallery.
+func (a *agent) appDir(key string) (string, error) {
+	top, app, _ := strings.Cut(key, "/")
+	switch {
+	case !plainName(top) || !plainName(app):
+		return "", fmt.Errorf("'%s' can't name a directory", key)
+	case top == StateDir:
+		return "", fmt.Errorf("gallery '%s' can't name a directory under the root: the agent keeps its own files in %s", top, filepath.Join(a.cfg.Root, StateDir))
+	}
+	return filepath.Join(a.cfg.Root, top, app), nil
+}
+
+// sharerLocked names another application whose installed directory is
+// dir, holds it or is in it: one that an earlier agent installed in
+// <root>/<application>/<version>. a.mu is held.
+func (a *agent) sharerLocked(key, dir string) string {
+	for _, k := range sortedKeys(a.st.Apps) {
+		if in := a.st.Apps[k].Installed; k != key && in != nil && (within(in.Dir, dir) || within(dir, in.Dir)) {
+			return k
+		}
+	}
+	return ""
+}
+
+// within tells whether path is dir or in it.
+func within(path, dir string) bool {
+	rel, err := filepath.Rel(dir, path)
+	return err == nil && rel != ".." && !strings.HasPrefix(rel, ".."+string(filepath.Separator))
+}
+
+// removeAppDirLocked deletes an application's directory (and its gallery's,
+// when that is left empty), unless another application's installed
+// directory is in it. a.mu is held.
+func (a *agent) removeAppDirLocked(key string) {
+	if dir, err := a.appDir(key); err == nil && a.sharerLocked(key, dir) == "" {
+		a.removeDir(dir)
+	}
+}
+
+// removeDir deletes dir, then the parents under the root it leaves empty.
+func (a *agent) removeDir(dir string) {
+	os.RemoveAll(dir)
+	for p := filepath.Dir(dir); p != a.cfg.Root && within(p, a.cfg.Root); p = filepath.Dir(p) {
+		if os.Remove(p) != nil {
+			return
+		}
+	}
+}
+
+// cleanLeftovers deletes the directories in appDir other than keep (left by
+// failed attempts at other versions): a machine holds one version.
+func cleanLeftovers(appDir string, keep []string) {
+	entries, err := os.ReadDir(appDir)
 	if err != nil {
 		return
 	}
 	for _, e := range entries {
-		p := filepath.Join(a.cfg.Root, app, e.Name())
-		if !slices.Contains(keep, p) {
+		if p := filepath.Join(appDir, e.Name()); !slices.Contains(keep, p) {
 			os.RemoveAll(p)
 		}
 	}

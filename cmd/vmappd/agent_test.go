@@ -39,7 +39,8 @@ func TestAgentSurvivesVmappdKill9(t *testing.T) {
 	must := must(t)
 	marks := filepath.Join(dir, "marks")
 	// The install takes 3 s: long enough to kill vmappd in the middle.
-	install := fmt.Sprintf(`echo start >> %[1]s; sleep 3; cp app ../../installed; echo end >> %[1]s`, marks)
+	installed := filepath.Join(dir, "installed")
+	install := fmt.Sprintf(`echo start >> %[1]s; sleep 3; cp app %[2]s; echo end >> %[1]s`, marks, installed)
 	must(c.Catalog.CreateGallery(ctx, &pb.CreateGalleryRequest{Gallery: &pb.Gallery{Name: "g", Location: "eastus"}}))
 	must(c.Catalog.CreateApplication(ctx, &pb.CreateApplicationRequest{Application: &pb.GalleryApplication{Gallery: "g", Name: "app", Location: "eastus", SupportedOsType: "Linux"}}))
 	must(c.Catalog.CreateVersion(ctx, &pb.CreateVersionRequest{Version: &pb.GalleryApplicationVersion{
@@ -104,7 +105,7 @@ func TestAgentSurvivesVmappdKill9(t *testing.T) {
 		}
 		time.Sleep(50 * time.Millisecond)
 	}
-	if b, err := os.ReadFile(filepath.Join(root, "installed")); err != nil || string(b) != "the package" {
+	if b, err := os.ReadFile(installed); err != nil || string(b) != "the package" {
 		t.Fatalf("installed file: %q, %v", b, err)
 	}
 	if b, _ := os.ReadFile(marks); strings.Count(string(b), "start") != 1 {

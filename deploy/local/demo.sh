@@ -123,8 +123,8 @@ run "$BIN/vmapp" version create --gallery demo --app hello 1.0.0 --location east
   --package "$STATE/hello-1.0.0.tar.gz" --wait
 run "$BIN/vmapp" app create --gallery demo motd --os linux --description "message of the day"
 run "$BIN/vmapp" version create --gallery demo --app motd 1.0.0 --location eastus \
-  --install "mkdir -p ../../bin ../../etc && install -m 0755 motd ../../bin/motd && cp motd-config ../../etc/motd" \
-  --remove "rm -f ../../bin/motd ../../etc/motd" \
+  --install "mkdir -p ../../../bin ../../../etc && install -m 0755 motd ../../../bin/motd && cp motd-config ../../../etc/motd" \
+  --remove "rm -f ../../../bin/motd ../../../etc/motd" \
   --target-region eastus --target-region westus \
   --package "$HERE/sample/motd/motd" --config "$HERE/sample/motd/default-config" --wait
 

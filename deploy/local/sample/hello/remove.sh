@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
 set -euo pipefail
-PREFIX=${VMAPP_PREFIX:-$PWD/../..}
+PREFIX=${VMAPP_PREFIX:-$PWD/../../..}
 rm -f "$PREFIX/bin/hello"
 echo "removed hello from $PREFIX/bin"
