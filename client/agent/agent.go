@@ -62,6 +62,11 @@
 // then it runs again when the version's scriptBehaviorAfterReboot is Rerun,
 // else it is Failed "interrupted by a reboot" until retried. The attempt
 // cut short counts in the instance view's attempts.
+//
+// When vmappd refuses the goal state for good — the machine is not in the
+// fleet (deleted), or its credential was refused (revoked, expired, or
+// another machine's) — the agent logs an error naming the cause and asks
+// again after RevokedRetry (±25%), or stops when ExitOnRevoked.
 package agent
 
 import (
@@ -96,6 +101,7 @@ const (
 	DefaultRetryMax       = 10 * time.Minute
 	DefaultReconnectBase  = 250 * time.Millisecond
 	DefaultReconnectMax   = 15 * time.Second
+	DefaultRevokedRetry   = 5 * time.Minute
 	// groupEndWait bounds the wait for the processes of an interrupted
 	// command to die of SIGKILL.
 	groupEndWait = 30 * time.Second
@@ -134,6 +140,16 @@ type Config struct {
 	// ReconnectBase and ReconnectMax bound the backoff between attempts to
 	// reopen the goal-state stream; default 250ms and 15s.
 	ReconnectBase, ReconnectMax time.Duration
+	// RevokedRetry is how long the agent waits (±25%) before asking again
+	// for a goal state that vmappd refused for good: the machine is not in
+	// the fleet (NotFound: deleted), its credential was refused
+	// (Unauthenticated: revoked with the machine or by a new credential,
+	// or expired) or is another machine's (PermissionDenied); default 5m.
+	RevokedRetry time.Duration
+	// ExitOnRevoked makes Run stop at such a refusal (commands running
+	// then are stopped as when ctx ends) and return an error wrapping
+	// ErrRevoked.
+	ExitOnRevoked bool
 	// Clock is the agent's time: retries, reconnects, the instance view's
 	// times; nil means the real clock.
 	Clock clockwork.Clock
@@ -143,6 +159,10 @@ type Config struct {
 	// Logger; nil means slog.Default().
 	Logger *slog.Logger
 }
+
+// ErrRevoked is wrapped by Run's error when vmappd refused the machine for
+// good and Config.ExitOnRevoked is set.
+var ErrRevoked = errors.New("vmappd refuses this machine")
 
 // ReadBootID reads the kernel's boot id.
 func ReadBootID() (string, error) {
@@ -217,6 +237,9 @@ func Run(ctx context.Context, cfg Config) error {
 		cfg.ReconnectMax = DefaultReconnectMax
 	}
 	cfg.ReconnectMax = max(cfg.ReconnectMax, cfg.ReconnectBase)
+	if cfg.RevokedRetry <= 0 {
+		cfg.RevokedRetry = DefaultRevokedRetry
+	}
 	if cfg.Clock == nil {
 		cfg.Clock = clockwork.NewRealClock()
 	}
@@ -260,12 +283,17 @@ func Run(ctx context.Context, cfg Config) error {
 		return fmt.Errorf("agent: %w", err)
 	}
 
+	ctx, stop := context.WithCancelCause(ctx)
+	defer stop(nil)
 	var wg sync.WaitGroup
 	wg.Go(func() { a.reporter(ctx) })
-	wg.Go(func() { a.watch(ctx) })
+	wg.Go(func() { a.watch(ctx, stop) })
 	a.kick()
 	a.reconcileLoop(ctx)
 	wg.Wait()
+	if err := context.Cause(ctx); errors.Is(err, ErrRevoked) {
+		return err
+	}
 	// A last report of where things stand.
 	fctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 2*time.Second)
 	defer cancel()
@@ -345,8 +373,9 @@ func (a *agent) update(key string, f func(as *appState)) {
 }
 
 // watch holds the goal-state stream, reopening it with backoff and jitter
-// whenever it breaks.
-func (a *agent) watch(ctx context.Context) {
+// whenever it breaks; slowly (RevokedRetry) when vmappd refused the machine
+// for good, or it stops the agent then (stop) when ExitOnRevoked.
+func (a *agent) watch(ctx context.Context, stop context.CancelCauseFunc) {
 	failures := 0
 	for ctx.Err() == nil {
 		received, err := a.watchOnce(ctx)
@@ -358,9 +387,14 @@ func (a *agent) watch(ctx context.Context) {
 		}
 		failures++
 		d := backoff(a.cfg.ReconnectBase, a.cfg.ReconnectMax, failures)
-		if errs.Is(err, errs.NotFound) {
-			a.log.Warn("the machine isn't in the fleet (yet)", "err", err, "retry_in", d.Round(time.Millisecond))
-		} else {
+		switch why := refusal(err); {
+		case why != "" && a.cfg.ExitOnRevoked:
+			stop(fmt.Errorf("%w: %s: %w", ErrRevoked, why, err))
+			return
+		case why != "":
+			d = jitter(a.cfg.RevokedRetry)
+			a.log.Error(why+": asking again later", "err", err, "retry_in", d.Round(time.Second))
+		default:
 			a.log.Info("goal-state stream broke: reconnecting", "err", err, "retry_in", d.Round(time.Millisecond))
 		}
 		select {
@@ -369,6 +403,23 @@ func (a *agent) watch(ctx context.Context) {
 		case <-a.clock.After(d):
 		}
 	}
+}
+
+// refusal says why vmappd refused the machine for good, or "" when err is
+// no such refusal.
+func refusal(err error) string {
+	if err == nil {
+		return ""
+	}
+	switch errs.ClassOf(err) {
+	case errs.NotFound:
+		return "the machine is not in the fleet: it was deleted (or never created)"
+	case errs.Unauthenticated:
+		return "vmappd refused the machine's credential: it was revoked (the machine was deleted, or given a new credential) or it expired"
+	case errs.PermissionDenied:
+		return "vmappd refused the machine's credential for this machine: it is another machine's (check --vm)"
+	}
+	return ""
 }
 
 // watchOnce opens the stream and takes goal states from it until it breaks.
@@ -451,7 +502,11 @@ func backoff(base, maxD time.Duration, n int) time.Duration {
 	for i := 1; i < n && d < maxD; i++ {
 		d *= 2
 	}
-	d = min(d, maxD)
+	return jitter(min(d, maxD))
+}
+
+// jitter is d ±25%.
+func jitter(d time.Duration) time.Duration {
 	return time.Duration(float64(d) * (0.75 + 0.5*rand.Float64()))
 }
 
@@ -479,7 +534,8 @@ func (a *agent) kickProgress() {
 }
 
 // reporter sends the instance view whenever kicked, retrying failed reports
-// with backoff until one goes through or a new kick comes.
+// with backoff until one goes through or a new kick comes. A report vmappd
+// refused for good isn't retried: the stream's reopening kicks the next.
 func (a *agent) reporter(ctx context.Context) {
 	for {
 		select {
@@ -491,7 +547,7 @@ func (a *agent) reporter(ctx context.Context) {
 			rctx, cancel := context.WithTimeout(ctx, 10*time.Second)
 			err := a.sendReport(rctx)
 			cancel()
-			if err == nil || ctx.Err() != nil {
+			if err == nil || ctx.Err() != nil || refusal(err) != "" {
 				break
 			}
 			a.log.Debug("status report failed", "err", err)

@@ -59,6 +59,7 @@ func TestAgent(t *testing.T) {
 	t.Run("SharedGallery", e.testSharedGallery)
 	t.Run("TwoGalleries", e.testTwoGalleries)
 	t.Run("OldLayout", e.testOldLayout)
+	t.Run("MachineDeleted", e.testMachineDeleted)
 }
 
 func ctx(t *testing.T) context.Context {
@@ -1095,4 +1096,79 @@ func (e *env) testOldLayout(t *testing.T) {
 	if ms := marksOf(t, marks); ms[len(ms)-1].label != "ol-keep-remove" || ms[len(ms)-1].dir != p.path("ol-keep", "1.0.0") || exists(p.path("ol-keep")) {
 		t.Fatalf("ran %v; %s is there: %v", labels(ms), p.path("ol-keep"), exists(p.path("ol-keep")))
 	}
+}
+
+// errorLog keeps the error records of a logger.
+type errorLog struct {
+	mu   sync.Mutex
+	recs []slog.Record
+}
+
+func (l *errorLog) Enabled(_ context.Context, lv slog.Level) bool { return lv >= slog.LevelError }
+func (l *errorLog) WithAttrs([]slog.Attr) slog.Handler            { return l }
+func (l *errorLog) WithGroup(string) slog.Handler                 { return l }
+func (l *errorLog) Handle(_ context.Context, r slog.Record) error {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	l.recs = append(l.recs, r.Clone())
+	return nil
+}
+
+func (l *errorLog) records() []slog.Record {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return slices.Clone(l.recs)
+}
+
+func attr(r slog.Record, key string) slog.Value {
+	var v slog.Value
+	r.Attrs(func(a slog.Attr) bool {
+		if a.Key == key {
+			v = a.Value
+		}
+		return true
+	})
+	return v
+}
+
+// The machine is deleted under its agent: the agent logs an error naming
+// the cause and asks again after RevokedRetry (±25%) only. The test's
+// clock moves time, and counts the agent's timers.
+func (e *env) testMachineDeleted(t *testing.T) {
+	t.Parallel()
+	e.machine(t, "del-vm")
+	clk := clockwork.NewFakeClockAt(time.Now())
+	errLog := &errorLog{}
+	e.startAgent(t, "del-vm", func(c *agent.Config) {
+		c.Clock, c.RevokedRetry = clk, 10*time.Minute
+		c.Logger = slog.New(slog.NewMultiHandler(c.Logger.Handler(), errLog))
+	})
+	e.wait(t, "del-vm", "connected", func(m *pb.Machine) bool { return m.GetInstanceView().GetConnected() })
+	if _, err := e.fl.DeleteMachine(ctx(t), &pb.DeleteMachineRequest{Name: "del-vm"}); err != nil {
+		t.Fatal(err)
+	}
+	// Refused: the agent waits on its only timer.
+	waited := func(n int) time.Duration {
+		t.Helper()
+		if err := clk.BlockUntilContext(ctx(t), 1); err != nil {
+			t.Fatal(err)
+		}
+		recs := errLog.records()
+		if len(recs) != n {
+			t.Fatalf("%d error records, want %d: %v", len(recs), n, recs)
+		}
+		r := recs[n-1]
+		d := attr(r, "retry_in").Duration()
+		if !strings.Contains(r.Message, "deleted") || d < 7*time.Minute || d > 13*time.Minute {
+			t.Fatalf("record %q retry_in %v: want the cause, and 10m ±25%%", r.Message, d)
+		}
+		return d
+	}
+	d := waited(1)
+	clk.Advance(d - time.Second)
+	if n := len(errLog.records()); n != 1 {
+		t.Fatalf("the agent asked again %v after the refusal, before retry_in %v", d-time.Second, d)
+	}
+	clk.Advance(2 * time.Second) // retry_in is rounded to the second
+	waited(2)
 }

@@ -37,6 +37,7 @@ func TestBinary(t *testing.T) {
 	}
 	e := &env{c: c, bin: bin, fl: pb.NewFleetServiceClient(c.Client.Conn())}
 	t.Run("Kill9", e.testKill9)
+	t.Run("MachineDeleted", e.testMachineDeleted)
 }
 
 type env struct {
@@ -271,5 +272,34 @@ func (e *env) testKill9(t *testing.T) {
 	}
 	if code := second.exit(t); code != 0 {
 		t.Fatalf("vmapp-agent exited with %d after SIGTERM", code)
+	}
+}
+
+// testMachineDeleted: the machine is deleted under its agent. With
+// --exit-on-revoked, the agent exits 3 saying why; without, it says why
+// and waits --revoked-retry before it asks again.
+func (e *env) testMachineDeleted(t *testing.T) {
+	args := e.machine(t, "del-vm")
+	a := e.start(t, append(args, "--exit-on-revoked")...)
+	e.poll(t, "connected", func() bool { return e.get(t, "del-vm").GetInstanceView().GetConnected() })
+	if _, err := e.fl.DeleteMachine(ctx(t), &pb.DeleteMachineRequest{Name: "del-vm"}); err != nil {
+		t.Fatal(err)
+	}
+	if code := a.exit(t); code != 3 || !strings.Contains(a.log.String(), `level=ERROR msg="vmapp-agent stopped (--exit-on-revoked)" err="vmappd refuses this machine: the machine is not in the fleet: it was deleted`) {
+		t.Fatalf("exit code %d, want 3 and the cause logged:\n%s", code, a.log)
+	}
+
+	b := e.start(t, append(args, "--revoked-retry", "10m")...)
+	e.poll(t, "said why", func() bool {
+		return strings.Contains(b.log.String(), `level=ERROR msg="vmappd refused the machine's credential: it was revoked (the machine was deleted, or given a new credential) or it expired: asking again later"`)
+	})
+	if !strings.Contains(b.log.String(), "retry_in=") {
+		t.Fatalf("no retry_in:\n%s", b.log)
+	}
+	if err := b.cmd.Process.Signal(syscall.SIGTERM); err != nil {
+		t.Fatal(err)
+	}
+	if code := b.exit(t); code != 0 {
+		t.Fatalf("vmapp-agent exited with %d after SIGTERM:\n%s", code, b.log)
 	}
 }

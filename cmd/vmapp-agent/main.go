@@ -6,6 +6,7 @@ package main
 import (
 	"cmp"
 	"context"
+	"errors"
 	"flag"
 	"fmt"
 	"log/slog"
@@ -32,6 +33,8 @@ func main() {
 	flag.DurationVar(&c.CommandTimeout, "command-timeout", agent.DefaultCommandTimeout, "how long an install, update or remove command may run")
 	flag.DurationVar(&c.RetryBase, "retry-base", agent.DefaultRetryBase, "first delay before a failed operation is retried (doubling)")
 	flag.DurationVar(&c.RetryMax, "retry-max", agent.DefaultRetryMax, "longest delay between retries of a failed operation")
+	flag.DurationVar(&c.RevokedRetry, "revoked-retry", agent.DefaultRevokedRetry, "delay before asking vmappd again once it refused the machine for good (deleted, or its credential revoked)")
+	flag.BoolVar(&c.ExitOnRevoked, "exit-on-revoked", false, "exit with status 3 when vmappd refuses the machine for good, instead of asking again every --revoked-retry")
 	flag.TextVar(&level, "log-level", slog.LevelInfo, "log level: debug, info, warn, error")
 	flag.BoolVar(&useTLS, "tls", false, "connect over TLS, trusting the system's CAs (implied by --ca and --cert)")
 	flag.StringVar(&ca, "ca", os.Getenv("VMAPP_CA"), "connect over TLS, trusting the CAs in this PEM file (env VMAPP_CA)")
@@ -44,14 +47,14 @@ func main() {
 		return
 	}
 	if c.Machine == "" || c.Root == "" || flag.NArg() > 0 {
-		fmt.Fprintln(os.Stderr, "usage: vmapp-agent --vm NAME --root DIR [--server ADDR] [--tenant T] [--token-file F] [--ca FILE [--cert FILE --key FILE]] [--command-timeout D] [--log-level L]")
+		fmt.Fprintln(os.Stderr, "usage: vmapp-agent --vm NAME --root DIR [--server ADDR] [--tenant T] [--token-file F] [--ca FILE [--cert FILE --key FILE]] [--command-timeout D] [--revoked-retry D | --exit-on-revoked] [--log-level L]")
 		flag.PrintDefaults()
 		os.Exit(2)
 	}
 	for _, f := range []struct {
 		name string
 		d    time.Duration
-	}{{"command-timeout", c.CommandTimeout}, {"retry-base", c.RetryBase}, {"retry-max", c.RetryMax}} {
+	}{{"command-timeout", c.CommandTimeout}, {"retry-base", c.RetryBase}, {"retry-max", c.RetryMax}, {"revoked-retry", c.RevokedRetry}} {
 		if f.d <= 0 {
 			fmt.Fprintf(os.Stderr, "vmapp-agent: --%s %s: must be positive\n", f.name, f.d)
 			os.Exit(2)
@@ -86,7 +89,10 @@ func main() {
 	procs := client.RaiseProcsForDirectIO()
 	c.Logger.Info("vmapp-agent starting", "version", agent.Version, "server", c.Server, "tls", c.TLS != nil, "vm", c.Machine, "root", c.Root, "gomaxprocs", procs)
 	start := time.Now()
-	if err := agent.Run(ctx, c); err != nil {
+	if err := agent.Run(ctx, c); errors.Is(err, agent.ErrRevoked) {
+		c.Logger.Error("vmapp-agent stopped (--exit-on-revoked)", "err", err)
+		os.Exit(3)
+	} else if err != nil {
 		c.Logger.Error("vmapp-agent failed", "err", err)
 		os.Exit(1)
 	}

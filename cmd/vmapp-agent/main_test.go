@@ -31,6 +31,7 @@ func TestBadFlags(t *testing.T) {
 		{"stray argument", []string{"--vm", "vm1", "--root", root, "extra"}, "usage: vmapp-agent"},
 		{"zero command timeout", []string{"--vm", "vm1", "--root", root, "--command-timeout", "0s"}, "--command-timeout 0s: must be positive"},
 		{"negative retry base", []string{"--vm", "vm1", "--root", root, "--retry-base", "-1s"}, "--retry-base -1s: must be positive"},
+		{"zero revoked retry", []string{"--vm", "vm1", "--root", root, "--revoked-retry", "0s"}, "--revoked-retry 0s: must be positive"},
 		{"retry max under retry base", []string{"--vm", "vm1", "--root", root, "--retry-base", "1m", "--retry-max", "10s"}, "--retry-max 10s is shorter than --retry-base 1m0s"},
 		{"command timeout not a duration", []string{"--vm", "vm1", "--root", root, "--command-timeout", "long"}, `invalid value "long" for flag -command-timeout`},
 		{"missing token file", []string{"--vm", "vm1", "--root", root, "--token-file", root + "/nope.token"}, "--token-file: token file: open"},
