@@ -27,8 +27,8 @@ import (
 	"github.com/vmapp/vmapp/internal/testkit/testnet"
 	pb "github.com/vmapp/vmapp/proto/vmapp/v1"
 	"github.com/vmapp/vmapp/server"
-	"github.com/vmapp/vmapp/server/daemon"
 	"github.com/vmapp/vmapp/server/catalog"
+	"github.com/vmapp/vmapp/server/daemon"
 	"github.com/vmapp/vmapp/server/ingest"
 	"github.com/vmapp/vmapp/topology"
 )
