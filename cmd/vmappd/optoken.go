@@ -12,8 +12,8 @@ import (
 	bolt "go.etcd.io/bbolt"
 	bolterrors "go.etcd.io/bbolt/errors"
 
-	"github.com/vmapp/vmapp/server/daemon"
 	"github.com/vmapp/vmapp/server/auth"
+	"github.com/vmapp/vmapp/server/daemon"
 )
 
 // operatorToken is `vmappd operator-token`: a new token that is Owner of
