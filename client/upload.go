@@ -56,7 +56,9 @@ func FileSHA256(path string) (string, int64, error) {
 // Upload stores the file at path as a version's package or default
 // configuration. It resumes where the server's session stands, so a killed
 // client, a dropped connection or a restarted vmappd costs at most the parts
-// in flight; it retries on its own with backoff.
+// in flight; it retries on its own with backoff. A file that changes size
+// while it is hashed or sent fails the upload (FailedPrecondition), and
+// nothing is published.
 func (c *Client) Upload(ctx context.Context, gallery, app, version string, kind pb.ArtifactKind, path string, o UploadOptions) (*pb.GalleryApplicationVersion, error) {
 	f, err := os.Open(path)
 	if err != nil {
@@ -69,8 +71,12 @@ func (c *Client) Upload(ctx context.Context, gallery, app, version string, kind 
 	}
 	sum := o.SHA256
 	if sum == "" {
-		if sum, _, err = FileSHA256(path); err != nil {
+		var n int64
+		if sum, n, err = FileSHA256(path); err != nil {
 			return nil, errs.Wrap(errs.InvalidArgument, err, "read %s", path)
+		}
+		if n != st.Size() {
+			return nil, changed(path, st.Size(), n)
 		}
 	}
 	attempts := o.Attempts
@@ -93,6 +99,12 @@ func (c *Client) Upload(ctx context.Context, gallery, app, version string, kind 
 		}
 		backoff = min(backoff*2, 5*time.Second)
 	}
+}
+
+// changed is the error for a file that no longer has the size it was
+// measured with.
+func changed(path string, measured, now int64) error {
+	return errs.New(errs.FailedPrecondition, "", "%s changed while it was being uploaded: it had %d bytes, now %d; nothing was published", path, measured, now)
 }
 
 func (c *Client) uploadOnce(ctx context.Context, gallery, app, version string, kind pb.ArtifactKind, f *os.File, size int64, sum string, progress func(int64, int64)) (*pb.GalleryApplicationVersion, error) {
@@ -126,7 +138,10 @@ func (c *Client) uploadOnce(ctx context.Context, gallery, app, version string, k
 	first := true
 	for off < size || first {
 		n, err := f.ReadAt(buf[:min(chunk, size-off)], off)
-		if err != nil && !errors.Is(err, io.EOF) {
+		if errors.Is(err, io.EOF) { // it ends before the size measured
+			return nil, changed(f.Name(), size, off+int64(n))
+		}
+		if err != nil {
 			return nil, errs.Wrap(errs.InvalidArgument, err, "read %s", f.Name())
 		}
 		req := &pb.UploadRequest{Offset: off, Data: buf[:n]}

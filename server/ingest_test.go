@@ -27,8 +27,8 @@ import (
 	"github.com/vmapp/vmapp/internal/testkit/testnet"
 	pb "github.com/vmapp/vmapp/proto/vmapp/v1"
 	"github.com/vmapp/vmapp/server"
-	"github.com/vmapp/vmapp/server/daemon"
 	"github.com/vmapp/vmapp/server/catalog"
+	"github.com/vmapp/vmapp/server/daemon"
 	"github.com/vmapp/vmapp/server/ingest"
 	"github.com/vmapp/vmapp/topology"
 )
@@ -584,5 +584,38 @@ func (c *cluster) waitCommitted(t *testing.T, version, sum string, size, atLeast
 			return
 		}
 		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+func (c *cluster) getVersion(name string) *pb.GalleryApplicationVersion {
+	c.t.Helper()
+	r, err := c.c.Catalog.GetVersion(ctx(c.t), &pb.GetVersionRequest{Gallery: "g", Application: "a", Version: name})
+	mustOK(c.t, err)
+	return r.Version
+}
+
+// TestUploadFileShrinks: a file cut short while it is uploaded fails the
+// upload with an error naming it, and nothing is published.
+func TestUploadFileShrinks(t *testing.T) {
+	c := newCluster(t)
+	c.newVersion("1.0.0")
+	path, _, _ := file(t, 3*testPart)
+	var cut atomic.Bool
+	_, err := c.c.Upload(ctx(t), "g", "a", "1.0.0", pkg, path, client.UploadOptions{Progress: func(done, _ int64) {
+		if done >= 2<<20 && !cut.Swap(true) {
+			if err := os.Truncate(path, 3<<20); err != nil {
+				t.Error(err)
+			}
+		}
+	}})
+	wantErr(t, err, codes.FailedPrecondition, path+" changed while it was being uploaded: it had 15728640 bytes, now 3145728", "nothing was published")
+	if !cut.Load() {
+		t.Fatal("the file was never cut")
+	}
+	if v := c.getVersion("1.0.0"); v.Package != nil {
+		t.Fatalf("a package was published: %v", v.Package)
+	}
+	if _, err := c.stored(key("1.0.0", pkg)); err == nil {
+		t.Fatal("an object was stored for a file that shrank")
 	}
 }
