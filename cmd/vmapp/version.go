@@ -176,6 +176,27 @@ func readArtifactFlags(fs *pflag.FlagSet) (artifactFlags, error) {
 	return a, nil
 }
 
+// checkFiles checks --package and --config before anything is sent: each
+// must be a readable regular file within vmappd's limits (a usage error
+// naming the flag and the file otherwise).
+func (a artifactFlags) checkFiles() error {
+	for _, f := range []struct {
+		flag, path string
+		kind       pb.ArtifactKind
+	}{
+		{"--package", a.pkg, pb.ArtifactKind_ARTIFACT_KIND_PACKAGE},
+		{"--config", a.config, pb.ArtifactKind_ARTIFACT_KIND_CONFIGURATION},
+	} {
+		if f.path == "" {
+			continue
+		}
+		if _, err := client.CheckFile(f.path, f.kind); err != nil {
+			return usagef("%s: %v", f.flag, err)
+		}
+	}
+	return nil
+}
+
 func (a artifactFlags) any() bool {
 	return a.pkg != "" || a.config != "" || a.pkgURL != "" || a.configURL != ""
 }
@@ -234,9 +255,10 @@ func (c *cli) versionCmd() *cobra.Command {
 		Use:   "create --gallery G --app A VERSION --install CMD --remove CMD [flags]",
 		Short: "Create a version, and upload or import its package and configuration",
 		Long: `Create an application version (Major.Minor.Patch). With --package/--config
-the files are uploaded after the version is created, with --package-url/
---config-url vmappd imports them (and the URLs are recorded as
-publishingProfile.source.mediaLink / defaultConfigurationLink); the final
+the files are checked first (readable regular files, at most 2 GiB and
+1 GiB, not empty), then uploaded after the version is created; with
+--package-url/--config-url vmappd imports them (and the URLs are recorded
+as publishingProfile.source.mediaLink / defaultConfigurationLink); the final
 version is printed. An upload that fails can be finished with 'vmapp version
 upload', which resumes where it stopped. Flags left out are not sent, so
 vmappd applies its defaults.
@@ -256,6 +278,9 @@ Completed or Failed; it exits 1 if a region failed.`,
 			}
 			if createWait && art.pkg == "" && art.pkgURL == "" {
 				return usagef("--wait needs --package or --package-url: a version replicates once its package is stored")
+			}
+			if err := art.checkFiles(); err != nil {
+				return err
 			}
 			v := &pb.GalleryApplicationVersion{Gallery: ref.gallery, Application: ref.app, Name: args[0]}
 			if _, err := applyFlags(v, cmd.Flags(), versionFields); err != nil {
@@ -308,6 +333,9 @@ failed.`,
 			}
 			art, err := readArtifactFlags(cmd.Flags())
 			if err != nil {
+				return err
+			}
+			if err := art.checkFiles(); err != nil {
 				return err
 			}
 			if err := c.transfer(cl, ref.gallery, ref.app, args[0], art); err != nil {

@@ -86,7 +86,7 @@ func (s *Service) Import(ctx context.Context, tenant string, r *pb.ImportRequest
 		switch {
 		case size == 0:
 			return nil, errs.New(errs.InvalidArgument, "url", "The blob referenced by source uri %s is empty.", Redact(r.Url))
-		case size > maxSize(r.Kind):
+		case size > r.Kind.MaxSize():
 			return nil, errs.New(errs.InvalidArgument, "url", "The blob referenced by source uri %s is too large: size = %d. The maximum blob size allowed is %s.", Redact(r.Url), size, sizeLabel(r.Kind))
 		}
 		if sess, err = s.newSession(ctx, tenant, v, r.Kind, size, r.Sha256, r.Url); err != nil {

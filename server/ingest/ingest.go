@@ -39,12 +39,9 @@ import (
 	"github.com/vmapp/vmapp/server/catalog"
 )
 
-// Limits and defaults.
+// Defaults. The size limits are pb.MaxPackageSize and
+// pb.MaxConfigurationSize (ArtifactKind.MaxSize), which clients check too.
 const (
-	// MaxPackageSize is the seeds' 2 GB package limit.
-	MaxPackageSize = 2 << 30
-	// MaxConfigSize is the seeds' 1 GB configuration limit.
-	MaxConfigSize = 1 << 30
 	// DefaultPartSize is the multipart part size and the manifest's piece size.
 	DefaultPartSize = 8 << 20
 	// DefaultChunkSize is the UploadRequest.data size clients are told to use.
@@ -114,13 +111,6 @@ func ObjectKey(tenant, gallery, app, version string, k pb.ArtifactKind) string {
 	return fmt.Sprintf("tenants/%s/galleries/%s/applications/%s/versions/%s/%s", tenant, gallery, app, version, name)
 }
 
-func maxSize(k pb.ArtifactKind) int64 {
-	if k == pb.ArtifactKind_ARTIFACT_KIND_CONFIGURATION {
-		return MaxConfigSize
-	}
-	return MaxPackageSize
-}
-
 func checkKind(k pb.ArtifactKind) error {
 	if k != pb.ArtifactKind_ARTIFACT_KIND_PACKAGE && k != pb.ArtifactKind_ARTIFACT_KIND_CONFIGURATION {
 		return errs.New(errs.InvalidArgument, "kind", "kind must be ARTIFACT_KIND_PACKAGE or ARTIFACT_KIND_CONFIGURATION, not %v", k)
@@ -134,7 +124,7 @@ func checkSize(what string, k pb.ArtifactKind, size int64) error {
 		return errs.New(errs.InvalidArgument, "sizeBytes", "The %s %s is empty.", k.Label(), what)
 	case size < 0:
 		return errs.New(errs.InvalidArgument, "sizeBytes", "sizeBytes %d of the %s %s must be positive", size, k.Label(), what)
-	case size > maxSize(k):
+	case size > k.MaxSize():
 		return errs.New(errs.InvalidArgument, "sizeBytes", "The %s %s is too large: size = %d. The maximum size allowed is %s.", k.Label(), what, size, sizeLabel(k))
 	}
 	return nil
@@ -380,7 +370,7 @@ func (s *Service) write(ctx context.Context, sess *statepb.UploadSession, r io.R
 func (s *Service) readParts(ctx context.Context, sess *statepb.UploadSession, r io.Reader, h hash.Hash, st blob.Store, slots chan struct{}, jobs chan<- *partJob, failed *atomic.Bool) error {
 	off := sess.CommittedOffset
 	number := int32(len(sess.Parts))
-	limit := maxSize(sess.Kind)
+	limit := sess.Kind.MaxSize()
 	for {
 		n := sess.PartSize
 		if sess.SizeBytes >= 0 {
