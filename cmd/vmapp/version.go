@@ -260,8 +260,9 @@ the files are checked first (readable regular files, at most 2 GiB and
 --package-url/--config-url vmappd imports them (and the URLs are recorded
 as publishingProfile.source.mediaLink / defaultConfigurationLink); the final
 version is printed. An upload that fails can be finished with 'vmapp version
-upload', which resumes where it stopped. Flags left out are not sent, so
-vmappd applies its defaults.
+upload', which resumes where it stopped; an import that fails makes the
+version Failed, with the reason in its provisioningError. Flags left out are
+not sent, so vmappd applies its defaults.
 
 With --wait (which needs --package or --package-url) vmapp then follows the
 replication of the package to the target regions, on stderr as 'vmapp
@@ -528,6 +529,9 @@ func (c *cli) printVersion(v *pb.GalleryApplicationVersion) error {
 	d.add("Application", v.Application)
 	d.add("Location", v.Location)
 	d.add("Provisioning state", v.ProvisioningState)
+	if pe := v.GetProvisioningError(); pe != nil {
+		d.add("Provisioning error", pe.Code+": "+pe.Message+" ("+formatTime(pe.Time)+")")
+	}
 	d.add("Install", p.GetManageActions().GetInstall())
 	d.add("Remove", p.GetManageActions().GetRemove())
 	d.add("Update", p.GetManageActions().GetUpdate())

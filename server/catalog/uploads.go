@@ -171,7 +171,7 @@ func (s *Store) FinishUpload(ctx context.Context, id string, a *pb.Artifact, m *
 		}
 		if sess.Kind == pb.ArtifactKind_ARTIFACT_KIND_PACKAGE {
 			v.Package = a
-			v.ProvisioningState = StateSucceeded
+			v.ProvisioningState, v.ProvisioningError = StateSucceeded, nil
 			v.PublishingProfile.PublishedDate = a.StoredTime
 		} else {
 			v.DefaultConfiguration = a
@@ -187,6 +187,54 @@ func (s *Store) FinishUpload(ctx context.Context, id string, a *pb.Artifact, m *
 		return s.save(tx, bucketVersions, vk, v)
 	})
 	return v, err
+}
+
+// FailIngest records that an upload or import of a version's artifact
+// failed for good, or was abandoned: a version still waiting for its
+// package (Creating, or Failed already) becomes Failed with cause as its
+// provisioningError. A version that has its package, or is being deleted,
+// is left as it is. An Internal cause is recorded as "internal error", as
+// replies say it.
+func (s *Store) FailIngest(ctx context.Context, tenant, gallery, app, version string, cause error) error {
+	class, msg := errs.ClassOf(cause), cause.Error()
+	if class == errs.Internal {
+		msg = "internal error"
+	}
+	return s.editVersion(ctx, tenant, gallery, app, version, func(v *pb.GalleryApplicationVersion) bool {
+		if v.Package != nil || (v.ProvisioningState != StateCreating && v.ProvisioningState != StateFailed) {
+			return false
+		}
+		v.ProvisioningState = StateFailed
+		v.ProvisioningError = &pb.ProvisioningError{Code: class.String(), Message: msg, Time: s.timestamp()}
+		return true
+	})
+}
+
+// RetryIngest moves a Failed version back to Creating: an upload or import
+// of it began again.
+func (s *Store) RetryIngest(ctx context.Context, tenant, gallery, app, version string) error {
+	return s.editVersion(ctx, tenant, gallery, app, version, func(v *pb.GalleryApplicationVersion) bool {
+		if v.ProvisioningState != StateFailed {
+			return false
+		}
+		v.ProvisioningState, v.ProvisioningError = StateCreating, nil
+		return true
+	})
+}
+
+// editVersion saves a version after edit, when edit reports a change.
+func (s *Store) editVersion(ctx context.Context, tenant, gallery, app, version string, edit func(*pb.GalleryApplicationVersion) bool) error {
+	n, err := ParseVersion(version)
+	if err != nil {
+		return err
+	}
+	return s.update(ctx, func(tx *bolt.Tx) error {
+		v, err := getVersion(tx, tenant, gallery, app, version)
+		if err != nil || !edit(v) {
+			return err
+		}
+		return s.save(tx, bucketVersions, versionKey(tenant, gallery, app, n), v)
+	})
 }
 
 func manifestKey(versionKey []byte, k pb.ArtifactKind) []byte {

@@ -118,12 +118,12 @@ func checkKind(k pb.ArtifactKind) error {
 	return nil
 }
 
+// checkSize refuses a declared size of a file the version can't take: empty
+// or too large.
 func checkSize(what string, k pb.ArtifactKind, size int64) error {
 	switch {
 	case size == 0:
 		return errs.New(errs.InvalidArgument, "sizeBytes", "The %s %s is empty.", k.Label(), what)
-	case size < 0:
-		return errs.New(errs.InvalidArgument, "sizeBytes", "sizeBytes %d of the %s %s must be positive", size, k.Label(), what)
 	case size > k.MaxSize():
 		return errs.New(errs.InvalidArgument, "sizeBytes", "The %s %s is too large: size = %d. The maximum size allowed is %s.", k.Label(), what, size, sizeLabel(k))
 	}
@@ -151,7 +151,9 @@ func newID() string {
 }
 
 // Begin opens a session for a version's artifact, or returns the open one
-// when it is for the same file (same size and sha256).
+// when it is for the same file (same size and sha256). A declared file the
+// version can't take (empty, too large) makes it Failed; a session opened
+// for a Failed version makes it Creating again.
 func (s *Service) Begin(ctx context.Context, tenant string, r *pb.BeginUploadRequest) (*pb.BeginUploadResponse, error) {
 	if err := checkKind(r.Kind); err != nil {
 		return nil, err
@@ -160,8 +162,8 @@ func (s *Service) Begin(ctx context.Context, tenant string, r *pb.BeginUploadReq
 		return nil, err
 	}
 	what := fmt.Sprintf("of '%s/%s/%s'", r.Gallery, r.Application, r.Version)
-	if err := checkSize(what, r.Kind, r.SizeBytes); err != nil {
-		return nil, err
+	if r.SizeBytes < 0 {
+		return nil, errs.New(errs.InvalidArgument, "sizeBytes", "sizeBytes %d of the %s %s must be positive", r.SizeBytes, r.Kind.Label(), what)
 	}
 	v, err := s.cat.UploadTarget(ctx, tenant, r.Gallery, r.Application, r.Version, r.Kind)
 	if errs.Is(err, errs.FailedPrecondition) {
@@ -175,6 +177,9 @@ func (s *Service) Begin(ctx context.Context, tenant string, r *pb.BeginUploadReq
 	}
 	if err != nil {
 		return nil, err
+	}
+	if err := checkSize(what, r.Kind, r.SizeBytes); err != nil {
+		return nil, s.failed(ctx, v, err)
 	}
 	sess, err := s.cat.FindUpload(ctx, tenant, r.Gallery, r.Application, r.Version, r.Kind)
 	if err != nil {
@@ -196,10 +201,35 @@ func (s *Service) Begin(ctx context.Context, tenant string, r *pb.BeginUploadReq
 	if sess.SizeBytes != r.SizeBytes || sess.Sha256 != r.Sha256 {
 		return nil, errs.New(errs.FailedPrecondition, "sha256", "Another upload of the %s %s is in progress (session %s, %d bytes, sha256 %s): resume it with the same file, or abort it first.", r.Kind.Label(), what, sess.Id, sess.SizeBytes, sess.Sha256)
 	}
+	if err := s.retrying(ctx, v); err != nil {
+		return nil, err
+	}
 	return &pb.BeginUploadResponse{
 		SessionId: sess.Id, CommittedOffset: sess.CommittedOffset, ChunkSize: DefaultChunkSize,
 		ExpireTime: sess.ExpireTime, PartSize: sess.PartSize,
 	}, nil
+}
+
+// failed records err as the reason the ingest into v failed for good (see
+// catalog.FailIngest) and returns err. A caller that went away (ctx done)
+// is no failure: its session waits to be resumed, or expires.
+func (s *Service) failed(ctx context.Context, v *pb.GalleryApplicationVersion, err error) error {
+	if ctx.Err() != nil {
+		return err
+	}
+	if ferr := s.cat.FailIngest(ctx, v.Tenant, v.Gallery, v.Application, v.Name, err); ferr != nil && !errs.Is(ferr, errs.NotFound) {
+		s.log.Warn("recording a failed upload on its version", "version", v.Gallery+"/"+v.Application+"/"+v.Name, "tenant", v.Tenant, "err", ferr)
+	}
+	return err
+}
+
+// retrying makes a Failed version Creating again: an upload or import of it
+// is under way.
+func (s *Service) retrying(ctx context.Context, v *pb.GalleryApplicationVersion) error {
+	if v.ProvisioningState != catalog.StateFailed {
+		return nil
+	}
+	return s.cat.RetryIngest(ctx, v.Tenant, v.Gallery, v.Application, v.Name)
 }
 
 // newSession starts a multipart upload in the version's source store and
@@ -281,7 +311,18 @@ func (s *Service) Write(ctx context.Context, tenant, id string, open func(offset
 	if err != nil {
 		return nil, err
 	}
-	return s.write(ctx, sess, r)
+	v, err := s.write(ctx, sess, r)
+	if errs.Is(err, errs.DataLoss) {
+		// The bytes don't match the declared file: final, even when the
+		// client has gone since.
+		err = s.failed(context.WithoutCancel(ctx), sessionVersion(sess), err)
+	}
+	return v, err
+}
+
+// sessionVersion names the version a session is for.
+func sessionVersion(sess *statepb.UploadSession) *pb.GalleryApplicationVersion {
+	return &pb.GalleryApplicationVersion{Tenant: sess.Tenant, Gallery: sess.Gallery, Application: sess.Application, Name: sess.Version}
 }
 
 // Abort discards a session and its stored parts.
