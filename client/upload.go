@@ -212,6 +212,26 @@ func (c *Client) uploadOnce(ctx context.Context, gallery, app, version string, k
 	return resp.Version, nil
 }
 
+// AbortUpload discards the open upload session of a version's artifact and
+// the bytes it stored (NotFound when there is none). A session still held
+// by the stream of a client that just went away is retried a few times,
+// until vmappd lets it go.
+func (c *Client) AbortUpload(ctx context.Context, gallery, app, version string, kind pb.ArtifactKind) (*pb.AbortUploadResponse, error) {
+	backoff := 100 * time.Millisecond
+	for attempt := 1; ; attempt++ {
+		r, err := c.Transfer.AbortUpload(ctx, &pb.AbortUploadRequest{Gallery: gallery, Application: app, Version: version, Kind: kind})
+		if !errs.Is(err, errs.Aborted) || attempt == 8 {
+			return r, err
+		}
+		select {
+		case <-ctx.Done():
+			return nil, ctx.Err()
+		case <-time.After(backoff):
+		}
+		backoff = min(backoff*2, 2*time.Second)
+	}
+}
+
 // Import asks vmappd to pull a version's artifact from url (http(s), e.g. a
 // presigned S3 URL); sum, when set, is the hex sha256 it must have.
 func (c *Client) Import(ctx context.Context, gallery, app, version string, kind pb.ArtifactKind, url, sum string) (*pb.GalleryApplicationVersion, error) {

@@ -310,7 +310,7 @@ func TestUploadRejectsBadInput(t *testing.T) {
 	// lets it through.
 	path2, sum2, _ := file(t, 4000)
 	_, err = c.c.Transfer.BeginUpload(ctx(t), &pb.BeginUploadRequest{Gallery: "g", Application: "a", Version: "1.0.0", Kind: pkg, SizeBytes: 4000, Sha256: sum2})
-	wantErr(t, err, codes.FailedPrecondition, "Another upload of the package", b.SessionId)
+	wantErr(t, err, codes.FailedPrecondition, "Another upload of the package", b.SessionId, "abort it first: vmapp version upload --gallery g --app a 1.0.0 --abort")
 	_, err = c.c.Transfer.AbortUpload(ctx(t), &pb.AbortUploadRequest{SessionId: b.SessionId})
 	mustOK(t, err)
 	if n := c.multiparts(); n != 0 {
@@ -696,6 +696,74 @@ func TestFailedVersion(t *testing.T) {
 	if v := c.version("g", "a", "1.2.0"); v.ProvisioningState != "Creating" || v.ProvisioningError != nil {
 		t.Fatalf("1.2.0 created again: %s %v", v.ProvisioningState, v.ProvisioningError)
 	}
+}
+
+// TestAbortUploadByArtifact: an interrupted upload is aborted by naming the
+// version and kind, without its session id; then another file goes in.
+func TestAbortUploadByArtifact(t *testing.T) {
+	c := newCluster(t)
+	c.newVersion("1.0.0")
+	path, sum, data := file(t, 2*testPart+10)
+	// An upload that stopped after its first part.
+	b, err := c.c.Transfer.BeginUpload(ctx(t), &pb.BeginUploadRequest{Gallery: "g", Application: "a", Version: "1.0.0", Kind: pkg, SizeBytes: int64(len(data)), Sha256: sum})
+	mustOK(t, err)
+	sctx, cancel := context.WithCancel(ctx(t))
+	s, err := c.c.Transfer.Upload(sctx)
+	mustOK(t, err)
+	for off := 0; off <= testPart; off += 1 << 20 {
+		mustOK(t, s.Send(&pb.UploadRequest{SessionId: b.SessionId, Offset: int64(off), Data: data[off : off+1<<20]}))
+	}
+	c.waitCommitted(t, "1.0.0", sum, int64(len(data)), testPart)
+	cancel()
+
+	other, otherSum, _ := file(t, 3000)
+	_, err = c.c.Upload(ctx(t), "g", "a", "1.0.0", pkg, other, client.UploadOptions{})
+	wantErr(t, err, codes.FailedPrecondition, "Another upload of the package of 'g/a/1.0.0' is in progress", b.SessionId, fmt.Sprintf("%d bytes stored of %d", testPart, len(data)),
+		"abort it first: vmapp version upload --gallery g --app a 1.0.0 --abort")
+
+	abort := func(r *pb.AbortUploadRequest) (*pb.AbortUploadResponse, error) {
+		return c.c.Transfer.AbortUpload(ctx(t), r)
+	}
+	_, err = abort(&pb.AbortUploadRequest{SessionId: b.SessionId, Gallery: "g", Application: "a", Version: "1.0.0", Kind: pkg})
+	wantErr(t, err, codes.InvalidArgument, "not both")
+	_, err = abort(&pb.AbortUploadRequest{Gallery: "g", Application: "a", Version: "latest", Kind: pkg})
+	wantErr(t, err, codes.InvalidArgument, "'latest'")
+	_, err = abort(&pb.AbortUploadRequest{Gallery: "g", Application: "a", Version: "1.0.0"})
+	wantErr(t, err, codes.InvalidArgument, "kind")
+	_, err = abort(&pb.AbortUploadRequest{Gallery: "g", Application: "a", Version: "9.9.9", Kind: pkg})
+	wantErr(t, err, codes.NotFound, "'g/a/9.9.9' doesn't exist")
+	_, err = abort(&pb.AbortUploadRequest{Gallery: "g", Application: "a", Version: "1.0.0", Kind: conf})
+	wantErr(t, err, codes.NotFound, "No upload of the default configuration of 'g/a/1.0.0' is in progress.")
+	// Another tenant can't name it.
+	o, err := client.New(c.addr, client.Options{Tenant: "other"})
+	mustOK(t, err)
+	defer o.Close()
+	_, err = o.AbortUpload(ctx(t), "g", "a", "1.0.0", pkg)
+	wantErr(t, err, codes.NotFound)
+	if n := c.multiparts(); n != 1 {
+		t.Fatalf("%d multipart uploads after refused aborts, want 1", n)
+	}
+
+	// The client retries while vmappd still holds the stream that was cut.
+	r, err := c.c.AbortUpload(ctx(t), "g", "a", "1.0.0", pkg)
+	mustOK(t, err)
+	if r.SessionId != b.SessionId || r.Kind != pkg || r.CommittedOffset != testPart || r.SizeBytes != int64(len(data)) || r.Sha256 != sum {
+		t.Fatalf("aborted %v", r)
+	}
+	if n := c.multiparts(); n != 0 {
+		t.Fatalf("%d multipart uploads left after abort", n)
+	}
+	if v := c.getVersion("1.0.0"); v.ProvisioningState != "Creating" {
+		t.Fatalf("state after abort: %s, want Creating (an abort is no failure)", v.ProvisioningState)
+	}
+	_, err = c.c.AbortUpload(ctx(t), "g", "a", "1.0.0", pkg)
+	wantErr(t, err, codes.NotFound, "No upload of the package of 'g/a/1.0.0' is in progress.")
+	v, err := c.c.Upload(ctx(t), "g", "a", "1.0.0", pkg, other, client.UploadOptions{})
+	mustOK(t, err)
+	if v.Package.GetSha256() != otherSum {
+		t.Fatalf("package %v", v.Package)
+	}
+	_ = path
 }
 
 // TestUploadFileShrinks: a file cut short while it is uploaded fails the

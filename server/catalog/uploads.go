@@ -2,6 +2,7 @@ package catalog
 
 import (
 	"context"
+	"fmt"
 	"time"
 
 	bolt "go.etcd.io/bbolt"
@@ -104,11 +105,29 @@ func (s *Store) CreateUpload(ctx context.Context, sess *statepb.UploadSession) e
 			return err
 		}
 		if other != nil {
-			return errs.New(errs.FailedPrecondition, "sha256", "Another upload of the %s of '%s' is in progress (session %s, %d of %d bytes, sha256 %s): resume it with the same file, or abort it first.",
-				sess.Kind.Label(), versionPath(sess.Gallery, sess.Application, sess.Version), other.Id, other.CommittedOffset, other.SizeBytes, other.Sha256)
+			return InProgress("sha256", other)
 		}
 		return boltpb.Put(tx.Bucket(bucketUploads), []byte(sess.Id), sess)
 	})
+}
+
+// InProgress is the error for an upload of another file (or from another
+// source) while sess is open: it describes sess and names the command that
+// aborts it. field is the request's field that differs.
+func InProgress(field string, sess *statepb.UploadSession) error {
+	what := versionPath(sess.Gallery, sess.Application, sess.Version)
+	desc := fmt.Sprintf("session %s, %d bytes stored", sess.Id, sess.CommittedOffset)
+	if sess.SizeBytes >= 0 {
+		desc += fmt.Sprintf(" of %d", sess.SizeBytes)
+	}
+	if sess.Sha256 != "" {
+		desc += ", sha256 " + sess.Sha256
+	}
+	if sess.SourceUrl != "" {
+		desc += ", imported from a URL"
+	}
+	return errs.New(errs.FailedPrecondition, field, "Another upload of the %s of '%s' is in progress (%s): resume it with the same file or URL, or abort it first: vmapp version upload --gallery %s --app %s %s --abort",
+		sess.Kind.Label(), what, desc, sess.Gallery, sess.Application, sess.Version)
 }
 
 // GetUpload reads a session.

@@ -199,7 +199,7 @@ func (s *Service) Begin(ctx context.Context, tenant string, r *pb.BeginUploadReq
 		}
 	}
 	if sess.SizeBytes != r.SizeBytes || sess.Sha256 != r.Sha256 {
-		return nil, errs.New(errs.FailedPrecondition, "sha256", "Another upload of the %s %s is in progress (session %s, %d bytes, sha256 %s): resume it with the same file, or abort it first.", r.Kind.Label(), what, sess.Id, sess.SizeBytes, sess.Sha256)
+		return nil, catalog.InProgress("sha256", sess)
 	}
 	if err := s.retrying(ctx, v); err != nil {
 		return nil, err
@@ -325,19 +325,56 @@ func sessionVersion(sess *statepb.UploadSession) *pb.GalleryApplicationVersion {
 	return &pb.GalleryApplicationVersion{Tenant: sess.Tenant, Gallery: sess.Gallery, Application: sess.Application, Name: sess.Version}
 }
 
-// Abort discards a session and its stored parts.
-func (s *Service) Abort(ctx context.Context, tenant, id string) error {
+// Abort discards a session and its stored parts: the one r names by id, or
+// the open session of r's artifact. The version keeps its state.
+func (s *Service) Abort(ctx context.Context, tenant string, r *pb.AbortUploadRequest) (*pb.AbortUploadResponse, error) {
+	id, err := s.sessionToAbort(ctx, tenant, r)
+	if err != nil {
+		return nil, err
+	}
 	unlock, err := s.lock(tenant, id)
 	if err != nil {
-		return err
+		return nil, err
 	}
 	defer unlock()
 	sess, err := s.session(ctx, tenant, id)
 	if err != nil {
-		return err
+		return nil, err
 	}
 	s.abortQuietly(sess)
-	return s.cat.DeleteUpload(ctx, id)
+	if err := s.cat.DeleteUpload(ctx, id); err != nil {
+		return nil, err
+	}
+	s.log.Info("upload session aborted", "session", sess.Id, "tenant", tenant, "version", sess.Gallery+"/"+sess.Application+"/"+sess.Version, "kind", sess.Kind.Label(), "committed", sess.CommittedOffset)
+	return &pb.AbortUploadResponse{SessionId: sess.Id, Kind: sess.Kind, CommittedOffset: sess.CommittedOffset, SizeBytes: sess.SizeBytes, Sha256: sess.Sha256}, nil
+}
+
+// sessionToAbort is the id of the session r names.
+func (s *Service) sessionToAbort(ctx context.Context, tenant string, r *pb.AbortUploadRequest) (string, error) {
+	byArtifact := r.Gallery != "" || r.Application != "" || r.Version != "" || r.Kind != pb.ArtifactKind_ARTIFACT_KIND_UNSPECIFIED
+	switch {
+	case r.SessionId != "" && byArtifact:
+		return "", errs.New(errs.InvalidArgument, "sessionId", "name the session to abort by sessionId, or by gallery, application, version and kind; not both")
+	case r.SessionId != "":
+		return r.SessionId, nil
+	}
+	if err := checkKind(r.Kind); err != nil {
+		return "", err
+	}
+	if r.Version == catalog.Latest {
+		return "", errs.New(errs.InvalidArgument, "version", "name the version whose upload to abort; 'latest' is only for reading")
+	}
+	if _, err := s.cat.GetVersion(ctx, tenant, r.Gallery, r.Application, r.Version); err != nil {
+		return "", err
+	}
+	sess, err := s.cat.FindUpload(ctx, tenant, r.Gallery, r.Application, r.Version, r.Kind)
+	if err != nil {
+		return "", err
+	}
+	if sess == nil {
+		return "", errs.New(errs.NotFound, "kind", "No upload of the %s of '%s/%s/%s' is in progress.", r.Kind.Label(), r.Gallery, r.Application, r.Version)
+	}
+	return sess.Id, nil
 }
 
 type partJob struct {
