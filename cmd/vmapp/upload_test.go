@@ -187,9 +187,22 @@ func TestUploadAbortAfterKill(t *testing.T) {
 	if out := e.ok(strings.Fields(abort[1])[1:]...); out != "No upload of 'g/a/1.0.0' is in progress: nothing to abort.\n" {
 		t.Fatalf("second abort said %q", out)
 	}
+	if js := e.okJSON(strings.Fields(abort[1])[1:]...); len(js["value"].([]any)) != 0 {
+		t.Fatalf("abort -o json with nothing to abort: %v", js)
+	}
 	out = e.ok("version", "upload", "--gallery", "g", "--app", "a", "1.0.0", "--package", second)
 	if fieldOf(t, out, "Provisioning state") != "Succeeded" || fieldOf(t, out, "Package size") != "1000 B (1000 bytes)" {
 		t.Fatalf("upload after the abort:\n%s", out)
+	}
+	// -o json lists what was aborted: here an upload of the configuration
+	// that was begun and never sent.
+	b, err := c.Client.Transfer.BeginUpload(context.Background(), &pb.BeginUploadRequest{Gallery: "g", Application: "a", Version: "1.0.0", Kind: pb.ArtifactKind_ARTIFACT_KIND_CONFIGURATION, SizeBytes: 100, Sha256: firstSum})
+	if err != nil {
+		t.Fatal(err)
+	}
+	js := e.okJSON(strings.Fields(abort[1])[1:]...)
+	if v := js["value"].([]any); len(v) != 1 || at(v, 0, "sessionId") != b.SessionId || at(v, 0, "kind") != "ARTIFACT_KIND_CONFIGURATION" || at(v, 0, "sizeBytes") != "100" {
+		t.Fatalf("abort -o json: %v", js)
 	}
 	e.fails(2, "if any flags in the group [abort package] are set none of the others can be", "version", "upload", "--gallery", "g", "--app", "a", "1.0.0", "--abort", "--package", second)
 }
