@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"os"
 	"time"
 
@@ -53,24 +54,77 @@ func FileSHA256(path string) (string, int64, error) {
 	return hex.EncodeToString(h.Sum(nil)), n, nil
 }
 
+// CheckFile checks, before anything is sent, that the file at path can be
+// a version's artifact of kind k: a readable regular file of 1 byte to
+// k.MaxSize() bytes, as vmappd requires. It returns the file's size.
+func CheckFile(path string, k pb.ArtifactKind) (int64, error) {
+	f, size, err := openArtifact(path, k)
+	if err != nil {
+		return 0, err
+	}
+	f.Close()
+	return size, nil
+}
+
+// openArtifact opens the file at path for reading after CheckFile's checks.
+// It looks before it opens: opening a FIFO would wait for a writer.
+func openArtifact(path string, k pb.ArtifactKind) (*os.File, int64, error) {
+	st, err := os.Stat(path)
+	if err != nil {
+		return nil, 0, unreadable(path, err)
+	}
+	if err := checkStat(path, k, st); err != nil {
+		return nil, 0, err
+	}
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, 0, unreadable(path, err)
+	}
+	return f, st.Size(), nil
+}
+
+func unreadable(path string, err error) error {
+	var pe *fs.PathError
+	if errors.As(err, &pe) {
+		err = pe.Err // the path is in the message already
+	}
+	return errs.Wrap(errs.InvalidArgument, err, "%s can't be read", path)
+}
+
+func checkStat(path string, k pb.ArtifactKind, st fs.FileInfo) error {
+	switch {
+	case st.IsDir():
+		return errs.New(errs.InvalidArgument, "", "%s is a directory, not a file", path)
+	case !st.Mode().IsRegular():
+		return errs.New(errs.InvalidArgument, "", "%s is not a regular file (%s)", path, st.Mode().Type())
+	case st.Size() == 0:
+		return errs.New(errs.InvalidArgument, "", "%s is empty: a %s has at least 1 byte", path, k.Label())
+	case st.Size() > k.MaxSize():
+		return errs.New(errs.InvalidArgument, "", "%s has %d bytes: a %s has at most %d bytes (%d GiB)", path, st.Size(), k.Label(), k.MaxSize(), k.MaxSize()>>30)
+	}
+	return nil
+}
+
 // Upload stores the file at path as a version's package or default
 // configuration. It resumes where the server's session stands, so a killed
 // client, a dropped connection or a restarted vmappd costs at most the parts
-// in flight; it retries on its own with backoff.
+// in flight; it retries on its own with backoff. A file that changes size
+// while it is hashed or sent fails the upload (FailedPrecondition), and
+// nothing is published.
 func (c *Client) Upload(ctx context.Context, gallery, app, version string, kind pb.ArtifactKind, path string, o UploadOptions) (*pb.GalleryApplicationVersion, error) {
-	f, err := os.Open(path)
-	if err != nil {
-		return nil, errs.Wrap(errs.InvalidArgument, err, "open %s", path)
-	}
-	defer f.Close()
-	st, err := f.Stat()
+	f, size, err := openArtifact(path, kind)
 	if err != nil {
 		return nil, err
 	}
+	defer f.Close()
 	sum := o.SHA256
 	if sum == "" {
-		if sum, _, err = FileSHA256(path); err != nil {
+		var n int64
+		if sum, n, err = FileSHA256(path); err != nil {
 			return nil, errs.Wrap(errs.InvalidArgument, err, "read %s", path)
+		}
+		if n != size {
+			return nil, changed(path, size, n)
 		}
 	}
 	attempts := o.Attempts
@@ -79,7 +133,7 @@ func (c *Client) Upload(ctx context.Context, gallery, app, version string, kind 
 	}
 	backoff := 200 * time.Millisecond
 	for attempt := 1; ; attempt++ {
-		v, err := c.uploadOnce(ctx, gallery, app, version, kind, f, st.Size(), sum, o.Progress)
+		v, err := c.uploadOnce(ctx, gallery, app, version, kind, f, size, sum, o.Progress)
 		if err == nil {
 			return v, nil
 		}
@@ -93,6 +147,12 @@ func (c *Client) Upload(ctx context.Context, gallery, app, version string, kind 
 		}
 		backoff = min(backoff*2, 5*time.Second)
 	}
+}
+
+// changed is the error for a file that no longer has the size it was
+// measured with.
+func changed(path string, measured, now int64) error {
+	return errs.New(errs.FailedPrecondition, "", "%s changed while it was being uploaded: it had %d bytes, now %d; nothing was published", path, measured, now)
 }
 
 func (c *Client) uploadOnce(ctx context.Context, gallery, app, version string, kind pb.ArtifactKind, f *os.File, size int64, sum string, progress func(int64, int64)) (*pb.GalleryApplicationVersion, error) {
@@ -126,7 +186,10 @@ func (c *Client) uploadOnce(ctx context.Context, gallery, app, version string, k
 	first := true
 	for off < size || first {
 		n, err := f.ReadAt(buf[:min(chunk, size-off)], off)
-		if err != nil && !errors.Is(err, io.EOF) {
+		if errors.Is(err, io.EOF) { // it ends before the size measured
+			return nil, changed(f.Name(), size, off+int64(n))
+		}
+		if err != nil {
 			return nil, errs.Wrap(errs.InvalidArgument, err, "read %s", f.Name())
 		}
 		req := &pb.UploadRequest{Offset: off, Data: buf[:n]}
@@ -147,6 +210,26 @@ func (c *Client) uploadOnce(ctx context.Context, gallery, app, version string, k
 		return nil, errs.FromStatus(err)
 	}
 	return resp.Version, nil
+}
+
+// AbortUpload discards the open upload session of a version's artifact and
+// the bytes it stored (NotFound when there is none). A session still held
+// by the stream of a client that just went away is retried a few times,
+// until vmappd lets it go.
+func (c *Client) AbortUpload(ctx context.Context, gallery, app, version string, kind pb.ArtifactKind) (*pb.AbortUploadResponse, error) {
+	backoff := 100 * time.Millisecond
+	for attempt := 1; ; attempt++ {
+		r, err := c.Transfer.AbortUpload(ctx, &pb.AbortUploadRequest{Gallery: gallery, Application: app, Version: version, Kind: kind})
+		if !errs.Is(err, errs.Aborted) || attempt == 8 {
+			return r, err
+		}
+		select {
+		case <-ctx.Done():
+			return nil, ctx.Err()
+		case <-time.After(backoff):
+		}
+		backoff = min(backoff*2, 2*time.Second)
+	}
 }
 
 // Import asks vmappd to pull a version's artifact from url (http(s), e.g. a

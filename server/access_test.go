@@ -75,6 +75,13 @@ func firstRecv[T any](s interface{ Recv() (T, error) }, err error) error {
 	return err
 }
 
+// denied reports whether err is a refusal of authentication or
+// authorization.
+func denied(err error) bool {
+	c := errs.ClassOf(err).Code()
+	return err != nil && (c == codes.PermissionDenied || c == codes.Unauthenticated)
+}
+
 var seq atomic.Int64
 
 func uniq(p string) string { return fmt.Sprintf("%s-%d", p, seq.Add(1)) }
@@ -179,8 +186,15 @@ func matrix(session string) map[string]row {
 			return err
 		}},
 		pb.TransferService_AbortUpload_FullMethodName: {publishG, func(ctx context.Context, c *grpc.ClientConn) error {
-			_, err := tr(c).AbortUpload(ctx, &pb.AbortUploadRequest{SessionId: session})
-			return err
+			// By the artifact (g/a/2.0.0 has no configuration upload:
+			// NotFound past authorization) and by the session id: both
+			// authorized alike.
+			_, byArtifact := tr(c).AbortUpload(ctx, &pb.AbortUploadRequest{Gallery: "g", Application: "a", Version: "2.0.0", Kind: pb.ArtifactKind_ARTIFACT_KIND_CONFIGURATION})
+			_, byID := tr(c).AbortUpload(ctx, &pb.AbortUploadRequest{SessionId: session})
+			if denied(byArtifact) != denied(byID) {
+				return fmt.Errorf("authorized unlike: by the artifact %v, by the session id %v", byArtifact, byID)
+			}
+			return byID
 		}},
 		pb.TransferService_Import_FullMethodName: {publishG, func(ctx context.Context, c *grpc.ClientConn) error {
 			_, err := tr(c).Import(ctx, &pb.ImportRequest{Gallery: "g", Application: "a", Version: "9.9.9", Kind: pkg, Url: "http://127.0.0.1:9/x"})

@@ -54,9 +54,12 @@ func inGallery(_ *authorizer, _ context.Context, _ string, req any) (string, err
 }
 
 // inSession is the gallery of an upload session, which must be the
-// tenant's.
+// tenant's; or of the artifact an AbortUpload without a session id names.
 func inSession(a *authorizer, ctx context.Context, tenant string, req any) (string, error) {
 	id := req.(interface{ GetSessionId() string }).GetSessionId()
+	if r, ok := req.(*pb.AbortUploadRequest); ok && id == "" {
+		return r.Gallery, nil
+	}
 	sess, err := a.store.GetUpload(ctx, id)
 	if err != nil {
 		return "", err

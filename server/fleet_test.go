@@ -2,10 +2,12 @@ package server_test
 
 import (
 	"fmt"
+	"strings"
 	"testing"
 	"time"
 
 	"google.golang.org/grpc/codes"
+	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/fieldmaskpb"
 	"google.golang.org/protobuf/types/known/timestamppb"
 
@@ -257,4 +259,72 @@ func TestFleetSmallRejections(t *testing.T) {
 	wantErr(t, err, codes.NotFound, "Scale set 'nope' doesn't exist.")
 	_, err = fl.CreateMachine(ctx(t), &pb.CreateMachineRequest{Machine: &pb.Machine{Name: "x", ScaleSet: "nope"}})
 	wantErr(t, err, codes.NotFound, "Scale set 'nope' doesn't exist.")
+}
+
+// TestProfileTagLimits: an application's tags are bounded (50 tags, names
+// of 1-512 characters, values of up to 256, 4096 bytes in all); each limit
+// is accepted at its value and refused past it with InvalidArgument naming
+// tags, and a refusal changes nothing stored.
+func TestProfileTagLimits(t *testing.T) {
+	c := testcluster.Start(t, testcluster.Options{})
+	fl := pb.NewFleetServiceClient(c.Client.Conn())
+	c.Publish(t, "1.0.0", []byte("the package"), testcluster.Target("eastus", 1))
+	c.WaitState(t, "1.0.0", "Completed")
+	_, err := fl.CreateMachine(ctx(t), &pb.CreateMachineRequest{Machine: &pb.Machine{Name: "vm1", Region: "eastus", OsType: "Linux"}})
+	mustOK(t, err)
+	set := func(tags map[string]string) (*pb.ApplicationProfile, error) {
+		r, err := fl.SetApplication(ctx(t), &pb.SetApplicationRequest{
+			Target:      &pb.ProfileTarget{Target: &pb.ProfileTarget_Machine{Machine: "vm1"}},
+			Application: &pb.VMGalleryApplication{PackageReferenceId: "g/a/1.0.0", Tags: tags},
+		})
+		return r.GetApplicationProfile(), err
+	}
+	tags := func(n, nameLen, valueLen int) map[string]string {
+		m := map[string]string{}
+		for i := range n {
+			name := fmt.Sprintf("%03d", i) + strings.Repeat("n", nameLen-3)
+			m[name] = strings.Repeat("v", valueLen)
+		}
+		return m
+	}
+	one := func(name, value string) map[string]string { return map[string]string{name: value} }
+
+	var last *pb.ApplicationProfile
+	for what, ok := range map[string]map[string]string{
+		"50 tags":                  tags(50, 3, 0),
+		"names of 512 characters":  one(strings.Repeat("é", 512), "x"), // 1024 bytes: characters count
+		"values of 256 characters": one("k", strings.Repeat("ü", 256)),
+		"4096 bytes of tags":       tags(16, 8, 248),
+		"an empty value":           one("k", ""),
+	} {
+		p, err := set(ok)
+		if err != nil {
+			t.Fatalf("%s: %v", what, err)
+		}
+		if got := p.GalleryApplications[0].Tags; len(got) != len(ok) {
+			t.Fatalf("%s: stored %d tags, want %d", what, len(got), len(ok))
+		}
+		last = p
+	}
+	for _, tc := range []struct {
+		tags map[string]string
+		want string
+	}{
+		{tags(51, 3, 0), "tags: 51 tags; at most 50 are allowed"},
+		{one(strings.Repeat("é", 513), "x"), "has 513 characters; at most 512 are allowed"},
+		{one("k", strings.Repeat("ü", 257)), "the value of tag 'k' has 257 characters; at most 256 are allowed"},
+		{one("", "x"), "tags: a tag name is empty"},
+		{tags(16, 8, 249), "the names and values of the tags have 4112 bytes; at most 4096 are allowed"},
+	} {
+		_, err := set(tc.tags)
+		wantErr(t, err, codes.InvalidArgument, tc.want)
+		if f := errs.FieldOf(err); f != "tags" {
+			t.Errorf("%s: field at fault %q, want tags", tc.want, f)
+		}
+		m, err := fl.GetMachine(ctx(t), &pb.GetMachineRequest{Name: "vm1"})
+		mustOK(t, err)
+		if got := m.Machine.ApplicationProfile; !proto.Equal(got, last) {
+			t.Fatalf("%s: the refused call changed the profile:\n%v\nwant\n%v", tc.want, got, last)
+		}
+	}
 }

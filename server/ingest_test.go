@@ -21,6 +21,7 @@ import (
 	"github.com/minio/minio-go/v7"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
+	"google.golang.org/protobuf/types/known/fieldmaskpb"
 
 	"github.com/vmapp/vmapp/client"
 	"github.com/vmapp/vmapp/internal/testkit/miniotest"
@@ -242,9 +243,14 @@ func TestUploadRejectsBadInput(t *testing.T) {
 		return err
 	}
 	wantErr(t, begin(&pb.BeginUploadRequest{Kind: pkg, SizeBytes: 0, Sha256: sum}), codes.InvalidArgument, "The package of 'g/a/1.0.0' is empty.")
+	c.wantFailed("1.0.0", "InvalidArgument", "The package of 'g/a/1.0.0' is empty.")
 	wantErr(t, begin(&pb.BeginUploadRequest{Kind: pkg, SizeBytes: 2<<30 + 1, Sha256: sum}), codes.InvalidArgument, "too large: size = 2147483649", "'2 GB'")
+	c.wantFailed("1.0.0", "InvalidArgument", "too large: size = 2147483649")
 	wantErr(t, begin(&pb.BeginUploadRequest{Kind: conf, SizeBytes: 1<<30 + 1, Sha256: sum}), codes.InvalidArgument, "default configuration", "'1 GB'")
+	wantErr(t, begin(&pb.BeginUploadRequest{Kind: pkg, SizeBytes: -1, Sha256: sum}), codes.InvalidArgument, "must be positive")
 	wantErr(t, begin(&pb.BeginUploadRequest{Kind: pkg, SizeBytes: 10, Sha256: "abc"}), codes.InvalidArgument, "not a hex sha256")
+	// Requests that say nothing about a file leave the reason alone.
+	c.wantFailed("1.0.0", "InvalidArgument", "The default configuration of 'g/a/1.0.0' is too large")
 	wantErr(t, begin(&pb.BeginUploadRequest{Kind: 0, SizeBytes: 10, Sha256: sum}), codes.InvalidArgument, "kind")
 	wantErr(t, begin(&pb.BeginUploadRequest{Gallery: "g", Application: "a", Version: "9.9.9", Kind: pkg, SizeBytes: 10, Sha256: sum}), codes.NotFound, "9.9.9")
 	wantErr(t, begin(&pb.BeginUploadRequest{Gallery: "g", Application: "a", Version: "latest", Kind: pkg, SizeBytes: 10, Sha256: sum}), codes.InvalidArgument, "latest")
@@ -258,11 +264,8 @@ func TestUploadRejectsBadInput(t *testing.T) {
 	_, wrong, _ := file(t, 10)
 	_, err := c.c.Upload(ctx(t), "g", "a", "1.0.0", pkg, path, client.UploadOptions{SHA256: wrong})
 	wantErr(t, err, codes.DataLoss, "doesn't match its declared sha256", "Nothing was published")
-	v, err := c.c.Catalog.GetVersion(ctx(t), &pb.GetVersionRequest{Gallery: "g", Application: "a", Version: "1.0.0"})
-	mustOK(t, err)
-	if v.Version.Package != nil || v.Version.ProvisioningState != "Creating" {
-		t.Fatalf("after a bad sha256: %v, %s", v.Version.Package, v.Version.ProvisioningState)
-	}
+	// The version is Failed, saying why.
+	c.wantFailed("1.0.0", "DataLoss", "doesn't match its declared sha256")
 	if _, err := c.stored(key("1.0.0", pkg)); err == nil {
 		t.Fatal("an object was stored for a file with a bad sha256")
 	}
@@ -274,6 +277,10 @@ func TestUploadRejectsBadInput(t *testing.T) {
 	path, sum, data := file(t, 3000)
 	b, err := c.c.Transfer.BeginUpload(ctx(t), &pb.BeginUploadRequest{Gallery: "g", Application: "a", Version: "1.0.0", Kind: pkg, SizeBytes: 3000, Sha256: sum})
 	mustOK(t, err)
+	// A new upload makes the Failed version Creating again.
+	if v := c.getVersion("1.0.0"); v.ProvisioningState != "Creating" || v.ProvisioningError != nil {
+		t.Fatalf("after a new upload began: %s %v", v.ProvisioningState, v.ProvisioningError)
+	}
 	send := func(reqs ...*pb.UploadRequest) error {
 		s, err := c.c.Transfer.Upload(ctx(t))
 		mustOK(t, err)
@@ -303,7 +310,7 @@ func TestUploadRejectsBadInput(t *testing.T) {
 	// lets it through.
 	path2, sum2, _ := file(t, 4000)
 	_, err = c.c.Transfer.BeginUpload(ctx(t), &pb.BeginUploadRequest{Gallery: "g", Application: "a", Version: "1.0.0", Kind: pkg, SizeBytes: 4000, Sha256: sum2})
-	wantErr(t, err, codes.FailedPrecondition, "Another upload of the package", b.SessionId)
+	wantErr(t, err, codes.FailedPrecondition, "Another upload of the package", b.SessionId, "abort it first: vmapp version upload --gallery g --app a 1.0.0 --abort")
 	_, err = c.c.Transfer.AbortUpload(ctx(t), &pb.AbortUploadRequest{SessionId: b.SessionId})
 	mustOK(t, err)
 	if n := c.multiparts(); n != 0 {
@@ -311,10 +318,28 @@ func TestUploadRejectsBadInput(t *testing.T) {
 	}
 	v2, err := c.c.Upload(ctx(t), "g", "a", "1.0.0", pkg, path2, client.UploadOptions{})
 	mustOK(t, err)
-	if v2.Package.GetSha256() != sum2 {
-		t.Fatalf("package %v", v2.Package)
+	if v2.Package.GetSha256() != sum2 || v2.ProvisioningState != "Succeeded" || v2.ProvisioningError != nil {
+		t.Fatalf("after the upload: %s %v, package %v", v2.ProvisioningState, v2.ProvisioningError, v2.Package)
 	}
 	_ = path
+}
+
+func (c *cluster) getVersion(name string) *pb.GalleryApplicationVersion {
+	c.t.Helper()
+	r, err := c.c.Catalog.GetVersion(ctx(c.t), &pb.GetVersionRequest{Gallery: "g", Application: "a", Version: name})
+	mustOK(c.t, err)
+	return r.Version
+}
+
+// wantFailed checks that a version is Failed without a package, its
+// provisioningError of code and saying msg.
+func (c *cluster) wantFailed(name, code, msg string) {
+	c.t.Helper()
+	v := c.getVersion(name)
+	pe := v.ProvisioningError
+	if v.ProvisioningState != "Failed" || v.Package != nil || pe.GetCode() != code || !strings.Contains(pe.GetMessage(), msg) || pe.GetTime() == nil {
+		c.t.Fatalf("version %s: state %s, package %v, provisioningError %v; want Failed, %s, %q", name, v.ProvisioningState, v.Package, pe, code, msg)
+	}
 }
 
 // TestUploadResumesAfterClientStops: a client cancelled mid-upload; the
@@ -440,6 +465,8 @@ func TestUploadExpires(t *testing.T) {
 	s.Send(&pb.UploadRequest{SessionId: b.SessionId})
 	_, err = s.CloseAndRecv()
 	wantErr(t, err, codes.NotFound, "expired")
+	// The version is not left Creating: it is Failed, saying why.
+	c.wantFailed("1.0.0", "DeadlineExceeded", "The upload of the package of 'g/a/1.0.0' made no progress for 24h0m0s and was discarded (0 bytes had been stored)")
 }
 
 func TestUploadCompressed(t *testing.T) {
@@ -491,21 +518,30 @@ func TestImportFromURL(t *testing.T) {
 		return c.c.Import(ctx(t), "g", "a", "1.0.0", pkg, url, sha)
 	}
 
+	// Each failed import makes the version Failed with its error.
 	_, err = imp(presign("missing"), "")
 	wantErr(t, err, codes.NotFound, "doesn't exist", "?(query redacted)")
 	if strings.Contains(err.Error(), "X-Amz-Signature") {
 		t.Fatalf("the error shows the signature: %v", err)
 	}
+	c.wantFailed("1.0.0", "NotFound", "doesn't exist")
+	if pe := c.getVersion("1.0.0").ProvisioningError; strings.Contains(pe.Message, "X-Amz-Signature") {
+		t.Fatalf("provisioningError shows the signature: %v", pe)
+	}
 	_, err = imp(presign("empty"), "")
 	wantErr(t, err, codes.InvalidArgument, "is empty")
+	c.wantFailed("1.0.0", "InvalidArgument", "is empty")
 	_, err = imp(strings.Replace(presign("app.tar.gz"), "X-Amz-Signature=", "X-Amz-Signature=00", 1), "")
 	wantErr(t, err, codes.PermissionDenied, "The SAS isn't valid")
+	c.wantFailed("1.0.0", "PermissionDenied", "The SAS isn't valid")
 	_, err = imp("http://127.0.0.1:1/app.tar.gz", "")
 	wantErr(t, err, codes.Unavailable, "can't be accessed", "connection refused")
+	c.wantFailed("1.0.0", "Unavailable", "connection refused")
 	_, err = imp("http://no-such-host.invalid/app.tar.gz", "")
 	wantErr(t, err, codes.Unavailable, "can't be accessed")
 	_, err = imp("ftp://example.com/x", "")
 	wantErr(t, err, codes.InvalidArgument, "isn't a valid http(s) URL")
+	c.wantFailed("1.0.0", "Unavailable", "can't be accessed") // a malformed request is no failed import
 	big := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("Content-Length", fmt.Sprint(int64(2<<30)+1))
 		w.WriteHeader(http.StatusOK)
@@ -513,17 +549,19 @@ func TestImportFromURL(t *testing.T) {
 	defer big.Close()
 	_, err = imp(big.URL+"/big", "")
 	wantErr(t, err, codes.InvalidArgument, "too large: size = 2147483649")
+	c.wantFailed("1.0.0", "InvalidArgument", "too large: size = 2147483649")
 	_, wrong, _ := file(t, 10)
 	_, err = imp(presign("app.tar.gz"), wrong)
 	wantErr(t, err, codes.DataLoss, "doesn't match")
+	c.wantFailed("1.0.0", "DataLoss", "doesn't match")
 	if n := c.multiparts(); n != 0 {
 		t.Fatalf("%d multipart uploads left by refused imports", n)
 	}
 
 	v, err := imp(presign("app.tar.gz"), sum)
 	mustOK(t, err)
-	if v.ProvisioningState != "Succeeded" || v.Package.GetSha256() != sum || v.Package.SizeBytes != int64(len(data)) {
-		t.Fatalf("imported: %s %v", v.ProvisioningState, v.Package)
+	if v.ProvisioningState != "Succeeded" || v.ProvisioningError != nil || v.Package.GetSha256() != sum || v.Package.SizeBytes != int64(len(data)) {
+		t.Fatalf("imported: %s %v %v", v.ProvisioningState, v.ProvisioningError, v.Package)
 	}
 	if !strings.HasPrefix(v.PublishingProfile.GetSource().GetMediaLink(), "http://"+c.minio.Addr()+"/source/app.tar.gz?") {
 		t.Fatalf("mediaLink %q does not record the import's URL", v.PublishingProfile.GetSource().GetMediaLink())
@@ -584,5 +622,172 @@ func (c *cluster) waitCommitted(t *testing.T, version, sum string, size, atLeast
 			return
 		}
 		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+// TestFailedVersion: a version whose ingest failed is Failed (not Creating
+// forever), isn't latest, can take a new upload (Creating again, then
+// Succeeded), and can be deleted and its name used again.
+func TestFailedVersion(t *testing.T) {
+	c := newCluster(t)
+	c.newVersion("1.0.0")
+	path, _, _ := file(t, 1000)
+	_, err := c.c.Upload(ctx(t), "g", "a", "1.0.0", pkg, path, client.UploadOptions{})
+	mustOK(t, err)
+	c.version("g", "a", "1.1.0")
+	latest := func() string {
+		t.Helper()
+		return c.getVersion("latest").Name
+	}
+	if got := latest(); got != "1.1.0" {
+		t.Fatalf("latest = %s before the failure, want 1.1.0", got)
+	}
+	_, err = c.c.Import(ctx(t), "g", "a", "1.1.0", pkg, "http://127.0.0.1:1/app.tgz", "")
+	wantErr(t, err, codes.Unavailable, "connection refused")
+	c.wantFailed("1.1.0", "Unavailable", "connection refused")
+	l, err := c.c.Catalog.ListVersions(ctx(t), &pb.ListVersionsRequest{Gallery: "g", Application: "a"})
+	mustOK(t, err)
+	if got := l.Versions[1]; got.Name != "1.1.0" || got.ProvisioningState != "Failed" || got.ProvisioningError.GetCode() != "Unavailable" {
+		t.Fatalf("listed: %v", got)
+	}
+	if got := latest(); got != "1.0.0" {
+		t.Fatalf("latest = %s, want 1.0.0: a Failed version isn't latest", got)
+	}
+	// A Failed version has no replicas: its target regions change freely.
+	_, err = c.c.Catalog.UpdateVersion(ctx(t), &pb.UpdateVersionRequest{
+		Version:    &pb.GalleryApplicationVersion{Gallery: "g", Application: "a", Name: "1.1.0", PublishingProfile: &pb.PublishingProfile{TargetRegions: []*pb.TargetRegion{{Name: "eastus"}, {Name: "westus"}}}},
+		UpdateMask: &fieldmaskpb.FieldMask{Paths: []string{"publishing_profile.target_regions"}},
+	})
+	mustOK(t, err)
+	_, err = c.c.Catalog.UpdateVersion(ctx(t), &pb.UpdateVersionRequest{
+		Version:    &pb.GalleryApplicationVersion{Gallery: "g", Application: "a", Name: "1.1.0", PublishingProfile: &pb.PublishingProfile{TargetRegions: []*pb.TargetRegion{{Name: "eastus"}}}},
+		UpdateMask: &fieldmaskpb.FieldMask{Paths: []string{"publishing_profile.target_regions"}},
+	})
+	mustOK(t, err)
+	c.wantFailed("1.1.0", "Unavailable", "connection refused")
+
+	// A new upload: Creating while it runs, Succeeded once stored.
+	v, err := c.c.Upload(ctx(t), "g", "a", "1.1.0", pkg, path, client.UploadOptions{Progress: func(done, total int64) {
+		if done == 0 {
+			if v := c.getVersion("1.1.0"); v.ProvisioningState != "Creating" || v.ProvisioningError != nil {
+				t.Errorf("while uploading again: %s %v", v.ProvisioningState, v.ProvisioningError)
+			}
+		}
+	}})
+	mustOK(t, err)
+	if v.ProvisioningState != "Succeeded" || v.ProvisioningError != nil {
+		t.Fatalf("after the new upload: %s %v", v.ProvisioningState, v.ProvisioningError)
+	}
+	if got := latest(); got != "1.1.0" {
+		t.Fatalf("latest = %s, want 1.1.0", got)
+	}
+
+	// A Failed version is deleted like any other, and its name is free.
+	c.version("g", "a", "1.2.0")
+	_, sum, _ := file(t, 10)
+	_, err = c.c.Transfer.BeginUpload(ctx(t), &pb.BeginUploadRequest{Gallery: "g", Application: "a", Version: "1.2.0", Kind: pkg, SizeBytes: 3 << 30, Sha256: sum})
+	wantErr(t, err, codes.InvalidArgument, "too large")
+	c.wantFailed("1.2.0", "InvalidArgument", "too large")
+	_, err = c.c.Catalog.DeleteVersion(ctx(t), &pb.DeleteVersionRequest{Gallery: "g", Application: "a", Version: "1.2.0"})
+	mustOK(t, err)
+	c.reap()
+	_, err = c.c.Catalog.GetVersion(ctx(t), &pb.GetVersionRequest{Gallery: "g", Application: "a", Version: "1.2.0"})
+	wantErr(t, err, codes.NotFound, "doesn't exist")
+	if v := c.version("g", "a", "1.2.0"); v.ProvisioningState != "Creating" || v.ProvisioningError != nil {
+		t.Fatalf("1.2.0 created again: %s %v", v.ProvisioningState, v.ProvisioningError)
+	}
+}
+
+// TestAbortUploadByArtifact: an interrupted upload is aborted by naming the
+// version and kind, without its session id; then another file goes in.
+func TestAbortUploadByArtifact(t *testing.T) {
+	c := newCluster(t)
+	c.newVersion("1.0.0")
+	path, sum, data := file(t, 2*testPart+10)
+	// An upload that stopped after its first part.
+	b, err := c.c.Transfer.BeginUpload(ctx(t), &pb.BeginUploadRequest{Gallery: "g", Application: "a", Version: "1.0.0", Kind: pkg, SizeBytes: int64(len(data)), Sha256: sum})
+	mustOK(t, err)
+	sctx, cancel := context.WithCancel(ctx(t))
+	s, err := c.c.Transfer.Upload(sctx)
+	mustOK(t, err)
+	for off := 0; off <= testPart; off += 1 << 20 {
+		mustOK(t, s.Send(&pb.UploadRequest{SessionId: b.SessionId, Offset: int64(off), Data: data[off : off+1<<20]}))
+	}
+	c.waitCommitted(t, "1.0.0", sum, int64(len(data)), testPart)
+	cancel()
+
+	other, otherSum, _ := file(t, 3000)
+	_, err = c.c.Upload(ctx(t), "g", "a", "1.0.0", pkg, other, client.UploadOptions{})
+	wantErr(t, err, codes.FailedPrecondition, "Another upload of the package of 'g/a/1.0.0' is in progress", b.SessionId, fmt.Sprintf("%d bytes stored of %d", testPart, len(data)),
+		"abort it first: vmapp version upload --gallery g --app a 1.0.0 --abort")
+
+	abort := func(r *pb.AbortUploadRequest) (*pb.AbortUploadResponse, error) {
+		return c.c.Transfer.AbortUpload(ctx(t), r)
+	}
+	_, err = abort(&pb.AbortUploadRequest{SessionId: b.SessionId, Gallery: "g", Application: "a", Version: "1.0.0", Kind: pkg})
+	wantErr(t, err, codes.InvalidArgument, "not both")
+	_, err = abort(&pb.AbortUploadRequest{Gallery: "g", Application: "a", Version: "latest", Kind: pkg})
+	wantErr(t, err, codes.InvalidArgument, "'latest'")
+	_, err = abort(&pb.AbortUploadRequest{Gallery: "g", Application: "a", Version: "1.0.0"})
+	wantErr(t, err, codes.InvalidArgument, "kind")
+	_, err = abort(&pb.AbortUploadRequest{Gallery: "g", Application: "a", Version: "9.9.9", Kind: pkg})
+	wantErr(t, err, codes.NotFound, "'g/a/9.9.9' doesn't exist")
+	_, err = abort(&pb.AbortUploadRequest{Gallery: "g", Application: "a", Version: "1.0.0", Kind: conf})
+	wantErr(t, err, codes.NotFound, "No upload of the default configuration of 'g/a/1.0.0' is in progress.")
+	// Another tenant can't name it.
+	o, err := client.New(c.addr, client.Options{Tenant: "other"})
+	mustOK(t, err)
+	defer o.Close()
+	_, err = o.AbortUpload(ctx(t), "g", "a", "1.0.0", pkg)
+	wantErr(t, err, codes.NotFound)
+	if n := c.multiparts(); n != 1 {
+		t.Fatalf("%d multipart uploads after refused aborts, want 1", n)
+	}
+
+	// The client retries while vmappd still holds the stream that was cut.
+	r, err := c.c.AbortUpload(ctx(t), "g", "a", "1.0.0", pkg)
+	mustOK(t, err)
+	if r.SessionId != b.SessionId || r.Kind != pkg || r.CommittedOffset != testPart || r.SizeBytes != int64(len(data)) || r.Sha256 != sum {
+		t.Fatalf("aborted %v", r)
+	}
+	if n := c.multiparts(); n != 0 {
+		t.Fatalf("%d multipart uploads left after abort", n)
+	}
+	if v := c.getVersion("1.0.0"); v.ProvisioningState != "Creating" {
+		t.Fatalf("state after abort: %s, want Creating (an abort is no failure)", v.ProvisioningState)
+	}
+	_, err = c.c.AbortUpload(ctx(t), "g", "a", "1.0.0", pkg)
+	wantErr(t, err, codes.NotFound, "No upload of the package of 'g/a/1.0.0' is in progress.")
+	v, err := c.c.Upload(ctx(t), "g", "a", "1.0.0", pkg, other, client.UploadOptions{})
+	mustOK(t, err)
+	if v.Package.GetSha256() != otherSum {
+		t.Fatalf("package %v", v.Package)
+	}
+	_ = path
+}
+
+// TestUploadFileShrinks: a file cut short while it is uploaded fails the
+// upload with an error naming it, and nothing is published.
+func TestUploadFileShrinks(t *testing.T) {
+	c := newCluster(t)
+	c.newVersion("1.0.0")
+	path, _, _ := file(t, 3*testPart)
+	var cut atomic.Bool
+	_, err := c.c.Upload(ctx(t), "g", "a", "1.0.0", pkg, path, client.UploadOptions{Progress: func(done, _ int64) {
+		if done >= 2<<20 && !cut.Swap(true) {
+			if err := os.Truncate(path, 3<<20); err != nil {
+				t.Error(err)
+			}
+		}
+	}})
+	wantErr(t, err, codes.FailedPrecondition, path+" changed while it was being uploaded: it had 15728640 bytes, now 3145728", "nothing was published")
+	if !cut.Load() {
+		t.Fatal("the file was never cut")
+	}
+	if v := c.getVersion("1.0.0"); v.Package != nil {
+		t.Fatalf("a package was published: %v", v.Package)
+	}
+	if _, err := c.stored(key("1.0.0", pkg)); err == nil {
+		t.Fatal("an object was stored for a file that shrank")
 	}
 }

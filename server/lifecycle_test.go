@@ -270,3 +270,25 @@ func TestHealthReflectionRegions(t *testing.T) {
 		t.Fatalf("regions = %v", r.Regions)
 	}
 }
+
+// TestCreateVersionIgnoresServerFields: what vmappd sets (the stored files,
+// the state and its error) is never taken from a CreateVersion request: a
+// version can't claim a package it never uploaded.
+func TestCreateVersionIgnoresServerFields(t *testing.T) {
+	e := newEnv(t, catalog.Options{})
+	e.gallery("g")
+	e.app("g", "app")
+	v := e.version("g", "app", "1.0.0", func(v *pb.GalleryApplicationVersion) {
+		v.ProvisioningState = "Succeeded"
+		v.Package = &pb.Artifact{SizeBytes: 10, Sha256: strings.Repeat("a", 64)}
+		v.DefaultConfiguration = &pb.Artifact{SizeBytes: 10, Sha256: strings.Repeat("b", 64)}
+		v.ProvisioningError = &pb.ProvisioningError{Code: "NotFound", Message: "made up"}
+	})
+	r, err := e.c.Catalog.GetVersion(ctx(t), &pb.GetVersionRequest{Gallery: "g", Application: "app", Version: "1.0.0"})
+	mustOK(t, err)
+	for _, got := range []*pb.GalleryApplicationVersion{v, r.Version} {
+		if got.ProvisioningState != "Creating" || got.Package != nil || got.DefaultConfiguration != nil || got.ProvisioningError != nil {
+			t.Fatalf("created: %s, package %v, configuration %v, error %v", got.ProvisioningState, got.Package, got.DefaultConfiguration, got.ProvisioningError)
+		}
+	}
+}

@@ -50,7 +50,7 @@ func (s *transferServer) Upload(stream pb.TransferService_UploadServer) error {
 }
 
 func (s *transferServer) AbortUpload(ctx context.Context, r *pb.AbortUploadRequest) (*pb.AbortUploadResponse, error) {
-	return &pb.AbortUploadResponse{}, s.ingest.Abort(ctx, tenantOf(ctx), r.SessionId)
+	return s.ingest.Abort(ctx, tenantOf(ctx), r)
 }
 
 func (s *transferServer) Import(ctx context.Context, r *pb.ImportRequest) (*pb.ImportResponse, error) {

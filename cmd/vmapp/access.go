@@ -1,7 +1,9 @@
 package main
 
 import (
+	"errors"
 	"fmt"
+	"io/fs"
 	"os"
 	"strings"
 	"time"
@@ -28,13 +30,16 @@ type secretOut struct {
 }
 
 // secretTo opens path (if any) for a credential; flag names the path's
-// flag, for hints.
+// flag, for hints. A path that can't be created new is a usage error.
 func (c *cli) secretTo(path, flag string) (*secretOut, error) {
 	o := &secretOut{c: c, path: path, flag: flag}
 	if path != "" {
 		f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
+		if errors.Is(err, fs.ErrExist) {
+			return nil, usagef("%s %s: the file exists; a secret is never written over a file: name a new one", flag, path)
+		}
 		if err != nil {
-			return nil, fmt.Errorf("%s: %w", flag, err)
+			return nil, usagef("%s: %v", flag, err)
 		}
 		o.f = f
 	}

@@ -47,7 +47,16 @@ func TestTokensAndShares(t *testing.T) {
 		t.Fatalf("secret file: %q %v", b, err)
 	}
 	// A taken secret file fails before any token is made.
-	e.fails(1, "--secret-file: open "+ciFile+": file exists", "token", "create", "--name", "again", "--role", "reader", "--secret-file", ciFile)
+	// A taken secret file is a usage error naming it, before any token is
+	// made, and the file keeps its secret.
+	r := e.fails(2, "error: --secret-file "+ciFile+": the file exists; a secret is never written over a file: name a new one", "token", "create", "--name", "again", "--role", "reader", "--secret-file", ciFile)
+	if strings.Contains(r.stderr, "Internal") {
+		t.Errorf("a taken file reported as an internal error: %v", r)
+	}
+	if b, err := os.ReadFile(ciFile); err != nil || !strings.HasPrefix(string(b), "tok_") {
+		t.Fatalf("secret file after the refusal: %q %v", b, err)
+	}
+	e.fails(2, "error: --secret-file: open "+filepath.Join(dir, "no", "such.token")+": no such file or directory", "token", "create", "--name", "again", "--role", "reader", "--secret-file", filepath.Join(dir, "no", "such.token"))
 	e.fails(2, `--role "admin": must be reader, contributor or owner`, "token", "create", "--name", "x", "--role", "admin")
 	e.fails(2, `--ttl 10ms`, "token", "create", "--name", "x", "--role", "reader", "--ttl", "10ms")
 	e.fails(1, "error: NotFound: ", "token", "create", "--name", "x", "--role", "reader", "--gallery", "nope")
@@ -122,4 +131,12 @@ func TestTokensAndShares(t *testing.T) {
 		t.Fatalf("whoami as vm1:\n%s", out)
 	}
 	e.fails(1, "error: NotFound: Machine 'nope' doesn't exist.", "vm", "credential", "nope")
+
+	// An agent token file that exists: a usage error, nothing issued (no
+	// machine vm2; vm1's credential not revoked).
+	taken := filepath.Join(dir, "vm1-new.token")
+	e.fails(2, "error: --agent-token-file "+taken+": the file exists", "vm", "create", "--name", "vm2", "--region", "eastus", "--os", "linux", "--agent-token-file", taken)
+	e.fails(1, "error: NotFound: Machine 'vm2' doesn't exist.", "vm", "show", "vm2")
+	e.fails(2, "error: --agent-token-file "+taken+": the file exists", "vm", "credential", "vm1", "--agent-token-file", taken)
+	fresh.ok("whoami")
 }

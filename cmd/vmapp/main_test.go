@@ -597,6 +597,6 @@ func TestUploadWithoutIngest(t *testing.T) {
 		t.Fatalf("create --package: %v", r)
 	}
 	e.ok("version", "show", "--gallery", "g", "--app", "app", "1.0.0")
-	e.fails(1, "error: InvalidArgument: ", "version", "upload", "--gallery", "g", "--app", "app", "1.0.0", "--package", filepath.Join(t.TempDir(), "missing"))
+	e.fails(2, "error: --package: ", "version", "upload", "--gallery", "g", "--app", "app", "1.0.0", "--package", filepath.Join(t.TempDir(), "missing"))
 	e.fails(1, "error: Unimplemented: ", "version", "upload", "--gallery", "g", "--app", "app", "1.0.0", "--config-url", "https://example.com/c.json")
 }

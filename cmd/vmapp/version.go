@@ -176,6 +176,27 @@ func readArtifactFlags(fs *pflag.FlagSet) (artifactFlags, error) {
 	return a, nil
 }
 
+// checkFiles checks --package and --config before anything is sent: each
+// must be a readable regular file within vmappd's limits (a usage error
+// naming the flag and the file otherwise).
+func (a artifactFlags) checkFiles() error {
+	for _, f := range []struct {
+		flag, path string
+		kind       pb.ArtifactKind
+	}{
+		{"--package", a.pkg, pb.ArtifactKind_ARTIFACT_KIND_PACKAGE},
+		{"--config", a.config, pb.ArtifactKind_ARTIFACT_KIND_CONFIGURATION},
+	} {
+		if f.path == "" {
+			continue
+		}
+		if _, err := client.CheckFile(f.path, f.kind); err != nil {
+			return usagef("%s: %v", f.flag, err)
+		}
+	}
+	return nil
+}
+
 func (a artifactFlags) any() bool {
 	return a.pkg != "" || a.config != "" || a.pkgURL != "" || a.configURL != ""
 }
@@ -211,6 +232,43 @@ func (c *cli) transfer(cl *client.Client, gallery, app, version string, a artifa
 	return nil
 }
 
+// abortUploads aborts the open upload sessions of a version's package and
+// configuration, and says what it discarded.
+func (c *cli) abortUploads(cl *client.Client, gallery, app, version string) error {
+	what := gallery + "/" + app + "/" + version
+	if _, err := cl.Catalog.GetVersion(c.ctx, &pb.GetVersionRequest{Gallery: gallery, Application: app, Version: version}); err != nil {
+		return err
+	}
+	var aborted []*pb.AbortUploadResponse
+	for _, k := range []pb.ArtifactKind{pb.ArtifactKind_ARTIFACT_KIND_PACKAGE, pb.ArtifactKind_ARTIFACT_KIND_CONFIGURATION} {
+		r, err := cl.AbortUpload(c.ctx, gallery, app, version, k)
+		if errs.Is(err, errs.NotFound) {
+			continue // none of this kind
+		}
+		if err != nil {
+			return err
+		}
+		aborted = append(aborted, r)
+	}
+	if c.output == "json" {
+		return printJSONList(c.stdout, aborted, "")
+	}
+	if len(aborted) == 0 {
+		_, err := fmt.Fprintf(c.stdout, "No upload of '%s' is in progress: nothing to abort.\n", what)
+		return err
+	}
+	for _, r := range aborted {
+		stored := formatBytes(r.CommittedOffset)
+		if r.SizeBytes >= 0 {
+			stored += " of " + formatBytes(r.SizeBytes)
+		}
+		if _, err := fmt.Fprintf(c.stdout, "Aborted the upload of the %s of '%s' (session %s, %s stored).\n", r.Kind.Label(), what, r.SessionId, stored); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
 // versionRef are the --gallery and --app flags.
 type versionRef struct{ gallery, app string }
 
@@ -234,12 +292,14 @@ func (c *cli) versionCmd() *cobra.Command {
 		Use:   "create --gallery G --app A VERSION --install CMD --remove CMD [flags]",
 		Short: "Create a version, and upload or import its package and configuration",
 		Long: `Create an application version (Major.Minor.Patch). With --package/--config
-the files are uploaded after the version is created, with --package-url/
---config-url vmappd imports them (and the URLs are recorded as
-publishingProfile.source.mediaLink / defaultConfigurationLink); the final
+the files are checked first (readable regular files, at most 2 GiB and
+1 GiB, not empty), then uploaded after the version is created; with
+--package-url/--config-url vmappd imports them (and the URLs are recorded
+as publishingProfile.source.mediaLink / defaultConfigurationLink); the final
 version is printed. An upload that fails can be finished with 'vmapp version
-upload', which resumes where it stopped. Flags left out are not sent, so
-vmappd applies its defaults.
+upload', which resumes where it stopped; an import that fails makes the
+version Failed, with the reason in its provisioningError. Flags left out are
+not sent, so vmappd applies its defaults.
 
 With --wait (which needs --package or --package-url) vmapp then follows the
 replication of the package to the target regions, on stderr as 'vmapp
@@ -256,6 +316,9 @@ Completed or Failed; it exits 1 if a region failed.`,
 			}
 			if createWait && art.pkg == "" && art.pkgURL == "" {
 				return usagef("--wait needs --package or --package-url: a version replicates once its package is stored")
+			}
+			if err := art.checkFiles(); err != nil {
+				return err
 			}
 			v := &pb.GalleryApplicationVersion{Gallery: ref.gallery, Application: ref.app, Name: args[0]}
 			if _, err := applyFlags(v, cmd.Flags(), versionFields); err != nil {
@@ -289,25 +352,38 @@ Completed or Failed; it exits 1 if a region failed.`,
 	_ = create.MarkFlagRequired("install")
 	_ = create.MarkFlagRequired("remove")
 
+	var abort bool
 	upload := &cobra.Command{
-		Use:   "upload --gallery G --app A VERSION (--package FILE | --package-url URL) [--config FILE | --config-url URL]",
+		Use:   "upload --gallery G --app A VERSION (--package FILE | --package-url URL) [--config FILE | --config-url URL] | --abort",
 		Short: "Upload or import the package or configuration of an existing version",
 		Long: `Upload (--package, --config) or import (--package-url, --config-url) the
 package or default configuration of a version, then print the version.
 Uploads always resume an interrupted upload of the same file (same size and
 sha256), so running the same command again continues where it stopped.
 
+--abort discards the interrupted uploads of the version (of its package and
+of its configuration) and the bytes they stored, so that another file can
+be uploaded; the version keeps its state.
+
 With --wait vmapp then follows the replication of the package to the target
 regions (on stderr, as 'vmapp version watch' shows it) and prints the
 version once every region is Completed or Failed; it exits 1 if a region
 failed.`,
+		Example: `  vmapp version upload --gallery g1 --app myapp 1.0.0 --package myapp.tgz
+  vmapp version upload --gallery g1 --app myapp 1.0.0 --abort`,
 		Args: args("VERSION"),
 		RunE: c.action(func(cl *client.Client, cmd *cobra.Command, args []string) error {
 			if resume, _ := cmd.Flags().GetBool("resume"); !resume {
 				return usagef("--resume=false: uploads always resume an interrupted upload of the same file")
 			}
+			if abort {
+				return c.abortUploads(cl, ref.gallery, ref.app, args[0])
+			}
 			art, err := readArtifactFlags(cmd.Flags())
 			if err != nil {
+				return err
+			}
+			if err := art.checkFiles(); err != nil {
 				return err
 			}
 			if err := c.transfer(cl, ref.gallery, ref.app, args[0], art); err != nil {
@@ -319,8 +395,12 @@ failed.`,
 	ref.add(upload)
 	addArtifactFlags(upload)
 	upload.Flags().Bool("resume", true, "resume an interrupted upload of the same file (always on: uploads resume by themselves)")
-	upload.MarkFlagsOneRequired("package", "config", "package-url", "config-url")
 	waitFlag(upload, &uploadWait)
+	upload.Flags().BoolVar(&abort, "abort", false, "discard the interrupted uploads of the version instead")
+	upload.MarkFlagsOneRequired("package", "config", "package-url", "config-url", "abort")
+	for _, f := range []string{"package", "config", "package-url", "config-url", "sha256", "config-sha256", "wait"} {
+		upload.MarkFlagsMutuallyExclusive("abort", f)
+	}
 
 	show := &cobra.Command{
 		Use:   "show --gallery G --app A VERSION|latest",
@@ -500,6 +580,9 @@ func (c *cli) printVersion(v *pb.GalleryApplicationVersion) error {
 	d.add("Application", v.Application)
 	d.add("Location", v.Location)
 	d.add("Provisioning state", v.ProvisioningState)
+	if pe := v.GetProvisioningError(); pe != nil {
+		d.add("Provisioning error", pe.Code+": "+pe.Message+" ("+formatTime(pe.Time)+")")
+	}
 	d.add("Install", p.GetManageActions().GetInstall())
 	d.add("Remove", p.GetManageActions().GetRemove())
 	d.add("Update", p.GetManageActions().GetUpdate())

@@ -2,6 +2,7 @@ package catalog
 
 import (
 	"context"
+	"fmt"
 	"time"
 
 	bolt "go.etcd.io/bbolt"
@@ -104,11 +105,29 @@ func (s *Store) CreateUpload(ctx context.Context, sess *statepb.UploadSession) e
 			return err
 		}
 		if other != nil {
-			return errs.New(errs.FailedPrecondition, "sha256", "Another upload of the %s of '%s' is in progress (session %s, %d of %d bytes, sha256 %s): resume it with the same file, or abort it first.",
-				sess.Kind.Label(), versionPath(sess.Gallery, sess.Application, sess.Version), other.Id, other.CommittedOffset, other.SizeBytes, other.Sha256)
+			return InProgress("sha256", other)
 		}
 		return boltpb.Put(tx.Bucket(bucketUploads), []byte(sess.Id), sess)
 	})
+}
+
+// InProgress is the error for an upload of another file (or from another
+// source) while sess is open: it describes sess and names the command that
+// aborts it. field is the request's field that differs.
+func InProgress(field string, sess *statepb.UploadSession) error {
+	what := versionPath(sess.Gallery, sess.Application, sess.Version)
+	desc := fmt.Sprintf("session %s, %d bytes stored", sess.Id, sess.CommittedOffset)
+	if sess.SizeBytes >= 0 {
+		desc += fmt.Sprintf(" of %d", sess.SizeBytes)
+	}
+	if sess.Sha256 != "" {
+		desc += ", sha256 " + sess.Sha256
+	}
+	if sess.SourceUrl != "" {
+		desc += ", imported from a URL"
+	}
+	return errs.New(errs.FailedPrecondition, field, "Another upload of the %s of '%s' is in progress (%s): resume it with the same file or URL, or abort it first: vmapp version upload --gallery %s --app %s %s --abort",
+		sess.Kind.Label(), what, desc, sess.Gallery, sess.Application, sess.Version)
 }
 
 // GetUpload reads a session.
@@ -171,7 +190,7 @@ func (s *Store) FinishUpload(ctx context.Context, id string, a *pb.Artifact, m *
 		}
 		if sess.Kind == pb.ArtifactKind_ARTIFACT_KIND_PACKAGE {
 			v.Package = a
-			v.ProvisioningState = StateSucceeded
+			v.ProvisioningState, v.ProvisioningError = StateSucceeded, nil
 			v.PublishingProfile.PublishedDate = a.StoredTime
 		} else {
 			v.DefaultConfiguration = a
@@ -187,6 +206,54 @@ func (s *Store) FinishUpload(ctx context.Context, id string, a *pb.Artifact, m *
 		return s.save(tx, bucketVersions, vk, v)
 	})
 	return v, err
+}
+
+// FailIngest records that an upload or import of a version's artifact
+// failed for good, or was abandoned: a version still waiting for its
+// package (Creating, or Failed already) becomes Failed with cause as its
+// provisioningError. A version that has its package, or is being deleted,
+// is left as it is. An Internal cause is recorded as "internal error", as
+// replies say it.
+func (s *Store) FailIngest(ctx context.Context, tenant, gallery, app, version string, cause error) error {
+	class, msg := errs.ClassOf(cause), cause.Error()
+	if class == errs.Internal {
+		msg = "internal error"
+	}
+	return s.editVersion(ctx, tenant, gallery, app, version, func(v *pb.GalleryApplicationVersion) bool {
+		if v.Package != nil || (v.ProvisioningState != StateCreating && v.ProvisioningState != StateFailed) {
+			return false
+		}
+		v.ProvisioningState = StateFailed
+		v.ProvisioningError = &pb.ProvisioningError{Code: class.String(), Message: msg, Time: s.timestamp()}
+		return true
+	})
+}
+
+// RetryIngest moves a Failed version back to Creating: an upload or import
+// of it began again.
+func (s *Store) RetryIngest(ctx context.Context, tenant, gallery, app, version string) error {
+	return s.editVersion(ctx, tenant, gallery, app, version, func(v *pb.GalleryApplicationVersion) bool {
+		if v.ProvisioningState != StateFailed {
+			return false
+		}
+		v.ProvisioningState, v.ProvisioningError = StateCreating, nil
+		return true
+	})
+}
+
+// editVersion saves a version after edit, when edit reports a change.
+func (s *Store) editVersion(ctx context.Context, tenant, gallery, app, version string, edit func(*pb.GalleryApplicationVersion) bool) error {
+	n, err := ParseVersion(version)
+	if err != nil {
+		return err
+	}
+	return s.update(ctx, func(tx *bolt.Tx) error {
+		v, err := getVersion(tx, tenant, gallery, app, version)
+		if err != nil || !edit(v) {
+			return err
+		}
+		return s.save(tx, bucketVersions, versionKey(tenant, gallery, app, n), v)
+	})
 }
 
 func manifestKey(versionKey []byte, k pb.ArtifactKind) []byte {

@@ -69,8 +69,8 @@ func getVersion(tx *bolt.Tx, tenant, gallery, app, name string) (*pb.GalleryAppl
 	return v, nil
 }
 
-// latestVersion is the highest version, in numeric order, that is neither
-// excludeFromLatest nor marked for deletion.
+// latestVersion is the highest version, in numeric order, that is not
+// excludeFromLatest, not Failed and not marked for deletion.
 func latestVersion(tx *bolt.Tx, tenant, gallery, app string) (*pb.GalleryApplicationVersion, error) {
 	if _, err := getApplication(tx, tenant, gallery, app); err != nil {
 		return nil, err
@@ -89,11 +89,11 @@ func latestVersion(tx *bolt.Tx, tenant, gallery, app string) (*pb.GalleryApplica
 		if err := proto.Unmarshal(v, ver); err != nil {
 			return nil, err
 		}
-		if !ver.GetPublishingProfile().GetExcludeFromLatest() && ver.GetProvisioningState() != StateDeleting {
+		if st := ver.GetProvisioningState(); !ver.GetPublishingProfile().GetExcludeFromLatest() && st != StateDeleting && st != StateFailed {
 			return ver, nil
 		}
 	}
-	return nil, errs.New(errs.NotFound, "version", "Gallery application '%s' has no version eligible as latest (every version is excluded from latest or being deleted).", appPath(gallery, app))
+	return nil, errs.New(errs.NotFound, "version", "Gallery application '%s' has no version eligible as latest (every version is excluded from latest, Failed or being deleted).", appPath(gallery, app))
 }
 
 // countByRegion counts the tenant's live versions targeting each region,
@@ -156,7 +156,8 @@ func (s *Store) CreateVersion(ctx context.Context, tenant string, in *pb.Gallery
 	n, _ := ParseVersion(v.Name)
 	v.Tenant, v.ProvisioningState = tenant, StateCreating
 	v.CreateTime = s.timestamp()
-	v.ReplicationStatus = nil
+	// What vmappd sets is never taken from the request.
+	v.ReplicationStatus, v.Package, v.DefaultConfiguration, v.ProvisioningError = nil, nil, nil, nil
 	v.PublishingProfile.PublishedDate = nil
 	if v.SafetyProfile == nil {
 		v.SafetyProfile = &pb.SafetyProfile{}
@@ -284,7 +285,7 @@ func (s *Store) UpdateVersion(ctx context.Context, tenant string, in *pb.Gallery
 				removed = append(removed, r)
 			}
 		}
-		if len(removed) > 0 && cur.ProvisioningState != StateCreating && !next.GetSafetyProfile().GetAllowDeletionOfReplicatedLocations() {
+		if len(removed) > 0 && cur.Package != nil && !next.GetSafetyProfile().GetAllowDeletionOfReplicatedLocations() {
 			return errs.New(errs.FailedPrecondition, "publishingProfile.targetRegions", "Removing region(s) %s from the target regions of '%s' deletes its replicas there, which safetyProfile.allowDeletionOfReplicatedLocations doesn't allow. Set it to true to allow it.", strings.Join(removed, ", "), what)
 		}
 		if err := s.checkRegionQuota(tx, tenant, versionKey(tenant, in.Gallery, in.Application, n), added); err != nil {

@@ -49,6 +49,17 @@ const (
 	MaxInlineConfigSize = 1 << 20
 )
 
+// Limits of an application's tags: Azure's limits of resource tags (at most
+// 50; names of 1 to 512 characters, values of up to 256), and at most
+// MaxTagBytes of names and values in all, so that 25 applications carry at
+// most 100 KiB of tags into a goal state.
+const (
+	MaxTags        = 50
+	MaxTagNameLen  = 512
+	MaxTagValueLen = 256
+	MaxTagBytes    = 4096
+)
+
 // Catalog is what the fleet reads from the catalog.
 type Catalog interface {
 	GetApplication(ctx context.Context, tenant, gallery, name string) (*pb.GalleryApplication, error)

@@ -3,9 +3,12 @@ package fleet
 import (
 	"bytes"
 	"context"
+	"maps"
 	"net/url"
+	"slices"
 	"sort"
 	"strings"
+	"unicode/utf8"
 
 	bolt "go.etcd.io/bbolt"
 	"google.golang.org/protobuf/proto"
@@ -101,6 +104,9 @@ func (f *Fleet) SetApplication(ctx context.Context, tenant string, t Target, in 
 	}
 	if len(in.Configuration) > MaxInlineConfigSize {
 		return nil, errs.New(errs.InvalidArgument, "configuration", "configuration has %d bytes: at most %d can be given inline; use configurationReference", len(in.Configuration), MaxInlineConfigSize)
+	}
+	if err := checkTags(in.Tags); err != nil {
+		return nil, err
 	}
 	if in.ConfigurationReference != "" {
 		if u, err := url.Parse(in.ConfigurationReference); err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
@@ -204,6 +210,31 @@ func (f *Fleet) SetApplication(ctx context.Context, tenant string, t Target, in 
 	}
 	f.Notify()
 	return out, nil
+}
+
+// checkTags refuses tags over the limits (MaxTags, ...).
+func checkTags(tags map[string]string) error {
+	if len(tags) > MaxTags {
+		return errs.New(errs.InvalidArgument, "tags", "tags: %d tags; at most %d are allowed", len(tags), MaxTags)
+	}
+	total := 0
+	for _, name := range slices.Sorted(maps.Keys(tags)) { // the same message every time
+		value := tags[name]
+		switch n := utf8.RuneCountInString(name); {
+		case n == 0:
+			return errs.New(errs.InvalidArgument, "tags", "tags: a tag name is empty")
+		case n > MaxTagNameLen:
+			return errs.New(errs.InvalidArgument, "tags", "tags: the tag name '%s…' has %d characters; at most %d are allowed", string([]rune(name)[:40]), n, MaxTagNameLen)
+		}
+		if n := utf8.RuneCountInString(value); n > MaxTagValueLen {
+			return errs.New(errs.InvalidArgument, "tags", "tags: the value of tag '%s' has %d characters; at most %d are allowed", name, n, MaxTagValueLen)
+		}
+		total += len(name) + len(value)
+	}
+	if total > MaxTagBytes {
+		return errs.New(errs.InvalidArgument, "tags", "tags: the names and values of the tags have %d bytes; at most %d are allowed", total, MaxTagBytes)
+	}
+	return nil
 }
 
 func otherCount(ps []*pb.ApplicationProfile) int {

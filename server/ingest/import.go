@@ -12,7 +12,9 @@ import (
 	"time"
 
 	"github.com/vmapp/vmapp/errs"
+	statepb "github.com/vmapp/vmapp/proto/vmapp/state/v1"
 	pb "github.com/vmapp/vmapp/proto/vmapp/v1"
+	"github.com/vmapp/vmapp/server/catalog"
 )
 
 // Redact returns u without its query (a SAS token or a presigned signature is
@@ -36,7 +38,11 @@ func accessError(c errs.Class, u, desc string) error {
 }
 
 // Import pulls a version's artifact from an http(s) URL, resuming an
-// interrupted import of the same URL with a Range request.
+// interrupted import of the same URL with a Range request. An import that
+// fails (the source can't be read, is empty or too large, doesn't match
+// the sha256, or can't be stored) makes the version Failed unless it has
+// its package; its session, if any, stays open for a later import of the
+// same URL to resume.
 func (s *Service) Import(ctx context.Context, tenant string, r *pb.ImportRequest) (*pb.GalleryApplicationVersion, error) {
 	if err := checkKind(r.Kind); err != nil {
 		return nil, err
@@ -58,9 +64,8 @@ func (s *Service) Import(ctx context.Context, tenant string, r *pb.ImportRequest
 	if err != nil {
 		return nil, err
 	}
-	what := fmt.Sprintf("%s of '%s/%s/%s'", r.Kind.Label(), r.Gallery, r.Application, r.Version)
 	if sess != nil && (Redact(sess.SourceUrl) != Redact(r.Url) || sess.Sha256 != r.Sha256) {
-		return nil, errs.New(errs.FailedPrecondition, "url", "Another upload of the %s is in progress (session %s): resume it with the same source, or abort it first.", what, sess.Id)
+		return nil, catalog.InProgress("url", sess)
 	}
 	if sess != nil {
 		unlock, err := s.lock(tenant, sess.Id)
@@ -73,24 +78,35 @@ func (s *Service) Import(ctx context.Context, tenant string, r *pb.ImportRequest
 			return nil, err
 		}
 	}
+	if err := s.retrying(ctx, v); err != nil {
+		return nil, err
+	}
+	return s.pull(ctx, tenant, r, v, sess)
+}
+
+// pull fetches r.Url into v: from the start into a new session when sess is
+// nil, else from sess's committed offset on (sess is locked).
+func (s *Service) pull(ctx context.Context, tenant string, r *pb.ImportRequest, v *pb.GalleryApplicationVersion, sess *statepb.UploadSession) (*pb.GalleryApplicationVersion, error) {
 	var off int64
 	if sess != nil {
 		off = sess.CommittedOffset
 	}
 	body, size, err := s.get(ctx, r.Url, off)
 	if err != nil {
-		return nil, err
+		return nil, s.failed(ctx, v, err)
 	}
 	defer body.Close()
 	if sess == nil {
 		switch {
 		case size == 0:
-			return nil, errs.New(errs.InvalidArgument, "url", "The blob referenced by source uri %s is empty.", Redact(r.Url))
-		case size > maxSize(r.Kind):
-			return nil, errs.New(errs.InvalidArgument, "url", "The blob referenced by source uri %s is too large: size = %d. The maximum blob size allowed is %s.", Redact(r.Url), size, sizeLabel(r.Kind))
+			return nil, s.failed(ctx, v, errs.New(errs.InvalidArgument, "url", "The blob referenced by source uri %s is empty.", Redact(r.Url)))
+		case size > r.Kind.MaxSize():
+			return nil, s.failed(ctx, v, errs.New(errs.InvalidArgument, "url", "The blob referenced by source uri %s is too large: size = %d. The maximum blob size allowed is %s.", Redact(r.Url), size, sizeLabel(r.Kind)))
 		}
-		if sess, err = s.newSession(ctx, tenant, v, r.Kind, size, r.Sha256, r.Url); err != nil {
-			return nil, err
+		if sess, err = s.newSession(ctx, tenant, v, r.Kind, size, r.Sha256, r.Url); errs.Is(err, errs.FailedPrecondition) {
+			return nil, err // the version changed meanwhile: another upload began, or it was deleted
+		} else if err != nil {
+			return nil, s.failed(ctx, v, err)
 		}
 		unlock, err := s.lock(tenant, sess.Id)
 		if err != nil {
@@ -98,9 +114,13 @@ func (s *Service) Import(ctx context.Context, tenant string, r *pb.ImportRequest
 		}
 		defer unlock()
 	} else if sess.SizeBytes >= 0 && size >= 0 && off+size != sess.SizeBytes {
-		return nil, errs.New(errs.FailedPrecondition, "url", "The blob referenced by source uri %s changed size since the import began (%d bytes, now %d): abort the import and start again.", Redact(r.Url), sess.SizeBytes, off+size)
+		return nil, s.failed(ctx, v, errs.New(errs.FailedPrecondition, "url", "The blob referenced by source uri %s changed size since the import began (%d bytes, now %d): abort the import and start again.", Redact(r.Url), sess.SizeBytes, off+size))
 	}
-	return s.write(ctx, sess, body)
+	out, err := s.write(ctx, sess, body)
+	if err != nil {
+		return nil, s.failed(ctx, v, err)
+	}
+	return out, nil
 }
 
 // get opens url from offset. size is the number of bytes the body holds, or
@@ -190,6 +210,8 @@ func (s *Service) Expire(ctx context.Context, now time.Time) error {
 			return err
 		}
 		s.log.Info("abandoned upload session expired", "session", sess.Id, "tenant", sess.Tenant, "version", sess.Gallery+"/"+sess.Application+"/"+sess.Version, "committed", sess.CommittedOffset)
+		s.failed(ctx, sessionVersion(sess), errs.New(errs.DeadlineExceeded, "", "The upload of the %s of '%s/%s/%s' made no progress for %s and was discarded (%d bytes had been stored): upload or import it again.",
+			sess.Kind.Label(), sess.Gallery, sess.Application, sess.Version, s.ttl, sess.CommittedOffset))
 	}
 	return nil
 }

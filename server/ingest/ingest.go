@@ -39,12 +39,9 @@ import (
 	"github.com/vmapp/vmapp/server/catalog"
 )
 
-// Limits and defaults.
+// Defaults. The size limits are pb.MaxPackageSize and
+// pb.MaxConfigurationSize (ArtifactKind.MaxSize), which clients check too.
 const (
-	// MaxPackageSize is the seeds' 2 GB package limit.
-	MaxPackageSize = 2 << 30
-	// MaxConfigSize is the seeds' 1 GB configuration limit.
-	MaxConfigSize = 1 << 30
 	// DefaultPartSize is the multipart part size and the manifest's piece size.
 	DefaultPartSize = 8 << 20
 	// DefaultChunkSize is the UploadRequest.data size clients are told to use.
@@ -114,13 +111,6 @@ func ObjectKey(tenant, gallery, app, version string, k pb.ArtifactKind) string {
 	return fmt.Sprintf("tenants/%s/galleries/%s/applications/%s/versions/%s/%s", tenant, gallery, app, version, name)
 }
 
-func maxSize(k pb.ArtifactKind) int64 {
-	if k == pb.ArtifactKind_ARTIFACT_KIND_CONFIGURATION {
-		return MaxConfigSize
-	}
-	return MaxPackageSize
-}
-
 func checkKind(k pb.ArtifactKind) error {
 	if k != pb.ArtifactKind_ARTIFACT_KIND_PACKAGE && k != pb.ArtifactKind_ARTIFACT_KIND_CONFIGURATION {
 		return errs.New(errs.InvalidArgument, "kind", "kind must be ARTIFACT_KIND_PACKAGE or ARTIFACT_KIND_CONFIGURATION, not %v", k)
@@ -128,13 +118,13 @@ func checkKind(k pb.ArtifactKind) error {
 	return nil
 }
 
+// checkSize refuses a declared size of a file the version can't take: empty
+// or too large.
 func checkSize(what string, k pb.ArtifactKind, size int64) error {
 	switch {
 	case size == 0:
 		return errs.New(errs.InvalidArgument, "sizeBytes", "The %s %s is empty.", k.Label(), what)
-	case size < 0:
-		return errs.New(errs.InvalidArgument, "sizeBytes", "sizeBytes %d of the %s %s must be positive", size, k.Label(), what)
-	case size > maxSize(k):
+	case size > k.MaxSize():
 		return errs.New(errs.InvalidArgument, "sizeBytes", "The %s %s is too large: size = %d. The maximum size allowed is %s.", k.Label(), what, size, sizeLabel(k))
 	}
 	return nil
@@ -161,7 +151,9 @@ func newID() string {
 }
 
 // Begin opens a session for a version's artifact, or returns the open one
-// when it is for the same file (same size and sha256).
+// when it is for the same file (same size and sha256). A declared file the
+// version can't take (empty, too large) makes it Failed; a session opened
+// for a Failed version makes it Creating again.
 func (s *Service) Begin(ctx context.Context, tenant string, r *pb.BeginUploadRequest) (*pb.BeginUploadResponse, error) {
 	if err := checkKind(r.Kind); err != nil {
 		return nil, err
@@ -170,8 +162,8 @@ func (s *Service) Begin(ctx context.Context, tenant string, r *pb.BeginUploadReq
 		return nil, err
 	}
 	what := fmt.Sprintf("of '%s/%s/%s'", r.Gallery, r.Application, r.Version)
-	if err := checkSize(what, r.Kind, r.SizeBytes); err != nil {
-		return nil, err
+	if r.SizeBytes < 0 {
+		return nil, errs.New(errs.InvalidArgument, "sizeBytes", "sizeBytes %d of the %s %s must be positive", r.SizeBytes, r.Kind.Label(), what)
 	}
 	v, err := s.cat.UploadTarget(ctx, tenant, r.Gallery, r.Application, r.Version, r.Kind)
 	if errs.Is(err, errs.FailedPrecondition) {
@@ -185,6 +177,9 @@ func (s *Service) Begin(ctx context.Context, tenant string, r *pb.BeginUploadReq
 	}
 	if err != nil {
 		return nil, err
+	}
+	if err := checkSize(what, r.Kind, r.SizeBytes); err != nil {
+		return nil, s.failed(ctx, v, err)
 	}
 	sess, err := s.cat.FindUpload(ctx, tenant, r.Gallery, r.Application, r.Version, r.Kind)
 	if err != nil {
@@ -204,12 +199,37 @@ func (s *Service) Begin(ctx context.Context, tenant string, r *pb.BeginUploadReq
 		}
 	}
 	if sess.SizeBytes != r.SizeBytes || sess.Sha256 != r.Sha256 {
-		return nil, errs.New(errs.FailedPrecondition, "sha256", "Another upload of the %s %s is in progress (session %s, %d bytes, sha256 %s): resume it with the same file, or abort it first.", r.Kind.Label(), what, sess.Id, sess.SizeBytes, sess.Sha256)
+		return nil, catalog.InProgress("sha256", sess)
+	}
+	if err := s.retrying(ctx, v); err != nil {
+		return nil, err
 	}
 	return &pb.BeginUploadResponse{
 		SessionId: sess.Id, CommittedOffset: sess.CommittedOffset, ChunkSize: DefaultChunkSize,
 		ExpireTime: sess.ExpireTime, PartSize: sess.PartSize,
 	}, nil
+}
+
+// failed records err as the reason the ingest into v failed for good (see
+// catalog.FailIngest) and returns err. A caller that went away (ctx done)
+// is no failure: its session waits to be resumed, or expires.
+func (s *Service) failed(ctx context.Context, v *pb.GalleryApplicationVersion, err error) error {
+	if ctx.Err() != nil {
+		return err
+	}
+	if ferr := s.cat.FailIngest(ctx, v.Tenant, v.Gallery, v.Application, v.Name, err); ferr != nil && !errs.Is(ferr, errs.NotFound) {
+		s.log.Warn("recording a failed upload on its version", "version", v.Gallery+"/"+v.Application+"/"+v.Name, "tenant", v.Tenant, "err", ferr)
+	}
+	return err
+}
+
+// retrying makes a Failed version Creating again: an upload or import of it
+// is under way.
+func (s *Service) retrying(ctx context.Context, v *pb.GalleryApplicationVersion) error {
+	if v.ProvisioningState != catalog.StateFailed {
+		return nil
+	}
+	return s.cat.RetryIngest(ctx, v.Tenant, v.Gallery, v.Application, v.Name)
 }
 
 // newSession starts a multipart upload in the version's source store and
@@ -291,22 +311,70 @@ func (s *Service) Write(ctx context.Context, tenant, id string, open func(offset
 	if err != nil {
 		return nil, err
 	}
-	return s.write(ctx, sess, r)
+	v, err := s.write(ctx, sess, r)
+	if errs.Is(err, errs.DataLoss) {
+		// The bytes don't match the declared file: final, even when the
+		// client has gone since.
+		err = s.failed(context.WithoutCancel(ctx), sessionVersion(sess), err)
+	}
+	return v, err
 }
 
-// Abort discards a session and its stored parts.
-func (s *Service) Abort(ctx context.Context, tenant, id string) error {
+// sessionVersion names the version a session is for.
+func sessionVersion(sess *statepb.UploadSession) *pb.GalleryApplicationVersion {
+	return &pb.GalleryApplicationVersion{Tenant: sess.Tenant, Gallery: sess.Gallery, Application: sess.Application, Name: sess.Version}
+}
+
+// Abort discards a session and its stored parts: the one r names by id, or
+// the open session of r's artifact. The version keeps its state.
+func (s *Service) Abort(ctx context.Context, tenant string, r *pb.AbortUploadRequest) (*pb.AbortUploadResponse, error) {
+	id, err := s.sessionToAbort(ctx, tenant, r)
+	if err != nil {
+		return nil, err
+	}
 	unlock, err := s.lock(tenant, id)
 	if err != nil {
-		return err
+		return nil, err
 	}
 	defer unlock()
 	sess, err := s.session(ctx, tenant, id)
 	if err != nil {
-		return err
+		return nil, err
 	}
 	s.abortQuietly(sess)
-	return s.cat.DeleteUpload(ctx, id)
+	if err := s.cat.DeleteUpload(ctx, id); err != nil {
+		return nil, err
+	}
+	s.log.Info("upload session aborted", "session", sess.Id, "tenant", tenant, "version", sess.Gallery+"/"+sess.Application+"/"+sess.Version, "kind", sess.Kind.Label(), "committed", sess.CommittedOffset)
+	return &pb.AbortUploadResponse{SessionId: sess.Id, Kind: sess.Kind, CommittedOffset: sess.CommittedOffset, SizeBytes: sess.SizeBytes, Sha256: sess.Sha256}, nil
+}
+
+// sessionToAbort is the id of the session r names.
+func (s *Service) sessionToAbort(ctx context.Context, tenant string, r *pb.AbortUploadRequest) (string, error) {
+	byArtifact := r.Gallery != "" || r.Application != "" || r.Version != "" || r.Kind != pb.ArtifactKind_ARTIFACT_KIND_UNSPECIFIED
+	switch {
+	case r.SessionId != "" && byArtifact:
+		return "", errs.New(errs.InvalidArgument, "sessionId", "name the session to abort by sessionId, or by gallery, application, version and kind; not both")
+	case r.SessionId != "":
+		return r.SessionId, nil
+	}
+	if err := checkKind(r.Kind); err != nil {
+		return "", err
+	}
+	if r.Version == catalog.Latest {
+		return "", errs.New(errs.InvalidArgument, "version", "name the version whose upload to abort; 'latest' is only for reading")
+	}
+	if _, err := s.cat.GetVersion(ctx, tenant, r.Gallery, r.Application, r.Version); err != nil {
+		return "", err
+	}
+	sess, err := s.cat.FindUpload(ctx, tenant, r.Gallery, r.Application, r.Version, r.Kind)
+	if err != nil {
+		return "", err
+	}
+	if sess == nil {
+		return "", errs.New(errs.NotFound, "kind", "No upload of the %s of '%s/%s/%s' is in progress.", r.Kind.Label(), r.Gallery, r.Application, r.Version)
+	}
+	return sess.Id, nil
 }
 
 type partJob struct {
@@ -380,7 +448,7 @@ func (s *Service) write(ctx context.Context, sess *statepb.UploadSession, r io.R
 func (s *Service) readParts(ctx context.Context, sess *statepb.UploadSession, r io.Reader, h hash.Hash, st blob.Store, slots chan struct{}, jobs chan<- *partJob, failed *atomic.Bool) error {
 	off := sess.CommittedOffset
 	number := int32(len(sess.Parts))
-	limit := maxSize(sess.Kind)
+	limit := sess.Kind.MaxSize()
 	for {
 		n := sess.PartSize
 		if sess.SizeBytes >= 0 {

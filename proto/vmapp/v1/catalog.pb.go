@@ -294,7 +294,10 @@ type GalleryApplicationVersion struct {
 	Location          string             `protobuf:"bytes,4,opt,name=location,proto3" json:"location,omitempty"`
 	PublishingProfile *PublishingProfile `protobuf:"bytes,5,opt,name=publishing_profile,json=publishingProfile,proto3" json:"publishing_profile,omitempty"`
 	SafetyProfile     *SafetyProfile     `protobuf:"bytes,6,opt,name=safety_profile,json=safetyProfile,proto3" json:"safety_profile,omitempty"`
-	// Creating (waiting for its package) | Succeeded | Failed | Deleting.
+	// Creating (waiting for its package) | Succeeded | Failed (an upload or
+	// import of its package or configuration failed, or was abandoned:
+	// provisioningError says why) | Deleting. A Failed version can be
+	// deleted, or take a new upload or import, which makes it Creating again.
 	ProvisioningState string                 `protobuf:"bytes,7,opt,name=provisioning_state,json=provisioningState,proto3" json:"provisioning_state,omitempty"`
 	ReplicationStatus *ReplicationStatus     `protobuf:"bytes,8,opt,name=replication_status,json=replicationStatus,proto3" json:"replication_status,omitempty"`
 	Etag              string                 `protobuf:"bytes,9,opt,name=etag,proto3" json:"etag,omitempty"`
@@ -305,8 +308,10 @@ type GalleryApplicationVersion struct {
 	Package *Artifact `protobuf:"bytes,13,opt,name=package,proto3" json:"package,omitempty"`
 	// The stored default configuration, if any.
 	DefaultConfiguration *Artifact `protobuf:"bytes,14,opt,name=default_configuration,json=defaultConfiguration,proto3" json:"default_configuration,omitempty"`
-	unknownFields        protoimpl.UnknownFields
-	sizeCache            protoimpl.SizeCache
+	// Why provisioningState is Failed; unset otherwise.
+	ProvisioningError *ProvisioningError `protobuf:"bytes,15,opt,name=provisioning_error,json=provisioningError,proto3" json:"provisioning_error,omitempty"`
+	unknownFields     protoimpl.UnknownFields
+	sizeCache         protoimpl.SizeCache
 }
 
 func (x *GalleryApplicationVersion) Reset() {
@@ -437,6 +442,81 @@ func (x *GalleryApplicationVersion) GetDefaultConfiguration() *Artifact {
 	return nil
 }
 
+func (x *GalleryApplicationVersion) GetProvisioningError() *ProvisioningError {
+	if x != nil {
+		return x.ProvisioningError
+	}
+	return nil
+}
+
+// ProvisioningError is the failure that made a version Failed.
+type ProvisioningError struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The class of the failure, as a gRPC code name: NotFound (the source URL
+	// doesn't exist), PermissionDenied (its SAS isn't valid), Unavailable
+	// (its host can't be reached), InvalidArgument (the file is empty or too
+	// large), DataLoss (the bytes don't match the declared sha256),
+	// DeadlineExceeded (an upload made no progress until its session
+	// expired)...
+	Code string `protobuf:"bytes,1,opt,name=code,proto3" json:"code,omitempty"`
+	// What failed, as the failing call's error said it.
+	Message       string                 `protobuf:"bytes,2,opt,name=message,proto3" json:"message,omitempty"`
+	Time          *timestamppb.Timestamp `protobuf:"bytes,3,opt,name=time,proto3" json:"time,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ProvisioningError) Reset() {
+	*x = ProvisioningError{}
+	mi := &file_vmapp_v1_catalog_proto_msgTypes[3]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ProvisioningError) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ProvisioningError) ProtoMessage() {}
+
+func (x *ProvisioningError) ProtoReflect() protoreflect.Message {
+	mi := &file_vmapp_v1_catalog_proto_msgTypes[3]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ProvisioningError.ProtoReflect.Descriptor instead.
+func (*ProvisioningError) Descriptor() ([]byte, []int) {
+	return file_vmapp_v1_catalog_proto_rawDescGZIP(), []int{3}
+}
+
+func (x *ProvisioningError) GetCode() string {
+	if x != nil {
+		return x.Code
+	}
+	return ""
+}
+
+func (x *ProvisioningError) GetMessage() string {
+	if x != nil {
+		return x.Message
+	}
+	return ""
+}
+
+func (x *ProvisioningError) GetTime() *timestamppb.Timestamp {
+	if x != nil {
+		return x.Time
+	}
+	return nil
+}
+
 // Artifact describes a stored, verified file: a package or a configuration.
 type Artifact struct {
 	state     protoimpl.MessageState `protogen:"open.v1"`
@@ -454,7 +534,7 @@ type Artifact struct {
 
 func (x *Artifact) Reset() {
 	*x = Artifact{}
-	mi := &file_vmapp_v1_catalog_proto_msgTypes[3]
+	mi := &file_vmapp_v1_catalog_proto_msgTypes[4]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -466,7 +546,7 @@ func (x *Artifact) String() string {
 func (*Artifact) ProtoMessage() {}
 
 func (x *Artifact) ProtoReflect() protoreflect.Message {
-	mi := &file_vmapp_v1_catalog_proto_msgTypes[3]
+	mi := &file_vmapp_v1_catalog_proto_msgTypes[4]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -479,7 +559,7 @@ func (x *Artifact) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Artifact.ProtoReflect.Descriptor instead.
 func (*Artifact) Descriptor() ([]byte, []int) {
-	return file_vmapp_v1_catalog_proto_rawDescGZIP(), []int{3}
+	return file_vmapp_v1_catalog_proto_rawDescGZIP(), []int{4}
 }
 
 func (x *Artifact) GetSizeBytes() int64 {
@@ -541,7 +621,7 @@ type PublishingProfile struct {
 
 func (x *PublishingProfile) Reset() {
 	*x = PublishingProfile{}
-	mi := &file_vmapp_v1_catalog_proto_msgTypes[4]
+	mi := &file_vmapp_v1_catalog_proto_msgTypes[5]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -553,7 +633,7 @@ func (x *PublishingProfile) String() string {
 func (*PublishingProfile) ProtoMessage() {}
 
 func (x *PublishingProfile) ProtoReflect() protoreflect.Message {
-	mi := &file_vmapp_v1_catalog_proto_msgTypes[4]
+	mi := &file_vmapp_v1_catalog_proto_msgTypes[5]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -566,7 +646,7 @@ func (x *PublishingProfile) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PublishingProfile.ProtoReflect.Descriptor instead.
 func (*PublishingProfile) Descriptor() ([]byte, []int) {
-	return file_vmapp_v1_catalog_proto_rawDescGZIP(), []int{4}
+	return file_vmapp_v1_catalog_proto_rawDescGZIP(), []int{5}
 }
 
 func (x *PublishingProfile) GetSource() *UserArtifactSource {
@@ -644,7 +724,7 @@ type UserArtifactSource struct {
 
 func (x *UserArtifactSource) Reset() {
 	*x = UserArtifactSource{}
-	mi := &file_vmapp_v1_catalog_proto_msgTypes[5]
+	mi := &file_vmapp_v1_catalog_proto_msgTypes[6]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -656,7 +736,7 @@ func (x *UserArtifactSource) String() string {
 func (*UserArtifactSource) ProtoMessage() {}
 
 func (x *UserArtifactSource) ProtoReflect() protoreflect.Message {
-	mi := &file_vmapp_v1_catalog_proto_msgTypes[5]
+	mi := &file_vmapp_v1_catalog_proto_msgTypes[6]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -669,7 +749,7 @@ func (x *UserArtifactSource) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use UserArtifactSource.ProtoReflect.Descriptor instead.
 func (*UserArtifactSource) Descriptor() ([]byte, []int) {
-	return file_vmapp_v1_catalog_proto_rawDescGZIP(), []int{5}
+	return file_vmapp_v1_catalog_proto_rawDescGZIP(), []int{6}
 }
 
 func (x *UserArtifactSource) GetMediaLink() string {
@@ -700,7 +780,7 @@ type UserArtifactManage struct {
 
 func (x *UserArtifactManage) Reset() {
 	*x = UserArtifactManage{}
-	mi := &file_vmapp_v1_catalog_proto_msgTypes[6]
+	mi := &file_vmapp_v1_catalog_proto_msgTypes[7]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -712,7 +792,7 @@ func (x *UserArtifactManage) String() string {
 func (*UserArtifactManage) ProtoMessage() {}
 
 func (x *UserArtifactManage) ProtoReflect() protoreflect.Message {
-	mi := &file_vmapp_v1_catalog_proto_msgTypes[6]
+	mi := &file_vmapp_v1_catalog_proto_msgTypes[7]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -725,7 +805,7 @@ func (x *UserArtifactManage) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use UserArtifactManage.ProtoReflect.Descriptor instead.
 func (*UserArtifactManage) Descriptor() ([]byte, []int) {
-	return file_vmapp_v1_catalog_proto_rawDescGZIP(), []int{6}
+	return file_vmapp_v1_catalog_proto_rawDescGZIP(), []int{7}
 }
 
 func (x *UserArtifactManage) GetInstall() string {
@@ -762,7 +842,7 @@ type UserArtifactSettings struct {
 
 func (x *UserArtifactSettings) Reset() {
 	*x = UserArtifactSettings{}
-	mi := &file_vmapp_v1_catalog_proto_msgTypes[7]
+	mi := &file_vmapp_v1_catalog_proto_msgTypes[8]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -774,7 +854,7 @@ func (x *UserArtifactSettings) String() string {
 func (*UserArtifactSettings) ProtoMessage() {}
 
 func (x *UserArtifactSettings) ProtoReflect() protoreflect.Message {
-	mi := &file_vmapp_v1_catalog_proto_msgTypes[7]
+	mi := &file_vmapp_v1_catalog_proto_msgTypes[8]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -787,7 +867,7 @@ func (x *UserArtifactSettings) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use UserArtifactSettings.ProtoReflect.Descriptor instead.
 func (*UserArtifactSettings) Descriptor() ([]byte, []int) {
-	return file_vmapp_v1_catalog_proto_rawDescGZIP(), []int{7}
+	return file_vmapp_v1_catalog_proto_rawDescGZIP(), []int{8}
 }
 
 func (x *UserArtifactSettings) GetPackageFileName() string {
@@ -825,7 +905,7 @@ type TargetRegion struct {
 
 func (x *TargetRegion) Reset() {
 	*x = TargetRegion{}
-	mi := &file_vmapp_v1_catalog_proto_msgTypes[8]
+	mi := &file_vmapp_v1_catalog_proto_msgTypes[9]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -837,7 +917,7 @@ func (x *TargetRegion) String() string {
 func (*TargetRegion) ProtoMessage() {}
 
 func (x *TargetRegion) ProtoReflect() protoreflect.Message {
-	mi := &file_vmapp_v1_catalog_proto_msgTypes[8]
+	mi := &file_vmapp_v1_catalog_proto_msgTypes[9]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -850,7 +930,7 @@ func (x *TargetRegion) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use TargetRegion.ProtoReflect.Descriptor instead.
 func (*TargetRegion) Descriptor() ([]byte, []int) {
-	return file_vmapp_v1_catalog_proto_rawDescGZIP(), []int{8}
+	return file_vmapp_v1_catalog_proto_rawDescGZIP(), []int{9}
 }
 
 func (x *TargetRegion) GetName() string {
@@ -890,7 +970,7 @@ type SafetyProfile struct {
 
 func (x *SafetyProfile) Reset() {
 	*x = SafetyProfile{}
-	mi := &file_vmapp_v1_catalog_proto_msgTypes[9]
+	mi := &file_vmapp_v1_catalog_proto_msgTypes[10]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -902,7 +982,7 @@ func (x *SafetyProfile) String() string {
 func (*SafetyProfile) ProtoMessage() {}
 
 func (x *SafetyProfile) ProtoReflect() protoreflect.Message {
-	mi := &file_vmapp_v1_catalog_proto_msgTypes[9]
+	mi := &file_vmapp_v1_catalog_proto_msgTypes[10]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -915,7 +995,7 @@ func (x *SafetyProfile) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SafetyProfile.ProtoReflect.Descriptor instead.
 func (*SafetyProfile) Descriptor() ([]byte, []int) {
-	return file_vmapp_v1_catalog_proto_rawDescGZIP(), []int{9}
+	return file_vmapp_v1_catalog_proto_rawDescGZIP(), []int{10}
 }
 
 func (x *SafetyProfile) GetAllowDeletionOfReplicatedLocations() bool {
@@ -936,7 +1016,7 @@ type ReplicationStatus struct {
 
 func (x *ReplicationStatus) Reset() {
 	*x = ReplicationStatus{}
-	mi := &file_vmapp_v1_catalog_proto_msgTypes[10]
+	mi := &file_vmapp_v1_catalog_proto_msgTypes[11]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -948,7 +1028,7 @@ func (x *ReplicationStatus) String() string {
 func (*ReplicationStatus) ProtoMessage() {}
 
 func (x *ReplicationStatus) ProtoReflect() protoreflect.Message {
-	mi := &file_vmapp_v1_catalog_proto_msgTypes[10]
+	mi := &file_vmapp_v1_catalog_proto_msgTypes[11]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -961,7 +1041,7 @@ func (x *ReplicationStatus) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ReplicationStatus.ProtoReflect.Descriptor instead.
 func (*ReplicationStatus) Descriptor() ([]byte, []int) {
-	return file_vmapp_v1_catalog_proto_rawDescGZIP(), []int{10}
+	return file_vmapp_v1_catalog_proto_rawDescGZIP(), []int{11}
 }
 
 func (x *ReplicationStatus) GetAggregatedState() string {
@@ -999,7 +1079,7 @@ type RegionalReplicationStatus struct {
 
 func (x *RegionalReplicationStatus) Reset() {
 	*x = RegionalReplicationStatus{}
-	mi := &file_vmapp_v1_catalog_proto_msgTypes[11]
+	mi := &file_vmapp_v1_catalog_proto_msgTypes[12]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1011,7 +1091,7 @@ func (x *RegionalReplicationStatus) String() string {
 func (*RegionalReplicationStatus) ProtoMessage() {}
 
 func (x *RegionalReplicationStatus) ProtoReflect() protoreflect.Message {
-	mi := &file_vmapp_v1_catalog_proto_msgTypes[11]
+	mi := &file_vmapp_v1_catalog_proto_msgTypes[12]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1024,7 +1104,7 @@ func (x *RegionalReplicationStatus) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RegionalReplicationStatus.ProtoReflect.Descriptor instead.
 func (*RegionalReplicationStatus) Descriptor() ([]byte, []int) {
-	return file_vmapp_v1_catalog_proto_rawDescGZIP(), []int{11}
+	return file_vmapp_v1_catalog_proto_rawDescGZIP(), []int{12}
 }
 
 func (x *RegionalReplicationStatus) GetRegion() string {
@@ -1100,7 +1180,7 @@ type Region struct {
 
 func (x *Region) Reset() {
 	*x = Region{}
-	mi := &file_vmapp_v1_catalog_proto_msgTypes[12]
+	mi := &file_vmapp_v1_catalog_proto_msgTypes[13]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1112,7 +1192,7 @@ func (x *Region) String() string {
 func (*Region) ProtoMessage() {}
 
 func (x *Region) ProtoReflect() protoreflect.Message {
-	mi := &file_vmapp_v1_catalog_proto_msgTypes[12]
+	mi := &file_vmapp_v1_catalog_proto_msgTypes[13]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1125,7 +1205,7 @@ func (x *Region) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Region.ProtoReflect.Descriptor instead.
 func (*Region) Descriptor() ([]byte, []int) {
-	return file_vmapp_v1_catalog_proto_rawDescGZIP(), []int{12}
+	return file_vmapp_v1_catalog_proto_rawDescGZIP(), []int{13}
 }
 
 func (x *Region) GetName() string {
@@ -1151,7 +1231,7 @@ type CreateGalleryRequest struct {
 
 func (x *CreateGalleryRequest) Reset() {
 	*x = CreateGalleryRequest{}
-	mi := &file_vmapp_v1_catalog_proto_msgTypes[13]
+	mi := &file_vmapp_v1_catalog_proto_msgTypes[14]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1163,7 +1243,7 @@ func (x *CreateGalleryRequest) String() string {
 func (*CreateGalleryRequest) ProtoMessage() {}
 
 func (x *CreateGalleryRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_vmapp_v1_catalog_proto_msgTypes[13]
+	mi := &file_vmapp_v1_catalog_proto_msgTypes[14]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1176,7 +1256,7 @@ func (x *CreateGalleryRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CreateGalleryRequest.ProtoReflect.Descriptor instead.
 func (*CreateGalleryRequest) Descriptor() ([]byte, []int) {
-	return file_vmapp_v1_catalog_proto_rawDescGZIP(), []int{13}
+	return file_vmapp_v1_catalog_proto_rawDescGZIP(), []int{14}
 }
 
 func (x *CreateGalleryRequest) GetGallery() *Gallery {
@@ -1195,7 +1275,7 @@ type CreateGalleryResponse struct {
 
 func (x *CreateGalleryResponse) Reset() {
 	*x = CreateGalleryResponse{}
-	mi := &file_vmapp_v1_catalog_proto_msgTypes[14]
+	mi := &file_vmapp_v1_catalog_proto_msgTypes[15]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1207,7 +1287,7 @@ func (x *CreateGalleryResponse) String() string {
 func (*CreateGalleryResponse) ProtoMessage() {}
 
 func (x *CreateGalleryResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_vmapp_v1_catalog_proto_msgTypes[14]
+	mi := &file_vmapp_v1_catalog_proto_msgTypes[15]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1220,7 +1300,7 @@ func (x *CreateGalleryResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CreateGalleryResponse.ProtoReflect.Descriptor instead.
 func (*CreateGalleryResponse) Descriptor() ([]byte, []int) {
-	return file_vmapp_v1_catalog_proto_rawDescGZIP(), []int{14}
+	return file_vmapp_v1_catalog_proto_rawDescGZIP(), []int{15}
 }
 
 func (x *CreateGalleryResponse) GetGallery() *Gallery {
@@ -1239,7 +1319,7 @@ type GetGalleryRequest struct {
 
 func (x *GetGalleryRequest) Reset() {
 	*x = GetGalleryRequest{}
-	mi := &file_vmapp_v1_catalog_proto_msgTypes[15]
+	mi := &file_vmapp_v1_catalog_proto_msgTypes[16]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1251,7 +1331,7 @@ func (x *GetGalleryRequest) String() string {
 func (*GetGalleryRequest) ProtoMessage() {}
 
 func (x *GetGalleryRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_vmapp_v1_catalog_proto_msgTypes[15]
+	mi := &file_vmapp_v1_catalog_proto_msgTypes[16]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1264,7 +1344,7 @@ func (x *GetGalleryRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetGalleryRequest.ProtoReflect.Descriptor instead.
 func (*GetGalleryRequest) Descriptor() ([]byte, []int) {
-	return file_vmapp_v1_catalog_proto_rawDescGZIP(), []int{15}
+	return file_vmapp_v1_catalog_proto_rawDescGZIP(), []int{16}
 }
 
 func (x *GetGalleryRequest) GetGallery() string {
@@ -1283,7 +1363,7 @@ type GetGalleryResponse struct {
 
 func (x *GetGalleryResponse) Reset() {
 	*x = GetGalleryResponse{}
-	mi := &file_vmapp_v1_catalog_proto_msgTypes[16]
+	mi := &file_vmapp_v1_catalog_proto_msgTypes[17]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1295,7 +1375,7 @@ func (x *GetGalleryResponse) String() string {
 func (*GetGalleryResponse) ProtoMessage() {}
 
 func (x *GetGalleryResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_vmapp_v1_catalog_proto_msgTypes[16]
+	mi := &file_vmapp_v1_catalog_proto_msgTypes[17]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1308,7 +1388,7 @@ func (x *GetGalleryResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetGalleryResponse.ProtoReflect.Descriptor instead.
 func (*GetGalleryResponse) Descriptor() ([]byte, []int) {
-	return file_vmapp_v1_catalog_proto_rawDescGZIP(), []int{16}
+	return file_vmapp_v1_catalog_proto_rawDescGZIP(), []int{17}
 }
 
 func (x *GetGalleryResponse) GetGallery() *Gallery {
@@ -1329,7 +1409,7 @@ type ListGalleriesRequest struct {
 
 func (x *ListGalleriesRequest) Reset() {
 	*x = ListGalleriesRequest{}
-	mi := &file_vmapp_v1_catalog_proto_msgTypes[17]
+	mi := &file_vmapp_v1_catalog_proto_msgTypes[18]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1341,7 +1421,7 @@ func (x *ListGalleriesRequest) String() string {
 func (*ListGalleriesRequest) ProtoMessage() {}
 
 func (x *ListGalleriesRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_vmapp_v1_catalog_proto_msgTypes[17]
+	mi := &file_vmapp_v1_catalog_proto_msgTypes[18]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1354,7 +1434,7 @@ func (x *ListGalleriesRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListGalleriesRequest.ProtoReflect.Descriptor instead.
 func (*ListGalleriesRequest) Descriptor() ([]byte, []int) {
-	return file_vmapp_v1_catalog_proto_rawDescGZIP(), []int{17}
+	return file_vmapp_v1_catalog_proto_rawDescGZIP(), []int{18}
 }
 
 func (x *ListGalleriesRequest) GetPageSize() int32 {
@@ -1381,7 +1461,7 @@ type ListGalleriesResponse struct {
 
 func (x *ListGalleriesResponse) Reset() {
 	*x = ListGalleriesResponse{}
-	mi := &file_vmapp_v1_catalog_proto_msgTypes[18]
+	mi := &file_vmapp_v1_catalog_proto_msgTypes[19]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1393,7 +1473,7 @@ func (x *ListGalleriesResponse) String() string {
 func (*ListGalleriesResponse) ProtoMessage() {}
 
 func (x *ListGalleriesResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_vmapp_v1_catalog_proto_msgTypes[18]
+	mi := &file_vmapp_v1_catalog_proto_msgTypes[19]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1406,7 +1486,7 @@ func (x *ListGalleriesResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListGalleriesResponse.ProtoReflect.Descriptor instead.
 func (*ListGalleriesResponse) Descriptor() ([]byte, []int) {
-	return file_vmapp_v1_catalog_proto_rawDescGZIP(), []int{18}
+	return file_vmapp_v1_catalog_proto_rawDescGZIP(), []int{19}
 }
 
 func (x *ListGalleriesResponse) GetGalleries() []*Gallery {
@@ -1437,7 +1517,7 @@ type UpdateGalleryRequest struct {
 
 func (x *UpdateGalleryRequest) Reset() {
 	*x = UpdateGalleryRequest{}
-	mi := &file_vmapp_v1_catalog_proto_msgTypes[19]
+	mi := &file_vmapp_v1_catalog_proto_msgTypes[20]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1449,7 +1529,7 @@ func (x *UpdateGalleryRequest) String() string {
 func (*UpdateGalleryRequest) ProtoMessage() {}
 
 func (x *UpdateGalleryRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_vmapp_v1_catalog_proto_msgTypes[19]
+	mi := &file_vmapp_v1_catalog_proto_msgTypes[20]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1462,7 +1542,7 @@ func (x *UpdateGalleryRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use UpdateGalleryRequest.ProtoReflect.Descriptor instead.
 func (*UpdateGalleryRequest) Descriptor() ([]byte, []int) {
-	return file_vmapp_v1_catalog_proto_rawDescGZIP(), []int{19}
+	return file_vmapp_v1_catalog_proto_rawDescGZIP(), []int{20}
 }
 
 func (x *UpdateGalleryRequest) GetGallery() *Gallery {
@@ -1495,7 +1575,7 @@ type UpdateGalleryResponse struct {
 
 func (x *UpdateGalleryResponse) Reset() {
 	*x = UpdateGalleryResponse{}
-	mi := &file_vmapp_v1_catalog_proto_msgTypes[20]
+	mi := &file_vmapp_v1_catalog_proto_msgTypes[21]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1507,7 +1587,7 @@ func (x *UpdateGalleryResponse) String() string {
 func (*UpdateGalleryResponse) ProtoMessage() {}
 
 func (x *UpdateGalleryResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_vmapp_v1_catalog_proto_msgTypes[20]
+	mi := &file_vmapp_v1_catalog_proto_msgTypes[21]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1520,7 +1600,7 @@ func (x *UpdateGalleryResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use UpdateGalleryResponse.ProtoReflect.Descriptor instead.
 func (*UpdateGalleryResponse) Descriptor() ([]byte, []int) {
-	return file_vmapp_v1_catalog_proto_rawDescGZIP(), []int{20}
+	return file_vmapp_v1_catalog_proto_rawDescGZIP(), []int{21}
 }
 
 func (x *UpdateGalleryResponse) GetGallery() *Gallery {
@@ -1542,7 +1622,7 @@ type DeleteGalleryRequest struct {
 
 func (x *DeleteGalleryRequest) Reset() {
 	*x = DeleteGalleryRequest{}
-	mi := &file_vmapp_v1_catalog_proto_msgTypes[21]
+	mi := &file_vmapp_v1_catalog_proto_msgTypes[22]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1554,7 +1634,7 @@ func (x *DeleteGalleryRequest) String() string {
 func (*DeleteGalleryRequest) ProtoMessage() {}
 
 func (x *DeleteGalleryRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_vmapp_v1_catalog_proto_msgTypes[21]
+	mi := &file_vmapp_v1_catalog_proto_msgTypes[22]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1567,7 +1647,7 @@ func (x *DeleteGalleryRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DeleteGalleryRequest.ProtoReflect.Descriptor instead.
 func (*DeleteGalleryRequest) Descriptor() ([]byte, []int) {
-	return file_vmapp_v1_catalog_proto_rawDescGZIP(), []int{21}
+	return file_vmapp_v1_catalog_proto_rawDescGZIP(), []int{22}
 }
 
 func (x *DeleteGalleryRequest) GetGallery() string {
@@ -1601,7 +1681,7 @@ type DeleteGalleryResponse struct {
 
 func (x *DeleteGalleryResponse) Reset() {
 	*x = DeleteGalleryResponse{}
-	mi := &file_vmapp_v1_catalog_proto_msgTypes[22]
+	mi := &file_vmapp_v1_catalog_proto_msgTypes[23]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1613,7 +1693,7 @@ func (x *DeleteGalleryResponse) String() string {
 func (*DeleteGalleryResponse) ProtoMessage() {}
 
 func (x *DeleteGalleryResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_vmapp_v1_catalog_proto_msgTypes[22]
+	mi := &file_vmapp_v1_catalog_proto_msgTypes[23]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1626,7 +1706,7 @@ func (x *DeleteGalleryResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DeleteGalleryResponse.ProtoReflect.Descriptor instead.
 func (*DeleteGalleryResponse) Descriptor() ([]byte, []int) {
-	return file_vmapp_v1_catalog_proto_rawDescGZIP(), []int{22}
+	return file_vmapp_v1_catalog_proto_rawDescGZIP(), []int{23}
 }
 
 func (x *DeleteGalleryResponse) GetGallery() *Gallery {
@@ -1645,7 +1725,7 @@ type CreateApplicationRequest struct {
 
 func (x *CreateApplicationRequest) Reset() {
 	*x = CreateApplicationRequest{}
-	mi := &file_vmapp_v1_catalog_proto_msgTypes[23]
+	mi := &file_vmapp_v1_catalog_proto_msgTypes[24]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1657,7 +1737,7 @@ func (x *CreateApplicationRequest) String() string {
 func (*CreateApplicationRequest) ProtoMessage() {}
 
 func (x *CreateApplicationRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_vmapp_v1_catalog_proto_msgTypes[23]
+	mi := &file_vmapp_v1_catalog_proto_msgTypes[24]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1670,7 +1750,7 @@ func (x *CreateApplicationRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CreateApplicationRequest.ProtoReflect.Descriptor instead.
 func (*CreateApplicationRequest) Descriptor() ([]byte, []int) {
-	return file_vmapp_v1_catalog_proto_rawDescGZIP(), []int{23}
+	return file_vmapp_v1_catalog_proto_rawDescGZIP(), []int{24}
 }
 
 func (x *CreateApplicationRequest) GetApplication() *GalleryApplication {
@@ -1689,7 +1769,7 @@ type CreateApplicationResponse struct {
 
 func (x *CreateApplicationResponse) Reset() {
 	*x = CreateApplicationResponse{}
-	mi := &file_vmapp_v1_catalog_proto_msgTypes[24]
+	mi := &file_vmapp_v1_catalog_proto_msgTypes[25]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1701,7 +1781,7 @@ func (x *CreateApplicationResponse) String() string {
 func (*CreateApplicationResponse) ProtoMessage() {}
 
 func (x *CreateApplicationResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_vmapp_v1_catalog_proto_msgTypes[24]
+	mi := &file_vmapp_v1_catalog_proto_msgTypes[25]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1714,7 +1794,7 @@ func (x *CreateApplicationResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CreateApplicationResponse.ProtoReflect.Descriptor instead.
 func (*CreateApplicationResponse) Descriptor() ([]byte, []int) {
-	return file_vmapp_v1_catalog_proto_rawDescGZIP(), []int{24}
+	return file_vmapp_v1_catalog_proto_rawDescGZIP(), []int{25}
 }
 
 func (x *CreateApplicationResponse) GetApplication() *GalleryApplication {
@@ -1734,7 +1814,7 @@ type GetApplicationRequest struct {
 
 func (x *GetApplicationRequest) Reset() {
 	*x = GetApplicationRequest{}
-	mi := &file_vmapp_v1_catalog_proto_msgTypes[25]
+	mi := &file_vmapp_v1_catalog_proto_msgTypes[26]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1746,7 +1826,7 @@ func (x *GetApplicationRequest) String() string {
 func (*GetApplicationRequest) ProtoMessage() {}
 
 func (x *GetApplicationRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_vmapp_v1_catalog_proto_msgTypes[25]
+	mi := &file_vmapp_v1_catalog_proto_msgTypes[26]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1759,7 +1839,7 @@ func (x *GetApplicationRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetApplicationRequest.ProtoReflect.Descriptor instead.
 func (*GetApplicationRequest) Descriptor() ([]byte, []int) {
-	return file_vmapp_v1_catalog_proto_rawDescGZIP(), []int{25}
+	return file_vmapp_v1_catalog_proto_rawDescGZIP(), []int{26}
 }
 
 func (x *GetApplicationRequest) GetGallery() string {
@@ -1785,7 +1865,7 @@ type GetApplicationResponse struct {
 
 func (x *GetApplicationResponse) Reset() {
 	*x = GetApplicationResponse{}
-	mi := &file_vmapp_v1_catalog_proto_msgTypes[26]
+	mi := &file_vmapp_v1_catalog_proto_msgTypes[27]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1797,7 +1877,7 @@ func (x *GetApplicationResponse) String() string {
 func (*GetApplicationResponse) ProtoMessage() {}
 
 func (x *GetApplicationResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_vmapp_v1_catalog_proto_msgTypes[26]
+	mi := &file_vmapp_v1_catalog_proto_msgTypes[27]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1810,7 +1890,7 @@ func (x *GetApplicationResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetApplicationResponse.ProtoReflect.Descriptor instead.
 func (*GetApplicationResponse) Descriptor() ([]byte, []int) {
-	return file_vmapp_v1_catalog_proto_rawDescGZIP(), []int{26}
+	return file_vmapp_v1_catalog_proto_rawDescGZIP(), []int{27}
 }
 
 func (x *GetApplicationResponse) GetApplication() *GalleryApplication {
@@ -1831,7 +1911,7 @@ type ListApplicationsRequest struct {
 
 func (x *ListApplicationsRequest) Reset() {
 	*x = ListApplicationsRequest{}
-	mi := &file_vmapp_v1_catalog_proto_msgTypes[27]
+	mi := &file_vmapp_v1_catalog_proto_msgTypes[28]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1843,7 +1923,7 @@ func (x *ListApplicationsRequest) String() string {
 func (*ListApplicationsRequest) ProtoMessage() {}
 
 func (x *ListApplicationsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_vmapp_v1_catalog_proto_msgTypes[27]
+	mi := &file_vmapp_v1_catalog_proto_msgTypes[28]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1856,7 +1936,7 @@ func (x *ListApplicationsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListApplicationsRequest.ProtoReflect.Descriptor instead.
 func (*ListApplicationsRequest) Descriptor() ([]byte, []int) {
-	return file_vmapp_v1_catalog_proto_rawDescGZIP(), []int{27}
+	return file_vmapp_v1_catalog_proto_rawDescGZIP(), []int{28}
 }
 
 func (x *ListApplicationsRequest) GetGallery() string {
@@ -1890,7 +1970,7 @@ type ListApplicationsResponse struct {
 
 func (x *ListApplicationsResponse) Reset() {
 	*x = ListApplicationsResponse{}
-	mi := &file_vmapp_v1_catalog_proto_msgTypes[28]
+	mi := &file_vmapp_v1_catalog_proto_msgTypes[29]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1902,7 +1982,7 @@ func (x *ListApplicationsResponse) String() string {
 func (*ListApplicationsResponse) ProtoMessage() {}
 
 func (x *ListApplicationsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_vmapp_v1_catalog_proto_msgTypes[28]
+	mi := &file_vmapp_v1_catalog_proto_msgTypes[29]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1915,7 +1995,7 @@ func (x *ListApplicationsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListApplicationsResponse.ProtoReflect.Descriptor instead.
 func (*ListApplicationsResponse) Descriptor() ([]byte, []int) {
-	return file_vmapp_v1_catalog_proto_rawDescGZIP(), []int{28}
+	return file_vmapp_v1_catalog_proto_rawDescGZIP(), []int{29}
 }
 
 func (x *ListApplicationsResponse) GetApplications() []*GalleryApplication {
@@ -1944,7 +2024,7 @@ type UpdateApplicationRequest struct {
 
 func (x *UpdateApplicationRequest) Reset() {
 	*x = UpdateApplicationRequest{}
-	mi := &file_vmapp_v1_catalog_proto_msgTypes[29]
+	mi := &file_vmapp_v1_catalog_proto_msgTypes[30]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1956,7 +2036,7 @@ func (x *UpdateApplicationRequest) String() string {
 func (*UpdateApplicationRequest) ProtoMessage() {}
 
 func (x *UpdateApplicationRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_vmapp_v1_catalog_proto_msgTypes[29]
+	mi := &file_vmapp_v1_catalog_proto_msgTypes[30]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1969,7 +2049,7 @@ func (x *UpdateApplicationRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use UpdateApplicationRequest.ProtoReflect.Descriptor instead.
 func (*UpdateApplicationRequest) Descriptor() ([]byte, []int) {
-	return file_vmapp_v1_catalog_proto_rawDescGZIP(), []int{29}
+	return file_vmapp_v1_catalog_proto_rawDescGZIP(), []int{30}
 }
 
 func (x *UpdateApplicationRequest) GetApplication() *GalleryApplication {
@@ -2002,7 +2082,7 @@ type UpdateApplicationResponse struct {
 
 func (x *UpdateApplicationResponse) Reset() {
 	*x = UpdateApplicationResponse{}
-	mi := &file_vmapp_v1_catalog_proto_msgTypes[30]
+	mi := &file_vmapp_v1_catalog_proto_msgTypes[31]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2014,7 +2094,7 @@ func (x *UpdateApplicationResponse) String() string {
 func (*UpdateApplicationResponse) ProtoMessage() {}
 
 func (x *UpdateApplicationResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_vmapp_v1_catalog_proto_msgTypes[30]
+	mi := &file_vmapp_v1_catalog_proto_msgTypes[31]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2027,7 +2107,7 @@ func (x *UpdateApplicationResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use UpdateApplicationResponse.ProtoReflect.Descriptor instead.
 func (*UpdateApplicationResponse) Descriptor() ([]byte, []int) {
-	return file_vmapp_v1_catalog_proto_rawDescGZIP(), []int{30}
+	return file_vmapp_v1_catalog_proto_rawDescGZIP(), []int{31}
 }
 
 func (x *UpdateApplicationResponse) GetApplication() *GalleryApplication {
@@ -2049,7 +2129,7 @@ type DeleteApplicationRequest struct {
 
 func (x *DeleteApplicationRequest) Reset() {
 	*x = DeleteApplicationRequest{}
-	mi := &file_vmapp_v1_catalog_proto_msgTypes[31]
+	mi := &file_vmapp_v1_catalog_proto_msgTypes[32]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2061,7 +2141,7 @@ func (x *DeleteApplicationRequest) String() string {
 func (*DeleteApplicationRequest) ProtoMessage() {}
 
 func (x *DeleteApplicationRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_vmapp_v1_catalog_proto_msgTypes[31]
+	mi := &file_vmapp_v1_catalog_proto_msgTypes[32]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2074,7 +2154,7 @@ func (x *DeleteApplicationRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DeleteApplicationRequest.ProtoReflect.Descriptor instead.
 func (*DeleteApplicationRequest) Descriptor() ([]byte, []int) {
-	return file_vmapp_v1_catalog_proto_rawDescGZIP(), []int{31}
+	return file_vmapp_v1_catalog_proto_rawDescGZIP(), []int{32}
 }
 
 func (x *DeleteApplicationRequest) GetGallery() string {
@@ -2114,7 +2194,7 @@ type DeleteApplicationResponse struct {
 
 func (x *DeleteApplicationResponse) Reset() {
 	*x = DeleteApplicationResponse{}
-	mi := &file_vmapp_v1_catalog_proto_msgTypes[32]
+	mi := &file_vmapp_v1_catalog_proto_msgTypes[33]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2126,7 +2206,7 @@ func (x *DeleteApplicationResponse) String() string {
 func (*DeleteApplicationResponse) ProtoMessage() {}
 
 func (x *DeleteApplicationResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_vmapp_v1_catalog_proto_msgTypes[32]
+	mi := &file_vmapp_v1_catalog_proto_msgTypes[33]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2139,7 +2219,7 @@ func (x *DeleteApplicationResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DeleteApplicationResponse.ProtoReflect.Descriptor instead.
 func (*DeleteApplicationResponse) Descriptor() ([]byte, []int) {
-	return file_vmapp_v1_catalog_proto_rawDescGZIP(), []int{32}
+	return file_vmapp_v1_catalog_proto_rawDescGZIP(), []int{33}
 }
 
 func (x *DeleteApplicationResponse) GetApplication() *GalleryApplication {
@@ -2158,7 +2238,7 @@ type CreateVersionRequest struct {
 
 func (x *CreateVersionRequest) Reset() {
 	*x = CreateVersionRequest{}
-	mi := &file_vmapp_v1_catalog_proto_msgTypes[33]
+	mi := &file_vmapp_v1_catalog_proto_msgTypes[34]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2170,7 +2250,7 @@ func (x *CreateVersionRequest) String() string {
 func (*CreateVersionRequest) ProtoMessage() {}
 
 func (x *CreateVersionRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_vmapp_v1_catalog_proto_msgTypes[33]
+	mi := &file_vmapp_v1_catalog_proto_msgTypes[34]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2183,7 +2263,7 @@ func (x *CreateVersionRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CreateVersionRequest.ProtoReflect.Descriptor instead.
 func (*CreateVersionRequest) Descriptor() ([]byte, []int) {
-	return file_vmapp_v1_catalog_proto_rawDescGZIP(), []int{33}
+	return file_vmapp_v1_catalog_proto_rawDescGZIP(), []int{34}
 }
 
 func (x *CreateVersionRequest) GetVersion() *GalleryApplicationVersion {
@@ -2202,7 +2282,7 @@ type CreateVersionResponse struct {
 
 func (x *CreateVersionResponse) Reset() {
 	*x = CreateVersionResponse{}
-	mi := &file_vmapp_v1_catalog_proto_msgTypes[34]
+	mi := &file_vmapp_v1_catalog_proto_msgTypes[35]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2214,7 +2294,7 @@ func (x *CreateVersionResponse) String() string {
 func (*CreateVersionResponse) ProtoMessage() {}
 
 func (x *CreateVersionResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_vmapp_v1_catalog_proto_msgTypes[34]
+	mi := &file_vmapp_v1_catalog_proto_msgTypes[35]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2227,7 +2307,7 @@ func (x *CreateVersionResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CreateVersionResponse.ProtoReflect.Descriptor instead.
 func (*CreateVersionResponse) Descriptor() ([]byte, []int) {
-	return file_vmapp_v1_catalog_proto_rawDescGZIP(), []int{34}
+	return file_vmapp_v1_catalog_proto_rawDescGZIP(), []int{35}
 }
 
 func (x *CreateVersionResponse) GetVersion() *GalleryApplicationVersion {
@@ -2249,7 +2329,7 @@ type GetVersionRequest struct {
 
 func (x *GetVersionRequest) Reset() {
 	*x = GetVersionRequest{}
-	mi := &file_vmapp_v1_catalog_proto_msgTypes[35]
+	mi := &file_vmapp_v1_catalog_proto_msgTypes[36]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2261,7 +2341,7 @@ func (x *GetVersionRequest) String() string {
 func (*GetVersionRequest) ProtoMessage() {}
 
 func (x *GetVersionRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_vmapp_v1_catalog_proto_msgTypes[35]
+	mi := &file_vmapp_v1_catalog_proto_msgTypes[36]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2274,7 +2354,7 @@ func (x *GetVersionRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetVersionRequest.ProtoReflect.Descriptor instead.
 func (*GetVersionRequest) Descriptor() ([]byte, []int) {
-	return file_vmapp_v1_catalog_proto_rawDescGZIP(), []int{35}
+	return file_vmapp_v1_catalog_proto_rawDescGZIP(), []int{36}
 }
 
 func (x *GetVersionRequest) GetGallery() string {
@@ -2307,7 +2387,7 @@ type GetVersionResponse struct {
 
 func (x *GetVersionResponse) Reset() {
 	*x = GetVersionResponse{}
-	mi := &file_vmapp_v1_catalog_proto_msgTypes[36]
+	mi := &file_vmapp_v1_catalog_proto_msgTypes[37]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2319,7 +2399,7 @@ func (x *GetVersionResponse) String() string {
 func (*GetVersionResponse) ProtoMessage() {}
 
 func (x *GetVersionResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_vmapp_v1_catalog_proto_msgTypes[36]
+	mi := &file_vmapp_v1_catalog_proto_msgTypes[37]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2332,7 +2412,7 @@ func (x *GetVersionResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetVersionResponse.ProtoReflect.Descriptor instead.
 func (*GetVersionResponse) Descriptor() ([]byte, []int) {
-	return file_vmapp_v1_catalog_proto_rawDescGZIP(), []int{36}
+	return file_vmapp_v1_catalog_proto_rawDescGZIP(), []int{37}
 }
 
 func (x *GetVersionResponse) GetVersion() *GalleryApplicationVersion {
@@ -2354,7 +2434,7 @@ type ListVersionsRequest struct {
 
 func (x *ListVersionsRequest) Reset() {
 	*x = ListVersionsRequest{}
-	mi := &file_vmapp_v1_catalog_proto_msgTypes[37]
+	mi := &file_vmapp_v1_catalog_proto_msgTypes[38]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2366,7 +2446,7 @@ func (x *ListVersionsRequest) String() string {
 func (*ListVersionsRequest) ProtoMessage() {}
 
 func (x *ListVersionsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_vmapp_v1_catalog_proto_msgTypes[37]
+	mi := &file_vmapp_v1_catalog_proto_msgTypes[38]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2379,7 +2459,7 @@ func (x *ListVersionsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListVersionsRequest.ProtoReflect.Descriptor instead.
 func (*ListVersionsRequest) Descriptor() ([]byte, []int) {
-	return file_vmapp_v1_catalog_proto_rawDescGZIP(), []int{37}
+	return file_vmapp_v1_catalog_proto_rawDescGZIP(), []int{38}
 }
 
 func (x *ListVersionsRequest) GetGallery() string {
@@ -2420,7 +2500,7 @@ type ListVersionsResponse struct {
 
 func (x *ListVersionsResponse) Reset() {
 	*x = ListVersionsResponse{}
-	mi := &file_vmapp_v1_catalog_proto_msgTypes[38]
+	mi := &file_vmapp_v1_catalog_proto_msgTypes[39]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2432,7 +2512,7 @@ func (x *ListVersionsResponse) String() string {
 func (*ListVersionsResponse) ProtoMessage() {}
 
 func (x *ListVersionsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_vmapp_v1_catalog_proto_msgTypes[38]
+	mi := &file_vmapp_v1_catalog_proto_msgTypes[39]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2445,7 +2525,7 @@ func (x *ListVersionsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListVersionsResponse.ProtoReflect.Descriptor instead.
 func (*ListVersionsResponse) Descriptor() ([]byte, []int) {
-	return file_vmapp_v1_catalog_proto_rawDescGZIP(), []int{38}
+	return file_vmapp_v1_catalog_proto_rawDescGZIP(), []int{39}
 }
 
 func (x *ListVersionsResponse) GetVersions() []*GalleryApplicationVersion {
@@ -2474,7 +2554,7 @@ type UpdateVersionRequest struct {
 
 func (x *UpdateVersionRequest) Reset() {
 	*x = UpdateVersionRequest{}
-	mi := &file_vmapp_v1_catalog_proto_msgTypes[39]
+	mi := &file_vmapp_v1_catalog_proto_msgTypes[40]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2486,7 +2566,7 @@ func (x *UpdateVersionRequest) String() string {
 func (*UpdateVersionRequest) ProtoMessage() {}
 
 func (x *UpdateVersionRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_vmapp_v1_catalog_proto_msgTypes[39]
+	mi := &file_vmapp_v1_catalog_proto_msgTypes[40]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2499,7 +2579,7 @@ func (x *UpdateVersionRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use UpdateVersionRequest.ProtoReflect.Descriptor instead.
 func (*UpdateVersionRequest) Descriptor() ([]byte, []int) {
-	return file_vmapp_v1_catalog_proto_rawDescGZIP(), []int{39}
+	return file_vmapp_v1_catalog_proto_rawDescGZIP(), []int{40}
 }
 
 func (x *UpdateVersionRequest) GetVersion() *GalleryApplicationVersion {
@@ -2532,7 +2612,7 @@ type UpdateVersionResponse struct {
 
 func (x *UpdateVersionResponse) Reset() {
 	*x = UpdateVersionResponse{}
-	mi := &file_vmapp_v1_catalog_proto_msgTypes[40]
+	mi := &file_vmapp_v1_catalog_proto_msgTypes[41]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2544,7 +2624,7 @@ func (x *UpdateVersionResponse) String() string {
 func (*UpdateVersionResponse) ProtoMessage() {}
 
 func (x *UpdateVersionResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_vmapp_v1_catalog_proto_msgTypes[40]
+	mi := &file_vmapp_v1_catalog_proto_msgTypes[41]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2557,7 +2637,7 @@ func (x *UpdateVersionResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use UpdateVersionResponse.ProtoReflect.Descriptor instead.
 func (*UpdateVersionResponse) Descriptor() ([]byte, []int) {
-	return file_vmapp_v1_catalog_proto_rawDescGZIP(), []int{40}
+	return file_vmapp_v1_catalog_proto_rawDescGZIP(), []int{41}
 }
 
 func (x *UpdateVersionResponse) GetVersion() *GalleryApplicationVersion {
@@ -2579,7 +2659,7 @@ type DeleteVersionRequest struct {
 
 func (x *DeleteVersionRequest) Reset() {
 	*x = DeleteVersionRequest{}
-	mi := &file_vmapp_v1_catalog_proto_msgTypes[41]
+	mi := &file_vmapp_v1_catalog_proto_msgTypes[42]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2591,7 +2671,7 @@ func (x *DeleteVersionRequest) String() string {
 func (*DeleteVersionRequest) ProtoMessage() {}
 
 func (x *DeleteVersionRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_vmapp_v1_catalog_proto_msgTypes[41]
+	mi := &file_vmapp_v1_catalog_proto_msgTypes[42]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2604,7 +2684,7 @@ func (x *DeleteVersionRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DeleteVersionRequest.ProtoReflect.Descriptor instead.
 func (*DeleteVersionRequest) Descriptor() ([]byte, []int) {
-	return file_vmapp_v1_catalog_proto_rawDescGZIP(), []int{41}
+	return file_vmapp_v1_catalog_proto_rawDescGZIP(), []int{42}
 }
 
 func (x *DeleteVersionRequest) GetGallery() string {
@@ -2644,7 +2724,7 @@ type DeleteVersionResponse struct {
 
 func (x *DeleteVersionResponse) Reset() {
 	*x = DeleteVersionResponse{}
-	mi := &file_vmapp_v1_catalog_proto_msgTypes[42]
+	mi := &file_vmapp_v1_catalog_proto_msgTypes[43]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2656,7 +2736,7 @@ func (x *DeleteVersionResponse) String() string {
 func (*DeleteVersionResponse) ProtoMessage() {}
 
 func (x *DeleteVersionResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_vmapp_v1_catalog_proto_msgTypes[42]
+	mi := &file_vmapp_v1_catalog_proto_msgTypes[43]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2669,7 +2749,7 @@ func (x *DeleteVersionResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DeleteVersionResponse.ProtoReflect.Descriptor instead.
 func (*DeleteVersionResponse) Descriptor() ([]byte, []int) {
-	return file_vmapp_v1_catalog_proto_rawDescGZIP(), []int{42}
+	return file_vmapp_v1_catalog_proto_rawDescGZIP(), []int{43}
 }
 
 func (x *DeleteVersionResponse) GetVersion() *GalleryApplicationVersion {
@@ -2687,7 +2767,7 @@ type ListRegionsRequest struct {
 
 func (x *ListRegionsRequest) Reset() {
 	*x = ListRegionsRequest{}
-	mi := &file_vmapp_v1_catalog_proto_msgTypes[43]
+	mi := &file_vmapp_v1_catalog_proto_msgTypes[44]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2699,7 +2779,7 @@ func (x *ListRegionsRequest) String() string {
 func (*ListRegionsRequest) ProtoMessage() {}
 
 func (x *ListRegionsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_vmapp_v1_catalog_proto_msgTypes[43]
+	mi := &file_vmapp_v1_catalog_proto_msgTypes[44]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2712,7 +2792,7 @@ func (x *ListRegionsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListRegionsRequest.ProtoReflect.Descriptor instead.
 func (*ListRegionsRequest) Descriptor() ([]byte, []int) {
-	return file_vmapp_v1_catalog_proto_rawDescGZIP(), []int{43}
+	return file_vmapp_v1_catalog_proto_rawDescGZIP(), []int{44}
 }
 
 type ListRegionsResponse struct {
@@ -2724,7 +2804,7 @@ type ListRegionsResponse struct {
 
 func (x *ListRegionsResponse) Reset() {
 	*x = ListRegionsResponse{}
-	mi := &file_vmapp_v1_catalog_proto_msgTypes[44]
+	mi := &file_vmapp_v1_catalog_proto_msgTypes[45]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2736,7 +2816,7 @@ func (x *ListRegionsResponse) String() string {
 func (*ListRegionsResponse) ProtoMessage() {}
 
 func (x *ListRegionsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_vmapp_v1_catalog_proto_msgTypes[44]
+	mi := &file_vmapp_v1_catalog_proto_msgTypes[45]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2749,7 +2829,7 @@ func (x *ListRegionsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListRegionsResponse.ProtoReflect.Descriptor instead.
 func (*ListRegionsResponse) Descriptor() ([]byte, []int) {
-	return file_vmapp_v1_catalog_proto_rawDescGZIP(), []int{44}
+	return file_vmapp_v1_catalog_proto_rawDescGZIP(), []int{45}
 }
 
 func (x *ListRegionsResponse) GetRegions() []*Region {
@@ -2792,7 +2872,7 @@ const file_vmapp_v1_catalog_proto_rawDesc = "" +
 	"createTime\x12;\n" +
 	"\vupdate_time\x18\r \x01(\v2\x1a.google.protobuf.TimestampR\n" +
 	"updateTime\x12\x16\n" +
-	"\x06tenant\x18\x0e \x01(\tR\x06tenant\"\xab\x05\n" +
+	"\x06tenant\x18\x0e \x01(\tR\x06tenant\"\xf7\x05\n" +
 	"\x19GalleryApplicationVersion\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x12\x18\n" +
 	"\agallery\x18\x02 \x01(\tR\agallery\x12 \n" +
@@ -2810,7 +2890,12 @@ const file_vmapp_v1_catalog_proto_rawDesc = "" +
 	"updateTime\x12\x16\n" +
 	"\x06tenant\x18\f \x01(\tR\x06tenant\x12,\n" +
 	"\apackage\x18\r \x01(\v2\x12.vmapp.v1.ArtifactR\apackage\x12G\n" +
-	"\x15default_configuration\x18\x0e \x01(\v2\x12.vmapp.v1.ArtifactR\x14defaultConfiguration\"\xbe\x01\n" +
+	"\x15default_configuration\x18\x0e \x01(\v2\x12.vmapp.v1.ArtifactR\x14defaultConfiguration\x12J\n" +
+	"\x12provisioning_error\x18\x0f \x01(\v2\x1b.vmapp.v1.ProvisioningErrorR\x11provisioningError\"q\n" +
+	"\x11ProvisioningError\x12\x12\n" +
+	"\x04code\x18\x01 \x01(\tR\x04code\x12\x18\n" +
+	"\amessage\x18\x02 \x01(\tR\amessage\x12.\n" +
+	"\x04time\x18\x03 \x01(\v2\x1a.google.protobuf.TimestampR\x04time\"\xbe\x01\n" +
 	"\bArtifact\x12\x1d\n" +
 	"\n" +
 	"size_bytes\x18\x01 \x01(\x03R\tsizeBytes\x12\x16\n" +
@@ -2998,141 +3083,144 @@ func file_vmapp_v1_catalog_proto_rawDescGZIP() []byte {
 	return file_vmapp_v1_catalog_proto_rawDescData
 }
 
-var file_vmapp_v1_catalog_proto_msgTypes = make([]protoimpl.MessageInfo, 45)
+var file_vmapp_v1_catalog_proto_msgTypes = make([]protoimpl.MessageInfo, 46)
 var file_vmapp_v1_catalog_proto_goTypes = []any{
 	(*Gallery)(nil),                   // 0: vmapp.v1.Gallery
 	(*GalleryApplication)(nil),        // 1: vmapp.v1.GalleryApplication
 	(*GalleryApplicationVersion)(nil), // 2: vmapp.v1.GalleryApplicationVersion
-	(*Artifact)(nil),                  // 3: vmapp.v1.Artifact
-	(*PublishingProfile)(nil),         // 4: vmapp.v1.PublishingProfile
-	(*UserArtifactSource)(nil),        // 5: vmapp.v1.UserArtifactSource
-	(*UserArtifactManage)(nil),        // 6: vmapp.v1.UserArtifactManage
-	(*UserArtifactSettings)(nil),      // 7: vmapp.v1.UserArtifactSettings
-	(*TargetRegion)(nil),              // 8: vmapp.v1.TargetRegion
-	(*SafetyProfile)(nil),             // 9: vmapp.v1.SafetyProfile
-	(*ReplicationStatus)(nil),         // 10: vmapp.v1.ReplicationStatus
-	(*RegionalReplicationStatus)(nil), // 11: vmapp.v1.RegionalReplicationStatus
-	(*Region)(nil),                    // 12: vmapp.v1.Region
-	(*CreateGalleryRequest)(nil),      // 13: vmapp.v1.CreateGalleryRequest
-	(*CreateGalleryResponse)(nil),     // 14: vmapp.v1.CreateGalleryResponse
-	(*GetGalleryRequest)(nil),         // 15: vmapp.v1.GetGalleryRequest
-	(*GetGalleryResponse)(nil),        // 16: vmapp.v1.GetGalleryResponse
-	(*ListGalleriesRequest)(nil),      // 17: vmapp.v1.ListGalleriesRequest
-	(*ListGalleriesResponse)(nil),     // 18: vmapp.v1.ListGalleriesResponse
-	(*UpdateGalleryRequest)(nil),      // 19: vmapp.v1.UpdateGalleryRequest
-	(*UpdateGalleryResponse)(nil),     // 20: vmapp.v1.UpdateGalleryResponse
-	(*DeleteGalleryRequest)(nil),      // 21: vmapp.v1.DeleteGalleryRequest
-	(*DeleteGalleryResponse)(nil),     // 22: vmapp.v1.DeleteGalleryResponse
-	(*CreateApplicationRequest)(nil),  // 23: vmapp.v1.CreateApplicationRequest
-	(*CreateApplicationResponse)(nil), // 24: vmapp.v1.CreateApplicationResponse
-	(*GetApplicationRequest)(nil),     // 25: vmapp.v1.GetApplicationRequest
-	(*GetApplicationResponse)(nil),    // 26: vmapp.v1.GetApplicationResponse
-	(*ListApplicationsRequest)(nil),   // 27: vmapp.v1.ListApplicationsRequest
-	(*ListApplicationsResponse)(nil),  // 28: vmapp.v1.ListApplicationsResponse
-	(*UpdateApplicationRequest)(nil),  // 29: vmapp.v1.UpdateApplicationRequest
-	(*UpdateApplicationResponse)(nil), // 30: vmapp.v1.UpdateApplicationResponse
-	(*DeleteApplicationRequest)(nil),  // 31: vmapp.v1.DeleteApplicationRequest
-	(*DeleteApplicationResponse)(nil), // 32: vmapp.v1.DeleteApplicationResponse
-	(*CreateVersionRequest)(nil),      // 33: vmapp.v1.CreateVersionRequest
-	(*CreateVersionResponse)(nil),     // 34: vmapp.v1.CreateVersionResponse
-	(*GetVersionRequest)(nil),         // 35: vmapp.v1.GetVersionRequest
-	(*GetVersionResponse)(nil),        // 36: vmapp.v1.GetVersionResponse
-	(*ListVersionsRequest)(nil),       // 37: vmapp.v1.ListVersionsRequest
-	(*ListVersionsResponse)(nil),      // 38: vmapp.v1.ListVersionsResponse
-	(*UpdateVersionRequest)(nil),      // 39: vmapp.v1.UpdateVersionRequest
-	(*UpdateVersionResponse)(nil),     // 40: vmapp.v1.UpdateVersionResponse
-	(*DeleteVersionRequest)(nil),      // 41: vmapp.v1.DeleteVersionRequest
-	(*DeleteVersionResponse)(nil),     // 42: vmapp.v1.DeleteVersionResponse
-	(*ListRegionsRequest)(nil),        // 43: vmapp.v1.ListRegionsRequest
-	(*ListRegionsResponse)(nil),       // 44: vmapp.v1.ListRegionsResponse
-	(*timestamppb.Timestamp)(nil),     // 45: google.protobuf.Timestamp
-	(*durationpb.Duration)(nil),       // 46: google.protobuf.Duration
-	(*fieldmaskpb.FieldMask)(nil),     // 47: google.protobuf.FieldMask
+	(*ProvisioningError)(nil),         // 3: vmapp.v1.ProvisioningError
+	(*Artifact)(nil),                  // 4: vmapp.v1.Artifact
+	(*PublishingProfile)(nil),         // 5: vmapp.v1.PublishingProfile
+	(*UserArtifactSource)(nil),        // 6: vmapp.v1.UserArtifactSource
+	(*UserArtifactManage)(nil),        // 7: vmapp.v1.UserArtifactManage
+	(*UserArtifactSettings)(nil),      // 8: vmapp.v1.UserArtifactSettings
+	(*TargetRegion)(nil),              // 9: vmapp.v1.TargetRegion
+	(*SafetyProfile)(nil),             // 10: vmapp.v1.SafetyProfile
+	(*ReplicationStatus)(nil),         // 11: vmapp.v1.ReplicationStatus
+	(*RegionalReplicationStatus)(nil), // 12: vmapp.v1.RegionalReplicationStatus
+	(*Region)(nil),                    // 13: vmapp.v1.Region
+	(*CreateGalleryRequest)(nil),      // 14: vmapp.v1.CreateGalleryRequest
+	(*CreateGalleryResponse)(nil),     // 15: vmapp.v1.CreateGalleryResponse
+	(*GetGalleryRequest)(nil),         // 16: vmapp.v1.GetGalleryRequest
+	(*GetGalleryResponse)(nil),        // 17: vmapp.v1.GetGalleryResponse
+	(*ListGalleriesRequest)(nil),      // 18: vmapp.v1.ListGalleriesRequest
+	(*ListGalleriesResponse)(nil),     // 19: vmapp.v1.ListGalleriesResponse
+	(*UpdateGalleryRequest)(nil),      // 20: vmapp.v1.UpdateGalleryRequest
+	(*UpdateGalleryResponse)(nil),     // 21: vmapp.v1.UpdateGalleryResponse
+	(*DeleteGalleryRequest)(nil),      // 22: vmapp.v1.DeleteGalleryRequest
+	(*DeleteGalleryResponse)(nil),     // 23: vmapp.v1.DeleteGalleryResponse
+	(*CreateApplicationRequest)(nil),  // 24: vmapp.v1.CreateApplicationRequest
+	(*CreateApplicationResponse)(nil), // 25: vmapp.v1.CreateApplicationResponse
+	(*GetApplicationRequest)(nil),     // 26: vmapp.v1.GetApplicationRequest
+	(*GetApplicationResponse)(nil),    // 27: vmapp.v1.GetApplicationResponse
+	(*ListApplicationsRequest)(nil),   // 28: vmapp.v1.ListApplicationsRequest
+	(*ListApplicationsResponse)(nil),  // 29: vmapp.v1.ListApplicationsResponse
+	(*UpdateApplicationRequest)(nil),  // 30: vmapp.v1.UpdateApplicationRequest
+	(*UpdateApplicationResponse)(nil), // 31: vmapp.v1.UpdateApplicationResponse
+	(*DeleteApplicationRequest)(nil),  // 32: vmapp.v1.DeleteApplicationRequest
+	(*DeleteApplicationResponse)(nil), // 33: vmapp.v1.DeleteApplicationResponse
+	(*CreateVersionRequest)(nil),      // 34: vmapp.v1.CreateVersionRequest
+	(*CreateVersionResponse)(nil),     // 35: vmapp.v1.CreateVersionResponse
+	(*GetVersionRequest)(nil),         // 36: vmapp.v1.GetVersionRequest
+	(*GetVersionResponse)(nil),        // 37: vmapp.v1.GetVersionResponse
+	(*ListVersionsRequest)(nil),       // 38: vmapp.v1.ListVersionsRequest
+	(*ListVersionsResponse)(nil),      // 39: vmapp.v1.ListVersionsResponse
+	(*UpdateVersionRequest)(nil),      // 40: vmapp.v1.UpdateVersionRequest
+	(*UpdateVersionResponse)(nil),     // 41: vmapp.v1.UpdateVersionResponse
+	(*DeleteVersionRequest)(nil),      // 42: vmapp.v1.DeleteVersionRequest
+	(*DeleteVersionResponse)(nil),     // 43: vmapp.v1.DeleteVersionResponse
+	(*ListRegionsRequest)(nil),        // 44: vmapp.v1.ListRegionsRequest
+	(*ListRegionsResponse)(nil),       // 45: vmapp.v1.ListRegionsResponse
+	(*timestamppb.Timestamp)(nil),     // 46: google.protobuf.Timestamp
+	(*durationpb.Duration)(nil),       // 47: google.protobuf.Duration
+	(*fieldmaskpb.FieldMask)(nil),     // 48: google.protobuf.FieldMask
 }
 var file_vmapp_v1_catalog_proto_depIdxs = []int32{
-	45, // 0: vmapp.v1.Gallery.create_time:type_name -> google.protobuf.Timestamp
-	45, // 1: vmapp.v1.Gallery.update_time:type_name -> google.protobuf.Timestamp
-	45, // 2: vmapp.v1.GalleryApplication.end_of_life_date:type_name -> google.protobuf.Timestamp
-	45, // 3: vmapp.v1.GalleryApplication.create_time:type_name -> google.protobuf.Timestamp
-	45, // 4: vmapp.v1.GalleryApplication.update_time:type_name -> google.protobuf.Timestamp
-	4,  // 5: vmapp.v1.GalleryApplicationVersion.publishing_profile:type_name -> vmapp.v1.PublishingProfile
-	9,  // 6: vmapp.v1.GalleryApplicationVersion.safety_profile:type_name -> vmapp.v1.SafetyProfile
-	10, // 7: vmapp.v1.GalleryApplicationVersion.replication_status:type_name -> vmapp.v1.ReplicationStatus
-	45, // 8: vmapp.v1.GalleryApplicationVersion.create_time:type_name -> google.protobuf.Timestamp
-	45, // 9: vmapp.v1.GalleryApplicationVersion.update_time:type_name -> google.protobuf.Timestamp
-	3,  // 10: vmapp.v1.GalleryApplicationVersion.package:type_name -> vmapp.v1.Artifact
-	3,  // 11: vmapp.v1.GalleryApplicationVersion.default_configuration:type_name -> vmapp.v1.Artifact
-	45, // 12: vmapp.v1.Artifact.stored_time:type_name -> google.protobuf.Timestamp
-	5,  // 13: vmapp.v1.PublishingProfile.source:type_name -> vmapp.v1.UserArtifactSource
-	6,  // 14: vmapp.v1.PublishingProfile.manage_actions:type_name -> vmapp.v1.UserArtifactManage
-	7,  // 15: vmapp.v1.PublishingProfile.settings:type_name -> vmapp.v1.UserArtifactSettings
-	8,  // 16: vmapp.v1.PublishingProfile.target_regions:type_name -> vmapp.v1.TargetRegion
-	45, // 17: vmapp.v1.PublishingProfile.end_of_life_date:type_name -> google.protobuf.Timestamp
-	45, // 18: vmapp.v1.PublishingProfile.published_date:type_name -> google.protobuf.Timestamp
-	11, // 19: vmapp.v1.ReplicationStatus.summary:type_name -> vmapp.v1.RegionalReplicationStatus
-	46, // 20: vmapp.v1.RegionalReplicationStatus.eta:type_name -> google.protobuf.Duration
-	0,  // 21: vmapp.v1.CreateGalleryRequest.gallery:type_name -> vmapp.v1.Gallery
-	0,  // 22: vmapp.v1.CreateGalleryResponse.gallery:type_name -> vmapp.v1.Gallery
-	0,  // 23: vmapp.v1.GetGalleryResponse.gallery:type_name -> vmapp.v1.Gallery
-	0,  // 24: vmapp.v1.ListGalleriesResponse.galleries:type_name -> vmapp.v1.Gallery
-	0,  // 25: vmapp.v1.UpdateGalleryRequest.gallery:type_name -> vmapp.v1.Gallery
-	47, // 26: vmapp.v1.UpdateGalleryRequest.update_mask:type_name -> google.protobuf.FieldMask
-	0,  // 27: vmapp.v1.UpdateGalleryResponse.gallery:type_name -> vmapp.v1.Gallery
-	0,  // 28: vmapp.v1.DeleteGalleryResponse.gallery:type_name -> vmapp.v1.Gallery
-	1,  // 29: vmapp.v1.CreateApplicationRequest.application:type_name -> vmapp.v1.GalleryApplication
-	1,  // 30: vmapp.v1.CreateApplicationResponse.application:type_name -> vmapp.v1.GalleryApplication
-	1,  // 31: vmapp.v1.GetApplicationResponse.application:type_name -> vmapp.v1.GalleryApplication
-	1,  // 32: vmapp.v1.ListApplicationsResponse.applications:type_name -> vmapp.v1.GalleryApplication
-	1,  // 33: vmapp.v1.UpdateApplicationRequest.application:type_name -> vmapp.v1.GalleryApplication
-	47, // 34: vmapp.v1.UpdateApplicationRequest.update_mask:type_name -> google.protobuf.FieldMask
-	1,  // 35: vmapp.v1.UpdateApplicationResponse.application:type_name -> vmapp.v1.GalleryApplication
-	1,  // 36: vmapp.v1.DeleteApplicationResponse.application:type_name -> vmapp.v1.GalleryApplication
-	2,  // 37: vmapp.v1.CreateVersionRequest.version:type_name -> vmapp.v1.GalleryApplicationVersion
-	2,  // 38: vmapp.v1.CreateVersionResponse.version:type_name -> vmapp.v1.GalleryApplicationVersion
-	2,  // 39: vmapp.v1.GetVersionResponse.version:type_name -> vmapp.v1.GalleryApplicationVersion
-	2,  // 40: vmapp.v1.ListVersionsResponse.versions:type_name -> vmapp.v1.GalleryApplicationVersion
-	2,  // 41: vmapp.v1.UpdateVersionRequest.version:type_name -> vmapp.v1.GalleryApplicationVersion
-	47, // 42: vmapp.v1.UpdateVersionRequest.update_mask:type_name -> google.protobuf.FieldMask
-	2,  // 43: vmapp.v1.UpdateVersionResponse.version:type_name -> vmapp.v1.GalleryApplicationVersion
-	2,  // 44: vmapp.v1.DeleteVersionResponse.version:type_name -> vmapp.v1.GalleryApplicationVersion
-	12, // 45: vmapp.v1.ListRegionsResponse.regions:type_name -> vmapp.v1.Region
-	13, // 46: vmapp.v1.CatalogService.CreateGallery:input_type -> vmapp.v1.CreateGalleryRequest
-	15, // 47: vmapp.v1.CatalogService.GetGallery:input_type -> vmapp.v1.GetGalleryRequest
-	17, // 48: vmapp.v1.CatalogService.ListGalleries:input_type -> vmapp.v1.ListGalleriesRequest
-	19, // 49: vmapp.v1.CatalogService.UpdateGallery:input_type -> vmapp.v1.UpdateGalleryRequest
-	21, // 50: vmapp.v1.CatalogService.DeleteGallery:input_type -> vmapp.v1.DeleteGalleryRequest
-	23, // 51: vmapp.v1.CatalogService.CreateApplication:input_type -> vmapp.v1.CreateApplicationRequest
-	25, // 52: vmapp.v1.CatalogService.GetApplication:input_type -> vmapp.v1.GetApplicationRequest
-	27, // 53: vmapp.v1.CatalogService.ListApplications:input_type -> vmapp.v1.ListApplicationsRequest
-	29, // 54: vmapp.v1.CatalogService.UpdateApplication:input_type -> vmapp.v1.UpdateApplicationRequest
-	31, // 55: vmapp.v1.CatalogService.DeleteApplication:input_type -> vmapp.v1.DeleteApplicationRequest
-	33, // 56: vmapp.v1.CatalogService.CreateVersion:input_type -> vmapp.v1.CreateVersionRequest
-	35, // 57: vmapp.v1.CatalogService.GetVersion:input_type -> vmapp.v1.GetVersionRequest
-	37, // 58: vmapp.v1.CatalogService.ListVersions:input_type -> vmapp.v1.ListVersionsRequest
-	39, // 59: vmapp.v1.CatalogService.UpdateVersion:input_type -> vmapp.v1.UpdateVersionRequest
-	41, // 60: vmapp.v1.CatalogService.DeleteVersion:input_type -> vmapp.v1.DeleteVersionRequest
-	43, // 61: vmapp.v1.CatalogService.ListRegions:input_type -> vmapp.v1.ListRegionsRequest
-	14, // 62: vmapp.v1.CatalogService.CreateGallery:output_type -> vmapp.v1.CreateGalleryResponse
-	16, // 63: vmapp.v1.CatalogService.GetGallery:output_type -> vmapp.v1.GetGalleryResponse
-	18, // 64: vmapp.v1.CatalogService.ListGalleries:output_type -> vmapp.v1.ListGalleriesResponse
-	20, // 65: vmapp.v1.CatalogService.UpdateGallery:output_type -> vmapp.v1.UpdateGalleryResponse
-	22, // 66: vmapp.v1.CatalogService.DeleteGallery:output_type -> vmapp.v1.DeleteGalleryResponse
-	24, // 67: vmapp.v1.CatalogService.CreateApplication:output_type -> vmapp.v1.CreateApplicationResponse
-	26, // 68: vmapp.v1.CatalogService.GetApplication:output_type -> vmapp.v1.GetApplicationResponse
-	28, // 69: vmapp.v1.CatalogService.ListApplications:output_type -> vmapp.v1.ListApplicationsResponse
-	30, // 70: vmapp.v1.CatalogService.UpdateApplication:output_type -> vmapp.v1.UpdateApplicationResponse
-	32, // 71: vmapp.v1.CatalogService.DeleteApplication:output_type -> vmapp.v1.DeleteApplicationResponse
-	34, // 72: vmapp.v1.CatalogService.CreateVersion:output_type -> vmapp.v1.CreateVersionResponse
-	36, // 73: vmapp.v1.CatalogService.GetVersion:output_type -> vmapp.v1.GetVersionResponse
-	38, // 74: vmapp.v1.CatalogService.ListVersions:output_type -> vmapp.v1.ListVersionsResponse
-	40, // 75: vmapp.v1.CatalogService.UpdateVersion:output_type -> vmapp.v1.UpdateVersionResponse
-	42, // 76: vmapp.v1.CatalogService.DeleteVersion:output_type -> vmapp.v1.DeleteVersionResponse
-	44, // 77: vmapp.v1.CatalogService.ListRegions:output_type -> vmapp.v1.ListRegionsResponse
-	62, // [62:78] is the sub-list for method output_type
-	46, // [46:62] is the sub-list for method input_type
-	46, // [46:46] is the sub-list for extension type_name
-	46, // [46:46] is the sub-list for extension extendee
-	0,  // [0:46] is the sub-list for field type_name
+	46, // 0: vmapp.v1.Gallery.create_time:type_name -> google.protobuf.Timestamp
+	46, // 1: vmapp.v1.Gallery.update_time:type_name -> google.protobuf.Timestamp
+	46, // 2: vmapp.v1.GalleryApplication.end_of_life_date:type_name -> google.protobuf.Timestamp
+	46, // 3: vmapp.v1.GalleryApplication.create_time:type_name -> google.protobuf.Timestamp
+	46, // 4: vmapp.v1.GalleryApplication.update_time:type_name -> google.protobuf.Timestamp
+	5,  // 5: vmapp.v1.GalleryApplicationVersion.publishing_profile:type_name -> vmapp.v1.PublishingProfile
+	10, // 6: vmapp.v1.GalleryApplicationVersion.safety_profile:type_name -> vmapp.v1.SafetyProfile
+	11, // 7: vmapp.v1.GalleryApplicationVersion.replication_status:type_name -> vmapp.v1.ReplicationStatus
+	46, // 8: vmapp.v1.GalleryApplicationVersion.create_time:type_name -> google.protobuf.Timestamp
+	46, // 9: vmapp.v1.GalleryApplicationVersion.update_time:type_name -> google.protobuf.Timestamp
+	4,  // 10: vmapp.v1.GalleryApplicationVersion.package:type_name -> vmapp.v1.Artifact
+	4,  // 11: vmapp.v1.GalleryApplicationVersion.default_configuration:type_name -> vmapp.v1.Artifact
+	3,  // 12: vmapp.v1.GalleryApplicationVersion.provisioning_error:type_name -> vmapp.v1.ProvisioningError
+	46, // 13: vmapp.v1.ProvisioningError.time:type_name -> google.protobuf.Timestamp
+	46, // 14: vmapp.v1.Artifact.stored_time:type_name -> google.protobuf.Timestamp
+	6,  // 15: vmapp.v1.PublishingProfile.source:type_name -> vmapp.v1.UserArtifactSource
+	7,  // 16: vmapp.v1.PublishingProfile.manage_actions:type_name -> vmapp.v1.UserArtifactManage
+	8,  // 17: vmapp.v1.PublishingProfile.settings:type_name -> vmapp.v1.UserArtifactSettings
+	9,  // 18: vmapp.v1.PublishingProfile.target_regions:type_name -> vmapp.v1.TargetRegion
+	46, // 19: vmapp.v1.PublishingProfile.end_of_life_date:type_name -> google.protobuf.Timestamp
+	46, // 20: vmapp.v1.PublishingProfile.published_date:type_name -> google.protobuf.Timestamp
+	12, // 21: vmapp.v1.ReplicationStatus.summary:type_name -> vmapp.v1.RegionalReplicationStatus
+	47, // 22: vmapp.v1.RegionalReplicationStatus.eta:type_name -> google.protobuf.Duration
+	0,  // 23: vmapp.v1.CreateGalleryRequest.gallery:type_name -> vmapp.v1.Gallery
+	0,  // 24: vmapp.v1.CreateGalleryResponse.gallery:type_name -> vmapp.v1.Gallery
+	0,  // 25: vmapp.v1.GetGalleryResponse.gallery:type_name -> vmapp.v1.Gallery
+	0,  // 26: vmapp.v1.ListGalleriesResponse.galleries:type_name -> vmapp.v1.Gallery
+	0,  // 27: vmapp.v1.UpdateGalleryRequest.gallery:type_name -> vmapp.v1.Gallery
+	48, // 28: vmapp.v1.UpdateGalleryRequest.update_mask:type_name -> google.protobuf.FieldMask
+	0,  // 29: vmapp.v1.UpdateGalleryResponse.gallery:type_name -> vmapp.v1.Gallery
+	0,  // 30: vmapp.v1.DeleteGalleryResponse.gallery:type_name -> vmapp.v1.Gallery
+	1,  // 31: vmapp.v1.CreateApplicationRequest.application:type_name -> vmapp.v1.GalleryApplication
+	1,  // 32: vmapp.v1.CreateApplicationResponse.application:type_name -> vmapp.v1.GalleryApplication
+	1,  // 33: vmapp.v1.GetApplicationResponse.application:type_name -> vmapp.v1.GalleryApplication
+	1,  // 34: vmapp.v1.ListApplicationsResponse.applications:type_name -> vmapp.v1.GalleryApplication
+	1,  // 35: vmapp.v1.UpdateApplicationRequest.application:type_name -> vmapp.v1.GalleryApplication
+	48, // 36: vmapp.v1.UpdateApplicationRequest.update_mask:type_name -> google.protobuf.FieldMask
+	1,  // 37: vmapp.v1.UpdateApplicationResponse.application:type_name -> vmapp.v1.GalleryApplication
+	1,  // 38: vmapp.v1.DeleteApplicationResponse.application:type_name -> vmapp.v1.GalleryApplication
+	2,  // 39: vmapp.v1.CreateVersionRequest.version:type_name -> vmapp.v1.GalleryApplicationVersion
+	2,  // 40: vmapp.v1.CreateVersionResponse.version:type_name -> vmapp.v1.GalleryApplicationVersion
+	2,  // 41: vmapp.v1.GetVersionResponse.version:type_name -> vmapp.v1.GalleryApplicationVersion
+	2,  // 42: vmapp.v1.ListVersionsResponse.versions:type_name -> vmapp.v1.GalleryApplicationVersion
+	2,  // 43: vmapp.v1.UpdateVersionRequest.version:type_name -> vmapp.v1.GalleryApplicationVersion
+	48, // 44: vmapp.v1.UpdateVersionRequest.update_mask:type_name -> google.protobuf.FieldMask
+	2,  // 45: vmapp.v1.UpdateVersionResponse.version:type_name -> vmapp.v1.GalleryApplicationVersion
+	2,  // 46: vmapp.v1.DeleteVersionResponse.version:type_name -> vmapp.v1.GalleryApplicationVersion
+	13, // 47: vmapp.v1.ListRegionsResponse.regions:type_name -> vmapp.v1.Region
+	14, // 48: vmapp.v1.CatalogService.CreateGallery:input_type -> vmapp.v1.CreateGalleryRequest
+	16, // 49: vmapp.v1.CatalogService.GetGallery:input_type -> vmapp.v1.GetGalleryRequest
+	18, // 50: vmapp.v1.CatalogService.ListGalleries:input_type -> vmapp.v1.ListGalleriesRequest
+	20, // 51: vmapp.v1.CatalogService.UpdateGallery:input_type -> vmapp.v1.UpdateGalleryRequest
+	22, // 52: vmapp.v1.CatalogService.DeleteGallery:input_type -> vmapp.v1.DeleteGalleryRequest
+	24, // 53: vmapp.v1.CatalogService.CreateApplication:input_type -> vmapp.v1.CreateApplicationRequest
+	26, // 54: vmapp.v1.CatalogService.GetApplication:input_type -> vmapp.v1.GetApplicationRequest
+	28, // 55: vmapp.v1.CatalogService.ListApplications:input_type -> vmapp.v1.ListApplicationsRequest
+	30, // 56: vmapp.v1.CatalogService.UpdateApplication:input_type -> vmapp.v1.UpdateApplicationRequest
+	32, // 57: vmapp.v1.CatalogService.DeleteApplication:input_type -> vmapp.v1.DeleteApplicationRequest
+	34, // 58: vmapp.v1.CatalogService.CreateVersion:input_type -> vmapp.v1.CreateVersionRequest
+	36, // 59: vmapp.v1.CatalogService.GetVersion:input_type -> vmapp.v1.GetVersionRequest
+	38, // 60: vmapp.v1.CatalogService.ListVersions:input_type -> vmapp.v1.ListVersionsRequest
+	40, // 61: vmapp.v1.CatalogService.UpdateVersion:input_type -> vmapp.v1.UpdateVersionRequest
+	42, // 62: vmapp.v1.CatalogService.DeleteVersion:input_type -> vmapp.v1.DeleteVersionRequest
+	44, // 63: vmapp.v1.CatalogService.ListRegions:input_type -> vmapp.v1.ListRegionsRequest
+	15, // 64: vmapp.v1.CatalogService.CreateGallery:output_type -> vmapp.v1.CreateGalleryResponse
+	17, // 65: vmapp.v1.CatalogService.GetGallery:output_type -> vmapp.v1.GetGalleryResponse
+	19, // 66: vmapp.v1.CatalogService.ListGalleries:output_type -> vmapp.v1.ListGalleriesResponse
+	21, // 67: vmapp.v1.CatalogService.UpdateGallery:output_type -> vmapp.v1.UpdateGalleryResponse
+	23, // 68: vmapp.v1.CatalogService.DeleteGallery:output_type -> vmapp.v1.DeleteGalleryResponse
+	25, // 69: vmapp.v1.CatalogService.CreateApplication:output_type -> vmapp.v1.CreateApplicationResponse
+	27, // 70: vmapp.v1.CatalogService.GetApplication:output_type -> vmapp.v1.GetApplicationResponse
+	29, // 71: vmapp.v1.CatalogService.ListApplications:output_type -> vmapp.v1.ListApplicationsResponse
+	31, // 72: vmapp.v1.CatalogService.UpdateApplication:output_type -> vmapp.v1.UpdateApplicationResponse
+	33, // 73: vmapp.v1.CatalogService.DeleteApplication:output_type -> vmapp.v1.DeleteApplicationResponse
+	35, // 74: vmapp.v1.CatalogService.CreateVersion:output_type -> vmapp.v1.CreateVersionResponse
+	37, // 75: vmapp.v1.CatalogService.GetVersion:output_type -> vmapp.v1.GetVersionResponse
+	39, // 76: vmapp.v1.CatalogService.ListVersions:output_type -> vmapp.v1.ListVersionsResponse
+	41, // 77: vmapp.v1.CatalogService.UpdateVersion:output_type -> vmapp.v1.UpdateVersionResponse
+	43, // 78: vmapp.v1.CatalogService.DeleteVersion:output_type -> vmapp.v1.DeleteVersionResponse
+	45, // 79: vmapp.v1.CatalogService.ListRegions:output_type -> vmapp.v1.ListRegionsResponse
+	64, // [64:80] is the sub-list for method output_type
+	48, // [48:64] is the sub-list for method input_type
+	48, // [48:48] is the sub-list for extension type_name
+	48, // [48:48] is the sub-list for extension extendee
+	0,  // [0:48] is the sub-list for field type_name
 }
 
 func init() { file_vmapp_v1_catalog_proto_init() }
@@ -3140,15 +3228,15 @@ func file_vmapp_v1_catalog_proto_init() {
 	if File_vmapp_v1_catalog_proto != nil {
 		return
 	}
-	file_vmapp_v1_catalog_proto_msgTypes[4].OneofWrappers = []any{}
-	file_vmapp_v1_catalog_proto_msgTypes[8].OneofWrappers = []any{}
+	file_vmapp_v1_catalog_proto_msgTypes[5].OneofWrappers = []any{}
+	file_vmapp_v1_catalog_proto_msgTypes[9].OneofWrappers = []any{}
 	type x struct{}
 	out := protoimpl.TypeBuilder{
 		File: protoimpl.DescBuilder{
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_vmapp_v1_catalog_proto_rawDesc), len(file_vmapp_v1_catalog_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   45,
+			NumMessages:   46,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

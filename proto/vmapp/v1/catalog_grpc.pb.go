@@ -65,7 +65,8 @@ type CatalogServiceClient interface {
 	DeleteApplication(ctx context.Context, in *DeleteApplicationRequest, opts ...grpc.CallOption) (*DeleteApplicationResponse, error)
 	CreateVersion(ctx context.Context, in *CreateVersionRequest, opts ...grpc.CallOption) (*CreateVersionResponse, error)
 	// GetVersion accepts "latest" as the version name: the highest version in
-	// numeric order that is not excludeFromLatest and not being deleted.
+	// numeric order that is not excludeFromLatest, not Failed and not being
+	// deleted.
 	GetVersion(ctx context.Context, in *GetVersionRequest, opts ...grpc.CallOption) (*GetVersionResponse, error)
 	ListVersions(ctx context.Context, in *ListVersionsRequest, opts ...grpc.CallOption) (*ListVersionsResponse, error)
 	UpdateVersion(ctx context.Context, in *UpdateVersionRequest, opts ...grpc.CallOption) (*UpdateVersionResponse, error)
@@ -270,7 +271,8 @@ type CatalogServiceServer interface {
 	DeleteApplication(context.Context, *DeleteApplicationRequest) (*DeleteApplicationResponse, error)
 	CreateVersion(context.Context, *CreateVersionRequest) (*CreateVersionResponse, error)
 	// GetVersion accepts "latest" as the version name: the highest version in
-	// numeric order that is not excludeFromLatest and not being deleted.
+	// numeric order that is not excludeFromLatest, not Failed and not being
+	// deleted.
 	GetVersion(context.Context, *GetVersionRequest) (*GetVersionResponse, error)
 	ListVersions(context.Context, *ListVersionsRequest) (*ListVersionsResponse, error)
 	UpdateVersion(context.Context, *UpdateVersionRequest) (*UpdateVersionResponse, error)

@@ -14,6 +14,21 @@ func (k ArtifactKind) Label() string {
 	return "package"
 }
 
+// The seeds' size limits of a version's files.
+const (
+	MaxPackageSize       = 2 << 30 // 2 GiB
+	MaxConfigurationSize = 1 << 30 // 1 GiB
+)
+
+// MaxSize is the largest file of kind k a version takes: MaxPackageSize, or
+// MaxConfigurationSize for the default configuration.
+func (k ArtifactKind) MaxSize() int64 {
+	if k == ArtifactKind_ARTIFACT_KIND_CONFIGURATION {
+		return MaxConfigurationSize
+	}
+	return MaxPackageSize
+}
+
 // ReplicasIn returns how many replicas the profile wants in the target
 // region: the region's regionalReplicaCount, else the profile's
 // replicaCount, else 1.

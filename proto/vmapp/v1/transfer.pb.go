@@ -366,9 +366,16 @@ func (x *UploadResponse) GetVersion() *GalleryApplicationVersion {
 	return nil
 }
 
+// AbortUploadRequest names the session to abort: session_id, or else
+// gallery, application, version and kind (the open session of that
+// artifact; NotFound when there is none).
 type AbortUploadRequest struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	SessionId     string                 `protobuf:"bytes,1,opt,name=session_id,json=sessionId,proto3" json:"session_id,omitempty"`
+	Gallery       string                 `protobuf:"bytes,2,opt,name=gallery,proto3" json:"gallery,omitempty"`
+	Application   string                 `protobuf:"bytes,3,opt,name=application,proto3" json:"application,omitempty"`
+	Version       string                 `protobuf:"bytes,4,opt,name=version,proto3" json:"version,omitempty"`
+	Kind          ArtifactKind           `protobuf:"varint,5,opt,name=kind,proto3,enum=vmapp.v1.ArtifactKind" json:"kind,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -410,10 +417,45 @@ func (x *AbortUploadRequest) GetSessionId() string {
 	return ""
 }
 
+func (x *AbortUploadRequest) GetGallery() string {
+	if x != nil {
+		return x.Gallery
+	}
+	return ""
+}
+
+func (x *AbortUploadRequest) GetApplication() string {
+	if x != nil {
+		return x.Application
+	}
+	return ""
+}
+
+func (x *AbortUploadRequest) GetVersion() string {
+	if x != nil {
+		return x.Version
+	}
+	return ""
+}
+
+func (x *AbortUploadRequest) GetKind() ArtifactKind {
+	if x != nil {
+		return x.Kind
+	}
+	return ArtifactKind_ARTIFACT_KIND_UNSPECIFIED
+}
+
+// AbortUploadResponse describes the session that was aborted.
 type AbortUploadResponse struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
+	state     protoimpl.MessageState `protogen:"open.v1"`
+	SessionId string                 `protobuf:"bytes,1,opt,name=session_id,json=sessionId,proto3" json:"session_id,omitempty"`
+	Kind      ArtifactKind           `protobuf:"varint,2,opt,name=kind,proto3,enum=vmapp.v1.ArtifactKind" json:"kind,omitempty"`
+	// Bytes it had stored, and the size and sha256 of the file it was for.
+	CommittedOffset int64  `protobuf:"varint,3,opt,name=committed_offset,json=committedOffset,proto3" json:"committed_offset,omitempty"`
+	SizeBytes       int64  `protobuf:"varint,4,opt,name=size_bytes,json=sizeBytes,proto3" json:"size_bytes,omitempty"`
+	Sha256          string `protobuf:"bytes,5,opt,name=sha256,proto3" json:"sha256,omitempty"`
+	unknownFields   protoimpl.UnknownFields
+	sizeCache       protoimpl.SizeCache
 }
 
 func (x *AbortUploadResponse) Reset() {
@@ -444,6 +486,41 @@ func (x *AbortUploadResponse) ProtoReflect() protoreflect.Message {
 // Deprecated: Use AbortUploadResponse.ProtoReflect.Descriptor instead.
 func (*AbortUploadResponse) Descriptor() ([]byte, []int) {
 	return file_vmapp_v1_transfer_proto_rawDescGZIP(), []int{5}
+}
+
+func (x *AbortUploadResponse) GetSessionId() string {
+	if x != nil {
+		return x.SessionId
+	}
+	return ""
+}
+
+func (x *AbortUploadResponse) GetKind() ArtifactKind {
+	if x != nil {
+		return x.Kind
+	}
+	return ArtifactKind_ARTIFACT_KIND_UNSPECIFIED
+}
+
+func (x *AbortUploadResponse) GetCommittedOffset() int64 {
+	if x != nil {
+		return x.CommittedOffset
+	}
+	return 0
+}
+
+func (x *AbortUploadResponse) GetSizeBytes() int64 {
+	if x != nil {
+		return x.SizeBytes
+	}
+	return 0
+}
+
+func (x *AbortUploadResponse) GetSha256() string {
+	if x != nil {
+		return x.Sha256
+	}
+	return ""
 }
 
 type ImportRequest struct {
@@ -606,11 +683,22 @@ const file_vmapp_v1_transfer_proto_rawDesc = "" +
 	"\x04data\x18\x03 \x01(\fR\x04data\"z\n" +
 	"\x0eUploadResponse\x12)\n" +
 	"\x10committed_offset\x18\x01 \x01(\x03R\x0fcommittedOffset\x12=\n" +
-	"\aversion\x18\x02 \x01(\v2#.vmapp.v1.GalleryApplicationVersionR\aversion\"3\n" +
+	"\aversion\x18\x02 \x01(\v2#.vmapp.v1.GalleryApplicationVersionR\aversion\"\xb5\x01\n" +
 	"\x12AbortUploadRequest\x12\x1d\n" +
 	"\n" +
-	"session_id\x18\x01 \x01(\tR\tsessionId\"\x15\n" +
-	"\x13AbortUploadResponse\"\xbb\x01\n" +
+	"session_id\x18\x01 \x01(\tR\tsessionId\x12\x18\n" +
+	"\agallery\x18\x02 \x01(\tR\agallery\x12 \n" +
+	"\vapplication\x18\x03 \x01(\tR\vapplication\x12\x18\n" +
+	"\aversion\x18\x04 \x01(\tR\aversion\x12*\n" +
+	"\x04kind\x18\x05 \x01(\x0e2\x16.vmapp.v1.ArtifactKindR\x04kind\"\xc2\x01\n" +
+	"\x13AbortUploadResponse\x12\x1d\n" +
+	"\n" +
+	"session_id\x18\x01 \x01(\tR\tsessionId\x12*\n" +
+	"\x04kind\x18\x02 \x01(\x0e2\x16.vmapp.v1.ArtifactKindR\x04kind\x12)\n" +
+	"\x10committed_offset\x18\x03 \x01(\x03R\x0fcommittedOffset\x12\x1d\n" +
+	"\n" +
+	"size_bytes\x18\x04 \x01(\x03R\tsizeBytes\x12\x16\n" +
+	"\x06sha256\x18\x05 \x01(\tR\x06sha256\"\xbb\x01\n" +
 	"\rImportRequest\x12\x18\n" +
 	"\agallery\x18\x01 \x01(\tR\agallery\x12 \n" +
 	"\vapplication\x18\x02 \x01(\tR\vapplication\x12\x18\n" +
@@ -662,21 +750,23 @@ var file_vmapp_v1_transfer_proto_depIdxs = []int32{
 	9,  // 1: vmapp.v1.BeginUploadResponse.expire_time:type_name -> google.protobuf.Timestamp
 	10, // 2: vmapp.v1.BeginUploadResponse.version:type_name -> vmapp.v1.GalleryApplicationVersion
 	10, // 3: vmapp.v1.UploadResponse.version:type_name -> vmapp.v1.GalleryApplicationVersion
-	0,  // 4: vmapp.v1.ImportRequest.kind:type_name -> vmapp.v1.ArtifactKind
-	10, // 5: vmapp.v1.ImportResponse.version:type_name -> vmapp.v1.GalleryApplicationVersion
-	1,  // 6: vmapp.v1.TransferService.BeginUpload:input_type -> vmapp.v1.BeginUploadRequest
-	3,  // 7: vmapp.v1.TransferService.Upload:input_type -> vmapp.v1.UploadRequest
-	5,  // 8: vmapp.v1.TransferService.AbortUpload:input_type -> vmapp.v1.AbortUploadRequest
-	7,  // 9: vmapp.v1.TransferService.Import:input_type -> vmapp.v1.ImportRequest
-	2,  // 10: vmapp.v1.TransferService.BeginUpload:output_type -> vmapp.v1.BeginUploadResponse
-	4,  // 11: vmapp.v1.TransferService.Upload:output_type -> vmapp.v1.UploadResponse
-	6,  // 12: vmapp.v1.TransferService.AbortUpload:output_type -> vmapp.v1.AbortUploadResponse
-	8,  // 13: vmapp.v1.TransferService.Import:output_type -> vmapp.v1.ImportResponse
-	10, // [10:14] is the sub-list for method output_type
-	6,  // [6:10] is the sub-list for method input_type
-	6,  // [6:6] is the sub-list for extension type_name
-	6,  // [6:6] is the sub-list for extension extendee
-	0,  // [0:6] is the sub-list for field type_name
+	0,  // 4: vmapp.v1.AbortUploadRequest.kind:type_name -> vmapp.v1.ArtifactKind
+	0,  // 5: vmapp.v1.AbortUploadResponse.kind:type_name -> vmapp.v1.ArtifactKind
+	0,  // 6: vmapp.v1.ImportRequest.kind:type_name -> vmapp.v1.ArtifactKind
+	10, // 7: vmapp.v1.ImportResponse.version:type_name -> vmapp.v1.GalleryApplicationVersion
+	1,  // 8: vmapp.v1.TransferService.BeginUpload:input_type -> vmapp.v1.BeginUploadRequest
+	3,  // 9: vmapp.v1.TransferService.Upload:input_type -> vmapp.v1.UploadRequest
+	5,  // 10: vmapp.v1.TransferService.AbortUpload:input_type -> vmapp.v1.AbortUploadRequest
+	7,  // 11: vmapp.v1.TransferService.Import:input_type -> vmapp.v1.ImportRequest
+	2,  // 12: vmapp.v1.TransferService.BeginUpload:output_type -> vmapp.v1.BeginUploadResponse
+	4,  // 13: vmapp.v1.TransferService.Upload:output_type -> vmapp.v1.UploadResponse
+	6,  // 14: vmapp.v1.TransferService.AbortUpload:output_type -> vmapp.v1.AbortUploadResponse
+	8,  // 15: vmapp.v1.TransferService.Import:output_type -> vmapp.v1.ImportResponse
+	12, // [12:16] is the sub-list for method output_type
+	8,  // [8:12] is the sub-list for method input_type
+	8,  // [8:8] is the sub-list for extension type_name
+	8,  // [8:8] is the sub-list for extension extendee
+	0,  // [0:8] is the sub-list for field type_name
 }
 
 func init() { file_vmapp_v1_transfer_proto_init() }

@@ -42,7 +42,9 @@ type TransferServiceClient interface {
 	// Upload streams a session's bytes, starting at its committed offset. The
 	// reply comes once every byte is stored and verified, with the version.
 	Upload(ctx context.Context, opts ...grpc.CallOption) (grpc.ClientStreamingClient[UploadRequest, UploadResponse], error)
-	// AbortUpload discards a session and its stored parts.
+	// AbortUpload discards a session and its stored parts: the session named
+	// by its id, or the open session of a version's package or configuration.
+	// The version keeps its provisioning state.
 	AbortUpload(ctx context.Context, in *AbortUploadRequest, opts ...grpc.CallOption) (*AbortUploadResponse, error)
 	// Import pulls a file from an http(s) URL (the seeds' mediaLink /
 	// defaultConfigurationLink) into the version, with the same limits and
@@ -118,7 +120,9 @@ type TransferServiceServer interface {
 	// Upload streams a session's bytes, starting at its committed offset. The
 	// reply comes once every byte is stored and verified, with the version.
 	Upload(grpc.ClientStreamingServer[UploadRequest, UploadResponse]) error
-	// AbortUpload discards a session and its stored parts.
+	// AbortUpload discards a session and its stored parts: the session named
+	// by its id, or the open session of a version's package or configuration.
+	// The version keeps its provisioning state.
 	AbortUpload(context.Context, *AbortUploadRequest) (*AbortUploadResponse, error)
 	// Import pulls a file from an http(s) URL (the seeds' mediaLink /
 	// defaultConfigurationLink) into the version, with the same limits and
