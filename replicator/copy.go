@@ -8,7 +8,6 @@ import (
 	"slices"
 	"time"
 
-	bolt "go.etcd.io/bbolt"
 	"golang.org/x/sync/errgroup"
 	"golang.org/x/time/rate"
 	"google.golang.org/protobuf/types/known/timestamppb"
@@ -16,6 +15,7 @@ import (
 	"github.com/vmapp/vmapp/blob"
 	"github.com/vmapp/vmapp/errs"
 	statepb "github.com/vmapp/vmapp/proto/vmapp/state/v1"
+	"github.com/vmapp/vmapp/state"
 )
 
 // work runs one attempt at rec: a copy, or a delete of an unwanted replica.
@@ -29,19 +29,19 @@ func (r *Replicator) work(ctx context.Context, key string, rec *statepb.Replica)
 	if err == nil || errors.Is(err, errGone) || ctx.Err() != nil {
 		return // done, no longer wanted, or stopped: the record says where it stands
 	}
+	ctx = context.WithoutCancel(ctx) // record the failure even as the worker stops
 	r.m.failures.WithLabelValues(rec.Region).Inc()
-	cur, cerr := r.change(key, func(cur *statepb.Replica) error {
-		if cur.Phase != statepb.ReplicaPhase_REPLICA_PHASE_DELETING {
-			cur.Phase = statepb.ReplicaPhase_REPLICA_PHASE_FAILED
-		}
-		cur.Attempts++
-		cur.LastError = err.Error()
-		cur.NextAttemptTime = timestamppb.New(r.now().Add(r.backoff(cur.Attempts)))
-		return nil
+	cur, cerr := r.record(key)
+	if cerr != nil || cur == nil {
+		return
+	}
+	next := timestamppb.New(r.now().Add(r.backoff(cur.Attempts + 1)))
+	cerr = r.propose(ctx, func(c *statepb.Command) {
+		c.Op = &statepb.Command_ReplicaFailed{ReplicaFailed: &statepb.ReplicaFailed{Replica: state.RefOf(rec), Error: err.Error(), NextAttemptTime: next}}
 	})
 	if cerr == nil {
 		r.log.Warn("replica attempt failed; will retry", "version", what(rec), "region", rec.Region, "replica", rec.Index,
-			"attempts", cur.Attempts, "retry_at", cur.NextAttemptTime.AsTime(), "err", err)
+			"attempts", cur.Attempts+1, "retry_at", next.AsTime(), "err", err)
 	}
 }
 
@@ -63,11 +63,7 @@ func (r *Replicator) sourceOf(rec *statepb.Replica, m *statepb.Manifest) (source
 		st, err := r.store(m.Region, int(m.Endpoint))
 		return source{store: st, key: m.ObjectKey, region: m.Region, endpoint: m.Endpoint}, err
 	}
-	var seed *statepb.Replica
-	err := r.db.View(func(tx *bolt.Tx) (err error) {
-		seed, err = getRecord(tx, seedKey(rec))
-		return err
-	})
+	seed, err := r.record(seedKey(rec))
 	if err != nil {
 		return source{}, err
 	}
@@ -95,18 +91,15 @@ func (r *Replicator) copy(ctx context.Context, key string, rec *statepb.Replica)
 	serverSide := src.region == rec.Region && src.endpoint == rec.Endpoint
 	cross := src.region != rec.Region
 
-	rec, err = r.change(key, func(cur *statepb.Replica) error {
-		if cur.Phase == statepb.ReplicaPhase_REPLICA_PHASE_DELETING || cur.Phase == statepb.ReplicaPhase_REPLICA_PHASE_COMPLETED {
-			return errGone // changed since it was dispatched
-		}
-		cur.Phase = statepb.ReplicaPhase_REPLICA_PHASE_COPYING
-		if cur.StartTime == nil {
-			cur.StartTime = timestamppb.New(r.now())
-		}
-		return nil
+	ref := state.RefOf(rec)
+	err = r.propose(ctx, func(c *statepb.Command) {
+		c.Op = &statepb.Command_ReplicaStarted{ReplicaStarted: &statepb.ReplicaStarted{Replica: ref}}
 	})
 	if err != nil {
-		return err
+		return err // a refusal: changed since it was dispatched
+	}
+	if rec, err = r.record(key); err != nil || rec == nil {
+		return errors.Join(err, errGone)
 	}
 	if rec.MultipartId == "" {
 		// Not cancelled half-way: an upload the store made must be recorded,
@@ -117,18 +110,14 @@ func (r *Replicator) copy(ctx context.Context, key string, rec *statepb.Replica)
 		if err != nil {
 			return fmt.Errorf("start the copy on %s: %w", dst.Endpoint(), err)
 		}
-		next, err := r.change(key, func(cur *statepb.Replica) error {
-			if cur.Phase == statepb.ReplicaPhase_REPLICA_PHASE_DELETING {
-				return errGone
-			}
-			cur.MultipartId, cur.Parts, cur.BytesDone = id, nil, 0
-			return nil
+		err = r.propose(ctx, func(c *statepb.Command) {
+			c.Op = &statepb.Command_ReplicaMultipart{ReplicaMultipart: &statepb.ReplicaMultipart{Replica: ref, MultipartId: id}}
 		})
 		if err != nil {
 			dst.AbortMultipart(context.WithoutCancel(ctx), rec.ObjectKey, id)
 			return err
 		}
-		rec = next
+		rec.MultipartId, rec.Parts, rec.BytesDone = id, nil, 0
 	}
 	uploadID := rec.MultipartId
 	done := map[int32]bool{}
@@ -164,18 +153,14 @@ func (r *Replicator) copy(ctx context.Context, key string, rec *statepb.Replica)
 			if p.ETag != m.PieceEtag[i] {
 				return errs.New(errs.DataLoss, "", "part %d of %s on %s has store ETag %s, the source's is %s", n, rec.ObjectKey, dst.Endpoint(), p.ETag, m.PieceEtag[i])
 			}
-			_, err = r.changeBatched(key, func(cur *statepb.Replica) error {
-				if cur.Phase == statepb.ReplicaPhase_REPLICA_PHASE_DELETING || cur.MultipartId != uploadID {
-					return errGone
-				}
-				cur.Parts = append(cur.Parts, &statepb.Part{Number: n, Etag: p.ETag, SizeBytes: size})
-				cur.BytesDone += size
-				if !serverSide && cross {
-					cur.CrossRegionBytes += size
-				} else if !serverSide {
-					cur.InRegionBytes += size
-				}
-				return nil
+			done := &statepb.ReplicaPartCopied{Replica: ref, MultipartId: uploadID, Part: &statepb.Part{Number: n, Etag: p.ETag, SizeBytes: size}}
+			if !serverSide && cross {
+				done.CrossRegionBytes = size
+			} else if !serverSide {
+				done.InRegionBytes = size
+			}
+			err = r.propose(ctx, func(c *statepb.Command) {
+				c.Op = &statepb.Command_ReplicaPartCopied{ReplicaPartCopied: done}
 			})
 			r.m.bytes.WithLabelValues(pathLabel(serverSide, cross)).Add(float64(size))
 			return err
@@ -205,24 +190,20 @@ func (r *Replicator) partError(ctx context.Context, key string, rec *statepb.Rep
 	}
 	if _, serr := src.store.Stat(ctx, src.key); errs.Is(serr, errs.NotFound) {
 		if src.seed != "" {
-			r.reset(src.seed, "the region's replica 0 disappeared while other replicas were copied from it")
+			if seed, _ := r.record(src.seed); seed != nil {
+				r.reset(ctx, seed, "the region's replica 0 disappeared while other replicas were copied from it")
+			}
 		}
 		return errs.Wrap(errs.NotFound, err, "copy part %d: the source %s is missing", n, src.key)
 	}
-	r.change(key, func(cur *statepb.Replica) error {
-		cur.MultipartId, cur.Parts, cur.BytesDone = "", nil, 0
-		return nil
-	})
+	r.restart(ctx, rec, false, "")
 	return errs.Wrap(errs.Unavailable, err, "copy part %d: the store lost the upload; starting the replica over", n)
 }
 
 // complete joins the parts and verifies the replica against the manifest.
 func (r *Replicator) complete(ctx context.Context, key string, dst blob.Store, m *statepb.Manifest) error {
-	var rec *statepb.Replica
-	if err := r.db.View(func(tx *bolt.Tx) (err error) {
-		rec, err = getRecord(tx, key)
-		return err
-	}); err != nil {
+	rec, err := r.record(key)
+	if err != nil {
 		return err
 	}
 	if rec == nil || rec.Phase == statepb.ReplicaPhase_REPLICA_PHASE_DELETING {
@@ -237,10 +218,7 @@ func (r *Replicator) complete(ctx context.Context, key string, dst blob.Store, m
 	if errs.Is(err, errs.NotFound) { // completed before a crash?
 		info, err = dst.Stat(ctx, rec.ObjectKey)
 		if errs.Is(err, errs.NotFound) {
-			r.change(key, func(cur *statepb.Replica) error {
-				cur.MultipartId, cur.Parts, cur.BytesDone = "", nil, 0
-				return nil
-			})
+			r.restart(ctx, rec, false, "")
 			return errs.Wrap(errs.Unavailable, err, "the store lost the upload of %s; starting the replica over", rec.ObjectKey)
 		}
 	}
@@ -249,23 +227,11 @@ func (r *Replicator) complete(ctx context.Context, key string, dst blob.Store, m
 	}
 	if problem := verify(info, m); problem != "" {
 		dst.Delete(ctx, rec.ObjectKey)
-		r.change(key, func(cur *statepb.Replica) error {
-			cur.MultipartId, cur.Parts, cur.BytesDone = "", nil, 0
-			return nil
-		})
+		r.restart(ctx, rec, false, "")
 		return errs.New(errs.DataLoss, "", "replica %s on %s %s; copying it again", rec.ObjectKey, dst.Endpoint(), problem)
 	}
-	now := timestamppb.New(r.now())
-	_, err = r.change(key, func(cur *statepb.Replica) error {
-		if cur.Phase == statepb.ReplicaPhase_REPLICA_PHASE_DELETING {
-			return errGone
-		}
-		cur.Phase = statepb.ReplicaPhase_REPLICA_PHASE_COMPLETED
-		cur.Etag, cur.CompleteTime, cur.VerifyTime = info.ETag, now, now
-		cur.MultipartId, cur.Parts = "", nil
-		cur.BytesDone = m.SizeBytes
-		cur.Attempts, cur.LastError, cur.NextAttemptTime = 0, "", nil
-		return nil
+	err = r.propose(ctx, func(c *statepb.Command) {
+		c.Op = &statepb.Command_ReplicaCompleted{ReplicaCompleted: &statepb.ReplicaCompleted{Replica: state.RefOf(rec), Etag: info.ETag, SizeBytes: m.SizeBytes}}
 	})
 	if err == nil {
 		r.m.completed.WithLabelValues(rec.Region).Inc()
@@ -286,18 +252,18 @@ func verify(info blob.Info, m *statepb.Manifest) string {
 }
 
 // reset sends a replica back to be copied from scratch.
-func (r *Replicator) reset(key, why string) {
-	r.change(key, func(cur *statepb.Replica) error {
-		if cur.Phase == statepb.ReplicaPhase_REPLICA_PHASE_DELETING {
-			return errGone
-		}
-		cur.Phase = statepb.ReplicaPhase_REPLICA_PHASE_PENDING
-		cur.MultipartId, cur.Parts, cur.BytesDone, cur.Etag = "", nil, 0, ""
-		cur.StartTime, cur.CompleteTime, cur.NextAttemptTime = nil, nil, nil
-		cur.LastError = why
-		return nil
-	})
+func (r *Replicator) reset(ctx context.Context, rec *statepb.Replica, why string) error {
+	err := r.restart(ctx, rec, true, why)
 	r.Poke()
+	return err
+}
+
+// restart forgets a replica's multipart upload (and with pending, sends it
+// back to Pending from scratch).
+func (r *Replicator) restart(ctx context.Context, rec *statepb.Replica, pending bool, why string) error {
+	return r.propose(context.WithoutCancel(ctx), func(c *statepb.Command) {
+		c.Op = &statepb.Command_ReplicaRestart{ReplicaRestart: &statepb.ReplicaRestart{Replica: state.RefOf(rec), Pending: pending, Reason: why}}
+	})
 }
 
 // remove deletes an unwanted replica's object, then its record.
@@ -305,12 +271,8 @@ func (r *Replicator) remove(ctx context.Context, key string, rec *statepb.Replic
 	if err := r.deleteObjects(ctx, rec); err != nil {
 		return err
 	}
-	return r.db.Update(func(tx *bolt.Tx) error {
-		cur, err := getRecord(tx, key)
-		if err != nil || cur == nil || cur.Phase != statepb.ReplicaPhase_REPLICA_PHASE_DELETING {
-			return err
-		}
-		return tx.Bucket(bucketReplicas).Delete([]byte(key))
+	return r.propose(ctx, func(c *statepb.Command) {
+		c.Op = &statepb.Command_ReplicaRemoved{ReplicaRemoved: &statepb.ReplicaRemoved{Replica: state.RefOf(rec), OnlyDeleting: true}}
 	})
 }
 

@@ -4,9 +4,9 @@ import (
 	"context"
 	"errors"
 
-	bolt "go.etcd.io/bbolt"
-
+	statepb "github.com/vmapp/vmapp/proto/vmapp/state/v1"
 	pb "github.com/vmapp/vmapp/proto/vmapp/v1"
+	"github.com/vmapp/vmapp/state"
 )
 
 // Finalize deletes every replica of a version being deleted: it stops the
@@ -44,9 +44,10 @@ func (r *Replicator) Finalize(ctx context.Context, v *pb.GalleryApplicationVersi
 			failed = append(failed, err)
 			continue
 		}
-		if err := r.db.Update(func(tx *bolt.Tx) error {
-			return tx.Bucket(bucketReplicas).Delete([]byte(recordKey(rec)))
-		}); err != nil {
+		err := r.propose(ctx, func(c *statepb.Command) {
+			c.Op = &statepb.Command_ReplicaRemoved{ReplicaRemoved: &statepb.ReplicaRemoved{Replica: state.RefOf(rec)}}
+		})
+		if err != nil {
 			return err
 		}
 	}

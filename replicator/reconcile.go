@@ -2,20 +2,16 @@ package replicator
 
 import (
 	"context"
+	"maps"
 	"math/rand/v2"
 	"slices"
 	"strings"
 	"time"
 
-	bolt "go.etcd.io/bbolt"
-	"google.golang.org/protobuf/types/known/timestamppb"
-
 	statepb "github.com/vmapp/vmapp/proto/vmapp/state/v1"
 	pb "github.com/vmapp/vmapp/proto/vmapp/v1"
+	"github.com/vmapp/vmapp/state"
 )
-
-// Deleting is the catalog's provisioning state of a version being deleted.
-const deleting = "Deleting"
 
 // wanted returns the replica records a version should have (without state).
 func (r *Replicator) wanted(v *pb.GalleryApplicationVersion) []*statepb.Replica {
@@ -68,12 +64,12 @@ func (r *Replicator) reconcile(ctx context.Context) error {
 	}
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	state := map[string]string{} // version prefix -> provisioning state
+	provisioning := map[string]string{} // version prefix -> provisioning state
 	r.doomed = map[string]bool{}
 	want := map[string]*statepb.Replica{}
 	for _, v := range versions {
-		state[prefixOf(v)] = v.ProvisioningState
-		if v.ProvisioningState == deleting {
+		provisioning[prefixOf(v)] = v.ProvisioningState
+		if v.ProvisioningState == pb.ProvisioningDeleting {
 			r.doomed[prefixOf(v)] = true
 			continue
 		}
@@ -81,44 +77,35 @@ func (r *Replicator) reconcile(ctx context.Context) error {
 			want[recordKey(rec)] = rec
 		}
 	}
-	changed := false
-	err = r.db.Update(func(tx *bolt.Tx) error {
-		have, err := scan(tx, "")
-		if err != nil {
-			return err
-		}
-		seen := map[string]bool{}
-		for _, rec := range have {
-			k := recordKey(rec)
-			seen[k] = true
-			p := versionPrefix(rec.Tenant, rec.Gallery, rec.Application, rec.Version)
-			if _, ok := want[k]; ok || rec.Phase == statepb.ReplicaPhase_REPLICA_PHASE_DELETING || state[p] == deleting {
-				continue // wanted, going already, or Finalize's job
-			}
-			// Not wanted: its region left the target regions, the count
-			// went down, or the version is gone (a left-over).
-			rec.Phase = statepb.ReplicaPhase_REPLICA_PHASE_DELETING
-			rec.NextAttemptTime, rec.Attempts, rec.LastError = nil, 0, ""
-			if err := putRecord(tx, rec); err != nil {
-				return err
-			}
-			changed = true
-		}
-		for k, rec := range want {
-			if !seen[k] {
-				rec.NextAttemptTime = timestamppb.New(r.now())
-				if err := putRecord(tx, rec); err != nil {
-					return err
-				}
-				changed = true
-			}
-		}
-		return nil
-	})
-	if changed {
-		r.m.records.Set(float64(len(want)))
+	have, err := r.records("")
+	if err != nil {
+		return err
 	}
-	return err
+	diff := &statepb.ReconcileReplicas{}
+	seen := map[string]bool{}
+	for _, rec := range have {
+		k := recordKey(rec)
+		seen[k] = true
+		p := versionPrefix(rec.Tenant, rec.Gallery, rec.Application, rec.Version)
+		if _, ok := want[k]; ok || rec.Phase == statepb.ReplicaPhase_REPLICA_PHASE_DELETING || provisioning[p] == pb.ProvisioningDeleting {
+			continue // wanted, going already, or Finalize's job
+		}
+		// Not wanted: its region left the target regions, the count went
+		// down, or the version is gone (a left-over).
+		diff.Unwanted = append(diff.Unwanted, state.RefOf(rec))
+	}
+	for _, k := range slices.Sorted(maps.Keys(want)) {
+		if !seen[k] {
+			diff.Add = append(diff.Add, want[k])
+		}
+	}
+	r.m.records.Set(float64(len(want)))
+	if len(diff.Add) == 0 && len(diff.Unwanted) == 0 {
+		return nil
+	}
+	return r.propose(ctx, func(c *statepb.Command) {
+		c.Op = &statepb.Command_ReconcileReplicas{ReconcileReplicas: diff}
+	})
 }
 
 // runnable reports whether rec can start now, given the records by key.

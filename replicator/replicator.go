@@ -4,18 +4,19 @@
 // # Model
 //
 // A replica is one copy of one artifact (package or default configuration)
-// of one version in one region. Its record lives in the catalog's bbolt file,
-// in the replicator's own bucket:
-//
-//	replicas   tenant 0 gallery 0 application 0 version 0 kind 0 region 0 index  -> vmapp.state.v1.Replica
+// of one version in one region. Its record is in the state (the replicas
+// table), changed by the replica commands.
 //
 // The replicator is level-triggered: reconcile compares what the catalog
 // wants (each version with a stored artifact × its target regions × their
 // replica counts) with the records, adds the missing ones (Pending) and marks
 // the unwanted ones Deleting; dispatch starts workers on runnable records.
-// Nothing is kept only in memory, so a restart — after a crash or SIGKILL —
-// resumes from the records: a copy in progress keeps its multipart upload
-// and the parts already copied.
+// Nothing is kept only in memory, so a restart — after a crash or SIGKILL,
+// or on a new leader of a cluster — resumes from the records: a copy in
+// progress keeps its multipart upload and the parts already copied. In a
+// cluster only the leader runs the replicator; its commands carry its term
+// and are refused once another node leads, so a deposed leader's copies
+// stop at their next record.
 //
 // # Copies
 //
@@ -52,12 +53,12 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
-	bolt "go.etcd.io/bbolt"
 	"golang.org/x/time/rate"
 
 	"github.com/vmapp/vmapp/blob"
 	statepb "github.com/vmapp/vmapp/proto/vmapp/state/v1"
 	pb "github.com/vmapp/vmapp/proto/vmapp/v1"
+	"github.com/vmapp/vmapp/state"
 	"github.com/vmapp/vmapp/topology"
 )
 
@@ -70,7 +71,7 @@ type Catalog interface {
 
 // Options configure a Replicator.
 type Options struct {
-	DB       *bolt.DB
+	DB       *state.DB
 	Catalog  Catalog
 	Topology *topology.Topology
 	// Store returns endpoint i of a region.
@@ -99,7 +100,7 @@ type Options struct {
 // Replicator runs replication. Start it with Run.
 type Replicator struct {
 	o       Options
-	db      *bolt.DB
+	db      *state.DB
 	cat     Catalog
 	topo    *topology.Topology
 	store   func(region string, i int) (blob.Store, error)
@@ -127,7 +128,7 @@ type job struct {
 	version  string // version prefix
 }
 
-// New returns a Replicator and creates its bucket.
+// New returns a Replicator.
 func New(o Options) (*Replicator, error) {
 	if o.Concurrency <= 0 {
 		o.Concurrency = 8
@@ -162,11 +163,14 @@ func New(o Options) (*Replicator, error) {
 			}
 		}
 	}
-	err := r.db.Update(func(tx *bolt.Tx) error {
-		_, err := tx.CreateBucketIfNotExists(bucketReplicas)
-		return err
+	o.DB.Watch(func(c *statepb.Command) {
+		switch c.GetOp().(type) {
+		case *statepb.Command_FinishUpload, *statepb.Command_UpdateVersion, *statepb.Command_DeleteVersion,
+			*statepb.Command_DeleteApplication, *statepb.Command_DeleteGallery, *statepb.Command_ReplicaRestart, nil:
+			r.Poke() // wherever it was proposed
+		}
 	})
-	return r, err
+	return r, nil
 }
 
 func burst(bps float64) int { return int(max(min(bps, 4<<20), 64<<10)) }

@@ -50,7 +50,7 @@ func (r *Replicator) Repair(ctx context.Context, v *pb.GalleryApplicationVersion
 		if err == nil {
 			st.Delete(ctx, rec.ObjectKey)
 		}
-		r.reset(recordKey(rec), "repair: "+problem)
+		r.reset(ctx, rec, "repair: "+problem)
 	}
 	return problems, sound, nil
 }
@@ -111,7 +111,7 @@ func (r *Replicator) Scrub(ctx context.Context, deep bool) (int, error) {
 	}
 	n := 0
 	for _, v := range versions {
-		if v.ProvisioningState == deleting || v.Package == nil {
+		if v.ProvisioningState == pb.ProvisioningDeleting || v.Package == nil {
 			continue
 		}
 		problems, _, err := r.Repair(ctx, v, deep)

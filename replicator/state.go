@@ -1,23 +1,17 @@
 package replicator
 
 import (
-	"bytes"
+	"context"
 	"fmt"
-	"strings"
 
-	bolt "go.etcd.io/bbolt"
-	"google.golang.org/protobuf/proto"
-
-	"github.com/vmapp/vmapp/internal/boltpb"
 	statepb "github.com/vmapp/vmapp/proto/vmapp/state/v1"
 	pb "github.com/vmapp/vmapp/proto/vmapp/v1"
+	"github.com/vmapp/vmapp/state"
 )
-
-var bucketReplicas = []byte("replicas")
 
 // versionPrefix is the key prefix of a version's replica records.
 func versionPrefix(tenant, gallery, app, version string) string {
-	return strings.Join([]string{tenant, gallery, app, version}, "\x00") + "\x00"
+	return string(state.ReplicaPrefix(tenant, gallery, app, version))
 }
 
 func prefixOf(v *pb.GalleryApplicationVersion) string {
@@ -25,15 +19,11 @@ func prefixOf(v *pb.GalleryApplicationVersion) string {
 }
 
 // recordKey is a replica record's key.
-func recordKey(r *statepb.Replica) string {
-	return versionPrefix(r.Tenant, r.Gallery, r.Application, r.Version) +
-		fmt.Sprintf("%d\x00%s\x00%02d", r.Kind, r.Region, r.Index)
-}
+func recordKey(r *statepb.Replica) string { return string(state.KeyOfReplica(r)) }
 
 // seedKey is the record key of replica 0 of r's region.
 func seedKey(r *statepb.Replica) string {
-	return versionPrefix(r.Tenant, r.Gallery, r.Application, r.Version) +
-		fmt.Sprintf("%d\x00%s\x00%02d", r.Kind, r.Region, 0)
+	return string(state.ReplicaKey(r.Tenant, r.Gallery, r.Application, r.Version, r.Kind, r.Region, 0))
 }
 
 // ObjectKey is where replica index of a version's artifact lives in its
@@ -46,74 +36,40 @@ func ObjectKey(tenant, gallery, app, version string, k pb.ArtifactKind, index in
 	return fmt.Sprintf("tenants/%s/galleries/%s/applications/%s/versions/%s/replicas/%s-%d", tenant, gallery, app, version, name, index)
 }
 
-func getRecord(tx *bolt.Tx, key string) (*statepb.Replica, error) {
-	r := &statepb.Replica{}
-	if ok, err := boltpb.Get(tx.Bucket(bucketReplicas), []byte(key), r); !ok {
-		return nil, err
-	}
-	return r, nil
-}
-
-func putRecord(tx *bolt.Tx, r *statepb.Replica) error {
-	return boltpb.Put(tx.Bucket(bucketReplicas), []byte(recordKey(r)), r)
-}
-
-// scan returns the records under prefix ("" for all), copied out.
-func scan(tx *bolt.Tx, prefix string) ([]*statepb.Replica, error) {
-	var out []*statepb.Replica
-	c := tx.Bucket(bucketReplicas).Cursor()
-	p := []byte(prefix)
-	for k, v := c.Seek(p); k != nil && bytes.HasPrefix(k, p); k, v = c.Next() {
-		r := &statepb.Replica{}
-		if err := proto.Unmarshal(v, r); err != nil {
-			return nil, fmt.Errorf("replica record %q: %w", k, err)
-		}
-		out = append(out, r)
-	}
-	return out, nil
-}
-
-// records reads the records under prefix.
+// records reads the records under prefix ("" for all).
 func (r *Replicator) records(prefix string) ([]*statepb.Replica, error) {
 	var out []*statepb.Replica
-	err := r.db.View(func(tx *bolt.Tx) (err error) {
-		out, err = scan(tx, prefix)
+	err := r.db.View(context.Background(), func(tx *state.Tx) (err error) {
+		out, err = state.Replicas.All(tx, []byte(prefix))
 		return err
 	})
 	return out, err
 }
 
-// errGone is returned by change when the record was deleted or marked
-// Deleting since the worker read it: the worker stops.
-var errGone = fmt.Errorf("the replica is no longer wanted")
-
-// change applies fn to the stored record with key, in one transaction.
-func (r *Replicator) change(key string, fn func(rec *statepb.Replica) error) (*statepb.Replica, error) {
-	return r.changeWith(r.db.Update, key, fn)
-}
-
-// changeBatched is change for frequent updates from many goroutines (parts
-// copied): bbolt commits them together, one fsync for many. fn may run more
-// than once, each time on the stored record.
-func (r *Replicator) changeBatched(key string, fn func(rec *statepb.Replica) error) (*statepb.Replica, error) {
-	return r.changeWith(r.db.Batch, key, fn)
-}
-
-func (r *Replicator) changeWith(run func(func(*bolt.Tx) error) error, key string, fn func(rec *statepb.Replica) error) (*statepb.Replica, error) {
-	var out *statepb.Replica
-	err := run(func(tx *bolt.Tx) error {
-		rec, err := getRecord(tx, key)
-		if err != nil {
-			return err
-		}
-		if rec == nil {
-			return errGone
-		}
-		if err := fn(rec); err != nil {
-			return err
-		}
-		out = rec
-		return putRecord(tx, rec)
+// record reads the record at key; nil when there is none.
+func (r *Replicator) record(key string) (*statepb.Replica, error) {
+	var rec *statepb.Replica
+	err := r.db.View(context.Background(), func(tx *state.Tx) (err error) {
+		rec, _, err = state.Replicas.Get(tx, []byte(key))
+		return err
 	})
-	return out, err
+	return rec, err
 }
+
+// propose has a replica command applied. ctx is the replicator's (in a
+// cluster, the leader's, carrying its term). A refusal because the replica
+// is no longer wanted, or no longer copied by this worker, is errGone: the
+// worker stops.
+func (r *Replicator) propose(ctx context.Context, set func(c *statepb.Command)) error {
+	c := state.NewCommand(r.now())
+	set(c)
+	err := r.db.Propose(ctx, c)
+	if state.IsReplicaGone(err) {
+		return fmt.Errorf("%w: %v", errGone, err)
+	}
+	return err
+}
+
+// errGone is returned when the record was deleted or marked Deleting since
+// the worker read it (or another copy of it started): the worker stops.
+var errGone = fmt.Errorf("the replica is no longer wanted")

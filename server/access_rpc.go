@@ -27,17 +27,17 @@ func (s *accessServer) CreateToken(ctx context.Context, r *pb.CreateTokenRequest
 			return nil, err
 		}
 	}
-	t, secret, err := s.auth.CreateToken(auth.TokenOf(ctx), tenantOf(ctx), r)
+	t, secret, err := s.auth.CreateToken(ctx, auth.TokenOf(ctx), tenantOf(ctx), r)
 	return &pb.CreateTokenResponse{Token: t, Secret: secret}, err
 }
 
 func (s *accessServer) ListTokens(ctx context.Context, r *pb.ListTokensRequest) (*pb.ListTokensResponse, error) {
-	ts, err := s.auth.ListTokens(auth.TokenOf(ctx), tenantOf(ctx), r.All)
+	ts, err := s.auth.ListTokens(ctx, auth.TokenOf(ctx), tenantOf(ctx), r.All)
 	return &pb.ListTokensResponse{Tokens: ts}, err
 }
 
 func (s *accessServer) RevokeToken(ctx context.Context, r *pb.RevokeTokenRequest) (*pb.RevokeTokenResponse, error) {
-	t, err := s.auth.RevokeToken(auth.TokenOf(ctx), tenantOf(ctx), r.Id)
+	t, err := s.auth.RevokeToken(ctx, auth.TokenOf(ctx), tenantOf(ctx), r.Id)
 	return &pb.RevokeTokenResponse{Token: t}, err
 }
 
@@ -50,16 +50,16 @@ func (s *accessServer) ShareGallery(ctx context.Context, r *pb.ShareGalleryReque
 	if _, err := s.store.GetGallery(ctx, tenantOf(ctx), r.Gallery); err != nil {
 		return nil, err
 	}
-	sh, err := s.auth.Share(auth.TokenOf(ctx), tenantOf(ctx), r.Gallery, r.Grantee)
+	sh, err := s.auth.Share(ctx, auth.TokenOf(ctx), tenantOf(ctx), r.Gallery, r.Grantee)
 	return &pb.ShareGalleryResponse{Share: sh}, err
 }
 
 func (s *accessServer) UnshareGallery(ctx context.Context, r *pb.UnshareGalleryRequest) (*pb.UnshareGalleryResponse, error) {
-	return &pb.UnshareGalleryResponse{}, s.auth.Unshare(auth.TokenOf(ctx), tenantOf(ctx), r.Gallery, r.Grantee)
+	return &pb.UnshareGalleryResponse{}, s.auth.Unshare(ctx, auth.TokenOf(ctx), tenantOf(ctx), r.Gallery, r.Grantee)
 }
 
 func (s *accessServer) ListShares(ctx context.Context, r *pb.ListSharesRequest) (*pb.ListSharesResponse, error) {
-	sh, err := s.auth.Shares(tenantOf(ctx), r.Gallery)
+	sh, err := s.auth.Shares(ctx, tenantOf(ctx), r.Gallery)
 	return &pb.ListSharesResponse{Shares: sh}, err
 }
 
@@ -70,6 +70,6 @@ func (s *accessServer) IssueAgentToken(ctx context.Context, r *pb.IssueAgentToke
 	if _, err := s.fleet.GetMachine(ctx, tenantOf(ctx), r.Machine); err != nil {
 		return nil, err
 	}
-	tok, err := s.auth.IssueMachineToken(auth.TokenOf(ctx), tenantOf(ctx), r.Machine)
+	tok, err := s.auth.IssueMachineToken(ctx, auth.TokenOf(ctx), tenantOf(ctx), r.Machine)
 	return &pb.IssueAgentTokenResponse{AgentToken: tok}, err
 }

@@ -33,6 +33,8 @@ type rule struct {
 	anyone bool
 	// tenantWide: an empty gallery means the whole tenant.
 	tenantWide bool
+	// operator: the operator's only (Owner of every tenant): the cluster.
+	operator bool
 }
 
 func inGallery(_ *authorizer, _ context.Context, _ string, req any) (string, error) {
@@ -129,6 +131,7 @@ var (
 	ownerOf  = rule{perm: auth.Manage, gallery: inGallery}
 	ownerAny = rule{perm: auth.Manage, gallery: inGallery, tenantWide: true}
 	anyone   = rule{anyone: true}
+	operator = rule{operator: true}
 )
 
 var rules = map[string]rule{
@@ -183,10 +186,19 @@ var rules = map[string]rule{
 	pb.AccessService_UnshareGallery_FullMethodName:  ownerOf,
 	pb.AccessService_ListShares_FullMethodName:      ownerAny,
 	pb.AccessService_IssueAgentToken_FullMethodName: manage,
+
+	pb.ClusterService_GetClusterStatus_FullMethodName: operator,
+	pb.ClusterService_AddNode_FullMethodName:          operator,
+	pb.ClusterService_RemoveNode_FullMethodName:       operator,
+	pb.ClusterService_SaveSnapshot_FullMethodName:     operator,
 }
 
-// open are the services any caller may use: health checks, for probes.
-func open(method string) bool { return strings.HasPrefix(method, "/grpc.health.v1.Health/") }
+// open are the services any caller may use without a token: health checks,
+// for probes, and the calls between the nodes of a cluster, which prove
+// the cluster's key instead (cluster.Node.CheckPeer).
+func open(method string) bool {
+	return strings.HasPrefix(method, "/grpc.health.v1.Health/") || strings.HasPrefix(method, "/"+pb.PeerService_ServiceDesc.ServiceName+"/")
+}
 
 // authorizer authenticates calls and checks them against rules.
 type authorizer struct {
@@ -257,6 +269,11 @@ func (a *authorizer) authorize(ctx context.Context, method string, req any) erro
 	case !ok:
 		return errs.New(errs.PermissionDenied, "", "%s has no access rule: refused", method)
 	case r.anyone:
+		return nil
+	case r.operator:
+		if t.Tenant != auth.AllTenants || t.Role != pb.Role_ROLE_OWNER {
+			return errs.New(errs.PermissionDenied, "", "%s may not %s: the cluster is the operator's (a token that is Owner of every tenant)", auth.Describe(t), method[strings.LastIndexByte(method, '/')+1:])
+		}
 		return nil
 	}
 	action := method[strings.LastIndexByte(method, '/')+1:]

@@ -66,10 +66,6 @@ func (s *catalogServer) UpdateGallery(ctx context.Context, r *pb.UpdateGalleryRe
 
 func (s *catalogServer) DeleteGallery(ctx context.Context, r *pb.DeleteGalleryRequest) (*pb.DeleteGalleryResponse, error) {
 	g, err := s.store.DeleteGallery(ctx, tenantOf(ctx), r.Gallery, r.IfMatch, r.Cascade)
-	if err == nil && s.auth != nil {
-		// A new gallery of the same name starts private.
-		err = s.auth.DeleteGalleryShares(tenantOf(ctx), r.Gallery)
-	}
 	return &pb.DeleteGalleryResponse{Gallery: g}, err
 }
 

@@ -14,6 +14,7 @@ import (
 	pb "github.com/vmapp/vmapp/proto/vmapp/v1"
 	"github.com/vmapp/vmapp/replicator"
 	"github.com/vmapp/vmapp/server/catalog"
+	"github.com/vmapp/vmapp/state"
 	"github.com/vmapp/vmapp/topology"
 )
 
@@ -54,10 +55,10 @@ func (s *downloadServer) target(ctx context.Context, gallery, app, version strin
 	if err != nil {
 		return nil, err
 	}
-	if v.ProvisioningState == catalog.StateDeleting {
+	if v.ProvisioningState == pb.ProvisioningDeleting {
 		return nil, errs.New(errs.FailedPrecondition, "version", "Gallery application version '%s/%s/%s' is marked for deletion.", v.Gallery, v.Application, v.Name)
 	}
-	if catalog.ArtifactOf(v, k) == nil {
+	if state.ArtifactOf(v, k) == nil {
 		return nil, errs.New(errs.FailedPrecondition, "kind", "Gallery application version '%s/%s/%s' has no %s.", v.Gallery, v.Application, v.Name, k.Label())
 	}
 	if err := s.repl.Available(ctx, v, region); err != nil {

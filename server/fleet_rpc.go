@@ -5,6 +5,7 @@ import (
 	"time"
 
 	"github.com/vmapp/vmapp/errs"
+	statepb "github.com/vmapp/vmapp/proto/vmapp/state/v1"
 	pb "github.com/vmapp/vmapp/proto/vmapp/v1"
 	"github.com/vmapp/vmapp/server/auth"
 	"github.com/vmapp/vmapp/server/fleet"
@@ -20,15 +21,17 @@ func (s *fleetServer) CreateMachine(ctx context.Context, r *pb.CreateMachineRequ
 	if err := required("machine", r.Machine); err != nil {
 		return nil, err
 	}
-	m, err := s.fleet.CreateMachine(ctx, tenantOf(ctx), r.Machine)
-	if err != nil || s.auth == nil {
-		return &pb.CreateMachineResponse{Machine: m}, err
+	// The machine and its agent's credential are made in one command.
+	var cred *statepb.Credential
+	var tok string
+	if s.auth != nil {
+		cred, tok = auth.MachineCredential(auth.TokenOf(ctx), tenantOf(ctx), r.Machine.GetName(), time.Now())
 	}
-	tok, err := s.auth.IssueMachineToken(auth.TokenOf(ctx), tenantOf(ctx), m.Name)
+	m, err := s.fleet.CreateMachine(ctx, tenantOf(ctx), r.Machine, cred)
 	if err != nil {
-		err = errs.Wrap(errs.ClassOf(err), err, "machine '%s' was created, but its agent credential wasn't: issue one with vmapp vm credential", m.Name)
+		return nil, err
 	}
-	return &pb.CreateMachineResponse{Machine: m, AgentToken: tok}, err
+	return &pb.CreateMachineResponse{Machine: m, AgentToken: tok}, nil
 }
 
 func (s *fleetServer) GetMachine(ctx context.Context, r *pb.GetMachineRequest) (*pb.GetMachineResponse, error) {
@@ -42,11 +45,7 @@ func (s *fleetServer) ListMachines(ctx context.Context, r *pb.ListMachinesReques
 }
 
 func (s *fleetServer) DeleteMachine(ctx context.Context, r *pb.DeleteMachineRequest) (*pb.DeleteMachineResponse, error) {
-	err := s.fleet.DeleteMachine(ctx, tenantOf(ctx), r.Name)
-	if err == nil && s.auth != nil {
-		err = s.auth.RevokeMachine(tenantOf(ctx), r.Name)
-	}
-	return &pb.DeleteMachineResponse{}, err
+	return &pb.DeleteMachineResponse{}, s.fleet.DeleteMachine(ctx, tenantOf(ctx), r.Name)
 }
 
 func (s *fleetServer) CreateScaleSet(ctx context.Context, r *pb.CreateScaleSetRequest) (*pb.CreateScaleSetResponse, error) {
@@ -68,32 +67,8 @@ func (s *fleetServer) ListScaleSets(ctx context.Context, r *pb.ListScaleSetsRequ
 }
 
 func (s *fleetServer) DeleteScaleSet(ctx context.Context, r *pb.DeleteScaleSetRequest) (*pb.DeleteScaleSetResponse, error) {
-	tenant := tenantOf(ctx)
-	var instances []string
-	if r.Cascade && s.auth != nil {
-		// Their agents' credentials go with them.
-		for page := ""; ; {
-			ms, next, err := s.fleet.ListMachines(ctx, tenant, r.Name, 0, page)
-			if err != nil {
-				return nil, err
-			}
-			for _, m := range ms {
-				instances = append(instances, m.Name)
-			}
-			if page = next; page == "" {
-				break
-			}
-		}
-	}
-	if err := s.fleet.DeleteScaleSet(ctx, tenant, r.Name, r.Cascade); err != nil {
-		return nil, err
-	}
-	for _, m := range instances {
-		if err := s.auth.RevokeMachine(tenant, m); err != nil {
-			return nil, err
-		}
-	}
-	return &pb.DeleteScaleSetResponse{}, nil
+	// The instances' agents' credentials go with them, in one command.
+	return &pb.DeleteScaleSetResponse{}, s.fleet.DeleteScaleSet(ctx, tenantOf(ctx), r.Name, r.Cascade)
 }
 
 func profileTarget(t *pb.ProfileTarget) fleet.Target {

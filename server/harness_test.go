@@ -19,6 +19,7 @@ import (
 	pb "github.com/vmapp/vmapp/proto/vmapp/v1"
 	"github.com/vmapp/vmapp/server"
 	"github.com/vmapp/vmapp/server/catalog"
+	"github.com/vmapp/vmapp/state"
 	"github.com/vmapp/vmapp/topology"
 )
 
@@ -58,10 +59,11 @@ func newEnv(t *testing.T, o catalog.Options) *env {
 		t.Fatal(err)
 	}
 	o.Regions = topo.Names()
-	store, err := catalog.Open(context.Background(), filepath.Join(dir, "vmapp.db"), o)
+	db, err := state.Open(filepath.Join(dir, "vmapp.db"), state.Options{})
 	if err != nil {
 		t.Fatal(err)
 	}
+	store := catalog.New(db, o)
 	lis, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
@@ -75,7 +77,7 @@ func newEnv(t *testing.T, o catalog.Options) *env {
 	t.Cleanup(func() {
 		c.Close()
 		gs.Stop()
-		store.Close()
+		db.Close()
 	})
 	return &env{t: t, store: store, c: c, addr: lis.Addr().String()}
 }

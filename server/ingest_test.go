@@ -31,6 +31,7 @@ import (
 	"github.com/vmapp/vmapp/server/catalog"
 	"github.com/vmapp/vmapp/server/daemon"
 	"github.com/vmapp/vmapp/server/ingest"
+	"github.com/vmapp/vmapp/state"
 	"github.com/vmapp/vmapp/topology"
 )
 
@@ -73,11 +74,12 @@ func newCluster(t *testing.T, opts ...miniotest.Option) *cluster {
 		mustOK(t, eps[0].EnsureBucket(context.Background()))
 	}
 	c := &cluster{minio: m, stores: stores}
-	store, err := catalog.Open(context.Background(), filepath.Join(dir, "vmapp.db"), catalog.Options{
+	db, err := state.Open(filepath.Join(dir, "vmapp.db"), state.Options{})
+	mustOK(t, err)
+	store := catalog.New(db, catalog.Options{
 		Regions:         topo.Names(),
 		FinalizeVersion: func(ctx context.Context, v *pb.GalleryApplicationVersion) error { return c.ing.DeleteObjects(ctx, v) },
 	})
-	mustOK(t, err)
 	c.ing = ingest.New(ingest.Options{Catalog: store, Store: stores.Get, PartSize: testPart, Concurrency: 2})
 	lis, err := net.Listen("tcp", "127.0.0.1:0")
 	mustOK(t, err)
@@ -88,7 +90,7 @@ func newCluster(t *testing.T, opts ...miniotest.Option) *cluster {
 	t.Cleanup(func() {
 		cl.Close()
 		gs.Stop()
-		store.Close()
+		db.Close()
 	})
 	c.env = &env{t: t, store: store, c: cl, addr: lis.Addr().String()}
 	return c

@@ -27,6 +27,7 @@ import (
 	"github.com/vmapp/vmapp/server/catalog"
 	"github.com/vmapp/vmapp/server/fleet"
 	"github.com/vmapp/vmapp/server/ingest"
+	"github.com/vmapp/vmapp/state"
 	"github.com/vmapp/vmapp/topology"
 )
 
@@ -95,6 +96,16 @@ type Options struct {
 	Registry prometheus.Registerer
 	// Creds secure the connections (TLS; see run.go); nil serves plaintext.
 	Creds credentials.TransportCredentials
+	// State, when set, serves snapshots (ClusterService.SaveSnapshot).
+	State *state.DB
+	// Cluster and Peer, when set, are the cluster this vmappd is a node
+	// of and its PeerService; nil: a single vmappd.
+	Cluster Cluster
+	Peer    pb.PeerServiceServer
+	// Self is the gRPC address, for the status of a single vmappd.
+	Self string
+	// Health is the health service (nil: one that always says SERVING).
+	Health *health.Server
 }
 
 // New returns a gRPC server with the catalog, health and reflection services
@@ -140,7 +151,16 @@ func New(o Options) *grpc.Server {
 	if o.Fleet != nil {
 		pb.RegisterFleetServiceServer(gs, &fleetServer{fleet: o.Fleet, auth: o.Auth})
 	}
-	hs := health.NewServer()
+	if o.State != nil {
+		pb.RegisterClusterServiceServer(gs, &clusterServer{cluster: o.Cluster, state: o.State, self: o.Self})
+	}
+	if o.Peer != nil {
+		pb.RegisterPeerServiceServer(gs, o.Peer)
+	}
+	hs := o.Health
+	if hs == nil {
+		hs = health.NewServer()
+	}
 	hs.SetServingStatus("", healthpb.HealthCheckResponse_SERVING)
 	hs.SetServingStatus(pb.CatalogService_ServiceDesc.ServiceName, healthpb.HealthCheckResponse_SERVING)
 	healthpb.RegisterHealthServer(gs, hs)

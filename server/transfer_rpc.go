@@ -8,8 +8,8 @@ import (
 	"github.com/vmapp/vmapp/errs"
 	pb "github.com/vmapp/vmapp/proto/vmapp/v1"
 	"github.com/vmapp/vmapp/replicator"
-	"github.com/vmapp/vmapp/server/catalog"
 	"github.com/vmapp/vmapp/server/ingest"
+	"github.com/vmapp/vmapp/state"
 )
 
 type transferServer struct {
@@ -42,7 +42,7 @@ func (s *transferServer) Upload(stream pb.TransferService_UploadServer) error {
 	if err != nil {
 		return err
 	}
-	resp, err := decorated(s.repl, &pb.UploadResponse{CommittedOffset: catalog.ArtifactOf(v, kind).GetSizeBytes(), Version: v}, nil, true, v)
+	resp, err := decorated(s.repl, &pb.UploadResponse{CommittedOffset: state.ArtifactOf(v, kind).GetSizeBytes(), Version: v}, nil, true, v)
 	if err != nil {
 		return err
 	}

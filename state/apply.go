@@ -51,6 +51,10 @@ func Apply(tx *Tx, c *statepb.Command, term uint64) error {
 		return removeDeleted(tx, op.RemoveDeleted)
 	case *statepb.Command_RemoveVersion:
 		return removeVersion(tx, op.RemoveVersion)
+	case *statepb.Command_FailIngest:
+		return failIngest(tx, c, op.FailIngest)
+	case *statepb.Command_RetryIngest:
+		return retryIngest(tx, c, op.RetryIngest)
 
 	case *statepb.Command_CreateUpload:
 		return createUpload(tx, op.CreateUpload)

@@ -9,7 +9,6 @@ import (
 	"testing"
 	"time"
 
-	bolt "go.etcd.io/bbolt"
 	"google.golang.org/protobuf/types/known/timestamppb"
 
 	"github.com/vmapp/vmapp/errs"
@@ -140,6 +139,11 @@ func scenario() []step {
 		ok(&statepb.Command_RemoveDeleted{RemoveDeleted: &statepb.RemoveDeleted{Kind: statepb.RemoveDeleted_KIND_APPLICATION, Resources: []*statepb.VersionRef{vref("")}}}),
 		ok(&statepb.Command_RemoveDeleted{RemoveDeleted: &statepb.RemoveDeleted{Kind: statepb.RemoveDeleted_KIND_GALLERY, Resources: []*statepb.VersionRef{vref("")}}}),
 		ok(&statepb.Command_CreateGallery{CreateGallery: &statepb.CreateGallery{Gallery: gal}}),
+		ok(&statepb.Command_CreateApplication{CreateApplication: &statepb.CreateApplication{Application: app}}),
+		ok(&statepb.Command_CreateVersion{CreateVersion: &statepb.CreateVersion{Version: version("2.0.0"), MaxPerRegion: 1}}),
+		ok(&statepb.Command_FailIngest{FailIngest: &statepb.FailIngest{Version: vref("2.0.0"), Error: &pb.ProvisioningError{Code: "DataLoss", Message: "sha256 mismatch"}}}),
+		ok(&statepb.Command_RetryIngest{RetryIngest: &statepb.RetryIngest{Version: vref("2.0.0")}}),
+		ok(&statepb.Command_FailIngest{FailIngest: &statepb.FailIngest{Version: vref("2.0.0"), Error: &pb.ProvisioningError{Code: "NotFound", Message: "gone"}}}),
 		ok(&statepb.Command_PutNode{PutNode: &statepb.PutNode{Node: &pb.ClusterNode{Id: "n1", RaftAddress: "r1", ApiAddress: "a1", State: "ignored"}}}),
 		ok(&statepb.Command_PutNode{PutNode: &statepb.PutNode{Node: &pb.ClusterNode{Id: "n2", RaftAddress: "r2", ApiAddress: "a2"}}}),
 		ok(&statepb.Command_RemoveNode{RemoveNode: &statepb.RemoveNode{Id: "n1"}}),
@@ -225,6 +229,10 @@ func setOp(c *statepb.Command, op any) {
 		c.Op = o
 	case *statepb.Command_PutNode:
 		c.Op = o
+	case *statepb.Command_FailIngest:
+		c.Op = o
+	case *statepb.Command_RetryIngest:
+		c.Op = o
 	case *statepb.Command_RemoveNode:
 		c.Op = o
 	default:
@@ -246,17 +254,9 @@ func openTemp(t *testing.T) *DB {
 func dump(t *testing.T, db *DB) []byte {
 	t.Helper()
 	var out bytes.Buffer
-	db.mu.RLock()
-	defer db.mu.RUnlock()
-	db.bolt.View(func(btx *bolt.Tx) error {
-		return btx.ForEach(func(name []byte, b *bolt.Bucket) error {
-			fmt.Fprintf(&out, "[%s] seq %d\n", name, b.Sequence())
-			return b.ForEach(func(k, v []byte) error {
-				fmt.Fprintf(&out, "%q = %x\n", k, v)
-				return nil
-			})
-		})
-	})
+	if err := db.Dump(&out); err != nil {
+		t.Fatal(err)
+	}
 	return out.Bytes()
 }
 

@@ -1,6 +1,8 @@
 package state
 
 import (
+	"fmt"
+
 	"github.com/vmapp/vmapp/errs"
 	statepb "github.com/vmapp/vmapp/proto/vmapp/state/v1"
 	pb "github.com/vmapp/vmapp/proto/vmapp/v1"
@@ -44,8 +46,7 @@ func createUpload(tx *Tx, op *statepb.CreateUpload) error {
 		return err
 	}
 	if other != nil {
-		return errs.New(errs.FailedPrecondition, "sha256", "Another upload of the %s of '%s' is in progress (session %s, %d of %d bytes, sha256 %s): resume it with the same file, or abort it first.",
-			s.Kind.Label(), VersionPath(s.Gallery, s.Application, s.Version), other.Id, other.CommittedOffset, other.SizeBytes, other.Sha256)
+		return UploadInProgress("sha256", other)
 	}
 	return Uploads.put(tx, UploadKey(s.Id), s)
 }
@@ -94,7 +95,7 @@ func finishUpload(tx *Tx, c *statepb.Command, op *statepb.FinishUpload) error {
 	}
 	if s.Kind == pb.ArtifactKind_ARTIFACT_KIND_PACKAGE {
 		v.Package = a
-		v.ProvisioningState = pb.ProvisioningSucceeded
+		v.ProvisioningState, v.ProvisioningError = pb.ProvisioningSucceeded, nil
 		v.PublishingProfile.PublishedDate = a.StoredTime
 	} else {
 		v.DefaultConfiguration = a
@@ -106,6 +107,49 @@ func finishUpload(tx *Tx, c *statepb.Command, op *statepb.FinishUpload) error {
 		return err
 	}
 	return Versions.put(tx, VersionKey(s.Tenant, s.Gallery, s.Application, s.Version), stamp(v, c))
+}
+
+// UploadInProgress is the refusal of an upload of another file (or from
+// another source) while sess is open: it describes sess and names the
+// command that aborts it. field is the request's field that differs.
+func UploadInProgress(field string, sess *statepb.UploadSession) error {
+	what := VersionPath(sess.Gallery, sess.Application, sess.Version)
+	desc := fmt.Sprintf("session %s, %d bytes stored", sess.Id, sess.CommittedOffset)
+	if sess.SizeBytes >= 0 {
+		desc += fmt.Sprintf(" of %d", sess.SizeBytes)
+	}
+	if sess.Sha256 != "" {
+		desc += ", sha256 " + sess.Sha256
+	}
+	if sess.SourceUrl != "" {
+		desc += ", imported from a URL"
+	}
+	return errs.New(errs.FailedPrecondition, field, "Another upload of the %s of '%s' is in progress (%s): resume it with the same file or URL, or abort it first: vmapp version upload --gallery %s --app %s %s --abort",
+		sess.Kind.Label(), what, desc, sess.Gallery, sess.Application, sess.Version)
+}
+
+// failIngest makes a version still waiting for its package Failed.
+func failIngest(tx *Tx, c *statepb.Command, op *statepb.FailIngest) error {
+	r := op.GetVersion()
+	v, ok, err := Versions.Get(tx, refVersionKey(r))
+	if err != nil || !ok || v.Package != nil || v.ProvisioningState != pb.ProvisioningCreating && v.ProvisioningState != pb.ProvisioningFailed {
+		return err
+	}
+	v.ProvisioningState = pb.ProvisioningFailed
+	v.ProvisioningError = op.GetError()
+	v.ProvisioningError.Time = c.Time
+	return Versions.put(tx, refVersionKey(r), stamp(v, c))
+}
+
+// retryIngest moves a Failed version back to Creating.
+func retryIngest(tx *Tx, c *statepb.Command, op *statepb.RetryIngest) error {
+	r := op.GetVersion()
+	v, ok, err := Versions.Get(tx, refVersionKey(r))
+	if err != nil || !ok || v.ProvisioningState != pb.ProvisioningFailed {
+		return err
+	}
+	v.ProvisioningState, v.ProvisioningError = pb.ProvisioningCreating, nil
+	return Versions.put(tx, refVersionKey(r), stamp(v, c))
 }
 
 func deleteUpload(tx *Tx, op *statepb.DeleteUpload) error {

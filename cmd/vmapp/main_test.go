@@ -18,6 +18,7 @@ import (
 	"github.com/vmapp/vmapp/internal/testkit/testcluster"
 	"github.com/vmapp/vmapp/server"
 	"github.com/vmapp/vmapp/server/catalog"
+	"github.com/vmapp/vmapp/state"
 	"github.com/vmapp/vmapp/topology"
 )
 
@@ -71,10 +72,11 @@ func newEnvWith(t *testing.T, creds credentials.TransportCredentials) *env {
 	if err != nil {
 		t.Fatal(err)
 	}
-	store, err := catalog.Open(context.Background(), filepath.Join(dir, "vmapp.db"), catalog.Options{Regions: topo.Names()})
+	db, err := state.Open(filepath.Join(dir, "vmapp.db"), state.Options{})
 	if err != nil {
 		t.Fatal(err)
 	}
+	store := catalog.New(db, catalog.Options{Regions: topo.Names()})
 	lis, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
@@ -83,7 +85,7 @@ func newEnvWith(t *testing.T, creds credentials.TransportCredentials) *env {
 	go gs.Serve(lis)
 	t.Cleanup(func() {
 		gs.Stop()
-		store.Close()
+		db.Close()
 	})
 	return &env{t: t, addr: lis.Addr().String(), store: store}
 }

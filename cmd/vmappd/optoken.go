@@ -1,7 +1,6 @@
 package main
 
 import (
-	"errors"
 	"flag"
 	"fmt"
 	"io"
@@ -9,11 +8,12 @@ import (
 	"path/filepath"
 	"time"
 
-	bolt "go.etcd.io/bbolt"
-	bolterrors "go.etcd.io/bbolt/errors"
-
+	"github.com/vmapp/vmapp/errs"
+	statepb "github.com/vmapp/vmapp/proto/vmapp/state/v1"
+	pb "github.com/vmapp/vmapp/proto/vmapp/v1"
 	"github.com/vmapp/vmapp/server/auth"
 	"github.com/vmapp/vmapp/server/daemon"
+	"github.com/vmapp/vmapp/state"
 )
 
 // operatorToken is `vmappd operator-token`: a new token that is Owner of
@@ -62,20 +62,25 @@ Revoke the lost ones with vmapp token revoke.`)
 			os.Remove(*out)
 		}
 	}()
-	db, err := bolt.Open(path, 0o600, &bolt.Options{Timeout: time.Second})
-	if errors.Is(err, bolterrors.ErrTimeout) {
+	// The state is locked while vmappd runs.
+	db, err := state.Open(path, state.Options{OpenTimeout: time.Second})
+	if errs.Is(err, errs.Unavailable) {
 		return fail(fmt.Errorf("%s is in use: stop vmappd first", path))
 	}
 	if err != nil {
 		return fail(err)
 	}
-	defer db.Close()
-	svc, err := auth.New(auth.Options{DB: db})
-	if err != nil {
+	db.Close()
+	// The token goes through the log when vmappd starts again, so that in
+	// a cluster every node has it.
+	t := &pb.Token{Name: *name, Tenant: pb.AllTenants, Role: pb.Role_ROLE_OWNER}
+	if err := auth.CheckTokenName(*name); err != nil {
 		return fail(err)
 	}
-	t, secret, err := svc.IssueOperatorToken(*name)
-	if err != nil {
+	cred, secret := auth.NewCredential(t, time.Now())
+	c := state.NewCommand(time.Now())
+	c.Op = &statepb.Command_IssueToken{IssueToken: &statepb.IssueToken{Credential: cred}}
+	if err := daemon.QueueCommand(*data, c); err != nil {
 		return fail(err)
 	}
 	if _, err := f.WriteString(secret + "\n"); err != nil {
@@ -85,6 +90,6 @@ Revoke the lost ones with vmapp token revoke.`)
 		return fail(err)
 	}
 	keep = true
-	fmt.Fprintf(stdout, "token %s (%s: Owner of every tenant) written to %s\n", t.Id, t.Name, *out)
+	fmt.Fprintf(stdout, "token %s (%s: Owner of every tenant) written to %s; it works once vmappd has started again\n", t.Id, t.Name, *out)
 	return 0
 }

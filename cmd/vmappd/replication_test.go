@@ -9,7 +9,6 @@ import (
 	"testing"
 	"time"
 
-	bolt "go.etcd.io/bbolt"
 	"google.golang.org/protobuf/proto"
 
 	"github.com/vmapp/vmapp/client"
@@ -17,6 +16,7 @@ import (
 	statepb "github.com/vmapp/vmapp/proto/vmapp/state/v1"
 	pb "github.com/vmapp/vmapp/proto/vmapp/v1"
 	"github.com/vmapp/vmapp/server/daemon"
+	"github.com/vmapp/vmapp/state"
 )
 
 // TestReplicationResumesAfterKill9 kills vmappd with SIGKILL while it copies
@@ -91,28 +91,25 @@ replication:
 		}
 		time.Sleep(50 * time.Millisecond)
 	}
-	// Stop vmappd to read its bbolt file.
+	// Stop vmappd to read its state file.
 	d.cmd.Process.Signal(syscall.SIGTERM)
 	<-d.done
-	db, err := bolt.Open(filepath.Join(d.data, daemon.DBFile), 0o600, &bolt.Options{ReadOnly: true, Timeout: 5 * time.Second})
+	db, err := state.Open(filepath.Join(d.data, daemon.DBFile), state.Options{OpenTimeout: 5 * time.Second})
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer db.Close()
 	var cross, in int64
-	db.View(func(tx *bolt.Tx) error {
-		return tx.Bucket([]byte("replicas")).ForEach(func(k, v []byte) error {
-			r := &statepb.Replica{}
-			if err := proto.Unmarshal(v, r); err != nil {
-				t.Fatal(err)
-			}
+	db.View(context.Background(), func(tx *state.Tx) error {
+		recs, err := state.Replicas.All(tx, nil)
+		for _, r := range recs {
 			if r.Phase != statepb.ReplicaPhase_REPLICA_PHASE_COMPLETED {
 				t.Errorf("replica %s/%d is %v", r.Region, r.Index, r.Phase)
 			}
 			cross += r.CrossRegionBytes
 			in += r.InRegionBytes
-			return nil
-		})
+		}
+		return err
 	})
 	t.Logf("%d bytes were copied to westus at the kill; cross-region bytes in all %d, in-region %d", atKill, cross, in)
 	if cross != size {

@@ -1,5 +1,5 @@
-// Package auth keeps vmappd's credentials and gallery shares in the bbolt
-// file and decides what a caller may do.
+// Package auth keeps vmappd's credentials and gallery shares (in the
+// state) and decides what a caller may do.
 //
 // A credential is "<id>.<secret>": the id names a record, the secret is 32
 // random bytes of which only the sha256 is stored, compared in constant
@@ -17,26 +17,20 @@ import (
 	"encoding/base64"
 	"fmt"
 	"log/slog"
+	"os"
 	"regexp"
 	"strings"
 	"sync"
 	"time"
 
-	bolt "go.etcd.io/bbolt"
 	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/timestamppb"
 
 	"github.com/vmapp/vmapp/errs"
 	"github.com/vmapp/vmapp/internal/atomicfile"
-	"github.com/vmapp/vmapp/internal/boltpb"
 	statepb "github.com/vmapp/vmapp/proto/vmapp/state/v1"
 	pb "github.com/vmapp/vmapp/proto/vmapp/v1"
-)
-
-var (
-	bucketTokens   = []byte("auth_tokens")   // id → statepb.Credential
-	bucketMachines = []byte("auth_machines") // tenant \0 machine → id of its live agent token
-	bucketShares   = []byte("auth_shares")   // tenant \0 gallery \0 grantee → pb.Share
+	"github.com/vmapp/vmapp/state"
 )
 
 // AllTenants is the tenant of the operator's tokens, and the grantee of a
@@ -56,65 +50,63 @@ var (
 
 // Service is the credential and share store.
 type Service struct {
-	db  *bolt.DB
+	db  *state.DB
 	now func() time.Time
 	log *slog.Logger
 	// known caches the stored credentials by id, so that a call costs a
-	// map lookup and a sha256, not a read transaction. Every change of a
-	// credential goes through this Service, in the one process that has
-	// the bbolt file open, and refreshes its entry after it commits.
+	// map lookup and a sha256, not a read transaction. Every command that
+	// changes credentials clears it, on whichever node it was proposed.
 	known sync.Map // id -> *statepb.Credential, never modified once stored
 }
 
 // Options are what New needs.
 type Options struct {
-	DB     *bolt.DB
 	Now    func() time.Time // default time.Now
 	Logger *slog.Logger
 }
 
-// New creates the buckets if needed.
-func New(o Options) (*Service, error) {
-	s := &Service{db: o.DB, now: o.Now, log: o.Logger}
+// New returns the credential store on db.
+func New(db *state.DB, o Options) *Service {
+	s := &Service{db: db, now: o.Now, log: o.Logger}
 	if s.now == nil {
 		s.now = time.Now
 	}
 	if s.log == nil {
 		s.log = slog.New(slog.DiscardHandler)
 	}
-	err := s.db.Update(func(tx *bolt.Tx) error {
-		for _, b := range [][]byte{bucketTokens, bucketMachines, bucketShares} {
-			if _, err := tx.CreateBucketIfNotExists(b); err != nil {
-				return err
-			}
+	db.Watch(func(c *statepb.Command) {
+		switch c.GetOp().(type) {
+		case *statepb.Command_IssueToken, *statepb.Command_RevokeToken, *statepb.Command_CreateMachine,
+			*statepb.Command_DeleteMachine, *statepb.Command_DeleteScaleSet, nil:
+			s.known.Clear()
 		}
-		return nil
 	})
-	return s, err
+	return s
 }
 
 // Bootstrap creates the operator's token, Owner of every tenant, when no
 // token exists yet, and writes its credential to path (mode 0600, written
-// to a temporary file and renamed). It reports whether it created one.
-func (s *Service) Bootstrap(path string) (bool, error) {
-	var empty bool
-	if err := s.db.View(func(tx *bolt.Tx) error {
-		k, _ := tx.Bucket(bucketTokens).Cursor().First()
-		empty = k == nil
-		return nil
-	}); err != nil || !empty {
+// to a temporary file and renamed) first. It reports whether it created
+// one.
+func (s *Service) Bootstrap(ctx context.Context, path string) (bool, error) {
+	var exists bool
+	if err := s.db.View(ctx, func(tx *state.Tx) error { exists = tx.AnyToken(); return nil }); err != nil || exists {
 		return false, err
 	}
-	t, secret, err := s.IssueOperatorToken("bootstrap operator")
-	if err != nil {
-		return false, err
-	}
+	t := &pb.Token{Name: "bootstrap operator", Tenant: AllTenants, Role: pb.Role_ROLE_OWNER}
+	cred, secret := NewCredential(t, s.now())
 	if err := atomicfile.Write(path, []byte(secret+"\n"), 0o600); err != nil {
-		// Without the file nobody can use the token: take it back, so the
-		// next start tries again.
-		s.db.Update(func(tx *bolt.Tx) error { return tx.Bucket(bucketTokens).Delete([]byte(t.Id)) })
-		s.known.Delete(t.Id)
 		return false, fmt.Errorf("write the bootstrap token: %w", err)
+	}
+	err := s.propose(ctx, &statepb.Command_IssueToken{IssueToken: &statepb.IssueToken{Credential: cred, OnlyIfNone: true}})
+	if err != nil {
+		// Without the token the file is no use (another node's bootstrap
+		// won, or the state refused it): the next start tries again.
+		os.Remove(path)
+		if errs.Is(err, errs.AlreadyExists) {
+			return false, nil
+		}
+		return false, err
 	}
 	s.log.Info("created the bootstrap operator token", "token", t.Id, "file", path)
 	return true, nil
@@ -123,53 +115,60 @@ func (s *Service) Bootstrap(path string) (bool, error) {
 // IssueOperatorToken issues another token that is Owner of every tenant,
 // as the bootstrap token is: for `vmappd operator-token`, when the
 // operator's tokens are lost.
-func (s *Service) IssueOperatorToken(name string) (*pb.Token, string, error) {
-	if err := checkTokenName(name); err != nil {
+func (s *Service) IssueOperatorToken(ctx context.Context, name string) (*pb.Token, string, error) {
+	if err := CheckTokenName(name); err != nil {
 		return nil, "", err
 	}
 	t := &pb.Token{Name: name, Tenant: AllTenants, Role: pb.Role_ROLE_OWNER}
-	secret, err := s.issue(t)
+	secret, err := s.issue(ctx, t)
 	if err == nil {
 		s.log.Info("created an operator token", "token", t.Id, "name", name)
 	}
 	return t, secret, err
 }
 
-// checkTokenName: a token's name is required, on one line, of at most
+// CheckTokenName: a token's name is required, on one line, of at most
 // MaxTokenNameLen bytes.
-func checkTokenName(name string) error {
+func CheckTokenName(name string) error {
 	if name == "" || len(name) > MaxTokenNameLen || strings.ContainsAny(name, "\x00\n\r") {
 		return errs.New(errs.InvalidArgument, "name", "name is required: up to %d characters on one line", MaxTokenNameLen)
 	}
 	return nil
 }
 
-// issue stores t with a new id and secret and returns the credential.
-func (s *Service) issue(t *pb.Token) (string, error) {
-	var secret string
-	err := s.db.Update(func(tx *bolt.Tx) (err error) {
-		secret, err = s.put(tx, t)
-		return err
-	})
-	return secret, err
+func (s *Service) propose(ctx context.Context, op *statepb.Command_IssueToken) error {
+	c := state.NewCommand(s.now())
+	c.Op = op
+	return s.db.Propose(ctx, c)
 }
 
-// put gives t a new id and secret, stores it in tx and returns the
-// credential; the cache learns it when tx commits.
-func (s *Service) put(tx *bolt.Tx, t *pb.Token) (string, error) {
+// issue stores t with a new id and secret and returns the credential.
+func (s *Service) issue(ctx context.Context, t *pb.Token) (string, error) {
+	cred, secret := NewCredential(t, s.now())
+	return secret, s.propose(ctx, &statepb.Command_IssueToken{IssueToken: &statepb.IssueToken{Credential: cred}})
+}
+
+// NewCredential gives t a new id and creation time and returns what the
+// state keeps of it (the sha256 of the secret, never the secret) and the
+// credential to hand out, "<id>.<secret>".
+func NewCredential(t *pb.Token, now time.Time) (*statepb.Credential, string) {
 	id, secret := make([]byte, 12), make([]byte, 32)
 	rand.Read(id) // crypto/rand never fails
 	rand.Read(secret)
 	t.Id = "tok_" + strings.ToLower(b32.EncodeToString(id))
-	t.CreateTime = timestamppb.New(s.now())
+	t.CreateTime = timestamppb.New(now)
 	enc := base64.RawURLEncoding.EncodeToString(secret)
 	sum := sha256.Sum256([]byte(enc))
-	c := &statepb.Credential{Token: proto.Clone(t).(*pb.Token), SecretSha256: sum[:]}
-	if err := boltpb.Put(tx.Bucket(bucketTokens), []byte(t.Id), c); err != nil {
-		return "", err
+	return &statepb.Credential{Token: proto.Clone(t).(*pb.Token), SecretSha256: sum[:]}, t.Id + "." + enc
+}
+
+// MachineCredential returns a new agent credential bound to the machine.
+func MachineCredential(by *pb.Token, tenant, machine string, now time.Time) (*statepb.Credential, string) {
+	t := &pb.Token{Name: "agent of " + machine, Tenant: tenant, Role: pb.Role_ROLE_MACHINE, Machine: machine}
+	if by != nil {
+		t.CreatedBy = by.Id
 	}
-	tx.OnCommit(func() { s.known.Store(t.Id, c) })
-	return t.Id + "." + enc, nil
+	return NewCredential(t, now)
 }
 
 // Authenticate returns the token of a credential, or Unauthenticated.
@@ -196,16 +195,15 @@ func (s *Service) Authenticate(credential string) (*pb.Token, error) {
 	return t, nil
 }
 
-// lookup returns credential id, from the cache or the file.
+// lookup returns credential id, from the cache or the state.
 func (s *Service) lookup(id string) (*statepb.Credential, bool, error) {
 	if c, ok := s.known.Load(id); ok {
 		return c.(*statepb.Credential), true, nil
 	}
-	c := &statepb.Credential{}
+	var c *statepb.Credential
 	var found bool
-	err := s.db.View(func(tx *bolt.Tx) error {
-		var err error
-		found, err = boltpb.Get(tx.Bucket(bucketTokens), []byte(id), c)
+	err := s.db.View(context.Background(), func(tx *state.Tx) (err error) {
+		c, found, err = state.Tokens.Get(tx, state.TokenKey(id))
 		return err
 	})
 	if err != nil || !found {
@@ -217,8 +215,8 @@ func (s *Service) lookup(id string) (*statepb.Credential, bool, error) {
 
 // CreateToken issues a token in tenant on behalf of by, an Owner of the
 // tenant or of the token's gallery (the caller checks which).
-func (s *Service) CreateToken(by *pb.Token, tenant string, r *pb.CreateTokenRequest) (*pb.Token, string, error) {
-	nameErr := checkTokenName(r.Name)
+func (s *Service) CreateToken(ctx context.Context, by *pb.Token, tenant string, r *pb.CreateTokenRequest) (*pb.Token, string, error) {
+	nameErr := CheckTokenName(r.Name)
 	switch {
 	case nameErr != nil:
 		return nil, "", nameErr
@@ -233,7 +231,7 @@ func (s *Service) CreateToken(by *pb.Token, tenant string, r *pb.CreateTokenRequ
 	if r.TtlSeconds > 0 {
 		t.ExpireTime = timestamppb.New(s.now().Add(time.Duration(r.TtlSeconds) * time.Second))
 	}
-	secret, err := s.issue(t)
+	secret, err := s.issue(ctx, t)
 	if err != nil {
 		return nil, "", err
 	}
@@ -243,77 +241,25 @@ func (s *Service) CreateToken(by *pb.Token, tenant string, r *pb.CreateTokenRequ
 
 // IssueMachineToken revokes the machine's earlier token and issues one
 // bound to it.
-func (s *Service) IssueMachineToken(by *pb.Token, tenant, machine string) (string, error) {
-	t := &pb.Token{Name: "agent of " + machine, Tenant: tenant, Role: pb.Role_ROLE_MACHINE, Machine: machine}
-	if by != nil {
-		t.CreatedBy = by.Id
-	}
-	var secret string
-	err := s.db.Update(func(tx *bolt.Tx) (err error) {
-		if err = s.revokeMachine(tx, tenant, machine); err != nil {
-			return err
-		}
-		if secret, err = s.put(tx, t); err != nil {
-			return err
-		}
-		return tx.Bucket(bucketMachines).Put(machineKey(tenant, machine), []byte(t.Id))
-	})
-	return secret, err
-}
-
-// RevokeMachine revokes the token bound to the machine, if any.
-func (s *Service) RevokeMachine(tenant, machine string) error {
-	return s.db.Update(func(tx *bolt.Tx) error { return s.revokeMachine(tx, tenant, machine) })
-}
-
-func machineKey(tenant, machine string) []byte { return []byte(tenant + "\x00" + machine) }
-
-// revokeMachine revokes, in tx, the token the machine index names.
-func (s *Service) revokeMachine(tx *bolt.Tx, tenant, machine string) error {
-	idx := tx.Bucket(bucketMachines)
-	id := string(idx.Get(machineKey(tenant, machine))) // a copy: the bucket changes below
-	if id == "" {
-		return nil
-	}
-	c := &statepb.Credential{}
-	if ok, err := boltpb.Get(tx.Bucket(bucketTokens), []byte(id), c); err != nil {
-		return err
-	} else if ok {
-		if err := s.revoke(tx, id, c); err != nil {
-			return err
-		}
-	}
-	return idx.Delete(machineKey(tenant, machine))
-}
-
-// revoke marks credential c (token id) revoked in tx, unless it is already.
-func (s *Service) revoke(tx *bolt.Tx, id string, c *statepb.Credential) error {
-	if c.Token.RevokeTime != nil {
-		return nil
-	}
-	c.Token.RevokeTime = timestamppb.New(s.now())
-	tx.OnCommit(func() { s.known.Store(id, c) })
-	return boltpb.Put(tx.Bucket(bucketTokens), []byte(id), c)
+func (s *Service) IssueMachineToken(ctx context.Context, by *pb.Token, tenant, machine string) (string, error) {
+	cred, secret := MachineCredential(by, tenant, machine, s.now())
+	return secret, s.propose(ctx, &statepb.Command_IssueToken{IssueToken: &statepb.IssueToken{Credential: cred}})
 }
 
 // ListTokens lists the tenant's tokens, and the operator's when by is one.
 // Machine, revoked and expired tokens are left out unless all.
-func (s *Service) ListTokens(by *pb.Token, tenant string, all bool) ([]*pb.Token, error) {
+func (s *Service) ListTokens(ctx context.Context, by *pb.Token, tenant string, all bool) ([]*pb.Token, error) {
 	var out []*pb.Token
 	now := s.now()
-	err := s.db.View(func(tx *bolt.Tx) error {
-		return tx.Bucket(bucketTokens).ForEach(func(k, v []byte) error {
-			c := &statepb.Credential{}
-			if err := proto.Unmarshal(v, c); err != nil {
-				return fmt.Errorf("decode token %q: %w", k, err)
-			}
+	err := s.db.View(ctx, func(tx *state.Tx) error {
+		return state.Tokens.Scan(tx, nil, nil, func(_ []byte, c *statepb.Credential) (bool, error) {
 			t := c.Token
 			dead := t.RevokeTime != nil || t.ExpireTime != nil && !now.Before(t.ExpireTime.AsTime())
 			mine := t.Tenant == tenant || t.Tenant == AllTenants && by.GetTenant() == AllTenants
 			if mine && (all || !dead && t.Role != pb.Role_ROLE_MACHINE) {
 				out = append(out, t)
 			}
-			return nil
+			return true, nil
 		})
 	})
 	return out, err
@@ -321,63 +267,59 @@ func (s *Service) ListTokens(by *pb.Token, tenant string, all bool) ([]*pb.Token
 
 // RevokeToken revokes token id of the tenant (of any tenant when by is the
 // operator's).
-func (s *Service) RevokeToken(by *pb.Token, tenant, id string) (*pb.Token, error) {
+func (s *Service) RevokeToken(ctx context.Context, by *pb.Token, tenant, id string) (*pb.Token, error) {
 	if !tokenID.MatchString(id) {
 		return nil, errs.New(errs.InvalidArgument, "id", "'%s' is not a token id (tok_ and 20 letters and digits)", id)
 	}
-	var out *pb.Token
-	err := s.db.Update(func(tx *bolt.Tx) error {
-		c := &statepb.Credential{}
-		ok, err := boltpb.Get(tx.Bucket(bucketTokens), []byte(id), c)
-		switch {
-		case err != nil:
-			return err
-		case !ok || c.Token.Tenant != tenant && by.Tenant != AllTenants:
-			return errs.New(errs.NotFound, "id", "Token '%s' doesn't exist in tenant '%s'.", id, tenant)
-		}
-		out = c.Token
-		return s.revoke(tx, id, c)
-	})
-	if err == nil {
-		s.log.Info("token revoked", "token", id, "by", by.Id)
+	notFound := errs.New(errs.NotFound, "id", "Token '%s' doesn't exist in tenant '%s'.", id, tenant)
+	c, found, err := s.lookup(id)
+	switch {
+	case err != nil:
+		return nil, err
+	case !found || c.Token.Tenant != tenant && by.Tenant != AllTenants:
+		return nil, notFound
 	}
-	return out, err
-}
-
-func shareKey(tenant, gallery, grantee string) []byte {
-	return []byte(tenant + "\x00" + gallery + "\x00" + grantee)
+	cmd := state.NewCommand(s.now())
+	cmd.Op = &statepb.Command_RevokeToken{RevokeToken: &statepb.RevokeToken{Id: id}}
+	if err := s.db.Propose(ctx, cmd); err != nil {
+		return nil, err
+	}
+	s.log.Info("token revoked", "token", id, "by", by.Id)
+	if c, _, err = s.lookup(id); err != nil {
+		return nil, err
+	}
+	return c.Token, nil
 }
 
 // Share shares the tenant's gallery with grantee (a tenant, or AllTenants).
-func (s *Service) Share(by *pb.Token, tenant, gallery, grantee string) (*pb.Share, error) {
+func (s *Service) Share(ctx context.Context, by *pb.Token, tenant, gallery, grantee string) (*pb.Share, error) {
 	if grantee == tenant {
 		return nil, errs.New(errs.InvalidArgument, "grantee", "gallery '%s' belongs to tenant '%s' already", gallery, tenant)
 	}
 	sh := &pb.Share{Gallery: gallery, Grantee: grantee, CreateTime: timestamppb.New(s.now()), CreatedBy: by.Id}
-	err := s.db.Update(func(tx *bolt.Tx) error {
-		b := tx.Bucket(bucketShares)
-		old := &pb.Share{}
-		if ok, err := boltpb.Get(b, shareKey(tenant, gallery, grantee), old); err != nil || ok {
-			sh = old // already shared: keep who and when
+	c := state.NewCommand(s.now())
+	c.Op = &statepb.Command_PutShare{PutShare: &statepb.PutShare{Tenant: tenant, Share: sh}}
+	if err := s.db.Propose(ctx, c); err != nil {
+		return nil, err
+	}
+	s.log.Info("gallery shared", "tenant", tenant, "gallery", gallery, "grantee", grantee, "by", by.Id)
+	// An existing share is kept, with who made it and when.
+	err := s.db.View(ctx, func(tx *state.Tx) error {
+		if got, ok, err := state.Shares.Get(tx, state.ShareKey(tenant, gallery, grantee)); ok {
+			sh = got
+		} else {
 			return err
 		}
-		return boltpb.Put(b, shareKey(tenant, gallery, grantee), sh)
+		return nil
 	})
-	if err == nil {
-		s.log.Info("gallery shared", "tenant", tenant, "gallery", gallery, "grantee", grantee, "by", by.Id)
-	}
 	return sh, err
 }
 
 // Unshare takes a share back.
-func (s *Service) Unshare(by *pb.Token, tenant, gallery, grantee string) error {
-	err := s.db.Update(func(tx *bolt.Tx) error {
-		b := tx.Bucket(bucketShares)
-		if b.Get(shareKey(tenant, gallery, grantee)) == nil {
-			return errs.New(errs.NotFound, "grantee", "Gallery '%s' is not shared with '%s'.", gallery, grantee)
-		}
-		return b.Delete(shareKey(tenant, gallery, grantee))
-	})
+func (s *Service) Unshare(ctx context.Context, by *pb.Token, tenant, gallery, grantee string) error {
+	c := state.NewCommand(s.now())
+	c.Op = &statepb.Command_DeleteShare{DeleteShare: &statepb.DeleteShare{Tenant: tenant, Gallery: gallery, Grantee: grantee}}
+	err := s.db.Propose(ctx, c)
 	if err == nil {
 		s.log.Info("gallery unshared", "tenant", tenant, "gallery", gallery, "grantee", grantee, "by", by.Id)
 	}
@@ -385,48 +327,25 @@ func (s *Service) Unshare(by *pb.Token, tenant, gallery, grantee string) error {
 }
 
 // Shares lists the tenant's shares, of one gallery when gallery is set.
-func (s *Service) Shares(tenant, gallery string) ([]*pb.Share, error) {
-	var out []*pb.Share
-	p := []byte(tenant + "\x00")
+func (s *Service) Shares(ctx context.Context, tenant, gallery string) ([]*pb.Share, error) {
+	p := state.Prefix(tenant)
 	if gallery != "" {
-		p = []byte(tenant + "\x00" + gallery + "\x00")
+		p = state.Prefix(tenant, gallery)
 	}
-	err := s.db.View(func(tx *bolt.Tx) error {
-		c := tx.Bucket(bucketShares).Cursor()
-		for k, v := c.Seek(p); k != nil && strings.HasPrefix(string(k), string(p)); k, v = c.Next() {
-			sh := &pb.Share{}
-			if err := proto.Unmarshal(v, sh); err != nil {
-				return fmt.Errorf("decode share %q: %w", k, err)
-			}
-			out = append(out, sh)
-		}
-		return nil
+	var out []*pb.Share
+	err := s.db.View(ctx, func(tx *state.Tx) (err error) {
+		out, err = state.Shares.All(tx, p)
+		return err
 	})
 	return out, err
-}
-
-// DeleteGalleryShares removes a deleted gallery's shares, so that a new
-// gallery of the same name starts private.
-func (s *Service) DeleteGalleryShares(tenant, gallery string) error {
-	p := tenant + "\x00" + gallery + "\x00"
-	return s.db.Update(func(tx *bolt.Tx) error {
-		c := tx.Bucket(bucketShares).Cursor()
-		for k, _ := c.Seek([]byte(p)); k != nil && strings.HasPrefix(string(k), p); k, _ = c.Seek([]byte(p)) {
-			if err := c.Delete(); err != nil {
-				return err
-			}
-		}
-		return nil
-	})
 }
 
 // Shared reports whether the tenant's gallery is shared with tenant with,
 // or public.
 func (s *Service) Shared(tenant, gallery, with string) (bool, error) {
 	var ok bool
-	err := s.db.View(func(tx *bolt.Tx) error {
-		b := tx.Bucket(bucketShares)
-		ok = b.Get(shareKey(tenant, gallery, with)) != nil || b.Get(shareKey(tenant, gallery, AllTenants)) != nil
+	err := s.db.View(context.Background(), func(tx *state.Tx) error {
+		ok = tx.Shared(tenant, gallery, with)
 		return nil
 	})
 	return ok, err

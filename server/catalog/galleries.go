@@ -3,12 +3,11 @@ package catalog
 import (
 	"context"
 
-	bolt "go.etcd.io/bbolt"
 	"google.golang.org/protobuf/proto"
 
-	"github.com/vmapp/vmapp/errs"
-	"github.com/vmapp/vmapp/internal/boltpb"
+	statepb "github.com/vmapp/vmapp/proto/vmapp/state/v1"
 	pb "github.com/vmapp/vmapp/proto/vmapp/v1"
+	"github.com/vmapp/vmapp/state"
 )
 
 var galleryRules = maskRules{
@@ -17,58 +16,16 @@ var galleryRules = maskRules{
 	immutable: []string{"location"},
 }
 
-func galleryNotFound(name string) error {
-	return errs.New(errs.NotFound, "gallery", "Gallery '%s' doesn't exist.", name)
-}
-
-// getGallery reads a gallery inside tx.
-func getGallery(tx *bolt.Tx, tenant, name string) (*pb.Gallery, error) {
-	g := &pb.Gallery{}
-	ok, err := boltpb.Get(tx.Bucket(bucketGalleries), key(tenant, name), g)
-	if err != nil {
-		return nil, err
-	}
-	if !ok {
-		return nil, galleryNotFound(name)
-	}
-	return g, nil
-}
-
-// liveGallery reads a gallery that is not marked for deletion; op names the
-// operation refused otherwise.
-func liveGallery(tx *bolt.Tx, tenant, name, op string) (*pb.Gallery, error) {
-	g, err := getGallery(tx, tenant, name)
-	if err == nil && g.GetProvisioningState() == StateDeleting {
-		return nil, markedForDeletion(op, name)
-	}
-	return g, err
-}
-
 // CreateGallery stores a new gallery.
 func (s *Store) CreateGallery(ctx context.Context, tenant string, in *pb.Gallery) (*pb.Gallery, error) {
 	g := proto.Clone(in).(*pb.Gallery)
 	if err := s.validateGallery(g); err != nil {
 		return nil, err
 	}
-	g.Tenant, g.ProvisioningState = tenant, StateSucceeded
-	g.CreateTime, g.UpdateTime = s.timestamp(), s.timestamp()
-	err := s.update(ctx, func(tx *bolt.Tx) error {
-		b := tx.Bucket(bucketGalleries)
-		k := key(tenant, g.Name)
-		if old := (&pb.Gallery{}); b.Get(k) != nil {
-			if _, err := boltpb.Get(b, k, old); err != nil {
-				return err
-			}
-			if old.GetProvisioningState() == StateDeleting {
-				return markedForDeletion("CreateGallery", g.Name)
-			}
-			return errs.New(errs.AlreadyExists, "gallery", "Gallery '%s' already exists.", g.Name)
-		}
-		var err error
-		if g.Etag, err = boltpb.NextETag(tx.Bucket(bucketMeta)); err != nil {
-			return err
-		}
-		return boltpb.Put(b, k, g)
+	g.Tenant, g.ProvisioningState = tenant, pb.ProvisioningSucceeded
+	_, err := s.propose(ctx, func(c *statepb.Command) {
+		g.CreateTime, g.UpdateTime, g.Etag = c.Time, c.Time, c.Etag
+		c.Op = &statepb.Command_CreateGallery{CreateGallery: &statepb.CreateGallery{Gallery: g}}
 	})
 	if err != nil {
 		return nil, err
@@ -82,8 +39,8 @@ func (s *Store) GetGallery(ctx context.Context, tenant, name string) (*pb.Galler
 		return nil, err
 	}
 	var g *pb.Gallery
-	err := s.view(ctx, func(tx *bolt.Tx) (err error) {
-		g, err = getGallery(tx, tenant, name)
+	err := s.syncView(ctx, func(tx *state.Tx) (err error) {
+		g, err = tx.Gallery(tenant, name)
 		return err
 	})
 	return g, err
@@ -91,7 +48,7 @@ func (s *Store) GetGallery(ctx context.Context, tenant, name string) (*pb.Galler
 
 // ListGalleries lists the tenant's galleries by name.
 func (s *Store) ListGalleries(ctx context.Context, tenant string, pg Page) ([]*pb.Gallery, string, error) {
-	return list(ctx, s, bucketGalleries, prefix(tenant), pg, func() *pb.Gallery { return &pb.Gallery{} })
+	return list(ctx, s, state.Galleries, state.Prefix(tenant), pg)
 }
 
 // UpdateGallery changes the mask's fields of the gallery named in.Name.
@@ -100,12 +57,16 @@ func (s *Store) UpdateGallery(ctx context.Context, tenant string, in *pb.Gallery
 		return nil, err
 	}
 	var next *pb.Gallery
-	err := s.update(ctx, func(tx *bolt.Tx) error {
-		cur, err := liveGallery(tx, tenant, in.Name, "UpdateGallery")
+	err := retryRace(ifMatch, func() error {
+		var cur *pb.Gallery
+		err := s.view(ctx, func(tx *state.Tx) (err error) {
+			cur, err = tx.LiveGallery(tenant, in.Name, "UpdateGallery")
+			return err
+		})
 		if err != nil {
 			return err
 		}
-		if err := boltpb.CheckETag("gallery '"+in.Name+"'", ifMatch, cur.Etag); err != nil {
+		if err := state.CheckETag("gallery '"+in.Name+"'", ifMatch, cur.Etag); err != nil {
 			return err
 		}
 		if next, err = applyMask(cur, in, mask, galleryRules); err != nil {
@@ -114,7 +75,11 @@ func (s *Store) UpdateGallery(ctx context.Context, tenant string, in *pb.Gallery
 		if err := checkText("description", next.GetDescription(), maxTextLen); err != nil {
 			return err
 		}
-		return s.save(tx, bucketGalleries, key(tenant, in.Name), next)
+		_, err = s.propose(ctx, func(c *statepb.Command) {
+			next.UpdateTime, next.Etag = c.Time, c.Etag
+			c.Op = &statepb.Command_UpdateGallery{UpdateGallery: &statepb.UpdateGallery{Gallery: next, ExpectEtag: cur.Etag}}
+		})
+		return err
 	})
 	if err != nil {
 		return nil, err
@@ -124,39 +89,16 @@ func (s *Store) UpdateGallery(ctx context.Context, tenant string, in *pb.Gallery
 
 // DeleteGallery marks the gallery for deletion. It must have no live
 // applications unless cascade, which marks them and their versions too.
+// Its shares end: a new gallery of the same name starts private.
 func (s *Store) DeleteGallery(ctx context.Context, tenant, name, ifMatch string, cascade bool) (*pb.Gallery, error) {
 	if err := ValidateGalleryName(name); err != nil {
 		return nil, err
 	}
-	var g *pb.Gallery
-	err := s.update(ctx, func(tx *bolt.Tx) (err error) {
-		if g, err = getGallery(tx, tenant, name); err != nil {
-			return err
-		}
-		if err := boltpb.CheckETag("gallery '"+name+"'", ifMatch, g.Etag); err != nil {
-			return err
-		}
-		p := prefix(tenant, name)
-		if !cascade {
-			n, err := countLive(tx.Bucket(bucketApplications), p, &pb.GalleryApplication{})
-			if err != nil {
-				return err
-			}
-			if n > 0 {
-				return errs.New(errs.FailedPrecondition, "cascade", "Gallery '%s' has %d application(s): delete them first, or delete with cascade.", name, n)
-			}
-		}
-		if err := s.markAll(tx, bucketVersions, p, &pb.GalleryApplicationVersion{}); err != nil {
-			return err
-		}
-		if err := s.markAll(tx, bucketApplications, p, &pb.GalleryApplication{}); err != nil {
-			return err
-		}
-		return s.markDeleting(tx, bucketGalleries, key(tenant, name), g)
+	_, err := s.propose(ctx, func(c *statepb.Command) {
+		c.Op = &statepb.Command_DeleteGallery{DeleteGallery: &statepb.DeleteGallery{Tenant: tenant, Name: name, ExpectEtag: ifMatch, Cascade: cascade}}
 	})
 	if err != nil {
 		return nil, err
 	}
-	s.wakeReaper()
-	return g, nil
+	return s.GetGallery(ctx, tenant, name)
 }

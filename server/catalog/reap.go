@@ -6,14 +6,15 @@ import (
 	"fmt"
 	"time"
 
-	bolt "go.etcd.io/bbolt"
 	"google.golang.org/protobuf/proto"
 
+	statepb "github.com/vmapp/vmapp/proto/vmapp/state/v1"
 	pb "github.com/vmapp/vmapp/proto/vmapp/v1"
+	"github.com/vmapp/vmapp/state"
 )
 
-// reapBatch bounds the keys one reaping transaction removes, so that a large
-// cascade never holds the write lock for long.
+// reapBatch bounds the resources one reaping command removes, so that a
+// large cascade never makes one long transaction.
 const reapBatch = 256
 
 func (s *Store) wakeReaper() {
@@ -25,6 +26,7 @@ func (s *Store) wakeReaper() {
 
 // RunReaper removes resources marked for deletion until ctx ends: at once
 // after each delete, and every interval to finish work a crash interrupted.
+// In a cluster only the leader runs it.
 func (s *Store) RunReaper(ctx context.Context, interval time.Duration) {
 	t := time.NewTicker(interval)
 	defer t.Stop()
@@ -51,15 +53,9 @@ func (s *Store) Reap(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	for _, step := range []struct {
-		bucket, child []byte
-		zero          resource
-	}{
-		{bucketApplications, bucketVersions, &pb.GalleryApplication{}},
-		{bucketGalleries, bucketApplications, &pb.Gallery{}},
-	} {
+	for _, kind := range []statepb.RemoveDeleted_Kind{statepb.RemoveDeleted_KIND_APPLICATION, statepb.RemoveDeleted_KIND_GALLERY} {
 		for {
-			n, err := s.reapBatch(ctx, step.bucket, step.child, step.zero)
+			n, err := s.reapBatch(ctx, kind)
 			if err != nil {
 				return err
 			}
@@ -71,96 +67,70 @@ func (s *Store) Reap(ctx context.Context) error {
 	return unfinished
 }
 
-// reapBatch deletes up to reapBatch marked values of bucket that have no
-// children left in child (nil: no children).
-func (s *Store) reapBatch(ctx context.Context, bucket, child []byte, zero resource) (int, error) {
-	n := 0
-	err := s.update(ctx, func(tx *bolt.Tx) error {
-		var doomed [][]byte
-		c := tx.Bucket(bucket).Cursor()
-		for k, v := c.First(); k != nil && len(doomed) < reapBatch; k, v = c.Next() {
-			m := zero.ProtoReflect().New().Interface().(resource)
-			if err := proto.Unmarshal(v, m); err != nil {
-				return err
-			}
-			if m.GetProvisioningState() != StateDeleting {
-				continue
-			}
-			if child != nil {
-				p := append(append([]byte(nil), k...), 0)
-				if ck, _ := tx.Bucket(child).Cursor().Seek(p); ck != nil && hasPrefix(ck, p) {
-					continue
+// reapBatch removes up to reapBatch marked applications or galleries that
+// have no children left.
+func (s *Store) reapBatch(ctx context.Context, kind statepb.RemoveDeleted_Kind) (int, error) {
+	var doomed []*statepb.VersionRef
+	err := s.view(ctx, func(tx *state.Tx) error {
+		if kind == statepb.RemoveDeleted_KIND_APPLICATION {
+			return state.Applications.Scan(tx, nil, nil, func(_ []byte, a *pb.GalleryApplication) (bool, error) {
+				if a.ProvisioningState == pb.ProvisioningDeleting && !hasAny(tx, state.Versions, state.Prefix(a.Tenant, a.Gallery, a.Name)) {
+					doomed = append(doomed, &statepb.VersionRef{Tenant: a.Tenant, Gallery: a.Gallery, Application: a.Name})
 				}
-			}
-			doomed = append(doomed, append([]byte(nil), k...))
+				return len(doomed) < reapBatch, nil
+			})
 		}
-		b := tx.Bucket(bucket)
-		for _, k := range doomed {
-			if err := b.Delete(k); err != nil {
-				return err
+		return state.Galleries.Scan(tx, nil, nil, func(_ []byte, g *pb.Gallery) (bool, error) {
+			if g.ProvisioningState == pb.ProvisioningDeleting && !hasAny(tx, state.Applications, state.Prefix(g.Tenant, g.Name)) {
+				doomed = append(doomed, &statepb.VersionRef{Tenant: g.Tenant, Gallery: g.Name})
 			}
-		}
-		n = len(doomed)
-		return nil
+			return len(doomed) < reapBatch, nil
+		})
 	})
-	return n, err
+	if err != nil || len(doomed) == 0 {
+		return 0, err
+	}
+	_, err = s.propose(ctx, func(c *statepb.Command) {
+		c.Op = &statepb.Command_RemoveDeleted{RemoveDeleted: &statepb.RemoveDeleted{Kind: kind, Resources: doomed}}
+	})
+	return len(doomed), err
 }
 
-// reapVersions removes the versions marked for deletion: for each, the
-// finalizer deletes its stored objects (outside any transaction), then one
-// transaction removes the version, its manifests and its upload sessions.
-// A version whose finalizer fails stays marked for the next pass.
+// hasAny tells whether t holds a record under prefix p.
+func hasAny[M proto.Message](tx *state.Tx, t state.Table[M], p []byte) bool {
+	found := false
+	t.Scan(tx, p, nil, func([]byte, M) (bool, error) { found = true; return false, nil })
+	return found
+}
+
 // reapVersions removes the versions marked for deletion whose finalizer
-// succeeds. unfinished joins the finalizers' errors; err is a catalog error.
+// (deleting their stored objects, outside any transaction) succeeds.
+// unfinished joins the finalizers' errors; err is a state error.
 func (s *Store) reapVersions(ctx context.Context) (unfinished, err error) {
-	type doomed struct {
-		k []byte
-		v *pb.GalleryApplicationVersion
-	}
-	var todo []doomed
-	err = s.view(ctx, func(tx *bolt.Tx) error {
-		return tx.Bucket(bucketVersions).ForEach(func(k, val []byte) error {
-			v := &pb.GalleryApplicationVersion{}
-			if err := proto.Unmarshal(val, v); err != nil {
-				return err
+	var todo []*pb.GalleryApplicationVersion
+	err = s.view(ctx, func(tx *state.Tx) error {
+		return state.Versions.Scan(tx, nil, nil, func(_ []byte, v *pb.GalleryApplicationVersion) (bool, error) {
+			if v.ProvisioningState == pb.ProvisioningDeleting {
+				todo = append(todo, v)
 			}
-			if v.ProvisioningState == StateDeleting {
-				todo = append(todo, doomed{append([]byte(nil), k...), v})
-			}
-			return nil
+			return true, nil
 		})
 	})
 	if err != nil {
 		return nil, err
 	}
 	var failed []error
-	for _, d := range todo {
+	for _, v := range todo {
+		what := state.VersionPath(v.Gallery, v.Application, v.Name)
 		if s.finalize != nil {
-			if err := s.finalize(ctx, d.v); err != nil {
-				s.log.Warn("deleting a version's stored objects failed; will retry", "version", versionPath(d.v.Gallery, d.v.Application, d.v.Name), "tenant", d.v.Tenant, "err", err)
-				failed = append(failed, fmt.Errorf("version '%s' stays marked for deletion: %w", versionPath(d.v.Gallery, d.v.Application, d.v.Name), err))
+			if err := s.finalize(ctx, v); err != nil {
+				s.log.Warn("deleting a version's stored objects failed; will retry", "version", what, "tenant", v.Tenant, "err", err)
+				failed = append(failed, fmt.Errorf("version '%s' stays marked for deletion: %w", what, err))
 				continue
 			}
 		}
-		err := s.update(ctx, func(tx *bolt.Tx) error {
-			if err := tx.Bucket(bucketVersions).Delete(d.k); err != nil {
-				return err
-			}
-			for _, k := range []pb.ArtifactKind{pb.ArtifactKind_ARTIFACT_KIND_PACKAGE, pb.ArtifactKind_ARTIFACT_KIND_CONFIGURATION} {
-				if err := tx.Bucket(bucketManifests).Delete(manifestKey(d.k, k)); err != nil {
-					return err
-				}
-				sess, err := findSession(tx, d.v.Tenant, d.v.Gallery, d.v.Application, d.v.Name, k)
-				if err != nil {
-					return err
-				}
-				if sess != nil {
-					if err := tx.Bucket(bucketUploads).Delete([]byte(sess.Id)); err != nil {
-						return err
-					}
-				}
-			}
-			return nil
+		_, err := s.propose(ctx, func(c *statepb.Command) {
+			c.Op = &statepb.Command_RemoveVersion{RemoveVersion: &statepb.RemoveVersion{Version: vref(v.Tenant, v.Gallery, v.Application, v.Name)}}
 		})
 		if err != nil {
 			return nil, err
@@ -168,3 +138,4 @@ func (s *Store) reapVersions(ctx context.Context) (unfinished, err error) {
 	}
 	return errors.Join(failed...), nil
 }
+

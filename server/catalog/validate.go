@@ -4,7 +4,6 @@ import (
 	"fmt"
 	"net/url"
 	"regexp"
-	"strconv"
 	"strings"
 	"time"
 	"unicode/utf8"
@@ -13,6 +12,7 @@ import (
 
 	"github.com/vmapp/vmapp/errs"
 	pb "github.com/vmapp/vmapp/proto/vmapp/v1"
+	"github.com/vmapp/vmapp/state"
 )
 
 // Limits from the seeds (the newer document stands where the two disagree).
@@ -41,17 +41,9 @@ const (
 
 	RebootNone  = "None"
 	RebootRerun = "Rerun"
-
-	StateCreating  = "Creating"
-	StateSucceeded = "Succeeded"
-	StateFailed    = "Failed"
-	StateDeleting  = "Deleting"
 )
 
-var (
-	resourceName = regexp.MustCompile(`^[A-Za-z0-9._-]+$`)
-	versionName  = regexp.MustCompile(`^(0|[1-9][0-9]*)\.(0|[1-9][0-9]*)\.(0|[1-9][0-9]*)$`)
-)
+var resourceName = regexp.MustCompile(`^[A-Za-z0-9._-]+$`)
 
 func invalid(field, format string, args ...any) *errs.Error {
 	return errs.New(errs.InvalidArgument, field, format, args...)
@@ -92,41 +84,17 @@ func ValidateApplicationName(name string) error {
 }
 
 // VersionNumber is a parsed Major.Minor.Patch.
-type VersionNumber [3]int32
+type VersionNumber = state.VersionNumber
 
 // ParseVersion parses a version name as the seeds define it: three int32
 // parts separated by periods, without signs or leading zeros.
 func ParseVersion(name string) (VersionNumber, error) {
-	var v VersionNumber
-	m := versionName.FindStringSubmatch(name)
-	if m != nil {
-		for i := range 3 {
-			n, err := strconv.ParseInt(m[i+1], 10, 32)
-			if err != nil {
-				m = nil
-				break
-			}
-			v[i] = int32(n)
-		}
-	}
-	if m == nil {
+	v, ok := state.ParseVersionNumber(name)
+	if !ok {
 		return v, invalid("version", "The gallery application version name '%s' is invalid. The application version name should follow Major(int32).Minor(int32).Patch(int32) format, where int is between 0 and 2,147,483,647 (inclusive). For example, 1.0.0, 2018.12.1 etc.", name)
 	}
 	return v, nil
 }
-
-// Less orders versions numerically: 1.9.0 < 1.10.0.
-func (v VersionNumber) Less(w VersionNumber) bool {
-	for i := range 3 {
-		if v[i] != w[i] {
-			return v[i] < w[i]
-		}
-	}
-	return false
-}
-
-// key encodes the version so that byte order is numeric order.
-func (v VersionNumber) key() string { return fmt.Sprintf("%010d.%010d.%010d", v[0], v[1], v[2]) }
 
 // canonical returns the allowed value matching s case-insensitively.
 func canonical(s string, allowed ...string) (string, bool) {

@@ -6,12 +6,12 @@ import (
 	"slices"
 	"strings"
 
-	bolt "go.etcd.io/bbolt"
 	"google.golang.org/protobuf/proto"
 
 	"github.com/vmapp/vmapp/errs"
-	"github.com/vmapp/vmapp/internal/boltpb"
+	statepb "github.com/vmapp/vmapp/proto/vmapp/state/v1"
 	pb "github.com/vmapp/vmapp/proto/vmapp/v1"
+	"github.com/vmapp/vmapp/state"
 )
 
 // Latest is the version name that resolves to the newest eligible version.
@@ -40,110 +40,36 @@ var versionRules = maskRules{
 	},
 }
 
-func versionPath(gallery, app, version string) string { return gallery + "/" + app + "/" + version }
-
-func versionKey(tenant, gallery, app string, n VersionNumber) []byte {
-	return key(tenant, gallery, app, n.key())
-}
-
-// getVersion reads a version (name or "latest") inside tx.
-func getVersion(tx *bolt.Tx, tenant, gallery, app, name string) (*pb.GalleryApplicationVersion, error) {
+// getVersion reads a version (a name, or "latest") inside tx.
+func getVersion(tx *state.Tx, tenant, gallery, app, name string) (*pb.GalleryApplicationVersion, error) {
 	if name == Latest {
 		return latestVersion(tx, tenant, gallery, app)
 	}
-	n, err := ParseVersion(name)
-	if err != nil {
+	if _, err := ParseVersion(name); err != nil {
 		return nil, err
 	}
-	v := &pb.GalleryApplicationVersion{}
-	ok, err := boltpb.Get(tx.Bucket(bucketVersions), versionKey(tenant, gallery, app, n), v)
-	if err != nil {
-		return nil, err
-	}
-	if !ok {
-		if _, err := getApplication(tx, tenant, gallery, app); err != nil {
-			return nil, err
-		}
-		return nil, errs.New(errs.NotFound, "version", "Gallery application version '%s' doesn't exist.", versionPath(gallery, app, name))
-	}
-	return v, nil
+	return tx.Version(tenant, gallery, app, name)
 }
 
 // latestVersion is the highest version, in numeric order, that is not
 // excludeFromLatest, not Failed and not marked for deletion.
-func latestVersion(tx *bolt.Tx, tenant, gallery, app string) (*pb.GalleryApplicationVersion, error) {
-	if _, err := getApplication(tx, tenant, gallery, app); err != nil {
+func latestVersion(tx *state.Tx, tenant, gallery, app string) (*pb.GalleryApplicationVersion, error) {
+	if _, err := tx.Application(tenant, gallery, app); err != nil {
 		return nil, err
 	}
-	p := prefix(tenant, gallery, app)
-	c := tx.Bucket(bucketVersions).Cursor()
-	// Keys sort numerically; walk back from the end of the prefix range.
-	k, v := c.Seek(append(slices.Clone(p), 0xff))
-	if k == nil {
-		k, v = c.Last()
-	} else {
-		k, v = c.Prev()
-	}
-	for ; k != nil && hasPrefix(k, p); k, v = c.Prev() {
-		ver := &pb.GalleryApplicationVersion{}
-		if err := proto.Unmarshal(v, ver); err != nil {
-			return nil, err
+	var latest *pb.GalleryApplicationVersion
+	err := state.Versions.ScanDesc(tx, state.Prefix(tenant, gallery, app), func(_ []byte, v *pb.GalleryApplicationVersion) (bool, error) {
+		st := v.GetProvisioningState()
+		if !v.GetPublishingProfile().GetExcludeFromLatest() && st != pb.ProvisioningDeleting && st != pb.ProvisioningFailed {
+			latest = v
+			return false, nil
 		}
-		if st := ver.GetProvisioningState(); !ver.GetPublishingProfile().GetExcludeFromLatest() && st != StateDeleting && st != StateFailed {
-			return ver, nil
-		}
+		return true, nil
+	})
+	if err == nil && latest == nil {
+		err = errs.New(errs.NotFound, "version", "Gallery application '%s' has no version eligible as latest (every version is excluded from latest, Failed or being deleted).", state.AppPath(gallery, app))
 	}
-	return nil, errs.New(errs.NotFound, "version", "Gallery application '%s' has no version eligible as latest (every version is excluded from latest, Failed or being deleted).", appPath(gallery, app))
-}
-
-// countByRegion counts the tenant's live versions targeting each region,
-// skipping the version at skip.
-func countByRegion(tx *bolt.Tx, tenant string, skip []byte) (map[string]int, error) {
-	counts := map[string]int{}
-	p := prefix(tenant)
-	c := tx.Bucket(bucketVersions).Cursor()
-	for k, v := c.Seek(p); k != nil && hasPrefix(k, p); k, v = c.Next() {
-		if string(k) == string(skip) {
-			continue
-		}
-		ver := &pb.GalleryApplicationVersion{}
-		if err := proto.Unmarshal(v, ver); err != nil {
-			return nil, err
-		}
-		if ver.GetProvisioningState() == StateDeleting {
-			continue
-		}
-		for _, tr := range ver.GetPublishingProfile().GetTargetRegions() {
-			counts[tr.GetName()]++
-		}
-	}
-	return counts, nil
-}
-
-// checkRegionQuota refuses regions the tenant already has the maximum
-// number of versions in.
-func (s *Store) checkRegionQuota(tx *bolt.Tx, tenant string, k []byte, regions []string) error {
-	if len(regions) == 0 {
-		return nil
-	}
-	counts, err := countByRegion(tx, tenant, k)
-	if err != nil {
-		return err
-	}
-	for _, r := range regions {
-		if counts[r] >= s.maxVersions {
-			return errs.New(errs.ResourceExhausted, "publishingProfile.targetRegions", "The maximum number of VM application versions in region %s (max=%d, current=%d) has been exceeded. Delete versions replicated to %s, or remove it from targetRegions, and retry the request.", r, s.maxVersions, counts[r], r)
-		}
-	}
-	return nil
-}
-
-func regionNames(v *pb.GalleryApplicationVersion) []string {
-	var out []string
-	for _, tr := range v.GetPublishingProfile().GetTargetRegions() {
-		out = append(out, tr.GetName())
-	}
-	return out
+	return latest, err
 }
 
 // CreateVersion stores a new version of an existing application. It starts
@@ -153,32 +79,16 @@ func (s *Store) CreateVersion(ctx context.Context, tenant string, in *pb.Gallery
 	if err := s.validateVersion(v); err != nil {
 		return nil, err
 	}
-	n, _ := ParseVersion(v.Name)
-	v.Tenant, v.ProvisioningState = tenant, StateCreating
-	v.CreateTime = s.timestamp()
+	v.Tenant, v.ProvisioningState = tenant, pb.ProvisioningCreating
 	// What vmappd sets is never taken from the request.
 	v.ReplicationStatus, v.Package, v.DefaultConfiguration, v.ProvisioningError = nil, nil, nil, nil
 	v.PublishingProfile.PublishedDate = nil
 	if v.SafetyProfile == nil {
 		v.SafetyProfile = &pb.SafetyProfile{}
 	}
-	err := s.update(ctx, func(tx *bolt.Tx) error {
-		if _, err := liveApplication(tx, tenant, v.Gallery, v.Application, "CreateVersion"); err != nil {
-			return err
-		}
-		k := versionKey(tenant, v.Gallery, v.Application, n)
-		old := &pb.GalleryApplicationVersion{}
-		if ok, err := boltpb.Get(tx.Bucket(bucketVersions), k, old); err != nil {
-			return err
-		} else if ok && old.ProvisioningState == StateDeleting {
-			return markedForDeletion("CreateVersion", versionPath(v.Gallery, v.Application, v.Name))
-		} else if ok {
-			return errs.New(errs.AlreadyExists, "version", "Gallery application version '%s' already exists.", versionPath(v.Gallery, v.Application, v.Name))
-		}
-		if err := s.checkRegionQuota(tx, tenant, k, regionNames(v)); err != nil {
-			return err
-		}
-		return s.save(tx, bucketVersions, k, v)
+	_, err := s.propose(ctx, func(c *statepb.Command) {
+		v.CreateTime, v.UpdateTime, v.Etag = c.Time, c.Time, c.Etag
+		c.Op = &statepb.Command_CreateVersion{CreateVersion: &statepb.CreateVersion{Version: v, MaxPerRegion: int32(s.maxVersions)}}
 	})
 	if err != nil {
 		return nil, err
@@ -192,7 +102,7 @@ func (s *Store) GetVersion(ctx context.Context, tenant, gallery, app, name strin
 		return nil, err
 	}
 	var v *pb.GalleryApplicationVersion
-	err := s.view(ctx, func(tx *bolt.Tx) (err error) {
+	err := s.syncView(ctx, func(tx *state.Tx) (err error) {
 		v, err = getVersion(tx, tenant, gallery, app, name)
 		return err
 	})
@@ -204,7 +114,7 @@ func (s *Store) ListVersions(ctx context.Context, tenant, gallery, app string, p
 	if _, err := s.GetApplication(ctx, tenant, gallery, app); err != nil {
 		return nil, "", err
 	}
-	return list(ctx, s, bucketVersions, prefix(tenant, gallery, app), pg, func() *pb.GalleryApplicationVersion { return &pb.GalleryApplicationVersion{} })
+	return list(ctx, s, state.Versions, state.Prefix(tenant, gallery, app), pg)
 }
 
 // sameBlob reports whether two source links name the same object: only the
@@ -227,76 +137,91 @@ func (s *Store) UpdateVersion(ctx context.Context, tenant string, in *pb.Gallery
 	if err := checkAppNames(in.GetGallery(), in.GetApplication()); err != nil {
 		return nil, err
 	}
-	n, err := ParseVersion(in.GetName())
-	if err != nil {
+	if _, err := ParseVersion(in.GetName()); err != nil {
 		return nil, err
 	}
 	var next *pb.GalleryApplicationVersion
-	err = s.update(ctx, func(tx *bolt.Tx) error {
-		what := versionPath(in.Gallery, in.Application, in.Name)
-		if _, err := liveApplication(tx, tenant, in.Gallery, in.Application, "UpdateVersion"); err != nil {
+	err := retryRace(ifMatch, func() error {
+		var cur *pb.GalleryApplicationVersion
+		err := s.view(ctx, func(tx *state.Tx) (err error) {
+			if _, err := tx.LiveApplication(tenant, in.Gallery, in.Application, "UpdateVersion"); err != nil {
+				return err
+			}
+			cur, err = tx.Version(tenant, in.Gallery, in.Application, in.Name)
 			return err
-		}
-		cur, err := getVersion(tx, tenant, in.Gallery, in.Application, in.Name)
+		})
 		if err != nil {
 			return err
 		}
-		if cur.ProvisioningState == StateDeleting {
-			return markedForDeletion("UpdateVersion", what)
-		}
-		if err := boltpb.CheckETag("version '"+what+"'", ifMatch, cur.Etag); err != nil {
+		if next, err = s.updatedVersion(cur, in, mask, ifMatch); err != nil {
 			return err
 		}
-		if next, err = applyMask(cur, in, mask, versionRules); err != nil {
-			return err
-		}
-		pp := next.PublishingProfile
-		for _, l := range []struct{ field, old, new string }{
-			{"publishingProfile.source.mediaLink", cur.GetPublishingProfile().GetSource().GetMediaLink(), pp.GetSource().GetMediaLink()},
-			{"publishingProfile.source.defaultConfigurationLink", cur.GetPublishingProfile().GetSource().GetDefaultConfigurationLink(), pp.GetSource().GetDefaultConfigurationLink()},
-		} {
-			if l.old == l.new {
-				continue
-			}
-			if err := checkLink(l.field, l.new); err != nil {
-				return err
-			}
-			if !sameBlob(l.old, l.new) {
-				return invalid(l.field, "Changing property 'galleryApplicationVersion.properties.%s' isn't allowed: only the SAS token (the URL's query) of '%s' can change.", l.field, l.old)
-			}
-		}
-		if slices.Contains(mask, "publishing_profile.end_of_life_date") {
-			if err := checkFuture("publishingProfile.endOfLifeDate", "galleryApplicationVersion.properties.publishingProfile.endOfLifeDate", pp.GetEndOfLifeDate(), s.now()); err != nil {
-				return err
-			}
-		}
-		if err := s.normalizeTargetRegions(next.Location, pp); err != nil {
-			return err
-		}
-		before, after := regionNames(cur), regionNames(next)
-		var added, removed []string
-		for _, r := range after {
-			if !slices.Contains(before, r) {
-				added = append(added, r)
-			}
-		}
-		for _, r := range before {
-			if !slices.Contains(after, r) {
-				removed = append(removed, r)
-			}
-		}
-		if len(removed) > 0 && cur.Package != nil && !next.GetSafetyProfile().GetAllowDeletionOfReplicatedLocations() {
-			return errs.New(errs.FailedPrecondition, "publishingProfile.targetRegions", "Removing region(s) %s from the target regions of '%s' deletes its replicas there, which safetyProfile.allowDeletionOfReplicatedLocations doesn't allow. Set it to true to allow it.", strings.Join(removed, ", "), what)
-		}
-		if err := s.checkRegionQuota(tx, tenant, versionKey(tenant, in.Gallery, in.Application, n), added); err != nil {
-			return err
-		}
-		return s.save(tx, bucketVersions, versionKey(tenant, in.Gallery, in.Application, n), next)
+		_, err = s.propose(ctx, func(c *statepb.Command) {
+			next.UpdateTime, next.Etag = c.Time, c.Etag
+			c.Op = &statepb.Command_UpdateVersion{UpdateVersion: &statepb.UpdateVersion{Version: next, ExpectEtag: cur.Etag, MaxPerRegion: int32(s.maxVersions)}}
+		})
+		return err
 	})
 	if err != nil {
 		return nil, err
 	}
 	return next, nil
+}
+
+// updatedVersion checks an update of cur and returns the version it makes.
+func (s *Store) updatedVersion(cur, in *pb.GalleryApplicationVersion, mask []string, ifMatch string) (*pb.GalleryApplicationVersion, error) {
+	what := state.VersionPath(in.Gallery, in.Application, in.Name)
+	if cur.ProvisioningState == pb.ProvisioningDeleting {
+		return nil, state.MarkedForDeletion("UpdateVersion", what)
+	}
+	if err := state.CheckETag("version '"+what+"'", ifMatch, cur.Etag); err != nil {
+		return nil, err
+	}
+	next, err := applyMask(cur, in, mask, versionRules)
+	if err != nil {
+		return nil, err
+	}
+	pp := next.PublishingProfile
+	for _, l := range []struct{ field, old, new string }{
+		{"publishingProfile.source.mediaLink", cur.GetPublishingProfile().GetSource().GetMediaLink(), pp.GetSource().GetMediaLink()},
+		{"publishingProfile.source.defaultConfigurationLink", cur.GetPublishingProfile().GetSource().GetDefaultConfigurationLink(), pp.GetSource().GetDefaultConfigurationLink()},
+	} {
+		if l.old == l.new {
+			continue
+		}
+		if err := checkLink(l.field, l.new); err != nil {
+			return nil, err
+		}
+		if !sameBlob(l.old, l.new) {
+			return nil, invalid(l.field, "Changing property 'galleryApplicationVersion.properties.%s' isn't allowed: only the SAS token (the URL's query) of '%s' can change.", l.field, l.old)
+		}
+	}
+	if slices.Contains(mask, "publishing_profile.end_of_life_date") {
+		if err := checkFuture("publishingProfile.endOfLifeDate", "galleryApplicationVersion.properties.publishingProfile.endOfLifeDate", pp.GetEndOfLifeDate(), s.now()); err != nil {
+			return nil, err
+		}
+	}
+	if err := s.normalizeTargetRegions(next.Location, pp); err != nil {
+		return nil, err
+	}
+	var removed []string
+	for _, r := range regionNames(cur) {
+		if !slices.Contains(regionNames(next), r) {
+			removed = append(removed, r)
+		}
+	}
+	if len(removed) > 0 && cur.Package != nil && !next.GetSafetyProfile().GetAllowDeletionOfReplicatedLocations() {
+		return nil, errs.New(errs.FailedPrecondition, "publishingProfile.targetRegions", "Removing region(s) %s from the target regions of '%s' deletes its replicas there, which safetyProfile.allowDeletionOfReplicatedLocations doesn't allow. Set it to true to allow it.", strings.Join(removed, ", "), what)
+	}
+	return next, nil
+}
+
+func regionNames(v *pb.GalleryApplicationVersion) []string {
+	var out []string
+	for _, tr := range v.GetPublishingProfile().GetTargetRegions() {
+		out = append(out, tr.GetName())
+	}
+	return out
 }
 
 // DeleteVersion marks a version for deletion; Reap removes it once its
@@ -305,40 +230,41 @@ func (s *Store) DeleteVersion(ctx context.Context, tenant, gallery, app, name, i
 	if err := checkAppNames(gallery, app); err != nil {
 		return nil, err
 	}
-	n, err := ParseVersion(name)
-	if err != nil {
+	if _, err := ParseVersion(name); err != nil {
 		return nil, err
 	}
-	var v *pb.GalleryApplicationVersion
-	err = s.update(ctx, func(tx *bolt.Tx) (err error) {
-		if v, err = getVersion(tx, tenant, gallery, app, name); err != nil {
-			return err
-		}
-		if err := boltpb.CheckETag("version '"+versionPath(gallery, app, name)+"'", ifMatch, v.Etag); err != nil {
-			return err
-		}
-		return s.markDeleting(tx, bucketVersions, versionKey(tenant, gallery, app, n), v)
+	_, err := s.propose(ctx, func(c *statepb.Command) {
+		c.Op = &statepb.Command_DeleteVersion{DeleteVersion: &statepb.DeleteVersion{Version: vref(tenant, gallery, app, name), ExpectEtag: ifMatch}}
 	})
 	if err != nil {
 		return nil, err
 	}
-	s.wakeReaper()
-	return v, nil
+	return s.GetVersion(ctx, tenant, gallery, app, name)
+}
+
+func vref(tenant, gallery, app, version string) *statepb.VersionRef {
+	return &statepb.VersionRef{Tenant: tenant, Gallery: gallery, Application: app, Version: version}
 }
 
 // AllVersions returns every version of every tenant, those being deleted
 // included: the replicator's view of what should exist.
 func (s *Store) AllVersions(ctx context.Context) ([]*pb.GalleryApplicationVersion, error) {
 	var out []*pb.GalleryApplicationVersion
-	err := s.view(ctx, func(tx *bolt.Tx) error {
-		return tx.Bucket(bucketVersions).ForEach(func(_, b []byte) error {
-			v := &pb.GalleryApplicationVersion{}
-			if err := proto.Unmarshal(b, v); err != nil {
-				return err
-			}
-			out = append(out, v)
-			return nil
-		})
+	err := s.view(ctx, func(tx *state.Tx) (err error) {
+		out, err = state.Versions.All(tx, nil)
+		return err
 	})
 	return out, err
+}
+
+// ReadVersion is GetVersion from this node's state as it is, without
+// waiting for the cluster's latest commits (bounded-stale): for goal
+// states, which are computed again at every change.
+func (s *Store) ReadVersion(ctx context.Context, tenant, gallery, app, name string) (*pb.GalleryApplicationVersion, error) {
+	var v *pb.GalleryApplicationVersion
+	err := s.view(ctx, func(tx *state.Tx) (err error) {
+		v, err = getVersion(tx, tenant, gallery, app, name)
+		return err
+	})
+	return v, err
 }

@@ -11,21 +11,25 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"sync"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 	"golang.org/x/sync/errgroup"
+	"google.golang.org/grpc/health"
 	"google.golang.org/grpc"
 
 	pb "github.com/vmapp/vmapp/proto/vmapp/v1"
+	"github.com/vmapp/vmapp/cluster"
 	"github.com/vmapp/vmapp/replicator"
 	"github.com/vmapp/vmapp/server"
 	"github.com/vmapp/vmapp/server/auth"
 	"github.com/vmapp/vmapp/server/catalog"
 	"github.com/vmapp/vmapp/server/fleet"
 	"github.com/vmapp/vmapp/server/ingest"
+	"github.com/vmapp/vmapp/state"
 	"github.com/vmapp/vmapp/topology"
 )
 
@@ -58,40 +62,63 @@ type Config struct {
 	// credential only over a connection whose client certificate's common
 	// name is that machine's name.
 	BindMachineCerts bool
+	// Cluster makes vmappd a node of a cluster (NodeID set); zero: a single
+	// vmappd on its own state file.
+	Cluster ClusterConfig
 }
 
-// DBFile is the catalog file's name inside the data directory.
+// ClusterConfig is a node's part of Config.
+type ClusterConfig struct {
+	// NodeID names the node (--node-id); empty: no cluster.
+	NodeID string
+	// RaftListen (--raft-listen) and RaftAdvertise (--raft-advertise) are
+	// raft's addresses; Advertise (--advertise) is the gRPC address the
+	// other nodes reach this one at (default: Listen's).
+	RaftListen, RaftAdvertise, Advertise string
+	// KeyFile (--cluster-key) holds the key every node shares.
+	KeyFile string
+	// Join (--join) lists nodes' gRPC addresses to join through, when the
+	// node has no raft state yet; empty: it bootstraps a new cluster.
+	Join []string
+	// Raft's timing, zero for its defaults (tests shorten them).
+	HeartbeatTimeout, ElectionTimeout, LeaderLeaseTimeout time.Duration
+}
+
+// DBFile is the state file's name inside the data directory.
 const DBFile = "vmapp.db"
 
 // AdminTokenFile is where, in the data directory, vmappd's first start
 // writes the operator's bootstrap token (mode 0600): Owner of every tenant.
 const AdminTokenFile = "admin.token"
 
-// Daemon is vmappd's parts, wired: the state, the stores, ingest, the
-// replicator, the fleet, credentials and the gRPC server. New builds it;
-// Serve runs it.
+// Daemon is vmappd's parts, wired: the state (and, in a cluster, the raft
+// node), the stores, ingest, the replicator, the fleet, credentials and
+// the gRPC server. New builds it; Serve runs it.
 type Daemon struct {
 	Config     Config
 	Topology   *topology.Topology
 	Stores     Stores
+	State      *state.DB
+	Node       *cluster.Node // nil for a single vmappd
 	Catalog    *catalog.Store
 	Ingest     *ingest.Service
 	Replicator *replicator.Replicator
 	Auth       *auth.Service
 	Fleet      *fleet.Fleet
 	GRPC       *grpc.Server
+	Health     *health.Server
 	Registry   *prometheus.Registry
 	log        *slog.Logger
-	transport  string
 	tls        *tls.Config
+	lis        net.Listener
 }
 
-// New opens the state in c.DataDir and wires every part; nothing listens
-// yet. Close releases the state when Serve is not called.
+// New opens the state in c.DataDir (and the raft node, in a cluster),
+// listens on c.Listen and wires every part. Close releases it all when
+// Serve is not called.
 func New(ctx context.Context, c Config) (*Daemon, error) {
-	log := c.Logger
-	if log == nil {
-		log = slog.New(slog.DiscardHandler)
+	if c.Logger == nil {
+		c.Logger = slog.New(slog.DiscardHandler)
 	}
 	if c.URLExpiry != 0 && (c.URLExpiry < time.Second || c.URLExpiry > server.MaxURLExpiry) {
 		return nil, fmt.Errorf("--url-expiry %s: want between 1s and %s, the longest S3 presigned URLs work", c.URLExpiry, server.MaxURLExpiry)
@@ -114,8 +141,36 @@ func New(ctx context.Context, c Config) (*Daemon, error) {
 	if err := os.MkdirAll(c.DataDir, 0o700); err != nil {
 		return nil, fmt.Errorf("data directory: %w", err)
 	}
-	d := &Daemon{Config: c, Topology: topo, Stores: stores, log: log, tls: tlsConf, Registry: prometheus.NewRegistry()}
-	d.Catalog, err = catalog.Open(ctx, filepath.Join(c.DataDir, DBFile), catalog.Options{
+	d := &Daemon{Config: c, Topology: topo, Stores: stores, log: c.Logger, tls: tlsConf, Registry: prometheus.NewRegistry(), Health: health.NewServer()}
+	if d.State, err = state.Open(filepath.Join(c.DataDir, DBFile), state.Options{Logger: c.Logger}); err != nil {
+		return nil, err
+	}
+	if d.lis, err = net.Listen("tcp", c.Listen); err != nil {
+		d.State.Close()
+		return nil, fmt.Errorf("listen on %s for gRPC: %w", c.Listen, err)
+	}
+	d.wire()
+	if err := d.startNode(); err != nil {
+		d.Close()
+		return nil, err
+	}
+	if d.Node == nil {
+		_, err := d.Auth.Bootstrap(ctx, filepath.Join(c.DataDir, AdminTokenFile))
+		if err == nil {
+			err = d.proposePending(ctx)
+		}
+		if err != nil {
+			d.Close()
+			return nil, err
+		}
+	}
+	return d, nil
+}
+
+// wire builds the parts on the open state.
+func (d *Daemon) wire() {
+	c, log, topo := d.Config, d.log, d.Topology
+	d.Catalog = catalog.New(d.State, catalog.Options{
 		Regions: topo.Names(), Logger: log,
 		// A version's replicas go first, then its source objects.
 		FinalizeVersion: func(ctx context.Context, v *pb.GalleryApplicationVersion) error {
@@ -125,47 +180,31 @@ func New(ctx context.Context, c Config) (*Daemon, error) {
 			return d.Ingest.DeleteObjects(ctx, v)
 		},
 	})
-	if err != nil {
-		return nil, err
-	}
-	if err := d.wire(); err != nil {
-		d.Catalog.Close()
-		return nil, err
-	}
-	return d, nil
-}
-
-// wire builds the parts on the open state.
-func (d *Daemon) wire() (err error) {
-	c, log, topo := d.Config, d.log, d.Topology
 	d.Ingest = ingest.New(ingest.Options{Catalog: d.Catalog, Store: d.Stores.Get, Logger: log, Concurrency: c.PartConcurrency, PartSize: c.PartSize})
 	ro, rp := c.Replicator, topo.Replication
-	ro.DB, ro.Catalog, ro.Topology, ro.Store, ro.Logger, ro.Registry = d.Catalog.DB(), d.Catalog, topo, d.Stores.Get, log, d.Registry
+	ro.DB, ro.Catalog, ro.Topology, ro.Store, ro.Logger, ro.Registry = d.State, d.Catalog, topo, d.Stores.Get, log, d.Registry
 	ro.Concurrency = cmp.Or(ro.Concurrency, rp.Concurrency)
 	ro.EndpointConcurrency = cmp.Or(ro.EndpointConcurrency, rp.EndpointConcurrency)
 	ro.PartConcurrency = cmp.Or(ro.PartConcurrency, rp.PartConcurrency)
 	ro.Bandwidth = cmp.Or(ro.Bandwidth, rp.BandwidthMBps*1e6)
 	ro.ScrubInterval = cmp.Or(ro.ScrubInterval, rp.ScrubInterval)
-	if d.Replicator, err = replicator.New(ro); err != nil {
-		return err
-	}
-	if d.Auth, err = auth.New(auth.Options{DB: d.Catalog.DB(), Logger: log}); err != nil {
-		return err
-	}
-	if d.Fleet, err = fleet.New(fleet.Options{DB: d.Catalog.DB(), Catalog: d.Catalog, Availability: d.Replicator, Shares: d.Auth, Regions: topo.Names()}); err != nil {
-		return err
-	}
-	if _, err := d.Auth.Bootstrap(filepath.Join(c.DataDir, AdminTokenFile)); err != nil {
-		return err
-	}
-	d.GRPC = server.New(server.Options{Store: d.Catalog, Topology: topo, Ingest: d.Ingest, Replicator: d.Replicator, Stores: d.Stores.Get,
-		URLExpiry: c.URLExpiry, ProxyDownloads: c.ProxyDownloads, Fleet: d.Fleet, Auth: d.Auth, BindMachineCerts: c.BindMachineCerts,
-		Logger: log, Registry: d.Registry, Creds: serverCreds(d.tls, log)})
-	return nil
+	d.Replicator, _ = replicator.New(ro)
+	d.Auth = auth.New(d.State, auth.Options{Logger: log})
+	d.Fleet = fleet.New(d.State, fleet.Options{Catalog: d.Catalog, Availability: d.Replicator, Shares: d.Auth, Regions: topo.Names()})
 }
 
-// Close releases the state; Serve does it when it returns.
-func (d *Daemon) Close() error { return d.Catalog.Close() }
+// Addr is the address gRPC listens on.
+func (d *Daemon) Addr() net.Addr { return d.lis.Addr() }
+
+// Close releases the listener, the raft node and the state; Serve does it
+// when it returns.
+func (d *Daemon) Close() error {
+	d.lis.Close()
+	if d.Node != nil {
+		d.Node.Shutdown()
+	}
+	return d.State.Close()
+}
 
 // Run serves c until ctx is cancelled, then stops gracefully.
 func Run(ctx context.Context, c Config) error {
@@ -173,27 +212,33 @@ func Run(ctx context.Context, c Config) error {
 	if err != nil {
 		return err
 	}
-	lis, err := net.Listen("tcp", c.Listen)
-	if err != nil {
-		d.Close()
-		return fmt.Errorf("listen on %s for gRPC: %w", c.Listen, err)
-	}
-	return d.Serve(ctx, lis)
+	return d.Serve(ctx)
 }
 
-// Serve serves gRPC on lis (and metrics on Config.MetricsAddr) and runs the
+// leaderWork is what one vmappd of a cluster does (the leader; a single
+// vmappd itself): reaping deleted resources, expiring uploads,
+// replication. It runs until ctx ends.
+func (d *Daemon) leaderWork(ctx context.Context) {
+	var wg sync.WaitGroup
+	wg.Go(func() { d.Catalog.RunReaper(ctx, 30*time.Second) })
+	wg.Go(func() { d.Ingest.RunJanitor(ctx, time.Minute) })
+	wg.Go(func() { d.Replicator.Run(ctx) })
+	wg.Wait()
+}
+
+// Serve serves gRPC (and metrics on Config.MetricsAddr) and runs the
 // background work until ctx is cancelled, then stops gracefully and closes
 // the state.
-func (d *Daemon) Serve(ctx context.Context, lis net.Listener) error {
+func (d *Daemon) Serve(ctx context.Context) error {
 	defer d.Close()
 	c, log, reg := d.Config, d.log, d.Registry
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
-	transport := logTransport(log, lis.Addr(), d.tls)
+	d.GRPC = d.grpcServer()
+	transport := logTransport(log, d.lis.Addr(), d.tls)
 	var metricsSrv *http.Server
 	if c.MetricsAddr != "" {
 		mlis, err := net.Listen("tcp", c.MetricsAddr)
 		if err != nil {
-			lis.Close()
 			return fmt.Errorf("listen on %s for metrics: %w", c.MetricsAddr, err)
 		}
 		mux := http.NewServeMux()
@@ -209,20 +254,14 @@ func (d *Daemon) Serve(ctx context.Context, lis net.Listener) error {
 
 	g, gctx := errgroup.WithContext(ctx)
 	d.Stores.EnsureBuckets(gctx, log)
-	g.Go(func() error {
-		d.Catalog.RunReaper(gctx, 30*time.Second)
-		return nil
-	})
-	g.Go(func() error {
-		d.Ingest.RunJanitor(gctx, time.Minute)
-		return nil
-	})
-	g.Go(func() error {
-		d.Replicator.Run(gctx)
-		return nil
-	})
+	if d.Node == nil {
+		g.Go(func() error { d.leaderWork(gctx); return nil })
+	} else {
+		g.Go(func() error { return d.joinAndWatch(gctx) })
+	}
 	g.Go(func() error {
 		<-gctx.Done()
+		d.Health.Shutdown()
 		stopped := make(chan struct{})
 		go func() { d.GRPC.GracefulStop(); close(stopped) }()
 		select {
@@ -236,13 +275,24 @@ func (d *Daemon) Serve(ctx context.Context, lis net.Listener) error {
 		return nil
 	})
 	g.Go(func() error {
-		log.Info("vmappd serving", "addr", lis.Addr().String(), "transport", transport, "data", c.DataDir, "regions", d.Topology.Names())
+		log.Info("vmappd serving", "addr", d.lis.Addr().String(), "transport", transport, "data", c.DataDir, "regions", d.Topology.Names(), "node", c.Cluster.NodeID)
 		if c.Ready != nil {
-			c.Ready(lis.Addr())
+			c.Ready(d.lis.Addr())
 		}
-		return d.GRPC.Serve(lis)
+		return d.GRPC.Serve(d.lis)
 	})
 	err := g.Wait()
 	log.Info("vmappd stopped")
 	return err
+}
+
+// grpcServer builds the gRPC server of every service.
+func (d *Daemon) grpcServer() *grpc.Server {
+	o := server.Options{State: d.State, Store: d.Catalog, Topology: d.Topology, Ingest: d.Ingest, Replicator: d.Replicator, Stores: d.Stores.Get,
+		URLExpiry: d.Config.URLExpiry, ProxyDownloads: d.Config.ProxyDownloads, Fleet: d.Fleet, Auth: d.Auth, BindMachineCerts: d.Config.BindMachineCerts,
+		Logger: d.log, Registry: d.Registry, Creds: serverCreds(d.tls, d.log), Health: d.Health, Self: d.lis.Addr().String()}
+	if d.Node != nil {
+		o.Cluster, o.Peer = d.Node, d.Node.PeerServer()
+	}
+	return server.New(o)
 }

@@ -104,3 +104,14 @@ func (c loggedCreds) ServerHandshake(raw net.Conn) (net.Conn, credentials.AuthIn
 func (c loggedCreds) Clone() credentials.TransportCredentials {
 	return loggedCreds{c.TransportCredentials.Clone(), c.log}
 }
+
+// nodeTLS derives the TLS settings of traffic between nodes (raft, and
+// writes forwarded to the leader) from vmappd's own: a node serves raft
+// with its certificate, and dials other nodes presenting it, trusting the
+// CA of --tls-client-ca (the nodes' certificates must be issued by it and
+// allow client authentication as well) or else the system's CAs.
+func nodeTLS(api *tls.Config) (server, client *tls.Config) {
+	server = api.Clone()
+	client = &tls.Config{MinVersion: tls.VersionTLS12, Certificates: api.Certificates, RootCAs: api.ClientCAs}
+	return server, client
+}

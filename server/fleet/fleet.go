@@ -1,20 +1,14 @@
 // Package fleet keeps machines, scale sets and their application profiles,
 // computes each machine's goal state, and records what its agent reports.
 //
-// # Schema
-//
-// Buckets in the catalog's bbolt file, owned by this package:
-//
-//	machines       tenant 0 name -> vmapp.v1.Machine (without instance view)
-//	scalesets      tenant 0 name -> vmapp.v1.ScaleSet
-//	instanceviews  tenant 0 name -> vmapp.v1.InstanceView (written by agents)
-//	fleetmeta      "sequence"     -> source of etags
-//
-// A machine's goal state is derived, never stored: its scale set's profile
+// Machines, scale sets and instance views live in the state (package
+// state: the machines, scalesets and instanceviews tables). A machine's
+// goal state is derived, never stored: its scale set's profile
 // and its own, each version resolved ("latest" to the version it stood for
 // when set, or with enableAutomaticUpgrade to the newest latest that is
 // replicated to the machine's region). Agents hold a stream that gets the
-// goal state again whenever it changes.
+// goal state again whenever it changes: every node applies every command,
+// and the fleet wakes its streams on those that can change a goal state.
 package fleet
 
 import (
@@ -27,13 +21,12 @@ import (
 	"sync"
 	"time"
 
-	bolt "go.etcd.io/bbolt"
 	"google.golang.org/protobuf/proto"
-	"google.golang.org/protobuf/types/known/timestamppb"
 
 	"github.com/vmapp/vmapp/errs"
-	"github.com/vmapp/vmapp/internal/boltpb"
+	statepb "github.com/vmapp/vmapp/proto/vmapp/state/v1"
 	pb "github.com/vmapp/vmapp/proto/vmapp/v1"
+	"github.com/vmapp/vmapp/state"
 )
 
 var (
@@ -64,6 +57,10 @@ const (
 type Catalog interface {
 	GetApplication(ctx context.Context, tenant, gallery, name string) (*pb.GalleryApplication, error)
 	GetVersion(ctx context.Context, tenant, gallery, app, name string) (*pb.GalleryApplicationVersion, error)
+	// ReadVersion is GetVersion from this node's state as it is (no wait
+	// for the cluster's latest commits): for goal states, which follow
+	// every change anyway.
+	ReadVersion(ctx context.Context, tenant, gallery, app, name string) (*pb.GalleryApplicationVersion, error)
 }
 
 // Availability tells whether a version may be deployed in a region (the
@@ -79,7 +76,6 @@ type Shares interface {
 
 // Options configure a Fleet.
 type Options struct {
-	DB           *bolt.DB
 	Catalog      Catalog
 	Availability Availability
 	// Shares, when set, lets profiles name galleries other tenants share
@@ -87,11 +83,13 @@ type Options struct {
 	Shares Shares
 	// Regions are the topology's regions.
 	Regions []string
+	// Now returns the current time; nil means time.Now.
+	Now func() time.Time
 }
 
 // Fleet is the fleet state.
 type Fleet struct {
-	db      *bolt.DB
+	db      *state.DB
 	cat     Catalog
 	avail   Availability
 	shares  Shares
@@ -103,19 +101,34 @@ type Fleet struct {
 	connected map[string]int // tenant 0 machine -> open goal-state streams
 }
 
-// New returns a Fleet and creates its buckets.
-func New(o Options) (*Fleet, error) {
-	f := &Fleet{db: o.DB, cat: o.Catalog, avail: o.Availability, shares: o.Shares, regions: o.Regions, now: time.Now,
+// New returns the fleet on db.
+func New(db *state.DB, o Options) *Fleet {
+	f := &Fleet{db: db, cat: o.Catalog, avail: o.Availability, shares: o.Shares, regions: o.Regions, now: o.Now,
 		changed: make(chan struct{}), connected: map[string]int{}}
-	err := f.db.Update(func(tx *bolt.Tx) error {
-		for _, b := range [][]byte{bucketMachines, bucketScaleSets, bucketViews, bucketMeta} {
-			if _, err := tx.CreateBucketIfNotExists(b); err != nil {
-				return err
-			}
+	if f.now == nil {
+		f.now = time.Now
+	}
+	db.Watch(func(c *statepb.Command) {
+		if changesGoalStates(c) {
+			f.Notify()
 		}
-		return nil
 	})
-	return f, err
+	return f
+}
+
+// changesGoalStates tells whether a command can change a machine's goal
+// state: its profiles, the versions they name (and whether those are
+// replicated to its region), the galleries shared with its tenant.
+func changesGoalStates(c *statepb.Command) bool {
+	switch c.GetOp().(type) {
+	case *statepb.Command_ReportStatus, *statepb.Command_CommitPart, *statepb.Command_CreateUpload,
+		*statepb.Command_ReplicaStarted, *statepb.Command_ReplicaMultipart, *statepb.Command_ReplicaPartCopied,
+		*statepb.Command_ReplicaFailed, *statepb.Command_ReplicaVerified, *statepb.Command_IssueToken,
+		*statepb.Command_RevokeToken, *statepb.Command_CreateGallery, *statepb.Command_CreateApplication,
+		*statepb.Command_PutNode, *statepb.Command_RemoveNode:
+		return false
+	}
+	return true
 }
 
 // Changed returns a channel closed at the next change of any profile.
@@ -132,6 +145,13 @@ func (f *Fleet) Notify() {
 	close(f.changed)
 	f.changed = make(chan struct{})
 	f.mu.Unlock()
+}
+
+// propose builds a command at now with set and has it applied.
+func (f *Fleet) propose(ctx context.Context, set func(c *statepb.Command)) (*statepb.Command, error) {
+	c := state.NewCommand(f.now())
+	set(c)
+	return c, f.db.Propose(ctx, c)
 }
 
 func key(tenant, name string) []byte { return []byte(tenant + "\x00" + name) }
@@ -162,25 +182,6 @@ func (f *Fleet) checkRegion(region string) error {
 		}
 	}
 	return errs.New(errs.InvalidArgument, "region", "region '%s' is not one of %v", region, f.regions)
-}
-
-// getMachine reads a machine inside tx.
-func getMachine(tx *bolt.Tx, tenant, name string) (*pb.Machine, error) {
-	m := &pb.Machine{}
-	ok, err := boltpb.Get(tx.Bucket(bucketMachines), key(tenant, name), m)
-	if err == nil && !ok {
-		err = errs.New(errs.NotFound, "name", "Machine '%s' doesn't exist.", name)
-	}
-	return m, err
-}
-
-func getScaleSet(tx *bolt.Tx, tenant, name string) (*pb.ScaleSet, error) {
-	s := &pb.ScaleSet{}
-	ok, err := boltpb.Get(tx.Bucket(bucketScaleSets), key(tenant, name), s)
-	if err == nil && !ok {
-		err = errs.New(errs.NotFound, "name", "Scale set '%s' doesn't exist.", name)
-	}
-	return s, err
 }
 
 // Ref is a parsed packageReferenceId. Tenant is set for a gallery another
@@ -230,5 +231,3 @@ func generation(apps []*pb.GoalApplication) string {
 	}
 	return hex.EncodeToString(h.Sum(nil)[:12])
 }
-
-func (f *Fleet) timestamp() *timestamppb.Timestamp { return timestamppb.New(f.now()) }

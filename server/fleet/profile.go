@@ -1,7 +1,6 @@
 package fleet
 
 import (
-	"bytes"
 	"context"
 	"maps"
 	"net/url"
@@ -10,12 +9,12 @@ import (
 	"strings"
 	"unicode/utf8"
 
-	bolt "go.etcd.io/bbolt"
 	"google.golang.org/protobuf/proto"
 
 	"github.com/vmapp/vmapp/errs"
-	"github.com/vmapp/vmapp/internal/boltpb"
+	statepb "github.com/vmapp/vmapp/proto/vmapp/state/v1"
 	pb "github.com/vmapp/vmapp/proto/vmapp/v1"
+	"github.com/vmapp/vmapp/state"
 )
 
 // Target is a machine or a scale set name.
@@ -30,58 +29,79 @@ func (t Target) String() string {
 	return "machine '" + t.Machine + "'"
 }
 
-// profileOf reads a target's profile with its region, OS, and the other
+// profileOf is a target's profile with its region, OS, and the other
 // profiles its machines combine it with (a machine's scale set's; a scale
-// set's instances').
+// set's instances'), as read at one moment: the command that changes the
+// profile is applied only if none of them changed since (their etags).
 type profileOf struct {
 	region, os string
 	profile    *pb.ApplicationProfile
+	target     *statepb.ProfileEtag
 	others     []*pb.ApplicationProfile
-	save       func(p *pb.ApplicationProfile) error
+	otherEtags []*statepb.ProfileEtag
 }
 
-func (f *Fleet) load(tx *bolt.Tx, tenant string, t Target) (*profileOf, error) {
+func (f *Fleet) load(ctx context.Context, tenant string, t Target) (*profileOf, error) {
 	if (t.Machine == "") == (t.ScaleSet == "") {
 		return nil, errs.New(errs.InvalidArgument, "target", "name either a machine or a scale set")
 	}
-	if t.Machine != "" {
-		m, err := getMachine(tx, tenant, t.Machine)
-		if err != nil {
-			return nil, err
-		}
-		p := &profileOf{region: m.Region, os: m.OsType, profile: m.ApplicationProfile}
-		if m.ScaleSet != "" {
-			if ss, err := getScaleSet(tx, tenant, m.ScaleSet); err == nil {
-				p.others = append(p.others, ss.ApplicationProfile)
+	p := &profileOf{}
+	add := func(ap *pb.ApplicationProfile, machine, scaleSet string) {
+		p.others = append(p.others, ap)
+		p.otherEtags = append(p.otherEtags, &statepb.ProfileEtag{Machine: machine, ScaleSet: scaleSet, Etag: ap.GetEtag()})
+	}
+	err := f.db.View(ctx, func(tx *state.Tx) error {
+		if t.Machine != "" {
+			m, err := tx.Machine(tenant, t.Machine)
+			if err != nil {
+				return err
 			}
+			p.region, p.os, p.profile = m.Region, m.OsType, m.ApplicationProfile
+			p.target = &statepb.ProfileEtag{Machine: m.Name, Etag: m.ApplicationProfile.GetEtag()}
+			if m.ScaleSet != "" {
+				if ss, err := tx.ScaleSet(tenant, m.ScaleSet); err == nil {
+					add(ss.ApplicationProfile, "", ss.Name)
+				}
+			}
+			return nil
 		}
-		p.save = func(ap *pb.ApplicationProfile) error {
-			m.ApplicationProfile, m.UpdateTime = ap, f.timestamp()
-			return boltpb.Put(tx.Bucket(bucketMachines), key(tenant, m.Name), m)
+		ss, err := tx.ScaleSet(tenant, t.ScaleSet)
+		if err != nil {
+			return err
 		}
-		return p, nil
-	}
-	ss, err := getScaleSet(tx, tenant, t.ScaleSet)
-	if err != nil {
-		return nil, err
-	}
-	p := &profileOf{region: ss.Region, os: ss.OsType, profile: ss.ApplicationProfile}
-	c := tx.Bucket(bucketMachines).Cursor()
-	prefix := key(tenant, "")
-	for k, v := c.Seek(prefix); k != nil && bytes.HasPrefix(k, prefix); k, v = c.Next() {
-		m := &pb.Machine{}
-		if err := proto.Unmarshal(v, m); err != nil {
-			return nil, err
+		p.region, p.os, p.profile = ss.Region, ss.OsType, ss.ApplicationProfile
+		p.target = &statepb.ProfileEtag{ScaleSet: ss.Name, Etag: ss.ApplicationProfile.GetEtag()}
+		instances, err := tx.Instances(tenant, ss.Name)
+		for _, m := range instances {
+			add(m.ApplicationProfile, m.Name, "")
 		}
-		if m.ScaleSet == ss.Name {
-			p.others = append(p.others, m.ApplicationProfile)
+		return err
+	})
+	return p, err
+}
+
+// save proposes the profile's new applications, if none of the profiles
+// read changed since.
+func (f *Fleet) save(ctx context.Context, tenant string, p *profileOf, apps []*pb.VMGalleryApplication) (*pb.ApplicationProfile, error) {
+	out := &pb.ApplicationProfile{GalleryApplications: apps}
+	_, err := f.propose(ctx, func(c *statepb.Command) {
+		out.Etag = c.Etag
+		c.Op = &statepb.Command_SetProfile{SetProfile: &statepb.SetProfile{Tenant: tenant, Target: p.target, Others: p.otherEtags, Profile: out}}
+	})
+	return out, err
+}
+
+// retryProfile runs a read-check-save of a profile until no other change
+// raced it (ifMatch empty: the client didn't ask for that check), at most
+// a few times.
+func retryProfile(ifMatch string, attempt func() (*pb.ApplicationProfile, error)) (*pb.ApplicationProfile, error) {
+	for i := 0; ; i++ {
+		out, err := attempt()
+		raced := errs.Is(err, errs.Aborted) || errs.Is(err, errs.FailedPrecondition) && errs.FieldOf(err) == "ifMatch" && ifMatch == ""
+		if err == nil || !raced || i == 4 {
+			return out, err
 		}
 	}
-	p.save = func(ap *pb.ApplicationProfile) error {
-		ss.ApplicationProfile, ss.UpdateTime = ap, f.timestamp()
-		return boltpb.Put(tx.Bucket(bucketScaleSets), key(tenant, ss.Name), ss)
-	}
-	return p, nil
 }
 
 // SetApplication adds or changes an application in a profile, after the
@@ -116,18 +136,11 @@ func (f *Fleet) SetApplication(ctx context.Context, tenant string, t Target, in 
 			return nil, errs.New(errs.InvalidArgument, "configuration", "give configuration or configurationReference, not both")
 		}
 	}
-	// Read the target first (outside the write transaction: the checks
-	// below read the catalog).
-	var region, os string
-	if err := f.db.View(func(tx *bolt.Tx) error {
-		p, err := f.load(tx, tenant, t)
-		if err == nil {
-			region, os = p.region, p.os
-		}
-		return err
-	}); err != nil {
+	first, err := f.load(ctx, tenant, t)
+	if err != nil {
 		return nil, err
 	}
+	region, os := first.region, first.os
 	if err := f.checkShared(tenant, ref); err != nil {
 		return nil, err
 	}
@@ -161,55 +174,55 @@ func (f *Fleet) SetApplication(ctx context.Context, tenant string, t Target, in 
 	entry := proto.Clone(in).(*pb.VMGalleryApplication)
 	entry.PackageReferenceId = ref.String()
 	entry.ResolvedVersion = v.Name
-	var out *pb.ApplicationProfile
-	err = f.db.Update(func(tx *bolt.Tx) error {
-		p, err := f.load(tx, tenant, t)
+	return retryProfile(ifMatch, func() (*pb.ApplicationProfile, error) {
+		p, err := f.load(ctx, tenant, t)
 		if err != nil {
-			return err
+			return nil, err
 		}
-		if err := boltpb.CheckETag("the application profile of "+t.String(), ifMatch, p.profile.GetEtag()); err != nil {
-			return err
-		}
-		var apps []*pb.VMGalleryApplication
-		for _, a := range p.profile.GetGalleryApplications() {
-			r, _ := ParseRef(a.PackageReferenceId)
-			if r.App() == ref.App() {
-				entry.Retry = a.Retry
-				continue // replaced
-			}
-			apps = append(apps, a)
-		}
-		apps = append(apps, entry)
-		sort.Slice(apps, func(i, j int) bool { return apps[i].PackageReferenceId < apps[j].PackageReferenceId })
-		if len(apps) > MaxApplications {
-			return errs.New(errs.InvalidArgument, "application", "The maximum number of VM applications (max=%d, current=%d) has been exceeded. Use fewer applications and retry the request.", MaxApplications, len(apps))
-		}
-		for _, other := range p.others {
-			for _, a := range other.GetGalleryApplications() {
-				r, _ := ParseRef(a.PackageReferenceId)
-				switch {
-				case a.PackageReferenceId == entry.PackageReferenceId:
-					return errs.New(errs.InvalidArgument, "packageReferenceId", "More than one VM Application was specified with the same packageReferenceId: %s is in the scale set's profile and the machine's.", ref)
-				case r.App() == ref.App():
-					return errs.New(errs.InvalidArgument, "packageReferenceId", "Only one version of an application can be deployed to a machine: %s and %s are both in its profiles.", ref, r)
-				}
-			}
-		}
-		if n := len(apps) + otherCount(p.others); len(p.others) == 1 && n > MaxApplications {
-			return errs.New(errs.InvalidArgument, "application", "The maximum number of VM applications (max=%d, current=%d) has been exceeded. Use fewer applications and retry the request.", MaxApplications, n)
-		}
-		tag, err := boltpb.NextETag(tx.Bucket(bucketMeta))
+		apps, err := withEntry(p, t, entry, ref, ifMatch)
 		if err != nil {
-			return err
+			return nil, err
 		}
-		out = &pb.ApplicationProfile{GalleryApplications: apps, Etag: tag}
-		return p.save(out)
+		return f.save(ctx, tenant, p, apps)
 	})
-	if err != nil {
+}
+
+// withEntry returns p's applications with entry added (or in place of the
+// application's entry), after the seeds' checks across the profiles.
+func withEntry(p *profileOf, t Target, entry *pb.VMGalleryApplication, ref Ref, ifMatch string) ([]*pb.VMGalleryApplication, error) {
+	if err := state.CheckETag("the application profile of "+t.String(), ifMatch, p.profile.GetEtag()); err != nil {
 		return nil, err
 	}
-	f.Notify()
-	return out, nil
+	entry = proto.CloneOf(entry)
+	var apps []*pb.VMGalleryApplication
+	for _, a := range p.profile.GetGalleryApplications() {
+		r, _ := ParseRef(a.PackageReferenceId)
+		if r.App() == ref.App() {
+			entry.Retry = a.Retry
+			continue // replaced
+		}
+		apps = append(apps, a)
+	}
+	apps = append(apps, entry)
+	sort.Slice(apps, func(i, j int) bool { return apps[i].PackageReferenceId < apps[j].PackageReferenceId })
+	if len(apps) > MaxApplications {
+		return nil, errs.New(errs.InvalidArgument, "application", "The maximum number of VM applications (max=%d, current=%d) has been exceeded. Use fewer applications and retry the request.", MaxApplications, len(apps))
+	}
+	for _, other := range p.others {
+		for _, a := range other.GetGalleryApplications() {
+			r, _ := ParseRef(a.PackageReferenceId)
+			switch {
+			case a.PackageReferenceId == entry.PackageReferenceId:
+				return nil, errs.New(errs.InvalidArgument, "packageReferenceId", "More than one VM Application was specified with the same packageReferenceId: %s is in the scale set's profile and the machine's.", ref)
+			case r.App() == ref.App():
+				return nil, errs.New(errs.InvalidArgument, "packageReferenceId", "Only one version of an application can be deployed to a machine: %s and %s are both in its profiles.", ref, r)
+			}
+		}
+	}
+	if n := len(apps) + otherCount(p.others); len(p.others) == 1 && n > MaxApplications {
+		return nil, errs.New(errs.InvalidArgument, "application", "The maximum number of VM applications (max=%d, current=%d) has been exceeded. Use fewer applications and retry the request.", MaxApplications, n)
+	}
+	return apps, nil
 }
 
 // checkTags refuses tags over the limits (MaxTags, ...).
@@ -247,7 +260,7 @@ func otherCount(ps []*pb.ApplicationProfile) int {
 
 // RemoveApplication takes gallery/application out of a profile.
 func (f *Fleet) RemoveApplication(ctx context.Context, tenant string, t Target, app, ifMatch string) (*pb.ApplicationProfile, error) {
-	return f.editEntry(tenant, t, app, ifMatch, func(apps []*pb.VMGalleryApplication, i int) []*pb.VMGalleryApplication {
+	return f.editEntry(ctx, tenant, t, app, ifMatch, func(apps []*pb.VMGalleryApplication, i int) []*pb.VMGalleryApplication {
 		return append(apps[:i:i], apps[i+1:]...)
 	})
 }
@@ -255,41 +268,30 @@ func (f *Fleet) RemoveApplication(ctx context.Context, tenant string, t Target, 
 // RetryApplication makes agents run the application's failed operation
 // again.
 func (f *Fleet) RetryApplication(ctx context.Context, tenant string, t Target, app string) (*pb.ApplicationProfile, error) {
-	return f.editEntry(tenant, t, app, "", func(apps []*pb.VMGalleryApplication, i int) []*pb.VMGalleryApplication {
+	return f.editEntry(ctx, tenant, t, app, "", func(apps []*pb.VMGalleryApplication, i int) []*pb.VMGalleryApplication {
+		apps[i] = proto.CloneOf(apps[i])
 		apps[i].Retry++
 		return apps
 	})
 }
 
-func (f *Fleet) editEntry(tenant string, t Target, app, ifMatch string, edit func([]*pb.VMGalleryApplication, int) []*pb.VMGalleryApplication) (*pb.ApplicationProfile, error) {
-	var out *pb.ApplicationProfile
-	err := f.db.Update(func(tx *bolt.Tx) error {
-		p, err := f.load(tx, tenant, t)
+func (f *Fleet) editEntry(ctx context.Context, tenant string, t Target, app, ifMatch string, edit func([]*pb.VMGalleryApplication, int) []*pb.VMGalleryApplication) (*pb.ApplicationProfile, error) {
+	return retryProfile(ifMatch, func() (*pb.ApplicationProfile, error) {
+		p, err := f.load(ctx, tenant, t)
 		if err != nil {
-			return err
+			return nil, err
 		}
-		if err := boltpb.CheckETag("the application profile of "+t.String(), ifMatch, p.profile.GetEtag()); err != nil {
-			return err
+		if err := state.CheckETag("the application profile of "+t.String(), ifMatch, p.profile.GetEtag()); err != nil {
+			return nil, err
 		}
-		apps := p.profile.GetGalleryApplications()
+		apps := slices.Clone(p.profile.GetGalleryApplications())
 		for i, a := range apps {
-			r, _ := ParseRef(a.PackageReferenceId)
-			if r.App() == app {
-				tag, err := boltpb.NextETag(tx.Bucket(bucketMeta))
-				if err != nil {
-					return err
-				}
-				out = &pb.ApplicationProfile{GalleryApplications: edit(apps, i), Etag: tag}
-				return p.save(out)
+			if r, _ := ParseRef(a.PackageReferenceId); r.App() == app {
+				return f.save(ctx, tenant, p, edit(apps, i))
 			}
 		}
-		return errs.New(errs.NotFound, "application", "Application '%s' isn't in the application profile of %s.", app, t)
+		return nil, errs.New(errs.NotFound, "application", "Application '%s' isn't in the application profile of %s.", app, t)
 	})
-	if err != nil {
-		return nil, err
-	}
-	f.Notify()
-	return out, nil
 }
 
 // checkShared refuses a reference to another tenant's gallery unless that
@@ -315,12 +317,12 @@ func (f *Fleet) checkShared(tenant string, ref Ref) error {
 func (f *Fleet) GoalState(ctx context.Context, tenant, machine string) (*pb.GoalState, error) {
 	var m *pb.Machine
 	var entries []*pb.VMGalleryApplication
-	err := f.db.View(func(tx *bolt.Tx) (err error) {
-		if m, err = getMachine(tx, tenant, machine); err != nil {
+	err := f.db.View(ctx, func(tx *state.Tx) (err error) {
+		if m, err = tx.Machine(tenant, machine); err != nil {
 			return err
 		}
 		if m.ScaleSet != "" {
-			if ss, err := getScaleSet(tx, tenant, m.ScaleSet); err == nil {
+			if ss, err := tx.ScaleSet(tenant, m.ScaleSet); err == nil {
 				entries = append(entries, ss.ApplicationProfile.GetGalleryApplications()...)
 			}
 		}
@@ -342,7 +344,7 @@ func (f *Fleet) GoalState(ctx context.Context, tenant, machine string) (*pb.Goal
 		if version == "latest" {
 			version = e.ResolvedVersion
 			if e.EnableAutomaticUpgrade {
-				if lv, err := f.cat.GetVersion(ctx, ref.in(tenant), ref.Gallery, ref.Application, "latest"); err == nil && lv.Package != nil && f.avail.Available(ctx, lv, m.Region) == nil {
+				if lv, err := f.cat.ReadVersion(ctx, ref.in(tenant), ref.Gallery, ref.Application, "latest"); err == nil && lv.Package != nil && f.avail.Available(ctx, lv, m.Region) == nil {
 					version = lv.Name
 				}
 			}
@@ -350,7 +352,7 @@ func (f *Fleet) GoalState(ctx context.Context, tenant, machine string) (*pb.Goal
 		ga := &pb.GoalApplication{Tenant: ref.Tenant, Gallery: ref.Gallery, Application: ref.Application, Version: version, Order: e.Order,
 			TreatFailureAsDeploymentFailure: e.TreatFailureAsDeploymentFailure, ConfigurationReference: e.ConfigurationReference,
 			Configuration: e.Configuration, Retry: e.Retry}
-		if v, err := f.cat.GetVersion(ctx, ref.in(tenant), ref.Gallery, ref.Application, version); err == nil {
+		if v, err := f.cat.ReadVersion(ctx, ref.in(tenant), ref.Gallery, ref.Application, version); err == nil {
 			ga.ManageActions, ga.Settings = v.GetPublishingProfile().GetManageActions(), v.GetPublishingProfile().GetSettings()
 			ga.Package, ga.DefaultConfiguration = v.Package, v.DefaultConfiguration
 		} else if !errs.Is(err, errs.NotFound) {
@@ -387,45 +389,35 @@ func (f *Fleet) ReportStatus(ctx context.Context, tenant, machine string, iv *pb
 	if iv == nil {
 		return errs.New(errs.InvalidArgument, "instanceView", "instanceView is required")
 	}
-	iv = proto.Clone(iv).(*pb.InstanceView)
-	iv.LastReportTime, iv.Connected = f.timestamp(), false
-	return f.db.Update(func(tx *bolt.Tx) error {
-		if _, err := getMachine(tx, tenant, machine); err != nil {
-			return err
-		}
-		return boltpb.Put(tx.Bucket(bucketViews), key(tenant, machine), iv)
+	_, err := f.propose(ctx, func(c *statepb.Command) {
+		c.Op = &statepb.Command_ReportStatus{ReportStatus: &statepb.ReportStatus{Tenant: tenant, Machine: machine, InstanceView: iv}}
 	})
+	return err
 }
 
 // Inventory lists the tenant's machines' application statuses, filtered by
 // application (gallery/application or application), region and state.
-func (f *Fleet) Inventory(ctx context.Context, tenant, app, region, state string) ([]*pb.InventoryEntry, error) {
+func (f *Fleet) Inventory(ctx context.Context, tenant, app, region, appState string) ([]*pb.InventoryEntry, error) {
 	var out []*pb.InventoryEntry
-	err := f.db.View(func(tx *bolt.Tx) error {
-		c := tx.Bucket(bucketMachines).Cursor()
-		prefix := key(tenant, "")
-		for k, v := c.Seek(prefix); k != nil && bytes.HasPrefix(k, prefix); k, v = c.Next() {
-			m := &pb.Machine{}
-			if err := proto.Unmarshal(v, m); err != nil {
-				return err
-			}
+	err := f.db.View(ctx, func(tx *state.Tx) error {
+		return state.Machines.Scan(tx, state.Prefix(tenant), nil, func(_ []byte, m *pb.Machine) (bool, error) {
 			if region != "" && m.Region != region {
-				continue
+				return true, nil
 			}
 			if err := f.withView(tx, m); err != nil {
-				return err
+				return false, err
 			}
 			for _, s := range m.InstanceView.Applications {
 				if app != "" && s.Application != app && !strings.HasSuffix(s.Application, "/"+app) {
 					continue
 				}
-				if state != "" && !strings.EqualFold(s.State, state) {
+				if appState != "" && !strings.EqualFold(s.State, appState) {
 					continue
 				}
 				out = append(out, &pb.InventoryEntry{Machine: m.Name, Region: m.Region, ScaleSet: m.ScaleSet, Status: s})
 			}
-		}
-		return nil
+			return true, nil
+		})
 	})
 	return out, err
 }

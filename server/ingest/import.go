@@ -14,7 +14,7 @@ import (
 	"github.com/vmapp/vmapp/errs"
 	statepb "github.com/vmapp/vmapp/proto/vmapp/state/v1"
 	pb "github.com/vmapp/vmapp/proto/vmapp/v1"
-	"github.com/vmapp/vmapp/server/catalog"
+	"github.com/vmapp/vmapp/state"
 )
 
 // Redact returns u without its query (a SAS token or a presigned signature is
@@ -65,7 +65,7 @@ func (s *Service) Import(ctx context.Context, tenant string, r *pb.ImportRequest
 		return nil, err
 	}
 	if sess != nil && (Redact(sess.SourceUrl) != Redact(r.Url) || sess.Sha256 != r.Sha256) {
-		return nil, catalog.InProgress("url", sess)
+		return nil, state.UploadInProgress("url", sess)
 	}
 	if sess != nil {
 		unlock, err := s.lock(tenant, sess.Id)

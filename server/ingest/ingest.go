@@ -37,6 +37,7 @@ import (
 	statepb "github.com/vmapp/vmapp/proto/vmapp/state/v1"
 	pb "github.com/vmapp/vmapp/proto/vmapp/v1"
 	"github.com/vmapp/vmapp/server/catalog"
+	"github.com/vmapp/vmapp/state"
 )
 
 // Defaults. The size limits are pb.MaxPackageSize and
@@ -170,7 +171,7 @@ func (s *Service) Begin(ctx context.Context, tenant string, r *pb.BeginUploadReq
 		// Idempotent: the file is stored already (an earlier attempt
 		// finished but its response was lost).
 		if got, gerr := s.cat.GetVersion(ctx, tenant, r.Gallery, r.Application, r.Version); gerr == nil {
-			if a := catalog.ArtifactOf(got, r.Kind); a != nil && a.SizeBytes == r.SizeBytes && a.Sha256 == r.Sha256 {
+			if a := state.ArtifactOf(got, r.Kind); a != nil && a.SizeBytes == r.SizeBytes && a.Sha256 == r.Sha256 {
 				return &pb.BeginUploadResponse{CommittedOffset: a.SizeBytes, Version: got}, nil
 			}
 		}
@@ -199,7 +200,7 @@ func (s *Service) Begin(ctx context.Context, tenant string, r *pb.BeginUploadReq
 		}
 	}
 	if sess.SizeBytes != r.SizeBytes || sess.Sha256 != r.Sha256 {
-		return nil, catalog.InProgress("sha256", sess)
+		return nil, state.UploadInProgress("sha256", sess)
 	}
 	if err := s.retrying(ctx, v); err != nil {
 		return nil, err
@@ -226,7 +227,7 @@ func (s *Service) failed(ctx context.Context, v *pb.GalleryApplicationVersion, e
 // retrying makes a Failed version Creating again: an upload or import of it
 // is under way.
 func (s *Service) retrying(ctx context.Context, v *pb.GalleryApplicationVersion) error {
-	if v.ProvisioningState != catalog.StateFailed {
+	if v.ProvisioningState != pb.ProvisioningFailed {
 		return nil
 	}
 	return s.cat.RetryIngest(ctx, v.Tenant, v.Gallery, v.Application, v.Name)

@@ -8,7 +8,6 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
-	"net"
 	"os"
 	"path/filepath"
 	"strings"
@@ -90,7 +89,7 @@ func Start(t testing.TB, o Options) *Cluster {
 	must(os.WriteFile(regions, []byte(yaml.String()), 0o600))
 	os.Setenv("VMAPP_S3_ACCESS_KEY", access)
 	os.Setenv("VMAPP_S3_SECRET_KEY", secret)
-	cfg := daemon.Config{DataDir: filepath.Join(dir, "data"), RegionsFile: regions, PartSize: PartSize,
+	cfg := daemon.Config{DataDir: filepath.Join(dir, "data"), Listen: "127.0.0.1:0", RegionsFile: regions, PartSize: PartSize,
 		URLExpiry: o.URLExpiry, ProxyDownloads: o.ProxyDownloads, Replicator: o.Replicator}
 	if cfg.Replicator.RetryBase == 0 {
 		cfg.Replicator.RetryBase, cfg.Replicator.RetryMax = 100*time.Millisecond, 500*time.Millisecond
@@ -108,12 +107,10 @@ func Start(t testing.TB, o Options) *Cluster {
 	c.Daemon, c.Catalog, c.Ingest, c.Replicator, c.Fleet, c.Auth, c.Stores = d, d.Catalog, d.Ingest, d.Replicator, d.Fleet, d.Auth, d.Stores
 	c.AdminToken, err = client.ReadTokenFile(filepath.Join(cfg.DataDir, daemon.AdminTokenFile))
 	must(err)
-	lis, err := net.Listen("tcp", "127.0.0.1:0")
-	must(err)
 	ctx, cancel := context.WithCancel(context.Background())
 	stopped := make(chan error, 1)
-	go func() { stopped <- d.Serve(ctx, lis) }()
-	c.Addr = lis.Addr().String()
+	go func() { stopped <- d.Serve(ctx) }()
+	c.Addr = d.Addr().String()
 	c.Client, err = client.New(c.Addr, client.Options{Token: c.AdminToken})
 	must(err)
 	t.Cleanup(func() {

@@ -84,3 +84,18 @@ const (
 	ProvisioningFailed    = "Failed"
 	ProvisioningDeleting  = "Deleting"
 )
+
+// States of an application in an instance view, as agents report them.
+const (
+	AppPending     = "Pending"
+	AppDownloading = "Downloading"
+	AppInstalling  = "Installing"
+	AppUpdating    = "Updating"
+	AppRemoving    = "Removing"
+	AppInstalled   = "Installed"
+	AppFailed      = "Failed"
+	AppSkipped     = "Skipped"
+)
+
+// AppStates lists them, in the order an operation goes through them.
+var AppStates = []string{AppPending, AppDownloading, AppInstalling, AppInstalled, AppUpdating, AppRemoving, AppFailed, AppSkipped}

@@ -104,6 +104,8 @@ type Command struct {
 	//	*Command_DeleteVersion
 	//	*Command_RemoveDeleted
 	//	*Command_RemoveVersion
+	//	*Command_FailIngest
+	//	*Command_RetryIngest
 	//	*Command_CreateUpload
 	//	*Command_CommitPart
 	//	*Command_FinishUpload
@@ -286,6 +288,24 @@ func (x *Command) GetRemoveVersion() *RemoveVersion {
 	if x != nil {
 		if x, ok := x.Op.(*Command_RemoveVersion); ok {
 			return x.RemoveVersion
+		}
+	}
+	return nil
+}
+
+func (x *Command) GetFailIngest() *FailIngest {
+	if x != nil {
+		if x, ok := x.Op.(*Command_FailIngest); ok {
+			return x.FailIngest
+		}
+	}
+	return nil
+}
+
+func (x *Command) GetRetryIngest() *RetryIngest {
+	if x != nil {
+		if x, ok := x.Op.(*Command_RetryIngest); ok {
+			return x.RetryIngest
 		}
 	}
 	return nil
@@ -565,6 +585,14 @@ type Command_RemoveVersion struct {
 	RemoveVersion *RemoveVersion `protobuf:"bytes,20,opt,name=remove_version,json=removeVersion,proto3,oneof"`
 }
 
+type Command_FailIngest struct {
+	FailIngest *FailIngest `protobuf:"bytes,21,opt,name=fail_ingest,json=failIngest,proto3,oneof"`
+}
+
+type Command_RetryIngest struct {
+	RetryIngest *RetryIngest `protobuf:"bytes,22,opt,name=retry_ingest,json=retryIngest,proto3,oneof"`
+}
+
 type Command_CreateUpload struct {
 	// Uploads (30-39).
 	CreateUpload *CreateUpload `protobuf:"bytes,30,opt,name=create_upload,json=createUpload,proto3,oneof"`
@@ -691,6 +719,10 @@ func (*Command_DeleteVersion) isCommand_Op() {}
 func (*Command_RemoveDeleted) isCommand_Op() {}
 
 func (*Command_RemoveVersion) isCommand_Op() {}
+
+func (*Command_FailIngest) isCommand_Op() {}
+
+func (*Command_RetryIngest) isCommand_Op() {}
 
 func (*Command_CreateUpload) isCommand_Op() {}
 
@@ -1498,6 +1530,108 @@ func (x *RemoveVersion) GetVersion() *VersionRef {
 	return nil
 }
 
+// FailIngest records that an upload or import of a version's artifact
+// failed for good, or was abandoned: a version still waiting for its
+// package (Creating, or Failed already) becomes Failed with the error (its
+// time is the command's). Any other version is left as it is.
+type FailIngest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Version       *VersionRef            `protobuf:"bytes,1,opt,name=version,proto3" json:"version,omitempty"`
+	Error         *v1.ProvisioningError  `protobuf:"bytes,2,opt,name=error,proto3" json:"error,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *FailIngest) Reset() {
+	*x = FailIngest{}
+	mi := &file_vmapp_state_v1_commands_proto_msgTypes[14]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *FailIngest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*FailIngest) ProtoMessage() {}
+
+func (x *FailIngest) ProtoReflect() protoreflect.Message {
+	mi := &file_vmapp_state_v1_commands_proto_msgTypes[14]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use FailIngest.ProtoReflect.Descriptor instead.
+func (*FailIngest) Descriptor() ([]byte, []int) {
+	return file_vmapp_state_v1_commands_proto_rawDescGZIP(), []int{14}
+}
+
+func (x *FailIngest) GetVersion() *VersionRef {
+	if x != nil {
+		return x.Version
+	}
+	return nil
+}
+
+func (x *FailIngest) GetError() *v1.ProvisioningError {
+	if x != nil {
+		return x.Error
+	}
+	return nil
+}
+
+// RetryIngest moves a Failed version back to Creating: an upload or import
+// of it began again.
+type RetryIngest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Version       *VersionRef            `protobuf:"bytes,1,opt,name=version,proto3" json:"version,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *RetryIngest) Reset() {
+	*x = RetryIngest{}
+	mi := &file_vmapp_state_v1_commands_proto_msgTypes[15]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *RetryIngest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*RetryIngest) ProtoMessage() {}
+
+func (x *RetryIngest) ProtoReflect() protoreflect.Message {
+	mi := &file_vmapp_state_v1_commands_proto_msgTypes[15]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use RetryIngest.ProtoReflect.Descriptor instead.
+func (*RetryIngest) Descriptor() ([]byte, []int) {
+	return file_vmapp_state_v1_commands_proto_rawDescGZIP(), []int{15}
+}
+
+func (x *RetryIngest) GetVersion() *VersionRef {
+	if x != nil {
+		return x.Version
+	}
+	return nil
+}
+
 // CreateUpload records a new upload session.
 type CreateUpload struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
@@ -1508,7 +1642,7 @@ type CreateUpload struct {
 
 func (x *CreateUpload) Reset() {
 	*x = CreateUpload{}
-	mi := &file_vmapp_state_v1_commands_proto_msgTypes[14]
+	mi := &file_vmapp_state_v1_commands_proto_msgTypes[16]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1520,7 +1654,7 @@ func (x *CreateUpload) String() string {
 func (*CreateUpload) ProtoMessage() {}
 
 func (x *CreateUpload) ProtoReflect() protoreflect.Message {
-	mi := &file_vmapp_state_v1_commands_proto_msgTypes[14]
+	mi := &file_vmapp_state_v1_commands_proto_msgTypes[16]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1533,7 +1667,7 @@ func (x *CreateUpload) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CreateUpload.ProtoReflect.Descriptor instead.
 func (*CreateUpload) Descriptor() ([]byte, []int) {
-	return file_vmapp_state_v1_commands_proto_rawDescGZIP(), []int{14}
+	return file_vmapp_state_v1_commands_proto_rawDescGZIP(), []int{16}
 }
 
 func (x *CreateUpload) GetSession() *UploadSession {
@@ -1557,7 +1691,7 @@ type CommitPart struct {
 
 func (x *CommitPart) Reset() {
 	*x = CommitPart{}
-	mi := &file_vmapp_state_v1_commands_proto_msgTypes[15]
+	mi := &file_vmapp_state_v1_commands_proto_msgTypes[17]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1569,7 +1703,7 @@ func (x *CommitPart) String() string {
 func (*CommitPart) ProtoMessage() {}
 
 func (x *CommitPart) ProtoReflect() protoreflect.Message {
-	mi := &file_vmapp_state_v1_commands_proto_msgTypes[15]
+	mi := &file_vmapp_state_v1_commands_proto_msgTypes[17]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1582,7 +1716,7 @@ func (x *CommitPart) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CommitPart.ProtoReflect.Descriptor instead.
 func (*CommitPart) Descriptor() ([]byte, []int) {
-	return file_vmapp_state_v1_commands_proto_rawDescGZIP(), []int{15}
+	return file_vmapp_state_v1_commands_proto_rawDescGZIP(), []int{17}
 }
 
 func (x *CommitPart) GetSessionId() string {
@@ -1626,7 +1760,7 @@ type FinishUpload struct {
 
 func (x *FinishUpload) Reset() {
 	*x = FinishUpload{}
-	mi := &file_vmapp_state_v1_commands_proto_msgTypes[16]
+	mi := &file_vmapp_state_v1_commands_proto_msgTypes[18]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1638,7 +1772,7 @@ func (x *FinishUpload) String() string {
 func (*FinishUpload) ProtoMessage() {}
 
 func (x *FinishUpload) ProtoReflect() protoreflect.Message {
-	mi := &file_vmapp_state_v1_commands_proto_msgTypes[16]
+	mi := &file_vmapp_state_v1_commands_proto_msgTypes[18]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1651,7 +1785,7 @@ func (x *FinishUpload) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use FinishUpload.ProtoReflect.Descriptor instead.
 func (*FinishUpload) Descriptor() ([]byte, []int) {
-	return file_vmapp_state_v1_commands_proto_rawDescGZIP(), []int{16}
+	return file_vmapp_state_v1_commands_proto_rawDescGZIP(), []int{18}
 }
 
 func (x *FinishUpload) GetSessionId() string {
@@ -1685,7 +1819,7 @@ type DeleteUpload struct {
 
 func (x *DeleteUpload) Reset() {
 	*x = DeleteUpload{}
-	mi := &file_vmapp_state_v1_commands_proto_msgTypes[17]
+	mi := &file_vmapp_state_v1_commands_proto_msgTypes[19]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1697,7 +1831,7 @@ func (x *DeleteUpload) String() string {
 func (*DeleteUpload) ProtoMessage() {}
 
 func (x *DeleteUpload) ProtoReflect() protoreflect.Message {
-	mi := &file_vmapp_state_v1_commands_proto_msgTypes[17]
+	mi := &file_vmapp_state_v1_commands_proto_msgTypes[19]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1710,7 +1844,7 @@ func (x *DeleteUpload) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DeleteUpload.ProtoReflect.Descriptor instead.
 func (*DeleteUpload) Descriptor() ([]byte, []int) {
-	return file_vmapp_state_v1_commands_proto_rawDescGZIP(), []int{17}
+	return file_vmapp_state_v1_commands_proto_rawDescGZIP(), []int{19}
 }
 
 func (x *DeleteUpload) GetSessionId() string {
@@ -1732,7 +1866,7 @@ type ReconcileReplicas struct {
 
 func (x *ReconcileReplicas) Reset() {
 	*x = ReconcileReplicas{}
-	mi := &file_vmapp_state_v1_commands_proto_msgTypes[18]
+	mi := &file_vmapp_state_v1_commands_proto_msgTypes[20]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1744,7 +1878,7 @@ func (x *ReconcileReplicas) String() string {
 func (*ReconcileReplicas) ProtoMessage() {}
 
 func (x *ReconcileReplicas) ProtoReflect() protoreflect.Message {
-	mi := &file_vmapp_state_v1_commands_proto_msgTypes[18]
+	mi := &file_vmapp_state_v1_commands_proto_msgTypes[20]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1757,7 +1891,7 @@ func (x *ReconcileReplicas) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ReconcileReplicas.ProtoReflect.Descriptor instead.
 func (*ReconcileReplicas) Descriptor() ([]byte, []int) {
-	return file_vmapp_state_v1_commands_proto_rawDescGZIP(), []int{18}
+	return file_vmapp_state_v1_commands_proto_rawDescGZIP(), []int{20}
 }
 
 func (x *ReconcileReplicas) GetAdd() []*Replica {
@@ -1785,7 +1919,7 @@ type ReplicaStarted struct {
 
 func (x *ReplicaStarted) Reset() {
 	*x = ReplicaStarted{}
-	mi := &file_vmapp_state_v1_commands_proto_msgTypes[19]
+	mi := &file_vmapp_state_v1_commands_proto_msgTypes[21]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1797,7 +1931,7 @@ func (x *ReplicaStarted) String() string {
 func (*ReplicaStarted) ProtoMessage() {}
 
 func (x *ReplicaStarted) ProtoReflect() protoreflect.Message {
-	mi := &file_vmapp_state_v1_commands_proto_msgTypes[19]
+	mi := &file_vmapp_state_v1_commands_proto_msgTypes[21]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1810,7 +1944,7 @@ func (x *ReplicaStarted) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ReplicaStarted.ProtoReflect.Descriptor instead.
 func (*ReplicaStarted) Descriptor() ([]byte, []int) {
-	return file_vmapp_state_v1_commands_proto_rawDescGZIP(), []int{19}
+	return file_vmapp_state_v1_commands_proto_rawDescGZIP(), []int{21}
 }
 
 func (x *ReplicaStarted) GetReplica() *ReplicaRef {
@@ -1831,7 +1965,7 @@ type ReplicaMultipart struct {
 
 func (x *ReplicaMultipart) Reset() {
 	*x = ReplicaMultipart{}
-	mi := &file_vmapp_state_v1_commands_proto_msgTypes[20]
+	mi := &file_vmapp_state_v1_commands_proto_msgTypes[22]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1843,7 +1977,7 @@ func (x *ReplicaMultipart) String() string {
 func (*ReplicaMultipart) ProtoMessage() {}
 
 func (x *ReplicaMultipart) ProtoReflect() protoreflect.Message {
-	mi := &file_vmapp_state_v1_commands_proto_msgTypes[20]
+	mi := &file_vmapp_state_v1_commands_proto_msgTypes[22]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1856,7 +1990,7 @@ func (x *ReplicaMultipart) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ReplicaMultipart.ProtoReflect.Descriptor instead.
 func (*ReplicaMultipart) Descriptor() ([]byte, []int) {
-	return file_vmapp_state_v1_commands_proto_rawDescGZIP(), []int{20}
+	return file_vmapp_state_v1_commands_proto_rawDescGZIP(), []int{22}
 }
 
 func (x *ReplicaMultipart) GetReplica() *ReplicaRef {
@@ -1888,7 +2022,7 @@ type ReplicaPartCopied struct {
 
 func (x *ReplicaPartCopied) Reset() {
 	*x = ReplicaPartCopied{}
-	mi := &file_vmapp_state_v1_commands_proto_msgTypes[21]
+	mi := &file_vmapp_state_v1_commands_proto_msgTypes[23]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1900,7 +2034,7 @@ func (x *ReplicaPartCopied) String() string {
 func (*ReplicaPartCopied) ProtoMessage() {}
 
 func (x *ReplicaPartCopied) ProtoReflect() protoreflect.Message {
-	mi := &file_vmapp_state_v1_commands_proto_msgTypes[21]
+	mi := &file_vmapp_state_v1_commands_proto_msgTypes[23]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1913,7 +2047,7 @@ func (x *ReplicaPartCopied) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ReplicaPartCopied.ProtoReflect.Descriptor instead.
 func (*ReplicaPartCopied) Descriptor() ([]byte, []int) {
-	return file_vmapp_state_v1_commands_proto_rawDescGZIP(), []int{21}
+	return file_vmapp_state_v1_commands_proto_rawDescGZIP(), []int{23}
 }
 
 func (x *ReplicaPartCopied) GetReplica() *ReplicaRef {
@@ -1963,7 +2097,7 @@ type ReplicaFailed struct {
 
 func (x *ReplicaFailed) Reset() {
 	*x = ReplicaFailed{}
-	mi := &file_vmapp_state_v1_commands_proto_msgTypes[22]
+	mi := &file_vmapp_state_v1_commands_proto_msgTypes[24]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1975,7 +2109,7 @@ func (x *ReplicaFailed) String() string {
 func (*ReplicaFailed) ProtoMessage() {}
 
 func (x *ReplicaFailed) ProtoReflect() protoreflect.Message {
-	mi := &file_vmapp_state_v1_commands_proto_msgTypes[22]
+	mi := &file_vmapp_state_v1_commands_proto_msgTypes[24]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1988,7 +2122,7 @@ func (x *ReplicaFailed) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ReplicaFailed.ProtoReflect.Descriptor instead.
 func (*ReplicaFailed) Descriptor() ([]byte, []int) {
-	return file_vmapp_state_v1_commands_proto_rawDescGZIP(), []int{22}
+	return file_vmapp_state_v1_commands_proto_rawDescGZIP(), []int{24}
 }
 
 func (x *ReplicaFailed) GetReplica() *ReplicaRef {
@@ -2024,7 +2158,7 @@ type ReplicaCompleted struct {
 
 func (x *ReplicaCompleted) Reset() {
 	*x = ReplicaCompleted{}
-	mi := &file_vmapp_state_v1_commands_proto_msgTypes[23]
+	mi := &file_vmapp_state_v1_commands_proto_msgTypes[25]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2036,7 +2170,7 @@ func (x *ReplicaCompleted) String() string {
 func (*ReplicaCompleted) ProtoMessage() {}
 
 func (x *ReplicaCompleted) ProtoReflect() protoreflect.Message {
-	mi := &file_vmapp_state_v1_commands_proto_msgTypes[23]
+	mi := &file_vmapp_state_v1_commands_proto_msgTypes[25]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2049,7 +2183,7 @@ func (x *ReplicaCompleted) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ReplicaCompleted.ProtoReflect.Descriptor instead.
 func (*ReplicaCompleted) Descriptor() ([]byte, []int) {
-	return file_vmapp_state_v1_commands_proto_rawDescGZIP(), []int{23}
+	return file_vmapp_state_v1_commands_proto_rawDescGZIP(), []int{25}
 }
 
 func (x *ReplicaCompleted) GetReplica() *ReplicaRef {
@@ -2086,7 +2220,7 @@ type ReplicaRestart struct {
 
 func (x *ReplicaRestart) Reset() {
 	*x = ReplicaRestart{}
-	mi := &file_vmapp_state_v1_commands_proto_msgTypes[24]
+	mi := &file_vmapp_state_v1_commands_proto_msgTypes[26]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2098,7 +2232,7 @@ func (x *ReplicaRestart) String() string {
 func (*ReplicaRestart) ProtoMessage() {}
 
 func (x *ReplicaRestart) ProtoReflect() protoreflect.Message {
-	mi := &file_vmapp_state_v1_commands_proto_msgTypes[24]
+	mi := &file_vmapp_state_v1_commands_proto_msgTypes[26]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2111,7 +2245,7 @@ func (x *ReplicaRestart) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ReplicaRestart.ProtoReflect.Descriptor instead.
 func (*ReplicaRestart) Descriptor() ([]byte, []int) {
-	return file_vmapp_state_v1_commands_proto_rawDescGZIP(), []int{24}
+	return file_vmapp_state_v1_commands_proto_rawDescGZIP(), []int{26}
 }
 
 func (x *ReplicaRestart) GetReplica() *ReplicaRef {
@@ -2147,7 +2281,7 @@ type ReplicaRemoved struct {
 
 func (x *ReplicaRemoved) Reset() {
 	*x = ReplicaRemoved{}
-	mi := &file_vmapp_state_v1_commands_proto_msgTypes[25]
+	mi := &file_vmapp_state_v1_commands_proto_msgTypes[27]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2159,7 +2293,7 @@ func (x *ReplicaRemoved) String() string {
 func (*ReplicaRemoved) ProtoMessage() {}
 
 func (x *ReplicaRemoved) ProtoReflect() protoreflect.Message {
-	mi := &file_vmapp_state_v1_commands_proto_msgTypes[25]
+	mi := &file_vmapp_state_v1_commands_proto_msgTypes[27]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2172,7 +2306,7 @@ func (x *ReplicaRemoved) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ReplicaRemoved.ProtoReflect.Descriptor instead.
 func (*ReplicaRemoved) Descriptor() ([]byte, []int) {
-	return file_vmapp_state_v1_commands_proto_rawDescGZIP(), []int{25}
+	return file_vmapp_state_v1_commands_proto_rawDescGZIP(), []int{27}
 }
 
 func (x *ReplicaRemoved) GetReplica() *ReplicaRef {
@@ -2202,7 +2336,7 @@ type ReplicaVerified struct {
 
 func (x *ReplicaVerified) Reset() {
 	*x = ReplicaVerified{}
-	mi := &file_vmapp_state_v1_commands_proto_msgTypes[26]
+	mi := &file_vmapp_state_v1_commands_proto_msgTypes[28]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2214,7 +2348,7 @@ func (x *ReplicaVerified) String() string {
 func (*ReplicaVerified) ProtoMessage() {}
 
 func (x *ReplicaVerified) ProtoReflect() protoreflect.Message {
-	mi := &file_vmapp_state_v1_commands_proto_msgTypes[26]
+	mi := &file_vmapp_state_v1_commands_proto_msgTypes[28]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2227,7 +2361,7 @@ func (x *ReplicaVerified) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ReplicaVerified.ProtoReflect.Descriptor instead.
 func (*ReplicaVerified) Descriptor() ([]byte, []int) {
-	return file_vmapp_state_v1_commands_proto_rawDescGZIP(), []int{26}
+	return file_vmapp_state_v1_commands_proto_rawDescGZIP(), []int{28}
 }
 
 func (x *ReplicaVerified) GetReplica() *ReplicaRef {
@@ -2258,7 +2392,7 @@ type IssueToken struct {
 
 func (x *IssueToken) Reset() {
 	*x = IssueToken{}
-	mi := &file_vmapp_state_v1_commands_proto_msgTypes[27]
+	mi := &file_vmapp_state_v1_commands_proto_msgTypes[29]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2270,7 +2404,7 @@ func (x *IssueToken) String() string {
 func (*IssueToken) ProtoMessage() {}
 
 func (x *IssueToken) ProtoReflect() protoreflect.Message {
-	mi := &file_vmapp_state_v1_commands_proto_msgTypes[27]
+	mi := &file_vmapp_state_v1_commands_proto_msgTypes[29]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2283,7 +2417,7 @@ func (x *IssueToken) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use IssueToken.ProtoReflect.Descriptor instead.
 func (*IssueToken) Descriptor() ([]byte, []int) {
-	return file_vmapp_state_v1_commands_proto_rawDescGZIP(), []int{27}
+	return file_vmapp_state_v1_commands_proto_rawDescGZIP(), []int{29}
 }
 
 func (x *IssueToken) GetCredential() *Credential {
@@ -2310,7 +2444,7 @@ type RevokeToken struct {
 
 func (x *RevokeToken) Reset() {
 	*x = RevokeToken{}
-	mi := &file_vmapp_state_v1_commands_proto_msgTypes[28]
+	mi := &file_vmapp_state_v1_commands_proto_msgTypes[30]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2322,7 +2456,7 @@ func (x *RevokeToken) String() string {
 func (*RevokeToken) ProtoMessage() {}
 
 func (x *RevokeToken) ProtoReflect() protoreflect.Message {
-	mi := &file_vmapp_state_v1_commands_proto_msgTypes[28]
+	mi := &file_vmapp_state_v1_commands_proto_msgTypes[30]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2335,7 +2469,7 @@ func (x *RevokeToken) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RevokeToken.ProtoReflect.Descriptor instead.
 func (*RevokeToken) Descriptor() ([]byte, []int) {
-	return file_vmapp_state_v1_commands_proto_rawDescGZIP(), []int{28}
+	return file_vmapp_state_v1_commands_proto_rawDescGZIP(), []int{30}
 }
 
 func (x *RevokeToken) GetId() string {
@@ -2356,7 +2490,7 @@ type PutShare struct {
 
 func (x *PutShare) Reset() {
 	*x = PutShare{}
-	mi := &file_vmapp_state_v1_commands_proto_msgTypes[29]
+	mi := &file_vmapp_state_v1_commands_proto_msgTypes[31]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2368,7 +2502,7 @@ func (x *PutShare) String() string {
 func (*PutShare) ProtoMessage() {}
 
 func (x *PutShare) ProtoReflect() protoreflect.Message {
-	mi := &file_vmapp_state_v1_commands_proto_msgTypes[29]
+	mi := &file_vmapp_state_v1_commands_proto_msgTypes[31]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2381,7 +2515,7 @@ func (x *PutShare) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PutShare.ProtoReflect.Descriptor instead.
 func (*PutShare) Descriptor() ([]byte, []int) {
-	return file_vmapp_state_v1_commands_proto_rawDescGZIP(), []int{29}
+	return file_vmapp_state_v1_commands_proto_rawDescGZIP(), []int{31}
 }
 
 func (x *PutShare) GetTenant() string {
@@ -2410,7 +2544,7 @@ type DeleteShare struct {
 
 func (x *DeleteShare) Reset() {
 	*x = DeleteShare{}
-	mi := &file_vmapp_state_v1_commands_proto_msgTypes[30]
+	mi := &file_vmapp_state_v1_commands_proto_msgTypes[32]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2422,7 +2556,7 @@ func (x *DeleteShare) String() string {
 func (*DeleteShare) ProtoMessage() {}
 
 func (x *DeleteShare) ProtoReflect() protoreflect.Message {
-	mi := &file_vmapp_state_v1_commands_proto_msgTypes[30]
+	mi := &file_vmapp_state_v1_commands_proto_msgTypes[32]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2435,7 +2569,7 @@ func (x *DeleteShare) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DeleteShare.ProtoReflect.Descriptor instead.
 func (*DeleteShare) Descriptor() ([]byte, []int) {
-	return file_vmapp_state_v1_commands_proto_rawDescGZIP(), []int{30}
+	return file_vmapp_state_v1_commands_proto_rawDescGZIP(), []int{32}
 }
 
 func (x *DeleteShare) GetTenant() string {
@@ -2471,7 +2605,7 @@ type CreateMachine struct {
 
 func (x *CreateMachine) Reset() {
 	*x = CreateMachine{}
-	mi := &file_vmapp_state_v1_commands_proto_msgTypes[31]
+	mi := &file_vmapp_state_v1_commands_proto_msgTypes[33]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2483,7 +2617,7 @@ func (x *CreateMachine) String() string {
 func (*CreateMachine) ProtoMessage() {}
 
 func (x *CreateMachine) ProtoReflect() protoreflect.Message {
-	mi := &file_vmapp_state_v1_commands_proto_msgTypes[31]
+	mi := &file_vmapp_state_v1_commands_proto_msgTypes[33]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2496,7 +2630,7 @@ func (x *CreateMachine) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CreateMachine.ProtoReflect.Descriptor instead.
 func (*CreateMachine) Descriptor() ([]byte, []int) {
-	return file_vmapp_state_v1_commands_proto_rawDescGZIP(), []int{31}
+	return file_vmapp_state_v1_commands_proto_rawDescGZIP(), []int{33}
 }
 
 func (x *CreateMachine) GetMachine() *v1.Machine {
@@ -2525,7 +2659,7 @@ type DeleteMachine struct {
 
 func (x *DeleteMachine) Reset() {
 	*x = DeleteMachine{}
-	mi := &file_vmapp_state_v1_commands_proto_msgTypes[32]
+	mi := &file_vmapp_state_v1_commands_proto_msgTypes[34]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2537,7 +2671,7 @@ func (x *DeleteMachine) String() string {
 func (*DeleteMachine) ProtoMessage() {}
 
 func (x *DeleteMachine) ProtoReflect() protoreflect.Message {
-	mi := &file_vmapp_state_v1_commands_proto_msgTypes[32]
+	mi := &file_vmapp_state_v1_commands_proto_msgTypes[34]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2550,7 +2684,7 @@ func (x *DeleteMachine) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DeleteMachine.ProtoReflect.Descriptor instead.
 func (*DeleteMachine) Descriptor() ([]byte, []int) {
-	return file_vmapp_state_v1_commands_proto_rawDescGZIP(), []int{32}
+	return file_vmapp_state_v1_commands_proto_rawDescGZIP(), []int{34}
 }
 
 func (x *DeleteMachine) GetTenant() string {
@@ -2577,7 +2711,7 @@ type CreateScaleSet struct {
 
 func (x *CreateScaleSet) Reset() {
 	*x = CreateScaleSet{}
-	mi := &file_vmapp_state_v1_commands_proto_msgTypes[33]
+	mi := &file_vmapp_state_v1_commands_proto_msgTypes[35]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2589,7 +2723,7 @@ func (x *CreateScaleSet) String() string {
 func (*CreateScaleSet) ProtoMessage() {}
 
 func (x *CreateScaleSet) ProtoReflect() protoreflect.Message {
-	mi := &file_vmapp_state_v1_commands_proto_msgTypes[33]
+	mi := &file_vmapp_state_v1_commands_proto_msgTypes[35]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2602,7 +2736,7 @@ func (x *CreateScaleSet) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CreateScaleSet.ProtoReflect.Descriptor instead.
 func (*CreateScaleSet) Descriptor() ([]byte, []int) {
-	return file_vmapp_state_v1_commands_proto_rawDescGZIP(), []int{33}
+	return file_vmapp_state_v1_commands_proto_rawDescGZIP(), []int{35}
 }
 
 func (x *CreateScaleSet) GetScaleSet() *v1.ScaleSet {
@@ -2625,7 +2759,7 @@ type DeleteScaleSet struct {
 
 func (x *DeleteScaleSet) Reset() {
 	*x = DeleteScaleSet{}
-	mi := &file_vmapp_state_v1_commands_proto_msgTypes[34]
+	mi := &file_vmapp_state_v1_commands_proto_msgTypes[36]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2637,7 +2771,7 @@ func (x *DeleteScaleSet) String() string {
 func (*DeleteScaleSet) ProtoMessage() {}
 
 func (x *DeleteScaleSet) ProtoReflect() protoreflect.Message {
-	mi := &file_vmapp_state_v1_commands_proto_msgTypes[34]
+	mi := &file_vmapp_state_v1_commands_proto_msgTypes[36]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2650,7 +2784,7 @@ func (x *DeleteScaleSet) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DeleteScaleSet.ProtoReflect.Descriptor instead.
 func (*DeleteScaleSet) Descriptor() ([]byte, []int) {
-	return file_vmapp_state_v1_commands_proto_rawDescGZIP(), []int{34}
+	return file_vmapp_state_v1_commands_proto_rawDescGZIP(), []int{36}
 }
 
 func (x *DeleteScaleSet) GetTenant() string {
@@ -2687,7 +2821,7 @@ type ProfileEtag struct {
 
 func (x *ProfileEtag) Reset() {
 	*x = ProfileEtag{}
-	mi := &file_vmapp_state_v1_commands_proto_msgTypes[35]
+	mi := &file_vmapp_state_v1_commands_proto_msgTypes[37]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2699,7 +2833,7 @@ func (x *ProfileEtag) String() string {
 func (*ProfileEtag) ProtoMessage() {}
 
 func (x *ProfileEtag) ProtoReflect() protoreflect.Message {
-	mi := &file_vmapp_state_v1_commands_proto_msgTypes[35]
+	mi := &file_vmapp_state_v1_commands_proto_msgTypes[37]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2712,7 +2846,7 @@ func (x *ProfileEtag) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ProfileEtag.ProtoReflect.Descriptor instead.
 func (*ProfileEtag) Descriptor() ([]byte, []int) {
-	return file_vmapp_state_v1_commands_proto_rawDescGZIP(), []int{35}
+	return file_vmapp_state_v1_commands_proto_rawDescGZIP(), []int{37}
 }
 
 func (x *ProfileEtag) GetMachine() string {
@@ -2753,7 +2887,7 @@ type SetProfile struct {
 
 func (x *SetProfile) Reset() {
 	*x = SetProfile{}
-	mi := &file_vmapp_state_v1_commands_proto_msgTypes[36]
+	mi := &file_vmapp_state_v1_commands_proto_msgTypes[38]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2765,7 +2899,7 @@ func (x *SetProfile) String() string {
 func (*SetProfile) ProtoMessage() {}
 
 func (x *SetProfile) ProtoReflect() protoreflect.Message {
-	mi := &file_vmapp_state_v1_commands_proto_msgTypes[36]
+	mi := &file_vmapp_state_v1_commands_proto_msgTypes[38]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2778,7 +2912,7 @@ func (x *SetProfile) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SetProfile.ProtoReflect.Descriptor instead.
 func (*SetProfile) Descriptor() ([]byte, []int) {
-	return file_vmapp_state_v1_commands_proto_rawDescGZIP(), []int{36}
+	return file_vmapp_state_v1_commands_proto_rawDescGZIP(), []int{38}
 }
 
 func (x *SetProfile) GetTenant() string {
@@ -2822,7 +2956,7 @@ type ReportStatus struct {
 
 func (x *ReportStatus) Reset() {
 	*x = ReportStatus{}
-	mi := &file_vmapp_state_v1_commands_proto_msgTypes[37]
+	mi := &file_vmapp_state_v1_commands_proto_msgTypes[39]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2834,7 +2968,7 @@ func (x *ReportStatus) String() string {
 func (*ReportStatus) ProtoMessage() {}
 
 func (x *ReportStatus) ProtoReflect() protoreflect.Message {
-	mi := &file_vmapp_state_v1_commands_proto_msgTypes[37]
+	mi := &file_vmapp_state_v1_commands_proto_msgTypes[39]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2847,7 +2981,7 @@ func (x *ReportStatus) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ReportStatus.ProtoReflect.Descriptor instead.
 func (*ReportStatus) Descriptor() ([]byte, []int) {
-	return file_vmapp_state_v1_commands_proto_rawDescGZIP(), []int{37}
+	return file_vmapp_state_v1_commands_proto_rawDescGZIP(), []int{39}
 }
 
 func (x *ReportStatus) GetTenant() string {
@@ -2882,7 +3016,7 @@ type PutNode struct {
 
 func (x *PutNode) Reset() {
 	*x = PutNode{}
-	mi := &file_vmapp_state_v1_commands_proto_msgTypes[38]
+	mi := &file_vmapp_state_v1_commands_proto_msgTypes[40]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2894,7 +3028,7 @@ func (x *PutNode) String() string {
 func (*PutNode) ProtoMessage() {}
 
 func (x *PutNode) ProtoReflect() protoreflect.Message {
-	mi := &file_vmapp_state_v1_commands_proto_msgTypes[38]
+	mi := &file_vmapp_state_v1_commands_proto_msgTypes[40]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2907,7 +3041,7 @@ func (x *PutNode) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PutNode.ProtoReflect.Descriptor instead.
 func (*PutNode) Descriptor() ([]byte, []int) {
-	return file_vmapp_state_v1_commands_proto_rawDescGZIP(), []int{38}
+	return file_vmapp_state_v1_commands_proto_rawDescGZIP(), []int{40}
 }
 
 func (x *PutNode) GetNode() *v1.ClusterNode {
@@ -2927,7 +3061,7 @@ type RemoveNode struct {
 
 func (x *RemoveNode) Reset() {
 	*x = RemoveNode{}
-	mi := &file_vmapp_state_v1_commands_proto_msgTypes[39]
+	mi := &file_vmapp_state_v1_commands_proto_msgTypes[41]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2939,7 +3073,7 @@ func (x *RemoveNode) String() string {
 func (*RemoveNode) ProtoMessage() {}
 
 func (x *RemoveNode) ProtoReflect() protoreflect.Message {
-	mi := &file_vmapp_state_v1_commands_proto_msgTypes[39]
+	mi := &file_vmapp_state_v1_commands_proto_msgTypes[41]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2952,7 +3086,7 @@ func (x *RemoveNode) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RemoveNode.ProtoReflect.Descriptor instead.
 func (*RemoveNode) Descriptor() ([]byte, []int) {
-	return file_vmapp_state_v1_commands_proto_rawDescGZIP(), []int{39}
+	return file_vmapp_state_v1_commands_proto_rawDescGZIP(), []int{41}
 }
 
 func (x *RemoveNode) GetId() string {
@@ -2966,7 +3100,7 @@ var File_vmapp_state_v1_commands_proto protoreflect.FileDescriptor
 
 const file_vmapp_state_v1_commands_proto_rawDesc = "" +
 	"\n" +
-	"\x1dvmapp/state/v1/commands.proto\x12\x0evmapp.state.v1\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x1avmapp/state/v1/state.proto\x1a\x15vmapp/v1/access.proto\x1a\x16vmapp/v1/catalog.proto\x1a\x16vmapp/v1/cluster.proto\x1a\x14vmapp/v1/fleet.proto\x1a\x17vmapp/v1/transfer.proto\"\x9d\x15\n" +
+	"\x1dvmapp/state/v1/commands.proto\x12\x0evmapp.state.v1\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x1avmapp/state/v1/state.proto\x1a\x15vmapp/v1/access.proto\x1a\x16vmapp/v1/catalog.proto\x1a\x16vmapp/v1/cluster.proto\x1a\x14vmapp/v1/fleet.proto\x1a\x17vmapp/v1/transfer.proto\"\x9e\x16\n" +
 	"\aCommand\x12.\n" +
 	"\x04time\x18\x01 \x01(\v2\x1a.google.protobuf.TimestampR\x04time\x12\x12\n" +
 	"\x04etag\x18\x02 \x01(\tR\x04etag\x12\x1f\n" +
@@ -2983,7 +3117,10 @@ const file_vmapp_state_v1_commands_proto_rawDesc = "" +
 	"\x0eupdate_version\x18\x11 \x01(\v2\x1d.vmapp.state.v1.UpdateVersionH\x00R\rupdateVersion\x12F\n" +
 	"\x0edelete_version\x18\x12 \x01(\v2\x1d.vmapp.state.v1.DeleteVersionH\x00R\rdeleteVersion\x12F\n" +
 	"\x0eremove_deleted\x18\x13 \x01(\v2\x1d.vmapp.state.v1.RemoveDeletedH\x00R\rremoveDeleted\x12F\n" +
-	"\x0eremove_version\x18\x14 \x01(\v2\x1d.vmapp.state.v1.RemoveVersionH\x00R\rremoveVersion\x12C\n" +
+	"\x0eremove_version\x18\x14 \x01(\v2\x1d.vmapp.state.v1.RemoveVersionH\x00R\rremoveVersion\x12=\n" +
+	"\vfail_ingest\x18\x15 \x01(\v2\x1a.vmapp.state.v1.FailIngestH\x00R\n" +
+	"failIngest\x12@\n" +
+	"\fretry_ingest\x18\x16 \x01(\v2\x1b.vmapp.state.v1.RetryIngestH\x00R\vretryIngest\x12C\n" +
 	"\rcreate_upload\x18\x1e \x01(\v2\x1c.vmapp.state.v1.CreateUploadH\x00R\fcreateUpload\x12=\n" +
 	"\vcommit_part\x18\x1f \x01(\v2\x1a.vmapp.state.v1.CommitPartH\x00R\n" +
 	"commitPart\x12C\n" +
@@ -3071,6 +3208,12 @@ const file_vmapp_state_v1_commands_proto_rawDesc = "" +
 	"\fKIND_GALLERY\x10\x01\x12\x14\n" +
 	"\x10KIND_APPLICATION\x10\x02\"E\n" +
 	"\rRemoveVersion\x124\n" +
+	"\aversion\x18\x01 \x01(\v2\x1a.vmapp.state.v1.VersionRefR\aversion\"u\n" +
+	"\n" +
+	"FailIngest\x124\n" +
+	"\aversion\x18\x01 \x01(\v2\x1a.vmapp.state.v1.VersionRefR\aversion\x121\n" +
+	"\x05error\x18\x02 \x01(\v2\x1b.vmapp.v1.ProvisioningErrorR\x05error\"C\n" +
+	"\vRetryIngest\x124\n" +
 	"\aversion\x18\x01 \x01(\v2\x1a.vmapp.state.v1.VersionRefR\aversion\"G\n" +
 	"\fCreateUpload\x127\n" +
 	"\asession\x18\x01 \x01(\v2\x1d.vmapp.state.v1.UploadSessionR\asession\"\xb5\x01\n" +
@@ -3186,7 +3329,7 @@ func file_vmapp_state_v1_commands_proto_rawDescGZIP() []byte {
 }
 
 var file_vmapp_state_v1_commands_proto_enumTypes = make([]protoimpl.EnumInfo, 1)
-var file_vmapp_state_v1_commands_proto_msgTypes = make([]protoimpl.MessageInfo, 40)
+var file_vmapp_state_v1_commands_proto_msgTypes = make([]protoimpl.MessageInfo, 42)
 var file_vmapp_state_v1_commands_proto_goTypes = []any{
 	(RemoveDeleted_Kind)(0),              // 0: vmapp.state.v1.RemoveDeleted.Kind
 	(*Command)(nil),                      // 1: vmapp.state.v1.Command
@@ -3203,52 +3346,55 @@ var file_vmapp_state_v1_commands_proto_goTypes = []any{
 	(*DeleteVersion)(nil),                // 12: vmapp.state.v1.DeleteVersion
 	(*RemoveDeleted)(nil),                // 13: vmapp.state.v1.RemoveDeleted
 	(*RemoveVersion)(nil),                // 14: vmapp.state.v1.RemoveVersion
-	(*CreateUpload)(nil),                 // 15: vmapp.state.v1.CreateUpload
-	(*CommitPart)(nil),                   // 16: vmapp.state.v1.CommitPart
-	(*FinishUpload)(nil),                 // 17: vmapp.state.v1.FinishUpload
-	(*DeleteUpload)(nil),                 // 18: vmapp.state.v1.DeleteUpload
-	(*ReconcileReplicas)(nil),            // 19: vmapp.state.v1.ReconcileReplicas
-	(*ReplicaStarted)(nil),               // 20: vmapp.state.v1.ReplicaStarted
-	(*ReplicaMultipart)(nil),             // 21: vmapp.state.v1.ReplicaMultipart
-	(*ReplicaPartCopied)(nil),            // 22: vmapp.state.v1.ReplicaPartCopied
-	(*ReplicaFailed)(nil),                // 23: vmapp.state.v1.ReplicaFailed
-	(*ReplicaCompleted)(nil),             // 24: vmapp.state.v1.ReplicaCompleted
-	(*ReplicaRestart)(nil),               // 25: vmapp.state.v1.ReplicaRestart
-	(*ReplicaRemoved)(nil),               // 26: vmapp.state.v1.ReplicaRemoved
-	(*ReplicaVerified)(nil),              // 27: vmapp.state.v1.ReplicaVerified
-	(*IssueToken)(nil),                   // 28: vmapp.state.v1.IssueToken
-	(*RevokeToken)(nil),                  // 29: vmapp.state.v1.RevokeToken
-	(*PutShare)(nil),                     // 30: vmapp.state.v1.PutShare
-	(*DeleteShare)(nil),                  // 31: vmapp.state.v1.DeleteShare
-	(*CreateMachine)(nil),                // 32: vmapp.state.v1.CreateMachine
-	(*DeleteMachine)(nil),                // 33: vmapp.state.v1.DeleteMachine
-	(*CreateScaleSet)(nil),               // 34: vmapp.state.v1.CreateScaleSet
-	(*DeleteScaleSet)(nil),               // 35: vmapp.state.v1.DeleteScaleSet
-	(*ProfileEtag)(nil),                  // 36: vmapp.state.v1.ProfileEtag
-	(*SetProfile)(nil),                   // 37: vmapp.state.v1.SetProfile
-	(*ReportStatus)(nil),                 // 38: vmapp.state.v1.ReportStatus
-	(*PutNode)(nil),                      // 39: vmapp.state.v1.PutNode
-	(*RemoveNode)(nil),                   // 40: vmapp.state.v1.RemoveNode
-	(*timestamppb.Timestamp)(nil),        // 41: google.protobuf.Timestamp
-	(v1.ArtifactKind)(0),                 // 42: vmapp.v1.ArtifactKind
-	(*v1.Gallery)(nil),                   // 43: vmapp.v1.Gallery
-	(*v1.GalleryApplication)(nil),        // 44: vmapp.v1.GalleryApplication
-	(*v1.GalleryApplicationVersion)(nil), // 45: vmapp.v1.GalleryApplicationVersion
-	(*UploadSession)(nil),                // 46: vmapp.state.v1.UploadSession
-	(*Part)(nil),                         // 47: vmapp.state.v1.Part
-	(*v1.Artifact)(nil),                  // 48: vmapp.v1.Artifact
-	(*Manifest)(nil),                     // 49: vmapp.state.v1.Manifest
-	(*Replica)(nil),                      // 50: vmapp.state.v1.Replica
-	(*Credential)(nil),                   // 51: vmapp.state.v1.Credential
-	(*v1.Share)(nil),                     // 52: vmapp.v1.Share
-	(*v1.Machine)(nil),                   // 53: vmapp.v1.Machine
-	(*v1.ScaleSet)(nil),                  // 54: vmapp.v1.ScaleSet
-	(*v1.ApplicationProfile)(nil),        // 55: vmapp.v1.ApplicationProfile
-	(*v1.InstanceView)(nil),              // 56: vmapp.v1.InstanceView
-	(*v1.ClusterNode)(nil),               // 57: vmapp.v1.ClusterNode
+	(*FailIngest)(nil),                   // 15: vmapp.state.v1.FailIngest
+	(*RetryIngest)(nil),                  // 16: vmapp.state.v1.RetryIngest
+	(*CreateUpload)(nil),                 // 17: vmapp.state.v1.CreateUpload
+	(*CommitPart)(nil),                   // 18: vmapp.state.v1.CommitPart
+	(*FinishUpload)(nil),                 // 19: vmapp.state.v1.FinishUpload
+	(*DeleteUpload)(nil),                 // 20: vmapp.state.v1.DeleteUpload
+	(*ReconcileReplicas)(nil),            // 21: vmapp.state.v1.ReconcileReplicas
+	(*ReplicaStarted)(nil),               // 22: vmapp.state.v1.ReplicaStarted
+	(*ReplicaMultipart)(nil),             // 23: vmapp.state.v1.ReplicaMultipart
+	(*ReplicaPartCopied)(nil),            // 24: vmapp.state.v1.ReplicaPartCopied
+	(*ReplicaFailed)(nil),                // 25: vmapp.state.v1.ReplicaFailed
+	(*ReplicaCompleted)(nil),             // 26: vmapp.state.v1.ReplicaCompleted
+	(*ReplicaRestart)(nil),               // 27: vmapp.state.v1.ReplicaRestart
+	(*ReplicaRemoved)(nil),               // 28: vmapp.state.v1.ReplicaRemoved
+	(*ReplicaVerified)(nil),              // 29: vmapp.state.v1.ReplicaVerified
+	(*IssueToken)(nil),                   // 30: vmapp.state.v1.IssueToken
+	(*RevokeToken)(nil),                  // 31: vmapp.state.v1.RevokeToken
+	(*PutShare)(nil),                     // 32: vmapp.state.v1.PutShare
+	(*DeleteShare)(nil),                  // 33: vmapp.state.v1.DeleteShare
+	(*CreateMachine)(nil),                // 34: vmapp.state.v1.CreateMachine
+	(*DeleteMachine)(nil),                // 35: vmapp.state.v1.DeleteMachine
+	(*CreateScaleSet)(nil),               // 36: vmapp.state.v1.CreateScaleSet
+	(*DeleteScaleSet)(nil),               // 37: vmapp.state.v1.DeleteScaleSet
+	(*ProfileEtag)(nil),                  // 38: vmapp.state.v1.ProfileEtag
+	(*SetProfile)(nil),                   // 39: vmapp.state.v1.SetProfile
+	(*ReportStatus)(nil),                 // 40: vmapp.state.v1.ReportStatus
+	(*PutNode)(nil),                      // 41: vmapp.state.v1.PutNode
+	(*RemoveNode)(nil),                   // 42: vmapp.state.v1.RemoveNode
+	(*timestamppb.Timestamp)(nil),        // 43: google.protobuf.Timestamp
+	(v1.ArtifactKind)(0),                 // 44: vmapp.v1.ArtifactKind
+	(*v1.Gallery)(nil),                   // 45: vmapp.v1.Gallery
+	(*v1.GalleryApplication)(nil),        // 46: vmapp.v1.GalleryApplication
+	(*v1.GalleryApplicationVersion)(nil), // 47: vmapp.v1.GalleryApplicationVersion
+	(*v1.ProvisioningError)(nil),         // 48: vmapp.v1.ProvisioningError
+	(*UploadSession)(nil),                // 49: vmapp.state.v1.UploadSession
+	(*Part)(nil),                         // 50: vmapp.state.v1.Part
+	(*v1.Artifact)(nil),                  // 51: vmapp.v1.Artifact
+	(*Manifest)(nil),                     // 52: vmapp.state.v1.Manifest
+	(*Replica)(nil),                      // 53: vmapp.state.v1.Replica
+	(*Credential)(nil),                   // 54: vmapp.state.v1.Credential
+	(*v1.Share)(nil),                     // 55: vmapp.v1.Share
+	(*v1.Machine)(nil),                   // 56: vmapp.v1.Machine
+	(*v1.ScaleSet)(nil),                  // 57: vmapp.v1.ScaleSet
+	(*v1.ApplicationProfile)(nil),        // 58: vmapp.v1.ApplicationProfile
+	(*v1.InstanceView)(nil),              // 59: vmapp.v1.InstanceView
+	(*v1.ClusterNode)(nil),               // 60: vmapp.v1.ClusterNode
 }
 var file_vmapp_state_v1_commands_proto_depIdxs = []int32{
-	41, // 0: vmapp.state.v1.Command.time:type_name -> google.protobuf.Timestamp
+	43, // 0: vmapp.state.v1.Command.time:type_name -> google.protobuf.Timestamp
 	4,  // 1: vmapp.state.v1.Command.create_gallery:type_name -> vmapp.state.v1.CreateGallery
 	5,  // 2: vmapp.state.v1.Command.update_gallery:type_name -> vmapp.state.v1.UpdateGallery
 	6,  // 3: vmapp.state.v1.Command.delete_gallery:type_name -> vmapp.state.v1.DeleteGallery
@@ -3260,75 +3406,80 @@ var file_vmapp_state_v1_commands_proto_depIdxs = []int32{
 	12, // 9: vmapp.state.v1.Command.delete_version:type_name -> vmapp.state.v1.DeleteVersion
 	13, // 10: vmapp.state.v1.Command.remove_deleted:type_name -> vmapp.state.v1.RemoveDeleted
 	14, // 11: vmapp.state.v1.Command.remove_version:type_name -> vmapp.state.v1.RemoveVersion
-	15, // 12: vmapp.state.v1.Command.create_upload:type_name -> vmapp.state.v1.CreateUpload
-	16, // 13: vmapp.state.v1.Command.commit_part:type_name -> vmapp.state.v1.CommitPart
-	17, // 14: vmapp.state.v1.Command.finish_upload:type_name -> vmapp.state.v1.FinishUpload
-	18, // 15: vmapp.state.v1.Command.delete_upload:type_name -> vmapp.state.v1.DeleteUpload
-	19, // 16: vmapp.state.v1.Command.reconcile_replicas:type_name -> vmapp.state.v1.ReconcileReplicas
-	20, // 17: vmapp.state.v1.Command.replica_started:type_name -> vmapp.state.v1.ReplicaStarted
-	21, // 18: vmapp.state.v1.Command.replica_multipart:type_name -> vmapp.state.v1.ReplicaMultipart
-	22, // 19: vmapp.state.v1.Command.replica_part_copied:type_name -> vmapp.state.v1.ReplicaPartCopied
-	23, // 20: vmapp.state.v1.Command.replica_failed:type_name -> vmapp.state.v1.ReplicaFailed
-	24, // 21: vmapp.state.v1.Command.replica_completed:type_name -> vmapp.state.v1.ReplicaCompleted
-	25, // 22: vmapp.state.v1.Command.replica_restart:type_name -> vmapp.state.v1.ReplicaRestart
-	26, // 23: vmapp.state.v1.Command.replica_removed:type_name -> vmapp.state.v1.ReplicaRemoved
-	27, // 24: vmapp.state.v1.Command.replica_verified:type_name -> vmapp.state.v1.ReplicaVerified
-	28, // 25: vmapp.state.v1.Command.issue_token:type_name -> vmapp.state.v1.IssueToken
-	29, // 26: vmapp.state.v1.Command.revoke_token:type_name -> vmapp.state.v1.RevokeToken
-	30, // 27: vmapp.state.v1.Command.put_share:type_name -> vmapp.state.v1.PutShare
-	31, // 28: vmapp.state.v1.Command.delete_share:type_name -> vmapp.state.v1.DeleteShare
-	32, // 29: vmapp.state.v1.Command.create_machine:type_name -> vmapp.state.v1.CreateMachine
-	33, // 30: vmapp.state.v1.Command.delete_machine:type_name -> vmapp.state.v1.DeleteMachine
-	34, // 31: vmapp.state.v1.Command.create_scale_set:type_name -> vmapp.state.v1.CreateScaleSet
-	35, // 32: vmapp.state.v1.Command.delete_scale_set:type_name -> vmapp.state.v1.DeleteScaleSet
-	37, // 33: vmapp.state.v1.Command.set_profile:type_name -> vmapp.state.v1.SetProfile
-	38, // 34: vmapp.state.v1.Command.report_status:type_name -> vmapp.state.v1.ReportStatus
-	39, // 35: vmapp.state.v1.Command.put_node:type_name -> vmapp.state.v1.PutNode
-	40, // 36: vmapp.state.v1.Command.remove_node:type_name -> vmapp.state.v1.RemoveNode
-	2,  // 37: vmapp.state.v1.ReplicaRef.version:type_name -> vmapp.state.v1.VersionRef
-	42, // 38: vmapp.state.v1.ReplicaRef.kind:type_name -> vmapp.v1.ArtifactKind
-	43, // 39: vmapp.state.v1.CreateGallery.gallery:type_name -> vmapp.v1.Gallery
-	43, // 40: vmapp.state.v1.UpdateGallery.gallery:type_name -> vmapp.v1.Gallery
-	44, // 41: vmapp.state.v1.CreateApplication.application:type_name -> vmapp.v1.GalleryApplication
-	44, // 42: vmapp.state.v1.UpdateApplication.application:type_name -> vmapp.v1.GalleryApplication
-	45, // 43: vmapp.state.v1.CreateVersion.version:type_name -> vmapp.v1.GalleryApplicationVersion
-	45, // 44: vmapp.state.v1.UpdateVersion.version:type_name -> vmapp.v1.GalleryApplicationVersion
-	2,  // 45: vmapp.state.v1.DeleteVersion.version:type_name -> vmapp.state.v1.VersionRef
-	0,  // 46: vmapp.state.v1.RemoveDeleted.kind:type_name -> vmapp.state.v1.RemoveDeleted.Kind
-	2,  // 47: vmapp.state.v1.RemoveDeleted.resources:type_name -> vmapp.state.v1.VersionRef
-	2,  // 48: vmapp.state.v1.RemoveVersion.version:type_name -> vmapp.state.v1.VersionRef
-	46, // 49: vmapp.state.v1.CreateUpload.session:type_name -> vmapp.state.v1.UploadSession
-	47, // 50: vmapp.state.v1.CommitPart.part:type_name -> vmapp.state.v1.Part
-	41, // 51: vmapp.state.v1.CommitPart.expire_time:type_name -> google.protobuf.Timestamp
-	48, // 52: vmapp.state.v1.FinishUpload.artifact:type_name -> vmapp.v1.Artifact
-	49, // 53: vmapp.state.v1.FinishUpload.manifest:type_name -> vmapp.state.v1.Manifest
-	50, // 54: vmapp.state.v1.ReconcileReplicas.add:type_name -> vmapp.state.v1.Replica
-	3,  // 55: vmapp.state.v1.ReconcileReplicas.unwanted:type_name -> vmapp.state.v1.ReplicaRef
-	3,  // 56: vmapp.state.v1.ReplicaStarted.replica:type_name -> vmapp.state.v1.ReplicaRef
-	3,  // 57: vmapp.state.v1.ReplicaMultipart.replica:type_name -> vmapp.state.v1.ReplicaRef
-	3,  // 58: vmapp.state.v1.ReplicaPartCopied.replica:type_name -> vmapp.state.v1.ReplicaRef
-	47, // 59: vmapp.state.v1.ReplicaPartCopied.part:type_name -> vmapp.state.v1.Part
-	3,  // 60: vmapp.state.v1.ReplicaFailed.replica:type_name -> vmapp.state.v1.ReplicaRef
-	41, // 61: vmapp.state.v1.ReplicaFailed.next_attempt_time:type_name -> google.protobuf.Timestamp
-	3,  // 62: vmapp.state.v1.ReplicaCompleted.replica:type_name -> vmapp.state.v1.ReplicaRef
-	3,  // 63: vmapp.state.v1.ReplicaRestart.replica:type_name -> vmapp.state.v1.ReplicaRef
-	3,  // 64: vmapp.state.v1.ReplicaRemoved.replica:type_name -> vmapp.state.v1.ReplicaRef
-	3,  // 65: vmapp.state.v1.ReplicaVerified.replica:type_name -> vmapp.state.v1.ReplicaRef
-	51, // 66: vmapp.state.v1.IssueToken.credential:type_name -> vmapp.state.v1.Credential
-	52, // 67: vmapp.state.v1.PutShare.share:type_name -> vmapp.v1.Share
-	53, // 68: vmapp.state.v1.CreateMachine.machine:type_name -> vmapp.v1.Machine
-	51, // 69: vmapp.state.v1.CreateMachine.credential:type_name -> vmapp.state.v1.Credential
-	54, // 70: vmapp.state.v1.CreateScaleSet.scale_set:type_name -> vmapp.v1.ScaleSet
-	36, // 71: vmapp.state.v1.SetProfile.target:type_name -> vmapp.state.v1.ProfileEtag
-	36, // 72: vmapp.state.v1.SetProfile.others:type_name -> vmapp.state.v1.ProfileEtag
-	55, // 73: vmapp.state.v1.SetProfile.profile:type_name -> vmapp.v1.ApplicationProfile
-	56, // 74: vmapp.state.v1.ReportStatus.instance_view:type_name -> vmapp.v1.InstanceView
-	57, // 75: vmapp.state.v1.PutNode.node:type_name -> vmapp.v1.ClusterNode
-	76, // [76:76] is the sub-list for method output_type
-	76, // [76:76] is the sub-list for method input_type
-	76, // [76:76] is the sub-list for extension type_name
-	76, // [76:76] is the sub-list for extension extendee
-	0,  // [0:76] is the sub-list for field type_name
+	15, // 12: vmapp.state.v1.Command.fail_ingest:type_name -> vmapp.state.v1.FailIngest
+	16, // 13: vmapp.state.v1.Command.retry_ingest:type_name -> vmapp.state.v1.RetryIngest
+	17, // 14: vmapp.state.v1.Command.create_upload:type_name -> vmapp.state.v1.CreateUpload
+	18, // 15: vmapp.state.v1.Command.commit_part:type_name -> vmapp.state.v1.CommitPart
+	19, // 16: vmapp.state.v1.Command.finish_upload:type_name -> vmapp.state.v1.FinishUpload
+	20, // 17: vmapp.state.v1.Command.delete_upload:type_name -> vmapp.state.v1.DeleteUpload
+	21, // 18: vmapp.state.v1.Command.reconcile_replicas:type_name -> vmapp.state.v1.ReconcileReplicas
+	22, // 19: vmapp.state.v1.Command.replica_started:type_name -> vmapp.state.v1.ReplicaStarted
+	23, // 20: vmapp.state.v1.Command.replica_multipart:type_name -> vmapp.state.v1.ReplicaMultipart
+	24, // 21: vmapp.state.v1.Command.replica_part_copied:type_name -> vmapp.state.v1.ReplicaPartCopied
+	25, // 22: vmapp.state.v1.Command.replica_failed:type_name -> vmapp.state.v1.ReplicaFailed
+	26, // 23: vmapp.state.v1.Command.replica_completed:type_name -> vmapp.state.v1.ReplicaCompleted
+	27, // 24: vmapp.state.v1.Command.replica_restart:type_name -> vmapp.state.v1.ReplicaRestart
+	28, // 25: vmapp.state.v1.Command.replica_removed:type_name -> vmapp.state.v1.ReplicaRemoved
+	29, // 26: vmapp.state.v1.Command.replica_verified:type_name -> vmapp.state.v1.ReplicaVerified
+	30, // 27: vmapp.state.v1.Command.issue_token:type_name -> vmapp.state.v1.IssueToken
+	31, // 28: vmapp.state.v1.Command.revoke_token:type_name -> vmapp.state.v1.RevokeToken
+	32, // 29: vmapp.state.v1.Command.put_share:type_name -> vmapp.state.v1.PutShare
+	33, // 30: vmapp.state.v1.Command.delete_share:type_name -> vmapp.state.v1.DeleteShare
+	34, // 31: vmapp.state.v1.Command.create_machine:type_name -> vmapp.state.v1.CreateMachine
+	35, // 32: vmapp.state.v1.Command.delete_machine:type_name -> vmapp.state.v1.DeleteMachine
+	36, // 33: vmapp.state.v1.Command.create_scale_set:type_name -> vmapp.state.v1.CreateScaleSet
+	37, // 34: vmapp.state.v1.Command.delete_scale_set:type_name -> vmapp.state.v1.DeleteScaleSet
+	39, // 35: vmapp.state.v1.Command.set_profile:type_name -> vmapp.state.v1.SetProfile
+	40, // 36: vmapp.state.v1.Command.report_status:type_name -> vmapp.state.v1.ReportStatus
+	41, // 37: vmapp.state.v1.Command.put_node:type_name -> vmapp.state.v1.PutNode
+	42, // 38: vmapp.state.v1.Command.remove_node:type_name -> vmapp.state.v1.RemoveNode
+	2,  // 39: vmapp.state.v1.ReplicaRef.version:type_name -> vmapp.state.v1.VersionRef
+	44, // 40: vmapp.state.v1.ReplicaRef.kind:type_name -> vmapp.v1.ArtifactKind
+	45, // 41: vmapp.state.v1.CreateGallery.gallery:type_name -> vmapp.v1.Gallery
+	45, // 42: vmapp.state.v1.UpdateGallery.gallery:type_name -> vmapp.v1.Gallery
+	46, // 43: vmapp.state.v1.CreateApplication.application:type_name -> vmapp.v1.GalleryApplication
+	46, // 44: vmapp.state.v1.UpdateApplication.application:type_name -> vmapp.v1.GalleryApplication
+	47, // 45: vmapp.state.v1.CreateVersion.version:type_name -> vmapp.v1.GalleryApplicationVersion
+	47, // 46: vmapp.state.v1.UpdateVersion.version:type_name -> vmapp.v1.GalleryApplicationVersion
+	2,  // 47: vmapp.state.v1.DeleteVersion.version:type_name -> vmapp.state.v1.VersionRef
+	0,  // 48: vmapp.state.v1.RemoveDeleted.kind:type_name -> vmapp.state.v1.RemoveDeleted.Kind
+	2,  // 49: vmapp.state.v1.RemoveDeleted.resources:type_name -> vmapp.state.v1.VersionRef
+	2,  // 50: vmapp.state.v1.RemoveVersion.version:type_name -> vmapp.state.v1.VersionRef
+	2,  // 51: vmapp.state.v1.FailIngest.version:type_name -> vmapp.state.v1.VersionRef
+	48, // 52: vmapp.state.v1.FailIngest.error:type_name -> vmapp.v1.ProvisioningError
+	2,  // 53: vmapp.state.v1.RetryIngest.version:type_name -> vmapp.state.v1.VersionRef
+	49, // 54: vmapp.state.v1.CreateUpload.session:type_name -> vmapp.state.v1.UploadSession
+	50, // 55: vmapp.state.v1.CommitPart.part:type_name -> vmapp.state.v1.Part
+	43, // 56: vmapp.state.v1.CommitPart.expire_time:type_name -> google.protobuf.Timestamp
+	51, // 57: vmapp.state.v1.FinishUpload.artifact:type_name -> vmapp.v1.Artifact
+	52, // 58: vmapp.state.v1.FinishUpload.manifest:type_name -> vmapp.state.v1.Manifest
+	53, // 59: vmapp.state.v1.ReconcileReplicas.add:type_name -> vmapp.state.v1.Replica
+	3,  // 60: vmapp.state.v1.ReconcileReplicas.unwanted:type_name -> vmapp.state.v1.ReplicaRef
+	3,  // 61: vmapp.state.v1.ReplicaStarted.replica:type_name -> vmapp.state.v1.ReplicaRef
+	3,  // 62: vmapp.state.v1.ReplicaMultipart.replica:type_name -> vmapp.state.v1.ReplicaRef
+	3,  // 63: vmapp.state.v1.ReplicaPartCopied.replica:type_name -> vmapp.state.v1.ReplicaRef
+	50, // 64: vmapp.state.v1.ReplicaPartCopied.part:type_name -> vmapp.state.v1.Part
+	3,  // 65: vmapp.state.v1.ReplicaFailed.replica:type_name -> vmapp.state.v1.ReplicaRef
+	43, // 66: vmapp.state.v1.ReplicaFailed.next_attempt_time:type_name -> google.protobuf.Timestamp
+	3,  // 67: vmapp.state.v1.ReplicaCompleted.replica:type_name -> vmapp.state.v1.ReplicaRef
+	3,  // 68: vmapp.state.v1.ReplicaRestart.replica:type_name -> vmapp.state.v1.ReplicaRef
+	3,  // 69: vmapp.state.v1.ReplicaRemoved.replica:type_name -> vmapp.state.v1.ReplicaRef
+	3,  // 70: vmapp.state.v1.ReplicaVerified.replica:type_name -> vmapp.state.v1.ReplicaRef
+	54, // 71: vmapp.state.v1.IssueToken.credential:type_name -> vmapp.state.v1.Credential
+	55, // 72: vmapp.state.v1.PutShare.share:type_name -> vmapp.v1.Share
+	56, // 73: vmapp.state.v1.CreateMachine.machine:type_name -> vmapp.v1.Machine
+	54, // 74: vmapp.state.v1.CreateMachine.credential:type_name -> vmapp.state.v1.Credential
+	57, // 75: vmapp.state.v1.CreateScaleSet.scale_set:type_name -> vmapp.v1.ScaleSet
+	38, // 76: vmapp.state.v1.SetProfile.target:type_name -> vmapp.state.v1.ProfileEtag
+	38, // 77: vmapp.state.v1.SetProfile.others:type_name -> vmapp.state.v1.ProfileEtag
+	58, // 78: vmapp.state.v1.SetProfile.profile:type_name -> vmapp.v1.ApplicationProfile
+	59, // 79: vmapp.state.v1.ReportStatus.instance_view:type_name -> vmapp.v1.InstanceView
+	60, // 80: vmapp.state.v1.PutNode.node:type_name -> vmapp.v1.ClusterNode
+	81, // [81:81] is the sub-list for method output_type
+	81, // [81:81] is the sub-list for method input_type
+	81, // [81:81] is the sub-list for extension type_name
+	81, // [81:81] is the sub-list for extension extendee
+	0,  // [0:81] is the sub-list for field type_name
 }
 
 func init() { file_vmapp_state_v1_commands_proto_init() }
@@ -3349,6 +3500,8 @@ func file_vmapp_state_v1_commands_proto_init() {
 		(*Command_DeleteVersion)(nil),
 		(*Command_RemoveDeleted)(nil),
 		(*Command_RemoveVersion)(nil),
+		(*Command_FailIngest)(nil),
+		(*Command_RetryIngest)(nil),
 		(*Command_CreateUpload)(nil),
 		(*Command_CommitPart)(nil),
 		(*Command_FinishUpload)(nil),
@@ -3381,7 +3534,7 @@ func file_vmapp_state_v1_commands_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_vmapp_state_v1_commands_proto_rawDesc), len(file_vmapp_state_v1_commands_proto_rawDesc)),
 			NumEnums:      1,
-			NumMessages:   40,
+			NumMessages:   42,
 			NumExtensions: 0,
 			NumServices:   0,
 		},
