@@ -138,4 +138,3 @@ func (s *Store) reapVersions(ctx context.Context) (unfinished, err error) {
 	}
 	return errors.Join(failed...), nil
 }
-

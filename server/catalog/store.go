@@ -105,4 +105,3 @@ func retryRace(ifMatch string, attempt func() error) error {
 		}
 	}
 }
-
