@@ -142,7 +142,7 @@ Exit status: 0 on success, 1 when the request fails, 2 on a usage error.`,
 	pf.StringVar(&c.key, "key", os.Getenv("VMAPP_KEY"), "PEM private key of --cert (env VMAPP_KEY)")
 	pf.StringVar(&c.tokenFile, "token-file", os.Getenv("VMAPP_TOKEN_FILE"), "file holding the API token (env VMAPP_TOKEN_FILE; or the token itself in VMAPP_TOKEN)")
 	c.token = os.Getenv("VMAPP_TOKEN")
-	root.AddCommand(c.galleryCmd(), c.appCmd(), c.versionCmd(), c.regionCmd(), c.vmCmd(), c.vmssCmd(), c.inventoryCmd(), c.tokenCmd(), c.whoamiCmd(), c.clusterCmd())
+	root.AddCommand(c.galleryCmd(), c.appCmd(), c.versionCmd(), c.regionCmd(), c.vmCmd(), c.vmssCmd(), c.inventoryCmd(), c.tokenCmd(), c.whoamiCmd(), c.clusterCmd(), c.keyCmd())
 	return root
 }
 
