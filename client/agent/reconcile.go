@@ -35,6 +35,7 @@ func (a *agent) reconcile(ctx context.Context, gs *pb.GoalState, seq uint64) {
 			}
 		}
 	})
+	a.log.Debug("plan", "generation", gs.Generation, "steps", strings.Join(p.lines(), "; "))
 	var wg sync.WaitGroup
 	for _, s := range p.removals {
 		if s.act == actRemove {
