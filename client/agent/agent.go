@@ -41,6 +41,13 @@
 // goal (version and configuration) are left alone, so a restarted agent does
 // nothing twice. A newer goal state ends a pass between groups.
 //
+// A pass is planned before anything runs, from the local state, the goal
+// state and the time alone (plan.go: each application's step — none, wait
+// for a retry, install, update, remove-then-install, refuse, remove — and
+// walk, the failure rule applied to the groups as their outcomes come);
+// reconcile.go carries the plan out: downloads, commands, the state and the
+// reports.
+//
 // An update runs the new version's update command in its directory when it
 // has one, else the old version's remove command (in the old directory) and
 // then the new version's install; the old directory goes once the update
@@ -328,19 +335,7 @@ func (a *agent) recover() error {
 				log.Warn("killed the processes the interrupted command left running", "group", op.Group.ID, "killed", n)
 			}
 		}
-		as.Op = nil
-		as.Failure = &failure{Op: op.Op, Version: op.Version, ConfigKey: op.ConfigKey, Retry: op.Retry}
-		switch {
-		case op.BootID == a.bootID:
-			log.Warn("an operation was cut short (the agent stopped): running it again")
-		case op.Behavior == "Rerun":
-			log.Warn("an operation was interrupted by a reboot: running it again (scriptBehaviorAfterReboot Rerun)")
-		default:
-			log.Warn("an operation was interrupted by a reboot")
-			as.Failure.Manual = true
-			as.Status.State, as.Status.Reason, as.Status.Operation = StateFailed, "interrupted by a reboot", op.Op
-			as.Status.Version, as.Status.End, as.Status.ExitCode = op.Version, a.clock.Now(), -1
-		}
+		log.Warn(as.interrupted(a.bootID, a.clock.Now()))
 	}
 	if rebooted {
 		a.log.Info("the machine rebooted", "boot_id", a.bootID)
@@ -355,6 +350,15 @@ func (a *agent) saveLocked() {
 	if err := a.st.save(a.cfg.Root); err != nil {
 		a.log.Error("writing the local state failed", "err", err)
 	}
+}
+
+// change changes the state under the lock (f), saves it and reports.
+func (a *agent) change(f func()) {
+	a.mu.Lock()
+	f()
+	a.saveLocked()
+	a.mu.Unlock()
+	a.kick()
 }
 
 // update changes an application's state under the lock, saves it and
@@ -485,12 +489,12 @@ func (a *agent) reconcileLoop(ctx context.Context) {
 		if gs == nil {
 			continue
 		}
-		a.pass(ctx, gs, seq)
+		a.reconcile(ctx, gs, seq)
 		if ctx.Err() != nil {
 			return
 		}
 		timer.Stop()
-		if next, ok := a.nextRetry(gs); ok {
+		if next, ok := a.nextRetry(); ok {
 			timer.Reset(max(a.clock.Until(next), time.Millisecond))
 		}
 	}

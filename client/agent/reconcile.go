@@ -3,12 +3,11 @@ package agent
 import (
 	"cmp"
 	"context"
-	"crypto/sha256"
-	"encoding/hex"
 	"errors"
 	"fmt"
 	"io"
 	"io/fs"
+	"log/slog"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -21,242 +20,71 @@ import (
 	pb "github.com/vmapp/vmapp/proto/vmapp/v1"
 )
 
-// appKey names an application as its packageReferenceId does:
-// gallery/application, TENANT:gallery/application for another tenant's.
-func appKey(ga *pb.GoalApplication) string { return pb.AppRef(ga.Tenant, ga.Gallery, ga.Application) }
-
-func sortedKeys[V any](m map[string]V) []string {
-	keys := make([]string, 0, len(m))
-	for k := range m {
-		keys = append(keys, k)
-	}
-	slices.Sort(keys)
-	return keys
-}
-
-// configKey identifies the configuration a goal asks for: a change of it
-// (or of the version) is an update.
-func configKey(ga *pb.GoalApplication) string {
-	switch {
-	case len(ga.Configuration) > 0:
-		sum := sha256.Sum256(ga.Configuration)
-		return "inline:" + hex.EncodeToString(sum[:])
-	case ga.ConfigurationReference != "":
-		return "url:" + ga.ConfigurationReference
-	case ga.DefaultConfiguration != nil:
-		return "default:" + ga.DefaultConfiguration.Sha256
-	}
-	return ""
-}
-
-// fileNames are the package's and the configuration's names in the
-// version's directory.
-func fileNames(ga *pb.GoalApplication) (pkg, cfg string) {
-	pkg, cfg = ga.Application, ga.Application+"-config"
-	if n := ga.GetSettings().GetPackageFileName(); n != "" {
-		pkg = n
-	}
-	if n := ga.GetSettings().GetConfigFileName(); n != "" {
-		cfg = n
-	}
-	return pkg, cfg
-}
-
-// plainName tells whether s can be one element of a path.
-func plainName(s string) bool {
-	return s != "" && s != "." && s != ".." && !strings.ContainsAny(s, "/\\\x00")
-}
-
-type action int
-
-const (
-	actNone action = iota // at its goal
-	actRun                // install or update now
-	actWait               // failed; the retry isn't due
-)
-
-type planned struct {
-	key string
-	ga  *pb.GoalApplication
-	act action
-}
-
-// pass makes one attempt at the goal state: removals, then the ordered
-// groups, then the unordered applications.
-func (a *agent) pass(ctx context.Context, gs *pb.GoalState, seq uint64) {
-	wanted := map[string]*pb.GoalApplication{}
-	for _, ga := range gs.Applications {
-		wanted[appKey(ga)] = ga
-	}
-	now := a.clock.Now()
-
-	// Removals first.
-	a.mu.Lock()
-	var removals []string
-	for _, key := range sortedKeys(a.st.Apps) {
-		as := a.st.Apps[key]
-		if wanted[key] != nil || as.Op != nil {
-			continue
+// reconcile makes one pass at the goal state gs (the seq-th): it plans the
+// pass, then carries the plan out: the removals (concurrently), then the
+// groups in order. Once the whole goal state was applied, its generation
+// is recorded.
+func (a *agent) reconcile(ctx context.Context, gs *pb.GoalState, seq uint64) {
+	var p *plan
+	a.change(func() {
+		p = makePlan(a.st, gs, a.cfg.Root, a.clock.Now())
+		for _, s := range p.removals {
+			if s.act == actForget {
+				delete(a.st.Apps, s.key)
+				a.removeAppDirLocked(s.key) // what its failed attempts left
+			}
 		}
-		if as.Installed == nil {
-			delete(a.st.Apps, key)
-			a.removeAppDirLocked(key) // what its failed attempts left
-			continue
-		}
-		if f := as.Failure; f != nil && f.Op == OpRemove && f.Version == as.Installed.Version && (f.Manual || now.Before(f.NextRetry)) {
-			continue
-		}
-		removals = append(removals, key)
-	}
-	a.saveLocked()
-	a.mu.Unlock()
-	a.kick()
+	})
+	a.log.Debug("plan", "generation", gs.Generation, "steps", strings.Join(p.lines(), "; "))
 	var wg sync.WaitGroup
-	for _, key := range removals {
-		wg.Go(func() { a.remove(ctx, key) })
+	for _, s := range p.removals {
+		if s.act == actRemove {
+			wg.Go(func() { a.remove(ctx, s) })
+		}
 	}
 	wg.Wait()
 	if ctx.Err() != nil {
 		return
 	}
-
-	// Plan: what is at its goal, what waits for a retry, what runs.
-	a.mu.Lock()
-	var plan []*planned
-	for _, ga := range gs.Applications {
-		key := appKey(ga)
-		as := a.st.Apps[key]
-		if as == nil {
-			as = &appState{Gallery: ga.Gallery, Application: ga.Application}
-			a.st.Apps[key] = as
-		}
-		p := &planned{key: key, ga: ga, act: actRun}
-		plan = append(plan, p)
-		ck := configKey(ga)
-		if in := as.Installed; in != nil && in.Version == ga.Version && in.ConfigKey == ck {
-			p.act = actNone
-			as.Failure = nil
-			in.Treat = ga.TreatFailureAsDeploymentFailure
-			if as.Status.State != StateInstalled || as.Status.Version != ga.Version {
-				as.Status = status{Version: ga.Version, State: StateInstalled, Operation: as.Status.Operation, Start: as.Status.Start, End: as.Status.End, Attempts: as.Status.Attempts}
-			}
-			as.Status.Treat = ga.TreatFailureAsDeploymentFailure
-			continue
-		}
-		if f := as.Failure; f != nil && f.Op != OpRemove && f.Version == ga.Version && f.ConfigKey == ck &&
-			ga.Retry <= f.Retry && (f.Manual || now.Before(f.NextRetry)) {
-			p.act = actWait
-			as.Status.Treat = ga.TreatFailureAsDeploymentFailure
-			continue
-		}
-		op := OpInstall
-		if as.Installed != nil {
-			op = OpUpdate
-		}
-		as.Status = status{Version: ga.Version, State: StatePending, Operation: op, Attempts: as.Attempts, Treat: ga.TreatFailureAsDeploymentFailure}
-	}
-	a.saveLocked()
-	a.mu.Unlock()
-	a.kick()
-
-	// Groups: ascending orders, then the unordered applications.
-	groups := map[int32][]*planned{}
-	var unordered []*planned
-	for _, p := range plan {
-		if p.ga.Order == nil {
-			unordered = append(unordered, p)
-		} else {
-			groups[p.ga.GetOrder()] = append(groups[p.ga.GetOrder()], p)
-		}
-	}
-	orders := make([]int32, 0, len(groups))
-	for o := range groups {
-		orders = append(orders, o)
-	}
-	slices.Sort(orders)
-	skipReason := ""
-	for _, o := range orders {
-		if a.stale(seq) {
-			return
-		}
-		group := groups[o]
-		if skipReason != "" {
-			for _, p := range group {
-				if p.act == actRun {
-					a.skip(p, skipReason)
-				}
-			}
-			continue
-		}
-		failed := a.runGroup(ctx, gs, group)
-		if ctx.Err() != nil {
-			return
-		}
-		if len(failed) > 0 {
-			slices.Sort(failed)
-			skipReason = fmt.Sprintf("an application with a lower order (%d) failed: %s", o, failed[0])
-		}
-	}
-	if a.stale(seq) {
+	a.change(func() { p.record(a.st) })
+	more := func() bool { return ctx.Err() == nil && !a.stale(seq) }
+	run := func(steps []step) []string { return a.runGroup(ctx, gs.Region, steps) }
+	if !p.walk(more, run, a.skip) || ctx.Err() != nil {
 		return
 	}
-	a.runGroup(ctx, gs, unordered)
-	if ctx.Err() != nil {
-		return
-	}
-	a.mu.Lock()
-	a.st.Generation = gs.Generation
-	a.saveLocked()
-	a.mu.Unlock()
-	a.kick()
+	a.change(func() { a.st.Generation = gs.Generation })
 }
 
-// runGroup runs a group's applications concurrently and returns those that
-// failed (now or before, waiting for a retry).
-func (a *agent) runGroup(ctx context.Context, gs *pb.GoalState, group []*planned) []string {
+// runGroup carries out a group's steps concurrently and returns the
+// applications that failed.
+func (a *agent) runGroup(ctx context.Context, region string, steps []step) []string {
 	var mu sync.Mutex
 	var failed []string
 	var wg sync.WaitGroup
-	for _, p := range group {
-		switch p.act {
-		case actWait:
-			failed = append(failed, p.key)
-		case actRun:
-			wg.Go(func() {
-				if !a.apply(ctx, gs, p.ga) && ctx.Err() == nil {
-					mu.Lock()
-					failed = append(failed, p.key)
-					mu.Unlock()
-				}
-			})
-		}
+	for _, s := range steps {
+		wg.Go(func() {
+			if !a.apply(ctx, region, s) && ctx.Err() == nil {
+				mu.Lock()
+				failed = append(failed, s.key)
+				mu.Unlock()
+			}
+		})
 	}
 	wg.Wait()
 	return failed
 }
 
-func (a *agent) skip(p *planned, reason string) {
-	a.update(p.key, func(as *appState) {
+func (a *agent) skip(s step, reason string) {
+	a.update(s.key, func(as *appState) {
 		as.Status.State, as.Status.Reason, as.Status.End = StateSkipped, reason, a.clock.Now()
 	})
 }
 
 // nextRetry is when the earliest automatic retry comes due.
-func (a *agent) nextRetry(*pb.GoalState) (time.Time, bool) {
+func (a *agent) nextRetry() (time.Time, bool) {
 	a.mu.Lock()
 	defer a.mu.Unlock()
-	now := a.clock.Now()
-	var next time.Time
-	for _, as := range a.st.Apps {
-		f := as.Failure
-		if f == nil || f.Manual || !f.NextRetry.After(now) {
-			continue
-		}
-		if next.IsZero() || f.NextRetry.Before(next) {
-			next = f.NextRetry
-		}
-	}
-	return next, !next.IsZero()
+	return a.st.nextRetry(a.clock.Now())
 }
 
 // cmdEnv describes the operation to its commands.
@@ -275,128 +103,147 @@ func cmdEnv(ga *pb.GoalApplication, op, previous string) []string {
 	return env
 }
 
-// apply installs or updates an application to its goal; false when it
-// failed (or ctx ended).
-func (a *agent) apply(ctx context.Context, gs *pb.GoalState, ga *pb.GoalApplication) bool {
-	key, ck := appKey(ga), configKey(ga)
-	appDir, dirErr := a.appDir(key)
-	dir := filepath.Join(appDir, ga.Version)
-	pkgName, cfgName := fileNames(ga)
-	behavior := ga.GetSettings().GetScriptBehaviorAfterReboot()
+// apply carries out an install, update or remove-then-install step, or
+// fails a refused one: false when it failed (or ctx ended).
+func (a *agent) apply(ctx context.Context, region string, s step) bool {
+	if reason := a.begin(s); reason != "" {
+		return a.fail(s, reason, nil)
+	}
+	if err := a.prepare(ctx, region, s); err != nil {
+		if ctx.Err() == nil {
+			a.fail(s, err.Error(), nil)
+		}
+		return false
+	}
+	r, what, ok := a.commands(ctx, s)
+	switch {
+	case ctx.Err() != nil:
+		return false
+	case !ok:
+		return a.fail(s, reasonOf(what, r), &r)
+	}
+	a.succeed(s, r)
+	return true
+}
 
-	var inst *installed
-	var op, sharer string
-	a.update(key, func(as *appState) {
-		sharer = a.sharerLocked(key, appDir)
-		if as.Installed != nil {
-			c := *as.Installed
-			inst = &c
+// begin records the attempt (Downloading) and returns why it can't go on:
+// the plan's refusal, or a directory that holds or sits in another
+// application's, installed there by an earlier agent (checked now: the
+// pass's removals and lower orders may have freed or taken it).
+func (a *agent) begin(s step) (refusal string) {
+	a.update(s.key, func(as *appState) {
+		refusal = s.reason
+		if refusal == "" {
+			dir := filepath.Dir(s.dir)
+			if sharer := a.sharerLocked(s.key, dir); sharer != "" {
+				refusal = fmt.Sprintf("%s would share the directory of %s, installed there by an earlier agent", dir, sharer)
+			}
 		}
-		if f := as.Failure; f == nil || f.Op == OpRemove || f.Version != ga.Version || f.ConfigKey != ck {
-			as.Attempts = 0
-		}
-		as.Attempts++
-		op = OpInstall
-		if inst != nil {
-			op = OpUpdate
-		}
-		as.Status = status{Version: ga.Version, State: StateDownloading, Operation: op, Start: a.clock.Now(),
-			Attempts: as.Attempts, Treat: ga.TreatFailureAsDeploymentFailure}
+		as.Attempts = s.attempt
+		as.Status = status{Version: s.goal.Version, State: StateDownloading, Operation: s.op(), Start: a.clock.Now(),
+			Attempts: as.Attempts, Treat: s.goal.TreatFailureAsDeploymentFailure}
 	})
-	log := a.log.With("app", key, "version", ga.Version, "op", op)
-	fail := func(reason string, r *result) bool {
-		log.Warn("operation failed", "reason", reason)
-		a.update(key, func(as *appState) {
-			as.Op = nil
-			as.Failure = &failure{Op: op, Version: ga.Version, ConfigKey: ck, Retry: ga.Retry,
-				NextRetry: a.clock.Now().Add(backoff(a.cfg.RetryBase, a.cfg.RetryMax, int(as.Attempts)))}
-			as.Status.State, as.Status.Reason, as.Status.End = StateFailed, reason, a.clock.Now()
-			as.Status.ExitCode, as.Status.OutputTail = -1, ""
-			if r != nil {
-				as.Status.ExitCode, as.Status.OutputTail = r.ExitCode, r.Tail
-			}
-		})
-		return false
-	}
+	return refusal
+}
 
-	switch {
-	case dirErr != nil:
-		return fail(dirErr.Error(), nil)
-	case !plainName(ga.Version):
-		return fail(fmt.Sprintf("version '%s' can't name a directory", ga.Version), nil)
-	case sharer != "":
-		return fail(fmt.Sprintf("%s would share the directory of %s, installed there by an earlier agent", appDir, sharer), nil)
-	case !plainName(pkgName) || !plainName(cfgName):
-		return fail(fmt.Sprintf("packageFileName '%s' or configFileName '%s' isn't a plain file name", pkgName, cfgName), nil)
-	case ga.Package == nil:
-		return fail(fmt.Sprintf("version %s has no package in the catalog (was it deleted?)", ga.Version), nil)
-	case ga.GetManageActions().GetInstall() == "":
-		return fail(fmt.Sprintf("version %s has no install command", ga.Version), nil)
+// prepare makes the version's directory, deleting what attempts at other
+// versions left beside it, and downloads the package and the configuration
+// into it.
+func (a *agent) prepare(ctx context.Context, region string, s step) error {
+	keep := []string{s.dir}
+	if s.old != nil {
+		keep = append(keep, s.old.Dir)
 	}
-	keep := []string{dir}
-	if inst != nil {
-		keep = append(keep, inst.Dir)
+	cleanLeftovers(filepath.Dir(s.dir), keep)
+	if err := os.MkdirAll(s.dir, 0o755); err != nil {
+		return err
 	}
-	cleanLeftovers(appDir, keep)
-	if err := os.MkdirAll(dir, 0o755); err != nil {
-		return fail(err.Error(), nil)
-	}
-	if err := a.fetch(ctx, gs.Region, ga, key, dir, pkgName, cfgName); err != nil {
-		if ctx.Err() != nil {
-			return false
-		}
-		return fail(err.Error(), nil)
-	}
+	pkgName, cfgName := fileNames(s.goal)
+	return a.fetch(ctx, region, s.goal, s.key, s.dir, pkgName, cfgName)
+}
 
-	step := func(name, command, in string, version string) (result, string, bool) {
-		o := &operation{Op: op, Step: name, Version: ga.Version, ConfigKey: ck, Retry: ga.Retry, Dir: in,
-			BootID: a.bootID, Behavior: behavior, Start: a.clock.Now()}
-		what := "the " + name + " command"
-		if name == "remove-old" {
-			what = "the remove command of version " + version
-		}
-		r, ok := a.runStep(ctx, key, o, command, in, cmdEnv(ga, op, prevVersion(inst)))
-		return r, what, ok
+// commands runs the step's commands in the version's directory: the
+// install command, or the update command, or the installed version's
+// remove command (in its own directory, which goes once it succeeded) and
+// then the install command. It returns the last command's result, what
+// that command was, and whether every command succeeded.
+func (a *agent) commands(ctx context.Context, s step) (result, string, bool) {
+	ga := s.goal
+	env := cmdEnv(ga, s.op(), prevVersion(s.old))
+	run := func(name, line, dir string) (result, bool) {
+		return a.runStep(ctx, s.key, a.inProgress(s, name, dir), line, dir, env)
 	}
-	var r result
-	var what string
-	var ok bool
-	switch {
-	case inst == nil:
-		a.setState(key, StateInstalling)
-		r, what, ok = step(OpInstall, ga.ManageActions.Install, dir, "")
-	case ga.ManageActions.GetUpdate() != "":
-		a.setState(key, StateUpdating)
-		r, what, ok = step(OpUpdate, ga.ManageActions.Update, dir, "")
-	default:
-		a.setState(key, StateUpdating)
-		r, what, ok = step("remove-old", inst.Remove, inst.Dir, inst.Version)
-		if ok {
-			if inst.Dir != dir {
-				a.removeDir(inst.Dir)
-			}
-			a.update(key, func(as *appState) { as.Installed, as.Op = nil, nil })
-			r, what, ok = step(OpInstall, ga.ManageActions.Install, dir, "")
-		}
+	switch s.act {
+	case actInstall:
+		a.setState(s.key, StateInstalling)
+		r, ok := run(OpInstall, ga.ManageActions.Install, s.dir)
+		return r, "the install command", ok
+	case actUpdate:
+		a.setState(s.key, StateUpdating)
+		r, ok := run(OpUpdate, ga.ManageActions.Update, s.dir)
+		return r, "the update command", ok
 	}
-	if ctx.Err() != nil {
-		return false
+	a.setState(s.key, StateUpdating)
+	if r, ok := run("remove-old", s.old.Remove, s.old.Dir); !ok {
+		return r, "the remove command of version " + s.old.Version, false
 	}
-	if !ok {
-		return fail(reasonOf(what, r), &r)
+	if s.old.Dir != s.dir {
+		a.removeDir(s.old.Dir)
 	}
-	if inst != nil && inst.Dir != dir {
-		a.removeDir(inst.Dir)
+	a.update(s.key, func(as *appState) { as.Installed, as.Op = nil, nil })
+	r, ok := run(OpInstall, ga.ManageActions.Install, s.dir)
+	return r, "the install command", ok
+}
+
+// inProgress is the record of a step's command (name) in progress, in dir.
+func (a *agent) inProgress(s step, name, dir string) *operation {
+	return &operation{Op: s.op(), Step: name, Version: s.goal.Version, ConfigKey: configKey(s.goal), Retry: s.goal.Retry, Dir: dir,
+		BootID: a.bootID, Behavior: s.goal.GetSettings().GetScriptBehaviorAfterReboot(), Start: a.clock.Now()}
+}
+
+// succeed records the goal's version installed, and deletes the old
+// version's directory.
+func (a *agent) succeed(s step, r result) {
+	if s.old != nil && s.old.Dir != s.dir {
+		a.removeDir(s.old.Dir)
 	}
-	log.Info("operation succeeded", "duration", r.Duration.Round(time.Millisecond))
-	a.update(key, func(as *appState) {
+	ga := s.goal
+	a.stepLog(s).Info("operation succeeded", "duration", r.Duration.Round(time.Millisecond))
+	a.update(s.key, func(as *appState) {
 		as.Op, as.Failure = nil, nil
-		as.Installed = &installed{Version: ga.Version, Dir: dir, ConfigKey: ck, Remove: ga.ManageActions.Remove,
-			Behavior: behavior, Time: a.clock.Now(), Treat: ga.TreatFailureAsDeploymentFailure}
+		as.Installed = &installed{Version: ga.Version, Dir: s.dir, ConfigKey: configKey(ga), Remove: ga.ManageActions.Remove,
+			Behavior: ga.GetSettings().GetScriptBehaviorAfterReboot(), Time: a.clock.Now(), Treat: ga.TreatFailureAsDeploymentFailure}
 		as.Status.State, as.Status.Reason, as.Status.End = StateInstalled, "", a.clock.Now()
 		as.Status.ExitCode, as.Status.OutputTail = r.ExitCode, r.Tail
 	})
-	return true
+}
+
+// fail records an install or update step failed (r is its last command's
+// result, nil when none ran); it returns false.
+func (a *agent) fail(s step, reason string, r *result) bool {
+	f := &failure{Op: s.op(), Version: s.goal.Version, ConfigKey: configKey(s.goal), Retry: s.goal.Retry}
+	a.failed(s, f, reason, r)
+	return false
+}
+
+// failed records a failure f of step s: it is retried after a backoff that
+// grows with the attempts.
+func (a *agent) failed(s step, f *failure, reason string, r *result) {
+	a.stepLog(s).Warn("operation failed", "reason", reason)
+	a.update(s.key, func(as *appState) {
+		as.Op = nil
+		f.NextRetry = a.clock.Now().Add(backoff(a.cfg.RetryBase, a.cfg.RetryMax, int(as.Attempts)))
+		as.Failure = f
+		as.Status.State, as.Status.Reason, as.Status.End = StateFailed, reason, a.clock.Now()
+		as.Status.ExitCode, as.Status.OutputTail = -1, ""
+		if r != nil {
+			as.Status.ExitCode, as.Status.OutputTail = r.ExitCode, r.Tail
+		}
+	})
+}
+
+func (a *agent) stepLog(s step) *slog.Logger {
+	return a.log.With("app", s.key, "version", s.version(), "op", s.op())
 }
 
 func prevVersion(inst *installed) string {
@@ -445,21 +292,17 @@ func (a *agent) runStep(ctx context.Context, key string, o *operation, line, dir
 	return r, r.Err == nil && r.ExitCode == 0
 }
 
-// remove runs an installed application's remove command and deletes its
-// directory.
-func (a *agent) remove(ctx context.Context, key string) {
-	var inst installed
+// remove carries out a removal step: the installed version's remove
+// command, then its directory goes, and the application's record.
+func (a *agent) remove(ctx context.Context, s step) {
+	inst := *s.old
 	var app string
-	a.update(key, func(as *appState) {
-		inst, app = *as.Installed, as.Application
-		if f := as.Failure; f == nil || f.Op != OpRemove || f.Version != inst.Version {
-			as.Attempts = 0
-		}
-		as.Attempts++
+	a.update(s.key, func(as *appState) {
+		app, as.Attempts = as.Application, s.attempt
 		as.Status = status{Version: inst.Version, State: StateRemoving, Operation: OpRemove, Start: a.clock.Now(),
 			Attempts: as.Attempts, Treat: inst.Treat}
 	})
-	log := a.log.With("app", key, "version", inst.Version, "op", OpRemove)
+	log := a.stepLog(s)
 	o := &operation{Op: OpRemove, Step: OpRemove, Version: inst.Version, Dir: inst.Dir, BootID: a.bootID, Behavior: inst.Behavior, Start: a.clock.Now()}
 	env := []string{"VMAPP_APPLICATION=" + app, "VMAPP_VERSION=" + inst.Version, "VMAPP_OPERATION=" + OpRemove}
 	var r result
@@ -467,45 +310,21 @@ func (a *agent) remove(ctx context.Context, key string) {
 	if _, err := os.Stat(inst.Dir); errors.Is(err, fs.ErrNotExist) {
 		log.Warn("the installed directory is gone: nothing to run the remove command in", "dir", inst.Dir)
 	} else {
-		r, ok = a.runStep(ctx, key, o, inst.Remove, inst.Dir, env)
+		r, ok = a.runStep(ctx, s.key, o, inst.Remove, inst.Dir, env)
 	}
 	if ctx.Err() != nil {
 		return
 	}
 	if !ok {
-		reason := reasonOf("the remove command", r)
-		log.Warn("operation failed", "reason", reason)
-		a.update(key, func(as *appState) {
-			as.Op = nil
-			as.Failure = &failure{Op: OpRemove, Version: inst.Version,
-				NextRetry: a.clock.Now().Add(backoff(a.cfg.RetryBase, a.cfg.RetryMax, int(as.Attempts)))}
-			as.Status.State, as.Status.Reason, as.Status.End = StateFailed, reason, a.clock.Now()
-			as.Status.ExitCode, as.Status.OutputTail = r.ExitCode, r.Tail
-		})
+		a.failed(s, &failure{Op: OpRemove, Version: inst.Version}, reasonOf("the remove command", r), &r)
 		return
 	}
 	a.removeDir(inst.Dir)
-	a.mu.Lock()
-	delete(a.st.Apps, key)
-	a.removeAppDirLocked(key)
-	a.saveLocked()
-	a.mu.Unlock()
-	a.kick()
+	a.change(func() {
+		delete(a.st.Apps, s.key)
+		a.removeAppDirLocked(s.key)
+	})
 	log.Info("removed", "duration", r.Duration.Round(time.Millisecond))
-}
-
-// appDir is the directory of an application's versions, named as its key
-// (packageReferenceId) names the application: <root>/<gallery>/<application>,
-// or <root>/<tenant>:<gallery>/<application> for another tenant's gallery.
-func (a *agent) appDir(key string) (string, error) {
-	top, app, _ := strings.Cut(key, "/")
-	switch {
-	case !plainName(top) || !plainName(app):
-		return "", fmt.Errorf("'%s' can't name a directory", key)
-	case top == StateDir:
-		return "", fmt.Errorf("gallery '%s' can't name a directory under the root: the agent keeps its own files in %s", top, filepath.Join(a.cfg.Root, StateDir))
-	}
-	return filepath.Join(a.cfg.Root, top, app), nil
 }
 
 // sharerLocked names another application whose installed directory is
@@ -530,7 +349,7 @@ func within(path, dir string) bool {
 // when that is left empty), unless another application's installed
 // directory is in it. a.mu is held.
 func (a *agent) removeAppDirLocked(key string) {
-	if dir, err := a.appDir(key); err == nil && a.sharerLocked(key, dir) == "" {
+	if dir, err := appDir(a.cfg.Root, key); err == nil && a.sharerLocked(key, dir) == "" {
 		a.removeDir(dir)
 	}
 }
