@@ -742,12 +742,15 @@ func (d *downloader) fetchAll(ctx context.Context, todo []int) error {
 	defer cancel(nil)
 	queue := todo // with mu held: pieces not taken yet, in order
 
-	adaptive := d.o.Parallelism == 0
 	target := d.o.Parallelism
-	if adaptive {
+	if target == 0 {
 		target = adaptiveStart
 	}
 	target = min(target, len(todo))
+	var ad *adaptive // nil: a fixed number of connections
+	if d.o.Parallelism == 0 {
+		ad = &adaptive{target: target}
+	}
 	var (
 		mu       sync.Mutex
 		active   int
@@ -803,13 +806,6 @@ func (d *downloader) fetchAll(ctx context.Context, todo []int) error {
 
 	tick := time.NewTicker(progressTick)
 	defer tick.Stop()
-	var (
-		lastAt    = time.Now()
-		lastMoved int64
-		base      float64 // bytes/s before the last step
-		step      int     // workers the last step added
-		frozen    = !adaptive
-	)
 	for {
 		select {
 		case <-finished:
@@ -819,52 +815,20 @@ func (d *downloader) fetchAll(ctx context.Context, todo []int) error {
 			return nil
 		case now := <-tick.C:
 			d.progress(d.done.Load())
-			if frozen {
+			if ad == nil {
 				continue
 			}
-			if lastMoved == 0 {
-				// The first measure starts at the first byte: connecting
-				// and the wait for headers would make it too low, and the
-				// first step look as if it paid.
-				first := d.firstByte.Load()
-				if first == 0 {
-					continue
-				}
-				lastAt = time.Unix(0, first)
-			}
-			if now.Sub(lastAt) < adaptiveTick-progressTick/2 {
-				continue
-			}
-			moved := d.moved.Load()
-			rate := float64(moved-lastMoved) / now.Sub(lastAt).Seconds()
-			lastAt, lastMoved = now, moved
-			if rate == 0 {
-				continue // nothing arrived (a stall, a failover): no measure
+			var first time.Time
+			if ns := d.firstByte.Load(); ns != 0 {
+				first = time.Unix(0, ns)
 			}
 			mu.Lock()
-			switch {
-			case base == 0 || rate > base*1.1:
-				base = rate
-				step = min(adaptiveStep, adaptiveMax-target, len(queue))
-				if active == 0 || step <= 0 {
-					frozen = true
-					break
-				}
-				target += step
-				for range step {
+			if t := ad.observe(now, d.moved.Load(), first, len(queue)); active > 0 {
+				// Workers above the target leave by themselves.
+				for range t - target {
 					spawn()
 				}
-			case rate < base*0.95:
-				// The last step cost throughput: take it back.
-				if step > 0 {
-					target = max(target-step, 1)
-				}
-				frozen = true
-			default:
-				// The last step didn't pay enough to try another: keep it
-				// (more connections cost no more CPU per byte; taking it
-				// back left loopback downloads on fewer, and slower).
-				frozen = true
+				target = t
 			}
 			mu.Unlock()
 		}
