@@ -11,6 +11,7 @@ import (
 	bolt "go.etcd.io/bbolt"
 	"golang.org/x/sync/errgroup"
 	"golang.org/x/time/rate"
+	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/timestamppb"
 
 	"github.com/vmapp/vmapp/blob"
@@ -205,7 +206,7 @@ func (r *Replicator) partError(ctx context.Context, key string, rec *statepb.Rep
 	}
 	if _, serr := src.store.Stat(ctx, src.key); errs.Is(serr, errs.NotFound) {
 		if src.seed != "" {
-			r.reset(src.seed, "the region's replica 0 disappeared while other replicas were copied from it")
+			r.reset(src.seed, "missing: it disappeared while other replicas were copied from it", nil)
 		}
 		return errs.Wrap(errs.NotFound, err, "copy part %d: the source %s is missing", n, src.key)
 	}
@@ -256,6 +257,7 @@ func (r *Replicator) complete(ctx context.Context, key string, dst blob.Store, m
 		return errs.New(errs.DataLoss, "", "replica %s on %s %s; copying it again", rec.ObjectKey, dst.Endpoint(), problem)
 	}
 	now := timestamppb.New(r.now())
+	var damage string
 	_, err = r.change(key, func(cur *statepb.Replica) error {
 		if cur.Phase == statepb.ReplicaPhase_REPLICA_PHASE_DELETING {
 			return errGone
@@ -265,13 +267,19 @@ func (r *Replicator) complete(ctx context.Context, key string, dst blob.Store, m
 		cur.MultipartId, cur.Parts = "", nil
 		cur.BytesDone = m.SizeBytes
 		cur.Attempts, cur.LastError, cur.NextAttemptTime = 0, "", nil
+		damage, cur.Damage = cur.Damage, ""
 		return nil
 	})
-	if err == nil {
-		r.m.completed.WithLabelValues(rec.Region).Inc()
-		r.log.Info("replica completed", "version", what(rec), "region", rec.Region, "replica", rec.Index, "endpoint", dst.Endpoint(), "bytes", m.SizeBytes)
+	if err != nil {
+		return err
 	}
-	return err
+	r.m.completed.WithLabelValues(rec.Region).Inc()
+	r.log.Info("replica completed", "version", what(rec), "region", rec.Region, "replica", rec.Index, "endpoint", dst.Endpoint(), "bytes", m.SizeBytes)
+	if damage != "" {
+		r.m.repaired.WithLabelValues(rec.Region).Inc()
+		r.log.Info("damaged replica repaired", "version", what(rec), "region", rec.Region, "replica", rec.Index, "damage", damage)
+	}
+	return nil
 }
 
 // verify compares a stored replica with the manifest; "" when sound.
@@ -285,16 +293,17 @@ func verify(info blob.Info, m *statepb.Manifest) string {
 	return ""
 }
 
-// reset sends a replica back to be copied from scratch.
-func (r *Replicator) reset(key, why string) {
+// reset sends a completed replica found damaged (why) back to be copied
+// from scratch. With completed set, only the copy completed then is.
+func (r *Replicator) reset(key, why string, completed *timestamppb.Timestamp) {
 	r.change(key, func(cur *statepb.Replica) error {
-		if cur.Phase == statepb.ReplicaPhase_REPLICA_PHASE_DELETING {
+		if cur.Phase == statepb.ReplicaPhase_REPLICA_PHASE_DELETING || completed != nil && !proto.Equal(cur.CompleteTime, completed) {
 			return errGone
 		}
 		cur.Phase = statepb.ReplicaPhase_REPLICA_PHASE_PENDING
 		cur.MultipartId, cur.Parts, cur.BytesDone, cur.Etag = "", nil, 0, ""
 		cur.StartTime, cur.CompleteTime, cur.NextAttemptTime = nil, nil, nil
-		cur.LastError = why
+		cur.LastError, cur.Damage = why, why
 		return nil
 	})
 	r.Poke()
@@ -324,7 +333,7 @@ func (r *Replicator) deleteObjects(ctx context.Context, rec *statepb.Replica) er
 			return fmt.Errorf("abort the copy of %s on %s: %w", rec.ObjectKey, st.Endpoint(), err)
 		}
 	}
-	if err := st.Delete(ctx, rec.ObjectKey); err != nil {
+	if err := removeObject(ctx, st, rec.ObjectKey); err != nil {
 		return fmt.Errorf("delete %s on %s: %w", rec.ObjectKey, st.Endpoint(), err)
 	}
 	return nil

@@ -7,6 +7,8 @@ type metrics struct {
 	completed *prometheus.CounterVec
 	failures  *prometheus.CounterVec
 	repaired  *prometheus.CounterVec
+	damage    *prometheus.CounterVec
+	verified  *prometheus.CounterVec
 	records   prometheus.Gauge
 }
 
@@ -23,14 +25,22 @@ func newMetrics(reg prometheus.Registerer) metrics {
 			Name: "vmapp_replica_attempts_failed_total", Help: "Failed replica copy or delete attempts, by region.",
 		}, []string{"region"}),
 		repaired: prometheus.NewCounterVec(prometheus.CounterOpts{
-			Name: "vmapp_replicas_repaired_total", Help: "Completed replicas found missing or corrupted and copied again, by region.",
+			Name: "vmapp_replicas_repaired_total", Help: "Replicas found missing or damaged and copied again to completion, by region.",
 		}, []string{"region"}),
+		damage: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "vmapp_replica_damage_found_total",
+			Help: "Completed replicas found missing or damaged (and sent to be copied again), by region and by the check that found it: repair or scrub.",
+		}, []string{"region", "check"}),
+		verified: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "vmapp_replica_verified_bytes_total",
+			Help: "Bytes of completed replicas read back and found sound, by region and check (repair: --deep).",
+		}, []string{"region", "check"}),
 		records: prometheus.NewGauge(prometheus.GaugeOpts{
 			Name: "vmapp_replicas_wanted", Help: "Replicas the catalog wants, over every version.",
 		}),
 	}
 	if reg != nil {
-		reg.MustRegister(m.bytes, m.completed, m.failures, m.repaired, m.records)
+		reg.MustRegister(m.bytes, m.completed, m.failures, m.repaired, m.damage, m.verified, m.records)
 	}
 	return m
 }

@@ -32,7 +32,10 @@
 // completed object's size and ETag the source object's. Only then is the
 // replica Completed. Repair and the periodic scrub check completed
 // replicas again (size and ETag; deep: every piece's sha256) and copy
-// missing or corrupted ones again.
+// missing or damaged ones again. A replica its store keeps failing to serve
+// while answering other requests (MinIO's answer to rotted data or
+// metadata) counts as damaged; one whose store doesn't answer is left
+// alone.
 //
 // # Scheduling
 //
@@ -118,6 +121,8 @@ type Replicator struct {
 	finalizing map[string]bool
 	rr         string // version prefix served last, for round-robin
 	jobs       sync.WaitGroup
+
+	locks keyLocks // one check of a replica at a time
 }
 
 type job struct {
@@ -180,15 +185,13 @@ func (r *Replicator) Poke() {
 	}
 }
 
-// Run replicates until ctx ends, then waits for its workers to stop.
+// Run replicates, and scrubs, until ctx ends, then waits for its workers
+// to stop.
 func (r *Replicator) Run(ctx context.Context) {
 	tick := time.NewTicker(time.Second)
 	defer tick.Stop()
-	var scrub <-chan time.Time
 	if r.o.ScrubInterval > 0 {
-		t := time.NewTicker(r.o.ScrubInterval)
-		defer t.Stop()
-		scrub = t.C
+		r.background(ctx, r.scrubLoop)
 	}
 	for {
 		if err := r.reconcile(ctx); err != nil && ctx.Err() == nil {
@@ -208,14 +211,17 @@ func (r *Replicator) Run(ctx context.Context) {
 			return
 		case <-r.poke:
 		case <-tick.C:
-		case <-scrub:
-			if n, err := r.Scrub(ctx, false); err != nil && ctx.Err() == nil {
-				r.log.Warn("replica scrub", "err", err)
-			} else if n > 0 {
-				r.log.Warn("replica scrub found replicas missing or corrupted; copying them again", "replicas", n)
-			}
 		}
 	}
+}
+
+// background runs fn until ctx ends; Run waits for it.
+func (r *Replicator) background(ctx context.Context, fn func(context.Context)) {
+	r.jobs.Add(1)
+	go func() {
+		defer r.jobs.Done()
+		fn(ctx)
+	}()
 }
 
 func endpointName(region string, i int) string { return region + "/" + strconv.Itoa(i) }

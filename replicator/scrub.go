@@ -1,29 +1,44 @@
 package replicator
 
 import (
-	"bytes"
 	"context"
-	"crypto/sha256"
-	"fmt"
-	"io"
+	"time"
 
-	"github.com/vmapp/vmapp/errs"
 	statepb "github.com/vmapp/vmapp/proto/vmapp/state/v1"
 	pb "github.com/vmapp/vmapp/proto/vmapp/v1"
 )
 
+// RepairReport is what Repair found.
+type RepairReport struct {
+	// Problems are the replicas found missing or damaged, now being
+	// copied again.
+	Problems []*pb.ReplicaProblem
+	// Unchecked are the replicas that could not be checked (their store is
+	// down), with why; nothing was changed on them.
+	Unchecked []*pb.ReplicaProblem
+	// Sound counts the replicas found sound.
+	Sound int32
+}
+
 // Repair checks every completed replica of a version — its size and store
-// ETag against the manifest; with deep, every piece's sha256 too — and sends
-// those missing or corrupted back to be copied. It returns the problems
-// found and the number of replicas found sound.
-func (r *Replicator) Repair(ctx context.Context, v *pb.GalleryApplicationVersion, deep bool) ([]*pb.ReplicaProblem, int32, error) {
+// ETag against the manifest; with deep, every piece's sha256 too — and
+// sends those missing or damaged back to be copied. A replica that can't be
+// checked doesn't stop the others'.
+func (r *Replicator) Repair(ctx context.Context, v *pb.GalleryApplicationVersion, deep bool) (RepairReport, error) {
+	return r.repair(ctx, v, deep, checkRepair)
+}
+
+func (r *Replicator) repair(ctx context.Context, v *pb.GalleryApplicationVersion, deep bool, check string) (RepairReport, error) {
+	var out RepairReport
 	recs, err := r.records(prefixOf(v))
 	if err != nil {
-		return nil, 0, err
+		return out, err
 	}
-	var problems []*pb.ReplicaProblem
-	var sound int32
 	manifests := map[pb.ArtifactKind]*statepb.Manifest{}
+	ps := noPieces
+	if deep {
+		ps = allPieces
+	}
 	for _, rec := range recs {
 		if rec.Phase != statepb.ReplicaPhase_REPLICA_PHASE_COMPLETED {
 			continue
@@ -31,80 +46,62 @@ func (r *Replicator) Repair(ctx context.Context, v *pb.GalleryApplicationVersion
 		m := manifests[rec.Kind]
 		if m == nil {
 			if m, err = r.cat.Manifest(ctx, rec.Tenant, rec.Gallery, rec.Application, rec.Version, rec.Kind); err != nil {
-				return nil, 0, err
+				return out, err
 			}
 			manifests[rec.Kind] = m
 		}
-		problem, err := r.check(ctx, rec, m, deep)
+		o, checked, err := r.checkAndAct(ctx, rec, m, ps, check)
 		if err != nil {
-			return problems, sound, fmt.Errorf("check replica %d in %s: %w", rec.Index, rec.Region, err)
+			return out, err
 		}
-		if problem == "" {
-			sound++
-			continue
+		p := &pb.ReplicaProblem{Region: rec.Region, Replica: rec.Index, Artifact: rec.Kind.Label()}
+		switch {
+		case !checked:
+		case o.err != nil:
+			p.Problem = o.err.Error()
+			out.Unchecked = append(out.Unchecked, p)
+		case o.problem != "":
+			p.Problem = o.problem
+			out.Problems = append(out.Problems, p)
+		default:
+			out.Sound++
 		}
-		problems = append(problems, &pb.ReplicaProblem{Region: rec.Region, Replica: rec.Index, Artifact: rec.Kind.Label(), Problem: problem})
-		r.m.repaired.WithLabelValues(rec.Region).Inc()
-		r.log.Warn("replica missing or corrupted; copying it again", "version", what(rec), "region", rec.Region, "replica", rec.Index, "problem", problem)
-		st, err := r.store(rec.Region, int(rec.Endpoint))
-		if err == nil {
-			st.Delete(ctx, rec.ObjectKey)
-		}
-		r.reset(recordKey(rec), "repair: "+problem)
 	}
-	return problems, sound, nil
+	return out, ctx.Err()
 }
 
-// check returns what is wrong with a completed replica, "" when nothing.
-// An error means the check itself could not run (the store is down).
-func (r *Replicator) check(ctx context.Context, rec *statepb.Replica, m *statepb.Manifest, deep bool) (string, error) {
-	st, err := r.store(rec.Region, int(rec.Endpoint))
+// checkAndAct checks a completed replica under its lock and acts on what it
+// finds: damage sends it back to be copied.
+// checked is false when the record changed since rec was read (copied
+// again, or going): there was nothing to check. err is ctx's.
+func (r *Replicator) checkAndAct(ctx context.Context, rec *statepb.Replica, m *statepb.Manifest, ps pieces, check string) (o outcome, checked bool, err error) {
+	release, err := r.locks.lock(ctx, recordKey(rec))
 	if err != nil {
-		return "", err
+		return o, false, err
 	}
-	info, err := st.Stat(ctx, rec.ObjectKey)
-	if errs.Is(err, errs.NotFound) {
-		return "missing", nil
+	defer release()
+	if cur, err := r.record(recordKey(rec)); err != nil || !sameCopy(cur, rec) {
+		return o, false, err
 	}
-	if err != nil {
-		return "", err
+	o = r.check(ctx, rec, m, ps)
+	if o.verified > 0 {
+		r.m.verified.WithLabelValues(rec.Region, check).Add(float64(o.verified))
 	}
-	if p := verify(info, m); p != "" {
-		return p, nil
+	switch {
+	case o.err != nil && ctx.Err() != nil:
+		return o, false, ctx.Err()
+	case o.err != nil:
+		r.log.Warn("a replica could not be checked", "version", what(rec), "region", rec.Region, "replica", rec.Index, "check", check, "err", o.err)
+	case o.problem != "":
+		r.condemn(ctx, rec, o.problem, check)
 	}
-	if !deep {
-		return "", nil
-	}
-	body, err := st.Get(ctx, rec.ObjectKey, 0, -1)
-	if err != nil {
-		return "", err
-	}
-	defer body.Close()
-	buf := make([]byte, m.PieceSize)
-	for i, want := range m.PieceSha256 {
-		n := min(m.PieceSize, m.SizeBytes-int64(i)*m.PieceSize)
-		if _, err := io.ReadFull(body, buf[:n]); err != nil {
-			if ctx.Err() != nil {
-				return "", err
-			}
-			// A store that answers but can't serve the bytes holds a
-			// damaged object (MinIO's bitrot check fails the read); one that
-			// doesn't answer is down, and nothing is known of the replica.
-			if _, serr := st.Stat(ctx, rec.ObjectKey); serr != nil {
-				return "", err
-			}
-			return fmt.Sprintf("piece %d can't be read: %v", i, err), nil
-		}
-		if got := sha256.Sum256(buf[:n]); !bytes.Equal(got[:], want) {
-			return fmt.Sprintf("piece %d has sha256 %x, not %x", i, got, want), nil
-		}
-	}
-	return "", nil
+	return o, true, nil
 }
 
-// Scrub runs a shallow Repair over every version and returns the number of
-// replicas sent back to be copied.
-func (r *Replicator) Scrub(ctx context.Context, deep bool) (int, error) {
+// Scrub checks every completed replica of every version (size and ETag) and
+// sends those missing or damaged back to be copied. It returns the number
+// of replicas sent back.
+func (r *Replicator) Scrub(ctx context.Context) (int, error) {
 	versions, err := r.cat.AllVersions(ctx)
 	if err != nil {
 		return 0, err
@@ -114,11 +111,32 @@ func (r *Replicator) Scrub(ctx context.Context, deep bool) (int, error) {
 		if v.ProvisioningState == deleting || v.Package == nil {
 			continue
 		}
-		problems, _, err := r.Repair(ctx, v, deep)
-		n += len(problems)
-		if err != nil && ctx.Err() == nil {
-			r.log.Warn("scrub: a replica could not be checked", "version", v.Gallery+"/"+v.Application+"/"+v.Name, "err", err)
+		rep, err := r.repair(ctx, v, false, checkScrub)
+		n += len(rep.Problems)
+		if ctx.Err() != nil {
+			return n, ctx.Err()
+		}
+		if err != nil {
+			r.log.Warn("scrub: a version could not be checked", "version", v.Gallery+"/"+v.Application+"/"+v.Name, "err", err)
 		}
 	}
-	return n, ctx.Err()
+	return n, nil
+}
+
+// scrubLoop runs Scrub every ScrubInterval until ctx ends.
+func (r *Replicator) scrubLoop(ctx context.Context) {
+	t := time.NewTicker(r.o.ScrubInterval)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+		if n, err := r.Scrub(ctx); err != nil && ctx.Err() == nil {
+			r.log.Warn("replica scrub", "err", err)
+		} else if n > 0 {
+			r.log.Warn("replica scrub found replicas missing or damaged; copying them again", "replicas", n)
+		}
+	}
 }

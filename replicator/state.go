@@ -73,6 +73,16 @@ func scan(tx *bolt.Tx, prefix string) ([]*statepb.Replica, error) {
 	return out, nil
 }
 
+// record reads the record with key; nil when there is none.
+func (r *Replicator) record(key string) (*statepb.Replica, error) {
+	var out *statepb.Replica
+	err := r.db.View(func(tx *bolt.Tx) (err error) {
+		out, err = getRecord(tx, key)
+		return err
+	})
+	return out, err
+}
+
 // records reads the records under prefix.
 func (r *Replicator) records(prefix string) ([]*statepb.Replica, error) {
 	var out []*statepb.Replica

@@ -533,8 +533,11 @@ type Replica struct {
 	CrossRegionBytes int64                  `protobuf:"varint,21,opt,name=cross_region_bytes,json=crossRegionBytes,proto3" json:"cross_region_bytes,omitempty"`
 	InRegionBytes    int64                  `protobuf:"varint,22,opt,name=in_region_bytes,json=inRegionBytes,proto3" json:"in_region_bytes,omitempty"`
 	VerifyTime       *timestamppb.Timestamp `protobuf:"bytes,23,opt,name=verify_time,json=verifyTime,proto3" json:"verify_time,omitempty"`
-	unknownFields    protoimpl.UnknownFields
-	sizeCache        protoimpl.SizeCache
+	// Why a completed replica was sent back to be copied (damage found);
+	// cleared when the copy completes, which counts as a repair.
+	Damage        string `protobuf:"bytes,24,opt,name=damage,proto3" json:"damage,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
 }
 
 func (x *Replica) Reset() {
@@ -728,6 +731,13 @@ func (x *Replica) GetVerifyTime() *timestamppb.Timestamp {
 	return nil
 }
 
+func (x *Replica) GetDamage() string {
+	if x != nil {
+		return x.Damage
+	}
+	return ""
+}
+
 // Credential is an API token as vmappd stores it: the public part and the
 // sha256 of the secret, never the secret.
 type Credential struct {
@@ -839,7 +849,7 @@ const file_vmapp_state_v1_state_proto_rawDesc = "" +
 	"\x06sha256\x18\t \x01(\tR\x06sha256\x12\x1f\n" +
 	"\vpiece_chain\x18\n" +
 	" \x03(\fR\n" +
-	"pieceChain\"\xf3\x06\n" +
+	"pieceChain\"\x8b\a\n" +
 	"\aReplica\x12\x16\n" +
 	"\x06tenant\x18\x01 \x01(\tR\x06tenant\x12\x18\n" +
 	"\agallery\x18\x02 \x01(\tR\agallery\x12 \n" +
@@ -870,7 +880,8 @@ const file_vmapp_state_v1_state_proto_rawDesc = "" +
 	"\x12cross_region_bytes\x18\x15 \x01(\x03R\x10crossRegionBytes\x12&\n" +
 	"\x0fin_region_bytes\x18\x16 \x01(\x03R\rinRegionBytes\x12;\n" +
 	"\vverify_time\x18\x17 \x01(\v2\x1a.google.protobuf.TimestampR\n" +
-	"verifyTime\"X\n" +
+	"verifyTime\x12\x16\n" +
+	"\x06damage\x18\x18 \x01(\tR\x06damage\"X\n" +
 	"\n" +
 	"Credential\x12%\n" +
 	"\x05token\x18\x01 \x01(\v2\x0f.vmapp.v1.TokenR\x05token\x12#\n" +
