@@ -10,7 +10,9 @@ import (
 	"sync"
 	"time"
 
+	"golang.org/x/time/rate"
 	"google.golang.org/protobuf/proto"
+	"google.golang.org/protobuf/types/known/timestamppb"
 
 	"github.com/vmapp/vmapp/blob"
 	"github.com/vmapp/vmapp/errs"
@@ -28,8 +30,9 @@ const probeKey = "vmapp-probe/absent"
 
 // Names of the checks, for metrics and logs.
 const (
-	checkRepair = "repair"
-	checkScrub  = "scrub"
+	checkRepair    = "repair"
+	checkScrub     = "scrub"
+	checkDeepScrub = "deep_scrub"
 )
 
 // outcome is what a check of one replica found.
@@ -49,14 +52,15 @@ var (
 )
 
 // check checks a completed replica: that it exists with the manifest's size
-// and store ETag, and that the pieces ps read back with their sha256.
+// and store ETag, and that the pieces ps read back with their sha256, at
+// most as fast as pace allows (nil: unpaced).
 //
 // A store that fails to serve the replica again and again while it answers
 // other requests holds a damaged replica: that is a problem (MinIO cuts the
 // read short, or answers 503, for data that rotted on disk, and 500 for
 // rotted metadata). A store that doesn't answer at all is down, and nothing
 // is known of the replica.
-func (r *Replicator) check(ctx context.Context, rec *statepb.Replica, m *statepb.Manifest, ps pieces) outcome {
+func (r *Replicator) check(ctx context.Context, rec *statepb.Replica, m *statepb.Manifest, ps pieces, pace *rate.Limiter) outcome {
 	st, err := r.store(rec.Region, int(rec.Endpoint))
 	if err != nil {
 		return outcome{err: err}
@@ -78,7 +82,7 @@ func (r *Replicator) check(ctx context.Context, rec *statepb.Replica, m *statepb
 	ps.to = min(ps.to, len(m.PieceSha256))
 	var o outcome
 	for i, failures := ps.from, 0; i < ps.to; {
-		n, bad, err := r.readPieces(ctx, st, rec, m, pieces{i, ps.to})
+		n, bad, err := r.readPieces(ctx, st, rec, m, pieces{i, ps.to}, pace)
 		for range n {
 			o.verified += pieceLen(m, i)
 			i++
@@ -110,7 +114,7 @@ func (r *Replicator) check(ctx context.Context, rec *statepb.Replica, m *statepb
 // readPieces reads ps of the replica with one ranged GET, hashing each
 // piece as it streams, and returns how many it found sound; then either
 // the mismatch found or the error that stopped it, if any.
-func (r *Replicator) readPieces(ctx context.Context, st blob.Store, rec *statepb.Replica, m *statepb.Manifest, ps pieces) (int, string, error) {
+func (r *Replicator) readPieces(ctx context.Context, st blob.Store, rec *statepb.Replica, m *statepb.Manifest, ps pieces, pace *rate.Limiter) (int, string, error) {
 	off := int64(ps.from) * m.PieceSize
 	end := min(int64(ps.to)*m.PieceSize, m.SizeBytes)
 	body, err := st.Get(ctx, rec.ObjectKey, off, end-off)
@@ -118,10 +122,11 @@ func (r *Replicator) readPieces(ctx context.Context, st blob.Store, rec *statepb
 		return 0, "", err
 	}
 	defer body.Close()
+	rd := limited(ctx, body, []*rate.Limiter{pace})
 	h := sha256.New()
 	for i := ps.from; i < ps.to; i++ {
 		h.Reset()
-		if _, err := io.CopyN(h, body, pieceLen(m, i)); err != nil {
+		if _, err := io.CopyN(h, rd, pieceLen(m, i)); err != nil {
 			if err == io.EOF {
 				err = errs.New(errs.Unavailable, "", "the store ended the read of %s early", rec.ObjectKey)
 			}
@@ -225,6 +230,18 @@ func removeObject(ctx context.Context, st blob.Store, key string) error {
 // sameCopy reports whether cur is still the completed copy that rec was.
 func sameCopy(cur, rec *statepb.Replica) bool {
 	return cur != nil && cur.Phase == statepb.ReplicaPhase_REPLICA_PHASE_COMPLETED && proto.Equal(cur.CompleteTime, rec.CompleteTime)
+}
+
+// markDeepVerified records that the completed copy rec was read back sound.
+func (r *Replicator) markDeepVerified(rec *statepb.Replica) {
+	now := timestamppb.New(r.now())
+	r.change(recordKey(rec), func(cur *statepb.Replica) error {
+		if !sameCopy(cur, rec) {
+			return errGone
+		}
+		cur.DeepVerifyTime, cur.VerifyTime = now, now
+		return nil
+	})
 }
 
 // keyLocks serializes the checks of one replica (repair, scrub, reports), so

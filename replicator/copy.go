@@ -263,7 +263,10 @@ func (r *Replicator) complete(ctx context.Context, key string, dst blob.Store, m
 			return errGone
 		}
 		cur.Phase = statepb.ReplicaPhase_REPLICA_PHASE_COMPLETED
-		cur.Etag, cur.CompleteTime, cur.VerifyTime = info.ETag, now, now
+		// Every part was checked as it was written (its sha256 by the
+		// store, its ETag against the source's): the deep scrub's period
+		// starts now.
+		cur.Etag, cur.CompleteTime, cur.VerifyTime, cur.DeepVerifyTime = info.ETag, now, now, now
 		cur.MultipartId, cur.Parts = "", nil
 		cur.BytesDone = m.SizeBytes
 		cur.Attempts, cur.LastError, cur.NextAttemptTime = 0, "", nil

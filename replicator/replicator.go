@@ -32,10 +32,10 @@
 // completed object's size and ETag the source object's. Only then is the
 // replica Completed. Repair and the periodic scrub check completed
 // replicas again (size and ETag; deep: every piece's sha256) and copy
-// missing or damaged ones again. A replica its store keeps failing to serve
-// while answering other requests (MinIO's answer to rotted data or
-// metadata) counts as damaged; one whose store doesn't answer is left
-// alone.
+// missing or damaged ones again; so does the deep scrub, which reads every
+// replica back once per DeepScrubPeriod at a bounded rate. A replica its store keeps failing to serve while answering other
+// requests (MinIO's answer to rotted data or metadata) counts as damaged;
+// one whose store doesn't answer is left alone.
 //
 // # Scheduling
 //
@@ -97,6 +97,11 @@ type Options struct {
 	// ScrubInterval is how often completed replicas are checked (size and
 	// ETag); 0 disables the periodic scrub.
 	ScrubInterval time.Duration
+	// DeepScrubPeriod is how often the deep scrub reads each completed
+	// replica back and checks every piece's sha256; 0 disables it.
+	// DeepScrubRate bounds its reads, in bytes per second (default 10e6).
+	DeepScrubPeriod time.Duration
+	DeepScrubRate   float64
 }
 
 // Replicator runs replication. Start it with Run.
@@ -149,6 +154,9 @@ func New(o Options) (*Replicator, error) {
 	if o.RetryMax <= 0 {
 		o.RetryMax = 5 * time.Minute
 	}
+	if o.DeepScrubRate <= 0 {
+		o.DeepScrubRate = 10e6
+	}
 	if o.Logger == nil {
 		o.Logger = slog.New(slog.DiscardHandler)
 	}
@@ -192,6 +200,9 @@ func (r *Replicator) Run(ctx context.Context) {
 	defer tick.Stop()
 	if r.o.ScrubInterval > 0 {
 		r.background(ctx, r.scrubLoop)
+	}
+	if r.o.DeepScrubPeriod > 0 {
+		r.background(ctx, r.deepScrub)
 	}
 	for {
 		if err := r.reconcile(ctx); err != nil && ctx.Err() == nil {

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 
@@ -14,7 +15,7 @@ import (
 )
 
 // The tests of damaged replicas: rot on a MinIO disk (the files of an
-// object flipped in place), found by repair.
+// object flipped in place), found by repair and the deep scrub.
 
 func pkgKey(version string, i int32) string {
 	return replicator.ObjectKey("default", "g", "a", version, pkg, i)
@@ -150,5 +151,45 @@ func TestRepairUnreadable(t *testing.T) {
 	f.sound("westus", "1.0.0", 0, data)
 	if problems, unchecked, sound := f.repair("1.0.0", true); len(problems)+len(unchecked) != 0 || sound != 6 {
 		t.Fatalf("deep repair of sound replicas: problems %v, unchecked %v, %d sound", problems, unchecked, sound)
+	}
+}
+
+// waitMetric waits until metric reaches at least want.
+func (f *fleet) waitMetric(name string, labels map[string]string, want float64) {
+	f.t.Helper()
+	deadline := time.Now().Add(90 * time.Second)
+	for metric(f.t, f.reg, name, labels) < want {
+		if time.Now().After(deadline) {
+			f.t.Fatalf("%s%v never reached %v (it is %v)", name, labels, want, metric(f.t, f.reg, name, labels))
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+// TestDeepScrub: bit rot inside a replica's data, which its size and ETag
+// don't show, is found by the deep scrub alone (no repair asked for), and
+// the replica is copied again. The metrics count the bytes read back sound,
+// the damage found and the repair.
+func TestDeepScrub(t *testing.T) {
+	f := newFleet(t, replicator.Options{DeepScrubPeriod: time.Second, DeepScrubRate: 200e6})
+	data := f.publish("1.0.0", 2*testcluster.PartSize+10, tr("eastus", 2), tr("northeurope", 1))
+	f.waitState("1.0.0", "Completed")
+	f.rot("eastus", "1.0.0", 1, "part.2", 3<<20)
+
+	eastus := map[string]string{"region": "eastus"}
+	f.waitMetric("vmapp_replicas_repaired_total", eastus, 1)
+	f.sound("eastus", "1.0.0", 1, data)
+	if n := metric(t, f.reg, "vmapp_replica_damage_found_total", map[string]string{"region": "eastus", "check": "deep_scrub"}); n != 1 {
+		t.Fatalf("vmapp_replica_damage_found_total{region=eastus,check=deep_scrub} is %v, want 1", n)
+	}
+	if n := metric(t, f.reg, "vmapp_replica_damage_found_total", nil); n != 1 {
+		t.Fatalf("vmapp_replica_damage_found_total is %v in all, want 1", n)
+	}
+	// Every replica is read back in turn: the sound ones too.
+	for _, region := range []string{"eastus", "northeurope"} {
+		f.waitMetric("vmapp_replica_verified_bytes_total", map[string]string{"region": region, "check": "deep_scrub"}, float64(len(data)))
+	}
+	if s := f.get("1.0.0").ReplicationStatus.GetAggregatedState(); s != "Completed" {
+		t.Fatalf("replication is %s after the deep scrub's repair", s)
 	}
 }

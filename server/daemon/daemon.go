@@ -146,6 +146,8 @@ func (d *Daemon) wire() (err error) {
 	ro.PartConcurrency = cmp.Or(ro.PartConcurrency, rp.PartConcurrency)
 	ro.Bandwidth = cmp.Or(ro.Bandwidth, rp.BandwidthMBps*1e6)
 	ro.ScrubInterval = cmp.Or(ro.ScrubInterval, rp.ScrubInterval)
+	period, bps := rp.DeepScrub()
+	ro.DeepScrubPeriod, ro.DeepScrubRate = cmp.Or(ro.DeepScrubPeriod, period), cmp.Or(ro.DeepScrubRate, bps)
 	if d.Replicator, err = replicator.New(ro); err != nil {
 		return err
 	}
