@@ -33,6 +33,7 @@ const (
 	checkRepair    = "repair"
 	checkScrub     = "scrub"
 	checkDeepScrub = "deep_scrub"
+	checkReport    = "report"
 )
 
 // outcome is what a check of one replica found.

@@ -9,6 +9,7 @@ type metrics struct {
 	repaired  *prometheus.CounterVec
 	damage    *prometheus.CounterVec
 	verified  *prometheus.CounterVec
+	reports   *prometheus.CounterVec
 	deepDue   prometheus.Gauge
 	records   prometheus.Gauge
 }
@@ -30,12 +31,16 @@ func newMetrics(reg prometheus.Registerer) metrics {
 		}, []string{"region"}),
 		damage: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "vmapp_replica_damage_found_total",
-			Help: "Completed replicas found missing or damaged (and sent to be copied again), by region and by the check that found it: repair, scrub or deep_scrub.",
+			Help: "Completed replicas found missing or damaged (and sent to be copied again), by region and by the check that found it: repair, scrub, deep_scrub or report.",
 		}, []string{"region", "check"}),
 		verified: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "vmapp_replica_verified_bytes_total",
-			Help: "Bytes of completed replicas read back and found sound, by region and check: repair (--deep) or deep_scrub.",
+			Help: "Bytes of completed replicas read back and found sound, by region and check: repair (--deep), deep_scrub or report.",
 		}, []string{"region", "check"}),
+		reports: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "vmapp_replica_damage_reports_total",
+			Help: "Reports of damaged replicas from downloaders, by what vmappd found: sound, damaged, not_completed or recently_verified.",
+		}, []string{"verdict"}),
 		deepDue: prometheus.NewGauge(prometheus.GaugeOpts{
 			Name: "vmapp_replicas_deep_scrub_due",
 			Help: "Completed replicas whose last deep check is older than the deep scrub's period: a number that keeps growing means the deep scrub reads slower than the stores fill.",
@@ -45,7 +50,7 @@ func newMetrics(reg prometheus.Registerer) metrics {
 		}),
 	}
 	if reg != nil {
-		reg.MustRegister(m.bytes, m.completed, m.failures, m.repaired, m.damage, m.verified, m.deepDue, m.records)
+		reg.MustRegister(m.bytes, m.completed, m.failures, m.repaired, m.damage, m.verified, m.reports, m.deepDue, m.records)
 	}
 	return m
 }

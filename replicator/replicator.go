@@ -33,7 +33,9 @@
 // replica Completed. Repair and the periodic scrub check completed
 // replicas again (size and ETag; deep: every piece's sha256) and copy
 // missing or damaged ones again; so does the deep scrub, which reads every
-// replica back once per DeepScrubPeriod at a bounded rate. A replica its store keeps failing to serve while answering other
+// replica back once per DeepScrubPeriod at a bounded rate, and a
+// downloader's report of a bad piece once vmappd has read that piece
+// itself. A replica its store keeps failing to serve while answering other
 // requests (MinIO's answer to rotted data or metadata) counts as damaged;
 // one whose store doesn't answer is left alone.
 //
@@ -127,7 +129,8 @@ type Replicator struct {
 	rr         string // version prefix served last, for round-robin
 	jobs       sync.WaitGroup
 
-	locks keyLocks // one check of a replica at a time
+	locks   keyLocks // one check of a replica at a time
+	reports reports
 }
 
 type job struct {
@@ -163,7 +166,8 @@ func New(o Options) (*Replicator, error) {
 	r := &Replicator{
 		o: o, db: o.DB, cat: o.Catalog, topo: o.Topology, store: o.Store, log: o.Logger, now: time.Now,
 		poke: make(chan struct{}, 1), inflight: map[string]*job{}, doomed: map[string]bool{}, finalizing: map[string]bool{}, perEP: map[string]*rate.Limiter{},
-		m: newMetrics(o.Registry),
+		m:       newMetrics(o.Registry),
+		reports: reports{slots: make(chan struct{}, reportSlots)},
 	}
 	if o.Bandwidth > 0 {
 		r.overall = rate.NewLimiter(rate.Limit(o.Bandwidth), burst(o.Bandwidth))

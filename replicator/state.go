@@ -24,16 +24,20 @@ func prefixOf(v *pb.GalleryApplicationVersion) string {
 	return versionPrefix(v.Tenant, v.Gallery, v.Application, v.Name)
 }
 
+// replicaKey is the record key of replica index of a version's artifact k
+// in region.
+func replicaKey(tenant, gallery, app, version string, k pb.ArtifactKind, region string, index int32) string {
+	return versionPrefix(tenant, gallery, app, version) + fmt.Sprintf("%d\x00%s\x00%02d", k, region, index)
+}
+
 // recordKey is a replica record's key.
 func recordKey(r *statepb.Replica) string {
-	return versionPrefix(r.Tenant, r.Gallery, r.Application, r.Version) +
-		fmt.Sprintf("%d\x00%s\x00%02d", r.Kind, r.Region, r.Index)
+	return replicaKey(r.Tenant, r.Gallery, r.Application, r.Version, r.Kind, r.Region, r.Index)
 }
 
 // seedKey is the record key of replica 0 of r's region.
 func seedKey(r *statepb.Replica) string {
-	return versionPrefix(r.Tenant, r.Gallery, r.Application, r.Version) +
-		fmt.Sprintf("%d\x00%s\x00%02d", r.Kind, r.Region, 0)
+	return replicaKey(r.Tenant, r.Gallery, r.Application, r.Version, r.Kind, r.Region, 0)
 }
 
 // ObjectKey is where replica index of a version's artifact lives in its

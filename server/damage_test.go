@@ -2,12 +2,16 @@ package server_test
 
 import (
 	"bytes"
+	"context"
 	"fmt"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
+	"github.com/minio/minio-go/v7"
 	"github.com/prometheus/client_golang/prometheus"
+	"google.golang.org/grpc/codes"
 
 	"github.com/vmapp/vmapp/internal/testkit/testcluster"
 	pb "github.com/vmapp/vmapp/proto/vmapp/v1"
@@ -15,7 +19,8 @@ import (
 )
 
 // The tests of damaged replicas: rot on a MinIO disk (the files of an
-// object flipped in place), found by repair and the deep scrub.
+// object flipped in place), found by repair, the deep scrub and the
+// downloaders' reports.
 
 func pkgKey(version string, i int32) string {
 	return replicator.ObjectKey("default", "g", "a", version, pkg, i)
@@ -191,5 +196,129 @@ func TestDeepScrub(t *testing.T) {
 	}
 	if s := f.get("1.0.0").ReplicationStatus.GetAggregatedState(); s != "Completed" {
 		t.Fatalf("replication is %s after the deep scrub's repair", s)
+	}
+}
+
+// report sends ReportReplicaDamage for replica i of g/a/version's package in
+// region.
+func (f *fleet) report(version, region string, i int32, piece int64) (*pb.ReportReplicaDamageResponse, error) {
+	return downloadClient(f).ReportReplicaDamage(ctx(f.t), &pb.ReportReplicaDamageRequest{
+		Gallery: "g", Application: "a", Version: version, Kind: pkg, Region: region, Replica: i, Piece: piece,
+		Problem: "piece has the wrong sha256",
+	})
+}
+
+// TestReportReplicaDamage: vmappd verifies a downloader's report of a bad
+// piece by reading that piece itself. A false report changes nothing, and
+// the same piece isn't read again for a while however many report it; a
+// true one sends the replica to be copied again, and the region keeps
+// serving from its other replicas meanwhile. Bad reports are refused,
+// naming the field.
+func TestReportReplicaDamage(t *testing.T) {
+	f := newFleet(t, replicator.Options{})
+	data := f.publish("1.0.0", 3*testcluster.PartSize+10, tr("eastus", 2), tr("westus", 1))
+	f.waitState("1.0.0", "Completed")
+	stat := func(region string, i int32) minio.ObjectInfo {
+		t.Helper()
+		info, err := f.minio[region][int(i)%len(f.minio[region])].Client(t).StatObject(context.Background(), f.bucket[region], pkgKey("1.0.0", i), minio.StatObjectOptions{})
+		mustOK(t, err)
+		return info
+	}
+	verified := func() float64 {
+		return metric(t, f.reg, "vmapp_replica_verified_bytes_total", map[string]string{"check": "report"})
+	}
+
+	// A false report: the piece is read, found sound, nothing changes.
+	before := stat("eastus", 0)
+	r, err := f.report("1.0.0", "eastus", 0, 1)
+	mustOK(t, err)
+	if r.Verdict != pb.ReplicaVerdict_REPLICA_VERDICT_SOUND || verified() != testcluster.PartSize {
+		t.Fatalf("a false report: %v; %v bytes read", r, verified())
+	}
+	// Ten more of the same piece, at once: none reads it again.
+	var wg sync.WaitGroup
+	for range 10 {
+		wg.Go(func() {
+			r, err := f.report("1.0.0", "eastus", 0, 1)
+			if err != nil || r.Verdict != pb.ReplicaVerdict_REPLICA_VERDICT_RECENTLY_VERIFIED {
+				t.Errorf("a report of a piece just found sound: %v, %v", r, err)
+			}
+		})
+	}
+	wg.Wait()
+	// Of another piece, at once: read once (the last, 10 bytes).
+	for range 10 {
+		wg.Go(func() {
+			r, err := f.report("1.0.0", "eastus", 0, 3)
+			if err != nil || (r.Verdict != pb.ReplicaVerdict_REPLICA_VERDICT_SOUND && r.Verdict != pb.ReplicaVerdict_REPLICA_VERDICT_RECENTLY_VERIFIED) {
+				t.Errorf("reports of a sound piece at once: %v, %v", r, err)
+			}
+		})
+	}
+	wg.Wait()
+	if verified() != testcluster.PartSize+10 {
+		t.Fatalf("%v bytes read for reports of two pieces (%d bytes)", verified(), testcluster.PartSize+10)
+	}
+	if after := stat("eastus", 0); after.ETag != before.ETag || !after.LastModified.Equal(before.LastModified) || f.get("1.0.0").ReplicationStatus.AggregatedState != "Completed" {
+		t.Fatalf("a false report changed the replica: %v -> %v, %v", before, after, f.get("1.0.0").ReplicationStatus)
+	}
+
+	// A true report: piece 2 of eastus replica 1 rotted.
+	f.rot("eastus", "1.0.0", 1, "part.3", 3<<20)
+	r, err = f.report("1.0.0", "eastus", 1, 2)
+	mustOK(t, err)
+	if r.Verdict != pb.ReplicaVerdict_REPLICA_VERDICT_DAMAGED || !strings.Contains(r.Detail, "piece 2") {
+		t.Fatalf("a true report: %v", r)
+	}
+	t.Logf("verdict: %s", r.Detail)
+	// The region serves from its other replica while this one is copied
+	// again (TestServing has the cases).
+	_, err = downloadClient(f).GetDownloadPlan(ctx(t), &pb.GetDownloadPlanRequest{Gallery: "g", Application: "a", Version: "1.0.0", Kind: pkg, Region: "eastus"})
+	mustOK(t, err)
+	f.waitMetric("vmapp_replicas_repaired_total", map[string]string{"region": "eastus"}, 1)
+	f.sound("eastus", "1.0.0", 1, data)
+	if n := metric(t, f.reg, "vmapp_replica_damage_found_total", map[string]string{"region": "eastus", "check": "report"}); n != 1 {
+		t.Fatalf("vmapp_replica_damage_found_total{check=report} is %v, want 1", n)
+	}
+	// Reports that shared a reading count as sound: 21 found the pieces
+	// sound (read or not), one damaged.
+	reports := func(verdict string) float64 {
+		return metric(t, f.reg, "vmapp_replica_damage_reports_total", map[string]string{"verdict": verdict})
+	}
+	if reports("sound")+reports("recently_verified") != 21 || reports("sound") < 2 || reports("damaged") != 1 {
+		t.Errorf("vmapp_replica_damage_reports_total: sound %v, recently_verified %v, damaged %v", reports("sound"), reports("recently_verified"), reports("damaged"))
+	}
+
+	for _, c := range []struct {
+		name  string
+		req   *pb.ReportReplicaDamageRequest
+		code  codes.Code
+		field string
+	}{
+		{"unknown region", &pb.ReportReplicaDamageRequest{Region: "mars"}, codes.InvalidArgument, "region 'mars' is not one of"},
+		{"not a target region", &pb.ReportReplicaDamageRequest{Region: "northeurope"}, codes.InvalidArgument, "has no replicas in region 'northeurope'"},
+		{"replica past the count", &pb.ReportReplicaDamageRequest{Region: "eastus", Replica: 2}, codes.InvalidArgument, "has 2 replicas in eastus (0..1), not replica 2"},
+		{"negative replica", &pb.ReportReplicaDamageRequest{Region: "eastus", Replica: -1}, codes.InvalidArgument, "replica -1 must not be negative"},
+		{"negative piece", &pb.ReportReplicaDamageRequest{Region: "eastus", Piece: -1}, codes.InvalidArgument, "piece -1 must not be negative"},
+		{"piece past the end", &pb.ReportReplicaDamageRequest{Region: "eastus", Piece: 4}, codes.InvalidArgument, "has 4 pieces (0..3), not piece 4"},
+		{"no kind", &pb.ReportReplicaDamageRequest{Region: "eastus", Kind: -1}, codes.InvalidArgument, "kind must be"},
+		{"no configuration", &pb.ReportReplicaDamageRequest{Region: "eastus", Kind: conf}, codes.FailedPrecondition, "has no default configuration"},
+		{"problem too long", &pb.ReportReplicaDamageRequest{Region: "eastus", Problem: strings.Repeat("x", 1025)}, codes.InvalidArgument, "problem must be UTF-8 text of at most 1024 bytes"},
+		{"unknown version", &pb.ReportReplicaDamageRequest{Version: "9.9.9", Region: "eastus"}, codes.NotFound, "9.9.9"},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			req := c.req
+			req.Gallery, req.Application = "g", "a"
+			if req.Version == "" {
+				req.Version = "1.0.0"
+			}
+			if req.Kind == 0 {
+				req.Kind = pkg
+			} else if req.Kind < 0 {
+				req.Kind = 0
+			}
+			_, err := downloadClient(f).ReportReplicaDamage(ctx(t), req)
+			wantErr(t, err, c.code, c.field)
+		})
 	}
 }
