@@ -16,6 +16,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -25,6 +26,8 @@ import (
 
 	"github.com/minio/minio-go/v7"
 	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
 
 	"github.com/vmapp/vmapp/client"
 	"github.com/vmapp/vmapp/errs"
@@ -432,11 +435,60 @@ func TestDownloadCorruptReplica(t *testing.T) {
 // planEdit is a client of the cluster that changes every plan it gets
 // with edit, as a different vmappd would send it.
 func planEdit(t *testing.T, c *testcluster.Cluster, edit func(*pb.DownloadPlan)) *client.Client {
+	cl, _ := watchedClient(t, c, edit, false)
+	return cl
+}
+
+// reportLog records a client's reports of damaged replicas and vmappd's
+// answers.
+type reportLog struct {
+	mu      sync.Mutex
+	reqs    []*pb.ReportReplicaDamageRequest
+	replies []*pb.ReportReplicaDamageResponse
+	errs    []error
+}
+
+// wait waits until n reports were answered, and returns the log.
+func (l *reportLog) wait(t *testing.T, n int) ([]*pb.ReportReplicaDamageRequest, []*pb.ReportReplicaDamageResponse, []error) {
+	t.Helper()
+	deadline := time.Now().Add(time.Minute)
+	for {
+		l.mu.Lock()
+		if len(l.replies) >= n {
+			defer l.mu.Unlock()
+			return slices.Clone(l.reqs), slices.Clone(l.replies), slices.Clone(l.errs)
+		}
+		l.mu.Unlock()
+		if time.Now().After(deadline) {
+			t.Fatalf("%d reports of damage never came", n)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+// watchedClient is a client of the cluster that records its reports of
+// damaged replicas, and changes every plan it gets with edit (nil: none).
+// With refuse, its reports fail as a vmappd without ReportReplicaDamage
+// would answer them.
+func watchedClient(t *testing.T, c *testcluster.Cluster, edit func(*pb.DownloadPlan), refuse bool) (*client.Client, *reportLog) {
+	log := &reportLog{}
 	cl, err := client.New(c.Addr, client.Options{Token: c.AdminToken, DialOptions: []grpc.DialOption{
 		grpc.WithChainUnaryInterceptor(func(ctx context.Context, method string, req, reply any, cc *grpc.ClientConn, invoker grpc.UnaryInvoker, opts ...grpc.CallOption) error {
-			err := invoker(ctx, method, req, reply, cc, opts...)
-			if r, ok := reply.(*pb.GetDownloadPlanResponse); ok && r.Plan != nil {
-				edit(r.Plan)
+			var err error
+			if refuse && method == pb.DownloadService_ReportReplicaDamage_FullMethodName {
+				err = status.Error(codes.Unimplemented, "method ReportReplicaDamage not implemented")
+			} else {
+				err = invoker(ctx, method, req, reply, cc, opts...)
+			}
+			switch r := reply.(type) {
+			case *pb.GetDownloadPlanResponse:
+				if r.Plan != nil && edit != nil {
+					edit(r.Plan)
+				}
+			case *pb.ReportReplicaDamageResponse:
+				log.mu.Lock()
+				log.reqs, log.replies, log.errs = append(log.reqs, req.(*pb.ReportReplicaDamageRequest)), append(log.replies, r), append(log.errs, err)
+				log.mu.Unlock()
 			}
 			return err
 		}),
@@ -445,7 +497,7 @@ func planEdit(t *testing.T, c *testcluster.Cluster, edit func(*pb.DownloadPlan))
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { cl.Close() })
-	return cl
+	return cl, log
 }
 
 // withoutChain is a client of the cluster that drops the plans' piece_chain,
@@ -481,10 +533,11 @@ func TestDownloadBadChain(t *testing.T) {
 
 func testCorruptReplica(t *testing.T, legacy bool) {
 	c := testcluster.Start(t, testcluster.Options{})
-	cl := c.Client
+	var edit func(*pb.DownloadPlan)
 	if legacy {
-		cl = withoutChain(t, c)
+		edit = func(p *pb.DownloadPlan) { p.PieceChain = nil }
 	}
+	cl, reports := watchedClient(t, c, edit, false)
 	data := randomData(size4, 2)
 	publish(t, c, "1.0.0", data, testcluster.Target("eastus", 2), testcluster.Target("westus", 1))
 	corrupt := func(region string, replica int32, version string, size int) {
@@ -528,7 +581,20 @@ func testCorruptReplica(t *testing.T, legacy bool) {
 	}
 	t.Logf("corrupted replica tried %d times; sound one served %d pieces", hosts[bad], served[good])
 
+	// The corrupted replica was reported, once; vmappd read the piece
+	// back, found it damaged, and copies the replica again.
+	reqs, replies, errors := reports.wait(t, 1)
+	if r := reqs[0]; len(reqs) != 1 || r.Version != "1.0.0" || r.Region != "eastus" || r.Replica != 0 || r.Piece < 0 || r.Piece > 3 ||
+		replies[0].GetVerdict() != pb.ReplicaVerdict_REPLICA_VERDICT_DAMAGED || errors[0] != nil {
+		t.Fatalf("reports %v, answers %v, %v", reqs, replies, errors)
+	}
+	t.Logf("report: %v; vmappd: %v", reqs[0], replies[0])
+	waitReplica(t, c, "eastus", 0, "1.0.0", data)
+
 	// Every replica the machine can get corrupted, ReadRange too: DataLoss.
+	// (A vmappd that takes no reports, or would copy the replica again
+	// before the download gives up.)
+	cl, reports = watchedClient(t, c, edit, true)
 	small := randomData(testcluster.PartSize+10, 3)
 	publish(t, c, "1.0.1", small, testcluster.Target("eastus", 1))
 	corrupt("eastus", 0, "1.0.1", len(small))
@@ -537,6 +603,31 @@ func testCorruptReplica(t *testing.T, legacy bool) {
 	wantClass(t, err, errs.DataLoss, "sha256")
 	mustNotExist(t, dest)
 	t.Logf("all corrupted: %v", err)
+	// A report that fails is no failure of the download's.
+	if reqs, _, errors := reports.wait(t, 1); len(reqs) != 1 || status.Code(errors[0]) != codes.Unimplemented {
+		t.Fatalf("reports %v, %v", reqs, errors)
+	}
+}
+
+// waitReplica waits until replica i of version in region holds data.
+func waitReplica(t *testing.T, c *testcluster.Cluster, region string, i int32, version string, data []byte) {
+	t.Helper()
+	deadline := time.Now().Add(90 * time.Second)
+	for {
+		obj, err := c.ReplicaServer(region, i).Client(t).GetObject(testCtx(t), c.Bucket[region], testcluster.ReplicaKey(version, i), minio.GetObjectOptions{})
+		var b []byte
+		if err == nil {
+			b, err = io.ReadAll(obj)
+			obj.Close()
+		}
+		if err == nil && bytes.Equal(b, data) {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("replica %d of %s in %s never became sound: %d bytes, %v", i, version, region, len(b), err)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
 }
 
 // One worker fetches consecutive pieces with one request. A run that hits
