@@ -2,6 +2,7 @@ package replicator
 
 import (
 	"context"
+	"fmt"
 	"strings"
 	"time"
 
@@ -28,10 +29,13 @@ type RepairReport struct {
 // sends those missing or damaged back to be copied. A replica that can't be
 // checked doesn't stop the others'.
 func (r *Replicator) Repair(ctx context.Context, v *pb.GalleryApplicationVersion, deep bool) (RepairReport, error) {
-	return r.repair(ctx, v, deep, checkRepair)
+	return r.repair(ctx, v, deep, checkRepair, map[string]string{})
 }
 
-func (r *Replicator) repair(ctx context.Context, v *pb.GalleryApplicationVersion, deep bool, check string) (RepairReport, error) {
+// repair is Repair for check. down holds the stores found down in this
+// pass, by endpoint, with why: their other replicas are not tried again
+// (each try waits for retries).
+func (r *Replicator) repair(ctx context.Context, v *pb.GalleryApplicationVersion, deep bool, check string, down map[string]string) (RepairReport, error) {
 	var out RepairReport
 	recs, err := r.records(prefixOf(v))
 	if err != nil {
@@ -46,6 +50,13 @@ func (r *Replicator) repair(ctx context.Context, v *pb.GalleryApplicationVersion
 		if rec.Phase != statepb.ReplicaPhase_REPLICA_PHASE_COMPLETED {
 			continue
 		}
+		p := &pb.ReplicaProblem{Region: rec.Region, Replica: rec.Index, Artifact: rec.Kind.Label()}
+		ep := endpointName(rec.Region, int(rec.Endpoint))
+		if why, ok := down[ep]; ok {
+			p.Problem = why
+			out.Unchecked = append(out.Unchecked, p)
+			continue
+		}
 		m := manifests[rec.Kind]
 		if m == nil {
 			if m, err = r.cat.Manifest(ctx, rec.Tenant, rec.Gallery, rec.Application, rec.Version, rec.Kind); err != nil {
@@ -57,12 +68,12 @@ func (r *Replicator) repair(ctx context.Context, v *pb.GalleryApplicationVersion
 		if err != nil {
 			return out, err
 		}
-		p := &pb.ReplicaProblem{Region: rec.Region, Replica: rec.Index, Artifact: rec.Kind.Label()}
 		switch {
 		case !checked:
 		case o.err != nil:
 			p.Problem = o.err.Error()
 			out.Unchecked = append(out.Unchecked, p)
+			down[ep] = fmt.Sprintf("its store did not answer for %s replica %d: %v", what(rec), rec.Index, o.err)
 		case o.problem != "":
 			p.Problem = o.problem
 			out.Problems = append(out.Problems, p)
@@ -112,11 +123,12 @@ func (r *Replicator) Scrub(ctx context.Context) (int, error) {
 		return 0, err
 	}
 	n := 0
+	down := map[string]string{}
 	for _, v := range versions {
 		if v.ProvisioningState == deleting || v.Package == nil {
 			continue
 		}
-		rep, err := r.repair(ctx, v, false, checkScrub)
+		rep, err := r.repair(ctx, v, false, checkScrub, down)
 		n += len(rep.Problems)
 		if ctx.Err() != nil {
 			return n, ctx.Err()

@@ -98,7 +98,7 @@ func metric(t *testing.T, reg prometheus.Gatherer, name string, labels map[strin
 // all the same.
 func TestRepairUnreadable(t *testing.T) {
 	f := newFleet(t, replicator.Options{})
-	data := f.publish("1.0.0", 2*testcluster.PartSize+10, tr("eastus", 3), tr("westus", 1), tr("northeurope", 2))
+	data := f.publish("1.0.0", 2*testcluster.PartSize+10, tr("eastus", 3), tr("westus", 2), tr("northeurope", 2))
 	f.waitState("1.0.0", "Completed")
 	damage := func() float64 {
 		return metric(t, f.reg, "vmapp_replica_damage_found_total", map[string]string{"check": "repair"})
@@ -107,11 +107,14 @@ func TestRepairUnreadable(t *testing.T) {
 	f.rot("northeurope", "1.0.0", 0, "xl.meta", -64)
 	f.minio["westus"][0].Stop(t)
 	problems, unchecked, sound := f.repair("1.0.0", false)
+	// Both westus replicas are on its one store: the second isn't tried
+	// once the first found it down.
 	if len(problems) != 1 || !strings.Contains(problems["northeurope/0"], "its metadata can't be read (the store answers other requests)") ||
-		len(unchecked) != 1 || unchecked["westus/0"] == "" || sound != 4 {
+		len(unchecked) != 2 || !strings.Contains(unchecked["westus/0"], "connection refused") ||
+		!strings.HasPrefix(unchecked["westus/1"], "its store did not answer for g/a/1.0.0 package replica 0: ") || sound != 4 {
 		t.Fatalf("repair found problems %v, unchecked %v, %d sound", problems, unchecked, sound)
 	}
-	t.Logf("northeurope/0: %s; westus/0 not checked: %s", problems["northeurope/0"], unchecked["westus/0"])
+	t.Logf("northeurope/0: %s; westus/0 not checked: %s; westus/1: %s", problems["northeurope/0"], unchecked["westus/0"], unchecked["westus/1"])
 	f.waitState("1.0.0", "Completed")
 	f.sound("northeurope", "1.0.0", 0, data)
 
@@ -123,7 +126,7 @@ func TestRepairUnreadable(t *testing.T) {
 	}
 	problems, unchecked, sound = f.repair("1.0.0", true)
 	if len(problems) != 1 || !strings.Contains(problems["eastus/1"], "piece 0 can't be read (the store answers other requests)") ||
-		len(unchecked) != 1 || unchecked["westus/0"] == "" || sound != 4 {
+		len(unchecked) != 2 || sound != 4 {
 		t.Fatalf("deep repair found problems %v, unchecked %v, %d sound", problems, unchecked, sound)
 	}
 	t.Logf("eastus/1: %s", problems["eastus/1"])
@@ -154,7 +157,8 @@ func TestRepairUnreadable(t *testing.T) {
 	// The replica on the store that was down is untouched.
 	f.minio["westus"][0].Restart(t)
 	f.sound("westus", "1.0.0", 0, data)
-	if problems, unchecked, sound := f.repair("1.0.0", true); len(problems)+len(unchecked) != 0 || sound != 6 {
+	f.sound("westus", "1.0.0", 1, data)
+	if problems, unchecked, sound := f.repair("1.0.0", true); len(problems)+len(unchecked) != 0 || sound != 7 {
 		t.Fatalf("deep repair of sound replicas: problems %v, unchecked %v, %d sound", problems, unchecked, sound)
 	}
 }
