@@ -101,3 +101,13 @@ type Store interface {
 	// already gone (aborted, completed or unknown) is not an error.
 	AbortMultipart(ctx context.Context, key, uploadID string) error
 }
+
+// Purger is a Store that can remove an object it can no longer read. MinIO
+// refuses to delete an object whose metadata fails its checksum (xl.meta
+// rotted on disk), and would refuse to write over it, but removes it by
+// path when asked to.
+type Purger interface {
+	// Purge removes the object at key however damaged it is, and any
+	// object whose key starts with key + "/".
+	Purge(ctx context.Context, key string) error
+}

@@ -60,6 +60,20 @@ type DownloadOptions struct {
 	Logger *slog.Logger
 }
 
+// A replica that sends a piece failing verification is reported to vmappd
+// (DownloadService.ReportReplicaDamage), which reads the piece itself and
+// has the replica copied again if it is damaged: once per replica per
+// download, in the background. Download waits for reports still in flight
+// at its end for at most reportWait, so that a process that exits right
+// after still delivers them; a report that fails is logged, never the
+// download's failure.
+const (
+	reportWait    = 5 * time.Second
+	reportTimeout = time.Minute
+	// maxProblem is the most of the error a report carries.
+	maxProblem = 1024
+)
+
 // Suffixes of the files Download keeps beside dest while it works: the
 // pieces land in dest+PartialSuffix, and dest+StateSuffix records which of
 // them are verified, so that a download that was killed resumes.
@@ -167,7 +181,7 @@ func (c *Client) Download(ctx context.Context, gallery, app, version, dest strin
 	d := &downloader{
 		svc: pb.NewDownloadServiceClient(c.conn), o: o, gallery: gallery, app: app,
 		dest: dest, partial: dest + PartialSuffix, statePath: dest + StateSuffix,
-		fails: map[srcKey]int{},
+		fails: map[srcKey]int{}, reported: map[srcKey]bool{},
 	}
 	plan, err := d.getPlan(ctx, version)
 	if err != nil {
@@ -176,6 +190,7 @@ func (c *Client) Download(ctx context.Context, gallery, app, version, dest strin
 	if err := d.adopt(plan); err != nil {
 		return nil, err
 	}
+	defer d.waitReports()
 	if err := d.run(ctx); err != nil {
 		return nil, err
 	}
@@ -215,6 +230,8 @@ type downloader struct {
 	order     []srcKey
 	urls      map[srcKey]string
 	fails     map[srcKey]int // consecutive failures
+	reported  map[srcKey]bool
+	reports   sync.WaitGroup
 
 	f *os.File
 	// direct is the partial file opened for direct I/O (O_DIRECT), which
@@ -742,12 +759,15 @@ func (d *downloader) fetchAll(ctx context.Context, todo []int) error {
 	defer cancel(nil)
 	queue := todo // with mu held: pieces not taken yet, in order
 
-	adaptive := d.o.Parallelism == 0
 	target := d.o.Parallelism
-	if adaptive {
+	if target == 0 {
 		target = adaptiveStart
 	}
 	target = min(target, len(todo))
+	var ad *adaptive // nil: a fixed number of connections
+	if d.o.Parallelism == 0 {
+		ad = &adaptive{target: target}
+	}
 	var (
 		mu       sync.Mutex
 		active   int
@@ -803,13 +823,6 @@ func (d *downloader) fetchAll(ctx context.Context, todo []int) error {
 
 	tick := time.NewTicker(progressTick)
 	defer tick.Stop()
-	var (
-		lastAt    = time.Now()
-		lastMoved int64
-		base      float64 // bytes/s before the last step
-		step      int     // workers the last step added
-		frozen    = !adaptive
-	)
 	for {
 		select {
 		case <-finished:
@@ -819,52 +832,20 @@ func (d *downloader) fetchAll(ctx context.Context, todo []int) error {
 			return nil
 		case now := <-tick.C:
 			d.progress(d.done.Load())
-			if frozen {
+			if ad == nil {
 				continue
 			}
-			if lastMoved == 0 {
-				// The first measure starts at the first byte: connecting
-				// and the wait for headers would make it too low, and the
-				// first step look as if it paid.
-				first := d.firstByte.Load()
-				if first == 0 {
-					continue
-				}
-				lastAt = time.Unix(0, first)
-			}
-			if now.Sub(lastAt) < adaptiveTick-progressTick/2 {
-				continue
-			}
-			moved := d.moved.Load()
-			rate := float64(moved-lastMoved) / now.Sub(lastAt).Seconds()
-			lastAt, lastMoved = now, moved
-			if rate == 0 {
-				continue // nothing arrived (a stall, a failover): no measure
+			var first time.Time
+			if ns := d.firstByte.Load(); ns != 0 {
+				first = time.Unix(0, ns)
 			}
 			mu.Lock()
-			switch {
-			case base == 0 || rate > base*1.1:
-				base = rate
-				step = min(adaptiveStep, adaptiveMax-target, len(queue))
-				if active == 0 || step <= 0 {
-					frozen = true
-					break
-				}
-				target += step
-				for range step {
+			if t := ad.observe(now, d.moved.Load(), first, len(queue)); active > 0 {
+				// Workers above the target leave by themselves.
+				for range t - target {
 					spawn()
 				}
-			case rate < base*0.95:
-				// The last step cost throughput: take it back.
-				if step > 0 {
-					target = max(target-step, 1)
-				}
-				frozen = true
-			default:
-				// The last step didn't pay enough to try another: keep it
-				// (more connections cost no more CPU per byte; taking it
-				// back left loopback downloads on fewer, and slower).
-				frozen = true
+				target = t
 			}
 			mu.Unlock()
 		}
@@ -886,6 +867,7 @@ func (d *downloader) fetchRun(ctx context.Context, run []int, buf []byte) error 
 				}
 				if err != nil && ctx.Err() == nil {
 					d.warn(srcs[0].String(), run[n:], err)
+					d.report(ctx, srcs[0], run[n], err)
 				}
 				run = run[n:]
 			}
@@ -903,6 +885,59 @@ func (d *downloader) fetchRun(ctx context.Context, run []int, buf []byte) error 
 func (d *downloader) warn(src string, pieces []int, err error) {
 	d.o.Logger.Warn("download: a piece failed; trying again", "artifact", d.what, "source", src,
 		"pieces", fmt.Sprint(pieces), "class", errs.ClassOf(err).String(), "err", err)
+}
+
+// report tells vmappd, in the background, that piece i from replica k
+// failed verification (err is DataLoss); once per replica.
+func (d *downloader) report(ctx context.Context, k srcKey, i int, err error) {
+	if !errs.Is(err, errs.DataLoss) || isFatal(err) {
+		return
+	}
+	d.mu.Lock()
+	seen := d.reported[k]
+	d.reported[k] = true
+	d.mu.Unlock()
+	if seen {
+		return
+	}
+	problem := err.Error()
+	if len(problem) > maxProblem {
+		problem = strings.ToValidUTF8(problem[:maxProblem], "")
+	}
+	req := &pb.ReportReplicaDamageRequest{
+		Gallery: d.gallery, Application: d.app, Version: d.version, Kind: d.o.Kind,
+		Region: k.region, Replica: k.replica, Piece: int64(i), Problem: problem,
+	}
+	d.reports.Go(func() {
+		// Not cancelled with the download: the report is worth making.
+		rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), reportTimeout)
+		defer cancel()
+		r, err := d.svc.ReportReplicaDamage(rctx, req)
+		log := d.o.Logger.With("artifact", d.what, "source", k.String(), "piece", i)
+		switch {
+		case errs.Is(errs.FromStatus(err), errs.Unimplemented):
+			log.Debug("download: vmappd takes no reports of corrupted replicas")
+		case err != nil:
+			log.Warn("download: could not report a corrupted replica to vmappd", "err", errs.FromStatus(err))
+		default:
+			log.Info("download: reported a corrupted replica to vmappd", "verdict", r.Verdict.String(), "detail", r.Detail)
+		}
+	})
+}
+
+// waitReports waits for the reports in flight, at most reportWait.
+func (d *downloader) waitReports() {
+	done := make(chan struct{})
+	go func() {
+		d.reports.Wait()
+		close(done)
+	}()
+	t := time.NewTimer(reportWait)
+	defer t.Stop()
+	select {
+	case <-done:
+	case <-t.C:
+	}
 }
 
 // fetchPiece fetches piece i from the first source that has it right.
@@ -942,6 +977,7 @@ func (d *downloader) fetchPiece(ctx context.Context, i int, buf []byte) error {
 				if err == nil {
 					return nil
 				}
+				d.report(ctx, k, i, err)
 				if err := fail(k.String(), err); err != nil {
 					return err
 				}

@@ -191,7 +191,7 @@ func (r *Replicator) partError(ctx context.Context, key string, rec *statepb.Rep
 	if _, serr := src.store.Stat(ctx, src.key); errs.Is(serr, errs.NotFound) {
 		if src.seed != "" {
 			if seed, _ := r.record(src.seed); seed != nil {
-				r.reset(ctx, seed, "the region's replica 0 disappeared while other replicas were copied from it")
+				r.reset(ctx, seed, "missing: it disappeared while other replicas were copied from it", nil)
 			}
 		}
 		return errs.Wrap(errs.NotFound, err, "copy part %d: the source %s is missing", n, src.key)
@@ -230,14 +230,23 @@ func (r *Replicator) complete(ctx context.Context, key string, dst blob.Store, m
 		r.restart(ctx, rec, false, "")
 		return errs.New(errs.DataLoss, "", "replica %s on %s %s; copying it again", rec.ObjectKey, dst.Endpoint(), problem)
 	}
+	damage := ""
+	if cur, _ := r.record(key); cur != nil {
+		damage = cur.Damage
+	}
 	err = r.propose(ctx, func(c *statepb.Command) {
 		c.Op = &statepb.Command_ReplicaCompleted{ReplicaCompleted: &statepb.ReplicaCompleted{Replica: state.RefOf(rec), Etag: info.ETag, SizeBytes: m.SizeBytes}}
 	})
-	if err == nil {
-		r.m.completed.WithLabelValues(rec.Region).Inc()
-		r.log.Info("replica completed", "version", what(rec), "region", rec.Region, "replica", rec.Index, "endpoint", dst.Endpoint(), "bytes", m.SizeBytes)
+	if err != nil {
+		return err
 	}
-	return err
+	r.m.completed.WithLabelValues(rec.Region).Inc()
+	r.log.Info("replica completed", "version", what(rec), "region", rec.Region, "replica", rec.Index, "endpoint", dst.Endpoint(), "bytes", m.SizeBytes)
+	if damage != "" {
+		r.m.repaired.WithLabelValues(rec.Region).Inc()
+		r.log.Info("damaged replica repaired", "version", what(rec), "region", rec.Region, "replica", rec.Index, "damage", damage)
+	}
+	return nil
 }
 
 // verify compares a stored replica with the manifest; "" when sound.
@@ -251,9 +260,12 @@ func verify(info blob.Info, m *statepb.Manifest) string {
 	return ""
 }
 
-// reset sends a replica back to be copied from scratch.
-func (r *Replicator) reset(ctx context.Context, rec *statepb.Replica, why string) error {
-	err := r.restart(ctx, rec, true, why)
+// reset sends a completed replica found damaged (why) back to be copied
+// from scratch. With completed set, only the copy completed then is.
+func (r *Replicator) reset(ctx context.Context, rec *statepb.Replica, why string, completed *timestamppb.Timestamp) error {
+	err := r.propose(context.WithoutCancel(ctx), func(c *statepb.Command) {
+		c.Op = &statepb.Command_ReplicaRestart{ReplicaRestart: &statepb.ReplicaRestart{Replica: state.RefOf(rec), Pending: true, Reason: why, Damage: why, IfCompleted: completed}}
+	})
 	r.Poke()
 	return err
 }
@@ -286,7 +298,7 @@ func (r *Replicator) deleteObjects(ctx context.Context, rec *statepb.Replica) er
 			return fmt.Errorf("abort the copy of %s on %s: %w", rec.ObjectKey, st.Endpoint(), err)
 		}
 	}
-	if err := st.Delete(ctx, rec.ObjectKey); err != nil {
+	if err := removeObject(ctx, st, rec.ObjectKey); err != nil {
 		return fmt.Errorf("delete %s on %s: %w", rec.ObjectKey, st.Endpoint(), err)
 	}
 	return nil

@@ -33,7 +33,12 @@
 // completed object's size and ETag the source object's. Only then is the
 // replica Completed. Repair and the periodic scrub check completed
 // replicas again (size and ETag; deep: every piece's sha256) and copy
-// missing or corrupted ones again.
+// missing or damaged ones again; so does the deep scrub, which reads every
+// replica back once per DeepScrubPeriod at a bounded rate, and a
+// downloader's report of a bad piece once vmappd has read that piece
+// itself. A replica its store keeps failing to serve while answering other
+// requests (MinIO's answer to rotted data or metadata) counts as damaged;
+// one whose store doesn't answer is left alone.
 //
 // # Scheduling
 //
@@ -95,6 +100,11 @@ type Options struct {
 	// ScrubInterval is how often completed replicas are checked (size and
 	// ETag); 0 disables the periodic scrub.
 	ScrubInterval time.Duration
+	// DeepScrubPeriod is how often the deep scrub reads each completed
+	// replica back and checks every piece's sha256; 0 disables it.
+	// DeepScrubRate bounds its reads, in bytes per second (default 10e6).
+	DeepScrubPeriod time.Duration
+	DeepScrubRate   float64
 }
 
 // Replicator runs replication. Start it with Run.
@@ -119,6 +129,9 @@ type Replicator struct {
 	finalizing map[string]bool
 	rr         string // version prefix served last, for round-robin
 	jobs       sync.WaitGroup
+
+	locks   keyLocks // one check of a replica at a time
+	reports reports
 }
 
 type job struct {
@@ -145,13 +158,17 @@ func New(o Options) (*Replicator, error) {
 	if o.RetryMax <= 0 {
 		o.RetryMax = 5 * time.Minute
 	}
+	if o.DeepScrubRate <= 0 {
+		o.DeepScrubRate = 10e6
+	}
 	if o.Logger == nil {
 		o.Logger = slog.New(slog.DiscardHandler)
 	}
 	r := &Replicator{
 		o: o, db: o.DB, cat: o.Catalog, topo: o.Topology, store: o.Store, log: o.Logger, now: time.Now,
 		poke: make(chan struct{}, 1), inflight: map[string]*job{}, doomed: map[string]bool{}, finalizing: map[string]bool{}, perEP: map[string]*rate.Limiter{},
-		m: newMetrics(o.Registry),
+		m:       newMetrics(o.Registry),
+		reports: reports{slots: make(chan struct{}, reportSlots)},
 	}
 	if o.Bandwidth > 0 {
 		r.overall = rate.NewLimiter(rate.Limit(o.Bandwidth), burst(o.Bandwidth))
@@ -184,15 +201,16 @@ func (r *Replicator) Poke() {
 	}
 }
 
-// Run replicates until ctx ends, then waits for its workers to stop.
+// Run replicates, and scrubs, until ctx ends, then waits for its workers
+// to stop.
 func (r *Replicator) Run(ctx context.Context) {
 	tick := time.NewTicker(time.Second)
 	defer tick.Stop()
-	var scrub <-chan time.Time
 	if r.o.ScrubInterval > 0 {
-		t := time.NewTicker(r.o.ScrubInterval)
-		defer t.Stop()
-		scrub = t.C
+		r.background(ctx, r.scrubLoop)
+	}
+	if r.o.DeepScrubPeriod > 0 {
+		r.background(ctx, r.deepScrub)
 	}
 	for {
 		if err := r.reconcile(ctx); err != nil && ctx.Err() == nil {
@@ -212,14 +230,17 @@ func (r *Replicator) Run(ctx context.Context) {
 			return
 		case <-r.poke:
 		case <-tick.C:
-		case <-scrub:
-			if n, err := r.Scrub(ctx, false); err != nil && ctx.Err() == nil {
-				r.log.Warn("replica scrub", "err", err)
-			} else if n > 0 {
-				r.log.Warn("replica scrub found replicas missing or corrupted; copying them again", "replicas", n)
-			}
 		}
 	}
+}
+
+// background runs fn until ctx ends; Run waits for it.
+func (r *Replicator) background(ctx context.Context, fn func(context.Context)) {
+	r.jobs.Add(1)
+	go func() {
+		defer r.jobs.Done()
+		fn(ctx)
+	}()
 }
 
 func endpointName(region string, i int) string { return region + "/" + strconv.Itoa(i) }

@@ -73,3 +73,9 @@ func (r *Replicator) propose(ctx context.Context, set func(c *statepb.Command)) 
 // errGone is returned when the record was deleted or marked Deleting since
 // the worker read it (or another copy of it started): the worker stops.
 var errGone = fmt.Errorf("the replica is no longer wanted")
+
+// replicaKey is the record key of replica index of a version's artifact k
+// in region.
+func replicaKey(tenant, gallery, app, version string, k pb.ArtifactKind, region string, index int32) string {
+	return string(state.ReplicaKey(tenant, gallery, app, version, k, region, index))
+}

@@ -3,6 +3,7 @@ package replicator
 import (
 	"context"
 	"fmt"
+	"slices"
 	"time"
 
 	"google.golang.org/protobuf/types/known/durationpb"
@@ -62,7 +63,7 @@ func (r *Replicator) status(v *pb.GalleryApplicationVersion, recs []*statepb.Rep
 		s := &pb.RegionalReplicationStatus{Region: tr.Name, ReplicasWanted: want}
 		var started time.Time
 		var startedBytes int64
-		var fail *statepb.Replica
+		var fail, repairing *statepb.Replica
 		done, n := 0, 0
 		for _, rec := range recs {
 			if rec.Region != tr.Name || rec.Phase == statepb.ReplicaPhase_REPLICA_PHASE_DELETING || rec.Index >= want {
@@ -81,6 +82,9 @@ func (r *Replicator) status(v *pb.GalleryApplicationVersion, recs []*statepb.Rep
 				if fail == nil || rec.Attempts > fail.Attempts {
 					fail = rec
 				}
+			}
+			if rec.Damage != "" && rec.Phase != statepb.ReplicaPhase_REPLICA_PHASE_COMPLETED && repairing == nil {
+				repairing = rec
 			}
 			if rec.Phase != statepb.ReplicaPhase_REPLICA_PHASE_COMPLETED && rec.StartTime != nil {
 				if t := rec.StartTime.AsTime(); started.IsZero() || t.Before(started) {
@@ -103,6 +107,12 @@ func (r *Replicator) status(v *pb.GalleryApplicationVersion, recs []*statepb.Rep
 			failed++
 		default:
 			s.State = StateReplicating
+			if repairing != nil {
+				s.Details = fmt.Sprintf("replica %d (%s) is copied again: %s", repairing.Index, repairing.Kind.Label(), repairing.Damage)
+				if serving(v, tr.Name, recs) {
+					s.Details += "; the region's other replicas serve downloads"
+				}
+			}
 			if el := now.Sub(started); !started.IsZero() && startedBytes > 0 && el > 0 {
 				rate := float64(startedBytes) / el.Seconds()
 				s.Eta = durationpb.New(time.Duration(float64(s.BytesTotal-s.BytesDone) / rate * float64(time.Second)).Round(time.Second))
@@ -121,6 +131,46 @@ func (r *Replicator) status(v *pb.GalleryApplicationVersion, recs []*statepb.Rep
 	return out
 }
 
+// serving reports whether region serves downloads of v: each of the
+// version's artifacts has all the replicas the region wants, each completed
+// now or being copied again after damage was found (completed once), and
+// at least one completed. A replica found damaged doesn't take the region
+// away from machines while the others are sound.
+func serving(v *pb.GalleryApplicationVersion, region string, recs []*statepb.Replica) bool {
+	if v.Package == nil {
+		return false
+	}
+	pp := v.GetPublishingProfile()
+	i := slices.IndexFunc(pp.GetTargetRegions(), func(tr *pb.TargetRegion) bool { return tr.Name == region })
+	if i < 0 {
+		return false
+	}
+	want := pp.ReplicasIn(pp.TargetRegions[i])
+	kinds := []pb.ArtifactKind{pb.ArtifactKind_ARTIFACT_KIND_PACKAGE}
+	if v.DefaultConfiguration != nil {
+		kinds = append(kinds, pb.ArtifactKind_ARTIFACT_KIND_CONFIGURATION)
+	}
+	for _, k := range kinds {
+		have, completed := int32(0), 0
+		for _, rec := range recs {
+			if rec.Kind != k || rec.Region != region || rec.Index >= want || rec.Phase == statepb.ReplicaPhase_REPLICA_PHASE_DELETING {
+				continue
+			}
+			have++
+			switch {
+			case rec.Phase == statepb.ReplicaPhase_REPLICA_PHASE_COMPLETED:
+				completed++
+			case rec.Damage == "":
+				return false // not copied yet
+			}
+		}
+		if have != want || completed == 0 {
+			return false
+		}
+	}
+	return true
+}
+
 // Terminal reports whether every region of s is Completed or Failed.
 func Terminal(s *pb.ReplicationStatus) bool {
 	for _, r := range s.GetSummary() {
@@ -132,16 +182,15 @@ func Terminal(s *pb.ReplicationStatus) bool {
 }
 
 // Available fails unless the version may be deployed in region: the
-// region is a target region and its replicas are Completed.
+// region is a target region and its replicas are Completed, or some are
+// being copied again after damage was found while the others serve.
 func (r *Replicator) Available(ctx context.Context, v *pb.GalleryApplicationVersion, region string) error {
-	s, err := r.Status(v)
+	recs, err := r.records(prefixOf(v))
 	if err != nil {
 		return err
 	}
-	for _, rs := range s.Summary {
-		if rs.Region == region && rs.State == StateCompleted {
-			return nil
-		}
+	if serving(v, region, recs) {
+		return nil
 	}
 	return errs.New(errs.FailedPrecondition, "location", "The gallery application version '%s/%s/%s' isn't available in %s region. Contact the application's owner to replicate it to this region, or change your requested region.", v.Gallery, v.Application, v.Name, region)
 }

@@ -216,6 +216,12 @@ func matrix(session string) map[string]row {
 		pb.DownloadService_ReadRange_FullMethodName: {downloadG, func(ctx context.Context, c *grpc.ClientConn) error {
 			return firstRecv(dl(c).ReadRange(ctx, &pb.ReadRangeRequest{Gallery: "g", Application: "a", Version: "1.0.0", Kind: pkg, Region: "eastus", Offset: 0, Length: 10}))
 		}},
+		pb.DownloadService_ReportReplicaDamage_FullMethodName: {downloadG, func(ctx context.Context, c *grpc.ClientConn) error {
+			// A piece past the end: refused after authorization, and
+			// nothing is read.
+			_, err := dl(c).ReportReplicaDamage(ctx, &pb.ReportReplicaDamageRequest{Gallery: "g", Application: "a", Version: "1.0.0", Kind: pkg, Region: "eastus", Piece: 1 << 40})
+			return err
+		}},
 
 		pb.FleetService_CreateMachine_FullMethodName: {manageTenant, func(ctx context.Context, c *grpc.ClientConn) error {
 			_, err := fl(c).CreateMachine(ctx, &pb.CreateMachineRequest{Machine: &pb.Machine{Name: uniq("vm"), Region: "eastus", OsType: "Linux"}})
@@ -579,6 +585,14 @@ func TestAgentScope(t *testing.T) {
 	}
 	_, err = dl.GetDownloadPlan(ctx(t), &pb.GetDownloadPlanRequest{Gallery: "g", Application: "a", Version: "2.0.0", Kind: pkg, Region: "eastus"})
 	wantErr(t, err, codes.PermissionDenied, "g/a/2.0.0 is not in its goal state")
+	// It reports damage of what it downloads only.
+	_, err = dl.ReportReplicaDamage(ctx(t), &pb.ReportReplicaDamageRequest{Gallery: "g", Application: "a", Version: "2.0.0", Kind: pkg, Region: "eastus"})
+	wantErr(t, err, codes.PermissionDenied, "g/a/2.0.0 is not in its goal state")
+	r, err := dl.ReportReplicaDamage(ctx(t), &pb.ReportReplicaDamageRequest{Gallery: "g", Application: "a", Version: "1.0.0", Kind: pkg, Region: "eastus"})
+	mustOK(t, err)
+	if r.Verdict != pb.ReplicaVerdict_REPLICA_VERDICT_SOUND {
+		t.Fatalf("a report of a sound replica: %v", r)
+	}
 	// In another tenant's name: denied too.
 	_, err = dl.GetDownloadPlan(metadata.AppendToOutgoingContext(ctx(t), client.TenantKey, "other"), &pb.GetDownloadPlanRequest{Gallery: "g", Application: "a", Version: "1.0.0", Kind: pkg, Region: "eastus"})
 	wantErr(t, err, codes.PermissionDenied)

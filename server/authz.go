@@ -160,8 +160,9 @@ var rules = map[string]rule{
 	pb.ReplicationService_WatchReplication_FullMethodName: read,
 	pb.ReplicationService_RepairVersion_FullMethodName:    publish,
 
-	pb.DownloadService_GetDownloadPlan_FullMethodName: download,
-	pb.DownloadService_ReadRange_FullMethodName:       download,
+	pb.DownloadService_GetDownloadPlan_FullMethodName:     download,
+	pb.DownloadService_ReadRange_FullMethodName:           download,
+	pb.DownloadService_ReportReplicaDamage_FullMethodName: download,
 
 	pb.FleetService_CreateMachine_FullMethodName:     manage,
 	pb.FleetService_GetMachine_FullMethodName:        readAll,

@@ -5,6 +5,7 @@ import (
 	"io"
 	"slices"
 	"time"
+	"unicode/utf8"
 
 	"google.golang.org/protobuf/types/known/timestamppb"
 
@@ -13,6 +14,7 @@ import (
 	statepb "github.com/vmapp/vmapp/proto/vmapp/state/v1"
 	pb "github.com/vmapp/vmapp/proto/vmapp/v1"
 	"github.com/vmapp/vmapp/replicator"
+	"github.com/vmapp/vmapp/server/auth"
 	"github.com/vmapp/vmapp/server/catalog"
 	"github.com/vmapp/vmapp/state"
 	"github.com/vmapp/vmapp/topology"
@@ -44,7 +46,10 @@ type target struct {
 	replicas []*statepb.Replica // the region's first, then the others'
 }
 
-func (s *downloadServer) target(ctx context.Context, gallery, app, version string, k pb.ArtifactKind, region string) (*target, error) {
+// version returns a version whose artifact k may be read in region: the
+// kind and the region are valid, the version isn't being deleted, and the
+// artifact is stored.
+func (s *downloadServer) version(ctx context.Context, gallery, app, version string, k pb.ArtifactKind, region string) (*pb.GalleryApplicationVersion, error) {
 	if k != pb.ArtifactKind_ARTIFACT_KIND_PACKAGE && k != pb.ArtifactKind_ARTIFACT_KIND_CONFIGURATION {
 		return nil, errs.New(errs.InvalidArgument, "kind", "kind must be ARTIFACT_KIND_PACKAGE or ARTIFACT_KIND_CONFIGURATION, not %v", k)
 	}
@@ -60,6 +65,14 @@ func (s *downloadServer) target(ctx context.Context, gallery, app, version strin
 	}
 	if state.ArtifactOf(v, k) == nil {
 		return nil, errs.New(errs.FailedPrecondition, "kind", "Gallery application version '%s/%s/%s' has no %s.", v.Gallery, v.Application, v.Name, k.Label())
+	}
+	return v, nil
+}
+
+func (s *downloadServer) target(ctx context.Context, gallery, app, version string, k pb.ArtifactKind, region string) (*target, error) {
+	v, err := s.version(ctx, gallery, app, version, k, region)
+	if err != nil {
+		return nil, err
 	}
 	if err := s.repl.Available(ctx, v, region); err != nil {
 		return nil, err
@@ -171,4 +184,43 @@ func sendChunks(stream pb.DownloadService_ReadRangeServer, body io.Reader, off *
 			return err
 		}
 	}
+}
+
+// maxProblem bounds the downloader's account in a report of damage.
+const maxProblem = 1024
+
+func (s *downloadServer) ReportReplicaDamage(ctx context.Context, r *pb.ReportReplicaDamageRequest) (*pb.ReportReplicaDamageResponse, error) {
+	switch {
+	case r.Replica < 0:
+		return nil, errs.New(errs.InvalidArgument, "replica", "replica %d must not be negative", r.Replica)
+	case r.Piece < 0:
+		return nil, errs.New(errs.InvalidArgument, "piece", "piece %d must not be negative", r.Piece)
+	case len(r.Problem) > maxProblem || !utf8.ValidString(r.Problem):
+		return nil, errs.New(errs.InvalidArgument, "problem", "problem must be UTF-8 text of at most %d bytes", maxProblem)
+	}
+	v, err := s.version(ctx, r.Gallery, r.Application, r.Version, r.Kind, r.Region)
+	if err != nil {
+		return nil, err
+	}
+	name := v.Gallery + "/" + v.Application + "/" + v.Name
+	pp := v.GetPublishingProfile()
+	i := slices.IndexFunc(pp.GetTargetRegions(), func(tr *pb.TargetRegion) bool { return tr.Name == r.Region })
+	if i < 0 {
+		return nil, errs.New(errs.InvalidArgument, "region", "'%s' has no replicas in region '%s': it is not one of its target regions", name, r.Region)
+	}
+	if n := pp.ReplicasIn(pp.TargetRegions[i]); r.Replica >= n {
+		return nil, errs.New(errs.InvalidArgument, "replica", "'%s' has %d replicas in %s (0..%d), not replica %d", name, n, r.Region, n-1, r.Replica)
+	}
+	m, err := s.store.Manifest(ctx, v.Tenant, v.Gallery, v.Application, v.Name, r.Kind)
+	if err != nil {
+		return nil, err
+	}
+	if n := int64(len(m.PieceSha256)); r.Piece >= n {
+		return nil, errs.New(errs.InvalidArgument, "piece", "the %s of '%s' has %d pieces (0..%d), not piece %d", r.Kind.Label(), name, n, n-1, r.Piece)
+	}
+	vd, err := s.repl.VerifyReport(ctx, v, r.Kind, r.Region, r.Replica, int(r.Piece), auth.Describe(auth.TokenOf(ctx)), r.Problem)
+	if err != nil {
+		return nil, err
+	}
+	return &pb.ReportReplicaDamageResponse{Verdict: vd.Verdict, Detail: vd.Detail}, nil
 }

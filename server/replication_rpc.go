@@ -68,7 +68,7 @@ func (s *replicationServer) RepairVersion(ctx context.Context, r *pb.RepairVersi
 	if err != nil {
 		return nil, err
 	}
-	problems, sound, err := s.repl.Repair(ctx, v, r.Deep)
+	rep, err := s.repl.Repair(ctx, v, r.Deep)
 	if err != nil {
 		return nil, err
 	}
@@ -76,5 +76,5 @@ func (s *replicationServer) RepairVersion(ctx context.Context, r *pb.RepairVersi
 	if err != nil {
 		return nil, err
 	}
-	return &pb.RepairVersionResponse{Problems: problems, ReplicasChecked: sound, Status: st}, nil
+	return &pb.RepairVersionResponse{Problems: rep.Problems, ReplicasChecked: rep.Sound, Unchecked: rep.Unchecked, Status: st}, nil
 }

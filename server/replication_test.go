@@ -6,15 +6,13 @@ import (
 	"crypto/sha256"
 	"fmt"
 	"io"
-	"io/fs"
 	"net/http"
-	"os"
-	"path/filepath"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/minio/minio-go/v7"
+	"github.com/prometheus/client_golang/prometheus"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/protobuf/types/known/fieldmaskpb"
 
@@ -33,6 +31,7 @@ type fleet struct {
 	minio  map[string][]*miniotest.Server
 	bucket map[string]string
 	repl   *replicator.Replicator
+	reg    *prometheus.Registry
 }
 
 func newFleet(t *testing.T, o replicator.Options) *fleet {
@@ -40,7 +39,7 @@ func newFleet(t *testing.T, o replicator.Options) *fleet {
 	c := testcluster.Start(t, testcluster.Options{Replicator: o})
 	return &fleet{
 		env:   &env{t: t, store: c.Catalog, c: c.Client, addr: c.Addr},
-		minio: c.MinIO, bucket: c.Bucket, repl: c.Replicator,
+		minio: c.MinIO, bucket: c.Bucket, repl: c.Replicator, reg: c.Daemon.Registry,
 	}
 }
 
@@ -269,22 +268,9 @@ func TestRepair(t *testing.T) {
 		}
 	}
 
-	// Rotted on disk: MinIO's metadata is intact, so only a deep check
-	// (reading every piece) notices.
-	disk := f.minio["eastus"][1] // replica 1 of eastus lives on endpoint 1
-	rotted := 0
-	filepath.WalkDir(filepath.Join(disk.DataDir, "vmapp-eastus", key(1)), func(p string, d fs.DirEntry, err error) error {
-		if err == nil && !d.IsDir() && strings.HasPrefix(d.Name(), "part.") {
-			b, _ := os.ReadFile(p)
-			b[len(b)/2] ^= 0xff
-			os.WriteFile(p, b, 0o644)
-			rotted++
-		}
-		return nil
-	})
-	if rotted == 0 {
-		t.Fatalf("no part files of %s under %s", key(1), disk.DataDir)
-	}
+	// Rotted on disk in the middle of its second part: MinIO's metadata is
+	// intact, so only a deep check (reading every piece) notices.
+	f.rot("eastus", "1.0.0", 1, "part.2", 3<<20)
 	r, err = replicationClient(f).RepairVersion(ctx(t), &pb.RepairVersionRequest{Gallery: "g", Application: "a", Version: "1.0.0"})
 	mustOK(t, err)
 	if len(r.Problems) != 0 {

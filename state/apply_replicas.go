@@ -1,6 +1,8 @@
 package state
 
 import (
+	"google.golang.org/protobuf/types/known/timestamppb"
+
 	"github.com/vmapp/vmapp/errs"
 	statepb "github.com/vmapp/vmapp/proto/vmapp/state/v1"
 )
@@ -122,7 +124,11 @@ func replicaCompleted(tx *Tx, c *statepb.Command, op *statepb.ReplicaCompleted) 
 			return errReplicaGone(op.Replica)
 		}
 		rec.Phase = phaseCompleted
-		rec.Etag, rec.CompleteTime, rec.VerifyTime = op.Etag, c.Time, c.Time
+		// Every part was checked as it was written (its sha256 by the
+		// store, its ETag against the source's): the deep scrub's period
+		// starts now, and any damage that sent it back is healed.
+		rec.Etag, rec.CompleteTime, rec.VerifyTime, rec.DeepVerifyTime = op.Etag, c.Time, c.Time, c.Time
+		rec.Damage = ""
 		rec.MultipartId, rec.Parts, rec.BytesDone = "", nil, op.SizeBytes
 		rec.Attempts, rec.LastError, rec.NextAttemptTime = 0, "", nil
 		return nil
@@ -135,13 +141,16 @@ func replicaRestart(tx *Tx, op *statepb.ReplicaRestart) error {
 			rec.MultipartId, rec.Parts, rec.BytesDone = "", nil, 0
 			return nil
 		}
-		if rec.Phase == phaseDeleting {
+		if rec.Phase == phaseDeleting || op.IfCompleted != nil && !sameTime(rec.CompleteTime, op.IfCompleted) {
 			return errReplicaGone(op.Replica)
 		}
 		rec.Phase = statepb.ReplicaPhase_REPLICA_PHASE_PENDING
 		rec.MultipartId, rec.Parts, rec.BytesDone, rec.Etag = "", nil, 0, ""
 		rec.StartTime, rec.CompleteTime, rec.NextAttemptTime = nil, nil, nil
 		rec.LastError = op.Reason
+		if op.Damage != "" {
+			rec.Damage = op.Damage
+		}
 		return nil
 	})
 }
@@ -157,10 +166,17 @@ func replicaRemoved(tx *Tx, op *statepb.ReplicaRemoved) error {
 
 func replicaVerified(tx *Tx, c *statepb.Command, op *statepb.ReplicaVerified) error {
 	return changeReplica(tx, op.GetReplica(), func(rec *statepb.Replica) error {
-		if rec.Phase != phaseCompleted {
+		if rec.Phase != phaseCompleted || op.IfCompleted != nil && !sameTime(rec.CompleteTime, op.IfCompleted) {
 			return errReplicaGone(op.Replica)
 		}
 		rec.VerifyTime = c.Time
+		if op.Deep {
+			rec.DeepVerifyTime = c.Time
+		}
 		return nil
 	})
+}
+
+func sameTime(a, b *timestamppb.Timestamp) bool {
+	return a.GetSeconds() == b.GetSeconds() && a.GetNanos() == b.GetNanos()
 }

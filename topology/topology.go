@@ -15,6 +15,8 @@
 //	  partConcurrency: 4                 # parts of one replica in flight
 //	  bandwidthMBps: 0                   # bytes vmappd streams between stores, overall (0: unlimited)
 //	  scrubInterval: 24h                 # how often completed replicas are checked (0: never)
+//	  deepScrubPeriod: 168h              # every completed replica read back and verified this often (0: never)
+//	  deepScrubMBps: 10                  # ... reading at most this fast
 //
 // Credentials never live in the file: an endpoint reads its access key and
 // secret key from the environment variables <credentialsEnv>_ACCESS_KEY and
@@ -51,6 +53,36 @@ type Replication struct {
 	PartConcurrency     int           `yaml:"partConcurrency"`
 	BandwidthMBps       float64       `yaml:"bandwidthMBps"`
 	ScrubInterval       time.Duration `yaml:"scrubInterval"`
+	// DeepScrubPeriod is how often the deep scrub reads every completed
+	// replica back and checks its pieces' sha256: unset means
+	// DefaultDeepScrubPeriod, 0 never.
+	DeepScrubPeriod *time.Duration `yaml:"deepScrubPeriod"`
+	// DeepScrubMBps bounds how fast the deep scrub reads (10^6 bytes/s);
+	// 0 means DefaultDeepScrubMBps.
+	DeepScrubMBps float64 `yaml:"deepScrubMBps"`
+}
+
+// Defaults of the deep scrub.
+const (
+	DefaultDeepScrubPeriod = 7 * 24 * time.Hour
+	DefaultDeepScrubMBps   = 10
+	// MinDeepScrubPeriod keeps a mistaken period (seconds meant as hours)
+	// from reading every replica without a pause.
+	MinDeepScrubPeriod = time.Minute
+)
+
+// DeepScrub returns the deep scrub's period (0: no deep scrub) and its read
+// rate in bytes per second, defaults applied.
+func (r Replication) DeepScrub() (period time.Duration, bytesPerSec float64) {
+	period = DefaultDeepScrubPeriod
+	if r.DeepScrubPeriod != nil {
+		period = *r.DeepScrubPeriod
+	}
+	mbps := r.DeepScrubMBps
+	if mbps == 0 {
+		mbps = DefaultDeepScrubMBps
+	}
+	return period, mbps * 1e6
 }
 
 // Region is one region and its storage endpoints.
@@ -126,6 +158,12 @@ func (t *Topology) Validate() error {
 		if f.v < 0 {
 			return fmt.Errorf("replication.%s %v: must not be negative", f.name, f.v)
 		}
+	}
+	if p := rp.DeepScrubPeriod; p != nil && *p != 0 && *p < MinDeepScrubPeriod {
+		return fmt.Errorf("replication.deepScrubPeriod %v: want at least %v, or 0 to turn the deep scrub off", *p, MinDeepScrubPeriod)
+	}
+	if rp.DeepScrubMBps < 0 {
+		return fmt.Errorf("replication.deepScrubMBps %v: must not be negative", rp.DeepScrubMBps)
 	}
 	seenRegion := map[string]bool{}
 	seenStore := map[string]string{}

@@ -74,11 +74,41 @@ func TestParseBad(t *testing.T) {
 		{"negative scrubInterval", "regions:\n" + ok + "replication:\n  scrubInterval: -1h\n", "replication.scrubInterval"},
 		{"scrubInterval not a duration", "regions:\n" + ok + "replication:\n  scrubInterval: daily\n", "daily"},
 		{"concurrency not a number", "regions:\n" + ok + "replication:\n  concurrency: many\n", "many"},
+		{"deepScrubPeriod too short", "regions:\n" + ok + "replication:\n  deepScrubPeriod: 30s\n", "replication.deepScrubPeriod 30s: want at least 1m0s, or 0 to turn the deep scrub off"},
+		{"deepScrubPeriod without a unit", "regions:\n" + ok + "replication:\n  deepScrubPeriod: 7\n", "cannot unmarshal !!int `7` into time.Duration"},
+		{"negative deepScrubPeriod", "regions:\n" + ok + "replication:\n  deepScrubPeriod: -1h\n", "replication.deepScrubPeriod -1h0m0s"},
+		{"deepScrubPeriod not a duration", "regions:\n" + ok + "replication:\n  deepScrubPeriod: weekly\n", "weekly"},
+		{"negative deepScrubMBps", "regions:\n" + ok + "replication:\n  deepScrubMBps: -5\n", "replication.deepScrubMBps -5: must not be negative"},
 	} {
 		t.Run(c.name, func(t *testing.T) {
 			_, err := Parse([]byte(c.doc))
 			if err == nil || !strings.Contains(err.Error(), c.want) {
 				t.Fatalf("Parse: %v, want an error with %q", err, c.want)
+			}
+		})
+	}
+}
+
+// TestDeepScrub: the deep scrub runs weekly at 10 MB/s unless the file
+// says otherwise; a period of 0 turns it off.
+func TestDeepScrub(t *testing.T) {
+	for _, c := range []struct {
+		name, yaml string
+		period     time.Duration
+		bps        float64
+	}{
+		{"defaults", "", 7 * 24 * time.Hour, 10e6},
+		{"set", "replication:\n  deepScrubPeriod: 72h\n  deepScrubMBps: 2.5\n", 72 * time.Hour, 2.5e6},
+		{"off", "replication:\n  deepScrubPeriod: 0s\n", 0, 10e6},
+		{"only the rate", "replication:\n  deepScrubMBps: 40\n", 7 * 24 * time.Hour, 40e6},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			topo, err := Parse([]byte("regions:\n  - name: eastus\n    endpoints: [{url: http://127.0.0.1:9101, bucket: vmapp-eastus}]\n" + c.yaml))
+			if err != nil {
+				t.Fatal(err)
+			}
+			if p, bps := topo.Replication.DeepScrub(); p != c.period || bps != c.bps {
+				t.Fatalf("deep scrub every %v at %v B/s, want %v at %v", p, bps, c.period, c.bps)
 			}
 		})
 	}

@@ -320,6 +320,22 @@ func (s *Store) Delete(ctx context.Context, key string) error {
 	return s.classify(ctx, err, "delete %s", s.where(key))
 }
 
+// Purge removes the object at key even when the server can't read its
+// metadata, with MinIO's force delete (which takes the key's whole path,
+// objects under key/ too). Other S3 servers ignore the header: it is then a
+// Delete.
+func (s *Store) Purge(ctx context.Context, key string) error {
+	if err := checkKey("key", key); err != nil {
+		return err
+	}
+	err := s.client.RemoveObject(ctx, s.bucket, key, minio.RemoveObjectOptions{ForceDelete: true})
+	switch code(err) {
+	case "NoSuchKey", "NoSuchBucket":
+		return nil
+	}
+	return s.classify(ctx, err, "purge %s", s.where(key))
+}
+
 // CopyObject copies srcKey to dstKey on the server, keeping the metadata.
 // One request copies objects up to 5 GiB, more than vmapp's largest package.
 func (s *Store) CopyObject(ctx context.Context, dstKey, srcKey string) (blob.Info, error) {

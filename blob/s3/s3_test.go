@@ -808,3 +808,37 @@ func TestCopyPartAndChecksums(t *testing.T) {
 	_, err = st.PutPart(ctx, "dst2", id, 1, bytes.NewReader(src[:100]), 100, wrong[:])
 	wantClass(t, "PutPart with a wrong sha256", err, errs.DataLoss)
 }
+
+// TestPurge: an object whose metadata rotted on disk can be neither read
+// nor deleted nor written over; Purge removes it, and only it.
+func TestPurge(t *testing.T) {
+	t.Parallel()
+	st, srv := newStore(t)
+	ctx := testCtx(t)
+	for _, k := range []string{"a/replica-1", "a/replica-10"} {
+		if _, err := st.Put(ctx, k, bytes.NewReader(data(1000, 1)), 1000, nil); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if srv.Rot(t, bucket, "a/replica-1", "xl.meta", 40) != 1 {
+		t.Fatal("no xl.meta")
+	}
+	_, err := st.Stat(ctx, "a/replica-1")
+	wantClass(t, "Stat of rotted metadata", err, errs.Unavailable)
+	wantClass(t, "Delete of rotted metadata", st.Delete(ctx, "a/replica-1"), errs.Unavailable)
+	if err := st.Purge(ctx, "a/replica-1"); err != nil {
+		t.Fatalf("Purge: %v", err)
+	}
+	if err := st.Purge(ctx, "a/replica-1"); err != nil {
+		t.Fatalf("Purge of a missing object: %v", err)
+	}
+	_, err = st.Stat(ctx, "a/replica-1")
+	wantClass(t, "Stat after Purge", err, errs.NotFound)
+	if got := readAll(t, st, "a/replica-10", 0, -1); !bytes.Equal(got, data(1000, 1)) {
+		t.Fatal("Purge took another object whose key starts with the same bytes")
+	}
+	if _, err := st.Put(ctx, "a/replica-1", bytes.NewReader(data(10, 2)), 10, nil); err != nil {
+		t.Fatalf("Put after Purge: %v", err)
+	}
+	wantClass(t, "Purge of a bad key", st.Purge(ctx, "a//b"), errs.InvalidArgument)
+}

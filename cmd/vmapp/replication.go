@@ -449,15 +449,23 @@ func (c *cli) repairCmd(ref *versionRef) *cobra.Command {
 		Short: "Check the replicas of a version, and copy again those missing or corrupted",
 		Long: `Check every completed replica of a version in its target regions (its size
 and the store's checksum; with --deep, every piece's sha256 too, which reads
-each replica back) and have vmappd copy again those missing or corrupted.
+each replica back) and have vmappd copy again those missing or corrupted. A
+replica its store keeps failing to serve while it answers other requests
+(data or metadata rotted on disk) counts as corrupted. A replica whose
+store is down can't be checked: it is left alone, and the others are
+checked all the same.
 
-Prints the problems found (REGION REPLICA ARTIFACT PROBLEM), how many
-replicas were checked sound, and the replication status; follow the copies
-with 'vmapp version watch'. With -o json the response is printed
-({"problems": [...], "replicasChecked": N, "status": {...}}).
+Prints the problems found and the replicas that could not be checked
+(REGION REPLICA ARTIFACT PROBLEM, the latter as "not checked: WHY"), how
+many replicas were checked sound, and the replication status; follow the
+copies with 'vmapp version watch'. With -o json the response is printed
+({"problems": [...], "unchecked": [...], "replicasChecked": N,
+"status": {...}}).
 
-Exit status: 0 when the check ran (whether or not it found problems), 1
-when it could not, 2 on a usage error.`,
+Exit status: 0 when every completed replica was checked (whether or not
+problems were found), 1 when some could not be (error: Unavailable: N
+replicas could not be checked ...) or the check could not run, 2 on a
+usage error.`,
 		Example: `  vmapp version repair --gallery g1 --app myapp 1.0.0 --deep`,
 		Args:    args("VERSION"),
 		RunE: c.action(func(cl *client.Client, cmd *cobra.Command, args []string) error {
@@ -468,9 +476,14 @@ when it could not, 2 on a usage error.`,
 				return c.replicationErr(err)
 			}
 			if c.output == "json" {
-				return printJSON(c.stdout, r)
+				err = printJSON(c.stdout, r)
+			} else {
+				err = writeRepair(c.stdout, ref.gallery+"/"+ref.app+"/"+args[0], r)
 			}
-			return writeRepair(c.stdout, ref.gallery+"/"+ref.app+"/"+args[0], r)
+			if err != nil {
+				return err
+			}
+			return repairResult(r)
 		}),
 	}
 	ref.add(cmd)
@@ -481,23 +494,47 @@ when it could not, 2 on a usage error.`,
 // writeRepair prints the outcome of RepairVersion.
 func writeRepair(w io.Writer, name string, r *pb.RepairVersionResponse) error {
 	sound := plural(int(r.ReplicasChecked), "replica", "replicas")
-	if len(r.Problems) == 0 {
+	if len(r.Problems)+len(r.Unchecked) == 0 {
 		fmt.Fprintf(w, "No problems found: %s checked sound.\n", sound)
 	} else {
 		t := newTable(w, "REGION", "REPLICA", "ARTIFACT", "PROBLEM")
 		for _, p := range r.Problems {
 			t.row(p.Region, fmt.Sprint(p.Replica), p.Artifact, p.Problem)
 		}
+		for _, p := range r.Unchecked {
+			t.row(p.Region, fmt.Sprint(p.Replica), p.Artifact, "not checked: "+p.Problem)
+		}
 		if err := t.flush(); err != nil {
 			return err
 		}
-		fmt.Fprintf(w, "%s found, being copied again; %s checked sound.\n", plural(len(r.Problems), "problem", "problems"), sound)
+		var parts []string
+		if n := len(r.Problems); n > 0 {
+			parts = append(parts, plural(n, "problem", "problems")+" found, being copied again")
+		}
+		if n := len(r.Unchecked); n > 0 {
+			parts = append(parts, plural(n, "replica", "replicas")+" could not be checked")
+		}
+		fmt.Fprintf(w, "%s; %s checked sound.\n", strings.Join(parts, "; "), sound)
 	}
 	if r.Status != nil {
 		_, err := fmt.Fprintf(w, "Replication of %s: %s\n", name, summarizeReplication(r.Status))
 		return err
 	}
 	return nil
+}
+
+// repairResult is the repair command's outcome: Unavailable when some
+// replicas could not be checked.
+func repairResult(r *pb.RepairVersionResponse) error {
+	if len(r.Unchecked) == 0 {
+		return nil
+	}
+	var which []string
+	for _, p := range r.Unchecked {
+		which = append(which, fmt.Sprintf("%s/%d (%s)", p.Region, p.Replica, p.Artifact))
+	}
+	return errs.New(errs.Unavailable, "", "%s could not be checked (%s): their store did not answer; the others were checked; run the repair again once it is back",
+		plural(len(r.Unchecked), "replica", "replicas"), strings.Join(which, ", "))
 }
 
 func plural(n int, one, many string) string {

@@ -4,16 +4,19 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"io"
 	"net"
 	"regexp"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/minio/minio-go/v7"
 	"google.golang.org/grpc"
 	"google.golang.org/protobuf/types/known/durationpb"
 
 	"github.com/vmapp/vmapp/errs"
+	"github.com/vmapp/vmapp/internal/testkit/testcluster"
 	pb "github.com/vmapp/vmapp/proto/vmapp/v1"
 )
 
@@ -272,6 +275,32 @@ Replication of g/app/1.0.0: InProgress: 0/2 regions completed
 	if err := writeRepair(&b, "g/app/1.0.0", &pb.RepairVersionResponse{ReplicasChecked: 1}); err != nil || b.String() != "No problems found: 1 replica checked sound.\n" {
 		t.Fatalf("no problems: %q %v", b.String(), err)
 	}
+
+	// Replicas that could not be checked are listed after the problems.
+	b.Reset()
+	r := &pb.RepairVersionResponse{
+		Problems:        []*pb.ReplicaProblem{{Region: "eastus", Replica: 1, Artifact: "package", Problem: "piece 0 can't be read"}},
+		Unchecked:       []*pb.ReplicaProblem{{Region: "westus", Replica: 0, Artifact: "package", Problem: "connection refused"}, {Region: "westus", Replica: 1, Artifact: "package", Problem: "connection refused"}},
+		ReplicasChecked: 1,
+	}
+	want = `REGION  REPLICA  ARTIFACT  PROBLEM
+eastus  1        package   piece 0 can't be read
+westus  0        package   not checked: connection refused
+westus  1        package   not checked: connection refused
+1 problem found, being copied again; 2 replicas could not be checked; 1 replica checked sound.
+`
+	if err := writeRepair(&b, "g/app/1.0.0", r); err != nil || b.String() != want {
+		t.Fatalf("repair with replicas not checked:\n%s\nwant:\n%s", b.String(), want)
+	}
+	err = repairResult(r)
+	if !errs.Is(err, errs.Unavailable) || err.Error() != "2 replicas could not be checked (westus/0 (package), westus/1 (package)): their store did not answer; the others were checked; run the repair again once it is back" {
+		t.Fatalf("outcome with replicas not checked: %v", err)
+	}
+	r.Problems = nil
+	b.Reset()
+	if err := writeRepair(&b, "g/app/1.0.0", r); err != nil || !strings.HasSuffix(b.String(), "\n2 replicas could not be checked; 1 replica checked sound.\n") {
+		t.Fatalf("only replicas not checked:\n%s", b.String())
+	}
 }
 
 // The test server runs without a replicator: ReplicationService is not
@@ -424,5 +453,54 @@ func TestWatchAndRepairFake(t *testing.T) {
 	}
 	if at(js, "problems", 0, "region") != "westus" || at(js, "replicasChecked") != 3.0 || at(js, "status", "aggregatedState") != "InProgress" {
 		t.Fatalf("repair json: %v", js)
+	}
+}
+
+// TestRepairUnreadable: `version repair --deep` against vmappd and real
+// MinIO. A replica whose data rotted at its start (MinIO cuts its reads
+// short) is found and copied again;
+// one on a store that is down can't be checked: it is listed, and the exit
+// status is 1.
+func TestRepairUnreadable(t *testing.T) {
+	if testing.Short() {
+		t.Skip("starts MinIO processes")
+	}
+	c := testcluster.Start(t, testcluster.Options{})
+	data := bytes.Repeat([]byte("vmapp!"), 2*testcluster.PartSize/6+100)
+	c.Publish(t, "1.0.0", data, testcluster.Target("eastus", 2), testcluster.Target("westus", 1))
+	c.WaitState(t, "1.0.0", "Completed")
+	e := clusterEnv(t, c)
+	if c.ReplicaServer("eastus", 0).Rot(t, c.Bucket["eastus"], testcluster.ReplicaKey("1.0.0", 0), "part.1", 100) != 1 {
+		t.Fatal("no part.1 of eastus replica 0")
+	}
+	c.ReplicaServer("westus", 0).Stop(t)
+
+	r := e.vmapp("version", "repair", "--gallery", "g", "--app", "a", "1.0.0", "--deep")
+	lines := strings.Split(r.stdout, "\n")
+	if r.code != 1 || len(lines) != 6 ||
+		!regexp.MustCompile(`^eastus\s+0\s+package\s+piece 0 can't be read \(the store answers other requests\): `).MatchString(lines[1]) ||
+		!regexp.MustCompile(`^westus\s+0\s+package\s+not checked: .*unavailable`).MatchString(lines[2]) ||
+		lines[3] != "1 problem found, being copied again; 1 replica could not be checked; 1 replica checked sound." ||
+		r.stderr != "error: Unavailable: 1 replica could not be checked (westus/0 (package)): their store did not answer; the others were checked; run the repair again once it is back\n" {
+		t.Fatalf("repair: %v", r)
+	}
+	c.WaitState(t, "1.0.0", "Completed")
+	got, err := c.ReplicaServer("eastus", 0).Client(t).GetObject(context.Background(), c.Bucket["eastus"], testcluster.ReplicaKey("1.0.0", 0), minio.GetObjectOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if b, err := io.ReadAll(got); err != nil || !bytes.Equal(b, data) {
+		t.Fatalf("eastus replica 0 after the repair: %d bytes, %v", len(b), err)
+	}
+
+	// -o json: the response, and the same exit status.
+	r = e.vmapp("-o", "json", "version", "repair", "--gallery", "g", "--app", "a", "1.0.0", "--deep")
+	var js map[string]any
+	if err := json.Unmarshal([]byte(r.stdout), &js); err != nil || r.code != 1 || at(js, "unchecked", 0, "region") != "westus" || at(js, "replicasChecked") != 2.0 || js["problems"] != nil {
+		t.Fatalf("repair -o json: %v (%v)", r, err)
+	}
+	c.ReplicaServer("westus", 0).Restart(t)
+	if out := e.ok("version", "repair", "--gallery", "g", "--app", "a", "1.0.0", "--deep"); !strings.HasPrefix(out, "No problems found: 3 replicas checked sound.\n") {
+		t.Fatalf("repair once westus is back:\n%s", out)
 	}
 }

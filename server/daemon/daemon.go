@@ -188,6 +188,8 @@ func (d *Daemon) wire() {
 	ro.PartConcurrency = cmp.Or(ro.PartConcurrency, rp.PartConcurrency)
 	ro.Bandwidth = cmp.Or(ro.Bandwidth, rp.BandwidthMBps*1e6)
 	ro.ScrubInterval = cmp.Or(ro.ScrubInterval, rp.ScrubInterval)
+	period, bps := rp.DeepScrub()
+	ro.DeepScrubPeriod, ro.DeepScrubRate = cmp.Or(ro.DeepScrubPeriod, period), cmp.Or(ro.DeepScrubRate, bps)
 	d.Replicator, _ = replicator.New(ro)
 	d.Auth = auth.New(d.State, auth.Options{Logger: log})
 	d.Fleet = fleet.New(d.State, fleet.Options{Catalog: d.Catalog, Availability: d.Replicator, Shares: d.Auth, Regions: topo.Names()})

@@ -21,6 +21,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"net"
 	"net/http"
 	"os"
@@ -244,6 +245,42 @@ func (s *Server) MakeBucket(t testing.TB, name string) {
 	if err := s.Client(t).MakeBucket(ctx, name, minio.MakeBucketOptions{}); err != nil {
 		t.Fatalf("miniotest: make bucket %s on %s: %v", name, s.addr, err)
 	}
+}
+
+// Rot flips 8 bytes of the object key's files on disk whose names start
+// with file — "part." for its data, "xl.meta" for its metadata (which holds
+// the data too, for small objects) — as bit rot would: at offset off, or off
+// from the end when negative. MinIO keeps an object under
+// DataDir/bucket/key/: xl.meta, and part.N in a data directory. It returns
+// how many files it changed.
+func (s *Server) Rot(t testing.TB, bucket, key, file string, off int64) int {
+	t.Helper()
+	n := 0
+	err := filepath.WalkDir(filepath.Join(s.DataDir, bucket, filepath.FromSlash(key)), func(p string, d fs.DirEntry, err error) error {
+		if err != nil || d.IsDir() || !strings.HasPrefix(d.Name(), file) {
+			return err
+		}
+		b, err := os.ReadFile(p)
+		if err != nil {
+			return err
+		}
+		at := off
+		if at < 0 {
+			at += int64(len(b))
+		}
+		if at < 0 || at+8 > int64(len(b)) {
+			return fmt.Errorf("%s has %d bytes: no 8 at %d", p, len(b), at)
+		}
+		for i := range int64(8) {
+			b[at+i] ^= 0xa5
+		}
+		n++
+		return os.WriteFile(p, b, 0o644)
+	})
+	if err != nil {
+		t.Fatalf("miniotest: rot %s/%s on %s: %v", bucket, key, s.addr, err)
+	}
+	return n
 }
 
 // Stop stops the server gracefully (SIGTERM, then SIGKILL after 30s) and

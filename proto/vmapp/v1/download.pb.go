@@ -22,6 +22,68 @@ const (
 	_ = protoimpl.EnforceVersion(protoimpl.MaxVersion - 20)
 )
 
+// ReplicaVerdict is what vmappd made of a report of damage.
+type ReplicaVerdict int32
+
+const (
+	ReplicaVerdict_REPLICA_VERDICT_UNSPECIFIED ReplicaVerdict = 0
+	// The piece read back sound: nothing changed.
+	ReplicaVerdict_REPLICA_VERDICT_SOUND ReplicaVerdict = 1
+	// The piece is damaged, or the store can't serve it while it answers
+	// other requests: the replica is being copied again.
+	ReplicaVerdict_REPLICA_VERDICT_DAMAGED ReplicaVerdict = 2
+	// The replica is not completed (being copied again already): nothing to
+	// verify.
+	ReplicaVerdict_REPLICA_VERDICT_NOT_COMPLETED ReplicaVerdict = 3
+	// The piece was found sound moments ago: not read again.
+	ReplicaVerdict_REPLICA_VERDICT_RECENTLY_VERIFIED ReplicaVerdict = 4
+)
+
+// Enum value maps for ReplicaVerdict.
+var (
+	ReplicaVerdict_name = map[int32]string{
+		0: "REPLICA_VERDICT_UNSPECIFIED",
+		1: "REPLICA_VERDICT_SOUND",
+		2: "REPLICA_VERDICT_DAMAGED",
+		3: "REPLICA_VERDICT_NOT_COMPLETED",
+		4: "REPLICA_VERDICT_RECENTLY_VERIFIED",
+	}
+	ReplicaVerdict_value = map[string]int32{
+		"REPLICA_VERDICT_UNSPECIFIED":       0,
+		"REPLICA_VERDICT_SOUND":             1,
+		"REPLICA_VERDICT_DAMAGED":           2,
+		"REPLICA_VERDICT_NOT_COMPLETED":     3,
+		"REPLICA_VERDICT_RECENTLY_VERIFIED": 4,
+	}
+)
+
+func (x ReplicaVerdict) Enum() *ReplicaVerdict {
+	p := new(ReplicaVerdict)
+	*p = x
+	return p
+}
+
+func (x ReplicaVerdict) String() string {
+	return protoimpl.X.EnumStringOf(x.Descriptor(), protoreflect.EnumNumber(x))
+}
+
+func (ReplicaVerdict) Descriptor() protoreflect.EnumDescriptor {
+	return file_vmapp_v1_download_proto_enumTypes[0].Descriptor()
+}
+
+func (ReplicaVerdict) Type() protoreflect.EnumType {
+	return &file_vmapp_v1_download_proto_enumTypes[0]
+}
+
+func (x ReplicaVerdict) Number() protoreflect.EnumNumber {
+	return protoreflect.EnumNumber(x)
+}
+
+// Deprecated: Use ReplicaVerdict.Descriptor instead.
+func (ReplicaVerdict) EnumDescriptor() ([]byte, []int) {
+	return file_vmapp_v1_download_proto_rawDescGZIP(), []int{0}
+}
+
 type GetDownloadPlanRequest struct {
 	state       protoimpl.MessageState `protogen:"open.v1"`
 	Gallery     string                 `protobuf:"bytes,1,opt,name=gallery,proto3" json:"gallery,omitempty"`
@@ -512,6 +574,163 @@ func (x *ReadRangeResponse) GetData() []byte {
 	return nil
 }
 
+type ReportReplicaDamageRequest struct {
+	state       protoimpl.MessageState `protogen:"open.v1"`
+	Gallery     string                 `protobuf:"bytes,1,opt,name=gallery,proto3" json:"gallery,omitempty"`
+	Application string                 `protobuf:"bytes,2,opt,name=application,proto3" json:"application,omitempty"`
+	// The version's name, as the plan gives it (not "latest").
+	Version string       `protobuf:"bytes,3,opt,name=version,proto3" json:"version,omitempty"`
+	Kind    ArtifactKind `protobuf:"varint,4,opt,name=kind,proto3,enum=vmapp.v1.ArtifactKind" json:"kind,omitempty"`
+	// The replica: the DownloadSource's region and replica.
+	Region  string `protobuf:"bytes,5,opt,name=region,proto3" json:"region,omitempty"`
+	Replica int32  `protobuf:"varint,6,opt,name=replica,proto3" json:"replica,omitempty"`
+	// The piece that failed (see DownloadPlan.piece_size).
+	Piece int64 `protobuf:"varint,7,opt,name=piece,proto3" json:"piece,omitempty"`
+	// What the downloader saw, for vmappd's log; at most 1024 bytes.
+	Problem       string `protobuf:"bytes,8,opt,name=problem,proto3" json:"problem,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ReportReplicaDamageRequest) Reset() {
+	*x = ReportReplicaDamageRequest{}
+	mi := &file_vmapp_v1_download_proto_msgTypes[6]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ReportReplicaDamageRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ReportReplicaDamageRequest) ProtoMessage() {}
+
+func (x *ReportReplicaDamageRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_vmapp_v1_download_proto_msgTypes[6]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ReportReplicaDamageRequest.ProtoReflect.Descriptor instead.
+func (*ReportReplicaDamageRequest) Descriptor() ([]byte, []int) {
+	return file_vmapp_v1_download_proto_rawDescGZIP(), []int{6}
+}
+
+func (x *ReportReplicaDamageRequest) GetGallery() string {
+	if x != nil {
+		return x.Gallery
+	}
+	return ""
+}
+
+func (x *ReportReplicaDamageRequest) GetApplication() string {
+	if x != nil {
+		return x.Application
+	}
+	return ""
+}
+
+func (x *ReportReplicaDamageRequest) GetVersion() string {
+	if x != nil {
+		return x.Version
+	}
+	return ""
+}
+
+func (x *ReportReplicaDamageRequest) GetKind() ArtifactKind {
+	if x != nil {
+		return x.Kind
+	}
+	return ArtifactKind_ARTIFACT_KIND_UNSPECIFIED
+}
+
+func (x *ReportReplicaDamageRequest) GetRegion() string {
+	if x != nil {
+		return x.Region
+	}
+	return ""
+}
+
+func (x *ReportReplicaDamageRequest) GetReplica() int32 {
+	if x != nil {
+		return x.Replica
+	}
+	return 0
+}
+
+func (x *ReportReplicaDamageRequest) GetPiece() int64 {
+	if x != nil {
+		return x.Piece
+	}
+	return 0
+}
+
+func (x *ReportReplicaDamageRequest) GetProblem() string {
+	if x != nil {
+		return x.Problem
+	}
+	return ""
+}
+
+type ReportReplicaDamageResponse struct {
+	state   protoimpl.MessageState `protogen:"open.v1"`
+	Verdict ReplicaVerdict         `protobuf:"varint,1,opt,name=verdict,proto3,enum=vmapp.v1.ReplicaVerdict" json:"verdict,omitempty"`
+	// What vmappd found: the damage, or why nothing was read.
+	Detail        string `protobuf:"bytes,2,opt,name=detail,proto3" json:"detail,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ReportReplicaDamageResponse) Reset() {
+	*x = ReportReplicaDamageResponse{}
+	mi := &file_vmapp_v1_download_proto_msgTypes[7]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ReportReplicaDamageResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ReportReplicaDamageResponse) ProtoMessage() {}
+
+func (x *ReportReplicaDamageResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_vmapp_v1_download_proto_msgTypes[7]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ReportReplicaDamageResponse.ProtoReflect.Descriptor instead.
+func (*ReportReplicaDamageResponse) Descriptor() ([]byte, []int) {
+	return file_vmapp_v1_download_proto_rawDescGZIP(), []int{7}
+}
+
+func (x *ReportReplicaDamageResponse) GetVerdict() ReplicaVerdict {
+	if x != nil {
+		return x.Verdict
+	}
+	return ReplicaVerdict_REPLICA_VERDICT_UNSPECIFIED
+}
+
+func (x *ReportReplicaDamageResponse) GetDetail() string {
+	if x != nil {
+		return x.Detail
+	}
+	return ""
+}
+
 var File_vmapp_v1_download_proto protoreflect.FileDescriptor
 
 const file_vmapp_v1_download_proto_rawDesc = "" +
@@ -559,10 +778,29 @@ const file_vmapp_v1_download_proto_rawDesc = "" +
 	"\x06length\x18\a \x01(\x03R\x06length\"?\n" +
 	"\x11ReadRangeResponse\x12\x16\n" +
 	"\x06offset\x18\x01 \x01(\x03R\x06offset\x12\x12\n" +
-	"\x04data\x18\x02 \x01(\fR\x04data2\xb1\x01\n" +
+	"\x04data\x18\x02 \x01(\fR\x04data\"\x80\x02\n" +
+	"\x1aReportReplicaDamageRequest\x12\x18\n" +
+	"\agallery\x18\x01 \x01(\tR\agallery\x12 \n" +
+	"\vapplication\x18\x02 \x01(\tR\vapplication\x12\x18\n" +
+	"\aversion\x18\x03 \x01(\tR\aversion\x12*\n" +
+	"\x04kind\x18\x04 \x01(\x0e2\x16.vmapp.v1.ArtifactKindR\x04kind\x12\x16\n" +
+	"\x06region\x18\x05 \x01(\tR\x06region\x12\x18\n" +
+	"\areplica\x18\x06 \x01(\x05R\areplica\x12\x14\n" +
+	"\x05piece\x18\a \x01(\x03R\x05piece\x12\x18\n" +
+	"\aproblem\x18\b \x01(\tR\aproblem\"i\n" +
+	"\x1bReportReplicaDamageResponse\x122\n" +
+	"\averdict\x18\x01 \x01(\x0e2\x18.vmapp.v1.ReplicaVerdictR\averdict\x12\x16\n" +
+	"\x06detail\x18\x02 \x01(\tR\x06detail*\xb3\x01\n" +
+	"\x0eReplicaVerdict\x12\x1f\n" +
+	"\x1bREPLICA_VERDICT_UNSPECIFIED\x10\x00\x12\x19\n" +
+	"\x15REPLICA_VERDICT_SOUND\x10\x01\x12\x1b\n" +
+	"\x17REPLICA_VERDICT_DAMAGED\x10\x02\x12!\n" +
+	"\x1dREPLICA_VERDICT_NOT_COMPLETED\x10\x03\x12%\n" +
+	"!REPLICA_VERDICT_RECENTLY_VERIFIED\x10\x042\x95\x02\n" +
 	"\x0fDownloadService\x12V\n" +
 	"\x0fGetDownloadPlan\x12 .vmapp.v1.GetDownloadPlanRequest\x1a!.vmapp.v1.GetDownloadPlanResponse\x12F\n" +
-	"\tReadRange\x12\x1a.vmapp.v1.ReadRangeRequest\x1a\x1b.vmapp.v1.ReadRangeResponse0\x01B/Z-github.com/vmapp/vmapp/proto/vmapp/v1;vmappv1b\x06proto3"
+	"\tReadRange\x12\x1a.vmapp.v1.ReadRangeRequest\x1a\x1b.vmapp.v1.ReadRangeResponse0\x01\x12b\n" +
+	"\x13ReportReplicaDamage\x12$.vmapp.v1.ReportReplicaDamageRequest\x1a%.vmapp.v1.ReportReplicaDamageResponseB/Z-github.com/vmapp/vmapp/proto/vmapp/v1;vmappv1b\x06proto3"
 
 var (
 	file_vmapp_v1_download_proto_rawDescOnce sync.Once
@@ -576,33 +814,41 @@ func file_vmapp_v1_download_proto_rawDescGZIP() []byte {
 	return file_vmapp_v1_download_proto_rawDescData
 }
 
-var file_vmapp_v1_download_proto_msgTypes = make([]protoimpl.MessageInfo, 6)
+var file_vmapp_v1_download_proto_enumTypes = make([]protoimpl.EnumInfo, 1)
+var file_vmapp_v1_download_proto_msgTypes = make([]protoimpl.MessageInfo, 8)
 var file_vmapp_v1_download_proto_goTypes = []any{
-	(*GetDownloadPlanRequest)(nil),  // 0: vmapp.v1.GetDownloadPlanRequest
-	(*GetDownloadPlanResponse)(nil), // 1: vmapp.v1.GetDownloadPlanResponse
-	(*DownloadPlan)(nil),            // 2: vmapp.v1.DownloadPlan
-	(*DownloadSource)(nil),          // 3: vmapp.v1.DownloadSource
-	(*ReadRangeRequest)(nil),        // 4: vmapp.v1.ReadRangeRequest
-	(*ReadRangeResponse)(nil),       // 5: vmapp.v1.ReadRangeResponse
-	(ArtifactKind)(0),               // 6: vmapp.v1.ArtifactKind
-	(*timestamppb.Timestamp)(nil),   // 7: google.protobuf.Timestamp
+	(ReplicaVerdict)(0),                 // 0: vmapp.v1.ReplicaVerdict
+	(*GetDownloadPlanRequest)(nil),      // 1: vmapp.v1.GetDownloadPlanRequest
+	(*GetDownloadPlanResponse)(nil),     // 2: vmapp.v1.GetDownloadPlanResponse
+	(*DownloadPlan)(nil),                // 3: vmapp.v1.DownloadPlan
+	(*DownloadSource)(nil),              // 4: vmapp.v1.DownloadSource
+	(*ReadRangeRequest)(nil),            // 5: vmapp.v1.ReadRangeRequest
+	(*ReadRangeResponse)(nil),           // 6: vmapp.v1.ReadRangeResponse
+	(*ReportReplicaDamageRequest)(nil),  // 7: vmapp.v1.ReportReplicaDamageRequest
+	(*ReportReplicaDamageResponse)(nil), // 8: vmapp.v1.ReportReplicaDamageResponse
+	(ArtifactKind)(0),                   // 9: vmapp.v1.ArtifactKind
+	(*timestamppb.Timestamp)(nil),       // 10: google.protobuf.Timestamp
 }
 var file_vmapp_v1_download_proto_depIdxs = []int32{
-	6, // 0: vmapp.v1.GetDownloadPlanRequest.kind:type_name -> vmapp.v1.ArtifactKind
-	2, // 1: vmapp.v1.GetDownloadPlanResponse.plan:type_name -> vmapp.v1.DownloadPlan
-	6, // 2: vmapp.v1.DownloadPlan.kind:type_name -> vmapp.v1.ArtifactKind
-	3, // 3: vmapp.v1.DownloadPlan.sources:type_name -> vmapp.v1.DownloadSource
-	7, // 4: vmapp.v1.DownloadPlan.expire_time:type_name -> google.protobuf.Timestamp
-	6, // 5: vmapp.v1.ReadRangeRequest.kind:type_name -> vmapp.v1.ArtifactKind
-	0, // 6: vmapp.v1.DownloadService.GetDownloadPlan:input_type -> vmapp.v1.GetDownloadPlanRequest
-	4, // 7: vmapp.v1.DownloadService.ReadRange:input_type -> vmapp.v1.ReadRangeRequest
-	1, // 8: vmapp.v1.DownloadService.GetDownloadPlan:output_type -> vmapp.v1.GetDownloadPlanResponse
-	5, // 9: vmapp.v1.DownloadService.ReadRange:output_type -> vmapp.v1.ReadRangeResponse
-	8, // [8:10] is the sub-list for method output_type
-	6, // [6:8] is the sub-list for method input_type
-	6, // [6:6] is the sub-list for extension type_name
-	6, // [6:6] is the sub-list for extension extendee
-	0, // [0:6] is the sub-list for field type_name
+	9,  // 0: vmapp.v1.GetDownloadPlanRequest.kind:type_name -> vmapp.v1.ArtifactKind
+	3,  // 1: vmapp.v1.GetDownloadPlanResponse.plan:type_name -> vmapp.v1.DownloadPlan
+	9,  // 2: vmapp.v1.DownloadPlan.kind:type_name -> vmapp.v1.ArtifactKind
+	4,  // 3: vmapp.v1.DownloadPlan.sources:type_name -> vmapp.v1.DownloadSource
+	10, // 4: vmapp.v1.DownloadPlan.expire_time:type_name -> google.protobuf.Timestamp
+	9,  // 5: vmapp.v1.ReadRangeRequest.kind:type_name -> vmapp.v1.ArtifactKind
+	9,  // 6: vmapp.v1.ReportReplicaDamageRequest.kind:type_name -> vmapp.v1.ArtifactKind
+	0,  // 7: vmapp.v1.ReportReplicaDamageResponse.verdict:type_name -> vmapp.v1.ReplicaVerdict
+	1,  // 8: vmapp.v1.DownloadService.GetDownloadPlan:input_type -> vmapp.v1.GetDownloadPlanRequest
+	5,  // 9: vmapp.v1.DownloadService.ReadRange:input_type -> vmapp.v1.ReadRangeRequest
+	7,  // 10: vmapp.v1.DownloadService.ReportReplicaDamage:input_type -> vmapp.v1.ReportReplicaDamageRequest
+	2,  // 11: vmapp.v1.DownloadService.GetDownloadPlan:output_type -> vmapp.v1.GetDownloadPlanResponse
+	6,  // 12: vmapp.v1.DownloadService.ReadRange:output_type -> vmapp.v1.ReadRangeResponse
+	8,  // 13: vmapp.v1.DownloadService.ReportReplicaDamage:output_type -> vmapp.v1.ReportReplicaDamageResponse
+	11, // [11:14] is the sub-list for method output_type
+	8,  // [8:11] is the sub-list for method input_type
+	8,  // [8:8] is the sub-list for extension type_name
+	8,  // [8:8] is the sub-list for extension extendee
+	0,  // [0:8] is the sub-list for field type_name
 }
 
 func init() { file_vmapp_v1_download_proto_init() }
@@ -616,13 +862,14 @@ func file_vmapp_v1_download_proto_init() {
 		File: protoimpl.DescBuilder{
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_vmapp_v1_download_proto_rawDesc), len(file_vmapp_v1_download_proto_rawDesc)),
-			NumEnums:      0,
-			NumMessages:   6,
+			NumEnums:      1,
+			NumMessages:   8,
 			NumExtensions: 0,
 			NumServices:   1,
 		},
 		GoTypes:           file_vmapp_v1_download_proto_goTypes,
 		DependencyIndexes: file_vmapp_v1_download_proto_depIdxs,
+		EnumInfos:         file_vmapp_v1_download_proto_enumTypes,
 		MessageInfos:      file_vmapp_v1_download_proto_msgTypes,
 	}.Build()
 	File_vmapp_v1_download_proto = out.File

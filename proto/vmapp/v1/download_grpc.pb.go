@@ -19,8 +19,9 @@ import (
 const _ = grpc.SupportPackageIsVersion9
 
 const (
-	DownloadService_GetDownloadPlan_FullMethodName = "/vmapp.v1.DownloadService/GetDownloadPlan"
-	DownloadService_ReadRange_FullMethodName       = "/vmapp.v1.DownloadService/ReadRange"
+	DownloadService_GetDownloadPlan_FullMethodName     = "/vmapp.v1.DownloadService/GetDownloadPlan"
+	DownloadService_ReadRange_FullMethodName           = "/vmapp.v1.DownloadService/ReadRange"
+	DownloadService_ReportReplicaDamage_FullMethodName = "/vmapp.v1.DownloadService/ReportReplicaDamage"
 )
 
 // DownloadServiceClient is the client API for DownloadService service.
@@ -41,6 +42,14 @@ type DownloadServiceClient interface {
 	// completed replica in the region. An offset at or past the end is
 	// OutOfRange; a range running past the end is cut short there.
 	ReadRange(ctx context.Context, in *ReadRangeRequest, opts ...grpc.CallOption) (grpc.ServerStreamingClient[ReadRangeResponse], error)
+	// ReportReplicaDamage tells vmappd that a piece read from one of a plan's
+	// sources failed verification. vmappd never takes the report on trust: it
+	// reads that piece from the replica and hashes it itself; a damaged or
+	// unreadable piece sends the replica to be copied again, a sound one
+	// changes nothing. Reports of the same piece are verified once at a
+	// time, and not again for a few minutes after it was found sound.
+	// Machines may report only versions in their goal state.
+	ReportReplicaDamage(ctx context.Context, in *ReportReplicaDamageRequest, opts ...grpc.CallOption) (*ReportReplicaDamageResponse, error)
 }
 
 type downloadServiceClient struct {
@@ -80,6 +89,16 @@ func (c *downloadServiceClient) ReadRange(ctx context.Context, in *ReadRangeRequ
 // This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
 type DownloadService_ReadRangeClient = grpc.ServerStreamingClient[ReadRangeResponse]
 
+func (c *downloadServiceClient) ReportReplicaDamage(ctx context.Context, in *ReportReplicaDamageRequest, opts ...grpc.CallOption) (*ReportReplicaDamageResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(ReportReplicaDamageResponse)
+	err := c.cc.Invoke(ctx, DownloadService_ReportReplicaDamage_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 // DownloadServiceServer is the server API for DownloadService service.
 // All implementations must embed UnimplementedDownloadServiceServer
 // for forward compatibility.
@@ -98,6 +117,14 @@ type DownloadServiceServer interface {
 	// completed replica in the region. An offset at or past the end is
 	// OutOfRange; a range running past the end is cut short there.
 	ReadRange(*ReadRangeRequest, grpc.ServerStreamingServer[ReadRangeResponse]) error
+	// ReportReplicaDamage tells vmappd that a piece read from one of a plan's
+	// sources failed verification. vmappd never takes the report on trust: it
+	// reads that piece from the replica and hashes it itself; a damaged or
+	// unreadable piece sends the replica to be copied again, a sound one
+	// changes nothing. Reports of the same piece are verified once at a
+	// time, and not again for a few minutes after it was found sound.
+	// Machines may report only versions in their goal state.
+	ReportReplicaDamage(context.Context, *ReportReplicaDamageRequest) (*ReportReplicaDamageResponse, error)
 	mustEmbedUnimplementedDownloadServiceServer()
 }
 
@@ -113,6 +140,9 @@ func (UnimplementedDownloadServiceServer) GetDownloadPlan(context.Context, *GetD
 }
 func (UnimplementedDownloadServiceServer) ReadRange(*ReadRangeRequest, grpc.ServerStreamingServer[ReadRangeResponse]) error {
 	return status.Error(codes.Unimplemented, "method ReadRange not implemented")
+}
+func (UnimplementedDownloadServiceServer) ReportReplicaDamage(context.Context, *ReportReplicaDamageRequest) (*ReportReplicaDamageResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method ReportReplicaDamage not implemented")
 }
 func (UnimplementedDownloadServiceServer) mustEmbedUnimplementedDownloadServiceServer() {}
 func (UnimplementedDownloadServiceServer) testEmbeddedByValue()                         {}
@@ -164,6 +194,24 @@ func _DownloadService_ReadRange_Handler(srv interface{}, stream grpc.ServerStrea
 // This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
 type DownloadService_ReadRangeServer = grpc.ServerStreamingServer[ReadRangeResponse]
 
+func _DownloadService_ReportReplicaDamage_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(ReportReplicaDamageRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(DownloadServiceServer).ReportReplicaDamage(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: DownloadService_ReportReplicaDamage_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(DownloadServiceServer).ReportReplicaDamage(ctx, req.(*ReportReplicaDamageRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 // DownloadService_ServiceDesc is the grpc.ServiceDesc for DownloadService service.
 // It's only intended for direct use with grpc.RegisterService,
 // and not to be introspected or modified (even as a copy)
@@ -174,6 +222,10 @@ var DownloadService_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "GetDownloadPlan",
 			Handler:    _DownloadService_GetDownloadPlan_Handler,
+		},
+		{
+			MethodName: "ReportReplicaDamage",
+			Handler:    _DownloadService_ReportReplicaDamage_Handler,
 		},
 	},
 	Streams: []grpc.StreamDesc{

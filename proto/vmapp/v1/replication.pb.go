@@ -202,8 +202,11 @@ type RepairVersionResponse struct {
 	// Completed replicas found sound.
 	ReplicasChecked int32              `protobuf:"varint,2,opt,name=replicas_checked,json=replicasChecked,proto3" json:"replicas_checked,omitempty"`
 	Status          *ReplicationStatus `protobuf:"bytes,3,opt,name=status,proto3" json:"status,omitempty"`
-	unknownFields   protoimpl.UnknownFields
-	sizeCache       protoimpl.SizeCache
+	// Replicas that could not be checked (their store is down), with why:
+	// nothing was changed on them.
+	Unchecked     []*ReplicaProblem `protobuf:"bytes,4,rep,name=unchecked,proto3" json:"unchecked,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
 }
 
 func (x *RepairVersionResponse) Reset() {
@@ -257,12 +260,20 @@ func (x *RepairVersionResponse) GetStatus() *ReplicationStatus {
 	return nil
 }
 
+func (x *RepairVersionResponse) GetUnchecked() []*ReplicaProblem {
+	if x != nil {
+		return x.Unchecked
+	}
+	return nil
+}
+
 type ReplicaProblem struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Region        string                 `protobuf:"bytes,1,opt,name=region,proto3" json:"region,omitempty"`
-	Replica       int32                  `protobuf:"varint,2,opt,name=replica,proto3" json:"replica,omitempty"`
-	Artifact      string                 `protobuf:"bytes,3,opt,name=artifact,proto3" json:"artifact,omitempty"`
-	Problem       string                 `protobuf:"bytes,4,opt,name=problem,proto3" json:"problem,omitempty"`
+	state    protoimpl.MessageState `protogen:"open.v1"`
+	Region   string                 `protobuf:"bytes,1,opt,name=region,proto3" json:"region,omitempty"`
+	Replica  int32                  `protobuf:"varint,2,opt,name=replica,proto3" json:"replica,omitempty"`
+	Artifact string                 `protobuf:"bytes,3,opt,name=artifact,proto3" json:"artifact,omitempty"`
+	// What is wrong with the replica, or why it could not be checked.
+	Problem       string `protobuf:"bytes,4,opt,name=problem,proto3" json:"problem,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -340,11 +351,12 @@ const file_vmapp_v1_replication_proto_rawDesc = "" +
 	"\agallery\x18\x01 \x01(\tR\agallery\x12 \n" +
 	"\vapplication\x18\x02 \x01(\tR\vapplication\x12\x18\n" +
 	"\aversion\x18\x03 \x01(\tR\aversion\x12\x12\n" +
-	"\x04deep\x18\x04 \x01(\bR\x04deep\"\xad\x01\n" +
+	"\x04deep\x18\x04 \x01(\bR\x04deep\"\xe5\x01\n" +
 	"\x15RepairVersionResponse\x124\n" +
 	"\bproblems\x18\x01 \x03(\v2\x18.vmapp.v1.ReplicaProblemR\bproblems\x12)\n" +
 	"\x10replicas_checked\x18\x02 \x01(\x05R\x0freplicasChecked\x123\n" +
-	"\x06status\x18\x03 \x01(\v2\x1b.vmapp.v1.ReplicationStatusR\x06status\"x\n" +
+	"\x06status\x18\x03 \x01(\v2\x1b.vmapp.v1.ReplicationStatusR\x06status\x126\n" +
+	"\tunchecked\x18\x04 \x03(\v2\x18.vmapp.v1.ReplicaProblemR\tunchecked\"x\n" +
 	"\x0eReplicaProblem\x12\x16\n" +
 	"\x06region\x18\x01 \x01(\tR\x06region\x12\x18\n" +
 	"\areplica\x18\x02 \x01(\x05R\areplica\x12\x1a\n" +
@@ -379,15 +391,16 @@ var file_vmapp_v1_replication_proto_depIdxs = []int32{
 	5, // 0: vmapp.v1.WatchReplicationResponse.status:type_name -> vmapp.v1.ReplicationStatus
 	4, // 1: vmapp.v1.RepairVersionResponse.problems:type_name -> vmapp.v1.ReplicaProblem
 	5, // 2: vmapp.v1.RepairVersionResponse.status:type_name -> vmapp.v1.ReplicationStatus
-	0, // 3: vmapp.v1.ReplicationService.WatchReplication:input_type -> vmapp.v1.WatchReplicationRequest
-	2, // 4: vmapp.v1.ReplicationService.RepairVersion:input_type -> vmapp.v1.RepairVersionRequest
-	1, // 5: vmapp.v1.ReplicationService.WatchReplication:output_type -> vmapp.v1.WatchReplicationResponse
-	3, // 6: vmapp.v1.ReplicationService.RepairVersion:output_type -> vmapp.v1.RepairVersionResponse
-	5, // [5:7] is the sub-list for method output_type
-	3, // [3:5] is the sub-list for method input_type
-	3, // [3:3] is the sub-list for extension type_name
-	3, // [3:3] is the sub-list for extension extendee
-	0, // [0:3] is the sub-list for field type_name
+	4, // 3: vmapp.v1.RepairVersionResponse.unchecked:type_name -> vmapp.v1.ReplicaProblem
+	0, // 4: vmapp.v1.ReplicationService.WatchReplication:input_type -> vmapp.v1.WatchReplicationRequest
+	2, // 5: vmapp.v1.ReplicationService.RepairVersion:input_type -> vmapp.v1.RepairVersionRequest
+	1, // 6: vmapp.v1.ReplicationService.WatchReplication:output_type -> vmapp.v1.WatchReplicationResponse
+	3, // 7: vmapp.v1.ReplicationService.RepairVersion:output_type -> vmapp.v1.RepairVersionResponse
+	6, // [6:8] is the sub-list for method output_type
+	4, // [4:6] is the sub-list for method input_type
+	4, // [4:4] is the sub-list for extension type_name
+	4, // [4:4] is the sub-list for extension extendee
+	0, // [0:4] is the sub-list for field type_name
 }
 
 func init() { file_vmapp_v1_replication_proto_init() }

@@ -35,7 +35,10 @@ type ReplicationServiceClient interface {
 	WatchReplication(ctx context.Context, in *WatchReplicationRequest, opts ...grpc.CallOption) (grpc.ServerStreamingClient[WatchReplicationResponse], error)
 	// RepairVersion checks every completed replica of a version (size and
 	// store checksum; with deep, every piece's sha256 too) and copies again
-	// those missing or corrupted.
+	// those missing or corrupted. A replica its store can't serve while the
+	// store answers other requests (a read that fails again after retries)
+	// counts as corrupted; one that can't be checked because its store is
+	// down is listed in unchecked, and the others are checked all the same.
 	RepairVersion(ctx context.Context, in *RepairVersionRequest, opts ...grpc.CallOption) (*RepairVersionResponse, error)
 }
 
@@ -88,7 +91,10 @@ type ReplicationServiceServer interface {
 	WatchReplication(*WatchReplicationRequest, grpc.ServerStreamingServer[WatchReplicationResponse]) error
 	// RepairVersion checks every completed replica of a version (size and
 	// store checksum; with deep, every piece's sha256 too) and copies again
-	// those missing or corrupted.
+	// those missing or corrupted. A replica its store can't serve while the
+	// store answers other requests (a read that fails again after retries)
+	// counts as corrupted; one that can't be checked because its store is
+	// down is listed in unchecked, and the others are checked all the same.
 	RepairVersion(context.Context, *RepairVersionRequest) (*RepairVersionResponse, error)
 	mustEmbedUnimplementedReplicationServiceServer()
 }

@@ -2210,10 +2210,16 @@ func (x *ReplicaCompleted) GetSizeBytes() int64 {
 // ReplicaRestart starts a replica's copy over: its multipart upload is
 // forgotten; with pending, the replica goes back to Pending from scratch.
 type ReplicaRestart struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Replica       *ReplicaRef            `protobuf:"bytes,1,opt,name=replica,proto3" json:"replica,omitempty"`
-	Pending       bool                   `protobuf:"varint,2,opt,name=pending,proto3" json:"pending,omitempty"`
-	Reason        string                 `protobuf:"bytes,3,opt,name=reason,proto3" json:"reason,omitempty"`
+	state   protoimpl.MessageState `protogen:"open.v1"`
+	Replica *ReplicaRef            `protobuf:"bytes,1,opt,name=replica,proto3" json:"replica,omitempty"`
+	Pending bool                   `protobuf:"varint,2,opt,name=pending,proto3" json:"pending,omitempty"`
+	Reason  string                 `protobuf:"bytes,3,opt,name=reason,proto3" json:"reason,omitempty"`
+	// Set when a completed replica was found damaged: recorded on it until
+	// it is copied again.
+	Damage string `protobuf:"bytes,4,opt,name=damage,proto3" json:"damage,omitempty"`
+	// When set, only the copy completed at that time is sent back (not a
+	// newer one).
+	IfCompleted   *timestamppb.Timestamp `protobuf:"bytes,5,opt,name=if_completed,json=ifCompleted,proto3" json:"if_completed,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -2267,6 +2273,20 @@ func (x *ReplicaRestart) GetReason() string {
 		return x.Reason
 	}
 	return ""
+}
+
+func (x *ReplicaRestart) GetDamage() string {
+	if x != nil {
+		return x.Damage
+	}
+	return ""
+}
+
+func (x *ReplicaRestart) GetIfCompleted() *timestamppb.Timestamp {
+	if x != nil {
+		return x.IfCompleted
+	}
+	return nil
 }
 
 // ReplicaRemoved forgets a replica record (its object was deleted); with
@@ -2329,7 +2349,9 @@ type ReplicaVerified struct {
 	state   protoimpl.MessageState `protogen:"open.v1"`
 	Replica *ReplicaRef            `protobuf:"bytes,1,opt,name=replica,proto3" json:"replica,omitempty"`
 	// The check read every piece.
-	Deep          bool `protobuf:"varint,2,opt,name=deep,proto3" json:"deep,omitempty"`
+	Deep bool `protobuf:"varint,2,opt,name=deep,proto3" json:"deep,omitempty"`
+	// When set, only the copy completed at that time was checked.
+	IfCompleted   *timestamppb.Timestamp `protobuf:"bytes,3,opt,name=if_completed,json=ifCompleted,proto3" json:"if_completed,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -2376,6 +2398,13 @@ func (x *ReplicaVerified) GetDeep() bool {
 		return x.Deep
 	}
 	return false
+}
+
+func (x *ReplicaVerified) GetIfCompleted() *timestamppb.Timestamp {
+	if x != nil {
+		return x.IfCompleted
+	}
+	return nil
 }
 
 // IssueToken stores a credential. With machine set, the machine's earlier
@@ -3255,17 +3284,20 @@ const file_vmapp_state_v1_commands_proto_rawDesc = "" +
 	"\areplica\x18\x01 \x01(\v2\x1a.vmapp.state.v1.ReplicaRefR\areplica\x12\x12\n" +
 	"\x04etag\x18\x02 \x01(\tR\x04etag\x12\x1d\n" +
 	"\n" +
-	"size_bytes\x18\x03 \x01(\x03R\tsizeBytes\"x\n" +
+	"size_bytes\x18\x03 \x01(\x03R\tsizeBytes\"\xcf\x01\n" +
 	"\x0eReplicaRestart\x124\n" +
 	"\areplica\x18\x01 \x01(\v2\x1a.vmapp.state.v1.ReplicaRefR\areplica\x12\x18\n" +
 	"\apending\x18\x02 \x01(\bR\apending\x12\x16\n" +
-	"\x06reason\x18\x03 \x01(\tR\x06reason\"k\n" +
+	"\x06reason\x18\x03 \x01(\tR\x06reason\x12\x16\n" +
+	"\x06damage\x18\x04 \x01(\tR\x06damage\x12=\n" +
+	"\fif_completed\x18\x05 \x01(\v2\x1a.google.protobuf.TimestampR\vifCompleted\"k\n" +
 	"\x0eReplicaRemoved\x124\n" +
 	"\areplica\x18\x01 \x01(\v2\x1a.vmapp.state.v1.ReplicaRefR\areplica\x12#\n" +
-	"\ronly_deleting\x18\x02 \x01(\bR\fonlyDeleting\"[\n" +
+	"\ronly_deleting\x18\x02 \x01(\bR\fonlyDeleting\"\x9a\x01\n" +
 	"\x0fReplicaVerified\x124\n" +
 	"\areplica\x18\x01 \x01(\v2\x1a.vmapp.state.v1.ReplicaRefR\areplica\x12\x12\n" +
-	"\x04deep\x18\x02 \x01(\bR\x04deep\"j\n" +
+	"\x04deep\x18\x02 \x01(\bR\x04deep\x12=\n" +
+	"\fif_completed\x18\x03 \x01(\v2\x1a.google.protobuf.TimestampR\vifCompleted\"j\n" +
 	"\n" +
 	"IssueToken\x12:\n" +
 	"\n" +
@@ -3463,23 +3495,25 @@ var file_vmapp_state_v1_commands_proto_depIdxs = []int32{
 	43, // 66: vmapp.state.v1.ReplicaFailed.next_attempt_time:type_name -> google.protobuf.Timestamp
 	3,  // 67: vmapp.state.v1.ReplicaCompleted.replica:type_name -> vmapp.state.v1.ReplicaRef
 	3,  // 68: vmapp.state.v1.ReplicaRestart.replica:type_name -> vmapp.state.v1.ReplicaRef
-	3,  // 69: vmapp.state.v1.ReplicaRemoved.replica:type_name -> vmapp.state.v1.ReplicaRef
-	3,  // 70: vmapp.state.v1.ReplicaVerified.replica:type_name -> vmapp.state.v1.ReplicaRef
-	54, // 71: vmapp.state.v1.IssueToken.credential:type_name -> vmapp.state.v1.Credential
-	55, // 72: vmapp.state.v1.PutShare.share:type_name -> vmapp.v1.Share
-	56, // 73: vmapp.state.v1.CreateMachine.machine:type_name -> vmapp.v1.Machine
-	54, // 74: vmapp.state.v1.CreateMachine.credential:type_name -> vmapp.state.v1.Credential
-	57, // 75: vmapp.state.v1.CreateScaleSet.scale_set:type_name -> vmapp.v1.ScaleSet
-	38, // 76: vmapp.state.v1.SetProfile.target:type_name -> vmapp.state.v1.ProfileEtag
-	38, // 77: vmapp.state.v1.SetProfile.others:type_name -> vmapp.state.v1.ProfileEtag
-	58, // 78: vmapp.state.v1.SetProfile.profile:type_name -> vmapp.v1.ApplicationProfile
-	59, // 79: vmapp.state.v1.ReportStatus.instance_view:type_name -> vmapp.v1.InstanceView
-	60, // 80: vmapp.state.v1.PutNode.node:type_name -> vmapp.v1.ClusterNode
-	81, // [81:81] is the sub-list for method output_type
-	81, // [81:81] is the sub-list for method input_type
-	81, // [81:81] is the sub-list for extension type_name
-	81, // [81:81] is the sub-list for extension extendee
-	0,  // [0:81] is the sub-list for field type_name
+	43, // 69: vmapp.state.v1.ReplicaRestart.if_completed:type_name -> google.protobuf.Timestamp
+	3,  // 70: vmapp.state.v1.ReplicaRemoved.replica:type_name -> vmapp.state.v1.ReplicaRef
+	3,  // 71: vmapp.state.v1.ReplicaVerified.replica:type_name -> vmapp.state.v1.ReplicaRef
+	43, // 72: vmapp.state.v1.ReplicaVerified.if_completed:type_name -> google.protobuf.Timestamp
+	54, // 73: vmapp.state.v1.IssueToken.credential:type_name -> vmapp.state.v1.Credential
+	55, // 74: vmapp.state.v1.PutShare.share:type_name -> vmapp.v1.Share
+	56, // 75: vmapp.state.v1.CreateMachine.machine:type_name -> vmapp.v1.Machine
+	54, // 76: vmapp.state.v1.CreateMachine.credential:type_name -> vmapp.state.v1.Credential
+	57, // 77: vmapp.state.v1.CreateScaleSet.scale_set:type_name -> vmapp.v1.ScaleSet
+	38, // 78: vmapp.state.v1.SetProfile.target:type_name -> vmapp.state.v1.ProfileEtag
+	38, // 79: vmapp.state.v1.SetProfile.others:type_name -> vmapp.state.v1.ProfileEtag
+	58, // 80: vmapp.state.v1.SetProfile.profile:type_name -> vmapp.v1.ApplicationProfile
+	59, // 81: vmapp.state.v1.ReportStatus.instance_view:type_name -> vmapp.v1.InstanceView
+	60, // 82: vmapp.state.v1.PutNode.node:type_name -> vmapp.v1.ClusterNode
+	83, // [83:83] is the sub-list for method output_type
+	83, // [83:83] is the sub-list for method input_type
+	83, // [83:83] is the sub-list for extension type_name
+	83, // [83:83] is the sub-list for extension extendee
+	0,  // [0:83] is the sub-list for field type_name
 }
 
 func init() { file_vmapp_state_v1_commands_proto_init() }

@@ -533,8 +533,15 @@ type Replica struct {
 	CrossRegionBytes int64                  `protobuf:"varint,21,opt,name=cross_region_bytes,json=crossRegionBytes,proto3" json:"cross_region_bytes,omitempty"`
 	InRegionBytes    int64                  `protobuf:"varint,22,opt,name=in_region_bytes,json=inRegionBytes,proto3" json:"in_region_bytes,omitempty"`
 	VerifyTime       *timestamppb.Timestamp `protobuf:"bytes,23,opt,name=verify_time,json=verifyTime,proto3" json:"verify_time,omitempty"`
-	unknownFields    protoimpl.UnknownFields
-	sizeCache        protoimpl.SizeCache
+	// Why a completed replica was sent back to be copied (damage found);
+	// cleared when the copy completes, which counts as a repair.
+	Damage string `protobuf:"bytes,24,opt,name=damage,proto3" json:"damage,omitempty"`
+	// When its bytes were last read back and each piece's sha256 checked (a
+	// deep check), or copied and verified part by part: the deep scrub
+	// checks the replica whose time is oldest, unset first.
+	DeepVerifyTime *timestamppb.Timestamp `protobuf:"bytes,25,opt,name=deep_verify_time,json=deepVerifyTime,proto3" json:"deep_verify_time,omitempty"`
+	unknownFields  protoimpl.UnknownFields
+	sizeCache      protoimpl.SizeCache
 }
 
 func (x *Replica) Reset() {
@@ -728,6 +735,20 @@ func (x *Replica) GetVerifyTime() *timestamppb.Timestamp {
 	return nil
 }
 
+func (x *Replica) GetDamage() string {
+	if x != nil {
+		return x.Damage
+	}
+	return ""
+}
+
+func (x *Replica) GetDeepVerifyTime() *timestamppb.Timestamp {
+	if x != nil {
+		return x.DeepVerifyTime
+	}
+	return nil
+}
+
 // Credential is an API token as vmappd stores it: the public part and the
 // sha256 of the secret, never the secret.
 type Credential struct {
@@ -839,7 +860,7 @@ const file_vmapp_state_v1_state_proto_rawDesc = "" +
 	"\x06sha256\x18\t \x01(\tR\x06sha256\x12\x1f\n" +
 	"\vpiece_chain\x18\n" +
 	" \x03(\fR\n" +
-	"pieceChain\"\xf3\x06\n" +
+	"pieceChain\"\xd1\a\n" +
 	"\aReplica\x12\x16\n" +
 	"\x06tenant\x18\x01 \x01(\tR\x06tenant\x12\x18\n" +
 	"\agallery\x18\x02 \x01(\tR\agallery\x12 \n" +
@@ -870,7 +891,9 @@ const file_vmapp_state_v1_state_proto_rawDesc = "" +
 	"\x12cross_region_bytes\x18\x15 \x01(\x03R\x10crossRegionBytes\x12&\n" +
 	"\x0fin_region_bytes\x18\x16 \x01(\x03R\rinRegionBytes\x12;\n" +
 	"\vverify_time\x18\x17 \x01(\v2\x1a.google.protobuf.TimestampR\n" +
-	"verifyTime\"X\n" +
+	"verifyTime\x12\x16\n" +
+	"\x06damage\x18\x18 \x01(\tR\x06damage\x12D\n" +
+	"\x10deep_verify_time\x18\x19 \x01(\v2\x1a.google.protobuf.TimestampR\x0edeepVerifyTime\"X\n" +
 	"\n" +
 	"Credential\x12%\n" +
 	"\x05token\x18\x01 \x01(\v2\x0f.vmapp.v1.TokenR\x05token\x12#\n" +
@@ -921,12 +944,13 @@ var file_vmapp_state_v1_state_proto_depIdxs = []int32{
 	7,  // 9: vmapp.state.v1.Replica.start_time:type_name -> google.protobuf.Timestamp
 	7,  // 10: vmapp.state.v1.Replica.complete_time:type_name -> google.protobuf.Timestamp
 	7,  // 11: vmapp.state.v1.Replica.verify_time:type_name -> google.protobuf.Timestamp
-	8,  // 12: vmapp.state.v1.Credential.token:type_name -> vmapp.v1.Token
-	13, // [13:13] is the sub-list for method output_type
-	13, // [13:13] is the sub-list for method input_type
-	13, // [13:13] is the sub-list for extension type_name
-	13, // [13:13] is the sub-list for extension extendee
-	0,  // [0:13] is the sub-list for field type_name
+	7,  // 12: vmapp.state.v1.Replica.deep_verify_time:type_name -> google.protobuf.Timestamp
+	8,  // 13: vmapp.state.v1.Credential.token:type_name -> vmapp.v1.Token
+	14, // [14:14] is the sub-list for method output_type
+	14, // [14:14] is the sub-list for method input_type
+	14, // [14:14] is the sub-list for extension type_name
+	14, // [14:14] is the sub-list for extension extendee
+	0,  // [0:14] is the sub-list for field type_name
 }
 
 func init() { file_vmapp_state_v1_state_proto_init() }

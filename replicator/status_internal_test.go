@@ -1,0 +1,65 @@
+package replicator
+
+import (
+	"testing"
+
+	statepb "github.com/vmapp/vmapp/proto/vmapp/state/v1"
+	pb "github.com/vmapp/vmapp/proto/vmapp/v1"
+)
+
+// TestServing: a region serves downloads while a replica found damaged is
+// copied again, as long as another of each artifact is completed; not
+// before every replica was completed once.
+func TestServing(t *testing.T) {
+	const (
+		completed = statepb.ReplicaPhase_REPLICA_PHASE_COMPLETED
+		pending   = statepb.ReplicaPhase_REPLICA_PHASE_PENDING
+		copying   = statepb.ReplicaPhase_REPLICA_PHASE_COPYING
+		failed    = statepb.ReplicaPhase_REPLICA_PHASE_FAILED
+		deleting  = statepb.ReplicaPhase_REPLICA_PHASE_DELETING
+		pkg       = pb.ArtifactKind_ARTIFACT_KIND_PACKAGE
+		cfg       = pb.ArtifactKind_ARTIFACT_KIND_CONFIGURATION
+	)
+	two := int32(2)
+	version := func(config bool) *pb.GalleryApplicationVersion {
+		v := &pb.GalleryApplicationVersion{
+			Package:           &pb.Artifact{},
+			PublishingProfile: &pb.PublishingProfile{TargetRegions: []*pb.TargetRegion{{Name: "eastus", RegionalReplicaCount: &two}, {Name: "westus"}}},
+		}
+		if config {
+			v.DefaultConfiguration = &pb.Artifact{}
+		}
+		return v
+	}
+	rep := func(k pb.ArtifactKind, i int32, phase statepb.ReplicaPhase, damage string) *statepb.Replica {
+		return &statepb.Replica{Kind: k, Region: "eastus", Index: i, Phase: phase, Damage: damage}
+	}
+	for _, c := range []struct {
+		name   string
+		v      *pb.GalleryApplicationVersion
+		region string
+		recs   []*statepb.Replica
+		want   bool
+	}{
+		{"every replica completed", version(false), "eastus", []*statepb.Replica{rep(pkg, 0, completed, ""), rep(pkg, 1, completed, "")}, true},
+		{"one copied again after damage", version(false), "eastus", []*statepb.Replica{rep(pkg, 0, pending, "missing"), rep(pkg, 1, completed, "")}, true},
+		{"one failing to be copied again", version(false), "eastus", []*statepb.Replica{rep(pkg, 0, completed, ""), rep(pkg, 1, failed, "piece 0 can't be read")}, true},
+		{"one not copied yet", version(false), "eastus", []*statepb.Replica{rep(pkg, 0, completed, ""), rep(pkg, 1, copying, "")}, false},
+		{"every one copied again", version(false), "eastus", []*statepb.Replica{rep(pkg, 0, pending, "missing"), rep(pkg, 1, copying, "missing")}, false},
+		{"one record missing", version(false), "eastus", []*statepb.Replica{rep(pkg, 0, completed, "")}, false},
+		{"an extra replica going", version(false), "eastus", []*statepb.Replica{rep(pkg, 0, completed, ""), rep(pkg, 1, completed, ""), rep(pkg, 2, deleting, "")}, true},
+		{"an extra replica pending", version(false), "eastus", []*statepb.Replica{rep(pkg, 0, completed, ""), rep(pkg, 1, completed, ""), rep(pkg, 2, pending, "")}, true},
+		{"not a target region", version(false), "northeurope", nil, false},
+		{"no package yet", &pb.GalleryApplicationVersion{PublishingProfile: version(false).PublishingProfile}, "eastus", nil, false},
+		{"configuration copied again, package sound", version(true), "eastus", []*statepb.Replica{
+			rep(pkg, 0, completed, ""), rep(pkg, 1, completed, ""), rep(cfg, 0, completed, ""), rep(cfg, 1, pending, "missing")}, true},
+		{"no configuration completed", version(true), "eastus", []*statepb.Replica{
+			rep(pkg, 0, completed, ""), rep(pkg, 1, completed, ""), rep(cfg, 0, pending, "missing"), rep(cfg, 1, pending, "missing")}, false},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			if got := serving(c.v, c.region, c.recs); got != c.want {
+				t.Fatalf("serving: %v, want %v", got, c.want)
+			}
+		})
+	}
+}
