@@ -89,7 +89,6 @@ func Start(cfg Config, db *state.DB) (*Node, error) {
 		cfg.Logger = slog.New(slog.DiscardHandler)
 	}
 	n := &Node{cfg: cfg, db: db, log: cfg.Logger.With("node", cfg.ID), notify: make(chan bool, 8), closed: make(chan struct{})}
-	n.peers = newPeerClients(cfg.Key, cfg.ClientTLS)
 	if err := n.open(); err != nil {
 		n.closeStores()
 		return nil, err
@@ -142,6 +141,12 @@ func (n *Node) open() error {
 	}
 	n.cfg.RaftAdvertise = advAddr.String()
 	n.stream = newStreamLayer(ln, advAddr, cfg.Key, cfg.ServerTLS, cfg.ClientTLS, n.log)
+	// Calls to other nodes leave from the raft listen IP too.
+	var local net.Addr
+	if n.stream.dialer.LocalAddr != nil {
+		local = n.stream.dialer.LocalAddr
+	}
+	n.peers = newPeerClients(cfg.Key, cfg.ClientTLS, local)
 	n.trans = raft.NewNetworkTransportWithConfig(&raft.NetworkTransportConfig{Stream: n.stream, MaxPool: 3, Timeout: 10 * time.Second, Logger: hlog})
 
 	rc := raft.DefaultConfig()
@@ -158,6 +163,17 @@ func (n *Node) open() error {
 	has, err := raft.HasExistingState(n.logs, n.logs, snaps)
 	if err != nil {
 		return err
+	}
+	if !has {
+		// A new log: the indexes the file may hold are another log's.
+		if len(cfg.Join) > 0 {
+			if empty, err := n.db.Empty(); err != nil || !empty {
+				return errors.Join(err, fmt.Errorf("--join: this node's state file holds state of its own, which joining would replace with the cluster's: start it on an empty data directory (or without --join to make its state a new cluster's)"))
+			}
+		}
+		if err := n.db.ForgetLog(); err != nil {
+			return err
+		}
 	}
 	if n.raft, err = raft.NewRaft(rc, &fsm{db: n.db}, n.logs, n.logs, snaps, n.trans); err != nil {
 		return fmt.Errorf("start raft: %w", err)
@@ -336,11 +352,12 @@ type slogWriter struct{ log *slog.Logger }
 func (w slogWriter) Write(p []byte) (int, error) {
 	line := string(trimNewline(p))
 	level := slog.LevelInfo
-	for prefix, l := range map[string]slog.Level{"[WARN]": slog.LevelWarn, "[ERROR]": slog.LevelError, "[DEBUG]": slog.LevelDebug, "[TRACE]": slog.LevelDebug} {
-		if strings.HasPrefix(line, prefix) {
-			level = l
+	for prefix, l := range map[string]slog.Level{"[INFO]": slog.LevelInfo, "[WARN]": slog.LevelWarn, "[ERROR]": slog.LevelError, "[DEBUG]": slog.LevelDebug, "[TRACE]": slog.LevelDebug} {
+		if rest, ok := strings.CutPrefix(line, prefix); ok {
+			level, line = l, strings.TrimLeft(rest, " ")
 		}
 	}
+	line = strings.TrimPrefix(line, "raft: ")
 	w.log.Log(context.Background(), level, line, "component", "raft")
 	return len(p), nil
 }

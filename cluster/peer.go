@@ -6,6 +6,7 @@ import (
 	"crypto/sha256"
 	"crypto/tls"
 	"encoding/hex"
+	"net"
 	"sync"
 
 	"google.golang.org/grpc"
@@ -48,14 +49,16 @@ func (n *Node) CheckPeer(ctx context.Context) error {
 
 // peerClients keeps one connection per node the node calls.
 type peerClients struct {
-	token string
-	creds credentials.TransportCredentials
-	mu    sync.Mutex
-	conns map[string]*grpc.ClientConn
+	token  string
+	creds  credentials.TransportCredentials
+	dialer net.Dialer // from the raft listen IP when it is a specific one
+	mu     sync.Mutex
+	conns  map[string]*grpc.ClientConn
 }
 
-func newPeerClients(key []byte, clientTLS *tls.Config) *peerClients {
+func newPeerClients(key []byte, clientTLS *tls.Config, local net.Addr) *peerClients {
 	p := &peerClients{token: peerToken(key), creds: insecure.NewCredentials(), conns: map[string]*grpc.ClientConn{}}
+	p.dialer.LocalAddr = local
 	if clientTLS != nil {
 		p.creds = credentials.NewTLS(clientTLS)
 	}
@@ -71,7 +74,8 @@ func (p *peerClients) client(addr string) (pb.PeerServiceClient, error) {
 	if c := p.conns[addr]; c != nil {
 		return pb.NewPeerServiceClient(c), nil
 	}
-	c, err := grpc.NewClient(addr, append(wire.DialOptions(), grpc.WithTransportCredentials(p.creds))...)
+	dial := func(ctx context.Context, addr string) (net.Conn, error) { return p.dialer.DialContext(ctx, "tcp", addr) }
+	c, err := grpc.NewClient(addr, append(wire.DialOptions(), grpc.WithTransportCredentials(p.creds), grpc.WithContextDialer(dial))...)
 	if err != nil {
 		return nil, err
 	}

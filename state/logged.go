@@ -201,3 +201,40 @@ func checkFile(path string) error {
 		return nil
 	})
 }
+
+// ForgetLog drops the log index the file holds: it is about to start a new
+// log (a cluster bootstrapped on it, a restored snapshot), whose indexes
+// start again at 1.
+func (db *DB) ForgetLog() error {
+	db.mu.RLock()
+	defer db.mu.RUnlock()
+	err := db.bolt.Update(func(tx *bolt.Tx) error { return tx.Bucket(bucketMeta).Delete(keyApplied) })
+	if err == nil {
+		db.applied.reset()
+	}
+	return err
+}
+
+// Empty tells whether the file holds no record at all.
+func (db *DB) Empty() (bool, error) {
+	empty := true
+	db.mu.RLock()
+	defer db.mu.RUnlock()
+	err := db.bolt.View(func(tx *bolt.Tx) error {
+		return tx.ForEach(func(name []byte, b *bolt.Bucket) error {
+			if string(name) != string(bucketMeta) {
+				if k, _ := b.Cursor().First(); k != nil {
+					empty = false
+				}
+			}
+			return nil
+		})
+	})
+	return empty, err
+}
+
+func (a *applied) reset() {
+	a.mu.Lock()
+	a.index = 0
+	a.mu.Unlock()
+}

@@ -9,6 +9,7 @@ import (
 	"log/slog"
 	"os"
 	"os/signal"
+	"strings"
 	"syscall"
 
 	"github.com/vmapp/vmapp/server"
@@ -22,6 +23,8 @@ func main() {
 			os.Exit(certs(os.Args[2:], os.Stdout, os.Stderr))
 		case "operator-token":
 			os.Exit(operatorToken(os.Args[2:], os.Stdout, os.Stderr))
+		case "restore":
+			os.Exit(restore(os.Args[2:], os.Stdout, os.Stderr))
 		}
 	}
 	var c daemon.Config
@@ -37,11 +40,23 @@ func main() {
 	flag.StringVar(&c.TLSKey, "tls-key", "", "PEM private key of --tls-cert")
 	flag.StringVar(&c.TLSClientCA, "tls-client-ca", "", "PEM CA bundle: require client certificates it issued (mutual TLS)")
 	flag.BoolVar(&c.BindMachineCerts, "tls-bind-machines", false, "with --tls-client-ca: accept a machine's agent credential only with a client certificate whose CN is that machine's name")
+	cc := &c.Cluster
+	flag.StringVar(&cc.NodeID, "node-id", "", "run as this node of a cluster (empty: a single vmappd)")
+	flag.StringVar(&cc.RaftListen, "raft-listen", "", "with --node-id: the address raft listens on for the other nodes")
+	flag.StringVar(&cc.RaftAdvertise, "raft-advertise", "", "with --node-id: the raft address the other nodes dial (default --raft-listen's)")
+	flag.StringVar(&cc.Advertise, "advertise", "", "with --node-id: the gRPC address the other nodes reach this one at (default --listen's)")
+	flag.StringVar(&cc.KeyFile, "cluster-key", "", "with --node-id: a file holding the secret every node of the cluster shares (32 bytes at least)")
+	join := flag.String("join", "", "with --node-id: gRPC addresses of nodes to join through (a,b,c), for a node without raft state; empty: it bootstraps a cluster")
 	flag.Parse()
+	if *join != "" {
+		cc.Join = strings.Split(*join, ",")
+	}
 	if c.DataDir == "" || c.RegionsFile == "" || flag.NArg() > 0 {
 		fmt.Fprintln(os.Stderr, "usage: vmappd --data DIR --regions FILE [--listen ADDR] [--metrics ADDR] [--tls-cert FILE --tls-key FILE [--tls-client-ca FILE [--tls-bind-machines]]]")
+		fmt.Fprintln(os.Stderr, "              [--node-id ID --raft-listen ADDR --cluster-key FILE [--join ADDR,...] [--advertise ADDR] [--raft-advertise ADDR]]")
 		fmt.Fprintln(os.Stderr, "       vmappd certs --dir DIR [--hosts H,...] [--clients NAME,...]   (development certificates)")
 		fmt.Fprintln(os.Stderr, "       vmappd operator-token --data DIR --out FILE                   (a new operator token; vmappd stopped)")
+		fmt.Fprintln(os.Stderr, "       vmappd restore --data DIR FILE                                (replace the state with a snapshot; vmappd stopped)")
 		flag.PrintDefaults()
 		os.Exit(2)
 	}

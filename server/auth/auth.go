@@ -251,6 +251,9 @@ func (s *Service) IssueMachineToken(ctx context.Context, by *pb.Token, tenant, m
 func (s *Service) ListTokens(ctx context.Context, by *pb.Token, tenant string, all bool) ([]*pb.Token, error) {
 	var out []*pb.Token
 	now := s.now()
+	if err := s.db.Sync(ctx); err != nil {
+		return nil, err
+	}
 	err := s.db.View(ctx, func(tx *state.Tx) error {
 		return state.Tokens.Scan(tx, nil, nil, func(_ []byte, c *statepb.Credential) (bool, error) {
 			t := c.Token
@@ -333,6 +336,9 @@ func (s *Service) Shares(ctx context.Context, tenant, gallery string) ([]*pb.Sha
 		p = state.Prefix(tenant, gallery)
 	}
 	var out []*pb.Share
+	if err := s.db.Sync(ctx); err != nil {
+		return nil, err
+	}
 	err := s.db.View(ctx, func(tx *state.Tx) (err error) {
 		out, err = state.Shares.All(tx, p)
 		return err

@@ -20,7 +20,7 @@ func list[T proto.Message](ctx context.Context, s *Store, t state.Table[T], p []
 	if err != nil {
 		return nil, "", err
 	}
-	err = s.view(ctx, func(tx *state.Tx) (err error) {
+	err = s.syncView(ctx, func(tx *state.Tx) (err error) {
 		out, next, err = state.Page(tx, t, p, pg.Token, size, nil)
 		return err
 	})

@@ -147,6 +147,16 @@ func (f *Fleet) Notify() {
 	f.mu.Unlock()
 }
 
+// syncView reads what every change committed before the call made (on
+// any node of a cluster): what API clients read. Goal states read without
+// waiting (they follow every change anyway).
+func (f *Fleet) syncView(ctx context.Context, fn func(tx *state.Tx) error) error {
+	if err := f.db.Sync(ctx); err != nil {
+		return err
+	}
+	return f.db.View(ctx, fn)
+}
+
 // propose builds a command at now with set and has it applied.
 func (f *Fleet) propose(ctx context.Context, set func(c *statepb.Command)) (*statepb.Command, error) {
 	c := state.NewCommand(f.now())

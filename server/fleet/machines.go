@@ -54,7 +54,7 @@ func (f *Fleet) CreateMachine(ctx context.Context, tenant string, in *pb.Machine
 // GetMachine returns a machine with its instance view.
 func (f *Fleet) GetMachine(ctx context.Context, tenant, name string) (*pb.Machine, error) {
 	var m *pb.Machine
-	err := f.db.View(ctx, func(tx *state.Tx) (err error) {
+	err := f.syncView(ctx, func(tx *state.Tx) (err error) {
 		if m, err = tx.Machine(tenant, name); err != nil {
 			return err
 		}
@@ -93,7 +93,7 @@ func (f *Fleet) ListMachines(ctx context.Context, tenant, scaleSet string, size 
 	}
 	var out []*pb.Machine
 	var next string
-	err = f.db.View(ctx, func(tx *state.Tx) (err error) {
+	err = f.syncView(ctx, func(tx *state.Tx) (err error) {
 		if scaleSet != "" {
 			if _, err := tx.ScaleSet(tenant, scaleSet); err != nil {
 				return err
@@ -148,7 +148,7 @@ func (f *Fleet) CreateScaleSet(ctx context.Context, tenant string, in *pb.ScaleS
 // GetScaleSet returns a scale set.
 func (f *Fleet) GetScaleSet(ctx context.Context, tenant, name string) (*pb.ScaleSet, error) {
 	var ss *pb.ScaleSet
-	err := f.db.View(ctx, func(tx *state.Tx) (err error) {
+	err := f.syncView(ctx, func(tx *state.Tx) (err error) {
 		ss, err = tx.ScaleSet(tenant, name)
 		return err
 	})
@@ -163,7 +163,7 @@ func (f *Fleet) ListScaleSets(ctx context.Context, tenant string, size int32, to
 	}
 	var out []*pb.ScaleSet
 	var next string
-	err = f.db.View(ctx, func(tx *state.Tx) (err error) {
+	err = f.syncView(ctx, func(tx *state.Tx) (err error) {
 		out, next, err = state.Page(tx, state.ScaleSets, state.Prefix(tenant), token, n, nil)
 		return err
 	})

@@ -399,7 +399,7 @@ func (f *Fleet) ReportStatus(ctx context.Context, tenant, machine string, iv *pb
 // application (gallery/application or application), region and state.
 func (f *Fleet) Inventory(ctx context.Context, tenant, app, region, appState string) ([]*pb.InventoryEntry, error) {
 	var out []*pb.InventoryEntry
-	err := f.db.View(ctx, func(tx *state.Tx) error {
+	err := f.syncView(ctx, func(tx *state.Tx) error {
 		return state.Machines.Scan(tx, state.Prefix(tenant), nil, func(_ []byte, m *pb.Machine) (bool, error) {
 			if region != "" && m.Region != region {
 				return true, nil
