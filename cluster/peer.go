@@ -74,7 +74,9 @@ func (p *peerClients) client(addr string) (pb.PeerServiceClient, error) {
 	if c := p.conns[addr]; c != nil {
 		return pb.NewPeerServiceClient(c), nil
 	}
-	dial := func(ctx context.Context, addr string) (net.Conn, error) { return p.dialer.DialContext(ctx, "tcp", addr) }
+	dial := func(ctx context.Context, addr string) (net.Conn, error) {
+		return p.dialer.DialContext(ctx, "tcp", addr)
+	}
 	c, err := grpc.NewClient(addr, append(wire.DialOptions(), grpc.WithTransportCredentials(p.creds), grpc.WithContextDialer(dial))...)
 	if err != nil {
 		return nil, err
