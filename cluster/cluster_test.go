@@ -11,6 +11,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
 	"google.golang.org/grpc"
 
 	"github.com/vmapp/vmapp/errs"
@@ -300,5 +301,39 @@ func TestMembershipRefusals(t *testing.T) {
 	st, _ := n1.n.Status(ctx)
 	if len(st.Nodes) != 1 {
 		t.Fatalf("refused nodes were added: %v", st.Nodes)
+	}
+}
+
+// TestMetrics: a node's raft figures are on its registry.
+func TestMetrics(t *testing.T) {
+	n1 := newNode(t, "n1")
+	leaderOf(t, n1)
+	if err := n1.gallery("g"); err != nil {
+		t.Fatal(err)
+	}
+	reg := prometheus.NewRegistry()
+	n1.n.Register(reg)
+	got := map[string]float64{}
+	mfs, err := reg.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, mf := range mfs {
+		for _, m := range mf.Metric {
+			name := mf.GetName()
+			for _, l := range m.Label {
+				name += "{" + l.GetValue() + "}"
+			}
+			got[name] = m.GetGauge().GetValue() + m.GetCounter().GetValue()
+		}
+	}
+	if got["vmapp_raft_state{Leader}"] != 1 || got["vmapp_raft_state{Follower}"] != 0 || got["vmapp_raft_has_leader"] != 1 {
+		t.Errorf("state metrics: %v", got)
+	}
+	if got["vmapp_raft_applied_index"] == 0 || got["vmapp_raft_applied_index"] > got["vmapp_raft_commit_index"] {
+		t.Errorf("index metrics: %v", got)
+	}
+	if got["vmapp_raft_leader_changes_total"] < 1 {
+		t.Errorf("leader changes: %v", got)
 	}
 }

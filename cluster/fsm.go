@@ -3,6 +3,7 @@ package cluster
 import (
 	"fmt"
 	"io"
+	"time"
 
 	"github.com/hashicorp/raft"
 	"google.golang.org/protobuf/proto"
@@ -18,6 +19,7 @@ import (
 // a snapshot is a consistent copy of the file; restoring one replaces it.
 type fsm struct {
 	db *state.DB
+	m  *metrics
 }
 
 // result is what Apply returns to the proposer on the leader.
@@ -59,7 +61,7 @@ func (f *fsm) Snapshot() (raft.FSMSnapshot, error) {
 	if err != nil {
 		return nil, err
 	}
-	return snapshot{s}, nil
+	return snapshot{s, f.m}, nil
 }
 
 func (f *fsm) Restore(rc io.ReadCloser) error {
@@ -67,13 +69,20 @@ func (f *fsm) Restore(rc io.ReadCloser) error {
 	return f.db.Restore(rc)
 }
 
-type snapshot struct{ s *state.Snapshot }
+type snapshot struct {
+	s *state.Snapshot
+	m *metrics
+}
 
 func (s snapshot) Persist(sink raft.SnapshotSink) error {
-	if _, err := s.s.WriteTo(sink); err != nil {
+	start := time.Now()
+	n, err := s.s.WriteTo(sink)
+	if err != nil {
 		sink.Cancel()
 		return err
 	}
+	s.m.snapshotBytes.Set(float64(n))
+	s.m.snapshotTime.Observe(time.Since(start).Seconds())
 	return sink.Close()
 }
 

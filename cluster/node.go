@@ -68,6 +68,7 @@ type Node struct {
 	log    *slog.Logger
 	peers  *peerClients
 	notify chan bool
+	m      *metrics
 
 	mu        sync.Mutex
 	lastKnown raft.ServerID // the leader last seen
@@ -88,13 +89,14 @@ func Start(cfg Config, db *state.DB) (*Node, error) {
 	if cfg.Logger == nil {
 		cfg.Logger = slog.New(slog.DiscardHandler)
 	}
-	n := &Node{cfg: cfg, db: db, log: cfg.Logger.With("node", cfg.ID), notify: make(chan bool, 8), closed: make(chan struct{})}
+	n := &Node{cfg: cfg, db: db, log: cfg.Logger.With("node", cfg.ID), notify: make(chan bool, 8), closed: make(chan struct{}), m: newMetrics()}
 	if err := n.open(); err != nil {
 		n.closeStores()
 		return nil, err
 	}
 	db.SetLog(n)
 	go n.watchLeadership()
+	go n.watchLeaders()
 	return n, nil
 }
 
@@ -175,7 +177,7 @@ func (n *Node) open() error {
 			return err
 		}
 	}
-	if n.raft, err = raft.NewRaft(rc, &fsm{db: n.db}, n.logs, n.logs, snaps, n.trans); err != nil {
+	if n.raft, err = raft.NewRaft(rc, &fsm{db: n.db, m: n.m}, n.logs, n.logs, snaps, n.trans); err != nil {
 		return fmt.Errorf("start raft: %w", err)
 	}
 	if has || len(cfg.Join) > 0 {
@@ -327,6 +329,28 @@ func (n *Node) leader() raft.ServerID {
 		n.lastKnown = id
 	}
 	return id
+}
+
+// watchLeaders counts the changes of leader this node sees.
+func (n *Node) watchLeaders() {
+	ch := make(chan raft.Observation, 16)
+	obs := raft.NewObserver(ch, false, func(o *raft.Observation) bool {
+		_, ok := o.Data.(raft.LeaderObservation)
+		return ok
+	})
+	n.raft.RegisterObserver(obs)
+	defer n.raft.DeregisterObserver(obs)
+	for {
+		select {
+		case <-n.closed:
+			return
+		case o := <-ch:
+			lo := o.Data.(raft.LeaderObservation)
+			n.m.leaderChanges.Inc()
+			n.log.Info("the cluster's leader changed", "leader", lo.LeaderID, "term", o.Raft.CurrentTerm())
+			n.leader()
+		}
+	}
 }
 
 // noLeader explains why there is nobody to send a write to.

@@ -43,6 +43,7 @@ func (d *Daemon) startNode() error {
 	if d.Node, err = cluster.Start(cfg, d.State); err != nil {
 		return err
 	}
+	d.Node.Register(d.Registry)
 	d.Node.OnLeader(func(ctx context.Context) {
 		if _, err := d.Auth.Bootstrap(ctx, filepath.Join(d.Config.DataDir, AdminTokenFile)); err != nil && ctx.Err() == nil {
 			d.log.Error("creating the bootstrap token failed", "err", err)
