@@ -18,6 +18,7 @@ import (
 	"path/filepath"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/hashicorp/go-hclog"
@@ -76,6 +77,7 @@ type Node struct {
 	stopLead  context.CancelFunc
 	leadDone  sync.WaitGroup
 	closed    chan struct{}
+	joined    atomic.Bool // the node has been in the raft configuration
 }
 
 // Start opens raft's stores in cfg.Dir, starts raft with db as its state
@@ -318,6 +320,26 @@ func (n *Node) IsLeader() bool { return n.raft.State() == raft.Leader }
 func (n *Node) Healthy() bool {
 	_, id := n.raft.LeaderWithID()
 	return id != ""
+}
+
+// Serving refuses (Unavailable, so that clients try another node) while
+// the node can't answer for the cluster: it hasn't joined yet, or it knows
+// no leader (cut off from the majority).
+func (n *Node) Serving() error {
+	if !n.joined.Load() {
+		for _, m := range n.members() {
+			if m == n.cfg.ID {
+				n.joined.Store(true)
+			}
+		}
+		if !n.joined.Load() {
+			return errs.New(errs.Unavailable, "", "node %s hasn't joined the cluster yet: ask another node", n.cfg.ID)
+		}
+	}
+	if !n.Healthy() {
+		return n.noLeader()
+	}
+	return nil
 }
 
 // leader returns the current leader's id, and remembers it.

@@ -105,7 +105,7 @@ func (s *streamLayer) Dial(address raft.ServerAddress, timeout time.Duration) (n
 	if err != nil {
 		return nil, err
 	}
-	cc, err := s.clientHandshake(c)
+	cc, err := s.clientHandshake(c, string(address))
 	if err != nil {
 		c.Close()
 		return nil, fmt.Errorf("raft connection to %s: %w", address, err)
@@ -129,10 +129,14 @@ func (s *streamLayer) serverHandshake(c net.Conn) (net.Conn, error) {
 	return c, nil
 }
 
-func (s *streamLayer) clientHandshake(c net.Conn) (net.Conn, error) {
+func (s *streamLayer) clientHandshake(c net.Conn, address string) (net.Conn, error) {
 	c.SetDeadline(time.Now().Add(handshakeTimeout))
 	if s.clientTLS != nil {
-		tc := tls.Client(c, s.clientTLS)
+		conf := s.clientTLS.Clone()
+		if host, _, err := net.SplitHostPort(address); err == nil {
+			conf.ServerName = host // the other node's certificate must name it
+		}
+		tc := tls.Client(c, conf)
 		if err := tc.Handshake(); err != nil {
 			return nil, err
 		}

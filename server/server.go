@@ -102,6 +102,11 @@ type Options struct {
 	// of and its PeerService; nil: a single vmappd.
 	Cluster Cluster
 	Peer    pb.PeerServiceServer
+	// Serving, when set, refuses calls while this node can't answer for
+	// its cluster (joining, cut off from the majority): clients retry on
+	// another node. Health checks, the calls between nodes and the
+	// cluster's status are answered whatever it says.
+	Serving func() error
 	// Self is the gRPC address, for the status of a single vmappd.
 	Self string
 	// Health is the health service (nil: one that always says SERVING).
@@ -128,8 +133,8 @@ func New(o Options) *grpc.Server {
 		opts = append(opts, grpc.Creds(o.Creds))
 	}
 	gs := grpc.NewServer(append(opts,
-		grpc.ChainUnaryInterceptor(metrics.UnaryServerInterceptor(), unaryEdge(log, az)),
-		grpc.ChainStreamInterceptor(metrics.StreamServerInterceptor(), streamEdge(log, az)),
+		grpc.ChainUnaryInterceptor(metrics.UnaryServerInterceptor(), unaryEdge(log, az, o.Serving)),
+		grpc.ChainStreamInterceptor(metrics.StreamServerInterceptor(), streamEdge(log, az, o.Serving)),
 	)...)
 	pb.RegisterCatalogServiceServer(gs, &catalogServer{store: o.Store, topo: o.Topology, repl: o.Replicator, auth: o.Auth})
 	if o.Auth != nil {
@@ -187,9 +192,20 @@ func logCall(log *slog.Logger, ctx context.Context, method string, start time.Ti
 	}
 }
 
-func unaryEdge(log *slog.Logger, az *authorizer) grpc.UnaryServerInterceptor {
+// gate refuses a call while the node can't serve it (see Options.Serving).
+func gate(serving func() error, method string) error {
+	if serving == nil || open(method) || method == pb.ClusterService_GetClusterStatus_FullMethodName {
+		return nil
+	}
+	return serving()
+}
+
+func unaryEdge(log *slog.Logger, az *authorizer, serving func() error) grpc.UnaryServerInterceptor {
 	return func(ctx context.Context, req any, info *grpc.UnaryServerInfo, h grpc.UnaryHandler) (any, error) {
 		start := time.Now()
+		if err := gate(serving, info.FullMethod); err != nil {
+			return nil, errs.ToStatus(err)
+		}
 		ctx, err := withTenant(ctx)
 		if err == nil {
 			ctx, err = az.authenticate(ctx, info.FullMethod)
@@ -213,9 +229,12 @@ type tenantStream struct {
 
 func (s tenantStream) Context() context.Context { return s.ctx }
 
-func streamEdge(log *slog.Logger, az *authorizer) grpc.StreamServerInterceptor {
+func streamEdge(log *slog.Logger, az *authorizer, serving func() error) grpc.StreamServerInterceptor {
 	return func(srv any, ss grpc.ServerStream, info *grpc.StreamServerInfo, h grpc.StreamHandler) error {
 		start := time.Now()
+		if err := gate(serving, info.FullMethod); err != nil {
+			return errs.ToStatus(err)
+		}
 		ctx, err := withTenant(ss.Context())
 		if err == nil {
 			ctx, err = az.authenticate(ctx, info.FullMethod)

@@ -16,7 +16,13 @@ STATE=${VMAPP_DEMO_DIR:-$ROOT/.demo}
 BIN=$ROOT/bin
 MINIO=${MINIO:-$(cd "$ROOT" && go run ./internal/testkit/miniotest/cmd/install-minio)}
 
-VMAPPD_ADDR=127.0.0.1:7443
+# CLUSTER=3 runs vmappd as a three-node cluster (7443, 7445, 7447; raft on
+# 7543, 7545, 7547; metrics on 7444, 7446, 7448) and ends with a failover.
+CLUSTER=${CLUSTER:-1}
+case "$CLUSTER" in 1 | 3) ;; *) echo "demo: CLUSTER=$CLUSTER: want 1 or 3" >&2; exit 2 ;; esac
+NODES=()
+for i in $(seq "$CLUSTER"); do NODES+=("127.0.0.1:$((7441 + 2 * i))"); done
+VMAPPD_ADDR=$(IFS=,; echo "${NODES[*]}")
 METRICS_ADDR=127.0.0.1:7444
 # endpoint port -> console port; the same ports as regions.yaml.
 MINIO_PORTS=(9101 9102 9103 9104)
@@ -50,7 +56,7 @@ wait_for() { # wait_for WHAT LOGFILE CMD...
 # A previous demo cluster is stopped first, so `make demo` can run twice.
 "$HERE/down.sh" --quiet
 
-for p in "${MINIO_PORTS[@]}" $((9101 + CONSOLE_OFFSET)) $((9102 + CONSOLE_OFFSET)) $((9103 + CONSOLE_OFFSET)) $((9104 + CONSOLE_OFFSET)) 7443 7444; do
+for p in "${MINIO_PORTS[@]}" $((9101 + CONSOLE_OFFSET)) $((9102 + CONSOLE_OFFSET)) $((9103 + CONSOLE_OFFSET)) $((9104 + CONSOLE_OFFSET)) 7443 7444 7445 7446 7447 7448 7543 7545 7547; do
   port_free "$p" || die "port $p on 127.0.0.1 is already taken by another process (see: ss -ltnp 'sport = :$p'); stop it and run make demo again"
 done
 
@@ -74,14 +80,44 @@ bold "development certificates in $CERTS: a CA, vmappd's, and clients operator (
 clients=$(IFS=,; echo "operator,${AGENTS[*]}")
 run "$BIN/vmappd" certs --dir "$CERTS" --hosts 127.0.0.1,localhost --clients "$clients"
 
-bold "starting vmappd on $VMAPPD_ADDR with mutual TLS (metrics on http://$METRICS_ADDR/metrics)"
-"$BIN/vmappd" --data "$STATE/vmappd" --listen "$VMAPPD_ADDR" --metrics "$METRICS_ADDR" \
-  --tls-cert "$CERTS/server.pem" --tls-key "$CERTS/server-key.pem" --tls-client-ca "$CERTS/ca.pem" --tls-bind-machines \
-  --regions "$HERE/regions.yaml" >"$STATE/logs/vmappd.log" 2>&1 &
-echo $! >"$STATE/vmappd.pid"
+# start_node I: vmappd node I (of CLUSTER), its data in $STATE/vmappd[-I].
+start_node() {
+  local i=$1 port=$((7441 + 2 * $1)) data=$STATE/vmappd log=$STATE/logs/vmappd.log args=()
+  if [ "$CLUSTER" != 1 ]; then
+    data=$STATE/vmappd-$i log=$STATE/logs/vmappd-$i.log
+    args=(--node-id "n$i" --raft-listen "127.0.0.1:$((7541 + 2 * i))" --cluster-key "$STATE/cluster.key")
+    [ "$i" = 1 ] || args+=(--join "${NODES[0]}")
+  fi
+  "$BIN/vmappd" --data "$data" --listen "127.0.0.1:$port" --metrics "127.0.0.1:$((port + 1))" \
+    --tls-cert "$CERTS/server.pem" --tls-key "$CERTS/server-key.pem" --tls-client-ca "$CERTS/ca.pem" --tls-bind-machines \
+    --regions "$HERE/regions.yaml" "${args[@]}" >>"$log" 2>&1 &
+  echo $! >"$STATE/vmappd-$i.pid"
+  disown # its kill -9 in the failover is the demo's, not a failure to report
+}
+
+if [ "$CLUSTER" = 1 ]; then
+  bold "starting vmappd on $VMAPPD_ADDR with mutual TLS (metrics on http://$METRICS_ADDR/metrics)"
+  start_node 1
+else
+  bold "starting a cluster of $CLUSTER vmappd nodes on ${NODES[*]} with mutual TLS: n1 starts it, the others join (metrics on 7444, 7446, 7448)"
+  head -c 32 /dev/urandom | base64 >"$STATE/cluster.key" && chmod 600 "$STATE/cluster.key"
+  start_node 1
+  wait_for "vmappd n1" "$STATE/logs/vmappd-1.log" test -s "$STATE/vmappd-1/admin.token"
+  for i in $(seq 2 "$CLUSTER"); do start_node "$i"; done
+fi
 # Its first start writes the operator's token (Owner of every tenant).
 export VMAPP_TOKEN_FILE=$STATE/vmappd/admin.token
-wait_for vmappd "$STATE/logs/vmappd.log" "$BIN/vmapp" region list
+[ "$CLUSTER" = 1 ] || export VMAPP_TOKEN_FILE=$STATE/vmappd-1/admin.token
+VMAPPD_LOG=$STATE/logs/vmappd.log
+[ "$CLUSTER" = 1 ] || VMAPPD_LOG=$STATE/logs/vmappd-1.log
+wait_for vmappd "$VMAPPD_LOG" "$BIN/vmapp" region list
+if [ "$CLUSTER" != 1 ]; then
+  for _ in $(seq 150); do
+    [ "$("$BIN/vmapp" cluster status -o json 2>/dev/null | grep -c '"Follower"')" = $((CLUSTER - 1)) ] && break
+    sleep 0.2
+  done
+  run "$BIN/vmapp" cluster status
+fi
 run "$BIN/vmapp" whoami
 run "$BIN/vmapp" region list
 
@@ -175,13 +211,42 @@ printf '\033[2m$ %s\033[0m\n' "$STATE/agents/vm1/bin/hello; $STATE/agents/web-0/
 bold "the fleet"
 run "$BIN/vmapp" inventory
 
+if [ "$CLUSTER" != 1 ]; then
+  leader=$("$BIN/vmapp" cluster status -o json | sed -n 's/.*"leaderId": *"n\([0-9]*\)".*/\1/p' | head -1)
+  bold "failover: kill -9 the leader (n$leader); the others elect a new one, and the cluster goes on"
+  printf '\033[2m$ %s\033[0m\n' "kill -9 \$(cat $STATE/vmappd-$leader.pid)"
+  kill -9 "$(cat "$STATE/vmappd-$leader.pid")"
+  for _ in $(seq 150); do
+    "$BIN/vmapp" cluster status -o json 2>/dev/null | grep -q "\"leaderId\": *\"n[^$leader\"]" && break
+    sleep 0.2
+  done
+  run "$BIN/vmapp" cluster status
+  bold "publishing hello 1.2.0 through the cluster that is left: the new leader replicates it, the scale set upgrades on its own"
+  sample 1.2.0
+  VMAPP_TOKEN_FILE=$STATE/pipeline.token run "$BIN/vmapp" version create --gallery demo --app hello 1.2.0 --location eastus \
+    --install "tar -xzf hello && ./install.sh" --remove "tar -xzf hello && ./remove.sh" \
+    --update "tar -xzf hello && ./update.sh" \
+    --target-region eastus=2 --target-region westus=2 \
+    --package "$STATE/hello-1.2.0.tar.gz" --wait
+  wait_installed demo/hello 1.2.0 2
+  printf '\033[2m$ %s\033[0m\n' "$STATE/agents/web-0/bin/hello"
+  "$STATE/agents/web-0/bin/hello"
+  bold "n$leader starts again and catches up"
+  start_node "$leader"
+  for _ in $(seq 150); do
+    "$BIN/vmapp" cluster status -o json 2>/dev/null | grep -q '"Unreachable"' || break
+    sleep 0.2
+  done
+  run "$BIN/vmapp" cluster status
+fi
+
 cat <<EOF
 
 $(printf '\033[1m')The demo cluster is running.$(printf '\033[0m')
-  3 regions as 4 MinIO processes, vmappd (mutual TLS), and 4 agents (vm1,
+  3 regions as 4 MinIO processes, vmappd ($CLUSTER node(s), mutual TLS), and 4 agents (vm1,
   vm2 in eastus; web-0, web-1 of the scale set web in westus).
 
-  Logs:      $STATE/logs/ (vmappd.log, minio-<port>.log, agent-<vm>.log)
+  Logs:      $STATE/logs/ (vmappd*.log, minio-<port>.log, agent-<vm>.log)
   TLS:       $CERTS/ (development CA; client certificates operator, ${AGENTS[*]})
   CLI:       export VMAPP_SERVER=$VMAPPD_ADDR VMAPP_TOKEN_FILE=$OPERATOR_TOKEN_FILE \\
                VMAPP_CA=$VMAPP_CA VMAPP_CERT=$VMAPP_CERT VMAPP_KEY=$VMAPP_KEY

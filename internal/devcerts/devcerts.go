@@ -91,9 +91,11 @@ func Generate(dir string, hosts, clients []string) ([]Result, error) {
 		return nil, err
 	}
 	out := []Result{res}
+	// vmappd's certificate is a client's too: the nodes of a cluster
+	// present it to each other.
 	server := &x509.Certificate{
 		Subject:     pkix.Name{CommonName: "vmappd", Organization: []string{"vmapp development"}},
-		ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
+		ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth, x509.ExtKeyUsageClientAuth},
 	}
 	for _, h := range hosts {
 		if ip := net.ParseIP(h); ip != nil {

@@ -15,7 +15,9 @@ import (
 	"crypto/subtle"
 	"encoding/base32"
 	"encoding/base64"
+	"errors"
 	"fmt"
+	"io/fs"
 	"log/slog"
 	"os"
 	"regexp"
@@ -85,31 +87,59 @@ func New(db *state.DB, o Options) *Service {
 }
 
 // Bootstrap creates the operator's token, Owner of every tenant, when no
-// token exists yet, and writes its credential to path (mode 0600, written
-// to a temporary file and renamed) first. It reports whether it created
-// one.
+// token exists yet, and writes its credential to path (mode 0600). It
+// reports whether it created one.
+//
+// The credential goes to path+".pending" first and is renamed to path once
+// the token is applied: path never holds a token that doesn't work yet, and
+// a crash in between leaves the pending file, which the next start
+// finishes (or removes, when its token never made it).
 func (s *Service) Bootstrap(ctx context.Context, path string) (bool, error) {
+	pending := path + ".pending"
 	var exists bool
-	if err := s.db.View(ctx, func(tx *state.Tx) error { exists = tx.AnyToken(); return nil }); err != nil || exists {
+	if err := s.db.View(ctx, func(tx *state.Tx) error { exists = tx.AnyToken(); return nil }); err != nil {
 		return false, err
+	}
+	if exists {
+		return false, s.finishPending(pending, path)
 	}
 	t := &pb.Token{Name: "bootstrap operator", Tenant: AllTenants, Role: pb.Role_ROLE_OWNER}
 	cred, secret := NewCredential(t, s.now())
-	if err := atomicfile.Write(path, []byte(secret+"\n"), 0o600); err != nil {
+	if err := atomicfile.Write(pending, []byte(secret+"\n"), 0o600); err != nil {
 		return false, fmt.Errorf("write the bootstrap token: %w", err)
 	}
 	err := s.propose(ctx, &statepb.Command_IssueToken{IssueToken: &statepb.IssueToken{Credential: cred, OnlyIfNone: true}})
 	if err != nil {
 		// Without the token the file is no use (another node's bootstrap
 		// won, or the state refused it): the next start tries again.
-		os.Remove(path)
+		os.Remove(pending)
 		if errs.Is(err, errs.AlreadyExists) {
 			return false, nil
 		}
 		return false, err
 	}
+	if err := os.Rename(pending, path); err != nil {
+		return false, fmt.Errorf("write the bootstrap token: %w", err)
+	}
 	s.log.Info("created the bootstrap operator token", "token", t.Id, "file", path)
 	return true, nil
+}
+
+// finishPending renames a bootstrap token left pending by a crash to path
+// when its token works, and removes it when not.
+func (s *Service) finishPending(pending, path string) error {
+	b, err := os.ReadFile(pending)
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil
+	}
+	if err != nil {
+		return err
+	}
+	if _, err := s.Authenticate(strings.TrimSpace(string(b))); err != nil {
+		return os.Remove(pending)
+	}
+	s.log.Info("the bootstrap operator token of an interrupted start is written now", "file", path)
+	return os.Rename(pending, path)
 }
 
 // IssueOperatorToken issues another token that is Owner of every tenant,
@@ -195,22 +225,35 @@ func (s *Service) Authenticate(credential string) (*pb.Token, error) {
 	return t, nil
 }
 
-// lookup returns credential id, from the cache or the state.
+// lookup returns credential id, from the cache or the state. An id this
+// node doesn't know may have been issued an instant ago through another
+// node of a cluster: it waits for every change committed so far, and looks
+// again.
 func (s *Service) lookup(id string) (*statepb.Credential, bool, error) {
 	if c, ok := s.known.Load(id); ok {
 		return c.(*statepb.Credential), true, nil
 	}
-	var c *statepb.Credential
-	var found bool
-	err := s.db.View(context.Background(), func(tx *state.Tx) (err error) {
-		c, found, err = state.Tokens.Get(tx, state.TokenKey(id))
-		return err
-	})
+	c, found, err := s.read(id)
+	if err == nil && !found {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		if s.db.Sync(ctx) == nil {
+			c, found, err = s.read(id)
+		}
+	}
 	if err != nil || !found {
 		return nil, false, err
 	}
 	s.known.Store(id, c)
 	return c, true, nil
+}
+
+func (s *Service) read(id string) (c *statepb.Credential, found bool, err error) {
+	err = s.db.View(context.Background(), func(tx *state.Tx) (err error) {
+		c, found, err = state.Tokens.Get(tx, state.TokenKey(id))
+		return err
+	})
+	return c, found, err
 }
 
 // CreateToken issues a token in tenant on behalf of by, an Owner of the

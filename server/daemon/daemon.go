@@ -294,7 +294,7 @@ func (d *Daemon) grpcServer() *grpc.Server {
 		URLExpiry: d.Config.URLExpiry, ProxyDownloads: d.Config.ProxyDownloads, Fleet: d.Fleet, Auth: d.Auth, BindMachineCerts: d.Config.BindMachineCerts,
 		Logger: d.log, Registry: d.Registry, Creds: serverCreds(d.tls, d.log), Health: d.Health, Self: d.lis.Addr().String()}
 	if d.Node != nil {
-		o.Cluster, o.Peer = d.Node, d.Node.PeerServer()
+		o.Cluster, o.Peer, o.Serving = d.Node, d.Node.PeerServer(), d.Node.Serving
 	}
 	return server.New(o)
 }
