@@ -47,14 +47,10 @@ func (n *Node) AddNode(ctx context.Context, id, raftAddr, apiAddr string) (*pb.C
 		return nil, errs.New(errs.InvalidArgument, "raftAddress", "a node needs its raft address and its API address")
 	}
 	if !n.IsLeader() {
-		err := n.askLeader(ctx, func(c pb.PeerServiceClient, ctx context.Context) error {
+		return n.askLeader(ctx, func(c pb.PeerServiceClient, ctx context.Context) error {
 			_, err := c.Join(ctx, &pb.JoinRequest{Id: id, RaftAddress: raftAddr, ApiAddress: apiAddr})
 			return err
 		})
-		if err != nil {
-			return nil, err
-		}
-		return n.Status(ctx)
 	}
 	servers, err := n.configuration()
 	if err != nil {
@@ -115,14 +111,10 @@ func (n *Node) checkCandidate(ctx context.Context, id, raftAddr, apiAddr string,
 // RemoveNode takes a node out of the cluster (on the leader).
 func (n *Node) RemoveNode(ctx context.Context, id string) (*pb.ClusterStatus, error) {
 	if !n.IsLeader() {
-		err := n.askLeader(ctx, func(c pb.PeerServiceClient, ctx context.Context) error {
+		return n.askLeader(ctx, func(c pb.PeerServiceClient, ctx context.Context) error {
 			_, err := c.Remove(ctx, &pb.RemoveRequest{Id: id})
 			return err
 		})
-		if err != nil {
-			return nil, err
-		}
-		return n.Status(ctx)
 	}
 	servers, err := n.configuration()
 	if err != nil {
@@ -148,17 +140,21 @@ func (n *Node) RemoveNode(ctx context.Context, id string) (*pb.ClusterStatus, er
 	return n.Status(ctx)
 }
 
-// askLeader makes a PeerService call on the leader.
-func (n *Node) askLeader(ctx context.Context, call func(pb.PeerServiceClient, context.Context) error) error {
+// askLeader makes a change of membership through a PeerService call on
+// the leader, and returns the cluster's status after it.
+func (n *Node) askLeader(ctx context.Context, call func(pb.PeerServiceClient, context.Context) error) (*pb.ClusterStatus, error) {
 	id := n.leader()
 	if id == "" {
-		return n.noLeader()
+		return nil, n.noLeader()
 	}
 	c, err := n.peers.client(n.apiAddress(id))
 	if err != nil {
-		return err
+		return nil, err
 	}
-	return errs.FromStatus(call(c, n.peers.ctx(ctx)))
+	if err := errs.FromStatus(call(c, n.peers.ctx(ctx))); err != nil {
+		return nil, err
+	}
+	return n.Status(ctx)
 }
 
 func (n *Node) putSelf(ctx context.Context) error {
