@@ -96,6 +96,7 @@ import (
 	"github.com/vmapp/vmapp/client"
 	"github.com/vmapp/vmapp/errs"
 	pb "github.com/vmapp/vmapp/proto/vmapp/v1"
+	"github.com/vmapp/vmapp/sign"
 )
 
 // Version is the agent's version, reported in the instance view.
@@ -163,6 +164,10 @@ type Config struct {
 	// HTTPClient fetches configurationReference URLs and is handed to the
 	// downloader; nil means its defaults.
 	HTTPClient *http.Client
+	// Trust, when set, makes the agent verify every version it installs or
+	// updates: signed by the trusted keys, not expired, not a rollback
+	// (ReadTrustFile). Nil: versions aren't verified.
+	Trust *Trust
 	// Logger; nil means slog.Default().
 	Logger *slog.Logger
 }
@@ -202,8 +207,13 @@ type agent struct {
 	log    *slog.Logger
 	bootID string
 
-	mu sync.Mutex // guards st and lastProgress
+	mu sync.Mutex // guards st, policy, refusedChanges and lastProgress
 	st *state
+	// policy is Config.Trust's with the key changes applied.
+	policy sign.Policy
+	// refusedChanges are the key changes refused, logged once (by
+	// their bytes).
+	refusedChanges map[string]bool
 
 	lastProgress time.Time
 	report       chan struct{} // kicks the reporter
@@ -286,6 +296,7 @@ func Run(ctx context.Context, cfg Config) error {
 		defer a.cl.Close()
 	}
 	a.fleet = pb.NewFleetServiceClient(a.cl.Conn())
+	a.replayKeyChanges()
 	if err := a.recover(); err != nil {
 		return fmt.Errorf("agent: %w", err)
 	}
