@@ -70,6 +70,21 @@
 // else it is Failed "interrupted by a reboot" until retried. The attempt
 // cut short counts in the instance view's attempts.
 //
+// # Signatures
+//
+// With Config.Trust (vmapp-agent --trust-file) the agent verifies what it
+// is about to install or update, with keys of its own, never vmappd's:
+// the plan rebuilds the version's statement from the goal (package
+// signpb) and refuses it, before anything is downloaded or run, unless
+// enough trusted keys signed it, it hasn't expired, and its sequence is
+// not below the highest installed for the application (state.json keeps
+// it, also once the application is removed) unless it is an intended
+// rollback; the instance view gives the refusal's reason (Unsigned,
+// SignatureInvalid, UntrustedKey, Revoked, Rollback, Expired). A
+// downloaded file must be the one the statement names. Removals run the
+// remove command recorded at the install. Signed key changes in goal
+// states are applied when the policy accepts them, and kept in state.json.
+//
 // When vmappd refuses the goal state for good — the machine is not in the
 // fleet (deleted), or its credential was refused (revoked, expired, or
 // another machine's) — the agent logs an error naming the cause and asks
