@@ -33,10 +33,13 @@ func (s *Service) GetTrustPolicy(ctx context.Context, tenant, gallery string) (*
 		p, err = tx.TrustPolicy(tenant, gallery)
 		return err
 	})
+	if err != nil {
+		return nil, err
+	}
 	if p == nil {
 		p = &pb.TrustPolicy{Gallery: gallery}
 	}
-	return p, err
+	return p, nil
 }
 
 // change reads a live gallery's trust policy (an empty one when it has
@@ -71,7 +74,10 @@ func (s *Service) change(ctx context.Context, tenant, gallery string, edit func(
 		c.Op = &statepb.Command_PutTrustPolicy{PutTrustPolicy: &statepb.PutTrustPolicy{Tenant: tenant, Policy: next, ExpectEtag: cur.GetEtag()}}
 		return s.db.Propose(ctx, c)
 	})
-	return next, err
+	if err != nil {
+		return nil, err
+	}
+	return next, nil
 }
 
 var keyName = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$`)
