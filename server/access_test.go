@@ -96,6 +96,7 @@ func matrix(session string) map[string]row {
 	dl := func(c *grpc.ClientConn) pb.DownloadServiceClient { return pb.NewDownloadServiceClient(c) }
 	fl := func(c *grpc.ClientConn) pb.FleetServiceClient { return pb.NewFleetServiceClient(c) }
 	ac := func(c *grpc.ClientConn) pb.AccessServiceClient { return pb.NewAccessServiceClient(c) }
+	sg := func(c *grpc.ClientConn) pb.SigningServiceClient { return pb.NewSigningServiceClient(c) }
 	vm := func(n string) *pb.ProfileTarget {
 		return &pb.ProfileTarget{Target: &pb.ProfileTarget_Machine{Machine: n}}
 	}
@@ -311,6 +312,41 @@ func matrix(session string) map[string]row {
 			_, err := ac(c).IssueAgentToken(ctx, &pb.IssueAgentTokenRequest{Machine: "nope"})
 			return err
 		}},
+
+		// Past authorization, each is refused for its bad input: nothing
+		// is signed or trusted.
+		pb.SigningService_SignVersion_FullMethodName: {publishG, func(ctx context.Context, c *grpc.ClientConn) error {
+			_, err := sg(c).SignVersion(ctx, &pb.SignVersionRequest{Gallery: "g", Application: "a", Version: "1.0.0", Sequence: 1, Signature: "not a signature"})
+			return err
+		}},
+		pb.SigningService_GetVersionSignatures_FullMethodName: {readG, func(ctx context.Context, c *grpc.ClientConn) error {
+			_, err := sg(c).GetVersionSignatures(ctx, &pb.GetVersionSignaturesRequest{Gallery: "g", Application: "a", Version: "1.0.0"})
+			return err
+		}},
+		pb.SigningService_GetTrustPolicy_FullMethodName: {readG, func(ctx context.Context, c *grpc.ClientConn) error {
+			_, err := sg(c).GetTrustPolicy(ctx, &pb.GetTrustPolicyRequest{Gallery: "g"})
+			return err
+		}},
+		pb.SigningService_AddTrustedKey_FullMethodName: {ownerOnly, func(ctx context.Context, c *grpc.ClientConn) error {
+			_, err := sg(c).AddTrustedKey(ctx, &pb.AddTrustedKeyRequest{Gallery: "g", PublicKey: "not a key"})
+			return err
+		}},
+		pb.SigningService_RemoveTrustedKey_FullMethodName: {ownerOnly, func(ctx context.Context, c *grpc.ClientConn) error {
+			_, err := sg(c).RemoveTrustedKey(ctx, &pb.RemoveTrustedKeyRequest{Gallery: "g", Key: "nope"})
+			return err
+		}},
+		pb.SigningService_SetRequiredSignatures_FullMethodName: {ownerOnly, func(ctx context.Context, c *grpc.ClientConn) error {
+			_, err := sg(c).SetRequiredSignatures(ctx, &pb.SetRequiredSignaturesRequest{Gallery: "g", RequiredSignatures: -1})
+			return err
+		}},
+		pb.SigningService_RotateTrustedKey_FullMethodName: {ownerOnly, func(ctx context.Context, c *grpc.ClientConn) error {
+			_, err := sg(c).RotateTrustedKey(ctx, &pb.RotateTrustedKeyRequest{Gallery: "g"})
+			return err
+		}},
+		pb.SigningService_RevokeTrustedKey_FullMethodName: {ownerOnly, func(ctx context.Context, c *grpc.ClientConn) error {
+			_, err := sg(c).RevokeTrustedKey(ctx, &pb.RevokeTrustedKeyRequest{Gallery: "g"})
+			return err
+		}},
 	}
 }
 
@@ -395,7 +431,9 @@ func (a *access) snapshot(t *testing.T) string {
 	}
 	for _, g := range []string{"g", "h"} {
 		add(cat.ListApplications(ctx(t), &pb.ListApplicationsRequest{Gallery: g}))
+		add(pb.NewSigningServiceClient(a.c.Client.Conn()).GetTrustPolicy(ctx(t), &pb.GetTrustPolicyRequest{Gallery: g}))
 	}
+	add(pb.NewSigningServiceClient(a.c.Client.Conn()).GetVersionSignatures(ctx(t), &pb.GetVersionSignaturesRequest{Gallery: "g", Application: "a", Version: "1.0.0"}))
 	add(cat.ListVersions(ctx(t), &pb.ListVersionsRequest{Gallery: "g", Application: "a"}))
 	return b.String()
 }
@@ -409,7 +447,7 @@ func inDefault(t *testing.T) context.Context {
 func rpcs() []string {
 	var out []string
 	for _, f := range []protoreflect.FileDescriptor{pb.File_vmapp_v1_catalog_proto, pb.File_vmapp_v1_transfer_proto, pb.File_vmapp_v1_replication_proto,
-		pb.File_vmapp_v1_download_proto, pb.File_vmapp_v1_fleet_proto, pb.File_vmapp_v1_access_proto} {
+		pb.File_vmapp_v1_download_proto, pb.File_vmapp_v1_fleet_proto, pb.File_vmapp_v1_access_proto, pb.File_vmapp_v1_signing_proto} {
 		for i := range f.Services().Len() {
 			s := f.Services().Get(i)
 			for j := range s.Methods().Len() {

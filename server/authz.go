@@ -188,6 +188,15 @@ var rules = map[string]rule{
 	pb.AccessService_ListShares_FullMethodName:      ownerAny,
 	pb.AccessService_IssueAgentToken_FullMethodName: manage,
 
+	pb.SigningService_SignVersion_FullMethodName:           publish,
+	pb.SigningService_GetVersionSignatures_FullMethodName:  read,
+	pb.SigningService_GetTrustPolicy_FullMethodName:        read,
+	pb.SigningService_AddTrustedKey_FullMethodName:         ownerOf,
+	pb.SigningService_RemoveTrustedKey_FullMethodName:      ownerOf,
+	pb.SigningService_SetRequiredSignatures_FullMethodName: ownerOf,
+	pb.SigningService_RotateTrustedKey_FullMethodName:      ownerOf,
+	pb.SigningService_RevokeTrustedKey_FullMethodName:      ownerOf,
+
 	pb.ClusterService_GetClusterStatus_FullMethodName: operator,
 	pb.ClusterService_AddNode_FullMethodName:          operator,
 	pb.ClusterService_RemoveNode_FullMethodName:       operator,

@@ -27,6 +27,7 @@ import (
 	"github.com/vmapp/vmapp/server/catalog"
 	"github.com/vmapp/vmapp/server/fleet"
 	"github.com/vmapp/vmapp/server/ingest"
+	"github.com/vmapp/vmapp/server/signing"
 	"github.com/vmapp/vmapp/state"
 	"github.com/vmapp/vmapp/topology"
 )
@@ -84,6 +85,8 @@ type Options struct {
 	ProxyDownloads bool
 	// Fleet serves FleetService when set.
 	Fleet *fleet.Fleet
+	// Signing serves SigningService when set.
+	Signing *signing.Service
 	// Auth, when set, authenticates every call and authorizes it by role,
 	// and serves AccessService. Nil leaves the API open: for tests of
 	// other parts; vmappd always sets it.
@@ -155,6 +158,9 @@ func New(o Options) *grpc.Server {
 	}
 	if o.Fleet != nil {
 		pb.RegisterFleetServiceServer(gs, &fleetServer{fleet: o.Fleet, auth: o.Auth})
+	}
+	if o.Signing != nil {
+		pb.RegisterSigningServiceServer(gs, &signingServer{signing: o.Signing})
 	}
 	if o.State != nil {
 		pb.RegisterClusterServiceServer(gs, &clusterServer{cluster: o.Cluster, state: o.State, self: o.Self})

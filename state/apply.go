@@ -111,6 +111,11 @@ func Apply(tx *Tx, c *statepb.Command, term uint64) error {
 		return Nodes.put(tx, NodeKey(n.GetId()), &pb.ClusterNode{Id: n.GetId(), RaftAddress: n.GetRaftAddress(), ApiAddress: n.GetApiAddress()})
 	case *statepb.Command_RemoveNode:
 		return Nodes.delete(tx, NodeKey(op.RemoveNode.GetId()))
+
+	case *statepb.Command_SignVersion:
+		return signVersion(tx, c, op.SignVersion)
+	case *statepb.Command_PutTrustPolicy:
+		return putTrustPolicy(tx, c, op.PutTrustPolicy)
 	}
 	return fmt.Errorf("unknown command %T: is this vmappd older than the one that proposed it?", c.Op)
 }

@@ -59,8 +59,11 @@ func deleteGallery(tx *Tx, c *statepb.Command, op *statepb.DeleteGallery) error 
 	if err := markAll(tx, c, Applications, p); err != nil {
 		return err
 	}
-	// A new gallery of the same name starts private.
+	// A new gallery of the same name starts private, and trusting no key.
 	if err := deleteAll(tx, Shares, Prefix(op.Tenant, op.Name)); err != nil {
+		return err
+	}
+	if err := TrustPolicies.delete(tx, GalleryKey(op.Tenant, op.Name)); err != nil {
 		return err
 	}
 	return markDeleting(tx, c, Galleries, GalleryKey(op.Tenant, op.Name), g)
@@ -213,8 +216,8 @@ func removeIfDoomed[M, C resource](tx *Tx, t Table[M], children Table[C], k []by
 	return t.delete(tx, k)
 }
 
-// removeVersion removes a version marked for deletion with its manifests
-// and upload sessions.
+// removeVersion removes a version marked for deletion with its manifests,
+// upload sessions and signatures.
 func removeVersion(tx *Tx, op *statepb.RemoveVersion) error {
 	r := op.GetVersion()
 	k := refVersionKey(r)
@@ -223,6 +226,9 @@ func removeVersion(tx *Tx, op *statepb.RemoveVersion) error {
 		return err
 	}
 	if err := Versions.delete(tx, k); err != nil {
+		return err
+	}
+	if err := Signatures.delete(tx, k); err != nil {
 		return err
 	}
 	for _, kind := range []pb.ArtifactKind{pb.ArtifactKind_ARTIFACT_KIND_PACKAGE, pb.ArtifactKind_ARTIFACT_KIND_CONFIGURATION} {

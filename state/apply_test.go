@@ -9,6 +9,7 @@ import (
 	"testing"
 	"time"
 
+	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/timestamppb"
 
 	"github.com/vmapp/vmapp/errs"
@@ -72,7 +73,7 @@ func scenario() []step {
 		return &pb.Machine{Tenant: "t", Name: name, Region: "westus", OsType: "Linux", ScaleSet: ss, ProvisioningState: pb.ProvisioningSucceeded}
 	}
 	entry := []*pb.VMGalleryApplication{{PackageReferenceId: "g/a/1.0.0"}}
-	return []step{
+	steps := []step{
 		ok(&statepb.Command_CreateGallery{CreateGallery: &statepb.CreateGallery{Gallery: gal}}),                     // 0
 		no(errs.AlreadyExists, &statepb.Command_CreateGallery{CreateGallery: &statepb.CreateGallery{Gallery: gal}}), // 1
 		no(errs.FailedPrecondition, &statepb.Command_UpdateGallery{UpdateGallery: &statepb.UpdateGallery{Gallery: gal2, ExpectEtag: `"nope"`}}),
@@ -144,9 +145,44 @@ func scenario() []step {
 		ok(&statepb.Command_FailIngest{FailIngest: &statepb.FailIngest{Version: vref("2.0.0"), Error: &pb.ProvisioningError{Code: "DataLoss", Message: "sha256 mismatch"}}}),
 		ok(&statepb.Command_RetryIngest{RetryIngest: &statepb.RetryIngest{Version: vref("2.0.0")}}),
 		ok(&statepb.Command_FailIngest{FailIngest: &statepb.FailIngest{Version: vref("2.0.0"), Error: &pb.ProvisioningError{Code: "NotFound", Message: "gone"}}}),
+	}
+	steps = append(steps, signing(len(steps))...)
+	return append(steps,
 		ok(&statepb.Command_PutNode{PutNode: &statepb.PutNode{Node: &pb.ClusterNode{Id: "n1", RaftAddress: "r1", ApiAddress: "a1", State: "ignored"}}}),
 		ok(&statepb.Command_PutNode{PutNode: &statepb.PutNode{Node: &pb.ClusterNode{Id: "n2", RaftAddress: "r2", ApiAddress: "a2"}}}),
 		ok(&statepb.Command_RemoveNode{RemoveNode: &statepb.RemoveNode{Id: "n1"}}),
+	)
+}
+
+// signing are the signing commands, from step base on, on version 2.0.0
+// (whose etag is step base-1's).
+func signing(base int) []step {
+	etag := func(i int) string { return fmt.Sprintf(`"e%d"`, i) }
+	policy := &pb.TrustPolicy{Gallery: "g", RequiredSignatures: 1, Keys: []*pb.TrustedKey{{Name: "a", KeyId: "A"}, {Name: "b", KeyId: "B"}}}
+	put := func(gallery, expect string) *statepb.Command_PutTrustPolicy {
+		p := proto.CloneOf(policy)
+		p.Gallery = gallery
+		return &statepb.Command_PutTrustPolicy{PutTrustPolicy: &statepb.PutTrustPolicy{Tenant: "t", Policy: p, ExpectEtag: expect}}
+	}
+	sig := func(seq uint64, key string, replace bool, versionEtag, policyEtag string) *statepb.Command_SignVersion {
+		return &statepb.Command_SignVersion{SignVersion: &statepb.SignVersion{Version: vref("2.0.0"),
+			Statement: &pb.VersionSignatures{Tenant: "t", Sequence: seq}, Signature: &pb.VersionSignature{KeyId: key, Signature: "sig by " + key},
+			Replace: replace, VersionEtag: versionEtag, PolicyEtag: policyEtag}}
+	}
+	v, p := etag(base-1), etag(base)
+	return []step{
+		ok(put("g", "")),                                      // base
+		no(errs.Aborted, put("g", "")),                        // it exists now
+		no(errs.NotFound, put("nope", "")),                    // no such gallery
+		ok(sig(3, "A", false, v, p)),                          // the first statement
+		ok(sig(3, "B", false, v, p)),                          // a second signer
+		ok(sig(3, "A", false, v, p)),                          // A again: replaces its signature
+		no(errs.FailedPrecondition, sig(4, "A", false, v, p)), // another statement, not replacing
+		no(errs.FailedPrecondition, sig(2, "A", true, v, p)),  // not above the highest sequence
+		no(errs.Aborted, sig(3, "A", false, etag(0), p)),      // the version changed since
+		ok(sig(4, "B", true, v, p)),                           // replaces the statement
+		ok(put("g", p)),
+		no(errs.Aborted, sig(4, "A", false, v, p)), // the policy changed since
 	}
 }
 
@@ -234,6 +270,10 @@ func setOp(c *statepb.Command, op any) {
 	case *statepb.Command_RetryIngest:
 		c.Op = o
 	case *statepb.Command_RemoveNode:
+		c.Op = o
+	case *statepb.Command_SignVersion:
+		c.Op = o
+	case *statepb.Command_PutTrustPolicy:
 		c.Op = o
 	default:
 		panic(fmt.Sprintf("no command for %T", op))

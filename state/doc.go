@@ -36,7 +36,7 @@
 // Tables (Galleries, Versions, Replicas, ...) decode records by key or scan
 // a key prefix.
 //
-// # Schema (version 3)
+// # Schema (version 4)
 //
 // Every value is a protobuf message, encoded deterministically. Keys join a
 // record's path with NUL separators (no name can hold a NUL), so that a
@@ -58,6 +58,9 @@
 //	scalesets      tenant 0 scale set                     -> vmapp.v1.ScaleSet
 //	instanceviews  tenant 0 machine                       -> vmapp.v1.InstanceView (what its agent reported)
 //	nodes          node id                                -> vmapp.v1.ClusterNode (id and addresses only)
+//	signatures     <version key>                          -> vmapp.v1.VersionSignatures (a version's statement parameters and signatures)
+//	trust_policies tenant 0 gallery                       -> vmapp.v1.TrustPolicy
+//	sign_sequences tenant 0 gallery 0 application         -> uint64 BE: the highest statement sequence signed (kept when the application goes)
 //
 // A version's num is its three numbers zero-padded to ten digits
 // ("0000000001.0000000010.0000000000"), so that byte order is numeric order
@@ -70,5 +73,6 @@
 // refuses a file of a newer schema. Schema 1 was the catalog, 2 added
 // uploads and manifests, 3 made this package the owner of every bucket
 // (the replicator, credentials and the fleet had created theirs) and
-// dropped the fleet's etag sequence: etags are chosen with the command.
+// dropped the fleet's etag sequence: etags are chosen with the command; 4
+// added signatures, trust policies and sequences.
 package state

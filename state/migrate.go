@@ -44,6 +44,9 @@ var migrations = []func(tx *bolt.Tx) error{
 		}
 		return nil
 	},
+	func(tx *bolt.Tx) error { // 3 -> 4: signatures, trust policies, sequences
+		return createBuckets(tx, "signatures", "trust_policies", "sign_sequences")
+	},
 }
 
 // SchemaVersion is the schema version this code writes.

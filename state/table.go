@@ -46,15 +46,18 @@ var (
 	ScaleSets     = table("scalesets", func() *pb.ScaleSet { return &pb.ScaleSet{} })
 	InstanceViews = table("instanceviews", func() *pb.InstanceView { return &pb.InstanceView{} })
 	Nodes         = table("nodes", func() *pb.ClusterNode { return &pb.ClusterNode{} })
+	Signatures    = table("signatures", func() *pb.VersionSignatures { return &pb.VersionSignatures{} })
+	TrustPolicies = table("trust_policies", func() *pb.TrustPolicy { return &pb.TrustPolicy{} })
 )
 
 // Buckets that hold raw values rather than records.
 var (
-	bucketMeta          = []byte("meta")          // "schema" -> uint64 BE; "applied" -> raft index BE
-	bucketMachineTokens = []byte("auth_machines") // tenant 0 machine -> token id
+	bucketMeta          = []byte("meta")           // "schema" -> uint64 BE; "applied" -> raft index BE
+	bucketMachineTokens = []byte("auth_machines")  // tenant 0 machine -> token id
+	bucketSequences     = []byte("sign_sequences") // tenant 0 gallery 0 application -> uint64 BE
 )
 
-func init() { buckets = append(buckets, bucketMeta, bucketMachineTokens) }
+func init() { buckets = append(buckets, bucketMeta, bucketMachineTokens, bucketSequences) }
 
 func (t Table[M]) bucket(tx *Tx) *bolt.Bucket { return tx.tx.Bucket(t.name) }
 

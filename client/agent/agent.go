@@ -70,6 +70,21 @@
 // else it is Failed "interrupted by a reboot" until retried. The attempt
 // cut short counts in the instance view's attempts.
 //
+// # Signatures
+//
+// With Config.Trust (vmapp-agent --trust-file) the agent verifies what it
+// is about to install or update, with keys of its own, never vmappd's:
+// the plan rebuilds the version's statement from the goal (package
+// signpb) and refuses it, before anything is downloaded or run, unless
+// enough trusted keys signed it, it hasn't expired, and its sequence is
+// not below the highest installed for the application (state.json keeps
+// it, also once the application is removed) unless it is an intended
+// rollback; the instance view gives the refusal's reason (Unsigned,
+// SignatureInvalid, UntrustedKey, Revoked, Rollback, Expired). A
+// downloaded file must be the one the statement names. Removals run the
+// remove command recorded at the install. Signed key changes in goal
+// states are applied when the policy accepts them, and kept in state.json.
+//
 // When vmappd refuses the goal state for good — the machine is not in the
 // fleet (deleted), or its credential was refused (revoked, expired, or
 // another machine's) — the agent logs an error naming the cause and asks
@@ -96,6 +111,7 @@ import (
 	"github.com/vmapp/vmapp/client"
 	"github.com/vmapp/vmapp/errs"
 	pb "github.com/vmapp/vmapp/proto/vmapp/v1"
+	"github.com/vmapp/vmapp/sign"
 )
 
 // Version is the agent's version, reported in the instance view.
@@ -163,6 +179,10 @@ type Config struct {
 	// HTTPClient fetches configurationReference URLs and is handed to the
 	// downloader; nil means its defaults.
 	HTTPClient *http.Client
+	// Trust, when set, makes the agent verify every version it installs or
+	// updates: signed by the trusted keys, not expired, not a rollback
+	// (ReadTrustFile). Nil: versions aren't verified.
+	Trust *Trust
 	// Logger; nil means slog.Default().
 	Logger *slog.Logger
 }
@@ -202,8 +222,13 @@ type agent struct {
 	log    *slog.Logger
 	bootID string
 
-	mu sync.Mutex // guards st and lastProgress
+	mu sync.Mutex // guards st, policy, refusedChanges and lastProgress
 	st *state
+	// policy is Config.Trust's with the key changes applied.
+	policy sign.Policy
+	// refusedChanges are the key changes refused, logged once (by
+	// their bytes).
+	refusedChanges map[string]bool
 
 	lastProgress time.Time
 	report       chan struct{} // kicks the reporter
@@ -286,6 +311,7 @@ func Run(ctx context.Context, cfg Config) error {
 		defer a.cl.Close()
 	}
 	a.fleet = pb.NewFleetServiceClient(a.cl.Conn())
+	a.replayKeyChanges()
 	if err := a.recover(); err != nil {
 		return fmt.Errorf("agent: %w", err)
 	}

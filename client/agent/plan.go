@@ -12,6 +12,7 @@ import (
 	"time"
 
 	pb "github.com/vmapp/vmapp/proto/vmapp/v1"
+	"github.com/vmapp/vmapp/sign"
 )
 
 // The plan is what a pass does, decided from the local state, the goal
@@ -72,6 +73,8 @@ type step struct {
 	attempt int32
 	// reason the goal can't be installed (actRefuse).
 	reason string
+	// refusal is why the goal's signatures are refused, when they are.
+	refusal sign.Reason
 }
 
 // op is the operation a step is part of, as the instance view names it.
@@ -219,13 +222,13 @@ func goalStep(as *appState, ga *pb.GoalApplication, root string, now time.Time) 
 }
 
 // failureAt is the application's last failure when it was an install or
-// update of ga's target (version and configuration): nil when there is
-// none, or it was of another.
+// update of ga's target (version, configuration and signatures): nil when
+// there is none, or it was of another.
 func failureAt(as *appState, ga *pb.GoalApplication) *failure {
 	if as == nil || as.Failure == nil {
 		return nil
 	}
-	if f := as.Failure; f.Op != OpRemove && f.Version == ga.Version && f.ConfigKey == configKey(ga) {
+	if f := as.Failure; f.Op != OpRemove && f.Version == ga.Version && f.ConfigKey == configKey(ga) && f.Signing == signingKey(ga) {
 		return f
 	}
 	return nil
@@ -253,6 +256,26 @@ func versionDir(root, key string, ga *pb.GoalApplication) (dir, refusal string) 
 		return "", fmt.Sprintf("version %s has no install command", ga.Version)
 	}
 	return filepath.Join(appDir, ga.Version), ""
+}
+
+// verify refuses, in place, the steps that would install or update a
+// version that t doesn't accept under policy at now, given the sequences
+// the machine installed (by application): they fail with the refusal,
+// before anything is downloaded or run. Removals aren't verified: they
+// run the remove command recorded when the version was installed, which
+// was verified then, never one vmappd sends now.
+func (p *plan) verify(t *Trust, policy sign.Policy, sequences map[string]uint64, now time.Time) {
+	for _, g := range p.groups {
+		for i := range g.steps {
+			s := &g.steps[i]
+			if s.act != actInstall && s.act != actUpdate && s.act != actReplace {
+				continue
+			}
+			if err := t.check(policy, s.goal, sequences[s.key], now); err != nil {
+				s.act, s.reason, s.refusal = actRefuse, refusalText(err), sign.ReasonOf(err)
+			}
+		}
+	}
 }
 
 // record writes into the state, in memory, what the groups start from: a
@@ -353,7 +376,7 @@ func (p *plan) lines() []string {
 func (as *appState) interrupted(bootID string, now time.Time) string {
 	op := as.Op
 	as.Op = nil
-	as.Failure = &failure{Op: op.Op, Version: op.Version, ConfigKey: op.ConfigKey, Retry: op.Retry}
+	as.Failure = &failure{Op: op.Op, Version: op.Version, ConfigKey: op.ConfigKey, Signing: op.Signing, Retry: op.Retry}
 	switch {
 	case op.BootID == bootID:
 		return "an operation was cut short (the agent stopped): running it again"

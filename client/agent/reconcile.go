@@ -18,6 +18,7 @@ import (
 
 	"github.com/vmapp/vmapp/client"
 	pb "github.com/vmapp/vmapp/proto/vmapp/v1"
+	"github.com/vmapp/vmapp/sign"
 )
 
 // reconcile makes one pass at the goal state gs (the seq-th): it plans the
@@ -27,7 +28,12 @@ import (
 func (a *agent) reconcile(ctx context.Context, gs *pb.GoalState, seq uint64) {
 	var p *plan
 	a.change(func() {
-		p = makePlan(a.st, gs, a.cfg.Root, a.clock.Now())
+		now := a.clock.Now()
+		p = makePlan(a.st, gs, a.cfg.Root, now)
+		if t := a.cfg.Trust; t != nil {
+			a.applyKeyChangesLocked(gs.KeyChanges)
+			p.verify(t, a.policy, a.st.Sequences, now)
+		}
 		for _, s := range p.removals {
 			if s.act == actForget {
 				delete(a.st.Apps, s.key)
@@ -111,7 +117,8 @@ func (a *agent) apply(ctx context.Context, region string, s step) bool {
 	}
 	if err := a.prepare(ctx, region, s); err != nil {
 		if ctx.Err() == nil {
-			a.fail(s, err.Error(), nil)
+			s.refusal = sign.ReasonOf(err)
+			a.fail(s, refusalText(err), nil)
 		}
 		return false
 	}
@@ -197,7 +204,7 @@ func (a *agent) commands(ctx context.Context, s step) (result, string, bool) {
 
 // inProgress is the record of a step's command (name) in progress, in dir.
 func (a *agent) inProgress(s step, name, dir string) *operation {
-	return &operation{Op: s.op(), Step: name, Version: s.goal.Version, ConfigKey: configKey(s.goal), Retry: s.goal.Retry, Dir: dir,
+	return &operation{Op: s.op(), Step: name, Version: s.goal.Version, ConfigKey: configKey(s.goal), Signing: signingKey(s.goal), Retry: s.goal.Retry, Dir: dir,
 		BootID: a.bootID, Behavior: s.goal.GetSettings().GetScriptBehaviorAfterReboot(), Start: a.clock.Now()}
 }
 
@@ -210,6 +217,9 @@ func (a *agent) succeed(s step, r result) {
 	ga := s.goal
 	a.stepLog(s).Info("operation succeeded", "duration", r.Duration.Round(time.Millisecond))
 	a.update(s.key, func(as *appState) {
+		if seq := ga.GetSigning().GetSequence(); a.cfg.Trust != nil && seq > a.st.Sequences[s.key] {
+			a.st.Sequences[s.key] = seq // verified: the plan checked it
+		}
 		as.Op, as.Failure = nil, nil
 		as.Installed = &installed{Version: ga.Version, Dir: s.dir, ConfigKey: configKey(ga), Remove: ga.ManageActions.Remove,
 			Behavior: ga.GetSettings().GetScriptBehaviorAfterReboot(), Time: a.clock.Now(), Treat: ga.TreatFailureAsDeploymentFailure}
@@ -221,7 +231,7 @@ func (a *agent) succeed(s step, r result) {
 // fail records an install or update step failed (r is its last command's
 // result, nil when none ran); it returns false.
 func (a *agent) fail(s step, reason string, r *result) bool {
-	f := &failure{Op: s.op(), Version: s.goal.Version, ConfigKey: configKey(s.goal), Retry: s.goal.Retry}
+	f := &failure{Op: s.op(), Version: s.goal.Version, ConfigKey: configKey(s.goal), Signing: signingKey(s.goal), Retry: s.goal.Retry}
 	a.failed(s, f, reason, r)
 	return false
 }
@@ -236,6 +246,9 @@ func (a *agent) failed(s step, f *failure, reason string, r *result) {
 		as.Failure = f
 		as.Status.State, as.Status.Reason, as.Status.End = StateFailed, reason, a.clock.Now()
 		as.Status.ExitCode, as.Status.OutputTail = -1, ""
+		if s.refusal != 0 {
+			as.Status.Refusal = s.refusal.String()
+		}
 		if r != nil {
 			as.Status.ExitCode, as.Status.OutputTail = r.ExitCode, r.Tail
 		}
@@ -398,8 +411,12 @@ func (a *agent) fetch(ctx context.Context, region string, ga *pb.GoalApplication
 	if ga.Tenant != "" {
 		dctx = client.InTenant(ctx, ga.Tenant)
 	}
-	if _, err := a.cl.Download(dctx, ga.Gallery, ga.Application, ga.Version, filepath.Join(dir, pkgName), o); err != nil {
+	plan, err := a.cl.Download(dctx, ga.Gallery, ga.Application, ga.Version, filepath.Join(dir, pkgName), o)
+	if err != nil {
 		return fmt.Errorf("download of the package failed: %w", err)
+	}
+	if err := a.served(plan, ga.Package, filepath.Join(dir, pkgName)); err != nil {
+		return err
 	}
 	done := ga.Package.GetSizeBytes()
 	cfgPath := filepath.Join(dir, cfgName)
@@ -418,8 +435,12 @@ func (a *agent) fetch(ctx context.Context, region string, ga *pb.GoalApplication
 		total += n
 	case ga.DefaultConfiguration != nil:
 		o.Kind, o.Progress = pb.ArtifactKind_ARTIFACT_KIND_CONFIGURATION, progress(done)
-		if _, err := a.cl.Download(dctx, ga.Gallery, ga.Application, ga.Version, cfgPath, o); err != nil {
+		plan, err := a.cl.Download(dctx, ga.Gallery, ga.Application, ga.Version, cfgPath, o)
+		if err != nil {
 			return fmt.Errorf("download of the default configuration failed: %w", err)
+		}
+		if err := a.served(plan, ga.DefaultConfiguration, cfgPath); err != nil {
+			return err
 		}
 		done += ga.DefaultConfiguration.SizeBytes
 	default:
@@ -429,6 +450,20 @@ func (a *agent) fetch(ctx context.Context, region string, ga *pb.GoalApplication
 	}
 	a.progress(key, done, total)
 	return nil
+}
+
+// served checks, when the agent verifies signatures, that a download got
+// the artifact the verified statement names (want): the download checked
+// the file against vmappd's plan, which a compromised vmappd may have
+// changed since the goal state. A file that isn't is deleted.
+func (a *agent) served(plan *pb.DownloadPlan, want *pb.Artifact, path string) error {
+	if a.cfg.Trust == nil || plan.GetSha256() == want.GetSha256() && plan.GetSizeBytes() == want.GetSizeBytes() {
+		return nil
+	}
+	os.Remove(path)
+	return &sign.Refusal{Reason: sign.SignatureInvalid, Detail: fmt.Sprintf(
+		"vmappd served %s/%s/%s %s with sha256 %s (%d bytes), not the signed %s (%d bytes); it was deleted",
+		plan.GetGallery(), plan.GetApplication(), plan.GetVersion(), plan.GetKind().Label(), plan.GetSha256(), plan.GetSizeBytes(), want.GetSha256(), want.GetSizeBytes())}
 }
 
 // progress records download progress and reports it (throttled).

@@ -35,6 +35,14 @@ type state struct {
 	Generation string `json:"generation,omitempty"`
 	// Apps by gallery/application.
 	Apps map[string]*appState `json:"apps"`
+	// Sequences are the highest statement sequence installed per
+	// application (by key), kept when it is removed: a version signed
+	// with a lower one is refused as a rollback. Recorded only by an agent
+	// that verifies signatures.
+	Sequences map[string]uint64 `json:"sequences,omitempty"`
+	// KeyChanges are the signed key changes applied to the trust file's
+	// policy, in order (vmapp.v1.KeyChange, deterministic protobuf).
+	KeyChanges [][]byte `json:"keyChanges,omitempty"`
 }
 
 // appState is one application's local state.
@@ -76,6 +84,7 @@ type operation struct {
 	Step      string    `json:"step"`
 	Version   string    `json:"version"`
 	ConfigKey string    `json:"configKey,omitempty"`
+	Signing   string    `json:"signing,omitempty"`
 	Retry     int64     `json:"retry,omitempty"`
 	Dir       string    `json:"dir"`
 	BootID    string    `json:"bootId"`
@@ -104,6 +113,8 @@ type failure struct {
 	Op        string `json:"op"`
 	Version   string `json:"version"`
 	ConfigKey string `json:"configKey,omitempty"`
+	// Signing identifies the signatures the goal carried (signingKey).
+	Signing string `json:"signing,omitempty"`
 	// Retry is the goal's retry counter at the attempt: a higher one asks
 	// for another attempt at once.
 	Retry     int64     `json:"retry,omitempty"`
@@ -127,6 +138,9 @@ type status struct {
 	End        time.Time `json:"end,omitzero"`
 	Attempts   int32     `json:"attempts,omitempty"`
 	Treat      bool      `json:"treatFailureAsDeploymentFailure,omitempty"`
+	// Refusal is why the version's signatures were refused (a
+	// sign.Reason's name), when they were.
+	Refusal string `json:"refusal,omitempty"`
 }
 
 // States of an application in the instance view.
@@ -152,7 +166,7 @@ func (s status) proto(app string) *pb.ApplicationStatus {
 	ps := &pb.ApplicationStatus{
 		Application: app, Version: s.Version, State: s.State, Reason: s.Reason, Operation: s.Operation,
 		BytesDone: s.BytesDone, BytesTotal: s.BytesTotal, ExitCode: s.ExitCode, OutputTail: s.OutputTail,
-		Attempts: s.Attempts, TreatFailureAsDeploymentFailure: s.Treat,
+		Attempts: s.Attempts, TreatFailureAsDeploymentFailure: s.Treat, Refusal: s.Refusal,
 	}
 	if !s.Start.IsZero() {
 		ps.StartTime = timestamppb.New(s.Start)
@@ -169,7 +183,7 @@ func statePath(root string) string { return filepath.Join(root, StateDir, StateF
 func loadState(root string) (*state, error) {
 	b, err := os.ReadFile(statePath(root))
 	if errors.Is(err, fs.ErrNotExist) {
-		return &state{Schema: stateSchema, Apps: map[string]*appState{}}, nil
+		return &state{Schema: stateSchema, Apps: map[string]*appState{}, Sequences: map[string]uint64{}}, nil
 	}
 	if err != nil {
 		return nil, err
@@ -184,6 +198,9 @@ func loadState(root string) (*state, error) {
 	st.Schema = stateSchema
 	if st.Apps == nil {
 		st.Apps = map[string]*appState{}
+	}
+	if st.Sequences == nil {
+		st.Sequences = map[string]uint64{}
 	}
 	return st, nil
 }

@@ -24,12 +24,13 @@ func main() {
 	var c agent.Config
 	var level slog.Level
 	var version, useTLS bool
-	var tokenFile, ca, cert, key string
+	var tokenFile, trustFile, ca, cert, key string
 	flag.StringVar(&c.Server, "server", cmp.Or(os.Getenv("VMAPP_SERVER"), "127.0.0.1:7443"), "vmappd's address host:port, or a cluster's nodes host:port,host:port,... (env VMAPP_SERVER)")
 	flag.StringVar(&c.Tenant, "tenant", os.Getenv("VMAPP_TENANT"), "tenant of the machine (env VMAPP_TENANT; empty: its credential's)")
 	flag.StringVar(&c.Machine, "vm", "", "this machine's name in the fleet (required)")
 	flag.StringVar(&tokenFile, "token-file", os.Getenv("VMAPP_TOKEN_FILE"), "file holding the machine's agent credential, from vmapp vm create --agent-token-file (env VMAPP_TOKEN_FILE)")
 	flag.StringVar(&c.Root, "root", "", "directory applications are installed under, e.g. /var/lib/vmapp (required)")
+	flag.StringVar(&trustFile, "trust-file", "", "verify every version before it is downloaded, installed or updated: signed by the minisign public keys in this file ('required N' of them), not expired, not a rollback")
 	flag.DurationVar(&c.CommandTimeout, "command-timeout", agent.DefaultCommandTimeout, "how long an install, update or remove command may run")
 	flag.DurationVar(&c.RetryBase, "retry-base", agent.DefaultRetryBase, "first delay before a failed operation is retried (doubling)")
 	flag.DurationVar(&c.RetryMax, "retry-max", agent.DefaultRetryMax, "longest delay between retries of a failed operation")
@@ -47,7 +48,7 @@ func main() {
 		return
 	}
 	if c.Machine == "" || c.Root == "" || flag.NArg() > 0 {
-		fmt.Fprintln(os.Stderr, "usage: vmapp-agent --vm NAME --root DIR [--server ADDR] [--tenant T] [--token-file F] [--ca FILE [--cert FILE --key FILE]] [--command-timeout D] [--revoked-retry D | --exit-on-revoked] [--log-level L]")
+		fmt.Fprintln(os.Stderr, "usage: vmapp-agent --vm NAME --root DIR [--server ADDR] [--tenant T] [--token-file F] [--trust-file F] [--ca FILE [--cert FILE --key FILE]] [--command-timeout D] [--revoked-retry D | --exit-on-revoked] [--log-level L]")
 		flag.PrintDefaults()
 		os.Exit(2)
 	}
@@ -74,6 +75,14 @@ func main() {
 			fmt.Fprintf(os.Stderr, "vmapp-agent: %v\n", tlsfiles.Flagged(err, tlsfiles.ClientFlags))
 			os.Exit(1)
 		}
+	}
+	if trustFile != "" {
+		t, err := agent.ReadTrustFile(trustFile)
+		if err != nil {
+			fmt.Fprintf(os.Stderr, "vmapp-agent: --trust-file: %v\n", err)
+			os.Exit(2)
+		}
+		c.Trust = t
 	}
 	if tokenFile != "" {
 		tok, err := client.ReadTokenFile(tokenFile)

@@ -3,6 +3,7 @@ package main
 import (
 	"os"
 	"os/exec"
+	"path/filepath"
 	"strings"
 	"testing"
 )
@@ -19,7 +20,11 @@ func TestMain(m *testing.M) {
 }
 
 func TestBadFlags(t *testing.T) {
-	root := t.TempDir()
+	root, dir := t.TempDir(), t.TempDir()
+	badTrust := filepath.Join(dir, "trust")
+	if err := os.WriteFile(badTrust, []byte("# keys\nrequired 1\nRWQnot-a-key\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
 	for _, c := range []struct {
 		name string
 		args []string
@@ -36,6 +41,8 @@ func TestBadFlags(t *testing.T) {
 		{"command timeout not a duration", []string{"--vm", "vm1", "--root", root, "--command-timeout", "long"}, `invalid value "long" for flag -command-timeout`},
 		{"missing token file", []string{"--vm", "vm1", "--root", root, "--token-file", root + "/nope.token"}, "--token-file: token file: open"},
 		{"bad log level", []string{"--vm", "vm1", "--root", root, "--log-level", "loud"}, `invalid value "loud" for flag -log-level`},
+		{"missing trust file", []string{"--vm", "vm1", "--root", root, "--trust-file", dir + "/nope"}, "--trust-file: open " + dir + "/nope"},
+		{"malformed trust file", []string{"--vm", "vm1", "--root", root, "--trust-file", badTrust}, "--trust-file: " + badTrust + ": line 3: not a public key"},
 	} {
 		t.Run(c.name, func(t *testing.T) {
 			cmd := exec.Command(os.Args[0], append([]string{}, c.args...)...)

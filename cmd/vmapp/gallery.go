@@ -139,7 +139,7 @@ with --cascade, which deletes them and their versions too.`,
 	ifMatchFlag(del, &delIfMatch)
 	del.Flags().BoolVar(&cascade, "cascade", false, "also delete the gallery's applications and their versions")
 
-	cmd.AddCommand(create, show, list, update, del)
+	cmd.AddCommand(create, show, list, update, del, c.trustCmd())
 	cmd.AddCommand(c.shareCmds()...)
 	return cmd
 }

@@ -13,6 +13,7 @@ import (
 	"github.com/vmapp/vmapp/client"
 	"github.com/vmapp/vmapp/errs"
 	pb "github.com/vmapp/vmapp/proto/vmapp/v1"
+	"github.com/vmapp/vmapp/sign/minisign"
 )
 
 type versionT = *pb.GalleryApplicationVersion
@@ -287,6 +288,7 @@ func (c *cli) versionCmd() *cobra.Command {
 	}
 	var ref versionRef
 	var createWait, uploadWait bool
+	var createSign signFlags
 
 	create := &cobra.Command{
 		Use:   "create --gallery G --app A VERSION --install CMD --remove CMD [flags]",
@@ -301,13 +303,19 @@ upload', which resumes where it stopped; an import that fails makes the
 version Failed, with the reason in its provisioningError. Flags left out are
 not sent, so vmappd applies its defaults.
 
+With --sign-key (which needs --package) vmapp signs the version's statement
+once the files are stored, as 'vmapp version sign' does, after checking that
+vmappd holds the files and commands given; the gallery must trust the key.
+
 With --wait (which needs --package or --package-url) vmapp then follows the
 replication of the package to the target regions, on stderr as 'vmapp
 version watch' shows it, and prints the version once every region is
 Completed or Failed; it exits 1 if a region failed.`,
 		Example: `  vmapp version create --gallery g1 --app myapp 1.0.0 --location eastus \
       --install 'tar xzf myapp && ./install.sh' --remove './remove.sh' \
-      --target-region eastus=3 --target-region westus --package myapp.tgz --wait`,
+      --target-region eastus=3 --target-region westus --package myapp.tgz --wait
+  vmapp version create --gallery g1 --app myapp 1.0.1 --install ./install.sh --remove ./remove.sh \
+      --package myapp.tgz --sign-key release.key --passphrase-file release.pass`,
 		Args: args("VERSION"),
 		RunE: c.action(func(cl *client.Client, cmd *cobra.Command, args []string) error {
 			art, err := readArtifactFlags(cmd.Flags())
@@ -320,10 +328,21 @@ Completed or Failed; it exits 1 if a region failed.`,
 			if err := art.checkFiles(); err != nil {
 				return err
 			}
+			var key minisign.PrivateKey
+			var in intent
+			switch {
+			case createSign.key != "":
+				if key, in, err = c.prepareSigning(cl, ref.gallery, createSign, &art); err != nil {
+					return err
+				}
+			case createSign.explicit() || createSign.passFile != "":
+				return usagef("--sequence, --expires and --passphrase-file go with --sign-key")
+			}
 			v := &pb.GalleryApplicationVersion{Gallery: ref.gallery, Application: ref.app, Name: args[0]}
 			if _, err := applyFlags(v, cmd.Flags(), versionFields); err != nil {
 				return err
 			}
+			in.profile = v.PublishingProfile
 			if v.Location == "" {
 				r, err := cl.Catalog.GetApplication(c.ctx, &pb.GetApplicationRequest{Gallery: ref.gallery, Application: ref.app})
 				if err != nil {
@@ -343,12 +362,20 @@ Completed or Failed; it exits 1 if a region failed.`,
 					ref.gallery, ref.app, v.Name, ref.gallery, ref.app, v.Name)
 				return err
 			}
+			if createSign.key != "" {
+				if err := c.signVersion(cl, ref.gallery, ref.app, v.Name, key, createSign, in); err != nil {
+					fmt.Fprintf(c.stderr, "Version '%s/%s/%s' was created and its files stored, but it is not signed; sign it with 'vmapp version sign --gallery %s --app %s %s --sign-key KEY'.\n",
+						ref.gallery, ref.app, v.Name, ref.gallery, ref.app, v.Name)
+					return err
+				}
+			}
 			return c.finishVersion(cl, ref.gallery, ref.app, v.Name, createWait)
 		}),
 	}
 	ref.add(create)
 	addVersionFlags(create, false)
 	waitFlag(create, &createWait)
+	createSign.add(create, false)
 	_ = create.MarkFlagRequired("install")
 	_ = create.MarkFlagRequired("remove")
 
@@ -506,7 +533,8 @@ allowDeletionOfReplicatedLocations. --target-region replaces the whole list.`,
 	ref.add(del)
 	ifMatchFlag(del, &delIfMatch)
 
-	cmd.AddCommand(create, upload, show, list, update, del, c.watchCmd(&ref), c.repairCmd(&ref), c.downloadCmd(&ref))
+	cmd.AddCommand(create, upload, show, list, update, del, c.watchCmd(&ref), c.repairCmd(&ref), c.downloadCmd(&ref),
+		c.versionSignCmd(&ref), c.versionSignaturesCmd(&ref))
 	return cmd
 }
 

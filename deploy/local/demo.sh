@@ -33,6 +33,8 @@ export VMAPP_S3_SECRET_KEY=vmapp-demo-secret
 export VMAPP_SERVER=$VMAPPD_ADDR
 CERTS=$STATE/certs
 AGENTS=(vm1 vm2 web-0 web-1)
+# vm3's agent verifies signatures (the signed gallery step).
+SIGNED_VM=vm3
 # The CLI trusts the demo CA and presents the operator's certificate.
 export VMAPP_CA=$CERTS/ca.pem VMAPP_CERT=$CERTS/operator.pem VMAPP_KEY=$CERTS/operator-key.pem
 
@@ -77,7 +79,7 @@ for port in "${MINIO_PORTS[@]}"; do
 done
 
 bold "development certificates in $CERTS: a CA, vmappd's, and clients operator (the CLI) and ${AGENTS[*]}"
-clients=$(IFS=,; echo "operator,${AGENTS[*]}")
+clients=$(IFS=,; echo "operator,${AGENTS[*]},$SIGNED_VM")
 run "$BIN/vmappd" certs --dir "$CERTS" --hosts 127.0.0.1,localhost --clients "$clients"
 
 # start_node I: vmappd node I (of CLUSTER), its data in $STATE/vmappd[-I].
@@ -208,6 +210,45 @@ wait_installed demo/hello 1.1.0 3
 printf '\033[2m$ %s\033[0m\n' "$STATE/agents/vm1/bin/hello; $STATE/agents/web-0/bin/hello"
 "$STATE/agents/vm1/bin/hello"; "$STATE/agents/web-0/bin/hello"
 
+bold "signed versions: gallery 'signed' trusts the release key and requires signatures; $SIGNED_VM's agent verifies with a trust file of its own"
+printf '\033[2m$ %s\033[0m\n' "$BIN/vmapp key create --out $STATE/release.key --no-passphrase > $STATE/release.pub"
+"$BIN/vmapp" key create --out "$STATE/release.key" --no-passphrase >"$STATE/release.pub"
+run "$BIN/vmapp" gallery create signed --location eastus --description "signed versions only"
+run "$BIN/vmapp" gallery trust add signed --key "$STATE/release.pub" --name release --require-signatures
+run "$BIN/vmapp" app create --gallery signed hello --os linux --description "prints hello, signed"
+run "$BIN/vmapp" version create --gallery signed --app hello 1.0.0 --location eastus \
+  --install "tar -xzf hello && ./install.sh" --remove "tar -xzf hello && ./remove.sh" \
+  --target-region eastus --package "$STATE/hello-1.0.0.tar.gz" --sign-key "$STATE/release.key" --wait
+run "$BIN/vmapp" version signatures --gallery signed --app hello 1.0.0 --statement "$STATE/hello.statement"
+if command -v minisign >/dev/null; then
+  key_id=$(sed -n 's/^untrusted comment: minisign public key //p' "$STATE/release.pub")
+  run minisign -V -p "$STATE/release.pub" -m "$STATE/hello.statement" -x "$STATE/hello.statement.$key_id.minisig"
+fi
+run "$BIN/vmapp" version create --gallery signed --app hello 1.0.1 --location eastus \
+  --install "tar -xzf hello && ./install.sh" --remove "tar -xzf hello && ./remove.sh" \
+  --target-region eastus --package "$STATE/hello-1.1.0.tar.gz" --wait
+run "$BIN/vmapp" vm create --name "$SIGNED_VM" --region eastus --os linux --agent-token-file "$STATE/agents/$SIGNED_VM.token"
+printf '\033[2m$ %s\033[0m\n' "$BIN/vmapp vm app set --vm $SIGNED_VM --app signed/hello/1.0.1   # unsigned: vmappd refuses"
+"$BIN/vmapp" vm app set --vm "$SIGNED_VM" --app signed/hello/1.0.1 2>&1 || true
+cp "$STATE/release.pub" "$STATE/agents/$SIGNED_VM.trust"
+mkdir -p "$STATE/agents/$SIGNED_VM"
+printf '\033[2m$ %s\033[0m\n' "vmapp-agent --vm $SIGNED_VM --trust-file $STATE/agents/$SIGNED_VM.trust ..."
+"$BIN/vmapp-agent" --server "$VMAPPD_ADDR" --vm "$SIGNED_VM" --token-file "$STATE/agents/$SIGNED_VM.token" --root "$STATE/agents/$SIGNED_VM" \
+  --trust-file "$STATE/agents/$SIGNED_VM.trust" \
+  --ca "$CERTS/ca.pem" --cert "$CERTS/$SIGNED_VM.pem" --key "$CERTS/$SIGNED_VM-key.pem" >"$STATE/logs/agent-$SIGNED_VM.log" 2>&1 &
+echo $! >"$STATE/agent-$SIGNED_VM.pid"
+echo "  the signed version installs; motd (gallery demo, which doesn't require signatures: vmappd deploys it) is refused by the agent"
+run "$BIN/vmapp" vm app set --vm "$SIGNED_VM" --app signed/hello/1.0.0 --order 1
+run "$BIN/vmapp" vm app set --vm "$SIGNED_VM" --app demo/motd/1.0.0 --order 2
+wait_installed signed/hello 1.0.0 1
+for _ in $(seq 300); do
+  "$BIN/vmapp" inventory --app demo/motd --state Failed 2>/dev/null | grep -q "^$SIGNED_VM " && break
+  sleep 0.2
+done
+run "$BIN/vmapp" vm show "$SIGNED_VM"
+printf '\033[2m$ %s\033[0m\n' "$STATE/agents/$SIGNED_VM/bin/hello"
+"$STATE/agents/$SIGNED_VM/bin/hello"
+
 bold "the fleet"
 run "$BIN/vmapp" inventory
 
@@ -243,11 +284,13 @@ fi
 cat <<EOF
 
 $(printf '\033[1m')The demo cluster is running.$(printf '\033[0m')
-  3 regions as 4 MinIO processes, vmappd ($CLUSTER node(s), mutual TLS), and 4 agents (vm1,
-  vm2 in eastus; web-0, web-1 of the scale set web in westus).
+  3 regions as 4 MinIO processes, vmappd ($CLUSTER node(s), mutual TLS), and 5 agents (vm1,
+  vm2 in eastus; web-0, web-1 of the scale set web in westus; vm3 in eastus,
+  verifying signatures with $STATE/agents/vm3.trust).
 
   Logs:      $STATE/logs/ (vmappd*.log, minio-<port>.log, agent-<vm>.log)
-  TLS:       $CERTS/ (development CA; client certificates operator, ${AGENTS[*]})
+  TLS:       $CERTS/ (development CA; client certificates operator, ${AGENTS[*]} $SIGNED_VM)
+  Signing:   $STATE/release.key (unencrypted, for the demo), release.pub
   CLI:       export VMAPP_SERVER=$VMAPPD_ADDR VMAPP_TOKEN_FILE=$OPERATOR_TOKEN_FILE \\
                VMAPP_CA=$VMAPP_CA VMAPP_CERT=$VMAPP_CERT VMAPP_KEY=$VMAPP_KEY
              $BIN/vmapp vm show web-0

@@ -29,6 +29,7 @@ import (
 	"github.com/vmapp/vmapp/server/catalog"
 	"github.com/vmapp/vmapp/server/fleet"
 	"github.com/vmapp/vmapp/server/ingest"
+	"github.com/vmapp/vmapp/server/signing"
 	"github.com/vmapp/vmapp/state"
 	"github.com/vmapp/vmapp/topology"
 )
@@ -105,6 +106,7 @@ type Daemon struct {
 	Replicator *replicator.Replicator
 	Auth       *auth.Service
 	Fleet      *fleet.Fleet
+	Signing    *signing.Service
 	GRPC       *grpc.Server
 	Health     *health.Server
 	Registry   *prometheus.Registry
@@ -192,7 +194,8 @@ func (d *Daemon) wire() {
 	ro.DeepScrubPeriod, ro.DeepScrubRate = cmp.Or(ro.DeepScrubPeriod, period), cmp.Or(ro.DeepScrubRate, bps)
 	d.Replicator, _ = replicator.New(ro)
 	d.Auth = auth.New(d.State, auth.Options{Logger: log})
-	d.Fleet = fleet.New(d.State, fleet.Options{Catalog: d.Catalog, Availability: d.Replicator, Shares: d.Auth, Regions: topo.Names()})
+	d.Signing = signing.New(d.State, signing.Options{})
+	d.Fleet = fleet.New(d.State, fleet.Options{Catalog: d.Catalog, Availability: d.Replicator, Shares: d.Auth, Signing: d.Signing, Regions: topo.Names()})
 }
 
 // Addr is the address gRPC listens on.
@@ -291,7 +294,7 @@ func (d *Daemon) Serve(ctx context.Context) error {
 // grpcServer builds the gRPC server of every service.
 func (d *Daemon) grpcServer() *grpc.Server {
 	o := server.Options{State: d.State, Store: d.Catalog, Topology: d.Topology, Ingest: d.Ingest, Replicator: d.Replicator, Stores: d.Stores.Get,
-		URLExpiry: d.Config.URLExpiry, ProxyDownloads: d.Config.ProxyDownloads, Fleet: d.Fleet, Auth: d.Auth, BindMachineCerts: d.Config.BindMachineCerts,
+		URLExpiry: d.Config.URLExpiry, ProxyDownloads: d.Config.ProxyDownloads, Fleet: d.Fleet, Signing: d.Signing, Auth: d.Auth, BindMachineCerts: d.Config.BindMachineCerts,
 		Logger: d.log, Registry: d.Registry, Creds: serverCreds(d.tls, d.log), Health: d.Health, Self: d.lis.Addr().String()}
 	if d.Node != nil {
 		o.Cluster, o.Peer, o.Serving = d.Node, d.Node.PeerServer(), d.Node.Serving

@@ -74,6 +74,18 @@ type Shares interface {
 	Shared(tenant, gallery, with string) (bool, error)
 }
 
+// Signing is what the fleet reads of versions' signatures and galleries'
+// trust policies (package server/signing).
+type Signing interface {
+	// Deployable refuses (FailedPrecondition) a version its gallery's
+	// trust policy doesn't let vmappd deploy.
+	Deployable(ctx context.Context, v *pb.GalleryApplicationVersion) error
+	// GoalSigning is the version's signatures for a goal state (nil: none).
+	GoalSigning(ctx context.Context, v *pb.GalleryApplicationVersion) (*pb.VersionSignatures, error)
+	// KeyChanges are a gallery's signed key changes.
+	KeyChanges(ctx context.Context, tenant, gallery string) ([]*pb.KeyChange, error)
+}
+
 // Options configure a Fleet.
 type Options struct {
 	Catalog      Catalog
@@ -81,6 +93,9 @@ type Options struct {
 	// Shares, when set, lets profiles name galleries other tenants share
 	// ("TENANT:gallery/application/version").
 	Shares Shares
+	// Signing, when set, refuses versions the galleries' trust policies
+	// don't accept, and puts signatures and key changes in goal states.
+	Signing Signing
 	// Regions are the topology's regions.
 	Regions []string
 	// Now returns the current time; nil means time.Now.
@@ -93,6 +108,7 @@ type Fleet struct {
 	cat     Catalog
 	avail   Availability
 	shares  Shares
+	signing Signing
 	regions []string
 	now     func() time.Time
 
@@ -103,7 +119,7 @@ type Fleet struct {
 
 // New returns the fleet on db.
 func New(db *state.DB, o Options) *Fleet {
-	f := &Fleet{db: db, cat: o.Catalog, avail: o.Availability, shares: o.Shares, regions: o.Regions, now: o.Now,
+	f := &Fleet{db: db, cat: o.Catalog, avail: o.Availability, shares: o.Shares, signing: o.Signing, regions: o.Regions, now: o.Now,
 		changed: make(chan struct{}), connected: map[string]int{}}
 	if f.now == nil {
 		f.now = time.Now
@@ -232,12 +248,18 @@ func ParseRef(s string) (Ref, error) {
 }
 
 // generation fingerprints a goal state.
-func generation(apps []*pb.GoalApplication) string {
+func generation(apps []*pb.GoalApplication, changes []*pb.KeyChange) string {
 	h := sha256.New()
-	for _, a := range apps {
-		b, _ := proto.MarshalOptions{Deterministic: true}.Marshal(a)
+	write := func(m proto.Message) {
+		b, _ := proto.MarshalOptions{Deterministic: true}.Marshal(m)
 		fmt.Fprintf(h, "%d:", len(b))
 		h.Write(b)
+	}
+	for _, a := range apps {
+		write(a)
+	}
+	for _, c := range changes {
+		write(c)
 	}
 	return hex.EncodeToString(h.Sum(nil)[:12])
 }

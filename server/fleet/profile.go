@@ -1,6 +1,7 @@
 package fleet
 
 import (
+	"cmp"
 	"context"
 	"maps"
 	"net/url"
@@ -171,6 +172,9 @@ func (f *Fleet) SetApplication(ctx context.Context, tenant string, t Target, in 
 	if err := f.avail.Available(ctx, v, region); err != nil {
 		return nil, err
 	}
+	if err := f.deployable(ctx, v); err != nil {
+		return nil, err
+	}
 	entry := proto.Clone(in).(*pb.VMGalleryApplication)
 	entry.PackageReferenceId = ref.String()
 	entry.ResolvedVersion = v.Name
@@ -339,23 +343,8 @@ func (f *Fleet) GoalState(ctx context.Context, tenant, machine string) (*pb.Goal
 	}
 	gs := &pb.GoalState{Machine: m.Name, Region: m.Region}
 	for _, e := range byApp {
-		ref, _ := ParseRef(e.PackageReferenceId)
-		version := ref.Version
-		if version == "latest" {
-			version = e.ResolvedVersion
-			if e.EnableAutomaticUpgrade {
-				if lv, err := f.cat.ReadVersion(ctx, ref.in(tenant), ref.Gallery, ref.Application, "latest"); err == nil && lv.Package != nil && f.avail.Available(ctx, lv, m.Region) == nil {
-					version = lv.Name
-				}
-			}
-		}
-		ga := &pb.GoalApplication{Tenant: ref.Tenant, Gallery: ref.Gallery, Application: ref.Application, Version: version, Order: e.Order,
-			TreatFailureAsDeploymentFailure: e.TreatFailureAsDeploymentFailure, ConfigurationReference: e.ConfigurationReference,
-			Configuration: e.Configuration, Retry: e.Retry}
-		if v, err := f.cat.ReadVersion(ctx, ref.in(tenant), ref.Gallery, ref.Application, version); err == nil {
-			ga.ManageActions, ga.Settings = v.GetPublishingProfile().GetManageActions(), v.GetPublishingProfile().GetSettings()
-			ga.Package, ga.DefaultConfiguration = v.Package, v.DefaultConfiguration
-		} else if !errs.Is(err, errs.NotFound) {
+		ga, err := f.goalApplication(ctx, tenant, m.Region, e)
+		if err != nil {
 			return nil, err
 		}
 		gs.Applications = append(gs.Applications, ga)
@@ -364,8 +353,79 @@ func (f *Fleet) GoalState(ctx context.Context, tenant, machine string) (*pb.Goal
 		a, b := gs.Applications[i], gs.Applications[j]
 		return a.Gallery+"/"+a.Application < b.Gallery+"/"+b.Application
 	})
-	gs.Generation = generation(gs.Applications)
+	if gs.KeyChanges, err = f.keyChanges(ctx, tenant, gs.Applications); err != nil {
+		return nil, err
+	}
+	gs.Generation = generation(gs.Applications, gs.KeyChanges)
 	return gs, nil
+}
+
+// goalApplication is the goal of a machine of tenant in region for its
+// profile's entry e: the version it names, or with "latest" the version
+// it stood for when set, or with enableAutomaticUpgrade the newest latest
+// replicated to the region (and deployable), with the version's commands,
+// artifacts and signatures.
+func (f *Fleet) goalApplication(ctx context.Context, tenant, region string, e *pb.VMGalleryApplication) (*pb.GoalApplication, error) {
+	ref, _ := ParseRef(e.PackageReferenceId)
+	version := ref.Version
+	if version == "latest" {
+		version = e.ResolvedVersion
+		if e.EnableAutomaticUpgrade {
+			if lv, err := f.cat.ReadVersion(ctx, ref.in(tenant), ref.Gallery, ref.Application, "latest"); err == nil && lv.Package != nil &&
+				f.avail.Available(ctx, lv, region) == nil && f.deployable(ctx, lv) == nil {
+				version = lv.Name
+			}
+		}
+	}
+	ga := &pb.GoalApplication{Tenant: ref.Tenant, Gallery: ref.Gallery, Application: ref.Application, Version: version, Order: e.Order,
+		TreatFailureAsDeploymentFailure: e.TreatFailureAsDeploymentFailure, ConfigurationReference: e.ConfigurationReference,
+		Configuration: e.Configuration, Retry: e.Retry}
+	v, err := f.cat.ReadVersion(ctx, ref.in(tenant), ref.Gallery, ref.Application, version)
+	if errs.Is(err, errs.NotFound) {
+		return ga, nil
+	}
+	if err != nil {
+		return nil, err
+	}
+	ga.ManageActions, ga.Settings = v.GetPublishingProfile().GetManageActions(), v.GetPublishingProfile().GetSettings()
+	ga.Package, ga.DefaultConfiguration = v.Package, v.DefaultConfiguration
+	if f.signing != nil {
+		if ga.Signing, err = f.signing.GoalSigning(ctx, v); err != nil {
+			return nil, err
+		}
+	}
+	return ga, nil
+}
+
+// deployable refuses a version its gallery's trust policy doesn't let
+// vmappd deploy.
+func (f *Fleet) deployable(ctx context.Context, v *pb.GalleryApplicationVersion) error {
+	if f.signing == nil {
+		return nil
+	}
+	return f.signing.Deployable(ctx, v)
+}
+
+// keyChanges are the signed key changes of the galleries of apps (of a
+// machine of tenant), gallery by gallery.
+func (f *Fleet) keyChanges(ctx context.Context, tenant string, apps []*pb.GoalApplication) ([]*pb.KeyChange, error) {
+	if f.signing == nil {
+		return nil, nil
+	}
+	var out []*pb.KeyChange
+	seen := map[string]bool{}
+	for _, ga := range apps {
+		owner := cmp.Or(ga.Tenant, tenant)
+		if k := owner + "\x00" + ga.Gallery; !seen[k] {
+			seen[k] = true
+			kcs, err := f.signing.KeyChanges(ctx, owner, ga.Gallery)
+			if err != nil {
+				return nil, err
+			}
+			out = append(out, kcs...)
+		}
+	}
+	return out, nil
 }
 
 // Connect counts an agent's goal-state stream until the returned func is

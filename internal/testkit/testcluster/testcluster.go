@@ -60,6 +60,9 @@ type Cluster struct {
 	// AdminToken is the bootstrap operator token (Owner of every tenant):
 	// Client calls with it.
 	AdminToken string
+
+	cfg  daemon.Config
+	stop func() // stops vmappd and waits until it has
 }
 
 // Start runs a cluster until the test ends.
@@ -97,30 +100,73 @@ func Start(t testing.TB, o Options) *Cluster {
 	if testing.Verbose() {
 		cfg.Logger = slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
 	}
-	d, err := daemon.New(context.Background(), cfg)
-	must(err)
-	for _, eps := range d.Stores {
-		for _, st := range eps {
-			must(st.EnsureBucket(context.Background()))
-		}
-	}
-	c.Daemon, c.Catalog, c.Ingest, c.Replicator, c.Fleet, c.Auth, c.Stores = d, d.Catalog, d.Ingest, d.Replicator, d.Fleet, d.Auth, d.Stores
+	c.cfg = cfg
+	c.serve(t)
+	var err error
 	c.AdminToken, err = client.ReadTokenFile(filepath.Join(cfg.DataDir, daemon.AdminTokenFile))
 	must(err)
-	ctx, cancel := context.WithCancel(context.Background())
-	stopped := make(chan error, 1)
-	go func() { stopped <- d.Serve(ctx) }()
-	c.Addr = d.Addr().String()
 	c.Client, err = client.New(c.Addr, client.Options{Token: c.AdminToken})
 	must(err)
 	t.Cleanup(func() {
 		c.Client.Close()
+		c.stop()
+	})
+	return c
+}
+
+// serve starts vmappd on c.cfg.
+func (c *Cluster) serve(t testing.TB) {
+	t.Helper()
+	d, err := daemon.New(context.Background(), c.cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, eps := range d.Stores {
+		for _, st := range eps {
+			if err := st.EnsureBucket(context.Background()); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	c.Daemon, c.Catalog, c.Ingest, c.Replicator, c.Fleet, c.Auth, c.Stores = d, d.Catalog, d.Ingest, d.Replicator, d.Fleet, d.Auth, d.Stores
+	ctx, cancel := context.WithCancel(context.Background())
+	stopped := make(chan error, 1)
+	go func() { stopped <- d.Serve(ctx) }()
+	c.Addr = d.Addr().String()
+	c.stop = func() {
 		cancel()
 		if err := <-stopped; err != nil {
 			t.Errorf("vmappd: %v", err)
 		}
-	})
-	return c
+		c.stop = func() {}
+	}
+}
+
+// Restart stops vmappd (its goal-state streams are cut after 10 s: stop
+// the agents first to be quick), calls edit with the path of its state
+// file, which nothing holds then, and starts vmappd again on the same
+// data directory and address: a test changes the file as whoever holds
+// it could.
+func (c *Cluster) Restart(t testing.TB, edit func(path string)) {
+	t.Helper()
+	c.stop()
+	edit(filepath.Join(c.cfg.DataDir, daemon.DBFile))
+	c.cfg.Listen = c.Addr
+	c.serve(t)
+	// Client reconnects with backoff: wait until its calls go through.
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		_, err := c.Client.Catalog.ListRegions(ctx, &pb.ListRegionsRequest{})
+		cancel()
+		if err == nil {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("vmappd restarted, but the client can't reach it: %v", err)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
 }
 
 // Target is a target region with a replica count.

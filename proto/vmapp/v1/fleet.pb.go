@@ -540,8 +540,12 @@ type ApplicationStatus struct {
 	EndTime                         *timestamppb.Timestamp `protobuf:"bytes,11,opt,name=end_time,json=endTime,proto3" json:"end_time,omitempty"`
 	Attempts                        int32                  `protobuf:"varint,12,opt,name=attempts,proto3" json:"attempts,omitempty"`
 	TreatFailureAsDeploymentFailure bool                   `protobuf:"varint,13,opt,name=treat_failure_as_deployment_failure,json=treatFailureAsDeploymentFailure,proto3" json:"treat_failure_as_deployment_failure,omitempty"`
-	unknownFields                   protoimpl.UnknownFields
-	sizeCache                       protoimpl.SizeCache
+	// Set when the agent refused the version for its signatures (state
+	// Failed, reason saying why): Unsigned | SignatureInvalid | UntrustedKey
+	// | Revoked | Rollback | Expired.
+	Refusal       string `protobuf:"bytes,14,opt,name=refusal,proto3" json:"refusal,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
 }
 
 func (x *ApplicationStatus) Reset() {
@@ -665,14 +669,24 @@ func (x *ApplicationStatus) GetTreatFailureAsDeploymentFailure() bool {
 	return false
 }
 
+func (x *ApplicationStatus) GetRefusal() string {
+	if x != nil {
+		return x.Refusal
+	}
+	return ""
+}
+
 // GoalState is what an agent must make true on its machine.
 type GoalState struct {
 	state   protoimpl.MessageState `protogen:"open.v1"`
 	Machine string                 `protobuf:"bytes,1,opt,name=machine,proto3" json:"machine,omitempty"`
 	// Changes whenever the goal state does.
-	Generation    string             `protobuf:"bytes,2,opt,name=generation,proto3" json:"generation,omitempty"`
-	Applications  []*GoalApplication `protobuf:"bytes,3,rep,name=applications,proto3" json:"applications,omitempty"`
-	Region        string             `protobuf:"bytes,4,opt,name=region,proto3" json:"region,omitempty"`
+	Generation   string             `protobuf:"bytes,2,opt,name=generation,proto3" json:"generation,omitempty"`
+	Applications []*GoalApplication `protobuf:"bytes,3,rep,name=applications,proto3" json:"applications,omitempty"`
+	Region       string             `protobuf:"bytes,4,opt,name=region,proto3" json:"region,omitempty"`
+	// The signed key changes (rotations, revocations) of the galleries of
+	// the applications: an agent applies those signed by keys it trusts.
+	KeyChanges    []*KeyChange `protobuf:"bytes,5,rep,name=key_changes,json=keyChanges,proto3" json:"key_changes,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -735,6 +749,13 @@ func (x *GoalState) GetRegion() string {
 	return ""
 }
 
+func (x *GoalState) GetKeyChanges() []*KeyChange {
+	if x != nil {
+		return x.KeyChanges
+	}
+	return nil
+}
+
 type GoalApplication struct {
 	state                           protoimpl.MessageState `protogen:"open.v1"`
 	Gallery                         string                 `protobuf:"bytes,1,opt,name=gallery,proto3" json:"gallery,omitempty"`
@@ -753,7 +774,10 @@ type GoalApplication struct {
 	// The tenant the gallery belongs to when it is another tenant's, shared
 	// with the machine's ("TENANT:gallery/application/version"); empty: the
 	// machine's own. Downloads name this tenant.
-	Tenant        string `protobuf:"bytes,13,opt,name=tenant,proto3" json:"tenant,omitempty"`
+	Tenant string `protobuf:"bytes,13,opt,name=tenant,proto3" json:"tenant,omitempty"`
+	// The version's signatures, when it has any: with the fields above they
+	// make the statement an agent verifies before it acts.
+	Signing       *VersionSignatures `protobuf:"bytes,14,opt,name=signing,proto3" json:"signing,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -877,6 +901,13 @@ func (x *GoalApplication) GetTenant() string {
 		return x.Tenant
 	}
 	return ""
+}
+
+func (x *GoalApplication) GetSigning() *VersionSignatures {
+	if x != nil {
+		return x.Signing
+	}
+	return nil
 }
 
 type CreateMachineRequest struct {
@@ -2370,7 +2401,7 @@ var File_vmapp_v1_fleet_proto protoreflect.FileDescriptor
 
 const file_vmapp_v1_fleet_proto_rawDesc = "" +
 	"\n" +
-	"\x14vmapp/v1/fleet.proto\x12\bvmapp.v1\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x16vmapp/v1/catalog.proto\"\xcc\x03\n" +
+	"\x14vmapp/v1/fleet.proto\x12\bvmapp.v1\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x16vmapp/v1/catalog.proto\x1a\x16vmapp/v1/signing.proto\"\xcc\x03\n" +
 	"\aMachine\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x12\x16\n" +
 	"\x06region\x18\x02 \x01(\tR\x06region\x12\x17\n" +
@@ -2421,7 +2452,7 @@ const file_vmapp_v1_fleet_proto_rawDesc = "" +
 	"\aboot_id\x18\x03 \x01(\tR\x06bootId\x12D\n" +
 	"\x10last_report_time\x18\x04 \x01(\v2\x1a.google.protobuf.TimestampR\x0elastReportTime\x12\x1c\n" +
 	"\tconnected\x18\x05 \x01(\bR\tconnected\x12-\n" +
-	"\x12applied_generation\x18\x06 \x01(\x03R\x11appliedGeneration\"\xf5\x03\n" +
+	"\x12applied_generation\x18\x06 \x01(\x03R\x11appliedGeneration\"\x8f\x04\n" +
 	"\x11ApplicationStatus\x12 \n" +
 	"\vapplication\x18\x01 \x01(\tR\vapplication\x12\x18\n" +
 	"\aversion\x18\x02 \x01(\tR\aversion\x12\x14\n" +
@@ -2440,14 +2471,17 @@ const file_vmapp_v1_fleet_proto_rawDesc = "" +
 	" \x01(\v2\x1a.google.protobuf.TimestampR\tstartTime\x125\n" +
 	"\bend_time\x18\v \x01(\v2\x1a.google.protobuf.TimestampR\aendTime\x12\x1a\n" +
 	"\battempts\x18\f \x01(\x05R\battempts\x12L\n" +
-	"#treat_failure_as_deployment_failure\x18\r \x01(\bR\x1ftreatFailureAsDeploymentFailure\"\x9c\x01\n" +
+	"#treat_failure_as_deployment_failure\x18\r \x01(\bR\x1ftreatFailureAsDeploymentFailure\x12\x18\n" +
+	"\arefusal\x18\x0e \x01(\tR\arefusal\"\xd2\x01\n" +
 	"\tGoalState\x12\x18\n" +
 	"\amachine\x18\x01 \x01(\tR\amachine\x12\x1e\n" +
 	"\n" +
 	"generation\x18\x02 \x01(\tR\n" +
 	"generation\x12=\n" +
 	"\fapplications\x18\x03 \x03(\v2\x19.vmapp.v1.GoalApplicationR\fapplications\x12\x16\n" +
-	"\x06region\x18\x04 \x01(\tR\x06region\"\xdf\x04\n" +
+	"\x06region\x18\x04 \x01(\tR\x06region\x124\n" +
+	"\vkey_changes\x18\x05 \x03(\v2\x13.vmapp.v1.KeyChangeR\n" +
+	"keyChanges\"\x96\x05\n" +
 	"\x0fGoalApplication\x12\x18\n" +
 	"\agallery\x18\x01 \x01(\tR\agallery\x12 \n" +
 	"\vapplication\x18\x02 \x01(\tR\vapplication\x12\x18\n" +
@@ -2462,7 +2496,8 @@ const file_vmapp_v1_fleet_proto_rawDesc = "" +
 	" \x01(\tR\x16configurationReference\x12$\n" +
 	"\rconfiguration\x18\v \x01(\fR\rconfiguration\x12\x14\n" +
 	"\x05retry\x18\f \x01(\x03R\x05retry\x12\x16\n" +
-	"\x06tenant\x18\r \x01(\tR\x06tenantB\b\n" +
+	"\x06tenant\x18\r \x01(\tR\x06tenant\x125\n" +
+	"\asigning\x18\x0e \x01(\v2\x1b.vmapp.v1.VersionSignaturesR\asigningB\b\n" +
 	"\x06_order\"C\n" +
 	"\x14CreateMachineRequest\x12+\n" +
 	"\amachine\x18\x01 \x01(\v2\x11.vmapp.v1.MachineR\amachine\"e\n" +
@@ -2617,9 +2652,11 @@ var file_vmapp_v1_fleet_proto_goTypes = []any{
 	(*ReportStatusResponse)(nil),      // 37: vmapp.v1.ReportStatusResponse
 	nil,                               // 38: vmapp.v1.VMGalleryApplication.TagsEntry
 	(*timestamppb.Timestamp)(nil),     // 39: google.protobuf.Timestamp
-	(*UserArtifactManage)(nil),        // 40: vmapp.v1.UserArtifactManage
-	(*UserArtifactSettings)(nil),      // 41: vmapp.v1.UserArtifactSettings
-	(*Artifact)(nil),                  // 42: vmapp.v1.Artifact
+	(*KeyChange)(nil),                 // 40: vmapp.v1.KeyChange
+	(*UserArtifactManage)(nil),        // 41: vmapp.v1.UserArtifactManage
+	(*UserArtifactSettings)(nil),      // 42: vmapp.v1.UserArtifactSettings
+	(*Artifact)(nil),                  // 43: vmapp.v1.Artifact
+	(*VersionSignatures)(nil),         // 44: vmapp.v1.VersionSignatures
 }
 var file_vmapp_v1_fleet_proto_depIdxs = []int32{
 	2,  // 0: vmapp.v1.Machine.application_profile:type_name -> vmapp.v1.ApplicationProfile
@@ -2636,62 +2673,64 @@ var file_vmapp_v1_fleet_proto_depIdxs = []int32{
 	39, // 11: vmapp.v1.ApplicationStatus.start_time:type_name -> google.protobuf.Timestamp
 	39, // 12: vmapp.v1.ApplicationStatus.end_time:type_name -> google.protobuf.Timestamp
 	7,  // 13: vmapp.v1.GoalState.applications:type_name -> vmapp.v1.GoalApplication
-	40, // 14: vmapp.v1.GoalApplication.manage_actions:type_name -> vmapp.v1.UserArtifactManage
-	41, // 15: vmapp.v1.GoalApplication.settings:type_name -> vmapp.v1.UserArtifactSettings
-	42, // 16: vmapp.v1.GoalApplication.package:type_name -> vmapp.v1.Artifact
-	42, // 17: vmapp.v1.GoalApplication.default_configuration:type_name -> vmapp.v1.Artifact
-	0,  // 18: vmapp.v1.CreateMachineRequest.machine:type_name -> vmapp.v1.Machine
-	0,  // 19: vmapp.v1.CreateMachineResponse.machine:type_name -> vmapp.v1.Machine
-	0,  // 20: vmapp.v1.GetMachineResponse.machine:type_name -> vmapp.v1.Machine
-	0,  // 21: vmapp.v1.ListMachinesResponse.machines:type_name -> vmapp.v1.Machine
-	1,  // 22: vmapp.v1.CreateScaleSetRequest.scale_set:type_name -> vmapp.v1.ScaleSet
-	1,  // 23: vmapp.v1.CreateScaleSetResponse.scale_set:type_name -> vmapp.v1.ScaleSet
-	1,  // 24: vmapp.v1.GetScaleSetResponse.scale_set:type_name -> vmapp.v1.ScaleSet
-	1,  // 25: vmapp.v1.ListScaleSetsResponse.scale_sets:type_name -> vmapp.v1.ScaleSet
-	24, // 26: vmapp.v1.SetApplicationRequest.target:type_name -> vmapp.v1.ProfileTarget
-	3,  // 27: vmapp.v1.SetApplicationRequest.application:type_name -> vmapp.v1.VMGalleryApplication
-	2,  // 28: vmapp.v1.SetApplicationResponse.application_profile:type_name -> vmapp.v1.ApplicationProfile
-	24, // 29: vmapp.v1.RemoveApplicationRequest.target:type_name -> vmapp.v1.ProfileTarget
-	2,  // 30: vmapp.v1.RemoveApplicationResponse.application_profile:type_name -> vmapp.v1.ApplicationProfile
-	24, // 31: vmapp.v1.RetryApplicationRequest.target:type_name -> vmapp.v1.ProfileTarget
-	2,  // 32: vmapp.v1.RetryApplicationResponse.application_profile:type_name -> vmapp.v1.ApplicationProfile
-	33, // 33: vmapp.v1.ListInventoryResponse.entries:type_name -> vmapp.v1.InventoryEntry
-	5,  // 34: vmapp.v1.InventoryEntry.status:type_name -> vmapp.v1.ApplicationStatus
-	6,  // 35: vmapp.v1.WatchGoalStateResponse.goal_state:type_name -> vmapp.v1.GoalState
-	4,  // 36: vmapp.v1.ReportStatusRequest.instance_view:type_name -> vmapp.v1.InstanceView
-	8,  // 37: vmapp.v1.FleetService.CreateMachine:input_type -> vmapp.v1.CreateMachineRequest
-	10, // 38: vmapp.v1.FleetService.GetMachine:input_type -> vmapp.v1.GetMachineRequest
-	12, // 39: vmapp.v1.FleetService.ListMachines:input_type -> vmapp.v1.ListMachinesRequest
-	14, // 40: vmapp.v1.FleetService.DeleteMachine:input_type -> vmapp.v1.DeleteMachineRequest
-	16, // 41: vmapp.v1.FleetService.CreateScaleSet:input_type -> vmapp.v1.CreateScaleSetRequest
-	18, // 42: vmapp.v1.FleetService.GetScaleSet:input_type -> vmapp.v1.GetScaleSetRequest
-	20, // 43: vmapp.v1.FleetService.ListScaleSets:input_type -> vmapp.v1.ListScaleSetsRequest
-	22, // 44: vmapp.v1.FleetService.DeleteScaleSet:input_type -> vmapp.v1.DeleteScaleSetRequest
-	25, // 45: vmapp.v1.FleetService.SetApplication:input_type -> vmapp.v1.SetApplicationRequest
-	27, // 46: vmapp.v1.FleetService.RemoveApplication:input_type -> vmapp.v1.RemoveApplicationRequest
-	29, // 47: vmapp.v1.FleetService.RetryApplication:input_type -> vmapp.v1.RetryApplicationRequest
-	31, // 48: vmapp.v1.FleetService.ListInventory:input_type -> vmapp.v1.ListInventoryRequest
-	34, // 49: vmapp.v1.FleetService.WatchGoalState:input_type -> vmapp.v1.WatchGoalStateRequest
-	36, // 50: vmapp.v1.FleetService.ReportStatus:input_type -> vmapp.v1.ReportStatusRequest
-	9,  // 51: vmapp.v1.FleetService.CreateMachine:output_type -> vmapp.v1.CreateMachineResponse
-	11, // 52: vmapp.v1.FleetService.GetMachine:output_type -> vmapp.v1.GetMachineResponse
-	13, // 53: vmapp.v1.FleetService.ListMachines:output_type -> vmapp.v1.ListMachinesResponse
-	15, // 54: vmapp.v1.FleetService.DeleteMachine:output_type -> vmapp.v1.DeleteMachineResponse
-	17, // 55: vmapp.v1.FleetService.CreateScaleSet:output_type -> vmapp.v1.CreateScaleSetResponse
-	19, // 56: vmapp.v1.FleetService.GetScaleSet:output_type -> vmapp.v1.GetScaleSetResponse
-	21, // 57: vmapp.v1.FleetService.ListScaleSets:output_type -> vmapp.v1.ListScaleSetsResponse
-	23, // 58: vmapp.v1.FleetService.DeleteScaleSet:output_type -> vmapp.v1.DeleteScaleSetResponse
-	26, // 59: vmapp.v1.FleetService.SetApplication:output_type -> vmapp.v1.SetApplicationResponse
-	28, // 60: vmapp.v1.FleetService.RemoveApplication:output_type -> vmapp.v1.RemoveApplicationResponse
-	30, // 61: vmapp.v1.FleetService.RetryApplication:output_type -> vmapp.v1.RetryApplicationResponse
-	32, // 62: vmapp.v1.FleetService.ListInventory:output_type -> vmapp.v1.ListInventoryResponse
-	35, // 63: vmapp.v1.FleetService.WatchGoalState:output_type -> vmapp.v1.WatchGoalStateResponse
-	37, // 64: vmapp.v1.FleetService.ReportStatus:output_type -> vmapp.v1.ReportStatusResponse
-	51, // [51:65] is the sub-list for method output_type
-	37, // [37:51] is the sub-list for method input_type
-	37, // [37:37] is the sub-list for extension type_name
-	37, // [37:37] is the sub-list for extension extendee
-	0,  // [0:37] is the sub-list for field type_name
+	40, // 14: vmapp.v1.GoalState.key_changes:type_name -> vmapp.v1.KeyChange
+	41, // 15: vmapp.v1.GoalApplication.manage_actions:type_name -> vmapp.v1.UserArtifactManage
+	42, // 16: vmapp.v1.GoalApplication.settings:type_name -> vmapp.v1.UserArtifactSettings
+	43, // 17: vmapp.v1.GoalApplication.package:type_name -> vmapp.v1.Artifact
+	43, // 18: vmapp.v1.GoalApplication.default_configuration:type_name -> vmapp.v1.Artifact
+	44, // 19: vmapp.v1.GoalApplication.signing:type_name -> vmapp.v1.VersionSignatures
+	0,  // 20: vmapp.v1.CreateMachineRequest.machine:type_name -> vmapp.v1.Machine
+	0,  // 21: vmapp.v1.CreateMachineResponse.machine:type_name -> vmapp.v1.Machine
+	0,  // 22: vmapp.v1.GetMachineResponse.machine:type_name -> vmapp.v1.Machine
+	0,  // 23: vmapp.v1.ListMachinesResponse.machines:type_name -> vmapp.v1.Machine
+	1,  // 24: vmapp.v1.CreateScaleSetRequest.scale_set:type_name -> vmapp.v1.ScaleSet
+	1,  // 25: vmapp.v1.CreateScaleSetResponse.scale_set:type_name -> vmapp.v1.ScaleSet
+	1,  // 26: vmapp.v1.GetScaleSetResponse.scale_set:type_name -> vmapp.v1.ScaleSet
+	1,  // 27: vmapp.v1.ListScaleSetsResponse.scale_sets:type_name -> vmapp.v1.ScaleSet
+	24, // 28: vmapp.v1.SetApplicationRequest.target:type_name -> vmapp.v1.ProfileTarget
+	3,  // 29: vmapp.v1.SetApplicationRequest.application:type_name -> vmapp.v1.VMGalleryApplication
+	2,  // 30: vmapp.v1.SetApplicationResponse.application_profile:type_name -> vmapp.v1.ApplicationProfile
+	24, // 31: vmapp.v1.RemoveApplicationRequest.target:type_name -> vmapp.v1.ProfileTarget
+	2,  // 32: vmapp.v1.RemoveApplicationResponse.application_profile:type_name -> vmapp.v1.ApplicationProfile
+	24, // 33: vmapp.v1.RetryApplicationRequest.target:type_name -> vmapp.v1.ProfileTarget
+	2,  // 34: vmapp.v1.RetryApplicationResponse.application_profile:type_name -> vmapp.v1.ApplicationProfile
+	33, // 35: vmapp.v1.ListInventoryResponse.entries:type_name -> vmapp.v1.InventoryEntry
+	5,  // 36: vmapp.v1.InventoryEntry.status:type_name -> vmapp.v1.ApplicationStatus
+	6,  // 37: vmapp.v1.WatchGoalStateResponse.goal_state:type_name -> vmapp.v1.GoalState
+	4,  // 38: vmapp.v1.ReportStatusRequest.instance_view:type_name -> vmapp.v1.InstanceView
+	8,  // 39: vmapp.v1.FleetService.CreateMachine:input_type -> vmapp.v1.CreateMachineRequest
+	10, // 40: vmapp.v1.FleetService.GetMachine:input_type -> vmapp.v1.GetMachineRequest
+	12, // 41: vmapp.v1.FleetService.ListMachines:input_type -> vmapp.v1.ListMachinesRequest
+	14, // 42: vmapp.v1.FleetService.DeleteMachine:input_type -> vmapp.v1.DeleteMachineRequest
+	16, // 43: vmapp.v1.FleetService.CreateScaleSet:input_type -> vmapp.v1.CreateScaleSetRequest
+	18, // 44: vmapp.v1.FleetService.GetScaleSet:input_type -> vmapp.v1.GetScaleSetRequest
+	20, // 45: vmapp.v1.FleetService.ListScaleSets:input_type -> vmapp.v1.ListScaleSetsRequest
+	22, // 46: vmapp.v1.FleetService.DeleteScaleSet:input_type -> vmapp.v1.DeleteScaleSetRequest
+	25, // 47: vmapp.v1.FleetService.SetApplication:input_type -> vmapp.v1.SetApplicationRequest
+	27, // 48: vmapp.v1.FleetService.RemoveApplication:input_type -> vmapp.v1.RemoveApplicationRequest
+	29, // 49: vmapp.v1.FleetService.RetryApplication:input_type -> vmapp.v1.RetryApplicationRequest
+	31, // 50: vmapp.v1.FleetService.ListInventory:input_type -> vmapp.v1.ListInventoryRequest
+	34, // 51: vmapp.v1.FleetService.WatchGoalState:input_type -> vmapp.v1.WatchGoalStateRequest
+	36, // 52: vmapp.v1.FleetService.ReportStatus:input_type -> vmapp.v1.ReportStatusRequest
+	9,  // 53: vmapp.v1.FleetService.CreateMachine:output_type -> vmapp.v1.CreateMachineResponse
+	11, // 54: vmapp.v1.FleetService.GetMachine:output_type -> vmapp.v1.GetMachineResponse
+	13, // 55: vmapp.v1.FleetService.ListMachines:output_type -> vmapp.v1.ListMachinesResponse
+	15, // 56: vmapp.v1.FleetService.DeleteMachine:output_type -> vmapp.v1.DeleteMachineResponse
+	17, // 57: vmapp.v1.FleetService.CreateScaleSet:output_type -> vmapp.v1.CreateScaleSetResponse
+	19, // 58: vmapp.v1.FleetService.GetScaleSet:output_type -> vmapp.v1.GetScaleSetResponse
+	21, // 59: vmapp.v1.FleetService.ListScaleSets:output_type -> vmapp.v1.ListScaleSetsResponse
+	23, // 60: vmapp.v1.FleetService.DeleteScaleSet:output_type -> vmapp.v1.DeleteScaleSetResponse
+	26, // 61: vmapp.v1.FleetService.SetApplication:output_type -> vmapp.v1.SetApplicationResponse
+	28, // 62: vmapp.v1.FleetService.RemoveApplication:output_type -> vmapp.v1.RemoveApplicationResponse
+	30, // 63: vmapp.v1.FleetService.RetryApplication:output_type -> vmapp.v1.RetryApplicationResponse
+	32, // 64: vmapp.v1.FleetService.ListInventory:output_type -> vmapp.v1.ListInventoryResponse
+	35, // 65: vmapp.v1.FleetService.WatchGoalState:output_type -> vmapp.v1.WatchGoalStateResponse
+	37, // 66: vmapp.v1.FleetService.ReportStatus:output_type -> vmapp.v1.ReportStatusResponse
+	53, // [53:67] is the sub-list for method output_type
+	39, // [39:53] is the sub-list for method input_type
+	39, // [39:39] is the sub-list for extension type_name
+	39, // [39:39] is the sub-list for extension extendee
+	0,  // [0:39] is the sub-list for field type_name
 }
 
 func init() { file_vmapp_v1_fleet_proto_init() }
@@ -2700,6 +2739,7 @@ func file_vmapp_v1_fleet_proto_init() {
 		return
 	}
 	file_vmapp_v1_catalog_proto_init()
+	file_vmapp_v1_signing_proto_init()
 	file_vmapp_v1_fleet_proto_msgTypes[3].OneofWrappers = []any{}
 	file_vmapp_v1_fleet_proto_msgTypes[7].OneofWrappers = []any{}
 	file_vmapp_v1_fleet_proto_msgTypes[24].OneofWrappers = []any{

@@ -99,3 +99,11 @@ const (
 
 // AppStates lists them, in the order an operation goes through them.
 var AppStates = []string{AppPending, AppDownloading, AppInstalling, AppInstalled, AppUpdating, AppRemoving, AppFailed, AppSkipped}
+
+// SameStatement tells whether s and o are the parameters of the same
+// statement of a version (tenant, sequence, expiry, rollback), their
+// signatures aside.
+func (s *VersionSignatures) SameStatement(o *VersionSignatures) bool {
+	return s.GetTenant() == o.GetTenant() && s.GetSequence() == o.GetSequence() && s.GetRollback() == o.GetRollback() &&
+		s.GetExpireTime().AsTime().Equal(o.GetExpireTime().AsTime()) && (s.GetExpireTime() == nil) == (o.GetExpireTime() == nil)
+}

@@ -131,6 +131,8 @@ type Command struct {
 	//	*Command_ReportStatus
 	//	*Command_PutNode
 	//	*Command_RemoveNode
+	//	*Command_SignVersion
+	//	*Command_PutTrustPolicy
 	Op            isCommand_Op `protobuf_oneof:"op"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
@@ -536,6 +538,24 @@ func (x *Command) GetRemoveNode() *RemoveNode {
 	return nil
 }
 
+func (x *Command) GetSignVersion() *SignVersion {
+	if x != nil {
+		if x, ok := x.Op.(*Command_SignVersion); ok {
+			return x.SignVersion
+		}
+	}
+	return nil
+}
+
+func (x *Command) GetPutTrustPolicy() *PutTrustPolicy {
+	if x != nil {
+		if x, ok := x.Op.(*Command_PutTrustPolicy); ok {
+			return x.PutTrustPolicy
+		}
+	}
+	return nil
+}
+
 type isCommand_Op interface {
 	isCommand_Op()
 }
@@ -698,6 +718,15 @@ type Command_RemoveNode struct {
 	RemoveNode *RemoveNode `protobuf:"bytes,91,opt,name=remove_node,json=removeNode,proto3,oneof"`
 }
 
+type Command_SignVersion struct {
+	// Signing (100-109).
+	SignVersion *SignVersion `protobuf:"bytes,100,opt,name=sign_version,json=signVersion,proto3,oneof"`
+}
+
+type Command_PutTrustPolicy struct {
+	PutTrustPolicy *PutTrustPolicy `protobuf:"bytes,101,opt,name=put_trust_policy,json=putTrustPolicy,proto3,oneof"`
+}
+
 func (*Command_CreateGallery) isCommand_Op() {}
 
 func (*Command_UpdateGallery) isCommand_Op() {}
@@ -773,6 +802,10 @@ func (*Command_ReportStatus) isCommand_Op() {}
 func (*Command_PutNode) isCommand_Op() {}
 
 func (*Command_RemoveNode) isCommand_Op() {}
+
+func (*Command_SignVersion) isCommand_Op() {}
+
+func (*Command_PutTrustPolicy) isCommand_Op() {}
 
 // VersionRef names a version.
 type VersionRef struct {
@@ -1012,8 +1045,9 @@ func (x *UpdateGallery) GetExpectEtag() string {
 }
 
 // DeleteGallery marks a gallery for deletion; with cascade its applications
-// and versions too, else it must have no live application. expect_etag,
-// when set, must be the gallery's etag (the client's If-Match).
+// and versions too, else it must have no live application. Its shares and
+// its trust policy go. expect_etag, when set, must be the gallery's etag
+// (the client's If-Match).
 type DeleteGallery struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	Tenant        string                 `protobuf:"bytes,1,opt,name=tenant,proto3" json:"tenant,omitempty"`
@@ -1484,8 +1518,9 @@ func (x *RemoveDeleted) GetResources() []*VersionRef {
 	return nil
 }
 
-// RemoveVersion removes a version marked for deletion, its manifests and
-// its upload sessions (after its stored objects were deleted).
+// RemoveVersion removes a version marked for deletion, its manifests, its
+// upload sessions and its signatures (after its stored objects were
+// deleted).
 type RemoveVersion struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	Version       *VersionRef            `protobuf:"bytes,1,opt,name=version,proto3" json:"version,omitempty"`
@@ -3125,11 +3160,166 @@ func (x *RemoveNode) GetId() string {
 	return ""
 }
 
+// SignVersion adds a signature of a version's statement; statement holds
+// the parameters it was verified with (its signatures are not read). A key
+// signing again replaces its signature. A version signed with other
+// parameters is refused unless replace: then the new statement replaces
+// the old one and its signatures go. Applied only if the version's etag is
+// still version_etag and the gallery's trust policy's still policy_etag:
+// what the signature was verified against. The application's highest
+// sequence becomes the statement's when that is higher.
+type SignVersion struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Version       *VersionRef            `protobuf:"bytes,1,opt,name=version,proto3" json:"version,omitempty"`
+	Statement     *v1.VersionSignatures  `protobuf:"bytes,2,opt,name=statement,proto3" json:"statement,omitempty"`
+	Signature     *v1.VersionSignature   `protobuf:"bytes,3,opt,name=signature,proto3" json:"signature,omitempty"`
+	Replace       bool                   `protobuf:"varint,4,opt,name=replace,proto3" json:"replace,omitempty"`
+	VersionEtag   string                 `protobuf:"bytes,5,opt,name=version_etag,json=versionEtag,proto3" json:"version_etag,omitempty"`
+	PolicyEtag    string                 `protobuf:"bytes,6,opt,name=policy_etag,json=policyEtag,proto3" json:"policy_etag,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *SignVersion) Reset() {
+	*x = SignVersion{}
+	mi := &file_vmapp_state_v1_commands_proto_msgTypes[42]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *SignVersion) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*SignVersion) ProtoMessage() {}
+
+func (x *SignVersion) ProtoReflect() protoreflect.Message {
+	mi := &file_vmapp_state_v1_commands_proto_msgTypes[42]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use SignVersion.ProtoReflect.Descriptor instead.
+func (*SignVersion) Descriptor() ([]byte, []int) {
+	return file_vmapp_state_v1_commands_proto_rawDescGZIP(), []int{42}
+}
+
+func (x *SignVersion) GetVersion() *VersionRef {
+	if x != nil {
+		return x.Version
+	}
+	return nil
+}
+
+func (x *SignVersion) GetStatement() *v1.VersionSignatures {
+	if x != nil {
+		return x.Statement
+	}
+	return nil
+}
+
+func (x *SignVersion) GetSignature() *v1.VersionSignature {
+	if x != nil {
+		return x.Signature
+	}
+	return nil
+}
+
+func (x *SignVersion) GetReplace() bool {
+	if x != nil {
+		return x.Replace
+	}
+	return false
+}
+
+func (x *SignVersion) GetVersionEtag() string {
+	if x != nil {
+		return x.VersionEtag
+	}
+	return ""
+}
+
+func (x *SignVersion) GetPolicyEtag() string {
+	if x != nil {
+		return x.PolicyEtag
+	}
+	return ""
+}
+
+// PutTrustPolicy replaces the trust policy of a live gallery (policy.etag
+// and update_time are set from the command), if its etag is still
+// expect_etag: "" when the gallery had none.
+type PutTrustPolicy struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Tenant        string                 `protobuf:"bytes,1,opt,name=tenant,proto3" json:"tenant,omitempty"`
+	Policy        *v1.TrustPolicy        `protobuf:"bytes,2,opt,name=policy,proto3" json:"policy,omitempty"`
+	ExpectEtag    string                 `protobuf:"bytes,3,opt,name=expect_etag,json=expectEtag,proto3" json:"expect_etag,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *PutTrustPolicy) Reset() {
+	*x = PutTrustPolicy{}
+	mi := &file_vmapp_state_v1_commands_proto_msgTypes[43]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *PutTrustPolicy) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*PutTrustPolicy) ProtoMessage() {}
+
+func (x *PutTrustPolicy) ProtoReflect() protoreflect.Message {
+	mi := &file_vmapp_state_v1_commands_proto_msgTypes[43]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use PutTrustPolicy.ProtoReflect.Descriptor instead.
+func (*PutTrustPolicy) Descriptor() ([]byte, []int) {
+	return file_vmapp_state_v1_commands_proto_rawDescGZIP(), []int{43}
+}
+
+func (x *PutTrustPolicy) GetTenant() string {
+	if x != nil {
+		return x.Tenant
+	}
+	return ""
+}
+
+func (x *PutTrustPolicy) GetPolicy() *v1.TrustPolicy {
+	if x != nil {
+		return x.Policy
+	}
+	return nil
+}
+
+func (x *PutTrustPolicy) GetExpectEtag() string {
+	if x != nil {
+		return x.ExpectEtag
+	}
+	return ""
+}
+
 var File_vmapp_state_v1_commands_proto protoreflect.FileDescriptor
 
 const file_vmapp_state_v1_commands_proto_rawDesc = "" +
 	"\n" +
-	"\x1dvmapp/state/v1/commands.proto\x12\x0evmapp.state.v1\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x1avmapp/state/v1/state.proto\x1a\x15vmapp/v1/access.proto\x1a\x16vmapp/v1/catalog.proto\x1a\x16vmapp/v1/cluster.proto\x1a\x14vmapp/v1/fleet.proto\x1a\x17vmapp/v1/transfer.proto\"\x9e\x16\n" +
+	"\x1dvmapp/state/v1/commands.proto\x12\x0evmapp.state.v1\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x1avmapp/state/v1/state.proto\x1a\x15vmapp/v1/access.proto\x1a\x16vmapp/v1/catalog.proto\x1a\x16vmapp/v1/cluster.proto\x1a\x14vmapp/v1/fleet.proto\x1a\x16vmapp/v1/signing.proto\x1a\x17vmapp/v1/transfer.proto\"\xac\x17\n" +
 	"\aCommand\x12.\n" +
 	"\x04time\x18\x01 \x01(\v2\x1a.google.protobuf.TimestampR\x04time\x12\x12\n" +
 	"\x04etag\x18\x02 \x01(\tR\x04etag\x12\x1f\n" +
@@ -3178,7 +3368,9 @@ const file_vmapp_state_v1_commands_proto_rawDesc = "" +
 	"\rreport_status\x18K \x01(\v2\x1c.vmapp.state.v1.ReportStatusH\x00R\freportStatus\x124\n" +
 	"\bput_node\x18Z \x01(\v2\x17.vmapp.state.v1.PutNodeH\x00R\aputNode\x12=\n" +
 	"\vremove_node\x18[ \x01(\v2\x1a.vmapp.state.v1.RemoveNodeH\x00R\n" +
-	"removeNodeB\x04\n" +
+	"removeNode\x12@\n" +
+	"\fsign_version\x18d \x01(\v2\x1b.vmapp.state.v1.SignVersionH\x00R\vsignVersion\x12J\n" +
+	"\x10put_trust_policy\x18e \x01(\v2\x1e.vmapp.state.v1.PutTrustPolicyH\x00R\x0eputTrustPolicyB\x04\n" +
 	"\x02op\"z\n" +
 	"\n" +
 	"VersionRef\x12\x16\n" +
@@ -3346,7 +3538,20 @@ const file_vmapp_state_v1_commands_proto_rawDesc = "" +
 	"\x04node\x18\x01 \x01(\v2\x15.vmapp.v1.ClusterNodeR\x04node\"\x1c\n" +
 	"\n" +
 	"RemoveNode\x12\x0e\n" +
-	"\x02id\x18\x01 \x01(\tR\x02idB5Z3github.com/vmapp/vmapp/proto/vmapp/state/v1;statev1b\x06proto3"
+	"\x02id\x18\x01 \x01(\tR\x02id\"\x96\x02\n" +
+	"\vSignVersion\x124\n" +
+	"\aversion\x18\x01 \x01(\v2\x1a.vmapp.state.v1.VersionRefR\aversion\x129\n" +
+	"\tstatement\x18\x02 \x01(\v2\x1b.vmapp.v1.VersionSignaturesR\tstatement\x128\n" +
+	"\tsignature\x18\x03 \x01(\v2\x1a.vmapp.v1.VersionSignatureR\tsignature\x12\x18\n" +
+	"\areplace\x18\x04 \x01(\bR\areplace\x12!\n" +
+	"\fversion_etag\x18\x05 \x01(\tR\vversionEtag\x12\x1f\n" +
+	"\vpolicy_etag\x18\x06 \x01(\tR\n" +
+	"policyEtag\"x\n" +
+	"\x0ePutTrustPolicy\x12\x16\n" +
+	"\x06tenant\x18\x01 \x01(\tR\x06tenant\x12-\n" +
+	"\x06policy\x18\x02 \x01(\v2\x15.vmapp.v1.TrustPolicyR\x06policy\x12\x1f\n" +
+	"\vexpect_etag\x18\x03 \x01(\tR\n" +
+	"expectEtagB5Z3github.com/vmapp/vmapp/proto/vmapp/state/v1;statev1b\x06proto3"
 
 var (
 	file_vmapp_state_v1_commands_proto_rawDescOnce sync.Once
@@ -3361,7 +3566,7 @@ func file_vmapp_state_v1_commands_proto_rawDescGZIP() []byte {
 }
 
 var file_vmapp_state_v1_commands_proto_enumTypes = make([]protoimpl.EnumInfo, 1)
-var file_vmapp_state_v1_commands_proto_msgTypes = make([]protoimpl.MessageInfo, 42)
+var file_vmapp_state_v1_commands_proto_msgTypes = make([]protoimpl.MessageInfo, 44)
 var file_vmapp_state_v1_commands_proto_goTypes = []any{
 	(RemoveDeleted_Kind)(0),              // 0: vmapp.state.v1.RemoveDeleted.Kind
 	(*Command)(nil),                      // 1: vmapp.state.v1.Command
@@ -3406,27 +3611,32 @@ var file_vmapp_state_v1_commands_proto_goTypes = []any{
 	(*ReportStatus)(nil),                 // 40: vmapp.state.v1.ReportStatus
 	(*PutNode)(nil),                      // 41: vmapp.state.v1.PutNode
 	(*RemoveNode)(nil),                   // 42: vmapp.state.v1.RemoveNode
-	(*timestamppb.Timestamp)(nil),        // 43: google.protobuf.Timestamp
-	(v1.ArtifactKind)(0),                 // 44: vmapp.v1.ArtifactKind
-	(*v1.Gallery)(nil),                   // 45: vmapp.v1.Gallery
-	(*v1.GalleryApplication)(nil),        // 46: vmapp.v1.GalleryApplication
-	(*v1.GalleryApplicationVersion)(nil), // 47: vmapp.v1.GalleryApplicationVersion
-	(*v1.ProvisioningError)(nil),         // 48: vmapp.v1.ProvisioningError
-	(*UploadSession)(nil),                // 49: vmapp.state.v1.UploadSession
-	(*Part)(nil),                         // 50: vmapp.state.v1.Part
-	(*v1.Artifact)(nil),                  // 51: vmapp.v1.Artifact
-	(*Manifest)(nil),                     // 52: vmapp.state.v1.Manifest
-	(*Replica)(nil),                      // 53: vmapp.state.v1.Replica
-	(*Credential)(nil),                   // 54: vmapp.state.v1.Credential
-	(*v1.Share)(nil),                     // 55: vmapp.v1.Share
-	(*v1.Machine)(nil),                   // 56: vmapp.v1.Machine
-	(*v1.ScaleSet)(nil),                  // 57: vmapp.v1.ScaleSet
-	(*v1.ApplicationProfile)(nil),        // 58: vmapp.v1.ApplicationProfile
-	(*v1.InstanceView)(nil),              // 59: vmapp.v1.InstanceView
-	(*v1.ClusterNode)(nil),               // 60: vmapp.v1.ClusterNode
+	(*SignVersion)(nil),                  // 43: vmapp.state.v1.SignVersion
+	(*PutTrustPolicy)(nil),               // 44: vmapp.state.v1.PutTrustPolicy
+	(*timestamppb.Timestamp)(nil),        // 45: google.protobuf.Timestamp
+	(v1.ArtifactKind)(0),                 // 46: vmapp.v1.ArtifactKind
+	(*v1.Gallery)(nil),                   // 47: vmapp.v1.Gallery
+	(*v1.GalleryApplication)(nil),        // 48: vmapp.v1.GalleryApplication
+	(*v1.GalleryApplicationVersion)(nil), // 49: vmapp.v1.GalleryApplicationVersion
+	(*v1.ProvisioningError)(nil),         // 50: vmapp.v1.ProvisioningError
+	(*UploadSession)(nil),                // 51: vmapp.state.v1.UploadSession
+	(*Part)(nil),                         // 52: vmapp.state.v1.Part
+	(*v1.Artifact)(nil),                  // 53: vmapp.v1.Artifact
+	(*Manifest)(nil),                     // 54: vmapp.state.v1.Manifest
+	(*Replica)(nil),                      // 55: vmapp.state.v1.Replica
+	(*Credential)(nil),                   // 56: vmapp.state.v1.Credential
+	(*v1.Share)(nil),                     // 57: vmapp.v1.Share
+	(*v1.Machine)(nil),                   // 58: vmapp.v1.Machine
+	(*v1.ScaleSet)(nil),                  // 59: vmapp.v1.ScaleSet
+	(*v1.ApplicationProfile)(nil),        // 60: vmapp.v1.ApplicationProfile
+	(*v1.InstanceView)(nil),              // 61: vmapp.v1.InstanceView
+	(*v1.ClusterNode)(nil),               // 62: vmapp.v1.ClusterNode
+	(*v1.VersionSignatures)(nil),         // 63: vmapp.v1.VersionSignatures
+	(*v1.VersionSignature)(nil),          // 64: vmapp.v1.VersionSignature
+	(*v1.TrustPolicy)(nil),               // 65: vmapp.v1.TrustPolicy
 }
 var file_vmapp_state_v1_commands_proto_depIdxs = []int32{
-	43, // 0: vmapp.state.v1.Command.time:type_name -> google.protobuf.Timestamp
+	45, // 0: vmapp.state.v1.Command.time:type_name -> google.protobuf.Timestamp
 	4,  // 1: vmapp.state.v1.Command.create_gallery:type_name -> vmapp.state.v1.CreateGallery
 	5,  // 2: vmapp.state.v1.Command.update_gallery:type_name -> vmapp.state.v1.UpdateGallery
 	6,  // 3: vmapp.state.v1.Command.delete_gallery:type_name -> vmapp.state.v1.DeleteGallery
@@ -3465,55 +3675,61 @@ var file_vmapp_state_v1_commands_proto_depIdxs = []int32{
 	40, // 36: vmapp.state.v1.Command.report_status:type_name -> vmapp.state.v1.ReportStatus
 	41, // 37: vmapp.state.v1.Command.put_node:type_name -> vmapp.state.v1.PutNode
 	42, // 38: vmapp.state.v1.Command.remove_node:type_name -> vmapp.state.v1.RemoveNode
-	2,  // 39: vmapp.state.v1.ReplicaRef.version:type_name -> vmapp.state.v1.VersionRef
-	44, // 40: vmapp.state.v1.ReplicaRef.kind:type_name -> vmapp.v1.ArtifactKind
-	45, // 41: vmapp.state.v1.CreateGallery.gallery:type_name -> vmapp.v1.Gallery
-	45, // 42: vmapp.state.v1.UpdateGallery.gallery:type_name -> vmapp.v1.Gallery
-	46, // 43: vmapp.state.v1.CreateApplication.application:type_name -> vmapp.v1.GalleryApplication
-	46, // 44: vmapp.state.v1.UpdateApplication.application:type_name -> vmapp.v1.GalleryApplication
-	47, // 45: vmapp.state.v1.CreateVersion.version:type_name -> vmapp.v1.GalleryApplicationVersion
-	47, // 46: vmapp.state.v1.UpdateVersion.version:type_name -> vmapp.v1.GalleryApplicationVersion
-	2,  // 47: vmapp.state.v1.DeleteVersion.version:type_name -> vmapp.state.v1.VersionRef
-	0,  // 48: vmapp.state.v1.RemoveDeleted.kind:type_name -> vmapp.state.v1.RemoveDeleted.Kind
-	2,  // 49: vmapp.state.v1.RemoveDeleted.resources:type_name -> vmapp.state.v1.VersionRef
-	2,  // 50: vmapp.state.v1.RemoveVersion.version:type_name -> vmapp.state.v1.VersionRef
-	2,  // 51: vmapp.state.v1.FailIngest.version:type_name -> vmapp.state.v1.VersionRef
-	48, // 52: vmapp.state.v1.FailIngest.error:type_name -> vmapp.v1.ProvisioningError
-	2,  // 53: vmapp.state.v1.RetryIngest.version:type_name -> vmapp.state.v1.VersionRef
-	49, // 54: vmapp.state.v1.CreateUpload.session:type_name -> vmapp.state.v1.UploadSession
-	50, // 55: vmapp.state.v1.CommitPart.part:type_name -> vmapp.state.v1.Part
-	43, // 56: vmapp.state.v1.CommitPart.expire_time:type_name -> google.protobuf.Timestamp
-	51, // 57: vmapp.state.v1.FinishUpload.artifact:type_name -> vmapp.v1.Artifact
-	52, // 58: vmapp.state.v1.FinishUpload.manifest:type_name -> vmapp.state.v1.Manifest
-	53, // 59: vmapp.state.v1.ReconcileReplicas.add:type_name -> vmapp.state.v1.Replica
-	3,  // 60: vmapp.state.v1.ReconcileReplicas.unwanted:type_name -> vmapp.state.v1.ReplicaRef
-	3,  // 61: vmapp.state.v1.ReplicaStarted.replica:type_name -> vmapp.state.v1.ReplicaRef
-	3,  // 62: vmapp.state.v1.ReplicaMultipart.replica:type_name -> vmapp.state.v1.ReplicaRef
-	3,  // 63: vmapp.state.v1.ReplicaPartCopied.replica:type_name -> vmapp.state.v1.ReplicaRef
-	50, // 64: vmapp.state.v1.ReplicaPartCopied.part:type_name -> vmapp.state.v1.Part
-	3,  // 65: vmapp.state.v1.ReplicaFailed.replica:type_name -> vmapp.state.v1.ReplicaRef
-	43, // 66: vmapp.state.v1.ReplicaFailed.next_attempt_time:type_name -> google.protobuf.Timestamp
-	3,  // 67: vmapp.state.v1.ReplicaCompleted.replica:type_name -> vmapp.state.v1.ReplicaRef
-	3,  // 68: vmapp.state.v1.ReplicaRestart.replica:type_name -> vmapp.state.v1.ReplicaRef
-	43, // 69: vmapp.state.v1.ReplicaRestart.if_completed:type_name -> google.protobuf.Timestamp
-	3,  // 70: vmapp.state.v1.ReplicaRemoved.replica:type_name -> vmapp.state.v1.ReplicaRef
-	3,  // 71: vmapp.state.v1.ReplicaVerified.replica:type_name -> vmapp.state.v1.ReplicaRef
-	43, // 72: vmapp.state.v1.ReplicaVerified.if_completed:type_name -> google.protobuf.Timestamp
-	54, // 73: vmapp.state.v1.IssueToken.credential:type_name -> vmapp.state.v1.Credential
-	55, // 74: vmapp.state.v1.PutShare.share:type_name -> vmapp.v1.Share
-	56, // 75: vmapp.state.v1.CreateMachine.machine:type_name -> vmapp.v1.Machine
-	54, // 76: vmapp.state.v1.CreateMachine.credential:type_name -> vmapp.state.v1.Credential
-	57, // 77: vmapp.state.v1.CreateScaleSet.scale_set:type_name -> vmapp.v1.ScaleSet
-	38, // 78: vmapp.state.v1.SetProfile.target:type_name -> vmapp.state.v1.ProfileEtag
-	38, // 79: vmapp.state.v1.SetProfile.others:type_name -> vmapp.state.v1.ProfileEtag
-	58, // 80: vmapp.state.v1.SetProfile.profile:type_name -> vmapp.v1.ApplicationProfile
-	59, // 81: vmapp.state.v1.ReportStatus.instance_view:type_name -> vmapp.v1.InstanceView
-	60, // 82: vmapp.state.v1.PutNode.node:type_name -> vmapp.v1.ClusterNode
-	83, // [83:83] is the sub-list for method output_type
-	83, // [83:83] is the sub-list for method input_type
-	83, // [83:83] is the sub-list for extension type_name
-	83, // [83:83] is the sub-list for extension extendee
-	0,  // [0:83] is the sub-list for field type_name
+	43, // 39: vmapp.state.v1.Command.sign_version:type_name -> vmapp.state.v1.SignVersion
+	44, // 40: vmapp.state.v1.Command.put_trust_policy:type_name -> vmapp.state.v1.PutTrustPolicy
+	2,  // 41: vmapp.state.v1.ReplicaRef.version:type_name -> vmapp.state.v1.VersionRef
+	46, // 42: vmapp.state.v1.ReplicaRef.kind:type_name -> vmapp.v1.ArtifactKind
+	47, // 43: vmapp.state.v1.CreateGallery.gallery:type_name -> vmapp.v1.Gallery
+	47, // 44: vmapp.state.v1.UpdateGallery.gallery:type_name -> vmapp.v1.Gallery
+	48, // 45: vmapp.state.v1.CreateApplication.application:type_name -> vmapp.v1.GalleryApplication
+	48, // 46: vmapp.state.v1.UpdateApplication.application:type_name -> vmapp.v1.GalleryApplication
+	49, // 47: vmapp.state.v1.CreateVersion.version:type_name -> vmapp.v1.GalleryApplicationVersion
+	49, // 48: vmapp.state.v1.UpdateVersion.version:type_name -> vmapp.v1.GalleryApplicationVersion
+	2,  // 49: vmapp.state.v1.DeleteVersion.version:type_name -> vmapp.state.v1.VersionRef
+	0,  // 50: vmapp.state.v1.RemoveDeleted.kind:type_name -> vmapp.state.v1.RemoveDeleted.Kind
+	2,  // 51: vmapp.state.v1.RemoveDeleted.resources:type_name -> vmapp.state.v1.VersionRef
+	2,  // 52: vmapp.state.v1.RemoveVersion.version:type_name -> vmapp.state.v1.VersionRef
+	2,  // 53: vmapp.state.v1.FailIngest.version:type_name -> vmapp.state.v1.VersionRef
+	50, // 54: vmapp.state.v1.FailIngest.error:type_name -> vmapp.v1.ProvisioningError
+	2,  // 55: vmapp.state.v1.RetryIngest.version:type_name -> vmapp.state.v1.VersionRef
+	51, // 56: vmapp.state.v1.CreateUpload.session:type_name -> vmapp.state.v1.UploadSession
+	52, // 57: vmapp.state.v1.CommitPart.part:type_name -> vmapp.state.v1.Part
+	45, // 58: vmapp.state.v1.CommitPart.expire_time:type_name -> google.protobuf.Timestamp
+	53, // 59: vmapp.state.v1.FinishUpload.artifact:type_name -> vmapp.v1.Artifact
+	54, // 60: vmapp.state.v1.FinishUpload.manifest:type_name -> vmapp.state.v1.Manifest
+	55, // 61: vmapp.state.v1.ReconcileReplicas.add:type_name -> vmapp.state.v1.Replica
+	3,  // 62: vmapp.state.v1.ReconcileReplicas.unwanted:type_name -> vmapp.state.v1.ReplicaRef
+	3,  // 63: vmapp.state.v1.ReplicaStarted.replica:type_name -> vmapp.state.v1.ReplicaRef
+	3,  // 64: vmapp.state.v1.ReplicaMultipart.replica:type_name -> vmapp.state.v1.ReplicaRef
+	3,  // 65: vmapp.state.v1.ReplicaPartCopied.replica:type_name -> vmapp.state.v1.ReplicaRef
+	52, // 66: vmapp.state.v1.ReplicaPartCopied.part:type_name -> vmapp.state.v1.Part
+	3,  // 67: vmapp.state.v1.ReplicaFailed.replica:type_name -> vmapp.state.v1.ReplicaRef
+	45, // 68: vmapp.state.v1.ReplicaFailed.next_attempt_time:type_name -> google.protobuf.Timestamp
+	3,  // 69: vmapp.state.v1.ReplicaCompleted.replica:type_name -> vmapp.state.v1.ReplicaRef
+	3,  // 70: vmapp.state.v1.ReplicaRestart.replica:type_name -> vmapp.state.v1.ReplicaRef
+	45, // 71: vmapp.state.v1.ReplicaRestart.if_completed:type_name -> google.protobuf.Timestamp
+	3,  // 72: vmapp.state.v1.ReplicaRemoved.replica:type_name -> vmapp.state.v1.ReplicaRef
+	3,  // 73: vmapp.state.v1.ReplicaVerified.replica:type_name -> vmapp.state.v1.ReplicaRef
+	45, // 74: vmapp.state.v1.ReplicaVerified.if_completed:type_name -> google.protobuf.Timestamp
+	56, // 75: vmapp.state.v1.IssueToken.credential:type_name -> vmapp.state.v1.Credential
+	57, // 76: vmapp.state.v1.PutShare.share:type_name -> vmapp.v1.Share
+	58, // 77: vmapp.state.v1.CreateMachine.machine:type_name -> vmapp.v1.Machine
+	56, // 78: vmapp.state.v1.CreateMachine.credential:type_name -> vmapp.state.v1.Credential
+	59, // 79: vmapp.state.v1.CreateScaleSet.scale_set:type_name -> vmapp.v1.ScaleSet
+	38, // 80: vmapp.state.v1.SetProfile.target:type_name -> vmapp.state.v1.ProfileEtag
+	38, // 81: vmapp.state.v1.SetProfile.others:type_name -> vmapp.state.v1.ProfileEtag
+	60, // 82: vmapp.state.v1.SetProfile.profile:type_name -> vmapp.v1.ApplicationProfile
+	61, // 83: vmapp.state.v1.ReportStatus.instance_view:type_name -> vmapp.v1.InstanceView
+	62, // 84: vmapp.state.v1.PutNode.node:type_name -> vmapp.v1.ClusterNode
+	2,  // 85: vmapp.state.v1.SignVersion.version:type_name -> vmapp.state.v1.VersionRef
+	63, // 86: vmapp.state.v1.SignVersion.statement:type_name -> vmapp.v1.VersionSignatures
+	64, // 87: vmapp.state.v1.SignVersion.signature:type_name -> vmapp.v1.VersionSignature
+	65, // 88: vmapp.state.v1.PutTrustPolicy.policy:type_name -> vmapp.v1.TrustPolicy
+	89, // [89:89] is the sub-list for method output_type
+	89, // [89:89] is the sub-list for method input_type
+	89, // [89:89] is the sub-list for extension type_name
+	89, // [89:89] is the sub-list for extension extendee
+	0,  // [0:89] is the sub-list for field type_name
 }
 
 func init() { file_vmapp_state_v1_commands_proto_init() }
@@ -3561,6 +3777,8 @@ func file_vmapp_state_v1_commands_proto_init() {
 		(*Command_ReportStatus)(nil),
 		(*Command_PutNode)(nil),
 		(*Command_RemoveNode)(nil),
+		(*Command_SignVersion)(nil),
+		(*Command_PutTrustPolicy)(nil),
 	}
 	type x struct{}
 	out := protoimpl.TypeBuilder{
@@ -3568,7 +3786,7 @@ func file_vmapp_state_v1_commands_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_vmapp_state_v1_commands_proto_rawDesc), len(file_vmapp_state_v1_commands_proto_rawDesc)),
 			NumEnums:      1,
-			NumMessages:   42,
+			NumMessages:   44,
 			NumExtensions: 0,
 			NumServices:   0,
 		},
