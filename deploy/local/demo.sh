@@ -274,7 +274,7 @@ if [ "$CLUSTER" != 1 ]; then
   "$STATE/agents/web-0/bin/hello"
   bold "n$leader starts again and catches up"
   start_node "$leader"
-  for _ in $(seq 150); do
+  for _ in $(seq 600); do
     "$BIN/vmapp" cluster status -o json 2>/dev/null | grep -q '"Unreachable"' || break
     sleep 0.2
   done

@@ -390,13 +390,25 @@ func (s *Service) Shares(ctx context.Context, tenant, gallery string) ([]*pb.Sha
 }
 
 // Shared reports whether the tenant's gallery is shared with tenant with,
-// or public.
+// or public. A share this node doesn't know may have been made an instant
+// ago through another node of a cluster: it waits for every change
+// committed so far, and looks again.
 func (s *Service) Shared(tenant, gallery, with string) (bool, error) {
-	var ok bool
-	err := s.db.View(context.Background(), func(tx *state.Tx) error {
-		ok = tx.Shared(tenant, gallery, with)
-		return nil
-	})
+	shared := func() (ok bool, err error) {
+		err = s.db.View(context.Background(), func(tx *state.Tx) error {
+			ok = tx.Shared(tenant, gallery, with)
+			return nil
+		})
+		return ok, err
+	}
+	ok, err := shared()
+	if err == nil && !ok {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		if s.db.Sync(ctx) == nil {
+			ok, err = shared()
+		}
+	}
 	return ok, err
 }
 

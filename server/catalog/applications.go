@@ -74,7 +74,7 @@ func (s *Store) UpdateApplication(ctx context.Context, tenant string, in *pb.Gal
 	var next *pb.GalleryApplication
 	err := retryRace(ifMatch, func() error {
 		var cur *pb.GalleryApplication
-		err := s.view(ctx, func(tx *state.Tx) (err error) {
+		err := s.syncView(ctx, func(tx *state.Tx) (err error) {
 			cur, err = tx.LiveApplication(tenant, in.Gallery, in.Name, "UpdateApplication")
 			return err
 		})

@@ -59,7 +59,7 @@ func (s *Store) UpdateGallery(ctx context.Context, tenant string, in *pb.Gallery
 	var next *pb.Gallery
 	err := retryRace(ifMatch, func() error {
 		var cur *pb.Gallery
-		err := s.view(ctx, func(tx *state.Tx) (err error) {
+		err := s.syncView(ctx, func(tx *state.Tx) (err error) {
 			cur, err = tx.LiveGallery(tenant, in.Name, "UpdateGallery")
 			return err
 		})

@@ -143,7 +143,7 @@ func (s *Store) UpdateVersion(ctx context.Context, tenant string, in *pb.Gallery
 	var next *pb.GalleryApplicationVersion
 	err := retryRace(ifMatch, func() error {
 		var cur *pb.GalleryApplicationVersion
-		err := s.view(ctx, func(tx *state.Tx) (err error) {
+		err := s.syncView(ctx, func(tx *state.Tx) (err error) {
 			if _, err := tx.LiveApplication(tenant, in.Gallery, in.Application, "UpdateVersion"); err != nil {
 				return err
 			}

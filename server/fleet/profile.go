@@ -51,7 +51,7 @@ func (f *Fleet) load(ctx context.Context, tenant string, t Target) (*profileOf, 
 		p.others = append(p.others, ap)
 		p.otherEtags = append(p.otherEtags, &statepb.ProfileEtag{Machine: machine, ScaleSet: scaleSet, Etag: ap.GetEtag()})
 	}
-	err := f.db.View(ctx, func(tx *state.Tx) error {
+	err := f.syncView(ctx, func(tx *state.Tx) error {
 		if t.Machine != "" {
 			m, err := tx.Machine(tenant, t.Machine)
 			if err != nil {
