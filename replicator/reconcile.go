@@ -48,8 +48,8 @@ func (r *Replicator) wanted(v *pb.GalleryApplicationVersion) []*statepb.Replica 
 	return out
 }
 
-// replicasOf is a target region's replica count: its own, else the
-// profile's replicaCount, else 1.
+// endpoints is the number of storage endpoints of region; 0 when the
+// topology doesn't know it.
 func (r *Replicator) endpoints(region string) int {
 	reg, _ := r.topo.Region(region)
 	return len(reg.Endpoints)

@@ -24,11 +24,7 @@ func TestNextDeep(t *testing.T) {
 		}
 		return r
 	}
-	const (
-		completed = statepb.ReplicaPhase_REPLICA_PHASE_COMPLETED
-		copying   = statepb.ReplicaPhase_REPLICA_PHASE_COPYING
-		never     = -1
-	)
+	const never = -1
 	h := time.Hour
 	for _, c := range []struct {
 		name    string
@@ -40,8 +36,7 @@ func TestNextDeep(t *testing.T) {
 	}{
 		{name: "nothing", next: -1, wait: period},
 		{name: "nothing completed", recs: []*statepb.Replica{
-			rep(0, copying, 0, never), rep(1, statepb.ReplicaPhase_REPLICA_PHASE_FAILED, 0, never),
-			rep(2, statepb.ReplicaPhase_REPLICA_PHASE_PENDING, 0, never), rep(3, statepb.ReplicaPhase_REPLICA_PHASE_DELETING, 0, never),
+			rep(0, copying, 0, never), rep(1, failed, 0, never), rep(2, pending, 0, never), rep(3, deleting, 0, never),
 		}, next: -1, wait: period},
 		{name: "never checked first", recs: []*statepb.Replica{rep(0, completed, 100*h, 30*h), rep(1, completed, 2*h, never)}, next: 1, due: 2},
 		{name: "never checked: the longest completed first", recs: []*statepb.Replica{rep(0, completed, 1*h, never), rep(1, completed, 5*h, never), rep(2, completed, 3*h, never)}, next: 1, due: 3},

@@ -11,15 +11,6 @@ import (
 // copied again, as long as another of each artifact is completed; not
 // before every replica was completed once.
 func TestServing(t *testing.T) {
-	const (
-		completed = statepb.ReplicaPhase_REPLICA_PHASE_COMPLETED
-		pending   = statepb.ReplicaPhase_REPLICA_PHASE_PENDING
-		copying   = statepb.ReplicaPhase_REPLICA_PHASE_COPYING
-		failed    = statepb.ReplicaPhase_REPLICA_PHASE_FAILED
-		deleting  = statepb.ReplicaPhase_REPLICA_PHASE_DELETING
-		pkg       = pb.ArtifactKind_ARTIFACT_KIND_PACKAGE
-		cfg       = pb.ArtifactKind_ARTIFACT_KIND_CONFIGURATION
-	)
 	two := int32(2)
 	version := func(config bool) *pb.GalleryApplicationVersion {
 		v := &pb.GalleryApplicationVersion{
