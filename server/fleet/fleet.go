@@ -29,13 +29,6 @@ import (
 	"github.com/vmapp/vmapp/state"
 )
 
-var (
-	bucketMachines  = []byte("machines")
-	bucketScaleSets = []byte("scalesets")
-	bucketViews     = []byte("instanceviews")
-	bucketMeta      = []byte("fleetmeta")
-)
-
 // Limits from the seeds.
 const (
 	MaxApplications     = 25
