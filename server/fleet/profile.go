@@ -223,8 +223,13 @@ func withEntry(p *profileOf, t Target, entry *pb.VMGalleryApplication, ref Ref, 
 			}
 		}
 	}
-	if n := len(apps) + otherCount(p.others); len(p.others) == 1 && n > MaxApplications {
-		return nil, errs.New(errs.InvalidArgument, "application", "The maximum number of VM applications (max=%d, current=%d) has been exceeded. Use fewer applications and retry the request.", MaxApplications, n)
+	// A machine runs its own profile's applications and its scale set's:
+	// a machine's count with its scale set's, a scale set's with each of
+	// its instances' (none is in both: refused above).
+	for _, other := range p.others {
+		if n := len(apps) + len(other.GetGalleryApplications()); n > MaxApplications {
+			return nil, errs.New(errs.InvalidArgument, "application", "The maximum number of VM applications (max=%d, current=%d) has been exceeded. Use fewer applications and retry the request.", MaxApplications, n)
+		}
 	}
 	return apps, nil
 }
@@ -252,14 +257,6 @@ func checkTags(tags map[string]string) error {
 		return errs.New(errs.InvalidArgument, "tags", "tags: the names and values of the tags have %d bytes; at most %d are allowed", total, MaxTagBytes)
 	}
 	return nil
-}
-
-func otherCount(ps []*pb.ApplicationProfile) int {
-	n := 0
-	for _, p := range ps {
-		n += len(p.GetGalleryApplications())
-	}
-	return n
 }
 
 // RemoveApplication takes gallery/application out of a profile.

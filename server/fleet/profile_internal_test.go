@@ -202,6 +202,9 @@ func TestWithEntry(t *testing.T) {
 		{name: "a scale set's instances each with 25 at most", target: ss, own: profile(`"e"`, apps(0, 4)...),
 			others: []*pb.ApplicationProfile{profile(`"i0"`, apps(10, 20)...), profile(`"i1"`, apps(40, 20)...)}, add: "g/app04/1.0.0",
 			want: apps(0, 5)},
+		{name: "a scale set's instance with 26", target: ss, own: profile(`"e"`, apps(0, 5)...),
+			others: []*pb.ApplicationProfile{profile(`"i0"`, apps(10, 2)...), profile(`"i1"`, apps(40, 20)...)}, add: "g/app05/1.0.0",
+			class: errs.InvalidArgument, field: "application", msg: "(max=25, current=26)"},
 	} {
 		t.Run(c.name, func(t *testing.T) {
 			ref, err := ParseRef(c.add)
