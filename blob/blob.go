@@ -5,7 +5,8 @@
 // minio-go.
 //
 // Every method takes a context first. Errors are classified with package
-// errs, so callers decide what to do by class, never by message:
+// errs, so callers decide what to do by class, never by message (package
+// blob/blobtest checks a store against this contract):
 //
 //	errs.NotFound           the object, or the multipart upload, does not exist
 //	errs.PermissionDenied   the store refused the credentials or the request
@@ -16,6 +17,8 @@
 //	errs.FailedPrecondition the bucket does not exist, or the parts given to
 //	                        CompleteMultipart do not match what was uploaded
 //	errs.OutOfRange         a read starting past the end of the object
+//	errs.DataLoss           bytes that don't match their checksum (PutPart's
+//	                        sha256)
 //	errs.Canceled, errs.DeadlineExceeded   the context ended
 package blob
 
