@@ -279,3 +279,30 @@ func (f *Faulty) Purge(ctx context.Context, key string) error {
 	}
 	return p.Purge(ctx, key)
 }
+
+// Gate stalls the reads it holds until it is opened: its Hold is a
+// Fault's Hold.
+type Gate struct {
+	entered, open       chan struct{}
+	enterOnce, openOnce sync.Once
+}
+
+// NewGate returns a closed gate.
+func NewGate() *Gate { return &Gate{entered: make(chan struct{}), open: make(chan struct{})} }
+
+// Hold waits until the gate is open or ctx ends.
+func (g *Gate) Hold(ctx context.Context) error {
+	g.enterOnce.Do(func() { close(g.entered) })
+	select {
+	case <-g.open:
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
+
+// Entered is closed once a read waited at the gate.
+func (g *Gate) Entered() <-chan struct{} { return g.entered }
+
+// Open lets every read through, now and from then on.
+func (g *Gate) Open() { g.openOnce.Do(func() { close(g.open) }) }

@@ -83,19 +83,8 @@ func TestFaults(t *testing.T) {
 // TestHold: a held read gives nothing until the test lets it.
 func TestHold(t *testing.T) {
 	f, body := faulty(t)
-	entered, release := make(chan struct{}, 1), make(chan struct{})
-	f.Inject(&blobtest.Fault{Op: blobtest.OpGet, Key: "a", Hold: func(ctx context.Context) error {
-		select {
-		case entered <- struct{}{}:
-		default:
-		}
-		select {
-		case <-release:
-			return nil
-		case <-ctx.Done():
-			return ctx.Err()
-		}
-	}})
+	gate := blobtest.NewGate()
+	f.Inject(&blobtest.Fault{Op: blobtest.OpGet, Key: "a", Hold: gate.Hold})
 	type result struct {
 		b   []byte
 		err error
@@ -111,7 +100,7 @@ func TestHold(t *testing.T) {
 		b, err := io.ReadAll(rc)
 		done <- result{b, err}
 	}()
-	<-entered
+	<-gate.Entered()
 	select {
 	case r := <-done:
 		t.Fatalf("a held read returned %d bytes, %v", len(r.b), r.err)
@@ -120,14 +109,14 @@ func TestHold(t *testing.T) {
 	if b := read(t, f, "b"); !bytes.Equal(b, body) { // other keys aren't held
 		t.Fatal("read of b differs")
 	}
-	close(release)
+	gate.Open()
 	if r := <-done; r.err != nil || !bytes.Equal(r.b, body) {
 		t.Fatalf("released read: %d bytes, %v", len(r.b), r.err)
 	}
 
 	// A hold that gives up ends the read with its error.
 	ctx, cancel := context.WithCancel(context.Background())
-	f.Inject(&blobtest.Fault{Op: blobtest.OpGet, Key: "b", Hold: func(ctx context.Context) error { <-ctx.Done(); return ctx.Err() }})
+	f.Inject(&blobtest.Fault{Op: blobtest.OpGet, Key: "b", Hold: blobtest.NewGate().Hold}) // never opened
 	rc, err := f.Get(ctx, "b", 0, -1)
 	if err != nil {
 		t.Fatal(err)
