@@ -28,7 +28,6 @@ import (
 
 	"github.com/vmapp/vmapp/client"
 	pb "github.com/vmapp/vmapp/proto/vmapp/v1"
-	"github.com/vmapp/vmapp/replicator"
 )
 
 // wanProxy is an in-process toxiproxy in front of one MinIO server.
@@ -106,7 +105,7 @@ func publishOne(t testing.TB, ctx context.Context, d *vmappd, path, sum string) 
 			t.Fatal(err)
 		}
 		st := r.Version.GetReplicationStatus()
-		if st.GetAggregatedState() == replicator.StateCompleted {
+		if st.GetAggregatedState() == pb.ReplicationCompleted {
 			return c
 		}
 		if ctx.Err() != nil {

@@ -22,7 +22,6 @@ import (
 	"github.com/vmapp/vmapp/errs"
 	"github.com/vmapp/vmapp/internal/testkit/miniotest"
 	pb "github.com/vmapp/vmapp/proto/vmapp/v1"
-	"github.com/vmapp/vmapp/replicator"
 )
 
 // fleetEnv is one region ("eastus") of MinIO endpoints behind a vmappd
@@ -104,7 +103,7 @@ func (e *fleetEnv) publish(t testing.TB, ctx context.Context, gallery, app, vers
 		if err != nil {
 			t.Fatal(err)
 		}
-		if r.Version.GetReplicationStatus().GetAggregatedState() == replicator.StateCompleted {
+		if r.Version.GetReplicationStatus().GetAggregatedState() == pb.ReplicationCompleted {
 			return time.Since(start)
 		}
 		if ctx.Err() != nil {

@@ -177,11 +177,11 @@ func TestReplication(t *testing.T) {
 		}
 		last = r.Version.GetReplicationStatus()
 		for _, s := range last.GetSummary() {
-			if _, seen := vmappRegion[s.Region]; !seen && s.State == replicator.StateCompleted {
+			if _, seen := vmappRegion[s.Region]; !seen && s.State == pb.ReplicationCompleted {
 				vmappRegion[s.Region] = round(time.Since(start).Seconds(), 2)
 			}
 		}
-		if last.GetAggregatedState() == replicator.StateCompleted {
+		if last.GetAggregatedState() == pb.ReplicationCompleted {
 			break
 		}
 		if ctx.Err() != nil {

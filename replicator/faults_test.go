@@ -186,7 +186,7 @@ func (g *rig) completed(regions ...string) func() bool {
 	return func() bool {
 		s := g.states()
 		for _, r := range regions {
-			if s[r] != replicator.StateCompleted {
+			if s[r] != pb.ReplicationCompleted {
 				return false
 			}
 		}
@@ -306,7 +306,7 @@ func TestStalledSourceDelaysOnlyItsReplicas(t *testing.T) {
 		t.Fatalf("eastus replica 1 never read replica 0; regions %v, failures %q", g.states(), g.failed())
 	}
 	g.waitFor("westus's replication", g.completed("westus"))
-	if s := g.states()["eastus"]; s != replicator.StateReplicating {
+	if s := g.states()["eastus"]; s != pb.ReplicationReplicating {
 		t.Fatalf("eastus is %s while its replica 1 can't read its source", s)
 	}
 	gate.Open()

@@ -13,15 +13,6 @@ import (
 	pb "github.com/vmapp/vmapp/proto/vmapp/v1"
 )
 
-// Region and aggregated states, as Azure names them.
-const (
-	StateUnknown     = "Unknown"
-	StateReplicating = "Replicating"
-	StateCompleted   = "Completed"
-	StateFailed      = "Failed"
-	StateInProgress  = "InProgress"
-)
-
 // Status computes a version's replicationStatus from its replica records.
 func (r *Replicator) Status(v *pb.GalleryApplicationVersion) (*pb.ReplicationStatus, error) {
 	recs, err := r.records(prefixOf(v))
@@ -44,10 +35,10 @@ func (r *Replicator) Decorate(vs ...*pb.GalleryApplicationVersion) error {
 }
 
 func (r *Replicator) status(v *pb.GalleryApplicationVersion, recs []*statepb.Replica) *pb.ReplicationStatus {
-	out := &pb.ReplicationStatus{AggregatedState: StateUnknown}
+	out := &pb.ReplicationStatus{AggregatedState: pb.ReplicationUnknown}
 	if v.Package == nil {
 		for _, tr := range v.GetPublishingProfile().GetTargetRegions() {
-			out.Summary = append(out.Summary, &pb.RegionalReplicationStatus{Region: tr.Name, State: StateUnknown, Details: "waiting for the package"})
+			out.Summary = append(out.Summary, &pb.RegionalReplicationStatus{Region: tr.Name, State: pb.ReplicationUnknown, Details: "waiting for the package"})
 		}
 		return out
 	}
@@ -98,15 +89,15 @@ func (r *Replicator) status(v *pb.GalleryApplicationVersion, recs []*statepb.Rep
 		}
 		switch {
 		case n > 0 && done == n && n == int(want*kinds):
-			s.State, s.Progress = StateCompleted, 100
+			s.State, s.Progress = pb.ReplicationCompleted, 100
 			completed++
 		case fail != nil:
-			s.State = StateFailed
+			s.State = pb.ReplicationFailed
 			s.Details = fmt.Sprintf("replica %d (%s): %s (attempt %d; retrying in %s)", fail.Index, fail.Kind.Label(), fail.LastError, fail.Attempts,
 				max(0, fail.NextAttemptTime.AsTime().Sub(now)).Round(time.Second))
 			failed++
 		default:
-			s.State = StateReplicating
+			s.State = pb.ReplicationReplicating
 			if repairing != nil {
 				s.Details = fmt.Sprintf("replica %d (%s) is copied again: %s", repairing.Index, repairing.Kind.Label(), repairing.Damage)
 				if serving(v, tr.Name, recs) {
@@ -122,11 +113,11 @@ func (r *Replicator) status(v *pb.GalleryApplicationVersion, recs []*statepb.Rep
 	}
 	switch {
 	case completed == len(out.Summary):
-		out.AggregatedState = StateCompleted
+		out.AggregatedState = pb.ReplicationCompleted
 	case failed > 0:
-		out.AggregatedState = StateFailed
+		out.AggregatedState = pb.ReplicationFailed
 	default:
-		out.AggregatedState = StateInProgress
+		out.AggregatedState = pb.ReplicationInProgress
 	}
 	return out
 }
@@ -174,7 +165,7 @@ func serving(v *pb.GalleryApplicationVersion, region string, recs []*statepb.Rep
 // Terminal reports whether every region of s is Completed or Failed.
 func Terminal(s *pb.ReplicationStatus) bool {
 	for _, r := range s.GetSummary() {
-		if r.State != StateCompleted && r.State != StateFailed {
+		if r.State != pb.ReplicationCompleted && r.State != pb.ReplicationFailed {
 			return false
 		}
 	}

@@ -56,7 +56,7 @@ func withoutETA(s *pb.ReplicationStatus) *pb.ReplicationStatus {
 	c := proto.Clone(s).(*pb.ReplicationStatus)
 	for _, r := range c.Summary {
 		r.Eta = nil
-		if r.State == replicator.StateFailed {
+		if r.State == pb.ReplicationFailed {
 			r.Details = "" // holds a countdown
 		}
 	}

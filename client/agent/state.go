@@ -143,16 +143,17 @@ type status struct {
 	Refusal string `json:"refusal,omitempty"`
 }
 
-// States of an application in the instance view.
+// States of an application in the instance view: the agent's names for
+// pb.AppPending ..., declared there.
 const (
-	StatePending     = "Pending"
-	StateDownloading = "Downloading"
-	StateInstalling  = "Installing"
-	StateUpdating    = "Updating"
-	StateRemoving    = "Removing"
-	StateInstalled   = "Installed"
-	StateFailed      = "Failed"
-	StateSkipped     = "Skipped"
+	StatePending     = pb.AppPending
+	StateDownloading = pb.AppDownloading
+	StateInstalling  = pb.AppInstalling
+	StateUpdating    = pb.AppUpdating
+	StateRemoving    = pb.AppRemoving
+	StateInstalled   = pb.AppInstalled
+	StateFailed      = pb.AppFailed
+	StateSkipped     = pb.AppSkipped
 )
 
 // Operations.

@@ -9,20 +9,17 @@ import (
 	pb "github.com/vmapp/vmapp/proto/vmapp/v1"
 )
 
-// appStates are the states agents report for an application.
-var appStates = []string{"Pending", "Downloading", "Installing", "Installed", "Updating", "Removing", "Failed", "Skipped"}
-
 // parseState maps --state, in any case, to a state agents report.
 func parseState(s string) (string, error) {
 	if s == "" {
 		return "", nil
 	}
-	for _, st := range appStates {
+	for _, st := range pb.AppStates {
 		if strings.EqualFold(s, st) {
 			return st, nil
 		}
 	}
-	return "", usagef("--state %q: must be one of %s", s, strings.Join(appStates, ", "))
+	return "", usagef("--state %q: must be one of %s", s, strings.Join(pb.AppStates, ", "))
 }
 
 func (c *cli) inventoryCmd() *cobra.Command {
@@ -32,7 +29,7 @@ func (c *cli) inventoryCmd() *cobra.Command {
 		Short: "List the applications on every machine, as their agents reported them",
 		Long: `List the applications on every machine as their agents last reported them:
 MACHINE REGION VMSS APPLICATION VERSION STATE EXIT UPDATED. The filters
-combine; --state is one of ` + strings.Join(appStates, ", ") + `.
+combine; --state is one of ` + strings.Join(pb.AppStates, ", ") + `.
 -o json prints {"value": [...]} of inventory entries.`,
 		Example: `  vmapp inventory --state failed
   vmapp inventory --app g1/myapp --region eastus`,

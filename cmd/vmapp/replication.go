@@ -21,16 +21,6 @@ import (
 	pb "github.com/vmapp/vmapp/proto/vmapp/v1"
 )
 
-// Replication states, as vmappd (and Azure) name them: regions are Unknown,
-// Replicating, Completed or Failed; the aggregated state is Unknown,
-// InProgress, Completed or Failed.
-const (
-	stateUnknown     = "Unknown"
-	stateReplicating = "Replicating"
-	stateCompleted   = "Completed"
-	stateFailed      = "Failed"
-)
-
 // shortBytes is formatBytes without a trailing ".0": 24 MiB, 1.5 GiB, 512 B.
 func shortBytes(n int64) string {
 	return strings.Replace(formatBytes(n), ".0 ", " ", 1)
@@ -39,7 +29,7 @@ func shortBytes(n int64) string {
 // regionProgress is the PROGRESS cell: nothing while the region has no
 // bytes to copy yet (Unknown: waiting for the package).
 func regionProgress(r *pb.RegionalReplicationStatus) string {
-	if r.State == stateUnknown && r.BytesTotal == 0 && r.Progress == 0 {
+	if r.State == pb.ReplicationUnknown && r.BytesTotal == 0 && r.Progress == 0 {
 		return ""
 	}
 	return fmt.Sprintf("%d%%", r.Progress)
@@ -64,7 +54,7 @@ func regionBytes(r *pb.RegionalReplicationStatus) string {
 // regionETA is the ETA cell: vmappd's estimate for a region still
 // replicating.
 func regionETA(r *pb.RegionalReplicationStatus) string {
-	if r.Eta == nil || r.State != stateReplicating {
+	if r.Eta == nil || r.State != pb.ReplicationReplicating {
 		return ""
 	}
 	return formatETA(r.Eta.AsDuration())
@@ -75,7 +65,7 @@ func regionETA(r *pb.RegionalReplicationStatus) string {
 func summarizeReplication(st *pb.ReplicationStatus) string {
 	state := st.GetAggregatedState()
 	if state == "" {
-		state = stateUnknown
+		state = pb.ReplicationUnknown
 	}
 	if len(st.GetSummary()) == 0 {
 		return state
@@ -84,9 +74,9 @@ func summarizeReplication(st *pb.ReplicationStatus) string {
 	var done, total int64
 	for _, r := range st.Summary {
 		switch r.State {
-		case stateCompleted:
+		case pb.ReplicationCompleted:
 			completed++
-		case stateFailed:
+		case pb.ReplicationFailed:
 			failed++
 		}
 		done += r.BytesDone
@@ -132,7 +122,7 @@ func jsonLine(m proto.Message) ([]byte, error) {
 func replicationResult(st *pb.ReplicationStatus) error {
 	var failed []*pb.RegionalReplicationStatus
 	for _, r := range st.GetSummary() {
-		if r.State == stateFailed {
+		if r.State == pb.ReplicationFailed {
 			failed = append(failed, r)
 		}
 	}
@@ -150,9 +140,9 @@ func replicationResult(st *pb.ReplicationStatus) error {
 			details = append(details, r.Region+": "+r.Details)
 		}
 		return errs.New(errs.FailedPrecondition, "", "replication failed in %s: %s", strings.Join(regions, ", "), strings.Join(details, "; "))
-	case st.GetAggregatedState() == stateCompleted:
+	case st.GetAggregatedState() == pb.ReplicationCompleted:
 		return nil
-	case st.GetAggregatedState() == stateFailed:
+	case st.GetAggregatedState() == pb.ReplicationFailed:
 		return errs.New(errs.FailedPrecondition, "", "replication failed: %s", summarizeReplication(st))
 	}
 	return errs.New(errs.FailedPrecondition, "", "replication ended before completing: %s", summarizeReplication(st))
@@ -301,7 +291,7 @@ func (v *blockView) regionBlockLine(r *pb.RegionalReplicationStatus, regionWidth
 	if s := regionBytes(r); s != "" {
 		line += "  " + s
 	}
-	if r.State == stateReplicating {
+	if r.State == pb.ReplicationReplicating {
 		rate := 0.0
 		if el := now.Sub(first.at).Seconds(); el >= 1 {
 			rate = float64(r.BytesDone-first.done) / el
@@ -318,7 +308,7 @@ func (v *blockView) regionBlockLine(r *pb.RegionalReplicationStatus, regionWidth
 	} else {
 		line += "  " + r.State
 	}
-	if r.Details != "" && r.State != stateCompleted {
+	if r.Details != "" && r.State != pb.ReplicationCompleted {
 		line += ": " + r.Details
 	}
 	return line

@@ -262,7 +262,7 @@ func (c *cli) printMachine(m *pb.Machine) error {
 		return err
 	}
 	for _, a := range apps {
-		if a.State != "Failed" || strings.TrimSpace(a.OutputTail) == "" {
+		if a.State != pb.AppFailed || strings.TrimSpace(a.OutputTail) == "" {
 			continue
 		}
 		fmt.Fprintf(c.stdout, "\nOutput of %s %s (%s, exit %d):\n", a.Application, a.Operation, a.Version, a.ExitCode)
@@ -284,7 +284,7 @@ func formatProgress(a *pb.ApplicationStatus) string {
 
 // formatExit prints the exit code of an operation that ended.
 func formatExit(a *pb.ApplicationStatus) string {
-	if a.EndTime == nil && a.ExitCode == 0 && a.State != "Failed" {
+	if a.EndTime == nil && a.ExitCode == 0 && a.State != pb.AppFailed {
 		return ""
 	}
 	return strconv.Itoa(int(a.ExitCode))

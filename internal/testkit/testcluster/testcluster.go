@@ -220,7 +220,7 @@ func (c *Cluster) Version(t testing.TB, version string) *pb.GalleryApplicationVe
 }
 
 // WaitState waits until the version's aggregated replication state is
-// want ("Completed", "Failed", ...).
+// want (pb.ReplicationCompleted, ...).
 func (c *Cluster) WaitState(t testing.TB, version, want string) *pb.GalleryApplicationVersion {
 	t.Helper()
 	deadline := time.Now().Add(90 * time.Second)

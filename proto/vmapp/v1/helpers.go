@@ -85,6 +85,17 @@ const (
 	ProvisioningDeleting  = "Deleting"
 )
 
+// Replication states, as Azure names them: a region is Unknown (waiting
+// for the package), Replicating, Completed or Failed; a version's
+// aggregated state is Unknown, InProgress, Completed or Failed.
+const (
+	ReplicationUnknown     = "Unknown"
+	ReplicationReplicating = "Replicating"
+	ReplicationInProgress  = "InProgress"
+	ReplicationCompleted   = "Completed"
+	ReplicationFailed      = "Failed"
+)
+
 // States of an application in an instance view, as agents report them.
 const (
 	AppPending     = "Pending"
