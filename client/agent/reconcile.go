@@ -17,6 +17,7 @@ import (
 	"time"
 
 	"github.com/vmapp/vmapp/client"
+	"github.com/vmapp/vmapp/internal/redact"
 	pb "github.com/vmapp/vmapp/proto/vmapp/v1"
 	"github.com/vmapp/vmapp/sign"
 )
@@ -489,7 +490,7 @@ func (a *agent) fetchURL(ctx context.Context, url, path string) (int64, error) {
 	}
 	defer resp.Body.Close()
 	if resp.StatusCode != http.StatusOK {
-		return 0, fmt.Errorf("GET %s: %s", redact(url), resp.Status)
+		return 0, fmt.Errorf("GET %s: %s", redact.URL(url), resp.Status)
 	}
 	f, err := os.CreateTemp(filepath.Dir(path), "."+filepath.Base(path)+".tmp-*")
 	if err != nil {
@@ -510,12 +511,4 @@ func (a *agent) fetchURL(ctx context.Context, url, path string) (int64, error) {
 		return 0, err
 	}
 	return n, nil
-}
-
-// redact drops a URL's query (a SAS or presigned signature).
-func redact(u string) string {
-	if i := strings.IndexByte(u, '?'); i >= 0 {
-		return u[:i] + "?…"
-	}
-	return u
 }

@@ -5,7 +5,6 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
-	"net/url"
 	"strings"
 	"text/tabwriter"
 	"time"
@@ -163,15 +162,4 @@ func formatBytes(n int64) string {
 		exp++
 	}
 	return fmt.Sprintf("%.1f %ciB", float64(n)/float64(div), "KMGTPE"[exp])
-}
-
-// redact hides the query of a URL (a SAS token or presigned signature) in
-// table output; -o json prints links as stored.
-func redact(link string) string {
-	u, err := url.Parse(link)
-	if err != nil || u.RawQuery == "" {
-		return link
-	}
-	u.RawQuery = "REDACTED"
-	return u.String()
 }

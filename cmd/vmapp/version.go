@@ -12,6 +12,7 @@ import (
 
 	"github.com/vmapp/vmapp/client"
 	"github.com/vmapp/vmapp/errs"
+	"github.com/vmapp/vmapp/internal/redact"
 	pb "github.com/vmapp/vmapp/proto/vmapp/v1"
 	"github.com/vmapp/vmapp/sign/minisign"
 )
@@ -224,9 +225,9 @@ func (c *cli) transfer(cl *client.Client, gallery, app, version string, a artifa
 				return fmt.Errorf("upload %s %s: %w", t.label, t.file, err)
 			}
 		case t.url != "":
-			c.status("importing %s from %s", t.label, redact(t.url))
+			c.status("importing %s from %s", t.label, redact.URL(t.url))
 			if _, err := cl.Import(c.ctx, gallery, app, version, t.kind, t.url, t.hash); err != nil {
-				return fmt.Errorf("import %s from %s: %w", t.label, redact(t.url), err)
+				return fmt.Errorf("import %s from %s: %w", t.label, redact.URL(t.url), err)
 			}
 		}
 	}
@@ -625,8 +626,8 @@ func (c *cli) printVersion(v *pb.GalleryApplicationVersion) error {
 	d.add("Package file name", p.GetSettings().GetPackageFileName())
 	d.add("Config file name", p.GetSettings().GetConfigFileName())
 	d.add("Script behavior after reboot", p.GetSettings().GetScriptBehaviorAfterReboot())
-	d.add("Media link", redact(p.GetSource().GetMediaLink()))
-	d.add("Default configuration link", redact(p.GetSource().GetDefaultConfigurationLink()))
+	d.add("Media link", redact.URL(p.GetSource().GetMediaLink()))
+	d.add("Default configuration link", redact.URL(p.GetSource().GetDefaultConfigurationLink()))
 	d.add("Allow deletion of replicated locations", yesNo(v.GetSafetyProfile().GetAllowDeletionOfReplicatedLocations()))
 	size, sum := formatArtifact(v.Package)
 	if size == "" {

@@ -12,29 +12,15 @@ import (
 	"time"
 
 	"github.com/vmapp/vmapp/errs"
+	"github.com/vmapp/vmapp/internal/redact"
 	statepb "github.com/vmapp/vmapp/proto/vmapp/state/v1"
 	pb "github.com/vmapp/vmapp/proto/vmapp/v1"
 	"github.com/vmapp/vmapp/state"
 )
 
-// Redact returns u without its query (a SAS token or a presigned signature is
-// a secret), for messages and logs.
-func Redact(u string) string {
-	p, err := url.Parse(u)
-	if err != nil {
-		return "(invalid URL)"
-	}
-	redacted := p.RawQuery != ""
-	p.RawQuery, p.User, p.Fragment = "", nil, ""
-	if redacted {
-		return p.String() + "?(query redacted)"
-	}
-	return p.String()
-}
-
 // accessError is the seeds' message for a URL that can't be read.
 func accessError(c errs.Class, u, desc string) error {
-	return errs.New(c, "url", "The gallery application version url %s can't be accessed due to the following error: %s. Ensure that the blob exists and that it's either publicly accessible or is a SAS url with read privileges.", Redact(u), desc)
+	return errs.New(c, "url", "The gallery application version url %s can't be accessed due to the following error: %s. Ensure that the blob exists and that it's either publicly accessible or is a SAS url with read privileges.", redact.URL(u), desc)
 }
 
 // Import pulls a version's artifact from an http(s) URL, resuming an
@@ -49,7 +35,7 @@ func (s *Service) Import(ctx context.Context, tenant string, r *pb.ImportRequest
 	}
 	u, err := url.Parse(r.Url)
 	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
-		return nil, errs.New(errs.InvalidArgument, "url", "The gallery application version url '%s' isn't a valid http(s) URL.", Redact(r.Url))
+		return nil, errs.New(errs.InvalidArgument, "url", "The gallery application version url '%s' isn't a valid http(s) URL.", redact.URL(r.Url))
 	}
 	if r.Sha256 != "" {
 		if err := checkSHA("sha256", r.Sha256); err != nil {
@@ -64,7 +50,7 @@ func (s *Service) Import(ctx context.Context, tenant string, r *pb.ImportRequest
 	if err != nil {
 		return nil, err
 	}
-	if sess != nil && (Redact(sess.SourceUrl) != Redact(r.Url) || sess.Sha256 != r.Sha256) {
+	if sess != nil && (redact.URL(sess.SourceUrl) != redact.URL(r.Url) || sess.Sha256 != r.Sha256) {
 		return nil, state.UploadInProgress("url", sess)
 	}
 	if sess != nil {
@@ -99,9 +85,9 @@ func (s *Service) pull(ctx context.Context, tenant string, r *pb.ImportRequest, 
 	if sess == nil {
 		switch {
 		case size == 0:
-			return nil, s.failed(ctx, v, errs.New(errs.InvalidArgument, "url", "The blob referenced by source uri %s is empty.", Redact(r.Url)))
+			return nil, s.failed(ctx, v, errs.New(errs.InvalidArgument, "url", "The blob referenced by source uri %s is empty.", redact.URL(r.Url)))
 		case size > r.Kind.MaxSize():
-			return nil, s.failed(ctx, v, errs.New(errs.InvalidArgument, "url", "The blob referenced by source uri %s is too large: size = %d. The maximum blob size allowed is %s.", Redact(r.Url), size, sizeLabel(r.Kind)))
+			return nil, s.failed(ctx, v, errs.New(errs.InvalidArgument, "url", "The blob referenced by source uri %s is too large: size = %d. The maximum blob size allowed is %s.", redact.URL(r.Url), size, sizeLabel(r.Kind)))
 		}
 		if sess, err = s.newSession(ctx, tenant, v, r.Kind, size, r.Sha256, r.Url); errs.Is(err, errs.FailedPrecondition) {
 			return nil, err // the version changed meanwhile: another upload began, or it was deleted
@@ -114,7 +100,7 @@ func (s *Service) pull(ctx context.Context, tenant string, r *pb.ImportRequest, 
 		}
 		defer unlock()
 	} else if sess.SizeBytes >= 0 && size >= 0 && off+size != sess.SizeBytes {
-		return nil, s.failed(ctx, v, errs.New(errs.FailedPrecondition, "url", "The blob referenced by source uri %s changed size since the import began (%d bytes, now %d): abort the import and start again.", Redact(r.Url), sess.SizeBytes, off+size))
+		return nil, s.failed(ctx, v, errs.New(errs.FailedPrecondition, "url", "The blob referenced by source uri %s changed size since the import began (%d bytes, now %d): abort the import and start again.", redact.URL(r.Url), sess.SizeBytes, off+size))
 	}
 	out, err := s.write(ctx, sess, body)
 	if err != nil {
@@ -128,7 +114,7 @@ func (s *Service) pull(ctx context.Context, tenant string, r *pb.ImportRequest, 
 func (s *Service) get(ctx context.Context, u string, offset int64) (io.ReadCloser, int64, error) {
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, u, nil)
 	if err != nil {
-		return nil, 0, errs.New(errs.InvalidArgument, "url", "The gallery application version url '%s' isn't a valid http(s) URL.", Redact(u))
+		return nil, 0, errs.New(errs.InvalidArgument, "url", "The gallery application version url '%s' isn't a valid http(s) URL.", redact.URL(u))
 	}
 	if offset > 0 {
 		req.Header.Set("Range", "bytes="+strconv.FormatInt(offset, 10)+"-")
@@ -154,11 +140,11 @@ func (s *Service) get(ctx context.Context, u string, offset int64) (io.ReadClose
 	}
 	switch {
 	case resp.StatusCode == http.StatusNotFound:
-		return fail(errs.New(errs.NotFound, "url", "The blob referenced by source uri %s doesn't exist.", Redact(u)))
+		return fail(errs.New(errs.NotFound, "url", "The blob referenced by source uri %s doesn't exist.", redact.URL(u)))
 	case resp.StatusCode == http.StatusForbidden || resp.StatusCode == http.StatusUnauthorized:
-		return fail(errs.New(errs.PermissionDenied, "url", "The SAS isn't valid for source uri %s.", Redact(u)))
+		return fail(errs.New(errs.PermissionDenied, "url", "The SAS isn't valid for source uri %s.", redact.URL(u)))
 	case resp.StatusCode == http.StatusRequestedRangeNotSatisfiable && offset > 0:
-		return fail(errs.New(errs.FailedPrecondition, "url", "The blob referenced by source uri %s is shorter than when the import began: abort the import and start again.", Redact(u)))
+		return fail(errs.New(errs.FailedPrecondition, "url", "The blob referenced by source uri %s is shorter than when the import began: abort the import and start again.", redact.URL(u)))
 	case offset > 0 && resp.StatusCode != http.StatusPartialContent:
 		return fail(accessError(errs.FailedPrecondition, u, fmt.Sprintf("the server did not honour a Range request to resume at byte %d (HTTP %s)", offset, resp.Status)))
 	case offset == 0 && resp.StatusCode != http.StatusOK:
