@@ -20,10 +20,10 @@ import (
 	"golang.org/x/sync/errgroup"
 	"google.golang.org/protobuf/proto"
 
+	"github.com/vmapp/vmapp/blob"
 	"github.com/vmapp/vmapp/client"
 	"github.com/vmapp/vmapp/internal/testkit/miniotest"
 	pb "github.com/vmapp/vmapp/proto/vmapp/v1"
-	"github.com/vmapp/vmapp/replicator"
 )
 
 // benchRegion is one region of the replication scenario: its bucket and the
@@ -214,7 +214,7 @@ func TestReplication(t *testing.T) {
 		for i := range replicasPerRegion {
 			cl := r.clients[i%len(r.clients)]
 			for _, key := range []string{
-				replicator.ObjectKey("default", gallery, app, version, pb.ArtifactKind_ARTIFACT_KIND_PACKAGE, int32(i)),
+				blob.ReplicaKey("default", gallery, app, version, pb.ArtifactKind_ARTIFACT_KIND_PACKAGE, int32(i)),
 				baselineKey("a", i),
 				baselineKey("b", i),
 			} {

@@ -208,7 +208,7 @@ func (g *rig) failed() []string {
 // replica reads replica i of the package in region from its store.
 func (g *rig) replica(region string, i int32) []byte {
 	eps := g.stores[region]
-	return blobtest.ReadAll(g.t, eps[int(i)%len(eps)], replicator.ObjectKey(tenant, "g", "a", "1.0.0", pkg, i), 0, -1)
+	return blobtest.ReadAll(g.t, eps[int(i)%len(eps)], blob.ReplicaKey(tenant, "g", "a", "1.0.0", pkg, i), 0, -1)
 }
 
 // wantOneFailure fails unless the replicator recorded exactly one failure,
@@ -274,7 +274,7 @@ func TestBadSourceReadRetried(t *testing.T) {
 		t.Run(c.name, func(t *testing.T) {
 			g := newRig(t)
 			fault := c.fault
-			fault.Op, fault.Key, fault.Times = blobtest.OpGet, ingest.ObjectKey(tenant, "g", "a", "1.0.0", pkg), 1
+			fault.Op, fault.Key, fault.Times = blobtest.OpGet, blob.SourceKey(tenant, "g", "a", "1.0.0", pkg), 1
 			g.stores["eastus"][0].Inject(fault)
 			data := g.publish(target("eastus", 1), target("westus", 1))
 			g.waitFor("replication", g.completed("eastus", "westus"))
@@ -297,7 +297,7 @@ func TestBadSourceReadRetried(t *testing.T) {
 func TestStalledSourceDelaysOnlyItsReplicas(t *testing.T) {
 	g := newRig(t)
 	gate := blobtest.NewGate()
-	fault := &blobtest.Fault{Op: blobtest.OpGet, Key: replicator.ObjectKey(tenant, "g", "a", "1.0.0", pkg, 0), Hold: gate.Hold}
+	fault := &blobtest.Fault{Op: blobtest.OpGet, Key: blob.ReplicaKey(tenant, "g", "a", "1.0.0", pkg, 0), Hold: gate.Hold}
 	g.stores["eastus"][0].Inject(fault)
 	data := g.publish(target("eastus", 2), target("westus", 1))
 	select { // replica 1's copy is reading replica 0

@@ -8,6 +8,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/vmapp/vmapp/blob"
 	statepb "github.com/vmapp/vmapp/proto/vmapp/state/v1"
 	pb "github.com/vmapp/vmapp/proto/vmapp/v1"
 	"github.com/vmapp/vmapp/state"
@@ -39,7 +40,7 @@ func (r *Replicator) wanted(v *pb.GalleryApplicationVersion) []*statepb.Replica 
 				out = append(out, &statepb.Replica{
 					Tenant: v.Tenant, Gallery: v.Gallery, Application: v.Application, Version: v.Name, Kind: k,
 					Region: tr.Name, Index: i, Endpoint: i % int32(eps),
-					ObjectKey: ObjectKey(v.Tenant, v.Gallery, v.Application, v.Name, k, i),
+					ObjectKey: blob.ReplicaKey(v.Tenant, v.Gallery, v.Application, v.Name, k, i),
 					Phase:     statepb.ReplicaPhase_REPLICA_PHASE_PENDING, SizeBytes: a.SizeBytes,
 				})
 			}

@@ -9,6 +9,7 @@ import (
 	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/timestamppb"
 
+	"github.com/vmapp/vmapp/blob"
 	statepb "github.com/vmapp/vmapp/proto/vmapp/state/v1"
 	pb "github.com/vmapp/vmapp/proto/vmapp/v1"
 	"github.com/vmapp/vmapp/topology"
@@ -59,7 +60,7 @@ func TestWanted(t *testing.T) {
 			size = 10
 		}
 		return &statepb.Replica{Tenant: "t", Gallery: "g", Application: "a", Version: "1.2.3", Kind: k, Region: region, Index: i,
-			Endpoint: endpoint, ObjectKey: ObjectKey("t", "g", "a", "1.2.3", k, i), Phase: pending, SizeBytes: size}
+			Endpoint: endpoint, ObjectKey: blob.ReplicaKey("t", "g", "a", "1.2.3", k, i), Phase: pending, SizeBytes: size}
 	}
 	for _, c := range []struct {
 		name string

@@ -26,16 +26,6 @@ func seedKey(r *statepb.Replica) string {
 	return string(state.ReplicaKey(r.Tenant, r.Gallery, r.Application, r.Version, r.Kind, r.Region, 0))
 }
 
-// ObjectKey is where replica index of a version's artifact lives in its
-// region's store.
-func ObjectKey(tenant, gallery, app, version string, k pb.ArtifactKind, index int32) string {
-	name := "package"
-	if k == pb.ArtifactKind_ARTIFACT_KIND_CONFIGURATION {
-		name = "config"
-	}
-	return fmt.Sprintf("tenants/%s/galleries/%s/applications/%s/versions/%s/replicas/%s-%d", tenant, gallery, app, version, name, index)
-}
-
 // records reads the records under prefix ("" for all).
 func (r *Replicator) records(prefix string) ([]*statepb.Replica, error) {
 	var out []*statepb.Replica

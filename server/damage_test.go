@@ -13,6 +13,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"google.golang.org/grpc/codes"
 
+	"github.com/vmapp/vmapp/blob"
 	"github.com/vmapp/vmapp/internal/testkit/testcluster"
 	pb "github.com/vmapp/vmapp/proto/vmapp/v1"
 	"github.com/vmapp/vmapp/replicator"
@@ -23,7 +24,7 @@ import (
 // downloaders' reports.
 
 func pkgKey(version string, i int32) string {
-	return replicator.ObjectKey("default", "g", "a", version, pkg, i)
+	return blob.ReplicaKey("default", "g", "a", version, pkg, i)
 }
 
 // rot flips bytes of replica i of version's package in region, in its

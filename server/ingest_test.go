@@ -23,6 +23,7 @@ import (
 	"google.golang.org/grpc/codes"
 	"google.golang.org/protobuf/types/known/fieldmaskpb"
 
+	"github.com/vmapp/vmapp/blob"
 	"github.com/vmapp/vmapp/client"
 	"github.com/vmapp/vmapp/internal/testkit/miniotest"
 	"github.com/vmapp/vmapp/internal/testkit/testnet"
@@ -151,7 +152,7 @@ func (c *cluster) newVersion(name string) {
 }
 
 func key(version string, k pb.ArtifactKind) string {
-	return ingest.ObjectKey("default", "g", "a", version, k)
+	return blob.SourceKey("default", "g", "a", version, k)
 }
 
 func TestUploadStoresVerifiesAndPublishes(t *testing.T) {

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"path"
 	"strings"
 	"testing"
 	"time"
@@ -16,6 +17,7 @@ import (
 	"google.golang.org/grpc/codes"
 	"google.golang.org/protobuf/types/known/fieldmaskpb"
 
+	"github.com/vmapp/vmapp/blob"
 	"github.com/vmapp/vmapp/client"
 	"github.com/vmapp/vmapp/internal/testkit/miniotest"
 	"github.com/vmapp/vmapp/internal/testkit/testcluster"
@@ -102,7 +104,7 @@ func regionStatus(v *pb.GalleryApplicationVersion, region string) *pb.RegionalRe
 // replica reads replica i of the version's package in region.
 func (f *fleet) replica(region, version string, i int) ([]byte, error) {
 	m := f.minio[region][i%len(f.minio[region])]
-	obj, err := m.Client(f.t).GetObject(context.Background(), f.bucket[region], replicator.ObjectKey("default", "g", "a", version, pkg, int32(i)), minio.GetObjectOptions{})
+	obj, err := m.Client(f.t).GetObject(context.Background(), f.bucket[region], blob.ReplicaKey("default", "g", "a", version, pkg, int32(i)), minio.GetObjectOptions{})
 	if err != nil {
 		return nil, err
 	}
@@ -113,7 +115,7 @@ func (f *fleet) replica(region, version string, i int) ([]byte, error) {
 // objects counts the objects and unfinished multipart uploads under a
 // version's replicas on every endpoint.
 func (f *fleet) objects(version string) (objects, uploads int) {
-	prefix := "tenants/default/galleries/g/applications/a/versions/" + version + "/replicas/"
+	prefix := path.Dir(blob.ReplicaKey("default", "g", "a", version, pkg, 0)) + "/"
 	for region, ms := range f.minio {
 		for _, m := range ms {
 			c := m.Client(f.t)
@@ -125,7 +127,7 @@ func (f *fleet) objects(version string) (objects, uploads int) {
 			}
 			// MinIO lists multipart uploads of one object name only.
 			for i := range int32(10) {
-				for u := range c.ListIncompleteUploads(context.Background(), f.bucket[region], replicator.ObjectKey("default", "g", "a", version, pkg, i), false) {
+				for u := range c.ListIncompleteUploads(context.Background(), f.bucket[region], blob.ReplicaKey("default", "g", "a", version, pkg, i), false) {
 					if u.Err != nil {
 						f.t.Fatal(u.Err)
 					}
@@ -236,7 +238,7 @@ func TestRepair(t *testing.T) {
 	f := newFleet(t, replicator.Options{})
 	data := f.publish("1.0.0", 2*testcluster.PartSize+10, tr("eastus", 3), tr("northeurope", 2))
 	f.waitState("1.0.0", "Completed")
-	key := func(i int32) string { return replicator.ObjectKey("default", "g", "a", "1.0.0", pkg, i) }
+	key := func(i int32) string { return blob.ReplicaKey("default", "g", "a", "1.0.0", pkg, i) }
 
 	// Deleted and overwritten (through the store's API).
 	mustOK(t, f.minio["eastus"][0].Client(t).RemoveObject(context.Background(), "vmapp-eastus", key(2), minio.RemoveObjectOptions{}))

@@ -15,12 +15,12 @@ import (
 	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/timestamppb"
 
+	"github.com/vmapp/vmapp/blob"
 	"github.com/vmapp/vmapp/client/agent"
 	"github.com/vmapp/vmapp/internal/testkit/signtest"
 	"github.com/vmapp/vmapp/internal/testkit/testcluster"
 	statepb "github.com/vmapp/vmapp/proto/vmapp/state/v1"
 	pb "github.com/vmapp/vmapp/proto/vmapp/v1"
-	"github.com/vmapp/vmapp/replicator"
 	"github.com/vmapp/vmapp/sign"
 	"github.com/vmapp/vmapp/sign/minisign"
 	"github.com/vmapp/vmapp/state"
@@ -252,7 +252,7 @@ func (e *signEnv) testSwappedPackage(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		key := replicator.ObjectKey("default", "sg", app, "1.0.0", pb.ArtifactKind_ARTIFACT_KIND_PACKAGE, 0)
+		key := blob.ReplicaKey("default", "sg", app, "1.0.0", pb.ArtifactKind_ARTIFACT_KIND_PACKAGE, 0)
 		if _, err := st.Put(ctx(t), key, bytes.NewReader(evil), int64(len(evil)), nil); err != nil {
 			t.Fatal(err)
 		}

@@ -18,11 +18,11 @@ import (
 	"google.golang.org/grpc"
 	"google.golang.org/protobuf/proto"
 
+	"github.com/vmapp/vmapp/blob"
 	"github.com/vmapp/vmapp/client"
 	"github.com/vmapp/vmapp/internal/testkit/miniotest"
 	"github.com/vmapp/vmapp/internal/testkit/testnet"
 	pb "github.com/vmapp/vmapp/proto/vmapp/v1"
-	"github.com/vmapp/vmapp/server/ingest"
 )
 
 // TestUploadResumesAfterKill9 kills vmappd with SIGKILL in the middle of an
@@ -110,7 +110,7 @@ func TestUploadResumesAfterKill9(t *testing.T) {
 		t.Fatalf("attempts started at %v: the resume lost committed bytes (%d)", starts, committed)
 	}
 	mu.Unlock()
-	obj, err := m.Client(t).GetObject(ctx, "vmapp-eastus", ingest.ObjectKey("default", "g", "a", "1.0.0", pb.ArtifactKind_ARTIFACT_KIND_PACKAGE), minio.GetObjectOptions{})
+	obj, err := m.Client(t).GetObject(ctx, "vmapp-eastus", blob.SourceKey("default", "g", "a", "1.0.0", pb.ArtifactKind_ARTIFACT_KIND_PACKAGE), minio.GetObjectOptions{})
 	if err != nil {
 		t.Fatal(err)
 	}

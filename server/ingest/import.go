@@ -11,6 +11,7 @@ import (
 	"strconv"
 	"time"
 
+	"github.com/vmapp/vmapp/blob"
 	"github.com/vmapp/vmapp/errs"
 	"github.com/vmapp/vmapp/internal/redact"
 	statepb "github.com/vmapp/vmapp/proto/vmapp/state/v1"
@@ -219,7 +220,7 @@ func (s *Service) DeleteObjects(ctx context.Context, v *pb.GalleryApplicationVer
 				return err
 			}
 		}
-		if err := st.Delete(ctx, ObjectKey(v.Tenant, v.Gallery, v.Application, v.Name, k)); err != nil {
+		if err := st.Delete(ctx, blob.SourceKey(v.Tenant, v.Gallery, v.Application, v.Name, k)); err != nil {
 			return err
 		}
 	}

@@ -103,15 +103,6 @@ func New(o Options) *Service {
 	return s
 }
 
-// ObjectKey is where a version's artifact lives in its source store.
-func ObjectKey(tenant, gallery, app, version string, k pb.ArtifactKind) string {
-	name := "package"
-	if k == pb.ArtifactKind_ARTIFACT_KIND_CONFIGURATION {
-		name = "config"
-	}
-	return fmt.Sprintf("tenants/%s/galleries/%s/applications/%s/versions/%s/%s", tenant, gallery, app, version, name)
-}
-
 func checkKind(k pb.ArtifactKind) error {
 	if k != pb.ArtifactKind_ARTIFACT_KIND_PACKAGE && k != pb.ArtifactKind_ARTIFACT_KIND_CONFIGURATION {
 		return errs.New(errs.InvalidArgument, "kind", "kind must be ARTIFACT_KIND_PACKAGE or ARTIFACT_KIND_CONFIGURATION, not %v", k)
@@ -241,7 +232,7 @@ func (s *Service) newSession(ctx context.Context, tenant string, v *pb.GalleryAp
 	if err != nil {
 		return nil, err
 	}
-	key := ObjectKey(tenant, v.Gallery, v.Application, v.Name, k)
+	key := blob.SourceKey(tenant, v.Gallery, v.Application, v.Name, k)
 	// Not cancelled half-way: an upload the store made must be recorded, or
 	// nothing would ever abort it.
 	nctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), time.Minute)

@@ -14,6 +14,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/vmapp/vmapp/blob"
 	"github.com/vmapp/vmapp/client"
 	"github.com/vmapp/vmapp/internal/testkit/miniotest"
 	pb "github.com/vmapp/vmapp/proto/vmapp/v1"
@@ -238,7 +239,7 @@ func (c *Cluster) WaitState(t testing.TB, version, want string) *pb.GalleryAppli
 
 // ReplicaKey is the object key of replica i of g/a/version's package.
 func ReplicaKey(version string, i int32) string {
-	return replicator.ObjectKey("default", "g", "a", version, pb.ArtifactKind_ARTIFACT_KIND_PACKAGE, i)
+	return blob.ReplicaKey("default", "g", "a", version, pb.ArtifactKind_ARTIFACT_KIND_PACKAGE, i)
 }
 
 // ReplicaServer is the MinIO process holding replica i in region.
