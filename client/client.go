@@ -19,9 +19,6 @@ import (
 	pb "github.com/vmapp/vmapp/proto/vmapp/v1"
 )
 
-// TenantKey is the gRPC metadata key that carries the tenant.
-const TenantKey = "vmapp-tenant"
-
 // Options configure a Client.
 type Options struct {
 	// Tenant every call runs in; "" lets the server use its default.
@@ -114,16 +111,16 @@ func (c *Client) Conn() *grpc.ClientConn { return c.conn }
 // withTenant names the client's tenant on a call, unless the call names
 // one itself (InTenant).
 func withTenant(ctx context.Context, tenant string) context.Context {
-	if tenant == "" || len(metadata.ValueFromOutgoingContext(ctx, TenantKey)) > 0 {
+	if tenant == "" || len(metadata.ValueFromOutgoingContext(ctx, pb.TenantMetadataKey)) > 0 {
 		return ctx
 	}
-	return metadata.AppendToOutgoingContext(ctx, TenantKey, tenant)
+	return metadata.AppendToOutgoingContext(ctx, pb.TenantMetadataKey, tenant)
 }
 
 // InTenant returns ctx for calls in another tenant than the client's: to
 // read, or download from, a gallery that tenant shares.
 func InTenant(ctx context.Context, tenant string) context.Context {
-	return metadata.AppendToOutgoingContext(ctx, TenantKey, tenant)
+	return metadata.AppendToOutgoingContext(ctx, pb.TenantMetadataKey, tenant)
 }
 
 func unary(tenant string) grpc.UnaryClientInterceptor {

@@ -393,7 +393,7 @@ func newAccess(t *testing.T) *access {
 		mustOK(t, err)
 		a.secrets[w] = resp.Secret
 	}
-	resp, err := a.admin.CreateToken(metadata.AppendToOutgoingContext(ctx(t), client.TenantKey, "other"), &pb.CreateTokenRequest{Name: "s", Role: pb.Role_ROLE_OWNER})
+	resp, err := a.admin.CreateToken(metadata.AppendToOutgoingContext(ctx(t), pb.TenantMetadataKey, "other"), &pb.CreateTokenRequest{Name: "s", Role: pb.Role_ROLE_OWNER})
 	mustOK(t, err)
 	a.secrets[stranger] = resp.Secret
 	for _, w := range everyone {
@@ -422,7 +422,7 @@ func (a *access) snapshot(t *testing.T) string {
 	}
 	cat, fl := a.c.Client.Catalog, pb.NewFleetServiceClient(a.c.Client.Conn())
 	for _, tenant := range []string{"default", "other", "third"} {
-		ctx := metadata.AppendToOutgoingContext(ctx(t), client.TenantKey, tenant)
+		ctx := metadata.AppendToOutgoingContext(ctx(t), pb.TenantMetadataKey, tenant)
 		add(cat.ListGalleries(ctx, &pb.ListGalleriesRequest{}))
 		add(fl.ListMachines(ctx, &pb.ListMachinesRequest{}))
 		add(fl.ListScaleSets(ctx, &pb.ListScaleSetsRequest{}))
@@ -441,7 +441,7 @@ func (a *access) snapshot(t *testing.T) string {
 // inDefault names the tenant "default", as a caller from another tenant
 // must to reach it.
 func inDefault(t *testing.T) context.Context {
-	return metadata.AppendToOutgoingContext(ctx(t), client.TenantKey, "default")
+	return metadata.AppendToOutgoingContext(ctx(t), pb.TenantMetadataKey, "default")
 }
 
 func rpcs() []string {
@@ -591,7 +591,7 @@ func TestTenantFromCredential(t *testing.T) {
 	}
 	_, err = pb.NewCatalogServiceClient(a.conns[stranger]).CreateGallery(ctx(t), &pb.CreateGalleryRequest{Gallery: &pb.Gallery{Name: "mine", Location: "eastus"}})
 	mustOK(t, err)
-	r, err := a.c.Client.Catalog.GetGallery(metadata.AppendToOutgoingContext(ctx(t), client.TenantKey, "other"), &pb.GetGalleryRequest{Gallery: "mine"})
+	r, err := a.c.Client.Catalog.GetGallery(metadata.AppendToOutgoingContext(ctx(t), pb.TenantMetadataKey, "other"), &pb.GetGalleryRequest{Gallery: "mine"})
 	mustOK(t, err)
 	if r.Gallery.Tenant != "other" {
 		t.Fatalf("gallery made without a tenant went to %q", r.Gallery.Tenant)
@@ -632,7 +632,7 @@ func TestAgentScope(t *testing.T) {
 		t.Fatalf("a report of a sound replica: %v", r)
 	}
 	// In another tenant's name: denied too.
-	_, err = dl.GetDownloadPlan(metadata.AppendToOutgoingContext(ctx(t), client.TenantKey, "other"), &pb.GetDownloadPlanRequest{Gallery: "g", Application: "a", Version: "1.0.0", Kind: pkg, Region: "eastus"})
+	_, err = dl.GetDownloadPlan(metadata.AppendToOutgoingContext(ctx(t), pb.TenantMetadataKey, "other"), &pb.GetDownloadPlanRequest{Gallery: "g", Application: "a", Version: "1.0.0", Kind: pkg, Region: "eastus"})
 	wantErr(t, err, codes.PermissionDenied)
 	_, err = pb.NewCatalogServiceClient(a.conns[vm1]).GetVersion(ctx(t), &pb.GetVersionRequest{Gallery: "g", Application: "a", Version: "1.0.0"})
 	wantErr(t, err, codes.PermissionDenied, "a machine's credential serves its agent only")
@@ -756,7 +756,7 @@ func TestPathTraversal(t *testing.T) {
 			v.PublishingProfile.Settings = &pb.UserArtifactSettings{ConfigFileName: `a\..\b`}
 		}),
 		"tenant ../other": func() error {
-			_, err := cat.GetGallery(metadata.AppendToOutgoingContext(ctx(t), client.TenantKey, "../other"), &pb.GetGalleryRequest{Gallery: "g"})
+			_, err := cat.GetGallery(metadata.AppendToOutgoingContext(ctx(t), pb.TenantMetadataKey, "../other"), &pb.GetGalleryRequest{Gallery: "g"})
 			return err
 		}(),
 		"machine ../vm1": func() error {

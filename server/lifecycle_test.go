@@ -202,10 +202,10 @@ func TestTenancy(t *testing.T) {
 	_, err = e.c.Catalog.GetGallery(ctx(t), &pb.GetGalleryRequest{Gallery: "shared-name"})
 	wantErr(t, err, codes.NotFound)
 	// A malformed tenant is refused.
-	bad := metadata.AppendToOutgoingContext(ctx(t), "vmapp-tenant", "bad/tenant")
+	bad := metadata.AppendToOutgoingContext(ctx(t), pb.TenantMetadataKey, "bad/tenant")
 	_, err = e.c.Catalog.ListGalleries(bad, &pb.ListGalleriesRequest{})
 	wantErr(t, err, codes.InvalidArgument, "tenant name 'bad/tenant' is invalid")
-	two := metadata.AppendToOutgoingContext(ctx(t), "vmapp-tenant", "a", "vmapp-tenant", "b")
+	two := metadata.AppendToOutgoingContext(ctx(t), pb.TenantMetadataKey, "a", pb.TenantMetadataKey, "b")
 	_, err = e.c.Catalog.ListGalleries(two, &pb.ListGalleriesRequest{})
 	wantErr(t, err, codes.InvalidArgument, "send one tenant")
 }

@@ -32,9 +32,6 @@ import (
 	"github.com/vmapp/vmapp/topology"
 )
 
-// TenantKey is the gRPC metadata key that carries the tenant.
-const TenantKey = "vmapp-tenant"
-
 // DefaultTenant is used when a request names none.
 const DefaultTenant = "default"
 
@@ -53,12 +50,12 @@ func tenantOf(ctx context.Context) string {
 // authenticate), or else in DefaultTenant.
 func withTenant(ctx context.Context) (context.Context, error) {
 	md, _ := metadata.FromIncomingContext(ctx)
-	v := md.Get(TenantKey)
+	v := md.Get(pb.TenantMetadataKey)
 	switch {
 	case len(v) == 0:
 		return ctx, nil
 	case len(v) > 1:
-		return ctx, errs.New(errs.InvalidArgument, "tenant", "metadata %s was sent %d times; send one tenant", TenantKey, len(v))
+		return ctx, errs.New(errs.InvalidArgument, "tenant", "metadata %s was sent %d times; send one tenant", pb.TenantMetadataKey, len(v))
 	}
 	if err := catalog.ValidateTenant(v[0]); err != nil {
 		return ctx, err

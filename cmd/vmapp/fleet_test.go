@@ -308,7 +308,7 @@ func TestFleetUsageErrors(t *testing.T) {
 	// A local file that can't be read is a run error.
 	e.fails(1, "error: InvalidArgument: --config: ", "vm", "app", "set", "--vm", "a", "--app", "g/a/1", "--config", filepath.Join(t.TempDir(), "missing"))
 	big := filepath.Join(t.TempDir(), "big")
-	if err := os.WriteFile(big, make([]byte, maxInlineConfig+1), 0o600); err != nil {
+	if err := os.WriteFile(big, make([]byte, pb.MaxInlineConfigSize+1), 0o600); err != nil {
 		t.Fatal(err)
 	}
 	e.fails(1, "at most 1048576 can be given inline; serve it over http(s) and use --config-url", "vm", "app", "set", "--vm", "a", "--app", "g/a/1", "--config", big)

@@ -18,10 +18,6 @@ import (
 	pb "github.com/vmapp/vmapp/proto/vmapp/v1"
 )
 
-// maxInlineConfig is the most configuration --config sends inline (vmappd's
-// limit); larger ones go with --config-url.
-const maxInlineConfig = 1 << 20
-
 // fleetClient is vmappd's FleetService on the client's connection (which
 // carries the tenant and maps errors to errs classes).
 func fleetClient(cl *client.Client) pb.FleetServiceClient {
@@ -359,8 +355,8 @@ func readConfig(path string) ([]byte, error) {
 	if err != nil {
 		return nil, errs.Wrap(errs.InvalidArgument, err, "--config")
 	}
-	if st.Size() > maxInlineConfig {
-		return nil, errs.New(errs.InvalidArgument, "configuration", "--config %s has %d bytes: at most %d can be given inline; serve it over http(s) and use --config-url", path, st.Size(), maxInlineConfig)
+	if st.Size() > pb.MaxInlineConfigSize {
+		return nil, errs.New(errs.InvalidArgument, "configuration", "--config %s has %d bytes: at most %d can be given inline; serve it over http(s) and use --config-url", path, st.Size(), pb.MaxInlineConfigSize)
 	}
 	b, err := os.ReadFile(path)
 	if err != nil {

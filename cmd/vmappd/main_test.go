@@ -142,7 +142,7 @@ func load(addr, token string, round int) ([]acked, error) {
 			for i := 0; ; i++ {
 				ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 				tenant := tenantOf(round, w, i)
-				ctx = metadata.AppendToOutgoingContext(ctx, client.TenantKey, tenant)
+				ctx = metadata.AppendToOutgoingContext(ctx, pb.TenantMetadataKey, tenant)
 				g := fmt.Sprintf("r%d-w%d-%d", round, w, i)
 				_, err := c.Catalog.CreateGallery(ctx, &pb.CreateGalleryRequest{Gallery: &pb.Gallery{Name: g, Location: "eastus"}})
 				if err == nil {
@@ -198,7 +198,7 @@ func check(t *testing.T, p *proc, all []acked) {
 	}
 	defer c.Close()
 	for _, a := range all {
-		ctx := metadata.AppendToOutgoingContext(ctx, client.TenantKey, a.tenant)
+		ctx := metadata.AppendToOutgoingContext(ctx, pb.TenantMetadataKey, a.tenant)
 		switch a.kind {
 		case "gallery":
 			_, err = c.Catalog.GetGallery(ctx, &pb.GetGalleryRequest{Gallery: a.gallery})

@@ -29,11 +29,9 @@ import (
 	"github.com/vmapp/vmapp/state"
 )
 
-// Limits from the seeds.
-const (
-	MaxApplications     = 25
-	MaxInlineConfigSize = 1 << 20
-)
+// MaxApplications is the seeds' limit of applications on a machine. (The
+// inline configuration's is pb.MaxInlineConfigSize.)
+const MaxApplications = 25
 
 // Limits of an application's tags: Azure's limits of resource tags (at most
 // 50; names of 1 to 512 characters, values of up to 256), and at most

@@ -123,8 +123,8 @@ func (f *Fleet) SetApplication(ctx context.Context, tenant string, t Target, in 
 	if in.EnableAutomaticUpgrade && ref.Version != "latest" {
 		return nil, errs.New(errs.InvalidArgument, "enableAutomaticUpgrade", "enableAutomaticUpgrade needs the version 'latest' in packageReferenceId, not '%s'", ref.Version)
 	}
-	if len(in.Configuration) > MaxInlineConfigSize {
-		return nil, errs.New(errs.InvalidArgument, "configuration", "configuration has %d bytes: at most %d can be given inline; use configurationReference", len(in.Configuration), MaxInlineConfigSize)
+	if len(in.Configuration) > pb.MaxInlineConfigSize {
+		return nil, errs.New(errs.InvalidArgument, "configuration", "configuration has %d bytes: at most %d can be given inline; use configurationReference", len(in.Configuration), pb.MaxInlineConfigSize)
 	}
 	if err := checkTags(in.Tags); err != nil {
 		return nil, err

@@ -14,10 +14,13 @@ func (k ArtifactKind) Label() string {
 	return "package"
 }
 
-// The seeds' size limits of a version's files.
+// The seeds' size limits of a version's files, and of a configuration
+// given inline in an application profile (a larger one goes by
+// configurationReference).
 const (
 	MaxPackageSize       = 2 << 30 // 2 GiB
 	MaxConfigurationSize = 1 << 30 // 1 GiB
+	MaxInlineConfigSize  = 1 << 20 // 1 MiB
 )
 
 // MaxSize is the largest file of kind k a version takes: MaxPackageSize, or
@@ -51,6 +54,10 @@ func AppRef(tenant, gallery, application string) string {
 	}
 	return gallery + "/" + application
 }
+
+// TenantMetadataKey is the gRPC metadata key that names the tenant a call
+// runs in: clients send it, vmappd reads it.
+const TenantMetadataKey = "vmapp-tenant"
 
 // AllTenants is the tenant of the operator's tokens (Owner of every
 // tenant), and the grantee of a public gallery share.

@@ -30,3 +30,13 @@ func TestStateNames(t *testing.T) {
 		t.Errorf("AppStates = %q, want %q", pb.AppStates, want)
 	}
 }
+
+// TestWireNames pins what clients of other versions send and expect.
+func TestWireNames(t *testing.T) {
+	if pb.TenantMetadataKey != "vmapp-tenant" {
+		t.Errorf("TenantMetadataKey = %q", pb.TenantMetadataKey)
+	}
+	if pb.MaxInlineConfigSize != 1<<20 {
+		t.Errorf("MaxInlineConfigSize = %d", pb.MaxInlineConfigSize)
+	}
+}
