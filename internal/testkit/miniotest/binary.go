@@ -11,6 +11,8 @@ import (
 	"path/filepath"
 	"strings"
 	"syscall"
+
+	"github.com/vmapp/vmapp/internal/atomicfile"
 )
 
 // Version is the pinned MinIO server: a pseudo-version of
@@ -113,22 +115,7 @@ func builtFrom(path string) string {
 }
 
 func writeStamp(dir string) error {
-	tmp, err := os.CreateTemp(dir, stampName+".*")
-	if err != nil {
-		return fmt.Errorf("miniotest: write version stamp: %w", err)
-	}
-	_, werr := tmp.WriteString(Version + "\n")
-	cerr := tmp.Close()
-	if err := errors.Join(werr, cerr); err != nil {
-		os.Remove(tmp.Name())
-		return fmt.Errorf("miniotest: write version stamp: %w", err)
-	}
-	if err := os.Chmod(tmp.Name(), 0o644); err != nil {
-		os.Remove(tmp.Name())
-		return fmt.Errorf("miniotest: write version stamp: %w", err)
-	}
-	if err := os.Rename(tmp.Name(), filepath.Join(dir, stampName)); err != nil {
-		os.Remove(tmp.Name())
+	if err := atomicfile.Write(filepath.Join(dir, stampName), []byte(Version+"\n"), 0o644); err != nil {
 		return fmt.Errorf("miniotest: write version stamp: %w", err)
 	}
 	return nil
