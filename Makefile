@@ -18,12 +18,20 @@ PROTOC_GEN_GRPC_VERSION := v1.6.2
 BIN := bin
 CMDS := vmappd vmapp
 
+# The version, commit and date stamped into the binaries (--version,
+# vmapp_build_info): the newest tag, or the commit when there is none.
+VERSION ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
+COMMIT  ?= $(shell git rev-parse HEAD 2>/dev/null)
+DATE    ?= $(shell date -u +%Y-%m-%dT%H:%M:%SZ)
+BUILDINFO := github.com/vmapp/vmapp/internal/buildinfo
+LDFLAGS := -X $(BUILDINFO).version=$(VERSION) -X $(BUILDINFO).commit=$(COMMIT) -X $(BUILDINFO).date=$(DATE)
+
 .PHONY: all build proto lint test test-short test-tools bench bench-tools demo down tools minio clean
 
 all: build
 
 build:
-	go build -o $(BIN)/ ./cmd/...
+	go build -ldflags "$(LDFLAGS)" -o $(BIN)/ ./cmd/...
 
 # tool NAME PACKAGE VERSION: go install PACKAGE@VERSION into TOOLS_DIR unless
 # the stamp for that version is there.
@@ -46,6 +54,10 @@ tools: $(BUF) $(GEN) minio
 # The pinned MinIO, installed by the same code the tests use.
 minio:
 	go run ./internal/testkit/miniotest/cmd/install-minio
+
+# NOTICE: the third-party modules in the binaries and their licenses.
+notice:
+	go run ./internal/notice/cmd > NOTICE
 
 proto: $(BUF) $(GEN)
 	buf generate

@@ -110,12 +110,13 @@ import (
 
 	"github.com/vmapp/vmapp/client"
 	"github.com/vmapp/vmapp/errs"
+	"github.com/vmapp/vmapp/internal/buildinfo"
 	pb "github.com/vmapp/vmapp/proto/vmapp/v1"
 	"github.com/vmapp/vmapp/sign"
 )
 
 // Version is the agent's version, reported in the instance view.
-var Version = "dev"
+var Version = buildinfo.Get().Version
 
 // Defaults of Config.
 const (

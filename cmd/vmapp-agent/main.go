@@ -17,6 +17,7 @@ import (
 
 	"github.com/vmapp/vmapp/client"
 	"github.com/vmapp/vmapp/client/agent"
+	"github.com/vmapp/vmapp/internal/buildinfo"
 	"github.com/vmapp/vmapp/internal/tlsfiles"
 )
 
@@ -44,7 +45,7 @@ func main() {
 	flag.BoolVar(&version, "version", false, "print the version and exit")
 	flag.Parse()
 	if version {
-		fmt.Println("vmapp-agent", agent.Version)
+		fmt.Println("vmapp-agent", buildinfo.Get())
 		return
 	}
 	if c.Machine == "" || c.Root == "" || flag.NArg() > 0 {

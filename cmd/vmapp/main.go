@@ -32,6 +32,7 @@ import (
 
 	"github.com/vmapp/vmapp/client"
 	"github.com/vmapp/vmapp/errs"
+	"github.com/vmapp/vmapp/internal/buildinfo"
 	"github.com/vmapp/vmapp/internal/tlsfiles"
 )
 
@@ -115,8 +116,9 @@ func envOr(name, def string) string {
 
 func (c *cli) rootCmd() *cobra.Command {
 	root := &cobra.Command{
-		Use:   "vmapp",
-		Short: "Publish VM applications to vmappd galleries and deploy them to machines",
+		Use:     "vmapp",
+		Version: buildinfo.Get().String(),
+		Short:   "Publish VM applications to vmappd galleries and deploy them to machines",
 		Long: `vmapp manages galleries, applications and application versions on vmappd,
 and uploads or imports their packages and configurations; it deploys them
 through the application profiles of machines (vm) and scale sets (vmss), and

@@ -602,3 +602,11 @@ func TestUploadWithoutIngest(t *testing.T) {
 	e.fails(2, "error: --package: ", "version", "upload", "--gallery", "g", "--app", "app", "1.0.0", "--package", filepath.Join(t.TempDir(), "missing"))
 	e.fails(1, "error: Unimplemented: ", "version", "upload", "--gallery", "g", "--app", "app", "1.0.0", "--config-url", "https://example.com/c.json")
 }
+
+// TestVersion: --version prints the build.
+func TestVersion(t *testing.T) {
+	var out, errOut bytes.Buffer
+	if code := run([]string{"--version"}, &out, &errOut); code != 0 || !strings.HasPrefix(out.String(), "vmapp version ") || !strings.Contains(out.String(), "commit") {
+		t.Fatalf("vmapp --version: exit %d, %q %q", code, out.String(), errOut.String())
+	}
+}

@@ -12,6 +12,7 @@ import (
 	"strings"
 	"syscall"
 
+	"github.com/vmapp/vmapp/internal/buildinfo"
 	"github.com/vmapp/vmapp/server"
 	"github.com/vmapp/vmapp/server/daemon"
 )
@@ -46,8 +47,13 @@ func main() {
 	flag.StringVar(&cc.RaftAdvertise, "raft-advertise", "", "with --node-id: the raft address the other nodes dial (default --raft-listen's)")
 	flag.StringVar(&cc.Advertise, "advertise", "", "with --node-id: the gRPC address the other nodes reach this one at (default --listen's)")
 	flag.StringVar(&cc.KeyFile, "cluster-key", "", "with --node-id: a file holding the secret every node of the cluster shares (32 bytes at least)")
+	version := flag.Bool("version", false, "print the version and exit")
 	join := flag.String("join", "", "with --node-id: gRPC addresses of nodes to join through (a,b,c), for a node without raft state; empty: it bootstraps a cluster")
 	flag.Parse()
+	if *version {
+		fmt.Println("vmappd", buildinfo.Get())
+		return
+	}
 	if *join != "" {
 		cc.Join = strings.Split(*join, ",")
 	}

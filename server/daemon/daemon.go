@@ -22,6 +22,7 @@ import (
 	"google.golang.org/grpc/health"
 
 	"github.com/vmapp/vmapp/cluster"
+	"github.com/vmapp/vmapp/internal/buildinfo"
 	pb "github.com/vmapp/vmapp/proto/vmapp/v1"
 	"github.com/vmapp/vmapp/replicator"
 	"github.com/vmapp/vmapp/server"
@@ -237,7 +238,7 @@ func (d *Daemon) leaderWork(ctx context.Context) {
 func (d *Daemon) Serve(ctx context.Context) error {
 	defer d.Close()
 	c, log, reg := d.Config, d.log, d.Registry
-	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}), buildinfo.Collector())
 	d.GRPC = d.grpcServer()
 	transport := logTransport(log, d.lis.Addr(), d.tls)
 	var metricsSrv *http.Server
