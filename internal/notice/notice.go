@@ -36,8 +36,8 @@ func Modules(root string) ([]Module, error) {
 		var p struct {
 			Module *struct {
 				Path, Version, Dir string
-				Main             bool
-				Replace          *struct{ Path, Version, Dir string }
+				Main               bool
+				Replace            *struct{ Path, Version, Dir string }
 			}
 		}
 		if err := dec.Decode(&p); err == io.EOF {
