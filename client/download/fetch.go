@@ -108,27 +108,27 @@ func (d *downloader) fetchPiece(ctx context.Context, i int, buf []byte) error {
 // try reads the consecutive pieces run from the source named as s,
 // records the outcome in its health and reports how many pieces it
 // verified. When the source's access expired it asks for a new plan, and
-// tries the source of the same name in it, twice at most.
+// tries the source of the same name in it for the pieces left, twice at
+// most.
 func (d *downloader) try(ctx context.Context, s *source, run []int, buf []byte) (int, error) {
-	name := s.Name()
+	name, done := s.Name(), 0
 	for renewed := 0; ; renewed++ {
 		v, err := d.plan.current(ctx)
 		if err != nil {
-			return 0, err
+			return done, err
 		}
 		if s = v.find(name); s == nil {
-			return 0, errs.New(errs.Unavailable, "", "%s is no longer in the download plan", name)
+			return done, errs.New(errs.Unavailable, "", "%s is no longer in the download plan", name)
 		}
-		n, err := d.read(ctx, s, run, buf)
+		n, err := d.read(ctx, s, run[done:], buf)
+		done += n
 		if errors.Is(err, ErrExpired) && renewed < 2 {
-			if err := d.plan.renew(ctx, v.gen); err != nil {
-				s.result(err)
-				return n, err
+			if err = d.plan.renew(ctx, v.gen); err == nil {
+				continue
 			}
-			continue
 		}
 		s.result(err)
-		return n, err
+		return done, err
 	}
 }
 
@@ -181,7 +181,7 @@ func readErr(ctx context.Context, s Source, i int, got, n int64, err error) erro
 	switch {
 	case context.Cause(ctx) == errStalled:
 		err = errStalled
-	case isClassified(err) || isFatal(err):
+	case isClassified(err) || isFatal(err) || errors.Is(err, ErrExpired):
 		return err // the source's own account
 	case err == io.EOF:
 		err = io.ErrUnexpectedEOF

@@ -2,6 +2,7 @@ package download
 
 import (
 	"bytes"
+	"cmp"
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
@@ -39,6 +40,8 @@ type fakeSource struct {
 	err  error // every ReadRange fails with it
 	flip int64 // the offset of a byte sent wrong; -1: none
 	cut  int64 // the offset at which the reader fails; 0: never
+	// cutErr is the error of the reader cut; nil: errCut.
+	cutErr error
 	// short wraps each reader (iotest.OneByteReader, HalfReader); nil:
 	// reads as large as asked.
 	short func(io.Reader) io.Reader
@@ -69,7 +72,7 @@ func (s *fakeSource) ReadRange(_ context.Context, off, n int64) (io.ReadCloser, 
 	}
 	var r io.Reader = bytes.NewReader(b)
 	if s.cut > off && s.cut < off+n {
-		r = io.MultiReader(bytes.NewReader(b[:s.cut-off]), iotest.ErrReader(errCut))
+		r = io.MultiReader(bytes.NewReader(b[:s.cut-off]), iotest.ErrReader(cmp.Or(s.cutErr, errCut)))
 	}
 	if s.short != nil {
 		r = s.short(r)
@@ -388,6 +391,33 @@ func TestFetchExpired(t *testing.T) {
 	fx.check(t)
 	if fx.gets.Load() < 2 || len(b.reads()) != 6 || !strings.Contains(fx.logs.String(), "403 from the test") {
 		t.Fatalf("%d new plans, reads of b %v; want 2 plans or more, then b for every piece; log:\n%s", fx.gets.Load(), b.reads(), fx.logs.String())
+	}
+}
+
+// A source whose access expires in the middle of a run: the pieces it
+// verified are kept, and the source of the new plan is asked for the rest
+// of the run in one read.
+func TestFetchExpiredMidRun(t *testing.T) {
+	fx := newFixture(t, size6, true)
+	var a1 *fakeSource
+	sources := func(gen int) []*source {
+		a := newFake("a", fx.data)
+		if gen == 0 {
+			a.cut, a.cutErr = testPiece+testPiece/2, fmt.Errorf("token expired: %w", ErrExpired)
+		} else {
+			a1 = a
+		}
+		return in(at(tierRegion, a))(gen)
+	}
+	if err := fx.run(t, Options{Parallelism: 1}, sources); err != nil {
+		t.Fatal(err)
+	}
+	fx.check(t)
+	if want := []string{span(size6, 1, 3), span(size6, 3, 4), span(size6, 4, 5), span(size6, 5, 6)}; fx.gets.Load() != 1 || !slices.Equal(a1.reads(), want) {
+		t.Fatalf("%d new plans, reads of the renewed source %v; want 1, %v", fx.gets.Load(), a1.reads(), want)
+	}
+	if strings.Contains(fx.logs.String(), "WARN") {
+		t.Fatalf("an expiry renewed is no failure:\n%s", fx.logs.String())
 	}
 }
 
