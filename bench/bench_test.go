@@ -58,7 +58,7 @@ type Machine struct {
 var report = Report{Scenarios: map[string]Result{}}
 
 func TestMain(m *testing.M) {
-	// No client.RaiseProcsForDirectIO here, though the CLI and the agent
+	// No download.RaiseProcsForDirectIO here, though the CLI and the agent
 	// call it: this process plays 100 machines at once in the fleet
 	// scenario, and its extra Ps took CPU from vmappd on the same 2 cores
 	// (ReportStatus p99 during the downloads 57 ms → 459 ms).

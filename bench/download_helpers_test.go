@@ -27,6 +27,7 @@ import (
 	"google.golang.org/protobuf/proto"
 
 	"github.com/vmapp/vmapp/client"
+	"github.com/vmapp/vmapp/client/download"
 	pb "github.com/vmapp/vmapp/proto/vmapp/v1"
 )
 
@@ -171,7 +172,7 @@ func runDownload(t testing.TB, name string, argv []string, out string, size int6
 	if err != nil || fi.Size() != size {
 		t.Fatalf("%s wrote %v (%v), want %d bytes\n%s", name, fi, err, size, buf.Bytes())
 	}
-	for _, p := range []string{out, out + client.PartialSuffix, out + client.StateSuffix, out + ".aria2"} {
+	for _, p := range []string{out, out + download.PartialSuffix, out + download.StateSuffix, out + ".aria2"} {
 		os.Remove(p)
 	}
 	return r
@@ -299,7 +300,7 @@ func libraryDownload(t testing.TB, ctx context.Context, c *client.Client, out st
 	if err != nil || n != size || sum != plan.Sha256 {
 		t.Fatalf("library download wrote %d bytes with sha256 %s (%v), want %d, %s", n, sum, err, size, plan.Sha256)
 	}
-	for _, p := range []string{out, out + client.PartialSuffix, out + client.StateSuffix} {
+	for _, p := range []string{out, out + download.PartialSuffix, out + download.StateSuffix} {
 		os.Remove(p)
 	}
 	tr.mu.Lock()

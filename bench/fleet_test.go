@@ -20,6 +20,7 @@ import (
 	"google.golang.org/protobuf/types/known/timestamppb"
 
 	"github.com/vmapp/vmapp/client"
+	"github.com/vmapp/vmapp/client/download"
 	pb "github.com/vmapp/vmapp/proto/vmapp/v1"
 )
 
@@ -356,7 +357,7 @@ func TestFleet(t *testing.T) {
 		mu.Lock()
 		dlEnd = max(dlEnd, end.Sub(dlStart))
 		dlLat = append(dlLat, end.Sub(start))
-		if src := client.OrderSources(plan, dlMachines[i]); len(src) > 0 {
+		if src := download.OrderSources(plan, dlMachines[i]); len(src) > 0 {
 			firstRep[src[0].Replica]++
 		}
 		mu.Unlock()
@@ -465,7 +466,7 @@ func waitTimeout(wg *sync.WaitGroup, d time.Duration) bool {
 
 // baselineFleetDownloads GETs the package once per machine, all at once,
 // from the presigned URL of the replica the machine's ID picks first
-// (client.OrderSources), each with its own connection pool, into dir;
+// (download.OrderSources), each with its own connection pool, into dir;
 // no ranges, no verification and, unless sync, no fsync: what curl -o
 // would do. The plan request is not timed. It checks each file's size and
 // removes dir.
@@ -487,7 +488,7 @@ func baselineFleetDownloads(ctx context.Context, e *fleetEnv, gallery, app, vers
 	err = forEach(ctx, len(machines), len(machines), func(ctx context.Context, i int) error {
 		hc := machineHTTPClient()
 		defer hc.CloseIdleConnections()
-		req, err := http.NewRequestWithContext(ctx, http.MethodGet, client.OrderSources(r.Plan, machines[i])[0].Url, nil)
+		req, err := http.NewRequestWithContext(ctx, http.MethodGet, download.OrderSources(r.Plan, machines[i])[0].Url, nil)
 		if err != nil {
 			return err
 		}

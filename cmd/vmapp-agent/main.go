@@ -17,6 +17,7 @@ import (
 
 	"github.com/vmapp/vmapp/client"
 	"github.com/vmapp/vmapp/client/agent"
+	"github.com/vmapp/vmapp/client/download"
 	"github.com/vmapp/vmapp/internal/buildinfo"
 	"github.com/vmapp/vmapp/internal/tlsfiles"
 )
@@ -96,7 +97,7 @@ func main() {
 	c.Logger = slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: level}))
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
-	procs := client.RaiseProcsForDirectIO()
+	procs := download.RaiseProcsForDirectIO()
 	c.Logger.Info("vmapp-agent starting", "version", agent.Version, "server", c.Server, "tls", c.TLS != nil, "vm", c.Machine, "root", c.Root, "gomaxprocs", procs)
 	start := time.Now()
 	if err := agent.Run(ctx, c); errors.Is(err, agent.ErrRevoked) {

@@ -31,6 +31,7 @@ import (
 	"google.golang.org/protobuf/types/known/timestamppb"
 
 	"github.com/vmapp/vmapp/client"
+	"github.com/vmapp/vmapp/client/download"
 	"github.com/vmapp/vmapp/errs"
 	"github.com/vmapp/vmapp/internal/buildinfo"
 	"github.com/vmapp/vmapp/internal/tlsfiles"
@@ -39,7 +40,7 @@ import (
 const defaultServer = "127.0.0.1:7443"
 
 func main() {
-	client.RaiseProcsForDirectIO()
+	download.RaiseProcsForDirectIO()
 	os.Exit(run(os.Args[1:], os.Stdout, os.Stderr))
 }
 

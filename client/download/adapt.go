@@ -1,6 +1,13 @@
-package client
+package download
 
 import "time"
+
+const (
+	adaptiveStart = 8
+	adaptiveMax   = 16
+	adaptiveStep  = 4
+	adaptiveTick  = 300 * time.Millisecond
+)
 
 // adaptive is the rule of the adaptive pool, apart from any clock: fed the
 // bytes received so far at each tick, it measures the throughput of

@@ -1,4 +1,4 @@
-package client_test
+package download_test
 
 import (
 	"bytes"
@@ -30,6 +30,7 @@ import (
 	"google.golang.org/grpc/status"
 
 	"github.com/vmapp/vmapp/client"
+	"github.com/vmapp/vmapp/client/download"
 	"github.com/vmapp/vmapp/errs"
 	"github.com/vmapp/vmapp/internal/testkit/testcluster"
 	pb "github.com/vmapp/vmapp/proto/vmapp/v1"
@@ -74,7 +75,7 @@ func machineFor(t *testing.T, p *pb.DownloadPlan, replica int32) string {
 	t.Helper()
 	for i := range 100 {
 		id := fmt.Sprintf("machine-%d", i)
-		if s := client.OrderSources(p, id)[0]; s.Replica == replica && !s.Fallback {
+		if s := download.OrderSources(p, id)[0]; s.Replica == replica && !s.Fallback {
 			return id
 		}
 	}
@@ -280,7 +281,7 @@ func checkDownloaded(t *testing.T, dest string, data []byte, p *pb.DownloadPlan)
 	if !bytes.Equal(got, data) || hex.EncodeToString(sum[:]) != p.GetSha256() {
 		t.Fatalf("%s: %d bytes, sha256 %x; want %d bytes, plan sha256 %s", dest, len(got), sum, len(data), p.GetSha256())
 	}
-	for _, s := range []string{client.PartialSuffix, client.StateSuffix, client.StateSuffix + ".tmp"} {
+	for _, s := range []string{download.PartialSuffix, download.StateSuffix, download.StateSuffix + ".tmp"} {
 		if _, err := os.Stat(dest + s); !errors.Is(err, os.ErrNotExist) {
 			t.Errorf("%s is left: %v", dest+s, err)
 		}
@@ -356,7 +357,7 @@ func TestDownload(t *testing.T) {
 	for _, id := range []string{"a", "b", "vm-0017", ""} {
 		h := fnv.New32a()
 		h.Write([]byte(id))
-		order := client.OrderSources(p, id)
+		order := download.OrderSources(p, id)
 		if first := p.Sources[h.Sum32()%2]; order[0] != first || order[1] != p.Sources[1-h.Sum32()%2] || order[2] != p.Sources[2] || !order[2].Fallback {
 			t.Fatalf("order for %q: %v", id, order)
 		}
@@ -370,7 +371,7 @@ func TestDownload(t *testing.T) {
 		var calls, last, total atomic.Int64
 		var mono atomic.Bool
 		mono.Store(true)
-		got, err := c.Client.Download(testCtx(t), "g", "a", "latest", dest, client.DownloadOptions{
+		got, err := c.Client.Download(testCtx(t), "g", "a", "latest", dest, download.Options{
 			Region: "eastus", MachineID: id, HTTPClient: rec.client(),
 			Progress: func(done, tot int64) {
 				calls.Add(1)
@@ -402,7 +403,7 @@ func TestDownload(t *testing.T) {
 	// dest holds the artifact already: no request at all.
 	rec := newRecorder()
 	dest := filepath.Join(dir, "pkg-0")
-	if _, err := c.Client.Download(testCtx(t), "g", "a", "1.0.0", dest, client.DownloadOptions{Region: "eastus", HTTPClient: rec.client()}); err != nil {
+	if _, err := c.Client.Download(testCtx(t), "g", "a", "1.0.0", dest, download.Options{Region: "eastus", HTTPClient: rec.client()}); err != nil {
 		t.Fatal(err)
 	}
 	if n, _, _ := rec.count(); n != 0 {
@@ -410,7 +411,7 @@ func TestDownload(t *testing.T) {
 	}
 	// A different file at dest is replaced.
 	os.WriteFile(dest, []byte("something else"), 0o644)
-	got, err := c.Client.Download(testCtx(t), "g", "a", "1.0.0", dest, client.DownloadOptions{Region: "westus", HTTPClient: rec.client()})
+	got, err := c.Client.Download(testCtx(t), "g", "a", "1.0.0", dest, download.Options{Region: "westus", HTTPClient: rec.client()})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -419,7 +420,7 @@ func TestDownload(t *testing.T) {
 		t.Fatalf("westus download: %v", hosts)
 	}
 
-	_, err = c.Client.Download(testCtx(t), "g", "a", "1.0.0", dest, client.DownloadOptions{})
+	_, err = c.Client.Download(testCtx(t), "g", "a", "1.0.0", dest, download.Options{})
 	wantClass(t, err, errs.InvalidArgument, "region is required")
 }
 
@@ -524,7 +525,7 @@ func TestDownloadBadChain(t *testing.T) {
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			dest := filepath.Join(t.TempDir(), "pkg")
-			_, err := planEdit(t, c, tc.edit).Download(testCtx(t), "g", "a", "1.0.0", dest, client.DownloadOptions{Region: "eastus"})
+			_, err := planEdit(t, c, tc.edit).Download(testCtx(t), "g", "a", "1.0.0", dest, download.Options{Region: "eastus"})
 			wantClass(t, err, tc.class, tc.want)
 			mustNotExist(t, dest)
 		})
@@ -556,7 +557,7 @@ func testCorruptReplica(t *testing.T, legacy bool) {
 	rec := newRecorder()
 	dest := filepath.Join(t.TempDir(), "pkg")
 	var logs bytes.Buffer
-	got, err := cl.Download(testCtx(t), "g", "a", "1.0.0", dest, client.DownloadOptions{
+	got, err := cl.Download(testCtx(t), "g", "a", "1.0.0", dest, download.Options{
 		Region: "eastus", MachineID: machineFor(t, p, 0), HTTPClient: rec.client(),
 		Logger: slog.New(slog.NewTextHandler(&logs, nil)),
 	})
@@ -599,7 +600,7 @@ func testCorruptReplica(t *testing.T, legacy bool) {
 	publish(t, c, "1.0.1", small, testcluster.Target("eastus", 1))
 	corrupt("eastus", 0, "1.0.1", len(small))
 	dest = filepath.Join(t.TempDir(), "pkg")
-	_, err = cl.Download(testCtx(t), "g", "a", "1.0.1", dest, client.DownloadOptions{Region: "eastus"})
+	_, err = cl.Download(testCtx(t), "g", "a", "1.0.1", dest, download.Options{Region: "eastus"})
 	wantClass(t, err, errs.DataLoss, "sha256")
 	mustNotExist(t, dest)
 	t.Logf("all corrupted: %v", err)
@@ -642,7 +643,7 @@ func TestDownloadRuns(t *testing.T) {
 
 	rec := newRecorder()
 	dest := filepath.Join(t.TempDir(), "pkg")
-	got, err := c.Client.Download(testCtx(t), "g", "a", "1.0.0", dest, client.DownloadOptions{
+	got, err := c.Client.Download(testCtx(t), "g", "a", "1.0.0", dest, download.Options{
 		Region: "eastus", MachineID: machineFor(t, p, 0), Parallelism: 1, HTTPClient: rec.client(),
 	})
 	if err != nil {
@@ -660,7 +661,7 @@ func TestDownloadRuns(t *testing.T) {
 			t.Fatal(err)
 		}
 		t.Cleanup(func() { os.RemoveAll(shm) })
-		got, err := c.Client.Download(testCtx(t), "g", "a", "1.0.0", filepath.Join(shm, "pkg"), client.DownloadOptions{Region: "eastus"})
+		got, err := c.Client.Download(testCtx(t), "g", "a", "1.0.0", filepath.Join(shm, "pkg"), download.Options{Region: "eastus"})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -677,7 +678,7 @@ func TestDownloadRuns(t *testing.T) {
 	}
 	rec = newRecorder()
 	dest = filepath.Join(t.TempDir(), "pkg")
-	got, err = c.Client.Download(testCtx(t), "g", "a", "1.0.0", dest, client.DownloadOptions{
+	got, err = c.Client.Download(testCtx(t), "g", "a", "1.0.0", dest, download.Options{
 		Region: "eastus", MachineID: machineFor(t, p, 0), Parallelism: 1, HTTPClient: rec.client(),
 	})
 	if err != nil {
@@ -710,7 +711,7 @@ func TestDownloadRuns(t *testing.T) {
 	}
 	var logs bytes.Buffer
 	dest = filepath.Join(t.TempDir(), "pkg")
-	got, err = c.Client.Download(testCtx(t), "g", "a", "1.0.0", dest, client.DownloadOptions{
+	got, err = c.Client.Download(testCtx(t), "g", "a", "1.0.0", dest, download.Options{
 		Region: "eastus", MachineID: machineFor(t, p, 1), Parallelism: 1, HTTPClient: rec.client(),
 		Logger: slog.New(slog.NewTextHandler(&logs, nil)),
 	})
@@ -739,7 +740,7 @@ func TestDownloadFailover(t *testing.T) {
 	east0.Stop(t)
 	rec := newRecorder()
 	dest := filepath.Join(t.TempDir(), "pkg")
-	got, err := c.Client.Download(testCtx(t), "g", "a", "1.0.0", dest, client.DownloadOptions{
+	got, err := c.Client.Download(testCtx(t), "g", "a", "1.0.0", dest, download.Options{
 		Region: "eastus", MachineID: machineFor(t, p, 0), HTTPClient: rec.client(),
 	})
 	if err != nil {
@@ -755,7 +756,7 @@ func TestDownloadFailover(t *testing.T) {
 	west.Stop(t)
 	rec = newRecorder()
 	dest = filepath.Join(t.TempDir(), "pkg")
-	got, err = c.Client.Download(testCtx(t), "g", "a", "1.0.0", dest, client.DownloadOptions{Region: "westus", HTTPClient: rec.client()})
+	got, err = c.Client.Download(testCtx(t), "g", "a", "1.0.0", dest, download.Options{Region: "westus", HTTPClient: rec.client()})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -772,7 +773,7 @@ func TestDownloadFailover(t *testing.T) {
 	rec = newRecorder()
 	rec.before = func(int, *http.Request) error { return errors.New("blocked by the test's firewall") }
 	dest = filepath.Join(t.TempDir(), "pkg")
-	got, err = cl.Download(testCtx(t), "g", "a", "1.0.0", dest, client.DownloadOptions{Region: "eastus", HTTPClient: rec.client()})
+	got, err = cl.Download(testCtx(t), "g", "a", "1.0.0", dest, download.Options{Region: "eastus", HTTPClient: rec.client()})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -786,7 +787,7 @@ func TestDownloadFailover(t *testing.T) {
 	east1.Stop(t)
 	east0.Stop(t)
 	dest = filepath.Join(t.TempDir(), "pkg")
-	_, err = c.Client.Download(testCtx(t), "g", "a", "1.0.0", dest, client.DownloadOptions{Region: "westus", Parallelism: 1})
+	_, err = c.Client.Download(testCtx(t), "g", "a", "1.0.0", dest, download.Options{Region: "westus", Parallelism: 1})
 	wantClass(t, err, errs.Unavailable, "every source failed")
 	mustNotExist(t, dest)
 	t.Logf("everything down: %v", err)
@@ -815,10 +816,10 @@ func TestDownloadResume(t *testing.T) {
 		}
 		return nil
 	}
-	_, err := c.Client.Download(ctx, "g", "a", "1.0.0", dest, client.DownloadOptions{Region: "eastus", Parallelism: 1, HTTPClient: rec.client()})
+	_, err := c.Client.Download(ctx, "g", "a", "1.0.0", dest, download.Options{Region: "eastus", Parallelism: 1, HTTPClient: rec.client()})
 	wantClass(t, err, errs.Canceled, "resume")
 	mustNotExist(t, dest)
-	b, err := os.ReadFile(dest + client.StateSuffix)
+	b, err := os.ReadFile(dest + download.StateSuffix)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -830,14 +831,14 @@ func TestDownloadResume(t *testing.T) {
 	if err := json.Unmarshal(b, &st); err != nil || k < 2 || int64(len(st.Verified)) != k || st.Size != int64(len(data)) {
 		t.Fatalf("state %s after stopping at piece %d: %v", b, k, err)
 	}
-	if fi, err := os.Stat(dest + client.PartialSuffix); err != nil || fi.Size() != int64(len(data)) {
+	if fi, err := os.Stat(dest + download.PartialSuffix); err != nil || fi.Size() != int64(len(data)) {
 		t.Fatalf("partial file: %v %v", fi, err)
 	}
 
 	rec = newRecorder()
 	var first atomic.Int64
 	first.Store(-1)
-	got, err := c.Client.Download(testCtx(t), "g", "a", "1.0.0", dest, client.DownloadOptions{Region: "eastus", HTTPClient: rec.client(),
+	got, err := c.Client.Download(testCtx(t), "g", "a", "1.0.0", dest, download.Options{Region: "eastus", HTTPClient: rec.client(),
 		Progress: func(done, _ int64) { first.CompareAndSwap(-1, done) }})
 	if err != nil {
 		t.Fatal(err)
@@ -852,10 +853,10 @@ func TestDownloadResume(t *testing.T) {
 
 	// A state file of another artifact is ignored.
 	os.Remove(dest)
-	os.WriteFile(dest+client.PartialSuffix, make([]byte, len(data)), 0o644)
-	os.WriteFile(dest+client.StateSuffix, []byte(`{"sha256":"00","size":1,"piece_size":1,"verified":[0,1,2,3,4,5]}`), 0o644)
+	os.WriteFile(dest+download.PartialSuffix, make([]byte, len(data)), 0o644)
+	os.WriteFile(dest+download.StateSuffix, []byte(`{"sha256":"00","size":1,"piece_size":1,"verified":[0,1,2,3,4,5]}`), 0o644)
 	rec = newRecorder()
-	got, err = c.Client.Download(testCtx(t), "g", "a", "1.0.0", dest, client.DownloadOptions{Region: "eastus", HTTPClient: rec.client()})
+	got, err = c.Client.Download(testCtx(t), "g", "a", "1.0.0", dest, download.Options{Region: "eastus", HTTPClient: rec.client()})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -867,10 +868,10 @@ func TestDownloadResume(t *testing.T) {
 	// A state listing pieces the partial file doesn't hold (lost on a
 	// crash): they are checked and fetched again.
 	os.Remove(dest)
-	os.WriteFile(dest+client.PartialSuffix, make([]byte, len(data)), 0o644)
-	os.WriteFile(dest+client.StateSuffix, fmt.Appendf(nil, `{"sha256":%q,"size":%d,"piece_size":%d,"verified":[0,1,2,3,4,5]}`, got.Sha256, len(data), testcluster.PartSize), 0o644)
+	os.WriteFile(dest+download.PartialSuffix, make([]byte, len(data)), 0o644)
+	os.WriteFile(dest+download.StateSuffix, fmt.Appendf(nil, `{"sha256":%q,"size":%d,"piece_size":%d,"verified":[0,1,2,3,4,5]}`, got.Sha256, len(data), testcluster.PartSize), 0o644)
 	rec = newRecorder()
-	got, err = c.Client.Download(testCtx(t), "g", "a", "1.0.0", dest, client.DownloadOptions{Region: "eastus", HTTPClient: rec.client()})
+	got, err = c.Client.Download(testCtx(t), "g", "a", "1.0.0", dest, download.Options{Region: "eastus", HTTPClient: rec.client()})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -897,11 +898,11 @@ func TestDownloadSameDest(t *testing.T) {
 	}
 	errc := make(chan error, 1)
 	go func() {
-		_, err := c.Client.Download(testCtx(t), "g", "a", "1.0.0", dest, client.DownloadOptions{Region: "eastus", Parallelism: 1, HTTPClient: rec.client()})
+		_, err := c.Client.Download(testCtx(t), "g", "a", "1.0.0", dest, download.Options{Region: "eastus", Parallelism: 1, HTTPClient: rec.client()})
 		errc <- err
 	}()
 	<-started
-	_, err := c.Client.Download(testCtx(t), "g", "a", "1.0.0", dest, client.DownloadOptions{Region: "eastus"})
+	_, err := c.Client.Download(testCtx(t), "g", "a", "1.0.0", dest, download.Options{Region: "eastus"})
 	close(release)
 	wantClass(t, err, errs.Aborted, "another download into "+dest)
 	if err := <-errc; err != nil {
@@ -924,7 +925,7 @@ func TestDownloadExpiredURLs(t *testing.T) {
 		return nil
 	}
 	dest := filepath.Join(t.TempDir(), "pkg")
-	got, err := cl.Download(testCtx(t), "g", "a", "1.0.0", dest, client.DownloadOptions{Region: "eastus", Parallelism: 1, HTTPClient: rec.client()})
+	got, err := cl.Download(testCtx(t), "g", "a", "1.0.0", dest, download.Options{Region: "eastus", Parallelism: 1, HTTPClient: rec.client()})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -946,7 +947,7 @@ func TestDownloadProxied(t *testing.T) {
 	cl, cnt := countingClient(t, c)
 	rec := newRecorder()
 	dest := filepath.Join(t.TempDir(), "pkg")
-	got, err := cl.Download(testCtx(t), "g", "a", "1.0.0", dest, client.DownloadOptions{Region: "eastus", HTTPClient: rec.client()})
+	got, err := cl.Download(testCtx(t), "g", "a", "1.0.0", dest, download.Options{Region: "eastus", HTTPClient: rec.client()})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -963,11 +964,11 @@ func TestDownloadNotInRegion(t *testing.T) {
 	c := testcluster.Start(t, testcluster.Options{})
 	publish(t, c, "1.0.0", randomData(1000, 8), testcluster.Target("eastus", 1))
 	dest := filepath.Join(t.TempDir(), "pkg")
-	_, err := c.Client.Download(testCtx(t), "g", "a", "1.0.0", dest, client.DownloadOptions{Region: "westus"})
+	_, err := c.Client.Download(testCtx(t), "g", "a", "1.0.0", dest, download.Options{Region: "westus"})
 	wantClass(t, err, errs.FailedPrecondition, "isn't available in westus region")
 	mustNotExist(t, dest)
-	mustNotExist(t, dest+client.PartialSuffix)
-	_, err = c.Client.Download(testCtx(t), "g", "a", "9.9.9", dest, client.DownloadOptions{Region: "eastus"})
+	mustNotExist(t, dest+download.PartialSuffix)
+	_, err = c.Client.Download(testCtx(t), "g", "a", "9.9.9", dest, download.Options{Region: "eastus"})
 	wantClass(t, err, errs.NotFound, "")
 }
 
@@ -1016,10 +1017,10 @@ func TestDownloadNoSpaceChild(t *testing.T) {
 	defer cl.Close()
 	rec := newRecorder()
 	dest := filepath.Join(dir, "pkg")
-	_, err = cl.Download(testCtx(t), "g", "a", "1.0.0", dest, client.DownloadOptions{Region: "eastus", HTTPClient: rec.client()})
+	_, err = cl.Download(testCtx(t), "g", "a", "1.0.0", dest, download.Options{Region: "eastus", HTTPClient: rec.client()})
 	wantClass(t, err, errs.ResourceExhausted, fmt.Sprintf("no space left on device for %s (%d bytes)", dest, 12<<20))
 	mustNotExist(t, dest)
-	mustNotExist(t, dest+client.PartialSuffix)
+	mustNotExist(t, dest+download.PartialSuffix)
 	if n, _, _ := rec.count(); n != 0 {
 		t.Fatalf("%d requests before the disk was found too small", n)
 	}
@@ -1051,7 +1052,7 @@ func TestDownloadParallelism(t *testing.T) {
 			rec := newRecorder()
 			came := rec.together(tc.together)
 			dest := filepath.Join(dir, tc.name)
-			got, err := c.Client.Download(testCtx(t), "g", "a", "1.0.0", dest, client.DownloadOptions{Region: "eastus", Parallelism: tc.par, HTTPClient: rec.client()})
+			got, err := c.Client.Download(testCtx(t), "g", "a", "1.0.0", dest, download.Options{Region: "eastus", Parallelism: tc.par, HTTPClient: rec.client()})
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -1083,7 +1084,7 @@ func TestDownloadFigures(t *testing.T) {
 			rec.capBytesPerSec = capRate
 			dest := filepath.Join(dir, fmt.Sprint("f", i))
 			start := time.Now()
-			if _, err := c.Client.Download(testCtx(t), "g", "a", "1.0.0", dest, client.DownloadOptions{Region: "eastus", Parallelism: par, HTTPClient: rec.client()}); err != nil {
+			if _, err := c.Client.Download(testCtx(t), "g", "a", "1.0.0", dest, download.Options{Region: "eastus", Parallelism: par, HTTPClient: rec.client()}); err != nil {
 				t.Fatal(err)
 			}
 			if d := time.Since(start); d < best {

@@ -1,0 +1,275 @@
+// Package download fetches a version's artifact the way a machine does:
+// a plan from vmappd (the artifact's size, piece hashes and the sources that
+// serve it), pieces fetched in parallel from those sources, each verified
+// as it arrives and written to a partial file beside the destination, and
+// the file renamed into place once the whole of it is verified.
+//
+// The parts, a file each:
+//
+//   - source.go: Source, a ranged read from one place. source_url.go reads
+//     a replica's presigned URL, source_vmappd.go vmappd's ReadRange.
+//   - plan.go: the plan in force, its sources in the order to try them
+//     (by tier, then by their failures), renewed before it expires.
+//   - fetch.go: the piece scheduler: runs of pieces in one read, each
+//     piece from the next source when one fails, rounds, warnings.
+//   - adapt.go, pool.go: the workers, a fixed or an adaptive number.
+//   - verify.go: the piece hashes and the sha256 chain.
+//   - writer.go: a piece's bytes hashed and written, with direct I/O or
+//     through the page cache.
+//   - partial.go: the partial file, its lock, its resume state, the
+//     rename into place.
+//   - report.go: damaged replicas reported to vmappd.
+//   - sys_linux.go, sys_other.go: each platform's file-system calls, and
+//     GOMAXPROCS for direct I/O.
+package download
+
+import (
+	"context"
+	"errors"
+	"log/slog"
+	"net/http"
+	"os"
+	"time"
+
+	"github.com/vmapp/vmapp/errs"
+	pb "github.com/vmapp/vmapp/proto/vmapp/v1"
+)
+
+// Options tune Run.
+type Options struct {
+	// Region is the machine's region (required): its replicas are read
+	// first, other regions' only when all of them fail.
+	Region string
+	// MachineID spreads a fleet over the region's replicas: the first
+	// replica tried is picked by hashing it (FNV-1a). "" means the hostname.
+	MachineID string
+	// Kind is the artifact; 0 means ARTIFACT_KIND_PACKAGE.
+	Kind pb.ArtifactKind
+	// Parallelism is the number of pieces fetched at once (connections);
+	// 0 adapts it: 8 at first, 4 more (up to 16) while each step raises
+	// throughput by more than 10%; a step that lowers it by more than 5%
+	// is taken back.
+	Parallelism int
+	// Progress, when set, is called about every 100ms and at the end with
+	// the bytes verified or in flight and the total. done steps back when a
+	// piece in flight fails and is fetched again. Calls never overlap.
+	Progress func(done, total int64)
+	// HTTPClient fetches the presigned URLs; nil means a client with
+	// enough idle connections per host for 16 parallel pieces.
+	HTTPClient *http.Client
+	// Logger gets a warning for each failed attempt at a piece, naming the
+	// source, the piece and the error (presigned queries left out): a
+	// corrupted or unreachable replica shows even when the download
+	// succeeds from another. nil discards them.
+	Logger *slog.Logger
+}
+
+// Suffixes of the files Run keeps beside dest while it works: the pieces
+// land in dest+PartialSuffix, and dest+StateSuffix records which of them
+// are verified, so that a download that was killed resumes.
+const (
+	PartialSuffix = ".partial"
+	StateSuffix   = ".vmapp-state"
+)
+
+// pieceRounds is how many times a piece goes through every source before
+// the download fails.
+const pieceRounds = 3
+
+var defaultHTTPClient = &http.Client{Transport: func() http.RoundTripper {
+	t := http.DefaultTransport.(*http.Transport).Clone()
+	t.MaxIdleConnsPerHost = adaptiveMax
+	t.ResponseHeaderTimeout = stallTimeout
+	return t
+}()}
+
+// Run fetches a version's artifact (version may be "latest") into dest,
+// as the machine of o.Region, and returns the plan it followed.
+//
+// Pieces are fetched in parallel with ranged GETs of the plan's presigned
+// URLs — the region's replicas first, from the one o.MachineID hashes to —
+// or with DownloadService.ReadRange when the plan isn't direct or every URL
+// failed for a piece. Each piece is checked against the plan's sha256 and a
+// bad one is fetched from the next source. The pieces go into
+// dest+".partial", allocated in full first; dest+".vmapp-state" lists the
+// verified ones so a download run again after a crash skips them. Only when
+// the whole file's sha256 matches the plan is it synced and renamed to
+// dest: dest never holds a partial file. When dest holds the artifact
+// already, Run returns at once.
+//
+// Errors are *errs.Error: FailedPrecondition when the version isn't
+// available in the region, ResourceExhausted when dest's disk is too small,
+// DataLoss when no source has sound bytes for a piece, Unavailable when none
+// can be reached, Canceled when ctx ends (run again to resume).
+func Run(ctx context.Context, svc pb.DownloadServiceClient, gallery, app, version, dest string, o Options) (*pb.DownloadPlan, error) {
+	o, err := o.withDefaults()
+	if err != nil {
+		return nil, err
+	}
+	if dest == "" {
+		return nil, errs.New(errs.InvalidArgument, "dest", "the destination file is required")
+	}
+	t := target{gallery: gallery, app: app, version: version, kind: o.Kind, region: o.Region}
+	first, err := t.getPlan(ctx, svc)
+	if err != nil {
+		return nil, err
+	}
+	art, err := newArtifact(first, o.Kind)
+	if err != nil {
+		return nil, err
+	}
+	t.version = art.version // "latest" no more: the plan's version throughout
+	pl := newPlanner(first, art, time.Now,
+		func(ctx context.Context) (*pb.DownloadPlan, error) { return t.getPlan(ctx, svc) },
+		func(p *pb.DownloadPlan) []*source {
+			return planSources(p, o.MachineID, art.size, o.HTTPClient, t.vmappd(svc))
+		})
+	d := newDownloader(art, dest, o, pl, newReporter(svc, t, art.what, o.Logger))
+	defer d.rep.wait()
+	if err := d.run(ctx); err != nil {
+		return nil, err
+	}
+	return d.plan.latest(), nil
+}
+
+// withDefaults checks o and fills in what it leaves to Run.
+func (o Options) withDefaults() (Options, error) {
+	switch {
+	case o.Region == "":
+		return o, errs.New(errs.InvalidArgument, "region", "the machine's region is required")
+	case o.Parallelism < 0:
+		return o, errs.New(errs.InvalidArgument, "parallelism", "parallelism %d must not be negative", o.Parallelism)
+	}
+	if o.Kind == pb.ArtifactKind_ARTIFACT_KIND_UNSPECIFIED {
+		o.Kind = pb.ArtifactKind_ARTIFACT_KIND_PACKAGE
+	}
+	if o.MachineID == "" {
+		o.MachineID, _ = os.Hostname()
+	}
+	if o.HTTPClient == nil {
+		o.HTTPClient = defaultHTTPClient
+	}
+	if o.Logger == nil {
+		o.Logger = slog.New(slog.DiscardHandler)
+	}
+	return o, nil
+}
+
+// target is what a download asks vmappd for.
+type target struct {
+	gallery, app, version string
+	kind                  pb.ArtifactKind
+	region                string
+}
+
+func (t target) getPlan(ctx context.Context, svc pb.DownloadServiceClient) (*pb.DownloadPlan, error) {
+	r, err := svc.GetDownloadPlan(ctx, &pb.GetDownloadPlanRequest{
+		Gallery: t.gallery, Application: t.app, Version: t.version, Kind: t.kind, Region: t.region,
+	})
+	if err != nil {
+		return nil, err
+	}
+	if r.Plan == nil {
+		return nil, errs.New(errs.Internal, "", "vmappd returned no download plan for %s/%s/%s", t.gallery, t.app, t.version)
+	}
+	return r.Plan, nil
+}
+
+// downloader is one download: the artifact, where it goes, and the parts
+// that fetch it.
+type downloader struct {
+	art  *artifact
+	dest string
+	o    Options
+	plan *planner
+	rep  *reporter
+	m    meter
+	file *partial // while run works
+}
+
+func newDownloader(art *artifact, dest string, o Options, pl *planner, rep *reporter) *downloader {
+	return &downloader{art: art, dest: dest, o: o, plan: pl, rep: rep}
+}
+
+// run fetches the missing pieces into the partial file and moves it to
+// dest once it is whole and verified.
+func (d *downloader) run(ctx context.Context) error {
+	if ok, err := destDone(d.dest, d.art); err != nil || ok {
+		if ok {
+			d.progress(d.art.size)
+		}
+		return err
+	}
+	f, err := openPartial(d.dest, d.art)
+	if err != nil {
+		return err
+	}
+	defer f.close()
+	d.file = f
+	d.m.done.Store(f.verifiedBytes())
+	d.progress(d.m.done.Load())
+	// The whole file's sha256: with a chain, verifying every piece checked
+	// it. Without, it is computed while pieces arrive, in order, from the
+	// verified prefix of the file, not in one pass at the end.
+	hctx, stopHash := context.WithCancel(ctx)
+	defer stopHash()
+	whole := make(chan hashResult, 1)
+	if d.art.chain != nil {
+		whole <- hashResult{sum: d.art.sha}
+	} else {
+		go func() { whole <- hashPrefix(hctx, d.art, f) }()
+	}
+	p := &pool{parallelism: d.o.Parallelism, maxRun: maxRun(d.art.pieceSize), meter: &d.m,
+		fetch: d.fetchRun, progress: func() { d.progress(d.m.done.Load()) }}
+	if err := p.run(ctx, f.todo()); err != nil {
+		stopHash()
+		<-whole
+		err = unfatal(err)
+		if ctx.Err() != nil && !isClassified(err) {
+			return errs.Wrap(errs.ClassOf(ctx.Err()), ctx.Err(), "download of %s into %s stopped with %d of %d pieces verified; run it again to resume", d.art.what, d.dest, f.nVerified(), d.art.pieces())
+		}
+		return err
+	}
+	r := <-whole
+	if r.err != nil {
+		return f.localErr(r.err, "read %s", f.path)
+	}
+	if err := f.finish(r.sum); err != nil {
+		return err
+	}
+	d.progress(d.art.size)
+	return nil
+}
+
+func (d *downloader) progress(done int64) {
+	if d.o.Progress != nil {
+		d.o.Progress(done, d.art.size)
+	}
+}
+
+// fatalError ends the whole download: the local disk failed, or vmappd
+// said the download can't go on.
+type fatalError struct{ err error }
+
+func (e *fatalError) Error() string { return e.err.Error() }
+func (e *fatalError) Unwrap() error { return e.err }
+
+func fatal(err error) error { return &fatalError{err} }
+
+func isFatal(err error) bool {
+	var f *fatalError
+	return errors.As(err, &f)
+}
+
+func unfatal(err error) error {
+	var f *fatalError
+	if errors.As(err, &f) {
+		return f.err
+	}
+	return err
+}
+
+func isClassified(err error) bool {
+	var e *errs.Error
+	return errors.As(err, &e)
+}

@@ -1,0 +1,196 @@
+package download
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"strings"
+	"time"
+
+	"github.com/vmapp/vmapp/errs"
+)
+
+// stallTimeout ends a read that received nothing for so long.
+const stallTimeout = 30 * time.Second
+
+var errStalled = fmt.Errorf("no data for %v", stallTimeout)
+
+// fetchRun fetches a run of consecutive pieces: with one read of the first
+// source (fewer requests: less work for the store and no wait for response
+// headers between pieces), and what that didn't verify piece by piece.
+func (d *downloader) fetchRun(ctx context.Context, run []int, buf []byte) error {
+	if s := d.runSource(ctx, run); s != nil {
+		n, err := d.try(ctx, s, run, buf)
+		if isFatal(err) {
+			return err
+		}
+		if err != nil && ctx.Err() == nil {
+			d.warn(s.Name(), run[n:], err)
+			d.rep.report(ctx, s, run[n], err)
+		}
+		run = run[n:]
+	}
+	for _, i := range run {
+		if err := d.fetchPiece(ctx, i, buf); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// runSource returns the source to ask for run in one read: the first to
+// try, unless run is a single piece or the first is vmappd's ReadRange, the
+// last resort, which is asked a piece at a time. nil: piece by piece.
+func (d *downloader) runSource(ctx context.Context, run []int) *source {
+	if len(run) < 2 {
+		return nil
+	}
+	v, err := d.plan.current(ctx)
+	if err != nil {
+		return nil // fetchPiece says why
+	}
+	if srcs := v.order(); len(srcs) > 0 && srcs[0].tier != tierVmappd {
+		return srcs[0]
+	}
+	return nil
+}
+
+// fetchPiece fetches piece i from the first source that has it right,
+// going through the sources pieceRounds times.
+func (d *downloader) fetchPiece(ctx context.Context, i int, buf []byte) error {
+	var failures []string
+	corrupt := true
+	for round := range pieceRounds {
+		if round > 0 {
+			select {
+			case <-ctx.Done():
+				return ctx.Err()
+			case <-time.After(time.Duration(round) * time.Second):
+			}
+		}
+		failures, corrupt = failures[:0], true
+		fail := func(src string, err error) error {
+			if isFatal(err) || ctx.Err() != nil {
+				return err
+			}
+			failures = append(failures, src+": "+err.Error())
+			corrupt = corrupt && errs.Is(err, errs.DataLoss)
+			d.warn(src, []int{i}, err)
+			return nil
+		}
+		v, err := d.plan.current(ctx)
+		if err != nil {
+			if err := fail("plan", err); err != nil {
+				return err
+			}
+			continue
+		}
+		for _, s := range v.order() {
+			_, err := d.try(ctx, s, []int{i}, buf)
+			if err == nil {
+				return nil
+			}
+			d.rep.report(ctx, s, i, err)
+			if err := fail(s.Name(), err); err != nil {
+				return err
+			}
+		}
+	}
+	c := errs.Unavailable
+	if corrupt {
+		c = errs.DataLoss
+	}
+	off, n := d.art.span(i)
+	return errs.New(c, "", "%s piece %d (bytes %d-%d): every source failed %d times; last: %s", d.art.what, i, off, off+n-1, pieceRounds, strings.Join(failures, "; "))
+}
+
+// try reads the consecutive pieces run from the source named as s,
+// records the outcome in its health and reports how many pieces it
+// verified. When the source's access expired it asks for a new plan, and
+// tries the source of the same name in it for the pieces left, twice at
+// most.
+func (d *downloader) try(ctx context.Context, s *source, run []int, buf []byte) (int, error) {
+	name, done := s.Name(), 0
+	for renewed := 0; ; renewed++ {
+		v, err := d.plan.current(ctx)
+		if err != nil {
+			return done, err
+		}
+		if s = v.find(name); s == nil {
+			return done, errs.New(errs.Unavailable, "", "%s is no longer in the download plan", name)
+		}
+		n, err := d.read(ctx, s, run[done:], buf)
+		done += n
+		if errors.Is(err, ErrExpired) && renewed < 2 {
+			if err = d.plan.renew(ctx, v.gen); err == nil {
+				continue
+			}
+		}
+		s.result(err)
+		return done, err
+	}
+}
+
+// read reads the consecutive pieces run from s, verifying and writing each
+// as it arrives, and reports how many it verified.
+func (d *downloader) read(ctx context.Context, s *source, run []int, buf []byte) (int, error) {
+	off, _ := d.art.span(run[0])
+	end, last := d.art.span(run[len(run)-1])
+	end += last
+	ctx, cancel := context.WithCancelCause(ctx)
+	defer cancel(nil)
+	stall := time.AfterFunc(stallTimeout, func() { cancel(errStalled) })
+	defer stall.Stop()
+	body, err := s.ReadRange(ctx, off, end-off)
+	if err != nil {
+		if context.Cause(ctx) == errStalled && !isFatal(err) {
+			err = errs.New(errs.Unavailable, "", "%s: %v", s, errStalled)
+		}
+		return 0, err
+	}
+	defer body.Close()
+	for done, i := range run {
+		w := d.newPieceWriter(i, buf)
+		for w.got < w.n {
+			k, err := body.Read(w.space())
+			if k > 0 {
+				stall.Reset(stallTimeout)
+				if err := w.add(k); err != nil {
+					return done, err
+				}
+			}
+			if err == io.EOF && w.got == w.n {
+				break
+			}
+			if err != nil {
+				got := w.abort()
+				return done, readErr(ctx, s, i, got, w.n, err)
+			}
+		}
+		if err := w.verify(s.String()); err != nil {
+			return done, err
+		}
+	}
+	return len(run), nil
+}
+
+// readErr is the error of a read of piece i from s that failed after got
+// of its n bytes.
+func readErr(ctx context.Context, s Source, i int, got, n int64, err error) error {
+	switch {
+	case context.Cause(ctx) == errStalled:
+		err = errStalled
+	case isClassified(err) || isFatal(err) || errors.Is(err, ErrExpired):
+		return err // the source's own account
+	case err == io.EOF:
+		err = io.ErrUnexpectedEOF
+	}
+	return errs.New(errs.Unavailable, "", "%s: piece %d: %d of %d bytes: %v", s, i, got, n, err)
+}
+
+// warn logs a failed attempt at pieces from src; they are tried again.
+func (d *downloader) warn(src string, pieces []int, err error) {
+	d.o.Logger.Warn("download: a piece failed; trying again", "artifact", d.art.what, "source", src,
+		"pieces", fmt.Sprint(pieces), "class", errs.ClassOf(err).String(), "err", err)
+}

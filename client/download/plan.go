@@ -1,0 +1,183 @@
+package download
+
+import (
+	"cmp"
+	"context"
+	"fmt"
+	"hash/fnv"
+	"net/http"
+	"slices"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/vmapp/vmapp/errs"
+	pb "github.com/vmapp/vmapp/proto/vmapp/v1"
+)
+
+// refreshMargin caps how long before the plan's expiry a new one is asked
+// for.
+const refreshMargin = 30 * time.Second
+
+// OrderSources returns a plan's sources in the order Run tries them: the
+// own region's replicas (in the plan's order) rotated to start at
+// FNV-1a(machineID) mod their number, then the other regions' (fallbacks)
+// in the plan's order.
+func OrderSources(plan *pb.DownloadPlan, machineID string) []*pb.DownloadSource {
+	var own, other []*pb.DownloadSource
+	for _, s := range plan.GetSources() {
+		if s.Fallback {
+			other = append(other, s)
+		} else {
+			own = append(own, s)
+		}
+	}
+	out := make([]*pb.DownloadSource, 0, len(own)+len(other))
+	if n := len(own); n > 0 {
+		h := fnv.New32a()
+		h.Write([]byte(machineID))
+		k := int(h.Sum32() % uint32(n))
+		out = append(append(out, own[k:]...), own[:k]...)
+	}
+	return append(out, other...)
+}
+
+// planSources returns the sources of plan p in the order to try them while
+// none failed: its presigned URLs when it is direct, in OrderSources'
+// order, then vmappd.
+func planSources(p *pb.DownloadPlan, machineID string, size int64, hc *http.Client, vmappd Source) []*source {
+	var out []*source
+	if p.Direct {
+		for _, s := range OrderSources(p, machineID) {
+			t := tierRegion
+			if s.Fallback {
+				t = tierFallback
+			}
+			name := fmt.Sprintf("%s/%d", s.Region, s.Replica)
+			out = append(out, &source{Source: newURLSource(name, s.Url, size, hc), tier: t, replica: &replicaRef{s.Region, s.Replica}})
+		}
+	}
+	return append(out, &source{Source: vmappd, tier: tierVmappd})
+}
+
+// view is a plan in force with its sources; it doesn't change.
+type view struct {
+	plan    *pb.DownloadPlan
+	gen     int       // counts the plans
+	renewAt time.Time // when to ask for a new plan
+	sources []*source // in planSources' order
+}
+
+// find returns the view's source named name, or nil.
+func (v *view) find(name string) *source {
+	if v == nil {
+		return nil
+	}
+	for _, s := range v.sources {
+		if s.Name() == name {
+			return s
+		}
+	}
+	return nil
+}
+
+// order returns the sources in the order to try them for a piece: by tier,
+// then by consecutive failures, then in the plan's order.
+func (v *view) order() []*source {
+	fails := make(map[*source]int32, len(v.sources))
+	for _, s := range v.sources {
+		fails[s] = s.health.fails.Load()
+	}
+	out := slices.Clone(v.sources)
+	slices.SortStableFunc(out, func(a, b *source) int {
+		return cmp.Or(cmp.Compare(a.tier, b.tier), cmp.Compare(fails[a], fails[b]))
+	})
+	return out
+}
+
+// renewTime is when to ask for a new plan of p, got at now: a little
+// before its URLs expire. A plan without URLs doesn't expire; one that
+// looks expired already means the clocks disagree: then only an expired
+// source (a 403) renews it.
+func renewTime(p *pb.DownloadPlan, now time.Time) time.Time {
+	if left := p.GetExpireTime().AsTime().Sub(now); p.Direct && p.ExpireTime != nil && left > 0 {
+		return now.Add(left - min(left/10, refreshMargin))
+	}
+	return now.Add(100 * 365 * 24 * time.Hour)
+}
+
+// planner holds the plan in force and renews it. Readers take the view
+// without a lock; renewals are made one at a time.
+type planner struct {
+	art *artifact
+	now func() time.Time
+	// get asks vmappd for a plan; sources makes a plan's sources.
+	get     func(context.Context) (*pb.DownloadPlan, error)
+	sources func(*pb.DownloadPlan) []*source
+
+	renewMu sync.Mutex
+	cur     atomic.Pointer[view]
+}
+
+func newPlanner(first *pb.DownloadPlan, art *artifact, now func() time.Time, get func(context.Context) (*pb.DownloadPlan, error), sources func(*pb.DownloadPlan) []*source) *planner {
+	pl := &planner{art: art, now: now, get: get, sources: sources}
+	pl.adopt(first, nil)
+	return pl
+}
+
+// adopt makes p the plan in force, after the view old. Sources keep their
+// health from one plan to the next.
+func (pl *planner) adopt(p *pb.DownloadPlan, old *view) {
+	v := &view{plan: p, renewAt: renewTime(p, pl.now()), sources: pl.sources(p)}
+	if old != nil {
+		v.gen = old.gen + 1
+	}
+	for _, s := range v.sources {
+		if o := old.find(s.Name()); o != nil {
+			s.health = o.health
+		} else {
+			s.health = &health{}
+		}
+	}
+	pl.cur.Store(v)
+}
+
+// latest is the plan in force.
+func (pl *planner) latest() *pb.DownloadPlan { return pl.cur.Load().plan }
+
+// current returns the view in force, asking for a new plan when it expired.
+func (pl *planner) current(ctx context.Context) (*view, error) {
+	v := pl.cur.Load()
+	if pl.now().Before(v.renewAt) {
+		return v, nil
+	}
+	if err := pl.renew(ctx, v.gen); err != nil {
+		return nil, err
+	}
+	return pl.cur.Load(), nil
+}
+
+// renew replaces plan generation gen with a new plan; when another worker
+// did so already it does nothing.
+func (pl *planner) renew(ctx context.Context, gen int) error {
+	pl.renewMu.Lock()
+	defer pl.renewMu.Unlock()
+	old := pl.cur.Load()
+	if old.gen != gen {
+		return nil
+	}
+	p, err := pl.get(ctx)
+	if err != nil {
+		err = errs.Wrap(errs.ClassOf(err), err, "renew the download plan of %s", pl.art.what)
+		switch errs.ClassOf(err) {
+		case errs.Unavailable, errs.DeadlineExceeded, errs.Internal, errs.Aborted, errs.ResourceExhausted:
+			return err // a piece failure: retried
+		}
+		return fatal(err)
+	}
+	if err := pl.art.sameAs(p); err != nil {
+		return fatal(err)
+	}
+	pl.adopt(p, old)
+	return nil
+}
