@@ -44,6 +44,14 @@ var migrations = []func(tx *bolt.Tx) error{
 		}
 		return nil
 	},
+	func(tx *bolt.Tx) error { // 3 -> 4: indexes, and the replicator's dirty versions
+		for _, b := range buckets {
+			if _, err := tx.CreateBucketIfNotExists(b); err != nil {
+				return err
+			}
+		}
+		return buildIndexes(&Tx{tx: tx})
+	},
 }
 
 // SchemaVersion is the schema version this code writes.

@@ -1857,9 +1857,12 @@ func (x *DeleteUpload) GetSessionId() string {
 // ReconcileReplicas adds the replica records a version wants that don't
 // exist yet, and marks unwanted ones Deleting.
 type ReconcileReplicas struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Add           []*Replica             `protobuf:"bytes,1,rep,name=add,proto3" json:"add,omitempty"`
-	Unwanted      []*ReplicaRef          `protobuf:"bytes,2,rep,name=unwanted,proto3" json:"unwanted,omitempty"`
+	state    protoimpl.MessageState `protogen:"open.v1"`
+	Add      []*Replica             `protobuf:"bytes,1,rep,name=add,proto3" json:"add,omitempty"`
+	Unwanted []*ReplicaRef          `protobuf:"bytes,2,rep,name=unwanted,proto3" json:"unwanted,omitempty"`
+	// The dirty marks this reconcile read and handled: each is cleared,
+	// unless its version was marked again since (its mark differs).
+	Reconciled    []*DirtyMark `protobuf:"bytes,3,rep,name=reconciled,proto3" json:"reconciled,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1908,6 +1911,67 @@ func (x *ReconcileReplicas) GetUnwanted() []*ReplicaRef {
 	return nil
 }
 
+func (x *ReconcileReplicas) GetReconciled() []*DirtyMark {
+	if x != nil {
+		return x.Reconciled
+	}
+	return nil
+}
+
+// DirtyMark is a version's mark in the dirty_versions table: the etag of
+// the command that last changed what its replica records should be.
+type DirtyMark struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Version       *VersionRef            `protobuf:"bytes,1,opt,name=version,proto3" json:"version,omitempty"`
+	Mark          string                 `protobuf:"bytes,2,opt,name=mark,proto3" json:"mark,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *DirtyMark) Reset() {
+	*x = DirtyMark{}
+	mi := &file_vmapp_state_v1_commands_proto_msgTypes[21]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *DirtyMark) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*DirtyMark) ProtoMessage() {}
+
+func (x *DirtyMark) ProtoReflect() protoreflect.Message {
+	mi := &file_vmapp_state_v1_commands_proto_msgTypes[21]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use DirtyMark.ProtoReflect.Descriptor instead.
+func (*DirtyMark) Descriptor() ([]byte, []int) {
+	return file_vmapp_state_v1_commands_proto_rawDescGZIP(), []int{21}
+}
+
+func (x *DirtyMark) GetVersion() *VersionRef {
+	if x != nil {
+		return x.Version
+	}
+	return nil
+}
+
+func (x *DirtyMark) GetMark() string {
+	if x != nil {
+		return x.Mark
+	}
+	return ""
+}
+
 // ReplicaStarted marks a replica Copying (unless it is Deleting or
 // Completed: then the copy must not start).
 type ReplicaStarted struct {
@@ -1919,7 +1983,7 @@ type ReplicaStarted struct {
 
 func (x *ReplicaStarted) Reset() {
 	*x = ReplicaStarted{}
-	mi := &file_vmapp_state_v1_commands_proto_msgTypes[21]
+	mi := &file_vmapp_state_v1_commands_proto_msgTypes[22]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1931,7 +1995,7 @@ func (x *ReplicaStarted) String() string {
 func (*ReplicaStarted) ProtoMessage() {}
 
 func (x *ReplicaStarted) ProtoReflect() protoreflect.Message {
-	mi := &file_vmapp_state_v1_commands_proto_msgTypes[21]
+	mi := &file_vmapp_state_v1_commands_proto_msgTypes[22]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1944,7 +2008,7 @@ func (x *ReplicaStarted) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ReplicaStarted.ProtoReflect.Descriptor instead.
 func (*ReplicaStarted) Descriptor() ([]byte, []int) {
-	return file_vmapp_state_v1_commands_proto_rawDescGZIP(), []int{21}
+	return file_vmapp_state_v1_commands_proto_rawDescGZIP(), []int{22}
 }
 
 func (x *ReplicaStarted) GetReplica() *ReplicaRef {
@@ -1965,7 +2029,7 @@ type ReplicaMultipart struct {
 
 func (x *ReplicaMultipart) Reset() {
 	*x = ReplicaMultipart{}
-	mi := &file_vmapp_state_v1_commands_proto_msgTypes[22]
+	mi := &file_vmapp_state_v1_commands_proto_msgTypes[23]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1977,7 +2041,7 @@ func (x *ReplicaMultipart) String() string {
 func (*ReplicaMultipart) ProtoMessage() {}
 
 func (x *ReplicaMultipart) ProtoReflect() protoreflect.Message {
-	mi := &file_vmapp_state_v1_commands_proto_msgTypes[22]
+	mi := &file_vmapp_state_v1_commands_proto_msgTypes[23]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1990,7 +2054,7 @@ func (x *ReplicaMultipart) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ReplicaMultipart.ProtoReflect.Descriptor instead.
 func (*ReplicaMultipart) Descriptor() ([]byte, []int) {
-	return file_vmapp_state_v1_commands_proto_rawDescGZIP(), []int{22}
+	return file_vmapp_state_v1_commands_proto_rawDescGZIP(), []int{23}
 }
 
 func (x *ReplicaMultipart) GetReplica() *ReplicaRef {
@@ -2022,7 +2086,7 @@ type ReplicaPartCopied struct {
 
 func (x *ReplicaPartCopied) Reset() {
 	*x = ReplicaPartCopied{}
-	mi := &file_vmapp_state_v1_commands_proto_msgTypes[23]
+	mi := &file_vmapp_state_v1_commands_proto_msgTypes[24]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2034,7 +2098,7 @@ func (x *ReplicaPartCopied) String() string {
 func (*ReplicaPartCopied) ProtoMessage() {}
 
 func (x *ReplicaPartCopied) ProtoReflect() protoreflect.Message {
-	mi := &file_vmapp_state_v1_commands_proto_msgTypes[23]
+	mi := &file_vmapp_state_v1_commands_proto_msgTypes[24]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2047,7 +2111,7 @@ func (x *ReplicaPartCopied) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ReplicaPartCopied.ProtoReflect.Descriptor instead.
 func (*ReplicaPartCopied) Descriptor() ([]byte, []int) {
-	return file_vmapp_state_v1_commands_proto_rawDescGZIP(), []int{23}
+	return file_vmapp_state_v1_commands_proto_rawDescGZIP(), []int{24}
 }
 
 func (x *ReplicaPartCopied) GetReplica() *ReplicaRef {
@@ -2097,7 +2161,7 @@ type ReplicaFailed struct {
 
 func (x *ReplicaFailed) Reset() {
 	*x = ReplicaFailed{}
-	mi := &file_vmapp_state_v1_commands_proto_msgTypes[24]
+	mi := &file_vmapp_state_v1_commands_proto_msgTypes[25]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2109,7 +2173,7 @@ func (x *ReplicaFailed) String() string {
 func (*ReplicaFailed) ProtoMessage() {}
 
 func (x *ReplicaFailed) ProtoReflect() protoreflect.Message {
-	mi := &file_vmapp_state_v1_commands_proto_msgTypes[24]
+	mi := &file_vmapp_state_v1_commands_proto_msgTypes[25]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2122,7 +2186,7 @@ func (x *ReplicaFailed) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ReplicaFailed.ProtoReflect.Descriptor instead.
 func (*ReplicaFailed) Descriptor() ([]byte, []int) {
-	return file_vmapp_state_v1_commands_proto_rawDescGZIP(), []int{24}
+	return file_vmapp_state_v1_commands_proto_rawDescGZIP(), []int{25}
 }
 
 func (x *ReplicaFailed) GetReplica() *ReplicaRef {
@@ -2158,7 +2222,7 @@ type ReplicaCompleted struct {
 
 func (x *ReplicaCompleted) Reset() {
 	*x = ReplicaCompleted{}
-	mi := &file_vmapp_state_v1_commands_proto_msgTypes[25]
+	mi := &file_vmapp_state_v1_commands_proto_msgTypes[26]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2170,7 +2234,7 @@ func (x *ReplicaCompleted) String() string {
 func (*ReplicaCompleted) ProtoMessage() {}
 
 func (x *ReplicaCompleted) ProtoReflect() protoreflect.Message {
-	mi := &file_vmapp_state_v1_commands_proto_msgTypes[25]
+	mi := &file_vmapp_state_v1_commands_proto_msgTypes[26]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2183,7 +2247,7 @@ func (x *ReplicaCompleted) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ReplicaCompleted.ProtoReflect.Descriptor instead.
 func (*ReplicaCompleted) Descriptor() ([]byte, []int) {
-	return file_vmapp_state_v1_commands_proto_rawDescGZIP(), []int{25}
+	return file_vmapp_state_v1_commands_proto_rawDescGZIP(), []int{26}
 }
 
 func (x *ReplicaCompleted) GetReplica() *ReplicaRef {
@@ -2226,7 +2290,7 @@ type ReplicaRestart struct {
 
 func (x *ReplicaRestart) Reset() {
 	*x = ReplicaRestart{}
-	mi := &file_vmapp_state_v1_commands_proto_msgTypes[26]
+	mi := &file_vmapp_state_v1_commands_proto_msgTypes[27]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2238,7 +2302,7 @@ func (x *ReplicaRestart) String() string {
 func (*ReplicaRestart) ProtoMessage() {}
 
 func (x *ReplicaRestart) ProtoReflect() protoreflect.Message {
-	mi := &file_vmapp_state_v1_commands_proto_msgTypes[26]
+	mi := &file_vmapp_state_v1_commands_proto_msgTypes[27]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2251,7 +2315,7 @@ func (x *ReplicaRestart) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ReplicaRestart.ProtoReflect.Descriptor instead.
 func (*ReplicaRestart) Descriptor() ([]byte, []int) {
-	return file_vmapp_state_v1_commands_proto_rawDescGZIP(), []int{26}
+	return file_vmapp_state_v1_commands_proto_rawDescGZIP(), []int{27}
 }
 
 func (x *ReplicaRestart) GetReplica() *ReplicaRef {
@@ -2301,7 +2365,7 @@ type ReplicaRemoved struct {
 
 func (x *ReplicaRemoved) Reset() {
 	*x = ReplicaRemoved{}
-	mi := &file_vmapp_state_v1_commands_proto_msgTypes[27]
+	mi := &file_vmapp_state_v1_commands_proto_msgTypes[28]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2313,7 +2377,7 @@ func (x *ReplicaRemoved) String() string {
 func (*ReplicaRemoved) ProtoMessage() {}
 
 func (x *ReplicaRemoved) ProtoReflect() protoreflect.Message {
-	mi := &file_vmapp_state_v1_commands_proto_msgTypes[27]
+	mi := &file_vmapp_state_v1_commands_proto_msgTypes[28]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2326,7 +2390,7 @@ func (x *ReplicaRemoved) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ReplicaRemoved.ProtoReflect.Descriptor instead.
 func (*ReplicaRemoved) Descriptor() ([]byte, []int) {
-	return file_vmapp_state_v1_commands_proto_rawDescGZIP(), []int{27}
+	return file_vmapp_state_v1_commands_proto_rawDescGZIP(), []int{28}
 }
 
 func (x *ReplicaRemoved) GetReplica() *ReplicaRef {
@@ -2358,7 +2422,7 @@ type ReplicaVerified struct {
 
 func (x *ReplicaVerified) Reset() {
 	*x = ReplicaVerified{}
-	mi := &file_vmapp_state_v1_commands_proto_msgTypes[28]
+	mi := &file_vmapp_state_v1_commands_proto_msgTypes[29]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2370,7 +2434,7 @@ func (x *ReplicaVerified) String() string {
 func (*ReplicaVerified) ProtoMessage() {}
 
 func (x *ReplicaVerified) ProtoReflect() protoreflect.Message {
-	mi := &file_vmapp_state_v1_commands_proto_msgTypes[28]
+	mi := &file_vmapp_state_v1_commands_proto_msgTypes[29]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2383,7 +2447,7 @@ func (x *ReplicaVerified) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ReplicaVerified.ProtoReflect.Descriptor instead.
 func (*ReplicaVerified) Descriptor() ([]byte, []int) {
-	return file_vmapp_state_v1_commands_proto_rawDescGZIP(), []int{28}
+	return file_vmapp_state_v1_commands_proto_rawDescGZIP(), []int{29}
 }
 
 func (x *ReplicaVerified) GetReplica() *ReplicaRef {
@@ -2421,7 +2485,7 @@ type IssueToken struct {
 
 func (x *IssueToken) Reset() {
 	*x = IssueToken{}
-	mi := &file_vmapp_state_v1_commands_proto_msgTypes[29]
+	mi := &file_vmapp_state_v1_commands_proto_msgTypes[30]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2433,7 +2497,7 @@ func (x *IssueToken) String() string {
 func (*IssueToken) ProtoMessage() {}
 
 func (x *IssueToken) ProtoReflect() protoreflect.Message {
-	mi := &file_vmapp_state_v1_commands_proto_msgTypes[29]
+	mi := &file_vmapp_state_v1_commands_proto_msgTypes[30]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2446,7 +2510,7 @@ func (x *IssueToken) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use IssueToken.ProtoReflect.Descriptor instead.
 func (*IssueToken) Descriptor() ([]byte, []int) {
-	return file_vmapp_state_v1_commands_proto_rawDescGZIP(), []int{29}
+	return file_vmapp_state_v1_commands_proto_rawDescGZIP(), []int{30}
 }
 
 func (x *IssueToken) GetCredential() *Credential {
@@ -2473,7 +2537,7 @@ type RevokeToken struct {
 
 func (x *RevokeToken) Reset() {
 	*x = RevokeToken{}
-	mi := &file_vmapp_state_v1_commands_proto_msgTypes[30]
+	mi := &file_vmapp_state_v1_commands_proto_msgTypes[31]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2485,7 +2549,7 @@ func (x *RevokeToken) String() string {
 func (*RevokeToken) ProtoMessage() {}
 
 func (x *RevokeToken) ProtoReflect() protoreflect.Message {
-	mi := &file_vmapp_state_v1_commands_proto_msgTypes[30]
+	mi := &file_vmapp_state_v1_commands_proto_msgTypes[31]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2498,7 +2562,7 @@ func (x *RevokeToken) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RevokeToken.ProtoReflect.Descriptor instead.
 func (*RevokeToken) Descriptor() ([]byte, []int) {
-	return file_vmapp_state_v1_commands_proto_rawDescGZIP(), []int{30}
+	return file_vmapp_state_v1_commands_proto_rawDescGZIP(), []int{31}
 }
 
 func (x *RevokeToken) GetId() string {
@@ -2519,7 +2583,7 @@ type PutShare struct {
 
 func (x *PutShare) Reset() {
 	*x = PutShare{}
-	mi := &file_vmapp_state_v1_commands_proto_msgTypes[31]
+	mi := &file_vmapp_state_v1_commands_proto_msgTypes[32]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2531,7 +2595,7 @@ func (x *PutShare) String() string {
 func (*PutShare) ProtoMessage() {}
 
 func (x *PutShare) ProtoReflect() protoreflect.Message {
-	mi := &file_vmapp_state_v1_commands_proto_msgTypes[31]
+	mi := &file_vmapp_state_v1_commands_proto_msgTypes[32]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2544,7 +2608,7 @@ func (x *PutShare) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PutShare.ProtoReflect.Descriptor instead.
 func (*PutShare) Descriptor() ([]byte, []int) {
-	return file_vmapp_state_v1_commands_proto_rawDescGZIP(), []int{31}
+	return file_vmapp_state_v1_commands_proto_rawDescGZIP(), []int{32}
 }
 
 func (x *PutShare) GetTenant() string {
@@ -2573,7 +2637,7 @@ type DeleteShare struct {
 
 func (x *DeleteShare) Reset() {
 	*x = DeleteShare{}
-	mi := &file_vmapp_state_v1_commands_proto_msgTypes[32]
+	mi := &file_vmapp_state_v1_commands_proto_msgTypes[33]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2585,7 +2649,7 @@ func (x *DeleteShare) String() string {
 func (*DeleteShare) ProtoMessage() {}
 
 func (x *DeleteShare) ProtoReflect() protoreflect.Message {
-	mi := &file_vmapp_state_v1_commands_proto_msgTypes[32]
+	mi := &file_vmapp_state_v1_commands_proto_msgTypes[33]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2598,7 +2662,7 @@ func (x *DeleteShare) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DeleteShare.ProtoReflect.Descriptor instead.
 func (*DeleteShare) Descriptor() ([]byte, []int) {
-	return file_vmapp_state_v1_commands_proto_rawDescGZIP(), []int{32}
+	return file_vmapp_state_v1_commands_proto_rawDescGZIP(), []int{33}
 }
 
 func (x *DeleteShare) GetTenant() string {
@@ -2634,7 +2698,7 @@ type CreateMachine struct {
 
 func (x *CreateMachine) Reset() {
 	*x = CreateMachine{}
-	mi := &file_vmapp_state_v1_commands_proto_msgTypes[33]
+	mi := &file_vmapp_state_v1_commands_proto_msgTypes[34]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2646,7 +2710,7 @@ func (x *CreateMachine) String() string {
 func (*CreateMachine) ProtoMessage() {}
 
 func (x *CreateMachine) ProtoReflect() protoreflect.Message {
-	mi := &file_vmapp_state_v1_commands_proto_msgTypes[33]
+	mi := &file_vmapp_state_v1_commands_proto_msgTypes[34]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2659,7 +2723,7 @@ func (x *CreateMachine) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CreateMachine.ProtoReflect.Descriptor instead.
 func (*CreateMachine) Descriptor() ([]byte, []int) {
-	return file_vmapp_state_v1_commands_proto_rawDescGZIP(), []int{33}
+	return file_vmapp_state_v1_commands_proto_rawDescGZIP(), []int{34}
 }
 
 func (x *CreateMachine) GetMachine() *v1.Machine {
@@ -2688,7 +2752,7 @@ type DeleteMachine struct {
 
 func (x *DeleteMachine) Reset() {
 	*x = DeleteMachine{}
-	mi := &file_vmapp_state_v1_commands_proto_msgTypes[34]
+	mi := &file_vmapp_state_v1_commands_proto_msgTypes[35]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2700,7 +2764,7 @@ func (x *DeleteMachine) String() string {
 func (*DeleteMachine) ProtoMessage() {}
 
 func (x *DeleteMachine) ProtoReflect() protoreflect.Message {
-	mi := &file_vmapp_state_v1_commands_proto_msgTypes[34]
+	mi := &file_vmapp_state_v1_commands_proto_msgTypes[35]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2713,7 +2777,7 @@ func (x *DeleteMachine) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DeleteMachine.ProtoReflect.Descriptor instead.
 func (*DeleteMachine) Descriptor() ([]byte, []int) {
-	return file_vmapp_state_v1_commands_proto_rawDescGZIP(), []int{34}
+	return file_vmapp_state_v1_commands_proto_rawDescGZIP(), []int{35}
 }
 
 func (x *DeleteMachine) GetTenant() string {
@@ -2740,7 +2804,7 @@ type CreateScaleSet struct {
 
 func (x *CreateScaleSet) Reset() {
 	*x = CreateScaleSet{}
-	mi := &file_vmapp_state_v1_commands_proto_msgTypes[35]
+	mi := &file_vmapp_state_v1_commands_proto_msgTypes[36]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2752,7 +2816,7 @@ func (x *CreateScaleSet) String() string {
 func (*CreateScaleSet) ProtoMessage() {}
 
 func (x *CreateScaleSet) ProtoReflect() protoreflect.Message {
-	mi := &file_vmapp_state_v1_commands_proto_msgTypes[35]
+	mi := &file_vmapp_state_v1_commands_proto_msgTypes[36]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2765,7 +2829,7 @@ func (x *CreateScaleSet) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CreateScaleSet.ProtoReflect.Descriptor instead.
 func (*CreateScaleSet) Descriptor() ([]byte, []int) {
-	return file_vmapp_state_v1_commands_proto_rawDescGZIP(), []int{35}
+	return file_vmapp_state_v1_commands_proto_rawDescGZIP(), []int{36}
 }
 
 func (x *CreateScaleSet) GetScaleSet() *v1.ScaleSet {
@@ -2788,7 +2852,7 @@ type DeleteScaleSet struct {
 
 func (x *DeleteScaleSet) Reset() {
 	*x = DeleteScaleSet{}
-	mi := &file_vmapp_state_v1_commands_proto_msgTypes[36]
+	mi := &file_vmapp_state_v1_commands_proto_msgTypes[37]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2800,7 +2864,7 @@ func (x *DeleteScaleSet) String() string {
 func (*DeleteScaleSet) ProtoMessage() {}
 
 func (x *DeleteScaleSet) ProtoReflect() protoreflect.Message {
-	mi := &file_vmapp_state_v1_commands_proto_msgTypes[36]
+	mi := &file_vmapp_state_v1_commands_proto_msgTypes[37]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2813,7 +2877,7 @@ func (x *DeleteScaleSet) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DeleteScaleSet.ProtoReflect.Descriptor instead.
 func (*DeleteScaleSet) Descriptor() ([]byte, []int) {
-	return file_vmapp_state_v1_commands_proto_rawDescGZIP(), []int{36}
+	return file_vmapp_state_v1_commands_proto_rawDescGZIP(), []int{37}
 }
 
 func (x *DeleteScaleSet) GetTenant() string {
@@ -2850,7 +2914,7 @@ type ProfileEtag struct {
 
 func (x *ProfileEtag) Reset() {
 	*x = ProfileEtag{}
-	mi := &file_vmapp_state_v1_commands_proto_msgTypes[37]
+	mi := &file_vmapp_state_v1_commands_proto_msgTypes[38]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2862,7 +2926,7 @@ func (x *ProfileEtag) String() string {
 func (*ProfileEtag) ProtoMessage() {}
 
 func (x *ProfileEtag) ProtoReflect() protoreflect.Message {
-	mi := &file_vmapp_state_v1_commands_proto_msgTypes[37]
+	mi := &file_vmapp_state_v1_commands_proto_msgTypes[38]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2875,7 +2939,7 @@ func (x *ProfileEtag) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ProfileEtag.ProtoReflect.Descriptor instead.
 func (*ProfileEtag) Descriptor() ([]byte, []int) {
-	return file_vmapp_state_v1_commands_proto_rawDescGZIP(), []int{37}
+	return file_vmapp_state_v1_commands_proto_rawDescGZIP(), []int{38}
 }
 
 func (x *ProfileEtag) GetMachine() string {
@@ -2916,7 +2980,7 @@ type SetProfile struct {
 
 func (x *SetProfile) Reset() {
 	*x = SetProfile{}
-	mi := &file_vmapp_state_v1_commands_proto_msgTypes[38]
+	mi := &file_vmapp_state_v1_commands_proto_msgTypes[39]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2928,7 +2992,7 @@ func (x *SetProfile) String() string {
 func (*SetProfile) ProtoMessage() {}
 
 func (x *SetProfile) ProtoReflect() protoreflect.Message {
-	mi := &file_vmapp_state_v1_commands_proto_msgTypes[38]
+	mi := &file_vmapp_state_v1_commands_proto_msgTypes[39]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2941,7 +3005,7 @@ func (x *SetProfile) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SetProfile.ProtoReflect.Descriptor instead.
 func (*SetProfile) Descriptor() ([]byte, []int) {
-	return file_vmapp_state_v1_commands_proto_rawDescGZIP(), []int{38}
+	return file_vmapp_state_v1_commands_proto_rawDescGZIP(), []int{39}
 }
 
 func (x *SetProfile) GetTenant() string {
@@ -2985,7 +3049,7 @@ type ReportStatus struct {
 
 func (x *ReportStatus) Reset() {
 	*x = ReportStatus{}
-	mi := &file_vmapp_state_v1_commands_proto_msgTypes[39]
+	mi := &file_vmapp_state_v1_commands_proto_msgTypes[40]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2997,7 +3061,7 @@ func (x *ReportStatus) String() string {
 func (*ReportStatus) ProtoMessage() {}
 
 func (x *ReportStatus) ProtoReflect() protoreflect.Message {
-	mi := &file_vmapp_state_v1_commands_proto_msgTypes[39]
+	mi := &file_vmapp_state_v1_commands_proto_msgTypes[40]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3010,7 +3074,7 @@ func (x *ReportStatus) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ReportStatus.ProtoReflect.Descriptor instead.
 func (*ReportStatus) Descriptor() ([]byte, []int) {
-	return file_vmapp_state_v1_commands_proto_rawDescGZIP(), []int{39}
+	return file_vmapp_state_v1_commands_proto_rawDescGZIP(), []int{40}
 }
 
 func (x *ReportStatus) GetTenant() string {
@@ -3045,7 +3109,7 @@ type PutNode struct {
 
 func (x *PutNode) Reset() {
 	*x = PutNode{}
-	mi := &file_vmapp_state_v1_commands_proto_msgTypes[40]
+	mi := &file_vmapp_state_v1_commands_proto_msgTypes[41]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3057,7 +3121,7 @@ func (x *PutNode) String() string {
 func (*PutNode) ProtoMessage() {}
 
 func (x *PutNode) ProtoReflect() protoreflect.Message {
-	mi := &file_vmapp_state_v1_commands_proto_msgTypes[40]
+	mi := &file_vmapp_state_v1_commands_proto_msgTypes[41]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3070,7 +3134,7 @@ func (x *PutNode) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PutNode.ProtoReflect.Descriptor instead.
 func (*PutNode) Descriptor() ([]byte, []int) {
-	return file_vmapp_state_v1_commands_proto_rawDescGZIP(), []int{40}
+	return file_vmapp_state_v1_commands_proto_rawDescGZIP(), []int{41}
 }
 
 func (x *PutNode) GetNode() *v1.ClusterNode {
@@ -3090,7 +3154,7 @@ type RemoveNode struct {
 
 func (x *RemoveNode) Reset() {
 	*x = RemoveNode{}
-	mi := &file_vmapp_state_v1_commands_proto_msgTypes[41]
+	mi := &file_vmapp_state_v1_commands_proto_msgTypes[42]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3102,7 +3166,7 @@ func (x *RemoveNode) String() string {
 func (*RemoveNode) ProtoMessage() {}
 
 func (x *RemoveNode) ProtoReflect() protoreflect.Message {
-	mi := &file_vmapp_state_v1_commands_proto_msgTypes[41]
+	mi := &file_vmapp_state_v1_commands_proto_msgTypes[42]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3115,7 +3179,7 @@ func (x *RemoveNode) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RemoveNode.ProtoReflect.Descriptor instead.
 func (*RemoveNode) Descriptor() ([]byte, []int) {
-	return file_vmapp_state_v1_commands_proto_rawDescGZIP(), []int{41}
+	return file_vmapp_state_v1_commands_proto_rawDescGZIP(), []int{42}
 }
 
 func (x *RemoveNode) GetId() string {
@@ -3261,10 +3325,16 @@ const file_vmapp_state_v1_commands_proto_rawDesc = "" +
 	"\bmanifest\x18\x03 \x01(\v2\x18.vmapp.state.v1.ManifestR\bmanifest\"-\n" +
 	"\fDeleteUpload\x12\x1d\n" +
 	"\n" +
-	"session_id\x18\x01 \x01(\tR\tsessionId\"v\n" +
+	"session_id\x18\x01 \x01(\tR\tsessionId\"\xb1\x01\n" +
 	"\x11ReconcileReplicas\x12)\n" +
 	"\x03add\x18\x01 \x03(\v2\x17.vmapp.state.v1.ReplicaR\x03add\x126\n" +
-	"\bunwanted\x18\x02 \x03(\v2\x1a.vmapp.state.v1.ReplicaRefR\bunwanted\"F\n" +
+	"\bunwanted\x18\x02 \x03(\v2\x1a.vmapp.state.v1.ReplicaRefR\bunwanted\x129\n" +
+	"\n" +
+	"reconciled\x18\x03 \x03(\v2\x19.vmapp.state.v1.DirtyMarkR\n" +
+	"reconciled\"U\n" +
+	"\tDirtyMark\x124\n" +
+	"\aversion\x18\x01 \x01(\v2\x1a.vmapp.state.v1.VersionRefR\aversion\x12\x12\n" +
+	"\x04mark\x18\x02 \x01(\tR\x04mark\"F\n" +
 	"\x0eReplicaStarted\x124\n" +
 	"\areplica\x18\x01 \x01(\v2\x1a.vmapp.state.v1.ReplicaRefR\areplica\"k\n" +
 	"\x10ReplicaMultipart\x124\n" +
@@ -3361,7 +3431,7 @@ func file_vmapp_state_v1_commands_proto_rawDescGZIP() []byte {
 }
 
 var file_vmapp_state_v1_commands_proto_enumTypes = make([]protoimpl.EnumInfo, 1)
-var file_vmapp_state_v1_commands_proto_msgTypes = make([]protoimpl.MessageInfo, 42)
+var file_vmapp_state_v1_commands_proto_msgTypes = make([]protoimpl.MessageInfo, 43)
 var file_vmapp_state_v1_commands_proto_goTypes = []any{
 	(RemoveDeleted_Kind)(0),              // 0: vmapp.state.v1.RemoveDeleted.Kind
 	(*Command)(nil),                      // 1: vmapp.state.v1.Command
@@ -3385,48 +3455,49 @@ var file_vmapp_state_v1_commands_proto_goTypes = []any{
 	(*FinishUpload)(nil),                 // 19: vmapp.state.v1.FinishUpload
 	(*DeleteUpload)(nil),                 // 20: vmapp.state.v1.DeleteUpload
 	(*ReconcileReplicas)(nil),            // 21: vmapp.state.v1.ReconcileReplicas
-	(*ReplicaStarted)(nil),               // 22: vmapp.state.v1.ReplicaStarted
-	(*ReplicaMultipart)(nil),             // 23: vmapp.state.v1.ReplicaMultipart
-	(*ReplicaPartCopied)(nil),            // 24: vmapp.state.v1.ReplicaPartCopied
-	(*ReplicaFailed)(nil),                // 25: vmapp.state.v1.ReplicaFailed
-	(*ReplicaCompleted)(nil),             // 26: vmapp.state.v1.ReplicaCompleted
-	(*ReplicaRestart)(nil),               // 27: vmapp.state.v1.ReplicaRestart
-	(*ReplicaRemoved)(nil),               // 28: vmapp.state.v1.ReplicaRemoved
-	(*ReplicaVerified)(nil),              // 29: vmapp.state.v1.ReplicaVerified
-	(*IssueToken)(nil),                   // 30: vmapp.state.v1.IssueToken
-	(*RevokeToken)(nil),                  // 31: vmapp.state.v1.RevokeToken
-	(*PutShare)(nil),                     // 32: vmapp.state.v1.PutShare
-	(*DeleteShare)(nil),                  // 33: vmapp.state.v1.DeleteShare
-	(*CreateMachine)(nil),                // 34: vmapp.state.v1.CreateMachine
-	(*DeleteMachine)(nil),                // 35: vmapp.state.v1.DeleteMachine
-	(*CreateScaleSet)(nil),               // 36: vmapp.state.v1.CreateScaleSet
-	(*DeleteScaleSet)(nil),               // 37: vmapp.state.v1.DeleteScaleSet
-	(*ProfileEtag)(nil),                  // 38: vmapp.state.v1.ProfileEtag
-	(*SetProfile)(nil),                   // 39: vmapp.state.v1.SetProfile
-	(*ReportStatus)(nil),                 // 40: vmapp.state.v1.ReportStatus
-	(*PutNode)(nil),                      // 41: vmapp.state.v1.PutNode
-	(*RemoveNode)(nil),                   // 42: vmapp.state.v1.RemoveNode
-	(*timestamppb.Timestamp)(nil),        // 43: google.protobuf.Timestamp
-	(v1.ArtifactKind)(0),                 // 44: vmapp.v1.ArtifactKind
-	(*v1.Gallery)(nil),                   // 45: vmapp.v1.Gallery
-	(*v1.GalleryApplication)(nil),        // 46: vmapp.v1.GalleryApplication
-	(*v1.GalleryApplicationVersion)(nil), // 47: vmapp.v1.GalleryApplicationVersion
-	(*v1.ProvisioningError)(nil),         // 48: vmapp.v1.ProvisioningError
-	(*UploadSession)(nil),                // 49: vmapp.state.v1.UploadSession
-	(*Part)(nil),                         // 50: vmapp.state.v1.Part
-	(*v1.Artifact)(nil),                  // 51: vmapp.v1.Artifact
-	(*Manifest)(nil),                     // 52: vmapp.state.v1.Manifest
-	(*Replica)(nil),                      // 53: vmapp.state.v1.Replica
-	(*Credential)(nil),                   // 54: vmapp.state.v1.Credential
-	(*v1.Share)(nil),                     // 55: vmapp.v1.Share
-	(*v1.Machine)(nil),                   // 56: vmapp.v1.Machine
-	(*v1.ScaleSet)(nil),                  // 57: vmapp.v1.ScaleSet
-	(*v1.ApplicationProfile)(nil),        // 58: vmapp.v1.ApplicationProfile
-	(*v1.InstanceView)(nil),              // 59: vmapp.v1.InstanceView
-	(*v1.ClusterNode)(nil),               // 60: vmapp.v1.ClusterNode
+	(*DirtyMark)(nil),                    // 22: vmapp.state.v1.DirtyMark
+	(*ReplicaStarted)(nil),               // 23: vmapp.state.v1.ReplicaStarted
+	(*ReplicaMultipart)(nil),             // 24: vmapp.state.v1.ReplicaMultipart
+	(*ReplicaPartCopied)(nil),            // 25: vmapp.state.v1.ReplicaPartCopied
+	(*ReplicaFailed)(nil),                // 26: vmapp.state.v1.ReplicaFailed
+	(*ReplicaCompleted)(nil),             // 27: vmapp.state.v1.ReplicaCompleted
+	(*ReplicaRestart)(nil),               // 28: vmapp.state.v1.ReplicaRestart
+	(*ReplicaRemoved)(nil),               // 29: vmapp.state.v1.ReplicaRemoved
+	(*ReplicaVerified)(nil),              // 30: vmapp.state.v1.ReplicaVerified
+	(*IssueToken)(nil),                   // 31: vmapp.state.v1.IssueToken
+	(*RevokeToken)(nil),                  // 32: vmapp.state.v1.RevokeToken
+	(*PutShare)(nil),                     // 33: vmapp.state.v1.PutShare
+	(*DeleteShare)(nil),                  // 34: vmapp.state.v1.DeleteShare
+	(*CreateMachine)(nil),                // 35: vmapp.state.v1.CreateMachine
+	(*DeleteMachine)(nil),                // 36: vmapp.state.v1.DeleteMachine
+	(*CreateScaleSet)(nil),               // 37: vmapp.state.v1.CreateScaleSet
+	(*DeleteScaleSet)(nil),               // 38: vmapp.state.v1.DeleteScaleSet
+	(*ProfileEtag)(nil),                  // 39: vmapp.state.v1.ProfileEtag
+	(*SetProfile)(nil),                   // 40: vmapp.state.v1.SetProfile
+	(*ReportStatus)(nil),                 // 41: vmapp.state.v1.ReportStatus
+	(*PutNode)(nil),                      // 42: vmapp.state.v1.PutNode
+	(*RemoveNode)(nil),                   // 43: vmapp.state.v1.RemoveNode
+	(*timestamppb.Timestamp)(nil),        // 44: google.protobuf.Timestamp
+	(v1.ArtifactKind)(0),                 // 45: vmapp.v1.ArtifactKind
+	(*v1.Gallery)(nil),                   // 46: vmapp.v1.Gallery
+	(*v1.GalleryApplication)(nil),        // 47: vmapp.v1.GalleryApplication
+	(*v1.GalleryApplicationVersion)(nil), // 48: vmapp.v1.GalleryApplicationVersion
+	(*v1.ProvisioningError)(nil),         // 49: vmapp.v1.ProvisioningError
+	(*UploadSession)(nil),                // 50: vmapp.state.v1.UploadSession
+	(*Part)(nil),                         // 51: vmapp.state.v1.Part
+	(*v1.Artifact)(nil),                  // 52: vmapp.v1.Artifact
+	(*Manifest)(nil),                     // 53: vmapp.state.v1.Manifest
+	(*Replica)(nil),                      // 54: vmapp.state.v1.Replica
+	(*Credential)(nil),                   // 55: vmapp.state.v1.Credential
+	(*v1.Share)(nil),                     // 56: vmapp.v1.Share
+	(*v1.Machine)(nil),                   // 57: vmapp.v1.Machine
+	(*v1.ScaleSet)(nil),                  // 58: vmapp.v1.ScaleSet
+	(*v1.ApplicationProfile)(nil),        // 59: vmapp.v1.ApplicationProfile
+	(*v1.InstanceView)(nil),              // 60: vmapp.v1.InstanceView
+	(*v1.ClusterNode)(nil),               // 61: vmapp.v1.ClusterNode
 }
 var file_vmapp_state_v1_commands_proto_depIdxs = []int32{
-	43, // 0: vmapp.state.v1.Command.time:type_name -> google.protobuf.Timestamp
+	44, // 0: vmapp.state.v1.Command.time:type_name -> google.protobuf.Timestamp
 	4,  // 1: vmapp.state.v1.Command.create_gallery:type_name -> vmapp.state.v1.CreateGallery
 	5,  // 2: vmapp.state.v1.Command.update_gallery:type_name -> vmapp.state.v1.UpdateGallery
 	6,  // 3: vmapp.state.v1.Command.delete_gallery:type_name -> vmapp.state.v1.DeleteGallery
@@ -3445,75 +3516,77 @@ var file_vmapp_state_v1_commands_proto_depIdxs = []int32{
 	19, // 16: vmapp.state.v1.Command.finish_upload:type_name -> vmapp.state.v1.FinishUpload
 	20, // 17: vmapp.state.v1.Command.delete_upload:type_name -> vmapp.state.v1.DeleteUpload
 	21, // 18: vmapp.state.v1.Command.reconcile_replicas:type_name -> vmapp.state.v1.ReconcileReplicas
-	22, // 19: vmapp.state.v1.Command.replica_started:type_name -> vmapp.state.v1.ReplicaStarted
-	23, // 20: vmapp.state.v1.Command.replica_multipart:type_name -> vmapp.state.v1.ReplicaMultipart
-	24, // 21: vmapp.state.v1.Command.replica_part_copied:type_name -> vmapp.state.v1.ReplicaPartCopied
-	25, // 22: vmapp.state.v1.Command.replica_failed:type_name -> vmapp.state.v1.ReplicaFailed
-	26, // 23: vmapp.state.v1.Command.replica_completed:type_name -> vmapp.state.v1.ReplicaCompleted
-	27, // 24: vmapp.state.v1.Command.replica_restart:type_name -> vmapp.state.v1.ReplicaRestart
-	28, // 25: vmapp.state.v1.Command.replica_removed:type_name -> vmapp.state.v1.ReplicaRemoved
-	29, // 26: vmapp.state.v1.Command.replica_verified:type_name -> vmapp.state.v1.ReplicaVerified
-	30, // 27: vmapp.state.v1.Command.issue_token:type_name -> vmapp.state.v1.IssueToken
-	31, // 28: vmapp.state.v1.Command.revoke_token:type_name -> vmapp.state.v1.RevokeToken
-	32, // 29: vmapp.state.v1.Command.put_share:type_name -> vmapp.state.v1.PutShare
-	33, // 30: vmapp.state.v1.Command.delete_share:type_name -> vmapp.state.v1.DeleteShare
-	34, // 31: vmapp.state.v1.Command.create_machine:type_name -> vmapp.state.v1.CreateMachine
-	35, // 32: vmapp.state.v1.Command.delete_machine:type_name -> vmapp.state.v1.DeleteMachine
-	36, // 33: vmapp.state.v1.Command.create_scale_set:type_name -> vmapp.state.v1.CreateScaleSet
-	37, // 34: vmapp.state.v1.Command.delete_scale_set:type_name -> vmapp.state.v1.DeleteScaleSet
-	39, // 35: vmapp.state.v1.Command.set_profile:type_name -> vmapp.state.v1.SetProfile
-	40, // 36: vmapp.state.v1.Command.report_status:type_name -> vmapp.state.v1.ReportStatus
-	41, // 37: vmapp.state.v1.Command.put_node:type_name -> vmapp.state.v1.PutNode
-	42, // 38: vmapp.state.v1.Command.remove_node:type_name -> vmapp.state.v1.RemoveNode
+	23, // 19: vmapp.state.v1.Command.replica_started:type_name -> vmapp.state.v1.ReplicaStarted
+	24, // 20: vmapp.state.v1.Command.replica_multipart:type_name -> vmapp.state.v1.ReplicaMultipart
+	25, // 21: vmapp.state.v1.Command.replica_part_copied:type_name -> vmapp.state.v1.ReplicaPartCopied
+	26, // 22: vmapp.state.v1.Command.replica_failed:type_name -> vmapp.state.v1.ReplicaFailed
+	27, // 23: vmapp.state.v1.Command.replica_completed:type_name -> vmapp.state.v1.ReplicaCompleted
+	28, // 24: vmapp.state.v1.Command.replica_restart:type_name -> vmapp.state.v1.ReplicaRestart
+	29, // 25: vmapp.state.v1.Command.replica_removed:type_name -> vmapp.state.v1.ReplicaRemoved
+	30, // 26: vmapp.state.v1.Command.replica_verified:type_name -> vmapp.state.v1.ReplicaVerified
+	31, // 27: vmapp.state.v1.Command.issue_token:type_name -> vmapp.state.v1.IssueToken
+	32, // 28: vmapp.state.v1.Command.revoke_token:type_name -> vmapp.state.v1.RevokeToken
+	33, // 29: vmapp.state.v1.Command.put_share:type_name -> vmapp.state.v1.PutShare
+	34, // 30: vmapp.state.v1.Command.delete_share:type_name -> vmapp.state.v1.DeleteShare
+	35, // 31: vmapp.state.v1.Command.create_machine:type_name -> vmapp.state.v1.CreateMachine
+	36, // 32: vmapp.state.v1.Command.delete_machine:type_name -> vmapp.state.v1.DeleteMachine
+	37, // 33: vmapp.state.v1.Command.create_scale_set:type_name -> vmapp.state.v1.CreateScaleSet
+	38, // 34: vmapp.state.v1.Command.delete_scale_set:type_name -> vmapp.state.v1.DeleteScaleSet
+	40, // 35: vmapp.state.v1.Command.set_profile:type_name -> vmapp.state.v1.SetProfile
+	41, // 36: vmapp.state.v1.Command.report_status:type_name -> vmapp.state.v1.ReportStatus
+	42, // 37: vmapp.state.v1.Command.put_node:type_name -> vmapp.state.v1.PutNode
+	43, // 38: vmapp.state.v1.Command.remove_node:type_name -> vmapp.state.v1.RemoveNode
 	2,  // 39: vmapp.state.v1.ReplicaRef.version:type_name -> vmapp.state.v1.VersionRef
-	44, // 40: vmapp.state.v1.ReplicaRef.kind:type_name -> vmapp.v1.ArtifactKind
-	45, // 41: vmapp.state.v1.CreateGallery.gallery:type_name -> vmapp.v1.Gallery
-	45, // 42: vmapp.state.v1.UpdateGallery.gallery:type_name -> vmapp.v1.Gallery
-	46, // 43: vmapp.state.v1.CreateApplication.application:type_name -> vmapp.v1.GalleryApplication
-	46, // 44: vmapp.state.v1.UpdateApplication.application:type_name -> vmapp.v1.GalleryApplication
-	47, // 45: vmapp.state.v1.CreateVersion.version:type_name -> vmapp.v1.GalleryApplicationVersion
-	47, // 46: vmapp.state.v1.UpdateVersion.version:type_name -> vmapp.v1.GalleryApplicationVersion
+	45, // 40: vmapp.state.v1.ReplicaRef.kind:type_name -> vmapp.v1.ArtifactKind
+	46, // 41: vmapp.state.v1.CreateGallery.gallery:type_name -> vmapp.v1.Gallery
+	46, // 42: vmapp.state.v1.UpdateGallery.gallery:type_name -> vmapp.v1.Gallery
+	47, // 43: vmapp.state.v1.CreateApplication.application:type_name -> vmapp.v1.GalleryApplication
+	47, // 44: vmapp.state.v1.UpdateApplication.application:type_name -> vmapp.v1.GalleryApplication
+	48, // 45: vmapp.state.v1.CreateVersion.version:type_name -> vmapp.v1.GalleryApplicationVersion
+	48, // 46: vmapp.state.v1.UpdateVersion.version:type_name -> vmapp.v1.GalleryApplicationVersion
 	2,  // 47: vmapp.state.v1.DeleteVersion.version:type_name -> vmapp.state.v1.VersionRef
 	0,  // 48: vmapp.state.v1.RemoveDeleted.kind:type_name -> vmapp.state.v1.RemoveDeleted.Kind
 	2,  // 49: vmapp.state.v1.RemoveDeleted.resources:type_name -> vmapp.state.v1.VersionRef
 	2,  // 50: vmapp.state.v1.RemoveVersion.version:type_name -> vmapp.state.v1.VersionRef
 	2,  // 51: vmapp.state.v1.FailIngest.version:type_name -> vmapp.state.v1.VersionRef
-	48, // 52: vmapp.state.v1.FailIngest.error:type_name -> vmapp.v1.ProvisioningError
+	49, // 52: vmapp.state.v1.FailIngest.error:type_name -> vmapp.v1.ProvisioningError
 	2,  // 53: vmapp.state.v1.RetryIngest.version:type_name -> vmapp.state.v1.VersionRef
-	49, // 54: vmapp.state.v1.CreateUpload.session:type_name -> vmapp.state.v1.UploadSession
-	50, // 55: vmapp.state.v1.CommitPart.part:type_name -> vmapp.state.v1.Part
-	43, // 56: vmapp.state.v1.CommitPart.expire_time:type_name -> google.protobuf.Timestamp
-	51, // 57: vmapp.state.v1.FinishUpload.artifact:type_name -> vmapp.v1.Artifact
-	52, // 58: vmapp.state.v1.FinishUpload.manifest:type_name -> vmapp.state.v1.Manifest
-	53, // 59: vmapp.state.v1.ReconcileReplicas.add:type_name -> vmapp.state.v1.Replica
+	50, // 54: vmapp.state.v1.CreateUpload.session:type_name -> vmapp.state.v1.UploadSession
+	51, // 55: vmapp.state.v1.CommitPart.part:type_name -> vmapp.state.v1.Part
+	44, // 56: vmapp.state.v1.CommitPart.expire_time:type_name -> google.protobuf.Timestamp
+	52, // 57: vmapp.state.v1.FinishUpload.artifact:type_name -> vmapp.v1.Artifact
+	53, // 58: vmapp.state.v1.FinishUpload.manifest:type_name -> vmapp.state.v1.Manifest
+	54, // 59: vmapp.state.v1.ReconcileReplicas.add:type_name -> vmapp.state.v1.Replica
 	3,  // 60: vmapp.state.v1.ReconcileReplicas.unwanted:type_name -> vmapp.state.v1.ReplicaRef
-	3,  // 61: vmapp.state.v1.ReplicaStarted.replica:type_name -> vmapp.state.v1.ReplicaRef
-	3,  // 62: vmapp.state.v1.ReplicaMultipart.replica:type_name -> vmapp.state.v1.ReplicaRef
-	3,  // 63: vmapp.state.v1.ReplicaPartCopied.replica:type_name -> vmapp.state.v1.ReplicaRef
-	50, // 64: vmapp.state.v1.ReplicaPartCopied.part:type_name -> vmapp.state.v1.Part
-	3,  // 65: vmapp.state.v1.ReplicaFailed.replica:type_name -> vmapp.state.v1.ReplicaRef
-	43, // 66: vmapp.state.v1.ReplicaFailed.next_attempt_time:type_name -> google.protobuf.Timestamp
-	3,  // 67: vmapp.state.v1.ReplicaCompleted.replica:type_name -> vmapp.state.v1.ReplicaRef
-	3,  // 68: vmapp.state.v1.ReplicaRestart.replica:type_name -> vmapp.state.v1.ReplicaRef
-	43, // 69: vmapp.state.v1.ReplicaRestart.if_completed:type_name -> google.protobuf.Timestamp
-	3,  // 70: vmapp.state.v1.ReplicaRemoved.replica:type_name -> vmapp.state.v1.ReplicaRef
-	3,  // 71: vmapp.state.v1.ReplicaVerified.replica:type_name -> vmapp.state.v1.ReplicaRef
-	43, // 72: vmapp.state.v1.ReplicaVerified.if_completed:type_name -> google.protobuf.Timestamp
-	54, // 73: vmapp.state.v1.IssueToken.credential:type_name -> vmapp.state.v1.Credential
-	55, // 74: vmapp.state.v1.PutShare.share:type_name -> vmapp.v1.Share
-	56, // 75: vmapp.state.v1.CreateMachine.machine:type_name -> vmapp.v1.Machine
-	54, // 76: vmapp.state.v1.CreateMachine.credential:type_name -> vmapp.state.v1.Credential
-	57, // 77: vmapp.state.v1.CreateScaleSet.scale_set:type_name -> vmapp.v1.ScaleSet
-	38, // 78: vmapp.state.v1.SetProfile.target:type_name -> vmapp.state.v1.ProfileEtag
-	38, // 79: vmapp.state.v1.SetProfile.others:type_name -> vmapp.state.v1.ProfileEtag
-	58, // 80: vmapp.state.v1.SetProfile.profile:type_name -> vmapp.v1.ApplicationProfile
-	59, // 81: vmapp.state.v1.ReportStatus.instance_view:type_name -> vmapp.v1.InstanceView
-	60, // 82: vmapp.state.v1.PutNode.node:type_name -> vmapp.v1.ClusterNode
-	83, // [83:83] is the sub-list for method output_type
-	83, // [83:83] is the sub-list for method input_type
-	83, // [83:83] is the sub-list for extension type_name
-	83, // [83:83] is the sub-list for extension extendee
-	0,  // [0:83] is the sub-list for field type_name
+	22, // 61: vmapp.state.v1.ReconcileReplicas.reconciled:type_name -> vmapp.state.v1.DirtyMark
+	2,  // 62: vmapp.state.v1.DirtyMark.version:type_name -> vmapp.state.v1.VersionRef
+	3,  // 63: vmapp.state.v1.ReplicaStarted.replica:type_name -> vmapp.state.v1.ReplicaRef
+	3,  // 64: vmapp.state.v1.ReplicaMultipart.replica:type_name -> vmapp.state.v1.ReplicaRef
+	3,  // 65: vmapp.state.v1.ReplicaPartCopied.replica:type_name -> vmapp.state.v1.ReplicaRef
+	51, // 66: vmapp.state.v1.ReplicaPartCopied.part:type_name -> vmapp.state.v1.Part
+	3,  // 67: vmapp.state.v1.ReplicaFailed.replica:type_name -> vmapp.state.v1.ReplicaRef
+	44, // 68: vmapp.state.v1.ReplicaFailed.next_attempt_time:type_name -> google.protobuf.Timestamp
+	3,  // 69: vmapp.state.v1.ReplicaCompleted.replica:type_name -> vmapp.state.v1.ReplicaRef
+	3,  // 70: vmapp.state.v1.ReplicaRestart.replica:type_name -> vmapp.state.v1.ReplicaRef
+	44, // 71: vmapp.state.v1.ReplicaRestart.if_completed:type_name -> google.protobuf.Timestamp
+	3,  // 72: vmapp.state.v1.ReplicaRemoved.replica:type_name -> vmapp.state.v1.ReplicaRef
+	3,  // 73: vmapp.state.v1.ReplicaVerified.replica:type_name -> vmapp.state.v1.ReplicaRef
+	44, // 74: vmapp.state.v1.ReplicaVerified.if_completed:type_name -> google.protobuf.Timestamp
+	55, // 75: vmapp.state.v1.IssueToken.credential:type_name -> vmapp.state.v1.Credential
+	56, // 76: vmapp.state.v1.PutShare.share:type_name -> vmapp.v1.Share
+	57, // 77: vmapp.state.v1.CreateMachine.machine:type_name -> vmapp.v1.Machine
+	55, // 78: vmapp.state.v1.CreateMachine.credential:type_name -> vmapp.state.v1.Credential
+	58, // 79: vmapp.state.v1.CreateScaleSet.scale_set:type_name -> vmapp.v1.ScaleSet
+	39, // 80: vmapp.state.v1.SetProfile.target:type_name -> vmapp.state.v1.ProfileEtag
+	39, // 81: vmapp.state.v1.SetProfile.others:type_name -> vmapp.state.v1.ProfileEtag
+	59, // 82: vmapp.state.v1.SetProfile.profile:type_name -> vmapp.v1.ApplicationProfile
+	60, // 83: vmapp.state.v1.ReportStatus.instance_view:type_name -> vmapp.v1.InstanceView
+	61, // 84: vmapp.state.v1.PutNode.node:type_name -> vmapp.v1.ClusterNode
+	85, // [85:85] is the sub-list for method output_type
+	85, // [85:85] is the sub-list for method input_type
+	85, // [85:85] is the sub-list for extension type_name
+	85, // [85:85] is the sub-list for extension extendee
+	0,  // [0:85] is the sub-list for field type_name
 }
 
 func init() { file_vmapp_state_v1_commands_proto_init() }
@@ -3568,7 +3641,7 @@ func file_vmapp_state_v1_commands_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_vmapp_state_v1_commands_proto_rawDesc), len(file_vmapp_state_v1_commands_proto_rawDesc)),
 			NumEnums:      1,
-			NumMessages:   42,
+			NumMessages:   43,
 			NumExtensions: 0,
 			NumServices:   0,
 		},
