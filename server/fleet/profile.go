@@ -395,29 +395,46 @@ func (f *Fleet) ReportStatus(ctx context.Context, tenant, machine string, iv *pb
 	return err
 }
 
-// Inventory lists the tenant's machines' application statuses, filtered by
-// application (gallery/application or application), region and state.
-func (f *Fleet) Inventory(ctx context.Context, tenant, app, region, appState string) ([]*pb.InventoryEntry, error) {
+// InventoryFilter selects inventory entries; an empty field matches all.
+type InventoryFilter struct {
+	// Application is gallery/application, or an application's name.
+	Application string
+	Region      string
+	// State matches in any case.
+	State string
+}
+
+func (q InventoryFilter) keep(e *pb.InventoryEntry) bool {
+	s := e.GetStatus()
+	return (q.Region == "" || e.Region == q.Region) &&
+		(q.Application == "" || s.Application == q.Application || strings.HasSuffix(s.Application, "/"+q.Application)) &&
+		(q.State == "" || strings.EqualFold(s.State, q.State))
+}
+
+// Inventory lists one page of the tenant's machines' application statuses
+// that q selects, read through the index of the first filter given — by
+// state, else application, else region — or else by machine. The index
+// spares reading entries that filter excludes; the others are checked on
+// each entry read.
+func (f *Fleet) Inventory(ctx context.Context, tenant string, q InventoryFilter, size int32, token string) ([]*pb.InventoryEntry, string, error) {
+	n, err := state.PageSize(size)
+	if err != nil {
+		return nil, "", err
+	}
 	var out []*pb.InventoryEntry
-	err := f.syncView(ctx, func(tx *state.Tx) error {
-		return state.Machines.Scan(tx, state.Prefix(tenant), nil, func(_ []byte, m *pb.Machine) (bool, error) {
-			if region != "" && m.Region != region {
-				return true, nil
-			}
-			if err := f.withView(tx, m); err != nil {
-				return false, err
-			}
-			for _, s := range m.InstanceView.Applications {
-				if app != "" && s.Application != app && !strings.HasSuffix(s.Application, "/"+app) {
-					continue
-				}
-				if appState != "" && !strings.EqualFold(s.State, appState) {
-					continue
-				}
-				out = append(out, &pb.InventoryEntry{Machine: m.Name, Region: m.Region, ScaleSet: m.ScaleSet, Status: s})
-			}
-			return true, nil
-		})
+	var next string
+	err = f.syncView(ctx, func(tx *state.Tx) (err error) {
+		switch {
+		case q.State != "":
+			out, next, err = state.Page(tx, state.InventoryByState, state.Prefix(tenant, state.InventoryState(q.State)), token, n, q.keep)
+		case q.Application != "":
+			out, next, err = state.Page(tx, state.InventoryByApp, state.Prefix(tenant, state.InventoryAppName(q.Application)), token, n, q.keep)
+		case q.Region != "":
+			out, next, err = state.Page(tx, state.InventoryByRegion, state.Prefix(tenant, q.Region), token, n, q.keep)
+		default:
+			out, next, err = state.Page(tx, state.Inventory, state.Prefix(tenant), token, n, q.keep)
+		}
+		return err
 	})
-	return out, err
+	return out, next, err
 }
