@@ -97,7 +97,9 @@ func (s *fleetServer) ListInventory(ctx context.Context, r *pb.ListInventoryRequ
 }
 
 // goalStateRecheck bounds how long a goal-state stream goes without looking
-// again: changes of versions and replication don't notify the fleet.
+// again, as a safety net: every change a goal state depends on wakes the
+// streams, and a look with nothing changed is answered from the fleet's
+// goal states kept computed.
 const goalStateRecheck = 2 * time.Second
 
 func (s *fleetServer) WatchGoalState(r *pb.WatchGoalStateRequest, stream pb.FleetService_WatchGoalStateServer) error {

@@ -313,11 +313,29 @@ func (f *Fleet) checkShared(tenant string, ref Ref) error {
 	return nil
 }
 
-// GoalState computes a machine's goal state.
+// GoalState returns a machine's goal state, from the cache when it holds
+// it (see goalCache). The goal state is shared: don't change it.
 func (f *Fleet) GoalState(ctx context.Context, tenant, machine string) (*pb.GoalState, error) {
+	k := string(key(tenant, machine))
+	gs, epoch := f.goals.get(k)
+	if gs != nil {
+		return gs, nil
+	}
+	gs, scaleSet, apps, err := f.computeGoalState(ctx, tenant, machine)
+	if err != nil {
+		return nil, err
+	}
+	f.goals.put(k, epoch, gs, scaleSet, apps)
+	return gs, nil
+}
+
+// computeGoalState computes a machine's goal state, and what it was
+// computed from: its scale set and the applications it names (goalCache
+// keys).
+func (f *Fleet) computeGoalState(ctx context.Context, tenant, machine string) (gs *pb.GoalState, scaleSet string, apps []string, err error) {
 	var m *pb.Machine
 	var entries []*pb.VMGalleryApplication
-	err := f.db.View(ctx, func(tx *state.Tx) (err error) {
+	err = f.db.View(ctx, func(tx *state.Tx) (err error) {
 		if m, err = tx.Machine(tenant, machine); err != nil {
 			return err
 		}
@@ -330,16 +348,20 @@ func (f *Fleet) GoalState(ctx context.Context, tenant, machine string) (*pb.Goal
 		return nil
 	})
 	if err != nil {
-		return nil, err
+		return nil, "", nil, err
+	}
+	if m.ScaleSet != "" {
+		scaleSet = tenant + "\x00" + m.ScaleSet
 	}
 	byApp := map[string]*pb.VMGalleryApplication{} // the machine's own entry wins
 	for _, e := range entries {
 		r, _ := ParseRef(e.PackageReferenceId)
 		byApp[r.App()] = e
 	}
-	gs := &pb.GoalState{Machine: m.Name, Region: m.Region}
+	gs = &pb.GoalState{Machine: m.Name, Region: m.Region}
 	for _, e := range byApp {
 		ref, _ := ParseRef(e.PackageReferenceId)
+		apps = append(apps, appKey(ref.in(tenant), ref.Gallery, ref.Application))
 		version := ref.Version
 		if version == "latest" {
 			version = e.ResolvedVersion
@@ -356,7 +378,7 @@ func (f *Fleet) GoalState(ctx context.Context, tenant, machine string) (*pb.Goal
 			ga.ManageActions, ga.Settings = v.GetPublishingProfile().GetManageActions(), v.GetPublishingProfile().GetSettings()
 			ga.Package, ga.DefaultConfiguration = v.Package, v.DefaultConfiguration
 		} else if !errs.Is(err, errs.NotFound) {
-			return nil, err
+			return nil, "", nil, err
 		}
 		gs.Applications = append(gs.Applications, ga)
 	}
@@ -365,7 +387,7 @@ func (f *Fleet) GoalState(ctx context.Context, tenant, machine string) (*pb.Goal
 		return a.Gallery+"/"+a.Application < b.Gallery+"/"+b.Application
 	})
 	gs.Generation = generation(gs.Applications)
-	return gs, nil
+	return gs, scaleSet, apps, nil
 }
 
 // Connect counts an agent's goal-state stream until the returned func is
