@@ -231,8 +231,15 @@ func startVmappd(t testing.TB, bin, regions string, env ...string) *vmappd {
 // --metrics ADDR.
 func startVmappdArgs(t testing.TB, bin, regions string, args []string, env ...string) *vmappd {
 	t.Helper()
-	dir := t.TempDir()
-	cmd := exec.Command(bin, append([]string{"--data", filepath.Join(dir, "data"), "--regions", regions, "--listen", "127.0.0.1:0"}, args...)...)
+	return startVmappdOn(t, bin, filepath.Join(t.TempDir(), "data"), regions, args, env...)
+}
+
+// startVmappdOn is startVmappdArgs on the data directory data, whose
+// parent gets the log.
+func startVmappdOn(t testing.TB, bin, data, regions string, args []string, env ...string) *vmappd {
+	t.Helper()
+	dir := filepath.Dir(data)
+	cmd := exec.Command(bin, append([]string{"--data", data, "--regions", regions, "--listen", "127.0.0.1:0"}, args...)...)
 	cmd.Env = append(os.Environ(), env...)
 	logf, err := os.Create(filepath.Join(dir, "vmappd.log"))
 	if err != nil {
@@ -258,7 +265,7 @@ func startVmappdArgs(t testing.TB, bin, regions string, args []string, env ...st
 	}()
 	select {
 	case a := <-addr:
-		d := &vmappd{cmd: cmd, addr: a, tokenFile: filepath.Join(dir, "data", daemon.AdminTokenFile)}
+		d := &vmappd{cmd: cmd, addr: a, tokenFile: filepath.Join(data, daemon.AdminTokenFile)}
 		if d.token, err = client.ReadTokenFile(d.tokenFile); err != nil {
 			t.Fatal(err)
 		}

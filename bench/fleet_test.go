@@ -385,12 +385,19 @@ func TestFleet(t *testing.T) {
 	cpuTotal := cpuMark - cpuStart
 
 	// Every machine is Installed in the inventory.
-	inv, err := e.fleet.ListInventory(ctx, &pb.ListInventoryRequest{Application: gallery + "/" + app, State: "Installed"})
-	if err != nil {
-		t.Fatal(err)
+	listed, token := 0, ""
+	for {
+		inv, err := e.fleet.ListInventory(ctx, &pb.ListInventoryRequest{Application: gallery + "/" + app, State: "Installed", PageSize: 1000, PageToken: token})
+		if err != nil {
+			t.Fatal(err)
+		}
+		listed += len(inv.Entries)
+		if token = inv.NextPageToken; token == "" {
+			break
+		}
 	}
-	if len(inv.Entries) != n {
-		t.Fatalf("inventory has %d machines with %s Installed, want %d", len(inv.Entries), app, n)
+	if listed != n {
+		t.Fatalf("inventory has %d machines with %s Installed, want %d", listed, app, n)
 	}
 	baseB := baseline("b", false)
 	// The same GETs with an fsync of each file before it is closed, as

@@ -9,6 +9,19 @@ import (
 	"github.com/vmapp/vmapp/state"
 )
 
+// going tells whether rec's version is marked for deletion, or being
+// finalized.
+func (r *Replicator) going(rec *statepb.Replica) bool {
+	r.mu.Lock()
+	going := r.finalizing[versionPrefix(rec.Tenant, rec.Gallery, rec.Application, rec.Version)]
+	r.mu.Unlock()
+	r.db.View(context.Background(), func(tx *state.Tx) error {
+		going = going || state.DeletingVersions.Has(tx, state.VersionKey(rec.Tenant, rec.Gallery, rec.Application, rec.Version))
+		return nil
+	})
+	return going
+}
+
 // Finalize deletes every replica of a version being deleted: it stops the
 // version's copies, deletes their objects and then their records. It is the
 // catalog's finalizer: until it succeeds the version stays marked for

@@ -3,6 +3,7 @@ package replicator
 import (
 	"context"
 	"maps"
+	"math"
 	"math/rand/v2"
 	"slices"
 	"strings"
@@ -56,74 +57,200 @@ func (r *Replicator) endpoints(region string) int {
 	return len(reg.Endpoints)
 }
 
-// reconcile adds the records the catalog wants and marks the others
-// Deleting. Versions being deleted are left to Finalize.
-func (r *Replicator) reconcile(ctx context.Context) error {
-	versions, err := r.cat.AllVersions(ctx)
+// dirtyBatch bounds the versions one incremental reconcile command covers.
+const dirtyBatch = 256
+
+// reconcileDirty reconciles the versions the state marked dirty (see
+// state.DirtyVersions): work in proportion to what changed, not to what
+// exists. Each batch's command clears the marks it handled.
+func (r *Replicator) reconcileDirty(ctx context.Context) error {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	var after *statepb.VersionRef
+	for {
+		var diff *statepb.ReconcileReplicas
+		err := r.db.View(ctx, func(tx *state.Tx) (err error) {
+			diff, err = r.dirtyDiff(tx, after)
+			return err
+		})
+		if err != nil || len(diff.Reconciled) == 0 {
+			return err
+		}
+		if err := r.proposeDiff(ctx, diff); err != nil {
+			return err
+		}
+		if len(diff.Reconciled) < dirtyBatch {
+			return nil
+		}
+		after = diff.Reconciled[len(diff.Reconciled)-1].Version
+	}
+}
+
+// dirtyDiff reads up to dirtyBatch dirty marks, after the version after
+// names, and what the records of their versions need. r.mu is held.
+func (r *Replicator) dirtyDiff(tx *state.Tx, after *statepb.VersionRef) (*statepb.ReconcileReplicas, error) {
+	marks, err := tx.DirtyVersions(after, dirtyBatch)
+	if err != nil {
+		return nil, err
+	}
+	diff := &statepb.ReconcileReplicas{Reconciled: marks}
+	for _, m := range marks {
+		ref := m.Version
+		v, _, err := state.Versions.Get(tx, state.VersionKey(ref.Tenant, ref.Gallery, ref.Application, ref.Version)) // nil when gone
+		if err != nil {
+			return nil, err
+		}
+		have, err := state.Replicas.All(tx, state.ReplicaPrefix(ref.Tenant, ref.Gallery, ref.Application, ref.Version))
+		if err != nil {
+			return nil, err
+		}
+		r.diffVersion(versionPrefix(ref.Tenant, ref.Gallery, ref.Application, ref.Version), v, have, diff)
+	}
+	return diff, nil
+}
+
+// reconcileAll compares every version with every replica record: the
+// replicator's first pass, and a safety net every FullReconcileInterval.
+// It clears the dirty marks it read, which it covers.
+func (r *Replicator) reconcileAll(ctx context.Context) error {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	diff := &statepb.ReconcileReplicas{}
+	var versions []*pb.GalleryApplicationVersion
+	byVersion := map[string][]*statepb.Replica{} // version prefix -> its records
+	err := r.db.View(ctx, func(tx *state.Tx) (err error) {
+		if diff.Reconciled, err = tx.DirtyVersions(nil, math.MaxInt); err != nil {
+			return err
+		}
+		if versions, err = state.Versions.All(tx, nil); err != nil {
+			return err
+		}
+		return state.Replicas.Scan(tx, nil, nil, func(_ []byte, rec *statepb.Replica) (bool, error) {
+			p := versionPrefix(rec.Tenant, rec.Gallery, rec.Application, rec.Version)
+			byVersion[p] = append(byVersion[p], rec)
+			return true, nil
+		})
+	})
 	if err != nil {
 		return err
 	}
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	provisioning := map[string]string{} // version prefix -> provisioning state
-	r.doomed = map[string]bool{}
-	want := map[string]*statepb.Replica{}
+	r.wantedBy, r.wantedAll = map[string]int{}, 0
 	for _, v := range versions {
-		provisioning[prefixOf(v)] = v.ProvisioningState
-		if v.ProvisioningState == pb.ProvisioningDeleting {
-			r.doomed[prefixOf(v)] = true
-			continue
-		}
+		p := prefixOf(v)
+		r.diffVersion(p, v, byVersion[p], diff)
+		delete(byVersion, p)
+	}
+	for _, p := range slices.Sorted(maps.Keys(byVersion)) { // records of versions gone
+		r.diffVersion(p, nil, byVersion[p], diff)
+	}
+	if len(diff.Add) == 0 && len(diff.Unwanted) == 0 && len(diff.Reconciled) == 0 {
+		return nil
+	}
+	return r.proposeDiff(ctx, diff)
+}
+
+// diffVersion adds to diff what a version's records (have) need: the
+// records it wants that are missing, and Deleting marks for those it
+// doesn't want (its region left the target regions, its count went down,
+// or the version is gone: v nil). The records of a version being deleted
+// are Finalize's. It keeps the count of wanted records up to date. r.mu
+// is held.
+func (r *Replicator) diffVersion(prefix string, v *pb.GalleryApplicationVersion, have []*statepb.Replica, diff *statepb.ReconcileReplicas) {
+	if v != nil && v.ProvisioningState == pb.ProvisioningDeleting {
+		r.setWanted(prefix, 0)
+		return
+	}
+	want := map[string]*statepb.Replica{}
+	if v != nil {
 		for _, rec := range r.wanted(v) {
 			want[recordKey(rec)] = rec
 		}
 	}
-	have, err := r.records("")
-	if err != nil {
-		return err
-	}
-	diff := &statepb.ReconcileReplicas{}
+	r.setWanted(prefix, len(want))
 	seen := map[string]bool{}
 	for _, rec := range have {
 		k := recordKey(rec)
 		seen[k] = true
-		p := versionPrefix(rec.Tenant, rec.Gallery, rec.Application, rec.Version)
-		if _, ok := want[k]; ok || rec.Phase == statepb.ReplicaPhase_REPLICA_PHASE_DELETING || provisioning[p] == pb.ProvisioningDeleting {
-			continue // wanted, going already, or Finalize's job
+		if _, ok := want[k]; !ok && rec.Phase != statepb.ReplicaPhase_REPLICA_PHASE_DELETING {
+			diff.Unwanted = append(diff.Unwanted, state.RefOf(rec))
 		}
-		// Not wanted: its region left the target regions, the count went
-		// down, or the version is gone (a left-over).
-		diff.Unwanted = append(diff.Unwanted, state.RefOf(rec))
 	}
 	for _, k := range slices.Sorted(maps.Keys(want)) {
 		if !seen[k] {
 			diff.Add = append(diff.Add, want[k])
 		}
 	}
-	r.m.records.Set(float64(len(want)))
-	if len(diff.Add) == 0 && len(diff.Unwanted) == 0 {
-		return nil
+}
+
+// setWanted records how many replica records a version wants, for the
+// vmapp_replicas_wanted gauge. r.mu is held.
+func (r *Replicator) setWanted(prefix string, n int) {
+	r.wantedAll += n - r.wantedBy[prefix]
+	if n == 0 {
+		delete(r.wantedBy, prefix)
+	} else {
+		r.wantedBy[prefix] = n
 	}
+	r.m.records.Set(float64(r.wantedAll))
+}
+
+func (r *Replicator) proposeDiff(ctx context.Context, diff *statepb.ReconcileReplicas) error {
 	return r.propose(ctx, func(c *statepb.Command) {
 		c.Op = &statepb.Command_ReconcileReplicas{ReconcileReplicas: diff}
 	})
 }
 
-// runnable reports whether rec can start now, given the records by key.
-func runnable(rec *statepb.Replica, byKey map[string]*statepb.Replica, now time.Time) bool {
+// runnable reports whether rec can start now; seed reads a record by key
+// (replica 0 of the region must be completed before the others copy).
+func runnable(rec *statepb.Replica, seed func(key string) (*statepb.Replica, error), now time.Time) (bool, error) {
 	switch rec.Phase {
 	case statepb.ReplicaPhase_REPLICA_PHASE_COMPLETED:
-		return false
+		return false, nil
 	case statepb.ReplicaPhase_REPLICA_PHASE_DELETING:
 	default:
 		if rec.Index > 0 {
-			seed := byKey[seedKey(rec)]
-			if seed == nil || seed.Phase != statepb.ReplicaPhase_REPLICA_PHASE_COMPLETED {
-				return false
+			s, err := seed(seedKey(rec))
+			if err != nil || s == nil || s.Phase != statepb.ReplicaPhase_REPLICA_PHASE_COMPLETED {
+				return false, err
 			}
 		}
 	}
-	return rec.NextAttemptTime == nil || !rec.NextAttemptTime.AsTime().After(now)
+	return rec.NextAttemptTime == nil || !rec.NextAttemptTime.AsTime().After(now), nil
+}
+
+// queued reads the records that can start now (not in flight, not of a
+// version being deleted), grouped by version prefix. It reads the records
+// not completed (state.ActiveReplicas), not every record. r.mu is held.
+func (r *Replicator) queued(ctx context.Context) (map[string][]*statepb.Replica, error) {
+	now := r.now()
+	queues := map[string][]*statepb.Replica{}
+	going := map[string]bool{}
+	err := r.db.View(ctx, func(tx *state.Tx) error {
+		seed := func(k string) (*statepb.Replica, error) {
+			rec, _, err := state.Replicas.Get(tx, []byte(k))
+			return rec, err
+		}
+		return state.ActiveReplicas.Scan(tx, nil, nil, func(k []byte, rec *statepb.Replica) (bool, error) {
+			if r.inflight[string(k)] != nil {
+				return true, nil
+			}
+			p := versionPrefix(rec.Tenant, rec.Gallery, rec.Application, rec.Version)
+			g, ok := going[p]
+			if !ok {
+				g = r.finalizing[p] || state.DeletingVersions.Has(tx, state.VersionKey(rec.Tenant, rec.Gallery, rec.Application, rec.Version))
+				going[p] = g
+			}
+			if g {
+				return true, nil // Finalize's
+			}
+			ok, err := runnable(rec, seed, now)
+			if ok {
+				queues[p] = append(queues[p], rec)
+			}
+			return err == nil, err
+		})
+	})
+	return queues, err
 }
 
 // dispatch starts workers on runnable records, round-robin between
@@ -133,34 +260,11 @@ func (r *Replicator) dispatch(ctx context.Context) error {
 	// inflight, so a record read here is either in flight or current.
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	all, err := r.records("")
-	if err != nil {
+	queues, err := r.queued(ctx)
+	if err != nil || len(queues) == 0 {
 		return err
 	}
-	now := r.now()
-	byKey := make(map[string]*statepb.Replica, len(all))
-	for _, rec := range all {
-		byKey[recordKey(rec)] = rec
-	}
-	queues := map[string][]*statepb.Replica{}
-	var order []string
-	for _, rec := range all {
-		k := recordKey(rec)
-		if r.inflight[k] != nil || !runnable(rec, byKey, now) {
-			continue
-		}
-		p := versionPrefix(rec.Tenant, rec.Gallery, rec.Application, rec.Version)
-		if r.doomed[p] || r.finalizing[p] {
-			continue
-		}
-		if queues[p] == nil {
-			order = append(order, p)
-		}
-		queues[p] = append(queues[p], rec)
-	}
-	if len(order) == 0 {
-		return nil
-	}
+	order := slices.Collect(maps.Keys(queues))
 	slices.Sort(order)
 	// Start after the version served last.
 	start, _ := slices.BinarySearch(order, r.rr+"\xff")

@@ -157,8 +157,9 @@ func TestRunnable(t *testing.T) {
 			for _, o := range c.others {
 				byKey[recordKey(o)] = o
 			}
-			if got := runnable(c.rec, byKey, now); got != c.want {
-				t.Fatalf("runnable = %v, want %v", got, c.want)
+			seed := func(k string) (*statepb.Replica, error) { return byKey[k], nil }
+			if got, err := runnable(c.rec, seed, now); err != nil || got != c.want {
+				t.Fatalf("runnable = %v, %v, want %v", got, err, c.want)
 			}
 		})
 	}

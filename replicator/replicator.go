@@ -11,6 +11,11 @@
 // wants (each version with a stored artifact × its target regions × their
 // replica counts) with the records, adds the missing ones (Pending) and marks
 // the unwanted ones Deleting; dispatch starts workers on runnable records.
+// Reconcile reads the versions the state marked dirty (a command changed
+// what their records should be), and every version only when the
+// replicator starts and every FullReconcileInterval; dispatch reads the
+// records not completed (an index). So the work of a pass follows what
+// changed and what is left to copy, not how many versions exist.
 // Nothing is kept only in memory, so a restart — after a crash or SIGKILL,
 // or on a new leader of a cluster — resumes from the records: a copy in
 // progress keeps its multipart upload and the parts already copied. In a
@@ -55,6 +60,7 @@ import (
 	"log/slog"
 	"strconv"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -97,6 +103,11 @@ type Options struct {
 	// RetryBase and RetryMax shape the backoff between attempts (defaults
 	// 1s and 5m).
 	RetryBase, RetryMax time.Duration
+	// FullReconcileInterval is how often the replicator compares every
+	// version with every replica record (default 1h), besides when it
+	// starts: a safety net, as it otherwise reconciles only the versions
+	// the state marks as changed.
+	FullReconcileInterval time.Duration
 	// ScrubInterval is how often completed replicas are checked (size and
 	// ETag); 0 disables the periodic scrub.
 	ScrubInterval time.Duration
@@ -123,12 +134,16 @@ type Replicator struct {
 
 	mu       sync.Mutex // guards the fields below and orders reconcile against finalize
 	inflight map[string]*job
-	doomed   map[string]bool // prefixes of versions marked Deleting at the last reconcile
 	// finalizing holds the prefixes Finalize is deleting. Neither these
-	// nor doomed versions are dispatched.
+	// nor versions marked for deletion are dispatched.
 	finalizing map[string]bool
-	rr         string // version prefix served last, for round-robin
-	jobs       sync.WaitGroup
+	// wantedBy counts the records each version wants (vmapp_replicas_wanted
+	// is wantedAll, their sum), as of its last reconcile.
+	wantedBy  map[string]int
+	wantedAll int
+	restored  atomic.Bool // the state was restored: reconcile every version
+	rr        string      // version prefix served last, for round-robin
+	jobs      sync.WaitGroup
 
 	locks   keyLocks // one check of a replica at a time
 	reports reports
@@ -158,6 +173,9 @@ func New(o Options) (*Replicator, error) {
 	if o.RetryMax <= 0 {
 		o.RetryMax = 5 * time.Minute
 	}
+	if o.FullReconcileInterval <= 0 {
+		o.FullReconcileInterval = time.Hour
+	}
 	if o.DeepScrubRate <= 0 {
 		o.DeepScrubRate = 10e6
 	}
@@ -166,7 +184,7 @@ func New(o Options) (*Replicator, error) {
 	}
 	r := &Replicator{
 		o: o, db: o.DB, cat: o.Catalog, topo: o.Topology, store: o.Store, log: o.Logger, now: time.Now,
-		poke: make(chan struct{}, 1), inflight: map[string]*job{}, doomed: map[string]bool{}, finalizing: map[string]bool{}, perEP: map[string]*rate.Limiter{},
+		poke: make(chan struct{}, 1), inflight: map[string]*job{}, finalizing: map[string]bool{}, wantedBy: map[string]int{}, perEP: map[string]*rate.Limiter{},
 		m:       newMetrics(o.Registry),
 		reports: reports{slots: make(chan struct{}, reportSlots)},
 	}
@@ -182,8 +200,11 @@ func New(o Options) (*Replicator, error) {
 	}
 	o.DB.Watch(func(c *statepb.Command) {
 		switch c.GetOp().(type) {
+		case nil: // the whole state was replaced
+			r.restored.Store(true)
+			r.Poke()
 		case *statepb.Command_FinishUpload, *statepb.Command_UpdateVersion, *statepb.Command_DeleteVersion,
-			*statepb.Command_DeleteApplication, *statepb.Command_DeleteGallery, *statepb.Command_ReplicaRestart, nil:
+			*statepb.Command_DeleteApplication, *statepb.Command_DeleteGallery, *statepb.Command_ReplicaRestart:
 			r.Poke() // wherever it was proposed
 		}
 	})
@@ -212,10 +233,11 @@ func (r *Replicator) Run(ctx context.Context) {
 	if r.o.DeepScrubPeriod > 0 {
 		r.background(ctx, r.deepScrub)
 	}
+	full := time.NewTicker(r.o.FullReconcileInterval)
+	defer full.Stop()
+	needFull := true
 	for {
-		if err := r.reconcile(ctx); err != nil && ctx.Err() == nil {
-			r.log.Warn("replication reconcile", "err", err)
-		}
+		needFull = r.reconcile(ctx, needFull || r.restored.Swap(false))
 		if err := r.dispatch(ctx); err != nil && ctx.Err() == nil {
 			r.log.Warn("replication dispatch", "err", err)
 		}
@@ -230,8 +252,26 @@ func (r *Replicator) Run(ctx context.Context) {
 			return
 		case <-r.poke:
 		case <-tick.C:
+		case <-full.C:
+			needFull = true
 		}
 	}
+}
+
+// reconcile runs a full pass when full, else an incremental one. It
+// returns whether a full pass is still due (this one failed).
+func (r *Replicator) reconcile(ctx context.Context, full bool) bool {
+	pass := r.reconcileDirty
+	if full {
+		pass = r.reconcileAll
+	}
+	if err := pass(ctx); err != nil {
+		if ctx.Err() == nil {
+			r.log.Warn("replication reconcile", "full", full, "err", err)
+		}
+		return full
+	}
+	return false
 }
 
 // background runs fn until ctx ends; Run waits for it.

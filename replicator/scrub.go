@@ -213,11 +213,7 @@ func (r *Replicator) deepNext(retryAt map[string]time.Time) (*statepb.Replica, t
 
 // deepCheck deep-checks rec; false when the check could not be made.
 func (r *Replicator) deepCheck(ctx context.Context, rec *statepb.Replica, pace *rate.Limiter) bool {
-	p := versionPrefix(rec.Tenant, rec.Gallery, rec.Application, rec.Version)
-	r.mu.Lock()
-	going := r.doomed[p] || r.finalizing[p]
-	r.mu.Unlock()
-	if going {
+	if r.going(rec) {
 		return false // its replicas are about to be deleted
 	}
 	m, err := r.cat.Manifest(ctx, rec.Tenant, rec.Gallery, rec.Application, rec.Version, rec.Kind)

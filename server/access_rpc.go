@@ -32,8 +32,8 @@ func (s *accessServer) CreateToken(ctx context.Context, r *pb.CreateTokenRequest
 }
 
 func (s *accessServer) ListTokens(ctx context.Context, r *pb.ListTokensRequest) (*pb.ListTokensResponse, error) {
-	ts, err := s.auth.ListTokens(ctx, auth.TokenOf(ctx), tenantOf(ctx), r.All)
-	return &pb.ListTokensResponse{Tokens: ts}, err
+	ts, next, err := s.auth.ListTokens(ctx, auth.TokenOf(ctx), tenantOf(ctx), r.All, r.PageSize, r.PageToken)
+	return &pb.ListTokensResponse{Tokens: ts, NextPageToken: next}, err
 }
 
 func (s *accessServer) RevokeToken(ctx context.Context, r *pb.RevokeTokenRequest) (*pb.RevokeTokenResponse, error) {

@@ -91,12 +91,15 @@ func (s *fleetServer) RetryApplication(ctx context.Context, r *pb.RetryApplicati
 }
 
 func (s *fleetServer) ListInventory(ctx context.Context, r *pb.ListInventoryRequest) (*pb.ListInventoryResponse, error) {
-	es, err := s.fleet.Inventory(ctx, tenantOf(ctx), r.Application, r.Region, r.State)
-	return &pb.ListInventoryResponse{Entries: es}, err
+	q := fleet.InventoryFilter{Application: r.Application, Region: r.Region, State: r.State}
+	es, next, err := s.fleet.Inventory(ctx, tenantOf(ctx), q, r.PageSize, r.PageToken)
+	return &pb.ListInventoryResponse{Entries: es, NextPageToken: next}, err
 }
 
 // goalStateRecheck bounds how long a goal-state stream goes without looking
-// again: changes of versions and replication don't notify the fleet.
+// again, as a safety net: every change a goal state depends on wakes the
+// streams, and a look with nothing changed is answered from the fleet's
+// goal states kept computed.
 const goalStateRecheck = 2 * time.Second
 
 func (s *fleetServer) WatchGoalState(r *pb.WatchGoalStateRequest, stream pb.FleetService_WatchGoalStateServer) error {

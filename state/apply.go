@@ -50,7 +50,7 @@ func Apply(tx *Tx, c *statepb.Command, term uint64) error {
 	case *statepb.Command_RemoveDeleted:
 		return removeDeleted(tx, op.RemoveDeleted)
 	case *statepb.Command_RemoveVersion:
-		return removeVersion(tx, op.RemoveVersion)
+		return removeVersion(tx, c, op.RemoveVersion)
 	case *statepb.Command_FailIngest:
 		return failIngest(tx, c, op.FailIngest)
 	case *statepb.Command_RetryIngest:
@@ -80,7 +80,7 @@ func Apply(tx *Tx, c *statepb.Command, term uint64) error {
 	case *statepb.Command_ReplicaRestart:
 		return replicaRestart(tx, op.ReplicaRestart)
 	case *statepb.Command_ReplicaRemoved:
-		return replicaRemoved(tx, op.ReplicaRemoved)
+		return replicaRemoved(tx, c, op.ReplicaRemoved)
 	case *statepb.Command_ReplicaVerified:
 		return replicaVerified(tx, c, op.ReplicaVerified)
 

@@ -22,6 +22,9 @@ func issueToken(tx *Tx, c *statepb.Command, op *statepb.IssueToken) error {
 			return err
 		}
 	}
+	if err := TokensByTenant.put(tx, TokenInTenantKey(t), TokenKey(t.Id)); err != nil {
+		return err
+	}
 	return Tokens.put(tx, TokenKey(t.Id), cred)
 }
 

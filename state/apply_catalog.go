@@ -53,10 +53,10 @@ func deleteGallery(tx *Tx, c *statepb.Command, op *statepb.DeleteGallery) error 
 			return errs.New(errs.FailedPrecondition, "cascade", "Gallery '%s' has %d application(s): delete them first, or delete with cascade.", op.Name, n)
 		}
 	}
-	if err := markAll(tx, c, Versions, p); err != nil {
+	if err := markAll(tx, c, Versions, DeletingVersions, p); err != nil {
 		return err
 	}
-	if err := markAll(tx, c, Applications, p); err != nil {
+	if err := markAll(tx, c, Applications, DeletingApplications, p); err != nil {
 		return err
 	}
 	// A new gallery of the same name starts private, and trusting no key.
@@ -66,7 +66,7 @@ func deleteGallery(tx *Tx, c *statepb.Command, op *statepb.DeleteGallery) error 
 	if err := TrustPolicies.delete(tx, GalleryKey(op.Tenant, op.Name)); err != nil {
 		return err
 	}
-	return markDeleting(tx, c, Galleries, GalleryKey(op.Tenant, op.Name), g)
+	return markDeleting(tx, c, Galleries, DeletingGalleries, GalleryKey(op.Tenant, op.Name), g)
 }
 
 func createApplication(tx *Tx, c *statepb.Command, op *statepb.CreateApplication) error {
@@ -116,10 +116,10 @@ func deleteApplication(tx *Tx, c *statepb.Command, op *statepb.DeleteApplication
 			return errs.New(errs.FailedPrecondition, "cascade", "Gallery application '%s' has %d version(s): delete them first, or delete with cascade.", what, n)
 		}
 	}
-	if err := markAll(tx, c, Versions, p); err != nil {
+	if err := markAll(tx, c, Versions, DeletingVersions, p); err != nil {
 		return err
 	}
-	return markDeleting(tx, c, Applications, ApplicationKey(op.Tenant, op.Gallery, op.Name), a)
+	return markDeleting(tx, c, Applications, DeletingApplications, ApplicationKey(op.Tenant, op.Gallery, op.Name), a)
 }
 
 func createVersion(tx *Tx, c *statepb.Command, op *statepb.CreateVersion) error {
@@ -167,6 +167,9 @@ func updateVersion(tx *Tx, c *statepb.Command, op *statepb.UpdateVersion) error 
 	if err := checkRegionQuota(tx, v.Tenant, k, added, op.MaxPerRegion); err != nil {
 		return err
 	}
+	if err := markDirty(tx, c, v.Tenant, v.Gallery, v.Application, v.Name); err != nil {
+		return err
+	}
 	return Versions.put(tx, k, stamp(v, c))
 }
 
@@ -179,7 +182,7 @@ func deleteVersion(tx *Tx, c *statepb.Command, op *statepb.DeleteVersion) error 
 	if err := CheckETag("version '"+VersionPath(r.Gallery, r.Application, r.Version)+"'", op.ExpectEtag, v.Etag); err != nil {
 		return err
 	}
-	return markDeleting(tx, c, Versions, refVersionKey(r), v)
+	return markDeleting(tx, c, Versions, DeletingVersions, refVersionKey(r), v)
 }
 
 // removeDeleted removes galleries or applications marked for deletion
@@ -189,9 +192,9 @@ func removeDeleted(tx *Tx, op *statepb.RemoveDeleted) error {
 		var err error
 		switch op.Kind {
 		case statepb.RemoveDeleted_KIND_GALLERY:
-			err = removeIfDoomed(tx, Galleries, Applications, GalleryKey(r.Tenant, r.Gallery))
+			err = removeIfDoomed(tx, Galleries, DeletingGalleries, Applications, GalleryKey(r.Tenant, r.Gallery))
 		case statepb.RemoveDeleted_KIND_APPLICATION:
-			err = removeIfDoomed(tx, Applications, Versions, ApplicationKey(r.Tenant, r.Gallery, r.Application))
+			err = removeIfDoomed(tx, Applications, DeletingApplications, Versions, ApplicationKey(r.Tenant, r.Gallery, r.Application))
 		default:
 			return errs.New(errs.InvalidArgument, "kind", "RemoveDeleted of kind %s", op.Kind)
 		}
@@ -202,9 +205,9 @@ func removeDeleted(tx *Tx, op *statepb.RemoveDeleted) error {
 	return nil
 }
 
-// removeIfDoomed deletes the record at k of t when it is marked Deleting
-// and has no record left under it in children.
-func removeIfDoomed[M, C resource](tx *Tx, t Table[M], children Table[C], k []byte) error {
+// removeIfDoomed deletes the record at k of t (and its key in deleting)
+// when it is marked Deleting and has no record left under it in children.
+func removeIfDoomed[M, C resource](tx *Tx, t Table[M], deleting Index[M], children Table[C], k []byte) error {
 	m, ok, err := t.Get(tx, k)
 	if err != nil || !ok || m.GetProvisioningState() != pb.ProvisioningDeleting {
 		return err
@@ -213,12 +216,15 @@ func removeIfDoomed[M, C resource](tx *Tx, t Table[M], children Table[C], k []by
 	if ck, _ := children.bucket(tx).Cursor().Seek(p); ck != nil && hasPrefix(ck, p) {
 		return nil
 	}
+	if err := deleting.delete(tx, k); err != nil {
+		return err
+	}
 	return t.delete(tx, k)
 }
 
 // removeVersion removes a version marked for deletion with its manifests,
 // upload sessions and signatures.
-func removeVersion(tx *Tx, op *statepb.RemoveVersion) error {
+func removeVersion(tx *Tx, c *statepb.Command, op *statepb.RemoveVersion) error {
 	r := op.GetVersion()
 	k := refVersionKey(r)
 	v, ok, err := Versions.Get(tx, k)
@@ -229,6 +235,13 @@ func removeVersion(tx *Tx, op *statepb.RemoveVersion) error {
 		return err
 	}
 	if err := Signatures.delete(tx, k); err != nil {
+		return err
+	}
+	if err := DeletingVersions.delete(tx, k); err != nil {
+		return err
+	}
+	// Records a crash left behind are the replicator's to remove.
+	if err := markDirty(tx, c, r.Tenant, r.Gallery, r.Application, r.Version); err != nil {
 		return err
 	}
 	for _, kind := range []pb.ArtifactKind{pb.ArtifactKind_ARTIFACT_KIND_PACKAGE, pb.ArtifactKind_ARTIFACT_KIND_CONFIGURATION} {
@@ -256,19 +269,28 @@ type resource interface {
 
 func live[M resource](m M) bool { return m.GetProvisioningState() != pb.ProvisioningDeleting }
 
-// markDeleting marks m (stored at k) Deleting; marking twice is a no-op so
-// a retried delete keeps its etag.
-func markDeleting[M resource](tx *Tx, c *statepb.Command, t Table[M], k []byte, m M) error {
+// markDeleting marks m (stored at k) Deleting, and indexes it in deleting
+// for the reaper; marking twice is a no-op so a retried delete keeps its
+// etag. A version is marked dirty for the replicator too.
+func markDeleting[M resource](tx *Tx, c *statepb.Command, t Table[M], deleting Index[M], k []byte, m M) error {
 	if m.GetProvisioningState() == pb.ProvisioningDeleting {
 		return nil
 	}
 	r := m.ProtoReflect()
 	r.Set(r.Descriptor().Fields().ByName("provisioning_state"), protoValue(pb.ProvisioningDeleting))
+	if v, ok := any(m).(*pb.GalleryApplicationVersion); ok {
+		if err := markDirty(tx, c, v.Tenant, v.Gallery, v.Application, v.Name); err != nil {
+			return err
+		}
+	}
+	if err := deleting.put(tx, k, k); err != nil {
+		return err
+	}
 	return t.put(tx, k, stamp(m, c))
 }
 
 // markAll marks every record of t under prefix p Deleting.
-func markAll[M resource](tx *Tx, c *statepb.Command, t Table[M], p []byte) error {
+func markAll[M resource](tx *Tx, c *statepb.Command, t Table[M], deleting Index[M], p []byte) error {
 	type kv struct {
 		k []byte
 		m M
@@ -284,7 +306,7 @@ func markAll[M resource](tx *Tx, c *statepb.Command, t Table[M], p []byte) error
 		return err
 	}
 	for _, e := range todo { // no writes while the cursor walks
-		if err := markDeleting(tx, c, t, e.k, e.m); err != nil {
+		if err := markDeleting(tx, c, t, deleting, e.k, e.m); err != nil {
 			return err
 		}
 	}

@@ -26,6 +26,9 @@ func createMachine(tx *Tx, c *statepb.Command, op *statepb.CreateMachine) error 
 		if err := ScaleSets.put(tx, ScaleSetKey(ss.Tenant, ss.Name), ss); err != nil {
 			return err
 		}
+		if err := MachinesByScaleSet.put(tx, MachineInScaleSetKey(m.Tenant, m.ScaleSet, m.Name), k); err != nil {
+			return err
+		}
 	}
 	if op.Credential != nil {
 		if err := issueToken(tx, c, &statepb.IssueToken{Credential: op.Credential}); err != nil {
@@ -52,8 +55,14 @@ func deleteMachine(tx *Tx, c *statepb.Command, tenant, name string) error {
 				return err
 			}
 		}
+		if err := MachinesByScaleSet.delete(tx, MachineInScaleSetKey(tenant, m.ScaleSet, name)); err != nil {
+			return err
+		}
 	}
 	if err := bindMachineToken(tx, c, tenant, name, ""); err != nil {
+		return err
+	}
+	if err := clearInventory(tx, tenant, name); err != nil {
 		return err
 	}
 	if err := InstanceViews.delete(tx, MachineKey(tenant, name)); err != nil {
@@ -74,14 +83,7 @@ func createScaleSet(tx *Tx, c *statepb.Command, op *statepb.CreateScaleSet) erro
 
 // Instances lists a scale set's machines, in name order.
 func (tx *Tx) Instances(tenant, scaleSet string) ([]*pb.Machine, error) {
-	var out []*pb.Machine
-	err := Machines.Scan(tx, Prefix(tenant), nil, func(_ []byte, m *pb.Machine) (bool, error) {
-		if m.ScaleSet == scaleSet {
-			out = append(out, m)
-		}
-		return true, nil
-	})
-	return out, err
+	return MachinesByScaleSet.All(tx, Prefix(tenant, scaleSet))
 }
 
 func deleteScaleSet(tx *Tx, c *statepb.Command, op *statepb.DeleteScaleSet) error {
@@ -159,7 +161,8 @@ func setProfile(tx *Tx, c *statepb.Command, op *statepb.SetProfile) error {
 }
 
 func reportStatus(tx *Tx, c *statepb.Command, op *statepb.ReportStatus) error {
-	if _, err := tx.Machine(op.Tenant, op.Machine); err != nil {
+	m, err := tx.Machine(op.Tenant, op.Machine)
+	if err != nil {
 		return err
 	}
 	iv := op.GetInstanceView()
@@ -167,5 +170,62 @@ func reportStatus(tx *Tx, c *statepb.Command, op *statepb.ReportStatus) error {
 		iv = &pb.InstanceView{}
 	}
 	iv.LastReportTime, iv.Connected = c.Time, false
+	if err := clearInventory(tx, op.Tenant, op.Machine); err != nil {
+		return err
+	}
+	for _, s := range iv.Applications {
+		e := &pb.InventoryEntry{Machine: m.Name, Region: m.Region, ScaleSet: m.ScaleSet, Status: s}
+		if err := putInventory(tx, op.Tenant, e); err != nil {
+			return err
+		}
+	}
 	return InstanceViews.put(tx, MachineKey(op.Tenant, op.Machine), iv)
+}
+
+// inventoryIndexes are the indexes of inventory entries.
+var inventoryIndexes = []Index[*pb.InventoryEntry]{InventoryByState, InventoryByApp, InventoryByRegion}
+
+// inventoryKeys are an inventory entry's key and its keys in
+// inventoryIndexes.
+func inventoryKeys(tenant string, e *pb.InventoryEntry) (k []byte, ix [3][]byte) {
+	app := e.GetStatus().GetApplication()
+	return InventoryKey(tenant, e.Machine, app), [3][]byte{
+		key(tenant, InventoryState(e.GetStatus().GetState()), e.Machine, app),
+		key(tenant, InventoryAppName(app), e.Machine, app),
+		key(tenant, e.Region, e.Machine, app),
+	}
+}
+
+func putInventory(tx *Tx, tenant string, e *pb.InventoryEntry) error {
+	k, ixk := inventoryKeys(tenant, e)
+	if err := Inventory.put(tx, k, e); err != nil {
+		return err
+	}
+	for i, ix := range inventoryIndexes {
+		if err := ix.put(tx, ixk[i], k); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// clearInventory deletes a machine's inventory entries and their index
+// keys.
+func clearInventory(tx *Tx, tenant, machine string) error {
+	old, err := Inventory.All(tx, Prefix(tenant, machine))
+	if err != nil {
+		return err
+	}
+	for _, e := range old {
+		k, ixk := inventoryKeys(tenant, e)
+		for i, ix := range inventoryIndexes {
+			if err := ix.delete(tx, ixk[i]); err != nil {
+				return err
+			}
+		}
+		if err := Inventory.delete(tx, k); err != nil {
+			return err
+		}
+	}
+	return nil
 }

@@ -39,7 +39,19 @@ func changeReplica(tx *Tx, r *statepb.ReplicaRef, fn func(rec *statepb.Replica) 
 	if err := fn(rec); err != nil {
 		return err
 	}
-	return Replicas.put(tx, k, rec)
+	return putReplica(tx, k, rec)
+}
+
+// putReplica stores a replica record, in ActiveReplicas while it is not
+// Completed (what the replicator's dispatch reads).
+func putReplica(tx *Tx, k []byte, rec *statepb.Replica) error {
+	if err := Replicas.put(tx, k, rec); err != nil {
+		return err
+	}
+	if rec.Phase == phaseCompleted {
+		return ActiveReplicas.delete(tx, k)
+	}
+	return ActiveReplicas.put(tx, k, k)
 }
 
 func reconcileReplicas(tx *Tx, c *statepb.Command, op *statepb.ReconcileReplicas) error {
@@ -49,7 +61,7 @@ func reconcileReplicas(tx *Tx, c *statepb.Command, op *statepb.ReconcileReplicas
 			continue
 		}
 		rec.NextAttemptTime = c.Time
-		if err := Replicas.put(tx, k, rec); err != nil {
+		if err := putReplica(tx, k, rec); err != nil {
 			return err
 		}
 	}
@@ -64,11 +76,11 @@ func reconcileReplicas(tx *Tx, c *statepb.Command, op *statepb.ReconcileReplicas
 		}
 		rec.Phase = phaseDeleting
 		rec.NextAttemptTime, rec.Attempts, rec.LastError = nil, 0, ""
-		if err := Replicas.put(tx, k, rec); err != nil {
+		if err := putReplica(tx, k, rec); err != nil {
 			return err
 		}
 	}
-	return nil
+	return clearDirty(tx, op.GetReconciled())
 }
 
 func replicaStarted(tx *Tx, c *statepb.Command, op *statepb.ReplicaStarted) error {
@@ -155,10 +167,18 @@ func replicaRestart(tx *Tx, op *statepb.ReplicaRestart) error {
 	})
 }
 
-func replicaRemoved(tx *Tx, op *statepb.ReplicaRemoved) error {
+func replicaRemoved(tx *Tx, c *statepb.Command, op *statepb.ReplicaRemoved) error {
 	k := refReplicaKey(op.GetReplica())
 	rec, ok, err := Replicas.Get(tx, k)
 	if err != nil || !ok || op.OnlyDeleting && rec.Phase != phaseDeleting {
+		return err
+	}
+	if err := ActiveReplicas.delete(tx, k); err != nil {
+		return err
+	}
+	// The version may want a record at k again (its count went down and
+	// back up while this one was being deleted).
+	if err := markDirty(tx, c, rec.Tenant, rec.Gallery, rec.Application, rec.Version); err != nil {
 		return err
 	}
 	return Replicas.delete(tx, k)

@@ -106,6 +106,9 @@ func finishUpload(tx *Tx, c *statepb.Command, op *statepb.FinishUpload) error {
 	if err := Uploads.delete(tx, UploadKey(s.Id)); err != nil {
 		return err
 	}
+	if err := markDirty(tx, c, s.Tenant, s.Gallery, s.Application, s.Version); err != nil {
+		return err
+	}
 	return Versions.put(tx, VersionKey(s.Tenant, s.Gallery, s.Application, s.Version), stamp(v, c))
 }
 

@@ -8,6 +8,7 @@ import (
 	"io"
 	"log/slog"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	bolt "go.etcd.io/bbolt"
@@ -47,6 +48,7 @@ type DB struct {
 	proposer Log
 	local    *localLog
 	applied  applied // the last raft index the file holds
+	reads    atomic.Int64
 }
 
 // Open opens (creating if needed) the state file at path and migrates it
@@ -103,11 +105,18 @@ func (db *DB) View(ctx context.Context, fn func(tx *Tx) error) error {
 	}
 	db.mu.RLock()
 	defer db.mu.RUnlock()
-	return db.bolt.View(func(tx *bolt.Tx) error { return fn(&Tx{tx: tx}) })
+	return db.bolt.View(func(tx *bolt.Tx) error { return fn(&Tx{tx: tx, reads: &db.reads}) })
 }
 
+// RecordsRead counts the records read (decoded) from the file since it was
+// opened, by reads and by appliers: a measure of the work a piece of code
+// does against the state, for tests and benchmarks.
+func (db *DB) RecordsRead() int64 { return db.reads.Load() }
+
 // Watch registers fn to be called with every command this node applies,
-// after it is committed, in log order. fn must not block.
+// after it is committed, in log order, and before the command's Propose (or
+// a wait for its log index) returns: what a watcher drops from a cache is
+// gone by the time the change is answered. fn must not block.
 func (db *DB) Watch(fn func(*statepb.Command)) {
 	db.mu.Lock()
 	db.watchers = append(db.watchers, fn)
@@ -179,7 +188,7 @@ func (db *DB) applyBatch(cmds []*statepb.Command, terms []uint64, index uint64) 
 	results := make([]error, len(cmds))
 	db.mu.RLock()
 	err := db.bolt.Update(func(btx *bolt.Tx) error {
-		tx := &Tx{tx: btx}
+		tx := &Tx{tx: btx, reads: &db.reads}
 		for i, c := range cmds {
 			results[i] = Apply(tx, c, term(i))
 			if results[i] != nil && !refused(results[i]) {
@@ -191,7 +200,7 @@ func (db *DB) applyBatch(cmds []*statepb.Command, terms []uint64, index uint64) 
 	if errors.Is(err, errRetrySolo) {
 		for i, c := range cmds {
 			err := db.bolt.Update(func(btx *bolt.Tx) error {
-				tx := &Tx{tx: btx}
+				tx := &Tx{tx: btx, reads: &db.reads}
 				if results[i] = Apply(tx, c, term(i)); results[i] != nil && !refused(results[i]) {
 					return results[i]
 				}
@@ -207,10 +216,12 @@ func (db *DB) applyBatch(cmds []*statepb.Command, terms []uint64, index uint64) 
 		}
 	}
 	db.mu.RUnlock()
+	// Watchers first: a proposer waits for the applied index (WaitApplied),
+	// and must find the caches the watchers keep already cleared.
+	db.notify(cmds, results)
 	if index != 0 && err == nil || errors.Is(err, errRetrySolo) {
 		db.applied.set(max(index, db.applied.get()))
 	}
-	db.notify(cmds, results)
 	return results
 }
 

@@ -34,9 +34,15 @@
 //
 // Reads stay direct: View runs a function in a read transaction, and the
 // Tables (Galleries, Versions, Replicas, ...) decode records by key or scan
-// a key prefix.
+// a key prefix. Listings page (Page, PageOver): a page token is the last
+// key returned, relative to the listing's prefix, with a checksum. A
+// listing that filters reads an Index — a bucket whose keys order a
+// table's records another way and map to their keys — so that a page
+// costs what it returns, not what the state holds; the appliers keep each
+// index in step with its table in the same transaction. DB.RecordsRead
+// counts the records decoded, so tests can hold code to that.
 //
-// # Schema (version 4)
+// # Schema (version 5)
 //
 // Every value is a protobuf message, encoded deterministically. Keys join a
 // record's path with NUL separators (no name can hold a NUL), so that a
@@ -57,10 +63,33 @@
 //	machines       tenant 0 machine                       -> vmapp.v1.Machine (without instance view)
 //	scalesets      tenant 0 scale set                     -> vmapp.v1.ScaleSet
 //	instanceviews  tenant 0 machine                       -> vmapp.v1.InstanceView (what its agent reported)
+//	inventory      tenant 0 machine 0 application         -> vmapp.v1.InventoryEntry (one per application
+//	                                                         of an instance view: what ListInventory lists)
 //	nodes          node id                                -> vmapp.v1.ClusterNode (id and addresses only)
 //	signatures     <version key>                          -> vmapp.v1.VersionSignatures (a version's statement parameters and signatures)
 //	trust_policies tenant 0 gallery                       -> vmapp.v1.TrustPolicy
 //	sign_sequences tenant 0 gallery 0 application         -> uint64 BE: the highest statement sequence signed (kept when the application goes)
+//	dirty_versions tenant 0 gallery 0 application 0 version -> the etag of the command that marked it
+//
+// The indexes map to the key of a record of their table:
+//
+//	machines_by_scaleset  tenant 0 scale set 0 machine              -> machines key
+//	tokens_by_tenant      tenant 0 class 0 token id                 -> auth_tokens key; class "api" (people,
+//	                                                                   pipelines, the operator's) or "machine"
+//	inventory_by_state    tenant 0 state(lower case) 0 machine 0 application -> inventory key
+//	inventory_by_app      tenant 0 name 0 machine 0 application     -> inventory key; name: after the
+//	                                                                   application's last '/'
+//	inventory_by_region   tenant 0 region 0 machine 0 application   -> inventory key
+//	deleting_galleries    <galleries key>                           -> the same: galleries marked Deleting
+//	deleting_applications <applications key>                        -> the same, applications
+//	deleting_versions     <versions key>                            -> the same, versions
+//	replicas_active       <replicas key>                            -> the same: replicas not Completed
+//
+// dirty_versions is the replicator's queue: the appliers mark a version
+// (its name as written) whenever a command may change the replica records
+// it should have — FinishUpload, UpdateVersion, a version marked Deleting,
+// RemoveVersion, ReplicaRemoved — and ReconcileReplicas clears the marks
+// its reconcile read, unless the version was marked again since.
 //
 // A version's num is its three numbers zero-padded to ten digits
 // ("0000000001.0000000010.0000000000"), so that byte order is numeric order
@@ -74,5 +103,7 @@
 // uploads and manifests, 3 made this package the owner of every bucket
 // (the replicator, credentials and the fleet had created theirs) and
 // dropped the fleet's etag sequence: etags are chosen with the command; 4
-// added signatures, trust policies and sequences.
+// added signatures, trust policies and sequences; 5 the indexes, the
+// inventory and dirty_versions, built from the records (dirty_versions
+// starts empty: the replicator reconciles every version when it starts).
 package state

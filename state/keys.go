@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"regexp"
 	"strconv"
+	"strings"
 
 	statepb "github.com/vmapp/vmapp/proto/vmapp/state/v1"
 	pb "github.com/vmapp/vmapp/proto/vmapp/v1"
@@ -138,6 +139,46 @@ func MachineKey(tenant, name string) []byte { return key(tenant, name) }
 
 // ScaleSetKey is the key of a scale set.
 func ScaleSetKey(tenant, name string) []byte { return key(tenant, name) }
+
+// MachineInScaleSetKey is a machine's key in MachinesByScaleSet.
+func MachineInScaleSetKey(tenant, scaleSet, machine string) []byte {
+	return key(tenant, scaleSet, machine)
+}
+
+// Token classes in TokensByTenant: API tokens (people, pipelines, the
+// operator's) sort before machine tokens.
+const (
+	TokenClassAPI     = "api"
+	TokenClassMachine = "machine"
+)
+
+// TokenInTenantKey is a token's key in TokensByTenant.
+func TokenInTenantKey(t *pb.Token) []byte {
+	class := TokenClassAPI
+	if t.GetMachine() != "" {
+		class = TokenClassMachine
+	}
+	return key(t.GetTenant(), class, t.GetId())
+}
+
+// InventoryKey is the key of a machine's inventory entry for an
+// application (as its agent names it: gallery/application).
+func InventoryKey(tenant, machine, application string) []byte {
+	return key(tenant, machine, application)
+}
+
+// InventoryState is how InventoryByState keys a state: any case matches.
+func InventoryState(state string) string { return strings.ToLower(state) }
+
+// InventoryAppName is how InventoryByApp keys an application: by the name
+// after its last '/', so that "application" and "gallery/application" (or
+// "TENANT:gallery/application") filters both find it.
+func InventoryAppName(application string) string {
+	return application[strings.LastIndexByte(application, '/')+1:]
+}
+
+// dirtyKey is a version's key in dirty_versions: its reference as written.
+func dirtyKey(tenant, gallery, app, version string) []byte { return key(tenant, gallery, app, version) }
 
 // NodeKey is the key of a cluster node.
 func NodeKey(id string) []byte { return []byte(id) }

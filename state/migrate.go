@@ -47,6 +47,14 @@ var migrations = []func(tx *bolt.Tx) error{
 	func(tx *bolt.Tx) error { // 3 -> 4: signatures, trust policies, sequences
 		return createBuckets(tx, "signatures", "trust_policies", "sign_sequences")
 	},
+	func(tx *bolt.Tx) error { // 4 -> 5: indexes, and the replicator's dirty versions
+		for _, b := range buckets {
+			if _, err := tx.CreateBucketIfNotExists(b); err != nil {
+				return err
+			}
+		}
+		return buildIndexes(&Tx{tx: tx})
+	},
 }
 
 // SchemaVersion is the schema version this code writes.

@@ -6,11 +6,15 @@ import (
 	"encoding/base64"
 	"encoding/binary"
 	"encoding/json"
+	"fmt"
 	"os"
 	"path/filepath"
+	"regexp"
 	"testing"
 
 	bolt "go.etcd.io/bbolt"
+
+	statepb "github.com/vmapp/vmapp/proto/vmapp/state/v1"
 	"google.golang.org/protobuf/encoding/protojson"
 	"google.golang.org/protobuf/proto"
 
@@ -114,6 +118,24 @@ func TestMigrateV2(t *testing.T) {
 	if records < 50 {
 		t.Fatalf("only %d records compared: is the golden file complete?", records)
 	}
+	// Schema 4's indexes were built from the records, and hold what the
+	// appliers would have written.
+	checkDerived(t, db, "after the migration")
+	counts := map[string]int{}
+	db.View(context.Background(), func(tx *Tx) error {
+		for _, b := range derivedBuckets {
+			counts[b] = tx.tx.Bucket([]byte(b)).Stats().KeyN
+		}
+		return nil
+	})
+	for _, b := range []string{"machines_by_scaleset", "tokens_by_tenant", "inventory", "inventory_by_state", "inventory_by_app", "inventory_by_region"} {
+		if counts[b] == 0 {
+			t.Errorf("the migration left %s empty: %v", b, counts)
+		}
+	}
+	if counts["tokens_by_tenant"] != len(golden.Buckets["auth_tokens"]) {
+		t.Errorf("%d tokens indexed, %d stored", counts["tokens_by_tenant"], len(golden.Buckets["auth_tokens"]))
+	}
 }
 
 func getter[M proto.Message](tb Table[M]) func(tx *Tx, k []byte) (proto.Message, bool, error) {
@@ -161,5 +183,68 @@ func TestLocked(t *testing.T) {
 	_, err = Open(path, Options{OpenTimeout: 50e6})
 	if !errs.Is(err, errs.Unavailable) {
 		t.Fatalf("second Open: %v, want Unavailable", err)
+	}
+}
+
+// TestMigrate3To4 takes a file the scenarios wrote, turns it into what a
+// schema-3 vmappd left (no indexes, no inventory, no dirty marks), and
+// opens it: the migration builds exactly what the appliers had written.
+func TestMigrate3To4(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "vmapp.db")
+	db, err := Open(path, Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	steps := append(scenario(), fleetScenario()[:13]...)
+	for i, s := range steps {
+		checkOutcome(t, i, s, db.Propose(context.Background(), command(i, s)))
+	}
+	db.Propose(context.Background(), command(len(steps), step{op: &statepb.Command_DeleteVersion{DeleteVersion: &statepb.DeleteVersion{Version: vref("2.0.0")}}}))
+	db.Propose(context.Background(), command(len(steps)+1, step{op: &statepb.Command_ReconcileReplicas{ReconcileReplicas: &statepb.ReconcileReplicas{Add: []*statepb.Replica{replica("eastus", 0)}}}}))
+	want := dump(t, db)
+	db.Close()
+
+	b, err := bolt.Open(path, 0o600, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	err = b.Update(func(tx *bolt.Tx) error {
+		for _, name := range append(derivedBuckets, "dirty_versions") {
+			if err := tx.DeleteBucket([]byte(name)); err != nil {
+				return fmt.Errorf("%s: %w", name, err)
+			}
+		}
+		return tx.Bucket(bucketMeta).Put(keySchema, binary.BigEndian.AppendUint64(nil, 3))
+	})
+	b.Close()
+	if err != nil {
+		t.Fatal(err)
+	}
+
+	db, err = Open(path, Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	checkDerived(t, db, "after the migration")
+	var marks []*statepb.DirtyMark
+	db.View(context.Background(), func(tx *Tx) (err error) {
+		marks, err = tx.DirtyVersions(nil, 100)
+		return err
+	})
+	// What the dirty marks were is the replicator's first full pass's to
+	// find again; everything else is as written.
+	got := regexp.MustCompile(`(?m)^\[dirty_versions\]\n(".*\n)*`).ReplaceAll(dump(t, db), []byte("[dirty_versions]\n"))
+	want = regexp.MustCompile(`(?m)^\[dirty_versions\]\n(".*\n)*`).ReplaceAll(want, []byte("[dirty_versions]\n"))
+	if !bytes.Equal(got, want) || len(marks) != 0 {
+		t.Fatalf("after the migration:\n%s\nwant\n%s\n(dirty marks %v)", got, want, marks)
+	}
+	var active int
+	db.View(context.Background(), func(tx *Tx) error {
+		active, _ = Replicas.Count(tx, nil, nil)
+		return nil
+	})
+	if !bytes.Contains(got, []byte("[replicas_active]\n\"t")) || !bytes.Contains(got, []byte("[deleting_versions]\n\"t")) || active == 0 {
+		t.Fatalf("the scenario left no active replica or deleted version to index:\n%s", got)
 	}
 }

@@ -3,6 +3,7 @@ package state
 import (
 	"bytes"
 	"fmt"
+	"sync/atomic"
 
 	bolt "go.etcd.io/bbolt"
 	"google.golang.org/protobuf/proto"
@@ -14,7 +15,15 @@ import (
 // Tx is a transaction on the state: read-only in View, read-write in the
 // appliers (the only writers).
 type Tx struct {
-	tx *bolt.Tx
+	tx    *bolt.Tx
+	reads *atomic.Int64 // the DB's count of records read
+}
+
+// read counts n records read.
+func (tx *Tx) read(n int64) {
+	if tx.reads != nil {
+		tx.reads.Add(n)
+	}
 }
 
 // Table is one bucket of protobuf records of type M.
@@ -48,6 +57,20 @@ var (
 	Nodes         = table("nodes", func() *pb.ClusterNode { return &pb.ClusterNode{} })
 	Signatures    = table("signatures", func() *pb.VersionSignatures { return &pb.VersionSignatures{} })
 	TrustPolicies = table("trust_policies", func() *pb.TrustPolicy { return &pb.TrustPolicy{} })
+	Inventory     = table("inventory", func() *pb.InventoryEntry { return &pb.InventoryEntry{} })
+)
+
+// The indexes (schema 5); the package doc gives each one's key layout.
+var (
+	MachinesByScaleSet   = index("machines_by_scaleset", Machines)
+	TokensByTenant       = index("tokens_by_tenant", Tokens)
+	InventoryByState     = index("inventory_by_state", Inventory)
+	InventoryByApp       = index("inventory_by_app", Inventory)
+	InventoryByRegion    = index("inventory_by_region", Inventory)
+	DeletingGalleries    = index("deleting_galleries", Galleries)
+	DeletingApplications = index("deleting_applications", Applications)
+	DeletingVersions     = index("deleting_versions", Versions)
+	ActiveReplicas       = index("replicas_active", Replicas)
 )
 
 // Buckets that hold raw values rather than records.
@@ -55,9 +78,10 @@ var (
 	bucketMeta          = []byte("meta")           // "schema" -> uint64 BE; "applied" -> raft index BE
 	bucketMachineTokens = []byte("auth_machines")  // tenant 0 machine -> token id
 	bucketSequences     = []byte("sign_sequences") // tenant 0 gallery 0 application -> uint64 BE
+	bucketDirty         = []byte("dirty_versions") // tenant 0 gallery 0 application 0 version -> mark
 )
 
-func init() { buckets = append(buckets, bucketMeta, bucketMachineTokens, bucketSequences) }
+func init() { buckets = append(buckets, bucketMeta, bucketMachineTokens, bucketSequences, bucketDirty) }
 
 func (t Table[M]) bucket(tx *Tx) *bolt.Bucket { return tx.tx.Bucket(t.name) }
 
@@ -71,6 +95,7 @@ func (t Table[M]) decode(k, v []byte) (M, error) {
 
 // Get reads the record at k; false when there is none.
 func (t Table[M]) Get(tx *Tx, k []byte) (M, bool, error) {
+	tx.read(1)
 	v := t.bucket(tx).Get(k)
 	if v == nil {
 		var zero M
@@ -87,7 +112,21 @@ func (t Table[M]) Has(tx *Tx, k []byte) bool { return t.bucket(tx).Get(k) != nil
 // order, from the first key after after (nil: from the start) until fn
 // returns false or an error.
 func (t Table[M]) Scan(tx *Tx, prefix, after []byte, fn func(k []byte, m M) (bool, error)) error {
-	c := t.bucket(tx).Cursor()
+	return scanBucket(t.bucket(tx), prefix, after, func(k, v []byte) (bool, error) {
+		tx.read(1)
+		m, err := t.decode(k, v)
+		if err != nil {
+			return false, err
+		}
+		return fn(k, m)
+	})
+}
+
+// scanBucket calls fn with the keys of b that start with prefix and their
+// values, in key order, from the first key after after (nil: from the
+// start), until fn returns false or an error.
+func scanBucket(b *bolt.Bucket, prefix, after []byte, fn func(k, v []byte) (bool, error)) error {
+	c := b.Cursor()
 	k, v := c.Seek(prefix)
 	if after != nil {
 		if k, v = c.Seek(after); k != nil && bytes.Equal(k, after) {
@@ -95,11 +134,7 @@ func (t Table[M]) Scan(tx *Tx, prefix, after []byte, fn func(k []byte, m M) (boo
 		}
 	}
 	for ; k != nil && bytes.HasPrefix(k, prefix); k, v = c.Next() {
-		m, err := t.decode(k, v)
-		if err != nil {
-			return err
-		}
-		more, err := fn(k, m)
+		more, err := fn(k, v)
 		if err != nil || !more {
 			return err
 		}
@@ -118,6 +153,7 @@ func (t Table[M]) ScanDesc(tx *Tx, prefix []byte, fn func(k []byte, m M) (bool, 
 		k, v = c.Prev()
 	}
 	for ; k != nil && bytes.HasPrefix(k, prefix); k, v = c.Prev() {
+		tx.read(1)
 		m, err := t.decode(k, v)
 		if err != nil {
 			return err

@@ -155,19 +155,31 @@ The CLI sends the token in VMAPP_TOKEN, or read from --token-file.`,
 	_ = create.MarkFlagRequired("role")
 
 	var all bool
+	var page pageFlags
 	list := &cobra.Command{
-		Use:   "list [--all]",
+		Use:   "list [--all] [--top N] [--skip-token TOKEN]",
 		Short: "List the tenant's tokens",
 		Args:  args(),
 		RunE: c.action(func(cl *client.Client, cmd *cobra.Command, args []string) error {
-			r, err := accessClient(cl).ListTokens(c.ctx, &pb.ListTokensRequest{All: all})
+			ts, next, err := listAll(cmd, &page, func(size int32, token string) ([]*pb.Token, string, error) {
+				r, err := accessClient(cl).ListTokens(c.ctx, &pb.ListTokensRequest{All: all, PageSize: size, PageToken: token})
+				return r.GetTokens(), r.GetNextPageToken(), err
+			})
 			if err != nil {
 				return err
 			}
-			return c.printTokens(true, r.Tokens...)
+			if c.output == "json" {
+				return printJSONList(c.stdout, ts, next)
+			}
+			if err := c.printTokens(true, ts...); err != nil {
+				return err
+			}
+			printNextToken(c.stdout, next)
+			return nil
 		}),
 	}
 	list.Flags().BoolVar(&all, "all", false, "include revoked, expired and machine tokens")
+	page.add(list)
 
 	revoke := &cobra.Command{
 		Use:   "revoke ID",

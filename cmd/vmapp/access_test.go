@@ -116,6 +116,14 @@ func TestTokensAndShares(t *testing.T) {
 	if out := e.ok("token", "list", "--all"); !strings.Contains(out, id) {
 		t.Fatalf("token list --all misses the revoked token:\n%s", out)
 	}
+	out = e.ok("token", "list", "--all", "--top", "1")
+	if lines := strings.Split(strings.TrimSpace(out), "\n"); len(lines) != 4 || !strings.HasPrefix(lines[3], "More: continue with --skip-token ") {
+		t.Fatalf("token list --top 1:\n%s", out)
+	}
+	rest := e.okJSON("token", "list", "--all", "--skip-token", strings.TrimPrefix(strings.Split(strings.TrimSpace(out), "\n")[3], "More: continue with --skip-token "))
+	if v, _ := rest["value"].([]any); len(v) == 0 || rest["nextPageToken"] != nil {
+		t.Fatalf("token list --skip-token: %v", rest)
+	}
 	e.fails(1, "error: NotFound: Token 'tok_aaaaaaaaaaaaaaaaaaaa' doesn't exist", "token", "revoke", "tok_aaaaaaaaaaaaaaaaaaaa")
 
 	// A machine's agent credential, issued again to a file.

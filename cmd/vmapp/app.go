@@ -115,7 +115,7 @@ func (c *cli) appCmd() *cobra.Command {
 
 	var page pageFlags
 	list := &cobra.Command{
-		Use:   "list --gallery G",
+		Use:   "list --gallery G [--top N] [--skip-token TOKEN]",
 		Short: "List the applications of a gallery",
 		Args:  args(),
 		RunE: c.action(func(cl *client.Client, cmd *cobra.Command, args []string) error {

@@ -235,6 +235,15 @@ func TestFleetEndToEnd(t *testing.T) {
 		t.Fatalf("empty inventory json: %v", js)
 	}
 	e.fails(2, `--state "broken": must be one of`, "inventory", "--state", "broken")
+	// One entry at a time: --top, then --skip-token from where it stopped.
+	js = e.okJSON("inventory", "--top", "1")
+	if v, _ := js["value"].([]any); len(v) != 1 || at(js, "value", 0, "machine") != "vm1" || js["nextPageToken"] == nil {
+		t.Fatalf("inventory --top 1: %v", js)
+	}
+	js = e.okJSON("inventory", "--skip-token", js["nextPageToken"].(string))
+	if v, _ := js["value"].([]any); len(v) != 1 || at(js, "value", 0, "machine") != "web-0" || js["nextPageToken"] != nil {
+		t.Fatalf("inventory --skip-token: %v", js)
+	}
 
 	// Retry, then remove.
 	js = e.okJSON("vm", "app", "retry", "--vm", "vm1", "--app", "g/a")

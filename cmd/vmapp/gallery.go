@@ -64,7 +64,7 @@ func (c *cli) galleryCmd() *cobra.Command {
 
 	var page pageFlags
 	list := &cobra.Command{
-		Use:   "list",
+		Use:   "list [--top N] [--skip-token TOKEN]",
 		Short: "List galleries",
 		Args:  args(),
 		RunE: c.action(func(cl *client.Client, cmd *cobra.Command, args []string) error {

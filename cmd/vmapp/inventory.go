@@ -24,13 +24,15 @@ func parseState(s string) (string, error) {
 
 func (c *cli) inventoryCmd() *cobra.Command {
 	var app, region, state string
+	var page pageFlags
 	cmd := &cobra.Command{
-		Use:   "inventory [--app [GALLERY/]APPLICATION] [--region REGION] [--state STATE]",
+		Use:   "inventory [--app [GALLERY/]APPLICATION] [--region REGION] [--state STATE] [--top N] [--skip-token TOKEN]",
 		Short: "List the applications on every machine, as their agents reported them",
 		Long: `List the applications on every machine as their agents last reported them:
 MACHINE REGION VMSS APPLICATION VERSION STATE EXIT UPDATED. The filters
 combine; --state is one of ` + strings.Join(pb.AppStates, ", ") + `.
--o json prints {"value": [...]} of inventory entries.`,
+-o json prints {"value": [...]} of inventory entries. --top N lists at
+most N entries and prints the token to continue from with --skip-token.`,
 		Example: `  vmapp inventory --state failed
   vmapp inventory --app g1/myapp --region eastus`,
 		Args: args(),
@@ -39,23 +41,29 @@ combine; --state is one of ` + strings.Join(pb.AppStates, ", ") + `.
 			if err != nil {
 				return err
 			}
-			r, err := fleetClient(cl).ListInventory(c.ctx, &pb.ListInventoryRequest{Application: app, Region: region, State: st})
+			entries, next, err := listAll(cmd, &page, func(size int32, token string) ([]*pb.InventoryEntry, string, error) {
+				r, err := fleetClient(cl).ListInventory(c.ctx, &pb.ListInventoryRequest{Application: app, Region: region, State: st, PageSize: size, PageToken: token})
+				return r.GetEntries(), r.GetNextPageToken(), err
+			})
 			if err != nil {
 				return err
 			}
 			if c.output == "json" {
-				return printJSONList(c.stdout, r.Entries, "")
+				return printJSONList(c.stdout, entries, next)
 			}
 			t := newTable(c.stdout, "MACHINE", "REGION", "VMSS", "APPLICATION", "VERSION", "STATE", "EXIT", "UPDATED")
-			for _, e := range r.Entries {
+			for _, e := range entries {
 				s := e.GetStatus()
 				t.row(e.Machine, e.Region, e.ScaleSet, s.GetApplication(), s.GetVersion(), s.GetState(), formatExit(s), formatTime(statusTime(s)))
 			}
-			return t.flush()
+			err = t.flush()
+			printNextToken(c.stdout, next)
+			return err
 		}),
 	}
 	cmd.Flags().StringVar(&app, "app", "", "only this application: GALLERY/APPLICATION or APPLICATION")
 	cmd.Flags().StringVar(&region, "region", "", "only machines in this region")
 	cmd.Flags().StringVar(&state, "state", "", "only applications in this state, e.g. Failed")
+	page.add(cmd)
 	return cmd
 }

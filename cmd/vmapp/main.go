@@ -333,39 +333,56 @@ func int32Flag(fs *pflag.FlagSet, flag string) (*int32, error) {
 	return &v, nil
 }
 
-// pageFlags are the --page-size and --page-token flags of list commands.
+// pageFlags are az's --top and --skip-token of list commands.
 type pageFlags struct {
-	size  int32
+	top   int32
 	token string
 }
 
 func (p *pageFlags) add(cmd *cobra.Command) {
-	cmd.Flags().Int32Var(&p.size, "page-size", 0, "return one page of at most this many items (and print the next page token)")
-	cmd.Flags().StringVar(&p.token, "page-token", "", "return the page that starts at this token (from a previous list)")
+	cmd.Flags().Int32Var(&p.top, "top", 0, "list at most this many items (following pages) and print the token to continue from")
+	cmd.Flags().StringVar(&p.token, "skip-token", "", "continue a listing from the token an earlier --top printed")
+	// Their names before, kept for scripts (listAll warns).
+	cmd.Flags().Int32Var(&p.top, "page-size", 0, "")
+	cmd.Flags().StringVar(&p.token, "page-token", "", "")
+	_ = cmd.Flags().MarkHidden("page-size")
+	_ = cmd.Flags().MarkHidden("page-token")
 }
 
-// explicit reports whether the user asked for one page.
-func (p *pageFlags) explicit(cmd *cobra.Command) bool {
-	return cmd.Flags().Changed("page-size") || cmd.Flags().Changed("page-token")
-}
-
-// listAll calls fetch from the first page to the last, or once with the
-// user's page size and token when they gave one; it returns the items and
-// the next page token of the last page fetched.
-func listAll[T any](cmd *cobra.Command, p *pageFlags, fetch func(size int32, token string) ([]T, string, error)) ([]T, string, error) {
-	if p.explicit(cmd) {
-		return fetch(p.size, p.token)
+// warnOldPageFlags warns, on stderr, of --page-size and --page-token.
+func warnOldPageFlags(cmd *cobra.Command) {
+	for old, now := range map[string]string{"page-size": "top", "page-token": "skip-token"} {
+		if cmd.Flags().Changed(old) {
+			fmt.Fprintf(cmd.ErrOrStderr(), "warning: --%s is deprecated: use --%s\n", old, now)
+		}
 	}
+}
+
+// listAll calls fetch page after page, from --skip-token's (or the first),
+// until the last page or, with --top N, N items; it returns the items and
+// the token to continue from ("" after the last page).
+func listAll[T any](cmd *cobra.Command, p *pageFlags, fetch func(size int32, token string) ([]T, string, error)) ([]T, string, error) {
+	if (cmd.Flags().Changed("top") || cmd.Flags().Changed("page-size")) && p.top < 1 {
+		return nil, "", usagef("--top %d: want at least 1", p.top)
+	}
+	warnOldPageFlags(cmd)
 	var all []T
-	token := ""
+	token := p.token
 	for {
-		items, next, err := fetch(0, token)
+		size := int32(0) // the server's default
+		if p.top > 0 {
+			size = p.top - int32(len(all)) // the server sends at most 1000
+		}
+		items, next, err := fetch(size, token)
 		if err != nil {
 			return nil, "", err
 		}
 		all = append(all, items...)
 		if next == "" || next == token {
 			return all, "", nil
+		}
+		if p.top > 0 && len(all) >= int(p.top) {
+			return all, next, nil
 		}
 		token = next
 	}

@@ -438,13 +438,13 @@ func TestPaging(t *testing.T) {
 		e.ok("version", "create", "--gallery", "g0", "--app", "app", fmt.Sprintf("1.0.%d", i), "--install", "i", "--remove", "r")
 	}
 
-	// One page at a time, following the printed token.
+	// Two at a time, following the printed token.
 	var names []string
 	token := ""
 	for pages := 1; ; pages++ {
-		args := []string{"gallery", "list", "--page-size", "2"}
+		args := []string{"gallery", "list", "--top", "2"}
 		if token != "" {
-			args = append(args, "--page-token", token)
+			args = append(args, "--skip-token", token)
 		}
 		js := e.okJSON(args...)
 		for _, g := range js["value"].([]any) {
@@ -466,12 +466,12 @@ func TestPaging(t *testing.T) {
 		t.Fatalf("paged names: %v", names)
 	}
 	// Table output prints the token after the rows.
-	out := e.ok("gallery", "list", "--page-size", "2")
-	if !regexp.MustCompile(`^NAME.*\ng0 .*\ng1 .*\n\nNext page token: \S+\n$`).MatchString(out) {
+	out := e.ok("gallery", "list", "--top", "2")
+	if !regexp.MustCompile(`^NAME.*\ng0 .*\ng1 .*\n\nMore: continue with --skip-token \S+\n$`).MatchString(out) {
 		t.Fatalf("table page:\n%s", out)
 	}
 
-	// Without --page-size, every page (the server's default page is larger
+	// Without --top, every page (the server's default page is larger
 	// than 5, so this checks the loop through the server's own pages too).
 	for _, tc := range []struct {
 		args []string
@@ -486,14 +486,29 @@ func TestPaging(t *testing.T) {
 			t.Errorf("%v: %d items, want %d", tc.args, n, tc.want)
 		}
 	}
-	js := e.okJSON("app", "list", "--gallery", "g1", "--page-size", "3")
+	js := e.okJSON("app", "list", "--gallery", "g1", "--top", "3")
 	if len(js["value"].([]any)) != 3 || js["nextPageToken"] == nil {
 		t.Fatalf("app page: %v", js)
 	}
-	js = e.okJSON("app", "list", "--gallery", "g1", "--page-size", "3", "--page-token", js["nextPageToken"].(string))
+	// --skip-token without --top lists the rest.
+	js = e.okJSON("app", "list", "--gallery", "g1", "--skip-token", js["nextPageToken"].(string))
 	if len(js["value"].([]any)) != 2 || at(js, "value", 0, "name") != "a3" || js["nextPageToken"] != nil {
 		t.Fatalf("app last page: %v", js)
 	}
+	// --top past the end: everything, and no token.
+	js = e.okJSON("version", "list", "--gallery", "g0", "--app", "app", "--top", "50")
+	if len(js["value"].([]any)) != 5 || js["nextPageToken"] != nil {
+		t.Fatalf("version list --top 50: %v", js)
+	}
+	// The flags' names before --top and --skip-token still work, with a
+	// warning.
+	js = e.okJSON("gallery", "list", "--top", "4")
+	r := e.vmapp("-o", "json", "gallery", "list", "--page-size", "4", "--page-token", js["nextPageToken"].(string))
+	if r.code != 0 || !strings.Contains(r.stdout, `"g4"`) || strings.Contains(r.stdout, `"g3"`) || !strings.Contains(r.stderr, "warning: --page-size is deprecated: use --top") {
+		t.Fatalf("gallery list --page-size/--page-token: %v", r)
+	}
+	e.fails(2, "--top 0: want at least 1", "gallery", "list", "--top", "0")
+	e.fails(1, "pageToken", "app", "list", "--gallery", "g1", "--skip-token", "not-a-token")
 }
 
 func TestListAllPages(t *testing.T) {
@@ -541,7 +556,7 @@ func TestUsageErrors(t *testing.T) {
 		{[]string{}, `"vmapp" needs a subcommand`},
 		{[]string{"-o", "yaml", "region", "list"}, `--output "yaml": must be table or json`},
 		{[]string{"--compress", "gzip", "region", "list"}, `--compress "gzip"`},
-		{[]string{"gallery", "list", "--page-size", "x"}, `invalid argument "x" for "--page-size"`},
+		{[]string{"gallery", "list", "--top", "x"}, `invalid argument "x" for "--top"`},
 		{[]string{"version", "create", "-g", "g", "-a", "a", "1.0.0", "--install", "i", "--remove", "r", "--replica-count", "many"}, `invalid argument "many"`},
 	} {
 		r := e.vmapp(tc.args...)

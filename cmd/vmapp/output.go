@@ -44,7 +44,10 @@ func printJSON(w io.Writer, m proto.Message) error {
 }
 
 // printJSONList prints resources as Azure's list responses do:
-// {"value": [...]}, with "nextPageToken" when there are more pages.
+// {"value": [...]}, with "nextPageToken" when --top cut the listing short:
+// the token to pass to --skip-token. Azure's responses name a URL to GET
+// "nextLink"; this is a token, not a URL, so it keeps the API's name for
+// it (ListXResponse.next_page_token).
 func printJSONList[T proto.Message](w io.Writer, items []T, next string) error {
 	value, err := marshalAll(items)
 	if err != nil {
@@ -118,10 +121,11 @@ func (d *details) add(key, value string) {
 
 func (d *details) flush() error { return d.tw.Flush() }
 
-// printNextToken ends a table listing with the token of the next page.
+// printNextToken ends a table listing cut short by --top with the token
+// to continue from.
 func printNextToken(w io.Writer, next string) {
 	if next != "" {
-		fmt.Fprintf(w, "\nNext page token: %s\n", next)
+		fmt.Fprintf(w, "\nMore: continue with --skip-token %s\n", next)
 	}
 }
 

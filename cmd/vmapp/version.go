@@ -447,7 +447,7 @@ replicationStatus.`,
 
 	var page pageFlags
 	list := &cobra.Command{
-		Use:   "list --gallery G --app A",
+		Use:   "list --gallery G --app A [--top N] [--skip-token TOKEN]",
 		Short: "List the versions of an application",
 		Long: `List the versions of an application. REPLICATION is the aggregated
 replication state (Unknown, InProgress, Completed or Failed); 'vmapp version

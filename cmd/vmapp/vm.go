@@ -150,7 +150,7 @@ prints the machine with its instanceView.`,
 	var page pageFlags
 	var listVMSS string
 	list := &cobra.Command{
-		Use:   "list [--vmss SCALESET]",
+		Use:   "list [--vmss SCALESET] [--top N] [--skip-token TOKEN]",
 		Short: "List machines (the instances of a scale set with --vmss)",
 		Args:  args(),
 		RunE: c.action(func(cl *client.Client, cmd *cobra.Command, args []string) error {

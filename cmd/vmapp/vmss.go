@@ -64,7 +64,7 @@ own.`,
 
 	var page pageFlags
 	list := &cobra.Command{
-		Use:   "list",
+		Use:   "list [--top N] [--skip-token TOKEN]",
 		Short: "List scale sets",
 		Args:  args(),
 		RunE: c.action(func(cl *client.Client, cmd *cobra.Command, args []string) error {

@@ -289,26 +289,45 @@ func (s *Service) IssueMachineToken(ctx context.Context, by *pb.Token, tenant, m
 	return secret, s.propose(ctx, &statepb.Command_IssueToken{IssueToken: &statepb.IssueToken{Credential: cred}})
 }
 
-// ListTokens lists the tenant's tokens, and the operator's when by is one.
-// Machine, revoked and expired tokens are left out unless all.
-func (s *Service) ListTokens(ctx context.Context, by *pb.Token, tenant string, all bool) ([]*pb.Token, error) {
-	var out []*pb.Token
-	now := s.now()
-	if err := s.db.Sync(ctx); err != nil {
-		return nil, err
+// ListTokens lists one page of the tenant's tokens, then of the
+// operator's when by is one: API tokens, then (with all) machine tokens,
+// each in id order. Revoked and expired tokens are left out unless all.
+func (s *Service) ListTokens(ctx context.Context, by *pb.Token, tenant string, all bool, size int32, token string) ([]*pb.Token, string, error) {
+	n, err := state.PageSize(size)
+	if err != nil {
+		return nil, "", err
 	}
-	err := s.db.View(ctx, func(tx *state.Tx) error {
-		return state.Tokens.Scan(tx, nil, nil, func(_ []byte, c *statepb.Credential) (bool, error) {
-			t := c.Token
-			dead := t.RevokeTime != nil || t.ExpireTime != nil && !now.Before(t.ExpireTime.AsTime())
-			mine := t.Tenant == tenant || t.Tenant == AllTenants && by.GetTenant() == AllTenants
-			if mine && (all || !dead && t.Role != pb.Role_ROLE_MACHINE) {
-				out = append(out, t)
-			}
-			return true, nil
-		})
+	tenants := []string{tenant}
+	if by.GetTenant() == AllTenants && tenant != AllTenants {
+		tenants = append(tenants, AllTenants)
+	}
+	var prefixes [][]byte
+	for _, t := range tenants {
+		if all {
+			prefixes = append(prefixes, state.Prefix(t))
+		} else {
+			prefixes = append(prefixes, state.Prefix(t, state.TokenClassAPI))
+		}
+	}
+	now := s.now()
+	keep := func(c *statepb.Credential) bool {
+		t := c.Token
+		return all || t.RevokeTime == nil && (t.ExpireTime == nil || now.Before(t.ExpireTime.AsTime()))
+	}
+	if err := s.db.Sync(ctx); err != nil {
+		return nil, "", err
+	}
+	var creds []*statepb.Credential
+	var next string
+	err = s.db.View(ctx, func(tx *state.Tx) (err error) {
+		creds, next, err = state.PageOver(tx, state.TokensByTenant, prefixes, token, n, keep)
+		return err
 	})
-	return out, err
+	out := make([]*pb.Token, len(creds))
+	for i, c := range creds {
+		out[i] = c.Token
+	}
+	return out, next, err
 }
 
 // RevokeToken revokes token id of the tenant (of any tenant when by is the

@@ -238,7 +238,7 @@ func TestCreateTokenRefusals(t *testing.T) {
 		_, _, err := s.CreateToken(ctx, operator, c.tenant, c.r)
 		wantClass(t, c.name, err, errs.InvalidArgument, c.field)
 	}
-	if toks, err := s.ListTokens(ctx, operator, "t", true); err != nil || len(toks) != 0 {
+	if toks, _, err := s.ListTokens(ctx, operator, "t", true, 0, ""); err != nil || len(toks) != 0 {
 		t.Fatalf("tokens after refusals: %v, %v", toks, err)
 	}
 }

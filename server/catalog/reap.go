@@ -68,20 +68,20 @@ func (s *Store) Reap(ctx context.Context) error {
 }
 
 // reapBatch removes up to reapBatch marked applications or galleries that
-// have no children left.
+// have no children left. It reads those marked (an index), not every one.
 func (s *Store) reapBatch(ctx context.Context, kind statepb.RemoveDeleted_Kind) (int, error) {
 	var doomed []*statepb.VersionRef
 	err := s.view(ctx, func(tx *state.Tx) error {
 		if kind == statepb.RemoveDeleted_KIND_APPLICATION {
-			return state.Applications.Scan(tx, nil, nil, func(_ []byte, a *pb.GalleryApplication) (bool, error) {
-				if a.ProvisioningState == pb.ProvisioningDeleting && !hasAny(tx, state.Versions, state.Prefix(a.Tenant, a.Gallery, a.Name)) {
+			return state.DeletingApplications.Scan(tx, nil, nil, func(_ []byte, a *pb.GalleryApplication) (bool, error) {
+				if !hasAny(tx, state.Versions, state.Prefix(a.Tenant, a.Gallery, a.Name)) {
 					doomed = append(doomed, &statepb.VersionRef{Tenant: a.Tenant, Gallery: a.Gallery, Application: a.Name})
 				}
 				return len(doomed) < reapBatch, nil
 			})
 		}
-		return state.Galleries.Scan(tx, nil, nil, func(_ []byte, g *pb.Gallery) (bool, error) {
-			if g.ProvisioningState == pb.ProvisioningDeleting && !hasAny(tx, state.Applications, state.Prefix(g.Tenant, g.Name)) {
+		return state.DeletingGalleries.Scan(tx, nil, nil, func(_ []byte, g *pb.Gallery) (bool, error) {
+			if !hasAny(tx, state.Applications, state.Prefix(g.Tenant, g.Name)) {
 				doomed = append(doomed, &statepb.VersionRef{Tenant: g.Tenant, Gallery: g.Name})
 			}
 			return len(doomed) < reapBatch, nil
@@ -108,13 +108,9 @@ func hasAny[M proto.Message](tx *state.Tx, t state.Table[M], p []byte) bool {
 // unfinished joins the finalizers' errors; err is a state error.
 func (s *Store) reapVersions(ctx context.Context) (unfinished, err error) {
 	var todo []*pb.GalleryApplicationVersion
-	err = s.view(ctx, func(tx *state.Tx) error {
-		return state.Versions.Scan(tx, nil, nil, func(_ []byte, v *pb.GalleryApplicationVersion) (bool, error) {
-			if v.ProvisioningState == pb.ProvisioningDeleting {
-				todo = append(todo, v)
-			}
-			return true, nil
-		})
+	err = s.view(ctx, func(tx *state.Tx) (err error) {
+		todo, err = state.DeletingVersions.All(tx, nil)
+		return err
 	})
 	if err != nil {
 		return nil, err

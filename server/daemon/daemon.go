@@ -148,6 +148,10 @@ func New(ctx context.Context, c Config) (*Daemon, error) {
 	if d.State, err = state.Open(filepath.Join(c.DataDir, DBFile), state.Options{Logger: c.Logger}); err != nil {
 		return nil, err
 	}
+	d.Registry.MustRegister(prometheus.NewCounterFunc(prometheus.CounterOpts{
+		Name: "vmapp_state_records_read_total",
+		Help: "Records read (decoded) from the state file, by API reads, goal states and background work: what reading the state costs.",
+	}, func() float64 { return float64(d.State.RecordsRead()) }))
 	if d.lis, err = net.Listen("tcp", c.Listen); err != nil {
 		d.State.Close()
 		return nil, fmt.Errorf("listen on %s for gRPC: %w", c.Listen, err)

@@ -2,13 +2,16 @@
 // computes each machine's goal state, and records what its agent reports.
 //
 // Machines, scale sets and instance views live in the state (package
-// state: the machines, scalesets and instanceviews tables). A machine's
+// state: the machines, scalesets and instanceviews tables, and the
+// inventory, one entry per application an agent reported). A machine's
 // goal state is derived, never stored: its scale set's profile
 // and its own, each version resolved ("latest" to the version it stood for
 // when set, or with enableAutomaticUpgrade to the newest latest that is
-// replicated to the machine's region). Agents hold a stream that gets the
-// goal state again whenever it changes: every node applies every command,
-// and the fleet wakes its streams on those that can change a goal state.
+// replicated to the machine's region). The fleet keeps goal states
+// computed in memory (goalcache.go) and drops each when a command changes
+// what it was computed from. Agents hold a stream that gets the goal state
+// again whenever it changes: every node applies every command, and the
+// fleet wakes its streams on those that can change a goal state.
 package fleet
 
 import (
@@ -91,6 +94,9 @@ type Options struct {
 	Regions []string
 	// Now returns the current time; nil means time.Now.
 	Now func() time.Time
+	// GoalStateCacheSize is how many machines' goal states are kept
+	// computed (0: DefaultGoalStateCacheSize).
+	GoalStateCacheSize int
 }
 
 // Fleet is the fleet state.
@@ -102,6 +108,7 @@ type Fleet struct {
 	signing Signing
 	regions []string
 	now     func() time.Time
+	goals   *goalCache
 
 	mu        sync.Mutex
 	changed   chan struct{}  // closed and replaced on every change
@@ -111,12 +118,13 @@ type Fleet struct {
 // New returns the fleet on db.
 func New(db *state.DB, o Options) *Fleet {
 	f := &Fleet{db: db, cat: o.Catalog, avail: o.Availability, shares: o.Shares, signing: o.Signing, regions: o.Regions, now: o.Now,
-		changed: make(chan struct{}), connected: map[string]int{}}
+		goals: newGoalCache(o.GoalStateCacheSize), changed: make(chan struct{}), connected: map[string]int{}}
 	if f.now == nil {
 		f.now = time.Now
 	}
 	db.Watch(func(c *statepb.Command) {
 		if changesGoalStates(c) {
+			f.goals.invalidate(c)
 			f.Notify()
 		}
 	})
@@ -125,7 +133,8 @@ func New(db *state.DB, o Options) *Fleet {
 
 // changesGoalStates tells whether a command can change a machine's goal
 // state: its profiles, the versions they name (and whether those are
-// replicated to its region), the galleries shared with its tenant.
+// replicated to its region), the galleries shared with its tenant. A nil
+// command (the state was restored) can change any.
 func changesGoalStates(c *statepb.Command) bool {
 	switch c.GetOp().(type) {
 	case *statepb.Command_ReportStatus, *statepb.Command_CommitPart, *statepb.Command_CreateUpload,

@@ -94,14 +94,11 @@ func (f *Fleet) ListMachines(ctx context.Context, tenant, scaleSet string, size 
 	var out []*pb.Machine
 	var next string
 	err = f.syncView(ctx, func(tx *state.Tx) (err error) {
-		if scaleSet != "" {
-			if _, err := tx.ScaleSet(tenant, scaleSet); err != nil {
-				return err
-			}
+		if scaleSet == "" {
+			out, next, err = state.Page(tx, state.Machines, state.Prefix(tenant), token, n, nil)
+		} else if _, err = tx.ScaleSet(tenant, scaleSet); err == nil {
+			out, next, err = state.Page(tx, state.MachinesByScaleSet, state.Prefix(tenant, scaleSet), token, n, nil)
 		}
-		out, next, err = state.Page(tx, state.Machines, state.Prefix(tenant), token, n, func(m *pb.Machine) bool {
-			return scaleSet == "" || m.ScaleSet == scaleSet
-		})
 		for _, m := range out {
 			if err == nil {
 				err = f.withView(tx, m)

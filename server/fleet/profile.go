@@ -314,11 +314,29 @@ func (f *Fleet) checkShared(tenant string, ref Ref) error {
 	return nil
 }
 
-// GoalState computes a machine's goal state.
+// GoalState returns a machine's goal state, from the cache when it holds
+// it (see goalCache). The goal state is shared: don't change it.
 func (f *Fleet) GoalState(ctx context.Context, tenant, machine string) (*pb.GoalState, error) {
+	k := string(key(tenant, machine))
+	gs, epoch := f.goals.get(k)
+	if gs != nil {
+		return gs, nil
+	}
+	gs, scaleSet, apps, err := f.computeGoalState(ctx, tenant, machine)
+	if err != nil {
+		return nil, err
+	}
+	f.goals.put(k, epoch, gs, scaleSet, apps)
+	return gs, nil
+}
+
+// computeGoalState computes a machine's goal state, and what it was
+// computed from: its scale set and the applications it names (goalCache
+// keys).
+func (f *Fleet) computeGoalState(ctx context.Context, tenant, machine string) (gs *pb.GoalState, scaleSet string, apps []string, err error) {
 	var m *pb.Machine
 	var entries []*pb.VMGalleryApplication
-	err := f.db.View(ctx, func(tx *state.Tx) (err error) {
+	err = f.db.View(ctx, func(tx *state.Tx) (err error) {
 		if m, err = tx.Machine(tenant, machine); err != nil {
 			return err
 		}
@@ -331,18 +349,23 @@ func (f *Fleet) GoalState(ctx context.Context, tenant, machine string) (*pb.Goal
 		return nil
 	})
 	if err != nil {
-		return nil, err
+		return nil, "", nil, err
+	}
+	if m.ScaleSet != "" {
+		scaleSet = tenant + "\x00" + m.ScaleSet
 	}
 	byApp := map[string]*pb.VMGalleryApplication{} // the machine's own entry wins
 	for _, e := range entries {
 		r, _ := ParseRef(e.PackageReferenceId)
 		byApp[r.App()] = e
 	}
-	gs := &pb.GoalState{Machine: m.Name, Region: m.Region}
+	gs = &pb.GoalState{Machine: m.Name, Region: m.Region}
 	for _, e := range byApp {
+		ref, _ := ParseRef(e.PackageReferenceId)
+		apps = append(apps, appKey(ref.in(tenant), ref.Gallery, ref.Application))
 		ga, err := f.goalApplication(ctx, tenant, m.Region, e)
 		if err != nil {
-			return nil, err
+			return nil, "", nil, err
 		}
 		gs.Applications = append(gs.Applications, ga)
 	}
@@ -351,10 +374,10 @@ func (f *Fleet) GoalState(ctx context.Context, tenant, machine string) (*pb.Goal
 		return a.Gallery+"/"+a.Application < b.Gallery+"/"+b.Application
 	})
 	if gs.KeyChanges, err = f.keyChanges(ctx, tenant, gs.Applications); err != nil {
-		return nil, err
+		return nil, "", nil, err
 	}
 	gs.Generation = generation(gs.Applications, gs.KeyChanges)
-	return gs, nil
+	return gs, scaleSet, apps, nil
 }
 
 // goalApplication is the goal of a machine of tenant in region for its
@@ -452,29 +475,46 @@ func (f *Fleet) ReportStatus(ctx context.Context, tenant, machine string, iv *pb
 	return err
 }
 
-// Inventory lists the tenant's machines' application statuses, filtered by
-// application (gallery/application or application), region and state.
-func (f *Fleet) Inventory(ctx context.Context, tenant, app, region, appState string) ([]*pb.InventoryEntry, error) {
+// InventoryFilter selects inventory entries; an empty field matches all.
+type InventoryFilter struct {
+	// Application is gallery/application, or an application's name.
+	Application string
+	Region      string
+	// State matches in any case.
+	State string
+}
+
+func (q InventoryFilter) keep(e *pb.InventoryEntry) bool {
+	s := e.GetStatus()
+	return (q.Region == "" || e.Region == q.Region) &&
+		(q.Application == "" || s.Application == q.Application || strings.HasSuffix(s.Application, "/"+q.Application)) &&
+		(q.State == "" || strings.EqualFold(s.State, q.State))
+}
+
+// Inventory lists one page of the tenant's machines' application statuses
+// that q selects, read through the index of the first filter given — by
+// state, else application, else region — or else by machine. The index
+// spares reading entries that filter excludes; the others are checked on
+// each entry read.
+func (f *Fleet) Inventory(ctx context.Context, tenant string, q InventoryFilter, size int32, token string) ([]*pb.InventoryEntry, string, error) {
+	n, err := state.PageSize(size)
+	if err != nil {
+		return nil, "", err
+	}
 	var out []*pb.InventoryEntry
-	err := f.syncView(ctx, func(tx *state.Tx) error {
-		return state.Machines.Scan(tx, state.Prefix(tenant), nil, func(_ []byte, m *pb.Machine) (bool, error) {
-			if region != "" && m.Region != region {
-				return true, nil
-			}
-			if err := f.withView(tx, m); err != nil {
-				return false, err
-			}
-			for _, s := range m.InstanceView.Applications {
-				if app != "" && s.Application != app && !strings.HasSuffix(s.Application, "/"+app) {
-					continue
-				}
-				if appState != "" && !strings.EqualFold(s.State, appState) {
-					continue
-				}
-				out = append(out, &pb.InventoryEntry{Machine: m.Name, Region: m.Region, ScaleSet: m.ScaleSet, Status: s})
-			}
-			return true, nil
-		})
+	var next string
+	err = f.syncView(ctx, func(tx *state.Tx) (err error) {
+		switch {
+		case q.State != "":
+			out, next, err = state.Page(tx, state.InventoryByState, state.Prefix(tenant, state.InventoryState(q.State)), token, n, q.keep)
+		case q.Application != "":
+			out, next, err = state.Page(tx, state.InventoryByApp, state.Prefix(tenant, state.InventoryAppName(q.Application)), token, n, q.keep)
+		case q.Region != "":
+			out, next, err = state.Page(tx, state.InventoryByRegion, state.Prefix(tenant, q.Region), token, n, q.keep)
+		default:
+			out, next, err = state.Page(tx, state.Inventory, state.Prefix(tenant), token, n, q.keep)
+		}
+		return err
 	})
-	return out, err
+	return out, next, err
 }

@@ -2051,9 +2051,13 @@ func (x *RetryApplicationResponse) GetApplicationProfile() *ApplicationProfile {
 type ListInventoryRequest struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// Filters; empty matches all.
-	Application   string `protobuf:"bytes,1,opt,name=application,proto3" json:"application,omitempty"`
-	Region        string `protobuf:"bytes,2,opt,name=region,proto3" json:"region,omitempty"`
-	State         string `protobuf:"bytes,3,opt,name=state,proto3" json:"state,omitempty"`
+	Application string `protobuf:"bytes,1,opt,name=application,proto3" json:"application,omitempty"`
+	Region      string `protobuf:"bytes,2,opt,name=region,proto3" json:"region,omitempty"`
+	State       string `protobuf:"bytes,3,opt,name=state,proto3" json:"state,omitempty"`
+	// At most this many entries (0: 100; at most 1000).
+	PageSize int32 `protobuf:"varint,4,opt,name=page_size,json=pageSize,proto3" json:"page_size,omitempty"`
+	// The next_page_token of the previous page, for the same filters.
+	PageToken     string `protobuf:"bytes,5,opt,name=page_token,json=pageToken,proto3" json:"page_token,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -2109,9 +2113,25 @@ func (x *ListInventoryRequest) GetState() string {
 	return ""
 }
 
+func (x *ListInventoryRequest) GetPageSize() int32 {
+	if x != nil {
+		return x.PageSize
+	}
+	return 0
+}
+
+func (x *ListInventoryRequest) GetPageToken() string {
+	if x != nil {
+		return x.PageToken
+	}
+	return ""
+}
+
 type ListInventoryResponse struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Entries       []*InventoryEntry      `protobuf:"bytes,1,rep,name=entries,proto3" json:"entries,omitempty"`
+	state   protoimpl.MessageState `protogen:"open.v1"`
+	Entries []*InventoryEntry      `protobuf:"bytes,1,rep,name=entries,proto3" json:"entries,omitempty"`
+	// Empty on the last page.
+	NextPageToken string `protobuf:"bytes,2,opt,name=next_page_token,json=nextPageToken,proto3" json:"next_page_token,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -2151,6 +2171,13 @@ func (x *ListInventoryResponse) GetEntries() []*InventoryEntry {
 		return x.Entries
 	}
 	return nil
+}
+
+func (x *ListInventoryResponse) GetNextPageToken() string {
+	if x != nil {
+		return x.NextPageToken
+	}
+	return ""
 }
 
 type InventoryEntry struct {
@@ -2560,13 +2587,17 @@ const file_vmapp_v1_fleet_proto_rawDesc = "" +
 	"\x06target\x18\x01 \x01(\v2\x17.vmapp.v1.ProfileTargetR\x06target\x12 \n" +
 	"\vapplication\x18\x02 \x01(\tR\vapplication\"i\n" +
 	"\x18RetryApplicationResponse\x12M\n" +
-	"\x13application_profile\x18\x01 \x01(\v2\x1c.vmapp.v1.ApplicationProfileR\x12applicationProfile\"f\n" +
+	"\x13application_profile\x18\x01 \x01(\v2\x1c.vmapp.v1.ApplicationProfileR\x12applicationProfile\"\xa2\x01\n" +
 	"\x14ListInventoryRequest\x12 \n" +
 	"\vapplication\x18\x01 \x01(\tR\vapplication\x12\x16\n" +
 	"\x06region\x18\x02 \x01(\tR\x06region\x12\x14\n" +
-	"\x05state\x18\x03 \x01(\tR\x05state\"K\n" +
+	"\x05state\x18\x03 \x01(\tR\x05state\x12\x1b\n" +
+	"\tpage_size\x18\x04 \x01(\x05R\bpageSize\x12\x1d\n" +
+	"\n" +
+	"page_token\x18\x05 \x01(\tR\tpageToken\"s\n" +
 	"\x15ListInventoryResponse\x122\n" +
-	"\aentries\x18\x01 \x03(\v2\x18.vmapp.v1.InventoryEntryR\aentries\"\x94\x01\n" +
+	"\aentries\x18\x01 \x03(\v2\x18.vmapp.v1.InventoryEntryR\aentries\x12&\n" +
+	"\x0fnext_page_token\x18\x02 \x01(\tR\rnextPageToken\"\x94\x01\n" +
 	"\x0eInventoryEntry\x12\x18\n" +
 	"\amachine\x18\x01 \x01(\tR\amachine\x12\x16\n" +
 	"\x06region\x18\x02 \x01(\tR\x06region\x12\x1b\n" +

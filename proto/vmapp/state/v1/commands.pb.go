@@ -1892,9 +1892,12 @@ func (x *DeleteUpload) GetSessionId() string {
 // ReconcileReplicas adds the replica records a version wants that don't
 // exist yet, and marks unwanted ones Deleting.
 type ReconcileReplicas struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Add           []*Replica             `protobuf:"bytes,1,rep,name=add,proto3" json:"add,omitempty"`
-	Unwanted      []*ReplicaRef          `protobuf:"bytes,2,rep,name=unwanted,proto3" json:"unwanted,omitempty"`
+	state    protoimpl.MessageState `protogen:"open.v1"`
+	Add      []*Replica             `protobuf:"bytes,1,rep,name=add,proto3" json:"add,omitempty"`
+	Unwanted []*ReplicaRef          `protobuf:"bytes,2,rep,name=unwanted,proto3" json:"unwanted,omitempty"`
+	// The dirty marks this reconcile read and handled: each is cleared,
+	// unless its version was marked again since (its mark differs).
+	Reconciled    []*DirtyMark `protobuf:"bytes,3,rep,name=reconciled,proto3" json:"reconciled,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1943,6 +1946,67 @@ func (x *ReconcileReplicas) GetUnwanted() []*ReplicaRef {
 	return nil
 }
 
+func (x *ReconcileReplicas) GetReconciled() []*DirtyMark {
+	if x != nil {
+		return x.Reconciled
+	}
+	return nil
+}
+
+// DirtyMark is a version's mark in the dirty_versions table: the etag of
+// the command that last changed what its replica records should be.
+type DirtyMark struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Version       *VersionRef            `protobuf:"bytes,1,opt,name=version,proto3" json:"version,omitempty"`
+	Mark          string                 `protobuf:"bytes,2,opt,name=mark,proto3" json:"mark,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *DirtyMark) Reset() {
+	*x = DirtyMark{}
+	mi := &file_vmapp_state_v1_commands_proto_msgTypes[21]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *DirtyMark) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*DirtyMark) ProtoMessage() {}
+
+func (x *DirtyMark) ProtoReflect() protoreflect.Message {
+	mi := &file_vmapp_state_v1_commands_proto_msgTypes[21]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use DirtyMark.ProtoReflect.Descriptor instead.
+func (*DirtyMark) Descriptor() ([]byte, []int) {
+	return file_vmapp_state_v1_commands_proto_rawDescGZIP(), []int{21}
+}
+
+func (x *DirtyMark) GetVersion() *VersionRef {
+	if x != nil {
+		return x.Version
+	}
+	return nil
+}
+
+func (x *DirtyMark) GetMark() string {
+	if x != nil {
+		return x.Mark
+	}
+	return ""
+}
+
 // ReplicaStarted marks a replica Copying (unless it is Deleting or
 // Completed: then the copy must not start).
 type ReplicaStarted struct {
@@ -1954,7 +2018,7 @@ type ReplicaStarted struct {
 
 func (x *ReplicaStarted) Reset() {
 	*x = ReplicaStarted{}
-	mi := &file_vmapp_state_v1_commands_proto_msgTypes[21]
+	mi := &file_vmapp_state_v1_commands_proto_msgTypes[22]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1966,7 +2030,7 @@ func (x *ReplicaStarted) String() string {
 func (*ReplicaStarted) ProtoMessage() {}
 
 func (x *ReplicaStarted) ProtoReflect() protoreflect.Message {
-	mi := &file_vmapp_state_v1_commands_proto_msgTypes[21]
+	mi := &file_vmapp_state_v1_commands_proto_msgTypes[22]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1979,7 +2043,7 @@ func (x *ReplicaStarted) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ReplicaStarted.ProtoReflect.Descriptor instead.
 func (*ReplicaStarted) Descriptor() ([]byte, []int) {
-	return file_vmapp_state_v1_commands_proto_rawDescGZIP(), []int{21}
+	return file_vmapp_state_v1_commands_proto_rawDescGZIP(), []int{22}
 }
 
 func (x *ReplicaStarted) GetReplica() *ReplicaRef {
@@ -2000,7 +2064,7 @@ type ReplicaMultipart struct {
 
 func (x *ReplicaMultipart) Reset() {
 	*x = ReplicaMultipart{}
-	mi := &file_vmapp_state_v1_commands_proto_msgTypes[22]
+	mi := &file_vmapp_state_v1_commands_proto_msgTypes[23]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2012,7 +2076,7 @@ func (x *ReplicaMultipart) String() string {
 func (*ReplicaMultipart) ProtoMessage() {}
 
 func (x *ReplicaMultipart) ProtoReflect() protoreflect.Message {
-	mi := &file_vmapp_state_v1_commands_proto_msgTypes[22]
+	mi := &file_vmapp_state_v1_commands_proto_msgTypes[23]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2025,7 +2089,7 @@ func (x *ReplicaMultipart) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ReplicaMultipart.ProtoReflect.Descriptor instead.
 func (*ReplicaMultipart) Descriptor() ([]byte, []int) {
-	return file_vmapp_state_v1_commands_proto_rawDescGZIP(), []int{22}
+	return file_vmapp_state_v1_commands_proto_rawDescGZIP(), []int{23}
 }
 
 func (x *ReplicaMultipart) GetReplica() *ReplicaRef {
@@ -2057,7 +2121,7 @@ type ReplicaPartCopied struct {
 
 func (x *ReplicaPartCopied) Reset() {
 	*x = ReplicaPartCopied{}
-	mi := &file_vmapp_state_v1_commands_proto_msgTypes[23]
+	mi := &file_vmapp_state_v1_commands_proto_msgTypes[24]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2069,7 +2133,7 @@ func (x *ReplicaPartCopied) String() string {
 func (*ReplicaPartCopied) ProtoMessage() {}
 
 func (x *ReplicaPartCopied) ProtoReflect() protoreflect.Message {
-	mi := &file_vmapp_state_v1_commands_proto_msgTypes[23]
+	mi := &file_vmapp_state_v1_commands_proto_msgTypes[24]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2082,7 +2146,7 @@ func (x *ReplicaPartCopied) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ReplicaPartCopied.ProtoReflect.Descriptor instead.
 func (*ReplicaPartCopied) Descriptor() ([]byte, []int) {
-	return file_vmapp_state_v1_commands_proto_rawDescGZIP(), []int{23}
+	return file_vmapp_state_v1_commands_proto_rawDescGZIP(), []int{24}
 }
 
 func (x *ReplicaPartCopied) GetReplica() *ReplicaRef {
@@ -2132,7 +2196,7 @@ type ReplicaFailed struct {
 
 func (x *ReplicaFailed) Reset() {
 	*x = ReplicaFailed{}
-	mi := &file_vmapp_state_v1_commands_proto_msgTypes[24]
+	mi := &file_vmapp_state_v1_commands_proto_msgTypes[25]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2144,7 +2208,7 @@ func (x *ReplicaFailed) String() string {
 func (*ReplicaFailed) ProtoMessage() {}
 
 func (x *ReplicaFailed) ProtoReflect() protoreflect.Message {
-	mi := &file_vmapp_state_v1_commands_proto_msgTypes[24]
+	mi := &file_vmapp_state_v1_commands_proto_msgTypes[25]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2157,7 +2221,7 @@ func (x *ReplicaFailed) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ReplicaFailed.ProtoReflect.Descriptor instead.
 func (*ReplicaFailed) Descriptor() ([]byte, []int) {
-	return file_vmapp_state_v1_commands_proto_rawDescGZIP(), []int{24}
+	return file_vmapp_state_v1_commands_proto_rawDescGZIP(), []int{25}
 }
 
 func (x *ReplicaFailed) GetReplica() *ReplicaRef {
@@ -2193,7 +2257,7 @@ type ReplicaCompleted struct {
 
 func (x *ReplicaCompleted) Reset() {
 	*x = ReplicaCompleted{}
-	mi := &file_vmapp_state_v1_commands_proto_msgTypes[25]
+	mi := &file_vmapp_state_v1_commands_proto_msgTypes[26]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2205,7 +2269,7 @@ func (x *ReplicaCompleted) String() string {
 func (*ReplicaCompleted) ProtoMessage() {}
 
 func (x *ReplicaCompleted) ProtoReflect() protoreflect.Message {
-	mi := &file_vmapp_state_v1_commands_proto_msgTypes[25]
+	mi := &file_vmapp_state_v1_commands_proto_msgTypes[26]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2218,7 +2282,7 @@ func (x *ReplicaCompleted) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ReplicaCompleted.ProtoReflect.Descriptor instead.
 func (*ReplicaCompleted) Descriptor() ([]byte, []int) {
-	return file_vmapp_state_v1_commands_proto_rawDescGZIP(), []int{25}
+	return file_vmapp_state_v1_commands_proto_rawDescGZIP(), []int{26}
 }
 
 func (x *ReplicaCompleted) GetReplica() *ReplicaRef {
@@ -2261,7 +2325,7 @@ type ReplicaRestart struct {
 
 func (x *ReplicaRestart) Reset() {
 	*x = ReplicaRestart{}
-	mi := &file_vmapp_state_v1_commands_proto_msgTypes[26]
+	mi := &file_vmapp_state_v1_commands_proto_msgTypes[27]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2273,7 +2337,7 @@ func (x *ReplicaRestart) String() string {
 func (*ReplicaRestart) ProtoMessage() {}
 
 func (x *ReplicaRestart) ProtoReflect() protoreflect.Message {
-	mi := &file_vmapp_state_v1_commands_proto_msgTypes[26]
+	mi := &file_vmapp_state_v1_commands_proto_msgTypes[27]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2286,7 +2350,7 @@ func (x *ReplicaRestart) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ReplicaRestart.ProtoReflect.Descriptor instead.
 func (*ReplicaRestart) Descriptor() ([]byte, []int) {
-	return file_vmapp_state_v1_commands_proto_rawDescGZIP(), []int{26}
+	return file_vmapp_state_v1_commands_proto_rawDescGZIP(), []int{27}
 }
 
 func (x *ReplicaRestart) GetReplica() *ReplicaRef {
@@ -2336,7 +2400,7 @@ type ReplicaRemoved struct {
 
 func (x *ReplicaRemoved) Reset() {
 	*x = ReplicaRemoved{}
-	mi := &file_vmapp_state_v1_commands_proto_msgTypes[27]
+	mi := &file_vmapp_state_v1_commands_proto_msgTypes[28]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2348,7 +2412,7 @@ func (x *ReplicaRemoved) String() string {
 func (*ReplicaRemoved) ProtoMessage() {}
 
 func (x *ReplicaRemoved) ProtoReflect() protoreflect.Message {
-	mi := &file_vmapp_state_v1_commands_proto_msgTypes[27]
+	mi := &file_vmapp_state_v1_commands_proto_msgTypes[28]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2361,7 +2425,7 @@ func (x *ReplicaRemoved) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ReplicaRemoved.ProtoReflect.Descriptor instead.
 func (*ReplicaRemoved) Descriptor() ([]byte, []int) {
-	return file_vmapp_state_v1_commands_proto_rawDescGZIP(), []int{27}
+	return file_vmapp_state_v1_commands_proto_rawDescGZIP(), []int{28}
 }
 
 func (x *ReplicaRemoved) GetReplica() *ReplicaRef {
@@ -2393,7 +2457,7 @@ type ReplicaVerified struct {
 
 func (x *ReplicaVerified) Reset() {
 	*x = ReplicaVerified{}
-	mi := &file_vmapp_state_v1_commands_proto_msgTypes[28]
+	mi := &file_vmapp_state_v1_commands_proto_msgTypes[29]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2405,7 +2469,7 @@ func (x *ReplicaVerified) String() string {
 func (*ReplicaVerified) ProtoMessage() {}
 
 func (x *ReplicaVerified) ProtoReflect() protoreflect.Message {
-	mi := &file_vmapp_state_v1_commands_proto_msgTypes[28]
+	mi := &file_vmapp_state_v1_commands_proto_msgTypes[29]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2418,7 +2482,7 @@ func (x *ReplicaVerified) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ReplicaVerified.ProtoReflect.Descriptor instead.
 func (*ReplicaVerified) Descriptor() ([]byte, []int) {
-	return file_vmapp_state_v1_commands_proto_rawDescGZIP(), []int{28}
+	return file_vmapp_state_v1_commands_proto_rawDescGZIP(), []int{29}
 }
 
 func (x *ReplicaVerified) GetReplica() *ReplicaRef {
@@ -2456,7 +2520,7 @@ type IssueToken struct {
 
 func (x *IssueToken) Reset() {
 	*x = IssueToken{}
-	mi := &file_vmapp_state_v1_commands_proto_msgTypes[29]
+	mi := &file_vmapp_state_v1_commands_proto_msgTypes[30]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2468,7 +2532,7 @@ func (x *IssueToken) String() string {
 func (*IssueToken) ProtoMessage() {}
 
 func (x *IssueToken) ProtoReflect() protoreflect.Message {
-	mi := &file_vmapp_state_v1_commands_proto_msgTypes[29]
+	mi := &file_vmapp_state_v1_commands_proto_msgTypes[30]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2481,7 +2545,7 @@ func (x *IssueToken) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use IssueToken.ProtoReflect.Descriptor instead.
 func (*IssueToken) Descriptor() ([]byte, []int) {
-	return file_vmapp_state_v1_commands_proto_rawDescGZIP(), []int{29}
+	return file_vmapp_state_v1_commands_proto_rawDescGZIP(), []int{30}
 }
 
 func (x *IssueToken) GetCredential() *Credential {
@@ -2508,7 +2572,7 @@ type RevokeToken struct {
 
 func (x *RevokeToken) Reset() {
 	*x = RevokeToken{}
-	mi := &file_vmapp_state_v1_commands_proto_msgTypes[30]
+	mi := &file_vmapp_state_v1_commands_proto_msgTypes[31]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2520,7 +2584,7 @@ func (x *RevokeToken) String() string {
 func (*RevokeToken) ProtoMessage() {}
 
 func (x *RevokeToken) ProtoReflect() protoreflect.Message {
-	mi := &file_vmapp_state_v1_commands_proto_msgTypes[30]
+	mi := &file_vmapp_state_v1_commands_proto_msgTypes[31]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2533,7 +2597,7 @@ func (x *RevokeToken) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RevokeToken.ProtoReflect.Descriptor instead.
 func (*RevokeToken) Descriptor() ([]byte, []int) {
-	return file_vmapp_state_v1_commands_proto_rawDescGZIP(), []int{30}
+	return file_vmapp_state_v1_commands_proto_rawDescGZIP(), []int{31}
 }
 
 func (x *RevokeToken) GetId() string {
@@ -2554,7 +2618,7 @@ type PutShare struct {
 
 func (x *PutShare) Reset() {
 	*x = PutShare{}
-	mi := &file_vmapp_state_v1_commands_proto_msgTypes[31]
+	mi := &file_vmapp_state_v1_commands_proto_msgTypes[32]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2566,7 +2630,7 @@ func (x *PutShare) String() string {
 func (*PutShare) ProtoMessage() {}
 
 func (x *PutShare) ProtoReflect() protoreflect.Message {
-	mi := &file_vmapp_state_v1_commands_proto_msgTypes[31]
+	mi := &file_vmapp_state_v1_commands_proto_msgTypes[32]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2579,7 +2643,7 @@ func (x *PutShare) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PutShare.ProtoReflect.Descriptor instead.
 func (*PutShare) Descriptor() ([]byte, []int) {
-	return file_vmapp_state_v1_commands_proto_rawDescGZIP(), []int{31}
+	return file_vmapp_state_v1_commands_proto_rawDescGZIP(), []int{32}
 }
 
 func (x *PutShare) GetTenant() string {
@@ -2608,7 +2672,7 @@ type DeleteShare struct {
 
 func (x *DeleteShare) Reset() {
 	*x = DeleteShare{}
-	mi := &file_vmapp_state_v1_commands_proto_msgTypes[32]
+	mi := &file_vmapp_state_v1_commands_proto_msgTypes[33]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2620,7 +2684,7 @@ func (x *DeleteShare) String() string {
 func (*DeleteShare) ProtoMessage() {}
 
 func (x *DeleteShare) ProtoReflect() protoreflect.Message {
-	mi := &file_vmapp_state_v1_commands_proto_msgTypes[32]
+	mi := &file_vmapp_state_v1_commands_proto_msgTypes[33]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2633,7 +2697,7 @@ func (x *DeleteShare) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DeleteShare.ProtoReflect.Descriptor instead.
 func (*DeleteShare) Descriptor() ([]byte, []int) {
-	return file_vmapp_state_v1_commands_proto_rawDescGZIP(), []int{32}
+	return file_vmapp_state_v1_commands_proto_rawDescGZIP(), []int{33}
 }
 
 func (x *DeleteShare) GetTenant() string {
@@ -2669,7 +2733,7 @@ type CreateMachine struct {
 
 func (x *CreateMachine) Reset() {
 	*x = CreateMachine{}
-	mi := &file_vmapp_state_v1_commands_proto_msgTypes[33]
+	mi := &file_vmapp_state_v1_commands_proto_msgTypes[34]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2681,7 +2745,7 @@ func (x *CreateMachine) String() string {
 func (*CreateMachine) ProtoMessage() {}
 
 func (x *CreateMachine) ProtoReflect() protoreflect.Message {
-	mi := &file_vmapp_state_v1_commands_proto_msgTypes[33]
+	mi := &file_vmapp_state_v1_commands_proto_msgTypes[34]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2694,7 +2758,7 @@ func (x *CreateMachine) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CreateMachine.ProtoReflect.Descriptor instead.
 func (*CreateMachine) Descriptor() ([]byte, []int) {
-	return file_vmapp_state_v1_commands_proto_rawDescGZIP(), []int{33}
+	return file_vmapp_state_v1_commands_proto_rawDescGZIP(), []int{34}
 }
 
 func (x *CreateMachine) GetMachine() *v1.Machine {
@@ -2723,7 +2787,7 @@ type DeleteMachine struct {
 
 func (x *DeleteMachine) Reset() {
 	*x = DeleteMachine{}
-	mi := &file_vmapp_state_v1_commands_proto_msgTypes[34]
+	mi := &file_vmapp_state_v1_commands_proto_msgTypes[35]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2735,7 +2799,7 @@ func (x *DeleteMachine) String() string {
 func (*DeleteMachine) ProtoMessage() {}
 
 func (x *DeleteMachine) ProtoReflect() protoreflect.Message {
-	mi := &file_vmapp_state_v1_commands_proto_msgTypes[34]
+	mi := &file_vmapp_state_v1_commands_proto_msgTypes[35]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2748,7 +2812,7 @@ func (x *DeleteMachine) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DeleteMachine.ProtoReflect.Descriptor instead.
 func (*DeleteMachine) Descriptor() ([]byte, []int) {
-	return file_vmapp_state_v1_commands_proto_rawDescGZIP(), []int{34}
+	return file_vmapp_state_v1_commands_proto_rawDescGZIP(), []int{35}
 }
 
 func (x *DeleteMachine) GetTenant() string {
@@ -2775,7 +2839,7 @@ type CreateScaleSet struct {
 
 func (x *CreateScaleSet) Reset() {
 	*x = CreateScaleSet{}
-	mi := &file_vmapp_state_v1_commands_proto_msgTypes[35]
+	mi := &file_vmapp_state_v1_commands_proto_msgTypes[36]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2787,7 +2851,7 @@ func (x *CreateScaleSet) String() string {
 func (*CreateScaleSet) ProtoMessage() {}
 
 func (x *CreateScaleSet) ProtoReflect() protoreflect.Message {
-	mi := &file_vmapp_state_v1_commands_proto_msgTypes[35]
+	mi := &file_vmapp_state_v1_commands_proto_msgTypes[36]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2800,7 +2864,7 @@ func (x *CreateScaleSet) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CreateScaleSet.ProtoReflect.Descriptor instead.
 func (*CreateScaleSet) Descriptor() ([]byte, []int) {
-	return file_vmapp_state_v1_commands_proto_rawDescGZIP(), []int{35}
+	return file_vmapp_state_v1_commands_proto_rawDescGZIP(), []int{36}
 }
 
 func (x *CreateScaleSet) GetScaleSet() *v1.ScaleSet {
@@ -2823,7 +2887,7 @@ type DeleteScaleSet struct {
 
 func (x *DeleteScaleSet) Reset() {
 	*x = DeleteScaleSet{}
-	mi := &file_vmapp_state_v1_commands_proto_msgTypes[36]
+	mi := &file_vmapp_state_v1_commands_proto_msgTypes[37]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2835,7 +2899,7 @@ func (x *DeleteScaleSet) String() string {
 func (*DeleteScaleSet) ProtoMessage() {}
 
 func (x *DeleteScaleSet) ProtoReflect() protoreflect.Message {
-	mi := &file_vmapp_state_v1_commands_proto_msgTypes[36]
+	mi := &file_vmapp_state_v1_commands_proto_msgTypes[37]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2848,7 +2912,7 @@ func (x *DeleteScaleSet) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DeleteScaleSet.ProtoReflect.Descriptor instead.
 func (*DeleteScaleSet) Descriptor() ([]byte, []int) {
-	return file_vmapp_state_v1_commands_proto_rawDescGZIP(), []int{36}
+	return file_vmapp_state_v1_commands_proto_rawDescGZIP(), []int{37}
 }
 
 func (x *DeleteScaleSet) GetTenant() string {
@@ -2885,7 +2949,7 @@ type ProfileEtag struct {
 
 func (x *ProfileEtag) Reset() {
 	*x = ProfileEtag{}
-	mi := &file_vmapp_state_v1_commands_proto_msgTypes[37]
+	mi := &file_vmapp_state_v1_commands_proto_msgTypes[38]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2897,7 +2961,7 @@ func (x *ProfileEtag) String() string {
 func (*ProfileEtag) ProtoMessage() {}
 
 func (x *ProfileEtag) ProtoReflect() protoreflect.Message {
-	mi := &file_vmapp_state_v1_commands_proto_msgTypes[37]
+	mi := &file_vmapp_state_v1_commands_proto_msgTypes[38]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2910,7 +2974,7 @@ func (x *ProfileEtag) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ProfileEtag.ProtoReflect.Descriptor instead.
 func (*ProfileEtag) Descriptor() ([]byte, []int) {
-	return file_vmapp_state_v1_commands_proto_rawDescGZIP(), []int{37}
+	return file_vmapp_state_v1_commands_proto_rawDescGZIP(), []int{38}
 }
 
 func (x *ProfileEtag) GetMachine() string {
@@ -2951,7 +3015,7 @@ type SetProfile struct {
 
 func (x *SetProfile) Reset() {
 	*x = SetProfile{}
-	mi := &file_vmapp_state_v1_commands_proto_msgTypes[38]
+	mi := &file_vmapp_state_v1_commands_proto_msgTypes[39]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2963,7 +3027,7 @@ func (x *SetProfile) String() string {
 func (*SetProfile) ProtoMessage() {}
 
 func (x *SetProfile) ProtoReflect() protoreflect.Message {
-	mi := &file_vmapp_state_v1_commands_proto_msgTypes[38]
+	mi := &file_vmapp_state_v1_commands_proto_msgTypes[39]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2976,7 +3040,7 @@ func (x *SetProfile) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SetProfile.ProtoReflect.Descriptor instead.
 func (*SetProfile) Descriptor() ([]byte, []int) {
-	return file_vmapp_state_v1_commands_proto_rawDescGZIP(), []int{38}
+	return file_vmapp_state_v1_commands_proto_rawDescGZIP(), []int{39}
 }
 
 func (x *SetProfile) GetTenant() string {
@@ -3020,7 +3084,7 @@ type ReportStatus struct {
 
 func (x *ReportStatus) Reset() {
 	*x = ReportStatus{}
-	mi := &file_vmapp_state_v1_commands_proto_msgTypes[39]
+	mi := &file_vmapp_state_v1_commands_proto_msgTypes[40]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3032,7 +3096,7 @@ func (x *ReportStatus) String() string {
 func (*ReportStatus) ProtoMessage() {}
 
 func (x *ReportStatus) ProtoReflect() protoreflect.Message {
-	mi := &file_vmapp_state_v1_commands_proto_msgTypes[39]
+	mi := &file_vmapp_state_v1_commands_proto_msgTypes[40]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3045,7 +3109,7 @@ func (x *ReportStatus) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ReportStatus.ProtoReflect.Descriptor instead.
 func (*ReportStatus) Descriptor() ([]byte, []int) {
-	return file_vmapp_state_v1_commands_proto_rawDescGZIP(), []int{39}
+	return file_vmapp_state_v1_commands_proto_rawDescGZIP(), []int{40}
 }
 
 func (x *ReportStatus) GetTenant() string {
@@ -3080,7 +3144,7 @@ type PutNode struct {
 
 func (x *PutNode) Reset() {
 	*x = PutNode{}
-	mi := &file_vmapp_state_v1_commands_proto_msgTypes[40]
+	mi := &file_vmapp_state_v1_commands_proto_msgTypes[41]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3092,7 +3156,7 @@ func (x *PutNode) String() string {
 func (*PutNode) ProtoMessage() {}
 
 func (x *PutNode) ProtoReflect() protoreflect.Message {
-	mi := &file_vmapp_state_v1_commands_proto_msgTypes[40]
+	mi := &file_vmapp_state_v1_commands_proto_msgTypes[41]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3105,7 +3169,7 @@ func (x *PutNode) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PutNode.ProtoReflect.Descriptor instead.
 func (*PutNode) Descriptor() ([]byte, []int) {
-	return file_vmapp_state_v1_commands_proto_rawDescGZIP(), []int{40}
+	return file_vmapp_state_v1_commands_proto_rawDescGZIP(), []int{41}
 }
 
 func (x *PutNode) GetNode() *v1.ClusterNode {
@@ -3125,7 +3189,7 @@ type RemoveNode struct {
 
 func (x *RemoveNode) Reset() {
 	*x = RemoveNode{}
-	mi := &file_vmapp_state_v1_commands_proto_msgTypes[41]
+	mi := &file_vmapp_state_v1_commands_proto_msgTypes[42]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3137,7 +3201,7 @@ func (x *RemoveNode) String() string {
 func (*RemoveNode) ProtoMessage() {}
 
 func (x *RemoveNode) ProtoReflect() protoreflect.Message {
-	mi := &file_vmapp_state_v1_commands_proto_msgTypes[41]
+	mi := &file_vmapp_state_v1_commands_proto_msgTypes[42]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3150,7 +3214,7 @@ func (x *RemoveNode) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RemoveNode.ProtoReflect.Descriptor instead.
 func (*RemoveNode) Descriptor() ([]byte, []int) {
-	return file_vmapp_state_v1_commands_proto_rawDescGZIP(), []int{41}
+	return file_vmapp_state_v1_commands_proto_rawDescGZIP(), []int{42}
 }
 
 func (x *RemoveNode) GetId() string {
@@ -3182,7 +3246,7 @@ type SignVersion struct {
 
 func (x *SignVersion) Reset() {
 	*x = SignVersion{}
-	mi := &file_vmapp_state_v1_commands_proto_msgTypes[42]
+	mi := &file_vmapp_state_v1_commands_proto_msgTypes[43]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3194,7 +3258,7 @@ func (x *SignVersion) String() string {
 func (*SignVersion) ProtoMessage() {}
 
 func (x *SignVersion) ProtoReflect() protoreflect.Message {
-	mi := &file_vmapp_state_v1_commands_proto_msgTypes[42]
+	mi := &file_vmapp_state_v1_commands_proto_msgTypes[43]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3207,7 +3271,7 @@ func (x *SignVersion) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SignVersion.ProtoReflect.Descriptor instead.
 func (*SignVersion) Descriptor() ([]byte, []int) {
-	return file_vmapp_state_v1_commands_proto_rawDescGZIP(), []int{42}
+	return file_vmapp_state_v1_commands_proto_rawDescGZIP(), []int{43}
 }
 
 func (x *SignVersion) GetVersion() *VersionRef {
@@ -3266,7 +3330,7 @@ type PutTrustPolicy struct {
 
 func (x *PutTrustPolicy) Reset() {
 	*x = PutTrustPolicy{}
-	mi := &file_vmapp_state_v1_commands_proto_msgTypes[43]
+	mi := &file_vmapp_state_v1_commands_proto_msgTypes[44]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3278,7 +3342,7 @@ func (x *PutTrustPolicy) String() string {
 func (*PutTrustPolicy) ProtoMessage() {}
 
 func (x *PutTrustPolicy) ProtoReflect() protoreflect.Message {
-	mi := &file_vmapp_state_v1_commands_proto_msgTypes[43]
+	mi := &file_vmapp_state_v1_commands_proto_msgTypes[44]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3291,7 +3355,7 @@ func (x *PutTrustPolicy) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PutTrustPolicy.ProtoReflect.Descriptor instead.
 func (*PutTrustPolicy) Descriptor() ([]byte, []int) {
-	return file_vmapp_state_v1_commands_proto_rawDescGZIP(), []int{43}
+	return file_vmapp_state_v1_commands_proto_rawDescGZIP(), []int{44}
 }
 
 func (x *PutTrustPolicy) GetTenant() string {
@@ -3453,10 +3517,16 @@ const file_vmapp_state_v1_commands_proto_rawDesc = "" +
 	"\bmanifest\x18\x03 \x01(\v2\x18.vmapp.state.v1.ManifestR\bmanifest\"-\n" +
 	"\fDeleteUpload\x12\x1d\n" +
 	"\n" +
-	"session_id\x18\x01 \x01(\tR\tsessionId\"v\n" +
+	"session_id\x18\x01 \x01(\tR\tsessionId\"\xb1\x01\n" +
 	"\x11ReconcileReplicas\x12)\n" +
 	"\x03add\x18\x01 \x03(\v2\x17.vmapp.state.v1.ReplicaR\x03add\x126\n" +
-	"\bunwanted\x18\x02 \x03(\v2\x1a.vmapp.state.v1.ReplicaRefR\bunwanted\"F\n" +
+	"\bunwanted\x18\x02 \x03(\v2\x1a.vmapp.state.v1.ReplicaRefR\bunwanted\x129\n" +
+	"\n" +
+	"reconciled\x18\x03 \x03(\v2\x19.vmapp.state.v1.DirtyMarkR\n" +
+	"reconciled\"U\n" +
+	"\tDirtyMark\x124\n" +
+	"\aversion\x18\x01 \x01(\v2\x1a.vmapp.state.v1.VersionRefR\aversion\x12\x12\n" +
+	"\x04mark\x18\x02 \x01(\tR\x04mark\"F\n" +
 	"\x0eReplicaStarted\x124\n" +
 	"\areplica\x18\x01 \x01(\v2\x1a.vmapp.state.v1.ReplicaRefR\areplica\"k\n" +
 	"\x10ReplicaMultipart\x124\n" +
@@ -3566,7 +3636,7 @@ func file_vmapp_state_v1_commands_proto_rawDescGZIP() []byte {
 }
 
 var file_vmapp_state_v1_commands_proto_enumTypes = make([]protoimpl.EnumInfo, 1)
-var file_vmapp_state_v1_commands_proto_msgTypes = make([]protoimpl.MessageInfo, 44)
+var file_vmapp_state_v1_commands_proto_msgTypes = make([]protoimpl.MessageInfo, 45)
 var file_vmapp_state_v1_commands_proto_goTypes = []any{
 	(RemoveDeleted_Kind)(0),              // 0: vmapp.state.v1.RemoveDeleted.Kind
 	(*Command)(nil),                      // 1: vmapp.state.v1.Command
@@ -3590,53 +3660,54 @@ var file_vmapp_state_v1_commands_proto_goTypes = []any{
 	(*FinishUpload)(nil),                 // 19: vmapp.state.v1.FinishUpload
 	(*DeleteUpload)(nil),                 // 20: vmapp.state.v1.DeleteUpload
 	(*ReconcileReplicas)(nil),            // 21: vmapp.state.v1.ReconcileReplicas
-	(*ReplicaStarted)(nil),               // 22: vmapp.state.v1.ReplicaStarted
-	(*ReplicaMultipart)(nil),             // 23: vmapp.state.v1.ReplicaMultipart
-	(*ReplicaPartCopied)(nil),            // 24: vmapp.state.v1.ReplicaPartCopied
-	(*ReplicaFailed)(nil),                // 25: vmapp.state.v1.ReplicaFailed
-	(*ReplicaCompleted)(nil),             // 26: vmapp.state.v1.ReplicaCompleted
-	(*ReplicaRestart)(nil),               // 27: vmapp.state.v1.ReplicaRestart
-	(*ReplicaRemoved)(nil),               // 28: vmapp.state.v1.ReplicaRemoved
-	(*ReplicaVerified)(nil),              // 29: vmapp.state.v1.ReplicaVerified
-	(*IssueToken)(nil),                   // 30: vmapp.state.v1.IssueToken
-	(*RevokeToken)(nil),                  // 31: vmapp.state.v1.RevokeToken
-	(*PutShare)(nil),                     // 32: vmapp.state.v1.PutShare
-	(*DeleteShare)(nil),                  // 33: vmapp.state.v1.DeleteShare
-	(*CreateMachine)(nil),                // 34: vmapp.state.v1.CreateMachine
-	(*DeleteMachine)(nil),                // 35: vmapp.state.v1.DeleteMachine
-	(*CreateScaleSet)(nil),               // 36: vmapp.state.v1.CreateScaleSet
-	(*DeleteScaleSet)(nil),               // 37: vmapp.state.v1.DeleteScaleSet
-	(*ProfileEtag)(nil),                  // 38: vmapp.state.v1.ProfileEtag
-	(*SetProfile)(nil),                   // 39: vmapp.state.v1.SetProfile
-	(*ReportStatus)(nil),                 // 40: vmapp.state.v1.ReportStatus
-	(*PutNode)(nil),                      // 41: vmapp.state.v1.PutNode
-	(*RemoveNode)(nil),                   // 42: vmapp.state.v1.RemoveNode
-	(*SignVersion)(nil),                  // 43: vmapp.state.v1.SignVersion
-	(*PutTrustPolicy)(nil),               // 44: vmapp.state.v1.PutTrustPolicy
-	(*timestamppb.Timestamp)(nil),        // 45: google.protobuf.Timestamp
-	(v1.ArtifactKind)(0),                 // 46: vmapp.v1.ArtifactKind
-	(*v1.Gallery)(nil),                   // 47: vmapp.v1.Gallery
-	(*v1.GalleryApplication)(nil),        // 48: vmapp.v1.GalleryApplication
-	(*v1.GalleryApplicationVersion)(nil), // 49: vmapp.v1.GalleryApplicationVersion
-	(*v1.ProvisioningError)(nil),         // 50: vmapp.v1.ProvisioningError
-	(*UploadSession)(nil),                // 51: vmapp.state.v1.UploadSession
-	(*Part)(nil),                         // 52: vmapp.state.v1.Part
-	(*v1.Artifact)(nil),                  // 53: vmapp.v1.Artifact
-	(*Manifest)(nil),                     // 54: vmapp.state.v1.Manifest
-	(*Replica)(nil),                      // 55: vmapp.state.v1.Replica
-	(*Credential)(nil),                   // 56: vmapp.state.v1.Credential
-	(*v1.Share)(nil),                     // 57: vmapp.v1.Share
-	(*v1.Machine)(nil),                   // 58: vmapp.v1.Machine
-	(*v1.ScaleSet)(nil),                  // 59: vmapp.v1.ScaleSet
-	(*v1.ApplicationProfile)(nil),        // 60: vmapp.v1.ApplicationProfile
-	(*v1.InstanceView)(nil),              // 61: vmapp.v1.InstanceView
-	(*v1.ClusterNode)(nil),               // 62: vmapp.v1.ClusterNode
-	(*v1.VersionSignatures)(nil),         // 63: vmapp.v1.VersionSignatures
-	(*v1.VersionSignature)(nil),          // 64: vmapp.v1.VersionSignature
-	(*v1.TrustPolicy)(nil),               // 65: vmapp.v1.TrustPolicy
+	(*DirtyMark)(nil),                    // 22: vmapp.state.v1.DirtyMark
+	(*ReplicaStarted)(nil),               // 23: vmapp.state.v1.ReplicaStarted
+	(*ReplicaMultipart)(nil),             // 24: vmapp.state.v1.ReplicaMultipart
+	(*ReplicaPartCopied)(nil),            // 25: vmapp.state.v1.ReplicaPartCopied
+	(*ReplicaFailed)(nil),                // 26: vmapp.state.v1.ReplicaFailed
+	(*ReplicaCompleted)(nil),             // 27: vmapp.state.v1.ReplicaCompleted
+	(*ReplicaRestart)(nil),               // 28: vmapp.state.v1.ReplicaRestart
+	(*ReplicaRemoved)(nil),               // 29: vmapp.state.v1.ReplicaRemoved
+	(*ReplicaVerified)(nil),              // 30: vmapp.state.v1.ReplicaVerified
+	(*IssueToken)(nil),                   // 31: vmapp.state.v1.IssueToken
+	(*RevokeToken)(nil),                  // 32: vmapp.state.v1.RevokeToken
+	(*PutShare)(nil),                     // 33: vmapp.state.v1.PutShare
+	(*DeleteShare)(nil),                  // 34: vmapp.state.v1.DeleteShare
+	(*CreateMachine)(nil),                // 35: vmapp.state.v1.CreateMachine
+	(*DeleteMachine)(nil),                // 36: vmapp.state.v1.DeleteMachine
+	(*CreateScaleSet)(nil),               // 37: vmapp.state.v1.CreateScaleSet
+	(*DeleteScaleSet)(nil),               // 38: vmapp.state.v1.DeleteScaleSet
+	(*ProfileEtag)(nil),                  // 39: vmapp.state.v1.ProfileEtag
+	(*SetProfile)(nil),                   // 40: vmapp.state.v1.SetProfile
+	(*ReportStatus)(nil),                 // 41: vmapp.state.v1.ReportStatus
+	(*PutNode)(nil),                      // 42: vmapp.state.v1.PutNode
+	(*RemoveNode)(nil),                   // 43: vmapp.state.v1.RemoveNode
+	(*SignVersion)(nil),                  // 44: vmapp.state.v1.SignVersion
+	(*PutTrustPolicy)(nil),               // 45: vmapp.state.v1.PutTrustPolicy
+	(*timestamppb.Timestamp)(nil),        // 46: google.protobuf.Timestamp
+	(v1.ArtifactKind)(0),                 // 47: vmapp.v1.ArtifactKind
+	(*v1.Gallery)(nil),                   // 48: vmapp.v1.Gallery
+	(*v1.GalleryApplication)(nil),        // 49: vmapp.v1.GalleryApplication
+	(*v1.GalleryApplicationVersion)(nil), // 50: vmapp.v1.GalleryApplicationVersion
+	(*v1.ProvisioningError)(nil),         // 51: vmapp.v1.ProvisioningError
+	(*UploadSession)(nil),                // 52: vmapp.state.v1.UploadSession
+	(*Part)(nil),                         // 53: vmapp.state.v1.Part
+	(*v1.Artifact)(nil),                  // 54: vmapp.v1.Artifact
+	(*Manifest)(nil),                     // 55: vmapp.state.v1.Manifest
+	(*Replica)(nil),                      // 56: vmapp.state.v1.Replica
+	(*Credential)(nil),                   // 57: vmapp.state.v1.Credential
+	(*v1.Share)(nil),                     // 58: vmapp.v1.Share
+	(*v1.Machine)(nil),                   // 59: vmapp.v1.Machine
+	(*v1.ScaleSet)(nil),                  // 60: vmapp.v1.ScaleSet
+	(*v1.ApplicationProfile)(nil),        // 61: vmapp.v1.ApplicationProfile
+	(*v1.InstanceView)(nil),              // 62: vmapp.v1.InstanceView
+	(*v1.ClusterNode)(nil),               // 63: vmapp.v1.ClusterNode
+	(*v1.VersionSignatures)(nil),         // 64: vmapp.v1.VersionSignatures
+	(*v1.VersionSignature)(nil),          // 65: vmapp.v1.VersionSignature
+	(*v1.TrustPolicy)(nil),               // 66: vmapp.v1.TrustPolicy
 }
 var file_vmapp_state_v1_commands_proto_depIdxs = []int32{
-	45, // 0: vmapp.state.v1.Command.time:type_name -> google.protobuf.Timestamp
+	46, // 0: vmapp.state.v1.Command.time:type_name -> google.protobuf.Timestamp
 	4,  // 1: vmapp.state.v1.Command.create_gallery:type_name -> vmapp.state.v1.CreateGallery
 	5,  // 2: vmapp.state.v1.Command.update_gallery:type_name -> vmapp.state.v1.UpdateGallery
 	6,  // 3: vmapp.state.v1.Command.delete_gallery:type_name -> vmapp.state.v1.DeleteGallery
@@ -3655,81 +3726,83 @@ var file_vmapp_state_v1_commands_proto_depIdxs = []int32{
 	19, // 16: vmapp.state.v1.Command.finish_upload:type_name -> vmapp.state.v1.FinishUpload
 	20, // 17: vmapp.state.v1.Command.delete_upload:type_name -> vmapp.state.v1.DeleteUpload
 	21, // 18: vmapp.state.v1.Command.reconcile_replicas:type_name -> vmapp.state.v1.ReconcileReplicas
-	22, // 19: vmapp.state.v1.Command.replica_started:type_name -> vmapp.state.v1.ReplicaStarted
-	23, // 20: vmapp.state.v1.Command.replica_multipart:type_name -> vmapp.state.v1.ReplicaMultipart
-	24, // 21: vmapp.state.v1.Command.replica_part_copied:type_name -> vmapp.state.v1.ReplicaPartCopied
-	25, // 22: vmapp.state.v1.Command.replica_failed:type_name -> vmapp.state.v1.ReplicaFailed
-	26, // 23: vmapp.state.v1.Command.replica_completed:type_name -> vmapp.state.v1.ReplicaCompleted
-	27, // 24: vmapp.state.v1.Command.replica_restart:type_name -> vmapp.state.v1.ReplicaRestart
-	28, // 25: vmapp.state.v1.Command.replica_removed:type_name -> vmapp.state.v1.ReplicaRemoved
-	29, // 26: vmapp.state.v1.Command.replica_verified:type_name -> vmapp.state.v1.ReplicaVerified
-	30, // 27: vmapp.state.v1.Command.issue_token:type_name -> vmapp.state.v1.IssueToken
-	31, // 28: vmapp.state.v1.Command.revoke_token:type_name -> vmapp.state.v1.RevokeToken
-	32, // 29: vmapp.state.v1.Command.put_share:type_name -> vmapp.state.v1.PutShare
-	33, // 30: vmapp.state.v1.Command.delete_share:type_name -> vmapp.state.v1.DeleteShare
-	34, // 31: vmapp.state.v1.Command.create_machine:type_name -> vmapp.state.v1.CreateMachine
-	35, // 32: vmapp.state.v1.Command.delete_machine:type_name -> vmapp.state.v1.DeleteMachine
-	36, // 33: vmapp.state.v1.Command.create_scale_set:type_name -> vmapp.state.v1.CreateScaleSet
-	37, // 34: vmapp.state.v1.Command.delete_scale_set:type_name -> vmapp.state.v1.DeleteScaleSet
-	39, // 35: vmapp.state.v1.Command.set_profile:type_name -> vmapp.state.v1.SetProfile
-	40, // 36: vmapp.state.v1.Command.report_status:type_name -> vmapp.state.v1.ReportStatus
-	41, // 37: vmapp.state.v1.Command.put_node:type_name -> vmapp.state.v1.PutNode
-	42, // 38: vmapp.state.v1.Command.remove_node:type_name -> vmapp.state.v1.RemoveNode
-	43, // 39: vmapp.state.v1.Command.sign_version:type_name -> vmapp.state.v1.SignVersion
-	44, // 40: vmapp.state.v1.Command.put_trust_policy:type_name -> vmapp.state.v1.PutTrustPolicy
+	23, // 19: vmapp.state.v1.Command.replica_started:type_name -> vmapp.state.v1.ReplicaStarted
+	24, // 20: vmapp.state.v1.Command.replica_multipart:type_name -> vmapp.state.v1.ReplicaMultipart
+	25, // 21: vmapp.state.v1.Command.replica_part_copied:type_name -> vmapp.state.v1.ReplicaPartCopied
+	26, // 22: vmapp.state.v1.Command.replica_failed:type_name -> vmapp.state.v1.ReplicaFailed
+	27, // 23: vmapp.state.v1.Command.replica_completed:type_name -> vmapp.state.v1.ReplicaCompleted
+	28, // 24: vmapp.state.v1.Command.replica_restart:type_name -> vmapp.state.v1.ReplicaRestart
+	29, // 25: vmapp.state.v1.Command.replica_removed:type_name -> vmapp.state.v1.ReplicaRemoved
+	30, // 26: vmapp.state.v1.Command.replica_verified:type_name -> vmapp.state.v1.ReplicaVerified
+	31, // 27: vmapp.state.v1.Command.issue_token:type_name -> vmapp.state.v1.IssueToken
+	32, // 28: vmapp.state.v1.Command.revoke_token:type_name -> vmapp.state.v1.RevokeToken
+	33, // 29: vmapp.state.v1.Command.put_share:type_name -> vmapp.state.v1.PutShare
+	34, // 30: vmapp.state.v1.Command.delete_share:type_name -> vmapp.state.v1.DeleteShare
+	35, // 31: vmapp.state.v1.Command.create_machine:type_name -> vmapp.state.v1.CreateMachine
+	36, // 32: vmapp.state.v1.Command.delete_machine:type_name -> vmapp.state.v1.DeleteMachine
+	37, // 33: vmapp.state.v1.Command.create_scale_set:type_name -> vmapp.state.v1.CreateScaleSet
+	38, // 34: vmapp.state.v1.Command.delete_scale_set:type_name -> vmapp.state.v1.DeleteScaleSet
+	40, // 35: vmapp.state.v1.Command.set_profile:type_name -> vmapp.state.v1.SetProfile
+	41, // 36: vmapp.state.v1.Command.report_status:type_name -> vmapp.state.v1.ReportStatus
+	42, // 37: vmapp.state.v1.Command.put_node:type_name -> vmapp.state.v1.PutNode
+	43, // 38: vmapp.state.v1.Command.remove_node:type_name -> vmapp.state.v1.RemoveNode
+	44, // 39: vmapp.state.v1.Command.sign_version:type_name -> vmapp.state.v1.SignVersion
+	45, // 40: vmapp.state.v1.Command.put_trust_policy:type_name -> vmapp.state.v1.PutTrustPolicy
 	2,  // 41: vmapp.state.v1.ReplicaRef.version:type_name -> vmapp.state.v1.VersionRef
-	46, // 42: vmapp.state.v1.ReplicaRef.kind:type_name -> vmapp.v1.ArtifactKind
-	47, // 43: vmapp.state.v1.CreateGallery.gallery:type_name -> vmapp.v1.Gallery
-	47, // 44: vmapp.state.v1.UpdateGallery.gallery:type_name -> vmapp.v1.Gallery
-	48, // 45: vmapp.state.v1.CreateApplication.application:type_name -> vmapp.v1.GalleryApplication
-	48, // 46: vmapp.state.v1.UpdateApplication.application:type_name -> vmapp.v1.GalleryApplication
-	49, // 47: vmapp.state.v1.CreateVersion.version:type_name -> vmapp.v1.GalleryApplicationVersion
-	49, // 48: vmapp.state.v1.UpdateVersion.version:type_name -> vmapp.v1.GalleryApplicationVersion
+	47, // 42: vmapp.state.v1.ReplicaRef.kind:type_name -> vmapp.v1.ArtifactKind
+	48, // 43: vmapp.state.v1.CreateGallery.gallery:type_name -> vmapp.v1.Gallery
+	48, // 44: vmapp.state.v1.UpdateGallery.gallery:type_name -> vmapp.v1.Gallery
+	49, // 45: vmapp.state.v1.CreateApplication.application:type_name -> vmapp.v1.GalleryApplication
+	49, // 46: vmapp.state.v1.UpdateApplication.application:type_name -> vmapp.v1.GalleryApplication
+	50, // 47: vmapp.state.v1.CreateVersion.version:type_name -> vmapp.v1.GalleryApplicationVersion
+	50, // 48: vmapp.state.v1.UpdateVersion.version:type_name -> vmapp.v1.GalleryApplicationVersion
 	2,  // 49: vmapp.state.v1.DeleteVersion.version:type_name -> vmapp.state.v1.VersionRef
 	0,  // 50: vmapp.state.v1.RemoveDeleted.kind:type_name -> vmapp.state.v1.RemoveDeleted.Kind
 	2,  // 51: vmapp.state.v1.RemoveDeleted.resources:type_name -> vmapp.state.v1.VersionRef
 	2,  // 52: vmapp.state.v1.RemoveVersion.version:type_name -> vmapp.state.v1.VersionRef
 	2,  // 53: vmapp.state.v1.FailIngest.version:type_name -> vmapp.state.v1.VersionRef
-	50, // 54: vmapp.state.v1.FailIngest.error:type_name -> vmapp.v1.ProvisioningError
+	51, // 54: vmapp.state.v1.FailIngest.error:type_name -> vmapp.v1.ProvisioningError
 	2,  // 55: vmapp.state.v1.RetryIngest.version:type_name -> vmapp.state.v1.VersionRef
-	51, // 56: vmapp.state.v1.CreateUpload.session:type_name -> vmapp.state.v1.UploadSession
-	52, // 57: vmapp.state.v1.CommitPart.part:type_name -> vmapp.state.v1.Part
-	45, // 58: vmapp.state.v1.CommitPart.expire_time:type_name -> google.protobuf.Timestamp
-	53, // 59: vmapp.state.v1.FinishUpload.artifact:type_name -> vmapp.v1.Artifact
-	54, // 60: vmapp.state.v1.FinishUpload.manifest:type_name -> vmapp.state.v1.Manifest
-	55, // 61: vmapp.state.v1.ReconcileReplicas.add:type_name -> vmapp.state.v1.Replica
+	52, // 56: vmapp.state.v1.CreateUpload.session:type_name -> vmapp.state.v1.UploadSession
+	53, // 57: vmapp.state.v1.CommitPart.part:type_name -> vmapp.state.v1.Part
+	46, // 58: vmapp.state.v1.CommitPart.expire_time:type_name -> google.protobuf.Timestamp
+	54, // 59: vmapp.state.v1.FinishUpload.artifact:type_name -> vmapp.v1.Artifact
+	55, // 60: vmapp.state.v1.FinishUpload.manifest:type_name -> vmapp.state.v1.Manifest
+	56, // 61: vmapp.state.v1.ReconcileReplicas.add:type_name -> vmapp.state.v1.Replica
 	3,  // 62: vmapp.state.v1.ReconcileReplicas.unwanted:type_name -> vmapp.state.v1.ReplicaRef
-	3,  // 63: vmapp.state.v1.ReplicaStarted.replica:type_name -> vmapp.state.v1.ReplicaRef
-	3,  // 64: vmapp.state.v1.ReplicaMultipart.replica:type_name -> vmapp.state.v1.ReplicaRef
-	3,  // 65: vmapp.state.v1.ReplicaPartCopied.replica:type_name -> vmapp.state.v1.ReplicaRef
-	52, // 66: vmapp.state.v1.ReplicaPartCopied.part:type_name -> vmapp.state.v1.Part
-	3,  // 67: vmapp.state.v1.ReplicaFailed.replica:type_name -> vmapp.state.v1.ReplicaRef
-	45, // 68: vmapp.state.v1.ReplicaFailed.next_attempt_time:type_name -> google.protobuf.Timestamp
-	3,  // 69: vmapp.state.v1.ReplicaCompleted.replica:type_name -> vmapp.state.v1.ReplicaRef
-	3,  // 70: vmapp.state.v1.ReplicaRestart.replica:type_name -> vmapp.state.v1.ReplicaRef
-	45, // 71: vmapp.state.v1.ReplicaRestart.if_completed:type_name -> google.protobuf.Timestamp
-	3,  // 72: vmapp.state.v1.ReplicaRemoved.replica:type_name -> vmapp.state.v1.ReplicaRef
-	3,  // 73: vmapp.state.v1.ReplicaVerified.replica:type_name -> vmapp.state.v1.ReplicaRef
-	45, // 74: vmapp.state.v1.ReplicaVerified.if_completed:type_name -> google.protobuf.Timestamp
-	56, // 75: vmapp.state.v1.IssueToken.credential:type_name -> vmapp.state.v1.Credential
-	57, // 76: vmapp.state.v1.PutShare.share:type_name -> vmapp.v1.Share
-	58, // 77: vmapp.state.v1.CreateMachine.machine:type_name -> vmapp.v1.Machine
-	56, // 78: vmapp.state.v1.CreateMachine.credential:type_name -> vmapp.state.v1.Credential
-	59, // 79: vmapp.state.v1.CreateScaleSet.scale_set:type_name -> vmapp.v1.ScaleSet
-	38, // 80: vmapp.state.v1.SetProfile.target:type_name -> vmapp.state.v1.ProfileEtag
-	38, // 81: vmapp.state.v1.SetProfile.others:type_name -> vmapp.state.v1.ProfileEtag
-	60, // 82: vmapp.state.v1.SetProfile.profile:type_name -> vmapp.v1.ApplicationProfile
-	61, // 83: vmapp.state.v1.ReportStatus.instance_view:type_name -> vmapp.v1.InstanceView
-	62, // 84: vmapp.state.v1.PutNode.node:type_name -> vmapp.v1.ClusterNode
-	2,  // 85: vmapp.state.v1.SignVersion.version:type_name -> vmapp.state.v1.VersionRef
-	63, // 86: vmapp.state.v1.SignVersion.statement:type_name -> vmapp.v1.VersionSignatures
-	64, // 87: vmapp.state.v1.SignVersion.signature:type_name -> vmapp.v1.VersionSignature
-	65, // 88: vmapp.state.v1.PutTrustPolicy.policy:type_name -> vmapp.v1.TrustPolicy
-	89, // [89:89] is the sub-list for method output_type
-	89, // [89:89] is the sub-list for method input_type
-	89, // [89:89] is the sub-list for extension type_name
-	89, // [89:89] is the sub-list for extension extendee
-	0,  // [0:89] is the sub-list for field type_name
+	22, // 63: vmapp.state.v1.ReconcileReplicas.reconciled:type_name -> vmapp.state.v1.DirtyMark
+	2,  // 64: vmapp.state.v1.DirtyMark.version:type_name -> vmapp.state.v1.VersionRef
+	3,  // 65: vmapp.state.v1.ReplicaStarted.replica:type_name -> vmapp.state.v1.ReplicaRef
+	3,  // 66: vmapp.state.v1.ReplicaMultipart.replica:type_name -> vmapp.state.v1.ReplicaRef
+	3,  // 67: vmapp.state.v1.ReplicaPartCopied.replica:type_name -> vmapp.state.v1.ReplicaRef
+	53, // 68: vmapp.state.v1.ReplicaPartCopied.part:type_name -> vmapp.state.v1.Part
+	3,  // 69: vmapp.state.v1.ReplicaFailed.replica:type_name -> vmapp.state.v1.ReplicaRef
+	46, // 70: vmapp.state.v1.ReplicaFailed.next_attempt_time:type_name -> google.protobuf.Timestamp
+	3,  // 71: vmapp.state.v1.ReplicaCompleted.replica:type_name -> vmapp.state.v1.ReplicaRef
+	3,  // 72: vmapp.state.v1.ReplicaRestart.replica:type_name -> vmapp.state.v1.ReplicaRef
+	46, // 73: vmapp.state.v1.ReplicaRestart.if_completed:type_name -> google.protobuf.Timestamp
+	3,  // 74: vmapp.state.v1.ReplicaRemoved.replica:type_name -> vmapp.state.v1.ReplicaRef
+	3,  // 75: vmapp.state.v1.ReplicaVerified.replica:type_name -> vmapp.state.v1.ReplicaRef
+	46, // 76: vmapp.state.v1.ReplicaVerified.if_completed:type_name -> google.protobuf.Timestamp
+	57, // 77: vmapp.state.v1.IssueToken.credential:type_name -> vmapp.state.v1.Credential
+	58, // 78: vmapp.state.v1.PutShare.share:type_name -> vmapp.v1.Share
+	59, // 79: vmapp.state.v1.CreateMachine.machine:type_name -> vmapp.v1.Machine
+	57, // 80: vmapp.state.v1.CreateMachine.credential:type_name -> vmapp.state.v1.Credential
+	60, // 81: vmapp.state.v1.CreateScaleSet.scale_set:type_name -> vmapp.v1.ScaleSet
+	39, // 82: vmapp.state.v1.SetProfile.target:type_name -> vmapp.state.v1.ProfileEtag
+	39, // 83: vmapp.state.v1.SetProfile.others:type_name -> vmapp.state.v1.ProfileEtag
+	61, // 84: vmapp.state.v1.SetProfile.profile:type_name -> vmapp.v1.ApplicationProfile
+	62, // 85: vmapp.state.v1.ReportStatus.instance_view:type_name -> vmapp.v1.InstanceView
+	63, // 86: vmapp.state.v1.PutNode.node:type_name -> vmapp.v1.ClusterNode
+	2,  // 87: vmapp.state.v1.SignVersion.version:type_name -> vmapp.state.v1.VersionRef
+	64, // 88: vmapp.state.v1.SignVersion.statement:type_name -> vmapp.v1.VersionSignatures
+	65, // 89: vmapp.state.v1.SignVersion.signature:type_name -> vmapp.v1.VersionSignature
+	66, // 90: vmapp.state.v1.PutTrustPolicy.policy:type_name -> vmapp.v1.TrustPolicy
+	91, // [91:91] is the sub-list for method output_type
+	91, // [91:91] is the sub-list for method input_type
+	91, // [91:91] is the sub-list for extension type_name
+	91, // [91:91] is the sub-list for extension extendee
+	0,  // [0:91] is the sub-list for field type_name
 }
 
 func init() { file_vmapp_state_v1_commands_proto_init() }
@@ -3786,7 +3859,7 @@ func file_vmapp_state_v1_commands_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_vmapp_state_v1_commands_proto_rawDesc), len(file_vmapp_state_v1_commands_proto_rawDesc)),
 			NumEnums:      1,
-			NumMessages:   44,
+			NumMessages:   45,
 			NumExtensions: 0,
 			NumServices:   0,
 		},

@@ -1,0 +1,208 @@
+package fleet
+
+import (
+	"maps"
+	"slices"
+	"strings"
+	"sync"
+
+	"github.com/hashicorp/golang-lru/v2/simplelru"
+	"google.golang.org/protobuf/proto"
+
+	statepb "github.com/vmapp/vmapp/proto/vmapp/state/v1"
+	pb "github.com/vmapp/vmapp/proto/vmapp/v1"
+)
+
+// DefaultGoalStateCacheSize is how many machines' goal states the fleet
+// keeps computed, the most recently used.
+const DefaultGoalStateCacheSize = 100_000
+
+// maxCachedGoalState bounds the size of a goal state the cache keeps (large
+// inline configurations are computed every time rather than held).
+const maxCachedGoalState = 64 << 10
+
+// goalCache keeps computed goal states by machine, so that an agent's
+// downloads (authorized against its goal state once per piece) and its
+// stream's rechecks don't compute it again and again. It is never stale: a
+// watcher of the state drops the goal states a command can change — the
+// machine's (its profile, creation, deletion), its scale set's machines,
+// the machines naming an application whose versions or replicas changed,
+// or in a gallery that was changed, deleted or shared — before the
+// command's proposer gets its answer; a command it can't attribute clears
+// it all. A goal state computed while a command was applied is not kept.
+type goalCache struct {
+	mu    sync.Mutex
+	epoch uint64 // counts invalidations
+	lru   *simplelru.LRU[string, *goalEntry]
+	// Who to drop: machine keys by scale set (tenant 0 scale set) and by
+	// the application they name (its tenant 0 gallery 0 application).
+	byScaleSet map[string]map[string]bool
+	byApp      map[string]map[string]bool
+}
+
+type goalEntry struct {
+	gs       *pb.GoalState
+	scaleSet string   // key in byScaleSet, "" for none
+	apps     []string // keys in byApp
+}
+
+func newGoalCache(size int) *goalCache {
+	if size <= 0 {
+		size = DefaultGoalStateCacheSize
+	}
+	c := &goalCache{byScaleSet: map[string]map[string]bool{}, byApp: map[string]map[string]bool{}}
+	c.lru, _ = simplelru.NewLRU(size, c.evicted) // size > 0: never fails
+	return c
+}
+
+func appKey(tenant, gallery, app string) string { return tenant + "\x00" + gallery + "\x00" + app }
+
+// get returns a machine's goal state, and the epoch to put one computed now
+// with. The goal state is shared: callers must not change it.
+func (c *goalCache) get(machine string) (*pb.GoalState, uint64) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if e, ok := c.lru.Get(machine); ok {
+		return e.gs, c.epoch
+	}
+	return nil, c.epoch
+}
+
+// put keeps a goal state computed from epoch on, unless something was
+// invalidated since (it may have been computed from what changed).
+func (c *goalCache) put(machine string, epoch uint64, gs *pb.GoalState, scaleSet string, apps []string) {
+	if proto.Size(gs) > maxCachedGoalState {
+		return
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if epoch != c.epoch {
+		return
+	}
+	c.lru.Add(machine, &goalEntry{gs: gs, scaleSet: scaleSet, apps: apps})
+	link(c.byScaleSet, scaleSet, machine)
+	for _, a := range apps {
+		link(c.byApp, a, machine)
+	}
+}
+
+func link(m map[string]map[string]bool, k, machine string) {
+	if k == "" {
+		return
+	}
+	if m[k] == nil {
+		m[k] = map[string]bool{}
+	}
+	m[k][machine] = true
+}
+
+func unlink(m map[string]map[string]bool, k, machine string) {
+	if set := m[k]; set != nil {
+		delete(set, machine)
+		if len(set) == 0 {
+			delete(m, k)
+		}
+	}
+}
+
+// evicted forgets a machine's entry in the reverse maps; the LRU calls it
+// on every removal. c.mu is held.
+func (c *goalCache) evicted(machine string, e *goalEntry) {
+	unlink(c.byScaleSet, e.scaleSet, machine)
+	for _, a := range e.apps {
+		unlink(c.byApp, a, machine)
+	}
+}
+
+// drop forgets the goal states of machines; c.mu is held.
+func (c *goalCache) drop(machines map[string]bool) {
+	for _, m := range slices.Collect(maps.Keys(machines)) { // Remove unlinks from machines
+		c.lru.Remove(m)
+	}
+}
+
+// invalidate drops what cmd, which changesGoalStates, can change (see
+// goalCache).
+func (c *goalCache) invalidate(cmd *statepb.Command) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.epoch++
+	machine := func(tenant, name string) { c.lru.Remove(string(key(tenant, name))) }
+	scaleSet := func(tenant, name string) { c.drop(c.byScaleSet[tenant+"\x00"+name]) }
+	app := func(tenant, gallery, name string) { c.drop(c.byApp[appKey(tenant, gallery, name)]) }
+	version := func(r *statepb.VersionRef) { app(r.GetTenant(), r.GetGallery(), r.GetApplication()) }
+	gallery := func(tenant, name string) {
+		p := appKey(tenant, name, "")
+		for k, ms := range c.byApp {
+			if strings.HasPrefix(k, p) {
+				c.drop(ms)
+			}
+		}
+	}
+	switch op := cmd.GetOp().(type) {
+	case *statepb.Command_CreateMachine:
+		machine(op.CreateMachine.GetMachine().GetTenant(), op.CreateMachine.GetMachine().GetName())
+	case *statepb.Command_DeleteMachine:
+		machine(op.DeleteMachine.Tenant, op.DeleteMachine.Name)
+	case *statepb.Command_CreateScaleSet, *statepb.Command_DeleteUpload:
+		// no goal state depends on it yet, or ever
+	case *statepb.Command_DeleteScaleSet:
+		scaleSet(op.DeleteScaleSet.Tenant, op.DeleteScaleSet.Name)
+	case *statepb.Command_SetProfile:
+		if t := op.SetProfile.GetTarget(); t.GetMachine() != "" {
+			machine(op.SetProfile.Tenant, t.Machine)
+		} else {
+			scaleSet(op.SetProfile.Tenant, t.GetScaleSet())
+		}
+	case *statepb.Command_CreateVersion:
+		v := op.CreateVersion.GetVersion()
+		app(v.GetTenant(), v.GetGallery(), v.GetApplication())
+	case *statepb.Command_UpdateVersion:
+		v := op.UpdateVersion.GetVersion()
+		app(v.GetTenant(), v.GetGallery(), v.GetApplication())
+	case *statepb.Command_DeleteVersion:
+		version(op.DeleteVersion.GetVersion())
+	case *statepb.Command_RemoveVersion:
+		version(op.RemoveVersion.GetVersion())
+	case *statepb.Command_FailIngest:
+		version(op.FailIngest.GetVersion())
+	case *statepb.Command_RetryIngest:
+		version(op.RetryIngest.GetVersion())
+	case *statepb.Command_UpdateApplication:
+		a := op.UpdateApplication.GetApplication()
+		app(a.GetTenant(), a.GetGallery(), a.GetName())
+	case *statepb.Command_DeleteApplication:
+		app(op.DeleteApplication.Tenant, op.DeleteApplication.Gallery, op.DeleteApplication.Name)
+	case *statepb.Command_UpdateGallery:
+		gallery(op.UpdateGallery.GetGallery().GetTenant(), op.UpdateGallery.GetGallery().GetName())
+	case *statepb.Command_DeleteGallery:
+		gallery(op.DeleteGallery.Tenant, op.DeleteGallery.Name)
+	case *statepb.Command_RemoveDeleted:
+		for _, r := range op.RemoveDeleted.GetResources() {
+			gallery(r.Tenant, r.Gallery)
+		}
+	case *statepb.Command_PutShare:
+		gallery(op.PutShare.Tenant, op.PutShare.GetShare().GetGallery())
+	case *statepb.Command_DeleteShare:
+		gallery(op.DeleteShare.Tenant, op.DeleteShare.Gallery)
+	case *statepb.Command_ReconcileReplicas:
+		for _, r := range op.ReconcileReplicas.GetAdd() {
+			app(r.Tenant, r.Gallery, r.Application)
+		}
+		for _, r := range op.ReconcileReplicas.GetUnwanted() {
+			version(r.GetVersion())
+		}
+	case *statepb.Command_ReplicaCompleted:
+		version(op.ReplicaCompleted.GetReplica().GetVersion())
+	case *statepb.Command_ReplicaRestart:
+		version(op.ReplicaRestart.GetReplica().GetVersion())
+	case *statepb.Command_ReplicaRemoved:
+		version(op.ReplicaRemoved.GetReplica().GetVersion())
+	case *statepb.Command_SignVersion:
+		version(op.SignVersion.GetVersion())
+	case *statepb.Command_PutTrustPolicy:
+		gallery(op.PutTrustPolicy.Tenant, op.PutTrustPolicy.GetPolicy().GetGallery())
+	default: // FinishUpload names only its session; a restored state; any other
+		c.lru.Purge()
+	}
+}

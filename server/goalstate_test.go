@@ -1,0 +1,166 @@
+package server_test
+
+import (
+	"context"
+	"io"
+	"testing"
+
+	"google.golang.org/grpc/codes"
+	"google.golang.org/protobuf/types/known/fieldmaskpb"
+
+	"github.com/vmapp/vmapp/client"
+	"github.com/vmapp/vmapp/internal/testkit/testcluster"
+	pb "github.com/vmapp/vmapp/proto/vmapp/v1"
+)
+
+// agentOf is what a machine's agent may do with its own credential:
+// download plans and ReadRange (authorized against its goal state).
+type agentOf struct {
+	t      *testing.T
+	dl     pb.DownloadServiceClient
+	tenant string // the gallery's tenant, "" for the machine's own
+}
+
+func newAgent(t *testing.T, addr, secret string) *agentOf {
+	cl, err := client.New(addr, client.Options{Token: secret})
+	mustOK(t, err)
+	t.Cleanup(func() { cl.Close() })
+	return &agentOf{t: t, dl: pb.NewDownloadServiceClient(cl.Conn())}
+}
+
+func (a *agentOf) ctx() context.Context {
+	if a.tenant != "" {
+		return client.InTenant(ctx(a.t), a.tenant)
+	}
+	return ctx(a.t)
+}
+
+func (a *agentOf) plan(version string) error {
+	_, err := a.dl.GetDownloadPlan(a.ctx(), &pb.GetDownloadPlanRequest{Gallery: "g", Application: "a", Version: version, Kind: pkg, Region: "eastus"})
+	return err
+}
+
+func (a *agentOf) read(version string) error {
+	s, err := a.dl.ReadRange(a.ctx(), &pb.ReadRangeRequest{Gallery: "g", Application: "a", Version: version, Kind: pkg, Region: "eastus", Length: 4})
+	if err != nil {
+		return err
+	}
+	for {
+		if _, err := s.Recv(); err == io.EOF {
+			return nil
+		} else if err != nil {
+			return err
+		}
+	}
+}
+
+// may checks that the agent may (or may not) download version, by plan
+// and by ReadRange.
+func (a *agentOf) may(version string, allowed bool) {
+	a.t.Helper()
+	for _, err := range []error{a.plan(version), a.read(version)} {
+		if allowed {
+			mustOK(a.t, err)
+		} else {
+			wantErr(a.t, err, codes.PermissionDenied)
+		}
+	}
+}
+
+// TestGoalStateCacheFollowsChanges: a machine's goal state is kept
+// computed, and every change it depends on — its profile, its scale set's,
+// a version, a replication, a share — shows in the very next download plan
+// and ReadRange of its agent, without waiting.
+func TestGoalStateCacheFollowsChanges(t *testing.T) {
+	c := testcluster.Start(t, testcluster.Options{})
+	cat, fl, ac := c.Client.Catalog, pb.NewFleetServiceClient(c.Client.Conn()), pb.NewAccessServiceClient(c.Client.Conn())
+	c.Publish(t, "1.0.0", []byte("package one"), testcluster.Target("eastus", 1))
+	c.WaitState(t, "1.0.0", "Completed")
+	machine := func(fl pb.FleetServiceClient, m *pb.Machine) *agentOf {
+		r, err := fl.CreateMachine(ctx(t), &pb.CreateMachineRequest{Machine: m})
+		mustOK(t, err)
+		return newAgent(t, c.Addr, r.AgentToken)
+	}
+	set := func(target *pb.ProfileTarget, app *pb.VMGalleryApplication) {
+		_, err := fl.SetApplication(ctx(t), &pb.SetApplicationRequest{Target: target, Application: app})
+		mustOK(t, err)
+	}
+	onVM := &pb.ProfileTarget{Target: &pb.ProfileTarget_Machine{Machine: "vm1"}}
+	onWeb := &pb.ProfileTarget{Target: &pb.ProfileTarget_ScaleSet{ScaleSet: "web"}}
+	vm1 := machine(fl, &pb.Machine{Name: "vm1", Region: "eastus", OsType: "Linux"})
+	_, err := fl.CreateScaleSet(ctx(t), &pb.CreateScaleSetRequest{ScaleSet: &pb.ScaleSet{Name: "web", Region: "eastus", OsType: "Linux"}})
+	mustOK(t, err)
+	web0 := machine(fl, &pb.Machine{Name: "web-0", ScaleSet: "web"})
+
+	// Its profile.
+	vm1.may("1.0.0", false)
+	set(onVM, &pb.VMGalleryApplication{PackageReferenceId: "g/a/1.0.0"})
+	vm1.may("1.0.0", true)
+
+	// The cache serves it: asked again, it reads nothing, and another
+	// machine's goal state computed meanwhile leaves it there.
+	web0.may("1.0.0", false)
+	db := c.Daemon.State
+	mark := db.RecordsRead()
+	for range 3 {
+		if _, err := c.Fleet.GoalState(ctx(t), "default", "vm1"); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if read := db.RecordsRead() - mark; read != 0 {
+		t.Fatalf("a goal state kept computed read %d records", read)
+	}
+
+	// Its scale set's profile.
+	set(onWeb, &pb.VMGalleryApplication{PackageReferenceId: "g/a/1.0.0"})
+	web0.may("1.0.0", true)
+	vm1.may("1.0.0", true)
+
+	// A replication: with automatic upgrade, the newest version replicated
+	// to its region. The replicator's commands are answered once the
+	// caches they change are cleared; a write of ours after replication
+	// completed is answered after them.
+	set(onVM, &pb.VMGalleryApplication{PackageReferenceId: "g/a/latest", EnableAutomaticUpgrade: true})
+	vm1.may("1.0.0", true)
+	c.Publish(t, "2.0.0", []byte("package two"), testcluster.Target("eastus", 1))
+	c.WaitState(t, "2.0.0", "Completed")
+	_, err = cat.CreateGallery(ctx(t), &pb.CreateGalleryRequest{Gallery: &pb.Gallery{Name: "barrier", Location: "eastus"}})
+	mustOK(t, err)
+	vm1.may("2.0.0", true)
+	vm1.may("1.0.0", false)
+
+	// A version: excluded from latest, the machine goes back to 1.0.0.
+	_, err = cat.UpdateVersion(ctx(t), &pb.UpdateVersionRequest{
+		Version:    &pb.GalleryApplicationVersion{Gallery: "g", Application: "a", Name: "2.0.0", PublishingProfile: &pb.PublishingProfile{ExcludeFromLatest: true}},
+		UpdateMask: &fieldmaskpb.FieldMask{Paths: []string{"publishing_profile.exclude_from_latest"}},
+	})
+	mustOK(t, err)
+	vm1.may("2.0.0", false)
+	vm1.may("1.0.0", true)
+	// A share: another tenant's machine deploys g/a/2.0.0 while shared.
+	_, err = ac.ShareGallery(ctx(t), &pb.ShareGalleryRequest{Gallery: "g", Grantee: "other"})
+	mustOK(t, err)
+	other := pb.NewFleetServiceClient(c.Client.Conn())
+	inOther := func(ctx context.Context) context.Context { return client.InTenant(ctx, "other") }
+	r, err := other.CreateMachine(inOther(ctx(t)), &pb.CreateMachineRequest{Machine: &pb.Machine{Name: "vmx", Region: "eastus", OsType: "Linux"}})
+	mustOK(t, err)
+	vmx := newAgent(t, c.Addr, r.AgentToken)
+	vmx.tenant = "default"
+	_, err = other.SetApplication(inOther(ctx(t)), &pb.SetApplicationRequest{Target: &pb.ProfileTarget{Target: &pb.ProfileTarget_Machine{Machine: "vmx"}},
+		Application: &pb.VMGalleryApplication{PackageReferenceId: "default:g/a/2.0.0"}})
+	mustOK(t, err)
+	vmx.may("2.0.0", true)
+	_, err = ac.UnshareGallery(ctx(t), &pb.UnshareGalleryRequest{Gallery: "g", Grantee: "other"})
+	mustOK(t, err)
+	vmx.may("2.0.0", false)
+	_, err = ac.ShareGallery(ctx(t), &pb.ShareGalleryRequest{Gallery: "g", Grantee: "other"})
+	mustOK(t, err)
+	vmx.may("2.0.0", true)
+
+	// Deleting the machine's scale set takes its instance's goal state.
+	_, err = fl.DeleteScaleSet(ctx(t), &pb.DeleteScaleSetRequest{Name: "web", Cascade: true})
+	mustOK(t, err)
+	if _, err := c.Fleet.GoalState(ctx(t), "default", "web-0"); err == nil {
+		t.Fatal("a deleted machine still has a goal state")
+	}
+}
