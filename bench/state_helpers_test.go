@@ -14,10 +14,10 @@ import (
 
 	"google.golang.org/protobuf/types/known/timestamppb"
 
+	"github.com/vmapp/vmapp/blob"
 	"github.com/vmapp/vmapp/internal/testkit/miniotest"
 	statepb "github.com/vmapp/vmapp/proto/vmapp/state/v1"
 	pb "github.com/vmapp/vmapp/proto/vmapp/v1"
-	"github.com/vmapp/vmapp/replicator"
 	"github.com/vmapp/vmapp/server/auth"
 	"github.com/vmapp/vmapp/server/daemon"
 	"github.com/vmapp/vmapp/state"
@@ -229,7 +229,7 @@ func (s stateShape) versionOps(i int, now time.Time) []func(*statepb.Command) {
 	var recs []*statepb.Replica
 	for _, r := range regions {
 		recs = append(recs, &statepb.Replica{Tenant: tenant, Gallery: stateGallery, Application: app, Version: name, Kind: pb.ArtifactKind_ARTIFACT_KIND_PACKAGE,
-			Region: r, ObjectKey: replicator.ObjectKey(tenant, stateGallery, app, name, pb.ArtifactKind_ARTIFACT_KIND_PACKAGE, 0),
+			Region: r, ObjectKey: blob.ReplicaKey(tenant, stateGallery, app, name, pb.ArtifactKind_ARTIFACT_KIND_PACKAGE, 0),
 			Phase: statepb.ReplicaPhase_REPLICA_PHASE_COMPLETED, SizeBytes: size, BytesDone: size, Etag: "e",
 			CompleteTime: timestamppb.New(now), VerifyTime: timestamppb.New(now), DeepVerifyTime: timestamppb.New(now)})
 	}
