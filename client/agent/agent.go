@@ -102,7 +102,6 @@ import (
 	"os"
 	"path/filepath"
 	"strconv"
-	"strings"
 	"sync"
 	"time"
 
@@ -155,8 +154,7 @@ type Config struct {
 	// CommandTimeout bounds each install, update or remove command;
 	// default 30m.
 	CommandTimeout time.Duration
-	// BootID identifies the current boot; default: read
-	// /proc/sys/kernel/random/boot_id.
+	// BootID identifies the current boot; default: ReadBootID.
 	BootID func() (string, error)
 	// RetryBase and RetryMax bound the backoff between automatic retries of
 	// a failed operation; default 30s and 10m.
@@ -192,14 +190,9 @@ type Config struct {
 // good and Config.ExitOnRevoked is set.
 var ErrRevoked = errors.New("vmappd refuses this machine")
 
-// ReadBootID reads the kernel's boot id.
-func ReadBootID() (string, error) {
-	b, err := os.ReadFile("/proc/sys/kernel/random/boot_id")
-	if err != nil {
-		return "", fmt.Errorf("read the boot id: %w", err)
-	}
-	return strings.TrimSpace(string(b)), nil
-}
+// ReadBootID identifies the current boot: the kernel's boot id on Linux,
+// the time the machine booted on Windows (boot.go).
+func ReadBootID() (string, error) { return readBootID() }
 
 // GenerationNumber maps a goal state's generation (a hex fingerprint) to the
 // instance view's applied_generation: its first 15 hex digits. A generation
@@ -345,6 +338,7 @@ func Run(ctx context.Context, cfg Config) error {
 func (a *agent) recover() error {
 	a.mu.Lock()
 	defer a.mu.Unlock()
+	a.bootID = continueBoot(a.st.BootID, a.bootID)
 	rebooted := a.st.BootID != "" && a.st.BootID != a.bootID
 	for _, key := range sortedKeys(a.st.Apps) {
 		as := a.st.Apps[key]
