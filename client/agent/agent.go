@@ -86,8 +86,9 @@
 // states are applied when the policy accepts them, and kept in state.json.
 //
 // When vmappd refuses the goal state for good — the machine is not in the
-// fleet (deleted), or its credential was refused (revoked, expired, or
-// another machine's) — the agent logs an error naming the cause and asks
+// fleet (deleted), its credential was refused (revoked, expired, or
+// another machine's), or it was created with another osType than the OS
+// the agent runs on (the agent says which) — the agent logs an error naming the cause and asks
 // again after RevokedRetry (±25%), or stops when ExitOnRevoked.
 package agent
 
@@ -166,7 +167,9 @@ type Config struct {
 	// for a goal state that vmappd refused for good: the machine is not in
 	// the fleet (NotFound: deleted), its credential was refused
 	// (Unauthenticated: revoked with the machine or by a new credential,
-	// or expired) or is another machine's (PermissionDenied); default 5m.
+	// or expired) or is another machine's (PermissionDenied), or the
+	// machine's osType isn't the agent's OS (FailedPrecondition on
+	// osType); default 5m.
 	RevokedRetry time.Duration
 	// ExitOnRevoked makes Run stop at such a refusal (commands running
 	// then are stopped as when ctx ends) and return an error wrapping
@@ -443,6 +446,10 @@ func refusal(err error) string {
 		return "vmappd refused the machine's credential: it was revoked (the machine was deleted, or given a new credential) or it expired"
 	case errs.PermissionDenied:
 		return "vmappd refused the machine's credential for this machine: it is another machine's (check --vm)"
+	case errs.FailedPrecondition:
+		if errs.FieldOf(err) == "osType" {
+			return "the machine's osType isn't the OS this agent runs on"
+		}
 	}
 	return ""
 }
@@ -451,7 +458,7 @@ func refusal(err error) string {
 func (a *agent) watchOnce(ctx context.Context) (received bool, err error) {
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
-	stream, err := a.fleet.WatchGoalState(ctx, &pb.WatchGoalStateRequest{Machine: a.cfg.Machine})
+	stream, err := a.fleet.WatchGoalState(ctx, &pb.WatchGoalStateRequest{Machine: a.cfg.Machine, OsType: osType(hostOS)})
 	if err != nil {
 		return false, err
 	}

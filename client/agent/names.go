@@ -128,3 +128,15 @@ func DefaultRoot(goos, programData string) string {
 	}
 	return strings.TrimRight(programData, `\`) + `\vmapp`
 }
+
+// osType is the osType of a machine that runs goos, as the agent tells
+// vmappd: Linux or Windows; "" (not checked) on another OS.
+func osType(goos string) string {
+	switch goos {
+	case "linux":
+		return "Linux"
+	case "windows":
+		return "Windows"
+	}
+	return ""
+}

@@ -6,6 +6,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/vmapp/vmapp/errs"
 	pb "github.com/vmapp/vmapp/proto/vmapp/v1"
 )
 
@@ -204,4 +205,21 @@ func diffLines(got, want map[string]string) string {
 		}
 	}
 	return b.String()
+}
+
+// TestOSType: the agent tells vmappd its OS as an osType; vmappd's refusal
+// of it (FailedPrecondition on osType) is for good, another
+// FailedPrecondition isn't.
+func TestOSType(t *testing.T) {
+	for goos, want := range map[string]string{"linux": "Linux", "windows": "Windows", "darwin": ""} {
+		if got := osType(goos); got != want {
+			t.Errorf("%s: %q", goos, got)
+		}
+	}
+	if refusal(errs.New(errs.FailedPrecondition, "osType", "created with osType Windows")) == "" {
+		t.Error("an osType refusal isn't for good")
+	}
+	if why := refusal(errs.New(errs.FailedPrecondition, "version", "not replicated")); why != "" {
+		t.Errorf("another FailedPrecondition is for good: %s", why)
+	}
 }
