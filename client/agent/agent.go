@@ -25,7 +25,7 @@
 //	.vmapp-agent/lock                    held while an agent runs on the root
 //
 // Names hold no ':' or '/', so two applications never share a directory; a
-// gallery named .vmapp-agent can't be installed. A version that an earlier
+// gallery named .vmapp-agent can't be installed (in any case, on Windows). A version that an earlier
 // agent installed in <application>/<version>/ stays there (the state records
 // every installed directory) until it is updated or removed.
 //
@@ -69,6 +69,19 @@
 // then it runs again when the version's scriptBehaviorAfterReboot is Rerun,
 // else it is Failed "interrupted by a reboot" until retried. The attempt
 // cut short counts in the instance view's attempts.
+//
+// # Windows
+//
+// On Windows commands run with cmd.exe /d /e:on /v:off /s /c "<line>", the
+// line verbatim (shell.go), each in a job object that kills its processes
+// when the agent dies (sys_windows.go: nothing is left to kill at start);
+// the boot is told by its time (boot.go); another tenant's gallery is
+// <tenant>@<gallery>; names Windows refuses, and applications whose
+// directories differ only in case, are refused by the plan (names.go).
+// What differs by OS is decided by functions that take the OS as a value,
+// so that Linux tests cover Windows' rules; only the system calls are in
+// sys_windows.go. The Windows agent is cross-built and unit-tested, never
+// run here.
 //
 // # Signatures
 //
@@ -281,6 +294,9 @@ func Run(ctx context.Context, cfg Config) error {
 	}
 	cfg.Root = root
 	if err := os.MkdirAll(filepath.Join(root, StateDir), 0o755); err != nil {
+		return fmt.Errorf("agent: %w", err)
+	}
+	if err := secureRoot(root); err != nil {
 		return fmt.Errorf("agent: %w", err)
 	}
 	unlock, err := lockRoot(filepath.Join(root, StateDir, "lock"))

@@ -116,10 +116,13 @@ func withinOn(goos, path, dir string) bool {
 	return within(path, dir)
 }
 
-// DefaultRoot is the root the agent installs under when --root isn't
-// given: /var/lib/vmapp, or %ProgramData%\vmapp on Windows (programData is
-// that variable; C:\ProgramData when it is empty).
-func DefaultRoot(goos, programData string) string {
+// SuggestedRoot is the root the agent's usage and README suggest:
+// /var/lib/vmapp, or %ProgramData%\vmapp on Windows (programData is that
+// variable; C:\ProgramData when it is empty). Not Azure's
+// C:\Packages\Plugins\Microsoft.CPlat.Core.VMApplicationManagerWindows\...:
+// that directory is Microsoft's extension's, which may run on the same
+// machine.
+func SuggestedRoot(goos, programData string) string {
 	if goos != "windows" {
 		return "/var/lib/vmapp"
 	}
@@ -139,4 +142,14 @@ func osType(goos string) string {
 		return "Windows"
 	}
 	return ""
+}
+
+// rootSDDL is the access the agent gives its root on Windows, as SDDL:
+// full control to SYSTEM, the Administrators and the agent's own account
+// (user, a SID), inherited by everything under it, and nothing inherited
+// from above (%ProgramData% lets every user create files). Like its
+// 0755 root and 0600 files on Linux, no other account can plant a file
+// where commands run, nor read a configuration.
+func rootSDDL(user string) string {
+	return "D:P(A;OICI;FA;;;SY)(A;OICI;FA;;;BA)(A;OICI;FA;;;" + user + ")"
 }

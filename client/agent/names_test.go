@@ -120,15 +120,15 @@ func TestSharedDirs(t *testing.T) {
 	}
 }
 
-// TestDefaultRoot: %ProgramData%\vmapp on Windows.
-func TestDefaultRoot(t *testing.T) {
+// TestSuggestedRoot: %ProgramData%\vmapp on Windows.
+func TestSuggestedRoot(t *testing.T) {
 	for _, c := range []struct{ goos, pd, want string }{
 		{"linux", "", "/var/lib/vmapp"},
 		{"windows", `D:\ProgramData`, `D:\ProgramData\vmapp`},
 		{"windows", `D:\ProgramData\`, `D:\ProgramData\vmapp`},
 		{"windows", "", `C:\ProgramData\vmapp`},
 	} {
-		if got := DefaultRoot(c.goos, c.pd); got != c.want {
+		if got := SuggestedRoot(c.goos, c.pd); got != c.want {
 			t.Errorf("%s %q: %s", c.goos, c.pd, got)
 		}
 	}

@@ -174,3 +174,26 @@ func lockRoot(path string) (func(), error) {
 		f.Close()
 	}, nil
 }
+
+// secureRoot gives root the access of rootSDDL (the change propagates to
+// what is under it).
+func secureRoot(root string) error {
+	u, err := windows.GetCurrentProcessToken().GetTokenUser()
+	if err != nil {
+		return fmt.Errorf("read the agent's account: %w", err)
+	}
+	sd, err := windows.SecurityDescriptorFromString(rootSDDL(u.User.Sid.String()))
+	if err != nil {
+		return err
+	}
+	dacl, _, err := sd.DACL()
+	if err != nil {
+		return err
+	}
+	err = windows.SetNamedSecurityInfo(root, windows.SE_FILE_OBJECT,
+		windows.DACL_SECURITY_INFORMATION|windows.PROTECTED_DACL_SECURITY_INFORMATION, nil, nil, dacl, nil)
+	if err != nil {
+		return fmt.Errorf("restrict access to %s: %w", root, err)
+	}
+	return nil
+}
