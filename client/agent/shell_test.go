@@ -20,8 +20,8 @@ func TestShellCommandWindows(t *testing.T) {
 			`cmd.exe /d /e:on /v:off /s /c "move .\myApp .\myApp.exe & myApp.exe /S"`},
 		// The seeds' PowerShell pattern, with PowerShell's strings in
 		// single quotes inside cmd.exe's double quotes.
-		{`powershell.exe -NoProfile -ExecutionPolicy Bypass -Command "Expand-Archive -Path .\app -DestinationPath 'C:\Program Files\app'; exit $LASTEXITCODE"`,
-			`cmd.exe /d /e:on /v:off /s /c "powershell.exe -NoProfile -ExecutionPolicy Bypass -Command "Expand-Archive -Path .\app -DestinationPath 'C:\Program Files\app'; exit $LASTEXITCODE""`},
+		{`powershell.exe -NoProfile -ExecutionPolicy Bypass -Command "$ErrorActionPreference = 'Stop'; Expand-Archive -Path .\app.zip -DestinationPath 'C:\Program Files\app'; & 'C:\Program Files\app\setup.exe' /quiet; exit $LASTEXITCODE"`,
+			`cmd.exe /d /e:on /v:off /s /c "powershell.exe -NoProfile -ExecutionPolicy Bypass -Command "$ErrorActionPreference = 'Stop'; Expand-Archive -Path .\app.zip -DestinationPath 'C:\Program Files\app'; & 'C:\Program Files\app\setup.exe' /quiet; exit $LASTEXITCODE""`},
 		// A line that starts and ends with quotes keeps them: /s strips
 		// only the agent's.
 		{`"C:\Program Files\7-Zip\7z.exe" x .\app -o"C:\app"`,
