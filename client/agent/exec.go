@@ -95,7 +95,11 @@ func runCommand(ctx context.Context, c command) result {
 	if err != nil {
 		return result{ExitCode: -1, Err: err}
 	}
-	cmd := exec.Command(sh.Args[0], sh.Args[1:]...)
+	path, err := shellPath(sh.Args[0])
+	if err != nil {
+		return result{ExitCode: -1, Err: err}
+	}
+	cmd := exec.Command(path, sh.Args[1:]...)
 	cmd.Dir = c.dir
 	cmd.Env = append(os.Environ(), c.env...)
 	cmd.Stdout, cmd.Stderr = out, out

@@ -97,9 +97,9 @@ func TestAppDir(t *testing.T) {
 		{"linux", ".vmapp-agent/tools", "gallery '.vmapp-agent' can't name a directory under the root: the agent keeps its own files in /r/.vmapp-agent"},
 	} {
 		dir, err := appDir(c.goos, root, c.key)
-		got := dir
+		got := filepath.ToSlash(dir) // the host's separators
 		if err != nil {
-			got = err.Error()
+			got = strings.ReplaceAll(err.Error(), filepath.Join(root, StateDir), "/r/.vmapp-agent")
 		}
 		if got != c.want {
 			t.Errorf("%s %s: %s, want %s", c.goos, c.key, got, c.want)

@@ -31,3 +31,5 @@ func (t *procTree) close() {}
 func lockRoot(string) (func(), error) { return func() {}, nil }
 
 func secureRoot(string) error { return nil }
+
+func shellPath(name string) (string, error) { return name, nil }

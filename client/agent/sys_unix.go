@@ -91,3 +91,6 @@ func lockRoot(path string) (func(), error) {
 // secureRoot does nothing here: the root and the agent's files are made
 // with modes that keep other accounts out (0755 directories, 0600 files).
 func secureRoot(string) error { return nil }
+
+// shellPath is the shell's path: /bin/bash as it is.
+func shellPath(name string) (string, error) { return name, nil }

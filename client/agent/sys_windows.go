@@ -22,6 +22,16 @@ func readBootID() (string, error) {
 	return bootTimeID(now.Add(-windows.DurationSinceBoot()), now), nil
 }
 
+// shellPath is the system directory's program (cmd.exe), not one PATH
+// finds.
+func shellPath(name string) (string, error) {
+	sys, err := windows.GetSystemDirectory()
+	if err != nil {
+		return "", fmt.Errorf("find %s: %w", name, err)
+	}
+	return filepath.Join(sys, name), nil
+}
+
 // procTree is a command's processes on Windows: a job object, which every
 // process the command starts joins, and which kills them all when its last
 // handle closes (JOB_OBJECT_LIMIT_KILL_ON_JOB_CLOSE): when the agent dies,
@@ -40,13 +50,8 @@ type procTree struct {
 const terminatedCode = 0xFFFFFFFF
 
 // newProcTree makes the job and readies cmd to start suspended, in a
-// process group of its own (for CTRL_BREAK), running cmd.exe from the
-// system directory with cmdLine verbatim.
+// process group of its own (for CTRL_BREAK), with cmdLine verbatim.
 func newProcTree(cmd *exec.Cmd, cmdLine string) (*procTree, error) {
-	sys, err := windows.GetSystemDirectory()
-	if err != nil {
-		return nil, fmt.Errorf("find cmd.exe: %w", err)
-	}
 	job, err := windows.CreateJobObject(nil, nil)
 	if err != nil {
 		return nil, fmt.Errorf("create a job object: %w", err)
@@ -56,8 +61,6 @@ func newProcTree(cmd *exec.Cmd, cmdLine string) (*procTree, error) {
 		windows.CloseHandle(job)
 		return nil, err
 	}
-	// Not PATH's cmd.exe: the system's.
-	cmd.Path, cmd.Err = filepath.Join(sys, "cmd.exe"), nil
 	cmd.SysProcAttr = &syscall.SysProcAttr{
 		CmdLine:       cmdLine,
 		CreationFlags: windows.CREATE_SUSPENDED | windows.CREATE_NEW_PROCESS_GROUP,
