@@ -25,9 +25,10 @@
 //	.vmapp-agent/lock                    held while an agent runs on the root
 //
 // Names hold no ':' or '/', so two applications never share a directory; a
-// gallery named .vmapp-agent can't be installed (in any case, on Windows). A version that an earlier
-// agent installed in <application>/<version>/ stays there (the state records
-// every installed directory) until it is updated or removed.
+// gallery named .vmapp-agent (in any case, on Windows) can't be installed.
+// A version that an earlier agent installed in <application>/<version>/
+// stays there (the state records every installed directory) until it is
+// updated or removed.
 //
 // # Reconciling
 //
@@ -101,8 +102,9 @@
 // When vmappd refuses the goal state for good — the machine is not in the
 // fleet (deleted), its credential was refused (revoked, expired, or
 // another machine's), or it was created with another osType than the OS
-// the agent runs on (the agent says which) — the agent logs an error naming the cause and asks
-// again after RevokedRetry (±25%), or stops when ExitOnRevoked.
+// the agent runs on (the agent says which) — the agent logs an error
+// naming the cause and asks again after RevokedRetry (±25%), or stops when
+// ExitOnRevoked.
 package agent
 
 import (
