@@ -26,7 +26,7 @@ DATE    ?= $(shell date -u +%Y-%m-%dT%H:%M:%SZ)
 BUILDINFO := github.com/vmapp/vmapp/internal/buildinfo
 LDFLAGS := -X $(BUILDINFO).version=$(VERSION) -X $(BUILDINFO).commit=$(COMMIT) -X $(BUILDINFO).date=$(DATE)
 
-.PHONY: all build proto lint test test-short test-tools bench bench-tools demo down tools minio clean
+.PHONY: all build proto lint cross test test-short test-tools bench bench-tools demo down tools minio clean
 
 all: build
 
@@ -70,6 +70,15 @@ lint: $(BUF)
 	go vet -tags bench ./bench/
 	buf lint
 	buf format --diff --exit-code
+	$(MAKE) --no-print-directory cross
+
+# The agent and the CLI for Windows, and for macOS: built, and the agent's
+# packages vetted for Windows (with the tests that run there: the unit
+# tests of its Windows logic). This machine can't run them.
+cross:
+	GOOS=windows go build ./cmd/vmapp-agent ./cmd/vmapp
+	GOOS=windows go vet ./client/... ./cmd/vmapp-agent/... ./internal/atomicfile/
+	GOOS=darwin go build ./cmd/vmapp-agent ./cmd/vmapp
 
 test: minio test-tools
 	go test -race -timeout 30m ./...

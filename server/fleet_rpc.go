@@ -105,7 +105,11 @@ const goalStateRecheck = 2 * time.Second
 func (s *fleetServer) WatchGoalState(r *pb.WatchGoalStateRequest, stream pb.FleetService_WatchGoalStateServer) error {
 	ctx := stream.Context()
 	tenant := tenantOf(ctx)
-	if _, err := s.fleet.GetMachine(ctx, tenant, r.Machine); err != nil {
+	m, err := s.fleet.GetMachine(ctx, tenant, r.Machine)
+	if err != nil {
+		return err
+	}
+	if err := fleet.CheckAgentOS(m, r.OsType); err != nil {
 		return err
 	}
 	defer s.fleet.Connect(tenant, r.Machine)()

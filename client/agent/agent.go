@@ -25,9 +25,10 @@
 //	.vmapp-agent/lock                    held while an agent runs on the root
 //
 // Names hold no ':' or '/', so two applications never share a directory; a
-// gallery named .vmapp-agent can't be installed. A version that an earlier
-// agent installed in <application>/<version>/ stays there (the state records
-// every installed directory) until it is updated or removed.
+// gallery named .vmapp-agent (in any case, on Windows) can't be installed.
+// A version that an earlier agent installed in <application>/<version>/
+// stays there (the state records every installed directory) until it is
+// updated or removed.
 //
 // # Reconciling
 //
@@ -70,6 +71,19 @@
 // else it is Failed "interrupted by a reboot" until retried. The attempt
 // cut short counts in the instance view's attempts.
 //
+// # Windows
+//
+// On Windows commands run with cmd.exe /d /e:on /v:off /s /c "<line>", the
+// line verbatim (shell.go), each in a job object that kills its processes
+// when the agent dies (sys_windows.go: nothing is left to kill at start);
+// the boot is told by its time (boot.go); another tenant's gallery is
+// <tenant>@<gallery>; names Windows refuses, and applications whose
+// directories differ only in case, are refused by the plan (names.go).
+// What differs by OS is decided by functions that take the OS as a value,
+// so that Linux tests cover Windows' rules; only the system calls are in
+// sys_windows.go. The Windows agent is cross-built and unit-tested, never
+// run here.
+//
 // # Signatures
 //
 // With Config.Trust (vmapp-agent --trust-file) the agent verifies what it
@@ -86,9 +100,11 @@
 // states are applied when the policy accepts them, and kept in state.json.
 //
 // When vmappd refuses the goal state for good — the machine is not in the
-// fleet (deleted), or its credential was refused (revoked, expired, or
-// another machine's) — the agent logs an error naming the cause and asks
-// again after RevokedRetry (±25%), or stops when ExitOnRevoked.
+// fleet (deleted), its credential was refused (revoked, expired, or
+// another machine's), or it was created with another osType than the OS
+// the agent runs on (the agent says which) — the agent logs an error
+// naming the cause and asks again after RevokedRetry (±25%), or stops when
+// ExitOnRevoked.
 package agent
 
 import (
@@ -102,7 +118,6 @@ import (
 	"os"
 	"path/filepath"
 	"strconv"
-	"strings"
 	"sync"
 	"time"
 
@@ -155,8 +170,7 @@ type Config struct {
 	// CommandTimeout bounds each install, update or remove command;
 	// default 30m.
 	CommandTimeout time.Duration
-	// BootID identifies the current boot; default: read
-	// /proc/sys/kernel/random/boot_id.
+	// BootID identifies the current boot; default: ReadBootID.
 	BootID func() (string, error)
 	// RetryBase and RetryMax bound the backoff between automatic retries of
 	// a failed operation; default 30s and 10m.
@@ -168,7 +182,9 @@ type Config struct {
 	// for a goal state that vmappd refused for good: the machine is not in
 	// the fleet (NotFound: deleted), its credential was refused
 	// (Unauthenticated: revoked with the machine or by a new credential,
-	// or expired) or is another machine's (PermissionDenied); default 5m.
+	// or expired) or is another machine's (PermissionDenied), or the
+	// machine's osType isn't the agent's OS (FailedPrecondition on
+	// osType); default 5m.
 	RevokedRetry time.Duration
 	// ExitOnRevoked makes Run stop at such a refusal (commands running
 	// then are stopped as when ctx ends) and return an error wrapping
@@ -192,14 +208,9 @@ type Config struct {
 // good and Config.ExitOnRevoked is set.
 var ErrRevoked = errors.New("vmappd refuses this machine")
 
-// ReadBootID reads the kernel's boot id.
-func ReadBootID() (string, error) {
-	b, err := os.ReadFile("/proc/sys/kernel/random/boot_id")
-	if err != nil {
-		return "", fmt.Errorf("read the boot id: %w", err)
-	}
-	return strings.TrimSpace(string(b)), nil
-}
+// ReadBootID identifies the current boot: the kernel's boot id on Linux,
+// the time the machine booted on Windows (boot.go).
+func ReadBootID() (string, error) { return readBootID() }
 
 // GenerationNumber maps a goal state's generation (a hex fingerprint) to the
 // instance view's applied_generation: its first 15 hex digits. A generation
@@ -287,6 +298,9 @@ func Run(ctx context.Context, cfg Config) error {
 	if err := os.MkdirAll(filepath.Join(root, StateDir), 0o755); err != nil {
 		return fmt.Errorf("agent: %w", err)
 	}
+	if err := secureRoot(root); err != nil {
+		return fmt.Errorf("agent: %w", err)
+	}
 	unlock, err := lockRoot(filepath.Join(root, StateDir, "lock"))
 	if err != nil {
 		return fmt.Errorf("agent: %w", err)
@@ -345,6 +359,7 @@ func Run(ctx context.Context, cfg Config) error {
 func (a *agent) recover() error {
 	a.mu.Lock()
 	defer a.mu.Unlock()
+	a.bootID = continueBoot(a.st.BootID, a.bootID)
 	rebooted := a.st.BootID != "" && a.st.BootID != a.bootID
 	for _, key := range sortedKeys(a.st.Apps) {
 		as := a.st.Apps[key]
@@ -449,6 +464,10 @@ func refusal(err error) string {
 		return "vmappd refused the machine's credential: it was revoked (the machine was deleted, or given a new credential) or it expired"
 	case errs.PermissionDenied:
 		return "vmappd refused the machine's credential for this machine: it is another machine's (check --vm)"
+	case errs.FailedPrecondition:
+		if errs.FieldOf(err) == "osType" {
+			return "the machine's osType isn't the OS this agent runs on"
+		}
 	}
 	return ""
 }
@@ -457,7 +476,7 @@ func refusal(err error) string {
 func (a *agent) watchOnce(ctx context.Context) (received bool, err error) {
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
-	stream, err := a.fleet.WatchGoalState(ctx, &pb.WatchGoalStateRequest{Machine: a.cfg.Machine})
+	stream, err := a.fleet.WatchGoalState(ctx, &pb.WatchGoalStateRequest{Machine: a.cfg.Machine, OsType: osType(hostOS)})
 	if err != nil {
 		return false, err
 	}

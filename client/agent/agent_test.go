@@ -1,3 +1,5 @@
+//go:build unix
+
 package agent_test
 
 import (
@@ -60,6 +62,7 @@ func TestAgent(t *testing.T) {
 	t.Run("TwoGalleries", e.testTwoGalleries)
 	t.Run("OldLayout", e.testOldLayout)
 	t.Run("MachineDeleted", e.testMachineDeleted)
+	t.Run("WrongOS", e.testWrongOS)
 }
 
 func ctx(t *testing.T) context.Context {
@@ -1171,4 +1174,18 @@ func (e *env) testMachineDeleted(t *testing.T) {
 	}
 	clk.Advance(2 * time.Second) // retry_in is rounded to the second
 	waited(2)
+}
+
+// An agent that runs on another OS than its machine's osType is refused
+// for good: with ExitOnRevoked it stops, saying why, having run nothing.
+func (e *env) testWrongOS(t *testing.T) {
+	t.Parallel()
+	e.create(t, &pb.Machine{Name: "win-vm", Region: "eastus", OsType: "Windows"})
+	tok, _ := e.tokens.Load("win-vm")
+	err := agent.Run(ctx(t), agent.Config{Server: e.c.Addr, Token: tok.(string), Machine: "win-vm", Root: t.TempDir(),
+		BootID: func() (string, error) { return "boot-1", nil }, ExitOnRevoked: true, ReconnectBase: 50 * time.Millisecond,
+		Logger: slog.New(slog.NewTextHandler(t.Output(), nil))})
+	if !errors.Is(err, agent.ErrRevoked) || !strings.Contains(err.Error(), "machine 'win-vm' was created with osType Windows, but its agent runs on Linux") {
+		t.Fatalf("agent.Run: %v; want ErrRevoked for the osType", err)
+	}
 }

@@ -62,18 +62,19 @@ func (t *tail) String() string {
 	return strings.ToValidUTF8(string(b), "\uFFFD")
 }
 
-// killGrace is how long a command's processes get between SIGTERM and
-// SIGKILL when the agent stops.
+// killGrace is how long a command's processes get between the soft stop
+// (SIGTERM; CTRL_BREAK on Windows) and the kill when the agent stops.
 const killGrace = 2 * time.Second
 
 // gate holds a command until the agent has recorded its process group:
 // the shell first reads a line from fd 3 (at EOF, the agent died: nothing
 // runs), then becomes /bin/bash -c cmdline, keeping its pid and group.
+// (Windows holds it another way: sys_windows.go.)
 const gate = `IFS= read -r _ <&3 || exit 125; exec 3<&-; exec /bin/bash -c "$1"`
 
 // command is a command to run.
 type command struct {
-	line string // run with /bin/bash -c
+	line string // run with /bin/bash -c (cmd.exe /c on Windows)
 	dir  string
 	env  []string // added to the agent's environment
 	// timeout, on clock (nil: the real one).
@@ -84,37 +85,46 @@ type command struct {
 	started func(pid int)
 }
 
-// runCommand runs c in a process group of its own, and kills the whole
-// group when the timeout passes (SIGKILL) or ctx ends (SIGTERM, then
-// SIGKILL).
+// runCommand runs c in a process group of its own (a job object on
+// Windows), and kills the whole tree when the timeout passes (SIGKILL) or
+// ctx ends (SIGTERM, then SIGKILL).
 func runCommand(ctx context.Context, c command) result {
 	start := time.Now()
 	out := &tail{}
-	hold, release, err := os.Pipe()
+	sh, err := shellCommand(hostOS, c.line, c.dir)
 	if err != nil {
 		return result{ExitCode: -1, Err: err}
 	}
-	defer release.Close()
-	cmd := exec.Command("/bin/bash", "-c", gate, "vmapp-agent", c.line)
+	path, err := shellPath(sh.Args[0])
+	if err != nil {
+		return result{ExitCode: -1, Err: err}
+	}
+	cmd := exec.Command(path, sh.Args[1:]...)
 	cmd.Dir = c.dir
 	cmd.Env = append(os.Environ(), c.env...)
 	cmd.Stdout, cmd.Stderr = out, out
-	cmd.ExtraFiles = []*os.File{hold}
 	// Don't wait forever for descendants that escaped the group and hold
 	// the output pipe.
 	cmd.WaitDelay = killGrace
-	setProcessGroup(cmd)
+	tree, err := newProcTree(cmd, sh.CmdLine)
+	if err != nil {
+		return result{ExitCode: -1, Err: err}
+	}
+	defer tree.close()
 	done := make(chan error, 1)
 	err = startLocked(cmd, done)
-	hold.Close()
+	if err == nil {
+		if err = tree.started(); err != nil {
+			<-done // started killed it
+		}
+	}
 	if err != nil {
-		return result{ExitCode: -1, Err: fmt.Errorf("start /bin/bash: %w", err), Duration: time.Since(start)}
+		return result{ExitCode: -1, Err: fmt.Errorf("start %s: %w", sh.Args[0], err), Duration: time.Since(start)}
 	}
 	if c.started != nil {
 		c.started(cmd.Process.Pid)
 	}
-	release.Write([]byte("\n")) // fails only when the shell is gone already
-	release.Close()
+	tree.run()
 	clock := cmp.Or[clockwork.Clock](c.clock, clockwork.NewRealClock())
 	timer := clock.NewTimer(c.timeout)
 	defer timer.Stop()
@@ -122,16 +132,16 @@ func runCommand(ctx context.Context, c command) result {
 	select {
 	case err = <-done:
 	case <-timer.Chan():
-		killGroup(cmd, true)
+		tree.kill(true)
 		err = <-done
 		r.TimedOut = true
 		r.Err = fmt.Errorf("timed out after %v", c.timeout)
 	case <-ctx.Done():
-		killGroup(cmd, false)
+		tree.kill(false)
 		select {
 		case err = <-done:
 		case <-time.After(killGrace):
-			killGroup(cmd, true)
+			tree.kill(true)
 			err = <-done
 		}
 		r.Err = ctx.Err()

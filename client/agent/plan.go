@@ -137,6 +137,11 @@ type plan struct {
 // makePlan plans a pass at gs from the state st at time now; root is where
 // applications are installed.
 func makePlan(st *state, gs *pb.GoalState, root string, now time.Time) *plan {
+	return planOn(hostOS, st, gs, root, now)
+}
+
+// planOn is makePlan for an agent on goos: its names and commands.
+func planOn(goos string, st *state, gs *pb.GoalState, root string, now time.Time) *plan {
 	p := &plan{}
 	wanted := map[string]bool{}
 	for _, ga := range gs.Applications {
@@ -150,7 +155,7 @@ func makePlan(st *state, gs *pb.GoalState, root string, now time.Time) *plan {
 	ordered := map[int32][]step{}
 	var unordered []step
 	for _, ga := range gs.Applications {
-		s := goalStep(st.Apps[appKey(ga)], ga, root, now)
+		s := goalStep(goos, st.Apps[appKey(ga)], ga, root, now)
 		if ga.Order == nil {
 			unordered = append(unordered, s)
 		} else {
@@ -161,6 +166,7 @@ func makePlan(st *state, gs *pb.GoalState, root string, now time.Time) *plan {
 		p.groups = append(p.groups, group{order: &o, steps: byKey(ordered[o])})
 	}
 	p.groups = append(p.groups, group{steps: byKey(unordered)})
+	p.refuseShared(goos, root)
 	return p
 }
 
@@ -188,7 +194,7 @@ func removalStep(key string, as *appState, now time.Time) step {
 
 // goalStep plans an application of the goal state (as is nil when the
 // agent has no record of it yet).
-func goalStep(as *appState, ga *pb.GoalApplication, root string, now time.Time) step {
+func goalStep(goos string, as *appState, ga *pb.GoalApplication, root string, now time.Time) step {
 	s := step{key: appKey(ga), goal: ga}
 	if as != nil && as.Installed != nil {
 		in := *as.Installed
@@ -207,7 +213,7 @@ func goalStep(as *appState, ga *pb.GoalApplication, root string, now time.Time) 
 	if f != nil {
 		s.attempt = as.Attempts + 1
 	}
-	s.dir, s.reason = versionDir(root, s.key, ga)
+	s.dir, s.reason = versionDir(goos, root, s.key, ga)
 	switch {
 	case s.reason != "":
 		s.act = actRefuse
@@ -238,24 +244,69 @@ func failureAt(as *appState, ga *pb.GoalApplication) *failure {
 // failure that waits for a retry asked for).
 func (f *failure) due(now time.Time) bool { return !f.Manual && !now.Before(f.NextRetry) }
 
-// versionDir is the directory ga's version installs in, or the reason it
-// can't be installed.
-func versionDir(root, key string, ga *pb.GoalApplication) (dir, refusal string) {
-	appDir, err := appDir(root, key)
-	pkg, cfg := fileNames(ga)
-	switch {
-	case err != nil:
+// versionDir is the directory ga's version installs in on goos, or the
+// reason it can't be installed there.
+func versionDir(goos, root, key string, ga *pb.GoalApplication) (dir, refusal string) {
+	appDir, err := appDir(goos, root, key)
+	if err != nil {
 		return "", err.Error()
-	case !plainName(ga.Version):
-		return "", fmt.Sprintf("version '%s' can't name a directory", ga.Version)
-	case !plainName(pkg) || !plainName(cfg):
-		return "", fmt.Sprintf("packageFileName '%s' or configFileName '%s' isn't a plain file name", pkg, cfg)
+	}
+	if err := checkName(goos, ga.Version); err != nil {
+		return "", fmt.Sprintf("version '%s' can't name a directory: %v", ga.Version, err)
+	}
+	pkg, cfg := fileNames(ga)
+	for _, f := range []struct{ field, name string }{{"packageFileName", pkg}, {"configFileName", cfg}} {
+		if err := checkName(goos, f.name); err != nil {
+			return "", fmt.Sprintf("%s '%s' can't name a file: %v", f.field, f.name, err)
+		}
+	}
+	if sameFile(goos, pkg, cfg) {
+		return "", fmt.Sprintf("packageFileName '%s' and configFileName '%s' name the same file", pkg, cfg)
+	}
+	switch {
 	case ga.Package == nil:
 		return "", fmt.Sprintf("version %s has no package in the catalog (was it deleted?)", ga.Version)
 	case ga.GetManageActions().GetInstall() == "":
 		return "", fmt.Sprintf("version %s has no install command", ga.Version)
 	}
-	return filepath.Join(appDir, ga.Version), ""
+	dir = filepath.Join(appDir, ga.Version)
+	if err := checkCommandDir(goos, dir); err != nil {
+		return "", err.Error()
+	}
+	m := ga.GetManageActions()
+	for _, c := range []struct{ name, line string }{{"install", m.GetInstall()}, {"update", m.GetUpdate()}, {"remove", m.GetRemove()}} {
+		if err := checkCommand(goos, c.line); err != nil {
+			return "", fmt.Sprintf("the %s command can't run: %v", c.name, err)
+		}
+	}
+	return dir, ""
+}
+
+// refuseShared refuses, in place, the installs that would share the
+// directory of another application of the goal (sharedDirs: on Windows,
+// names that differ only in case). One installed keeps its directory; two
+// new ones are both refused. (The directories of versions an earlier
+// agent installed elsewhere are checked as each step begins: the pass's
+// removals may free them.)
+func (p *plan) refuseShared(goos, root string) {
+	dirs := map[string]string{}
+	for _, g := range p.groups {
+		for _, s := range g.steps {
+			if d, err := appDir(goos, root, s.key); err == nil {
+				dirs[s.key] = d
+			}
+		}
+	}
+	shared := sharedDirs(goos, dirs)
+	for _, g := range p.groups {
+		for i := range g.steps {
+			s := &g.steps[i]
+			if other, ok := shared[s.key]; ok && s.act == actInstall {
+				s.act, s.dir = actRefuse, ""
+				s.reason = fmt.Sprintf("its directory %s would be the one of %s: file names ignore case on Windows", dirs[s.key], other)
+			}
+		}
+	}
 }
 
 // verify refuses, in place, the steps that would install or update a
@@ -438,21 +489,21 @@ func fileNames(ga *pb.GoalApplication) (pkg, cfg string) {
 	return pkg, cfg
 }
 
-// plainName tells whether s can be one element of a path.
-func plainName(s string) bool {
-	return s != "" && s != "." && s != ".." && !strings.ContainsAny(s, "/\\\x00")
-}
-
-// appDir is the directory of an application's versions, named as its key
-// (packageReferenceId) names the application: <root>/<gallery>/<application>,
-// or <root>/<tenant>:<gallery>/<application> for another tenant's gallery.
-func appDir(root, key string) (string, error) {
+// appDir is the directory of an application's versions on goos, named as
+// its key (packageReferenceId) names the application:
+// <root>/<gallery>/<application>, or <root>/<tenant>:<gallery>/<application>
+// for another tenant's gallery (<tenant>@<gallery> on Windows: tenantDir).
+func appDir(goos, root, key string) (string, error) {
 	top, app, _ := strings.Cut(key, "/")
+	dir, err := tenantDir(goos, top)
+	if err == nil {
+		err = checkName(goos, app)
+	}
 	switch {
-	case !plainName(top) || !plainName(app):
-		return "", fmt.Errorf("'%s' can't name a directory", key)
-	case top == StateDir:
+	case err != nil:
+		return "", fmt.Errorf("'%s' can't name a directory: %w", key, err)
+	case sameFile(goos, top, StateDir):
 		return "", fmt.Errorf("gallery '%s' can't name a directory under the root: the agent keeps its own files in %s", top, filepath.Join(root, StateDir))
 	}
-	return filepath.Join(root, top, app), nil
+	return filepath.Join(root, dir, app), nil
 }

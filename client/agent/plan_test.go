@@ -330,11 +330,11 @@ func TestPlan(t *testing.T) {
 				goal("e", "1.0.0", func(ga *pb.GoalApplication) { ga.Settings = &pb.UserArtifactSettings{ConfigFileName: "../x"} }),
 			},
 			want: []string{
-				"order 1: refuse g/a ../1 #1: version '../1' can't name a directory",
+				"order 1: refuse g/a ../1 #1: version '../1' can't name a directory: it holds a path separator or a NUL",
 				"order 2: refuse .vmapp-agent/b 1.0.0 #1: gallery '.vmapp-agent' can't name a directory under the root: the agent keeps its own files in /r/.vmapp-agent",
 				"unordered: refuse g/c 1.0.0 #1: version 1.0.0 has no package in the catalog (was it deleted?)",
 				"unordered: refuse g/d 1.0.0 #1: version 1.0.0 has no install command",
-				"unordered: refuse g/e 1.0.0 #1: packageFileName 'e' or configFileName '../x' isn't a plain file name",
+				"unordered: refuse g/e 1.0.0 #1: configFileName '../x' can't name a file: it holds a path separator or a NUL",
 			},
 			fail: []string{"g/a", "g/c", "g/d", "g/e"},
 			walk: []string{"run g/a", "skip .vmapp-agent/b: " + lower1a, "run g/c g/d g/e"},

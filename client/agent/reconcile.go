@@ -363,7 +363,7 @@ func within(path, dir string) bool {
 // when that is left empty), unless another application's installed
 // directory is in it. a.mu is held.
 func (a *agent) removeAppDirLocked(key string) {
-	if dir, err := appDir(a.cfg.Root, key); err == nil && a.sharerLocked(key, dir) == "" {
+	if dir, err := appDir(hostOS, a.cfg.Root, key); err == nil && a.sharerLocked(key, dir) == "" {
 		a.removeDir(dir)
 	}
 }

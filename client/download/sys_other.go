@@ -3,20 +3,13 @@
 package download
 
 import (
-	"errors"
 	"os"
 	"runtime"
-	"syscall"
 )
 
 // allocate sizes f; without fallocate a full disk shows only when a write
 // fails.
 func allocate(f *os.File, size int64) error { return f.Truncate(size) }
-
-// lockFile does nothing here: only Linux downloads are locked.
-func lockFile(*os.File) (held bool, err error) { return false, nil }
-
-func isNoSpace(err error) bool { return errors.Is(err, syscall.ENOSPC) }
 
 // startWriteback does nothing here: the fsync before the rename writes all.
 func startWriteback(*os.File, int64, int64) {}

@@ -12,6 +12,7 @@ import (
 	"log/slog"
 	"os"
 	"os/signal"
+	"runtime"
 	"syscall"
 	"time"
 
@@ -31,7 +32,7 @@ func main() {
 	flag.StringVar(&c.Tenant, "tenant", os.Getenv("VMAPP_TENANT"), "tenant of the machine (env VMAPP_TENANT; empty: its credential's)")
 	flag.StringVar(&c.Machine, "vm", "", "this machine's name in the fleet (required)")
 	flag.StringVar(&tokenFile, "token-file", os.Getenv("VMAPP_TOKEN_FILE"), "file holding the machine's agent credential, from vmapp vm create --agent-token-file (env VMAPP_TOKEN_FILE)")
-	flag.StringVar(&c.Root, "root", "", "directory applications are installed under, e.g. /var/lib/vmapp (required)")
+	flag.StringVar(&c.Root, "root", "", "directory applications are installed under, e.g. "+agent.SuggestedRoot(runtime.GOOS, os.Getenv("ProgramData"))+" (required)")
 	flag.StringVar(&trustFile, "trust-file", "", "verify every version before it is downloaded, installed or updated: signed by the minisign public keys in this file ('required N' of them), not expired, not a rollback")
 	flag.DurationVar(&c.CommandTimeout, "command-timeout", agent.DefaultCommandTimeout, "how long an install, update or remove command may run")
 	flag.DurationVar(&c.RetryBase, "retry-base", agent.DefaultRetryBase, "first delay before a failed operation is retried (doubling)")

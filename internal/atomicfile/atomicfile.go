@@ -35,7 +35,7 @@ func WriteFrom(path string, r io.Reader, mode os.FileMode) error {
 		err = cerr
 	}
 	if err == nil {
-		err = os.Rename(tmp, path)
+		err = rename(tmp, path)
 	}
 	if err != nil {
 		os.Remove(tmp)
@@ -45,11 +45,4 @@ func WriteFrom(path string, r io.Reader, mode os.FileMode) error {
 }
 
 // SyncDir makes a rename in dir durable.
-func SyncDir(dir string) error {
-	d, err := os.Open(dir)
-	if err != nil {
-		return err
-	}
-	defer d.Close()
-	return d.Sync()
-}
+func SyncDir(dir string) error { return syncDir(dir) }

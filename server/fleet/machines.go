@@ -51,6 +51,23 @@ func (f *Fleet) CreateMachine(ctx context.Context, tenant string, in *pb.Machine
 	return m, nil
 }
 
+// CheckAgentOS refuses an agent of m that runs on another OS (os: Linux
+// or Windows, in any case) than m's osType; an agent that doesn't say (os
+// empty) passes.
+func CheckAgentOS(m *pb.Machine, os string) error {
+	if os == "" {
+		return nil
+	}
+	c, err := canonicalOS("osType", os)
+	if err != nil {
+		return err
+	}
+	if c != m.OsType {
+		return errs.New(errs.FailedPrecondition, "osType", "machine '%s' was created with osType %s, but its agent runs on %s: create the machine with --os %s, or run this agent on a %s machine", m.Name, m.OsType, c, c, m.OsType)
+	}
+	return nil
+}
+
 // GetMachine returns a machine with its instance view.
 func (f *Fleet) GetMachine(ctx context.Context, tenant, name string) (*pb.Machine, error) {
 	var m *pb.Machine

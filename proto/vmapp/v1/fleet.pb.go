@@ -2249,8 +2249,12 @@ func (x *InventoryEntry) GetStatus() *ApplicationStatus {
 }
 
 type WatchGoalStateRequest struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Machine       string                 `protobuf:"bytes,1,opt,name=machine,proto3" json:"machine,omitempty"`
+	state   protoimpl.MessageState `protogen:"open.v1"`
+	Machine string                 `protobuf:"bytes,1,opt,name=machine,proto3" json:"machine,omitempty"`
+	// The OS the agent runs on: Linux | Windows. vmappd refuses the stream
+	// (FailedPrecondition on osType) when the machine was created with
+	// another osType; empty (an agent that doesn't say) isn't checked.
+	OsType        string `protobuf:"bytes,2,opt,name=os_type,json=osType,proto3" json:"os_type,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -2288,6 +2292,13 @@ func (*WatchGoalStateRequest) Descriptor() ([]byte, []int) {
 func (x *WatchGoalStateRequest) GetMachine() string {
 	if x != nil {
 		return x.Machine
+	}
+	return ""
+}
+
+func (x *WatchGoalStateRequest) GetOsType() string {
+	if x != nil {
+		return x.OsType
 	}
 	return ""
 }
@@ -2602,9 +2613,10 @@ const file_vmapp_v1_fleet_proto_rawDesc = "" +
 	"\amachine\x18\x01 \x01(\tR\amachine\x12\x16\n" +
 	"\x06region\x18\x02 \x01(\tR\x06region\x12\x1b\n" +
 	"\tscale_set\x18\x03 \x01(\tR\bscaleSet\x123\n" +
-	"\x06status\x18\x04 \x01(\v2\x1b.vmapp.v1.ApplicationStatusR\x06status\"1\n" +
+	"\x06status\x18\x04 \x01(\v2\x1b.vmapp.v1.ApplicationStatusR\x06status\"J\n" +
 	"\x15WatchGoalStateRequest\x12\x18\n" +
-	"\amachine\x18\x01 \x01(\tR\amachine\"L\n" +
+	"\amachine\x18\x01 \x01(\tR\amachine\x12\x17\n" +
+	"\aos_type\x18\x02 \x01(\tR\x06osType\"L\n" +
 	"\x16WatchGoalStateResponse\x122\n" +
 	"\n" +
 	"goal_state\x18\x01 \x01(\v2\x13.vmapp.v1.GoalStateR\tgoalState\"l\n" +
