@@ -87,6 +87,12 @@ test-tools:
 test-short:
 	go test -short ./...
 
+# The compose topology's images with no registry: local stand-ins for the
+# base images, binaries built here (deploy/docker/images.sh; VMAPP_TAG).
+.PHONY: images
+images:
+	./deploy/docker/images.sh
+
 # Benchmarks against real processes; QUICK=1 for a smoke run. Results go to
 # bench/results/latest.{json,md}; see bench/README.md.
 QUICK ?=
