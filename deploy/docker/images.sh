@@ -130,7 +130,7 @@ if ! have_image "$MINIO"; then
   ctx=$(mktemp -d)
   cp "$MINIO_BIN" "$ctx/minio"
   printf 'FROM %s\nCOPY minio /usr/bin/minio\nEXPOSE 9000\nENTRYPOINT ["/usr/bin/minio"]\n' "$DEBIAN" |
-    docker build -q -t "$MINIO" -f - "$ctx" >/dev/null
+    docker build -q --force-rm -t "$MINIO" -f - "$ctx" >/dev/null
   rm -rf "$ctx"
 fi
 
@@ -142,13 +142,13 @@ args=(--build-arg GO_IMAGE="$DEBIAN" --build-arg BINARIES=prebuilt --build-arg R
   --build-arg RUNTIME_DEBIAN="$DEBIAN" --build-arg MINIO_IMAGE="$MINIO")
 say "building vmapp/minio:$TAG"
 # The minio stage uses nothing from the build context: send none.
-docker build -q --target minio -t "vmapp/minio:$TAG" "${args[@]}" - <"$ROOT/deploy/docker/Dockerfile" >/dev/null
+docker build -q --force-rm --target minio -t "vmapp/minio:$TAG" "${args[@]}" - <"$ROOT/deploy/docker/Dockerfile" >/dev/null
 # The build stage is tagged too, so that it stays cached until the sources
 # change; the ones it replaces (untagged) are dropped rather than left to
 # pile up.
 for target in build vmappd agent; do
   say "building vmapp/$target:$TAG"
-  docker build -q -f "$ROOT/deploy/docker/Dockerfile" --target "$target" -t "vmapp/$target:$TAG" "${args[@]}" "$ROOT" >/dev/null
+  docker build -q --force-rm -f "$ROOT/deploy/docker/Dockerfile" --target "$target" -t "vmapp/$target:$TAG" "${args[@]}" "$ROOT" >/dev/null
 done
 docker image prune -f --filter label=org.vmapp.image=build >/dev/null
 say "done: vmapp/minio:$TAG vmapp/vmappd:$TAG vmapp/agent:$TAG (bases $DEBIAN, $STATIC, $MINIO)"
