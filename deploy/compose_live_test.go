@@ -265,12 +265,15 @@ func (e *live) minioKilled() {
 
 // regionCut disconnects westus — its MinIO and its two agents — from the
 // control network while hello 1.1.0 is published: eastus installs it,
-// westus is not replicated and keeps 1.0.0; once reconnected, westus is
+// westus is not replicated and keeps 1.0.0; once reconnected, at other
+// IPs (their old connections are dead without a word), westus is
 // replicated and the scale set upgrades.
 func (e *live) regionCut() {
 	cut := []string{"minio-westus", "agent-web-0", "agent-web-1"}
 	control := e.network("control")
+	var ips []string
 	for _, s := range cut {
+		ips = append(ips, e.ip4(e.ids[s]))
 		e.mustDocker("network", "disconnect", control, e.ids[s])
 	}
 	e.publishHello("1.1.0", "--target-region", "eastus", "--target-region", "westus")
@@ -290,9 +293,14 @@ func (e *live) regionCut() {
 			e.t.Errorf("%s installed %q while cut off", vm, dirs)
 		}
 	}
-	for _, s := range cut {
+	release := e.takeIPs(ips...)
+	for i, s := range cut {
 		e.mustDocker("network", "connect", "--alias", s, control, e.ids[s])
+		if ip := e.ip4(e.ids[s]); ip == ips[i] {
+			e.t.Fatalf("%s came back at its old address %s", s, ip)
+		}
 	}
+	release()
 	e.waitInstalled("hello", "1.1.0", "vm1", "web-0", "web-1")
 	for _, vm := range []string{"web-0", "web-1"} {
 		e.helloIs(vm, "1.1.0")
@@ -323,7 +331,7 @@ func (e *live) vmappdRestarted() {
 	n2 := e.ids["vmappd-2"]
 	old := e.ip4(n2)
 	e.mustDocker("stop", n2)
-	release := e.takeIP(old)
+	release := e.takeIPs(old)
 	e.mustDocker("start", n2)
 	release()
 	if now := e.ip4(n2); now == old {
@@ -438,11 +446,11 @@ func (e *live) waitCluster() {
 	})
 }
 
-// takeIP starts placeholder containers on the control network until one
-// holds ip (a stopped container's), so that the container gets another
-// when it starts; release removes them (as the test's end does, if it
-// comes first).
-func (e *live) takeIP(ip string) (release func()) {
+// takeIPs starts placeholder containers on the control network until they
+// hold every one of ips (addresses containers left), so that those
+// containers get others when they come back; release removes them (as the
+// test's end does, if it comes first).
+func (e *live) takeIPs(ips ...string) (release func()) {
 	control := e.network("control")
 	var names []string
 	release = func() {
@@ -452,15 +460,19 @@ func (e *live) takeIP(ip string) (release func()) {
 		}
 	}
 	e.t.Cleanup(release)
-	for i := range 30 {
-		name := fmt.Sprintf("%s-placeholder-%d", e.project, i)
+	want := map[string]bool{}
+	for _, ip := range ips {
+		want[ip] = true
+	}
+	for i := 0; len(want) > 0; i++ {
+		if i == 40 {
+			e.t.Fatalf("40 placeholders, and %v are still free", want)
+		}
+		name := fmt.Sprintf("%s-placeholder-%d", e.project, len(names))
 		names = append(names, name)
 		e.mustDocker("run", "-d", "--name", name, "--network", control, "--entrypoint", "sleep", "vmapp/agent:"+e.tag, "1h")
-		if e.ip4(name) == ip {
-			return release
-		}
+		delete(want, e.ip4(name))
 	}
-	e.t.Fatalf("no placeholder got %s", ip)
 	return release
 }
 
