@@ -96,6 +96,18 @@ test-tools:
 test-short:
 	go test -short ./...
 
+# The compose topology's images with no registry: local stand-ins for the
+# base images, binaries built here (deploy/docker/images.sh; VMAPP_TAG).
+.PHONY: images test-compose
+images:
+	./deploy/docker/images.sh
+
+# deploy/docker-compose.yml for real: make images, up, faults made with
+# docker, down -v (deploy/compose_live_test.go; skipped without a Docker
+# engine). Kept out of make test for its length; see README.
+test-compose: minio
+	VMAPP_COMPOSE=1 go test -count=1 -v -timeout 45m -run TestComposeLive ./deploy/
+
 # Benchmarks against real processes; QUICK=1 for a smoke run. Results go to
 # bench/results/latest.{json,md}; see bench/README.md.
 QUICK ?=

@@ -34,6 +34,10 @@ type Options struct {
 	// TLS, when set, secures the connection (see TLSConfig); nil dials
 	// plaintext.
 	TLS *tls.Config
+	// Keepalive pings vmappd when a call in flight has had no news for a
+	// while, so that a connection whose path died is found out (see
+	// wire.Keepalive): for clients that hold quiet streams.
+	Keepalive bool
 }
 
 // Client is a connection to vmappd.
@@ -63,6 +67,9 @@ func New(addr string, o Options) (*Client, error) {
 	)
 	if o.Token != "" {
 		opts = append(opts, grpc.WithPerRPCCredentials(bearer(o.Token)))
+	}
+	if o.Keepalive {
+		opts = append(opts, wire.Keepalive())
 	}
 	if o.Compressor != "" {
 		if !wire.Registered(o.Compressor) {

@@ -29,6 +29,7 @@ type testNode struct {
 	t        *testing.T
 	id, dir  string
 	raftAddr string
+	raftAdv  string // when set, the node's --raft-advertise
 	apiAddr  string
 	key      []byte
 	db       *state.DB
@@ -59,7 +60,7 @@ func (tn *testNode) start(join ...string) {
 	if testing.Verbose() {
 		log = slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
 	}
-	tn.n, err = Start(Config{ID: tn.id, RaftListen: tn.raftAddr, APIAddress: tn.apiAddr, Dir: filepath.Join(tn.dir, "raft"),
+	tn.n, err = Start(Config{ID: tn.id, RaftListen: tn.raftAddr, RaftAdvertise: tn.raftAdv, APIAddress: tn.apiAddr, Dir: filepath.Join(tn.dir, "raft"),
 		Key: tn.key, Join: join, HeartbeatTimeout: 500 * time.Millisecond, ElectionTimeout: 500 * time.Millisecond,
 		LeaderLeaseTimeout: 250 * time.Millisecond, Logger: log.With("test-node", tn.id)}, tn.db)
 	if err != nil {
@@ -67,7 +68,9 @@ func (tn *testNode) start(join ...string) {
 		tn.db.Close()
 		t.Fatal(err)
 	}
-	tn.raftAddr = tn.n.cfg.RaftAdvertise
+	if tn.raftAdv == "" {
+		tn.raftAddr = tn.n.cfg.RaftAdvertise
+	}
 	tn.srv = grpc.NewServer(wire.ServerOptions()...)
 	pb.RegisterPeerServiceServer(tn.srv, tn.n.PeerServer())
 	go tn.srv.Serve(lis)
@@ -257,6 +260,56 @@ func TestSingleBecomesCluster(t *testing.T) {
 	t.Cleanup(n1.stop)
 	leaderOf(t, n1)
 	n2 := newNode(t, "n2", n1.apiAddr)
+	sameGalleries(t, []string{"a", "b"}, n1, n2)
+}
+
+// TestAdvertisedName: a raft address given as a host name stays a name in
+// the cluster's configuration and status, so that the nodes dial it by
+// name and a node whose IP changes (a container recreated) is still found;
+// the node takes part in the log, after a restart too.
+func TestAdvertisedName(t *testing.T) {
+	n1 := newNode(t, "n1")
+	leaderOf(t, n1)
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	port := l.Addr().(*net.TCPAddr).Port
+	l.Close()
+	named := fmt.Sprintf("localhost:%d", port)
+	n2 := &testNode{t: t, id: "n2", dir: t.TempDir(), raftAddr: fmt.Sprintf("127.0.0.1:%d", port), raftAdv: named, key: testKey}
+	n2.start(n1.apiAddr)
+	t.Cleanup(n2.stop)
+
+	servers, err := n1.n.configuration()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var got []string
+	for _, s := range servers {
+		got = append(got, fmt.Sprintf("%s=%s", s.ID, s.Address))
+	}
+	if want := fmt.Sprintf("[n1=%s n2=%s]", n1.raftAddr, named); fmt.Sprint(got) != want {
+		t.Fatalf("raft configuration %v, want %s", got, want)
+	}
+	st, err := n2.n.Status(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, node := range st.Nodes {
+		if node.Id == "n2" && node.RaftAddress != named {
+			t.Errorf("status shows n2 at %s, want %s", node.RaftAddress, named)
+		}
+	}
+	if err := n1.gallery("a"); err != nil {
+		t.Fatal(err)
+	}
+	sameGalleries(t, []string{"a"}, n1, n2)
+	n2.stop()
+	n2.start()
+	if err := n1.gallery("b"); err != nil {
+		t.Fatal(err)
+	}
 	sameGalleries(t, []string{"a", "b"}, n1, n2)
 }
 

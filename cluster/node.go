@@ -138,13 +138,15 @@ func (n *Node) open() error {
 	if adv == "" {
 		adv = ln.Addr().String()
 	}
-	advAddr, err := net.ResolveTCPAddr("tcp", adv)
-	if err != nil || advAddr.IP.IsUnspecified() {
+	if a, err := net.ResolveTCPAddr("tcp", adv); err != nil || a.IP.IsUnspecified() {
 		ln.Close()
 		return fmt.Errorf("--raft-advertise %q: the other nodes need an address they can dial", adv)
 	}
-	n.cfg.RaftAdvertise = advAddr.String()
-	n.stream = newStreamLayer(ln, advAddr, cfg.Key, cfg.ServerTLS, cfg.ClientTLS, n.log)
+	// The address is kept as given, a host name unresolved: the nodes
+	// dial it by name, so a node whose IP changes (a container recreated,
+	// a machine on DHCP) is still found.
+	n.cfg.RaftAdvertise = adv
+	n.stream = newStreamLayer(ln, tcpAddr(adv), cfg.Key, cfg.ServerTLS, cfg.ClientTLS, n.log)
 	// Calls to other nodes leave from the raft listen IP too.
 	var local net.Addr
 	if n.stream.dialer.LocalAddr != nil {

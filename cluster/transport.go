@@ -98,6 +98,12 @@ func (s *streamLayer) Close() error {
 
 func (s *streamLayer) Addr() net.Addr { return s.advertise }
 
+// tcpAddr is a TCP address as host:port, the host a name or an IP.
+type tcpAddr string
+
+func (a tcpAddr) Network() string { return "tcp" }
+func (a tcpAddr) String() string  { return string(a) }
+
 func (s *streamLayer) Dial(address raft.ServerAddress, timeout time.Duration) (net.Conn, error) {
 	d := s.dialer
 	d.Timeout = timeout

@@ -144,6 +144,7 @@ Exit status: 0 on success, 1 when the request fails, 2 on a usage error.`,
 	pf.StringVar(&c.cert, "cert", os.Getenv("VMAPP_CERT"), "PEM client certificate, for a vmappd that requires one; needs --key (env VMAPP_CERT)")
 	pf.StringVar(&c.key, "key", os.Getenv("VMAPP_KEY"), "PEM private key of --cert (env VMAPP_KEY)")
 	pf.StringVar(&c.tokenFile, "token-file", os.Getenv("VMAPP_TOKEN_FILE"), "file holding the API token (env VMAPP_TOKEN_FILE; or the token itself in VMAPP_TOKEN)")
+	root.AddCommand(c.healthCmd())
 	c.token = os.Getenv("VMAPP_TOKEN")
 	root.AddCommand(c.galleryCmd(), c.appCmd(), c.versionCmd(), c.regionCmd(), c.vmCmd(), c.vmssCmd(), c.inventoryCmd(), c.tokenCmd(), c.whoamiCmd(), c.clusterCmd(), c.keyCmd())
 	return root
@@ -182,6 +183,20 @@ func (c *cli) connect() (*client.Client, error) {
 	if c.client != nil {
 		return c.client, nil
 	}
+	o, err := c.options()
+	if err != nil {
+		return nil, err
+	}
+	cl, err := client.New(c.server, o)
+	if err != nil {
+		return nil, err
+	}
+	c.client = cl
+	return cl, nil
+}
+
+// options are the client options the global flags give.
+func (c *cli) options() (client.Options, error) {
 	comp := c.compress
 	if comp == "none" {
 		comp = ""
@@ -190,22 +205,17 @@ func (c *cli) connect() (*client.Client, error) {
 	if c.tokenFile != "" {
 		var err error
 		if token, err = client.ReadTokenFile(c.tokenFile); err != nil {
-			return nil, usageError{fmt.Errorf("--token-file: %w", err)}
+			return client.Options{}, usageError{fmt.Errorf("--token-file: %w", err)}
 		}
 	}
 	o := client.Options{Tenant: c.tenant, Compressor: comp, Token: token}
 	if c.useTLS || c.ca != "" || c.cert != "" {
 		var err error
 		if o.TLS, err = client.TLSConfig(c.ca, c.cert, c.key); err != nil {
-			return nil, tlsFlagError(err)
+			return client.Options{}, tlsFlagError(err)
 		}
 	}
-	cl, err := client.New(c.server, o)
-	if err != nil {
-		return nil, err
-	}
-	c.client = cl
-	return cl, nil
+	return o, nil
 }
 
 // tlsFlagError names the flag (--ca, --cert or --key) of a TLS file error.

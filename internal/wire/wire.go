@@ -1,6 +1,6 @@
 // Package wire holds the gRPC transport settings vmappd and its clients
-// share: message sizes, flow-control windows, and the zstd and s2
-// compressors (klauspost/compress, registered by import).
+// share: message sizes, flow-control windows, keepalive, and the zstd and
+// s2 compressors (klauspost/compress, registered by import).
 //
 // gRPC-Go's defaults (64 KiB windows, grown by BDP estimation) cap a
 // single stream well below what a loopback or LAN link carries; uploads
@@ -9,8 +9,11 @@
 package wire
 
 import (
+	"time"
+
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/encoding"
+	"google.golang.org/grpc/keepalive"
 
 	"github.com/mostynb/go-grpc-compression/nonclobbering/experimental/s2"
 	"github.com/mostynb/go-grpc-compression/nonclobbering/zstd"
@@ -25,6 +28,27 @@ const (
 	// buffer is the transport's read and write buffer.
 	buffer = 1 << 20
 )
+
+// Keepalive: a connection whose path dies without a word (a network cut,
+// a NAT that forgets it, a peer back at another address) is found dead
+// within about keepaliveTime + keepaliveTimeout, where it would otherwise
+// be waited on for ever (an agent's goal-state stream is quiet for hours).
+// A client dialled with Keepalive pings after keepaliveTime without news
+// while it has a call in flight; vmappd lets it (gRPC servers close
+// connections that ping more often than every 5 minutes by default), and
+// pings a client it hasn't heard from for twice that.
+var (
+	keepaliveTime    = 20 * time.Second
+	keepaliveTimeout = 10 * time.Second
+)
+
+// Keepalive is the dial option of a client that holds quiet calls (the
+// agent's goal-state stream). Not every client's: a ping waits behind the
+// data written before it, and an upload on a slow link can hold it past
+// keepaliveTimeout.
+func Keepalive() grpc.DialOption {
+	return grpc.WithKeepaliveParams(keepalive.ClientParameters{Time: keepaliveTime, Timeout: keepaliveTimeout})
+}
 
 // Compressors are the names of the registered compressors a client can ask
 // for, besides "" (none, the default: packages are mostly compressed already).
@@ -41,6 +65,8 @@ func ServerOptions() []grpc.ServerOption {
 		grpc.InitialConnWindowSize(ConnWindow),
 		grpc.ReadBufferSize(buffer),
 		grpc.WriteBufferSize(buffer),
+		grpc.KeepaliveEnforcementPolicy(keepalive.EnforcementPolicy{MinTime: keepaliveTime / 2}),
+		grpc.KeepaliveParams(keepalive.ServerParameters{Time: 2 * keepaliveTime, Timeout: keepaliveTimeout}),
 	}
 }
 
