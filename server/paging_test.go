@@ -238,7 +238,11 @@ func TestTokenPaging(t *testing.T) {
 	db := c.Daemon.State
 	before := db.RecordsRead()
 	live, _ := pages(t, 40, list(ac, false), nil)
-	if read := db.RecordsRead() - before; read > 101+20+1+3 {
+	// What the listing returns, the 20 revoked tokens it skips, and slack
+	// for the caller's credential read per call and whatever the daemon's
+	// background work reads meanwhile — far below the 200 machine tokens
+	// a listing that skipped the index would read.
+	if read := db.RecordsRead() - before; read > 101+20+1+20 {
 		t.Errorf("listing 101 live API tokens among 200 machine tokens read %d records", read)
 	}
 	if api, machine, revoked, operator := count(live); api != 101 || machine+revoked != 0 || operator != 1 {
