@@ -93,7 +93,7 @@ func (n *Node) applyHere(b []byte) (uint64, error) {
 func (n *Node) Sync(ctx context.Context) error {
 	if n.IsLeader() {
 		if err := n.raft.VerifyLeader().Error(); err == nil {
-			return n.db.WaitApplied(ctx, n.raft.CommitIndex())
+			return n.waitApplied(ctx, n.raft.CommitIndex())
 		}
 	}
 	id := n.leader()
@@ -104,7 +104,41 @@ func (n *Node) Sync(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	return n.db.WaitApplied(ctx, index)
+	return n.waitApplied(ctx, index)
+}
+
+// waitApplied waits until the file holds every entry of the log up to
+// index. Raft never hands the state machine its no-op entries (a new
+// leader's first entry, often the very commit index a read waits for), so
+// the file's own applied index can stay below index for good: the wait ends
+// at the last entry the state machine does see, and is re-aimed now and
+// then while the entries are still arriving on this node.
+func (n *Node) waitApplied(ctx context.Context, index uint64) error {
+	for {
+		wctx, cancel := context.WithTimeout(ctx, 100*time.Millisecond)
+		err := n.db.WaitApplied(wctx, n.lastStateEntry(index))
+		cancel()
+		if err == nil || ctx.Err() != nil {
+			return err
+		}
+	}
+}
+
+// lastStateEntry is the index of the last entry up to index that the state
+// machine applies (skipping no-ops and barriers), or index itself when this
+// node's log doesn't hold it yet.
+func (n *Node) lastStateEntry(index uint64) uint64 {
+	applied := n.db.AppliedIndex()
+	for i := index; i > applied; i-- {
+		var l raft.Log
+		if err := n.logs.GetLog(i, &l); err != nil {
+			return i
+		}
+		if l.Type == raft.LogCommand || l.Type == raft.LogConfiguration {
+			return i
+		}
+	}
+	return applied
 }
 
 // apiAddress is a node's gRPC address, from the state (PutNode).
