@@ -83,15 +83,37 @@ func ownMachine(a *authorizer, _ context.Context, t *pb.Token, tenant string, re
 	return nil
 }
 
+// holds tells whether machine token t's goal state holds version r of
+// tenant's gallery.
+func (a *authorizer) holds(ctx context.Context, t *pb.Token, tenant string, r versionRef) (bool, error) {
+	gs, err := a.fleet.GoalState(ctx, t.Tenant, t.Machine)
+	if err != nil {
+		return false, err
+	}
+	for _, app := range gs.Applications {
+		from := app.Tenant
+		if from == "" {
+			from = t.Tenant
+		}
+		if from == tenant && app.Gallery == r.GetGallery() && app.Application == r.GetApplication() && app.Version == r.GetVersion() {
+			return true, nil
+		}
+	}
+	return false, nil
+}
+
+// versionRef is a request naming a version.
+type versionRef interface {
+	GetGallery() string
+	GetApplication() string
+	GetVersion() string
+}
+
 // inGoalState lets a machine token download what its goal state holds:
 // from its own tenant's galleries, or from a gallery another tenant (the
 // call's) shares with its tenant.
 func inGoalState(a *authorizer, ctx context.Context, t *pb.Token, tenant string, req any) error {
-	r := req.(interface {
-		GetGallery() string
-		GetApplication() string
-		GetVersion() string
-	})
+	r := req.(versionRef)
 	if t.Tenant != tenant {
 		if ok, err := a.auth.Shared(tenant, r.GetGallery(), t.Tenant); err != nil || !ok {
 			if err == nil {
@@ -101,18 +123,17 @@ func inGoalState(a *authorizer, ctx context.Context, t *pb.Token, tenant string,
 		}
 	}
 	if a.fleet != nil {
-		gs, err := a.fleet.GoalState(ctx, t.Tenant, t.Machine)
-		if err != nil {
-			return err
+		ok, err := a.holds(ctx, t, tenant, r)
+		if err == nil && !ok {
+			// The machine may have its goal state from a node ahead of this
+			// one (a cluster): wait for every change committed so far, and
+			// look again.
+			if err = a.fleet.Sync(ctx); err == nil {
+				ok, err = a.holds(ctx, t, tenant, r)
+			}
 		}
-		for _, app := range gs.Applications {
-			from := app.Tenant
-			if from == "" {
-				from = t.Tenant
-			}
-			if from == tenant && app.Gallery == r.GetGallery() && app.Application == r.GetApplication() && app.Version == r.GetVersion() {
-				return nil
-			}
+		if err != nil || ok {
+			return err
 		}
 	}
 	return errs.New(errs.PermissionDenied, "version", "%s may download what machine '%s' is to install only; %s/%s/%s is not in its goal state", auth.Describe(t), t.Machine, r.GetGallery(), r.GetApplication(), r.GetVersion())

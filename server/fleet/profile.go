@@ -314,6 +314,10 @@ func (f *Fleet) checkShared(tenant string, ref Ref) error {
 	return nil
 }
 
+// Sync waits until this node's state holds every change committed so far
+// (see state.DB.Sync): goal states computed after it are up to date.
+func (f *Fleet) Sync(ctx context.Context) error { return f.db.Sync(ctx) }
+
 // GoalState returns a machine's goal state, from the cache when it holds
 // it (see goalCache). The goal state is shared: don't change it.
 func (f *Fleet) GoalState(ctx context.Context, tenant, machine string) (*pb.GoalState, error) {
