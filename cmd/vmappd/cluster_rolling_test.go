@@ -106,12 +106,12 @@ func TestClusterRollingRestart(t *testing.T) {
     endpoints: [{url: %q, bucket: vmapp-westus}]
 replication:
   partConcurrency: 1
-  bandwidthMBps: 4
+  bandwidthMBps: 2
 `, east.Endpoint(), west.Endpoint()), clusterOpts{nodes: 3})
 	ctx, cancel := context.WithTimeout(context.Background(), 6*time.Minute)
 	defer cancel()
 	fl := pb.NewFleetServiceClient(vc.c.Conn())
-	must(t)(fl.CreateScaleSet(ctx, &pb.CreateScaleSetRequest{ScaleSet: &pb.ScaleSet{Name: "ss", Region: "westus", OsType: "Linux"}}))
+	must(t)(fl.CreateScaleSet(ctx, &pb.CreateScaleSetRequest{ScaleSet: &pb.ScaleSet{Name: "ss", Region: "eastus", OsType: "Linux"}}))
 	sims := make([]*simAgent, agents)
 	g, gctx := errgroup.WithContext(ctx)
 	g.SetLimit(16)
@@ -139,21 +139,30 @@ replication:
 	defer running.Wait()
 	defer stopAgents()
 
-	// A version of 24 MiB to westus, two replicas, at 4 MB/s: it
-	// replicates through the restarts.
+	// A version of 32 MiB to westus, two replicas, at 2 MB/s (about 30 s):
+	// it replicates through the restarts.
 	newVersion(t, vc.c, "1.0.0", &pb.PublishingProfile{ManageActions: &pb.UserArtifactManage{Install: "i", Remove: "r"},
 		TargetRegions: []*pb.TargetRegion{{Name: "eastus"}, {Name: "westus", RegionalReplicaCount: proto.Int32(2)}}, ReplicaCount: proto.Int32(1)})
-	path, _ := randomPackage(t, 24<<20)
+	path, _ := randomPackage(t, 32<<20)
 	must(t)(vc.c.Upload(ctx, "g", "a", "1.0.0", pb.ArtifactKind_ARTIFACT_KIND_PACKAGE, path, client.UploadOptions{}))
-	must(t)(fl.SetApplication(ctx, &pb.SetApplicationRequest{Target: &pb.ProfileTarget{Target: &pb.ProfileTarget_ScaleSet{ScaleSet: "ss"}},
-		Application: &pb.VMGalleryApplication{PackageReferenceId: "g/a/1.0.0"}}))
+	// The scale set is in eastus, the source region: its replica is there
+	// first, while westus's are copied through the restarts.
+	vc.eventually("1.0.0 can be set on the scale set", func() bool {
+		_, err := fl.SetApplication(ctx, &pb.SetApplicationRequest{Target: &pb.ProfileTarget{Target: &pb.ProfileTarget_ScaleSet{ScaleSet: "ss"}},
+			Application: &pb.VMGalleryApplication{PackageReferenceId: "g/a/1.0.0"}})
+		return err == nil
+	})
 	var restarts atomic.Int32
 	for _, n := range vc.nodes {
 		r, err := vc.c.Catalog.GetVersion(ctx, &pb.GetVersionRequest{Gallery: "g", Application: "a", Version: "1.0.0"})
 		if err != nil {
 			t.Fatal(err)
 		}
-		t.Logf("restarting %s; replication %s", n.id, r.Version.ReplicationStatus.GetAggregatedState())
+		replication := r.Version.ReplicationStatus.GetAggregatedState()
+		t.Logf("restarting %s; replication %s", n.id, replication)
+		if n == vc.nodes[0] && replication == "Completed" {
+			t.Fatal("the version replicated before the restarts")
+		}
 		vc.stop(n)
 		vc.start(n)
 		vc.waitFormed(vc.nodes...)

@@ -328,7 +328,7 @@ func TestClusterAgentInstallLeaderKilled(t *testing.T) {
 	defer cancel()
 	dir := t.TempDir()
 	marks, installed := filepath.Join(dir, "marks"), filepath.Join(dir, "installed")
-	install := fmt.Sprintf(`echo start >> %[1]s; sleep 3; cp app %[2]s; echo end >> %[1]s`, marks, installed)
+	install := fmt.Sprintf(`echo start >> %[1]s; sleep 3; cp a %[2]s && echo end >> %[1]s`, marks, installed)
 	newVersion(t, vc.c, "1.0.0", &pb.PublishingProfile{ManageActions: &pb.UserArtifactManage{Install: install, Remove: "true"}, ReplicaCount: proto.Int32(1)})
 	pkg := filepath.Join(dir, "pkg")
 	os.WriteFile(pkg, []byte("the package"), 0o600)
