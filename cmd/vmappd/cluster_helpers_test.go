@@ -67,6 +67,11 @@ func freeAddr(t *testing.T, ip string) string {
 // all the members.
 func startCluster(t *testing.T, regionsYAML string, o clusterOpts) *vcluster {
 	t.Helper()
+	if l, err := net.Listen("tcp", "127.0.0.11:0"); err != nil {
+		t.Skipf("the cluster tests give each node a loopback IP of its own (127.0.0.11, ...), and this system has none: %v", err)
+	} else {
+		l.Close()
+	}
 	dir := t.TempDir()
 	vc := &vcluster{t: t, bin: build(t), regions: filepath.Join(dir, "regions.yaml"), key: filepath.Join(dir, "cluster.key")}
 	must := func(err error) {
