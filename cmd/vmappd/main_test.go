@@ -109,6 +109,11 @@ func launch(t *testing.T, bin, data, regions string, extra ...string) *proc {
 	select {
 	case p.addr = <-addr:
 	case <-p.done:
+		select {
+		case p.addr = <-addr: // it served, then exited (a node refused at --join)
+			return p
+		default:
+		}
 		t.Fatalf("vmappd exited before serving:\n%s", p.output())
 	case <-time.After(30 * time.Second):
 		t.Fatalf("vmappd did not start:\n%s", p.output())
