@@ -238,6 +238,18 @@ func startVmappdArgs(t testing.TB, bin, regions string, args []string, env ...st
 // parent gets the log.
 func startVmappdOn(t testing.TB, bin, data, regions string, args []string, env ...string) *vmappd {
 	t.Helper()
+	d := launchVmappd(t, bin, data, regions, args, env...)
+	var err error
+	if d.token, err = client.ReadTokenFile(d.tokenFile); err != nil {
+		t.Fatal(err)
+	}
+	return d
+}
+
+// launchVmappd is startVmappdOn without reading the operator token: a
+// cluster node that joins has none.
+func launchVmappd(t testing.TB, bin, data, regions string, args []string, env ...string) *vmappd {
+	t.Helper()
 	dir := filepath.Dir(data)
 	cmd := exec.Command(bin, append([]string{"--data", data, "--regions", regions, "--listen", "127.0.0.1:0"}, args...)...)
 	cmd.Env = append(os.Environ(), env...)
@@ -265,11 +277,7 @@ func startVmappdOn(t testing.TB, bin, data, regions string, args []string, env .
 	}()
 	select {
 	case a := <-addr:
-		d := &vmappd{cmd: cmd, addr: a, tokenFile: filepath.Join(data, daemon.AdminTokenFile)}
-		if d.token, err = client.ReadTokenFile(d.tokenFile); err != nil {
-			t.Fatal(err)
-		}
-		return d
+		return &vmappd{cmd: cmd, addr: a, tokenFile: filepath.Join(data, daemon.AdminTokenFile)}
 	case <-time.After(30 * time.Second):
 		t.Fatalf("vmappd did not start; log in %s", logf.Name())
 	}

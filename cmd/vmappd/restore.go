@@ -29,7 +29,8 @@ func restore(args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintln(stderr, `usage: vmappd restore --data DIR FILE
 
 Replaces the state of a stopped vmappd with FILE, a snapshot saved by
-vmapp cluster snapshot save. The state it had is kept as vmapp.db.replaced-TIME.
+vmapp cluster snapshot save; DIR is made when missing (a new machine). The
+state it had, if any, is kept as vmapp.db.replaced-TIME.
 A cluster node's raft log goes too: start the node again without --join and
 it is a one-node cluster holding the snapshot; start the other nodes with
 empty data directories and --join to make the cluster whole.`)
@@ -61,7 +62,14 @@ func restoreState(data, snapshot string, stdout io.Writer) error {
 		return err
 	}
 	defer in.Close()
+	// A new machine's data directory may not exist yet: the snapshot is
+	// all its state.
+	if err := os.MkdirAll(data, 0o700); err != nil {
+		return err
+	}
 	path := filepath.Join(data, daemon.DBFile)
+	_, statErr := os.Stat(path)
+	fresh := errors.Is(statErr, fs.ErrNotExist)
 	db, err := state.Open(path, state.Options{OpenTimeout: time.Second})
 	if errs.Is(err, errs.Unavailable) {
 		return fmt.Errorf("%s is in use: stop vmappd first", path)
@@ -69,15 +77,22 @@ func restoreState(data, snapshot string, stdout io.Writer) error {
 	if err != nil {
 		return err
 	}
-	kept := fmt.Sprintf("%s.replaced-%s", path, time.Now().UTC().Format("20060102T150405Z"))
-	if err := copyFile(path, kept); err != nil {
-		db.Close()
-		return fmt.Errorf("keeping the state it had: %w", err)
+	kept := ""
+	if !fresh {
+		kept = fmt.Sprintf("%s.replaced-%s", path, time.Now().UTC().Format("20060102T150405Z"))
+		if err := copyFile(path, kept); err != nil {
+			db.Close()
+			return fmt.Errorf("keeping the state it had: %w", err)
+		}
 	}
 	// Restore checks the snapshot before it replaces anything.
 	if err := db.Restore(in); err != nil {
 		db.Close()
-		os.Remove(kept)
+		if kept != "" {
+			os.Remove(kept)
+		} else {
+			os.Remove(path)
+		}
 		return fmt.Errorf("%s: %w", snapshot, err)
 	}
 	// A new log starts on it, whatever log it was taken from.
@@ -96,6 +111,10 @@ func restoreState(data, snapshot string, stdout io.Writer) error {
 		fmt.Fprintf(stdout, "removed the raft log %s: start this node without --join; it leads a one-node cluster the others join\n", raftDir)
 	} else if !errors.Is(err, fs.ErrNotExist) {
 		return err
+	}
+	if kept == "" {
+		fmt.Fprintf(stdout, "restored %s from %s\n", path, snapshot)
+		return nil
 	}
 	fmt.Fprintf(stdout, "restored %s from %s (the state it had is kept as %s)\n", path, snapshot, kept)
 	return nil
