@@ -84,13 +84,20 @@ test: minio test-tools
 	go test -race -timeout 30m ./...
 
 # The signing tests check vmapp's signatures with the real minisign (the
-# system's package); they skip those checks, saying so, without it.
+# system's package), deploy/systemd's test its units with systemd-analyze;
+# they skip those checks, saying so, without them.
 test-tools:
 	@if ! command -v minisign >/dev/null; then \
 	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
 	    echo "installing minisign (the signing tests' round trips)"; \
 	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq minisign >/dev/null; \
 	  else echo "minisign missing: the signing tests skip their round trips with it"; fi; \
+	fi
+	@if ! command -v systemd-analyze >/dev/null; then \
+	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+	    echo "installing systemd (systemd-analyze verify checks deploy/systemd's units)"; \
+	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq systemd >/dev/null; \
+	  else echo "systemd-analyze missing: the units' test skips verify"; fi; \
 	fi
 
 test-short:
