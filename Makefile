@@ -67,7 +67,8 @@ lint: $(BUF)
 	@out=$$(gofmt -l $$(git ls-files '*.go' | grep -v '\.pb\.go$$')); \
 	  if [ -n "$$out" ]; then echo "gofmt would change:"; echo "$$out"; exit 1; fi
 	go vet ./...
-	go vet -tags bench ./bench/
+	cd bench && go vet -tags bench ./...
+	cd deploy/dist && go vet ./...
 	buf lint
 	buf format --diff --exit-code
 	$(MAKE) --no-print-directory cross
@@ -79,6 +80,22 @@ cross:
 	GOOS=windows go build ./cmd/vmapp-agent ./cmd/vmapp
 	GOOS=windows go vet ./client/... ./cmd/vmapp-agent/... ./internal/atomicfile/
 	GOOS=darwin go build ./cmd/vmapp-agent ./cmd/vmapp
+
+# A release into dist/: static binaries (linux/amd64, linux/arm64; the
+# agent for windows/amd64), a tarball per platform, .deb and .rpm packages
+# (vmappd, vmapp-agent, vmapp) and SHA256SUMS. deploy/dist is the program
+# that packs them, a module of its own (nfpm stays out of go.mod).
+DIST := dist
+DIST_LINUX := linux/amd64 linux/arm64
+.PHONY: dist
+dist:
+	rm -rf $(DIST)
+	for p in $(DIST_LINUX); do \
+	  CGO_ENABLED=0 GOOS=$${p%/*} GOARCH=$${p#*/} go build -trimpath -ldflags "$(LDFLAGS)" \
+	    -o $(DIST)/bin/$${p%/*}_$${p#*/}/ ./cmd/vmappd ./cmd/vmapp-agent ./cmd/vmapp; \
+	done
+	CGO_ENABLED=0 GOOS=windows GOARCH=amd64 go build -trimpath -ldflags "$(LDFLAGS)" -o $(DIST)/bin/windows_amd64/ ./cmd/vmapp-agent
+	cd deploy/dist && go run . --root ../.. --dir ../../$(DIST) --version $(VERSION)
 
 test: minio test-tools
 	go test -race -timeout 30m ./...

@@ -1,6 +1,6 @@
 // Package systemd holds vmapp's systemd units (vmappd.service,
-// vmapp-agent.service), embedded for the packages (internal/dist) and
-// read by the tests that check them.
+// vmapp-agent.service; deploy/dist packs them), embedded for the tests
+// that check them, with the parsing of ExecStart those tests run.
 package systemd
 
 import (
