@@ -97,8 +97,17 @@ dist:
 	CGO_ENABLED=0 GOOS=windows GOARCH=amd64 go build -trimpath -ldflags "$(LDFLAGS)" -o $(DIST)/bin/windows_amd64/ ./cmd/vmapp-agent
 	cd deploy/dist && go run . --root ../.. --dir ../../$(DIST) --version $(VERSION)
 
+# Man pages of the three binaries (cobra/doc, built in with -tags man
+# only) into man/: man -l man/vmapp.1
+MAN := man
+.PHONY: man
+man:
+	rm -rf $(MAN)
+	for c in vmappd vmapp-agent vmapp; do go run -tags man ./cmd/$$c gen-man $(MAN); done
+
 test: minio test-tools
 	go test -race -timeout 30m ./...
+	cd deploy/dist && go test -count=1 -timeout 20m ./...
 
 # The signing tests check vmapp's signatures with the real minisign (the
 # system's package), deploy/systemd's test its units with systemd-analyze;
