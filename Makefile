@@ -110,8 +110,9 @@ test: minio test-tools
 	cd deploy/dist && go test -count=1 -timeout 20m ./...
 
 # The signing tests check vmapp's signatures with the real minisign (the
-# system's package), deploy/systemd's test its units with systemd-analyze;
-# they skip those checks, saying so, without them.
+# system's package), deploy/systemd's test its units with systemd-analyze,
+# deploy/dist's the .rpm packages with rpm; they skip those checks, saying
+# so, without them.
 test-tools:
 	@if ! command -v minisign >/dev/null; then \
 	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
@@ -124,6 +125,12 @@ test-tools:
 	    echo "installing systemd (systemd-analyze verify checks deploy/systemd's units)"; \
 	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq systemd >/dev/null; \
 	  else echo "systemd-analyze missing: the units' test skips verify"; fi; \
+	fi
+	@if ! command -v rpm >/dev/null; then \
+	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+	    echo "installing rpm (deploy/dist's test reads the .rpm packages)"; \
+	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq rpm >/dev/null; \
+	  else echo "rpm missing: deploy/dist's test doesn't read the .rpm packages"; fi; \
 	fi
 
 test-short:

@@ -47,7 +47,8 @@ func TestDefaultConfig(t *testing.T) {
 }
 
 // TestRelease builds this machine's Linux binaries, makes the release
-// from them (tarball, .deb packages, SHA256SUMS), installs the packages
+// from them (tarball, .deb and .rpm packages, SHA256SUMS), reads the .rpm
+// with rpm (when installed), installs the .deb packages
 // with dpkg into a throwaway root (this machine's own dpkg database and
 // files are not touched), runs the installed units' ExecStart command
 // lines with --version, upgrades over an edited configuration, and purges.
@@ -61,16 +62,21 @@ func TestRelease(t *testing.T) {
 	if out, err := build.CombinedOutput(); err != nil {
 		t.Fatalf("go build: %v\n%s", err, out)
 	}
-	made, err := release(config{root: "../..", dir: dir, version: "v9.9.9-test", formats: []string{"deb"}})
+	made, err := release(config{root: "../..", dir: dir, version: "v9.9.9-test"})
 	if err != nil {
 		t.Fatalf("release: %v (made %v)", err, made)
 	}
-	want := []string{"vmapp_v9.9.9-test_linux_" + arch + ".tar.gz", "vmappd_9.9.9+test_" + arch + ".deb", "vmapp-agent_9.9.9+test_" + arch + ".deb", "vmapp_9.9.9+test_" + arch + ".deb", "SHA256SUMS"}
+	rpmArch := map[string]string{"amd64": "x86_64", "arm64": "aarch64"}[arch]
+	want := []string{"vmapp_v9.9.9-test_linux_" + arch + ".tar.gz",
+		"vmappd_9.9.9+test_" + arch + ".deb", "vmapp-agent_9.9.9+test_" + arch + ".deb", "vmapp_9.9.9+test_" + arch + ".deb",
+		"vmappd-9.9.9+test-1." + rpmArch + ".rpm", "vmapp-agent-9.9.9+test-1." + rpmArch + ".rpm", "vmapp-9.9.9+test-1." + rpmArch + ".rpm",
+		"SHA256SUMS"}
 	if strings.Join(made, " ") != strings.Join(want, " ") {
 		t.Fatalf("release made %v, want %v", made, want)
 	}
 	checkSums(t, dir)
 	checkTarball(t, filepath.Join(dir, want[0]))
+	checkRPM(t, filepath.Join(dir, want[4]))
 	debs := []string{filepath.Join(dir, want[1]), filepath.Join(dir, want[2]), filepath.Join(dir, want[3])}
 	if _, err := exec.LookPath("dpkg"); err != nil {
 		t.Skip("dpkg is not installed: the packages are made but not installed")
@@ -233,5 +239,34 @@ func checkTarball(t *testing.T, path string) {
 		if !strings.Contains("\n"+string(out), "\n"+top+f+"\n") {
 			t.Errorf("%s lacks %s:\n%s", path, top+f, out)
 		}
+	}
+}
+
+// checkRPM reads the vmappd .rpm with rpm: its files, its configuration
+// files, and the script that adds the vmappd user.
+func checkRPM(t *testing.T, path string) {
+	t.Helper()
+	if _, err := exec.LookPath("rpm"); err != nil {
+		t.Log("rpm is not installed: the .rpm packages are made but not read")
+		return
+	}
+	query := func(args ...string) string {
+		out, err := exec.Command("rpm", append([]string{"-qp"}, append(args, path)...)...).CombinedOutput()
+		if err != nil {
+			t.Fatalf("rpm -qp %v: %v\n%s", args, err, out)
+		}
+		return string(out)
+	}
+	list := query("--list")
+	for _, f := range []string{"/usr/bin/vmappd", "/usr/lib/systemd/system/vmappd.service", "/etc/vmapp/regions.yaml", "/etc/default/vmappd"} {
+		if !strings.Contains("\n"+list, "\n"+f+"\n") {
+			t.Errorf("%s lacks %s:\n%s", path, f, list)
+		}
+	}
+	if conf := query("--configfiles"); !strings.Contains(conf, "/etc/default/vmappd") || !strings.Contains(conf, "/etc/vmapp/regions.yaml") {
+		t.Errorf("%s: configuration files\n%s", path, conf)
+	}
+	if scripts := query("--scripts"); !strings.Contains(scripts, "useradd") {
+		t.Errorf("%s: no script adds the vmappd user:\n%s", path, scripts)
 	}
 }
