@@ -67,7 +67,8 @@ lint: $(BUF)
 	@out=$$(gofmt -l $$(git ls-files '*.go' | grep -v '\.pb\.go$$')); \
 	  if [ -n "$$out" ]; then echo "gofmt would change:"; echo "$$out"; exit 1; fi
 	go vet ./...
-	go vet -tags bench ./bench/
+	cd bench && go vet -tags bench ./...
+	cd deploy/dist && go vet ./...
 	buf lint
 	buf format --diff --exit-code
 	$(MAKE) --no-print-directory cross
@@ -80,17 +81,56 @@ cross:
 	GOOS=windows go vet ./client/... ./cmd/vmapp-agent/... ./internal/atomicfile/
 	GOOS=darwin go build ./cmd/vmapp-agent ./cmd/vmapp
 
+# A release into dist/: static binaries (linux/amd64, linux/arm64; the
+# agent for windows/amd64), a tarball per platform, .deb and .rpm packages
+# (vmappd, vmapp-agent, vmapp) and SHA256SUMS. deploy/dist is the program
+# that packs them, a module of its own (nfpm stays out of go.mod).
+DIST := dist
+DIST_LINUX := linux/amd64 linux/arm64
+.PHONY: dist
+dist:
+	rm -rf $(DIST)
+	for p in $(DIST_LINUX); do \
+	  CGO_ENABLED=0 GOOS=$${p%/*} GOARCH=$${p#*/} go build -trimpath -ldflags "$(LDFLAGS)" \
+	    -o $(DIST)/bin/$${p%/*}_$${p#*/}/ ./cmd/vmappd ./cmd/vmapp-agent ./cmd/vmapp; \
+	done
+	CGO_ENABLED=0 GOOS=windows GOARCH=amd64 go build -trimpath -ldflags "$(LDFLAGS)" -o $(DIST)/bin/windows_amd64/ ./cmd/vmapp-agent
+	cd deploy/dist && go run . --root ../.. --dir ../../$(DIST) --version $(VERSION)
+
+# Man pages of the three binaries (cobra/doc, built in with -tags man
+# only) into man/: man -l man/vmapp.1
+MAN := man
+.PHONY: man
+man:
+	rm -rf $(MAN)
+	for c in vmappd vmapp-agent vmapp; do go run -tags man ./cmd/$$c gen-man $(MAN); done
+
 test: minio test-tools
 	go test -race -timeout 30m ./...
+	cd deploy/dist && go test -count=1 -timeout 20m ./...
 
 # The signing tests check vmapp's signatures with the real minisign (the
-# system's package); they skip those checks, saying so, without it.
+# system's package), deploy/systemd's test its units with systemd-analyze,
+# deploy/dist's the .rpm packages with rpm; they skip those checks, saying
+# so, without them.
 test-tools:
 	@if ! command -v minisign >/dev/null; then \
 	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
 	    echo "installing minisign (the signing tests' round trips)"; \
 	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq minisign >/dev/null; \
 	  else echo "minisign missing: the signing tests skip their round trips with it"; fi; \
+	fi
+	@if ! command -v systemd-analyze >/dev/null; then \
+	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+	    echo "installing systemd (systemd-analyze verify checks deploy/systemd's units)"; \
+	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq systemd >/dev/null; \
+	  else echo "systemd-analyze missing: the units' test skips verify"; fi; \
+	fi
+	@if ! command -v rpm >/dev/null; then \
+	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+	    echo "installing rpm (deploy/dist's test reads the .rpm packages)"; \
+	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq rpm >/dev/null; \
+	  else echo "rpm missing: deploy/dist's test doesn't read the .rpm packages"; fi; \
 	fi
 
 test-short:

@@ -39,6 +39,9 @@ import (
 
 const defaultServer = "127.0.0.1:7443"
 
+// extraCommands are added to the root (man.go's gen-man, built with -tags man).
+var extraCommands []*cobra.Command
+
 func main() {
 	download.RaiseProcsForDirectIO()
 	os.Exit(run(os.Args[1:], os.Stdout, os.Stderr))
@@ -132,7 +135,6 @@ Exit status: 0 on success, 1 when the request fails, 2 on a usage error.`,
 		RunE:              group,
 		PersistentPreRunE: c.checkGlobals,
 	}
-	root.CompletionOptions.DisableDefaultCmd = true
 	root.SetFlagErrorFunc(func(_ *cobra.Command, err error) error { return usageError{err} })
 	pf := root.PersistentFlags()
 	pf.StringVar(&c.server, "server", envOr("VMAPP_SERVER", defaultServer), "vmappd address host:port, or a cluster's nodes host:port,host:port,... (calls fail over between them) (env VMAPP_SERVER)")
@@ -147,6 +149,8 @@ Exit status: 0 on success, 1 when the request fails, 2 on a usage error.`,
 	root.AddCommand(c.healthCmd())
 	c.token = os.Getenv("VMAPP_TOKEN")
 	root.AddCommand(c.galleryCmd(), c.appCmd(), c.versionCmd(), c.regionCmd(), c.vmCmd(), c.vmssCmd(), c.inventoryCmd(), c.tokenCmd(), c.whoamiCmd(), c.clusterCmd(), c.keyCmd())
+	root.AddCommand(extraCommands...)
+	c.completeNames(root)
 	return root
 }
 

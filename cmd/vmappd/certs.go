@@ -1,43 +1,46 @@
 package main
 
 import (
-	"flag"
 	"fmt"
 	"io"
 	"strings"
 
+	"github.com/spf13/cobra"
+
+	"github.com/vmapp/vmapp/internal/cobracmd"
 	"github.com/vmapp/vmapp/internal/devcerts"
 )
 
-// certs is `vmappd certs`: development certificates for vmappd and its
-// clients. It returns the exit status.
-func certs(args []string, stdout, stderr io.Writer) int {
-	fs := flag.NewFlagSet("vmappd certs", flag.ContinueOnError)
-	fs.SetOutput(stderr)
-	dir := fs.String("dir", "", "directory to write the certificates and keys in (required)")
-	hosts := fs.String("hosts", strings.Join(devcerts.DefaultHosts, ","), "comma-separated IP addresses and DNS names vmappd is reached at")
-	clients := fs.String("clients", "", "comma-separated names to make client certificates for (CN=NAME): agents' machine names, operator, ...")
-	fs.Usage = func() {
-		fmt.Fprintln(stderr, `usage: vmappd certs --dir DIR [--hosts 127.0.0.1,localhost,::1] [--clients vm1,vm2]
-
-Writes a development CA (ca.pem, ca-key.pem), a server certificate for the
+// certsCmd is `vmappd certs`: development certificates for vmappd and its
+// clients.
+func certsCmd(stdout io.Writer) *cobra.Command {
+	var dir, hosts, clients string
+	cmd := &cobra.Command{
+		Use:   "certs --dir DIR [--hosts 127.0.0.1,localhost,::1] [--clients vm1,vm2]",
+		Short: "development certificates: a CA, vmappd's, and clients'",
+		Long: `Writes a development CA (ca.pem, ca-key.pem), a server certificate for the
 hosts (server.pem, server-key.pem) and a client certificate per name
 (NAME.pem, NAME-key.pem), ECDSA P-256; keys 0600. Run again, it keeps the CA
 and every certificate that is still good, and adds what is missing.
-For development and demos: use your own CA in production.`)
-		fs.PrintDefaults()
+For development and demos: use your own CA in production.`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			if dir == "" {
+				return cobracmd.Usage(cmd)
+			}
+			return cobracmd.Exit(certs(dir, hosts, clients, stdout, cmd.ErrOrStderr()))
+		},
 	}
-	if err := fs.Parse(args); err != nil {
-		if err == flag.ErrHelp {
-			return 0
-		}
-		return 2
-	}
-	if *dir == "" || fs.NArg() > 0 {
-		fs.Usage()
-		return 2
-	}
-	res, err := devcerts.Generate(*dir, split(*hosts), split(*clients))
+	fs := cmd.Flags()
+	fs.StringVar(&dir, "dir", "", "directory to write the certificates and keys in (required)")
+	fs.StringVar(&hosts, "hosts", strings.Join(devcerts.DefaultHosts, ","), "comma-separated IP addresses and DNS names vmappd is reached at")
+	fs.StringVar(&clients, "clients", "", "comma-separated names to make client certificates for (CN=NAME): agents' machine names, operator, ...")
+	return cmd
+}
+
+// certs writes the certificates and returns the exit status.
+func certs(dir, hosts, clients string, stdout, stderr io.Writer) int {
+	res, err := devcerts.Generate(dir, split(hosts), split(clients))
 	if err != nil {
 		fmt.Fprintf(stderr, "vmappd certs: %v\n", err)
 		return 1

@@ -4,32 +4,55 @@ package main
 
 import (
 	"context"
-	"flag"
-	"fmt"
+	"io"
 	"log/slog"
 	"os"
 	"os/signal"
 	"strings"
 	"syscall"
 
+	"github.com/spf13/cobra"
+
 	"github.com/vmapp/vmapp/internal/buildinfo"
+	"github.com/vmapp/vmapp/internal/cobracmd"
 	"github.com/vmapp/vmapp/server"
 	"github.com/vmapp/vmapp/server/daemon"
 )
 
+// extraCommands are added to the root (man.go's gen-man, built with -tags man).
+var extraCommands []*cobra.Command
+
 func main() {
-	if len(os.Args) > 1 {
-		switch os.Args[1] {
-		case "certs":
-			os.Exit(certs(os.Args[2:], os.Stdout, os.Stderr))
-		case "operator-token":
-			os.Exit(operatorToken(os.Args[2:], os.Stdout, os.Stderr))
-		case "restore":
-			os.Exit(restore(os.Args[2:], os.Stdout, os.Stderr))
-		}
-	}
+	os.Exit(cobracmd.Execute(rootCmd(os.Stdout, os.Stderr), os.Args[1:], os.Stdout, os.Stderr))
+}
+
+func rootCmd(stdout, stderr io.Writer) *cobra.Command {
 	var c daemon.Config
 	var level slog.Level
+	var join string
+	cmd := &cobra.Command{
+		Use:   "vmappd --data DIR --regions FILE [--listen ADDR] [--metrics ADDR] [--tls-cert FILE --tls-key FILE [--tls-client-ca FILE [--tls-bind-machines]]] [--node-id ID --raft-listen ADDR --cluster-key FILE [--join ADDR,...] [--advertise ADDR] [--raft-advertise ADDR]]",
+		Short: "the vmapp service: galleries, uploads, replication and the fleet API over gRPC",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			if join != "" {
+				c.Cluster.Join = strings.Split(join, ",")
+			}
+			if c.DataDir == "" || c.RegionsFile == "" {
+				return cobracmd.Usage(cmd)
+			}
+			c.Logger = slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: level}))
+			ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+			defer stop()
+			if err := daemon.Run(ctx, c); err != nil {
+				c.Logger.Error("vmappd failed", "err", err)
+				return cobracmd.Exit(1)
+			}
+			return nil
+		},
+	}
+	cobracmd.Setup(cmd, buildinfo.Get().String())
+	flag := cmd.Flags()
 	flag.StringVar(&c.DataDir, "data", "", "directory holding vmappd's state (required)")
 	flag.StringVar(&c.Listen, "listen", "127.0.0.1:7443", "gRPC listen address")
 	flag.StringVar(&c.MetricsAddr, "metrics", "", "Prometheus /metrics listen address (empty: off)")
@@ -47,30 +70,8 @@ func main() {
 	flag.StringVar(&cc.RaftAdvertise, "raft-advertise", "", "with --node-id: the raft address the other nodes dial (default --raft-listen's)")
 	flag.StringVar(&cc.Advertise, "advertise", "", "with --node-id: the gRPC address the other nodes reach this one at (default --listen's)")
 	flag.StringVar(&cc.KeyFile, "cluster-key", "", "with --node-id: a file holding the secret every node of the cluster shares (32 bytes at least)")
-	version := flag.Bool("version", false, "print the version and exit")
-	join := flag.String("join", "", "with --node-id: gRPC addresses of nodes to join through (a,b,c), for a node without raft state; empty: it bootstraps a cluster")
-	flag.Parse()
-	if *version {
-		fmt.Println("vmappd", buildinfo.Get())
-		return
-	}
-	if *join != "" {
-		cc.Join = strings.Split(*join, ",")
-	}
-	if c.DataDir == "" || c.RegionsFile == "" || flag.NArg() > 0 {
-		fmt.Fprintln(os.Stderr, "usage: vmappd --data DIR --regions FILE [--listen ADDR] [--metrics ADDR] [--tls-cert FILE --tls-key FILE [--tls-client-ca FILE [--tls-bind-machines]]]")
-		fmt.Fprintln(os.Stderr, "              [--node-id ID --raft-listen ADDR --cluster-key FILE [--join ADDR,...] [--advertise ADDR] [--raft-advertise ADDR]]")
-		fmt.Fprintln(os.Stderr, "       vmappd certs --dir DIR [--hosts H,...] [--clients NAME,...]   (development certificates)")
-		fmt.Fprintln(os.Stderr, "       vmappd operator-token --data DIR --out FILE                   (a new operator token; vmappd stopped)")
-		fmt.Fprintln(os.Stderr, "       vmappd restore --data DIR FILE                                (replace the state with a snapshot; vmappd stopped)")
-		flag.PrintDefaults()
-		os.Exit(2)
-	}
-	c.Logger = slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: level}))
-	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
-	defer stop()
-	if err := daemon.Run(ctx, c); err != nil {
-		c.Logger.Error("vmappd failed", "err", err)
-		os.Exit(1)
-	}
+	flag.StringVar(&join, "join", "", "with --node-id: gRPC addresses of nodes to join through (a,b,c), for a node without raft state; empty: it bootstraps a cluster")
+	cmd.AddCommand(certsCmd(stdout), operatorTokenCmd(stdout), restoreCmd(stdout))
+	cmd.AddCommand(extraCommands...)
+	return cmd
 }

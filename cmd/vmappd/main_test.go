@@ -321,7 +321,7 @@ func TestBadFlagsAndRegions(t *testing.T) {
 		{"other credentials missing", "regions:\n  - name: eastus\n    endpoints: [{url: 'http://127.0.0.1:9', bucket: b-east, credentialsEnv: NOPE_S3}]\n", nil, "set NOPE_S3_ACCESS_KEY and NOPE_S3_SECRET_KEY"},
 		{"negative url expiry", regionsYAML, []string{"--url-expiry", "-1m"}, "--url-expiry -1m0s: want between 1s and 168h0m0s"},
 		{"url expiry past S3's limit", regionsYAML, []string{"--url-expiry", "200h"}, "--url-expiry 200h0m0s: want between"},
-		{"url expiry not a duration", regionsYAML, []string{"--url-expiry", "soon"}, `invalid value "soon" for flag -url-expiry`},
+		{"url expiry not a duration", regionsYAML, []string{"--url-expiry", "soon"}, `invalid argument "soon" for "--url-expiry" flag`},
 		{"port taken", regionsYAML, []string{"--listen", taken.Addr().String()}, "listen on " + taken.Addr().String()},
 		{"tls cert without key", regionsYAML, []string{"--tls-cert", cert}, "--tls-cert and --tls-key go together"},
 		{"tls key without cert", regionsYAML, []string{"--tls-key", key}, "--tls-cert and --tls-key go together"},

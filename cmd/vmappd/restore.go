@@ -2,7 +2,6 @@ package main
 
 import (
 	"errors"
-	"flag"
 	"fmt"
 	"io"
 	"io/fs"
@@ -10,50 +9,43 @@ import (
 	"path/filepath"
 	"time"
 
+	"github.com/spf13/cobra"
+
 	"github.com/vmapp/vmapp/errs"
+	"github.com/vmapp/vmapp/internal/cobracmd"
 	"github.com/vmapp/vmapp/server/daemon"
 	"github.com/vmapp/vmapp/state"
 )
 
-// restore is `vmappd restore --data DIR FILE`: the state of a stopped
+// restoreCmd is `vmappd restore --data DIR FILE`: the state of a stopped
 // vmappd replaced by a snapshot (vmapp cluster snapshot save). The raft
 // log of a cluster node is removed with it: started again, the node is a
 // one-node cluster holding the snapshot (the others join it anew), or a
-// single vmappd. The state it had is kept beside it. It returns the exit
-// status.
-func restore(args []string, stdout, stderr io.Writer) int {
-	fs := flag.NewFlagSet("vmappd restore", flag.ContinueOnError)
-	fs.SetOutput(stderr)
-	data := fs.String("data", "", "vmappd's data directory (required; vmappd must be stopped)")
-	fs.Usage = func() {
-		fmt.Fprintln(stderr, `usage: vmappd restore --data DIR FILE
-
-Replaces the state of a stopped vmappd with FILE, a snapshot saved by
+// single vmappd. The state it had is kept beside it.
+func restoreCmd(stdout io.Writer) *cobra.Command {
+	var data string
+	cmd := &cobra.Command{
+		Use:   "restore --data DIR FILE",
+		Short: "replace the state with a snapshot (vmappd stopped)",
+		Long: `Replaces the state of a stopped vmappd with FILE, a snapshot saved by
 vmapp cluster snapshot save; DIR is made when missing (a new machine). The
 state it had, if any, is kept as vmapp.db.replaced-TIME.
 A cluster node's raft log goes too: start the node again without --join and
 it is a one-node cluster holding the snapshot; start the other nodes with
-empty data directories and --join to make the cluster whole.`)
-		fs.PrintDefaults()
+empty data directories and --join to make the cluster whole.`,
+		RunE: func(cmd *cobra.Command, args []string) error {
+			if data == "" || len(args) != 1 {
+				return cobracmd.Usage(cmd)
+			}
+			if err := restoreState(data, args[0], stdout); err != nil {
+				fmt.Fprintf(cmd.ErrOrStderr(), "vmappd restore: %v\n", err)
+				return cobracmd.Exit(1)
+			}
+			return nil
+		},
 	}
-	if err := fs.Parse(args); err != nil {
-		if errors.Is(err, flag.ErrHelp) {
-			return 0
-		}
-		return 2
-	}
-	if *data == "" || fs.NArg() != 1 {
-		fs.Usage()
-		return 2
-	}
-	fail := func(err error) int {
-		fmt.Fprintf(stderr, "vmappd restore: %v\n", err)
-		return 1
-	}
-	if err := restoreState(*data, fs.Arg(0), stdout); err != nil {
-		return fail(err)
-	}
-	return 0
+	cmd.Flags().StringVar(&data, "data", "", "vmappd's data directory (required; vmappd must be stopped)")
+	return cmd
 }
 
 func restoreState(data, snapshot string, stdout io.Writer) error {

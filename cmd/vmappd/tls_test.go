@@ -289,7 +289,7 @@ func TestCerts(t *testing.T) {
 	}{
 		{nil, 2, "usage: vmappd certs --dir DIR"},
 		{[]string{"--dir", dir, "extra"}, 2, "usage: vmappd certs"},
-		{[]string{"--dir", dir, "--bogus"}, 2, "flag provided but not defined: -bogus"},
+		{[]string{"--dir", dir, "--bogus"}, 2, "unknown flag: --bogus"},
 		{[]string{"--dir", dir, "--clients", "server"}, 1, `vmappd certs: client name "server"`},
 		{[]string{"--dir", dir, "--hosts", "localhost:7443"}, 1, `vmappd certs: host "localhost:7443"`},
 	} {
