@@ -295,6 +295,12 @@ func rec(marks, label string) string {
 	return fmt.Sprintf(`echo "$(date +%%s%%N) %s $PWD" >> %s/log`, label, marks)
 }
 
+// awaitMark is a shell command that waits (a minute at most) until rec
+// has written label.
+func awaitMark(marks, label string) string {
+	return fmt.Sprintf(`for i in $(seq 1200); do grep -q " %s " %s/log 2>/dev/null && break; sleep 0.05; done`, label, marks)
+}
+
 type mark struct {
 	at    time.Time
 	label string
@@ -373,9 +379,18 @@ func (e *env) testOrderingAllSucceed(t *testing.T) {
 		name  string
 		order *int32
 	}{{"os-a1", order(1)}, {"os-b1", order(1)}, {"os-c2", order(2)}, {"os-d3", order(3)}, {"os-u1", nil}, {"os-u2", nil}}
+	// Applications meant to run together each wait for the other's start
+	// before they end (a bound of a minute only guards against a hang), so
+	// that running them together is seen by the marks' order, not by how
+	// soon a loaded machine starts the second one.
+	partner := map[string]string{"os-a1": "os-b1", "os-b1": "os-a1", "os-u1": "os-u2", "os-u2": "os-u1"}
 	for _, a := range apps {
+		wait := "sleep 0.3"
+		if p, ok := partner[a.name]; ok {
+			wait = awaitMark(marks, p+"-start")
+		}
 		e.publish(t, ver{app: a.name, version: "1.0.0",
-			install: rec(marks, a.name+"-start") + "; sleep 0.3; " + rec(marks, a.name+"-end")})
+			install: rec(marks, a.name+"-start") + "; " + wait + "; " + rec(marks, a.name+"-end")})
 	}
 	e.machine(t, "os-vm")
 	for _, a := range apps {
