@@ -74,9 +74,11 @@ func (k PublicKey) String() string {
 	return b64.EncodeToString(b)
 }
 
-// Encode is the public key file, as minisign writes it.
+// Encode is the public key file, byte for byte as minisign writes it: its
+// comment names the key id in hex without leading zeros (minisign's
+// PRIX64), unlike KeyID.String's fixed 16 digits.
 func (k PublicKey) Encode() []byte {
-	return fmt.Appendf(nil, "%sminisign public key %s\n%s\n", commentPrefix, k.ID, k)
+	return fmt.Appendf(nil, "%sminisign public key %X\n%s\n", commentPrefix, binary.LittleEndian.Uint64(k.ID[:]), k)
 }
 
 // Equal reports whether k and o are the same key with the same id.

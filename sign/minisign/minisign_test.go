@@ -2,6 +2,7 @@ package minisign
 
 import (
 	"bytes"
+	"crypto/ed25519"
 	"crypto/rand"
 	"encoding/binary"
 	"errors"
@@ -361,5 +362,19 @@ func TestReadFileNamesFile(t *testing.T) {
 	}
 	if _, err := ReadSignatureFile(big); err == nil || !strings.Contains(err.Error(), "not a minisign key or signature") {
 		t.Errorf("a large file: %v", err)
+	}
+}
+
+// TestPublicKeyCommentLikeMinisign: the public key file's comment names the
+// key id as minisign does, without leading zeros (one key in sixteen has
+// one), so the file is minisign's byte for byte.
+func TestPublicKeyCommentLikeMinisign(t *testing.T) {
+	k := PublicKey{ID: KeyID{0x21, 0x43, 0x65, 0x87, 0xa9, 0xcb, 0xed, 0x0f}, Key: make(ed25519.PublicKey, ed25519.PublicKeySize)}
+	first, _, _ := strings.Cut(string(k.Encode()), "\n")
+	if want := "untrusted comment: minisign public key FEDCBA987654321"; first != want {
+		t.Errorf("comment %q, want %q", first, want)
+	}
+	if got := k.ID.String(); got != "0FEDCBA987654321" {
+		t.Errorf("KeyID.String %q", got)
 	}
 }
