@@ -13,6 +13,7 @@ import (
 	"syscall"
 
 	"github.com/vmapp/vmapp/internal/buildinfo"
+	"github.com/vmapp/vmapp/internal/logformat"
 	"github.com/vmapp/vmapp/server"
 	"github.com/vmapp/vmapp/server/daemon"
 )
@@ -30,11 +31,15 @@ func main() {
 	}
 	var c daemon.Config
 	var level slog.Level
+	var logFormat logformat.Format
 	flag.StringVar(&c.DataDir, "data", "", "directory holding vmappd's state (required)")
 	flag.StringVar(&c.Listen, "listen", "127.0.0.1:7443", "gRPC listen address")
 	flag.StringVar(&c.MetricsAddr, "metrics", "", "Prometheus /metrics listen address (empty: off)")
 	flag.StringVar(&c.RegionsFile, "regions", "", "regions file (YAML): regions and their storage endpoints (required)")
 	flag.TextVar(&level, "log-level", slog.LevelInfo, "log level: debug, info, warn, error")
+	flag.Var(&logFormat, "log-format", logformat.Usage)
+	flag.DurationVar(&c.HealthInterval, "health-interval", daemon.DefaultHealthInterval, "how often the health service checks the data directory and every store endpoint")
+	flag.DurationVar(&c.DrainDelay, "drain-delay", 0, "on SIGTERM, serve this long with health NOT_SERVING before stopping, for load balancers (a second signal stops at once)")
 	flag.DurationVar(&c.URLExpiry, "url-expiry", server.DefaultURLExpiry, "how long the presigned URLs of download plans work")
 	flag.BoolVar(&c.ProxyDownloads, "proxy-downloads", false, "machines can't reach the stores: download plans send them to ReadRange on vmappd")
 	flag.StringVar(&c.TLSCert, "tls-cert", "", "PEM certificate (chain) to serve gRPC over TLS with; needs --tls-key (empty: plaintext)")
@@ -66,9 +71,16 @@ func main() {
 		flag.PrintDefaults()
 		os.Exit(2)
 	}
-	c.Logger = slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: level}))
+	if c.HealthInterval <= 0 || c.DrainDelay < 0 {
+		fmt.Fprintf(os.Stderr, "vmappd: --health-interval %s must be positive, --drain-delay %s not negative\n", c.HealthInterval, c.DrainDelay)
+		os.Exit(2)
+	}
+	c.Logger = logFormat.Logger(os.Stderr, level)
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
+	// Once told to stop, a second signal ends vmappd at once (the
+	// signals' default), cutting the drain delay and the graceful stop.
+	context.AfterFunc(ctx, stop)
 	if err := daemon.Run(ctx, c); err != nil {
 		c.Logger.Error("vmappd failed", "err", err)
 		os.Exit(1)
