@@ -20,14 +20,16 @@ import (
 	"github.com/vmapp/vmapp/client/agent"
 	"github.com/vmapp/vmapp/client/download"
 	"github.com/vmapp/vmapp/internal/buildinfo"
+	"github.com/vmapp/vmapp/internal/logformat"
 	"github.com/vmapp/vmapp/internal/tlsfiles"
 )
 
 func main() {
 	var c agent.Config
 	var level slog.Level
+	var logFormat logformat.Format
 	var version, useTLS bool
-	var tokenFile, trustFile, ca, cert, key string
+	var tokenFile, trustFile, ca, cert, key, metricsAddr string
 	flag.StringVar(&c.Server, "server", cmp.Or(os.Getenv("VMAPP_SERVER"), "127.0.0.1:7443"), "vmappd's address host:port, or a cluster's nodes host:port,host:port,... (env VMAPP_SERVER)")
 	flag.StringVar(&c.Tenant, "tenant", os.Getenv("VMAPP_TENANT"), "tenant of the machine (env VMAPP_TENANT; empty: its credential's)")
 	flag.StringVar(&c.Machine, "vm", "", "this machine's name in the fleet (required)")
@@ -40,6 +42,8 @@ func main() {
 	flag.DurationVar(&c.RevokedRetry, "revoked-retry", agent.DefaultRevokedRetry, "delay before asking vmappd again once it refused the machine for good (deleted, or its credential revoked)")
 	flag.BoolVar(&c.ExitOnRevoked, "exit-on-revoked", false, "exit with status 3 when vmappd refuses the machine for good, instead of asking again every --revoked-retry")
 	flag.TextVar(&level, "log-level", slog.LevelInfo, "log level: debug, info, warn, error")
+	flag.Var(&logFormat, "log-format", logformat.Usage)
+	flag.StringVar(&metricsAddr, "metrics-listen", "", "serve the agent's Prometheus /metrics on this address, e.g. 127.0.0.1:9465 (empty: off)")
 	flag.BoolVar(&useTLS, "tls", false, "connect over TLS, trusting the system's CAs (implied by --ca and --cert)")
 	flag.StringVar(&ca, "ca", os.Getenv("VMAPP_CA"), "connect over TLS, trusting the CAs in this PEM file (env VMAPP_CA)")
 	flag.StringVar(&cert, "cert", os.Getenv("VMAPP_CERT"), "PEM client certificate of this machine, for a vmappd that requires one; needs --key (env VMAPP_CERT)")
@@ -95,9 +99,17 @@ func main() {
 		}
 		c.Token = tok
 	}
-	c.Logger = slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: level}))
+	c.Logger = logFormat.Logger(os.Stderr, level)
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
+	if metricsAddr != "" {
+		reg, err := serveMetrics(ctx, metricsAddr, c.Logger)
+		if err != nil {
+			fmt.Fprintf(os.Stderr, "vmapp-agent: --metrics-listen: %v\n", err)
+			os.Exit(1)
+		}
+		c.Registry = reg
+	}
 	procs := download.RaiseProcsForDirectIO()
 	c.Logger.Info("vmapp-agent starting", "version", agent.Version, "server", c.Server, "tls", c.TLS != nil, "vm", c.Machine, "root", c.Root, "gomaxprocs", procs)
 	start := time.Now()

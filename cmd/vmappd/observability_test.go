@@ -4,8 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"io"
-	"net/http"
 	"os"
 	"path/filepath"
 	"regexp"
@@ -14,10 +12,10 @@ import (
 	"testing"
 	"time"
 
-	"github.com/prometheus/client_golang/prometheus/testutil/promlint"
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
 
 	"github.com/vmapp/vmapp/client"
+	"github.com/vmapp/vmapp/internal/testkit/metricstest"
 	"github.com/vmapp/vmapp/internal/testkit/miniotest"
 	pb "github.com/vmapp/vmapp/proto/vmapp/v1"
 	"github.com/vmapp/vmapp/server/daemon"
@@ -60,41 +58,14 @@ func (o *observed) waitStatus(service, want string) {
 // get GETs path on the metrics port: its status code and body.
 func (o *observed) get(path string) (int, string) {
 	o.t.Helper()
-	resp, err := http.Get("http://" + o.metrics + path)
-	if err != nil {
-		o.t.Fatal(err)
-	}
-	defer resp.Body.Close()
-	b, err := io.ReadAll(resp.Body)
-	if err != nil {
-		o.t.Fatal(err)
-	}
-	return resp.StatusCode, string(b)
+	return metricstest.Get(o.t, o.metrics, path)
 }
 
-// sample returns the value of the exposition line starting with series
-// (a name and its labels as printed), or "" when there is none.
+// sample returns the value of series on /metrics ("" when absent).
 func (o *observed) sample(series string) string {
 	o.t.Helper()
 	_, body := o.get("/metrics")
-	for line := range strings.Lines(body) {
-		if v, ok := strings.CutPrefix(strings.TrimSpace(line), series+" "); ok {
-			return v
-		}
-	}
-	return ""
-}
-
-// lint checks /metrics with Prometheus' own linter: no problem at all.
-func lint(t *testing.T, who, body string) {
-	t.Helper()
-	problems, err := promlint.New(strings.NewReader(body)).Lint()
-	if err != nil {
-		t.Fatalf("%s /metrics: %v", who, err)
-	}
-	for _, p := range problems {
-		t.Errorf("%s /metrics: %s: %s", who, p.Metric, p.Text)
-	}
+	return metricstest.Sample(body, series)
 }
 
 // tmpfs mounts a file system of size bytes on a new directory, so that
@@ -191,7 +162,7 @@ func TestHealthAndMetrics(t *testing.T) {
 	}
 	publish(t, c, dir)
 	_, body := o.get("/metrics")
-	lint(t, "vmappd", body)
+	metricstest.Lint(t, "vmappd", body)
 
 	west.Stop(t)
 	o.waitStatus(daemon.RegionService("westus"), "NOT_SERVING")
