@@ -55,6 +55,19 @@ func (o *observed) waitStatus(service, want string) {
 	}
 }
 
+// waitSample waits until series is want on /metrics; the deadline only
+// guards against a hang.
+func (o *observed) waitSample(series, want string) {
+	o.t.Helper()
+	deadline := time.Now().Add(time.Minute)
+	for got := o.sample(series); got != want; got = o.sample(series) {
+		if time.Now().After(deadline) {
+			o.t.Fatalf("%s is %q, want %s", series, got, want)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
+
 // get GETs path on the metrics port: its status code and body.
 func (o *observed) get(path string) (int, string) {
 	o.t.Helper()
@@ -161,6 +174,11 @@ func TestHealthAndMetrics(t *testing.T) {
 		}
 	}
 	publish(t, c, dir)
+	// The replicator counts just after the state says Completed: wait.
+	for series, want := range map[string]string{"vmapp_upload_bytes_total": "5000", "vmapp_agents_connected": "0",
+		`vmapp_replicas{region="westus",state="completed"}`: "1", `vmapp_replication_lag_seconds_count{region="westus"}`: "1"} {
+		o.waitSample(series, want)
+	}
 	_, body := o.get("/metrics")
 	metricstest.Lint(t, "vmappd", body)
 
