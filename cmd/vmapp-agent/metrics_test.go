@@ -50,8 +50,22 @@ func (e *env) testMetrics(t *testing.T) {
 			t.Errorf("%s is %q, want %s", series, got, want)
 		}
 	}
+	// vmappd's side: the agent connected, its download planned.
+	reg := e.c.Daemon.Registry
+	if n := metricstest.Value(t, reg, "vmapp_agents_connected", nil); n < 1 {
+		t.Errorf("vmapp_agents_connected is %v with the agent connected", n)
+	}
+	if n := metricstest.Value(t, reg, "vmapp_download_plans_total", map[string]string{"region": "eastus"}); n < 1 {
+		t.Errorf("vmapp_download_plans_total{region=eastus} is %v after a download", n)
+	}
 	_, body := metricstest.Get(t, addr, "/metrics")
 	metricstest.Lint(t, "vmapp-agent", body)
+	exposed := metricstest.Exposed(body)
+	for _, n := range metricstest.Names(metricstest.Exprs(t), "vmapp_agent_") {
+		if !exposed[n] {
+			t.Errorf("the dashboard or the alerts use %s, which the agent doesn't expose", n)
+		}
+	}
 	if !strings.Contains(body, "vmapp_build_info{") {
 		t.Error("no vmapp_build_info on the agent's /metrics")
 	}

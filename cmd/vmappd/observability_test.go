@@ -181,6 +181,18 @@ func TestHealthAndMetrics(t *testing.T) {
 	}
 	_, body := o.get("/metrics")
 	metricstest.Lint(t, "vmappd", body)
+	exposed := metricstest.Exposed(body)
+	for _, n := range metricstest.Names(metricstest.Exprs(t), "") {
+		switch {
+		case strings.HasPrefix(n, "vmapp_agent_"): // the agent's: its own test
+		case strings.HasPrefix(n, "vmapp_raft_"): // a cluster node's
+			if !clusterMetric(t, n) {
+				t.Errorf("the dashboard or the alerts use %s, which no vmappd node exposes", n)
+			}
+		case !exposed[n]:
+			t.Errorf("the dashboard or the alerts use %s, which vmappd doesn't expose", n)
+		}
+	}
 
 	west.Stop(t)
 	o.waitStatus(daemon.RegionService("westus"), "NOT_SERVING")
@@ -234,6 +246,17 @@ func TestHealthAndMetrics(t *testing.T) {
 	case <-ctx.Done():
 		t.Fatalf("vmappd still runs after a second SIGTERM:\n%s", p.output())
 	}
+}
+
+// clusterMetric reports whether a cluster node exposes name: this test's
+// vmappd is no cluster node, so the name is looked for where the cluster
+// package registers its metrics.
+func clusterMetric(t *testing.T, name string) bool {
+	b, err := os.ReadFile(metricstest.RepoPath("cluster/metrics.go"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return strings.Contains(string(b), `"`+name+`"`)
 }
 
 func writeFileT(t *testing.T, path, content string) {
