@@ -71,8 +71,12 @@ func main() {
 		flag.PrintDefaults()
 		os.Exit(2)
 	}
-	if c.HealthInterval <= 0 || c.DrainDelay < 0 {
-		fmt.Fprintf(os.Stderr, "vmappd: --health-interval %s must be positive, --drain-delay %s not negative\n", c.HealthInterval, c.DrainDelay)
+	if c.HealthInterval <= 0 {
+		fmt.Fprintf(os.Stderr, "vmappd: --health-interval %s: must be positive\n", c.HealthInterval)
+		os.Exit(2)
+	}
+	if c.DrainDelay < 0 {
+		fmt.Fprintf(os.Stderr, "vmappd: --drain-delay %s: must not be negative\n", c.DrainDelay)
 		os.Exit(2)
 	}
 	c.Logger = logFormat.Logger(os.Stderr, level)
