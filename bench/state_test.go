@@ -207,7 +207,7 @@ func measureState(t *testing.T, bin, regions string, s stateShape, env ...string
 		"startupSeconds": round(startup.Seconds(), 3), "startupRSSBytes": startRSS,
 		"settleSeconds": round(settle.Seconds(), 1), "startupRecordsRead": read,
 		"settledRSSBytes": settledRSS, "settledRSSAnonBytes": anon, "settledRSSFileBytes": file, "peakRSSBytes": hwm,
-		"idleRecordsReadPerSecond": round(idleReads, 1), "idleCPUPerSecond": round(idleCPU, 4), "replicasWanted": scrape(t, metrics, "vmapp_replicas_wanted"),
+		"idleRecordsReadPerSecond": round(idleReads, 1), "idleCPUPerSecond": round(idleCPU, 4), "replicasWanted": scrape(t, metrics, "vmapp_replicas"),
 		"listLatencyMs": latency, "listPagesWalked": pagesWalked, "listFirstPageItems": firstPage, "listSamples": listSamples,
 		"changeToRecordMs": round(changeMs, 1), "changeRecordsRead": changeReads,
 	}
@@ -263,7 +263,7 @@ func timeListings(t *testing.T, ctx context.Context, c *client.Client) (latency 
 // times until its replica record exists (the region's status counts its
 // bytes): the replicator's reconcile of one change. It returns that time
 // and the records vmappd read from the update's start until the
-// replicator wanted the new record (vmapp_replicas_wanted went up): the
+// replicator wanted the new record (the sum of vmapp_replicas went up): the
 // update's own reads (its quota check reads the tenant's versions) and
 // the reconcile's, not the polls'.
 func changeOneVersion(t *testing.T, ctx context.Context, c *client.Client, metrics string, s stateShape) (float64, int64) {
@@ -283,13 +283,13 @@ func changeOneVersion(t *testing.T, ctx context.Context, c *client.Client, metri
 	v := get()
 	one := int32(1)
 	v.PublishingProfile.TargetRegions = append(v.PublishingProfile.TargetRegions, &pb.TargetRegion{Name: added, RegionalReplicaCount: &one})
-	wanted := scrape(t, metrics, "vmapp_replicas_wanted")
+	wanted := scrape(t, metrics, "vmapp_replicas")
 	before := scrape(t, metrics, "vmapp_state_records_read_total")
 	start := time.Now()
 	if _, err := c.Catalog.UpdateVersion(ctx, &pb.UpdateVersionRequest{Version: v, UpdateMask: &fieldmaskpb.FieldMask{Paths: []string{"publishing_profile.target_regions"}}}); err != nil {
 		t.Fatal(err)
 	}
-	for scrape(t, metrics, "vmapp_replicas_wanted") == wanted {
+	for scrape(t, metrics, "vmapp_replicas") == wanted {
 		if time.Since(start) > 2*time.Minute {
 			t.Fatal("the replicator never wanted the new replica")
 		}
@@ -319,17 +319,22 @@ func scrape(t testing.TB, addr, name string) int64 {
 	defer resp.Body.Close()
 	sc := bufio.NewScanner(resp.Body)
 	sc.Buffer(make([]byte, 0, 64<<10), 1<<20)
+	var sum float64
+	found := false
 	for sc.Scan() {
-		if v, ok := strings.CutPrefix(sc.Text(), name+" "); ok {
-			f, err := strconv.ParseFloat(strings.TrimSpace(v), 64)
+		f := strings.Fields(sc.Text())
+		if len(f) == 2 && (f[0] == name || strings.HasPrefix(f[0], name+"{")) {
+			v, err := strconv.ParseFloat(f[1], 64)
 			if err != nil {
 				t.Fatal(err)
 			}
-			return int64(f)
+			sum, found = sum+v, true
 		}
 	}
-	t.Fatalf("vmappd's metrics have no %s", name)
-	return 0
+	if !found {
+		t.Fatalf("vmappd's metrics have no %s", name)
+	}
+	return int64(sum)
 }
 
 // plotListLatency draws each listing's p99 page latency against the

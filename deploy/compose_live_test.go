@@ -235,7 +235,7 @@ func (e *live) minioKilled() {
 	rand.Read(data)
 	writeFile(e.t, filepath.Join(e.dir, "big.bin"), data)
 	e.cli("app", "create", "--gallery", "demo", "big", "--os", "linux")
-	failed := e.metric("vmapp_replica_attempts_failed_total")
+	failed := e.metric(`vmapp_replica_copy_attempts_total{region="northeurope",result="failed"}`)
 	e.cli("version", "create", "--gallery", "demo", "--app", "big", "1.0.0", "--location", "eastus",
 		"--install", "true", "--remove", "true", "--target-region", "eastus", "--target-region", "northeurope", "--package", "/pkg/big.bin")
 	e.eventually("northeurope copying big 1.0.0", func() (bool, string) {
@@ -247,7 +247,7 @@ func (e *live) minioKilled() {
 	})
 	e.mustDocker("kill", e.ids["minio-northeurope"])
 	e.eventually("the replicator sees the copy into northeurope fail", func() (bool, string) {
-		n := e.metric("vmapp_replica_attempts_failed_total")
+		n := e.metric(`vmapp_replica_copy_attempts_total{region="northeurope",result="failed"}`)
 		return n > failed, fmt.Sprintf("failed attempts %v, %v before", n, failed)
 	})
 	e.t.Logf("northeurope killed at %v", e.replication("big", "1.0.0")["northeurope"])
@@ -552,7 +552,7 @@ func (e *live) metric(name string) float64 {
 		sc := bufio.NewScanner(resp.Body)
 		for sc.Scan() {
 			f := strings.Fields(sc.Text())
-			if len(f) == 2 && (f[0] == name || strings.HasPrefix(f[0], name+"{")) {
+			if len(f) == 2 && (f[0] == name || strings.HasPrefix(f[0], name+"{") && !strings.HasSuffix(name, "}")) {
 				v, _ := strconv.ParseFloat(f[1], 64)
 				sum += v
 			}

@@ -26,11 +26,20 @@ func (r *Replicator) work(ctx context.Context, key string, rec *statepb.Replica)
 	} else {
 		err = r.copy(ctx, key, rec)
 	}
-	if err == nil || errors.Is(err, errGone) || ctx.Err() != nil {
-		return // done, no longer wanted, or stopped: the record says where it stands
+	if errors.Is(err, errGone) || ctx.Err() != nil {
+		return // no longer wanted, or stopped: the record says where it stands
+	}
+	copying := rec.Phase != statepb.ReplicaPhase_REPLICA_PHASE_DELETING
+	if err == nil {
+		if copying {
+			r.m.attempts.WithLabelValues(rec.Region, resultCompleted).Inc()
+		}
+		return
 	}
 	ctx = context.WithoutCancel(ctx) // record the failure even as the worker stops
-	r.m.failures.WithLabelValues(rec.Region).Inc()
+	if copying {
+		r.m.attempts.WithLabelValues(rec.Region, resultFailed).Inc()
+	}
 	cur, cerr := r.record(key)
 	if cerr != nil || cur == nil {
 		return
@@ -240,11 +249,12 @@ func (r *Replicator) complete(ctx context.Context, key string, dst blob.Store, m
 	if err != nil {
 		return err
 	}
-	r.m.completed.WithLabelValues(rec.Region).Inc()
 	r.log.Info("replica completed", "version", what(rec), "region", rec.Region, "replica", rec.Index, "endpoint", dst.Endpoint(), "bytes", m.SizeBytes)
 	if damage != "" {
 		r.m.repaired.WithLabelValues(rec.Region).Inc()
 		r.log.Info("damaged replica repaired", "version", what(rec), "region", rec.Region, "replica", rec.Index, "damage", damage)
+	} else {
+		r.observeLag(ctx, rec)
 	}
 	return nil
 }

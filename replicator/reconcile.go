@@ -134,7 +134,7 @@ func (r *Replicator) reconcileAll(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	r.wantedBy, r.wantedAll = map[string]int{}, 0
+	r.wantedBy, r.wantedIn = map[string]map[string]int{}, map[string]int{}
 	for _, v := range versions {
 		p := prefixOf(v)
 		r.diffVersion(p, v, byVersion[p], diff)
@@ -157,16 +157,18 @@ func (r *Replicator) reconcileAll(ctx context.Context) error {
 // is held.
 func (r *Replicator) diffVersion(prefix string, v *pb.GalleryApplicationVersion, have []*statepb.Replica, diff *statepb.ReconcileReplicas) {
 	if v != nil && v.ProvisioningState == pb.ProvisioningDeleting {
-		r.setWanted(prefix, 0)
+		r.setWanted(prefix, nil)
 		return
 	}
 	want := map[string]*statepb.Replica{}
+	in := map[string]int{}
 	if v != nil {
 		for _, rec := range r.wanted(v) {
 			want[recordKey(rec)] = rec
+			in[rec.Region]++
 		}
 	}
-	r.setWanted(prefix, len(want))
+	r.setWanted(prefix, in)
 	seen := map[string]bool{}
 	for _, rec := range have {
 		k := recordKey(rec)
@@ -182,16 +184,20 @@ func (r *Replicator) diffVersion(prefix string, v *pb.GalleryApplicationVersion,
 	}
 }
 
-// setWanted records how many replica records a version wants, for the
-// vmapp_replicas_wanted gauge. r.mu is held.
-func (r *Replicator) setWanted(prefix string, n int) {
-	r.wantedAll += n - r.wantedBy[prefix]
-	if n == 0 {
+// setWanted records how many replica records a version wants in each
+// region, for the vmapp_replicas gauges. r.mu is held.
+func (r *Replicator) setWanted(prefix string, in map[string]int) {
+	for region, n := range r.wantedBy[prefix] {
+		r.wantedIn[region] -= n
+	}
+	for region, n := range in {
+		r.wantedIn[region] += n
+	}
+	if len(in) == 0 {
 		delete(r.wantedBy, prefix)
 	} else {
-		r.wantedBy[prefix] = n
+		r.wantedBy[prefix] = in
 	}
-	r.m.records.Set(float64(r.wantedAll))
 }
 
 func (r *Replicator) proposeDiff(ctx context.Context, diff *statepb.ReconcileReplicas) error {
@@ -225,12 +231,15 @@ func (r *Replicator) queued(ctx context.Context) (map[string][]*statepb.Replica,
 	now := r.now()
 	queues := map[string][]*statepb.Replica{}
 	going := map[string]bool{}
+	count := phaseCount{}
+	defer func() { r.setReplicaGauges(count) }()
 	err := r.db.View(ctx, func(tx *state.Tx) error {
 		seed := func(k string) (*statepb.Replica, error) {
 			rec, _, err := state.Replicas.Get(tx, []byte(k))
 			return rec, err
 		}
 		return state.ActiveReplicas.Scan(tx, nil, nil, func(k []byte, rec *statepb.Replica) (bool, error) {
+			count.add(rec)
 			if r.inflight[string(k)] != nil {
 				return true, nil
 			}

@@ -137,15 +137,17 @@ type Replicator struct {
 	// finalizing holds the prefixes Finalize is deleting. Neither these
 	// nor versions marked for deletion are dispatched.
 	finalizing map[string]bool
-	// wantedBy counts the records each version wants (vmapp_replicas_wanted
-	// is wantedAll, their sum), as of its last reconcile.
-	wantedBy  map[string]int
-	wantedAll int
-	restored  atomic.Bool // the state was restored: reconcile every version
-	rr        string      // version prefix served last, for round-robin
-	jobs      sync.WaitGroup
+	// wantedBy counts the records each version wants by region, as of its
+	// last reconcile; wantedIn is their sum by region (the records of
+	// vmapp_replicas that are wanted: all but the deleting ones).
+	wantedBy map[string]map[string]int
+	wantedIn map[string]int
+	restored atomic.Bool // the state was restored: reconcile every version
+	rr       string      // version prefix served last, for round-robin
+	jobs     sync.WaitGroup
 
 	locks   keyLocks // one check of a replica at a time
+	lag     lagSeen
 	reports reports
 }
 
@@ -184,8 +186,8 @@ func New(o Options) (*Replicator, error) {
 	}
 	r := &Replicator{
 		o: o, db: o.DB, cat: o.Catalog, topo: o.Topology, store: o.Store, log: o.Logger, now: time.Now,
-		poke: make(chan struct{}, 1), inflight: map[string]*job{}, finalizing: map[string]bool{}, wantedBy: map[string]int{}, perEP: map[string]*rate.Limiter{},
-		m:       newMetrics(o.Registry),
+		poke: make(chan struct{}, 1), inflight: map[string]*job{}, finalizing: map[string]bool{}, wantedBy: map[string]map[string]int{}, wantedIn: map[string]int{}, perEP: map[string]*rate.Limiter{},
+		m:       newMetrics(o.Registry, o.Topology.Names()),
 		reports: reports{slots: make(chan struct{}, reportSlots)},
 	}
 	if o.Bandwidth > 0 {
@@ -249,6 +251,9 @@ func (r *Replicator) Run(ctx context.Context) {
 			}
 			r.mu.Unlock()
 			r.jobs.Wait()
+			r.mu.Lock()
+			r.clearReplicaGauges()
+			r.mu.Unlock()
 			return
 		case <-r.poke:
 		case <-tick.C:

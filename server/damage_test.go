@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"fmt"
+	"maps"
 	"strings"
 	"sync"
 	"testing"
@@ -63,7 +64,7 @@ func (f *fleet) repair(version string, deep bool) (problems, unchecked map[strin
 }
 
 // metric sums the samples of a counter or gauge whose labels include
-// labels.
+// labels (for a histogram, its observations' count).
 func metric(t *testing.T, reg prometheus.Gatherer, name string, labels map[string]string) float64 {
 	t.Helper()
 	mfs, err := reg.Gather()
@@ -84,10 +85,29 @@ func metric(t *testing.T, reg prometheus.Gatherer, name string, labels map[strin
 					continue next
 				}
 			}
-			sum += m.GetCounter().GetValue() + m.GetGauge().GetValue()
+			sum += m.GetCounter().GetValue() + m.GetGauge().GetValue() + float64(m.GetHistogram().GetSampleCount())
 		}
 	}
 	return sum
+}
+
+// series reports whether reg has a series of name with exactly labels.
+func series(t *testing.T, reg prometheus.Gatherer, name string, labels map[string]string) bool {
+	t.Helper()
+	mfs, err := reg.Gather()
+	mustOK(t, err)
+	for _, mf := range mfs {
+		for _, m := range mf.Metric {
+			have := map[string]string{}
+			for _, l := range m.Label {
+				have[l.GetName()] = l.GetValue()
+			}
+			if mf.GetName() == name && maps.Equal(have, labels) {
+				return true
+			}
+		}
+	}
+	return false
 }
 
 // TestRepairUnreadable: replicas MinIO refuses to serve — their metadata

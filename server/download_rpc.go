@@ -37,6 +37,7 @@ type downloadServer struct {
 	stores func(region string, i int) (blob.Store, error)
 	expiry time.Duration
 	direct bool
+	m      *edgeMetrics
 }
 
 // target is a version's artifact that may be downloaded in a region.
@@ -121,6 +122,7 @@ func (s *downloadServer) GetDownloadPlan(ctx context.Context, r *pb.GetDownloadP
 			plan.Sources = append(plan.Sources, &pb.DownloadSource{Region: rep.Region, Replica: rep.Index, Url: u.String(), Fallback: rep.Region != r.Region})
 		}
 	}
+	s.m.plans.WithLabelValues(r.Region).Inc()
 	return &pb.GetDownloadPlanResponse{Plan: plan}, nil
 }
 
@@ -153,8 +155,10 @@ func (s *downloadServer) ReadRange(r *pb.ReadRangeRequest, stream pb.DownloadSer
 			last = err
 			continue
 		}
+		sent := off
 		err = sendChunks(stream, body, &off)
 		body.Close()
+		s.m.downloadBytes.WithLabelValues(r.Region).Add(float64(off - sent))
 		if err == nil || ctx.Err() != nil {
 			return err
 		}

@@ -203,8 +203,29 @@ func replicationClient(f *fleet) pb.ReplicationServiceClient {
 
 // TestRegionOutage: a region whose store is down fails on its own, the
 // others complete, and it completes once the store is back.
+//
+// Its metrics follow: every region's series exist before anything
+// happened; westus's failed copy attempts and failed replicas count while
+// it is down; once it is back, every region's replicas are completed and
+// its replication lag observed once.
 func TestRegionOutage(t *testing.T) {
 	f := newFleet(t, replicator.Options{})
+	for _, region := range []string{"eastus", "westus", "northeurope"} {
+		for _, m := range []struct {
+			name   string
+			labels map[string]string
+		}{
+			{"vmapp_replica_copy_attempts_total", map[string]string{"region": region, "result": "failed"}},
+			{"vmapp_replica_copy_attempts_total", map[string]string{"region": region, "result": "completed"}},
+			{"vmapp_replicas", map[string]string{"region": region, "state": "failed"}},
+			{"vmapp_replica_damage_found_total", map[string]string{"region": region, "check": "deep_scrub"}},
+			{"vmapp_replication_lag_seconds", map[string]string{"region": region}},
+		} {
+			if !series(t, f.reg, m.name, m.labels) {
+				t.Errorf("no %s%v before the first event", m.name, m.labels)
+			}
+		}
+	}
 	f.minio["westus"][0].Stop(t)
 	data := f.publish("1.0.0", testcluster.PartSize+1, tr("eastus", 2), tr("westus", 2), tr("northeurope", 1))
 	v := f.waitState("1.0.0", "Failed")
@@ -226,11 +247,34 @@ func TestRegionOutage(t *testing.T) {
 	if err := f.repl.Available(context.Background(), v, "westus"); err == nil {
 		t.Fatal("westus available while its store is down")
 	}
+	westus := func(labels map[string]string) map[string]string { labels["region"] = "westus"; return labels }
+	if n := metric(t, f.reg, "vmapp_replica_copy_attempts_total", westus(map[string]string{"result": "failed"})); n < 1 {
+		t.Errorf("westus failed copy attempts %v while it was Failed", n)
+	}
+	f.waitMetric("vmapp_replicas", westus(map[string]string{"state": "failed"}), 1)
+	if n := metric(t, f.reg, "vmapp_replica_copy_attempts_total", map[string]string{"result": "failed", "region": "eastus"}); n != 0 {
+		t.Errorf("eastus failed copy attempts %v", n)
+	}
 	f.minio["westus"][0].Restart(t)
 	f.waitState("1.0.0", "Completed")
 	for i := range 2 {
 		if b, err := f.replica("westus", "1.0.0", i); err != nil || !bytes.Equal(b, data) {
 			t.Fatalf("westus replica %d after the outage: %v", i, err)
+		}
+	}
+	for region, n := range map[string]float64{"eastus": 2, "westus": 2, "northeurope": 1} {
+		// Each is counted just after the state says it: wait for them.
+		f.waitMetric("vmapp_replicas", map[string]string{"region": region, "state": "completed"}, n)
+		f.waitMetric("vmapp_replica_copy_attempts_total", map[string]string{"region": region, "result": "completed"}, n)
+		f.waitMetric("vmapp_replication_lag_seconds", map[string]string{"region": region}, 1)
+		if got := metric(t, f.reg, "vmapp_replicas", map[string]string{"region": region}); got != n {
+			t.Errorf("%s: %v replica records in all, want %v completed and nothing else", region, got, n)
+		}
+		if got := metric(t, f.reg, "vmapp_replica_copy_attempts_total", map[string]string{"region": region, "result": "completed"}); got != n {
+			t.Errorf("%s: %v completed copy attempts, want %v", region, got, n)
+		}
+		if got := metric(t, f.reg, "vmapp_replication_lag_seconds", map[string]string{"region": region}); got != 1 {
+			t.Errorf("%s: replication lag observed %v times, want once", region, got)
 		}
 	}
 }

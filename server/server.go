@@ -124,6 +124,11 @@ func New(o Options) *grpc.Server {
 	if o.Registry != nil {
 		o.Registry.MustRegister(metrics)
 	}
+	var regions []string
+	if o.Topology != nil {
+		regions = o.Topology.Names()
+	}
+	em := newEdgeMetrics(o.Registry, regions, o.Fleet)
 	var az *authorizer
 	if o.Auth != nil {
 		az = &authorizer{auth: o.Auth, store: o.Store, fleet: o.Fleet, bindCerts: o.BindMachineCerts}
@@ -141,7 +146,7 @@ func New(o Options) *grpc.Server {
 		pb.RegisterAccessServiceServer(gs, &accessServer{auth: o.Auth, store: o.Store, fleet: o.Fleet})
 	}
 	if o.Ingest != nil {
-		pb.RegisterTransferServiceServer(gs, &transferServer{ingest: o.Ingest, repl: o.Replicator})
+		pb.RegisterTransferServiceServer(gs, &transferServer{ingest: o.Ingest, repl: o.Replicator, m: em})
 	}
 	if o.Replicator != nil {
 		pb.RegisterReplicationServiceServer(gs, &replicationServer{store: o.Store, repl: o.Replicator})
@@ -151,7 +156,7 @@ func New(o Options) *grpc.Server {
 		if expiry <= 0 {
 			expiry = DefaultURLExpiry
 		}
-		pb.RegisterDownloadServiceServer(gs, &downloadServer{store: o.Store, topo: o.Topology, repl: o.Replicator, stores: o.Stores, expiry: expiry, direct: !o.ProxyDownloads})
+		pb.RegisterDownloadServiceServer(gs, &downloadServer{store: o.Store, topo: o.Topology, repl: o.Replicator, stores: o.Stores, expiry: expiry, direct: !o.ProxyDownloads, m: em})
 	}
 	if o.Fleet != nil {
 		pb.RegisterFleetServiceServer(gs, &fleetServer{fleet: o.Fleet, auth: o.Auth})

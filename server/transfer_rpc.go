@@ -5,6 +5,8 @@ import (
 	"errors"
 	"io"
 
+	"github.com/prometheus/client_golang/prometheus"
+
 	"github.com/vmapp/vmapp/errs"
 	pb "github.com/vmapp/vmapp/proto/vmapp/v1"
 	"github.com/vmapp/vmapp/replicator"
@@ -16,6 +18,7 @@ type transferServer struct {
 	pb.UnimplementedTransferServiceServer
 	ingest *ingest.Service
 	repl   *replicator.Replicator // may be nil
+	m      *edgeMetrics
 }
 
 func (s *transferServer) BeginUpload(ctx context.Context, r *pb.BeginUploadRequest) (*pb.BeginUploadResponse, error) {
@@ -37,7 +40,7 @@ func (s *transferServer) Upload(stream pb.TransferService_UploadServer) error {
 		if first.Offset != committed {
 			return nil, errs.New(errs.OutOfRange, "offset", "the first chunk starts at offset %d, but the session has %d bytes committed: send from %d", first.Offset, committed, committed)
 		}
-		return &chunkReader{stream: stream, next: first, offset: first.Offset}, nil
+		return &chunkReader{stream: stream, next: first, offset: first.Offset, bytes: s.m.uploadBytes}, nil
 	})
 	if err != nil {
 		return err
@@ -64,6 +67,7 @@ type chunkReader struct {
 	stream pb.TransferService_UploadServer
 	next   *pb.UploadRequest // the chunk being read, if any
 	offset int64             // file offset of next.Data[0]
+	bytes  prometheus.Counter
 }
 
 func (r *chunkReader) Read(p []byte) (int, error) {
@@ -83,5 +87,6 @@ func (r *chunkReader) Read(p []byte) (int, error) {
 	n := copy(p, r.next.Data)
 	r.next.Data = r.next.Data[n:]
 	r.offset += int64(n)
+	r.bytes.Add(float64(n))
 	return n, nil
 }

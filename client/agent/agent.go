@@ -122,6 +122,7 @@ import (
 	"time"
 
 	"github.com/jonboulle/clockwork"
+	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/vmapp/vmapp/client"
 	"github.com/vmapp/vmapp/errs"
@@ -202,6 +203,8 @@ type Config struct {
 	Trust *Trust
 	// Logger; nil means slog.Default().
 	Logger *slog.Logger
+	// Registry, when set, gets the agent's metrics (vmapp_agent_*).
+	Registry prometheus.Registerer
 }
 
 // ErrRevoked is wrapped by Run's error when vmappd refused the machine for
@@ -232,6 +235,7 @@ type agent struct {
 	cl     *client.Client
 	fleet  pb.FleetServiceClient
 	log    *slog.Logger
+	m      *metrics
 	bootID string
 
 	mu sync.Mutex // guards st, policy, refusedChanges and lastProgress
@@ -314,7 +318,7 @@ func Run(ctx context.Context, cfg Config) error {
 	if err != nil {
 		return fmt.Errorf("agent: %w", err)
 	}
-	a := &agent{cfg: cfg, clock: cfg.Clock, cl: cfg.Client, log: cfg.Logger.With("machine", cfg.Machine), bootID: bootID, st: st,
+	a := &agent{cfg: cfg, clock: cfg.Clock, cl: cfg.Client, log: cfg.Logger.With("machine", cfg.Machine), m: newMetrics(cfg.Registry), bootID: bootID, st: st,
 		report: make(chan struct{}, 1), goalCh: make(chan struct{}, 1)}
 	if a.cl == nil {
 		if cfg.Server == "" {
@@ -486,6 +490,8 @@ func (a *agent) watchOnce(ctx context.Context) (received bool, err error) {
 			return received, errs.FromStatus(err)
 		}
 		if !received {
+			a.m.connected.Set(1)
+			defer a.m.connected.Set(0)
 			a.log.Info("goal-state stream open")
 			a.kick() // the server may have restarted: tell it where we stand
 		}

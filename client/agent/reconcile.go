@@ -303,7 +303,19 @@ func (a *agent) runStep(ctx context.Context, key string, o *operation, line, dir
 		}
 		a.update(key, func(*appState) { o.Group = g })
 	}})
-	return r, r.Err == nil && r.ExitCode == 0
+	ok := r.Err == nil && r.ExitCode == 0
+	if ctx.Err() == nil { // a command the agent stopped runs again: not counted
+		a.m.command(o.Step, r, ok)
+	}
+	return r, ok
+}
+
+// countDownload counts a download that started at start, unless the agent
+// stopped it.
+func (a *agent) countDownload(ctx context.Context, kind string, size int64, start time.Time, err error) {
+	if ctx.Err() == nil {
+		a.m.download(kind, size, a.clock.Since(start), err)
+	}
 }
 
 // remove carries out a removal step: the installed version's remove
@@ -412,7 +424,9 @@ func (a *agent) fetch(ctx context.Context, region string, ga *pb.GoalApplication
 	if ga.Tenant != "" {
 		dctx = client.InTenant(ctx, ga.Tenant)
 	}
+	start := a.clock.Now()
 	plan, err := a.cl.Download(dctx, ga.Gallery, ga.Application, ga.Version, filepath.Join(dir, pkgName), o)
+	a.countDownload(ctx, "package", ga.Package.GetSizeBytes(), start, err)
 	if err != nil {
 		return fmt.Errorf("download of the package failed: %w", err)
 	}
@@ -436,7 +450,9 @@ func (a *agent) fetch(ctx context.Context, region string, ga *pb.GoalApplication
 		total += n
 	case ga.DefaultConfiguration != nil:
 		o.Kind, o.Progress = pb.ArtifactKind_ARTIFACT_KIND_CONFIGURATION, progress(done)
+		start := a.clock.Now()
 		plan, err := a.cl.Download(dctx, ga.Gallery, ga.Application, ga.Version, cfgPath, o)
+		a.countDownload(ctx, "configuration", ga.DefaultConfiguration.SizeBytes, start, err)
 		if err != nil {
 			return fmt.Errorf("download of the default configuration failed: %w", err)
 		}

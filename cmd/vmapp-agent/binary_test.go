@@ -40,6 +40,7 @@ func TestBinary(t *testing.T) {
 	e := &env{c: c, bin: bin, fl: pb.NewFleetServiceClient(c.Client.Conn())}
 	t.Run("Kill9", e.testKill9)
 	t.Run("MachineDeleted", e.testMachineDeleted)
+	t.Run("Metrics", e.testMetrics)
 }
 
 type env struct {

@@ -22,6 +22,7 @@ import (
 	"github.com/vmapp/vmapp/client/download"
 	"github.com/vmapp/vmapp/internal/buildinfo"
 	"github.com/vmapp/vmapp/internal/cobracmd"
+	"github.com/vmapp/vmapp/internal/logformat"
 	"github.com/vmapp/vmapp/internal/tlsfiles"
 )
 
@@ -60,6 +61,8 @@ func rootCmd() *cobra.Command {
 	flag.DurationVar(&c.RevokedRetry, "revoked-retry", agent.DefaultRevokedRetry, "delay before asking vmappd again once it refused the machine for good (deleted, or its credential revoked)")
 	flag.BoolVar(&c.ExitOnRevoked, "exit-on-revoked", false, "exit with status 3 when vmappd refuses the machine for good, instead of asking again every --revoked-retry")
 	flag.TextVar(&o.level, "log-level", slog.LevelInfo, "log level: debug, info, warn, error")
+	flag.Var(&o.logFormat, "log-format", logformat.Usage)
+	flag.StringVar(&o.metricsAddr, "metrics-listen", "", "serve the agent's Prometheus /metrics on this address, e.g. 127.0.0.1:9465 (empty: off)")
 	flag.BoolVar(&o.useTLS, "tls", false, "connect over TLS, trusting the system's CAs (implied by --ca and --cert)")
 	flag.StringVar(&o.ca, "ca", os.Getenv("VMAPP_CA"), "connect over TLS, trusting the CAs in this PEM file (env VMAPP_CA)")
 	flag.StringVar(&o.cert, "cert", os.Getenv("VMAPP_CERT"), "PEM client certificate of this machine, for a vmappd that requires one; needs --key (env VMAPP_CERT)")
@@ -72,7 +75,9 @@ func rootCmd() *cobra.Command {
 type options struct {
 	level                               slog.Level
 	useTLS                              bool
+	logFormat                           logformat.Format
 	tokenFile, trustFile, ca, cert, key string
+	metricsAddr                         string
 }
 
 // run checks the flags' values, runs the agent until SIGTERM and returns
@@ -121,6 +126,14 @@ func run(c agent.Config, o options) int {
 	c.Logger = slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: o.level}))
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
+	if o.metricsAddr != "" {
+		reg, err := serveMetrics(ctx, o.metricsAddr, c.Logger)
+		if err != nil {
+			fmt.Fprintf(os.Stderr, "vmapp-agent: --metrics-listen: %v\n", err)
+			return 1
+		}
+		c.Registry = reg
+	}
 	procs := download.RaiseProcsForDirectIO()
 	c.Logger.Info("vmapp-agent starting", "version", agent.Version, "server", c.Server, "tls", c.TLS != nil, "vm", c.Machine, "root", c.Root, "gomaxprocs", procs)
 	start := time.Now()

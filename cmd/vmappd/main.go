@@ -4,6 +4,7 @@ package main
 
 import (
 	"context"
+	"fmt"
 	"io"
 	"log/slog"
 	"os"
@@ -15,6 +16,7 @@ import (
 
 	"github.com/vmapp/vmapp/internal/buildinfo"
 	"github.com/vmapp/vmapp/internal/cobracmd"
+	"github.com/vmapp/vmapp/internal/logformat"
 	"github.com/vmapp/vmapp/server"
 	"github.com/vmapp/vmapp/server/daemon"
 )
@@ -29,6 +31,7 @@ func main() {
 func rootCmd(stdout, stderr io.Writer) *cobra.Command {
 	var c daemon.Config
 	var level slog.Level
+	var logFormat logformat.Format
 	var join string
 	cmd := &cobra.Command{
 		Use:   "vmappd --data DIR --regions FILE [--listen ADDR] [--metrics ADDR] [--tls-cert FILE --tls-key FILE [--tls-client-ca FILE [--tls-bind-machines]]] [--node-id ID --raft-listen ADDR --cluster-key FILE [--join ADDR,...] [--advertise ADDR] [--raft-advertise ADDR]]",
@@ -41,9 +44,20 @@ func rootCmd(stdout, stderr io.Writer) *cobra.Command {
 			if c.DataDir == "" || c.RegionsFile == "" {
 				return cobracmd.Usage(cmd)
 			}
-			c.Logger = slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: level}))
+			if c.HealthInterval <= 0 {
+				fmt.Fprintf(stderr, "vmappd: --health-interval %s: must be positive\n", c.HealthInterval)
+				return cobracmd.Exit(2)
+			}
+			if c.DrainDelay < 0 {
+				fmt.Fprintf(stderr, "vmappd: --drain-delay %s: must not be negative\n", c.DrainDelay)
+				return cobracmd.Exit(2)
+			}
+			c.Logger = logFormat.Logger(os.Stderr, level)
 			ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 			defer stop()
+			// Once told to stop, a second signal ends vmappd at once (the
+			// signals' default), cutting the drain delay and the graceful stop.
+			context.AfterFunc(ctx, stop)
 			if err := daemon.Run(ctx, c); err != nil {
 				c.Logger.Error("vmappd failed", "err", err)
 				return cobracmd.Exit(1)
@@ -58,6 +72,9 @@ func rootCmd(stdout, stderr io.Writer) *cobra.Command {
 	flag.StringVar(&c.MetricsAddr, "metrics", "", "Prometheus /metrics listen address (empty: off)")
 	flag.StringVar(&c.RegionsFile, "regions", "", "regions file (YAML): regions and their storage endpoints (required)")
 	flag.TextVar(&level, "log-level", slog.LevelInfo, "log level: debug, info, warn, error")
+	flag.Var(&logFormat, "log-format", logformat.Usage)
+	flag.DurationVar(&c.HealthInterval, "health-interval", daemon.DefaultHealthInterval, "how often the health service checks the data directory and every store endpoint")
+	flag.DurationVar(&c.DrainDelay, "drain-delay", 0, "on SIGTERM, serve this long with health NOT_SERVING before stopping, for load balancers (a second signal stops at once)")
 	flag.DurationVar(&c.URLExpiry, "url-expiry", server.DefaultURLExpiry, "how long the presigned URLs of download plans work")
 	flag.BoolVar(&c.ProxyDownloads, "proxy-downloads", false, "machines can't reach the stores: download plans send them to ReadRange on vmappd")
 	flag.StringVar(&c.TLSCert, "tls-cert", "", "PEM certificate (chain) to serve gRPC over TLS with; needs --tls-key (empty: plaintext)")

@@ -43,15 +43,7 @@ replication:
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 	defer cancel()
 	must := must(t)
-	must(c.Catalog.CreateGallery(ctx, &pb.CreateGalleryRequest{Gallery: &pb.Gallery{Name: "g", Location: "eastus"}}))
-	must(c.Catalog.CreateApplication(ctx, &pb.CreateApplicationRequest{Application: &pb.GalleryApplication{Gallery: "g", Name: "a", Location: "eastus", SupportedOsType: "Linux"}}))
-	must(c.Catalog.CreateVersion(ctx, &pb.CreateVersionRequest{Version: &pb.GalleryApplicationVersion{
-		Gallery: "g", Application: "a", Name: "1.0.0", Location: "eastus",
-		PublishingProfile: &pb.PublishingProfile{
-			ManageActions: &pb.UserArtifactManage{Install: "i", Remove: "r"},
-			TargetRegions: []*pb.TargetRegion{{Name: "eastus"}, {Name: "westus", RegionalReplicaCount: proto.Int32(2)}},
-		},
-	}}))
+	createVersion(ctx, t, c, &pb.TargetRegion{Name: "eastus"}, &pb.TargetRegion{Name: "westus", RegionalReplicaCount: proto.Int32(2)})
 	const size = 40 << 20 // five 8 MiB parts: about 3.5 s at 12 MB/s
 	path := filepath.Join(dir, "app.bin")
 	f, _ := os.Create(path)

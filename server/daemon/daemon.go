@@ -7,10 +7,12 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"maps"
 	"net"
 	"net/http"
 	"os"
 	"path/filepath"
+	"slices"
 	"sync"
 	"time"
 
@@ -21,6 +23,7 @@ import (
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/health"
 
+	"github.com/vmapp/vmapp/blob/observed"
 	"github.com/vmapp/vmapp/cluster"
 	"github.com/vmapp/vmapp/internal/buildinfo"
 	pb "github.com/vmapp/vmapp/proto/vmapp/v1"
@@ -67,6 +70,13 @@ type Config struct {
 	// Cluster makes vmappd a node of a cluster (NodeID set); zero: a single
 	// vmappd on its own state file.
 	Cluster ClusterConfig
+	// HealthInterval is how often the data directory and the stores are
+	// checked for the health service (0: DefaultHealthInterval).
+	HealthInterval time.Duration
+	// DrainDelay is how long vmappd, told to stop, keeps serving with its
+	// health NOT_SERVING before it stops taking calls, so that load
+	// balancers see it go first (0: it stops at once).
+	DrainDelay time.Duration
 }
 
 // ClusterConfig is a node's part of Config.
@@ -111,6 +121,7 @@ type Daemon struct {
 	GRPC       *grpc.Server
 	Health     *health.Server
 	Registry   *prometheus.Registry
+	health     *healthState
 	log        *slog.Logger
 	tls        *tls.Config
 	lis        net.Listener
@@ -148,6 +159,8 @@ func New(ctx context.Context, c Config) (*Daemon, error) {
 	if d.State, err = state.Open(filepath.Join(c.DataDir, DBFile), state.Options{Logger: c.Logger}); err != nil {
 		return nil, err
 	}
+	d.Stores = stores.Observed(observed.NewErrors(d.Registry))
+	d.health = newHealthState(d.Health, d.Registry)
 	d.Registry.MustRegister(prometheus.NewCounterFunc(prometheus.CounterOpts{
 		Name: "vmapp_state_records_read_total",
 		Help: "Records read (decoded) from the state file, by API reads, goal states and background work: what reading the state costs.",
@@ -244,6 +257,7 @@ func (d *Daemon) Serve(ctx context.Context) error {
 	c, log, reg := d.Config, d.log, d.Registry
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}), buildinfo.Collector())
 	d.GRPC = d.grpcServer()
+	d.health.serve(slices.Collect(maps.Keys(d.GRPC.GetServiceInfo())))
 	transport := logTransport(log, d.lis.Addr(), d.tls)
 	var metricsSrv *http.Server
 	if c.MetricsAddr != "" {
@@ -253,6 +267,7 @@ func (d *Daemon) Serve(ctx context.Context) error {
 		}
 		mux := http.NewServeMux()
 		mux.Handle("/metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{Registry: reg}))
+		d.healthHandlers(mux)
 		metricsSrv = &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}
 		go func() {
 			if err := metricsSrv.Serve(mlis); err != nil && !errors.Is(err, http.ErrServerClosed) {
@@ -269,9 +284,10 @@ func (d *Daemon) Serve(ctx context.Context) error {
 	} else {
 		g.Go(func() error { return d.joinAndWatch(gctx) })
 	}
+	g.Go(func() error { d.watchHealth(gctx); return nil })
 	g.Go(func() error {
 		<-gctx.Done()
-		d.Health.Shutdown()
+		d.drain()
 		stopped := make(chan struct{})
 		go func() { d.GRPC.GracefulStop(); close(stopped) }()
 		select {
@@ -294,6 +310,18 @@ func (d *Daemon) Serve(ctx context.Context) error {
 	err := g.Wait()
 	log.Info("vmappd stopped")
 	return err
+}
+
+// drain makes every health service NOT_SERVING and, for DrainDelay, keeps
+// serving so that load balancers stop sending calls before vmappd stops
+// taking them.
+func (d *Daemon) drain() {
+	d.health.set("draining", "vmappd is stopping")
+	d.Health.Shutdown()
+	if d.Config.DrainDelay > 0 {
+		d.log.Info("draining: health NOT_SERVING; serving calls until the drain delay ends", "delay", d.Config.DrainDelay)
+		time.Sleep(d.Config.DrainDelay)
+	}
 }
 
 // grpcServer builds the gRPC server of every service.

@@ -9,8 +9,6 @@ import (
 	"strings"
 	"time"
 
-	healthpb "google.golang.org/grpc/health/grpc_health_v1"
-
 	"github.com/vmapp/vmapp/cluster"
 )
 
@@ -84,11 +82,11 @@ func (d *Daemon) joinAndWatch(ctx context.Context) error {
 	t := time.NewTicker(500 * time.Millisecond)
 	defer t.Stop()
 	for {
-		status := healthpb.HealthCheckResponse_SERVING
+		problem := ""
 		if !d.Node.Healthy() {
-			status = healthpb.HealthCheckResponse_NOT_SERVING
+			problem = "the node knows no leader"
 		}
-		d.Health.SetServingStatus("", status)
+		d.health.set("raft", problem)
 		select {
 		case <-ctx.Done():
 			return nil

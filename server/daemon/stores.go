@@ -3,9 +3,11 @@ package daemon
 import (
 	"context"
 	"log/slog"
+	"strconv"
 	"time"
 
 	"github.com/vmapp/vmapp/blob"
+	"github.com/vmapp/vmapp/blob/observed"
 	"github.com/vmapp/vmapp/blob/s3"
 	"github.com/vmapp/vmapp/errs"
 	"github.com/vmapp/vmapp/topology"
@@ -28,6 +30,17 @@ func OpenStores(ctx context.Context, topo *topology.Topology) (Stores, error) {
 		}
 	}
 	return out, nil
+}
+
+// Observed returns the stores counting their errors in e.
+func (s Stores) Observed(e *observed.Errors) Stores {
+	out := Stores{}
+	for region, eps := range s {
+		for i, st := range eps {
+			out[region] = append(out[region], e.Wrap(st, region, strconv.Itoa(i)))
+		}
+	}
+	return out
 }
 
 // Get returns endpoint i of region.

@@ -468,6 +468,14 @@ func (f *Fleet) Connect(tenant, machine string) func() {
 	}
 }
 
+// ConnectedMachines is the number of machines with a goal-state stream
+// open on this node.
+func (f *Fleet) ConnectedMachines() int {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return len(f.connected)
+}
+
 // ReportStatus records a machine's instance view.
 func (f *Fleet) ReportStatus(ctx context.Context, tenant, machine string, iv *pb.InstanceView) error {
 	if iv == nil {
