@@ -33,6 +33,7 @@ func main() {
 	flag.StringVar(&c.DataDir, "data", "", "directory holding vmappd's state (required)")
 	flag.StringVar(&c.Listen, "listen", "127.0.0.1:7443", "gRPC listen address")
 	flag.StringVar(&c.MetricsAddr, "metrics", "", "Prometheus /metrics listen address (empty: off)")
+	flag.BoolVar(&c.Pprof, "pprof", false, "with --metrics: serve Go's profiles (/debug/pprof/) there too; that listener has no authentication")
 	flag.StringVar(&c.RegionsFile, "regions", "", "regions file (YAML): regions and their storage endpoints (required)")
 	flag.TextVar(&level, "log-level", slog.LevelInfo, "log level: debug, info, warn, error")
 	flag.DurationVar(&c.URLExpiry, "url-expiry", server.DefaultURLExpiry, "how long the presigned URLs of download plans work")
@@ -58,7 +59,7 @@ func main() {
 		cc.Join = strings.Split(*join, ",")
 	}
 	if c.DataDir == "" || c.RegionsFile == "" || flag.NArg() > 0 {
-		fmt.Fprintln(os.Stderr, "usage: vmappd --data DIR --regions FILE [--listen ADDR] [--metrics ADDR] [--tls-cert FILE --tls-key FILE [--tls-client-ca FILE [--tls-bind-machines]]]")
+		fmt.Fprintln(os.Stderr, "usage: vmappd --data DIR --regions FILE [--listen ADDR] [--metrics ADDR [--pprof]] [--tls-cert FILE --tls-key FILE [--tls-client-ca FILE [--tls-bind-machines]]]")
 		fmt.Fprintln(os.Stderr, "              [--node-id ID --raft-listen ADDR --cluster-key FILE [--join ADDR,...] [--advertise ADDR] [--raft-advertise ADDR]]")
 		fmt.Fprintln(os.Stderr, "       vmappd certs --dir DIR [--hosts H,...] [--clients NAME,...]   (development certificates)")
 		fmt.Fprintln(os.Stderr, "       vmappd operator-token --data DIR --out FILE                   (a new operator token; vmappd stopped)")
