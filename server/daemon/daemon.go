@@ -44,7 +44,7 @@ type Config struct {
 	// Pprof serves Go's profiles (/debug/pprof/) on MetricsAddr too: what
 	// the bench profiles vmappd with. Off by default: a profile shows what
 	// the process does, and that listener has no authentication.
-	Pprof bool
+	Pprof       bool
 	RegionsFile string
 	Logger      *slog.Logger
 	// PartConcurrency is the number of parts an upload stores at once.
