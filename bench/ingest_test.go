@@ -41,15 +41,19 @@ func TestIngest(t *testing.T) {
 	// Baseline: minio-go PutObject of the file, its default part size and
 	// parallelism; before and after vmapp (A-B-A), as the store slows as it
 	// fills.
+	var baseCPU []cpuSplit
 	putObject := func(name string) time.Duration {
 		f, _ := os.Open(path)
 		defer f.Close()
 		syscall.Sync()
+		c0 := cpuNow(0, m.Pid())
 		start := time.Now()
 		if _, err := m.Client(t).PutObject(ctx, "baseline", name, f, size, minio.PutObjectOptions{}); err != nil {
 			t.Fatal(err)
 		}
-		return time.Since(start)
+		took := time.Since(start)
+		baseCPU = append(baseCPU, cpuNow(0, m.Pid()).minus(c0))
+		return took
 	}
 	baselineA := putObject("package-a")
 
@@ -77,6 +81,7 @@ func TestIngest(t *testing.T) {
 	})
 	cpu0 := cpuSeconds(d.cmd.Process.Pid)
 	syscall.Sync()
+	split0 := cpuNow(d.cmd.Process.Pid, m.Pid())
 	// The CPU profile covers the upload's first baseline-time seconds: it
 	// takes at least about that long, and runs the same way throughout.
 	cpuProfile := prof.cpu(ctx, max(1, int(baselineA.Seconds())))
@@ -86,6 +91,7 @@ func TestIngest(t *testing.T) {
 		t.Fatal(err)
 	}
 	took := time.Since(start)
+	vmSplit := cpuNow(d.cmd.Process.Pid, m.Pid()).minus(split0)
 	if v.Package.GetSha256() != sum {
 		t.Fatalf("stored package %v, want sha256 %s", v.Package, sum)
 	}
@@ -96,6 +102,8 @@ func TestIngest(t *testing.T) {
 	baseline := (baselineA + baselineB) / 2
 	vm, base := mbps(size, took), mbps(size, baseline)
 	writeProfileText(t, "ingest-profile.txt", cpuTop, allocTop)
+	vg := vmSplit.perGiB(size)
+	bg := baseCPU[0].plus(baseCPU[1]).perGiB(2 * size)
 	report.Scenarios["ingest"] = Result{
 		"bytes":                  size,
 		"vmappMBps":              vm,
@@ -108,12 +116,14 @@ func TestIngest(t *testing.T) {
 		"vmappdIdleRSSBytes":     rssIdle,
 		"vmappdCPUSeconds":       round(cpu, 2),
 		"vmappdCPUSecondsPerGiB": round(cpu/float64(size)*(1<<30), 2),
+		"cpuSecondsPerGiB":       map[string]cpuSplit{"vmapp": vmSplit.perGiB(size), "baselineA": baseCPU[0].perGiB(size), "baselineB": baseCPU[1].perGiB(size)},
 		"cpuProfileTop":          cpuTop,
 		"allocProfileTop":        allocTop,
 		"vmapp":                  fmt.Sprintf("%.0f MB/s", vm),
 		"baseline":               fmt.Sprintf("%.0f MB/s (minio-go PutObject)", base),
-		"notes":                  fmt.Sprintf("%d MiB incompressible; vmappd peak RSS %d MiB, CPU %.1f s; baseline A-B-A %.1f/%.1f s; profiles in results/ingest-profile.txt", size>>20, rss>>20, cpu, baselineA.Seconds(), baselineB.Seconds()),
-		"baselineName":           "minio-go PutObject",
+		"notes": fmt.Sprintf("%d MiB incompressible; vmappd peak RSS %d MiB; CPU s per GiB (client+vmappd+MinIO) vmapp %.2f+%.2f+%.2f = %.2f, PutObject %.2f+%.2f = %.2f; baseline A-B-A %.1f/%.1f s; profiles in results/ingest-profile.txt",
+			size>>20, rss>>20, vg.Client, vg.Vmappd, vg.MinIO, vg.Total, bg.Client, bg.MinIO, bg.Total, baselineA.Seconds(), baselineB.Seconds()),
+		"baselineName": "minio-go PutObject",
 	}
 	t.Logf("ingest %d MiB: vmapp %.0f MB/s, PutObject %.0f MB/s, ratio %.2f, vmappd peak RSS %d MiB", size>>20, vm, base, vm/base, rss>>20)
 }
@@ -134,4 +144,42 @@ func writeProfileText(t testing.TB, name string, cpuTop, allocTop []string) {
 	if err := os.WriteFile(filepath.Join("results", name), []byte(text), 0o644); err != nil {
 		t.Log(err)
 	}
+}
+
+// cpuSplit is CPU seconds by process: this one (the uploading client),
+// vmappd and MinIO.
+type cpuSplit struct {
+	Client float64 `json:"client"`
+	Vmappd float64 `json:"vmappd"`
+	MinIO  float64 `json:"minio"`
+	Total  float64 `json:"total"`
+}
+
+// cpuNow is the CPU time so far of this process, vmappd (pid 0: none) and
+// MinIO.
+func cpuNow(vmappd, minio int) cpuSplit {
+	var ru syscall.Rusage
+	syscall.Getrusage(syscall.RUSAGE_SELF, &ru)
+	self := time.Duration(ru.Utime.Nano() + ru.Stime.Nano()).Seconds()
+	c := cpuSplit{Client: self, MinIO: cpuSeconds(minio)}
+	if vmappd != 0 {
+		c.Vmappd = cpuSeconds(vmappd)
+	}
+	return c
+}
+
+func (c cpuSplit) plus(o cpuSplit) cpuSplit {
+	return cpuSplit{Client: c.Client + o.Client, Vmappd: c.Vmappd + o.Vmappd, MinIO: c.MinIO + o.MinIO}
+}
+
+func (c cpuSplit) minus(o cpuSplit) cpuSplit {
+	return cpuSplit{Client: c.Client - o.Client, Vmappd: c.Vmappd - o.Vmappd, MinIO: c.MinIO - o.MinIO}
+}
+
+// perGiB scales c to a GiB of size bytes, rounded, with the total.
+func (c cpuSplit) perGiB(size int64) cpuSplit {
+	k := float64(1<<30) / float64(size)
+	r := cpuSplit{Client: round(c.Client*k, 2), Vmappd: round(c.Vmappd*k, 2), MinIO: round(c.MinIO*k, 2)}
+	r.Total = round(r.Client+r.Vmappd+r.MinIO, 2)
+	return r
 }
