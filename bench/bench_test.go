@@ -53,7 +53,13 @@ type Machine struct {
 	GOOS        string `json:"goos"`
 	GOARCH      string `json:"goarch"`
 	GoVersion   string `json:"goVersion"`
+	// DiskDirectWriteMBps is the temporary directory's disk writing with
+	// O_DIRECT (dd), measured as the run starts.
+	DiskDirectWriteMBps float64 `json:"diskDirectWriteMBps"`
 }
+
+// diskRate is Machine.DiskDirectWriteMBps (0: dd failed).
+var diskRate float64
 
 var report = Report{Scenarios: map[string]Result{}}
 
@@ -62,6 +68,10 @@ func TestMain(m *testing.M) {
 	// call it: this process plays 100 machines at once in the fleet
 	// scenario, and its extra Ps took CPU from vmappd on the same 2 cores
 	// (ReportStatus p99 during the downloads 57 ms → 459 ms).
+	var err error
+	if diskRate, err = diskDirectWriteMBps(os.TempDir()); err != nil {
+		fmt.Fprintln(os.Stderr, "bench:", err)
+	}
 	code := m.Run()
 	if len(report.Scenarios) > 0 {
 		if err := writeReport(); err != nil {
@@ -88,7 +98,7 @@ func writeReport() error {
 			report.Commit += "-dirty"
 		}
 	}
-	report.Machine = Machine{Cores: runtime.NumCPU(), MemoryBytes: memTotal(), GOOS: runtime.GOOS, GOARCH: runtime.GOARCH, GoVersion: runtime.Version()}
+	report.Machine = Machine{Cores: runtime.NumCPU(), MemoryBytes: memTotal(), GOOS: runtime.GOOS, GOARCH: runtime.GOARCH, GoVersion: runtime.Version(), DiskDirectWriteMBps: diskRate}
 	for _, r := range report.Scenarios {
 		r["date"], r["commit"], r["quick"] = report.Date, report.Commit, report.Quick
 	}
@@ -123,7 +133,7 @@ func writeReport() error {
 func markdown() string {
 	var b strings.Builder
 	fmt.Fprintf(&b, "# vmapp bench — %s, commit %s%s\n\n", report.Date, report.Commit, map[bool]string{true: " (QUICK)"}[report.Quick])
-	fmt.Fprintf(&b, "Machine: %d cores, %.1f GiB, %s/%s, %s.\n\n", report.Machine.Cores, float64(report.Machine.MemoryBytes)/(1<<30), report.Machine.GOOS, report.Machine.GOARCH, report.Machine.GoVersion)
+	fmt.Fprintf(&b, "Machine: %d cores, %.1f GiB, %s/%s, %s; disk %.0f MB/s with O_DIRECT (dd).\n\n", report.Machine.Cores, float64(report.Machine.MemoryBytes)/(1<<30), report.Machine.GOOS, report.Machine.GOARCH, report.Machine.GoVersion, report.Machine.DiskDirectWriteMBps)
 	b.WriteString("Each row's run is the run that measured it: a row of an earlier run is kept while its scenario does not run again.\n\n")
 	b.WriteString("| scenario | run | vmapp | baseline | ratio (vmapp / baseline) | notes |\n|---|---|---|---|---|---|\n")
 	for _, name := range slices.Sorted(maps.Keys(report.Scenarios)) {

@@ -395,3 +395,17 @@ func (b *tracedBody) Close() error {
 	b.once.Do(b.tr.end)
 	return err
 }
+
+// diskDirectWriteMBps is the rate at which the disk under dir takes writes
+// that bypass the page cache: dd of 256 MiB with oflag=direct, then an
+// fsync. Downloads are measured against it.
+func diskDirectWriteMBps(dir string) (float64, error) {
+	f := filepath.Join(dir, "vmapp-bench-dd.bin")
+	defer os.Remove(f)
+	start := time.Now()
+	out, err := exec.Command("dd", "if=/dev/zero", "of="+f, "bs=1M", "count=256", "oflag=direct", "conv=fsync").CombinedOutput()
+	if err != nil {
+		return 0, fmt.Errorf("dd oflag=direct: %v: %s", err, out)
+	}
+	return mbps(256<<20, time.Since(start)), nil
+}

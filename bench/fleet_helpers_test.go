@@ -118,22 +118,8 @@ func (e *fleetEnv) publish(t testing.TB, ctx context.Context, gallery, app, vers
 // names and the wall time of the CreateMachine calls.
 func (e *fleetEnv) createMachines(t testing.TB, ctx context.Context, name string, n, conc int) ([]string, time.Duration) {
 	t.Helper()
-	if _, err := e.fleet.CreateScaleSet(ctx, &pb.CreateScaleSetRequest{ScaleSet: &pb.ScaleSet{Name: name, Region: fleetRegion, OsType: "Linux"}}); err != nil {
-		t.Fatal(err)
-	}
-	names := make([]string, n)
-	for i := range names {
-		names[i] = fmt.Sprintf("%s-%d", name, i)
-	}
-	start := time.Now()
-	err := forEach(ctx, n, conc, func(ctx context.Context, i int) error {
-		_, err := e.fleet.CreateMachine(ctx, &pb.CreateMachineRequest{Machine: &pb.Machine{Name: names[i], ScaleSet: name}})
-		return err
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	return names, time.Since(start)
+	names, _, took := e.createMachinesWithTokens(t, ctx, name, n, conc)
+	return names, took
 }
 
 // forEach runs f(0) … f(n-1), conc at a time, and returns the first error.
@@ -285,4 +271,44 @@ func plotConvergence(path string, ds []time.Duration) error {
 	return writePlot(path, fmt.Sprintf("Fleet convergence: %d machines", len(ds)), "ms since SetApplication", "% of machines converged", []series{s}, func(p *plot.Plot) {
 		p.X.Min, p.Y.Min, p.Y.Max = 0, 0, 100
 	})
+}
+
+// createMachinesWithTokens is createMachines keeping each machine's agent
+// credential.
+func (e *fleetEnv) createMachinesWithTokens(t testing.TB, ctx context.Context, name string, n, conc int) ([]string, []string, time.Duration) {
+	t.Helper()
+	if _, err := e.fleet.CreateScaleSet(ctx, &pb.CreateScaleSetRequest{ScaleSet: &pb.ScaleSet{Name: name, Region: fleetRegion, OsType: "Linux"}}); err != nil {
+		t.Fatal(err)
+	}
+	names, tokens := make([]string, n), make([]string, n)
+	for i := range names {
+		names[i] = fmt.Sprintf("%s-%d", name, i)
+	}
+	start := time.Now()
+	err := forEach(ctx, n, conc, func(ctx context.Context, i int) error {
+		r, err := e.fleet.CreateMachine(ctx, &pb.CreateMachineRequest{Machine: &pb.Machine{Name: names[i], ScaleSet: name}})
+		if err == nil && r.AgentToken == "" {
+			err = fmt.Errorf("machine %s: no agent credential", names[i])
+		}
+		if err == nil {
+			tokens[i] = r.AgentToken
+		}
+		return err
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return names, tokens, time.Since(start)
+}
+
+// setApplication sets the version ref (gallery/app/version) on scale set
+// scaleSet's profile.
+func (e *fleetEnv) setApplication(t testing.TB, ctx context.Context, scaleSet, ref string) {
+	t.Helper()
+	if _, err := e.fleet.SetApplication(ctx, &pb.SetApplicationRequest{
+		Target:      &pb.ProfileTarget{Target: &pb.ProfileTarget_ScaleSet{ScaleSet: scaleSet}},
+		Application: &pb.VMGalleryApplication{PackageReferenceId: ref},
+	}); err != nil {
+		t.Fatal(err)
+	}
 }

@@ -262,12 +262,7 @@ func TestFleet(t *testing.T) {
 	// Convergence: SetApplication on the scale set until every stream has
 	// delivered the goal state with the package.
 	setAt := time.Now()
-	if _, err := e.fleet.SetApplication(ctx, &pb.SetApplicationRequest{
-		Target:      &pb.ProfileTarget{Target: &pb.ProfileTarget_ScaleSet{ScaleSet: scaleSet}},
-		Application: &pb.VMGalleryApplication{PackageReferenceId: gallery + "/" + app + "/" + version},
-	}); err != nil {
-		t.Fatal(err)
-	}
+	e.setApplication(t, ctx, scaleSet, gallery+"/"+app+"/"+version)
 	setTook := time.Since(setAt)
 	if !waitTimeout(&converged, 2*time.Minute) {
 		k := 0

@@ -6,6 +6,8 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -37,16 +39,27 @@ func TestIngest(t *testing.T) {
 	ctx := ctxFor(t, 30*time.Minute)
 
 	// Baseline: minio-go PutObject of the file, its default part size and
-	// parallelism.
-	f, _ := os.Open(path)
-	start := time.Now()
-	if _, err := m.Client(t).PutObject(ctx, "baseline", "package", f, size, minio.PutObjectOptions{}); err != nil {
-		t.Fatal(err)
+	// parallelism; before and after vmapp (A-B-A), as the store slows as it
+	// fills.
+	var baseCPU []cpuSplit
+	putObject := func(name string) time.Duration {
+		f, _ := os.Open(path)
+		defer f.Close()
+		syscall.Sync()
+		c0 := cpuNow(0, m.Pid())
+		start := time.Now()
+		if _, err := m.Client(t).PutObject(ctx, "baseline", name, f, size, minio.PutObjectOptions{}); err != nil {
+			t.Fatal(err)
+		}
+		took := time.Since(start)
+		baseCPU = append(baseCPU, cpuNow(0, m.Pid()).minus(c0))
+		return took
 	}
-	baseline := time.Since(start)
-	f.Close()
+	baselineA := putObject("package-a")
 
-	d := startVmappd(t, buildCmd(t, "vmappd"), regions, "VMAPP_S3_ACCESS_KEY="+m.AccessKey, "VMAPP_S3_SECRET_KEY="+m.SecretKey)
+	bin, metrics := buildCmd(t, "vmappd"), freeAddr(t)
+	d := startVmappdArgs(t, bin, regions, []string{"--metrics", metrics, "--pprof"}, "VMAPP_S3_ACCESS_KEY="+m.AccessKey, "VMAPP_S3_SECRET_KEY="+m.SecretKey)
+	prof := newProfiler(t, bin, metrics)
 	rssIdle := peakRSS(d.cmd.Process.Pid)
 	c, err := client.New(d.addr, client.Options{Token: d.token})
 	if err != nil {
@@ -67,31 +80,50 @@ func TestIngest(t *testing.T) {
 		return err
 	})
 	cpu0 := cpuSeconds(d.cmd.Process.Pid)
-	start = time.Now()
+	syscall.Sync()
+	split0 := cpuNow(d.cmd.Process.Pid, m.Pid())
+	// The CPU profile covers the upload's first baseline-time seconds: it
+	// takes at least about that long, and runs the same way throughout.
+	cpuProfile := prof.cpu(ctx, max(1, int(baselineA.Seconds())))
+	start := time.Now()
 	v, err := c.Upload(ctx, "bench", "app", "1.0.0", pb.ArtifactKind_ARTIFACT_KIND_PACKAGE, path, client.UploadOptions{SHA256: sum})
 	if err != nil {
 		t.Fatal(err)
 	}
 	took := time.Since(start)
+	vmSplit := cpuNow(d.cmd.Process.Pid, m.Pid()).minus(split0)
 	if v.Package.GetSha256() != sum {
 		t.Fatalf("stored package %v, want sha256 %s", v.Package, sum)
 	}
 	rss := peakRSS(d.cmd.Process.Pid)
+	cpu := cpuSeconds(d.cmd.Process.Pid) - cpu0
+	cpuTop, allocTop := prof.top(cpuProfile(), 15), prof.top(prof.allocs(ctx), 12, "-sample_index=alloc_space")
+	baselineB := putObject("package-b")
+	baseline := (baselineA + baselineB) / 2
 	vm, base := mbps(size, took), mbps(size, baseline)
+	writeProfileText(t, "ingest-profile.txt", cpuTop, allocTop)
+	vg := vmSplit.perGiB(size)
+	bg := baseCPU[0].plus(baseCPU[1]).perGiB(2 * size)
 	report.Scenarios["ingest"] = Result{
-		"bytes":              size,
-		"vmappMBps":          vm,
-		"baselineMBps":       base,
-		"vmappSeconds":       round(took.Seconds(), 2),
-		"baselineSeconds":    round(baseline.Seconds(), 2),
-		"ratio":              round(vm/base, 2),
-		"vmappdPeakRSSBytes": rss,
-		"vmappdIdleRSSBytes": rssIdle,
-		"vmappdCPUSeconds":   round(cpuSeconds(d.cmd.Process.Pid)-cpu0, 2),
-		"vmapp":              fmt.Sprintf("%.0f MB/s", vm),
-		"baseline":           fmt.Sprintf("%.0f MB/s (minio-go PutObject)", base),
-		"notes":              fmt.Sprintf("%d MiB incompressible; vmappd peak RSS %d MiB", size>>20, rss>>20),
-		"baselineName":       "minio-go PutObject",
+		"bytes":                  size,
+		"vmappMBps":              vm,
+		"baselineMBps":           base,
+		"vmappSeconds":           round(took.Seconds(), 2),
+		"baselineSeconds":        round(baseline.Seconds(), 2),
+		"baselineRunsSeconds":    map[string]float64{"a": round(baselineA.Seconds(), 2), "b": round(baselineB.Seconds(), 2)},
+		"ratio":                  round(vm/base, 2),
+		"vmappdPeakRSSBytes":     rss,
+		"vmappdIdleRSSBytes":     rssIdle,
+		"vmappdCPUSeconds":       round(cpu, 2),
+		"vmappdCPUSecondsPerGiB": round(cpu/float64(size)*(1<<30), 2),
+		"cpuSecondsPerGiB":       map[string]cpuSplit{"vmapp": vmSplit.perGiB(size), "baselineA": baseCPU[0].perGiB(size), "baselineB": baseCPU[1].perGiB(size)},
+		"cpuProfileTop":          cpuTop,
+		"allocProfileTop":        allocTop,
+		"vmapp":                  fmt.Sprintf("%.0f MB/s", vm),
+		"baseline":               fmt.Sprintf("%.0f MB/s (minio-go PutObject)", base),
+		"notes": fmt.Sprintf("%d MiB incompressible; vmappd peak RSS %d MiB; CPU s per GiB (client+vmappd+MinIO) vmapp %.2f+%.2f+%.2f = %.2f, PutObject %.2f+%.2f = %.2f; baseline A-B-A %.1f/%.1f s; profiles in results/ingest-profile.txt",
+			size>>20, rss>>20, vg.Client, vg.Vmappd, vg.MinIO, vg.Total, bg.Client, bg.MinIO, bg.Total, baselineA.Seconds(), baselineB.Seconds()),
+		"baselineName": "minio-go PutObject",
 	}
 	t.Logf("ingest %d MiB: vmapp %.0f MB/s, PutObject %.0f MB/s, ratio %.2f, vmappd peak RSS %d MiB", size>>20, vm, base, vm/base, rss>>20)
 }
@@ -103,4 +135,51 @@ func mustDo(t testing.TB, fs ...func() error) {
 			t.Fatal(err)
 		}
 	}
+}
+
+// writeProfileText writes a scenario's profile summaries to results/name.
+func writeProfileText(t testing.TB, name string, cpuTop, allocTop []string) {
+	text := "# vmappd CPU profile (go tool pprof -top)\n\n" + strings.Join(cpuTop, "\n") +
+		"\n\n# vmappd allocations since start (go tool pprof -top -sample_index=alloc_space)\n\n" + strings.Join(allocTop, "\n") + "\n"
+	if err := os.WriteFile(filepath.Join("results", name), []byte(text), 0o644); err != nil {
+		t.Log(err)
+	}
+}
+
+// cpuSplit is CPU seconds by process: this one (the uploading client),
+// vmappd and MinIO.
+type cpuSplit struct {
+	Client float64 `json:"client"`
+	Vmappd float64 `json:"vmappd"`
+	MinIO  float64 `json:"minio"`
+	Total  float64 `json:"total"`
+}
+
+// cpuNow is the CPU time so far of this process, vmappd (pid 0: none) and
+// MinIO.
+func cpuNow(vmappd, minio int) cpuSplit {
+	var ru syscall.Rusage
+	syscall.Getrusage(syscall.RUSAGE_SELF, &ru)
+	self := time.Duration(ru.Utime.Nano() + ru.Stime.Nano()).Seconds()
+	c := cpuSplit{Client: self, MinIO: cpuSeconds(minio)}
+	if vmappd != 0 {
+		c.Vmappd = cpuSeconds(vmappd)
+	}
+	return c
+}
+
+func (c cpuSplit) plus(o cpuSplit) cpuSplit {
+	return cpuSplit{Client: c.Client + o.Client, Vmappd: c.Vmappd + o.Vmappd, MinIO: c.MinIO + o.MinIO}
+}
+
+func (c cpuSplit) minus(o cpuSplit) cpuSplit {
+	return cpuSplit{Client: c.Client - o.Client, Vmappd: c.Vmappd - o.Vmappd, MinIO: c.MinIO - o.MinIO}
+}
+
+// perGiB scales c to a GiB of size bytes, rounded, with the total.
+func (c cpuSplit) perGiB(size int64) cpuSplit {
+	k := float64(1<<30) / float64(size)
+	r := cpuSplit{Client: round(c.Client*k, 2), Vmappd: round(c.Vmappd*k, 2), MinIO: round(c.MinIO*k, 2)}
+	r.Total = round(r.Client+r.Vmappd+r.MinIO, 2)
+	return r
 }

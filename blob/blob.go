@@ -90,6 +90,12 @@ type Store interface {
 	// when not nil, is the part's digest: the store refuses bytes that don't
 	// match it, and the client need not hash them again.
 	PutPart(ctx context.Context, key, uploadID string, partNumber int, r io.Reader, size int64, sha256 []byte) (Part, error)
+	// PutPartCRC32C is PutPart with the part's CRC32C (Castagnoli) as the
+	// checksum the store refuses bytes by: a check of the hop to the store
+	// that costs the store almost nothing, where a sha256 costs it a pass
+	// of sha256 over the bytes. For a caller that has checked the bytes
+	// itself and keeps their sha256 (ingest).
+	PutPartCRC32C(ctx context.Context, key, uploadID string, partNumber int, r io.Reader, size int64, crc uint32) (Part, error)
 	// CopyPart makes part partNumber of the upload from length bytes of
 	// the object srcKey in the same store, starting at offset, without the
 	// data passing through the caller.

@@ -24,6 +24,7 @@ import (
 	"google.golang.org/protobuf/types/known/fieldmaskpb"
 
 	"github.com/vmapp/vmapp/blob"
+	"github.com/vmapp/vmapp/blob/blobtest"
 	"github.com/vmapp/vmapp/client"
 	"github.com/vmapp/vmapp/internal/testkit/miniotest"
 	"github.com/vmapp/vmapp/internal/testkit/testnet"
@@ -53,6 +54,9 @@ type cluster struct {
 	*env
 	minio  *miniotest.Server
 	stores daemon.Stores
+	// faulty is eastus's store as ingest sees it: no faults unless a test
+	// injects them.
+	faulty *blobtest.Faulty
 	ing    *ingest.Service
 }
 
@@ -74,14 +78,20 @@ func newCluster(t *testing.T, opts ...miniotest.Option) *cluster {
 	for _, eps := range stores {
 		mustOK(t, eps[0].EnsureBucket(context.Background()))
 	}
-	c := &cluster{minio: m, stores: stores}
+	c := &cluster{minio: m, stores: stores, faulty: blobtest.NewFaulty(stores["eastus"][0])}
+	storeOf := func(region string, endpoint int) (blob.Store, error) {
+		if region == "eastus" && endpoint == 0 {
+			return c.faulty, nil
+		}
+		return stores.Get(region, endpoint)
+	}
 	db, err := state.Open(filepath.Join(dir, "vmapp.db"), state.Options{})
 	mustOK(t, err)
 	store := catalog.New(db, catalog.Options{
 		Regions:         topo.Names(),
 		FinalizeVersion: func(ctx context.Context, v *pb.GalleryApplicationVersion) error { return c.ing.DeleteObjects(ctx, v) },
 	})
-	c.ing = ingest.New(ingest.Options{Catalog: store, Store: stores.Get, PartSize: testPart, Concurrency: 2})
+	c.ing = ingest.New(ingest.Options{Catalog: store, Store: storeOf, PartSize: testPart, Concurrency: 2})
 	lis, err := net.Listen("tcp", "127.0.0.1:0")
 	mustOK(t, err)
 	gs := server.New(server.Options{Store: store, Topology: topo, Ingest: c.ing})
@@ -792,5 +802,36 @@ func TestUploadFileShrinks(t *testing.T) {
 	}
 	if _, err := c.stored(key("1.0.0", pkg)); err == nil {
 		t.Fatal("an object was stored for a file that shrank")
+	}
+}
+
+// TestUploadPartChangedOnTheWay: a part changed between vmappd and the
+// store is refused by the store (its CRC32C) and sent again: the upload
+// resumes and publishes the right bytes. A store that keeps receiving
+// changed bytes fails the upload as Aborted (resumable), and the version
+// is not Failed: the client's file was sound.
+func TestUploadPartChangedOnTheWay(t *testing.T) {
+	c := newCluster(t)
+	c.newVersion("1.0.0")
+	path, sum, data := file(t, 2*testPart+100)
+	once := &blobtest.Fault{Op: blobtest.OpPutPart, After: 1, Times: 1, Corrupt: true}
+	c.faulty.Inject(once)
+	v, err := c.c.Upload(ctx(t), "g", "a", "1.0.0", pkg, path, client.UploadOptions{})
+	mustOK(t, err)
+	if once.Hits() != 1 || v.ProvisioningState != "Succeeded" || v.Package.GetSha256() != sum {
+		t.Fatalf("%d parts changed; version %s, package %v", once.Hits(), v.ProvisioningState, v.Package)
+	}
+	if b, err := c.stored(key("1.0.0", pkg)); err != nil || !bytes.Equal(b, data) {
+		t.Fatalf("stored: %d bytes, %v; want the %d bytes sent", len(b), err, len(data))
+	}
+
+	c.newVersion("2.0.0")
+	c.faulty.Inject(&blobtest.Fault{Op: blobtest.OpPutPart, Corrupt: true})
+	_, err = c.c.Upload(ctx(t), "g", "a", "2.0.0", pkg, path, client.UploadOptions{Attempts: 2})
+	wantErr(t, err, codes.Aborted, "changed on its way to the store")
+	got, err := c.c.Catalog.GetVersion(ctx(t), &pb.GetVersionRequest{Gallery: "g", Application: "a", Version: "2.0.0"})
+	mustOK(t, err)
+	if got.Version.ProvisioningState != "Creating" || got.Version.Package != nil {
+		t.Fatalf("after refused parts: state %s, package %v", got.Version.ProvisioningState, got.Version.Package)
 	}
 }

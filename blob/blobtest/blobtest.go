@@ -9,6 +9,7 @@ import (
 	"context"
 	"crypto/sha256"
 	"fmt"
+	"hash/crc32"
 	"io"
 	"math/rand/v2"
 	"net/http"
@@ -41,6 +42,7 @@ func Run(t *testing.T, newStore func(t *testing.T) blob.Store) {
 		{"multipart upload resumed", testMultipartResume},
 		{"multipart ETags", testMultipartETags},
 		{"PutPart checks the sha256", testPutPartSHA256},
+		{"PutPartCRC32C checks the CRC32C", testPutPartCRC32C},
 		{"AbortMultipart", testAbort},
 		{"CompleteMultipart refusals", testCompleteRefusals},
 		{"CopyObject", testCopyObject},
@@ -374,6 +376,33 @@ func testPutPartSHA256(t *testing.T, newStore func(t *testing.T) blob.Store) {
 	p := must(st.PutPart(ctx, "k", id, 1, bytes.NewReader(b), int64(len(b)), right[:])).ok(t)
 	if info := must(st.CompleteMultipart(ctx, "k", id, []blob.Part{p})).ok(t); info.Size != int64(len(b)) {
 		t.Fatalf("CompleteMultipart = %+v", info)
+	}
+}
+
+func testPutPartCRC32C(t *testing.T, newStore func(t *testing.T) blob.Store) {
+	st := newStore(t)
+	ctx := testCtx(t)
+	b := Data(1000, 6)
+	id := must(st.NewMultipart(ctx, "k", nil)).ok(t)
+	castagnoli := crc32.MakeTable(crc32.Castagnoli)
+	right := crc32.Checksum(b, castagnoli)
+	_, err := st.PutPartCRC32C(ctx, "k", id, 1, bytes.NewReader(b), int64(len(b)), right^1)
+	WantClass(t, "PutPartCRC32C with a wrong CRC32C", err, errs.DataLoss)
+	flipped := bytes.Clone(b)
+	flipped[500] ^= 1
+	_, err = st.PutPartCRC32C(ctx, "k", id, 1, io.MultiReader(bytes.NewReader(flipped)), int64(len(b)), right)
+	WantClass(t, "PutPartCRC32C of a changed stream", err, errs.DataLoss)
+	if ps := must(st.ListParts(ctx, "k", id)).ok(t); len(ps) != 0 {
+		t.Fatalf("a part refused for its CRC32C was kept: %+v", ps)
+	}
+	p := must(st.PutPartCRC32C(ctx, "k", id, 1, bytes.NewReader(b), int64(len(b)), right)).ok(t)
+	if info := must(st.CompleteMultipart(ctx, "k", id, []blob.Part{p})).ok(t); info.Size != int64(len(b)) {
+		t.Fatalf("CompleteMultipart = %+v", info)
+	}
+	rc := must(st.Get(ctx, "k", 0, -1)).ok(t)
+	defer rc.Close()
+	if got, err := io.ReadAll(rc); err != nil || !bytes.Equal(got, b) {
+		t.Fatalf("the object is not the bytes sent: %d bytes, %v", len(got), err)
 	}
 }
 

@@ -46,7 +46,8 @@ type Fault struct {
 	// Cut, when positive, ends a Get's body after Cut bytes (io.EOF): a
 	// store that sends less than it was asked for.
 	Cut int64
-	// Corrupt flips a bit of a Get's first byte: bytes changed on the way.
+	// Corrupt flips a bit of a Get's first byte, or of a PutPart's: bytes
+	// changed on the way.
 	Corrupt bool
 	// Hold, when set, is called before every read of a Get's body, which
 	// waits for it to return: a slow or stalled store, paced by the test
@@ -233,10 +234,35 @@ func (f *Faulty) NewMultipart(ctx context.Context, key string, meta map[string]s
 }
 
 func (f *Faulty) PutPart(ctx context.Context, key, uploadID string, partNumber int, r io.Reader, size int64, sha256 []byte) (blob.Part, error) {
-	if err := f.fail(OpPutPart, key); err != nil {
+	r, err := f.partBody(key, r)
+	if err != nil {
 		return blob.Part{}, err
 	}
 	return f.Store.PutPart(ctx, key, uploadID, partNumber, r, size, sha256)
+}
+
+func (f *Faulty) PutPartCRC32C(ctx context.Context, key, uploadID string, partNumber int, r io.Reader, size int64, crc uint32) (blob.Part, error) {
+	r, err := f.partBody(key, r)
+	if err != nil {
+		return blob.Part{}, err
+	}
+	return f.Store.PutPartCRC32C(ctx, key, uploadID, partNumber, r, size, crc)
+}
+
+// partBody applies a PutPart fault: its error, or with Corrupt a bit of
+// the part's first byte flipped on the way (the part then a stream, sent
+// once).
+func (f *Faulty) partBody(key string, r io.Reader) (io.Reader, error) {
+	ft := f.fault(OpPutPart, key)
+	switch {
+	case ft == nil:
+		return r, nil
+	case ft.Err != nil:
+		return nil, ft.Err
+	case ft.Corrupt:
+		return &faultyBody{ReadCloser: io.NopCloser(r), ctx: context.Background(), left: -1, corrupt: true}, nil
+	}
+	return r, nil
 }
 
 func (f *Faulty) CopyPart(ctx context.Context, key, uploadID string, partNumber int, srcKey string, offset, length int64) (blob.Part, error) {

@@ -9,6 +9,8 @@ package s3
 
 import (
 	"context"
+	"encoding/base64"
+	"encoding/binary"
 	"encoding/hex"
 	"fmt"
 	"io"
@@ -393,6 +395,27 @@ func (s *Store) NewMultipart(ctx context.Context, key string, meta map[string]st
 // part is sent with a streaming SHA-256 signature, so the server rejects
 // bytes changed on the way.
 func (s *Store) PutPart(ctx context.Context, key, uploadID string, partNumber int, r io.Reader, size int64, sum []byte) (blob.Part, error) {
+	var opts minio.PutObjectPartOptions
+	if sum != nil {
+		// The signed payload digest: the server checks the bytes against
+		// it, and minio-go skips its own streaming signature (which would
+		// hash the bytes again).
+		opts.Sha256Hex, opts.DisableContentSha256 = hex.EncodeToString(sum), true
+	}
+	return s.putPart(ctx, key, uploadID, partNumber, r, size, opts)
+}
+
+// PutPartCRC32C uploads size bytes from r as part partNumber with an
+// unsigned payload and their CRC32C in x-amz-checksum-crc32c, which the
+// server checks.
+func (s *Store) PutPartCRC32C(ctx context.Context, key, uploadID string, partNumber int, r io.Reader, size int64, crc uint32) (blob.Part, error) {
+	sum := binary.BigEndian.AppendUint32(nil, crc)
+	opts := minio.PutObjectPartOptions{DisableContentSha256: true, CustomHeader: http.Header{}}
+	opts.CustomHeader.Set("X-Amz-Checksum-Crc32c", base64.StdEncoding.EncodeToString(sum))
+	return s.putPart(ctx, key, uploadID, partNumber, r, size, opts)
+}
+
+func (s *Store) putPart(ctx context.Context, key, uploadID string, partNumber int, r io.Reader, size int64, opts minio.PutObjectPartOptions) (blob.Part, error) {
 	if err := checkUpload(key, uploadID); err != nil {
 		return blob.Part{}, err
 	}
@@ -401,13 +424,6 @@ func (s *Store) PutPart(ctx context.Context, key, uploadID string, partNumber in
 	}
 	if size < 0 || size > blob.MaxPartSize {
 		return blob.Part{}, errs.New(errs.InvalidArgument, "size", "upload part %d of %s: size %d: want 0..%d bytes", partNumber, s.where(key), size, int64(blob.MaxPartSize))
-	}
-	var opts minio.PutObjectPartOptions
-	if sum != nil {
-		// The signed payload digest: the server checks the bytes against
-		// it, and minio-go skips its own streaming signature (which would
-		// hash the bytes again).
-		opts.Sha256Hex, opts.DisableContentSha256 = hex.EncodeToString(sum), true
 	}
 	ra, inMemory := r.(io.ReaderAt)
 	if !inMemory {

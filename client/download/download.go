@@ -57,6 +57,18 @@ type Options struct {
 	// HTTPClient fetches the presigned URLs; nil means a client with
 	// enough idle connections per host for 16 parallel pieces.
 	HTTPClient *http.Client
+	// Durable makes the file durable before Run returns: its pieces written
+	// with direct I/O where the file system takes it (else writeback started
+	// as each is verified) and the file fsync'ed before the rename, then its
+	// directory. Without it (the default) the pieces go through the page
+	// cache and the kernel writes them back in its own time: the file is
+	// usable, verified, as soon as it is renamed, and a crash before the
+	// writeback loses nothing that matters, because nothing trusts the file
+	// after one: a Run into the same dest hashes an existing dest whole
+	// before it returns it, and pieces listed in a partial file's state
+	// again before it resumes. What Durable buys is not downloading again
+	// after a power cut.
+	Durable bool
 	// Logger gets a warning for each failed attempt at a piece, naming the
 	// source, the piece and the error (presigned queries left out): a
 	// corrupted or unreachable replica shows even when the download
@@ -93,8 +105,8 @@ var defaultHTTPClient = &http.Client{Transport: func() http.RoundTripper {
 // bad one is fetched from the next source. The pieces go into
 // dest+".partial", allocated in full first; dest+".vmapp-state" lists the
 // verified ones so a download run again after a crash skips them. Only when
-// the whole file's sha256 matches the plan is it synced and renamed to
-// dest: dest never holds a partial file. When dest holds the artifact
+// the whole file's sha256 matches the plan is it renamed to dest (synced
+// first with o.Durable): dest never holds a partial file. When dest holds the artifact
 // already, Run returns at once.
 //
 // Errors are *errs.Error: FailedPrecondition when the version isn't
@@ -200,7 +212,7 @@ func (d *downloader) run(ctx context.Context) error {
 		}
 		return err
 	}
-	f, err := openPartial(d.dest, d.art)
+	f, err := openPartial(d.dest, d.art, d.o.Durable)
 	if err != nil {
 		return err
 	}

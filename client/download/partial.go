@@ -18,11 +18,13 @@ type partial struct {
 	dest, path, statePath string
 
 	f *os.File
+	// durable: the file is synced before the rename (Options.Durable).
+	durable bool
 	// direct is the file opened for direct I/O (O_DIRECT), which writes the
 	// pieces' aligned chunks without copying them into the page cache: less
 	// CPU, no writeback left for the fsync, and a package that doesn't
 	// evict the machine's working set. nil where the file system refuses
-	// it, or without a chain (the whole-file hash then reads the file back,
+	// it, without Options.Durable, or without a chain (the whole-file hash then reads the file back,
 	// better from the page cache); noDirect is set when a write finds the
 	// file system refusing it after all.
 	direct   *os.File
@@ -65,8 +67,8 @@ func destDone(dest string, a *artifact) (bool, error) {
 // openPartial opens (or creates) the partial file, locks it, resumes from
 // the state file when it matches the artifact, and allocates the file's
 // size.
-func openPartial(dest string, a *artifact) (*partial, error) {
-	p := &partial{art: a, dest: dest, path: dest + PartialSuffix, statePath: dest + StateSuffix,
+func openPartial(dest string, a *artifact, durable bool) (*partial, error) {
+	p := &partial{art: a, dest: dest, path: dest + PartialSuffix, statePath: dest + StateSuffix, durable: durable,
 		verified: make([]bool, a.pieces()), wake: make(chan struct{}, 1)}
 	f, err := os.OpenFile(p.path, os.O_RDWR|os.O_CREATE, 0o644)
 	if err != nil {
@@ -94,7 +96,7 @@ func openPartial(dest string, a *artifact) (*partial, error) {
 		os.Remove(p.statePath)
 		return nil, p.localErr(err, "allocate %d bytes for %s", a.size, p.path)
 	}
-	if a.chain != nil {
+	if durable && a.chain != nil {
 		p.direct = openDirect(p.path)
 	}
 	return p, nil
@@ -204,7 +206,8 @@ func (p *partial) markVerified(i int) {
 	os.Rename(tmp, p.statePath)
 }
 
-// finish checks the whole file's sha256 (got) and moves the file to dest.
+// finish checks the whole file's sha256 (got) and moves the file to dest,
+// synced first when the download is durable.
 func (p *partial) finish(got string) error {
 	if got != p.art.sha {
 		// Every piece matched its hash: the plan's hashes disagree, or the
@@ -218,8 +221,10 @@ func (p *partial) finish(got string) error {
 		p.direct.Close()
 		p.direct = nil
 	}
-	if err := p.f.Sync(); err != nil {
-		return p.localErr(err, "sync %s", p.path)
+	if p.durable {
+		if err := p.f.Sync(); err != nil {
+			return p.localErr(err, "sync %s", p.path)
+		}
 	}
 	err := p.f.Close()
 	p.f = nil
@@ -229,9 +234,11 @@ func (p *partial) finish(got string) error {
 	if err := os.Rename(p.path, p.dest); err != nil {
 		return p.localErr(err, "rename %s to %s", p.path, p.dest)
 	}
-	if dir, err := os.Open(filepath.Dir(p.dest)); err == nil {
-		dir.Sync()
-		dir.Close()
+	if p.durable {
+		if dir, err := os.Open(filepath.Dir(p.dest)); err == nil {
+			dir.Sync()
+			dir.Close()
+		}
 	}
 	os.Remove(p.statePath)
 	os.Remove(p.statePath + ".tmp")

@@ -83,7 +83,7 @@ func (w *pieceWriter) verify(from string) error {
 		w.abort()
 		return err
 	}
-	if w.cached {
+	if w.cached && w.file.durable {
 		startWriteback(w.file.f, w.off, w.got)
 	}
 	w.file.markVerified(w.i)

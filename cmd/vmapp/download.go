@@ -14,7 +14,7 @@ import (
 func (c *cli) downloadCmd(ref *versionRef) *cobra.Command {
 	var region, out, machine string
 	var parallel int
-	var config bool
+	var config, durable bool
 	cmd := &cobra.Command{
 		Use:   "download --gallery G --app A VERSION --region R --out FILE",
 		Short: "Download a version's package (or default configuration) from a region's replicas",
@@ -23,7 +23,10 @@ an agent does: ranged requests in parallel, each piece checked against the
 version's manifest, a bad or failed piece fetched from another replica (or,
 when the region has none left, from another region), and the whole file's
 sha256 checked before it appears at --out. An interrupted download resumes
-where it stopped when run again (its state is kept beside the file). Each
+where it stopped when run again (its state is kept beside the file). The
+file is written through the page cache and not synced unless --durable:
+run again after a crash, the download hashes what it finds (a finished
+file whole, a partial one piece by piece) and fetches what was lost. Each
 failed attempt at a piece (a corrupted or unreachable replica) is logged to
 stderr, even when another source serves it.
 
@@ -44,7 +47,7 @@ printed (without its URLs).`,
 				bar = nil
 			}
 			plan, err := cl.Download(c.ctx, ref.gallery, ref.app, args[0], out, client.DownloadOptions{
-				Region: region, MachineID: machine, Kind: kind, Parallelism: parallel, Progress: bar.update,
+				Region: region, MachineID: machine, Kind: kind, Parallelism: parallel, Progress: bar.update, Durable: durable,
 				Logger: slog.New(slog.NewTextHandler(c.stderr, &slog.HandlerOptions{Level: slog.LevelWarn})),
 			})
 			bar.finish(err)
@@ -66,6 +69,7 @@ printed (without its URLs).`,
 	cmd.Flags().StringVar(&machine, "machine-id", host, "identity that picks the replica (a fleet spreads over them)")
 	cmd.Flags().IntVar(&parallel, "parallel", 0, "connections; 0 adapts to the link")
 	cmd.Flags().BoolVar(&config, "config", false, "download the default configuration instead of the package")
+	cmd.Flags().BoolVar(&durable, "durable", false, "have the file on disk (fsync'ed) before returning; without it, a file a crash damaged is found and fetched again by the next download")
 	_ = cmd.MarkFlagRequired("region")
 	_ = cmd.MarkFlagRequired("out")
 	return cmd

@@ -4,8 +4,10 @@ import (
 	"bufio"
 	"context"
 	"fmt"
+	"io"
 	"math/rand/v2"
 	"net"
+	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -324,6 +326,7 @@ func TestBadFlagsAndRegions(t *testing.T) {
 		{"bad log format", regionsYAML, []string{"--log-format", "xml"}, `invalid argument "xml" for "--log-format" flag: "xml" is not a log format: want text or json`},
 		{"zero health interval", regionsYAML, []string{"--health-interval", "0s"}, "--health-interval 0s: must be positive"},
 		{"negative drain delay", regionsYAML, []string{"--drain-delay", "-1s"}, "--drain-delay -1s: must not be negative"},
+		{"pprof without metrics", regionsYAML, []string{"--pprof"}, "--pprof serves on the --metrics listener: give --metrics ADDR too"},
 		{"port taken", regionsYAML, []string{"--listen", taken.Addr().String()}, "listen on " + taken.Addr().String()},
 		{"tls cert without key", regionsYAML, []string{"--tls-cert", cert}, "--tls-cert and --tls-key go together"},
 		{"tls key without cert", regionsYAML, []string{"--tls-key", key}, "--tls-cert and --tls-key go together"},
@@ -462,5 +465,48 @@ func TestOperatorToken(t *testing.T) {
 	who, err := pb.NewAccessServiceClient(c.Conn()).WhoAmI(context.Background(), &pb.WhoAmIRequest{})
 	if err != nil || who.Token.Name != "recovery" || who.Token.Tenant != "*" || strings.Contains(p.output(), strings.SplitN(tok, ".", 2)[1]) {
 		t.Fatalf("whoami: %v %v", who, err)
+	}
+}
+
+// TestPprof: --pprof serves Go's profiles beside /metrics; without it
+// that listener serves /metrics alone.
+func TestPprof(t *testing.T) {
+	bin := build(t)
+	regions := filepath.Join(t.TempDir(), "regions.yaml")
+	os.WriteFile(regions, []byte(regionsYAML), 0o600)
+	for _, on := range []bool{true, false} {
+		lis, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			t.Fatal(err)
+		}
+		metrics := lis.Addr().String()
+		lis.Close()
+		args := []string{"--metrics", metrics}
+		if on {
+			args = append(args, "--pprof")
+		}
+		p := start(t, bin, filepath.Join(t.TempDir(), "data"), regions, args...)
+		want := map[bool]int{true: http.StatusOK, false: http.StatusNotFound}[on]
+		for _, path := range []string{"/debug/pprof/cmdline", "/debug/pprof/heap"} {
+			resp, err := http.Get("http://" + metrics + path)
+			if err != nil {
+				t.Fatal(err)
+			}
+			body, _ := io.ReadAll(resp.Body)
+			resp.Body.Close()
+			if resp.StatusCode != want {
+				t.Fatalf("--pprof %v: GET %s: %s, want %d", on, path, resp.Status, want)
+			}
+			if on && path == "/debug/pprof/cmdline" && !strings.Contains(string(body), "--pprof") {
+				t.Fatalf("GET %s: %q, want vmappd's command line", path, body)
+			}
+		}
+		resp, err := http.Get("http://" + metrics + "/metrics")
+		if err != nil || resp.StatusCode != http.StatusOK {
+			t.Fatalf("--pprof %v: /metrics: %v %v", on, resp, err)
+		}
+		resp.Body.Close()
+		p.cmd.Process.Kill()
+		<-p.done
 	}
 }

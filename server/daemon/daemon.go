@@ -10,6 +10,7 @@ import (
 	"maps"
 	"net"
 	"net/http"
+	"net/http/pprof"
 	"os"
 	"path/filepath"
 	"slices"
@@ -43,6 +44,10 @@ type Config struct {
 	DataDir     string // holds vmapp.db
 	Listen      string // gRPC address
 	MetricsAddr string // Prometheus /metrics address; "" disables
+	// Pprof serves Go's profiles (/debug/pprof/) on MetricsAddr too: what
+	// the bench profiles vmappd with. Off by default: a profile shows what
+	// the process does, and that listener has no authentication.
+	Pprof       bool
 	RegionsFile string
 	Logger      *slog.Logger
 	// PartConcurrency is the number of parts an upload stores at once.
@@ -143,6 +148,9 @@ func New(ctx context.Context, c Config) (*Daemon, error) {
 	}
 	if c.BindMachineCerts && c.TLSClientCA == "" {
 		return nil, fmt.Errorf("--tls-bind-machines needs --tls-client-ca: machines are known by their client certificates")
+	}
+	if c.Pprof && c.MetricsAddr == "" {
+		return nil, errors.New("--pprof serves on the --metrics listener: give --metrics ADDR too")
 	}
 	topo, err := topology.Load(c.RegionsFile)
 	if err != nil {
@@ -249,6 +257,16 @@ func (d *Daemon) leaderWork(ctx context.Context) {
 	wg.Wait()
 }
 
+// servePprof adds Go's profiling handlers to mux, at the paths the pprof
+// tool expects.
+func servePprof(mux *http.ServeMux) {
+	mux.HandleFunc("/debug/pprof/", pprof.Index)
+	mux.HandleFunc("/debug/pprof/cmdline", pprof.Cmdline)
+	mux.HandleFunc("/debug/pprof/profile", pprof.Profile)
+	mux.HandleFunc("/debug/pprof/symbol", pprof.Symbol)
+	mux.HandleFunc("/debug/pprof/trace", pprof.Trace)
+}
+
 // Serve serves gRPC (and metrics on Config.MetricsAddr) and runs the
 // background work until ctx is cancelled, then stops gracefully and closes
 // the state.
@@ -268,6 +286,9 @@ func (d *Daemon) Serve(ctx context.Context) error {
 		mux := http.NewServeMux()
 		mux.Handle("/metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{Registry: reg}))
 		d.healthHandlers(mux)
+		if c.Pprof {
+			servePprof(mux)
+		}
 		metricsSrv = &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}
 		go func() {
 			if err := metricsSrv.Serve(mlis); err != nil && !errors.Is(err, http.ErrServerClosed) {

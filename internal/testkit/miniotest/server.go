@@ -216,6 +216,17 @@ func (s *Server) Addr() string { return s.addr }
 // LogPath is the file the server's output goes to.
 func (s *Server) LogPath() string { return s.logPath }
 
+// Pid is the server process's id (0 when it isn't running): what the
+// bench reads the store's CPU time by.
+func (s *Server) Pid() int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.proc == nil {
+		return 0
+	}
+	return s.proc.cmd.Process.Pid
+}
+
 // Running reports whether the server process is up.
 func (s *Server) Running() bool {
 	s.mu.Lock()
