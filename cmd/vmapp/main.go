@@ -147,6 +147,7 @@ Exit status: 0 on success, 1 when the request fails, 2 on a usage error.`,
 	root.AddCommand(c.healthCmd())
 	c.token = os.Getenv("VMAPP_TOKEN")
 	root.AddCommand(c.galleryCmd(), c.appCmd(), c.versionCmd(), c.regionCmd(), c.vmCmd(), c.vmssCmd(), c.inventoryCmd(), c.tokenCmd(), c.whoamiCmd(), c.clusterCmd(), c.keyCmd())
+	addAliases(root)
 	return root
 }
 
