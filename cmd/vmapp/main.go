@@ -23,9 +23,11 @@ import (
 	"io"
 	"os"
 	"os/signal"
+	"slices"
 	"strings"
 	"time"
 
+	"github.com/jmespath-community/go-jmespath"
 	"github.com/spf13/cobra"
 	"github.com/spf13/pflag"
 	"google.golang.org/protobuf/types/known/timestamppb"
@@ -53,6 +55,9 @@ type cli struct {
 	tenant   string
 	compress string
 	output   string
+	// queryText is --query; query, compiled.
+	queryText string
+	query     jmespath.JMESPath
 	// token is the credential: VMAPP_TOKEN, or read from tokenFile.
 	token, tokenFile string
 
@@ -138,7 +143,8 @@ Exit status: 0 on success, 1 when the request fails, 2 on a usage error.`,
 	pf.StringVar(&c.server, "server", envOr("VMAPP_SERVER", defaultServer), "vmappd address host:port, or a cluster's nodes host:port,host:port,... (calls fail over between them) (env VMAPP_SERVER)")
 	pf.StringVar(&c.tenant, "tenant", os.Getenv("VMAPP_TENANT"), "tenant to work in (env VMAPP_TENANT); empty: the token's tenant, or default for the operator's")
 	pf.StringVar(&c.compress, "compress", "none", "wire compression of requests: none, zstd or s2")
-	pf.StringVarP(&c.output, "output", "o", "table", "output format: table or json")
+	pf.StringVarP(&c.output, "output", "o", "table", "output format: table, json, yaml or tsv")
+	pf.StringVar(&c.queryText, "query", "", "JMESPath query on the JSON output, as az's (e.g. 'value[].name'); the result is printed as -o says")
 	pf.BoolVar(&c.useTLS, "tls", false, "connect over TLS, trusting the system's CAs (implied by --ca and --cert)")
 	pf.StringVar(&c.ca, "ca", os.Getenv("VMAPP_CA"), "connect over TLS, trusting the CAs in this PEM file (env VMAPP_CA)")
 	pf.StringVar(&c.cert, "cert", os.Getenv("VMAPP_CERT"), "PEM client certificate, for a vmappd that requires one; needs --key (env VMAPP_CERT)")
@@ -160,10 +166,11 @@ func group(cmd *cobra.Command, args []string) error {
 }
 
 func (c *cli) checkGlobals(*cobra.Command, []string) error {
-	switch c.output {
-	case "table", "json":
-	default:
-		return usagef("--output %q: must be table or json", c.output)
+	if !slices.Contains(outputFormats, c.output) {
+		return usagef("--output %q: must be table, json, yaml or tsv", c.output)
+	}
+	if err := c.compileQuery(); err != nil {
+		return err
 	}
 	switch c.compress {
 	case "none", "zstd", "s2":

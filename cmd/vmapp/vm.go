@@ -162,8 +162,8 @@ prints the machine with its instanceView.`,
 			if err != nil {
 				return err
 			}
-			if c.output == "json" {
-				return printJSONList(c.stdout, items, next)
+			if c.structured() {
+				return printJSONList(c, items, next)
 			}
 			t := newTable(c.stdout, "NAME", "REGION", "OS", "VMSS", "STATE", "AGENT", "APPLICATIONS", "LAST-REPORT")
 			for _, m := range items {
@@ -187,8 +187,8 @@ prints the machine with its instanceView.`,
 			if err != nil {
 				return err
 			}
-			if c.output == "json" {
-				return printJSON(c.stdout, r)
+			if c.structured() {
+				return c.printJSON(r)
 			}
 			return printDeleted(c.stdout, "Machine", args[0], "")
 		}),
@@ -211,8 +211,8 @@ func agentState(iv *pb.InstanceView) string {
 }
 
 func (c *cli) printMachine(m *pb.Machine) error {
-	if c.output == "json" {
-		return printJSON(c.stdout, m)
+	if c.structured() {
+		return c.printJSON(m)
 	}
 	iv := m.GetInstanceView()
 	var refs []string
@@ -492,7 +492,7 @@ RESOLVED AUTO-UPGRADE TREAT-FAILURE TAGS, then the profile's etag (for
 					return err
 				}
 				p = r.GetMachine().GetApplicationProfile()
-				if ss := r.GetMachine().GetScaleSet(); ss != "" && c.output != "json" {
+				if ss := r.GetMachine().GetScaleSet(); ss != "" && !c.structured() {
 					if r, err := fl.GetScaleSet(c.ctx, &pb.GetScaleSetRequest{Name: ss}); err == nil {
 						inherited = r.ScaleSet
 					}
@@ -504,8 +504,8 @@ RESOLVED AUTO-UPGRADE TREAT-FAILURE TAGS, then the profile's etag (for
 				}
 				p = r.GetScaleSet().GetApplicationProfile()
 			}
-			if c.output == "json" {
-				return printProfileList(c.stdout, p)
+			if c.structured() {
+				return c.printProfileList(p)
 			}
 			if err := c.printProfile(p); err != nil {
 				return err
@@ -529,8 +529,8 @@ RESOLVED AUTO-UPGRADE TREAT-FAILURE TAGS, then the profile's etag (for
 // printProfile prints an application profile: a table of its applications
 // and its etag, or -o json the profile.
 func (c *cli) printProfile(p *pb.ApplicationProfile) error {
-	if c.output == "json" {
-		return printJSON(c.stdout, p)
+	if c.structured() {
+		return c.printJSON(p)
 	}
 	if err := writeProfileTable(c.stdout, p); err != nil {
 		return err
@@ -554,12 +554,12 @@ func writeProfileTable(w io.Writer, p *pb.ApplicationProfile) error {
 
 // printProfileList prints a profile's applications as a list:
 // {"value": [...], "etag": ...}.
-func printProfileList(w io.Writer, p *pb.ApplicationProfile) error {
+func (c *cli) printProfileList(p *pb.ApplicationProfile) error {
 	value, err := marshalAll(p.GetGalleryApplications())
 	if err != nil {
 		return err
 	}
-	return printIndented(w, struct {
+	return c.printIndented(struct {
 		Value []json.RawMessage `json:"value"`
 		Etag  string            `json:"etag,omitempty"`
 	}{value, p.GetEtag()})
