@@ -57,7 +57,10 @@ type cli struct {
 	output   string
 	// queryText is --query; query, compiled.
 	queryText string
-	query     jmespath.JMESPath
+	// contextName is --context: the configuration file's context to use
+	// ("": its current one).
+	contextName string
+	query       jmespath.JMESPath
 	// token is the credential: VMAPP_TOKEN, or read from tokenFile.
 	token, tokenFile string
 
@@ -150,7 +153,8 @@ Exit status: 0 on success, 1 when the request fails, 2 on a usage error.`,
 	pf.StringVar(&c.cert, "cert", os.Getenv("VMAPP_CERT"), "PEM client certificate, for a vmappd that requires one; needs --key (env VMAPP_CERT)")
 	pf.StringVar(&c.key, "key", os.Getenv("VMAPP_KEY"), "PEM private key of --cert (env VMAPP_KEY)")
 	pf.StringVar(&c.tokenFile, "token-file", os.Getenv("VMAPP_TOKEN_FILE"), "file holding the API token (env VMAPP_TOKEN_FILE; or the token itself in VMAPP_TOKEN)")
-	root.AddCommand(c.healthCmd())
+	pf.StringVar(&c.contextName, "context", os.Getenv("VMAPP_CONTEXT"), "the context of the configuration file to use (env VMAPP_CONTEXT; default its current context; see 'vmapp config')")
+	root.AddCommand(c.healthCmd(), c.configCmd())
 	c.token = os.Getenv("VMAPP_TOKEN")
 	root.AddCommand(c.galleryCmd(), c.appCmd(), c.versionCmd(), c.regionCmd(), c.vmCmd(), c.vmssCmd(), c.inventoryCmd(), c.tokenCmd(), c.whoamiCmd(), c.clusterCmd(), c.keyCmd())
 	addAliases(root)
@@ -165,7 +169,10 @@ func group(cmd *cobra.Command, args []string) error {
 	return usagef("%q needs a subcommand", cmd.CommandPath())
 }
 
-func (c *cli) checkGlobals(*cobra.Command, []string) error {
+func (c *cli) checkGlobals(cmd *cobra.Command, _ []string) error {
+	if err := c.applyContext(cmd); err != nil {
+		return err
+	}
 	if !slices.Contains(outputFormats, c.output) {
 		return usagef("--output %q: must be table, json, yaml or tsv", c.output)
 	}
