@@ -13,7 +13,7 @@
 //	vmapp inventory --state failed
 //
 // Exit status: 0 on success, 1 when vmappd (or a local file) refuses the
-// request, 2 on a usage error.
+// request, 2 on a usage error, 130 when interrupted (Ctrl-C).
 package main
 
 import (
@@ -98,12 +98,21 @@ func run(args []string, stdout, stderr io.Writer) int {
 	root.SetOut(stdout)
 	root.SetErr(stderr)
 	cmd, err := root.ExecuteC()
+	if ctx.Err() != nil {
+		// Ctrl-C: the shell's convention, 128 + SIGINT.
+		fmt.Fprintln(stderr, "interrupted")
+		return 130
+	}
 	if err == nil {
 		return 0
 	}
 	var re runError
 	if errors.As(err, &re) {
-		fmt.Fprintf(stderr, "error: %s: %s\n", errs.ClassOf(re.error), re.error)
+		class, msg := errs.ClassOf(re.error), re.error.Error()
+		if fc, fmsg, ok := fileText(re.error); ok {
+			class, msg = fc, fmsg
+		}
+		fmt.Fprintf(stderr, "error: %s: %s\n", class, msg)
 		return 1
 	}
 	// A usageError of ours, or one of cobra's: unknown command or flag, bad
@@ -133,7 +142,8 @@ and uploads or imports their packages and configurations; it deploys them
 through the application profiles of machines (vm) and scale sets (vmss), and
 shows what the machines' agents report (vm show, inventory).
 
-Exit status: 0 on success, 1 when the request fails, 2 on a usage error.`,
+Exit status: 0 on success, 1 when the request fails, 2 on a usage error,
+130 when interrupted (Ctrl-C).`,
 		SilenceErrors:     true,
 		SilenceUsage:      true,
 		Args:              cobra.NoArgs,
@@ -254,7 +264,7 @@ func (c *cli) action(body func(cl *client.Client, cmd *cobra.Command, args []str
 		if err == nil || errors.As(err, &ue) {
 			return err
 		}
-		return runError{err}
+		return runError{cascadeHint(c.explain(err), cmd, args)}
 	}
 }
 
