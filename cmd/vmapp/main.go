@@ -68,6 +68,9 @@ type cli struct {
 	useTLS        bool
 
 	client *client.Client
+	// pollEvery is how often --wait of app set reads the machines' reports
+	// (0: defaultPollEvery).
+	pollEvery time.Duration
 }
 
 // usageError is a mistake on the command line: exit status 2.

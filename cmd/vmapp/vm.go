@@ -9,6 +9,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"time"
 
 	"github.com/spf13/cobra"
 	"google.golang.org/protobuf/types/known/timestamppb"
@@ -375,7 +376,7 @@ func (c *cli) profileAppCmd(t target) *cobra.Command {
 	var (
 		name, ref, config, configURL, ifMatch string
 		order                                 int32
-		treat, auto                           bool
+		treat, auto, wait                     bool
 		tags                                  []string
 	)
 	set := &cobra.Command{
@@ -391,7 +392,11 @@ region; the agents then install, update or remove to match.
 --config sends a file as the configuration itself (at most 1 MiB);
 --config-url has the agents download it. With "latest" as the version,
 --enable-automatic-upgrade moves to each new latest version once it is
-replicated to the region. The new profile is printed with its etag.`,
+replicated to the region. The new profile is printed with its etag.
+
+With --wait vmapp then waits, as az does, until the agents of the ` + t.noun + `'s
+machines report the version Installed, or Failed (exit 1, naming the
+machines and why); a line per machine shows on stderr how it stands.`,
 		Example: `  vmapp ` + t.flag + ` app set --` + t.flag + ` NAME --app g1/myapp/1.0.0 --order 1 --config ./cfg.json
   vmapp ` + t.flag + ` app set --` + t.flag + ` NAME --app g1/myapp/latest --enable-automatic-upgrade --tag team=web`,
 		Args: args(),
@@ -410,9 +415,20 @@ replicated to the region. The new profile is printed with its etag.`,
 					return err
 				}
 			}
-			r, err := fleetClient(cl).SetApplication(c.ctx, &pb.SetApplicationRequest{Target: t.of(name), Application: app, IfMatch: ifMatch})
+			since := time.Now()
+			fl := fleetClient(cl)
+			r, err := fl.SetApplication(c.ctx, &pb.SetApplicationRequest{Target: t.of(name), Application: app, IfMatch: ifMatch})
 			if err != nil {
 				return err
+			}
+			if wait {
+				d, err := newDeployment(t, name, ref, r.ApplicationProfile, since)
+				if err == nil {
+					err = c.waitDeployed(fl, d)
+				}
+				if err != nil {
+					return err
+				}
 			}
 			return c.printProfile(r.ApplicationProfile)
 		}),
@@ -426,6 +442,7 @@ replicated to the region. The new profile is printed with its etag.`,
 	f.BoolVar(&treat, "treat-failure-as-deployment-failure", false, "a failure of the application fails the provisioning state of the machines it is on")
 	f.BoolVar(&auto, "enable-automatic-upgrade", false, "with version 'latest': move to each new latest version once replicated to the region")
 	f.StringArrayVar(&tags, "tag", nil, "tag KEY=VALUE (repeatable)")
+	f.BoolVar(&wait, "wait", false, "wait until the "+t.noun+"'s machines report the result (on stderr): exit 1 if it failed on one")
 	profileIfMatchFlag(set, &ifMatch)
 	_ = set.MarkFlagRequired("app")
 	set.MarkFlagsMutuallyExclusive("config", "config-url")
