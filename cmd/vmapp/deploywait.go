@@ -67,8 +67,11 @@ type outcome struct {
 func (d deployment) outcomeOf(m *pb.Machine) outcome {
 	iv := m.GetInstanceView()
 	for _, s := range iv.GetApplications() {
-		if withoutTenant(s.Application) != d.app || s.Version != d.version {
+		if withoutTenant(s.Application) != d.app {
 			continue
+		}
+		if s.Version != d.version {
+			return outcome{line: fmt.Sprintf("%s: %s %s %s, %s not started", m.Name, d.app, s.Version, s.State, d.version)}
 		}
 		switch s.State {
 		case pb.AppInstalled:

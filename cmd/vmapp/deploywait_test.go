@@ -10,9 +10,12 @@ import (
 	"testing"
 	"time"
 
+	"google.golang.org/protobuf/types/known/timestamppb"
+
 	"github.com/vmapp/vmapp/client"
 	"github.com/vmapp/vmapp/client/agent"
 	"github.com/vmapp/vmapp/internal/testkit/testcluster"
+	pb "github.com/vmapp/vmapp/proto/vmapp/v1"
 )
 
 // runAgent runs a real agent for machine until the test ends.
@@ -98,5 +101,36 @@ func TestAppSetWait(t *testing.T) {
 	r = e.vmapp("vm", "app", "set", "--vm", "vm1", "--app", "g/a/1.0.0", "--wait")
 	if r.code != 1 || !strings.Contains(r.stderr, "error: FailedPrecondition: g/a 1.0.0 failed on 1 of 1 machines: vm1: g/a 1.0.0 Failed (") || r.stdout != "" {
 		t.Fatalf("vm app set --wait of a failing version: %v", r)
+	}
+}
+
+// TestOutcomeOf: what counts as a machine's result for --wait.
+func TestOutcomeOf(t *testing.T) {
+	since := time.Date(2026, 1, 1, 12, 0, 0, 0, time.UTC)
+	d := deployment{target: vmTarget, name: "vm1", app: "g/a", version: "2.0.0", since: since}
+	st := func(version, state string, end time.Time) *pb.Machine {
+		s := &pb.ApplicationStatus{Application: "g/a", Version: version, State: state, Operation: "install", ExitCode: 3, Reason: "exit status 3"}
+		if !end.IsZero() {
+			s.EndTime = timestamppb.New(end)
+		}
+		return &pb.Machine{Name: "vm1", InstanceView: &pb.InstanceView{Connected: true, Applications: []*pb.ApplicationStatus{s}}}
+	}
+	for _, tc := range []struct {
+		m            *pb.Machine
+		done, failed bool
+		line         string
+	}{
+		{st("2.0.0", pb.AppInstalled, since.Add(-time.Hour)), true, false, "vm1: g/a 2.0.0 Installed"},
+		{st("2.0.0", pb.AppFailed, since.Add(time.Second)), true, true, "vm1: g/a 2.0.0 Failed (install, exit 3): exit status 3"},
+		{st("2.0.0", pb.AppFailed, since.Add(-time.Second)), false, false, "vm1: g/a 2.0.0 Failed"}, // an earlier failure
+		{st("2.0.0", pb.AppInstalling, time.Time{}), false, false, "vm1: g/a 2.0.0 Installing"},
+		{st("1.0.0", pb.AppInstalled, since), false, false, "vm1: g/a 1.0.0 Installed, 2.0.0 not started"},
+		{&pb.Machine{Name: "vm1"}, false, false, "vm1: its agent is not connected"},
+		{&pb.Machine{Name: "vm1", InstanceView: &pb.InstanceView{Connected: true}}, false, false, "vm1: g/a 2.0.0 not started"},
+	} {
+		o := d.outcomeOf(tc.m)
+		if o.done != tc.done || o.failed != tc.failed || o.line != tc.line {
+			t.Errorf("%v: got %+v, want done %v failed %v %q", tc.m, o, tc.done, tc.failed, tc.line)
+		}
 	}
 }
