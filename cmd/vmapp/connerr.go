@@ -59,10 +59,10 @@ var hints = []hint{
 
 // explain rewrites a connection failure as what went wrong and the fix.
 func (c *cli) explain(err error) error {
-	if errs.ClassOf(err) != errs.Unavailable {
+	cause := err.Error()
+	if errs.ClassOf(err) != errs.Unavailable || !transportFailure(cause) {
 		return err
 	}
-	cause := err.Error()
 	for _, h := range hints {
 		if !h.when(c) {
 			continue
@@ -74,6 +74,19 @@ func (c *cli) explain(err error) error {
 		}
 	}
 	return err
+}
+
+// transportFailure tells a connection that failed from a call vmappd
+// answered Unavailable (an import from a URL it couldn't reach): gRPC's own
+// errors name the transport; vmappd's messages never start so.
+func transportFailure(msg string) bool {
+	c := grpcCause(msg)
+	for _, p := range []string{"transport:", "write tcp", "read tcp", "connection closed", "EOF", "no children to pick from"} {
+		if strings.HasPrefix(c, p) {
+			return true
+		}
+	}
+	return strings.Contains(msg, "connection error: desc") || strings.Contains(c, "server preface") || strings.Contains(c, "produced zero addresses")
 }
 
 // grpcCause is the part of a gRPC error that says something.

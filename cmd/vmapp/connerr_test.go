@@ -104,3 +104,20 @@ func TestInterruptExits130(t *testing.T) {
 		t.Fatalf("want exit 130 saying interrupted, got %v: %s", err, stderr.String())
 	}
 }
+
+// TestTransportFailure: gRPC's own connection errors are explained, a
+// call vmappd answered Unavailable is not.
+func TestTransportFailure(t *testing.T) {
+	for msg, want := range map[string]bool{
+		`max retries exhausted: failed after 5 attempts: rpc error: code = Unavailable desc = connection error: desc = "transport: Error while dialing: dial tcp 127.0.0.1:1: connect: connection refused"`: true,
+		`rpc error: code = Unavailable desc = write tcp 127.0.0.1:45648->127.0.0.1:7443: write: broken pipe`:                                                                                                true,
+		`rpc error: code = Unavailable desc = connection error: desc = "error reading server preface: EOF"`:                                                                                                 true,
+		`rpc error: code = Unavailable desc = no children to pick from`:                                                                                                                                     true,
+		`The gallery application version url http://127.0.0.1:1/app.tgz can't be accessed due to the following error: dial tcp 127.0.0.1:1: connect: connection refused.`:                                   false,
+		`this node knows no leader: it can't reach a majority of the cluster`:                                                                                                                               false,
+	} {
+		if got := transportFailure(msg); got != want {
+			t.Errorf("transportFailure(%q) = %v, want %v", msg, got, want)
+		}
+	}
+}
