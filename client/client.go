@@ -5,7 +5,9 @@ package client
 import (
 	"context"
 	"crypto/tls"
+	"errors"
 	"fmt"
+	"io/fs"
 	"os"
 	"strings"
 
@@ -99,8 +101,12 @@ func (bearer) RequireTransportSecurity() bool { return false }
 // one saved from vmapp token create), trimming surrounding space.
 func ReadTokenFile(path string) (string, error) {
 	b, err := os.ReadFile(path)
+	var pe *fs.PathError
+	if errors.As(err, &pe) {
+		err = pe.Err // the path once: "token file F: no such file or directory"
+	}
 	if err != nil {
-		return "", fmt.Errorf("token file: %w", err)
+		return "", fmt.Errorf("token file %s: %w", path, err)
 	}
 	tok := strings.TrimSpace(string(b))
 	if tok == "" || strings.ContainsAny(tok, " \t\n") {

@@ -39,7 +39,7 @@ func TestBadFlags(t *testing.T) {
 		{"zero revoked retry", []string{"--vm", "vm1", "--root", root, "--revoked-retry", "0s"}, "--revoked-retry 0s: must be positive"},
 		{"retry max under retry base", []string{"--vm", "vm1", "--root", root, "--retry-base", "1m", "--retry-max", "10s"}, "--retry-max 10s is shorter than --retry-base 1m0s"},
 		{"command timeout not a duration", []string{"--vm", "vm1", "--root", root, "--command-timeout", "long"}, `invalid argument "long" for "--command-timeout" flag`},
-		{"missing token file", []string{"--vm", "vm1", "--root", root, "--token-file", root + "/nope.token"}, "--token-file: token file: open"},
+		{"missing token file", []string{"--vm", "vm1", "--root", root, "--token-file", root + "/nope.token"}, "--token-file: token file " + root + "/nope.token: no such file or directory"},
 		{"bad log format", []string{"--vm", "vm1", "--root", root, "--log-format", "xml"}, `invalid argument "xml" for "--log-format" flag: "xml" is not a log format: want text or json`},
 		{"missing trust file", []string{"--vm", "vm1", "--root", root, "--trust-file", dir + "/nope"}, "--trust-file: open " + dir + "/nope"},
 		{"malformed trust file", []string{"--vm", "vm1", "--root", root, "--trust-file", badTrust}, "--trust-file: " + badTrust + ": line 3: not a public key"},

@@ -67,12 +67,12 @@ func (o *secretOut) save(what, secret string) error {
 		if err != nil {
 			return fmt.Errorf("save the %s to %s: %w", what, o.path, err)
 		}
-		if c.output != "json" {
+		if !c.structured() {
 			fmt.Fprintf(c.stdout, "%s saved to %s\n", what, o.path)
 		}
 		return nil
 	}
-	if c.output == "json" {
+	if c.structured() {
 		fmt.Fprintf(c.stderr, "the %s is never printed in JSON output: pass %s to save it to a file\n", what, o.flag)
 		return nil
 	}
@@ -168,8 +168,8 @@ The CLI sends the token in VMAPP_TOKEN, or read from --token-file.`,
 			if err != nil {
 				return err
 			}
-			if c.output == "json" {
-				return printJSONList(c.stdout, ts, next)
+			if c.structured() {
+				return printJSONList(c, ts, next)
 			}
 			if err := c.printTokens(true, ts...); err != nil {
 				return err
@@ -198,11 +198,11 @@ The CLI sends the token in VMAPP_TOKEN, or read from --token-file.`,
 }
 
 func (c *cli) printTokens(list bool, ts ...*pb.Token) error {
-	if c.output == "json" {
+	if c.structured() {
 		if list {
-			return printJSONList(c.stdout, ts, "")
+			return printJSONList(c, ts, "")
 		}
-		return printJSON(c.stdout, ts[0])
+		return c.printJSON(ts[0])
 	}
 	tb := newTable(c.stdout, "ID", "NAME", "ROLE", "SCOPE", "CREATED", "EXPIRES", "REVOKED")
 	for _, t := range ts {
@@ -286,11 +286,11 @@ func (c *cli) shareCmds() []*cobra.Command {
 }
 
 func (c *cli) printShares(list bool, ss ...*pb.Share) error {
-	if c.output == "json" {
+	if c.structured() {
 		if list {
-			return printJSONList(c.stdout, ss, "")
+			return printJSONList(c, ss, "")
 		}
-		return printJSON(c.stdout, ss[0])
+		return c.printJSON(ss[0])
 	}
 	tb := newTable(c.stdout, "GALLERY", "SHARED WITH", "BY", "SINCE")
 	for _, s := range ss {

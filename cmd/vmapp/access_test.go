@@ -80,7 +80,7 @@ func TestTokensAndShares(t *testing.T) {
 	anon := &env{t: t, addr: c.Addr, store: c.Catalog}
 	anon.fails(1, "error: Unauthenticated: no credential", "gallery", "list")
 	missing := &env{t: t, addr: c.Addr, store: c.Catalog, tokenFile: filepath.Join(dir, "nope")}
-	missing.fails(2, "--token-file: token file: open", "gallery", "list")
+	missing.fails(2, "--token-file: token file "+filepath.Join(dir, "nope")+": no such file or directory\n", "gallery", "list")
 
 	// Shared with another tenant: readable there, and no more once unshared.
 	otherFile := filepath.Join(dir, "other.token")

@@ -126,8 +126,8 @@ func (c *cli) appCmd() *cobra.Command {
 			if err != nil {
 				return err
 			}
-			if c.output == "json" {
-				return printJSONList(c.stdout, items, next)
+			if c.structured() {
+				return printJSONList(c, items, next)
 			}
 			t := newTable(c.stdout, "NAME", "OS", "LOCATION", "STATE", "END-OF-LIFE", "DESCRIPTION")
 			for _, a := range items {
@@ -185,8 +185,8 @@ deleted with --cascade, which deletes them too.`,
 			if err != nil {
 				return err
 			}
-			if c.output == "json" {
-				return printJSON(c.stdout, r.Application)
+			if c.structured() {
+				return c.printJSON(r.Application)
 			}
 			return printDeleted(c.stdout, "Application", gallery+"/"+args[0], r.GetApplication().GetProvisioningState())
 		}),
@@ -200,8 +200,8 @@ deleted with --cascade, which deletes them too.`,
 }
 
 func (c *cli) printApp(a *pb.GalleryApplication) error {
-	if c.output == "json" {
-		return printJSON(c.stdout, a)
+	if c.structured() {
+		return c.printJSON(a)
 	}
 	d := newDetails(c.stdout)
 	d.add("Name", a.Name)

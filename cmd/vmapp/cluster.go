@@ -119,8 +119,8 @@ func (c *cli) saveSnapshot(cl *client.Client, path string) error {
 }
 
 func (c *cli) printCluster(st *pb.ClusterStatus) error {
-	if c.output == "json" {
-		return printJSON(c.stdout, st)
+	if c.structured() {
+		return c.printJSON(st)
 	}
 	if !st.Clustered {
 		fmt.Fprintln(c.stdout, "a single vmappd (no raft log): start it with --node-id, --raft-listen and --cluster-key to make it a cluster's first node")

@@ -40,7 +40,7 @@ func (c *cli) completeNames(root *cobra.Command) {
 			_ = cmd.RegisterFlagCompletionFunc("vm", c.complete(machineNames))
 		}
 		if cmd.ValidArgsFunction == nil && cmd.HasParent() {
-			if l := positional(cmd); l != nil {
+			if l := positionalLister(cmd); l != nil {
 				names := c.complete(l)
 				cmd.ValidArgsFunction = func(cmd *cobra.Command, args []string, toComplete string) ([]string, cobra.ShellCompDirective) {
 					if len(args) > 0 { // the name is given: nothing more to complete
@@ -53,9 +53,9 @@ func (c *cli) completeNames(root *cobra.Command) {
 	})
 }
 
-// positional is the lister of cmd's first argument, from its group and
+// positionalLister is the lister of cmd's first argument, from its group and
 // its use line: gallery show NAME, app delete --gallery G NAME, ...
-func positional(cmd *cobra.Command) lister {
+func positionalLister(cmd *cobra.Command) lister {
 	use := strings.Fields(cmd.Use)
 	var arg string
 	for _, w := range use[1:] {

@@ -43,7 +43,7 @@ printed (without its URLs).`,
 				kind = pb.ArtifactKind_ARTIFACT_KIND_CONFIGURATION
 			}
 			bar := c.newProgress("download")
-			if c.output == "json" {
+			if c.structured() {
 				bar = nil
 			}
 			plan, err := cl.Download(c.ctx, ref.gallery, ref.app, args[0], out, client.DownloadOptions{
@@ -54,9 +54,9 @@ printed (without its URLs).`,
 			if err != nil {
 				return err
 			}
-			if c.output == "json" {
+			if c.structured() {
 				plan.Sources = nil // presigned URLs are secrets
-				return printJSON(c.stdout, plan)
+				return c.printJSON(plan)
 			}
 			_, err = fmt.Fprintf(c.stdout, "%s: %s of %s/%s/%s from %s, %s, sha256 %s\n", out, kind.Label(), plan.Gallery, plan.Application, plan.Version, plan.Region, formatBytes(plan.SizeBytes), plan.Sha256)
 			return err

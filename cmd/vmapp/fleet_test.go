@@ -202,7 +202,7 @@ func TestFleetEndToEnd(t *testing.T) {
 	}
 	js = e.okJSON("vm", "show", "vm1")
 	if at(js, "provisioningState") != "Failed" || at(js, "instanceView", "bootId") != "boot-1" || at(js, "instanceView", "applications", 0, "exitCode") != 3.0 ||
-		at(js, "instanceView", "appliedGeneration") != "7" {
+		at(js, "instanceView", "appliedGeneration") != 7.0 {
 		t.Fatalf("vm show json: %v", js)
 	}
 	out = e.ok("vm", "show", "web-0")
@@ -247,7 +247,7 @@ func TestFleetEndToEnd(t *testing.T) {
 
 	// Retry, then remove.
 	js = e.okJSON("vm", "app", "retry", "--vm", "vm1", "--app", "g/a")
-	if at(js, "galleryApplications", 0, "retry") != "1" {
+	if at(js, "galleryApplications", 0, "retry") != 1.0 {
 		t.Fatalf("retry json: %v", js)
 	}
 	e.fails(1, "error: NotFound: Application 'g/b' isn't in the application profile of machine 'vm1'.", "vm", "app", "retry", "--vm", "vm1", "--app", "g/b")

@@ -75,8 +75,8 @@ func (c *cli) galleryCmd() *cobra.Command {
 			if err != nil {
 				return err
 			}
-			if c.output == "json" {
-				return printJSONList(c.stdout, items, next)
+			if c.structured() {
+				return printJSONList(c, items, next)
 			}
 			t := newTable(c.stdout, "NAME", "LOCATION", "STATE", "DESCRIPTION")
 			for _, g := range items {
@@ -130,8 +130,8 @@ with --cascade, which deletes them and their versions too.`,
 			if err != nil {
 				return err
 			}
-			if c.output == "json" {
-				return printJSON(c.stdout, r.Gallery)
+			if c.structured() {
+				return c.printJSON(r.Gallery)
 			}
 			return printDeleted(c.stdout, "Gallery", args[0], r.GetGallery().GetProvisioningState())
 		}),
@@ -145,8 +145,8 @@ with --cascade, which deletes them and their versions too.`,
 }
 
 func (c *cli) printGallery(g *pb.Gallery) error {
-	if c.output == "json" {
-		return printJSON(c.stdout, g)
+	if c.structured() {
+		return c.printJSON(g)
 	}
 	d := newDetails(c.stdout)
 	d.add("Name", g.Name)

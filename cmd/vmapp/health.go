@@ -46,8 +46,8 @@ func (c *cli) healthCmd() *cobra.Command {
 					down = append(down, s)
 				}
 			}
-			if c.output == "json" {
-				err = printIndented(c.stdout, nodes)
+			if c.structured() {
+				err = c.printIndented(nodes)
 			} else {
 				t := newTable(c.stdout, "SERVER", "STATUS")
 				for _, n := range nodes {

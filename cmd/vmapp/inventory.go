@@ -48,8 +48,8 @@ most N entries and prints the token to continue from with --skip-token.`,
 			if err != nil {
 				return err
 			}
-			if c.output == "json" {
-				return printJSONList(c.stdout, entries, next)
+			if c.structured() {
+				return printJSONList(c, entries, next)
 			}
 			t := newTable(c.stdout, "MACHINE", "REGION", "VMSS", "APPLICATION", "VERSION", "STATE", "EXIT", "UPDATED")
 			for _, e := range entries {

@@ -121,7 +121,7 @@ func (c *cli) readSecretKey(path, passFile string) (minisign.PrivateKey, error) 
 // printPublicKey prints k as a public key file (table output), so that
 // the output redirected to a file is one minisign reads.
 func (c *cli) printPublicKey(k minisign.PublicKey, extra map[string]any) error {
-	if c.output != "json" {
+	if !c.structured() {
 		_, err := c.stdout.Write(k.Encode())
 		return err
 	}
@@ -129,7 +129,7 @@ func (c *cli) printPublicKey(k minisign.PublicKey, extra map[string]any) error {
 	for name, x := range extra {
 		v[name] = x
 	}
-	return printIndented(c.stdout, v)
+	return c.printIndented(v)
 }
 
 func (c *cli) keyCreateCmd() *cobra.Command {
@@ -278,8 +278,8 @@ or --sig, replacing it.`,
 			if err := atomicfile.Write(sigPath, s.Encode(), 0o644); err != nil {
 				return err
 			}
-			if c.output == "json" {
-				return printIndented(c.stdout, map[string]any{"file": in, "signature": sigPath, "keyId": k.ID.String(), "trustedComment": s.TrustedComment})
+			if c.structured() {
+				return c.printIndented(map[string]any{"file": in, "signature": sigPath, "keyId": k.ID.String(), "trustedComment": s.TrustedComment})
 			}
 			_, err = fmt.Fprintf(c.stdout, "Signed %s with key %s: %s\n", in, k.ID, sigPath)
 			return err
@@ -326,8 +326,8 @@ the key's, or not over this file or this comment.`,
 			if err := k.Verify(f, s); err != nil {
 				return fmt.Errorf("%s: %w", sigPath, err)
 			}
-			if c.output == "json" {
-				return printIndented(c.stdout, map[string]any{"file": in, "signature": sigPath, "verified": true,
+			if c.structured() {
+				return c.printIndented(map[string]any{"file": in, "signature": sigPath, "verified": true,
 					"keyId": k.ID.String(), "prehashed": s.Prehashed, "trustedComment": s.TrustedComment})
 			}
 			_, err = fmt.Fprintf(c.stdout, "Signature and trusted comment verified: %s by key %s\nTrusted comment: %s\n", in, k.ID, s.TrustedComment)

@@ -13,7 +13,7 @@
 //	vmapp inventory --state failed
 //
 // Exit status: 0 on success, 1 when vmappd (or a local file) refuses the
-// request, 2 on a usage error.
+// request, 2 on a usage error, 130 when interrupted (Ctrl-C).
 package main
 
 import (
@@ -23,9 +23,11 @@ import (
 	"io"
 	"os"
 	"os/signal"
+	"slices"
 	"strings"
 	"time"
 
+	"github.com/jmespath-community/go-jmespath"
 	"github.com/spf13/cobra"
 	"github.com/spf13/pflag"
 	"google.golang.org/protobuf/types/known/timestamppb"
@@ -56,6 +58,12 @@ type cli struct {
 	tenant   string
 	compress string
 	output   string
+	// queryText is --query; query, compiled.
+	queryText string
+	// contextName is --context: the configuration file's context to use
+	// ("": its current one).
+	contextName string
+	query       jmespath.JMESPath
 	// token is the credential: VMAPP_TOKEN, or read from tokenFile.
 	token, tokenFile string
 
@@ -63,6 +71,9 @@ type cli struct {
 	useTLS        bool
 
 	client *client.Client
+	// pollEvery is how often --wait of app set reads the machines' reports
+	// (0: defaultPollEvery).
+	pollEvery time.Duration
 }
 
 // usageError is a mistake on the command line: exit status 2.
@@ -93,12 +104,21 @@ func run(args []string, stdout, stderr io.Writer) int {
 	root.SetOut(stdout)
 	root.SetErr(stderr)
 	cmd, err := root.ExecuteC()
+	if ctx.Err() != nil {
+		// Ctrl-C: the shell's convention, 128 + SIGINT.
+		fmt.Fprintln(stderr, "interrupted")
+		return 130
+	}
 	if err == nil {
 		return 0
 	}
 	var re runError
 	if errors.As(err, &re) {
-		fmt.Fprintf(stderr, "error: %s: %s\n", errs.ClassOf(re.error), re.error)
+		class, msg := errs.ClassOf(re.error), re.error.Error()
+		if fc, fmsg, ok := fileText(re.error); ok {
+			class, msg = fc, fmsg
+		}
+		fmt.Fprintf(stderr, "error: %s: %s\n", class, msg)
 		return 1
 	}
 	// A usageError of ours, or one of cobra's: unknown command or flag, bad
@@ -128,7 +148,8 @@ and uploads or imports their packages and configurations; it deploys them
 through the application profiles of machines (vm) and scale sets (vmss), and
 shows what the machines' agents report (vm show, inventory).
 
-Exit status: 0 on success, 1 when the request fails, 2 on a usage error.`,
+Exit status: 0 on success, 1 when the request fails, 2 on a usage error,
+130 when interrupted (Ctrl-C).`,
 		SilenceErrors:     true,
 		SilenceUsage:      true,
 		Args:              cobra.NoArgs,
@@ -140,17 +161,20 @@ Exit status: 0 on success, 1 when the request fails, 2 on a usage error.`,
 	pf.StringVar(&c.server, "server", envOr("VMAPP_SERVER", defaultServer), "vmappd address host:port, or a cluster's nodes host:port,host:port,... (calls fail over between them) (env VMAPP_SERVER)")
 	pf.StringVar(&c.tenant, "tenant", os.Getenv("VMAPP_TENANT"), "tenant to work in (env VMAPP_TENANT); empty: the token's tenant, or default for the operator's")
 	pf.StringVar(&c.compress, "compress", "none", "wire compression of requests: none, zstd or s2")
-	pf.StringVarP(&c.output, "output", "o", "table", "output format: table or json")
+	pf.StringVarP(&c.output, "output", "o", "table", "output format: table, json, yaml or tsv")
+	pf.StringVar(&c.queryText, "query", "", "JMESPath query on the JSON output, as az's (e.g. 'value[].name'); the result is printed as -o says")
 	pf.BoolVar(&c.useTLS, "tls", false, "connect over TLS, trusting the system's CAs (implied by --ca and --cert)")
 	pf.StringVar(&c.ca, "ca", os.Getenv("VMAPP_CA"), "connect over TLS, trusting the CAs in this PEM file (env VMAPP_CA)")
 	pf.StringVar(&c.cert, "cert", os.Getenv("VMAPP_CERT"), "PEM client certificate, for a vmappd that requires one; needs --key (env VMAPP_CERT)")
 	pf.StringVar(&c.key, "key", os.Getenv("VMAPP_KEY"), "PEM private key of --cert (env VMAPP_KEY)")
 	pf.StringVar(&c.tokenFile, "token-file", os.Getenv("VMAPP_TOKEN_FILE"), "file holding the API token (env VMAPP_TOKEN_FILE; or the token itself in VMAPP_TOKEN)")
-	root.AddCommand(c.healthCmd())
+	pf.StringVar(&c.contextName, "context", os.Getenv("VMAPP_CONTEXT"), "the context of the configuration file to use (env VMAPP_CONTEXT; default its current context; see 'vmapp config')")
+	root.AddCommand(c.healthCmd(), c.configCmd())
 	c.token = os.Getenv("VMAPP_TOKEN")
 	root.AddCommand(c.galleryCmd(), c.appCmd(), c.versionCmd(), c.regionCmd(), c.vmCmd(), c.vmssCmd(), c.inventoryCmd(), c.tokenCmd(), c.whoamiCmd(), c.clusterCmd(), c.keyCmd())
 	root.AddCommand(extraCommands...)
 	c.completeNames(root)
+	addAliases(root)
 	return root
 }
 
@@ -162,11 +186,15 @@ func group(cmd *cobra.Command, args []string) error {
 	return usagef("%q needs a subcommand", cmd.CommandPath())
 }
 
-func (c *cli) checkGlobals(*cobra.Command, []string) error {
-	switch c.output {
-	case "table", "json":
-	default:
-		return usagef("--output %q: must be table or json", c.output)
+func (c *cli) checkGlobals(cmd *cobra.Command, _ []string) error {
+	if err := c.applyContext(cmd); err != nil {
+		return err
+	}
+	if !slices.Contains(outputFormats, c.output) {
+		return usagef("--output %q: must be table, json, yaml or tsv", c.output)
+	}
+	if err := c.compileQuery(); err != nil {
+		return err
 	}
 	switch c.compress {
 	case "none", "zstd", "s2":
@@ -243,7 +271,7 @@ func (c *cli) action(body func(cl *client.Client, cmd *cobra.Command, args []str
 		if err == nil || errors.As(err, &ue) {
 			return err
 		}
-		return runError{err}
+		return runError{cascadeHint(c.explain(err), cmd, args)}
 	}
 }
 

@@ -554,7 +554,7 @@ func TestUsageErrors(t *testing.T) {
 		{[]string{"gallery"}, `"vmapp gallery" needs a subcommand`},
 		{[]string{"bogus"}, `unknown command "bogus" for "vmapp"`},
 		{[]string{}, `"vmapp" needs a subcommand`},
-		{[]string{"-o", "yaml", "region", "list"}, `--output "yaml": must be table or json`},
+		{[]string{"-o", "xml", "region", "list"}, `--output "xml": must be table, json, yaml or tsv`},
 		{[]string{"--compress", "gzip", "region", "list"}, `--compress "gzip"`},
 		{[]string{"gallery", "list", "--top", "x"}, `invalid argument "x" for "--top"`},
 		{[]string{"version", "create", "-g", "g", "-a", "a", "1.0.0", "--install", "i", "--remove", "r", "--replica-count", "many"}, `invalid argument "many"`},

@@ -1,7 +1,6 @@
 package main
 
 import (
-	"bytes"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -16,31 +15,30 @@ import (
 
 // jsonOptions print Azure's camelCase property names (the protos' json_name,
 // e.g. supportedOSType).
-var jsonOptions = protojson.MarshalOptions{Multiline: true, Indent: "  ", UseProtoNames: false}
+var jsonOptions = protojson.MarshalOptions{UseProtoNames: false}
 
-// marshal encodes m as JSON. protojson varies its whitespace on purpose, so
-// the result is re-indented for stable output.
+// marshal encodes m as compact JSON with its 64-bit integers as numbers
+// (protojson writes them as strings: {"sizeBytes": "1024"}), as az prints
+// them, so that a query can compare them and jq reads them as numbers.
 func marshal(m proto.Message) ([]byte, error) {
-	return jsonOptions.Marshal(m)
-}
-
-func writeIndented(w io.Writer, raw []byte) error {
-	var buf bytes.Buffer
-	if err := json.Indent(&buf, raw, "", "  "); err != nil {
-		return err
+	raw, err := jsonOptions.Marshal(m)
+	if err != nil {
+		return nil, err
 	}
-	buf.WriteByte('\n')
-	_, err := w.Write(buf.Bytes())
-	return err
+	v, err := decodeJSON(raw)
+	if err != nil {
+		return nil, err
+	}
+	return encodeJSON(int64sAsNumbers(v, m.ProtoReflect().Descriptor()))
 }
 
 // printJSON prints one resource.
-func printJSON(w io.Writer, m proto.Message) error {
+func (c *cli) printJSON(m proto.Message) error {
 	raw, err := marshal(m)
 	if err != nil {
 		return err
 	}
-	return writeIndented(w, raw)
+	return c.emit(raw)
 }
 
 // printJSONList prints resources as Azure's list responses do:
@@ -48,12 +46,12 @@ func printJSON(w io.Writer, m proto.Message) error {
 // the token to pass to --skip-token. Azure's responses name a URL to GET
 // "nextLink"; this is a token, not a URL, so it keeps the API's name for
 // it (ListXResponse.next_page_token).
-func printJSONList[T proto.Message](w io.Writer, items []T, next string) error {
+func printJSONList[T proto.Message](c *cli, items []T, next string) error {
 	value, err := marshalAll(items)
 	if err != nil {
 		return err
 	}
-	return printIndented(w, struct {
+	return c.printIndented(struct {
 		Value         []json.RawMessage `json:"value"`
 		NextPageToken string            `json:"nextPageToken,omitempty"`
 	}{value, next})
@@ -73,13 +71,13 @@ func marshalAll[T proto.Message](items []T) ([]json.RawMessage, error) {
 	return out, nil
 }
 
-// printIndented prints v as indented JSON.
-func printIndented(w io.Writer, v any) error {
-	raw, err := json.Marshal(v)
+// printIndented prints v as -o and --query say.
+func (c *cli) printIndented(v any) error {
+	raw, err := encodeJSON(v)
 	if err != nil {
 		return err
 	}
-	return writeIndented(w, raw)
+	return c.emit(raw)
 }
 
 // table prints aligned columns.

@@ -12,7 +12,7 @@ import (
 // interactive reports whether progress may be drawn: stderr is a terminal
 // and the output is not JSON.
 func (c *cli) interactive() bool {
-	if c.output == "json" {
+	if c.structured() {
 		return false
 	}
 	f, ok := c.stderr.(*os.File)

@@ -25,8 +25,8 @@ func (c *cli) regionCmd() *cobra.Command {
 			if err != nil {
 				return err
 			}
-			if c.output == "json" {
-				return printJSONList(c.stdout, r.Regions, "")
+			if c.structured() {
+				return printJSONList(c, r.Regions, "")
 			}
 			t := newTable(c.stdout, "NAME", "ENDPOINTS")
 			for _, rg := range r.Regions {

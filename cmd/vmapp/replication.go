@@ -1,8 +1,6 @@
 package main
 
 import (
-	"bytes"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -13,7 +11,6 @@ import (
 
 	"github.com/spf13/cobra"
 	"golang.org/x/term"
-	"google.golang.org/protobuf/encoding/protojson"
 	"google.golang.org/protobuf/proto"
 
 	"github.com/vmapp/vmapp/client"
@@ -104,16 +101,8 @@ func writeReplicationTable(w io.Writer, st *pb.ReplicationStatus) error {
 // jsonLine encodes m as one line of JSON (camelCase names), for streams of
 // updates.
 func jsonLine(m proto.Message) ([]byte, error) {
-	raw, err := protojson.MarshalOptions{}.Marshal(m)
-	if err != nil {
-		return nil, err
-	}
-	var buf bytes.Buffer
-	if err := json.Compact(&buf, raw); err != nil {
-		return nil, err
-	}
-	buf.WriteByte('\n')
-	return buf.Bytes(), nil
+	raw, err := marshal(m)
+	return append(raw, '\n'), err
 }
 
 // replicationResult turns the last status of a watch into the command's
@@ -161,10 +150,22 @@ type quietView struct{}
 func (quietView) update(*pb.WatchReplicationResponse) error { return nil }
 func (quietView) finish(*pb.ReplicationStatus) error        { return nil }
 
-// jsonView prints each update as one JSON object per line.
-type jsonView struct{ w io.Writer }
+// jsonView prints each update as one JSON object per line (-o json), or
+// as -o and --query say otherwise (YAML: one document each).
+type jsonView struct {
+	w io.Writer
+	c *cli // nil: JSON lines
+}
 
 func (v jsonView) update(r *pb.WatchReplicationResponse) error {
+	if v.c != nil && (v.c.output != "json" || v.c.query != nil) {
+		c := *v.c
+		c.stdout = v.w
+		if c.output == "yaml" {
+			fmt.Fprintln(c.stdout, "---")
+		}
+		return c.printJSON(r)
+	}
 	b, err := jsonLine(r)
 	if err == nil {
 		_, err = v.w.Write(b)
@@ -340,11 +341,11 @@ func terminalWidth(w io.Writer) (int, bool) {
 // watchView picks how a watch shows its updates on w: JSON lines with -o
 // json (unless quietJSON), a redrawn block on a terminal, lines otherwise.
 func (c *cli) watchView(w io.Writer, name string, quietJSON bool) watchView {
-	if c.output == "json" {
+	if c.structured() {
 		if quietJSON {
 			return quietView{}
 		}
-		return jsonView{w}
+		return jsonView{w, c}
 	}
 	if width, ok := terminalWidth(w); ok {
 		return newBlockView(w, name, width)
@@ -465,8 +466,8 @@ usage error.`,
 			if err != nil {
 				return c.replicationErr(err)
 			}
-			if c.output == "json" {
-				err = printJSON(c.stdout, r)
+			if c.structured() {
+				err = c.printJSON(r)
 			} else {
 				err = writeRepair(c.stdout, ref.gallery+"/"+ref.app+"/"+args[0], r)
 			}

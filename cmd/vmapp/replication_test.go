@@ -105,7 +105,7 @@ func TestReplicationResult(t *testing.T) {
 
 func TestReplicationJSONLine(t *testing.T) {
 	var b bytes.Buffer
-	v := jsonView{&b}
+	v := jsonView{w: &b}
 	for _, st := range []*pb.ReplicationStatus{replicating(), completed()} {
 		if err := v.update(&pb.WatchReplicationResponse{Status: st}); err != nil {
 			t.Fatal(err)
@@ -124,7 +124,7 @@ func TestReplicationJSONLine(t *testing.T) {
 		"status.summary.0.region":            "eastus",
 		"status.summary.0.replicasCompleted": 3.0,
 		"status.summary.0.replicasWanted":    3.0,
-		"status.summary.0.bytesDone":         "25165824", // int64: a string in protojson
+		"status.summary.0.bytesDone":         25165824.0, // int64: a string in protojson, a number here
 		"status.summary.1.eta":               "75s",
 		"status.summary.1.replicasCompleted": nil, // zero: left out
 		"status.summary.2.details":           "replica 0 (package): connection refused (attempt 3; retrying in 8s)",
@@ -179,7 +179,7 @@ func TestPrintVersionReplication(t *testing.T) {
 	}
 	var m map[string]any
 	if err := json.Unmarshal(b.Bytes(), &m); err != nil || at(m, "replicationStatus", "aggregatedState") != "Completed" ||
-		at(m, "replicationStatus", "summary", 1, "bytesTotal") != "1536" {
+		at(m, "replicationStatus", "summary", 1, "bytesTotal") != 1536.0 {
 		t.Fatalf("json: %v\n%s", err, b.String())
 	}
 }

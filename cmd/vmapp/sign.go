@@ -311,8 +311,8 @@ func (c *cli) showSignatures(cl *client.Client, gallery, app, name string) error
 	if err != nil {
 		return err
 	}
-	if c.output == "json" {
-		return printJSON(c.stdout, r)
+	if c.structured() {
+		return c.printJSON(r)
 	}
 	s := r.Signatures
 	d := newDetails(c.stdout)

@@ -81,7 +81,7 @@ func TestSigningCLI(t *testing.T) {
 	e.fails(1, "error: FailedPrecondition: vmappd holds a package of sg/app/1.0.0 with sha256", "version", "sign", "--gallery", "sg", "--app", "app", "1.0.0",
 		"--sign-key", p("ci.key"), "--package", p("other"))
 	js := e.okJSON("version", "sign", "--gallery", "sg", "--app", "app", "1.0.0", "--sign-key", p("ci.key"), "--package", p("pkg"))
-	if sigs, _ := at(js, "signatures", "signatures").([]any); len(sigs) != 2 || at(js, "signatures", "sequence") != "1" || at(js, "nextSequence") != "2" {
+	if sigs, _ := at(js, "signatures", "signatures").([]any); len(sigs) != 2 || at(js, "signatures", "sequence") != 1.0 || at(js, "nextSequence") != 2.0 {
 		t.Fatalf("version sign -o json: %v", js)
 	}
 	e.fails(2, "--rollback needs --expires", "version", "sign", "--gallery", "sg", "--app", "app", "1.0.0", "--sign-key", p("ci.key"), "--rollback")

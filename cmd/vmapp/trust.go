@@ -254,8 +254,8 @@ VMAPP_KEY.`,
 }
 
 func (c *cli) printTrust(p *pb.TrustPolicy) error {
-	if c.output == "json" {
-		return printJSON(c.stdout, p)
+	if c.structured() {
+		return c.printJSON(p)
 	}
 	d := newDetails(c.stdout)
 	d.add("Gallery", p.Gallery)

@@ -201,7 +201,7 @@ func TestUploadAbortAfterKill(t *testing.T) {
 		t.Fatal(err)
 	}
 	js := e.okJSON(strings.Fields(abort[1])[1:]...)
-	if v := js["value"].([]any); len(v) != 1 || at(v, 0, "sessionId") != b.SessionId || at(v, 0, "kind") != "ARTIFACT_KIND_CONFIGURATION" || at(v, 0, "sizeBytes") != "100" {
+	if v := js["value"].([]any); len(v) != 1 || at(v, 0, "sessionId") != b.SessionId || at(v, 0, "kind") != "ARTIFACT_KIND_CONFIGURATION" || at(v, 0, "sizeBytes") != 100.0 {
 		t.Fatalf("abort -o json: %v", js)
 	}
 	e.fails(2, "if any flags in the group [abort package] are set none of the others can be", "version", "upload", "--gallery", "g", "--app", "a", "1.0.0", "--abort", "--package", second)

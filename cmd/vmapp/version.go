@@ -252,8 +252,8 @@ func (c *cli) abortUploads(cl *client.Client, gallery, app, version string) erro
 		}
 		aborted = append(aborted, r)
 	}
-	if c.output == "json" {
-		return printJSONList(c.stdout, aborted, "")
+	if c.structured() {
+		return printJSONList(c, aborted, "")
 	}
 	if len(aborted) == 0 {
 		_, err := fmt.Fprintf(c.stdout, "No upload of '%s' is in progress: nothing to abort.\n", what)
@@ -461,8 +461,8 @@ show' or 'vmapp version watch' give the regions.`,
 			if err != nil {
 				return err
 			}
-			if c.output == "json" {
-				return printJSONList(c.stdout, items, next)
+			if c.structured() {
+				return printJSONList(c, items, next)
 			}
 			t := newTable(c.stdout, "NAME", "LOCATION", "STATE", "REPLICATION", "TARGET-REGIONS", "PACKAGE", "EXCLUDE-FROM-LATEST")
 			for _, v := range items {
@@ -525,8 +525,8 @@ allowDeletionOfReplicatedLocations. --target-region replaces the whole list.`,
 			if err != nil {
 				return err
 			}
-			if c.output == "json" {
-				return printJSON(c.stdout, r.Version)
+			if c.structured() {
+				return c.printJSON(r.Version)
 			}
 			return printDeleted(c.stdout, "Version", ref.gallery+"/"+ref.app+"/"+args[0], r.GetVersion().GetProvisioningState())
 		}),
@@ -599,8 +599,8 @@ func formatArtifact(a *pb.Artifact) (size, sum string) {
 }
 
 func (c *cli) printVersion(v *pb.GalleryApplicationVersion) error {
-	if c.output == "json" {
-		return printJSON(c.stdout, v)
+	if c.structured() {
+		return c.printJSON(v)
 	}
 	p := v.GetPublishingProfile()
 	d := newDetails(c.stdout)

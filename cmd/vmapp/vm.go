@@ -9,6 +9,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"time"
 
 	"github.com/spf13/cobra"
 	"google.golang.org/protobuf/types/known/timestamppb"
@@ -162,8 +163,8 @@ prints the machine with its instanceView.`,
 			if err != nil {
 				return err
 			}
-			if c.output == "json" {
-				return printJSONList(c.stdout, items, next)
+			if c.structured() {
+				return printJSONList(c, items, next)
 			}
 			t := newTable(c.stdout, "NAME", "REGION", "OS", "VMSS", "STATE", "AGENT", "APPLICATIONS", "LAST-REPORT")
 			for _, m := range items {
@@ -187,8 +188,8 @@ prints the machine with its instanceView.`,
 			if err != nil {
 				return err
 			}
-			if c.output == "json" {
-				return printJSON(c.stdout, r)
+			if c.structured() {
+				return c.printJSON(r)
 			}
 			return printDeleted(c.stdout, "Machine", args[0], "")
 		}),
@@ -211,8 +212,8 @@ func agentState(iv *pb.InstanceView) string {
 }
 
 func (c *cli) printMachine(m *pb.Machine) error {
-	if c.output == "json" {
-		return printJSON(c.stdout, m)
+	if c.structured() {
+		return c.printJSON(m)
 	}
 	iv := m.GetInstanceView()
 	var refs []string
@@ -375,7 +376,7 @@ func (c *cli) profileAppCmd(t target) *cobra.Command {
 	var (
 		name, ref, config, configURL, ifMatch string
 		order                                 int32
-		treat, auto                           bool
+		treat, auto, wait                     bool
 		tags                                  []string
 	)
 	set := &cobra.Command{
@@ -391,7 +392,11 @@ region; the agents then install, update or remove to match.
 --config sends a file as the configuration itself (at most 1 MiB);
 --config-url has the agents download it. With "latest" as the version,
 --enable-automatic-upgrade moves to each new latest version once it is
-replicated to the region. The new profile is printed with its etag.`,
+replicated to the region. The new profile is printed with its etag.
+
+With --wait vmapp then waits, as az does, until the agents of the ` + t.noun + `'s
+machines report the version Installed, or Failed (exit 1, naming the
+machines and why); a line per machine shows on stderr how it stands.`,
 		Example: `  vmapp ` + t.flag + ` app set --` + t.flag + ` NAME --app g1/myapp/1.0.0 --order 1 --config ./cfg.json
   vmapp ` + t.flag + ` app set --` + t.flag + ` NAME --app g1/myapp/latest --enable-automatic-upgrade --tag team=web`,
 		Args: args(),
@@ -410,9 +415,20 @@ replicated to the region. The new profile is printed with its etag.`,
 					return err
 				}
 			}
-			r, err := fleetClient(cl).SetApplication(c.ctx, &pb.SetApplicationRequest{Target: t.of(name), Application: app, IfMatch: ifMatch})
+			since := time.Now()
+			fl := fleetClient(cl)
+			r, err := fl.SetApplication(c.ctx, &pb.SetApplicationRequest{Target: t.of(name), Application: app, IfMatch: ifMatch})
 			if err != nil {
 				return err
+			}
+			if wait {
+				d, err := newDeployment(t, name, ref, r.ApplicationProfile, since)
+				if err == nil {
+					err = c.waitDeployed(fl, d)
+				}
+				if err != nil {
+					return err
+				}
 			}
 			return c.printProfile(r.ApplicationProfile)
 		}),
@@ -426,6 +442,7 @@ replicated to the region. The new profile is printed with its etag.`,
 	f.BoolVar(&treat, "treat-failure-as-deployment-failure", false, "a failure of the application fails the provisioning state of the machines it is on")
 	f.BoolVar(&auto, "enable-automatic-upgrade", false, "with version 'latest': move to each new latest version once replicated to the region")
 	f.StringArrayVar(&tags, "tag", nil, "tag KEY=VALUE (repeatable)")
+	f.BoolVar(&wait, "wait", false, "wait until the "+t.noun+"'s machines report the result (on stderr): exit 1 if it failed on one")
 	profileIfMatchFlag(set, &ifMatch)
 	_ = set.MarkFlagRequired("app")
 	set.MarkFlagsMutuallyExclusive("config", "config-url")
@@ -492,7 +509,7 @@ RESOLVED AUTO-UPGRADE TREAT-FAILURE TAGS, then the profile's etag (for
 					return err
 				}
 				p = r.GetMachine().GetApplicationProfile()
-				if ss := r.GetMachine().GetScaleSet(); ss != "" && c.output != "json" {
+				if ss := r.GetMachine().GetScaleSet(); ss != "" && !c.structured() {
 					if r, err := fl.GetScaleSet(c.ctx, &pb.GetScaleSetRequest{Name: ss}); err == nil {
 						inherited = r.ScaleSet
 					}
@@ -504,8 +521,8 @@ RESOLVED AUTO-UPGRADE TREAT-FAILURE TAGS, then the profile's etag (for
 				}
 				p = r.GetScaleSet().GetApplicationProfile()
 			}
-			if c.output == "json" {
-				return printProfileList(c.stdout, p)
+			if c.structured() {
+				return c.printProfileList(p)
 			}
 			if err := c.printProfile(p); err != nil {
 				return err
@@ -529,8 +546,8 @@ RESOLVED AUTO-UPGRADE TREAT-FAILURE TAGS, then the profile's etag (for
 // printProfile prints an application profile: a table of its applications
 // and its etag, or -o json the profile.
 func (c *cli) printProfile(p *pb.ApplicationProfile) error {
-	if c.output == "json" {
-		return printJSON(c.stdout, p)
+	if c.structured() {
+		return c.printJSON(p)
 	}
 	if err := writeProfileTable(c.stdout, p); err != nil {
 		return err
@@ -554,12 +571,12 @@ func writeProfileTable(w io.Writer, p *pb.ApplicationProfile) error {
 
 // printProfileList prints a profile's applications as a list:
 // {"value": [...], "etag": ...}.
-func printProfileList(w io.Writer, p *pb.ApplicationProfile) error {
+func (c *cli) printProfileList(p *pb.ApplicationProfile) error {
 	value, err := marshalAll(p.GetGalleryApplications())
 	if err != nil {
 		return err
 	}
-	return printIndented(w, struct {
+	return c.printIndented(struct {
 		Value []json.RawMessage `json:"value"`
 		Etag  string            `json:"etag,omitempty"`
 	}{value, p.GetEtag()})

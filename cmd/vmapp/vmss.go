@@ -76,8 +76,8 @@ own.`,
 			if err != nil {
 				return err
 			}
-			if c.output == "json" {
-				return printJSONList(c.stdout, items, next)
+			if c.structured() {
+				return printJSONList(c, items, next)
 			}
 			t := newTable(c.stdout, "NAME", "REGION", "OS", "INSTANCES", "APPLICATIONS")
 			for _, ss := range items {
@@ -102,8 +102,8 @@ which deletes them too.`,
 			if err != nil {
 				return err
 			}
-			if c.output == "json" {
-				return printJSON(c.stdout, r)
+			if c.structured() {
+				return c.printJSON(r)
 			}
 			return printDeleted(c.stdout, "Scale set", args[0], "")
 		}),
@@ -115,8 +115,8 @@ which deletes them too.`,
 }
 
 func (c *cli) printScaleSet(ss *pb.ScaleSet) error {
-	if c.output == "json" {
-		return printJSON(c.stdout, ss)
+	if c.structured() {
+		return c.printJSON(ss)
 	}
 	d := newDetails(c.stdout)
 	d.add("Name", ss.Name)

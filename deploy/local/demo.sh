@@ -39,8 +39,21 @@ SIGNED_VM=vm3
 export VMAPP_CA=$CERTS/ca.pem VMAPP_CERT=$CERTS/operator.pem VMAPP_KEY=$CERTS/operator-key.pem
 
 bold() { printf '\n\033[1m== %s\033[0m\n' "$*"; }
-run() { printf '\033[2m$ %s\033[0m\n' "$*"; "$@"; }
+# quote prints its arguments as a shell reads them back, so that the
+# commands shown can be pasted (with the CLI's variables exported).
+quote() {
+  local out=() a
+  for a in "$@"; do
+    if [[ $a =~ ^[A-Za-z0-9_./:=,@%+-]+$ ]]; then out+=("$a"); else out+=("'${a//\'/\'\\\'\'}'"); fi
+  done
+  printf '%s' "${out[*]}"
+}
+run() { printf '\033[2m$ %s\033[0m\n' "$(quote "$@")"; "$@"; }
 die() { echo "demo: $*" >&2; exit 1; }
+
+for tool in curl tar; do
+  command -v "$tool" >/dev/null || die "$tool is missing: the demo needs it (Debian, Ubuntu: sudo apt-get install $tool)"
+done
 
 port_free() { ! (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
 
@@ -56,6 +69,7 @@ wait_for() { # wait_for WHAT LOGFILE CMD...
 }
 
 # A previous demo cluster is stopped first, so `make demo` can run twice.
+[ ! -d "$STATE" ] || echo "demo: stopping the previous demo cluster and deleting its state in $STATE (as make down does)"
 "$HERE/down.sh" --quiet
 
 for p in "${MINIO_PORTS[@]}" $((9101 + CONSOLE_OFFSET)) $((9102 + CONSOLE_OFFSET)) $((9103 + CONSOLE_OFFSET)) $((9104 + CONSOLE_OFFSET)) 7443 7444 7445 7446 7447 7448 7543 7545 7547; do
@@ -200,7 +214,7 @@ printf '\033[2m$ %s\033[0m\n' "$STATE/agents/vm1/bin/hello; $STATE/agents/vm1/bi
 
 bold "upgrading hello to 1.1.0: vm1 by hand (with its update command), the scale set on its own (automatic upgrade of latest)"
 sample 1.1.0
-VMAPP_TOKEN_FILE=$STATE/pipeline.token run "$BIN/vmapp" version create --gallery demo --app hello 1.1.0 --location eastus \
+run env VMAPP_TOKEN_FILE="$STATE/pipeline.token" "$BIN/vmapp" version create --gallery demo --app hello 1.1.0 --location eastus \
   --install "tar -xzf hello && ./install.sh" --remove "tar -xzf hello && ./remove.sh" \
   --update "tar -xzf hello && ./update.sh" \
   --target-region eastus=2 --target-region westus=2 \
@@ -295,6 +309,9 @@ $(printf '\033[1m')The demo cluster is running.$(printf '\033[0m')
                VMAPP_CA=$VMAPP_CA VMAPP_CERT=$VMAPP_CERT VMAPP_KEY=$VMAPP_KEY
              $BIN/vmapp vm show web-0
              $BIN/vmapp version watch --gallery demo --app hello 1.1.0
+  Or save them as a context (~/.config/vmapp/config.yaml) once:
+             $BIN/vmapp config set-context demo --server $VMAPPD_ADDR --token-file $OPERATOR_TOKEN_FILE \\
+               --ca $VMAPP_CA --cert $VMAPP_CERT --key $VMAPP_KEY --use
   Metrics:   curl -s http://$METRICS_ADDR/metrics | grep vmapp_replication_bytes_total
   Stop:      make down   (stops every process and removes $STATE)
 EOF
