@@ -37,6 +37,7 @@ type downloadServer struct {
 	stores func(region string, i int) (blob.Store, error)
 	expiry time.Duration
 	direct bool
+	peers  *peers // nil: no peers
 }
 
 // target is a version's artifact that may be downloaded in a region.
@@ -120,6 +121,9 @@ func (s *downloadServer) GetDownloadPlan(ctx context.Context, r *pb.GetDownloadP
 			}
 			plan.Sources = append(plan.Sources, &pb.DownloadSource{Region: rep.Region, Replica: rep.Index, Url: u.String(), Fallback: rep.Region != r.Region})
 		}
+	}
+	if err := s.peers.forPlan(ctx, plan); err != nil {
+		return nil, err
 	}
 	return &pb.GetDownloadPlanResponse{Plan: plan}, nil
 }

@@ -126,6 +126,7 @@ import (
 	"github.com/vmapp/vmapp/client"
 	"github.com/vmapp/vmapp/errs"
 	"github.com/vmapp/vmapp/internal/buildinfo"
+	"github.com/vmapp/vmapp/internal/ratecap"
 	pb "github.com/vmapp/vmapp/proto/vmapp/v1"
 	"github.com/vmapp/vmapp/sign"
 )
@@ -202,6 +203,16 @@ type Config struct {
 	Trust *Trust
 	// Logger; nil means slog.Default().
 	Logger *slog.Logger
+	// PeerListen, when set, serves the packages the agent downloaded to
+	// the machines vmappd sends to it (host:port; see peers.go), and
+	// announces them to vmappd as held at PeerAdvertise (default
+	// PeerListen, which must then name a host).
+	PeerListen, PeerAdvertise string
+	// NoPeers downloads from the stores only, never from peers.
+	NoPeers bool
+	// DownloadCap and UploadCap cap the rates of every download and of
+	// what is served to peers (nil: no cap).
+	DownloadCap, UploadCap *ratecap.Cap
 }
 
 // ErrRevoked is wrapped by Run's error when vmappd refused the machine for
@@ -244,6 +255,8 @@ type agent struct {
 
 	lastProgress time.Time
 	report       chan struct{} // kicks the reporter
+
+	peers *peers // nil unless serving peers
 
 	goalMu  sync.Mutex
 	goal    *pb.GoalState
@@ -334,6 +347,9 @@ func Run(ctx context.Context, cfg Config) error {
 	ctx, stop := context.WithCancelCause(ctx)
 	defer stop(nil)
 	var wg sync.WaitGroup
+	if err := a.startPeers(ctx, &wg); err != nil {
+		return fmt.Errorf("agent: %w", err)
+	}
 	wg.Go(func() { a.reporter(ctx) })
 	wg.Go(func() { a.watch(ctx, stop) })
 	a.kick()

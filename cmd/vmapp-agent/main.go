@@ -10,16 +10,21 @@ import (
 	"flag"
 	"fmt"
 	"log/slog"
+	"math"
 	"os"
 	"os/signal"
 	"runtime"
+	"strconv"
 	"syscall"
 	"time"
+
+	"github.com/dustin/go-humanize"
 
 	"github.com/vmapp/vmapp/client"
 	"github.com/vmapp/vmapp/client/agent"
 	"github.com/vmapp/vmapp/client/download"
 	"github.com/vmapp/vmapp/internal/buildinfo"
+	"github.com/vmapp/vmapp/internal/ratecap"
 	"github.com/vmapp/vmapp/internal/tlsfiles"
 )
 
@@ -28,6 +33,7 @@ func main() {
 	var level slog.Level
 	var version, useTLS bool
 	var tokenFile, trustFile, ca, cert, key string
+	var downRate, upRate rateFlag
 	flag.StringVar(&c.Server, "server", cmp.Or(os.Getenv("VMAPP_SERVER"), "127.0.0.1:7443"), "vmappd's address host:port, or a cluster's nodes host:port,host:port,... (env VMAPP_SERVER)")
 	flag.StringVar(&c.Tenant, "tenant", os.Getenv("VMAPP_TENANT"), "tenant of the machine (env VMAPP_TENANT; empty: its credential's)")
 	flag.StringVar(&c.Machine, "vm", "", "this machine's name in the fleet (required)")
@@ -44,6 +50,11 @@ func main() {
 	flag.StringVar(&ca, "ca", os.Getenv("VMAPP_CA"), "connect over TLS, trusting the CAs in this PEM file (env VMAPP_CA)")
 	flag.StringVar(&cert, "cert", os.Getenv("VMAPP_CERT"), "PEM client certificate of this machine, for a vmappd that requires one; needs --key (env VMAPP_CERT)")
 	flag.StringVar(&key, "key", os.Getenv("VMAPP_KEY"), "PEM private key of --cert (env VMAPP_KEY)")
+	flag.StringVar(&c.PeerListen, "peer-listen", "", "serve the packages this machine downloaded to the machines of its region that vmappd sends here, on this host:port (HTTP; every request must carry a grant vmappd signed for the asking machine and version); empty: serve none")
+	flag.StringVar(&c.PeerAdvertise, "peer-advertise", "", "the host:port peers reach --peer-listen at (default: --peer-listen, which must then name a host)")
+	flag.BoolVar(&c.NoPeers, "no-peer", false, "download from the stores only, never from peers, and serve none")
+	flag.Var(&downRate, "max-download-rate", "cap on the bytes per second of every download together, e.g. 50MB, 100MiB (0: no cap)")
+	flag.Var(&upRate, "max-upload-rate", "cap on the bytes per second served to peers together, e.g. 20MB (0: no cap)")
 	flag.BoolVar(&version, "version", false, "print the version and exit")
 	flag.Parse()
 	if version {
@@ -51,7 +62,7 @@ func main() {
 		return
 	}
 	if c.Machine == "" || c.Root == "" || flag.NArg() > 0 {
-		fmt.Fprintln(os.Stderr, "usage: vmapp-agent --vm NAME --root DIR [--server ADDR] [--tenant T] [--token-file F] [--trust-file F] [--ca FILE [--cert FILE --key FILE]] [--command-timeout D] [--revoked-retry D | --exit-on-revoked] [--log-level L]")
+		fmt.Fprintln(os.Stderr, "usage: vmapp-agent --vm NAME --root DIR [--server ADDR] [--tenant T] [--token-file F] [--trust-file F] [--ca FILE [--cert FILE --key FILE]] [--command-timeout D] [--revoked-retry D | --exit-on-revoked] [--peer-listen ADDR [--peer-advertise ADDR] | --no-peer] [--max-download-rate R] [--max-upload-rate R] [--log-level L]")
 		flag.PrintDefaults()
 		os.Exit(2)
 	}
@@ -66,6 +77,10 @@ func main() {
 	}
 	if c.RetryMax < c.RetryBase {
 		fmt.Fprintf(os.Stderr, "vmapp-agent: --retry-max %s is shorter than --retry-base %s\n", c.RetryMax, c.RetryBase)
+		os.Exit(2)
+	}
+	if c.NoPeers && c.PeerListen != "" {
+		fmt.Fprintln(os.Stderr, "vmapp-agent: --no-peer and --peer-listen contradict each other: give one")
 		os.Exit(2)
 	}
 	if (cert == "") != (key == "") {
@@ -95,6 +110,7 @@ func main() {
 		}
 		c.Token = tok
 	}
+	c.DownloadCap, c.UploadCap = ratecap.New(int64(downRate)), ratecap.New(int64(upRate))
 	c.Logger = slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: level}))
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
@@ -109,4 +125,19 @@ func main() {
 		os.Exit(1)
 	}
 	c.Logger.Info("vmapp-agent stopped", "uptime", time.Since(start).Round(time.Second))
+}
+
+// rateFlag is a rate in bytes per second: a number of bytes with an
+// optional unit (50MB, 100MiB, 1.5GB); 0 is no cap.
+type rateFlag int64
+
+func (r *rateFlag) String() string { return strconv.FormatInt(int64(*r), 10) }
+
+func (r *rateFlag) Set(s string) error {
+	n, err := humanize.ParseBytes(s)
+	if err != nil || n > math.MaxInt64 {
+		return fmt.Errorf("not a number of bytes per second (e.g. 50MB, 100MiB)")
+	}
+	*r = rateFlag(n)
+	return nil
 }
