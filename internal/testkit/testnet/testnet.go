@@ -95,6 +95,16 @@ func (p *Proxy) forward(c net.Conn) {
 		io.Copy(t, c)
 		t.(*net.TCPConn).CloseWrite()
 	}()
-	n, _ := io.Copy(c, t)
-	p.egress.Add(n)
+	io.Copy(&counter{w: c, n: &p.egress}, t) // counted as it goes: connections are kept open
+}
+
+type counter struct {
+	w io.Writer
+	n *atomic.Int64
+}
+
+func (c *counter) Write(b []byte) (int, error) {
+	n, err := c.w.Write(b)
+	c.n.Add(int64(n))
+	return n, err
 }
