@@ -210,6 +210,11 @@ type Config struct {
 	PeerListen, PeerAdvertise string
 	// NoPeers downloads from the stores only, never from peers.
 	NoPeers bool
+	// CacheMax bounds the bytes of the packages kept for peers (0: no
+	// bound), or CacheMaxPercent of root's disk: the least recently used
+	// go first, never a version of the goal state.
+	CacheMax        int64
+	CacheMaxPercent float64
 	// DownloadCap and UploadCap cap the rates of every download and of
 	// what is served to peers (nil: no cap).
 	DownloadCap, UploadCap *ratecap.Cap

@@ -11,6 +11,7 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"time"
@@ -58,15 +59,21 @@ type peers struct {
 	upload *ratecap.Cap
 	now    func() time.Time
 
+	// max bounds the bytes the cache holds (0: no bound); protect tells
+	// the keys it must keep whatever they weigh.
+	max     int64
+	protect func(key string) bool
+
 	mu      sync.Mutex
 	entries map[string]cacheEntry // by key
+	used    map[string]time.Time  // by key: when last added or served
 	keys    []ed25519.PublicKey   // vmappd's grant keys, from the last announcement
 	changed chan struct{}         // kicks the announcer
 }
 
 func newPeers(root string, log *slog.Logger, upload *ratecap.Cap, now func() time.Time) (*peers, error) {
 	p := &peers{dir: filepath.Join(root, StateDir, CacheDir), log: log, upload: upload, now: now,
-		entries: map[string]cacheEntry{}, changed: make(chan struct{}, 1)}
+		entries: map[string]cacheEntry{}, used: map[string]time.Time{}, changed: make(chan struct{}, 1)}
 	if err := os.MkdirAll(p.dir, 0o700); err != nil {
 		return nil, err
 	}
@@ -83,6 +90,7 @@ func newPeers(root string, log *slog.Logger, upload *ratecap.Cap, now func() tim
 			continue
 		}
 		p.entries[e.key()] = e
+		p.used[e.key()] = time.Unix(0, e.ModTime)
 	}
 	return p, nil
 }
@@ -119,7 +127,9 @@ func (p *peers) add(plan *pb.DownloadPlan, tenant, path string) error {
 	}
 	p.mu.Lock()
 	p.entries[e.key()] = e
+	p.used[e.key()] = p.now()
 	p.mu.Unlock()
+	p.evict(e.key())
 	select {
 	case p.changed <- struct{}{}:
 	default:
@@ -160,6 +170,9 @@ func (p *peers) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	defer f.Close()
+	p.mu.Lock()
+	p.used[e.key()] = p.now()
+	p.mu.Unlock()
 	if fi, err := f.Stat(); err != nil || fi.Size() != e.Size || fi.ModTime().UnixNano() != e.ModTime {
 		p.log.Warn("peer: a cached file changed since it was verified; not served", "sha256", e.Sha256)
 		http.Error(w, "not held", http.StatusNotFound)
@@ -271,10 +284,16 @@ func (a *agent) startPeers(ctx context.Context, wg *sync.WaitGroup) error {
 			return fmt.Errorf("peer listen %s names no address peers can dial: give the one they reach this machine at (--peer-advertise)", a.cfg.PeerListen)
 		}
 	}
+	limit, err := cacheLimit(a.cfg)
+	if err != nil {
+		l.Close()
+		return err
+	}
 	if a.peers, err = newPeers(a.cfg.Root, a.log, a.cfg.UploadCap, a.clock.Now); err != nil {
 		l.Close()
 		return err
 	}
+	a.peers.max, a.peers.protect = limit, a.inGoal
 	a.log.Info("serving peers", "listen", l.Addr().String(), "advertise", addr, "cached", len(a.peers.held()))
 	wg.Go(func() { a.peers.serve(ctx, l) })
 	wg.Go(func() { a.announce(ctx, a.peers, addr) })
@@ -289,4 +308,65 @@ func (a *agent) cache(plan *pb.DownloadPlan, tenant, path string) {
 	if err := a.peers.add(plan, tenant, path); err != nil {
 		a.log.Warn("peer: could not cache a download for peers", "file", path, "err", err)
 	}
+}
+
+// evict removes the least recently used entries while the cache holds more
+// than max bytes: never keep (just added), nor an entry protect keeps (a
+// version of the goal state: installed, or being installed).
+func (p *peers) evict(keep string) {
+	if p.max <= 0 {
+		return
+	}
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	total := int64(0)
+	var keys []string
+	for k, e := range p.entries {
+		total += e.Size
+		keys = append(keys, k)
+	}
+	slices.SortFunc(keys, func(a, b string) int { return p.used[a].Compare(p.used[b]) })
+	for _, k := range keys {
+		if total <= p.max {
+			return
+		}
+		if k == keep || (p.protect != nil && p.protect(k)) {
+			continue
+		}
+		e := p.entries[k]
+		os.Remove(filepath.Join(p.dir, e.Sha256) + ".json")
+		os.Remove(filepath.Join(p.dir, e.Sha256))
+		delete(p.entries, k)
+		delete(p.used, k)
+		total -= e.Size
+		p.log.Info("peer: evicted from the cache (least recently used)", "artifact", e.Gallery+"/"+e.Application+"/"+e.Version, "bytes", e.Size, "cached", total, "max", p.max)
+	}
+}
+
+// inGoal tells whether a cache key names a version of the goal state.
+func (a *agent) inGoal(key string) bool {
+	a.goalMu.Lock()
+	gs := a.goal
+	a.goalMu.Unlock()
+	for _, ga := range gs.GetApplications() {
+		for _, k := range []string{"PACKAGE", "CONFIGURATION"} {
+			if key == (cacheEntry{Tenant: ga.Tenant, Gallery: ga.Gallery, Application: ga.Application, Version: ga.Version, Kind: k}).key() {
+				return true
+			}
+		}
+	}
+	return false
+}
+
+// cacheLimit is Config.CacheMax in bytes: CacheMaxPercent of root's disk
+// when set.
+func cacheLimit(cfg Config) (int64, error) {
+	if cfg.CacheMaxPercent <= 0 {
+		return cfg.CacheMax, nil
+	}
+	size, err := diskSize(cfg.Root)
+	if err != nil {
+		return 0, fmt.Errorf("cache max %g%%: %w", cfg.CacheMaxPercent, err)
+	}
+	return int64(float64(size) * cfg.CacheMaxPercent / 100), nil
 }

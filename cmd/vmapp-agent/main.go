@@ -15,6 +15,7 @@ import (
 	"os/signal"
 	"runtime"
 	"strconv"
+	"strings"
 	"syscall"
 	"time"
 
@@ -34,6 +35,7 @@ func main() {
 	var version, useTLS bool
 	var tokenFile, trustFile, ca, cert, key string
 	var downRate, upRate rateFlag
+	var cacheMax cacheFlag
 	flag.StringVar(&c.Server, "server", cmp.Or(os.Getenv("VMAPP_SERVER"), "127.0.0.1:7443"), "vmappd's address host:port, or a cluster's nodes host:port,host:port,... (env VMAPP_SERVER)")
 	flag.StringVar(&c.Tenant, "tenant", os.Getenv("VMAPP_TENANT"), "tenant of the machine (env VMAPP_TENANT; empty: its credential's)")
 	flag.StringVar(&c.Machine, "vm", "", "this machine's name in the fleet (required)")
@@ -55,6 +57,7 @@ func main() {
 	flag.BoolVar(&c.NoPeers, "no-peer", false, "download from the stores only, never from peers, and serve none")
 	flag.Var(&downRate, "max-download-rate", "cap on the bytes per second of every download together, e.g. 50MB, 100MiB (0: no cap)")
 	flag.Var(&upRate, "max-upload-rate", "cap on the bytes per second served to peers together, e.g. 20MB (0: no cap)")
+	flag.Var(&cacheMax, "cache-max", "with --peer-listen: bound on the packages kept for peers, in bytes (10GB) or percent of --root's disk (5%); the least recently used go first, never a version of the goal state (0: no bound)")
 	flag.BoolVar(&version, "version", false, "print the version and exit")
 	flag.Parse()
 	if version {
@@ -111,6 +114,7 @@ func main() {
 		c.Token = tok
 	}
 	c.DownloadCap, c.UploadCap = ratecap.New(int64(downRate)), ratecap.New(int64(upRate))
+	c.CacheMax, c.CacheMaxPercent = cacheMax.bytes, cacheMax.percent
 	c.Logger = slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: level}))
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
@@ -139,5 +143,35 @@ func (r *rateFlag) Set(s string) error {
 		return fmt.Errorf("not a number of bytes per second (e.g. 50MB, 100MiB)")
 	}
 	*r = rateFlag(n)
+	return nil
+}
+
+// cacheFlag is a size in bytes (10GB) or a percentage (5%).
+type cacheFlag struct {
+	bytes   int64
+	percent float64
+}
+
+func (c *cacheFlag) String() string {
+	if c.percent > 0 {
+		return strconv.FormatFloat(c.percent, 'g', -1, 64) + "%"
+	}
+	return strconv.FormatInt(c.bytes, 10)
+}
+
+func (c *cacheFlag) Set(s string) error {
+	if p, ok := strings.CutSuffix(s, "%"); ok {
+		f, err := strconv.ParseFloat(p, 64)
+		if err != nil || f <= 0 || f > 100 {
+			return fmt.Errorf("a percentage must be above 0 and at most 100")
+		}
+		c.percent = f
+		return nil
+	}
+	n, err := humanize.ParseBytes(s)
+	if err != nil || n > math.MaxInt64 {
+		return fmt.Errorf("not a size (10GB, 500MiB) or a percentage (5%%)")
+	}
+	c.bytes = int64(n)
 	return nil
 }
