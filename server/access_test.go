@@ -223,6 +223,16 @@ func matrix(session string) map[string]row {
 			_, err := dl(c).ReportReplicaDamage(ctx, &pb.ReportReplicaDamageRequest{Gallery: "g", Application: "a", Version: "1.0.0", Kind: pkg, Region: "eastus", Piece: 1 << 40})
 			return err
 		}},
+		pb.DownloadService_Announce_FullMethodName: {agentOfVM1, func(ctx context.Context, c *grpc.ClientConn) error {
+			// A bad address: refused after authorization.
+			_, err := dl(c).Announce(ctx, &pb.AnnounceRequest{Machine: "vm1", Address: "nowhere"})
+			return err
+		}},
+		pb.DownloadService_ReportPeer_FullMethodName: {downloadG, func(ctx context.Context, c *grpc.ClientConn) error {
+			// No peer named: refused after authorization.
+			_, err := dl(c).ReportPeer(ctx, &pb.ReportPeerRequest{Gallery: "g", Application: "a", Version: "1.0.0", Kind: pkg})
+			return err
+		}},
 
 		pb.FleetService_CreateMachine_FullMethodName: {manageTenant, func(ctx context.Context, c *grpc.ClientConn) error {
 			_, err := fl(c).CreateMachine(ctx, &pb.CreateMachineRequest{Machine: &pb.Machine{Name: uniq("vm"), Region: "eastus", OsType: "Linux"}})

@@ -184,6 +184,8 @@ var rules = map[string]rule{
 	pb.DownloadService_GetDownloadPlan_FullMethodName:     download,
 	pb.DownloadService_ReadRange_FullMethodName:           download,
 	pb.DownloadService_ReportReplicaDamage_FullMethodName: download,
+	pb.DownloadService_Announce_FullMethodName:            agent,
+	pb.DownloadService_ReportPeer_FullMethodName:          download,
 
 	pb.FleetService_CreateMachine_FullMethodName:     manage,
 	pb.FleetService_GetMachine_FullMethodName:        readAll,

@@ -38,6 +38,7 @@ type downloadServer struct {
 	expiry time.Duration
 	direct bool
 	m      *edgeMetrics
+	peers  *peers // nil: no peers
 }
 
 // target is a version's artifact that may be downloaded in a region.
@@ -123,6 +124,9 @@ func (s *downloadServer) GetDownloadPlan(ctx context.Context, r *pb.GetDownloadP
 		}
 	}
 	s.m.plans.WithLabelValues(r.Region).Inc()
+	if err := s.peers.forPlan(ctx, plan); err != nil {
+		return nil, err
+	}
 	return &pb.GetDownloadPlanResponse{Plan: plan}, nil
 }
 

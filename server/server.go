@@ -20,6 +20,7 @@ import (
 
 	"github.com/vmapp/vmapp/blob"
 	"github.com/vmapp/vmapp/errs"
+	"github.com/vmapp/vmapp/internal/grant"
 	"github.com/vmapp/vmapp/internal/wire"
 	pb "github.com/vmapp/vmapp/proto/vmapp/v1"
 	"github.com/vmapp/vmapp/replicator"
@@ -28,6 +29,7 @@ import (
 	"github.com/vmapp/vmapp/server/fleet"
 	"github.com/vmapp/vmapp/server/ingest"
 	"github.com/vmapp/vmapp/server/signing"
+	"github.com/vmapp/vmapp/server/tracker"
 	"github.com/vmapp/vmapp/state"
 	"github.com/vmapp/vmapp/topology"
 )
@@ -80,6 +82,11 @@ type Options struct {
 	// ReadRange instead of the stores.
 	URLExpiry      time.Duration
 	ProxyDownloads bool
+	// Tracker and Grants, with Fleet, make download plans name peers that
+	// hold the artifact, and serve DownloadService's Announce and
+	// ReportPeer. Nil: no peers.
+	Tracker *tracker.Tracker
+	Grants  *grant.Signer
 	// Fleet serves FleetService when set.
 	Fleet *fleet.Fleet
 	// Signing serves SigningService when set.
@@ -156,7 +163,11 @@ func New(o Options) *grpc.Server {
 		if expiry <= 0 {
 			expiry = DefaultURLExpiry
 		}
-		pb.RegisterDownloadServiceServer(gs, &downloadServer{store: o.Store, topo: o.Topology, repl: o.Replicator, stores: o.Stores, expiry: expiry, direct: !o.ProxyDownloads, m: em})
+		ds := &downloadServer{store: o.Store, topo: o.Topology, repl: o.Replicator, stores: o.Stores, expiry: expiry, direct: !o.ProxyDownloads, m: em}
+		if o.Tracker != nil && o.Grants != nil && o.Fleet != nil {
+			ds.peers = &peers{tracker: o.Tracker, grants: o.Grants, fleet: o.Fleet, log: log, now: time.Now}
+		}
+		pb.RegisterDownloadServiceServer(gs, ds)
 	}
 	if o.Fleet != nil {
 		pb.RegisterFleetServiceServer(gs, &fleetServer{fleet: o.Fleet, auth: o.Auth})

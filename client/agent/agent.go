@@ -127,6 +127,7 @@ import (
 	"github.com/vmapp/vmapp/client"
 	"github.com/vmapp/vmapp/errs"
 	"github.com/vmapp/vmapp/internal/buildinfo"
+	"github.com/vmapp/vmapp/internal/ratecap"
 	pb "github.com/vmapp/vmapp/proto/vmapp/v1"
 	"github.com/vmapp/vmapp/sign"
 )
@@ -205,6 +206,21 @@ type Config struct {
 	Logger *slog.Logger
 	// Registry, when set, gets the agent's metrics (vmapp_agent_*).
 	Registry prometheus.Registerer
+	// PeerListen, when set, serves the packages the agent downloaded to
+	// the machines vmappd sends to it (host:port; see peers.go), and
+	// announces them to vmappd as held at PeerAdvertise (default
+	// PeerListen, which must then name a host).
+	PeerListen, PeerAdvertise string
+	// NoPeers downloads from the stores only, never from peers.
+	NoPeers bool
+	// CacheMax bounds the bytes of the packages kept for peers (0: no
+	// bound), or CacheMaxPercent of root's disk: the least recently used
+	// go first, never a version of the goal state.
+	CacheMax        int64
+	CacheMaxPercent float64
+	// DownloadCap and UploadCap cap the rates of every download and of
+	// what is served to peers (nil: no cap).
+	DownloadCap, UploadCap *ratecap.Cap
 }
 
 // ErrRevoked is wrapped by Run's error when vmappd refused the machine for
@@ -248,6 +264,8 @@ type agent struct {
 
 	lastProgress time.Time
 	report       chan struct{} // kicks the reporter
+
+	peers *peers // nil unless serving peers
 
 	goalMu  sync.Mutex
 	goal    *pb.GoalState
@@ -338,6 +356,9 @@ func Run(ctx context.Context, cfg Config) error {
 	ctx, stop := context.WithCancelCause(ctx)
 	defer stop(nil)
 	var wg sync.WaitGroup
+	if err := a.startPeers(ctx, &wg); err != nil {
+		return fmt.Errorf("agent: %w", err)
+	}
 	wg.Go(func() { a.reporter(ctx) })
 	wg.Go(func() { a.watch(ctx, stop) })
 	a.kick()

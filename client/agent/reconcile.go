@@ -419,7 +419,8 @@ func (a *agent) fetch(ctx context.Context, region string, ga *pb.GoalApplication
 		return func(done, _ int64) { a.progress(key, base+done, total) }
 	}
 	o := client.DownloadOptions{Region: region, MachineID: a.cfg.Machine, Kind: pb.ArtifactKind_ARTIFACT_KIND_PACKAGE,
-		Progress: progress(0), HTTPClient: a.cfg.HTTPClient, Logger: a.log.With("app", key)}
+		Progress: progress(0), HTTPClient: a.cfg.HTTPClient, Logger: a.log.With("app", key),
+		NoPeers: a.cfg.NoPeers, Cap: a.cfg.DownloadCap}
 	dctx := ctx // downloads name the gallery's tenant when another's
 	if ga.Tenant != "" {
 		dctx = client.InTenant(ctx, ga.Tenant)
@@ -433,6 +434,7 @@ func (a *agent) fetch(ctx context.Context, region string, ga *pb.GoalApplication
 	if err := a.served(plan, ga.Package, filepath.Join(dir, pkgName)); err != nil {
 		return err
 	}
+	a.cache(plan, ga.Tenant, filepath.Join(dir, pkgName))
 	done := ga.Package.GetSizeBytes()
 	cfgPath := filepath.Join(dir, cfgName)
 	switch {

@@ -94,3 +94,12 @@ func secureRoot(string) error { return nil }
 
 // shellPath is the shell's path: /bin/bash as it is.
 func shellPath(name string) (string, error) { return name, nil }
+
+// diskSize is the size of the file system holding path.
+func diskSize(path string) (int64, error) {
+	var st syscall.Statfs_t
+	if err := syscall.Statfs(path, &st); err != nil {
+		return 0, err
+	}
+	return int64(st.Blocks) * int64(st.Bsize), nil
+}

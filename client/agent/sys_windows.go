@@ -200,3 +200,16 @@ func secureRoot(root string) error {
 	}
 	return nil
 }
+
+// diskSize is the size of the volume holding path.
+func diskSize(path string) (int64, error) {
+	p, err := windows.UTF16PtrFromString(path)
+	if err != nil {
+		return 0, err
+	}
+	var free, total, totalFree uint64
+	if err := windows.GetDiskFreeSpaceEx(p, &free, &total, &totalFree); err != nil {
+		return 0, err
+	}
+	return int64(total), nil
+}

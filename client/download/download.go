@@ -32,6 +32,7 @@ import (
 	"time"
 
 	"github.com/vmapp/vmapp/errs"
+	"github.com/vmapp/vmapp/internal/ratecap"
 	pb "github.com/vmapp/vmapp/proto/vmapp/v1"
 )
 
@@ -72,8 +73,24 @@ type Options struct {
 	// Logger gets a warning for each failed attempt at a piece, naming the
 	// source, the piece and the error (presigned queries left out): a
 	// corrupted or unreachable replica shows even when the download
-	// succeeds from another. nil discards them.
+	// succeeds from another; and, at the end, how many bytes came from
+	// each source. nil discards them.
 	Logger *slog.Logger
+	// NoPeers reads from the stores only, even when the plan names peers
+	// (machines of the region that hold the artifact). With peers, they
+	// are tried first, every piece verified as any other; a peer that
+	// sends a bad piece is dropped for the download and reported to
+	// vmappd, one that fails three times in a row is dropped.
+	NoPeers bool
+	// PeerStallTimeout ends a read from a peer that received nothing for
+	// so long (0: 10s); the piece is asked of the next source.
+	PeerStallTimeout time.Duration
+	// OnBadPeer, when set, is called with each peer dropped and reported
+	// for a bad piece (for a metric).
+	OnBadPeer func(peer string)
+	// Cap, when set, caps the rate the download reads at (shared with
+	// whatever else it caps).
+	Cap *ratecap.Cap
 }
 
 // Suffixes of the files Run keeps beside dest while it works: the pieces
@@ -134,13 +151,16 @@ func Run(ctx context.Context, svc pb.DownloadServiceClient, gallery, app, versio
 	pl := newPlanner(first, art, time.Now,
 		func(ctx context.Context) (*pb.DownloadPlan, error) { return t.getPlan(ctx, svc) },
 		func(p *pb.DownloadPlan) []*source {
-			return planSources(p, o.MachineID, art.size, o.HTTPClient, t.vmappd(svc))
+			return planSources(p, o, art.size, t.vmappd(svc))
 		})
-	d := newDownloader(art, dest, o, pl, newReporter(svc, t, art.what, o.Logger))
+	rep := newReporter(svc, t, art.what, o.Logger)
+	rep.onBadPeer = o.OnBadPeer
+	d := newDownloader(art, dest, o, pl, rep)
 	defer d.rep.wait()
 	if err := d.run(ctx); err != nil {
 		return nil, err
 	}
+	d.logSources()
 	return d.plan.latest(), nil
 }
 
@@ -251,6 +271,21 @@ func (d *downloader) run(ctx context.Context) error {
 	}
 	d.progress(d.art.size)
 	return nil
+}
+
+// logSources logs where the download's bytes came from.
+func (d *downloader) logSources() {
+	var from []any
+	seen := map[*health]bool{}
+	for _, s := range d.plan.cur.Load().sources {
+		if n := s.health.bytes.Load(); n > 0 && !seen[s.health] {
+			seen[s.health] = true
+			from = append(from, s.Name(), n)
+		}
+	}
+	if len(from) > 0 {
+		d.o.Logger.Info("download: complete", append([]any{"artifact", d.art.what}, slog.Group("bytes_from", from...))...)
+	}
 }
 
 func (d *downloader) progress(done int64) {

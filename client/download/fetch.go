@@ -14,7 +14,7 @@ import (
 // stallTimeout ends a read that received nothing for so long.
 const stallTimeout = 30 * time.Second
 
-var errStalled = fmt.Errorf("no data for %v", stallTimeout)
+var errStalled = fmt.Errorf("no data for too long")
 
 // fetchRun fetches a run of consecutive pieces: with one read of the first
 // source (fewer requests: less work for the store and no wait for response
@@ -50,7 +50,7 @@ func (d *downloader) runSource(ctx context.Context, run []int) *source {
 	if err != nil {
 		return nil // fetchPiece says why
 	}
-	if srcs := v.order(); len(srcs) > 0 && srcs[0].tier != tierVmappd {
+	if srcs := v.order(run[0]); len(srcs) > 0 && srcs[0].tier != tierVmappd {
 		return srcs[0]
 	}
 	return nil
@@ -86,7 +86,7 @@ func (d *downloader) fetchPiece(ctx context.Context, i int, buf []byte) error {
 			}
 			continue
 		}
-		for _, s := range v.order() {
+		for _, s := range v.order(i) {
 			_, err := d.try(ctx, s, []int{i}, buf)
 			if err == nil {
 				return nil
@@ -140,22 +140,24 @@ func (d *downloader) read(ctx context.Context, s *source, run []int, buf []byte)
 	end += last
 	ctx, cancel := context.WithCancelCause(ctx)
 	defer cancel(nil)
-	stall := time.AfterFunc(stallTimeout, func() { cancel(errStalled) })
+	wait := s.stallTimeout()
+	stall := time.AfterFunc(wait, func() { cancel(errStalled) })
 	defer stall.Stop()
 	body, err := s.ReadRange(ctx, off, end-off)
 	if err != nil {
 		if context.Cause(ctx) == errStalled && !isFatal(err) {
-			err = errs.New(errs.Unavailable, "", "%s: %v", s, errStalled)
+			err = errs.New(errs.Unavailable, "", "%s: no data for %v", s, wait)
 		}
 		return 0, err
 	}
+	body = d.limitBody(ctx, body)
 	defer body.Close()
 	for done, i := range run {
 		w := d.newPieceWriter(i, buf)
 		for w.got < w.n {
 			k, err := body.Read(w.space())
 			if k > 0 {
-				stall.Reset(stallTimeout)
+				stall.Reset(wait)
 				if err := w.add(k); err != nil {
 					return done, err
 				}
@@ -171,6 +173,7 @@ func (d *downloader) read(ctx context.Context, s *source, run []int, buf []byte)
 		if err := w.verify(s.String()); err != nil {
 			return done, err
 		}
+		s.health.bytes.Add(w.n)
 	}
 	return len(run), nil
 }
@@ -180,7 +183,7 @@ func (d *downloader) read(ctx context.Context, s *source, run []int, buf []byte)
 func readErr(ctx context.Context, s Source, i int, got, n int64, err error) error {
 	switch {
 	case context.Cause(ctx) == errStalled:
-		err = errStalled
+		err = fmt.Errorf("no data for %v", s.(*source).stallTimeout())
 	case isClassified(err) || isFatal(err) || errors.Is(err, ErrExpired):
 		return err // the source's own account
 	case err == io.EOF:

@@ -140,7 +140,9 @@ func (fx *fixture) run(t *testing.T, o Options, sources func(gen int) []*source)
 		func(context.Context) (*pb.DownloadPlan, error) { fx.gets.Add(1); return fx.plan, nil },
 		func(*pb.DownloadPlan) []*source { gen++; return sources(gen) })
 	o.Logger = slog.New(slog.NewTextHandler(&fx.logs, nil))
-	d := newDownloader(art, fx.dest, o, pl, newReporter(nil, target{}, art.what, o.Logger))
+	rep := newReporter(nil, target{}, art.what, o.Logger)
+	rep.onBadPeer = o.OnBadPeer
+	d := newDownloader(art, fx.dest, o, pl, rep)
 	fx.m = &d.m
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()

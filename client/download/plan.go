@@ -5,7 +5,6 @@ import (
 	"context"
 	"fmt"
 	"hash/fnv"
-	"net/http"
 	"slices"
 	"sync"
 	"sync/atomic"
@@ -43,10 +42,11 @@ func OrderSources(plan *pb.DownloadPlan, machineID string) []*pb.DownloadSource 
 }
 
 // planSources returns the sources of plan p in the order to try them while
-// none failed: its presigned URLs when it is direct, in OrderSources'
-// order, then vmappd.
-func planSources(p *pb.DownloadPlan, machineID string, size int64, hc *http.Client, vmappd Source) []*source {
-	var out []*source
+// none failed: its peers (unless o.NoPeers), its presigned URLs when it is
+// direct, in OrderSources' order, then vmappd.
+func planSources(p *pb.DownloadPlan, o Options, size int64, vmappd Source) []*source {
+	machineID, hc := o.MachineID, o.HTTPClient
+	out := peerSources(p, o)
 	if p.Direct {
 		for _, s := range OrderSources(p, machineID) {
 			t := tierRegion
@@ -81,14 +81,27 @@ func (v *view) find(name string) *source {
 	return nil
 }
 
-// order returns the sources in the order to try them for a piece: by tier,
-// then by consecutive failures, then in the plan's order.
-func (v *view) order() []*source {
+// order returns the sources in the order to try them for piece i: by tier,
+// then by consecutive failures, then in the plan's order — the peers'
+// rotated by i, so that a download spreads its pieces over its peers.
+// Dropped peers are left out.
+func (v *view) order(i int) []*source {
 	fails := make(map[*source]int32, len(v.sources))
+	var peers, out []*source
 	for _, s := range v.sources {
 		fails[s] = s.health.fails.Load()
+		switch {
+		case s.health.dropped.Load():
+		case s.tier == tierPeer:
+			peers = append(peers, s)
+		default:
+			out = append(out, s)
+		}
 	}
-	out := slices.Clone(v.sources)
+	if n := len(peers); n > 0 {
+		k := i % n
+		out = append(append(append(make([]*source, 0, len(out)+n), peers[k:]...), peers[:k]...), out...)
+	}
 	slices.SortStableFunc(out, func(a, b *source) int {
 		return cmp.Or(cmp.Compare(a.tier, b.tier), cmp.Compare(fails[a], fails[b]))
 	})

@@ -175,7 +175,7 @@ func TestSourceOrder(t *testing.T) {
 	fx := newPlanFixture(t, time.Minute, "r0", "f0", "r1", "f1")
 	names := func(v *view) []string {
 		var out []string
-		for _, s := range v.order() {
+		for _, s := range v.order(0) {
 			out = append(out, s.Name())
 		}
 		return out

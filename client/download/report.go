@@ -32,6 +32,8 @@ type reporter struct {
 	what string
 	log  *slog.Logger
 	wg   sync.WaitGroup
+	// onBadPeer is told of every peer reported (Options.OnBadPeer).
+	onBadPeer func(peer string)
 }
 
 func newReporter(svc pb.DownloadServiceClient, t target, what string, log *slog.Logger) *reporter {
@@ -42,6 +44,10 @@ func newReporter(svc pb.DownloadServiceClient, t target, what string, log *slog.
 // verification (err is DataLoss): once per replica; other sources aren't
 // vmappd's to repair.
 func (r *reporter) report(ctx context.Context, s *source, i int, err error) {
+	if s.peer != "" {
+		r.reportPeer(ctx, s, i, err)
+		return
+	}
 	if s.replica == nil || !errs.Is(err, errs.DataLoss) || isFatal(err) || s.health.reported.Swap(true) {
 		return
 	}
@@ -83,4 +89,39 @@ func (r *reporter) wait() {
 	case <-done:
 	case <-t.C:
 	}
+}
+
+// reportPeer drops a peer that sent piece i failing verification for the
+// rest of the download, and tells vmappd, in the background, once.
+func (r *reporter) reportPeer(ctx context.Context, s *source, i int, err error) {
+	if !errs.Is(err, errs.DataLoss) || isFatal(err) {
+		return
+	}
+	s.health.dropped.Store(true)
+	if s.health.reported.Swap(true) {
+		return
+	}
+	problem := err.Error()
+	if len(problem) > maxProblem {
+		problem = strings.ToValidUTF8(problem[:maxProblem], "")
+	}
+	req := &pb.ReportPeerRequest{Gallery: r.t.gallery, Application: r.t.app, Version: r.t.version, Kind: r.t.kind,
+		Peer: s.peer, Piece: int64(i), Problem: problem}
+	log := r.log.With("artifact", r.what, "peer", s.peer, "piece", i)
+	log.Warn("download: a peer sent a piece that failed verification; dropped for this download", "err", err)
+	if r.onBadPeer != nil {
+		r.onBadPeer(s.peer)
+	}
+	if r.svc == nil {
+		return // a test's download, with no vmappd
+	}
+	r.wg.Go(func() {
+		rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), reportTimeout)
+		defer cancel()
+		if _, err := r.svc.ReportPeer(rctx, req); err != nil {
+			log.Warn("download: could not report a bad peer to vmappd", "err", errs.FromStatus(err))
+			return
+		}
+		log.Info("download: reported a bad peer to vmappd")
+	})
 }

@@ -5,10 +5,11 @@ import (
 	"errors"
 	"io"
 	"sync/atomic"
+	"time"
 )
 
 // A Source is one place that serves the artifact's bytes: a replica's
-// presigned URL, vmappd's ReadRange (and, later, a peer). The scheduler
+// presigned URL, vmappd's ReadRange, a peer's agent. The scheduler
 // asks it for ranges and checks what it gets: it neither knows nor cares
 // what kind of source it talks to.
 type Source interface {
@@ -37,7 +38,8 @@ var ErrExpired = errors.New("the source's access expired")
 type tier int
 
 const (
-	tierRegion   tier = iota // the machine's region's replicas
+	tierPeer     tier = iota // machines of the region that hold the artifact
+	tierRegion               // the machine's region's replicas
 	tierFallback             // other regions' replicas
 	tierVmappd               // ReadRange through vmappd: the last resort
 )
@@ -49,7 +51,12 @@ type source struct {
 	// replica names a store's replica, which vmappd is told about when it
 	// sends a piece failing verification; nil for other sources.
 	replica *replicaRef
-	health  *health
+	// peer is the machine a peer source reads from; "" for other sources.
+	peer string
+	// stall ends a read that received nothing for so long; 0 means
+	// stallTimeout.
+	stall  time.Duration
+	health *health
 }
 
 // replicaRef names a replica in vmappd's terms.
@@ -64,13 +71,27 @@ type replicaRef struct {
 type health struct {
 	fails    atomic.Int32
 	reported atomic.Bool
+	// dropped: a peer that sent a bad piece, or failed peerMaxFails times
+	// in a row, is not asked again during the download.
+	dropped atomic.Bool
+	// bytes counts what the source sent, for the download's account of
+	// where its bytes came from.
+	bytes atomic.Int64
 }
 
 // result records the outcome of an attempt at the source.
 func (s *source) result(err error) {
 	if err == nil {
 		s.health.fails.Store(0)
-	} else {
-		s.health.fails.Add(1)
+	} else if s.health.fails.Add(1) >= peerMaxFails && s.peer != "" {
+		s.health.dropped.Store(true)
 	}
+}
+
+// stallTimeout is how long a read from s may receive nothing.
+func (s *source) stallTimeout() time.Duration {
+	if s.stall > 0 {
+		return s.stall
+	}
+	return stallTimeout
 }

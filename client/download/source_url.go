@@ -21,6 +21,8 @@ type urlSource struct {
 	where string // url without its query, for messages
 	size  int64  // the object's
 	hc    *http.Client
+	// header is sent with every request (a peer's grant): a secret.
+	header http.Header
 }
 
 func newURLSource(name, rawURL string, size int64, hc *http.Client) *urlSource {
@@ -36,6 +38,9 @@ func (s *urlSource) ReadRange(ctx context.Context, off, n int64) (io.ReadCloser,
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, s.url, nil)
 	if err != nil {
 		return nil, errs.New(errs.Internal, "", "bad source URL %s", s.where)
+	}
+	for k, v := range s.header {
+		req.Header[k] = v
 	}
 	req.Header.Set("Range", fmt.Sprintf("bytes=%d-%d", off, off+n-1))
 	resp, err := s.hc.Do(req)

@@ -9,12 +9,16 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"math"
 	"os"
 	"os/signal"
 	"runtime"
+	"strconv"
+	"strings"
 	"syscall"
 	"time"
 
+	"github.com/dustin/go-humanize"
 	"github.com/spf13/cobra"
 
 	"github.com/vmapp/vmapp/client"
@@ -23,6 +27,7 @@ import (
 	"github.com/vmapp/vmapp/internal/buildinfo"
 	"github.com/vmapp/vmapp/internal/cobracmd"
 	"github.com/vmapp/vmapp/internal/logformat"
+	"github.com/vmapp/vmapp/internal/ratecap"
 	"github.com/vmapp/vmapp/internal/tlsfiles"
 )
 
@@ -37,7 +42,7 @@ func rootCmd() *cobra.Command {
 	var c agent.Config
 	var o options
 	cmd := &cobra.Command{
-		Use:   "vmapp-agent --vm NAME --root DIR [--server ADDR] [--tenant T] [--token-file F] [--trust-file F] [--ca FILE [--cert FILE --key FILE]] [--command-timeout D] [--revoked-retry D | --exit-on-revoked] [--log-level L]",
+		Use:   "vmapp-agent --vm NAME --root DIR [--server ADDR] [--tenant T] [--token-file F] [--trust-file F] [--ca FILE [--cert FILE --key FILE]] [--command-timeout D] [--revoked-retry D | --exit-on-revoked] [--peer-listen ADDR [--peer-advertise ADDR] | --no-peer] [--max-download-rate R] [--max-upload-rate R] [--log-level L]",
 		Short: "the vmapp machine agent: installs, updates and removes this machine's VM applications",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
@@ -67,6 +72,12 @@ func rootCmd() *cobra.Command {
 	flag.StringVar(&o.ca, "ca", os.Getenv("VMAPP_CA"), "connect over TLS, trusting the CAs in this PEM file (env VMAPP_CA)")
 	flag.StringVar(&o.cert, "cert", os.Getenv("VMAPP_CERT"), "PEM client certificate of this machine, for a vmappd that requires one; needs --key (env VMAPP_CERT)")
 	flag.StringVar(&o.key, "key", os.Getenv("VMAPP_KEY"), "PEM private key of --cert (env VMAPP_KEY)")
+	flag.StringVar(&c.PeerListen, "peer-listen", "", "serve the packages this machine downloaded to the machines of its region that vmappd sends here, on this host:port (HTTP; every request must carry a grant vmappd signed for the asking machine and version); empty: serve none")
+	flag.StringVar(&c.PeerAdvertise, "peer-advertise", "", "the host:port peers reach --peer-listen at (default: --peer-listen, which must then name a host)")
+	flag.BoolVar(&c.NoPeers, "no-peer", false, "download from the stores only, never from peers, and serve none")
+	flag.Var(&o.downRate, "max-download-rate", "cap on the bytes per second of every download together, e.g. 50MB, 100MiB (0: no cap)")
+	flag.Var(&o.upRate, "max-upload-rate", "cap on the bytes per second served to peers together, e.g. 20MB (0: no cap)")
+	flag.Var(&o.cacheMax, "cache-max", "with --peer-listen: bound on the packages kept for peers, in bytes (10GB) or percent of --root's disk (5%); the least recently used go first, never a version of the goal state (0: no bound)")
 	cmd.AddCommand(extraCommands...)
 	return cmd
 }
@@ -78,6 +89,8 @@ type options struct {
 	logFormat                           logformat.Format
 	tokenFile, trustFile, ca, cert, key string
 	metricsAddr                         string
+	downRate, upRate                    rateFlag
+	cacheMax                            cacheFlag
 }
 
 // run checks the flags' values, runs the agent until SIGTERM and returns
@@ -94,6 +107,10 @@ func run(c agent.Config, o options) int {
 	}
 	if c.RetryMax < c.RetryBase {
 		fmt.Fprintf(os.Stderr, "vmapp-agent: --retry-max %s is shorter than --retry-base %s\n", c.RetryMax, c.RetryBase)
+		return 2
+	}
+	if c.NoPeers && c.PeerListen != "" {
+		fmt.Fprintln(os.Stderr, "vmapp-agent: --no-peer and --peer-listen contradict each other: give one")
 		return 2
 	}
 	if (o.cert == "") != (o.key == "") {
@@ -123,7 +140,9 @@ func run(c agent.Config, o options) int {
 		}
 		c.Token = tok
 	}
-	c.Logger = slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: o.level}))
+	c.DownloadCap, c.UploadCap = ratecap.New(int64(o.downRate)), ratecap.New(int64(o.upRate))
+	c.CacheMax, c.CacheMaxPercent = o.cacheMax.bytes, o.cacheMax.percent
+	c.Logger = o.logFormat.Logger(os.Stderr, o.level)
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
 	if o.metricsAddr != "" {
@@ -146,4 +165,53 @@ func run(c agent.Config, o options) int {
 	}
 	c.Logger.Info("vmapp-agent stopped", "uptime", time.Since(start).Round(time.Second))
 	return 0
+}
+
+// rateFlag is a rate in bytes per second: a number of bytes with an
+// optional unit (50MB, 100MiB, 1.5GB); 0 is no cap.
+type rateFlag int64
+
+func (r *rateFlag) Type() string { return "rate" }
+
+func (r *rateFlag) String() string { return strconv.FormatInt(int64(*r), 10) }
+
+func (r *rateFlag) Set(s string) error {
+	n, err := humanize.ParseBytes(s)
+	if err != nil || n > math.MaxInt64 {
+		return fmt.Errorf("not a number of bytes per second (e.g. 50MB, 100MiB)")
+	}
+	*r = rateFlag(n)
+	return nil
+}
+
+// cacheFlag is a size in bytes (10GB) or a percentage (5%).
+type cacheFlag struct {
+	bytes   int64
+	percent float64
+}
+
+func (c *cacheFlag) Type() string { return "size" }
+
+func (c *cacheFlag) String() string {
+	if c.percent > 0 {
+		return strconv.FormatFloat(c.percent, 'g', -1, 64) + "%"
+	}
+	return strconv.FormatInt(c.bytes, 10)
+}
+
+func (c *cacheFlag) Set(s string) error {
+	if p, ok := strings.CutSuffix(s, "%"); ok {
+		f, err := strconv.ParseFloat(p, 64)
+		if err != nil || f <= 0 || f > 100 {
+			return fmt.Errorf("a percentage must be above 0 and at most 100")
+		}
+		c.percent = f
+		return nil
+	}
+	n, err := humanize.ParseBytes(s)
+	if err != nil || n > math.MaxInt64 {
+		return fmt.Errorf("not a size (10GB, 500MiB) or a percentage (5%%)")
+	}
+	c.bytes = int64(n)
+	return nil
 }

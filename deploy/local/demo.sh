@@ -191,13 +191,19 @@ run "$BIN/vmapp" vm create --name vm2 --region eastus --os linux --agent-token-f
 run "$BIN/vmapp" vmss create --name web --region westus --os linux
 run "$BIN/vmapp" vm create --name web-0 --vmss web --agent-token-file "$STATE/agents/web-0.token"
 run "$BIN/vmapp" vm create --name web-1 --vmss web --agent-token-file "$STATE/agents/web-1.token"
-for vm in "${AGENTS[@]}"; do
+# start_agent VM: the scale set's instances serve peers.
+start_agent() {
+  local vm=$1 peer=()
+  [[ $vm == web-* ]] && peer=(--peer-listen 127.0.0.1:0)
   mkdir -p "$STATE/agents/$vm"
   "$BIN/vmapp-agent" --server "$VMAPPD_ADDR" --vm "$vm" --token-file "$STATE/agents/$vm.token" --root "$STATE/agents/$vm" \
-    --ca "$CERTS/ca.pem" --cert "$CERTS/$vm.pem" --key "$CERTS/$vm-key.pem" >"$STATE/logs/agent-$vm.log" 2>&1 &
+    --ca "$CERTS/ca.pem" --cert "$CERTS/$vm.pem" --key "$CERTS/$vm-key.pem" "${peer[@]}" >"$STATE/logs/agent-$vm.log" 2>&1 &
   echo $! >"$STATE/agent-$vm.pid"
+}
+for vm in "${AGENTS[@]}"; do
+  [[ $vm == web-1 ]] || start_agent "$vm"
 done
-echo "  started 4 agents, each with its own credential and client certificate (roots in $STATE/agents/)"
+echo "  started 3 agents, each with its own credential and client certificate (roots in $STATE/agents/); web-1 starts once web-0 holds hello"
 
 bold "deploying: hello first (order 1), then motd (order 2), with a configuration override on vm1"
 printf 'Hello from the demo: this configuration overrides the default.\n' >"$STATE/motd-vm1.txt"
@@ -206,7 +212,12 @@ run "$BIN/vmapp" vm app set --vm vm1 --app demo/motd/1.0.0 --order 2 --config "$
 run "$BIN/vmapp" vm app set --vm vm2 --app demo/hello/1.0.0 --order 1 --treat-failure-as-deployment-failure
 run "$BIN/vmapp" vm app set --vm vm2 --app demo/motd/1.0.0 --order 2
 run "$BIN/vmapp" vmss app set --vmss web --app demo/hello/latest --enable-automatic-upgrade
+wait_installed demo/hello 1.0.0 3
+bold "the scale set's second instance: web-1 reads hello from web-0 (a peer of its scale set), not from westus's store"
+start_agent web-1
 wait_installed demo/hello 1.0.0 4
+printf '\033[2m$ %s\033[0m\n' "grep 'download: complete' $STATE/logs/agent-web-1.log"
+grep 'download: complete' "$STATE/logs/agent-web-1.log" | sed 's/^/  /'
 wait_installed demo/motd 1.0.0 2
 run "$BIN/vmapp" vm show vm1
 printf '\033[2m$ %s\033[0m\n' "$STATE/agents/vm1/bin/hello; $STATE/agents/vm1/bin/motd"

@@ -27,6 +27,7 @@ import (
 	"github.com/vmapp/vmapp/blob/observed"
 	"github.com/vmapp/vmapp/cluster"
 	"github.com/vmapp/vmapp/internal/buildinfo"
+	"github.com/vmapp/vmapp/internal/grant"
 	pb "github.com/vmapp/vmapp/proto/vmapp/v1"
 	"github.com/vmapp/vmapp/replicator"
 	"github.com/vmapp/vmapp/server"
@@ -35,6 +36,7 @@ import (
 	"github.com/vmapp/vmapp/server/fleet"
 	"github.com/vmapp/vmapp/server/ingest"
 	"github.com/vmapp/vmapp/server/signing"
+	"github.com/vmapp/vmapp/server/tracker"
 	"github.com/vmapp/vmapp/state"
 	"github.com/vmapp/vmapp/topology"
 )
@@ -123,6 +125,8 @@ type Daemon struct {
 	Auth       *auth.Service
 	Fleet      *fleet.Fleet
 	Signing    *signing.Service
+	Tracker    *tracker.Tracker
+	Grants     *grant.Signer
 	GRPC       *grpc.Server
 	Health     *health.Server
 	Registry   *prometheus.Registry
@@ -178,6 +182,10 @@ func New(ctx context.Context, c Config) (*Daemon, error) {
 		return nil, fmt.Errorf("listen on %s for gRPC: %w", c.Listen, err)
 	}
 	d.wire()
+	if d.Grants, err = grantSigner(c); err != nil {
+		d.Close()
+		return nil, err
+	}
 	if err := d.startNode(); err != nil {
 		d.Close()
 		return nil, err
@@ -222,6 +230,30 @@ func (d *Daemon) wire() {
 	d.Auth = auth.New(d.State, auth.Options{Logger: log})
 	d.Signing = signing.New(d.State, signing.Options{})
 	d.Fleet = fleet.New(d.State, fleet.Options{Catalog: d.Catalog, Availability: d.Replicator, Shares: d.Auth, Signing: d.Signing, Regions: topo.Names()})
+	d.Tracker = tracker.New(nil, 0)
+	d.Tracker.Register(d.Registry)
+}
+
+// GrantKeyFile is where, in the data directory, a single vmappd keeps the
+// seed of the key it signs peer grants with.
+const GrantKeyFile = "peer-grant.key"
+
+// grantSigner is the key peer grants are signed with: derived from the
+// cluster key on a node of a cluster (every node signs with the same key),
+// a single vmappd's own otherwise.
+func grantSigner(c Config) (*grant.Signer, error) {
+	if c.Cluster.NodeID != "" {
+		key, err := readKey(c.Cluster.KeyFile)
+		if err != nil {
+			return nil, err
+		}
+		return grant.FromClusterKey(key)
+	}
+	g, err := grant.FromFile(filepath.Join(c.DataDir, GrantKeyFile))
+	if err != nil {
+		return nil, fmt.Errorf("peer grant key: %w", err)
+	}
+	return g, nil
 }
 
 // Addr is the address gRPC listens on.
@@ -348,7 +380,7 @@ func (d *Daemon) drain() {
 // grpcServer builds the gRPC server of every service.
 func (d *Daemon) grpcServer() *grpc.Server {
 	o := server.Options{State: d.State, Store: d.Catalog, Topology: d.Topology, Ingest: d.Ingest, Replicator: d.Replicator, Stores: d.Stores.Get,
-		URLExpiry: d.Config.URLExpiry, ProxyDownloads: d.Config.ProxyDownloads, Fleet: d.Fleet, Signing: d.Signing, Auth: d.Auth, BindMachineCerts: d.Config.BindMachineCerts,
+		URLExpiry: d.Config.URLExpiry, ProxyDownloads: d.Config.ProxyDownloads, Fleet: d.Fleet, Signing: d.Signing, Auth: d.Auth, Tracker: d.Tracker, Grants: d.Grants, BindMachineCerts: d.Config.BindMachineCerts,
 		Logger: d.log, Registry: d.Registry, Creds: serverCreds(d.tls, d.log), Health: d.Health, Self: d.lis.Addr().String()}
 	if d.Node != nil {
 		o.Cluster, o.Peer, o.Serving = d.Node, d.Node.PeerServer(), d.Node.Serving

@@ -43,6 +43,10 @@ type Options struct {
 	Replicator     replicator.Options
 	URLExpiry      time.Duration
 	ProxyDownloads bool
+	// Front, when set, gives the endpoint URL the regions file names for
+	// endpoint i of region (a proxy in front of the MinIO at endpoint,
+	// say); nil names the MinIO.
+	Front func(region string, i int, endpoint string) string
 }
 
 // Cluster is a running deployment.
@@ -76,10 +80,14 @@ func Start(t testing.TB, o Options) *Cluster {
 	for _, r := range Regions {
 		fmt.Fprintf(&yaml, "  - name: %s\n    endpoints:\n", r.Name)
 		c.Bucket[r.Name] = "vmapp-" + r.Name
-		for range r.Endpoints {
+		for i := range r.Endpoints {
 			m := miniotest.Start(t, miniotest.WithCredentials(access, secret))
 			c.MinIO[r.Name] = append(c.MinIO[r.Name], m)
-			fmt.Fprintf(&yaml, "      - {url: %q, bucket: %s}\n", m.Endpoint(), c.Bucket[r.Name])
+			url := m.Endpoint()
+			if o.Front != nil {
+				url = o.Front(r.Name, i, url)
+			}
+			fmt.Fprintf(&yaml, "      - {url: %q, bucket: %s}\n", url, c.Bucket[r.Name])
 		}
 	}
 	must := func(err error) {

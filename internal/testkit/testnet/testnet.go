@@ -1,10 +1,13 @@
 // Package testnet shapes test connections: a dialer whose connections send
-// at a fixed rate, so that a test can act in the middle of a transfer.
+// at a fixed rate, so that a test can act in the middle of a transfer; a
+// proxy that counts what a server sends.
 package testnet
 
 import (
 	"context"
+	"io"
 	"net"
+	"sync/atomic"
 	"time"
 )
 
@@ -40,4 +43,68 @@ func (c *slowConn) Write(p []byte) (int, error) {
 		p = p[n:]
 	}
 	return done, nil
+}
+
+// Proxy forwards TCP connections to a target and counts the bytes the
+// target sent through it: a store's egress, seen from its clients.
+type Proxy struct {
+	l      net.Listener
+	target string
+	egress atomic.Int64
+}
+
+// NewProxy listens on a loopback port and forwards to target (host:port)
+// until Close.
+func NewProxy(target string) (*Proxy, error) {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return nil, err
+	}
+	p := &Proxy{l: l, target: target}
+	go p.accept()
+	return p, nil
+}
+
+// Addr is the proxy's host:port.
+func (p *Proxy) Addr() string { return p.l.Addr().String() }
+
+// Egress is the bytes the target sent so far.
+func (p *Proxy) Egress() int64 { return p.egress.Load() }
+
+// Close stops accepting connections.
+func (p *Proxy) Close() error { return p.l.Close() }
+
+func (p *Proxy) accept() {
+	for {
+		c, err := p.l.Accept()
+		if err != nil {
+			return
+		}
+		go p.forward(c)
+	}
+}
+
+func (p *Proxy) forward(c net.Conn) {
+	defer c.Close()
+	t, err := net.Dial("tcp", p.target)
+	if err != nil {
+		return
+	}
+	defer t.Close()
+	go func() {
+		io.Copy(t, c)
+		t.(*net.TCPConn).CloseWrite()
+	}()
+	io.Copy(&counter{w: c, n: &p.egress}, t) // counted as it goes: connections are kept open
+}
+
+type counter struct {
+	w io.Writer
+	n *atomic.Int64
+}
+
+func (c *counter) Write(b []byte) (int, error) {
+	n, err := c.w.Write(b)
+	c.n.Add(int64(n))
+	return n, err
 }

@@ -7,12 +7,14 @@
 package vmappv1
 
 import (
-	protoreflect "google.golang.org/protobuf/reflect/protoreflect"
-	protoimpl "google.golang.org/protobuf/runtime/protoimpl"
-	timestamppb "google.golang.org/protobuf/types/known/timestamppb"
 	reflect "reflect"
 	sync "sync"
 	unsafe "unsafe"
+
+	protoreflect "google.golang.org/protobuf/reflect/protoreflect"
+	protoimpl "google.golang.org/protobuf/runtime/protoimpl"
+	durationpb "google.golang.org/protobuf/types/known/durationpb"
+	timestamppb "google.golang.org/protobuf/types/known/timestamppb"
 )
 
 const (
@@ -233,7 +235,14 @@ type DownloadPlan struct {
 	// chaining value after piece i-1, and the last piece against sha256: one
 	// hash pass checks every piece and the whole file. Empty for artifacts
 	// stored before vmappd recorded it: check piece_sha256, then sha256.
-	PieceChain    [][]byte `protobuf:"bytes,13,rep,name=piece_chain,json=pieceChain,proto3" json:"piece_chain,omitempty"`
+	PieceChain [][]byte `protobuf:"bytes,13,rep,name=piece_chain,json=pieceChain,proto3" json:"piece_chain,omitempty"`
+	// Machines of the region that hold the artifact whole and serve it
+	// (the asking machine's scale set first). Only for machine credentials.
+	Peers []*PeerSource `protobuf:"bytes,14,rep,name=peers,proto3" json:"peers,omitempty"`
+	// What the asking machine presents to peers (HTTP header
+	// "Authorization: VmappGrant <peer_grant>"): an encoded SignedPeerGrant.
+	// Empty when peers is.
+	PeerGrant     string `protobuf:"bytes,15,opt,name=peer_grant,json=peerGrant,proto3" json:"peer_grant,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -359,6 +368,242 @@ func (x *DownloadPlan) GetPieceChain() [][]byte {
 	return nil
 }
 
+func (x *DownloadPlan) GetPeers() []*PeerSource {
+	if x != nil {
+		return x.Peers
+	}
+	return nil
+}
+
+func (x *DownloadPlan) GetPeerGrant() string {
+	if x != nil {
+		return x.PeerGrant
+	}
+	return ""
+}
+
+type PeerSource struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The peer's machine name.
+	Machine string `protobuf:"bytes,1,opt,name=machine,proto3" json:"machine,omitempty"`
+	// host:port its agent serves pieces at (HTTP).
+	Address string `protobuf:"bytes,2,opt,name=address,proto3" json:"address,omitempty"`
+	// An instance of the asking machine's scale set.
+	SameScaleSet  bool `protobuf:"varint,3,opt,name=same_scale_set,json=sameScaleSet,proto3" json:"same_scale_set,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *PeerSource) Reset() {
+	*x = PeerSource{}
+	mi := &file_vmapp_v1_download_proto_msgTypes[3]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *PeerSource) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*PeerSource) ProtoMessage() {}
+
+func (x *PeerSource) ProtoReflect() protoreflect.Message {
+	mi := &file_vmapp_v1_download_proto_msgTypes[3]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use PeerSource.ProtoReflect.Descriptor instead.
+func (*PeerSource) Descriptor() ([]byte, []int) {
+	return file_vmapp_v1_download_proto_rawDescGZIP(), []int{3}
+}
+
+func (x *PeerSource) GetMachine() string {
+	if x != nil {
+		return x.Machine
+	}
+	return ""
+}
+
+func (x *PeerSource) GetAddress() string {
+	if x != nil {
+		return x.Address
+	}
+	return ""
+}
+
+func (x *PeerSource) GetSameScaleSet() bool {
+	if x != nil {
+		return x.SameScaleSet
+	}
+	return false
+}
+
+// PeerGrant lets one machine read one artifact from peers until it
+// expires. vmappd issues it with a download plan when the version is in
+// the machine's goal state; peers check vmappd's signature.
+type PeerGrant struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The machine the grant is for, and its tenant.
+	Tenant  string `protobuf:"bytes,1,opt,name=tenant,proto3" json:"tenant,omitempty"`
+	Machine string `protobuf:"bytes,2,opt,name=machine,proto3" json:"machine,omitempty"`
+	// The artifact: its gallery's tenant, gallery, application, version.
+	GalleryTenant string                 `protobuf:"bytes,3,opt,name=gallery_tenant,json=galleryTenant,proto3" json:"gallery_tenant,omitempty"`
+	Gallery       string                 `protobuf:"bytes,4,opt,name=gallery,proto3" json:"gallery,omitempty"`
+	Application   string                 `protobuf:"bytes,5,opt,name=application,proto3" json:"application,omitempty"`
+	Version       string                 `protobuf:"bytes,6,opt,name=version,proto3" json:"version,omitempty"`
+	Kind          ArtifactKind           `protobuf:"varint,7,opt,name=kind,proto3,enum=vmapp.v1.ArtifactKind" json:"kind,omitempty"`
+	ExpireTime    *timestamppb.Timestamp `protobuf:"bytes,8,opt,name=expire_time,json=expireTime,proto3" json:"expire_time,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *PeerGrant) Reset() {
+	*x = PeerGrant{}
+	mi := &file_vmapp_v1_download_proto_msgTypes[4]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *PeerGrant) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*PeerGrant) ProtoMessage() {}
+
+func (x *PeerGrant) ProtoReflect() protoreflect.Message {
+	mi := &file_vmapp_v1_download_proto_msgTypes[4]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use PeerGrant.ProtoReflect.Descriptor instead.
+func (*PeerGrant) Descriptor() ([]byte, []int) {
+	return file_vmapp_v1_download_proto_rawDescGZIP(), []int{4}
+}
+
+func (x *PeerGrant) GetTenant() string {
+	if x != nil {
+		return x.Tenant
+	}
+	return ""
+}
+
+func (x *PeerGrant) GetMachine() string {
+	if x != nil {
+		return x.Machine
+	}
+	return ""
+}
+
+func (x *PeerGrant) GetGalleryTenant() string {
+	if x != nil {
+		return x.GalleryTenant
+	}
+	return ""
+}
+
+func (x *PeerGrant) GetGallery() string {
+	if x != nil {
+		return x.Gallery
+	}
+	return ""
+}
+
+func (x *PeerGrant) GetApplication() string {
+	if x != nil {
+		return x.Application
+	}
+	return ""
+}
+
+func (x *PeerGrant) GetVersion() string {
+	if x != nil {
+		return x.Version
+	}
+	return ""
+}
+
+func (x *PeerGrant) GetKind() ArtifactKind {
+	if x != nil {
+		return x.Kind
+	}
+	return ArtifactKind_ARTIFACT_KIND_UNSPECIFIED
+}
+
+func (x *PeerGrant) GetExpireTime() *timestamppb.Timestamp {
+	if x != nil {
+		return x.ExpireTime
+	}
+	return nil
+}
+
+// SignedPeerGrant is a PeerGrant's encoding and vmappd's Ed25519
+// signature of it.
+type SignedPeerGrant struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Grant         []byte                 `protobuf:"bytes,1,opt,name=grant,proto3" json:"grant,omitempty"`
+	Signature     []byte                 `protobuf:"bytes,2,opt,name=signature,proto3" json:"signature,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *SignedPeerGrant) Reset() {
+	*x = SignedPeerGrant{}
+	mi := &file_vmapp_v1_download_proto_msgTypes[5]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *SignedPeerGrant) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*SignedPeerGrant) ProtoMessage() {}
+
+func (x *SignedPeerGrant) ProtoReflect() protoreflect.Message {
+	mi := &file_vmapp_v1_download_proto_msgTypes[5]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use SignedPeerGrant.ProtoReflect.Descriptor instead.
+func (*SignedPeerGrant) Descriptor() ([]byte, []int) {
+	return file_vmapp_v1_download_proto_rawDescGZIP(), []int{5}
+}
+
+func (x *SignedPeerGrant) GetGrant() []byte {
+	if x != nil {
+		return x.Grant
+	}
+	return nil
+}
+
+func (x *SignedPeerGrant) GetSignature() []byte {
+	if x != nil {
+		return x.Signature
+	}
+	return nil
+}
+
 type DownloadSource struct {
 	state   protoimpl.MessageState `protogen:"open.v1"`
 	Region  string                 `protobuf:"bytes,1,opt,name=region,proto3" json:"region,omitempty"`
@@ -373,7 +618,7 @@ type DownloadSource struct {
 
 func (x *DownloadSource) Reset() {
 	*x = DownloadSource{}
-	mi := &file_vmapp_v1_download_proto_msgTypes[3]
+	mi := &file_vmapp_v1_download_proto_msgTypes[6]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -385,7 +630,7 @@ func (x *DownloadSource) String() string {
 func (*DownloadSource) ProtoMessage() {}
 
 func (x *DownloadSource) ProtoReflect() protoreflect.Message {
-	mi := &file_vmapp_v1_download_proto_msgTypes[3]
+	mi := &file_vmapp_v1_download_proto_msgTypes[6]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -398,7 +643,7 @@ func (x *DownloadSource) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DownloadSource.ProtoReflect.Descriptor instead.
 func (*DownloadSource) Descriptor() ([]byte, []int) {
-	return file_vmapp_v1_download_proto_rawDescGZIP(), []int{3}
+	return file_vmapp_v1_download_proto_rawDescGZIP(), []int{6}
 }
 
 func (x *DownloadSource) GetRegion() string {
@@ -444,7 +689,7 @@ type ReadRangeRequest struct {
 
 func (x *ReadRangeRequest) Reset() {
 	*x = ReadRangeRequest{}
-	mi := &file_vmapp_v1_download_proto_msgTypes[4]
+	mi := &file_vmapp_v1_download_proto_msgTypes[7]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -456,7 +701,7 @@ func (x *ReadRangeRequest) String() string {
 func (*ReadRangeRequest) ProtoMessage() {}
 
 func (x *ReadRangeRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_vmapp_v1_download_proto_msgTypes[4]
+	mi := &file_vmapp_v1_download_proto_msgTypes[7]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -469,7 +714,7 @@ func (x *ReadRangeRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ReadRangeRequest.ProtoReflect.Descriptor instead.
 func (*ReadRangeRequest) Descriptor() ([]byte, []int) {
-	return file_vmapp_v1_download_proto_rawDescGZIP(), []int{4}
+	return file_vmapp_v1_download_proto_rawDescGZIP(), []int{7}
 }
 
 func (x *ReadRangeRequest) GetGallery() string {
@@ -532,7 +777,7 @@ type ReadRangeResponse struct {
 
 func (x *ReadRangeResponse) Reset() {
 	*x = ReadRangeResponse{}
-	mi := &file_vmapp_v1_download_proto_msgTypes[5]
+	mi := &file_vmapp_v1_download_proto_msgTypes[8]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -544,7 +789,7 @@ func (x *ReadRangeResponse) String() string {
 func (*ReadRangeResponse) ProtoMessage() {}
 
 func (x *ReadRangeResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_vmapp_v1_download_proto_msgTypes[5]
+	mi := &file_vmapp_v1_download_proto_msgTypes[8]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -557,7 +802,7 @@ func (x *ReadRangeResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ReadRangeResponse.ProtoReflect.Descriptor instead.
 func (*ReadRangeResponse) Descriptor() ([]byte, []int) {
-	return file_vmapp_v1_download_proto_rawDescGZIP(), []int{5}
+	return file_vmapp_v1_download_proto_rawDescGZIP(), []int{8}
 }
 
 func (x *ReadRangeResponse) GetOffset() int64 {
@@ -594,7 +839,7 @@ type ReportReplicaDamageRequest struct {
 
 func (x *ReportReplicaDamageRequest) Reset() {
 	*x = ReportReplicaDamageRequest{}
-	mi := &file_vmapp_v1_download_proto_msgTypes[6]
+	mi := &file_vmapp_v1_download_proto_msgTypes[9]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -606,7 +851,7 @@ func (x *ReportReplicaDamageRequest) String() string {
 func (*ReportReplicaDamageRequest) ProtoMessage() {}
 
 func (x *ReportReplicaDamageRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_vmapp_v1_download_proto_msgTypes[6]
+	mi := &file_vmapp_v1_download_proto_msgTypes[9]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -619,7 +864,7 @@ func (x *ReportReplicaDamageRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ReportReplicaDamageRequest.ProtoReflect.Descriptor instead.
 func (*ReportReplicaDamageRequest) Descriptor() ([]byte, []int) {
-	return file_vmapp_v1_download_proto_rawDescGZIP(), []int{6}
+	return file_vmapp_v1_download_proto_rawDescGZIP(), []int{9}
 }
 
 func (x *ReportReplicaDamageRequest) GetGallery() string {
@@ -689,7 +934,7 @@ type ReportReplicaDamageResponse struct {
 
 func (x *ReportReplicaDamageResponse) Reset() {
 	*x = ReportReplicaDamageResponse{}
-	mi := &file_vmapp_v1_download_proto_msgTypes[7]
+	mi := &file_vmapp_v1_download_proto_msgTypes[10]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -701,7 +946,7 @@ func (x *ReportReplicaDamageResponse) String() string {
 func (*ReportReplicaDamageResponse) ProtoMessage() {}
 
 func (x *ReportReplicaDamageResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_vmapp_v1_download_proto_msgTypes[7]
+	mi := &file_vmapp_v1_download_proto_msgTypes[10]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -714,7 +959,7 @@ func (x *ReportReplicaDamageResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ReportReplicaDamageResponse.ProtoReflect.Descriptor instead.
 func (*ReportReplicaDamageResponse) Descriptor() ([]byte, []int) {
-	return file_vmapp_v1_download_proto_rawDescGZIP(), []int{7}
+	return file_vmapp_v1_download_proto_rawDescGZIP(), []int{10}
 }
 
 func (x *ReportReplicaDamageResponse) GetVerdict() ReplicaVerdict {
@@ -731,11 +976,347 @@ func (x *ReportReplicaDamageResponse) GetDetail() string {
 	return ""
 }
 
+type AnnounceRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The announcing machine (its own name).
+	Machine string `protobuf:"bytes,1,opt,name=machine,proto3" json:"machine,omitempty"`
+	// host:port its agent serves peers at; empty withdraws it.
+	Address string `protobuf:"bytes,2,opt,name=address,proto3" json:"address,omitempty"`
+	// The artifacts it holds whole and verified.
+	Held          []*HeldArtifact `protobuf:"bytes,3,rep,name=held,proto3" json:"held,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *AnnounceRequest) Reset() {
+	*x = AnnounceRequest{}
+	mi := &file_vmapp_v1_download_proto_msgTypes[11]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *AnnounceRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*AnnounceRequest) ProtoMessage() {}
+
+func (x *AnnounceRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_vmapp_v1_download_proto_msgTypes[11]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use AnnounceRequest.ProtoReflect.Descriptor instead.
+func (*AnnounceRequest) Descriptor() ([]byte, []int) {
+	return file_vmapp_v1_download_proto_rawDescGZIP(), []int{11}
+}
+
+func (x *AnnounceRequest) GetMachine() string {
+	if x != nil {
+		return x.Machine
+	}
+	return ""
+}
+
+func (x *AnnounceRequest) GetAddress() string {
+	if x != nil {
+		return x.Address
+	}
+	return ""
+}
+
+func (x *AnnounceRequest) GetHeld() []*HeldArtifact {
+	if x != nil {
+		return x.Held
+	}
+	return nil
+}
+
+type HeldArtifact struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The gallery's tenant when another than the machine's.
+	Tenant        string       `protobuf:"bytes,1,opt,name=tenant,proto3" json:"tenant,omitempty"`
+	Gallery       string       `protobuf:"bytes,2,opt,name=gallery,proto3" json:"gallery,omitempty"`
+	Application   string       `protobuf:"bytes,3,opt,name=application,proto3" json:"application,omitempty"`
+	Version       string       `protobuf:"bytes,4,opt,name=version,proto3" json:"version,omitempty"`
+	Kind          ArtifactKind `protobuf:"varint,5,opt,name=kind,proto3,enum=vmapp.v1.ArtifactKind" json:"kind,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *HeldArtifact) Reset() {
+	*x = HeldArtifact{}
+	mi := &file_vmapp_v1_download_proto_msgTypes[12]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *HeldArtifact) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*HeldArtifact) ProtoMessage() {}
+
+func (x *HeldArtifact) ProtoReflect() protoreflect.Message {
+	mi := &file_vmapp_v1_download_proto_msgTypes[12]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use HeldArtifact.ProtoReflect.Descriptor instead.
+func (*HeldArtifact) Descriptor() ([]byte, []int) {
+	return file_vmapp_v1_download_proto_rawDescGZIP(), []int{12}
+}
+
+func (x *HeldArtifact) GetTenant() string {
+	if x != nil {
+		return x.Tenant
+	}
+	return ""
+}
+
+func (x *HeldArtifact) GetGallery() string {
+	if x != nil {
+		return x.Gallery
+	}
+	return ""
+}
+
+func (x *HeldArtifact) GetApplication() string {
+	if x != nil {
+		return x.Application
+	}
+	return ""
+}
+
+func (x *HeldArtifact) GetVersion() string {
+	if x != nil {
+		return x.Version
+	}
+	return ""
+}
+
+func (x *HeldArtifact) GetKind() ArtifactKind {
+	if x != nil {
+		return x.Kind
+	}
+	return ArtifactKind_ARTIFACT_KIND_UNSPECIFIED
+}
+
+type AnnounceResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Announce again before it ends.
+	Lease *durationpb.Duration `protobuf:"bytes,1,opt,name=lease,proto3" json:"lease,omitempty"`
+	// How many of the held artifacts were recorded (those in the goal
+	// state).
+	Recorded int32 `protobuf:"varint,2,opt,name=recorded,proto3" json:"recorded,omitempty"`
+	// The Ed25519 public keys peer grants are signed with.
+	GrantKeys     [][]byte `protobuf:"bytes,3,rep,name=grant_keys,json=grantKeys,proto3" json:"grant_keys,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *AnnounceResponse) Reset() {
+	*x = AnnounceResponse{}
+	mi := &file_vmapp_v1_download_proto_msgTypes[13]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *AnnounceResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*AnnounceResponse) ProtoMessage() {}
+
+func (x *AnnounceResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_vmapp_v1_download_proto_msgTypes[13]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use AnnounceResponse.ProtoReflect.Descriptor instead.
+func (*AnnounceResponse) Descriptor() ([]byte, []int) {
+	return file_vmapp_v1_download_proto_rawDescGZIP(), []int{13}
+}
+
+func (x *AnnounceResponse) GetLease() *durationpb.Duration {
+	if x != nil {
+		return x.Lease
+	}
+	return nil
+}
+
+func (x *AnnounceResponse) GetRecorded() int32 {
+	if x != nil {
+		return x.Recorded
+	}
+	return 0
+}
+
+func (x *AnnounceResponse) GetGrantKeys() [][]byte {
+	if x != nil {
+		return x.GrantKeys
+	}
+	return nil
+}
+
+type ReportPeerRequest struct {
+	state       protoimpl.MessageState `protogen:"open.v1"`
+	Gallery     string                 `protobuf:"bytes,1,opt,name=gallery,proto3" json:"gallery,omitempty"`
+	Application string                 `protobuf:"bytes,2,opt,name=application,proto3" json:"application,omitempty"`
+	// The version's name, as the plan gives it.
+	Version string       `protobuf:"bytes,3,opt,name=version,proto3" json:"version,omitempty"`
+	Kind    ArtifactKind `protobuf:"varint,4,opt,name=kind,proto3,enum=vmapp.v1.ArtifactKind" json:"kind,omitempty"`
+	// The peer's machine name, as the plan gives it.
+	Peer string `protobuf:"bytes,5,opt,name=peer,proto3" json:"peer,omitempty"`
+	// The piece that failed verification.
+	Piece int64 `protobuf:"varint,6,opt,name=piece,proto3" json:"piece,omitempty"`
+	// What the downloader saw; at most 1024 bytes.
+	Problem       string `protobuf:"bytes,7,opt,name=problem,proto3" json:"problem,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ReportPeerRequest) Reset() {
+	*x = ReportPeerRequest{}
+	mi := &file_vmapp_v1_download_proto_msgTypes[14]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ReportPeerRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ReportPeerRequest) ProtoMessage() {}
+
+func (x *ReportPeerRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_vmapp_v1_download_proto_msgTypes[14]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ReportPeerRequest.ProtoReflect.Descriptor instead.
+func (*ReportPeerRequest) Descriptor() ([]byte, []int) {
+	return file_vmapp_v1_download_proto_rawDescGZIP(), []int{14}
+}
+
+func (x *ReportPeerRequest) GetGallery() string {
+	if x != nil {
+		return x.Gallery
+	}
+	return ""
+}
+
+func (x *ReportPeerRequest) GetApplication() string {
+	if x != nil {
+		return x.Application
+	}
+	return ""
+}
+
+func (x *ReportPeerRequest) GetVersion() string {
+	if x != nil {
+		return x.Version
+	}
+	return ""
+}
+
+func (x *ReportPeerRequest) GetKind() ArtifactKind {
+	if x != nil {
+		return x.Kind
+	}
+	return ArtifactKind_ARTIFACT_KIND_UNSPECIFIED
+}
+
+func (x *ReportPeerRequest) GetPeer() string {
+	if x != nil {
+		return x.Peer
+	}
+	return ""
+}
+
+func (x *ReportPeerRequest) GetPiece() int64 {
+	if x != nil {
+		return x.Piece
+	}
+	return 0
+}
+
+func (x *ReportPeerRequest) GetProblem() string {
+	if x != nil {
+		return x.Problem
+	}
+	return ""
+}
+
+type ReportPeerResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ReportPeerResponse) Reset() {
+	*x = ReportPeerResponse{}
+	mi := &file_vmapp_v1_download_proto_msgTypes[15]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ReportPeerResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ReportPeerResponse) ProtoMessage() {}
+
+func (x *ReportPeerResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_vmapp_v1_download_proto_msgTypes[15]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ReportPeerResponse.ProtoReflect.Descriptor instead.
+func (*ReportPeerResponse) Descriptor() ([]byte, []int) {
+	return file_vmapp_v1_download_proto_rawDescGZIP(), []int{15}
+}
+
 var File_vmapp_v1_download_proto protoreflect.FileDescriptor
 
 const file_vmapp_v1_download_proto_rawDesc = "" +
 	"\n" +
-	"\x17vmapp/v1/download.proto\x12\bvmapp.v1\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x17vmapp/v1/transfer.proto\"\xb2\x01\n" +
+	"\x17vmapp/v1/download.proto\x12\bvmapp.v1\x1a\x1egoogle/protobuf/duration.proto\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x17vmapp/v1/transfer.proto\"\xb2\x01\n" +
 	"\x16GetDownloadPlanRequest\x12\x18\n" +
 	"\agallery\x18\x01 \x01(\tR\agallery\x12 \n" +
 	"\vapplication\x18\x02 \x01(\tR\vapplication\x12\x18\n" +
@@ -743,7 +1324,7 @@ const file_vmapp_v1_download_proto_rawDesc = "" +
 	"\x04kind\x18\x04 \x01(\x0e2\x16.vmapp.v1.ArtifactKindR\x04kind\x12\x16\n" +
 	"\x06region\x18\x05 \x01(\tR\x06region\"E\n" +
 	"\x17GetDownloadPlanResponse\x12*\n" +
-	"\x04plan\x18\x01 \x01(\v2\x16.vmapp.v1.DownloadPlanR\x04plan\"\xcb\x03\n" +
+	"\x04plan\x18\x01 \x01(\v2\x16.vmapp.v1.DownloadPlanR\x04plan\"\x96\x04\n" +
 	"\fDownloadPlan\x12\x18\n" +
 	"\agallery\x18\x01 \x01(\tR\agallery\x12 \n" +
 	"\vapplication\x18\x02 \x01(\tR\vapplication\x12\x18\n" +
@@ -762,7 +1343,28 @@ const file_vmapp_v1_download_proto_rawDesc = "" +
 	"expireTime\x12\x16\n" +
 	"\x06direct\x18\f \x01(\bR\x06direct\x12\x1f\n" +
 	"\vpiece_chain\x18\r \x03(\fR\n" +
-	"pieceChain\"p\n" +
+	"pieceChain\x12*\n" +
+	"\x05peers\x18\x0e \x03(\v2\x14.vmapp.v1.PeerSourceR\x05peers\x12\x1d\n" +
+	"\n" +
+	"peer_grant\x18\x0f \x01(\tR\tpeerGrant\"f\n" +
+	"\n" +
+	"PeerSource\x12\x18\n" +
+	"\amachine\x18\x01 \x01(\tR\amachine\x12\x18\n" +
+	"\aaddress\x18\x02 \x01(\tR\aaddress\x12$\n" +
+	"\x0esame_scale_set\x18\x03 \x01(\bR\fsameScaleSet\"\xa3\x02\n" +
+	"\tPeerGrant\x12\x16\n" +
+	"\x06tenant\x18\x01 \x01(\tR\x06tenant\x12\x18\n" +
+	"\amachine\x18\x02 \x01(\tR\amachine\x12%\n" +
+	"\x0egallery_tenant\x18\x03 \x01(\tR\rgalleryTenant\x12\x18\n" +
+	"\agallery\x18\x04 \x01(\tR\agallery\x12 \n" +
+	"\vapplication\x18\x05 \x01(\tR\vapplication\x12\x18\n" +
+	"\aversion\x18\x06 \x01(\tR\aversion\x12*\n" +
+	"\x04kind\x18\a \x01(\x0e2\x16.vmapp.v1.ArtifactKindR\x04kind\x12;\n" +
+	"\vexpire_time\x18\b \x01(\v2\x1a.google.protobuf.TimestampR\n" +
+	"expireTime\"E\n" +
+	"\x0fSignedPeerGrant\x12\x14\n" +
+	"\x05grant\x18\x01 \x01(\fR\x05grant\x12\x1c\n" +
+	"\tsignature\x18\x02 \x01(\fR\tsignature\"p\n" +
 	"\x0eDownloadSource\x12\x16\n" +
 	"\x06region\x18\x01 \x01(\tR\x06region\x12\x18\n" +
 	"\areplica\x18\x02 \x01(\x05R\areplica\x12\x10\n" +
@@ -790,17 +1392,44 @@ const file_vmapp_v1_download_proto_rawDesc = "" +
 	"\aproblem\x18\b \x01(\tR\aproblem\"i\n" +
 	"\x1bReportReplicaDamageResponse\x122\n" +
 	"\averdict\x18\x01 \x01(\x0e2\x18.vmapp.v1.ReplicaVerdictR\averdict\x12\x16\n" +
-	"\x06detail\x18\x02 \x01(\tR\x06detail*\xb3\x01\n" +
+	"\x06detail\x18\x02 \x01(\tR\x06detail\"q\n" +
+	"\x0fAnnounceRequest\x12\x18\n" +
+	"\amachine\x18\x01 \x01(\tR\amachine\x12\x18\n" +
+	"\aaddress\x18\x02 \x01(\tR\aaddress\x12*\n" +
+	"\x04held\x18\x03 \x03(\v2\x16.vmapp.v1.HeldArtifactR\x04held\"\xa8\x01\n" +
+	"\fHeldArtifact\x12\x16\n" +
+	"\x06tenant\x18\x01 \x01(\tR\x06tenant\x12\x18\n" +
+	"\agallery\x18\x02 \x01(\tR\agallery\x12 \n" +
+	"\vapplication\x18\x03 \x01(\tR\vapplication\x12\x18\n" +
+	"\aversion\x18\x04 \x01(\tR\aversion\x12*\n" +
+	"\x04kind\x18\x05 \x01(\x0e2\x16.vmapp.v1.ArtifactKindR\x04kind\"~\n" +
+	"\x10AnnounceResponse\x12/\n" +
+	"\x05lease\x18\x01 \x01(\v2\x19.google.protobuf.DurationR\x05lease\x12\x1a\n" +
+	"\brecorded\x18\x02 \x01(\x05R\brecorded\x12\x1d\n" +
+	"\n" +
+	"grant_keys\x18\x03 \x03(\fR\tgrantKeys\"\xd9\x01\n" +
+	"\x11ReportPeerRequest\x12\x18\n" +
+	"\agallery\x18\x01 \x01(\tR\agallery\x12 \n" +
+	"\vapplication\x18\x02 \x01(\tR\vapplication\x12\x18\n" +
+	"\aversion\x18\x03 \x01(\tR\aversion\x12*\n" +
+	"\x04kind\x18\x04 \x01(\x0e2\x16.vmapp.v1.ArtifactKindR\x04kind\x12\x12\n" +
+	"\x04peer\x18\x05 \x01(\tR\x04peer\x12\x14\n" +
+	"\x05piece\x18\x06 \x01(\x03R\x05piece\x12\x18\n" +
+	"\aproblem\x18\a \x01(\tR\aproblem\"\x14\n" +
+	"\x12ReportPeerResponse*\xb3\x01\n" +
 	"\x0eReplicaVerdict\x12\x1f\n" +
 	"\x1bREPLICA_VERDICT_UNSPECIFIED\x10\x00\x12\x19\n" +
 	"\x15REPLICA_VERDICT_SOUND\x10\x01\x12\x1b\n" +
 	"\x17REPLICA_VERDICT_DAMAGED\x10\x02\x12!\n" +
 	"\x1dREPLICA_VERDICT_NOT_COMPLETED\x10\x03\x12%\n" +
-	"!REPLICA_VERDICT_RECENTLY_VERIFIED\x10\x042\x95\x02\n" +
+	"!REPLICA_VERDICT_RECENTLY_VERIFIED\x10\x042\xa1\x03\n" +
 	"\x0fDownloadService\x12V\n" +
 	"\x0fGetDownloadPlan\x12 .vmapp.v1.GetDownloadPlanRequest\x1a!.vmapp.v1.GetDownloadPlanResponse\x12F\n" +
 	"\tReadRange\x12\x1a.vmapp.v1.ReadRangeRequest\x1a\x1b.vmapp.v1.ReadRangeResponse0\x01\x12b\n" +
-	"\x13ReportReplicaDamage\x12$.vmapp.v1.ReportReplicaDamageRequest\x1a%.vmapp.v1.ReportReplicaDamageResponseB/Z-github.com/vmapp/vmapp/proto/vmapp/v1;vmappv1b\x06proto3"
+	"\x13ReportReplicaDamage\x12$.vmapp.v1.ReportReplicaDamageRequest\x1a%.vmapp.v1.ReportReplicaDamageResponse\x12A\n" +
+	"\bAnnounce\x12\x19.vmapp.v1.AnnounceRequest\x1a\x1a.vmapp.v1.AnnounceResponse\x12G\n" +
+	"\n" +
+	"ReportPeer\x12\x1b.vmapp.v1.ReportPeerRequest\x1a\x1c.vmapp.v1.ReportPeerResponseB/Z-github.com/vmapp/vmapp/proto/vmapp/v1;vmappv1b\x06proto3"
 
 var (
 	file_vmapp_v1_download_proto_rawDescOnce sync.Once
@@ -815,40 +1444,60 @@ func file_vmapp_v1_download_proto_rawDescGZIP() []byte {
 }
 
 var file_vmapp_v1_download_proto_enumTypes = make([]protoimpl.EnumInfo, 1)
-var file_vmapp_v1_download_proto_msgTypes = make([]protoimpl.MessageInfo, 8)
+var file_vmapp_v1_download_proto_msgTypes = make([]protoimpl.MessageInfo, 16)
 var file_vmapp_v1_download_proto_goTypes = []any{
 	(ReplicaVerdict)(0),                 // 0: vmapp.v1.ReplicaVerdict
 	(*GetDownloadPlanRequest)(nil),      // 1: vmapp.v1.GetDownloadPlanRequest
 	(*GetDownloadPlanResponse)(nil),     // 2: vmapp.v1.GetDownloadPlanResponse
 	(*DownloadPlan)(nil),                // 3: vmapp.v1.DownloadPlan
-	(*DownloadSource)(nil),              // 4: vmapp.v1.DownloadSource
-	(*ReadRangeRequest)(nil),            // 5: vmapp.v1.ReadRangeRequest
-	(*ReadRangeResponse)(nil),           // 6: vmapp.v1.ReadRangeResponse
-	(*ReportReplicaDamageRequest)(nil),  // 7: vmapp.v1.ReportReplicaDamageRequest
-	(*ReportReplicaDamageResponse)(nil), // 8: vmapp.v1.ReportReplicaDamageResponse
-	(ArtifactKind)(0),                   // 9: vmapp.v1.ArtifactKind
-	(*timestamppb.Timestamp)(nil),       // 10: google.protobuf.Timestamp
+	(*PeerSource)(nil),                  // 4: vmapp.v1.PeerSource
+	(*PeerGrant)(nil),                   // 5: vmapp.v1.PeerGrant
+	(*SignedPeerGrant)(nil),             // 6: vmapp.v1.SignedPeerGrant
+	(*DownloadSource)(nil),              // 7: vmapp.v1.DownloadSource
+	(*ReadRangeRequest)(nil),            // 8: vmapp.v1.ReadRangeRequest
+	(*ReadRangeResponse)(nil),           // 9: vmapp.v1.ReadRangeResponse
+	(*ReportReplicaDamageRequest)(nil),  // 10: vmapp.v1.ReportReplicaDamageRequest
+	(*ReportReplicaDamageResponse)(nil), // 11: vmapp.v1.ReportReplicaDamageResponse
+	(*AnnounceRequest)(nil),             // 12: vmapp.v1.AnnounceRequest
+	(*HeldArtifact)(nil),                // 13: vmapp.v1.HeldArtifact
+	(*AnnounceResponse)(nil),            // 14: vmapp.v1.AnnounceResponse
+	(*ReportPeerRequest)(nil),           // 15: vmapp.v1.ReportPeerRequest
+	(*ReportPeerResponse)(nil),          // 16: vmapp.v1.ReportPeerResponse
+	(ArtifactKind)(0),                   // 17: vmapp.v1.ArtifactKind
+	(*timestamppb.Timestamp)(nil),       // 18: google.protobuf.Timestamp
+	(*durationpb.Duration)(nil),         // 19: google.protobuf.Duration
 }
 var file_vmapp_v1_download_proto_depIdxs = []int32{
-	9,  // 0: vmapp.v1.GetDownloadPlanRequest.kind:type_name -> vmapp.v1.ArtifactKind
+	17, // 0: vmapp.v1.GetDownloadPlanRequest.kind:type_name -> vmapp.v1.ArtifactKind
 	3,  // 1: vmapp.v1.GetDownloadPlanResponse.plan:type_name -> vmapp.v1.DownloadPlan
-	9,  // 2: vmapp.v1.DownloadPlan.kind:type_name -> vmapp.v1.ArtifactKind
-	4,  // 3: vmapp.v1.DownloadPlan.sources:type_name -> vmapp.v1.DownloadSource
-	10, // 4: vmapp.v1.DownloadPlan.expire_time:type_name -> google.protobuf.Timestamp
-	9,  // 5: vmapp.v1.ReadRangeRequest.kind:type_name -> vmapp.v1.ArtifactKind
-	9,  // 6: vmapp.v1.ReportReplicaDamageRequest.kind:type_name -> vmapp.v1.ArtifactKind
-	0,  // 7: vmapp.v1.ReportReplicaDamageResponse.verdict:type_name -> vmapp.v1.ReplicaVerdict
-	1,  // 8: vmapp.v1.DownloadService.GetDownloadPlan:input_type -> vmapp.v1.GetDownloadPlanRequest
-	5,  // 9: vmapp.v1.DownloadService.ReadRange:input_type -> vmapp.v1.ReadRangeRequest
-	7,  // 10: vmapp.v1.DownloadService.ReportReplicaDamage:input_type -> vmapp.v1.ReportReplicaDamageRequest
-	2,  // 11: vmapp.v1.DownloadService.GetDownloadPlan:output_type -> vmapp.v1.GetDownloadPlanResponse
-	6,  // 12: vmapp.v1.DownloadService.ReadRange:output_type -> vmapp.v1.ReadRangeResponse
-	8,  // 13: vmapp.v1.DownloadService.ReportReplicaDamage:output_type -> vmapp.v1.ReportReplicaDamageResponse
-	11, // [11:14] is the sub-list for method output_type
-	8,  // [8:11] is the sub-list for method input_type
-	8,  // [8:8] is the sub-list for extension type_name
-	8,  // [8:8] is the sub-list for extension extendee
-	0,  // [0:8] is the sub-list for field type_name
+	17, // 2: vmapp.v1.DownloadPlan.kind:type_name -> vmapp.v1.ArtifactKind
+	7,  // 3: vmapp.v1.DownloadPlan.sources:type_name -> vmapp.v1.DownloadSource
+	18, // 4: vmapp.v1.DownloadPlan.expire_time:type_name -> google.protobuf.Timestamp
+	4,  // 5: vmapp.v1.DownloadPlan.peers:type_name -> vmapp.v1.PeerSource
+	17, // 6: vmapp.v1.PeerGrant.kind:type_name -> vmapp.v1.ArtifactKind
+	18, // 7: vmapp.v1.PeerGrant.expire_time:type_name -> google.protobuf.Timestamp
+	17, // 8: vmapp.v1.ReadRangeRequest.kind:type_name -> vmapp.v1.ArtifactKind
+	17, // 9: vmapp.v1.ReportReplicaDamageRequest.kind:type_name -> vmapp.v1.ArtifactKind
+	0,  // 10: vmapp.v1.ReportReplicaDamageResponse.verdict:type_name -> vmapp.v1.ReplicaVerdict
+	13, // 11: vmapp.v1.AnnounceRequest.held:type_name -> vmapp.v1.HeldArtifact
+	17, // 12: vmapp.v1.HeldArtifact.kind:type_name -> vmapp.v1.ArtifactKind
+	19, // 13: vmapp.v1.AnnounceResponse.lease:type_name -> google.protobuf.Duration
+	17, // 14: vmapp.v1.ReportPeerRequest.kind:type_name -> vmapp.v1.ArtifactKind
+	1,  // 15: vmapp.v1.DownloadService.GetDownloadPlan:input_type -> vmapp.v1.GetDownloadPlanRequest
+	8,  // 16: vmapp.v1.DownloadService.ReadRange:input_type -> vmapp.v1.ReadRangeRequest
+	10, // 17: vmapp.v1.DownloadService.ReportReplicaDamage:input_type -> vmapp.v1.ReportReplicaDamageRequest
+	12, // 18: vmapp.v1.DownloadService.Announce:input_type -> vmapp.v1.AnnounceRequest
+	15, // 19: vmapp.v1.DownloadService.ReportPeer:input_type -> vmapp.v1.ReportPeerRequest
+	2,  // 20: vmapp.v1.DownloadService.GetDownloadPlan:output_type -> vmapp.v1.GetDownloadPlanResponse
+	9,  // 21: vmapp.v1.DownloadService.ReadRange:output_type -> vmapp.v1.ReadRangeResponse
+	11, // 22: vmapp.v1.DownloadService.ReportReplicaDamage:output_type -> vmapp.v1.ReportReplicaDamageResponse
+	14, // 23: vmapp.v1.DownloadService.Announce:output_type -> vmapp.v1.AnnounceResponse
+	16, // 24: vmapp.v1.DownloadService.ReportPeer:output_type -> vmapp.v1.ReportPeerResponse
+	20, // [20:25] is the sub-list for method output_type
+	15, // [15:20] is the sub-list for method input_type
+	15, // [15:15] is the sub-list for extension type_name
+	15, // [15:15] is the sub-list for extension extendee
+	0,  // [0:15] is the sub-list for field type_name
 }
 
 func init() { file_vmapp_v1_download_proto_init() }
@@ -863,7 +1512,7 @@ func file_vmapp_v1_download_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_vmapp_v1_download_proto_rawDesc), len(file_vmapp_v1_download_proto_rawDesc)),
 			NumEnums:      1,
-			NumMessages:   8,
+			NumMessages:   16,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

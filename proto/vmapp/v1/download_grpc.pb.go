@@ -8,6 +8,7 @@ package vmappv1
 
 import (
 	context "context"
+
 	grpc "google.golang.org/grpc"
 	codes "google.golang.org/grpc/codes"
 	status "google.golang.org/grpc/status"
@@ -22,6 +23,8 @@ const (
 	DownloadService_GetDownloadPlan_FullMethodName     = "/vmapp.v1.DownloadService/GetDownloadPlan"
 	DownloadService_ReadRange_FullMethodName           = "/vmapp.v1.DownloadService/ReadRange"
 	DownloadService_ReportReplicaDamage_FullMethodName = "/vmapp.v1.DownloadService/ReportReplicaDamage"
+	DownloadService_Announce_FullMethodName            = "/vmapp.v1.DownloadService/Announce"
+	DownloadService_ReportPeer_FullMethodName          = "/vmapp.v1.DownloadService/ReportPeer"
 )
 
 // DownloadServiceClient is the client API for DownloadService service.
@@ -50,6 +53,17 @@ type DownloadServiceClient interface {
 	// time, and not again for a few minutes after it was found sound.
 	// Machines may report only versions in their goal state.
 	ReportReplicaDamage(ctx context.Context, in *ReportReplicaDamageRequest, opts ...grpc.CallOption) (*ReportReplicaDamageResponse, error)
+	// Announce tells vmappd's tracker which artifacts the machine holds,
+	// whole and verified, and where its agent serves them to peers. The
+	// announcement is a lease: it lapses unless renewed within the lease the
+	// response gives. Only the versions in the machine's goal state are
+	// recorded; an empty address withdraws the machine. Machines announce
+	// for themselves only.
+	Announce(ctx context.Context, in *AnnounceRequest, opts ...grpc.CallOption) (*AnnounceResponse, error)
+	// ReportPeer tells vmappd that a peer of a plan sent a piece failing
+	// verification: the tracker stops offering that peer for the artifact
+	// for a while. Machines may report only versions in their goal state.
+	ReportPeer(ctx context.Context, in *ReportPeerRequest, opts ...grpc.CallOption) (*ReportPeerResponse, error)
 }
 
 type downloadServiceClient struct {
@@ -99,6 +113,26 @@ func (c *downloadServiceClient) ReportReplicaDamage(ctx context.Context, in *Rep
 	return out, nil
 }
 
+func (c *downloadServiceClient) Announce(ctx context.Context, in *AnnounceRequest, opts ...grpc.CallOption) (*AnnounceResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(AnnounceResponse)
+	err := c.cc.Invoke(ctx, DownloadService_Announce_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *downloadServiceClient) ReportPeer(ctx context.Context, in *ReportPeerRequest, opts ...grpc.CallOption) (*ReportPeerResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(ReportPeerResponse)
+	err := c.cc.Invoke(ctx, DownloadService_ReportPeer_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 // DownloadServiceServer is the server API for DownloadService service.
 // All implementations must embed UnimplementedDownloadServiceServer
 // for forward compatibility.
@@ -125,6 +159,17 @@ type DownloadServiceServer interface {
 	// time, and not again for a few minutes after it was found sound.
 	// Machines may report only versions in their goal state.
 	ReportReplicaDamage(context.Context, *ReportReplicaDamageRequest) (*ReportReplicaDamageResponse, error)
+	// Announce tells vmappd's tracker which artifacts the machine holds,
+	// whole and verified, and where its agent serves them to peers. The
+	// announcement is a lease: it lapses unless renewed within the lease the
+	// response gives. Only the versions in the machine's goal state are
+	// recorded; an empty address withdraws the machine. Machines announce
+	// for themselves only.
+	Announce(context.Context, *AnnounceRequest) (*AnnounceResponse, error)
+	// ReportPeer tells vmappd that a peer of a plan sent a piece failing
+	// verification: the tracker stops offering that peer for the artifact
+	// for a while. Machines may report only versions in their goal state.
+	ReportPeer(context.Context, *ReportPeerRequest) (*ReportPeerResponse, error)
 	mustEmbedUnimplementedDownloadServiceServer()
 }
 
@@ -143,6 +188,12 @@ func (UnimplementedDownloadServiceServer) ReadRange(*ReadRangeRequest, grpc.Serv
 }
 func (UnimplementedDownloadServiceServer) ReportReplicaDamage(context.Context, *ReportReplicaDamageRequest) (*ReportReplicaDamageResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method ReportReplicaDamage not implemented")
+}
+func (UnimplementedDownloadServiceServer) Announce(context.Context, *AnnounceRequest) (*AnnounceResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method Announce not implemented")
+}
+func (UnimplementedDownloadServiceServer) ReportPeer(context.Context, *ReportPeerRequest) (*ReportPeerResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method ReportPeer not implemented")
 }
 func (UnimplementedDownloadServiceServer) mustEmbedUnimplementedDownloadServiceServer() {}
 func (UnimplementedDownloadServiceServer) testEmbeddedByValue()                         {}
@@ -212,6 +263,42 @@ func _DownloadService_ReportReplicaDamage_Handler(srv interface{}, ctx context.C
 	return interceptor(ctx, in, info, handler)
 }
 
+func _DownloadService_Announce_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(AnnounceRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(DownloadServiceServer).Announce(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: DownloadService_Announce_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(DownloadServiceServer).Announce(ctx, req.(*AnnounceRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _DownloadService_ReportPeer_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(ReportPeerRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(DownloadServiceServer).ReportPeer(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: DownloadService_ReportPeer_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(DownloadServiceServer).ReportPeer(ctx, req.(*ReportPeerRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 // DownloadService_ServiceDesc is the grpc.ServiceDesc for DownloadService service.
 // It's only intended for direct use with grpc.RegisterService,
 // and not to be introspected or modified (even as a copy)
@@ -226,6 +313,14 @@ var DownloadService_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "ReportReplicaDamage",
 			Handler:    _DownloadService_ReportReplicaDamage_Handler,
+		},
+		{
+			MethodName: "Announce",
+			Handler:    _DownloadService_Announce_Handler,
+		},
+		{
+			MethodName: "ReportPeer",
+			Handler:    _DownloadService_ReportPeer_Handler,
 		},
 	},
 	Streams: []grpc.StreamDesc{

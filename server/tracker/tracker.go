@@ -1,0 +1,258 @@
+// Package tracker is vmappd's peer tracker: which machines hold which
+// artifacts whole and verified, and where their agents serve them, so that
+// a download plan can name peers of the downloading machine's region.
+//
+// Announcements are soft state, in memory: an agent renews its lease every
+// third of it, so a lost announcement costs one period, and a vmappd that
+// restarts knows every live peer again within a lease. Writing them through
+// the state (a raft entry each, every few seconds per machine) would cost
+// the whole cluster an fsync per machine and period for facts that expire
+// by themselves. In a cluster each node knows the agents that announce to
+// it.
+//
+// A peer reported for sending a bad piece is not offered for that artifact
+// again for BanTime, even when it announces it.
+package tracker
+
+import (
+	"cmp"
+	"hash/fnv"
+	"slices"
+	"sync"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+)
+
+// Defaults.
+const (
+	// Lease is how long an announcement lasts.
+	Lease = 60 * time.Second
+	// BanTime is how long a reported peer isn't offered for the artifact.
+	BanTime = 10 * time.Minute
+	// MaxPeers is the most peers a plan names.
+	MaxPeers = 16
+)
+
+// Artifact names an artifact: the gallery's tenant, the gallery, the
+// application, the version and the kind (its enum value).
+type Artifact struct {
+	Tenant, Gallery, Application, Version string
+	Kind                                  int32
+}
+
+// Machine is an announcing or downloading machine.
+type Machine struct {
+	Tenant, Name, Region, ScaleSet string
+}
+
+// Peer is a machine that serves an artifact.
+type Peer struct {
+	Name, Address string
+	SameScaleSet  bool
+}
+
+type holder struct {
+	m       Machine
+	addr    string
+	expires time.Time
+}
+
+type peerKey struct{ tenant, name string }
+
+// Tracker holds the announcements. Its methods are safe for concurrent use.
+type Tracker struct {
+	now   func() time.Time
+	lease time.Duration
+	swept time.Time // when lapsed announcements were last dropped
+
+	mu      sync.Mutex
+	holders map[Artifact]map[peerKey]holder
+	held    map[peerKey][]Artifact // what each machine announced last
+	banned  map[Artifact]map[peerKey]time.Time
+
+	reports prometheus.Counter
+	entries prometheus.GaugeFunc
+}
+
+// New returns an empty tracker on the clock now (nil: time.Now) with
+// announcements lasting lease (0: Lease).
+func New(now func() time.Time, lease time.Duration) *Tracker {
+	t := &Tracker{now: now, lease: cmp.Or(lease, Lease),
+		holders: map[Artifact]map[peerKey]holder{}, held: map[peerKey][]Artifact{}, banned: map[Artifact]map[peerKey]time.Time{}}
+	if now == nil {
+		t.now = time.Now
+	}
+	t.reports = prometheus.NewCounter(prometheus.CounterOpts{Name: "vmapp_peer_reports_total",
+		Help: "Peers reported by downloading machines for sending pieces that failed verification."})
+	t.entries = prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "vmapp_tracker_announcements",
+		Help: "Artifacts held by machines, as announced to this node and not expired."}, func() float64 { return float64(t.count()) })
+	return t
+}
+
+// Register registers the tracker's metrics.
+func (t *Tracker) Register(reg prometheus.Registerer) { reg.MustRegister(t.reports, t.entries) }
+
+// LeaseTime is how long an announcement lasts.
+func (t *Tracker) LeaseTime() time.Duration { return t.lease }
+
+// Announce records that m serves arts at addr until the lease ends,
+// replacing what m announced before; an empty addr withdraws m.
+func (t *Tracker) Announce(m Machine, addr string, arts []Artifact) {
+	k := peerKey{m.Tenant, m.Name}
+	now := t.now()
+	exp := now.Add(t.lease)
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	t.sweep(now)
+	for _, a := range t.held[k] {
+		t.drop(a, k)
+	}
+	delete(t.held, k)
+	if addr == "" {
+		return
+	}
+	for _, a := range arts {
+		hs := t.holders[a]
+		if hs == nil {
+			hs = map[peerKey]holder{}
+			t.holders[a] = hs
+		}
+		hs[k] = holder{m: m, addr: addr, expires: exp}
+	}
+	if len(arts) > 0 {
+		t.held[k] = slices.Clone(arts)
+	}
+}
+
+// sweep drops, once a lease, the machines whose lease lapsed and the bans
+// that ended, with mu held: machines that stopped announcing cost nothing
+// for long.
+func (t *Tracker) sweep(now time.Time) {
+	if now.Sub(t.swept) < t.lease {
+		return
+	}
+	t.swept = now
+	for k, arts := range t.held { // never empty
+		if h, ok := t.holders[arts[0]][k]; !ok || !now.Before(h.expires) {
+			for _, a := range arts {
+				t.drop(a, k)
+			}
+			delete(t.held, k)
+		}
+	}
+	for a, b := range t.banned {
+		for k, until := range b {
+			if !now.Before(until) {
+				delete(b, k)
+			}
+		}
+		if len(b) == 0 {
+			delete(t.banned, a)
+		}
+	}
+}
+
+// drop forgets that k holds a, with mu held.
+func (t *Tracker) drop(a Artifact, k peerKey) {
+	if hs := t.holders[a]; hs != nil {
+		delete(hs, k)
+		if len(hs) == 0 {
+			delete(t.holders, a)
+		}
+	}
+}
+
+// Peers returns up to max machines of m's tenant and region that hold a
+// (m left out): m's scale set first, each group in an order that spreads
+// the askers over the holders (rotated by a hash of m's name).
+func (t *Tracker) Peers(a Artifact, m Machine, max int) []Peer {
+	now := t.now()
+	t.mu.Lock()
+	var same, other []Peer
+	for k, h := range t.holders[a] {
+		switch {
+		case !now.Before(h.expires):
+			t.drop(a, k) // lapsed
+			continue
+		case h.m.Tenant != m.Tenant || h.m.Region != m.Region || h.m.Name == m.Name || t.isBanned(a, k, now):
+			continue
+		}
+		p := Peer{Name: h.m.Name, Address: h.addr, SameScaleSet: m.ScaleSet != "" && h.m.ScaleSet == m.ScaleSet}
+		if p.SameScaleSet {
+			same = append(same, p)
+		} else {
+			other = append(other, p)
+		}
+	}
+	t.mu.Unlock()
+	out := append(spread(same, m.Name), spread(other, m.Name)...)
+	return out[:min(len(out), max)]
+}
+
+// spread sorts ps by name, then rotates them by a hash of asker.
+func spread(ps []Peer, asker string) []Peer {
+	if len(ps) == 0 {
+		return nil
+	}
+	slices.SortFunc(ps, func(a, b Peer) int { return cmp.Compare(a.Name, b.Name) })
+	h := fnv.New32a()
+	h.Write([]byte(asker))
+	k := int(h.Sum32() % uint32(len(ps)))
+	return append(ps[k:], ps[:k]...)
+}
+
+// isBanned tells whether k was reported for a less than BanTime ago, with
+// mu held.
+func (t *Tracker) isBanned(a Artifact, k peerKey, now time.Time) bool {
+	until, ok := t.banned[a][k]
+	if ok && !now.Before(until) {
+		delete(t.banned[a], k)
+		return false
+	}
+	return ok
+}
+
+// Report records that peer (of tenant) sent a bad piece of a: it isn't
+// offered for a for BanTime.
+func (t *Tracker) Report(a Artifact, tenant, peer string) {
+	t.reports.Inc()
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	b := t.banned[a]
+	if b == nil {
+		b = map[peerKey]time.Time{}
+		t.banned[a] = b
+	}
+	b[peerKey{tenant, peer}] = t.now().Add(BanTime)
+}
+
+// Holders counts the machines holding a whose lease runs, in a region
+// ("": every region).
+func (t *Tracker) Holders(a Artifact, region string) int {
+	now := t.now()
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	n := 0
+	for _, h := range t.holders[a] {
+		if now.Before(h.expires) && (region == "" || h.m.Region == region) {
+			n++
+		}
+	}
+	return n
+}
+
+func (t *Tracker) count() int {
+	now := t.now()
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	n := 0
+	for _, hs := range t.holders {
+		for _, h := range hs {
+			if now.Before(h.expires) {
+				n++
+			}
+		}
+	}
+	return n
+}

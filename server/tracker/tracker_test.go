@@ -1,0 +1,92 @@
+package tracker
+
+import (
+	"fmt"
+	"testing"
+	"time"
+)
+
+// The tracker on a clock of the test's: leases lapse, other regions and
+// tenants are left out, the scale set comes first, a ban ends, and machines
+// that stopped announcing are swept.
+func TestTracker(t *testing.T) {
+	now := time.Unix(1000, 0)
+	tr := New(func() time.Time { return now }, time.Minute)
+	a := Artifact{Tenant: "t", Gallery: "g", Application: "a", Version: "1.0.0", Kind: 1}
+	b := a
+	b.Version = "2.0.0"
+	m := func(name, region, set string) Machine {
+		return Machine{Tenant: "t", Name: name, Region: region, ScaleSet: set}
+	}
+	names := func(ps []Peer) string {
+		s := ""
+		for _, p := range ps {
+			s += fmt.Sprintf("%s(%v) ", p.Name, p.SameScaleSet)
+		}
+		return s
+	}
+	tr.Announce(m("web-0", "eastus", "web"), "h0:1", []Artifact{a, b})
+	tr.Announce(m("vm-1", "eastus", ""), "h1:1", []Artifact{a})
+	tr.Announce(m("vm-w", "westus", ""), "hw:1", []Artifact{a})
+	tr.Announce(Machine{Tenant: "u", Name: "vm-u", Region: "eastus"}, "hu:1", []Artifact{a})
+	asker := m("web-1", "eastus", "web")
+	if got := names(tr.Peers(a, asker, MaxPeers)); got != "web-0(true) vm-1(false) " {
+		t.Fatalf("peers: %s", got)
+	}
+	if got := names(tr.Peers(a, asker, 1)); got != "web-0(true) " {
+		t.Fatalf("one peer: %s", got)
+	}
+	if n := tr.Holders(a, ""); n != 4 {
+		t.Fatalf("%d holders of a", n)
+	}
+	// A new announcement replaces the last: web-0 holds b no more.
+	tr.Announce(m("web-0", "eastus", "web"), "h0:1", []Artifact{a})
+	if n := tr.Holders(b, ""); n != 0 {
+		t.Fatalf("%d holders of b after web-0 announced a alone", n)
+	}
+	// Reported: not offered until the ban ends.
+	tr.Report(a, "t", "web-0")
+	if got := names(tr.Peers(a, asker, MaxPeers)); got != "vm-1(false) " {
+		t.Fatalf("peers with web-0 reported: %s", got)
+	}
+	// vm-1 renews its lease; the others lapse.
+	now = now.Add(50 * time.Second)
+	tr.Announce(m("vm-1", "eastus", ""), "h1:1", []Artifact{a})
+	now = now.Add(20 * time.Second)
+	if got := names(tr.Peers(a, asker, MaxPeers)); got != "vm-1(false) " || tr.Holders(a, "") != 1 {
+		t.Fatalf("peers after the leases lapsed: %s (%d holders)", got, tr.Holders(a, ""))
+	}
+	// The ban ends; web-0, announcing again, is offered again.
+	now = now.Add(BanTime)
+	tr.Announce(m("web-0", "eastus", "web"), "h0:1", []Artifact{a})
+	if got := names(tr.Peers(a, asker, MaxPeers)); got != "web-0(true) " {
+		t.Fatalf("peers after the ban ended: %s", got)
+	}
+	// The sweep forgot the machines that stopped announcing, and the ban.
+	tr.mu.Lock()
+	defer tr.mu.Unlock()
+	if len(tr.held) != 1 || len(tr.banned) != 0 {
+		t.Fatalf("after a sweep: held %v, banned %v", tr.held, tr.banned)
+	}
+}
+
+// Askers are spread over the holders: each is offered a holder first, and
+// different askers different ones.
+func TestSpread(t *testing.T) {
+	tr := New(func() time.Time { return time.Unix(0, 0) }, 0)
+	a := Artifact{Tenant: "t", Gallery: "g", Application: "a", Version: "1", Kind: 1}
+	for i := range 4 {
+		tr.Announce(Machine{Tenant: "t", Name: fmt.Sprint("h", i), Region: "r"}, "x:1", []Artifact{a})
+	}
+	first := map[string]int{}
+	for i := range 40 {
+		ps := tr.Peers(a, Machine{Tenant: "t", Name: fmt.Sprint("asker", i), Region: "r"}, MaxPeers)
+		if len(ps) != 4 {
+			t.Fatalf("%d peers", len(ps))
+		}
+		first[ps[0].Name]++
+	}
+	if len(first) < 3 {
+		t.Fatalf("40 askers were offered first %v", first)
+	}
+}
