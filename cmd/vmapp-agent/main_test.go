@@ -42,10 +42,10 @@ func TestBadFlags(t *testing.T) {
 		{"missing token file", []string{"--vm", "vm1", "--root", root, "--token-file", root + "/nope.token"}, "--token-file: token file " + root + "/nope.token: no such file or directory"},
 		{"bad log format", []string{"--vm", "vm1", "--root", root, "--log-format", "xml"}, `invalid argument "xml" for "--log-format" flag: "xml" is not a log format: want text or json`},
 		{"missing trust file", []string{"--vm", "vm1", "--root", root, "--trust-file", dir + "/nope"}, "--trust-file: open " + dir + "/nope"},
-		{"bad download rate", []string{"--vm", "vm1", "--root", root, "--max-download-rate", "fast"}, `invalid value "fast" for flag -max-download-rate: not a number of bytes per second`},
-		{"negative upload rate", []string{"--vm", "vm1", "--root", root, "--max-upload-rate", "-5MB"}, `invalid value "-5MB" for flag -max-upload-rate`},
+		{"bad download rate", []string{"--vm", "vm1", "--root", root, "--max-download-rate", "fast"}, `invalid argument "fast" for "--max-download-rate" flag: not a number of bytes per second`},
+		{"negative upload rate", []string{"--vm", "vm1", "--root", root, "--max-upload-rate", "-5MB"}, `invalid argument "-5MB" for "--max-upload-rate" flag`},
 		{"no peer and peer listen", []string{"--vm", "vm1", "--root", root, "--no-peer", "--peer-listen", "127.0.0.1:0"}, "--no-peer and --peer-listen contradict each other"},
-		{"bad cache max", []string{"--vm", "vm1", "--root", root, "--cache-max", "lots"}, `invalid value "lots" for flag -cache-max: not a size`},
+		{"bad cache max", []string{"--vm", "vm1", "--root", root, "--cache-max", "lots"}, `invalid argument "lots" for "--cache-max" flag: not a size`},
 		{"cache max over 100%", []string{"--vm", "vm1", "--root", root, "--cache-max", "150%"}, "a percentage must be above 0 and at most 100"},
 		{"malformed trust file", []string{"--vm", "vm1", "--root", root, "--trust-file", badTrust}, "--trust-file: " + badTrust + ": line 3: not a public key"},
 	} {
