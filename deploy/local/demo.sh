@@ -246,7 +246,9 @@ run "$BIN/vmapp" version create --gallery signed --app hello 1.0.0 --location ea
   --target-region eastus --package "$STATE/hello-1.0.0.tar.gz" --sign-key "$STATE/release.key" --wait
 run "$BIN/vmapp" version signatures --gallery signed --app hello 1.0.0 --statement "$STATE/hello.statement"
 if command -v minisign >/dev/null; then
-  key_id=$(sed -n 's/^untrusted comment: minisign public key //p' "$STATE/release.pub")
+  # The comment names the key id as minisign does, without leading zeros;
+  # signature files are named with its 16 hex digits.
+  key_id=$(printf '%016X' "0x$(sed -n 's/^untrusted comment: minisign public key //p' "$STATE/release.pub")")
   run minisign -V -p "$STATE/release.pub" -m "$STATE/hello.statement" -x "$STATE/hello.statement.$key_id.minisig"
 fi
 run "$BIN/vmapp" version create --gallery signed --app hello 1.0.1 --location eastus \
