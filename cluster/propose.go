@@ -77,7 +77,7 @@ func (n *Node) applyHere(b []byte) (uint64, error) {
 		case errors.Is(err, raft.ErrNotLeader):
 			return 0, err
 		case errors.Is(err, raft.ErrLeadershipLost):
-			return 0, errs.Wrap(errs.Aborted, err, "leadership changed while the change was being committed: it may or may not have been applied; read, then retry")
+			return 0, errs.Wrap(errs.Unavailable, err, "leadership changed while the change was being committed: it may or may not have been applied; read, then retry")
 		case errors.Is(err, raft.ErrEnqueueTimeout):
 			return 0, errs.Wrap(errs.Unavailable, err, "the cluster is overloaded: retry")
 		}
