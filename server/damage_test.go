@@ -10,6 +10,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/vmapp/vmapp/internal/testkit/metricstest"
+
 	"github.com/minio/minio-go/v7"
 	"github.com/prometheus/client_golang/prometheus"
 	"google.golang.org/grpc/codes"
@@ -67,28 +69,7 @@ func (f *fleet) repair(version string, deep bool) (problems, unchecked map[strin
 // labels (for a histogram, its observations' count).
 func metric(t *testing.T, reg prometheus.Gatherer, name string, labels map[string]string) float64 {
 	t.Helper()
-	mfs, err := reg.Gather()
-	mustOK(t, err)
-	sum := 0.0
-	for _, mf := range mfs {
-		if mf.GetName() != name {
-			continue
-		}
-	next:
-		for _, m := range mf.Metric {
-			have := map[string]string{}
-			for _, l := range m.Label {
-				have[l.GetName()] = l.GetValue()
-			}
-			for k, v := range labels {
-				if have[k] != v {
-					continue next
-				}
-			}
-			sum += m.GetCounter().GetValue() + m.GetGauge().GetValue() + float64(m.GetHistogram().GetSampleCount())
-		}
-	}
-	return sum
+	return metricstest.Value(t, reg, name, labels)
 }
 
 // series reports whether reg has a series of name with exactly labels.

@@ -53,7 +53,7 @@ func Lint(t testing.TB, who, body string) {
 }
 
 // Value sums the samples of the counters and gauges named name in g whose
-// labels include labels.
+// labels include labels (for a histogram, its observations' count).
 func Value(t testing.TB, g prometheus.Gatherer, name string, labels map[string]string) float64 {
 	t.Helper()
 	mfs, err := g.Gather()
@@ -76,7 +76,7 @@ func Value(t testing.TB, g prometheus.Gatherer, name string, labels map[string]s
 					continue next
 				}
 			}
-			sum += m.GetCounter().GetValue() + m.GetGauge().GetValue()
+			sum += m.GetCounter().GetValue() + m.GetGauge().GetValue() + float64(m.GetHistogram().GetSampleCount())
 		}
 	}
 	return sum
