@@ -62,3 +62,27 @@ func TestBadFlags(t *testing.T) {
 		})
 	}
 }
+
+// TestListenRefusals: addresses the agent can't listen on, or peers can't
+// dial, stop it at start with exit 1 and the flag at fault.
+func TestListenRefusals(t *testing.T) {
+	for _, c := range []struct {
+		name string
+		args []string
+		want string
+	}{
+		{"peer listen on every address, none advertised", []string{"--peer-listen", "0.0.0.0:0"}, "names no address peers can dial: give the one they reach this machine at (--peer-advertise)"},
+		{"peer listen not an address", []string{"--peer-listen", "nowhere"}, "peer listen: listen tcp: address nowhere: missing port in address"},
+		{"metrics listen not an address", []string{"--metrics-listen", "nowhere"}, "--metrics-listen: listen tcp: address nowhere: missing port in address"},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			args := append([]string{"--vm", "vm1", "--root", t.TempDir(), "--server", "127.0.0.1:1"}, c.args...)
+			cmd := exec.Command(os.Args[0], args...)
+			cmd.Env = append(os.Environ(), "VMAPP_AGENT_RUN_MAIN=1")
+			out, err := cmd.CombinedOutput()
+			if ee, ok := err.(*exec.ExitError); !ok || ee.ExitCode() != 1 || !strings.Contains(string(out), c.want) {
+				t.Fatalf("err %v, output:\n%s\nwant exit 1 and %q", err, out, c.want)
+			}
+		})
+	}
+}
