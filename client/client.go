@@ -40,6 +40,13 @@ type Options struct {
 	// while, so that a connection whose path died is found out (see
 	// wire.Keepalive): for clients that hold quiet streams.
 	Keepalive bool
+	// WaitForReady makes a call wait, up to its deadline, for a node to
+	// take it when none can at the moment (every node down, restarting or
+	// in reconnect backoff), instead of failing once the retries above are
+	// spent (about a second): for agents, whose calls have deadlines and
+	// must ride out a rolling restart of the cluster. A CLI user wants to
+	// hear at once that vmappd is down, so the CLI leaves it off.
+	WaitForReady bool
 }
 
 // Client is a connection to vmappd.
@@ -72,6 +79,9 @@ func New(addr string, o Options) (*Client, error) {
 	}
 	if o.Keepalive {
 		opts = append(opts, wire.Keepalive())
+	}
+	if o.WaitForReady {
+		opts = append(opts, grpc.WithDefaultCallOptions(grpc.WaitForReady(true)))
 	}
 	if o.Compressor != "" {
 		if !wire.Registered(o.Compressor) {

@@ -5,10 +5,14 @@ import (
 	"net"
 	"strings"
 	"testing"
+	"time"
 
 	"google.golang.org/grpc"
+	"google.golang.org/grpc/connectivity"
 	"google.golang.org/grpc/health"
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
+
+	"github.com/vmapp/vmapp/errs"
 )
 
 func TestServers(t *testing.T) {
@@ -66,5 +70,58 @@ func TestFailover(t *testing.T) {
 	}
 	if _, err := New("nohost", Options{}); err == nil {
 		t.Fatal("a server without a port was accepted")
+	}
+}
+
+// TestWaitForReady: with every server down, a call of a WaitForReady
+// client waits for one to come up instead of failing, while the same call
+// without it, made meanwhile, fails as Unavailable once its retries are
+// spent; the server comes up only then.
+func TestWaitForReady(t *testing.T) {
+	lis, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := lis.Addr().String()
+	lis.Close()
+	down := func(o Options) (*Client, healthpb.HealthClient) {
+		c, err := New(addr+","+addr, o)
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { c.Close() })
+		ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+		defer cancel()
+		c.Conn().Connect()
+		for s := c.Conn().GetState(); s != connectivity.TransientFailure; s = c.Conn().GetState() {
+			if !c.Conn().WaitForStateChange(ctx, s) {
+				t.Fatalf("the connection to a closed port never failed: %v", s)
+			}
+		}
+		return c, healthpb.NewHealthClient(c.Conn())
+	}
+	_, failFast := down(Options{})
+	_, waits := down(Options{WaitForReady: true})
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	done := make(chan error, 1)
+	go func() {
+		_, err := waits.Check(ctx, &healthpb.HealthCheckRequest{})
+		done <- err
+	}()
+	// The same call without WaitForReady, made meanwhile, fails (after its
+	// retries): the server comes up only after that.
+	if _, err := failFast.Check(ctx, &healthpb.HealthCheckRequest{}); !errs.Is(err, errs.Unavailable) {
+		t.Fatalf("a call with every server down: %v, want Unavailable", err)
+	}
+	if lis, err = net.Listen("tcp", addr); err != nil {
+		t.Skipf("the port was taken meanwhile: %v", err)
+	}
+	srv := grpc.NewServer()
+	healthpb.RegisterHealthServer(srv, health.NewServer())
+	go srv.Serve(lis)
+	defer srv.Stop()
+	if err := <-done; err != nil {
+		t.Fatalf("a WaitForReady call while the server came up: %v", err)
 	}
 }

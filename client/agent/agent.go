@@ -342,7 +342,7 @@ func Run(ctx context.Context, cfg Config) error {
 		if cfg.Server == "" {
 			return errors.New("agent: the server address is required")
 		}
-		if a.cl, err = client.New(cfg.Server, client.Options{Tenant: cfg.Tenant, Token: cfg.Token, TLS: cfg.TLS, Keepalive: true}); err != nil {
+		if a.cl, err = client.New(cfg.Server, client.Options{Tenant: cfg.Tenant, Token: cfg.Token, TLS: cfg.TLS, Keepalive: true, WaitForReady: true}); err != nil {
 			return fmt.Errorf("agent: %w", err)
 		}
 		defer a.cl.Close()

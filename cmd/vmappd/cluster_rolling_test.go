@@ -122,7 +122,7 @@ replication:
 			if err != nil {
 				return err
 			}
-			c, err := client.New(vc.servers(), client.Options{Token: r.AgentToken, Keepalive: true})
+			c, err := client.New(vc.servers(), client.Options{Token: r.AgentToken, Keepalive: true, WaitForReady: true})
 			sims[i] = &simAgent{machine: name, c: c}
 			return err
 		})
