@@ -77,6 +77,7 @@ func TestRelease(t *testing.T) {
 	checkSums(t, dir)
 	checkTarball(t, filepath.Join(dir, want[0]))
 	checkRPM(t, filepath.Join(dir, want[4]))
+	installRPMs(t, filepath.Join(dir, want[4]), filepath.Join(dir, want[5]), filepath.Join(dir, want[6]))
 	debs := []string{filepath.Join(dir, want[1]), filepath.Join(dir, want[2]), filepath.Join(dir, want[3])}
 	if _, err := exec.LookPath("dpkg"); err != nil {
 		t.Skip("dpkg is not installed: the packages are made but not installed")
@@ -87,6 +88,7 @@ func TestRelease(t *testing.T) {
 	root := newRoot(t)
 	dpkg(t, root, append([]string{"--install"}, debs...)...)
 	checkInstalled(t, root)
+	checkDocs(t, root)
 	for _, svc := range []string{"vmappd", "vmapp-agent"} {
 		runExecStart(t, root, svc)
 	}
@@ -149,6 +151,10 @@ func checkInstalled(t *testing.T, root string) {
 		"lib/systemd/system/vmappd.service": 0o644, "lib/systemd/system/vmapp-agent.service": 0o644,
 		"etc/vmapp/regions.yaml": 0o644, "etc/default/vmappd": 0o600, "etc/default/vmapp-agent": 0o600,
 		"usr/share/doc/vmappd/LICENSE": 0o644, "usr/share/doc/vmapp/NOTICE": 0o644,
+		"usr/share/man/man1/vmapp.1.gz": 0o644, "usr/share/man/man1/vmapp-version-create.1.gz": 0o644,
+		"usr/share/man/man1/vmappd.1.gz": 0o644, "usr/share/man/man1/vmapp-agent.1.gz": 0o644,
+		"usr/share/bash-completion/completions/vmapp": 0o644, "usr/share/zsh/vendor-completions/_vmappd": 0o644,
+		"usr/share/fish/vendor_completions.d/vmapp-agent.fish": 0o644,
 	} {
 		st, err := os.Stat(filepath.Join(root, f))
 		if err != nil {
@@ -235,7 +241,8 @@ func checkTarball(t *testing.T, path string) {
 		t.Fatalf("tar -tzf: %v\n%s", err, out)
 	}
 	top := strings.TrimSuffix(filepath.Base(path), ".tar.gz") + "/"
-	for _, f := range []string{"vmappd", "vmapp-agent", "vmapp", "LICENSE", "NOTICE", "README.md", "systemd/vmappd.service", "config/regions.yaml"} {
+	for _, f := range []string{"vmappd", "vmapp-agent", "vmapp", "LICENSE", "NOTICE", "README.md", "systemd/vmappd.service", "config/regions.yaml",
+		"man/man1/vmapp.1.gz", "man/man1/vmappd.1.gz", "completions/bash/vmapp", "completions/zsh/vmapp-agent"} {
 		if !strings.Contains("\n"+string(out), "\n"+top+f+"\n") {
 			t.Errorf("%s lacks %s:\n%s", path, top+f, out)
 		}
@@ -258,7 +265,8 @@ func checkRPM(t *testing.T, path string) {
 		return string(out)
 	}
 	list := query("--list")
-	for _, f := range []string{"/usr/bin/vmappd", "/usr/lib/systemd/system/vmappd.service", "/etc/vmapp/regions.yaml", "/etc/default/vmappd"} {
+	for _, f := range []string{"/usr/bin/vmappd", "/usr/lib/systemd/system/vmappd.service", "/etc/vmapp/regions.yaml", "/etc/default/vmappd",
+		"/usr/share/man/man1/vmappd.1.gz", "/usr/share/zsh/site-functions/_vmappd", "/usr/share/bash-completion/completions/vmappd"} {
 		if !strings.Contains("\n"+list, "\n"+f+"\n") {
 			t.Errorf("%s lacks %s:\n%s", path, f, list)
 		}
@@ -268,5 +276,73 @@ func checkRPM(t *testing.T, path string) {
 	}
 	if scripts := query("--scripts"); !strings.Contains(scripts, "useradd") {
 		t.Errorf("%s: no script adds the vmappd user:\n%s", path, scripts)
+	}
+}
+
+// checkDocs reads the installed man pages with man (where it is
+// installed) and has bash load the installed completion of vmapp and
+// complete a subcommand with it.
+func checkDocs(t *testing.T, root string) {
+	t.Helper()
+	if _, err := exec.LookPath("man"); err == nil {
+		man := exec.Command("man", "-l", "-P", "cat", filepath.Join(root, "usr/share/man/man1/vmapp-version-create.1.gz"))
+		man.Env = append(os.Environ(), "LC_ALL=C", "MANWIDTH=200")
+		out, err := man.CombinedOutput()
+		if err != nil || !strings.Contains(string(out), "--package-file-name") {
+			t.Errorf("man -l vmapp-version-create.1.gz: %v\n%s", err, out)
+		}
+	}
+	script := `source "$1"; complete -p vmapp`
+	out, err := exec.Command("bash", "-c", script, "bash", filepath.Join(root, "usr/share/bash-completion/completions/vmapp")).CombinedOutput()
+	if err != nil || !strings.Contains(string(out), "vmapp") {
+		t.Errorf("bash could not load the vmapp completion: %v\n%s", err, out)
+	}
+}
+
+// installRPMs installs the .rpm packages with rpm into a throwaway root
+// (a database of its own; the scripts don't run, as the root has no
+// shell to run them in: the .deb run covers them), has rpm verify the
+// files, upgrades over an edited configuration file, which stays, and
+// erases the packages: the edited file is kept as .rpmsave.
+func installRPMs(t *testing.T, rpms ...string) {
+	t.Helper()
+	if _, err := exec.LookPath("rpm"); err != nil || os.Geteuid() != 0 {
+		t.Log("rpm is not installed, or not root: the .rpm packages are not installed")
+		return
+	}
+	root := t.TempDir()
+	rpm := func(args ...string) {
+		t.Helper()
+		out, err := exec.Command("rpm", append([]string{"--root", root, "--dbpath", "/var/lib/rpm"}, args...)...).CombinedOutput()
+		if err != nil {
+			t.Fatalf("rpm %v: %v\n%s", args, err, out)
+		}
+	}
+	rpm("--initdb")
+	rpm(append([]string{"--install", "--nodeps", "--noscripts"}, rpms...)...)
+	for f, mode := range map[string]os.FileMode{
+		"usr/bin/vmappd": 0o755, "usr/bin/vmapp": 0o755, "usr/lib/systemd/system/vmapp-agent.service": 0o644,
+		"etc/default/vmappd": 0o600, "etc/vmapp/regions.yaml": 0o644, "usr/share/man/man1/vmappd.1.gz": 0o644,
+	} {
+		if st, err := os.Stat(filepath.Join(root, f)); err != nil || st.Mode().Perm() != mode {
+			t.Errorf("/%s after rpm --install: %v %v, want mode %v", f, st, err, mode)
+		}
+	}
+	rpm("--verify", "vmappd", "vmapp-agent", "vmapp")
+	conf := filepath.Join(root, "etc/default/vmappd")
+	edited := []byte("VMAPPD_ARGS=--listen 0.0.0.0:7443\n")
+	if err := os.WriteFile(conf, edited, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	rpm(append([]string{"--upgrade", "--replacepkgs", "--nodeps", "--noscripts"}, rpms...)...)
+	if b, _ := os.ReadFile(conf); !bytes.Equal(b, edited) {
+		t.Errorf("upgrading replaced the edited /etc/default/vmappd with:\n%s", b)
+	}
+	rpm("--erase", "--noscripts", "vmappd", "vmapp-agent", "vmapp")
+	if _, err := os.Stat(filepath.Join(root, "usr/bin/vmappd")); err == nil {
+		t.Error("/usr/bin/vmappd is still there after rpm --erase")
+	}
+	if b, _ := os.ReadFile(conf + ".rpmsave"); !bytes.Equal(b, edited) {
+		t.Errorf("rpm --erase lost the edited /etc/default/vmappd (.rpmsave: %q)", b)
 	}
 }

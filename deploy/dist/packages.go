@@ -41,8 +41,9 @@ var packages = []pkg{
 }
 
 // info is the nfpm description of p for arch (Go's name), with the
-// binary from bin and the other files from the repository root.
-func (p pkg) info(root, bin, version, arch string) *nfpm.Info {
+// binary from bin, the other files from the repository root, and docs
+// (man pages and completions, see docFiles).
+func (p pkg) info(root, bin, version, arch string, docs []file) *nfpm.Info {
 	c := files.Contents{
 		{Source: filepath.Join(bin, p.name), Destination: "/usr/bin/" + p.name, FileInfo: &files.ContentFileInfo{Mode: 0o755}},
 		{Source: filepath.Join(root, "LICENSE"), Destination: "/usr/share/doc/" + p.name + "/LICENSE"},
@@ -59,6 +60,9 @@ func (p pkg) info(root, bin, version, arch string) *nfpm.Info {
 			PostInstall: filepath.Join(root, "deploy/dist/scripts", p.name+"-postinst.sh"),
 			PreRemove:   filepath.Join(root, "deploy/dist/scripts", p.name+"-prerm.sh"),
 		}
+	}
+	for _, f := range docs {
+		c = append(c, &files.Content{Source: f.src, Destination: f.dst, FileInfo: &files.ContentFileInfo{Mode: f.mode}})
 	}
 	for _, f := range p.configs {
 		c = append(c, &files.Content{Source: filepath.Join(root, f.src), Destination: f.dst, Type: files.TypeConfigNoReplace,

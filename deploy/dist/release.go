@@ -29,6 +29,9 @@ func release(c config) ([]string, error) {
 	if err != nil {
 		return nil, fmt.Errorf("no binaries (make dist builds them): %w", err)
 	}
+	if err := docs(c); err != nil {
+		return nil, fmt.Errorf("man pages and completions: %w", err)
+	}
 	var made []string
 	for _, p := range plats {
 		goos, arch, ok := strings.Cut(p.Name(), "_")
@@ -61,7 +64,11 @@ func linuxPackages(c config, arch string) ([]string, error) {
 	bin := filepath.Join(c.dir, "bin", "linux_"+arch)
 	for _, format := range cmpOr(c.formats, []string{"deb", "rpm"}) {
 		for _, p := range packages {
-			name, err := writePackage(p.info(c.root, bin, c.version, arch), format, c.dir)
+			d, err := docFiles(c, p.name, format)
+			if err != nil {
+				return made, err
+			}
+			name, err := writePackage(p.info(c.root, bin, c.version, arch, d), format, c.dir)
 			if err != nil {
 				return made, fmt.Errorf("%s %s: %w", p.name, format, err)
 			}
@@ -92,8 +99,8 @@ func writePackage(info *nfpm.Info, format, dir string) (string, error) {
 }
 
 // tarball writes name: a directory named like it holding the binaries of
-// plat, LICENSE, NOTICE, README.md and, for Linux, the units and the
-// default configuration.
+// plat, LICENSE, NOTICE, README.md, the man pages and completions and,
+// for Linux, the units and the default configuration.
 func tarball(c config, plat, name string) error {
 	top := strings.TrimSuffix(name, ".tar.gz")
 	bins, err := filepath.Glob(filepath.Join(c.dir, "bin", plat, "*"))
@@ -107,6 +114,15 @@ func tarball(c config, plat, name string) error {
 	}
 	for _, f := range []string{"LICENSE", "NOTICE", "README.md"} {
 		list = append(list, entry{filepath.Join(c.root, f), f})
+	}
+	for _, p := range packages {
+		d, err := docFiles(c, p.name, "tar")
+		if err != nil {
+			return err
+		}
+		for _, f := range d {
+			list = append(list, entry{f.src, f.dst})
+		}
 	}
 	if strings.HasPrefix(plat, "linux_") {
 		for _, f := range []string{"deploy/systemd/vmappd.service", "deploy/systemd/vmapp-agent.service", "deploy/dist/config/regions.yaml", "deploy/dist/config/vmappd.default", "deploy/dist/config/vmapp-agent.default"} {
