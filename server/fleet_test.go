@@ -200,6 +200,12 @@ func TestFleetProfilesAndGoalState(t *testing.T) {
 	if len(inv.Entries) != 0 {
 		t.Fatalf("inventory in westus %v", inv.Entries)
 	}
+	if n := metric(t, c.Daemon.Registry, "vmapp_applications", map[string]string{"region": "eastus", "state": "failed"}); n != 1 {
+		t.Fatalf("vmapp_applications{eastus,failed} = %v, want 1", n)
+	}
+	if series(t, c.Daemon.Registry, "vmapp_applications", map[string]string{"region": "eastus", "state": "installed"}) {
+		t.Fatal("vmapp_applications counts an application vm1 no longer reports installed")
+	}
 	_, err = fl.ReportStatus(ctx(t), &pb.ReportStatusRequest{Machine: "ghost", InstanceView: &pb.InstanceView{}})
 	wantErr(t, err, codes.NotFound, "Machine 'ghost' doesn't exist.")
 	_, err = fl.ReportStatus(ctx(t), &pb.ReportStatusRequest{InstanceView: &pb.InstanceView{}})

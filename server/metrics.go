@@ -1,6 +1,8 @@
 package server
 
 import (
+	"context"
+
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/vmapp/vmapp/server/fleet"
@@ -34,10 +36,32 @@ func newEdgeMetrics(reg prometheus.Registerer, regions []string, fl *fleet.Fleet
 	if reg != nil {
 		reg.MustRegister(m.uploadBytes, m.downloadBytes, m.plans)
 		if fl != nil {
+			reg.MustRegister(inventoryCollector{fl})
 			reg.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{
 				Name: "vmapp_agents_connected", Help: "Machines whose agent holds a goal-state stream open on this node (sum over the nodes of a cluster).",
 			}, func() float64 { return float64(fl.ConnectedMachines()) }))
 		}
 	}
 	return m
+}
+
+var applicationsDesc = prometheus.NewDesc("vmapp_applications",
+	"Applications on machines, by the machine's region and the state their agent last reported (installed, failed, ...): this node's copy of the state, read at each scrape.",
+	[]string{"region", "state"}, nil)
+
+// inventoryCollector is vmapp_applications: counted from the inventory's
+// indexes at each scrape, so it is never out of step with the state.
+type inventoryCollector struct{ fl *fleet.Fleet }
+
+func (inventoryCollector) Describe(ch chan<- *prometheus.Desc) { ch <- applicationsDesc }
+
+func (c inventoryCollector) Collect(ch chan<- prometheus.Metric) {
+	counts, err := c.fl.InventoryCounts(context.Background())
+	if err != nil {
+		ch <- prometheus.NewInvalidMetric(applicationsDesc, err)
+		return
+	}
+	for k, n := range counts {
+		ch <- prometheus.MustNewConstMetric(applicationsDesc, prometheus.GaugeValue, float64(n), k.Region, k.State)
+	}
 }

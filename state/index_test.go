@@ -293,3 +293,34 @@ func TestRecordsRead(t *testing.T) {
 		t.Fatalf("%d records read, want 6", got)
 	}
 }
+
+// TestInventoryCounts counts entries by region and state mid-scenario,
+// across tenants, after a report changed states and dropped an
+// application, and again once machines are deleted.
+func TestInventoryCounts(t *testing.T) {
+	db := openTemp(t)
+	steps := fleetScenario()
+	counts := func() map[RegionState]int {
+		var c map[RegionState]int
+		if err := db.View(context.Background(), func(tx *Tx) (err error) {
+			c, err = InventoryCounts(tx)
+			return err
+		}); err != nil {
+			t.Fatal(err)
+		}
+		return c
+	}
+	for i, s := range steps[:13] {
+		checkOutcome(t, i, s, db.Propose(context.Background(), command(i, s)))
+	}
+	want := map[RegionState]int{{"eastus", "failed"}: 2, {"eastus", "installed"}: 1, {"westus", "installed"}: 1}
+	if got := counts(); !maps.Equal(got, want) {
+		t.Errorf("counts: %v, want %v", got, want)
+	}
+	for i, s := range steps[13:] {
+		checkOutcome(t, 13+i, s, db.Propose(context.Background(), command(13+i, s)))
+	}
+	if got := counts(); len(got) != 0 {
+		t.Errorf("counts once every machine is gone: %v", got)
+	}
+}

@@ -174,9 +174,11 @@ func TestHealthAndMetrics(t *testing.T) {
 		}
 	}
 	publish(t, c, dir)
+	reportInstalled(t, c, p.addr, "vm1", "eastus")
 	// The replicator counts just after the state says Completed: wait.
 	for series, want := range map[string]string{"vmapp_upload_bytes_total": "5000", "vmapp_agents_connected": "0",
-		`vmapp_replicas{region="westus",state="completed"}`: "1", `vmapp_replication_lag_seconds_count{region="westus"}`: "1"} {
+		`vmapp_applications{region="eastus",state="installed"}`: "1",
+		`vmapp_replicas{region="westus",state="completed"}`:     "1", `vmapp_replication_lag_seconds_count{region="westus"}`: "1"} {
 		o.waitSample(series, want)
 	}
 	_, body := o.get("/metrics")
@@ -300,4 +302,26 @@ func createVersion(ctx context.Context, t *testing.T, c *client.Client, targets 
 			TargetRegions: targets,
 		},
 	}}))
+}
+
+// reportInstalled makes a machine in region and reports, with its own
+// credential, g/a 1.0.0 Installed on it.
+func reportInstalled(t *testing.T, c *client.Client, addr, machine, region string) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	r, err := pb.NewFleetServiceClient(c.Conn()).CreateMachine(ctx, &pb.CreateMachineRequest{Machine: &pb.Machine{Name: machine, Region: region, OsType: "Linux"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	agent, err := client.New(addr, client.Options{Token: r.AgentToken})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer agent.Close()
+	_, err = pb.NewFleetServiceClient(agent.Conn()).ReportStatus(ctx, &pb.ReportStatusRequest{Machine: machine, InstanceView: &pb.InstanceView{
+		Applications: []*pb.ApplicationStatus{{Application: "g/a", Version: "1.0.0", State: "Installed", Operation: "install"}}}})
+	if err != nil {
+		t.Fatal(err)
+	}
 }
