@@ -4,9 +4,11 @@ import (
 	"bytes"
 	"context"
 	"fmt"
+	"maps"
 	"net"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"syscall"
 	"testing"
@@ -278,19 +280,46 @@ func (vc *vcluster) logs() string {
 }
 
 // dumps stops every node and returns each one's state dump (state.Dump:
-// every table's keys and values).
+// every table's keys and values). A command committed while the nodes
+// were stopping (background work) leaves them at different indexes: then
+// they are started again, catch up, and are stopped again (three tries);
+// different states at the same index are a real divergence.
 func (vc *vcluster) dumps() map[string]string {
 	t := vc.t
 	t.Helper()
-	vc.quiesce()
-	for _, n := range vc.live() {
-		vc.stop(n)
+	for try := 1; ; try++ {
+		vc.quiesce()
+		live := vc.live()
+		for _, n := range live {
+			vc.stop(n)
+		}
+		out, applied := map[string]string{}, map[uint64]bool{}
+		for _, n := range vc.nodes {
+			var index uint64
+			out[n.id], index = dumpFile(t, filepath.Join(n.data, daemon.DBFile))
+			if slices.Contains(live, n) {
+				applied[index] = true
+			}
+		}
+		if len(applied) <= 1 || sameStates(out, live) || try == 3 {
+			return out
+		}
+		t.Logf("the nodes stopped at different indexes %v: a command committed meanwhile; starting them to catch up", slices.Collect(maps.Keys(applied)))
+		for _, n := range live {
+			vc.start(n)
+		}
+		vc.waitFormed(live...)
 	}
-	out := map[string]string{}
-	for _, n := range vc.nodes {
-		out[n.id] = dumpFile(t, filepath.Join(n.data, daemon.DBFile))
+}
+
+// sameStates reports whether the nodes' dumps are all the same.
+func sameStates(dumps map[string]string, nodes []*cnode) bool {
+	for _, n := range nodes {
+		if dumps[n.id] != dumps[nodes[0].id] {
+			return false
+		}
 	}
-	return out
+	return true
 }
 
 // quiesce waits until every node's file holds the same index, the same
@@ -327,7 +356,7 @@ func (vc *vcluster) quiesce() {
 	})
 }
 
-func dumpFile(t *testing.T, path string) string {
+func dumpFile(t *testing.T, path string) (dump string, applied uint64) {
 	t.Helper()
 	db, err := state.Open(path, state.Options{OpenTimeout: 5 * time.Second})
 	if err != nil {
@@ -338,7 +367,7 @@ func dumpFile(t *testing.T, path string) string {
 	if err := db.Dump(&b); err != nil {
 		t.Fatal(err)
 	}
-	return b.String()
+	return b.String(), db.AppliedIndex()
 }
 
 // sameDumps fails unless every dump equals the first node's.

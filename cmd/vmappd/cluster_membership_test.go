@@ -82,7 +82,7 @@ func TestClusterSnapshotWipeRejoin(t *testing.T) {
 	if out, err := exec.Command(vc.bin, "restore", "--data", restored, snap).CombinedOutput(); err != nil {
 		t.Fatalf("vmappd restore: %v\n%s", err, out)
 	}
-	if got := dumpFile(t, filepath.Join(restored, daemon.DBFile)); got != dumps["n1"] {
+	if got, _ := dumpFile(t, filepath.Join(restored, daemon.DBFile)); got != dumps["n1"] {
 		t.Fatalf("the restored snapshot differs from the nodes' state:\n%s", firstDiff(dumps["n1"], got))
 	}
 	one := &cnode{id: "r1", ip: "127.0.0.21", data: restored, api: freeAddr(t, "127.0.0.21"), raft: freeAddr(t, "127.0.0.21")}
