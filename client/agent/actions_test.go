@@ -102,7 +102,9 @@ func (e *env) runsEnded(t *testing.T, target *pb.ProfileTarget, ids ...string) [
 	}
 }
 
-func str(name, value string) *pb.ActionParameterValue { return &pb.ActionParameterValue{Name: name, Value: value} }
+func str(name, value string) *pb.ActionParameterValue {
+	return &pb.ActionParameterValue{Name: name, Value: value}
+}
 
 func logOf(r *pb.ActionRun, name string) *pb.ActionLog {
 	for _, l := range r.Logs {

@@ -384,7 +384,9 @@ func TestValidateVersionModel(t *testing.T) {
 		{"a nil custom action", func(v *pb.GalleryApplicationVersion) { v.PublishingProfile.CustomActions[0] = nil }, ca + "[0]"},
 		{"a custom action without a name", func(v *pb.GalleryApplicationVersion) { v.PublishingProfile.CustomActions[1].Name = "" }, ca + "[1].name"},
 		{"a custom action's name with a space", func(v *pb.GalleryApplicationVersion) { v.PublishingProfile.CustomActions[1].Name = "re start" }, ca + "[1].name"},
-		{"a custom action's name too long", func(v *pb.GalleryApplicationVersion) { v.PublishingProfile.CustomActions[1].Name = strings.Repeat("a", 65) }, ca + "[1].name"},
+		{"a custom action's name too long", func(v *pb.GalleryApplicationVersion) {
+			v.PublishingProfile.CustomActions[1].Name = strings.Repeat("a", 65)
+		}, ca + "[1].name"},
 		{"two custom actions of one name", func(v *pb.GalleryApplicationVersion) { v.PublishingProfile.CustomActions[1].Name = "Health" }, ca + "[1].name"},
 		{"a blank script", func(v *pb.GalleryApplicationVersion) { v.PublishingProfile.CustomActions[1].Script = " " }, ca + "[1].script"},
 		{"a script with NUL", func(v *pb.GalleryApplicationVersion) { v.PublishingProfile.CustomActions[1].Script = "a\x00" }, ca + "[1].script"},
@@ -406,7 +408,9 @@ func TestValidateVersionModel(t *testing.T) {
 		{"an unknown parameter type", func(v *pb.GalleryApplicationVersion) { params(v)[0].Type = "Integer" }, ca + "[1].parameters[0].type"},
 		{"a default for a ConfigurationDataBlob", func(v *pb.GalleryApplicationVersion) { params(v)[1].DefaultValue = "x" }, ca + "[1].parameters[1].defaultValue"},
 		{"a default for a LogOutputBlob", func(v *pb.GalleryApplicationVersion) { params(v)[2].DefaultValue = "x" }, ca + "[1].parameters[2].defaultValue"},
-		{"a default too long", func(v *pb.GalleryApplicationVersion) { params(v)[0].DefaultValue = strings.Repeat("d", maxParameterDefaultLen+1) }, ca + "[1].parameters[0].defaultValue"},
+		{"a default too long", func(v *pb.GalleryApplicationVersion) {
+			params(v)[0].DefaultValue = strings.Repeat("d", maxParameterDefaultLen+1)
+		}, ca + "[1].parameters[0].defaultValue"},
 		{"a nil parameter", func(v *pb.GalleryApplicationVersion) { params(v)[3] = nil }, ca + "[1].parameters[3]"},
 	} {
 		v := customVersion()
