@@ -128,6 +128,11 @@ func (a *agent) reportAction(ctx context.Context, id string, res *pb.ActionRun) 
 	})
 }
 
+// unsignedScripts is why an agent that verifies signatures runs no custom
+// action: a version's statement doesn't cover its custom actions yet, so
+// a script vmappd sends can't be told from the publisher's.
+const unsignedScripts = "this agent verifies signatures (--trust-file), and signatures don't cover custom actions yet: it runs none"
+
 func failedRun(r *pb.ActionRun, reason string) *pb.ActionRun {
 	return &pb.ActionRun{Id: r.Id, State: pb.ActionFailed, Reason: reason, ExitCode: -1}
 }
@@ -141,6 +146,9 @@ func (a *agent) runAction(ctx context.Context, r *pb.ActionRun) *pb.ActionRun {
 		dir, have = as.Installed.Dir, as.Installed.Version
 	}
 	a.mu.Unlock()
+	if a.cfg.Trust != nil {
+		return failedRun(r, unsignedScripts)
+	}
 	if have != r.Version {
 		return failedRun(r, fmt.Sprintf("%s version %s isn't installed on the machine (installed: %s)", r.Application, r.Version, cmp.Or(have, "none")))
 	}
