@@ -246,6 +246,9 @@ func (a *agent) succeed(s step, r result) {
 			Behavior: ga.GetSettings().GetScriptBehaviorAfterReboot(), Time: a.clock.Now(), Treat: ga.TreatFailureAsDeploymentFailure}
 		as.Status.State, as.Status.Reason, as.Status.End = StateInstalled, "", a.clock.Now()
 		as.Status.ExitCode, as.Status.OutputTail = r.ExitCode, r.Tail
+		if ga.EnableHealthCheck { // never Installed without a verdict or Checking
+			as.Status.Health, as.Status.HealthReason, as.Status.HealthTail = pb.HealthChecking, "", ""
+		}
 	})
 }
 
