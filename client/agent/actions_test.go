@@ -226,10 +226,10 @@ func (e *env) testCustomActions(t *testing.T) {
 		t.Errorf("greet by URL: %v (fetched %d)", r, fetched.Load())
 	}
 	r = byID[big[0].Id]
-	if r.State != pb.ActionSucceeded || len(r.OutputTail) > agent.TailSize || !strings.HasSuffix(r.OutputTail, "oooo\nEND\n") {
+	if r.State != pb.ActionSucceeded || len(r.OutputTail) > agent.TailSize || !strings.HasSuffix(r.OutputTail, "ooooEND\n") {
 		t.Errorf("big: %s, tail of %d bytes", r.State, len(r.OutputTail))
 	}
-	if l := logOf(r, "LOG"); l == nil || !l.Truncated || l.SizeBytes != 100005 || len(l.Content) != agent.MaxActionLog || !strings.HasSuffix(string(l.Content), "llll\nlast\n") {
+	if l := logOf(r, "LOG"); l == nil || !l.Truncated || l.SizeBytes != 100005 || len(l.Content) != agent.MaxActionLog || !strings.HasSuffix(string(l.Content), "lllllast\n") {
 		t.Errorf("big's log: truncated %v, size %d, %d bytes kept", l.GetTruncated(), l.GetSizeBytes(), len(l.GetContent()))
 	}
 	if l := logOf(r, "NOLOG"); l == nil || l.SizeBytes != -1 || len(l.Content) != 0 {
