@@ -295,20 +295,20 @@ func (e *env) testConfigurationReferenceChange(t *testing.T) {
 		io.WriteString(w, "configuration at "+r.URL.Path)
 	}))
 	t.Cleanup(srv.Close)
-	e.publish(t, ver{app: "cr-app", version: "1.0.0", install: rec(marks, "install"), update: rec(marks, "update")})
-	e.machine(t, "cr-vm")
-	e.set(t, "cr-vm", &pb.VMGalleryApplication{PackageReferenceId: "g/cr-app/1.0.0", ConfigurationReference: srv.URL + "/v1"})
-	p := e.startAgent(t, "cr-vm", nil)
-	e.states(t, "cr-vm", map[string]string{"g/cr-app": "Installed"})
-	e.set(t, "cr-vm", &pb.VMGalleryApplication{PackageReferenceId: "g/cr-app/1.0.0", ConfigurationReference: srv.URL + "/v2"})
-	e.wait(t, "cr-vm", "reconfigured", func(m *pb.Machine) bool {
-		s := status(m, "g/cr-app")
+	e.publish(t, ver{app: "cfgref-app", version: "1.0.0", install: rec(marks, "install"), update: rec(marks, "update")})
+	e.machine(t, "cfgref-vm")
+	e.set(t, "cfgref-vm", &pb.VMGalleryApplication{PackageReferenceId: "g/cfgref-app/1.0.0", ConfigurationReference: srv.URL + "/v1"})
+	p := e.startAgent(t, "cfgref-vm", nil)
+	e.states(t, "cfgref-vm", map[string]string{"g/cfgref-app": "Installed"})
+	e.set(t, "cfgref-vm", &pb.VMGalleryApplication{PackageReferenceId: "g/cfgref-app/1.0.0", ConfigurationReference: srv.URL + "/v2"})
+	e.wait(t, "cfgref-vm", "reconfigured", func(m *pb.Machine) bool {
+		s := status(m, "g/cfgref-app")
 		return s.GetState() == pb.AppInstalled && s.Operation == "update"
 	})
 	if got := labels(marksOf(t, marks)); strings.Join(got, " ") != "install update" {
 		t.Errorf("ran %v", got)
 	}
-	if got := read(t, p.path("g", "cr-app", "1.0.0", "cr-app-config")); got != "configuration at /v2" {
+	if got := read(t, p.path("g", "cfgref-app", "1.0.0", "cfgref-app-config")); got != "configuration at /v2" {
 		t.Errorf("configuration %q", got)
 	}
 }
