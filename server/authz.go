@@ -202,6 +202,11 @@ var rules = map[string]rule{
 	pb.FleetService_WatchGoalState_FullMethodName:    agent,
 	pb.FleetService_ReportStatus_FullMethodName:      agent,
 
+	// Custom actions.
+	pb.FleetService_RunAction_FullMethodName:          deploy,
+	pb.FleetService_ListActionRuns_FullMethodName:     readAll,
+	pb.FleetService_ReportActionResult_FullMethodName: agent,
+
 	pb.AccessService_WhoAmI_FullMethodName:          anyone,
 	pb.AccessService_CreateToken_FullMethodName:     ownerAny,
 	pb.AccessService_ListTokens_FullMethodName:      owner,

@@ -143,3 +143,20 @@ func (s *fleetServer) ReportStatus(ctx context.Context, r *pb.ReportStatusReques
 	}
 	return &pb.ReportStatusResponse{}, s.fleet.ReportStatus(ctx, tenantOf(ctx), r.Machine, r.InstanceView)
 }
+
+func (s *fleetServer) RunAction(ctx context.Context, r *pb.RunActionRequest) (*pb.RunActionResponse, error) {
+	runs, err := s.fleet.RunAction(ctx, tenantOf(ctx), profileTarget(r.Target), r.Application, r.Action, r.Parameters)
+	return &pb.RunActionResponse{Runs: runs}, err
+}
+
+func (s *fleetServer) ListActionRuns(ctx context.Context, r *pb.ListActionRunsRequest) (*pb.ListActionRunsResponse, error) {
+	runs, err := s.fleet.ListActionRuns(ctx, tenantOf(ctx), profileTarget(r.Target), r.Application, r.Ids)
+	return &pb.ListActionRunsResponse{Runs: runs}, err
+}
+
+func (s *fleetServer) ReportActionResult(ctx context.Context, r *pb.ReportActionResultRequest) (*pb.ReportActionResultResponse, error) {
+	if r.Machine == "" {
+		return nil, errs.New(errs.InvalidArgument, "machine", "machine is required")
+	}
+	return &pb.ReportActionResultResponse{}, s.fleet.ReportActionResult(ctx, tenantOf(ctx), r.Machine, r.Run)
+}

@@ -105,6 +105,10 @@ func Apply(tx *Tx, c *statepb.Command, term uint64) error {
 		return setProfile(tx, c, op.SetProfile)
 	case *statepb.Command_ReportStatus:
 		return reportStatus(tx, c, op.ReportStatus)
+	case *statepb.Command_RequestActions:
+		return requestActions(tx, c, op.RequestActions)
+	case *statepb.Command_FinishAction:
+		return finishAction(tx, c, op.FinishAction)
 
 	case *statepb.Command_PutNode:
 		n := op.PutNode.GetNode()

@@ -65,6 +65,9 @@ func deleteMachine(tx *Tx, c *statepb.Command, tenant, name string) error {
 	if err := clearInventory(tx, tenant, name); err != nil {
 		return err
 	}
+	if err := deleteActionRuns(tx, tenant, name); err != nil {
+		return err
+	}
 	if err := InstanceViews.delete(tx, MachineKey(tenant, name)); err != nil {
 		return err
 	}

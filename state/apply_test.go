@@ -123,6 +123,9 @@ func scenario() []step {
 		no(errs.Aborted, &statepb.Command_SetProfile{SetProfile: &statepb.SetProfile{Tenant: "t", Target: &statepb.ProfileEtag{ScaleSet: "web", Etag: `"e38"`}, Others: []*statepb.ProfileEtag{{Machine: "web-0", Etag: `"stale"`}}, Profile: &pb.ApplicationProfile{}}}),
 		ok(&statepb.Command_ReportStatus{ReportStatus: &statepb.ReportStatus{Tenant: "t", Machine: "vm1", InstanceView: &pb.InstanceView{AgentVersion: "1"}}}),
 		no(errs.NotFound, &statepb.Command_ReportStatus{ReportStatus: &statepb.ReportStatus{Tenant: "t", Machine: "gone"}}),
+	}
+	steps = append(steps, actionSteps()...)
+	steps = append(steps, []step{
 		no(errs.FailedPrecondition, &statepb.Command_DeleteScaleSet{DeleteScaleSet: &statepb.DeleteScaleSet{Tenant: "t", Name: "web"}}),
 		ok(&statepb.Command_DeleteScaleSet{DeleteScaleSet: &statepb.DeleteScaleSet{Tenant: "t", Name: "web", Cascade: true}}),
 		ok(&statepb.Command_DeleteMachine{DeleteMachine: &statepb.DeleteMachine{Tenant: "t", Name: "vm1"}}),
@@ -145,13 +148,75 @@ func scenario() []step {
 		ok(&statepb.Command_FailIngest{FailIngest: &statepb.FailIngest{Version: vref("2.0.0"), Error: &pb.ProvisioningError{Code: "DataLoss", Message: "sha256 mismatch"}}}),
 		ok(&statepb.Command_RetryIngest{RetryIngest: &statepb.RetryIngest{Version: vref("2.0.0")}}),
 		ok(&statepb.Command_FailIngest{FailIngest: &statepb.FailIngest{Version: vref("2.0.0"), Error: &pb.ProvisioningError{Code: "NotFound", Message: "gone"}}}),
-	}
+	}...)
 	steps = append(steps, signing(len(steps))...)
 	return append(steps,
 		ok(&statepb.Command_PutNode{PutNode: &statepb.PutNode{Node: &pb.ClusterNode{Id: "n1", RaftAddress: "r1", ApiAddress: "a1", State: "ignored"}}}),
 		ok(&statepb.Command_PutNode{PutNode: &statepb.PutNode{Node: &pb.ClusterNode{Id: "n2", RaftAddress: "r2", ApiAddress: "a2"}}}),
 		ok(&statepb.Command_RemoveNode{RemoveNode: &statepb.RemoveNode{Id: "n1"}}),
 	)
+}
+
+func actionRun(id, machine string) *pb.ActionRun {
+	return &pb.ActionRun{Tenant: "t", Machine: machine, Id: id, Application: "g/a", Version: "1.0.0", Action: "x", Script: "true"}
+}
+
+func reqActions(max int32, runs ...*pb.ActionRun) *statepb.Command_RequestActions {
+	return &statepb.Command_RequestActions{RequestActions: &statepb.RequestActions{Runs: runs, MaxPending: max}}
+}
+
+func finAction(id, state string) *statepb.Command_FinishAction {
+	return &statepb.Command_FinishAction{FinishAction: &statepb.FinishAction{Tenant: "t", Machine: "vm1", KeepFinished: 1,
+		Run: &pb.ActionRun{Id: id, State: state, ExitCode: 3, OutputTail: "out", Logs: []*pb.ActionLog{{Name: "L", Content: []byte("log"), SizeBytes: 3}}}}}
+}
+
+// actionSteps are the custom actions' commands on machine vm1: at most one
+// pending, a report sent twice, the oldest finished run pruned.
+func actionSteps() []step {
+	return []step{
+		ok(reqActions(1, actionRun("r1", "vm1"))),
+		no(errs.ResourceExhausted, reqActions(1, actionRun("r2", "vm1"))),
+		no(errs.NotFound, reqActions(1, actionRun("r3", "gone"))),
+		no(errs.AlreadyExists, reqActions(0, actionRun("r1", "vm1"))),
+		ok(finAction("r1", pb.ActionFailed)),
+		ok(finAction("r1", pb.ActionSucceeded)), // already finished: unchanged
+		ok(finAction("nope", pb.ActionSucceeded)),
+		ok(reqActions(1, actionRun("r2", "vm1"))),
+		ok(finAction("r2", pb.ActionSucceeded)), // keeps 1 finished: r1 goes
+	}
+}
+
+// TestActionRuns: the runs the action commands leave, and that they go
+// with their machine.
+func TestActionRuns(t *testing.T) {
+	db := openTemp(t)
+	steps := []step{ok(&statepb.Command_CreateMachine{CreateMachine: &statepb.CreateMachine{Machine: &pb.Machine{Tenant: "t", Name: "vm1", Region: "westus", OsType: "Linux"}}})}
+	steps = append(steps, actionSteps()...)
+	for i, s := range steps {
+		checkOutcome(t, i, s, db.Propose(context.Background(), command(i, s)))
+	}
+	var runs []*pb.ActionRun
+	view := func() {
+		t.Helper()
+		err := db.View(context.Background(), func(tx *Tx) (err error) {
+			runs, err = ActionRuns.All(tx, Prefix("t", "vm1"))
+			return err
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	view()
+	if len(runs) != 1 || runs[0].Id != "r2" || runs[0].State != pb.ActionSucceeded || runs[0].ExitCode != 3 || string(runs[0].Logs[0].Content) != "log" ||
+		runs[0].Script != "true" || runs[0].CreateTime == nil || runs[0].EndTime == nil {
+		t.Fatalf("runs: %v", runs)
+	}
+	del := ok(&statepb.Command_DeleteMachine{DeleteMachine: &statepb.DeleteMachine{Tenant: "t", Name: "vm1"}})
+	checkOutcome(t, 99, del, db.Propose(context.Background(), command(99, del)))
+	view()
+	if len(runs) != 0 {
+		t.Fatalf("runs of a deleted machine: %v", runs)
+	}
 }
 
 // signing are the signing commands, from step base on, on version 2.0.0
@@ -262,6 +327,10 @@ func setOp(c *statepb.Command, op any) {
 	case *statepb.Command_SetProfile:
 		c.Op = o
 	case *statepb.Command_ReportStatus:
+		c.Op = o
+	case *statepb.Command_RequestActions:
+		c.Op = o
+	case *statepb.Command_FinishAction:
 		c.Op = o
 	case *statepb.Command_PutNode:
 		c.Op = o

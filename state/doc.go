@@ -42,7 +42,7 @@
 // index in step with its table in the same transaction. DB.RecordsRead
 // counts the records decoded, so tests can hold code to that.
 //
-// # Schema (version 5)
+// # Schema (version 6)
 //
 // Every value is a protobuf message, encoded deterministically. Keys join a
 // record's path with NUL separators (no name can hold a NUL), so that a
@@ -70,6 +70,10 @@
 //	trust_policies tenant 0 gallery                       -> vmapp.v1.TrustPolicy
 //	sign_sequences tenant 0 gallery 0 application         -> uint64 BE: the highest statement sequence signed (kept when the application goes)
 //	dirty_versions tenant 0 gallery 0 application 0 version -> the etag of the command that marked it
+//	actionruns     tenant 0 machine 0 run id              -> vmapp.v1.ActionRun (a custom action's run: Pending
+//	                                                         until its agent reports it; a machine's newest
+//	                                                         finished runs are kept, the Pending ones are
+//	                                                         in its goal state)
 //
 // The indexes map to the key of a record of their table:
 //
@@ -105,5 +109,6 @@
 // dropped the fleet's etag sequence: etags are chosen with the command; 4
 // added signatures, trust policies and sequences; 5 the indexes, the
 // inventory and dirty_versions, built from the records (dirty_versions
-// starts empty: the replicator reconciles every version when it starts).
+// starts empty: the replicator reconciles every version when it starts);
+// 6 the custom actions' runs (actionruns).
 package state

@@ -55,6 +55,9 @@ var migrations = []func(tx *bolt.Tx) error{
 		}
 		return buildIndexes(&Tx{tx: tx})
 	},
+	func(tx *bolt.Tx) error { // 5 -> 6: custom actions' runs
+		return createBuckets(tx, "actionruns")
+	},
 }
 
 // SchemaVersion is the schema version this code writes.

@@ -58,6 +58,7 @@ var (
 	Signatures    = table("signatures", func() *pb.VersionSignatures { return &pb.VersionSignatures{} })
 	TrustPolicies = table("trust_policies", func() *pb.TrustPolicy { return &pb.TrustPolicy{} })
 	Inventory     = table("inventory", func() *pb.InventoryEntry { return &pb.InventoryEntry{} })
+	ActionRuns    = table("actionruns", func() *pb.ActionRun { return &pb.ActionRun{} })
 )
 
 // The indexes (schema 5); the package doc gives each one's key layout.

@@ -221,6 +221,12 @@ type Config struct {
 	// DownloadCap and UploadCap cap the rates of every download and of
 	// what is served to peers (nil: no cap).
 	DownloadCap, UploadCap *ratecap.Cap
+	// HealthTimeout bounds each attempt of a health check, HealthAttempts
+	// is how many attempts it makes, HealthInterval the wait between them
+	// (health.go); default 2m, 3 and 10s.
+	HealthTimeout  time.Duration
+	HealthAttempts int
+	HealthInterval time.Duration
 }
 
 // ErrRevoked is wrapped by Run's error when vmappd refused the machine for
@@ -305,6 +311,17 @@ func Run(ctx context.Context, cfg Config) error {
 	cfg.ReconnectMax = max(cfg.ReconnectMax, cfg.ReconnectBase)
 	if cfg.RevokedRetry <= 0 {
 		cfg.RevokedRetry = DefaultRevokedRetry
+	}
+	if cfg.HealthTimeout <= 0 {
+		cfg.HealthTimeout = DefaultHealthTimeout
+	}
+	if cfg.HealthAttempts <= 0 {
+		cfg.HealthAttempts = DefaultHealthAttempts
+	}
+	if cfg.HealthInterval < 0 {
+		cfg.HealthInterval = 0
+	} else if cfg.HealthInterval == 0 {
+		cfg.HealthInterval = DefaultHealthInterval
 	}
 	if cfg.Clock == nil {
 		cfg.Clock = clockwork.NewRealClock()

@@ -63,6 +63,10 @@ func TestAgent(t *testing.T) {
 	t.Run("OldLayout", e.testOldLayout)
 	t.Run("MachineDeleted", e.testMachineDeleted)
 	t.Run("WrongOS", e.testWrongOS)
+	t.Run("HealthCheck", e.testHealthCheck)
+	t.Run("CustomActions", e.testCustomActions)
+	t.Run("CustomActionsOnScaleSet", e.testCustomActionsOnScaleSet)
+	t.Run("ConfigurationReferenceChange", e.testConfigurationReferenceChange)
 }
 
 func ctx(t *testing.T) context.Context {
@@ -79,6 +83,9 @@ type ver struct {
 	install, remove, update string
 	settings                *pb.UserArtifactSettings
 	pkg, defaultConfig      []byte
+	// profile, when set, edits the publishing profile (custom actions,
+	// health check).
+	profile func(*pb.PublishingProfile)
 }
 
 // publish creates gallery/app (once) and the version, uploads its
@@ -96,13 +103,16 @@ func (e *env) publish(t *testing.T, v ver) {
 	if v.remove == "" {
 		v.remove = "true"
 	}
+	pp := &pb.PublishingProfile{
+		ManageActions: &pb.UserArtifactManage{Install: v.install, Remove: v.remove, Update: v.update},
+		Settings:      v.settings,
+		TargetRegions: []*pb.TargetRegion{testcluster.Target("eastus", 1)},
+	}
+	if v.profile != nil {
+		v.profile(pp)
+	}
 	if _, err := cat.CreateVersion(ctx(t), &pb.CreateVersionRequest{Version: &pb.GalleryApplicationVersion{
-		Gallery: v.gallery, Application: v.app, Name: v.version, Location: "eastus",
-		PublishingProfile: &pb.PublishingProfile{
-			ManageActions: &pb.UserArtifactManage{Install: v.install, Remove: v.remove, Update: v.update},
-			Settings:      v.settings,
-			TargetRegions: []*pb.TargetRegion{testcluster.Target("eastus", 1)},
-		},
+		Gallery: v.gallery, Application: v.app, Name: v.version, Location: "eastus", PublishingProfile: pp,
 	}}); err != nil {
 		t.Fatal(err)
 	}

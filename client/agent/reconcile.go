@@ -59,7 +59,24 @@ func (a *agent) reconcile(ctx context.Context, gs *pb.GoalState, seq uint64) {
 	if !p.walk(more, run, a.skip) || ctx.Err() != nil {
 		return
 	}
+	for _, ga := range a.healthDue(gs) {
+		a.checkHealth(ctx, appKey(ga), installedDir(a, appKey(ga)), ga)
+	}
+	a.runActions(ctx, gs)
+	if ctx.Err() != nil {
+		return
+	}
 	a.change(func() { a.st.Generation = gs.Generation })
+}
+
+// installedDir is the directory of an application's installed version.
+func installedDir(a *agent, key string) string {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	if as := a.st.Apps[key]; as != nil && as.Installed != nil {
+		return as.Installed.Dir
+	}
+	return ""
 }
 
 // runGroup carries out a group's steps concurrently and returns the
@@ -131,6 +148,9 @@ func (a *agent) apply(ctx context.Context, region string, s step) bool {
 		return a.fail(s, reasonOf(what, r), &r)
 	}
 	a.succeed(s, r)
+	if s.goal.EnableHealthCheck {
+		a.checkHealth(ctx, s.key, s.dir, s.goal)
+	}
 	return true
 }
 
@@ -226,6 +246,9 @@ func (a *agent) succeed(s step, r result) {
 			Behavior: ga.GetSettings().GetScriptBehaviorAfterReboot(), Time: a.clock.Now(), Treat: ga.TreatFailureAsDeploymentFailure}
 		as.Status.State, as.Status.Reason, as.Status.End = StateInstalled, "", a.clock.Now()
 		as.Status.ExitCode, as.Status.OutputTail = r.ExitCode, r.Tail
+		if ga.EnableHealthCheck { // never Installed without a verdict or Checking
+			as.Status.Health, as.Status.HealthReason, as.Status.HealthTail = pb.HealthChecking, "", ""
+		}
 	})
 }
 

@@ -63,6 +63,7 @@ func TestSigning(t *testing.T) {
 	t.Run("Rollback", e.testRollback)
 	t.Run("Expired", e.testExpired)
 	t.Run("KeyChanges", e.testKeyChanges)
+	t.Run("CustomActions", e.testCustomActionsRefused)
 }
 
 // trust is the agent's trust file: keys and directives, one a line.
@@ -456,5 +457,33 @@ func (e *signEnv) testKeyChanges(t *testing.T) {
 	}
 	if !exists(p.path("rot", "app", "2.0.0")) {
 		t.Fatal("2.0.0 is no longer installed")
+	}
+}
+
+// An agent that verifies signatures runs no custom action (signatures
+// don't cover them): a signed version with a health check installs, and
+// is Unhealthy saying why; a run fails saying why; neither script runs.
+func (e *signEnv) testCustomActionsRefused(t *testing.T) {
+	marks := t.TempDir()
+	e.publish(t, ver{gallery: "sg", app: "ca", version: "1.0.0", install: "true", profile: func(pp *pb.PublishingProfile) {
+		pp.EnableHealthCheck = true
+		pp.CustomActions = []*pb.GalleryApplicationCustomAction{{Name: "health", Script: rec(marks, "health")}, {Name: "poke", Script: rec(marks, "poke")}}
+	}})
+	signtest.Sign(t, e.c.Client, e.k1, "sg", "ca", "1.0.0", &pb.VersionSignatures{Sequence: 1}, false)
+	e.machine(t, "s-ca")
+	e.set(t, "s-ca", &pb.VMGalleryApplication{PackageReferenceId: "sg/ca/1.0.0"})
+	e.startAgent(t, "s-ca", func(c *agent.Config) { c.Trust = trust(t, pubLine(e.k1)) })
+	if s := e.healthOf(t, "s-ca", "sg/ca"); s.State != pb.AppInstalled || s.Health != pb.HealthUnhealthy || !strings.Contains(s.HealthReason, "signatures don't cover custom actions") {
+		t.Errorf("health: %v", s)
+	}
+	runs, err := e.runAction(t, onVM("s-ca"), "sg/ca", "poke")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if r := e.runsEnded(t, onVM("s-ca"), runs[0].Id)[0]; r.State != pb.ActionFailed || !strings.Contains(r.Reason, "signatures don't cover custom actions") {
+		t.Errorf("run: %v", r)
+	}
+	if got := labels(marksOf(t, marks)); len(got) != 0 {
+		t.Errorf("scripts ran: %v", got)
 	}
 }

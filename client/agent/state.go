@@ -43,6 +43,10 @@ type state struct {
 	// KeyChanges are the signed key changes applied to the trust file's
 	// policy, in order (vmapp.v1.KeyChange, deterministic protobuf).
 	KeyChanges [][]byte `json:"keyChanges,omitempty"`
+	// Actions are the custom actions' runs of the goal state the agent
+	// started, by id: kept until vmappd has the result and the goal state
+	// no longer lists them.
+	Actions map[string]*actionRecord `json:"actions,omitempty"`
 }
 
 // appState is one application's local state.
@@ -141,6 +145,11 @@ type status struct {
 	// Refusal is why the version's signatures were refused (a
 	// sign.Reason's name), when they were.
 	Refusal string `json:"refusal,omitempty"`
+	// Health (enableHealthCheck): Checking | Healthy | Unhealthy.
+	Health       string    `json:"health,omitempty"`
+	HealthReason string    `json:"healthReason,omitempty"`
+	HealthTail   string    `json:"healthTail,omitempty"`
+	HealthTime   time.Time `json:"healthTime,omitzero"`
 }
 
 // States of an application in the instance view: the agent's names for
@@ -168,6 +177,10 @@ func (s status) proto(app string) *pb.ApplicationStatus {
 		Application: app, Version: s.Version, State: s.State, Reason: s.Reason, Operation: s.Operation,
 		BytesDone: s.BytesDone, BytesTotal: s.BytesTotal, ExitCode: s.ExitCode, OutputTail: s.OutputTail,
 		Attempts: s.Attempts, TreatFailureAsDeploymentFailure: s.Treat, Refusal: s.Refusal,
+		Health: s.Health, HealthReason: s.HealthReason, HealthOutputTail: s.HealthTail,
+	}
+	if !s.HealthTime.IsZero() {
+		ps.HealthTime = timestamppb.New(s.HealthTime)
 	}
 	if !s.Start.IsZero() {
 		ps.StartTime = timestamppb.New(s.Start)
@@ -184,7 +197,7 @@ func statePath(root string) string { return filepath.Join(root, StateDir, StateF
 func loadState(root string) (*state, error) {
 	b, err := os.ReadFile(statePath(root))
 	if errors.Is(err, fs.ErrNotExist) {
-		return &state{Schema: stateSchema, Apps: map[string]*appState{}, Sequences: map[string]uint64{}}, nil
+		return &state{Schema: stateSchema, Apps: map[string]*appState{}, Sequences: map[string]uint64{}, Actions: map[string]*actionRecord{}}, nil
 	}
 	if err != nil {
 		return nil, err
@@ -202,6 +215,9 @@ func loadState(root string) (*state, error) {
 	}
 	if st.Sequences == nil {
 		st.Sequences = map[string]uint64{}
+	}
+	if st.Actions == nil {
+		st.Actions = map[string]*actionRecord{}
 	}
 	return st, nil
 }

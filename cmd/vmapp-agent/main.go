@@ -61,6 +61,9 @@ func rootCmd() *cobra.Command {
 	flag.StringVar(&c.Root, "root", "", "directory applications are installed under, e.g. "+agent.SuggestedRoot(runtime.GOOS, os.Getenv("ProgramData"))+" (required)")
 	flag.StringVar(&o.trustFile, "trust-file", "", "verify every version before it is downloaded, installed or updated: signed by the minisign public keys in this file ('required N' of them), not expired, not a rollback")
 	flag.DurationVar(&c.CommandTimeout, "command-timeout", agent.DefaultCommandTimeout, "how long an install, update or remove command may run")
+	flag.DurationVar(&c.HealthTimeout, "health-timeout", agent.DefaultHealthTimeout, "how long each attempt of a health check (the version's custom action 'health', with enableHealthCheck) may run")
+	flag.IntVar(&c.HealthAttempts, "health-attempts", agent.DefaultHealthAttempts, "attempts of a health check before the application is Unhealthy")
+	flag.DurationVar(&c.HealthInterval, "health-interval", agent.DefaultHealthInterval, "wait between the attempts of a health check")
 	flag.DurationVar(&c.RetryBase, "retry-base", agent.DefaultRetryBase, "first delay before a failed operation is retried (doubling)")
 	flag.DurationVar(&c.RetryMax, "retry-max", agent.DefaultRetryMax, "longest delay between retries of a failed operation")
 	flag.DurationVar(&c.RevokedRetry, "revoked-retry", agent.DefaultRevokedRetry, "delay before asking vmappd again once it refused the machine for good (deleted, or its credential revoked)")
@@ -99,11 +102,16 @@ func run(c agent.Config, o options) int {
 	for _, f := range []struct {
 		name string
 		d    time.Duration
-	}{{"command-timeout", c.CommandTimeout}, {"retry-base", c.RetryBase}, {"retry-max", c.RetryMax}, {"revoked-retry", c.RevokedRetry}} {
+	}{{"command-timeout", c.CommandTimeout}, {"retry-base", c.RetryBase}, {"retry-max", c.RetryMax}, {"revoked-retry", c.RevokedRetry},
+		{"health-timeout", c.HealthTimeout}, {"health-interval", c.HealthInterval}} {
 		if f.d <= 0 {
 			fmt.Fprintf(os.Stderr, "vmapp-agent: --%s %s: must be positive\n", f.name, f.d)
 			return 2
 		}
+	}
+	if c.HealthAttempts <= 0 {
+		fmt.Fprintf(os.Stderr, "vmapp-agent: --health-attempts %d: must be positive\n", c.HealthAttempts)
+		return 2
 	}
 	if c.RetryMax < c.RetryBase {
 		fmt.Fprintf(os.Stderr, "vmapp-agent: --retry-max %s is shorter than --retry-base %s\n", c.RetryMax, c.RetryBase)

@@ -34,6 +34,10 @@ var appFields = []field[appT]{
 	dateField("end-of-life", "end_of_life_date", func(a appT, v *timestamppb.Timestamp) { a.EndOfLifeDate = v }),
 }
 
+func init() {
+	appFields = append(appFields, customActionFields("custom_actions", func(a appT, as []*pb.GalleryApplicationCustomAction) { a.CustomActions = as })...)
+}
+
 // parseOS maps --os, in any case, to Azure's supportedOSType values.
 func parseOS(s string) (string, error) {
 	switch strings.ToLower(s) {
@@ -54,6 +58,7 @@ func addAppFlags(cmd *cobra.Command) {
 	f.String("privacy-statement-uri", "", "URI of the privacy statement")
 	f.String("release-note-uri", "", "URI of the release notes")
 	f.String("end-of-life", "", "end-of-life date, e.g. 2027-01-31 (for reference only; \"\" clears it on update)")
+	addCustomActionFlags(f)
 }
 
 func galleryFlag(cmd *cobra.Command, v *string) {

@@ -75,6 +75,12 @@ func (d deployment) outcomeOf(m *pb.Machine) outcome {
 		}
 		switch s.State {
 		case pb.AppInstalled:
+			switch s.Health {
+			case pb.HealthChecking:
+				return outcome{line: fmt.Sprintf("%s: %s %s Installed, checking its health", m.Name, d.app, d.version)}
+			case pb.HealthUnhealthy:
+				return outcome{done: true, failed: true, line: fmt.Sprintf("%s: %s %s Installed but Unhealthy: %s", m.Name, d.app, d.version, s.HealthReason)}
+			}
 			return outcome{done: true, line: fmt.Sprintf("%s: %s %s Installed", m.Name, d.app, d.version)}
 		case pb.AppFailed, pb.AppSkipped:
 			if s.EndTime != nil && !s.EndTime.AsTime().Before(d.since) {

@@ -104,6 +104,13 @@ func TestAppSetWait(t *testing.T) {
 	}
 }
 
+// withHealth sets the health of m's application.
+func withHealth(m *pb.Machine, h string) *pb.Machine {
+	s := m.InstanceView.Applications[0]
+	s.Health, s.HealthReason = h, "exit 7"
+	return m
+}
+
 // TestOutcomeOf: what counts as a machine's result for --wait.
 func TestOutcomeOf(t *testing.T) {
 	since := time.Date(2026, 1, 1, 12, 0, 0, 0, time.UTC)
@@ -125,6 +132,9 @@ func TestOutcomeOf(t *testing.T) {
 		{st("2.0.0", pb.AppFailed, since.Add(-time.Second)), false, false, "vm1: g/a 2.0.0 Failed"}, // an earlier failure
 		{st("2.0.0", pb.AppInstalling, time.Time{}), false, false, "vm1: g/a 2.0.0 Installing"},
 		{st("1.0.0", pb.AppInstalled, since), false, false, "vm1: g/a 1.0.0 Installed, 2.0.0 not started"},
+		{withHealth(st("2.0.0", pb.AppInstalled, since), pb.HealthChecking), false, false, "vm1: g/a 2.0.0 Installed, checking its health"},
+		{withHealth(st("2.0.0", pb.AppInstalled, since), pb.HealthHealthy), true, false, "vm1: g/a 2.0.0 Installed"},
+		{withHealth(st("2.0.0", pb.AppInstalled, since), pb.HealthUnhealthy), true, true, "vm1: g/a 2.0.0 Installed but Unhealthy: exit 7"},
 		{&pb.Machine{Name: "vm1"}, false, false, "vm1: its agent is not connected"},
 		{&pb.Machine{Name: "vm1", InstanceView: &pb.InstanceView{Connected: true}}, false, false, "vm1: g/a 2.0.0 not started"},
 	} {

@@ -195,8 +195,8 @@ func TestFleetEndToEnd(t *testing.T) {
 	if _, err := time.Parse(time.RFC3339, fieldOf(t, out, "Last report")); err != nil {
 		t.Fatalf("last report: %v\n%s", err, out)
 	}
-	lineMatching(t, out, `APPLICATION\s+VERSION\s+STATE\s+PROGRESS\s+EXIT\s+OPERATION\s+UPDATED\s+REASON`)
-	lineMatching(t, out, `g/a\s+1\.0\.0\s+Failed\s+100% \(11 B/11 B\)\s+3\s+install\s+2026-05-01T12:01:00Z\s+install exited with 3`)
+	lineMatching(t, out, `APPLICATION\s+VERSION\s+STATE\s+HEALTH\s+PROGRESS\s+EXIT\s+OPERATION\s+UPDATED\s+REASON`)
+	lineMatching(t, out, `g/a\s+1\.0\.0\s+Failed\s+-\s+100% \(11 B/11 B\)\s+3\s+install\s+2026-05-01T12:01:00Z\s+install exited with 3`)
 	if !strings.Contains(out, "Output of g/a install (1.0.0, exit 3):\n  unpacking\n  boom: disk full\n") {
 		t.Fatalf("vm show output tail:\n%s", out)
 	}
@@ -206,7 +206,7 @@ func TestFleetEndToEnd(t *testing.T) {
 		t.Fatalf("vm show json: %v", js)
 	}
 	out = e.ok("vm", "show", "web-0")
-	lineMatching(t, out, `g/a\s+1\.0\.0\s+Downloading\s+25% \(512 B/2\.0 KiB\)\s+-\s+install\s+2026-05-01T12:00:00Z\s+-`)
+	lineMatching(t, out, `g/a\s+1\.0\.0\s+Downloading\s+-\s+25% \(512 B/2\.0 KiB\)\s+-\s+install\s+2026-05-01T12:00:00Z\s+-`)
 	if strings.Contains(out, "Output of") {
 		t.Fatalf("output tail of an application that didn't fail:\n%s", out)
 	}

@@ -83,6 +83,21 @@ var versionFields = []field[versionT]{
 	boolField("allow-deletion-of-replicated-locations", "safety_profile.allow_deletion_of_replicated_locations", func(v versionT, b bool) {
 		v.SafetyProfile = &pb.SafetyProfile{AllowDeletionOfReplicatedLocations: b}
 	}),
+	boolField("enable-health-check", "publishing_profile.enable_health_check", func(v versionT, b bool) { profile(v).EnableHealthCheck = b }),
+	{"advanced-setting", "publishing_profile.advanced_settings", func(v versionT, fs *pflag.FlagSet) error {
+		specs, _ := fs.GetStringArray("advanced-setting")
+		m, err := parseAdvancedSettings(specs)
+		profile(v).AdvancedSettings = m
+		return err
+	}},
+	stringField("replication-mode", "publishing_profile.replication_mode", func(v versionT, s string) { profile(v).ReplicationMode = s }),
+	stringField("storage-account-strategy", "publishing_profile.storage_account_strategy", func(v versionT, s string) { profile(v).StorageAccountStrategy = s }),
+}
+
+func init() {
+	versionFields = append(versionFields, customActionFields("publishing_profile.custom_actions", func(v versionT, as []*pb.GalleryApplicationCustomAction) {
+		profile(v).CustomActions = as
+	})...)
 }
 
 // parseTargetRegions parses --target-region values: NAME, NAME=COUNT or
@@ -133,6 +148,11 @@ func addVersionFlags(cmd *cobra.Command, update bool) {
 	f.String("config-file-name", "", "file name of the configuration on the VM (immutable)")
 	f.String("reboot-behavior", "", "scriptBehaviorAfterReboot: None (default) or Rerun (immutable)")
 	f.Bool("allow-deletion-of-replicated-locations", false, "allow removing target regions that hold replicas (safetyProfile)")
+	f.Bool("enable-health-check", false, "check the application's health after every install and update with its custom action 'health' (immutable)")
+	f.StringArray("advanced-setting", nil, "advancedSettings KEY=VALUE (repeatable; immutable)")
+	f.String("replication-mode", "", "Full (default; Shallow is refused: vmapp always copies the package) (immutable)")
+	f.String("storage-account-strategy", "", "PreferStandard_ZRS or DefaultStandard_LRS, instead of --storage-account-type (immutable)")
+	addCustomActionFlags(f)
 	if update {
 		f.String("package-url", "", "new publishingProfile.source.mediaLink: only its SAS token (query) may change; nothing is imported")
 		f.String("config-url", "", "new publishingProfile.source.defaultConfigurationLink: only its SAS token (query) may change; nothing is imported")
@@ -620,6 +640,16 @@ func (c *cli) printVersion(v *pb.GalleryApplicationVersion) error {
 		d.add("Replica count", strconv.Itoa(int(p.GetReplicaCount())))
 	}
 	d.add("Storage account type", p.GetStorageAccountType())
+	d.add("Replication mode", p.GetReplicationMode())
+	if p.GetEnableHealthCheck() {
+		d.add("Health check", "yes (custom action 'health')")
+	}
+	var names []string
+	for _, a := range p.GetCustomActions() {
+		names = append(names, a.Name)
+	}
+	d.add("Custom actions", strings.Join(names, ", "))
+	d.add("Advanced settings", formatTags(p.GetAdvancedSettings()))
 	d.add("Exclude from latest", yesNo(p.GetExcludeFromLatest()))
 	d.add("End of life", formatDate(p.GetEndOfLifeDate()))
 	d.add("Published", formatTime(p.GetPublishedDate()))

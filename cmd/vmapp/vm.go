@@ -1,6 +1,7 @@
 package main
 
 import (
+	"cmp"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -251,14 +252,20 @@ func (c *cli) printMachine(m *pb.Machine) error {
 		return nil
 	}
 	fmt.Fprintln(c.stdout)
-	t := newTable(c.stdout, "APPLICATION", "VERSION", "STATE", "PROGRESS", "EXIT", "OPERATION", "UPDATED", "REASON")
+	t := newTable(c.stdout, "APPLICATION", "VERSION", "STATE", "HEALTH", "PROGRESS", "EXIT", "OPERATION", "UPDATED", "REASON")
 	for _, a := range apps {
-		t.row(a.Application, a.Version, a.State, formatProgress(a), formatExit(a), a.Operation, formatTime(statusTime(a)), a.Reason)
+		t.row(a.Application, a.Version, a.State, a.Health, formatProgress(a), formatExit(a), a.Operation, formatTime(statusTime(a)), cmp.Or(a.Reason, a.HealthReason))
 	}
 	if err := t.flush(); err != nil {
 		return err
 	}
 	for _, a := range apps {
+		if a.Health == pb.HealthUnhealthy && strings.TrimSpace(a.HealthOutputTail) != "" {
+			fmt.Fprintf(c.stdout, "\nOutput of %s health check (%s):\n", a.Application, a.Version)
+			for _, line := range strings.Split(strings.TrimRight(a.HealthOutputTail, "\n"), "\n") {
+				fmt.Fprintf(c.stdout, "  %s\n", line)
+			}
+		}
 		if a.State != pb.AppFailed || strings.TrimSpace(a.OutputTail) == "" {
 			continue
 		}
@@ -539,7 +546,7 @@ RESOLVED AUTO-UPGRADE TREAT-FAILURE TAGS, then the profile's etag (for
 	}
 	t.add(list, &listName)
 
-	cmd.AddCommand(set, remove, retry, list)
+	cmd.AddCommand(set, remove, retry, list, c.actionCmd(t))
 	return cmd
 }
 

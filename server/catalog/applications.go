@@ -12,7 +12,7 @@ import (
 
 var applicationRules = maskRules{
 	resource:  "galleryApplication",
-	mutable:   []string{"description", "eula", "privacy_statement_uri", "release_note_uri", "end_of_life_date"},
+	mutable:   []string{"description", "eula", "privacy_statement_uri", "release_note_uri", "end_of_life_date", "custom_actions"},
 	immutable: []string{"location", "supported_os_type"},
 }
 

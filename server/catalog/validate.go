@@ -243,6 +243,9 @@ func (s *Store) checkApplicationMutable(a *pb.GalleryApplication) error {
 			return err
 		}
 	}
+	if err := checkCustomActions("customActions", "galleryApplication.properties.customActions", a.CustomActions); err != nil {
+		return err
+	}
 	if err := checkURI("privacyStatementUri", a.GetPrivacyStatementUri()); err != nil {
 		return err
 	}
@@ -375,14 +378,15 @@ func (s *Store) validateVersion(v *pb.GalleryApplicationVersion) error {
 		}
 		pp.Settings.ScriptBehaviorAfterReboot = c
 	}
-	st, err := canonicalStorageType("publishingProfile.storageAccountType", "galleryApplicationVersion.properties.publishingProfile.storageAccountType", pp.GetStorageAccountType())
-	if err != nil {
+	if err := normalizeStorage(pp); err != nil {
 		return err
 	}
-	if st == "" {
-		st = StandardLRS
+	if err := checkCustomActions("publishingProfile.customActions", "galleryApplicationVersion.properties.publishingProfile.customActions", pp.CustomActions); err != nil {
+		return err
 	}
-	pp.StorageAccountType = st
+	if err := checkAdvancedSettings(pp.AdvancedSettings); err != nil {
+		return err
+	}
 	if err := checkLink("publishingProfile.source.mediaLink", pp.GetSource().GetMediaLink()); err != nil {
 		return err
 	}

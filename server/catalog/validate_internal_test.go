@@ -158,6 +158,7 @@ func TestValidateVersion(t *testing.T) {
 	want := version().PublishingProfile
 	want.Settings = &pb.UserArtifactSettings{ScriptBehaviorAfterReboot: RebootNone}
 	want.StorageAccountType = StandardLRS
+	want.ReplicationMode = ReplicationFull
 	want.TargetRegions = []*pb.TargetRegion{{Name: "eastus"}}
 	if !proto.Equal(v.PublishingProfile, want) {
 		t.Errorf("defaults:\n got  %v\n want %v", v.PublishingProfile, want)
@@ -200,6 +201,12 @@ func TestValidateApplication(t *testing.T) {
 		{"privacyStatementUri relative", func(a *pb.GalleryApplication) { a.PrivacyStatementUri = "/privacy" }, "privacyStatementUri"},
 		{"releaseNoteUri not a URI", func(a *pb.GalleryApplication) { a.ReleaseNoteUri = "::" }, "releaseNoteUri"},
 		{"endOfLifeDate past", func(a *pb.GalleryApplication) { a.EndOfLifeDate = timestamppb.New(testNow.Add(-time.Second)) }, "endOfLifeDate"},
+		{"a custom action without a script", func(a *pb.GalleryApplication) {
+			a.CustomActions = []*pb.GalleryApplicationCustomAction{{Name: "x"}}
+		}, "customActions[0].script"},
+		{"a custom action twice", func(a *pb.GalleryApplication) {
+			a.CustomActions = []*pb.GalleryApplicationCustomAction{{Name: "x", Script: "true"}, {Name: "X", Script: "true"}}
+		}, "customActions[1].name"},
 	} {
 		a := app()
 		c.edit(a)
@@ -318,5 +325,126 @@ func TestApplyMask(t *testing.T) {
 	got, err := applyMask(bare, in, []string{"publishing_profile.source.default_configuration_link", "publishing_profile.source.media_link"}, versionRules)
 	if err != nil || got.GetPublishingProfile().GetSource().GetMediaLink() != "https://h/new?sig=2" || got.PublishingProfile.ManageActions != nil {
 		t.Errorf("into a version without a profile: %v, %v", got, err)
+	}
+}
+
+// customVersion is a valid version with custom actions of every parameter
+// type, and a health check.
+func customVersion() *pb.GalleryApplicationVersion {
+	v := version()
+	pp := v.PublishingProfile
+	pp.EnableHealthCheck = true
+	pp.AdvancedSettings = map[string]string{"tier": "gold", strings.Repeat("k", MaxAdvancedKeyLen): strings.Repeat("v", MaxAdvancedValueLen)}
+	pp.CustomActions = []*pb.GalleryApplicationCustomAction{
+		{Name: "health", Script: "curl -fs localhost:8080/healthz"},
+		{Name: "restart", Script: "systemctl restart app", Description: "restarts it", Parameters: []*pb.GalleryApplicationCustomActionParameter{
+			{Name: "LEVEL", Type: "string", DefaultValue: "info"},
+			{Name: "CFG", Type: "configurationdatablob", Required: true},
+			{Name: "LOG", Type: "LogOutputBlob"},
+			{Name: "_x1"},
+		}},
+	}
+	return v
+}
+
+// TestValidateVersionModel: the rest of Azure's version model (health
+// check, advanced settings, custom actions, replication mode, storage
+// strategy): each wrong value refused naming its field; what is valid
+// comes back in Azure's spellings.
+func TestValidateVersionModel(t *testing.T) {
+	s := pure()
+	params := func(v *pb.GalleryApplicationVersion) []*pb.GalleryApplicationCustomActionParameter {
+		return v.PublishingProfile.CustomActions[1].Parameters
+	}
+	const ca = "publishingProfile.customActions"
+	for _, c := range []struct {
+		name  string
+		edit  func(v *pb.GalleryApplicationVersion)
+		field string
+	}{
+		{"Shallow", func(v *pb.GalleryApplicationVersion) { v.PublishingProfile.ReplicationMode = "shallow" }, "publishingProfile.replicationMode"},
+		{"an unknown replicationMode", func(v *pb.GalleryApplicationVersion) { v.PublishingProfile.ReplicationMode = "Deep" }, "publishingProfile.replicationMode"},
+		{"an unknown storageAccountStrategy", func(v *pb.GalleryApplicationVersion) { v.PublishingProfile.StorageAccountStrategy = "Standard_ZRS" }, "publishingProfile.storageAccountStrategy"},
+		{"storageAccountStrategy with storageAccountType", func(v *pb.GalleryApplicationVersion) {
+			v.PublishingProfile.StorageAccountStrategy, v.PublishingProfile.StorageAccountType = PreferStandardZRS, StandardLRS
+		}, "publishingProfile.storageAccountStrategy"},
+		{"too many advanced settings", func(v *pb.GalleryApplicationVersion) {
+			for i := range MaxAdvancedSettings {
+				v.PublishingProfile.AdvancedSettings[strings.Repeat("k", i+2)] = "v"
+			}
+		}, "publishingProfile.advancedSettings"},
+		{"an empty advanced setting key", func(v *pb.GalleryApplicationVersion) { v.PublishingProfile.AdvancedSettings[""] = "v" }, "publishingProfile.advancedSettings"},
+		{"an advanced setting key too long", func(v *pb.GalleryApplicationVersion) {
+			v.PublishingProfile.AdvancedSettings[strings.Repeat("k", MaxAdvancedKeyLen+1)] = "v"
+		}, "publishingProfile.advancedSettings"},
+		{"an advanced setting value too long", func(v *pb.GalleryApplicationVersion) {
+			v.PublishingProfile.AdvancedSettings["tier"] = strings.Repeat("v", MaxAdvancedValueLen+1)
+		}, "publishingProfile.advancedSettings.tier"},
+		{"an advanced setting with NUL", func(v *pb.GalleryApplicationVersion) { v.PublishingProfile.AdvancedSettings["a"] = "\x00" }, "publishingProfile.advancedSettings"},
+		{"a nil custom action", func(v *pb.GalleryApplicationVersion) { v.PublishingProfile.CustomActions[0] = nil }, ca + "[0]"},
+		{"a custom action without a name", func(v *pb.GalleryApplicationVersion) { v.PublishingProfile.CustomActions[1].Name = "" }, ca + "[1].name"},
+		{"a custom action's name with a space", func(v *pb.GalleryApplicationVersion) { v.PublishingProfile.CustomActions[1].Name = "re start" }, ca + "[1].name"},
+		{"a custom action's name too long", func(v *pb.GalleryApplicationVersion) {
+			v.PublishingProfile.CustomActions[1].Name = strings.Repeat("a", 65)
+		}, ca + "[1].name"},
+		{"two custom actions of one name", func(v *pb.GalleryApplicationVersion) { v.PublishingProfile.CustomActions[1].Name = "Health" }, ca + "[1].name"},
+		{"a blank script", func(v *pb.GalleryApplicationVersion) { v.PublishingProfile.CustomActions[1].Script = " " }, ca + "[1].script"},
+		{"a script with NUL", func(v *pb.GalleryApplicationVersion) { v.PublishingProfile.CustomActions[1].Script = "a\x00" }, ca + "[1].script"},
+		{"a description too long", func(v *pb.GalleryApplicationVersion) {
+			v.PublishingProfile.CustomActions[1].Description = strings.Repeat("d", maxTextLen+1)
+		}, ca + "[1].description"},
+		{"too many custom actions", func(v *pb.GalleryApplicationVersion) {
+			for i := range MaxCustomActions {
+				v.PublishingProfile.CustomActions = append(v.PublishingProfile.CustomActions, &pb.GalleryApplicationCustomAction{Name: "a" + strings.Repeat("x", i), Script: "true"})
+			}
+		}, ca},
+		{"a parameter without a name", func(v *pb.GalleryApplicationVersion) { params(v)[0].Name = "" }, ca + "[1].parameters[0].name"},
+		{"a parameter starting with a digit", func(v *pb.GalleryApplicationVersion) { params(v)[0].Name = "1X" }, ca + "[1].parameters[0].name"},
+		{"a parameter with a dash", func(v *pb.GalleryApplicationVersion) { params(v)[0].Name = "A-B" }, ca + "[1].parameters[0].name"},
+		{"a parameter named PATH", func(v *pb.GalleryApplicationVersion) { params(v)[0].Name = "path" }, ca + "[1].parameters[0].name"},
+		{"a parameter named VMAPP_*", func(v *pb.GalleryApplicationVersion) { params(v)[0].Name = "VMAPP_VERSION" }, ca + "[1].parameters[0].name"},
+		{"a parameter named LD_*", func(v *pb.GalleryApplicationVersion) { params(v)[0].Name = "LD_PRELOAD" }, ca + "[1].parameters[0].name"},
+		{"two parameters of one name", func(v *pb.GalleryApplicationVersion) { params(v)[1].Name = "LEVEL" }, ca + "[1].parameters[1].name"},
+		{"an unknown parameter type", func(v *pb.GalleryApplicationVersion) { params(v)[0].Type = "Integer" }, ca + "[1].parameters[0].type"},
+		{"a default for a ConfigurationDataBlob", func(v *pb.GalleryApplicationVersion) { params(v)[1].DefaultValue = "x" }, ca + "[1].parameters[1].defaultValue"},
+		{"a default for a LogOutputBlob", func(v *pb.GalleryApplicationVersion) { params(v)[2].DefaultValue = "x" }, ca + "[1].parameters[2].defaultValue"},
+		{"a default too long", func(v *pb.GalleryApplicationVersion) {
+			params(v)[0].DefaultValue = strings.Repeat("d", maxParameterDefaultLen+1)
+		}, ca + "[1].parameters[0].defaultValue"},
+		{"a nil parameter", func(v *pb.GalleryApplicationVersion) { params(v)[3] = nil }, ca + "[1].parameters[3]"},
+	} {
+		v := customVersion()
+		c.edit(v)
+		refused(t, c.name, s.validateVersion(v), c.field)
+	}
+
+	v := customVersion()
+	if err := s.validateVersion(v); err != nil {
+		t.Fatal(err)
+	}
+	pp := v.PublishingProfile
+	var types []string
+	for _, p := range pp.CustomActions[1].Parameters {
+		types = append(types, p.Type)
+	}
+	if got := strings.Join(types, " "); got != "String ConfigurationDataBlob LogOutputBlob String" || pp.ReplicationMode != ReplicationFull || pp.StorageAccountType != StandardLRS {
+		t.Errorf("normalised: types %s, replicationMode %q, storageAccountType %q", got, pp.ReplicationMode, pp.StorageAccountType)
+	}
+	for strategy, want := range map[string]string{"preferstandard_zrs": StandardZRS, DefaultStandardLRS: StandardLRS} {
+		v := version()
+		v.PublishingProfile.StorageAccountStrategy = strategy
+		if err := s.validateVersion(v); err != nil || v.PublishingProfile.StorageAccountType != want || v.PublishingProfile.StorageAccountStrategy != cmpOr(map[string]string{StandardZRS: PreferStandardZRS}[want], DefaultStandardLRS) {
+			t.Errorf("storageAccountStrategy %s: %v, %v", strategy, err, v.PublishingProfile)
+		}
+	}
+
+	// enableHealthCheck needs a "health" action: the version's or its
+	// application's.
+	v = customVersion()
+	v.PublishingProfile.CustomActions = v.PublishingProfile.CustomActions[1:]
+	refused(t, "a health check without a health action", checkHealthAction(v.PublishingProfile, &pb.GalleryApplication{}), "publishingProfile.enableHealthCheck")
+	app := &pb.GalleryApplication{CustomActions: []*pb.GalleryApplicationCustomAction{{Name: "HEALTH", Script: "true"}}}
+	if err := checkHealthAction(v.PublishingProfile, app); err != nil {
+		t.Errorf("the application's health action: %v", err)
 	}
 }

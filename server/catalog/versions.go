@@ -37,6 +37,11 @@ var versionRules = maskRules{
 		"publishing_profile.settings.config_file_name",
 		"publishing_profile.settings.script_behavior_after_reboot",
 		"publishing_profile.storage_account_type",
+		"publishing_profile.storage_account_strategy",
+		"publishing_profile.replication_mode",
+		"publishing_profile.enable_health_check",
+		"publishing_profile.advanced_settings",
+		"publishing_profile.custom_actions",
 	},
 }
 
@@ -79,6 +84,9 @@ func (s *Store) CreateVersion(ctx context.Context, tenant string, in *pb.Gallery
 	if err := s.validateVersion(v); err != nil {
 		return nil, err
 	}
+	if err := s.checkHealthAction(ctx, tenant, v); err != nil {
+		return nil, err
+	}
 	v.Tenant, v.ProvisioningState = tenant, pb.ProvisioningCreating
 	// What vmappd sets is never taken from the request.
 	v.ReplicationStatus, v.Package, v.DefaultConfiguration, v.ProvisioningError = nil, nil, nil, nil
@@ -94,6 +102,20 @@ func (s *Store) CreateVersion(ctx context.Context, tenant string, in *pb.Gallery
 		return nil, err
 	}
 	return v, nil
+}
+
+// checkHealthAction refuses a version with enableHealthCheck and no
+// custom action "health", its own or its application's.
+func (s *Store) checkHealthAction(ctx context.Context, tenant string, v *pb.GalleryApplicationVersion) error {
+	pp := v.GetPublishingProfile()
+	if !pp.GetEnableHealthCheck() || pb.FindAction(pp.GetCustomActions(), nil, pb.HealthAction) != nil {
+		return nil
+	}
+	app, err := s.GetApplication(ctx, tenant, v.Gallery, v.Application)
+	if err != nil && !errs.Is(err, errs.NotFound) {
+		return err
+	}
+	return checkHealthAction(pp, app)
 }
 
 // GetVersion reads a version by name, or the latest with "latest".
@@ -267,4 +289,15 @@ func (s *Store) ReadVersion(ctx context.Context, tenant, gallery, app, name stri
 		return err
 	})
 	return v, err
+}
+
+// ReadApplication is GetApplication from this node's state as it is
+// (bounded-stale): for goal states.
+func (s *Store) ReadApplication(ctx context.Context, tenant, gallery, name string) (*pb.GalleryApplication, error) {
+	var a *pb.GalleryApplication
+	err := s.view(ctx, func(tx *state.Tx) (err error) {
+		a, err = tx.Application(tenant, gallery, name)
+		return err
+	})
+	return a, err
 }

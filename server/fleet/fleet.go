@@ -55,6 +55,8 @@ type Catalog interface {
 	// for the cluster's latest commits): for goal states, which follow
 	// every change anyway.
 	ReadVersion(ctx context.Context, tenant, gallery, app, name string) (*pb.GalleryApplicationVersion, error)
+	// ReadApplication is GetApplication from this node's state as it is.
+	ReadApplication(ctx context.Context, tenant, gallery, name string) (*pb.GalleryApplication, error)
 }
 
 // Availability tells whether a version may be deployed in a region (the
@@ -248,7 +250,7 @@ func ParseRef(s string) (Ref, error) {
 }
 
 // generation fingerprints a goal state.
-func generation(apps []*pb.GoalApplication, changes []*pb.KeyChange) string {
+func generation(apps []*pb.GoalApplication, changes []*pb.KeyChange, actions []*pb.ActionRun) string {
 	h := sha256.New()
 	write := func(m proto.Message) {
 		b, _ := proto.MarshalOptions{Deterministic: true}.Marshal(m)
@@ -260,6 +262,9 @@ func generation(apps []*pb.GoalApplication, changes []*pb.KeyChange) string {
 	}
 	for _, c := range changes {
 		write(c)
+	}
+	for _, a := range actions {
+		write(a)
 	}
 	return hex.EncodeToString(h.Sum(nil)[:12])
 }

@@ -154,6 +154,12 @@ func (c *goalCache) invalidate(cmd *statepb.Command) {
 		} else {
 			scaleSet(op.SetProfile.Tenant, t.GetScaleSet())
 		}
+	case *statepb.Command_RequestActions:
+		for _, r := range op.RequestActions.GetRuns() {
+			machine(r.GetTenant(), r.GetMachine())
+		}
+	case *statepb.Command_FinishAction:
+		machine(op.FinishAction.Tenant, op.FinishAction.Machine)
 	case *statepb.Command_CreateVersion:
 		v := op.CreateVersion.GetVersion()
 		app(v.GetTenant(), v.GetGallery(), v.GetApplication())

@@ -340,6 +340,7 @@ func (f *Fleet) GoalState(ctx context.Context, tenant, machine string) (*pb.Goal
 func (f *Fleet) computeGoalState(ctx context.Context, tenant, machine string) (gs *pb.GoalState, scaleSet string, apps []string, err error) {
 	var m *pb.Machine
 	var entries []*pb.VMGalleryApplication
+	var actions []*pb.ActionRun
 	err = f.db.View(ctx, func(tx *state.Tx) (err error) {
 		if m, err = tx.Machine(tenant, machine); err != nil {
 			return err
@@ -350,7 +351,8 @@ func (f *Fleet) computeGoalState(ctx context.Context, tenant, machine string) (g
 			}
 		}
 		entries = append(entries, m.ApplicationProfile.GetGalleryApplications()...)
-		return nil
+		actions, err = pendingActions(tx, tenant, machine)
+		return err
 	})
 	if err != nil {
 		return nil, "", nil, err
@@ -363,7 +365,7 @@ func (f *Fleet) computeGoalState(ctx context.Context, tenant, machine string) (g
 		r, _ := ParseRef(e.PackageReferenceId)
 		byApp[r.App()] = e
 	}
-	gs = &pb.GoalState{Machine: m.Name, Region: m.Region}
+	gs = &pb.GoalState{Machine: m.Name, Region: m.Region, Actions: actions}
 	for _, e := range byApp {
 		ref, _ := ParseRef(e.PackageReferenceId)
 		apps = append(apps, appKey(ref.in(tenant), ref.Gallery, ref.Application))
@@ -380,7 +382,7 @@ func (f *Fleet) computeGoalState(ctx context.Context, tenant, machine string) (g
 	if gs.KeyChanges, err = f.keyChanges(ctx, tenant, gs.Applications); err != nil {
 		return nil, "", nil, err
 	}
-	gs.Generation = generation(gs.Applications, gs.KeyChanges)
+	gs.Generation = generation(gs.Applications, gs.KeyChanges, gs.Actions)
 	return gs, scaleSet, apps, nil
 }
 
@@ -413,6 +415,11 @@ func (f *Fleet) goalApplication(ctx context.Context, tenant, region string, e *p
 	}
 	ga.ManageActions, ga.Settings = v.GetPublishingProfile().GetManageActions(), v.GetPublishingProfile().GetSettings()
 	ga.Package, ga.DefaultConfiguration = v.Package, v.DefaultConfiguration
+	ga.EnableHealthCheck = v.GetPublishingProfile().GetEnableHealthCheck()
+	ga.CustomActions = v.GetPublishingProfile().GetCustomActions()
+	if a, err := f.cat.ReadApplication(ctx, ref.in(tenant), ref.Gallery, ref.Application); err == nil {
+		ga.CustomActions = pb.MergeActions(ga.CustomActions, a.GetCustomActions())
+	}
 	if f.signing != nil {
 		if ga.Signing, err = f.signing.GoalSigning(ctx, v); err != nil {
 			return nil, err

@@ -7,12 +7,14 @@
 package vmappv1
 
 import (
-	protoreflect "google.golang.org/protobuf/reflect/protoreflect"
-	protoimpl "google.golang.org/protobuf/runtime/protoimpl"
-	timestamppb "google.golang.org/protobuf/types/known/timestamppb"
 	reflect "reflect"
 	sync "sync"
 	unsafe "unsafe"
+
+	protoreflect "google.golang.org/protobuf/reflect/protoreflect"
+	protoimpl "google.golang.org/protobuf/runtime/protoimpl"
+	durationpb "google.golang.org/protobuf/types/known/durationpb"
+	timestamppb "google.golang.org/protobuf/types/known/timestamppb"
 )
 
 const (
@@ -543,9 +545,17 @@ type ApplicationStatus struct {
 	// Set when the agent refused the version for its signatures (state
 	// Failed, reason saying why): Unsigned | SignatureInvalid | UntrustedKey
 	// | Revoked | Rollback | Expired.
-	Refusal       string `protobuf:"bytes,14,opt,name=refusal,proto3" json:"refusal,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
+	Refusal string `protobuf:"bytes,14,opt,name=refusal,proto3" json:"refusal,omitempty"`
+	// With the version's enableHealthCheck, the application's health after
+	// its last install or update: Checking (the health action runs) |
+	// Healthy | Unhealthy; empty when not checked.
+	Health string `protobuf:"bytes,15,opt,name=health,proto3" json:"health,omitempty"`
+	// The health action's last output (its tail), and why it is Unhealthy.
+	HealthOutputTail string                 `protobuf:"bytes,16,opt,name=health_output_tail,json=healthOutputTail,proto3" json:"health_output_tail,omitempty"`
+	HealthReason     string                 `protobuf:"bytes,17,opt,name=health_reason,json=healthReason,proto3" json:"health_reason,omitempty"`
+	HealthTime       *timestamppb.Timestamp `protobuf:"bytes,18,opt,name=health_time,json=healthTime,proto3" json:"health_time,omitempty"`
+	unknownFields    protoimpl.UnknownFields
+	sizeCache        protoimpl.SizeCache
 }
 
 func (x *ApplicationStatus) Reset() {
@@ -676,6 +686,34 @@ func (x *ApplicationStatus) GetRefusal() string {
 	return ""
 }
 
+func (x *ApplicationStatus) GetHealth() string {
+	if x != nil {
+		return x.Health
+	}
+	return ""
+}
+
+func (x *ApplicationStatus) GetHealthOutputTail() string {
+	if x != nil {
+		return x.HealthOutputTail
+	}
+	return ""
+}
+
+func (x *ApplicationStatus) GetHealthReason() string {
+	if x != nil {
+		return x.HealthReason
+	}
+	return ""
+}
+
+func (x *ApplicationStatus) GetHealthTime() *timestamppb.Timestamp {
+	if x != nil {
+		return x.HealthTime
+	}
+	return nil
+}
+
 // GoalState is what an agent must make true on its machine.
 type GoalState struct {
 	state   protoimpl.MessageState `protogen:"open.v1"`
@@ -686,7 +724,9 @@ type GoalState struct {
 	Region       string             `protobuf:"bytes,4,opt,name=region,proto3" json:"region,omitempty"`
 	// The signed key changes (rotations, revocations) of the galleries of
 	// the applications: an agent applies those signed by keys it trusts.
-	KeyChanges    []*KeyChange `protobuf:"bytes,5,rep,name=key_changes,json=keyChanges,proto3" json:"key_changes,omitempty"`
+	KeyChanges []*KeyChange `protobuf:"bytes,5,rep,name=key_changes,json=keyChanges,proto3" json:"key_changes,omitempty"`
+	// The custom actions to run (runs still Pending), oldest first.
+	Actions       []*ActionRun `protobuf:"bytes,6,rep,name=actions,proto3" json:"actions,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -756,6 +796,13 @@ func (x *GoalState) GetKeyChanges() []*KeyChange {
 	return nil
 }
 
+func (x *GoalState) GetActions() []*ActionRun {
+	if x != nil {
+		return x.Actions
+	}
+	return nil
+}
+
 type GoalApplication struct {
 	state                           protoimpl.MessageState `protogen:"open.v1"`
 	Gallery                         string                 `protobuf:"bytes,1,opt,name=gallery,proto3" json:"gallery,omitempty"`
@@ -777,7 +824,12 @@ type GoalApplication struct {
 	Tenant string `protobuf:"bytes,13,opt,name=tenant,proto3" json:"tenant,omitempty"`
 	// The version's signatures, when it has any: with the fields above they
 	// make the statement an agent verifies before it acts.
-	Signing       *VersionSignatures `protobuf:"bytes,14,opt,name=signing,proto3" json:"signing,omitempty"`
+	Signing *VersionSignatures `protobuf:"bytes,14,opt,name=signing,proto3" json:"signing,omitempty"`
+	// The version's publishingProfile.enableHealthCheck.
+	EnableHealthCheck bool `protobuf:"varint,15,opt,name=enable_health_check,json=enableHealthCheck,proto3" json:"enable_health_check,omitempty"`
+	// The custom actions the version offers: its own and its application's
+	// (the version's win by name).
+	CustomActions []*GalleryApplicationCustomAction `protobuf:"bytes,16,rep,name=custom_actions,json=customActions,proto3" json:"custom_actions,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -906,6 +958,20 @@ func (x *GoalApplication) GetTenant() string {
 func (x *GoalApplication) GetSigning() *VersionSignatures {
 	if x != nil {
 		return x.Signing
+	}
+	return nil
+}
+
+func (x *GoalApplication) GetEnableHealthCheck() bool {
+	if x != nil {
+		return x.EnableHealthCheck
+	}
+	return false
+}
+
+func (x *GoalApplication) GetCustomActions() []*GalleryApplicationCustomAction {
+	if x != nil {
+		return x.CustomActions
 	}
 	return nil
 }
@@ -2435,11 +2501,662 @@ func (*ReportStatusResponse) Descriptor() ([]byte, []int) {
 	return file_vmapp_v1_fleet_proto_rawDescGZIP(), []int{37}
 }
 
+// ActionRun is one run of a custom action on one machine.
+type ActionRun struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Set by vmappd: sorts by creation time.
+	Id      string `protobuf:"bytes,1,opt,name=id,proto3" json:"id,omitempty"`
+	Machine string `protobuf:"bytes,2,opt,name=machine,proto3" json:"machine,omitempty"`
+	// gallery/application (TENANT:gallery/application for another tenant's).
+	Application string `protobuf:"bytes,3,opt,name=application,proto3" json:"application,omitempty"`
+	// The version the machine had when the run was asked for: the run fails
+	// if the machine no longer has it installed.
+	Version string `protobuf:"bytes,4,opt,name=version,proto3" json:"version,omitempty"`
+	Action  string `protobuf:"bytes,5,opt,name=action,proto3" json:"action,omitempty"`
+	// The action's script (copied from the version when asked for).
+	Script string `protobuf:"bytes,6,opt,name=script,proto3" json:"script,omitempty"`
+	// Every parameter of the action, as it is given to the script: given,
+	// or its defaultValue, or LogOutputBlob.
+	Parameters []*ActionParameterValue `protobuf:"bytes,7,rep,name=parameters,proto3" json:"parameters,omitempty"`
+	// Pending | Succeeded | Failed.
+	State string `protobuf:"bytes,8,opt,name=state,proto3" json:"state,omitempty"`
+	// Why it failed, when it didn't run to an exit code or exited non-zero.
+	Reason   string `protobuf:"bytes,9,opt,name=reason,proto3" json:"reason,omitempty"`
+	ExitCode int32  `protobuf:"varint,10,opt,name=exit_code,json=exitCode,proto3" json:"exit_code,omitempty"`
+	// The last 4 KiB of its output (stdout and stderr).
+	OutputTail string               `protobuf:"bytes,11,opt,name=output_tail,json=outputTail,proto3" json:"output_tail,omitempty"`
+	Duration   *durationpb.Duration `protobuf:"bytes,12,opt,name=duration,proto3" json:"duration,omitempty"`
+	// The LogOutputBlob files collected.
+	Logs       []*ActionLog           `protobuf:"bytes,13,rep,name=logs,proto3" json:"logs,omitempty"`
+	CreateTime *timestamppb.Timestamp `protobuf:"bytes,14,opt,name=create_time,json=createTime,proto3" json:"create_time,omitempty"`
+	EndTime    *timestamppb.Timestamp `protobuf:"bytes,15,opt,name=end_time,json=endTime,proto3" json:"end_time,omitempty"`
+	Tenant     string                 `protobuf:"bytes,16,opt,name=tenant,proto3" json:"tenant,omitempty"`
+	// The scale set the run was asked for, when it was asked for one.
+	ScaleSet      string `protobuf:"bytes,17,opt,name=scale_set,json=scaleSet,proto3" json:"scale_set,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ActionRun) Reset() {
+	*x = ActionRun{}
+	mi := &file_vmapp_v1_fleet_proto_msgTypes[38]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ActionRun) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ActionRun) ProtoMessage() {}
+
+func (x *ActionRun) ProtoReflect() protoreflect.Message {
+	mi := &file_vmapp_v1_fleet_proto_msgTypes[38]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ActionRun.ProtoReflect.Descriptor instead.
+func (*ActionRun) Descriptor() ([]byte, []int) {
+	return file_vmapp_v1_fleet_proto_rawDescGZIP(), []int{38}
+}
+
+func (x *ActionRun) GetId() string {
+	if x != nil {
+		return x.Id
+	}
+	return ""
+}
+
+func (x *ActionRun) GetMachine() string {
+	if x != nil {
+		return x.Machine
+	}
+	return ""
+}
+
+func (x *ActionRun) GetApplication() string {
+	if x != nil {
+		return x.Application
+	}
+	return ""
+}
+
+func (x *ActionRun) GetVersion() string {
+	if x != nil {
+		return x.Version
+	}
+	return ""
+}
+
+func (x *ActionRun) GetAction() string {
+	if x != nil {
+		return x.Action
+	}
+	return ""
+}
+
+func (x *ActionRun) GetScript() string {
+	if x != nil {
+		return x.Script
+	}
+	return ""
+}
+
+func (x *ActionRun) GetParameters() []*ActionParameterValue {
+	if x != nil {
+		return x.Parameters
+	}
+	return nil
+}
+
+func (x *ActionRun) GetState() string {
+	if x != nil {
+		return x.State
+	}
+	return ""
+}
+
+func (x *ActionRun) GetReason() string {
+	if x != nil {
+		return x.Reason
+	}
+	return ""
+}
+
+func (x *ActionRun) GetExitCode() int32 {
+	if x != nil {
+		return x.ExitCode
+	}
+	return 0
+}
+
+func (x *ActionRun) GetOutputTail() string {
+	if x != nil {
+		return x.OutputTail
+	}
+	return ""
+}
+
+func (x *ActionRun) GetDuration() *durationpb.Duration {
+	if x != nil {
+		return x.Duration
+	}
+	return nil
+}
+
+func (x *ActionRun) GetLogs() []*ActionLog {
+	if x != nil {
+		return x.Logs
+	}
+	return nil
+}
+
+func (x *ActionRun) GetCreateTime() *timestamppb.Timestamp {
+	if x != nil {
+		return x.CreateTime
+	}
+	return nil
+}
+
+func (x *ActionRun) GetEndTime() *timestamppb.Timestamp {
+	if x != nil {
+		return x.EndTime
+	}
+	return nil
+}
+
+func (x *ActionRun) GetTenant() string {
+	if x != nil {
+		return x.Tenant
+	}
+	return ""
+}
+
+func (x *ActionRun) GetScaleSet() string {
+	if x != nil {
+		return x.ScaleSet
+	}
+	return ""
+}
+
+// ActionParameterValue is a parameter given to a run.
+type ActionParameterValue struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	Name  string                 `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`
+	// String | ConfigurationDataBlob | LogOutputBlob.
+	Type string `protobuf:"bytes,2,opt,name=type,proto3" json:"type,omitempty"`
+	// A String's value; a ConfigurationDataBlob's http(s) URL, when the file
+	// isn't given inline.
+	Value string `protobuf:"bytes,3,opt,name=value,proto3" json:"value,omitempty"`
+	// A ConfigurationDataBlob's content (at most 1 MiB), when given inline.
+	// Lists leave it out (size_bytes says how big it was).
+	Data          []byte `protobuf:"bytes,4,opt,name=data,proto3" json:"data,omitempty"`
+	SizeBytes     int64  `protobuf:"varint,5,opt,name=size_bytes,json=sizeBytes,proto3" json:"size_bytes,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ActionParameterValue) Reset() {
+	*x = ActionParameterValue{}
+	mi := &file_vmapp_v1_fleet_proto_msgTypes[39]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ActionParameterValue) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ActionParameterValue) ProtoMessage() {}
+
+func (x *ActionParameterValue) ProtoReflect() protoreflect.Message {
+	mi := &file_vmapp_v1_fleet_proto_msgTypes[39]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ActionParameterValue.ProtoReflect.Descriptor instead.
+func (*ActionParameterValue) Descriptor() ([]byte, []int) {
+	return file_vmapp_v1_fleet_proto_rawDescGZIP(), []int{39}
+}
+
+func (x *ActionParameterValue) GetName() string {
+	if x != nil {
+		return x.Name
+	}
+	return ""
+}
+
+func (x *ActionParameterValue) GetType() string {
+	if x != nil {
+		return x.Type
+	}
+	return ""
+}
+
+func (x *ActionParameterValue) GetValue() string {
+	if x != nil {
+		return x.Value
+	}
+	return ""
+}
+
+func (x *ActionParameterValue) GetData() []byte {
+	if x != nil {
+		return x.Data
+	}
+	return nil
+}
+
+func (x *ActionParameterValue) GetSizeBytes() int64 {
+	if x != nil {
+		return x.SizeBytes
+	}
+	return 0
+}
+
+// ActionLog is a LogOutputBlob file collected after a run.
+type ActionLog struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	Name  string                 `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`
+	// The file, or its last 64 KiB when it was bigger (truncated).
+	Content []byte `protobuf:"bytes,2,opt,name=content,proto3" json:"content,omitempty"`
+	// The file's size; -1 when the script didn't write it.
+	SizeBytes     int64 `protobuf:"varint,3,opt,name=size_bytes,json=sizeBytes,proto3" json:"size_bytes,omitempty"`
+	Truncated     bool  `protobuf:"varint,4,opt,name=truncated,proto3" json:"truncated,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ActionLog) Reset() {
+	*x = ActionLog{}
+	mi := &file_vmapp_v1_fleet_proto_msgTypes[40]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ActionLog) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ActionLog) ProtoMessage() {}
+
+func (x *ActionLog) ProtoReflect() protoreflect.Message {
+	mi := &file_vmapp_v1_fleet_proto_msgTypes[40]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ActionLog.ProtoReflect.Descriptor instead.
+func (*ActionLog) Descriptor() ([]byte, []int) {
+	return file_vmapp_v1_fleet_proto_rawDescGZIP(), []int{40}
+}
+
+func (x *ActionLog) GetName() string {
+	if x != nil {
+		return x.Name
+	}
+	return ""
+}
+
+func (x *ActionLog) GetContent() []byte {
+	if x != nil {
+		return x.Content
+	}
+	return nil
+}
+
+func (x *ActionLog) GetSizeBytes() int64 {
+	if x != nil {
+		return x.SizeBytes
+	}
+	return 0
+}
+
+func (x *ActionLog) GetTruncated() bool {
+	if x != nil {
+		return x.Truncated
+	}
+	return false
+}
+
+type RunActionRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// A machine, or a scale set: every instance runs the action.
+	Target *ProfileTarget `protobuf:"bytes,1,opt,name=target,proto3" json:"target,omitempty"`
+	// gallery/application.
+	Application string `protobuf:"bytes,2,opt,name=application,proto3" json:"application,omitempty"`
+	Action      string `protobuf:"bytes,3,opt,name=action,proto3" json:"action,omitempty"`
+	// The parameters given, by name: a String's value or a
+	// ConfigurationDataBlob's URL (value), or its content (data).
+	Parameters    []*ActionParameterValue `protobuf:"bytes,4,rep,name=parameters,proto3" json:"parameters,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *RunActionRequest) Reset() {
+	*x = RunActionRequest{}
+	mi := &file_vmapp_v1_fleet_proto_msgTypes[41]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *RunActionRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*RunActionRequest) ProtoMessage() {}
+
+func (x *RunActionRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_vmapp_v1_fleet_proto_msgTypes[41]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use RunActionRequest.ProtoReflect.Descriptor instead.
+func (*RunActionRequest) Descriptor() ([]byte, []int) {
+	return file_vmapp_v1_fleet_proto_rawDescGZIP(), []int{41}
+}
+
+func (x *RunActionRequest) GetTarget() *ProfileTarget {
+	if x != nil {
+		return x.Target
+	}
+	return nil
+}
+
+func (x *RunActionRequest) GetApplication() string {
+	if x != nil {
+		return x.Application
+	}
+	return ""
+}
+
+func (x *RunActionRequest) GetAction() string {
+	if x != nil {
+		return x.Action
+	}
+	return ""
+}
+
+func (x *RunActionRequest) GetParameters() []*ActionParameterValue {
+	if x != nil {
+		return x.Parameters
+	}
+	return nil
+}
+
+type RunActionResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// One run per machine, Pending.
+	Runs          []*ActionRun `protobuf:"bytes,1,rep,name=runs,proto3" json:"runs,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *RunActionResponse) Reset() {
+	*x = RunActionResponse{}
+	mi := &file_vmapp_v1_fleet_proto_msgTypes[42]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *RunActionResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*RunActionResponse) ProtoMessage() {}
+
+func (x *RunActionResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_vmapp_v1_fleet_proto_msgTypes[42]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use RunActionResponse.ProtoReflect.Descriptor instead.
+func (*RunActionResponse) Descriptor() ([]byte, []int) {
+	return file_vmapp_v1_fleet_proto_rawDescGZIP(), []int{42}
+}
+
+func (x *RunActionResponse) GetRuns() []*ActionRun {
+	if x != nil {
+		return x.Runs
+	}
+	return nil
+}
+
+type ListActionRunsRequest struct {
+	state  protoimpl.MessageState `protogen:"open.v1"`
+	Target *ProfileTarget         `protobuf:"bytes,1,opt,name=target,proto3" json:"target,omitempty"`
+	// Only the runs of this application (gallery/application).
+	Application string `protobuf:"bytes,2,opt,name=application,proto3" json:"application,omitempty"`
+	// Only these runs.
+	Ids           []string `protobuf:"bytes,3,rep,name=ids,proto3" json:"ids,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ListActionRunsRequest) Reset() {
+	*x = ListActionRunsRequest{}
+	mi := &file_vmapp_v1_fleet_proto_msgTypes[43]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ListActionRunsRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ListActionRunsRequest) ProtoMessage() {}
+
+func (x *ListActionRunsRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_vmapp_v1_fleet_proto_msgTypes[43]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ListActionRunsRequest.ProtoReflect.Descriptor instead.
+func (*ListActionRunsRequest) Descriptor() ([]byte, []int) {
+	return file_vmapp_v1_fleet_proto_rawDescGZIP(), []int{43}
+}
+
+func (x *ListActionRunsRequest) GetTarget() *ProfileTarget {
+	if x != nil {
+		return x.Target
+	}
+	return nil
+}
+
+func (x *ListActionRunsRequest) GetApplication() string {
+	if x != nil {
+		return x.Application
+	}
+	return ""
+}
+
+func (x *ListActionRunsRequest) GetIds() []string {
+	if x != nil {
+		return x.Ids
+	}
+	return nil
+}
+
+type ListActionRunsResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Runs          []*ActionRun           `protobuf:"bytes,1,rep,name=runs,proto3" json:"runs,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ListActionRunsResponse) Reset() {
+	*x = ListActionRunsResponse{}
+	mi := &file_vmapp_v1_fleet_proto_msgTypes[44]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ListActionRunsResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ListActionRunsResponse) ProtoMessage() {}
+
+func (x *ListActionRunsResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_vmapp_v1_fleet_proto_msgTypes[44]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ListActionRunsResponse.ProtoReflect.Descriptor instead.
+func (*ListActionRunsResponse) Descriptor() ([]byte, []int) {
+	return file_vmapp_v1_fleet_proto_rawDescGZIP(), []int{44}
+}
+
+func (x *ListActionRunsResponse) GetRuns() []*ActionRun {
+	if x != nil {
+		return x.Runs
+	}
+	return nil
+}
+
+type ReportActionResultRequest struct {
+	state   protoimpl.MessageState `protogen:"open.v1"`
+	Machine string                 `protobuf:"bytes,1,opt,name=machine,proto3" json:"machine,omitempty"`
+	// The run's id and outcome: state (Succeeded | Failed), reason,
+	// exit_code, output_tail, duration, logs, end_time.
+	Run           *ActionRun `protobuf:"bytes,2,opt,name=run,proto3" json:"run,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ReportActionResultRequest) Reset() {
+	*x = ReportActionResultRequest{}
+	mi := &file_vmapp_v1_fleet_proto_msgTypes[45]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ReportActionResultRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ReportActionResultRequest) ProtoMessage() {}
+
+func (x *ReportActionResultRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_vmapp_v1_fleet_proto_msgTypes[45]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ReportActionResultRequest.ProtoReflect.Descriptor instead.
+func (*ReportActionResultRequest) Descriptor() ([]byte, []int) {
+	return file_vmapp_v1_fleet_proto_rawDescGZIP(), []int{45}
+}
+
+func (x *ReportActionResultRequest) GetMachine() string {
+	if x != nil {
+		return x.Machine
+	}
+	return ""
+}
+
+func (x *ReportActionResultRequest) GetRun() *ActionRun {
+	if x != nil {
+		return x.Run
+	}
+	return nil
+}
+
+type ReportActionResultResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ReportActionResultResponse) Reset() {
+	*x = ReportActionResultResponse{}
+	mi := &file_vmapp_v1_fleet_proto_msgTypes[46]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ReportActionResultResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ReportActionResultResponse) ProtoMessage() {}
+
+func (x *ReportActionResultResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_vmapp_v1_fleet_proto_msgTypes[46]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ReportActionResultResponse.ProtoReflect.Descriptor instead.
+func (*ReportActionResultResponse) Descriptor() ([]byte, []int) {
+	return file_vmapp_v1_fleet_proto_rawDescGZIP(), []int{46}
+}
+
 var File_vmapp_v1_fleet_proto protoreflect.FileDescriptor
 
 const file_vmapp_v1_fleet_proto_rawDesc = "" +
 	"\n" +
-	"\x14vmapp/v1/fleet.proto\x12\bvmapp.v1\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x16vmapp/v1/catalog.proto\x1a\x16vmapp/v1/signing.proto\"\xcc\x03\n" +
+	"\x14vmapp/v1/fleet.proto\x12\bvmapp.v1\x1a\x1egoogle/protobuf/duration.proto\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x16vmapp/v1/catalog.proto\x1a\x16vmapp/v1/signing.proto\"\xcc\x03\n" +
 	"\aMachine\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x12\x16\n" +
 	"\x06region\x18\x02 \x01(\tR\x06region\x12\x17\n" +
@@ -2490,7 +3207,7 @@ const file_vmapp_v1_fleet_proto_rawDesc = "" +
 	"\aboot_id\x18\x03 \x01(\tR\x06bootId\x12D\n" +
 	"\x10last_report_time\x18\x04 \x01(\v2\x1a.google.protobuf.TimestampR\x0elastReportTime\x12\x1c\n" +
 	"\tconnected\x18\x05 \x01(\bR\tconnected\x12-\n" +
-	"\x12applied_generation\x18\x06 \x01(\x03R\x11appliedGeneration\"\x8f\x04\n" +
+	"\x12applied_generation\x18\x06 \x01(\x03R\x11appliedGeneration\"\xb7\x05\n" +
 	"\x11ApplicationStatus\x12 \n" +
 	"\vapplication\x18\x01 \x01(\tR\vapplication\x12\x18\n" +
 	"\aversion\x18\x02 \x01(\tR\aversion\x12\x14\n" +
@@ -2510,7 +3227,12 @@ const file_vmapp_v1_fleet_proto_rawDesc = "" +
 	"\bend_time\x18\v \x01(\v2\x1a.google.protobuf.TimestampR\aendTime\x12\x1a\n" +
 	"\battempts\x18\f \x01(\x05R\battempts\x12L\n" +
 	"#treat_failure_as_deployment_failure\x18\r \x01(\bR\x1ftreatFailureAsDeploymentFailure\x12\x18\n" +
-	"\arefusal\x18\x0e \x01(\tR\arefusal\"\xd2\x01\n" +
+	"\arefusal\x18\x0e \x01(\tR\arefusal\x12\x16\n" +
+	"\x06health\x18\x0f \x01(\tR\x06health\x12,\n" +
+	"\x12health_output_tail\x18\x10 \x01(\tR\x10healthOutputTail\x12#\n" +
+	"\rhealth_reason\x18\x11 \x01(\tR\fhealthReason\x12;\n" +
+	"\vhealth_time\x18\x12 \x01(\v2\x1a.google.protobuf.TimestampR\n" +
+	"healthTime\"\x81\x02\n" +
 	"\tGoalState\x12\x18\n" +
 	"\amachine\x18\x01 \x01(\tR\amachine\x12\x1e\n" +
 	"\n" +
@@ -2519,7 +3241,8 @@ const file_vmapp_v1_fleet_proto_rawDesc = "" +
 	"\fapplications\x18\x03 \x03(\v2\x19.vmapp.v1.GoalApplicationR\fapplications\x12\x16\n" +
 	"\x06region\x18\x04 \x01(\tR\x06region\x124\n" +
 	"\vkey_changes\x18\x05 \x03(\v2\x13.vmapp.v1.KeyChangeR\n" +
-	"keyChanges\"\x96\x05\n" +
+	"keyChanges\x12-\n" +
+	"\aactions\x18\x06 \x03(\v2\x13.vmapp.v1.ActionRunR\aactions\"\x97\x06\n" +
 	"\x0fGoalApplication\x12\x18\n" +
 	"\agallery\x18\x01 \x01(\tR\agallery\x12 \n" +
 	"\vapplication\x18\x02 \x01(\tR\vapplication\x12\x18\n" +
@@ -2535,7 +3258,9 @@ const file_vmapp_v1_fleet_proto_rawDesc = "" +
 	"\rconfiguration\x18\v \x01(\fR\rconfiguration\x12\x14\n" +
 	"\x05retry\x18\f \x01(\x03R\x05retry\x12\x16\n" +
 	"\x06tenant\x18\r \x01(\tR\x06tenant\x125\n" +
-	"\asigning\x18\x0e \x01(\v2\x1b.vmapp.v1.VersionSignaturesR\asigningB\b\n" +
+	"\asigning\x18\x0e \x01(\v2\x1b.vmapp.v1.VersionSignaturesR\asigning\x12.\n" +
+	"\x13enable_health_check\x18\x0f \x01(\bR\x11enableHealthCheck\x12O\n" +
+	"\x0ecustom_actions\x18\x10 \x03(\v2(.vmapp.v1.GalleryApplicationCustomActionR\rcustomActionsB\b\n" +
 	"\x06_order\"C\n" +
 	"\x14CreateMachineRequest\x12+\n" +
 	"\amachine\x18\x01 \x01(\v2\x11.vmapp.v1.MachineR\amachine\"e\n" +
@@ -2623,7 +3348,62 @@ const file_vmapp_v1_fleet_proto_rawDesc = "" +
 	"\x13ReportStatusRequest\x12\x18\n" +
 	"\amachine\x18\x01 \x01(\tR\amachine\x12;\n" +
 	"\rinstance_view\x18\x02 \x01(\v2\x16.vmapp.v1.InstanceViewR\finstanceView\"\x16\n" +
-	"\x14ReportStatusResponse2\x98\t\n" +
+	"\x14ReportStatusResponse\"\xd6\x04\n" +
+	"\tActionRun\x12\x0e\n" +
+	"\x02id\x18\x01 \x01(\tR\x02id\x12\x18\n" +
+	"\amachine\x18\x02 \x01(\tR\amachine\x12 \n" +
+	"\vapplication\x18\x03 \x01(\tR\vapplication\x12\x18\n" +
+	"\aversion\x18\x04 \x01(\tR\aversion\x12\x16\n" +
+	"\x06action\x18\x05 \x01(\tR\x06action\x12\x16\n" +
+	"\x06script\x18\x06 \x01(\tR\x06script\x12>\n" +
+	"\n" +
+	"parameters\x18\a \x03(\v2\x1e.vmapp.v1.ActionParameterValueR\n" +
+	"parameters\x12\x14\n" +
+	"\x05state\x18\b \x01(\tR\x05state\x12\x16\n" +
+	"\x06reason\x18\t \x01(\tR\x06reason\x12\x1b\n" +
+	"\texit_code\x18\n" +
+	" \x01(\x05R\bexitCode\x12\x1f\n" +
+	"\voutput_tail\x18\v \x01(\tR\n" +
+	"outputTail\x125\n" +
+	"\bduration\x18\f \x01(\v2\x19.google.protobuf.DurationR\bduration\x12'\n" +
+	"\x04logs\x18\r \x03(\v2\x13.vmapp.v1.ActionLogR\x04logs\x12;\n" +
+	"\vcreate_time\x18\x0e \x01(\v2\x1a.google.protobuf.TimestampR\n" +
+	"createTime\x125\n" +
+	"\bend_time\x18\x0f \x01(\v2\x1a.google.protobuf.TimestampR\aendTime\x12\x16\n" +
+	"\x06tenant\x18\x10 \x01(\tR\x06tenant\x12\x1b\n" +
+	"\tscale_set\x18\x11 \x01(\tR\bscaleSet\"\x87\x01\n" +
+	"\x14ActionParameterValue\x12\x12\n" +
+	"\x04name\x18\x01 \x01(\tR\x04name\x12\x12\n" +
+	"\x04type\x18\x02 \x01(\tR\x04type\x12\x14\n" +
+	"\x05value\x18\x03 \x01(\tR\x05value\x12\x12\n" +
+	"\x04data\x18\x04 \x01(\fR\x04data\x12\x1d\n" +
+	"\n" +
+	"size_bytes\x18\x05 \x01(\x03R\tsizeBytes\"v\n" +
+	"\tActionLog\x12\x12\n" +
+	"\x04name\x18\x01 \x01(\tR\x04name\x12\x18\n" +
+	"\acontent\x18\x02 \x01(\fR\acontent\x12\x1d\n" +
+	"\n" +
+	"size_bytes\x18\x03 \x01(\x03R\tsizeBytes\x12\x1c\n" +
+	"\ttruncated\x18\x04 \x01(\bR\ttruncated\"\xbd\x01\n" +
+	"\x10RunActionRequest\x12/\n" +
+	"\x06target\x18\x01 \x01(\v2\x17.vmapp.v1.ProfileTargetR\x06target\x12 \n" +
+	"\vapplication\x18\x02 \x01(\tR\vapplication\x12\x16\n" +
+	"\x06action\x18\x03 \x01(\tR\x06action\x12>\n" +
+	"\n" +
+	"parameters\x18\x04 \x03(\v2\x1e.vmapp.v1.ActionParameterValueR\n" +
+	"parameters\"<\n" +
+	"\x11RunActionResponse\x12'\n" +
+	"\x04runs\x18\x01 \x03(\v2\x13.vmapp.v1.ActionRunR\x04runs\"|\n" +
+	"\x15ListActionRunsRequest\x12/\n" +
+	"\x06target\x18\x01 \x01(\v2\x17.vmapp.v1.ProfileTargetR\x06target\x12 \n" +
+	"\vapplication\x18\x02 \x01(\tR\vapplication\x12\x10\n" +
+	"\x03ids\x18\x03 \x03(\tR\x03ids\"A\n" +
+	"\x16ListActionRunsResponse\x12'\n" +
+	"\x04runs\x18\x01 \x03(\v2\x13.vmapp.v1.ActionRunR\x04runs\"\\\n" +
+	"\x19ReportActionResultRequest\x12\x18\n" +
+	"\amachine\x18\x01 \x01(\tR\amachine\x12%\n" +
+	"\x03run\x18\x02 \x01(\v2\x13.vmapp.v1.ActionRunR\x03run\"\x1c\n" +
+	"\x1aReportActionResultResponse2\x94\v\n" +
 	"\fFleetService\x12P\n" +
 	"\rCreateMachine\x12\x1e.vmapp.v1.CreateMachineRequest\x1a\x1f.vmapp.v1.CreateMachineResponse\x12G\n" +
 	"\n" +
@@ -2639,7 +3419,10 @@ const file_vmapp_v1_fleet_proto_rawDesc = "" +
 	"\x10RetryApplication\x12!.vmapp.v1.RetryApplicationRequest\x1a\".vmapp.v1.RetryApplicationResponse\x12P\n" +
 	"\rListInventory\x12\x1e.vmapp.v1.ListInventoryRequest\x1a\x1f.vmapp.v1.ListInventoryResponse\x12U\n" +
 	"\x0eWatchGoalState\x12\x1f.vmapp.v1.WatchGoalStateRequest\x1a .vmapp.v1.WatchGoalStateResponse0\x01\x12M\n" +
-	"\fReportStatus\x12\x1d.vmapp.v1.ReportStatusRequest\x1a\x1e.vmapp.v1.ReportStatusResponseB/Z-github.com/vmapp/vmapp/proto/vmapp/v1;vmappv1b\x06proto3"
+	"\fReportStatus\x12\x1d.vmapp.v1.ReportStatusRequest\x1a\x1e.vmapp.v1.ReportStatusResponse\x12D\n" +
+	"\tRunAction\x12\x1a.vmapp.v1.RunActionRequest\x1a\x1b.vmapp.v1.RunActionResponse\x12S\n" +
+	"\x0eListActionRuns\x12\x1f.vmapp.v1.ListActionRunsRequest\x1a .vmapp.v1.ListActionRunsResponse\x12_\n" +
+	"\x12ReportActionResult\x12#.vmapp.v1.ReportActionResultRequest\x1a$.vmapp.v1.ReportActionResultResponseB/Z-github.com/vmapp/vmapp/proto/vmapp/v1;vmappv1b\x06proto3"
 
 var (
 	file_vmapp_v1_fleet_proto_rawDescOnce sync.Once
@@ -2653,127 +3436,158 @@ func file_vmapp_v1_fleet_proto_rawDescGZIP() []byte {
 	return file_vmapp_v1_fleet_proto_rawDescData
 }
 
-var file_vmapp_v1_fleet_proto_msgTypes = make([]protoimpl.MessageInfo, 39)
+var file_vmapp_v1_fleet_proto_msgTypes = make([]protoimpl.MessageInfo, 48)
 var file_vmapp_v1_fleet_proto_goTypes = []any{
-	(*Machine)(nil),                   // 0: vmapp.v1.Machine
-	(*ScaleSet)(nil),                  // 1: vmapp.v1.ScaleSet
-	(*ApplicationProfile)(nil),        // 2: vmapp.v1.ApplicationProfile
-	(*VMGalleryApplication)(nil),      // 3: vmapp.v1.VMGalleryApplication
-	(*InstanceView)(nil),              // 4: vmapp.v1.InstanceView
-	(*ApplicationStatus)(nil),         // 5: vmapp.v1.ApplicationStatus
-	(*GoalState)(nil),                 // 6: vmapp.v1.GoalState
-	(*GoalApplication)(nil),           // 7: vmapp.v1.GoalApplication
-	(*CreateMachineRequest)(nil),      // 8: vmapp.v1.CreateMachineRequest
-	(*CreateMachineResponse)(nil),     // 9: vmapp.v1.CreateMachineResponse
-	(*GetMachineRequest)(nil),         // 10: vmapp.v1.GetMachineRequest
-	(*GetMachineResponse)(nil),        // 11: vmapp.v1.GetMachineResponse
-	(*ListMachinesRequest)(nil),       // 12: vmapp.v1.ListMachinesRequest
-	(*ListMachinesResponse)(nil),      // 13: vmapp.v1.ListMachinesResponse
-	(*DeleteMachineRequest)(nil),      // 14: vmapp.v1.DeleteMachineRequest
-	(*DeleteMachineResponse)(nil),     // 15: vmapp.v1.DeleteMachineResponse
-	(*CreateScaleSetRequest)(nil),     // 16: vmapp.v1.CreateScaleSetRequest
-	(*CreateScaleSetResponse)(nil),    // 17: vmapp.v1.CreateScaleSetResponse
-	(*GetScaleSetRequest)(nil),        // 18: vmapp.v1.GetScaleSetRequest
-	(*GetScaleSetResponse)(nil),       // 19: vmapp.v1.GetScaleSetResponse
-	(*ListScaleSetsRequest)(nil),      // 20: vmapp.v1.ListScaleSetsRequest
-	(*ListScaleSetsResponse)(nil),     // 21: vmapp.v1.ListScaleSetsResponse
-	(*DeleteScaleSetRequest)(nil),     // 22: vmapp.v1.DeleteScaleSetRequest
-	(*DeleteScaleSetResponse)(nil),    // 23: vmapp.v1.DeleteScaleSetResponse
-	(*ProfileTarget)(nil),             // 24: vmapp.v1.ProfileTarget
-	(*SetApplicationRequest)(nil),     // 25: vmapp.v1.SetApplicationRequest
-	(*SetApplicationResponse)(nil),    // 26: vmapp.v1.SetApplicationResponse
-	(*RemoveApplicationRequest)(nil),  // 27: vmapp.v1.RemoveApplicationRequest
-	(*RemoveApplicationResponse)(nil), // 28: vmapp.v1.RemoveApplicationResponse
-	(*RetryApplicationRequest)(nil),   // 29: vmapp.v1.RetryApplicationRequest
-	(*RetryApplicationResponse)(nil),  // 30: vmapp.v1.RetryApplicationResponse
-	(*ListInventoryRequest)(nil),      // 31: vmapp.v1.ListInventoryRequest
-	(*ListInventoryResponse)(nil),     // 32: vmapp.v1.ListInventoryResponse
-	(*InventoryEntry)(nil),            // 33: vmapp.v1.InventoryEntry
-	(*WatchGoalStateRequest)(nil),     // 34: vmapp.v1.WatchGoalStateRequest
-	(*WatchGoalStateResponse)(nil),    // 35: vmapp.v1.WatchGoalStateResponse
-	(*ReportStatusRequest)(nil),       // 36: vmapp.v1.ReportStatusRequest
-	(*ReportStatusResponse)(nil),      // 37: vmapp.v1.ReportStatusResponse
-	nil,                               // 38: vmapp.v1.VMGalleryApplication.TagsEntry
-	(*timestamppb.Timestamp)(nil),     // 39: google.protobuf.Timestamp
-	(*KeyChange)(nil),                 // 40: vmapp.v1.KeyChange
-	(*UserArtifactManage)(nil),        // 41: vmapp.v1.UserArtifactManage
-	(*UserArtifactSettings)(nil),      // 42: vmapp.v1.UserArtifactSettings
-	(*Artifact)(nil),                  // 43: vmapp.v1.Artifact
-	(*VersionSignatures)(nil),         // 44: vmapp.v1.VersionSignatures
+	(*Machine)(nil),                        // 0: vmapp.v1.Machine
+	(*ScaleSet)(nil),                       // 1: vmapp.v1.ScaleSet
+	(*ApplicationProfile)(nil),             // 2: vmapp.v1.ApplicationProfile
+	(*VMGalleryApplication)(nil),           // 3: vmapp.v1.VMGalleryApplication
+	(*InstanceView)(nil),                   // 4: vmapp.v1.InstanceView
+	(*ApplicationStatus)(nil),              // 5: vmapp.v1.ApplicationStatus
+	(*GoalState)(nil),                      // 6: vmapp.v1.GoalState
+	(*GoalApplication)(nil),                // 7: vmapp.v1.GoalApplication
+	(*CreateMachineRequest)(nil),           // 8: vmapp.v1.CreateMachineRequest
+	(*CreateMachineResponse)(nil),          // 9: vmapp.v1.CreateMachineResponse
+	(*GetMachineRequest)(nil),              // 10: vmapp.v1.GetMachineRequest
+	(*GetMachineResponse)(nil),             // 11: vmapp.v1.GetMachineResponse
+	(*ListMachinesRequest)(nil),            // 12: vmapp.v1.ListMachinesRequest
+	(*ListMachinesResponse)(nil),           // 13: vmapp.v1.ListMachinesResponse
+	(*DeleteMachineRequest)(nil),           // 14: vmapp.v1.DeleteMachineRequest
+	(*DeleteMachineResponse)(nil),          // 15: vmapp.v1.DeleteMachineResponse
+	(*CreateScaleSetRequest)(nil),          // 16: vmapp.v1.CreateScaleSetRequest
+	(*CreateScaleSetResponse)(nil),         // 17: vmapp.v1.CreateScaleSetResponse
+	(*GetScaleSetRequest)(nil),             // 18: vmapp.v1.GetScaleSetRequest
+	(*GetScaleSetResponse)(nil),            // 19: vmapp.v1.GetScaleSetResponse
+	(*ListScaleSetsRequest)(nil),           // 20: vmapp.v1.ListScaleSetsRequest
+	(*ListScaleSetsResponse)(nil),          // 21: vmapp.v1.ListScaleSetsResponse
+	(*DeleteScaleSetRequest)(nil),          // 22: vmapp.v1.DeleteScaleSetRequest
+	(*DeleteScaleSetResponse)(nil),         // 23: vmapp.v1.DeleteScaleSetResponse
+	(*ProfileTarget)(nil),                  // 24: vmapp.v1.ProfileTarget
+	(*SetApplicationRequest)(nil),          // 25: vmapp.v1.SetApplicationRequest
+	(*SetApplicationResponse)(nil),         // 26: vmapp.v1.SetApplicationResponse
+	(*RemoveApplicationRequest)(nil),       // 27: vmapp.v1.RemoveApplicationRequest
+	(*RemoveApplicationResponse)(nil),      // 28: vmapp.v1.RemoveApplicationResponse
+	(*RetryApplicationRequest)(nil),        // 29: vmapp.v1.RetryApplicationRequest
+	(*RetryApplicationResponse)(nil),       // 30: vmapp.v1.RetryApplicationResponse
+	(*ListInventoryRequest)(nil),           // 31: vmapp.v1.ListInventoryRequest
+	(*ListInventoryResponse)(nil),          // 32: vmapp.v1.ListInventoryResponse
+	(*InventoryEntry)(nil),                 // 33: vmapp.v1.InventoryEntry
+	(*WatchGoalStateRequest)(nil),          // 34: vmapp.v1.WatchGoalStateRequest
+	(*WatchGoalStateResponse)(nil),         // 35: vmapp.v1.WatchGoalStateResponse
+	(*ReportStatusRequest)(nil),            // 36: vmapp.v1.ReportStatusRequest
+	(*ReportStatusResponse)(nil),           // 37: vmapp.v1.ReportStatusResponse
+	(*ActionRun)(nil),                      // 38: vmapp.v1.ActionRun
+	(*ActionParameterValue)(nil),           // 39: vmapp.v1.ActionParameterValue
+	(*ActionLog)(nil),                      // 40: vmapp.v1.ActionLog
+	(*RunActionRequest)(nil),               // 41: vmapp.v1.RunActionRequest
+	(*RunActionResponse)(nil),              // 42: vmapp.v1.RunActionResponse
+	(*ListActionRunsRequest)(nil),          // 43: vmapp.v1.ListActionRunsRequest
+	(*ListActionRunsResponse)(nil),         // 44: vmapp.v1.ListActionRunsResponse
+	(*ReportActionResultRequest)(nil),      // 45: vmapp.v1.ReportActionResultRequest
+	(*ReportActionResultResponse)(nil),     // 46: vmapp.v1.ReportActionResultResponse
+	nil,                                    // 47: vmapp.v1.VMGalleryApplication.TagsEntry
+	(*timestamppb.Timestamp)(nil),          // 48: google.protobuf.Timestamp
+	(*KeyChange)(nil),                      // 49: vmapp.v1.KeyChange
+	(*UserArtifactManage)(nil),             // 50: vmapp.v1.UserArtifactManage
+	(*UserArtifactSettings)(nil),           // 51: vmapp.v1.UserArtifactSettings
+	(*Artifact)(nil),                       // 52: vmapp.v1.Artifact
+	(*VersionSignatures)(nil),              // 53: vmapp.v1.VersionSignatures
+	(*GalleryApplicationCustomAction)(nil), // 54: vmapp.v1.GalleryApplicationCustomAction
+	(*durationpb.Duration)(nil),            // 55: google.protobuf.Duration
 }
 var file_vmapp_v1_fleet_proto_depIdxs = []int32{
 	2,  // 0: vmapp.v1.Machine.application_profile:type_name -> vmapp.v1.ApplicationProfile
-	39, // 1: vmapp.v1.Machine.create_time:type_name -> google.protobuf.Timestamp
-	39, // 2: vmapp.v1.Machine.update_time:type_name -> google.protobuf.Timestamp
+	48, // 1: vmapp.v1.Machine.create_time:type_name -> google.protobuf.Timestamp
+	48, // 2: vmapp.v1.Machine.update_time:type_name -> google.protobuf.Timestamp
 	4,  // 3: vmapp.v1.Machine.instance_view:type_name -> vmapp.v1.InstanceView
 	2,  // 4: vmapp.v1.ScaleSet.application_profile:type_name -> vmapp.v1.ApplicationProfile
-	39, // 5: vmapp.v1.ScaleSet.create_time:type_name -> google.protobuf.Timestamp
-	39, // 6: vmapp.v1.ScaleSet.update_time:type_name -> google.protobuf.Timestamp
+	48, // 5: vmapp.v1.ScaleSet.create_time:type_name -> google.protobuf.Timestamp
+	48, // 6: vmapp.v1.ScaleSet.update_time:type_name -> google.protobuf.Timestamp
 	3,  // 7: vmapp.v1.ApplicationProfile.gallery_applications:type_name -> vmapp.v1.VMGalleryApplication
-	38, // 8: vmapp.v1.VMGalleryApplication.tags:type_name -> vmapp.v1.VMGalleryApplication.TagsEntry
+	47, // 8: vmapp.v1.VMGalleryApplication.tags:type_name -> vmapp.v1.VMGalleryApplication.TagsEntry
 	5,  // 9: vmapp.v1.InstanceView.applications:type_name -> vmapp.v1.ApplicationStatus
-	39, // 10: vmapp.v1.InstanceView.last_report_time:type_name -> google.protobuf.Timestamp
-	39, // 11: vmapp.v1.ApplicationStatus.start_time:type_name -> google.protobuf.Timestamp
-	39, // 12: vmapp.v1.ApplicationStatus.end_time:type_name -> google.protobuf.Timestamp
-	7,  // 13: vmapp.v1.GoalState.applications:type_name -> vmapp.v1.GoalApplication
-	40, // 14: vmapp.v1.GoalState.key_changes:type_name -> vmapp.v1.KeyChange
-	41, // 15: vmapp.v1.GoalApplication.manage_actions:type_name -> vmapp.v1.UserArtifactManage
-	42, // 16: vmapp.v1.GoalApplication.settings:type_name -> vmapp.v1.UserArtifactSettings
-	43, // 17: vmapp.v1.GoalApplication.package:type_name -> vmapp.v1.Artifact
-	43, // 18: vmapp.v1.GoalApplication.default_configuration:type_name -> vmapp.v1.Artifact
-	44, // 19: vmapp.v1.GoalApplication.signing:type_name -> vmapp.v1.VersionSignatures
-	0,  // 20: vmapp.v1.CreateMachineRequest.machine:type_name -> vmapp.v1.Machine
-	0,  // 21: vmapp.v1.CreateMachineResponse.machine:type_name -> vmapp.v1.Machine
-	0,  // 22: vmapp.v1.GetMachineResponse.machine:type_name -> vmapp.v1.Machine
-	0,  // 23: vmapp.v1.ListMachinesResponse.machines:type_name -> vmapp.v1.Machine
-	1,  // 24: vmapp.v1.CreateScaleSetRequest.scale_set:type_name -> vmapp.v1.ScaleSet
-	1,  // 25: vmapp.v1.CreateScaleSetResponse.scale_set:type_name -> vmapp.v1.ScaleSet
-	1,  // 26: vmapp.v1.GetScaleSetResponse.scale_set:type_name -> vmapp.v1.ScaleSet
-	1,  // 27: vmapp.v1.ListScaleSetsResponse.scale_sets:type_name -> vmapp.v1.ScaleSet
-	24, // 28: vmapp.v1.SetApplicationRequest.target:type_name -> vmapp.v1.ProfileTarget
-	3,  // 29: vmapp.v1.SetApplicationRequest.application:type_name -> vmapp.v1.VMGalleryApplication
-	2,  // 30: vmapp.v1.SetApplicationResponse.application_profile:type_name -> vmapp.v1.ApplicationProfile
-	24, // 31: vmapp.v1.RemoveApplicationRequest.target:type_name -> vmapp.v1.ProfileTarget
-	2,  // 32: vmapp.v1.RemoveApplicationResponse.application_profile:type_name -> vmapp.v1.ApplicationProfile
-	24, // 33: vmapp.v1.RetryApplicationRequest.target:type_name -> vmapp.v1.ProfileTarget
-	2,  // 34: vmapp.v1.RetryApplicationResponse.application_profile:type_name -> vmapp.v1.ApplicationProfile
-	33, // 35: vmapp.v1.ListInventoryResponse.entries:type_name -> vmapp.v1.InventoryEntry
-	5,  // 36: vmapp.v1.InventoryEntry.status:type_name -> vmapp.v1.ApplicationStatus
-	6,  // 37: vmapp.v1.WatchGoalStateResponse.goal_state:type_name -> vmapp.v1.GoalState
-	4,  // 38: vmapp.v1.ReportStatusRequest.instance_view:type_name -> vmapp.v1.InstanceView
-	8,  // 39: vmapp.v1.FleetService.CreateMachine:input_type -> vmapp.v1.CreateMachineRequest
-	10, // 40: vmapp.v1.FleetService.GetMachine:input_type -> vmapp.v1.GetMachineRequest
-	12, // 41: vmapp.v1.FleetService.ListMachines:input_type -> vmapp.v1.ListMachinesRequest
-	14, // 42: vmapp.v1.FleetService.DeleteMachine:input_type -> vmapp.v1.DeleteMachineRequest
-	16, // 43: vmapp.v1.FleetService.CreateScaleSet:input_type -> vmapp.v1.CreateScaleSetRequest
-	18, // 44: vmapp.v1.FleetService.GetScaleSet:input_type -> vmapp.v1.GetScaleSetRequest
-	20, // 45: vmapp.v1.FleetService.ListScaleSets:input_type -> vmapp.v1.ListScaleSetsRequest
-	22, // 46: vmapp.v1.FleetService.DeleteScaleSet:input_type -> vmapp.v1.DeleteScaleSetRequest
-	25, // 47: vmapp.v1.FleetService.SetApplication:input_type -> vmapp.v1.SetApplicationRequest
-	27, // 48: vmapp.v1.FleetService.RemoveApplication:input_type -> vmapp.v1.RemoveApplicationRequest
-	29, // 49: vmapp.v1.FleetService.RetryApplication:input_type -> vmapp.v1.RetryApplicationRequest
-	31, // 50: vmapp.v1.FleetService.ListInventory:input_type -> vmapp.v1.ListInventoryRequest
-	34, // 51: vmapp.v1.FleetService.WatchGoalState:input_type -> vmapp.v1.WatchGoalStateRequest
-	36, // 52: vmapp.v1.FleetService.ReportStatus:input_type -> vmapp.v1.ReportStatusRequest
-	9,  // 53: vmapp.v1.FleetService.CreateMachine:output_type -> vmapp.v1.CreateMachineResponse
-	11, // 54: vmapp.v1.FleetService.GetMachine:output_type -> vmapp.v1.GetMachineResponse
-	13, // 55: vmapp.v1.FleetService.ListMachines:output_type -> vmapp.v1.ListMachinesResponse
-	15, // 56: vmapp.v1.FleetService.DeleteMachine:output_type -> vmapp.v1.DeleteMachineResponse
-	17, // 57: vmapp.v1.FleetService.CreateScaleSet:output_type -> vmapp.v1.CreateScaleSetResponse
-	19, // 58: vmapp.v1.FleetService.GetScaleSet:output_type -> vmapp.v1.GetScaleSetResponse
-	21, // 59: vmapp.v1.FleetService.ListScaleSets:output_type -> vmapp.v1.ListScaleSetsResponse
-	23, // 60: vmapp.v1.FleetService.DeleteScaleSet:output_type -> vmapp.v1.DeleteScaleSetResponse
-	26, // 61: vmapp.v1.FleetService.SetApplication:output_type -> vmapp.v1.SetApplicationResponse
-	28, // 62: vmapp.v1.FleetService.RemoveApplication:output_type -> vmapp.v1.RemoveApplicationResponse
-	30, // 63: vmapp.v1.FleetService.RetryApplication:output_type -> vmapp.v1.RetryApplicationResponse
-	32, // 64: vmapp.v1.FleetService.ListInventory:output_type -> vmapp.v1.ListInventoryResponse
-	35, // 65: vmapp.v1.FleetService.WatchGoalState:output_type -> vmapp.v1.WatchGoalStateResponse
-	37, // 66: vmapp.v1.FleetService.ReportStatus:output_type -> vmapp.v1.ReportStatusResponse
-	53, // [53:67] is the sub-list for method output_type
-	39, // [39:53] is the sub-list for method input_type
-	39, // [39:39] is the sub-list for extension type_name
-	39, // [39:39] is the sub-list for extension extendee
-	0,  // [0:39] is the sub-list for field type_name
+	48, // 10: vmapp.v1.InstanceView.last_report_time:type_name -> google.protobuf.Timestamp
+	48, // 11: vmapp.v1.ApplicationStatus.start_time:type_name -> google.protobuf.Timestamp
+	48, // 12: vmapp.v1.ApplicationStatus.end_time:type_name -> google.protobuf.Timestamp
+	48, // 13: vmapp.v1.ApplicationStatus.health_time:type_name -> google.protobuf.Timestamp
+	7,  // 14: vmapp.v1.GoalState.applications:type_name -> vmapp.v1.GoalApplication
+	49, // 15: vmapp.v1.GoalState.key_changes:type_name -> vmapp.v1.KeyChange
+	38, // 16: vmapp.v1.GoalState.actions:type_name -> vmapp.v1.ActionRun
+	50, // 17: vmapp.v1.GoalApplication.manage_actions:type_name -> vmapp.v1.UserArtifactManage
+	51, // 18: vmapp.v1.GoalApplication.settings:type_name -> vmapp.v1.UserArtifactSettings
+	52, // 19: vmapp.v1.GoalApplication.package:type_name -> vmapp.v1.Artifact
+	52, // 20: vmapp.v1.GoalApplication.default_configuration:type_name -> vmapp.v1.Artifact
+	53, // 21: vmapp.v1.GoalApplication.signing:type_name -> vmapp.v1.VersionSignatures
+	54, // 22: vmapp.v1.GoalApplication.custom_actions:type_name -> vmapp.v1.GalleryApplicationCustomAction
+	0,  // 23: vmapp.v1.CreateMachineRequest.machine:type_name -> vmapp.v1.Machine
+	0,  // 24: vmapp.v1.CreateMachineResponse.machine:type_name -> vmapp.v1.Machine
+	0,  // 25: vmapp.v1.GetMachineResponse.machine:type_name -> vmapp.v1.Machine
+	0,  // 26: vmapp.v1.ListMachinesResponse.machines:type_name -> vmapp.v1.Machine
+	1,  // 27: vmapp.v1.CreateScaleSetRequest.scale_set:type_name -> vmapp.v1.ScaleSet
+	1,  // 28: vmapp.v1.CreateScaleSetResponse.scale_set:type_name -> vmapp.v1.ScaleSet
+	1,  // 29: vmapp.v1.GetScaleSetResponse.scale_set:type_name -> vmapp.v1.ScaleSet
+	1,  // 30: vmapp.v1.ListScaleSetsResponse.scale_sets:type_name -> vmapp.v1.ScaleSet
+	24, // 31: vmapp.v1.SetApplicationRequest.target:type_name -> vmapp.v1.ProfileTarget
+	3,  // 32: vmapp.v1.SetApplicationRequest.application:type_name -> vmapp.v1.VMGalleryApplication
+	2,  // 33: vmapp.v1.SetApplicationResponse.application_profile:type_name -> vmapp.v1.ApplicationProfile
+	24, // 34: vmapp.v1.RemoveApplicationRequest.target:type_name -> vmapp.v1.ProfileTarget
+	2,  // 35: vmapp.v1.RemoveApplicationResponse.application_profile:type_name -> vmapp.v1.ApplicationProfile
+	24, // 36: vmapp.v1.RetryApplicationRequest.target:type_name -> vmapp.v1.ProfileTarget
+	2,  // 37: vmapp.v1.RetryApplicationResponse.application_profile:type_name -> vmapp.v1.ApplicationProfile
+	33, // 38: vmapp.v1.ListInventoryResponse.entries:type_name -> vmapp.v1.InventoryEntry
+	5,  // 39: vmapp.v1.InventoryEntry.status:type_name -> vmapp.v1.ApplicationStatus
+	6,  // 40: vmapp.v1.WatchGoalStateResponse.goal_state:type_name -> vmapp.v1.GoalState
+	4,  // 41: vmapp.v1.ReportStatusRequest.instance_view:type_name -> vmapp.v1.InstanceView
+	39, // 42: vmapp.v1.ActionRun.parameters:type_name -> vmapp.v1.ActionParameterValue
+	55, // 43: vmapp.v1.ActionRun.duration:type_name -> google.protobuf.Duration
+	40, // 44: vmapp.v1.ActionRun.logs:type_name -> vmapp.v1.ActionLog
+	48, // 45: vmapp.v1.ActionRun.create_time:type_name -> google.protobuf.Timestamp
+	48, // 46: vmapp.v1.ActionRun.end_time:type_name -> google.protobuf.Timestamp
+	24, // 47: vmapp.v1.RunActionRequest.target:type_name -> vmapp.v1.ProfileTarget
+	39, // 48: vmapp.v1.RunActionRequest.parameters:type_name -> vmapp.v1.ActionParameterValue
+	38, // 49: vmapp.v1.RunActionResponse.runs:type_name -> vmapp.v1.ActionRun
+	24, // 50: vmapp.v1.ListActionRunsRequest.target:type_name -> vmapp.v1.ProfileTarget
+	38, // 51: vmapp.v1.ListActionRunsResponse.runs:type_name -> vmapp.v1.ActionRun
+	38, // 52: vmapp.v1.ReportActionResultRequest.run:type_name -> vmapp.v1.ActionRun
+	8,  // 53: vmapp.v1.FleetService.CreateMachine:input_type -> vmapp.v1.CreateMachineRequest
+	10, // 54: vmapp.v1.FleetService.GetMachine:input_type -> vmapp.v1.GetMachineRequest
+	12, // 55: vmapp.v1.FleetService.ListMachines:input_type -> vmapp.v1.ListMachinesRequest
+	14, // 56: vmapp.v1.FleetService.DeleteMachine:input_type -> vmapp.v1.DeleteMachineRequest
+	16, // 57: vmapp.v1.FleetService.CreateScaleSet:input_type -> vmapp.v1.CreateScaleSetRequest
+	18, // 58: vmapp.v1.FleetService.GetScaleSet:input_type -> vmapp.v1.GetScaleSetRequest
+	20, // 59: vmapp.v1.FleetService.ListScaleSets:input_type -> vmapp.v1.ListScaleSetsRequest
+	22, // 60: vmapp.v1.FleetService.DeleteScaleSet:input_type -> vmapp.v1.DeleteScaleSetRequest
+	25, // 61: vmapp.v1.FleetService.SetApplication:input_type -> vmapp.v1.SetApplicationRequest
+	27, // 62: vmapp.v1.FleetService.RemoveApplication:input_type -> vmapp.v1.RemoveApplicationRequest
+	29, // 63: vmapp.v1.FleetService.RetryApplication:input_type -> vmapp.v1.RetryApplicationRequest
+	31, // 64: vmapp.v1.FleetService.ListInventory:input_type -> vmapp.v1.ListInventoryRequest
+	34, // 65: vmapp.v1.FleetService.WatchGoalState:input_type -> vmapp.v1.WatchGoalStateRequest
+	36, // 66: vmapp.v1.FleetService.ReportStatus:input_type -> vmapp.v1.ReportStatusRequest
+	41, // 67: vmapp.v1.FleetService.RunAction:input_type -> vmapp.v1.RunActionRequest
+	43, // 68: vmapp.v1.FleetService.ListActionRuns:input_type -> vmapp.v1.ListActionRunsRequest
+	45, // 69: vmapp.v1.FleetService.ReportActionResult:input_type -> vmapp.v1.ReportActionResultRequest
+	9,  // 70: vmapp.v1.FleetService.CreateMachine:output_type -> vmapp.v1.CreateMachineResponse
+	11, // 71: vmapp.v1.FleetService.GetMachine:output_type -> vmapp.v1.GetMachineResponse
+	13, // 72: vmapp.v1.FleetService.ListMachines:output_type -> vmapp.v1.ListMachinesResponse
+	15, // 73: vmapp.v1.FleetService.DeleteMachine:output_type -> vmapp.v1.DeleteMachineResponse
+	17, // 74: vmapp.v1.FleetService.CreateScaleSet:output_type -> vmapp.v1.CreateScaleSetResponse
+	19, // 75: vmapp.v1.FleetService.GetScaleSet:output_type -> vmapp.v1.GetScaleSetResponse
+	21, // 76: vmapp.v1.FleetService.ListScaleSets:output_type -> vmapp.v1.ListScaleSetsResponse
+	23, // 77: vmapp.v1.FleetService.DeleteScaleSet:output_type -> vmapp.v1.DeleteScaleSetResponse
+	26, // 78: vmapp.v1.FleetService.SetApplication:output_type -> vmapp.v1.SetApplicationResponse
+	28, // 79: vmapp.v1.FleetService.RemoveApplication:output_type -> vmapp.v1.RemoveApplicationResponse
+	30, // 80: vmapp.v1.FleetService.RetryApplication:output_type -> vmapp.v1.RetryApplicationResponse
+	32, // 81: vmapp.v1.FleetService.ListInventory:output_type -> vmapp.v1.ListInventoryResponse
+	35, // 82: vmapp.v1.FleetService.WatchGoalState:output_type -> vmapp.v1.WatchGoalStateResponse
+	37, // 83: vmapp.v1.FleetService.ReportStatus:output_type -> vmapp.v1.ReportStatusResponse
+	42, // 84: vmapp.v1.FleetService.RunAction:output_type -> vmapp.v1.RunActionResponse
+	44, // 85: vmapp.v1.FleetService.ListActionRuns:output_type -> vmapp.v1.ListActionRunsResponse
+	46, // 86: vmapp.v1.FleetService.ReportActionResult:output_type -> vmapp.v1.ReportActionResultResponse
+	70, // [70:87] is the sub-list for method output_type
+	53, // [53:70] is the sub-list for method input_type
+	53, // [53:53] is the sub-list for extension type_name
+	53, // [53:53] is the sub-list for extension extendee
+	0,  // [0:53] is the sub-list for field type_name
 }
 
 func init() { file_vmapp_v1_fleet_proto_init() }
@@ -2795,7 +3609,7 @@ func file_vmapp_v1_fleet_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_vmapp_v1_fleet_proto_rawDesc), len(file_vmapp_v1_fleet_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   39,
+			NumMessages:   48,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

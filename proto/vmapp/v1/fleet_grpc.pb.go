@@ -8,6 +8,7 @@ package vmappv1
 
 import (
 	context "context"
+
 	grpc "google.golang.org/grpc"
 	codes "google.golang.org/grpc/codes"
 	status "google.golang.org/grpc/status"
@@ -19,20 +20,23 @@ import (
 const _ = grpc.SupportPackageIsVersion9
 
 const (
-	FleetService_CreateMachine_FullMethodName     = "/vmapp.v1.FleetService/CreateMachine"
-	FleetService_GetMachine_FullMethodName        = "/vmapp.v1.FleetService/GetMachine"
-	FleetService_ListMachines_FullMethodName      = "/vmapp.v1.FleetService/ListMachines"
-	FleetService_DeleteMachine_FullMethodName     = "/vmapp.v1.FleetService/DeleteMachine"
-	FleetService_CreateScaleSet_FullMethodName    = "/vmapp.v1.FleetService/CreateScaleSet"
-	FleetService_GetScaleSet_FullMethodName       = "/vmapp.v1.FleetService/GetScaleSet"
-	FleetService_ListScaleSets_FullMethodName     = "/vmapp.v1.FleetService/ListScaleSets"
-	FleetService_DeleteScaleSet_FullMethodName    = "/vmapp.v1.FleetService/DeleteScaleSet"
-	FleetService_SetApplication_FullMethodName    = "/vmapp.v1.FleetService/SetApplication"
-	FleetService_RemoveApplication_FullMethodName = "/vmapp.v1.FleetService/RemoveApplication"
-	FleetService_RetryApplication_FullMethodName  = "/vmapp.v1.FleetService/RetryApplication"
-	FleetService_ListInventory_FullMethodName     = "/vmapp.v1.FleetService/ListInventory"
-	FleetService_WatchGoalState_FullMethodName    = "/vmapp.v1.FleetService/WatchGoalState"
-	FleetService_ReportStatus_FullMethodName      = "/vmapp.v1.FleetService/ReportStatus"
+	FleetService_CreateMachine_FullMethodName      = "/vmapp.v1.FleetService/CreateMachine"
+	FleetService_GetMachine_FullMethodName         = "/vmapp.v1.FleetService/GetMachine"
+	FleetService_ListMachines_FullMethodName       = "/vmapp.v1.FleetService/ListMachines"
+	FleetService_DeleteMachine_FullMethodName      = "/vmapp.v1.FleetService/DeleteMachine"
+	FleetService_CreateScaleSet_FullMethodName     = "/vmapp.v1.FleetService/CreateScaleSet"
+	FleetService_GetScaleSet_FullMethodName        = "/vmapp.v1.FleetService/GetScaleSet"
+	FleetService_ListScaleSets_FullMethodName      = "/vmapp.v1.FleetService/ListScaleSets"
+	FleetService_DeleteScaleSet_FullMethodName     = "/vmapp.v1.FleetService/DeleteScaleSet"
+	FleetService_SetApplication_FullMethodName     = "/vmapp.v1.FleetService/SetApplication"
+	FleetService_RemoveApplication_FullMethodName  = "/vmapp.v1.FleetService/RemoveApplication"
+	FleetService_RetryApplication_FullMethodName   = "/vmapp.v1.FleetService/RetryApplication"
+	FleetService_ListInventory_FullMethodName      = "/vmapp.v1.FleetService/ListInventory"
+	FleetService_WatchGoalState_FullMethodName     = "/vmapp.v1.FleetService/WatchGoalState"
+	FleetService_ReportStatus_FullMethodName       = "/vmapp.v1.FleetService/ReportStatus"
+	FleetService_RunAction_FullMethodName          = "/vmapp.v1.FleetService/RunAction"
+	FleetService_ListActionRuns_FullMethodName     = "/vmapp.v1.FleetService/ListActionRuns"
+	FleetService_ReportActionResult_FullMethodName = "/vmapp.v1.FleetService/ReportActionResult"
 )
 
 // FleetServiceClient is the client API for FleetService service.
@@ -66,6 +70,18 @@ type FleetServiceClient interface {
 	WatchGoalState(ctx context.Context, in *WatchGoalStateRequest, opts ...grpc.CallOption) (grpc.ServerStreamingClient[WatchGoalStateResponse], error)
 	// ReportStatus records what the agent did: the instance view.
 	ReportStatus(ctx context.Context, in *ReportStatusRequest, opts ...grpc.CallOption) (*ReportStatusResponse, error)
+	// RunAction asks the agents of a machine, or of every instance of a
+	// scale set, to run a custom action of an application they have: one
+	// ActionRun per machine, delivered in their goal states. Everything is
+	// checked before anything is recorded: the action must be one the
+	// machine's version of the application defines, required parameters
+	// given, no unknown one.
+	RunAction(ctx context.Context, in *RunActionRequest, opts ...grpc.CallOption) (*RunActionResponse, error)
+	// ListActionRuns lists the runs of a machine, or of a scale set's
+	// instances, newest first.
+	ListActionRuns(ctx context.Context, in *ListActionRunsRequest, opts ...grpc.CallOption) (*ListActionRunsResponse, error)
+	// ReportActionResult records how a run ended: the agent's.
+	ReportActionResult(ctx context.Context, in *ReportActionResultRequest, opts ...grpc.CallOption) (*ReportActionResultResponse, error)
 }
 
 type fleetServiceClient struct {
@@ -225,6 +241,36 @@ func (c *fleetServiceClient) ReportStatus(ctx context.Context, in *ReportStatusR
 	return out, nil
 }
 
+func (c *fleetServiceClient) RunAction(ctx context.Context, in *RunActionRequest, opts ...grpc.CallOption) (*RunActionResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(RunActionResponse)
+	err := c.cc.Invoke(ctx, FleetService_RunAction_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *fleetServiceClient) ListActionRuns(ctx context.Context, in *ListActionRunsRequest, opts ...grpc.CallOption) (*ListActionRunsResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(ListActionRunsResponse)
+	err := c.cc.Invoke(ctx, FleetService_ListActionRuns_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *fleetServiceClient) ReportActionResult(ctx context.Context, in *ReportActionResultRequest, opts ...grpc.CallOption) (*ReportActionResultResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(ReportActionResultResponse)
+	err := c.cc.Invoke(ctx, FleetService_ReportActionResult_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 // FleetServiceServer is the server API for FleetService service.
 // All implementations must embed UnimplementedFleetServiceServer
 // for forward compatibility.
@@ -256,6 +302,18 @@ type FleetServiceServer interface {
 	WatchGoalState(*WatchGoalStateRequest, grpc.ServerStreamingServer[WatchGoalStateResponse]) error
 	// ReportStatus records what the agent did: the instance view.
 	ReportStatus(context.Context, *ReportStatusRequest) (*ReportStatusResponse, error)
+	// RunAction asks the agents of a machine, or of every instance of a
+	// scale set, to run a custom action of an application they have: one
+	// ActionRun per machine, delivered in their goal states. Everything is
+	// checked before anything is recorded: the action must be one the
+	// machine's version of the application defines, required parameters
+	// given, no unknown one.
+	RunAction(context.Context, *RunActionRequest) (*RunActionResponse, error)
+	// ListActionRuns lists the runs of a machine, or of a scale set's
+	// instances, newest first.
+	ListActionRuns(context.Context, *ListActionRunsRequest) (*ListActionRunsResponse, error)
+	// ReportActionResult records how a run ended: the agent's.
+	ReportActionResult(context.Context, *ReportActionResultRequest) (*ReportActionResultResponse, error)
 	mustEmbedUnimplementedFleetServiceServer()
 }
 
@@ -307,6 +365,15 @@ func (UnimplementedFleetServiceServer) WatchGoalState(*WatchGoalStateRequest, gr
 }
 func (UnimplementedFleetServiceServer) ReportStatus(context.Context, *ReportStatusRequest) (*ReportStatusResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method ReportStatus not implemented")
+}
+func (UnimplementedFleetServiceServer) RunAction(context.Context, *RunActionRequest) (*RunActionResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method RunAction not implemented")
+}
+func (UnimplementedFleetServiceServer) ListActionRuns(context.Context, *ListActionRunsRequest) (*ListActionRunsResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method ListActionRuns not implemented")
+}
+func (UnimplementedFleetServiceServer) ReportActionResult(context.Context, *ReportActionResultRequest) (*ReportActionResultResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method ReportActionResult not implemented")
 }
 func (UnimplementedFleetServiceServer) mustEmbedUnimplementedFleetServiceServer() {}
 func (UnimplementedFleetServiceServer) testEmbeddedByValue()                      {}
@@ -574,6 +641,60 @@ func _FleetService_ReportStatus_Handler(srv interface{}, ctx context.Context, de
 	return interceptor(ctx, in, info, handler)
 }
 
+func _FleetService_RunAction_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(RunActionRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(FleetServiceServer).RunAction(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: FleetService_RunAction_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(FleetServiceServer).RunAction(ctx, req.(*RunActionRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _FleetService_ListActionRuns_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(ListActionRunsRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(FleetServiceServer).ListActionRuns(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: FleetService_ListActionRuns_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(FleetServiceServer).ListActionRuns(ctx, req.(*ListActionRunsRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _FleetService_ReportActionResult_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(ReportActionResultRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(FleetServiceServer).ReportActionResult(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: FleetService_ReportActionResult_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(FleetServiceServer).ReportActionResult(ctx, req.(*ReportActionResultRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 // FleetService_ServiceDesc is the grpc.ServiceDesc for FleetService service.
 // It's only intended for direct use with grpc.RegisterService,
 // and not to be introspected or modified (even as a copy)
@@ -632,6 +753,18 @@ var FleetService_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "ReportStatus",
 			Handler:    _FleetService_ReportStatus_Handler,
+		},
+		{
+			MethodName: "RunAction",
+			Handler:    _FleetService_RunAction_Handler,
+		},
+		{
+			MethodName: "ListActionRuns",
+			Handler:    _FleetService_ListActionRuns_Handler,
+		},
+		{
+			MethodName: "ReportActionResult",
+			Handler:    _FleetService_ReportActionResult_Handler,
 		},
 	},
 	Streams: []grpc.StreamDesc{

@@ -1,6 +1,9 @@
 package vmappv1
 
-import "strings"
+import (
+	"slices"
+	"strings"
+)
 
 // Hand-written helpers on the generated API types, shared by vmappd, the
 // replicator, the client and the CLI so they name and count things alike.
@@ -115,6 +118,33 @@ const (
 	AppSkipped     = "Skipped"
 )
 
+// Health of an application whose version has enableHealthCheck, in an
+// instance view: Checking while the agent runs its health action (with its
+// retries), then Healthy or Unhealthy. The state stays Installed.
+const (
+	HealthChecking  = "Checking"
+	HealthHealthy   = "Healthy"
+	HealthUnhealthy = "Unhealthy"
+)
+
+// States of a custom action's run.
+const (
+	ActionPending   = "Pending"
+	ActionSucceeded = "Succeeded"
+	ActionFailed    = "Failed"
+)
+
+// Types of a custom action's parameter, as Azure names them.
+const (
+	ParamString                = "String"
+	ParamConfigurationDataBlob = "ConfigurationDataBlob"
+	ParamLogOutputBlob         = "LogOutputBlob"
+)
+
+// HealthAction is the custom action the agent runs to check an
+// application's health (enableHealthCheck).
+const HealthAction = "health"
+
 // AppStates lists them, in the order an operation goes through them.
 var AppStates = []string{AppPending, AppDownloading, AppInstalling, AppInstalled, AppUpdating, AppRemoving, AppFailed, AppSkipped}
 
@@ -124,4 +154,29 @@ var AppStates = []string{AppPending, AppDownloading, AppInstalling, AppInstalled
 func (s *VersionSignatures) SameStatement(o *VersionSignatures) bool {
 	return s.GetTenant() == o.GetTenant() && s.GetSequence() == o.GetSequence() && s.GetRollback() == o.GetRollback() &&
 		s.GetExpireTime().AsTime().Equal(o.GetExpireTime().AsTime()) && (s.GetExpireTime() == nil) == (o.GetExpireTime() == nil)
+}
+
+// FindAction is the custom action name of a version (own) or else of its
+// application (app); nil when neither defines it.
+func FindAction(own, app []*GalleryApplicationCustomAction, name string) *GalleryApplicationCustomAction {
+	for _, list := range [][]*GalleryApplicationCustomAction{own, app} {
+		for _, a := range list {
+			if strings.EqualFold(a.GetName(), name) {
+				return a
+			}
+		}
+	}
+	return nil
+}
+
+// MergeActions is the custom actions a version offers: its own, then its
+// application's that it doesn't redefine.
+func MergeActions(own, app []*GalleryApplicationCustomAction) []*GalleryApplicationCustomAction {
+	out := slices.Clone(own)
+	for _, a := range app {
+		if FindAction(own, nil, a.GetName()) == nil {
+			out = append(out, a)
+		}
+	}
+	return out
 }

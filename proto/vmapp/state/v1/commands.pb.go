@@ -7,13 +7,15 @@
 package statev1
 
 import (
-	v1 "github.com/vmapp/vmapp/proto/vmapp/v1"
-	protoreflect "google.golang.org/protobuf/reflect/protoreflect"
-	protoimpl "google.golang.org/protobuf/runtime/protoimpl"
-	timestamppb "google.golang.org/protobuf/types/known/timestamppb"
 	reflect "reflect"
 	sync "sync"
 	unsafe "unsafe"
+
+	protoreflect "google.golang.org/protobuf/reflect/protoreflect"
+	protoimpl "google.golang.org/protobuf/runtime/protoimpl"
+	timestamppb "google.golang.org/protobuf/types/known/timestamppb"
+
+	v1 "github.com/vmapp/vmapp/proto/vmapp/v1"
 )
 
 const (
@@ -129,6 +131,8 @@ type Command struct {
 	//	*Command_DeleteScaleSet
 	//	*Command_SetProfile
 	//	*Command_ReportStatus
+	//	*Command_RequestActions
+	//	*Command_FinishAction
 	//	*Command_PutNode
 	//	*Command_RemoveNode
 	//	*Command_SignVersion
@@ -520,6 +524,24 @@ func (x *Command) GetReportStatus() *ReportStatus {
 	return nil
 }
 
+func (x *Command) GetRequestActions() *RequestActions {
+	if x != nil {
+		if x, ok := x.Op.(*Command_RequestActions); ok {
+			return x.RequestActions
+		}
+	}
+	return nil
+}
+
+func (x *Command) GetFinishAction() *FinishAction {
+	if x != nil {
+		if x, ok := x.Op.(*Command_FinishAction); ok {
+			return x.FinishAction
+		}
+	}
+	return nil
+}
+
 func (x *Command) GetPutNode() *PutNode {
 	if x != nil {
 		if x, ok := x.Op.(*Command_PutNode); ok {
@@ -709,6 +731,14 @@ type Command_ReportStatus struct {
 	ReportStatus *ReportStatus `protobuf:"bytes,75,opt,name=report_status,json=reportStatus,proto3,oneof"`
 }
 
+type Command_RequestActions struct {
+	RequestActions *RequestActions `protobuf:"bytes,76,opt,name=request_actions,json=requestActions,proto3,oneof"`
+}
+
+type Command_FinishAction struct {
+	FinishAction *FinishAction `protobuf:"bytes,77,opt,name=finish_action,json=finishAction,proto3,oneof"`
+}
+
 type Command_PutNode struct {
 	// Cluster (90-99).
 	PutNode *PutNode `protobuf:"bytes,90,opt,name=put_node,json=putNode,proto3,oneof"`
@@ -798,6 +828,10 @@ func (*Command_DeleteScaleSet) isCommand_Op() {}
 func (*Command_SetProfile) isCommand_Op() {}
 
 func (*Command_ReportStatus) isCommand_Op() {}
+
+func (*Command_RequestActions) isCommand_Op() {}
+
+func (*Command_FinishAction) isCommand_Op() {}
 
 func (*Command_PutNode) isCommand_Op() {}
 
@@ -3133,6 +3167,133 @@ func (x *ReportStatus) GetInstanceView() *v1.InstanceView {
 	return nil
 }
 
+// RequestActions records runs of a custom action (complete, Pending), one
+// per machine. Refused when a machine is gone or has max_pending runs
+// pending already.
+type RequestActions struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Runs          []*v1.ActionRun        `protobuf:"bytes,1,rep,name=runs,proto3" json:"runs,omitempty"`
+	MaxPending    int32                  `protobuf:"varint,2,opt,name=max_pending,json=maxPending,proto3" json:"max_pending,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *RequestActions) Reset() {
+	*x = RequestActions{}
+	mi := &file_vmapp_state_v1_commands_proto_msgTypes[41]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *RequestActions) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*RequestActions) ProtoMessage() {}
+
+func (x *RequestActions) ProtoReflect() protoreflect.Message {
+	mi := &file_vmapp_state_v1_commands_proto_msgTypes[41]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use RequestActions.ProtoReflect.Descriptor instead.
+func (*RequestActions) Descriptor() ([]byte, []int) {
+	return file_vmapp_state_v1_commands_proto_rawDescGZIP(), []int{41}
+}
+
+func (x *RequestActions) GetRuns() []*v1.ActionRun {
+	if x != nil {
+		return x.Runs
+	}
+	return nil
+}
+
+func (x *RequestActions) GetMaxPending() int32 {
+	if x != nil {
+		return x.MaxPending
+	}
+	return 0
+}
+
+// FinishAction records how a run ended (state, reason, exit_code,
+// output_tail, duration, logs, end_time of run). A run already finished
+// or gone is left as it is. Finished runs beyond keep_finished per machine
+// go, oldest first.
+type FinishAction struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Tenant        string                 `protobuf:"bytes,1,opt,name=tenant,proto3" json:"tenant,omitempty"`
+	Machine       string                 `protobuf:"bytes,2,opt,name=machine,proto3" json:"machine,omitempty"`
+	Run           *v1.ActionRun          `protobuf:"bytes,3,opt,name=run,proto3" json:"run,omitempty"`
+	KeepFinished  int32                  `protobuf:"varint,4,opt,name=keep_finished,json=keepFinished,proto3" json:"keep_finished,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *FinishAction) Reset() {
+	*x = FinishAction{}
+	mi := &file_vmapp_state_v1_commands_proto_msgTypes[42]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *FinishAction) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*FinishAction) ProtoMessage() {}
+
+func (x *FinishAction) ProtoReflect() protoreflect.Message {
+	mi := &file_vmapp_state_v1_commands_proto_msgTypes[42]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use FinishAction.ProtoReflect.Descriptor instead.
+func (*FinishAction) Descriptor() ([]byte, []int) {
+	return file_vmapp_state_v1_commands_proto_rawDescGZIP(), []int{42}
+}
+
+func (x *FinishAction) GetTenant() string {
+	if x != nil {
+		return x.Tenant
+	}
+	return ""
+}
+
+func (x *FinishAction) GetMachine() string {
+	if x != nil {
+		return x.Machine
+	}
+	return ""
+}
+
+func (x *FinishAction) GetRun() *v1.ActionRun {
+	if x != nil {
+		return x.Run
+	}
+	return nil
+}
+
+func (x *FinishAction) GetKeepFinished() int32 {
+	if x != nil {
+		return x.KeepFinished
+	}
+	return 0
+}
+
 // PutNode records a node of the cluster: its ids and addresses (its raft
 // membership is raft's).
 type PutNode struct {
@@ -3144,7 +3305,7 @@ type PutNode struct {
 
 func (x *PutNode) Reset() {
 	*x = PutNode{}
-	mi := &file_vmapp_state_v1_commands_proto_msgTypes[41]
+	mi := &file_vmapp_state_v1_commands_proto_msgTypes[43]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3156,7 +3317,7 @@ func (x *PutNode) String() string {
 func (*PutNode) ProtoMessage() {}
 
 func (x *PutNode) ProtoReflect() protoreflect.Message {
-	mi := &file_vmapp_state_v1_commands_proto_msgTypes[41]
+	mi := &file_vmapp_state_v1_commands_proto_msgTypes[43]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3169,7 +3330,7 @@ func (x *PutNode) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PutNode.ProtoReflect.Descriptor instead.
 func (*PutNode) Descriptor() ([]byte, []int) {
-	return file_vmapp_state_v1_commands_proto_rawDescGZIP(), []int{41}
+	return file_vmapp_state_v1_commands_proto_rawDescGZIP(), []int{43}
 }
 
 func (x *PutNode) GetNode() *v1.ClusterNode {
@@ -3189,7 +3350,7 @@ type RemoveNode struct {
 
 func (x *RemoveNode) Reset() {
 	*x = RemoveNode{}
-	mi := &file_vmapp_state_v1_commands_proto_msgTypes[42]
+	mi := &file_vmapp_state_v1_commands_proto_msgTypes[44]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3201,7 +3362,7 @@ func (x *RemoveNode) String() string {
 func (*RemoveNode) ProtoMessage() {}
 
 func (x *RemoveNode) ProtoReflect() protoreflect.Message {
-	mi := &file_vmapp_state_v1_commands_proto_msgTypes[42]
+	mi := &file_vmapp_state_v1_commands_proto_msgTypes[44]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3214,7 +3375,7 @@ func (x *RemoveNode) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RemoveNode.ProtoReflect.Descriptor instead.
 func (*RemoveNode) Descriptor() ([]byte, []int) {
-	return file_vmapp_state_v1_commands_proto_rawDescGZIP(), []int{42}
+	return file_vmapp_state_v1_commands_proto_rawDescGZIP(), []int{44}
 }
 
 func (x *RemoveNode) GetId() string {
@@ -3246,7 +3407,7 @@ type SignVersion struct {
 
 func (x *SignVersion) Reset() {
 	*x = SignVersion{}
-	mi := &file_vmapp_state_v1_commands_proto_msgTypes[43]
+	mi := &file_vmapp_state_v1_commands_proto_msgTypes[45]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3258,7 +3419,7 @@ func (x *SignVersion) String() string {
 func (*SignVersion) ProtoMessage() {}
 
 func (x *SignVersion) ProtoReflect() protoreflect.Message {
-	mi := &file_vmapp_state_v1_commands_proto_msgTypes[43]
+	mi := &file_vmapp_state_v1_commands_proto_msgTypes[45]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3271,7 +3432,7 @@ func (x *SignVersion) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SignVersion.ProtoReflect.Descriptor instead.
 func (*SignVersion) Descriptor() ([]byte, []int) {
-	return file_vmapp_state_v1_commands_proto_rawDescGZIP(), []int{43}
+	return file_vmapp_state_v1_commands_proto_rawDescGZIP(), []int{45}
 }
 
 func (x *SignVersion) GetVersion() *VersionRef {
@@ -3330,7 +3491,7 @@ type PutTrustPolicy struct {
 
 func (x *PutTrustPolicy) Reset() {
 	*x = PutTrustPolicy{}
-	mi := &file_vmapp_state_v1_commands_proto_msgTypes[44]
+	mi := &file_vmapp_state_v1_commands_proto_msgTypes[46]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3342,7 +3503,7 @@ func (x *PutTrustPolicy) String() string {
 func (*PutTrustPolicy) ProtoMessage() {}
 
 func (x *PutTrustPolicy) ProtoReflect() protoreflect.Message {
-	mi := &file_vmapp_state_v1_commands_proto_msgTypes[44]
+	mi := &file_vmapp_state_v1_commands_proto_msgTypes[46]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3355,7 +3516,7 @@ func (x *PutTrustPolicy) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PutTrustPolicy.ProtoReflect.Descriptor instead.
 func (*PutTrustPolicy) Descriptor() ([]byte, []int) {
-	return file_vmapp_state_v1_commands_proto_rawDescGZIP(), []int{44}
+	return file_vmapp_state_v1_commands_proto_rawDescGZIP(), []int{46}
 }
 
 func (x *PutTrustPolicy) GetTenant() string {
@@ -3383,7 +3544,7 @@ var File_vmapp_state_v1_commands_proto protoreflect.FileDescriptor
 
 const file_vmapp_state_v1_commands_proto_rawDesc = "" +
 	"\n" +
-	"\x1dvmapp/state/v1/commands.proto\x12\x0evmapp.state.v1\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x1avmapp/state/v1/state.proto\x1a\x15vmapp/v1/access.proto\x1a\x16vmapp/v1/catalog.proto\x1a\x16vmapp/v1/cluster.proto\x1a\x14vmapp/v1/fleet.proto\x1a\x16vmapp/v1/signing.proto\x1a\x17vmapp/v1/transfer.proto\"\xac\x17\n" +
+	"\x1dvmapp/state/v1/commands.proto\x12\x0evmapp.state.v1\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x1avmapp/state/v1/state.proto\x1a\x15vmapp/v1/access.proto\x1a\x16vmapp/v1/catalog.proto\x1a\x16vmapp/v1/cluster.proto\x1a\x14vmapp/v1/fleet.proto\x1a\x16vmapp/v1/signing.proto\x1a\x17vmapp/v1/transfer.proto\"\xbc\x18\n" +
 	"\aCommand\x12.\n" +
 	"\x04time\x18\x01 \x01(\v2\x1a.google.protobuf.TimestampR\x04time\x12\x12\n" +
 	"\x04etag\x18\x02 \x01(\tR\x04etag\x12\x1f\n" +
@@ -3429,7 +3590,9 @@ const file_vmapp_state_v1_commands_proto_rawDesc = "" +
 	"\x10delete_scale_set\x18I \x01(\v2\x1e.vmapp.state.v1.DeleteScaleSetH\x00R\x0edeleteScaleSet\x12=\n" +
 	"\vset_profile\x18J \x01(\v2\x1a.vmapp.state.v1.SetProfileH\x00R\n" +
 	"setProfile\x12C\n" +
-	"\rreport_status\x18K \x01(\v2\x1c.vmapp.state.v1.ReportStatusH\x00R\freportStatus\x124\n" +
+	"\rreport_status\x18K \x01(\v2\x1c.vmapp.state.v1.ReportStatusH\x00R\freportStatus\x12I\n" +
+	"\x0frequest_actions\x18L \x01(\v2\x1e.vmapp.state.v1.RequestActionsH\x00R\x0erequestActions\x12C\n" +
+	"\rfinish_action\x18M \x01(\v2\x1c.vmapp.state.v1.FinishActionH\x00R\ffinishAction\x124\n" +
 	"\bput_node\x18Z \x01(\v2\x17.vmapp.state.v1.PutNodeH\x00R\aputNode\x12=\n" +
 	"\vremove_node\x18[ \x01(\v2\x1a.vmapp.state.v1.RemoveNodeH\x00R\n" +
 	"removeNode\x12@\n" +
@@ -3603,7 +3766,16 @@ const file_vmapp_state_v1_commands_proto_rawDesc = "" +
 	"\fReportStatus\x12\x16\n" +
 	"\x06tenant\x18\x01 \x01(\tR\x06tenant\x12\x18\n" +
 	"\amachine\x18\x02 \x01(\tR\amachine\x12;\n" +
-	"\rinstance_view\x18\x03 \x01(\v2\x16.vmapp.v1.InstanceViewR\finstanceView\"4\n" +
+	"\rinstance_view\x18\x03 \x01(\v2\x16.vmapp.v1.InstanceViewR\finstanceView\"Z\n" +
+	"\x0eRequestActions\x12'\n" +
+	"\x04runs\x18\x01 \x03(\v2\x13.vmapp.v1.ActionRunR\x04runs\x12\x1f\n" +
+	"\vmax_pending\x18\x02 \x01(\x05R\n" +
+	"maxPending\"\x8c\x01\n" +
+	"\fFinishAction\x12\x16\n" +
+	"\x06tenant\x18\x01 \x01(\tR\x06tenant\x12\x18\n" +
+	"\amachine\x18\x02 \x01(\tR\amachine\x12%\n" +
+	"\x03run\x18\x03 \x01(\v2\x13.vmapp.v1.ActionRunR\x03run\x12#\n" +
+	"\rkeep_finished\x18\x04 \x01(\x05R\fkeepFinished\"4\n" +
 	"\aPutNode\x12)\n" +
 	"\x04node\x18\x01 \x01(\v2\x15.vmapp.v1.ClusterNodeR\x04node\"\x1c\n" +
 	"\n" +
@@ -3636,7 +3808,7 @@ func file_vmapp_state_v1_commands_proto_rawDescGZIP() []byte {
 }
 
 var file_vmapp_state_v1_commands_proto_enumTypes = make([]protoimpl.EnumInfo, 1)
-var file_vmapp_state_v1_commands_proto_msgTypes = make([]protoimpl.MessageInfo, 45)
+var file_vmapp_state_v1_commands_proto_msgTypes = make([]protoimpl.MessageInfo, 47)
 var file_vmapp_state_v1_commands_proto_goTypes = []any{
 	(RemoveDeleted_Kind)(0),              // 0: vmapp.state.v1.RemoveDeleted.Kind
 	(*Command)(nil),                      // 1: vmapp.state.v1.Command
@@ -3680,34 +3852,37 @@ var file_vmapp_state_v1_commands_proto_goTypes = []any{
 	(*ProfileEtag)(nil),                  // 39: vmapp.state.v1.ProfileEtag
 	(*SetProfile)(nil),                   // 40: vmapp.state.v1.SetProfile
 	(*ReportStatus)(nil),                 // 41: vmapp.state.v1.ReportStatus
-	(*PutNode)(nil),                      // 42: vmapp.state.v1.PutNode
-	(*RemoveNode)(nil),                   // 43: vmapp.state.v1.RemoveNode
-	(*SignVersion)(nil),                  // 44: vmapp.state.v1.SignVersion
-	(*PutTrustPolicy)(nil),               // 45: vmapp.state.v1.PutTrustPolicy
-	(*timestamppb.Timestamp)(nil),        // 46: google.protobuf.Timestamp
-	(v1.ArtifactKind)(0),                 // 47: vmapp.v1.ArtifactKind
-	(*v1.Gallery)(nil),                   // 48: vmapp.v1.Gallery
-	(*v1.GalleryApplication)(nil),        // 49: vmapp.v1.GalleryApplication
-	(*v1.GalleryApplicationVersion)(nil), // 50: vmapp.v1.GalleryApplicationVersion
-	(*v1.ProvisioningError)(nil),         // 51: vmapp.v1.ProvisioningError
-	(*UploadSession)(nil),                // 52: vmapp.state.v1.UploadSession
-	(*Part)(nil),                         // 53: vmapp.state.v1.Part
-	(*v1.Artifact)(nil),                  // 54: vmapp.v1.Artifact
-	(*Manifest)(nil),                     // 55: vmapp.state.v1.Manifest
-	(*Replica)(nil),                      // 56: vmapp.state.v1.Replica
-	(*Credential)(nil),                   // 57: vmapp.state.v1.Credential
-	(*v1.Share)(nil),                     // 58: vmapp.v1.Share
-	(*v1.Machine)(nil),                   // 59: vmapp.v1.Machine
-	(*v1.ScaleSet)(nil),                  // 60: vmapp.v1.ScaleSet
-	(*v1.ApplicationProfile)(nil),        // 61: vmapp.v1.ApplicationProfile
-	(*v1.InstanceView)(nil),              // 62: vmapp.v1.InstanceView
-	(*v1.ClusterNode)(nil),               // 63: vmapp.v1.ClusterNode
-	(*v1.VersionSignatures)(nil),         // 64: vmapp.v1.VersionSignatures
-	(*v1.VersionSignature)(nil),          // 65: vmapp.v1.VersionSignature
-	(*v1.TrustPolicy)(nil),               // 66: vmapp.v1.TrustPolicy
+	(*RequestActions)(nil),               // 42: vmapp.state.v1.RequestActions
+	(*FinishAction)(nil),                 // 43: vmapp.state.v1.FinishAction
+	(*PutNode)(nil),                      // 44: vmapp.state.v1.PutNode
+	(*RemoveNode)(nil),                   // 45: vmapp.state.v1.RemoveNode
+	(*SignVersion)(nil),                  // 46: vmapp.state.v1.SignVersion
+	(*PutTrustPolicy)(nil),               // 47: vmapp.state.v1.PutTrustPolicy
+	(*timestamppb.Timestamp)(nil),        // 48: google.protobuf.Timestamp
+	(v1.ArtifactKind)(0),                 // 49: vmapp.v1.ArtifactKind
+	(*v1.Gallery)(nil),                   // 50: vmapp.v1.Gallery
+	(*v1.GalleryApplication)(nil),        // 51: vmapp.v1.GalleryApplication
+	(*v1.GalleryApplicationVersion)(nil), // 52: vmapp.v1.GalleryApplicationVersion
+	(*v1.ProvisioningError)(nil),         // 53: vmapp.v1.ProvisioningError
+	(*UploadSession)(nil),                // 54: vmapp.state.v1.UploadSession
+	(*Part)(nil),                         // 55: vmapp.state.v1.Part
+	(*v1.Artifact)(nil),                  // 56: vmapp.v1.Artifact
+	(*Manifest)(nil),                     // 57: vmapp.state.v1.Manifest
+	(*Replica)(nil),                      // 58: vmapp.state.v1.Replica
+	(*Credential)(nil),                   // 59: vmapp.state.v1.Credential
+	(*v1.Share)(nil),                     // 60: vmapp.v1.Share
+	(*v1.Machine)(nil),                   // 61: vmapp.v1.Machine
+	(*v1.ScaleSet)(nil),                  // 62: vmapp.v1.ScaleSet
+	(*v1.ApplicationProfile)(nil),        // 63: vmapp.v1.ApplicationProfile
+	(*v1.InstanceView)(nil),              // 64: vmapp.v1.InstanceView
+	(*v1.ActionRun)(nil),                 // 65: vmapp.v1.ActionRun
+	(*v1.ClusterNode)(nil),               // 66: vmapp.v1.ClusterNode
+	(*v1.VersionSignatures)(nil),         // 67: vmapp.v1.VersionSignatures
+	(*v1.VersionSignature)(nil),          // 68: vmapp.v1.VersionSignature
+	(*v1.TrustPolicy)(nil),               // 69: vmapp.v1.TrustPolicy
 }
 var file_vmapp_state_v1_commands_proto_depIdxs = []int32{
-	46, // 0: vmapp.state.v1.Command.time:type_name -> google.protobuf.Timestamp
+	48, // 0: vmapp.state.v1.Command.time:type_name -> google.protobuf.Timestamp
 	4,  // 1: vmapp.state.v1.Command.create_gallery:type_name -> vmapp.state.v1.CreateGallery
 	5,  // 2: vmapp.state.v1.Command.update_gallery:type_name -> vmapp.state.v1.UpdateGallery
 	6,  // 3: vmapp.state.v1.Command.delete_gallery:type_name -> vmapp.state.v1.DeleteGallery
@@ -3744,65 +3919,69 @@ var file_vmapp_state_v1_commands_proto_depIdxs = []int32{
 	38, // 34: vmapp.state.v1.Command.delete_scale_set:type_name -> vmapp.state.v1.DeleteScaleSet
 	40, // 35: vmapp.state.v1.Command.set_profile:type_name -> vmapp.state.v1.SetProfile
 	41, // 36: vmapp.state.v1.Command.report_status:type_name -> vmapp.state.v1.ReportStatus
-	42, // 37: vmapp.state.v1.Command.put_node:type_name -> vmapp.state.v1.PutNode
-	43, // 38: vmapp.state.v1.Command.remove_node:type_name -> vmapp.state.v1.RemoveNode
-	44, // 39: vmapp.state.v1.Command.sign_version:type_name -> vmapp.state.v1.SignVersion
-	45, // 40: vmapp.state.v1.Command.put_trust_policy:type_name -> vmapp.state.v1.PutTrustPolicy
-	2,  // 41: vmapp.state.v1.ReplicaRef.version:type_name -> vmapp.state.v1.VersionRef
-	47, // 42: vmapp.state.v1.ReplicaRef.kind:type_name -> vmapp.v1.ArtifactKind
-	48, // 43: vmapp.state.v1.CreateGallery.gallery:type_name -> vmapp.v1.Gallery
-	48, // 44: vmapp.state.v1.UpdateGallery.gallery:type_name -> vmapp.v1.Gallery
-	49, // 45: vmapp.state.v1.CreateApplication.application:type_name -> vmapp.v1.GalleryApplication
-	49, // 46: vmapp.state.v1.UpdateApplication.application:type_name -> vmapp.v1.GalleryApplication
-	50, // 47: vmapp.state.v1.CreateVersion.version:type_name -> vmapp.v1.GalleryApplicationVersion
-	50, // 48: vmapp.state.v1.UpdateVersion.version:type_name -> vmapp.v1.GalleryApplicationVersion
-	2,  // 49: vmapp.state.v1.DeleteVersion.version:type_name -> vmapp.state.v1.VersionRef
-	0,  // 50: vmapp.state.v1.RemoveDeleted.kind:type_name -> vmapp.state.v1.RemoveDeleted.Kind
-	2,  // 51: vmapp.state.v1.RemoveDeleted.resources:type_name -> vmapp.state.v1.VersionRef
-	2,  // 52: vmapp.state.v1.RemoveVersion.version:type_name -> vmapp.state.v1.VersionRef
-	2,  // 53: vmapp.state.v1.FailIngest.version:type_name -> vmapp.state.v1.VersionRef
-	51, // 54: vmapp.state.v1.FailIngest.error:type_name -> vmapp.v1.ProvisioningError
-	2,  // 55: vmapp.state.v1.RetryIngest.version:type_name -> vmapp.state.v1.VersionRef
-	52, // 56: vmapp.state.v1.CreateUpload.session:type_name -> vmapp.state.v1.UploadSession
-	53, // 57: vmapp.state.v1.CommitPart.part:type_name -> vmapp.state.v1.Part
-	46, // 58: vmapp.state.v1.CommitPart.expire_time:type_name -> google.protobuf.Timestamp
-	54, // 59: vmapp.state.v1.FinishUpload.artifact:type_name -> vmapp.v1.Artifact
-	55, // 60: vmapp.state.v1.FinishUpload.manifest:type_name -> vmapp.state.v1.Manifest
-	56, // 61: vmapp.state.v1.ReconcileReplicas.add:type_name -> vmapp.state.v1.Replica
-	3,  // 62: vmapp.state.v1.ReconcileReplicas.unwanted:type_name -> vmapp.state.v1.ReplicaRef
-	22, // 63: vmapp.state.v1.ReconcileReplicas.reconciled:type_name -> vmapp.state.v1.DirtyMark
-	2,  // 64: vmapp.state.v1.DirtyMark.version:type_name -> vmapp.state.v1.VersionRef
-	3,  // 65: vmapp.state.v1.ReplicaStarted.replica:type_name -> vmapp.state.v1.ReplicaRef
-	3,  // 66: vmapp.state.v1.ReplicaMultipart.replica:type_name -> vmapp.state.v1.ReplicaRef
-	3,  // 67: vmapp.state.v1.ReplicaPartCopied.replica:type_name -> vmapp.state.v1.ReplicaRef
-	53, // 68: vmapp.state.v1.ReplicaPartCopied.part:type_name -> vmapp.state.v1.Part
-	3,  // 69: vmapp.state.v1.ReplicaFailed.replica:type_name -> vmapp.state.v1.ReplicaRef
-	46, // 70: vmapp.state.v1.ReplicaFailed.next_attempt_time:type_name -> google.protobuf.Timestamp
-	3,  // 71: vmapp.state.v1.ReplicaCompleted.replica:type_name -> vmapp.state.v1.ReplicaRef
-	3,  // 72: vmapp.state.v1.ReplicaRestart.replica:type_name -> vmapp.state.v1.ReplicaRef
-	46, // 73: vmapp.state.v1.ReplicaRestart.if_completed:type_name -> google.protobuf.Timestamp
-	3,  // 74: vmapp.state.v1.ReplicaRemoved.replica:type_name -> vmapp.state.v1.ReplicaRef
-	3,  // 75: vmapp.state.v1.ReplicaVerified.replica:type_name -> vmapp.state.v1.ReplicaRef
-	46, // 76: vmapp.state.v1.ReplicaVerified.if_completed:type_name -> google.protobuf.Timestamp
-	57, // 77: vmapp.state.v1.IssueToken.credential:type_name -> vmapp.state.v1.Credential
-	58, // 78: vmapp.state.v1.PutShare.share:type_name -> vmapp.v1.Share
-	59, // 79: vmapp.state.v1.CreateMachine.machine:type_name -> vmapp.v1.Machine
-	57, // 80: vmapp.state.v1.CreateMachine.credential:type_name -> vmapp.state.v1.Credential
-	60, // 81: vmapp.state.v1.CreateScaleSet.scale_set:type_name -> vmapp.v1.ScaleSet
-	39, // 82: vmapp.state.v1.SetProfile.target:type_name -> vmapp.state.v1.ProfileEtag
-	39, // 83: vmapp.state.v1.SetProfile.others:type_name -> vmapp.state.v1.ProfileEtag
-	61, // 84: vmapp.state.v1.SetProfile.profile:type_name -> vmapp.v1.ApplicationProfile
-	62, // 85: vmapp.state.v1.ReportStatus.instance_view:type_name -> vmapp.v1.InstanceView
-	63, // 86: vmapp.state.v1.PutNode.node:type_name -> vmapp.v1.ClusterNode
-	2,  // 87: vmapp.state.v1.SignVersion.version:type_name -> vmapp.state.v1.VersionRef
-	64, // 88: vmapp.state.v1.SignVersion.statement:type_name -> vmapp.v1.VersionSignatures
-	65, // 89: vmapp.state.v1.SignVersion.signature:type_name -> vmapp.v1.VersionSignature
-	66, // 90: vmapp.state.v1.PutTrustPolicy.policy:type_name -> vmapp.v1.TrustPolicy
-	91, // [91:91] is the sub-list for method output_type
-	91, // [91:91] is the sub-list for method input_type
-	91, // [91:91] is the sub-list for extension type_name
-	91, // [91:91] is the sub-list for extension extendee
-	0,  // [0:91] is the sub-list for field type_name
+	42, // 37: vmapp.state.v1.Command.request_actions:type_name -> vmapp.state.v1.RequestActions
+	43, // 38: vmapp.state.v1.Command.finish_action:type_name -> vmapp.state.v1.FinishAction
+	44, // 39: vmapp.state.v1.Command.put_node:type_name -> vmapp.state.v1.PutNode
+	45, // 40: vmapp.state.v1.Command.remove_node:type_name -> vmapp.state.v1.RemoveNode
+	46, // 41: vmapp.state.v1.Command.sign_version:type_name -> vmapp.state.v1.SignVersion
+	47, // 42: vmapp.state.v1.Command.put_trust_policy:type_name -> vmapp.state.v1.PutTrustPolicy
+	2,  // 43: vmapp.state.v1.ReplicaRef.version:type_name -> vmapp.state.v1.VersionRef
+	49, // 44: vmapp.state.v1.ReplicaRef.kind:type_name -> vmapp.v1.ArtifactKind
+	50, // 45: vmapp.state.v1.CreateGallery.gallery:type_name -> vmapp.v1.Gallery
+	50, // 46: vmapp.state.v1.UpdateGallery.gallery:type_name -> vmapp.v1.Gallery
+	51, // 47: vmapp.state.v1.CreateApplication.application:type_name -> vmapp.v1.GalleryApplication
+	51, // 48: vmapp.state.v1.UpdateApplication.application:type_name -> vmapp.v1.GalleryApplication
+	52, // 49: vmapp.state.v1.CreateVersion.version:type_name -> vmapp.v1.GalleryApplicationVersion
+	52, // 50: vmapp.state.v1.UpdateVersion.version:type_name -> vmapp.v1.GalleryApplicationVersion
+	2,  // 51: vmapp.state.v1.DeleteVersion.version:type_name -> vmapp.state.v1.VersionRef
+	0,  // 52: vmapp.state.v1.RemoveDeleted.kind:type_name -> vmapp.state.v1.RemoveDeleted.Kind
+	2,  // 53: vmapp.state.v1.RemoveDeleted.resources:type_name -> vmapp.state.v1.VersionRef
+	2,  // 54: vmapp.state.v1.RemoveVersion.version:type_name -> vmapp.state.v1.VersionRef
+	2,  // 55: vmapp.state.v1.FailIngest.version:type_name -> vmapp.state.v1.VersionRef
+	53, // 56: vmapp.state.v1.FailIngest.error:type_name -> vmapp.v1.ProvisioningError
+	2,  // 57: vmapp.state.v1.RetryIngest.version:type_name -> vmapp.state.v1.VersionRef
+	54, // 58: vmapp.state.v1.CreateUpload.session:type_name -> vmapp.state.v1.UploadSession
+	55, // 59: vmapp.state.v1.CommitPart.part:type_name -> vmapp.state.v1.Part
+	48, // 60: vmapp.state.v1.CommitPart.expire_time:type_name -> google.protobuf.Timestamp
+	56, // 61: vmapp.state.v1.FinishUpload.artifact:type_name -> vmapp.v1.Artifact
+	57, // 62: vmapp.state.v1.FinishUpload.manifest:type_name -> vmapp.state.v1.Manifest
+	58, // 63: vmapp.state.v1.ReconcileReplicas.add:type_name -> vmapp.state.v1.Replica
+	3,  // 64: vmapp.state.v1.ReconcileReplicas.unwanted:type_name -> vmapp.state.v1.ReplicaRef
+	22, // 65: vmapp.state.v1.ReconcileReplicas.reconciled:type_name -> vmapp.state.v1.DirtyMark
+	2,  // 66: vmapp.state.v1.DirtyMark.version:type_name -> vmapp.state.v1.VersionRef
+	3,  // 67: vmapp.state.v1.ReplicaStarted.replica:type_name -> vmapp.state.v1.ReplicaRef
+	3,  // 68: vmapp.state.v1.ReplicaMultipart.replica:type_name -> vmapp.state.v1.ReplicaRef
+	3,  // 69: vmapp.state.v1.ReplicaPartCopied.replica:type_name -> vmapp.state.v1.ReplicaRef
+	55, // 70: vmapp.state.v1.ReplicaPartCopied.part:type_name -> vmapp.state.v1.Part
+	3,  // 71: vmapp.state.v1.ReplicaFailed.replica:type_name -> vmapp.state.v1.ReplicaRef
+	48, // 72: vmapp.state.v1.ReplicaFailed.next_attempt_time:type_name -> google.protobuf.Timestamp
+	3,  // 73: vmapp.state.v1.ReplicaCompleted.replica:type_name -> vmapp.state.v1.ReplicaRef
+	3,  // 74: vmapp.state.v1.ReplicaRestart.replica:type_name -> vmapp.state.v1.ReplicaRef
+	48, // 75: vmapp.state.v1.ReplicaRestart.if_completed:type_name -> google.protobuf.Timestamp
+	3,  // 76: vmapp.state.v1.ReplicaRemoved.replica:type_name -> vmapp.state.v1.ReplicaRef
+	3,  // 77: vmapp.state.v1.ReplicaVerified.replica:type_name -> vmapp.state.v1.ReplicaRef
+	48, // 78: vmapp.state.v1.ReplicaVerified.if_completed:type_name -> google.protobuf.Timestamp
+	59, // 79: vmapp.state.v1.IssueToken.credential:type_name -> vmapp.state.v1.Credential
+	60, // 80: vmapp.state.v1.PutShare.share:type_name -> vmapp.v1.Share
+	61, // 81: vmapp.state.v1.CreateMachine.machine:type_name -> vmapp.v1.Machine
+	59, // 82: vmapp.state.v1.CreateMachine.credential:type_name -> vmapp.state.v1.Credential
+	62, // 83: vmapp.state.v1.CreateScaleSet.scale_set:type_name -> vmapp.v1.ScaleSet
+	39, // 84: vmapp.state.v1.SetProfile.target:type_name -> vmapp.state.v1.ProfileEtag
+	39, // 85: vmapp.state.v1.SetProfile.others:type_name -> vmapp.state.v1.ProfileEtag
+	63, // 86: vmapp.state.v1.SetProfile.profile:type_name -> vmapp.v1.ApplicationProfile
+	64, // 87: vmapp.state.v1.ReportStatus.instance_view:type_name -> vmapp.v1.InstanceView
+	65, // 88: vmapp.state.v1.RequestActions.runs:type_name -> vmapp.v1.ActionRun
+	65, // 89: vmapp.state.v1.FinishAction.run:type_name -> vmapp.v1.ActionRun
+	66, // 90: vmapp.state.v1.PutNode.node:type_name -> vmapp.v1.ClusterNode
+	2,  // 91: vmapp.state.v1.SignVersion.version:type_name -> vmapp.state.v1.VersionRef
+	67, // 92: vmapp.state.v1.SignVersion.statement:type_name -> vmapp.v1.VersionSignatures
+	68, // 93: vmapp.state.v1.SignVersion.signature:type_name -> vmapp.v1.VersionSignature
+	69, // 94: vmapp.state.v1.PutTrustPolicy.policy:type_name -> vmapp.v1.TrustPolicy
+	95, // [95:95] is the sub-list for method output_type
+	95, // [95:95] is the sub-list for method input_type
+	95, // [95:95] is the sub-list for extension type_name
+	95, // [95:95] is the sub-list for extension extendee
+	0,  // [0:95] is the sub-list for field type_name
 }
 
 func init() { file_vmapp_state_v1_commands_proto_init() }
@@ -3848,6 +4027,8 @@ func file_vmapp_state_v1_commands_proto_init() {
 		(*Command_DeleteScaleSet)(nil),
 		(*Command_SetProfile)(nil),
 		(*Command_ReportStatus)(nil),
+		(*Command_RequestActions)(nil),
+		(*Command_FinishAction)(nil),
 		(*Command_PutNode)(nil),
 		(*Command_RemoveNode)(nil),
 		(*Command_SignVersion)(nil),
@@ -3859,7 +4040,7 @@ func file_vmapp_state_v1_commands_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_vmapp_state_v1_commands_proto_rawDesc), len(file_vmapp_state_v1_commands_proto_rawDesc)),
 			NumEnums:      1,
-			NumMessages:   45,
+			NumMessages:   47,
 			NumExtensions: 0,
 			NumServices:   0,
 		},
