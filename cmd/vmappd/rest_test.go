@@ -4,7 +4,6 @@ import (
 	"encoding/json"
 	"io"
 	"net/http"
-	"os"
 	"path/filepath"
 	"regexp"
 	"strings"
@@ -20,13 +19,7 @@ var restRE = regexp.MustCompile(`msg="REST API listening" addr=(\S+)`)
 // plaintext, and refuses a machine credential bound to a certificate
 // (--tls-bind-machines): the gateway's in-process calls carry none.
 func TestRESTOverMutualTLS(t *testing.T) {
-	bin := build(t)
-	f := genCerts(t)
-	dir := t.TempDir()
-	regions := filepath.Join(dir, "regions.yaml")
-	if err := os.WriteFile(regions, []byte(regionsYAML), 0o600); err != nil {
-		t.Fatal(err)
-	}
+	bin, f, dir, regions := tlsSetup(t)
 	p := start(t, bin, filepath.Join(dir, "data"), regions, "--tls-cert", f.path("server.pem"), "--tls-key", f.path("server-key.pem"),
 		"--tls-client-ca", f.path("ca.pem"), "--tls-bind-machines", "--http-listen", "127.0.0.1:0")
 	m := restRE.FindStringSubmatch(p.output())

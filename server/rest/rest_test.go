@@ -30,6 +30,8 @@ type api struct {
 	t       *testing.T
 	base    string
 	covered map[string]bool
+	tenant  string // sent as Vmapp-Tenant when set
+	chunked bool   // send the body without a length
 }
 
 type reply struct {
@@ -46,6 +48,9 @@ func (a *api) do(method, path, token, body string) reply {
 	var rd io.Reader
 	if body != "" {
 		rd = strings.NewReader(body)
+		if a.chunked {
+			rd = io.MultiReader(rd) // no length: sent chunked
+		}
 	}
 	req, err := http.NewRequestWithContext(ctx, method, a.base+path, rd)
 	if err != nil {
@@ -56,6 +61,9 @@ func (a *api) do(method, path, token, body string) reply {
 	}
 	if body != "" {
 		req.Header.Set("Content-Type", "application/json")
+	}
+	if a.tenant != "" {
+		req.Header.Set("Vmapp-Tenant", a.tenant)
 	}
 	resp, err := http.DefaultClient.Do(req)
 	if err != nil {
@@ -314,6 +322,19 @@ func TestEveryPath(t *testing.T) {
 
 	a.ok("ClusterService.GetClusterStatus", "GET", "/cluster", owner, "")
 
+	// Vmapp-Tenant: the operator's token acts in another tenant; the
+	// Contributor's (of the default tenant) may not.
+	a.tenant = "other"
+	a.ok("CatalogService.CreateGallery", "PUT", "/galleries/elsewhere", owner, `{"location":"westus"}`)
+	if l, _ := get(a.ok("CatalogService.ListGalleries", "GET", "/galleries", owner, ""), "galleries").([]any); len(l) != 1 || str(l, 0, "name") != "elsewhere" {
+		t.Fatalf("the galleries of tenant other: %v", l)
+	}
+	a.fails("GET", "/galleries/elsewhere", contrib, "", http.StatusForbidden, "PermissionDenied", "")
+	a.tenant = "bad tenant!"
+	a.fails("GET", "/galleries", owner, "", http.StatusBadRequest, "InvalidArgument", "tenant")
+	a.tenant = ""
+	a.fails("GET", "/galleries/elsewhere", owner, "", http.StatusNotFound, "NotFound", "")
+
 	errorClasses(t, a, owner, contrib, reader, agent)
 
 	// Deletions, last.
@@ -366,6 +387,10 @@ func errorClasses(t *testing.T, a *api, owner, contrib, reader, agent string) {
 	a.fails("PUT", "/galleries/x", contrib, `{"location":7}`, http.StatusBadRequest, "InvalidArgument", "")
 	big := `{"description":"` + strings.Repeat("x", 2<<20) + `"}`
 	a.fails("PATCH", g, contrib, big, http.StatusRequestEntityTooLarge, "InvalidArgument", "")
+	a.chunked = true
+	a.fails("PATCH", g, contrib, big, http.StatusRequestEntityTooLarge, "InvalidArgument", "")
+	a.ok("CatalogService.UpdateGallery", "PATCH", g, contrib, `{"description":"patched"}`) // chunked, small
+	a.chunked = false
 	a.fails("GET", "/nowhere", reader, "", http.StatusNotFound, "NotFound", "")
 	a.fails("POST", "/galleries", contrib, `{}`, http.StatusMethodNotAllowed, "Unimplemented", "")
 	// Nothing refused was stored.
