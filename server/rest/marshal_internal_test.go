@@ -1,7 +1,10 @@
 package rest
 
 import (
+	"context"
 	"encoding/json"
+	"net/http"
+	"net/http/httptest"
 	"testing"
 
 	"google.golang.org/genproto/googleapis/rpc/errdetails"
@@ -9,6 +12,7 @@ import (
 	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/proto"
 
+	"github.com/vmapp/vmapp/errs"
 	pb "github.com/vmapp/vmapp/proto/vmapp/v1"
 )
 
@@ -34,5 +38,46 @@ func TestMarshalChunks(t *testing.T) {
 	var got ErrorBody
 	if err := json.Unmarshal(b, &got); err != nil || got.Error != (ErrorDetail{Code: "NotFound", Message: "Gallery 'g' doesn't exist.", Target: "gallery"}) {
 		t.Fatalf("error chunk: %s (%v)", b, err)
+	}
+}
+
+// TestErrorStatus: every error class's HTTP status and body code, as
+// vmappd's classes (errs) reach the gateway as gRPC codes.
+func TestErrorStatus(t *testing.T) {
+	for _, tc := range []struct {
+		class  errs.Class
+		field  string
+		status int
+	}{
+		{errs.InvalidArgument, "location", http.StatusBadRequest},
+		{errs.OutOfRange, "", http.StatusBadRequest},
+		{errs.FailedPrecondition, "", http.StatusBadRequest},
+		{errs.FailedPrecondition, "ifMatch", http.StatusPreconditionFailed},
+		{errs.Unauthenticated, "authorization", http.StatusUnauthorized},
+		{errs.PermissionDenied, "", http.StatusForbidden},
+		{errs.NotFound, "gallery", http.StatusNotFound},
+		{errs.AlreadyExists, "", http.StatusConflict},
+		{errs.Aborted, "", http.StatusConflict},
+		{errs.ResourceExhausted, "", http.StatusTooManyRequests},
+		{errs.Unimplemented, "", http.StatusNotImplemented},
+		{errs.Unavailable, "", http.StatusServiceUnavailable},
+		{errs.DeadlineExceeded, "", http.StatusGatewayTimeout},
+		{errs.Internal, "", http.StatusInternalServerError},
+		{errs.DataLoss, "", http.StatusInternalServerError},
+	} {
+		w := httptest.NewRecorder()
+		handleError(context.Background(), nil, nil, w, nil, errs.ToStatus(errs.New(tc.class, tc.field, "what went wrong")))
+		var got ErrorBody
+		if err := json.Unmarshal(w.Body.Bytes(), &got); err != nil {
+			t.Fatal(err)
+		}
+		msg := "what went wrong"
+		if tc.class == errs.Internal {
+			msg = "internal error" // the cause stays in vmappd's log
+		}
+		want := ErrorDetail{Code: tc.class.Code().String(), Message: msg, Target: tc.field}
+		if w.Code != tc.status || got.Error != want || w.Header().Get("Content-Type") != "application/json" {
+			t.Errorf("%v (field %q): %d %s, want %d %+v", tc.class, tc.field, w.Code, w.Body, tc.status, want)
+		}
 	}
 }

@@ -250,8 +250,11 @@ func TestEveryPath(t *testing.T) {
 		fmt.Sprintf(`{"kind":"ARTIFACT_KIND_PACKAGE","url":%q}`, src.URL+"/pkg"))
 	st := a.stream("ReplicationService.WatchReplication", "/galleries/demo/applications/hello/versions/1.0.0/replicationStatus", reader,
 		func(r map[string]any) bool { return str(r, "status", "aggregatedState") == "Completed" })
-	if n, ok := get(st, "status", "summary", 0, "bytesTotal").(json.Number); !ok || n.String() != fmt.Sprint(len(pkg)) {
-		t.Fatalf("bytesTotal (int64) not the number %d: %#v", len(pkg), get(st, "status", "summary", 0, "bytesTotal"))
+	// A region's bytes: its replicas' (int64: a number, not a string).
+	if n, ok := get(st, "status", "summary", 0, "bytesTotal").(json.Number); !ok {
+		t.Fatalf("bytesTotal (int64) is not a number: %#v", get(st, "status", "summary", 0, "bytesTotal"))
+	} else if b, err := n.Int64(); err != nil || b == 0 || b%int64(len(pkg)) != 0 {
+		t.Fatalf("bytesTotal %s: not a multiple of the package's %d bytes", n, len(pkg))
 	}
 	v := a.ok("CatalogService.GetVersion", "GET", "/galleries/demo/applications/hello/versions/1.0.0", reader, "")
 	if n, ok := get(v, "version", "package", "sizeBytes").(json.Number); !ok || n.String() != fmt.Sprint(len(pkg)) {
@@ -267,8 +270,8 @@ func TestEveryPath(t *testing.T) {
 	a.ok("SigningService.AddTrustedKey", "POST", "/galleries/demo/trustPolicy/keys", owner, fmt.Sprintf(`{"publicKey":%q,"name":"spare"}`, k2.Public().String()))
 	a.ok("SigningService.GetTrustPolicy", "GET", "/galleries/demo/trustPolicy", reader, "")
 	a.ok("SigningService.SetRequiredSignatures", "PUT", "/galleries/demo/trustPolicy/requiredSignatures", owner, `{"requiredSignatures":1}`)
-	req := signtest.Request(t, c.Client, k1, "demo", "hello", "1.0.0", &pb.VersionSignatures{})
-	a.ok("SigningService.SignVersion", "POST", "/galleries/demo/applications/hello/versions/1.0.0/signatures", contrib, fmt.Sprintf(`{"signature":%q}`, req.Signature))
+	req := signtest.Request(t, c.Client, k1, "demo", "hello", "1.0.0", &pb.VersionSignatures{Sequence: 1})
+	a.ok("SigningService.SignVersion", "POST", "/galleries/demo/applications/hello/versions/1.0.0/signatures", contrib, fmt.Sprintf(`{"sequence":1,"signature":%q}`, req.Signature))
 	a.ok("SigningService.GetVersionSignatures", "GET", "/galleries/demo/applications/hello/versions/1.0.0/signatures", reader, "")
 	k3 := signtest.Key(t)
 	rot, err := sign.Sign(k1, &sign.Rotation{Old: k1.Public(), New: k3.Public()}, time.Now())
@@ -286,6 +289,9 @@ func TestEveryPath(t *testing.T) {
 	k4 := signtest.Key(t)
 	a.ok("SigningService.AddTrustedKey", "POST", "/galleries/demo/trustPolicy/keys", owner, fmt.Sprintf(`{"publicKey":%q,"name":"temp"}`, k4.Public().String()))
 	a.ok("SigningService.RemoveTrustedKey", "DELETE", "/galleries/demo/trustPolicy/keys/"+k4.ID.String(), owner, "")
+	// The rotation left the version's signature by a replaced key: the
+	// gallery stops requiring signatures, so that it can be deployed.
+	a.ok("SigningService.SetRequiredSignatures", "PUT", "/galleries/demo/trustPolicy/requiredSignatures", owner, `{"requiredSignatures":0}`)
 
 	// Fleet: machines and scale sets, profiles, the inventory, a goal state.
 	m := a.ok("FleetService.CreateMachine", "PUT", "/machines/vm1", contrib, `{"region":"eastus","osType":"Linux"}`)
@@ -313,7 +319,10 @@ func TestEveryPath(t *testing.T) {
 	}
 	a.ok("FleetService.ListInventory", "GET", "/inventory?application=demo/hello", reader, "")
 	a.ok("FleetService.RemoveApplication", "DELETE", "/scaleSets/web/applicationProfile/applications/demo/hello", contrib, "")
-	a.ok("AccessService.IssueAgentToken", "POST", "/machines/vm1/agentToken", owner, "")
+	// A new agent token replaces (revokes) the one CreateMachine gave.
+	if agent = str(a.ok("AccessService.IssueAgentToken", "POST", "/machines/vm1/agentToken", owner, ""), "agentToken"); agent == "" {
+		t.Fatal("IssueAgentToken: no agentToken")
+	}
 
 	// Shares.
 	a.ok("AccessService.ShareGallery", "PUT", "/galleries/demo/shares/partner", owner, "")
@@ -375,7 +384,7 @@ func errorClasses(t *testing.T, a *api, owner, contrib, reader, agent string) {
 	a.fails("GET", "/galleries/nope", reader, "", http.StatusNotFound, "NotFound", "")
 	a.fails("PUT", g, contrib, `{"location":"eastus"}`, http.StatusConflict, "AlreadyExists", "")
 	a.fails("PUT", "/galleries/mars", contrib, `{"location":"mars"}`, http.StatusBadRequest, "InvalidArgument", "location")
-	a.fails("PUT", "/galleries/bad%20name", contrib, `{"location":"eastus"}`, http.StatusBadRequest, "InvalidArgument", "name")
+	a.fails("PUT", "/galleries/bad%20name", contrib, `{"location":"eastus"}`, http.StatusBadRequest, "InvalidArgument", "gallery")
 	a.fails("DELETE", g, contrib, "", http.StatusBadRequest, "FailedPrecondition", "")
 	a.fails("PATCH", g+"?ifMatch=stale", contrib, `{"description":"x"}`, http.StatusPreconditionFailed, "FailedPrecondition", "")
 	a.fails("GET", "/machines/vm1/goalState", agent+"x", "", http.StatusUnauthorized, "Unauthenticated", "")
