@@ -199,7 +199,9 @@ func Target(region string, n int32) *pb.TargetRegion {
 // eastus with the target regions, and uploads data as its package.
 func (c *Cluster) Publish(t testing.TB, version string, data []byte, targets ...*pb.TargetRegion) {
 	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	// A guard against a hang only: uploading 120 MiB on a loaded 2-core
+	// machine took more than a minute (TestDownloadParallelism).
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
 	defer cancel()
 	cat := c.Client.Catalog
 	if _, err := cat.GetGallery(ctx, &pb.GetGalleryRequest{Gallery: "g"}); err != nil {
@@ -244,7 +246,7 @@ func (c *Cluster) Version(t testing.TB, version string) *pb.GalleryApplicationVe
 // want (pb.ReplicationCompleted, ...).
 func (c *Cluster) WaitState(t testing.TB, version, want string) *pb.GalleryApplicationVersion {
 	t.Helper()
-	deadline := time.Now().Add(90 * time.Second)
+	deadline := time.Now().Add(10 * time.Minute) // a guard against a hang only
 	for {
 		v := c.Version(t, version)
 		if v.ReplicationStatus.GetAggregatedState() == want {
