@@ -14,6 +14,9 @@ export PATH := $(TOOLS_DIR):$(PATH)
 BUF_VERSION            := v1.75.0
 PROTOC_GEN_GO_VERSION  := v1.36.12
 PROTOC_GEN_GRPC_VERSION := v1.6.2
+# grpc-gateway's two plugins (the REST API and its OpenAPI document) share
+# the version of the runtime in go.mod.
+GRPC_GATEWAY_VERSION   := v2.33.0
 
 BIN := bin
 CMDS := vmappd vmapp
@@ -45,15 +48,29 @@ endef
 $(eval $(call tool,buf,github.com/bufbuild/buf/cmd/buf,$(BUF_VERSION)))
 $(eval $(call tool,protoc-gen-go,google.golang.org/protobuf/cmd/protoc-gen-go,$(PROTOC_GEN_GO_VERSION)))
 $(eval $(call tool,protoc-gen-go-grpc,google.golang.org/grpc/cmd/protoc-gen-go-grpc,$(PROTOC_GEN_GRPC_VERSION)))
+$(eval $(call tool,protoc-gen-grpc-gateway,github.com/grpc-ecosystem/grpc-gateway/v2/protoc-gen-grpc-gateway,$(GRPC_GATEWAY_VERSION)))
+$(eval $(call tool,protoc-gen-openapiv2,github.com/grpc-ecosystem/grpc-gateway/v2/protoc-gen-openapiv2,$(GRPC_GATEWAY_VERSION)))
 
 BUF := $(TOOLS_DIR)/.buf-$(BUF_VERSION)
-GEN := $(TOOLS_DIR)/.protoc-gen-go-$(PROTOC_GEN_GO_VERSION) $(TOOLS_DIR)/.protoc-gen-go-grpc-$(PROTOC_GEN_GRPC_VERSION)
+GEN := $(TOOLS_DIR)/.protoc-gen-go-$(PROTOC_GEN_GO_VERSION) $(TOOLS_DIR)/.protoc-gen-go-grpc-$(PROTOC_GEN_GRPC_VERSION) \
+  $(TOOLS_DIR)/.protoc-gen-grpc-gateway-$(GRPC_GATEWAY_VERSION) $(TOOLS_DIR)/.protoc-gen-openapiv2-$(GRPC_GATEWAY_VERSION)
 
 tools: $(BUF) $(GEN) minio
 
 # The pinned MinIO, installed by the same code the tests use.
 minio:
 	go run ./internal/testkit/miniotest/cmd/install-minio
+
+# proto-check: the generated code and the OpenAPI document (served at
+# /openapi.json) are what the protos give: generated again into a scratch
+# directory and compared with the committed files.
+.PHONY: proto-check
+proto-check: $(BUF) $(GEN)
+	@tmp=$$(mktemp -d); trap 'rm -rf '$$tmp EXIT; \
+	  buf generate --template buf.gen.yaml -o $$tmp; gofmt -w $$tmp/proto; \
+	  status=0; for f in $$(cd $$tmp && find . -type f); do \
+	    if ! cmp -s $$tmp/$$f $$f; then echo "$$f differs from what the protos generate: run make proto"; status=1; fi; \
+	  done; exit $$status
 
 # NOTICE: the third-party modules in the binaries and their licenses.
 notice:
@@ -63,7 +80,7 @@ proto: $(BUF) $(GEN)
 	buf generate
 	gofmt -w proto
 
-lint: $(BUF)
+lint: $(BUF) $(GEN)
 	@out=$$(gofmt -l $$(git ls-files '*.go' | grep -v '\.pb\.go$$')); \
 	  if [ -n "$$out" ]; then echo "gofmt would change:"; echo "$$out"; exit 1; fi
 	go vet ./...
@@ -72,6 +89,7 @@ lint: $(BUF)
 	cd deploy/prometheus && go vet ./...
 	buf lint
 	buf format --diff --exit-code
+	$(MAKE) --no-print-directory proto-check
 	$(MAKE) --no-print-directory cross
 
 # The agent and the CLI for Windows, and for macOS: built, and the agent's

@@ -11,7 +11,8 @@ import (
 
 	"github.com/jmespath-community/go-jmespath"
 	"go.yaml.in/yaml/v3"
-	"google.golang.org/protobuf/reflect/protoreflect"
+
+	"github.com/vmapp/vmapp/internal/pbjson"
 )
 
 // Output formats (-o) and --query, as az has them. Every command builds
@@ -47,7 +48,7 @@ func (c *cli) compileQuery() error {
 
 // emit prints a JSON document as -o and --query say.
 func (c *cli) emit(raw []byte) error {
-	v, err := decodeJSON(raw)
+	v, err := pbjson.Decode(raw)
 	if err != nil {
 		return err
 	}
@@ -66,7 +67,7 @@ func (c *cli) emit(raw []byte) error {
 	case "table":
 		out = []byte(queryTable(v))
 	default:
-		if out, err = encodeJSON(v); err == nil {
+		if out, err = pbjson.Encode(v); err == nil {
 			var buf bytes.Buffer
 			err = json.Indent(&buf, out, "", "  ")
 			out = append(buf.Bytes(), '\n')
@@ -77,103 +78,6 @@ func (c *cli) emit(raw []byte) error {
 	}
 	_, err = c.stdout.Write(out)
 	return err
-}
-
-// decodeJSON decodes a document keeping its numbers as written.
-func decodeJSON(raw []byte) (any, error) {
-	d := json.NewDecoder(bytes.NewReader(raw))
-	d.UseNumber()
-	var v any
-	err := d.Decode(&v)
-	return v, err
-}
-
-// encodeJSON encodes v compactly, leaving <, > and & as they are (they are
-// common in commands: "tar -xzf app && ./install.sh").
-func encodeJSON(v any) ([]byte, error) {
-	var buf bytes.Buffer
-	e := json.NewEncoder(&buf)
-	e.SetEscapeHTML(false)
-	if err := e.Encode(v); err != nil {
-		return nil, err
-	}
-	return bytes.TrimRight(buf.Bytes(), "\n"), nil
-}
-
-// int64sAsNumbers turns the 64-bit integer fields of a message's protojson
-// form (strings) into numbers, walking the message's descriptor.
-func int64sAsNumbers(v any, md protoreflect.MessageDescriptor) any {
-	obj, ok := v.(map[string]any)
-	if !ok {
-		return v
-	}
-	if wrapper(md) {
-		return v // its JSON is not an object: never reached
-	}
-	fields := md.Fields()
-	for i := 0; i < fields.Len(); i++ {
-		fd := fields.Get(i)
-		x, ok := obj[fd.JSONName()]
-		if !ok {
-			continue
-		}
-		switch {
-		case fd.IsMap():
-			if m, ok := x.(map[string]any); ok {
-				for k, e := range m {
-					m[k] = fieldNumbers(e, fd.MapValue())
-				}
-			}
-		case fd.IsList():
-			if l, ok := x.([]any); ok {
-				for j, e := range l {
-					l[j] = fieldNumbers(e, fd)
-				}
-			}
-		default:
-			obj[fd.JSONName()] = fieldNumbers(x, fd)
-		}
-	}
-	return obj
-}
-
-// fieldNumbers is one value of a field, with 64-bit integers as numbers.
-func fieldNumbers(v any, fd protoreflect.FieldDescriptor) any {
-	switch fd.Kind() {
-	case protoreflect.Int64Kind, protoreflect.Sint64Kind, protoreflect.Sfixed64Kind,
-		protoreflect.Uint64Kind, protoreflect.Fixed64Kind:
-		return stringAsNumber(v)
-	case protoreflect.MessageKind, protoreflect.GroupKind:
-		md := fd.Message()
-		if wrapper(md) {
-			if k := md.Fields().ByName("value").Kind(); k == protoreflect.Int64Kind || k == protoreflect.Uint64Kind {
-				return stringAsNumber(v)
-			}
-			return v
-		}
-		if strings.HasPrefix(string(md.FullName()), "google.protobuf.") {
-			return v // Timestamp, Duration, Struct, ...: their own JSON forms
-		}
-		return int64sAsNumbers(v, md)
-	}
-	return v
-}
-
-func wrapper(md protoreflect.MessageDescriptor) bool {
-	return strings.HasPrefix(string(md.FullName()), "google.protobuf.") && strings.HasSuffix(string(md.Name()), "Value") &&
-		md.Fields().Len() == 1 && md.Fields().ByName("value") != nil
-}
-
-func stringAsNumber(v any) any {
-	if s, ok := v.(string); ok {
-		if _, err := strconv.ParseInt(s, 10, 64); err == nil {
-			return json.Number(s)
-		}
-		if _, err := strconv.ParseUint(s, 10, 64); err == nil {
-			return json.Number(s)
-		}
-	}
-	return v
 }
 
 // mapScalars returns v with f applied to each of its scalar values, in
@@ -275,7 +179,7 @@ func scalar(v any) string {
 	case string:
 		return x
 	case map[string]any, []any:
-		b, _ := encodeJSON(x)
+		b, _ := pbjson.Encode(x)
 		return string(b)
 	}
 	return fmt.Sprint(v)

@@ -8,29 +8,16 @@ import (
 	"text/tabwriter"
 	"time"
 
-	"google.golang.org/protobuf/encoding/protojson"
 	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/timestamppb"
-)
 
-// jsonOptions print Azure's camelCase property names (the protos' json_name,
-// e.g. supportedOSType).
-var jsonOptions = protojson.MarshalOptions{UseProtoNames: false}
+	"github.com/vmapp/vmapp/internal/pbjson"
+)
 
 // marshal encodes m as compact JSON with its 64-bit integers as numbers
 // (protojson writes them as strings: {"sizeBytes": "1024"}), as az prints
 // them, so that a query can compare them and jq reads them as numbers.
-func marshal(m proto.Message) ([]byte, error) {
-	raw, err := jsonOptions.Marshal(m)
-	if err != nil {
-		return nil, err
-	}
-	v, err := decodeJSON(raw)
-	if err != nil {
-		return nil, err
-	}
-	return encodeJSON(int64sAsNumbers(v, m.ProtoReflect().Descriptor()))
-}
+func marshal(m proto.Message) ([]byte, error) { return pbjson.Marshal(m) }
 
 // printJSON prints one resource.
 func (c *cli) printJSON(m proto.Message) error {
@@ -73,7 +60,7 @@ func marshalAll[T proto.Message](items []T) ([]json.RawMessage, error) {
 
 // printIndented prints v as -o and --query say.
 func (c *cli) printIndented(v any) error {
-	raw, err := encodeJSON(v)
+	raw, err := pbjson.Encode(v)
 	if err != nil {
 		return err
 	}

@@ -70,6 +70,7 @@ func rootCmd(stdout, stderr io.Writer) *cobra.Command {
 	flag.StringVar(&c.DataDir, "data", "", "directory holding vmappd's state (required)")
 	flag.StringVar(&c.Listen, "listen", "127.0.0.1:7443", "gRPC listen address")
 	flag.StringVar(&c.MetricsAddr, "metrics", "", "Prometheus /metrics listen address (empty: off)")
+	flag.StringVar(&c.HTTPListen, "http-listen", "", "REST/JSON API listen address (same TLS and tokens as gRPC; /openapi.json; empty: off)")
 	flag.BoolVar(&c.Pprof, "pprof", false, "with --metrics: serve Go's profiles (/debug/pprof/) there too; that listener has no authentication")
 	flag.StringVar(&c.RegionsFile, "regions", "", "regions file (YAML): regions and their storage endpoints (required)")
 	flag.TextVar(&level, "log-level", slog.LevelInfo, "log level: debug, info, warn, error")

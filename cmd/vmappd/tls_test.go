@@ -101,16 +101,22 @@ func (p *proc) waitLog(t *testing.T, want ...string) {
 	}
 }
 
-// TestTLS runs the real vmappd with TLS, then with mutual TLS, and dials it
-// with the certificates `vmappd certs` makes, and with wrong ones.
-func TestTLS(t *testing.T) {
-	bin := build(t)
-	f := genCerts(t)
-	dir := t.TempDir()
-	regions := filepath.Join(dir, "regions.yaml")
+// tlsSetup builds vmappd, makes certificates and writes a regions file in
+// a directory for the test's data.
+func tlsSetup(t *testing.T) (bin string, f tlsFiles, dir, regions string) {
+	t.Helper()
+	bin, f, dir = build(t), genCerts(t), t.TempDir()
+	regions = filepath.Join(dir, "regions.yaml")
 	if err := os.WriteFile(regions, []byte(regionsYAML), 0o600); err != nil {
 		t.Fatal(err)
 	}
+	return bin, f, dir, regions
+}
+
+// TestTLS runs the real vmappd with TLS, then with mutual TLS, and dials it
+// with the certificates `vmappd certs` makes, and with wrong ones.
+func TestTLS(t *testing.T) {
+	bin, f, dir, regions := tlsSetup(t)
 	serverFlags := []string{"--tls-cert", f.path("server.pem"), "--tls-key", f.path("server-key.pem")}
 
 	t.Run("server auth", func(t *testing.T) {

@@ -17,13 +17,15 @@ BIN=$ROOT/bin
 MINIO=${MINIO:-$(cd "$ROOT" && go run ./internal/testkit/miniotest/cmd/install-minio)}
 
 # CLUSTER=3 runs vmappd as a three-node cluster (7443, 7445, 7447; raft on
-# 7543, 7545, 7547; metrics on 7444, 7446, 7448) and ends with a failover.
+# 7543, 7545, 7547; metrics on 7444, 7446, 7448; the REST API on 8443,
+# 8445, 8447) and ends with a failover.
 CLUSTER=${CLUSTER:-1}
 case "$CLUSTER" in 1 | 3) ;; *) echo "demo: CLUSTER=$CLUSTER: want 1 or 3" >&2; exit 2 ;; esac
 NODES=()
 for i in $(seq "$CLUSTER"); do NODES+=("127.0.0.1:$((7441 + 2 * i))"); done
 VMAPPD_ADDR=$(IFS=,; echo "${NODES[*]}")
 METRICS_ADDR=127.0.0.1:7444
+REST_ADDR=127.0.0.1:8443
 # endpoint port -> console port; the same ports as regions.yaml.
 MINIO_PORTS=(9101 9102 9103 9104)
 CONSOLE_OFFSET=100
@@ -72,7 +74,7 @@ wait_for() { # wait_for WHAT LOGFILE CMD...
 [ ! -d "$STATE" ] || echo "demo: stopping the previous demo cluster and deleting its state in $STATE (as make down does)"
 "$HERE/down.sh" --quiet
 
-for p in "${MINIO_PORTS[@]}" $((9101 + CONSOLE_OFFSET)) $((9102 + CONSOLE_OFFSET)) $((9103 + CONSOLE_OFFSET)) $((9104 + CONSOLE_OFFSET)) 7443 7444 7445 7446 7447 7448 7543 7545 7547; do
+for p in "${MINIO_PORTS[@]}" $((9101 + CONSOLE_OFFSET)) $((9102 + CONSOLE_OFFSET)) $((9103 + CONSOLE_OFFSET)) $((9104 + CONSOLE_OFFSET)) 7443 7444 7445 7446 7447 7448 7543 7545 7547 8443 8445 8447; do
   port_free "$p" || die "port $p on 127.0.0.1 is already taken by another process (see: ss -ltnp 'sport = :$p'); stop it and run make demo again"
 done
 
@@ -104,7 +106,7 @@ start_node() {
     args=(--node-id "n$i" --raft-listen "127.0.0.1:$((7541 + 2 * i))" --cluster-key "$STATE/cluster.key")
     [ "$i" = 1 ] || args+=(--join "${NODES[0]}")
   fi
-  "$BIN/vmappd" --data "$data" --listen "127.0.0.1:$port" --metrics "127.0.0.1:$((port + 1))" \
+  "$BIN/vmappd" --data "$data" --listen "127.0.0.1:$port" --metrics "127.0.0.1:$((port + 1))" --http-listen "127.0.0.1:$((port + 1000))" \
     --tls-cert "$CERTS/server.pem" --tls-key "$CERTS/server-key.pem" --tls-client-ca "$CERTS/ca.pem" --tls-bind-machines \
     --regions "$HERE/regions.yaml" "${args[@]}" >>"$log" 2>&1 &
   echo $! >"$STATE/vmappd-$i.pid"
@@ -325,6 +327,9 @@ $(printf '\033[1m')The demo cluster is running.$(printf '\033[0m')
   Or save them as a context (~/.config/vmapp/config.yaml) once:
              $BIN/vmapp config set-context demo --server $VMAPPD_ADDR --token-file $OPERATOR_TOKEN_FILE \\
                --ca $VMAPP_CA --cert $VMAPP_CERT --key $VMAPP_KEY --use
+  REST API:  https://$REST_ADDR (the same mutual TLS and tokens; the paths in /openapi.json)
+             curl -s --cacert $VMAPP_CA --cert $VMAPP_CERT --key $VMAPP_KEY \
+               -H "Authorization: Bearer \$(cat $OPERATOR_TOKEN_FILE)" https://$REST_ADDR/galleries/demo/applications/hello/versions
   Metrics:   curl -s http://$METRICS_ADDR/metrics | grep vmapp_replication_bytes_total
   Stop:      make down   (stops every process and removes $STATE)
 EOF

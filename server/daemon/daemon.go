@@ -35,6 +35,7 @@ import (
 	"github.com/vmapp/vmapp/server/catalog"
 	"github.com/vmapp/vmapp/server/fleet"
 	"github.com/vmapp/vmapp/server/ingest"
+	"github.com/vmapp/vmapp/server/rest"
 	"github.com/vmapp/vmapp/server/signing"
 	"github.com/vmapp/vmapp/server/tracker"
 	"github.com/vmapp/vmapp/state"
@@ -46,6 +47,10 @@ type Config struct {
 	DataDir     string // holds vmapp.db
 	Listen      string // gRPC address
 	MetricsAddr string // Prometheus /metrics address; "" disables
+	// HTTPListen (--http-listen) serves the REST API (server/rest) and
+	// what is mounted on it (Daemon.HTTP.Mount); "" disables. Same TLS as
+	// gRPC.
+	HTTPListen string
 	// Pprof serves Go's profiles (/debug/pprof/) on MetricsAddr too: what
 	// the bench profiles vmappd with. Off by default: a profile shows what
 	// the process does, and that listener has no authentication.
@@ -128,12 +133,17 @@ type Daemon struct {
 	Tracker    *tracker.Tracker
 	Grants     *grant.Signer
 	GRPC       *grpc.Server
-	Health     *health.Server
-	Registry   *prometheus.Registry
-	health     *healthState
-	log        *slog.Logger
-	tls        *tls.Config
-	lis        net.Listener
+	// HTTP is the REST API on Config.HTTPListen (nil without it); mount
+	// other handlers on it before Serve.
+	HTTP     *rest.Gateway
+	Health   *health.Server
+	Registry *prometheus.Registry
+	health   *healthState
+	log      *slog.Logger
+	tls      *tls.Config
+	lis      net.Listener
+	httpLis  net.Listener
+	local    *rest.Local // the gRPC server's in-memory listener, for HTTP
 }
 
 // New opens the state in c.DataDir (and the raft node, in a cluster),
@@ -182,6 +192,10 @@ func New(ctx context.Context, c Config) (*Daemon, error) {
 		return nil, fmt.Errorf("listen on %s for gRPC: %w", c.Listen, err)
 	}
 	d.wire()
+	if err := d.listenHTTP(); err != nil {
+		d.Close()
+		return nil, err
+	}
 	if d.Grants, err = grantSigner(c); err != nil {
 		d.Close()
 		return nil, err
@@ -259,10 +273,15 @@ func grantSigner(c Config) (*grant.Signer, error) {
 // Addr is the address gRPC listens on.
 func (d *Daemon) Addr() net.Addr { return d.lis.Addr() }
 
-// Close releases the listener, the raft node and the state; Serve does it
-// when it returns.
+// Close releases the listeners, the raft node and the state; Serve does
+// it when it returns.
 func (d *Daemon) Close() error {
 	d.lis.Close()
+	if d.httpLis != nil {
+		d.httpLis.Close()
+		d.local.Close()
+		d.HTTP.Conn().Close()
+	}
 	if d.Node != nil {
 		d.Node.Shutdown()
 	}
@@ -309,6 +328,7 @@ func (d *Daemon) Serve(ctx context.Context) error {
 	d.GRPC = d.grpcServer()
 	d.health.serve(slices.Collect(maps.Keys(d.GRPC.GetServiceInfo())))
 	transport := logTransport(log, d.lis.Addr(), d.tls)
+	httpSrv := d.serveHTTP()
 	var metricsSrv *http.Server
 	if c.MetricsAddr != "" {
 		mlis, err := net.Listen("tcp", c.MetricsAddr)
@@ -341,6 +361,9 @@ func (d *Daemon) Serve(ctx context.Context) error {
 	g.Go(func() error {
 		<-gctx.Done()
 		d.drain()
+		if httpSrv != nil {
+			httpSrv.Close() // its streams end with the gRPC calls they hold
+		}
 		stopped := make(chan struct{})
 		go func() { d.GRPC.GracefulStop(); close(stopped) }()
 		select {
@@ -353,6 +376,9 @@ func (d *Daemon) Serve(ctx context.Context) error {
 		}
 		return nil
 	})
+	if httpSrv != nil {
+		g.Go(func() error { return d.GRPC.Serve(d.local) })
+	}
 	g.Go(func() error {
 		log.Info("vmappd serving", "addr", d.lis.Addr().String(), "transport", transport, "data", c.DataDir, "regions", d.Topology.Names(), "node", c.Cluster.NodeID)
 		if c.Ready != nil {

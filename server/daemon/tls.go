@@ -12,6 +12,7 @@ import (
 	"google.golang.org/grpc/credentials"
 
 	"github.com/vmapp/vmapp/internal/tlsfiles"
+	"github.com/vmapp/vmapp/server/rest"
 )
 
 // TLSConfig loads vmappd's TLS settings: its certificate chain and key
@@ -94,6 +95,9 @@ type loggedCreds struct {
 }
 
 func (c loggedCreds) ServerHandshake(raw net.Conn) (net.Conn, credentials.AuthInfo, error) {
+	if rest.IsLocal(raw) {
+		return raw, rest.LocalAuthInfo{}, nil // the REST gateway's: its HTTP listener does TLS
+	}
 	conn, info, err := c.TransportCredentials.ServerHandshake(raw)
 	if err != nil && !errors.Is(err, io.EOF) {
 		c.log.Info("TLS handshake refused", "remote", raw.RemoteAddr().String(), "err", err)

@@ -47,11 +47,16 @@ type Options struct {
 	// endpoint i of region (a proxy in front of the MinIO at endpoint,
 	// say); nil names the MinIO.
 	Front func(region string, i int, endpoint string) string
+	// HTTP serves the REST API (--http-listen) on a loopback port too:
+	// Cluster.HTTPURL.
+	HTTP bool
 }
 
 // Cluster is a running deployment.
 type Cluster struct {
-	Addr       string
+	Addr string
+	// HTTPURL is the REST API's base URL (Options.HTTP), "http://ADDR".
+	HTTPURL    string
 	Client     *client.Client
 	MinIO      map[string][]*miniotest.Server // region -> endpoints
 	Bucket     map[string]string              // region -> bucket
@@ -103,6 +108,9 @@ func Start(t testing.TB, o Options) *Cluster {
 	os.Setenv("VMAPP_S3_SECRET_KEY", secret)
 	cfg := daemon.Config{DataDir: filepath.Join(dir, "data"), Listen: "127.0.0.1:0", RegionsFile: regions, PartSize: PartSize,
 		URLExpiry: o.URLExpiry, ProxyDownloads: o.ProxyDownloads, Replicator: o.Replicator}
+	if o.HTTP {
+		cfg.HTTPListen = "127.0.0.1:0"
+	}
 	if cfg.Replicator.RetryBase == 0 {
 		cfg.Replicator.RetryBase, cfg.Replicator.RetryMax = 100*time.Millisecond, 500*time.Millisecond
 	}
@@ -142,6 +150,10 @@ func (c *Cluster) serve(t testing.TB) {
 	stopped := make(chan error, 1)
 	go func() { stopped <- d.Serve(ctx) }()
 	c.Addr = d.Addr().String()
+	if a := d.HTTPAddr(); a != nil {
+		c.HTTPURL = "http://" + a.String()
+		c.cfg.HTTPListen = a.String() // the same port after a Restart
+	}
 	c.stop = func() {
 		cancel()
 		if err := <-stopped; err != nil {
@@ -187,7 +199,9 @@ func Target(region string, n int32) *pb.TargetRegion {
 // eastus with the target regions, and uploads data as its package.
 func (c *Cluster) Publish(t testing.TB, version string, data []byte, targets ...*pb.TargetRegion) {
 	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	// A guard against a hang only: uploading 120 MiB on a loaded 2-core
+	// machine took more than a minute (TestDownloadParallelism).
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
 	defer cancel()
 	cat := c.Client.Catalog
 	if _, err := cat.GetGallery(ctx, &pb.GetGalleryRequest{Gallery: "g"}); err != nil {
@@ -232,7 +246,7 @@ func (c *Cluster) Version(t testing.TB, version string) *pb.GalleryApplicationVe
 // want (pb.ReplicationCompleted, ...).
 func (c *Cluster) WaitState(t testing.TB, version, want string) *pb.GalleryApplicationVersion {
 	t.Helper()
-	deadline := time.Now().Add(90 * time.Second)
+	deadline := time.Now().Add(10 * time.Minute) // a guard against a hang only
 	for {
 		v := c.Version(t, version)
 		if v.ReplicationStatus.GetAggregatedState() == want {

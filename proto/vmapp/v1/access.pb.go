@@ -7,13 +7,13 @@
 package vmappv1
 
 import (
-	reflect "reflect"
-	sync "sync"
-	unsafe "unsafe"
-
+	_ "google.golang.org/genproto/googleapis/api/annotations"
 	protoreflect "google.golang.org/protobuf/reflect/protoreflect"
 	protoimpl "google.golang.org/protobuf/runtime/protoimpl"
 	timestamppb "google.golang.org/protobuf/types/known/timestamppb"
+	reflect "reflect"
+	sync "sync"
+	unsafe "unsafe"
 )
 
 const (
@@ -1058,7 +1058,7 @@ var File_vmapp_v1_access_proto protoreflect.FileDescriptor
 
 const file_vmapp_v1_access_proto_rawDesc = "" +
 	"\n" +
-	"\x15vmapp/v1/access.proto\x12\bvmapp.v1\x1a\x1fgoogle/protobuf/timestamp.proto\"\xf1\x02\n" +
+	"\x15vmapp/v1/access.proto\x12\bvmapp.v1\x1a\x1cgoogle/api/annotations.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\xf1\x02\n" +
 	"\x05Token\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12\x12\n" +
 	"\x04name\x18\x02 \x01(\tR\x04name\x12\x16\n" +
@@ -1130,18 +1130,18 @@ const file_vmapp_v1_access_proto_rawDesc = "" +
 	"\x10ROLE_CONTRIBUTOR\x10\x02\x12\x0e\n" +
 	"\n" +
 	"ROLE_OWNER\x10\x03\x12\x10\n" +
-	"\fROLE_MACHINE\x10\x042\xf2\x04\n" +
-	"\rAccessService\x12;\n" +
-	"\x06WhoAmI\x12\x17.vmapp.v1.WhoAmIRequest\x1a\x18.vmapp.v1.WhoAmIResponse\x12J\n" +
-	"\vCreateToken\x12\x1c.vmapp.v1.CreateTokenRequest\x1a\x1d.vmapp.v1.CreateTokenResponse\x12G\n" +
+	"\fROLE_MACHINE\x10\x042\xea\x06\n" +
+	"\rAccessService\x12L\n" +
+	"\x06WhoAmI\x12\x17.vmapp.v1.WhoAmIRequest\x1a\x18.vmapp.v1.WhoAmIResponse\"\x0f\x82\xd3\xe4\x93\x02\t\x12\a/whoami\x12^\n" +
+	"\vCreateToken\x12\x1c.vmapp.v1.CreateTokenRequest\x1a\x1d.vmapp.v1.CreateTokenResponse\"\x12\x82\xd3\xe4\x93\x02\f:\x01*\"\a/tokens\x12X\n" +
 	"\n" +
-	"ListTokens\x12\x1b.vmapp.v1.ListTokensRequest\x1a\x1c.vmapp.v1.ListTokensResponse\x12J\n" +
-	"\vRevokeToken\x12\x1c.vmapp.v1.RevokeTokenRequest\x1a\x1d.vmapp.v1.RevokeTokenResponse\x12M\n" +
-	"\fShareGallery\x12\x1d.vmapp.v1.ShareGalleryRequest\x1a\x1e.vmapp.v1.ShareGalleryResponse\x12S\n" +
-	"\x0eUnshareGallery\x12\x1f.vmapp.v1.UnshareGalleryRequest\x1a .vmapp.v1.UnshareGalleryResponse\x12G\n" +
+	"ListTokens\x12\x1b.vmapp.v1.ListTokensRequest\x1a\x1c.vmapp.v1.ListTokensResponse\"\x0f\x82\xd3\xe4\x93\x02\t\x12\a/tokens\x12`\n" +
+	"\vRevokeToken\x12\x1c.vmapp.v1.RevokeTokenRequest\x1a\x1d.vmapp.v1.RevokeTokenResponse\"\x14\x82\xd3\xe4\x93\x02\x0e*\f/tokens/{id}\x12|\n" +
+	"\fShareGallery\x12\x1d.vmapp.v1.ShareGalleryRequest\x1a\x1e.vmapp.v1.ShareGalleryResponse\"-\x82\xd3\xe4\x93\x02'\x1a%/galleries/{gallery}/shares/{grantee}\x12\x82\x01\n" +
+	"\x0eUnshareGallery\x12\x1f.vmapp.v1.UnshareGalleryRequest\x1a .vmapp.v1.UnshareGalleryResponse\"-\x82\xd3\xe4\x93\x02'*%/galleries/{gallery}/shares/{grantee}\x12l\n" +
 	"\n" +
-	"ListShares\x12\x1b.vmapp.v1.ListSharesRequest\x1a\x1c.vmapp.v1.ListSharesResponse\x12V\n" +
-	"\x0fIssueAgentToken\x12 .vmapp.v1.IssueAgentTokenRequest\x1a!.vmapp.v1.IssueAgentTokenResponseB/Z-github.com/vmapp/vmapp/proto/vmapp/v1;vmappv1b\x06proto3"
+	"ListShares\x12\x1b.vmapp.v1.ListSharesRequest\x1a\x1c.vmapp.v1.ListSharesResponse\"#\x82\xd3\xe4\x93\x02\x1d\x12\x1b/galleries/{gallery}/shares\x12~\n" +
+	"\x0fIssueAgentToken\x12 .vmapp.v1.IssueAgentTokenRequest\x1a!.vmapp.v1.IssueAgentTokenResponse\"&\x82\xd3\xe4\x93\x02 \"\x1e/machines/{machine}/agentTokenB/Z-github.com/vmapp/vmapp/proto/vmapp/v1;vmappv1b\x06proto3"
 
 var (
 	file_vmapp_v1_access_proto_rawDescOnce sync.Once

@@ -7,15 +7,15 @@
 package vmappv1
 
 import (
-	reflect "reflect"
-	sync "sync"
-	unsafe "unsafe"
-
+	_ "google.golang.org/genproto/googleapis/api/annotations"
 	protoreflect "google.golang.org/protobuf/reflect/protoreflect"
 	protoimpl "google.golang.org/protobuf/runtime/protoimpl"
 	durationpb "google.golang.org/protobuf/types/known/durationpb"
 	fieldmaskpb "google.golang.org/protobuf/types/known/fieldmaskpb"
 	timestamppb "google.golang.org/protobuf/types/known/timestamppb"
+	reflect "reflect"
+	sync "sync"
+	unsafe "unsafe"
 )
 
 const (
@@ -3065,7 +3065,7 @@ var File_vmapp_v1_catalog_proto protoreflect.FileDescriptor
 
 const file_vmapp_v1_catalog_proto_rawDesc = "" +
 	"\n" +
-	"\x16vmapp/v1/catalog.proto\x12\bvmapp.v1\x1a\x1egoogle/protobuf/duration.proto\x1a google/protobuf/field_mask.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\xb0\x02\n" +
+	"\x16vmapp/v1/catalog.proto\x12\bvmapp.v1\x1a\x1cgoogle/api/annotations.proto\x1a\x1egoogle/protobuf/duration.proto\x1a google/protobuf/field_mask.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\xb0\x02\n" +
 	"\aGallery\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x12\x1a\n" +
 	"\blocation\x18\x02 \x01(\tR\blocation\x12 \n" +
@@ -3294,27 +3294,28 @@ const file_vmapp_v1_catalog_proto_rawDesc = "" +
 	"\aversion\x18\x01 \x01(\v2#.vmapp.v1.GalleryApplicationVersionR\aversion\"\x14\n" +
 	"\x12ListRegionsRequest\"A\n" +
 	"\x13ListRegionsResponse\x12*\n" +
-	"\aregions\x18\x01 \x03(\v2\x10.vmapp.v1.RegionR\aregions2\xc5\n" +
+	"\aregions\x18\x01 \x03(\v2\x10.vmapp.v1.RegionR\aregions2\x84\x12\n" +
+	"\x0eCatalogService\x12|\n" +
+	"\rCreateGallery\x12\x1e.vmapp.v1.CreateGalleryRequest\x1a\x1f.vmapp.v1.CreateGalleryResponse\"*\x82\xd3\xe4\x93\x02$:\agallery\x1a\x19/galleries/{gallery.name}\x12e\n" +
 	"\n" +
-	"\x0eCatalogService\x12P\n" +
-	"\rCreateGallery\x12\x1e.vmapp.v1.CreateGalleryRequest\x1a\x1f.vmapp.v1.CreateGalleryResponse\x12G\n" +
+	"GetGallery\x12\x1b.vmapp.v1.GetGalleryRequest\x1a\x1c.vmapp.v1.GetGalleryResponse\"\x1c\x82\xd3\xe4\x93\x02\x16\x12\x14/galleries/{gallery}\x12d\n" +
+	"\rListGalleries\x12\x1e.vmapp.v1.ListGalleriesRequest\x1a\x1f.vmapp.v1.ListGalleriesResponse\"\x12\x82\xd3\xe4\x93\x02\f\x12\n" +
+	"/galleries\x12|\n" +
+	"\rUpdateGallery\x12\x1e.vmapp.v1.UpdateGalleryRequest\x1a\x1f.vmapp.v1.UpdateGalleryResponse\"*\x82\xd3\xe4\x93\x02$:\agallery2\x19/galleries/{gallery.name}\x12n\n" +
+	"\rDeleteGallery\x12\x1e.vmapp.v1.DeleteGalleryRequest\x1a\x1f.vmapp.v1.DeleteGalleryResponse\"\x1c\x82\xd3\xe4\x93\x02\x16*\x14/galleries/{gallery}\x12\xb3\x01\n" +
+	"\x11CreateApplication\x12\".vmapp.v1.CreateApplicationRequest\x1a#.vmapp.v1.CreateApplicationResponse\"U\x82\xd3\xe4\x93\x02O:\vapplication\x1a@/galleries/{application.gallery}/applications/{application.name}\x12\x8c\x01\n" +
+	"\x0eGetApplication\x12\x1f.vmapp.v1.GetApplicationRequest\x1a .vmapp.v1.GetApplicationResponse\"7\x82\xd3\xe4\x93\x021\x12//galleries/{gallery}/applications/{application}\x12\x84\x01\n" +
+	"\x10ListApplications\x12!.vmapp.v1.ListApplicationsRequest\x1a\".vmapp.v1.ListApplicationsResponse\")\x82\xd3\xe4\x93\x02#\x12!/galleries/{gallery}/applications\x12\xb3\x01\n" +
+	"\x11UpdateApplication\x12\".vmapp.v1.UpdateApplicationRequest\x1a#.vmapp.v1.UpdateApplicationResponse\"U\x82\xd3\xe4\x93\x02O:\vapplication2@/galleries/{application.gallery}/applications/{application.name}\x12\x95\x01\n" +
+	"\x11DeleteApplication\x12\".vmapp.v1.DeleteApplicationRequest\x1a#.vmapp.v1.DeleteApplicationResponse\"7\x82\xd3\xe4\x93\x021*//galleries/{gallery}/applications/{application}\x12\xba\x01\n" +
+	"\rCreateVersion\x12\x1e.vmapp.v1.CreateVersionRequest\x1a\x1f.vmapp.v1.CreateVersionResponse\"h\x82\xd3\xe4\x93\x02b:\aversion\x1aW/galleries/{version.gallery}/applications/{version.application}/versions/{version.name}\x12\x93\x01\n" +
 	"\n" +
-	"GetGallery\x12\x1b.vmapp.v1.GetGalleryRequest\x1a\x1c.vmapp.v1.GetGalleryResponse\x12P\n" +
-	"\rListGalleries\x12\x1e.vmapp.v1.ListGalleriesRequest\x1a\x1f.vmapp.v1.ListGalleriesResponse\x12P\n" +
-	"\rUpdateGallery\x12\x1e.vmapp.v1.UpdateGalleryRequest\x1a\x1f.vmapp.v1.UpdateGalleryResponse\x12P\n" +
-	"\rDeleteGallery\x12\x1e.vmapp.v1.DeleteGalleryRequest\x1a\x1f.vmapp.v1.DeleteGalleryResponse\x12\\\n" +
-	"\x11CreateApplication\x12\".vmapp.v1.CreateApplicationRequest\x1a#.vmapp.v1.CreateApplicationResponse\x12S\n" +
-	"\x0eGetApplication\x12\x1f.vmapp.v1.GetApplicationRequest\x1a .vmapp.v1.GetApplicationResponse\x12Y\n" +
-	"\x10ListApplications\x12!.vmapp.v1.ListApplicationsRequest\x1a\".vmapp.v1.ListApplicationsResponse\x12\\\n" +
-	"\x11UpdateApplication\x12\".vmapp.v1.UpdateApplicationRequest\x1a#.vmapp.v1.UpdateApplicationResponse\x12\\\n" +
-	"\x11DeleteApplication\x12\".vmapp.v1.DeleteApplicationRequest\x1a#.vmapp.v1.DeleteApplicationResponse\x12P\n" +
-	"\rCreateVersion\x12\x1e.vmapp.v1.CreateVersionRequest\x1a\x1f.vmapp.v1.CreateVersionResponse\x12G\n" +
-	"\n" +
-	"GetVersion\x12\x1b.vmapp.v1.GetVersionRequest\x1a\x1c.vmapp.v1.GetVersionResponse\x12M\n" +
-	"\fListVersions\x12\x1d.vmapp.v1.ListVersionsRequest\x1a\x1e.vmapp.v1.ListVersionsResponse\x12P\n" +
-	"\rUpdateVersion\x12\x1e.vmapp.v1.UpdateVersionRequest\x1a\x1f.vmapp.v1.UpdateVersionResponse\x12P\n" +
-	"\rDeleteVersion\x12\x1e.vmapp.v1.DeleteVersionRequest\x1a\x1f.vmapp.v1.DeleteVersionResponse\x12J\n" +
-	"\vListRegions\x12\x1c.vmapp.v1.ListRegionsRequest\x1a\x1d.vmapp.v1.ListRegionsResponseB/Z-github.com/vmapp/vmapp/proto/vmapp/v1;vmappv1b\x06proto3"
+	"GetVersion\x12\x1b.vmapp.v1.GetVersionRequest\x1a\x1c.vmapp.v1.GetVersionResponse\"J\x82\xd3\xe4\x93\x02D\x12B/galleries/{gallery}/applications/{application}/versions/{version}\x12\x8f\x01\n" +
+	"\fListVersions\x12\x1d.vmapp.v1.ListVersionsRequest\x1a\x1e.vmapp.v1.ListVersionsResponse\"@\x82\xd3\xe4\x93\x02:\x128/galleries/{gallery}/applications/{application}/versions\x12\xba\x01\n" +
+	"\rUpdateVersion\x12\x1e.vmapp.v1.UpdateVersionRequest\x1a\x1f.vmapp.v1.UpdateVersionResponse\"h\x82\xd3\xe4\x93\x02b:\aversion2W/galleries/{version.gallery}/applications/{version.application}/versions/{version.name}\x12\x9c\x01\n" +
+	"\rDeleteVersion\x12\x1e.vmapp.v1.DeleteVersionRequest\x1a\x1f.vmapp.v1.DeleteVersionResponse\"J\x82\xd3\xe4\x93\x02D*B/galleries/{gallery}/applications/{application}/versions/{version}\x12^\n" +
+	"\vListRegions\x12\x1c.vmapp.v1.ListRegionsRequest\x1a\x1d.vmapp.v1.ListRegionsResponse\"\x12\x82\xd3\xe4\x93\x02\f\x12\n" +
+	"/locationsB/Z-github.com/vmapp/vmapp/proto/vmapp/v1;vmappv1b\x06proto3"
 
 var (
 	file_vmapp_v1_catalog_proto_rawDescOnce sync.Once

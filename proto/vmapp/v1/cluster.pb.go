@@ -7,13 +7,13 @@
 package vmappv1
 
 import (
-	reflect "reflect"
-	sync "sync"
-	unsafe "unsafe"
-
+	_ "google.golang.org/genproto/googleapis/api/annotations"
 	protoreflect "google.golang.org/protobuf/reflect/protoreflect"
 	protoimpl "google.golang.org/protobuf/runtime/protoimpl"
 	timestamppb "google.golang.org/protobuf/types/known/timestamppb"
+	reflect "reflect"
+	sync "sync"
+	unsafe "unsafe"
 )
 
 const (
@@ -1056,7 +1056,7 @@ var File_vmapp_v1_cluster_proto protoreflect.FileDescriptor
 
 const file_vmapp_v1_cluster_proto_rawDesc = "" +
 	"\n" +
-	"\x16vmapp/v1/cluster.proto\x12\bvmapp.v1\x1a\x1fgoogle/protobuf/timestamp.proto\"\x19\n" +
+	"\x16vmapp/v1/cluster.proto\x12\bvmapp.v1\x1a\x1cgoogle/api/annotations.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\x19\n" +
 	"\x17GetClusterStatusRequest\"K\n" +
 	"\x18GetClusterStatusResponse\x12/\n" +
 	"\x06status\x18\x01 \x01(\v2\x17.vmapp.v1.ClusterStatusR\x06status\"\xcf\x01\n" +
@@ -1118,9 +1118,10 @@ const file_vmapp_v1_cluster_proto_rawDesc = "" +
 	"\x06status\x18\x01 \x01(\v2\x17.vmapp.v1.ClusterStatusR\x06status\"\x12\n" +
 	"\x10ReadIndexRequest\")\n" +
 	"\x11ReadIndexResponse\x12\x14\n" +
-	"\x05index\x18\x01 \x01(\x04R\x05index2\xc5\x02\n" +
-	"\x0eClusterService\x12Y\n" +
-	"\x10GetClusterStatus\x12!.vmapp.v1.GetClusterStatusRequest\x1a\".vmapp.v1.GetClusterStatusResponse\x12>\n" +
+	"\x05index\x18\x01 \x01(\x04R\x05index2\xd7\x02\n" +
+	"\x0eClusterService\x12k\n" +
+	"\x10GetClusterStatus\x12!.vmapp.v1.GetClusterStatusRequest\x1a\".vmapp.v1.GetClusterStatusResponse\"\x10\x82\xd3\xe4\x93\x02\n" +
+	"\x12\b/cluster\x12>\n" +
 	"\aAddNode\x12\x18.vmapp.v1.AddNodeRequest\x1a\x19.vmapp.v1.AddNodeResponse\x12G\n" +
 	"\n" +
 	"RemoveNode\x12\x1b.vmapp.v1.RemoveNodeRequest\x1a\x1c.vmapp.v1.RemoveNodeResponse\x12O\n" +

@@ -7,14 +7,14 @@
 package vmappv1
 
 import (
-	reflect "reflect"
-	sync "sync"
-	unsafe "unsafe"
-
+	_ "google.golang.org/genproto/googleapis/api/annotations"
 	protoreflect "google.golang.org/protobuf/reflect/protoreflect"
 	protoimpl "google.golang.org/protobuf/runtime/protoimpl"
 	durationpb "google.golang.org/protobuf/types/known/durationpb"
 	timestamppb "google.golang.org/protobuf/types/known/timestamppb"
+	reflect "reflect"
+	sync "sync"
+	unsafe "unsafe"
 )
 
 const (
@@ -3156,7 +3156,7 @@ var File_vmapp_v1_fleet_proto protoreflect.FileDescriptor
 
 const file_vmapp_v1_fleet_proto_rawDesc = "" +
 	"\n" +
-	"\x14vmapp/v1/fleet.proto\x12\bvmapp.v1\x1a\x1egoogle/protobuf/duration.proto\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x16vmapp/v1/catalog.proto\x1a\x16vmapp/v1/signing.proto\"\xcc\x03\n" +
+	"\x14vmapp/v1/fleet.proto\x12\bvmapp.v1\x1a\x1cgoogle/api/annotations.proto\x1a\x1egoogle/protobuf/duration.proto\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x16vmapp/v1/catalog.proto\x1a\x16vmapp/v1/signing.proto\"\xcc\x03\n" +
 	"\aMachine\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x12\x16\n" +
 	"\x06region\x18\x02 \x01(\tR\x06region\x12\x17\n" +
@@ -3403,22 +3403,24 @@ const file_vmapp_v1_fleet_proto_rawDesc = "" +
 	"\x19ReportActionResultRequest\x12\x18\n" +
 	"\amachine\x18\x01 \x01(\tR\amachine\x12%\n" +
 	"\x03run\x18\x02 \x01(\v2\x13.vmapp.v1.ActionRunR\x03run\"\x1c\n" +
-	"\x1aReportActionResultResponse2\x94\v\n" +
-	"\fFleetService\x12P\n" +
-	"\rCreateMachine\x12\x1e.vmapp.v1.CreateMachineRequest\x1a\x1f.vmapp.v1.CreateMachineResponse\x12G\n" +
+	"\x1aReportActionResultResponse2\xc2\x11\n" +
+	"\fFleetService\x12{\n" +
+	"\rCreateMachine\x12\x1e.vmapp.v1.CreateMachineRequest\x1a\x1f.vmapp.v1.CreateMachineResponse\")\x82\xd3\xe4\x93\x02#:\amachine\x1a\x18/machines/{machine.name}\x12a\n" +
 	"\n" +
-	"GetMachine\x12\x1b.vmapp.v1.GetMachineRequest\x1a\x1c.vmapp.v1.GetMachineResponse\x12M\n" +
-	"\fListMachines\x12\x1d.vmapp.v1.ListMachinesRequest\x1a\x1e.vmapp.v1.ListMachinesResponse\x12P\n" +
-	"\rDeleteMachine\x12\x1e.vmapp.v1.DeleteMachineRequest\x1a\x1f.vmapp.v1.DeleteMachineResponse\x12S\n" +
-	"\x0eCreateScaleSet\x12\x1f.vmapp.v1.CreateScaleSetRequest\x1a .vmapp.v1.CreateScaleSetResponse\x12J\n" +
-	"\vGetScaleSet\x12\x1c.vmapp.v1.GetScaleSetRequest\x1a\x1d.vmapp.v1.GetScaleSetResponse\x12P\n" +
-	"\rListScaleSets\x12\x1e.vmapp.v1.ListScaleSetsRequest\x1a\x1f.vmapp.v1.ListScaleSetsResponse\x12S\n" +
-	"\x0eDeleteScaleSet\x12\x1f.vmapp.v1.DeleteScaleSetRequest\x1a .vmapp.v1.DeleteScaleSetResponse\x12S\n" +
-	"\x0eSetApplication\x12\x1f.vmapp.v1.SetApplicationRequest\x1a .vmapp.v1.SetApplicationResponse\x12\\\n" +
-	"\x11RemoveApplication\x12\".vmapp.v1.RemoveApplicationRequest\x1a#.vmapp.v1.RemoveApplicationResponse\x12Y\n" +
-	"\x10RetryApplication\x12!.vmapp.v1.RetryApplicationRequest\x1a\".vmapp.v1.RetryApplicationResponse\x12P\n" +
-	"\rListInventory\x12\x1e.vmapp.v1.ListInventoryRequest\x1a\x1f.vmapp.v1.ListInventoryResponse\x12U\n" +
-	"\x0eWatchGoalState\x12\x1f.vmapp.v1.WatchGoalStateRequest\x1a .vmapp.v1.WatchGoalStateResponse0\x01\x12M\n" +
+	"GetMachine\x12\x1b.vmapp.v1.GetMachineRequest\x1a\x1c.vmapp.v1.GetMachineResponse\"\x18\x82\xd3\xe4\x93\x02\x12\x12\x10/machines/{name}\x12`\n" +
+	"\fListMachines\x12\x1d.vmapp.v1.ListMachinesRequest\x1a\x1e.vmapp.v1.ListMachinesResponse\"\x11\x82\xd3\xe4\x93\x02\v\x12\t/machines\x12j\n" +
+	"\rDeleteMachine\x12\x1e.vmapp.v1.DeleteMachineRequest\x1a\x1f.vmapp.v1.DeleteMachineResponse\"\x18\x82\xd3\xe4\x93\x02\x12*\x10/machines/{name}\x12\x83\x01\n" +
+	"\x0eCreateScaleSet\x12\x1f.vmapp.v1.CreateScaleSetRequest\x1a .vmapp.v1.CreateScaleSetResponse\".\x82\xd3\xe4\x93\x02(:\tscale_set\x1a\x1b/scaleSets/{scale_set.name}\x12e\n" +
+	"\vGetScaleSet\x12\x1c.vmapp.v1.GetScaleSetRequest\x1a\x1d.vmapp.v1.GetScaleSetResponse\"\x19\x82\xd3\xe4\x93\x02\x13\x12\x11/scaleSets/{name}\x12d\n" +
+	"\rListScaleSets\x12\x1e.vmapp.v1.ListScaleSetsRequest\x1a\x1f.vmapp.v1.ListScaleSetsResponse\"\x12\x82\xd3\xe4\x93\x02\f\x12\n" +
+	"/scaleSets\x12n\n" +
+	"\x0eDeleteScaleSet\x12\x1f.vmapp.v1.DeleteScaleSetRequest\x1a .vmapp.v1.DeleteScaleSetResponse\"\x19\x82\xd3\xe4\x93\x02\x13*\x11/scaleSets/{name}\x12\xf4\x01\n" +
+	"\x0eSetApplication\x12\x1f.vmapp.v1.SetApplicationRequest\x1a .vmapp.v1.SetApplicationResponse\"\x9e\x01\x82\xd3\xe4\x93\x02\x97\x01:\vapplicationZL:\vapplication\"=/scaleSets/{target.scale_set}/applicationProfile/applications\":/machines/{target.machine}/applicationProfile/applications\x12\x87\x02\n" +
+	"\x11RemoveApplication\x12\".vmapp.v1.RemoveApplicationRequest\x1a#.vmapp.v1.RemoveApplicationResponse\"\xa8\x01\x82\xd3\xe4\x93\x02\xa1\x01ZQ*O/scaleSets/{target.scale_set}/applicationProfile/applications/{application=*/*}*L/machines/{target.machine}/applicationProfile/applications/{application=*/*}\x12\x90\x02\n" +
+	"\x10RetryApplication\x12!.vmapp.v1.RetryApplicationRequest\x1a\".vmapp.v1.RetryApplicationResponse\"\xb4\x01\x82\xd3\xe4\x93\x02\xad\x01ZW\"U/scaleSets/{target.scale_set}/applicationProfile/applications/{application=*/*}/retry\"R/machines/{target.machine}/applicationProfile/applications/{application=*/*}/retry\x12d\n" +
+	"\rListInventory\x12\x1e.vmapp.v1.ListInventoryRequest\x1a\x1f.vmapp.v1.ListInventoryResponse\"\x12\x82\xd3\xe4\x93\x02\f\x12\n" +
+	"/inventory\x12|\n" +
+	"\x0eWatchGoalState\x12\x1f.vmapp.v1.WatchGoalStateRequest\x1a .vmapp.v1.WatchGoalStateResponse\"%\x82\xd3\xe4\x93\x02\x1f\x12\x1d/machines/{machine}/goalState0\x01\x12M\n" +
 	"\fReportStatus\x12\x1d.vmapp.v1.ReportStatusRequest\x1a\x1e.vmapp.v1.ReportStatusResponse\x12D\n" +
 	"\tRunAction\x12\x1a.vmapp.v1.RunActionRequest\x1a\x1b.vmapp.v1.RunActionResponse\x12S\n" +
 	"\x0eListActionRuns\x12\x1f.vmapp.v1.ListActionRunsRequest\x1a .vmapp.v1.ListActionRunsResponse\x12_\n" +

@@ -7,12 +7,12 @@
 package vmappv1
 
 import (
+	_ "google.golang.org/genproto/googleapis/api/annotations"
+	protoreflect "google.golang.org/protobuf/reflect/protoreflect"
+	protoimpl "google.golang.org/protobuf/runtime/protoimpl"
 	reflect "reflect"
 	sync "sync"
 	unsafe "unsafe"
-
-	protoreflect "google.golang.org/protobuf/reflect/protoreflect"
-	protoimpl "google.golang.org/protobuf/runtime/protoimpl"
 )
 
 const (
@@ -341,7 +341,7 @@ var File_vmapp_v1_replication_proto protoreflect.FileDescriptor
 
 const file_vmapp_v1_replication_proto_rawDesc = "" +
 	"\n" +
-	"\x1avmapp/v1/replication.proto\x12\bvmapp.v1\x1a\x16vmapp/v1/catalog.proto\"o\n" +
+	"\x1avmapp/v1/replication.proto\x12\bvmapp.v1\x1a\x1cgoogle/api/annotations.proto\x1a\x16vmapp/v1/catalog.proto\"o\n" +
 	"\x17WatchReplicationRequest\x12\x18\n" +
 	"\agallery\x18\x01 \x01(\tR\agallery\x12 \n" +
 	"\vapplication\x18\x02 \x01(\tR\vapplication\x12\x18\n" +
@@ -362,10 +362,10 @@ const file_vmapp_v1_replication_proto_rawDesc = "" +
 	"\x06region\x18\x01 \x01(\tR\x06region\x12\x18\n" +
 	"\areplica\x18\x02 \x01(\x05R\areplica\x12\x1a\n" +
 	"\bartifact\x18\x03 \x01(\tR\bartifact\x12\x18\n" +
-	"\aproblem\x18\x04 \x01(\tR\aproblem2\xc3\x01\n" +
-	"\x12ReplicationService\x12[\n" +
-	"\x10WatchReplication\x12!.vmapp.v1.WatchReplicationRequest\x1a\".vmapp.v1.WatchReplicationResponse0\x01\x12P\n" +
-	"\rRepairVersion\x12\x1e.vmapp.v1.RepairVersionRequest\x1a\x1f.vmapp.v1.RepairVersionResponseB/Z-github.com/vmapp/vmapp/proto/vmapp/v1;vmappv1b\x06proto3"
+	"\aproblem\x18\x04 \x01(\tR\aproblem2\xf9\x02\n" +
+	"\x12ReplicationService\x12\xb9\x01\n" +
+	"\x10WatchReplication\x12!.vmapp.v1.WatchReplicationRequest\x1a\".vmapp.v1.WatchReplicationResponse\"\\\x82\xd3\xe4\x93\x02V\x12T/galleries/{gallery}/applications/{application}/versions/{version}/replicationStatus0\x01\x12\xa6\x01\n" +
+	"\rRepairVersion\x12\x1e.vmapp.v1.RepairVersionRequest\x1a\x1f.vmapp.v1.RepairVersionResponse\"T\x82\xd3\xe4\x93\x02N:\x01*\"I/galleries/{gallery}/applications/{application}/versions/{version}/repairB/Z-github.com/vmapp/vmapp/proto/vmapp/v1;vmappv1b\x06proto3"
 
 var (
 	file_vmapp_v1_replication_proto_rawDescOnce sync.Once

@@ -7,13 +7,13 @@
 package vmappv1
 
 import (
-	reflect "reflect"
-	sync "sync"
-	unsafe "unsafe"
-
+	_ "google.golang.org/genproto/googleapis/api/annotations"
 	protoreflect "google.golang.org/protobuf/reflect/protoreflect"
 	protoimpl "google.golang.org/protobuf/runtime/protoimpl"
 	timestamppb "google.golang.org/protobuf/types/known/timestamppb"
+	reflect "reflect"
+	sync "sync"
+	unsafe "unsafe"
 )
 
 const (
@@ -1441,7 +1441,7 @@ var File_vmapp_v1_signing_proto protoreflect.FileDescriptor
 
 const file_vmapp_v1_signing_proto_rawDesc = "" +
 	"\n" +
-	"\x16vmapp/v1/signing.proto\x12\bvmapp.v1\x1a\x1fgoogle/protobuf/timestamp.proto\"\xdc\x01\n" +
+	"\x16vmapp/v1/signing.proto\x12\bvmapp.v1\x1a\x1cgoogle/api/annotations.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\xdc\x01\n" +
 	"\x11VersionSignatures\x12\x16\n" +
 	"\x06tenant\x18\x01 \x01(\tR\x06tenant\x12\x1a\n" +
 	"\bsequence\x18\x02 \x01(\x04R\bsequence\x12;\n" +
@@ -1554,16 +1554,16 @@ const file_vmapp_v1_signing_proto_rawDesc = "" +
 	"signatures\x18\x03 \x03(\tR\n" +
 	"signatures\"I\n" +
 	"\x18RevokeTrustedKeyResponse\x12-\n" +
-	"\x06policy\x18\x01 \x01(\v2\x15.vmapp.v1.TrustPolicyR\x06policy2\xe5\x05\n" +
-	"\x0eSigningService\x12J\n" +
-	"\vSignVersion\x12\x1c.vmapp.v1.SignVersionRequest\x1a\x1d.vmapp.v1.SignVersionResponse\x12e\n" +
-	"\x14GetVersionSignatures\x12%.vmapp.v1.GetVersionSignaturesRequest\x1a&.vmapp.v1.GetVersionSignaturesResponse\x12S\n" +
-	"\x0eGetTrustPolicy\x12\x1f.vmapp.v1.GetTrustPolicyRequest\x1a .vmapp.v1.GetTrustPolicyResponse\x12P\n" +
-	"\rAddTrustedKey\x12\x1e.vmapp.v1.AddTrustedKeyRequest\x1a\x1f.vmapp.v1.AddTrustedKeyResponse\x12Y\n" +
-	"\x10RemoveTrustedKey\x12!.vmapp.v1.RemoveTrustedKeyRequest\x1a\".vmapp.v1.RemoveTrustedKeyResponse\x12h\n" +
-	"\x15SetRequiredSignatures\x12&.vmapp.v1.SetRequiredSignaturesRequest\x1a'.vmapp.v1.SetRequiredSignaturesResponse\x12Y\n" +
-	"\x10RotateTrustedKey\x12!.vmapp.v1.RotateTrustedKeyRequest\x1a\".vmapp.v1.RotateTrustedKeyResponse\x12Y\n" +
-	"\x10RevokeTrustedKey\x12!.vmapp.v1.RevokeTrustedKeyRequest\x1a\".vmapp.v1.RevokeTrustedKeyResponseB/Z-github.com/vmapp/vmapp/proto/vmapp/v1;vmappv1b\x06proto3"
+	"\x06policy\x18\x01 \x01(\v2\x15.vmapp.v1.TrustPolicyR\x06policy2\xd6\t\n" +
+	"\x0eSigningService\x12\xa4\x01\n" +
+	"\vSignVersion\x12\x1c.vmapp.v1.SignVersionRequest\x1a\x1d.vmapp.v1.SignVersionResponse\"X\x82\xd3\xe4\x93\x02R:\x01*\"M/galleries/{gallery}/applications/{application}/versions/{version}/signatures\x12\xbc\x01\n" +
+	"\x14GetVersionSignatures\x12%.vmapp.v1.GetVersionSignaturesRequest\x1a&.vmapp.v1.GetVersionSignaturesResponse\"U\x82\xd3\xe4\x93\x02O\x12M/galleries/{gallery}/applications/{application}/versions/{version}/signatures\x12}\n" +
+	"\x0eGetTrustPolicy\x12\x1f.vmapp.v1.GetTrustPolicyRequest\x1a .vmapp.v1.GetTrustPolicyResponse\"(\x82\xd3\xe4\x93\x02\"\x12 /galleries/{gallery}/trustPolicy\x12\x82\x01\n" +
+	"\rAddTrustedKey\x12\x1e.vmapp.v1.AddTrustedKeyRequest\x1a\x1f.vmapp.v1.AddTrustedKeyResponse\"0\x82\xd3\xe4\x93\x02*:\x01*\"%/galleries/{gallery}/trustPolicy/keys\x12\x8e\x01\n" +
+	"\x10RemoveTrustedKey\x12!.vmapp.v1.RemoveTrustedKeyRequest\x1a\".vmapp.v1.RemoveTrustedKeyResponse\"3\x82\xd3\xe4\x93\x02-*+/galleries/{gallery}/trustPolicy/keys/{key}\x12\xa8\x01\n" +
+	"\x15SetRequiredSignatures\x12&.vmapp.v1.SetRequiredSignaturesRequest\x1a'.vmapp.v1.SetRequiredSignaturesResponse\">\x82\xd3\xe4\x93\x028:\x01*\x1a3/galleries/{gallery}/trustPolicy/requiredSignatures\x12\x8d\x01\n" +
+	"\x10RotateTrustedKey\x12!.vmapp.v1.RotateTrustedKeyRequest\x1a\".vmapp.v1.RotateTrustedKeyResponse\"2\x82\xd3\xe4\x93\x02,:\x01*\"'/galleries/{gallery}/trustPolicy/rotate\x12\x8d\x01\n" +
+	"\x10RevokeTrustedKey\x12!.vmapp.v1.RevokeTrustedKeyRequest\x1a\".vmapp.v1.RevokeTrustedKeyResponse\"2\x82\xd3\xe4\x93\x02,:\x01*\"'/galleries/{gallery}/trustPolicy/revokeB/Z-github.com/vmapp/vmapp/proto/vmapp/v1;vmappv1b\x06proto3"
 
 var (
 	file_vmapp_v1_signing_proto_rawDescOnce sync.Once

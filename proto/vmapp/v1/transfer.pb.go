@@ -7,13 +7,13 @@
 package vmappv1
 
 import (
-	reflect "reflect"
-	sync "sync"
-	unsafe "unsafe"
-
+	_ "google.golang.org/genproto/googleapis/api/annotations"
 	protoreflect "google.golang.org/protobuf/reflect/protoreflect"
 	protoimpl "google.golang.org/protobuf/runtime/protoimpl"
 	timestamppb "google.golang.org/protobuf/types/known/timestamppb"
+	reflect "reflect"
+	sync "sync"
+	unsafe "unsafe"
 )
 
 const (
@@ -658,7 +658,7 @@ var File_vmapp_v1_transfer_proto protoreflect.FileDescriptor
 
 const file_vmapp_v1_transfer_proto_rawDesc = "" +
 	"\n" +
-	"\x17vmapp/v1/transfer.proto\x12\bvmapp.v1\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x16vmapp/v1/catalog.proto\"\xcd\x01\n" +
+	"\x17vmapp/v1/transfer.proto\x12\bvmapp.v1\x1a\x1cgoogle/api/annotations.proto\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x16vmapp/v1/catalog.proto\"\xcd\x01\n" +
 	"\x12BeginUploadRequest\x12\x18\n" +
 	"\agallery\x18\x01 \x01(\tR\agallery\x12 \n" +
 	"\vapplication\x18\x02 \x01(\tR\vapplication\x12\x18\n" +
@@ -712,12 +712,12 @@ const file_vmapp_v1_transfer_proto_rawDesc = "" +
 	"\fArtifactKind\x12\x1d\n" +
 	"\x19ARTIFACT_KIND_UNSPECIFIED\x10\x00\x12\x19\n" +
 	"\x15ARTIFACT_KIND_PACKAGE\x10\x01\x12\x1f\n" +
-	"\x1bARTIFACT_KIND_CONFIGURATION\x10\x022\xa5\x02\n" +
+	"\x1bARTIFACT_KIND_CONFIGURATION\x10\x022\xfc\x02\n" +
 	"\x0fTransferService\x12J\n" +
 	"\vBeginUpload\x12\x1c.vmapp.v1.BeginUploadRequest\x1a\x1d.vmapp.v1.BeginUploadResponse\x12=\n" +
 	"\x06Upload\x12\x17.vmapp.v1.UploadRequest\x1a\x18.vmapp.v1.UploadResponse(\x01\x12J\n" +
-	"\vAbortUpload\x12\x1c.vmapp.v1.AbortUploadRequest\x1a\x1d.vmapp.v1.AbortUploadResponse\x12;\n" +
-	"\x06Import\x12\x17.vmapp.v1.ImportRequest\x1a\x18.vmapp.v1.ImportResponseB/Z-github.com/vmapp/vmapp/proto/vmapp/v1;vmappv1b\x06proto3"
+	"\vAbortUpload\x12\x1c.vmapp.v1.AbortUploadRequest\x1a\x1d.vmapp.v1.AbortUploadResponse\x12\x91\x01\n" +
+	"\x06Import\x12\x17.vmapp.v1.ImportRequest\x1a\x18.vmapp.v1.ImportResponse\"T\x82\xd3\xe4\x93\x02N:\x01*\"I/galleries/{gallery}/applications/{application}/versions/{version}/importB/Z-github.com/vmapp/vmapp/proto/vmapp/v1;vmappv1b\x06proto3"
 
 var (
 	file_vmapp_v1_transfer_proto_rawDescOnce sync.Once
