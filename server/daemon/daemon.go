@@ -80,6 +80,9 @@ type Config struct {
 	// HealthInterval is how often the data directory and the stores are
 	// checked for the health service (0: DefaultHealthInterval).
 	HealthInterval time.Duration
+	// HTTPListen (--http-listen) is the HTTP address the web console is
+	// served on (/ui/), with the API's TLS; "" disables.
+	HTTPListen string
 	// DrainDelay is how long vmappd, told to stop, keeps serving with its
 	// health NOT_SERVING before it stops taking calls, so that load
 	// balancers see it go first (0: it stops at once).
@@ -134,6 +137,7 @@ type Daemon struct {
 	log        *slog.Logger
 	tls        *tls.Config
 	lis        net.Listener
+	httpLis    net.Listener // nil without --http-listen
 }
 
 // New opens the state in c.DataDir (and the raft node, in a cluster),
@@ -180,6 +184,11 @@ func New(ctx context.Context, c Config) (*Daemon, error) {
 	if d.lis, err = net.Listen("tcp", c.Listen); err != nil {
 		d.State.Close()
 		return nil, fmt.Errorf("listen on %s for gRPC: %w", c.Listen, err)
+	}
+	if err := d.listenHTTP(); err != nil {
+		d.lis.Close()
+		d.State.Close()
+		return nil, err
 	}
 	d.wire()
 	if d.Grants, err = grantSigner(c); err != nil {
@@ -263,6 +272,9 @@ func (d *Daemon) Addr() net.Addr { return d.lis.Addr() }
 // when it returns.
 func (d *Daemon) Close() error {
 	d.lis.Close()
+	if d.httpLis != nil {
+		d.httpLis.Close()
+	}
 	if d.Node != nil {
 		d.Node.Shutdown()
 	}
@@ -306,7 +318,7 @@ func (d *Daemon) Serve(ctx context.Context) error {
 	defer d.Close()
 	c, log, reg := d.Config, d.log, d.Registry
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}), buildinfo.Collector())
-	d.GRPC = d.grpcServer()
+	d.GRPC = d.grpcServer(true)
 	d.health.serve(slices.Collect(maps.Keys(d.GRPC.GetServiceInfo())))
 	transport := logTransport(log, d.lis.Addr(), d.tls)
 	var metricsSrv *http.Server
@@ -330,6 +342,13 @@ func (d *Daemon) Serve(ctx context.Context) error {
 		log.Info("metrics listening", "addr", mlis.Addr().String())
 	}
 
+	web, err := d.startHTTP()
+	if err != nil {
+		if metricsSrv != nil {
+			metricsSrv.Close()
+		}
+		return err
+	}
 	g, gctx := errgroup.WithContext(ctx)
 	d.Stores.EnsureBuckets(gctx, log)
 	if d.Node == nil {
@@ -351,6 +370,7 @@ func (d *Daemon) Serve(ctx context.Context) error {
 		if metricsSrv != nil {
 			metricsSrv.Close()
 		}
+		web.stop()
 		return nil
 	})
 	g.Go(func() error {
@@ -360,7 +380,7 @@ func (d *Daemon) Serve(ctx context.Context) error {
 		}
 		return d.GRPC.Serve(d.lis)
 	})
-	err := g.Wait()
+	err = g.Wait()
 	log.Info("vmappd stopped")
 	return err
 }
@@ -377,11 +397,17 @@ func (d *Daemon) drain() {
 	}
 }
 
-// grpcServer builds the gRPC server of every service.
-func (d *Daemon) grpcServer() *grpc.Server {
+// grpcServer builds the gRPC server of every service: the API's (public:
+// on the --listen listener, with its TLS and metrics), or the console's
+// in-process one (plaintext on a private Unix socket, its calls not in the
+// gRPC metrics), with the same services and interceptors.
+func (d *Daemon) grpcServer(public bool) *grpc.Server {
 	o := server.Options{State: d.State, Store: d.Catalog, Topology: d.Topology, Ingest: d.Ingest, Replicator: d.Replicator, Stores: d.Stores.Get,
 		URLExpiry: d.Config.URLExpiry, ProxyDownloads: d.Config.ProxyDownloads, Fleet: d.Fleet, Signing: d.Signing, Auth: d.Auth, Tracker: d.Tracker, Grants: d.Grants, BindMachineCerts: d.Config.BindMachineCerts,
-		Logger: d.log, Registry: d.Registry, Creds: serverCreds(d.tls, d.log), Health: d.Health, Self: d.lis.Addr().String()}
+		Logger: d.log, Health: d.Health, Self: d.lis.Addr().String()}
+	if public {
+		o.Registry, o.Creds = d.Registry, serverCreds(d.tls, d.log)
+	}
 	if d.Node != nil {
 		o.Cluster, o.Peer, o.Serving = d.Node, d.Node.PeerServer(), d.Node.Serving
 	}

@@ -1,0 +1,91 @@
+package console
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+
+	"github.com/vmapp/vmapp/errs"
+	pb "github.com/vmapp/vmapp/proto/vmapp/v1"
+)
+
+// matrix is a version's replication as the page shows it: a row per
+// target region, a cell per replica.
+type matrix struct {
+	State   string
+	Regions []*pb.RegionalReplicationStatus
+}
+
+func matrixOf(s *pb.ReplicationStatus) matrix {
+	return matrix{State: s.GetAggregatedState(), Regions: s.GetSummary()}
+}
+
+// streamFunc serves an event stream for a signed-in person.
+type streamFunc func(w http.ResponseWriter, r *http.Request, s *session, send func(event string, data any) error) error
+
+// signedInStream serves server-sent events: 401 without a session (an
+// EventSource can't follow a redirect to sign in), and the stream's error
+// as a last "problem" event.
+func (c *Console) signedInStream(h streamFunc) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		s, err := c.sessionOf(r)
+		if err != nil {
+			http.Error(w, "sign in first: "+err.Error(), http.StatusUnauthorized)
+			return
+		}
+		fl := http.NewResponseController(w)
+		w.Header().Set("Content-Type", "text/event-stream")
+		w.Header().Set("Cache-Control", "no-store")
+		w.WriteHeader(http.StatusOK)
+		send := func(event string, data any) error {
+			b, err := json.Marshal(data)
+			if err != nil {
+				return err
+			}
+			if _, err := fmt.Fprintf(w, "event: %s\ndata: %s\n\n", event, b); err != nil {
+				return err
+			}
+			return fl.Flush()
+		}
+		if err := h(w, r, s, send); err != nil && r.Context().Err() == nil {
+			p, _ := explain(err)
+			send("problem", p)
+		}
+	})
+}
+
+// statusEvent is one update of the matrix.
+type statusEvent struct {
+	State string `json:"state"`
+	HTML  string `json:"html"`
+}
+
+// watchReplication streams the version's matrix as WatchReplication
+// reports changes, then "done" once every region is Completed or Failed.
+func (c *Console) watchReplication(_ http.ResponseWriter, r *http.Request, s *session, send func(string, any) error) error {
+	ctx := r.Context()
+	stream, err := c.repl.WatchReplication(s.ctx(ctx), &pb.WatchReplicationRequest{
+		Gallery: r.PathValue("gallery"), Application: r.PathValue("application"), Version: r.PathValue("version")})
+	if err != nil {
+		return err
+	}
+	for {
+		res, err := stream.Recv()
+		if errors.Is(err, io.EOF) {
+			return send("done", struct{}{})
+		}
+		if err != nil {
+			return errs.FromStatus(err)
+		}
+		m := matrixOf(res.Status)
+		html, err := c.fragment("version", "matrix", m)
+		if err != nil {
+			return err
+		}
+		if err := send("status", statusEvent{State: m.State, HTML: html}); err != nil {
+			return nil // the browser went away
+		}
+	}
+}
