@@ -51,6 +51,7 @@ var funcs = template.FuncMap{
 	"lower": strings.ToLower,
 	"path":  url.PathEscape,
 	"app":   appOf,
+	"int":   func(n int32) int { return int(n) },
 }
 
 // parsePages parses each page with the layout.

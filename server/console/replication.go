@@ -12,14 +12,39 @@ import (
 )
 
 // matrix is a version's replication as the page shows it: a row per
-// target region, a cell per replica.
+// target region, a column per replica index.
 type matrix struct {
 	State   string
-	Regions []*pb.RegionalReplicationStatus
+	Columns []int32 // replica indexes: 0 .. the most any region wants - 1
+	Rows    []matrixRow
+}
+
+type matrixRow struct {
+	*pb.RegionalReplicationStatus
+	// Cells holds each replica index's artifacts (package, configuration);
+	// empty past the region's count.
+	Cells [][]*pb.ReplicaStatus
 }
 
 func matrixOf(s *pb.ReplicationStatus) matrix {
-	return matrix{State: s.GetAggregatedState(), Regions: s.GetSummary()}
+	m := matrix{State: s.GetAggregatedState()}
+	width := int32(0)
+	for _, r := range s.GetSummary() {
+		width = max(width, r.ReplicasWanted)
+	}
+	for i := range width {
+		m.Columns = append(m.Columns, i)
+	}
+	for _, r := range s.GetSummary() {
+		row := matrixRow{RegionalReplicationStatus: r, Cells: make([][]*pb.ReplicaStatus, width)}
+		for _, rep := range r.Replicas {
+			if rep.Index < width {
+				row.Cells[rep.Index] = append(row.Cells[rep.Index], rep)
+			}
+		}
+		m.Rows = append(m.Rows, row)
+	}
+	return m
 }
 
 // streamFunc serves an event stream for a signed-in person.
