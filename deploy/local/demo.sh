@@ -24,6 +24,7 @@ NODES=()
 for i in $(seq "$CLUSTER"); do NODES+=("127.0.0.1:$((7441 + 2 * i))"); done
 VMAPPD_ADDR=$(IFS=,; echo "${NODES[*]}")
 METRICS_ADDR=127.0.0.1:7444
+CONSOLE_URL=https://127.0.0.1:8443/ui/
 # endpoint port -> console port; the same ports as regions.yaml.
 MINIO_PORTS=(9101 9102 9103 9104)
 CONSOLE_OFFSET=100
@@ -104,7 +105,7 @@ start_node() {
     args=(--node-id "n$i" --raft-listen "127.0.0.1:$((7541 + 2 * i))" --cluster-key "$STATE/cluster.key")
     [ "$i" = 1 ] || args+=(--join "${NODES[0]}")
   fi
-  "$BIN/vmappd" --data "$data" --listen "127.0.0.1:$port" --metrics "127.0.0.1:$((port + 1))" \
+  "$BIN/vmappd" --data "$data" --listen "127.0.0.1:$port" --metrics "127.0.0.1:$((port + 1))" --http-listen "127.0.0.1:$((port + 1000))" \
     --tls-cert "$CERTS/server.pem" --tls-key "$CERTS/server-key.pem" --tls-client-ca "$CERTS/ca.pem" --tls-bind-machines \
     --regions "$HERE/regions.yaml" "${args[@]}" >>"$log" 2>&1 &
   echo $! >"$STATE/vmappd-$i.pid"
@@ -308,6 +309,9 @@ if [ "$CLUSTER" != 1 ]; then
   run "$BIN/vmapp" cluster status
 fi
 
+bold "a token to sign in to the web console with: Contributor of the default tenant"
+VMAPP_TOKEN_FILE=$OPERATOR_TOKEN_FILE run "$BIN/vmapp" token create --name "demo console" --role contributor --secret-file "$STATE/console.token"
+
 cat <<EOF
 
 $(printf '\033[1m')The demo cluster is running.$(printf '\033[0m')
@@ -325,6 +329,10 @@ $(printf '\033[1m')The demo cluster is running.$(printf '\033[0m')
   Or save them as a context (~/.config/vmapp/config.yaml) once:
              $BIN/vmapp config set-context demo --server $VMAPPD_ADDR --token-file $OPERATOR_TOKEN_FILE \\
                --ca $VMAPP_CA --cert $VMAPP_CERT --key $VMAPP_KEY --use
+  Console:   $CONSOLE_URL  (the certificate is the development CA's, $CERTS/ca.pem:
+             trust it or accept the warning) sign in with the token
+             $(cat "$STATE/console.token")
+             (a Contributor's, also in $STATE/console.token; each node serves it on its port + 1000)
   Metrics:   curl -s http://$METRICS_ADDR/metrics | grep vmapp_replication_bytes_total
   Stop:      make down   (stops every process and removes $STATE)
 EOF
