@@ -150,7 +150,7 @@ func (r *consoleRig) signIn(ctx context.Context, credential string) {
 // screenshot saves the page as name.png in the screenshots' directory.
 func (r *consoleRig) screenshot(ctx context.Context, name string) {
 	r.t.Helper()
-	png := value(r, ctx, "screenshot "+name, chromedp.FullScreenshot(90))
+	png := value(r, ctx, "screenshot "+name, chromedp.FullScreenshot(100))
 	path := filepath.Join(r.shots, name+".png")
 	if err := os.WriteFile(path, png, 0o644); err != nil {
 		r.t.Fatal(err)

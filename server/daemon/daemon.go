@@ -319,12 +319,19 @@ func (d *Daemon) Serve(ctx context.Context) error {
 	c, log, reg := d.Config, d.log, d.Registry
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}), buildinfo.Collector())
 	d.GRPC = d.grpcServer(true)
+	// The console's in-process server is built before the health service
+	// is set: server.New marks it SERVING.
+	web, err := d.startHTTP()
+	if err != nil {
+		return err
+	}
 	d.health.serve(slices.Collect(maps.Keys(d.GRPC.GetServiceInfo())))
 	transport := logTransport(log, d.lis.Addr(), d.tls)
 	var metricsSrv *http.Server
 	if c.MetricsAddr != "" {
 		mlis, err := net.Listen("tcp", c.MetricsAddr)
 		if err != nil {
+			web.stop()
 			return fmt.Errorf("listen on %s for metrics: %w", c.MetricsAddr, err)
 		}
 		mux := http.NewServeMux()
@@ -342,13 +349,6 @@ func (d *Daemon) Serve(ctx context.Context) error {
 		log.Info("metrics listening", "addr", mlis.Addr().String())
 	}
 
-	web, err := d.startHTTP()
-	if err != nil {
-		if metricsSrv != nil {
-			metricsSrv.Close()
-		}
-		return err
-	}
 	g, gctx := errgroup.WithContext(ctx)
 	d.Stores.EnsureBuckets(gctx, log)
 	if d.Node == nil {

@@ -43,6 +43,8 @@ type Options struct {
 	Replicator     replicator.Options
 	URLExpiry      time.Duration
 	ProxyDownloads bool
+	// HTTP serves the web console on a loopback port (Daemon.HTTPAddr).
+	HTTP bool
 	// Front, when set, gives the endpoint URL the regions file names for
 	// endpoint i of region (a proxy in front of the MinIO at endpoint,
 	// say); nil names the MinIO.
@@ -103,6 +105,9 @@ func Start(t testing.TB, o Options) *Cluster {
 	os.Setenv("VMAPP_S3_SECRET_KEY", secret)
 	cfg := daemon.Config{DataDir: filepath.Join(dir, "data"), Listen: "127.0.0.1:0", RegionsFile: regions, PartSize: PartSize,
 		URLExpiry: o.URLExpiry, ProxyDownloads: o.ProxyDownloads, Replicator: o.Replicator}
+	if o.HTTP {
+		cfg.HTTPListen = "127.0.0.1:0"
+	}
 	if cfg.Replicator.RetryBase == 0 {
 		cfg.Replicator.RetryBase, cfg.Replicator.RetryMax = 100*time.Millisecond, 500*time.Millisecond
 	}
