@@ -143,8 +143,8 @@ func (r *consoleRig) signIn(ctx context.Context, credential string) {
 		chromedp.WaitVisible(chromedp.ID("token")),
 		chromedp.SendKeys(chromedp.ID("token"), credential),
 		chromedp.Submit(chromedp.ID("token")),
-		waitFor(`document.querySelector('h1') && document.querySelector('h1').textContent === 'Galleries'`),
 	)
+	r.afterNavigation(ctx, `document.readyState === 'complete' && document.querySelector('h1') !== null && document.querySelector('h1').textContent === 'Galleries'`)
 }
 
 // screenshot saves the page as name.png in the screenshots' directory.
@@ -215,6 +215,38 @@ func (r *consoleRig) machine(name, region string, refs ...string) {
 	r.t.Cleanup(func() { cmd.Process.Kill(); cmd.Wait() })
 }
 
+// step runs f as a subtest with the rig failing that subtest; a step that
+// fails ends the test (the next steps build on it).
+func (r *consoleRig) step(name string, f func(t *testing.T)) {
+	parent := r.t
+	ok := parent.Run(name, func(t *testing.T) {
+		r.t = t
+		defer func() { r.t = parent }()
+		f(t)
+	})
+	if !ok {
+		parent.FailNow()
+	}
+}
+
+// afterNavigation waits until expr is true in the page a click or a
+// submit is loading: a wait that the navigation cuts short is started
+// again on the new page.
+func (r *consoleRig) afterNavigation(ctx context.Context, expr string) {
+	r.t.Helper()
+	for {
+		err := chromedp.Do(ctx, waitFor(expr))
+		if err == nil {
+			return
+		}
+		// The protocol's errors of a page going away: -32000 (target
+		// navigated, execution context destroyed or not found).
+		if ctx.Err() != nil || !strings.Contains(err.Error(), "(-32000)") {
+			r.t.Fatalf("waiting for %s: %v", expr, err)
+		}
+	}
+}
+
 // TestConsoleInBrowser drives the web console with Debian's chromium
 // against the vmappd binary, a real MinIO and real agents: signing in, a
 // replication matrix that reaches Completed without a reload, the
@@ -227,14 +259,14 @@ func TestConsoleInBrowser(t *testing.T) {
 		&pb.TargetRegion{Name: "eastus"}, &pb.TargetRegion{Name: "westus", RegionalReplicaCount: &two})
 
 	contributor := r.browser()
-	t.Run("SignIn", func(t *testing.T) {
+	r.step("SignIn", func(t *testing.T) {
 		r.do(contributor, "a refused token",
 			chromedp.Navigate(r.ui+"machines"),
 			chromedp.WaitVisible(chromedp.ID("token")),
 			chromedp.SendKeys(chromedp.ID("token"), "tok_aaaaaaaaaaaaaaaaaaaa.not-the-secret"),
 			chromedp.Submit(chromedp.ID("token")),
-			chromedp.WaitVisible(chromedp.ID("signin-error")),
 		)
+		r.afterNavigation(contributor, `document.readyState === 'complete' && document.getElementById('signin-error') !== null`)
 		if msg := r.text(contributor, "#signin-error"); !strings.Contains(msg, "refused this token") {
 			t.Fatalf("a wrong token's message: %q", msg)
 		}
@@ -244,7 +276,7 @@ func TestConsoleInBrowser(t *testing.T) {
 		}
 	})
 
-	t.Run("ReplicationMatrixLive", func(t *testing.T) {
+	r.step("ReplicationMatrixLive", func(t *testing.T) {
 		version := r.ui + "galleries/g/applications/hello/versions/1.0.0"
 		r.do(contributor, "open the version before its package is uploaded",
 			chromedp.Navigate(version),
@@ -263,6 +295,9 @@ func TestConsoleInBrowser(t *testing.T) {
 		if mark := value(r, contributor, "the mark", chromedp.Evaluate[int](`window.stillTheSamePage`)); mark != 42 {
 			t.Fatal("the page was reloaded")
 		}
+		if facts := r.text(contributor, "#facts"); !strings.Contains(facts, "21 B, sha256") {
+			t.Fatalf("the version's facts were not updated with its package: %q", facts)
+		}
 		if westus := r.text(contributor, "#matrix tr[data-region=westus]"); !strings.Contains(westus, "2/2") || !strings.Contains(westus, "100%") {
 			t.Fatalf("westus's row: %q", westus)
 		}
@@ -270,7 +305,7 @@ func TestConsoleInBrowser(t *testing.T) {
 		r.screenshot(contributor, "console-replication")
 	})
 
-	t.Run("InventoryFailedMachine", func(t *testing.T) {
+	r.step("InventoryFailedMachine", func(t *testing.T) {
 		r.publish("broken", "1.0.0", `echo "cannot write /opt/broken: disk full" >&2; exit 3`, []byte("broken"), &pb.TargetRegion{Name: "eastus"})
 		r.waitCompleted("broken", "1.0.0")
 		r.machine("vm1", "eastus", "g/hello/1.0.0", "g/broken/1.0.0")
@@ -281,7 +316,9 @@ func TestConsoleInBrowser(t *testing.T) {
 			chromedp.WaitVisible(chromedp.ID("filter")),
 			chromedp.SetValue(chromedp.CSS("select[name=state]"), "Failed"),
 			chromedp.Click(chromedp.ID("filter")),
-			waitFor(`location.search.includes('state=Failed') && document.querySelector('table.inventory') !== null`),
+		)
+		r.afterNavigation(contributor, `location.search.includes('state=Failed') && document.readyState === 'complete' && document.querySelector('table.inventory') !== null`)
+		r.do(contributor, "open vm1's output tail",
 			chromedp.Click(chromedp.CSS("table.inventory tr[data-machine=vm1] summary")),
 			chromedp.WaitVisible(chromedp.CSS("table.inventory tr[data-machine=vm1] pre")),
 		)
@@ -302,7 +339,7 @@ func TestConsoleInBrowser(t *testing.T) {
 		r.do(contributor, "back to 1280x800", chromedp.EmulateViewport(1280, 800))
 	})
 
-	t.Run("ReaderSeesNoRepair", func(t *testing.T) {
+	r.step("ReaderSeesNoRepair", func(t *testing.T) {
 		reader := r.browser()
 		r.signIn(reader, r.reader)
 		r.do(reader, "the version as a Reader",
@@ -321,7 +358,7 @@ func TestConsoleInBrowser(t *testing.T) {
 		}
 	})
 
-	t.Run("CrossOriginPostRefused", func(t *testing.T) {
+	r.step("CrossOriginPostRefused", func(t *testing.T) {
 		res := r.post(r.contributor, "galleries/g/applications/hello/versions/1.0.0/repair", "http://elsewhere.example/")
 		if res.code != http.StatusForbidden {
 			t.Fatalf("a cross-origin repair: %d\n%s", res.code, res.body)

@@ -1,6 +1,7 @@
 package console
 
 import (
+	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -81,18 +82,20 @@ func (c *Console) signedInStream(h streamFunc) http.Handler {
 	})
 }
 
-// statusEvent is one update of the matrix.
+// statusEvent is one update of the matrix, and of the version's facts
+// (its state and package change as it replicates).
 type statusEvent struct {
 	State string `json:"state"`
 	HTML  string `json:"html"`
+	Facts string `json:"facts"`
 }
 
 // watchReplication streams the version's matrix as WatchReplication
 // reports changes, then "done" once every region is Completed or Failed.
 func (c *Console) watchReplication(_ http.ResponseWriter, r *http.Request, s *session, send func(string, any) error) error {
-	ctx := r.Context()
-	stream, err := c.repl.WatchReplication(s.ctx(ctx), &pb.WatchReplicationRequest{
-		Gallery: r.PathValue("gallery"), Application: r.PathValue("application"), Version: r.PathValue("version")})
+	ctx := s.ctx(r.Context())
+	g, a, v := r.PathValue("gallery"), r.PathValue("application"), r.PathValue("version")
+	stream, err := c.repl.WatchReplication(ctx, &pb.WatchReplicationRequest{Gallery: g, Application: a, Version: v})
 	if err != nil {
 		return err
 	}
@@ -104,13 +107,28 @@ func (c *Console) watchReplication(_ http.ResponseWriter, r *http.Request, s *se
 		if err != nil {
 			return errs.FromStatus(err)
 		}
-		m := matrixOf(res.Status)
-		html, err := c.fragment("version", "matrix", m)
+		ev, err := c.statusEvent(ctx, g, a, v, res.Status)
 		if err != nil {
 			return err
 		}
-		if err := send("status", statusEvent{State: m.State, HTML: html}); err != nil {
+		if err := send("status", ev); err != nil {
 			return nil // the browser went away
 		}
 	}
+}
+
+// statusEvent renders the matrix of st and the version's facts as they
+// are now.
+func (c *Console) statusEvent(ctx context.Context, g, a, v string, st *pb.ReplicationStatus) (statusEvent, error) {
+	m := matrixOf(st)
+	ev := statusEvent{State: m.State}
+	res, err := c.catalog.GetVersion(ctx, &pb.GetVersionRequest{Gallery: g, Application: a, Version: v})
+	if err != nil {
+		return ev, err
+	}
+	if ev.HTML, err = c.fragment("version", "matrix", m); err != nil {
+		return ev, err
+	}
+	ev.Facts, err = c.fragment("version", "facts", res.Version)
+	return ev, err
 }

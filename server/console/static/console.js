@@ -9,10 +9,12 @@
   }
   const live = document.getElementById("live");
   const aggregate = document.getElementById("aggregate");
+  const facts = document.getElementById("facts");
   const es = new EventSource(box.dataset.watch);
   es.addEventListener("status", function (e) {
     const s = JSON.parse(e.data);
     box.innerHTML = s.html;
+    facts.innerHTML = s.facts;
     const badge = document.createElement("span");
     badge.className = "state state-" + s.state.toLowerCase();
     badge.textContent = s.state;
