@@ -131,7 +131,8 @@ test: minio test-tools
 
 # The signing tests check vmapp's signatures with the real minisign (the
 # system's package), deploy/systemd's test its units with systemd-analyze,
-# deploy/dist's the .rpm packages with rpm; they skip those checks, saying
+# deploy/dist's the .rpm packages with rpm, the web console's tests drive
+# Debian's chromium; they skip those checks, saying
 # so, without them.
 test-tools:
 	@if ! command -v minisign >/dev/null; then \
@@ -151,6 +152,12 @@ test-tools:
 	    echo "installing rpm (deploy/dist's test reads the .rpm packages)"; \
 	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq rpm >/dev/null; \
 	  else echo "rpm missing: deploy/dist's test doesn't read the .rpm packages"; fi; \
+	fi
+	@if ! command -v chromium >/dev/null; then \
+	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+	    echo "installing chromium (the web console's browser tests)"; \
+	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; \
+	  else echo "chromium missing: the web console's browser tests skip"; fi; \
 	fi
 
 test-short:

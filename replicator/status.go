@@ -1,6 +1,7 @@
 package replicator
 
 import (
+	"cmp"
 	"context"
 	"fmt"
 	"slices"
@@ -61,6 +62,7 @@ func (r *Replicator) status(v *pb.GalleryApplicationVersion, recs []*statepb.Rep
 				continue
 			}
 			n++
+			s.Replicas = append(s.Replicas, replicaStatus(rec))
 			s.BytesTotal += rec.SizeBytes
 			s.BytesDone += min(rec.BytesDone, rec.SizeBytes)
 			switch rec.Phase {
@@ -84,6 +86,7 @@ func (r *Replicator) status(v *pb.GalleryApplicationVersion, recs []*statepb.Rep
 				startedBytes += rec.BytesDone
 			}
 		}
+		sortReplicas(s.Replicas)
 		if s.BytesTotal > 0 {
 			s.Progress = int32(s.BytesDone * 100 / s.BytesTotal)
 		}
@@ -120,6 +123,36 @@ func (r *Replicator) status(v *pb.GalleryApplicationVersion, recs []*statepb.Rep
 		out.AggregatedState = pb.ReplicationInProgress
 	}
 	return out
+}
+
+// replicaStatus is a replica record as the API shows it.
+func replicaStatus(rec *statepb.Replica) *pb.ReplicaStatus {
+	r := &pb.ReplicaStatus{Index: rec.Index, Artifact: rec.Kind.Label(), BytesDone: min(rec.BytesDone, rec.SizeBytes), SizeBytes: rec.SizeBytes,
+		Endpoint: rec.Endpoint, Attempts: rec.Attempts, Details: cmp.Or(rec.Damage, rec.LastError)}
+	switch rec.Phase {
+	case statepb.ReplicaPhase_REPLICA_PHASE_COPYING:
+		r.State = "Copying"
+	case statepb.ReplicaPhase_REPLICA_PHASE_COMPLETED:
+		r.State, r.BytesDone = pb.ReplicationCompleted, rec.SizeBytes
+	case statepb.ReplicaPhase_REPLICA_PHASE_FAILED:
+		r.State = pb.ReplicationFailed
+	default:
+		r.State = "Pending"
+	}
+	if rec.Phase == statepb.ReplicaPhase_REPLICA_PHASE_COMPLETED {
+		r.Details = ""
+	}
+	if r.SizeBytes > 0 {
+		r.Progress = int32(r.BytesDone * 100 / r.SizeBytes)
+	}
+	return r
+}
+
+// sortReplicas orders a region's replicas by index, the package first.
+func sortReplicas(rs []*pb.ReplicaStatus) {
+	slices.SortFunc(rs, func(a, b *pb.ReplicaStatus) int {
+		return cmp.Or(cmp.Compare(a.Index, b.Index), cmp.Compare(b.Artifact, a.Artifact)) // "package" > "default configuration"
+	})
 }
 
 // serving reports whether region serves downloads of v: each of the

@@ -34,7 +34,7 @@ func rootCmd(stdout, stderr io.Writer) *cobra.Command {
 	var logFormat logformat.Format
 	var join string
 	cmd := &cobra.Command{
-		Use:   "vmappd --data DIR --regions FILE [--listen ADDR] [--metrics ADDR] [--tls-cert FILE --tls-key FILE [--tls-client-ca FILE [--tls-bind-machines]]] [--node-id ID --raft-listen ADDR --cluster-key FILE [--join ADDR,...] [--advertise ADDR] [--raft-advertise ADDR]]",
+		Use:   "vmappd --data DIR --regions FILE [--listen ADDR] [--http-listen ADDR] [--metrics ADDR] [--tls-cert FILE --tls-key FILE [--tls-client-ca FILE [--tls-bind-machines]]] [--node-id ID --raft-listen ADDR --cluster-key FILE [--join ADDR,...] [--advertise ADDR] [--raft-advertise ADDR]]",
 		Short: "the vmapp service: galleries, uploads, replication and the fleet API over gRPC",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
@@ -69,6 +69,7 @@ func rootCmd(stdout, stderr io.Writer) *cobra.Command {
 	flag := cmd.Flags()
 	flag.StringVar(&c.DataDir, "data", "", "directory holding vmappd's state (required)")
 	flag.StringVar(&c.Listen, "listen", "127.0.0.1:7443", "gRPC listen address")
+	flag.StringVar(&c.HTTPListen, "http-listen", "", "HTTP listen address of the web console (/ui/), with --tls-cert's TLS (empty: off)")
 	flag.StringVar(&c.MetricsAddr, "metrics", "", "Prometheus /metrics listen address (empty: off)")
 	flag.StringVar(&c.HTTPListen, "http-listen", "", "REST/JSON API listen address (same TLS and tokens as gRPC; /openapi.json; empty: off)")
 	flag.BoolVar(&c.Pprof, "pprof", false, "with --metrics: serve Go's profiles (/debug/pprof/) there too; that listener has no authentication")

@@ -328,6 +328,8 @@ func TestBadFlagsAndRegions(t *testing.T) {
 		{"negative drain delay", regionsYAML, []string{"--drain-delay", "-1s"}, "--drain-delay -1s: must not be negative"},
 		{"pprof without metrics", regionsYAML, []string{"--pprof"}, "--pprof serves on the --metrics listener: give --metrics ADDR too"},
 		{"port taken", regionsYAML, []string{"--listen", taken.Addr().String()}, "listen on " + taken.Addr().String()},
+		{"http port taken", regionsYAML, []string{"--listen", "127.0.0.1:0", "--http-listen", taken.Addr().String()}, "listen on " + taken.Addr().String() + " for HTTP (--http-listen)"},
+		{"http address not an address", regionsYAML, []string{"--listen", "127.0.0.1:0", "--http-listen", "nowhere"}, "listen on nowhere for HTTP (--http-listen)"},
 		{"tls cert without key", regionsYAML, []string{"--tls-cert", cert}, "--tls-cert and --tls-key go together"},
 		{"tls key without cert", regionsYAML, []string{"--tls-key", key}, "--tls-cert and --tls-key go together"},
 		{"client ca without tls", regionsYAML, []string{"--tls-client-ca", ca}, "--tls-client-ca needs --tls-cert and --tls-key"},

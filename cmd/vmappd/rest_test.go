@@ -11,20 +11,22 @@ import (
 	"time"
 )
 
-var restRE = regexp.MustCompile(`msg="REST API listening" addr=(\S+)`)
+var restRE = regexp.MustCompile(`msg="HTTP listening: the REST API, and the web console at /ui/" addr=(\S+)`)
 
 // TestRESTOverMutualTLS runs the real vmappd with mutual TLS and
 // --http-listen: the REST API takes the same certificates and tokens as
-// gRPC, over HTTP/2, refuses clients without a certificate of the CA and
-// plaintext, and refuses a machine credential bound to a certificate
-// (--tls-bind-machines): the gateway's in-process calls carry none.
+// gRPC, over HTTP/2; a client without a certificate is answered only with
+// a token (browsers sign in to the console on this listener), one with a
+// certificate of another CA not at all, plaintext not at all; a machine
+// credential bound to a certificate (--tls-bind-machines) is refused: the
+// gateway's in-process calls carry none.
 func TestRESTOverMutualTLS(t *testing.T) {
 	bin, f, dir, regions := tlsSetup(t)
 	p := start(t, bin, filepath.Join(dir, "data"), regions, "--tls-cert", f.path("server.pem"), "--tls-key", f.path("server-key.pem"),
 		"--tls-client-ca", f.path("ca.pem"), "--tls-bind-machines", "--http-listen", "127.0.0.1:0")
 	m := restRE.FindStringSubmatch(p.output())
 	if m == nil {
-		p.waitLog(t, `msg="REST API listening"`)
+		p.waitLog(t, `msg="HTTP listening`)
 		m = restRE.FindStringSubmatch(p.output())
 	}
 	base := "https://" + m[1]
@@ -69,10 +71,19 @@ func TestRESTOverMutualTLS(t *testing.T) {
 		t.Fatalf("the operator's certificate without a token: %v %v %v", resp, doc, err)
 	}
 
-	// Without a client certificate of the CA, or in plaintext: no answer
-	// from the API.
-	if _, _, err := call(httpsClient(""), "GET", "/locations", p.token, ""); err == nil {
-		t.Error("a client without a certificate was answered")
+	// Without a client certificate: the token decides. With one of another
+	// CA, or in plaintext: no answer from the API.
+	noCert := httpsClient("")
+	if resp, doc, err := call(noCert, "GET", "/locations", p.token, ""); err != nil || resp.StatusCode != http.StatusOK {
+		t.Errorf("a client without a certificate, with the operator's token: %v %v %v", resp, doc, err)
+	}
+	if resp, doc, err := call(noCert, "GET", "/locations", "", ""); err != nil || resp.StatusCode != http.StatusUnauthorized {
+		t.Errorf("a client without a certificate or a token: %v %v %v", resp, doc, err)
+	}
+	otherCA := &http.Client{Timeout: time.Minute, Transport: &http.Transport{ForceAttemptHTTP2: true,
+		TLSClientConfig: tlsConfig(t, f.path("ca.pem"), f.opath("operator.pem"), f.opath("operator-key.pem"))}}
+	if _, _, err := call(otherCA, "GET", "/locations", p.token, ""); err == nil {
+		t.Error("a client with a certificate of another CA was answered")
 	}
 	plain := &http.Client{Timeout: time.Minute}
 	if resp, err := plain.Get("http://" + m[1] + "/locations"); err == nil {

@@ -26,6 +26,7 @@ for i in $(seq "$CLUSTER"); do NODES+=("127.0.0.1:$((7441 + 2 * i))"); done
 VMAPPD_ADDR=$(IFS=,; echo "${NODES[*]}")
 METRICS_ADDR=127.0.0.1:7444
 REST_ADDR=127.0.0.1:8443
+CONSOLE_URL=https://127.0.0.1:8443/ui/
 # endpoint port -> console port; the same ports as regions.yaml.
 MINIO_PORTS=(9101 9102 9103 9104)
 CONSOLE_OFFSET=100
@@ -310,6 +311,9 @@ if [ "$CLUSTER" != 1 ]; then
   run "$BIN/vmapp" cluster status
 fi
 
+bold "a token to sign in to the web console with: Contributor of the default tenant"
+VMAPP_TOKEN_FILE=$OPERATOR_TOKEN_FILE run "$BIN/vmapp" token create --name "demo console" --role contributor --secret-file "$STATE/console.token"
+
 cat <<EOF
 
 $(printf '\033[1m')The demo cluster is running.$(printf '\033[0m')
@@ -327,9 +331,13 @@ $(printf '\033[1m')The demo cluster is running.$(printf '\033[0m')
   Or save them as a context (~/.config/vmapp/config.yaml) once:
              $BIN/vmapp config set-context demo --server $VMAPPD_ADDR --token-file $OPERATOR_TOKEN_FILE \\
                --ca $VMAPP_CA --cert $VMAPP_CERT --key $VMAPP_KEY --use
-  REST API:  https://$REST_ADDR (the same mutual TLS and tokens; the paths in /openapi.json)
+  REST API:  https://$REST_ADDR (the same TLS and tokens; the paths in /openapi.json)
              curl -s --cacert $VMAPP_CA --cert $VMAPP_CERT --key $VMAPP_KEY \
                -H "Authorization: Bearer \$(cat $OPERATOR_TOKEN_FILE)" https://$REST_ADDR/galleries/demo/applications/hello/versions
+  Console:   $CONSOLE_URL  (the certificate is the development CA's, $CERTS/ca.pem:
+             trust it or accept the warning) sign in with the token
+             $(cat "$STATE/console.token")
+             (a Contributor's, also in $STATE/console.token; each node serves it on its port + 1000)
   Metrics:   curl -s http://$METRICS_ADDR/metrics | grep vmapp_replication_bytes_total
   Stop:      make down   (stops every process and removes $STATE)
 EOF

@@ -80,3 +80,19 @@ func (s *Service) Check(t *pb.Token, perm Perm, action, tenant, gallery string) 
 	}
 	return deny("it works in tenant '%s'", t.Tenant)
 }
+
+// Allows reports whether t may do perm in its own tenant (tenant, or any
+// for the operator's tokens), on gallery ("" for what is not one
+// gallery's): Check's rules without gallery shares, for showing a person
+// only the actions the API will take from them (the API checks anyway).
+func Allows(t *pb.Token, perm Perm, tenant, gallery string) bool {
+	switch {
+	case t == nil || t.Role == pb.Role_ROLE_MACHINE:
+		return false
+	case t.Tenant != tenant && t.Tenant != AllTenants:
+		return false
+	case t.Gallery != "" && t.Gallery != gallery:
+		return false
+	}
+	return t.Role >= least[perm]
+}

@@ -47,8 +47,8 @@ type Options struct {
 	// endpoint i of region (a proxy in front of the MinIO at endpoint,
 	// say); nil names the MinIO.
 	Front func(region string, i int, endpoint string) string
-	// HTTP serves the REST API (--http-listen) on a loopback port too:
-	// Cluster.HTTPURL.
+	// HTTP serves the REST API and the web console (--http-listen) on a
+	// loopback port too: Cluster.HTTPURL.
 	HTTP bool
 }
 

@@ -1294,7 +1294,9 @@ type RegionalReplicationStatus struct {
 	BytesDone         int64 `protobuf:"varint,7,opt,name=bytes_done,json=bytesDone,proto3" json:"bytes_done,omitempty"`
 	BytesTotal        int64 `protobuf:"varint,8,opt,name=bytes_total,json=bytesTotal,proto3" json:"bytes_total,omitempty"`
 	// Estimated time to completion at the current rate; unset when unknown.
-	Eta           *durationpb.Duration `protobuf:"bytes,9,opt,name=eta,proto3" json:"eta,omitempty"`
+	Eta *durationpb.Duration `protobuf:"bytes,9,opt,name=eta,proto3" json:"eta,omitempty"`
+	// Each replica of the region, by index then artifact (package first).
+	Replicas      []*ReplicaStatus `protobuf:"bytes,10,rep,name=replicas,proto3" json:"replicas,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1392,6 +1394,129 @@ func (x *RegionalReplicationStatus) GetEta() *durationpb.Duration {
 	return nil
 }
 
+func (x *RegionalReplicationStatus) GetReplicas() []*ReplicaStatus {
+	if x != nil {
+		return x.Replicas
+	}
+	return nil
+}
+
+// ReplicaStatus is one replica of one of a version's artifacts in a region.
+type ReplicaStatus struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// 0 .. regionalReplicaCount-1.
+	Index int32 `protobuf:"varint,1,opt,name=index,proto3" json:"index,omitempty"`
+	// package | default configuration.
+	Artifact string `protobuf:"bytes,2,opt,name=artifact,proto3" json:"artifact,omitempty"`
+	// Pending | Copying | Completed | Failed.
+	State     string `protobuf:"bytes,3,opt,name=state,proto3" json:"state,omitempty"`
+	BytesDone int64  `protobuf:"varint,4,opt,name=bytes_done,json=bytesDone,proto3" json:"bytes_done,omitempty"`
+	SizeBytes int64  `protobuf:"varint,5,opt,name=size_bytes,json=sizeBytes,proto3" json:"size_bytes,omitempty"`
+	// Percent of its bytes copied.
+	Progress int32 `protobuf:"varint,6,opt,name=progress,proto3" json:"progress,omitempty"`
+	// The region's storage endpoint holding it (index mod endpoints).
+	Endpoint int32 `protobuf:"varint,7,opt,name=endpoint,proto3" json:"endpoint,omitempty"`
+	// Copies tried so far.
+	Attempts int32 `protobuf:"varint,8,opt,name=attempts,proto3" json:"attempts,omitempty"`
+	// Why its last copy failed, or the damage it is copied again for.
+	Details       string `protobuf:"bytes,9,opt,name=details,proto3" json:"details,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ReplicaStatus) Reset() {
+	*x = ReplicaStatus{}
+	mi := &file_vmapp_v1_catalog_proto_msgTypes[15]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ReplicaStatus) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ReplicaStatus) ProtoMessage() {}
+
+func (x *ReplicaStatus) ProtoReflect() protoreflect.Message {
+	mi := &file_vmapp_v1_catalog_proto_msgTypes[15]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ReplicaStatus.ProtoReflect.Descriptor instead.
+func (*ReplicaStatus) Descriptor() ([]byte, []int) {
+	return file_vmapp_v1_catalog_proto_rawDescGZIP(), []int{15}
+}
+
+func (x *ReplicaStatus) GetIndex() int32 {
+	if x != nil {
+		return x.Index
+	}
+	return 0
+}
+
+func (x *ReplicaStatus) GetArtifact() string {
+	if x != nil {
+		return x.Artifact
+	}
+	return ""
+}
+
+func (x *ReplicaStatus) GetState() string {
+	if x != nil {
+		return x.State
+	}
+	return ""
+}
+
+func (x *ReplicaStatus) GetBytesDone() int64 {
+	if x != nil {
+		return x.BytesDone
+	}
+	return 0
+}
+
+func (x *ReplicaStatus) GetSizeBytes() int64 {
+	if x != nil {
+		return x.SizeBytes
+	}
+	return 0
+}
+
+func (x *ReplicaStatus) GetProgress() int32 {
+	if x != nil {
+		return x.Progress
+	}
+	return 0
+}
+
+func (x *ReplicaStatus) GetEndpoint() int32 {
+	if x != nil {
+		return x.Endpoint
+	}
+	return 0
+}
+
+func (x *ReplicaStatus) GetAttempts() int32 {
+	if x != nil {
+		return x.Attempts
+	}
+	return 0
+}
+
+func (x *ReplicaStatus) GetDetails() string {
+	if x != nil {
+		return x.Details
+	}
+	return ""
+}
+
 type Region struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	Name          string                 `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`
@@ -1402,7 +1527,7 @@ type Region struct {
 
 func (x *Region) Reset() {
 	*x = Region{}
-	mi := &file_vmapp_v1_catalog_proto_msgTypes[15]
+	mi := &file_vmapp_v1_catalog_proto_msgTypes[16]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1414,7 +1539,7 @@ func (x *Region) String() string {
 func (*Region) ProtoMessage() {}
 
 func (x *Region) ProtoReflect() protoreflect.Message {
-	mi := &file_vmapp_v1_catalog_proto_msgTypes[15]
+	mi := &file_vmapp_v1_catalog_proto_msgTypes[16]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1427,7 +1552,7 @@ func (x *Region) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Region.ProtoReflect.Descriptor instead.
 func (*Region) Descriptor() ([]byte, []int) {
-	return file_vmapp_v1_catalog_proto_rawDescGZIP(), []int{15}
+	return file_vmapp_v1_catalog_proto_rawDescGZIP(), []int{16}
 }
 
 func (x *Region) GetName() string {
@@ -1453,7 +1578,7 @@ type CreateGalleryRequest struct {
 
 func (x *CreateGalleryRequest) Reset() {
 	*x = CreateGalleryRequest{}
-	mi := &file_vmapp_v1_catalog_proto_msgTypes[16]
+	mi := &file_vmapp_v1_catalog_proto_msgTypes[17]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1465,7 +1590,7 @@ func (x *CreateGalleryRequest) String() string {
 func (*CreateGalleryRequest) ProtoMessage() {}
 
 func (x *CreateGalleryRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_vmapp_v1_catalog_proto_msgTypes[16]
+	mi := &file_vmapp_v1_catalog_proto_msgTypes[17]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1478,7 +1603,7 @@ func (x *CreateGalleryRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CreateGalleryRequest.ProtoReflect.Descriptor instead.
 func (*CreateGalleryRequest) Descriptor() ([]byte, []int) {
-	return file_vmapp_v1_catalog_proto_rawDescGZIP(), []int{16}
+	return file_vmapp_v1_catalog_proto_rawDescGZIP(), []int{17}
 }
 
 func (x *CreateGalleryRequest) GetGallery() *Gallery {
@@ -1497,7 +1622,7 @@ type CreateGalleryResponse struct {
 
 func (x *CreateGalleryResponse) Reset() {
 	*x = CreateGalleryResponse{}
-	mi := &file_vmapp_v1_catalog_proto_msgTypes[17]
+	mi := &file_vmapp_v1_catalog_proto_msgTypes[18]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1509,7 +1634,7 @@ func (x *CreateGalleryResponse) String() string {
 func (*CreateGalleryResponse) ProtoMessage() {}
 
 func (x *CreateGalleryResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_vmapp_v1_catalog_proto_msgTypes[17]
+	mi := &file_vmapp_v1_catalog_proto_msgTypes[18]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1522,7 +1647,7 @@ func (x *CreateGalleryResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CreateGalleryResponse.ProtoReflect.Descriptor instead.
 func (*CreateGalleryResponse) Descriptor() ([]byte, []int) {
-	return file_vmapp_v1_catalog_proto_rawDescGZIP(), []int{17}
+	return file_vmapp_v1_catalog_proto_rawDescGZIP(), []int{18}
 }
 
 func (x *CreateGalleryResponse) GetGallery() *Gallery {
@@ -1541,7 +1666,7 @@ type GetGalleryRequest struct {
 
 func (x *GetGalleryRequest) Reset() {
 	*x = GetGalleryRequest{}
-	mi := &file_vmapp_v1_catalog_proto_msgTypes[18]
+	mi := &file_vmapp_v1_catalog_proto_msgTypes[19]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1553,7 +1678,7 @@ func (x *GetGalleryRequest) String() string {
 func (*GetGalleryRequest) ProtoMessage() {}
 
 func (x *GetGalleryRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_vmapp_v1_catalog_proto_msgTypes[18]
+	mi := &file_vmapp_v1_catalog_proto_msgTypes[19]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1566,7 +1691,7 @@ func (x *GetGalleryRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetGalleryRequest.ProtoReflect.Descriptor instead.
 func (*GetGalleryRequest) Descriptor() ([]byte, []int) {
-	return file_vmapp_v1_catalog_proto_rawDescGZIP(), []int{18}
+	return file_vmapp_v1_catalog_proto_rawDescGZIP(), []int{19}
 }
 
 func (x *GetGalleryRequest) GetGallery() string {
@@ -1585,7 +1710,7 @@ type GetGalleryResponse struct {
 
 func (x *GetGalleryResponse) Reset() {
 	*x = GetGalleryResponse{}
-	mi := &file_vmapp_v1_catalog_proto_msgTypes[19]
+	mi := &file_vmapp_v1_catalog_proto_msgTypes[20]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1597,7 +1722,7 @@ func (x *GetGalleryResponse) String() string {
 func (*GetGalleryResponse) ProtoMessage() {}
 
 func (x *GetGalleryResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_vmapp_v1_catalog_proto_msgTypes[19]
+	mi := &file_vmapp_v1_catalog_proto_msgTypes[20]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1610,7 +1735,7 @@ func (x *GetGalleryResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetGalleryResponse.ProtoReflect.Descriptor instead.
 func (*GetGalleryResponse) Descriptor() ([]byte, []int) {
-	return file_vmapp_v1_catalog_proto_rawDescGZIP(), []int{19}
+	return file_vmapp_v1_catalog_proto_rawDescGZIP(), []int{20}
 }
 
 func (x *GetGalleryResponse) GetGallery() *Gallery {
@@ -1631,7 +1756,7 @@ type ListGalleriesRequest struct {
 
 func (x *ListGalleriesRequest) Reset() {
 	*x = ListGalleriesRequest{}
-	mi := &file_vmapp_v1_catalog_proto_msgTypes[20]
+	mi := &file_vmapp_v1_catalog_proto_msgTypes[21]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1643,7 +1768,7 @@ func (x *ListGalleriesRequest) String() string {
 func (*ListGalleriesRequest) ProtoMessage() {}
 
 func (x *ListGalleriesRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_vmapp_v1_catalog_proto_msgTypes[20]
+	mi := &file_vmapp_v1_catalog_proto_msgTypes[21]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1656,7 +1781,7 @@ func (x *ListGalleriesRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListGalleriesRequest.ProtoReflect.Descriptor instead.
 func (*ListGalleriesRequest) Descriptor() ([]byte, []int) {
-	return file_vmapp_v1_catalog_proto_rawDescGZIP(), []int{20}
+	return file_vmapp_v1_catalog_proto_rawDescGZIP(), []int{21}
 }
 
 func (x *ListGalleriesRequest) GetPageSize() int32 {
@@ -1683,7 +1808,7 @@ type ListGalleriesResponse struct {
 
 func (x *ListGalleriesResponse) Reset() {
 	*x = ListGalleriesResponse{}
-	mi := &file_vmapp_v1_catalog_proto_msgTypes[21]
+	mi := &file_vmapp_v1_catalog_proto_msgTypes[22]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1695,7 +1820,7 @@ func (x *ListGalleriesResponse) String() string {
 func (*ListGalleriesResponse) ProtoMessage() {}
 
 func (x *ListGalleriesResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_vmapp_v1_catalog_proto_msgTypes[21]
+	mi := &file_vmapp_v1_catalog_proto_msgTypes[22]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1708,7 +1833,7 @@ func (x *ListGalleriesResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListGalleriesResponse.ProtoReflect.Descriptor instead.
 func (*ListGalleriesResponse) Descriptor() ([]byte, []int) {
-	return file_vmapp_v1_catalog_proto_rawDescGZIP(), []int{21}
+	return file_vmapp_v1_catalog_proto_rawDescGZIP(), []int{22}
 }
 
 func (x *ListGalleriesResponse) GetGalleries() []*Gallery {
@@ -1739,7 +1864,7 @@ type UpdateGalleryRequest struct {
 
 func (x *UpdateGalleryRequest) Reset() {
 	*x = UpdateGalleryRequest{}
-	mi := &file_vmapp_v1_catalog_proto_msgTypes[22]
+	mi := &file_vmapp_v1_catalog_proto_msgTypes[23]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1751,7 +1876,7 @@ func (x *UpdateGalleryRequest) String() string {
 func (*UpdateGalleryRequest) ProtoMessage() {}
 
 func (x *UpdateGalleryRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_vmapp_v1_catalog_proto_msgTypes[22]
+	mi := &file_vmapp_v1_catalog_proto_msgTypes[23]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1764,7 +1889,7 @@ func (x *UpdateGalleryRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use UpdateGalleryRequest.ProtoReflect.Descriptor instead.
 func (*UpdateGalleryRequest) Descriptor() ([]byte, []int) {
-	return file_vmapp_v1_catalog_proto_rawDescGZIP(), []int{22}
+	return file_vmapp_v1_catalog_proto_rawDescGZIP(), []int{23}
 }
 
 func (x *UpdateGalleryRequest) GetGallery() *Gallery {
@@ -1797,7 +1922,7 @@ type UpdateGalleryResponse struct {
 
 func (x *UpdateGalleryResponse) Reset() {
 	*x = UpdateGalleryResponse{}
-	mi := &file_vmapp_v1_catalog_proto_msgTypes[23]
+	mi := &file_vmapp_v1_catalog_proto_msgTypes[24]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1809,7 +1934,7 @@ func (x *UpdateGalleryResponse) String() string {
 func (*UpdateGalleryResponse) ProtoMessage() {}
 
 func (x *UpdateGalleryResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_vmapp_v1_catalog_proto_msgTypes[23]
+	mi := &file_vmapp_v1_catalog_proto_msgTypes[24]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1822,7 +1947,7 @@ func (x *UpdateGalleryResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use UpdateGalleryResponse.ProtoReflect.Descriptor instead.
 func (*UpdateGalleryResponse) Descriptor() ([]byte, []int) {
-	return file_vmapp_v1_catalog_proto_rawDescGZIP(), []int{23}
+	return file_vmapp_v1_catalog_proto_rawDescGZIP(), []int{24}
 }
 
 func (x *UpdateGalleryResponse) GetGallery() *Gallery {
@@ -1844,7 +1969,7 @@ type DeleteGalleryRequest struct {
 
 func (x *DeleteGalleryRequest) Reset() {
 	*x = DeleteGalleryRequest{}
-	mi := &file_vmapp_v1_catalog_proto_msgTypes[24]
+	mi := &file_vmapp_v1_catalog_proto_msgTypes[25]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1856,7 +1981,7 @@ func (x *DeleteGalleryRequest) String() string {
 func (*DeleteGalleryRequest) ProtoMessage() {}
 
 func (x *DeleteGalleryRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_vmapp_v1_catalog_proto_msgTypes[24]
+	mi := &file_vmapp_v1_catalog_proto_msgTypes[25]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1869,7 +1994,7 @@ func (x *DeleteGalleryRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DeleteGalleryRequest.ProtoReflect.Descriptor instead.
 func (*DeleteGalleryRequest) Descriptor() ([]byte, []int) {
-	return file_vmapp_v1_catalog_proto_rawDescGZIP(), []int{24}
+	return file_vmapp_v1_catalog_proto_rawDescGZIP(), []int{25}
 }
 
 func (x *DeleteGalleryRequest) GetGallery() string {
@@ -1903,7 +2028,7 @@ type DeleteGalleryResponse struct {
 
 func (x *DeleteGalleryResponse) Reset() {
 	*x = DeleteGalleryResponse{}
-	mi := &file_vmapp_v1_catalog_proto_msgTypes[25]
+	mi := &file_vmapp_v1_catalog_proto_msgTypes[26]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1915,7 +2040,7 @@ func (x *DeleteGalleryResponse) String() string {
 func (*DeleteGalleryResponse) ProtoMessage() {}
 
 func (x *DeleteGalleryResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_vmapp_v1_catalog_proto_msgTypes[25]
+	mi := &file_vmapp_v1_catalog_proto_msgTypes[26]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1928,7 +2053,7 @@ func (x *DeleteGalleryResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DeleteGalleryResponse.ProtoReflect.Descriptor instead.
 func (*DeleteGalleryResponse) Descriptor() ([]byte, []int) {
-	return file_vmapp_v1_catalog_proto_rawDescGZIP(), []int{25}
+	return file_vmapp_v1_catalog_proto_rawDescGZIP(), []int{26}
 }
 
 func (x *DeleteGalleryResponse) GetGallery() *Gallery {
@@ -1947,7 +2072,7 @@ type CreateApplicationRequest struct {
 
 func (x *CreateApplicationRequest) Reset() {
 	*x = CreateApplicationRequest{}
-	mi := &file_vmapp_v1_catalog_proto_msgTypes[26]
+	mi := &file_vmapp_v1_catalog_proto_msgTypes[27]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1959,7 +2084,7 @@ func (x *CreateApplicationRequest) String() string {
 func (*CreateApplicationRequest) ProtoMessage() {}
 
 func (x *CreateApplicationRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_vmapp_v1_catalog_proto_msgTypes[26]
+	mi := &file_vmapp_v1_catalog_proto_msgTypes[27]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1972,7 +2097,7 @@ func (x *CreateApplicationRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CreateApplicationRequest.ProtoReflect.Descriptor instead.
 func (*CreateApplicationRequest) Descriptor() ([]byte, []int) {
-	return file_vmapp_v1_catalog_proto_rawDescGZIP(), []int{26}
+	return file_vmapp_v1_catalog_proto_rawDescGZIP(), []int{27}
 }
 
 func (x *CreateApplicationRequest) GetApplication() *GalleryApplication {
@@ -1991,7 +2116,7 @@ type CreateApplicationResponse struct {
 
 func (x *CreateApplicationResponse) Reset() {
 	*x = CreateApplicationResponse{}
-	mi := &file_vmapp_v1_catalog_proto_msgTypes[27]
+	mi := &file_vmapp_v1_catalog_proto_msgTypes[28]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2003,7 +2128,7 @@ func (x *CreateApplicationResponse) String() string {
 func (*CreateApplicationResponse) ProtoMessage() {}
 
 func (x *CreateApplicationResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_vmapp_v1_catalog_proto_msgTypes[27]
+	mi := &file_vmapp_v1_catalog_proto_msgTypes[28]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2016,7 +2141,7 @@ func (x *CreateApplicationResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CreateApplicationResponse.ProtoReflect.Descriptor instead.
 func (*CreateApplicationResponse) Descriptor() ([]byte, []int) {
-	return file_vmapp_v1_catalog_proto_rawDescGZIP(), []int{27}
+	return file_vmapp_v1_catalog_proto_rawDescGZIP(), []int{28}
 }
 
 func (x *CreateApplicationResponse) GetApplication() *GalleryApplication {
@@ -2036,7 +2161,7 @@ type GetApplicationRequest struct {
 
 func (x *GetApplicationRequest) Reset() {
 	*x = GetApplicationRequest{}
-	mi := &file_vmapp_v1_catalog_proto_msgTypes[28]
+	mi := &file_vmapp_v1_catalog_proto_msgTypes[29]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2048,7 +2173,7 @@ func (x *GetApplicationRequest) String() string {
 func (*GetApplicationRequest) ProtoMessage() {}
 
 func (x *GetApplicationRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_vmapp_v1_catalog_proto_msgTypes[28]
+	mi := &file_vmapp_v1_catalog_proto_msgTypes[29]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2061,7 +2186,7 @@ func (x *GetApplicationRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetApplicationRequest.ProtoReflect.Descriptor instead.
 func (*GetApplicationRequest) Descriptor() ([]byte, []int) {
-	return file_vmapp_v1_catalog_proto_rawDescGZIP(), []int{28}
+	return file_vmapp_v1_catalog_proto_rawDescGZIP(), []int{29}
 }
 
 func (x *GetApplicationRequest) GetGallery() string {
@@ -2087,7 +2212,7 @@ type GetApplicationResponse struct {
 
 func (x *GetApplicationResponse) Reset() {
 	*x = GetApplicationResponse{}
-	mi := &file_vmapp_v1_catalog_proto_msgTypes[29]
+	mi := &file_vmapp_v1_catalog_proto_msgTypes[30]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2099,7 +2224,7 @@ func (x *GetApplicationResponse) String() string {
 func (*GetApplicationResponse) ProtoMessage() {}
 
 func (x *GetApplicationResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_vmapp_v1_catalog_proto_msgTypes[29]
+	mi := &file_vmapp_v1_catalog_proto_msgTypes[30]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2112,7 +2237,7 @@ func (x *GetApplicationResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetApplicationResponse.ProtoReflect.Descriptor instead.
 func (*GetApplicationResponse) Descriptor() ([]byte, []int) {
-	return file_vmapp_v1_catalog_proto_rawDescGZIP(), []int{29}
+	return file_vmapp_v1_catalog_proto_rawDescGZIP(), []int{30}
 }
 
 func (x *GetApplicationResponse) GetApplication() *GalleryApplication {
@@ -2133,7 +2258,7 @@ type ListApplicationsRequest struct {
 
 func (x *ListApplicationsRequest) Reset() {
 	*x = ListApplicationsRequest{}
-	mi := &file_vmapp_v1_catalog_proto_msgTypes[30]
+	mi := &file_vmapp_v1_catalog_proto_msgTypes[31]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2145,7 +2270,7 @@ func (x *ListApplicationsRequest) String() string {
 func (*ListApplicationsRequest) ProtoMessage() {}
 
 func (x *ListApplicationsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_vmapp_v1_catalog_proto_msgTypes[30]
+	mi := &file_vmapp_v1_catalog_proto_msgTypes[31]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2158,7 +2283,7 @@ func (x *ListApplicationsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListApplicationsRequest.ProtoReflect.Descriptor instead.
 func (*ListApplicationsRequest) Descriptor() ([]byte, []int) {
-	return file_vmapp_v1_catalog_proto_rawDescGZIP(), []int{30}
+	return file_vmapp_v1_catalog_proto_rawDescGZIP(), []int{31}
 }
 
 func (x *ListApplicationsRequest) GetGallery() string {
@@ -2192,7 +2317,7 @@ type ListApplicationsResponse struct {
 
 func (x *ListApplicationsResponse) Reset() {
 	*x = ListApplicationsResponse{}
-	mi := &file_vmapp_v1_catalog_proto_msgTypes[31]
+	mi := &file_vmapp_v1_catalog_proto_msgTypes[32]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2204,7 +2329,7 @@ func (x *ListApplicationsResponse) String() string {
 func (*ListApplicationsResponse) ProtoMessage() {}
 
 func (x *ListApplicationsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_vmapp_v1_catalog_proto_msgTypes[31]
+	mi := &file_vmapp_v1_catalog_proto_msgTypes[32]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2217,7 +2342,7 @@ func (x *ListApplicationsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListApplicationsResponse.ProtoReflect.Descriptor instead.
 func (*ListApplicationsResponse) Descriptor() ([]byte, []int) {
-	return file_vmapp_v1_catalog_proto_rawDescGZIP(), []int{31}
+	return file_vmapp_v1_catalog_proto_rawDescGZIP(), []int{32}
 }
 
 func (x *ListApplicationsResponse) GetApplications() []*GalleryApplication {
@@ -2246,7 +2371,7 @@ type UpdateApplicationRequest struct {
 
 func (x *UpdateApplicationRequest) Reset() {
 	*x = UpdateApplicationRequest{}
-	mi := &file_vmapp_v1_catalog_proto_msgTypes[32]
+	mi := &file_vmapp_v1_catalog_proto_msgTypes[33]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2258,7 +2383,7 @@ func (x *UpdateApplicationRequest) String() string {
 func (*UpdateApplicationRequest) ProtoMessage() {}
 
 func (x *UpdateApplicationRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_vmapp_v1_catalog_proto_msgTypes[32]
+	mi := &file_vmapp_v1_catalog_proto_msgTypes[33]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2271,7 +2396,7 @@ func (x *UpdateApplicationRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use UpdateApplicationRequest.ProtoReflect.Descriptor instead.
 func (*UpdateApplicationRequest) Descriptor() ([]byte, []int) {
-	return file_vmapp_v1_catalog_proto_rawDescGZIP(), []int{32}
+	return file_vmapp_v1_catalog_proto_rawDescGZIP(), []int{33}
 }
 
 func (x *UpdateApplicationRequest) GetApplication() *GalleryApplication {
@@ -2304,7 +2429,7 @@ type UpdateApplicationResponse struct {
 
 func (x *UpdateApplicationResponse) Reset() {
 	*x = UpdateApplicationResponse{}
-	mi := &file_vmapp_v1_catalog_proto_msgTypes[33]
+	mi := &file_vmapp_v1_catalog_proto_msgTypes[34]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2316,7 +2441,7 @@ func (x *UpdateApplicationResponse) String() string {
 func (*UpdateApplicationResponse) ProtoMessage() {}
 
 func (x *UpdateApplicationResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_vmapp_v1_catalog_proto_msgTypes[33]
+	mi := &file_vmapp_v1_catalog_proto_msgTypes[34]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2329,7 +2454,7 @@ func (x *UpdateApplicationResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use UpdateApplicationResponse.ProtoReflect.Descriptor instead.
 func (*UpdateApplicationResponse) Descriptor() ([]byte, []int) {
-	return file_vmapp_v1_catalog_proto_rawDescGZIP(), []int{33}
+	return file_vmapp_v1_catalog_proto_rawDescGZIP(), []int{34}
 }
 
 func (x *UpdateApplicationResponse) GetApplication() *GalleryApplication {
@@ -2351,7 +2476,7 @@ type DeleteApplicationRequest struct {
 
 func (x *DeleteApplicationRequest) Reset() {
 	*x = DeleteApplicationRequest{}
-	mi := &file_vmapp_v1_catalog_proto_msgTypes[34]
+	mi := &file_vmapp_v1_catalog_proto_msgTypes[35]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2363,7 +2488,7 @@ func (x *DeleteApplicationRequest) String() string {
 func (*DeleteApplicationRequest) ProtoMessage() {}
 
 func (x *DeleteApplicationRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_vmapp_v1_catalog_proto_msgTypes[34]
+	mi := &file_vmapp_v1_catalog_proto_msgTypes[35]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2376,7 +2501,7 @@ func (x *DeleteApplicationRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DeleteApplicationRequest.ProtoReflect.Descriptor instead.
 func (*DeleteApplicationRequest) Descriptor() ([]byte, []int) {
-	return file_vmapp_v1_catalog_proto_rawDescGZIP(), []int{34}
+	return file_vmapp_v1_catalog_proto_rawDescGZIP(), []int{35}
 }
 
 func (x *DeleteApplicationRequest) GetGallery() string {
@@ -2416,7 +2541,7 @@ type DeleteApplicationResponse struct {
 
 func (x *DeleteApplicationResponse) Reset() {
 	*x = DeleteApplicationResponse{}
-	mi := &file_vmapp_v1_catalog_proto_msgTypes[35]
+	mi := &file_vmapp_v1_catalog_proto_msgTypes[36]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2428,7 +2553,7 @@ func (x *DeleteApplicationResponse) String() string {
 func (*DeleteApplicationResponse) ProtoMessage() {}
 
 func (x *DeleteApplicationResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_vmapp_v1_catalog_proto_msgTypes[35]
+	mi := &file_vmapp_v1_catalog_proto_msgTypes[36]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2441,7 +2566,7 @@ func (x *DeleteApplicationResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DeleteApplicationResponse.ProtoReflect.Descriptor instead.
 func (*DeleteApplicationResponse) Descriptor() ([]byte, []int) {
-	return file_vmapp_v1_catalog_proto_rawDescGZIP(), []int{35}
+	return file_vmapp_v1_catalog_proto_rawDescGZIP(), []int{36}
 }
 
 func (x *DeleteApplicationResponse) GetApplication() *GalleryApplication {
@@ -2460,7 +2585,7 @@ type CreateVersionRequest struct {
 
 func (x *CreateVersionRequest) Reset() {
 	*x = CreateVersionRequest{}
-	mi := &file_vmapp_v1_catalog_proto_msgTypes[36]
+	mi := &file_vmapp_v1_catalog_proto_msgTypes[37]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2472,7 +2597,7 @@ func (x *CreateVersionRequest) String() string {
 func (*CreateVersionRequest) ProtoMessage() {}
 
 func (x *CreateVersionRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_vmapp_v1_catalog_proto_msgTypes[36]
+	mi := &file_vmapp_v1_catalog_proto_msgTypes[37]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2485,7 +2610,7 @@ func (x *CreateVersionRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CreateVersionRequest.ProtoReflect.Descriptor instead.
 func (*CreateVersionRequest) Descriptor() ([]byte, []int) {
-	return file_vmapp_v1_catalog_proto_rawDescGZIP(), []int{36}
+	return file_vmapp_v1_catalog_proto_rawDescGZIP(), []int{37}
 }
 
 func (x *CreateVersionRequest) GetVersion() *GalleryApplicationVersion {
@@ -2504,7 +2629,7 @@ type CreateVersionResponse struct {
 
 func (x *CreateVersionResponse) Reset() {
 	*x = CreateVersionResponse{}
-	mi := &file_vmapp_v1_catalog_proto_msgTypes[37]
+	mi := &file_vmapp_v1_catalog_proto_msgTypes[38]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2516,7 +2641,7 @@ func (x *CreateVersionResponse) String() string {
 func (*CreateVersionResponse) ProtoMessage() {}
 
 func (x *CreateVersionResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_vmapp_v1_catalog_proto_msgTypes[37]
+	mi := &file_vmapp_v1_catalog_proto_msgTypes[38]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2529,7 +2654,7 @@ func (x *CreateVersionResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CreateVersionResponse.ProtoReflect.Descriptor instead.
 func (*CreateVersionResponse) Descriptor() ([]byte, []int) {
-	return file_vmapp_v1_catalog_proto_rawDescGZIP(), []int{37}
+	return file_vmapp_v1_catalog_proto_rawDescGZIP(), []int{38}
 }
 
 func (x *CreateVersionResponse) GetVersion() *GalleryApplicationVersion {
@@ -2551,7 +2676,7 @@ type GetVersionRequest struct {
 
 func (x *GetVersionRequest) Reset() {
 	*x = GetVersionRequest{}
-	mi := &file_vmapp_v1_catalog_proto_msgTypes[38]
+	mi := &file_vmapp_v1_catalog_proto_msgTypes[39]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2563,7 +2688,7 @@ func (x *GetVersionRequest) String() string {
 func (*GetVersionRequest) ProtoMessage() {}
 
 func (x *GetVersionRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_vmapp_v1_catalog_proto_msgTypes[38]
+	mi := &file_vmapp_v1_catalog_proto_msgTypes[39]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2576,7 +2701,7 @@ func (x *GetVersionRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetVersionRequest.ProtoReflect.Descriptor instead.
 func (*GetVersionRequest) Descriptor() ([]byte, []int) {
-	return file_vmapp_v1_catalog_proto_rawDescGZIP(), []int{38}
+	return file_vmapp_v1_catalog_proto_rawDescGZIP(), []int{39}
 }
 
 func (x *GetVersionRequest) GetGallery() string {
@@ -2609,7 +2734,7 @@ type GetVersionResponse struct {
 
 func (x *GetVersionResponse) Reset() {
 	*x = GetVersionResponse{}
-	mi := &file_vmapp_v1_catalog_proto_msgTypes[39]
+	mi := &file_vmapp_v1_catalog_proto_msgTypes[40]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2621,7 +2746,7 @@ func (x *GetVersionResponse) String() string {
 func (*GetVersionResponse) ProtoMessage() {}
 
 func (x *GetVersionResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_vmapp_v1_catalog_proto_msgTypes[39]
+	mi := &file_vmapp_v1_catalog_proto_msgTypes[40]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2634,7 +2759,7 @@ func (x *GetVersionResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetVersionResponse.ProtoReflect.Descriptor instead.
 func (*GetVersionResponse) Descriptor() ([]byte, []int) {
-	return file_vmapp_v1_catalog_proto_rawDescGZIP(), []int{39}
+	return file_vmapp_v1_catalog_proto_rawDescGZIP(), []int{40}
 }
 
 func (x *GetVersionResponse) GetVersion() *GalleryApplicationVersion {
@@ -2656,7 +2781,7 @@ type ListVersionsRequest struct {
 
 func (x *ListVersionsRequest) Reset() {
 	*x = ListVersionsRequest{}
-	mi := &file_vmapp_v1_catalog_proto_msgTypes[40]
+	mi := &file_vmapp_v1_catalog_proto_msgTypes[41]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2668,7 +2793,7 @@ func (x *ListVersionsRequest) String() string {
 func (*ListVersionsRequest) ProtoMessage() {}
 
 func (x *ListVersionsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_vmapp_v1_catalog_proto_msgTypes[40]
+	mi := &file_vmapp_v1_catalog_proto_msgTypes[41]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2681,7 +2806,7 @@ func (x *ListVersionsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListVersionsRequest.ProtoReflect.Descriptor instead.
 func (*ListVersionsRequest) Descriptor() ([]byte, []int) {
-	return file_vmapp_v1_catalog_proto_rawDescGZIP(), []int{40}
+	return file_vmapp_v1_catalog_proto_rawDescGZIP(), []int{41}
 }
 
 func (x *ListVersionsRequest) GetGallery() string {
@@ -2722,7 +2847,7 @@ type ListVersionsResponse struct {
 
 func (x *ListVersionsResponse) Reset() {
 	*x = ListVersionsResponse{}
-	mi := &file_vmapp_v1_catalog_proto_msgTypes[41]
+	mi := &file_vmapp_v1_catalog_proto_msgTypes[42]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2734,7 +2859,7 @@ func (x *ListVersionsResponse) String() string {
 func (*ListVersionsResponse) ProtoMessage() {}
 
 func (x *ListVersionsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_vmapp_v1_catalog_proto_msgTypes[41]
+	mi := &file_vmapp_v1_catalog_proto_msgTypes[42]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2747,7 +2872,7 @@ func (x *ListVersionsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListVersionsResponse.ProtoReflect.Descriptor instead.
 func (*ListVersionsResponse) Descriptor() ([]byte, []int) {
-	return file_vmapp_v1_catalog_proto_rawDescGZIP(), []int{41}
+	return file_vmapp_v1_catalog_proto_rawDescGZIP(), []int{42}
 }
 
 func (x *ListVersionsResponse) GetVersions() []*GalleryApplicationVersion {
@@ -2776,7 +2901,7 @@ type UpdateVersionRequest struct {
 
 func (x *UpdateVersionRequest) Reset() {
 	*x = UpdateVersionRequest{}
-	mi := &file_vmapp_v1_catalog_proto_msgTypes[42]
+	mi := &file_vmapp_v1_catalog_proto_msgTypes[43]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2788,7 +2913,7 @@ func (x *UpdateVersionRequest) String() string {
 func (*UpdateVersionRequest) ProtoMessage() {}
 
 func (x *UpdateVersionRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_vmapp_v1_catalog_proto_msgTypes[42]
+	mi := &file_vmapp_v1_catalog_proto_msgTypes[43]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2801,7 +2926,7 @@ func (x *UpdateVersionRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use UpdateVersionRequest.ProtoReflect.Descriptor instead.
 func (*UpdateVersionRequest) Descriptor() ([]byte, []int) {
-	return file_vmapp_v1_catalog_proto_rawDescGZIP(), []int{42}
+	return file_vmapp_v1_catalog_proto_rawDescGZIP(), []int{43}
 }
 
 func (x *UpdateVersionRequest) GetVersion() *GalleryApplicationVersion {
@@ -2834,7 +2959,7 @@ type UpdateVersionResponse struct {
 
 func (x *UpdateVersionResponse) Reset() {
 	*x = UpdateVersionResponse{}
-	mi := &file_vmapp_v1_catalog_proto_msgTypes[43]
+	mi := &file_vmapp_v1_catalog_proto_msgTypes[44]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2846,7 +2971,7 @@ func (x *UpdateVersionResponse) String() string {
 func (*UpdateVersionResponse) ProtoMessage() {}
 
 func (x *UpdateVersionResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_vmapp_v1_catalog_proto_msgTypes[43]
+	mi := &file_vmapp_v1_catalog_proto_msgTypes[44]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2859,7 +2984,7 @@ func (x *UpdateVersionResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use UpdateVersionResponse.ProtoReflect.Descriptor instead.
 func (*UpdateVersionResponse) Descriptor() ([]byte, []int) {
-	return file_vmapp_v1_catalog_proto_rawDescGZIP(), []int{43}
+	return file_vmapp_v1_catalog_proto_rawDescGZIP(), []int{44}
 }
 
 func (x *UpdateVersionResponse) GetVersion() *GalleryApplicationVersion {
@@ -2881,7 +3006,7 @@ type DeleteVersionRequest struct {
 
 func (x *DeleteVersionRequest) Reset() {
 	*x = DeleteVersionRequest{}
-	mi := &file_vmapp_v1_catalog_proto_msgTypes[44]
+	mi := &file_vmapp_v1_catalog_proto_msgTypes[45]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2893,7 +3018,7 @@ func (x *DeleteVersionRequest) String() string {
 func (*DeleteVersionRequest) ProtoMessage() {}
 
 func (x *DeleteVersionRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_vmapp_v1_catalog_proto_msgTypes[44]
+	mi := &file_vmapp_v1_catalog_proto_msgTypes[45]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2906,7 +3031,7 @@ func (x *DeleteVersionRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DeleteVersionRequest.ProtoReflect.Descriptor instead.
 func (*DeleteVersionRequest) Descriptor() ([]byte, []int) {
-	return file_vmapp_v1_catalog_proto_rawDescGZIP(), []int{44}
+	return file_vmapp_v1_catalog_proto_rawDescGZIP(), []int{45}
 }
 
 func (x *DeleteVersionRequest) GetGallery() string {
@@ -2946,7 +3071,7 @@ type DeleteVersionResponse struct {
 
 func (x *DeleteVersionResponse) Reset() {
 	*x = DeleteVersionResponse{}
-	mi := &file_vmapp_v1_catalog_proto_msgTypes[45]
+	mi := &file_vmapp_v1_catalog_proto_msgTypes[46]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2958,7 +3083,7 @@ func (x *DeleteVersionResponse) String() string {
 func (*DeleteVersionResponse) ProtoMessage() {}
 
 func (x *DeleteVersionResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_vmapp_v1_catalog_proto_msgTypes[45]
+	mi := &file_vmapp_v1_catalog_proto_msgTypes[46]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2971,7 +3096,7 @@ func (x *DeleteVersionResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DeleteVersionResponse.ProtoReflect.Descriptor instead.
 func (*DeleteVersionResponse) Descriptor() ([]byte, []int) {
-	return file_vmapp_v1_catalog_proto_rawDescGZIP(), []int{45}
+	return file_vmapp_v1_catalog_proto_rawDescGZIP(), []int{46}
 }
 
 func (x *DeleteVersionResponse) GetVersion() *GalleryApplicationVersion {
@@ -2989,7 +3114,7 @@ type ListRegionsRequest struct {
 
 func (x *ListRegionsRequest) Reset() {
 	*x = ListRegionsRequest{}
-	mi := &file_vmapp_v1_catalog_proto_msgTypes[46]
+	mi := &file_vmapp_v1_catalog_proto_msgTypes[47]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3001,7 +3126,7 @@ func (x *ListRegionsRequest) String() string {
 func (*ListRegionsRequest) ProtoMessage() {}
 
 func (x *ListRegionsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_vmapp_v1_catalog_proto_msgTypes[46]
+	mi := &file_vmapp_v1_catalog_proto_msgTypes[47]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3014,7 +3139,7 @@ func (x *ListRegionsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListRegionsRequest.ProtoReflect.Descriptor instead.
 func (*ListRegionsRequest) Descriptor() ([]byte, []int) {
-	return file_vmapp_v1_catalog_proto_rawDescGZIP(), []int{46}
+	return file_vmapp_v1_catalog_proto_rawDescGZIP(), []int{47}
 }
 
 type ListRegionsResponse struct {
@@ -3026,7 +3151,7 @@ type ListRegionsResponse struct {
 
 func (x *ListRegionsResponse) Reset() {
 	*x = ListRegionsResponse{}
-	mi := &file_vmapp_v1_catalog_proto_msgTypes[47]
+	mi := &file_vmapp_v1_catalog_proto_msgTypes[48]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3038,7 +3163,7 @@ func (x *ListRegionsResponse) String() string {
 func (*ListRegionsResponse) ProtoMessage() {}
 
 func (x *ListRegionsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_vmapp_v1_catalog_proto_msgTypes[47]
+	mi := &file_vmapp_v1_catalog_proto_msgTypes[48]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3051,7 +3176,7 @@ func (x *ListRegionsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListRegionsResponse.ProtoReflect.Descriptor instead.
 func (*ListRegionsResponse) Descriptor() ([]byte, []int) {
-	return file_vmapp_v1_catalog_proto_rawDescGZIP(), []int{47}
+	return file_vmapp_v1_catalog_proto_rawDescGZIP(), []int{48}
 }
 
 func (x *ListRegionsResponse) GetRegions() []*Region {
@@ -3184,7 +3309,7 @@ const file_vmapp_v1_catalog_proto_rawDesc = "" +
 	"&allow_deletion_of_replicated_locations\x18\x01 \x01(\bR\"allowDeletionOfReplicatedLocations\"}\n" +
 	"\x11ReplicationStatus\x12)\n" +
 	"\x10aggregated_state\x18\x01 \x01(\tR\x0faggregatedState\x12=\n" +
-	"\asummary\x18\x02 \x03(\v2#.vmapp.v1.RegionalReplicationStatusR\asummary\"\xc4\x02\n" +
+	"\asummary\x18\x02 \x03(\v2#.vmapp.v1.RegionalReplicationStatusR\asummary\"\xf9\x02\n" +
 	"\x19RegionalReplicationStatus\x12\x16\n" +
 	"\x06region\x18\x01 \x01(\tR\x06region\x12\x14\n" +
 	"\x05state\x18\x02 \x01(\tR\x05state\x12\x18\n" +
@@ -3196,7 +3321,21 @@ const file_vmapp_v1_catalog_proto_rawDesc = "" +
 	"bytes_done\x18\a \x01(\x03R\tbytesDone\x12\x1f\n" +
 	"\vbytes_total\x18\b \x01(\x03R\n" +
 	"bytesTotal\x12+\n" +
-	"\x03eta\x18\t \x01(\v2\x19.google.protobuf.DurationR\x03eta\"C\n" +
+	"\x03eta\x18\t \x01(\v2\x19.google.protobuf.DurationR\x03eta\x123\n" +
+	"\breplicas\x18\n" +
+	" \x03(\v2\x17.vmapp.v1.ReplicaStatusR\breplicas\"\x83\x02\n" +
+	"\rReplicaStatus\x12\x14\n" +
+	"\x05index\x18\x01 \x01(\x05R\x05index\x12\x1a\n" +
+	"\bartifact\x18\x02 \x01(\tR\bartifact\x12\x14\n" +
+	"\x05state\x18\x03 \x01(\tR\x05state\x12\x1d\n" +
+	"\n" +
+	"bytes_done\x18\x04 \x01(\x03R\tbytesDone\x12\x1d\n" +
+	"\n" +
+	"size_bytes\x18\x05 \x01(\x03R\tsizeBytes\x12\x1a\n" +
+	"\bprogress\x18\x06 \x01(\x05R\bprogress\x12\x1a\n" +
+	"\bendpoint\x18\a \x01(\x05R\bendpoint\x12\x1a\n" +
+	"\battempts\x18\b \x01(\x05R\battempts\x12\x18\n" +
+	"\adetails\x18\t \x01(\tR\adetails\"C\n" +
 	"\x06Region\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x12%\n" +
 	"\x0eendpoint_count\x18\x02 \x01(\x05R\rendpointCount\"C\n" +
@@ -3329,7 +3468,7 @@ func file_vmapp_v1_catalog_proto_rawDescGZIP() []byte {
 	return file_vmapp_v1_catalog_proto_rawDescData
 }
 
-var file_vmapp_v1_catalog_proto_msgTypes = make([]protoimpl.MessageInfo, 49)
+var file_vmapp_v1_catalog_proto_msgTypes = make([]protoimpl.MessageInfo, 50)
 var file_vmapp_v1_catalog_proto_goTypes = []any{
 	(*Gallery)(nil),                                 // 0: vmapp.v1.Gallery
 	(*GalleryApplication)(nil),                      // 1: vmapp.v1.GalleryApplication
@@ -3346,134 +3485,136 @@ var file_vmapp_v1_catalog_proto_goTypes = []any{
 	(*SafetyProfile)(nil),                           // 12: vmapp.v1.SafetyProfile
 	(*ReplicationStatus)(nil),                       // 13: vmapp.v1.ReplicationStatus
 	(*RegionalReplicationStatus)(nil),               // 14: vmapp.v1.RegionalReplicationStatus
-	(*Region)(nil),                                  // 15: vmapp.v1.Region
-	(*CreateGalleryRequest)(nil),                    // 16: vmapp.v1.CreateGalleryRequest
-	(*CreateGalleryResponse)(nil),                   // 17: vmapp.v1.CreateGalleryResponse
-	(*GetGalleryRequest)(nil),                       // 18: vmapp.v1.GetGalleryRequest
-	(*GetGalleryResponse)(nil),                      // 19: vmapp.v1.GetGalleryResponse
-	(*ListGalleriesRequest)(nil),                    // 20: vmapp.v1.ListGalleriesRequest
-	(*ListGalleriesResponse)(nil),                   // 21: vmapp.v1.ListGalleriesResponse
-	(*UpdateGalleryRequest)(nil),                    // 22: vmapp.v1.UpdateGalleryRequest
-	(*UpdateGalleryResponse)(nil),                   // 23: vmapp.v1.UpdateGalleryResponse
-	(*DeleteGalleryRequest)(nil),                    // 24: vmapp.v1.DeleteGalleryRequest
-	(*DeleteGalleryResponse)(nil),                   // 25: vmapp.v1.DeleteGalleryResponse
-	(*CreateApplicationRequest)(nil),                // 26: vmapp.v1.CreateApplicationRequest
-	(*CreateApplicationResponse)(nil),               // 27: vmapp.v1.CreateApplicationResponse
-	(*GetApplicationRequest)(nil),                   // 28: vmapp.v1.GetApplicationRequest
-	(*GetApplicationResponse)(nil),                  // 29: vmapp.v1.GetApplicationResponse
-	(*ListApplicationsRequest)(nil),                 // 30: vmapp.v1.ListApplicationsRequest
-	(*ListApplicationsResponse)(nil),                // 31: vmapp.v1.ListApplicationsResponse
-	(*UpdateApplicationRequest)(nil),                // 32: vmapp.v1.UpdateApplicationRequest
-	(*UpdateApplicationResponse)(nil),               // 33: vmapp.v1.UpdateApplicationResponse
-	(*DeleteApplicationRequest)(nil),                // 34: vmapp.v1.DeleteApplicationRequest
-	(*DeleteApplicationResponse)(nil),               // 35: vmapp.v1.DeleteApplicationResponse
-	(*CreateVersionRequest)(nil),                    // 36: vmapp.v1.CreateVersionRequest
-	(*CreateVersionResponse)(nil),                   // 37: vmapp.v1.CreateVersionResponse
-	(*GetVersionRequest)(nil),                       // 38: vmapp.v1.GetVersionRequest
-	(*GetVersionResponse)(nil),                      // 39: vmapp.v1.GetVersionResponse
-	(*ListVersionsRequest)(nil),                     // 40: vmapp.v1.ListVersionsRequest
-	(*ListVersionsResponse)(nil),                    // 41: vmapp.v1.ListVersionsResponse
-	(*UpdateVersionRequest)(nil),                    // 42: vmapp.v1.UpdateVersionRequest
-	(*UpdateVersionResponse)(nil),                   // 43: vmapp.v1.UpdateVersionResponse
-	(*DeleteVersionRequest)(nil),                    // 44: vmapp.v1.DeleteVersionRequest
-	(*DeleteVersionResponse)(nil),                   // 45: vmapp.v1.DeleteVersionResponse
-	(*ListRegionsRequest)(nil),                      // 46: vmapp.v1.ListRegionsRequest
-	(*ListRegionsResponse)(nil),                     // 47: vmapp.v1.ListRegionsResponse
-	nil,                                             // 48: vmapp.v1.PublishingProfile.AdvancedSettingsEntry
-	(*timestamppb.Timestamp)(nil),                   // 49: google.protobuf.Timestamp
-	(*durationpb.Duration)(nil),                     // 50: google.protobuf.Duration
-	(*fieldmaskpb.FieldMask)(nil),                   // 51: google.protobuf.FieldMask
+	(*ReplicaStatus)(nil),                           // 15: vmapp.v1.ReplicaStatus
+	(*Region)(nil),                                  // 16: vmapp.v1.Region
+	(*CreateGalleryRequest)(nil),                    // 17: vmapp.v1.CreateGalleryRequest
+	(*CreateGalleryResponse)(nil),                   // 18: vmapp.v1.CreateGalleryResponse
+	(*GetGalleryRequest)(nil),                       // 19: vmapp.v1.GetGalleryRequest
+	(*GetGalleryResponse)(nil),                      // 20: vmapp.v1.GetGalleryResponse
+	(*ListGalleriesRequest)(nil),                    // 21: vmapp.v1.ListGalleriesRequest
+	(*ListGalleriesResponse)(nil),                   // 22: vmapp.v1.ListGalleriesResponse
+	(*UpdateGalleryRequest)(nil),                    // 23: vmapp.v1.UpdateGalleryRequest
+	(*UpdateGalleryResponse)(nil),                   // 24: vmapp.v1.UpdateGalleryResponse
+	(*DeleteGalleryRequest)(nil),                    // 25: vmapp.v1.DeleteGalleryRequest
+	(*DeleteGalleryResponse)(nil),                   // 26: vmapp.v1.DeleteGalleryResponse
+	(*CreateApplicationRequest)(nil),                // 27: vmapp.v1.CreateApplicationRequest
+	(*CreateApplicationResponse)(nil),               // 28: vmapp.v1.CreateApplicationResponse
+	(*GetApplicationRequest)(nil),                   // 29: vmapp.v1.GetApplicationRequest
+	(*GetApplicationResponse)(nil),                  // 30: vmapp.v1.GetApplicationResponse
+	(*ListApplicationsRequest)(nil),                 // 31: vmapp.v1.ListApplicationsRequest
+	(*ListApplicationsResponse)(nil),                // 32: vmapp.v1.ListApplicationsResponse
+	(*UpdateApplicationRequest)(nil),                // 33: vmapp.v1.UpdateApplicationRequest
+	(*UpdateApplicationResponse)(nil),               // 34: vmapp.v1.UpdateApplicationResponse
+	(*DeleteApplicationRequest)(nil),                // 35: vmapp.v1.DeleteApplicationRequest
+	(*DeleteApplicationResponse)(nil),               // 36: vmapp.v1.DeleteApplicationResponse
+	(*CreateVersionRequest)(nil),                    // 37: vmapp.v1.CreateVersionRequest
+	(*CreateVersionResponse)(nil),                   // 38: vmapp.v1.CreateVersionResponse
+	(*GetVersionRequest)(nil),                       // 39: vmapp.v1.GetVersionRequest
+	(*GetVersionResponse)(nil),                      // 40: vmapp.v1.GetVersionResponse
+	(*ListVersionsRequest)(nil),                     // 41: vmapp.v1.ListVersionsRequest
+	(*ListVersionsResponse)(nil),                    // 42: vmapp.v1.ListVersionsResponse
+	(*UpdateVersionRequest)(nil),                    // 43: vmapp.v1.UpdateVersionRequest
+	(*UpdateVersionResponse)(nil),                   // 44: vmapp.v1.UpdateVersionResponse
+	(*DeleteVersionRequest)(nil),                    // 45: vmapp.v1.DeleteVersionRequest
+	(*DeleteVersionResponse)(nil),                   // 46: vmapp.v1.DeleteVersionResponse
+	(*ListRegionsRequest)(nil),                      // 47: vmapp.v1.ListRegionsRequest
+	(*ListRegionsResponse)(nil),                     // 48: vmapp.v1.ListRegionsResponse
+	nil,                                             // 49: vmapp.v1.PublishingProfile.AdvancedSettingsEntry
+	(*timestamppb.Timestamp)(nil),                   // 50: google.protobuf.Timestamp
+	(*durationpb.Duration)(nil),                     // 51: google.protobuf.Duration
+	(*fieldmaskpb.FieldMask)(nil),                   // 52: google.protobuf.FieldMask
 }
 var file_vmapp_v1_catalog_proto_depIdxs = []int32{
-	49, // 0: vmapp.v1.Gallery.create_time:type_name -> google.protobuf.Timestamp
-	49, // 1: vmapp.v1.Gallery.update_time:type_name -> google.protobuf.Timestamp
-	49, // 2: vmapp.v1.GalleryApplication.end_of_life_date:type_name -> google.protobuf.Timestamp
-	49, // 3: vmapp.v1.GalleryApplication.create_time:type_name -> google.protobuf.Timestamp
-	49, // 4: vmapp.v1.GalleryApplication.update_time:type_name -> google.protobuf.Timestamp
+	50, // 0: vmapp.v1.Gallery.create_time:type_name -> google.protobuf.Timestamp
+	50, // 1: vmapp.v1.Gallery.update_time:type_name -> google.protobuf.Timestamp
+	50, // 2: vmapp.v1.GalleryApplication.end_of_life_date:type_name -> google.protobuf.Timestamp
+	50, // 3: vmapp.v1.GalleryApplication.create_time:type_name -> google.protobuf.Timestamp
+	50, // 4: vmapp.v1.GalleryApplication.update_time:type_name -> google.protobuf.Timestamp
 	2,  // 5: vmapp.v1.GalleryApplication.custom_actions:type_name -> vmapp.v1.GalleryApplicationCustomAction
 	3,  // 6: vmapp.v1.GalleryApplicationCustomAction.parameters:type_name -> vmapp.v1.GalleryApplicationCustomActionParameter
 	7,  // 7: vmapp.v1.GalleryApplicationVersion.publishing_profile:type_name -> vmapp.v1.PublishingProfile
 	12, // 8: vmapp.v1.GalleryApplicationVersion.safety_profile:type_name -> vmapp.v1.SafetyProfile
 	13, // 9: vmapp.v1.GalleryApplicationVersion.replication_status:type_name -> vmapp.v1.ReplicationStatus
-	49, // 10: vmapp.v1.GalleryApplicationVersion.create_time:type_name -> google.protobuf.Timestamp
-	49, // 11: vmapp.v1.GalleryApplicationVersion.update_time:type_name -> google.protobuf.Timestamp
+	50, // 10: vmapp.v1.GalleryApplicationVersion.create_time:type_name -> google.protobuf.Timestamp
+	50, // 11: vmapp.v1.GalleryApplicationVersion.update_time:type_name -> google.protobuf.Timestamp
 	6,  // 12: vmapp.v1.GalleryApplicationVersion.package:type_name -> vmapp.v1.Artifact
 	6,  // 13: vmapp.v1.GalleryApplicationVersion.default_configuration:type_name -> vmapp.v1.Artifact
 	5,  // 14: vmapp.v1.GalleryApplicationVersion.provisioning_error:type_name -> vmapp.v1.ProvisioningError
-	49, // 15: vmapp.v1.ProvisioningError.time:type_name -> google.protobuf.Timestamp
-	49, // 16: vmapp.v1.Artifact.stored_time:type_name -> google.protobuf.Timestamp
+	50, // 15: vmapp.v1.ProvisioningError.time:type_name -> google.protobuf.Timestamp
+	50, // 16: vmapp.v1.Artifact.stored_time:type_name -> google.protobuf.Timestamp
 	8,  // 17: vmapp.v1.PublishingProfile.source:type_name -> vmapp.v1.UserArtifactSource
 	9,  // 18: vmapp.v1.PublishingProfile.manage_actions:type_name -> vmapp.v1.UserArtifactManage
 	10, // 19: vmapp.v1.PublishingProfile.settings:type_name -> vmapp.v1.UserArtifactSettings
 	11, // 20: vmapp.v1.PublishingProfile.target_regions:type_name -> vmapp.v1.TargetRegion
-	49, // 21: vmapp.v1.PublishingProfile.end_of_life_date:type_name -> google.protobuf.Timestamp
-	49, // 22: vmapp.v1.PublishingProfile.published_date:type_name -> google.protobuf.Timestamp
-	48, // 23: vmapp.v1.PublishingProfile.advanced_settings:type_name -> vmapp.v1.PublishingProfile.AdvancedSettingsEntry
+	50, // 21: vmapp.v1.PublishingProfile.end_of_life_date:type_name -> google.protobuf.Timestamp
+	50, // 22: vmapp.v1.PublishingProfile.published_date:type_name -> google.protobuf.Timestamp
+	49, // 23: vmapp.v1.PublishingProfile.advanced_settings:type_name -> vmapp.v1.PublishingProfile.AdvancedSettingsEntry
 	2,  // 24: vmapp.v1.PublishingProfile.custom_actions:type_name -> vmapp.v1.GalleryApplicationCustomAction
 	14, // 25: vmapp.v1.ReplicationStatus.summary:type_name -> vmapp.v1.RegionalReplicationStatus
-	50, // 26: vmapp.v1.RegionalReplicationStatus.eta:type_name -> google.protobuf.Duration
-	0,  // 27: vmapp.v1.CreateGalleryRequest.gallery:type_name -> vmapp.v1.Gallery
-	0,  // 28: vmapp.v1.CreateGalleryResponse.gallery:type_name -> vmapp.v1.Gallery
-	0,  // 29: vmapp.v1.GetGalleryResponse.gallery:type_name -> vmapp.v1.Gallery
-	0,  // 30: vmapp.v1.ListGalleriesResponse.galleries:type_name -> vmapp.v1.Gallery
-	0,  // 31: vmapp.v1.UpdateGalleryRequest.gallery:type_name -> vmapp.v1.Gallery
-	51, // 32: vmapp.v1.UpdateGalleryRequest.update_mask:type_name -> google.protobuf.FieldMask
-	0,  // 33: vmapp.v1.UpdateGalleryResponse.gallery:type_name -> vmapp.v1.Gallery
-	0,  // 34: vmapp.v1.DeleteGalleryResponse.gallery:type_name -> vmapp.v1.Gallery
-	1,  // 35: vmapp.v1.CreateApplicationRequest.application:type_name -> vmapp.v1.GalleryApplication
-	1,  // 36: vmapp.v1.CreateApplicationResponse.application:type_name -> vmapp.v1.GalleryApplication
-	1,  // 37: vmapp.v1.GetApplicationResponse.application:type_name -> vmapp.v1.GalleryApplication
-	1,  // 38: vmapp.v1.ListApplicationsResponse.applications:type_name -> vmapp.v1.GalleryApplication
-	1,  // 39: vmapp.v1.UpdateApplicationRequest.application:type_name -> vmapp.v1.GalleryApplication
-	51, // 40: vmapp.v1.UpdateApplicationRequest.update_mask:type_name -> google.protobuf.FieldMask
-	1,  // 41: vmapp.v1.UpdateApplicationResponse.application:type_name -> vmapp.v1.GalleryApplication
-	1,  // 42: vmapp.v1.DeleteApplicationResponse.application:type_name -> vmapp.v1.GalleryApplication
-	4,  // 43: vmapp.v1.CreateVersionRequest.version:type_name -> vmapp.v1.GalleryApplicationVersion
-	4,  // 44: vmapp.v1.CreateVersionResponse.version:type_name -> vmapp.v1.GalleryApplicationVersion
-	4,  // 45: vmapp.v1.GetVersionResponse.version:type_name -> vmapp.v1.GalleryApplicationVersion
-	4,  // 46: vmapp.v1.ListVersionsResponse.versions:type_name -> vmapp.v1.GalleryApplicationVersion
-	4,  // 47: vmapp.v1.UpdateVersionRequest.version:type_name -> vmapp.v1.GalleryApplicationVersion
-	51, // 48: vmapp.v1.UpdateVersionRequest.update_mask:type_name -> google.protobuf.FieldMask
-	4,  // 49: vmapp.v1.UpdateVersionResponse.version:type_name -> vmapp.v1.GalleryApplicationVersion
-	4,  // 50: vmapp.v1.DeleteVersionResponse.version:type_name -> vmapp.v1.GalleryApplicationVersion
-	15, // 51: vmapp.v1.ListRegionsResponse.regions:type_name -> vmapp.v1.Region
-	16, // 52: vmapp.v1.CatalogService.CreateGallery:input_type -> vmapp.v1.CreateGalleryRequest
-	18, // 53: vmapp.v1.CatalogService.GetGallery:input_type -> vmapp.v1.GetGalleryRequest
-	20, // 54: vmapp.v1.CatalogService.ListGalleries:input_type -> vmapp.v1.ListGalleriesRequest
-	22, // 55: vmapp.v1.CatalogService.UpdateGallery:input_type -> vmapp.v1.UpdateGalleryRequest
-	24, // 56: vmapp.v1.CatalogService.DeleteGallery:input_type -> vmapp.v1.DeleteGalleryRequest
-	26, // 57: vmapp.v1.CatalogService.CreateApplication:input_type -> vmapp.v1.CreateApplicationRequest
-	28, // 58: vmapp.v1.CatalogService.GetApplication:input_type -> vmapp.v1.GetApplicationRequest
-	30, // 59: vmapp.v1.CatalogService.ListApplications:input_type -> vmapp.v1.ListApplicationsRequest
-	32, // 60: vmapp.v1.CatalogService.UpdateApplication:input_type -> vmapp.v1.UpdateApplicationRequest
-	34, // 61: vmapp.v1.CatalogService.DeleteApplication:input_type -> vmapp.v1.DeleteApplicationRequest
-	36, // 62: vmapp.v1.CatalogService.CreateVersion:input_type -> vmapp.v1.CreateVersionRequest
-	38, // 63: vmapp.v1.CatalogService.GetVersion:input_type -> vmapp.v1.GetVersionRequest
-	40, // 64: vmapp.v1.CatalogService.ListVersions:input_type -> vmapp.v1.ListVersionsRequest
-	42, // 65: vmapp.v1.CatalogService.UpdateVersion:input_type -> vmapp.v1.UpdateVersionRequest
-	44, // 66: vmapp.v1.CatalogService.DeleteVersion:input_type -> vmapp.v1.DeleteVersionRequest
-	46, // 67: vmapp.v1.CatalogService.ListRegions:input_type -> vmapp.v1.ListRegionsRequest
-	17, // 68: vmapp.v1.CatalogService.CreateGallery:output_type -> vmapp.v1.CreateGalleryResponse
-	19, // 69: vmapp.v1.CatalogService.GetGallery:output_type -> vmapp.v1.GetGalleryResponse
-	21, // 70: vmapp.v1.CatalogService.ListGalleries:output_type -> vmapp.v1.ListGalleriesResponse
-	23, // 71: vmapp.v1.CatalogService.UpdateGallery:output_type -> vmapp.v1.UpdateGalleryResponse
-	25, // 72: vmapp.v1.CatalogService.DeleteGallery:output_type -> vmapp.v1.DeleteGalleryResponse
-	27, // 73: vmapp.v1.CatalogService.CreateApplication:output_type -> vmapp.v1.CreateApplicationResponse
-	29, // 74: vmapp.v1.CatalogService.GetApplication:output_type -> vmapp.v1.GetApplicationResponse
-	31, // 75: vmapp.v1.CatalogService.ListApplications:output_type -> vmapp.v1.ListApplicationsResponse
-	33, // 76: vmapp.v1.CatalogService.UpdateApplication:output_type -> vmapp.v1.UpdateApplicationResponse
-	35, // 77: vmapp.v1.CatalogService.DeleteApplication:output_type -> vmapp.v1.DeleteApplicationResponse
-	37, // 78: vmapp.v1.CatalogService.CreateVersion:output_type -> vmapp.v1.CreateVersionResponse
-	39, // 79: vmapp.v1.CatalogService.GetVersion:output_type -> vmapp.v1.GetVersionResponse
-	41, // 80: vmapp.v1.CatalogService.ListVersions:output_type -> vmapp.v1.ListVersionsResponse
-	43, // 81: vmapp.v1.CatalogService.UpdateVersion:output_type -> vmapp.v1.UpdateVersionResponse
-	45, // 82: vmapp.v1.CatalogService.DeleteVersion:output_type -> vmapp.v1.DeleteVersionResponse
-	47, // 83: vmapp.v1.CatalogService.ListRegions:output_type -> vmapp.v1.ListRegionsResponse
-	68, // [68:84] is the sub-list for method output_type
-	52, // [52:68] is the sub-list for method input_type
-	52, // [52:52] is the sub-list for extension type_name
-	52, // [52:52] is the sub-list for extension extendee
-	0,  // [0:52] is the sub-list for field type_name
+	51, // 26: vmapp.v1.RegionalReplicationStatus.eta:type_name -> google.protobuf.Duration
+	15, // 27: vmapp.v1.RegionalReplicationStatus.replicas:type_name -> vmapp.v1.ReplicaStatus
+	0,  // 28: vmapp.v1.CreateGalleryRequest.gallery:type_name -> vmapp.v1.Gallery
+	0,  // 29: vmapp.v1.CreateGalleryResponse.gallery:type_name -> vmapp.v1.Gallery
+	0,  // 30: vmapp.v1.GetGalleryResponse.gallery:type_name -> vmapp.v1.Gallery
+	0,  // 31: vmapp.v1.ListGalleriesResponse.galleries:type_name -> vmapp.v1.Gallery
+	0,  // 32: vmapp.v1.UpdateGalleryRequest.gallery:type_name -> vmapp.v1.Gallery
+	52, // 33: vmapp.v1.UpdateGalleryRequest.update_mask:type_name -> google.protobuf.FieldMask
+	0,  // 34: vmapp.v1.UpdateGalleryResponse.gallery:type_name -> vmapp.v1.Gallery
+	0,  // 35: vmapp.v1.DeleteGalleryResponse.gallery:type_name -> vmapp.v1.Gallery
+	1,  // 36: vmapp.v1.CreateApplicationRequest.application:type_name -> vmapp.v1.GalleryApplication
+	1,  // 37: vmapp.v1.CreateApplicationResponse.application:type_name -> vmapp.v1.GalleryApplication
+	1,  // 38: vmapp.v1.GetApplicationResponse.application:type_name -> vmapp.v1.GalleryApplication
+	1,  // 39: vmapp.v1.ListApplicationsResponse.applications:type_name -> vmapp.v1.GalleryApplication
+	1,  // 40: vmapp.v1.UpdateApplicationRequest.application:type_name -> vmapp.v1.GalleryApplication
+	52, // 41: vmapp.v1.UpdateApplicationRequest.update_mask:type_name -> google.protobuf.FieldMask
+	1,  // 42: vmapp.v1.UpdateApplicationResponse.application:type_name -> vmapp.v1.GalleryApplication
+	1,  // 43: vmapp.v1.DeleteApplicationResponse.application:type_name -> vmapp.v1.GalleryApplication
+	4,  // 44: vmapp.v1.CreateVersionRequest.version:type_name -> vmapp.v1.GalleryApplicationVersion
+	4,  // 45: vmapp.v1.CreateVersionResponse.version:type_name -> vmapp.v1.GalleryApplicationVersion
+	4,  // 46: vmapp.v1.GetVersionResponse.version:type_name -> vmapp.v1.GalleryApplicationVersion
+	4,  // 47: vmapp.v1.ListVersionsResponse.versions:type_name -> vmapp.v1.GalleryApplicationVersion
+	4,  // 48: vmapp.v1.UpdateVersionRequest.version:type_name -> vmapp.v1.GalleryApplicationVersion
+	52, // 49: vmapp.v1.UpdateVersionRequest.update_mask:type_name -> google.protobuf.FieldMask
+	4,  // 50: vmapp.v1.UpdateVersionResponse.version:type_name -> vmapp.v1.GalleryApplicationVersion
+	4,  // 51: vmapp.v1.DeleteVersionResponse.version:type_name -> vmapp.v1.GalleryApplicationVersion
+	16, // 52: vmapp.v1.ListRegionsResponse.regions:type_name -> vmapp.v1.Region
+	17, // 53: vmapp.v1.CatalogService.CreateGallery:input_type -> vmapp.v1.CreateGalleryRequest
+	19, // 54: vmapp.v1.CatalogService.GetGallery:input_type -> vmapp.v1.GetGalleryRequest
+	21, // 55: vmapp.v1.CatalogService.ListGalleries:input_type -> vmapp.v1.ListGalleriesRequest
+	23, // 56: vmapp.v1.CatalogService.UpdateGallery:input_type -> vmapp.v1.UpdateGalleryRequest
+	25, // 57: vmapp.v1.CatalogService.DeleteGallery:input_type -> vmapp.v1.DeleteGalleryRequest
+	27, // 58: vmapp.v1.CatalogService.CreateApplication:input_type -> vmapp.v1.CreateApplicationRequest
+	29, // 59: vmapp.v1.CatalogService.GetApplication:input_type -> vmapp.v1.GetApplicationRequest
+	31, // 60: vmapp.v1.CatalogService.ListApplications:input_type -> vmapp.v1.ListApplicationsRequest
+	33, // 61: vmapp.v1.CatalogService.UpdateApplication:input_type -> vmapp.v1.UpdateApplicationRequest
+	35, // 62: vmapp.v1.CatalogService.DeleteApplication:input_type -> vmapp.v1.DeleteApplicationRequest
+	37, // 63: vmapp.v1.CatalogService.CreateVersion:input_type -> vmapp.v1.CreateVersionRequest
+	39, // 64: vmapp.v1.CatalogService.GetVersion:input_type -> vmapp.v1.GetVersionRequest
+	41, // 65: vmapp.v1.CatalogService.ListVersions:input_type -> vmapp.v1.ListVersionsRequest
+	43, // 66: vmapp.v1.CatalogService.UpdateVersion:input_type -> vmapp.v1.UpdateVersionRequest
+	45, // 67: vmapp.v1.CatalogService.DeleteVersion:input_type -> vmapp.v1.DeleteVersionRequest
+	47, // 68: vmapp.v1.CatalogService.ListRegions:input_type -> vmapp.v1.ListRegionsRequest
+	18, // 69: vmapp.v1.CatalogService.CreateGallery:output_type -> vmapp.v1.CreateGalleryResponse
+	20, // 70: vmapp.v1.CatalogService.GetGallery:output_type -> vmapp.v1.GetGalleryResponse
+	22, // 71: vmapp.v1.CatalogService.ListGalleries:output_type -> vmapp.v1.ListGalleriesResponse
+	24, // 72: vmapp.v1.CatalogService.UpdateGallery:output_type -> vmapp.v1.UpdateGalleryResponse
+	26, // 73: vmapp.v1.CatalogService.DeleteGallery:output_type -> vmapp.v1.DeleteGalleryResponse
+	28, // 74: vmapp.v1.CatalogService.CreateApplication:output_type -> vmapp.v1.CreateApplicationResponse
+	30, // 75: vmapp.v1.CatalogService.GetApplication:output_type -> vmapp.v1.GetApplicationResponse
+	32, // 76: vmapp.v1.CatalogService.ListApplications:output_type -> vmapp.v1.ListApplicationsResponse
+	34, // 77: vmapp.v1.CatalogService.UpdateApplication:output_type -> vmapp.v1.UpdateApplicationResponse
+	36, // 78: vmapp.v1.CatalogService.DeleteApplication:output_type -> vmapp.v1.DeleteApplicationResponse
+	38, // 79: vmapp.v1.CatalogService.CreateVersion:output_type -> vmapp.v1.CreateVersionResponse
+	40, // 80: vmapp.v1.CatalogService.GetVersion:output_type -> vmapp.v1.GetVersionResponse
+	42, // 81: vmapp.v1.CatalogService.ListVersions:output_type -> vmapp.v1.ListVersionsResponse
+	44, // 82: vmapp.v1.CatalogService.UpdateVersion:output_type -> vmapp.v1.UpdateVersionResponse
+	46, // 83: vmapp.v1.CatalogService.DeleteVersion:output_type -> vmapp.v1.DeleteVersionResponse
+	48, // 84: vmapp.v1.CatalogService.ListRegions:output_type -> vmapp.v1.ListRegionsResponse
+	69, // [69:85] is the sub-list for method output_type
+	53, // [53:69] is the sub-list for method input_type
+	53, // [53:53] is the sub-list for extension type_name
+	53, // [53:53] is the sub-list for extension extendee
+	0,  // [0:53] is the sub-list for field type_name
 }
 
 func init() { file_vmapp_v1_catalog_proto_init() }
@@ -3489,7 +3630,7 @@ func file_vmapp_v1_catalog_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_vmapp_v1_catalog_proto_rawDesc), len(file_vmapp_v1_catalog_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   49,
+			NumMessages:   50,
 			NumExtensions: 0,
 			NumServices:   1,
 		},
