@@ -118,6 +118,7 @@ type Fleet struct {
 	// that ask for it at once; bodiesComputed counts the computations.
 	flights        singleflight.Group
 	bodiesComputed atomic.Int64
+	syncs          *syncs
 
 	mu        sync.Mutex
 	changed   chan struct{}  // closed and replaced on every change
@@ -131,6 +132,7 @@ func New(db *state.DB, o Options) *Fleet {
 	if f.now == nil {
 		f.now = time.Now
 	}
+	f.syncs = &syncs{sync: db.Sync}
 	db.Watch(func(c *statepb.Command) {
 		if changesGoalStates(c) {
 			f.goals.invalidate(c)

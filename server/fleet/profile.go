@@ -316,7 +316,8 @@ func (f *Fleet) checkShared(tenant string, ref Ref) error {
 
 // Sync waits until this node's state holds every change committed so far
 // (see state.DB.Sync): goal states computed after it are up to date.
-func (f *Fleet) Sync(ctx context.Context) error { return f.db.Sync(ctx) }
+// Callers at the same time share the wait (see syncs).
+func (f *Fleet) Sync(ctx context.Context) error { return f.syncs.do(ctx) }
 
 // goalApplication is the goal of a machine of tenant in region for its
 // profile's entry e: the version it names, or with "latest" the version
