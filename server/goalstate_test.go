@@ -252,10 +252,11 @@ func TestScaleSetGoalComputedOnce(t *testing.T) {
 		t.Fatalf("the scale set's profile emptied: %d goal states computed for %d machines, want at most 1", got, n)
 	}
 
-	// One machine with an entry of its own: one more goal state; the
-	// others' are still kept.
+	// One machine with an entry of its own (one no profile has had: the
+	// body of the same entries is still kept from the scale set's): one
+	// more goal state; the others' are still kept.
 	mark = c.Fleet.GoalBodiesComputed()
-	set(&pb.ProfileTarget{Target: &pb.ProfileTarget_Machine{Machine: "web-7"}}, "g/a/1.0.0")
+	set(&pb.ProfileTarget{Target: &pb.ProfileTarget_Machine{Machine: "web-7"}}, "g/a/latest")
 	r, err := streams[7].Recv()
 	mustOK(t, err)
 	if len(r.GoalState.Applications) != 1 || r.GoalState.Machine != "web-7" {
