@@ -8,11 +8,15 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
+	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
 	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/types/known/timestamppb"
 
 	"github.com/vmapp/vmapp/client"
@@ -39,9 +43,10 @@ func (machineToken) RequireTransportSecurity() bool { return false }
 // results/fleet10k-convergence.png; the goal is p99 < 100 ms), and
 // ReportStatus latency when every machine reports at once.
 func TestFleet10k(t *testing.T) {
-	e := startFleetEnv(t, 1)
+	metrics := freeAddr(t)
+	e := startFleetEnv(t, 1, "--metrics", metrics, "--pprof")
 	ctx := ctxFor(t, 30*time.Minute)
-	r := holdStreams(t, ctx, e, []string{e.d.addr}, []int{e.pid}, filepath.Join("results", "fleet10k-convergence.png"))
+	r := holdStreams(t, ctx, e, []string{e.d.addr}, []int{e.pid}, filepath.Join("results", "fleet10k-convergence.png"), newProfiler(t, e.bin, metrics))
 	report.Scenarios["fleet-10k"] = r
 }
 
@@ -73,7 +78,7 @@ func TestFleet10kCluster(t *testing.T) {
 	}
 	e := &fleetEnv{c: bc.c, fleet: pb.NewFleetServiceClient(bc.c.Conn())}
 	ctx := ctxFor(t, 30*time.Minute)
-	r := holdStreams(t, ctx, e, addrs, pids, filepath.Join("results", "fleet10k-cluster-convergence.png"))
+	r := holdStreams(t, ctx, e, addrs, pids, filepath.Join("results", "fleet10k-cluster-convergence.png"), nil)
 	r["nodes"] = len(addrs)
 	r["baselineName"] = "none: absolute figures; ratio = convergence p99 / the 100 ms goal (lower is better); 3 vmappd nodes on this machine's 2 cores"
 	report.Scenarios["fleet-10k-cluster"] = r
@@ -81,8 +86,10 @@ func TestFleet10kCluster(t *testing.T) {
 
 // holdStreams is fleet-10k's measurement on the vmappd processes pids,
 // serving at addrs (connections spread evenly over them), with e's
-// client (an operator's) for publishing and profiles.
-func holdStreams(t *testing.T, ctx context.Context, e *fleetEnv, addrs []string, pids []int, plotPath string) Result {
+// client (an operator's) for publishing and profiles. With prof, vmappd's
+// CPU profile of the change (from SetApplication sent, 6 s) is written
+// to results/fleet10k-profile.txt.
+func holdStreams(t *testing.T, ctx context.Context, e *fleetEnv, addrs []string, pids []int, plotPath string, prof *profiler) Result {
 	n, conns := 10_000, 500
 	if quick {
 		n, conns = 2_000, 100
@@ -149,6 +156,10 @@ func holdStreams(t *testing.T, ctx context.Context, e *fleetEnv, addrs []string,
 	t.Logf("%d machines in %.1fs; %d streams over %d connections open in %.1fs; vmappd RSS %d → %d MiB (%.1f KiB per stream), idle %.3f CPU s/s",
 		n, createTook.Seconds(), n, conns, openTook.Seconds(), rssBefore>>20, rssStreams>>20, perStream/1024, idleCPU)
 
+	var profiled func() string
+	if prof != nil {
+		profiled = prof.cpu(ctx, 6)
+	}
 	setAt := time.Now()
 	e.setApplication(t, ctx, scaleSet, gallery+"/"+app+"/"+version)
 	setTook := time.Since(setAt)
@@ -163,9 +174,20 @@ func holdStreams(t *testing.T, ctx context.Context, e *fleetEnv, addrs []string,
 	convMS["min"] = ms(slices.Min(conv))
 	convMS["setApplication"] = ms(setTook)
 	phase("converge")
+	t.Logf("streams opened again after Unavailable so far: %d", w.reopened.Load())
 	if err := plotConvergence(plotPath, conv); err != nil {
 		t.Logf("convergence plot: %v", err)
 		plotPath = ""
+	}
+	var cpuTop []string
+	if profiled != nil {
+		if path := profiled(); path != "" {
+			cpuTop = prof.top(path, 25)
+			text := "# vmappd CPU profile of a change of the scale set's profile: SetApplication, then 10,000 streams (go tool pprof -top)\n\n" + strings.Join(cpuTop, "\n") + "\n"
+			if err := os.WriteFile(filepath.Join("results", "fleet10k-profile.txt"), []byte(text), 0o644); err != nil {
+				t.Log(err)
+			}
+		}
 	}
 
 	// Every machine reports at once, with its own credential.
@@ -200,7 +222,7 @@ func holdStreams(t *testing.T, ctx context.Context, e *fleetEnv, addrs []string,
 
 	t.Logf("%d streams, converged (SetApplication answered after %.0f ms) first %.0f ms, p50 %.0f ms, p99 %.0f ms, max %.0f ms; ReportStatus p50 %.0f ms, p99 %.0f ms; RSS %.1f KiB/stream, %d MiB after reports; CPU %v",
 		n, convMS["setApplication"], convMS["min"], convMS["p50"], convMS["p99"], convMS["max"], repMS["p50"], repMS["p99"], perStream/1024, rssEnd>>20, cpuPhase)
-	return Result{
+	r := Result{
 		"machines":                n,
 		"connections":             conns,
 		"createMachinesSeconds":   round(createTook.Seconds(), 2),
@@ -216,6 +238,7 @@ func holdStreams(t *testing.T, ctx context.Context, e *fleetEnv, addrs []string,
 		"vmappdRSSPerStreamBytes": int64(perStream),
 		"vmappdRSSAfterReports":   rssEnd,
 		"vmappdCPUSecondsByPhase": cpuPhase,
+		"streamsReopened":         w.reopened.Load(),
 		"ratio":                   round(convMS["p99"]/goalMs, 2),
 		"baselineName":            "none: absolute figures; ratio = convergence p99 / the 100 ms goal (lower is better)",
 		"vmapp":                   fmt.Sprintf("%d streams: converged p50/p99 %.0f/%.0f ms; ReportStatus ×%d at once p99 %.0f ms", n, convMS["p50"], convMS["p99"], n, repMS["p99"]),
@@ -223,6 +246,10 @@ func holdStreams(t *testing.T, ctx context.Context, e *fleetEnv, addrs []string,
 		"notes": fmt.Sprintf("one credential per machine, %d gRPC connections; SetApplication answered after %.0f ms, first stream %.0f ms; vmappd RSS %.1f KiB per stream (%d → %d MiB), %d MiB after the reports; idle %.3f CPU s/s; streams opened in %.1f s; convergence max %.0f ms; ReportStatus p50 %.0f ms, max %.0f ms",
 			conns, convMS["setApplication"], convMS["min"], perStream/1024, rssBefore>>20, rssStreams>>20, rssEnd>>20, idleCPU, openTook.Seconds(), convMS["max"], repMS["p50"], repMS["max"]),
 	}
+	if cpuTop != nil {
+		r["cpuProfileTop"] = cpuTop
+	}
+	return r
 }
 
 // streamWatch holds goal-state streams and notes when each delivered the
@@ -233,6 +260,7 @@ type streamWatch struct {
 	streams           sync.WaitGroup
 	got               []time.Time
 	next              int
+	reopened          atomic.Int64 // streams opened again after Unavailable
 	mu                sync.Mutex
 	first             error
 }
@@ -274,32 +302,47 @@ func (w *streamWatch) watch(ctx context.Context, fc pb.FleetServiceClient, machi
 				w.converged.Done()
 			}
 		}()
-		s, err := fc.WatchGoalState(ctx, &pb.WatchGoalStateRequest{Machine: machine}, opts...)
-		if err != nil {
-			w.fail(fmt.Errorf("WatchGoalState %s: %w", machine, err))
-			return
-		}
-		for {
-			r, err := s.Recv()
-			if err != nil {
-				if ctx.Err() == nil {
-					w.fail(fmt.Errorf("goal-state stream of %s: %w", machine, err))
-				}
+		// A stream refused or broken as Unavailable (a node between
+		// leaders) is opened again after 100 ms, as an agent does; any
+		// other error fails the scenario.
+		for ctx.Err() == nil {
+			err := w.follow(ctx, fc, machine, i, &first, &done, opts...)
+			if ctx.Err() != nil {
 				return
 			}
-			if first {
-				first = false
-				w.opened.Done()
+			if status.Code(err) != codes.Unavailable {
+				w.fail(fmt.Errorf("goal-state stream of %s: %w", machine, err))
+				return
 			}
-			for _, a := range r.GoalState.GetApplications() {
-				if !done && a.Application == w.app && a.Version == w.version && a.Package != nil {
-					w.got[i] = time.Now()
-					done = true
-					w.converged.Done()
-				}
-			}
+			w.reopened.Add(1)
+			time.Sleep(100 * time.Millisecond)
 		}
 	})
+}
+
+// follow opens machine's stream and reads it until it breaks.
+func (w *streamWatch) follow(ctx context.Context, fc pb.FleetServiceClient, machine string, i int, first, done *bool, opts ...grpc.CallOption) error {
+	s, err := fc.WatchGoalState(ctx, &pb.WatchGoalStateRequest{Machine: machine}, opts...)
+	if err != nil {
+		return err
+	}
+	for {
+		r, err := s.Recv()
+		if err != nil {
+			return err
+		}
+		if *first {
+			*first = false
+			w.opened.Done()
+		}
+		for _, a := range r.GoalState.GetApplications() {
+			if !*done && a.Application == w.app && a.Version == w.version && a.Package != nil {
+				w.got[i] = time.Now()
+				*done = true
+				w.converged.Done()
+			}
+		}
+	}
 }
 
 // since is each stream's delivery time after t.
