@@ -15,11 +15,10 @@ import (
 	"time"
 
 	"google.golang.org/grpc"
-	"google.golang.org/grpc/codes"
-	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/types/known/timestamppb"
 
 	"github.com/vmapp/vmapp/client"
+	"github.com/vmapp/vmapp/errs"
 	"github.com/vmapp/vmapp/internal/testkit/miniotest"
 	pb "github.com/vmapp/vmapp/proto/vmapp/v1"
 )
@@ -310,7 +309,8 @@ func (w *streamWatch) watch(ctx context.Context, fc pb.FleetServiceClient, machi
 			if ctx.Err() != nil {
 				return
 			}
-			if status.Code(err) != codes.Unavailable {
+			if !errs.Is(err, errs.Unavailable) { // the client's class of the status
+
 				w.fail(fmt.Errorf("goal-state stream of %s: %w", machine, err))
 				return
 			}
