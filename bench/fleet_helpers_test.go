@@ -27,6 +27,7 @@ import (
 // fleetEnv is one region ("eastus") of MinIO endpoints behind a vmappd
 // binary, with a client.
 type fleetEnv struct {
+	bin     string // the vmappd binary
 	d       *vmappd
 	pid     int
 	c       *client.Client
@@ -37,8 +38,8 @@ type fleetEnv struct {
 const fleetRegion = "eastus"
 
 // startFleetEnv starts endpoints MinIO servers (in parallel), one region
-// over them, and vmappd.
-func startFleetEnv(t testing.TB, endpoints int) *fleetEnv {
+// over them, and vmappd (with args).
+func startFleetEnv(t testing.TB, endpoints int, args ...string) *fleetEnv {
 	t.Helper()
 	const accessKey, secretKey = "vmappbench", "vmappbenchsecret"
 	e := &fleetEnv{servers: make([]*miniotest.Server, endpoints)}
@@ -59,7 +60,8 @@ func startFleetEnv(t testing.TB, endpoints int) *fleetEnv {
 	if err := os.WriteFile(regionsFile, []byte(yaml.String()), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	e.d = startVmappd(t, buildCmd(t, "vmappd"), regionsFile, "VMAPP_S3_ACCESS_KEY="+accessKey, "VMAPP_S3_SECRET_KEY="+secretKey)
+	e.bin = buildCmd(t, "vmappd")
+	e.d = startVmappdArgs(t, e.bin, regionsFile, args, "VMAPP_S3_ACCESS_KEY="+accessKey, "VMAPP_S3_SECRET_KEY="+secretKey)
 	e.pid = e.d.cmd.Process.Pid
 	c, err := client.New(e.d.addr, client.Options{Token: e.d.token})
 	if err != nil {

@@ -11,7 +11,11 @@ import (
 	"os"
 	"time"
 
+	"google.golang.org/grpc/mem"
+	"google.golang.org/protobuf/encoding/protowire"
+
 	"github.com/vmapp/vmapp/errs"
+	"github.com/vmapp/vmapp/internal/wire"
 	pb "github.com/vmapp/vmapp/proto/vmapp/v1"
 )
 
@@ -178,25 +182,26 @@ func (c *Client) uploadOnce(ctx context.Context, gallery, app, version string, k
 	if chunk <= 0 {
 		chunk = 1 << 20
 	}
-	buf := make([]byte, chunk)
+	pool := wire.NewPool(int(chunk), 4)
 	off := begin.CommittedOffset
 	if progress != nil {
 		progress(off, size)
 	}
 	first := true
 	for off < size || first {
-		n, err := f.ReadAt(buf[:min(chunk, size-off)], off)
+		buf := pool.Get(int(min(chunk, size-off)))
+		n, err := f.ReadAt(*buf, off)
 		if errors.Is(err, io.EOF) { // it ends before the size measured
 			return nil, changed(f.Name(), size, off+int64(n))
 		}
 		if err != nil {
 			return nil, errs.Wrap(errs.InvalidArgument, err, "read %s", f.Name())
 		}
-		req := &pb.UploadRequest{Offset: off, Data: buf[:n]}
+		session := ""
 		if first {
-			req.SessionId, first = begin.SessionId, false
+			session, first = begin.SessionId, false
 		}
-		if err := stream.Send(req); err != nil {
+		if err := stream.SendMsg(uploadRequest(session, off, buf, pool)); err != nil {
 			// The server ended the stream: its reason comes with CloseAndRecv.
 			break
 		}
@@ -243,4 +248,25 @@ func (c *Client) Import(ctx context.Context, gallery, app, version string, kind 
 		return nil, fmt.Errorf("import returned no version")
 	}
 	return r.Version, nil
+}
+
+// uploadRequest is an UploadRequest in protobuf's wire form whose data is
+// the pooled buffer itself (gRPC gives it back to pool once written), not
+// a copy made by marshalling.
+func uploadRequest(session string, offset int64, data *[]byte, pool *wire.Pool) wire.Encoded {
+	var h []byte
+	if session != "" {
+		h = protowire.AppendTag(h, 1, protowire.BytesType)
+		h = protowire.AppendString(h, session)
+	}
+	if offset != 0 {
+		h = protowire.AppendTag(h, 2, protowire.VarintType)
+		h = protowire.AppendVarint(h, uint64(offset))
+	}
+	if len(*data) == 0 {
+		return wire.Encoded{mem.SliceBuffer(h)}
+	}
+	h = protowire.AppendTag(h, 3, protowire.BytesType)
+	h = protowire.AppendVarint(h, uint64(len(*data)))
+	return wire.Encoded{mem.SliceBuffer(h), mem.NewBuffer(data, pool)}
 }

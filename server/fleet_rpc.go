@@ -4,7 +4,10 @@ import (
 	"context"
 	"time"
 
+	"google.golang.org/grpc/mem"
+
 	"github.com/vmapp/vmapp/errs"
+	"github.com/vmapp/vmapp/internal/wire"
 	statepb "github.com/vmapp/vmapp/proto/vmapp/state/v1"
 	pb "github.com/vmapp/vmapp/proto/vmapp/v1"
 	"github.com/vmapp/vmapp/server/auth"
@@ -118,15 +121,16 @@ func (s *fleetServer) WatchGoalState(r *pb.WatchGoalStateRequest, stream pb.Flee
 	defer t.Stop()
 	for {
 		changed := s.fleet.Changed()
-		gs, err := s.fleet.GoalState(ctx, tenant, r.Machine)
+		g, err := s.fleet.Goal(ctx, tenant, r.Machine)
 		if err != nil {
 			return err
 		}
-		if gs.Generation != last {
-			if err := stream.Send(&pb.WatchGoalStateResponse{GoalState: gs}); err != nil {
+		if g.State.Generation != last {
+			// Encoded with the machines sharing its body (see fleet.Goal).
+			if err := stream.SendMsg(wire.Encoded{mem.SliceBuffer(g.WatchResponse())}); err != nil {
 				return err
 			}
-			last = gs.Generation
+			last = g.State.Generation
 		}
 		select {
 		case <-ctx.Done():

@@ -2,10 +2,13 @@ package server_test
 
 import (
 	"context"
+	"fmt"
 	"io"
+	"slices"
 	"testing"
 
 	"google.golang.org/grpc/codes"
+	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/fieldmaskpb"
 
 	"github.com/vmapp/vmapp/client"
@@ -162,5 +165,109 @@ func TestGoalStateCacheFollowsChanges(t *testing.T) {
 	mustOK(t, err)
 	if _, err := c.Fleet.GoalState(ctx(t), "default", "web-0"); err == nil {
 		t.Fatal("a deleted machine still has a goal state")
+	}
+}
+
+// TestScaleSetGoalComputedOnce: the goal state of a scale set's machines
+// is computed once per change of the scale set's profile, whatever the
+// number of machines and streams, and each stream still gets its own
+// machine's goal state (name and region), equal to what the fleet
+// computes; a machine with an entry of its own gets a goal state of its
+// own, and the others keep sharing theirs.
+func TestScaleSetGoalComputedOnce(t *testing.T) {
+	const n = 30
+	c := testcluster.Start(t, testcluster.Options{})
+	fl := pb.NewFleetServiceClient(c.Client.Conn())
+	c.Publish(t, "1.0.0", []byte("package one"), testcluster.Target("eastus", 1))
+	c.WaitState(t, "1.0.0", "Completed")
+	c.Publish(t, "2.0.0", []byte("package two"), testcluster.Target("eastus", 1))
+	c.WaitState(t, "2.0.0", "Completed")
+	_, err := fl.CreateScaleSet(ctx(t), &pb.CreateScaleSetRequest{ScaleSet: &pb.ScaleSet{Name: "web", Region: "eastus", OsType: "Linux"}})
+	mustOK(t, err)
+	streams := make([]pb.FleetService_WatchGoalStateClient, n)
+	for i := range n {
+		name := fmt.Sprintf("web-%d", i)
+		_, err := fl.CreateMachine(ctx(t), &pb.CreateMachineRequest{Machine: &pb.Machine{Name: name, ScaleSet: "web"}})
+		mustOK(t, err)
+		streams[i], err = fl.WatchGoalState(ctx(t), &pb.WatchGoalStateRequest{Machine: name})
+		mustOK(t, err)
+		_, err = streams[i].Recv()
+		mustOK(t, err)
+	}
+	// next takes each stream's next goal state, checks it is the fleet's
+	// for that machine, and returns the version of g/a in it.
+	next := func() []string {
+		var out []string
+		for i, s := range streams {
+			r, err := s.Recv()
+			mustOK(t, err)
+			want, err := c.Fleet.GoalState(ctx(t), "default", fmt.Sprintf("web-%d", i))
+			mustOK(t, err)
+			if !proto.Equal(r.GoalState, want) {
+				t.Fatalf("stream %d got %v, want %v", i, r.GoalState, want)
+			}
+			v := ""
+			for _, a := range r.GoalState.Applications {
+				if a.Application == "a" {
+					v = a.Version
+				}
+			}
+			out = append(out, v)
+		}
+		return out
+	}
+	all := func(v string) []string { return slices.Repeat([]string{v}, n) }
+	set := func(target *pb.ProfileTarget, ref string) {
+		_, err := fl.SetApplication(ctx(t), &pb.SetApplicationRequest{Target: target, Application: &pb.VMGalleryApplication{PackageReferenceId: ref}})
+		mustOK(t, err)
+	}
+	expect := func(version string) {
+		t.Helper()
+		if got := next(); !slices.Equal(got, all(version)) {
+			t.Fatalf("versions %v, want %q everywhere", got, version)
+		}
+	}
+	onWeb := &pb.ProfileTarget{Target: &pb.ProfileTarget_ScaleSet{ScaleSet: "web"}}
+
+	mark := c.Fleet.GoalBodiesComputed()
+	set(onWeb, "g/a/1.0.0")
+	expect("1.0.0")
+	if got := c.Fleet.GoalBodiesComputed() - mark; got != 1 {
+		t.Fatalf("the scale set's profile set: %d goal states computed for %d machines, want 1", got, n)
+	}
+	mark = c.Fleet.GoalBodiesComputed()
+	set(onWeb, "g/a/2.0.0")
+	expect("2.0.0")
+	if got := c.Fleet.GoalBodiesComputed() - mark; got != 1 {
+		t.Fatalf("the scale set's profile changed: %d goal states computed for %d machines, want 1", got, n)
+	}
+
+	// Taken out of the scale set's profile: at most one goal state
+	// computed (the empty one may still be kept from the start).
+	mark = c.Fleet.GoalBodiesComputed()
+	_, err = fl.RemoveApplication(ctx(t), &pb.RemoveApplicationRequest{Target: onWeb, Application: "g/a"})
+	mustOK(t, err)
+	expect("")
+	if got := c.Fleet.GoalBodiesComputed() - mark; got > 1 {
+		t.Fatalf("the scale set's profile emptied: %d goal states computed for %d machines, want at most 1", got, n)
+	}
+
+	// One machine with an entry of its own (one no profile has had: the
+	// body of the same entries is still kept from the scale set's): one
+	// more goal state; the others' are still kept.
+	mark = c.Fleet.GoalBodiesComputed()
+	set(&pb.ProfileTarget{Target: &pb.ProfileTarget_Machine{Machine: "web-7"}}, "g/a/latest")
+	r, err := streams[7].Recv()
+	mustOK(t, err)
+	if len(r.GoalState.Applications) != 1 || r.GoalState.Machine != "web-7" {
+		t.Fatalf("web-7's goal state %v", r.GoalState)
+	}
+	for i := range n {
+		if _, err := c.Fleet.GoalState(ctx(t), "default", fmt.Sprintf("web-%d", i)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if got := c.Fleet.GoalBodiesComputed() - mark; got != 1 {
+		t.Fatalf("a machine's own entry: %d goal states computed, want 1", got)
 	}
 }

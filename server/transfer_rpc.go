@@ -35,13 +35,18 @@ func (s *transferServer) Upload(stream pb.TransferService_UploadServer) error {
 		return err
 	}
 	var kind pb.ArtifactKind
+	var cr *chunkReader
 	v, err := s.ingest.Write(ctx, tenantOf(ctx), first.SessionId, func(committed int64, k pb.ArtifactKind) (io.Reader, error) {
 		kind = k
 		if first.Offset != committed {
 			return nil, errs.New(errs.OutOfRange, "offset", "the first chunk starts at offset %d, but the session has %d bytes committed: send from %d", first.Offset, committed, committed)
 		}
-		return &chunkReader{stream: stream, next: first, offset: first.Offset, bytes: s.m.uploadBytes}, nil
+		cr = newChunkReader(stream, first, s.m.uploadBytes)
+		return cr, nil
 	})
+	if cr != nil {
+		cr.Close()
+	}
 	if err != nil {
 		return err
 	}
@@ -62,31 +67,49 @@ func (s *transferServer) Import(ctx context.Context, r *pb.ImportRequest) (*pb.I
 }
 
 // chunkReader reads the data of an upload stream, checking that each chunk
-// starts where the previous one ended.
+// starts where the previous one ended. The chunks after the first (which
+// the authorizer saw as an UploadRequest) are decoded in place
+// (uploadChunk): their bytes are copied once, from the transport's frames
+// into the part being stored.
 type chunkReader struct {
 	stream pb.TransferService_UploadServer
-	next   *pb.UploadRequest // the chunk being read, if any
-	offset int64             // file offset of next.Data[0]
+	next   *uploadChunk // the chunk being read, if any
+	offset int64        // file offset of next's first unread byte
 	bytes  prometheus.Counter
 }
 
+func newChunkReader(stream pb.TransferService_UploadServer, first *pb.UploadRequest, bytes prometheus.Counter) *chunkReader {
+	next := &uploadChunk{sessionID: first.SessionId, offset: first.Offset}
+	if len(first.Data) > 0 {
+		next.data = [][]byte{first.Data}
+	}
+	return &chunkReader{stream: stream, next: next, offset: first.Offset, bytes: bytes}
+}
+
 func (r *chunkReader) Read(p []byte) (int, error) {
-	for r.next == nil || len(r.next.Data) == 0 {
-		m, err := r.stream.Recv()
-		if err != nil {
+	for r.next == nil || r.next.size() == 0 {
+		m := &uploadChunk{}
+		if err := r.stream.RecvMsg(m); err != nil {
 			if errors.Is(err, io.EOF) {
 				return 0, io.EOF
 			}
 			return 0, errs.Wrap(errs.Aborted, err, "the upload stream broke at byte %d", r.offset)
 		}
-		if m.Offset != r.offset {
-			return 0, errs.New(errs.InvalidArgument, "offset", "a chunk starts at offset %d, but the previous one ended at %d: chunks must be sent in order without gaps", m.Offset, r.offset)
+		if m.offset != r.offset {
+			m.release()
+			return 0, errs.New(errs.InvalidArgument, "offset", "a chunk starts at offset %d, but the previous one ended at %d: chunks must be sent in order without gaps", m.offset, r.offset)
 		}
 		r.next = m
 	}
-	n := copy(p, r.next.Data)
-	r.next.Data = r.next.Data[n:]
+	n := r.next.read(p)
 	r.offset += int64(n)
 	r.bytes.Add(float64(n))
 	return n, nil
+}
+
+// Close gives back the frames of a chunk not read to its end.
+func (r *chunkReader) Close() {
+	if r.next != nil {
+		r.next.release()
+	}
 }

@@ -9,9 +9,12 @@
 // when set, or with enableAutomaticUpgrade to the newest latest that is
 // replicated to the machine's region). The fleet keeps goal states
 // computed in memory (goalcache.go) and drops each when a command changes
-// what it was computed from. Agents hold a stream that gets the goal state
-// again whenever it changes: every node applies every command, and the
-// fleet wakes its streams on those that can change a goal state.
+// what it was computed from. What a goal state holds but the machine's
+// name and region (its body: goalbody.go) is computed once for every
+// machine with the same profile entries — a scale set's instances — and
+// encoded once for all their streams. Agents hold a stream that gets the
+// goal state again whenever it changes: every node applies every command,
+// and the fleet wakes its streams on those that can change a goal state.
 package fleet
 
 import (
@@ -22,8 +25,10 @@ import (
 	"regexp"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
+	"golang.org/x/sync/singleflight"
 	"google.golang.org/protobuf/proto"
 
 	"github.com/vmapp/vmapp/errs"
@@ -111,6 +116,11 @@ type Fleet struct {
 	regions []string
 	now     func() time.Time
 	goals   *goalCache
+	// flights shares a goal-state body's computation among the machines
+	// that ask for it at once; bodiesComputed counts the computations.
+	flights        singleflight.Group
+	bodiesComputed atomic.Int64
+	syncs          *syncs
 
 	mu        sync.Mutex
 	changed   chan struct{}  // closed and replaced on every change
@@ -124,6 +134,7 @@ func New(db *state.DB, o Options) *Fleet {
 	if f.now == nil {
 		f.now = time.Now
 	}
+	f.syncs = &syncs{sync: db.Sync}
 	db.Watch(func(c *statepb.Command) {
 		if changesGoalStates(c) {
 			f.goals.invalidate(c)

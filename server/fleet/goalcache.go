@@ -7,10 +7,8 @@ import (
 	"sync"
 
 	"github.com/hashicorp/golang-lru/v2/simplelru"
-	"google.golang.org/protobuf/proto"
 
 	statepb "github.com/vmapp/vmapp/proto/vmapp/state/v1"
-	pb "github.com/vmapp/vmapp/proto/vmapp/v1"
 )
 
 // DefaultGoalStateCacheSize is how many machines' goal states the fleet
@@ -23,13 +21,18 @@ const maxCachedGoalState = 64 << 10
 
 // goalCache keeps computed goal states by machine, so that an agent's
 // downloads (authorized against its goal state once per piece) and its
-// stream's rechecks don't compute it again and again. It is never stale: a
+// stream's rechecks don't compute it again and again; and their bodies
+// (goalBody: what a goal state holds but the machine's name and region) by
+// what they are computed from, so that the machines of a scale set share
+// one, computed once per change. It is never stale: a
 // watcher of the state drops the goal states a command can change — the
 // machine's (its profile, creation, deletion), its scale set's machines,
 // the machines naming an application whose versions or replicas changed,
 // or in a gallery that was changed, deleted or shared — before the
 // command's proposer gets its answer; a command it can't attribute clears
-// it all. A goal state computed while a command was applied is not kept.
+// it all. A body is dropped with the applications it names (a change of
+// profile changes what a body is computed from, so it finds another). A
+// goal state or body computed while a command was applied is not kept.
 type goalCache struct {
 	mu    sync.Mutex
 	epoch uint64 // counts invalidations
@@ -38,40 +41,44 @@ type goalCache struct {
 	// the application they name (its tenant 0 gallery 0 application).
 	byScaleSet map[string]map[string]bool
 	byApp      map[string]map[string]bool
+	// Bodies by key (bodyKey), and their keys by application.
+	bodies    *simplelru.LRU[string, *goalBody]
+	bodyByApp map[string]map[string]bool
 }
 
 type goalEntry struct {
-	gs       *pb.GoalState
-	scaleSet string   // key in byScaleSet, "" for none
-	apps     []string // keys in byApp
+	g        Goal
+	scaleSet string // key in byScaleSet, "" for none
 }
 
 func newGoalCache(size int) *goalCache {
 	if size <= 0 {
 		size = DefaultGoalStateCacheSize
 	}
-	c := &goalCache{byScaleSet: map[string]map[string]bool{}, byApp: map[string]map[string]bool{}}
+	c := &goalCache{byScaleSet: map[string]map[string]bool{}, byApp: map[string]map[string]bool{}, bodyByApp: map[string]map[string]bool{}}
 	c.lru, _ = simplelru.NewLRU(size, c.evicted) // size > 0: never fails
+	c.bodies, _ = simplelru.NewLRU(size, c.bodyEvicted)
 	return c
 }
 
 func appKey(tenant, gallery, app string) string { return tenant + "\x00" + gallery + "\x00" + app }
 
-// get returns a machine's goal state, and the epoch to put one computed now
-// with. The goal state is shared: callers must not change it.
-func (c *goalCache) get(machine string) (*pb.GoalState, uint64) {
+// get returns a machine's goal state (nil State: not kept), and the epoch
+// to put one computed now with. The goal state is shared: callers must not
+// change it.
+func (c *goalCache) get(machine string) (Goal, uint64) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if e, ok := c.lru.Get(machine); ok {
-		return e.gs, c.epoch
+		return e.g, c.epoch
 	}
-	return nil, c.epoch
+	return Goal{}, c.epoch
 }
 
 // put keeps a goal state computed from epoch on, unless something was
 // invalidated since (it may have been computed from what changed).
-func (c *goalCache) put(machine string, epoch uint64, gs *pb.GoalState, scaleSet string, apps []string) {
-	if proto.Size(gs) > maxCachedGoalState {
+func (c *goalCache) put(machine string, epoch uint64, g Goal, scaleSet string) {
+	if g.body.size > maxCachedGoalState {
 		return
 	}
 	c.mu.Lock()
@@ -79,10 +86,35 @@ func (c *goalCache) put(machine string, epoch uint64, gs *pb.GoalState, scaleSet
 	if epoch != c.epoch {
 		return
 	}
-	c.lru.Add(machine, &goalEntry{gs: gs, scaleSet: scaleSet, apps: apps})
+	c.lru.Add(machine, &goalEntry{g: g, scaleSet: scaleSet})
 	link(c.byScaleSet, scaleSet, machine)
-	for _, a := range apps {
+	for _, a := range g.body.apps {
 		link(c.byApp, a, machine)
+	}
+}
+
+// body returns the body kept under key, or nil.
+func (c *goalCache) body(key string) *goalBody {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	b, _ := c.bodies.Get(key)
+	return b
+}
+
+// putBody keeps a body computed from epoch on, unless something was
+// invalidated since.
+func (c *goalCache) putBody(key string, epoch uint64, b *goalBody) {
+	if b.size > maxCachedGoalState {
+		return
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if epoch != c.epoch {
+		return
+	}
+	c.bodies.Add(key, b)
+	for _, a := range b.apps {
+		link(c.bodyByApp, a, key)
 	}
 }
 
@@ -109,8 +141,14 @@ func unlink(m map[string]map[string]bool, k, machine string) {
 // on every removal. c.mu is held.
 func (c *goalCache) evicted(machine string, e *goalEntry) {
 	unlink(c.byScaleSet, e.scaleSet, machine)
-	for _, a := range e.apps {
+	for _, a := range e.g.body.apps {
 		unlink(c.byApp, a, machine)
+	}
+}
+
+func (c *goalCache) bodyEvicted(key string, b *goalBody) {
+	for _, a := range b.apps {
+		unlink(c.bodyByApp, a, key)
 	}
 }
 
@@ -118,6 +156,15 @@ func (c *goalCache) evicted(machine string, e *goalEntry) {
 func (c *goalCache) drop(machines map[string]bool) {
 	for _, m := range slices.Collect(maps.Keys(machines)) { // Remove unlinks from machines
 		c.lru.Remove(m)
+	}
+}
+
+// dropApp forgets the goal states and bodies naming an application (key
+// appKey); c.mu is held.
+func (c *goalCache) dropApp(app string) {
+	c.drop(c.byApp[app])
+	for _, k := range slices.Collect(maps.Keys(c.bodyByApp[app])) {
+		c.bodies.Remove(k)
 	}
 }
 
@@ -129,13 +176,18 @@ func (c *goalCache) invalidate(cmd *statepb.Command) {
 	c.epoch++
 	machine := func(tenant, name string) { c.lru.Remove(string(key(tenant, name))) }
 	scaleSet := func(tenant, name string) { c.drop(c.byScaleSet[tenant+"\x00"+name]) }
-	app := func(tenant, gallery, name string) { c.drop(c.byApp[appKey(tenant, gallery, name)]) }
+	app := func(tenant, gallery, name string) { c.dropApp(appKey(tenant, gallery, name)) }
 	version := func(r *statepb.VersionRef) { app(r.GetTenant(), r.GetGallery(), r.GetApplication()) }
 	gallery := func(tenant, name string) {
 		p := appKey(tenant, name, "")
-		for k, ms := range c.byApp {
+		for _, k := range slices.Collect(maps.Keys(c.byApp)) {
 			if strings.HasPrefix(k, p) {
-				c.drop(ms)
+				c.dropApp(k)
+			}
+		}
+		for _, k := range slices.Collect(maps.Keys(c.bodyByApp)) {
+			if strings.HasPrefix(k, p) {
+				c.dropApp(k)
 			}
 		}
 	}
@@ -210,5 +262,6 @@ func (c *goalCache) invalidate(cmd *statepb.Command) {
 		gallery(op.PutTrustPolicy.Tenant, op.PutTrustPolicy.GetPolicy().GetGallery())
 	default: // FinishUpload names only its session; a restored state; any other
 		c.lru.Purge()
+		c.bodies.Purge()
 	}
 }

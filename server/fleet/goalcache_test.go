@@ -78,83 +78,103 @@ func TestGoalCacheInvalidation(t *testing.T) {
 	fill := func() {
 		for m, d := range deps {
 			_, epoch := f.goals.get(string(key("t", m)))
-			f.goals.put(string(key("t", m)), epoch, &pb.GoalState{Machine: m}, d.scaleSet, d.apps)
+			f.goals.put(string(key("t", m)), epoch, Goal{State: &pb.GoalState{Machine: m}, body: &goalBody{apps: d.apps}}, d.scaleSet)
+			f.goals.putBody("body of "+m, epoch, &goalBody{apps: d.apps})
 		}
 	}
+	// Bodies are kept by what they are computed from: only a change of
+	// the applications they name drops them.
+	keptBodies := func() []string {
+		var out []string
+		for _, m := range slices.Sorted(maps.Keys(deps)) {
+			if f.goals.body("body of "+m) != nil {
+				out = append(out, m)
+			}
+		}
+		return out
+	}
+	all := []string{"m1", "m2", "m3"}
 	kept := func() []string {
 		var out []string
 		for _, m := range slices.Sorted(maps.Keys(deps)) {
-			if gs, _ := f.goals.get(string(key("t", m))); gs != nil {
+			if g, _ := f.goals.get(string(key("t", m))); g.State != nil {
 				out = append(out, m)
 			}
 		}
 		return out
 	}
 	for _, c := range []struct {
-		name string
-		op   func(c *statepb.Command)
-		kept []string
+		name   string
+		op     func(c *statepb.Command)
+		kept   []string
+		bodies []string // nil: kept
 	}{
 		{"the scale set's profile", func(c *statepb.Command) {
 			c.Op = &statepb.Command_SetProfile{SetProfile: &statepb.SetProfile{Tenant: "t", Target: &statepb.ProfileEtag{ScaleSet: "ss"}, Profile: &pb.ApplicationProfile{}}}
-		}, []string{"m2", "m3"}},
+		}, []string{"m2", "m3"}, all},
 		{"a machine's profile", func(c *statepb.Command) {
 			c.Op = &statepb.Command_SetProfile{SetProfile: &statepb.SetProfile{Tenant: "t", Target: &statepb.ProfileEtag{Machine: "m2"}, Profile: &pb.ApplicationProfile{}}}
-		}, []string{"m1", "m3"}},
+		}, []string{"m1", "m3"}, all},
 		{"a version", func(c *statepb.Command) {
 			c.Op = &statepb.Command_UpdateVersion{UpdateVersion: &statepb.UpdateVersion{Version: version("a")}}
-		}, []string{"m2", "m3"}},
+		}, []string{"m2", "m3"}, nil},
 		{"a new version", func(c *statepb.Command) {
 			c.Op = &statepb.Command_CreateVersion{CreateVersion: &statepb.CreateVersion{Version: version("b")}}
-		}, []string{"m1", "m3"}},
+		}, []string{"m1", "m3"}, nil},
 		{"replicas added", func(c *statepb.Command) {
 			c.Op = &statepb.Command_ReconcileReplicas{ReconcileReplicas: &statepb.ReconcileReplicas{Add: []*statepb.Replica{{Tenant: "t", Gallery: "g", Application: "a", Version: "1.0.0",
 				Kind: pb.ArtifactKind_ARTIFACT_KIND_PACKAGE, Region: "eastus", Phase: statepb.ReplicaPhase_REPLICA_PHASE_PENDING}}}}
-		}, []string{"m2", "m3"}},
+		}, []string{"m2", "m3"}, nil},
 		{"a copy started (nothing available changes)", func(c *statepb.Command) {
 			c.Op = &statepb.Command_ReplicaStarted{ReplicaStarted: &statepb.ReplicaStarted{Replica: rep}}
-		}, []string{"m1", "m2", "m3"}},
+		}, []string{"m1", "m2", "m3"}, nil},
 		{"a replica completed", func(c *statepb.Command) {
 			c.Op = &statepb.Command_ReplicaCompleted{ReplicaCompleted: &statepb.ReplicaCompleted{Replica: rep}}
-		}, []string{"m2", "m3"}},
+		}, []string{"m2", "m3"}, nil},
 		{"a replica sent back", func(c *statepb.Command) {
 			c.Op = &statepb.Command_ReplicaRestart{ReplicaRestart: &statepb.ReplicaRestart{Replica: rep, Pending: true}}
-		}, []string{"m2", "m3"}},
+		}, []string{"m2", "m3"}, nil},
 		{"a replica unwanted", func(c *statepb.Command) {
 			c.Op = &statepb.Command_ReconcileReplicas{ReconcileReplicas: &statepb.ReconcileReplicas{Unwanted: []*statepb.ReplicaRef{rep}}}
-		}, []string{"m2", "m3"}},
+		}, []string{"m2", "m3"}, nil},
 		{"a report", func(c *statepb.Command) {
 			c.Op = &statepb.Command_ReportStatus{ReportStatus: &statepb.ReportStatus{Tenant: "t", Machine: "m1", InstanceView: &pb.InstanceView{}}}
-		}, []string{"m1", "m2", "m3"}},
+		}, []string{"m1", "m2", "m3"}, nil},
 		{"a share of the gallery", func(c *statepb.Command) {
 			c.Op = &statepb.Command_PutShare{PutShare: &statepb.PutShare{Tenant: "t", Share: &pb.Share{Gallery: "g", Grantee: "u"}}}
-		}, []string{"m3"}},
+		}, []string{"m3"}, nil},
 		{"its end", func(c *statepb.Command) {
 			c.Op = &statepb.Command_DeleteShare{DeleteShare: &statepb.DeleteShare{Tenant: "t", Gallery: "g", Grantee: "u"}}
-		}, []string{"m3"}},
+		}, []string{"m3"}, nil},
 		{"the gallery's trust policy", func(c *statepb.Command) {
 			c.Op = &statepb.Command_PutTrustPolicy{PutTrustPolicy: &statepb.PutTrustPolicy{Tenant: "t", Policy: &pb.TrustPolicy{Gallery: "g"}}}
-		}, []string{"m3"}},
+		}, []string{"m3"}, nil},
 		{"an application updated", func(c *statepb.Command) {
 			c.Op = &statepb.Command_UpdateApplication{UpdateApplication: &statepb.UpdateApplication{Application: &pb.GalleryApplication{Tenant: "t", Gallery: "g", Name: "b"}}}
-		}, []string{"m1", "m3"}},
+		}, []string{"m1", "m3"}, nil},
 		{"an upload begun", func(c *statepb.Command) {
 			c.Op = &statepb.Command_CreateUpload{CreateUpload: &statepb.CreateUpload{Session: &statepb.UploadSession{Id: "s", Tenant: "t", Gallery: "g", Application: "b", Version: "1.0.0", Kind: pb.ArtifactKind_ARTIFACT_KIND_PACKAGE}}}
-		}, []string{"m1", "m2", "m3"}},
+		}, []string{"m1", "m2", "m3"}, nil},
 		{"an upload finished (it names no version: everything)", func(c *statepb.Command) {
 			c.Op = &statepb.Command_FinishUpload{FinishUpload: &statepb.FinishUpload{SessionId: "s", Artifact: &pb.Artifact{}, Manifest: &statepb.Manifest{}}}
-		}, nil},
+		}, nil, nil},
 		{"a machine deleted", func(c *statepb.Command) {
 			c.Op = &statepb.Command_DeleteMachine{DeleteMachine: &statepb.DeleteMachine{Tenant: "t", Name: "m3"}}
-		}, []string{"m1", "m2"}},
+		}, []string{"m1", "m2"}, all},
 		{"its scale set deleted", func(c *statepb.Command) {
 			c.Op = &statepb.Command_DeleteScaleSet{DeleteScaleSet: &statepb.DeleteScaleSet{Tenant: "t", Name: "ss", Cascade: true}}
-		}, []string{"m2", "m3"}},
+		}, []string{"m2", "m3"}, all},
 	} {
 		fill()
 		propose(c.op)
 		if got := kept(); !slices.Equal(got, c.kept) {
 			t.Errorf("%s: kept %v, want %v", c.name, got, c.kept)
+		}
+		if c.bodies == nil {
+			c.bodies = c.kept
+		}
+		if got := keptBodies(); !slices.Equal(got, c.bodies) {
+			t.Errorf("%s: kept the bodies of %v, want %v", c.name, got, c.bodies)
 		}
 	}
 
@@ -175,8 +195,12 @@ func TestGoalCacheInvalidation(t *testing.T) {
 	propose(func(c *statepb.Command) {
 		c.Op = &statepb.Command_UpdateApplication{UpdateApplication: &statepb.UpdateApplication{Application: &pb.GalleryApplication{Tenant: "t", Gallery: "g", Name: "a"}}}
 	})
-	f.goals.put(string(key("t", "m9")), epoch, &pb.GoalState{Machine: "m9"}, "", nil)
-	if gs, _ := f.goals.get(string(key("t", "m9"))); gs != nil {
+	f.goals.put(string(key("t", "m9")), epoch, Goal{State: &pb.GoalState{Machine: "m9"}, body: &goalBody{}}, "")
+	if g, _ := f.goals.get(string(key("t", "m9"))); g.State != nil {
 		t.Fatal("a goal state computed across a change was kept")
+	}
+	f.goals.putBody("body of m9", epoch, &goalBody{})
+	if f.goals.body("body of m9") != nil {
+		t.Fatal("a body computed across a change was kept")
 	}
 }

@@ -316,75 +316,8 @@ func (f *Fleet) checkShared(tenant string, ref Ref) error {
 
 // Sync waits until this node's state holds every change committed so far
 // (see state.DB.Sync): goal states computed after it are up to date.
-func (f *Fleet) Sync(ctx context.Context) error { return f.db.Sync(ctx) }
-
-// GoalState returns a machine's goal state, from the cache when it holds
-// it (see goalCache). The goal state is shared: don't change it.
-func (f *Fleet) GoalState(ctx context.Context, tenant, machine string) (*pb.GoalState, error) {
-	k := string(key(tenant, machine))
-	gs, epoch := f.goals.get(k)
-	if gs != nil {
-		return gs, nil
-	}
-	gs, scaleSet, apps, err := f.computeGoalState(ctx, tenant, machine)
-	if err != nil {
-		return nil, err
-	}
-	f.goals.put(k, epoch, gs, scaleSet, apps)
-	return gs, nil
-}
-
-// computeGoalState computes a machine's goal state, and what it was
-// computed from: its scale set and the applications it names (goalCache
-// keys).
-func (f *Fleet) computeGoalState(ctx context.Context, tenant, machine string) (gs *pb.GoalState, scaleSet string, apps []string, err error) {
-	var m *pb.Machine
-	var entries []*pb.VMGalleryApplication
-	var actions []*pb.ActionRun
-	err = f.db.View(ctx, func(tx *state.Tx) (err error) {
-		if m, err = tx.Machine(tenant, machine); err != nil {
-			return err
-		}
-		if m.ScaleSet != "" {
-			if ss, err := tx.ScaleSet(tenant, m.ScaleSet); err == nil {
-				entries = append(entries, ss.ApplicationProfile.GetGalleryApplications()...)
-			}
-		}
-		entries = append(entries, m.ApplicationProfile.GetGalleryApplications()...)
-		actions, err = pendingActions(tx, tenant, machine)
-		return err
-	})
-	if err != nil {
-		return nil, "", nil, err
-	}
-	if m.ScaleSet != "" {
-		scaleSet = tenant + "\x00" + m.ScaleSet
-	}
-	byApp := map[string]*pb.VMGalleryApplication{} // the machine's own entry wins
-	for _, e := range entries {
-		r, _ := ParseRef(e.PackageReferenceId)
-		byApp[r.App()] = e
-	}
-	gs = &pb.GoalState{Machine: m.Name, Region: m.Region, Actions: actions}
-	for _, e := range byApp {
-		ref, _ := ParseRef(e.PackageReferenceId)
-		apps = append(apps, appKey(ref.in(tenant), ref.Gallery, ref.Application))
-		ga, err := f.goalApplication(ctx, tenant, m.Region, e)
-		if err != nil {
-			return nil, "", nil, err
-		}
-		gs.Applications = append(gs.Applications, ga)
-	}
-	sort.Slice(gs.Applications, func(i, j int) bool {
-		a, b := gs.Applications[i], gs.Applications[j]
-		return a.Gallery+"/"+a.Application < b.Gallery+"/"+b.Application
-	})
-	if gs.KeyChanges, err = f.keyChanges(ctx, tenant, gs.Applications); err != nil {
-		return nil, "", nil, err
-	}
-	gs.Generation = generation(gs.Applications, gs.KeyChanges, gs.Actions)
-	return gs, scaleSet, apps, nil
-}
+// Callers at the same time share the wait (see syncs).
+func (f *Fleet) Sync(ctx context.Context) error { return f.syncs.do(ctx) }
 
 // goalApplication is the goal of a machine of tenant in region for its
 // profile's entry e: the version it names, or with "latest" the version
