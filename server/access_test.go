@@ -233,6 +233,11 @@ func matrix(session string) map[string]row {
 			_, err := dl(c).ReportPeer(ctx, &pb.ReportPeerRequest{Gallery: "g", Application: "a", Version: "1.0.0", Kind: pkg})
 			return err
 		}},
+		pb.DownloadService_Preheat_FullMethodName: {deployTenant, func(ctx context.Context, c *grpc.ClientConn) error {
+			// No region: refused after authorization.
+			_, err := dl(c).Preheat(ctx, &pb.PreheatRequest{Gallery: "g", Application: "a", Version: "1.0.0", Machines: 1})
+			return err
+		}},
 
 		pb.FleetService_CreateMachine_FullMethodName: {manageTenant, func(ctx context.Context, c *grpc.ClientConn) error {
 			_, err := fl(c).CreateMachine(ctx, &pb.CreateMachineRequest{Machine: &pb.Machine{Name: uniq("vm"), Region: "eastus", OsType: "Linux"}})

@@ -17,6 +17,7 @@ type catalogServer struct {
 	topo  *topology.Topology
 	repl  *replicator.Replicator // may be nil
 	auth  *auth.Service          // may be nil
+	peers *peers                 // may be nil: no preheats shown
 }
 
 // decorated fills in the versions' replicationStatus, and pokes the
@@ -110,6 +111,9 @@ func (s *catalogServer) CreateVersion(ctx context.Context, r *pb.CreateVersionRe
 
 func (s *catalogServer) GetVersion(ctx context.Context, r *pb.GetVersionRequest) (*pb.GetVersionResponse, error) {
 	v, err := s.store.GetVersion(ctx, tenantOf(ctx), r.Gallery, r.Application, r.Version)
+	if err == nil && v.Tenant == tenantOf(ctx) {
+		err = s.peers.preheats(ctx, tenantOf(ctx), v)
+	}
 	return decorated(s.repl, &pb.GetVersionResponse{Version: v}, err, false, v)
 }
 

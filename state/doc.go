@@ -42,7 +42,7 @@
 // index in step with its table in the same transaction. DB.RecordsRead
 // counts the records decoded, so tests can hold code to that.
 //
-// # Schema (version 5)
+// # Schema (version 6)
 //
 // Every value is a protobuf message, encoded deterministically. Keys join a
 // record's path with NUL separators (no name can hold a NUL), so that a
@@ -70,6 +70,8 @@
 //	trust_policies tenant 0 gallery                       -> vmapp.v1.TrustPolicy
 //	sign_sequences tenant 0 gallery 0 application         -> uint64 BE: the highest statement sequence signed (kept when the application goes)
 //	dirty_versions tenant 0 gallery 0 application 0 version -> the etag of the command that marked it
+//	preheats       tenant 0 gallery 0 application 0 version 0 region -> vmapp.state.v1.Preheat (the machines
+//	                                                         chosen to fetch a version before a rollout)
 //
 // The indexes map to the key of a record of their table:
 //
@@ -84,6 +86,7 @@
 //	deleting_applications <applications key>                        -> the same, applications
 //	deleting_versions     <versions key>                            -> the same, versions
 //	replicas_active       <replicas key>                            -> the same: replicas not Completed
+//	preheats_by_target    tenant 0 "machine"|"scaleset" 0 name 0 <preheats key> -> preheats key
 //
 // dirty_versions is the replicator's queue: the appliers mark a version
 // (its name as written) whenever a command may change the replica records
@@ -105,5 +108,6 @@
 // dropped the fleet's etag sequence: etags are chosen with the command; 4
 // added signatures, trust policies and sequences; 5 the indexes, the
 // inventory and dirty_versions, built from the records (dirty_versions
-// starts empty: the replicator reconciles every version when it starts).
+// starts empty: the replicator reconciles every version when it starts);
+// 6 preheats and preheats_by_target (empty).
 package state

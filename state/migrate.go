@@ -55,6 +55,9 @@ var migrations = []func(tx *bolt.Tx) error{
 		}
 		return buildIndexes(&Tx{tx: tx})
 	},
+	func(tx *bolt.Tx) error { // 5 -> 6: preheats
+		return createBuckets(tx, "preheats", "preheats_by_target")
+	},
 }
 
 // SchemaVersion is the schema version this code writes.

@@ -58,6 +58,7 @@ var (
 	Signatures    = table("signatures", func() *pb.VersionSignatures { return &pb.VersionSignatures{} })
 	TrustPolicies = table("trust_policies", func() *pb.TrustPolicy { return &pb.TrustPolicy{} })
 	Inventory     = table("inventory", func() *pb.InventoryEntry { return &pb.InventoryEntry{} })
+	Preheats      = table("preheats", func() *statepb.Preheat { return &statepb.Preheat{} })
 )
 
 // The indexes (schema 5); the package doc gives each one's key layout.
@@ -71,6 +72,7 @@ var (
 	DeletingApplications = index("deleting_applications", Applications)
 	DeletingVersions     = index("deleting_versions", Versions)
 	ActiveReplicas       = index("replicas_active", Replicas)
+	PreheatsByTarget     = index("preheats_by_target", Preheats) // schema 6
 )
 
 // Buckets that hold raw values rather than records.

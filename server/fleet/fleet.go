@@ -248,7 +248,7 @@ func ParseRef(s string) (Ref, error) {
 }
 
 // generation fingerprints a goal state.
-func generation(apps []*pb.GoalApplication, changes []*pb.KeyChange) string {
+func generation(apps []*pb.GoalApplication, changes []*pb.KeyChange, preheat []*pb.GoalPreheat) string {
 	h := sha256.New()
 	write := func(m proto.Message) {
 		b, _ := proto.MarshalOptions{Deterministic: true}.Marshal(m)
@@ -260,6 +260,12 @@ func generation(apps []*pb.GoalApplication, changes []*pb.KeyChange) string {
 	}
 	for _, c := range changes {
 		write(c)
+	}
+	if len(preheat) > 0 { // goal states without are fingerprinted as before
+		fmt.Fprint(h, "preheat:")
+		for _, p := range preheat {
+			write(p)
+		}
 	}
 	return hex.EncodeToString(h.Sum(nil)[:12])
 }

@@ -198,6 +198,17 @@ func (c *goalCache) invalidate(cmd *statepb.Command) {
 		version(op.ReplicaRestart.GetReplica().GetVersion())
 	case *statepb.Command_ReplicaRemoved:
 		version(op.ReplicaRemoved.GetReplica().GetVersion())
+	case *statepb.Command_SetPreheat:
+		p := op.SetPreheat.GetPreheat()
+		version(p.GetVersion()) // the machines of the preheat it replaces
+		for _, m := range p.GetMachines() {
+			machine(p.GetTenant(), m)
+		}
+		if p.GetScaleSet() != "" {
+			scaleSet(p.GetTenant(), p.GetScaleSet())
+		}
+	case *statepb.Command_RemovePreheat:
+		version(op.RemovePreheat.GetVersion())
 	case *statepb.Command_SignVersion:
 		version(op.SignVersion.GetVersion())
 	case *statepb.Command_PutTrustPolicy:

@@ -380,7 +380,12 @@ func (f *Fleet) computeGoalState(ctx context.Context, tenant, machine string) (g
 	if gs.KeyChanges, err = f.keyChanges(ctx, tenant, gs.Applications); err != nil {
 		return nil, "", nil, err
 	}
-	gs.Generation = generation(gs.Applications, gs.KeyChanges)
+	pre, preApps, err := f.goalPreheats(ctx, tenant, m)
+	if err != nil {
+		return nil, "", nil, err
+	}
+	gs.Preheat, apps = pre, append(apps, preApps...)
+	gs.Generation = generation(gs.Applications, gs.KeyChanges, gs.Preheat)
 	return gs, scaleSet, apps, nil
 }
 

@@ -310,8 +310,12 @@ type GalleryApplicationVersion struct {
 	DefaultConfiguration *Artifact `protobuf:"bytes,14,opt,name=default_configuration,json=defaultConfiguration,proto3" json:"default_configuration,omitempty"`
 	// Why provisioningState is Failed; unset otherwise.
 	ProvisioningError *ProvisioningError `protobuf:"bytes,15,opt,name=provisioning_error,json=provisioningError,proto3" json:"provisioning_error,omitempty"`
-	unknownFields     protoimpl.UnknownFields
-	sizeCache         protoimpl.SizeCache
+	// Output only, in GetVersion's answer (never stored with the version):
+	// the machines asked to fetch the version before a rollout
+	// (DownloadService.Preheat), region by region, and how many hold it.
+	Preheat       []*PreheatStatus `protobuf:"bytes,16,rep,name=preheat,proto3" json:"preheat,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
 }
 
 func (x *GalleryApplicationVersion) Reset() {
@@ -449,6 +453,113 @@ func (x *GalleryApplicationVersion) GetProvisioningError() *ProvisioningError {
 	return nil
 }
 
+func (x *GalleryApplicationVersion) GetPreheat() []*PreheatStatus {
+	if x != nil {
+		return x.Preheat
+	}
+	return nil
+}
+
+// PreheatStatus is a version's preheat in one region: the machines chosen
+// to hold its package before a rollout, and how far they are.
+type PreheatStatus struct {
+	state  protoimpl.MessageState `protogen:"open.v1"`
+	Region string                 `protobuf:"bytes,1,opt,name=region,proto3" json:"region,omitempty"`
+	// The scale set whose instances of the region were chosen, when one was.
+	ScaleSet string `protobuf:"bytes,2,opt,name=scale_set,json=scaleSet,proto3" json:"scale_set,omitempty"`
+	// The machines chosen (the scale set's instances of the region now).
+	Machines []string `protobuf:"bytes,3,rep,name=machines,proto3" json:"machines,omitempty"`
+	// How many machines were chosen.
+	Wanted int32 `protobuf:"varint,4,opt,name=wanted,proto3" json:"wanted,omitempty"`
+	// How many of them hold the package whole and verified (as their agents
+	// announce it to this vmappd node, within a lease).
+	Holding int32 `protobuf:"varint,5,opt,name=holding,proto3" json:"holding,omitempty"`
+	// Machines of the region holding it, chosen or not.
+	HoldingInRegion int32                  `protobuf:"varint,6,opt,name=holding_in_region,json=holdingInRegion,proto3" json:"holding_in_region,omitempty"`
+	CreateTime      *timestamppb.Timestamp `protobuf:"bytes,7,opt,name=create_time,json=createTime,proto3" json:"create_time,omitempty"`
+	unknownFields   protoimpl.UnknownFields
+	sizeCache       protoimpl.SizeCache
+}
+
+func (x *PreheatStatus) Reset() {
+	*x = PreheatStatus{}
+	mi := &file_vmapp_v1_catalog_proto_msgTypes[3]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *PreheatStatus) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*PreheatStatus) ProtoMessage() {}
+
+func (x *PreheatStatus) ProtoReflect() protoreflect.Message {
+	mi := &file_vmapp_v1_catalog_proto_msgTypes[3]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use PreheatStatus.ProtoReflect.Descriptor instead.
+func (*PreheatStatus) Descriptor() ([]byte, []int) {
+	return file_vmapp_v1_catalog_proto_rawDescGZIP(), []int{3}
+}
+
+func (x *PreheatStatus) GetRegion() string {
+	if x != nil {
+		return x.Region
+	}
+	return ""
+}
+
+func (x *PreheatStatus) GetScaleSet() string {
+	if x != nil {
+		return x.ScaleSet
+	}
+	return ""
+}
+
+func (x *PreheatStatus) GetMachines() []string {
+	if x != nil {
+		return x.Machines
+	}
+	return nil
+}
+
+func (x *PreheatStatus) GetWanted() int32 {
+	if x != nil {
+		return x.Wanted
+	}
+	return 0
+}
+
+func (x *PreheatStatus) GetHolding() int32 {
+	if x != nil {
+		return x.Holding
+	}
+	return 0
+}
+
+func (x *PreheatStatus) GetHoldingInRegion() int32 {
+	if x != nil {
+		return x.HoldingInRegion
+	}
+	return 0
+}
+
+func (x *PreheatStatus) GetCreateTime() *timestamppb.Timestamp {
+	if x != nil {
+		return x.CreateTime
+	}
+	return nil
+}
+
 // ProvisioningError is the failure that made a version Failed.
 type ProvisioningError struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
@@ -468,7 +579,7 @@ type ProvisioningError struct {
 
 func (x *ProvisioningError) Reset() {
 	*x = ProvisioningError{}
-	mi := &file_vmapp_v1_catalog_proto_msgTypes[3]
+	mi := &file_vmapp_v1_catalog_proto_msgTypes[4]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -480,7 +591,7 @@ func (x *ProvisioningError) String() string {
 func (*ProvisioningError) ProtoMessage() {}
 
 func (x *ProvisioningError) ProtoReflect() protoreflect.Message {
-	mi := &file_vmapp_v1_catalog_proto_msgTypes[3]
+	mi := &file_vmapp_v1_catalog_proto_msgTypes[4]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -493,7 +604,7 @@ func (x *ProvisioningError) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ProvisioningError.ProtoReflect.Descriptor instead.
 func (*ProvisioningError) Descriptor() ([]byte, []int) {
-	return file_vmapp_v1_catalog_proto_rawDescGZIP(), []int{3}
+	return file_vmapp_v1_catalog_proto_rawDescGZIP(), []int{4}
 }
 
 func (x *ProvisioningError) GetCode() string {
@@ -534,7 +645,7 @@ type Artifact struct {
 
 func (x *Artifact) Reset() {
 	*x = Artifact{}
-	mi := &file_vmapp_v1_catalog_proto_msgTypes[4]
+	mi := &file_vmapp_v1_catalog_proto_msgTypes[5]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -546,7 +657,7 @@ func (x *Artifact) String() string {
 func (*Artifact) ProtoMessage() {}
 
 func (x *Artifact) ProtoReflect() protoreflect.Message {
-	mi := &file_vmapp_v1_catalog_proto_msgTypes[4]
+	mi := &file_vmapp_v1_catalog_proto_msgTypes[5]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -559,7 +670,7 @@ func (x *Artifact) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Artifact.ProtoReflect.Descriptor instead.
 func (*Artifact) Descriptor() ([]byte, []int) {
-	return file_vmapp_v1_catalog_proto_rawDescGZIP(), []int{4}
+	return file_vmapp_v1_catalog_proto_rawDescGZIP(), []int{5}
 }
 
 func (x *Artifact) GetSizeBytes() int64 {
@@ -621,7 +732,7 @@ type PublishingProfile struct {
 
 func (x *PublishingProfile) Reset() {
 	*x = PublishingProfile{}
-	mi := &file_vmapp_v1_catalog_proto_msgTypes[5]
+	mi := &file_vmapp_v1_catalog_proto_msgTypes[6]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -633,7 +744,7 @@ func (x *PublishingProfile) String() string {
 func (*PublishingProfile) ProtoMessage() {}
 
 func (x *PublishingProfile) ProtoReflect() protoreflect.Message {
-	mi := &file_vmapp_v1_catalog_proto_msgTypes[5]
+	mi := &file_vmapp_v1_catalog_proto_msgTypes[6]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -646,7 +757,7 @@ func (x *PublishingProfile) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PublishingProfile.ProtoReflect.Descriptor instead.
 func (*PublishingProfile) Descriptor() ([]byte, []int) {
-	return file_vmapp_v1_catalog_proto_rawDescGZIP(), []int{5}
+	return file_vmapp_v1_catalog_proto_rawDescGZIP(), []int{6}
 }
 
 func (x *PublishingProfile) GetSource() *UserArtifactSource {
@@ -724,7 +835,7 @@ type UserArtifactSource struct {
 
 func (x *UserArtifactSource) Reset() {
 	*x = UserArtifactSource{}
-	mi := &file_vmapp_v1_catalog_proto_msgTypes[6]
+	mi := &file_vmapp_v1_catalog_proto_msgTypes[7]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -736,7 +847,7 @@ func (x *UserArtifactSource) String() string {
 func (*UserArtifactSource) ProtoMessage() {}
 
 func (x *UserArtifactSource) ProtoReflect() protoreflect.Message {
-	mi := &file_vmapp_v1_catalog_proto_msgTypes[6]
+	mi := &file_vmapp_v1_catalog_proto_msgTypes[7]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -749,7 +860,7 @@ func (x *UserArtifactSource) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use UserArtifactSource.ProtoReflect.Descriptor instead.
 func (*UserArtifactSource) Descriptor() ([]byte, []int) {
-	return file_vmapp_v1_catalog_proto_rawDescGZIP(), []int{6}
+	return file_vmapp_v1_catalog_proto_rawDescGZIP(), []int{7}
 }
 
 func (x *UserArtifactSource) GetMediaLink() string {
@@ -780,7 +891,7 @@ type UserArtifactManage struct {
 
 func (x *UserArtifactManage) Reset() {
 	*x = UserArtifactManage{}
-	mi := &file_vmapp_v1_catalog_proto_msgTypes[7]
+	mi := &file_vmapp_v1_catalog_proto_msgTypes[8]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -792,7 +903,7 @@ func (x *UserArtifactManage) String() string {
 func (*UserArtifactManage) ProtoMessage() {}
 
 func (x *UserArtifactManage) ProtoReflect() protoreflect.Message {
-	mi := &file_vmapp_v1_catalog_proto_msgTypes[7]
+	mi := &file_vmapp_v1_catalog_proto_msgTypes[8]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -805,7 +916,7 @@ func (x *UserArtifactManage) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use UserArtifactManage.ProtoReflect.Descriptor instead.
 func (*UserArtifactManage) Descriptor() ([]byte, []int) {
-	return file_vmapp_v1_catalog_proto_rawDescGZIP(), []int{7}
+	return file_vmapp_v1_catalog_proto_rawDescGZIP(), []int{8}
 }
 
 func (x *UserArtifactManage) GetInstall() string {
@@ -842,7 +953,7 @@ type UserArtifactSettings struct {
 
 func (x *UserArtifactSettings) Reset() {
 	*x = UserArtifactSettings{}
-	mi := &file_vmapp_v1_catalog_proto_msgTypes[8]
+	mi := &file_vmapp_v1_catalog_proto_msgTypes[9]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -854,7 +965,7 @@ func (x *UserArtifactSettings) String() string {
 func (*UserArtifactSettings) ProtoMessage() {}
 
 func (x *UserArtifactSettings) ProtoReflect() protoreflect.Message {
-	mi := &file_vmapp_v1_catalog_proto_msgTypes[8]
+	mi := &file_vmapp_v1_catalog_proto_msgTypes[9]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -867,7 +978,7 @@ func (x *UserArtifactSettings) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use UserArtifactSettings.ProtoReflect.Descriptor instead.
 func (*UserArtifactSettings) Descriptor() ([]byte, []int) {
-	return file_vmapp_v1_catalog_proto_rawDescGZIP(), []int{8}
+	return file_vmapp_v1_catalog_proto_rawDescGZIP(), []int{9}
 }
 
 func (x *UserArtifactSettings) GetPackageFileName() string {
@@ -905,7 +1016,7 @@ type TargetRegion struct {
 
 func (x *TargetRegion) Reset() {
 	*x = TargetRegion{}
-	mi := &file_vmapp_v1_catalog_proto_msgTypes[9]
+	mi := &file_vmapp_v1_catalog_proto_msgTypes[10]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -917,7 +1028,7 @@ func (x *TargetRegion) String() string {
 func (*TargetRegion) ProtoMessage() {}
 
 func (x *TargetRegion) ProtoReflect() protoreflect.Message {
-	mi := &file_vmapp_v1_catalog_proto_msgTypes[9]
+	mi := &file_vmapp_v1_catalog_proto_msgTypes[10]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -930,7 +1041,7 @@ func (x *TargetRegion) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use TargetRegion.ProtoReflect.Descriptor instead.
 func (*TargetRegion) Descriptor() ([]byte, []int) {
-	return file_vmapp_v1_catalog_proto_rawDescGZIP(), []int{9}
+	return file_vmapp_v1_catalog_proto_rawDescGZIP(), []int{10}
 }
 
 func (x *TargetRegion) GetName() string {
@@ -970,7 +1081,7 @@ type SafetyProfile struct {
 
 func (x *SafetyProfile) Reset() {
 	*x = SafetyProfile{}
-	mi := &file_vmapp_v1_catalog_proto_msgTypes[10]
+	mi := &file_vmapp_v1_catalog_proto_msgTypes[11]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -982,7 +1093,7 @@ func (x *SafetyProfile) String() string {
 func (*SafetyProfile) ProtoMessage() {}
 
 func (x *SafetyProfile) ProtoReflect() protoreflect.Message {
-	mi := &file_vmapp_v1_catalog_proto_msgTypes[10]
+	mi := &file_vmapp_v1_catalog_proto_msgTypes[11]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -995,7 +1106,7 @@ func (x *SafetyProfile) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SafetyProfile.ProtoReflect.Descriptor instead.
 func (*SafetyProfile) Descriptor() ([]byte, []int) {
-	return file_vmapp_v1_catalog_proto_rawDescGZIP(), []int{10}
+	return file_vmapp_v1_catalog_proto_rawDescGZIP(), []int{11}
 }
 
 func (x *SafetyProfile) GetAllowDeletionOfReplicatedLocations() bool {
@@ -1016,7 +1127,7 @@ type ReplicationStatus struct {
 
 func (x *ReplicationStatus) Reset() {
 	*x = ReplicationStatus{}
-	mi := &file_vmapp_v1_catalog_proto_msgTypes[11]
+	mi := &file_vmapp_v1_catalog_proto_msgTypes[12]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1028,7 +1139,7 @@ func (x *ReplicationStatus) String() string {
 func (*ReplicationStatus) ProtoMessage() {}
 
 func (x *ReplicationStatus) ProtoReflect() protoreflect.Message {
-	mi := &file_vmapp_v1_catalog_proto_msgTypes[11]
+	mi := &file_vmapp_v1_catalog_proto_msgTypes[12]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1041,7 +1152,7 @@ func (x *ReplicationStatus) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ReplicationStatus.ProtoReflect.Descriptor instead.
 func (*ReplicationStatus) Descriptor() ([]byte, []int) {
-	return file_vmapp_v1_catalog_proto_rawDescGZIP(), []int{11}
+	return file_vmapp_v1_catalog_proto_rawDescGZIP(), []int{12}
 }
 
 func (x *ReplicationStatus) GetAggregatedState() string {
@@ -1079,7 +1190,7 @@ type RegionalReplicationStatus struct {
 
 func (x *RegionalReplicationStatus) Reset() {
 	*x = RegionalReplicationStatus{}
-	mi := &file_vmapp_v1_catalog_proto_msgTypes[12]
+	mi := &file_vmapp_v1_catalog_proto_msgTypes[13]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1091,7 +1202,7 @@ func (x *RegionalReplicationStatus) String() string {
 func (*RegionalReplicationStatus) ProtoMessage() {}
 
 func (x *RegionalReplicationStatus) ProtoReflect() protoreflect.Message {
-	mi := &file_vmapp_v1_catalog_proto_msgTypes[12]
+	mi := &file_vmapp_v1_catalog_proto_msgTypes[13]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1104,7 +1215,7 @@ func (x *RegionalReplicationStatus) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RegionalReplicationStatus.ProtoReflect.Descriptor instead.
 func (*RegionalReplicationStatus) Descriptor() ([]byte, []int) {
-	return file_vmapp_v1_catalog_proto_rawDescGZIP(), []int{12}
+	return file_vmapp_v1_catalog_proto_rawDescGZIP(), []int{13}
 }
 
 func (x *RegionalReplicationStatus) GetRegion() string {
@@ -1180,7 +1291,7 @@ type Region struct {
 
 func (x *Region) Reset() {
 	*x = Region{}
-	mi := &file_vmapp_v1_catalog_proto_msgTypes[13]
+	mi := &file_vmapp_v1_catalog_proto_msgTypes[14]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1192,7 +1303,7 @@ func (x *Region) String() string {
 func (*Region) ProtoMessage() {}
 
 func (x *Region) ProtoReflect() protoreflect.Message {
-	mi := &file_vmapp_v1_catalog_proto_msgTypes[13]
+	mi := &file_vmapp_v1_catalog_proto_msgTypes[14]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1205,7 +1316,7 @@ func (x *Region) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Region.ProtoReflect.Descriptor instead.
 func (*Region) Descriptor() ([]byte, []int) {
-	return file_vmapp_v1_catalog_proto_rawDescGZIP(), []int{13}
+	return file_vmapp_v1_catalog_proto_rawDescGZIP(), []int{14}
 }
 
 func (x *Region) GetName() string {
@@ -1231,7 +1342,7 @@ type CreateGalleryRequest struct {
 
 func (x *CreateGalleryRequest) Reset() {
 	*x = CreateGalleryRequest{}
-	mi := &file_vmapp_v1_catalog_proto_msgTypes[14]
+	mi := &file_vmapp_v1_catalog_proto_msgTypes[15]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1243,7 +1354,7 @@ func (x *CreateGalleryRequest) String() string {
 func (*CreateGalleryRequest) ProtoMessage() {}
 
 func (x *CreateGalleryRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_vmapp_v1_catalog_proto_msgTypes[14]
+	mi := &file_vmapp_v1_catalog_proto_msgTypes[15]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1256,7 +1367,7 @@ func (x *CreateGalleryRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CreateGalleryRequest.ProtoReflect.Descriptor instead.
 func (*CreateGalleryRequest) Descriptor() ([]byte, []int) {
-	return file_vmapp_v1_catalog_proto_rawDescGZIP(), []int{14}
+	return file_vmapp_v1_catalog_proto_rawDescGZIP(), []int{15}
 }
 
 func (x *CreateGalleryRequest) GetGallery() *Gallery {
@@ -1275,7 +1386,7 @@ type CreateGalleryResponse struct {
 
 func (x *CreateGalleryResponse) Reset() {
 	*x = CreateGalleryResponse{}
-	mi := &file_vmapp_v1_catalog_proto_msgTypes[15]
+	mi := &file_vmapp_v1_catalog_proto_msgTypes[16]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1287,7 +1398,7 @@ func (x *CreateGalleryResponse) String() string {
 func (*CreateGalleryResponse) ProtoMessage() {}
 
 func (x *CreateGalleryResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_vmapp_v1_catalog_proto_msgTypes[15]
+	mi := &file_vmapp_v1_catalog_proto_msgTypes[16]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1300,7 +1411,7 @@ func (x *CreateGalleryResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CreateGalleryResponse.ProtoReflect.Descriptor instead.
 func (*CreateGalleryResponse) Descriptor() ([]byte, []int) {
-	return file_vmapp_v1_catalog_proto_rawDescGZIP(), []int{15}
+	return file_vmapp_v1_catalog_proto_rawDescGZIP(), []int{16}
 }
 
 func (x *CreateGalleryResponse) GetGallery() *Gallery {
@@ -1319,7 +1430,7 @@ type GetGalleryRequest struct {
 
 func (x *GetGalleryRequest) Reset() {
 	*x = GetGalleryRequest{}
-	mi := &file_vmapp_v1_catalog_proto_msgTypes[16]
+	mi := &file_vmapp_v1_catalog_proto_msgTypes[17]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1331,7 +1442,7 @@ func (x *GetGalleryRequest) String() string {
 func (*GetGalleryRequest) ProtoMessage() {}
 
 func (x *GetGalleryRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_vmapp_v1_catalog_proto_msgTypes[16]
+	mi := &file_vmapp_v1_catalog_proto_msgTypes[17]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1344,7 +1455,7 @@ func (x *GetGalleryRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetGalleryRequest.ProtoReflect.Descriptor instead.
 func (*GetGalleryRequest) Descriptor() ([]byte, []int) {
-	return file_vmapp_v1_catalog_proto_rawDescGZIP(), []int{16}
+	return file_vmapp_v1_catalog_proto_rawDescGZIP(), []int{17}
 }
 
 func (x *GetGalleryRequest) GetGallery() string {
@@ -1363,7 +1474,7 @@ type GetGalleryResponse struct {
 
 func (x *GetGalleryResponse) Reset() {
 	*x = GetGalleryResponse{}
-	mi := &file_vmapp_v1_catalog_proto_msgTypes[17]
+	mi := &file_vmapp_v1_catalog_proto_msgTypes[18]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1375,7 +1486,7 @@ func (x *GetGalleryResponse) String() string {
 func (*GetGalleryResponse) ProtoMessage() {}
 
 func (x *GetGalleryResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_vmapp_v1_catalog_proto_msgTypes[17]
+	mi := &file_vmapp_v1_catalog_proto_msgTypes[18]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1388,7 +1499,7 @@ func (x *GetGalleryResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetGalleryResponse.ProtoReflect.Descriptor instead.
 func (*GetGalleryResponse) Descriptor() ([]byte, []int) {
-	return file_vmapp_v1_catalog_proto_rawDescGZIP(), []int{17}
+	return file_vmapp_v1_catalog_proto_rawDescGZIP(), []int{18}
 }
 
 func (x *GetGalleryResponse) GetGallery() *Gallery {
@@ -1409,7 +1520,7 @@ type ListGalleriesRequest struct {
 
 func (x *ListGalleriesRequest) Reset() {
 	*x = ListGalleriesRequest{}
-	mi := &file_vmapp_v1_catalog_proto_msgTypes[18]
+	mi := &file_vmapp_v1_catalog_proto_msgTypes[19]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1421,7 +1532,7 @@ func (x *ListGalleriesRequest) String() string {
 func (*ListGalleriesRequest) ProtoMessage() {}
 
 func (x *ListGalleriesRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_vmapp_v1_catalog_proto_msgTypes[18]
+	mi := &file_vmapp_v1_catalog_proto_msgTypes[19]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1434,7 +1545,7 @@ func (x *ListGalleriesRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListGalleriesRequest.ProtoReflect.Descriptor instead.
 func (*ListGalleriesRequest) Descriptor() ([]byte, []int) {
-	return file_vmapp_v1_catalog_proto_rawDescGZIP(), []int{18}
+	return file_vmapp_v1_catalog_proto_rawDescGZIP(), []int{19}
 }
 
 func (x *ListGalleriesRequest) GetPageSize() int32 {
@@ -1461,7 +1572,7 @@ type ListGalleriesResponse struct {
 
 func (x *ListGalleriesResponse) Reset() {
 	*x = ListGalleriesResponse{}
-	mi := &file_vmapp_v1_catalog_proto_msgTypes[19]
+	mi := &file_vmapp_v1_catalog_proto_msgTypes[20]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1473,7 +1584,7 @@ func (x *ListGalleriesResponse) String() string {
 func (*ListGalleriesResponse) ProtoMessage() {}
 
 func (x *ListGalleriesResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_vmapp_v1_catalog_proto_msgTypes[19]
+	mi := &file_vmapp_v1_catalog_proto_msgTypes[20]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1486,7 +1597,7 @@ func (x *ListGalleriesResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListGalleriesResponse.ProtoReflect.Descriptor instead.
 func (*ListGalleriesResponse) Descriptor() ([]byte, []int) {
-	return file_vmapp_v1_catalog_proto_rawDescGZIP(), []int{19}
+	return file_vmapp_v1_catalog_proto_rawDescGZIP(), []int{20}
 }
 
 func (x *ListGalleriesResponse) GetGalleries() []*Gallery {
@@ -1517,7 +1628,7 @@ type UpdateGalleryRequest struct {
 
 func (x *UpdateGalleryRequest) Reset() {
 	*x = UpdateGalleryRequest{}
-	mi := &file_vmapp_v1_catalog_proto_msgTypes[20]
+	mi := &file_vmapp_v1_catalog_proto_msgTypes[21]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1529,7 +1640,7 @@ func (x *UpdateGalleryRequest) String() string {
 func (*UpdateGalleryRequest) ProtoMessage() {}
 
 func (x *UpdateGalleryRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_vmapp_v1_catalog_proto_msgTypes[20]
+	mi := &file_vmapp_v1_catalog_proto_msgTypes[21]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1542,7 +1653,7 @@ func (x *UpdateGalleryRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use UpdateGalleryRequest.ProtoReflect.Descriptor instead.
 func (*UpdateGalleryRequest) Descriptor() ([]byte, []int) {
-	return file_vmapp_v1_catalog_proto_rawDescGZIP(), []int{20}
+	return file_vmapp_v1_catalog_proto_rawDescGZIP(), []int{21}
 }
 
 func (x *UpdateGalleryRequest) GetGallery() *Gallery {
@@ -1575,7 +1686,7 @@ type UpdateGalleryResponse struct {
 
 func (x *UpdateGalleryResponse) Reset() {
 	*x = UpdateGalleryResponse{}
-	mi := &file_vmapp_v1_catalog_proto_msgTypes[21]
+	mi := &file_vmapp_v1_catalog_proto_msgTypes[22]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1587,7 +1698,7 @@ func (x *UpdateGalleryResponse) String() string {
 func (*UpdateGalleryResponse) ProtoMessage() {}
 
 func (x *UpdateGalleryResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_vmapp_v1_catalog_proto_msgTypes[21]
+	mi := &file_vmapp_v1_catalog_proto_msgTypes[22]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1600,7 +1711,7 @@ func (x *UpdateGalleryResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use UpdateGalleryResponse.ProtoReflect.Descriptor instead.
 func (*UpdateGalleryResponse) Descriptor() ([]byte, []int) {
-	return file_vmapp_v1_catalog_proto_rawDescGZIP(), []int{21}
+	return file_vmapp_v1_catalog_proto_rawDescGZIP(), []int{22}
 }
 
 func (x *UpdateGalleryResponse) GetGallery() *Gallery {
@@ -1622,7 +1733,7 @@ type DeleteGalleryRequest struct {
 
 func (x *DeleteGalleryRequest) Reset() {
 	*x = DeleteGalleryRequest{}
-	mi := &file_vmapp_v1_catalog_proto_msgTypes[22]
+	mi := &file_vmapp_v1_catalog_proto_msgTypes[23]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1634,7 +1745,7 @@ func (x *DeleteGalleryRequest) String() string {
 func (*DeleteGalleryRequest) ProtoMessage() {}
 
 func (x *DeleteGalleryRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_vmapp_v1_catalog_proto_msgTypes[22]
+	mi := &file_vmapp_v1_catalog_proto_msgTypes[23]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1647,7 +1758,7 @@ func (x *DeleteGalleryRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DeleteGalleryRequest.ProtoReflect.Descriptor instead.
 func (*DeleteGalleryRequest) Descriptor() ([]byte, []int) {
-	return file_vmapp_v1_catalog_proto_rawDescGZIP(), []int{22}
+	return file_vmapp_v1_catalog_proto_rawDescGZIP(), []int{23}
 }
 
 func (x *DeleteGalleryRequest) GetGallery() string {
@@ -1681,7 +1792,7 @@ type DeleteGalleryResponse struct {
 
 func (x *DeleteGalleryResponse) Reset() {
 	*x = DeleteGalleryResponse{}
-	mi := &file_vmapp_v1_catalog_proto_msgTypes[23]
+	mi := &file_vmapp_v1_catalog_proto_msgTypes[24]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1693,7 +1804,7 @@ func (x *DeleteGalleryResponse) String() string {
 func (*DeleteGalleryResponse) ProtoMessage() {}
 
 func (x *DeleteGalleryResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_vmapp_v1_catalog_proto_msgTypes[23]
+	mi := &file_vmapp_v1_catalog_proto_msgTypes[24]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1706,7 +1817,7 @@ func (x *DeleteGalleryResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DeleteGalleryResponse.ProtoReflect.Descriptor instead.
 func (*DeleteGalleryResponse) Descriptor() ([]byte, []int) {
-	return file_vmapp_v1_catalog_proto_rawDescGZIP(), []int{23}
+	return file_vmapp_v1_catalog_proto_rawDescGZIP(), []int{24}
 }
 
 func (x *DeleteGalleryResponse) GetGallery() *Gallery {
@@ -1725,7 +1836,7 @@ type CreateApplicationRequest struct {
 
 func (x *CreateApplicationRequest) Reset() {
 	*x = CreateApplicationRequest{}
-	mi := &file_vmapp_v1_catalog_proto_msgTypes[24]
+	mi := &file_vmapp_v1_catalog_proto_msgTypes[25]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1737,7 +1848,7 @@ func (x *CreateApplicationRequest) String() string {
 func (*CreateApplicationRequest) ProtoMessage() {}
 
 func (x *CreateApplicationRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_vmapp_v1_catalog_proto_msgTypes[24]
+	mi := &file_vmapp_v1_catalog_proto_msgTypes[25]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1750,7 +1861,7 @@ func (x *CreateApplicationRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CreateApplicationRequest.ProtoReflect.Descriptor instead.
 func (*CreateApplicationRequest) Descriptor() ([]byte, []int) {
-	return file_vmapp_v1_catalog_proto_rawDescGZIP(), []int{24}
+	return file_vmapp_v1_catalog_proto_rawDescGZIP(), []int{25}
 }
 
 func (x *CreateApplicationRequest) GetApplication() *GalleryApplication {
@@ -1769,7 +1880,7 @@ type CreateApplicationResponse struct {
 
 func (x *CreateApplicationResponse) Reset() {
 	*x = CreateApplicationResponse{}
-	mi := &file_vmapp_v1_catalog_proto_msgTypes[25]
+	mi := &file_vmapp_v1_catalog_proto_msgTypes[26]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1781,7 +1892,7 @@ func (x *CreateApplicationResponse) String() string {
 func (*CreateApplicationResponse) ProtoMessage() {}
 
 func (x *CreateApplicationResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_vmapp_v1_catalog_proto_msgTypes[25]
+	mi := &file_vmapp_v1_catalog_proto_msgTypes[26]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1794,7 +1905,7 @@ func (x *CreateApplicationResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CreateApplicationResponse.ProtoReflect.Descriptor instead.
 func (*CreateApplicationResponse) Descriptor() ([]byte, []int) {
-	return file_vmapp_v1_catalog_proto_rawDescGZIP(), []int{25}
+	return file_vmapp_v1_catalog_proto_rawDescGZIP(), []int{26}
 }
 
 func (x *CreateApplicationResponse) GetApplication() *GalleryApplication {
@@ -1814,7 +1925,7 @@ type GetApplicationRequest struct {
 
 func (x *GetApplicationRequest) Reset() {
 	*x = GetApplicationRequest{}
-	mi := &file_vmapp_v1_catalog_proto_msgTypes[26]
+	mi := &file_vmapp_v1_catalog_proto_msgTypes[27]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1826,7 +1937,7 @@ func (x *GetApplicationRequest) String() string {
 func (*GetApplicationRequest) ProtoMessage() {}
 
 func (x *GetApplicationRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_vmapp_v1_catalog_proto_msgTypes[26]
+	mi := &file_vmapp_v1_catalog_proto_msgTypes[27]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1839,7 +1950,7 @@ func (x *GetApplicationRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetApplicationRequest.ProtoReflect.Descriptor instead.
 func (*GetApplicationRequest) Descriptor() ([]byte, []int) {
-	return file_vmapp_v1_catalog_proto_rawDescGZIP(), []int{26}
+	return file_vmapp_v1_catalog_proto_rawDescGZIP(), []int{27}
 }
 
 func (x *GetApplicationRequest) GetGallery() string {
@@ -1865,7 +1976,7 @@ type GetApplicationResponse struct {
 
 func (x *GetApplicationResponse) Reset() {
 	*x = GetApplicationResponse{}
-	mi := &file_vmapp_v1_catalog_proto_msgTypes[27]
+	mi := &file_vmapp_v1_catalog_proto_msgTypes[28]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1877,7 +1988,7 @@ func (x *GetApplicationResponse) String() string {
 func (*GetApplicationResponse) ProtoMessage() {}
 
 func (x *GetApplicationResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_vmapp_v1_catalog_proto_msgTypes[27]
+	mi := &file_vmapp_v1_catalog_proto_msgTypes[28]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1890,7 +2001,7 @@ func (x *GetApplicationResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetApplicationResponse.ProtoReflect.Descriptor instead.
 func (*GetApplicationResponse) Descriptor() ([]byte, []int) {
-	return file_vmapp_v1_catalog_proto_rawDescGZIP(), []int{27}
+	return file_vmapp_v1_catalog_proto_rawDescGZIP(), []int{28}
 }
 
 func (x *GetApplicationResponse) GetApplication() *GalleryApplication {
@@ -1911,7 +2022,7 @@ type ListApplicationsRequest struct {
 
 func (x *ListApplicationsRequest) Reset() {
 	*x = ListApplicationsRequest{}
-	mi := &file_vmapp_v1_catalog_proto_msgTypes[28]
+	mi := &file_vmapp_v1_catalog_proto_msgTypes[29]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1923,7 +2034,7 @@ func (x *ListApplicationsRequest) String() string {
 func (*ListApplicationsRequest) ProtoMessage() {}
 
 func (x *ListApplicationsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_vmapp_v1_catalog_proto_msgTypes[28]
+	mi := &file_vmapp_v1_catalog_proto_msgTypes[29]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1936,7 +2047,7 @@ func (x *ListApplicationsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListApplicationsRequest.ProtoReflect.Descriptor instead.
 func (*ListApplicationsRequest) Descriptor() ([]byte, []int) {
-	return file_vmapp_v1_catalog_proto_rawDescGZIP(), []int{28}
+	return file_vmapp_v1_catalog_proto_rawDescGZIP(), []int{29}
 }
 
 func (x *ListApplicationsRequest) GetGallery() string {
@@ -1970,7 +2081,7 @@ type ListApplicationsResponse struct {
 
 func (x *ListApplicationsResponse) Reset() {
 	*x = ListApplicationsResponse{}
-	mi := &file_vmapp_v1_catalog_proto_msgTypes[29]
+	mi := &file_vmapp_v1_catalog_proto_msgTypes[30]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1982,7 +2093,7 @@ func (x *ListApplicationsResponse) String() string {
 func (*ListApplicationsResponse) ProtoMessage() {}
 
 func (x *ListApplicationsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_vmapp_v1_catalog_proto_msgTypes[29]
+	mi := &file_vmapp_v1_catalog_proto_msgTypes[30]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1995,7 +2106,7 @@ func (x *ListApplicationsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListApplicationsResponse.ProtoReflect.Descriptor instead.
 func (*ListApplicationsResponse) Descriptor() ([]byte, []int) {
-	return file_vmapp_v1_catalog_proto_rawDescGZIP(), []int{29}
+	return file_vmapp_v1_catalog_proto_rawDescGZIP(), []int{30}
 }
 
 func (x *ListApplicationsResponse) GetApplications() []*GalleryApplication {
@@ -2024,7 +2135,7 @@ type UpdateApplicationRequest struct {
 
 func (x *UpdateApplicationRequest) Reset() {
 	*x = UpdateApplicationRequest{}
-	mi := &file_vmapp_v1_catalog_proto_msgTypes[30]
+	mi := &file_vmapp_v1_catalog_proto_msgTypes[31]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2036,7 +2147,7 @@ func (x *UpdateApplicationRequest) String() string {
 func (*UpdateApplicationRequest) ProtoMessage() {}
 
 func (x *UpdateApplicationRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_vmapp_v1_catalog_proto_msgTypes[30]
+	mi := &file_vmapp_v1_catalog_proto_msgTypes[31]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2049,7 +2160,7 @@ func (x *UpdateApplicationRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use UpdateApplicationRequest.ProtoReflect.Descriptor instead.
 func (*UpdateApplicationRequest) Descriptor() ([]byte, []int) {
-	return file_vmapp_v1_catalog_proto_rawDescGZIP(), []int{30}
+	return file_vmapp_v1_catalog_proto_rawDescGZIP(), []int{31}
 }
 
 func (x *UpdateApplicationRequest) GetApplication() *GalleryApplication {
@@ -2082,7 +2193,7 @@ type UpdateApplicationResponse struct {
 
 func (x *UpdateApplicationResponse) Reset() {
 	*x = UpdateApplicationResponse{}
-	mi := &file_vmapp_v1_catalog_proto_msgTypes[31]
+	mi := &file_vmapp_v1_catalog_proto_msgTypes[32]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2094,7 +2205,7 @@ func (x *UpdateApplicationResponse) String() string {
 func (*UpdateApplicationResponse) ProtoMessage() {}
 
 func (x *UpdateApplicationResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_vmapp_v1_catalog_proto_msgTypes[31]
+	mi := &file_vmapp_v1_catalog_proto_msgTypes[32]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2107,7 +2218,7 @@ func (x *UpdateApplicationResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use UpdateApplicationResponse.ProtoReflect.Descriptor instead.
 func (*UpdateApplicationResponse) Descriptor() ([]byte, []int) {
-	return file_vmapp_v1_catalog_proto_rawDescGZIP(), []int{31}
+	return file_vmapp_v1_catalog_proto_rawDescGZIP(), []int{32}
 }
 
 func (x *UpdateApplicationResponse) GetApplication() *GalleryApplication {
@@ -2129,7 +2240,7 @@ type DeleteApplicationRequest struct {
 
 func (x *DeleteApplicationRequest) Reset() {
 	*x = DeleteApplicationRequest{}
-	mi := &file_vmapp_v1_catalog_proto_msgTypes[32]
+	mi := &file_vmapp_v1_catalog_proto_msgTypes[33]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2141,7 +2252,7 @@ func (x *DeleteApplicationRequest) String() string {
 func (*DeleteApplicationRequest) ProtoMessage() {}
 
 func (x *DeleteApplicationRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_vmapp_v1_catalog_proto_msgTypes[32]
+	mi := &file_vmapp_v1_catalog_proto_msgTypes[33]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2154,7 +2265,7 @@ func (x *DeleteApplicationRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DeleteApplicationRequest.ProtoReflect.Descriptor instead.
 func (*DeleteApplicationRequest) Descriptor() ([]byte, []int) {
-	return file_vmapp_v1_catalog_proto_rawDescGZIP(), []int{32}
+	return file_vmapp_v1_catalog_proto_rawDescGZIP(), []int{33}
 }
 
 func (x *DeleteApplicationRequest) GetGallery() string {
@@ -2194,7 +2305,7 @@ type DeleteApplicationResponse struct {
 
 func (x *DeleteApplicationResponse) Reset() {
 	*x = DeleteApplicationResponse{}
-	mi := &file_vmapp_v1_catalog_proto_msgTypes[33]
+	mi := &file_vmapp_v1_catalog_proto_msgTypes[34]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2206,7 +2317,7 @@ func (x *DeleteApplicationResponse) String() string {
 func (*DeleteApplicationResponse) ProtoMessage() {}
 
 func (x *DeleteApplicationResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_vmapp_v1_catalog_proto_msgTypes[33]
+	mi := &file_vmapp_v1_catalog_proto_msgTypes[34]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2219,7 +2330,7 @@ func (x *DeleteApplicationResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DeleteApplicationResponse.ProtoReflect.Descriptor instead.
 func (*DeleteApplicationResponse) Descriptor() ([]byte, []int) {
-	return file_vmapp_v1_catalog_proto_rawDescGZIP(), []int{33}
+	return file_vmapp_v1_catalog_proto_rawDescGZIP(), []int{34}
 }
 
 func (x *DeleteApplicationResponse) GetApplication() *GalleryApplication {
@@ -2238,7 +2349,7 @@ type CreateVersionRequest struct {
 
 func (x *CreateVersionRequest) Reset() {
 	*x = CreateVersionRequest{}
-	mi := &file_vmapp_v1_catalog_proto_msgTypes[34]
+	mi := &file_vmapp_v1_catalog_proto_msgTypes[35]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2250,7 +2361,7 @@ func (x *CreateVersionRequest) String() string {
 func (*CreateVersionRequest) ProtoMessage() {}
 
 func (x *CreateVersionRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_vmapp_v1_catalog_proto_msgTypes[34]
+	mi := &file_vmapp_v1_catalog_proto_msgTypes[35]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2263,7 +2374,7 @@ func (x *CreateVersionRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CreateVersionRequest.ProtoReflect.Descriptor instead.
 func (*CreateVersionRequest) Descriptor() ([]byte, []int) {
-	return file_vmapp_v1_catalog_proto_rawDescGZIP(), []int{34}
+	return file_vmapp_v1_catalog_proto_rawDescGZIP(), []int{35}
 }
 
 func (x *CreateVersionRequest) GetVersion() *GalleryApplicationVersion {
@@ -2282,7 +2393,7 @@ type CreateVersionResponse struct {
 
 func (x *CreateVersionResponse) Reset() {
 	*x = CreateVersionResponse{}
-	mi := &file_vmapp_v1_catalog_proto_msgTypes[35]
+	mi := &file_vmapp_v1_catalog_proto_msgTypes[36]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2294,7 +2405,7 @@ func (x *CreateVersionResponse) String() string {
 func (*CreateVersionResponse) ProtoMessage() {}
 
 func (x *CreateVersionResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_vmapp_v1_catalog_proto_msgTypes[35]
+	mi := &file_vmapp_v1_catalog_proto_msgTypes[36]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2307,7 +2418,7 @@ func (x *CreateVersionResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CreateVersionResponse.ProtoReflect.Descriptor instead.
 func (*CreateVersionResponse) Descriptor() ([]byte, []int) {
-	return file_vmapp_v1_catalog_proto_rawDescGZIP(), []int{35}
+	return file_vmapp_v1_catalog_proto_rawDescGZIP(), []int{36}
 }
 
 func (x *CreateVersionResponse) GetVersion() *GalleryApplicationVersion {
@@ -2329,7 +2440,7 @@ type GetVersionRequest struct {
 
 func (x *GetVersionRequest) Reset() {
 	*x = GetVersionRequest{}
-	mi := &file_vmapp_v1_catalog_proto_msgTypes[36]
+	mi := &file_vmapp_v1_catalog_proto_msgTypes[37]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2341,7 +2452,7 @@ func (x *GetVersionRequest) String() string {
 func (*GetVersionRequest) ProtoMessage() {}
 
 func (x *GetVersionRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_vmapp_v1_catalog_proto_msgTypes[36]
+	mi := &file_vmapp_v1_catalog_proto_msgTypes[37]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2354,7 +2465,7 @@ func (x *GetVersionRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetVersionRequest.ProtoReflect.Descriptor instead.
 func (*GetVersionRequest) Descriptor() ([]byte, []int) {
-	return file_vmapp_v1_catalog_proto_rawDescGZIP(), []int{36}
+	return file_vmapp_v1_catalog_proto_rawDescGZIP(), []int{37}
 }
 
 func (x *GetVersionRequest) GetGallery() string {
@@ -2387,7 +2498,7 @@ type GetVersionResponse struct {
 
 func (x *GetVersionResponse) Reset() {
 	*x = GetVersionResponse{}
-	mi := &file_vmapp_v1_catalog_proto_msgTypes[37]
+	mi := &file_vmapp_v1_catalog_proto_msgTypes[38]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2399,7 +2510,7 @@ func (x *GetVersionResponse) String() string {
 func (*GetVersionResponse) ProtoMessage() {}
 
 func (x *GetVersionResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_vmapp_v1_catalog_proto_msgTypes[37]
+	mi := &file_vmapp_v1_catalog_proto_msgTypes[38]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2412,7 +2523,7 @@ func (x *GetVersionResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetVersionResponse.ProtoReflect.Descriptor instead.
 func (*GetVersionResponse) Descriptor() ([]byte, []int) {
-	return file_vmapp_v1_catalog_proto_rawDescGZIP(), []int{37}
+	return file_vmapp_v1_catalog_proto_rawDescGZIP(), []int{38}
 }
 
 func (x *GetVersionResponse) GetVersion() *GalleryApplicationVersion {
@@ -2434,7 +2545,7 @@ type ListVersionsRequest struct {
 
 func (x *ListVersionsRequest) Reset() {
 	*x = ListVersionsRequest{}
-	mi := &file_vmapp_v1_catalog_proto_msgTypes[38]
+	mi := &file_vmapp_v1_catalog_proto_msgTypes[39]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2446,7 +2557,7 @@ func (x *ListVersionsRequest) String() string {
 func (*ListVersionsRequest) ProtoMessage() {}
 
 func (x *ListVersionsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_vmapp_v1_catalog_proto_msgTypes[38]
+	mi := &file_vmapp_v1_catalog_proto_msgTypes[39]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2459,7 +2570,7 @@ func (x *ListVersionsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListVersionsRequest.ProtoReflect.Descriptor instead.
 func (*ListVersionsRequest) Descriptor() ([]byte, []int) {
-	return file_vmapp_v1_catalog_proto_rawDescGZIP(), []int{38}
+	return file_vmapp_v1_catalog_proto_rawDescGZIP(), []int{39}
 }
 
 func (x *ListVersionsRequest) GetGallery() string {
@@ -2500,7 +2611,7 @@ type ListVersionsResponse struct {
 
 func (x *ListVersionsResponse) Reset() {
 	*x = ListVersionsResponse{}
-	mi := &file_vmapp_v1_catalog_proto_msgTypes[39]
+	mi := &file_vmapp_v1_catalog_proto_msgTypes[40]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2512,7 +2623,7 @@ func (x *ListVersionsResponse) String() string {
 func (*ListVersionsResponse) ProtoMessage() {}
 
 func (x *ListVersionsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_vmapp_v1_catalog_proto_msgTypes[39]
+	mi := &file_vmapp_v1_catalog_proto_msgTypes[40]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2525,7 +2636,7 @@ func (x *ListVersionsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListVersionsResponse.ProtoReflect.Descriptor instead.
 func (*ListVersionsResponse) Descriptor() ([]byte, []int) {
-	return file_vmapp_v1_catalog_proto_rawDescGZIP(), []int{39}
+	return file_vmapp_v1_catalog_proto_rawDescGZIP(), []int{40}
 }
 
 func (x *ListVersionsResponse) GetVersions() []*GalleryApplicationVersion {
@@ -2554,7 +2665,7 @@ type UpdateVersionRequest struct {
 
 func (x *UpdateVersionRequest) Reset() {
 	*x = UpdateVersionRequest{}
-	mi := &file_vmapp_v1_catalog_proto_msgTypes[40]
+	mi := &file_vmapp_v1_catalog_proto_msgTypes[41]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2566,7 +2677,7 @@ func (x *UpdateVersionRequest) String() string {
 func (*UpdateVersionRequest) ProtoMessage() {}
 
 func (x *UpdateVersionRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_vmapp_v1_catalog_proto_msgTypes[40]
+	mi := &file_vmapp_v1_catalog_proto_msgTypes[41]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2579,7 +2690,7 @@ func (x *UpdateVersionRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use UpdateVersionRequest.ProtoReflect.Descriptor instead.
 func (*UpdateVersionRequest) Descriptor() ([]byte, []int) {
-	return file_vmapp_v1_catalog_proto_rawDescGZIP(), []int{40}
+	return file_vmapp_v1_catalog_proto_rawDescGZIP(), []int{41}
 }
 
 func (x *UpdateVersionRequest) GetVersion() *GalleryApplicationVersion {
@@ -2612,7 +2723,7 @@ type UpdateVersionResponse struct {
 
 func (x *UpdateVersionResponse) Reset() {
 	*x = UpdateVersionResponse{}
-	mi := &file_vmapp_v1_catalog_proto_msgTypes[41]
+	mi := &file_vmapp_v1_catalog_proto_msgTypes[42]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2624,7 +2735,7 @@ func (x *UpdateVersionResponse) String() string {
 func (*UpdateVersionResponse) ProtoMessage() {}
 
 func (x *UpdateVersionResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_vmapp_v1_catalog_proto_msgTypes[41]
+	mi := &file_vmapp_v1_catalog_proto_msgTypes[42]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2637,7 +2748,7 @@ func (x *UpdateVersionResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use UpdateVersionResponse.ProtoReflect.Descriptor instead.
 func (*UpdateVersionResponse) Descriptor() ([]byte, []int) {
-	return file_vmapp_v1_catalog_proto_rawDescGZIP(), []int{41}
+	return file_vmapp_v1_catalog_proto_rawDescGZIP(), []int{42}
 }
 
 func (x *UpdateVersionResponse) GetVersion() *GalleryApplicationVersion {
@@ -2659,7 +2770,7 @@ type DeleteVersionRequest struct {
 
 func (x *DeleteVersionRequest) Reset() {
 	*x = DeleteVersionRequest{}
-	mi := &file_vmapp_v1_catalog_proto_msgTypes[42]
+	mi := &file_vmapp_v1_catalog_proto_msgTypes[43]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2671,7 +2782,7 @@ func (x *DeleteVersionRequest) String() string {
 func (*DeleteVersionRequest) ProtoMessage() {}
 
 func (x *DeleteVersionRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_vmapp_v1_catalog_proto_msgTypes[42]
+	mi := &file_vmapp_v1_catalog_proto_msgTypes[43]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2684,7 +2795,7 @@ func (x *DeleteVersionRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DeleteVersionRequest.ProtoReflect.Descriptor instead.
 func (*DeleteVersionRequest) Descriptor() ([]byte, []int) {
-	return file_vmapp_v1_catalog_proto_rawDescGZIP(), []int{42}
+	return file_vmapp_v1_catalog_proto_rawDescGZIP(), []int{43}
 }
 
 func (x *DeleteVersionRequest) GetGallery() string {
@@ -2724,7 +2835,7 @@ type DeleteVersionResponse struct {
 
 func (x *DeleteVersionResponse) Reset() {
 	*x = DeleteVersionResponse{}
-	mi := &file_vmapp_v1_catalog_proto_msgTypes[43]
+	mi := &file_vmapp_v1_catalog_proto_msgTypes[44]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2736,7 +2847,7 @@ func (x *DeleteVersionResponse) String() string {
 func (*DeleteVersionResponse) ProtoMessage() {}
 
 func (x *DeleteVersionResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_vmapp_v1_catalog_proto_msgTypes[43]
+	mi := &file_vmapp_v1_catalog_proto_msgTypes[44]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2749,7 +2860,7 @@ func (x *DeleteVersionResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DeleteVersionResponse.ProtoReflect.Descriptor instead.
 func (*DeleteVersionResponse) Descriptor() ([]byte, []int) {
-	return file_vmapp_v1_catalog_proto_rawDescGZIP(), []int{43}
+	return file_vmapp_v1_catalog_proto_rawDescGZIP(), []int{44}
 }
 
 func (x *DeleteVersionResponse) GetVersion() *GalleryApplicationVersion {
@@ -2767,7 +2878,7 @@ type ListRegionsRequest struct {
 
 func (x *ListRegionsRequest) Reset() {
 	*x = ListRegionsRequest{}
-	mi := &file_vmapp_v1_catalog_proto_msgTypes[44]
+	mi := &file_vmapp_v1_catalog_proto_msgTypes[45]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2779,7 +2890,7 @@ func (x *ListRegionsRequest) String() string {
 func (*ListRegionsRequest) ProtoMessage() {}
 
 func (x *ListRegionsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_vmapp_v1_catalog_proto_msgTypes[44]
+	mi := &file_vmapp_v1_catalog_proto_msgTypes[45]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2792,7 +2903,7 @@ func (x *ListRegionsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListRegionsRequest.ProtoReflect.Descriptor instead.
 func (*ListRegionsRequest) Descriptor() ([]byte, []int) {
-	return file_vmapp_v1_catalog_proto_rawDescGZIP(), []int{44}
+	return file_vmapp_v1_catalog_proto_rawDescGZIP(), []int{45}
 }
 
 type ListRegionsResponse struct {
@@ -2804,7 +2915,7 @@ type ListRegionsResponse struct {
 
 func (x *ListRegionsResponse) Reset() {
 	*x = ListRegionsResponse{}
-	mi := &file_vmapp_v1_catalog_proto_msgTypes[45]
+	mi := &file_vmapp_v1_catalog_proto_msgTypes[46]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2816,7 +2927,7 @@ func (x *ListRegionsResponse) String() string {
 func (*ListRegionsResponse) ProtoMessage() {}
 
 func (x *ListRegionsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_vmapp_v1_catalog_proto_msgTypes[45]
+	mi := &file_vmapp_v1_catalog_proto_msgTypes[46]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2829,7 +2940,7 @@ func (x *ListRegionsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListRegionsResponse.ProtoReflect.Descriptor instead.
 func (*ListRegionsResponse) Descriptor() ([]byte, []int) {
-	return file_vmapp_v1_catalog_proto_rawDescGZIP(), []int{45}
+	return file_vmapp_v1_catalog_proto_rawDescGZIP(), []int{46}
 }
 
 func (x *ListRegionsResponse) GetRegions() []*Region {
@@ -2872,7 +2983,7 @@ const file_vmapp_v1_catalog_proto_rawDesc = "" +
 	"createTime\x12;\n" +
 	"\vupdate_time\x18\r \x01(\v2\x1a.google.protobuf.TimestampR\n" +
 	"updateTime\x12\x16\n" +
-	"\x06tenant\x18\x0e \x01(\tR\x06tenant\"\xf7\x05\n" +
+	"\x06tenant\x18\x0e \x01(\tR\x06tenant\"\xaa\x06\n" +
 	"\x19GalleryApplicationVersion\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x12\x18\n" +
 	"\agallery\x18\x02 \x01(\tR\agallery\x12 \n" +
@@ -2891,7 +3002,17 @@ const file_vmapp_v1_catalog_proto_rawDesc = "" +
 	"\x06tenant\x18\f \x01(\tR\x06tenant\x12,\n" +
 	"\apackage\x18\r \x01(\v2\x12.vmapp.v1.ArtifactR\apackage\x12G\n" +
 	"\x15default_configuration\x18\x0e \x01(\v2\x12.vmapp.v1.ArtifactR\x14defaultConfiguration\x12J\n" +
-	"\x12provisioning_error\x18\x0f \x01(\v2\x1b.vmapp.v1.ProvisioningErrorR\x11provisioningError\"q\n" +
+	"\x12provisioning_error\x18\x0f \x01(\v2\x1b.vmapp.v1.ProvisioningErrorR\x11provisioningError\x121\n" +
+	"\apreheat\x18\x10 \x03(\v2\x17.vmapp.v1.PreheatStatusR\apreheat\"\xfb\x01\n" +
+	"\rPreheatStatus\x12\x16\n" +
+	"\x06region\x18\x01 \x01(\tR\x06region\x12\x1b\n" +
+	"\tscale_set\x18\x02 \x01(\tR\bscaleSet\x12\x1a\n" +
+	"\bmachines\x18\x03 \x03(\tR\bmachines\x12\x16\n" +
+	"\x06wanted\x18\x04 \x01(\x05R\x06wanted\x12\x18\n" +
+	"\aholding\x18\x05 \x01(\x05R\aholding\x12*\n" +
+	"\x11holding_in_region\x18\x06 \x01(\x05R\x0fholdingInRegion\x12;\n" +
+	"\vcreate_time\x18\a \x01(\v2\x1a.google.protobuf.TimestampR\n" +
+	"createTime\"q\n" +
 	"\x11ProvisioningError\x12\x12\n" +
 	"\x04code\x18\x01 \x01(\tR\x04code\x12\x18\n" +
 	"\amessage\x18\x02 \x01(\tR\amessage\x12.\n" +
@@ -3083,144 +3204,147 @@ func file_vmapp_v1_catalog_proto_rawDescGZIP() []byte {
 	return file_vmapp_v1_catalog_proto_rawDescData
 }
 
-var file_vmapp_v1_catalog_proto_msgTypes = make([]protoimpl.MessageInfo, 46)
+var file_vmapp_v1_catalog_proto_msgTypes = make([]protoimpl.MessageInfo, 47)
 var file_vmapp_v1_catalog_proto_goTypes = []any{
 	(*Gallery)(nil),                   // 0: vmapp.v1.Gallery
 	(*GalleryApplication)(nil),        // 1: vmapp.v1.GalleryApplication
 	(*GalleryApplicationVersion)(nil), // 2: vmapp.v1.GalleryApplicationVersion
-	(*ProvisioningError)(nil),         // 3: vmapp.v1.ProvisioningError
-	(*Artifact)(nil),                  // 4: vmapp.v1.Artifact
-	(*PublishingProfile)(nil),         // 5: vmapp.v1.PublishingProfile
-	(*UserArtifactSource)(nil),        // 6: vmapp.v1.UserArtifactSource
-	(*UserArtifactManage)(nil),        // 7: vmapp.v1.UserArtifactManage
-	(*UserArtifactSettings)(nil),      // 8: vmapp.v1.UserArtifactSettings
-	(*TargetRegion)(nil),              // 9: vmapp.v1.TargetRegion
-	(*SafetyProfile)(nil),             // 10: vmapp.v1.SafetyProfile
-	(*ReplicationStatus)(nil),         // 11: vmapp.v1.ReplicationStatus
-	(*RegionalReplicationStatus)(nil), // 12: vmapp.v1.RegionalReplicationStatus
-	(*Region)(nil),                    // 13: vmapp.v1.Region
-	(*CreateGalleryRequest)(nil),      // 14: vmapp.v1.CreateGalleryRequest
-	(*CreateGalleryResponse)(nil),     // 15: vmapp.v1.CreateGalleryResponse
-	(*GetGalleryRequest)(nil),         // 16: vmapp.v1.GetGalleryRequest
-	(*GetGalleryResponse)(nil),        // 17: vmapp.v1.GetGalleryResponse
-	(*ListGalleriesRequest)(nil),      // 18: vmapp.v1.ListGalleriesRequest
-	(*ListGalleriesResponse)(nil),     // 19: vmapp.v1.ListGalleriesResponse
-	(*UpdateGalleryRequest)(nil),      // 20: vmapp.v1.UpdateGalleryRequest
-	(*UpdateGalleryResponse)(nil),     // 21: vmapp.v1.UpdateGalleryResponse
-	(*DeleteGalleryRequest)(nil),      // 22: vmapp.v1.DeleteGalleryRequest
-	(*DeleteGalleryResponse)(nil),     // 23: vmapp.v1.DeleteGalleryResponse
-	(*CreateApplicationRequest)(nil),  // 24: vmapp.v1.CreateApplicationRequest
-	(*CreateApplicationResponse)(nil), // 25: vmapp.v1.CreateApplicationResponse
-	(*GetApplicationRequest)(nil),     // 26: vmapp.v1.GetApplicationRequest
-	(*GetApplicationResponse)(nil),    // 27: vmapp.v1.GetApplicationResponse
-	(*ListApplicationsRequest)(nil),   // 28: vmapp.v1.ListApplicationsRequest
-	(*ListApplicationsResponse)(nil),  // 29: vmapp.v1.ListApplicationsResponse
-	(*UpdateApplicationRequest)(nil),  // 30: vmapp.v1.UpdateApplicationRequest
-	(*UpdateApplicationResponse)(nil), // 31: vmapp.v1.UpdateApplicationResponse
-	(*DeleteApplicationRequest)(nil),  // 32: vmapp.v1.DeleteApplicationRequest
-	(*DeleteApplicationResponse)(nil), // 33: vmapp.v1.DeleteApplicationResponse
-	(*CreateVersionRequest)(nil),      // 34: vmapp.v1.CreateVersionRequest
-	(*CreateVersionResponse)(nil),     // 35: vmapp.v1.CreateVersionResponse
-	(*GetVersionRequest)(nil),         // 36: vmapp.v1.GetVersionRequest
-	(*GetVersionResponse)(nil),        // 37: vmapp.v1.GetVersionResponse
-	(*ListVersionsRequest)(nil),       // 38: vmapp.v1.ListVersionsRequest
-	(*ListVersionsResponse)(nil),      // 39: vmapp.v1.ListVersionsResponse
-	(*UpdateVersionRequest)(nil),      // 40: vmapp.v1.UpdateVersionRequest
-	(*UpdateVersionResponse)(nil),     // 41: vmapp.v1.UpdateVersionResponse
-	(*DeleteVersionRequest)(nil),      // 42: vmapp.v1.DeleteVersionRequest
-	(*DeleteVersionResponse)(nil),     // 43: vmapp.v1.DeleteVersionResponse
-	(*ListRegionsRequest)(nil),        // 44: vmapp.v1.ListRegionsRequest
-	(*ListRegionsResponse)(nil),       // 45: vmapp.v1.ListRegionsResponse
-	(*timestamppb.Timestamp)(nil),     // 46: google.protobuf.Timestamp
-	(*durationpb.Duration)(nil),       // 47: google.protobuf.Duration
-	(*fieldmaskpb.FieldMask)(nil),     // 48: google.protobuf.FieldMask
+	(*PreheatStatus)(nil),             // 3: vmapp.v1.PreheatStatus
+	(*ProvisioningError)(nil),         // 4: vmapp.v1.ProvisioningError
+	(*Artifact)(nil),                  // 5: vmapp.v1.Artifact
+	(*PublishingProfile)(nil),         // 6: vmapp.v1.PublishingProfile
+	(*UserArtifactSource)(nil),        // 7: vmapp.v1.UserArtifactSource
+	(*UserArtifactManage)(nil),        // 8: vmapp.v1.UserArtifactManage
+	(*UserArtifactSettings)(nil),      // 9: vmapp.v1.UserArtifactSettings
+	(*TargetRegion)(nil),              // 10: vmapp.v1.TargetRegion
+	(*SafetyProfile)(nil),             // 11: vmapp.v1.SafetyProfile
+	(*ReplicationStatus)(nil),         // 12: vmapp.v1.ReplicationStatus
+	(*RegionalReplicationStatus)(nil), // 13: vmapp.v1.RegionalReplicationStatus
+	(*Region)(nil),                    // 14: vmapp.v1.Region
+	(*CreateGalleryRequest)(nil),      // 15: vmapp.v1.CreateGalleryRequest
+	(*CreateGalleryResponse)(nil),     // 16: vmapp.v1.CreateGalleryResponse
+	(*GetGalleryRequest)(nil),         // 17: vmapp.v1.GetGalleryRequest
+	(*GetGalleryResponse)(nil),        // 18: vmapp.v1.GetGalleryResponse
+	(*ListGalleriesRequest)(nil),      // 19: vmapp.v1.ListGalleriesRequest
+	(*ListGalleriesResponse)(nil),     // 20: vmapp.v1.ListGalleriesResponse
+	(*UpdateGalleryRequest)(nil),      // 21: vmapp.v1.UpdateGalleryRequest
+	(*UpdateGalleryResponse)(nil),     // 22: vmapp.v1.UpdateGalleryResponse
+	(*DeleteGalleryRequest)(nil),      // 23: vmapp.v1.DeleteGalleryRequest
+	(*DeleteGalleryResponse)(nil),     // 24: vmapp.v1.DeleteGalleryResponse
+	(*CreateApplicationRequest)(nil),  // 25: vmapp.v1.CreateApplicationRequest
+	(*CreateApplicationResponse)(nil), // 26: vmapp.v1.CreateApplicationResponse
+	(*GetApplicationRequest)(nil),     // 27: vmapp.v1.GetApplicationRequest
+	(*GetApplicationResponse)(nil),    // 28: vmapp.v1.GetApplicationResponse
+	(*ListApplicationsRequest)(nil),   // 29: vmapp.v1.ListApplicationsRequest
+	(*ListApplicationsResponse)(nil),  // 30: vmapp.v1.ListApplicationsResponse
+	(*UpdateApplicationRequest)(nil),  // 31: vmapp.v1.UpdateApplicationRequest
+	(*UpdateApplicationResponse)(nil), // 32: vmapp.v1.UpdateApplicationResponse
+	(*DeleteApplicationRequest)(nil),  // 33: vmapp.v1.DeleteApplicationRequest
+	(*DeleteApplicationResponse)(nil), // 34: vmapp.v1.DeleteApplicationResponse
+	(*CreateVersionRequest)(nil),      // 35: vmapp.v1.CreateVersionRequest
+	(*CreateVersionResponse)(nil),     // 36: vmapp.v1.CreateVersionResponse
+	(*GetVersionRequest)(nil),         // 37: vmapp.v1.GetVersionRequest
+	(*GetVersionResponse)(nil),        // 38: vmapp.v1.GetVersionResponse
+	(*ListVersionsRequest)(nil),       // 39: vmapp.v1.ListVersionsRequest
+	(*ListVersionsResponse)(nil),      // 40: vmapp.v1.ListVersionsResponse
+	(*UpdateVersionRequest)(nil),      // 41: vmapp.v1.UpdateVersionRequest
+	(*UpdateVersionResponse)(nil),     // 42: vmapp.v1.UpdateVersionResponse
+	(*DeleteVersionRequest)(nil),      // 43: vmapp.v1.DeleteVersionRequest
+	(*DeleteVersionResponse)(nil),     // 44: vmapp.v1.DeleteVersionResponse
+	(*ListRegionsRequest)(nil),        // 45: vmapp.v1.ListRegionsRequest
+	(*ListRegionsResponse)(nil),       // 46: vmapp.v1.ListRegionsResponse
+	(*timestamppb.Timestamp)(nil),     // 47: google.protobuf.Timestamp
+	(*durationpb.Duration)(nil),       // 48: google.protobuf.Duration
+	(*fieldmaskpb.FieldMask)(nil),     // 49: google.protobuf.FieldMask
 }
 var file_vmapp_v1_catalog_proto_depIdxs = []int32{
-	46, // 0: vmapp.v1.Gallery.create_time:type_name -> google.protobuf.Timestamp
-	46, // 1: vmapp.v1.Gallery.update_time:type_name -> google.protobuf.Timestamp
-	46, // 2: vmapp.v1.GalleryApplication.end_of_life_date:type_name -> google.protobuf.Timestamp
-	46, // 3: vmapp.v1.GalleryApplication.create_time:type_name -> google.protobuf.Timestamp
-	46, // 4: vmapp.v1.GalleryApplication.update_time:type_name -> google.protobuf.Timestamp
-	5,  // 5: vmapp.v1.GalleryApplicationVersion.publishing_profile:type_name -> vmapp.v1.PublishingProfile
-	10, // 6: vmapp.v1.GalleryApplicationVersion.safety_profile:type_name -> vmapp.v1.SafetyProfile
-	11, // 7: vmapp.v1.GalleryApplicationVersion.replication_status:type_name -> vmapp.v1.ReplicationStatus
-	46, // 8: vmapp.v1.GalleryApplicationVersion.create_time:type_name -> google.protobuf.Timestamp
-	46, // 9: vmapp.v1.GalleryApplicationVersion.update_time:type_name -> google.protobuf.Timestamp
-	4,  // 10: vmapp.v1.GalleryApplicationVersion.package:type_name -> vmapp.v1.Artifact
-	4,  // 11: vmapp.v1.GalleryApplicationVersion.default_configuration:type_name -> vmapp.v1.Artifact
-	3,  // 12: vmapp.v1.GalleryApplicationVersion.provisioning_error:type_name -> vmapp.v1.ProvisioningError
-	46, // 13: vmapp.v1.ProvisioningError.time:type_name -> google.protobuf.Timestamp
-	46, // 14: vmapp.v1.Artifact.stored_time:type_name -> google.protobuf.Timestamp
-	6,  // 15: vmapp.v1.PublishingProfile.source:type_name -> vmapp.v1.UserArtifactSource
-	7,  // 16: vmapp.v1.PublishingProfile.manage_actions:type_name -> vmapp.v1.UserArtifactManage
-	8,  // 17: vmapp.v1.PublishingProfile.settings:type_name -> vmapp.v1.UserArtifactSettings
-	9,  // 18: vmapp.v1.PublishingProfile.target_regions:type_name -> vmapp.v1.TargetRegion
-	46, // 19: vmapp.v1.PublishingProfile.end_of_life_date:type_name -> google.protobuf.Timestamp
-	46, // 20: vmapp.v1.PublishingProfile.published_date:type_name -> google.protobuf.Timestamp
-	12, // 21: vmapp.v1.ReplicationStatus.summary:type_name -> vmapp.v1.RegionalReplicationStatus
-	47, // 22: vmapp.v1.RegionalReplicationStatus.eta:type_name -> google.protobuf.Duration
-	0,  // 23: vmapp.v1.CreateGalleryRequest.gallery:type_name -> vmapp.v1.Gallery
-	0,  // 24: vmapp.v1.CreateGalleryResponse.gallery:type_name -> vmapp.v1.Gallery
-	0,  // 25: vmapp.v1.GetGalleryResponse.gallery:type_name -> vmapp.v1.Gallery
-	0,  // 26: vmapp.v1.ListGalleriesResponse.galleries:type_name -> vmapp.v1.Gallery
-	0,  // 27: vmapp.v1.UpdateGalleryRequest.gallery:type_name -> vmapp.v1.Gallery
-	48, // 28: vmapp.v1.UpdateGalleryRequest.update_mask:type_name -> google.protobuf.FieldMask
-	0,  // 29: vmapp.v1.UpdateGalleryResponse.gallery:type_name -> vmapp.v1.Gallery
-	0,  // 30: vmapp.v1.DeleteGalleryResponse.gallery:type_name -> vmapp.v1.Gallery
-	1,  // 31: vmapp.v1.CreateApplicationRequest.application:type_name -> vmapp.v1.GalleryApplication
-	1,  // 32: vmapp.v1.CreateApplicationResponse.application:type_name -> vmapp.v1.GalleryApplication
-	1,  // 33: vmapp.v1.GetApplicationResponse.application:type_name -> vmapp.v1.GalleryApplication
-	1,  // 34: vmapp.v1.ListApplicationsResponse.applications:type_name -> vmapp.v1.GalleryApplication
-	1,  // 35: vmapp.v1.UpdateApplicationRequest.application:type_name -> vmapp.v1.GalleryApplication
-	48, // 36: vmapp.v1.UpdateApplicationRequest.update_mask:type_name -> google.protobuf.FieldMask
-	1,  // 37: vmapp.v1.UpdateApplicationResponse.application:type_name -> vmapp.v1.GalleryApplication
-	1,  // 38: vmapp.v1.DeleteApplicationResponse.application:type_name -> vmapp.v1.GalleryApplication
-	2,  // 39: vmapp.v1.CreateVersionRequest.version:type_name -> vmapp.v1.GalleryApplicationVersion
-	2,  // 40: vmapp.v1.CreateVersionResponse.version:type_name -> vmapp.v1.GalleryApplicationVersion
-	2,  // 41: vmapp.v1.GetVersionResponse.version:type_name -> vmapp.v1.GalleryApplicationVersion
-	2,  // 42: vmapp.v1.ListVersionsResponse.versions:type_name -> vmapp.v1.GalleryApplicationVersion
-	2,  // 43: vmapp.v1.UpdateVersionRequest.version:type_name -> vmapp.v1.GalleryApplicationVersion
-	48, // 44: vmapp.v1.UpdateVersionRequest.update_mask:type_name -> google.protobuf.FieldMask
-	2,  // 45: vmapp.v1.UpdateVersionResponse.version:type_name -> vmapp.v1.GalleryApplicationVersion
-	2,  // 46: vmapp.v1.DeleteVersionResponse.version:type_name -> vmapp.v1.GalleryApplicationVersion
-	13, // 47: vmapp.v1.ListRegionsResponse.regions:type_name -> vmapp.v1.Region
-	14, // 48: vmapp.v1.CatalogService.CreateGallery:input_type -> vmapp.v1.CreateGalleryRequest
-	16, // 49: vmapp.v1.CatalogService.GetGallery:input_type -> vmapp.v1.GetGalleryRequest
-	18, // 50: vmapp.v1.CatalogService.ListGalleries:input_type -> vmapp.v1.ListGalleriesRequest
-	20, // 51: vmapp.v1.CatalogService.UpdateGallery:input_type -> vmapp.v1.UpdateGalleryRequest
-	22, // 52: vmapp.v1.CatalogService.DeleteGallery:input_type -> vmapp.v1.DeleteGalleryRequest
-	24, // 53: vmapp.v1.CatalogService.CreateApplication:input_type -> vmapp.v1.CreateApplicationRequest
-	26, // 54: vmapp.v1.CatalogService.GetApplication:input_type -> vmapp.v1.GetApplicationRequest
-	28, // 55: vmapp.v1.CatalogService.ListApplications:input_type -> vmapp.v1.ListApplicationsRequest
-	30, // 56: vmapp.v1.CatalogService.UpdateApplication:input_type -> vmapp.v1.UpdateApplicationRequest
-	32, // 57: vmapp.v1.CatalogService.DeleteApplication:input_type -> vmapp.v1.DeleteApplicationRequest
-	34, // 58: vmapp.v1.CatalogService.CreateVersion:input_type -> vmapp.v1.CreateVersionRequest
-	36, // 59: vmapp.v1.CatalogService.GetVersion:input_type -> vmapp.v1.GetVersionRequest
-	38, // 60: vmapp.v1.CatalogService.ListVersions:input_type -> vmapp.v1.ListVersionsRequest
-	40, // 61: vmapp.v1.CatalogService.UpdateVersion:input_type -> vmapp.v1.UpdateVersionRequest
-	42, // 62: vmapp.v1.CatalogService.DeleteVersion:input_type -> vmapp.v1.DeleteVersionRequest
-	44, // 63: vmapp.v1.CatalogService.ListRegions:input_type -> vmapp.v1.ListRegionsRequest
-	15, // 64: vmapp.v1.CatalogService.CreateGallery:output_type -> vmapp.v1.CreateGalleryResponse
-	17, // 65: vmapp.v1.CatalogService.GetGallery:output_type -> vmapp.v1.GetGalleryResponse
-	19, // 66: vmapp.v1.CatalogService.ListGalleries:output_type -> vmapp.v1.ListGalleriesResponse
-	21, // 67: vmapp.v1.CatalogService.UpdateGallery:output_type -> vmapp.v1.UpdateGalleryResponse
-	23, // 68: vmapp.v1.CatalogService.DeleteGallery:output_type -> vmapp.v1.DeleteGalleryResponse
-	25, // 69: vmapp.v1.CatalogService.CreateApplication:output_type -> vmapp.v1.CreateApplicationResponse
-	27, // 70: vmapp.v1.CatalogService.GetApplication:output_type -> vmapp.v1.GetApplicationResponse
-	29, // 71: vmapp.v1.CatalogService.ListApplications:output_type -> vmapp.v1.ListApplicationsResponse
-	31, // 72: vmapp.v1.CatalogService.UpdateApplication:output_type -> vmapp.v1.UpdateApplicationResponse
-	33, // 73: vmapp.v1.CatalogService.DeleteApplication:output_type -> vmapp.v1.DeleteApplicationResponse
-	35, // 74: vmapp.v1.CatalogService.CreateVersion:output_type -> vmapp.v1.CreateVersionResponse
-	37, // 75: vmapp.v1.CatalogService.GetVersion:output_type -> vmapp.v1.GetVersionResponse
-	39, // 76: vmapp.v1.CatalogService.ListVersions:output_type -> vmapp.v1.ListVersionsResponse
-	41, // 77: vmapp.v1.CatalogService.UpdateVersion:output_type -> vmapp.v1.UpdateVersionResponse
-	43, // 78: vmapp.v1.CatalogService.DeleteVersion:output_type -> vmapp.v1.DeleteVersionResponse
-	45, // 79: vmapp.v1.CatalogService.ListRegions:output_type -> vmapp.v1.ListRegionsResponse
-	64, // [64:80] is the sub-list for method output_type
-	48, // [48:64] is the sub-list for method input_type
-	48, // [48:48] is the sub-list for extension type_name
-	48, // [48:48] is the sub-list for extension extendee
-	0,  // [0:48] is the sub-list for field type_name
+	47, // 0: vmapp.v1.Gallery.create_time:type_name -> google.protobuf.Timestamp
+	47, // 1: vmapp.v1.Gallery.update_time:type_name -> google.protobuf.Timestamp
+	47, // 2: vmapp.v1.GalleryApplication.end_of_life_date:type_name -> google.protobuf.Timestamp
+	47, // 3: vmapp.v1.GalleryApplication.create_time:type_name -> google.protobuf.Timestamp
+	47, // 4: vmapp.v1.GalleryApplication.update_time:type_name -> google.protobuf.Timestamp
+	6,  // 5: vmapp.v1.GalleryApplicationVersion.publishing_profile:type_name -> vmapp.v1.PublishingProfile
+	11, // 6: vmapp.v1.GalleryApplicationVersion.safety_profile:type_name -> vmapp.v1.SafetyProfile
+	12, // 7: vmapp.v1.GalleryApplicationVersion.replication_status:type_name -> vmapp.v1.ReplicationStatus
+	47, // 8: vmapp.v1.GalleryApplicationVersion.create_time:type_name -> google.protobuf.Timestamp
+	47, // 9: vmapp.v1.GalleryApplicationVersion.update_time:type_name -> google.protobuf.Timestamp
+	5,  // 10: vmapp.v1.GalleryApplicationVersion.package:type_name -> vmapp.v1.Artifact
+	5,  // 11: vmapp.v1.GalleryApplicationVersion.default_configuration:type_name -> vmapp.v1.Artifact
+	4,  // 12: vmapp.v1.GalleryApplicationVersion.provisioning_error:type_name -> vmapp.v1.ProvisioningError
+	3,  // 13: vmapp.v1.GalleryApplicationVersion.preheat:type_name -> vmapp.v1.PreheatStatus
+	47, // 14: vmapp.v1.PreheatStatus.create_time:type_name -> google.protobuf.Timestamp
+	47, // 15: vmapp.v1.ProvisioningError.time:type_name -> google.protobuf.Timestamp
+	47, // 16: vmapp.v1.Artifact.stored_time:type_name -> google.protobuf.Timestamp
+	7,  // 17: vmapp.v1.PublishingProfile.source:type_name -> vmapp.v1.UserArtifactSource
+	8,  // 18: vmapp.v1.PublishingProfile.manage_actions:type_name -> vmapp.v1.UserArtifactManage
+	9,  // 19: vmapp.v1.PublishingProfile.settings:type_name -> vmapp.v1.UserArtifactSettings
+	10, // 20: vmapp.v1.PublishingProfile.target_regions:type_name -> vmapp.v1.TargetRegion
+	47, // 21: vmapp.v1.PublishingProfile.end_of_life_date:type_name -> google.protobuf.Timestamp
+	47, // 22: vmapp.v1.PublishingProfile.published_date:type_name -> google.protobuf.Timestamp
+	13, // 23: vmapp.v1.ReplicationStatus.summary:type_name -> vmapp.v1.RegionalReplicationStatus
+	48, // 24: vmapp.v1.RegionalReplicationStatus.eta:type_name -> google.protobuf.Duration
+	0,  // 25: vmapp.v1.CreateGalleryRequest.gallery:type_name -> vmapp.v1.Gallery
+	0,  // 26: vmapp.v1.CreateGalleryResponse.gallery:type_name -> vmapp.v1.Gallery
+	0,  // 27: vmapp.v1.GetGalleryResponse.gallery:type_name -> vmapp.v1.Gallery
+	0,  // 28: vmapp.v1.ListGalleriesResponse.galleries:type_name -> vmapp.v1.Gallery
+	0,  // 29: vmapp.v1.UpdateGalleryRequest.gallery:type_name -> vmapp.v1.Gallery
+	49, // 30: vmapp.v1.UpdateGalleryRequest.update_mask:type_name -> google.protobuf.FieldMask
+	0,  // 31: vmapp.v1.UpdateGalleryResponse.gallery:type_name -> vmapp.v1.Gallery
+	0,  // 32: vmapp.v1.DeleteGalleryResponse.gallery:type_name -> vmapp.v1.Gallery
+	1,  // 33: vmapp.v1.CreateApplicationRequest.application:type_name -> vmapp.v1.GalleryApplication
+	1,  // 34: vmapp.v1.CreateApplicationResponse.application:type_name -> vmapp.v1.GalleryApplication
+	1,  // 35: vmapp.v1.GetApplicationResponse.application:type_name -> vmapp.v1.GalleryApplication
+	1,  // 36: vmapp.v1.ListApplicationsResponse.applications:type_name -> vmapp.v1.GalleryApplication
+	1,  // 37: vmapp.v1.UpdateApplicationRequest.application:type_name -> vmapp.v1.GalleryApplication
+	49, // 38: vmapp.v1.UpdateApplicationRequest.update_mask:type_name -> google.protobuf.FieldMask
+	1,  // 39: vmapp.v1.UpdateApplicationResponse.application:type_name -> vmapp.v1.GalleryApplication
+	1,  // 40: vmapp.v1.DeleteApplicationResponse.application:type_name -> vmapp.v1.GalleryApplication
+	2,  // 41: vmapp.v1.CreateVersionRequest.version:type_name -> vmapp.v1.GalleryApplicationVersion
+	2,  // 42: vmapp.v1.CreateVersionResponse.version:type_name -> vmapp.v1.GalleryApplicationVersion
+	2,  // 43: vmapp.v1.GetVersionResponse.version:type_name -> vmapp.v1.GalleryApplicationVersion
+	2,  // 44: vmapp.v1.ListVersionsResponse.versions:type_name -> vmapp.v1.GalleryApplicationVersion
+	2,  // 45: vmapp.v1.UpdateVersionRequest.version:type_name -> vmapp.v1.GalleryApplicationVersion
+	49, // 46: vmapp.v1.UpdateVersionRequest.update_mask:type_name -> google.protobuf.FieldMask
+	2,  // 47: vmapp.v1.UpdateVersionResponse.version:type_name -> vmapp.v1.GalleryApplicationVersion
+	2,  // 48: vmapp.v1.DeleteVersionResponse.version:type_name -> vmapp.v1.GalleryApplicationVersion
+	14, // 49: vmapp.v1.ListRegionsResponse.regions:type_name -> vmapp.v1.Region
+	15, // 50: vmapp.v1.CatalogService.CreateGallery:input_type -> vmapp.v1.CreateGalleryRequest
+	17, // 51: vmapp.v1.CatalogService.GetGallery:input_type -> vmapp.v1.GetGalleryRequest
+	19, // 52: vmapp.v1.CatalogService.ListGalleries:input_type -> vmapp.v1.ListGalleriesRequest
+	21, // 53: vmapp.v1.CatalogService.UpdateGallery:input_type -> vmapp.v1.UpdateGalleryRequest
+	23, // 54: vmapp.v1.CatalogService.DeleteGallery:input_type -> vmapp.v1.DeleteGalleryRequest
+	25, // 55: vmapp.v1.CatalogService.CreateApplication:input_type -> vmapp.v1.CreateApplicationRequest
+	27, // 56: vmapp.v1.CatalogService.GetApplication:input_type -> vmapp.v1.GetApplicationRequest
+	29, // 57: vmapp.v1.CatalogService.ListApplications:input_type -> vmapp.v1.ListApplicationsRequest
+	31, // 58: vmapp.v1.CatalogService.UpdateApplication:input_type -> vmapp.v1.UpdateApplicationRequest
+	33, // 59: vmapp.v1.CatalogService.DeleteApplication:input_type -> vmapp.v1.DeleteApplicationRequest
+	35, // 60: vmapp.v1.CatalogService.CreateVersion:input_type -> vmapp.v1.CreateVersionRequest
+	37, // 61: vmapp.v1.CatalogService.GetVersion:input_type -> vmapp.v1.GetVersionRequest
+	39, // 62: vmapp.v1.CatalogService.ListVersions:input_type -> vmapp.v1.ListVersionsRequest
+	41, // 63: vmapp.v1.CatalogService.UpdateVersion:input_type -> vmapp.v1.UpdateVersionRequest
+	43, // 64: vmapp.v1.CatalogService.DeleteVersion:input_type -> vmapp.v1.DeleteVersionRequest
+	45, // 65: vmapp.v1.CatalogService.ListRegions:input_type -> vmapp.v1.ListRegionsRequest
+	16, // 66: vmapp.v1.CatalogService.CreateGallery:output_type -> vmapp.v1.CreateGalleryResponse
+	18, // 67: vmapp.v1.CatalogService.GetGallery:output_type -> vmapp.v1.GetGalleryResponse
+	20, // 68: vmapp.v1.CatalogService.ListGalleries:output_type -> vmapp.v1.ListGalleriesResponse
+	22, // 69: vmapp.v1.CatalogService.UpdateGallery:output_type -> vmapp.v1.UpdateGalleryResponse
+	24, // 70: vmapp.v1.CatalogService.DeleteGallery:output_type -> vmapp.v1.DeleteGalleryResponse
+	26, // 71: vmapp.v1.CatalogService.CreateApplication:output_type -> vmapp.v1.CreateApplicationResponse
+	28, // 72: vmapp.v1.CatalogService.GetApplication:output_type -> vmapp.v1.GetApplicationResponse
+	30, // 73: vmapp.v1.CatalogService.ListApplications:output_type -> vmapp.v1.ListApplicationsResponse
+	32, // 74: vmapp.v1.CatalogService.UpdateApplication:output_type -> vmapp.v1.UpdateApplicationResponse
+	34, // 75: vmapp.v1.CatalogService.DeleteApplication:output_type -> vmapp.v1.DeleteApplicationResponse
+	36, // 76: vmapp.v1.CatalogService.CreateVersion:output_type -> vmapp.v1.CreateVersionResponse
+	38, // 77: vmapp.v1.CatalogService.GetVersion:output_type -> vmapp.v1.GetVersionResponse
+	40, // 78: vmapp.v1.CatalogService.ListVersions:output_type -> vmapp.v1.ListVersionsResponse
+	42, // 79: vmapp.v1.CatalogService.UpdateVersion:output_type -> vmapp.v1.UpdateVersionResponse
+	44, // 80: vmapp.v1.CatalogService.DeleteVersion:output_type -> vmapp.v1.DeleteVersionResponse
+	46, // 81: vmapp.v1.CatalogService.ListRegions:output_type -> vmapp.v1.ListRegionsResponse
+	66, // [66:82] is the sub-list for method output_type
+	50, // [50:66] is the sub-list for method input_type
+	50, // [50:50] is the sub-list for extension type_name
+	50, // [50:50] is the sub-list for extension extendee
+	0,  // [0:50] is the sub-list for field type_name
 }
 
 func init() { file_vmapp_v1_catalog_proto_init() }
@@ -3228,15 +3352,15 @@ func file_vmapp_v1_catalog_proto_init() {
 	if File_vmapp_v1_catalog_proto != nil {
 		return
 	}
-	file_vmapp_v1_catalog_proto_msgTypes[5].OneofWrappers = []any{}
-	file_vmapp_v1_catalog_proto_msgTypes[9].OneofWrappers = []any{}
+	file_vmapp_v1_catalog_proto_msgTypes[6].OneofWrappers = []any{}
+	file_vmapp_v1_catalog_proto_msgTypes[10].OneofWrappers = []any{}
 	type x struct{}
 	out := protoimpl.TypeBuilder{
 		File: protoimpl.DescBuilder{
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_vmapp_v1_catalog_proto_rawDesc), len(file_vmapp_v1_catalog_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   46,
+			NumMessages:   47,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

@@ -7,14 +7,13 @@
 package vmappv1
 
 import (
-	reflect "reflect"
-	sync "sync"
-	unsafe "unsafe"
-
 	protoreflect "google.golang.org/protobuf/reflect/protoreflect"
 	protoimpl "google.golang.org/protobuf/runtime/protoimpl"
 	durationpb "google.golang.org/protobuf/types/known/durationpb"
 	timestamppb "google.golang.org/protobuf/types/known/timestamppb"
+	reflect "reflect"
+	sync "sync"
+	unsafe "unsafe"
 )
 
 const (
@@ -86,6 +85,148 @@ func (ReplicaVerdict) EnumDescriptor() ([]byte, []int) {
 	return file_vmapp_v1_download_proto_rawDescGZIP(), []int{0}
 }
 
+type PreheatRequest struct {
+	state       protoimpl.MessageState `protogen:"open.v1"`
+	Gallery     string                 `protobuf:"bytes,1,opt,name=gallery,proto3" json:"gallery,omitempty"`
+	Application string                 `protobuf:"bytes,2,opt,name=application,proto3" json:"application,omitempty"`
+	// A version name or "latest".
+	Version string `protobuf:"bytes,3,opt,name=version,proto3" json:"version,omitempty"`
+	Region  string `protobuf:"bytes,4,opt,name=region,proto3" json:"region,omitempty"`
+	// How many machines of the region; with scale_set, 0.
+	Machines int32 `protobuf:"varint,5,opt,name=machines,proto3" json:"machines,omitempty"`
+	// A scale set: its instances in the region.
+	ScaleSet string `protobuf:"bytes,6,opt,name=scale_set,json=scaleSet,proto3" json:"scale_set,omitempty"`
+	// End the version's preheat in the region (machines and scale_set
+	// unset).
+	Cancel        bool `protobuf:"varint,7,opt,name=cancel,proto3" json:"cancel,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *PreheatRequest) Reset() {
+	*x = PreheatRequest{}
+	mi := &file_vmapp_v1_download_proto_msgTypes[0]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *PreheatRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*PreheatRequest) ProtoMessage() {}
+
+func (x *PreheatRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_vmapp_v1_download_proto_msgTypes[0]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use PreheatRequest.ProtoReflect.Descriptor instead.
+func (*PreheatRequest) Descriptor() ([]byte, []int) {
+	return file_vmapp_v1_download_proto_rawDescGZIP(), []int{0}
+}
+
+func (x *PreheatRequest) GetGallery() string {
+	if x != nil {
+		return x.Gallery
+	}
+	return ""
+}
+
+func (x *PreheatRequest) GetApplication() string {
+	if x != nil {
+		return x.Application
+	}
+	return ""
+}
+
+func (x *PreheatRequest) GetVersion() string {
+	if x != nil {
+		return x.Version
+	}
+	return ""
+}
+
+func (x *PreheatRequest) GetRegion() string {
+	if x != nil {
+		return x.Region
+	}
+	return ""
+}
+
+func (x *PreheatRequest) GetMachines() int32 {
+	if x != nil {
+		return x.Machines
+	}
+	return 0
+}
+
+func (x *PreheatRequest) GetScaleSet() string {
+	if x != nil {
+		return x.ScaleSet
+	}
+	return ""
+}
+
+func (x *PreheatRequest) GetCancel() bool {
+	if x != nil {
+		return x.Cancel
+	}
+	return false
+}
+
+type PreheatResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The preheat recorded; unset when cancelled.
+	Status        *PreheatStatus `protobuf:"bytes,1,opt,name=status,proto3" json:"status,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *PreheatResponse) Reset() {
+	*x = PreheatResponse{}
+	mi := &file_vmapp_v1_download_proto_msgTypes[1]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *PreheatResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*PreheatResponse) ProtoMessage() {}
+
+func (x *PreheatResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_vmapp_v1_download_proto_msgTypes[1]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use PreheatResponse.ProtoReflect.Descriptor instead.
+func (*PreheatResponse) Descriptor() ([]byte, []int) {
+	return file_vmapp_v1_download_proto_rawDescGZIP(), []int{1}
+}
+
+func (x *PreheatResponse) GetStatus() *PreheatStatus {
+	if x != nil {
+		return x.Status
+	}
+	return nil
+}
+
 type GetDownloadPlanRequest struct {
 	state       protoimpl.MessageState `protogen:"open.v1"`
 	Gallery     string                 `protobuf:"bytes,1,opt,name=gallery,proto3" json:"gallery,omitempty"`
@@ -101,7 +242,7 @@ type GetDownloadPlanRequest struct {
 
 func (x *GetDownloadPlanRequest) Reset() {
 	*x = GetDownloadPlanRequest{}
-	mi := &file_vmapp_v1_download_proto_msgTypes[0]
+	mi := &file_vmapp_v1_download_proto_msgTypes[2]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -113,7 +254,7 @@ func (x *GetDownloadPlanRequest) String() string {
 func (*GetDownloadPlanRequest) ProtoMessage() {}
 
 func (x *GetDownloadPlanRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_vmapp_v1_download_proto_msgTypes[0]
+	mi := &file_vmapp_v1_download_proto_msgTypes[2]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -126,7 +267,7 @@ func (x *GetDownloadPlanRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetDownloadPlanRequest.ProtoReflect.Descriptor instead.
 func (*GetDownloadPlanRequest) Descriptor() ([]byte, []int) {
-	return file_vmapp_v1_download_proto_rawDescGZIP(), []int{0}
+	return file_vmapp_v1_download_proto_rawDescGZIP(), []int{2}
 }
 
 func (x *GetDownloadPlanRequest) GetGallery() string {
@@ -173,7 +314,7 @@ type GetDownloadPlanResponse struct {
 
 func (x *GetDownloadPlanResponse) Reset() {
 	*x = GetDownloadPlanResponse{}
-	mi := &file_vmapp_v1_download_proto_msgTypes[1]
+	mi := &file_vmapp_v1_download_proto_msgTypes[3]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -185,7 +326,7 @@ func (x *GetDownloadPlanResponse) String() string {
 func (*GetDownloadPlanResponse) ProtoMessage() {}
 
 func (x *GetDownloadPlanResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_vmapp_v1_download_proto_msgTypes[1]
+	mi := &file_vmapp_v1_download_proto_msgTypes[3]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -198,7 +339,7 @@ func (x *GetDownloadPlanResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetDownloadPlanResponse.ProtoReflect.Descriptor instead.
 func (*GetDownloadPlanResponse) Descriptor() ([]byte, []int) {
-	return file_vmapp_v1_download_proto_rawDescGZIP(), []int{1}
+	return file_vmapp_v1_download_proto_rawDescGZIP(), []int{3}
 }
 
 func (x *GetDownloadPlanResponse) GetPlan() *DownloadPlan {
@@ -249,7 +390,7 @@ type DownloadPlan struct {
 
 func (x *DownloadPlan) Reset() {
 	*x = DownloadPlan{}
-	mi := &file_vmapp_v1_download_proto_msgTypes[2]
+	mi := &file_vmapp_v1_download_proto_msgTypes[4]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -261,7 +402,7 @@ func (x *DownloadPlan) String() string {
 func (*DownloadPlan) ProtoMessage() {}
 
 func (x *DownloadPlan) ProtoReflect() protoreflect.Message {
-	mi := &file_vmapp_v1_download_proto_msgTypes[2]
+	mi := &file_vmapp_v1_download_proto_msgTypes[4]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -274,7 +415,7 @@ func (x *DownloadPlan) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DownloadPlan.ProtoReflect.Descriptor instead.
 func (*DownloadPlan) Descriptor() ([]byte, []int) {
-	return file_vmapp_v1_download_proto_rawDescGZIP(), []int{2}
+	return file_vmapp_v1_download_proto_rawDescGZIP(), []int{4}
 }
 
 func (x *DownloadPlan) GetGallery() string {
@@ -396,7 +537,7 @@ type PeerSource struct {
 
 func (x *PeerSource) Reset() {
 	*x = PeerSource{}
-	mi := &file_vmapp_v1_download_proto_msgTypes[3]
+	mi := &file_vmapp_v1_download_proto_msgTypes[5]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -408,7 +549,7 @@ func (x *PeerSource) String() string {
 func (*PeerSource) ProtoMessage() {}
 
 func (x *PeerSource) ProtoReflect() protoreflect.Message {
-	mi := &file_vmapp_v1_download_proto_msgTypes[3]
+	mi := &file_vmapp_v1_download_proto_msgTypes[5]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -421,7 +562,7 @@ func (x *PeerSource) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PeerSource.ProtoReflect.Descriptor instead.
 func (*PeerSource) Descriptor() ([]byte, []int) {
-	return file_vmapp_v1_download_proto_rawDescGZIP(), []int{3}
+	return file_vmapp_v1_download_proto_rawDescGZIP(), []int{5}
 }
 
 func (x *PeerSource) GetMachine() string {
@@ -466,7 +607,7 @@ type PeerGrant struct {
 
 func (x *PeerGrant) Reset() {
 	*x = PeerGrant{}
-	mi := &file_vmapp_v1_download_proto_msgTypes[4]
+	mi := &file_vmapp_v1_download_proto_msgTypes[6]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -478,7 +619,7 @@ func (x *PeerGrant) String() string {
 func (*PeerGrant) ProtoMessage() {}
 
 func (x *PeerGrant) ProtoReflect() protoreflect.Message {
-	mi := &file_vmapp_v1_download_proto_msgTypes[4]
+	mi := &file_vmapp_v1_download_proto_msgTypes[6]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -491,7 +632,7 @@ func (x *PeerGrant) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PeerGrant.ProtoReflect.Descriptor instead.
 func (*PeerGrant) Descriptor() ([]byte, []int) {
-	return file_vmapp_v1_download_proto_rawDescGZIP(), []int{4}
+	return file_vmapp_v1_download_proto_rawDescGZIP(), []int{6}
 }
 
 func (x *PeerGrant) GetTenant() string {
@@ -562,7 +703,7 @@ type SignedPeerGrant struct {
 
 func (x *SignedPeerGrant) Reset() {
 	*x = SignedPeerGrant{}
-	mi := &file_vmapp_v1_download_proto_msgTypes[5]
+	mi := &file_vmapp_v1_download_proto_msgTypes[7]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -574,7 +715,7 @@ func (x *SignedPeerGrant) String() string {
 func (*SignedPeerGrant) ProtoMessage() {}
 
 func (x *SignedPeerGrant) ProtoReflect() protoreflect.Message {
-	mi := &file_vmapp_v1_download_proto_msgTypes[5]
+	mi := &file_vmapp_v1_download_proto_msgTypes[7]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -587,7 +728,7 @@ func (x *SignedPeerGrant) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SignedPeerGrant.ProtoReflect.Descriptor instead.
 func (*SignedPeerGrant) Descriptor() ([]byte, []int) {
-	return file_vmapp_v1_download_proto_rawDescGZIP(), []int{5}
+	return file_vmapp_v1_download_proto_rawDescGZIP(), []int{7}
 }
 
 func (x *SignedPeerGrant) GetGrant() []byte {
@@ -618,7 +759,7 @@ type DownloadSource struct {
 
 func (x *DownloadSource) Reset() {
 	*x = DownloadSource{}
-	mi := &file_vmapp_v1_download_proto_msgTypes[6]
+	mi := &file_vmapp_v1_download_proto_msgTypes[8]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -630,7 +771,7 @@ func (x *DownloadSource) String() string {
 func (*DownloadSource) ProtoMessage() {}
 
 func (x *DownloadSource) ProtoReflect() protoreflect.Message {
-	mi := &file_vmapp_v1_download_proto_msgTypes[6]
+	mi := &file_vmapp_v1_download_proto_msgTypes[8]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -643,7 +784,7 @@ func (x *DownloadSource) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DownloadSource.ProtoReflect.Descriptor instead.
 func (*DownloadSource) Descriptor() ([]byte, []int) {
-	return file_vmapp_v1_download_proto_rawDescGZIP(), []int{6}
+	return file_vmapp_v1_download_proto_rawDescGZIP(), []int{8}
 }
 
 func (x *DownloadSource) GetRegion() string {
@@ -689,7 +830,7 @@ type ReadRangeRequest struct {
 
 func (x *ReadRangeRequest) Reset() {
 	*x = ReadRangeRequest{}
-	mi := &file_vmapp_v1_download_proto_msgTypes[7]
+	mi := &file_vmapp_v1_download_proto_msgTypes[9]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -701,7 +842,7 @@ func (x *ReadRangeRequest) String() string {
 func (*ReadRangeRequest) ProtoMessage() {}
 
 func (x *ReadRangeRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_vmapp_v1_download_proto_msgTypes[7]
+	mi := &file_vmapp_v1_download_proto_msgTypes[9]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -714,7 +855,7 @@ func (x *ReadRangeRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ReadRangeRequest.ProtoReflect.Descriptor instead.
 func (*ReadRangeRequest) Descriptor() ([]byte, []int) {
-	return file_vmapp_v1_download_proto_rawDescGZIP(), []int{7}
+	return file_vmapp_v1_download_proto_rawDescGZIP(), []int{9}
 }
 
 func (x *ReadRangeRequest) GetGallery() string {
@@ -777,7 +918,7 @@ type ReadRangeResponse struct {
 
 func (x *ReadRangeResponse) Reset() {
 	*x = ReadRangeResponse{}
-	mi := &file_vmapp_v1_download_proto_msgTypes[8]
+	mi := &file_vmapp_v1_download_proto_msgTypes[10]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -789,7 +930,7 @@ func (x *ReadRangeResponse) String() string {
 func (*ReadRangeResponse) ProtoMessage() {}
 
 func (x *ReadRangeResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_vmapp_v1_download_proto_msgTypes[8]
+	mi := &file_vmapp_v1_download_proto_msgTypes[10]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -802,7 +943,7 @@ func (x *ReadRangeResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ReadRangeResponse.ProtoReflect.Descriptor instead.
 func (*ReadRangeResponse) Descriptor() ([]byte, []int) {
-	return file_vmapp_v1_download_proto_rawDescGZIP(), []int{8}
+	return file_vmapp_v1_download_proto_rawDescGZIP(), []int{10}
 }
 
 func (x *ReadRangeResponse) GetOffset() int64 {
@@ -839,7 +980,7 @@ type ReportReplicaDamageRequest struct {
 
 func (x *ReportReplicaDamageRequest) Reset() {
 	*x = ReportReplicaDamageRequest{}
-	mi := &file_vmapp_v1_download_proto_msgTypes[9]
+	mi := &file_vmapp_v1_download_proto_msgTypes[11]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -851,7 +992,7 @@ func (x *ReportReplicaDamageRequest) String() string {
 func (*ReportReplicaDamageRequest) ProtoMessage() {}
 
 func (x *ReportReplicaDamageRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_vmapp_v1_download_proto_msgTypes[9]
+	mi := &file_vmapp_v1_download_proto_msgTypes[11]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -864,7 +1005,7 @@ func (x *ReportReplicaDamageRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ReportReplicaDamageRequest.ProtoReflect.Descriptor instead.
 func (*ReportReplicaDamageRequest) Descriptor() ([]byte, []int) {
-	return file_vmapp_v1_download_proto_rawDescGZIP(), []int{9}
+	return file_vmapp_v1_download_proto_rawDescGZIP(), []int{11}
 }
 
 func (x *ReportReplicaDamageRequest) GetGallery() string {
@@ -934,7 +1075,7 @@ type ReportReplicaDamageResponse struct {
 
 func (x *ReportReplicaDamageResponse) Reset() {
 	*x = ReportReplicaDamageResponse{}
-	mi := &file_vmapp_v1_download_proto_msgTypes[10]
+	mi := &file_vmapp_v1_download_proto_msgTypes[12]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -946,7 +1087,7 @@ func (x *ReportReplicaDamageResponse) String() string {
 func (*ReportReplicaDamageResponse) ProtoMessage() {}
 
 func (x *ReportReplicaDamageResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_vmapp_v1_download_proto_msgTypes[10]
+	mi := &file_vmapp_v1_download_proto_msgTypes[12]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -959,7 +1100,7 @@ func (x *ReportReplicaDamageResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ReportReplicaDamageResponse.ProtoReflect.Descriptor instead.
 func (*ReportReplicaDamageResponse) Descriptor() ([]byte, []int) {
-	return file_vmapp_v1_download_proto_rawDescGZIP(), []int{10}
+	return file_vmapp_v1_download_proto_rawDescGZIP(), []int{12}
 }
 
 func (x *ReportReplicaDamageResponse) GetVerdict() ReplicaVerdict {
@@ -990,7 +1131,7 @@ type AnnounceRequest struct {
 
 func (x *AnnounceRequest) Reset() {
 	*x = AnnounceRequest{}
-	mi := &file_vmapp_v1_download_proto_msgTypes[11]
+	mi := &file_vmapp_v1_download_proto_msgTypes[13]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1002,7 +1143,7 @@ func (x *AnnounceRequest) String() string {
 func (*AnnounceRequest) ProtoMessage() {}
 
 func (x *AnnounceRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_vmapp_v1_download_proto_msgTypes[11]
+	mi := &file_vmapp_v1_download_proto_msgTypes[13]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1015,7 +1156,7 @@ func (x *AnnounceRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AnnounceRequest.ProtoReflect.Descriptor instead.
 func (*AnnounceRequest) Descriptor() ([]byte, []int) {
-	return file_vmapp_v1_download_proto_rawDescGZIP(), []int{11}
+	return file_vmapp_v1_download_proto_rawDescGZIP(), []int{13}
 }
 
 func (x *AnnounceRequest) GetMachine() string {
@@ -1053,7 +1194,7 @@ type HeldArtifact struct {
 
 func (x *HeldArtifact) Reset() {
 	*x = HeldArtifact{}
-	mi := &file_vmapp_v1_download_proto_msgTypes[12]
+	mi := &file_vmapp_v1_download_proto_msgTypes[14]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1065,7 +1206,7 @@ func (x *HeldArtifact) String() string {
 func (*HeldArtifact) ProtoMessage() {}
 
 func (x *HeldArtifact) ProtoReflect() protoreflect.Message {
-	mi := &file_vmapp_v1_download_proto_msgTypes[12]
+	mi := &file_vmapp_v1_download_proto_msgTypes[14]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1078,7 +1219,7 @@ func (x *HeldArtifact) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use HeldArtifact.ProtoReflect.Descriptor instead.
 func (*HeldArtifact) Descriptor() ([]byte, []int) {
-	return file_vmapp_v1_download_proto_rawDescGZIP(), []int{12}
+	return file_vmapp_v1_download_proto_rawDescGZIP(), []int{14}
 }
 
 func (x *HeldArtifact) GetTenant() string {
@@ -1131,7 +1272,7 @@ type AnnounceResponse struct {
 
 func (x *AnnounceResponse) Reset() {
 	*x = AnnounceResponse{}
-	mi := &file_vmapp_v1_download_proto_msgTypes[13]
+	mi := &file_vmapp_v1_download_proto_msgTypes[15]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1143,7 +1284,7 @@ func (x *AnnounceResponse) String() string {
 func (*AnnounceResponse) ProtoMessage() {}
 
 func (x *AnnounceResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_vmapp_v1_download_proto_msgTypes[13]
+	mi := &file_vmapp_v1_download_proto_msgTypes[15]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1156,7 +1297,7 @@ func (x *AnnounceResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AnnounceResponse.ProtoReflect.Descriptor instead.
 func (*AnnounceResponse) Descriptor() ([]byte, []int) {
-	return file_vmapp_v1_download_proto_rawDescGZIP(), []int{13}
+	return file_vmapp_v1_download_proto_rawDescGZIP(), []int{15}
 }
 
 func (x *AnnounceResponse) GetLease() *durationpb.Duration {
@@ -1199,7 +1340,7 @@ type ReportPeerRequest struct {
 
 func (x *ReportPeerRequest) Reset() {
 	*x = ReportPeerRequest{}
-	mi := &file_vmapp_v1_download_proto_msgTypes[14]
+	mi := &file_vmapp_v1_download_proto_msgTypes[16]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1211,7 +1352,7 @@ func (x *ReportPeerRequest) String() string {
 func (*ReportPeerRequest) ProtoMessage() {}
 
 func (x *ReportPeerRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_vmapp_v1_download_proto_msgTypes[14]
+	mi := &file_vmapp_v1_download_proto_msgTypes[16]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1224,7 +1365,7 @@ func (x *ReportPeerRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ReportPeerRequest.ProtoReflect.Descriptor instead.
 func (*ReportPeerRequest) Descriptor() ([]byte, []int) {
-	return file_vmapp_v1_download_proto_rawDescGZIP(), []int{14}
+	return file_vmapp_v1_download_proto_rawDescGZIP(), []int{16}
 }
 
 func (x *ReportPeerRequest) GetGallery() string {
@@ -1284,7 +1425,7 @@ type ReportPeerResponse struct {
 
 func (x *ReportPeerResponse) Reset() {
 	*x = ReportPeerResponse{}
-	mi := &file_vmapp_v1_download_proto_msgTypes[15]
+	mi := &file_vmapp_v1_download_proto_msgTypes[17]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1296,7 +1437,7 @@ func (x *ReportPeerResponse) String() string {
 func (*ReportPeerResponse) ProtoMessage() {}
 
 func (x *ReportPeerResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_vmapp_v1_download_proto_msgTypes[15]
+	mi := &file_vmapp_v1_download_proto_msgTypes[17]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1309,14 +1450,24 @@ func (x *ReportPeerResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ReportPeerResponse.ProtoReflect.Descriptor instead.
 func (*ReportPeerResponse) Descriptor() ([]byte, []int) {
-	return file_vmapp_v1_download_proto_rawDescGZIP(), []int{15}
+	return file_vmapp_v1_download_proto_rawDescGZIP(), []int{17}
 }
 
 var File_vmapp_v1_download_proto protoreflect.FileDescriptor
 
 const file_vmapp_v1_download_proto_rawDesc = "" +
 	"\n" +
-	"\x17vmapp/v1/download.proto\x12\bvmapp.v1\x1a\x1egoogle/protobuf/duration.proto\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x17vmapp/v1/transfer.proto\"\xb2\x01\n" +
+	"\x17vmapp/v1/download.proto\x12\bvmapp.v1\x1a\x1egoogle/protobuf/duration.proto\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x16vmapp/v1/catalog.proto\x1a\x17vmapp/v1/transfer.proto\"\xcf\x01\n" +
+	"\x0ePreheatRequest\x12\x18\n" +
+	"\agallery\x18\x01 \x01(\tR\agallery\x12 \n" +
+	"\vapplication\x18\x02 \x01(\tR\vapplication\x12\x18\n" +
+	"\aversion\x18\x03 \x01(\tR\aversion\x12\x16\n" +
+	"\x06region\x18\x04 \x01(\tR\x06region\x12\x1a\n" +
+	"\bmachines\x18\x05 \x01(\x05R\bmachines\x12\x1b\n" +
+	"\tscale_set\x18\x06 \x01(\tR\bscaleSet\x12\x16\n" +
+	"\x06cancel\x18\a \x01(\bR\x06cancel\"B\n" +
+	"\x0fPreheatResponse\x12/\n" +
+	"\x06status\x18\x01 \x01(\v2\x17.vmapp.v1.PreheatStatusR\x06status\"\xb2\x01\n" +
 	"\x16GetDownloadPlanRequest\x12\x18\n" +
 	"\agallery\x18\x01 \x01(\tR\agallery\x12 \n" +
 	"\vapplication\x18\x02 \x01(\tR\vapplication\x12\x18\n" +
@@ -1422,14 +1573,15 @@ const file_vmapp_v1_download_proto_rawDesc = "" +
 	"\x15REPLICA_VERDICT_SOUND\x10\x01\x12\x1b\n" +
 	"\x17REPLICA_VERDICT_DAMAGED\x10\x02\x12!\n" +
 	"\x1dREPLICA_VERDICT_NOT_COMPLETED\x10\x03\x12%\n" +
-	"!REPLICA_VERDICT_RECENTLY_VERIFIED\x10\x042\xa1\x03\n" +
+	"!REPLICA_VERDICT_RECENTLY_VERIFIED\x10\x042\xe1\x03\n" +
 	"\x0fDownloadService\x12V\n" +
 	"\x0fGetDownloadPlan\x12 .vmapp.v1.GetDownloadPlanRequest\x1a!.vmapp.v1.GetDownloadPlanResponse\x12F\n" +
 	"\tReadRange\x12\x1a.vmapp.v1.ReadRangeRequest\x1a\x1b.vmapp.v1.ReadRangeResponse0\x01\x12b\n" +
 	"\x13ReportReplicaDamage\x12$.vmapp.v1.ReportReplicaDamageRequest\x1a%.vmapp.v1.ReportReplicaDamageResponse\x12A\n" +
 	"\bAnnounce\x12\x19.vmapp.v1.AnnounceRequest\x1a\x1a.vmapp.v1.AnnounceResponse\x12G\n" +
 	"\n" +
-	"ReportPeer\x12\x1b.vmapp.v1.ReportPeerRequest\x1a\x1c.vmapp.v1.ReportPeerResponseB/Z-github.com/vmapp/vmapp/proto/vmapp/v1;vmappv1b\x06proto3"
+	"ReportPeer\x12\x1b.vmapp.v1.ReportPeerRequest\x1a\x1c.vmapp.v1.ReportPeerResponse\x12>\n" +
+	"\aPreheat\x12\x18.vmapp.v1.PreheatRequest\x1a\x19.vmapp.v1.PreheatResponseB/Z-github.com/vmapp/vmapp/proto/vmapp/v1;vmappv1b\x06proto3"
 
 var (
 	file_vmapp_v1_download_proto_rawDescOnce sync.Once
@@ -1444,60 +1596,66 @@ func file_vmapp_v1_download_proto_rawDescGZIP() []byte {
 }
 
 var file_vmapp_v1_download_proto_enumTypes = make([]protoimpl.EnumInfo, 1)
-var file_vmapp_v1_download_proto_msgTypes = make([]protoimpl.MessageInfo, 16)
+var file_vmapp_v1_download_proto_msgTypes = make([]protoimpl.MessageInfo, 18)
 var file_vmapp_v1_download_proto_goTypes = []any{
 	(ReplicaVerdict)(0),                 // 0: vmapp.v1.ReplicaVerdict
-	(*GetDownloadPlanRequest)(nil),      // 1: vmapp.v1.GetDownloadPlanRequest
-	(*GetDownloadPlanResponse)(nil),     // 2: vmapp.v1.GetDownloadPlanResponse
-	(*DownloadPlan)(nil),                // 3: vmapp.v1.DownloadPlan
-	(*PeerSource)(nil),                  // 4: vmapp.v1.PeerSource
-	(*PeerGrant)(nil),                   // 5: vmapp.v1.PeerGrant
-	(*SignedPeerGrant)(nil),             // 6: vmapp.v1.SignedPeerGrant
-	(*DownloadSource)(nil),              // 7: vmapp.v1.DownloadSource
-	(*ReadRangeRequest)(nil),            // 8: vmapp.v1.ReadRangeRequest
-	(*ReadRangeResponse)(nil),           // 9: vmapp.v1.ReadRangeResponse
-	(*ReportReplicaDamageRequest)(nil),  // 10: vmapp.v1.ReportReplicaDamageRequest
-	(*ReportReplicaDamageResponse)(nil), // 11: vmapp.v1.ReportReplicaDamageResponse
-	(*AnnounceRequest)(nil),             // 12: vmapp.v1.AnnounceRequest
-	(*HeldArtifact)(nil),                // 13: vmapp.v1.HeldArtifact
-	(*AnnounceResponse)(nil),            // 14: vmapp.v1.AnnounceResponse
-	(*ReportPeerRequest)(nil),           // 15: vmapp.v1.ReportPeerRequest
-	(*ReportPeerResponse)(nil),          // 16: vmapp.v1.ReportPeerResponse
-	(ArtifactKind)(0),                   // 17: vmapp.v1.ArtifactKind
-	(*timestamppb.Timestamp)(nil),       // 18: google.protobuf.Timestamp
-	(*durationpb.Duration)(nil),         // 19: google.protobuf.Duration
+	(*PreheatRequest)(nil),              // 1: vmapp.v1.PreheatRequest
+	(*PreheatResponse)(nil),             // 2: vmapp.v1.PreheatResponse
+	(*GetDownloadPlanRequest)(nil),      // 3: vmapp.v1.GetDownloadPlanRequest
+	(*GetDownloadPlanResponse)(nil),     // 4: vmapp.v1.GetDownloadPlanResponse
+	(*DownloadPlan)(nil),                // 5: vmapp.v1.DownloadPlan
+	(*PeerSource)(nil),                  // 6: vmapp.v1.PeerSource
+	(*PeerGrant)(nil),                   // 7: vmapp.v1.PeerGrant
+	(*SignedPeerGrant)(nil),             // 8: vmapp.v1.SignedPeerGrant
+	(*DownloadSource)(nil),              // 9: vmapp.v1.DownloadSource
+	(*ReadRangeRequest)(nil),            // 10: vmapp.v1.ReadRangeRequest
+	(*ReadRangeResponse)(nil),           // 11: vmapp.v1.ReadRangeResponse
+	(*ReportReplicaDamageRequest)(nil),  // 12: vmapp.v1.ReportReplicaDamageRequest
+	(*ReportReplicaDamageResponse)(nil), // 13: vmapp.v1.ReportReplicaDamageResponse
+	(*AnnounceRequest)(nil),             // 14: vmapp.v1.AnnounceRequest
+	(*HeldArtifact)(nil),                // 15: vmapp.v1.HeldArtifact
+	(*AnnounceResponse)(nil),            // 16: vmapp.v1.AnnounceResponse
+	(*ReportPeerRequest)(nil),           // 17: vmapp.v1.ReportPeerRequest
+	(*ReportPeerResponse)(nil),          // 18: vmapp.v1.ReportPeerResponse
+	(*PreheatStatus)(nil),               // 19: vmapp.v1.PreheatStatus
+	(ArtifactKind)(0),                   // 20: vmapp.v1.ArtifactKind
+	(*timestamppb.Timestamp)(nil),       // 21: google.protobuf.Timestamp
+	(*durationpb.Duration)(nil),         // 22: google.protobuf.Duration
 }
 var file_vmapp_v1_download_proto_depIdxs = []int32{
-	17, // 0: vmapp.v1.GetDownloadPlanRequest.kind:type_name -> vmapp.v1.ArtifactKind
-	3,  // 1: vmapp.v1.GetDownloadPlanResponse.plan:type_name -> vmapp.v1.DownloadPlan
-	17, // 2: vmapp.v1.DownloadPlan.kind:type_name -> vmapp.v1.ArtifactKind
-	7,  // 3: vmapp.v1.DownloadPlan.sources:type_name -> vmapp.v1.DownloadSource
-	18, // 4: vmapp.v1.DownloadPlan.expire_time:type_name -> google.protobuf.Timestamp
-	4,  // 5: vmapp.v1.DownloadPlan.peers:type_name -> vmapp.v1.PeerSource
-	17, // 6: vmapp.v1.PeerGrant.kind:type_name -> vmapp.v1.ArtifactKind
-	18, // 7: vmapp.v1.PeerGrant.expire_time:type_name -> google.protobuf.Timestamp
-	17, // 8: vmapp.v1.ReadRangeRequest.kind:type_name -> vmapp.v1.ArtifactKind
-	17, // 9: vmapp.v1.ReportReplicaDamageRequest.kind:type_name -> vmapp.v1.ArtifactKind
-	0,  // 10: vmapp.v1.ReportReplicaDamageResponse.verdict:type_name -> vmapp.v1.ReplicaVerdict
-	13, // 11: vmapp.v1.AnnounceRequest.held:type_name -> vmapp.v1.HeldArtifact
-	17, // 12: vmapp.v1.HeldArtifact.kind:type_name -> vmapp.v1.ArtifactKind
-	19, // 13: vmapp.v1.AnnounceResponse.lease:type_name -> google.protobuf.Duration
-	17, // 14: vmapp.v1.ReportPeerRequest.kind:type_name -> vmapp.v1.ArtifactKind
-	1,  // 15: vmapp.v1.DownloadService.GetDownloadPlan:input_type -> vmapp.v1.GetDownloadPlanRequest
-	8,  // 16: vmapp.v1.DownloadService.ReadRange:input_type -> vmapp.v1.ReadRangeRequest
-	10, // 17: vmapp.v1.DownloadService.ReportReplicaDamage:input_type -> vmapp.v1.ReportReplicaDamageRequest
-	12, // 18: vmapp.v1.DownloadService.Announce:input_type -> vmapp.v1.AnnounceRequest
-	15, // 19: vmapp.v1.DownloadService.ReportPeer:input_type -> vmapp.v1.ReportPeerRequest
-	2,  // 20: vmapp.v1.DownloadService.GetDownloadPlan:output_type -> vmapp.v1.GetDownloadPlanResponse
-	9,  // 21: vmapp.v1.DownloadService.ReadRange:output_type -> vmapp.v1.ReadRangeResponse
-	11, // 22: vmapp.v1.DownloadService.ReportReplicaDamage:output_type -> vmapp.v1.ReportReplicaDamageResponse
-	14, // 23: vmapp.v1.DownloadService.Announce:output_type -> vmapp.v1.AnnounceResponse
-	16, // 24: vmapp.v1.DownloadService.ReportPeer:output_type -> vmapp.v1.ReportPeerResponse
-	20, // [20:25] is the sub-list for method output_type
-	15, // [15:20] is the sub-list for method input_type
-	15, // [15:15] is the sub-list for extension type_name
-	15, // [15:15] is the sub-list for extension extendee
-	0,  // [0:15] is the sub-list for field type_name
+	19, // 0: vmapp.v1.PreheatResponse.status:type_name -> vmapp.v1.PreheatStatus
+	20, // 1: vmapp.v1.GetDownloadPlanRequest.kind:type_name -> vmapp.v1.ArtifactKind
+	5,  // 2: vmapp.v1.GetDownloadPlanResponse.plan:type_name -> vmapp.v1.DownloadPlan
+	20, // 3: vmapp.v1.DownloadPlan.kind:type_name -> vmapp.v1.ArtifactKind
+	9,  // 4: vmapp.v1.DownloadPlan.sources:type_name -> vmapp.v1.DownloadSource
+	21, // 5: vmapp.v1.DownloadPlan.expire_time:type_name -> google.protobuf.Timestamp
+	6,  // 6: vmapp.v1.DownloadPlan.peers:type_name -> vmapp.v1.PeerSource
+	20, // 7: vmapp.v1.PeerGrant.kind:type_name -> vmapp.v1.ArtifactKind
+	21, // 8: vmapp.v1.PeerGrant.expire_time:type_name -> google.protobuf.Timestamp
+	20, // 9: vmapp.v1.ReadRangeRequest.kind:type_name -> vmapp.v1.ArtifactKind
+	20, // 10: vmapp.v1.ReportReplicaDamageRequest.kind:type_name -> vmapp.v1.ArtifactKind
+	0,  // 11: vmapp.v1.ReportReplicaDamageResponse.verdict:type_name -> vmapp.v1.ReplicaVerdict
+	15, // 12: vmapp.v1.AnnounceRequest.held:type_name -> vmapp.v1.HeldArtifact
+	20, // 13: vmapp.v1.HeldArtifact.kind:type_name -> vmapp.v1.ArtifactKind
+	22, // 14: vmapp.v1.AnnounceResponse.lease:type_name -> google.protobuf.Duration
+	20, // 15: vmapp.v1.ReportPeerRequest.kind:type_name -> vmapp.v1.ArtifactKind
+	3,  // 16: vmapp.v1.DownloadService.GetDownloadPlan:input_type -> vmapp.v1.GetDownloadPlanRequest
+	10, // 17: vmapp.v1.DownloadService.ReadRange:input_type -> vmapp.v1.ReadRangeRequest
+	12, // 18: vmapp.v1.DownloadService.ReportReplicaDamage:input_type -> vmapp.v1.ReportReplicaDamageRequest
+	14, // 19: vmapp.v1.DownloadService.Announce:input_type -> vmapp.v1.AnnounceRequest
+	17, // 20: vmapp.v1.DownloadService.ReportPeer:input_type -> vmapp.v1.ReportPeerRequest
+	1,  // 21: vmapp.v1.DownloadService.Preheat:input_type -> vmapp.v1.PreheatRequest
+	4,  // 22: vmapp.v1.DownloadService.GetDownloadPlan:output_type -> vmapp.v1.GetDownloadPlanResponse
+	11, // 23: vmapp.v1.DownloadService.ReadRange:output_type -> vmapp.v1.ReadRangeResponse
+	13, // 24: vmapp.v1.DownloadService.ReportReplicaDamage:output_type -> vmapp.v1.ReportReplicaDamageResponse
+	16, // 25: vmapp.v1.DownloadService.Announce:output_type -> vmapp.v1.AnnounceResponse
+	18, // 26: vmapp.v1.DownloadService.ReportPeer:output_type -> vmapp.v1.ReportPeerResponse
+	2,  // 27: vmapp.v1.DownloadService.Preheat:output_type -> vmapp.v1.PreheatResponse
+	22, // [22:28] is the sub-list for method output_type
+	16, // [16:22] is the sub-list for method input_type
+	16, // [16:16] is the sub-list for extension type_name
+	16, // [16:16] is the sub-list for extension extendee
+	0,  // [0:16] is the sub-list for field type_name
 }
 
 func init() { file_vmapp_v1_download_proto_init() }
@@ -1505,6 +1663,7 @@ func file_vmapp_v1_download_proto_init() {
 	if File_vmapp_v1_download_proto != nil {
 		return
 	}
+	file_vmapp_v1_catalog_proto_init()
 	file_vmapp_v1_transfer_proto_init()
 	type x struct{}
 	out := protoimpl.TypeBuilder{
@@ -1512,7 +1671,7 @@ func file_vmapp_v1_download_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_vmapp_v1_download_proto_rawDesc), len(file_vmapp_v1_download_proto_rawDesc)),
 			NumEnums:      1,
-			NumMessages:   16,
+			NumMessages:   18,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

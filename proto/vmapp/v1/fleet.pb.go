@@ -686,7 +686,10 @@ type GoalState struct {
 	Region       string             `protobuf:"bytes,4,opt,name=region,proto3" json:"region,omitempty"`
 	// The signed key changes (rotations, revocations) of the galleries of
 	// the applications: an agent applies those signed by keys it trusts.
-	KeyChanges    []*KeyChange `protobuf:"bytes,5,rep,name=key_changes,json=keyChanges,proto3" json:"key_changes,omitempty"`
+	KeyChanges []*KeyChange `protobuf:"bytes,5,rep,name=key_changes,json=keyChanges,proto3" json:"key_changes,omitempty"`
+	// Versions to download into the agent's peer cache without installing
+	// them (vmapp version preheat): their regions hold them completed.
+	Preheat       []*GoalPreheat `protobuf:"bytes,6,rep,name=preheat,proto3" json:"preheat,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -756,6 +759,83 @@ func (x *GoalState) GetKeyChanges() []*KeyChange {
 	return nil
 }
 
+func (x *GoalState) GetPreheat() []*GoalPreheat {
+	if x != nil {
+		return x.Preheat
+	}
+	return nil
+}
+
+// GoalPreheat is a version whose package the machine fetches ahead of a
+// rollout, to serve it to peers.
+type GoalPreheat struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Gallery       string                 `protobuf:"bytes,1,opt,name=gallery,proto3" json:"gallery,omitempty"`
+	Application   string                 `protobuf:"bytes,2,opt,name=application,proto3" json:"application,omitempty"`
+	Version       string                 `protobuf:"bytes,3,opt,name=version,proto3" json:"version,omitempty"`
+	Package       *Artifact              `protobuf:"bytes,4,opt,name=package,proto3" json:"package,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *GoalPreheat) Reset() {
+	*x = GoalPreheat{}
+	mi := &file_vmapp_v1_fleet_proto_msgTypes[7]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *GoalPreheat) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*GoalPreheat) ProtoMessage() {}
+
+func (x *GoalPreheat) ProtoReflect() protoreflect.Message {
+	mi := &file_vmapp_v1_fleet_proto_msgTypes[7]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use GoalPreheat.ProtoReflect.Descriptor instead.
+func (*GoalPreheat) Descriptor() ([]byte, []int) {
+	return file_vmapp_v1_fleet_proto_rawDescGZIP(), []int{7}
+}
+
+func (x *GoalPreheat) GetGallery() string {
+	if x != nil {
+		return x.Gallery
+	}
+	return ""
+}
+
+func (x *GoalPreheat) GetApplication() string {
+	if x != nil {
+		return x.Application
+	}
+	return ""
+}
+
+func (x *GoalPreheat) GetVersion() string {
+	if x != nil {
+		return x.Version
+	}
+	return ""
+}
+
+func (x *GoalPreheat) GetPackage() *Artifact {
+	if x != nil {
+		return x.Package
+	}
+	return nil
+}
+
 type GoalApplication struct {
 	state                           protoimpl.MessageState `protogen:"open.v1"`
 	Gallery                         string                 `protobuf:"bytes,1,opt,name=gallery,proto3" json:"gallery,omitempty"`
@@ -784,7 +864,7 @@ type GoalApplication struct {
 
 func (x *GoalApplication) Reset() {
 	*x = GoalApplication{}
-	mi := &file_vmapp_v1_fleet_proto_msgTypes[7]
+	mi := &file_vmapp_v1_fleet_proto_msgTypes[8]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -796,7 +876,7 @@ func (x *GoalApplication) String() string {
 func (*GoalApplication) ProtoMessage() {}
 
 func (x *GoalApplication) ProtoReflect() protoreflect.Message {
-	mi := &file_vmapp_v1_fleet_proto_msgTypes[7]
+	mi := &file_vmapp_v1_fleet_proto_msgTypes[8]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -809,7 +889,7 @@ func (x *GoalApplication) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GoalApplication.ProtoReflect.Descriptor instead.
 func (*GoalApplication) Descriptor() ([]byte, []int) {
-	return file_vmapp_v1_fleet_proto_rawDescGZIP(), []int{7}
+	return file_vmapp_v1_fleet_proto_rawDescGZIP(), []int{8}
 }
 
 func (x *GoalApplication) GetGallery() string {
@@ -919,7 +999,7 @@ type CreateMachineRequest struct {
 
 func (x *CreateMachineRequest) Reset() {
 	*x = CreateMachineRequest{}
-	mi := &file_vmapp_v1_fleet_proto_msgTypes[8]
+	mi := &file_vmapp_v1_fleet_proto_msgTypes[9]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -931,7 +1011,7 @@ func (x *CreateMachineRequest) String() string {
 func (*CreateMachineRequest) ProtoMessage() {}
 
 func (x *CreateMachineRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_vmapp_v1_fleet_proto_msgTypes[8]
+	mi := &file_vmapp_v1_fleet_proto_msgTypes[9]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -944,7 +1024,7 @@ func (x *CreateMachineRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CreateMachineRequest.ProtoReflect.Descriptor instead.
 func (*CreateMachineRequest) Descriptor() ([]byte, []int) {
-	return file_vmapp_v1_fleet_proto_rawDescGZIP(), []int{8}
+	return file_vmapp_v1_fleet_proto_rawDescGZIP(), []int{9}
 }
 
 func (x *CreateMachineRequest) GetMachine() *Machine {
@@ -967,7 +1047,7 @@ type CreateMachineResponse struct {
 
 func (x *CreateMachineResponse) Reset() {
 	*x = CreateMachineResponse{}
-	mi := &file_vmapp_v1_fleet_proto_msgTypes[9]
+	mi := &file_vmapp_v1_fleet_proto_msgTypes[10]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -979,7 +1059,7 @@ func (x *CreateMachineResponse) String() string {
 func (*CreateMachineResponse) ProtoMessage() {}
 
 func (x *CreateMachineResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_vmapp_v1_fleet_proto_msgTypes[9]
+	mi := &file_vmapp_v1_fleet_proto_msgTypes[10]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -992,7 +1072,7 @@ func (x *CreateMachineResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CreateMachineResponse.ProtoReflect.Descriptor instead.
 func (*CreateMachineResponse) Descriptor() ([]byte, []int) {
-	return file_vmapp_v1_fleet_proto_rawDescGZIP(), []int{9}
+	return file_vmapp_v1_fleet_proto_rawDescGZIP(), []int{10}
 }
 
 func (x *CreateMachineResponse) GetMachine() *Machine {
@@ -1018,7 +1098,7 @@ type GetMachineRequest struct {
 
 func (x *GetMachineRequest) Reset() {
 	*x = GetMachineRequest{}
-	mi := &file_vmapp_v1_fleet_proto_msgTypes[10]
+	mi := &file_vmapp_v1_fleet_proto_msgTypes[11]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1030,7 +1110,7 @@ func (x *GetMachineRequest) String() string {
 func (*GetMachineRequest) ProtoMessage() {}
 
 func (x *GetMachineRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_vmapp_v1_fleet_proto_msgTypes[10]
+	mi := &file_vmapp_v1_fleet_proto_msgTypes[11]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1043,7 +1123,7 @@ func (x *GetMachineRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetMachineRequest.ProtoReflect.Descriptor instead.
 func (*GetMachineRequest) Descriptor() ([]byte, []int) {
-	return file_vmapp_v1_fleet_proto_rawDescGZIP(), []int{10}
+	return file_vmapp_v1_fleet_proto_rawDescGZIP(), []int{11}
 }
 
 func (x *GetMachineRequest) GetName() string {
@@ -1062,7 +1142,7 @@ type GetMachineResponse struct {
 
 func (x *GetMachineResponse) Reset() {
 	*x = GetMachineResponse{}
-	mi := &file_vmapp_v1_fleet_proto_msgTypes[11]
+	mi := &file_vmapp_v1_fleet_proto_msgTypes[12]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1074,7 +1154,7 @@ func (x *GetMachineResponse) String() string {
 func (*GetMachineResponse) ProtoMessage() {}
 
 func (x *GetMachineResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_vmapp_v1_fleet_proto_msgTypes[11]
+	mi := &file_vmapp_v1_fleet_proto_msgTypes[12]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1087,7 +1167,7 @@ func (x *GetMachineResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetMachineResponse.ProtoReflect.Descriptor instead.
 func (*GetMachineResponse) Descriptor() ([]byte, []int) {
-	return file_vmapp_v1_fleet_proto_rawDescGZIP(), []int{11}
+	return file_vmapp_v1_fleet_proto_rawDescGZIP(), []int{12}
 }
 
 func (x *GetMachineResponse) GetMachine() *Machine {
@@ -1109,7 +1189,7 @@ type ListMachinesRequest struct {
 
 func (x *ListMachinesRequest) Reset() {
 	*x = ListMachinesRequest{}
-	mi := &file_vmapp_v1_fleet_proto_msgTypes[12]
+	mi := &file_vmapp_v1_fleet_proto_msgTypes[13]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1121,7 +1201,7 @@ func (x *ListMachinesRequest) String() string {
 func (*ListMachinesRequest) ProtoMessage() {}
 
 func (x *ListMachinesRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_vmapp_v1_fleet_proto_msgTypes[12]
+	mi := &file_vmapp_v1_fleet_proto_msgTypes[13]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1134,7 +1214,7 @@ func (x *ListMachinesRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListMachinesRequest.ProtoReflect.Descriptor instead.
 func (*ListMachinesRequest) Descriptor() ([]byte, []int) {
-	return file_vmapp_v1_fleet_proto_rawDescGZIP(), []int{12}
+	return file_vmapp_v1_fleet_proto_rawDescGZIP(), []int{13}
 }
 
 func (x *ListMachinesRequest) GetPageSize() int32 {
@@ -1168,7 +1248,7 @@ type ListMachinesResponse struct {
 
 func (x *ListMachinesResponse) Reset() {
 	*x = ListMachinesResponse{}
-	mi := &file_vmapp_v1_fleet_proto_msgTypes[13]
+	mi := &file_vmapp_v1_fleet_proto_msgTypes[14]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1180,7 +1260,7 @@ func (x *ListMachinesResponse) String() string {
 func (*ListMachinesResponse) ProtoMessage() {}
 
 func (x *ListMachinesResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_vmapp_v1_fleet_proto_msgTypes[13]
+	mi := &file_vmapp_v1_fleet_proto_msgTypes[14]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1193,7 +1273,7 @@ func (x *ListMachinesResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListMachinesResponse.ProtoReflect.Descriptor instead.
 func (*ListMachinesResponse) Descriptor() ([]byte, []int) {
-	return file_vmapp_v1_fleet_proto_rawDescGZIP(), []int{13}
+	return file_vmapp_v1_fleet_proto_rawDescGZIP(), []int{14}
 }
 
 func (x *ListMachinesResponse) GetMachines() []*Machine {
@@ -1219,7 +1299,7 @@ type DeleteMachineRequest struct {
 
 func (x *DeleteMachineRequest) Reset() {
 	*x = DeleteMachineRequest{}
-	mi := &file_vmapp_v1_fleet_proto_msgTypes[14]
+	mi := &file_vmapp_v1_fleet_proto_msgTypes[15]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1231,7 +1311,7 @@ func (x *DeleteMachineRequest) String() string {
 func (*DeleteMachineRequest) ProtoMessage() {}
 
 func (x *DeleteMachineRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_vmapp_v1_fleet_proto_msgTypes[14]
+	mi := &file_vmapp_v1_fleet_proto_msgTypes[15]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1244,7 +1324,7 @@ func (x *DeleteMachineRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DeleteMachineRequest.ProtoReflect.Descriptor instead.
 func (*DeleteMachineRequest) Descriptor() ([]byte, []int) {
-	return file_vmapp_v1_fleet_proto_rawDescGZIP(), []int{14}
+	return file_vmapp_v1_fleet_proto_rawDescGZIP(), []int{15}
 }
 
 func (x *DeleteMachineRequest) GetName() string {
@@ -1262,7 +1342,7 @@ type DeleteMachineResponse struct {
 
 func (x *DeleteMachineResponse) Reset() {
 	*x = DeleteMachineResponse{}
-	mi := &file_vmapp_v1_fleet_proto_msgTypes[15]
+	mi := &file_vmapp_v1_fleet_proto_msgTypes[16]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1274,7 +1354,7 @@ func (x *DeleteMachineResponse) String() string {
 func (*DeleteMachineResponse) ProtoMessage() {}
 
 func (x *DeleteMachineResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_vmapp_v1_fleet_proto_msgTypes[15]
+	mi := &file_vmapp_v1_fleet_proto_msgTypes[16]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1287,7 +1367,7 @@ func (x *DeleteMachineResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DeleteMachineResponse.ProtoReflect.Descriptor instead.
 func (*DeleteMachineResponse) Descriptor() ([]byte, []int) {
-	return file_vmapp_v1_fleet_proto_rawDescGZIP(), []int{15}
+	return file_vmapp_v1_fleet_proto_rawDescGZIP(), []int{16}
 }
 
 type CreateScaleSetRequest struct {
@@ -1299,7 +1379,7 @@ type CreateScaleSetRequest struct {
 
 func (x *CreateScaleSetRequest) Reset() {
 	*x = CreateScaleSetRequest{}
-	mi := &file_vmapp_v1_fleet_proto_msgTypes[16]
+	mi := &file_vmapp_v1_fleet_proto_msgTypes[17]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1311,7 +1391,7 @@ func (x *CreateScaleSetRequest) String() string {
 func (*CreateScaleSetRequest) ProtoMessage() {}
 
 func (x *CreateScaleSetRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_vmapp_v1_fleet_proto_msgTypes[16]
+	mi := &file_vmapp_v1_fleet_proto_msgTypes[17]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1324,7 +1404,7 @@ func (x *CreateScaleSetRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CreateScaleSetRequest.ProtoReflect.Descriptor instead.
 func (*CreateScaleSetRequest) Descriptor() ([]byte, []int) {
-	return file_vmapp_v1_fleet_proto_rawDescGZIP(), []int{16}
+	return file_vmapp_v1_fleet_proto_rawDescGZIP(), []int{17}
 }
 
 func (x *CreateScaleSetRequest) GetScaleSet() *ScaleSet {
@@ -1343,7 +1423,7 @@ type CreateScaleSetResponse struct {
 
 func (x *CreateScaleSetResponse) Reset() {
 	*x = CreateScaleSetResponse{}
-	mi := &file_vmapp_v1_fleet_proto_msgTypes[17]
+	mi := &file_vmapp_v1_fleet_proto_msgTypes[18]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1355,7 +1435,7 @@ func (x *CreateScaleSetResponse) String() string {
 func (*CreateScaleSetResponse) ProtoMessage() {}
 
 func (x *CreateScaleSetResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_vmapp_v1_fleet_proto_msgTypes[17]
+	mi := &file_vmapp_v1_fleet_proto_msgTypes[18]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1368,7 +1448,7 @@ func (x *CreateScaleSetResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CreateScaleSetResponse.ProtoReflect.Descriptor instead.
 func (*CreateScaleSetResponse) Descriptor() ([]byte, []int) {
-	return file_vmapp_v1_fleet_proto_rawDescGZIP(), []int{17}
+	return file_vmapp_v1_fleet_proto_rawDescGZIP(), []int{18}
 }
 
 func (x *CreateScaleSetResponse) GetScaleSet() *ScaleSet {
@@ -1387,7 +1467,7 @@ type GetScaleSetRequest struct {
 
 func (x *GetScaleSetRequest) Reset() {
 	*x = GetScaleSetRequest{}
-	mi := &file_vmapp_v1_fleet_proto_msgTypes[18]
+	mi := &file_vmapp_v1_fleet_proto_msgTypes[19]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1399,7 +1479,7 @@ func (x *GetScaleSetRequest) String() string {
 func (*GetScaleSetRequest) ProtoMessage() {}
 
 func (x *GetScaleSetRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_vmapp_v1_fleet_proto_msgTypes[18]
+	mi := &file_vmapp_v1_fleet_proto_msgTypes[19]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1412,7 +1492,7 @@ func (x *GetScaleSetRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetScaleSetRequest.ProtoReflect.Descriptor instead.
 func (*GetScaleSetRequest) Descriptor() ([]byte, []int) {
-	return file_vmapp_v1_fleet_proto_rawDescGZIP(), []int{18}
+	return file_vmapp_v1_fleet_proto_rawDescGZIP(), []int{19}
 }
 
 func (x *GetScaleSetRequest) GetName() string {
@@ -1431,7 +1511,7 @@ type GetScaleSetResponse struct {
 
 func (x *GetScaleSetResponse) Reset() {
 	*x = GetScaleSetResponse{}
-	mi := &file_vmapp_v1_fleet_proto_msgTypes[19]
+	mi := &file_vmapp_v1_fleet_proto_msgTypes[20]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1443,7 +1523,7 @@ func (x *GetScaleSetResponse) String() string {
 func (*GetScaleSetResponse) ProtoMessage() {}
 
 func (x *GetScaleSetResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_vmapp_v1_fleet_proto_msgTypes[19]
+	mi := &file_vmapp_v1_fleet_proto_msgTypes[20]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1456,7 +1536,7 @@ func (x *GetScaleSetResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetScaleSetResponse.ProtoReflect.Descriptor instead.
 func (*GetScaleSetResponse) Descriptor() ([]byte, []int) {
-	return file_vmapp_v1_fleet_proto_rawDescGZIP(), []int{19}
+	return file_vmapp_v1_fleet_proto_rawDescGZIP(), []int{20}
 }
 
 func (x *GetScaleSetResponse) GetScaleSet() *ScaleSet {
@@ -1476,7 +1556,7 @@ type ListScaleSetsRequest struct {
 
 func (x *ListScaleSetsRequest) Reset() {
 	*x = ListScaleSetsRequest{}
-	mi := &file_vmapp_v1_fleet_proto_msgTypes[20]
+	mi := &file_vmapp_v1_fleet_proto_msgTypes[21]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1488,7 +1568,7 @@ func (x *ListScaleSetsRequest) String() string {
 func (*ListScaleSetsRequest) ProtoMessage() {}
 
 func (x *ListScaleSetsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_vmapp_v1_fleet_proto_msgTypes[20]
+	mi := &file_vmapp_v1_fleet_proto_msgTypes[21]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1501,7 +1581,7 @@ func (x *ListScaleSetsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListScaleSetsRequest.ProtoReflect.Descriptor instead.
 func (*ListScaleSetsRequest) Descriptor() ([]byte, []int) {
-	return file_vmapp_v1_fleet_proto_rawDescGZIP(), []int{20}
+	return file_vmapp_v1_fleet_proto_rawDescGZIP(), []int{21}
 }
 
 func (x *ListScaleSetsRequest) GetPageSize() int32 {
@@ -1528,7 +1608,7 @@ type ListScaleSetsResponse struct {
 
 func (x *ListScaleSetsResponse) Reset() {
 	*x = ListScaleSetsResponse{}
-	mi := &file_vmapp_v1_fleet_proto_msgTypes[21]
+	mi := &file_vmapp_v1_fleet_proto_msgTypes[22]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1540,7 +1620,7 @@ func (x *ListScaleSetsResponse) String() string {
 func (*ListScaleSetsResponse) ProtoMessage() {}
 
 func (x *ListScaleSetsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_vmapp_v1_fleet_proto_msgTypes[21]
+	mi := &file_vmapp_v1_fleet_proto_msgTypes[22]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1553,7 +1633,7 @@ func (x *ListScaleSetsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListScaleSetsResponse.ProtoReflect.Descriptor instead.
 func (*ListScaleSetsResponse) Descriptor() ([]byte, []int) {
-	return file_vmapp_v1_fleet_proto_rawDescGZIP(), []int{21}
+	return file_vmapp_v1_fleet_proto_rawDescGZIP(), []int{22}
 }
 
 func (x *ListScaleSetsResponse) GetScaleSets() []*ScaleSet {
@@ -1581,7 +1661,7 @@ type DeleteScaleSetRequest struct {
 
 func (x *DeleteScaleSetRequest) Reset() {
 	*x = DeleteScaleSetRequest{}
-	mi := &file_vmapp_v1_fleet_proto_msgTypes[22]
+	mi := &file_vmapp_v1_fleet_proto_msgTypes[23]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1593,7 +1673,7 @@ func (x *DeleteScaleSetRequest) String() string {
 func (*DeleteScaleSetRequest) ProtoMessage() {}
 
 func (x *DeleteScaleSetRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_vmapp_v1_fleet_proto_msgTypes[22]
+	mi := &file_vmapp_v1_fleet_proto_msgTypes[23]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1606,7 +1686,7 @@ func (x *DeleteScaleSetRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DeleteScaleSetRequest.ProtoReflect.Descriptor instead.
 func (*DeleteScaleSetRequest) Descriptor() ([]byte, []int) {
-	return file_vmapp_v1_fleet_proto_rawDescGZIP(), []int{22}
+	return file_vmapp_v1_fleet_proto_rawDescGZIP(), []int{23}
 }
 
 func (x *DeleteScaleSetRequest) GetName() string {
@@ -1631,7 +1711,7 @@ type DeleteScaleSetResponse struct {
 
 func (x *DeleteScaleSetResponse) Reset() {
 	*x = DeleteScaleSetResponse{}
-	mi := &file_vmapp_v1_fleet_proto_msgTypes[23]
+	mi := &file_vmapp_v1_fleet_proto_msgTypes[24]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1643,7 +1723,7 @@ func (x *DeleteScaleSetResponse) String() string {
 func (*DeleteScaleSetResponse) ProtoMessage() {}
 
 func (x *DeleteScaleSetResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_vmapp_v1_fleet_proto_msgTypes[23]
+	mi := &file_vmapp_v1_fleet_proto_msgTypes[24]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1656,7 +1736,7 @@ func (x *DeleteScaleSetResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DeleteScaleSetResponse.ProtoReflect.Descriptor instead.
 func (*DeleteScaleSetResponse) Descriptor() ([]byte, []int) {
-	return file_vmapp_v1_fleet_proto_rawDescGZIP(), []int{23}
+	return file_vmapp_v1_fleet_proto_rawDescGZIP(), []int{24}
 }
 
 // ProfileTarget names a machine or a scale set.
@@ -1673,7 +1753,7 @@ type ProfileTarget struct {
 
 func (x *ProfileTarget) Reset() {
 	*x = ProfileTarget{}
-	mi := &file_vmapp_v1_fleet_proto_msgTypes[24]
+	mi := &file_vmapp_v1_fleet_proto_msgTypes[25]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1685,7 +1765,7 @@ func (x *ProfileTarget) String() string {
 func (*ProfileTarget) ProtoMessage() {}
 
 func (x *ProfileTarget) ProtoReflect() protoreflect.Message {
-	mi := &file_vmapp_v1_fleet_proto_msgTypes[24]
+	mi := &file_vmapp_v1_fleet_proto_msgTypes[25]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1698,7 +1778,7 @@ func (x *ProfileTarget) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ProfileTarget.ProtoReflect.Descriptor instead.
 func (*ProfileTarget) Descriptor() ([]byte, []int) {
-	return file_vmapp_v1_fleet_proto_rawDescGZIP(), []int{24}
+	return file_vmapp_v1_fleet_proto_rawDescGZIP(), []int{25}
 }
 
 func (x *ProfileTarget) GetTarget() isProfileTarget_Target {
@@ -1754,7 +1834,7 @@ type SetApplicationRequest struct {
 
 func (x *SetApplicationRequest) Reset() {
 	*x = SetApplicationRequest{}
-	mi := &file_vmapp_v1_fleet_proto_msgTypes[25]
+	mi := &file_vmapp_v1_fleet_proto_msgTypes[26]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1766,7 +1846,7 @@ func (x *SetApplicationRequest) String() string {
 func (*SetApplicationRequest) ProtoMessage() {}
 
 func (x *SetApplicationRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_vmapp_v1_fleet_proto_msgTypes[25]
+	mi := &file_vmapp_v1_fleet_proto_msgTypes[26]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1779,7 +1859,7 @@ func (x *SetApplicationRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SetApplicationRequest.ProtoReflect.Descriptor instead.
 func (*SetApplicationRequest) Descriptor() ([]byte, []int) {
-	return file_vmapp_v1_fleet_proto_rawDescGZIP(), []int{25}
+	return file_vmapp_v1_fleet_proto_rawDescGZIP(), []int{26}
 }
 
 func (x *SetApplicationRequest) GetTarget() *ProfileTarget {
@@ -1812,7 +1892,7 @@ type SetApplicationResponse struct {
 
 func (x *SetApplicationResponse) Reset() {
 	*x = SetApplicationResponse{}
-	mi := &file_vmapp_v1_fleet_proto_msgTypes[26]
+	mi := &file_vmapp_v1_fleet_proto_msgTypes[27]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1824,7 +1904,7 @@ func (x *SetApplicationResponse) String() string {
 func (*SetApplicationResponse) ProtoMessage() {}
 
 func (x *SetApplicationResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_vmapp_v1_fleet_proto_msgTypes[26]
+	mi := &file_vmapp_v1_fleet_proto_msgTypes[27]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1837,7 +1917,7 @@ func (x *SetApplicationResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SetApplicationResponse.ProtoReflect.Descriptor instead.
 func (*SetApplicationResponse) Descriptor() ([]byte, []int) {
-	return file_vmapp_v1_fleet_proto_rawDescGZIP(), []int{26}
+	return file_vmapp_v1_fleet_proto_rawDescGZIP(), []int{27}
 }
 
 func (x *SetApplicationResponse) GetApplicationProfile() *ApplicationProfile {
@@ -1859,7 +1939,7 @@ type RemoveApplicationRequest struct {
 
 func (x *RemoveApplicationRequest) Reset() {
 	*x = RemoveApplicationRequest{}
-	mi := &file_vmapp_v1_fleet_proto_msgTypes[27]
+	mi := &file_vmapp_v1_fleet_proto_msgTypes[28]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1871,7 +1951,7 @@ func (x *RemoveApplicationRequest) String() string {
 func (*RemoveApplicationRequest) ProtoMessage() {}
 
 func (x *RemoveApplicationRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_vmapp_v1_fleet_proto_msgTypes[27]
+	mi := &file_vmapp_v1_fleet_proto_msgTypes[28]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1884,7 +1964,7 @@ func (x *RemoveApplicationRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RemoveApplicationRequest.ProtoReflect.Descriptor instead.
 func (*RemoveApplicationRequest) Descriptor() ([]byte, []int) {
-	return file_vmapp_v1_fleet_proto_rawDescGZIP(), []int{27}
+	return file_vmapp_v1_fleet_proto_rawDescGZIP(), []int{28}
 }
 
 func (x *RemoveApplicationRequest) GetTarget() *ProfileTarget {
@@ -1917,7 +1997,7 @@ type RemoveApplicationResponse struct {
 
 func (x *RemoveApplicationResponse) Reset() {
 	*x = RemoveApplicationResponse{}
-	mi := &file_vmapp_v1_fleet_proto_msgTypes[28]
+	mi := &file_vmapp_v1_fleet_proto_msgTypes[29]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1929,7 +2009,7 @@ func (x *RemoveApplicationResponse) String() string {
 func (*RemoveApplicationResponse) ProtoMessage() {}
 
 func (x *RemoveApplicationResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_vmapp_v1_fleet_proto_msgTypes[28]
+	mi := &file_vmapp_v1_fleet_proto_msgTypes[29]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1942,7 +2022,7 @@ func (x *RemoveApplicationResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RemoveApplicationResponse.ProtoReflect.Descriptor instead.
 func (*RemoveApplicationResponse) Descriptor() ([]byte, []int) {
-	return file_vmapp_v1_fleet_proto_rawDescGZIP(), []int{28}
+	return file_vmapp_v1_fleet_proto_rawDescGZIP(), []int{29}
 }
 
 func (x *RemoveApplicationResponse) GetApplicationProfile() *ApplicationProfile {
@@ -1962,7 +2042,7 @@ type RetryApplicationRequest struct {
 
 func (x *RetryApplicationRequest) Reset() {
 	*x = RetryApplicationRequest{}
-	mi := &file_vmapp_v1_fleet_proto_msgTypes[29]
+	mi := &file_vmapp_v1_fleet_proto_msgTypes[30]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1974,7 +2054,7 @@ func (x *RetryApplicationRequest) String() string {
 func (*RetryApplicationRequest) ProtoMessage() {}
 
 func (x *RetryApplicationRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_vmapp_v1_fleet_proto_msgTypes[29]
+	mi := &file_vmapp_v1_fleet_proto_msgTypes[30]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1987,7 +2067,7 @@ func (x *RetryApplicationRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RetryApplicationRequest.ProtoReflect.Descriptor instead.
 func (*RetryApplicationRequest) Descriptor() ([]byte, []int) {
-	return file_vmapp_v1_fleet_proto_rawDescGZIP(), []int{29}
+	return file_vmapp_v1_fleet_proto_rawDescGZIP(), []int{30}
 }
 
 func (x *RetryApplicationRequest) GetTarget() *ProfileTarget {
@@ -2013,7 +2093,7 @@ type RetryApplicationResponse struct {
 
 func (x *RetryApplicationResponse) Reset() {
 	*x = RetryApplicationResponse{}
-	mi := &file_vmapp_v1_fleet_proto_msgTypes[30]
+	mi := &file_vmapp_v1_fleet_proto_msgTypes[31]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2025,7 +2105,7 @@ func (x *RetryApplicationResponse) String() string {
 func (*RetryApplicationResponse) ProtoMessage() {}
 
 func (x *RetryApplicationResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_vmapp_v1_fleet_proto_msgTypes[30]
+	mi := &file_vmapp_v1_fleet_proto_msgTypes[31]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2038,7 +2118,7 @@ func (x *RetryApplicationResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RetryApplicationResponse.ProtoReflect.Descriptor instead.
 func (*RetryApplicationResponse) Descriptor() ([]byte, []int) {
-	return file_vmapp_v1_fleet_proto_rawDescGZIP(), []int{30}
+	return file_vmapp_v1_fleet_proto_rawDescGZIP(), []int{31}
 }
 
 func (x *RetryApplicationResponse) GetApplicationProfile() *ApplicationProfile {
@@ -2064,7 +2144,7 @@ type ListInventoryRequest struct {
 
 func (x *ListInventoryRequest) Reset() {
 	*x = ListInventoryRequest{}
-	mi := &file_vmapp_v1_fleet_proto_msgTypes[31]
+	mi := &file_vmapp_v1_fleet_proto_msgTypes[32]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2076,7 +2156,7 @@ func (x *ListInventoryRequest) String() string {
 func (*ListInventoryRequest) ProtoMessage() {}
 
 func (x *ListInventoryRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_vmapp_v1_fleet_proto_msgTypes[31]
+	mi := &file_vmapp_v1_fleet_proto_msgTypes[32]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2089,7 +2169,7 @@ func (x *ListInventoryRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListInventoryRequest.ProtoReflect.Descriptor instead.
 func (*ListInventoryRequest) Descriptor() ([]byte, []int) {
-	return file_vmapp_v1_fleet_proto_rawDescGZIP(), []int{31}
+	return file_vmapp_v1_fleet_proto_rawDescGZIP(), []int{32}
 }
 
 func (x *ListInventoryRequest) GetApplication() string {
@@ -2138,7 +2218,7 @@ type ListInventoryResponse struct {
 
 func (x *ListInventoryResponse) Reset() {
 	*x = ListInventoryResponse{}
-	mi := &file_vmapp_v1_fleet_proto_msgTypes[32]
+	mi := &file_vmapp_v1_fleet_proto_msgTypes[33]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2150,7 +2230,7 @@ func (x *ListInventoryResponse) String() string {
 func (*ListInventoryResponse) ProtoMessage() {}
 
 func (x *ListInventoryResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_vmapp_v1_fleet_proto_msgTypes[32]
+	mi := &file_vmapp_v1_fleet_proto_msgTypes[33]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2163,7 +2243,7 @@ func (x *ListInventoryResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListInventoryResponse.ProtoReflect.Descriptor instead.
 func (*ListInventoryResponse) Descriptor() ([]byte, []int) {
-	return file_vmapp_v1_fleet_proto_rawDescGZIP(), []int{32}
+	return file_vmapp_v1_fleet_proto_rawDescGZIP(), []int{33}
 }
 
 func (x *ListInventoryResponse) GetEntries() []*InventoryEntry {
@@ -2192,7 +2272,7 @@ type InventoryEntry struct {
 
 func (x *InventoryEntry) Reset() {
 	*x = InventoryEntry{}
-	mi := &file_vmapp_v1_fleet_proto_msgTypes[33]
+	mi := &file_vmapp_v1_fleet_proto_msgTypes[34]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2204,7 +2284,7 @@ func (x *InventoryEntry) String() string {
 func (*InventoryEntry) ProtoMessage() {}
 
 func (x *InventoryEntry) ProtoReflect() protoreflect.Message {
-	mi := &file_vmapp_v1_fleet_proto_msgTypes[33]
+	mi := &file_vmapp_v1_fleet_proto_msgTypes[34]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2217,7 +2297,7 @@ func (x *InventoryEntry) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use InventoryEntry.ProtoReflect.Descriptor instead.
 func (*InventoryEntry) Descriptor() ([]byte, []int) {
-	return file_vmapp_v1_fleet_proto_rawDescGZIP(), []int{33}
+	return file_vmapp_v1_fleet_proto_rawDescGZIP(), []int{34}
 }
 
 func (x *InventoryEntry) GetMachine() string {
@@ -2261,7 +2341,7 @@ type WatchGoalStateRequest struct {
 
 func (x *WatchGoalStateRequest) Reset() {
 	*x = WatchGoalStateRequest{}
-	mi := &file_vmapp_v1_fleet_proto_msgTypes[34]
+	mi := &file_vmapp_v1_fleet_proto_msgTypes[35]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2273,7 +2353,7 @@ func (x *WatchGoalStateRequest) String() string {
 func (*WatchGoalStateRequest) ProtoMessage() {}
 
 func (x *WatchGoalStateRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_vmapp_v1_fleet_proto_msgTypes[34]
+	mi := &file_vmapp_v1_fleet_proto_msgTypes[35]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2286,7 +2366,7 @@ func (x *WatchGoalStateRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use WatchGoalStateRequest.ProtoReflect.Descriptor instead.
 func (*WatchGoalStateRequest) Descriptor() ([]byte, []int) {
-	return file_vmapp_v1_fleet_proto_rawDescGZIP(), []int{34}
+	return file_vmapp_v1_fleet_proto_rawDescGZIP(), []int{35}
 }
 
 func (x *WatchGoalStateRequest) GetMachine() string {
@@ -2312,7 +2392,7 @@ type WatchGoalStateResponse struct {
 
 func (x *WatchGoalStateResponse) Reset() {
 	*x = WatchGoalStateResponse{}
-	mi := &file_vmapp_v1_fleet_proto_msgTypes[35]
+	mi := &file_vmapp_v1_fleet_proto_msgTypes[36]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2324,7 +2404,7 @@ func (x *WatchGoalStateResponse) String() string {
 func (*WatchGoalStateResponse) ProtoMessage() {}
 
 func (x *WatchGoalStateResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_vmapp_v1_fleet_proto_msgTypes[35]
+	mi := &file_vmapp_v1_fleet_proto_msgTypes[36]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2337,7 +2417,7 @@ func (x *WatchGoalStateResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use WatchGoalStateResponse.ProtoReflect.Descriptor instead.
 func (*WatchGoalStateResponse) Descriptor() ([]byte, []int) {
-	return file_vmapp_v1_fleet_proto_rawDescGZIP(), []int{35}
+	return file_vmapp_v1_fleet_proto_rawDescGZIP(), []int{36}
 }
 
 func (x *WatchGoalStateResponse) GetGoalState() *GoalState {
@@ -2357,7 +2437,7 @@ type ReportStatusRequest struct {
 
 func (x *ReportStatusRequest) Reset() {
 	*x = ReportStatusRequest{}
-	mi := &file_vmapp_v1_fleet_proto_msgTypes[36]
+	mi := &file_vmapp_v1_fleet_proto_msgTypes[37]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2369,7 +2449,7 @@ func (x *ReportStatusRequest) String() string {
 func (*ReportStatusRequest) ProtoMessage() {}
 
 func (x *ReportStatusRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_vmapp_v1_fleet_proto_msgTypes[36]
+	mi := &file_vmapp_v1_fleet_proto_msgTypes[37]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2382,7 +2462,7 @@ func (x *ReportStatusRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ReportStatusRequest.ProtoReflect.Descriptor instead.
 func (*ReportStatusRequest) Descriptor() ([]byte, []int) {
-	return file_vmapp_v1_fleet_proto_rawDescGZIP(), []int{36}
+	return file_vmapp_v1_fleet_proto_rawDescGZIP(), []int{37}
 }
 
 func (x *ReportStatusRequest) GetMachine() string {
@@ -2407,7 +2487,7 @@ type ReportStatusResponse struct {
 
 func (x *ReportStatusResponse) Reset() {
 	*x = ReportStatusResponse{}
-	mi := &file_vmapp_v1_fleet_proto_msgTypes[37]
+	mi := &file_vmapp_v1_fleet_proto_msgTypes[38]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2419,7 +2499,7 @@ func (x *ReportStatusResponse) String() string {
 func (*ReportStatusResponse) ProtoMessage() {}
 
 func (x *ReportStatusResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_vmapp_v1_fleet_proto_msgTypes[37]
+	mi := &file_vmapp_v1_fleet_proto_msgTypes[38]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2432,7 +2512,7 @@ func (x *ReportStatusResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ReportStatusResponse.ProtoReflect.Descriptor instead.
 func (*ReportStatusResponse) Descriptor() ([]byte, []int) {
-	return file_vmapp_v1_fleet_proto_rawDescGZIP(), []int{37}
+	return file_vmapp_v1_fleet_proto_rawDescGZIP(), []int{38}
 }
 
 var File_vmapp_v1_fleet_proto protoreflect.FileDescriptor
@@ -2510,7 +2590,7 @@ const file_vmapp_v1_fleet_proto_rawDesc = "" +
 	"\bend_time\x18\v \x01(\v2\x1a.google.protobuf.TimestampR\aendTime\x12\x1a\n" +
 	"\battempts\x18\f \x01(\x05R\battempts\x12L\n" +
 	"#treat_failure_as_deployment_failure\x18\r \x01(\bR\x1ftreatFailureAsDeploymentFailure\x12\x18\n" +
-	"\arefusal\x18\x0e \x01(\tR\arefusal\"\xd2\x01\n" +
+	"\arefusal\x18\x0e \x01(\tR\arefusal\"\x83\x02\n" +
 	"\tGoalState\x12\x18\n" +
 	"\amachine\x18\x01 \x01(\tR\amachine\x12\x1e\n" +
 	"\n" +
@@ -2519,7 +2599,13 @@ const file_vmapp_v1_fleet_proto_rawDesc = "" +
 	"\fapplications\x18\x03 \x03(\v2\x19.vmapp.v1.GoalApplicationR\fapplications\x12\x16\n" +
 	"\x06region\x18\x04 \x01(\tR\x06region\x124\n" +
 	"\vkey_changes\x18\x05 \x03(\v2\x13.vmapp.v1.KeyChangeR\n" +
-	"keyChanges\"\x96\x05\n" +
+	"keyChanges\x12/\n" +
+	"\apreheat\x18\x06 \x03(\v2\x15.vmapp.v1.GoalPreheatR\apreheat\"\x91\x01\n" +
+	"\vGoalPreheat\x12\x18\n" +
+	"\agallery\x18\x01 \x01(\tR\agallery\x12 \n" +
+	"\vapplication\x18\x02 \x01(\tR\vapplication\x12\x18\n" +
+	"\aversion\x18\x03 \x01(\tR\aversion\x12,\n" +
+	"\apackage\x18\x04 \x01(\v2\x12.vmapp.v1.ArtifactR\apackage\"\x96\x05\n" +
 	"\x0fGoalApplication\x12\x18\n" +
 	"\agallery\x18\x01 \x01(\tR\agallery\x12 \n" +
 	"\vapplication\x18\x02 \x01(\tR\vapplication\x12\x18\n" +
@@ -2653,7 +2739,7 @@ func file_vmapp_v1_fleet_proto_rawDescGZIP() []byte {
 	return file_vmapp_v1_fleet_proto_rawDescData
 }
 
-var file_vmapp_v1_fleet_proto_msgTypes = make([]protoimpl.MessageInfo, 39)
+var file_vmapp_v1_fleet_proto_msgTypes = make([]protoimpl.MessageInfo, 40)
 var file_vmapp_v1_fleet_proto_goTypes = []any{
 	(*Machine)(nil),                   // 0: vmapp.v1.Machine
 	(*ScaleSet)(nil),                  // 1: vmapp.v1.ScaleSet
@@ -2662,118 +2748,121 @@ var file_vmapp_v1_fleet_proto_goTypes = []any{
 	(*InstanceView)(nil),              // 4: vmapp.v1.InstanceView
 	(*ApplicationStatus)(nil),         // 5: vmapp.v1.ApplicationStatus
 	(*GoalState)(nil),                 // 6: vmapp.v1.GoalState
-	(*GoalApplication)(nil),           // 7: vmapp.v1.GoalApplication
-	(*CreateMachineRequest)(nil),      // 8: vmapp.v1.CreateMachineRequest
-	(*CreateMachineResponse)(nil),     // 9: vmapp.v1.CreateMachineResponse
-	(*GetMachineRequest)(nil),         // 10: vmapp.v1.GetMachineRequest
-	(*GetMachineResponse)(nil),        // 11: vmapp.v1.GetMachineResponse
-	(*ListMachinesRequest)(nil),       // 12: vmapp.v1.ListMachinesRequest
-	(*ListMachinesResponse)(nil),      // 13: vmapp.v1.ListMachinesResponse
-	(*DeleteMachineRequest)(nil),      // 14: vmapp.v1.DeleteMachineRequest
-	(*DeleteMachineResponse)(nil),     // 15: vmapp.v1.DeleteMachineResponse
-	(*CreateScaleSetRequest)(nil),     // 16: vmapp.v1.CreateScaleSetRequest
-	(*CreateScaleSetResponse)(nil),    // 17: vmapp.v1.CreateScaleSetResponse
-	(*GetScaleSetRequest)(nil),        // 18: vmapp.v1.GetScaleSetRequest
-	(*GetScaleSetResponse)(nil),       // 19: vmapp.v1.GetScaleSetResponse
-	(*ListScaleSetsRequest)(nil),      // 20: vmapp.v1.ListScaleSetsRequest
-	(*ListScaleSetsResponse)(nil),     // 21: vmapp.v1.ListScaleSetsResponse
-	(*DeleteScaleSetRequest)(nil),     // 22: vmapp.v1.DeleteScaleSetRequest
-	(*DeleteScaleSetResponse)(nil),    // 23: vmapp.v1.DeleteScaleSetResponse
-	(*ProfileTarget)(nil),             // 24: vmapp.v1.ProfileTarget
-	(*SetApplicationRequest)(nil),     // 25: vmapp.v1.SetApplicationRequest
-	(*SetApplicationResponse)(nil),    // 26: vmapp.v1.SetApplicationResponse
-	(*RemoveApplicationRequest)(nil),  // 27: vmapp.v1.RemoveApplicationRequest
-	(*RemoveApplicationResponse)(nil), // 28: vmapp.v1.RemoveApplicationResponse
-	(*RetryApplicationRequest)(nil),   // 29: vmapp.v1.RetryApplicationRequest
-	(*RetryApplicationResponse)(nil),  // 30: vmapp.v1.RetryApplicationResponse
-	(*ListInventoryRequest)(nil),      // 31: vmapp.v1.ListInventoryRequest
-	(*ListInventoryResponse)(nil),     // 32: vmapp.v1.ListInventoryResponse
-	(*InventoryEntry)(nil),            // 33: vmapp.v1.InventoryEntry
-	(*WatchGoalStateRequest)(nil),     // 34: vmapp.v1.WatchGoalStateRequest
-	(*WatchGoalStateResponse)(nil),    // 35: vmapp.v1.WatchGoalStateResponse
-	(*ReportStatusRequest)(nil),       // 36: vmapp.v1.ReportStatusRequest
-	(*ReportStatusResponse)(nil),      // 37: vmapp.v1.ReportStatusResponse
-	nil,                               // 38: vmapp.v1.VMGalleryApplication.TagsEntry
-	(*timestamppb.Timestamp)(nil),     // 39: google.protobuf.Timestamp
-	(*KeyChange)(nil),                 // 40: vmapp.v1.KeyChange
-	(*UserArtifactManage)(nil),        // 41: vmapp.v1.UserArtifactManage
-	(*UserArtifactSettings)(nil),      // 42: vmapp.v1.UserArtifactSettings
-	(*Artifact)(nil),                  // 43: vmapp.v1.Artifact
-	(*VersionSignatures)(nil),         // 44: vmapp.v1.VersionSignatures
+	(*GoalPreheat)(nil),               // 7: vmapp.v1.GoalPreheat
+	(*GoalApplication)(nil),           // 8: vmapp.v1.GoalApplication
+	(*CreateMachineRequest)(nil),      // 9: vmapp.v1.CreateMachineRequest
+	(*CreateMachineResponse)(nil),     // 10: vmapp.v1.CreateMachineResponse
+	(*GetMachineRequest)(nil),         // 11: vmapp.v1.GetMachineRequest
+	(*GetMachineResponse)(nil),        // 12: vmapp.v1.GetMachineResponse
+	(*ListMachinesRequest)(nil),       // 13: vmapp.v1.ListMachinesRequest
+	(*ListMachinesResponse)(nil),      // 14: vmapp.v1.ListMachinesResponse
+	(*DeleteMachineRequest)(nil),      // 15: vmapp.v1.DeleteMachineRequest
+	(*DeleteMachineResponse)(nil),     // 16: vmapp.v1.DeleteMachineResponse
+	(*CreateScaleSetRequest)(nil),     // 17: vmapp.v1.CreateScaleSetRequest
+	(*CreateScaleSetResponse)(nil),    // 18: vmapp.v1.CreateScaleSetResponse
+	(*GetScaleSetRequest)(nil),        // 19: vmapp.v1.GetScaleSetRequest
+	(*GetScaleSetResponse)(nil),       // 20: vmapp.v1.GetScaleSetResponse
+	(*ListScaleSetsRequest)(nil),      // 21: vmapp.v1.ListScaleSetsRequest
+	(*ListScaleSetsResponse)(nil),     // 22: vmapp.v1.ListScaleSetsResponse
+	(*DeleteScaleSetRequest)(nil),     // 23: vmapp.v1.DeleteScaleSetRequest
+	(*DeleteScaleSetResponse)(nil),    // 24: vmapp.v1.DeleteScaleSetResponse
+	(*ProfileTarget)(nil),             // 25: vmapp.v1.ProfileTarget
+	(*SetApplicationRequest)(nil),     // 26: vmapp.v1.SetApplicationRequest
+	(*SetApplicationResponse)(nil),    // 27: vmapp.v1.SetApplicationResponse
+	(*RemoveApplicationRequest)(nil),  // 28: vmapp.v1.RemoveApplicationRequest
+	(*RemoveApplicationResponse)(nil), // 29: vmapp.v1.RemoveApplicationResponse
+	(*RetryApplicationRequest)(nil),   // 30: vmapp.v1.RetryApplicationRequest
+	(*RetryApplicationResponse)(nil),  // 31: vmapp.v1.RetryApplicationResponse
+	(*ListInventoryRequest)(nil),      // 32: vmapp.v1.ListInventoryRequest
+	(*ListInventoryResponse)(nil),     // 33: vmapp.v1.ListInventoryResponse
+	(*InventoryEntry)(nil),            // 34: vmapp.v1.InventoryEntry
+	(*WatchGoalStateRequest)(nil),     // 35: vmapp.v1.WatchGoalStateRequest
+	(*WatchGoalStateResponse)(nil),    // 36: vmapp.v1.WatchGoalStateResponse
+	(*ReportStatusRequest)(nil),       // 37: vmapp.v1.ReportStatusRequest
+	(*ReportStatusResponse)(nil),      // 38: vmapp.v1.ReportStatusResponse
+	nil,                               // 39: vmapp.v1.VMGalleryApplication.TagsEntry
+	(*timestamppb.Timestamp)(nil),     // 40: google.protobuf.Timestamp
+	(*KeyChange)(nil),                 // 41: vmapp.v1.KeyChange
+	(*Artifact)(nil),                  // 42: vmapp.v1.Artifact
+	(*UserArtifactManage)(nil),        // 43: vmapp.v1.UserArtifactManage
+	(*UserArtifactSettings)(nil),      // 44: vmapp.v1.UserArtifactSettings
+	(*VersionSignatures)(nil),         // 45: vmapp.v1.VersionSignatures
 }
 var file_vmapp_v1_fleet_proto_depIdxs = []int32{
 	2,  // 0: vmapp.v1.Machine.application_profile:type_name -> vmapp.v1.ApplicationProfile
-	39, // 1: vmapp.v1.Machine.create_time:type_name -> google.protobuf.Timestamp
-	39, // 2: vmapp.v1.Machine.update_time:type_name -> google.protobuf.Timestamp
+	40, // 1: vmapp.v1.Machine.create_time:type_name -> google.protobuf.Timestamp
+	40, // 2: vmapp.v1.Machine.update_time:type_name -> google.protobuf.Timestamp
 	4,  // 3: vmapp.v1.Machine.instance_view:type_name -> vmapp.v1.InstanceView
 	2,  // 4: vmapp.v1.ScaleSet.application_profile:type_name -> vmapp.v1.ApplicationProfile
-	39, // 5: vmapp.v1.ScaleSet.create_time:type_name -> google.protobuf.Timestamp
-	39, // 6: vmapp.v1.ScaleSet.update_time:type_name -> google.protobuf.Timestamp
+	40, // 5: vmapp.v1.ScaleSet.create_time:type_name -> google.protobuf.Timestamp
+	40, // 6: vmapp.v1.ScaleSet.update_time:type_name -> google.protobuf.Timestamp
 	3,  // 7: vmapp.v1.ApplicationProfile.gallery_applications:type_name -> vmapp.v1.VMGalleryApplication
-	38, // 8: vmapp.v1.VMGalleryApplication.tags:type_name -> vmapp.v1.VMGalleryApplication.TagsEntry
+	39, // 8: vmapp.v1.VMGalleryApplication.tags:type_name -> vmapp.v1.VMGalleryApplication.TagsEntry
 	5,  // 9: vmapp.v1.InstanceView.applications:type_name -> vmapp.v1.ApplicationStatus
-	39, // 10: vmapp.v1.InstanceView.last_report_time:type_name -> google.protobuf.Timestamp
-	39, // 11: vmapp.v1.ApplicationStatus.start_time:type_name -> google.protobuf.Timestamp
-	39, // 12: vmapp.v1.ApplicationStatus.end_time:type_name -> google.protobuf.Timestamp
-	7,  // 13: vmapp.v1.GoalState.applications:type_name -> vmapp.v1.GoalApplication
-	40, // 14: vmapp.v1.GoalState.key_changes:type_name -> vmapp.v1.KeyChange
-	41, // 15: vmapp.v1.GoalApplication.manage_actions:type_name -> vmapp.v1.UserArtifactManage
-	42, // 16: vmapp.v1.GoalApplication.settings:type_name -> vmapp.v1.UserArtifactSettings
-	43, // 17: vmapp.v1.GoalApplication.package:type_name -> vmapp.v1.Artifact
-	43, // 18: vmapp.v1.GoalApplication.default_configuration:type_name -> vmapp.v1.Artifact
-	44, // 19: vmapp.v1.GoalApplication.signing:type_name -> vmapp.v1.VersionSignatures
-	0,  // 20: vmapp.v1.CreateMachineRequest.machine:type_name -> vmapp.v1.Machine
-	0,  // 21: vmapp.v1.CreateMachineResponse.machine:type_name -> vmapp.v1.Machine
-	0,  // 22: vmapp.v1.GetMachineResponse.machine:type_name -> vmapp.v1.Machine
-	0,  // 23: vmapp.v1.ListMachinesResponse.machines:type_name -> vmapp.v1.Machine
-	1,  // 24: vmapp.v1.CreateScaleSetRequest.scale_set:type_name -> vmapp.v1.ScaleSet
-	1,  // 25: vmapp.v1.CreateScaleSetResponse.scale_set:type_name -> vmapp.v1.ScaleSet
-	1,  // 26: vmapp.v1.GetScaleSetResponse.scale_set:type_name -> vmapp.v1.ScaleSet
-	1,  // 27: vmapp.v1.ListScaleSetsResponse.scale_sets:type_name -> vmapp.v1.ScaleSet
-	24, // 28: vmapp.v1.SetApplicationRequest.target:type_name -> vmapp.v1.ProfileTarget
-	3,  // 29: vmapp.v1.SetApplicationRequest.application:type_name -> vmapp.v1.VMGalleryApplication
-	2,  // 30: vmapp.v1.SetApplicationResponse.application_profile:type_name -> vmapp.v1.ApplicationProfile
-	24, // 31: vmapp.v1.RemoveApplicationRequest.target:type_name -> vmapp.v1.ProfileTarget
-	2,  // 32: vmapp.v1.RemoveApplicationResponse.application_profile:type_name -> vmapp.v1.ApplicationProfile
-	24, // 33: vmapp.v1.RetryApplicationRequest.target:type_name -> vmapp.v1.ProfileTarget
-	2,  // 34: vmapp.v1.RetryApplicationResponse.application_profile:type_name -> vmapp.v1.ApplicationProfile
-	33, // 35: vmapp.v1.ListInventoryResponse.entries:type_name -> vmapp.v1.InventoryEntry
-	5,  // 36: vmapp.v1.InventoryEntry.status:type_name -> vmapp.v1.ApplicationStatus
-	6,  // 37: vmapp.v1.WatchGoalStateResponse.goal_state:type_name -> vmapp.v1.GoalState
-	4,  // 38: vmapp.v1.ReportStatusRequest.instance_view:type_name -> vmapp.v1.InstanceView
-	8,  // 39: vmapp.v1.FleetService.CreateMachine:input_type -> vmapp.v1.CreateMachineRequest
-	10, // 40: vmapp.v1.FleetService.GetMachine:input_type -> vmapp.v1.GetMachineRequest
-	12, // 41: vmapp.v1.FleetService.ListMachines:input_type -> vmapp.v1.ListMachinesRequest
-	14, // 42: vmapp.v1.FleetService.DeleteMachine:input_type -> vmapp.v1.DeleteMachineRequest
-	16, // 43: vmapp.v1.FleetService.CreateScaleSet:input_type -> vmapp.v1.CreateScaleSetRequest
-	18, // 44: vmapp.v1.FleetService.GetScaleSet:input_type -> vmapp.v1.GetScaleSetRequest
-	20, // 45: vmapp.v1.FleetService.ListScaleSets:input_type -> vmapp.v1.ListScaleSetsRequest
-	22, // 46: vmapp.v1.FleetService.DeleteScaleSet:input_type -> vmapp.v1.DeleteScaleSetRequest
-	25, // 47: vmapp.v1.FleetService.SetApplication:input_type -> vmapp.v1.SetApplicationRequest
-	27, // 48: vmapp.v1.FleetService.RemoveApplication:input_type -> vmapp.v1.RemoveApplicationRequest
-	29, // 49: vmapp.v1.FleetService.RetryApplication:input_type -> vmapp.v1.RetryApplicationRequest
-	31, // 50: vmapp.v1.FleetService.ListInventory:input_type -> vmapp.v1.ListInventoryRequest
-	34, // 51: vmapp.v1.FleetService.WatchGoalState:input_type -> vmapp.v1.WatchGoalStateRequest
-	36, // 52: vmapp.v1.FleetService.ReportStatus:input_type -> vmapp.v1.ReportStatusRequest
-	9,  // 53: vmapp.v1.FleetService.CreateMachine:output_type -> vmapp.v1.CreateMachineResponse
-	11, // 54: vmapp.v1.FleetService.GetMachine:output_type -> vmapp.v1.GetMachineResponse
-	13, // 55: vmapp.v1.FleetService.ListMachines:output_type -> vmapp.v1.ListMachinesResponse
-	15, // 56: vmapp.v1.FleetService.DeleteMachine:output_type -> vmapp.v1.DeleteMachineResponse
-	17, // 57: vmapp.v1.FleetService.CreateScaleSet:output_type -> vmapp.v1.CreateScaleSetResponse
-	19, // 58: vmapp.v1.FleetService.GetScaleSet:output_type -> vmapp.v1.GetScaleSetResponse
-	21, // 59: vmapp.v1.FleetService.ListScaleSets:output_type -> vmapp.v1.ListScaleSetsResponse
-	23, // 60: vmapp.v1.FleetService.DeleteScaleSet:output_type -> vmapp.v1.DeleteScaleSetResponse
-	26, // 61: vmapp.v1.FleetService.SetApplication:output_type -> vmapp.v1.SetApplicationResponse
-	28, // 62: vmapp.v1.FleetService.RemoveApplication:output_type -> vmapp.v1.RemoveApplicationResponse
-	30, // 63: vmapp.v1.FleetService.RetryApplication:output_type -> vmapp.v1.RetryApplicationResponse
-	32, // 64: vmapp.v1.FleetService.ListInventory:output_type -> vmapp.v1.ListInventoryResponse
-	35, // 65: vmapp.v1.FleetService.WatchGoalState:output_type -> vmapp.v1.WatchGoalStateResponse
-	37, // 66: vmapp.v1.FleetService.ReportStatus:output_type -> vmapp.v1.ReportStatusResponse
-	53, // [53:67] is the sub-list for method output_type
-	39, // [39:53] is the sub-list for method input_type
-	39, // [39:39] is the sub-list for extension type_name
-	39, // [39:39] is the sub-list for extension extendee
-	0,  // [0:39] is the sub-list for field type_name
+	40, // 10: vmapp.v1.InstanceView.last_report_time:type_name -> google.protobuf.Timestamp
+	40, // 11: vmapp.v1.ApplicationStatus.start_time:type_name -> google.protobuf.Timestamp
+	40, // 12: vmapp.v1.ApplicationStatus.end_time:type_name -> google.protobuf.Timestamp
+	8,  // 13: vmapp.v1.GoalState.applications:type_name -> vmapp.v1.GoalApplication
+	41, // 14: vmapp.v1.GoalState.key_changes:type_name -> vmapp.v1.KeyChange
+	7,  // 15: vmapp.v1.GoalState.preheat:type_name -> vmapp.v1.GoalPreheat
+	42, // 16: vmapp.v1.GoalPreheat.package:type_name -> vmapp.v1.Artifact
+	43, // 17: vmapp.v1.GoalApplication.manage_actions:type_name -> vmapp.v1.UserArtifactManage
+	44, // 18: vmapp.v1.GoalApplication.settings:type_name -> vmapp.v1.UserArtifactSettings
+	42, // 19: vmapp.v1.GoalApplication.package:type_name -> vmapp.v1.Artifact
+	42, // 20: vmapp.v1.GoalApplication.default_configuration:type_name -> vmapp.v1.Artifact
+	45, // 21: vmapp.v1.GoalApplication.signing:type_name -> vmapp.v1.VersionSignatures
+	0,  // 22: vmapp.v1.CreateMachineRequest.machine:type_name -> vmapp.v1.Machine
+	0,  // 23: vmapp.v1.CreateMachineResponse.machine:type_name -> vmapp.v1.Machine
+	0,  // 24: vmapp.v1.GetMachineResponse.machine:type_name -> vmapp.v1.Machine
+	0,  // 25: vmapp.v1.ListMachinesResponse.machines:type_name -> vmapp.v1.Machine
+	1,  // 26: vmapp.v1.CreateScaleSetRequest.scale_set:type_name -> vmapp.v1.ScaleSet
+	1,  // 27: vmapp.v1.CreateScaleSetResponse.scale_set:type_name -> vmapp.v1.ScaleSet
+	1,  // 28: vmapp.v1.GetScaleSetResponse.scale_set:type_name -> vmapp.v1.ScaleSet
+	1,  // 29: vmapp.v1.ListScaleSetsResponse.scale_sets:type_name -> vmapp.v1.ScaleSet
+	25, // 30: vmapp.v1.SetApplicationRequest.target:type_name -> vmapp.v1.ProfileTarget
+	3,  // 31: vmapp.v1.SetApplicationRequest.application:type_name -> vmapp.v1.VMGalleryApplication
+	2,  // 32: vmapp.v1.SetApplicationResponse.application_profile:type_name -> vmapp.v1.ApplicationProfile
+	25, // 33: vmapp.v1.RemoveApplicationRequest.target:type_name -> vmapp.v1.ProfileTarget
+	2,  // 34: vmapp.v1.RemoveApplicationResponse.application_profile:type_name -> vmapp.v1.ApplicationProfile
+	25, // 35: vmapp.v1.RetryApplicationRequest.target:type_name -> vmapp.v1.ProfileTarget
+	2,  // 36: vmapp.v1.RetryApplicationResponse.application_profile:type_name -> vmapp.v1.ApplicationProfile
+	34, // 37: vmapp.v1.ListInventoryResponse.entries:type_name -> vmapp.v1.InventoryEntry
+	5,  // 38: vmapp.v1.InventoryEntry.status:type_name -> vmapp.v1.ApplicationStatus
+	6,  // 39: vmapp.v1.WatchGoalStateResponse.goal_state:type_name -> vmapp.v1.GoalState
+	4,  // 40: vmapp.v1.ReportStatusRequest.instance_view:type_name -> vmapp.v1.InstanceView
+	9,  // 41: vmapp.v1.FleetService.CreateMachine:input_type -> vmapp.v1.CreateMachineRequest
+	11, // 42: vmapp.v1.FleetService.GetMachine:input_type -> vmapp.v1.GetMachineRequest
+	13, // 43: vmapp.v1.FleetService.ListMachines:input_type -> vmapp.v1.ListMachinesRequest
+	15, // 44: vmapp.v1.FleetService.DeleteMachine:input_type -> vmapp.v1.DeleteMachineRequest
+	17, // 45: vmapp.v1.FleetService.CreateScaleSet:input_type -> vmapp.v1.CreateScaleSetRequest
+	19, // 46: vmapp.v1.FleetService.GetScaleSet:input_type -> vmapp.v1.GetScaleSetRequest
+	21, // 47: vmapp.v1.FleetService.ListScaleSets:input_type -> vmapp.v1.ListScaleSetsRequest
+	23, // 48: vmapp.v1.FleetService.DeleteScaleSet:input_type -> vmapp.v1.DeleteScaleSetRequest
+	26, // 49: vmapp.v1.FleetService.SetApplication:input_type -> vmapp.v1.SetApplicationRequest
+	28, // 50: vmapp.v1.FleetService.RemoveApplication:input_type -> vmapp.v1.RemoveApplicationRequest
+	30, // 51: vmapp.v1.FleetService.RetryApplication:input_type -> vmapp.v1.RetryApplicationRequest
+	32, // 52: vmapp.v1.FleetService.ListInventory:input_type -> vmapp.v1.ListInventoryRequest
+	35, // 53: vmapp.v1.FleetService.WatchGoalState:input_type -> vmapp.v1.WatchGoalStateRequest
+	37, // 54: vmapp.v1.FleetService.ReportStatus:input_type -> vmapp.v1.ReportStatusRequest
+	10, // 55: vmapp.v1.FleetService.CreateMachine:output_type -> vmapp.v1.CreateMachineResponse
+	12, // 56: vmapp.v1.FleetService.GetMachine:output_type -> vmapp.v1.GetMachineResponse
+	14, // 57: vmapp.v1.FleetService.ListMachines:output_type -> vmapp.v1.ListMachinesResponse
+	16, // 58: vmapp.v1.FleetService.DeleteMachine:output_type -> vmapp.v1.DeleteMachineResponse
+	18, // 59: vmapp.v1.FleetService.CreateScaleSet:output_type -> vmapp.v1.CreateScaleSetResponse
+	20, // 60: vmapp.v1.FleetService.GetScaleSet:output_type -> vmapp.v1.GetScaleSetResponse
+	22, // 61: vmapp.v1.FleetService.ListScaleSets:output_type -> vmapp.v1.ListScaleSetsResponse
+	24, // 62: vmapp.v1.FleetService.DeleteScaleSet:output_type -> vmapp.v1.DeleteScaleSetResponse
+	27, // 63: vmapp.v1.FleetService.SetApplication:output_type -> vmapp.v1.SetApplicationResponse
+	29, // 64: vmapp.v1.FleetService.RemoveApplication:output_type -> vmapp.v1.RemoveApplicationResponse
+	31, // 65: vmapp.v1.FleetService.RetryApplication:output_type -> vmapp.v1.RetryApplicationResponse
+	33, // 66: vmapp.v1.FleetService.ListInventory:output_type -> vmapp.v1.ListInventoryResponse
+	36, // 67: vmapp.v1.FleetService.WatchGoalState:output_type -> vmapp.v1.WatchGoalStateResponse
+	38, // 68: vmapp.v1.FleetService.ReportStatus:output_type -> vmapp.v1.ReportStatusResponse
+	55, // [55:69] is the sub-list for method output_type
+	41, // [41:55] is the sub-list for method input_type
+	41, // [41:41] is the sub-list for extension type_name
+	41, // [41:41] is the sub-list for extension extendee
+	0,  // [0:41] is the sub-list for field type_name
 }
 
 func init() { file_vmapp_v1_fleet_proto_init() }
@@ -2784,8 +2873,8 @@ func file_vmapp_v1_fleet_proto_init() {
 	file_vmapp_v1_catalog_proto_init()
 	file_vmapp_v1_signing_proto_init()
 	file_vmapp_v1_fleet_proto_msgTypes[3].OneofWrappers = []any{}
-	file_vmapp_v1_fleet_proto_msgTypes[7].OneofWrappers = []any{}
-	file_vmapp_v1_fleet_proto_msgTypes[24].OneofWrappers = []any{
+	file_vmapp_v1_fleet_proto_msgTypes[8].OneofWrappers = []any{}
+	file_vmapp_v1_fleet_proto_msgTypes[25].OneofWrappers = []any{
 		(*ProfileTarget_Machine)(nil),
 		(*ProfileTarget_ScaleSet)(nil),
 	}
@@ -2795,7 +2884,7 @@ func file_vmapp_v1_fleet_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_vmapp_v1_fleet_proto_rawDesc), len(file_vmapp_v1_fleet_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   39,
+			NumMessages:   40,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

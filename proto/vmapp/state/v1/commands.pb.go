@@ -129,6 +129,8 @@ type Command struct {
 	//	*Command_DeleteScaleSet
 	//	*Command_SetProfile
 	//	*Command_ReportStatus
+	//	*Command_SetPreheat
+	//	*Command_RemovePreheat
 	//	*Command_PutNode
 	//	*Command_RemoveNode
 	//	*Command_SignVersion
@@ -520,6 +522,24 @@ func (x *Command) GetReportStatus() *ReportStatus {
 	return nil
 }
 
+func (x *Command) GetSetPreheat() *SetPreheat {
+	if x != nil {
+		if x, ok := x.Op.(*Command_SetPreheat); ok {
+			return x.SetPreheat
+		}
+	}
+	return nil
+}
+
+func (x *Command) GetRemovePreheat() *RemovePreheat {
+	if x != nil {
+		if x, ok := x.Op.(*Command_RemovePreheat); ok {
+			return x.RemovePreheat
+		}
+	}
+	return nil
+}
+
 func (x *Command) GetPutNode() *PutNode {
 	if x != nil {
 		if x, ok := x.Op.(*Command_PutNode); ok {
@@ -709,6 +729,14 @@ type Command_ReportStatus struct {
 	ReportStatus *ReportStatus `protobuf:"bytes,75,opt,name=report_status,json=reportStatus,proto3,oneof"`
 }
 
+type Command_SetPreheat struct {
+	SetPreheat *SetPreheat `protobuf:"bytes,76,opt,name=set_preheat,json=setPreheat,proto3,oneof"`
+}
+
+type Command_RemovePreheat struct {
+	RemovePreheat *RemovePreheat `protobuf:"bytes,77,opt,name=remove_preheat,json=removePreheat,proto3,oneof"`
+}
+
 type Command_PutNode struct {
 	// Cluster (90-99).
 	PutNode *PutNode `protobuf:"bytes,90,opt,name=put_node,json=putNode,proto3,oneof"`
@@ -798,6 +826,10 @@ func (*Command_DeleteScaleSet) isCommand_Op() {}
 func (*Command_SetProfile) isCommand_Op() {}
 
 func (*Command_ReportStatus) isCommand_Op() {}
+
+func (*Command_SetPreheat) isCommand_Op() {}
+
+func (*Command_RemovePreheat) isCommand_Op() {}
 
 func (*Command_PutNode) isCommand_Op() {}
 
@@ -3071,6 +3103,204 @@ func (x *SetProfile) GetProfile() *v1.ApplicationProfile {
 	return nil
 }
 
+// SetPreheat records a version's preheat in a region, replacing the one
+// there was: the machines chosen (by the fleet, before the command) or a
+// scale set. Refused when the version doesn't exist.
+type SetPreheat struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Preheat       *Preheat               `protobuf:"bytes,1,opt,name=preheat,proto3" json:"preheat,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *SetPreheat) Reset() {
+	*x = SetPreheat{}
+	mi := &file_vmapp_state_v1_commands_proto_msgTypes[40]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *SetPreheat) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*SetPreheat) ProtoMessage() {}
+
+func (x *SetPreheat) ProtoReflect() protoreflect.Message {
+	mi := &file_vmapp_state_v1_commands_proto_msgTypes[40]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use SetPreheat.ProtoReflect.Descriptor instead.
+func (*SetPreheat) Descriptor() ([]byte, []int) {
+	return file_vmapp_state_v1_commands_proto_rawDescGZIP(), []int{40}
+}
+
+func (x *SetPreheat) GetPreheat() *Preheat {
+	if x != nil {
+		return x.Preheat
+	}
+	return nil
+}
+
+// Preheat is a version's preheat in a region: machines of tenant asked to
+// fetch its package into their peer caches before a rollout.
+type Preheat struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The machines' tenant (the version's, today).
+	Tenant  string      `protobuf:"bytes,1,opt,name=tenant,proto3" json:"tenant,omitempty"`
+	Version *VersionRef `protobuf:"bytes,2,opt,name=version,proto3" json:"version,omitempty"`
+	Region  string      `protobuf:"bytes,3,opt,name=region,proto3" json:"region,omitempty"`
+	// The machines chosen; empty with scale_set.
+	Machines []string `protobuf:"bytes,4,rep,name=machines,proto3" json:"machines,omitempty"`
+	// A scale set: its instances in the region.
+	ScaleSet      string                 `protobuf:"bytes,5,opt,name=scale_set,json=scaleSet,proto3" json:"scale_set,omitempty"`
+	CreateTime    *timestamppb.Timestamp `protobuf:"bytes,6,opt,name=create_time,json=createTime,proto3" json:"create_time,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *Preheat) Reset() {
+	*x = Preheat{}
+	mi := &file_vmapp_state_v1_commands_proto_msgTypes[41]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *Preheat) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*Preheat) ProtoMessage() {}
+
+func (x *Preheat) ProtoReflect() protoreflect.Message {
+	mi := &file_vmapp_state_v1_commands_proto_msgTypes[41]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use Preheat.ProtoReflect.Descriptor instead.
+func (*Preheat) Descriptor() ([]byte, []int) {
+	return file_vmapp_state_v1_commands_proto_rawDescGZIP(), []int{41}
+}
+
+func (x *Preheat) GetTenant() string {
+	if x != nil {
+		return x.Tenant
+	}
+	return ""
+}
+
+func (x *Preheat) GetVersion() *VersionRef {
+	if x != nil {
+		return x.Version
+	}
+	return nil
+}
+
+func (x *Preheat) GetRegion() string {
+	if x != nil {
+		return x.Region
+	}
+	return ""
+}
+
+func (x *Preheat) GetMachines() []string {
+	if x != nil {
+		return x.Machines
+	}
+	return nil
+}
+
+func (x *Preheat) GetScaleSet() string {
+	if x != nil {
+		return x.ScaleSet
+	}
+	return ""
+}
+
+func (x *Preheat) GetCreateTime() *timestamppb.Timestamp {
+	if x != nil {
+		return x.CreateTime
+	}
+	return nil
+}
+
+// RemovePreheat ends a version's preheat in a region; NotFound when there
+// is none.
+type RemovePreheat struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Tenant        string                 `protobuf:"bytes,1,opt,name=tenant,proto3" json:"tenant,omitempty"`
+	Version       *VersionRef            `protobuf:"bytes,2,opt,name=version,proto3" json:"version,omitempty"`
+	Region        string                 `protobuf:"bytes,3,opt,name=region,proto3" json:"region,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *RemovePreheat) Reset() {
+	*x = RemovePreheat{}
+	mi := &file_vmapp_state_v1_commands_proto_msgTypes[42]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *RemovePreheat) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*RemovePreheat) ProtoMessage() {}
+
+func (x *RemovePreheat) ProtoReflect() protoreflect.Message {
+	mi := &file_vmapp_state_v1_commands_proto_msgTypes[42]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use RemovePreheat.ProtoReflect.Descriptor instead.
+func (*RemovePreheat) Descriptor() ([]byte, []int) {
+	return file_vmapp_state_v1_commands_proto_rawDescGZIP(), []int{42}
+}
+
+func (x *RemovePreheat) GetTenant() string {
+	if x != nil {
+		return x.Tenant
+	}
+	return ""
+}
+
+func (x *RemovePreheat) GetVersion() *VersionRef {
+	if x != nil {
+		return x.Version
+	}
+	return nil
+}
+
+func (x *RemovePreheat) GetRegion() string {
+	if x != nil {
+		return x.Region
+	}
+	return ""
+}
+
 // ReportStatus records a machine's instance view (last_report_time is the
 // command's time).
 type ReportStatus struct {
@@ -3084,7 +3314,7 @@ type ReportStatus struct {
 
 func (x *ReportStatus) Reset() {
 	*x = ReportStatus{}
-	mi := &file_vmapp_state_v1_commands_proto_msgTypes[40]
+	mi := &file_vmapp_state_v1_commands_proto_msgTypes[43]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3096,7 +3326,7 @@ func (x *ReportStatus) String() string {
 func (*ReportStatus) ProtoMessage() {}
 
 func (x *ReportStatus) ProtoReflect() protoreflect.Message {
-	mi := &file_vmapp_state_v1_commands_proto_msgTypes[40]
+	mi := &file_vmapp_state_v1_commands_proto_msgTypes[43]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3109,7 +3339,7 @@ func (x *ReportStatus) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ReportStatus.ProtoReflect.Descriptor instead.
 func (*ReportStatus) Descriptor() ([]byte, []int) {
-	return file_vmapp_state_v1_commands_proto_rawDescGZIP(), []int{40}
+	return file_vmapp_state_v1_commands_proto_rawDescGZIP(), []int{43}
 }
 
 func (x *ReportStatus) GetTenant() string {
@@ -3144,7 +3374,7 @@ type PutNode struct {
 
 func (x *PutNode) Reset() {
 	*x = PutNode{}
-	mi := &file_vmapp_state_v1_commands_proto_msgTypes[41]
+	mi := &file_vmapp_state_v1_commands_proto_msgTypes[44]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3156,7 +3386,7 @@ func (x *PutNode) String() string {
 func (*PutNode) ProtoMessage() {}
 
 func (x *PutNode) ProtoReflect() protoreflect.Message {
-	mi := &file_vmapp_state_v1_commands_proto_msgTypes[41]
+	mi := &file_vmapp_state_v1_commands_proto_msgTypes[44]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3169,7 +3399,7 @@ func (x *PutNode) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PutNode.ProtoReflect.Descriptor instead.
 func (*PutNode) Descriptor() ([]byte, []int) {
-	return file_vmapp_state_v1_commands_proto_rawDescGZIP(), []int{41}
+	return file_vmapp_state_v1_commands_proto_rawDescGZIP(), []int{44}
 }
 
 func (x *PutNode) GetNode() *v1.ClusterNode {
@@ -3189,7 +3419,7 @@ type RemoveNode struct {
 
 func (x *RemoveNode) Reset() {
 	*x = RemoveNode{}
-	mi := &file_vmapp_state_v1_commands_proto_msgTypes[42]
+	mi := &file_vmapp_state_v1_commands_proto_msgTypes[45]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3201,7 +3431,7 @@ func (x *RemoveNode) String() string {
 func (*RemoveNode) ProtoMessage() {}
 
 func (x *RemoveNode) ProtoReflect() protoreflect.Message {
-	mi := &file_vmapp_state_v1_commands_proto_msgTypes[42]
+	mi := &file_vmapp_state_v1_commands_proto_msgTypes[45]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3214,7 +3444,7 @@ func (x *RemoveNode) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RemoveNode.ProtoReflect.Descriptor instead.
 func (*RemoveNode) Descriptor() ([]byte, []int) {
-	return file_vmapp_state_v1_commands_proto_rawDescGZIP(), []int{42}
+	return file_vmapp_state_v1_commands_proto_rawDescGZIP(), []int{45}
 }
 
 func (x *RemoveNode) GetId() string {
@@ -3246,7 +3476,7 @@ type SignVersion struct {
 
 func (x *SignVersion) Reset() {
 	*x = SignVersion{}
-	mi := &file_vmapp_state_v1_commands_proto_msgTypes[43]
+	mi := &file_vmapp_state_v1_commands_proto_msgTypes[46]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3258,7 +3488,7 @@ func (x *SignVersion) String() string {
 func (*SignVersion) ProtoMessage() {}
 
 func (x *SignVersion) ProtoReflect() protoreflect.Message {
-	mi := &file_vmapp_state_v1_commands_proto_msgTypes[43]
+	mi := &file_vmapp_state_v1_commands_proto_msgTypes[46]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3271,7 +3501,7 @@ func (x *SignVersion) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SignVersion.ProtoReflect.Descriptor instead.
 func (*SignVersion) Descriptor() ([]byte, []int) {
-	return file_vmapp_state_v1_commands_proto_rawDescGZIP(), []int{43}
+	return file_vmapp_state_v1_commands_proto_rawDescGZIP(), []int{46}
 }
 
 func (x *SignVersion) GetVersion() *VersionRef {
@@ -3330,7 +3560,7 @@ type PutTrustPolicy struct {
 
 func (x *PutTrustPolicy) Reset() {
 	*x = PutTrustPolicy{}
-	mi := &file_vmapp_state_v1_commands_proto_msgTypes[44]
+	mi := &file_vmapp_state_v1_commands_proto_msgTypes[47]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3342,7 +3572,7 @@ func (x *PutTrustPolicy) String() string {
 func (*PutTrustPolicy) ProtoMessage() {}
 
 func (x *PutTrustPolicy) ProtoReflect() protoreflect.Message {
-	mi := &file_vmapp_state_v1_commands_proto_msgTypes[44]
+	mi := &file_vmapp_state_v1_commands_proto_msgTypes[47]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3355,7 +3585,7 @@ func (x *PutTrustPolicy) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PutTrustPolicy.ProtoReflect.Descriptor instead.
 func (*PutTrustPolicy) Descriptor() ([]byte, []int) {
-	return file_vmapp_state_v1_commands_proto_rawDescGZIP(), []int{44}
+	return file_vmapp_state_v1_commands_proto_rawDescGZIP(), []int{47}
 }
 
 func (x *PutTrustPolicy) GetTenant() string {
@@ -3383,7 +3613,7 @@ var File_vmapp_state_v1_commands_proto protoreflect.FileDescriptor
 
 const file_vmapp_state_v1_commands_proto_rawDesc = "" +
 	"\n" +
-	"\x1dvmapp/state/v1/commands.proto\x12\x0evmapp.state.v1\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x1avmapp/state/v1/state.proto\x1a\x15vmapp/v1/access.proto\x1a\x16vmapp/v1/catalog.proto\x1a\x16vmapp/v1/cluster.proto\x1a\x14vmapp/v1/fleet.proto\x1a\x16vmapp/v1/signing.proto\x1a\x17vmapp/v1/transfer.proto\"\xac\x17\n" +
+	"\x1dvmapp/state/v1/commands.proto\x12\x0evmapp.state.v1\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x1avmapp/state/v1/state.proto\x1a\x15vmapp/v1/access.proto\x1a\x16vmapp/v1/catalog.proto\x1a\x16vmapp/v1/cluster.proto\x1a\x14vmapp/v1/fleet.proto\x1a\x16vmapp/v1/signing.proto\x1a\x17vmapp/v1/transfer.proto\"\xb3\x18\n" +
 	"\aCommand\x12.\n" +
 	"\x04time\x18\x01 \x01(\v2\x1a.google.protobuf.TimestampR\x04time\x12\x12\n" +
 	"\x04etag\x18\x02 \x01(\tR\x04etag\x12\x1f\n" +
@@ -3429,7 +3659,10 @@ const file_vmapp_state_v1_commands_proto_rawDesc = "" +
 	"\x10delete_scale_set\x18I \x01(\v2\x1e.vmapp.state.v1.DeleteScaleSetH\x00R\x0edeleteScaleSet\x12=\n" +
 	"\vset_profile\x18J \x01(\v2\x1a.vmapp.state.v1.SetProfileH\x00R\n" +
 	"setProfile\x12C\n" +
-	"\rreport_status\x18K \x01(\v2\x1c.vmapp.state.v1.ReportStatusH\x00R\freportStatus\x124\n" +
+	"\rreport_status\x18K \x01(\v2\x1c.vmapp.state.v1.ReportStatusH\x00R\freportStatus\x12=\n" +
+	"\vset_preheat\x18L \x01(\v2\x1a.vmapp.state.v1.SetPreheatH\x00R\n" +
+	"setPreheat\x12F\n" +
+	"\x0eremove_preheat\x18M \x01(\v2\x1d.vmapp.state.v1.RemovePreheatH\x00R\rremovePreheat\x124\n" +
 	"\bput_node\x18Z \x01(\v2\x17.vmapp.state.v1.PutNodeH\x00R\aputNode\x12=\n" +
 	"\vremove_node\x18[ \x01(\v2\x1a.vmapp.state.v1.RemoveNodeH\x00R\n" +
 	"removeNode\x12@\n" +
@@ -3599,7 +3832,22 @@ const file_vmapp_state_v1_commands_proto_rawDesc = "" +
 	"\x06tenant\x18\x01 \x01(\tR\x06tenant\x123\n" +
 	"\x06target\x18\x02 \x01(\v2\x1b.vmapp.state.v1.ProfileEtagR\x06target\x123\n" +
 	"\x06others\x18\x03 \x03(\v2\x1b.vmapp.state.v1.ProfileEtagR\x06others\x126\n" +
-	"\aprofile\x18\x04 \x01(\v2\x1c.vmapp.v1.ApplicationProfileR\aprofile\"}\n" +
+	"\aprofile\x18\x04 \x01(\v2\x1c.vmapp.v1.ApplicationProfileR\aprofile\"?\n" +
+	"\n" +
+	"SetPreheat\x121\n" +
+	"\apreheat\x18\x01 \x01(\v2\x17.vmapp.state.v1.PreheatR\apreheat\"\xe5\x01\n" +
+	"\aPreheat\x12\x16\n" +
+	"\x06tenant\x18\x01 \x01(\tR\x06tenant\x124\n" +
+	"\aversion\x18\x02 \x01(\v2\x1a.vmapp.state.v1.VersionRefR\aversion\x12\x16\n" +
+	"\x06region\x18\x03 \x01(\tR\x06region\x12\x1a\n" +
+	"\bmachines\x18\x04 \x03(\tR\bmachines\x12\x1b\n" +
+	"\tscale_set\x18\x05 \x01(\tR\bscaleSet\x12;\n" +
+	"\vcreate_time\x18\x06 \x01(\v2\x1a.google.protobuf.TimestampR\n" +
+	"createTime\"u\n" +
+	"\rRemovePreheat\x12\x16\n" +
+	"\x06tenant\x18\x01 \x01(\tR\x06tenant\x124\n" +
+	"\aversion\x18\x02 \x01(\v2\x1a.vmapp.state.v1.VersionRefR\aversion\x12\x16\n" +
+	"\x06region\x18\x03 \x01(\tR\x06region\"}\n" +
 	"\fReportStatus\x12\x16\n" +
 	"\x06tenant\x18\x01 \x01(\tR\x06tenant\x12\x18\n" +
 	"\amachine\x18\x02 \x01(\tR\amachine\x12;\n" +
@@ -3636,7 +3884,7 @@ func file_vmapp_state_v1_commands_proto_rawDescGZIP() []byte {
 }
 
 var file_vmapp_state_v1_commands_proto_enumTypes = make([]protoimpl.EnumInfo, 1)
-var file_vmapp_state_v1_commands_proto_msgTypes = make([]protoimpl.MessageInfo, 45)
+var file_vmapp_state_v1_commands_proto_msgTypes = make([]protoimpl.MessageInfo, 48)
 var file_vmapp_state_v1_commands_proto_goTypes = []any{
 	(RemoveDeleted_Kind)(0),              // 0: vmapp.state.v1.RemoveDeleted.Kind
 	(*Command)(nil),                      // 1: vmapp.state.v1.Command
@@ -3679,35 +3927,38 @@ var file_vmapp_state_v1_commands_proto_goTypes = []any{
 	(*DeleteScaleSet)(nil),               // 38: vmapp.state.v1.DeleteScaleSet
 	(*ProfileEtag)(nil),                  // 39: vmapp.state.v1.ProfileEtag
 	(*SetProfile)(nil),                   // 40: vmapp.state.v1.SetProfile
-	(*ReportStatus)(nil),                 // 41: vmapp.state.v1.ReportStatus
-	(*PutNode)(nil),                      // 42: vmapp.state.v1.PutNode
-	(*RemoveNode)(nil),                   // 43: vmapp.state.v1.RemoveNode
-	(*SignVersion)(nil),                  // 44: vmapp.state.v1.SignVersion
-	(*PutTrustPolicy)(nil),               // 45: vmapp.state.v1.PutTrustPolicy
-	(*timestamppb.Timestamp)(nil),        // 46: google.protobuf.Timestamp
-	(v1.ArtifactKind)(0),                 // 47: vmapp.v1.ArtifactKind
-	(*v1.Gallery)(nil),                   // 48: vmapp.v1.Gallery
-	(*v1.GalleryApplication)(nil),        // 49: vmapp.v1.GalleryApplication
-	(*v1.GalleryApplicationVersion)(nil), // 50: vmapp.v1.GalleryApplicationVersion
-	(*v1.ProvisioningError)(nil),         // 51: vmapp.v1.ProvisioningError
-	(*UploadSession)(nil),                // 52: vmapp.state.v1.UploadSession
-	(*Part)(nil),                         // 53: vmapp.state.v1.Part
-	(*v1.Artifact)(nil),                  // 54: vmapp.v1.Artifact
-	(*Manifest)(nil),                     // 55: vmapp.state.v1.Manifest
-	(*Replica)(nil),                      // 56: vmapp.state.v1.Replica
-	(*Credential)(nil),                   // 57: vmapp.state.v1.Credential
-	(*v1.Share)(nil),                     // 58: vmapp.v1.Share
-	(*v1.Machine)(nil),                   // 59: vmapp.v1.Machine
-	(*v1.ScaleSet)(nil),                  // 60: vmapp.v1.ScaleSet
-	(*v1.ApplicationProfile)(nil),        // 61: vmapp.v1.ApplicationProfile
-	(*v1.InstanceView)(nil),              // 62: vmapp.v1.InstanceView
-	(*v1.ClusterNode)(nil),               // 63: vmapp.v1.ClusterNode
-	(*v1.VersionSignatures)(nil),         // 64: vmapp.v1.VersionSignatures
-	(*v1.VersionSignature)(nil),          // 65: vmapp.v1.VersionSignature
-	(*v1.TrustPolicy)(nil),               // 66: vmapp.v1.TrustPolicy
+	(*SetPreheat)(nil),                   // 41: vmapp.state.v1.SetPreheat
+	(*Preheat)(nil),                      // 42: vmapp.state.v1.Preheat
+	(*RemovePreheat)(nil),                // 43: vmapp.state.v1.RemovePreheat
+	(*ReportStatus)(nil),                 // 44: vmapp.state.v1.ReportStatus
+	(*PutNode)(nil),                      // 45: vmapp.state.v1.PutNode
+	(*RemoveNode)(nil),                   // 46: vmapp.state.v1.RemoveNode
+	(*SignVersion)(nil),                  // 47: vmapp.state.v1.SignVersion
+	(*PutTrustPolicy)(nil),               // 48: vmapp.state.v1.PutTrustPolicy
+	(*timestamppb.Timestamp)(nil),        // 49: google.protobuf.Timestamp
+	(v1.ArtifactKind)(0),                 // 50: vmapp.v1.ArtifactKind
+	(*v1.Gallery)(nil),                   // 51: vmapp.v1.Gallery
+	(*v1.GalleryApplication)(nil),        // 52: vmapp.v1.GalleryApplication
+	(*v1.GalleryApplicationVersion)(nil), // 53: vmapp.v1.GalleryApplicationVersion
+	(*v1.ProvisioningError)(nil),         // 54: vmapp.v1.ProvisioningError
+	(*UploadSession)(nil),                // 55: vmapp.state.v1.UploadSession
+	(*Part)(nil),                         // 56: vmapp.state.v1.Part
+	(*v1.Artifact)(nil),                  // 57: vmapp.v1.Artifact
+	(*Manifest)(nil),                     // 58: vmapp.state.v1.Manifest
+	(*Replica)(nil),                      // 59: vmapp.state.v1.Replica
+	(*Credential)(nil),                   // 60: vmapp.state.v1.Credential
+	(*v1.Share)(nil),                     // 61: vmapp.v1.Share
+	(*v1.Machine)(nil),                   // 62: vmapp.v1.Machine
+	(*v1.ScaleSet)(nil),                  // 63: vmapp.v1.ScaleSet
+	(*v1.ApplicationProfile)(nil),        // 64: vmapp.v1.ApplicationProfile
+	(*v1.InstanceView)(nil),              // 65: vmapp.v1.InstanceView
+	(*v1.ClusterNode)(nil),               // 66: vmapp.v1.ClusterNode
+	(*v1.VersionSignatures)(nil),         // 67: vmapp.v1.VersionSignatures
+	(*v1.VersionSignature)(nil),          // 68: vmapp.v1.VersionSignature
+	(*v1.TrustPolicy)(nil),               // 69: vmapp.v1.TrustPolicy
 }
 var file_vmapp_state_v1_commands_proto_depIdxs = []int32{
-	46, // 0: vmapp.state.v1.Command.time:type_name -> google.protobuf.Timestamp
+	49, // 0: vmapp.state.v1.Command.time:type_name -> google.protobuf.Timestamp
 	4,  // 1: vmapp.state.v1.Command.create_gallery:type_name -> vmapp.state.v1.CreateGallery
 	5,  // 2: vmapp.state.v1.Command.update_gallery:type_name -> vmapp.state.v1.UpdateGallery
 	6,  // 3: vmapp.state.v1.Command.delete_gallery:type_name -> vmapp.state.v1.DeleteGallery
@@ -3743,66 +3994,72 @@ var file_vmapp_state_v1_commands_proto_depIdxs = []int32{
 	37, // 33: vmapp.state.v1.Command.create_scale_set:type_name -> vmapp.state.v1.CreateScaleSet
 	38, // 34: vmapp.state.v1.Command.delete_scale_set:type_name -> vmapp.state.v1.DeleteScaleSet
 	40, // 35: vmapp.state.v1.Command.set_profile:type_name -> vmapp.state.v1.SetProfile
-	41, // 36: vmapp.state.v1.Command.report_status:type_name -> vmapp.state.v1.ReportStatus
-	42, // 37: vmapp.state.v1.Command.put_node:type_name -> vmapp.state.v1.PutNode
-	43, // 38: vmapp.state.v1.Command.remove_node:type_name -> vmapp.state.v1.RemoveNode
-	44, // 39: vmapp.state.v1.Command.sign_version:type_name -> vmapp.state.v1.SignVersion
-	45, // 40: vmapp.state.v1.Command.put_trust_policy:type_name -> vmapp.state.v1.PutTrustPolicy
-	2,  // 41: vmapp.state.v1.ReplicaRef.version:type_name -> vmapp.state.v1.VersionRef
-	47, // 42: vmapp.state.v1.ReplicaRef.kind:type_name -> vmapp.v1.ArtifactKind
-	48, // 43: vmapp.state.v1.CreateGallery.gallery:type_name -> vmapp.v1.Gallery
-	48, // 44: vmapp.state.v1.UpdateGallery.gallery:type_name -> vmapp.v1.Gallery
-	49, // 45: vmapp.state.v1.CreateApplication.application:type_name -> vmapp.v1.GalleryApplication
-	49, // 46: vmapp.state.v1.UpdateApplication.application:type_name -> vmapp.v1.GalleryApplication
-	50, // 47: vmapp.state.v1.CreateVersion.version:type_name -> vmapp.v1.GalleryApplicationVersion
-	50, // 48: vmapp.state.v1.UpdateVersion.version:type_name -> vmapp.v1.GalleryApplicationVersion
-	2,  // 49: vmapp.state.v1.DeleteVersion.version:type_name -> vmapp.state.v1.VersionRef
-	0,  // 50: vmapp.state.v1.RemoveDeleted.kind:type_name -> vmapp.state.v1.RemoveDeleted.Kind
-	2,  // 51: vmapp.state.v1.RemoveDeleted.resources:type_name -> vmapp.state.v1.VersionRef
-	2,  // 52: vmapp.state.v1.RemoveVersion.version:type_name -> vmapp.state.v1.VersionRef
-	2,  // 53: vmapp.state.v1.FailIngest.version:type_name -> vmapp.state.v1.VersionRef
-	51, // 54: vmapp.state.v1.FailIngest.error:type_name -> vmapp.v1.ProvisioningError
-	2,  // 55: vmapp.state.v1.RetryIngest.version:type_name -> vmapp.state.v1.VersionRef
-	52, // 56: vmapp.state.v1.CreateUpload.session:type_name -> vmapp.state.v1.UploadSession
-	53, // 57: vmapp.state.v1.CommitPart.part:type_name -> vmapp.state.v1.Part
-	46, // 58: vmapp.state.v1.CommitPart.expire_time:type_name -> google.protobuf.Timestamp
-	54, // 59: vmapp.state.v1.FinishUpload.artifact:type_name -> vmapp.v1.Artifact
-	55, // 60: vmapp.state.v1.FinishUpload.manifest:type_name -> vmapp.state.v1.Manifest
-	56, // 61: vmapp.state.v1.ReconcileReplicas.add:type_name -> vmapp.state.v1.Replica
-	3,  // 62: vmapp.state.v1.ReconcileReplicas.unwanted:type_name -> vmapp.state.v1.ReplicaRef
-	22, // 63: vmapp.state.v1.ReconcileReplicas.reconciled:type_name -> vmapp.state.v1.DirtyMark
-	2,  // 64: vmapp.state.v1.DirtyMark.version:type_name -> vmapp.state.v1.VersionRef
-	3,  // 65: vmapp.state.v1.ReplicaStarted.replica:type_name -> vmapp.state.v1.ReplicaRef
-	3,  // 66: vmapp.state.v1.ReplicaMultipart.replica:type_name -> vmapp.state.v1.ReplicaRef
-	3,  // 67: vmapp.state.v1.ReplicaPartCopied.replica:type_name -> vmapp.state.v1.ReplicaRef
-	53, // 68: vmapp.state.v1.ReplicaPartCopied.part:type_name -> vmapp.state.v1.Part
-	3,  // 69: vmapp.state.v1.ReplicaFailed.replica:type_name -> vmapp.state.v1.ReplicaRef
-	46, // 70: vmapp.state.v1.ReplicaFailed.next_attempt_time:type_name -> google.protobuf.Timestamp
-	3,  // 71: vmapp.state.v1.ReplicaCompleted.replica:type_name -> vmapp.state.v1.ReplicaRef
-	3,  // 72: vmapp.state.v1.ReplicaRestart.replica:type_name -> vmapp.state.v1.ReplicaRef
-	46, // 73: vmapp.state.v1.ReplicaRestart.if_completed:type_name -> google.protobuf.Timestamp
-	3,  // 74: vmapp.state.v1.ReplicaRemoved.replica:type_name -> vmapp.state.v1.ReplicaRef
-	3,  // 75: vmapp.state.v1.ReplicaVerified.replica:type_name -> vmapp.state.v1.ReplicaRef
-	46, // 76: vmapp.state.v1.ReplicaVerified.if_completed:type_name -> google.protobuf.Timestamp
-	57, // 77: vmapp.state.v1.IssueToken.credential:type_name -> vmapp.state.v1.Credential
-	58, // 78: vmapp.state.v1.PutShare.share:type_name -> vmapp.v1.Share
-	59, // 79: vmapp.state.v1.CreateMachine.machine:type_name -> vmapp.v1.Machine
-	57, // 80: vmapp.state.v1.CreateMachine.credential:type_name -> vmapp.state.v1.Credential
-	60, // 81: vmapp.state.v1.CreateScaleSet.scale_set:type_name -> vmapp.v1.ScaleSet
-	39, // 82: vmapp.state.v1.SetProfile.target:type_name -> vmapp.state.v1.ProfileEtag
-	39, // 83: vmapp.state.v1.SetProfile.others:type_name -> vmapp.state.v1.ProfileEtag
-	61, // 84: vmapp.state.v1.SetProfile.profile:type_name -> vmapp.v1.ApplicationProfile
-	62, // 85: vmapp.state.v1.ReportStatus.instance_view:type_name -> vmapp.v1.InstanceView
-	63, // 86: vmapp.state.v1.PutNode.node:type_name -> vmapp.v1.ClusterNode
-	2,  // 87: vmapp.state.v1.SignVersion.version:type_name -> vmapp.state.v1.VersionRef
-	64, // 88: vmapp.state.v1.SignVersion.statement:type_name -> vmapp.v1.VersionSignatures
-	65, // 89: vmapp.state.v1.SignVersion.signature:type_name -> vmapp.v1.VersionSignature
-	66, // 90: vmapp.state.v1.PutTrustPolicy.policy:type_name -> vmapp.v1.TrustPolicy
-	91, // [91:91] is the sub-list for method output_type
-	91, // [91:91] is the sub-list for method input_type
-	91, // [91:91] is the sub-list for extension type_name
-	91, // [91:91] is the sub-list for extension extendee
-	0,  // [0:91] is the sub-list for field type_name
+	44, // 36: vmapp.state.v1.Command.report_status:type_name -> vmapp.state.v1.ReportStatus
+	41, // 37: vmapp.state.v1.Command.set_preheat:type_name -> vmapp.state.v1.SetPreheat
+	43, // 38: vmapp.state.v1.Command.remove_preheat:type_name -> vmapp.state.v1.RemovePreheat
+	45, // 39: vmapp.state.v1.Command.put_node:type_name -> vmapp.state.v1.PutNode
+	46, // 40: vmapp.state.v1.Command.remove_node:type_name -> vmapp.state.v1.RemoveNode
+	47, // 41: vmapp.state.v1.Command.sign_version:type_name -> vmapp.state.v1.SignVersion
+	48, // 42: vmapp.state.v1.Command.put_trust_policy:type_name -> vmapp.state.v1.PutTrustPolicy
+	2,  // 43: vmapp.state.v1.ReplicaRef.version:type_name -> vmapp.state.v1.VersionRef
+	50, // 44: vmapp.state.v1.ReplicaRef.kind:type_name -> vmapp.v1.ArtifactKind
+	51, // 45: vmapp.state.v1.CreateGallery.gallery:type_name -> vmapp.v1.Gallery
+	51, // 46: vmapp.state.v1.UpdateGallery.gallery:type_name -> vmapp.v1.Gallery
+	52, // 47: vmapp.state.v1.CreateApplication.application:type_name -> vmapp.v1.GalleryApplication
+	52, // 48: vmapp.state.v1.UpdateApplication.application:type_name -> vmapp.v1.GalleryApplication
+	53, // 49: vmapp.state.v1.CreateVersion.version:type_name -> vmapp.v1.GalleryApplicationVersion
+	53, // 50: vmapp.state.v1.UpdateVersion.version:type_name -> vmapp.v1.GalleryApplicationVersion
+	2,  // 51: vmapp.state.v1.DeleteVersion.version:type_name -> vmapp.state.v1.VersionRef
+	0,  // 52: vmapp.state.v1.RemoveDeleted.kind:type_name -> vmapp.state.v1.RemoveDeleted.Kind
+	2,  // 53: vmapp.state.v1.RemoveDeleted.resources:type_name -> vmapp.state.v1.VersionRef
+	2,  // 54: vmapp.state.v1.RemoveVersion.version:type_name -> vmapp.state.v1.VersionRef
+	2,  // 55: vmapp.state.v1.FailIngest.version:type_name -> vmapp.state.v1.VersionRef
+	54, // 56: vmapp.state.v1.FailIngest.error:type_name -> vmapp.v1.ProvisioningError
+	2,  // 57: vmapp.state.v1.RetryIngest.version:type_name -> vmapp.state.v1.VersionRef
+	55, // 58: vmapp.state.v1.CreateUpload.session:type_name -> vmapp.state.v1.UploadSession
+	56, // 59: vmapp.state.v1.CommitPart.part:type_name -> vmapp.state.v1.Part
+	49, // 60: vmapp.state.v1.CommitPart.expire_time:type_name -> google.protobuf.Timestamp
+	57, // 61: vmapp.state.v1.FinishUpload.artifact:type_name -> vmapp.v1.Artifact
+	58, // 62: vmapp.state.v1.FinishUpload.manifest:type_name -> vmapp.state.v1.Manifest
+	59, // 63: vmapp.state.v1.ReconcileReplicas.add:type_name -> vmapp.state.v1.Replica
+	3,  // 64: vmapp.state.v1.ReconcileReplicas.unwanted:type_name -> vmapp.state.v1.ReplicaRef
+	22, // 65: vmapp.state.v1.ReconcileReplicas.reconciled:type_name -> vmapp.state.v1.DirtyMark
+	2,  // 66: vmapp.state.v1.DirtyMark.version:type_name -> vmapp.state.v1.VersionRef
+	3,  // 67: vmapp.state.v1.ReplicaStarted.replica:type_name -> vmapp.state.v1.ReplicaRef
+	3,  // 68: vmapp.state.v1.ReplicaMultipart.replica:type_name -> vmapp.state.v1.ReplicaRef
+	3,  // 69: vmapp.state.v1.ReplicaPartCopied.replica:type_name -> vmapp.state.v1.ReplicaRef
+	56, // 70: vmapp.state.v1.ReplicaPartCopied.part:type_name -> vmapp.state.v1.Part
+	3,  // 71: vmapp.state.v1.ReplicaFailed.replica:type_name -> vmapp.state.v1.ReplicaRef
+	49, // 72: vmapp.state.v1.ReplicaFailed.next_attempt_time:type_name -> google.protobuf.Timestamp
+	3,  // 73: vmapp.state.v1.ReplicaCompleted.replica:type_name -> vmapp.state.v1.ReplicaRef
+	3,  // 74: vmapp.state.v1.ReplicaRestart.replica:type_name -> vmapp.state.v1.ReplicaRef
+	49, // 75: vmapp.state.v1.ReplicaRestart.if_completed:type_name -> google.protobuf.Timestamp
+	3,  // 76: vmapp.state.v1.ReplicaRemoved.replica:type_name -> vmapp.state.v1.ReplicaRef
+	3,  // 77: vmapp.state.v1.ReplicaVerified.replica:type_name -> vmapp.state.v1.ReplicaRef
+	49, // 78: vmapp.state.v1.ReplicaVerified.if_completed:type_name -> google.protobuf.Timestamp
+	60, // 79: vmapp.state.v1.IssueToken.credential:type_name -> vmapp.state.v1.Credential
+	61, // 80: vmapp.state.v1.PutShare.share:type_name -> vmapp.v1.Share
+	62, // 81: vmapp.state.v1.CreateMachine.machine:type_name -> vmapp.v1.Machine
+	60, // 82: vmapp.state.v1.CreateMachine.credential:type_name -> vmapp.state.v1.Credential
+	63, // 83: vmapp.state.v1.CreateScaleSet.scale_set:type_name -> vmapp.v1.ScaleSet
+	39, // 84: vmapp.state.v1.SetProfile.target:type_name -> vmapp.state.v1.ProfileEtag
+	39, // 85: vmapp.state.v1.SetProfile.others:type_name -> vmapp.state.v1.ProfileEtag
+	64, // 86: vmapp.state.v1.SetProfile.profile:type_name -> vmapp.v1.ApplicationProfile
+	42, // 87: vmapp.state.v1.SetPreheat.preheat:type_name -> vmapp.state.v1.Preheat
+	2,  // 88: vmapp.state.v1.Preheat.version:type_name -> vmapp.state.v1.VersionRef
+	49, // 89: vmapp.state.v1.Preheat.create_time:type_name -> google.protobuf.Timestamp
+	2,  // 90: vmapp.state.v1.RemovePreheat.version:type_name -> vmapp.state.v1.VersionRef
+	65, // 91: vmapp.state.v1.ReportStatus.instance_view:type_name -> vmapp.v1.InstanceView
+	66, // 92: vmapp.state.v1.PutNode.node:type_name -> vmapp.v1.ClusterNode
+	2,  // 93: vmapp.state.v1.SignVersion.version:type_name -> vmapp.state.v1.VersionRef
+	67, // 94: vmapp.state.v1.SignVersion.statement:type_name -> vmapp.v1.VersionSignatures
+	68, // 95: vmapp.state.v1.SignVersion.signature:type_name -> vmapp.v1.VersionSignature
+	69, // 96: vmapp.state.v1.PutTrustPolicy.policy:type_name -> vmapp.v1.TrustPolicy
+	97, // [97:97] is the sub-list for method output_type
+	97, // [97:97] is the sub-list for method input_type
+	97, // [97:97] is the sub-list for extension type_name
+	97, // [97:97] is the sub-list for extension extendee
+	0,  // [0:97] is the sub-list for field type_name
 }
 
 func init() { file_vmapp_state_v1_commands_proto_init() }
@@ -3848,6 +4105,8 @@ func file_vmapp_state_v1_commands_proto_init() {
 		(*Command_DeleteScaleSet)(nil),
 		(*Command_SetProfile)(nil),
 		(*Command_ReportStatus)(nil),
+		(*Command_SetPreheat)(nil),
+		(*Command_RemovePreheat)(nil),
 		(*Command_PutNode)(nil),
 		(*Command_RemoveNode)(nil),
 		(*Command_SignVersion)(nil),
@@ -3859,7 +4118,7 @@ func file_vmapp_state_v1_commands_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_vmapp_state_v1_commands_proto_rawDesc), len(file_vmapp_state_v1_commands_proto_rawDesc)),
 			NumEnums:      1,
-			NumMessages:   45,
+			NumMessages:   48,
 			NumExtensions: 0,
 			NumServices:   0,
 		},
