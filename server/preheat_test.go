@@ -98,7 +98,7 @@ func TestPreheat(t *testing.T) {
 	// vm-b no more.
 	r, err = dl.Preheat(ctx(t), &pb.PreheatRequest{Gallery: "g", Application: "a", Version: "1.0.0", Region: "eastus", ScaleSet: "web"})
 	mustOK(t, err)
-	if got := fmt.Sprint(r.Status.ScaleSet, r.Status.Machines, r.Status.Wanted); got != "web [web-0 web-1] 2" {
+	if got := fmt.Sprintf("%s %v %d", r.Status.ScaleSet, r.Status.Machines, r.Status.Wanted); got != "web [web-0 web-1] 2" {
 		t.Fatalf("preheat of the scale set: %s", got)
 	}
 	if preheatOf("web-1") == "" || preheatOf("vm-b") != "" {
@@ -110,10 +110,11 @@ func TestPreheat(t *testing.T) {
 	if preheatOf("web-2") == "" {
 		t.Fatal("a new instance of the scale set doesn't preheat")
 	}
-	// westus, separately.
+	// westus, separately. vm-b, no longer chosen, holds it still (as it
+	// announced): counted in the region, not among the chosen.
 	_, err = dl.Preheat(ctx(t), &pb.PreheatRequest{Gallery: "g", Application: "a", Version: "1.0.0", Region: "westus", Machines: 1})
 	mustOK(t, err)
-	if got := status(); got != "eastus web [web-0 web-1 web-2] 0/3 (0 in region); westus  [vm-w] 0/1 (0 in region)" {
+	if got := status(); got != "eastus web [web-0 web-1 web-2] 0/3 (1 in region); westus  [vm-w] 0/1 (0 in region)" {
 		t.Fatalf("status with two regions: %q", got)
 	}
 	// Cancelled: the machines' goal states drop it.

@@ -11,6 +11,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"testing"
 
@@ -111,13 +112,13 @@ func TestPreheat(t *testing.T) {
 	afterPreheat := egress()
 	t.Logf("preheat of two machines: the store sent %d bytes for a %d-byte package", afterPreheat, len(data))
 	addr := metricsAddr(t, e, agents["web-0"])
-	for series, want := range map[string]string{
-		"vmapp_agent_cache_entries": "1",
-		"vmapp_agent_cache_bytes":   fmt.Sprint(len(data)),
+	for series, want := range map[string]float64{
+		"vmapp_agent_cache_entries": 1,
+		"vmapp_agent_cache_bytes":   float64(len(data)),
 	} {
 		_, body := metricstest.Get(t, addr, "/metrics")
-		if got := metricstest.Sample(body, series); got != want {
-			t.Errorf("web-0's %s is %q, want %s", series, got, want)
+		if got, err := strconv.ParseFloat(metricstest.Sample(body, series), 64); err != nil || got != want {
+			t.Errorf("web-0's %s is %v (%v), want %v", series, got, err, want)
 		}
 	}
 

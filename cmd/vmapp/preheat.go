@@ -16,7 +16,7 @@ func (c *cli) preheatCmd(ref *versionRef) *cobra.Command {
 	var machines int32
 	var cancel bool
 	cmd := &cobra.Command{
-		Use:   "preheat --gallery G --app A VERSION|latest --region R (--machines N | --scale-set S | --cancel)",
+		Use:   "preheat --gallery G --app A VERSION|latest --region R (--machines N | --vmss S | --cancel)",
 		Short: "Have machines of a region fetch a version into their peer caches before a rollout",
 		Long: `Have machines of a region fetch a version's package into their agents' peer
 caches before a rollout, so that the rollout's machines read it from them
@@ -29,7 +29,7 @@ progress: machines holding the package whole and verified / chosen.`,
 		Args: args("VERSION"),
 		RunE: c.action(func(cl *client.Client, cmd *cobra.Command, args []string) error {
 			if !cancel && machines == 0 && scaleSet == "" {
-				return usagef("give --machines N, --scale-set S or --cancel")
+				return usagef("give --machines N, --vmss S or --cancel")
 			}
 			r, err := pb.NewDownloadServiceClient(cl.Conn()).Preheat(c.ctx, &pb.PreheatRequest{Gallery: ref.gallery, Application: ref.app,
 				Version: args[0], Region: region, Machines: machines, ScaleSet: scaleSet, Cancel: cancel})
@@ -52,9 +52,11 @@ progress: machines holding the package whole and verified / chosen.`,
 	cmd.Flags().StringVar(&region, "region", "", "the region whose machines fetch the version (required)")
 	_ = cmd.MarkFlagRequired("region")
 	cmd.Flags().Int32Var(&machines, "machines", 0, "how many machines of the region")
-	cmd.Flags().StringVar(&scaleSet, "scale-set", "", "a scale set: its instances in the region")
+	cmd.Flags().StringVar(&scaleSet, "vmss", "", "a scale set: its instances in the region")
+	cmd.Flags().StringVar(&scaleSet, "scale-set", "", "the same as --vmss")
+	_ = cmd.Flags().MarkHidden("scale-set")
 	cmd.Flags().BoolVar(&cancel, "cancel", false, "end the version's preheat in the region")
-	cmd.MarkFlagsMutuallyExclusive("machines", "scale-set", "cancel")
+	cmd.MarkFlagsMutuallyExclusive("machines", "vmss", "scale-set", "cancel")
 	return cmd
 }
 
