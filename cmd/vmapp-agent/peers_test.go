@@ -13,6 +13,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -20,6 +21,7 @@ import (
 
 	"github.com/vmapp/vmapp/client"
 	"github.com/vmapp/vmapp/client/download"
+	"github.com/vmapp/vmapp/internal/testkit/metricstest"
 	"github.com/vmapp/vmapp/internal/testkit/testcluster"
 	"github.com/vmapp/vmapp/internal/testkit/testnet"
 	pb "github.com/vmapp/vmapp/proto/vmapp/v1"
@@ -86,7 +88,7 @@ func TestPeerSwarm(t *testing.T) {
 	start := func(name, set string) {
 		args := e.instance(t, name, set)
 		roots[name], tokens[name] = args[len(args)-1], args[5]
-		agents[name] = e.start(t, append(args, "--peer-listen", "127.0.0.1:0")...)
+		agents[name] = e.start(t, append(args, "--peer-listen", "127.0.0.1:0", "--metrics-listen", "127.0.0.1:0")...)
 	}
 	installed := func(name string) func() bool {
 		return func() bool {
@@ -172,6 +174,21 @@ func TestPeerSwarm(t *testing.T) {
 	t.Logf("asked: liar %d, staller %d, cutter %d", liar.Load(), staller.Load(), cutter.Load())
 	if liar.Load() == 0 || !strings.Contains(agents["victim"].log.String(), "a peer sent a piece that failed verification") {
 		t.Fatalf("the victim never read from the liar, or didn't say so:\n%s", agents["victim"].log)
+	}
+	metric := func(name, series string) float64 {
+		_, body := metricstest.Get(t, metricsAddr(t, e, agents[name]), "/metrics")
+		v, _ := strconv.ParseFloat(metricstest.Sample(body, series), 64)
+		return v
+	}
+	if n := metric("victim", "vmapp_agent_bad_peers_total"); n != 1 {
+		t.Errorf("the victim's vmapp_agent_bad_peers_total is %v, want 1 (the liar)", n)
+	}
+	served := 0.0
+	for i := range peerAgents {
+		served += metric(fmt.Sprint("web-", i), "vmapp_agent_peer_served_bytes_total")
+	}
+	if served < float64((peerAgents-1)*len(data))-float64(total) {
+		t.Errorf("the instances served peers %v bytes in all; %d installed %d bytes each, and the store sent %d", served, peerAgents-1, len(data), total)
 	}
 	e.poll(t, "the liar reported", func() bool {
 		for _, p := range c.Daemon.Tracker.Peers(art, tracker.Machine{Tenant: "default", Name: "another", Region: "eastus", ScaleSet: "bad"}, tracker.MaxPeers) {
