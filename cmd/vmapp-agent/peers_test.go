@@ -43,29 +43,7 @@ func TestPeerSwarm(t *testing.T) {
 	if testing.Short() {
 		t.Skip("builds vmapp-agent and runs MinIO and 20 agents")
 	}
-	bin := filepath.Join(t.TempDir(), "vmapp-agent")
-	if out, err := exec.Command("go", "build", "-o", bin, ".").CombinedOutput(); err != nil {
-		t.Fatalf("go build vmapp-agent: %v\n%s", err, out)
-	}
-	var proxies []*testnet.Proxy
-	c := testcluster.Start(t, testcluster.Options{Front: func(region string, i int, endpoint string) string {
-		p, err := testnet.NewProxy(strings.TrimPrefix(endpoint, "http://"))
-		if err != nil {
-			t.Fatal(err)
-		}
-		t.Cleanup(func() { p.Close() })
-		if region == "eastus" {
-			proxies = append(proxies, p)
-		}
-		return "http://" + p.Addr()
-	}})
-	egress := func() int64 {
-		n := int64(0)
-		for _, p := range proxies {
-			n += p.Egress()
-		}
-		return n
-	}
+	bin, c, egress := countedCluster(t)
 	data := make([]byte, 3*testcluster.PartSize-1000) // three pieces
 	rand.NewChaCha8([32]byte{7}).Read(data)
 	sum := sha256.Sum256(data)
@@ -243,6 +221,34 @@ func TestPeerSwarm(t *testing.T) {
 		if got := get(c.q, c.auth); got != c.want {
 			t.Errorf("%s: %d, want %d", c.name, got, c.want)
 		}
+	}
+}
+
+// countedCluster builds vmapp-agent and starts a deployment whose stores
+// sit behind proxies; egress counts what eastus's sent.
+func countedCluster(t *testing.T) (bin string, c *testcluster.Cluster, egress func() int64) {
+	bin = filepath.Join(t.TempDir(), "vmapp-agent")
+	if out, err := exec.Command("go", "build", "-o", bin, ".").CombinedOutput(); err != nil {
+		t.Fatalf("go build vmapp-agent: %v\n%s", err, out)
+	}
+	var proxies []*testnet.Proxy
+	c = testcluster.Start(t, testcluster.Options{Front: func(region string, i int, endpoint string) string {
+		p, err := testnet.NewProxy(strings.TrimPrefix(endpoint, "http://"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { p.Close() })
+		if region == "eastus" {
+			proxies = append(proxies, p)
+		}
+		return "http://" + p.Addr()
+	}})
+	return bin, c, func() int64 {
+		n := int64(0)
+		for _, p := range proxies {
+			n += p.Egress()
+		}
+		return n
 	}
 }
 

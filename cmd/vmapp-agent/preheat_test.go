@@ -9,7 +9,6 @@ import (
 	"fmt"
 	"math/rand/v2"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strconv"
 	"strings"
@@ -18,7 +17,6 @@ import (
 	"github.com/vmapp/vmapp/client/agent"
 	"github.com/vmapp/vmapp/internal/testkit/metricstest"
 	"github.com/vmapp/vmapp/internal/testkit/testcluster"
-	"github.com/vmapp/vmapp/internal/testkit/testnet"
 	pb "github.com/vmapp/vmapp/proto/vmapp/v1"
 )
 
@@ -33,27 +31,7 @@ func TestPreheat(t *testing.T) {
 	if testing.Short() {
 		t.Skip("builds vmapp-agent and runs MinIO and 3 agents")
 	}
-	bin := filepath.Join(t.TempDir(), "vmapp-agent")
-	if out, err := exec.Command("go", "build", "-o", bin, ".").CombinedOutput(); err != nil {
-		t.Fatalf("go build vmapp-agent: %v\n%s", err, out)
-	}
-	var proxies []*testnet.Proxy
-	c := testcluster.Start(t, testcluster.Options{Front: func(region string, i int, endpoint string) string {
-		p, err := testnet.NewProxy(strings.TrimPrefix(endpoint, "http://"))
-		if err != nil {
-			t.Fatal(err)
-		}
-		t.Cleanup(func() { p.Close() })
-		proxies = append(proxies, p)
-		return "http://" + p.Addr()
-	}})
-	egress := func() int64 {
-		n := int64(0)
-		for _, p := range proxies {
-			n += p.Egress()
-		}
-		return n
-	}
+	bin, c, egress := countedCluster(t)
 	data := make([]byte, 2*testcluster.PartSize+1000)
 	rand.NewChaCha8([32]byte{9}).Read(data)
 	sum := sha256.Sum256(data)
