@@ -111,7 +111,9 @@ func (s *catalogServer) CreateVersion(ctx context.Context, r *pb.CreateVersionRe
 
 func (s *catalogServer) GetVersion(ctx context.Context, r *pb.GetVersionRequest) (*pb.GetVersionResponse, error) {
 	v, err := s.store.GetVersion(ctx, tenantOf(ctx), r.Gallery, r.Application, r.Version)
-	if err == nil && v.Tenant == tenantOf(ctx) {
+	if t := auth.TokenOf(ctx); err == nil && (t == nil || t.Tenant == tenantOf(ctx)) {
+		// The preheat names the tenant's machines: not for readers of a
+		// gallery shared with another tenant.
 		err = s.peers.preheats(ctx, tenantOf(ctx), v)
 	}
 	return decorated(s.repl, &pb.GetVersionResponse{Version: v}, err, false, v)
