@@ -530,7 +530,11 @@ type PeerSource struct {
 	// host:port its agent serves pieces at (HTTP).
 	Address string `protobuf:"bytes,2,opt,name=address,proto3" json:"address,omitempty"`
 	// An instance of the asking machine's scale set.
-	SameScaleSet  bool `protobuf:"varint,3,opt,name=same_scale_set,json=sameScaleSet,proto3" json:"same_scale_set,omitempty"`
+	SameScaleSet bool `protobuf:"varint,3,opt,name=same_scale_set,json=sameScaleSet,proto3" json:"same_scale_set,omitempty"`
+	// The pieces it holds, when not all: bit i (byte i/8, bit i%8 from the
+	// least significant) is piece i. Empty: every piece. Downloaders ask it
+	// only for pieces it holds, and fetch the pieces fewest peers hold first.
+	Pieces        []byte `protobuf:"bytes,4,opt,name=pieces,proto3" json:"pieces,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -584,6 +588,13 @@ func (x *PeerSource) GetSameScaleSet() bool {
 		return x.SameScaleSet
 	}
 	return false
+}
+
+func (x *PeerSource) GetPieces() []byte {
+	if x != nil {
+		return x.Pieces
+	}
+	return nil
 }
 
 // PeerGrant lets one machine read one artifact from peers until it
@@ -1497,12 +1508,13 @@ const file_vmapp_v1_download_proto_rawDesc = "" +
 	"pieceChain\x12*\n" +
 	"\x05peers\x18\x0e \x03(\v2\x14.vmapp.v1.PeerSourceR\x05peers\x12\x1d\n" +
 	"\n" +
-	"peer_grant\x18\x0f \x01(\tR\tpeerGrant\"f\n" +
+	"peer_grant\x18\x0f \x01(\tR\tpeerGrant\"~\n" +
 	"\n" +
 	"PeerSource\x12\x18\n" +
 	"\amachine\x18\x01 \x01(\tR\amachine\x12\x18\n" +
 	"\aaddress\x18\x02 \x01(\tR\aaddress\x12$\n" +
-	"\x0esame_scale_set\x18\x03 \x01(\bR\fsameScaleSet\"\xa3\x02\n" +
+	"\x0esame_scale_set\x18\x03 \x01(\bR\fsameScaleSet\x12\x16\n" +
+	"\x06pieces\x18\x04 \x01(\fR\x06pieces\"\xa3\x02\n" +
 	"\tPeerGrant\x12\x16\n" +
 	"\x06tenant\x18\x01 \x01(\tR\x06tenant\x12\x18\n" +
 	"\amachine\x18\x02 \x01(\tR\amachine\x12%\n" +
