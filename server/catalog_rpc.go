@@ -111,7 +111,7 @@ func (s *catalogServer) CreateVersion(ctx context.Context, r *pb.CreateVersionRe
 
 func (s *catalogServer) GetVersion(ctx context.Context, r *pb.GetVersionRequest) (*pb.GetVersionResponse, error) {
 	v, err := s.store.GetVersion(ctx, tenantOf(ctx), r.Gallery, r.Application, r.Version)
-	if t := auth.TokenOf(ctx); err == nil && (t == nil || t.Tenant == tenantOf(ctx)) {
+	if t := auth.TokenOf(ctx); err == nil && (t == nil || t.Tenant == tenantOf(ctx) || t.Tenant == auth.AllTenants) {
 		// The preheat names the tenant's machines: not for readers of a
 		// gallery shared with another tenant.
 		err = s.peers.preheats(ctx, tenantOf(ctx), v)
