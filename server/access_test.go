@@ -233,6 +233,11 @@ func matrix(session string) map[string]row {
 			_, err := dl(c).ReportPeer(ctx, &pb.ReportPeerRequest{Gallery: "g", Application: "a", Version: "1.0.0", Kind: pkg})
 			return err
 		}},
+		pb.DownloadService_Preheat_FullMethodName: {deployTenant, func(ctx context.Context, c *grpc.ClientConn) error {
+			// No region: refused after authorization.
+			_, err := dl(c).Preheat(ctx, &pb.PreheatRequest{Gallery: "g", Application: "a", Version: "1.0.0", Machines: 1})
+			return err
+		}},
 
 		pb.FleetService_CreateMachine_FullMethodName: {manageTenant, func(ctx context.Context, c *grpc.ClientConn) error {
 			_, err := fl(c).CreateMachine(ctx, &pb.CreateMachineRequest{Machine: &pb.Machine{Name: uniq("vm"), Region: "eastus", OsType: "Linux"}})
@@ -654,8 +659,15 @@ func TestSharing(t *testing.T) {
 	a := newAccess(t)
 	cat := pb.NewCatalogServiceClient(a.conns[stranger])
 	dl := pb.NewDownloadServiceClient(a.conns[stranger])
+	// The owner's preheat names its machines: not shown to the other
+	// tenant.
+	_, err := pb.NewDownloadServiceClient(a.c.Client.Conn()).Preheat(ctx(t), &pb.PreheatRequest{Gallery: "g", Application: "a", Version: "1.0.0", Region: "eastus", Machines: 1})
+	mustOK(t, err)
 	read := func() error {
-		_, err := cat.GetVersion(inDefault(t), &pb.GetVersionRequest{Gallery: "g", Application: "a", Version: "1.0.0"})
+		v, err := cat.GetVersion(inDefault(t), &pb.GetVersionRequest{Gallery: "g", Application: "a", Version: "1.0.0"})
+		if err == nil && len(v.Version.Preheat) != 0 {
+			t.Errorf("another tenant reads the owner's preheat: %v", v.Version.Preheat)
+		}
 		if err == nil {
 			_, err = dl.GetDownloadPlan(inDefault(t), &pb.GetDownloadPlanRequest{Gallery: "g", Application: "a", Version: "1.0.0", Kind: pb.ArtifactKind_ARTIFACT_KIND_PACKAGE, Region: "eastus"})
 		}
@@ -679,7 +691,7 @@ func TestSharing(t *testing.T) {
 		wantErr(t, read(), codes.PermissionDenied)
 	}
 	// Bad shares.
-	_, err := ownerAC.ShareGallery(ctx(t), &pb.ShareGalleryRequest{Gallery: "g", Grantee: "../other"})
+	_, err = ownerAC.ShareGallery(ctx(t), &pb.ShareGalleryRequest{Gallery: "g", Grantee: "../other"})
 	wantErr(t, err, codes.InvalidArgument, "grantee")
 	_, err = ownerAC.ShareGallery(ctx(t), &pb.ShareGalleryRequest{Gallery: "nope", Grantee: "other"})
 	wantErr(t, err, codes.NotFound)

@@ -99,6 +99,11 @@ func (a *authorizer) holds(ctx context.Context, t *pb.Token, tenant string, r ve
 			return true, nil
 		}
 	}
+	for _, p := range gs.Preheat { // of the machine's tenant
+		if t.Tenant == tenant && p.Gallery == r.GetGallery() && p.Application == r.GetApplication() && p.Version == r.GetVersion() {
+			return true, nil
+		}
+	}
 	return false, nil
 }
 
@@ -186,6 +191,7 @@ var rules = map[string]rule{
 	pb.DownloadService_ReportReplicaDamage_FullMethodName: download,
 	pb.DownloadService_Announce_FullMethodName:            agent,
 	pb.DownloadService_ReportPeer_FullMethodName:          download,
+	pb.DownloadService_Preheat_FullMethodName:             deploy,
 
 	pb.FleetService_CreateMachine_FullMethodName:     manage,
 	pb.FleetService_GetMachine_FullMethodName:        readAll,

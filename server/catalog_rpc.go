@@ -17,6 +17,7 @@ type catalogServer struct {
 	topo  *topology.Topology
 	repl  *replicator.Replicator // may be nil
 	auth  *auth.Service          // may be nil
+	peers *peers                 // may be nil: no preheats shown
 }
 
 // decorated fills in the versions' replicationStatus, and pokes the
@@ -110,6 +111,11 @@ func (s *catalogServer) CreateVersion(ctx context.Context, r *pb.CreateVersionRe
 
 func (s *catalogServer) GetVersion(ctx context.Context, r *pb.GetVersionRequest) (*pb.GetVersionResponse, error) {
 	v, err := s.store.GetVersion(ctx, tenantOf(ctx), r.Gallery, r.Application, r.Version)
+	if t := auth.TokenOf(ctx); err == nil && (t == nil || t.Tenant == tenantOf(ctx) || t.Tenant == auth.AllTenants) {
+		// The preheat names the tenant's machines: not for readers of a
+		// gallery shared with another tenant.
+		err = s.peers.preheats(ctx, tenantOf(ctx), v)
+	}
 	return decorated(s.repl, &pb.GetVersionResponse{Version: v}, err, false, v)
 }
 

@@ -89,6 +89,9 @@ func (s *downloadServer) Announce(ctx context.Context, r *pb.AnnounceRequest) (*
 			given[tracker.Artifact{Tenant: from, Gallery: app.Gallery, Application: app.Application, Version: app.Version, Kind: int32(k)}] = true
 		}
 	}
+	for _, ph := range gs.Preheat {
+		given[tracker.Artifact{Tenant: tenant, Gallery: ph.Gallery, Application: ph.Application, Version: ph.Version, Kind: int32(pb.ArtifactKind_ARTIFACT_KIND_PACKAGE)}] = true
+	}
 	var arts []tracker.Artifact
 	for i, h := range r.Held {
 		if h.Kind != pb.ArtifactKind_ARTIFACT_KIND_PACKAGE && h.Kind != pb.ArtifactKind_ARTIFACT_KIND_CONFIGURATION {

@@ -148,7 +148,11 @@ func New(o Options) *grpc.Server {
 		grpc.ChainUnaryInterceptor(metrics.UnaryServerInterceptor(), unaryEdge(log, az, o.Serving)),
 		grpc.ChainStreamInterceptor(metrics.StreamServerInterceptor(), streamEdge(log, az, o.Serving)),
 	)...)
-	pb.RegisterCatalogServiceServer(gs, &catalogServer{store: o.Store, topo: o.Topology, repl: o.Replicator, auth: o.Auth})
+	var ps *peers
+	if o.Tracker != nil && o.Grants != nil && o.Fleet != nil {
+		ps = &peers{tracker: o.Tracker, grants: o.Grants, fleet: o.Fleet, log: log, now: time.Now}
+	}
+	pb.RegisterCatalogServiceServer(gs, &catalogServer{store: o.Store, topo: o.Topology, repl: o.Replicator, auth: o.Auth, peers: ps})
 	if o.Auth != nil {
 		pb.RegisterAccessServiceServer(gs, &accessServer{auth: o.Auth, store: o.Store, fleet: o.Fleet})
 	}
@@ -164,9 +168,7 @@ func New(o Options) *grpc.Server {
 			expiry = DefaultURLExpiry
 		}
 		ds := &downloadServer{store: o.Store, topo: o.Topology, repl: o.Replicator, stores: o.Stores, expiry: expiry, direct: !o.ProxyDownloads, m: em}
-		if o.Tracker != nil && o.Grants != nil && o.Fleet != nil {
-			ds.peers = &peers{tracker: o.Tracker, grants: o.Grants, fleet: o.Fleet, log: log, now: time.Now}
-		}
+		ds.peers = ps
 		pb.RegisterDownloadServiceServer(gs, ds)
 	}
 	if o.Fleet != nil {

@@ -103,6 +103,10 @@ func Apply(tx *Tx, c *statepb.Command, term uint64) error {
 		return deleteScaleSet(tx, c, op.DeleteScaleSet)
 	case *statepb.Command_SetProfile:
 		return setProfile(tx, c, op.SetProfile)
+	case *statepb.Command_SetPreheat:
+		return setPreheat(tx, c, op.SetPreheat)
+	case *statepb.Command_RemovePreheat:
+		return removePreheat(tx, op.RemovePreheat)
 	case *statepb.Command_ReportStatus:
 		return reportStatus(tx, c, op.ReportStatus)
 	case *statepb.Command_RequestActions:

@@ -237,6 +237,9 @@ func removeVersion(tx *Tx, c *statepb.Command, op *statepb.RemoveVersion) error 
 	if err := Signatures.delete(tx, k); err != nil {
 		return err
 	}
+	if err := dropPreheatsOf(tx, r); err != nil {
+		return err
+	}
 	if err := DeletingVersions.delete(tx, k); err != nil {
 		return err
 	}

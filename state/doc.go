@@ -74,6 +74,8 @@
 //	                                                         until its agent reports it; a machine's newest
 //	                                                         finished runs are kept, the Pending ones are
 //	                                                         in its goal state)
+//	preheats       tenant 0 gallery 0 application 0 version 0 region -> vmapp.state.v1.Preheat (the machines
+//	                                                         chosen to fetch a version before a rollout)
 //
 // The indexes map to the key of a record of their table:
 //
@@ -88,6 +90,7 @@
 //	deleting_applications <applications key>                        -> the same, applications
 //	deleting_versions     <versions key>                            -> the same, versions
 //	replicas_active       <replicas key>                            -> the same: replicas not Completed
+//	preheats_by_target    tenant 0 "machine"|"scaleset" 0 name 0 <preheats key> -> preheats key
 //
 // dirty_versions is the replicator's queue: the appliers mark a version
 // (its name as written) whenever a command may change the replica records
@@ -111,4 +114,5 @@
 // inventory and dirty_versions, built from the records (dirty_versions
 // starts empty: the replicator reconciles every version when it starts);
 // 6 the custom actions' runs (actionruns).
+// 7 preheats and preheats_by_target (empty).
 package state

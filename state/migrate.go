@@ -58,6 +58,9 @@ var migrations = []func(tx *bolt.Tx) error{
 	func(tx *bolt.Tx) error { // 5 -> 6: custom actions' runs
 		return createBuckets(tx, "actionruns")
 	},
+	func(tx *bolt.Tx) error { // 6 -> 7: preheats
+		return createBuckets(tx, "preheats", "preheats_by_target")
+	},
 }
 
 // SchemaVersion is the schema version this code writes.

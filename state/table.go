@@ -59,6 +59,7 @@ var (
 	TrustPolicies = table("trust_policies", func() *pb.TrustPolicy { return &pb.TrustPolicy{} })
 	Inventory     = table("inventory", func() *pb.InventoryEntry { return &pb.InventoryEntry{} })
 	ActionRuns    = table("actionruns", func() *pb.ActionRun { return &pb.ActionRun{} })
+	Preheats      = table("preheats", func() *statepb.Preheat { return &statepb.Preheat{} })
 )
 
 // The indexes (schema 5); the package doc gives each one's key layout.
@@ -72,6 +73,7 @@ var (
 	DeletingApplications = index("deleting_applications", Applications)
 	DeletingVersions     = index("deleting_versions", Versions)
 	ActiveReplicas       = index("replicas_active", Replicas)
+	PreheatsByTarget     = index("preheats_by_target", Preheats) // schema 6
 )
 
 // Buckets that hold raw values rather than records.

@@ -277,6 +277,8 @@ type agent struct {
 	goal    *pb.GoalState
 	goalSeq uint64
 	goalCh  chan struct{}
+	// preheatCh kicks the preheater with a new goal state.
+	preheatCh chan struct{}
 }
 
 // Run runs the agent until ctx ends (then it returns nil) or it can't go on
@@ -354,7 +356,7 @@ func Run(ctx context.Context, cfg Config) error {
 		return fmt.Errorf("agent: %w", err)
 	}
 	a := &agent{cfg: cfg, clock: cfg.Clock, cl: cfg.Client, log: cfg.Logger.With("machine", cfg.Machine), m: newMetrics(cfg.Registry), bootID: bootID, st: st,
-		report: make(chan struct{}, 1), goalCh: make(chan struct{}, 1)}
+		report: make(chan struct{}, 1), goalCh: make(chan struct{}, 1), preheatCh: make(chan struct{}, 1)}
 	if a.cl == nil {
 		if cfg.Server == "" {
 			return errors.New("agent: the server address is required")
@@ -543,9 +545,11 @@ func (a *agent) watchOnce(ctx context.Context) (received bool, err error) {
 		a.goal = gs
 		a.goalSeq++
 		a.goalMu.Unlock()
-		select {
-		case a.goalCh <- struct{}{}:
-		default:
+		for _, ch := range []chan struct{}{a.goalCh, a.preheatCh} {
+			select {
+			case ch <- struct{}{}:
+			default:
+			}
 		}
 	}
 }

@@ -22,6 +22,11 @@ type metrics struct {
 	downloadTime  *prometheus.HistogramVec
 	commands      *prometheus.CounterVec
 	commandTime   *prometheus.HistogramVec
+	// Peers (serving agents only; 0 otherwise).
+	peerServed   prometheus.Counter
+	peerRequests *prometheus.CounterVec
+	badPeers     prometheus.Counter
+	cacheHits    prometheus.Counter
 }
 
 func newMetrics(reg prometheus.Registerer) *metrics {
@@ -46,6 +51,21 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 			Name: "vmapp_agent_command_duration_seconds", Help: "Time a command ran, by step.",
 			Buckets: prometheus.ExponentialBuckets(0.1, 4, 9), // 100 ms to 1.8 h
 		}, []string{"step"}),
+		peerServed: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "vmapp_agent_peer_served_bytes_total", Help: "Bytes of cached packages served to peers.",
+		}),
+		peerRequests: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "vmapp_agent_peer_requests_total", Help: "Requests of peers for pieces, by result (served; refused: no grant, or another artifact's; missing: not held).",
+		}, []string{"result"}),
+		badPeers: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "vmapp_agent_bad_peers_total", Help: "Peers that sent a piece failing verification: dropped for the download and reported to vmappd, which bans them for the artifact.",
+		}),
+		cacheHits: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "vmapp_agent_cache_hits_total", Help: "Installs whose package was in the cache already (preheated or kept): verified, not downloaded.",
+		}),
+	}
+	for _, r := range []string{"served", "refused", "missing"} {
+		m.peerRequests.WithLabelValues(r)
 	}
 	for _, r := range metricResults {
 		m.downloadTime.WithLabelValues(r)
@@ -60,7 +80,8 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 		m.commandTime.WithLabelValues(s)
 	}
 	if reg != nil {
-		reg.MustRegister(m.connected, m.downloads, m.downloadBytes, m.downloadTime, m.commands, m.commandTime)
+		reg.MustRegister(m.connected, m.downloads, m.downloadBytes, m.downloadTime, m.commands, m.commandTime,
+			m.peerServed, m.peerRequests, m.badPeers, m.cacheHits)
 	}
 	return m
 }
@@ -86,4 +107,21 @@ func (m *metrics) download(kind string, size int64, d time.Duration, err error) 
 func (m *metrics) command(step string, r result, ok bool) {
 	m.commands.WithLabelValues(step, resultLabel(ok)).Inc()
 	m.commandTime.WithLabelValues(step).Observe(r.Duration.Seconds())
+}
+
+// badPeer counts a peer dropped and reported for a bad piece
+// (download.Options.OnBadPeer).
+func (m *metrics) badPeer(string) { m.badPeers.Inc() }
+
+// registerCache registers the cache's gauges, read from p when scraped.
+func registerCache(reg prometheus.Registerer, p *peers) {
+	if reg == nil {
+		return
+	}
+	reg.MustRegister(
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "vmapp_agent_cache_bytes", Help: "Bytes of the packages the agent keeps for peers."},
+			func() float64 { b, _ := p.size(); return float64(b) }),
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "vmapp_agent_cache_entries", Help: "Packages the agent keeps for peers."},
+			func() float64 { _, n := p.size(); return float64(n) }),
+	)
 }

@@ -58,6 +58,7 @@ type peers struct {
 	log    *slog.Logger
 	upload *ratecap.Cap
 	now    func() time.Time
+	m      *metrics // nil in tests of the cache alone
 
 	// max bounds the bytes the cache holds (0: no bound); protect tells
 	// the keys it must keep whatever they weigh.
@@ -139,6 +140,16 @@ func (p *peers) add(plan *pb.DownloadPlan, tenant, path string) error {
 
 func kindName(k pb.ArtifactKind) string { return strings.TrimPrefix(k.String(), "ARTIFACT_KIND_") }
 
+// size is the bytes and number of the packages the cache holds.
+func (p *peers) size() (bytes int64, n int) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	for _, e := range p.entries {
+		bytes += e.Size
+	}
+	return bytes, len(p.entries)
+}
+
 // held is what the cache holds, as announced.
 func (p *peers) held() []*pb.HeldArtifact {
 	p.mu.Lock()
@@ -161,11 +172,13 @@ func (p *peers) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	e, status, why := p.authorize(r)
 	if status != http.StatusOK {
 		p.log.Warn("peer: refused a request", "from", r.RemoteAddr, "status", status, "why", why)
+		p.count(status)
 		http.Error(w, why, status)
 		return
 	}
 	f, err := os.Open(filepath.Join(p.dir, e.Sha256))
 	if err != nil {
+		p.count(http.StatusNotFound)
 		http.Error(w, "not held", http.StatusNotFound)
 		return
 	}
@@ -175,10 +188,32 @@ func (p *peers) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	p.mu.Unlock()
 	if fi, err := f.Stat(); err != nil || fi.Size() != e.Size || fi.ModTime().UnixNano() != e.ModTime {
 		p.log.Warn("peer: a cached file changed since it was verified; not served", "sha256", e.Sha256)
+		p.count(http.StatusNotFound)
 		http.Error(w, "not held", http.StatusNotFound)
 		return
 	}
-	http.ServeContent(&cappedWriter{ResponseWriter: w, w: p.upload.Writer(r.Context(), w)}, r, "", time.Time{}, f)
+	p.count(http.StatusOK)
+	cw := &cappedWriter{ResponseWriter: w, w: p.upload.Writer(r.Context(), w)}
+	http.ServeContent(cw, r, "", time.Time{}, f)
+	if p.m != nil {
+		p.m.peerServed.Add(float64(cw.n))
+	}
+}
+
+// count counts a peer's request by the status it was answered.
+func (p *peers) count(status int) {
+	if p.m == nil {
+		return
+	}
+	r := "served"
+	switch status {
+	case http.StatusOK:
+	case http.StatusNotFound:
+		r = "missing"
+	default:
+		r = "refused"
+	}
+	p.m.peerRequests.WithLabelValues(r).Inc()
 }
 
 // authorize checks r's grant against vmappd's keys and the artifact r
@@ -211,13 +246,19 @@ func (p *peers) authorize(r *http.Request) (cacheEntry, int, string) {
 	return cacheEntry{}, http.StatusNotFound, "not held"
 }
 
-// cappedWriter writes a response's body through the upload cap.
+// cappedWriter writes a response's body through the upload cap, and counts
+// it.
 type cappedWriter struct {
 	http.ResponseWriter
 	w interface{ Write([]byte) (int, error) }
+	n int64
 }
 
-func (c *cappedWriter) Write(b []byte) (int, error) { return c.w.Write(b) }
+func (c *cappedWriter) Write(b []byte) (int, error) {
+	n, err := c.w.Write(b)
+	c.n += int64(n)
+	return n, err
+}
 
 // serve serves peers on l until ctx ends.
 func (p *peers) serve(ctx context.Context, l net.Listener) {
@@ -293,10 +334,12 @@ func (a *agent) startPeers(ctx context.Context, wg *sync.WaitGroup) error {
 		l.Close()
 		return err
 	}
-	a.peers.max, a.peers.protect = limit, a.inGoal
+	a.peers.max, a.peers.protect, a.peers.m = limit, a.inGoal, a.m
+	registerCache(a.cfg.Registry, a.peers)
 	a.log.Info("serving peers", "listen", l.Addr().String(), "advertise", addr, "cached", len(a.peers.held()))
 	wg.Go(func() { a.peers.serve(ctx, l) })
 	wg.Go(func() { a.announce(ctx, a.peers, addr) })
+	wg.Go(func() { a.preheatLoop(ctx) })
 	return nil
 }
 
@@ -353,6 +396,11 @@ func (a *agent) inGoal(key string) bool {
 			if key == (cacheEntry{Tenant: ga.Tenant, Gallery: ga.Gallery, Application: ga.Application, Version: ga.Version, Kind: k}).key() {
 				return true
 			}
+		}
+	}
+	for _, p := range gs.GetPreheat() {
+		if key == preheatKey(p) {
+			return true
 		}
 	}
 	return false

@@ -443,11 +443,12 @@ func (a *agent) fetch(ctx context.Context, region string, ga *pb.GoalApplication
 	}
 	o := client.DownloadOptions{Region: region, MachineID: a.cfg.Machine, Kind: pb.ArtifactKind_ARTIFACT_KIND_PACKAGE,
 		Progress: progress(0), HTTPClient: a.cfg.HTTPClient, Logger: a.log.With("app", key),
-		NoPeers: a.cfg.NoPeers, Cap: a.cfg.DownloadCap}
+		NoPeers: a.cfg.NoPeers, Cap: a.cfg.DownloadCap, OnBadPeer: a.m.badPeer}
 	dctx := ctx // downloads name the gallery's tenant when another's
 	if ga.Tenant != "" {
 		dctx = client.InTenant(ctx, ga.Tenant)
 	}
+	a.fromCache(ga.Package.GetSha256(), ga.Package.GetSizeBytes(), filepath.Join(dir, pkgName))
 	start := a.clock.Now()
 	plan, err := a.cl.Download(dctx, ga.Gallery, ga.Application, ga.Version, filepath.Join(dir, pkgName), o)
 	a.countDownload(ctx, "package", ga.Package.GetSizeBytes(), start, err)

@@ -253,7 +253,7 @@ func (d *downloader) run(ctx context.Context) error {
 	}
 	p := &pool{parallelism: d.o.Parallelism, maxRun: maxRun(d.art.pieceSize), meter: &d.m,
 		fetch: d.fetchRun, progress: func() { d.progress(d.m.done.Load()) }}
-	if err := p.run(ctx, f.todo()); err != nil {
+	if err := p.run(ctx, rarestFirst(f.todo(), d.plan.cur.Load().sources, d.o.MachineID)); err != nil {
 		stopHash()
 		<-whole
 		err = unfatal(err)

@@ -40,8 +40,9 @@ func (d *downloader) fetchRun(ctx context.Context, run []int, buf []byte) error 
 }
 
 // runSource returns the source to ask for run in one read: the first to
-// try, unless run is a single piece or the first is vmappd's ReadRange, the
-// last resort, which is asked a piece at a time. nil: piece by piece.
+// try, unless run is a single piece, the first is vmappd's ReadRange (the
+// last resort, which is asked a piece at a time) or a peer that lacks a
+// piece of run. nil: piece by piece.
 func (d *downloader) runSource(ctx context.Context, run []int) *source {
 	if len(run) < 2 {
 		return nil
@@ -50,7 +51,7 @@ func (d *downloader) runSource(ctx context.Context, run []int) *source {
 	if err != nil {
 		return nil // fetchPiece says why
 	}
-	if srcs := v.order(run[0]); len(srcs) > 0 && srcs[0].tier != tierVmappd {
+	if srcs := v.order(run[0]); len(srcs) > 0 && srcs[0].tier != tierVmappd && srcs[0].hasAll(run) {
 		return srcs[0]
 	}
 	return nil

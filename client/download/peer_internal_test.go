@@ -2,6 +2,7 @@ package download
 
 import (
 	"context"
+	"fmt"
 	"slices"
 	"strings"
 	"sync"
@@ -110,5 +111,87 @@ func TestDownloadCap(t *testing.T) {
 	want := time.Duration(float64(len(fx.data)-burst) / rate * float64(time.Second))
 	if took < want-time.Millisecond || took > want+time.Millisecond {
 		t.Fatalf("%d bytes took %v on the cap's clock; want %v", len(fx.data), took, want)
+	}
+}
+
+// piecesOf turns a fake's reads ("off-end") into the pieces they cover.
+func piecesOf(t *testing.T, reads []string) []int {
+	t.Helper()
+	var out []int
+	for _, r := range reads {
+		var off, end int
+		if _, err := fmt.Sscanf(r, "%d-%d", &off, &end); err != nil {
+			t.Fatal(err)
+		}
+		for i := off / testPiece; i <= end/testPiece; i++ {
+			out = append(out, i)
+		}
+	}
+	slices.Sort(out)
+	return out
+}
+
+// bits is a PeerSource's pieces bitmap of the pieces ps.
+func bits(ps ...int) []byte {
+	b := make([]byte, 1)
+	for _, i := range ps {
+		b[i/8] |= 1 << (i % 8)
+	}
+	return b
+}
+
+// Peers that hold some pieces: each is asked only for those; the pieces
+// fewest peers hold come first (none: the store's), and the store is read
+// for what no peer holds alone. A partial peer's bad piece is fetched from
+// the store (the other peer doesn't hold it): the file is right.
+func TestPartialPeersRarestFirst(t *testing.T) {
+	srcs := []*source{{tier: tierPeer, pieces: bits(0, 1, 2, 3)}, {tier: tierPeer, pieces: bits(2, 3, 4, 5)}, {tier: tierRegion}}
+	order := rarestFirst([]int{0, 1, 2, 3, 4, 5, 6, 7}, srcs, "vm-1")
+	group := func(ps []int) []int { return slices.Sorted(slices.Values(ps)) }
+	if !slices.Equal(group(order[:2]), []int{6, 7}) || !slices.Equal(group(order[2:6]), []int{0, 1, 4, 5}) || !slices.Equal(group(order[6:]), []int{2, 3}) {
+		t.Fatalf("rarest first: %v", order)
+	}
+	if got := rarestFirst([]int{0, 1, 2}, []*source{{tier: tierPeer}, {tier: tierRegion}}, "vm-1"); !slices.Equal(got, []int{0, 1, 2}) {
+		t.Fatalf("whole peers only: the order changed to %v", got)
+	}
+
+	for _, flip := range []bool{false, true} {
+		fx := newFixture(t, 8*testPiece, true)
+		a, b, store := newFake("a", fx.data), newFake("b", fx.data), newFake("store", fx.data)
+		if flip {
+			a.flip = 1*testPiece + 9
+		}
+		var bad []string
+		o := Options{Parallelism: 1, MachineID: "vm-1", OnBadPeer: func(p string) { bad = append(bad, p) }}
+		err := fx.run(t, o, func(int) []*source {
+			return []*source{{Source: a, tier: tierPeer, peer: "a", pieces: bits(0, 1, 2, 3)},
+				{Source: b, tier: tierPeer, peer: "b", pieces: bits(2, 3, 4, 5)}, {Source: store, tier: tierRegion}}
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+		fx.check(t)
+		fromA, fromB, fromStore := piecesOf(t, a.reads()), piecesOf(t, b.reads()), piecesOf(t, store.reads())
+		t.Logf("flip %v: a %v, b %v, store %v", flip, fromA, fromB, fromStore)
+		for _, i := range fromA {
+			if i > 3 {
+				t.Fatalf("peer a was asked for piece %d it doesn't hold (%v)", i, fromA)
+			}
+		}
+		for _, i := range fromB {
+			if i < 2 || i > 5 {
+				t.Fatalf("peer b was asked for piece %d it doesn't hold (%v)", i, fromB)
+			}
+		}
+		wantStore := []int{6, 7}
+		if flip {
+			wantStore = []int{1, 6, 7} // a dropped at piece 1, which b doesn't hold
+			if !slices.Equal(bad, []string{"a"}) {
+				t.Fatalf("reported %v, want a", bad)
+			}
+		}
+		if !slices.Equal(fromStore, wantStore) {
+			t.Fatalf("the store served pieces %v, want %v", fromStore, wantStore)
+		}
 	}
 }

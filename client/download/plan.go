@@ -84,7 +84,7 @@ func (v *view) find(name string) *source {
 // order returns the sources in the order to try them for piece i: by tier,
 // then by consecutive failures, then in the plan's order — the peers'
 // rotated by i, so that a download spreads its pieces over its peers.
-// Dropped peers are left out.
+// Dropped peers, and peers that don't hold piece i, are left out.
 func (v *view) order(i int) []*source {
 	fails := make(map[*source]int32, len(v.sources))
 	var peers, out []*source
@@ -92,6 +92,7 @@ func (v *view) order(i int) []*source {
 		fails[s] = s.health.fails.Load()
 		switch {
 		case s.health.dropped.Load():
+		case s.tier == tierPeer && !s.has(i):
 		case s.tier == tierPeer:
 			peers = append(peers, s)
 		default:

@@ -53,6 +53,8 @@ type source struct {
 	replica *replicaRef
 	// peer is the machine a peer source reads from; "" for other sources.
 	peer string
+	// pieces are the pieces a peer holds (PeerSource.pieces); nil: all.
+	pieces []byte
 	// stall ends a read that received nothing for so long; 0 means
 	// stallTimeout.
 	stall  time.Duration
@@ -94,4 +96,19 @@ func (s *source) stallTimeout() time.Duration {
 		return s.stall
 	}
 	return stallTimeout
+}
+
+// has tells whether s holds piece i.
+func (s *source) has(i int) bool {
+	return s.pieces == nil || i/8 < len(s.pieces) && s.pieces[i/8]&(1<<(i%8)) != 0
+}
+
+// hasAll tells whether s holds every piece of run.
+func (s *source) hasAll(run []int) bool {
+	for _, i := range run {
+		if !s.has(i) {
+			return false
+		}
+	}
+	return true
 }

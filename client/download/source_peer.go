@@ -1,10 +1,13 @@
 package download
 
 import (
+	"cmp"
 	"context"
+	"hash/fnv"
 	"io"
 	"net/http"
 	"net/url"
+	"slices"
 	"strings"
 	"time"
 
@@ -45,7 +48,7 @@ func peerSources(p *pb.DownloadPlan, o Options) []*source {
 	}
 	var out []*source
 	for _, peer := range p.Peers {
-		out = append(out, &source{Source: newPeerSource(p, peer, o.HTTPClient), tier: tierPeer, peer: peer.Machine, stall: o.PeerStallTimeout})
+		out = append(out, &source{Source: newPeerSource(p, peer, o.HTTPClient), tier: tierPeer, peer: peer.Machine, stall: o.PeerStallTimeout, pieces: bitmap(peer.Pieces)})
 	}
 	return out
 }
@@ -53,4 +56,45 @@ func peerSources(p *pb.DownloadPlan, o Options) []*source {
 // limitBody caps a body's reads at the download's rate cap.
 func (d *downloader) limitBody(ctx context.Context, body io.ReadCloser) io.ReadCloser {
 	return d.o.Cap.Reader(ctx, body)
+}
+
+// bitmap is a PeerSource's pieces: nil (every piece) when empty.
+func bitmap(b []byte) []byte {
+	if len(b) == 0 {
+		return nil
+	}
+	return b
+}
+
+// rarestFirst orders the pieces todo for a download whose peers hold some
+// pieces only: the pieces fewest of them hold first (those no peer holds,
+// the store's alone, at the head: new copies for the swarm), in todo's
+// order within a count, rotated by FNV-1a(machineID) so that a wave of
+// machines starts at different pieces. With no such peer, todo as it is.
+func rarestFirst(todo []int, srcs []*source, machineID string) []int {
+	var peers []*source
+	partial := false
+	for _, s := range srcs {
+		if s.tier == tierPeer {
+			peers = append(peers, s)
+			partial = partial || s.pieces != nil
+		}
+	}
+	if !partial || len(todo) == 0 {
+		return todo
+	}
+	holders := make(map[int]int, len(todo))
+	for _, i := range todo {
+		for _, s := range peers {
+			if s.has(i) {
+				holders[i]++
+			}
+		}
+	}
+	h := fnv.New32a()
+	h.Write([]byte(machineID))
+	k := int(h.Sum32() % uint32(len(todo)))
+	out := append(slices.Clone(todo[k:]), todo[:k]...)
+	slices.SortStableFunc(out, func(a, b int) int { return cmp.Compare(holders[a], holders[b]) })
+	return out
 }

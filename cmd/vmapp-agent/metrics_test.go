@@ -24,16 +24,7 @@ func (e *env) testMetrics(t *testing.T) {
 		t.Fatal(err)
 	}
 	p := e.start(t, append(args, "--metrics-listen", "127.0.0.1:0", "--log-format", "json")...)
-	var addr string
-	e.poll(t, "the metrics address logged", func() bool {
-		for line := range strings.Lines(p.log.String()) {
-			var rec struct{ Msg, Addr string }
-			if json.Unmarshal([]byte(line), &rec) == nil && rec.Msg == "metrics listening" {
-				addr = rec.Addr
-			}
-		}
-		return addr != ""
-	})
+	addr := metricsAddr(t, e, p)
 	sample := func(series string) string {
 		_, body := metricstest.Get(t, addr, "/metrics")
 		return metricstest.Sample(body, series)

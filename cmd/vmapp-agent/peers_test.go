@@ -13,6 +13,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -20,6 +21,7 @@ import (
 
 	"github.com/vmapp/vmapp/client"
 	"github.com/vmapp/vmapp/client/download"
+	"github.com/vmapp/vmapp/internal/testkit/metricstest"
 	"github.com/vmapp/vmapp/internal/testkit/testcluster"
 	"github.com/vmapp/vmapp/internal/testkit/testnet"
 	pb "github.com/vmapp/vmapp/proto/vmapp/v1"
@@ -41,29 +43,7 @@ func TestPeerSwarm(t *testing.T) {
 	if testing.Short() {
 		t.Skip("builds vmapp-agent and runs MinIO and 20 agents")
 	}
-	bin := filepath.Join(t.TempDir(), "vmapp-agent")
-	if out, err := exec.Command("go", "build", "-o", bin, ".").CombinedOutput(); err != nil {
-		t.Fatalf("go build vmapp-agent: %v\n%s", err, out)
-	}
-	var proxies []*testnet.Proxy
-	c := testcluster.Start(t, testcluster.Options{Front: func(region string, i int, endpoint string) string {
-		p, err := testnet.NewProxy(strings.TrimPrefix(endpoint, "http://"))
-		if err != nil {
-			t.Fatal(err)
-		}
-		t.Cleanup(func() { p.Close() })
-		if region == "eastus" {
-			proxies = append(proxies, p)
-		}
-		return "http://" + p.Addr()
-	}})
-	egress := func() int64 {
-		n := int64(0)
-		for _, p := range proxies {
-			n += p.Egress()
-		}
-		return n
-	}
+	bin, c, egress := countedCluster(t)
 	data := make([]byte, 3*testcluster.PartSize-1000) // three pieces
 	rand.NewChaCha8([32]byte{7}).Read(data)
 	sum := sha256.Sum256(data)
@@ -86,7 +66,7 @@ func TestPeerSwarm(t *testing.T) {
 	start := func(name, set string) {
 		args := e.instance(t, name, set)
 		roots[name], tokens[name] = args[len(args)-1], args[5]
-		agents[name] = e.start(t, append(args, "--peer-listen", "127.0.0.1:0")...)
+		agents[name] = e.start(t, append(args, "--peer-listen", "127.0.0.1:0", "--metrics-listen", "127.0.0.1:0")...)
 	}
 	installed := func(name string) func() bool {
 		return func() bool {
@@ -173,6 +153,21 @@ func TestPeerSwarm(t *testing.T) {
 	if liar.Load() == 0 || !strings.Contains(agents["victim"].log.String(), "a peer sent a piece that failed verification") {
 		t.Fatalf("the victim never read from the liar, or didn't say so:\n%s", agents["victim"].log)
 	}
+	metric := func(name, series string) float64 {
+		_, body := metricstest.Get(t, metricsAddr(t, e, agents[name]), "/metrics")
+		v, _ := strconv.ParseFloat(metricstest.Sample(body, series), 64)
+		return v
+	}
+	if n := metric("victim", "vmapp_agent_bad_peers_total"); n != 1 {
+		t.Errorf("the victim's vmapp_agent_bad_peers_total is %v, want 1 (the liar)", n)
+	}
+	served := 0.0
+	for i := range peerAgents {
+		served += metric(fmt.Sprint("web-", i), "vmapp_agent_peer_served_bytes_total")
+	}
+	if served < float64((peerAgents-1)*len(data))-float64(total) {
+		t.Errorf("the instances served peers %v bytes in all; %d installed %d bytes each, and the store sent %d", served, peerAgents-1, len(data), total)
+	}
 	e.poll(t, "the liar reported", func() bool {
 		for _, p := range c.Daemon.Tracker.Peers(art, tracker.Machine{Tenant: "default", Name: "another", Region: "eastus", ScaleSet: "bad"}, tracker.MaxPeers) {
 			if p.Name == "liar" {
@@ -226,6 +221,34 @@ func TestPeerSwarm(t *testing.T) {
 		if got := get(c.q, c.auth); got != c.want {
 			t.Errorf("%s: %d, want %d", c.name, got, c.want)
 		}
+	}
+}
+
+// countedCluster builds vmapp-agent and starts a deployment whose stores
+// sit behind proxies; egress counts what eastus's sent.
+func countedCluster(t *testing.T) (bin string, c *testcluster.Cluster, egress func() int64) {
+	bin = filepath.Join(t.TempDir(), "vmapp-agent")
+	if out, err := exec.Command("go", "build", "-o", bin, ".").CombinedOutput(); err != nil {
+		t.Fatalf("go build vmapp-agent: %v\n%s", err, out)
+	}
+	var proxies []*testnet.Proxy
+	c = testcluster.Start(t, testcluster.Options{Front: func(region string, i int, endpoint string) string {
+		p, err := testnet.NewProxy(strings.TrimPrefix(endpoint, "http://"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { p.Close() })
+		if region == "eastus" {
+			proxies = append(proxies, p)
+		}
+		return "http://" + p.Addr()
+	}})
+	return bin, c, func() int64 {
+		n := int64(0)
+		for _, p := range proxies {
+			n += p.Egress()
+		}
+		return n
 	}
 }
 

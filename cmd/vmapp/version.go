@@ -456,8 +456,10 @@ failed.`,
 		Long: `Show a version ('latest' is the newest one not excluded from latest): its
 properties, then its replication: the aggregated state (Unknown, InProgress,
 Completed or Failed) and a table of its target regions (REGION STATE
-PROGRESS REPLICAS BYTES ETA DETAILS). -o json prints the version with its
-replicationStatus.`,
+PROGRESS REPLICAS BYTES ETA DETAILS); then its preheats (vmapp version
+preheat), region by region: the machines chosen, how many of them hold the
+package, and how many machines of the region hold it. -o json prints the
+version with its replicationStatus and preheat.`,
 		Args: args("VERSION"),
 		RunE: c.action(func(cl *client.Client, cmd *cobra.Command, args []string) error {
 			return c.showVersion(cl, ref.gallery, ref.app, args[0])
@@ -555,7 +557,7 @@ allowDeletionOfReplicatedLocations. --target-region replaces the whole list.`,
 	ifMatchFlag(del, &delIfMatch)
 
 	cmd.AddCommand(create, upload, show, list, update, del, c.watchCmd(&ref), c.repairCmd(&ref), c.downloadCmd(&ref),
-		c.versionSignCmd(&ref), c.versionSignaturesCmd(&ref))
+		c.versionSignCmd(&ref), c.versionSignaturesCmd(&ref), c.preheatCmd(&ref))
 	return cmd
 }
 
@@ -679,9 +681,15 @@ func (c *cli) printVersion(v *pb.GalleryApplicationVersion) error {
 	if err := d.flush(); err != nil {
 		return err
 	}
-	if len(rs.GetSummary()) == 0 {
+	if len(rs.GetSummary()) > 0 {
+		fmt.Fprintln(c.stdout)
+		if err := writeReplicationTable(c.stdout, rs); err != nil {
+			return err
+		}
+	}
+	if len(v.Preheat) == 0 {
 		return nil
 	}
 	fmt.Fprintln(c.stdout)
-	return writeReplicationTable(c.stdout, rs)
+	return writePreheatTable(c, v.Preheat)
 }

@@ -261,7 +261,7 @@ func ParseRef(s string) (Ref, error) {
 }
 
 // generation fingerprints a goal state.
-func generation(apps []*pb.GoalApplication, changes []*pb.KeyChange, actions []*pb.ActionRun) string {
+func generation(apps []*pb.GoalApplication, changes []*pb.KeyChange, actions []*pb.ActionRun, preheat []*pb.GoalPreheat) string {
 	h := sha256.New()
 	write := func(m proto.Message) {
 		b, _ := proto.MarshalOptions{Deterministic: true}.Marshal(m)
@@ -276,6 +276,12 @@ func generation(apps []*pb.GoalApplication, changes []*pb.KeyChange, actions []*
 	}
 	for _, a := range actions {
 		write(a)
+	}
+	if len(preheat) > 0 { // goal states without are fingerprinted as before
+		fmt.Fprint(h, "preheat:")
+		for _, p := range preheat {
+			write(p)
+		}
 	}
 	return hex.EncodeToString(h.Sum(nil)[:12])
 }

@@ -17,6 +17,12 @@ import (
 type Goal struct {
 	State *pb.GoalState
 	body  *goalBody
+	// own: the goal state has fields of the machine's own beyond its name
+	// and region (custom actions to run, preheats): WatchResponse
+	// marshals it whole. ownApps are the goalCache keys of the
+	// applications only those fields name.
+	own     bool
+	ownApps []string
 }
 
 // goalBody is what a goal state holds but the machine's name and region:
@@ -49,10 +55,10 @@ func (b *goalBody) encode() []byte {
 // protobuf's wire form: the machine's own fields, then the body's bytes
 // (encoded once for every machine sharing it). Protobuf reads fields in
 // any order, so the message is the same as the goal state marshalled. A
-// goal state with custom actions to run is the machine's alone: it is
-// marshalled whole.
+// goal state with fields of the machine's own (custom actions to run,
+// preheats) is marshalled whole.
 func (g Goal) WatchResponse() []byte {
-	if g.body == nil {
+	if g.own {
 		b, _ := proto.MarshalOptions{Deterministic: true}.Marshal(&pb.WatchGoalStateResponse{GoalState: g.State})
 		return b
 	}
@@ -96,10 +102,10 @@ func (f *Fleet) Goal(ctx context.Context, tenant, machine string) (Goal, error) 
 	}
 	g = Goal{State: &pb.GoalState{Machine: in.machine, Region: in.region, Generation: b.generation,
 		Applications: b.applications, KeyChanges: b.keyChanges}, body: b}
-	if len(in.actions) > 0 { // the machine's own: its goal state is its own
-		g.State.Actions = in.actions
-		g.State.Generation = generation(b.applications, b.keyChanges, in.actions)
-		g.body = nil
+	if len(in.actions) > 0 || len(in.preheat) > 0 { // the machine's own
+		g.State.Actions, g.State.Preheat = in.actions, in.preheat
+		g.State.Generation = generation(b.applications, b.keyChanges, in.actions, in.preheat)
+		g.own, g.ownApps = true, in.preheatApps
 	}
 	f.goals.put(k, epoch, g, in.scaleSet)
 	return g, nil
@@ -112,6 +118,8 @@ type goalIn struct {
 	machine, region, scaleSet string // scaleSet: its goalCache key, or ""
 	entries                   []*pb.VMGalleryApplication
 	actions                   []*pb.ActionRun // its custom actions' runs pending
+	preheat                   []*pb.GoalPreheat
+	preheatApps               []string // goalCache keys of the preheats' applications
 }
 
 func (f *Fleet) goalInputs(ctx context.Context, tenant, machine string) (goalIn, error) {
@@ -135,6 +143,9 @@ func (f *Fleet) goalInputs(ctx context.Context, tenant, machine string) (goalIn,
 		return goalIn{}, err
 	}
 	in := goalIn{machine: m.Name, region: m.Region, actions: actions}
+	if in.preheat, in.preheatApps, err = f.goalPreheats(ctx, tenant, m); err != nil {
+		return goalIn{}, err
+	}
 	if m.ScaleSet != "" {
 		in.scaleSet = tenant + "\x00" + m.ScaleSet
 	}
@@ -205,7 +216,7 @@ func (f *Fleet) computeBody(ctx context.Context, tenant string, in goalIn) (*goa
 	if b.keyChanges, err = f.keyChanges(ctx, tenant, b.applications); err != nil {
 		return nil, err
 	}
-	b.generation = generation(b.applications, b.keyChanges, nil)
+	b.generation = generation(b.applications, b.keyChanges, nil, nil)
 	b.size = len(b.encode())
 	return b, nil
 }

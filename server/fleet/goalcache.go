@@ -88,7 +88,7 @@ func (c *goalCache) put(machine string, epoch uint64, g Goal, scaleSet string) {
 	}
 	c.lru.Add(machine, &goalEntry{g: g, scaleSet: scaleSet})
 	link(c.byScaleSet, scaleSet, machine)
-	for _, a := range g.body.apps {
+	for _, a := range append(slices.Clip(g.body.apps), g.ownApps...) {
 		link(c.byApp, a, machine)
 	}
 }
@@ -256,6 +256,17 @@ func (c *goalCache) invalidate(cmd *statepb.Command) {
 		version(op.ReplicaRestart.GetReplica().GetVersion())
 	case *statepb.Command_ReplicaRemoved:
 		version(op.ReplicaRemoved.GetReplica().GetVersion())
+	case *statepb.Command_SetPreheat:
+		p := op.SetPreheat.GetPreheat()
+		version(p.GetVersion()) // the machines of the preheat it replaces
+		for _, m := range p.GetMachines() {
+			machine(p.GetTenant(), m)
+		}
+		if p.GetScaleSet() != "" {
+			scaleSet(p.GetTenant(), p.GetScaleSet())
+		}
+	case *statepb.Command_RemovePreheat:
+		version(op.RemovePreheat.GetVersion())
 	case *statepb.Command_SignVersion:
 		version(op.SignVersion.GetVersion())
 	case *statepb.Command_PutTrustPolicy:

@@ -260,9 +260,9 @@ func TestGeneration(t *testing.T) {
 			{Gallery: "g", Application: "b", Version: "2.0.0", Configuration: []byte("x=1")},
 		}
 	}
-	gen := generation(base(), nil, nil)
-	if len(gen) != 24 || gen != generation(base(), nil, nil) {
-		t.Fatalf("generation %q, then %q", gen, generation(base(), nil, nil))
+	gen := generation(base(), nil, nil, nil)
+	if len(gen) != 24 || gen != generation(base(), nil, nil, nil) {
+		t.Fatalf("generation %q, then %q", gen, generation(base(), nil, nil, nil))
 	}
 	order := int32(1)
 	seen := map[string]string{gen: "the base"}
@@ -277,7 +277,7 @@ func TestGeneration(t *testing.T) {
 		"no applications":       func(a []*pb.GoalApplication) []*pb.GoalApplication { return nil },
 		"the order of the list": func(a []*pb.GoalApplication) []*pb.GoalApplication { return []*pb.GoalApplication{a[1], a[0]} },
 	} {
-		g := generation(change(base()), nil, nil)
+		g := generation(change(base()), nil, nil, nil)
 		if other, dup := seen[g]; dup {
 			t.Errorf("%s: the same generation as %s", name, other)
 		}
@@ -285,13 +285,18 @@ func TestGeneration(t *testing.T) {
 	}
 	// And with the gallery's key changes.
 	changes := []*pb.KeyChange{{Signatures: []string{"untrusted comment: x"}}}
-	if g := generation(base(), changes, nil); seen[g] != "" || g != generation(base(), changes, nil) {
+	if g := generation(base(), changes, nil, nil); seen[g] != "" || g != generation(base(), changes, nil, nil) {
 		t.Errorf("with a key change: %q, the same as %q", g, seen[g])
+	}
+	// And with a preheat.
+	pre := []*pb.GoalPreheat{{Gallery: "g", Application: "a", Version: "1.1.0"}}
+	if g := generation(base(), nil, nil, pre); seen[g] != "" || g != generation(base(), nil, nil, pre) {
+		t.Errorf("with a preheat: %q, the same as %q", g, seen[g])
 	}
 	// Two entries whose encodings, joined, encode one: the lengths keep
 	// them apart.
-	split := generation([]*pb.GoalApplication{{Gallery: "g"}, {Application: "a"}}, nil, nil)
-	if split == generation([]*pb.GoalApplication{{Gallery: "g", Application: "a"}}, nil, nil) {
+	split := generation([]*pb.GoalApplication{{Gallery: "g"}, {Application: "a"}}, nil, nil, nil)
+	if split == generation([]*pb.GoalApplication{{Gallery: "g", Application: "a"}}, nil, nil, nil) {
 		t.Error("two entries and the one their encodings join to have the same generation")
 	}
 }

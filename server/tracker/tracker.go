@@ -69,6 +69,7 @@ type Tracker struct {
 	mu      sync.Mutex
 	holders map[Artifact]map[peerKey]holder
 	held    map[peerKey][]Artifact // what each machine announced last
+	serving map[peerKey]time.Time  // machines that serve peers: until their lease ends
 	banned  map[Artifact]map[peerKey]time.Time
 
 	reports prometheus.Counter
@@ -79,7 +80,7 @@ type Tracker struct {
 // announcements lasting lease (0: Lease).
 func New(now func() time.Time, lease time.Duration) *Tracker {
 	t := &Tracker{now: now, lease: cmp.Or(lease, Lease),
-		holders: map[Artifact]map[peerKey]holder{}, held: map[peerKey][]Artifact{}, banned: map[Artifact]map[peerKey]time.Time{}}
+		holders: map[Artifact]map[peerKey]holder{}, held: map[peerKey][]Artifact{}, serving: map[peerKey]time.Time{}, banned: map[Artifact]map[peerKey]time.Time{}}
 	if now == nil {
 		t.now = time.Now
 	}
@@ -109,9 +110,11 @@ func (t *Tracker) Announce(m Machine, addr string, arts []Artifact) {
 		t.drop(a, k)
 	}
 	delete(t.held, k)
+	delete(t.serving, k)
 	if addr == "" {
 		return
 	}
+	t.serving[k] = exp
 	for _, a := range arts {
 		hs := t.holders[a]
 		if hs == nil {
@@ -139,6 +142,11 @@ func (t *Tracker) sweep(now time.Time) {
 				t.drop(a, k)
 			}
 			delete(t.held, k)
+		}
+	}
+	for k, until := range t.serving {
+		if !now.Before(until) {
+			delete(t.serving, k)
 		}
 	}
 	for a, b := range t.banned {
@@ -240,6 +248,32 @@ func (t *Tracker) Holders(a Artifact, region string) int {
 		}
 	}
 	return n
+}
+
+// Serving tells whether machine name of tenant serves peers: it announced
+// an address and its lease runs.
+func (t *Tracker) Serving(tenant, name string) bool {
+	now := t.now()
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	until, ok := t.serving[peerKey{tenant, name}]
+	return ok && now.Before(until)
+}
+
+// HolderNames returns the machines of tenant in region whose lease on a
+// runs, by name.
+func (t *Tracker) HolderNames(a Artifact, tenant, region string) []string {
+	now := t.now()
+	t.mu.Lock()
+	var out []string
+	for _, h := range t.holders[a] {
+		if now.Before(h.expires) && h.m.Tenant == tenant && h.m.Region == region {
+			out = append(out, h.m.Name)
+		}
+	}
+	t.mu.Unlock()
+	slices.Sort(out)
+	return out
 }
 
 func (t *Tracker) count() int {

@@ -90,3 +90,42 @@ func TestSpread(t *testing.T) {
 		t.Fatalf("40 askers were offered first %v", first)
 	}
 }
+
+// Serving and HolderNames (what preheats choose machines and count
+// progress by): a machine serves from its announcement until its lease
+// lapses or it withdraws, with or without artifacts; holders are of the
+// tenant and region asked.
+func TestServingAndHolderNames(t *testing.T) {
+	now := time.Unix(1000, 0)
+	tr := New(func() time.Time { return now }, time.Minute)
+	a := Artifact{Tenant: "t", Gallery: "g", Application: "a", Version: "1.0.0", Kind: 1}
+	m := func(tenant, name, region string) Machine { return Machine{Tenant: tenant, Name: name, Region: region} }
+	tr.Announce(m("t", "vm-2", "eastus"), "h2:1", []Artifact{a})
+	tr.Announce(m("t", "vm-1", "eastus"), "h1:1", []Artifact{a})
+	tr.Announce(m("t", "vm-0", "eastus"), "h0:1", nil) // serves, holds nothing
+	tr.Announce(m("t", "vm-w", "westus"), "hw:1", []Artifact{a})
+	tr.Announce(m("u", "vm-u", "eastus"), "hu:1", []Artifact{a})
+	if got := fmt.Sprint(tr.HolderNames(a, "t", "eastus")); got != "[vm-1 vm-2]" {
+		t.Fatalf("holders in eastus: %s", got)
+	}
+	for name, want := range map[string]bool{"vm-0": true, "vm-1": true, "vm-3": false} {
+		if got := tr.Serving("t", name); got != want {
+			t.Errorf("Serving(%s) = %v, want %v", name, got, want)
+		}
+	}
+	if tr.Serving("u", "vm-0") {
+		t.Error("vm-0 of another tenant serving")
+	}
+	tr.Announce(m("t", "vm-1", "eastus"), "", nil) // withdrawn
+	if tr.Serving("t", "vm-1") || fmt.Sprint(tr.HolderNames(a, "t", "eastus")) != "[vm-2]" {
+		t.Fatalf("after vm-1 withdrew: serving %v, holders %v", tr.Serving("t", "vm-1"), tr.HolderNames(a, "t", "eastus"))
+	}
+	now = now.Add(time.Minute)
+	if tr.Serving("t", "vm-0") || len(tr.HolderNames(a, "t", "eastus")) != 0 {
+		t.Fatal("a lapsed lease still serving or holding")
+	}
+	tr.Announce(m("t", "vm-9", "eastus"), "h9:1", nil) // sweeps
+	if len(tr.serving) != 1 {
+		t.Fatalf("%d machines kept serving after the sweep, want 1", len(tr.serving))
+	}
+}

@@ -85,6 +85,148 @@ func (ReplicaVerdict) EnumDescriptor() ([]byte, []int) {
 	return file_vmapp_v1_download_proto_rawDescGZIP(), []int{0}
 }
 
+type PreheatRequest struct {
+	state       protoimpl.MessageState `protogen:"open.v1"`
+	Gallery     string                 `protobuf:"bytes,1,opt,name=gallery,proto3" json:"gallery,omitempty"`
+	Application string                 `protobuf:"bytes,2,opt,name=application,proto3" json:"application,omitempty"`
+	// A version name or "latest".
+	Version string `protobuf:"bytes,3,opt,name=version,proto3" json:"version,omitempty"`
+	Region  string `protobuf:"bytes,4,opt,name=region,proto3" json:"region,omitempty"`
+	// How many machines of the region; with scale_set, 0.
+	Machines int32 `protobuf:"varint,5,opt,name=machines,proto3" json:"machines,omitempty"`
+	// A scale set: its instances in the region.
+	ScaleSet string `protobuf:"bytes,6,opt,name=scale_set,json=scaleSet,proto3" json:"scale_set,omitempty"`
+	// End the version's preheat in the region (machines and scale_set
+	// unset).
+	Cancel        bool `protobuf:"varint,7,opt,name=cancel,proto3" json:"cancel,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *PreheatRequest) Reset() {
+	*x = PreheatRequest{}
+	mi := &file_vmapp_v1_download_proto_msgTypes[0]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *PreheatRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*PreheatRequest) ProtoMessage() {}
+
+func (x *PreheatRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_vmapp_v1_download_proto_msgTypes[0]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use PreheatRequest.ProtoReflect.Descriptor instead.
+func (*PreheatRequest) Descriptor() ([]byte, []int) {
+	return file_vmapp_v1_download_proto_rawDescGZIP(), []int{0}
+}
+
+func (x *PreheatRequest) GetGallery() string {
+	if x != nil {
+		return x.Gallery
+	}
+	return ""
+}
+
+func (x *PreheatRequest) GetApplication() string {
+	if x != nil {
+		return x.Application
+	}
+	return ""
+}
+
+func (x *PreheatRequest) GetVersion() string {
+	if x != nil {
+		return x.Version
+	}
+	return ""
+}
+
+func (x *PreheatRequest) GetRegion() string {
+	if x != nil {
+		return x.Region
+	}
+	return ""
+}
+
+func (x *PreheatRequest) GetMachines() int32 {
+	if x != nil {
+		return x.Machines
+	}
+	return 0
+}
+
+func (x *PreheatRequest) GetScaleSet() string {
+	if x != nil {
+		return x.ScaleSet
+	}
+	return ""
+}
+
+func (x *PreheatRequest) GetCancel() bool {
+	if x != nil {
+		return x.Cancel
+	}
+	return false
+}
+
+type PreheatResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The preheat recorded; unset when cancelled.
+	Status        *PreheatStatus `protobuf:"bytes,1,opt,name=status,proto3" json:"status,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *PreheatResponse) Reset() {
+	*x = PreheatResponse{}
+	mi := &file_vmapp_v1_download_proto_msgTypes[1]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *PreheatResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*PreheatResponse) ProtoMessage() {}
+
+func (x *PreheatResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_vmapp_v1_download_proto_msgTypes[1]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use PreheatResponse.ProtoReflect.Descriptor instead.
+func (*PreheatResponse) Descriptor() ([]byte, []int) {
+	return file_vmapp_v1_download_proto_rawDescGZIP(), []int{1}
+}
+
+func (x *PreheatResponse) GetStatus() *PreheatStatus {
+	if x != nil {
+		return x.Status
+	}
+	return nil
+}
+
 type GetDownloadPlanRequest struct {
 	state       protoimpl.MessageState `protogen:"open.v1"`
 	Gallery     string                 `protobuf:"bytes,1,opt,name=gallery,proto3" json:"gallery,omitempty"`
@@ -100,7 +242,7 @@ type GetDownloadPlanRequest struct {
 
 func (x *GetDownloadPlanRequest) Reset() {
 	*x = GetDownloadPlanRequest{}
-	mi := &file_vmapp_v1_download_proto_msgTypes[0]
+	mi := &file_vmapp_v1_download_proto_msgTypes[2]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -112,7 +254,7 @@ func (x *GetDownloadPlanRequest) String() string {
 func (*GetDownloadPlanRequest) ProtoMessage() {}
 
 func (x *GetDownloadPlanRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_vmapp_v1_download_proto_msgTypes[0]
+	mi := &file_vmapp_v1_download_proto_msgTypes[2]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -125,7 +267,7 @@ func (x *GetDownloadPlanRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetDownloadPlanRequest.ProtoReflect.Descriptor instead.
 func (*GetDownloadPlanRequest) Descriptor() ([]byte, []int) {
-	return file_vmapp_v1_download_proto_rawDescGZIP(), []int{0}
+	return file_vmapp_v1_download_proto_rawDescGZIP(), []int{2}
 }
 
 func (x *GetDownloadPlanRequest) GetGallery() string {
@@ -172,7 +314,7 @@ type GetDownloadPlanResponse struct {
 
 func (x *GetDownloadPlanResponse) Reset() {
 	*x = GetDownloadPlanResponse{}
-	mi := &file_vmapp_v1_download_proto_msgTypes[1]
+	mi := &file_vmapp_v1_download_proto_msgTypes[3]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -184,7 +326,7 @@ func (x *GetDownloadPlanResponse) String() string {
 func (*GetDownloadPlanResponse) ProtoMessage() {}
 
 func (x *GetDownloadPlanResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_vmapp_v1_download_proto_msgTypes[1]
+	mi := &file_vmapp_v1_download_proto_msgTypes[3]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -197,7 +339,7 @@ func (x *GetDownloadPlanResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetDownloadPlanResponse.ProtoReflect.Descriptor instead.
 func (*GetDownloadPlanResponse) Descriptor() ([]byte, []int) {
-	return file_vmapp_v1_download_proto_rawDescGZIP(), []int{1}
+	return file_vmapp_v1_download_proto_rawDescGZIP(), []int{3}
 }
 
 func (x *GetDownloadPlanResponse) GetPlan() *DownloadPlan {
@@ -248,7 +390,7 @@ type DownloadPlan struct {
 
 func (x *DownloadPlan) Reset() {
 	*x = DownloadPlan{}
-	mi := &file_vmapp_v1_download_proto_msgTypes[2]
+	mi := &file_vmapp_v1_download_proto_msgTypes[4]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -260,7 +402,7 @@ func (x *DownloadPlan) String() string {
 func (*DownloadPlan) ProtoMessage() {}
 
 func (x *DownloadPlan) ProtoReflect() protoreflect.Message {
-	mi := &file_vmapp_v1_download_proto_msgTypes[2]
+	mi := &file_vmapp_v1_download_proto_msgTypes[4]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -273,7 +415,7 @@ func (x *DownloadPlan) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DownloadPlan.ProtoReflect.Descriptor instead.
 func (*DownloadPlan) Descriptor() ([]byte, []int) {
-	return file_vmapp_v1_download_proto_rawDescGZIP(), []int{2}
+	return file_vmapp_v1_download_proto_rawDescGZIP(), []int{4}
 }
 
 func (x *DownloadPlan) GetGallery() string {
@@ -388,14 +530,18 @@ type PeerSource struct {
 	// host:port its agent serves pieces at (HTTP).
 	Address string `protobuf:"bytes,2,opt,name=address,proto3" json:"address,omitempty"`
 	// An instance of the asking machine's scale set.
-	SameScaleSet  bool `protobuf:"varint,3,opt,name=same_scale_set,json=sameScaleSet,proto3" json:"same_scale_set,omitempty"`
+	SameScaleSet bool `protobuf:"varint,3,opt,name=same_scale_set,json=sameScaleSet,proto3" json:"same_scale_set,omitempty"`
+	// The pieces it holds, when not all: bit i (byte i/8, bit i%8 from the
+	// least significant) is piece i. Empty: every piece. Downloaders ask it
+	// only for pieces it holds, and fetch the pieces fewest peers hold first.
+	Pieces        []byte `protobuf:"bytes,4,opt,name=pieces,proto3" json:"pieces,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
 
 func (x *PeerSource) Reset() {
 	*x = PeerSource{}
-	mi := &file_vmapp_v1_download_proto_msgTypes[3]
+	mi := &file_vmapp_v1_download_proto_msgTypes[5]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -407,7 +553,7 @@ func (x *PeerSource) String() string {
 func (*PeerSource) ProtoMessage() {}
 
 func (x *PeerSource) ProtoReflect() protoreflect.Message {
-	mi := &file_vmapp_v1_download_proto_msgTypes[3]
+	mi := &file_vmapp_v1_download_proto_msgTypes[5]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -420,7 +566,7 @@ func (x *PeerSource) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PeerSource.ProtoReflect.Descriptor instead.
 func (*PeerSource) Descriptor() ([]byte, []int) {
-	return file_vmapp_v1_download_proto_rawDescGZIP(), []int{3}
+	return file_vmapp_v1_download_proto_rawDescGZIP(), []int{5}
 }
 
 func (x *PeerSource) GetMachine() string {
@@ -444,6 +590,13 @@ func (x *PeerSource) GetSameScaleSet() bool {
 	return false
 }
 
+func (x *PeerSource) GetPieces() []byte {
+	if x != nil {
+		return x.Pieces
+	}
+	return nil
+}
+
 // PeerGrant lets one machine read one artifact from peers until it
 // expires. vmappd issues it with a download plan when the version is in
 // the machine's goal state; peers check vmappd's signature.
@@ -465,7 +618,7 @@ type PeerGrant struct {
 
 func (x *PeerGrant) Reset() {
 	*x = PeerGrant{}
-	mi := &file_vmapp_v1_download_proto_msgTypes[4]
+	mi := &file_vmapp_v1_download_proto_msgTypes[6]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -477,7 +630,7 @@ func (x *PeerGrant) String() string {
 func (*PeerGrant) ProtoMessage() {}
 
 func (x *PeerGrant) ProtoReflect() protoreflect.Message {
-	mi := &file_vmapp_v1_download_proto_msgTypes[4]
+	mi := &file_vmapp_v1_download_proto_msgTypes[6]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -490,7 +643,7 @@ func (x *PeerGrant) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PeerGrant.ProtoReflect.Descriptor instead.
 func (*PeerGrant) Descriptor() ([]byte, []int) {
-	return file_vmapp_v1_download_proto_rawDescGZIP(), []int{4}
+	return file_vmapp_v1_download_proto_rawDescGZIP(), []int{6}
 }
 
 func (x *PeerGrant) GetTenant() string {
@@ -561,7 +714,7 @@ type SignedPeerGrant struct {
 
 func (x *SignedPeerGrant) Reset() {
 	*x = SignedPeerGrant{}
-	mi := &file_vmapp_v1_download_proto_msgTypes[5]
+	mi := &file_vmapp_v1_download_proto_msgTypes[7]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -573,7 +726,7 @@ func (x *SignedPeerGrant) String() string {
 func (*SignedPeerGrant) ProtoMessage() {}
 
 func (x *SignedPeerGrant) ProtoReflect() protoreflect.Message {
-	mi := &file_vmapp_v1_download_proto_msgTypes[5]
+	mi := &file_vmapp_v1_download_proto_msgTypes[7]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -586,7 +739,7 @@ func (x *SignedPeerGrant) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SignedPeerGrant.ProtoReflect.Descriptor instead.
 func (*SignedPeerGrant) Descriptor() ([]byte, []int) {
-	return file_vmapp_v1_download_proto_rawDescGZIP(), []int{5}
+	return file_vmapp_v1_download_proto_rawDescGZIP(), []int{7}
 }
 
 func (x *SignedPeerGrant) GetGrant() []byte {
@@ -617,7 +770,7 @@ type DownloadSource struct {
 
 func (x *DownloadSource) Reset() {
 	*x = DownloadSource{}
-	mi := &file_vmapp_v1_download_proto_msgTypes[6]
+	mi := &file_vmapp_v1_download_proto_msgTypes[8]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -629,7 +782,7 @@ func (x *DownloadSource) String() string {
 func (*DownloadSource) ProtoMessage() {}
 
 func (x *DownloadSource) ProtoReflect() protoreflect.Message {
-	mi := &file_vmapp_v1_download_proto_msgTypes[6]
+	mi := &file_vmapp_v1_download_proto_msgTypes[8]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -642,7 +795,7 @@ func (x *DownloadSource) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DownloadSource.ProtoReflect.Descriptor instead.
 func (*DownloadSource) Descriptor() ([]byte, []int) {
-	return file_vmapp_v1_download_proto_rawDescGZIP(), []int{6}
+	return file_vmapp_v1_download_proto_rawDescGZIP(), []int{8}
 }
 
 func (x *DownloadSource) GetRegion() string {
@@ -688,7 +841,7 @@ type ReadRangeRequest struct {
 
 func (x *ReadRangeRequest) Reset() {
 	*x = ReadRangeRequest{}
-	mi := &file_vmapp_v1_download_proto_msgTypes[7]
+	mi := &file_vmapp_v1_download_proto_msgTypes[9]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -700,7 +853,7 @@ func (x *ReadRangeRequest) String() string {
 func (*ReadRangeRequest) ProtoMessage() {}
 
 func (x *ReadRangeRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_vmapp_v1_download_proto_msgTypes[7]
+	mi := &file_vmapp_v1_download_proto_msgTypes[9]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -713,7 +866,7 @@ func (x *ReadRangeRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ReadRangeRequest.ProtoReflect.Descriptor instead.
 func (*ReadRangeRequest) Descriptor() ([]byte, []int) {
-	return file_vmapp_v1_download_proto_rawDescGZIP(), []int{7}
+	return file_vmapp_v1_download_proto_rawDescGZIP(), []int{9}
 }
 
 func (x *ReadRangeRequest) GetGallery() string {
@@ -776,7 +929,7 @@ type ReadRangeResponse struct {
 
 func (x *ReadRangeResponse) Reset() {
 	*x = ReadRangeResponse{}
-	mi := &file_vmapp_v1_download_proto_msgTypes[8]
+	mi := &file_vmapp_v1_download_proto_msgTypes[10]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -788,7 +941,7 @@ func (x *ReadRangeResponse) String() string {
 func (*ReadRangeResponse) ProtoMessage() {}
 
 func (x *ReadRangeResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_vmapp_v1_download_proto_msgTypes[8]
+	mi := &file_vmapp_v1_download_proto_msgTypes[10]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -801,7 +954,7 @@ func (x *ReadRangeResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ReadRangeResponse.ProtoReflect.Descriptor instead.
 func (*ReadRangeResponse) Descriptor() ([]byte, []int) {
-	return file_vmapp_v1_download_proto_rawDescGZIP(), []int{8}
+	return file_vmapp_v1_download_proto_rawDescGZIP(), []int{10}
 }
 
 func (x *ReadRangeResponse) GetOffset() int64 {
@@ -838,7 +991,7 @@ type ReportReplicaDamageRequest struct {
 
 func (x *ReportReplicaDamageRequest) Reset() {
 	*x = ReportReplicaDamageRequest{}
-	mi := &file_vmapp_v1_download_proto_msgTypes[9]
+	mi := &file_vmapp_v1_download_proto_msgTypes[11]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -850,7 +1003,7 @@ func (x *ReportReplicaDamageRequest) String() string {
 func (*ReportReplicaDamageRequest) ProtoMessage() {}
 
 func (x *ReportReplicaDamageRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_vmapp_v1_download_proto_msgTypes[9]
+	mi := &file_vmapp_v1_download_proto_msgTypes[11]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -863,7 +1016,7 @@ func (x *ReportReplicaDamageRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ReportReplicaDamageRequest.ProtoReflect.Descriptor instead.
 func (*ReportReplicaDamageRequest) Descriptor() ([]byte, []int) {
-	return file_vmapp_v1_download_proto_rawDescGZIP(), []int{9}
+	return file_vmapp_v1_download_proto_rawDescGZIP(), []int{11}
 }
 
 func (x *ReportReplicaDamageRequest) GetGallery() string {
@@ -933,7 +1086,7 @@ type ReportReplicaDamageResponse struct {
 
 func (x *ReportReplicaDamageResponse) Reset() {
 	*x = ReportReplicaDamageResponse{}
-	mi := &file_vmapp_v1_download_proto_msgTypes[10]
+	mi := &file_vmapp_v1_download_proto_msgTypes[12]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -945,7 +1098,7 @@ func (x *ReportReplicaDamageResponse) String() string {
 func (*ReportReplicaDamageResponse) ProtoMessage() {}
 
 func (x *ReportReplicaDamageResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_vmapp_v1_download_proto_msgTypes[10]
+	mi := &file_vmapp_v1_download_proto_msgTypes[12]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -958,7 +1111,7 @@ func (x *ReportReplicaDamageResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ReportReplicaDamageResponse.ProtoReflect.Descriptor instead.
 func (*ReportReplicaDamageResponse) Descriptor() ([]byte, []int) {
-	return file_vmapp_v1_download_proto_rawDescGZIP(), []int{10}
+	return file_vmapp_v1_download_proto_rawDescGZIP(), []int{12}
 }
 
 func (x *ReportReplicaDamageResponse) GetVerdict() ReplicaVerdict {
@@ -989,7 +1142,7 @@ type AnnounceRequest struct {
 
 func (x *AnnounceRequest) Reset() {
 	*x = AnnounceRequest{}
-	mi := &file_vmapp_v1_download_proto_msgTypes[11]
+	mi := &file_vmapp_v1_download_proto_msgTypes[13]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1001,7 +1154,7 @@ func (x *AnnounceRequest) String() string {
 func (*AnnounceRequest) ProtoMessage() {}
 
 func (x *AnnounceRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_vmapp_v1_download_proto_msgTypes[11]
+	mi := &file_vmapp_v1_download_proto_msgTypes[13]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1014,7 +1167,7 @@ func (x *AnnounceRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AnnounceRequest.ProtoReflect.Descriptor instead.
 func (*AnnounceRequest) Descriptor() ([]byte, []int) {
-	return file_vmapp_v1_download_proto_rawDescGZIP(), []int{11}
+	return file_vmapp_v1_download_proto_rawDescGZIP(), []int{13}
 }
 
 func (x *AnnounceRequest) GetMachine() string {
@@ -1052,7 +1205,7 @@ type HeldArtifact struct {
 
 func (x *HeldArtifact) Reset() {
 	*x = HeldArtifact{}
-	mi := &file_vmapp_v1_download_proto_msgTypes[12]
+	mi := &file_vmapp_v1_download_proto_msgTypes[14]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1064,7 +1217,7 @@ func (x *HeldArtifact) String() string {
 func (*HeldArtifact) ProtoMessage() {}
 
 func (x *HeldArtifact) ProtoReflect() protoreflect.Message {
-	mi := &file_vmapp_v1_download_proto_msgTypes[12]
+	mi := &file_vmapp_v1_download_proto_msgTypes[14]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1077,7 +1230,7 @@ func (x *HeldArtifact) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use HeldArtifact.ProtoReflect.Descriptor instead.
 func (*HeldArtifact) Descriptor() ([]byte, []int) {
-	return file_vmapp_v1_download_proto_rawDescGZIP(), []int{12}
+	return file_vmapp_v1_download_proto_rawDescGZIP(), []int{14}
 }
 
 func (x *HeldArtifact) GetTenant() string {
@@ -1130,7 +1283,7 @@ type AnnounceResponse struct {
 
 func (x *AnnounceResponse) Reset() {
 	*x = AnnounceResponse{}
-	mi := &file_vmapp_v1_download_proto_msgTypes[13]
+	mi := &file_vmapp_v1_download_proto_msgTypes[15]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1142,7 +1295,7 @@ func (x *AnnounceResponse) String() string {
 func (*AnnounceResponse) ProtoMessage() {}
 
 func (x *AnnounceResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_vmapp_v1_download_proto_msgTypes[13]
+	mi := &file_vmapp_v1_download_proto_msgTypes[15]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1155,7 +1308,7 @@ func (x *AnnounceResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AnnounceResponse.ProtoReflect.Descriptor instead.
 func (*AnnounceResponse) Descriptor() ([]byte, []int) {
-	return file_vmapp_v1_download_proto_rawDescGZIP(), []int{13}
+	return file_vmapp_v1_download_proto_rawDescGZIP(), []int{15}
 }
 
 func (x *AnnounceResponse) GetLease() *durationpb.Duration {
@@ -1198,7 +1351,7 @@ type ReportPeerRequest struct {
 
 func (x *ReportPeerRequest) Reset() {
 	*x = ReportPeerRequest{}
-	mi := &file_vmapp_v1_download_proto_msgTypes[14]
+	mi := &file_vmapp_v1_download_proto_msgTypes[16]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1210,7 +1363,7 @@ func (x *ReportPeerRequest) String() string {
 func (*ReportPeerRequest) ProtoMessage() {}
 
 func (x *ReportPeerRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_vmapp_v1_download_proto_msgTypes[14]
+	mi := &file_vmapp_v1_download_proto_msgTypes[16]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1223,7 +1376,7 @@ func (x *ReportPeerRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ReportPeerRequest.ProtoReflect.Descriptor instead.
 func (*ReportPeerRequest) Descriptor() ([]byte, []int) {
-	return file_vmapp_v1_download_proto_rawDescGZIP(), []int{14}
+	return file_vmapp_v1_download_proto_rawDescGZIP(), []int{16}
 }
 
 func (x *ReportPeerRequest) GetGallery() string {
@@ -1283,7 +1436,7 @@ type ReportPeerResponse struct {
 
 func (x *ReportPeerResponse) Reset() {
 	*x = ReportPeerResponse{}
-	mi := &file_vmapp_v1_download_proto_msgTypes[15]
+	mi := &file_vmapp_v1_download_proto_msgTypes[17]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1295,7 +1448,7 @@ func (x *ReportPeerResponse) String() string {
 func (*ReportPeerResponse) ProtoMessage() {}
 
 func (x *ReportPeerResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_vmapp_v1_download_proto_msgTypes[15]
+	mi := &file_vmapp_v1_download_proto_msgTypes[17]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1308,14 +1461,24 @@ func (x *ReportPeerResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ReportPeerResponse.ProtoReflect.Descriptor instead.
 func (*ReportPeerResponse) Descriptor() ([]byte, []int) {
-	return file_vmapp_v1_download_proto_rawDescGZIP(), []int{15}
+	return file_vmapp_v1_download_proto_rawDescGZIP(), []int{17}
 }
 
 var File_vmapp_v1_download_proto protoreflect.FileDescriptor
 
 const file_vmapp_v1_download_proto_rawDesc = "" +
 	"\n" +
-	"\x17vmapp/v1/download.proto\x12\bvmapp.v1\x1a\x1egoogle/protobuf/duration.proto\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x17vmapp/v1/transfer.proto\"\xb2\x01\n" +
+	"\x17vmapp/v1/download.proto\x12\bvmapp.v1\x1a\x1egoogle/protobuf/duration.proto\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x16vmapp/v1/catalog.proto\x1a\x17vmapp/v1/transfer.proto\"\xcf\x01\n" +
+	"\x0ePreheatRequest\x12\x18\n" +
+	"\agallery\x18\x01 \x01(\tR\agallery\x12 \n" +
+	"\vapplication\x18\x02 \x01(\tR\vapplication\x12\x18\n" +
+	"\aversion\x18\x03 \x01(\tR\aversion\x12\x16\n" +
+	"\x06region\x18\x04 \x01(\tR\x06region\x12\x1a\n" +
+	"\bmachines\x18\x05 \x01(\x05R\bmachines\x12\x1b\n" +
+	"\tscale_set\x18\x06 \x01(\tR\bscaleSet\x12\x16\n" +
+	"\x06cancel\x18\a \x01(\bR\x06cancel\"B\n" +
+	"\x0fPreheatResponse\x12/\n" +
+	"\x06status\x18\x01 \x01(\v2\x17.vmapp.v1.PreheatStatusR\x06status\"\xb2\x01\n" +
 	"\x16GetDownloadPlanRequest\x12\x18\n" +
 	"\agallery\x18\x01 \x01(\tR\agallery\x12 \n" +
 	"\vapplication\x18\x02 \x01(\tR\vapplication\x12\x18\n" +
@@ -1345,12 +1508,13 @@ const file_vmapp_v1_download_proto_rawDesc = "" +
 	"pieceChain\x12*\n" +
 	"\x05peers\x18\x0e \x03(\v2\x14.vmapp.v1.PeerSourceR\x05peers\x12\x1d\n" +
 	"\n" +
-	"peer_grant\x18\x0f \x01(\tR\tpeerGrant\"f\n" +
+	"peer_grant\x18\x0f \x01(\tR\tpeerGrant\"~\n" +
 	"\n" +
 	"PeerSource\x12\x18\n" +
 	"\amachine\x18\x01 \x01(\tR\amachine\x12\x18\n" +
 	"\aaddress\x18\x02 \x01(\tR\aaddress\x12$\n" +
-	"\x0esame_scale_set\x18\x03 \x01(\bR\fsameScaleSet\"\xa3\x02\n" +
+	"\x0esame_scale_set\x18\x03 \x01(\bR\fsameScaleSet\x12\x16\n" +
+	"\x06pieces\x18\x04 \x01(\fR\x06pieces\"\xa3\x02\n" +
 	"\tPeerGrant\x12\x16\n" +
 	"\x06tenant\x18\x01 \x01(\tR\x06tenant\x12\x18\n" +
 	"\amachine\x18\x02 \x01(\tR\amachine\x12%\n" +
@@ -1421,14 +1585,15 @@ const file_vmapp_v1_download_proto_rawDesc = "" +
 	"\x15REPLICA_VERDICT_SOUND\x10\x01\x12\x1b\n" +
 	"\x17REPLICA_VERDICT_DAMAGED\x10\x02\x12!\n" +
 	"\x1dREPLICA_VERDICT_NOT_COMPLETED\x10\x03\x12%\n" +
-	"!REPLICA_VERDICT_RECENTLY_VERIFIED\x10\x042\xa1\x03\n" +
+	"!REPLICA_VERDICT_RECENTLY_VERIFIED\x10\x042\xe1\x03\n" +
 	"\x0fDownloadService\x12V\n" +
 	"\x0fGetDownloadPlan\x12 .vmapp.v1.GetDownloadPlanRequest\x1a!.vmapp.v1.GetDownloadPlanResponse\x12F\n" +
 	"\tReadRange\x12\x1a.vmapp.v1.ReadRangeRequest\x1a\x1b.vmapp.v1.ReadRangeResponse0\x01\x12b\n" +
 	"\x13ReportReplicaDamage\x12$.vmapp.v1.ReportReplicaDamageRequest\x1a%.vmapp.v1.ReportReplicaDamageResponse\x12A\n" +
 	"\bAnnounce\x12\x19.vmapp.v1.AnnounceRequest\x1a\x1a.vmapp.v1.AnnounceResponse\x12G\n" +
 	"\n" +
-	"ReportPeer\x12\x1b.vmapp.v1.ReportPeerRequest\x1a\x1c.vmapp.v1.ReportPeerResponseB/Z-github.com/vmapp/vmapp/proto/vmapp/v1;vmappv1b\x06proto3"
+	"ReportPeer\x12\x1b.vmapp.v1.ReportPeerRequest\x1a\x1c.vmapp.v1.ReportPeerResponse\x12>\n" +
+	"\aPreheat\x12\x18.vmapp.v1.PreheatRequest\x1a\x19.vmapp.v1.PreheatResponseB/Z-github.com/vmapp/vmapp/proto/vmapp/v1;vmappv1b\x06proto3"
 
 var (
 	file_vmapp_v1_download_proto_rawDescOnce sync.Once
@@ -1443,60 +1608,66 @@ func file_vmapp_v1_download_proto_rawDescGZIP() []byte {
 }
 
 var file_vmapp_v1_download_proto_enumTypes = make([]protoimpl.EnumInfo, 1)
-var file_vmapp_v1_download_proto_msgTypes = make([]protoimpl.MessageInfo, 16)
+var file_vmapp_v1_download_proto_msgTypes = make([]protoimpl.MessageInfo, 18)
 var file_vmapp_v1_download_proto_goTypes = []any{
 	(ReplicaVerdict)(0),                 // 0: vmapp.v1.ReplicaVerdict
-	(*GetDownloadPlanRequest)(nil),      // 1: vmapp.v1.GetDownloadPlanRequest
-	(*GetDownloadPlanResponse)(nil),     // 2: vmapp.v1.GetDownloadPlanResponse
-	(*DownloadPlan)(nil),                // 3: vmapp.v1.DownloadPlan
-	(*PeerSource)(nil),                  // 4: vmapp.v1.PeerSource
-	(*PeerGrant)(nil),                   // 5: vmapp.v1.PeerGrant
-	(*SignedPeerGrant)(nil),             // 6: vmapp.v1.SignedPeerGrant
-	(*DownloadSource)(nil),              // 7: vmapp.v1.DownloadSource
-	(*ReadRangeRequest)(nil),            // 8: vmapp.v1.ReadRangeRequest
-	(*ReadRangeResponse)(nil),           // 9: vmapp.v1.ReadRangeResponse
-	(*ReportReplicaDamageRequest)(nil),  // 10: vmapp.v1.ReportReplicaDamageRequest
-	(*ReportReplicaDamageResponse)(nil), // 11: vmapp.v1.ReportReplicaDamageResponse
-	(*AnnounceRequest)(nil),             // 12: vmapp.v1.AnnounceRequest
-	(*HeldArtifact)(nil),                // 13: vmapp.v1.HeldArtifact
-	(*AnnounceResponse)(nil),            // 14: vmapp.v1.AnnounceResponse
-	(*ReportPeerRequest)(nil),           // 15: vmapp.v1.ReportPeerRequest
-	(*ReportPeerResponse)(nil),          // 16: vmapp.v1.ReportPeerResponse
-	(ArtifactKind)(0),                   // 17: vmapp.v1.ArtifactKind
-	(*timestamppb.Timestamp)(nil),       // 18: google.protobuf.Timestamp
-	(*durationpb.Duration)(nil),         // 19: google.protobuf.Duration
+	(*PreheatRequest)(nil),              // 1: vmapp.v1.PreheatRequest
+	(*PreheatResponse)(nil),             // 2: vmapp.v1.PreheatResponse
+	(*GetDownloadPlanRequest)(nil),      // 3: vmapp.v1.GetDownloadPlanRequest
+	(*GetDownloadPlanResponse)(nil),     // 4: vmapp.v1.GetDownloadPlanResponse
+	(*DownloadPlan)(nil),                // 5: vmapp.v1.DownloadPlan
+	(*PeerSource)(nil),                  // 6: vmapp.v1.PeerSource
+	(*PeerGrant)(nil),                   // 7: vmapp.v1.PeerGrant
+	(*SignedPeerGrant)(nil),             // 8: vmapp.v1.SignedPeerGrant
+	(*DownloadSource)(nil),              // 9: vmapp.v1.DownloadSource
+	(*ReadRangeRequest)(nil),            // 10: vmapp.v1.ReadRangeRequest
+	(*ReadRangeResponse)(nil),           // 11: vmapp.v1.ReadRangeResponse
+	(*ReportReplicaDamageRequest)(nil),  // 12: vmapp.v1.ReportReplicaDamageRequest
+	(*ReportReplicaDamageResponse)(nil), // 13: vmapp.v1.ReportReplicaDamageResponse
+	(*AnnounceRequest)(nil),             // 14: vmapp.v1.AnnounceRequest
+	(*HeldArtifact)(nil),                // 15: vmapp.v1.HeldArtifact
+	(*AnnounceResponse)(nil),            // 16: vmapp.v1.AnnounceResponse
+	(*ReportPeerRequest)(nil),           // 17: vmapp.v1.ReportPeerRequest
+	(*ReportPeerResponse)(nil),          // 18: vmapp.v1.ReportPeerResponse
+	(*PreheatStatus)(nil),               // 19: vmapp.v1.PreheatStatus
+	(ArtifactKind)(0),                   // 20: vmapp.v1.ArtifactKind
+	(*timestamppb.Timestamp)(nil),       // 21: google.protobuf.Timestamp
+	(*durationpb.Duration)(nil),         // 22: google.protobuf.Duration
 }
 var file_vmapp_v1_download_proto_depIdxs = []int32{
-	17, // 0: vmapp.v1.GetDownloadPlanRequest.kind:type_name -> vmapp.v1.ArtifactKind
-	3,  // 1: vmapp.v1.GetDownloadPlanResponse.plan:type_name -> vmapp.v1.DownloadPlan
-	17, // 2: vmapp.v1.DownloadPlan.kind:type_name -> vmapp.v1.ArtifactKind
-	7,  // 3: vmapp.v1.DownloadPlan.sources:type_name -> vmapp.v1.DownloadSource
-	18, // 4: vmapp.v1.DownloadPlan.expire_time:type_name -> google.protobuf.Timestamp
-	4,  // 5: vmapp.v1.DownloadPlan.peers:type_name -> vmapp.v1.PeerSource
-	17, // 6: vmapp.v1.PeerGrant.kind:type_name -> vmapp.v1.ArtifactKind
-	18, // 7: vmapp.v1.PeerGrant.expire_time:type_name -> google.protobuf.Timestamp
-	17, // 8: vmapp.v1.ReadRangeRequest.kind:type_name -> vmapp.v1.ArtifactKind
-	17, // 9: vmapp.v1.ReportReplicaDamageRequest.kind:type_name -> vmapp.v1.ArtifactKind
-	0,  // 10: vmapp.v1.ReportReplicaDamageResponse.verdict:type_name -> vmapp.v1.ReplicaVerdict
-	13, // 11: vmapp.v1.AnnounceRequest.held:type_name -> vmapp.v1.HeldArtifact
-	17, // 12: vmapp.v1.HeldArtifact.kind:type_name -> vmapp.v1.ArtifactKind
-	19, // 13: vmapp.v1.AnnounceResponse.lease:type_name -> google.protobuf.Duration
-	17, // 14: vmapp.v1.ReportPeerRequest.kind:type_name -> vmapp.v1.ArtifactKind
-	1,  // 15: vmapp.v1.DownloadService.GetDownloadPlan:input_type -> vmapp.v1.GetDownloadPlanRequest
-	8,  // 16: vmapp.v1.DownloadService.ReadRange:input_type -> vmapp.v1.ReadRangeRequest
-	10, // 17: vmapp.v1.DownloadService.ReportReplicaDamage:input_type -> vmapp.v1.ReportReplicaDamageRequest
-	12, // 18: vmapp.v1.DownloadService.Announce:input_type -> vmapp.v1.AnnounceRequest
-	15, // 19: vmapp.v1.DownloadService.ReportPeer:input_type -> vmapp.v1.ReportPeerRequest
-	2,  // 20: vmapp.v1.DownloadService.GetDownloadPlan:output_type -> vmapp.v1.GetDownloadPlanResponse
-	9,  // 21: vmapp.v1.DownloadService.ReadRange:output_type -> vmapp.v1.ReadRangeResponse
-	11, // 22: vmapp.v1.DownloadService.ReportReplicaDamage:output_type -> vmapp.v1.ReportReplicaDamageResponse
-	14, // 23: vmapp.v1.DownloadService.Announce:output_type -> vmapp.v1.AnnounceResponse
-	16, // 24: vmapp.v1.DownloadService.ReportPeer:output_type -> vmapp.v1.ReportPeerResponse
-	20, // [20:25] is the sub-list for method output_type
-	15, // [15:20] is the sub-list for method input_type
-	15, // [15:15] is the sub-list for extension type_name
-	15, // [15:15] is the sub-list for extension extendee
-	0,  // [0:15] is the sub-list for field type_name
+	19, // 0: vmapp.v1.PreheatResponse.status:type_name -> vmapp.v1.PreheatStatus
+	20, // 1: vmapp.v1.GetDownloadPlanRequest.kind:type_name -> vmapp.v1.ArtifactKind
+	5,  // 2: vmapp.v1.GetDownloadPlanResponse.plan:type_name -> vmapp.v1.DownloadPlan
+	20, // 3: vmapp.v1.DownloadPlan.kind:type_name -> vmapp.v1.ArtifactKind
+	9,  // 4: vmapp.v1.DownloadPlan.sources:type_name -> vmapp.v1.DownloadSource
+	21, // 5: vmapp.v1.DownloadPlan.expire_time:type_name -> google.protobuf.Timestamp
+	6,  // 6: vmapp.v1.DownloadPlan.peers:type_name -> vmapp.v1.PeerSource
+	20, // 7: vmapp.v1.PeerGrant.kind:type_name -> vmapp.v1.ArtifactKind
+	21, // 8: vmapp.v1.PeerGrant.expire_time:type_name -> google.protobuf.Timestamp
+	20, // 9: vmapp.v1.ReadRangeRequest.kind:type_name -> vmapp.v1.ArtifactKind
+	20, // 10: vmapp.v1.ReportReplicaDamageRequest.kind:type_name -> vmapp.v1.ArtifactKind
+	0,  // 11: vmapp.v1.ReportReplicaDamageResponse.verdict:type_name -> vmapp.v1.ReplicaVerdict
+	15, // 12: vmapp.v1.AnnounceRequest.held:type_name -> vmapp.v1.HeldArtifact
+	20, // 13: vmapp.v1.HeldArtifact.kind:type_name -> vmapp.v1.ArtifactKind
+	22, // 14: vmapp.v1.AnnounceResponse.lease:type_name -> google.protobuf.Duration
+	20, // 15: vmapp.v1.ReportPeerRequest.kind:type_name -> vmapp.v1.ArtifactKind
+	3,  // 16: vmapp.v1.DownloadService.GetDownloadPlan:input_type -> vmapp.v1.GetDownloadPlanRequest
+	10, // 17: vmapp.v1.DownloadService.ReadRange:input_type -> vmapp.v1.ReadRangeRequest
+	12, // 18: vmapp.v1.DownloadService.ReportReplicaDamage:input_type -> vmapp.v1.ReportReplicaDamageRequest
+	14, // 19: vmapp.v1.DownloadService.Announce:input_type -> vmapp.v1.AnnounceRequest
+	17, // 20: vmapp.v1.DownloadService.ReportPeer:input_type -> vmapp.v1.ReportPeerRequest
+	1,  // 21: vmapp.v1.DownloadService.Preheat:input_type -> vmapp.v1.PreheatRequest
+	4,  // 22: vmapp.v1.DownloadService.GetDownloadPlan:output_type -> vmapp.v1.GetDownloadPlanResponse
+	11, // 23: vmapp.v1.DownloadService.ReadRange:output_type -> vmapp.v1.ReadRangeResponse
+	13, // 24: vmapp.v1.DownloadService.ReportReplicaDamage:output_type -> vmapp.v1.ReportReplicaDamageResponse
+	16, // 25: vmapp.v1.DownloadService.Announce:output_type -> vmapp.v1.AnnounceResponse
+	18, // 26: vmapp.v1.DownloadService.ReportPeer:output_type -> vmapp.v1.ReportPeerResponse
+	2,  // 27: vmapp.v1.DownloadService.Preheat:output_type -> vmapp.v1.PreheatResponse
+	22, // [22:28] is the sub-list for method output_type
+	16, // [16:22] is the sub-list for method input_type
+	16, // [16:16] is the sub-list for extension type_name
+	16, // [16:16] is the sub-list for extension extendee
+	0,  // [0:16] is the sub-list for field type_name
 }
 
 func init() { file_vmapp_v1_download_proto_init() }
@@ -1504,6 +1675,7 @@ func file_vmapp_v1_download_proto_init() {
 	if File_vmapp_v1_download_proto != nil {
 		return
 	}
+	file_vmapp_v1_catalog_proto_init()
 	file_vmapp_v1_transfer_proto_init()
 	type x struct{}
 	out := protoimpl.TypeBuilder{
@@ -1511,7 +1683,7 @@ func file_vmapp_v1_download_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_vmapp_v1_download_proto_rawDesc), len(file_vmapp_v1_download_proto_rawDesc)),
 			NumEnums:      1,
-			NumMessages:   16,
+			NumMessages:   18,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

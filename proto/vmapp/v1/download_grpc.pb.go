@@ -24,6 +24,7 @@ const (
 	DownloadService_ReportReplicaDamage_FullMethodName = "/vmapp.v1.DownloadService/ReportReplicaDamage"
 	DownloadService_Announce_FullMethodName            = "/vmapp.v1.DownloadService/Announce"
 	DownloadService_ReportPeer_FullMethodName          = "/vmapp.v1.DownloadService/ReportPeer"
+	DownloadService_Preheat_FullMethodName             = "/vmapp.v1.DownloadService/Preheat"
 )
 
 // DownloadServiceClient is the client API for DownloadService service.
@@ -63,6 +64,12 @@ type DownloadServiceClient interface {
 	// verification: the tracker stops offering that peer for the artifact
 	// for a while. Machines may report only versions in their goal state.
 	ReportPeer(ctx context.Context, in *ReportPeerRequest, opts ...grpc.CallOption) (*ReportPeerResponse, error)
+	// Preheat has machines of a region fetch a version's package into their
+	// agents' peer caches before a rollout: count machines of the region
+	// (those whose agents serve peers first, then by name), or the
+	// instances of a scale set in the region. It replaces the version's
+	// preheat in the region; cancel ends it. Progress: GetVersion's preheat.
+	Preheat(ctx context.Context, in *PreheatRequest, opts ...grpc.CallOption) (*PreheatResponse, error)
 }
 
 type downloadServiceClient struct {
@@ -132,6 +139,16 @@ func (c *downloadServiceClient) ReportPeer(ctx context.Context, in *ReportPeerRe
 	return out, nil
 }
 
+func (c *downloadServiceClient) Preheat(ctx context.Context, in *PreheatRequest, opts ...grpc.CallOption) (*PreheatResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(PreheatResponse)
+	err := c.cc.Invoke(ctx, DownloadService_Preheat_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 // DownloadServiceServer is the server API for DownloadService service.
 // All implementations must embed UnimplementedDownloadServiceServer
 // for forward compatibility.
@@ -169,6 +186,12 @@ type DownloadServiceServer interface {
 	// verification: the tracker stops offering that peer for the artifact
 	// for a while. Machines may report only versions in their goal state.
 	ReportPeer(context.Context, *ReportPeerRequest) (*ReportPeerResponse, error)
+	// Preheat has machines of a region fetch a version's package into their
+	// agents' peer caches before a rollout: count machines of the region
+	// (those whose agents serve peers first, then by name), or the
+	// instances of a scale set in the region. It replaces the version's
+	// preheat in the region; cancel ends it. Progress: GetVersion's preheat.
+	Preheat(context.Context, *PreheatRequest) (*PreheatResponse, error)
 	mustEmbedUnimplementedDownloadServiceServer()
 }
 
@@ -193,6 +216,9 @@ func (UnimplementedDownloadServiceServer) Announce(context.Context, *AnnounceReq
 }
 func (UnimplementedDownloadServiceServer) ReportPeer(context.Context, *ReportPeerRequest) (*ReportPeerResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method ReportPeer not implemented")
+}
+func (UnimplementedDownloadServiceServer) Preheat(context.Context, *PreheatRequest) (*PreheatResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method Preheat not implemented")
 }
 func (UnimplementedDownloadServiceServer) mustEmbedUnimplementedDownloadServiceServer() {}
 func (UnimplementedDownloadServiceServer) testEmbeddedByValue()                         {}
@@ -298,6 +324,24 @@ func _DownloadService_ReportPeer_Handler(srv interface{}, ctx context.Context, d
 	return interceptor(ctx, in, info, handler)
 }
 
+func _DownloadService_Preheat_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(PreheatRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(DownloadServiceServer).Preheat(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: DownloadService_Preheat_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(DownloadServiceServer).Preheat(ctx, req.(*PreheatRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 // DownloadService_ServiceDesc is the grpc.ServiceDesc for DownloadService service.
 // It's only intended for direct use with grpc.RegisterService,
 // and not to be introspected or modified (even as a copy)
@@ -320,6 +364,10 @@ var DownloadService_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "ReportPeer",
 			Handler:    _DownloadService_ReportPeer_Handler,
+		},
+		{
+			MethodName: "Preheat",
+			Handler:    _DownloadService_Preheat_Handler,
 		},
 	},
 	Streams: []grpc.StreamDesc{

@@ -726,7 +726,10 @@ type GoalState struct {
 	// the applications: an agent applies those signed by keys it trusts.
 	KeyChanges []*KeyChange `protobuf:"bytes,5,rep,name=key_changes,json=keyChanges,proto3" json:"key_changes,omitempty"`
 	// The custom actions to run (runs still Pending), oldest first.
-	Actions       []*ActionRun `protobuf:"bytes,6,rep,name=actions,proto3" json:"actions,omitempty"`
+	Actions []*ActionRun `protobuf:"bytes,6,rep,name=actions,proto3" json:"actions,omitempty"`
+	// Versions to download into the agent's peer cache without installing
+	// them (vmapp version preheat): their regions hold them completed.
+	Preheat       []*GoalPreheat `protobuf:"bytes,7,rep,name=preheat,proto3" json:"preheat,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -803,6 +806,83 @@ func (x *GoalState) GetActions() []*ActionRun {
 	return nil
 }
 
+func (x *GoalState) GetPreheat() []*GoalPreheat {
+	if x != nil {
+		return x.Preheat
+	}
+	return nil
+}
+
+// GoalPreheat is a version whose package the machine fetches ahead of a
+// rollout, to serve it to peers.
+type GoalPreheat struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Gallery       string                 `protobuf:"bytes,1,opt,name=gallery,proto3" json:"gallery,omitempty"`
+	Application   string                 `protobuf:"bytes,2,opt,name=application,proto3" json:"application,omitempty"`
+	Version       string                 `protobuf:"bytes,3,opt,name=version,proto3" json:"version,omitempty"`
+	Package       *Artifact              `protobuf:"bytes,4,opt,name=package,proto3" json:"package,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *GoalPreheat) Reset() {
+	*x = GoalPreheat{}
+	mi := &file_vmapp_v1_fleet_proto_msgTypes[7]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *GoalPreheat) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*GoalPreheat) ProtoMessage() {}
+
+func (x *GoalPreheat) ProtoReflect() protoreflect.Message {
+	mi := &file_vmapp_v1_fleet_proto_msgTypes[7]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use GoalPreheat.ProtoReflect.Descriptor instead.
+func (*GoalPreheat) Descriptor() ([]byte, []int) {
+	return file_vmapp_v1_fleet_proto_rawDescGZIP(), []int{7}
+}
+
+func (x *GoalPreheat) GetGallery() string {
+	if x != nil {
+		return x.Gallery
+	}
+	return ""
+}
+
+func (x *GoalPreheat) GetApplication() string {
+	if x != nil {
+		return x.Application
+	}
+	return ""
+}
+
+func (x *GoalPreheat) GetVersion() string {
+	if x != nil {
+		return x.Version
+	}
+	return ""
+}
+
+func (x *GoalPreheat) GetPackage() *Artifact {
+	if x != nil {
+		return x.Package
+	}
+	return nil
+}
+
 type GoalApplication struct {
 	state                           protoimpl.MessageState `protogen:"open.v1"`
 	Gallery                         string                 `protobuf:"bytes,1,opt,name=gallery,proto3" json:"gallery,omitempty"`
@@ -836,7 +916,7 @@ type GoalApplication struct {
 
 func (x *GoalApplication) Reset() {
 	*x = GoalApplication{}
-	mi := &file_vmapp_v1_fleet_proto_msgTypes[7]
+	mi := &file_vmapp_v1_fleet_proto_msgTypes[8]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -848,7 +928,7 @@ func (x *GoalApplication) String() string {
 func (*GoalApplication) ProtoMessage() {}
 
 func (x *GoalApplication) ProtoReflect() protoreflect.Message {
-	mi := &file_vmapp_v1_fleet_proto_msgTypes[7]
+	mi := &file_vmapp_v1_fleet_proto_msgTypes[8]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -861,7 +941,7 @@ func (x *GoalApplication) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GoalApplication.ProtoReflect.Descriptor instead.
 func (*GoalApplication) Descriptor() ([]byte, []int) {
-	return file_vmapp_v1_fleet_proto_rawDescGZIP(), []int{7}
+	return file_vmapp_v1_fleet_proto_rawDescGZIP(), []int{8}
 }
 
 func (x *GoalApplication) GetGallery() string {
@@ -985,7 +1065,7 @@ type CreateMachineRequest struct {
 
 func (x *CreateMachineRequest) Reset() {
 	*x = CreateMachineRequest{}
-	mi := &file_vmapp_v1_fleet_proto_msgTypes[8]
+	mi := &file_vmapp_v1_fleet_proto_msgTypes[9]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -997,7 +1077,7 @@ func (x *CreateMachineRequest) String() string {
 func (*CreateMachineRequest) ProtoMessage() {}
 
 func (x *CreateMachineRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_vmapp_v1_fleet_proto_msgTypes[8]
+	mi := &file_vmapp_v1_fleet_proto_msgTypes[9]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1010,7 +1090,7 @@ func (x *CreateMachineRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CreateMachineRequest.ProtoReflect.Descriptor instead.
 func (*CreateMachineRequest) Descriptor() ([]byte, []int) {
-	return file_vmapp_v1_fleet_proto_rawDescGZIP(), []int{8}
+	return file_vmapp_v1_fleet_proto_rawDescGZIP(), []int{9}
 }
 
 func (x *CreateMachineRequest) GetMachine() *Machine {
@@ -1033,7 +1113,7 @@ type CreateMachineResponse struct {
 
 func (x *CreateMachineResponse) Reset() {
 	*x = CreateMachineResponse{}
-	mi := &file_vmapp_v1_fleet_proto_msgTypes[9]
+	mi := &file_vmapp_v1_fleet_proto_msgTypes[10]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1045,7 +1125,7 @@ func (x *CreateMachineResponse) String() string {
 func (*CreateMachineResponse) ProtoMessage() {}
 
 func (x *CreateMachineResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_vmapp_v1_fleet_proto_msgTypes[9]
+	mi := &file_vmapp_v1_fleet_proto_msgTypes[10]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1058,7 +1138,7 @@ func (x *CreateMachineResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CreateMachineResponse.ProtoReflect.Descriptor instead.
 func (*CreateMachineResponse) Descriptor() ([]byte, []int) {
-	return file_vmapp_v1_fleet_proto_rawDescGZIP(), []int{9}
+	return file_vmapp_v1_fleet_proto_rawDescGZIP(), []int{10}
 }
 
 func (x *CreateMachineResponse) GetMachine() *Machine {
@@ -1084,7 +1164,7 @@ type GetMachineRequest struct {
 
 func (x *GetMachineRequest) Reset() {
 	*x = GetMachineRequest{}
-	mi := &file_vmapp_v1_fleet_proto_msgTypes[10]
+	mi := &file_vmapp_v1_fleet_proto_msgTypes[11]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1096,7 +1176,7 @@ func (x *GetMachineRequest) String() string {
 func (*GetMachineRequest) ProtoMessage() {}
 
 func (x *GetMachineRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_vmapp_v1_fleet_proto_msgTypes[10]
+	mi := &file_vmapp_v1_fleet_proto_msgTypes[11]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1109,7 +1189,7 @@ func (x *GetMachineRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetMachineRequest.ProtoReflect.Descriptor instead.
 func (*GetMachineRequest) Descriptor() ([]byte, []int) {
-	return file_vmapp_v1_fleet_proto_rawDescGZIP(), []int{10}
+	return file_vmapp_v1_fleet_proto_rawDescGZIP(), []int{11}
 }
 
 func (x *GetMachineRequest) GetName() string {
@@ -1128,7 +1208,7 @@ type GetMachineResponse struct {
 
 func (x *GetMachineResponse) Reset() {
 	*x = GetMachineResponse{}
-	mi := &file_vmapp_v1_fleet_proto_msgTypes[11]
+	mi := &file_vmapp_v1_fleet_proto_msgTypes[12]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1140,7 +1220,7 @@ func (x *GetMachineResponse) String() string {
 func (*GetMachineResponse) ProtoMessage() {}
 
 func (x *GetMachineResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_vmapp_v1_fleet_proto_msgTypes[11]
+	mi := &file_vmapp_v1_fleet_proto_msgTypes[12]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1153,7 +1233,7 @@ func (x *GetMachineResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetMachineResponse.ProtoReflect.Descriptor instead.
 func (*GetMachineResponse) Descriptor() ([]byte, []int) {
-	return file_vmapp_v1_fleet_proto_rawDescGZIP(), []int{11}
+	return file_vmapp_v1_fleet_proto_rawDescGZIP(), []int{12}
 }
 
 func (x *GetMachineResponse) GetMachine() *Machine {
@@ -1175,7 +1255,7 @@ type ListMachinesRequest struct {
 
 func (x *ListMachinesRequest) Reset() {
 	*x = ListMachinesRequest{}
-	mi := &file_vmapp_v1_fleet_proto_msgTypes[12]
+	mi := &file_vmapp_v1_fleet_proto_msgTypes[13]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1187,7 +1267,7 @@ func (x *ListMachinesRequest) String() string {
 func (*ListMachinesRequest) ProtoMessage() {}
 
 func (x *ListMachinesRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_vmapp_v1_fleet_proto_msgTypes[12]
+	mi := &file_vmapp_v1_fleet_proto_msgTypes[13]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1200,7 +1280,7 @@ func (x *ListMachinesRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListMachinesRequest.ProtoReflect.Descriptor instead.
 func (*ListMachinesRequest) Descriptor() ([]byte, []int) {
-	return file_vmapp_v1_fleet_proto_rawDescGZIP(), []int{12}
+	return file_vmapp_v1_fleet_proto_rawDescGZIP(), []int{13}
 }
 
 func (x *ListMachinesRequest) GetPageSize() int32 {
@@ -1234,7 +1314,7 @@ type ListMachinesResponse struct {
 
 func (x *ListMachinesResponse) Reset() {
 	*x = ListMachinesResponse{}
-	mi := &file_vmapp_v1_fleet_proto_msgTypes[13]
+	mi := &file_vmapp_v1_fleet_proto_msgTypes[14]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1246,7 +1326,7 @@ func (x *ListMachinesResponse) String() string {
 func (*ListMachinesResponse) ProtoMessage() {}
 
 func (x *ListMachinesResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_vmapp_v1_fleet_proto_msgTypes[13]
+	mi := &file_vmapp_v1_fleet_proto_msgTypes[14]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1259,7 +1339,7 @@ func (x *ListMachinesResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListMachinesResponse.ProtoReflect.Descriptor instead.
 func (*ListMachinesResponse) Descriptor() ([]byte, []int) {
-	return file_vmapp_v1_fleet_proto_rawDescGZIP(), []int{13}
+	return file_vmapp_v1_fleet_proto_rawDescGZIP(), []int{14}
 }
 
 func (x *ListMachinesResponse) GetMachines() []*Machine {
@@ -1285,7 +1365,7 @@ type DeleteMachineRequest struct {
 
 func (x *DeleteMachineRequest) Reset() {
 	*x = DeleteMachineRequest{}
-	mi := &file_vmapp_v1_fleet_proto_msgTypes[14]
+	mi := &file_vmapp_v1_fleet_proto_msgTypes[15]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1297,7 +1377,7 @@ func (x *DeleteMachineRequest) String() string {
 func (*DeleteMachineRequest) ProtoMessage() {}
 
 func (x *DeleteMachineRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_vmapp_v1_fleet_proto_msgTypes[14]
+	mi := &file_vmapp_v1_fleet_proto_msgTypes[15]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1310,7 +1390,7 @@ func (x *DeleteMachineRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DeleteMachineRequest.ProtoReflect.Descriptor instead.
 func (*DeleteMachineRequest) Descriptor() ([]byte, []int) {
-	return file_vmapp_v1_fleet_proto_rawDescGZIP(), []int{14}
+	return file_vmapp_v1_fleet_proto_rawDescGZIP(), []int{15}
 }
 
 func (x *DeleteMachineRequest) GetName() string {
@@ -1328,7 +1408,7 @@ type DeleteMachineResponse struct {
 
 func (x *DeleteMachineResponse) Reset() {
 	*x = DeleteMachineResponse{}
-	mi := &file_vmapp_v1_fleet_proto_msgTypes[15]
+	mi := &file_vmapp_v1_fleet_proto_msgTypes[16]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1340,7 +1420,7 @@ func (x *DeleteMachineResponse) String() string {
 func (*DeleteMachineResponse) ProtoMessage() {}
 
 func (x *DeleteMachineResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_vmapp_v1_fleet_proto_msgTypes[15]
+	mi := &file_vmapp_v1_fleet_proto_msgTypes[16]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1353,7 +1433,7 @@ func (x *DeleteMachineResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DeleteMachineResponse.ProtoReflect.Descriptor instead.
 func (*DeleteMachineResponse) Descriptor() ([]byte, []int) {
-	return file_vmapp_v1_fleet_proto_rawDescGZIP(), []int{15}
+	return file_vmapp_v1_fleet_proto_rawDescGZIP(), []int{16}
 }
 
 type CreateScaleSetRequest struct {
@@ -1365,7 +1445,7 @@ type CreateScaleSetRequest struct {
 
 func (x *CreateScaleSetRequest) Reset() {
 	*x = CreateScaleSetRequest{}
-	mi := &file_vmapp_v1_fleet_proto_msgTypes[16]
+	mi := &file_vmapp_v1_fleet_proto_msgTypes[17]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1377,7 +1457,7 @@ func (x *CreateScaleSetRequest) String() string {
 func (*CreateScaleSetRequest) ProtoMessage() {}
 
 func (x *CreateScaleSetRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_vmapp_v1_fleet_proto_msgTypes[16]
+	mi := &file_vmapp_v1_fleet_proto_msgTypes[17]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1390,7 +1470,7 @@ func (x *CreateScaleSetRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CreateScaleSetRequest.ProtoReflect.Descriptor instead.
 func (*CreateScaleSetRequest) Descriptor() ([]byte, []int) {
-	return file_vmapp_v1_fleet_proto_rawDescGZIP(), []int{16}
+	return file_vmapp_v1_fleet_proto_rawDescGZIP(), []int{17}
 }
 
 func (x *CreateScaleSetRequest) GetScaleSet() *ScaleSet {
@@ -1409,7 +1489,7 @@ type CreateScaleSetResponse struct {
 
 func (x *CreateScaleSetResponse) Reset() {
 	*x = CreateScaleSetResponse{}
-	mi := &file_vmapp_v1_fleet_proto_msgTypes[17]
+	mi := &file_vmapp_v1_fleet_proto_msgTypes[18]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1421,7 +1501,7 @@ func (x *CreateScaleSetResponse) String() string {
 func (*CreateScaleSetResponse) ProtoMessage() {}
 
 func (x *CreateScaleSetResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_vmapp_v1_fleet_proto_msgTypes[17]
+	mi := &file_vmapp_v1_fleet_proto_msgTypes[18]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1434,7 +1514,7 @@ func (x *CreateScaleSetResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CreateScaleSetResponse.ProtoReflect.Descriptor instead.
 func (*CreateScaleSetResponse) Descriptor() ([]byte, []int) {
-	return file_vmapp_v1_fleet_proto_rawDescGZIP(), []int{17}
+	return file_vmapp_v1_fleet_proto_rawDescGZIP(), []int{18}
 }
 
 func (x *CreateScaleSetResponse) GetScaleSet() *ScaleSet {
@@ -1453,7 +1533,7 @@ type GetScaleSetRequest struct {
 
 func (x *GetScaleSetRequest) Reset() {
 	*x = GetScaleSetRequest{}
-	mi := &file_vmapp_v1_fleet_proto_msgTypes[18]
+	mi := &file_vmapp_v1_fleet_proto_msgTypes[19]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1465,7 +1545,7 @@ func (x *GetScaleSetRequest) String() string {
 func (*GetScaleSetRequest) ProtoMessage() {}
 
 func (x *GetScaleSetRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_vmapp_v1_fleet_proto_msgTypes[18]
+	mi := &file_vmapp_v1_fleet_proto_msgTypes[19]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1478,7 +1558,7 @@ func (x *GetScaleSetRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetScaleSetRequest.ProtoReflect.Descriptor instead.
 func (*GetScaleSetRequest) Descriptor() ([]byte, []int) {
-	return file_vmapp_v1_fleet_proto_rawDescGZIP(), []int{18}
+	return file_vmapp_v1_fleet_proto_rawDescGZIP(), []int{19}
 }
 
 func (x *GetScaleSetRequest) GetName() string {
@@ -1497,7 +1577,7 @@ type GetScaleSetResponse struct {
 
 func (x *GetScaleSetResponse) Reset() {
 	*x = GetScaleSetResponse{}
-	mi := &file_vmapp_v1_fleet_proto_msgTypes[19]
+	mi := &file_vmapp_v1_fleet_proto_msgTypes[20]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1509,7 +1589,7 @@ func (x *GetScaleSetResponse) String() string {
 func (*GetScaleSetResponse) ProtoMessage() {}
 
 func (x *GetScaleSetResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_vmapp_v1_fleet_proto_msgTypes[19]
+	mi := &file_vmapp_v1_fleet_proto_msgTypes[20]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1522,7 +1602,7 @@ func (x *GetScaleSetResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetScaleSetResponse.ProtoReflect.Descriptor instead.
 func (*GetScaleSetResponse) Descriptor() ([]byte, []int) {
-	return file_vmapp_v1_fleet_proto_rawDescGZIP(), []int{19}
+	return file_vmapp_v1_fleet_proto_rawDescGZIP(), []int{20}
 }
 
 func (x *GetScaleSetResponse) GetScaleSet() *ScaleSet {
@@ -1542,7 +1622,7 @@ type ListScaleSetsRequest struct {
 
 func (x *ListScaleSetsRequest) Reset() {
 	*x = ListScaleSetsRequest{}
-	mi := &file_vmapp_v1_fleet_proto_msgTypes[20]
+	mi := &file_vmapp_v1_fleet_proto_msgTypes[21]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1554,7 +1634,7 @@ func (x *ListScaleSetsRequest) String() string {
 func (*ListScaleSetsRequest) ProtoMessage() {}
 
 func (x *ListScaleSetsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_vmapp_v1_fleet_proto_msgTypes[20]
+	mi := &file_vmapp_v1_fleet_proto_msgTypes[21]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1567,7 +1647,7 @@ func (x *ListScaleSetsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListScaleSetsRequest.ProtoReflect.Descriptor instead.
 func (*ListScaleSetsRequest) Descriptor() ([]byte, []int) {
-	return file_vmapp_v1_fleet_proto_rawDescGZIP(), []int{20}
+	return file_vmapp_v1_fleet_proto_rawDescGZIP(), []int{21}
 }
 
 func (x *ListScaleSetsRequest) GetPageSize() int32 {
@@ -1594,7 +1674,7 @@ type ListScaleSetsResponse struct {
 
 func (x *ListScaleSetsResponse) Reset() {
 	*x = ListScaleSetsResponse{}
-	mi := &file_vmapp_v1_fleet_proto_msgTypes[21]
+	mi := &file_vmapp_v1_fleet_proto_msgTypes[22]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1606,7 +1686,7 @@ func (x *ListScaleSetsResponse) String() string {
 func (*ListScaleSetsResponse) ProtoMessage() {}
 
 func (x *ListScaleSetsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_vmapp_v1_fleet_proto_msgTypes[21]
+	mi := &file_vmapp_v1_fleet_proto_msgTypes[22]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1619,7 +1699,7 @@ func (x *ListScaleSetsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListScaleSetsResponse.ProtoReflect.Descriptor instead.
 func (*ListScaleSetsResponse) Descriptor() ([]byte, []int) {
-	return file_vmapp_v1_fleet_proto_rawDescGZIP(), []int{21}
+	return file_vmapp_v1_fleet_proto_rawDescGZIP(), []int{22}
 }
 
 func (x *ListScaleSetsResponse) GetScaleSets() []*ScaleSet {
@@ -1647,7 +1727,7 @@ type DeleteScaleSetRequest struct {
 
 func (x *DeleteScaleSetRequest) Reset() {
 	*x = DeleteScaleSetRequest{}
-	mi := &file_vmapp_v1_fleet_proto_msgTypes[22]
+	mi := &file_vmapp_v1_fleet_proto_msgTypes[23]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1659,7 +1739,7 @@ func (x *DeleteScaleSetRequest) String() string {
 func (*DeleteScaleSetRequest) ProtoMessage() {}
 
 func (x *DeleteScaleSetRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_vmapp_v1_fleet_proto_msgTypes[22]
+	mi := &file_vmapp_v1_fleet_proto_msgTypes[23]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1672,7 +1752,7 @@ func (x *DeleteScaleSetRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DeleteScaleSetRequest.ProtoReflect.Descriptor instead.
 func (*DeleteScaleSetRequest) Descriptor() ([]byte, []int) {
-	return file_vmapp_v1_fleet_proto_rawDescGZIP(), []int{22}
+	return file_vmapp_v1_fleet_proto_rawDescGZIP(), []int{23}
 }
 
 func (x *DeleteScaleSetRequest) GetName() string {
@@ -1697,7 +1777,7 @@ type DeleteScaleSetResponse struct {
 
 func (x *DeleteScaleSetResponse) Reset() {
 	*x = DeleteScaleSetResponse{}
-	mi := &file_vmapp_v1_fleet_proto_msgTypes[23]
+	mi := &file_vmapp_v1_fleet_proto_msgTypes[24]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1709,7 +1789,7 @@ func (x *DeleteScaleSetResponse) String() string {
 func (*DeleteScaleSetResponse) ProtoMessage() {}
 
 func (x *DeleteScaleSetResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_vmapp_v1_fleet_proto_msgTypes[23]
+	mi := &file_vmapp_v1_fleet_proto_msgTypes[24]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1722,7 +1802,7 @@ func (x *DeleteScaleSetResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DeleteScaleSetResponse.ProtoReflect.Descriptor instead.
 func (*DeleteScaleSetResponse) Descriptor() ([]byte, []int) {
-	return file_vmapp_v1_fleet_proto_rawDescGZIP(), []int{23}
+	return file_vmapp_v1_fleet_proto_rawDescGZIP(), []int{24}
 }
 
 // ProfileTarget names a machine or a scale set.
@@ -1739,7 +1819,7 @@ type ProfileTarget struct {
 
 func (x *ProfileTarget) Reset() {
 	*x = ProfileTarget{}
-	mi := &file_vmapp_v1_fleet_proto_msgTypes[24]
+	mi := &file_vmapp_v1_fleet_proto_msgTypes[25]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1751,7 +1831,7 @@ func (x *ProfileTarget) String() string {
 func (*ProfileTarget) ProtoMessage() {}
 
 func (x *ProfileTarget) ProtoReflect() protoreflect.Message {
-	mi := &file_vmapp_v1_fleet_proto_msgTypes[24]
+	mi := &file_vmapp_v1_fleet_proto_msgTypes[25]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1764,7 +1844,7 @@ func (x *ProfileTarget) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ProfileTarget.ProtoReflect.Descriptor instead.
 func (*ProfileTarget) Descriptor() ([]byte, []int) {
-	return file_vmapp_v1_fleet_proto_rawDescGZIP(), []int{24}
+	return file_vmapp_v1_fleet_proto_rawDescGZIP(), []int{25}
 }
 
 func (x *ProfileTarget) GetTarget() isProfileTarget_Target {
@@ -1820,7 +1900,7 @@ type SetApplicationRequest struct {
 
 func (x *SetApplicationRequest) Reset() {
 	*x = SetApplicationRequest{}
-	mi := &file_vmapp_v1_fleet_proto_msgTypes[25]
+	mi := &file_vmapp_v1_fleet_proto_msgTypes[26]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1832,7 +1912,7 @@ func (x *SetApplicationRequest) String() string {
 func (*SetApplicationRequest) ProtoMessage() {}
 
 func (x *SetApplicationRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_vmapp_v1_fleet_proto_msgTypes[25]
+	mi := &file_vmapp_v1_fleet_proto_msgTypes[26]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1845,7 +1925,7 @@ func (x *SetApplicationRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SetApplicationRequest.ProtoReflect.Descriptor instead.
 func (*SetApplicationRequest) Descriptor() ([]byte, []int) {
-	return file_vmapp_v1_fleet_proto_rawDescGZIP(), []int{25}
+	return file_vmapp_v1_fleet_proto_rawDescGZIP(), []int{26}
 }
 
 func (x *SetApplicationRequest) GetTarget() *ProfileTarget {
@@ -1878,7 +1958,7 @@ type SetApplicationResponse struct {
 
 func (x *SetApplicationResponse) Reset() {
 	*x = SetApplicationResponse{}
-	mi := &file_vmapp_v1_fleet_proto_msgTypes[26]
+	mi := &file_vmapp_v1_fleet_proto_msgTypes[27]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1890,7 +1970,7 @@ func (x *SetApplicationResponse) String() string {
 func (*SetApplicationResponse) ProtoMessage() {}
 
 func (x *SetApplicationResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_vmapp_v1_fleet_proto_msgTypes[26]
+	mi := &file_vmapp_v1_fleet_proto_msgTypes[27]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1903,7 +1983,7 @@ func (x *SetApplicationResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SetApplicationResponse.ProtoReflect.Descriptor instead.
 func (*SetApplicationResponse) Descriptor() ([]byte, []int) {
-	return file_vmapp_v1_fleet_proto_rawDescGZIP(), []int{26}
+	return file_vmapp_v1_fleet_proto_rawDescGZIP(), []int{27}
 }
 
 func (x *SetApplicationResponse) GetApplicationProfile() *ApplicationProfile {
@@ -1925,7 +2005,7 @@ type RemoveApplicationRequest struct {
 
 func (x *RemoveApplicationRequest) Reset() {
 	*x = RemoveApplicationRequest{}
-	mi := &file_vmapp_v1_fleet_proto_msgTypes[27]
+	mi := &file_vmapp_v1_fleet_proto_msgTypes[28]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1937,7 +2017,7 @@ func (x *RemoveApplicationRequest) String() string {
 func (*RemoveApplicationRequest) ProtoMessage() {}
 
 func (x *RemoveApplicationRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_vmapp_v1_fleet_proto_msgTypes[27]
+	mi := &file_vmapp_v1_fleet_proto_msgTypes[28]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1950,7 +2030,7 @@ func (x *RemoveApplicationRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RemoveApplicationRequest.ProtoReflect.Descriptor instead.
 func (*RemoveApplicationRequest) Descriptor() ([]byte, []int) {
-	return file_vmapp_v1_fleet_proto_rawDescGZIP(), []int{27}
+	return file_vmapp_v1_fleet_proto_rawDescGZIP(), []int{28}
 }
 
 func (x *RemoveApplicationRequest) GetTarget() *ProfileTarget {
@@ -1983,7 +2063,7 @@ type RemoveApplicationResponse struct {
 
 func (x *RemoveApplicationResponse) Reset() {
 	*x = RemoveApplicationResponse{}
-	mi := &file_vmapp_v1_fleet_proto_msgTypes[28]
+	mi := &file_vmapp_v1_fleet_proto_msgTypes[29]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1995,7 +2075,7 @@ func (x *RemoveApplicationResponse) String() string {
 func (*RemoveApplicationResponse) ProtoMessage() {}
 
 func (x *RemoveApplicationResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_vmapp_v1_fleet_proto_msgTypes[28]
+	mi := &file_vmapp_v1_fleet_proto_msgTypes[29]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2008,7 +2088,7 @@ func (x *RemoveApplicationResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RemoveApplicationResponse.ProtoReflect.Descriptor instead.
 func (*RemoveApplicationResponse) Descriptor() ([]byte, []int) {
-	return file_vmapp_v1_fleet_proto_rawDescGZIP(), []int{28}
+	return file_vmapp_v1_fleet_proto_rawDescGZIP(), []int{29}
 }
 
 func (x *RemoveApplicationResponse) GetApplicationProfile() *ApplicationProfile {
@@ -2028,7 +2108,7 @@ type RetryApplicationRequest struct {
 
 func (x *RetryApplicationRequest) Reset() {
 	*x = RetryApplicationRequest{}
-	mi := &file_vmapp_v1_fleet_proto_msgTypes[29]
+	mi := &file_vmapp_v1_fleet_proto_msgTypes[30]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2040,7 +2120,7 @@ func (x *RetryApplicationRequest) String() string {
 func (*RetryApplicationRequest) ProtoMessage() {}
 
 func (x *RetryApplicationRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_vmapp_v1_fleet_proto_msgTypes[29]
+	mi := &file_vmapp_v1_fleet_proto_msgTypes[30]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2053,7 +2133,7 @@ func (x *RetryApplicationRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RetryApplicationRequest.ProtoReflect.Descriptor instead.
 func (*RetryApplicationRequest) Descriptor() ([]byte, []int) {
-	return file_vmapp_v1_fleet_proto_rawDescGZIP(), []int{29}
+	return file_vmapp_v1_fleet_proto_rawDescGZIP(), []int{30}
 }
 
 func (x *RetryApplicationRequest) GetTarget() *ProfileTarget {
@@ -2079,7 +2159,7 @@ type RetryApplicationResponse struct {
 
 func (x *RetryApplicationResponse) Reset() {
 	*x = RetryApplicationResponse{}
-	mi := &file_vmapp_v1_fleet_proto_msgTypes[30]
+	mi := &file_vmapp_v1_fleet_proto_msgTypes[31]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2091,7 +2171,7 @@ func (x *RetryApplicationResponse) String() string {
 func (*RetryApplicationResponse) ProtoMessage() {}
 
 func (x *RetryApplicationResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_vmapp_v1_fleet_proto_msgTypes[30]
+	mi := &file_vmapp_v1_fleet_proto_msgTypes[31]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2104,7 +2184,7 @@ func (x *RetryApplicationResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RetryApplicationResponse.ProtoReflect.Descriptor instead.
 func (*RetryApplicationResponse) Descriptor() ([]byte, []int) {
-	return file_vmapp_v1_fleet_proto_rawDescGZIP(), []int{30}
+	return file_vmapp_v1_fleet_proto_rawDescGZIP(), []int{31}
 }
 
 func (x *RetryApplicationResponse) GetApplicationProfile() *ApplicationProfile {
@@ -2130,7 +2210,7 @@ type ListInventoryRequest struct {
 
 func (x *ListInventoryRequest) Reset() {
 	*x = ListInventoryRequest{}
-	mi := &file_vmapp_v1_fleet_proto_msgTypes[31]
+	mi := &file_vmapp_v1_fleet_proto_msgTypes[32]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2142,7 +2222,7 @@ func (x *ListInventoryRequest) String() string {
 func (*ListInventoryRequest) ProtoMessage() {}
 
 func (x *ListInventoryRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_vmapp_v1_fleet_proto_msgTypes[31]
+	mi := &file_vmapp_v1_fleet_proto_msgTypes[32]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2155,7 +2235,7 @@ func (x *ListInventoryRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListInventoryRequest.ProtoReflect.Descriptor instead.
 func (*ListInventoryRequest) Descriptor() ([]byte, []int) {
-	return file_vmapp_v1_fleet_proto_rawDescGZIP(), []int{31}
+	return file_vmapp_v1_fleet_proto_rawDescGZIP(), []int{32}
 }
 
 func (x *ListInventoryRequest) GetApplication() string {
@@ -2204,7 +2284,7 @@ type ListInventoryResponse struct {
 
 func (x *ListInventoryResponse) Reset() {
 	*x = ListInventoryResponse{}
-	mi := &file_vmapp_v1_fleet_proto_msgTypes[32]
+	mi := &file_vmapp_v1_fleet_proto_msgTypes[33]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2216,7 +2296,7 @@ func (x *ListInventoryResponse) String() string {
 func (*ListInventoryResponse) ProtoMessage() {}
 
 func (x *ListInventoryResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_vmapp_v1_fleet_proto_msgTypes[32]
+	mi := &file_vmapp_v1_fleet_proto_msgTypes[33]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2229,7 +2309,7 @@ func (x *ListInventoryResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListInventoryResponse.ProtoReflect.Descriptor instead.
 func (*ListInventoryResponse) Descriptor() ([]byte, []int) {
-	return file_vmapp_v1_fleet_proto_rawDescGZIP(), []int{32}
+	return file_vmapp_v1_fleet_proto_rawDescGZIP(), []int{33}
 }
 
 func (x *ListInventoryResponse) GetEntries() []*InventoryEntry {
@@ -2258,7 +2338,7 @@ type InventoryEntry struct {
 
 func (x *InventoryEntry) Reset() {
 	*x = InventoryEntry{}
-	mi := &file_vmapp_v1_fleet_proto_msgTypes[33]
+	mi := &file_vmapp_v1_fleet_proto_msgTypes[34]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2270,7 +2350,7 @@ func (x *InventoryEntry) String() string {
 func (*InventoryEntry) ProtoMessage() {}
 
 func (x *InventoryEntry) ProtoReflect() protoreflect.Message {
-	mi := &file_vmapp_v1_fleet_proto_msgTypes[33]
+	mi := &file_vmapp_v1_fleet_proto_msgTypes[34]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2283,7 +2363,7 @@ func (x *InventoryEntry) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use InventoryEntry.ProtoReflect.Descriptor instead.
 func (*InventoryEntry) Descriptor() ([]byte, []int) {
-	return file_vmapp_v1_fleet_proto_rawDescGZIP(), []int{33}
+	return file_vmapp_v1_fleet_proto_rawDescGZIP(), []int{34}
 }
 
 func (x *InventoryEntry) GetMachine() string {
@@ -2327,7 +2407,7 @@ type WatchGoalStateRequest struct {
 
 func (x *WatchGoalStateRequest) Reset() {
 	*x = WatchGoalStateRequest{}
-	mi := &file_vmapp_v1_fleet_proto_msgTypes[34]
+	mi := &file_vmapp_v1_fleet_proto_msgTypes[35]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2339,7 +2419,7 @@ func (x *WatchGoalStateRequest) String() string {
 func (*WatchGoalStateRequest) ProtoMessage() {}
 
 func (x *WatchGoalStateRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_vmapp_v1_fleet_proto_msgTypes[34]
+	mi := &file_vmapp_v1_fleet_proto_msgTypes[35]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2352,7 +2432,7 @@ func (x *WatchGoalStateRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use WatchGoalStateRequest.ProtoReflect.Descriptor instead.
 func (*WatchGoalStateRequest) Descriptor() ([]byte, []int) {
-	return file_vmapp_v1_fleet_proto_rawDescGZIP(), []int{34}
+	return file_vmapp_v1_fleet_proto_rawDescGZIP(), []int{35}
 }
 
 func (x *WatchGoalStateRequest) GetMachine() string {
@@ -2378,7 +2458,7 @@ type WatchGoalStateResponse struct {
 
 func (x *WatchGoalStateResponse) Reset() {
 	*x = WatchGoalStateResponse{}
-	mi := &file_vmapp_v1_fleet_proto_msgTypes[35]
+	mi := &file_vmapp_v1_fleet_proto_msgTypes[36]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2390,7 +2470,7 @@ func (x *WatchGoalStateResponse) String() string {
 func (*WatchGoalStateResponse) ProtoMessage() {}
 
 func (x *WatchGoalStateResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_vmapp_v1_fleet_proto_msgTypes[35]
+	mi := &file_vmapp_v1_fleet_proto_msgTypes[36]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2403,7 +2483,7 @@ func (x *WatchGoalStateResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use WatchGoalStateResponse.ProtoReflect.Descriptor instead.
 func (*WatchGoalStateResponse) Descriptor() ([]byte, []int) {
-	return file_vmapp_v1_fleet_proto_rawDescGZIP(), []int{35}
+	return file_vmapp_v1_fleet_proto_rawDescGZIP(), []int{36}
 }
 
 func (x *WatchGoalStateResponse) GetGoalState() *GoalState {
@@ -2423,7 +2503,7 @@ type ReportStatusRequest struct {
 
 func (x *ReportStatusRequest) Reset() {
 	*x = ReportStatusRequest{}
-	mi := &file_vmapp_v1_fleet_proto_msgTypes[36]
+	mi := &file_vmapp_v1_fleet_proto_msgTypes[37]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2435,7 +2515,7 @@ func (x *ReportStatusRequest) String() string {
 func (*ReportStatusRequest) ProtoMessage() {}
 
 func (x *ReportStatusRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_vmapp_v1_fleet_proto_msgTypes[36]
+	mi := &file_vmapp_v1_fleet_proto_msgTypes[37]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2448,7 +2528,7 @@ func (x *ReportStatusRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ReportStatusRequest.ProtoReflect.Descriptor instead.
 func (*ReportStatusRequest) Descriptor() ([]byte, []int) {
-	return file_vmapp_v1_fleet_proto_rawDescGZIP(), []int{36}
+	return file_vmapp_v1_fleet_proto_rawDescGZIP(), []int{37}
 }
 
 func (x *ReportStatusRequest) GetMachine() string {
@@ -2473,7 +2553,7 @@ type ReportStatusResponse struct {
 
 func (x *ReportStatusResponse) Reset() {
 	*x = ReportStatusResponse{}
-	mi := &file_vmapp_v1_fleet_proto_msgTypes[37]
+	mi := &file_vmapp_v1_fleet_proto_msgTypes[38]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2485,7 +2565,7 @@ func (x *ReportStatusResponse) String() string {
 func (*ReportStatusResponse) ProtoMessage() {}
 
 func (x *ReportStatusResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_vmapp_v1_fleet_proto_msgTypes[37]
+	mi := &file_vmapp_v1_fleet_proto_msgTypes[38]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2498,7 +2578,7 @@ func (x *ReportStatusResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ReportStatusResponse.ProtoReflect.Descriptor instead.
 func (*ReportStatusResponse) Descriptor() ([]byte, []int) {
-	return file_vmapp_v1_fleet_proto_rawDescGZIP(), []int{37}
+	return file_vmapp_v1_fleet_proto_rawDescGZIP(), []int{38}
 }
 
 // ActionRun is one run of a custom action on one machine.
@@ -2539,7 +2619,7 @@ type ActionRun struct {
 
 func (x *ActionRun) Reset() {
 	*x = ActionRun{}
-	mi := &file_vmapp_v1_fleet_proto_msgTypes[38]
+	mi := &file_vmapp_v1_fleet_proto_msgTypes[39]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2551,7 +2631,7 @@ func (x *ActionRun) String() string {
 func (*ActionRun) ProtoMessage() {}
 
 func (x *ActionRun) ProtoReflect() protoreflect.Message {
-	mi := &file_vmapp_v1_fleet_proto_msgTypes[38]
+	mi := &file_vmapp_v1_fleet_proto_msgTypes[39]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2564,7 +2644,7 @@ func (x *ActionRun) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ActionRun.ProtoReflect.Descriptor instead.
 func (*ActionRun) Descriptor() ([]byte, []int) {
-	return file_vmapp_v1_fleet_proto_rawDescGZIP(), []int{38}
+	return file_vmapp_v1_fleet_proto_rawDescGZIP(), []int{39}
 }
 
 func (x *ActionRun) GetId() string {
@@ -2705,7 +2785,7 @@ type ActionParameterValue struct {
 
 func (x *ActionParameterValue) Reset() {
 	*x = ActionParameterValue{}
-	mi := &file_vmapp_v1_fleet_proto_msgTypes[39]
+	mi := &file_vmapp_v1_fleet_proto_msgTypes[40]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2717,7 +2797,7 @@ func (x *ActionParameterValue) String() string {
 func (*ActionParameterValue) ProtoMessage() {}
 
 func (x *ActionParameterValue) ProtoReflect() protoreflect.Message {
-	mi := &file_vmapp_v1_fleet_proto_msgTypes[39]
+	mi := &file_vmapp_v1_fleet_proto_msgTypes[40]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2730,7 +2810,7 @@ func (x *ActionParameterValue) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ActionParameterValue.ProtoReflect.Descriptor instead.
 func (*ActionParameterValue) Descriptor() ([]byte, []int) {
-	return file_vmapp_v1_fleet_proto_rawDescGZIP(), []int{39}
+	return file_vmapp_v1_fleet_proto_rawDescGZIP(), []int{40}
 }
 
 func (x *ActionParameterValue) GetName() string {
@@ -2783,7 +2863,7 @@ type ActionLog struct {
 
 func (x *ActionLog) Reset() {
 	*x = ActionLog{}
-	mi := &file_vmapp_v1_fleet_proto_msgTypes[40]
+	mi := &file_vmapp_v1_fleet_proto_msgTypes[41]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2795,7 +2875,7 @@ func (x *ActionLog) String() string {
 func (*ActionLog) ProtoMessage() {}
 
 func (x *ActionLog) ProtoReflect() protoreflect.Message {
-	mi := &file_vmapp_v1_fleet_proto_msgTypes[40]
+	mi := &file_vmapp_v1_fleet_proto_msgTypes[41]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2808,7 +2888,7 @@ func (x *ActionLog) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ActionLog.ProtoReflect.Descriptor instead.
 func (*ActionLog) Descriptor() ([]byte, []int) {
-	return file_vmapp_v1_fleet_proto_rawDescGZIP(), []int{40}
+	return file_vmapp_v1_fleet_proto_rawDescGZIP(), []int{41}
 }
 
 func (x *ActionLog) GetName() string {
@@ -2855,7 +2935,7 @@ type RunActionRequest struct {
 
 func (x *RunActionRequest) Reset() {
 	*x = RunActionRequest{}
-	mi := &file_vmapp_v1_fleet_proto_msgTypes[41]
+	mi := &file_vmapp_v1_fleet_proto_msgTypes[42]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2867,7 +2947,7 @@ func (x *RunActionRequest) String() string {
 func (*RunActionRequest) ProtoMessage() {}
 
 func (x *RunActionRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_vmapp_v1_fleet_proto_msgTypes[41]
+	mi := &file_vmapp_v1_fleet_proto_msgTypes[42]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2880,7 +2960,7 @@ func (x *RunActionRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RunActionRequest.ProtoReflect.Descriptor instead.
 func (*RunActionRequest) Descriptor() ([]byte, []int) {
-	return file_vmapp_v1_fleet_proto_rawDescGZIP(), []int{41}
+	return file_vmapp_v1_fleet_proto_rawDescGZIP(), []int{42}
 }
 
 func (x *RunActionRequest) GetTarget() *ProfileTarget {
@@ -2921,7 +3001,7 @@ type RunActionResponse struct {
 
 func (x *RunActionResponse) Reset() {
 	*x = RunActionResponse{}
-	mi := &file_vmapp_v1_fleet_proto_msgTypes[42]
+	mi := &file_vmapp_v1_fleet_proto_msgTypes[43]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2933,7 +3013,7 @@ func (x *RunActionResponse) String() string {
 func (*RunActionResponse) ProtoMessage() {}
 
 func (x *RunActionResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_vmapp_v1_fleet_proto_msgTypes[42]
+	mi := &file_vmapp_v1_fleet_proto_msgTypes[43]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2946,7 +3026,7 @@ func (x *RunActionResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RunActionResponse.ProtoReflect.Descriptor instead.
 func (*RunActionResponse) Descriptor() ([]byte, []int) {
-	return file_vmapp_v1_fleet_proto_rawDescGZIP(), []int{42}
+	return file_vmapp_v1_fleet_proto_rawDescGZIP(), []int{43}
 }
 
 func (x *RunActionResponse) GetRuns() []*ActionRun {
@@ -2969,7 +3049,7 @@ type ListActionRunsRequest struct {
 
 func (x *ListActionRunsRequest) Reset() {
 	*x = ListActionRunsRequest{}
-	mi := &file_vmapp_v1_fleet_proto_msgTypes[43]
+	mi := &file_vmapp_v1_fleet_proto_msgTypes[44]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2981,7 +3061,7 @@ func (x *ListActionRunsRequest) String() string {
 func (*ListActionRunsRequest) ProtoMessage() {}
 
 func (x *ListActionRunsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_vmapp_v1_fleet_proto_msgTypes[43]
+	mi := &file_vmapp_v1_fleet_proto_msgTypes[44]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2994,7 +3074,7 @@ func (x *ListActionRunsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListActionRunsRequest.ProtoReflect.Descriptor instead.
 func (*ListActionRunsRequest) Descriptor() ([]byte, []int) {
-	return file_vmapp_v1_fleet_proto_rawDescGZIP(), []int{43}
+	return file_vmapp_v1_fleet_proto_rawDescGZIP(), []int{44}
 }
 
 func (x *ListActionRunsRequest) GetTarget() *ProfileTarget {
@@ -3027,7 +3107,7 @@ type ListActionRunsResponse struct {
 
 func (x *ListActionRunsResponse) Reset() {
 	*x = ListActionRunsResponse{}
-	mi := &file_vmapp_v1_fleet_proto_msgTypes[44]
+	mi := &file_vmapp_v1_fleet_proto_msgTypes[45]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3039,7 +3119,7 @@ func (x *ListActionRunsResponse) String() string {
 func (*ListActionRunsResponse) ProtoMessage() {}
 
 func (x *ListActionRunsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_vmapp_v1_fleet_proto_msgTypes[44]
+	mi := &file_vmapp_v1_fleet_proto_msgTypes[45]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3052,7 +3132,7 @@ func (x *ListActionRunsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListActionRunsResponse.ProtoReflect.Descriptor instead.
 func (*ListActionRunsResponse) Descriptor() ([]byte, []int) {
-	return file_vmapp_v1_fleet_proto_rawDescGZIP(), []int{44}
+	return file_vmapp_v1_fleet_proto_rawDescGZIP(), []int{45}
 }
 
 func (x *ListActionRunsResponse) GetRuns() []*ActionRun {
@@ -3074,7 +3154,7 @@ type ReportActionResultRequest struct {
 
 func (x *ReportActionResultRequest) Reset() {
 	*x = ReportActionResultRequest{}
-	mi := &file_vmapp_v1_fleet_proto_msgTypes[45]
+	mi := &file_vmapp_v1_fleet_proto_msgTypes[46]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3086,7 +3166,7 @@ func (x *ReportActionResultRequest) String() string {
 func (*ReportActionResultRequest) ProtoMessage() {}
 
 func (x *ReportActionResultRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_vmapp_v1_fleet_proto_msgTypes[45]
+	mi := &file_vmapp_v1_fleet_proto_msgTypes[46]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3099,7 +3179,7 @@ func (x *ReportActionResultRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ReportActionResultRequest.ProtoReflect.Descriptor instead.
 func (*ReportActionResultRequest) Descriptor() ([]byte, []int) {
-	return file_vmapp_v1_fleet_proto_rawDescGZIP(), []int{45}
+	return file_vmapp_v1_fleet_proto_rawDescGZIP(), []int{46}
 }
 
 func (x *ReportActionResultRequest) GetMachine() string {
@@ -3124,7 +3204,7 @@ type ReportActionResultResponse struct {
 
 func (x *ReportActionResultResponse) Reset() {
 	*x = ReportActionResultResponse{}
-	mi := &file_vmapp_v1_fleet_proto_msgTypes[46]
+	mi := &file_vmapp_v1_fleet_proto_msgTypes[47]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3136,7 +3216,7 @@ func (x *ReportActionResultResponse) String() string {
 func (*ReportActionResultResponse) ProtoMessage() {}
 
 func (x *ReportActionResultResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_vmapp_v1_fleet_proto_msgTypes[46]
+	mi := &file_vmapp_v1_fleet_proto_msgTypes[47]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3149,7 +3229,7 @@ func (x *ReportActionResultResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ReportActionResultResponse.ProtoReflect.Descriptor instead.
 func (*ReportActionResultResponse) Descriptor() ([]byte, []int) {
-	return file_vmapp_v1_fleet_proto_rawDescGZIP(), []int{46}
+	return file_vmapp_v1_fleet_proto_rawDescGZIP(), []int{47}
 }
 
 var File_vmapp_v1_fleet_proto protoreflect.FileDescriptor
@@ -3232,7 +3312,7 @@ const file_vmapp_v1_fleet_proto_rawDesc = "" +
 	"\x12health_output_tail\x18\x10 \x01(\tR\x10healthOutputTail\x12#\n" +
 	"\rhealth_reason\x18\x11 \x01(\tR\fhealthReason\x12;\n" +
 	"\vhealth_time\x18\x12 \x01(\v2\x1a.google.protobuf.TimestampR\n" +
-	"healthTime\"\x81\x02\n" +
+	"healthTime\"\xb2\x02\n" +
 	"\tGoalState\x12\x18\n" +
 	"\amachine\x18\x01 \x01(\tR\amachine\x12\x1e\n" +
 	"\n" +
@@ -3242,7 +3322,13 @@ const file_vmapp_v1_fleet_proto_rawDesc = "" +
 	"\x06region\x18\x04 \x01(\tR\x06region\x124\n" +
 	"\vkey_changes\x18\x05 \x03(\v2\x13.vmapp.v1.KeyChangeR\n" +
 	"keyChanges\x12-\n" +
-	"\aactions\x18\x06 \x03(\v2\x13.vmapp.v1.ActionRunR\aactions\"\x97\x06\n" +
+	"\aactions\x18\x06 \x03(\v2\x13.vmapp.v1.ActionRunR\aactions\x12/\n" +
+	"\apreheat\x18\a \x03(\v2\x15.vmapp.v1.GoalPreheatR\apreheat\"\x91\x01\n" +
+	"\vGoalPreheat\x12\x18\n" +
+	"\agallery\x18\x01 \x01(\tR\agallery\x12 \n" +
+	"\vapplication\x18\x02 \x01(\tR\vapplication\x12\x18\n" +
+	"\aversion\x18\x03 \x01(\tR\aversion\x12,\n" +
+	"\apackage\x18\x04 \x01(\v2\x12.vmapp.v1.ArtifactR\apackage\"\x97\x06\n" +
 	"\x0fGoalApplication\x12\x18\n" +
 	"\agallery\x18\x01 \x01(\tR\agallery\x12 \n" +
 	"\vapplication\x18\x02 \x01(\tR\vapplication\x12\x18\n" +
@@ -3438,7 +3524,7 @@ func file_vmapp_v1_fleet_proto_rawDescGZIP() []byte {
 	return file_vmapp_v1_fleet_proto_rawDescData
 }
 
-var file_vmapp_v1_fleet_proto_msgTypes = make([]protoimpl.MessageInfo, 48)
+var file_vmapp_v1_fleet_proto_msgTypes = make([]protoimpl.MessageInfo, 49)
 var file_vmapp_v1_fleet_proto_goTypes = []any{
 	(*Machine)(nil),                        // 0: vmapp.v1.Machine
 	(*ScaleSet)(nil),                       // 1: vmapp.v1.ScaleSet
@@ -3447,149 +3533,152 @@ var file_vmapp_v1_fleet_proto_goTypes = []any{
 	(*InstanceView)(nil),                   // 4: vmapp.v1.InstanceView
 	(*ApplicationStatus)(nil),              // 5: vmapp.v1.ApplicationStatus
 	(*GoalState)(nil),                      // 6: vmapp.v1.GoalState
-	(*GoalApplication)(nil),                // 7: vmapp.v1.GoalApplication
-	(*CreateMachineRequest)(nil),           // 8: vmapp.v1.CreateMachineRequest
-	(*CreateMachineResponse)(nil),          // 9: vmapp.v1.CreateMachineResponse
-	(*GetMachineRequest)(nil),              // 10: vmapp.v1.GetMachineRequest
-	(*GetMachineResponse)(nil),             // 11: vmapp.v1.GetMachineResponse
-	(*ListMachinesRequest)(nil),            // 12: vmapp.v1.ListMachinesRequest
-	(*ListMachinesResponse)(nil),           // 13: vmapp.v1.ListMachinesResponse
-	(*DeleteMachineRequest)(nil),           // 14: vmapp.v1.DeleteMachineRequest
-	(*DeleteMachineResponse)(nil),          // 15: vmapp.v1.DeleteMachineResponse
-	(*CreateScaleSetRequest)(nil),          // 16: vmapp.v1.CreateScaleSetRequest
-	(*CreateScaleSetResponse)(nil),         // 17: vmapp.v1.CreateScaleSetResponse
-	(*GetScaleSetRequest)(nil),             // 18: vmapp.v1.GetScaleSetRequest
-	(*GetScaleSetResponse)(nil),            // 19: vmapp.v1.GetScaleSetResponse
-	(*ListScaleSetsRequest)(nil),           // 20: vmapp.v1.ListScaleSetsRequest
-	(*ListScaleSetsResponse)(nil),          // 21: vmapp.v1.ListScaleSetsResponse
-	(*DeleteScaleSetRequest)(nil),          // 22: vmapp.v1.DeleteScaleSetRequest
-	(*DeleteScaleSetResponse)(nil),         // 23: vmapp.v1.DeleteScaleSetResponse
-	(*ProfileTarget)(nil),                  // 24: vmapp.v1.ProfileTarget
-	(*SetApplicationRequest)(nil),          // 25: vmapp.v1.SetApplicationRequest
-	(*SetApplicationResponse)(nil),         // 26: vmapp.v1.SetApplicationResponse
-	(*RemoveApplicationRequest)(nil),       // 27: vmapp.v1.RemoveApplicationRequest
-	(*RemoveApplicationResponse)(nil),      // 28: vmapp.v1.RemoveApplicationResponse
-	(*RetryApplicationRequest)(nil),        // 29: vmapp.v1.RetryApplicationRequest
-	(*RetryApplicationResponse)(nil),       // 30: vmapp.v1.RetryApplicationResponse
-	(*ListInventoryRequest)(nil),           // 31: vmapp.v1.ListInventoryRequest
-	(*ListInventoryResponse)(nil),          // 32: vmapp.v1.ListInventoryResponse
-	(*InventoryEntry)(nil),                 // 33: vmapp.v1.InventoryEntry
-	(*WatchGoalStateRequest)(nil),          // 34: vmapp.v1.WatchGoalStateRequest
-	(*WatchGoalStateResponse)(nil),         // 35: vmapp.v1.WatchGoalStateResponse
-	(*ReportStatusRequest)(nil),            // 36: vmapp.v1.ReportStatusRequest
-	(*ReportStatusResponse)(nil),           // 37: vmapp.v1.ReportStatusResponse
-	(*ActionRun)(nil),                      // 38: vmapp.v1.ActionRun
-	(*ActionParameterValue)(nil),           // 39: vmapp.v1.ActionParameterValue
-	(*ActionLog)(nil),                      // 40: vmapp.v1.ActionLog
-	(*RunActionRequest)(nil),               // 41: vmapp.v1.RunActionRequest
-	(*RunActionResponse)(nil),              // 42: vmapp.v1.RunActionResponse
-	(*ListActionRunsRequest)(nil),          // 43: vmapp.v1.ListActionRunsRequest
-	(*ListActionRunsResponse)(nil),         // 44: vmapp.v1.ListActionRunsResponse
-	(*ReportActionResultRequest)(nil),      // 45: vmapp.v1.ReportActionResultRequest
-	(*ReportActionResultResponse)(nil),     // 46: vmapp.v1.ReportActionResultResponse
-	nil,                                    // 47: vmapp.v1.VMGalleryApplication.TagsEntry
-	(*timestamppb.Timestamp)(nil),          // 48: google.protobuf.Timestamp
-	(*KeyChange)(nil),                      // 49: vmapp.v1.KeyChange
-	(*UserArtifactManage)(nil),             // 50: vmapp.v1.UserArtifactManage
-	(*UserArtifactSettings)(nil),           // 51: vmapp.v1.UserArtifactSettings
-	(*Artifact)(nil),                       // 52: vmapp.v1.Artifact
-	(*VersionSignatures)(nil),              // 53: vmapp.v1.VersionSignatures
-	(*GalleryApplicationCustomAction)(nil), // 54: vmapp.v1.GalleryApplicationCustomAction
-	(*durationpb.Duration)(nil),            // 55: google.protobuf.Duration
+	(*GoalPreheat)(nil),                    // 7: vmapp.v1.GoalPreheat
+	(*GoalApplication)(nil),                // 8: vmapp.v1.GoalApplication
+	(*CreateMachineRequest)(nil),           // 9: vmapp.v1.CreateMachineRequest
+	(*CreateMachineResponse)(nil),          // 10: vmapp.v1.CreateMachineResponse
+	(*GetMachineRequest)(nil),              // 11: vmapp.v1.GetMachineRequest
+	(*GetMachineResponse)(nil),             // 12: vmapp.v1.GetMachineResponse
+	(*ListMachinesRequest)(nil),            // 13: vmapp.v1.ListMachinesRequest
+	(*ListMachinesResponse)(nil),           // 14: vmapp.v1.ListMachinesResponse
+	(*DeleteMachineRequest)(nil),           // 15: vmapp.v1.DeleteMachineRequest
+	(*DeleteMachineResponse)(nil),          // 16: vmapp.v1.DeleteMachineResponse
+	(*CreateScaleSetRequest)(nil),          // 17: vmapp.v1.CreateScaleSetRequest
+	(*CreateScaleSetResponse)(nil),         // 18: vmapp.v1.CreateScaleSetResponse
+	(*GetScaleSetRequest)(nil),             // 19: vmapp.v1.GetScaleSetRequest
+	(*GetScaleSetResponse)(nil),            // 20: vmapp.v1.GetScaleSetResponse
+	(*ListScaleSetsRequest)(nil),           // 21: vmapp.v1.ListScaleSetsRequest
+	(*ListScaleSetsResponse)(nil),          // 22: vmapp.v1.ListScaleSetsResponse
+	(*DeleteScaleSetRequest)(nil),          // 23: vmapp.v1.DeleteScaleSetRequest
+	(*DeleteScaleSetResponse)(nil),         // 24: vmapp.v1.DeleteScaleSetResponse
+	(*ProfileTarget)(nil),                  // 25: vmapp.v1.ProfileTarget
+	(*SetApplicationRequest)(nil),          // 26: vmapp.v1.SetApplicationRequest
+	(*SetApplicationResponse)(nil),         // 27: vmapp.v1.SetApplicationResponse
+	(*RemoveApplicationRequest)(nil),       // 28: vmapp.v1.RemoveApplicationRequest
+	(*RemoveApplicationResponse)(nil),      // 29: vmapp.v1.RemoveApplicationResponse
+	(*RetryApplicationRequest)(nil),        // 30: vmapp.v1.RetryApplicationRequest
+	(*RetryApplicationResponse)(nil),       // 31: vmapp.v1.RetryApplicationResponse
+	(*ListInventoryRequest)(nil),           // 32: vmapp.v1.ListInventoryRequest
+	(*ListInventoryResponse)(nil),          // 33: vmapp.v1.ListInventoryResponse
+	(*InventoryEntry)(nil),                 // 34: vmapp.v1.InventoryEntry
+	(*WatchGoalStateRequest)(nil),          // 35: vmapp.v1.WatchGoalStateRequest
+	(*WatchGoalStateResponse)(nil),         // 36: vmapp.v1.WatchGoalStateResponse
+	(*ReportStatusRequest)(nil),            // 37: vmapp.v1.ReportStatusRequest
+	(*ReportStatusResponse)(nil),           // 38: vmapp.v1.ReportStatusResponse
+	(*ActionRun)(nil),                      // 39: vmapp.v1.ActionRun
+	(*ActionParameterValue)(nil),           // 40: vmapp.v1.ActionParameterValue
+	(*ActionLog)(nil),                      // 41: vmapp.v1.ActionLog
+	(*RunActionRequest)(nil),               // 42: vmapp.v1.RunActionRequest
+	(*RunActionResponse)(nil),              // 43: vmapp.v1.RunActionResponse
+	(*ListActionRunsRequest)(nil),          // 44: vmapp.v1.ListActionRunsRequest
+	(*ListActionRunsResponse)(nil),         // 45: vmapp.v1.ListActionRunsResponse
+	(*ReportActionResultRequest)(nil),      // 46: vmapp.v1.ReportActionResultRequest
+	(*ReportActionResultResponse)(nil),     // 47: vmapp.v1.ReportActionResultResponse
+	nil,                                    // 48: vmapp.v1.VMGalleryApplication.TagsEntry
+	(*timestamppb.Timestamp)(nil),          // 49: google.protobuf.Timestamp
+	(*KeyChange)(nil),                      // 50: vmapp.v1.KeyChange
+	(*Artifact)(nil),                       // 51: vmapp.v1.Artifact
+	(*UserArtifactManage)(nil),             // 52: vmapp.v1.UserArtifactManage
+	(*UserArtifactSettings)(nil),           // 53: vmapp.v1.UserArtifactSettings
+	(*VersionSignatures)(nil),              // 54: vmapp.v1.VersionSignatures
+	(*GalleryApplicationCustomAction)(nil), // 55: vmapp.v1.GalleryApplicationCustomAction
+	(*durationpb.Duration)(nil),            // 56: google.protobuf.Duration
 }
 var file_vmapp_v1_fleet_proto_depIdxs = []int32{
 	2,  // 0: vmapp.v1.Machine.application_profile:type_name -> vmapp.v1.ApplicationProfile
-	48, // 1: vmapp.v1.Machine.create_time:type_name -> google.protobuf.Timestamp
-	48, // 2: vmapp.v1.Machine.update_time:type_name -> google.protobuf.Timestamp
+	49, // 1: vmapp.v1.Machine.create_time:type_name -> google.protobuf.Timestamp
+	49, // 2: vmapp.v1.Machine.update_time:type_name -> google.protobuf.Timestamp
 	4,  // 3: vmapp.v1.Machine.instance_view:type_name -> vmapp.v1.InstanceView
 	2,  // 4: vmapp.v1.ScaleSet.application_profile:type_name -> vmapp.v1.ApplicationProfile
-	48, // 5: vmapp.v1.ScaleSet.create_time:type_name -> google.protobuf.Timestamp
-	48, // 6: vmapp.v1.ScaleSet.update_time:type_name -> google.protobuf.Timestamp
+	49, // 5: vmapp.v1.ScaleSet.create_time:type_name -> google.protobuf.Timestamp
+	49, // 6: vmapp.v1.ScaleSet.update_time:type_name -> google.protobuf.Timestamp
 	3,  // 7: vmapp.v1.ApplicationProfile.gallery_applications:type_name -> vmapp.v1.VMGalleryApplication
-	47, // 8: vmapp.v1.VMGalleryApplication.tags:type_name -> vmapp.v1.VMGalleryApplication.TagsEntry
+	48, // 8: vmapp.v1.VMGalleryApplication.tags:type_name -> vmapp.v1.VMGalleryApplication.TagsEntry
 	5,  // 9: vmapp.v1.InstanceView.applications:type_name -> vmapp.v1.ApplicationStatus
-	48, // 10: vmapp.v1.InstanceView.last_report_time:type_name -> google.protobuf.Timestamp
-	48, // 11: vmapp.v1.ApplicationStatus.start_time:type_name -> google.protobuf.Timestamp
-	48, // 12: vmapp.v1.ApplicationStatus.end_time:type_name -> google.protobuf.Timestamp
-	48, // 13: vmapp.v1.ApplicationStatus.health_time:type_name -> google.protobuf.Timestamp
-	7,  // 14: vmapp.v1.GoalState.applications:type_name -> vmapp.v1.GoalApplication
-	49, // 15: vmapp.v1.GoalState.key_changes:type_name -> vmapp.v1.KeyChange
-	38, // 16: vmapp.v1.GoalState.actions:type_name -> vmapp.v1.ActionRun
-	50, // 17: vmapp.v1.GoalApplication.manage_actions:type_name -> vmapp.v1.UserArtifactManage
-	51, // 18: vmapp.v1.GoalApplication.settings:type_name -> vmapp.v1.UserArtifactSettings
-	52, // 19: vmapp.v1.GoalApplication.package:type_name -> vmapp.v1.Artifact
-	52, // 20: vmapp.v1.GoalApplication.default_configuration:type_name -> vmapp.v1.Artifact
-	53, // 21: vmapp.v1.GoalApplication.signing:type_name -> vmapp.v1.VersionSignatures
-	54, // 22: vmapp.v1.GoalApplication.custom_actions:type_name -> vmapp.v1.GalleryApplicationCustomAction
-	0,  // 23: vmapp.v1.CreateMachineRequest.machine:type_name -> vmapp.v1.Machine
-	0,  // 24: vmapp.v1.CreateMachineResponse.machine:type_name -> vmapp.v1.Machine
-	0,  // 25: vmapp.v1.GetMachineResponse.machine:type_name -> vmapp.v1.Machine
-	0,  // 26: vmapp.v1.ListMachinesResponse.machines:type_name -> vmapp.v1.Machine
-	1,  // 27: vmapp.v1.CreateScaleSetRequest.scale_set:type_name -> vmapp.v1.ScaleSet
-	1,  // 28: vmapp.v1.CreateScaleSetResponse.scale_set:type_name -> vmapp.v1.ScaleSet
-	1,  // 29: vmapp.v1.GetScaleSetResponse.scale_set:type_name -> vmapp.v1.ScaleSet
-	1,  // 30: vmapp.v1.ListScaleSetsResponse.scale_sets:type_name -> vmapp.v1.ScaleSet
-	24, // 31: vmapp.v1.SetApplicationRequest.target:type_name -> vmapp.v1.ProfileTarget
-	3,  // 32: vmapp.v1.SetApplicationRequest.application:type_name -> vmapp.v1.VMGalleryApplication
-	2,  // 33: vmapp.v1.SetApplicationResponse.application_profile:type_name -> vmapp.v1.ApplicationProfile
-	24, // 34: vmapp.v1.RemoveApplicationRequest.target:type_name -> vmapp.v1.ProfileTarget
-	2,  // 35: vmapp.v1.RemoveApplicationResponse.application_profile:type_name -> vmapp.v1.ApplicationProfile
-	24, // 36: vmapp.v1.RetryApplicationRequest.target:type_name -> vmapp.v1.ProfileTarget
-	2,  // 37: vmapp.v1.RetryApplicationResponse.application_profile:type_name -> vmapp.v1.ApplicationProfile
-	33, // 38: vmapp.v1.ListInventoryResponse.entries:type_name -> vmapp.v1.InventoryEntry
-	5,  // 39: vmapp.v1.InventoryEntry.status:type_name -> vmapp.v1.ApplicationStatus
-	6,  // 40: vmapp.v1.WatchGoalStateResponse.goal_state:type_name -> vmapp.v1.GoalState
-	4,  // 41: vmapp.v1.ReportStatusRequest.instance_view:type_name -> vmapp.v1.InstanceView
-	39, // 42: vmapp.v1.ActionRun.parameters:type_name -> vmapp.v1.ActionParameterValue
-	55, // 43: vmapp.v1.ActionRun.duration:type_name -> google.protobuf.Duration
-	40, // 44: vmapp.v1.ActionRun.logs:type_name -> vmapp.v1.ActionLog
-	48, // 45: vmapp.v1.ActionRun.create_time:type_name -> google.protobuf.Timestamp
-	48, // 46: vmapp.v1.ActionRun.end_time:type_name -> google.protobuf.Timestamp
-	24, // 47: vmapp.v1.RunActionRequest.target:type_name -> vmapp.v1.ProfileTarget
-	39, // 48: vmapp.v1.RunActionRequest.parameters:type_name -> vmapp.v1.ActionParameterValue
-	38, // 49: vmapp.v1.RunActionResponse.runs:type_name -> vmapp.v1.ActionRun
-	24, // 50: vmapp.v1.ListActionRunsRequest.target:type_name -> vmapp.v1.ProfileTarget
-	38, // 51: vmapp.v1.ListActionRunsResponse.runs:type_name -> vmapp.v1.ActionRun
-	38, // 52: vmapp.v1.ReportActionResultRequest.run:type_name -> vmapp.v1.ActionRun
-	8,  // 53: vmapp.v1.FleetService.CreateMachine:input_type -> vmapp.v1.CreateMachineRequest
-	10, // 54: vmapp.v1.FleetService.GetMachine:input_type -> vmapp.v1.GetMachineRequest
-	12, // 55: vmapp.v1.FleetService.ListMachines:input_type -> vmapp.v1.ListMachinesRequest
-	14, // 56: vmapp.v1.FleetService.DeleteMachine:input_type -> vmapp.v1.DeleteMachineRequest
-	16, // 57: vmapp.v1.FleetService.CreateScaleSet:input_type -> vmapp.v1.CreateScaleSetRequest
-	18, // 58: vmapp.v1.FleetService.GetScaleSet:input_type -> vmapp.v1.GetScaleSetRequest
-	20, // 59: vmapp.v1.FleetService.ListScaleSets:input_type -> vmapp.v1.ListScaleSetsRequest
-	22, // 60: vmapp.v1.FleetService.DeleteScaleSet:input_type -> vmapp.v1.DeleteScaleSetRequest
-	25, // 61: vmapp.v1.FleetService.SetApplication:input_type -> vmapp.v1.SetApplicationRequest
-	27, // 62: vmapp.v1.FleetService.RemoveApplication:input_type -> vmapp.v1.RemoveApplicationRequest
-	29, // 63: vmapp.v1.FleetService.RetryApplication:input_type -> vmapp.v1.RetryApplicationRequest
-	31, // 64: vmapp.v1.FleetService.ListInventory:input_type -> vmapp.v1.ListInventoryRequest
-	34, // 65: vmapp.v1.FleetService.WatchGoalState:input_type -> vmapp.v1.WatchGoalStateRequest
-	36, // 66: vmapp.v1.FleetService.ReportStatus:input_type -> vmapp.v1.ReportStatusRequest
-	41, // 67: vmapp.v1.FleetService.RunAction:input_type -> vmapp.v1.RunActionRequest
-	43, // 68: vmapp.v1.FleetService.ListActionRuns:input_type -> vmapp.v1.ListActionRunsRequest
-	45, // 69: vmapp.v1.FleetService.ReportActionResult:input_type -> vmapp.v1.ReportActionResultRequest
-	9,  // 70: vmapp.v1.FleetService.CreateMachine:output_type -> vmapp.v1.CreateMachineResponse
-	11, // 71: vmapp.v1.FleetService.GetMachine:output_type -> vmapp.v1.GetMachineResponse
-	13, // 72: vmapp.v1.FleetService.ListMachines:output_type -> vmapp.v1.ListMachinesResponse
-	15, // 73: vmapp.v1.FleetService.DeleteMachine:output_type -> vmapp.v1.DeleteMachineResponse
-	17, // 74: vmapp.v1.FleetService.CreateScaleSet:output_type -> vmapp.v1.CreateScaleSetResponse
-	19, // 75: vmapp.v1.FleetService.GetScaleSet:output_type -> vmapp.v1.GetScaleSetResponse
-	21, // 76: vmapp.v1.FleetService.ListScaleSets:output_type -> vmapp.v1.ListScaleSetsResponse
-	23, // 77: vmapp.v1.FleetService.DeleteScaleSet:output_type -> vmapp.v1.DeleteScaleSetResponse
-	26, // 78: vmapp.v1.FleetService.SetApplication:output_type -> vmapp.v1.SetApplicationResponse
-	28, // 79: vmapp.v1.FleetService.RemoveApplication:output_type -> vmapp.v1.RemoveApplicationResponse
-	30, // 80: vmapp.v1.FleetService.RetryApplication:output_type -> vmapp.v1.RetryApplicationResponse
-	32, // 81: vmapp.v1.FleetService.ListInventory:output_type -> vmapp.v1.ListInventoryResponse
-	35, // 82: vmapp.v1.FleetService.WatchGoalState:output_type -> vmapp.v1.WatchGoalStateResponse
-	37, // 83: vmapp.v1.FleetService.ReportStatus:output_type -> vmapp.v1.ReportStatusResponse
-	42, // 84: vmapp.v1.FleetService.RunAction:output_type -> vmapp.v1.RunActionResponse
-	44, // 85: vmapp.v1.FleetService.ListActionRuns:output_type -> vmapp.v1.ListActionRunsResponse
-	46, // 86: vmapp.v1.FleetService.ReportActionResult:output_type -> vmapp.v1.ReportActionResultResponse
-	70, // [70:87] is the sub-list for method output_type
-	53, // [53:70] is the sub-list for method input_type
-	53, // [53:53] is the sub-list for extension type_name
-	53, // [53:53] is the sub-list for extension extendee
-	0,  // [0:53] is the sub-list for field type_name
+	49, // 10: vmapp.v1.InstanceView.last_report_time:type_name -> google.protobuf.Timestamp
+	49, // 11: vmapp.v1.ApplicationStatus.start_time:type_name -> google.protobuf.Timestamp
+	49, // 12: vmapp.v1.ApplicationStatus.end_time:type_name -> google.protobuf.Timestamp
+	49, // 13: vmapp.v1.ApplicationStatus.health_time:type_name -> google.protobuf.Timestamp
+	8,  // 14: vmapp.v1.GoalState.applications:type_name -> vmapp.v1.GoalApplication
+	50, // 15: vmapp.v1.GoalState.key_changes:type_name -> vmapp.v1.KeyChange
+	39, // 16: vmapp.v1.GoalState.actions:type_name -> vmapp.v1.ActionRun
+	7,  // 17: vmapp.v1.GoalState.preheat:type_name -> vmapp.v1.GoalPreheat
+	51, // 18: vmapp.v1.GoalPreheat.package:type_name -> vmapp.v1.Artifact
+	52, // 19: vmapp.v1.GoalApplication.manage_actions:type_name -> vmapp.v1.UserArtifactManage
+	53, // 20: vmapp.v1.GoalApplication.settings:type_name -> vmapp.v1.UserArtifactSettings
+	51, // 21: vmapp.v1.GoalApplication.package:type_name -> vmapp.v1.Artifact
+	51, // 22: vmapp.v1.GoalApplication.default_configuration:type_name -> vmapp.v1.Artifact
+	54, // 23: vmapp.v1.GoalApplication.signing:type_name -> vmapp.v1.VersionSignatures
+	55, // 24: vmapp.v1.GoalApplication.custom_actions:type_name -> vmapp.v1.GalleryApplicationCustomAction
+	0,  // 25: vmapp.v1.CreateMachineRequest.machine:type_name -> vmapp.v1.Machine
+	0,  // 26: vmapp.v1.CreateMachineResponse.machine:type_name -> vmapp.v1.Machine
+	0,  // 27: vmapp.v1.GetMachineResponse.machine:type_name -> vmapp.v1.Machine
+	0,  // 28: vmapp.v1.ListMachinesResponse.machines:type_name -> vmapp.v1.Machine
+	1,  // 29: vmapp.v1.CreateScaleSetRequest.scale_set:type_name -> vmapp.v1.ScaleSet
+	1,  // 30: vmapp.v1.CreateScaleSetResponse.scale_set:type_name -> vmapp.v1.ScaleSet
+	1,  // 31: vmapp.v1.GetScaleSetResponse.scale_set:type_name -> vmapp.v1.ScaleSet
+	1,  // 32: vmapp.v1.ListScaleSetsResponse.scale_sets:type_name -> vmapp.v1.ScaleSet
+	25, // 33: vmapp.v1.SetApplicationRequest.target:type_name -> vmapp.v1.ProfileTarget
+	3,  // 34: vmapp.v1.SetApplicationRequest.application:type_name -> vmapp.v1.VMGalleryApplication
+	2,  // 35: vmapp.v1.SetApplicationResponse.application_profile:type_name -> vmapp.v1.ApplicationProfile
+	25, // 36: vmapp.v1.RemoveApplicationRequest.target:type_name -> vmapp.v1.ProfileTarget
+	2,  // 37: vmapp.v1.RemoveApplicationResponse.application_profile:type_name -> vmapp.v1.ApplicationProfile
+	25, // 38: vmapp.v1.RetryApplicationRequest.target:type_name -> vmapp.v1.ProfileTarget
+	2,  // 39: vmapp.v1.RetryApplicationResponse.application_profile:type_name -> vmapp.v1.ApplicationProfile
+	34, // 40: vmapp.v1.ListInventoryResponse.entries:type_name -> vmapp.v1.InventoryEntry
+	5,  // 41: vmapp.v1.InventoryEntry.status:type_name -> vmapp.v1.ApplicationStatus
+	6,  // 42: vmapp.v1.WatchGoalStateResponse.goal_state:type_name -> vmapp.v1.GoalState
+	4,  // 43: vmapp.v1.ReportStatusRequest.instance_view:type_name -> vmapp.v1.InstanceView
+	40, // 44: vmapp.v1.ActionRun.parameters:type_name -> vmapp.v1.ActionParameterValue
+	56, // 45: vmapp.v1.ActionRun.duration:type_name -> google.protobuf.Duration
+	41, // 46: vmapp.v1.ActionRun.logs:type_name -> vmapp.v1.ActionLog
+	49, // 47: vmapp.v1.ActionRun.create_time:type_name -> google.protobuf.Timestamp
+	49, // 48: vmapp.v1.ActionRun.end_time:type_name -> google.protobuf.Timestamp
+	25, // 49: vmapp.v1.RunActionRequest.target:type_name -> vmapp.v1.ProfileTarget
+	40, // 50: vmapp.v1.RunActionRequest.parameters:type_name -> vmapp.v1.ActionParameterValue
+	39, // 51: vmapp.v1.RunActionResponse.runs:type_name -> vmapp.v1.ActionRun
+	25, // 52: vmapp.v1.ListActionRunsRequest.target:type_name -> vmapp.v1.ProfileTarget
+	39, // 53: vmapp.v1.ListActionRunsResponse.runs:type_name -> vmapp.v1.ActionRun
+	39, // 54: vmapp.v1.ReportActionResultRequest.run:type_name -> vmapp.v1.ActionRun
+	9,  // 55: vmapp.v1.FleetService.CreateMachine:input_type -> vmapp.v1.CreateMachineRequest
+	11, // 56: vmapp.v1.FleetService.GetMachine:input_type -> vmapp.v1.GetMachineRequest
+	13, // 57: vmapp.v1.FleetService.ListMachines:input_type -> vmapp.v1.ListMachinesRequest
+	15, // 58: vmapp.v1.FleetService.DeleteMachine:input_type -> vmapp.v1.DeleteMachineRequest
+	17, // 59: vmapp.v1.FleetService.CreateScaleSet:input_type -> vmapp.v1.CreateScaleSetRequest
+	19, // 60: vmapp.v1.FleetService.GetScaleSet:input_type -> vmapp.v1.GetScaleSetRequest
+	21, // 61: vmapp.v1.FleetService.ListScaleSets:input_type -> vmapp.v1.ListScaleSetsRequest
+	23, // 62: vmapp.v1.FleetService.DeleteScaleSet:input_type -> vmapp.v1.DeleteScaleSetRequest
+	26, // 63: vmapp.v1.FleetService.SetApplication:input_type -> vmapp.v1.SetApplicationRequest
+	28, // 64: vmapp.v1.FleetService.RemoveApplication:input_type -> vmapp.v1.RemoveApplicationRequest
+	30, // 65: vmapp.v1.FleetService.RetryApplication:input_type -> vmapp.v1.RetryApplicationRequest
+	32, // 66: vmapp.v1.FleetService.ListInventory:input_type -> vmapp.v1.ListInventoryRequest
+	35, // 67: vmapp.v1.FleetService.WatchGoalState:input_type -> vmapp.v1.WatchGoalStateRequest
+	37, // 68: vmapp.v1.FleetService.ReportStatus:input_type -> vmapp.v1.ReportStatusRequest
+	42, // 69: vmapp.v1.FleetService.RunAction:input_type -> vmapp.v1.RunActionRequest
+	44, // 70: vmapp.v1.FleetService.ListActionRuns:input_type -> vmapp.v1.ListActionRunsRequest
+	46, // 71: vmapp.v1.FleetService.ReportActionResult:input_type -> vmapp.v1.ReportActionResultRequest
+	10, // 72: vmapp.v1.FleetService.CreateMachine:output_type -> vmapp.v1.CreateMachineResponse
+	12, // 73: vmapp.v1.FleetService.GetMachine:output_type -> vmapp.v1.GetMachineResponse
+	14, // 74: vmapp.v1.FleetService.ListMachines:output_type -> vmapp.v1.ListMachinesResponse
+	16, // 75: vmapp.v1.FleetService.DeleteMachine:output_type -> vmapp.v1.DeleteMachineResponse
+	18, // 76: vmapp.v1.FleetService.CreateScaleSet:output_type -> vmapp.v1.CreateScaleSetResponse
+	20, // 77: vmapp.v1.FleetService.GetScaleSet:output_type -> vmapp.v1.GetScaleSetResponse
+	22, // 78: vmapp.v1.FleetService.ListScaleSets:output_type -> vmapp.v1.ListScaleSetsResponse
+	24, // 79: vmapp.v1.FleetService.DeleteScaleSet:output_type -> vmapp.v1.DeleteScaleSetResponse
+	27, // 80: vmapp.v1.FleetService.SetApplication:output_type -> vmapp.v1.SetApplicationResponse
+	29, // 81: vmapp.v1.FleetService.RemoveApplication:output_type -> vmapp.v1.RemoveApplicationResponse
+	31, // 82: vmapp.v1.FleetService.RetryApplication:output_type -> vmapp.v1.RetryApplicationResponse
+	33, // 83: vmapp.v1.FleetService.ListInventory:output_type -> vmapp.v1.ListInventoryResponse
+	36, // 84: vmapp.v1.FleetService.WatchGoalState:output_type -> vmapp.v1.WatchGoalStateResponse
+	38, // 85: vmapp.v1.FleetService.ReportStatus:output_type -> vmapp.v1.ReportStatusResponse
+	43, // 86: vmapp.v1.FleetService.RunAction:output_type -> vmapp.v1.RunActionResponse
+	45, // 87: vmapp.v1.FleetService.ListActionRuns:output_type -> vmapp.v1.ListActionRunsResponse
+	47, // 88: vmapp.v1.FleetService.ReportActionResult:output_type -> vmapp.v1.ReportActionResultResponse
+	72, // [72:89] is the sub-list for method output_type
+	55, // [55:72] is the sub-list for method input_type
+	55, // [55:55] is the sub-list for extension type_name
+	55, // [55:55] is the sub-list for extension extendee
+	0,  // [0:55] is the sub-list for field type_name
 }
 
 func init() { file_vmapp_v1_fleet_proto_init() }
@@ -3600,8 +3689,8 @@ func file_vmapp_v1_fleet_proto_init() {
 	file_vmapp_v1_catalog_proto_init()
 	file_vmapp_v1_signing_proto_init()
 	file_vmapp_v1_fleet_proto_msgTypes[3].OneofWrappers = []any{}
-	file_vmapp_v1_fleet_proto_msgTypes[7].OneofWrappers = []any{}
-	file_vmapp_v1_fleet_proto_msgTypes[24].OneofWrappers = []any{
+	file_vmapp_v1_fleet_proto_msgTypes[8].OneofWrappers = []any{}
+	file_vmapp_v1_fleet_proto_msgTypes[25].OneofWrappers = []any{
 		(*ProfileTarget_Machine)(nil),
 		(*ProfileTarget_ScaleSet)(nil),
 	}
@@ -3611,7 +3700,7 @@ func file_vmapp_v1_fleet_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_vmapp_v1_fleet_proto_rawDesc), len(file_vmapp_v1_fleet_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   48,
+			NumMessages:   49,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

@@ -131,6 +131,8 @@ type Command struct {
 	//	*Command_ReportStatus
 	//	*Command_RequestActions
 	//	*Command_FinishAction
+	//	*Command_SetPreheat
+	//	*Command_RemovePreheat
 	//	*Command_PutNode
 	//	*Command_RemoveNode
 	//	*Command_SignVersion
@@ -540,6 +542,24 @@ func (x *Command) GetFinishAction() *FinishAction {
 	return nil
 }
 
+func (x *Command) GetSetPreheat() *SetPreheat {
+	if x != nil {
+		if x, ok := x.Op.(*Command_SetPreheat); ok {
+			return x.SetPreheat
+		}
+	}
+	return nil
+}
+
+func (x *Command) GetRemovePreheat() *RemovePreheat {
+	if x != nil {
+		if x, ok := x.Op.(*Command_RemovePreheat); ok {
+			return x.RemovePreheat
+		}
+	}
+	return nil
+}
+
 func (x *Command) GetPutNode() *PutNode {
 	if x != nil {
 		if x, ok := x.Op.(*Command_PutNode); ok {
@@ -737,6 +757,14 @@ type Command_FinishAction struct {
 	FinishAction *FinishAction `protobuf:"bytes,77,opt,name=finish_action,json=finishAction,proto3,oneof"`
 }
 
+type Command_SetPreheat struct {
+	SetPreheat *SetPreheat `protobuf:"bytes,78,opt,name=set_preheat,json=setPreheat,proto3,oneof"`
+}
+
+type Command_RemovePreheat struct {
+	RemovePreheat *RemovePreheat `protobuf:"bytes,79,opt,name=remove_preheat,json=removePreheat,proto3,oneof"`
+}
+
 type Command_PutNode struct {
 	// Cluster (90-99).
 	PutNode *PutNode `protobuf:"bytes,90,opt,name=put_node,json=putNode,proto3,oneof"`
@@ -830,6 +858,10 @@ func (*Command_ReportStatus) isCommand_Op() {}
 func (*Command_RequestActions) isCommand_Op() {}
 
 func (*Command_FinishAction) isCommand_Op() {}
+
+func (*Command_SetPreheat) isCommand_Op() {}
+
+func (*Command_RemovePreheat) isCommand_Op() {}
 
 func (*Command_PutNode) isCommand_Op() {}
 
@@ -3103,6 +3135,204 @@ func (x *SetProfile) GetProfile() *v1.ApplicationProfile {
 	return nil
 }
 
+// SetPreheat records a version's preheat in a region, replacing the one
+// there was: the machines chosen (by the fleet, before the command) or a
+// scale set. Refused when the version doesn't exist.
+type SetPreheat struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Preheat       *Preheat               `protobuf:"bytes,1,opt,name=preheat,proto3" json:"preheat,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *SetPreheat) Reset() {
+	*x = SetPreheat{}
+	mi := &file_vmapp_state_v1_commands_proto_msgTypes[40]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *SetPreheat) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*SetPreheat) ProtoMessage() {}
+
+func (x *SetPreheat) ProtoReflect() protoreflect.Message {
+	mi := &file_vmapp_state_v1_commands_proto_msgTypes[40]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use SetPreheat.ProtoReflect.Descriptor instead.
+func (*SetPreheat) Descriptor() ([]byte, []int) {
+	return file_vmapp_state_v1_commands_proto_rawDescGZIP(), []int{40}
+}
+
+func (x *SetPreheat) GetPreheat() *Preheat {
+	if x != nil {
+		return x.Preheat
+	}
+	return nil
+}
+
+// Preheat is a version's preheat in a region: machines of tenant asked to
+// fetch its package into their peer caches before a rollout.
+type Preheat struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The machines' tenant (the version's, today).
+	Tenant  string      `protobuf:"bytes,1,opt,name=tenant,proto3" json:"tenant,omitempty"`
+	Version *VersionRef `protobuf:"bytes,2,opt,name=version,proto3" json:"version,omitempty"`
+	Region  string      `protobuf:"bytes,3,opt,name=region,proto3" json:"region,omitempty"`
+	// The machines chosen; empty with scale_set.
+	Machines []string `protobuf:"bytes,4,rep,name=machines,proto3" json:"machines,omitempty"`
+	// A scale set: its instances in the region.
+	ScaleSet      string                 `protobuf:"bytes,5,opt,name=scale_set,json=scaleSet,proto3" json:"scale_set,omitempty"`
+	CreateTime    *timestamppb.Timestamp `protobuf:"bytes,6,opt,name=create_time,json=createTime,proto3" json:"create_time,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *Preheat) Reset() {
+	*x = Preheat{}
+	mi := &file_vmapp_state_v1_commands_proto_msgTypes[41]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *Preheat) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*Preheat) ProtoMessage() {}
+
+func (x *Preheat) ProtoReflect() protoreflect.Message {
+	mi := &file_vmapp_state_v1_commands_proto_msgTypes[41]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use Preheat.ProtoReflect.Descriptor instead.
+func (*Preheat) Descriptor() ([]byte, []int) {
+	return file_vmapp_state_v1_commands_proto_rawDescGZIP(), []int{41}
+}
+
+func (x *Preheat) GetTenant() string {
+	if x != nil {
+		return x.Tenant
+	}
+	return ""
+}
+
+func (x *Preheat) GetVersion() *VersionRef {
+	if x != nil {
+		return x.Version
+	}
+	return nil
+}
+
+func (x *Preheat) GetRegion() string {
+	if x != nil {
+		return x.Region
+	}
+	return ""
+}
+
+func (x *Preheat) GetMachines() []string {
+	if x != nil {
+		return x.Machines
+	}
+	return nil
+}
+
+func (x *Preheat) GetScaleSet() string {
+	if x != nil {
+		return x.ScaleSet
+	}
+	return ""
+}
+
+func (x *Preheat) GetCreateTime() *timestamppb.Timestamp {
+	if x != nil {
+		return x.CreateTime
+	}
+	return nil
+}
+
+// RemovePreheat ends a version's preheat in a region; NotFound when there
+// is none.
+type RemovePreheat struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Tenant        string                 `protobuf:"bytes,1,opt,name=tenant,proto3" json:"tenant,omitempty"`
+	Version       *VersionRef            `protobuf:"bytes,2,opt,name=version,proto3" json:"version,omitempty"`
+	Region        string                 `protobuf:"bytes,3,opt,name=region,proto3" json:"region,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *RemovePreheat) Reset() {
+	*x = RemovePreheat{}
+	mi := &file_vmapp_state_v1_commands_proto_msgTypes[42]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *RemovePreheat) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*RemovePreheat) ProtoMessage() {}
+
+func (x *RemovePreheat) ProtoReflect() protoreflect.Message {
+	mi := &file_vmapp_state_v1_commands_proto_msgTypes[42]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use RemovePreheat.ProtoReflect.Descriptor instead.
+func (*RemovePreheat) Descriptor() ([]byte, []int) {
+	return file_vmapp_state_v1_commands_proto_rawDescGZIP(), []int{42}
+}
+
+func (x *RemovePreheat) GetTenant() string {
+	if x != nil {
+		return x.Tenant
+	}
+	return ""
+}
+
+func (x *RemovePreheat) GetVersion() *VersionRef {
+	if x != nil {
+		return x.Version
+	}
+	return nil
+}
+
+func (x *RemovePreheat) GetRegion() string {
+	if x != nil {
+		return x.Region
+	}
+	return ""
+}
+
 // ReportStatus records a machine's instance view (last_report_time is the
 // command's time).
 type ReportStatus struct {
@@ -3116,7 +3346,7 @@ type ReportStatus struct {
 
 func (x *ReportStatus) Reset() {
 	*x = ReportStatus{}
-	mi := &file_vmapp_state_v1_commands_proto_msgTypes[40]
+	mi := &file_vmapp_state_v1_commands_proto_msgTypes[43]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3128,7 +3358,7 @@ func (x *ReportStatus) String() string {
 func (*ReportStatus) ProtoMessage() {}
 
 func (x *ReportStatus) ProtoReflect() protoreflect.Message {
-	mi := &file_vmapp_state_v1_commands_proto_msgTypes[40]
+	mi := &file_vmapp_state_v1_commands_proto_msgTypes[43]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3141,7 +3371,7 @@ func (x *ReportStatus) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ReportStatus.ProtoReflect.Descriptor instead.
 func (*ReportStatus) Descriptor() ([]byte, []int) {
-	return file_vmapp_state_v1_commands_proto_rawDescGZIP(), []int{40}
+	return file_vmapp_state_v1_commands_proto_rawDescGZIP(), []int{43}
 }
 
 func (x *ReportStatus) GetTenant() string {
@@ -3178,7 +3408,7 @@ type RequestActions struct {
 
 func (x *RequestActions) Reset() {
 	*x = RequestActions{}
-	mi := &file_vmapp_state_v1_commands_proto_msgTypes[41]
+	mi := &file_vmapp_state_v1_commands_proto_msgTypes[44]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3190,7 +3420,7 @@ func (x *RequestActions) String() string {
 func (*RequestActions) ProtoMessage() {}
 
 func (x *RequestActions) ProtoReflect() protoreflect.Message {
-	mi := &file_vmapp_state_v1_commands_proto_msgTypes[41]
+	mi := &file_vmapp_state_v1_commands_proto_msgTypes[44]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3203,7 +3433,7 @@ func (x *RequestActions) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RequestActions.ProtoReflect.Descriptor instead.
 func (*RequestActions) Descriptor() ([]byte, []int) {
-	return file_vmapp_state_v1_commands_proto_rawDescGZIP(), []int{41}
+	return file_vmapp_state_v1_commands_proto_rawDescGZIP(), []int{44}
 }
 
 func (x *RequestActions) GetRuns() []*v1.ActionRun {
@@ -3236,7 +3466,7 @@ type FinishAction struct {
 
 func (x *FinishAction) Reset() {
 	*x = FinishAction{}
-	mi := &file_vmapp_state_v1_commands_proto_msgTypes[42]
+	mi := &file_vmapp_state_v1_commands_proto_msgTypes[45]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3248,7 +3478,7 @@ func (x *FinishAction) String() string {
 func (*FinishAction) ProtoMessage() {}
 
 func (x *FinishAction) ProtoReflect() protoreflect.Message {
-	mi := &file_vmapp_state_v1_commands_proto_msgTypes[42]
+	mi := &file_vmapp_state_v1_commands_proto_msgTypes[45]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3261,7 +3491,7 @@ func (x *FinishAction) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use FinishAction.ProtoReflect.Descriptor instead.
 func (*FinishAction) Descriptor() ([]byte, []int) {
-	return file_vmapp_state_v1_commands_proto_rawDescGZIP(), []int{42}
+	return file_vmapp_state_v1_commands_proto_rawDescGZIP(), []int{45}
 }
 
 func (x *FinishAction) GetTenant() string {
@@ -3303,7 +3533,7 @@ type PutNode struct {
 
 func (x *PutNode) Reset() {
 	*x = PutNode{}
-	mi := &file_vmapp_state_v1_commands_proto_msgTypes[43]
+	mi := &file_vmapp_state_v1_commands_proto_msgTypes[46]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3315,7 +3545,7 @@ func (x *PutNode) String() string {
 func (*PutNode) ProtoMessage() {}
 
 func (x *PutNode) ProtoReflect() protoreflect.Message {
-	mi := &file_vmapp_state_v1_commands_proto_msgTypes[43]
+	mi := &file_vmapp_state_v1_commands_proto_msgTypes[46]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3328,7 +3558,7 @@ func (x *PutNode) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PutNode.ProtoReflect.Descriptor instead.
 func (*PutNode) Descriptor() ([]byte, []int) {
-	return file_vmapp_state_v1_commands_proto_rawDescGZIP(), []int{43}
+	return file_vmapp_state_v1_commands_proto_rawDescGZIP(), []int{46}
 }
 
 func (x *PutNode) GetNode() *v1.ClusterNode {
@@ -3348,7 +3578,7 @@ type RemoveNode struct {
 
 func (x *RemoveNode) Reset() {
 	*x = RemoveNode{}
-	mi := &file_vmapp_state_v1_commands_proto_msgTypes[44]
+	mi := &file_vmapp_state_v1_commands_proto_msgTypes[47]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3360,7 +3590,7 @@ func (x *RemoveNode) String() string {
 func (*RemoveNode) ProtoMessage() {}
 
 func (x *RemoveNode) ProtoReflect() protoreflect.Message {
-	mi := &file_vmapp_state_v1_commands_proto_msgTypes[44]
+	mi := &file_vmapp_state_v1_commands_proto_msgTypes[47]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3373,7 +3603,7 @@ func (x *RemoveNode) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RemoveNode.ProtoReflect.Descriptor instead.
 func (*RemoveNode) Descriptor() ([]byte, []int) {
-	return file_vmapp_state_v1_commands_proto_rawDescGZIP(), []int{44}
+	return file_vmapp_state_v1_commands_proto_rawDescGZIP(), []int{47}
 }
 
 func (x *RemoveNode) GetId() string {
@@ -3405,7 +3635,7 @@ type SignVersion struct {
 
 func (x *SignVersion) Reset() {
 	*x = SignVersion{}
-	mi := &file_vmapp_state_v1_commands_proto_msgTypes[45]
+	mi := &file_vmapp_state_v1_commands_proto_msgTypes[48]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3417,7 +3647,7 @@ func (x *SignVersion) String() string {
 func (*SignVersion) ProtoMessage() {}
 
 func (x *SignVersion) ProtoReflect() protoreflect.Message {
-	mi := &file_vmapp_state_v1_commands_proto_msgTypes[45]
+	mi := &file_vmapp_state_v1_commands_proto_msgTypes[48]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3430,7 +3660,7 @@ func (x *SignVersion) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SignVersion.ProtoReflect.Descriptor instead.
 func (*SignVersion) Descriptor() ([]byte, []int) {
-	return file_vmapp_state_v1_commands_proto_rawDescGZIP(), []int{45}
+	return file_vmapp_state_v1_commands_proto_rawDescGZIP(), []int{48}
 }
 
 func (x *SignVersion) GetVersion() *VersionRef {
@@ -3489,7 +3719,7 @@ type PutTrustPolicy struct {
 
 func (x *PutTrustPolicy) Reset() {
 	*x = PutTrustPolicy{}
-	mi := &file_vmapp_state_v1_commands_proto_msgTypes[46]
+	mi := &file_vmapp_state_v1_commands_proto_msgTypes[49]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3501,7 +3731,7 @@ func (x *PutTrustPolicy) String() string {
 func (*PutTrustPolicy) ProtoMessage() {}
 
 func (x *PutTrustPolicy) ProtoReflect() protoreflect.Message {
-	mi := &file_vmapp_state_v1_commands_proto_msgTypes[46]
+	mi := &file_vmapp_state_v1_commands_proto_msgTypes[49]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3514,7 +3744,7 @@ func (x *PutTrustPolicy) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PutTrustPolicy.ProtoReflect.Descriptor instead.
 func (*PutTrustPolicy) Descriptor() ([]byte, []int) {
-	return file_vmapp_state_v1_commands_proto_rawDescGZIP(), []int{46}
+	return file_vmapp_state_v1_commands_proto_rawDescGZIP(), []int{49}
 }
 
 func (x *PutTrustPolicy) GetTenant() string {
@@ -3542,7 +3772,7 @@ var File_vmapp_state_v1_commands_proto protoreflect.FileDescriptor
 
 const file_vmapp_state_v1_commands_proto_rawDesc = "" +
 	"\n" +
-	"\x1dvmapp/state/v1/commands.proto\x12\x0evmapp.state.v1\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x1avmapp/state/v1/state.proto\x1a\x15vmapp/v1/access.proto\x1a\x16vmapp/v1/catalog.proto\x1a\x16vmapp/v1/cluster.proto\x1a\x14vmapp/v1/fleet.proto\x1a\x16vmapp/v1/signing.proto\x1a\x17vmapp/v1/transfer.proto\"\xbc\x18\n" +
+	"\x1dvmapp/state/v1/commands.proto\x12\x0evmapp.state.v1\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x1avmapp/state/v1/state.proto\x1a\x15vmapp/v1/access.proto\x1a\x16vmapp/v1/catalog.proto\x1a\x16vmapp/v1/cluster.proto\x1a\x14vmapp/v1/fleet.proto\x1a\x16vmapp/v1/signing.proto\x1a\x17vmapp/v1/transfer.proto\"\xc3\x19\n" +
 	"\aCommand\x12.\n" +
 	"\x04time\x18\x01 \x01(\v2\x1a.google.protobuf.TimestampR\x04time\x12\x12\n" +
 	"\x04etag\x18\x02 \x01(\tR\x04etag\x12\x1f\n" +
@@ -3590,7 +3820,10 @@ const file_vmapp_state_v1_commands_proto_rawDesc = "" +
 	"setProfile\x12C\n" +
 	"\rreport_status\x18K \x01(\v2\x1c.vmapp.state.v1.ReportStatusH\x00R\freportStatus\x12I\n" +
 	"\x0frequest_actions\x18L \x01(\v2\x1e.vmapp.state.v1.RequestActionsH\x00R\x0erequestActions\x12C\n" +
-	"\rfinish_action\x18M \x01(\v2\x1c.vmapp.state.v1.FinishActionH\x00R\ffinishAction\x124\n" +
+	"\rfinish_action\x18M \x01(\v2\x1c.vmapp.state.v1.FinishActionH\x00R\ffinishAction\x12=\n" +
+	"\vset_preheat\x18N \x01(\v2\x1a.vmapp.state.v1.SetPreheatH\x00R\n" +
+	"setPreheat\x12F\n" +
+	"\x0eremove_preheat\x18O \x01(\v2\x1d.vmapp.state.v1.RemovePreheatH\x00R\rremovePreheat\x124\n" +
 	"\bput_node\x18Z \x01(\v2\x17.vmapp.state.v1.PutNodeH\x00R\aputNode\x12=\n" +
 	"\vremove_node\x18[ \x01(\v2\x1a.vmapp.state.v1.RemoveNodeH\x00R\n" +
 	"removeNode\x12@\n" +
@@ -3760,7 +3993,22 @@ const file_vmapp_state_v1_commands_proto_rawDesc = "" +
 	"\x06tenant\x18\x01 \x01(\tR\x06tenant\x123\n" +
 	"\x06target\x18\x02 \x01(\v2\x1b.vmapp.state.v1.ProfileEtagR\x06target\x123\n" +
 	"\x06others\x18\x03 \x03(\v2\x1b.vmapp.state.v1.ProfileEtagR\x06others\x126\n" +
-	"\aprofile\x18\x04 \x01(\v2\x1c.vmapp.v1.ApplicationProfileR\aprofile\"}\n" +
+	"\aprofile\x18\x04 \x01(\v2\x1c.vmapp.v1.ApplicationProfileR\aprofile\"?\n" +
+	"\n" +
+	"SetPreheat\x121\n" +
+	"\apreheat\x18\x01 \x01(\v2\x17.vmapp.state.v1.PreheatR\apreheat\"\xe5\x01\n" +
+	"\aPreheat\x12\x16\n" +
+	"\x06tenant\x18\x01 \x01(\tR\x06tenant\x124\n" +
+	"\aversion\x18\x02 \x01(\v2\x1a.vmapp.state.v1.VersionRefR\aversion\x12\x16\n" +
+	"\x06region\x18\x03 \x01(\tR\x06region\x12\x1a\n" +
+	"\bmachines\x18\x04 \x03(\tR\bmachines\x12\x1b\n" +
+	"\tscale_set\x18\x05 \x01(\tR\bscaleSet\x12;\n" +
+	"\vcreate_time\x18\x06 \x01(\v2\x1a.google.protobuf.TimestampR\n" +
+	"createTime\"u\n" +
+	"\rRemovePreheat\x12\x16\n" +
+	"\x06tenant\x18\x01 \x01(\tR\x06tenant\x124\n" +
+	"\aversion\x18\x02 \x01(\v2\x1a.vmapp.state.v1.VersionRefR\aversion\x12\x16\n" +
+	"\x06region\x18\x03 \x01(\tR\x06region\"}\n" +
 	"\fReportStatus\x12\x16\n" +
 	"\x06tenant\x18\x01 \x01(\tR\x06tenant\x12\x18\n" +
 	"\amachine\x18\x02 \x01(\tR\amachine\x12;\n" +
@@ -3806,7 +4054,7 @@ func file_vmapp_state_v1_commands_proto_rawDescGZIP() []byte {
 }
 
 var file_vmapp_state_v1_commands_proto_enumTypes = make([]protoimpl.EnumInfo, 1)
-var file_vmapp_state_v1_commands_proto_msgTypes = make([]protoimpl.MessageInfo, 47)
+var file_vmapp_state_v1_commands_proto_msgTypes = make([]protoimpl.MessageInfo, 50)
 var file_vmapp_state_v1_commands_proto_goTypes = []any{
 	(RemoveDeleted_Kind)(0),              // 0: vmapp.state.v1.RemoveDeleted.Kind
 	(*Command)(nil),                      // 1: vmapp.state.v1.Command
@@ -3849,137 +4097,146 @@ var file_vmapp_state_v1_commands_proto_goTypes = []any{
 	(*DeleteScaleSet)(nil),               // 38: vmapp.state.v1.DeleteScaleSet
 	(*ProfileEtag)(nil),                  // 39: vmapp.state.v1.ProfileEtag
 	(*SetProfile)(nil),                   // 40: vmapp.state.v1.SetProfile
-	(*ReportStatus)(nil),                 // 41: vmapp.state.v1.ReportStatus
-	(*RequestActions)(nil),               // 42: vmapp.state.v1.RequestActions
-	(*FinishAction)(nil),                 // 43: vmapp.state.v1.FinishAction
-	(*PutNode)(nil),                      // 44: vmapp.state.v1.PutNode
-	(*RemoveNode)(nil),                   // 45: vmapp.state.v1.RemoveNode
-	(*SignVersion)(nil),                  // 46: vmapp.state.v1.SignVersion
-	(*PutTrustPolicy)(nil),               // 47: vmapp.state.v1.PutTrustPolicy
-	(*timestamppb.Timestamp)(nil),        // 48: google.protobuf.Timestamp
-	(v1.ArtifactKind)(0),                 // 49: vmapp.v1.ArtifactKind
-	(*v1.Gallery)(nil),                   // 50: vmapp.v1.Gallery
-	(*v1.GalleryApplication)(nil),        // 51: vmapp.v1.GalleryApplication
-	(*v1.GalleryApplicationVersion)(nil), // 52: vmapp.v1.GalleryApplicationVersion
-	(*v1.ProvisioningError)(nil),         // 53: vmapp.v1.ProvisioningError
-	(*UploadSession)(nil),                // 54: vmapp.state.v1.UploadSession
-	(*Part)(nil),                         // 55: vmapp.state.v1.Part
-	(*v1.Artifact)(nil),                  // 56: vmapp.v1.Artifact
-	(*Manifest)(nil),                     // 57: vmapp.state.v1.Manifest
-	(*Replica)(nil),                      // 58: vmapp.state.v1.Replica
-	(*Credential)(nil),                   // 59: vmapp.state.v1.Credential
-	(*v1.Share)(nil),                     // 60: vmapp.v1.Share
-	(*v1.Machine)(nil),                   // 61: vmapp.v1.Machine
-	(*v1.ScaleSet)(nil),                  // 62: vmapp.v1.ScaleSet
-	(*v1.ApplicationProfile)(nil),        // 63: vmapp.v1.ApplicationProfile
-	(*v1.InstanceView)(nil),              // 64: vmapp.v1.InstanceView
-	(*v1.ActionRun)(nil),                 // 65: vmapp.v1.ActionRun
-	(*v1.ClusterNode)(nil),               // 66: vmapp.v1.ClusterNode
-	(*v1.VersionSignatures)(nil),         // 67: vmapp.v1.VersionSignatures
-	(*v1.VersionSignature)(nil),          // 68: vmapp.v1.VersionSignature
-	(*v1.TrustPolicy)(nil),               // 69: vmapp.v1.TrustPolicy
+	(*SetPreheat)(nil),                   // 41: vmapp.state.v1.SetPreheat
+	(*Preheat)(nil),                      // 42: vmapp.state.v1.Preheat
+	(*RemovePreheat)(nil),                // 43: vmapp.state.v1.RemovePreheat
+	(*ReportStatus)(nil),                 // 44: vmapp.state.v1.ReportStatus
+	(*RequestActions)(nil),               // 45: vmapp.state.v1.RequestActions
+	(*FinishAction)(nil),                 // 46: vmapp.state.v1.FinishAction
+	(*PutNode)(nil),                      // 47: vmapp.state.v1.PutNode
+	(*RemoveNode)(nil),                   // 48: vmapp.state.v1.RemoveNode
+	(*SignVersion)(nil),                  // 49: vmapp.state.v1.SignVersion
+	(*PutTrustPolicy)(nil),               // 50: vmapp.state.v1.PutTrustPolicy
+	(*timestamppb.Timestamp)(nil),        // 51: google.protobuf.Timestamp
+	(v1.ArtifactKind)(0),                 // 52: vmapp.v1.ArtifactKind
+	(*v1.Gallery)(nil),                   // 53: vmapp.v1.Gallery
+	(*v1.GalleryApplication)(nil),        // 54: vmapp.v1.GalleryApplication
+	(*v1.GalleryApplicationVersion)(nil), // 55: vmapp.v1.GalleryApplicationVersion
+	(*v1.ProvisioningError)(nil),         // 56: vmapp.v1.ProvisioningError
+	(*UploadSession)(nil),                // 57: vmapp.state.v1.UploadSession
+	(*Part)(nil),                         // 58: vmapp.state.v1.Part
+	(*v1.Artifact)(nil),                  // 59: vmapp.v1.Artifact
+	(*Manifest)(nil),                     // 60: vmapp.state.v1.Manifest
+	(*Replica)(nil),                      // 61: vmapp.state.v1.Replica
+	(*Credential)(nil),                   // 62: vmapp.state.v1.Credential
+	(*v1.Share)(nil),                     // 63: vmapp.v1.Share
+	(*v1.Machine)(nil),                   // 64: vmapp.v1.Machine
+	(*v1.ScaleSet)(nil),                  // 65: vmapp.v1.ScaleSet
+	(*v1.ApplicationProfile)(nil),        // 66: vmapp.v1.ApplicationProfile
+	(*v1.InstanceView)(nil),              // 67: vmapp.v1.InstanceView
+	(*v1.ActionRun)(nil),                 // 68: vmapp.v1.ActionRun
+	(*v1.ClusterNode)(nil),               // 69: vmapp.v1.ClusterNode
+	(*v1.VersionSignatures)(nil),         // 70: vmapp.v1.VersionSignatures
+	(*v1.VersionSignature)(nil),          // 71: vmapp.v1.VersionSignature
+	(*v1.TrustPolicy)(nil),               // 72: vmapp.v1.TrustPolicy
 }
 var file_vmapp_state_v1_commands_proto_depIdxs = []int32{
-	48, // 0: vmapp.state.v1.Command.time:type_name -> google.protobuf.Timestamp
-	4,  // 1: vmapp.state.v1.Command.create_gallery:type_name -> vmapp.state.v1.CreateGallery
-	5,  // 2: vmapp.state.v1.Command.update_gallery:type_name -> vmapp.state.v1.UpdateGallery
-	6,  // 3: vmapp.state.v1.Command.delete_gallery:type_name -> vmapp.state.v1.DeleteGallery
-	7,  // 4: vmapp.state.v1.Command.create_application:type_name -> vmapp.state.v1.CreateApplication
-	8,  // 5: vmapp.state.v1.Command.update_application:type_name -> vmapp.state.v1.UpdateApplication
-	9,  // 6: vmapp.state.v1.Command.delete_application:type_name -> vmapp.state.v1.DeleteApplication
-	10, // 7: vmapp.state.v1.Command.create_version:type_name -> vmapp.state.v1.CreateVersion
-	11, // 8: vmapp.state.v1.Command.update_version:type_name -> vmapp.state.v1.UpdateVersion
-	12, // 9: vmapp.state.v1.Command.delete_version:type_name -> vmapp.state.v1.DeleteVersion
-	13, // 10: vmapp.state.v1.Command.remove_deleted:type_name -> vmapp.state.v1.RemoveDeleted
-	14, // 11: vmapp.state.v1.Command.remove_version:type_name -> vmapp.state.v1.RemoveVersion
-	15, // 12: vmapp.state.v1.Command.fail_ingest:type_name -> vmapp.state.v1.FailIngest
-	16, // 13: vmapp.state.v1.Command.retry_ingest:type_name -> vmapp.state.v1.RetryIngest
-	17, // 14: vmapp.state.v1.Command.create_upload:type_name -> vmapp.state.v1.CreateUpload
-	18, // 15: vmapp.state.v1.Command.commit_part:type_name -> vmapp.state.v1.CommitPart
-	19, // 16: vmapp.state.v1.Command.finish_upload:type_name -> vmapp.state.v1.FinishUpload
-	20, // 17: vmapp.state.v1.Command.delete_upload:type_name -> vmapp.state.v1.DeleteUpload
-	21, // 18: vmapp.state.v1.Command.reconcile_replicas:type_name -> vmapp.state.v1.ReconcileReplicas
-	23, // 19: vmapp.state.v1.Command.replica_started:type_name -> vmapp.state.v1.ReplicaStarted
-	24, // 20: vmapp.state.v1.Command.replica_multipart:type_name -> vmapp.state.v1.ReplicaMultipart
-	25, // 21: vmapp.state.v1.Command.replica_part_copied:type_name -> vmapp.state.v1.ReplicaPartCopied
-	26, // 22: vmapp.state.v1.Command.replica_failed:type_name -> vmapp.state.v1.ReplicaFailed
-	27, // 23: vmapp.state.v1.Command.replica_completed:type_name -> vmapp.state.v1.ReplicaCompleted
-	28, // 24: vmapp.state.v1.Command.replica_restart:type_name -> vmapp.state.v1.ReplicaRestart
-	29, // 25: vmapp.state.v1.Command.replica_removed:type_name -> vmapp.state.v1.ReplicaRemoved
-	30, // 26: vmapp.state.v1.Command.replica_verified:type_name -> vmapp.state.v1.ReplicaVerified
-	31, // 27: vmapp.state.v1.Command.issue_token:type_name -> vmapp.state.v1.IssueToken
-	32, // 28: vmapp.state.v1.Command.revoke_token:type_name -> vmapp.state.v1.RevokeToken
-	33, // 29: vmapp.state.v1.Command.put_share:type_name -> vmapp.state.v1.PutShare
-	34, // 30: vmapp.state.v1.Command.delete_share:type_name -> vmapp.state.v1.DeleteShare
-	35, // 31: vmapp.state.v1.Command.create_machine:type_name -> vmapp.state.v1.CreateMachine
-	36, // 32: vmapp.state.v1.Command.delete_machine:type_name -> vmapp.state.v1.DeleteMachine
-	37, // 33: vmapp.state.v1.Command.create_scale_set:type_name -> vmapp.state.v1.CreateScaleSet
-	38, // 34: vmapp.state.v1.Command.delete_scale_set:type_name -> vmapp.state.v1.DeleteScaleSet
-	40, // 35: vmapp.state.v1.Command.set_profile:type_name -> vmapp.state.v1.SetProfile
-	41, // 36: vmapp.state.v1.Command.report_status:type_name -> vmapp.state.v1.ReportStatus
-	42, // 37: vmapp.state.v1.Command.request_actions:type_name -> vmapp.state.v1.RequestActions
-	43, // 38: vmapp.state.v1.Command.finish_action:type_name -> vmapp.state.v1.FinishAction
-	44, // 39: vmapp.state.v1.Command.put_node:type_name -> vmapp.state.v1.PutNode
-	45, // 40: vmapp.state.v1.Command.remove_node:type_name -> vmapp.state.v1.RemoveNode
-	46, // 41: vmapp.state.v1.Command.sign_version:type_name -> vmapp.state.v1.SignVersion
-	47, // 42: vmapp.state.v1.Command.put_trust_policy:type_name -> vmapp.state.v1.PutTrustPolicy
-	2,  // 43: vmapp.state.v1.ReplicaRef.version:type_name -> vmapp.state.v1.VersionRef
-	49, // 44: vmapp.state.v1.ReplicaRef.kind:type_name -> vmapp.v1.ArtifactKind
-	50, // 45: vmapp.state.v1.CreateGallery.gallery:type_name -> vmapp.v1.Gallery
-	50, // 46: vmapp.state.v1.UpdateGallery.gallery:type_name -> vmapp.v1.Gallery
-	51, // 47: vmapp.state.v1.CreateApplication.application:type_name -> vmapp.v1.GalleryApplication
-	51, // 48: vmapp.state.v1.UpdateApplication.application:type_name -> vmapp.v1.GalleryApplication
-	52, // 49: vmapp.state.v1.CreateVersion.version:type_name -> vmapp.v1.GalleryApplicationVersion
-	52, // 50: vmapp.state.v1.UpdateVersion.version:type_name -> vmapp.v1.GalleryApplicationVersion
-	2,  // 51: vmapp.state.v1.DeleteVersion.version:type_name -> vmapp.state.v1.VersionRef
-	0,  // 52: vmapp.state.v1.RemoveDeleted.kind:type_name -> vmapp.state.v1.RemoveDeleted.Kind
-	2,  // 53: vmapp.state.v1.RemoveDeleted.resources:type_name -> vmapp.state.v1.VersionRef
-	2,  // 54: vmapp.state.v1.RemoveVersion.version:type_name -> vmapp.state.v1.VersionRef
-	2,  // 55: vmapp.state.v1.FailIngest.version:type_name -> vmapp.state.v1.VersionRef
-	53, // 56: vmapp.state.v1.FailIngest.error:type_name -> vmapp.v1.ProvisioningError
-	2,  // 57: vmapp.state.v1.RetryIngest.version:type_name -> vmapp.state.v1.VersionRef
-	54, // 58: vmapp.state.v1.CreateUpload.session:type_name -> vmapp.state.v1.UploadSession
-	55, // 59: vmapp.state.v1.CommitPart.part:type_name -> vmapp.state.v1.Part
-	48, // 60: vmapp.state.v1.CommitPart.expire_time:type_name -> google.protobuf.Timestamp
-	56, // 61: vmapp.state.v1.FinishUpload.artifact:type_name -> vmapp.v1.Artifact
-	57, // 62: vmapp.state.v1.FinishUpload.manifest:type_name -> vmapp.state.v1.Manifest
-	58, // 63: vmapp.state.v1.ReconcileReplicas.add:type_name -> vmapp.state.v1.Replica
-	3,  // 64: vmapp.state.v1.ReconcileReplicas.unwanted:type_name -> vmapp.state.v1.ReplicaRef
-	22, // 65: vmapp.state.v1.ReconcileReplicas.reconciled:type_name -> vmapp.state.v1.DirtyMark
-	2,  // 66: vmapp.state.v1.DirtyMark.version:type_name -> vmapp.state.v1.VersionRef
-	3,  // 67: vmapp.state.v1.ReplicaStarted.replica:type_name -> vmapp.state.v1.ReplicaRef
-	3,  // 68: vmapp.state.v1.ReplicaMultipart.replica:type_name -> vmapp.state.v1.ReplicaRef
-	3,  // 69: vmapp.state.v1.ReplicaPartCopied.replica:type_name -> vmapp.state.v1.ReplicaRef
-	55, // 70: vmapp.state.v1.ReplicaPartCopied.part:type_name -> vmapp.state.v1.Part
-	3,  // 71: vmapp.state.v1.ReplicaFailed.replica:type_name -> vmapp.state.v1.ReplicaRef
-	48, // 72: vmapp.state.v1.ReplicaFailed.next_attempt_time:type_name -> google.protobuf.Timestamp
-	3,  // 73: vmapp.state.v1.ReplicaCompleted.replica:type_name -> vmapp.state.v1.ReplicaRef
-	3,  // 74: vmapp.state.v1.ReplicaRestart.replica:type_name -> vmapp.state.v1.ReplicaRef
-	48, // 75: vmapp.state.v1.ReplicaRestart.if_completed:type_name -> google.protobuf.Timestamp
-	3,  // 76: vmapp.state.v1.ReplicaRemoved.replica:type_name -> vmapp.state.v1.ReplicaRef
-	3,  // 77: vmapp.state.v1.ReplicaVerified.replica:type_name -> vmapp.state.v1.ReplicaRef
-	48, // 78: vmapp.state.v1.ReplicaVerified.if_completed:type_name -> google.protobuf.Timestamp
-	59, // 79: vmapp.state.v1.IssueToken.credential:type_name -> vmapp.state.v1.Credential
-	60, // 80: vmapp.state.v1.PutShare.share:type_name -> vmapp.v1.Share
-	61, // 81: vmapp.state.v1.CreateMachine.machine:type_name -> vmapp.v1.Machine
-	59, // 82: vmapp.state.v1.CreateMachine.credential:type_name -> vmapp.state.v1.Credential
-	62, // 83: vmapp.state.v1.CreateScaleSet.scale_set:type_name -> vmapp.v1.ScaleSet
-	39, // 84: vmapp.state.v1.SetProfile.target:type_name -> vmapp.state.v1.ProfileEtag
-	39, // 85: vmapp.state.v1.SetProfile.others:type_name -> vmapp.state.v1.ProfileEtag
-	63, // 86: vmapp.state.v1.SetProfile.profile:type_name -> vmapp.v1.ApplicationProfile
-	64, // 87: vmapp.state.v1.ReportStatus.instance_view:type_name -> vmapp.v1.InstanceView
-	65, // 88: vmapp.state.v1.RequestActions.runs:type_name -> vmapp.v1.ActionRun
-	65, // 89: vmapp.state.v1.FinishAction.run:type_name -> vmapp.v1.ActionRun
-	66, // 90: vmapp.state.v1.PutNode.node:type_name -> vmapp.v1.ClusterNode
-	2,  // 91: vmapp.state.v1.SignVersion.version:type_name -> vmapp.state.v1.VersionRef
-	67, // 92: vmapp.state.v1.SignVersion.statement:type_name -> vmapp.v1.VersionSignatures
-	68, // 93: vmapp.state.v1.SignVersion.signature:type_name -> vmapp.v1.VersionSignature
-	69, // 94: vmapp.state.v1.PutTrustPolicy.policy:type_name -> vmapp.v1.TrustPolicy
-	95, // [95:95] is the sub-list for method output_type
-	95, // [95:95] is the sub-list for method input_type
-	95, // [95:95] is the sub-list for extension type_name
-	95, // [95:95] is the sub-list for extension extendee
-	0,  // [0:95] is the sub-list for field type_name
+	51,  // 0: vmapp.state.v1.Command.time:type_name -> google.protobuf.Timestamp
+	4,   // 1: vmapp.state.v1.Command.create_gallery:type_name -> vmapp.state.v1.CreateGallery
+	5,   // 2: vmapp.state.v1.Command.update_gallery:type_name -> vmapp.state.v1.UpdateGallery
+	6,   // 3: vmapp.state.v1.Command.delete_gallery:type_name -> vmapp.state.v1.DeleteGallery
+	7,   // 4: vmapp.state.v1.Command.create_application:type_name -> vmapp.state.v1.CreateApplication
+	8,   // 5: vmapp.state.v1.Command.update_application:type_name -> vmapp.state.v1.UpdateApplication
+	9,   // 6: vmapp.state.v1.Command.delete_application:type_name -> vmapp.state.v1.DeleteApplication
+	10,  // 7: vmapp.state.v1.Command.create_version:type_name -> vmapp.state.v1.CreateVersion
+	11,  // 8: vmapp.state.v1.Command.update_version:type_name -> vmapp.state.v1.UpdateVersion
+	12,  // 9: vmapp.state.v1.Command.delete_version:type_name -> vmapp.state.v1.DeleteVersion
+	13,  // 10: vmapp.state.v1.Command.remove_deleted:type_name -> vmapp.state.v1.RemoveDeleted
+	14,  // 11: vmapp.state.v1.Command.remove_version:type_name -> vmapp.state.v1.RemoveVersion
+	15,  // 12: vmapp.state.v1.Command.fail_ingest:type_name -> vmapp.state.v1.FailIngest
+	16,  // 13: vmapp.state.v1.Command.retry_ingest:type_name -> vmapp.state.v1.RetryIngest
+	17,  // 14: vmapp.state.v1.Command.create_upload:type_name -> vmapp.state.v1.CreateUpload
+	18,  // 15: vmapp.state.v1.Command.commit_part:type_name -> vmapp.state.v1.CommitPart
+	19,  // 16: vmapp.state.v1.Command.finish_upload:type_name -> vmapp.state.v1.FinishUpload
+	20,  // 17: vmapp.state.v1.Command.delete_upload:type_name -> vmapp.state.v1.DeleteUpload
+	21,  // 18: vmapp.state.v1.Command.reconcile_replicas:type_name -> vmapp.state.v1.ReconcileReplicas
+	23,  // 19: vmapp.state.v1.Command.replica_started:type_name -> vmapp.state.v1.ReplicaStarted
+	24,  // 20: vmapp.state.v1.Command.replica_multipart:type_name -> vmapp.state.v1.ReplicaMultipart
+	25,  // 21: vmapp.state.v1.Command.replica_part_copied:type_name -> vmapp.state.v1.ReplicaPartCopied
+	26,  // 22: vmapp.state.v1.Command.replica_failed:type_name -> vmapp.state.v1.ReplicaFailed
+	27,  // 23: vmapp.state.v1.Command.replica_completed:type_name -> vmapp.state.v1.ReplicaCompleted
+	28,  // 24: vmapp.state.v1.Command.replica_restart:type_name -> vmapp.state.v1.ReplicaRestart
+	29,  // 25: vmapp.state.v1.Command.replica_removed:type_name -> vmapp.state.v1.ReplicaRemoved
+	30,  // 26: vmapp.state.v1.Command.replica_verified:type_name -> vmapp.state.v1.ReplicaVerified
+	31,  // 27: vmapp.state.v1.Command.issue_token:type_name -> vmapp.state.v1.IssueToken
+	32,  // 28: vmapp.state.v1.Command.revoke_token:type_name -> vmapp.state.v1.RevokeToken
+	33,  // 29: vmapp.state.v1.Command.put_share:type_name -> vmapp.state.v1.PutShare
+	34,  // 30: vmapp.state.v1.Command.delete_share:type_name -> vmapp.state.v1.DeleteShare
+	35,  // 31: vmapp.state.v1.Command.create_machine:type_name -> vmapp.state.v1.CreateMachine
+	36,  // 32: vmapp.state.v1.Command.delete_machine:type_name -> vmapp.state.v1.DeleteMachine
+	37,  // 33: vmapp.state.v1.Command.create_scale_set:type_name -> vmapp.state.v1.CreateScaleSet
+	38,  // 34: vmapp.state.v1.Command.delete_scale_set:type_name -> vmapp.state.v1.DeleteScaleSet
+	40,  // 35: vmapp.state.v1.Command.set_profile:type_name -> vmapp.state.v1.SetProfile
+	44,  // 36: vmapp.state.v1.Command.report_status:type_name -> vmapp.state.v1.ReportStatus
+	45,  // 37: vmapp.state.v1.Command.request_actions:type_name -> vmapp.state.v1.RequestActions
+	46,  // 38: vmapp.state.v1.Command.finish_action:type_name -> vmapp.state.v1.FinishAction
+	41,  // 39: vmapp.state.v1.Command.set_preheat:type_name -> vmapp.state.v1.SetPreheat
+	43,  // 40: vmapp.state.v1.Command.remove_preheat:type_name -> vmapp.state.v1.RemovePreheat
+	47,  // 41: vmapp.state.v1.Command.put_node:type_name -> vmapp.state.v1.PutNode
+	48,  // 42: vmapp.state.v1.Command.remove_node:type_name -> vmapp.state.v1.RemoveNode
+	49,  // 43: vmapp.state.v1.Command.sign_version:type_name -> vmapp.state.v1.SignVersion
+	50,  // 44: vmapp.state.v1.Command.put_trust_policy:type_name -> vmapp.state.v1.PutTrustPolicy
+	2,   // 45: vmapp.state.v1.ReplicaRef.version:type_name -> vmapp.state.v1.VersionRef
+	52,  // 46: vmapp.state.v1.ReplicaRef.kind:type_name -> vmapp.v1.ArtifactKind
+	53,  // 47: vmapp.state.v1.CreateGallery.gallery:type_name -> vmapp.v1.Gallery
+	53,  // 48: vmapp.state.v1.UpdateGallery.gallery:type_name -> vmapp.v1.Gallery
+	54,  // 49: vmapp.state.v1.CreateApplication.application:type_name -> vmapp.v1.GalleryApplication
+	54,  // 50: vmapp.state.v1.UpdateApplication.application:type_name -> vmapp.v1.GalleryApplication
+	55,  // 51: vmapp.state.v1.CreateVersion.version:type_name -> vmapp.v1.GalleryApplicationVersion
+	55,  // 52: vmapp.state.v1.UpdateVersion.version:type_name -> vmapp.v1.GalleryApplicationVersion
+	2,   // 53: vmapp.state.v1.DeleteVersion.version:type_name -> vmapp.state.v1.VersionRef
+	0,   // 54: vmapp.state.v1.RemoveDeleted.kind:type_name -> vmapp.state.v1.RemoveDeleted.Kind
+	2,   // 55: vmapp.state.v1.RemoveDeleted.resources:type_name -> vmapp.state.v1.VersionRef
+	2,   // 56: vmapp.state.v1.RemoveVersion.version:type_name -> vmapp.state.v1.VersionRef
+	2,   // 57: vmapp.state.v1.FailIngest.version:type_name -> vmapp.state.v1.VersionRef
+	56,  // 58: vmapp.state.v1.FailIngest.error:type_name -> vmapp.v1.ProvisioningError
+	2,   // 59: vmapp.state.v1.RetryIngest.version:type_name -> vmapp.state.v1.VersionRef
+	57,  // 60: vmapp.state.v1.CreateUpload.session:type_name -> vmapp.state.v1.UploadSession
+	58,  // 61: vmapp.state.v1.CommitPart.part:type_name -> vmapp.state.v1.Part
+	51,  // 62: vmapp.state.v1.CommitPart.expire_time:type_name -> google.protobuf.Timestamp
+	59,  // 63: vmapp.state.v1.FinishUpload.artifact:type_name -> vmapp.v1.Artifact
+	60,  // 64: vmapp.state.v1.FinishUpload.manifest:type_name -> vmapp.state.v1.Manifest
+	61,  // 65: vmapp.state.v1.ReconcileReplicas.add:type_name -> vmapp.state.v1.Replica
+	3,   // 66: vmapp.state.v1.ReconcileReplicas.unwanted:type_name -> vmapp.state.v1.ReplicaRef
+	22,  // 67: vmapp.state.v1.ReconcileReplicas.reconciled:type_name -> vmapp.state.v1.DirtyMark
+	2,   // 68: vmapp.state.v1.DirtyMark.version:type_name -> vmapp.state.v1.VersionRef
+	3,   // 69: vmapp.state.v1.ReplicaStarted.replica:type_name -> vmapp.state.v1.ReplicaRef
+	3,   // 70: vmapp.state.v1.ReplicaMultipart.replica:type_name -> vmapp.state.v1.ReplicaRef
+	3,   // 71: vmapp.state.v1.ReplicaPartCopied.replica:type_name -> vmapp.state.v1.ReplicaRef
+	58,  // 72: vmapp.state.v1.ReplicaPartCopied.part:type_name -> vmapp.state.v1.Part
+	3,   // 73: vmapp.state.v1.ReplicaFailed.replica:type_name -> vmapp.state.v1.ReplicaRef
+	51,  // 74: vmapp.state.v1.ReplicaFailed.next_attempt_time:type_name -> google.protobuf.Timestamp
+	3,   // 75: vmapp.state.v1.ReplicaCompleted.replica:type_name -> vmapp.state.v1.ReplicaRef
+	3,   // 76: vmapp.state.v1.ReplicaRestart.replica:type_name -> vmapp.state.v1.ReplicaRef
+	51,  // 77: vmapp.state.v1.ReplicaRestart.if_completed:type_name -> google.protobuf.Timestamp
+	3,   // 78: vmapp.state.v1.ReplicaRemoved.replica:type_name -> vmapp.state.v1.ReplicaRef
+	3,   // 79: vmapp.state.v1.ReplicaVerified.replica:type_name -> vmapp.state.v1.ReplicaRef
+	51,  // 80: vmapp.state.v1.ReplicaVerified.if_completed:type_name -> google.protobuf.Timestamp
+	62,  // 81: vmapp.state.v1.IssueToken.credential:type_name -> vmapp.state.v1.Credential
+	63,  // 82: vmapp.state.v1.PutShare.share:type_name -> vmapp.v1.Share
+	64,  // 83: vmapp.state.v1.CreateMachine.machine:type_name -> vmapp.v1.Machine
+	62,  // 84: vmapp.state.v1.CreateMachine.credential:type_name -> vmapp.state.v1.Credential
+	65,  // 85: vmapp.state.v1.CreateScaleSet.scale_set:type_name -> vmapp.v1.ScaleSet
+	39,  // 86: vmapp.state.v1.SetProfile.target:type_name -> vmapp.state.v1.ProfileEtag
+	39,  // 87: vmapp.state.v1.SetProfile.others:type_name -> vmapp.state.v1.ProfileEtag
+	66,  // 88: vmapp.state.v1.SetProfile.profile:type_name -> vmapp.v1.ApplicationProfile
+	42,  // 89: vmapp.state.v1.SetPreheat.preheat:type_name -> vmapp.state.v1.Preheat
+	2,   // 90: vmapp.state.v1.Preheat.version:type_name -> vmapp.state.v1.VersionRef
+	51,  // 91: vmapp.state.v1.Preheat.create_time:type_name -> google.protobuf.Timestamp
+	2,   // 92: vmapp.state.v1.RemovePreheat.version:type_name -> vmapp.state.v1.VersionRef
+	67,  // 93: vmapp.state.v1.ReportStatus.instance_view:type_name -> vmapp.v1.InstanceView
+	68,  // 94: vmapp.state.v1.RequestActions.runs:type_name -> vmapp.v1.ActionRun
+	68,  // 95: vmapp.state.v1.FinishAction.run:type_name -> vmapp.v1.ActionRun
+	69,  // 96: vmapp.state.v1.PutNode.node:type_name -> vmapp.v1.ClusterNode
+	2,   // 97: vmapp.state.v1.SignVersion.version:type_name -> vmapp.state.v1.VersionRef
+	70,  // 98: vmapp.state.v1.SignVersion.statement:type_name -> vmapp.v1.VersionSignatures
+	71,  // 99: vmapp.state.v1.SignVersion.signature:type_name -> vmapp.v1.VersionSignature
+	72,  // 100: vmapp.state.v1.PutTrustPolicy.policy:type_name -> vmapp.v1.TrustPolicy
+	101, // [101:101] is the sub-list for method output_type
+	101, // [101:101] is the sub-list for method input_type
+	101, // [101:101] is the sub-list for extension type_name
+	101, // [101:101] is the sub-list for extension extendee
+	0,   // [0:101] is the sub-list for field type_name
 }
 
 func init() { file_vmapp_state_v1_commands_proto_init() }
@@ -4027,6 +4284,8 @@ func file_vmapp_state_v1_commands_proto_init() {
 		(*Command_ReportStatus)(nil),
 		(*Command_RequestActions)(nil),
 		(*Command_FinishAction)(nil),
+		(*Command_SetPreheat)(nil),
+		(*Command_RemovePreheat)(nil),
 		(*Command_PutNode)(nil),
 		(*Command_RemoveNode)(nil),
 		(*Command_SignVersion)(nil),
@@ -4038,7 +4297,7 @@ func file_vmapp_state_v1_commands_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_vmapp_state_v1_commands_proto_rawDesc), len(file_vmapp_state_v1_commands_proto_rawDesc)),
 			NumEnums:      1,
-			NumMessages:   47,
+			NumMessages:   50,
 			NumExtensions: 0,
 			NumServices:   0,
 		},
