@@ -202,6 +202,13 @@ var rules = map[string]rule{
 	pb.FleetService_WatchGoalState_FullMethodName:    agent,
 	pb.FleetService_ReportStatus_FullMethodName:      agent,
 
+	pb.RolloutService_CreateRollout_FullMethodName: deploy,
+	pb.RolloutService_GetRollout_FullMethodName:    readAll,
+	pb.RolloutService_ListRollouts_FullMethodName:  readAll,
+	pb.RolloutService_PauseRollout_FullMethodName:  deploy,
+	pb.RolloutService_ResumeRollout_FullMethodName: deploy,
+	pb.RolloutService_AbortRollout_FullMethodName:  deploy,
+
 	pb.AccessService_WhoAmI_FullMethodName:          anyone,
 	pb.AccessService_CreateToken_FullMethodName:     ownerAny,
 	pb.AccessService_ListTokens_FullMethodName:      owner,

@@ -42,7 +42,7 @@
 // index in step with its table in the same transaction. DB.RecordsRead
 // counts the records decoded, so tests can hold code to that.
 //
-// # Schema (version 5)
+// # Schema (version 6)
 //
 // Every value is a protobuf message, encoded deterministically. Keys join a
 // record's path with NUL separators (no name can hold a NUL), so that a
@@ -70,6 +70,9 @@
 //	trust_policies tenant 0 gallery                       -> vmapp.v1.TrustPolicy
 //	sign_sequences tenant 0 gallery 0 application         -> uint64 BE: the highest statement sequence signed (kept when the application goes)
 //	dirty_versions tenant 0 gallery 0 application 0 version -> the etag of the command that marked it
+//	rollouts       tenant 0 rollout                       -> vmapp.v1.Rollout (its machines, their states and waves)
+//	rollout_pins   tenant 0 machine 0 gallery/application -> vmapp.state.v1.RolloutPin: the version a rollout holds
+//	                                                         the machine's application at, over its profiles
 //
 // The indexes map to the key of a record of their table:
 //
@@ -84,6 +87,8 @@
 //	deleting_applications <applications key>                        -> the same, applications
 //	deleting_versions     <versions key>                            -> the same, versions
 //	replicas_active       <replicas key>                            -> the same: replicas not Completed
+//	rollouts_active       tenant 0 gallery/application 0 rollout    -> rollouts key: rollouts Running, Paused
+//	                                                                   or RollingBack
 //
 // dirty_versions is the replicator's queue: the appliers mark a version
 // (its name as written) whenever a command may change the replica records
@@ -105,5 +110,20 @@
 // dropped the fleet's etag sequence: etags are chosen with the command; 4
 // added signatures, trust policies and sequences; 5 the indexes, the
 // inventory and dirty_versions, built from the records (dirty_versions
-// starts empty: the replicator reconciles every version when it starts).
+// starts empty: the replicator reconciles every version when it starts);
+// 6 rollouts, their pins and the active ones (empty).
+//
+// # Rollouts
+//
+// CreateRollout stores a rollout with its machines Pending; PutRollout
+// (the driver's steps, pause, resume, abort) replaces it, if its etag is
+// the one read, and writes each machine's pin from its state: Updating,
+// Succeeded and Failed pin the rollout's version, RollingBack, RolledBack
+// and RollbackFailed the machine's previous one. A rollout that ends
+// Succeeded writes its version into the profile entries (the scale set's,
+// or each machine's own) and drops its pins; one RolledBack drops them; a
+// Halted or Aborted one leaves them until a profile change of the
+// application on the machine (SetProfile drops them, and refuses the
+// change while an active rollout holds the machine) or the machine's
+// deletion.
 package state

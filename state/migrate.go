@@ -55,6 +55,9 @@ var migrations = []func(tx *bolt.Tx) error{
 		}
 		return buildIndexes(&Tx{tx: tx})
 	},
+	func(tx *bolt.Tx) error { // 5 -> 6: rollouts, their pins, the active ones
+		return createBuckets(tx, "rollouts", "rollout_pins", "rollouts_active")
+	},
 }
 
 // SchemaVersion is the schema version this code writes.

@@ -58,6 +58,8 @@ var (
 	Signatures    = table("signatures", func() *pb.VersionSignatures { return &pb.VersionSignatures{} })
 	TrustPolicies = table("trust_policies", func() *pb.TrustPolicy { return &pb.TrustPolicy{} })
 	Inventory     = table("inventory", func() *pb.InventoryEntry { return &pb.InventoryEntry{} })
+	Rollouts      = table("rollouts", func() *pb.Rollout { return &pb.Rollout{} })
+	RolloutPins   = table("rollout_pins", func() *statepb.RolloutPin { return &statepb.RolloutPin{} })
 )
 
 // The indexes (schema 5); the package doc gives each one's key layout.
@@ -71,6 +73,7 @@ var (
 	DeletingApplications = index("deleting_applications", Applications)
 	DeletingVersions     = index("deleting_versions", Versions)
 	ActiveReplicas       = index("replicas_active", Replicas)
+	ActiveRollouts       = index("rollouts_active", Rollouts)
 )
 
 // Buckets that hold raw values rather than records.

@@ -200,6 +200,14 @@ func (c *goalCache) invalidate(cmd *statepb.Command) {
 		version(op.ReplicaRemoved.GetReplica().GetVersion())
 	case *statepb.Command_SignVersion:
 		version(op.SignVersion.GetVersion())
+	case *statepb.Command_PutRollout:
+		r := op.PutRollout.GetRollout()
+		for _, m := range r.GetMachines() {
+			machine(r.Tenant, m.Name)
+		}
+		if ss := r.GetTarget().GetScaleSet(); ss != "" && r.State == pb.RolloutSucceeded {
+			scaleSet(r.Tenant, ss)
+		}
 	case *statepb.Command_PutTrustPolicy:
 		gallery(op.PutTrustPolicy.Tenant, op.PutTrustPolicy.GetPolicy().GetGallery())
 	default: // FinishUpload names only its session; a restored state; any other

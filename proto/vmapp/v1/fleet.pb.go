@@ -42,8 +42,10 @@ type Machine struct {
 	UpdateTime        *timestamppb.Timestamp `protobuf:"bytes,9,opt,name=update_time,json=updateTime,proto3" json:"update_time,omitempty"`
 	Tenant            string                 `protobuf:"bytes,10,opt,name=tenant,proto3" json:"tenant,omitempty"`
 	InstanceView      *InstanceView          `protobuf:"bytes,11,opt,name=instance_view,json=instanceView,proto3" json:"instance_view,omitempty"`
-	unknownFields     protoimpl.UnknownFields
-	sizeCache         protoimpl.SizeCache
+	// Azure's resource tags (its limits): rollouts select machines by them.
+	Tags          map[string]string `protobuf:"bytes,12,rep,name=tags,proto3" json:"tags,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"bytes,2,opt,name=value"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
 }
 
 func (x *Machine) Reset() {
@@ -149,6 +151,13 @@ func (x *Machine) GetTenant() string {
 func (x *Machine) GetInstanceView() *InstanceView {
 	if x != nil {
 		return x.InstanceView
+	}
+	return nil
+}
+
+func (x *Machine) GetTags() map[string]string {
+	if x != nil {
+		return x.Tags
 	}
 	return nil
 }
@@ -2439,7 +2448,7 @@ var File_vmapp_v1_fleet_proto protoreflect.FileDescriptor
 
 const file_vmapp_v1_fleet_proto_rawDesc = "" +
 	"\n" +
-	"\x14vmapp/v1/fleet.proto\x12\bvmapp.v1\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x16vmapp/v1/catalog.proto\x1a\x16vmapp/v1/signing.proto\"\xcc\x03\n" +
+	"\x14vmapp/v1/fleet.proto\x12\bvmapp.v1\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x16vmapp/v1/catalog.proto\x1a\x16vmapp/v1/signing.proto\"\xb6\x04\n" +
 	"\aMachine\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x12\x16\n" +
 	"\x06region\x18\x02 \x01(\tR\x06region\x12\x17\n" +
@@ -2454,7 +2463,11 @@ const file_vmapp_v1_fleet_proto_rawDesc = "" +
 	"updateTime\x12\x16\n" +
 	"\x06tenant\x18\n" +
 	" \x01(\tR\x06tenant\x12;\n" +
-	"\rinstance_view\x18\v \x01(\v2\x16.vmapp.v1.InstanceViewR\finstanceView\"\xeb\x02\n" +
+	"\rinstance_view\x18\v \x01(\v2\x16.vmapp.v1.InstanceViewR\finstanceView\x12/\n" +
+	"\x04tags\x18\f \x03(\v2\x1b.vmapp.v1.Machine.TagsEntryR\x04tags\x1a7\n" +
+	"\tTagsEntry\x12\x10\n" +
+	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
+	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"\xeb\x02\n" +
 	"\bScaleSet\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x12\x16\n" +
 	"\x06region\x18\x02 \x01(\tR\x06region\x12\x17\n" +
@@ -2653,7 +2666,7 @@ func file_vmapp_v1_fleet_proto_rawDescGZIP() []byte {
 	return file_vmapp_v1_fleet_proto_rawDescData
 }
 
-var file_vmapp_v1_fleet_proto_msgTypes = make([]protoimpl.MessageInfo, 39)
+var file_vmapp_v1_fleet_proto_msgTypes = make([]protoimpl.MessageInfo, 40)
 var file_vmapp_v1_fleet_proto_goTypes = []any{
 	(*Machine)(nil),                   // 0: vmapp.v1.Machine
 	(*ScaleSet)(nil),                  // 1: vmapp.v1.ScaleSet
@@ -2693,87 +2706,89 @@ var file_vmapp_v1_fleet_proto_goTypes = []any{
 	(*WatchGoalStateResponse)(nil),    // 35: vmapp.v1.WatchGoalStateResponse
 	(*ReportStatusRequest)(nil),       // 36: vmapp.v1.ReportStatusRequest
 	(*ReportStatusResponse)(nil),      // 37: vmapp.v1.ReportStatusResponse
-	nil,                               // 38: vmapp.v1.VMGalleryApplication.TagsEntry
-	(*timestamppb.Timestamp)(nil),     // 39: google.protobuf.Timestamp
-	(*KeyChange)(nil),                 // 40: vmapp.v1.KeyChange
-	(*UserArtifactManage)(nil),        // 41: vmapp.v1.UserArtifactManage
-	(*UserArtifactSettings)(nil),      // 42: vmapp.v1.UserArtifactSettings
-	(*Artifact)(nil),                  // 43: vmapp.v1.Artifact
-	(*VersionSignatures)(nil),         // 44: vmapp.v1.VersionSignatures
+	nil,                               // 38: vmapp.v1.Machine.TagsEntry
+	nil,                               // 39: vmapp.v1.VMGalleryApplication.TagsEntry
+	(*timestamppb.Timestamp)(nil),     // 40: google.protobuf.Timestamp
+	(*KeyChange)(nil),                 // 41: vmapp.v1.KeyChange
+	(*UserArtifactManage)(nil),        // 42: vmapp.v1.UserArtifactManage
+	(*UserArtifactSettings)(nil),      // 43: vmapp.v1.UserArtifactSettings
+	(*Artifact)(nil),                  // 44: vmapp.v1.Artifact
+	(*VersionSignatures)(nil),         // 45: vmapp.v1.VersionSignatures
 }
 var file_vmapp_v1_fleet_proto_depIdxs = []int32{
 	2,  // 0: vmapp.v1.Machine.application_profile:type_name -> vmapp.v1.ApplicationProfile
-	39, // 1: vmapp.v1.Machine.create_time:type_name -> google.protobuf.Timestamp
-	39, // 2: vmapp.v1.Machine.update_time:type_name -> google.protobuf.Timestamp
+	40, // 1: vmapp.v1.Machine.create_time:type_name -> google.protobuf.Timestamp
+	40, // 2: vmapp.v1.Machine.update_time:type_name -> google.protobuf.Timestamp
 	4,  // 3: vmapp.v1.Machine.instance_view:type_name -> vmapp.v1.InstanceView
-	2,  // 4: vmapp.v1.ScaleSet.application_profile:type_name -> vmapp.v1.ApplicationProfile
-	39, // 5: vmapp.v1.ScaleSet.create_time:type_name -> google.protobuf.Timestamp
-	39, // 6: vmapp.v1.ScaleSet.update_time:type_name -> google.protobuf.Timestamp
-	3,  // 7: vmapp.v1.ApplicationProfile.gallery_applications:type_name -> vmapp.v1.VMGalleryApplication
-	38, // 8: vmapp.v1.VMGalleryApplication.tags:type_name -> vmapp.v1.VMGalleryApplication.TagsEntry
-	5,  // 9: vmapp.v1.InstanceView.applications:type_name -> vmapp.v1.ApplicationStatus
-	39, // 10: vmapp.v1.InstanceView.last_report_time:type_name -> google.protobuf.Timestamp
-	39, // 11: vmapp.v1.ApplicationStatus.start_time:type_name -> google.protobuf.Timestamp
-	39, // 12: vmapp.v1.ApplicationStatus.end_time:type_name -> google.protobuf.Timestamp
-	7,  // 13: vmapp.v1.GoalState.applications:type_name -> vmapp.v1.GoalApplication
-	40, // 14: vmapp.v1.GoalState.key_changes:type_name -> vmapp.v1.KeyChange
-	41, // 15: vmapp.v1.GoalApplication.manage_actions:type_name -> vmapp.v1.UserArtifactManage
-	42, // 16: vmapp.v1.GoalApplication.settings:type_name -> vmapp.v1.UserArtifactSettings
-	43, // 17: vmapp.v1.GoalApplication.package:type_name -> vmapp.v1.Artifact
-	43, // 18: vmapp.v1.GoalApplication.default_configuration:type_name -> vmapp.v1.Artifact
-	44, // 19: vmapp.v1.GoalApplication.signing:type_name -> vmapp.v1.VersionSignatures
-	0,  // 20: vmapp.v1.CreateMachineRequest.machine:type_name -> vmapp.v1.Machine
-	0,  // 21: vmapp.v1.CreateMachineResponse.machine:type_name -> vmapp.v1.Machine
-	0,  // 22: vmapp.v1.GetMachineResponse.machine:type_name -> vmapp.v1.Machine
-	0,  // 23: vmapp.v1.ListMachinesResponse.machines:type_name -> vmapp.v1.Machine
-	1,  // 24: vmapp.v1.CreateScaleSetRequest.scale_set:type_name -> vmapp.v1.ScaleSet
-	1,  // 25: vmapp.v1.CreateScaleSetResponse.scale_set:type_name -> vmapp.v1.ScaleSet
-	1,  // 26: vmapp.v1.GetScaleSetResponse.scale_set:type_name -> vmapp.v1.ScaleSet
-	1,  // 27: vmapp.v1.ListScaleSetsResponse.scale_sets:type_name -> vmapp.v1.ScaleSet
-	24, // 28: vmapp.v1.SetApplicationRequest.target:type_name -> vmapp.v1.ProfileTarget
-	3,  // 29: vmapp.v1.SetApplicationRequest.application:type_name -> vmapp.v1.VMGalleryApplication
-	2,  // 30: vmapp.v1.SetApplicationResponse.application_profile:type_name -> vmapp.v1.ApplicationProfile
-	24, // 31: vmapp.v1.RemoveApplicationRequest.target:type_name -> vmapp.v1.ProfileTarget
-	2,  // 32: vmapp.v1.RemoveApplicationResponse.application_profile:type_name -> vmapp.v1.ApplicationProfile
-	24, // 33: vmapp.v1.RetryApplicationRequest.target:type_name -> vmapp.v1.ProfileTarget
-	2,  // 34: vmapp.v1.RetryApplicationResponse.application_profile:type_name -> vmapp.v1.ApplicationProfile
-	33, // 35: vmapp.v1.ListInventoryResponse.entries:type_name -> vmapp.v1.InventoryEntry
-	5,  // 36: vmapp.v1.InventoryEntry.status:type_name -> vmapp.v1.ApplicationStatus
-	6,  // 37: vmapp.v1.WatchGoalStateResponse.goal_state:type_name -> vmapp.v1.GoalState
-	4,  // 38: vmapp.v1.ReportStatusRequest.instance_view:type_name -> vmapp.v1.InstanceView
-	8,  // 39: vmapp.v1.FleetService.CreateMachine:input_type -> vmapp.v1.CreateMachineRequest
-	10, // 40: vmapp.v1.FleetService.GetMachine:input_type -> vmapp.v1.GetMachineRequest
-	12, // 41: vmapp.v1.FleetService.ListMachines:input_type -> vmapp.v1.ListMachinesRequest
-	14, // 42: vmapp.v1.FleetService.DeleteMachine:input_type -> vmapp.v1.DeleteMachineRequest
-	16, // 43: vmapp.v1.FleetService.CreateScaleSet:input_type -> vmapp.v1.CreateScaleSetRequest
-	18, // 44: vmapp.v1.FleetService.GetScaleSet:input_type -> vmapp.v1.GetScaleSetRequest
-	20, // 45: vmapp.v1.FleetService.ListScaleSets:input_type -> vmapp.v1.ListScaleSetsRequest
-	22, // 46: vmapp.v1.FleetService.DeleteScaleSet:input_type -> vmapp.v1.DeleteScaleSetRequest
-	25, // 47: vmapp.v1.FleetService.SetApplication:input_type -> vmapp.v1.SetApplicationRequest
-	27, // 48: vmapp.v1.FleetService.RemoveApplication:input_type -> vmapp.v1.RemoveApplicationRequest
-	29, // 49: vmapp.v1.FleetService.RetryApplication:input_type -> vmapp.v1.RetryApplicationRequest
-	31, // 50: vmapp.v1.FleetService.ListInventory:input_type -> vmapp.v1.ListInventoryRequest
-	34, // 51: vmapp.v1.FleetService.WatchGoalState:input_type -> vmapp.v1.WatchGoalStateRequest
-	36, // 52: vmapp.v1.FleetService.ReportStatus:input_type -> vmapp.v1.ReportStatusRequest
-	9,  // 53: vmapp.v1.FleetService.CreateMachine:output_type -> vmapp.v1.CreateMachineResponse
-	11, // 54: vmapp.v1.FleetService.GetMachine:output_type -> vmapp.v1.GetMachineResponse
-	13, // 55: vmapp.v1.FleetService.ListMachines:output_type -> vmapp.v1.ListMachinesResponse
-	15, // 56: vmapp.v1.FleetService.DeleteMachine:output_type -> vmapp.v1.DeleteMachineResponse
-	17, // 57: vmapp.v1.FleetService.CreateScaleSet:output_type -> vmapp.v1.CreateScaleSetResponse
-	19, // 58: vmapp.v1.FleetService.GetScaleSet:output_type -> vmapp.v1.GetScaleSetResponse
-	21, // 59: vmapp.v1.FleetService.ListScaleSets:output_type -> vmapp.v1.ListScaleSetsResponse
-	23, // 60: vmapp.v1.FleetService.DeleteScaleSet:output_type -> vmapp.v1.DeleteScaleSetResponse
-	26, // 61: vmapp.v1.FleetService.SetApplication:output_type -> vmapp.v1.SetApplicationResponse
-	28, // 62: vmapp.v1.FleetService.RemoveApplication:output_type -> vmapp.v1.RemoveApplicationResponse
-	30, // 63: vmapp.v1.FleetService.RetryApplication:output_type -> vmapp.v1.RetryApplicationResponse
-	32, // 64: vmapp.v1.FleetService.ListInventory:output_type -> vmapp.v1.ListInventoryResponse
-	35, // 65: vmapp.v1.FleetService.WatchGoalState:output_type -> vmapp.v1.WatchGoalStateResponse
-	37, // 66: vmapp.v1.FleetService.ReportStatus:output_type -> vmapp.v1.ReportStatusResponse
-	53, // [53:67] is the sub-list for method output_type
-	39, // [39:53] is the sub-list for method input_type
-	39, // [39:39] is the sub-list for extension type_name
-	39, // [39:39] is the sub-list for extension extendee
-	0,  // [0:39] is the sub-list for field type_name
+	38, // 4: vmapp.v1.Machine.tags:type_name -> vmapp.v1.Machine.TagsEntry
+	2,  // 5: vmapp.v1.ScaleSet.application_profile:type_name -> vmapp.v1.ApplicationProfile
+	40, // 6: vmapp.v1.ScaleSet.create_time:type_name -> google.protobuf.Timestamp
+	40, // 7: vmapp.v1.ScaleSet.update_time:type_name -> google.protobuf.Timestamp
+	3,  // 8: vmapp.v1.ApplicationProfile.gallery_applications:type_name -> vmapp.v1.VMGalleryApplication
+	39, // 9: vmapp.v1.VMGalleryApplication.tags:type_name -> vmapp.v1.VMGalleryApplication.TagsEntry
+	5,  // 10: vmapp.v1.InstanceView.applications:type_name -> vmapp.v1.ApplicationStatus
+	40, // 11: vmapp.v1.InstanceView.last_report_time:type_name -> google.protobuf.Timestamp
+	40, // 12: vmapp.v1.ApplicationStatus.start_time:type_name -> google.protobuf.Timestamp
+	40, // 13: vmapp.v1.ApplicationStatus.end_time:type_name -> google.protobuf.Timestamp
+	7,  // 14: vmapp.v1.GoalState.applications:type_name -> vmapp.v1.GoalApplication
+	41, // 15: vmapp.v1.GoalState.key_changes:type_name -> vmapp.v1.KeyChange
+	42, // 16: vmapp.v1.GoalApplication.manage_actions:type_name -> vmapp.v1.UserArtifactManage
+	43, // 17: vmapp.v1.GoalApplication.settings:type_name -> vmapp.v1.UserArtifactSettings
+	44, // 18: vmapp.v1.GoalApplication.package:type_name -> vmapp.v1.Artifact
+	44, // 19: vmapp.v1.GoalApplication.default_configuration:type_name -> vmapp.v1.Artifact
+	45, // 20: vmapp.v1.GoalApplication.signing:type_name -> vmapp.v1.VersionSignatures
+	0,  // 21: vmapp.v1.CreateMachineRequest.machine:type_name -> vmapp.v1.Machine
+	0,  // 22: vmapp.v1.CreateMachineResponse.machine:type_name -> vmapp.v1.Machine
+	0,  // 23: vmapp.v1.GetMachineResponse.machine:type_name -> vmapp.v1.Machine
+	0,  // 24: vmapp.v1.ListMachinesResponse.machines:type_name -> vmapp.v1.Machine
+	1,  // 25: vmapp.v1.CreateScaleSetRequest.scale_set:type_name -> vmapp.v1.ScaleSet
+	1,  // 26: vmapp.v1.CreateScaleSetResponse.scale_set:type_name -> vmapp.v1.ScaleSet
+	1,  // 27: vmapp.v1.GetScaleSetResponse.scale_set:type_name -> vmapp.v1.ScaleSet
+	1,  // 28: vmapp.v1.ListScaleSetsResponse.scale_sets:type_name -> vmapp.v1.ScaleSet
+	24, // 29: vmapp.v1.SetApplicationRequest.target:type_name -> vmapp.v1.ProfileTarget
+	3,  // 30: vmapp.v1.SetApplicationRequest.application:type_name -> vmapp.v1.VMGalleryApplication
+	2,  // 31: vmapp.v1.SetApplicationResponse.application_profile:type_name -> vmapp.v1.ApplicationProfile
+	24, // 32: vmapp.v1.RemoveApplicationRequest.target:type_name -> vmapp.v1.ProfileTarget
+	2,  // 33: vmapp.v1.RemoveApplicationResponse.application_profile:type_name -> vmapp.v1.ApplicationProfile
+	24, // 34: vmapp.v1.RetryApplicationRequest.target:type_name -> vmapp.v1.ProfileTarget
+	2,  // 35: vmapp.v1.RetryApplicationResponse.application_profile:type_name -> vmapp.v1.ApplicationProfile
+	33, // 36: vmapp.v1.ListInventoryResponse.entries:type_name -> vmapp.v1.InventoryEntry
+	5,  // 37: vmapp.v1.InventoryEntry.status:type_name -> vmapp.v1.ApplicationStatus
+	6,  // 38: vmapp.v1.WatchGoalStateResponse.goal_state:type_name -> vmapp.v1.GoalState
+	4,  // 39: vmapp.v1.ReportStatusRequest.instance_view:type_name -> vmapp.v1.InstanceView
+	8,  // 40: vmapp.v1.FleetService.CreateMachine:input_type -> vmapp.v1.CreateMachineRequest
+	10, // 41: vmapp.v1.FleetService.GetMachine:input_type -> vmapp.v1.GetMachineRequest
+	12, // 42: vmapp.v1.FleetService.ListMachines:input_type -> vmapp.v1.ListMachinesRequest
+	14, // 43: vmapp.v1.FleetService.DeleteMachine:input_type -> vmapp.v1.DeleteMachineRequest
+	16, // 44: vmapp.v1.FleetService.CreateScaleSet:input_type -> vmapp.v1.CreateScaleSetRequest
+	18, // 45: vmapp.v1.FleetService.GetScaleSet:input_type -> vmapp.v1.GetScaleSetRequest
+	20, // 46: vmapp.v1.FleetService.ListScaleSets:input_type -> vmapp.v1.ListScaleSetsRequest
+	22, // 47: vmapp.v1.FleetService.DeleteScaleSet:input_type -> vmapp.v1.DeleteScaleSetRequest
+	25, // 48: vmapp.v1.FleetService.SetApplication:input_type -> vmapp.v1.SetApplicationRequest
+	27, // 49: vmapp.v1.FleetService.RemoveApplication:input_type -> vmapp.v1.RemoveApplicationRequest
+	29, // 50: vmapp.v1.FleetService.RetryApplication:input_type -> vmapp.v1.RetryApplicationRequest
+	31, // 51: vmapp.v1.FleetService.ListInventory:input_type -> vmapp.v1.ListInventoryRequest
+	34, // 52: vmapp.v1.FleetService.WatchGoalState:input_type -> vmapp.v1.WatchGoalStateRequest
+	36, // 53: vmapp.v1.FleetService.ReportStatus:input_type -> vmapp.v1.ReportStatusRequest
+	9,  // 54: vmapp.v1.FleetService.CreateMachine:output_type -> vmapp.v1.CreateMachineResponse
+	11, // 55: vmapp.v1.FleetService.GetMachine:output_type -> vmapp.v1.GetMachineResponse
+	13, // 56: vmapp.v1.FleetService.ListMachines:output_type -> vmapp.v1.ListMachinesResponse
+	15, // 57: vmapp.v1.FleetService.DeleteMachine:output_type -> vmapp.v1.DeleteMachineResponse
+	17, // 58: vmapp.v1.FleetService.CreateScaleSet:output_type -> vmapp.v1.CreateScaleSetResponse
+	19, // 59: vmapp.v1.FleetService.GetScaleSet:output_type -> vmapp.v1.GetScaleSetResponse
+	21, // 60: vmapp.v1.FleetService.ListScaleSets:output_type -> vmapp.v1.ListScaleSetsResponse
+	23, // 61: vmapp.v1.FleetService.DeleteScaleSet:output_type -> vmapp.v1.DeleteScaleSetResponse
+	26, // 62: vmapp.v1.FleetService.SetApplication:output_type -> vmapp.v1.SetApplicationResponse
+	28, // 63: vmapp.v1.FleetService.RemoveApplication:output_type -> vmapp.v1.RemoveApplicationResponse
+	30, // 64: vmapp.v1.FleetService.RetryApplication:output_type -> vmapp.v1.RetryApplicationResponse
+	32, // 65: vmapp.v1.FleetService.ListInventory:output_type -> vmapp.v1.ListInventoryResponse
+	35, // 66: vmapp.v1.FleetService.WatchGoalState:output_type -> vmapp.v1.WatchGoalStateResponse
+	37, // 67: vmapp.v1.FleetService.ReportStatus:output_type -> vmapp.v1.ReportStatusResponse
+	54, // [54:68] is the sub-list for method output_type
+	40, // [40:54] is the sub-list for method input_type
+	40, // [40:40] is the sub-list for extension type_name
+	40, // [40:40] is the sub-list for extension extendee
+	0,  // [0:40] is the sub-list for field type_name
 }
 
 func init() { file_vmapp_v1_fleet_proto_init() }
@@ -2795,7 +2810,7 @@ func file_vmapp_v1_fleet_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_vmapp_v1_fleet_proto_rawDesc), len(file_vmapp_v1_fleet_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   39,
+			NumMessages:   40,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

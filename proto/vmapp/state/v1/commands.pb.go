@@ -133,6 +133,8 @@ type Command struct {
 	//	*Command_RemoveNode
 	//	*Command_SignVersion
 	//	*Command_PutTrustPolicy
+	//	*Command_CreateRollout
+	//	*Command_PutRollout
 	Op            isCommand_Op `protobuf_oneof:"op"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
@@ -556,6 +558,24 @@ func (x *Command) GetPutTrustPolicy() *PutTrustPolicy {
 	return nil
 }
 
+func (x *Command) GetCreateRollout() *CreateRollout {
+	if x != nil {
+		if x, ok := x.Op.(*Command_CreateRollout); ok {
+			return x.CreateRollout
+		}
+	}
+	return nil
+}
+
+func (x *Command) GetPutRollout() *PutRollout {
+	if x != nil {
+		if x, ok := x.Op.(*Command_PutRollout); ok {
+			return x.PutRollout
+		}
+	}
+	return nil
+}
+
 type isCommand_Op interface {
 	isCommand_Op()
 }
@@ -727,6 +747,15 @@ type Command_PutTrustPolicy struct {
 	PutTrustPolicy *PutTrustPolicy `protobuf:"bytes,101,opt,name=put_trust_policy,json=putTrustPolicy,proto3,oneof"`
 }
 
+type Command_CreateRollout struct {
+	// Rollouts (120-129).
+	CreateRollout *CreateRollout `protobuf:"bytes,120,opt,name=create_rollout,json=createRollout,proto3,oneof"`
+}
+
+type Command_PutRollout struct {
+	PutRollout *PutRollout `protobuf:"bytes,121,opt,name=put_rollout,json=putRollout,proto3,oneof"`
+}
+
 func (*Command_CreateGallery) isCommand_Op() {}
 
 func (*Command_UpdateGallery) isCommand_Op() {}
@@ -806,6 +835,10 @@ func (*Command_RemoveNode) isCommand_Op() {}
 func (*Command_SignVersion) isCommand_Op() {}
 
 func (*Command_PutTrustPolicy) isCommand_Op() {}
+
+func (*Command_CreateRollout) isCommand_Op() {}
+
+func (*Command_PutRollout) isCommand_Op() {}
 
 // VersionRef names a version.
 type VersionRef struct {
@@ -3379,11 +3412,116 @@ func (x *PutTrustPolicy) GetExpectEtag() string {
 	return ""
 }
 
+// CreateRollout stores a new rollout (complete: state Running, its
+// machines Pending, its waves resolved). Refused when the name is taken or
+// an active rollout of the application has one of its machines.
+type CreateRollout struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Rollout       *v1.Rollout            `protobuf:"bytes,1,opt,name=rollout,proto3" json:"rollout,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *CreateRollout) Reset() {
+	*x = CreateRollout{}
+	mi := &file_vmapp_state_v1_commands_proto_msgTypes[45]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *CreateRollout) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*CreateRollout) ProtoMessage() {}
+
+func (x *CreateRollout) ProtoReflect() protoreflect.Message {
+	mi := &file_vmapp_state_v1_commands_proto_msgTypes[45]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use CreateRollout.ProtoReflect.Descriptor instead.
+func (*CreateRollout) Descriptor() ([]byte, []int) {
+	return file_vmapp_state_v1_commands_proto_rawDescGZIP(), []int{45}
+}
+
+func (x *CreateRollout) GetRollout() *v1.Rollout {
+	if x != nil {
+		return x.Rollout
+	}
+	return nil
+}
+
+// PutRollout replaces a rollout, if its etag is still expect_etag, and
+// pins its machines' versions of the application to what their states
+// say (Updating, Succeeded, Failed: the rollout's version; RollingBack,
+// RolledBack, RollbackFailed: the previous one). A rollout that ends
+// Succeeded writes its version into the profiles and drops its pins; one
+// that ends RolledBack drops them.
+type PutRollout struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Rollout       *v1.Rollout            `protobuf:"bytes,1,opt,name=rollout,proto3" json:"rollout,omitempty"`
+	ExpectEtag    string                 `protobuf:"bytes,2,opt,name=expect_etag,json=expectEtag,proto3" json:"expect_etag,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *PutRollout) Reset() {
+	*x = PutRollout{}
+	mi := &file_vmapp_state_v1_commands_proto_msgTypes[46]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *PutRollout) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*PutRollout) ProtoMessage() {}
+
+func (x *PutRollout) ProtoReflect() protoreflect.Message {
+	mi := &file_vmapp_state_v1_commands_proto_msgTypes[46]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use PutRollout.ProtoReflect.Descriptor instead.
+func (*PutRollout) Descriptor() ([]byte, []int) {
+	return file_vmapp_state_v1_commands_proto_rawDescGZIP(), []int{46}
+}
+
+func (x *PutRollout) GetRollout() *v1.Rollout {
+	if x != nil {
+		return x.Rollout
+	}
+	return nil
+}
+
+func (x *PutRollout) GetExpectEtag() string {
+	if x != nil {
+		return x.ExpectEtag
+	}
+	return ""
+}
+
 var File_vmapp_state_v1_commands_proto protoreflect.FileDescriptor
 
 const file_vmapp_state_v1_commands_proto_rawDesc = "" +
 	"\n" +
-	"\x1dvmapp/state/v1/commands.proto\x12\x0evmapp.state.v1\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x1avmapp/state/v1/state.proto\x1a\x15vmapp/v1/access.proto\x1a\x16vmapp/v1/catalog.proto\x1a\x16vmapp/v1/cluster.proto\x1a\x14vmapp/v1/fleet.proto\x1a\x16vmapp/v1/signing.proto\x1a\x17vmapp/v1/transfer.proto\"\xac\x17\n" +
+	"\x1dvmapp/state/v1/commands.proto\x12\x0evmapp.state.v1\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x1avmapp/state/v1/state.proto\x1a\x15vmapp/v1/access.proto\x1a\x16vmapp/v1/catalog.proto\x1a\x16vmapp/v1/cluster.proto\x1a\x14vmapp/v1/fleet.proto\x1a\x16vmapp/v1/rollout.proto\x1a\x16vmapp/v1/signing.proto\x1a\x17vmapp/v1/transfer.proto\"\xb3\x18\n" +
 	"\aCommand\x12.\n" +
 	"\x04time\x18\x01 \x01(\v2\x1a.google.protobuf.TimestampR\x04time\x12\x12\n" +
 	"\x04etag\x18\x02 \x01(\tR\x04etag\x12\x1f\n" +
@@ -3434,7 +3572,10 @@ const file_vmapp_state_v1_commands_proto_rawDesc = "" +
 	"\vremove_node\x18[ \x01(\v2\x1a.vmapp.state.v1.RemoveNodeH\x00R\n" +
 	"removeNode\x12@\n" +
 	"\fsign_version\x18d \x01(\v2\x1b.vmapp.state.v1.SignVersionH\x00R\vsignVersion\x12J\n" +
-	"\x10put_trust_policy\x18e \x01(\v2\x1e.vmapp.state.v1.PutTrustPolicyH\x00R\x0eputTrustPolicyB\x04\n" +
+	"\x10put_trust_policy\x18e \x01(\v2\x1e.vmapp.state.v1.PutTrustPolicyH\x00R\x0eputTrustPolicy\x12F\n" +
+	"\x0ecreate_rollout\x18x \x01(\v2\x1d.vmapp.state.v1.CreateRolloutH\x00R\rcreateRollout\x12=\n" +
+	"\vput_rollout\x18y \x01(\v2\x1a.vmapp.state.v1.PutRolloutH\x00R\n" +
+	"putRolloutB\x04\n" +
 	"\x02op\"z\n" +
 	"\n" +
 	"VersionRef\x12\x16\n" +
@@ -3621,6 +3762,13 @@ const file_vmapp_state_v1_commands_proto_rawDesc = "" +
 	"\x06tenant\x18\x01 \x01(\tR\x06tenant\x12-\n" +
 	"\x06policy\x18\x02 \x01(\v2\x15.vmapp.v1.TrustPolicyR\x06policy\x12\x1f\n" +
 	"\vexpect_etag\x18\x03 \x01(\tR\n" +
+	"expectEtag\"<\n" +
+	"\rCreateRollout\x12+\n" +
+	"\arollout\x18\x01 \x01(\v2\x11.vmapp.v1.RolloutR\arollout\"Z\n" +
+	"\n" +
+	"PutRollout\x12+\n" +
+	"\arollout\x18\x01 \x01(\v2\x11.vmapp.v1.RolloutR\arollout\x12\x1f\n" +
+	"\vexpect_etag\x18\x02 \x01(\tR\n" +
 	"expectEtagB5Z3github.com/vmapp/vmapp/proto/vmapp/state/v1;statev1b\x06proto3"
 
 var (
@@ -3636,7 +3784,7 @@ func file_vmapp_state_v1_commands_proto_rawDescGZIP() []byte {
 }
 
 var file_vmapp_state_v1_commands_proto_enumTypes = make([]protoimpl.EnumInfo, 1)
-var file_vmapp_state_v1_commands_proto_msgTypes = make([]protoimpl.MessageInfo, 45)
+var file_vmapp_state_v1_commands_proto_msgTypes = make([]protoimpl.MessageInfo, 47)
 var file_vmapp_state_v1_commands_proto_goTypes = []any{
 	(RemoveDeleted_Kind)(0),              // 0: vmapp.state.v1.RemoveDeleted.Kind
 	(*Command)(nil),                      // 1: vmapp.state.v1.Command
@@ -3684,30 +3832,33 @@ var file_vmapp_state_v1_commands_proto_goTypes = []any{
 	(*RemoveNode)(nil),                   // 43: vmapp.state.v1.RemoveNode
 	(*SignVersion)(nil),                  // 44: vmapp.state.v1.SignVersion
 	(*PutTrustPolicy)(nil),               // 45: vmapp.state.v1.PutTrustPolicy
-	(*timestamppb.Timestamp)(nil),        // 46: google.protobuf.Timestamp
-	(v1.ArtifactKind)(0),                 // 47: vmapp.v1.ArtifactKind
-	(*v1.Gallery)(nil),                   // 48: vmapp.v1.Gallery
-	(*v1.GalleryApplication)(nil),        // 49: vmapp.v1.GalleryApplication
-	(*v1.GalleryApplicationVersion)(nil), // 50: vmapp.v1.GalleryApplicationVersion
-	(*v1.ProvisioningError)(nil),         // 51: vmapp.v1.ProvisioningError
-	(*UploadSession)(nil),                // 52: vmapp.state.v1.UploadSession
-	(*Part)(nil),                         // 53: vmapp.state.v1.Part
-	(*v1.Artifact)(nil),                  // 54: vmapp.v1.Artifact
-	(*Manifest)(nil),                     // 55: vmapp.state.v1.Manifest
-	(*Replica)(nil),                      // 56: vmapp.state.v1.Replica
-	(*Credential)(nil),                   // 57: vmapp.state.v1.Credential
-	(*v1.Share)(nil),                     // 58: vmapp.v1.Share
-	(*v1.Machine)(nil),                   // 59: vmapp.v1.Machine
-	(*v1.ScaleSet)(nil),                  // 60: vmapp.v1.ScaleSet
-	(*v1.ApplicationProfile)(nil),        // 61: vmapp.v1.ApplicationProfile
-	(*v1.InstanceView)(nil),              // 62: vmapp.v1.InstanceView
-	(*v1.ClusterNode)(nil),               // 63: vmapp.v1.ClusterNode
-	(*v1.VersionSignatures)(nil),         // 64: vmapp.v1.VersionSignatures
-	(*v1.VersionSignature)(nil),          // 65: vmapp.v1.VersionSignature
-	(*v1.TrustPolicy)(nil),               // 66: vmapp.v1.TrustPolicy
+	(*CreateRollout)(nil),                // 46: vmapp.state.v1.CreateRollout
+	(*PutRollout)(nil),                   // 47: vmapp.state.v1.PutRollout
+	(*timestamppb.Timestamp)(nil),        // 48: google.protobuf.Timestamp
+	(v1.ArtifactKind)(0),                 // 49: vmapp.v1.ArtifactKind
+	(*v1.Gallery)(nil),                   // 50: vmapp.v1.Gallery
+	(*v1.GalleryApplication)(nil),        // 51: vmapp.v1.GalleryApplication
+	(*v1.GalleryApplicationVersion)(nil), // 52: vmapp.v1.GalleryApplicationVersion
+	(*v1.ProvisioningError)(nil),         // 53: vmapp.v1.ProvisioningError
+	(*UploadSession)(nil),                // 54: vmapp.state.v1.UploadSession
+	(*Part)(nil),                         // 55: vmapp.state.v1.Part
+	(*v1.Artifact)(nil),                  // 56: vmapp.v1.Artifact
+	(*Manifest)(nil),                     // 57: vmapp.state.v1.Manifest
+	(*Replica)(nil),                      // 58: vmapp.state.v1.Replica
+	(*Credential)(nil),                   // 59: vmapp.state.v1.Credential
+	(*v1.Share)(nil),                     // 60: vmapp.v1.Share
+	(*v1.Machine)(nil),                   // 61: vmapp.v1.Machine
+	(*v1.ScaleSet)(nil),                  // 62: vmapp.v1.ScaleSet
+	(*v1.ApplicationProfile)(nil),        // 63: vmapp.v1.ApplicationProfile
+	(*v1.InstanceView)(nil),              // 64: vmapp.v1.InstanceView
+	(*v1.ClusterNode)(nil),               // 65: vmapp.v1.ClusterNode
+	(*v1.VersionSignatures)(nil),         // 66: vmapp.v1.VersionSignatures
+	(*v1.VersionSignature)(nil),          // 67: vmapp.v1.VersionSignature
+	(*v1.TrustPolicy)(nil),               // 68: vmapp.v1.TrustPolicy
+	(*v1.Rollout)(nil),                   // 69: vmapp.v1.Rollout
 }
 var file_vmapp_state_v1_commands_proto_depIdxs = []int32{
-	46, // 0: vmapp.state.v1.Command.time:type_name -> google.protobuf.Timestamp
+	48, // 0: vmapp.state.v1.Command.time:type_name -> google.protobuf.Timestamp
 	4,  // 1: vmapp.state.v1.Command.create_gallery:type_name -> vmapp.state.v1.CreateGallery
 	5,  // 2: vmapp.state.v1.Command.update_gallery:type_name -> vmapp.state.v1.UpdateGallery
 	6,  // 3: vmapp.state.v1.Command.delete_gallery:type_name -> vmapp.state.v1.DeleteGallery
@@ -3748,61 +3899,65 @@ var file_vmapp_state_v1_commands_proto_depIdxs = []int32{
 	43, // 38: vmapp.state.v1.Command.remove_node:type_name -> vmapp.state.v1.RemoveNode
 	44, // 39: vmapp.state.v1.Command.sign_version:type_name -> vmapp.state.v1.SignVersion
 	45, // 40: vmapp.state.v1.Command.put_trust_policy:type_name -> vmapp.state.v1.PutTrustPolicy
-	2,  // 41: vmapp.state.v1.ReplicaRef.version:type_name -> vmapp.state.v1.VersionRef
-	47, // 42: vmapp.state.v1.ReplicaRef.kind:type_name -> vmapp.v1.ArtifactKind
-	48, // 43: vmapp.state.v1.CreateGallery.gallery:type_name -> vmapp.v1.Gallery
-	48, // 44: vmapp.state.v1.UpdateGallery.gallery:type_name -> vmapp.v1.Gallery
-	49, // 45: vmapp.state.v1.CreateApplication.application:type_name -> vmapp.v1.GalleryApplication
-	49, // 46: vmapp.state.v1.UpdateApplication.application:type_name -> vmapp.v1.GalleryApplication
-	50, // 47: vmapp.state.v1.CreateVersion.version:type_name -> vmapp.v1.GalleryApplicationVersion
-	50, // 48: vmapp.state.v1.UpdateVersion.version:type_name -> vmapp.v1.GalleryApplicationVersion
-	2,  // 49: vmapp.state.v1.DeleteVersion.version:type_name -> vmapp.state.v1.VersionRef
-	0,  // 50: vmapp.state.v1.RemoveDeleted.kind:type_name -> vmapp.state.v1.RemoveDeleted.Kind
-	2,  // 51: vmapp.state.v1.RemoveDeleted.resources:type_name -> vmapp.state.v1.VersionRef
-	2,  // 52: vmapp.state.v1.RemoveVersion.version:type_name -> vmapp.state.v1.VersionRef
-	2,  // 53: vmapp.state.v1.FailIngest.version:type_name -> vmapp.state.v1.VersionRef
-	51, // 54: vmapp.state.v1.FailIngest.error:type_name -> vmapp.v1.ProvisioningError
-	2,  // 55: vmapp.state.v1.RetryIngest.version:type_name -> vmapp.state.v1.VersionRef
-	52, // 56: vmapp.state.v1.CreateUpload.session:type_name -> vmapp.state.v1.UploadSession
-	53, // 57: vmapp.state.v1.CommitPart.part:type_name -> vmapp.state.v1.Part
-	46, // 58: vmapp.state.v1.CommitPart.expire_time:type_name -> google.protobuf.Timestamp
-	54, // 59: vmapp.state.v1.FinishUpload.artifact:type_name -> vmapp.v1.Artifact
-	55, // 60: vmapp.state.v1.FinishUpload.manifest:type_name -> vmapp.state.v1.Manifest
-	56, // 61: vmapp.state.v1.ReconcileReplicas.add:type_name -> vmapp.state.v1.Replica
-	3,  // 62: vmapp.state.v1.ReconcileReplicas.unwanted:type_name -> vmapp.state.v1.ReplicaRef
-	22, // 63: vmapp.state.v1.ReconcileReplicas.reconciled:type_name -> vmapp.state.v1.DirtyMark
-	2,  // 64: vmapp.state.v1.DirtyMark.version:type_name -> vmapp.state.v1.VersionRef
-	3,  // 65: vmapp.state.v1.ReplicaStarted.replica:type_name -> vmapp.state.v1.ReplicaRef
-	3,  // 66: vmapp.state.v1.ReplicaMultipart.replica:type_name -> vmapp.state.v1.ReplicaRef
-	3,  // 67: vmapp.state.v1.ReplicaPartCopied.replica:type_name -> vmapp.state.v1.ReplicaRef
-	53, // 68: vmapp.state.v1.ReplicaPartCopied.part:type_name -> vmapp.state.v1.Part
-	3,  // 69: vmapp.state.v1.ReplicaFailed.replica:type_name -> vmapp.state.v1.ReplicaRef
-	46, // 70: vmapp.state.v1.ReplicaFailed.next_attempt_time:type_name -> google.protobuf.Timestamp
-	3,  // 71: vmapp.state.v1.ReplicaCompleted.replica:type_name -> vmapp.state.v1.ReplicaRef
-	3,  // 72: vmapp.state.v1.ReplicaRestart.replica:type_name -> vmapp.state.v1.ReplicaRef
-	46, // 73: vmapp.state.v1.ReplicaRestart.if_completed:type_name -> google.protobuf.Timestamp
-	3,  // 74: vmapp.state.v1.ReplicaRemoved.replica:type_name -> vmapp.state.v1.ReplicaRef
-	3,  // 75: vmapp.state.v1.ReplicaVerified.replica:type_name -> vmapp.state.v1.ReplicaRef
-	46, // 76: vmapp.state.v1.ReplicaVerified.if_completed:type_name -> google.protobuf.Timestamp
-	57, // 77: vmapp.state.v1.IssueToken.credential:type_name -> vmapp.state.v1.Credential
-	58, // 78: vmapp.state.v1.PutShare.share:type_name -> vmapp.v1.Share
-	59, // 79: vmapp.state.v1.CreateMachine.machine:type_name -> vmapp.v1.Machine
-	57, // 80: vmapp.state.v1.CreateMachine.credential:type_name -> vmapp.state.v1.Credential
-	60, // 81: vmapp.state.v1.CreateScaleSet.scale_set:type_name -> vmapp.v1.ScaleSet
-	39, // 82: vmapp.state.v1.SetProfile.target:type_name -> vmapp.state.v1.ProfileEtag
-	39, // 83: vmapp.state.v1.SetProfile.others:type_name -> vmapp.state.v1.ProfileEtag
-	61, // 84: vmapp.state.v1.SetProfile.profile:type_name -> vmapp.v1.ApplicationProfile
-	62, // 85: vmapp.state.v1.ReportStatus.instance_view:type_name -> vmapp.v1.InstanceView
-	63, // 86: vmapp.state.v1.PutNode.node:type_name -> vmapp.v1.ClusterNode
-	2,  // 87: vmapp.state.v1.SignVersion.version:type_name -> vmapp.state.v1.VersionRef
-	64, // 88: vmapp.state.v1.SignVersion.statement:type_name -> vmapp.v1.VersionSignatures
-	65, // 89: vmapp.state.v1.SignVersion.signature:type_name -> vmapp.v1.VersionSignature
-	66, // 90: vmapp.state.v1.PutTrustPolicy.policy:type_name -> vmapp.v1.TrustPolicy
-	91, // [91:91] is the sub-list for method output_type
-	91, // [91:91] is the sub-list for method input_type
-	91, // [91:91] is the sub-list for extension type_name
-	91, // [91:91] is the sub-list for extension extendee
-	0,  // [0:91] is the sub-list for field type_name
+	46, // 41: vmapp.state.v1.Command.create_rollout:type_name -> vmapp.state.v1.CreateRollout
+	47, // 42: vmapp.state.v1.Command.put_rollout:type_name -> vmapp.state.v1.PutRollout
+	2,  // 43: vmapp.state.v1.ReplicaRef.version:type_name -> vmapp.state.v1.VersionRef
+	49, // 44: vmapp.state.v1.ReplicaRef.kind:type_name -> vmapp.v1.ArtifactKind
+	50, // 45: vmapp.state.v1.CreateGallery.gallery:type_name -> vmapp.v1.Gallery
+	50, // 46: vmapp.state.v1.UpdateGallery.gallery:type_name -> vmapp.v1.Gallery
+	51, // 47: vmapp.state.v1.CreateApplication.application:type_name -> vmapp.v1.GalleryApplication
+	51, // 48: vmapp.state.v1.UpdateApplication.application:type_name -> vmapp.v1.GalleryApplication
+	52, // 49: vmapp.state.v1.CreateVersion.version:type_name -> vmapp.v1.GalleryApplicationVersion
+	52, // 50: vmapp.state.v1.UpdateVersion.version:type_name -> vmapp.v1.GalleryApplicationVersion
+	2,  // 51: vmapp.state.v1.DeleteVersion.version:type_name -> vmapp.state.v1.VersionRef
+	0,  // 52: vmapp.state.v1.RemoveDeleted.kind:type_name -> vmapp.state.v1.RemoveDeleted.Kind
+	2,  // 53: vmapp.state.v1.RemoveDeleted.resources:type_name -> vmapp.state.v1.VersionRef
+	2,  // 54: vmapp.state.v1.RemoveVersion.version:type_name -> vmapp.state.v1.VersionRef
+	2,  // 55: vmapp.state.v1.FailIngest.version:type_name -> vmapp.state.v1.VersionRef
+	53, // 56: vmapp.state.v1.FailIngest.error:type_name -> vmapp.v1.ProvisioningError
+	2,  // 57: vmapp.state.v1.RetryIngest.version:type_name -> vmapp.state.v1.VersionRef
+	54, // 58: vmapp.state.v1.CreateUpload.session:type_name -> vmapp.state.v1.UploadSession
+	55, // 59: vmapp.state.v1.CommitPart.part:type_name -> vmapp.state.v1.Part
+	48, // 60: vmapp.state.v1.CommitPart.expire_time:type_name -> google.protobuf.Timestamp
+	56, // 61: vmapp.state.v1.FinishUpload.artifact:type_name -> vmapp.v1.Artifact
+	57, // 62: vmapp.state.v1.FinishUpload.manifest:type_name -> vmapp.state.v1.Manifest
+	58, // 63: vmapp.state.v1.ReconcileReplicas.add:type_name -> vmapp.state.v1.Replica
+	3,  // 64: vmapp.state.v1.ReconcileReplicas.unwanted:type_name -> vmapp.state.v1.ReplicaRef
+	22, // 65: vmapp.state.v1.ReconcileReplicas.reconciled:type_name -> vmapp.state.v1.DirtyMark
+	2,  // 66: vmapp.state.v1.DirtyMark.version:type_name -> vmapp.state.v1.VersionRef
+	3,  // 67: vmapp.state.v1.ReplicaStarted.replica:type_name -> vmapp.state.v1.ReplicaRef
+	3,  // 68: vmapp.state.v1.ReplicaMultipart.replica:type_name -> vmapp.state.v1.ReplicaRef
+	3,  // 69: vmapp.state.v1.ReplicaPartCopied.replica:type_name -> vmapp.state.v1.ReplicaRef
+	55, // 70: vmapp.state.v1.ReplicaPartCopied.part:type_name -> vmapp.state.v1.Part
+	3,  // 71: vmapp.state.v1.ReplicaFailed.replica:type_name -> vmapp.state.v1.ReplicaRef
+	48, // 72: vmapp.state.v1.ReplicaFailed.next_attempt_time:type_name -> google.protobuf.Timestamp
+	3,  // 73: vmapp.state.v1.ReplicaCompleted.replica:type_name -> vmapp.state.v1.ReplicaRef
+	3,  // 74: vmapp.state.v1.ReplicaRestart.replica:type_name -> vmapp.state.v1.ReplicaRef
+	48, // 75: vmapp.state.v1.ReplicaRestart.if_completed:type_name -> google.protobuf.Timestamp
+	3,  // 76: vmapp.state.v1.ReplicaRemoved.replica:type_name -> vmapp.state.v1.ReplicaRef
+	3,  // 77: vmapp.state.v1.ReplicaVerified.replica:type_name -> vmapp.state.v1.ReplicaRef
+	48, // 78: vmapp.state.v1.ReplicaVerified.if_completed:type_name -> google.protobuf.Timestamp
+	59, // 79: vmapp.state.v1.IssueToken.credential:type_name -> vmapp.state.v1.Credential
+	60, // 80: vmapp.state.v1.PutShare.share:type_name -> vmapp.v1.Share
+	61, // 81: vmapp.state.v1.CreateMachine.machine:type_name -> vmapp.v1.Machine
+	59, // 82: vmapp.state.v1.CreateMachine.credential:type_name -> vmapp.state.v1.Credential
+	62, // 83: vmapp.state.v1.CreateScaleSet.scale_set:type_name -> vmapp.v1.ScaleSet
+	39, // 84: vmapp.state.v1.SetProfile.target:type_name -> vmapp.state.v1.ProfileEtag
+	39, // 85: vmapp.state.v1.SetProfile.others:type_name -> vmapp.state.v1.ProfileEtag
+	63, // 86: vmapp.state.v1.SetProfile.profile:type_name -> vmapp.v1.ApplicationProfile
+	64, // 87: vmapp.state.v1.ReportStatus.instance_view:type_name -> vmapp.v1.InstanceView
+	65, // 88: vmapp.state.v1.PutNode.node:type_name -> vmapp.v1.ClusterNode
+	2,  // 89: vmapp.state.v1.SignVersion.version:type_name -> vmapp.state.v1.VersionRef
+	66, // 90: vmapp.state.v1.SignVersion.statement:type_name -> vmapp.v1.VersionSignatures
+	67, // 91: vmapp.state.v1.SignVersion.signature:type_name -> vmapp.v1.VersionSignature
+	68, // 92: vmapp.state.v1.PutTrustPolicy.policy:type_name -> vmapp.v1.TrustPolicy
+	69, // 93: vmapp.state.v1.CreateRollout.rollout:type_name -> vmapp.v1.Rollout
+	69, // 94: vmapp.state.v1.PutRollout.rollout:type_name -> vmapp.v1.Rollout
+	95, // [95:95] is the sub-list for method output_type
+	95, // [95:95] is the sub-list for method input_type
+	95, // [95:95] is the sub-list for extension type_name
+	95, // [95:95] is the sub-list for extension extendee
+	0,  // [0:95] is the sub-list for field type_name
 }
 
 func init() { file_vmapp_state_v1_commands_proto_init() }
@@ -3852,6 +4007,8 @@ func file_vmapp_state_v1_commands_proto_init() {
 		(*Command_RemoveNode)(nil),
 		(*Command_SignVersion)(nil),
 		(*Command_PutTrustPolicy)(nil),
+		(*Command_CreateRollout)(nil),
+		(*Command_PutRollout)(nil),
 	}
 	type x struct{}
 	out := protoimpl.TypeBuilder{
@@ -3859,7 +4016,7 @@ func file_vmapp_state_v1_commands_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_vmapp_state_v1_commands_proto_rawDesc), len(file_vmapp_state_v1_commands_proto_rawDesc)),
 			NumEnums:      1,
-			NumMessages:   45,
+			NumMessages:   47,
 			NumExtensions: 0,
 			NumServices:   0,
 		},
