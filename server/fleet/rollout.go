@@ -2,6 +2,7 @@ package fleet
 
 import (
 	"context"
+	"errors"
 	"maps"
 	"slices"
 
@@ -34,7 +35,7 @@ func (f *Fleet) RolloutMachines(ctx context.Context, tenant string, t *pb.Rollou
 		}
 		if k := m.Region + "/" + m.OsType; !checked[k] {
 			if _, err := f.checkVersion(ctx, tenant, ref, m.OsType, m.Region); err != nil {
-				return nil, err
+				return nil, asVersionField(err)
 			}
 			checked[k] = true
 		}
@@ -122,4 +123,16 @@ func entryOf(p *pb.ApplicationProfile, app string) *pb.VMGalleryApplication {
 		}
 	}
 	return nil
+}
+
+// asVersionField names the rollout's field at fault in a refusal of the
+// version (SetApplication's name it packageReferenceId or location).
+func asVersionField(err error) error {
+	var e *errs.Error
+	if errors.As(err, &e) && (e.Field == "packageReferenceId" || e.Field == "location") {
+		out := *e
+		out.Field = "version"
+		return &out
+	}
+	return err
 }

@@ -12,8 +12,8 @@ import (
 
 var (
 	rolloutsDesc = prometheus.NewDesc("vmapp_rollouts", "Rollouts, by state.", []string{"state"}, nil)
-	machinesDesc = prometheus.NewDesc("vmapp_rollout_machines", "Machines of the active rollouts, by rollout, wave (from 1) and result (a machine state of a rollout).",
-		[]string{"tenant", "rollout", "wave", "result"}, nil)
+	machinesDesc = prometheus.NewDesc("vmapp_rollout_machines", "Machines of the active rollouts, by wave (from 1) and result (their state in the rollout).",
+		[]string{"wave", "result"}, nil)
 )
 
 // collector reads the rollouts at each scrape: there are few (they are
@@ -27,14 +27,14 @@ func (c *collector) Describe(ch chan<- *prometheus.Desc) {
 
 func (c *collector) Collect(ch chan<- prometheus.Metric) {
 	byState := map[string]int{}
-	type key struct{ tenant, rollout, wave, result string }
+	type key struct{ wave, result string }
 	machines := map[key]int{}
 	_ = c.s.o.DB.View(context.Background(), func(tx *state.Tx) error {
 		return state.Rollouts.Scan(tx, nil, nil, func(_ []byte, r *pb.Rollout) (bool, error) {
 			byState[r.State]++
 			if pb.RolloutActive(r.State) {
 				for _, m := range r.Machines {
-					machines[key{r.Tenant, r.Name, strconv.Itoa(int(m.Wave) + 1), m.State}]++
+					machines[key{strconv.Itoa(int(m.Wave) + 1), m.State}]++
 				}
 			}
 			return true, nil
@@ -44,6 +44,6 @@ func (c *collector) Collect(ch chan<- prometheus.Metric) {
 		ch <- prometheus.MustNewConstMetric(rolloutsDesc, prometheus.GaugeValue, float64(byState[st]), st)
 	}
 	for k, n := range machines {
-		ch <- prometheus.MustNewConstMetric(machinesDesc, prometheus.GaugeValue, float64(n), k.tenant, k.rollout, k.wave, k.result)
+		ch <- prometheus.MustNewConstMetric(machinesDesc, prometheus.GaugeValue, float64(n), k.wave, k.result)
 	}
 }
