@@ -11,7 +11,6 @@ import (
 	"slices"
 	"strconv"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -30,15 +29,13 @@ import (
 // each with its own root under dir/agents/<machine>. Versions' commands
 // append "<unix ns> <version> <what> <working directory>" to marks.
 type rolloutEnv struct {
-	t      *testing.T
-	ctx    context.Context
-	d      *fixed
-	fl     pb.FleetServiceClient
-	ro     pb.RolloutServiceClient
-	dir    string
-	marks  string
-	mu     sync.Mutex
-	agents sync.WaitGroup
+	t     *testing.T
+	ctx   context.Context
+	d     *fixed
+	fl    pb.FleetServiceClient
+	ro    pb.RolloutServiceClient
+	dir   string
+	marks string
 }
 
 func newRolloutEnv(t *testing.T) *rolloutEnv {
@@ -112,9 +109,9 @@ func (e *rolloutEnv) root(machine string) string { return filepath.Join(e.dir, "
 
 func (e *rolloutEnv) startAgent(machine, token string) {
 	ctx, cancel := context.WithCancel(context.Background())
-	e.agents.Add(1)
+	done := make(chan struct{})
 	go func() {
-		defer e.agents.Done()
+		defer close(done)
 		err := agent.Run(ctx, agent.Config{
 			Server: e.d.addr, Token: token, Machine: machine, Root: e.root(machine),
 			CommandTimeout: 5 * time.Minute,
@@ -127,7 +124,7 @@ func (e *rolloutEnv) startAgent(machine, token string) {
 			e.t.Errorf("agent %s: %v", machine, err)
 		}
 	}()
-	e.t.Cleanup(func() { cancel(); e.agents.Wait() })
+	e.t.Cleanup(func() { cancel(); <-done })
 }
 
 // until polls cond until it holds; the deadline only guards against hangs.
