@@ -113,7 +113,7 @@ func pinOf(r *pb.Rollout, m *pb.RolloutMachine) string {
 func pinRollout(tx *Tx, r *pb.Rollout) error {
 	for _, m := range r.Machines {
 		pk := RolloutPinKey(r.Tenant, m.Name, r.Application)
-		if v := pinOf(r, m); v != "" {
+		if v := pinOf(r, m); v != "" && Machines.Has(tx, MachineKey(r.Tenant, m.Name)) {
 			if err := RolloutPins.put(tx, pk, &statepb.RolloutPin{Rollout: r.Name, Version: v}); err != nil {
 				return err
 			}

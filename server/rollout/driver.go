@@ -85,6 +85,10 @@ func inFlight(tx *state.Tx, r *pb.Rollout) (map[string]*pb.ApplicationStatus, er
 		if m.State != pb.RolloutMachineUpdating && m.State != pb.RolloutMachineRollingBack {
 			continue
 		}
+		if !state.Machines.Has(tx, state.MachineKey(r.Tenant, m.Name)) {
+			out[m.Name] = deleted(r, m)
+			continue
+		}
 		iv, _, err := state.InstanceViews.Get(tx, state.MachineKey(r.Tenant, m.Name))
 		if err != nil {
 			return nil, err
@@ -96,4 +100,14 @@ func inFlight(tx *state.Tx, r *pb.Rollout) (map[string]*pb.ApplicationStatus, er
 		}
 	}
 	return out, nil
+}
+
+// deleted is the status a machine deleted while it moved counts with: a
+// failure (the rollout can't know how it would have ended).
+func deleted(r *pb.Rollout, m *pb.RolloutMachine) *pb.ApplicationStatus {
+	to := r.Version
+	if m.State == pb.RolloutMachineRollingBack {
+		to = m.PreviousVersion
+	}
+	return &pb.ApplicationStatus{Application: r.Application, Version: to, State: pb.AppFailed, Operation: "machine", Reason: "it was deleted"}
 }
