@@ -37,18 +37,42 @@ func Step(r *pb.Rollout, status Status, now time.Time) (changed bool, wake time.
 }
 
 // Failed tells whether s, the status of a machine moving to version,
-// counts as a failure of the rollout, and why. Health checks extend it
-// (Unhealthy after the soak).
+// counts as a failure of the rollout, and why: the version Failed, or
+// Installed but Unhealthy (its health check failed).
 func Failed(s *pb.ApplicationStatus, version string) (bool, string) {
-	if s.GetVersion() == version && s.GetState() == pb.AppFailed {
+	switch {
+	case s.GetVersion() != version:
+		return false, ""
+	case s.GetState() == pb.AppFailed:
 		return true, s.Operation + " failed: " + s.Reason
+	case health(s) == healthUnhealthy:
+		return true, "Unhealthy after " + s.Operation
 	}
 	return false, ""
 }
 
-// reached tells whether s says the machine holds version, installed.
+// reached tells whether s says the machine holds version, installed, and
+// healthy when the version checks its health.
 func reached(s *pb.ApplicationStatus, version string) bool {
-	return s.GetVersion() == version && s.GetState() == pb.AppInstalled
+	h := health(s)
+	return s.GetVersion() == version && s.GetState() == pb.AppInstalled && h != healthChecking && h != healthUnhealthy
+}
+
+// The health an agent reports of a version with enableHealthCheck
+// (ApplicationStatus.health, from the health checks' branch: pb's
+// HealthChecking and HealthUnhealthy once it is in).
+const (
+	healthChecking  = "Checking"
+	healthUnhealthy = "Unhealthy"
+)
+
+// health is s's health verdict: "" while ApplicationStatus has no health
+// (before health checks), or for a version without a check.
+func health(s *pb.ApplicationStatus) string {
+	if h, ok := any(s).(interface{ GetHealth() string }); ok {
+		return h.GetHealth()
+	}
+	return ""
 }
 
 // observe records the machines whose move finished.
