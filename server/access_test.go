@@ -97,6 +97,7 @@ func matrix(session string) map[string]row {
 	fl := func(c *grpc.ClientConn) pb.FleetServiceClient { return pb.NewFleetServiceClient(c) }
 	ac := func(c *grpc.ClientConn) pb.AccessServiceClient { return pb.NewAccessServiceClient(c) }
 	sg := func(c *grpc.ClientConn) pb.SigningServiceClient { return pb.NewSigningServiceClient(c) }
+	ro := func(c *grpc.ClientConn) pb.RolloutServiceClient { return pb.NewRolloutServiceClient(c) }
 	vm := func(n string) *pb.ProfileTarget {
 		return &pb.ProfileTarget{Target: &pb.ProfileTarget_Machine{Machine: n}}
 	}
@@ -277,6 +278,31 @@ func matrix(session string) map[string]row {
 		}},
 		pb.FleetService_RemoveApplication_FullMethodName: {deployTenant, func(ctx context.Context, c *grpc.ClientConn) error {
 			_, err := fl(c).RemoveApplication(ctx, &pb.RemoveApplicationRequest{Target: vm("vm2"), Application: "g/nope"})
+			return err
+		}},
+		pb.RolloutService_CreateRollout_FullMethodName: {deployTenant, func(ctx context.Context, c *grpc.ClientConn) error {
+			_, err := ro(c).CreateRollout(ctx, &pb.CreateRolloutRequest{Rollout: &pb.Rollout{Name: "r", Application: "g/a", Version: "9.9.9",
+				Target: &pb.RolloutTarget{ScaleSet: "nope"}, Waves: []string{"100%"}}})
+			return err
+		}},
+		pb.RolloutService_GetRollout_FullMethodName: {readTenant, func(ctx context.Context, c *grpc.ClientConn) error {
+			_, err := ro(c).GetRollout(ctx, &pb.GetRolloutRequest{Name: "nope"})
+			return err
+		}},
+		pb.RolloutService_ListRollouts_FullMethodName: {readTenant, func(ctx context.Context, c *grpc.ClientConn) error {
+			_, err := ro(c).ListRollouts(ctx, &pb.ListRolloutsRequest{})
+			return err
+		}},
+		pb.RolloutService_PauseRollout_FullMethodName: {deployTenant, func(ctx context.Context, c *grpc.ClientConn) error {
+			_, err := ro(c).PauseRollout(ctx, &pb.PauseRolloutRequest{Name: "nope"})
+			return err
+		}},
+		pb.RolloutService_ResumeRollout_FullMethodName: {deployTenant, func(ctx context.Context, c *grpc.ClientConn) error {
+			_, err := ro(c).ResumeRollout(ctx, &pb.ResumeRolloutRequest{Name: "nope"})
+			return err
+		}},
+		pb.RolloutService_AbortRollout_FullMethodName: {deployTenant, func(ctx context.Context, c *grpc.ClientConn) error {
+			_, err := ro(c).AbortRollout(ctx, &pb.AbortRolloutRequest{Name: "nope"})
 			return err
 		}},
 		pb.FleetService_RetryApplication_FullMethodName: {deployTenant, func(ctx context.Context, c *grpc.ClientConn) error {
@@ -462,7 +488,7 @@ func inDefault(t *testing.T) context.Context {
 func rpcs() []string {
 	var out []string
 	for _, f := range []protoreflect.FileDescriptor{pb.File_vmapp_v1_catalog_proto, pb.File_vmapp_v1_transfer_proto, pb.File_vmapp_v1_replication_proto,
-		pb.File_vmapp_v1_download_proto, pb.File_vmapp_v1_fleet_proto, pb.File_vmapp_v1_access_proto, pb.File_vmapp_v1_signing_proto} {
+		pb.File_vmapp_v1_download_proto, pb.File_vmapp_v1_fleet_proto, pb.File_vmapp_v1_access_proto, pb.File_vmapp_v1_signing_proto, pb.File_vmapp_v1_rollout_proto} {
 		for i := range f.Services().Len() {
 			s := f.Services().Get(i)
 			for j := range s.Methods().Len() {

@@ -212,6 +212,12 @@ var rules = map[string]rule{
 	pb.FleetService_RunAction_FullMethodName:          deploy,
 	pb.FleetService_ListActionRuns_FullMethodName:     readAll,
 	pb.FleetService_ReportActionResult_FullMethodName: agent,
+	pb.RolloutService_CreateRollout_FullMethodName: deploy,
+	pb.RolloutService_GetRollout_FullMethodName:    readAll,
+	pb.RolloutService_ListRollouts_FullMethodName:  readAll,
+	pb.RolloutService_PauseRollout_FullMethodName:  deploy,
+	pb.RolloutService_ResumeRollout_FullMethodName: deploy,
+	pb.RolloutService_AbortRollout_FullMethodName:  deploy,
 
 	pb.AccessService_WhoAmI_FullMethodName:          anyone,
 	pb.AccessService_CreateToken_FullMethodName:     ownerAny,

@@ -28,6 +28,7 @@ import (
 	"github.com/vmapp/vmapp/server/catalog"
 	"github.com/vmapp/vmapp/server/fleet"
 	"github.com/vmapp/vmapp/server/ingest"
+	"github.com/vmapp/vmapp/server/rollout"
 	"github.com/vmapp/vmapp/server/signing"
 	"github.com/vmapp/vmapp/server/tracker"
 	"github.com/vmapp/vmapp/state"
@@ -91,6 +92,8 @@ type Options struct {
 	Fleet *fleet.Fleet
 	// Signing serves SigningService when set.
 	Signing *signing.Service
+	// Rollouts serves RolloutService when set.
+	Rollouts *rollout.Service
 	// Auth, when set, authenticates every call and authorizes it by role,
 	// and serves AccessService. Nil leaves the API open: for tests of
 	// other parts; vmappd always sets it.
@@ -176,6 +179,9 @@ func New(o Options) *grpc.Server {
 	}
 	if o.Signing != nil {
 		pb.RegisterSigningServiceServer(gs, &signingServer{signing: o.Signing})
+	}
+	if o.Rollouts != nil {
+		pb.RegisterRolloutServiceServer(gs, &rolloutServer{rollouts: o.Rollouts})
 	}
 	if o.State != nil {
 		pb.RegisterClusterServiceServer(gs, &clusterServer{cluster: o.Cluster, state: o.State, self: o.Self})

@@ -124,6 +124,11 @@ func Apply(tx *Tx, c *statepb.Command, term uint64) error {
 		return signVersion(tx, c, op.SignVersion)
 	case *statepb.Command_PutTrustPolicy:
 		return putTrustPolicy(tx, c, op.PutTrustPolicy)
+
+	case *statepb.Command_CreateRollout:
+		return createRollout(tx, c, op.CreateRollout)
+	case *statepb.Command_PutRollout:
+		return putRollout(tx, c, op.PutRollout)
 	}
 	return fmt.Errorf("unknown command %T: is this vmappd older than the one that proposed it?", c.Op)
 }

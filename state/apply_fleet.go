@@ -1,6 +1,10 @@
 package state
 
 import (
+	"slices"
+
+	"google.golang.org/protobuf/proto"
+
 	"github.com/vmapp/vmapp/errs"
 	statepb "github.com/vmapp/vmapp/proto/vmapp/state/v1"
 	pb "github.com/vmapp/vmapp/proto/vmapp/v1"
@@ -66,6 +70,9 @@ func deleteMachine(tx *Tx, c *statepb.Command, tenant, name string) error {
 		return err
 	}
 	if err := deleteActionRuns(tx, tenant, name); err != nil {
+		return err
+	}
+	if err := deletePins(tx, tenant, name); err != nil {
 		return err
 	}
 	if err := InstanceViews.delete(tx, MachineKey(tenant, name)); err != nil {
@@ -160,7 +167,59 @@ func setProfile(tx *Tx, c *statepb.Command, op *statepb.SetProfile) error {
 		return err
 	}
 	p := &pb.ApplicationProfile{GalleryApplications: op.GetProfile().GetGalleryApplications(), Etag: c.Etag}
+	if err := releasePins(tx, op.Tenant, op.Target, changedApps(cur, p)); err != nil {
+		return err
+	}
 	return save(p)
+}
+
+// changedApps are the applications (gallery/application) whose entries
+// differ between two profiles.
+func changedApps(a, b *pb.ApplicationProfile) []string {
+	entries := func(p *pb.ApplicationProfile) map[string]*pb.VMGalleryApplication {
+		m := map[string]*pb.VMGalleryApplication{}
+		for _, e := range p.GetGalleryApplications() {
+			m[appOfRef(e.PackageReferenceId)] = e
+		}
+		return m
+	}
+	ea, eb := entries(a), entries(b)
+	var out []string
+	for _, e := range append(slices.Clone(a.GetGalleryApplications()), b.GetGalleryApplications()...) {
+		app := appOfRef(e.PackageReferenceId)
+		if !slices.Contains(out, app) && !proto.Equal(ea[app], eb[app]) {
+			out = append(out, app)
+		}
+	}
+	return out
+}
+
+// releasePins refuses a change of apps in the profile at t while an active
+// rollout moves them on its machines, and drops the pins ended rollouts
+// (halted, aborted) left on them: the profile says their version now.
+func releasePins(tx *Tx, tenant string, t *statepb.ProfileEtag, apps []string) error {
+	machines := []string{t.GetMachine()}
+	if t.GetMachine() == "" {
+		ms, err := tx.Instances(tenant, t.GetScaleSet())
+		if err != nil {
+			return err
+		}
+		machines = machines[:0]
+		for _, m := range ms {
+			machines = append(machines, m.Name)
+		}
+	}
+	if err := checkNotRolling(tx, tenant, apps, machines); err != nil {
+		return err
+	}
+	for _, app := range apps {
+		for _, m := range machines {
+			if err := RolloutPins.delete(tx, RolloutPinKey(tenant, m, app)); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
 }
 
 func reportStatus(tx *Tx, c *statepb.Command, op *statepb.ReportStatus) error {
@@ -231,4 +290,20 @@ func clearInventory(tx *Tx, tenant, machine string) error {
 		}
 	}
 	return nil
+}
+
+// deletePins forgets the versions rollouts pinned a machine's
+// applications at.
+func deletePins(tx *Tx, tenant, machine string) error {
+	var keys [][]byte
+	err := scanBucket(RolloutPins.bucket(tx), Prefix(tenant, machine), nil, func(k, _ []byte) (bool, error) {
+		keys = append(keys, append([]byte(nil), k...))
+		return true, nil
+	})
+	for _, k := range keys {
+		if err == nil {
+			err = RolloutPins.delete(tx, k)
+		}
+	}
+	return err
 }

@@ -150,6 +150,7 @@ func scenario() []step {
 		ok(&statepb.Command_FailIngest{FailIngest: &statepb.FailIngest{Version: vref("2.0.0"), Error: &pb.ProvisioningError{Code: "NotFound", Message: "gone"}}}),
 	}...)
 	steps = append(steps, signing(len(steps))...)
+	steps = append(steps, rollouts(len(steps))...)
 	return append(steps,
 		ok(&statepb.Command_PutNode{PutNode: &statepb.PutNode{Node: &pb.ClusterNode{Id: "n1", RaftAddress: "r1", ApiAddress: "a1", State: "ignored"}}}),
 		ok(&statepb.Command_PutNode{PutNode: &statepb.PutNode{Node: &pb.ClusterNode{Id: "n2", RaftAddress: "r2", ApiAddress: "a2"}}}),
@@ -344,6 +345,10 @@ func setOp(c *statepb.Command, op any) {
 		c.Op = o
 	case *statepb.Command_PutTrustPolicy:
 		c.Op = o
+	case *statepb.Command_CreateRollout:
+		c.Op = o
+	case *statepb.Command_PutRollout:
+		c.Op = o
 	default:
 		panic(fmt.Sprintf("no command for %T", op))
 	}
@@ -456,5 +461,38 @@ func TestClosed(t *testing.T) {
 	c.Op = &statepb.Command_CreateGallery{CreateGallery: &statepb.CreateGallery{Gallery: &pb.Gallery{Tenant: "t", Name: "g"}}}
 	if err := db.Propose(context.Background(), c); !errs.Is(err, errs.Unavailable) {
 		t.Fatalf("Propose after Close: %v, want Unavailable", err)
+	}
+}
+
+// rollouts are the rollout commands, from step base on: a scale set r with
+// machine r-0 on g/a/1.0.0, and a rollout of 2.0.0 over it.
+func rollouts(base int) []step {
+	etag := func(i int) string { return fmt.Sprintf(`"e%d"`, base+i) }
+	ro := func(name, state, machineState string) *pb.Rollout {
+		return &pb.Rollout{Tenant: "t", Name: name, Application: "g/a", Version: "2.0.0", Target: &pb.RolloutTarget{ScaleSet: "r"}, State: state,
+			Machines: []*pb.RolloutMachine{{Name: "r-0", Region: "westus", PreviousVersion: "1.0.0", State: machineState}}}
+	}
+	put := func(state, machineState, expect string) *statepb.Command_PutRollout {
+		return &statepb.Command_PutRollout{PutRollout: &statepb.PutRollout{Rollout: ro("ro", state, machineState), ExpectEtag: expect}}
+	}
+	create := func(name string) *statepb.Command_CreateRollout {
+		return &statepb.Command_CreateRollout{CreateRollout: &statepb.CreateRollout{Rollout: ro(name, pb.RolloutRunning, pb.RolloutMachinePending)}}
+	}
+	profile := func(version, expect string) *statepb.Command_SetProfile {
+		return &statepb.Command_SetProfile{SetProfile: &statepb.SetProfile{Tenant: "t", Target: &statepb.ProfileEtag{ScaleSet: "r", Etag: expect},
+			Profile: &pb.ApplicationProfile{GalleryApplications: []*pb.VMGalleryApplication{{PackageReferenceId: "g/a/" + version}}}}}
+	}
+	return []step{
+		ok(&statepb.Command_CreateScaleSet{CreateScaleSet: &statepb.CreateScaleSet{ScaleSet: &pb.ScaleSet{Tenant: "t", Name: "r", Region: "westus", OsType: "Linux"}}}),
+		ok(&statepb.Command_CreateMachine{CreateMachine: &statepb.CreateMachine{Machine: &pb.Machine{Tenant: "t", Name: "r-0", Region: "westus", OsType: "Linux", ScaleSet: "r"}}}),
+		ok(profile("1.0.0", etag(0))), // 2
+		ok(create("ro")),              // 3
+		no(errs.AlreadyExists, create("ro")),
+		no(errs.FailedPrecondition, create("ro2")), // r-0 is ro's
+		no(errs.Aborted, put(pb.RolloutRunning, pb.RolloutMachineUpdating, `"nope"`)),
+		ok(put(pb.RolloutRunning, pb.RolloutMachineUpdating, etag(3))),    // 7: pins r-0 at 2.0.0
+		no(errs.FailedPrecondition, profile("3.0.0", etag(2))),            // ro moves g/a on r-0
+		ok(put(pb.RolloutSucceeded, pb.RolloutMachineSucceeded, etag(7))), // 9: the profile says 2.0.0, no pin
+		no(errs.FailedPrecondition, put(pb.RolloutAborted, pb.RolloutMachineSucceeded, etag(9))),
 	}
 }

@@ -76,6 +76,9 @@
 //	                                                         in its goal state)
 //	preheats       tenant 0 gallery 0 application 0 version 0 region -> vmapp.state.v1.Preheat (the machines
 //	                                                         chosen to fetch a version before a rollout)
+//	rollouts       tenant 0 rollout                       -> vmapp.v1.Rollout (its machines, their states and waves)
+//	rollout_pins   tenant 0 machine 0 gallery/application -> vmapp.state.v1.RolloutPin: the version a rollout holds
+//	                                                         the machine's application at, over its profiles
 //
 // The indexes map to the key of a record of their table:
 //
@@ -91,6 +94,8 @@
 //	deleting_versions     <versions key>                            -> the same, versions
 //	replicas_active       <replicas key>                            -> the same: replicas not Completed
 //	preheats_by_target    tenant 0 "machine"|"scaleset" 0 name 0 <preheats key> -> preheats key
+//	rollouts_active       tenant 0 gallery/application 0 rollout    -> rollouts key: rollouts Running, Paused
+//	                                                                   or RollingBack
 //
 // dirty_versions is the replicator's queue: the appliers mark a version
 // (its name as written) whenever a command may change the replica records
@@ -115,4 +120,19 @@
 // starts empty: the replicator reconciles every version when it starts);
 // 6 the custom actions' runs (actionruns).
 // 7 preheats and preheats_by_target (empty).
+// 8 rollouts, their pins and the active ones (empty).
+//
+// # Rollouts
+//
+// CreateRollout stores a rollout with its machines Pending; PutRollout
+// (the driver's steps, pause, resume, abort) replaces it, if its etag is
+// the one read, and writes each machine's pin from its state: Updating,
+// Succeeded and Failed pin the rollout's version, RollingBack, RolledBack
+// and RollbackFailed the machine's previous one. A rollout that ends
+// Succeeded writes its version into the profile entries (the scale set's,
+// or each machine's own) and drops its pins; one RolledBack drops them; a
+// Halted or Aborted one leaves them until a profile change of the
+// application on the machine (SetProfile drops them, and refuses the
+// change while an active rollout holds the machine) or the machine's
+// deletion.
 package state

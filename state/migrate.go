@@ -61,6 +61,9 @@ var migrations = []func(tx *bolt.Tx) error{
 	func(tx *bolt.Tx) error { // 6 -> 7: preheats
 		return createBuckets(tx, "preheats", "preheats_by_target")
 	},
+	func(tx *bolt.Tx) error { // 7 -> 8: rollouts, their pins, the active ones
+		return createBuckets(tx, "rollouts", "rollout_pins", "rollouts_active")
+	},
 }
 
 // SchemaVersion is the schema version this code writes.

@@ -60,6 +60,8 @@ var (
 	Inventory     = table("inventory", func() *pb.InventoryEntry { return &pb.InventoryEntry{} })
 	ActionRuns    = table("actionruns", func() *pb.ActionRun { return &pb.ActionRun{} })
 	Preheats      = table("preheats", func() *statepb.Preheat { return &statepb.Preheat{} })
+	Rollouts      = table("rollouts", func() *pb.Rollout { return &pb.Rollout{} })
+	RolloutPins   = table("rollout_pins", func() *statepb.RolloutPin { return &statepb.RolloutPin{} })
 )
 
 // The indexes (schema 5); the package doc gives each one's key layout.
@@ -74,6 +76,7 @@ var (
 	DeletingVersions     = index("deleting_versions", Versions)
 	ActiveReplicas       = index("replicas_active", Replicas)
 	PreheatsByTarget     = index("preheats_by_target", Preheats) // schema 6
+	ActiveRollouts       = index("rollouts_active", Rollouts)
 )
 
 // Buckets that hold raw values rather than records.

@@ -171,7 +171,7 @@ Exit status: 0 on success, 1 when the request fails, 2 on a usage error,
 	pf.StringVar(&c.contextName, "context", os.Getenv("VMAPP_CONTEXT"), "the context of the configuration file to use (env VMAPP_CONTEXT; default its current context; see 'vmapp config')")
 	root.AddCommand(c.healthCmd(), c.configCmd())
 	c.token = os.Getenv("VMAPP_TOKEN")
-	root.AddCommand(c.galleryCmd(), c.appCmd(), c.versionCmd(), c.regionCmd(), c.vmCmd(), c.vmssCmd(), c.inventoryCmd(), c.tokenCmd(), c.whoamiCmd(), c.clusterCmd(), c.keyCmd())
+	root.AddCommand(c.galleryCmd(), c.appCmd(), c.versionCmd(), c.regionCmd(), c.vmCmd(), c.vmssCmd(), c.inventoryCmd(), c.tokenCmd(), c.whoamiCmd(), c.clusterCmd(), c.keyCmd(), c.rolloutCmd())
 	root.AddCommand(extraCommands...)
 	c.completeNames(root)
 	addAliases(root)

@@ -59,8 +59,9 @@ func (c *cli) vmCmd() *cobra.Command {
 	}
 
 	var name, region, osType, vmss, tokenFile string
+	var machineTags []string
 	create := &cobra.Command{
-		Use:   "create --name NAME --region REGION --os linux|windows [--vmss SCALESET]",
+		Use:   "create --name NAME --region REGION --os linux|windows [--vmss SCALESET] [--tag K=V]",
 		Short: "Create a virtual machine (the record vmapp-agent on it reports to)",
 		Long: `Create a virtual machine. An instance of a scale set (--vmss) takes the
 scale set's region and OS, so --region and --os may be left out; given, they
@@ -74,6 +75,9 @@ must match the scale set's.`,
 				return err
 			}
 			m := &pb.Machine{Name: n, Region: region, ScaleSet: vmss}
+			if m.Tags, err = parseTags(machineTags); err != nil {
+				return err
+			}
 			if osType != "" {
 				if m.OsType, err = parseOS(osType); err != nil {
 					return err
@@ -106,6 +110,7 @@ must match the scale set's.`,
 			return out.save("agent token", r.AgentToken)
 		}),
 	}
+	create.Flags().StringArrayVar(&machineTags, "tag", nil, "tag KEY=VALUE (repeatable): rollouts select machines by tags")
 	create.Flags().StringVar(&tokenFile, "agent-token-file", "", "save the machine's agent credential to this new file (mode 0600) for vmapp-agent --token-file, instead of printing it")
 
 	credential := &cobra.Command{

@@ -214,7 +214,7 @@ run "$BIN/vmapp" vm app set --vm vm1 --app demo/hello/1.0.0 --order 1
 run "$BIN/vmapp" vm app set --vm vm1 --app demo/motd/1.0.0 --order 2 --config "$STATE/motd-vm1.txt"
 run "$BIN/vmapp" vm app set --vm vm2 --app demo/hello/1.0.0 --order 1 --treat-failure-as-deployment-failure
 run "$BIN/vmapp" vm app set --vm vm2 --app demo/motd/1.0.0 --order 2
-run "$BIN/vmapp" vmss app set --vmss web --app demo/hello/latest --enable-automatic-upgrade
+run "$BIN/vmapp" vmss app set --vmss web --app demo/hello/1.0.0
 wait_installed demo/hello 1.0.0 3
 bold "the scale set's second instance: web-1 reads hello from web-0 (a peer of its scale set), not from westus's store"
 start_agent web-1
@@ -226,7 +226,7 @@ run "$BIN/vmapp" vm show vm1
 printf '\033[2m$ %s\033[0m\n' "$STATE/agents/vm1/bin/hello; $STATE/agents/vm1/bin/motd"
 "$STATE/agents/vm1/bin/hello"; "$STATE/agents/vm1/bin/motd"
 
-bold "upgrading hello to 1.1.0: vm1 by hand (with its update command), the scale set on its own (automatic upgrade of latest)"
+bold "upgrading hello to 1.1.0: vm1 by hand (with its update command), the scale set by a rollout in two waves (web-0, soaked 5 s, then web-1)"
 sample 1.1.0
 run env VMAPP_TOKEN_FILE="$STATE/pipeline.token" "$BIN/vmapp" version create --gallery demo --app hello 1.1.0 --location eastus \
   --install "tar -xzf hello && ./install.sh" --remove "tar -xzf hello && ./remove.sh" \
@@ -234,6 +234,9 @@ run env VMAPP_TOKEN_FILE="$STATE/pipeline.token" "$BIN/vmapp" version create --g
   --target-region eastus=2 --target-region westus=2 \
   --package "$STATE/hello-1.1.0.tar.gz" --wait
 run "$BIN/vmapp" vm app set --vm vm1 --app demo/hello/1.1.0 --order 1
+run "$BIN/vmapp" rollout create hello-1.1.0 --app demo/hello --version 1.1.0 --target vmss:web --waves 1,100% --soak 5s --max-errors 0 --rollback-on-halt
+run "$BIN/vmapp" rollout watch hello-1.1.0
+run "$BIN/vmapp" rollout show hello-1.1.0
 wait_installed demo/hello 1.1.0 3
 printf '\033[2m$ %s\033[0m\n' "$STATE/agents/vm1/bin/hello; $STATE/agents/web-0/bin/hello"
 "$STATE/agents/vm1/bin/hello"; "$STATE/agents/web-0/bin/hello"
@@ -292,13 +295,15 @@ if [ "$CLUSTER" != 1 ]; then
     sleep 0.2
   done
   run "$BIN/vmapp" cluster status
-  bold "publishing hello 1.2.0 through the cluster that is left: the new leader replicates it, the scale set upgrades on its own"
+  bold "publishing hello 1.2.0 through the cluster that is left: the new leader replicates it and rolls it out to the scale set"
   sample 1.2.0
   VMAPP_TOKEN_FILE=$STATE/pipeline.token run "$BIN/vmapp" version create --gallery demo --app hello 1.2.0 --location eastus \
     --install "tar -xzf hello && ./install.sh" --remove "tar -xzf hello && ./remove.sh" \
     --update "tar -xzf hello && ./update.sh" \
     --target-region eastus=2 --target-region westus=2 \
     --package "$STATE/hello-1.2.0.tar.gz" --wait
+  run "$BIN/vmapp" rollout create hello-1.2.0 --app demo/hello --version 1.2.0 --target vmss:web --waves 100%
+  run "$BIN/vmapp" rollout watch hello-1.2.0
   wait_installed demo/hello 1.2.0 2
   printf '\033[2m$ %s\033[0m\n' "$STATE/agents/web-0/bin/hello"
   "$STATE/agents/web-0/bin/hello"

@@ -36,6 +36,7 @@ import (
 	"github.com/vmapp/vmapp/server/fleet"
 	"github.com/vmapp/vmapp/server/ingest"
 	"github.com/vmapp/vmapp/server/rest"
+	"github.com/vmapp/vmapp/server/rollout"
 	"github.com/vmapp/vmapp/server/signing"
 	"github.com/vmapp/vmapp/server/tracker"
 	"github.com/vmapp/vmapp/state"
@@ -130,6 +131,7 @@ type Daemon struct {
 	Auth       *auth.Service
 	Fleet      *fleet.Fleet
 	Signing    *signing.Service
+	Rollouts   *rollout.Service
 	Tracker    *tracker.Tracker
 	Grants     *grant.Signer
 	GRPC       *grpc.Server
@@ -244,6 +246,7 @@ func (d *Daemon) wire() {
 	d.Auth = auth.New(d.State, auth.Options{Logger: log})
 	d.Signing = signing.New(d.State, signing.Options{})
 	d.Fleet = fleet.New(d.State, fleet.Options{Catalog: d.Catalog, Availability: d.Replicator, Shares: d.Auth, Signing: d.Signing, Regions: topo.Names()})
+	d.Rollouts = rollout.New(rollout.Options{DB: d.State, Fleet: d.Fleet, Regions: topo.Names(), Logger: log, Registry: d.Registry})
 	d.Tracker = tracker.New(nil, 0)
 	d.Tracker.Register(d.Registry)
 }
@@ -299,12 +302,13 @@ func Run(ctx context.Context, c Config) error {
 
 // leaderWork is what one vmappd of a cluster does (the leader; a single
 // vmappd itself): reaping deleted resources, expiring uploads,
-// replication. It runs until ctx ends.
+// replication, driving rollouts. It runs until ctx ends.
 func (d *Daemon) leaderWork(ctx context.Context) {
 	var wg sync.WaitGroup
 	wg.Go(func() { d.Catalog.RunReaper(ctx, 30*time.Second) })
 	wg.Go(func() { d.Ingest.RunJanitor(ctx, time.Minute) })
 	wg.Go(func() { d.Replicator.Run(ctx) })
+	wg.Go(func() { d.Rollouts.Run(ctx) })
 	wg.Wait()
 }
 
@@ -406,7 +410,7 @@ func (d *Daemon) drain() {
 // grpcServer builds the gRPC server of every service.
 func (d *Daemon) grpcServer() *grpc.Server {
 	o := server.Options{State: d.State, Store: d.Catalog, Topology: d.Topology, Ingest: d.Ingest, Replicator: d.Replicator, Stores: d.Stores.Get,
-		URLExpiry: d.Config.URLExpiry, ProxyDownloads: d.Config.ProxyDownloads, Fleet: d.Fleet, Signing: d.Signing, Auth: d.Auth, Tracker: d.Tracker, Grants: d.Grants, BindMachineCerts: d.Config.BindMachineCerts,
+		URLExpiry: d.Config.URLExpiry, ProxyDownloads: d.Config.ProxyDownloads, Fleet: d.Fleet, Signing: d.Signing, Rollouts: d.Rollouts, Auth: d.Auth, Tracker: d.Tracker, Grants: d.Grants, BindMachineCerts: d.Config.BindMachineCerts,
 		Logger: d.log, Registry: d.Registry, Creds: serverCreds(d.tls, d.log), Health: d.Health, Self: d.lis.Addr().String()}
 	if d.Node != nil {
 		o.Cluster, o.Peer, o.Serving = d.Node, d.Node.PeerServer(), d.Node.Serving

@@ -154,7 +154,7 @@ func changesGoalStates(c *statepb.Command) bool {
 		*statepb.Command_ReplicaStarted, *statepb.Command_ReplicaMultipart, *statepb.Command_ReplicaPartCopied,
 		*statepb.Command_ReplicaFailed, *statepb.Command_ReplicaVerified, *statepb.Command_IssueToken,
 		*statepb.Command_RevokeToken, *statepb.Command_CreateGallery, *statepb.Command_CreateApplication,
-		*statepb.Command_PutNode, *statepb.Command_RemoveNode:
+		*statepb.Command_PutNode, *statepb.Command_RemoveNode, *statepb.Command_CreateRollout:
 		return false
 	}
 	return true
@@ -197,7 +197,9 @@ func key(tenant, name string) []byte { return []byte(tenant + "\x00" + name) }
 
 var resourceName = regexp.MustCompile(`^[A-Za-z0-9]([A-Za-z0-9._-]{0,62}[A-Za-z0-9_])?$`)
 
-func checkName(field, name string) error {
+// CheckName refuses a resource name Azure would: 1-64 letters, digits,
+// dots, underscores and hyphens, starting with a letter or digit.
+func CheckName(field, name string) error {
 	if !resourceName.MatchString(name) {
 		return errs.New(errs.InvalidArgument, field, "%s '%s' is invalid: use 1-64 letters, digits, '.', '_' and '-', starting with a letter or digit and not ending in '.' or '-'", field, name)
 	}

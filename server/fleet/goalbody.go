@@ -126,6 +126,7 @@ func (f *Fleet) goalInputs(ctx context.Context, tenant, machine string) (goalIn,
 	var m *pb.Machine
 	var entries []*pb.VMGalleryApplication
 	var actions []*pb.ActionRun
+	var pins map[string]string // versions rollouts hold its applications at
 	err := f.db.View(ctx, func(tx *state.Tx) (err error) {
 		if m, err = tx.Machine(tenant, machine); err != nil {
 			return err
@@ -136,6 +137,9 @@ func (f *Fleet) goalInputs(ctx context.Context, tenant, machine string) (goalIn,
 			}
 		}
 		entries = append(entries, m.ApplicationProfile.GetGalleryApplications()...)
+		if pins, err = readPins(tx, tenant, machine); err != nil {
+			return err
+		}
 		actions, err = pendingActions(tx, tenant, machine)
 		return err
 	})
@@ -152,7 +156,7 @@ func (f *Fleet) goalInputs(ctx context.Context, tenant, machine string) (goalIn,
 	byApp := map[string]*pb.VMGalleryApplication{} // the machine's own entry wins
 	for _, e := range entries {
 		r, _ := ParseRef(e.PackageReferenceId)
-		byApp[r.App()] = e
+		byApp[r.App()] = pinned(e, r, pins[r.App()])
 	}
 	for _, e := range byApp {
 		in.entries = append(in.entries, e)

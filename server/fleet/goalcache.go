@@ -9,6 +9,7 @@ import (
 	"github.com/hashicorp/golang-lru/v2/simplelru"
 
 	statepb "github.com/vmapp/vmapp/proto/vmapp/state/v1"
+	pb "github.com/vmapp/vmapp/proto/vmapp/v1"
 )
 
 // DefaultGoalStateCacheSize is how many machines' goal states the fleet
@@ -269,6 +270,14 @@ func (c *goalCache) invalidate(cmd *statepb.Command) {
 		version(op.RemovePreheat.GetVersion())
 	case *statepb.Command_SignVersion:
 		version(op.SignVersion.GetVersion())
+	case *statepb.Command_PutRollout:
+		r := op.PutRollout.GetRollout()
+		for _, m := range r.GetMachines() {
+			machine(r.Tenant, m.Name)
+		}
+		if ss := r.GetTarget().GetScaleSet(); ss != "" && r.State == pb.RolloutSucceeded {
+			scaleSet(r.Tenant, ss)
+		}
 	case *statepb.Command_PutTrustPolicy:
 		gallery(op.PutTrustPolicy.Tenant, op.PutTrustPolicy.GetPolicy().GetGallery())
 	default: // FinishUpload names only its session; a restored state; any other

@@ -13,10 +13,13 @@ import (
 // and OS from it (and must not contradict them). cred, when set, is the
 // agent credential issued with it (in the same command).
 func (f *Fleet) CreateMachine(ctx context.Context, tenant string, in *pb.Machine, cred *statepb.Credential) (*pb.Machine, error) {
-	if err := checkName("name", in.Name); err != nil {
+	if err := CheckName("name", in.Name); err != nil {
 		return nil, err
 	}
-	m := &pb.Machine{Name: in.Name, Region: in.Region, OsType: in.OsType, ScaleSet: in.ScaleSet, Tenant: tenant, ProvisioningState: pb.ProvisioningSucceeded}
+	if err := checkTags(in.Tags); err != nil {
+		return nil, err
+	}
+	m := &pb.Machine{Name: in.Name, Region: in.Region, OsType: in.OsType, ScaleSet: in.ScaleSet, Tenant: tenant, ProvisioningState: pb.ProvisioningSucceeded, Tags: in.Tags}
 	if m.ScaleSet != "" {
 		ss, err := f.GetScaleSet(ctx, tenant, m.ScaleSet)
 		if err != nil {
@@ -137,7 +140,7 @@ func (f *Fleet) DeleteMachine(ctx context.Context, tenant, name string) error {
 
 // CreateScaleSet records a scale set.
 func (f *Fleet) CreateScaleSet(ctx context.Context, tenant string, in *pb.ScaleSet) (*pb.ScaleSet, error) {
-	if err := checkName("name", in.Name); err != nil {
+	if err := CheckName("name", in.Name); err != nil {
 		return nil, err
 	}
 	if err := f.checkRegion(in.Region); err != nil {

@@ -142,6 +142,32 @@ func (f *Fleet) SetApplication(ctx context.Context, tenant string, t Target, in 
 		return nil, err
 	}
 	region, os := first.region, first.os
+	v, err := f.checkVersion(ctx, tenant, ref, os, region)
+	if err != nil {
+		return nil, err
+	}
+	entry := proto.Clone(in).(*pb.VMGalleryApplication)
+	entry.PackageReferenceId = ref.String()
+	entry.ResolvedVersion = v.Name
+	return retryProfile(ifMatch, func() (*pb.ApplicationProfile, error) {
+		p, err := f.load(ctx, tenant, t)
+		if err != nil {
+			return nil, err
+		}
+		apps, err := withEntry(p, t, entry, ref, ifMatch)
+		if err != nil {
+			return nil, err
+		}
+		return f.save(ctx, tenant, p, apps)
+	})
+}
+
+// checkVersion reads the version ref names and refuses it, with the seeds'
+// messages, for a machine of tenant running os in region: the application
+// or version doesn't exist, is for another OS, is deprecated, has no
+// package, isn't replicated to region, or its gallery's trust policy
+// refuses it.
+func (f *Fleet) checkVersion(ctx context.Context, tenant string, ref Ref, os, region string) (*pb.GalleryApplicationVersion, error) {
 	if err := f.checkShared(tenant, ref); err != nil {
 		return nil, err
 	}
@@ -172,23 +198,7 @@ func (f *Fleet) SetApplication(ctx context.Context, tenant string, t Target, in 
 	if err := f.avail.Available(ctx, v, region); err != nil {
 		return nil, err
 	}
-	if err := f.deployable(ctx, v); err != nil {
-		return nil, err
-	}
-	entry := proto.Clone(in).(*pb.VMGalleryApplication)
-	entry.PackageReferenceId = ref.String()
-	entry.ResolvedVersion = v.Name
-	return retryProfile(ifMatch, func() (*pb.ApplicationProfile, error) {
-		p, err := f.load(ctx, tenant, t)
-		if err != nil {
-			return nil, err
-		}
-		apps, err := withEntry(p, t, entry, ref, ifMatch)
-		if err != nil {
-			return nil, err
-		}
-		return f.save(ctx, tenant, p, apps)
-	})
+	return v, f.deployable(ctx, v)
 }
 
 // withEntry returns p's applications with entry added (or in place of the
@@ -469,4 +479,27 @@ func (f *Fleet) Inventory(ctx context.Context, tenant string, q InventoryFilter,
 		return err
 	})
 	return out, next, err
+}
+
+// readPins reads the versions rollouts pin a machine's applications at, by
+// gallery/application.
+func readPins(tx *state.Tx, tenant, machine string) (map[string]string, error) {
+	pins := map[string]string{}
+	prefix := state.Prefix(tenant, machine)
+	err := state.RolloutPins.Scan(tx, prefix, nil, func(k []byte, p *statepb.RolloutPin) (bool, error) {
+		pins[string(k[len(prefix):])] = p.Version
+		return true, nil
+	})
+	return pins, err
+}
+
+// pinned is a profile's entry e (of application r) with the version a
+// rollout pins it at, if any.
+func pinned(e *pb.VMGalleryApplication, r Ref, version string) *pb.VMGalleryApplication {
+	if version == "" {
+		return e
+	}
+	e = proto.CloneOf(e)
+	e.PackageReferenceId, e.ResolvedVersion, e.EnableAutomaticUpgrade = r.App()+"/"+version, version, false
+	return e
 }

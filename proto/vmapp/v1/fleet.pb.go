@@ -44,8 +44,10 @@ type Machine struct {
 	UpdateTime        *timestamppb.Timestamp `protobuf:"bytes,9,opt,name=update_time,json=updateTime,proto3" json:"update_time,omitempty"`
 	Tenant            string                 `protobuf:"bytes,10,opt,name=tenant,proto3" json:"tenant,omitempty"`
 	InstanceView      *InstanceView          `protobuf:"bytes,11,opt,name=instance_view,json=instanceView,proto3" json:"instance_view,omitempty"`
-	unknownFields     protoimpl.UnknownFields
-	sizeCache         protoimpl.SizeCache
+	// Azure's resource tags (its limits): rollouts select machines by them.
+	Tags          map[string]string `protobuf:"bytes,12,rep,name=tags,proto3" json:"tags,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"bytes,2,opt,name=value"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
 }
 
 func (x *Machine) Reset() {
@@ -151,6 +153,13 @@ func (x *Machine) GetTenant() string {
 func (x *Machine) GetInstanceView() *InstanceView {
 	if x != nil {
 		return x.InstanceView
+	}
+	return nil
+}
+
+func (x *Machine) GetTags() map[string]string {
+	if x != nil {
+		return x.Tags
 	}
 	return nil
 }
@@ -3236,7 +3245,7 @@ var File_vmapp_v1_fleet_proto protoreflect.FileDescriptor
 
 const file_vmapp_v1_fleet_proto_rawDesc = "" +
 	"\n" +
-	"\x14vmapp/v1/fleet.proto\x12\bvmapp.v1\x1a\x1cgoogle/api/annotations.proto\x1a\x1egoogle/protobuf/duration.proto\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x16vmapp/v1/catalog.proto\x1a\x16vmapp/v1/signing.proto\"\xcc\x03\n" +
+	"\x14vmapp/v1/fleet.proto\x12\bvmapp.v1\x1a\x1cgoogle/api/annotations.proto\x1a\x1egoogle/protobuf/duration.proto\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x16vmapp/v1/catalog.proto\x1a\x16vmapp/v1/signing.proto\"\xb6\x04\n" +
 	"\aMachine\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x12\x16\n" +
 	"\x06region\x18\x02 \x01(\tR\x06region\x12\x17\n" +
@@ -3251,7 +3260,11 @@ const file_vmapp_v1_fleet_proto_rawDesc = "" +
 	"updateTime\x12\x16\n" +
 	"\x06tenant\x18\n" +
 	" \x01(\tR\x06tenant\x12;\n" +
-	"\rinstance_view\x18\v \x01(\v2\x16.vmapp.v1.InstanceViewR\finstanceView\"\xeb\x02\n" +
+	"\rinstance_view\x18\v \x01(\v2\x16.vmapp.v1.InstanceViewR\finstanceView\x12/\n" +
+	"\x04tags\x18\f \x03(\v2\x1b.vmapp.v1.Machine.TagsEntryR\x04tags\x1a7\n" +
+	"\tTagsEntry\x12\x10\n" +
+	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
+	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"\xeb\x02\n" +
 	"\bScaleSet\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x12\x16\n" +
 	"\x06region\x18\x02 \x01(\tR\x06region\x12\x17\n" +
@@ -3524,7 +3537,7 @@ func file_vmapp_v1_fleet_proto_rawDescGZIP() []byte {
 	return file_vmapp_v1_fleet_proto_rawDescData
 }
 
-var file_vmapp_v1_fleet_proto_msgTypes = make([]protoimpl.MessageInfo, 49)
+var file_vmapp_v1_fleet_proto_msgTypes = make([]protoimpl.MessageInfo, 50)
 var file_vmapp_v1_fleet_proto_goTypes = []any{
 	(*Machine)(nil),                        // 0: vmapp.v1.Machine
 	(*ScaleSet)(nil),                       // 1: vmapp.v1.ScaleSet
@@ -3574,111 +3587,113 @@ var file_vmapp_v1_fleet_proto_goTypes = []any{
 	(*ListActionRunsResponse)(nil),         // 45: vmapp.v1.ListActionRunsResponse
 	(*ReportActionResultRequest)(nil),      // 46: vmapp.v1.ReportActionResultRequest
 	(*ReportActionResultResponse)(nil),     // 47: vmapp.v1.ReportActionResultResponse
-	nil,                                    // 48: vmapp.v1.VMGalleryApplication.TagsEntry
-	(*timestamppb.Timestamp)(nil),          // 49: google.protobuf.Timestamp
-	(*KeyChange)(nil),                      // 50: vmapp.v1.KeyChange
-	(*Artifact)(nil),                       // 51: vmapp.v1.Artifact
-	(*UserArtifactManage)(nil),             // 52: vmapp.v1.UserArtifactManage
-	(*UserArtifactSettings)(nil),           // 53: vmapp.v1.UserArtifactSettings
-	(*VersionSignatures)(nil),              // 54: vmapp.v1.VersionSignatures
-	(*GalleryApplicationCustomAction)(nil), // 55: vmapp.v1.GalleryApplicationCustomAction
-	(*durationpb.Duration)(nil),            // 56: google.protobuf.Duration
+	nil,                                    // 48: vmapp.v1.Machine.TagsEntry
+	nil,                                    // 49: vmapp.v1.VMGalleryApplication.TagsEntry
+	(*timestamppb.Timestamp)(nil),          // 50: google.protobuf.Timestamp
+	(*KeyChange)(nil),                      // 51: vmapp.v1.KeyChange
+	(*Artifact)(nil),                       // 52: vmapp.v1.Artifact
+	(*UserArtifactManage)(nil),             // 53: vmapp.v1.UserArtifactManage
+	(*UserArtifactSettings)(nil),           // 54: vmapp.v1.UserArtifactSettings
+	(*VersionSignatures)(nil),              // 55: vmapp.v1.VersionSignatures
+	(*GalleryApplicationCustomAction)(nil), // 56: vmapp.v1.GalleryApplicationCustomAction
+	(*durationpb.Duration)(nil),            // 57: google.protobuf.Duration
 }
 var file_vmapp_v1_fleet_proto_depIdxs = []int32{
 	2,  // 0: vmapp.v1.Machine.application_profile:type_name -> vmapp.v1.ApplicationProfile
-	49, // 1: vmapp.v1.Machine.create_time:type_name -> google.protobuf.Timestamp
-	49, // 2: vmapp.v1.Machine.update_time:type_name -> google.protobuf.Timestamp
+	50, // 1: vmapp.v1.Machine.create_time:type_name -> google.protobuf.Timestamp
+	50, // 2: vmapp.v1.Machine.update_time:type_name -> google.protobuf.Timestamp
 	4,  // 3: vmapp.v1.Machine.instance_view:type_name -> vmapp.v1.InstanceView
-	2,  // 4: vmapp.v1.ScaleSet.application_profile:type_name -> vmapp.v1.ApplicationProfile
-	49, // 5: vmapp.v1.ScaleSet.create_time:type_name -> google.protobuf.Timestamp
-	49, // 6: vmapp.v1.ScaleSet.update_time:type_name -> google.protobuf.Timestamp
-	3,  // 7: vmapp.v1.ApplicationProfile.gallery_applications:type_name -> vmapp.v1.VMGalleryApplication
-	48, // 8: vmapp.v1.VMGalleryApplication.tags:type_name -> vmapp.v1.VMGalleryApplication.TagsEntry
-	5,  // 9: vmapp.v1.InstanceView.applications:type_name -> vmapp.v1.ApplicationStatus
-	49, // 10: vmapp.v1.InstanceView.last_report_time:type_name -> google.protobuf.Timestamp
-	49, // 11: vmapp.v1.ApplicationStatus.start_time:type_name -> google.protobuf.Timestamp
-	49, // 12: vmapp.v1.ApplicationStatus.end_time:type_name -> google.protobuf.Timestamp
-	49, // 13: vmapp.v1.ApplicationStatus.health_time:type_name -> google.protobuf.Timestamp
-	8,  // 14: vmapp.v1.GoalState.applications:type_name -> vmapp.v1.GoalApplication
-	50, // 15: vmapp.v1.GoalState.key_changes:type_name -> vmapp.v1.KeyChange
-	39, // 16: vmapp.v1.GoalState.actions:type_name -> vmapp.v1.ActionRun
-	7,  // 17: vmapp.v1.GoalState.preheat:type_name -> vmapp.v1.GoalPreheat
-	51, // 18: vmapp.v1.GoalPreheat.package:type_name -> vmapp.v1.Artifact
-	52, // 19: vmapp.v1.GoalApplication.manage_actions:type_name -> vmapp.v1.UserArtifactManage
-	53, // 20: vmapp.v1.GoalApplication.settings:type_name -> vmapp.v1.UserArtifactSettings
-	51, // 21: vmapp.v1.GoalApplication.package:type_name -> vmapp.v1.Artifact
-	51, // 22: vmapp.v1.GoalApplication.default_configuration:type_name -> vmapp.v1.Artifact
-	54, // 23: vmapp.v1.GoalApplication.signing:type_name -> vmapp.v1.VersionSignatures
-	55, // 24: vmapp.v1.GoalApplication.custom_actions:type_name -> vmapp.v1.GalleryApplicationCustomAction
-	0,  // 25: vmapp.v1.CreateMachineRequest.machine:type_name -> vmapp.v1.Machine
-	0,  // 26: vmapp.v1.CreateMachineResponse.machine:type_name -> vmapp.v1.Machine
-	0,  // 27: vmapp.v1.GetMachineResponse.machine:type_name -> vmapp.v1.Machine
-	0,  // 28: vmapp.v1.ListMachinesResponse.machines:type_name -> vmapp.v1.Machine
-	1,  // 29: vmapp.v1.CreateScaleSetRequest.scale_set:type_name -> vmapp.v1.ScaleSet
-	1,  // 30: vmapp.v1.CreateScaleSetResponse.scale_set:type_name -> vmapp.v1.ScaleSet
-	1,  // 31: vmapp.v1.GetScaleSetResponse.scale_set:type_name -> vmapp.v1.ScaleSet
-	1,  // 32: vmapp.v1.ListScaleSetsResponse.scale_sets:type_name -> vmapp.v1.ScaleSet
-	25, // 33: vmapp.v1.SetApplicationRequest.target:type_name -> vmapp.v1.ProfileTarget
-	3,  // 34: vmapp.v1.SetApplicationRequest.application:type_name -> vmapp.v1.VMGalleryApplication
-	2,  // 35: vmapp.v1.SetApplicationResponse.application_profile:type_name -> vmapp.v1.ApplicationProfile
-	25, // 36: vmapp.v1.RemoveApplicationRequest.target:type_name -> vmapp.v1.ProfileTarget
-	2,  // 37: vmapp.v1.RemoveApplicationResponse.application_profile:type_name -> vmapp.v1.ApplicationProfile
-	25, // 38: vmapp.v1.RetryApplicationRequest.target:type_name -> vmapp.v1.ProfileTarget
-	2,  // 39: vmapp.v1.RetryApplicationResponse.application_profile:type_name -> vmapp.v1.ApplicationProfile
-	34, // 40: vmapp.v1.ListInventoryResponse.entries:type_name -> vmapp.v1.InventoryEntry
-	5,  // 41: vmapp.v1.InventoryEntry.status:type_name -> vmapp.v1.ApplicationStatus
-	6,  // 42: vmapp.v1.WatchGoalStateResponse.goal_state:type_name -> vmapp.v1.GoalState
-	4,  // 43: vmapp.v1.ReportStatusRequest.instance_view:type_name -> vmapp.v1.InstanceView
-	40, // 44: vmapp.v1.ActionRun.parameters:type_name -> vmapp.v1.ActionParameterValue
-	56, // 45: vmapp.v1.ActionRun.duration:type_name -> google.protobuf.Duration
-	41, // 46: vmapp.v1.ActionRun.logs:type_name -> vmapp.v1.ActionLog
-	49, // 47: vmapp.v1.ActionRun.create_time:type_name -> google.protobuf.Timestamp
-	49, // 48: vmapp.v1.ActionRun.end_time:type_name -> google.protobuf.Timestamp
-	25, // 49: vmapp.v1.RunActionRequest.target:type_name -> vmapp.v1.ProfileTarget
-	40, // 50: vmapp.v1.RunActionRequest.parameters:type_name -> vmapp.v1.ActionParameterValue
-	39, // 51: vmapp.v1.RunActionResponse.runs:type_name -> vmapp.v1.ActionRun
-	25, // 52: vmapp.v1.ListActionRunsRequest.target:type_name -> vmapp.v1.ProfileTarget
-	39, // 53: vmapp.v1.ListActionRunsResponse.runs:type_name -> vmapp.v1.ActionRun
-	39, // 54: vmapp.v1.ReportActionResultRequest.run:type_name -> vmapp.v1.ActionRun
-	9,  // 55: vmapp.v1.FleetService.CreateMachine:input_type -> vmapp.v1.CreateMachineRequest
-	11, // 56: vmapp.v1.FleetService.GetMachine:input_type -> vmapp.v1.GetMachineRequest
-	13, // 57: vmapp.v1.FleetService.ListMachines:input_type -> vmapp.v1.ListMachinesRequest
-	15, // 58: vmapp.v1.FleetService.DeleteMachine:input_type -> vmapp.v1.DeleteMachineRequest
-	17, // 59: vmapp.v1.FleetService.CreateScaleSet:input_type -> vmapp.v1.CreateScaleSetRequest
-	19, // 60: vmapp.v1.FleetService.GetScaleSet:input_type -> vmapp.v1.GetScaleSetRequest
-	21, // 61: vmapp.v1.FleetService.ListScaleSets:input_type -> vmapp.v1.ListScaleSetsRequest
-	23, // 62: vmapp.v1.FleetService.DeleteScaleSet:input_type -> vmapp.v1.DeleteScaleSetRequest
-	26, // 63: vmapp.v1.FleetService.SetApplication:input_type -> vmapp.v1.SetApplicationRequest
-	28, // 64: vmapp.v1.FleetService.RemoveApplication:input_type -> vmapp.v1.RemoveApplicationRequest
-	30, // 65: vmapp.v1.FleetService.RetryApplication:input_type -> vmapp.v1.RetryApplicationRequest
-	32, // 66: vmapp.v1.FleetService.ListInventory:input_type -> vmapp.v1.ListInventoryRequest
-	35, // 67: vmapp.v1.FleetService.WatchGoalState:input_type -> vmapp.v1.WatchGoalStateRequest
-	37, // 68: vmapp.v1.FleetService.ReportStatus:input_type -> vmapp.v1.ReportStatusRequest
-	42, // 69: vmapp.v1.FleetService.RunAction:input_type -> vmapp.v1.RunActionRequest
-	44, // 70: vmapp.v1.FleetService.ListActionRuns:input_type -> vmapp.v1.ListActionRunsRequest
-	46, // 71: vmapp.v1.FleetService.ReportActionResult:input_type -> vmapp.v1.ReportActionResultRequest
-	10, // 72: vmapp.v1.FleetService.CreateMachine:output_type -> vmapp.v1.CreateMachineResponse
-	12, // 73: vmapp.v1.FleetService.GetMachine:output_type -> vmapp.v1.GetMachineResponse
-	14, // 74: vmapp.v1.FleetService.ListMachines:output_type -> vmapp.v1.ListMachinesResponse
-	16, // 75: vmapp.v1.FleetService.DeleteMachine:output_type -> vmapp.v1.DeleteMachineResponse
-	18, // 76: vmapp.v1.FleetService.CreateScaleSet:output_type -> vmapp.v1.CreateScaleSetResponse
-	20, // 77: vmapp.v1.FleetService.GetScaleSet:output_type -> vmapp.v1.GetScaleSetResponse
-	22, // 78: vmapp.v1.FleetService.ListScaleSets:output_type -> vmapp.v1.ListScaleSetsResponse
-	24, // 79: vmapp.v1.FleetService.DeleteScaleSet:output_type -> vmapp.v1.DeleteScaleSetResponse
-	27, // 80: vmapp.v1.FleetService.SetApplication:output_type -> vmapp.v1.SetApplicationResponse
-	29, // 81: vmapp.v1.FleetService.RemoveApplication:output_type -> vmapp.v1.RemoveApplicationResponse
-	31, // 82: vmapp.v1.FleetService.RetryApplication:output_type -> vmapp.v1.RetryApplicationResponse
-	33, // 83: vmapp.v1.FleetService.ListInventory:output_type -> vmapp.v1.ListInventoryResponse
-	36, // 84: vmapp.v1.FleetService.WatchGoalState:output_type -> vmapp.v1.WatchGoalStateResponse
-	38, // 85: vmapp.v1.FleetService.ReportStatus:output_type -> vmapp.v1.ReportStatusResponse
-	43, // 86: vmapp.v1.FleetService.RunAction:output_type -> vmapp.v1.RunActionResponse
-	45, // 87: vmapp.v1.FleetService.ListActionRuns:output_type -> vmapp.v1.ListActionRunsResponse
-	47, // 88: vmapp.v1.FleetService.ReportActionResult:output_type -> vmapp.v1.ReportActionResultResponse
-	72, // [72:89] is the sub-list for method output_type
-	55, // [55:72] is the sub-list for method input_type
-	55, // [55:55] is the sub-list for extension type_name
-	55, // [55:55] is the sub-list for extension extendee
-	0,  // [0:55] is the sub-list for field type_name
+	48, // 4: vmapp.v1.Machine.tags:type_name -> vmapp.v1.Machine.TagsEntry
+	2,  // 5: vmapp.v1.ScaleSet.application_profile:type_name -> vmapp.v1.ApplicationProfile
+	50, // 6: vmapp.v1.ScaleSet.create_time:type_name -> google.protobuf.Timestamp
+	50, // 7: vmapp.v1.ScaleSet.update_time:type_name -> google.protobuf.Timestamp
+	3,  // 8: vmapp.v1.ApplicationProfile.gallery_applications:type_name -> vmapp.v1.VMGalleryApplication
+	49, // 9: vmapp.v1.VMGalleryApplication.tags:type_name -> vmapp.v1.VMGalleryApplication.TagsEntry
+	5,  // 10: vmapp.v1.InstanceView.applications:type_name -> vmapp.v1.ApplicationStatus
+	50, // 11: vmapp.v1.InstanceView.last_report_time:type_name -> google.protobuf.Timestamp
+	50, // 12: vmapp.v1.ApplicationStatus.start_time:type_name -> google.protobuf.Timestamp
+	50, // 13: vmapp.v1.ApplicationStatus.end_time:type_name -> google.protobuf.Timestamp
+	50, // 14: vmapp.v1.ApplicationStatus.health_time:type_name -> google.protobuf.Timestamp
+	8,  // 15: vmapp.v1.GoalState.applications:type_name -> vmapp.v1.GoalApplication
+	51, // 16: vmapp.v1.GoalState.key_changes:type_name -> vmapp.v1.KeyChange
+	39, // 17: vmapp.v1.GoalState.actions:type_name -> vmapp.v1.ActionRun
+	7,  // 18: vmapp.v1.GoalState.preheat:type_name -> vmapp.v1.GoalPreheat
+	52, // 19: vmapp.v1.GoalPreheat.package:type_name -> vmapp.v1.Artifact
+	53, // 20: vmapp.v1.GoalApplication.manage_actions:type_name -> vmapp.v1.UserArtifactManage
+	54, // 21: vmapp.v1.GoalApplication.settings:type_name -> vmapp.v1.UserArtifactSettings
+	52, // 22: vmapp.v1.GoalApplication.package:type_name -> vmapp.v1.Artifact
+	52, // 23: vmapp.v1.GoalApplication.default_configuration:type_name -> vmapp.v1.Artifact
+	55, // 24: vmapp.v1.GoalApplication.signing:type_name -> vmapp.v1.VersionSignatures
+	56, // 25: vmapp.v1.GoalApplication.custom_actions:type_name -> vmapp.v1.GalleryApplicationCustomAction
+	0,  // 26: vmapp.v1.CreateMachineRequest.machine:type_name -> vmapp.v1.Machine
+	0,  // 27: vmapp.v1.CreateMachineResponse.machine:type_name -> vmapp.v1.Machine
+	0,  // 28: vmapp.v1.GetMachineResponse.machine:type_name -> vmapp.v1.Machine
+	0,  // 29: vmapp.v1.ListMachinesResponse.machines:type_name -> vmapp.v1.Machine
+	1,  // 30: vmapp.v1.CreateScaleSetRequest.scale_set:type_name -> vmapp.v1.ScaleSet
+	1,  // 31: vmapp.v1.CreateScaleSetResponse.scale_set:type_name -> vmapp.v1.ScaleSet
+	1,  // 32: vmapp.v1.GetScaleSetResponse.scale_set:type_name -> vmapp.v1.ScaleSet
+	1,  // 33: vmapp.v1.ListScaleSetsResponse.scale_sets:type_name -> vmapp.v1.ScaleSet
+	25, // 34: vmapp.v1.SetApplicationRequest.target:type_name -> vmapp.v1.ProfileTarget
+	3,  // 35: vmapp.v1.SetApplicationRequest.application:type_name -> vmapp.v1.VMGalleryApplication
+	2,  // 36: vmapp.v1.SetApplicationResponse.application_profile:type_name -> vmapp.v1.ApplicationProfile
+	25, // 37: vmapp.v1.RemoveApplicationRequest.target:type_name -> vmapp.v1.ProfileTarget
+	2,  // 38: vmapp.v1.RemoveApplicationResponse.application_profile:type_name -> vmapp.v1.ApplicationProfile
+	25, // 39: vmapp.v1.RetryApplicationRequest.target:type_name -> vmapp.v1.ProfileTarget
+	2,  // 40: vmapp.v1.RetryApplicationResponse.application_profile:type_name -> vmapp.v1.ApplicationProfile
+	34, // 41: vmapp.v1.ListInventoryResponse.entries:type_name -> vmapp.v1.InventoryEntry
+	5,  // 42: vmapp.v1.InventoryEntry.status:type_name -> vmapp.v1.ApplicationStatus
+	6,  // 43: vmapp.v1.WatchGoalStateResponse.goal_state:type_name -> vmapp.v1.GoalState
+	4,  // 44: vmapp.v1.ReportStatusRequest.instance_view:type_name -> vmapp.v1.InstanceView
+	40, // 45: vmapp.v1.ActionRun.parameters:type_name -> vmapp.v1.ActionParameterValue
+	57, // 46: vmapp.v1.ActionRun.duration:type_name -> google.protobuf.Duration
+	41, // 47: vmapp.v1.ActionRun.logs:type_name -> vmapp.v1.ActionLog
+	50, // 48: vmapp.v1.ActionRun.create_time:type_name -> google.protobuf.Timestamp
+	50, // 49: vmapp.v1.ActionRun.end_time:type_name -> google.protobuf.Timestamp
+	25, // 50: vmapp.v1.RunActionRequest.target:type_name -> vmapp.v1.ProfileTarget
+	40, // 51: vmapp.v1.RunActionRequest.parameters:type_name -> vmapp.v1.ActionParameterValue
+	39, // 52: vmapp.v1.RunActionResponse.runs:type_name -> vmapp.v1.ActionRun
+	25, // 53: vmapp.v1.ListActionRunsRequest.target:type_name -> vmapp.v1.ProfileTarget
+	39, // 54: vmapp.v1.ListActionRunsResponse.runs:type_name -> vmapp.v1.ActionRun
+	39, // 55: vmapp.v1.ReportActionResultRequest.run:type_name -> vmapp.v1.ActionRun
+	9,  // 56: vmapp.v1.FleetService.CreateMachine:input_type -> vmapp.v1.CreateMachineRequest
+	11, // 57: vmapp.v1.FleetService.GetMachine:input_type -> vmapp.v1.GetMachineRequest
+	13, // 58: vmapp.v1.FleetService.ListMachines:input_type -> vmapp.v1.ListMachinesRequest
+	15, // 59: vmapp.v1.FleetService.DeleteMachine:input_type -> vmapp.v1.DeleteMachineRequest
+	17, // 60: vmapp.v1.FleetService.CreateScaleSet:input_type -> vmapp.v1.CreateScaleSetRequest
+	19, // 61: vmapp.v1.FleetService.GetScaleSet:input_type -> vmapp.v1.GetScaleSetRequest
+	21, // 62: vmapp.v1.FleetService.ListScaleSets:input_type -> vmapp.v1.ListScaleSetsRequest
+	23, // 63: vmapp.v1.FleetService.DeleteScaleSet:input_type -> vmapp.v1.DeleteScaleSetRequest
+	26, // 64: vmapp.v1.FleetService.SetApplication:input_type -> vmapp.v1.SetApplicationRequest
+	28, // 65: vmapp.v1.FleetService.RemoveApplication:input_type -> vmapp.v1.RemoveApplicationRequest
+	30, // 66: vmapp.v1.FleetService.RetryApplication:input_type -> vmapp.v1.RetryApplicationRequest
+	32, // 67: vmapp.v1.FleetService.ListInventory:input_type -> vmapp.v1.ListInventoryRequest
+	35, // 68: vmapp.v1.FleetService.WatchGoalState:input_type -> vmapp.v1.WatchGoalStateRequest
+	37, // 69: vmapp.v1.FleetService.ReportStatus:input_type -> vmapp.v1.ReportStatusRequest
+	42, // 70: vmapp.v1.FleetService.RunAction:input_type -> vmapp.v1.RunActionRequest
+	44, // 71: vmapp.v1.FleetService.ListActionRuns:input_type -> vmapp.v1.ListActionRunsRequest
+	46, // 72: vmapp.v1.FleetService.ReportActionResult:input_type -> vmapp.v1.ReportActionResultRequest
+	10, // 73: vmapp.v1.FleetService.CreateMachine:output_type -> vmapp.v1.CreateMachineResponse
+	12, // 74: vmapp.v1.FleetService.GetMachine:output_type -> vmapp.v1.GetMachineResponse
+	14, // 75: vmapp.v1.FleetService.ListMachines:output_type -> vmapp.v1.ListMachinesResponse
+	16, // 76: vmapp.v1.FleetService.DeleteMachine:output_type -> vmapp.v1.DeleteMachineResponse
+	18, // 77: vmapp.v1.FleetService.CreateScaleSet:output_type -> vmapp.v1.CreateScaleSetResponse
+	20, // 78: vmapp.v1.FleetService.GetScaleSet:output_type -> vmapp.v1.GetScaleSetResponse
+	22, // 79: vmapp.v1.FleetService.ListScaleSets:output_type -> vmapp.v1.ListScaleSetsResponse
+	24, // 80: vmapp.v1.FleetService.DeleteScaleSet:output_type -> vmapp.v1.DeleteScaleSetResponse
+	27, // 81: vmapp.v1.FleetService.SetApplication:output_type -> vmapp.v1.SetApplicationResponse
+	29, // 82: vmapp.v1.FleetService.RemoveApplication:output_type -> vmapp.v1.RemoveApplicationResponse
+	31, // 83: vmapp.v1.FleetService.RetryApplication:output_type -> vmapp.v1.RetryApplicationResponse
+	33, // 84: vmapp.v1.FleetService.ListInventory:output_type -> vmapp.v1.ListInventoryResponse
+	36, // 85: vmapp.v1.FleetService.WatchGoalState:output_type -> vmapp.v1.WatchGoalStateResponse
+	38, // 86: vmapp.v1.FleetService.ReportStatus:output_type -> vmapp.v1.ReportStatusResponse
+	43, // 87: vmapp.v1.FleetService.RunAction:output_type -> vmapp.v1.RunActionResponse
+	45, // 88: vmapp.v1.FleetService.ListActionRuns:output_type -> vmapp.v1.ListActionRunsResponse
+	47, // 89: vmapp.v1.FleetService.ReportActionResult:output_type -> vmapp.v1.ReportActionResultResponse
+	73, // [73:90] is the sub-list for method output_type
+	56, // [56:73] is the sub-list for method input_type
+	56, // [56:56] is the sub-list for extension type_name
+	56, // [56:56] is the sub-list for extension extendee
+	0,  // [0:56] is the sub-list for field type_name
 }
 
 func init() { file_vmapp_v1_fleet_proto_init() }
@@ -3700,7 +3715,7 @@ func file_vmapp_v1_fleet_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_vmapp_v1_fleet_proto_rawDesc), len(file_vmapp_v1_fleet_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   49,
+			NumMessages:   50,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

@@ -180,3 +180,38 @@ func MergeActions(own, app []*GalleryApplicationCustomAction) []*GalleryApplicat
 	}
 	return out
 }
+
+// States of a rollout (Rollout.state).
+const (
+	RolloutRunning     = "Running"
+	RolloutPaused      = "Paused"
+	RolloutHalted      = "Halted"
+	RolloutRollingBack = "RollingBack"
+	RolloutRolledBack  = "RolledBack"
+	RolloutSucceeded   = "Succeeded"
+	RolloutAborted     = "Aborted"
+)
+
+// RolloutStates lists the states of a rollout, the metrics' label values.
+var RolloutStates = []string{RolloutRunning, RolloutPaused, RolloutHalted, RolloutRollingBack, RolloutRolledBack, RolloutSucceeded, RolloutAborted}
+
+// RolloutActive tells whether a rollout in state may still move machines:
+// Running, Paused or RollingBack.
+func RolloutActive(state string) bool {
+	return state == RolloutRunning || state == RolloutPaused || state == RolloutRollingBack
+}
+
+// States of a machine in a rollout (RolloutMachine.state).
+const (
+	RolloutMachinePending        = "Pending"
+	RolloutMachineUpdating       = "Updating"
+	RolloutMachineSucceeded      = "Succeeded"
+	RolloutMachineFailed         = "Failed"
+	RolloutMachineRollingBack    = "RollingBack"
+	RolloutMachineRolledBack     = "RolledBack"
+	RolloutMachineRollbackFailed = "RollbackFailed"
+)
+
+// RolloutMachineStates lists the states of a machine in a rollout.
+var RolloutMachineStates = []string{RolloutMachinePending, RolloutMachineUpdating, RolloutMachineSucceeded, RolloutMachineFailed,
+	RolloutMachineRollingBack, RolloutMachineRolledBack, RolloutMachineRollbackFailed}

@@ -137,6 +137,8 @@ type Command struct {
 	//	*Command_RemoveNode
 	//	*Command_SignVersion
 	//	*Command_PutTrustPolicy
+	//	*Command_CreateRollout
+	//	*Command_PutRollout
 	Op            isCommand_Op `protobuf_oneof:"op"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
@@ -596,6 +598,24 @@ func (x *Command) GetPutTrustPolicy() *PutTrustPolicy {
 	return nil
 }
 
+func (x *Command) GetCreateRollout() *CreateRollout {
+	if x != nil {
+		if x, ok := x.Op.(*Command_CreateRollout); ok {
+			return x.CreateRollout
+		}
+	}
+	return nil
+}
+
+func (x *Command) GetPutRollout() *PutRollout {
+	if x != nil {
+		if x, ok := x.Op.(*Command_PutRollout); ok {
+			return x.PutRollout
+		}
+	}
+	return nil
+}
+
 type isCommand_Op interface {
 	isCommand_Op()
 }
@@ -783,6 +803,15 @@ type Command_PutTrustPolicy struct {
 	PutTrustPolicy *PutTrustPolicy `protobuf:"bytes,101,opt,name=put_trust_policy,json=putTrustPolicy,proto3,oneof"`
 }
 
+type Command_CreateRollout struct {
+	// Rollouts (120-129).
+	CreateRollout *CreateRollout `protobuf:"bytes,120,opt,name=create_rollout,json=createRollout,proto3,oneof"`
+}
+
+type Command_PutRollout struct {
+	PutRollout *PutRollout `protobuf:"bytes,121,opt,name=put_rollout,json=putRollout,proto3,oneof"`
+}
+
 func (*Command_CreateGallery) isCommand_Op() {}
 
 func (*Command_UpdateGallery) isCommand_Op() {}
@@ -870,6 +899,10 @@ func (*Command_RemoveNode) isCommand_Op() {}
 func (*Command_SignVersion) isCommand_Op() {}
 
 func (*Command_PutTrustPolicy) isCommand_Op() {}
+
+func (*Command_CreateRollout) isCommand_Op() {}
+
+func (*Command_PutRollout) isCommand_Op() {}
 
 // VersionRef names a version.
 type VersionRef struct {
@@ -3768,11 +3801,116 @@ func (x *PutTrustPolicy) GetExpectEtag() string {
 	return ""
 }
 
+// CreateRollout stores a new rollout (complete: state Running, its
+// machines Pending, its waves resolved). Refused when the name is taken or
+// an active rollout of the application has one of its machines.
+type CreateRollout struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Rollout       *v1.Rollout            `protobuf:"bytes,1,opt,name=rollout,proto3" json:"rollout,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *CreateRollout) Reset() {
+	*x = CreateRollout{}
+	mi := &file_vmapp_state_v1_commands_proto_msgTypes[50]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *CreateRollout) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*CreateRollout) ProtoMessage() {}
+
+func (x *CreateRollout) ProtoReflect() protoreflect.Message {
+	mi := &file_vmapp_state_v1_commands_proto_msgTypes[50]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use CreateRollout.ProtoReflect.Descriptor instead.
+func (*CreateRollout) Descriptor() ([]byte, []int) {
+	return file_vmapp_state_v1_commands_proto_rawDescGZIP(), []int{50}
+}
+
+func (x *CreateRollout) GetRollout() *v1.Rollout {
+	if x != nil {
+		return x.Rollout
+	}
+	return nil
+}
+
+// PutRollout replaces a rollout, if its etag is still expect_etag, and
+// pins its machines' versions of the application to what their states
+// say (Updating, Succeeded, Failed: the rollout's version; RollingBack,
+// RolledBack, RollbackFailed: the previous one). A rollout that ends
+// Succeeded writes its version into the profiles and drops its pins; one
+// that ends RolledBack drops them.
+type PutRollout struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Rollout       *v1.Rollout            `protobuf:"bytes,1,opt,name=rollout,proto3" json:"rollout,omitempty"`
+	ExpectEtag    string                 `protobuf:"bytes,2,opt,name=expect_etag,json=expectEtag,proto3" json:"expect_etag,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *PutRollout) Reset() {
+	*x = PutRollout{}
+	mi := &file_vmapp_state_v1_commands_proto_msgTypes[51]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *PutRollout) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*PutRollout) ProtoMessage() {}
+
+func (x *PutRollout) ProtoReflect() protoreflect.Message {
+	mi := &file_vmapp_state_v1_commands_proto_msgTypes[51]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use PutRollout.ProtoReflect.Descriptor instead.
+func (*PutRollout) Descriptor() ([]byte, []int) {
+	return file_vmapp_state_v1_commands_proto_rawDescGZIP(), []int{51}
+}
+
+func (x *PutRollout) GetRollout() *v1.Rollout {
+	if x != nil {
+		return x.Rollout
+	}
+	return nil
+}
+
+func (x *PutRollout) GetExpectEtag() string {
+	if x != nil {
+		return x.ExpectEtag
+	}
+	return ""
+}
+
 var File_vmapp_state_v1_commands_proto protoreflect.FileDescriptor
 
 const file_vmapp_state_v1_commands_proto_rawDesc = "" +
 	"\n" +
-	"\x1dvmapp/state/v1/commands.proto\x12\x0evmapp.state.v1\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x1avmapp/state/v1/state.proto\x1a\x15vmapp/v1/access.proto\x1a\x16vmapp/v1/catalog.proto\x1a\x16vmapp/v1/cluster.proto\x1a\x14vmapp/v1/fleet.proto\x1a\x16vmapp/v1/signing.proto\x1a\x17vmapp/v1/transfer.proto\"\xc3\x19\n" +
+	"\x1dvmapp/state/v1/commands.proto\x12\x0evmapp.state.v1\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x1avmapp/state/v1/state.proto\x1a\x15vmapp/v1/access.proto\x1a\x16vmapp/v1/catalog.proto\x1a\x16vmapp/v1/cluster.proto\x1a\x14vmapp/v1/fleet.proto\x1a\x16vmapp/v1/rollout.proto\x1a\x16vmapp/v1/signing.proto\x1a\x17vmapp/v1/transfer.proto\"\xca\x1a\n" +
 	"\aCommand\x12.\n" +
 	"\x04time\x18\x01 \x01(\v2\x1a.google.protobuf.TimestampR\x04time\x12\x12\n" +
 	"\x04etag\x18\x02 \x01(\tR\x04etag\x12\x1f\n" +
@@ -3828,7 +3966,10 @@ const file_vmapp_state_v1_commands_proto_rawDesc = "" +
 	"\vremove_node\x18[ \x01(\v2\x1a.vmapp.state.v1.RemoveNodeH\x00R\n" +
 	"removeNode\x12@\n" +
 	"\fsign_version\x18d \x01(\v2\x1b.vmapp.state.v1.SignVersionH\x00R\vsignVersion\x12J\n" +
-	"\x10put_trust_policy\x18e \x01(\v2\x1e.vmapp.state.v1.PutTrustPolicyH\x00R\x0eputTrustPolicyB\x04\n" +
+	"\x10put_trust_policy\x18e \x01(\v2\x1e.vmapp.state.v1.PutTrustPolicyH\x00R\x0eputTrustPolicy\x12F\n" +
+	"\x0ecreate_rollout\x18x \x01(\v2\x1d.vmapp.state.v1.CreateRolloutH\x00R\rcreateRollout\x12=\n" +
+	"\vput_rollout\x18y \x01(\v2\x1a.vmapp.state.v1.PutRolloutH\x00R\n" +
+	"putRolloutB\x04\n" +
 	"\x02op\"z\n" +
 	"\n" +
 	"VersionRef\x12\x16\n" +
@@ -4039,6 +4180,13 @@ const file_vmapp_state_v1_commands_proto_rawDesc = "" +
 	"\x06tenant\x18\x01 \x01(\tR\x06tenant\x12-\n" +
 	"\x06policy\x18\x02 \x01(\v2\x15.vmapp.v1.TrustPolicyR\x06policy\x12\x1f\n" +
 	"\vexpect_etag\x18\x03 \x01(\tR\n" +
+	"expectEtag\"<\n" +
+	"\rCreateRollout\x12+\n" +
+	"\arollout\x18\x01 \x01(\v2\x11.vmapp.v1.RolloutR\arollout\"Z\n" +
+	"\n" +
+	"PutRollout\x12+\n" +
+	"\arollout\x18\x01 \x01(\v2\x11.vmapp.v1.RolloutR\arollout\x12\x1f\n" +
+	"\vexpect_etag\x18\x02 \x01(\tR\n" +
 	"expectEtagB5Z3github.com/vmapp/vmapp/proto/vmapp/state/v1;statev1b\x06proto3"
 
 var (
@@ -4054,7 +4202,7 @@ func file_vmapp_state_v1_commands_proto_rawDescGZIP() []byte {
 }
 
 var file_vmapp_state_v1_commands_proto_enumTypes = make([]protoimpl.EnumInfo, 1)
-var file_vmapp_state_v1_commands_proto_msgTypes = make([]protoimpl.MessageInfo, 50)
+var file_vmapp_state_v1_commands_proto_msgTypes = make([]protoimpl.MessageInfo, 52)
 var file_vmapp_state_v1_commands_proto_goTypes = []any{
 	(RemoveDeleted_Kind)(0),              // 0: vmapp.state.v1.RemoveDeleted.Kind
 	(*Command)(nil),                      // 1: vmapp.state.v1.Command
@@ -4107,31 +4255,34 @@ var file_vmapp_state_v1_commands_proto_goTypes = []any{
 	(*RemoveNode)(nil),                   // 48: vmapp.state.v1.RemoveNode
 	(*SignVersion)(nil),                  // 49: vmapp.state.v1.SignVersion
 	(*PutTrustPolicy)(nil),               // 50: vmapp.state.v1.PutTrustPolicy
-	(*timestamppb.Timestamp)(nil),        // 51: google.protobuf.Timestamp
-	(v1.ArtifactKind)(0),                 // 52: vmapp.v1.ArtifactKind
-	(*v1.Gallery)(nil),                   // 53: vmapp.v1.Gallery
-	(*v1.GalleryApplication)(nil),        // 54: vmapp.v1.GalleryApplication
-	(*v1.GalleryApplicationVersion)(nil), // 55: vmapp.v1.GalleryApplicationVersion
-	(*v1.ProvisioningError)(nil),         // 56: vmapp.v1.ProvisioningError
-	(*UploadSession)(nil),                // 57: vmapp.state.v1.UploadSession
-	(*Part)(nil),                         // 58: vmapp.state.v1.Part
-	(*v1.Artifact)(nil),                  // 59: vmapp.v1.Artifact
-	(*Manifest)(nil),                     // 60: vmapp.state.v1.Manifest
-	(*Replica)(nil),                      // 61: vmapp.state.v1.Replica
-	(*Credential)(nil),                   // 62: vmapp.state.v1.Credential
-	(*v1.Share)(nil),                     // 63: vmapp.v1.Share
-	(*v1.Machine)(nil),                   // 64: vmapp.v1.Machine
-	(*v1.ScaleSet)(nil),                  // 65: vmapp.v1.ScaleSet
-	(*v1.ApplicationProfile)(nil),        // 66: vmapp.v1.ApplicationProfile
-	(*v1.InstanceView)(nil),              // 67: vmapp.v1.InstanceView
-	(*v1.ActionRun)(nil),                 // 68: vmapp.v1.ActionRun
-	(*v1.ClusterNode)(nil),               // 69: vmapp.v1.ClusterNode
-	(*v1.VersionSignatures)(nil),         // 70: vmapp.v1.VersionSignatures
-	(*v1.VersionSignature)(nil),          // 71: vmapp.v1.VersionSignature
-	(*v1.TrustPolicy)(nil),               // 72: vmapp.v1.TrustPolicy
+	(*CreateRollout)(nil),                // 51: vmapp.state.v1.CreateRollout
+	(*PutRollout)(nil),                   // 52: vmapp.state.v1.PutRollout
+	(*timestamppb.Timestamp)(nil),        // 53: google.protobuf.Timestamp
+	(v1.ArtifactKind)(0),                 // 54: vmapp.v1.ArtifactKind
+	(*v1.Gallery)(nil),                   // 55: vmapp.v1.Gallery
+	(*v1.GalleryApplication)(nil),        // 56: vmapp.v1.GalleryApplication
+	(*v1.GalleryApplicationVersion)(nil), // 57: vmapp.v1.GalleryApplicationVersion
+	(*v1.ProvisioningError)(nil),         // 58: vmapp.v1.ProvisioningError
+	(*UploadSession)(nil),                // 59: vmapp.state.v1.UploadSession
+	(*Part)(nil),                         // 60: vmapp.state.v1.Part
+	(*v1.Artifact)(nil),                  // 61: vmapp.v1.Artifact
+	(*Manifest)(nil),                     // 62: vmapp.state.v1.Manifest
+	(*Replica)(nil),                      // 63: vmapp.state.v1.Replica
+	(*Credential)(nil),                   // 64: vmapp.state.v1.Credential
+	(*v1.Share)(nil),                     // 65: vmapp.v1.Share
+	(*v1.Machine)(nil),                   // 66: vmapp.v1.Machine
+	(*v1.ScaleSet)(nil),                  // 67: vmapp.v1.ScaleSet
+	(*v1.ApplicationProfile)(nil),        // 68: vmapp.v1.ApplicationProfile
+	(*v1.InstanceView)(nil),              // 69: vmapp.v1.InstanceView
+	(*v1.ActionRun)(nil),                 // 70: vmapp.v1.ActionRun
+	(*v1.ClusterNode)(nil),               // 71: vmapp.v1.ClusterNode
+	(*v1.VersionSignatures)(nil),         // 72: vmapp.v1.VersionSignatures
+	(*v1.VersionSignature)(nil),          // 73: vmapp.v1.VersionSignature
+	(*v1.TrustPolicy)(nil),               // 74: vmapp.v1.TrustPolicy
+	(*v1.Rollout)(nil),                   // 75: vmapp.v1.Rollout
 }
 var file_vmapp_state_v1_commands_proto_depIdxs = []int32{
-	51,  // 0: vmapp.state.v1.Command.time:type_name -> google.protobuf.Timestamp
+	53,  // 0: vmapp.state.v1.Command.time:type_name -> google.protobuf.Timestamp
 	4,   // 1: vmapp.state.v1.Command.create_gallery:type_name -> vmapp.state.v1.CreateGallery
 	5,   // 2: vmapp.state.v1.Command.update_gallery:type_name -> vmapp.state.v1.UpdateGallery
 	6,   // 3: vmapp.state.v1.Command.delete_gallery:type_name -> vmapp.state.v1.DeleteGallery
@@ -4176,67 +4327,71 @@ var file_vmapp_state_v1_commands_proto_depIdxs = []int32{
 	48,  // 42: vmapp.state.v1.Command.remove_node:type_name -> vmapp.state.v1.RemoveNode
 	49,  // 43: vmapp.state.v1.Command.sign_version:type_name -> vmapp.state.v1.SignVersion
 	50,  // 44: vmapp.state.v1.Command.put_trust_policy:type_name -> vmapp.state.v1.PutTrustPolicy
-	2,   // 45: vmapp.state.v1.ReplicaRef.version:type_name -> vmapp.state.v1.VersionRef
-	52,  // 46: vmapp.state.v1.ReplicaRef.kind:type_name -> vmapp.v1.ArtifactKind
-	53,  // 47: vmapp.state.v1.CreateGallery.gallery:type_name -> vmapp.v1.Gallery
-	53,  // 48: vmapp.state.v1.UpdateGallery.gallery:type_name -> vmapp.v1.Gallery
-	54,  // 49: vmapp.state.v1.CreateApplication.application:type_name -> vmapp.v1.GalleryApplication
-	54,  // 50: vmapp.state.v1.UpdateApplication.application:type_name -> vmapp.v1.GalleryApplication
-	55,  // 51: vmapp.state.v1.CreateVersion.version:type_name -> vmapp.v1.GalleryApplicationVersion
-	55,  // 52: vmapp.state.v1.UpdateVersion.version:type_name -> vmapp.v1.GalleryApplicationVersion
-	2,   // 53: vmapp.state.v1.DeleteVersion.version:type_name -> vmapp.state.v1.VersionRef
-	0,   // 54: vmapp.state.v1.RemoveDeleted.kind:type_name -> vmapp.state.v1.RemoveDeleted.Kind
-	2,   // 55: vmapp.state.v1.RemoveDeleted.resources:type_name -> vmapp.state.v1.VersionRef
-	2,   // 56: vmapp.state.v1.RemoveVersion.version:type_name -> vmapp.state.v1.VersionRef
-	2,   // 57: vmapp.state.v1.FailIngest.version:type_name -> vmapp.state.v1.VersionRef
-	56,  // 58: vmapp.state.v1.FailIngest.error:type_name -> vmapp.v1.ProvisioningError
-	2,   // 59: vmapp.state.v1.RetryIngest.version:type_name -> vmapp.state.v1.VersionRef
-	57,  // 60: vmapp.state.v1.CreateUpload.session:type_name -> vmapp.state.v1.UploadSession
-	58,  // 61: vmapp.state.v1.CommitPart.part:type_name -> vmapp.state.v1.Part
-	51,  // 62: vmapp.state.v1.CommitPart.expire_time:type_name -> google.protobuf.Timestamp
-	59,  // 63: vmapp.state.v1.FinishUpload.artifact:type_name -> vmapp.v1.Artifact
-	60,  // 64: vmapp.state.v1.FinishUpload.manifest:type_name -> vmapp.state.v1.Manifest
-	61,  // 65: vmapp.state.v1.ReconcileReplicas.add:type_name -> vmapp.state.v1.Replica
-	3,   // 66: vmapp.state.v1.ReconcileReplicas.unwanted:type_name -> vmapp.state.v1.ReplicaRef
-	22,  // 67: vmapp.state.v1.ReconcileReplicas.reconciled:type_name -> vmapp.state.v1.DirtyMark
-	2,   // 68: vmapp.state.v1.DirtyMark.version:type_name -> vmapp.state.v1.VersionRef
-	3,   // 69: vmapp.state.v1.ReplicaStarted.replica:type_name -> vmapp.state.v1.ReplicaRef
-	3,   // 70: vmapp.state.v1.ReplicaMultipart.replica:type_name -> vmapp.state.v1.ReplicaRef
-	3,   // 71: vmapp.state.v1.ReplicaPartCopied.replica:type_name -> vmapp.state.v1.ReplicaRef
-	58,  // 72: vmapp.state.v1.ReplicaPartCopied.part:type_name -> vmapp.state.v1.Part
-	3,   // 73: vmapp.state.v1.ReplicaFailed.replica:type_name -> vmapp.state.v1.ReplicaRef
-	51,  // 74: vmapp.state.v1.ReplicaFailed.next_attempt_time:type_name -> google.protobuf.Timestamp
-	3,   // 75: vmapp.state.v1.ReplicaCompleted.replica:type_name -> vmapp.state.v1.ReplicaRef
-	3,   // 76: vmapp.state.v1.ReplicaRestart.replica:type_name -> vmapp.state.v1.ReplicaRef
-	51,  // 77: vmapp.state.v1.ReplicaRestart.if_completed:type_name -> google.protobuf.Timestamp
-	3,   // 78: vmapp.state.v1.ReplicaRemoved.replica:type_name -> vmapp.state.v1.ReplicaRef
-	3,   // 79: vmapp.state.v1.ReplicaVerified.replica:type_name -> vmapp.state.v1.ReplicaRef
-	51,  // 80: vmapp.state.v1.ReplicaVerified.if_completed:type_name -> google.protobuf.Timestamp
-	62,  // 81: vmapp.state.v1.IssueToken.credential:type_name -> vmapp.state.v1.Credential
-	63,  // 82: vmapp.state.v1.PutShare.share:type_name -> vmapp.v1.Share
-	64,  // 83: vmapp.state.v1.CreateMachine.machine:type_name -> vmapp.v1.Machine
-	62,  // 84: vmapp.state.v1.CreateMachine.credential:type_name -> vmapp.state.v1.Credential
-	65,  // 85: vmapp.state.v1.CreateScaleSet.scale_set:type_name -> vmapp.v1.ScaleSet
-	39,  // 86: vmapp.state.v1.SetProfile.target:type_name -> vmapp.state.v1.ProfileEtag
-	39,  // 87: vmapp.state.v1.SetProfile.others:type_name -> vmapp.state.v1.ProfileEtag
-	66,  // 88: vmapp.state.v1.SetProfile.profile:type_name -> vmapp.v1.ApplicationProfile
-	42,  // 89: vmapp.state.v1.SetPreheat.preheat:type_name -> vmapp.state.v1.Preheat
-	2,   // 90: vmapp.state.v1.Preheat.version:type_name -> vmapp.state.v1.VersionRef
-	51,  // 91: vmapp.state.v1.Preheat.create_time:type_name -> google.protobuf.Timestamp
-	2,   // 92: vmapp.state.v1.RemovePreheat.version:type_name -> vmapp.state.v1.VersionRef
-	67,  // 93: vmapp.state.v1.ReportStatus.instance_view:type_name -> vmapp.v1.InstanceView
-	68,  // 94: vmapp.state.v1.RequestActions.runs:type_name -> vmapp.v1.ActionRun
-	68,  // 95: vmapp.state.v1.FinishAction.run:type_name -> vmapp.v1.ActionRun
-	69,  // 96: vmapp.state.v1.PutNode.node:type_name -> vmapp.v1.ClusterNode
-	2,   // 97: vmapp.state.v1.SignVersion.version:type_name -> vmapp.state.v1.VersionRef
-	70,  // 98: vmapp.state.v1.SignVersion.statement:type_name -> vmapp.v1.VersionSignatures
-	71,  // 99: vmapp.state.v1.SignVersion.signature:type_name -> vmapp.v1.VersionSignature
-	72,  // 100: vmapp.state.v1.PutTrustPolicy.policy:type_name -> vmapp.v1.TrustPolicy
-	101, // [101:101] is the sub-list for method output_type
-	101, // [101:101] is the sub-list for method input_type
-	101, // [101:101] is the sub-list for extension type_name
-	101, // [101:101] is the sub-list for extension extendee
-	0,   // [0:101] is the sub-list for field type_name
+	51,  // 45: vmapp.state.v1.Command.create_rollout:type_name -> vmapp.state.v1.CreateRollout
+	52,  // 46: vmapp.state.v1.Command.put_rollout:type_name -> vmapp.state.v1.PutRollout
+	2,   // 47: vmapp.state.v1.ReplicaRef.version:type_name -> vmapp.state.v1.VersionRef
+	54,  // 48: vmapp.state.v1.ReplicaRef.kind:type_name -> vmapp.v1.ArtifactKind
+	55,  // 49: vmapp.state.v1.CreateGallery.gallery:type_name -> vmapp.v1.Gallery
+	55,  // 50: vmapp.state.v1.UpdateGallery.gallery:type_name -> vmapp.v1.Gallery
+	56,  // 51: vmapp.state.v1.CreateApplication.application:type_name -> vmapp.v1.GalleryApplication
+	56,  // 52: vmapp.state.v1.UpdateApplication.application:type_name -> vmapp.v1.GalleryApplication
+	57,  // 53: vmapp.state.v1.CreateVersion.version:type_name -> vmapp.v1.GalleryApplicationVersion
+	57,  // 54: vmapp.state.v1.UpdateVersion.version:type_name -> vmapp.v1.GalleryApplicationVersion
+	2,   // 55: vmapp.state.v1.DeleteVersion.version:type_name -> vmapp.state.v1.VersionRef
+	0,   // 56: vmapp.state.v1.RemoveDeleted.kind:type_name -> vmapp.state.v1.RemoveDeleted.Kind
+	2,   // 57: vmapp.state.v1.RemoveDeleted.resources:type_name -> vmapp.state.v1.VersionRef
+	2,   // 58: vmapp.state.v1.RemoveVersion.version:type_name -> vmapp.state.v1.VersionRef
+	2,   // 59: vmapp.state.v1.FailIngest.version:type_name -> vmapp.state.v1.VersionRef
+	58,  // 60: vmapp.state.v1.FailIngest.error:type_name -> vmapp.v1.ProvisioningError
+	2,   // 61: vmapp.state.v1.RetryIngest.version:type_name -> vmapp.state.v1.VersionRef
+	59,  // 62: vmapp.state.v1.CreateUpload.session:type_name -> vmapp.state.v1.UploadSession
+	60,  // 63: vmapp.state.v1.CommitPart.part:type_name -> vmapp.state.v1.Part
+	53,  // 64: vmapp.state.v1.CommitPart.expire_time:type_name -> google.protobuf.Timestamp
+	61,  // 65: vmapp.state.v1.FinishUpload.artifact:type_name -> vmapp.v1.Artifact
+	62,  // 66: vmapp.state.v1.FinishUpload.manifest:type_name -> vmapp.state.v1.Manifest
+	63,  // 67: vmapp.state.v1.ReconcileReplicas.add:type_name -> vmapp.state.v1.Replica
+	3,   // 68: vmapp.state.v1.ReconcileReplicas.unwanted:type_name -> vmapp.state.v1.ReplicaRef
+	22,  // 69: vmapp.state.v1.ReconcileReplicas.reconciled:type_name -> vmapp.state.v1.DirtyMark
+	2,   // 70: vmapp.state.v1.DirtyMark.version:type_name -> vmapp.state.v1.VersionRef
+	3,   // 71: vmapp.state.v1.ReplicaStarted.replica:type_name -> vmapp.state.v1.ReplicaRef
+	3,   // 72: vmapp.state.v1.ReplicaMultipart.replica:type_name -> vmapp.state.v1.ReplicaRef
+	3,   // 73: vmapp.state.v1.ReplicaPartCopied.replica:type_name -> vmapp.state.v1.ReplicaRef
+	60,  // 74: vmapp.state.v1.ReplicaPartCopied.part:type_name -> vmapp.state.v1.Part
+	3,   // 75: vmapp.state.v1.ReplicaFailed.replica:type_name -> vmapp.state.v1.ReplicaRef
+	53,  // 76: vmapp.state.v1.ReplicaFailed.next_attempt_time:type_name -> google.protobuf.Timestamp
+	3,   // 77: vmapp.state.v1.ReplicaCompleted.replica:type_name -> vmapp.state.v1.ReplicaRef
+	3,   // 78: vmapp.state.v1.ReplicaRestart.replica:type_name -> vmapp.state.v1.ReplicaRef
+	53,  // 79: vmapp.state.v1.ReplicaRestart.if_completed:type_name -> google.protobuf.Timestamp
+	3,   // 80: vmapp.state.v1.ReplicaRemoved.replica:type_name -> vmapp.state.v1.ReplicaRef
+	3,   // 81: vmapp.state.v1.ReplicaVerified.replica:type_name -> vmapp.state.v1.ReplicaRef
+	53,  // 82: vmapp.state.v1.ReplicaVerified.if_completed:type_name -> google.protobuf.Timestamp
+	64,  // 83: vmapp.state.v1.IssueToken.credential:type_name -> vmapp.state.v1.Credential
+	65,  // 84: vmapp.state.v1.PutShare.share:type_name -> vmapp.v1.Share
+	66,  // 85: vmapp.state.v1.CreateMachine.machine:type_name -> vmapp.v1.Machine
+	64,  // 86: vmapp.state.v1.CreateMachine.credential:type_name -> vmapp.state.v1.Credential
+	67,  // 87: vmapp.state.v1.CreateScaleSet.scale_set:type_name -> vmapp.v1.ScaleSet
+	39,  // 88: vmapp.state.v1.SetProfile.target:type_name -> vmapp.state.v1.ProfileEtag
+	39,  // 89: vmapp.state.v1.SetProfile.others:type_name -> vmapp.state.v1.ProfileEtag
+	68,  // 90: vmapp.state.v1.SetProfile.profile:type_name -> vmapp.v1.ApplicationProfile
+	42,  // 91: vmapp.state.v1.SetPreheat.preheat:type_name -> vmapp.state.v1.Preheat
+	2,   // 92: vmapp.state.v1.Preheat.version:type_name -> vmapp.state.v1.VersionRef
+	53,  // 93: vmapp.state.v1.Preheat.create_time:type_name -> google.protobuf.Timestamp
+	2,   // 94: vmapp.state.v1.RemovePreheat.version:type_name -> vmapp.state.v1.VersionRef
+	69,  // 95: vmapp.state.v1.ReportStatus.instance_view:type_name -> vmapp.v1.InstanceView
+	70,  // 96: vmapp.state.v1.RequestActions.runs:type_name -> vmapp.v1.ActionRun
+	70,  // 97: vmapp.state.v1.FinishAction.run:type_name -> vmapp.v1.ActionRun
+	71,  // 98: vmapp.state.v1.PutNode.node:type_name -> vmapp.v1.ClusterNode
+	2,   // 99: vmapp.state.v1.SignVersion.version:type_name -> vmapp.state.v1.VersionRef
+	72,  // 100: vmapp.state.v1.SignVersion.statement:type_name -> vmapp.v1.VersionSignatures
+	73,  // 101: vmapp.state.v1.SignVersion.signature:type_name -> vmapp.v1.VersionSignature
+	74,  // 102: vmapp.state.v1.PutTrustPolicy.policy:type_name -> vmapp.v1.TrustPolicy
+	75,  // 103: vmapp.state.v1.CreateRollout.rollout:type_name -> vmapp.v1.Rollout
+	75,  // 104: vmapp.state.v1.PutRollout.rollout:type_name -> vmapp.v1.Rollout
+	105, // [105:105] is the sub-list for method output_type
+	105, // [105:105] is the sub-list for method input_type
+	105, // [105:105] is the sub-list for extension type_name
+	105, // [105:105] is the sub-list for extension extendee
+	0,   // [0:105] is the sub-list for field type_name
 }
 
 func init() { file_vmapp_state_v1_commands_proto_init() }
@@ -4290,6 +4445,8 @@ func file_vmapp_state_v1_commands_proto_init() {
 		(*Command_RemoveNode)(nil),
 		(*Command_SignVersion)(nil),
 		(*Command_PutTrustPolicy)(nil),
+		(*Command_CreateRollout)(nil),
+		(*Command_PutRollout)(nil),
 	}
 	type x struct{}
 	out := protoimpl.TypeBuilder{
@@ -4297,7 +4454,7 @@ func file_vmapp_state_v1_commands_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_vmapp_state_v1_commands_proto_rawDesc), len(file_vmapp_state_v1_commands_proto_rawDesc)),
 			NumEnums:      1,
-			NumMessages:   50,
+			NumMessages:   52,
 			NumExtensions: 0,
 			NumServices:   0,
 		},

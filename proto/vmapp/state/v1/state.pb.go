@@ -803,6 +803,60 @@ func (x *Credential) GetSecretSha256() []byte {
 	return nil
 }
 
+// RolloutPin is the version a rollout holds a machine's application at,
+// over what its profiles say.
+type RolloutPin struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Rollout       string                 `protobuf:"bytes,1,opt,name=rollout,proto3" json:"rollout,omitempty"`
+	Version       string                 `protobuf:"bytes,2,opt,name=version,proto3" json:"version,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *RolloutPin) Reset() {
+	*x = RolloutPin{}
+	mi := &file_vmapp_state_v1_state_proto_msgTypes[5]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *RolloutPin) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*RolloutPin) ProtoMessage() {}
+
+func (x *RolloutPin) ProtoReflect() protoreflect.Message {
+	mi := &file_vmapp_state_v1_state_proto_msgTypes[5]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use RolloutPin.ProtoReflect.Descriptor instead.
+func (*RolloutPin) Descriptor() ([]byte, []int) {
+	return file_vmapp_state_v1_state_proto_rawDescGZIP(), []int{5}
+}
+
+func (x *RolloutPin) GetRollout() string {
+	if x != nil {
+		return x.Rollout
+	}
+	return ""
+}
+
+func (x *RolloutPin) GetVersion() string {
+	if x != nil {
+		return x.Version
+	}
+	return ""
+}
+
 var File_vmapp_state_v1_state_proto protoreflect.FileDescriptor
 
 const file_vmapp_state_v1_state_proto_rawDesc = "" +
@@ -897,7 +951,11 @@ const file_vmapp_state_v1_state_proto_rawDesc = "" +
 	"\n" +
 	"Credential\x12%\n" +
 	"\x05token\x18\x01 \x01(\v2\x0f.vmapp.v1.TokenR\x05token\x12#\n" +
-	"\rsecret_sha256\x18\x02 \x01(\fR\fsecretSha256*\xb6\x01\n" +
+	"\rsecret_sha256\x18\x02 \x01(\fR\fsecretSha256\"@\n" +
+	"\n" +
+	"RolloutPin\x12\x18\n" +
+	"\arollout\x18\x01 \x01(\tR\arollout\x12\x18\n" +
+	"\aversion\x18\x02 \x01(\tR\aversion*\xb6\x01\n" +
 	"\fReplicaPhase\x12\x1d\n" +
 	"\x19REPLICA_PHASE_UNSPECIFIED\x10\x00\x12\x19\n" +
 	"\x15REPLICA_PHASE_PENDING\x10\x01\x12\x19\n" +
@@ -919,7 +977,7 @@ func file_vmapp_state_v1_state_proto_rawDescGZIP() []byte {
 }
 
 var file_vmapp_state_v1_state_proto_enumTypes = make([]protoimpl.EnumInfo, 1)
-var file_vmapp_state_v1_state_proto_msgTypes = make([]protoimpl.MessageInfo, 5)
+var file_vmapp_state_v1_state_proto_msgTypes = make([]protoimpl.MessageInfo, 6)
 var file_vmapp_state_v1_state_proto_goTypes = []any{
 	(ReplicaPhase)(0),             // 0: vmapp.state.v1.ReplicaPhase
 	(*UploadSession)(nil),         // 1: vmapp.state.v1.UploadSession
@@ -927,25 +985,26 @@ var file_vmapp_state_v1_state_proto_goTypes = []any{
 	(*Manifest)(nil),              // 3: vmapp.state.v1.Manifest
 	(*Replica)(nil),               // 4: vmapp.state.v1.Replica
 	(*Credential)(nil),            // 5: vmapp.state.v1.Credential
-	(v1.ArtifactKind)(0),          // 6: vmapp.v1.ArtifactKind
-	(*timestamppb.Timestamp)(nil), // 7: google.protobuf.Timestamp
-	(*v1.Token)(nil),              // 8: vmapp.v1.Token
+	(*RolloutPin)(nil),            // 6: vmapp.state.v1.RolloutPin
+	(v1.ArtifactKind)(0),          // 7: vmapp.v1.ArtifactKind
+	(*timestamppb.Timestamp)(nil), // 8: google.protobuf.Timestamp
+	(*v1.Token)(nil),              // 9: vmapp.v1.Token
 }
 var file_vmapp_state_v1_state_proto_depIdxs = []int32{
-	6,  // 0: vmapp.state.v1.UploadSession.kind:type_name -> vmapp.v1.ArtifactKind
+	7,  // 0: vmapp.state.v1.UploadSession.kind:type_name -> vmapp.v1.ArtifactKind
 	2,  // 1: vmapp.state.v1.UploadSession.parts:type_name -> vmapp.state.v1.Part
-	7,  // 2: vmapp.state.v1.UploadSession.create_time:type_name -> google.protobuf.Timestamp
-	7,  // 3: vmapp.state.v1.UploadSession.update_time:type_name -> google.protobuf.Timestamp
-	7,  // 4: vmapp.state.v1.UploadSession.expire_time:type_name -> google.protobuf.Timestamp
-	6,  // 5: vmapp.state.v1.Replica.kind:type_name -> vmapp.v1.ArtifactKind
+	8,  // 2: vmapp.state.v1.UploadSession.create_time:type_name -> google.protobuf.Timestamp
+	8,  // 3: vmapp.state.v1.UploadSession.update_time:type_name -> google.protobuf.Timestamp
+	8,  // 4: vmapp.state.v1.UploadSession.expire_time:type_name -> google.protobuf.Timestamp
+	7,  // 5: vmapp.state.v1.Replica.kind:type_name -> vmapp.v1.ArtifactKind
 	0,  // 6: vmapp.state.v1.Replica.phase:type_name -> vmapp.state.v1.ReplicaPhase
 	2,  // 7: vmapp.state.v1.Replica.parts:type_name -> vmapp.state.v1.Part
-	7,  // 8: vmapp.state.v1.Replica.next_attempt_time:type_name -> google.protobuf.Timestamp
-	7,  // 9: vmapp.state.v1.Replica.start_time:type_name -> google.protobuf.Timestamp
-	7,  // 10: vmapp.state.v1.Replica.complete_time:type_name -> google.protobuf.Timestamp
-	7,  // 11: vmapp.state.v1.Replica.verify_time:type_name -> google.protobuf.Timestamp
-	7,  // 12: vmapp.state.v1.Replica.deep_verify_time:type_name -> google.protobuf.Timestamp
-	8,  // 13: vmapp.state.v1.Credential.token:type_name -> vmapp.v1.Token
+	8,  // 8: vmapp.state.v1.Replica.next_attempt_time:type_name -> google.protobuf.Timestamp
+	8,  // 9: vmapp.state.v1.Replica.start_time:type_name -> google.protobuf.Timestamp
+	8,  // 10: vmapp.state.v1.Replica.complete_time:type_name -> google.protobuf.Timestamp
+	8,  // 11: vmapp.state.v1.Replica.verify_time:type_name -> google.protobuf.Timestamp
+	8,  // 12: vmapp.state.v1.Replica.deep_verify_time:type_name -> google.protobuf.Timestamp
+	9,  // 13: vmapp.state.v1.Credential.token:type_name -> vmapp.v1.Token
 	14, // [14:14] is the sub-list for method output_type
 	14, // [14:14] is the sub-list for method input_type
 	14, // [14:14] is the sub-list for extension type_name
@@ -964,7 +1023,7 @@ func file_vmapp_state_v1_state_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_vmapp_state_v1_state_proto_rawDesc), len(file_vmapp_state_v1_state_proto_rawDesc)),
 			NumEnums:      1,
-			NumMessages:   5,
+			NumMessages:   6,
 			NumExtensions: 0,
 			NumServices:   0,
 		},
