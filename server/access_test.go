@@ -320,6 +320,18 @@ func matrix(session string) map[string]row {
 			_, err := fl(c).ReportStatus(ctx, &pb.ReportStatusRequest{Machine: "vm1", InstanceView: &pb.InstanceView{BootId: "b"}})
 			return err
 		}},
+		pb.FleetService_RunAction_FullMethodName: {deployTenant, func(ctx context.Context, c *grpc.ClientConn) error {
+			_, err := fl(c).RunAction(ctx, &pb.RunActionRequest{Target: vm("vm2"), Application: "g/nope", Action: "x"})
+			return err
+		}},
+		pb.FleetService_ListActionRuns_FullMethodName: {readTenant, func(ctx context.Context, c *grpc.ClientConn) error {
+			_, err := fl(c).ListActionRuns(ctx, &pb.ListActionRunsRequest{Target: vm("vm2")})
+			return err
+		}},
+		pb.FleetService_ReportActionResult_FullMethodName: {agentOfVM1, func(ctx context.Context, c *grpc.ClientConn) error {
+			_, err := fl(c).ReportActionResult(ctx, &pb.ReportActionResultRequest{Machine: "vm1", Run: &pb.ActionRun{Id: "nope", State: pb.ActionSucceeded}})
+			return err
+		}},
 
 		pb.AccessService_WhoAmI_FullMethodName: {anyID, func(ctx context.Context, c *grpc.ClientConn) error {
 			_, err := ac(c).WhoAmI(ctx, &pb.WhoAmIRequest{})
