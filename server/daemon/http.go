@@ -20,7 +20,7 @@ func (d *Daemon) listenHTTP() error {
 	}
 	lis, err := net.Listen("tcp", d.Config.HTTPListen)
 	if err != nil {
-		return fmt.Errorf("--http-listen %s: %w", d.Config.HTTPListen, err)
+		return fmt.Errorf("listen on %s for HTTP (--http-listen): %w", d.Config.HTTPListen, err)
 	}
 	d.local = rest.NewLocal()
 	conn, err := d.local.Dial()
