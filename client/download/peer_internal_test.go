@@ -1,12 +1,12 @@
 package download
 
 import (
-	"context"
 	"fmt"
 	"slices"
 	"strings"
 	"sync"
 	"testing"
+	"testing/synctest"
 	"time"
 
 	"github.com/vmapp/vmapp/errs"
@@ -87,31 +87,25 @@ func TestPeers(t *testing.T) {
 	}
 }
 
-// A download's rate cap, counted against the cap's own clock: its bytes
-// took their size over the rate (less the bucket's first burst).
+// A download's rate cap, counted on a synctest bubble's clock (it moves
+// only when every transfer waits): its bytes took their size over the
+// rate (less the bucket's first burst).
 func TestDownloadCap(t *testing.T) {
-	const rate = 4 * testPiece // bytes per second
-	fx := newFixture(t, 40*testPiece, true)
-	var mu sync.Mutex
-	clock := time.Unix(0, 0)
-	now := func() time.Time { mu.Lock(); defer mu.Unlock(); return clock }
-	sleep := func(ctx context.Context, d time.Duration) error {
-		mu.Lock()
-		clock = clock.Add(d)
-		mu.Unlock()
-		return ctx.Err()
-	}
-	cp := ratecap.NewWithClock(rate, now, sleep)
-	if err := fx.run(t, Options{Parallelism: 4, Cap: cp}, in(at(tierRegion, newFake("store", fx.data)))); err != nil {
-		t.Fatal(err)
-	}
-	fx.check(t)
-	took := now().Sub(time.Unix(0, 0))
-	burst := max(64<<10, rate/20)
-	want := time.Duration(float64(len(fx.data)-burst) / rate * float64(time.Second))
-	if took < want-time.Millisecond || took > want+time.Millisecond {
-		t.Fatalf("%d bytes took %v on the cap's clock; want %v", len(fx.data), took, want)
-	}
+	synctest.Test(t, func(t *testing.T) {
+		const rate = 4 * testPiece // bytes per second
+		fx := newFixture(t, 40*testPiece, true)
+		start := time.Now()
+		if err := fx.run(t, Options{Parallelism: 4, Cap: ratecap.New(rate)}, in(at(tierRegion, newFake("store", fx.data)))); err != nil {
+			t.Fatal(err)
+		}
+		took := time.Since(start)
+		fx.check(t)
+		burst := max(64<<10, rate/20)
+		want := time.Duration(float64(len(fx.data)-burst) / rate * float64(time.Second))
+		if took < want-time.Millisecond || took > want+time.Millisecond {
+			t.Fatalf("%d bytes took %v on the bubble's clock; want %v", len(fx.data), took, want)
+		}
+	})
 }
 
 // piecesOf turns a fake's reads ("off-end") into the pieces they cover.

@@ -3,14 +3,15 @@
 // (--max-upload-rate). One Cap is shared by every transfer it covers, so
 // that the cap holds for the machine, whatever the number of connections.
 //
-// A Cap is a token bucket (golang.org/x/time/rate) on a clock of its own:
-// tests give it one that moves only when the Cap waits, and count the time
-// a number of bytes took on it.
+// A Cap is a token bucket (golang.org/x/time/rate) on the time package's
+// clock: tests run it in a testing/synctest bubble, where time moves only
+// when every transfer waits, and count the time a number of bytes took.
 package ratecap
 
 import (
 	"context"
 	"io"
+	"sync"
 	"time"
 
 	"golang.org/x/time/rate"
@@ -21,27 +22,23 @@ const minBurst = 64 << 10
 
 // Cap limits a rate. A nil *Cap limits nothing.
 type Cap struct {
+	// mu makes a reservation's time and the reservation one step: a time
+	// read before another transfer's reservation but used after it would
+	// move the limiter's clock back and credit the same time twice.
+	mu    sync.Mutex
 	lim   *rate.Limiter
 	burst int
-	now   func() time.Time
-	sleep func(ctx context.Context, d time.Duration) error
 }
 
-// New returns a cap of bytesPerSec (nil when it is 0 or less: no cap),
-// on the real clock.
+// New returns a cap of bytesPerSec (nil when it is 0 or less: no cap).
 func New(bytesPerSec int64) *Cap {
-	return NewWithClock(bytesPerSec, time.Now, sleepCtx)
-}
-
-// NewWithClock is New on the clock now, waiting with sleep.
-func NewWithClock(bytesPerSec int64, now func() time.Time, sleep func(ctx context.Context, d time.Duration) error) *Cap {
 	if bytesPerSec <= 0 {
 		return nil
 	}
 	// A twentieth of a second's worth at once: smooth at high rates, and
 	// at least one read's worth at low ones.
 	burst := int(max(minBurst, bytesPerSec/20))
-	return &Cap{lim: rate.NewLimiter(rate.Limit(bytesPerSec), burst), burst: burst, now: now, sleep: sleep}
+	return &Cap{lim: rate.NewLimiter(rate.Limit(bytesPerSec), burst), burst: burst}
 }
 
 // Wait waits until n more bytes may move.
@@ -51,11 +48,13 @@ func (c *Cap) Wait(ctx context.Context, n int) error {
 	}
 	for n > 0 {
 		k := min(n, c.burst)
-		now := c.now()
+		c.mu.Lock()
+		now := time.Now()
 		r := c.lim.ReserveN(now, k)
+		c.mu.Unlock()
 		if d := r.DelayFrom(now); d > 0 {
-			if err := c.sleep(ctx, d); err != nil {
-				r.CancelAt(c.now())
+			if err := sleepCtx(ctx, d); err != nil {
+				r.CancelAt(time.Now())
 				return err
 			}
 		}

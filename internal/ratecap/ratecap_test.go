@@ -6,29 +6,12 @@ import (
 	"io"
 	"sync"
 	"testing"
+	"testing/synctest"
 	"time"
 )
 
-// clock is a test's clock: it moves only when a Cap sleeps.
-type clock struct {
-	mu  sync.Mutex
-	now time.Time
-}
-
-func (c *clock) Now() time.Time {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.now
-}
-
-func (c *clock) Sleep(ctx context.Context, d time.Duration) error {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	c.now = c.now.Add(d)
-	return ctx.Err()
-}
-
-// Bytes moved through a cap, counted against the clock it waited on: 10 s
+// Bytes moved through a cap, counted on a synctest bubble's clock (it
+// moves only when every stream waits, so the count is exact): 10 s
 // of them at the cap take 10 s, less the first burst, whichever way they
 // move, in one stream or four sharing the cap.
 func TestCap(t *testing.T) {
@@ -39,36 +22,38 @@ func TestCap(t *testing.T) {
 		write   bool
 	}{{"read", 1, false}, {"write", 1, true}, {"four readers", 4, false}} {
 		t.Run(c.name, func(t *testing.T) {
-			clk := &clock{now: time.Unix(0, 0)}
-			cp := NewWithClock(rate, clk.Now, clk.Sleep)
-			var wg sync.WaitGroup
-			var mu sync.Mutex
-			total := int64(0)
-			for range c.streams {
-				wg.Go(func() {
-					data := bytes.Repeat([]byte{'x'}, 10*rate/c.streams)
-					var n int64
-					var err error
-					if c.write {
-						n, err = io.Copy(cp.Writer(context.Background(), io.Discard), bytes.NewReader(data))
-					} else {
-						n, err = io.Copy(io.Discard, cp.Reader(context.Background(), io.NopCloser(bytes.NewReader(data))))
-					}
-					if err != nil {
-						t.Error(err)
-					}
-					mu.Lock()
-					total += n
-					mu.Unlock()
-				})
-			}
-			wg.Wait()
-			took := clk.Now().Sub(time.Unix(0, 0))
-			// The bucket starts full: its burst moves at once.
-			want := time.Duration(float64(total-int64(cp.burst)) / rate * float64(time.Second))
-			if total != 10*rate || took < want-time.Millisecond || took > want+time.Millisecond {
-				t.Fatalf("%d bytes took %v on the cap's clock, want %v", total, took, want)
-			}
+			synctest.Test(t, func(t *testing.T) {
+				start := time.Now()
+				cp := New(rate)
+				var wg sync.WaitGroup
+				var mu sync.Mutex
+				total := int64(0)
+				for range c.streams {
+					wg.Go(func() {
+						data := bytes.Repeat([]byte{'x'}, 10*rate/c.streams)
+						var n int64
+						var err error
+						if c.write {
+							n, err = io.Copy(cp.Writer(context.Background(), io.Discard), bytes.NewReader(data))
+						} else {
+							n, err = io.Copy(io.Discard, cp.Reader(context.Background(), io.NopCloser(bytes.NewReader(data))))
+						}
+						if err != nil {
+							t.Error(err)
+						}
+						mu.Lock()
+						total += n
+						mu.Unlock()
+					})
+				}
+				wg.Wait()
+				took := time.Since(start)
+				// The bucket starts full: its burst moves at once.
+				want := time.Duration(float64(total-int64(cp.burst)) / rate * float64(time.Second))
+				if total != 10*rate || took < want-time.Millisecond || took > want+time.Millisecond {
+					t.Fatalf("%d bytes took %v on the bubble's clock, want %v", total, took, want)
+				}
+			})
 		})
 	}
 }
