@@ -96,7 +96,9 @@ func TestCheckRun(t *testing.T) {
 		{"a parameter given twice", func(_ *agent, _ *pb.GoalApplication, r *pb.ActionRun) {
 			r.Parameters = append(r.Parameters, &pb.ActionParameterValue{Name: "LEVEL", Type: pb.ParamString, Value: "3"})
 		}, sign.SignatureInvalid, "parameter LEVEL is given twice"},
-		{"a parameter's type changed", func(_ *agent, _ *pb.GoalApplication, r *pb.ActionRun) { r.Parameters[1].Type = pb.ParamConfigurationDataBlob },
+		{"a parameter's type changed", func(_ *agent, _ *pb.GoalApplication, r *pb.ActionRun) {
+			r.Parameters[1].Type = pb.ParamConfigurationDataBlob
+		},
 			sign.SignatureInvalid, "parameter REPORT is a ConfigurationDataBlob, signed as a LogOutputBlob"},
 		{"a required parameter missing", func(_ *agent, _ *pb.GoalApplication, r *pb.ActionRun) { r.Parameters = r.Parameters[1:] },
 			sign.SignatureInvalid, "its required parameter LEVEL is missing"},
