@@ -129,7 +129,7 @@ func TestSigningCLI(t *testing.T) {
 	if b, err := os.ReadFile(p("statement")); err != nil || !strings.HasPrefix(string(b), "vmapp-statement v1\nkind 7:version\ntenant 7:default\n") ||
 		!strings.Contains(string(b), "customActions 1:2\ncustomActions.0.name 4:lint\ncustomActions.0.script 9:./lint.sh\n") ||
 		!strings.Contains(string(b), "customActions.0.parameters.0.name 5:LEVEL\ncustomActions.0.parameters.0.required 4:true\n") ||
-		!strings.Contains(string(b), "customActions.1.name 7:restart\ncustomActions.1.script 22:systemctl restart app\n") {
+		!strings.Contains(string(b), "customActions.1.name 7:restart\ncustomActions.1.script 21:systemctl restart app\n") {
 		t.Fatalf("the statement file: %v\n%s", err, b)
 	}
 }
