@@ -263,8 +263,8 @@ func (c *cli) versionSignaturesCmd(ref *versionRef) *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "signatures --gallery G --app A VERSION [--statement FILE]",
 		Short: "Show a version's signatures, each checked against the gallery's trust policy",
-		Long: `Show the statement parameters of a version (sequence, expiry, rollback) and
-its signatures, each with its status under the gallery's trust policy now
+		Long: `Show the statement parameters of a version (sequence, expiry, rollback, the
+custom actions it covers) and its signatures, each with its status under the gallery's trust policy now
 (Trusted, or why it doesn't count), and whether the policy lets vmappd deploy
 the version.
 
@@ -314,6 +314,15 @@ func (c *cli) writeStatement(cl *client.Client, gallery, app, name, path string)
 	return nil
 }
 
+// coveredActions names the custom actions a statement covers.
+func coveredActions(s *pb.VersionSignatures) string {
+	var names []string
+	for _, a := range s.CustomActions {
+		names = append(names, a.Name)
+	}
+	return orNone(strings.Join(names, ", "))
+}
+
 // showSignatures prints a version's signatures.
 func (c *cli) showSignatures(cl *client.Client, gallery, app, name string) error {
 	r, err := signingClient(cl).GetVersionSignatures(c.ctx, &pb.GetVersionSignaturesRequest{Gallery: gallery, Application: app, Version: name})
@@ -338,6 +347,7 @@ func (c *cli) showSignatures(cl *client.Client, gallery, app, name string) error
 			st += ", an intended rollback"
 		}
 		d.add("Statement", st)
+		d.add("Custom actions", coveredActions(s))
 	}
 	deploy := "yes"
 	if r.DeployRefusal != "" {

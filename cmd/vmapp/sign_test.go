@@ -66,7 +66,7 @@ func TestSigningCLI(t *testing.T) {
 	e.ok(create("1.0.0", "--sign-key", p("release.key"), "--passphrase-file", p("pass"),
 		"--custom-action", "lint=./lint.sh", "--custom-action-param", "lint.LEVEL=String,required,default=2")...)
 	out = e.ok("version", "signatures", "--gallery", "sg", "--app", "app", "1.0.0", "--statement", p("statement"))
-	if fieldOf(t, out, "Statement") != "sequence 1, expires never" || fieldOf(t, out, "Deployable") != "yes" {
+	if fieldOf(t, out, "Statement") != "sequence 1, expires never" || fieldOf(t, out, "Deployable") != "yes" || fieldOf(t, out, "Custom actions") != "lint, restart" {
 		t.Fatalf("version signatures:\n%s", out)
 	}
 	lineMatching(t, out, rel.ID.String()+`\s+release\s+\S+\s+Trusted`)
