@@ -33,13 +33,34 @@
 //	install, update, remove                  the commands (update may be empty)
 //	settings.packageFileName, settings.configFileName
 //	settings.scriptBehaviorAfterReboot       "None" (also for empty) or "Rerun"
-//	customActions                            the number of records
-//	customActions.I.NAME                     record I's fields, NAME ascending
+//	customActions                            the number of custom actions
+//	customActions.I.*                        action I's fields (below)
 //
 // A pieceRoot is an optional digest (64 hex digits) of the artifact's piece
-// manifest, for downloads that check pieces against a signed root. Record
-// fields have names of letters, digits, '.', '_' and '-', unique in their
-// record, and each record has at least one; records keep their order.
+// manifest, for downloads that check pieces against a signed root.
+//
+// The custom actions are those the version offers: its own and its
+// application's (the version's win by name), as they were when the
+// statement was first signed. They are encoded in ascending byte order of
+// their names (I from 0; two with one name are refused), each with, in
+// this order:
+//
+//	name, script                             not empty
+//	description
+//	parameters                               the number of parameters
+//	parameters.J.name                        not empty
+//	parameters.J.required                    flag
+//	parameters.J.type                        "String" (also for empty),
+//	                                         "ConfigurationDataBlob" or
+//	                                         "LogOutputBlob"
+//	parameters.J.defaultValue, parameters.J.description
+//
+// under the key prefix "customActions.I.", the parameters in ascending
+// byte order of their names (J from 0). So the order in which a publisher
+// or vmappd lists actions and parameters never changes the bytes. A
+// version without custom actions ends with "customActions 1:0", as every
+// statement did before statements covered custom actions: signatures made
+// then still verify, and cover no action.
 //
 // A rotation (kind "rotation": old key replaced by new) has old and new,
 // each a public key in minisign's one-line form; a revocation (kind

@@ -3,7 +3,6 @@ package sign
 import (
 	"encoding/hex"
 	"fmt"
-	"regexp"
 	"slices"
 	"strconv"
 	"strings"
@@ -44,7 +43,9 @@ type Version struct {
 
 	Install, Update, Remove string
 	Settings                Settings
-	CustomActions           []Record
+	// CustomActions are the custom actions the statement covers, in any
+	// order (they are encoded by name).
+	CustomActions []CustomAction
 }
 
 // Artifact is a file a version installs.
@@ -60,12 +61,23 @@ type Settings struct {
 	PackageFileName, ConfigFileName, ScriptBehaviorAfterReboot string
 }
 
-// Record is one custom action: its fields by name (name, script,
-// parameters...), in any order.
-type Record []Field
+// CustomAction is a custom action a version offers (its own or its
+// application's): what the agent runs and how it gives it parameters.
+type CustomAction struct {
+	Name, Script, Description string
+	// Parameters, in any order (they are encoded by name).
+	Parameters []Parameter
+}
 
-// Field is a named value of a Record.
-type Field struct{ Name, Value string }
+// Parameter is a custom action's parameter.
+type Parameter struct {
+	Name     string
+	Required bool
+	// Type is String (also for empty), ConfigurationDataBlob or
+	// LogOutputBlob.
+	Type                      string
+	DefaultValue, Description string
+}
 
 // Subject is "version TENANT/GALLERY/APPLICATION/VERSION sequence N".
 func (v *Version) Subject() string {
@@ -142,8 +154,13 @@ func (v *Version) Encode() ([]byte, error) {
 			"settings.scriptBehaviorAfterReboot %q: must be None or Rerun", v.Settings.ScriptBehaviorAfterReboot))
 	}
 	e.field("customActions", strconv.Itoa(len(v.CustomActions)))
-	for i, r := range v.CustomActions {
-		r.encode(e, fmt.Sprintf("customActions.%d", i))
+	actions := slices.SortedFunc(slices.Values(v.CustomActions), func(a, b CustomAction) int { return strings.Compare(a.Name, b.Name) })
+	for i, a := range actions {
+		prefix := fmt.Sprintf("customActions.%d", i)
+		if i > 0 && actions[i-1].Name == a.Name {
+			e.fail(errs.New(errs.InvalidArgument, prefix+".name", "%s.name %q: two custom actions have that name", prefix, a.Name))
+		}
+		a.encode(e, prefix)
 	}
 	return e.bytes()
 }
@@ -189,23 +206,30 @@ func digest(e *encoder, key, s string, required bool) string {
 	return strings.ToLower(s)
 }
 
-var fieldName = regexp.MustCompile(`^[A-Za-z0-9._-]+$`)
-
-// encode writes the record's fields under prefix, sorted by name.
-func (r Record) encode(e *encoder, prefix string) {
-	if len(r) == 0 {
-		e.fail(errs.New(errs.InvalidArgument, prefix, "%s: a record has at least one field", prefix))
-	}
-	sorted := slices.SortedFunc(slices.Values(r), func(a, b Field) int { return strings.Compare(a.Name, b.Name) })
-	for i, f := range sorted {
-		key := prefix + "." + f.Name
-		switch {
-		case !fieldName.MatchString(f.Name):
-			e.fail(errs.New(errs.InvalidArgument, prefix, "%s: field name %q: letters, digits, '.', '_' and '-' only", prefix, f.Name))
-		case i > 0 && sorted[i-1].Name == f.Name:
-			e.fail(errs.New(errs.InvalidArgument, key, "%s: twice in its record", key))
+// encode writes the action's fields under prefix, its parameters by name.
+func (a CustomAction) encode(e *encoder, prefix string) {
+	e.required(prefix+".name", a.Name)
+	e.required(prefix+".script", a.Script)
+	e.field(prefix+".description", a.Description)
+	e.field(prefix+".parameters", strconv.Itoa(len(a.Parameters)))
+	params := slices.SortedFunc(slices.Values(a.Parameters), func(a, b Parameter) int { return strings.Compare(a.Name, b.Name) })
+	for j, p := range params {
+		pre := fmt.Sprintf("%s.parameters.%d", prefix, j)
+		if j > 0 && params[j-1].Name == p.Name {
+			e.fail(errs.New(errs.InvalidArgument, pre+".name", "%s.name %q: two parameters of the action have that name", pre, p.Name))
 		}
-		e.field(key, f.Value)
+		e.required(pre+".name", p.Name)
+		e.field(pre+".required", strconv.FormatBool(p.Required))
+		switch p.Type {
+		case "", "String":
+			e.field(pre+".type", "String")
+		case "ConfigurationDataBlob", "LogOutputBlob":
+			e.field(pre+".type", p.Type)
+		default:
+			e.fail(errs.New(errs.InvalidArgument, pre+".type", "%s.type %q: must be String, ConfigurationDataBlob or LogOutputBlob", pre, p.Type))
+		}
+		e.field(pre+".defaultValue", p.DefaultValue)
+		e.field(pre+".description", p.Description)
 	}
 }
 

@@ -44,9 +44,13 @@ func fullVersion() *Version {
 		Update:               "./update.sh",
 		Remove:               "./remove.sh",
 		Settings:             Settings{PackageFileName: "myapp.tar.gz", ConfigFileName: "myapp.json", ScriptBehaviorAfterReboot: "Rerun"},
-		CustomActions: []Record{
-			{{"script", "./lint.sh --level $LEVEL"}, {"name", "lint"}, {"parameters.0.name", "LEVEL"}, {"parameters.0.defaultValue", "2"}},
-			{{"name", "restart"}, {"script", "systemctl restart myapp"}},
+		CustomActions: []CustomAction{
+			{Name: "restart", Script: "systemctl restart myapp"},
+			{Name: "lint", Script: "./lint.sh --level $LEVEL", Description: "Checks the configuration.\nparameters 1:0", Parameters: []Parameter{
+				{Name: "REPORT", Type: "LogOutputBlob", Description: "where the findings go"},
+				{Name: "LEVEL", Required: true, DefaultValue: "2"},
+				{Name: "RULES", Type: "ConfigurationDataBlob"},
+			}},
 		},
 	}
 }
@@ -157,16 +161,42 @@ func TestVersionVectorText(t *testing.T) {
 	}
 }
 
+// TestActionVectorText pins the encoding of custom actions: by name,
+// every field present, parameters by name.
+func TestActionVectorText(t *testing.T) {
+	v := minimalVersion()
+	v.CustomActions = []CustomAction{
+		{Name: "b", Script: "run b", Parameters: []Parameter{{Name: "Y", Type: "LogOutputBlob"}, {Name: "X", Required: true, DefaultValue: "1", Description: "x"}}},
+		{Name: "a", Script: "run a", Description: "first"},
+	}
+	b, err := v.Encode()
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := "customActions 1:2\n" +
+		"customActions.0.name 1:a\ncustomActions.0.script 5:run a\ncustomActions.0.description 5:first\ncustomActions.0.parameters 1:0\n" +
+		"customActions.1.name 1:b\ncustomActions.1.script 5:run b\ncustomActions.1.description 0:\ncustomActions.1.parameters 1:2\n" +
+		"customActions.1.parameters.0.name 1:X\ncustomActions.1.parameters.0.required 4:true\ncustomActions.1.parameters.0.type 6:String\n" +
+		"customActions.1.parameters.0.defaultValue 1:1\ncustomActions.1.parameters.0.description 1:x\n" +
+		"customActions.1.parameters.1.name 1:Y\ncustomActions.1.parameters.1.required 5:false\ncustomActions.1.parameters.1.type 13:LogOutputBlob\n" +
+		"customActions.1.parameters.1.defaultValue 0:\ncustomActions.1.parameters.1.description 0:\n"
+	if _, tail, _ := strings.Cut(string(b), "settings.scriptBehaviorAfterReboot 4:None\n"); tail != want {
+		t.Errorf("got\n%s\nwant\n%s", tail, want)
+	}
+}
+
 // TestEncodeNormalizes: the same meaning gives the same bytes: hex case,
-// the time zone, the default reboot behaviour, the order of a record's
-// fields.
+// the time zone, the default reboot behaviour and parameter type, the
+// order of custom actions and of their parameters.
 func TestEncodeNormalizes(t *testing.T) {
 	a := fullVersion()
 	b := fullVersion()
 	b.Package.SHA256 = strings.ToUpper(b.Package.SHA256)
 	b.Expires = b.Expires.In(time.FixedZone("UTC+5", 5*3600))
-	r := b.CustomActions[0]
-	r[0], r[1], r[3] = r[3], r[0], r[1]
+	b.CustomActions[0], b.CustomActions[1] = b.CustomActions[1], b.CustomActions[0]
+	ps := b.CustomActions[0].Parameters
+	ps[0], ps[1], ps[2] = ps[2], ps[0], ps[1]
+	ps[2].Type = "String"
 	encA, errA := a.Encode()
 	encB, errB := b.Encode()
 	if errA != nil || errB != nil || !bytes.Equal(encA, encB) {
@@ -217,13 +247,21 @@ func TestEveryFieldIsSigned(t *testing.T) {
 		"settings.packageFileName":  func(v *Version) { v.Settings.PackageFileName = "x" },
 		"settings.configFileName":   func(v *Version) { v.Settings.ConfigFileName = "" },
 		"scriptBehaviorAfterReboot": func(v *Version) { v.Settings.ScriptBehaviorAfterReboot = "None" },
-		"a custom action less":      func(v *Version) { v.CustomActions = v.CustomActions[:1] },
-		"custom actions reordered":  func(v *Version) { v.CustomActions[0], v.CustomActions[1] = v.CustomActions[1], v.CustomActions[0] },
-		"a custom action's script":  func(v *Version) { v.CustomActions[1][1].Value = "reboot" },
-		"a field moved to the other": func(v *Version) {
-			f := v.CustomActions[0][2]
-			v.CustomActions[0] = append(v.CustomActions[0][:2], v.CustomActions[0][3])
-			v.CustomActions[1] = append(v.CustomActions[1], f)
+		"no custom action":          func(v *Version) { v.CustomActions = nil },
+		"a custom action less":      func(v *Version) { v.CustomActions = v.CustomActions[1:] },
+		"a custom action more":      func(v *Version) { v.CustomActions = append(v.CustomActions, CustomAction{Name: "x", Script: "x"}) },
+		"a custom action's name":    func(v *Version) { v.CustomActions[0].Name = "Restart" },
+		"a custom action's script":  func(v *Version) { v.CustomActions[0].Script = "reboot" },
+		"a custom action's text":    func(v *Version) { v.CustomActions[1].Description = "" },
+		"a parameter less":          func(v *Version) { v.CustomActions[1].Parameters = v.CustomActions[1].Parameters[1:] },
+		"a parameter's name":        func(v *Version) { v.CustomActions[1].Parameters[1].Name = "LEVEL2" },
+		"a parameter's required":    func(v *Version) { v.CustomActions[1].Parameters[1].Required = false },
+		"a parameter's type":        func(v *Version) { v.CustomActions[1].Parameters[0].Type = "ConfigurationDataBlob" },
+		"a parameter's default":     func(v *Version) { v.CustomActions[1].Parameters[1].DefaultValue = "" },
+		"a parameter's text":        func(v *Version) { v.CustomActions[1].Parameters[0].Description = "x" },
+		"a parameter moved": func(v *Version) {
+			v.CustomActions[0].Parameters = v.CustomActions[1].Parameters[:1]
+			v.CustomActions[1].Parameters = v.CustomActions[1].Parameters[1:]
 		},
 	} {
 		v := fullVersion()
@@ -270,10 +308,13 @@ func TestEncodeRefuses(t *testing.T) {
 		{"remove", func(v *Version) { v.Remove = "" }},
 		{"install", func(v *Version) { v.Install = "sh \xff" }},
 		{"settings.scriptBehaviorAfterReboot", func(v *Version) { v.Settings.ScriptBehaviorAfterReboot = "rerun" }},
-		{"customActions.1", func(v *Version) { v.CustomActions[1] = Record{} }},
-		{"customActions.0", func(v *Version) { v.CustomActions[0][0].Name = "a b" }},
-		{"customActions.0", func(v *Version) { v.CustomActions[0][0].Name = "" }},
-		{"customActions.1.name", func(v *Version) { v.CustomActions[1][1].Name = "name" }},
+		{"customActions.0.name", func(v *Version) { v.CustomActions[1].Name = "" }},
+		{"customActions.1.name", func(v *Version) { v.CustomActions[1].Name = "restart" }},
+		{"customActions.1.script", func(v *Version) { v.CustomActions[0].Script = "" }},
+		{"customActions.1.script", func(v *Version) { v.CustomActions[0].Script = "\xff" }},
+		{"customActions.0.parameters.0.name", func(v *Version) { v.CustomActions[1].Parameters[1].Name = "" }},
+		{"customActions.0.parameters.2.name", func(v *Version) { v.CustomActions[1].Parameters[2].Name = "REPORT" }},
+		{"customActions.0.parameters.0.type", func(v *Version) { v.CustomActions[1].Parameters[1].Type = "string" }},
 	} {
 		v := fullVersion()
 		c.change(v)

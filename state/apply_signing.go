@@ -2,6 +2,7 @@ package state
 
 import (
 	"encoding/binary"
+	"slices"
 
 	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/timestamppb"
@@ -40,6 +41,8 @@ func signVersion(tx *Tx, c *statepb.Command, op *statepb.SignVersion) error {
 	sig.AddTime, sig.Status, sig.KeyName = timestamppb.New(c.Time.AsTime()), "", ""
 	highest := tx.HighestSequence(r.Tenant, r.Gallery, r.Application)
 	switch {
+	case len(cur.GetSignatures()) > 0 && cur.SameStatement(st) && !sameActions(cur, st):
+		return errs.New(errs.Aborted, "", "the statement of version '%s' was signed while the signature was checked: check it again", what)
 	case len(cur.GetSignatures()) > 0 && cur.SameStatement(st):
 		st.Signatures = withSignature(cur.Signatures, sig)
 	case len(cur.GetSignatures()) > 0 && !op.Replace:
@@ -56,6 +59,12 @@ func signVersion(tx *Tx, c *statepb.Command, op *statepb.SignVersion) error {
 		}
 	}
 	return Signatures.put(tx, k, st)
+}
+
+// sameActions tells whether statements a and b cover the same custom
+// actions.
+func sameActions(a, b *pb.VersionSignatures) bool {
+	return slices.EqualFunc(a.CustomActions, b.CustomActions, func(x, y *pb.GalleryApplicationCustomAction) bool { return proto.Equal(x, y) })
 }
 
 // withSignature is sigs with sig added, in place of its key's earlier

@@ -236,6 +236,8 @@ func signing(base int) []step {
 			Replace: replace, VersionEtag: versionEtag, PolicyEtag: policyEtag}}
 	}
 	v, p := etag(base-1), etag(base)
+	otherActions := sig(3, "B", false, v, p)
+	otherActions.SignVersion.Statement.CustomActions = []*pb.GalleryApplicationCustomAction{{Name: "x", Script: "x"}}
 	return []step{
 		ok(put("g", "")),                                      // base
 		no(errs.Aborted, put("g", "")),                        // it exists now
@@ -243,6 +245,7 @@ func signing(base int) []step {
 		ok(sig(3, "A", false, v, p)),                          // the first statement
 		ok(sig(3, "B", false, v, p)),                          // a second signer
 		ok(sig(3, "A", false, v, p)),                          // A again: replaces its signature
+		no(errs.Aborted, otherActions),                        // its parameters, other custom actions: raced
 		no(errs.FailedPrecondition, sig(4, "A", false, v, p)), // another statement, not replacing
 		no(errs.FailedPrecondition, sig(2, "A", true, v, p)),  // not above the highest sequence
 		no(errs.Aborted, sig(3, "A", false, etag(0), p)),      // the version changed since

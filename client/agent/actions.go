@@ -37,6 +37,14 @@ const MaxActionLog = 64 << 10
 // output's tail, the duration and the logs. A run is started at most
 // once: one the agent's stop cut short is reported Failed, not run again
 // (an action need not be safe to repeat).
+//
+// An agent that verifies signatures (Config.Trust) runs an action only as
+// a statement of the installed version that it accepts now covers it
+// (signedAction): the goal state's entry of that version verified as an
+// install is, and the run's script and parameters exactly the action's as
+// signed. Otherwise the run fails without running anything, its reason
+// saying why (Unsigned: not covered; SignatureInvalid: not as signed; or
+// the statement's refusal).
 
 // actionRecord is a run the agent started.
 type actionRecord struct {
@@ -54,7 +62,7 @@ func (a *agent) runActions(ctx context.Context, gs *pb.GoalState) {
 	listed := map[string]bool{}
 	for _, r := range gs.Actions {
 		listed[r.Id] = true
-		res := a.actionResult(ctx, r)
+		res := a.actionResult(ctx, r, goalApp(gs, r.Application))
 		if ctx.Err() != nil {
 			return
 		}
@@ -69,9 +77,19 @@ func (a *agent) runActions(ctx context.Context, gs *pb.GoalState) {
 	})
 }
 
+// goalApp is gs's entry of application key, or nil.
+func goalApp(gs *pb.GoalState, key string) *pb.GoalApplication {
+	for _, ga := range gs.Applications {
+		if appKey(ga) == key {
+			return ga
+		}
+	}
+	return nil
+}
+
 // actionResult is run r's result: recorded, or of a run its stop cut
-// short, or of running it now.
-func (a *agent) actionResult(ctx context.Context, r *pb.ActionRun) *pb.ActionRun {
+// short, or of running it now (ga is the goal of r's application).
+func (a *agent) actionResult(ctx context.Context, r *pb.ActionRun, ga *pb.GoalApplication) *pb.ActionRun {
 	a.mu.Lock()
 	rec := a.st.Actions[r.Id]
 	a.mu.Unlock()
@@ -86,7 +104,7 @@ func (a *agent) actionResult(ctx context.Context, r *pb.ActionRun) *pb.ActionRun
 		return a.recordAction(r.Id, failedRun(r, "the agent stopped while the action ran: it isn't run again"))
 	}
 	a.change(func() { a.st.Actions[r.Id] = &actionRecord{Started: a.clock.Now()} })
-	res := a.runAction(ctx, r)
+	res := a.runAction(ctx, r, ga)
 	if ctx.Err() != nil {
 		return nil
 	}
@@ -128,17 +146,13 @@ func (a *agent) reportAction(ctx context.Context, id string, res *pb.ActionRun) 
 	})
 }
 
-// unsignedScripts is why an agent that verifies signatures runs no custom
-// action: a version's statement doesn't cover its custom actions yet, so
-// a script vmappd sends can't be told from the publisher's.
-const unsignedScripts = "this agent verifies signatures (--trust-file), and signatures don't cover custom actions yet: it runs none"
-
 func failedRun(r *pb.ActionRun, reason string) *pb.ActionRun {
 	return &pb.ActionRun{Id: r.Id, State: pb.ActionFailed, Reason: reason, ExitCode: -1}
 }
 
-// runAction runs r's script in its version's directory.
-func (a *agent) runAction(ctx context.Context, r *pb.ActionRun) *pb.ActionRun {
+// runAction runs r's script in its version's directory (ga: the goal of
+// its application).
+func (a *agent) runAction(ctx context.Context, r *pb.ActionRun, ga *pb.GoalApplication) *pb.ActionRun {
 	log := a.log.With("run", r.Id, "app", r.Application, "action", r.Action)
 	a.mu.Lock()
 	var dir, have string
@@ -146,11 +160,14 @@ func (a *agent) runAction(ctx context.Context, r *pb.ActionRun) *pb.ActionRun {
 		dir, have = as.Installed.Dir, as.Installed.Version
 	}
 	a.mu.Unlock()
-	if a.cfg.Trust != nil {
-		return failedRun(r, unsignedScripts)
-	}
 	if have != r.Version {
 		return failedRun(r, fmt.Sprintf("%s version %s isn't installed on the machine (installed: %s)", r.Application, r.Version, cmp.Or(have, "none")))
+	}
+	if a.cfg.Trust != nil {
+		if err := a.checkRun(r, ga); err != nil {
+			log.Warn("custom action refused", "err", err)
+			return failedRun(r, refusalText(err))
+		}
 	}
 	runDir := filepath.Join(a.cfg.Root, StateDir, "actions", r.Id)
 	defer os.RemoveAll(runDir)

@@ -95,8 +95,10 @@
 // it, also once the application is removed) unless it is an intended
 // rollback; the instance view gives the refusal's reason (Unsigned,
 // SignatureInvalid, UntrustedKey, Revoked, Rollback, Expired). A
-// downloaded file must be the one the statement names. Removals run the
-// remove command recorded at the install. Signed key changes in goal
+// downloaded file must be the one the statement names. A custom action
+// (a run, or the health check) runs only as a statement of the installed
+// version the agent accepts covers it, script and parameters exactly.
+// Removals run the remove command recorded at the install. Signed key changes in goal
 // states are applied when the policy accepts them, and kept in state.json.
 //
 // When vmappd refuses the goal state for good — the machine is not in the

@@ -5,7 +5,10 @@ import (
 	"fmt"
 	"time"
 
+	"google.golang.org/protobuf/proto"
+
 	pb "github.com/vmapp/vmapp/proto/vmapp/v1"
+	"github.com/vmapp/vmapp/sign"
 )
 
 // Defaults of the health check (Config.HealthTimeout, HealthAttempts,
@@ -24,9 +27,13 @@ const (
 // a moment to come up, so a failed attempt is tried again after
 // HealthInterval, HealthAttempts times in all; the last failure makes it
 // Unhealthy. While it runs the instance view says Checking; the verdict
-// comes with the script's output tail. The state stays Installed: the
-// operation succeeded, and the seeds' ordering rules count operations. A
-// check the agent's stop cut short is run again when it starts.
+// comes with the script's output tail. An agent that verifies signatures
+// runs the action only when it is exactly the one a statement of the
+// version it accepts covers (signedAction); otherwise the verdict is
+// Unhealthy, the refusal its reason, and nothing runs. The state stays
+// Installed: the operation succeeded, and the seeds' ordering rules count
+// operations. A check the agent's stop cut short is run again when it
+// starts.
 
 // checkHealth runs the health check of s's goal, installed in s.dir.
 func (a *agent) checkHealth(ctx context.Context, key, dir string, ga *pb.GoalApplication) {
@@ -34,8 +41,8 @@ func (a *agent) checkHealth(ctx context.Context, key, dir string, ga *pb.GoalApp
 		as.Status.Health, as.Status.HealthReason, as.Status.HealthTail, as.Status.HealthTime = pb.HealthChecking, "", "", a.clock.Now()
 	})
 	def := pb.FindAction(ga.CustomActions, nil, pb.HealthAction)
-	if a.cfg.Trust != nil {
-		a.healthVerdict(key, false, unsignedScripts, "")
+	if err := a.checkHealthAction(ga, def); err != nil {
+		a.healthVerdict(key, false, refusalText(err), "")
 		return
 	}
 	if def == nil {
@@ -64,6 +71,20 @@ func (a *agent) checkHealth(ctx context.Context, key, dir string, ga *pb.GoalApp
 		}
 	}
 	a.healthVerdict(key, false, fmt.Sprintf("%s (%d attempts)", reasonOf("the health action", r), a.cfg.HealthAttempts), r.Tail)
+}
+
+// checkHealthAction refuses, when the agent verifies signatures, a health
+// action def that is not exactly the one a statement of ga the agent
+// accepts covers.
+func (a *agent) checkHealthAction(ga *pb.GoalApplication, def *pb.GalleryApplicationCustomAction) error {
+	if a.cfg.Trust == nil || def == nil {
+		return nil
+	}
+	signed, err := a.signedAction(ga, pb.HealthAction)
+	if err == nil && !proto.Equal(signed, def) {
+		err = &sign.Refusal{Reason: sign.SignatureInvalid, Detail: fmt.Sprintf("custom action '%s' of version %s is not the one signed", def.Name, ga.Version)}
+	}
+	return err
 }
 
 func (a *agent) healthVerdict(key string, healthy bool, reason, tail string) {

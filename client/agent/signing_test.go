@@ -15,6 +15,7 @@ import (
 	"github.com/jonboulle/clockwork"
 	bolt "go.etcd.io/bbolt"
 	"google.golang.org/protobuf/proto"
+	"google.golang.org/protobuf/types/known/fieldmaskpb"
 	"google.golang.org/protobuf/types/known/timestamppb"
 
 	"github.com/vmapp/vmapp/blob"
@@ -43,7 +44,7 @@ type signEnv struct {
 // signatures, configuration overrides, and what a compromised vmappd
 // serves — a changed install command, swapped package bytes, a stripped
 // signature, an older version (a rollback), an expired statement, a
-// forged key change. The attacks edit vmappd's state file (vmappd
+// forged key change, a changed custom action's script. The attacks edit vmappd's state file (vmappd
 // stopped) and the store's objects directly.
 func TestSigning(t *testing.T) {
 	c := testcluster.Start(t, testcluster.Options{})
@@ -63,7 +64,7 @@ func TestSigning(t *testing.T) {
 	t.Run("Rollback", e.testRollback)
 	t.Run("Expired", e.testExpired)
 	t.Run("KeyChanges", e.testKeyChanges)
-	t.Run("CustomActions", e.testCustomActionsRefused)
+	t.Run("CustomActions", e.testCustomActions)
 }
 
 // trust is the agent's trust file: keys and directives, one a line.
@@ -460,30 +461,69 @@ func (e *signEnv) testKeyChanges(t *testing.T) {
 	}
 }
 
-// An agent that verifies signatures runs no custom action (signatures
-// don't cover them): a signed version with a health check installs, and
-// is Unhealthy saying why; a run fails saying why; neither script runs.
-func (e *signEnv) testCustomActionsRefused(t *testing.T) {
+// An agent that verifies signatures runs custom actions as the version's
+// signed statement covers them: the health check, a version's action
+// with a parameter and its application's (signed with the version) run;
+// an action the application gained after the signature is refused as
+// Unsigned; and when a compromised vmappd changes a version's action in
+// its state file, the run is refused as SignatureInvalid. Nothing refused
+// runs.
+func (e *signEnv) testCustomActions(t *testing.T) {
 	marks := t.TempDir()
+	if _, err := e.c.Client.Catalog.CreateApplication(ctx(t), &pb.CreateApplicationRequest{Application: &pb.GalleryApplication{
+		Gallery: "sg", Name: "ca", Location: "eastus", SupportedOsType: "Linux",
+		CustomActions: []*pb.GalleryApplicationCustomAction{{Name: "app-act", Script: rec(marks, "app-act")}}}}); err != nil {
+		t.Fatal(err)
+	}
 	e.publish(t, ver{gallery: "sg", app: "ca", version: "1.0.0", install: "true", profile: func(pp *pb.PublishingProfile) {
 		pp.EnableHealthCheck = true
-		pp.CustomActions = []*pb.GalleryApplicationCustomAction{{Name: "health", Script: rec(marks, "health")}, {Name: "poke", Script: rec(marks, "poke")}}
+		pp.CustomActions = []*pb.GalleryApplicationCustomAction{{Name: "health", Script: rec(marks, "health")},
+			{Name: "poke", Script: rec(marks, "poke-$WHO"), Parameters: []*pb.GalleryApplicationCustomActionParameter{{Name: "WHO", Required: true}}}}
 	}})
 	signtest.Sign(t, e.c.Client, e.k1, "sg", "ca", "1.0.0", &pb.VersionSignatures{Sequence: 1}, false)
 	e.machine(t, "s-ca")
 	e.set(t, "s-ca", &pb.VMGalleryApplication{PackageReferenceId: "sg/ca/1.0.0"})
-	e.startAgent(t, "s-ca", func(c *agent.Config) { c.Trust = trust(t, pubLine(e.k1)) })
-	if s := e.healthOf(t, "s-ca", "sg/ca"); s.State != pb.AppInstalled || s.Health != pb.HealthUnhealthy || !strings.Contains(s.HealthReason, "signatures don't cover custom actions") {
-		t.Errorf("health: %v", s)
+	p := e.startAgent(t, "s-ca", func(c *agent.Config) { c.Trust = trust(t, pubLine(e.k1)) })
+	if s := e.healthOf(t, "s-ca", "sg/ca"); s.State != pb.AppInstalled || s.Health != pb.HealthHealthy {
+		t.Fatalf("health: %v", s)
 	}
-	runs, err := e.runAction(t, onVM("s-ca"), "sg/ca", "poke")
-	if err != nil {
+	run := func(action string, params ...*pb.ActionParameterValue) *pb.ActionRun {
+		t.Helper()
+		runs, err := e.runAction(t, onVM("s-ca"), "sg/ca", action, params...)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return e.runsEnded(t, onVM("s-ca"), runs[0].Id)[0]
+	}
+	for _, r := range []*pb.ActionRun{run("poke", str("WHO", "ops")), run("app-act")} {
+		if r.State != pb.ActionSucceeded {
+			t.Fatalf("%s: %v", r.Action, r)
+		}
+	}
+
+	if _, err := e.c.Client.Catalog.UpdateApplication(ctx(t), &pb.UpdateApplicationRequest{Application: &pb.GalleryApplication{Gallery: "sg", Name: "ca",
+		CustomActions: []*pb.GalleryApplicationCustomAction{{Name: "app-act", Script: rec(marks, "app-act")}, {Name: "later", Script: rec(marks, "later")}}},
+		UpdateMask: &fieldmaskpb.FieldMask{Paths: []string{"custom_actions"}}}); err != nil {
 		t.Fatal(err)
 	}
-	if r := e.runsEnded(t, onVM("s-ca"), runs[0].Id)[0]; r.State != pb.ActionFailed || !strings.Contains(r.Reason, "signatures don't cover custom actions") {
-		t.Errorf("run: %v", r)
+	if r := run("later"); r.State != pb.ActionFailed || r.ExitCode != -1 ||
+		!strings.HasPrefix(r.Reason, "Unsigned: custom action 'later' is not one the signed statement of version 1.0.0 (sequence 1) covers") {
+		t.Errorf("an action added after the signature: %v", r)
 	}
-	if got := labels(marksOf(t, marks)); len(got) != 0 {
-		t.Errorf("scripts ran: %v", got)
+
+	p.stop()
+	e.editState(t, func(db *state.DB) {
+		v := readVersion(t, db, "sg", "ca", "1.0.0")
+		expect := v.Etag
+		v.PublishingProfile.CustomActions[1].Script = rec(marks, "evil")
+		propose(t, db, &statepb.Command_UpdateVersion{UpdateVersion: &statepb.UpdateVersion{Version: v, ExpectEtag: expect}})
+	})
+	p.start()
+	if r := run("poke", str("WHO", "ops")); r.State != pb.ActionFailed ||
+		r.Reason != "SignatureInvalid: custom action 'poke' of version 1.0.0: the script vmappd sent is not the one signed" {
+		t.Errorf("a changed script: %v", r)
+	}
+	if got := strings.Join(labels(marksOf(t, marks)), " "); got != "health poke-ops app-act" {
+		t.Errorf("scripts run: %s, want health poke-ops app-act", got)
 	}
 }

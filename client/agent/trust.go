@@ -3,6 +3,7 @@ package agent
 import (
 	"bufio"
 	"bytes"
+	"cmp"
 	"crypto/sha256"
 	"encoding/hex"
 	"errors"
@@ -106,6 +107,68 @@ func (t *Trust) check(policy sign.Policy, ga *pb.GoalApplication, highest uint64
 	}
 	return policy.Check(stmt, sigs, highest, now)
 }
+
+// signedAction is custom action name of the installed version ga as a
+// statement the agent accepts now covers it: ga's statement is verified
+// as the plan verifies an install (the policy, the sequence installed,
+// now), and the action must be among those it covers. Otherwise a refusal
+// of package sign.
+func (a *agent) signedAction(ga *pb.GoalApplication, name string) (*pb.GalleryApplicationCustomAction, error) {
+	a.mu.Lock()
+	policy, highest := a.policy, a.st.Sequences[appKey(ga)]
+	a.mu.Unlock()
+	if err := a.cfg.Trust.check(policy, ga, highest, a.clock.Now()); err != nil {
+		return nil, err
+	}
+	def := pb.FindAction(ga.Signing.CustomActions, nil, name)
+	if def == nil {
+		return nil, &sign.Refusal{Reason: sign.Unsigned, Detail: fmt.Sprintf("custom action '%s' is not one the signed statement of version %s (sequence %d) covers; the publisher signs a new statement of the version to cover it",
+			name, ga.Version, ga.Signing.Sequence)}
+	}
+	return def, nil
+}
+
+// checkRun refuses run r unless ga, the goal of its application, is the
+// installed version's with a statement the agent accepts that covers r's
+// action with exactly r's script, and r's parameters are the action's as
+// signed (each declared, with its type; each required one given).
+func (a *agent) checkRun(r *pb.ActionRun, ga *pb.GoalApplication) error {
+	if ga == nil || ga.Version != r.Version {
+		return &sign.Refusal{Reason: sign.Unsigned, Detail: fmt.Sprintf("the goal state carries no statement of %s version %s to check the action against", r.Application, r.Version)}
+	}
+	def, err := a.signedAction(ga, r.Action)
+	if err != nil {
+		return err
+	}
+	invalid := func(format string, args ...any) error {
+		return &sign.Refusal{Reason: sign.SignatureInvalid, Detail: fmt.Sprintf("custom action '%s' of version %s: ", def.Name, r.Version) + fmt.Sprintf(format, args...)}
+	}
+	if r.Script != def.Script {
+		return invalid("the script vmappd sent is not the one signed")
+	}
+	given := map[string]bool{}
+	for _, p := range r.Parameters {
+		i := slices.IndexFunc(def.Parameters, func(d *pb.GalleryApplicationCustomActionParameter) bool { return d.Name == p.Name })
+		switch {
+		case i < 0:
+			return invalid("parameter %s is not one of the action as signed", p.Name)
+		case given[p.Name]:
+			return invalid("parameter %s is given twice", p.Name)
+		case paramType(def.Parameters[i].Type) != paramType(p.Type):
+			return invalid("parameter %s is a %s, signed as a %s", p.Name, paramType(p.Type), paramType(def.Parameters[i].Type))
+		}
+		given[p.Name] = true
+	}
+	for _, d := range def.Parameters {
+		if d.Required && !given[d.Name] {
+			return invalid("its required parameter %s is missing", d.Name)
+		}
+	}
+	return nil
+}
+
+// paramType is a parameter's type, String when empty.
+func paramType(t string) string { return cmp.Or(t, pb.ParamString) }
 
 // refusalText is a refusal's reason for the instance view: its code
 // first ("SignatureInvalid: version ... refused: ...").

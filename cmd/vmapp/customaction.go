@@ -204,7 +204,10 @@ an unknown action or parameter, or a required one missing, is refused and
 nothing runs. Each --param is NAME=VALUE (a String, or a
 ConfigurationDataBlob's http(s) URL) or NAME=@FILE (a ConfigurationDataBlob's
 content, at most 1 MiB). LogOutputBlob parameters take no value: the agent
-gives the script a file to write and sends it back.
+gives the script a file to write and sends it back. An agent that verifies
+signatures (vmapp-agent --trust-file) runs the action only as a trusted
+signature of the installed version covers it; otherwise the run fails
+without running, its reason saying why (Unsigned, SignatureInvalid, ...).
 
 The runs are printed Pending; with --wait vmapp waits until every run ended
 and prints them (exit 1 when one failed).`,

@@ -148,6 +148,11 @@ func (c *cli) signVersion(cl *client.Client, gallery, app, name string, k minisi
 			return err
 		}
 	}
+	ar, err := cl.Catalog.GetApplication(c.ctx, &pb.GetApplicationRequest{Gallery: gallery, Application: app})
+	if err != nil {
+		return err
+	}
+	params = signpb.Params(v, ar.Application, cur.Signatures, params)
 	stmt := signpb.Statement(v, params)
 	s, err := sign.Sign(k, stmt, time.Now())
 	if err != nil {
@@ -204,14 +209,18 @@ func (c *cli) versionSignCmd(ref *versionRef) *cobra.Command {
 		Use:   "sign --gallery G --app A VERSION --sign-key FILE [--package FILE] [--config FILE] [--sequence N] [--expires T] [--rollback]",
 		Short: "Sign a version's statement and add the signature (several signers allowed)",
 		Long: `Sign the statement of a version as vmappd holds it — its names, sequence,
-expiry, package and default configuration (sha256 and size), commands and
-settings — and add the signature. The gallery must trust the key (vmapp
+expiry, package and default configuration (sha256 and size), commands,
+settings and custom actions (its own and its application's) — and add the
+signature. The gallery must trust the key (vmapp
 gallery trust add); vmappd checks the signature against its own statement
 of the version.
 
 A version signed already is signed with the same statement (another signer)
 unless --sequence, --expires or --rollback is given: then the new statement
-replaces the old one, whose signatures are dropped. A new statement takes the
+replaces the old one, whose signatures are dropped. A statement covers the
+custom actions of the version and its application as they were when it was
+first signed: to cover an application's action added or changed since (agents
+that verify signatures run only covered actions), sign a new statement. A new statement takes the
 next sequence of the application unless --sequence.
 
 --package and --config check that vmappd holds exactly those files before
@@ -254,8 +263,8 @@ func (c *cli) versionSignaturesCmd(ref *versionRef) *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "signatures --gallery G --app A VERSION [--statement FILE]",
 		Short: "Show a version's signatures, each checked against the gallery's trust policy",
-		Long: `Show the statement parameters of a version (sequence, expiry, rollback) and
-its signatures, each with its status under the gallery's trust policy now
+		Long: `Show the statement parameters of a version (sequence, expiry, rollback, the
+custom actions it covers) and its signatures, each with its status under the gallery's trust policy now
 (Trusted, or why it doesn't count), and whether the policy lets vmappd deploy
 the version.
 
@@ -305,6 +314,15 @@ func (c *cli) writeStatement(cl *client.Client, gallery, app, name, path string)
 	return nil
 }
 
+// coveredActions names the custom actions a statement covers.
+func coveredActions(s *pb.VersionSignatures) string {
+	var names []string
+	for _, a := range s.CustomActions {
+		names = append(names, a.Name)
+	}
+	return orNone(strings.Join(names, ", "))
+}
+
 // showSignatures prints a version's signatures.
 func (c *cli) showSignatures(cl *client.Client, gallery, app, name string) error {
 	r, err := signingClient(cl).GetVersionSignatures(c.ctx, &pb.GetVersionSignaturesRequest{Gallery: gallery, Application: app, Version: name})
@@ -329,6 +347,7 @@ func (c *cli) showSignatures(cl *client.Client, gallery, app, name string) error
 			st += ", an intended rollback"
 		}
 		d.add("Statement", st)
+		d.add("Custom actions", coveredActions(s))
 	}
 	deploy := "yes"
 	if r.DeployRefusal != "" {

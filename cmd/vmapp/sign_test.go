@@ -43,7 +43,7 @@ func TestSigningCLI(t *testing.T) {
 	ci2 := newKey("ci2", "--no-passphrase")
 
 	e.ok("gallery", "create", "sg", "--location", "eastus")
-	e.ok("app", "create", "--gallery", "sg", "app", "--os", "linux")
+	e.ok("app", "create", "--gallery", "sg", "app", "--os", "linux", "--custom-action", "restart=systemctl restart app")
 	e.fails(1, "error: InvalidArgument: "+p("bad.pub")+": public key: line 2", "gallery", "trust", "add", "sg", "--key", p("bad.pub"))
 	out := e.ok("gallery", "trust", "add", "sg", "--key", p("release.pub"), "--name", "release", "--require-signatures")
 	if fieldOf(t, out, "Required signatures") != "1" || !strings.Contains(out, "release  "+rel.ID.String()) {
@@ -63,9 +63,10 @@ func TestSigningCLI(t *testing.T) {
 	e.fails(2, "--sequence, --expires and --passphrase-file go with --sign-key", create("1.0.0", "--sequence", "3")...)
 	e.fails(1, "error: NotFound: Gallery application version 'sg/app/1.0.0' doesn't exist.", "version", "show", "--gallery", "sg", "--app", "app", "1.0.0")
 
-	e.ok(create("1.0.0", "--sign-key", p("release.key"), "--passphrase-file", p("pass"))...)
+	e.ok(create("1.0.0", "--sign-key", p("release.key"), "--passphrase-file", p("pass"),
+		"--custom-action", "lint=./lint.sh", "--custom-action-param", "lint.LEVEL=String,required,default=2")...)
 	out = e.ok("version", "signatures", "--gallery", "sg", "--app", "app", "1.0.0", "--statement", p("statement"))
-	if fieldOf(t, out, "Statement") != "sequence 1, expires never" || fieldOf(t, out, "Deployable") != "yes" {
+	if fieldOf(t, out, "Statement") != "sequence 1, expires never" || fieldOf(t, out, "Deployable") != "yes" || fieldOf(t, out, "Custom actions") != "lint, restart" {
 		t.Fatalf("version signatures:\n%s", out)
 	}
 	lineMatching(t, out, rel.ID.String()+`\s+release\s+\S+\s+Trusted`)
@@ -101,6 +102,9 @@ func TestSigningCLI(t *testing.T) {
 	e.ok("vm", "create", "--name", "vm1", "--region", "eastus", "--os", "linux")
 	e.fails(1, "error: FailedPrecondition: gallery 'sg' requires 1 signature(s) by the keys of its trust policy, and version sg/app/2.0.0 doesn't have them",
 		"vm", "app", "set", "--vm", "vm1", "--app", "sg/app/2.0.0")
+	// An action the application gains after the signature is not covered
+	// by the statement, and doesn't make it another: 1.0.0 still deploys.
+	e.ok("app", "update", "--gallery", "sg", "app", "--custom-action", "restart=systemctl restart app", "--custom-action", "later=true")
 	e.ok("vm", "app", "set", "--vm", "vm1", "--app", "sg/app/1.0.0")
 
 	// ci hands over to ci2, which is then revoked by itself.
@@ -120,7 +124,12 @@ func TestSigningCLI(t *testing.T) {
 	}
 	e.ok("gallery", "trust", "set", "sg", "--require-signatures", "0")
 	e.ok("gallery", "trust", "remove", "sg", "release")
-	if b, err := os.ReadFile(p("statement")); err != nil || !strings.HasPrefix(string(b), "vmapp-statement v1\nkind 7:version\ntenant 7:default\n") {
+	// The statement covers the version's custom action and its
+	// application's, by name.
+	if b, err := os.ReadFile(p("statement")); err != nil || !strings.HasPrefix(string(b), "vmapp-statement v1\nkind 7:version\ntenant 7:default\n") ||
+		!strings.Contains(string(b), "customActions 1:2\ncustomActions.0.name 4:lint\ncustomActions.0.script 9:./lint.sh\n") ||
+		!strings.Contains(string(b), "customActions.0.parameters.0.name 5:LEVEL\ncustomActions.0.parameters.0.required 4:true\n") ||
+		!strings.Contains(string(b), "customActions.1.name 7:restart\ncustomActions.1.script 21:systemctl restart app\n") {
 		t.Fatalf("the statement file: %v\n%s", err, b)
 	}
 }

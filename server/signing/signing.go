@@ -90,6 +90,7 @@ func checkVersionNames(gallery, app, version string) error {
 // signed is what is read to check a version's signatures.
 type signed struct {
 	version *pb.GalleryApplicationVersion
+	app     *pb.GalleryApplication
 	sigs    *pb.VersionSignatures // nil: none
 	policy  *pb.TrustPolicy       // nil: none
 	highest uint64
@@ -99,6 +100,9 @@ func readSigned(tx *state.Tx, tenant, gallery, app, version string) (signed, err
 	var r signed
 	var err error
 	if r.version, err = tx.Version(tenant, gallery, app, version); err != nil {
+		return r, err
+	}
+	if r.app, err = tx.Application(tenant, gallery, app); err != nil {
 		return r, err
 	}
 	if r.sigs, err = tx.VersionSignatures(tenant, gallery, app, version); err != nil {
@@ -130,7 +134,8 @@ func (s *Service) SignVersion(ctx context.Context, tenant string, r *pb.SignVers
 		if err != nil {
 			return err
 		}
-		st := &pb.VersionSignatures{Tenant: tenant, Sequence: r.Sequence, ExpireTime: r.ExpireTime, Rollback: r.Rollback}
+		st := signpb.Params(cur.version, cur.app, cur.sigs,
+			&pb.VersionSignatures{Tenant: tenant, Sequence: r.Sequence, ExpireTime: r.ExpireTime, Rollback: r.Rollback})
 		if err := s.checkSignature(what, cur, st, sig); err != nil {
 			return err
 		}

@@ -15,7 +15,8 @@ import (
 )
 
 // Statement is the statement of version v with the parameters of s
-// (sequence, expiry, rollback; s.tenant is not read: v's is).
+// (sequence, expiry, rollback, the custom actions it covers; s.tenant is
+// not read: v's is).
 func Statement(v *pb.GalleryApplicationVersion, s *pb.VersionSignatures) *sign.Version {
 	pp := v.GetPublishingProfile()
 	return statement(v.GetTenant(), v.GetGallery(), v.GetApplication(), v.GetName(), s,
@@ -23,8 +24,8 @@ func Statement(v *pb.GalleryApplicationVersion, s *pb.VersionSignatures) *sign.V
 }
 
 // GoalStatement is the statement of what an agent is to install for ga:
-// its names, ga.signing's parameters and tenant, its artifacts, commands
-// and settings. Nil when ga has no signatures.
+// its names, ga.signing's parameters, tenant and custom actions, its
+// artifacts, commands and settings. Nil when ga has no signatures.
 func GoalStatement(ga *pb.GoalApplication) *sign.Version {
 	s := ga.GetSigning()
 	if s == nil {
@@ -47,10 +48,37 @@ func statement(tenant, gallery, app, version string, s *pb.VersionSignatures, pk
 			ScriptBehaviorAfterReboot: set.GetScriptBehaviorAfterReboot(),
 		},
 	}
+	for _, a := range s.GetCustomActions() {
+		v.CustomActions = append(v.CustomActions, customAction(a))
+	}
 	if t := s.GetExpireTime(); t != nil {
 		v.Expires = t.AsTime()
 	}
 	return v
+}
+
+func customAction(a *pb.GalleryApplicationCustomAction) sign.CustomAction {
+	out := sign.CustomAction{Name: a.GetName(), Script: a.GetScript(), Description: a.GetDescription()}
+	for _, p := range a.GetParameters() {
+		out.Parameters = append(out.Parameters, sign.Parameter{Name: p.GetName(), Required: p.GetRequired(), Type: p.GetType(),
+			DefaultValue: p.GetDefaultValue(), Description: p.GetDescription()})
+	}
+	return out
+}
+
+// Params is the statement parameters want (tenant, sequence, expiry,
+// rollback) of version v, with the custom actions the statement covers:
+// cur's, when cur holds signatures of a statement with want's parameters
+// (another signer signs the same statement), else the version's own and
+// those of its application app now (the version's win by name).
+func Params(v *pb.GalleryApplicationVersion, app *pb.GalleryApplication, cur, want *pb.VersionSignatures) *pb.VersionSignatures {
+	out := &pb.VersionSignatures{Tenant: want.GetTenant(), Sequence: want.GetSequence(), ExpireTime: want.GetExpireTime(), Rollback: want.GetRollback()}
+	if len(cur.GetSignatures()) > 0 && cur.SameStatement(want) {
+		out.CustomActions = cur.CustomActions
+	} else {
+		out.CustomActions = pb.MergeActions(v.GetPublishingProfile().GetCustomActions(), app.GetCustomActions())
+	}
+	return out
 }
 
 func artifact(a *pb.Artifact) sign.Artifact {

@@ -69,6 +69,50 @@ func TestFixedVector(t *testing.T) {
 	}
 }
 
+// TestOldSignatureOfVersionWithActions: a statement signed before
+// statements covered custom actions covers none (its record has none),
+// so its bytes are what was signed then, and its signature verifies,
+// whatever custom actions the version has.
+func TestOldSignatureOfVersionWithActions(t *testing.T) {
+	v := version()
+	v.PublishingProfile.CustomActions = []*pb.GalleryApplicationCustomAction{{Name: "lint", Script: "./lint.sh"}}
+	s := &pb.VersionSignatures{Tenant: "default", Sequence: 1}
+	got, err := Statement(v, s).Encode()
+	if err != nil || !bytes.Equal(got, read(t, "../testdata/minimal-version.statement")) {
+		t.Fatalf("%v\n%s", err, got)
+	}
+}
+
+// TestParams: a new statement covers the version's custom actions and its
+// application's (the version's win by name); another signature of a
+// signed statement covers what it covered, whatever the application has
+// now; a statement with other parameters covers them as they are now.
+func TestParams(t *testing.T) {
+	v := version()
+	own := &pb.GalleryApplicationCustomAction{Name: "lint", Script: "./lint.sh"}
+	v.PublishingProfile.CustomActions = []*pb.GalleryApplicationCustomAction{own}
+	app := &pb.GalleryApplication{CustomActions: []*pb.GalleryApplicationCustomAction{{Name: "LINT", Script: "app's lint"}, {Name: "restart", Script: "x"}}}
+	want := &pb.VersionSignatures{Tenant: "default", Sequence: 2}
+	names := func(s *pb.VersionSignatures) (out []string) {
+		for _, a := range s.CustomActions {
+			out = append(out, a.Name+"="+a.Script)
+		}
+		return out
+	}
+	p := Params(v, app, nil, want)
+	if got := names(p); len(got) != 2 || got[0] != "lint=./lint.sh" || got[1] != "restart=x" || p.Sequence != 2 || p.Tenant != "default" {
+		t.Fatalf("new statement: %v %v", got, p)
+	}
+	p.Signatures = []*pb.VersionSignature{{KeyId: "k"}}
+	app.CustomActions = append(app.CustomActions, &pb.GalleryApplicationCustomAction{Name: "later", Script: "y"})
+	if got := names(Params(v, app, p, want)); len(got) != 2 {
+		t.Fatalf("another signer: %v", got)
+	}
+	if got := names(Params(v, app, p, &pb.VersionSignatures{Tenant: "default", Sequence: 3})); len(got) != 3 {
+		t.Fatalf("a new statement: %v", got)
+	}
+}
+
 // TestEveryFieldMapped: each field of the version that the statement
 // covers changes the statement built from the catalog and from a goal
 // state alike.
@@ -110,6 +154,13 @@ func TestEveryFieldMapped(t *testing.T) {
 		},
 		"names": func(v *pb.GalleryApplicationVersion, s *pb.VersionSignatures) {
 			v.Name, s.Tenant, v.Tenant = "1.0.1", "other", "other"
+		},
+		"a custom action": func(_ *pb.GalleryApplicationVersion, s *pb.VersionSignatures) {
+			s.CustomActions = []*pb.GalleryApplicationCustomAction{{Name: "a", Script: "x"}}
+		},
+		"a custom action's parameter": func(_ *pb.GalleryApplicationVersion, s *pb.VersionSignatures) {
+			s.CustomActions = []*pb.GalleryApplicationCustomAction{{Name: "a", Script: "x", Description: "d",
+				Parameters: []*pb.GalleryApplicationCustomActionParameter{{Name: "P", Required: true, Type: pb.ParamString, DefaultValue: "v", Description: "p"}}}}
 		},
 	} {
 		v, p := version(), &pb.VersionSignatures{Tenant: "default", Sequence: 1}

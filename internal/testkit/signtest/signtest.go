@@ -53,13 +53,24 @@ func Signature(t testing.TB, k minisign.PrivateKey, v *pb.GalleryApplicationVers
 }
 
 // Request is the SignVersionRequest of gallery/app/version as vmappd holds
-// it, signed by k with the parameters p (sequence, expiry, rollback).
+// it, signed by k with the parameters p (sequence, expiry, rollback) and
+// the custom actions vmappd takes the statement to cover (signpb.Params).
 func Request(t testing.TB, cl *client.Client, k minisign.PrivateKey, gallery, app, version string, p *pb.VersionSignatures) *pb.SignVersionRequest {
 	t.Helper()
 	r, err := cl.Catalog.GetVersion(ctx(t), &pb.GetVersionRequest{Gallery: gallery, Application: app, Version: version})
 	if err != nil {
 		t.Fatal(err)
 	}
+	ar, err := cl.Catalog.GetApplication(ctx(t), &pb.GetApplicationRequest{Gallery: gallery, Application: app})
+	if err != nil {
+		t.Fatal(err)
+	}
+	cur, err := pb.NewSigningServiceClient(cl.Conn()).GetVersionSignatures(ctx(t), &pb.GetVersionSignaturesRequest{Gallery: gallery, Application: app, Version: version})
+	if err != nil {
+		t.Fatal(err)
+	}
+	p = signpb.Params(r.Version, ar.Application, cur.Signatures, &pb.VersionSignatures{Tenant: r.Version.Tenant,
+		Sequence: p.GetSequence(), ExpireTime: p.GetExpireTime(), Rollback: p.GetRollback()})
 	return &pb.SignVersionRequest{Gallery: gallery, Application: app, Version: version,
 		Sequence: p.GetSequence(), ExpireTime: p.GetExpireTime(), Rollback: p.GetRollback(), Signature: Signature(t, k, r.Version, p)}
 }

@@ -39,7 +39,14 @@ type VersionSignatures struct {
 	// Needs expire_time.
 	Rollback bool `protobuf:"varint,4,opt,name=rollback,proto3" json:"rollback,omitempty"`
 	// One per key, in the order they were added.
-	Signatures    []*VersionSignature `protobuf:"bytes,5,rep,name=signatures,proto3" json:"signatures,omitempty"`
+	Signatures []*VersionSignature `protobuf:"bytes,5,rep,name=signatures,proto3" json:"signatures,omitempty"`
+	// The custom actions the statement covers: the version's and its
+	// application's (the version's win by name) when the statement was first
+	// signed; set by vmappd. An application's action added or changed later
+	// is not covered until a new statement is signed: agents that verify
+	// signatures run only covered actions, exactly as signed. Empty in
+	// statements signed before statements covered custom actions.
+	CustomActions []*GalleryApplicationCustomAction `protobuf:"bytes,6,rep,name=custom_actions,json=customActions,proto3" json:"custom_actions,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -105,6 +112,13 @@ func (x *VersionSignatures) GetRollback() bool {
 func (x *VersionSignatures) GetSignatures() []*VersionSignature {
 	if x != nil {
 		return x.Signatures
+	}
+	return nil
+}
+
+func (x *VersionSignatures) GetCustomActions() []*GalleryApplicationCustomAction {
+	if x != nil {
+		return x.CustomActions
 	}
 	return nil
 }
@@ -565,7 +579,9 @@ type SignVersionRequest struct {
 	Gallery     string                 `protobuf:"bytes,1,opt,name=gallery,proto3" json:"gallery,omitempty"`
 	Application string                 `protobuf:"bytes,2,opt,name=application,proto3" json:"application,omitempty"`
 	Version     string                 `protobuf:"bytes,3,opt,name=version,proto3" json:"version,omitempty"`
-	// The statement signed: the version as stored, with these parameters.
+	// The statement signed: the version as stored, with these parameters,
+	// and the custom actions of the statement signed already when these are
+	// its parameters, else the version's and its application's now.
 	Sequence   uint64                 `protobuf:"varint,4,opt,name=sequence,proto3" json:"sequence,omitempty"`
 	ExpireTime *timestamppb.Timestamp `protobuf:"bytes,5,opt,name=expire_time,json=expireTime,proto3" json:"expire_time,omitempty"`
 	Rollback   bool                   `protobuf:"varint,6,opt,name=rollback,proto3" json:"rollback,omitempty"`
@@ -1441,7 +1457,7 @@ var File_vmapp_v1_signing_proto protoreflect.FileDescriptor
 
 const file_vmapp_v1_signing_proto_rawDesc = "" +
 	"\n" +
-	"\x16vmapp/v1/signing.proto\x12\bvmapp.v1\x1a\x1cgoogle/api/annotations.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\xdc\x01\n" +
+	"\x16vmapp/v1/signing.proto\x12\bvmapp.v1\x1a\x1cgoogle/api/annotations.proto\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x16vmapp/v1/catalog.proto\"\xad\x02\n" +
 	"\x11VersionSignatures\x12\x16\n" +
 	"\x06tenant\x18\x01 \x01(\tR\x06tenant\x12\x1a\n" +
 	"\bsequence\x18\x02 \x01(\x04R\bsequence\x12;\n" +
@@ -1450,7 +1466,8 @@ const file_vmapp_v1_signing_proto_rawDesc = "" +
 	"\brollback\x18\x04 \x01(\bR\brollback\x12:\n" +
 	"\n" +
 	"signatures\x18\x05 \x03(\v2\x1a.vmapp.v1.VersionSignatureR\n" +
-	"signatures\"\xb1\x01\n" +
+	"signatures\x12O\n" +
+	"\x0ecustom_actions\x18\x06 \x03(\v2(.vmapp.v1.GalleryApplicationCustomActionR\rcustomActions\"\xb1\x01\n" +
 	"\x10VersionSignature\x12\x15\n" +
 	"\x06key_id\x18\x01 \x01(\tR\x05keyId\x12\x1c\n" +
 	"\tsignature\x18\x02 \x01(\tR\tsignature\x125\n" +
@@ -1579,74 +1596,76 @@ func file_vmapp_v1_signing_proto_rawDescGZIP() []byte {
 
 var file_vmapp_v1_signing_proto_msgTypes = make([]protoimpl.MessageInfo, 23)
 var file_vmapp_v1_signing_proto_goTypes = []any{
-	(*VersionSignatures)(nil),             // 0: vmapp.v1.VersionSignatures
-	(*VersionSignature)(nil),              // 1: vmapp.v1.VersionSignature
-	(*TrustPolicy)(nil),                   // 2: vmapp.v1.TrustPolicy
-	(*TrustedKey)(nil),                    // 3: vmapp.v1.TrustedKey
-	(*KeyChange)(nil),                     // 4: vmapp.v1.KeyChange
-	(*KeyRotation)(nil),                   // 5: vmapp.v1.KeyRotation
-	(*KeyRevocation)(nil),                 // 6: vmapp.v1.KeyRevocation
-	(*SignVersionRequest)(nil),            // 7: vmapp.v1.SignVersionRequest
-	(*SignVersionResponse)(nil),           // 8: vmapp.v1.SignVersionResponse
-	(*GetVersionSignaturesRequest)(nil),   // 9: vmapp.v1.GetVersionSignaturesRequest
-	(*GetVersionSignaturesResponse)(nil),  // 10: vmapp.v1.GetVersionSignaturesResponse
-	(*GetTrustPolicyRequest)(nil),         // 11: vmapp.v1.GetTrustPolicyRequest
-	(*GetTrustPolicyResponse)(nil),        // 12: vmapp.v1.GetTrustPolicyResponse
-	(*AddTrustedKeyRequest)(nil),          // 13: vmapp.v1.AddTrustedKeyRequest
-	(*AddTrustedKeyResponse)(nil),         // 14: vmapp.v1.AddTrustedKeyResponse
-	(*RemoveTrustedKeyRequest)(nil),       // 15: vmapp.v1.RemoveTrustedKeyRequest
-	(*RemoveTrustedKeyResponse)(nil),      // 16: vmapp.v1.RemoveTrustedKeyResponse
-	(*SetRequiredSignaturesRequest)(nil),  // 17: vmapp.v1.SetRequiredSignaturesRequest
-	(*SetRequiredSignaturesResponse)(nil), // 18: vmapp.v1.SetRequiredSignaturesResponse
-	(*RotateTrustedKeyRequest)(nil),       // 19: vmapp.v1.RotateTrustedKeyRequest
-	(*RotateTrustedKeyResponse)(nil),      // 20: vmapp.v1.RotateTrustedKeyResponse
-	(*RevokeTrustedKeyRequest)(nil),       // 21: vmapp.v1.RevokeTrustedKeyRequest
-	(*RevokeTrustedKeyResponse)(nil),      // 22: vmapp.v1.RevokeTrustedKeyResponse
-	(*timestamppb.Timestamp)(nil),         // 23: google.protobuf.Timestamp
+	(*VersionSignatures)(nil),              // 0: vmapp.v1.VersionSignatures
+	(*VersionSignature)(nil),               // 1: vmapp.v1.VersionSignature
+	(*TrustPolicy)(nil),                    // 2: vmapp.v1.TrustPolicy
+	(*TrustedKey)(nil),                     // 3: vmapp.v1.TrustedKey
+	(*KeyChange)(nil),                      // 4: vmapp.v1.KeyChange
+	(*KeyRotation)(nil),                    // 5: vmapp.v1.KeyRotation
+	(*KeyRevocation)(nil),                  // 6: vmapp.v1.KeyRevocation
+	(*SignVersionRequest)(nil),             // 7: vmapp.v1.SignVersionRequest
+	(*SignVersionResponse)(nil),            // 8: vmapp.v1.SignVersionResponse
+	(*GetVersionSignaturesRequest)(nil),    // 9: vmapp.v1.GetVersionSignaturesRequest
+	(*GetVersionSignaturesResponse)(nil),   // 10: vmapp.v1.GetVersionSignaturesResponse
+	(*GetTrustPolicyRequest)(nil),          // 11: vmapp.v1.GetTrustPolicyRequest
+	(*GetTrustPolicyResponse)(nil),         // 12: vmapp.v1.GetTrustPolicyResponse
+	(*AddTrustedKeyRequest)(nil),           // 13: vmapp.v1.AddTrustedKeyRequest
+	(*AddTrustedKeyResponse)(nil),          // 14: vmapp.v1.AddTrustedKeyResponse
+	(*RemoveTrustedKeyRequest)(nil),        // 15: vmapp.v1.RemoveTrustedKeyRequest
+	(*RemoveTrustedKeyResponse)(nil),       // 16: vmapp.v1.RemoveTrustedKeyResponse
+	(*SetRequiredSignaturesRequest)(nil),   // 17: vmapp.v1.SetRequiredSignaturesRequest
+	(*SetRequiredSignaturesResponse)(nil),  // 18: vmapp.v1.SetRequiredSignaturesResponse
+	(*RotateTrustedKeyRequest)(nil),        // 19: vmapp.v1.RotateTrustedKeyRequest
+	(*RotateTrustedKeyResponse)(nil),       // 20: vmapp.v1.RotateTrustedKeyResponse
+	(*RevokeTrustedKeyRequest)(nil),        // 21: vmapp.v1.RevokeTrustedKeyRequest
+	(*RevokeTrustedKeyResponse)(nil),       // 22: vmapp.v1.RevokeTrustedKeyResponse
+	(*timestamppb.Timestamp)(nil),          // 23: google.protobuf.Timestamp
+	(*GalleryApplicationCustomAction)(nil), // 24: vmapp.v1.GalleryApplicationCustomAction
 }
 var file_vmapp_v1_signing_proto_depIdxs = []int32{
 	23, // 0: vmapp.v1.VersionSignatures.expire_time:type_name -> google.protobuf.Timestamp
 	1,  // 1: vmapp.v1.VersionSignatures.signatures:type_name -> vmapp.v1.VersionSignature
-	23, // 2: vmapp.v1.VersionSignature.add_time:type_name -> google.protobuf.Timestamp
-	3,  // 3: vmapp.v1.TrustPolicy.keys:type_name -> vmapp.v1.TrustedKey
-	4,  // 4: vmapp.v1.TrustPolicy.key_changes:type_name -> vmapp.v1.KeyChange
-	23, // 5: vmapp.v1.TrustPolicy.update_time:type_name -> google.protobuf.Timestamp
-	23, // 6: vmapp.v1.TrustedKey.add_time:type_name -> google.protobuf.Timestamp
-	5,  // 7: vmapp.v1.KeyChange.rotation:type_name -> vmapp.v1.KeyRotation
-	6,  // 8: vmapp.v1.KeyChange.revocation:type_name -> vmapp.v1.KeyRevocation
-	23, // 9: vmapp.v1.KeyChange.time:type_name -> google.protobuf.Timestamp
-	23, // 10: vmapp.v1.SignVersionRequest.expire_time:type_name -> google.protobuf.Timestamp
-	0,  // 11: vmapp.v1.SignVersionResponse.signatures:type_name -> vmapp.v1.VersionSignatures
-	0,  // 12: vmapp.v1.GetVersionSignaturesResponse.signatures:type_name -> vmapp.v1.VersionSignatures
-	2,  // 13: vmapp.v1.GetTrustPolicyResponse.policy:type_name -> vmapp.v1.TrustPolicy
-	2,  // 14: vmapp.v1.AddTrustedKeyResponse.policy:type_name -> vmapp.v1.TrustPolicy
-	2,  // 15: vmapp.v1.RemoveTrustedKeyResponse.policy:type_name -> vmapp.v1.TrustPolicy
-	2,  // 16: vmapp.v1.SetRequiredSignaturesResponse.policy:type_name -> vmapp.v1.TrustPolicy
-	5,  // 17: vmapp.v1.RotateTrustedKeyRequest.rotation:type_name -> vmapp.v1.KeyRotation
-	2,  // 18: vmapp.v1.RotateTrustedKeyResponse.policy:type_name -> vmapp.v1.TrustPolicy
-	6,  // 19: vmapp.v1.RevokeTrustedKeyRequest.revocation:type_name -> vmapp.v1.KeyRevocation
-	2,  // 20: vmapp.v1.RevokeTrustedKeyResponse.policy:type_name -> vmapp.v1.TrustPolicy
-	7,  // 21: vmapp.v1.SigningService.SignVersion:input_type -> vmapp.v1.SignVersionRequest
-	9,  // 22: vmapp.v1.SigningService.GetVersionSignatures:input_type -> vmapp.v1.GetVersionSignaturesRequest
-	11, // 23: vmapp.v1.SigningService.GetTrustPolicy:input_type -> vmapp.v1.GetTrustPolicyRequest
-	13, // 24: vmapp.v1.SigningService.AddTrustedKey:input_type -> vmapp.v1.AddTrustedKeyRequest
-	15, // 25: vmapp.v1.SigningService.RemoveTrustedKey:input_type -> vmapp.v1.RemoveTrustedKeyRequest
-	17, // 26: vmapp.v1.SigningService.SetRequiredSignatures:input_type -> vmapp.v1.SetRequiredSignaturesRequest
-	19, // 27: vmapp.v1.SigningService.RotateTrustedKey:input_type -> vmapp.v1.RotateTrustedKeyRequest
-	21, // 28: vmapp.v1.SigningService.RevokeTrustedKey:input_type -> vmapp.v1.RevokeTrustedKeyRequest
-	8,  // 29: vmapp.v1.SigningService.SignVersion:output_type -> vmapp.v1.SignVersionResponse
-	10, // 30: vmapp.v1.SigningService.GetVersionSignatures:output_type -> vmapp.v1.GetVersionSignaturesResponse
-	12, // 31: vmapp.v1.SigningService.GetTrustPolicy:output_type -> vmapp.v1.GetTrustPolicyResponse
-	14, // 32: vmapp.v1.SigningService.AddTrustedKey:output_type -> vmapp.v1.AddTrustedKeyResponse
-	16, // 33: vmapp.v1.SigningService.RemoveTrustedKey:output_type -> vmapp.v1.RemoveTrustedKeyResponse
-	18, // 34: vmapp.v1.SigningService.SetRequiredSignatures:output_type -> vmapp.v1.SetRequiredSignaturesResponse
-	20, // 35: vmapp.v1.SigningService.RotateTrustedKey:output_type -> vmapp.v1.RotateTrustedKeyResponse
-	22, // 36: vmapp.v1.SigningService.RevokeTrustedKey:output_type -> vmapp.v1.RevokeTrustedKeyResponse
-	29, // [29:37] is the sub-list for method output_type
-	21, // [21:29] is the sub-list for method input_type
-	21, // [21:21] is the sub-list for extension type_name
-	21, // [21:21] is the sub-list for extension extendee
-	0,  // [0:21] is the sub-list for field type_name
+	24, // 2: vmapp.v1.VersionSignatures.custom_actions:type_name -> vmapp.v1.GalleryApplicationCustomAction
+	23, // 3: vmapp.v1.VersionSignature.add_time:type_name -> google.protobuf.Timestamp
+	3,  // 4: vmapp.v1.TrustPolicy.keys:type_name -> vmapp.v1.TrustedKey
+	4,  // 5: vmapp.v1.TrustPolicy.key_changes:type_name -> vmapp.v1.KeyChange
+	23, // 6: vmapp.v1.TrustPolicy.update_time:type_name -> google.protobuf.Timestamp
+	23, // 7: vmapp.v1.TrustedKey.add_time:type_name -> google.protobuf.Timestamp
+	5,  // 8: vmapp.v1.KeyChange.rotation:type_name -> vmapp.v1.KeyRotation
+	6,  // 9: vmapp.v1.KeyChange.revocation:type_name -> vmapp.v1.KeyRevocation
+	23, // 10: vmapp.v1.KeyChange.time:type_name -> google.protobuf.Timestamp
+	23, // 11: vmapp.v1.SignVersionRequest.expire_time:type_name -> google.protobuf.Timestamp
+	0,  // 12: vmapp.v1.SignVersionResponse.signatures:type_name -> vmapp.v1.VersionSignatures
+	0,  // 13: vmapp.v1.GetVersionSignaturesResponse.signatures:type_name -> vmapp.v1.VersionSignatures
+	2,  // 14: vmapp.v1.GetTrustPolicyResponse.policy:type_name -> vmapp.v1.TrustPolicy
+	2,  // 15: vmapp.v1.AddTrustedKeyResponse.policy:type_name -> vmapp.v1.TrustPolicy
+	2,  // 16: vmapp.v1.RemoveTrustedKeyResponse.policy:type_name -> vmapp.v1.TrustPolicy
+	2,  // 17: vmapp.v1.SetRequiredSignaturesResponse.policy:type_name -> vmapp.v1.TrustPolicy
+	5,  // 18: vmapp.v1.RotateTrustedKeyRequest.rotation:type_name -> vmapp.v1.KeyRotation
+	2,  // 19: vmapp.v1.RotateTrustedKeyResponse.policy:type_name -> vmapp.v1.TrustPolicy
+	6,  // 20: vmapp.v1.RevokeTrustedKeyRequest.revocation:type_name -> vmapp.v1.KeyRevocation
+	2,  // 21: vmapp.v1.RevokeTrustedKeyResponse.policy:type_name -> vmapp.v1.TrustPolicy
+	7,  // 22: vmapp.v1.SigningService.SignVersion:input_type -> vmapp.v1.SignVersionRequest
+	9,  // 23: vmapp.v1.SigningService.GetVersionSignatures:input_type -> vmapp.v1.GetVersionSignaturesRequest
+	11, // 24: vmapp.v1.SigningService.GetTrustPolicy:input_type -> vmapp.v1.GetTrustPolicyRequest
+	13, // 25: vmapp.v1.SigningService.AddTrustedKey:input_type -> vmapp.v1.AddTrustedKeyRequest
+	15, // 26: vmapp.v1.SigningService.RemoveTrustedKey:input_type -> vmapp.v1.RemoveTrustedKeyRequest
+	17, // 27: vmapp.v1.SigningService.SetRequiredSignatures:input_type -> vmapp.v1.SetRequiredSignaturesRequest
+	19, // 28: vmapp.v1.SigningService.RotateTrustedKey:input_type -> vmapp.v1.RotateTrustedKeyRequest
+	21, // 29: vmapp.v1.SigningService.RevokeTrustedKey:input_type -> vmapp.v1.RevokeTrustedKeyRequest
+	8,  // 30: vmapp.v1.SigningService.SignVersion:output_type -> vmapp.v1.SignVersionResponse
+	10, // 31: vmapp.v1.SigningService.GetVersionSignatures:output_type -> vmapp.v1.GetVersionSignaturesResponse
+	12, // 32: vmapp.v1.SigningService.GetTrustPolicy:output_type -> vmapp.v1.GetTrustPolicyResponse
+	14, // 33: vmapp.v1.SigningService.AddTrustedKey:output_type -> vmapp.v1.AddTrustedKeyResponse
+	16, // 34: vmapp.v1.SigningService.RemoveTrustedKey:output_type -> vmapp.v1.RemoveTrustedKeyResponse
+	18, // 35: vmapp.v1.SigningService.SetRequiredSignatures:output_type -> vmapp.v1.SetRequiredSignaturesResponse
+	20, // 36: vmapp.v1.SigningService.RotateTrustedKey:output_type -> vmapp.v1.RotateTrustedKeyResponse
+	22, // 37: vmapp.v1.SigningService.RevokeTrustedKey:output_type -> vmapp.v1.RevokeTrustedKeyResponse
+	30, // [30:38] is the sub-list for method output_type
+	22, // [22:30] is the sub-list for method input_type
+	22, // [22:22] is the sub-list for extension type_name
+	22, // [22:22] is the sub-list for extension extendee
+	0,  // [0:22] is the sub-list for field type_name
 }
 
 func init() { file_vmapp_v1_signing_proto_init() }
@@ -1654,6 +1673,7 @@ func file_vmapp_v1_signing_proto_init() {
 	if File_vmapp_v1_signing_proto != nil {
 		return
 	}
+	file_vmapp_v1_catalog_proto_init()
 	file_vmapp_v1_signing_proto_msgTypes[4].OneofWrappers = []any{
 		(*KeyChange_Rotation)(nil),
 		(*KeyChange_Revocation)(nil),

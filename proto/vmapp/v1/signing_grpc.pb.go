@@ -39,8 +39,8 @@ const (
 // What a signature covers is a version's statement (package sign): the
 // canonical bytes of its tenant, gallery, application and version, a
 // sequence number per application, an optional expiry and rollback flag,
-// its package's and default configuration's sha256 and size, its commands
-// and settings. Signatures are in minisign's format. vmappd checks each one
+// its package's and default configuration's sha256 and size, its commands,
+// settings and custom actions. Signatures are in minisign's format. vmappd checks each one
 // against the gallery's trusted keys when it is added, refuses to deploy a
 // version its gallery's policy doesn't accept, and ships the signatures in
 // goal states: agents verify them again with keys of their own.
@@ -173,8 +173,8 @@ func (c *signingServiceClient) RevokeTrustedKey(ctx context.Context, in *RevokeT
 // What a signature covers is a version's statement (package sign): the
 // canonical bytes of its tenant, gallery, application and version, a
 // sequence number per application, an optional expiry and rollback flag,
-// its package's and default configuration's sha256 and size, its commands
-// and settings. Signatures are in minisign's format. vmappd checks each one
+// its package's and default configuration's sha256 and size, its commands,
+// settings and custom actions. Signatures are in minisign's format. vmappd checks each one
 // against the gallery's trusted keys when it is added, refuses to deploy a
 // version its gallery's policy doesn't accept, and ships the signatures in
 // goal states: agents verify them again with keys of their own.
