@@ -41,8 +41,9 @@ type rolloutEnv struct {
 	ro    pb.RolloutServiceClient
 	dir   string
 	marks string
-	// tokens are the machines' agent credentials.
+	// tokens are the machines' agent credentials; stops stop their agents.
 	tokens map[string]string
+	stops  map[string]func()
 }
 
 // rolloutRegions is the regions file of a region on MinIO m.
@@ -71,7 +72,7 @@ func newClusterRolloutEnv(t *testing.T) *rolloutEnv {
 func setupRolloutEnv(t *testing.T, e *rolloutEnv) *rolloutEnv {
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute) // guards against hangs only
 	t.Cleanup(cancel)
-	e.t, e.ctx, e.dir, e.tokens = t, ctx, t.TempDir(), map[string]string{}
+	e.t, e.ctx, e.dir, e.tokens, e.stops = t, ctx, t.TempDir(), map[string]string{}, map[string]func(){}
 	e.fl, e.ro = pb.NewFleetServiceClient(e.c.Conn()), pb.NewRolloutServiceClient(e.c.Conn())
 	e.marks = filepath.Join(e.dir, "marks")
 	must := must(t)
@@ -166,7 +167,8 @@ func (e *rolloutEnv) startAgent(machine, token string) {
 			e.t.Errorf("agent %s: %v", machine, err)
 		}
 	}()
-	e.t.Cleanup(func() { cancel(); <-done })
+	e.stops[machine] = func() { cancel(); <-done }
+	e.t.Cleanup(e.stops[machine])
 }
 
 // until polls cond until it holds; the deadline only guards against hangs.
@@ -433,6 +435,55 @@ func TestRolloutHealthHalt(t *testing.T) {
 	}
 
 	e.rolledBack("rhb", hb)
+}
+
+// TestRolloutUnhealthyDuringSoak: the canary of a rollout with a soak of an
+// hour is Healthy and succeeds; then its application reports Unhealthy
+// (its agent stopped, the report sent with its credential as the agent
+// would): the driver re-reads the soaking wave's machines, so the rollout
+// halts at once, long before the soak would end, and starts no other
+// machine.
+func TestRolloutUnhealthyDuringSoak(t *testing.T) {
+	e := newRolloutEnv(t)
+	e.publish("1.0.0", e.mark("1.0.0", "install"), "")
+	e.publishProfile("2.0.0", &pb.PublishingProfile{
+		ManageActions:     &pb.UserArtifactManage{Install: e.mark("2.0.0", "install"), Update: e.mark("2.0.0", "update")},
+		EnableHealthCheck: true,
+		CustomActions:     []*pb.GalleryApplicationCustomAction{{Name: pb.HealthAction, Script: e.mark("2.0.0", "health")}},
+	})
+	e.scaleSet("u", 3, "1.0.0")
+	if _, err := e.rollout("ru", "u", "2.0.0", func(r *pb.Rollout) { r.Waves, r.Soak = []string{"1", "100%"}, durationpb.New(time.Hour) }); err != nil {
+		t.Fatal(err)
+	}
+	e.until("the canary succeeded", func() (bool, string) {
+		g, err := e.ro.GetRollout(e.ctx, &pb.GetRolloutRequest{Name: "ru"})
+		r := g.GetRollout()
+		return err == nil && r.Machines[0].State == pb.RolloutMachineSucceeded && r.SoakStart != nil, fmt.Sprint(r, err)
+	})
+	e.stops["u-00"]()
+	g, err := e.fl.GetMachine(e.ctx, &pb.GetMachineRequest{Name: "u-00"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	iv := g.Machine.InstanceView
+	if s := iv.Applications[0]; s.Version != "2.0.0" || s.Health != pb.HealthHealthy {
+		t.Fatalf("the canary's application: %v", s)
+	}
+	iv.Applications[0].Health, iv.Applications[0].HealthReason = pb.HealthUnhealthy, "port 8080 refused"
+	ac, err := client.New(e.addr, client.Options{Token: e.tokens["u-00"]})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ac.Close()
+	if _, err := pb.NewFleetServiceClient(ac.Conn()).ReportStatus(e.ctx, &pb.ReportStatusRequest{Machine: "u-00", InstanceView: iv}); err != nil {
+		t.Fatal(err)
+	}
+	r := e.waitRollout("ru")
+	m := r.Machines[0]
+	if r.State != pb.RolloutHalted || r.Failures != 1 || m.State != pb.RolloutMachineFailed || m.Reason != "Unhealthy after update: port 8080 refused" ||
+		r.Machines[1].State != pb.RolloutMachinePending || r.Machines[2].State != pb.RolloutMachinePending {
+		t.Fatalf("rollout ru: %s (%s), failures %d, machines %v", r.State, r.Reason, r.Failures, r.Machines)
+	}
 }
 
 // TestRolloutResumesAfterKill: vmappd is killed with SIGKILL while machines
