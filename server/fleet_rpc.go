@@ -18,6 +18,7 @@ type fleetServer struct {
 	pb.UnimplementedFleetServiceServer
 	fleet *fleet.Fleet
 	auth  *auth.Service // may be nil
+	m     *edgeMetrics
 }
 
 func (s *fleetServer) CreateMachine(ctx context.Context, r *pb.CreateMachineRequest) (*pb.CreateMachineResponse, error) {
@@ -162,5 +163,9 @@ func (s *fleetServer) ReportActionResult(ctx context.Context, r *pb.ReportAction
 	if r.Machine == "" {
 		return nil, errs.New(errs.InvalidArgument, "machine", "machine is required")
 	}
-	return &pb.ReportActionResultResponse{}, s.fleet.ReportActionResult(ctx, tenantOf(ctx), r.Machine, r.Run)
+	recorded, err := s.fleet.ReportActionResult(ctx, tenantOf(ctx), r.Machine, r.Run)
+	if recorded {
+		s.m.actionRuns.WithLabelValues(r.Run.State).Inc()
+	}
+	return &pb.ReportActionResultResponse{}, err
 }

@@ -5,16 +5,18 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 
+	pb "github.com/vmapp/vmapp/proto/vmapp/v1"
 	"github.com/vmapp/vmapp/server/fleet"
 )
 
 // edgeMetrics count what passes through vmappd's API that the gRPC
 // metrics (calls, codes and durations by method: grpc_server_*) don't:
-// bytes, plans by region, agents connected.
+// bytes, plans by region, agents connected, custom actions' runs.
 type edgeMetrics struct {
 	uploadBytes   prometheus.Counter
 	downloadBytes *prometheus.CounterVec
 	plans         *prometheus.CounterVec
+	actionRuns    *prometheus.CounterVec
 }
 
 func newEdgeMetrics(reg prometheus.Registerer, regions []string, fl *fleet.Fleet) *edgeMetrics {
@@ -28,13 +30,18 @@ func newEdgeMetrics(reg prometheus.Registerer, regions []string, fl *fleet.Fleet
 		plans: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "vmapp_download_plans_total", Help: "Download plans given out, by the region asked for: each is a download starting or resuming.",
 		}, []string{"region"}),
+		actionRuns: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "vmapp_action_runs_total", Help: "Custom actions' runs (health checks are not runs) that ended, by result (Succeeded | Failed), counted by the node that recorded the agent's report (sum over the nodes of a cluster).",
+		}, []string{"result"}),
 	}
+	m.actionRuns.WithLabelValues(pb.ActionSucceeded)
+	m.actionRuns.WithLabelValues(pb.ActionFailed)
 	for _, r := range regions {
 		m.downloadBytes.WithLabelValues(r)
 		m.plans.WithLabelValues(r)
 	}
 	if reg != nil {
-		reg.MustRegister(m.uploadBytes, m.downloadBytes, m.plans)
+		reg.MustRegister(m.uploadBytes, m.downloadBytes, m.plans, m.actionRuns)
 		if fl != nil {
 			reg.MustRegister(inventoryCollector{fl})
 			reg.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{

@@ -175,7 +175,7 @@ func New(o Options) *grpc.Server {
 		pb.RegisterDownloadServiceServer(gs, ds)
 	}
 	if o.Fleet != nil {
-		pb.RegisterFleetServiceServer(gs, &fleetServer{fleet: o.Fleet, auth: o.Auth})
+		pb.RegisterFleetServiceServer(gs, &fleetServer{fleet: o.Fleet, auth: o.Auth, m: em})
 	}
 	if o.Signing != nil {
 		pb.RegisterSigningServiceServer(gs, &signingServer{signing: o.Signing})

@@ -393,7 +393,7 @@ func startFixed(t *testing.T, regionsYAML string) *fixed {
 // restart starts vmappd (again) on its data and address.
 func (f *fixed) restart(t *testing.T) {
 	t.Helper()
-	f.proc = start(t, f.bin, f.data, f.regions, "--listen", f.addr)
+	f.proc = start(t, f.bin, f.data, f.regions, "--listen", f.addr, "--metrics", "127.0.0.1:0")
 }
 
 // must fails the test on a call's error.

@@ -29,29 +29,64 @@ import (
 // each with its own root under dir/agents/<machine>. Versions' commands
 // append "<unix ns> <version> <what> <working directory>" to marks.
 type rolloutEnv struct {
-	t     *testing.T
-	ctx   context.Context
-	d     *fixed
+	t   *testing.T
+	ctx context.Context
+	d   *fixed    // the vmappd process; nil on a cluster (vc)
+	vc  *vcluster // the cluster, when it is one
+	// c calls vmappd (every node of a cluster); addr is where agents
+	// reach it.
+	c     *client.Client
+	addr  string
 	fl    pb.FleetServiceClient
 	ro    pb.RolloutServiceClient
 	dir   string
 	marks string
+	// tokens are the machines' agent credentials; stops stop their agents.
+	tokens map[string]string
+	stops  map[string]func()
+}
+
+// rolloutRegions is the regions file of a region on MinIO m.
+func rolloutRegions(m *miniotest.Server) string {
+	return fmt.Sprintf("regions:\n  - name: eastus\n    endpoints: [{url: %q, bucket: vmapp-eastus}]\n", m.Endpoint())
 }
 
 func newRolloutEnv(t *testing.T) *rolloutEnv {
 	if testing.Short() {
 		t.Skip("builds vmappd and runs MinIO")
 	}
-	m := miniotest.Start(t, miniotest.WithCredentials(accessKey, secretKey))
-	d := startFixed(t, fmt.Sprintf("regions:\n  - name: eastus\n    endpoints: [{url: %q, bucket: vmapp-eastus}]\n", m.Endpoint()))
+	d := startFixed(t, rolloutRegions(miniotest.Start(t, miniotest.WithCredentials(accessKey, secretKey))))
+	return setupRolloutEnv(t, &rolloutEnv{d: d, c: d.c, addr: d.addr})
+}
+
+// newClusterRolloutEnv is newRolloutEnv on a cluster of three nodes.
+func newClusterRolloutEnv(t *testing.T) *rolloutEnv {
+	if testing.Short() {
+		t.Skip("builds vmappd and runs MinIO")
+	}
+	vc := startCluster(t, rolloutRegions(miniotest.Start(t, miniotest.WithCredentials(accessKey, secretKey))), clusterOpts{nodes: 3})
+	return setupRolloutEnv(t, &rolloutEnv{vc: vc, c: vc.c, addr: vc.servers()})
+}
+
+// setupRolloutEnv makes gallery g and application a with e.c.
+func setupRolloutEnv(t *testing.T, e *rolloutEnv) *rolloutEnv {
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute) // guards against hangs only
 	t.Cleanup(cancel)
-	e := &rolloutEnv{t: t, ctx: ctx, d: d, fl: pb.NewFleetServiceClient(d.c.Conn()), ro: pb.NewRolloutServiceClient(d.c.Conn()), dir: t.TempDir()}
+	e.t, e.ctx, e.dir, e.tokens, e.stops = t, ctx, t.TempDir(), map[string]string{}, map[string]func(){}
+	e.fl, e.ro = pb.NewFleetServiceClient(e.c.Conn()), pb.NewRolloutServiceClient(e.c.Conn())
 	e.marks = filepath.Join(e.dir, "marks")
 	must := must(t)
-	must(d.c.Catalog.CreateGallery(ctx, &pb.CreateGalleryRequest{Gallery: &pb.Gallery{Name: "g", Location: "eastus"}}))
-	must(d.c.Catalog.CreateApplication(ctx, &pb.CreateApplicationRequest{Application: &pb.GalleryApplication{Gallery: "g", Name: "a", Location: "eastus", SupportedOsType: "Linux"}}))
+	must(e.c.Catalog.CreateGallery(ctx, &pb.CreateGalleryRequest{Gallery: &pb.Gallery{Name: "g", Location: "eastus"}}))
+	must(e.c.Catalog.CreateApplication(ctx, &pb.CreateApplicationRequest{Application: &pb.GalleryApplication{Gallery: "g", Name: "a", Location: "eastus", SupportedOsType: "Linux"}}))
 	return e
+}
+
+// logs is the end of vmappd's log (every node's), for failures.
+func (e *rolloutEnv) logs() string {
+	if e.vc != nil {
+		return e.vc.logs()
+	}
+	return e.d.output()
 }
 
 // mark is the shell command that appends a mark.
@@ -67,18 +102,24 @@ const failIfMarked = `r=$(pwd); while [ "$r" != / ]; do if [ -e "$r/FAIL" ]; the
 // empty), uploads its package and waits until it is replicated.
 func (e *rolloutEnv) publish(version, install, update string) {
 	e.t.Helper()
+	e.publishProfile(version, &pb.PublishingProfile{ManageActions: &pb.UserArtifactManage{Install: install, Update: update}})
+}
+
+// publishProfile is publish with more of the version's profile.
+func (e *rolloutEnv) publishProfile(version string, pp *pb.PublishingProfile) {
+	e.t.Helper()
 	must := must(e.t)
-	must(e.d.c.Catalog.CreateVersion(e.ctx, &pb.CreateVersionRequest{Version: &pb.GalleryApplicationVersion{
-		Gallery: "g", Application: "a", Name: version, Location: "eastus",
-		PublishingProfile: &pb.PublishingProfile{ManageActions: &pb.UserArtifactManage{Install: install, Update: update, Remove: e.mark(version, "remove")}, ReplicaCount: proto.Int32(1)},
+	pp.ManageActions.Remove, pp.ReplicaCount = e.mark(version, "remove"), proto.Int32(1)
+	must(e.c.Catalog.CreateVersion(e.ctx, &pb.CreateVersionRequest{Version: &pb.GalleryApplicationVersion{
+		Gallery: "g", Application: "a", Name: version, Location: "eastus", PublishingProfile: pp,
 	}}))
 	pkg := filepath.Join(e.dir, "pkg-"+version)
 	if err := os.WriteFile(pkg, []byte("package "+version), 0o600); err != nil {
 		e.t.Fatal(err)
 	}
-	must(e.d.c.Upload(e.ctx, "g", "a", version, pb.ArtifactKind_ARTIFACT_KIND_PACKAGE, pkg, client.UploadOptions{}))
+	must(e.c.Upload(e.ctx, "g", "a", version, pb.ArtifactKind_ARTIFACT_KIND_PACKAGE, pkg, client.UploadOptions{}))
 	e.until("replication of "+version, func() (bool, string) {
-		r, err := e.d.c.Catalog.GetVersion(e.ctx, &pb.GetVersionRequest{Gallery: "g", Application: "a", Version: version})
+		r, err := e.c.Catalog.GetVersion(e.ctx, &pb.GetVersionRequest{Gallery: "g", Application: "a", Version: version})
 		return err == nil && r.Version.ReplicationStatus.GetAggregatedState() == pb.ReplicationCompleted, fmt.Sprint(r.GetVersion().GetReplicationStatus(), err)
 	})
 }
@@ -108,15 +149,17 @@ func (e *rolloutEnv) scaleSet(name string, n int, version string) []string {
 func (e *rolloutEnv) root(machine string) string { return filepath.Join(e.dir, "agents", machine) }
 
 func (e *rolloutEnv) startAgent(machine, token string) {
+	e.tokens[machine] = token
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan struct{})
 	go func() {
 		defer close(done)
 		err := agent.Run(ctx, agent.Config{
-			Server: e.d.addr, Token: token, Machine: machine, Root: e.root(machine),
+			Server: e.addr, Token: token, Machine: machine, Root: e.root(machine),
 			CommandTimeout: 5 * time.Minute,
 			BootID:         func() (string, error) { return "boot-1", nil },
 			RetryBase:      time.Hour, RetryMax: time.Hour, // a failed update is not retried on its own
+			HealthAttempts: 1, HealthInterval: -1, // a failed health check is the verdict
 			ReconnectBase: 50 * time.Millisecond, ReconnectMax: 500 * time.Millisecond,
 			Logger: slog.New(slog.NewTextHandler(io.Discard, nil)),
 		})
@@ -124,7 +167,8 @@ func (e *rolloutEnv) startAgent(machine, token string) {
 			e.t.Errorf("agent %s: %v", machine, err)
 		}
 	}()
-	e.t.Cleanup(func() { cancel(); <-done })
+	e.stops[machine] = func() { cancel(); <-done }
+	e.t.Cleanup(e.stops[machine])
 }
 
 // until polls cond until it holds; the deadline only guards against hangs.
@@ -136,7 +180,7 @@ func (e *rolloutEnv) until(what string, cond func() (bool, string)) {
 			return
 		}
 		if e.ctx.Err() != nil {
-			e.t.Fatalf("%s never happened; last: %s\nvmappd:\n%s", what, state, e.d.output())
+			e.t.Fatalf("%s never happened; last: %s\nvmappd:\n%s", what, state, e.logs())
 		}
 		time.Sleep(100 * time.Millisecond)
 	}
@@ -198,6 +242,50 @@ func (e *rolloutEnv) rollout(name, ss, version string, edit func(r *pb.Rollout))
 	edit(r)
 	c, err := e.ro.CreateRollout(e.ctx, &pb.CreateRolloutRequest{Rollout: r})
 	return c.GetRollout(), err
+}
+
+// failOn makes 2.0.0's commands that check FAIL fail on machines.
+func (e *rolloutEnv) failOn(machines ...string) {
+	e.t.Helper()
+	for _, m := range machines {
+		if err := os.WriteFile(filepath.Join(e.root(m), "FAIL"), nil, 0o600); err != nil {
+			e.t.Fatal(err)
+		}
+	}
+}
+
+// halted waits until rollout name (maxErrors 1) ends, and checks that it
+// halted at its second failure with its machines in the states want, the
+// failed ones for a reason starting with why.
+func (e *rolloutEnv) halted(name, why string, want map[string]string) {
+	e.t.Helper()
+	r := e.waitRollout(name)
+	got := map[string]string{}
+	for _, m := range r.Machines {
+		got[m.Name] = m.State
+		if m.State == pb.RolloutMachineFailed && !strings.HasPrefix(m.Reason, why) {
+			e.t.Errorf("%s failed for %q, want %q...", m.Name, m.Reason, why)
+		}
+	}
+	if r.State != pb.RolloutHalted || r.Failures != 2 || fmt.Sprint(got) != fmt.Sprint(want) || !strings.Contains(r.Reason, "2 machines failed; maxErrors 1 tolerates 1") {
+		e.t.Fatalf("rollout %s: %s (%s), failures %d, machines %v, want %v", name, r.State, r.Reason, r.Failures, got, want)
+	}
+}
+
+// rolledBack waits until rollout name (rollbackOnHalt) ends, and checks
+// that it rolled back every machine to 1.0.0.
+func (e *rolloutEnv) rolledBack(name string, machines []string) {
+	e.t.Helper()
+	r := e.waitRollout(name)
+	if r.State != pb.RolloutRolledBack || r.Failures < 2 || !strings.Contains(r.Reason, "machines failed") {
+		e.t.Fatalf("rollout %s: %s (%s), failures %d", name, r.State, r.Reason, r.Failures)
+	}
+	for _, m := range r.Machines {
+		if m.State != pb.RolloutMachineRolledBack {
+			e.t.Errorf("%s: %s is %s (%s)", name, m.Name, m.State, m.Reason)
+		}
+	}
+	e.waitVersion(machines, "1.0.0")
 }
 
 // TestRolloutWaves: 20 machines of a scale set move to 2.0.0 in waves of 1,
@@ -271,29 +359,14 @@ func TestRolloutHaltAndRollback(t *testing.T) {
 	e.publish("2.0.0", failIfMarked+"; "+e.mark("2.0.0", "install"), failIfMarked+"; "+e.mark("2.0.0", "update"))
 	a := e.scaleSet("a", 6, "1.0.0")
 	b := e.scaleSet("b", 6, "1.0.0")
-	for _, m := range []string{"a-02", "a-04", "b-02", "b-04"} {
-		if err := os.WriteFile(filepath.Join(e.root(m), "FAIL"), nil, 0o600); err != nil {
-			t.Fatal(err)
-		}
-	}
+	e.failOn("a-02", "a-04", "b-02", "b-04")
 	if _, err := e.rollout("ra", "a", "2.0.0", func(r *pb.Rollout) { r.MaxErrors, r.MaxConcurrency = "1", "1" }); err != nil {
 		t.Fatal(err)
 	}
 	if _, err := e.rollout("rb", "b", "2.0.0", func(r *pb.Rollout) { r.Waves, r.MaxErrors, r.RollbackOnHalt = []string{"1", "100%"}, "1", true }); err != nil {
 		t.Fatal(err)
 	}
-	ra := e.waitRollout("ra")
-	got := map[string]string{}
-	for _, m := range ra.Machines {
-		got[m.Name] = m.State
-		if m.State == pb.RolloutMachineFailed && !strings.Contains(m.Reason, "update failed") {
-			t.Errorf("%s failed for %q", m.Name, m.Reason)
-		}
-	}
-	want := map[string]string{"a-00": "Succeeded", "a-01": "Succeeded", "a-02": "Failed", "a-03": "Succeeded", "a-04": "Failed", "a-05": "Pending"}
-	if ra.State != pb.RolloutHalted || ra.Failures != 2 || fmt.Sprint(got) != fmt.Sprint(want) || !strings.Contains(ra.Reason, "2 machines failed; maxErrors 1 tolerates 1") {
-		t.Fatalf("rollout ra: %s (%s), failures %d, machines %v, want %v", ra.State, ra.Reason, ra.Failures, got, want)
-	}
+	e.halted("ra", "update failed: ", map[string]string{"a-00": "Succeeded", "a-01": "Succeeded", "a-02": "Failed", "a-03": "Succeeded", "a-04": "Failed", "a-05": "Pending"})
 	for _, m := range e.readMarks() {
 		if m.machine == "a-05" && m.version == "2.0.0" {
 			t.Fatal("a-05 got 2.0.0 after the rollout halted")
@@ -309,45 +382,156 @@ func TestRolloutHaltAndRollback(t *testing.T) {
 	}
 	e.waitVersion(a, "1.0.0")
 
-	rb := e.waitRollout("rb")
-	if rb.State != pb.RolloutRolledBack || rb.Failures < 2 || !strings.Contains(rb.Reason, "machines failed") {
-		t.Fatalf("rollout rb: %s (%s), failures %d", rb.State, rb.Reason, rb.Failures)
-	}
-	for _, m := range rb.Machines {
-		if m.State != pb.RolloutMachineRolledBack {
-			t.Errorf("rb: %s is %s (%s)", m.Name, m.State, m.Reason)
-		}
-	}
-	e.waitVersion(b, "1.0.0")
+	e.rolledBack("rb", b)
 	ss, err := e.fl.GetScaleSet(e.ctx, &pb.GetScaleSetRequest{Name: "b"})
 	if err != nil || ss.ScaleSet.ApplicationProfile.GalleryApplications[0].PackageReferenceId != "g/a/1.0.0" {
 		t.Fatalf("scale set b's profile after the rollback: %v %v", ss.GetScaleSet().GetApplicationProfile(), err)
 	}
 }
 
+// TestRolloutHealthHalt: 2.0.0 checks its health, and its health action
+// fails on machines whose root holds FAIL, though their updates succeed.
+// Scale set h (one machine at a time, maxErrors 1) halts at its second
+// Unhealthy machine and starts no machine after it; scale set hb, with
+// rollbackOnHalt, ends with every machine on 1.0.0.
+func TestRolloutHealthHalt(t *testing.T) {
+	e := newRolloutEnv(t)
+	e.publish("1.0.0", e.mark("1.0.0", "install"), "")
+	e.publishProfile("2.0.0", &pb.PublishingProfile{
+		ManageActions:     &pb.UserArtifactManage{Install: e.mark("2.0.0", "install"), Update: e.mark("2.0.0", "update")},
+		EnableHealthCheck: true,
+		CustomActions:     []*pb.GalleryApplicationCustomAction{{Name: pb.HealthAction, Script: e.mark("2.0.0", "health") + "; " + failIfMarked}},
+	})
+	h := e.scaleSet("h", 5, "1.0.0")
+	hb := e.scaleSet("hb", 4, "1.0.0")
+	e.failOn("h-01", "h-03", "hb-01", "hb-02")
+	if _, err := e.rollout("rh", "h", "2.0.0", func(r *pb.Rollout) { r.MaxErrors, r.MaxConcurrency = "1", "1" }); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := e.rollout("rhb", "hb", "2.0.0", func(r *pb.Rollout) { r.Waves, r.MaxErrors, r.RollbackOnHalt = []string{"1", "100%"}, "1", true }); err != nil {
+		t.Fatal(err)
+	}
+	e.halted("rh", "Unhealthy after update: the health action exited with code 3", map[string]string{"h-00": "Succeeded", "h-01": "Failed", "h-02": "Succeeded", "h-03": "Failed", "h-04": "Pending"})
+	ran := map[string]int{}
+	for _, m := range e.readMarks() {
+		if m.version == "2.0.0" {
+			ran[m.machine+" "+m.what]++
+		}
+	}
+	for _, m := range h[:4] {
+		if ran[m+" update"] != 1 || ran[m+" health"] != 1 {
+			t.Errorf("%s: 2.0.0's update ran %d times, its health check %d", m, ran[m+" update"], ran[m+" health"])
+		}
+	}
+	if ran["h-04 update"] != 0 {
+		t.Fatal("h-04 got 2.0.0 after the rollout halted")
+	}
+	g, err := e.fl.GetMachine(e.ctx, &pb.GetMachineRequest{Name: "h-03"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if s := g.Machine.InstanceView.Applications[0]; s.Version != "2.0.0" || s.State != pb.AppInstalled || s.Health != pb.HealthUnhealthy || !strings.Contains(s.HealthOutputTail, "FAIL is in") {
+		t.Fatalf("h-03's instance view: %v", s)
+	}
+
+	e.rolledBack("rhb", hb)
+}
+
+// TestRolloutUnhealthyDuringSoak: the canary of a rollout with a soak of an
+// hour is Healthy and succeeds; then its application reports Unhealthy
+// (its agent stopped, the report sent with its credential as the agent
+// would): the driver re-reads the soaking wave's machines, so the rollout
+// halts at once, long before the soak would end, and starts no other
+// machine.
+func TestRolloutUnhealthyDuringSoak(t *testing.T) {
+	e := newRolloutEnv(t)
+	e.publish("1.0.0", e.mark("1.0.0", "install"), "")
+	e.publishProfile("2.0.0", &pb.PublishingProfile{
+		ManageActions:     &pb.UserArtifactManage{Install: e.mark("2.0.0", "install"), Update: e.mark("2.0.0", "update")},
+		EnableHealthCheck: true,
+		CustomActions:     []*pb.GalleryApplicationCustomAction{{Name: pb.HealthAction, Script: e.mark("2.0.0", "health")}},
+	})
+	e.scaleSet("u", 3, "1.0.0")
+	if _, err := e.rollout("ru", "u", "2.0.0", func(r *pb.Rollout) { r.Waves, r.Soak = []string{"1", "100%"}, durationpb.New(time.Hour) }); err != nil {
+		t.Fatal(err)
+	}
+	e.until("the canary succeeded", func() (bool, string) {
+		g, err := e.ro.GetRollout(e.ctx, &pb.GetRolloutRequest{Name: "ru"})
+		r := g.GetRollout()
+		return err == nil && r.Machines[0].State == pb.RolloutMachineSucceeded && r.SoakStart != nil, fmt.Sprint(r, err)
+	})
+	e.stops["u-00"]()
+	g, err := e.fl.GetMachine(e.ctx, &pb.GetMachineRequest{Name: "u-00"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	iv := g.Machine.InstanceView
+	if s := iv.Applications[0]; s.Version != "2.0.0" || s.Health != pb.HealthHealthy {
+		t.Fatalf("the canary's application: %v", s)
+	}
+	iv.Applications[0].Health, iv.Applications[0].HealthReason = pb.HealthUnhealthy, "port 8080 refused"
+	ac, err := client.New(e.addr, client.Options{Token: e.tokens["u-00"]})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ac.Close()
+	if _, err := pb.NewFleetServiceClient(ac.Conn()).ReportStatus(e.ctx, &pb.ReportStatusRequest{Machine: "u-00", InstanceView: iv}); err != nil {
+		t.Fatal(err)
+	}
+	r := e.waitRollout("ru")
+	m := r.Machines[0]
+	if r.State != pb.RolloutHalted || r.Failures != 1 || m.State != pb.RolloutMachineFailed || m.Reason != "Unhealthy after update: port 8080 refused" ||
+		r.Machines[1].State != pb.RolloutMachinePending || r.Machines[2].State != pb.RolloutMachinePending {
+		t.Fatalf("rollout ru: %s (%s), failures %d, machines %v", r.State, r.Reason, r.Failures, r.Machines)
+	}
+}
+
 // TestRolloutResumesAfterKill: vmappd is killed with SIGKILL while machines
-// of the second wave update; restarted, it finishes the rollout, and no
-// machine runs 2.0.0's update twice.
+// of a later wave than the first update; restarted, it finishes the
+// rollout, and no machine runs 2.0.0's update twice.
 func TestRolloutResumesAfterKill(t *testing.T) {
 	e := newRolloutEnv(t)
+	e.resumes(func() {
+		e.d.kill9(t)
+		e.d.restart(t)
+	})
+}
+
+// TestRolloutResumesAfterLeaderChange: on a cluster of three nodes, the
+// leader (whose driver moves the rollout) is killed with SIGKILL while
+// machines of a later wave than the first update; the new leader's driver
+// finishes the rollout, and no machine runs 2.0.0's update twice.
+func TestRolloutResumesAfterLeaderChange(t *testing.T) {
+	e := newClusterRolloutEnv(t)
+	e.resumes(func() {
+		leader := e.vc.leader(e.vc.nodes...)
+		e.vc.kill9(leader)
+		t.Logf("killed %s, the leader", leader.id)
+	})
+}
+
+// resumes runs a rollout of 2.0.0 in three waves over 6 machines, calls
+// stop while machines of the second or third wave update, and checks that
+// the rollout succeeds with every machine updated once.
+func (e *rolloutEnv) resumes(stop func()) {
+	t := e.t
 	e.publish("1.0.0", e.mark("1.0.0", "install"), "")
 	e.publish("2.0.0", e.mark("2.0.0", "install"), e.mark("2.0.0", "start")+"; sleep 2; "+e.mark("2.0.0", "update"))
 	machines := e.scaleSet("k", 6, "1.0.0")
 	if _, err := e.rollout("rk", "k", "2.0.0", func(r *pb.Rollout) { r.Waves = []string{"1", "50%", "100%"} }); err != nil {
 		t.Fatal(err)
 	}
-	e.until("the second wave updating", func() (bool, string) {
+	e.until("a later wave updating", func() (bool, string) {
 		g, err := e.ro.GetRollout(e.ctx, &pb.GetRolloutRequest{Name: "rk"})
 		r := g.GetRollout()
-		return err == nil && r.CurrentWave == 1 && slices.ContainsFunc(r.Machines, func(m *pb.RolloutMachine) bool {
-			return m.Wave == 1 && m.State == pb.RolloutMachineUpdating
+		return err == nil && slices.ContainsFunc(r.Machines, func(m *pb.RolloutMachine) bool {
+			return m.Wave >= 1 && m.State == pb.RolloutMachineUpdating
 		}), fmt.Sprint(r, err)
 	})
-	e.d.kill9(t)
-	e.d.restart(t)
+	stop()
 	r := e.waitRollout("rk")
 	if r.State != pb.RolloutSucceeded {
-		t.Fatalf("after the restart: %s (%s)", r.State, r.Reason)
+		t.Fatalf("after the stop: %s (%s)", r.State, r.Reason)
 	}
 	e.waitVersion(machines, "2.0.0")
 	starts := map[string]int{}

@@ -303,15 +303,29 @@ func pendingActions(tx *state.Tx, tenant, machine string) ([]*pb.ActionRun, erro
 	return out, err
 }
 
-// ReportActionResult records how a run on machine ended.
-func (f *Fleet) ReportActionResult(ctx context.Context, tenant, machine string, r *pb.ActionRun) error {
+// ReportActionResult records how a run on machine ended; it tells
+// whether it did: a run already finished (a report sent again) or gone
+// is left alone.
+func (f *Fleet) ReportActionResult(ctx context.Context, tenant, machine string, r *pb.ActionRun) (bool, error) {
 	if err := checkResult(r); err != nil {
-		return err
+		return false, err
 	}
-	_, err := f.propose(ctx, func(c *statepb.Command) {
+	if err := f.db.Sync(ctx); err != nil { // a run just asked for is seen
+		return false, err
+	}
+	var pending bool
+	err := f.db.View(ctx, func(tx *state.Tx) error {
+		run, _, err := state.ActionRuns.Get(tx, state.ActionRunKey(tenant, machine, r.Id))
+		pending = run.GetState() == pb.ActionPending
+		return err
+	})
+	if err != nil || !pending {
+		return false, err
+	}
+	_, err = f.propose(ctx, func(c *statepb.Command) {
 		c.Op = &statepb.Command_FinishAction{FinishAction: &statepb.FinishAction{Tenant: tenant, Machine: machine, Run: r, KeepFinished: KeepFinishedActions}}
 	})
-	return err
+	return err == nil, err
 }
 
 func checkResult(r *pb.ActionRun) error {

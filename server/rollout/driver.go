@@ -77,16 +77,18 @@ func (s *Service) Pass(ctx context.Context) (time.Time, error) {
 	return next, nil
 }
 
-// inFlight reads what the agents of r's moving machines reported of its
-// application.
+// inFlight reads what the agents of r's watched machines (moving, or
+// soaking) reported of its application.
 func inFlight(tx *state.Tx, r *pb.Rollout) (map[string]*pb.ApplicationStatus, error) {
 	out := map[string]*pb.ApplicationStatus{}
 	for _, m := range r.Machines {
-		if m.State != pb.RolloutMachineUpdating && m.State != pb.RolloutMachineRollingBack {
+		if !Watched(r, m) {
 			continue
 		}
 		if !state.Machines.Has(tx, state.MachineKey(r.Tenant, m.Name)) {
-			out[m.Name] = deleted(r, m)
+			if m.State != pb.RolloutMachineSucceeded { // one that succeeded stays so
+				out[m.Name] = deleted(r, m)
+			}
 			continue
 		}
 		iv, _, err := state.InstanceViews.Get(tx, state.MachineKey(r.Tenant, m.Name))

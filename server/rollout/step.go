@@ -2,6 +2,7 @@ package rollout
 
 import (
 	"fmt"
+	"strings"
 	"time"
 
 	"google.golang.org/protobuf/proto"
@@ -45,8 +46,8 @@ func Failed(s *pb.ApplicationStatus, version string) (bool, string) {
 		return false, ""
 	case s.GetState() == pb.AppFailed:
 		return true, s.Operation + " failed: " + s.Reason
-	case health(s) == healthUnhealthy:
-		return true, "Unhealthy after " + s.Operation
+	case s.GetHealth() == pb.HealthUnhealthy:
+		return true, strings.TrimSuffix("Unhealthy after "+s.Operation+": "+s.HealthReason, ": ")
 	}
 	return false, ""
 }
@@ -54,39 +55,35 @@ func Failed(s *pb.ApplicationStatus, version string) (bool, string) {
 // reached tells whether s says the machine holds version, installed, and
 // healthy when the version checks its health.
 func reached(s *pb.ApplicationStatus, version string) bool {
-	h := health(s)
-	return s.GetVersion() == version && s.GetState() == pb.AppInstalled && h != healthChecking && h != healthUnhealthy
+	h := s.GetHealth()
+	return s.GetVersion() == version && s.GetState() == pb.AppInstalled && h != pb.HealthChecking && h != pb.HealthUnhealthy
 }
 
-// The health an agent reports of a version with enableHealthCheck
-// (ApplicationStatus.health, from the health checks' branch: pb's
-// HealthChecking and HealthUnhealthy once it is in).
-const (
-	healthChecking  = "Checking"
-	healthUnhealthy = "Unhealthy"
-)
-
-// health is s's health verdict: "" while ApplicationStatus has no health
-// (before health checks), or for a version without a check.
-func health(s *pb.ApplicationStatus) string {
-	if h, ok := any(s).(interface{ GetHealth() string }); ok {
-		return h.GetHealth()
+// Watched tells whether the step reads what m's agent reports: m moves,
+// or it succeeded in the wave that still soaks (Running or Paused), whose
+// verdict is not final before the soak ends: a machine that turns
+// Unhealthy or Failed meanwhile is a failure.
+func Watched(r *pb.Rollout, m *pb.RolloutMachine) bool {
+	switch m.State {
+	case pb.RolloutMachineUpdating, pb.RolloutMachineRollingBack:
+		return true
+	case pb.RolloutMachineSucceeded:
+		return m.Wave == r.CurrentWave && (r.State == pb.RolloutRunning || r.State == pb.RolloutPaused)
 	}
-	return ""
+	return false
 }
 
-// observe records the machines whose move finished.
+// observe records the machines whose move finished, and the failures of
+// the soaking wave's machines.
 func observe(r *pb.Rollout, status Status, now time.Time) {
 	ts := timestamppb.New(now)
 	for _, m := range r.Machines {
-		var to, ok, bad string
-		switch m.State {
-		case pb.RolloutMachineUpdating:
-			to, ok, bad = r.Version, pb.RolloutMachineSucceeded, pb.RolloutMachineFailed
-		case pb.RolloutMachineRollingBack:
-			to, ok, bad = m.PreviousVersion, pb.RolloutMachineRolledBack, pb.RolloutMachineRollbackFailed
-		default:
+		if !Watched(r, m) {
 			continue
+		}
+		to, ok, bad := r.Version, pb.RolloutMachineSucceeded, pb.RolloutMachineFailed
+		if m.State == pb.RolloutMachineRollingBack {
+			to, ok, bad = m.PreviousVersion, pb.RolloutMachineRolledBack, pb.RolloutMachineRollbackFailed
 		}
 		s := status(m.Name)
 		if failed, why := Failed(s, to); failed {
@@ -94,7 +91,7 @@ func observe(r *pb.Rollout, status Status, now time.Time) {
 			if bad == pb.RolloutMachineFailed {
 				r.Failures++
 			}
-		} else if reached(s, to) {
+		} else if reached(s, to) && m.State != ok {
 			m.State, m.EndTime = ok, ts
 		}
 	}

@@ -195,3 +195,84 @@ func TestPaused(t *testing.T) {
 		t.Fatalf("resumed: %v", states(r))
 	}
 }
+
+// health sets machine's report: 2.0.0 Installed by an update, with health h.
+func (a agents) health(machine, h string) {
+	a[machine] = &pb.ApplicationStatus{Application: "g/a", Version: "2.0.0", State: pb.AppInstalled, Operation: "update", Health: h, HealthReason: "exit 7"}
+}
+
+// TestHealthDuringSoak: with health checks a machine succeeds once it is
+// Healthy, not while Checking; one that turns Unhealthy while its wave
+// soaks is re-read and fails before the wave completes (the step at the
+// soak's end reads the reports before it goes on); once the next wave
+// started, its verdict is final.
+func TestHealthDuringSoak(t *testing.T) {
+	t0 := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
+	for _, c := range []struct {
+		name      string
+		turn      time.Duration // when m00 turns Unhealthy, after it succeeded
+		maxErrors string
+		state     string // the rollout's, after
+		failures  int32
+		m00       string
+	}{
+		{"unhealthy in the soak halts", 30 * time.Second, "0", pb.RolloutHalted, 1, pb.RolloutMachineFailed},
+		{"unhealthy when the soak ends halts", time.Minute, "0", pb.RolloutHalted, 1, pb.RolloutMachineFailed},
+		{"unhealthy in the soak, within the budget", 30 * time.Second, "1", pb.RolloutRunning, 1, pb.RolloutMachineFailed},
+		{"unhealthy after the next wave started is not counted", time.Minute + time.Second, "0", pb.RolloutRunning, 0, pb.RolloutMachineSucceeded},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			r := newRollout(t, 5, "1,100%", c.maxErrors, "", time.Minute)
+			a := agents{}
+			Step(r, a.status, t0)
+			a.health("m00", pb.HealthChecking)
+			if Step(r, a.status, t0); r.Machines[0].State != pb.RolloutMachineUpdating {
+				t.Fatalf("Checking: m00 is %s", r.Machines[0].State)
+			}
+			a.health("m00", pb.HealthHealthy)
+			if _, wake := Step(r, a.status, t0); r.Machines[0].State != pb.RolloutMachineSucceeded || !wake.Equal(t0.Add(time.Minute)) {
+				t.Fatalf("Healthy: m00 is %s, wake %v", r.Machines[0].State, wake)
+			}
+			if c.turn > time.Minute {
+				Step(r, a.status, t0.Add(time.Minute)) // the soak ends: the next wave starts
+			}
+			a.health("m00", pb.HealthUnhealthy)
+			Step(r, a.status, t0.Add(c.turn))
+			m := r.Machines[0]
+			if r.State != c.state || r.Failures != c.failures || m.State != c.m00 {
+				t.Fatalf("rollout %s, failures %d, m00 %s (%s); want %s, %d, %s", r.State, r.Failures, m.State, m.Reason, c.state, c.failures, c.m00)
+			}
+			if m.State == pb.RolloutMachineFailed && m.Reason != "Unhealthy after update: exit 7" {
+				t.Fatalf("m00's reason: %q", m.Reason)
+			}
+			if c.state == pb.RolloutHalted && states(r)[pb.RolloutMachinePending] != 4 {
+				t.Fatalf("the next wave started: %v", states(r))
+			}
+		})
+	}
+}
+
+// TestWatched: the machines whose reports a step reads.
+func TestWatched(t *testing.T) {
+	r := newRollout(t, 2, "1,100%", "", "", time.Minute)
+	r.CurrentWave = 1
+	for _, c := range []struct {
+		rollout, machine string
+		wave             int32
+		want             bool
+	}{
+		{pb.RolloutRunning, pb.RolloutMachineUpdating, 1, true},
+		{pb.RolloutRollingBack, pb.RolloutMachineRollingBack, 0, true},
+		{pb.RolloutRunning, pb.RolloutMachineSucceeded, 1, true},
+		{pb.RolloutPaused, pb.RolloutMachineSucceeded, 1, true},
+		{pb.RolloutRunning, pb.RolloutMachineSucceeded, 0, false},
+		{pb.RolloutRollingBack, pb.RolloutMachineSucceeded, 1, false},
+		{pb.RolloutRunning, pb.RolloutMachineFailed, 1, false},
+		{pb.RolloutRunning, pb.RolloutMachinePending, 1, false},
+	} {
+		r.State = c.rollout
+		if got := Watched(r, &pb.RolloutMachine{State: c.machine, Wave: c.wave}); got != c.want {
+			t.Errorf("%+v: %v", c, got)
+		}
+	}
+}
