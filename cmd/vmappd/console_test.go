@@ -378,7 +378,7 @@ func TestConsoleInBrowser(t *testing.T) {
 // rolloutPage rolls hello 2.0.0 out to vm1 and vm2 in two waves with a
 // long soak between them, and follows it on its page: the first wave's
 // machine succeeds and the soak counts down without a reload; the
-// Contributor pauses and resumes it; a Reader is offered neither.
+// Contributor pauses and resumes it.
 func (r *consoleRig) rolloutPage(contributor context.Context) {
 	t := r.t
 	if _, err := r.c.Catalog.CreateVersion(r.ctx, &pb.CreateVersionRequest{Version: &pb.GalleryApplicationVersion{
@@ -433,17 +433,33 @@ func (r *consoleRig) rolloutPage(contributor context.Context) {
 		t.Fatalf("the API says the rollout is %v (%v)", ro.GetRollout().GetState(), err)
 	}
 
+	// Deploying needs read access only (as in the API): a Reader is offered
+	// the actions; a token of one gallery may not act on rollouts, which
+	// span the tenant's machines, nor read them.
 	reader := r.browser()
 	r.signIn(reader, r.reader)
 	r.do(reader, "the rollout as a Reader",
 		chromedp.Navigate(r.ui+"rollouts/hello-2"),
-		chromedp.WaitVisible(chromedp.CSS(`#rollout tr[data-wave="0"]`)),
+		chromedp.WaitVisible(chromedp.ID("pause")),
+		chromedp.WaitVisible(chromedp.ID("abort")),
 	)
-	if n := value(r, reader, "count the buttons", chromedp.Evaluate[int](`document.querySelectorAll('#pause, #resume, #abort, form[action*="/rollouts/"]').length`)); n != 0 {
-		t.Fatalf("a Reader is shown %d rollout buttons", n)
+	res, err := pb.NewAccessServiceClient(r.c.Conn()).CreateToken(r.ctx, &pb.CreateTokenRequest{Name: "g-only", Role: pb.Role_ROLE_CONTRIBUTOR, Gallery: "g"})
+	if err != nil {
+		t.Fatal(err)
 	}
-	if res := r.post(r.reader, "rollouts/hello-2/pause", r.ui); res.code != http.StatusForbidden {
-		t.Fatalf("a Reader's pause: %d\n%s", res.code, res.body)
+	scoped := r.browser() // signs in on the way to the rollout: the galleries' list isn't its
+	r.do(scoped, "sign in on the way to the rollout as a token of gallery g",
+		chromedp.Navigate(r.ui+"rollouts/hello-2"),
+		chromedp.WaitVisible(chromedp.ID("token")),
+		chromedp.SendKeys(chromedp.ID("token"), res.Secret),
+		chromedp.Submit(chromedp.ID("token")),
+	)
+	r.afterNavigation(scoped, `document.readyState === 'complete' && location.pathname.endsWith('/rollouts/hello-2') && document.querySelector('h1') !== null`)
+	if h, n := r.text(scoped, "h1"), value(r, scoped, "count the forms", chromedp.Evaluate[int](`document.querySelectorAll('main form').length`)); h != "Your token doesn't allow this" || n != 0 {
+		t.Fatalf("a token of gallery g reads %q and is offered %d forms", h, n)
+	}
+	if res := r.post(res.Secret, "rollouts/hello-2/pause", r.ui); res.code != http.StatusForbidden {
+		t.Fatalf("a pause by a token of gallery g: %d\n%s", res.code, res.body)
 	}
 }
 
@@ -476,11 +492,12 @@ func (r *consoleRig) peersPage(contributor context.Context) {
 	if row := r.text(contributor, pre); !strings.Contains(row, "vm2: holds it") {
 		t.Fatalf("westus's preheat row: %q", row)
 	}
-	if peers := r.text(contributor, `section[data-version="g/hello/2.0.0"] table.peers`); !strings.Contains(peers, "eastus vm1") || !strings.Contains(peers, "westus vm2") {
-		t.Fatalf("hello 2.0.0's peers: %q", peers)
+	const peers = `section[data-version="g/hello/%s"] table.peers tr[data-region=%s] td`
+	if e, w := r.text(contributor, fmt.Sprintf(peers, "2.0.0", "eastus")), r.text(contributor, fmt.Sprintf(peers, "2.0.0", "westus")); e != "vm1" || w != "vm2" {
+		t.Fatalf("hello 2.0.0's peers: eastus %q, westus %q", e, w)
 	}
-	if peers := r.text(contributor, `section[data-version="g/hello/1.0.0"] table.peers`); !strings.Contains(peers, "westus vm2") {
-		t.Fatalf("hello 1.0.0's peers: %q", peers)
+	if w := r.text(contributor, fmt.Sprintf(peers, "1.0.0", "westus")); w != "vm2" {
+		t.Fatalf("hello 1.0.0's peers in westus: %q", w)
 	}
 	if cache := r.text(contributor, "#cache-h + p"); !strings.Contains(cache, "vmapp_agent_cache_bytes") {
 		t.Fatalf("the cache section: %q", cache)

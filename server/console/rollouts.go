@@ -5,7 +5,6 @@ import (
 	"io"
 	"net/http"
 	"net/url"
-	"strings"
 	"time"
 
 	"github.com/vmapp/vmapp/errs"
@@ -19,8 +18,8 @@ type rolloutView struct {
 	Waves []waveView
 	// SoakEnd is when the current wave's soak ends, while it soaks.
 	SoakEnd time.Time
-	// CanAct: the token may pause, resume and abort it (Deploy on its
-	// gallery).
+	// CanAct: the token may pause, resume and abort it (Deploy on the
+	// tenant, as the API's rule).
 	CanAct bool
 }
 
@@ -61,9 +60,6 @@ func viewOf(r *pb.Rollout, canAct bool) rolloutView {
 	return v
 }
 
-// Gallery is the rollout's application's gallery.
-func (v rolloutView) Gallery() string { g, _, _ := strings.Cut(v.R.Application, "/"); return g }
-
 // Can tells whether the rollout's state allows verb (pause, resume,
 // abort).
 func (v rolloutView) Can(verb string) bool {
@@ -101,8 +97,7 @@ func (c *Console) rolloutPage(w http.ResponseWriter, r *http.Request, s *session
 	if err != nil {
 		return err
 	}
-	v := viewOf(res.Rollout, false)
-	v.CanAct = s.can(auth.Deploy, v.Gallery())
+	v := viewOf(res.Rollout, s.can(auth.Deploy, ""))
 	flash := ""
 	if did := r.URL.Query().Get("did"); did != "" {
 		flash = "Asked vmappd to " + did + " the rollout."
@@ -154,9 +149,7 @@ func (c *Console) watchRollout(_ http.ResponseWriter, r *http.Request, s *sessio
 		if err != nil {
 			return errs.FromStatus(err)
 		}
-		v := viewOf(res.Rollout, false)
-		v.CanAct = s.can(auth.Deploy, v.Gallery())
-		html, err := c.fragment("rollout", "rollout", v)
+		html, err := c.fragment("rollout", "rollout", viewOf(res.Rollout, s.can(auth.Deploy, "")))
 		if err != nil {
 			return err
 		}

@@ -319,8 +319,11 @@ func TestEveryPath(t *testing.T) {
 		t.Fatalf("the goal state's retry (int64) is not the number 1: %v", gs)
 	}
 	a.ok("FleetService.ListInventory", "GET", "/inventory?application=demo/hello", reader, "")
-	actionsAndPreheat(t, a, contrib, reader)
-	rollouts(t, a, src.URL+"/pkg", contrib, reader)
+	// Deploying needs read access only (as in Azure): Readers deploy too,
+	// but not a token of one gallery, nor a machine's.
+	scoped := str(a.ok("AccessService.CreateToken", "POST", "/tokens", owner, `{"name":"demo-only","role":"ROLE_CONTRIBUTOR","gallery":"demo"}`), "secret")
+	actionsAndPreheat(t, a, contrib, reader, agent, scoped)
+	rollouts(t, a, src.URL+"/pkg", contrib, reader, agent, scoped)
 	a.ok("FleetService.RemoveApplication", "DELETE", "/scaleSets/web/applicationProfile/applications/demo/hello", contrib, "")
 	// A new agent token replaces (revokes) the one CreateMachine gave.
 	if agent = str(a.ok("AccessService.IssueAgentToken", "POST", "/machines/vm1/agentToken", owner, ""), "agentToken"); agent == "" {
@@ -413,7 +416,7 @@ func TestEveryRPCDecided(t *testing.T) {
 
 // actionsAndPreheat runs a custom action on vm1 and lists it, and preheats
 // the version in eastus, with each one's errors.
-func actionsAndPreheat(t *testing.T, a *api, contrib, reader string) {
+func actionsAndPreheat(t *testing.T, a *api, contrib, reader, agent, scoped string) {
 	const run = "/machines/vm1/applicationProfile/applications/demo/hello/actions/flush/run"
 	r := a.ok("FleetService.RunAction", "POST", run, contrib, `{"parameters":[{"name":"level","value":"3"}]}`)
 	id := str(r, "runs", 0, "id")
@@ -424,7 +427,9 @@ func actionsAndPreheat(t *testing.T, a *api, contrib, reader string) {
 	a.fails("POST", run, contrib, `{"parameters":[{"name":"level","value":"3"},{"name":"colour","value":"red"}]}`, http.StatusBadRequest, "InvalidArgument", "parameters")
 	a.fails("POST", "/machines/vm1/applicationProfile/applications/demo/hello/actions/nope/run", contrib, `{}`, http.StatusBadRequest, "InvalidArgument", "action")
 	a.fails("POST", "/machines/ghost/applicationProfile/applications/demo/hello/actions/flush/run", contrib, `{}`, http.StatusNotFound, "NotFound", "")
-	a.fails("POST", run, reader, `{"parameters":[{"name":"level","value":"3"}]}`, http.StatusForbidden, "PermissionDenied", "")
+	for _, tok := range []string{agent, scoped} {
+		a.fails("POST", run, tok, `{"parameters":[{"name":"level","value":"3"}]}`, http.StatusForbidden, "PermissionDenied", "")
+	}
 	a.fails("POST", run, "", `{}`, http.StatusUnauthorized, "Unauthenticated", "")
 	a.fails("POST", "/scaleSets/web/applicationProfile/applications/demo/hello/actions/flush/run", contrib, `{"parameters":[{"name":"level","value":"3"}]}`,
 		http.StatusBadRequest, "FailedPrecondition", "target") // no instances
@@ -434,15 +439,18 @@ func actionsAndPreheat(t *testing.T, a *api, contrib, reader string) {
 	}
 	a.ok("FleetService.ListActionRuns", "GET", "/scaleSets/web/actionRuns", reader, "")
 	a.fails("GET", "/machines/vm1/actionRuns", "", "", http.StatusUnauthorized, "Unauthenticated", "")
+	a.fails("GET", "/machines/vm1/actionRuns", scoped, "", http.StatusForbidden, "PermissionDenied", "")
 
 	const pre = "/galleries/demo/applications/hello/versions/1.0.0/preheat"
-	p := a.ok("DownloadService.Preheat", "POST", pre, contrib, `{"region":"eastus","machines":1}`)
+	p := a.ok("DownloadService.Preheat", "POST", pre, reader, `{"region":"eastus","machines":1}`)
 	if str(p, "status", "region") != "eastus" || str(p, "status", "machines", 0) != "vm1" {
 		t.Fatalf("Preheat: %v", p)
 	}
 	a.fails("POST", pre, contrib, `{"region":"eastus","machines":5}`, http.StatusBadRequest, "FailedPrecondition", "machines")
 	a.fails("POST", pre, contrib, `{"machines":1}`, http.StatusBadRequest, "InvalidArgument", "region")
-	a.fails("POST", pre, reader, `{"region":"eastus","machines":1}`, http.StatusForbidden, "PermissionDenied", "")
+	a.fails("POST", pre, scoped, `{"region":"eastus","machines":1}`, http.StatusForbidden, "PermissionDenied", "")
+	a.fails("POST", pre, agent, `{"region":"eastus","machines":1}`, http.StatusForbidden, "PermissionDenied", "")
+	a.fails("POST", pre, contrib, `{"region":"eastus","machines":1,"scaleSet":"web"}`, http.StatusBadRequest, "InvalidArgument", "scaleSet")
 	a.fails("POST", "/galleries/demo/applications/hello/versions/9.9.9/preheat", contrib, `{"region":"eastus","machines":1}`, http.StatusNotFound, "NotFound", "")
 	if v := a.ok("CatalogService.GetVersion", "GET", "/galleries/demo/applications/hello/versions/1.0.0", reader, ""); str(v, "version", "preheat", 0, "region") != "eastus" {
 		t.Fatalf("GetVersion shows no preheat: %v", get(v, "version", "preheat"))
@@ -451,9 +459,9 @@ func actionsAndPreheat(t *testing.T, a *api, contrib, reader string) {
 }
 
 // rollouts publishes 2.0.0 and rolls it out to vm1 (whose agent never
-// reports, so that the rollout stays Running): pause, resume, watch,
-// abort, with each one's errors.
-func rollouts(t *testing.T, a *api, pkgURL, contrib, reader string) {
+// reports, so that the rollout stays Running): pause (a Reader may
+// deploy), resume, watch, abort, with each one's errors.
+func rollouts(t *testing.T, a *api, pkgURL, contrib, reader, agent, scoped string) {
 	const v2 = "/galleries/demo/applications/hello/versions/2.0.0"
 	a.ok("CatalogService.CreateVersion", "PUT", v2, contrib,
 		`{"location":"eastus","publishingProfile":{"manageActions":{"install":"install.sh","remove":"remove.sh"},"targetRegions":[{"name":"eastus"}]}}`)
@@ -462,7 +470,8 @@ func rollouts(t *testing.T, a *api, pkgURL, contrib, reader string) {
 		func(r map[string]any) bool { return str(r, "status", "aggregatedState") == "Completed" })
 
 	const body = `{"application":"demo/hello","version":"2.0.0","target":{"machines":{"region":"eastus"}},"waves":["100%"],"soak":"600s"}`
-	a.fails("PUT", "/rollouts/r1", reader, body, http.StatusForbidden, "PermissionDenied", "")
+	a.fails("PUT", "/rollouts/r1", scoped, body, http.StatusForbidden, "PermissionDenied", "")
+	a.fails("PUT", "/rollouts/r1", agent, body, http.StatusForbidden, "PermissionDenied", "")
 	a.fails("PUT", "/rollouts/r1", contrib, `{"application":"demo/hello","target":{"machines":{}}}`, http.StatusBadRequest, "InvalidArgument", "version")
 	a.fails("PUT", "/rollouts/r1", contrib, `{"application":"demo/hello","version":"2.0.0","target":{"machines":{"region":"westus"}}}`, http.StatusBadRequest, "InvalidArgument", "target")
 	a.fails("PUT", "/rollouts/r1", contrib, `{"application":"demo/hello","version":"2.0.0","soak":"2s","target":{"machines":{}},"colour":1}`, http.StatusBadRequest, "InvalidArgument", "colour")
@@ -478,16 +487,18 @@ func rollouts(t *testing.T, a *api, pkgURL, contrib, reader string) {
 	a.fails("GET", "/rollouts/nope", reader, "", http.StatusNotFound, "NotFound", "name")
 	a.fails("GET", "/rollouts?pageSize=-1", reader, "", http.StatusBadRequest, "InvalidArgument", "pageSize")
 	a.fails("GET", "/rollouts", "", "", http.StatusUnauthorized, "Unauthenticated", "")
-	a.fails("POST", "/rollouts/r1/pause", reader, "", http.StatusForbidden, "PermissionDenied", "")
-	if s := str(a.ok("RolloutService.PauseRollout", "POST", "/rollouts/r1/pause", contrib, ""), "rollout", "state"); s != "Paused" {
+	a.fails("GET", "/rollouts/r1", scoped, "", http.StatusForbidden, "PermissionDenied", "")
+	a.fails("GET", "/rollouts/r1/watch", scoped, "", http.StatusForbidden, "PermissionDenied", "")
+	a.fails("POST", "/rollouts/r1/pause", scoped, "", http.StatusForbidden, "PermissionDenied", "")
+	if s := str(a.ok("RolloutService.PauseRollout", "POST", "/rollouts/r1/pause", reader, ""), "rollout", "state"); s != "Paused" {
 		t.Fatalf("PauseRollout: state %s", s)
 	}
 	a.stream("RolloutService.WatchRollout", "/rollouts/r1/watch", reader, func(r map[string]any) bool { return str(r, "rollout", "state") == "Paused" })
-	a.fails("POST", "/rollouts/r1/resume", reader, "", http.StatusForbidden, "PermissionDenied", "")
+	a.fails("POST", "/rollouts/r1/resume", agent, "", http.StatusForbidden, "PermissionDenied", "")
 	if s := str(a.ok("RolloutService.ResumeRollout", "POST", "/rollouts/r1/resume", contrib, ""), "rollout", "state"); s != "Running" {
 		t.Fatalf("ResumeRollout: state %s", s)
 	}
-	a.fails("POST", "/rollouts/r1/abort", reader, "", http.StatusForbidden, "PermissionDenied", "")
+	a.fails("POST", "/rollouts/r1/abort", scoped, "", http.StatusForbidden, "PermissionDenied", "")
 	a.ok("RolloutService.AbortRollout", "POST", "/rollouts/r1/abort", contrib, "")
 	// The watch of a rollout that can't move any more ends after its state.
 	a.stream("RolloutService.WatchRollout", "/rollouts/r1/watch", reader, func(r map[string]any) bool { return str(r, "rollout", "state") == "Aborted" })
