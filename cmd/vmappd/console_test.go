@@ -39,6 +39,7 @@ func chromium(t *testing.T) string {
 // MinIO holding two regions, a browser, and the tokens of three roles.
 type consoleRig struct {
 	t                         *testing.T
+	root                      *testing.T // the test, whose end stops the agents
 	vmappd                    *proc
 	c                         *client.Client
 	ui                        string // http://addr/ui/
@@ -54,7 +55,7 @@ func newConsoleRig(t *testing.T) *consoleRig {
 	if testing.Short() {
 		t.Skip("builds binaries, runs MinIO and a browser")
 	}
-	r := &consoleRig{t: t, dir: t.TempDir(), shots: os.Getenv("VMAPP_SCREENSHOTS")}
+	r := &consoleRig{t: t, root: t, dir: t.TempDir(), shots: os.Getenv("VMAPP_SCREENSHOTS")}
 	if r.shots == "" {
 		r.shots = t.TempDir()
 	}
@@ -214,7 +215,7 @@ func (r *consoleRig) machine(name, region string, refs ...string) {
 	if err := cmd.Start(); err != nil {
 		r.t.Fatal(err)
 	}
-	r.t.Cleanup(func() { cmd.Process.Kill(); cmd.Wait() })
+	r.root.Cleanup(func() { cmd.Process.Kill(); cmd.Wait() }) // not the step's: later steps use the agents
 }
 
 // step runs f as a subtest with the rig failing that subtest; a step that

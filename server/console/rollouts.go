@@ -1,8 +1,6 @@
 package console
 
 import (
-	"errors"
-	"io"
 	"net/http"
 	"net/url"
 	"time"
@@ -141,20 +139,8 @@ func (c *Console) watchRollout(_ http.ResponseWriter, r *http.Request, s *sessio
 	if err != nil {
 		return err
 	}
-	for {
-		res, err := stream.Recv()
-		if errors.Is(err, io.EOF) {
-			return send("done", struct{}{})
-		}
-		if err != nil {
-			return errs.FromStatus(err)
-		}
+	return relay(stream, send, func(res *pb.WatchRolloutResponse) (string, any, error) {
 		html, err := c.fragment("rollout", "rollout", viewOf(res.Rollout, s.can(auth.Deploy, "")))
-		if err != nil {
-			return err
-		}
-		if err := send("rollout", rolloutEvent{State: res.Rollout.State, HTML: html}); err != nil {
-			return nil // the browser went away
-		}
-	}
+		return "rollout", rolloutEvent{State: res.Rollout.State, HTML: html}, err
+	})
 }
