@@ -500,8 +500,11 @@ func rollouts(t *testing.T, a *api, pkgURL, contrib, reader, agent, scoped strin
 	}
 	a.fails("POST", "/rollouts/r1/abort", scoped, "", http.StatusForbidden, "PermissionDenied", "")
 	a.ok("RolloutService.AbortRollout", "POST", "/rollouts/r1/abort", contrib, "")
-	// The watch of a rollout that can't move any more ends after its state.
-	a.stream("RolloutService.WatchRollout", "/rollouts/r1/watch", reader, func(r map[string]any) bool { return str(r, "rollout", "state") == "Aborted" })
+	// The watch of a rollout that can't move any more sends its state and
+	// ends.
+	if r := a.do("GET", "/rollouts/r1/watch", reader, ""); r.code != http.StatusOK || str(r.doc, "result", "rollout", "state") != "Aborted" || bytes.Count(bytes.TrimSpace(r.raw), []byte("\n")) != 0 {
+		t.Fatalf("the watch of an aborted rollout: %d %s", r.code, r.raw)
+	}
 	a.fails("POST", "/rollouts/r1/resume", contrib, "", http.StatusBadRequest, "FailedPrecondition", "name")
 	a.fails("POST", "/rollouts/nope/pause", contrib, "", http.StatusNotFound, "NotFound", "name")
 }
