@@ -293,6 +293,9 @@ func matrix(session string) map[string]row {
 			_, err := ro(c).ListRollouts(ctx, &pb.ListRolloutsRequest{})
 			return err
 		}},
+		pb.RolloutService_WatchRollout_FullMethodName: {readTenant, func(ctx context.Context, c *grpc.ClientConn) error {
+			return firstRecv(ro(c).WatchRollout(ctx, &pb.WatchRolloutRequest{Name: "nope"}))
+		}},
 		pb.RolloutService_PauseRollout_FullMethodName: {deployTenant, func(ctx context.Context, c *grpc.ClientConn) error {
 			_, err := ro(c).PauseRollout(ctx, &pb.PauseRolloutRequest{Name: "nope"})
 			return err

@@ -215,6 +215,7 @@ var rules = map[string]rule{
 	pb.RolloutService_CreateRollout_FullMethodName:    deploy,
 	pb.RolloutService_GetRollout_FullMethodName:       readAll,
 	pb.RolloutService_ListRollouts_FullMethodName:     readAll,
+	pb.RolloutService_WatchRollout_FullMethodName:     readAll,
 	pb.RolloutService_PauseRollout_FullMethodName:     deploy,
 	pb.RolloutService_ResumeRollout_FullMethodName:    deploy,
 	pb.RolloutService_AbortRollout_FullMethodName:     deploy,

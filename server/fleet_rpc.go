@@ -95,7 +95,7 @@ func (s *fleetServer) RetryApplication(ctx context.Context, r *pb.RetryApplicati
 }
 
 func (s *fleetServer) ListInventory(ctx context.Context, r *pb.ListInventoryRequest) (*pb.ListInventoryResponse, error) {
-	q := fleet.InventoryFilter{Application: r.Application, Region: r.Region, State: r.State}
+	q := fleet.InventoryFilter{Application: r.Application, Region: r.Region, State: r.State, Version: r.Version, ScaleSet: r.ScaleSet}
 	es, next, err := s.fleet.Inventory(ctx, tenantOf(ctx), q, r.PageSize, r.PageToken)
 	return &pb.ListInventoryResponse{Entries: es, NextPageToken: next}, err
 }

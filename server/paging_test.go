@@ -65,10 +65,11 @@ func TestInventoryPaging(t *testing.T) {
 		}
 		return fmt.Sprintf("web-%03d", i)
 	}
-	report := func(machine string, states ...string) error {
+	// version: g/a's.
+	report := func(machine, version string, states ...string) error {
 		iv := &pb.InstanceView{}
 		for i, st := range states {
-			iv.Applications = append(iv.Applications, &pb.ApplicationStatus{Application: []string{"g/a", "g/tools"}[i], Version: "1.0.0", State: st})
+			iv.Applications = append(iv.Applications, &pb.ApplicationStatus{Application: []string{"g/a", "g/tools"}[i], Version: []string{version, "1.0.0"}[i], State: st})
 		}
 		_, err := fl.ReportStatus(ctx(t), &pb.ReportStatusRequest{Machine: machine, InstanceView: iv})
 		return err
@@ -86,11 +87,15 @@ func TestInventoryPaging(t *testing.T) {
 		if i%10 == 3 {
 			a = "Failed"
 		}
-		return report(name(i), a, "Installed")
+		v := "1.0.0"
+		if i%5 == 0 {
+			v = "1.0.1"
+		}
+		return report(name(i), v, a, "Installed")
 	})
 	list := func(q *pb.ListInventoryRequest) func(size int32, token string) ([]string, string, error) {
 		return func(size int32, token string) ([]string, string, error) {
-			r := &pb.ListInventoryRequest{Application: q.Application, Region: q.Region, State: q.State, PageSize: size, PageToken: token}
+			r := &pb.ListInventoryRequest{Application: q.Application, Region: q.Region, State: q.State, Version: q.Version, ScaleSet: q.ScaleSet, PageSize: size, PageToken: token}
 			resp, err := fl.ListInventory(ctx(t), r)
 			var out []string
 			for _, e := range resp.GetEntries() {
@@ -122,6 +127,13 @@ func TestInventoryPaging(t *testing.T) {
 		{&pb.ListInventoryRequest{Region: "westus"}, 200},
 		{&pb.ListInventoryRequest{Region: "northeurope"}, 0},
 		{&pb.ListInventoryRequest{Application: "other/a"}, 0},
+		{&pb.ListInventoryRequest{Version: "1.0.1"}, 50},
+		{&pb.ListInventoryRequest{Version: "1.0.0", Application: "g/a"}, 200},
+		{&pb.ListInventoryRequest{Version: "1.0.1", ScaleSet: "web"}, 20},
+		{&pb.ListInventoryRequest{ScaleSet: "web"}, 200},
+		{&pb.ListInventoryRequest{ScaleSet: "web", State: "failed"}, 10},
+		{&pb.ListInventoryRequest{ScaleSet: "nope"}, 0},
+		{&pb.ListInventoryRequest{Version: "1.0"}, 0},
 	} {
 		got, _ := pages(t, 7, list(tc.q), nil)
 		distinct(fmt.Sprintf("%v", tc.q), got, tc.want)
@@ -143,12 +155,12 @@ func TestInventoryPaging(t *testing.T) {
 		if page != 1 {
 			return
 		}
-		mustOK(t, report(name(0), "Removing"))
+		mustOK(t, report(name(0), "1.0.1", "Removing"))
 		_, err := fl.DeleteMachine(ctx(t), &pb.DeleteMachineRequest{Name: name(200)})
 		mustOK(t, err)
 		_, err = fl.CreateMachine(ctx(t), &pb.CreateMachineRequest{Machine: &pb.Machine{Name: "zz-late", Region: "eastus", OsType: "Linux"}})
 		mustOK(t, err)
-		mustOK(t, report("zz-late", "Installing"))
+		mustOK(t, report("zz-late", "1.0.0", "Installing"))
 	})
 	distinct("entries while they change", got, 2*machines-2+1)
 	if got[0] != "vm-000 g/a Installed" || got[len(got)-1] != "zz-late g/a Installing" || slices.ContainsFunc(got, func(e string) bool { return strings.HasPrefix(e, name(200)) }) {

@@ -54,15 +54,23 @@ func (p *peers) status(ph *statepb.Preheat) *pb.PreheatStatus {
 	for _, m := range ph.Machines {
 		if _, ok := slices.BinarySearch(holders, m); ok {
 			st.Holding++
+			st.Holders = append(st.Holders, m)
 		}
 	}
 	return st
 }
 
-// preheats fills in a version's preheat, region by region (GetVersion).
+// preheats fills in a version's preheat and the peers holding its
+// package, region by region (GetVersion).
 func (p *peers) preheats(ctx context.Context, tenant string, v *pb.GalleryApplicationVersion) error {
 	if p == nil || v == nil {
 		return nil
+	}
+	a := tracker.Artifact{Tenant: tenant, Gallery: v.Gallery, Application: v.Application, Version: v.Name, Kind: int32(pb.ArtifactKind_ARTIFACT_KIND_PACKAGE)}
+	for _, r := range v.GetPublishingProfile().GetTargetRegions() {
+		if names := p.tracker.HolderNames(a, tenant, r.Name); len(names) > 0 {
+			v.Peers = append(v.Peers, &pb.RegionPeers{Region: r.Name, Machines: names})
+		}
 	}
 	all, err := p.fleet.Preheats(ctx, tenant, v.Gallery, v.Application, v.Name)
 	if err != nil {

@@ -51,6 +51,12 @@ func TestPreheat(t *testing.T) {
 		var s []string
 		for _, p := range r.Version.Preheat {
 			s = append(s, fmt.Sprintf("%s %s %v %d/%d (%d in region)", p.Region, p.ScaleSet, p.Machines, p.Holding, p.Wanted, p.HoldingInRegion))
+			if len(p.Holders) != int(p.Holding) {
+				t.Errorf("%s: holding %d, holders %v", p.Region, p.Holding, p.Holders)
+			}
+		}
+		for _, p := range r.Version.Peers { // the tracker's, chosen or not
+			s = append(s, fmt.Sprintf("peers in %s %v", p.Region, p.Machines))
 		}
 		return strings.Join(s, "; ")
 	}
@@ -90,7 +96,7 @@ func TestPreheat(t *testing.T) {
 	if a.Recorded != 0 {
 		t.Fatalf("vm-a, not chosen, had %d recorded", a.Recorded)
 	}
-	if got := status(); got != "eastus  [vm-b] 1/1 (1 in region)" {
+	if got := status(); got != "eastus  [vm-b] 1/1 (1 in region); peers in eastus [vm-b]" {
 		t.Fatalf("status after vm-b announced: %q", got)
 	}
 
@@ -114,7 +120,7 @@ func TestPreheat(t *testing.T) {
 	// announced): counted in the region, not among the chosen.
 	_, err = dl.Preheat(ctx(t), &pb.PreheatRequest{Gallery: "g", Application: "a", Version: "1.0.0", Region: "westus", Machines: 1})
 	mustOK(t, err)
-	if got := status(); got != "eastus web [web-0 web-1 web-2] 0/3 (1 in region); westus  [vm-w] 0/1 (0 in region)" {
+	if got := status(); got != "eastus web [web-0 web-1 web-2] 0/3 (1 in region); westus  [vm-w] 0/1 (0 in region); peers in eastus [vm-b]" {
 		t.Fatalf("status with two regions: %q", got)
 	}
 	// Cancelled: the machines' goal states drop it.

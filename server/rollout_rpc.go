@@ -2,6 +2,7 @@ package server
 
 import (
 	"context"
+	"time"
 
 	pb "github.com/vmapp/vmapp/proto/vmapp/v1"
 	"github.com/vmapp/vmapp/server/rollout"
@@ -43,4 +44,33 @@ func (s *rolloutServer) ResumeRollout(ctx context.Context, r *pb.ResumeRolloutRe
 func (s *rolloutServer) AbortRollout(ctx context.Context, r *pb.AbortRolloutRequest) (*pb.AbortRolloutResponse, error) {
 	ro, err := s.rollouts.Abort(ctx, tenantOf(ctx), r.Name)
 	return &pb.AbortRolloutResponse{Rollout: ro}, err
+}
+
+// WatchRollout sends the rollout as it is, then again whenever it changes
+// (its etag), until it can move no machine any more.
+func (s *rolloutServer) WatchRollout(r *pb.WatchRolloutRequest, stream pb.RolloutService_WatchRolloutServer) error {
+	ctx := stream.Context()
+	t := time.NewTicker(watchInterval)
+	defer t.Stop()
+	last := ""
+	for {
+		ro, err := s.rollouts.Get(ctx, tenantOf(ctx), r.Name)
+		if err != nil {
+			return err
+		}
+		if ro.Etag != last {
+			if err := stream.Send(&pb.WatchRolloutResponse{Rollout: ro}); err != nil {
+				return err
+			}
+			last = ro.Etag
+		}
+		if !pb.RolloutActive(ro.State) {
+			return nil
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-t.C:
+		}
+	}
 }

@@ -234,6 +234,13 @@ func TestFleetEndToEnd(t *testing.T) {
 	if v, ok := js["value"].([]any); !ok || len(v) != 0 {
 		t.Fatalf("empty inventory json: %v", js)
 	}
+	out = e.ok("inventory", "--vmss", "web", "--version", "1.0.0")
+	if lines := strings.Split(strings.TrimSpace(out), "\n"); len(lines) != 2 || !strings.HasPrefix(lines[1], "web-0 ") {
+		t.Fatalf("inventory --vmss web --version 1.0.0:\n%s", out)
+	}
+	if v, _ := e.okJSON("inventory", "--version", "1.0.1")["value"].([]any); len(v) != 0 {
+		t.Fatalf("inventory --version 1.0.1: %v", v)
+	}
 	e.fails(2, `--state "broken": must be one of`, "inventory", "--state", "broken")
 	// One entry at a time: --top, then --skip-token from where it stopped.
 	js = e.okJSON("inventory", "--top", "1")

@@ -23,10 +23,10 @@ func parseState(s string) (string, error) {
 }
 
 func (c *cli) inventoryCmd() *cobra.Command {
-	var app, region, state string
+	var app, region, state, version, scaleSet string
 	var page pageFlags
 	cmd := &cobra.Command{
-		Use:   "inventory [--app [GALLERY/]APPLICATION] [--region REGION] [--state STATE] [--top N] [--skip-token TOKEN]",
+		Use:   "inventory [--app [GALLERY/]APPLICATION] [--version V] [--region REGION] [--vmss S] [--state STATE] [--top N] [--skip-token TOKEN]",
 		Short: "List the applications on every machine, as their agents reported them",
 		Long: `List the applications on every machine as their agents last reported them:
 MACHINE REGION VMSS APPLICATION VERSION STATE EXIT UPDATED. The filters
@@ -34,7 +34,8 @@ combine; --state is one of ` + strings.Join(pb.AppStates, ", ") + `.
 -o json prints {"value": [...]} of inventory entries. --top N lists at
 most N entries and prints the token to continue from with --skip-token.`,
 		Example: `  vmapp inventory --state failed
-  vmapp inventory --app g1/myapp --region eastus`,
+  vmapp inventory --app g1/myapp --region eastus
+  vmapp inventory --app g1/myapp --version 1.0.1 --vmss web`,
 		Args: args(),
 		RunE: c.action(func(cl *client.Client, cmd *cobra.Command, args []string) error {
 			st, err := parseState(state)
@@ -42,7 +43,8 @@ most N entries and prints the token to continue from with --skip-token.`,
 				return err
 			}
 			entries, next, err := listAll(cmd, &page, func(size int32, token string) ([]*pb.InventoryEntry, string, error) {
-				r, err := fleetClient(cl).ListInventory(c.ctx, &pb.ListInventoryRequest{Application: app, Region: region, State: st, PageSize: size, PageToken: token})
+				r, err := fleetClient(cl).ListInventory(c.ctx, &pb.ListInventoryRequest{Application: app, Region: region, State: st,
+					Version: version, ScaleSet: scaleSet, PageSize: size, PageToken: token})
 				return r.GetEntries(), r.GetNextPageToken(), err
 			})
 			if err != nil {
@@ -63,6 +65,8 @@ most N entries and prints the token to continue from with --skip-token.`,
 	}
 	cmd.Flags().StringVar(&app, "app", "", "only this application: GALLERY/APPLICATION or APPLICATION")
 	cmd.Flags().StringVar(&region, "region", "", "only machines in this region")
+	cmd.Flags().StringVar(&version, "version", "", "only this version, as the agents reported it (exactly, e.g. 1.0.1)")
+	cmd.Flags().StringVar(&scaleSet, "vmss", "", "only the instances of this scale set")
 	cmd.Flags().StringVar(&state, "state", "", "only applications in this state, e.g. Failed")
 	page.add(cmd)
 	return cmd

@@ -2,7 +2,9 @@ package main
 
 import (
 	"cmp"
+	"errors"
 	"fmt"
+	"io"
 	"strconv"
 	"strings"
 	"time"
@@ -173,50 +175,42 @@ func (c *cli) rolloutWatchCmd() *cobra.Command {
 	return &cobra.Command{
 		Use:   "watch NAME",
 		Short: "Show a rollout's progress until it ends",
-		Long: `Show a rollout's progress, a line each time it changes, until it ends.
-Exit status: 0 when it succeeded, 1 when it halted, was rolled back or
-aborted, 2 on a usage error.`,
+		Long: `Show a rollout's progress, a line each time it changes, until it ends
+(WatchRollout). Exit status: 0 when it succeeded, 1 when it halted, was
+rolled back or aborted, 2 on a usage error.`,
 		Args: args("NAME"),
 		RunE: c.action(func(cl *client.Client, cmd *cobra.Command, args []string) error {
+			stream, err := rolloutClient(cl).WatchRollout(c.ctx, &pb.WatchRolloutRequest{Name: args[0]})
+			if err != nil {
+				return err
+			}
+			var r *pb.Rollout
 			last := ""
 			for {
-				g, err := rolloutClient(cl).GetRollout(c.ctx, &pb.GetRolloutRequest{Name: args[0]})
+				res, err := stream.Recv()
+				if errors.Is(err, io.EOF) {
+					break
+				}
 				if err != nil {
 					return err
 				}
-				r := g.Rollout
-				if line := progressLine(r); line != last {
+				r = res.Rollout
+				if line := progressLine(r); line != last && !c.structured() {
+					fmt.Fprintln(c.stdout, time.Now().Format(time.TimeOnly), line)
 					last = line
-					if !c.structured() {
-						fmt.Fprintln(c.stdout, time.Now().Format(time.TimeOnly), line)
-					}
-				}
-				if !pb.RolloutActive(r.State) {
-					if c.structured() {
-						if err := c.printJSON(r); err != nil {
-							return err
-						}
-					}
-					if r.State != pb.RolloutSucceeded {
-						return errs.New(errs.FailedPrecondition, "", "rollout '%s' is %s: %s", r.Name, r.State, r.Reason)
-					}
-					return nil
-				}
-				select {
-				case <-c.ctx.Done():
-					return c.ctx.Err()
-				case <-time.After(c.pollInterval()):
 				}
 			}
+			if c.structured() {
+				if err := c.printJSON(r); err != nil {
+					return err
+				}
+			}
+			if r.GetState() != pb.RolloutSucceeded {
+				return errs.New(errs.FailedPrecondition, "", "rollout '%s' is %s: %s", r.GetName(), r.GetState(), r.GetReason())
+			}
+			return nil
 		}),
 	}
-}
-
-func (c *cli) pollInterval() time.Duration {
-	if c.pollEvery > 0 {
-		return c.pollEvery
-	}
-	return defaultPollEvery
 }
 
 // progressLine sums a rollout up: its state, wave and machines by state.

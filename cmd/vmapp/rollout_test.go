@@ -1,12 +1,15 @@
 package main
 
 import (
+	"encoding/json"
 	"errors"
+	"regexp"
 	"strings"
 	"testing"
 
 	"google.golang.org/protobuf/proto"
 
+	"github.com/vmapp/vmapp/internal/testkit/testcluster"
 	pb "github.com/vmapp/vmapp/proto/vmapp/v1"
 )
 
@@ -44,4 +47,38 @@ func TestProgressLine(t *testing.T) {
 	if got := progressLine(r); got != want {
 		t.Fatalf("got %q, want %q", got, want)
 	}
+}
+
+// TestRolloutWatch follows a rollout through the CLI against a whole
+// deployment: vm1's agent never reports, so the rollout stays Running
+// until it is paused and aborted; the watch of the aborted rollout prints
+// its line (its JSON with -o json) and exits 1 saying why.
+func TestRolloutWatch(t *testing.T) {
+	if testing.Short() {
+		t.Skip("starts MinIO processes")
+	}
+	c := testcluster.Start(t, testcluster.Options{})
+	for _, v := range []string{"1.0.0", "2.0.0"} {
+		c.Publish(t, v, []byte("package "+v), testcluster.Target("eastus", 1))
+		c.WaitState(t, v, "Completed")
+	}
+	e := clusterEnv(t, c)
+	e.ok("vm", "create", "--name", "vm1", "--region", "eastus", "--os", "linux")
+	e.ok("vm", "app", "set", "--vm", "vm1", "--app", "g/a/1.0.0")
+	e.ok("rollout", "create", "r1", "--app", "g/a", "--version", "2.0.0", "--machines", "region=eastus", "--waves", "100%")
+	if st := at(e.okJSON("rollout", "pause", "r1"), "state"); st != "Paused" {
+		t.Fatalf("paused: %v", st)
+	}
+	e.ok("rollout", "abort", "r1")
+	r := e.vmapp("rollout", "watch", "r1")
+	if r.code != 1 || !strings.Contains(r.stderr, "rollout 'r1' is Aborted: aborted") ||
+		!regexp.MustCompile(`^\d\d:\d\d:\d\d Aborted wave 1/1: Updating 1 \(aborted\)\n$`).MatchString(r.stdout) {
+		t.Fatalf("watch of an aborted rollout: %v", r)
+	}
+	r = e.vmapp("-o", "json", "rollout", "watch", "r1")
+	var js map[string]any
+	if err := json.Unmarshal([]byte(r.stdout), &js); err != nil || r.code != 1 || js["state"] != "Aborted" || at(js, "machines", 0, "name") != "vm1" {
+		t.Fatalf("watch -o json of an aborted rollout (%v): %v", err, r)
+	}
+	e.fails(1, "Rollout 'nope' doesn't exist.", "rollout", "watch", "nope")
 }

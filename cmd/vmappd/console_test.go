@@ -15,6 +15,7 @@ import (
 
 	"github.com/chromedp/chromedp"
 	"google.golang.org/protobuf/proto"
+	"google.golang.org/protobuf/types/known/durationpb"
 
 	"github.com/vmapp/vmapp/client"
 	"github.com/vmapp/vmapp/internal/testkit/miniotest"
@@ -38,6 +39,7 @@ func chromium(t *testing.T) string {
 // MinIO holding two regions, a browser, and the tokens of three roles.
 type consoleRig struct {
 	t                         *testing.T
+	root                      *testing.T // the test, whose end stops the agents
 	vmappd                    *proc
 	c                         *client.Client
 	ui                        string // http://addr/ui/
@@ -53,7 +55,7 @@ func newConsoleRig(t *testing.T) *consoleRig {
 	if testing.Short() {
 		t.Skip("builds binaries, runs MinIO and a browser")
 	}
-	r := &consoleRig{t: t, dir: t.TempDir(), shots: os.Getenv("VMAPP_SCREENSHOTS")}
+	r := &consoleRig{t: t, root: t, dir: t.TempDir(), shots: os.Getenv("VMAPP_SCREENSHOTS")}
 	if r.shots == "" {
 		r.shots = t.TempDir()
 	}
@@ -208,11 +210,12 @@ func (r *consoleRig) machine(name, region string, refs ...string) {
 	tokenFile := filepath.Join(r.dir, name+".token")
 	os.WriteFile(tokenFile, []byte(m.AgentToken+"\n"), 0o600)
 	cmd := exec.Command(r.agentBin, "--server", r.vmappd.addr, "--vm", name, "--root", filepath.Join(r.dir, name), "--token-file", tokenFile,
-		"--retry-base", "1h", "--retry-max", "1h") // a failure stays Failed while the test reads it
+		"--retry-base", "1h", "--retry-max", "1h", // a failure stays Failed while the test reads it
+		"--peer-listen", freeAddr(r.t, "127.0.0.1")) // announces what it holds: the peers page
 	if err := cmd.Start(); err != nil {
 		r.t.Fatal(err)
 	}
-	r.t.Cleanup(func() { cmd.Process.Kill(); cmd.Wait() })
+	r.root.Cleanup(func() { cmd.Process.Kill(); cmd.Wait() }) // not the step's: later steps use the agents
 }
 
 // step runs f as a subtest with the rig failing that subtest; a step that
@@ -250,8 +253,9 @@ func (r *consoleRig) afterNavigation(ctx context.Context, expr string) {
 // TestConsoleInBrowser drives the web console with Debian's chromium
 // against the vmappd binary, a real MinIO and real agents: signing in, a
 // replication matrix that reaches Completed without a reload, the
-// inventory filtered to a failed machine with its reason, and a Reader who
-// is shown no repair and is refused one all the same.
+// inventory filtered to a failed machine with its reason, a Reader who
+// is shown no repair and is refused one all the same, a rollout followed
+// live, paused and resumed, and the peers page's preheat and peers.
 func TestConsoleInBrowser(t *testing.T) {
 	r := newConsoleRig(t)
 	two := int32(2)
@@ -367,6 +371,139 @@ func TestConsoleInBrowser(t *testing.T) {
 			t.Fatalf("a Contributor's repair: %d\n%s", res.code, res.body)
 		}
 	})
+
+	r.step("RolloutPauseResume", func(t *testing.T) { r.rolloutPage(contributor) })
+	r.step("PeersPage", func(t *testing.T) { r.peersPage(contributor) })
+}
+
+// rolloutPage rolls hello 2.0.0 out to vm1 and vm2 in two waves with a
+// long soak between them, and follows it on its page: the first wave's
+// machine succeeds and the soak counts down without a reload; the
+// Contributor pauses and resumes it.
+func (r *consoleRig) rolloutPage(contributor context.Context) {
+	t := r.t
+	if _, err := r.c.Catalog.CreateVersion(r.ctx, &pb.CreateVersionRequest{Version: &pb.GalleryApplicationVersion{
+		Gallery: "g", Application: "hello", Name: "2.0.0", Location: "eastus",
+		PublishingProfile: &pb.PublishingProfile{ManageActions: &pb.UserArtifactManage{Install: "true", Remove: "true"},
+			TargetRegions: []*pb.TargetRegion{{Name: "eastus"}, {Name: "westus"}}},
+	}}); err != nil {
+		t.Fatal(err)
+	}
+	r.upload("hello", "2.0.0", []byte("#!/bin/sh\necho hello 2\n"))
+	r.waitCompleted("hello", "2.0.0")
+	if _, err := pb.NewRolloutServiceClient(r.c.Conn()).CreateRollout(r.ctx, &pb.CreateRolloutRequest{Rollout: &pb.Rollout{
+		Name: "hello-2", Application: "g/hello", Version: "2.0.0", Waves: []string{"1", "100%"}, Soak: durationpb.New(time.Hour),
+		Target: &pb.RolloutTarget{Machines: &pb.MachineSelector{}}}}); err != nil {
+		t.Fatal(err)
+	}
+	r.do(contributor, "open the rollouts and the rollout",
+		chromedp.Navigate(r.ui+"rollouts"),
+		chromedp.WaitVisible(chromedp.CSS("table.rollouts tr[data-rollout=hello-2] a")),
+		chromedp.Click(chromedp.CSS("table.rollouts tr[data-rollout=hello-2] a")),
+	)
+	r.afterNavigation(contributor, `document.readyState === 'complete' && document.getElementById('rollout') !== null`)
+	r.do(contributor, "mark the page, and wait until the first wave's machine succeeded and the soak counts down",
+		chromedp.Evaluate[chromedp.Void](`window.stillTheSamePage = 7`),
+		waitFor(`document.querySelector('#rollout tr[data-wave="0"] .succeeded').textContent === '1' &&
+			document.querySelector('#soak .countdown') !== null`))
+	if mark := value(r, contributor, "the mark", chromedp.Evaluate[int](`window.stillTheSamePage`)); mark != 7 {
+		t.Fatal("the rollout's page was reloaded")
+	}
+	if soak := r.text(contributor, "#soak"); !strings.Contains(soak, "wave 1 soaks until") || !strings.Contains(soak, "left") {
+		t.Fatalf("the soak reads %q", soak)
+	}
+	if w := r.text(contributor, `#rollout tr[data-wave="1"]`); !strings.Contains(w, "100%") {
+		t.Fatalf("the second wave's row: %q", w)
+	}
+	r.screenshot(contributor, "console-rollout")
+	r.do(contributor, "pause", chromedp.Click(chromedp.ID("pause")))
+	r.afterNavigation(contributor, `document.readyState === 'complete' && location.search.includes('did=pause') && document.getElementById('resume') !== null`)
+	if st := r.text(contributor, "#rollout-state"); !strings.Contains(st, "Paused") {
+		t.Fatalf("after Pause the state reads %q", st)
+	}
+	if n := value(r, contributor, "count the pause buttons", chromedp.Evaluate[int](`document.querySelectorAll('#pause').length`)); n != 0 {
+		t.Fatal("a paused rollout offers Pause")
+	}
+	r.do(contributor, "resume", chromedp.Click(chromedp.ID("resume")))
+	r.afterNavigation(contributor, `document.readyState === 'complete' && location.search.includes('did=resume') && document.getElementById('pause') !== null`)
+	if st := r.text(contributor, "#rollout-state"); !strings.Contains(st, "Running") {
+		t.Fatalf("after Resume the state reads %q", st)
+	}
+	ro, err := pb.NewRolloutServiceClient(r.c.Conn()).GetRollout(r.ctx, &pb.GetRolloutRequest{Name: "hello-2"})
+	if err != nil || ro.Rollout.State != pb.RolloutRunning {
+		t.Fatalf("the API says the rollout is %v (%v)", ro.GetRollout().GetState(), err)
+	}
+
+	// Deploying needs read access only (as in the API): a Reader is offered
+	// the actions; a token of one gallery may not act on rollouts, which
+	// span the tenant's machines, nor read them.
+	reader := r.browser()
+	r.signIn(reader, r.reader)
+	r.do(reader, "the rollout as a Reader",
+		chromedp.Navigate(r.ui+"rollouts/hello-2"),
+		chromedp.WaitVisible(chromedp.ID("pause")),
+		chromedp.WaitVisible(chromedp.ID("abort")),
+	)
+	res, err := pb.NewAccessServiceClient(r.c.Conn()).CreateToken(r.ctx, &pb.CreateTokenRequest{Name: "g-only", Role: pb.Role_ROLE_CONTRIBUTOR, Gallery: "g"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	scoped := r.browser() // signs in on the way to the rollout: the galleries' list isn't its
+	r.do(scoped, "sign in on the way to the rollout as a token of gallery g",
+		chromedp.Navigate(r.ui+"rollouts/hello-2"),
+		chromedp.WaitVisible(chromedp.ID("token")),
+		chromedp.SendKeys(chromedp.ID("token"), res.Secret),
+		chromedp.Submit(chromedp.ID("token")),
+	)
+	r.afterNavigation(scoped, `document.readyState === 'complete' && location.pathname.endsWith('/rollouts/hello-2') && document.querySelector('h1') !== null`)
+	if h, n := r.text(scoped, "h1"), value(r, scoped, "count the forms", chromedp.Evaluate[int](`document.querySelectorAll('main form').length`)); h != "Your token doesn't allow this" || n != 0 {
+		t.Fatalf("a token of gallery g reads %q and is offered %d forms", h, n)
+	}
+	if res := r.post(res.Secret, "rollouts/hello-2/pause", r.ui); res.code != http.StatusForbidden {
+		t.Fatalf("a pause by a token of gallery g: %d\n%s", res.code, res.body)
+	}
+}
+
+// peersPage preheats hello 2.0.0 on one machine of westus, vm2 (the
+// rollout's soak holds back its second wave), and reads the peers page
+// until it shows vm2 holding it: 2.0.0's peers are then vm1 in eastus
+// (the first wave) and vm2 in westus; 1.0.0's vm2 (vm1 has moved on).
+func (r *consoleRig) peersPage(contributor context.Context) {
+	t := r.t
+	if _, err := pb.NewDownloadServiceClient(r.c.Conn()).Preheat(r.ctx, &pb.PreheatRequest{Gallery: "g", Application: "hello", Version: "2.0.0", Region: "westus", Machines: 1}); err != nil {
+		t.Fatal(err)
+	}
+	const pre = `section[data-version="g/hello/2.0.0"] table.preheat tr[data-region=westus]`
+	for {
+		r.do(contributor, "open the peers page", chromedp.Navigate(r.ui+"peers"), chromedp.WaitVisible(chromedp.ID("cache-h")))
+		done := value(r, contributor, "read the page", chromedp.Evaluate[bool](`(() => {
+			const p = document.querySelector('`+pre+` .holding');
+			const peers = document.querySelector('section[data-version="g/hello/2.0.0"] table.peers');
+			return p !== null && p.textContent === '1/1' && peers !== null && peers.querySelectorAll('tbody tr').length === 2;
+		})()`))
+		if done {
+			break
+		}
+		select {
+		case <-r.ctx.Done():
+			t.Fatalf("the peers page never showed the preheat held and two regions of peers: %s", r.text(contributor, "main"))
+		case <-time.After(250 * time.Millisecond):
+		}
+	}
+	if row := r.text(contributor, pre); !strings.Contains(row, "vm2: holds it") {
+		t.Fatalf("westus's preheat row: %q", row)
+	}
+	const peers = `section[data-version="g/hello/%s"] table.peers tr[data-region=%s] td`
+	if e, w := r.text(contributor, fmt.Sprintf(peers, "2.0.0", "eastus")), r.text(contributor, fmt.Sprintf(peers, "2.0.0", "westus")); e != "vm1" || w != "vm2" {
+		t.Fatalf("hello 2.0.0's peers: eastus %q, westus %q", e, w)
+	}
+	if w := r.text(contributor, fmt.Sprintf(peers, "1.0.0", "westus")); w != "vm2" {
+		t.Fatalf("hello 1.0.0's peers in westus: %q", w)
+	}
+	if cache := r.text(contributor, "#cache-h + p"); !strings.Contains(cache, "vmapp_agent_cache_bytes") {
+		t.Fatalf("the cache section: %q", cache)
+	}
+	r.screenshot(contributor, "console-peers")
 }
 
 type answer struct {

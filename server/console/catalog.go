@@ -108,18 +108,3 @@ func (c *Console) repair(w http.ResponseWriter, r *http.Request, s *session) err
 	}
 	return c.showVersion(w, r, s, res)
 }
-
-// placeholder is a page of what vmapp doesn't have yet.
-type placeholder struct{ What, Issue string }
-
-func (c *Console) rollouts(w http.ResponseWriter, r *http.Request, s *session) error {
-	c.render(w, http.StatusOK, "placeholder", page{Title: "Rollouts", Nav: "rollouts", Session: s,
-		Data: placeholder{What: "Safe rollouts (waves, health gates, pause and resume) are not in vmapp yet. Deploy with application profiles on machines and scale sets meanwhile.", Issue: "23"}})
-	return nil
-}
-
-func (c *Console) peers(w http.ResponseWriter, r *http.Request, s *session) error {
-	c.render(w, http.StatusOK, "placeholder", page{Title: "Peers and cache", Nav: "peers", Session: s,
-		Data: placeholder{What: "The agents' peer serving and cache use are not reported to vmappd yet: each agent's /metrics has them (vmapp-agent --metrics).", Issue: "22"}})
-	return nil
-}

@@ -43,6 +43,7 @@ type Console struct {
 	repl    pb.ReplicationServiceClient
 	fleet   pb.FleetServiceClient
 	access  pb.AccessServiceClient
+	rollout pb.RolloutServiceClient
 	log     *slog.Logger
 	secure  bool
 	pages   map[string]*template.Template
@@ -55,6 +56,7 @@ func New(o Options) http.Handler {
 		repl:    pb.NewReplicationServiceClient(o.Conn),
 		fleet:   pb.NewFleetServiceClient(o.Conn),
 		access:  pb.NewAccessServiceClient(o.Conn),
+		rollout: pb.NewRolloutServiceClient(o.Conn),
 		log:     o.Logger,
 		secure:  o.Secure,
 		pages:   parsePages(),
@@ -80,20 +82,23 @@ func (c *Console) routes(mux *http.ServeMux) {
 		"GET /ui/{$}":                 c.galleries,
 		"GET /ui/galleries/{gallery}": c.applications,
 		"GET /ui/galleries/{gallery}/applications/{application}": c.versions,
-		"GET " + v:                     c.version,
-		"POST " + v + "/repair":        c.repair,
-		"GET /ui/inventory":            c.inventory,
-		"GET /ui/machines":             c.machines,
-		"GET /ui/machines/{machine}":   c.machine,
-		"GET /ui/scalesets":            c.scaleSets,
-		"GET /ui/scalesets/{scaleset}": c.scaleSet,
-		"POST /ui/retry":               c.retry,
-		"GET /ui/rollouts":             c.rollouts,
-		"GET /ui/peers":                c.peers,
+		"GET " + v:                           c.version,
+		"POST " + v + "/repair":              c.repair,
+		"GET /ui/inventory":                  c.inventory,
+		"GET /ui/machines":                   c.machines,
+		"GET /ui/machines/{machine}":         c.machine,
+		"GET /ui/scalesets":                  c.scaleSets,
+		"GET /ui/scalesets/{scaleset}":       c.scaleSet,
+		"POST /ui/retry":                     c.retry,
+		"GET /ui/rollouts":                   c.rollouts,
+		"GET /ui/rollouts/{rollout}":         c.rolloutPage,
+		"POST /ui/rollouts/{rollout}/{verb}": c.rolloutAction,
+		"GET /ui/peers":                      c.peers,
 	} {
 		mux.Handle(pattern, c.signedIn(h))
 	}
 	mux.Handle("GET "+v+"/replication", c.signedInStream(c.watchReplication))
+	mux.Handle("GET /ui/rollouts/{rollout}/watch", c.signedInStream(c.watchRollout))
 }
 
 // headers sets what every answer carries: no framing, no sniffing, no

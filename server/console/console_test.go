@@ -1,10 +1,13 @@
 package console
 
 import (
+	"fmt"
 	"strings"
 	"testing"
+	"time"
 
 	"google.golang.org/protobuf/types/known/durationpb"
+	"google.golang.org/protobuf/types/known/timestamppb"
 
 	pb "github.com/vmapp/vmapp/proto/vmapp/v1"
 )
@@ -43,9 +46,9 @@ func TestMatrix(t *testing.T) {
 // with the layout, and an empty listing says how to fill it.
 func TestPagesParse(t *testing.T) {
 	c := &Console{pages: parsePages()}
-	for _, name := range []string{"galleries", "machines", "scalesets"} {
+	for name, data := range map[string]any{"galleries": listing{}, "machines": listing{}, "scalesets": listing{}, "rollouts": listing{}, "peers": peersData{}} {
 		var b strings.Builder
-		if err := c.pages[name].ExecuteTemplate(&b, "layout", page{Title: name, Data: listing{}}); err != nil {
+		if err := c.pages[name].ExecuteTemplate(&b, "layout", page{Title: name, Data: data}); err != nil {
 			t.Fatalf("%s: %v", name, err)
 		}
 		if !strings.Contains(b.String(), `class="empty"`) {
@@ -66,5 +69,53 @@ func TestSafeNext(t *testing.T) {
 		if got := safeNext(in); got != want {
 			t.Errorf("safeNext(%q) = %q, want %q", in, got, want)
 		}
+	}
+}
+
+// TestRolloutView counts a rollout's machines per wave and state, dates
+// the current wave's soak, and offers the actions its state allows to a
+// token that may act only.
+func TestRolloutView(t *testing.T) {
+	soakStart := time.Date(2026, 12, 1, 8, 0, 0, 0, time.UTC)
+	r := &pb.Rollout{Name: "r1", Application: "g/app", Version: "2.0.0", State: pb.RolloutRunning, CurrentWave: 0,
+		Soak: durationpb.New(time.Hour), SoakStart: timestamppb.New(soakStart),
+		WavePlan: []*pb.RolloutWave{{Spec: "2", Machines: 2}, {Spec: "100%", Machines: 3}},
+		Machines: []*pb.RolloutMachine{
+			{Name: "a", Wave: 0, State: pb.RolloutMachineSucceeded}, {Name: "b", Wave: 0, State: pb.RolloutMachineFailed, Reason: "exit 3 <x>"},
+			{Name: "c", Wave: 1, State: pb.RolloutMachinePending}, {Name: "d", Wave: 1, State: pb.RolloutMachinePending},
+			{Name: "e", Wave: 1, State: pb.RolloutMachineRolledBack},
+		}}
+	v := viewOf(r, true)
+	w0, w1 := v.Waves[0], v.Waves[1]
+	if w0.Succeeded != 1 || w0.Failed != 1 || !w0.Current || w1.Pending != 2 || w1.RolledBack != 1 || w1.Current {
+		t.Fatalf("waves: %+v %+v", w0, w1)
+	}
+	if !v.SoakEnd.Equal(soakStart.Add(time.Hour)) {
+		t.Fatalf("soak ends %v", v.SoakEnd)
+	}
+	c := &Console{pages: parsePages()}
+	html, err := c.fragment("rollout", "rollout", v)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, want := range []string{`id="pause"`, `id="abort"`, "wave 1 soaks until 09:00:00 UTC", `data-end="` + fmt.Sprint(soakStart.Add(time.Hour).UnixMilli()), "exit 3 &lt;x&gt;", `aria-current="step"`} {
+		if !strings.Contains(html, want) {
+			t.Errorf("the rollout lacks %q:\n%s", want, html)
+		}
+	}
+	if strings.Contains(html, `id="resume"`) {
+		t.Error("a running rollout offers Resume")
+	}
+	r.State = pb.RolloutPaused
+	if html, _ := c.fragment("rollout", "rollout", viewOf(r, true)); !strings.Contains(html, `id="resume"`) || strings.Contains(html, `id="pause"`) {
+		t.Errorf("a paused rollout's actions:\n%s", html)
+	}
+	r.State = pb.RolloutSucceeded
+	if html, _ := c.fragment("rollout", "rollout", viewOf(r, true)); strings.Contains(html, "<form") || strings.Contains(html, "soaks until") {
+		t.Errorf("a finished rollout offers actions or a soak:\n%s", html)
+	}
+	r.State = pb.RolloutRunning
+	if html, _ := c.fragment("rollout", "rollout", viewOf(r, false)); strings.Contains(html, "<form") {
+		t.Errorf("a token that may not act is offered actions:\n%s", html)
 	}
 }

@@ -23,13 +23,10 @@ type inventoryData struct {
 	Regions []*pb.Region
 	Rows    []*pb.InventoryEntry
 	Next    string
-	// Scanned: entries of the page that version or scale set left out.
-	Scanned int
 }
 
-// inventory lists the fleet's applications per machine: the API filters
-// by application, region and state; the console by version and scale set
-// within each page the API returns.
+// inventory lists the fleet's applications per machine, filtered by the
+// API.
 func (c *Console) inventory(w http.ResponseWriter, r *http.Request, s *session) error {
 	q := r.URL.Query()
 	f := inventoryFilter{Application: strings.TrimSpace(q.Get("application")), Version: strings.TrimSpace(q.Get("version")),
@@ -39,17 +36,12 @@ func (c *Console) inventory(w http.ResponseWriter, r *http.Request, s *session) 
 	if err != nil {
 		return err
 	}
-	res, err := c.fleet.ListInventory(ctx, &pb.ListInventoryRequest{Application: f.Application, Region: f.Region, State: f.State, PageSize: 500, PageToken: q.Get("page")})
+	res, err := c.fleet.ListInventory(ctx, &pb.ListInventoryRequest{Application: f.Application, Region: f.Region, State: f.State,
+		Version: f.Version, ScaleSet: f.ScaleSet, PageSize: 500, PageToken: q.Get("page")})
 	if err != nil {
 		return err
 	}
-	d := inventoryData{Filter: f, States: pb.AppStates, Regions: regions.Regions, Next: nextPage(q, res.NextPageToken)}
-	for _, e := range res.Entries {
-		if (f.Version == "" || e.Status.GetVersion() == f.Version) && (f.ScaleSet == "" || e.ScaleSet == f.ScaleSet) {
-			d.Rows = append(d.Rows, e)
-		}
-	}
-	d.Scanned = len(res.Entries) - len(d.Rows)
+	d := inventoryData{Filter: f, States: pb.AppStates, Regions: regions.Regions, Rows: res.Entries, Next: nextPage(q, res.NextPageToken)}
 	c.render(w, http.StatusOK, "inventory", page{Title: "Inventory", Nav: "inventory", Session: s, Data: d})
 	return nil
 }

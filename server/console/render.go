@@ -6,6 +6,7 @@ import (
 	"html/template"
 	"net/http"
 	"net/url"
+	"slices"
 	"strings"
 	"time"
 
@@ -52,6 +53,10 @@ var funcs = template.FuncMap{
 	"path":  url.PathEscape,
 	"app":   appOf,
 	"int":   func(n int32) int { return int(n) },
+	"add":   func(a, b int) int { return a + b },
+	"list":  func(s ...string) []string { return s },
+	"has":   slices.Contains[[]string],
+	"title": func(s string) string { return strings.ToUpper(s[:1]) + s[1:] },
 }
 
 // parsePages parses each page with the layout.

@@ -99,19 +99,28 @@ func (c *Console) watchReplication(_ http.ResponseWriter, r *http.Request, s *se
 	if err != nil {
 		return err
 	}
+	return relay(stream, send, func(res *pb.WatchReplicationResponse) (string, any, error) {
+		ev, err := c.statusEvent(ctx, g, a, v, res.Status)
+		return "status", ev, err
+	})
+}
+
+// relay sends the event that event makes of each message of a watch
+// stream, then "done" when the stream ends.
+func relay[M any](stream interface{ Recv() (M, error) }, send func(string, any) error, event func(M) (string, any, error)) error {
 	for {
-		res, err := stream.Recv()
+		m, err := stream.Recv()
 		if errors.Is(err, io.EOF) {
 			return send("done", struct{}{})
 		}
 		if err != nil {
 			return errs.FromStatus(err)
 		}
-		ev, err := c.statusEvent(ctx, g, a, v, res.Status)
+		name, data, err := event(m)
 		if err != nil {
 			return err
 		}
-		if err := send("status", ev); err != nil {
+		if err := send(name, data); err != nil {
 			return nil // the browser went away
 		}
 	}

@@ -444,13 +444,18 @@ type InventoryFilter struct {
 	Region      string
 	// State matches in any case.
 	State string
+	// Version is the version reported, exactly.
+	Version string
+	// ScaleSet keeps the instances of one scale set.
+	ScaleSet string
 }
 
 func (q InventoryFilter) keep(e *pb.InventoryEntry) bool {
 	s := e.GetStatus()
 	return (q.Region == "" || e.Region == q.Region) &&
 		(q.Application == "" || s.Application == q.Application || strings.HasSuffix(s.Application, "/"+q.Application)) &&
-		(q.State == "" || strings.EqualFold(s.State, q.State))
+		(q.State == "" || strings.EqualFold(s.State, q.State)) &&
+		(q.Version == "" || s.Version == q.Version) && (q.ScaleSet == "" || e.ScaleSet == q.ScaleSet)
 }
 
 // Inventory lists one page of the tenant's machines' application statuses

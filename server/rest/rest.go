@@ -12,7 +12,7 @@
 // Azure's camelCase names; unknown fields are refused. Answers are the
 // CLI's -o json (package pbjson: 64-bit integers as numbers); errors are
 // {"error":{"code","message","target"}} with the HTTP status of the gRPC
-// code; streams (replication status, goal state) are newline-delimited
+// code; streams (replication status, goal state, a rollout's watch) are newline-delimited
 // JSON, one {"result": ...} a line, flushed as they come.
 package rest
 
@@ -62,6 +62,8 @@ var registrations = []func(context.Context, *runtime.ServeMux, *grpc.ClientConn)
 	pb.RegisterSigningServiceHandler,
 	pb.RegisterTransferServiceHandler,
 	pb.RegisterClusterServiceHandler,
+	pb.RegisterRolloutServiceHandler,
+	pb.RegisterDownloadServiceHandler, // Preheat only: the rest is the agents'
 }
 
 // New returns the gateway calling the gRPC server at the other end of

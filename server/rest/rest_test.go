@@ -245,7 +245,8 @@ func TestEveryPath(t *testing.T) {
 	a.ok("CatalogService.UpdateApplication", "PATCH", "/galleries/demo/applications/hello", contrib, `{"description":"hi"}`)
 	a.ok("CatalogService.CreateVersion", "PUT", "/galleries/demo/applications/hello/versions/1.0.0", contrib,
 		`{"location":"eastus","publishingProfile":{"manageActions":{"install":"install.sh","remove":"remove.sh"},
-		  "targetRegions":[{"name":"eastus","regionalReplicaCount":2},{"name":"westus","regionalReplicaCount":1}]}}`)
+		  "targetRegions":[{"name":"eastus","regionalReplicaCount":2},{"name":"westus","regionalReplicaCount":1}],
+		  "customActions":[{"name":"flush","script":"flush.sh","parameters":[{"name":"level","required":true}]}]}}`)
 	a.ok("TransferService.Import", "POST", "/galleries/demo/applications/hello/versions/1.0.0/import", contrib,
 		fmt.Sprintf(`{"kind":"ARTIFACT_KIND_PACKAGE","url":%q}`, src.URL+"/pkg"))
 	st := a.stream("ReplicationService.WatchReplication", "/galleries/demo/applications/hello/versions/1.0.0/replicationStatus", reader,
@@ -318,6 +319,11 @@ func TestEveryPath(t *testing.T) {
 		t.Fatalf("the goal state's retry (int64) is not the number 1: %v", gs)
 	}
 	a.ok("FleetService.ListInventory", "GET", "/inventory?application=demo/hello", reader, "")
+	// Deploying needs read access only (as in Azure): Readers deploy too,
+	// but not a token of one gallery, nor a machine's.
+	scoped := str(a.ok("AccessService.CreateToken", "POST", "/tokens", owner, `{"name":"demo-only","role":"ROLE_CONTRIBUTOR","gallery":"demo"}`), "secret")
+	actionsAndPreheat(t, a, contrib, reader, agent, scoped)
+	rollouts(t, a, src.URL+"/pkg", contrib, reader, agent, scoped)
 	a.ok("FleetService.RemoveApplication", "DELETE", "/scaleSets/web/applicationProfile/applications/demo/hello", contrib, "")
 	// A new agent token replaces (revokes) the one CreateMachine gave.
 	if agent = str(a.ok("AccessService.IssueAgentToken", "POST", "/machines/vm1/agentToken", owner, ""), "agentToken"); agent == "" {
@@ -360,6 +366,147 @@ func TestEveryPath(t *testing.T) {
 			t.Errorf("%s has a REST path that no request of this test called with success", rpc)
 		}
 	}
+}
+
+// grpcOnly are the RPCs without a REST path, and why: every other RPC of
+// the services the gateway serves must have one (TestEveryRPCDecided).
+var grpcOnly = map[string]string{
+	"FleetService.ReportStatus":           "the agent's report",
+	"FleetService.ReportActionResult":     "the agent's report",
+	"TransferService.BeginUpload":         "uploads stream chunks over gRPC (the CLI's upload); Import takes a URL",
+	"TransferService.Upload":              "a client stream",
+	"TransferService.AbortUpload":         "of an upload session, gRPC's",
+	"ClusterService.AddNode":              "membership changes: the operator's CLI",
+	"ClusterService.RemoveNode":           "membership changes: the operator's CLI",
+	"ClusterService.SaveSnapshot":         "a stream of the state's bytes: the operator's CLI",
+	"DownloadService.GetDownloadPlan":     "the agents'",
+	"DownloadService.ReadRange":           "the agents'",
+	"DownloadService.ReportReplicaDamage": "the agents'",
+	"DownloadService.Announce":            "the agents'",
+	"DownloadService.ReportPeer":          "the agents'",
+}
+
+// TestEveryRPCDecided fails when an RPC of a service the REST API serves
+// has neither a path nor a reason to be gRPC only: a new RPC must decide.
+func TestEveryRPCDecided(t *testing.T) {
+	paths := map[string]bool{}
+	for _, rpc := range annotated(t) {
+		paths[rpc] = true
+	}
+	served := map[string]bool{}
+	for rpc := range paths {
+		served[strings.Split(rpc, ".")[0]] = true
+	}
+	protoregistry.GlobalFiles.RangeFilesByPackage("vmapp.v1", func(f protoreflect.FileDescriptor) bool {
+		for i := range f.Services().Len() {
+			s := f.Services().Get(i)
+			for j := range s.Methods().Len() {
+				rpc := string(s.Name()) + "." + string(s.Methods().Get(j).Name())
+				if _, ok := grpcOnly[rpc]; served[string(s.Name())] && !paths[rpc] && !ok {
+					t.Errorf("%s has no REST path: annotate it (google.api.http) or say why it is gRPC only (grpcOnly)", rpc)
+				}
+				if _, ok := grpcOnly[rpc]; ok && paths[rpc] {
+					t.Errorf("%s has a REST path but is listed gRPC only", rpc)
+				}
+			}
+		}
+		return true
+	})
+}
+
+// actionsAndPreheat runs a custom action on vm1 and lists it, and preheats
+// the version in eastus, with each one's errors.
+func actionsAndPreheat(t *testing.T, a *api, contrib, reader, agent, scoped string) {
+	const run = "/machines/vm1/applicationProfile/applications/demo/hello/actions/flush/run"
+	r := a.ok("FleetService.RunAction", "POST", run, contrib, `{"parameters":[{"name":"level","value":"3"}]}`)
+	id := str(r, "runs", 0, "id")
+	if id == "" || str(r, "runs", 0, "state") != "Pending" || str(r, "runs", 0, "machine") != "vm1" {
+		t.Fatalf("RunAction: %v", r)
+	}
+	a.fails("POST", run, contrib, `{}`, http.StatusBadRequest, "InvalidArgument", "parameters")
+	a.fails("POST", run, contrib, `{"parameters":[{"name":"level","value":"3"},{"name":"colour","value":"red"}]}`, http.StatusBadRequest, "InvalidArgument", "parameters")
+	a.fails("POST", "/machines/vm1/applicationProfile/applications/demo/hello/actions/nope/run", contrib, `{}`, http.StatusBadRequest, "InvalidArgument", "action")
+	a.fails("POST", "/machines/ghost/applicationProfile/applications/demo/hello/actions/flush/run", contrib, `{}`, http.StatusNotFound, "NotFound", "")
+	for _, tok := range []string{agent, scoped} {
+		a.fails("POST", run, tok, `{"parameters":[{"name":"level","value":"3"}]}`, http.StatusForbidden, "PermissionDenied", "")
+	}
+	a.fails("POST", run, "", `{}`, http.StatusUnauthorized, "Unauthenticated", "")
+	a.fails("POST", "/scaleSets/web/applicationProfile/applications/demo/hello/actions/flush/run", contrib, `{"parameters":[{"name":"level","value":"3"}]}`,
+		http.StatusBadRequest, "FailedPrecondition", "target") // no instances
+	l := a.ok("FleetService.ListActionRuns", "GET", "/machines/vm1/actionRuns?application=demo/hello", reader, "")
+	if str(l, "runs", 0, "id") != id || get(l, "runs", 1) != nil {
+		t.Fatalf("ListActionRuns: want the one run %s: %v", id, l)
+	}
+	a.ok("FleetService.ListActionRuns", "GET", "/scaleSets/web/actionRuns", reader, "")
+	a.fails("GET", "/machines/vm1/actionRuns", "", "", http.StatusUnauthorized, "Unauthenticated", "")
+	a.fails("GET", "/machines/vm1/actionRuns", scoped, "", http.StatusForbidden, "PermissionDenied", "")
+
+	const pre = "/galleries/demo/applications/hello/versions/1.0.0/preheat"
+	p := a.ok("DownloadService.Preheat", "POST", pre, reader, `{"region":"eastus","machines":1}`)
+	if str(p, "status", "region") != "eastus" || str(p, "status", "machines", 0) != "vm1" {
+		t.Fatalf("Preheat: %v", p)
+	}
+	a.fails("POST", pre, contrib, `{"region":"eastus","machines":5}`, http.StatusBadRequest, "FailedPrecondition", "machines")
+	a.fails("POST", pre, contrib, `{"machines":1}`, http.StatusBadRequest, "InvalidArgument", "region")
+	a.fails("POST", pre, scoped, `{"region":"eastus","machines":1}`, http.StatusForbidden, "PermissionDenied", "")
+	a.fails("POST", pre, agent, `{"region":"eastus","machines":1}`, http.StatusForbidden, "PermissionDenied", "")
+	a.fails("POST", pre, contrib, `{"region":"eastus","machines":1,"scaleSet":"web"}`, http.StatusBadRequest, "InvalidArgument", "scaleSet")
+	a.fails("POST", "/galleries/demo/applications/hello/versions/9.9.9/preheat", contrib, `{"region":"eastus","machines":1}`, http.StatusNotFound, "NotFound", "")
+	if v := a.ok("CatalogService.GetVersion", "GET", "/galleries/demo/applications/hello/versions/1.0.0", reader, ""); str(v, "version", "preheat", 0, "region") != "eastus" {
+		t.Fatalf("GetVersion shows no preheat: %v", get(v, "version", "preheat"))
+	}
+	a.ok("DownloadService.Preheat", "POST", pre, contrib, `{"region":"eastus","cancel":true}`)
+}
+
+// rollouts publishes 2.0.0 and rolls it out to vm1 (whose agent never
+// reports, so that the rollout stays Running): pause (a Reader may
+// deploy), resume, watch, abort, with each one's errors.
+func rollouts(t *testing.T, a *api, pkgURL, contrib, reader, agent, scoped string) {
+	const v2 = "/galleries/demo/applications/hello/versions/2.0.0"
+	a.ok("CatalogService.CreateVersion", "PUT", v2, contrib,
+		`{"location":"eastus","publishingProfile":{"manageActions":{"install":"install.sh","remove":"remove.sh"},"targetRegions":[{"name":"eastus"}]}}`)
+	a.ok("TransferService.Import", "POST", v2+"/import", contrib, fmt.Sprintf(`{"kind":"ARTIFACT_KIND_PACKAGE","url":%q}`, pkgURL))
+	a.stream("ReplicationService.WatchReplication", v2+"/replicationStatus", reader,
+		func(r map[string]any) bool { return str(r, "status", "aggregatedState") == "Completed" })
+
+	const body = `{"application":"demo/hello","version":"2.0.0","target":{"machines":{"region":"eastus"}},"waves":["100%"],"soak":"600s"}`
+	a.fails("PUT", "/rollouts/r1", scoped, body, http.StatusForbidden, "PermissionDenied", "")
+	a.fails("PUT", "/rollouts/r1", agent, body, http.StatusForbidden, "PermissionDenied", "")
+	a.fails("PUT", "/rollouts/r1", contrib, `{"application":"demo/hello","target":{"machines":{}}}`, http.StatusBadRequest, "InvalidArgument", "version")
+	a.fails("PUT", "/rollouts/r1", contrib, `{"application":"demo/hello","version":"2.0.0","target":{"machines":{"region":"westus"}}}`, http.StatusBadRequest, "InvalidArgument", "target")
+	a.fails("PUT", "/rollouts/r1", contrib, `{"application":"demo/hello","version":"2.0.0","soak":"2s","target":{"machines":{}},"colour":1}`, http.StatusBadRequest, "InvalidArgument", "colour")
+	r := a.ok("RolloutService.CreateRollout", "PUT", "/rollouts/r1", contrib, body)
+	if str(r, "rollout", "state") != "Running" || str(r, "rollout", "machines", 0, "name") != "vm1" || str(r, "rollout", "soak") != "600s" {
+		t.Fatalf("CreateRollout: %v", r)
+	}
+	a.fails("PUT", "/rollouts/r1", contrib, body, http.StatusConflict, "AlreadyExists", "")
+	a.ok("RolloutService.GetRollout", "GET", "/rollouts/r1", reader, "")
+	if l, _ := get(a.ok("RolloutService.ListRollouts", "GET", "/rollouts?pageSize=10", reader, ""), "rollouts").([]any); len(l) != 1 {
+		t.Fatalf("ListRollouts: %v", l)
+	}
+	a.fails("GET", "/rollouts/nope", reader, "", http.StatusNotFound, "NotFound", "name")
+	a.fails("GET", "/rollouts?pageSize=-1", reader, "", http.StatusBadRequest, "InvalidArgument", "pageSize")
+	a.fails("GET", "/rollouts", "", "", http.StatusUnauthorized, "Unauthenticated", "")
+	a.fails("GET", "/rollouts/r1", scoped, "", http.StatusForbidden, "PermissionDenied", "")
+	a.fails("GET", "/rollouts/r1/watch", scoped, "", http.StatusForbidden, "PermissionDenied", "")
+	a.fails("POST", "/rollouts/r1/pause", scoped, "", http.StatusForbidden, "PermissionDenied", "")
+	if s := str(a.ok("RolloutService.PauseRollout", "POST", "/rollouts/r1/pause", reader, ""), "rollout", "state"); s != "Paused" {
+		t.Fatalf("PauseRollout: state %s", s)
+	}
+	a.stream("RolloutService.WatchRollout", "/rollouts/r1/watch", reader, func(r map[string]any) bool { return str(r, "rollout", "state") == "Paused" })
+	a.fails("POST", "/rollouts/r1/resume", agent, "", http.StatusForbidden, "PermissionDenied", "")
+	if s := str(a.ok("RolloutService.ResumeRollout", "POST", "/rollouts/r1/resume", contrib, ""), "rollout", "state"); s != "Running" {
+		t.Fatalf("ResumeRollout: state %s", s)
+	}
+	a.fails("POST", "/rollouts/r1/abort", scoped, "", http.StatusForbidden, "PermissionDenied", "")
+	a.ok("RolloutService.AbortRollout", "POST", "/rollouts/r1/abort", contrib, "")
+	// The watch of a rollout that can't move any more sends its state and
+	// ends.
+	if r := a.do("GET", "/rollouts/r1/watch", reader, ""); r.code != http.StatusOK || str(r.doc, "result", "rollout", "state") != "Aborted" || bytes.Count(bytes.TrimSpace(r.raw), []byte("\n")) != 0 {
+		t.Fatalf("the watch of an aborted rollout: %d %s", r.code, r.raw)
+	}
+	a.fails("POST", "/rollouts/r1/resume", contrib, "", http.StatusBadRequest, "FailedPrecondition", "name")
+	a.fails("POST", "/rollouts/nope/pause", contrib, "", http.StatusNotFound, "NotFound", "name")
 }
 
 // errorClasses checks each error class's HTTP status and body, the

@@ -483,7 +483,11 @@ type GalleryApplicationVersion struct {
 	// Output only, in GetVersion's answer (never stored with the version):
 	// the machines asked to fetch the version before a rollout
 	// (DownloadService.Preheat), region by region, and how many hold it.
-	Preheat       []*PreheatStatus `protobuf:"bytes,16,rep,name=preheat,proto3" json:"preheat,omitempty"`
+	Preheat []*PreheatStatus `protobuf:"bytes,16,rep,name=preheat,proto3" json:"preheat,omitempty"`
+	// Output only, in GetVersion's answer: the machines whose agents serve
+	// the version's package to peers, as they announce it to this vmappd
+	// node's tracker (within a lease), region by region.
+	Peers         []*RegionPeers `protobuf:"bytes,17,rep,name=peers,proto3" json:"peers,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -630,6 +634,66 @@ func (x *GalleryApplicationVersion) GetPreheat() []*PreheatStatus {
 	return nil
 }
 
+func (x *GalleryApplicationVersion) GetPeers() []*RegionPeers {
+	if x != nil {
+		return x.Peers
+	}
+	return nil
+}
+
+// RegionPeers are the machines of a region holding a package.
+type RegionPeers struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Region        string                 `protobuf:"bytes,1,opt,name=region,proto3" json:"region,omitempty"`
+	Machines      []string               `protobuf:"bytes,2,rep,name=machines,proto3" json:"machines,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *RegionPeers) Reset() {
+	*x = RegionPeers{}
+	mi := &file_vmapp_v1_catalog_proto_msgTypes[5]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *RegionPeers) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*RegionPeers) ProtoMessage() {}
+
+func (x *RegionPeers) ProtoReflect() protoreflect.Message {
+	mi := &file_vmapp_v1_catalog_proto_msgTypes[5]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use RegionPeers.ProtoReflect.Descriptor instead.
+func (*RegionPeers) Descriptor() ([]byte, []int) {
+	return file_vmapp_v1_catalog_proto_rawDescGZIP(), []int{5}
+}
+
+func (x *RegionPeers) GetRegion() string {
+	if x != nil {
+		return x.Region
+	}
+	return ""
+}
+
+func (x *RegionPeers) GetMachines() []string {
+	if x != nil {
+		return x.Machines
+	}
+	return nil
+}
+
 // PreheatStatus is a version's preheat in one region: the machines chosen
 // to hold its package before a rollout, and how far they are.
 type PreheatStatus struct {
@@ -647,13 +711,15 @@ type PreheatStatus struct {
 	// Machines of the region holding it, chosen or not.
 	HoldingInRegion int32                  `protobuf:"varint,6,opt,name=holding_in_region,json=holdingInRegion,proto3" json:"holding_in_region,omitempty"`
 	CreateTime      *timestamppb.Timestamp `protobuf:"bytes,7,opt,name=create_time,json=createTime,proto3" json:"create_time,omitempty"`
-	unknownFields   protoimpl.UnknownFields
-	sizeCache       protoimpl.SizeCache
+	// The machines chosen that hold it (holding of them).
+	Holders       []string `protobuf:"bytes,8,rep,name=holders,proto3" json:"holders,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
 }
 
 func (x *PreheatStatus) Reset() {
 	*x = PreheatStatus{}
-	mi := &file_vmapp_v1_catalog_proto_msgTypes[5]
+	mi := &file_vmapp_v1_catalog_proto_msgTypes[6]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -665,7 +731,7 @@ func (x *PreheatStatus) String() string {
 func (*PreheatStatus) ProtoMessage() {}
 
 func (x *PreheatStatus) ProtoReflect() protoreflect.Message {
-	mi := &file_vmapp_v1_catalog_proto_msgTypes[5]
+	mi := &file_vmapp_v1_catalog_proto_msgTypes[6]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -678,7 +744,7 @@ func (x *PreheatStatus) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PreheatStatus.ProtoReflect.Descriptor instead.
 func (*PreheatStatus) Descriptor() ([]byte, []int) {
-	return file_vmapp_v1_catalog_proto_rawDescGZIP(), []int{5}
+	return file_vmapp_v1_catalog_proto_rawDescGZIP(), []int{6}
 }
 
 func (x *PreheatStatus) GetRegion() string {
@@ -730,6 +796,13 @@ func (x *PreheatStatus) GetCreateTime() *timestamppb.Timestamp {
 	return nil
 }
 
+func (x *PreheatStatus) GetHolders() []string {
+	if x != nil {
+		return x.Holders
+	}
+	return nil
+}
+
 // ProvisioningError is the failure that made a version Failed.
 type ProvisioningError struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
@@ -749,7 +822,7 @@ type ProvisioningError struct {
 
 func (x *ProvisioningError) Reset() {
 	*x = ProvisioningError{}
-	mi := &file_vmapp_v1_catalog_proto_msgTypes[6]
+	mi := &file_vmapp_v1_catalog_proto_msgTypes[7]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -761,7 +834,7 @@ func (x *ProvisioningError) String() string {
 func (*ProvisioningError) ProtoMessage() {}
 
 func (x *ProvisioningError) ProtoReflect() protoreflect.Message {
-	mi := &file_vmapp_v1_catalog_proto_msgTypes[6]
+	mi := &file_vmapp_v1_catalog_proto_msgTypes[7]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -774,7 +847,7 @@ func (x *ProvisioningError) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ProvisioningError.ProtoReflect.Descriptor instead.
 func (*ProvisioningError) Descriptor() ([]byte, []int) {
-	return file_vmapp_v1_catalog_proto_rawDescGZIP(), []int{6}
+	return file_vmapp_v1_catalog_proto_rawDescGZIP(), []int{7}
 }
 
 func (x *ProvisioningError) GetCode() string {
@@ -815,7 +888,7 @@ type Artifact struct {
 
 func (x *Artifact) Reset() {
 	*x = Artifact{}
-	mi := &file_vmapp_v1_catalog_proto_msgTypes[7]
+	mi := &file_vmapp_v1_catalog_proto_msgTypes[8]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -827,7 +900,7 @@ func (x *Artifact) String() string {
 func (*Artifact) ProtoMessage() {}
 
 func (x *Artifact) ProtoReflect() protoreflect.Message {
-	mi := &file_vmapp_v1_catalog_proto_msgTypes[7]
+	mi := &file_vmapp_v1_catalog_proto_msgTypes[8]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -840,7 +913,7 @@ func (x *Artifact) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Artifact.ProtoReflect.Descriptor instead.
 func (*Artifact) Descriptor() ([]byte, []int) {
-	return file_vmapp_v1_catalog_proto_rawDescGZIP(), []int{7}
+	return file_vmapp_v1_catalog_proto_rawDescGZIP(), []int{8}
 }
 
 func (x *Artifact) GetSizeBytes() int64 {
@@ -919,7 +992,7 @@ type PublishingProfile struct {
 
 func (x *PublishingProfile) Reset() {
 	*x = PublishingProfile{}
-	mi := &file_vmapp_v1_catalog_proto_msgTypes[8]
+	mi := &file_vmapp_v1_catalog_proto_msgTypes[9]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -931,7 +1004,7 @@ func (x *PublishingProfile) String() string {
 func (*PublishingProfile) ProtoMessage() {}
 
 func (x *PublishingProfile) ProtoReflect() protoreflect.Message {
-	mi := &file_vmapp_v1_catalog_proto_msgTypes[8]
+	mi := &file_vmapp_v1_catalog_proto_msgTypes[9]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -944,7 +1017,7 @@ func (x *PublishingProfile) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PublishingProfile.ProtoReflect.Descriptor instead.
 func (*PublishingProfile) Descriptor() ([]byte, []int) {
-	return file_vmapp_v1_catalog_proto_rawDescGZIP(), []int{8}
+	return file_vmapp_v1_catalog_proto_rawDescGZIP(), []int{9}
 }
 
 func (x *PublishingProfile) GetSource() *UserArtifactSource {
@@ -1057,7 +1130,7 @@ type UserArtifactSource struct {
 
 func (x *UserArtifactSource) Reset() {
 	*x = UserArtifactSource{}
-	mi := &file_vmapp_v1_catalog_proto_msgTypes[9]
+	mi := &file_vmapp_v1_catalog_proto_msgTypes[10]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1069,7 +1142,7 @@ func (x *UserArtifactSource) String() string {
 func (*UserArtifactSource) ProtoMessage() {}
 
 func (x *UserArtifactSource) ProtoReflect() protoreflect.Message {
-	mi := &file_vmapp_v1_catalog_proto_msgTypes[9]
+	mi := &file_vmapp_v1_catalog_proto_msgTypes[10]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1082,7 +1155,7 @@ func (x *UserArtifactSource) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use UserArtifactSource.ProtoReflect.Descriptor instead.
 func (*UserArtifactSource) Descriptor() ([]byte, []int) {
-	return file_vmapp_v1_catalog_proto_rawDescGZIP(), []int{9}
+	return file_vmapp_v1_catalog_proto_rawDescGZIP(), []int{10}
 }
 
 func (x *UserArtifactSource) GetMediaLink() string {
@@ -1113,7 +1186,7 @@ type UserArtifactManage struct {
 
 func (x *UserArtifactManage) Reset() {
 	*x = UserArtifactManage{}
-	mi := &file_vmapp_v1_catalog_proto_msgTypes[10]
+	mi := &file_vmapp_v1_catalog_proto_msgTypes[11]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1125,7 +1198,7 @@ func (x *UserArtifactManage) String() string {
 func (*UserArtifactManage) ProtoMessage() {}
 
 func (x *UserArtifactManage) ProtoReflect() protoreflect.Message {
-	mi := &file_vmapp_v1_catalog_proto_msgTypes[10]
+	mi := &file_vmapp_v1_catalog_proto_msgTypes[11]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1138,7 +1211,7 @@ func (x *UserArtifactManage) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use UserArtifactManage.ProtoReflect.Descriptor instead.
 func (*UserArtifactManage) Descriptor() ([]byte, []int) {
-	return file_vmapp_v1_catalog_proto_rawDescGZIP(), []int{10}
+	return file_vmapp_v1_catalog_proto_rawDescGZIP(), []int{11}
 }
 
 func (x *UserArtifactManage) GetInstall() string {
@@ -1175,7 +1248,7 @@ type UserArtifactSettings struct {
 
 func (x *UserArtifactSettings) Reset() {
 	*x = UserArtifactSettings{}
-	mi := &file_vmapp_v1_catalog_proto_msgTypes[11]
+	mi := &file_vmapp_v1_catalog_proto_msgTypes[12]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1187,7 +1260,7 @@ func (x *UserArtifactSettings) String() string {
 func (*UserArtifactSettings) ProtoMessage() {}
 
 func (x *UserArtifactSettings) ProtoReflect() protoreflect.Message {
-	mi := &file_vmapp_v1_catalog_proto_msgTypes[11]
+	mi := &file_vmapp_v1_catalog_proto_msgTypes[12]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1200,7 +1273,7 @@ func (x *UserArtifactSettings) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use UserArtifactSettings.ProtoReflect.Descriptor instead.
 func (*UserArtifactSettings) Descriptor() ([]byte, []int) {
-	return file_vmapp_v1_catalog_proto_rawDescGZIP(), []int{11}
+	return file_vmapp_v1_catalog_proto_rawDescGZIP(), []int{12}
 }
 
 func (x *UserArtifactSettings) GetPackageFileName() string {
@@ -1238,7 +1311,7 @@ type TargetRegion struct {
 
 func (x *TargetRegion) Reset() {
 	*x = TargetRegion{}
-	mi := &file_vmapp_v1_catalog_proto_msgTypes[12]
+	mi := &file_vmapp_v1_catalog_proto_msgTypes[13]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1250,7 +1323,7 @@ func (x *TargetRegion) String() string {
 func (*TargetRegion) ProtoMessage() {}
 
 func (x *TargetRegion) ProtoReflect() protoreflect.Message {
-	mi := &file_vmapp_v1_catalog_proto_msgTypes[12]
+	mi := &file_vmapp_v1_catalog_proto_msgTypes[13]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1263,7 +1336,7 @@ func (x *TargetRegion) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use TargetRegion.ProtoReflect.Descriptor instead.
 func (*TargetRegion) Descriptor() ([]byte, []int) {
-	return file_vmapp_v1_catalog_proto_rawDescGZIP(), []int{12}
+	return file_vmapp_v1_catalog_proto_rawDescGZIP(), []int{13}
 }
 
 func (x *TargetRegion) GetName() string {
@@ -1303,7 +1376,7 @@ type SafetyProfile struct {
 
 func (x *SafetyProfile) Reset() {
 	*x = SafetyProfile{}
-	mi := &file_vmapp_v1_catalog_proto_msgTypes[13]
+	mi := &file_vmapp_v1_catalog_proto_msgTypes[14]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1315,7 +1388,7 @@ func (x *SafetyProfile) String() string {
 func (*SafetyProfile) ProtoMessage() {}
 
 func (x *SafetyProfile) ProtoReflect() protoreflect.Message {
-	mi := &file_vmapp_v1_catalog_proto_msgTypes[13]
+	mi := &file_vmapp_v1_catalog_proto_msgTypes[14]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1328,7 +1401,7 @@ func (x *SafetyProfile) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SafetyProfile.ProtoReflect.Descriptor instead.
 func (*SafetyProfile) Descriptor() ([]byte, []int) {
-	return file_vmapp_v1_catalog_proto_rawDescGZIP(), []int{13}
+	return file_vmapp_v1_catalog_proto_rawDescGZIP(), []int{14}
 }
 
 func (x *SafetyProfile) GetAllowDeletionOfReplicatedLocations() bool {
@@ -1349,7 +1422,7 @@ type ReplicationStatus struct {
 
 func (x *ReplicationStatus) Reset() {
 	*x = ReplicationStatus{}
-	mi := &file_vmapp_v1_catalog_proto_msgTypes[14]
+	mi := &file_vmapp_v1_catalog_proto_msgTypes[15]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1361,7 +1434,7 @@ func (x *ReplicationStatus) String() string {
 func (*ReplicationStatus) ProtoMessage() {}
 
 func (x *ReplicationStatus) ProtoReflect() protoreflect.Message {
-	mi := &file_vmapp_v1_catalog_proto_msgTypes[14]
+	mi := &file_vmapp_v1_catalog_proto_msgTypes[15]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1374,7 +1447,7 @@ func (x *ReplicationStatus) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ReplicationStatus.ProtoReflect.Descriptor instead.
 func (*ReplicationStatus) Descriptor() ([]byte, []int) {
-	return file_vmapp_v1_catalog_proto_rawDescGZIP(), []int{14}
+	return file_vmapp_v1_catalog_proto_rawDescGZIP(), []int{15}
 }
 
 func (x *ReplicationStatus) GetAggregatedState() string {
@@ -1414,7 +1487,7 @@ type RegionalReplicationStatus struct {
 
 func (x *RegionalReplicationStatus) Reset() {
 	*x = RegionalReplicationStatus{}
-	mi := &file_vmapp_v1_catalog_proto_msgTypes[15]
+	mi := &file_vmapp_v1_catalog_proto_msgTypes[16]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1426,7 +1499,7 @@ func (x *RegionalReplicationStatus) String() string {
 func (*RegionalReplicationStatus) ProtoMessage() {}
 
 func (x *RegionalReplicationStatus) ProtoReflect() protoreflect.Message {
-	mi := &file_vmapp_v1_catalog_proto_msgTypes[15]
+	mi := &file_vmapp_v1_catalog_proto_msgTypes[16]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1439,7 +1512,7 @@ func (x *RegionalReplicationStatus) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RegionalReplicationStatus.ProtoReflect.Descriptor instead.
 func (*RegionalReplicationStatus) Descriptor() ([]byte, []int) {
-	return file_vmapp_v1_catalog_proto_rawDescGZIP(), []int{15}
+	return file_vmapp_v1_catalog_proto_rawDescGZIP(), []int{16}
 }
 
 func (x *RegionalReplicationStatus) GetRegion() string {
@@ -1537,7 +1610,7 @@ type ReplicaStatus struct {
 
 func (x *ReplicaStatus) Reset() {
 	*x = ReplicaStatus{}
-	mi := &file_vmapp_v1_catalog_proto_msgTypes[16]
+	mi := &file_vmapp_v1_catalog_proto_msgTypes[17]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1549,7 +1622,7 @@ func (x *ReplicaStatus) String() string {
 func (*ReplicaStatus) ProtoMessage() {}
 
 func (x *ReplicaStatus) ProtoReflect() protoreflect.Message {
-	mi := &file_vmapp_v1_catalog_proto_msgTypes[16]
+	mi := &file_vmapp_v1_catalog_proto_msgTypes[17]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1562,7 +1635,7 @@ func (x *ReplicaStatus) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ReplicaStatus.ProtoReflect.Descriptor instead.
 func (*ReplicaStatus) Descriptor() ([]byte, []int) {
-	return file_vmapp_v1_catalog_proto_rawDescGZIP(), []int{16}
+	return file_vmapp_v1_catalog_proto_rawDescGZIP(), []int{17}
 }
 
 func (x *ReplicaStatus) GetIndex() int32 {
@@ -1638,7 +1711,7 @@ type Region struct {
 
 func (x *Region) Reset() {
 	*x = Region{}
-	mi := &file_vmapp_v1_catalog_proto_msgTypes[17]
+	mi := &file_vmapp_v1_catalog_proto_msgTypes[18]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1650,7 +1723,7 @@ func (x *Region) String() string {
 func (*Region) ProtoMessage() {}
 
 func (x *Region) ProtoReflect() protoreflect.Message {
-	mi := &file_vmapp_v1_catalog_proto_msgTypes[17]
+	mi := &file_vmapp_v1_catalog_proto_msgTypes[18]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1663,7 +1736,7 @@ func (x *Region) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Region.ProtoReflect.Descriptor instead.
 func (*Region) Descriptor() ([]byte, []int) {
-	return file_vmapp_v1_catalog_proto_rawDescGZIP(), []int{17}
+	return file_vmapp_v1_catalog_proto_rawDescGZIP(), []int{18}
 }
 
 func (x *Region) GetName() string {
@@ -1689,7 +1762,7 @@ type CreateGalleryRequest struct {
 
 func (x *CreateGalleryRequest) Reset() {
 	*x = CreateGalleryRequest{}
-	mi := &file_vmapp_v1_catalog_proto_msgTypes[18]
+	mi := &file_vmapp_v1_catalog_proto_msgTypes[19]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1701,7 +1774,7 @@ func (x *CreateGalleryRequest) String() string {
 func (*CreateGalleryRequest) ProtoMessage() {}
 
 func (x *CreateGalleryRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_vmapp_v1_catalog_proto_msgTypes[18]
+	mi := &file_vmapp_v1_catalog_proto_msgTypes[19]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1714,7 +1787,7 @@ func (x *CreateGalleryRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CreateGalleryRequest.ProtoReflect.Descriptor instead.
 func (*CreateGalleryRequest) Descriptor() ([]byte, []int) {
-	return file_vmapp_v1_catalog_proto_rawDescGZIP(), []int{18}
+	return file_vmapp_v1_catalog_proto_rawDescGZIP(), []int{19}
 }
 
 func (x *CreateGalleryRequest) GetGallery() *Gallery {
@@ -1733,7 +1806,7 @@ type CreateGalleryResponse struct {
 
 func (x *CreateGalleryResponse) Reset() {
 	*x = CreateGalleryResponse{}
-	mi := &file_vmapp_v1_catalog_proto_msgTypes[19]
+	mi := &file_vmapp_v1_catalog_proto_msgTypes[20]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1745,7 +1818,7 @@ func (x *CreateGalleryResponse) String() string {
 func (*CreateGalleryResponse) ProtoMessage() {}
 
 func (x *CreateGalleryResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_vmapp_v1_catalog_proto_msgTypes[19]
+	mi := &file_vmapp_v1_catalog_proto_msgTypes[20]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1758,7 +1831,7 @@ func (x *CreateGalleryResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CreateGalleryResponse.ProtoReflect.Descriptor instead.
 func (*CreateGalleryResponse) Descriptor() ([]byte, []int) {
-	return file_vmapp_v1_catalog_proto_rawDescGZIP(), []int{19}
+	return file_vmapp_v1_catalog_proto_rawDescGZIP(), []int{20}
 }
 
 func (x *CreateGalleryResponse) GetGallery() *Gallery {
@@ -1777,7 +1850,7 @@ type GetGalleryRequest struct {
 
 func (x *GetGalleryRequest) Reset() {
 	*x = GetGalleryRequest{}
-	mi := &file_vmapp_v1_catalog_proto_msgTypes[20]
+	mi := &file_vmapp_v1_catalog_proto_msgTypes[21]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1789,7 +1862,7 @@ func (x *GetGalleryRequest) String() string {
 func (*GetGalleryRequest) ProtoMessage() {}
 
 func (x *GetGalleryRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_vmapp_v1_catalog_proto_msgTypes[20]
+	mi := &file_vmapp_v1_catalog_proto_msgTypes[21]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1802,7 +1875,7 @@ func (x *GetGalleryRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetGalleryRequest.ProtoReflect.Descriptor instead.
 func (*GetGalleryRequest) Descriptor() ([]byte, []int) {
-	return file_vmapp_v1_catalog_proto_rawDescGZIP(), []int{20}
+	return file_vmapp_v1_catalog_proto_rawDescGZIP(), []int{21}
 }
 
 func (x *GetGalleryRequest) GetGallery() string {
@@ -1821,7 +1894,7 @@ type GetGalleryResponse struct {
 
 func (x *GetGalleryResponse) Reset() {
 	*x = GetGalleryResponse{}
-	mi := &file_vmapp_v1_catalog_proto_msgTypes[21]
+	mi := &file_vmapp_v1_catalog_proto_msgTypes[22]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1833,7 +1906,7 @@ func (x *GetGalleryResponse) String() string {
 func (*GetGalleryResponse) ProtoMessage() {}
 
 func (x *GetGalleryResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_vmapp_v1_catalog_proto_msgTypes[21]
+	mi := &file_vmapp_v1_catalog_proto_msgTypes[22]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1846,7 +1919,7 @@ func (x *GetGalleryResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetGalleryResponse.ProtoReflect.Descriptor instead.
 func (*GetGalleryResponse) Descriptor() ([]byte, []int) {
-	return file_vmapp_v1_catalog_proto_rawDescGZIP(), []int{21}
+	return file_vmapp_v1_catalog_proto_rawDescGZIP(), []int{22}
 }
 
 func (x *GetGalleryResponse) GetGallery() *Gallery {
@@ -1867,7 +1940,7 @@ type ListGalleriesRequest struct {
 
 func (x *ListGalleriesRequest) Reset() {
 	*x = ListGalleriesRequest{}
-	mi := &file_vmapp_v1_catalog_proto_msgTypes[22]
+	mi := &file_vmapp_v1_catalog_proto_msgTypes[23]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1879,7 +1952,7 @@ func (x *ListGalleriesRequest) String() string {
 func (*ListGalleriesRequest) ProtoMessage() {}
 
 func (x *ListGalleriesRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_vmapp_v1_catalog_proto_msgTypes[22]
+	mi := &file_vmapp_v1_catalog_proto_msgTypes[23]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1892,7 +1965,7 @@ func (x *ListGalleriesRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListGalleriesRequest.ProtoReflect.Descriptor instead.
 func (*ListGalleriesRequest) Descriptor() ([]byte, []int) {
-	return file_vmapp_v1_catalog_proto_rawDescGZIP(), []int{22}
+	return file_vmapp_v1_catalog_proto_rawDescGZIP(), []int{23}
 }
 
 func (x *ListGalleriesRequest) GetPageSize() int32 {
@@ -1919,7 +1992,7 @@ type ListGalleriesResponse struct {
 
 func (x *ListGalleriesResponse) Reset() {
 	*x = ListGalleriesResponse{}
-	mi := &file_vmapp_v1_catalog_proto_msgTypes[23]
+	mi := &file_vmapp_v1_catalog_proto_msgTypes[24]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1931,7 +2004,7 @@ func (x *ListGalleriesResponse) String() string {
 func (*ListGalleriesResponse) ProtoMessage() {}
 
 func (x *ListGalleriesResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_vmapp_v1_catalog_proto_msgTypes[23]
+	mi := &file_vmapp_v1_catalog_proto_msgTypes[24]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1944,7 +2017,7 @@ func (x *ListGalleriesResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListGalleriesResponse.ProtoReflect.Descriptor instead.
 func (*ListGalleriesResponse) Descriptor() ([]byte, []int) {
-	return file_vmapp_v1_catalog_proto_rawDescGZIP(), []int{23}
+	return file_vmapp_v1_catalog_proto_rawDescGZIP(), []int{24}
 }
 
 func (x *ListGalleriesResponse) GetGalleries() []*Gallery {
@@ -1975,7 +2048,7 @@ type UpdateGalleryRequest struct {
 
 func (x *UpdateGalleryRequest) Reset() {
 	*x = UpdateGalleryRequest{}
-	mi := &file_vmapp_v1_catalog_proto_msgTypes[24]
+	mi := &file_vmapp_v1_catalog_proto_msgTypes[25]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1987,7 +2060,7 @@ func (x *UpdateGalleryRequest) String() string {
 func (*UpdateGalleryRequest) ProtoMessage() {}
 
 func (x *UpdateGalleryRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_vmapp_v1_catalog_proto_msgTypes[24]
+	mi := &file_vmapp_v1_catalog_proto_msgTypes[25]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2000,7 +2073,7 @@ func (x *UpdateGalleryRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use UpdateGalleryRequest.ProtoReflect.Descriptor instead.
 func (*UpdateGalleryRequest) Descriptor() ([]byte, []int) {
-	return file_vmapp_v1_catalog_proto_rawDescGZIP(), []int{24}
+	return file_vmapp_v1_catalog_proto_rawDescGZIP(), []int{25}
 }
 
 func (x *UpdateGalleryRequest) GetGallery() *Gallery {
@@ -2033,7 +2106,7 @@ type UpdateGalleryResponse struct {
 
 func (x *UpdateGalleryResponse) Reset() {
 	*x = UpdateGalleryResponse{}
-	mi := &file_vmapp_v1_catalog_proto_msgTypes[25]
+	mi := &file_vmapp_v1_catalog_proto_msgTypes[26]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2045,7 +2118,7 @@ func (x *UpdateGalleryResponse) String() string {
 func (*UpdateGalleryResponse) ProtoMessage() {}
 
 func (x *UpdateGalleryResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_vmapp_v1_catalog_proto_msgTypes[25]
+	mi := &file_vmapp_v1_catalog_proto_msgTypes[26]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2058,7 +2131,7 @@ func (x *UpdateGalleryResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use UpdateGalleryResponse.ProtoReflect.Descriptor instead.
 func (*UpdateGalleryResponse) Descriptor() ([]byte, []int) {
-	return file_vmapp_v1_catalog_proto_rawDescGZIP(), []int{25}
+	return file_vmapp_v1_catalog_proto_rawDescGZIP(), []int{26}
 }
 
 func (x *UpdateGalleryResponse) GetGallery() *Gallery {
@@ -2080,7 +2153,7 @@ type DeleteGalleryRequest struct {
 
 func (x *DeleteGalleryRequest) Reset() {
 	*x = DeleteGalleryRequest{}
-	mi := &file_vmapp_v1_catalog_proto_msgTypes[26]
+	mi := &file_vmapp_v1_catalog_proto_msgTypes[27]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2092,7 +2165,7 @@ func (x *DeleteGalleryRequest) String() string {
 func (*DeleteGalleryRequest) ProtoMessage() {}
 
 func (x *DeleteGalleryRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_vmapp_v1_catalog_proto_msgTypes[26]
+	mi := &file_vmapp_v1_catalog_proto_msgTypes[27]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2105,7 +2178,7 @@ func (x *DeleteGalleryRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DeleteGalleryRequest.ProtoReflect.Descriptor instead.
 func (*DeleteGalleryRequest) Descriptor() ([]byte, []int) {
-	return file_vmapp_v1_catalog_proto_rawDescGZIP(), []int{26}
+	return file_vmapp_v1_catalog_proto_rawDescGZIP(), []int{27}
 }
 
 func (x *DeleteGalleryRequest) GetGallery() string {
@@ -2139,7 +2212,7 @@ type DeleteGalleryResponse struct {
 
 func (x *DeleteGalleryResponse) Reset() {
 	*x = DeleteGalleryResponse{}
-	mi := &file_vmapp_v1_catalog_proto_msgTypes[27]
+	mi := &file_vmapp_v1_catalog_proto_msgTypes[28]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2151,7 +2224,7 @@ func (x *DeleteGalleryResponse) String() string {
 func (*DeleteGalleryResponse) ProtoMessage() {}
 
 func (x *DeleteGalleryResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_vmapp_v1_catalog_proto_msgTypes[27]
+	mi := &file_vmapp_v1_catalog_proto_msgTypes[28]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2164,7 +2237,7 @@ func (x *DeleteGalleryResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DeleteGalleryResponse.ProtoReflect.Descriptor instead.
 func (*DeleteGalleryResponse) Descriptor() ([]byte, []int) {
-	return file_vmapp_v1_catalog_proto_rawDescGZIP(), []int{27}
+	return file_vmapp_v1_catalog_proto_rawDescGZIP(), []int{28}
 }
 
 func (x *DeleteGalleryResponse) GetGallery() *Gallery {
@@ -2183,7 +2256,7 @@ type CreateApplicationRequest struct {
 
 func (x *CreateApplicationRequest) Reset() {
 	*x = CreateApplicationRequest{}
-	mi := &file_vmapp_v1_catalog_proto_msgTypes[28]
+	mi := &file_vmapp_v1_catalog_proto_msgTypes[29]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2195,7 +2268,7 @@ func (x *CreateApplicationRequest) String() string {
 func (*CreateApplicationRequest) ProtoMessage() {}
 
 func (x *CreateApplicationRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_vmapp_v1_catalog_proto_msgTypes[28]
+	mi := &file_vmapp_v1_catalog_proto_msgTypes[29]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2208,7 +2281,7 @@ func (x *CreateApplicationRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CreateApplicationRequest.ProtoReflect.Descriptor instead.
 func (*CreateApplicationRequest) Descriptor() ([]byte, []int) {
-	return file_vmapp_v1_catalog_proto_rawDescGZIP(), []int{28}
+	return file_vmapp_v1_catalog_proto_rawDescGZIP(), []int{29}
 }
 
 func (x *CreateApplicationRequest) GetApplication() *GalleryApplication {
@@ -2227,7 +2300,7 @@ type CreateApplicationResponse struct {
 
 func (x *CreateApplicationResponse) Reset() {
 	*x = CreateApplicationResponse{}
-	mi := &file_vmapp_v1_catalog_proto_msgTypes[29]
+	mi := &file_vmapp_v1_catalog_proto_msgTypes[30]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2239,7 +2312,7 @@ func (x *CreateApplicationResponse) String() string {
 func (*CreateApplicationResponse) ProtoMessage() {}
 
 func (x *CreateApplicationResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_vmapp_v1_catalog_proto_msgTypes[29]
+	mi := &file_vmapp_v1_catalog_proto_msgTypes[30]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2252,7 +2325,7 @@ func (x *CreateApplicationResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CreateApplicationResponse.ProtoReflect.Descriptor instead.
 func (*CreateApplicationResponse) Descriptor() ([]byte, []int) {
-	return file_vmapp_v1_catalog_proto_rawDescGZIP(), []int{29}
+	return file_vmapp_v1_catalog_proto_rawDescGZIP(), []int{30}
 }
 
 func (x *CreateApplicationResponse) GetApplication() *GalleryApplication {
@@ -2272,7 +2345,7 @@ type GetApplicationRequest struct {
 
 func (x *GetApplicationRequest) Reset() {
 	*x = GetApplicationRequest{}
-	mi := &file_vmapp_v1_catalog_proto_msgTypes[30]
+	mi := &file_vmapp_v1_catalog_proto_msgTypes[31]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2284,7 +2357,7 @@ func (x *GetApplicationRequest) String() string {
 func (*GetApplicationRequest) ProtoMessage() {}
 
 func (x *GetApplicationRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_vmapp_v1_catalog_proto_msgTypes[30]
+	mi := &file_vmapp_v1_catalog_proto_msgTypes[31]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2297,7 +2370,7 @@ func (x *GetApplicationRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetApplicationRequest.ProtoReflect.Descriptor instead.
 func (*GetApplicationRequest) Descriptor() ([]byte, []int) {
-	return file_vmapp_v1_catalog_proto_rawDescGZIP(), []int{30}
+	return file_vmapp_v1_catalog_proto_rawDescGZIP(), []int{31}
 }
 
 func (x *GetApplicationRequest) GetGallery() string {
@@ -2323,7 +2396,7 @@ type GetApplicationResponse struct {
 
 func (x *GetApplicationResponse) Reset() {
 	*x = GetApplicationResponse{}
-	mi := &file_vmapp_v1_catalog_proto_msgTypes[31]
+	mi := &file_vmapp_v1_catalog_proto_msgTypes[32]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2335,7 +2408,7 @@ func (x *GetApplicationResponse) String() string {
 func (*GetApplicationResponse) ProtoMessage() {}
 
 func (x *GetApplicationResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_vmapp_v1_catalog_proto_msgTypes[31]
+	mi := &file_vmapp_v1_catalog_proto_msgTypes[32]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2348,7 +2421,7 @@ func (x *GetApplicationResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetApplicationResponse.ProtoReflect.Descriptor instead.
 func (*GetApplicationResponse) Descriptor() ([]byte, []int) {
-	return file_vmapp_v1_catalog_proto_rawDescGZIP(), []int{31}
+	return file_vmapp_v1_catalog_proto_rawDescGZIP(), []int{32}
 }
 
 func (x *GetApplicationResponse) GetApplication() *GalleryApplication {
@@ -2369,7 +2442,7 @@ type ListApplicationsRequest struct {
 
 func (x *ListApplicationsRequest) Reset() {
 	*x = ListApplicationsRequest{}
-	mi := &file_vmapp_v1_catalog_proto_msgTypes[32]
+	mi := &file_vmapp_v1_catalog_proto_msgTypes[33]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2381,7 +2454,7 @@ func (x *ListApplicationsRequest) String() string {
 func (*ListApplicationsRequest) ProtoMessage() {}
 
 func (x *ListApplicationsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_vmapp_v1_catalog_proto_msgTypes[32]
+	mi := &file_vmapp_v1_catalog_proto_msgTypes[33]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2394,7 +2467,7 @@ func (x *ListApplicationsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListApplicationsRequest.ProtoReflect.Descriptor instead.
 func (*ListApplicationsRequest) Descriptor() ([]byte, []int) {
-	return file_vmapp_v1_catalog_proto_rawDescGZIP(), []int{32}
+	return file_vmapp_v1_catalog_proto_rawDescGZIP(), []int{33}
 }
 
 func (x *ListApplicationsRequest) GetGallery() string {
@@ -2428,7 +2501,7 @@ type ListApplicationsResponse struct {
 
 func (x *ListApplicationsResponse) Reset() {
 	*x = ListApplicationsResponse{}
-	mi := &file_vmapp_v1_catalog_proto_msgTypes[33]
+	mi := &file_vmapp_v1_catalog_proto_msgTypes[34]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2440,7 +2513,7 @@ func (x *ListApplicationsResponse) String() string {
 func (*ListApplicationsResponse) ProtoMessage() {}
 
 func (x *ListApplicationsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_vmapp_v1_catalog_proto_msgTypes[33]
+	mi := &file_vmapp_v1_catalog_proto_msgTypes[34]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2453,7 +2526,7 @@ func (x *ListApplicationsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListApplicationsResponse.ProtoReflect.Descriptor instead.
 func (*ListApplicationsResponse) Descriptor() ([]byte, []int) {
-	return file_vmapp_v1_catalog_proto_rawDescGZIP(), []int{33}
+	return file_vmapp_v1_catalog_proto_rawDescGZIP(), []int{34}
 }
 
 func (x *ListApplicationsResponse) GetApplications() []*GalleryApplication {
@@ -2482,7 +2555,7 @@ type UpdateApplicationRequest struct {
 
 func (x *UpdateApplicationRequest) Reset() {
 	*x = UpdateApplicationRequest{}
-	mi := &file_vmapp_v1_catalog_proto_msgTypes[34]
+	mi := &file_vmapp_v1_catalog_proto_msgTypes[35]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2494,7 +2567,7 @@ func (x *UpdateApplicationRequest) String() string {
 func (*UpdateApplicationRequest) ProtoMessage() {}
 
 func (x *UpdateApplicationRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_vmapp_v1_catalog_proto_msgTypes[34]
+	mi := &file_vmapp_v1_catalog_proto_msgTypes[35]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2507,7 +2580,7 @@ func (x *UpdateApplicationRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use UpdateApplicationRequest.ProtoReflect.Descriptor instead.
 func (*UpdateApplicationRequest) Descriptor() ([]byte, []int) {
-	return file_vmapp_v1_catalog_proto_rawDescGZIP(), []int{34}
+	return file_vmapp_v1_catalog_proto_rawDescGZIP(), []int{35}
 }
 
 func (x *UpdateApplicationRequest) GetApplication() *GalleryApplication {
@@ -2540,7 +2613,7 @@ type UpdateApplicationResponse struct {
 
 func (x *UpdateApplicationResponse) Reset() {
 	*x = UpdateApplicationResponse{}
-	mi := &file_vmapp_v1_catalog_proto_msgTypes[35]
+	mi := &file_vmapp_v1_catalog_proto_msgTypes[36]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2552,7 +2625,7 @@ func (x *UpdateApplicationResponse) String() string {
 func (*UpdateApplicationResponse) ProtoMessage() {}
 
 func (x *UpdateApplicationResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_vmapp_v1_catalog_proto_msgTypes[35]
+	mi := &file_vmapp_v1_catalog_proto_msgTypes[36]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2565,7 +2638,7 @@ func (x *UpdateApplicationResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use UpdateApplicationResponse.ProtoReflect.Descriptor instead.
 func (*UpdateApplicationResponse) Descriptor() ([]byte, []int) {
-	return file_vmapp_v1_catalog_proto_rawDescGZIP(), []int{35}
+	return file_vmapp_v1_catalog_proto_rawDescGZIP(), []int{36}
 }
 
 func (x *UpdateApplicationResponse) GetApplication() *GalleryApplication {
@@ -2587,7 +2660,7 @@ type DeleteApplicationRequest struct {
 
 func (x *DeleteApplicationRequest) Reset() {
 	*x = DeleteApplicationRequest{}
-	mi := &file_vmapp_v1_catalog_proto_msgTypes[36]
+	mi := &file_vmapp_v1_catalog_proto_msgTypes[37]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2599,7 +2672,7 @@ func (x *DeleteApplicationRequest) String() string {
 func (*DeleteApplicationRequest) ProtoMessage() {}
 
 func (x *DeleteApplicationRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_vmapp_v1_catalog_proto_msgTypes[36]
+	mi := &file_vmapp_v1_catalog_proto_msgTypes[37]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2612,7 +2685,7 @@ func (x *DeleteApplicationRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DeleteApplicationRequest.ProtoReflect.Descriptor instead.
 func (*DeleteApplicationRequest) Descriptor() ([]byte, []int) {
-	return file_vmapp_v1_catalog_proto_rawDescGZIP(), []int{36}
+	return file_vmapp_v1_catalog_proto_rawDescGZIP(), []int{37}
 }
 
 func (x *DeleteApplicationRequest) GetGallery() string {
@@ -2652,7 +2725,7 @@ type DeleteApplicationResponse struct {
 
 func (x *DeleteApplicationResponse) Reset() {
 	*x = DeleteApplicationResponse{}
-	mi := &file_vmapp_v1_catalog_proto_msgTypes[37]
+	mi := &file_vmapp_v1_catalog_proto_msgTypes[38]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2664,7 +2737,7 @@ func (x *DeleteApplicationResponse) String() string {
 func (*DeleteApplicationResponse) ProtoMessage() {}
 
 func (x *DeleteApplicationResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_vmapp_v1_catalog_proto_msgTypes[37]
+	mi := &file_vmapp_v1_catalog_proto_msgTypes[38]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2677,7 +2750,7 @@ func (x *DeleteApplicationResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DeleteApplicationResponse.ProtoReflect.Descriptor instead.
 func (*DeleteApplicationResponse) Descriptor() ([]byte, []int) {
-	return file_vmapp_v1_catalog_proto_rawDescGZIP(), []int{37}
+	return file_vmapp_v1_catalog_proto_rawDescGZIP(), []int{38}
 }
 
 func (x *DeleteApplicationResponse) GetApplication() *GalleryApplication {
@@ -2696,7 +2769,7 @@ type CreateVersionRequest struct {
 
 func (x *CreateVersionRequest) Reset() {
 	*x = CreateVersionRequest{}
-	mi := &file_vmapp_v1_catalog_proto_msgTypes[38]
+	mi := &file_vmapp_v1_catalog_proto_msgTypes[39]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2708,7 +2781,7 @@ func (x *CreateVersionRequest) String() string {
 func (*CreateVersionRequest) ProtoMessage() {}
 
 func (x *CreateVersionRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_vmapp_v1_catalog_proto_msgTypes[38]
+	mi := &file_vmapp_v1_catalog_proto_msgTypes[39]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2721,7 +2794,7 @@ func (x *CreateVersionRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CreateVersionRequest.ProtoReflect.Descriptor instead.
 func (*CreateVersionRequest) Descriptor() ([]byte, []int) {
-	return file_vmapp_v1_catalog_proto_rawDescGZIP(), []int{38}
+	return file_vmapp_v1_catalog_proto_rawDescGZIP(), []int{39}
 }
 
 func (x *CreateVersionRequest) GetVersion() *GalleryApplicationVersion {
@@ -2740,7 +2813,7 @@ type CreateVersionResponse struct {
 
 func (x *CreateVersionResponse) Reset() {
 	*x = CreateVersionResponse{}
-	mi := &file_vmapp_v1_catalog_proto_msgTypes[39]
+	mi := &file_vmapp_v1_catalog_proto_msgTypes[40]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2752,7 +2825,7 @@ func (x *CreateVersionResponse) String() string {
 func (*CreateVersionResponse) ProtoMessage() {}
 
 func (x *CreateVersionResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_vmapp_v1_catalog_proto_msgTypes[39]
+	mi := &file_vmapp_v1_catalog_proto_msgTypes[40]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2765,7 +2838,7 @@ func (x *CreateVersionResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CreateVersionResponse.ProtoReflect.Descriptor instead.
 func (*CreateVersionResponse) Descriptor() ([]byte, []int) {
-	return file_vmapp_v1_catalog_proto_rawDescGZIP(), []int{39}
+	return file_vmapp_v1_catalog_proto_rawDescGZIP(), []int{40}
 }
 
 func (x *CreateVersionResponse) GetVersion() *GalleryApplicationVersion {
@@ -2787,7 +2860,7 @@ type GetVersionRequest struct {
 
 func (x *GetVersionRequest) Reset() {
 	*x = GetVersionRequest{}
-	mi := &file_vmapp_v1_catalog_proto_msgTypes[40]
+	mi := &file_vmapp_v1_catalog_proto_msgTypes[41]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2799,7 +2872,7 @@ func (x *GetVersionRequest) String() string {
 func (*GetVersionRequest) ProtoMessage() {}
 
 func (x *GetVersionRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_vmapp_v1_catalog_proto_msgTypes[40]
+	mi := &file_vmapp_v1_catalog_proto_msgTypes[41]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2812,7 +2885,7 @@ func (x *GetVersionRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetVersionRequest.ProtoReflect.Descriptor instead.
 func (*GetVersionRequest) Descriptor() ([]byte, []int) {
-	return file_vmapp_v1_catalog_proto_rawDescGZIP(), []int{40}
+	return file_vmapp_v1_catalog_proto_rawDescGZIP(), []int{41}
 }
 
 func (x *GetVersionRequest) GetGallery() string {
@@ -2845,7 +2918,7 @@ type GetVersionResponse struct {
 
 func (x *GetVersionResponse) Reset() {
 	*x = GetVersionResponse{}
-	mi := &file_vmapp_v1_catalog_proto_msgTypes[41]
+	mi := &file_vmapp_v1_catalog_proto_msgTypes[42]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2857,7 +2930,7 @@ func (x *GetVersionResponse) String() string {
 func (*GetVersionResponse) ProtoMessage() {}
 
 func (x *GetVersionResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_vmapp_v1_catalog_proto_msgTypes[41]
+	mi := &file_vmapp_v1_catalog_proto_msgTypes[42]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2870,7 +2943,7 @@ func (x *GetVersionResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetVersionResponse.ProtoReflect.Descriptor instead.
 func (*GetVersionResponse) Descriptor() ([]byte, []int) {
-	return file_vmapp_v1_catalog_proto_rawDescGZIP(), []int{41}
+	return file_vmapp_v1_catalog_proto_rawDescGZIP(), []int{42}
 }
 
 func (x *GetVersionResponse) GetVersion() *GalleryApplicationVersion {
@@ -2892,7 +2965,7 @@ type ListVersionsRequest struct {
 
 func (x *ListVersionsRequest) Reset() {
 	*x = ListVersionsRequest{}
-	mi := &file_vmapp_v1_catalog_proto_msgTypes[42]
+	mi := &file_vmapp_v1_catalog_proto_msgTypes[43]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2904,7 +2977,7 @@ func (x *ListVersionsRequest) String() string {
 func (*ListVersionsRequest) ProtoMessage() {}
 
 func (x *ListVersionsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_vmapp_v1_catalog_proto_msgTypes[42]
+	mi := &file_vmapp_v1_catalog_proto_msgTypes[43]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2917,7 +2990,7 @@ func (x *ListVersionsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListVersionsRequest.ProtoReflect.Descriptor instead.
 func (*ListVersionsRequest) Descriptor() ([]byte, []int) {
-	return file_vmapp_v1_catalog_proto_rawDescGZIP(), []int{42}
+	return file_vmapp_v1_catalog_proto_rawDescGZIP(), []int{43}
 }
 
 func (x *ListVersionsRequest) GetGallery() string {
@@ -2958,7 +3031,7 @@ type ListVersionsResponse struct {
 
 func (x *ListVersionsResponse) Reset() {
 	*x = ListVersionsResponse{}
-	mi := &file_vmapp_v1_catalog_proto_msgTypes[43]
+	mi := &file_vmapp_v1_catalog_proto_msgTypes[44]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2970,7 +3043,7 @@ func (x *ListVersionsResponse) String() string {
 func (*ListVersionsResponse) ProtoMessage() {}
 
 func (x *ListVersionsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_vmapp_v1_catalog_proto_msgTypes[43]
+	mi := &file_vmapp_v1_catalog_proto_msgTypes[44]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2983,7 +3056,7 @@ func (x *ListVersionsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListVersionsResponse.ProtoReflect.Descriptor instead.
 func (*ListVersionsResponse) Descriptor() ([]byte, []int) {
-	return file_vmapp_v1_catalog_proto_rawDescGZIP(), []int{43}
+	return file_vmapp_v1_catalog_proto_rawDescGZIP(), []int{44}
 }
 
 func (x *ListVersionsResponse) GetVersions() []*GalleryApplicationVersion {
@@ -3012,7 +3085,7 @@ type UpdateVersionRequest struct {
 
 func (x *UpdateVersionRequest) Reset() {
 	*x = UpdateVersionRequest{}
-	mi := &file_vmapp_v1_catalog_proto_msgTypes[44]
+	mi := &file_vmapp_v1_catalog_proto_msgTypes[45]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3024,7 +3097,7 @@ func (x *UpdateVersionRequest) String() string {
 func (*UpdateVersionRequest) ProtoMessage() {}
 
 func (x *UpdateVersionRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_vmapp_v1_catalog_proto_msgTypes[44]
+	mi := &file_vmapp_v1_catalog_proto_msgTypes[45]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3037,7 +3110,7 @@ func (x *UpdateVersionRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use UpdateVersionRequest.ProtoReflect.Descriptor instead.
 func (*UpdateVersionRequest) Descriptor() ([]byte, []int) {
-	return file_vmapp_v1_catalog_proto_rawDescGZIP(), []int{44}
+	return file_vmapp_v1_catalog_proto_rawDescGZIP(), []int{45}
 }
 
 func (x *UpdateVersionRequest) GetVersion() *GalleryApplicationVersion {
@@ -3070,7 +3143,7 @@ type UpdateVersionResponse struct {
 
 func (x *UpdateVersionResponse) Reset() {
 	*x = UpdateVersionResponse{}
-	mi := &file_vmapp_v1_catalog_proto_msgTypes[45]
+	mi := &file_vmapp_v1_catalog_proto_msgTypes[46]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3082,7 +3155,7 @@ func (x *UpdateVersionResponse) String() string {
 func (*UpdateVersionResponse) ProtoMessage() {}
 
 func (x *UpdateVersionResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_vmapp_v1_catalog_proto_msgTypes[45]
+	mi := &file_vmapp_v1_catalog_proto_msgTypes[46]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3095,7 +3168,7 @@ func (x *UpdateVersionResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use UpdateVersionResponse.ProtoReflect.Descriptor instead.
 func (*UpdateVersionResponse) Descriptor() ([]byte, []int) {
-	return file_vmapp_v1_catalog_proto_rawDescGZIP(), []int{45}
+	return file_vmapp_v1_catalog_proto_rawDescGZIP(), []int{46}
 }
 
 func (x *UpdateVersionResponse) GetVersion() *GalleryApplicationVersion {
@@ -3117,7 +3190,7 @@ type DeleteVersionRequest struct {
 
 func (x *DeleteVersionRequest) Reset() {
 	*x = DeleteVersionRequest{}
-	mi := &file_vmapp_v1_catalog_proto_msgTypes[46]
+	mi := &file_vmapp_v1_catalog_proto_msgTypes[47]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3129,7 +3202,7 @@ func (x *DeleteVersionRequest) String() string {
 func (*DeleteVersionRequest) ProtoMessage() {}
 
 func (x *DeleteVersionRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_vmapp_v1_catalog_proto_msgTypes[46]
+	mi := &file_vmapp_v1_catalog_proto_msgTypes[47]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3142,7 +3215,7 @@ func (x *DeleteVersionRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DeleteVersionRequest.ProtoReflect.Descriptor instead.
 func (*DeleteVersionRequest) Descriptor() ([]byte, []int) {
-	return file_vmapp_v1_catalog_proto_rawDescGZIP(), []int{46}
+	return file_vmapp_v1_catalog_proto_rawDescGZIP(), []int{47}
 }
 
 func (x *DeleteVersionRequest) GetGallery() string {
@@ -3182,7 +3255,7 @@ type DeleteVersionResponse struct {
 
 func (x *DeleteVersionResponse) Reset() {
 	*x = DeleteVersionResponse{}
-	mi := &file_vmapp_v1_catalog_proto_msgTypes[47]
+	mi := &file_vmapp_v1_catalog_proto_msgTypes[48]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3194,7 +3267,7 @@ func (x *DeleteVersionResponse) String() string {
 func (*DeleteVersionResponse) ProtoMessage() {}
 
 func (x *DeleteVersionResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_vmapp_v1_catalog_proto_msgTypes[47]
+	mi := &file_vmapp_v1_catalog_proto_msgTypes[48]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3207,7 +3280,7 @@ func (x *DeleteVersionResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DeleteVersionResponse.ProtoReflect.Descriptor instead.
 func (*DeleteVersionResponse) Descriptor() ([]byte, []int) {
-	return file_vmapp_v1_catalog_proto_rawDescGZIP(), []int{47}
+	return file_vmapp_v1_catalog_proto_rawDescGZIP(), []int{48}
 }
 
 func (x *DeleteVersionResponse) GetVersion() *GalleryApplicationVersion {
@@ -3225,7 +3298,7 @@ type ListRegionsRequest struct {
 
 func (x *ListRegionsRequest) Reset() {
 	*x = ListRegionsRequest{}
-	mi := &file_vmapp_v1_catalog_proto_msgTypes[48]
+	mi := &file_vmapp_v1_catalog_proto_msgTypes[49]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3237,7 +3310,7 @@ func (x *ListRegionsRequest) String() string {
 func (*ListRegionsRequest) ProtoMessage() {}
 
 func (x *ListRegionsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_vmapp_v1_catalog_proto_msgTypes[48]
+	mi := &file_vmapp_v1_catalog_proto_msgTypes[49]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3250,7 +3323,7 @@ func (x *ListRegionsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListRegionsRequest.ProtoReflect.Descriptor instead.
 func (*ListRegionsRequest) Descriptor() ([]byte, []int) {
-	return file_vmapp_v1_catalog_proto_rawDescGZIP(), []int{48}
+	return file_vmapp_v1_catalog_proto_rawDescGZIP(), []int{49}
 }
 
 type ListRegionsResponse struct {
@@ -3262,7 +3335,7 @@ type ListRegionsResponse struct {
 
 func (x *ListRegionsResponse) Reset() {
 	*x = ListRegionsResponse{}
-	mi := &file_vmapp_v1_catalog_proto_msgTypes[49]
+	mi := &file_vmapp_v1_catalog_proto_msgTypes[50]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3274,7 +3347,7 @@ func (x *ListRegionsResponse) String() string {
 func (*ListRegionsResponse) ProtoMessage() {}
 
 func (x *ListRegionsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_vmapp_v1_catalog_proto_msgTypes[49]
+	mi := &file_vmapp_v1_catalog_proto_msgTypes[50]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3287,7 +3360,7 @@ func (x *ListRegionsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListRegionsResponse.ProtoReflect.Descriptor instead.
 func (*ListRegionsResponse) Descriptor() ([]byte, []int) {
-	return file_vmapp_v1_catalog_proto_rawDescGZIP(), []int{49}
+	return file_vmapp_v1_catalog_proto_rawDescGZIP(), []int{50}
 }
 
 func (x *ListRegionsResponse) GetRegions() []*Region {
@@ -3344,7 +3417,7 @@ const file_vmapp_v1_catalog_proto_rawDesc = "" +
 	"\brequired\x18\x02 \x01(\bR\brequired\x12\x12\n" +
 	"\x04type\x18\x03 \x01(\tR\x04type\x12#\n" +
 	"\rdefault_value\x18\x04 \x01(\tR\fdefaultValue\x12 \n" +
-	"\vdescription\x18\x05 \x01(\tR\vdescription\"\xaa\x06\n" +
+	"\vdescription\x18\x05 \x01(\tR\vdescription\"\xd7\x06\n" +
 	"\x19GalleryApplicationVersion\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x12\x18\n" +
 	"\agallery\x18\x02 \x01(\tR\agallery\x12 \n" +
@@ -3364,7 +3437,11 @@ const file_vmapp_v1_catalog_proto_rawDesc = "" +
 	"\apackage\x18\r \x01(\v2\x12.vmapp.v1.ArtifactR\apackage\x12G\n" +
 	"\x15default_configuration\x18\x0e \x01(\v2\x12.vmapp.v1.ArtifactR\x14defaultConfiguration\x12J\n" +
 	"\x12provisioning_error\x18\x0f \x01(\v2\x1b.vmapp.v1.ProvisioningErrorR\x11provisioningError\x121\n" +
-	"\apreheat\x18\x10 \x03(\v2\x17.vmapp.v1.PreheatStatusR\apreheat\"\xfb\x01\n" +
+	"\apreheat\x18\x10 \x03(\v2\x17.vmapp.v1.PreheatStatusR\apreheat\x12+\n" +
+	"\x05peers\x18\x11 \x03(\v2\x15.vmapp.v1.RegionPeersR\x05peers\"A\n" +
+	"\vRegionPeers\x12\x16\n" +
+	"\x06region\x18\x01 \x01(\tR\x06region\x12\x1a\n" +
+	"\bmachines\x18\x02 \x03(\tR\bmachines\"\x95\x02\n" +
 	"\rPreheatStatus\x12\x16\n" +
 	"\x06region\x18\x01 \x01(\tR\x06region\x12\x1b\n" +
 	"\tscale_set\x18\x02 \x01(\tR\bscaleSet\x12\x1a\n" +
@@ -3373,7 +3450,8 @@ const file_vmapp_v1_catalog_proto_rawDesc = "" +
 	"\aholding\x18\x05 \x01(\x05R\aholding\x12*\n" +
 	"\x11holding_in_region\x18\x06 \x01(\x05R\x0fholdingInRegion\x12;\n" +
 	"\vcreate_time\x18\a \x01(\v2\x1a.google.protobuf.TimestampR\n" +
-	"createTime\"q\n" +
+	"createTime\x12\x18\n" +
+	"\aholders\x18\b \x03(\tR\aholders\"q\n" +
 	"\x11ProvisioningError\x12\x12\n" +
 	"\x04code\x18\x01 \x01(\tR\x04code\x12\x18\n" +
 	"\amessage\x18\x02 \x01(\tR\amessage\x12.\n" +
@@ -3589,156 +3667,158 @@ func file_vmapp_v1_catalog_proto_rawDescGZIP() []byte {
 	return file_vmapp_v1_catalog_proto_rawDescData
 }
 
-var file_vmapp_v1_catalog_proto_msgTypes = make([]protoimpl.MessageInfo, 51)
+var file_vmapp_v1_catalog_proto_msgTypes = make([]protoimpl.MessageInfo, 52)
 var file_vmapp_v1_catalog_proto_goTypes = []any{
 	(*Gallery)(nil),                                 // 0: vmapp.v1.Gallery
 	(*GalleryApplication)(nil),                      // 1: vmapp.v1.GalleryApplication
 	(*GalleryApplicationCustomAction)(nil),          // 2: vmapp.v1.GalleryApplicationCustomAction
 	(*GalleryApplicationCustomActionParameter)(nil), // 3: vmapp.v1.GalleryApplicationCustomActionParameter
 	(*GalleryApplicationVersion)(nil),               // 4: vmapp.v1.GalleryApplicationVersion
-	(*PreheatStatus)(nil),                           // 5: vmapp.v1.PreheatStatus
-	(*ProvisioningError)(nil),                       // 6: vmapp.v1.ProvisioningError
-	(*Artifact)(nil),                                // 7: vmapp.v1.Artifact
-	(*PublishingProfile)(nil),                       // 8: vmapp.v1.PublishingProfile
-	(*UserArtifactSource)(nil),                      // 9: vmapp.v1.UserArtifactSource
-	(*UserArtifactManage)(nil),                      // 10: vmapp.v1.UserArtifactManage
-	(*UserArtifactSettings)(nil),                    // 11: vmapp.v1.UserArtifactSettings
-	(*TargetRegion)(nil),                            // 12: vmapp.v1.TargetRegion
-	(*SafetyProfile)(nil),                           // 13: vmapp.v1.SafetyProfile
-	(*ReplicationStatus)(nil),                       // 14: vmapp.v1.ReplicationStatus
-	(*RegionalReplicationStatus)(nil),               // 15: vmapp.v1.RegionalReplicationStatus
-	(*ReplicaStatus)(nil),                           // 16: vmapp.v1.ReplicaStatus
-	(*Region)(nil),                                  // 17: vmapp.v1.Region
-	(*CreateGalleryRequest)(nil),                    // 18: vmapp.v1.CreateGalleryRequest
-	(*CreateGalleryResponse)(nil),                   // 19: vmapp.v1.CreateGalleryResponse
-	(*GetGalleryRequest)(nil),                       // 20: vmapp.v1.GetGalleryRequest
-	(*GetGalleryResponse)(nil),                      // 21: vmapp.v1.GetGalleryResponse
-	(*ListGalleriesRequest)(nil),                    // 22: vmapp.v1.ListGalleriesRequest
-	(*ListGalleriesResponse)(nil),                   // 23: vmapp.v1.ListGalleriesResponse
-	(*UpdateGalleryRequest)(nil),                    // 24: vmapp.v1.UpdateGalleryRequest
-	(*UpdateGalleryResponse)(nil),                   // 25: vmapp.v1.UpdateGalleryResponse
-	(*DeleteGalleryRequest)(nil),                    // 26: vmapp.v1.DeleteGalleryRequest
-	(*DeleteGalleryResponse)(nil),                   // 27: vmapp.v1.DeleteGalleryResponse
-	(*CreateApplicationRequest)(nil),                // 28: vmapp.v1.CreateApplicationRequest
-	(*CreateApplicationResponse)(nil),               // 29: vmapp.v1.CreateApplicationResponse
-	(*GetApplicationRequest)(nil),                   // 30: vmapp.v1.GetApplicationRequest
-	(*GetApplicationResponse)(nil),                  // 31: vmapp.v1.GetApplicationResponse
-	(*ListApplicationsRequest)(nil),                 // 32: vmapp.v1.ListApplicationsRequest
-	(*ListApplicationsResponse)(nil),                // 33: vmapp.v1.ListApplicationsResponse
-	(*UpdateApplicationRequest)(nil),                // 34: vmapp.v1.UpdateApplicationRequest
-	(*UpdateApplicationResponse)(nil),               // 35: vmapp.v1.UpdateApplicationResponse
-	(*DeleteApplicationRequest)(nil),                // 36: vmapp.v1.DeleteApplicationRequest
-	(*DeleteApplicationResponse)(nil),               // 37: vmapp.v1.DeleteApplicationResponse
-	(*CreateVersionRequest)(nil),                    // 38: vmapp.v1.CreateVersionRequest
-	(*CreateVersionResponse)(nil),                   // 39: vmapp.v1.CreateVersionResponse
-	(*GetVersionRequest)(nil),                       // 40: vmapp.v1.GetVersionRequest
-	(*GetVersionResponse)(nil),                      // 41: vmapp.v1.GetVersionResponse
-	(*ListVersionsRequest)(nil),                     // 42: vmapp.v1.ListVersionsRequest
-	(*ListVersionsResponse)(nil),                    // 43: vmapp.v1.ListVersionsResponse
-	(*UpdateVersionRequest)(nil),                    // 44: vmapp.v1.UpdateVersionRequest
-	(*UpdateVersionResponse)(nil),                   // 45: vmapp.v1.UpdateVersionResponse
-	(*DeleteVersionRequest)(nil),                    // 46: vmapp.v1.DeleteVersionRequest
-	(*DeleteVersionResponse)(nil),                   // 47: vmapp.v1.DeleteVersionResponse
-	(*ListRegionsRequest)(nil),                      // 48: vmapp.v1.ListRegionsRequest
-	(*ListRegionsResponse)(nil),                     // 49: vmapp.v1.ListRegionsResponse
-	nil,                                             // 50: vmapp.v1.PublishingProfile.AdvancedSettingsEntry
-	(*timestamppb.Timestamp)(nil),                   // 51: google.protobuf.Timestamp
-	(*durationpb.Duration)(nil),                     // 52: google.protobuf.Duration
-	(*fieldmaskpb.FieldMask)(nil),                   // 53: google.protobuf.FieldMask
+	(*RegionPeers)(nil),                             // 5: vmapp.v1.RegionPeers
+	(*PreheatStatus)(nil),                           // 6: vmapp.v1.PreheatStatus
+	(*ProvisioningError)(nil),                       // 7: vmapp.v1.ProvisioningError
+	(*Artifact)(nil),                                // 8: vmapp.v1.Artifact
+	(*PublishingProfile)(nil),                       // 9: vmapp.v1.PublishingProfile
+	(*UserArtifactSource)(nil),                      // 10: vmapp.v1.UserArtifactSource
+	(*UserArtifactManage)(nil),                      // 11: vmapp.v1.UserArtifactManage
+	(*UserArtifactSettings)(nil),                    // 12: vmapp.v1.UserArtifactSettings
+	(*TargetRegion)(nil),                            // 13: vmapp.v1.TargetRegion
+	(*SafetyProfile)(nil),                           // 14: vmapp.v1.SafetyProfile
+	(*ReplicationStatus)(nil),                       // 15: vmapp.v1.ReplicationStatus
+	(*RegionalReplicationStatus)(nil),               // 16: vmapp.v1.RegionalReplicationStatus
+	(*ReplicaStatus)(nil),                           // 17: vmapp.v1.ReplicaStatus
+	(*Region)(nil),                                  // 18: vmapp.v1.Region
+	(*CreateGalleryRequest)(nil),                    // 19: vmapp.v1.CreateGalleryRequest
+	(*CreateGalleryResponse)(nil),                   // 20: vmapp.v1.CreateGalleryResponse
+	(*GetGalleryRequest)(nil),                       // 21: vmapp.v1.GetGalleryRequest
+	(*GetGalleryResponse)(nil),                      // 22: vmapp.v1.GetGalleryResponse
+	(*ListGalleriesRequest)(nil),                    // 23: vmapp.v1.ListGalleriesRequest
+	(*ListGalleriesResponse)(nil),                   // 24: vmapp.v1.ListGalleriesResponse
+	(*UpdateGalleryRequest)(nil),                    // 25: vmapp.v1.UpdateGalleryRequest
+	(*UpdateGalleryResponse)(nil),                   // 26: vmapp.v1.UpdateGalleryResponse
+	(*DeleteGalleryRequest)(nil),                    // 27: vmapp.v1.DeleteGalleryRequest
+	(*DeleteGalleryResponse)(nil),                   // 28: vmapp.v1.DeleteGalleryResponse
+	(*CreateApplicationRequest)(nil),                // 29: vmapp.v1.CreateApplicationRequest
+	(*CreateApplicationResponse)(nil),               // 30: vmapp.v1.CreateApplicationResponse
+	(*GetApplicationRequest)(nil),                   // 31: vmapp.v1.GetApplicationRequest
+	(*GetApplicationResponse)(nil),                  // 32: vmapp.v1.GetApplicationResponse
+	(*ListApplicationsRequest)(nil),                 // 33: vmapp.v1.ListApplicationsRequest
+	(*ListApplicationsResponse)(nil),                // 34: vmapp.v1.ListApplicationsResponse
+	(*UpdateApplicationRequest)(nil),                // 35: vmapp.v1.UpdateApplicationRequest
+	(*UpdateApplicationResponse)(nil),               // 36: vmapp.v1.UpdateApplicationResponse
+	(*DeleteApplicationRequest)(nil),                // 37: vmapp.v1.DeleteApplicationRequest
+	(*DeleteApplicationResponse)(nil),               // 38: vmapp.v1.DeleteApplicationResponse
+	(*CreateVersionRequest)(nil),                    // 39: vmapp.v1.CreateVersionRequest
+	(*CreateVersionResponse)(nil),                   // 40: vmapp.v1.CreateVersionResponse
+	(*GetVersionRequest)(nil),                       // 41: vmapp.v1.GetVersionRequest
+	(*GetVersionResponse)(nil),                      // 42: vmapp.v1.GetVersionResponse
+	(*ListVersionsRequest)(nil),                     // 43: vmapp.v1.ListVersionsRequest
+	(*ListVersionsResponse)(nil),                    // 44: vmapp.v1.ListVersionsResponse
+	(*UpdateVersionRequest)(nil),                    // 45: vmapp.v1.UpdateVersionRequest
+	(*UpdateVersionResponse)(nil),                   // 46: vmapp.v1.UpdateVersionResponse
+	(*DeleteVersionRequest)(nil),                    // 47: vmapp.v1.DeleteVersionRequest
+	(*DeleteVersionResponse)(nil),                   // 48: vmapp.v1.DeleteVersionResponse
+	(*ListRegionsRequest)(nil),                      // 49: vmapp.v1.ListRegionsRequest
+	(*ListRegionsResponse)(nil),                     // 50: vmapp.v1.ListRegionsResponse
+	nil,                                             // 51: vmapp.v1.PublishingProfile.AdvancedSettingsEntry
+	(*timestamppb.Timestamp)(nil),                   // 52: google.protobuf.Timestamp
+	(*durationpb.Duration)(nil),                     // 53: google.protobuf.Duration
+	(*fieldmaskpb.FieldMask)(nil),                   // 54: google.protobuf.FieldMask
 }
 var file_vmapp_v1_catalog_proto_depIdxs = []int32{
-	51, // 0: vmapp.v1.Gallery.create_time:type_name -> google.protobuf.Timestamp
-	51, // 1: vmapp.v1.Gallery.update_time:type_name -> google.protobuf.Timestamp
-	51, // 2: vmapp.v1.GalleryApplication.end_of_life_date:type_name -> google.protobuf.Timestamp
-	51, // 3: vmapp.v1.GalleryApplication.create_time:type_name -> google.protobuf.Timestamp
-	51, // 4: vmapp.v1.GalleryApplication.update_time:type_name -> google.protobuf.Timestamp
+	52, // 0: vmapp.v1.Gallery.create_time:type_name -> google.protobuf.Timestamp
+	52, // 1: vmapp.v1.Gallery.update_time:type_name -> google.protobuf.Timestamp
+	52, // 2: vmapp.v1.GalleryApplication.end_of_life_date:type_name -> google.protobuf.Timestamp
+	52, // 3: vmapp.v1.GalleryApplication.create_time:type_name -> google.protobuf.Timestamp
+	52, // 4: vmapp.v1.GalleryApplication.update_time:type_name -> google.protobuf.Timestamp
 	2,  // 5: vmapp.v1.GalleryApplication.custom_actions:type_name -> vmapp.v1.GalleryApplicationCustomAction
 	3,  // 6: vmapp.v1.GalleryApplicationCustomAction.parameters:type_name -> vmapp.v1.GalleryApplicationCustomActionParameter
-	8,  // 7: vmapp.v1.GalleryApplicationVersion.publishing_profile:type_name -> vmapp.v1.PublishingProfile
-	13, // 8: vmapp.v1.GalleryApplicationVersion.safety_profile:type_name -> vmapp.v1.SafetyProfile
-	14, // 9: vmapp.v1.GalleryApplicationVersion.replication_status:type_name -> vmapp.v1.ReplicationStatus
-	51, // 10: vmapp.v1.GalleryApplicationVersion.create_time:type_name -> google.protobuf.Timestamp
-	51, // 11: vmapp.v1.GalleryApplicationVersion.update_time:type_name -> google.protobuf.Timestamp
-	7,  // 12: vmapp.v1.GalleryApplicationVersion.package:type_name -> vmapp.v1.Artifact
-	7,  // 13: vmapp.v1.GalleryApplicationVersion.default_configuration:type_name -> vmapp.v1.Artifact
-	6,  // 14: vmapp.v1.GalleryApplicationVersion.provisioning_error:type_name -> vmapp.v1.ProvisioningError
-	5,  // 15: vmapp.v1.GalleryApplicationVersion.preheat:type_name -> vmapp.v1.PreheatStatus
-	51, // 16: vmapp.v1.PreheatStatus.create_time:type_name -> google.protobuf.Timestamp
-	51, // 17: vmapp.v1.ProvisioningError.time:type_name -> google.protobuf.Timestamp
-	51, // 18: vmapp.v1.Artifact.stored_time:type_name -> google.protobuf.Timestamp
-	9,  // 19: vmapp.v1.PublishingProfile.source:type_name -> vmapp.v1.UserArtifactSource
-	10, // 20: vmapp.v1.PublishingProfile.manage_actions:type_name -> vmapp.v1.UserArtifactManage
-	11, // 21: vmapp.v1.PublishingProfile.settings:type_name -> vmapp.v1.UserArtifactSettings
-	12, // 22: vmapp.v1.PublishingProfile.target_regions:type_name -> vmapp.v1.TargetRegion
-	51, // 23: vmapp.v1.PublishingProfile.end_of_life_date:type_name -> google.protobuf.Timestamp
-	51, // 24: vmapp.v1.PublishingProfile.published_date:type_name -> google.protobuf.Timestamp
-	50, // 25: vmapp.v1.PublishingProfile.advanced_settings:type_name -> vmapp.v1.PublishingProfile.AdvancedSettingsEntry
-	2,  // 26: vmapp.v1.PublishingProfile.custom_actions:type_name -> vmapp.v1.GalleryApplicationCustomAction
-	15, // 27: vmapp.v1.ReplicationStatus.summary:type_name -> vmapp.v1.RegionalReplicationStatus
-	52, // 28: vmapp.v1.RegionalReplicationStatus.eta:type_name -> google.protobuf.Duration
-	16, // 29: vmapp.v1.RegionalReplicationStatus.replicas:type_name -> vmapp.v1.ReplicaStatus
-	0,  // 30: vmapp.v1.CreateGalleryRequest.gallery:type_name -> vmapp.v1.Gallery
-	0,  // 31: vmapp.v1.CreateGalleryResponse.gallery:type_name -> vmapp.v1.Gallery
-	0,  // 32: vmapp.v1.GetGalleryResponse.gallery:type_name -> vmapp.v1.Gallery
-	0,  // 33: vmapp.v1.ListGalleriesResponse.galleries:type_name -> vmapp.v1.Gallery
-	0,  // 34: vmapp.v1.UpdateGalleryRequest.gallery:type_name -> vmapp.v1.Gallery
-	53, // 35: vmapp.v1.UpdateGalleryRequest.update_mask:type_name -> google.protobuf.FieldMask
-	0,  // 36: vmapp.v1.UpdateGalleryResponse.gallery:type_name -> vmapp.v1.Gallery
-	0,  // 37: vmapp.v1.DeleteGalleryResponse.gallery:type_name -> vmapp.v1.Gallery
-	1,  // 38: vmapp.v1.CreateApplicationRequest.application:type_name -> vmapp.v1.GalleryApplication
-	1,  // 39: vmapp.v1.CreateApplicationResponse.application:type_name -> vmapp.v1.GalleryApplication
-	1,  // 40: vmapp.v1.GetApplicationResponse.application:type_name -> vmapp.v1.GalleryApplication
-	1,  // 41: vmapp.v1.ListApplicationsResponse.applications:type_name -> vmapp.v1.GalleryApplication
-	1,  // 42: vmapp.v1.UpdateApplicationRequest.application:type_name -> vmapp.v1.GalleryApplication
-	53, // 43: vmapp.v1.UpdateApplicationRequest.update_mask:type_name -> google.protobuf.FieldMask
-	1,  // 44: vmapp.v1.UpdateApplicationResponse.application:type_name -> vmapp.v1.GalleryApplication
-	1,  // 45: vmapp.v1.DeleteApplicationResponse.application:type_name -> vmapp.v1.GalleryApplication
-	4,  // 46: vmapp.v1.CreateVersionRequest.version:type_name -> vmapp.v1.GalleryApplicationVersion
-	4,  // 47: vmapp.v1.CreateVersionResponse.version:type_name -> vmapp.v1.GalleryApplicationVersion
-	4,  // 48: vmapp.v1.GetVersionResponse.version:type_name -> vmapp.v1.GalleryApplicationVersion
-	4,  // 49: vmapp.v1.ListVersionsResponse.versions:type_name -> vmapp.v1.GalleryApplicationVersion
-	4,  // 50: vmapp.v1.UpdateVersionRequest.version:type_name -> vmapp.v1.GalleryApplicationVersion
-	53, // 51: vmapp.v1.UpdateVersionRequest.update_mask:type_name -> google.protobuf.FieldMask
-	4,  // 52: vmapp.v1.UpdateVersionResponse.version:type_name -> vmapp.v1.GalleryApplicationVersion
-	4,  // 53: vmapp.v1.DeleteVersionResponse.version:type_name -> vmapp.v1.GalleryApplicationVersion
-	17, // 54: vmapp.v1.ListRegionsResponse.regions:type_name -> vmapp.v1.Region
-	18, // 55: vmapp.v1.CatalogService.CreateGallery:input_type -> vmapp.v1.CreateGalleryRequest
-	20, // 56: vmapp.v1.CatalogService.GetGallery:input_type -> vmapp.v1.GetGalleryRequest
-	22, // 57: vmapp.v1.CatalogService.ListGalleries:input_type -> vmapp.v1.ListGalleriesRequest
-	24, // 58: vmapp.v1.CatalogService.UpdateGallery:input_type -> vmapp.v1.UpdateGalleryRequest
-	26, // 59: vmapp.v1.CatalogService.DeleteGallery:input_type -> vmapp.v1.DeleteGalleryRequest
-	28, // 60: vmapp.v1.CatalogService.CreateApplication:input_type -> vmapp.v1.CreateApplicationRequest
-	30, // 61: vmapp.v1.CatalogService.GetApplication:input_type -> vmapp.v1.GetApplicationRequest
-	32, // 62: vmapp.v1.CatalogService.ListApplications:input_type -> vmapp.v1.ListApplicationsRequest
-	34, // 63: vmapp.v1.CatalogService.UpdateApplication:input_type -> vmapp.v1.UpdateApplicationRequest
-	36, // 64: vmapp.v1.CatalogService.DeleteApplication:input_type -> vmapp.v1.DeleteApplicationRequest
-	38, // 65: vmapp.v1.CatalogService.CreateVersion:input_type -> vmapp.v1.CreateVersionRequest
-	40, // 66: vmapp.v1.CatalogService.GetVersion:input_type -> vmapp.v1.GetVersionRequest
-	42, // 67: vmapp.v1.CatalogService.ListVersions:input_type -> vmapp.v1.ListVersionsRequest
-	44, // 68: vmapp.v1.CatalogService.UpdateVersion:input_type -> vmapp.v1.UpdateVersionRequest
-	46, // 69: vmapp.v1.CatalogService.DeleteVersion:input_type -> vmapp.v1.DeleteVersionRequest
-	48, // 70: vmapp.v1.CatalogService.ListRegions:input_type -> vmapp.v1.ListRegionsRequest
-	19, // 71: vmapp.v1.CatalogService.CreateGallery:output_type -> vmapp.v1.CreateGalleryResponse
-	21, // 72: vmapp.v1.CatalogService.GetGallery:output_type -> vmapp.v1.GetGalleryResponse
-	23, // 73: vmapp.v1.CatalogService.ListGalleries:output_type -> vmapp.v1.ListGalleriesResponse
-	25, // 74: vmapp.v1.CatalogService.UpdateGallery:output_type -> vmapp.v1.UpdateGalleryResponse
-	27, // 75: vmapp.v1.CatalogService.DeleteGallery:output_type -> vmapp.v1.DeleteGalleryResponse
-	29, // 76: vmapp.v1.CatalogService.CreateApplication:output_type -> vmapp.v1.CreateApplicationResponse
-	31, // 77: vmapp.v1.CatalogService.GetApplication:output_type -> vmapp.v1.GetApplicationResponse
-	33, // 78: vmapp.v1.CatalogService.ListApplications:output_type -> vmapp.v1.ListApplicationsResponse
-	35, // 79: vmapp.v1.CatalogService.UpdateApplication:output_type -> vmapp.v1.UpdateApplicationResponse
-	37, // 80: vmapp.v1.CatalogService.DeleteApplication:output_type -> vmapp.v1.DeleteApplicationResponse
-	39, // 81: vmapp.v1.CatalogService.CreateVersion:output_type -> vmapp.v1.CreateVersionResponse
-	41, // 82: vmapp.v1.CatalogService.GetVersion:output_type -> vmapp.v1.GetVersionResponse
-	43, // 83: vmapp.v1.CatalogService.ListVersions:output_type -> vmapp.v1.ListVersionsResponse
-	45, // 84: vmapp.v1.CatalogService.UpdateVersion:output_type -> vmapp.v1.UpdateVersionResponse
-	47, // 85: vmapp.v1.CatalogService.DeleteVersion:output_type -> vmapp.v1.DeleteVersionResponse
-	49, // 86: vmapp.v1.CatalogService.ListRegions:output_type -> vmapp.v1.ListRegionsResponse
-	71, // [71:87] is the sub-list for method output_type
-	55, // [55:71] is the sub-list for method input_type
-	55, // [55:55] is the sub-list for extension type_name
-	55, // [55:55] is the sub-list for extension extendee
-	0,  // [0:55] is the sub-list for field type_name
+	9,  // 7: vmapp.v1.GalleryApplicationVersion.publishing_profile:type_name -> vmapp.v1.PublishingProfile
+	14, // 8: vmapp.v1.GalleryApplicationVersion.safety_profile:type_name -> vmapp.v1.SafetyProfile
+	15, // 9: vmapp.v1.GalleryApplicationVersion.replication_status:type_name -> vmapp.v1.ReplicationStatus
+	52, // 10: vmapp.v1.GalleryApplicationVersion.create_time:type_name -> google.protobuf.Timestamp
+	52, // 11: vmapp.v1.GalleryApplicationVersion.update_time:type_name -> google.protobuf.Timestamp
+	8,  // 12: vmapp.v1.GalleryApplicationVersion.package:type_name -> vmapp.v1.Artifact
+	8,  // 13: vmapp.v1.GalleryApplicationVersion.default_configuration:type_name -> vmapp.v1.Artifact
+	7,  // 14: vmapp.v1.GalleryApplicationVersion.provisioning_error:type_name -> vmapp.v1.ProvisioningError
+	6,  // 15: vmapp.v1.GalleryApplicationVersion.preheat:type_name -> vmapp.v1.PreheatStatus
+	5,  // 16: vmapp.v1.GalleryApplicationVersion.peers:type_name -> vmapp.v1.RegionPeers
+	52, // 17: vmapp.v1.PreheatStatus.create_time:type_name -> google.protobuf.Timestamp
+	52, // 18: vmapp.v1.ProvisioningError.time:type_name -> google.protobuf.Timestamp
+	52, // 19: vmapp.v1.Artifact.stored_time:type_name -> google.protobuf.Timestamp
+	10, // 20: vmapp.v1.PublishingProfile.source:type_name -> vmapp.v1.UserArtifactSource
+	11, // 21: vmapp.v1.PublishingProfile.manage_actions:type_name -> vmapp.v1.UserArtifactManage
+	12, // 22: vmapp.v1.PublishingProfile.settings:type_name -> vmapp.v1.UserArtifactSettings
+	13, // 23: vmapp.v1.PublishingProfile.target_regions:type_name -> vmapp.v1.TargetRegion
+	52, // 24: vmapp.v1.PublishingProfile.end_of_life_date:type_name -> google.protobuf.Timestamp
+	52, // 25: vmapp.v1.PublishingProfile.published_date:type_name -> google.protobuf.Timestamp
+	51, // 26: vmapp.v1.PublishingProfile.advanced_settings:type_name -> vmapp.v1.PublishingProfile.AdvancedSettingsEntry
+	2,  // 27: vmapp.v1.PublishingProfile.custom_actions:type_name -> vmapp.v1.GalleryApplicationCustomAction
+	16, // 28: vmapp.v1.ReplicationStatus.summary:type_name -> vmapp.v1.RegionalReplicationStatus
+	53, // 29: vmapp.v1.RegionalReplicationStatus.eta:type_name -> google.protobuf.Duration
+	17, // 30: vmapp.v1.RegionalReplicationStatus.replicas:type_name -> vmapp.v1.ReplicaStatus
+	0,  // 31: vmapp.v1.CreateGalleryRequest.gallery:type_name -> vmapp.v1.Gallery
+	0,  // 32: vmapp.v1.CreateGalleryResponse.gallery:type_name -> vmapp.v1.Gallery
+	0,  // 33: vmapp.v1.GetGalleryResponse.gallery:type_name -> vmapp.v1.Gallery
+	0,  // 34: vmapp.v1.ListGalleriesResponse.galleries:type_name -> vmapp.v1.Gallery
+	0,  // 35: vmapp.v1.UpdateGalleryRequest.gallery:type_name -> vmapp.v1.Gallery
+	54, // 36: vmapp.v1.UpdateGalleryRequest.update_mask:type_name -> google.protobuf.FieldMask
+	0,  // 37: vmapp.v1.UpdateGalleryResponse.gallery:type_name -> vmapp.v1.Gallery
+	0,  // 38: vmapp.v1.DeleteGalleryResponse.gallery:type_name -> vmapp.v1.Gallery
+	1,  // 39: vmapp.v1.CreateApplicationRequest.application:type_name -> vmapp.v1.GalleryApplication
+	1,  // 40: vmapp.v1.CreateApplicationResponse.application:type_name -> vmapp.v1.GalleryApplication
+	1,  // 41: vmapp.v1.GetApplicationResponse.application:type_name -> vmapp.v1.GalleryApplication
+	1,  // 42: vmapp.v1.ListApplicationsResponse.applications:type_name -> vmapp.v1.GalleryApplication
+	1,  // 43: vmapp.v1.UpdateApplicationRequest.application:type_name -> vmapp.v1.GalleryApplication
+	54, // 44: vmapp.v1.UpdateApplicationRequest.update_mask:type_name -> google.protobuf.FieldMask
+	1,  // 45: vmapp.v1.UpdateApplicationResponse.application:type_name -> vmapp.v1.GalleryApplication
+	1,  // 46: vmapp.v1.DeleteApplicationResponse.application:type_name -> vmapp.v1.GalleryApplication
+	4,  // 47: vmapp.v1.CreateVersionRequest.version:type_name -> vmapp.v1.GalleryApplicationVersion
+	4,  // 48: vmapp.v1.CreateVersionResponse.version:type_name -> vmapp.v1.GalleryApplicationVersion
+	4,  // 49: vmapp.v1.GetVersionResponse.version:type_name -> vmapp.v1.GalleryApplicationVersion
+	4,  // 50: vmapp.v1.ListVersionsResponse.versions:type_name -> vmapp.v1.GalleryApplicationVersion
+	4,  // 51: vmapp.v1.UpdateVersionRequest.version:type_name -> vmapp.v1.GalleryApplicationVersion
+	54, // 52: vmapp.v1.UpdateVersionRequest.update_mask:type_name -> google.protobuf.FieldMask
+	4,  // 53: vmapp.v1.UpdateVersionResponse.version:type_name -> vmapp.v1.GalleryApplicationVersion
+	4,  // 54: vmapp.v1.DeleteVersionResponse.version:type_name -> vmapp.v1.GalleryApplicationVersion
+	18, // 55: vmapp.v1.ListRegionsResponse.regions:type_name -> vmapp.v1.Region
+	19, // 56: vmapp.v1.CatalogService.CreateGallery:input_type -> vmapp.v1.CreateGalleryRequest
+	21, // 57: vmapp.v1.CatalogService.GetGallery:input_type -> vmapp.v1.GetGalleryRequest
+	23, // 58: vmapp.v1.CatalogService.ListGalleries:input_type -> vmapp.v1.ListGalleriesRequest
+	25, // 59: vmapp.v1.CatalogService.UpdateGallery:input_type -> vmapp.v1.UpdateGalleryRequest
+	27, // 60: vmapp.v1.CatalogService.DeleteGallery:input_type -> vmapp.v1.DeleteGalleryRequest
+	29, // 61: vmapp.v1.CatalogService.CreateApplication:input_type -> vmapp.v1.CreateApplicationRequest
+	31, // 62: vmapp.v1.CatalogService.GetApplication:input_type -> vmapp.v1.GetApplicationRequest
+	33, // 63: vmapp.v1.CatalogService.ListApplications:input_type -> vmapp.v1.ListApplicationsRequest
+	35, // 64: vmapp.v1.CatalogService.UpdateApplication:input_type -> vmapp.v1.UpdateApplicationRequest
+	37, // 65: vmapp.v1.CatalogService.DeleteApplication:input_type -> vmapp.v1.DeleteApplicationRequest
+	39, // 66: vmapp.v1.CatalogService.CreateVersion:input_type -> vmapp.v1.CreateVersionRequest
+	41, // 67: vmapp.v1.CatalogService.GetVersion:input_type -> vmapp.v1.GetVersionRequest
+	43, // 68: vmapp.v1.CatalogService.ListVersions:input_type -> vmapp.v1.ListVersionsRequest
+	45, // 69: vmapp.v1.CatalogService.UpdateVersion:input_type -> vmapp.v1.UpdateVersionRequest
+	47, // 70: vmapp.v1.CatalogService.DeleteVersion:input_type -> vmapp.v1.DeleteVersionRequest
+	49, // 71: vmapp.v1.CatalogService.ListRegions:input_type -> vmapp.v1.ListRegionsRequest
+	20, // 72: vmapp.v1.CatalogService.CreateGallery:output_type -> vmapp.v1.CreateGalleryResponse
+	22, // 73: vmapp.v1.CatalogService.GetGallery:output_type -> vmapp.v1.GetGalleryResponse
+	24, // 74: vmapp.v1.CatalogService.ListGalleries:output_type -> vmapp.v1.ListGalleriesResponse
+	26, // 75: vmapp.v1.CatalogService.UpdateGallery:output_type -> vmapp.v1.UpdateGalleryResponse
+	28, // 76: vmapp.v1.CatalogService.DeleteGallery:output_type -> vmapp.v1.DeleteGalleryResponse
+	30, // 77: vmapp.v1.CatalogService.CreateApplication:output_type -> vmapp.v1.CreateApplicationResponse
+	32, // 78: vmapp.v1.CatalogService.GetApplication:output_type -> vmapp.v1.GetApplicationResponse
+	34, // 79: vmapp.v1.CatalogService.ListApplications:output_type -> vmapp.v1.ListApplicationsResponse
+	36, // 80: vmapp.v1.CatalogService.UpdateApplication:output_type -> vmapp.v1.UpdateApplicationResponse
+	38, // 81: vmapp.v1.CatalogService.DeleteApplication:output_type -> vmapp.v1.DeleteApplicationResponse
+	40, // 82: vmapp.v1.CatalogService.CreateVersion:output_type -> vmapp.v1.CreateVersionResponse
+	42, // 83: vmapp.v1.CatalogService.GetVersion:output_type -> vmapp.v1.GetVersionResponse
+	44, // 84: vmapp.v1.CatalogService.ListVersions:output_type -> vmapp.v1.ListVersionsResponse
+	46, // 85: vmapp.v1.CatalogService.UpdateVersion:output_type -> vmapp.v1.UpdateVersionResponse
+	48, // 86: vmapp.v1.CatalogService.DeleteVersion:output_type -> vmapp.v1.DeleteVersionResponse
+	50, // 87: vmapp.v1.CatalogService.ListRegions:output_type -> vmapp.v1.ListRegionsResponse
+	72, // [72:88] is the sub-list for method output_type
+	56, // [56:72] is the sub-list for method input_type
+	56, // [56:56] is the sub-list for extension type_name
+	56, // [56:56] is the sub-list for extension extendee
+	0,  // [0:56] is the sub-list for field type_name
 }
 
 func init() { file_vmapp_v1_catalog_proto_init() }
@@ -3746,15 +3826,15 @@ func file_vmapp_v1_catalog_proto_init() {
 	if File_vmapp_v1_catalog_proto != nil {
 		return
 	}
-	file_vmapp_v1_catalog_proto_msgTypes[8].OneofWrappers = []any{}
-	file_vmapp_v1_catalog_proto_msgTypes[12].OneofWrappers = []any{}
+	file_vmapp_v1_catalog_proto_msgTypes[9].OneofWrappers = []any{}
+	file_vmapp_v1_catalog_proto_msgTypes[13].OneofWrappers = []any{}
 	type x struct{}
 	out := protoimpl.TypeBuilder{
 		File: protoimpl.DescBuilder{
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_vmapp_v1_catalog_proto_rawDesc), len(file_vmapp_v1_catalog_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   51,
+			NumMessages:   52,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

@@ -7,6 +7,7 @@
 package vmappv1
 
 import (
+	_ "google.golang.org/genproto/googleapis/api/annotations"
 	protoreflect "google.golang.org/protobuf/reflect/protoreflect"
 	protoimpl "google.golang.org/protobuf/runtime/protoimpl"
 	durationpb "google.golang.org/protobuf/types/known/durationpb"
@@ -1468,7 +1469,7 @@ var File_vmapp_v1_download_proto protoreflect.FileDescriptor
 
 const file_vmapp_v1_download_proto_rawDesc = "" +
 	"\n" +
-	"\x17vmapp/v1/download.proto\x12\bvmapp.v1\x1a\x1egoogle/protobuf/duration.proto\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x16vmapp/v1/catalog.proto\x1a\x17vmapp/v1/transfer.proto\"\xcf\x01\n" +
+	"\x17vmapp/v1/download.proto\x12\bvmapp.v1\x1a\x1cgoogle/api/annotations.proto\x1a\x1egoogle/protobuf/duration.proto\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x16vmapp/v1/catalog.proto\x1a\x17vmapp/v1/transfer.proto\"\xcf\x01\n" +
 	"\x0ePreheatRequest\x12\x18\n" +
 	"\agallery\x18\x01 \x01(\tR\agallery\x12 \n" +
 	"\vapplication\x18\x02 \x01(\tR\vapplication\x12\x18\n" +
@@ -1585,15 +1586,15 @@ const file_vmapp_v1_download_proto_rawDesc = "" +
 	"\x15REPLICA_VERDICT_SOUND\x10\x01\x12\x1b\n" +
 	"\x17REPLICA_VERDICT_DAMAGED\x10\x02\x12!\n" +
 	"\x1dREPLICA_VERDICT_NOT_COMPLETED\x10\x03\x12%\n" +
-	"!REPLICA_VERDICT_RECENTLY_VERIFIED\x10\x042\xe1\x03\n" +
+	"!REPLICA_VERDICT_RECENTLY_VERIFIED\x10\x042\xb9\x04\n" +
 	"\x0fDownloadService\x12V\n" +
 	"\x0fGetDownloadPlan\x12 .vmapp.v1.GetDownloadPlanRequest\x1a!.vmapp.v1.GetDownloadPlanResponse\x12F\n" +
 	"\tReadRange\x12\x1a.vmapp.v1.ReadRangeRequest\x1a\x1b.vmapp.v1.ReadRangeResponse0\x01\x12b\n" +
 	"\x13ReportReplicaDamage\x12$.vmapp.v1.ReportReplicaDamageRequest\x1a%.vmapp.v1.ReportReplicaDamageResponse\x12A\n" +
 	"\bAnnounce\x12\x19.vmapp.v1.AnnounceRequest\x1a\x1a.vmapp.v1.AnnounceResponse\x12G\n" +
 	"\n" +
-	"ReportPeer\x12\x1b.vmapp.v1.ReportPeerRequest\x1a\x1c.vmapp.v1.ReportPeerResponse\x12>\n" +
-	"\aPreheat\x12\x18.vmapp.v1.PreheatRequest\x1a\x19.vmapp.v1.PreheatResponseB/Z-github.com/vmapp/vmapp/proto/vmapp/v1;vmappv1b\x06proto3"
+	"ReportPeer\x12\x1b.vmapp.v1.ReportPeerRequest\x1a\x1c.vmapp.v1.ReportPeerResponse\x12\x95\x01\n" +
+	"\aPreheat\x12\x18.vmapp.v1.PreheatRequest\x1a\x19.vmapp.v1.PreheatResponse\"U\x82\xd3\xe4\x93\x02O:\x01*\"J/galleries/{gallery}/applications/{application}/versions/{version}/preheatB/Z-github.com/vmapp/vmapp/proto/vmapp/v1;vmappv1b\x06proto3"
 
 var (
 	file_vmapp_v1_download_proto_rawDescOnce sync.Once

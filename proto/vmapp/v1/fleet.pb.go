@@ -2212,7 +2212,11 @@ type ListInventoryRequest struct {
 	// At most this many entries (0: 100; at most 1000).
 	PageSize int32 `protobuf:"varint,4,opt,name=page_size,json=pageSize,proto3" json:"page_size,omitempty"`
 	// The next_page_token of the previous page, for the same filters.
-	PageToken     string `protobuf:"bytes,5,opt,name=page_token,json=pageToken,proto3" json:"page_token,omitempty"`
+	PageToken string `protobuf:"bytes,5,opt,name=page_token,json=pageToken,proto3" json:"page_token,omitempty"`
+	// The version the agent reported (exactly, e.g. "1.0.0").
+	Version string `protobuf:"bytes,6,opt,name=version,proto3" json:"version,omitempty"`
+	// Only the instances of this scale set.
+	ScaleSet      string `protobuf:"bytes,7,opt,name=scale_set,json=scaleSet,proto3" json:"scale_set,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -2278,6 +2282,20 @@ func (x *ListInventoryRequest) GetPageSize() int32 {
 func (x *ListInventoryRequest) GetPageToken() string {
 	if x != nil {
 		return x.PageToken
+	}
+	return ""
+}
+
+func (x *ListInventoryRequest) GetVersion() string {
+	if x != nil {
+		return x.Version
+	}
+	return ""
+}
+
+func (x *ListInventoryRequest) GetScaleSet() string {
+	if x != nil {
+		return x.ScaleSet
 	}
 	return ""
 }
@@ -3422,14 +3440,16 @@ const file_vmapp_v1_fleet_proto_rawDesc = "" +
 	"\x06target\x18\x01 \x01(\v2\x17.vmapp.v1.ProfileTargetR\x06target\x12 \n" +
 	"\vapplication\x18\x02 \x01(\tR\vapplication\"i\n" +
 	"\x18RetryApplicationResponse\x12M\n" +
-	"\x13application_profile\x18\x01 \x01(\v2\x1c.vmapp.v1.ApplicationProfileR\x12applicationProfile\"\xa2\x01\n" +
+	"\x13application_profile\x18\x01 \x01(\v2\x1c.vmapp.v1.ApplicationProfileR\x12applicationProfile\"\xd9\x01\n" +
 	"\x14ListInventoryRequest\x12 \n" +
 	"\vapplication\x18\x01 \x01(\tR\vapplication\x12\x16\n" +
 	"\x06region\x18\x02 \x01(\tR\x06region\x12\x14\n" +
 	"\x05state\x18\x03 \x01(\tR\x05state\x12\x1b\n" +
 	"\tpage_size\x18\x04 \x01(\x05R\bpageSize\x12\x1d\n" +
 	"\n" +
-	"page_token\x18\x05 \x01(\tR\tpageToken\"s\n" +
+	"page_token\x18\x05 \x01(\tR\tpageToken\x12\x18\n" +
+	"\aversion\x18\x06 \x01(\tR\aversion\x12\x1b\n" +
+	"\tscale_set\x18\a \x01(\tR\bscaleSet\"s\n" +
 	"\x15ListInventoryResponse\x122\n" +
 	"\aentries\x18\x01 \x03(\v2\x18.vmapp.v1.InventoryEntryR\aentries\x12&\n" +
 	"\x0fnext_page_token\x18\x02 \x01(\tR\rnextPageToken\"\x94\x01\n" +
@@ -3502,7 +3522,7 @@ const file_vmapp_v1_fleet_proto_rawDesc = "" +
 	"\x19ReportActionResultRequest\x12\x18\n" +
 	"\amachine\x18\x01 \x01(\tR\amachine\x12%\n" +
 	"\x03run\x18\x02 \x01(\v2\x13.vmapp.v1.ActionRunR\x03run\"\x1c\n" +
-	"\x1aReportActionResultResponse2\xc2\x11\n" +
+	"\x1aReportActionResultResponse2\xfa\x13\n" +
 	"\fFleetService\x12{\n" +
 	"\rCreateMachine\x12\x1e.vmapp.v1.CreateMachineRequest\x1a\x1f.vmapp.v1.CreateMachineResponse\")\x82\xd3\xe4\x93\x02#:\amachine\x1a\x18/machines/{machine.name}\x12a\n" +
 	"\n" +
@@ -3520,9 +3540,9 @@ const file_vmapp_v1_fleet_proto_rawDesc = "" +
 	"\rListInventory\x12\x1e.vmapp.v1.ListInventoryRequest\x1a\x1f.vmapp.v1.ListInventoryResponse\"\x12\x82\xd3\xe4\x93\x02\f\x12\n" +
 	"/inventory\x12|\n" +
 	"\x0eWatchGoalState\x12\x1f.vmapp.v1.WatchGoalStateRequest\x1a .vmapp.v1.WatchGoalStateResponse\"%\x82\xd3\xe4\x93\x02\x1f\x12\x1d/machines/{machine}/goalState0\x01\x12M\n" +
-	"\fReportStatus\x12\x1d.vmapp.v1.ReportStatusRequest\x1a\x1e.vmapp.v1.ReportStatusResponse\x12D\n" +
-	"\tRunAction\x12\x1a.vmapp.v1.RunActionRequest\x1a\x1b.vmapp.v1.RunActionResponse\x12S\n" +
-	"\x0eListActionRuns\x12\x1f.vmapp.v1.ListActionRunsRequest\x1a .vmapp.v1.ListActionRunsResponse\x12_\n" +
+	"\fReportStatus\x12\x1d.vmapp.v1.ReportStatusRequest\x1a\x1e.vmapp.v1.ReportStatusResponse\x12\x9f\x02\n" +
+	"\tRunAction\x12\x1a.vmapp.v1.RunActionRequest\x1a\x1b.vmapp.v1.RunActionResponse\"\xd8\x01\x82\xd3\xe4\x93\x02\xd1\x01:\x01*Zi:\x01*\"d/scaleSets/{target.scale_set}/applicationProfile/applications/{application=*/*}/actions/{action}/run\"a/machines/{target.machine}/applicationProfile/applications/{application=*/*}/actions/{action}/run\x12\xae\x01\n" +
+	"\x0eListActionRuns\x12\x1f.vmapp.v1.ListActionRunsRequest\x1a .vmapp.v1.ListActionRunsResponse\"Y\x82\xd3\xe4\x93\x02SZ*\x12(/scaleSets/{target.scale_set}/actionRuns\x12%/machines/{target.machine}/actionRuns\x12_\n" +
 	"\x12ReportActionResult\x12#.vmapp.v1.ReportActionResultRequest\x1a$.vmapp.v1.ReportActionResultResponseB/Z-github.com/vmapp/vmapp/proto/vmapp/v1;vmappv1b\x06proto3"
 
 var (

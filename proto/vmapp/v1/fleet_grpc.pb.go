@@ -79,7 +79,8 @@ type FleetServiceClient interface {
 	// ListActionRuns lists the runs of a machine, or of a scale set's
 	// instances, newest first.
 	ListActionRuns(ctx context.Context, in *ListActionRunsRequest, opts ...grpc.CallOption) (*ListActionRunsResponse, error)
-	// ReportActionResult records how a run ended: the agent's.
+	// ReportActionResult records how a run ended: the agent's, gRPC only
+	// (as ReportStatus).
 	ReportActionResult(ctx context.Context, in *ReportActionResultRequest, opts ...grpc.CallOption) (*ReportActionResultResponse, error)
 }
 
@@ -311,7 +312,8 @@ type FleetServiceServer interface {
 	// ListActionRuns lists the runs of a machine, or of a scale set's
 	// instances, newest first.
 	ListActionRuns(context.Context, *ListActionRunsRequest) (*ListActionRunsResponse, error)
-	// ReportActionResult records how a run ended: the agent's.
+	// ReportActionResult records how a run ended: the agent's, gRPC only
+	// (as ReportStatus).
 	ReportActionResult(context.Context, *ReportActionResultRequest) (*ReportActionResultResponse, error)
 	mustEmbedUnimplementedFleetServiceServer()
 }

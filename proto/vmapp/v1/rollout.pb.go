@@ -7,6 +7,7 @@
 package vmappv1
 
 import (
+	_ "google.golang.org/genproto/googleapis/api/annotations"
 	protoreflect "google.golang.org/protobuf/reflect/protoreflect"
 	protoimpl "google.golang.org/protobuf/runtime/protoimpl"
 	durationpb "google.golang.org/protobuf/types/known/durationpb"
@@ -813,6 +814,94 @@ func (x *ListRolloutsResponse) GetNextPageToken() string {
 	return ""
 }
 
+type WatchRolloutRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Name          string                 `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *WatchRolloutRequest) Reset() {
+	*x = WatchRolloutRequest{}
+	mi := &file_vmapp_v1_rollout_proto_msgTypes[11]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *WatchRolloutRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*WatchRolloutRequest) ProtoMessage() {}
+
+func (x *WatchRolloutRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_vmapp_v1_rollout_proto_msgTypes[11]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use WatchRolloutRequest.ProtoReflect.Descriptor instead.
+func (*WatchRolloutRequest) Descriptor() ([]byte, []int) {
+	return file_vmapp_v1_rollout_proto_rawDescGZIP(), []int{11}
+}
+
+func (x *WatchRolloutRequest) GetName() string {
+	if x != nil {
+		return x.Name
+	}
+	return ""
+}
+
+type WatchRolloutResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Rollout       *Rollout               `protobuf:"bytes,1,opt,name=rollout,proto3" json:"rollout,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *WatchRolloutResponse) Reset() {
+	*x = WatchRolloutResponse{}
+	mi := &file_vmapp_v1_rollout_proto_msgTypes[12]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *WatchRolloutResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*WatchRolloutResponse) ProtoMessage() {}
+
+func (x *WatchRolloutResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_vmapp_v1_rollout_proto_msgTypes[12]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use WatchRolloutResponse.ProtoReflect.Descriptor instead.
+func (*WatchRolloutResponse) Descriptor() ([]byte, []int) {
+	return file_vmapp_v1_rollout_proto_rawDescGZIP(), []int{12}
+}
+
+func (x *WatchRolloutResponse) GetRollout() *Rollout {
+	if x != nil {
+		return x.Rollout
+	}
+	return nil
+}
+
 type PauseRolloutRequest struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	Name          string                 `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`
@@ -822,7 +911,7 @@ type PauseRolloutRequest struct {
 
 func (x *PauseRolloutRequest) Reset() {
 	*x = PauseRolloutRequest{}
-	mi := &file_vmapp_v1_rollout_proto_msgTypes[11]
+	mi := &file_vmapp_v1_rollout_proto_msgTypes[13]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -834,7 +923,7 @@ func (x *PauseRolloutRequest) String() string {
 func (*PauseRolloutRequest) ProtoMessage() {}
 
 func (x *PauseRolloutRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_vmapp_v1_rollout_proto_msgTypes[11]
+	mi := &file_vmapp_v1_rollout_proto_msgTypes[13]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -847,7 +936,7 @@ func (x *PauseRolloutRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PauseRolloutRequest.ProtoReflect.Descriptor instead.
 func (*PauseRolloutRequest) Descriptor() ([]byte, []int) {
-	return file_vmapp_v1_rollout_proto_rawDescGZIP(), []int{11}
+	return file_vmapp_v1_rollout_proto_rawDescGZIP(), []int{13}
 }
 
 func (x *PauseRolloutRequest) GetName() string {
@@ -866,7 +955,7 @@ type PauseRolloutResponse struct {
 
 func (x *PauseRolloutResponse) Reset() {
 	*x = PauseRolloutResponse{}
-	mi := &file_vmapp_v1_rollout_proto_msgTypes[12]
+	mi := &file_vmapp_v1_rollout_proto_msgTypes[14]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -878,7 +967,7 @@ func (x *PauseRolloutResponse) String() string {
 func (*PauseRolloutResponse) ProtoMessage() {}
 
 func (x *PauseRolloutResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_vmapp_v1_rollout_proto_msgTypes[12]
+	mi := &file_vmapp_v1_rollout_proto_msgTypes[14]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -891,7 +980,7 @@ func (x *PauseRolloutResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PauseRolloutResponse.ProtoReflect.Descriptor instead.
 func (*PauseRolloutResponse) Descriptor() ([]byte, []int) {
-	return file_vmapp_v1_rollout_proto_rawDescGZIP(), []int{12}
+	return file_vmapp_v1_rollout_proto_rawDescGZIP(), []int{14}
 }
 
 func (x *PauseRolloutResponse) GetRollout() *Rollout {
@@ -910,7 +999,7 @@ type ResumeRolloutRequest struct {
 
 func (x *ResumeRolloutRequest) Reset() {
 	*x = ResumeRolloutRequest{}
-	mi := &file_vmapp_v1_rollout_proto_msgTypes[13]
+	mi := &file_vmapp_v1_rollout_proto_msgTypes[15]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -922,7 +1011,7 @@ func (x *ResumeRolloutRequest) String() string {
 func (*ResumeRolloutRequest) ProtoMessage() {}
 
 func (x *ResumeRolloutRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_vmapp_v1_rollout_proto_msgTypes[13]
+	mi := &file_vmapp_v1_rollout_proto_msgTypes[15]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -935,7 +1024,7 @@ func (x *ResumeRolloutRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ResumeRolloutRequest.ProtoReflect.Descriptor instead.
 func (*ResumeRolloutRequest) Descriptor() ([]byte, []int) {
-	return file_vmapp_v1_rollout_proto_rawDescGZIP(), []int{13}
+	return file_vmapp_v1_rollout_proto_rawDescGZIP(), []int{15}
 }
 
 func (x *ResumeRolloutRequest) GetName() string {
@@ -954,7 +1043,7 @@ type ResumeRolloutResponse struct {
 
 func (x *ResumeRolloutResponse) Reset() {
 	*x = ResumeRolloutResponse{}
-	mi := &file_vmapp_v1_rollout_proto_msgTypes[14]
+	mi := &file_vmapp_v1_rollout_proto_msgTypes[16]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -966,7 +1055,7 @@ func (x *ResumeRolloutResponse) String() string {
 func (*ResumeRolloutResponse) ProtoMessage() {}
 
 func (x *ResumeRolloutResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_vmapp_v1_rollout_proto_msgTypes[14]
+	mi := &file_vmapp_v1_rollout_proto_msgTypes[16]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -979,7 +1068,7 @@ func (x *ResumeRolloutResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ResumeRolloutResponse.ProtoReflect.Descriptor instead.
 func (*ResumeRolloutResponse) Descriptor() ([]byte, []int) {
-	return file_vmapp_v1_rollout_proto_rawDescGZIP(), []int{14}
+	return file_vmapp_v1_rollout_proto_rawDescGZIP(), []int{16}
 }
 
 func (x *ResumeRolloutResponse) GetRollout() *Rollout {
@@ -998,7 +1087,7 @@ type AbortRolloutRequest struct {
 
 func (x *AbortRolloutRequest) Reset() {
 	*x = AbortRolloutRequest{}
-	mi := &file_vmapp_v1_rollout_proto_msgTypes[15]
+	mi := &file_vmapp_v1_rollout_proto_msgTypes[17]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1010,7 +1099,7 @@ func (x *AbortRolloutRequest) String() string {
 func (*AbortRolloutRequest) ProtoMessage() {}
 
 func (x *AbortRolloutRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_vmapp_v1_rollout_proto_msgTypes[15]
+	mi := &file_vmapp_v1_rollout_proto_msgTypes[17]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1023,7 +1112,7 @@ func (x *AbortRolloutRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AbortRolloutRequest.ProtoReflect.Descriptor instead.
 func (*AbortRolloutRequest) Descriptor() ([]byte, []int) {
-	return file_vmapp_v1_rollout_proto_rawDescGZIP(), []int{15}
+	return file_vmapp_v1_rollout_proto_rawDescGZIP(), []int{17}
 }
 
 func (x *AbortRolloutRequest) GetName() string {
@@ -1042,7 +1131,7 @@ type AbortRolloutResponse struct {
 
 func (x *AbortRolloutResponse) Reset() {
 	*x = AbortRolloutResponse{}
-	mi := &file_vmapp_v1_rollout_proto_msgTypes[16]
+	mi := &file_vmapp_v1_rollout_proto_msgTypes[18]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1054,7 +1143,7 @@ func (x *AbortRolloutResponse) String() string {
 func (*AbortRolloutResponse) ProtoMessage() {}
 
 func (x *AbortRolloutResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_vmapp_v1_rollout_proto_msgTypes[16]
+	mi := &file_vmapp_v1_rollout_proto_msgTypes[18]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1067,7 +1156,7 @@ func (x *AbortRolloutResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AbortRolloutResponse.ProtoReflect.Descriptor instead.
 func (*AbortRolloutResponse) Descriptor() ([]byte, []int) {
-	return file_vmapp_v1_rollout_proto_rawDescGZIP(), []int{16}
+	return file_vmapp_v1_rollout_proto_rawDescGZIP(), []int{18}
 }
 
 func (x *AbortRolloutResponse) GetRollout() *Rollout {
@@ -1081,7 +1170,7 @@ var File_vmapp_v1_rollout_proto protoreflect.FileDescriptor
 
 const file_vmapp_v1_rollout_proto_rawDesc = "" +
 	"\n" +
-	"\x16vmapp/v1/rollout.proto\x12\bvmapp.v1\x1a\x1egoogle/protobuf/duration.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\xdb\x06\n" +
+	"\x16vmapp/v1/rollout.proto\x12\bvmapp.v1\x1a\x1cgoogle/api/annotations.proto\x1a\x1egoogle/protobuf/duration.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\xdb\x06\n" +
 	"\aRollout\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x12 \n" +
 	"\vapplication\x18\x02 \x01(\tR\vapplication\x12\x18\n" +
@@ -1149,6 +1238,10 @@ const file_vmapp_v1_rollout_proto_rawDesc = "" +
 	"\x14ListRolloutsResponse\x12-\n" +
 	"\brollouts\x18\x01 \x03(\v2\x11.vmapp.v1.RolloutR\brollouts\x12&\n" +
 	"\x0fnext_page_token\x18\x02 \x01(\tR\rnextPageToken\")\n" +
+	"\x13WatchRolloutRequest\x12\x12\n" +
+	"\x04name\x18\x01 \x01(\tR\x04name\"C\n" +
+	"\x14WatchRolloutResponse\x12+\n" +
+	"\arollout\x18\x01 \x01(\v2\x11.vmapp.v1.RolloutR\arollout\")\n" +
 	"\x13PauseRolloutRequest\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\"C\n" +
 	"\x14PauseRolloutResponse\x12+\n" +
@@ -1160,15 +1253,16 @@ const file_vmapp_v1_rollout_proto_rawDesc = "" +
 	"\x13AbortRolloutRequest\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\"C\n" +
 	"\x14AbortRolloutResponse\x12+\n" +
-	"\arollout\x18\x01 \x01(\v2\x11.vmapp.v1.RolloutR\arollout2\xea\x03\n" +
-	"\x0eRolloutService\x12P\n" +
-	"\rCreateRollout\x12\x1e.vmapp.v1.CreateRolloutRequest\x1a\x1f.vmapp.v1.CreateRolloutResponse\x12G\n" +
+	"\arollout\x18\x01 \x01(\v2\x11.vmapp.v1.RolloutR\arollout2\x94\x06\n" +
+	"\x0eRolloutService\x12{\n" +
+	"\rCreateRollout\x12\x1e.vmapp.v1.CreateRolloutRequest\x1a\x1f.vmapp.v1.CreateRolloutResponse\")\x82\xd3\xe4\x93\x02#:\arollout\x1a\x18/rollouts/{rollout.name}\x12a\n" +
 	"\n" +
-	"GetRollout\x12\x1b.vmapp.v1.GetRolloutRequest\x1a\x1c.vmapp.v1.GetRolloutResponse\x12M\n" +
-	"\fListRollouts\x12\x1d.vmapp.v1.ListRolloutsRequest\x1a\x1e.vmapp.v1.ListRolloutsResponse\x12M\n" +
-	"\fPauseRollout\x12\x1d.vmapp.v1.PauseRolloutRequest\x1a\x1e.vmapp.v1.PauseRolloutResponse\x12P\n" +
-	"\rResumeRollout\x12\x1e.vmapp.v1.ResumeRolloutRequest\x1a\x1f.vmapp.v1.ResumeRolloutResponse\x12M\n" +
-	"\fAbortRollout\x12\x1d.vmapp.v1.AbortRolloutRequest\x1a\x1e.vmapp.v1.AbortRolloutResponseB/Z-github.com/vmapp/vmapp/proto/vmapp/v1;vmappv1b\x06proto3"
+	"GetRollout\x12\x1b.vmapp.v1.GetRolloutRequest\x1a\x1c.vmapp.v1.GetRolloutResponse\"\x18\x82\xd3\xe4\x93\x02\x12\x12\x10/rollouts/{name}\x12`\n" +
+	"\fListRollouts\x12\x1d.vmapp.v1.ListRolloutsRequest\x1a\x1e.vmapp.v1.ListRolloutsResponse\"\x11\x82\xd3\xe4\x93\x02\v\x12\t/rollouts\x12o\n" +
+	"\fWatchRollout\x12\x1d.vmapp.v1.WatchRolloutRequest\x1a\x1e.vmapp.v1.WatchRolloutResponse\"\x1e\x82\xd3\xe4\x93\x02\x18\x12\x16/rollouts/{name}/watch0\x01\x12m\n" +
+	"\fPauseRollout\x12\x1d.vmapp.v1.PauseRolloutRequest\x1a\x1e.vmapp.v1.PauseRolloutResponse\"\x1e\x82\xd3\xe4\x93\x02\x18\"\x16/rollouts/{name}/pause\x12q\n" +
+	"\rResumeRollout\x12\x1e.vmapp.v1.ResumeRolloutRequest\x1a\x1f.vmapp.v1.ResumeRolloutResponse\"\x1f\x82\xd3\xe4\x93\x02\x19\"\x17/rollouts/{name}/resume\x12m\n" +
+	"\fAbortRollout\x12\x1d.vmapp.v1.AbortRolloutRequest\x1a\x1e.vmapp.v1.AbortRolloutResponse\"\x1e\x82\xd3\xe4\x93\x02\x18\"\x16/rollouts/{name}/abortB/Z-github.com/vmapp/vmapp/proto/vmapp/v1;vmappv1b\x06proto3"
 
 var (
 	file_vmapp_v1_rollout_proto_rawDescOnce sync.Once
@@ -1182,7 +1276,7 @@ func file_vmapp_v1_rollout_proto_rawDescGZIP() []byte {
 	return file_vmapp_v1_rollout_proto_rawDescData
 }
 
-var file_vmapp_v1_rollout_proto_msgTypes = make([]protoimpl.MessageInfo, 18)
+var file_vmapp_v1_rollout_proto_msgTypes = make([]protoimpl.MessageInfo, 20)
 var file_vmapp_v1_rollout_proto_goTypes = []any{
 	(*Rollout)(nil),               // 0: vmapp.v1.Rollout
 	(*RolloutTarget)(nil),         // 1: vmapp.v1.RolloutTarget
@@ -1195,52 +1289,57 @@ var file_vmapp_v1_rollout_proto_goTypes = []any{
 	(*GetRolloutResponse)(nil),    // 8: vmapp.v1.GetRolloutResponse
 	(*ListRolloutsRequest)(nil),   // 9: vmapp.v1.ListRolloutsRequest
 	(*ListRolloutsResponse)(nil),  // 10: vmapp.v1.ListRolloutsResponse
-	(*PauseRolloutRequest)(nil),   // 11: vmapp.v1.PauseRolloutRequest
-	(*PauseRolloutResponse)(nil),  // 12: vmapp.v1.PauseRolloutResponse
-	(*ResumeRolloutRequest)(nil),  // 13: vmapp.v1.ResumeRolloutRequest
-	(*ResumeRolloutResponse)(nil), // 14: vmapp.v1.ResumeRolloutResponse
-	(*AbortRolloutRequest)(nil),   // 15: vmapp.v1.AbortRolloutRequest
-	(*AbortRolloutResponse)(nil),  // 16: vmapp.v1.AbortRolloutResponse
-	nil,                           // 17: vmapp.v1.MachineSelector.TagsEntry
-	(*durationpb.Duration)(nil),   // 18: google.protobuf.Duration
-	(*timestamppb.Timestamp)(nil), // 19: google.protobuf.Timestamp
+	(*WatchRolloutRequest)(nil),   // 11: vmapp.v1.WatchRolloutRequest
+	(*WatchRolloutResponse)(nil),  // 12: vmapp.v1.WatchRolloutResponse
+	(*PauseRolloutRequest)(nil),   // 13: vmapp.v1.PauseRolloutRequest
+	(*PauseRolloutResponse)(nil),  // 14: vmapp.v1.PauseRolloutResponse
+	(*ResumeRolloutRequest)(nil),  // 15: vmapp.v1.ResumeRolloutRequest
+	(*ResumeRolloutResponse)(nil), // 16: vmapp.v1.ResumeRolloutResponse
+	(*AbortRolloutRequest)(nil),   // 17: vmapp.v1.AbortRolloutRequest
+	(*AbortRolloutResponse)(nil),  // 18: vmapp.v1.AbortRolloutResponse
+	nil,                           // 19: vmapp.v1.MachineSelector.TagsEntry
+	(*durationpb.Duration)(nil),   // 20: google.protobuf.Duration
+	(*timestamppb.Timestamp)(nil), // 21: google.protobuf.Timestamp
 }
 var file_vmapp_v1_rollout_proto_depIdxs = []int32{
 	1,  // 0: vmapp.v1.Rollout.target:type_name -> vmapp.v1.RolloutTarget
-	18, // 1: vmapp.v1.Rollout.soak:type_name -> google.protobuf.Duration
+	20, // 1: vmapp.v1.Rollout.soak:type_name -> google.protobuf.Duration
 	3,  // 2: vmapp.v1.Rollout.wave_plan:type_name -> vmapp.v1.RolloutWave
 	4,  // 3: vmapp.v1.Rollout.machines:type_name -> vmapp.v1.RolloutMachine
-	19, // 4: vmapp.v1.Rollout.soak_start:type_name -> google.protobuf.Timestamp
-	19, // 5: vmapp.v1.Rollout.create_time:type_name -> google.protobuf.Timestamp
-	19, // 6: vmapp.v1.Rollout.update_time:type_name -> google.protobuf.Timestamp
+	21, // 4: vmapp.v1.Rollout.soak_start:type_name -> google.protobuf.Timestamp
+	21, // 5: vmapp.v1.Rollout.create_time:type_name -> google.protobuf.Timestamp
+	21, // 6: vmapp.v1.Rollout.update_time:type_name -> google.protobuf.Timestamp
 	2,  // 7: vmapp.v1.RolloutTarget.machines:type_name -> vmapp.v1.MachineSelector
-	17, // 8: vmapp.v1.MachineSelector.tags:type_name -> vmapp.v1.MachineSelector.TagsEntry
-	19, // 9: vmapp.v1.RolloutMachine.start_time:type_name -> google.protobuf.Timestamp
-	19, // 10: vmapp.v1.RolloutMachine.end_time:type_name -> google.protobuf.Timestamp
+	19, // 8: vmapp.v1.MachineSelector.tags:type_name -> vmapp.v1.MachineSelector.TagsEntry
+	21, // 9: vmapp.v1.RolloutMachine.start_time:type_name -> google.protobuf.Timestamp
+	21, // 10: vmapp.v1.RolloutMachine.end_time:type_name -> google.protobuf.Timestamp
 	0,  // 11: vmapp.v1.CreateRolloutRequest.rollout:type_name -> vmapp.v1.Rollout
 	0,  // 12: vmapp.v1.CreateRolloutResponse.rollout:type_name -> vmapp.v1.Rollout
 	0,  // 13: vmapp.v1.GetRolloutResponse.rollout:type_name -> vmapp.v1.Rollout
 	0,  // 14: vmapp.v1.ListRolloutsResponse.rollouts:type_name -> vmapp.v1.Rollout
-	0,  // 15: vmapp.v1.PauseRolloutResponse.rollout:type_name -> vmapp.v1.Rollout
-	0,  // 16: vmapp.v1.ResumeRolloutResponse.rollout:type_name -> vmapp.v1.Rollout
-	0,  // 17: vmapp.v1.AbortRolloutResponse.rollout:type_name -> vmapp.v1.Rollout
-	5,  // 18: vmapp.v1.RolloutService.CreateRollout:input_type -> vmapp.v1.CreateRolloutRequest
-	7,  // 19: vmapp.v1.RolloutService.GetRollout:input_type -> vmapp.v1.GetRolloutRequest
-	9,  // 20: vmapp.v1.RolloutService.ListRollouts:input_type -> vmapp.v1.ListRolloutsRequest
-	11, // 21: vmapp.v1.RolloutService.PauseRollout:input_type -> vmapp.v1.PauseRolloutRequest
-	13, // 22: vmapp.v1.RolloutService.ResumeRollout:input_type -> vmapp.v1.ResumeRolloutRequest
-	15, // 23: vmapp.v1.RolloutService.AbortRollout:input_type -> vmapp.v1.AbortRolloutRequest
-	6,  // 24: vmapp.v1.RolloutService.CreateRollout:output_type -> vmapp.v1.CreateRolloutResponse
-	8,  // 25: vmapp.v1.RolloutService.GetRollout:output_type -> vmapp.v1.GetRolloutResponse
-	10, // 26: vmapp.v1.RolloutService.ListRollouts:output_type -> vmapp.v1.ListRolloutsResponse
-	12, // 27: vmapp.v1.RolloutService.PauseRollout:output_type -> vmapp.v1.PauseRolloutResponse
-	14, // 28: vmapp.v1.RolloutService.ResumeRollout:output_type -> vmapp.v1.ResumeRolloutResponse
-	16, // 29: vmapp.v1.RolloutService.AbortRollout:output_type -> vmapp.v1.AbortRolloutResponse
-	24, // [24:30] is the sub-list for method output_type
-	18, // [18:24] is the sub-list for method input_type
-	18, // [18:18] is the sub-list for extension type_name
-	18, // [18:18] is the sub-list for extension extendee
-	0,  // [0:18] is the sub-list for field type_name
+	0,  // 15: vmapp.v1.WatchRolloutResponse.rollout:type_name -> vmapp.v1.Rollout
+	0,  // 16: vmapp.v1.PauseRolloutResponse.rollout:type_name -> vmapp.v1.Rollout
+	0,  // 17: vmapp.v1.ResumeRolloutResponse.rollout:type_name -> vmapp.v1.Rollout
+	0,  // 18: vmapp.v1.AbortRolloutResponse.rollout:type_name -> vmapp.v1.Rollout
+	5,  // 19: vmapp.v1.RolloutService.CreateRollout:input_type -> vmapp.v1.CreateRolloutRequest
+	7,  // 20: vmapp.v1.RolloutService.GetRollout:input_type -> vmapp.v1.GetRolloutRequest
+	9,  // 21: vmapp.v1.RolloutService.ListRollouts:input_type -> vmapp.v1.ListRolloutsRequest
+	11, // 22: vmapp.v1.RolloutService.WatchRollout:input_type -> vmapp.v1.WatchRolloutRequest
+	13, // 23: vmapp.v1.RolloutService.PauseRollout:input_type -> vmapp.v1.PauseRolloutRequest
+	15, // 24: vmapp.v1.RolloutService.ResumeRollout:input_type -> vmapp.v1.ResumeRolloutRequest
+	17, // 25: vmapp.v1.RolloutService.AbortRollout:input_type -> vmapp.v1.AbortRolloutRequest
+	6,  // 26: vmapp.v1.RolloutService.CreateRollout:output_type -> vmapp.v1.CreateRolloutResponse
+	8,  // 27: vmapp.v1.RolloutService.GetRollout:output_type -> vmapp.v1.GetRolloutResponse
+	10, // 28: vmapp.v1.RolloutService.ListRollouts:output_type -> vmapp.v1.ListRolloutsResponse
+	12, // 29: vmapp.v1.RolloutService.WatchRollout:output_type -> vmapp.v1.WatchRolloutResponse
+	14, // 30: vmapp.v1.RolloutService.PauseRollout:output_type -> vmapp.v1.PauseRolloutResponse
+	16, // 31: vmapp.v1.RolloutService.ResumeRollout:output_type -> vmapp.v1.ResumeRolloutResponse
+	18, // 32: vmapp.v1.RolloutService.AbortRollout:output_type -> vmapp.v1.AbortRolloutResponse
+	26, // [26:33] is the sub-list for method output_type
+	19, // [19:26] is the sub-list for method input_type
+	19, // [19:19] is the sub-list for extension type_name
+	19, // [19:19] is the sub-list for extension extendee
+	0,  // [0:19] is the sub-list for field type_name
 }
 
 func init() { file_vmapp_v1_rollout_proto_init() }
@@ -1254,7 +1353,7 @@ func file_vmapp_v1_rollout_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_vmapp_v1_rollout_proto_rawDesc), len(file_vmapp_v1_rollout_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   18,
+			NumMessages:   20,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

@@ -22,6 +22,7 @@ const (
 	RolloutService_CreateRollout_FullMethodName = "/vmapp.v1.RolloutService/CreateRollout"
 	RolloutService_GetRollout_FullMethodName    = "/vmapp.v1.RolloutService/GetRollout"
 	RolloutService_ListRollouts_FullMethodName  = "/vmapp.v1.RolloutService/ListRollouts"
+	RolloutService_WatchRollout_FullMethodName  = "/vmapp.v1.RolloutService/WatchRollout"
 	RolloutService_PauseRollout_FullMethodName  = "/vmapp.v1.RolloutService/PauseRollout"
 	RolloutService_ResumeRollout_FullMethodName = "/vmapp.v1.RolloutService/ResumeRollout"
 	RolloutService_AbortRollout_FullMethodName  = "/vmapp.v1.RolloutService/AbortRollout"
@@ -39,6 +40,10 @@ type RolloutServiceClient interface {
 	CreateRollout(ctx context.Context, in *CreateRolloutRequest, opts ...grpc.CallOption) (*CreateRolloutResponse, error)
 	GetRollout(ctx context.Context, in *GetRolloutRequest, opts ...grpc.CallOption) (*GetRolloutResponse, error)
 	ListRollouts(ctx context.Context, in *ListRolloutsRequest, opts ...grpc.CallOption) (*ListRolloutsResponse, error)
+	// WatchRollout sends the rollout now and every time it changes, and
+	// ends once it can move no machine any more (Halted, RolledBack,
+	// Succeeded, Aborted).
+	WatchRollout(ctx context.Context, in *WatchRolloutRequest, opts ...grpc.CallOption) (grpc.ServerStreamingClient[WatchRolloutResponse], error)
 	// PauseRollout starts no more machines; those updating finish.
 	PauseRollout(ctx context.Context, in *PauseRolloutRequest, opts ...grpc.CallOption) (*PauseRolloutResponse, error)
 	ResumeRollout(ctx context.Context, in *ResumeRolloutRequest, opts ...grpc.CallOption) (*ResumeRolloutResponse, error)
@@ -84,6 +89,25 @@ func (c *rolloutServiceClient) ListRollouts(ctx context.Context, in *ListRollout
 	return out, nil
 }
 
+func (c *rolloutServiceClient) WatchRollout(ctx context.Context, in *WatchRolloutRequest, opts ...grpc.CallOption) (grpc.ServerStreamingClient[WatchRolloutResponse], error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	stream, err := c.cc.NewStream(ctx, &RolloutService_ServiceDesc.Streams[0], RolloutService_WatchRollout_FullMethodName, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	x := &grpc.GenericClientStream[WatchRolloutRequest, WatchRolloutResponse]{ClientStream: stream}
+	if err := x.ClientStream.SendMsg(in); err != nil {
+		return nil, err
+	}
+	if err := x.ClientStream.CloseSend(); err != nil {
+		return nil, err
+	}
+	return x, nil
+}
+
+// This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
+type RolloutService_WatchRolloutClient = grpc.ServerStreamingClient[WatchRolloutResponse]
+
 func (c *rolloutServiceClient) PauseRollout(ctx context.Context, in *PauseRolloutRequest, opts ...grpc.CallOption) (*PauseRolloutResponse, error) {
 	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
 	out := new(PauseRolloutResponse)
@@ -126,6 +150,10 @@ type RolloutServiceServer interface {
 	CreateRollout(context.Context, *CreateRolloutRequest) (*CreateRolloutResponse, error)
 	GetRollout(context.Context, *GetRolloutRequest) (*GetRolloutResponse, error)
 	ListRollouts(context.Context, *ListRolloutsRequest) (*ListRolloutsResponse, error)
+	// WatchRollout sends the rollout now and every time it changes, and
+	// ends once it can move no machine any more (Halted, RolledBack,
+	// Succeeded, Aborted).
+	WatchRollout(*WatchRolloutRequest, grpc.ServerStreamingServer[WatchRolloutResponse]) error
 	// PauseRollout starts no more machines; those updating finish.
 	PauseRollout(context.Context, *PauseRolloutRequest) (*PauseRolloutResponse, error)
 	ResumeRollout(context.Context, *ResumeRolloutRequest) (*ResumeRolloutResponse, error)
@@ -149,6 +177,9 @@ func (UnimplementedRolloutServiceServer) GetRollout(context.Context, *GetRollout
 }
 func (UnimplementedRolloutServiceServer) ListRollouts(context.Context, *ListRolloutsRequest) (*ListRolloutsResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method ListRollouts not implemented")
+}
+func (UnimplementedRolloutServiceServer) WatchRollout(*WatchRolloutRequest, grpc.ServerStreamingServer[WatchRolloutResponse]) error {
+	return status.Error(codes.Unimplemented, "method WatchRollout not implemented")
 }
 func (UnimplementedRolloutServiceServer) PauseRollout(context.Context, *PauseRolloutRequest) (*PauseRolloutResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method PauseRollout not implemented")
@@ -233,6 +264,17 @@ func _RolloutService_ListRollouts_Handler(srv interface{}, ctx context.Context, 
 	}
 	return interceptor(ctx, in, info, handler)
 }
+
+func _RolloutService_WatchRollout_Handler(srv interface{}, stream grpc.ServerStream) error {
+	m := new(WatchRolloutRequest)
+	if err := stream.RecvMsg(m); err != nil {
+		return err
+	}
+	return srv.(RolloutServiceServer).WatchRollout(m, &grpc.GenericServerStream[WatchRolloutRequest, WatchRolloutResponse]{ServerStream: stream})
+}
+
+// This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
+type RolloutService_WatchRolloutServer = grpc.ServerStreamingServer[WatchRolloutResponse]
 
 func _RolloutService_PauseRollout_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
 	in := new(PauseRolloutRequest)
@@ -320,6 +362,12 @@ var RolloutService_ServiceDesc = grpc.ServiceDesc{
 			Handler:    _RolloutService_AbortRollout_Handler,
 		},
 	},
-	Streams:  []grpc.StreamDesc{},
+	Streams: []grpc.StreamDesc{
+		{
+			StreamName:    "WatchRollout",
+			Handler:       _RolloutService_WatchRollout_Handler,
+			ServerStreams: true,
+		},
+	},
 	Metadata: "vmapp/v1/rollout.proto",
 }
