@@ -62,7 +62,7 @@ func (r *Replicator) status(v *pb.GalleryApplicationVersion, recs []*statepb.Rep
 				continue
 			}
 			n++
-			s.Replicas = append(s.Replicas, replicaStatus(rec))
+			s.Replicas = append(s.Replicas, replicaStatus(rec, now))
 			s.BytesTotal += rec.SizeBytes
 			s.BytesDone += min(rec.BytesDone, rec.SizeBytes)
 			switch rec.Phase {
@@ -125,8 +125,8 @@ func (r *Replicator) status(v *pb.GalleryApplicationVersion, recs []*statepb.Rep
 	return out
 }
 
-// replicaStatus is a replica record as the API shows it.
-func replicaStatus(rec *statepb.Replica) *pb.ReplicaStatus {
+// replicaStatus is a replica record as the API shows it at now.
+func replicaStatus(rec *statepb.Replica, now time.Time) *pb.ReplicaStatus {
 	r := &pb.ReplicaStatus{Index: rec.Index, Artifact: rec.Kind.Label(), BytesDone: min(rec.BytesDone, rec.SizeBytes), SizeBytes: rec.SizeBytes,
 		Endpoint: rec.Endpoint, Attempts: rec.Attempts, Details: cmp.Or(rec.Damage, rec.LastError)}
 	switch rec.Phase {
@@ -145,7 +145,22 @@ func replicaStatus(rec *statepb.Replica) *pb.ReplicaStatus {
 	if r.SizeBytes > 0 {
 		r.Progress = int32(r.BytesDone * 100 / r.SizeBytes)
 	}
+	r.Eta = replicaETA(rec, r, now)
 	return r
+}
+
+// replicaETA is a copy's time left at the rate it has moved its bytes since
+// its attempt started (nil when it isn't copying or has moved nothing).
+func replicaETA(rec *statepb.Replica, r *pb.ReplicaStatus, now time.Time) *durationpb.Duration {
+	if rec.Phase != statepb.ReplicaPhase_REPLICA_PHASE_COPYING || rec.StartTime == nil || r.BytesDone <= 0 {
+		return nil
+	}
+	el := now.Sub(rec.StartTime.AsTime())
+	if el <= 0 {
+		return nil
+	}
+	left := float64(r.SizeBytes-r.BytesDone) * float64(el) / float64(r.BytesDone)
+	return durationpb.New(time.Duration(left).Round(time.Second))
 }
 
 // sortReplicas orders a region's replicas by index, the package first.

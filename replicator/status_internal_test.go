@@ -2,6 +2,9 @@ package replicator
 
 import (
 	"testing"
+	"time"
+
+	"google.golang.org/protobuf/types/known/timestamppb"
 
 	statepb "github.com/vmapp/vmapp/proto/vmapp/state/v1"
 	pb "github.com/vmapp/vmapp/proto/vmapp/v1"
@@ -52,5 +55,32 @@ func TestServing(t *testing.T) {
 				t.Fatalf("serving: %v, want %v", got, c.want)
 			}
 		})
+	}
+}
+
+// A replica's ETA: its bytes left at the rate its copy moved so far; none
+// before a byte moved, or when it isn't copying.
+func TestReplicaETA(t *testing.T) {
+	start := time.Unix(1000, 0)
+	now := start.Add(30 * time.Second)
+	for _, c := range []struct {
+		name  string
+		phase statepb.ReplicaPhase
+		done  int64
+		want  time.Duration // -1: none
+	}{
+		{"a quarter in 30 s", statepb.ReplicaPhase_REPLICA_PHASE_COPYING, 25, 90 * time.Second},
+		{"nothing moved yet", statepb.ReplicaPhase_REPLICA_PHASE_COPYING, 0, -1},
+		{"completed", statepb.ReplicaPhase_REPLICA_PHASE_COMPLETED, 100, -1},
+		{"failed", statepb.ReplicaPhase_REPLICA_PHASE_FAILED, 50, -1},
+	} {
+		rec := &statepb.Replica{Phase: c.phase, SizeBytes: 100, BytesDone: c.done, StartTime: timestamppb.New(start)}
+		got := replicaStatus(rec, now).Eta
+		switch {
+		case c.want < 0 && got != nil:
+			t.Errorf("%s: ETA %v, want none", c.name, got.AsDuration())
+		case c.want >= 0 && (got == nil || got.AsDuration() != c.want):
+			t.Errorf("%s: ETA %v, want %v", c.name, got.AsDuration(), c.want)
+		}
 	}
 }

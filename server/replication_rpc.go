@@ -56,6 +56,9 @@ func withoutETA(s *pb.ReplicationStatus) *pb.ReplicationStatus {
 	c := proto.Clone(s).(*pb.ReplicationStatus)
 	for _, r := range c.Summary {
 		r.Eta = nil
+		for _, rep := range r.Replicas {
+			rep.Eta = nil
+		}
 		if r.State == pb.ReplicationFailed {
 			r.Details = "" // holds a countdown
 		}
