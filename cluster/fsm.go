@@ -62,22 +62,46 @@ func (f *fsm) ApplyBatch(logs []*raft.Log) []any {
 }
 
 // results keeps the outcomes of the last commands applied (a refusal or
-// nil), by log index.
+// nil), by log index, and those of the indexes a deposed leader waits for
+// (watch), however many commands are applied meanwhile.
 type results struct {
-	mu   sync.Mutex
-	last [4096]result
+	mu      sync.Mutex
+	last    [4096]result
+	watched map[uint64]*result
 }
 
 func (r *results) put(index uint64, err error) {
 	r.mu.Lock()
+	defer r.mu.Unlock()
 	r.last[index%uint64(len(r.last))] = result{index, err}
-	r.mu.Unlock()
+	if w := r.watched[index]; w != nil {
+		*w = result{index, err}
+	}
 }
 
-// get returns the outcome of the command at index, if still known.
+// watch keeps the outcome of the command at index until the returned
+// function is called.
+func (r *results) watch(index uint64) func() {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.watched == nil {
+		r.watched = map[uint64]*result{}
+	}
+	r.watched[index] = &result{}
+	return func() {
+		r.mu.Lock()
+		delete(r.watched, index)
+		r.mu.Unlock()
+	}
+}
+
+// get returns the outcome of the command at index, if known.
 func (r *results) get(index uint64) (error, bool) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
+	if w := r.watched[index]; w != nil && w.index == index {
+		return w.err, true
+	}
 	res := r.last[index%uint64(len(r.last))]
 	return res.err, res.index == index
 }

@@ -150,6 +150,7 @@ func (n *Node) settle(ctx context.Context, index uint64, b []byte) (uint64, erro
 func (n *Node) settleWait(ctx context.Context, index uint64, b []byte) (uint64, error) {
 	ctx, cancel := context.WithTimeout(ctx, settleTimeout)
 	defer cancel()
+	defer n.results.watch(index)() // applied since leadership was lost: still in results.last
 	for n.raft.AppliedIndex() < index {
 		select {
 		case <-n.closed:
