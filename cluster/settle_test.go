@@ -115,3 +115,26 @@ func TestLeadershipLostUnknown(t *testing.T) {
 	leader.start()
 	sameGalleries(t, []string{"after"}, nodes...)
 }
+
+// TestForwardNeverSent: a follower that can't connect to the leader's API
+// (its gRPC server is down, raft still leading) sent nothing: the write is
+// refused as not taken (Unavailable, retried by clients) and is nowhere.
+func TestForwardNeverSent(t *testing.T) {
+	nodes := threeNodes(t)
+	leader := leaderOf(t, nodes...)
+	leader.srv.Stop()
+	follower := others(nodes, leader)[0]
+	ctx, cancel := context.WithTimeout(context.Background(), hangGuard)
+	defer cancel()
+	err := follower.proposeGallery(ctx, "unsent")
+	if !isNotTaken(err) {
+		t.Fatalf("a write forwarded to a leader that can't be reached: %v, want Unavailable (not taken)", err)
+	}
+	t.Logf("the answer: %v", err)
+	caughtUp(t, nodes...)
+	for _, tn := range nodes {
+		if got := tn.galleries(); len(got) != 0 {
+			t.Fatalf("%s holds %v", tn.id, got)
+		}
+	}
+}
