@@ -124,6 +124,10 @@ func TestForwardNeverSent(t *testing.T) {
 	leader := leaderOf(t, nodes...)
 	leader.srv.Stop()
 	follower := others(nodes, leader)[0]
+	// A connection made before may not have seen the server go yet: a call
+	// on it is sent, and its outcome unknown (Aborted). A new one is
+	// refused.
+	follower.n.peers.close()
 	ctx, cancel := context.WithTimeout(context.Background(), hangGuard)
 	defer cancel()
 	err := follower.proposeGallery(ctx, "unsent")
