@@ -205,10 +205,13 @@ func holdStreams(t *testing.T, ctx context.Context, e *fleetEnv, addrs []string,
 				Applications: []*pb.ApplicationStatus{{Application: gallery + "/" + app, Version: version, State: "Installed", Operation: "install",
 					StartTime: timestamppb.New(now), EndTime: timestamppb.New(now), Attempts: 1}},
 			}}
-			// Unavailable (a node between leaders) is asked again, as an
-			// agent does; the latency counts the retries.
+			// Unavailable (a node between leaders) and Aborted (a report
+			// whose outcome is unknown: the leader changed as it was
+			// committed) are sent again, as an agent does (a report is
+			// the machine's whole state: sending it twice does no harm);
+			// the latency counts the retries.
 			_, err := fleets[i%conns].ReportStatus(ctx, req, grpc.PerRPCCredentials(machineToken(tokens[i])))
-			for try := 0; errs.Is(err, errs.Unavailable) && try < 50; try++ {
+			for try := 0; (errs.Is(err, errs.Unavailable) || errs.Is(err, errs.Aborted)) && try < 50; try++ {
 				reportsRetried.Add(1)
 				time.Sleep(100 * time.Millisecond)
 				_, err = fleets[i%conns].ReportStatus(ctx, req, grpc.PerRPCCredentials(machineToken(tokens[i])))

@@ -288,19 +288,37 @@ func (e *fleetEnv) createMachinesWithTokens(t testing.TB, ctx context.Context, n
 	}
 	start := time.Now()
 	err := forEach(ctx, n, conc, func(ctx context.Context, i int) error {
-		r, err := e.fleet.CreateMachine(ctx, &pb.CreateMachineRequest{Machine: &pb.Machine{Name: names[i], ScaleSet: name}})
-		if err == nil && r.AgentToken == "" {
-			err = fmt.Errorf("machine %s: no agent credential", names[i])
-		}
-		if err == nil {
-			tokens[i] = r.AgentToken
-		}
+		var err error
+		tokens[i], err = e.createMachine(ctx, names[i], name)
 		return err
 	})
 	if err != nil {
 		t.Fatal(err)
 	}
 	return names, tokens, time.Since(start)
+}
+
+// createMachine creates machine name in scaleSet and returns its agent
+// credential. On a cluster a create's outcome may be unknown to the node
+// (Aborted: the leader changed while committing it), and the client SDK
+// retries a call that failed on the way (Unavailable), which may have
+// committed: the machine, this run's own, is then created again or found
+// created (AlreadyExists), and given a new credential.
+func (e *fleetEnv) createMachine(ctx context.Context, name, scaleSet string) (string, error) {
+	for attempt := 1; ; attempt++ {
+		r, err := e.fleet.CreateMachine(ctx, &pb.CreateMachineRequest{Machine: &pb.Machine{Name: name, ScaleSet: scaleSet}})
+		switch {
+		case err == nil && r.AgentToken == "":
+			return "", fmt.Errorf("machine %s: no agent credential", name)
+		case err == nil:
+			return r.AgentToken, nil
+		case errs.Is(err, errs.AlreadyExists):
+			ir, err := pb.NewAccessServiceClient(e.c.Conn()).IssueAgentToken(ctx, &pb.IssueAgentTokenRequest{Machine: name})
+			return ir.GetAgentToken(), err
+		case !errs.Is(err, errs.Aborted) || attempt == 5:
+			return "", fmt.Errorf("machine %s: %w", name, err)
+		}
+	}
 }
 
 // setApplication sets the version ref (gallery/app/version) on scale set

@@ -8,6 +8,7 @@ import (
 	"net"
 	"os"
 	"path/filepath"
+	"slices"
 	"testing"
 	"time"
 
@@ -22,6 +23,15 @@ import (
 )
 
 var testKey = bytes.Repeat([]byte("k"), 32)
+
+// The tests' raft timing: raft's defaults doubled, so that a machine under
+// heavy load (a heartbeat late by a second) doesn't depose leaders over and
+// over. No test depends on it: they wait for events (a leader, an index,
+// a write's answer), each guarded by hangGuard against a hang only.
+const (
+	testHeartbeat = 2 * time.Second
+	hangGuard     = 5 * time.Minute
+)
 
 // testNode is one node: a state file, raft, and a gRPC server with
 // PeerService, all on loopback.
@@ -61,8 +71,8 @@ func (tn *testNode) start(join ...string) {
 		log = slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
 	}
 	tn.n, err = Start(Config{ID: tn.id, RaftListen: tn.raftAddr, RaftAdvertise: tn.raftAdv, APIAddress: tn.apiAddr, Dir: filepath.Join(tn.dir, "raft"),
-		Key: tn.key, Join: join, HeartbeatTimeout: 500 * time.Millisecond, ElectionTimeout: 500 * time.Millisecond,
-		LeaderLeaseTimeout: 250 * time.Millisecond, Logger: log.With("test-node", tn.id)}, tn.db)
+		Key: tn.key, Join: join, HeartbeatTimeout: testHeartbeat, ElectionTimeout: testHeartbeat,
+		LeaderLeaseTimeout: testHeartbeat / 2, Logger: log.With("test-node", tn.id)}, tn.db)
 	if err != nil {
 		lis.Close()
 		tn.db.Close()
@@ -74,7 +84,7 @@ func (tn *testNode) start(join ...string) {
 	tn.srv = grpc.NewServer(wire.ServerOptions()...)
 	pb.RegisterPeerServiceServer(tn.srv, tn.n.PeerServer())
 	go tn.srv.Serve(lis)
-	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	ctx, cancel := context.WithTimeout(context.Background(), hangGuard)
 	defer cancel()
 	if err := tn.n.JoinCluster(ctx); err != nil {
 		t.Fatalf("%s: join: %v", tn.id, err)
@@ -98,12 +108,23 @@ func (tn *testNode) stop() {
 	tn.n = nil
 }
 
-// gallery proposes the creation of a gallery through node tn.
+// gallery proposes the creation of a gallery through node tn, again while
+// the cluster says nobody took it (Unavailable, as the client SDK retries).
 func (tn *testNode) gallery(name string) error {
+	ctx, cancel := context.WithTimeout(context.Background(), hangGuard)
+	defer cancel()
+	for {
+		err := tn.proposeGallery(ctx, name)
+		if !isNotTaken(err) || !sleepCtx(ctx, 100*time.Millisecond) {
+			return err
+		}
+	}
+}
+
+// proposeGallery proposes the creation of a gallery through node tn, once.
+func (tn *testNode) proposeGallery(ctx context.Context, name string) error {
 	c := state.NewCommand(time.Now())
 	c.Op = &statepb.Command_CreateGallery{CreateGallery: &statepb.CreateGallery{Gallery: &pb.Gallery{Tenant: "t", Name: name, ProvisioningState: "Succeeded"}}}
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-	defer cancel()
 	return tn.db.Propose(ctx, c)
 }
 
@@ -124,7 +145,7 @@ func (tn *testNode) galleries() []string {
 // the deadline guards against a hang, it is not what the test checks.
 func eventually(t *testing.T, what string, cond func() bool) {
 	t.Helper()
-	deadline := time.Now().Add(60 * time.Second)
+	deadline := time.Now().Add(hangGuard)
 	for !cond() {
 		if time.Now().After(deadline) {
 			t.Fatalf("never happened: %s", what)
@@ -153,7 +174,27 @@ func threeNodes(t *testing.T) []*testNode {
 	leaderOf(t, n1)
 	n2 := newNode(t, "n2", n1.apiAddr)
 	n3 := newNode(t, "n3", n2.apiAddr) // asks a follower: forwarded to the leader
-	return []*testNode{n1, n2, n3}
+	nodes := []*testNode{n1, n2, n3}
+	caughtUp(t, nodes...)
+	return nodes
+}
+
+// caughtUp waits until every node's log holds the leader's: a node that
+// has just joined may still be getting its snapshot, and without it (its
+// own membership) it neither votes nor stands for election.
+func caughtUp(t *testing.T, nodes ...*testNode) {
+	t.Helper()
+	eventually(t, "every node holds the leader's log", func() bool {
+		leader := leaderOf(t, nodes...)
+		last := leader.n.raft.LastIndex()
+		for _, tn := range nodes {
+			servers, err := tn.n.configuration()
+			if err != nil || len(servers) != len(nodes) || tn.n.raft.AppliedIndex() < last {
+				return false
+			}
+		}
+		return true
+	})
 }
 
 func sameGalleries(t *testing.T, want []string, nodes ...*testNode) {
@@ -183,15 +224,21 @@ func TestReplicates(t *testing.T) {
 		t.Fatalf("a duplicate through a follower: %v, want AlreadyExists", err)
 	}
 	sameGalleries(t, []string{"g0", "g1", "g2"}, nodes...)
-	st, err := nodes[1].n.Status(context.Background())
-	if err != nil {
-		t.Fatal(err)
-	}
-	if len(st.Nodes) != 3 || st.LeaderId != "n1" {
+	// A node's status asks the others, each within 2 s: on a loaded
+	// machine an answer may be late, so the status is asked again.
+	var st *pb.ClusterStatus
+	eventually(t, "a status with every node reachable", func() bool {
+		var err error
+		if st, err = nodes[1].n.Status(context.Background()); err != nil {
+			t.Fatal(err)
+		}
+		return !slices.ContainsFunc(st.Nodes, func(node *pb.ClusterNode) bool { return node.State == "Unreachable" })
+	})
+	if len(st.Nodes) != 3 || !slices.Contains([]string{"n1", "n2", "n3"}, st.LeaderId) {
 		t.Fatalf("status: %v", st)
 	}
 	for _, node := range st.Nodes {
-		if node.State == "Unreachable" || node.ApiAddress == "" {
+		if node.ApiAddress == "" {
 			t.Errorf("status of %s: %v", node.Id, node)
 		}
 	}
@@ -219,7 +266,7 @@ func TestFailover(t *testing.T) {
 	// again.
 	for _, tn := range rest {
 		eventually(t, "a read on "+tn.id+" after the election", func() bool {
-			ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+			ctx, cancel := context.WithTimeout(context.Background(), hangGuard)
 			defer cancel()
 			return tn.n.Sync(ctx) == nil
 		})

@@ -3,6 +3,7 @@ package cluster
 import (
 	"fmt"
 	"io"
+	"sync"
 	"time"
 
 	"github.com/hashicorp/raft"
@@ -18,8 +19,9 @@ import (
 // (it survives restarts, and raft replays the log from its last snapshot);
 // a snapshot is a consistent copy of the file; restoring one replaces it.
 type fsm struct {
-	db *state.DB
-	m  *metrics
+	db      *state.DB
+	m       *metrics
+	results *results
 }
 
 // result is what Apply returns to the proposer on the leader.
@@ -52,8 +54,56 @@ func (f *fsm) ApplyBatch(logs []*raft.Log) []any {
 			panic(fmt.Sprintf("applying raft log entry %d failed: %v", logs[i].Index, err))
 		}
 		out[i] = result{index: logs[i].Index, err: err}
+		if entries[i].Cmd != nil {
+			f.results.put(logs[i].Index, err)
+		}
 	}
 	return out
+}
+
+// results keeps the outcomes of the last commands applied (a refusal or
+// nil), by log index, and those of the indexes a deposed leader waits for
+// (watch), however many commands are applied meanwhile.
+type results struct {
+	mu      sync.Mutex
+	last    [4096]result
+	watched map[uint64]*result
+}
+
+func (r *results) put(index uint64, err error) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.last[index%uint64(len(r.last))] = result{index, err}
+	if w := r.watched[index]; w != nil {
+		*w = result{index, err}
+	}
+}
+
+// watch keeps the outcome of the command at index until the returned
+// function is called.
+func (r *results) watch(index uint64) func() {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.watched == nil {
+		r.watched = map[uint64]*result{}
+	}
+	r.watched[index] = &result{}
+	return func() {
+		r.mu.Lock()
+		delete(r.watched, index)
+		r.mu.Unlock()
+	}
+}
+
+// get returns the outcome of the command at index, if known.
+func (r *results) get(index uint64) (error, bool) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if w := r.watched[index]; w != nil && w.index == index {
+		return w.err, true
+	}
+	res := r.last[index%uint64(len(r.last))]
+	return res.err, res.index == index
 }
 
 func (f *fsm) Snapshot() (raft.FSMSnapshot, error) {

@@ -11,6 +11,7 @@ type metrics struct {
 	leaderChanges prometheus.Counter
 	snapshotBytes prometheus.Gauge
 	snapshotTime  prometheus.Histogram
+	settled       *prometheus.CounterVec
 }
 
 func newMetrics() *metrics {
@@ -21,6 +22,8 @@ func newMetrics() *metrics {
 			Help: "Size of the last snapshot this node wrote (its state file)."}),
 		snapshotTime: prometheus.NewHistogram(prometheus.HistogramOpts{Name: "vmapp_raft_snapshot_duration_seconds",
 			Help: "Time to write a snapshot of the state file.", Buckets: prometheus.ExponentialBuckets(0.01, 4, 8)}),
+		settled: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "vmapp_raft_writes_settled_total",
+			Help: "Writes this node had appended as the leader when it lost the leadership, by what became of them: committed, not_applied, unknown."}, []string{"outcome"}),
 	}
 }
 
@@ -53,6 +56,6 @@ func (n *Node) Register(reg prometheus.Registerer) {
 				}
 				return 0
 			}),
-		n.m.leaderChanges, n.m.snapshotBytes, n.m.snapshotTime,
+		n.m.leaderChanges, n.m.snapshotBytes, n.m.snapshotTime, n.m.settled,
 	)
 }

@@ -70,6 +70,9 @@ type Node struct {
 	peers  *peerClients
 	notify chan bool
 	m      *metrics
+	// results are the outcomes of the last commands applied, for a
+	// deposed leader to learn those of its own (settle).
+	results *results
 
 	mu        sync.Mutex
 	lastKnown raft.ServerID // the leader last seen
@@ -91,7 +94,7 @@ func Start(cfg Config, db *state.DB) (*Node, error) {
 	if cfg.Logger == nil {
 		cfg.Logger = slog.New(slog.DiscardHandler)
 	}
-	n := &Node{cfg: cfg, db: db, log: cfg.Logger.With("node", cfg.ID), notify: make(chan bool, 8), closed: make(chan struct{}), m: newMetrics()}
+	n := &Node{cfg: cfg, db: db, log: cfg.Logger.With("node", cfg.ID), notify: make(chan bool, 8), closed: make(chan struct{}), m: newMetrics(), results: &results{}}
 	if err := n.open(); err != nil {
 		n.closeStores()
 		return nil, err
@@ -181,7 +184,7 @@ func (n *Node) open() error {
 			return err
 		}
 	}
-	if n.raft, err = raft.NewRaft(rc, &fsm{db: n.db, m: n.m}, n.logs, n.logs, snaps, n.trans); err != nil {
+	if n.raft, err = raft.NewRaft(rc, &fsm{db: n.db, m: n.m, results: n.results}, n.logs, n.logs, snaps, n.trans); err != nil {
 		return fmt.Errorf("start raft: %w", err)
 	}
 	if has || len(cfg.Join) > 0 {
@@ -386,7 +389,7 @@ func (n *Node) noLeader() error {
 	if last != "" {
 		msg += fmt.Sprintf(" (the last leader it knew was %s at %s)", last, n.apiAddress(last))
 	}
-	return errs.New(errs.Unavailable, "", "%s; retry, or ask another node", msg)
+	return errs.New(errs.Unavailable, fieldNotLeader, "%s; retry, or ask another node", msg)
 }
 
 // hclogAdapter sends raft's log lines to slog.

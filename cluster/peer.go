@@ -67,7 +67,7 @@ func newPeerClients(key []byte, clientTLS *tls.Config, local net.Addr) *peerClie
 
 func (p *peerClients) client(addr string) (pb.PeerServiceClient, error) {
 	if addr == "" {
-		return nil, errs.New(errs.Unavailable, "", "the leader's API address is not known yet: retry")
+		return nil, notTaken("the leader's API address is not known yet")
 	}
 	p.mu.Lock()
 	defer p.mu.Unlock()
@@ -148,13 +148,7 @@ func (s *PeerServer) apply(ctx context.Context, r *pb.ApplyRequest) (*pb.ApplyRe
 	if err := proto.Unmarshal(r.Command, cmd); err != nil {
 		return nil, errs.New(errs.InvalidArgument, "command", "not a command: %v", err)
 	}
-	if !s.n.IsLeader() {
-		return nil, errs.New(errs.Unavailable, fieldNotLeader, "node %s doesn't lead the cluster", s.n.cfg.ID)
-	}
-	index, err := s.n.applyHere(r.Command)
-	if err != nil && isNotLeader(err) {
-		return nil, errs.New(errs.Unavailable, fieldNotLeader, "node %s doesn't lead the cluster", s.n.cfg.ID)
-	}
+	index, err := s.n.applyHere(ctx, r.Command)
 	if err != nil {
 		return nil, err
 	}

@@ -1,8 +1,11 @@
 package cluster
 
 import (
+	"bytes"
 	"context"
 	"errors"
+	"fmt"
+	"strings"
 	"time"
 
 	"github.com/hashicorp/raft"
@@ -37,54 +40,154 @@ func (n *Node) Propose(ctx context.Context, cmd *statepb.Command) error {
 	return n.db.WaitApplied(ctx, index)
 }
 
+// A write that fails tells whether it may have been applied. This is the
+// rule of etcd and Consul (a write is retried for the caller only when no
+// node can have taken it) and of gRPC's codes:
+//   - Unavailable, field "leader" (notTaken): no node took the command (no
+//     leader, a node that didn't lead, an election or a leadership transfer
+//     under way, a leader too busy to enqueue it, or an entry that lost its
+//     place in the log to another leader's). Retrying is safe; this node
+//     does it a few times, then the client SDK does.
+//   - Aborted (unknownOutcome): the command may or may not be applied (the
+//     leader lost its leadership after appending it and couldn't learn what
+//     became of it; the leader a write was forwarded to died mid-call).
+//     Clients don't retry it blindly: read, then retry if it isn't there.
+// A leader that loses its leadership after appending the command waits
+// (settle) until the log shows whether it was committed: then the answer
+// is the command's own.
+
+// settleTimeout bounds the wait of a deposed leader for the fate of an
+// entry it had appended: the cluster's election and the catching up.
+const settleTimeout = 2 * time.Minute
+
 // apply commits an encoded command and returns its index: here when this
-// node leads, else on the leader (again on a new leader when the one asked
-// had stepped down before taking it).
+// node leads, else on the leader. A command no node took is asked again of
+// the leader of the moment, a few times.
 func (n *Node) apply(ctx context.Context, b []byte, leaderOnly bool) (uint64, error) {
-	for attempt := 0; ; attempt++ {
-		if n.IsLeader() {
-			index, err := n.applyHere(b)
-			if !errors.Is(err, raft.ErrNotLeader) || leaderOnly {
-				return index, err
-			}
-		} else if leaderOnly {
-			return 0, errs.New(errs.Aborted, "", "this node no longer leads the cluster")
+	var err error
+	for attempt := 0; attempt < 20; attempt++ {
+		if attempt > 0 && !sleepCtx(ctx, 100*time.Millisecond) {
+			break // an election: wait for its outcome
 		}
-		id := n.leader()
-		if id == "" {
-			if attempt < 20 && sleepCtx(ctx, 100*time.Millisecond) {
-				continue // an election: wait for its outcome
-			}
-			return 0, n.noLeader()
+		var index uint64
+		index, err = n.applyOnce(ctx, b, leaderOnly)
+		if !isNotTaken(err) || leaderOnly {
+			return index, err
 		}
-		if id == raft.ServerID(n.cfg.ID) {
-			continue
-		}
-		index, err := n.peers.apply(ctx, n.apiAddress(id), b)
-		if errs.Is(err, errs.Unavailable) && errs.FieldOf(err) == fieldNotLeader && attempt < 20 {
-			sleepCtx(ctx, 50*time.Millisecond) // it stepped down before taking it: ask the new one
-			continue
-		}
+	}
+	return 0, err
+}
+
+func (n *Node) applyOnce(ctx context.Context, b []byte, leaderOnly bool) (uint64, error) {
+	if n.IsLeader() {
+		return n.applyHere(ctx, b)
+	}
+	if leaderOnly {
+		return 0, errs.New(errs.Aborted, "", "this node no longer leads the cluster")
+	}
+	id := n.leader()
+	if id == "" || id == raft.ServerID(n.cfg.ID) {
+		return 0, n.noLeader()
+	}
+	return n.forward(ctx, id, b)
+}
+
+// forward has the leader commit b. A call that failed on the way may have
+// reached the leader, unless no connection was ever made.
+func (n *Node) forward(ctx context.Context, id raft.ServerID, b []byte) (uint64, error) {
+	index, err := n.peers.apply(ctx, n.apiAddress(id), b)
+	if err == nil || !errs.Is(err, errs.Unavailable) || isNotTaken(err) {
 		return index, err
 	}
+	if strings.Contains(err.Error(), "Error while dialing") {
+		return 0, notTaken("leader %s can't be reached: %v", id, err)
+	}
+	return 0, unknownOutcome(fmt.Errorf("the call to leader %s failed: %w", id, err))
 }
 
 // applyHere commits b through raft on this node, the leader.
-func (n *Node) applyHere(b []byte) (uint64, error) {
-	f := n.raft.Apply(b, applyTimeout)
-	if err := f.Error(); err != nil {
-		switch {
-		case errors.Is(err, raft.ErrNotLeader):
-			return 0, err
-		case errors.Is(err, raft.ErrLeadershipLost):
-			return 0, errs.Wrap(errs.Unavailable, err, "leadership changed while the change was being committed: it may or may not have been applied; read, then retry")
-		case errors.Is(err, raft.ErrEnqueueTimeout):
-			return 0, errs.Wrap(errs.Unavailable, err, "the cluster is overloaded: retry")
-		}
-		return 0, errs.Wrap(errs.Unavailable, err, "the cluster couldn't commit the change")
+func (n *Node) applyHere(ctx context.Context, b []byte) (uint64, error) {
+	if n.raft.State() != raft.Leader {
+		return 0, notTaken("node %s doesn't lead the cluster", n.cfg.ID)
 	}
-	r, _ := f.Response().(result)
-	return f.Index(), r.err
+	f := n.raft.Apply(b, applyTimeout)
+	err := f.Error()
+	switch {
+	case err == nil:
+		r, _ := f.Response().(result)
+		return f.Index(), r.err
+	case errors.Is(err, raft.ErrNotLeader), errors.Is(err, raft.ErrLeadershipTransferInProgress):
+		return 0, notTaken("node %s no longer leads the cluster", n.cfg.ID)
+	case errors.Is(err, raft.ErrEnqueueTimeout):
+		return 0, notTaken("the leader is overloaded: it didn't take the change in %s", applyTimeout)
+	case errors.Is(err, raft.ErrAbortedByRestore):
+		return 0, notTaken("a snapshot was restored while the change was being committed")
+	case errors.Is(err, raft.ErrLeadershipLost):
+		return n.settle(ctx, f.Index(), b)
+	}
+	return 0, unknownOutcome(err) // shut down mid-commit, the log store failing
+}
+
+// settle learns the fate of the entry this node appended at index as the
+// leader before it lost the leadership: once the node has applied the log
+// up to index (following the new leader, or leading again), the entry there
+// is either b, committed (its result is the answer), or another leader's
+// (b was never applied).
+func (n *Node) settle(ctx context.Context, index uint64, b []byte) (uint64, error) {
+	i, err := n.settleWait(ctx, index, b)
+	outcome := "unknown"
+	switch {
+	case i != 0:
+		outcome = "committed"
+	case isNotTaken(err):
+		outcome = "not_applied"
+	}
+	n.m.settled.WithLabelValues(outcome).Inc()
+	n.log.Warn("this node lost the leadership while committing a change", "index", index, "outcome", outcome)
+	return i, err
+}
+
+func (n *Node) settleWait(ctx context.Context, index uint64, b []byte) (uint64, error) {
+	ctx, cancel := context.WithTimeout(ctx, settleTimeout)
+	defer cancel()
+	defer n.results.watch(index)() // applied since leadership was lost: still in results.last
+	for n.raft.AppliedIndex() < index {
+		select {
+		case <-n.closed:
+			return 0, unknownOutcome(raft.ErrLeadershipLost)
+		case <-ctx.Done():
+			return 0, unknownOutcome(raft.ErrLeadershipLost)
+		case <-time.After(50 * time.Millisecond):
+		}
+	}
+	var l raft.Log
+	if err := n.logs.GetLog(index, &l); err != nil {
+		return 0, unknownOutcome(fmt.Errorf("%w (entry %d: %v)", raft.ErrLeadershipLost, index, err))
+	}
+	if l.Type != raft.LogCommand || !bytes.Equal(l.Data, b) {
+		return 0, notTaken("the leadership changed before the change was committed: it was not applied")
+	}
+	if err := n.db.WaitApplied(ctx, index); err != nil {
+		return 0, unknownOutcome(err)
+	}
+	res, ok := n.results.get(index)
+	if !ok {
+		return 0, unknownOutcome(fmt.Errorf("%w (entry %d committed, its result forgotten)", raft.ErrLeadershipLost, index))
+	}
+	return index, res
+}
+
+func notTaken(format string, args ...any) error {
+	return errs.New(errs.Unavailable, fieldNotLeader, format+"; it was not applied: retry", args...)
+}
+
+// isNotTaken tells whether err says no node took the command.
+func isNotTaken(err error) bool {
+	return errs.Is(err, errs.Unavailable) && errs.FieldOf(err) == fieldNotLeader
+}
+
+func unknownOutcome(err error) error {
+	return errs.Wrap(errs.Aborted, err, "the cluster's leader changed while the change was being committed: it may or may not have been applied; read it back, then retry if it isn't there")
 }
 
 // Sync waits until this node's file holds every change committed before
