@@ -3,9 +3,10 @@
 // (--max-upload-rate). One Cap is shared by every transfer it covers, so
 // that the cap holds for the machine, whatever the number of connections.
 //
-// A Cap is a token bucket (golang.org/x/time/rate) on the time package's
-// clock: tests run it in a testing/synctest bubble, where time moves only
-// when every transfer waits, and count the time a number of bytes took.
+// A Cap is a token bucket (golang.org/x/time/rate) on a clock: the time
+// package's, which tests run in a testing/synctest bubble where time moves
+// only when every transfer waits, or one of the test's own (NewWithClock).
+// Tests count the time a number of bytes took on it.
 package ratecap
 
 import (
@@ -28,17 +29,28 @@ type Cap struct {
 	mu    sync.Mutex
 	lim   *rate.Limiter
 	burst int
+	now   func() time.Time
+	sleep func(ctx context.Context, d time.Duration) error
 }
 
-// New returns a cap of bytesPerSec (nil when it is 0 or less: no cap).
+// New returns a cap of bytesPerSec (nil when it is 0 or less: no cap),
+// on the time package's clock.
 func New(bytesPerSec int64) *Cap {
+	return NewWithClock(bytesPerSec, time.Now, sleepCtx)
+}
+
+// NewWithClock is New on the clock now, waiting with sleep. A test clock
+// that moves by each sleep counts exactly only one transfer at a time
+// (concurrent sleeps would add up): tests of several transfers sharing a
+// cap use New in a testing/synctest bubble instead.
+func NewWithClock(bytesPerSec int64, now func() time.Time, sleep func(ctx context.Context, d time.Duration) error) *Cap {
 	if bytesPerSec <= 0 {
 		return nil
 	}
 	// A twentieth of a second's worth at once: smooth at high rates, and
 	// at least one read's worth at low ones.
 	burst := int(max(minBurst, bytesPerSec/20))
-	return &Cap{lim: rate.NewLimiter(rate.Limit(bytesPerSec), burst), burst: burst}
+	return &Cap{lim: rate.NewLimiter(rate.Limit(bytesPerSec), burst), burst: burst, now: now, sleep: sleep}
 }
 
 // Wait waits until n more bytes may move.
@@ -49,12 +61,12 @@ func (c *Cap) Wait(ctx context.Context, n int) error {
 	for n > 0 {
 		k := min(n, c.burst)
 		c.mu.Lock()
-		now := time.Now()
+		now := c.now()
 		r := c.lim.ReserveN(now, k)
 		c.mu.Unlock()
 		if d := r.DelayFrom(now); d > 0 {
-			if err := sleepCtx(ctx, d); err != nil {
-				r.CancelAt(time.Now())
+			if err := c.sleep(ctx, d); err != nil {
+				r.CancelAt(c.now())
 				return err
 			}
 		}
