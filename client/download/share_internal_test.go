@@ -26,7 +26,9 @@ func TestShare(t *testing.T) {
 	var sh *Share
 	var verified atomic.Int32
 	var failed []string
-	fail := func(format string, args ...any) { failed = append(failed, errs.New(errs.Internal, "", format, args...).Error()) }
+	fail := func(format string, args ...any) {
+		failed = append(failed, errs.New(errs.Internal, "", format, args...).Error())
+	}
 	o := Options{Parallelism: 1, OnShare: func(s *Share) { sh = s }, OnPiece: func() {
 		if verified.Add(1) != 3 {
 			return
