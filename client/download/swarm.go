@@ -14,7 +14,7 @@ import (
 // stores: the other workers wait for a peer to hold their piece, or for a
 // slot. The store then sends each piece to a few machines, and they to the
 // others, instead of every machine taking every piece from it.
-const swarmStoreSlots = 2
+const swarmStoreSlots = 1
 
 // turn waits until piece i may be fetched and returns the view to fetch it
 // with, and what to call once fetched: at once outside a swarm; in a
