@@ -29,12 +29,17 @@ type peers struct {
 	now     func() time.Time
 }
 
-// maxHeld bounds an announcement.
-const maxHeld = 1000
+// maxHeld bounds an announcement, maxPieces a held artifact's bitmap.
+const (
+	maxHeld   = 1000
+	maxPieces = 64 << 10
+)
 
 // forPlan adds peers of the asking machine holding the plan's artifact, and
 // the grant to show them, when the caller is a machine (GetDownloadPlan's
-// rule checked that the version is in its goal state).
+// rule checked that the version is in its goal state). A machine that
+// serves peers itself is recorded as downloading the artifact; when others
+// of its region are too, the plan tells it to ask again for their pieces.
 func (p *peers) forPlan(ctx context.Context, plan *pb.DownloadPlan) error {
 	t := auth.TokenOf(ctx)
 	if p == nil || t == nil || t.Role != pb.Role_ROLE_MACHINE {
@@ -45,8 +50,11 @@ func (p *peers) forPlan(ctx context.Context, plan *pb.DownloadPlan) error {
 		return err
 	}
 	a := tracker.Artifact{Tenant: tenantOf(ctx), Gallery: plan.Gallery, Application: plan.Application, Version: plan.Version, Kind: int32(plan.Kind)}
-	found := p.tracker.Peers(a, tracker.Machine{Tenant: m.Tenant, Name: m.Name, Region: m.Region, ScaleSet: m.ScaleSet}, tracker.MaxPeers)
-	if len(found) == 0 {
+	tm := tracker.Machine{Tenant: m.Tenant, Name: m.Name, Region: m.Region, ScaleSet: m.ScaleSet}
+	found := p.tracker.Peers(a, tm, tracker.MaxPeers)
+	if p.tracker.Serving(m.Tenant, m.Name) && p.tracker.Downloading(a, tm) {
+		plan.PeerRefresh = durationpb.New(tracker.SwarmRefresh)
+	} else if len(found) == 0 {
 		return nil
 	}
 	g := grant.New(t.Tenant, t.Machine, a.Tenant, a.Gallery, a.Application, a.Version, plan.Kind, p.now())
@@ -54,7 +62,7 @@ func (p *peers) forPlan(ctx context.Context, plan *pb.DownloadPlan) error {
 		return err
 	}
 	for _, f := range found {
-		plan.Peers = append(plan.Peers, &pb.PeerSource{Machine: f.Name, Address: f.Address, SameScaleSet: f.SameScaleSet})
+		plan.Peers = append(plan.Peers, &pb.PeerSource{Machine: f.Name, Address: f.Address, SameScaleSet: f.SameScaleSet, Pieces: f.Pieces})
 	}
 	return nil
 }
@@ -92,20 +100,23 @@ func (s *downloadServer) Announce(ctx context.Context, r *pb.AnnounceRequest) (*
 	for _, ph := range gs.Preheat {
 		given[tracker.Artifact{Tenant: tenant, Gallery: ph.Gallery, Application: ph.Application, Version: ph.Version, Kind: int32(pb.ArtifactKind_ARTIFACT_KIND_PACKAGE)}] = true
 	}
-	var arts []tracker.Artifact
+	var arts []tracker.Held
 	for i, h := range r.Held {
-		if h.Kind != pb.ArtifactKind_ARTIFACT_KIND_PACKAGE && h.Kind != pb.ArtifactKind_ARTIFACT_KIND_CONFIGURATION {
+		switch {
+		case h.Kind != pb.ArtifactKind_ARTIFACT_KIND_PACKAGE && h.Kind != pb.ArtifactKind_ARTIFACT_KIND_CONFIGURATION:
 			return nil, errs.New(errs.InvalidArgument, "held["+strconv.Itoa(i)+"].kind", "kind must be ARTIFACT_KIND_PACKAGE or ARTIFACT_KIND_CONFIGURATION, not %v", h.Kind)
+		case len(h.Pieces) > maxPieces:
+			return nil, errs.New(errs.InvalidArgument, "held["+strconv.Itoa(i)+"].pieces", "a bitmap of %d bytes; at most %d", len(h.Pieces), maxPieces)
 		}
 		a := tracker.Artifact{Tenant: h.Tenant, Gallery: h.Gallery, Application: h.Application, Version: h.Version, Kind: int32(h.Kind)}
 		if a.Tenant == "" {
 			a.Tenant = tenant
 		}
 		if given[a] { // a machine never serves what it wasn't given
-			arts = append(arts, a)
+			arts = append(arts, tracker.Held{Artifact: a, Pieces: h.Pieces})
 		}
 	}
-	p.tracker.Announce(tracker.Machine{Tenant: m.Tenant, Name: m.Name, Region: m.Region, ScaleSet: m.ScaleSet}, r.Address, arts)
+	p.tracker.AnnounceHeld(tracker.Machine{Tenant: m.Tenant, Name: m.Name, Region: m.Region, ScaleSet: m.ScaleSet}, r.Address, arts)
 	return &pb.AnnounceResponse{Lease: durationpb.New(p.tracker.LeaseTime()), Recorded: int32(len(arts)),
 		GrantKeys: [][]byte{[]byte(p.grants.Public())}}, nil
 }

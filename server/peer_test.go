@@ -136,6 +136,19 @@ func TestPeers(t *testing.T) {
 		t.Fatalf("peers after the last withdrew: %v %q", p.Peers, p.PeerGrant)
 	}
 
+	// Pieces of a download in progress: vm-e announces a bitmap; web-2,
+	// which serves peers too, gets it in its plan, and is told to ask
+	// again (a swarm: vm-e downloads it).
+	_, err = vmE.dl.Announce(ctx(t), &pb.AnnounceRequest{Machine: "vm-e", Address: "127.0.0.1:7002",
+		Held: []*pb.HeldArtifact{{Gallery: "g", Application: "a", Version: "1.0.0", Kind: pkg, Pieces: []byte{0b1}}}})
+	mustOK(t, err)
+	announce(web2, "web-2", "127.0.0.1:7003")
+	p = plan(web2, "1.0.0")
+	if len(p.Peers) != 1 || p.Peers[0].Machine != "vm-e" || string(p.Peers[0].Pieces) != "\x01" || p.PeerRefresh.AsDuration() != tracker.SwarmRefresh || p.PeerGrant == "" {
+		t.Fatalf("web-2's plan in a swarm: peers %v, refresh %v", p.Peers, p.PeerRefresh)
+	}
+	announce(web2, "web-2", "")
+
 	// A revoked credential gets no plan, so no grant.
 	announce(vmE, "vm-e", "127.0.0.1:7002", "1.0.0")
 	_, err = ac.RevokeToken(ctx(t), &pb.RevokeTokenRequest{Id: web1.tokenID})
@@ -155,6 +168,7 @@ func TestPeers(t *testing.T) {
 		{"port zero", web2, &pb.AnnounceRequest{Machine: "web-2", Address: "127.0.0.1:0"}, codes.InvalidArgument, `port "0" is not 1-65535`},
 		{"any address", web2, &pb.AnnounceRequest{Machine: "web-2", Address: "0.0.0.0:7000"}, codes.InvalidArgument, "names no host peers can dial"},
 		{"no kind", web2, &pb.AnnounceRequest{Machine: "web-2", Address: "h:1", Held: []*pb.HeldArtifact{{Gallery: "g", Application: "a", Version: "1.0.0"}}}, codes.InvalidArgument, "kind must be ARTIFACT_KIND_PACKAGE"},
+		{"a bitmap too long", web2, &pb.AnnounceRequest{Machine: "web-2", Address: "h:1", Held: []*pb.HeldArtifact{{Gallery: "g", Application: "a", Version: "1.0.0", Kind: pkg, Pieces: make([]byte, 64<<10+1)}}}, codes.InvalidArgument, "a bitmap of 65537 bytes; at most 65536"},
 		{"another machine", web2, &pb.AnnounceRequest{Machine: "web-0", Address: "h:1"}, codes.PermissionDenied, "may act for machine 'web-2' only"},
 	} {
 		t.Run(c.name, func(t *testing.T) {

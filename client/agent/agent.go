@@ -223,6 +223,13 @@ type Config struct {
 	// DownloadCap and UploadCap cap the rates of every download and of
 	// what is served to peers (nil: no cap).
 	DownloadCap, UploadCap *ratecap.Cap
+	// PeerMaxRate caps the bytes per second served to each asking machine
+	// (0: no cap), within UploadCap.
+	PeerMaxRate int64
+	// PieceAnnounce is how long the pieces verified by downloads in
+	// progress gather before they are announced to vmappd (0:
+	// DefaultPieceAnnounce).
+	PieceAnnounce time.Duration
 	// HealthTimeout bounds each attempt of a health check, HealthAttempts
 	// is how many attempts it makes, HealthInterval the wait between them
 	// (health.go); default 2m, 3 and 10s.
@@ -329,6 +336,9 @@ func Run(ctx context.Context, cfg Config) error {
 	}
 	if cfg.Clock == nil {
 		cfg.Clock = clockwork.NewRealClock()
+	}
+	if cfg.PieceAnnounce <= 0 {
+		cfg.PieceAnnounce = DefaultPieceAnnounce
 	}
 	if cfg.Logger == nil {
 		cfg.Logger = slog.Default()

@@ -12,6 +12,7 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
+	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -30,11 +31,22 @@ import (
 // presenting a grant of vmappd's for that artifact (download.PeerPath),
 // and announces them to vmappd every third of the lease it gives. A file
 // whose size or modification time changed since (an install command that
-// wrote to its package) is not served. Partial downloads are never served.
+// wrote to its package) is not served.
+//
+// A package download in progress is served too, its verified pieces only
+// (download.Share: each piece hashed again against the plan as it is read
+// back, before a byte of it is sent), and announced with the bitmap of
+// those pieces, at most every Config.PieceAnnounce as pieces are verified.
+//
+// Config.PeerMaxRate caps what each asking machine gets, on top of
+// UploadCap's cap on what all of them get together.
 
 // CacheDir is where, under the root's StateDir, the agent keeps what it
 // serves to peers.
 const CacheDir = "cache"
+
+// DefaultPieceAnnounce is Config.PieceAnnounce's default.
+const DefaultPieceAnnounce = time.Second
 
 // cacheEntry is what the cache records of a file.
 type cacheEntry struct {
@@ -70,11 +82,31 @@ type peers struct {
 	used    map[string]time.Time  // by key: when last added or served
 	keys    []ed25519.PublicKey   // vmappd's grant keys, from the last announcement
 	changed chan struct{}         // kicks the announcer
+	// shares are the package downloads in progress, by key.
+	shares map[string]share
+	pieces chan struct{} // a piece of a share was verified
+	// perPeer caps what each asking machine gets (newCap, nil: no cap),
+	// by tenant and machine; capped for as long as it has requests served.
+	newCap  func() *ratecap.Cap
+	perPeer map[string]*peerCap
+}
+
+// share is a download in progress, served to peers.
+type share struct {
+	e cacheEntry // ModTime unset
+	s *download.Share
+}
+
+// peerCap is an asking machine's cap and its requests being served.
+type peerCap struct {
+	c *ratecap.Cap
+	n int
 }
 
 func newPeers(root string, log *slog.Logger, upload *ratecap.Cap, now func() time.Time) (*peers, error) {
 	p := &peers{dir: filepath.Join(root, StateDir, CacheDir), log: log, upload: upload, now: now,
-		entries: map[string]cacheEntry{}, used: map[string]time.Time{}, changed: make(chan struct{}, 1)}
+		entries: map[string]cacheEntry{}, used: map[string]time.Time{}, changed: make(chan struct{}, 1),
+		shares: map[string]share{}, pieces: make(chan struct{}, 1), perPeer: map[string]*peerCap{}}
 	if err := os.MkdirAll(p.dir, 0o700); err != nil {
 		return nil, err
 	}
@@ -150,16 +182,66 @@ func (p *peers) size() (bytes int64, n int) {
 	return bytes, len(p.entries)
 }
 
-// held is what the cache holds, as announced.
+// held is what the cache holds, and the pieces verified of the downloads
+// in progress that verified some, as announced.
 func (p *peers) held() []*pb.HeldArtifact {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	var out []*pb.HeldArtifact
+	ha := func(e cacheEntry) *pb.HeldArtifact {
+		return &pb.HeldArtifact{Tenant: e.Tenant, Gallery: e.Gallery, Application: e.Application, Version: e.Version,
+			Kind: pb.ArtifactKind(pb.ArtifactKind_value["ARTIFACT_KIND_"+e.Kind])}
+	}
 	for _, e := range p.entries {
-		out = append(out, &pb.HeldArtifact{Tenant: e.Tenant, Gallery: e.Gallery, Application: e.Application, Version: e.Version,
-			Kind: pb.ArtifactKind(pb.ArtifactKind_value["ARTIFACT_KIND_"+e.Kind])})
+		out = append(out, ha(e))
+	}
+	for k, sh := range p.shares {
+		if _, whole := p.entries[k]; whole {
+			continue
+		}
+		if bits, n := sh.s.Pieces(); n > 0 {
+			h := ha(sh.e)
+			h.Pieces = bits
+			out = append(out, h)
+		}
 	}
 	return out
+}
+
+// share serves the download in progress s of plan's artifact until the
+// download ends (unshare).
+func (p *peers) share(e cacheEntry, s *download.Share) {
+	p.mu.Lock()
+	p.shares[e.key()] = share{e: e, s: s}
+	p.mu.Unlock()
+}
+
+func (p *peers) unshare(e cacheEntry) {
+	p.mu.Lock()
+	delete(p.shares, e.key())
+	p.mu.Unlock()
+}
+
+// pieceVerified kicks the announcer for a piece of a share.
+func (p *peers) pieceVerified() {
+	select {
+	case p.pieces <- struct{}{}:
+	default:
+	}
+}
+
+// shareOptions makes o serve the download of artifact e in progress to
+// peers, when serving them; call the function returned when it ends.
+func (a *agent) shareOptions(o *download.Options, e cacheEntry) func() {
+	if a.peers == nil {
+		return func() {}
+	}
+	o.OnShare = func(s *download.Share) {
+		e.Sha256, e.Size = s.Sha256(), s.Size()
+		a.peers.share(e, s)
+	}
+	o.OnPiece = a.peers.pieceVerified
+	return func() { a.peers.unshare(e) }
 }
 
 // ServeHTTP serves a cached artifact's bytes (ranges too) to a machine
@@ -169,11 +251,23 @@ func (p *peers) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		http.Error(w, "not found", http.StatusNotFound)
 		return
 	}
-	e, status, why := p.authorize(r)
+	e, sh, who, status, why := p.authorize(r)
 	if status != http.StatusOK {
 		p.log.Warn("peer: refused a request", "from", r.RemoteAddr, "status", status, "why", why)
 		p.count(status)
 		http.Error(w, why, status)
+		return
+	}
+	pc := p.capFor(who)
+	defer p.uncap(who)
+	cw := &cappedWriter{ResponseWriter: w, w: p.upload.Writer(r.Context(), pc.Writer(r.Context(), w))}
+	defer func() {
+		if p.m != nil {
+			p.m.peerServed.Add(float64(cw.n))
+		}
+	}()
+	if sh != nil {
+		p.servePieces(cw, r, sh)
 		return
 	}
 	f, err := os.Open(filepath.Join(p.dir, e.Sha256))
@@ -193,10 +287,77 @@ func (p *peers) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	p.count(http.StatusOK)
-	cw := &cappedWriter{ResponseWriter: w, w: p.upload.Writer(r.Context(), w)}
 	http.ServeContent(cw, r, "", time.Time{}, f)
-	if p.m != nil {
-		p.m.peerServed.Add(float64(cw.n))
+}
+
+// servePieces serves the range r asks of a download in progress: only
+// when every piece it touches is verified (else 404: the asker tries
+// another source), each verified again as it is read (download.Share).
+func (p *peers) servePieces(w http.ResponseWriter, r *http.Request, sh *download.Share) {
+	off, n, ok := parseRange(r.Header.Get("Range"), sh.Size())
+	if !ok || !sh.Covers(off, n) {
+		p.count(http.StatusNotFound)
+		http.Error(w, "those pieces are not held (a download in progress: ask for verified pieces, by range)", http.StatusNotFound)
+		return
+	}
+	p.count(http.StatusOK)
+	w.Header().Set("Content-Range", fmt.Sprintf("bytes %d-%d/%d", off, off+n-1, sh.Size()))
+	w.Header().Set("Content-Length", strconv.FormatInt(n, 10))
+	w.WriteHeader(http.StatusPartialContent)
+	if err := sh.WriteRange(w, off, n); err != nil && r.Context().Err() == nil {
+		p.log.Warn("peer: stopped serving pieces of a download in progress", "share", sh.String(), "err", err)
+	}
+}
+
+// parseRange parses a Range header of one range, "bytes=first-last" or
+// "bytes=first-", of an artifact of size bytes.
+func parseRange(h string, size int64) (off, n int64, ok bool) {
+	spec, found := strings.CutPrefix(h, "bytes=")
+	first, last, dash := strings.Cut(spec, "-")
+	if !found || !dash || strings.Contains(last, ",") {
+		return 0, 0, false
+	}
+	off, err := strconv.ParseInt(first, 10, 64)
+	if err != nil || off < 0 || off >= size {
+		return 0, 0, false
+	}
+	end := size - 1
+	if last != "" {
+		if end, err = strconv.ParseInt(last, 10, 64); err != nil || end < off {
+			return 0, 0, false
+		}
+		end = min(end, size-1)
+	}
+	return off, end - off + 1, true
+}
+
+// capFor returns the cap of the asking machine who, counting a request;
+// uncap ends it.
+func (p *peers) capFor(who string) *ratecap.Cap {
+	if p.newCap == nil {
+		return nil
+	}
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	pc := p.perPeer[who]
+	if pc == nil {
+		pc = &peerCap{c: p.newCap()}
+		p.perPeer[who] = pc
+	}
+	pc.n++
+	return pc.c
+}
+
+func (p *peers) uncap(who string) {
+	if p.newCap == nil {
+		return
+	}
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if pc := p.perPeer[who]; pc != nil {
+		if pc.n--; pc.n == 0 {
+			delete(p.perPeer, who)
+		}
 	}
 }
 
@@ -217,33 +378,41 @@ func (p *peers) count(status int) {
 }
 
 // authorize checks r's grant against vmappd's keys and the artifact r
-// names, and returns the cache entry.
-func (p *peers) authorize(r *http.Request) (cacheEntry, int, string) {
+// names, and returns the cache entry, or the download in progress, and
+// the asking machine (tenant and name).
+func (p *peers) authorize(r *http.Request) (cacheEntry, *download.Share, string, int, string) {
 	scheme, enc, _ := strings.Cut(r.Header.Get("Authorization"), " ")
 	if scheme != download.GrantScheme || enc == "" {
-		return cacheEntry{}, http.StatusUnauthorized, "no grant: send Authorization: " + download.GrantScheme + " <grant from the download plan>"
+		return cacheEntry{}, nil, "", http.StatusUnauthorized, "no grant: send Authorization: " + download.GrantScheme + " <grant from the download plan>"
 	}
 	p.mu.Lock()
 	keys := p.keys
 	p.mu.Unlock()
 	g, err := grant.Check(enc, keys, p.now())
 	if err != nil {
-		return cacheEntry{}, http.StatusForbidden, err.Error()
+		return cacheEntry{}, nil, "", http.StatusForbidden, err.Error()
 	}
 	q := r.URL.Query()
 	if q.Get("gallery") != g.Gallery || q.Get("application") != g.Application || q.Get("version") != g.Version || q.Get("kind") != kindName(g.Kind) {
-		return cacheEntry{}, http.StatusForbidden, fmt.Sprintf("the grant of machine %s is for %s/%s/%s %s, not %s/%s/%s %s", g.Machine,
+		return cacheEntry{}, nil, "", http.StatusForbidden, fmt.Sprintf("the grant of machine %s is for %s/%s/%s %s, not %s/%s/%s %s", g.Machine,
 			g.Gallery, g.Application, g.Version, kindName(g.Kind), q.Get("gallery"), q.Get("application"), q.Get("version"), q.Get("kind"))
 	}
+	who := g.Tenant + "/" + g.Machine
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	for _, tenant := range []string{g.GalleryTenant, ""} {
-		e, ok := p.entries[cacheEntry{Tenant: tenant, Gallery: g.Gallery, Application: g.Application, Version: g.Version, Kind: kindName(g.Kind)}.key()]
-		if ok && (tenant != "" || g.GalleryTenant == g.Tenant) {
-			return e, http.StatusOK, ""
+		if tenant == "" && g.GalleryTenant != g.Tenant {
+			continue
+		}
+		k := cacheEntry{Tenant: tenant, Gallery: g.Gallery, Application: g.Application, Version: g.Version, Kind: kindName(g.Kind)}.key()
+		if e, ok := p.entries[k]; ok {
+			return e, nil, who, http.StatusOK, ""
+		}
+		if sh, ok := p.shares[k]; ok {
+			return sh.e, sh.s, who, http.StatusOK, ""
 		}
 	}
-	return cacheEntry{}, http.StatusNotFound, "not held"
+	return cacheEntry{}, nil, "", http.StatusNotFound, "not held"
 }
 
 // cappedWriter writes a response's body through the upload cap, and counts
@@ -302,6 +471,11 @@ func (a *agent) announce(ctx context.Context, p *peers, addr string) {
 			cancel()
 			return
 		case <-p.changed:
+		case <-p.pieces: // pieces verified: those of PieceAnnounce together
+			select {
+			case <-ctx.Done():
+			case <-a.clock.After(a.cfg.PieceAnnounce):
+			}
 		case <-a.clock.After(wait):
 		}
 	}
@@ -335,6 +509,9 @@ func (a *agent) startPeers(ctx context.Context, wg *sync.WaitGroup) error {
 		return err
 	}
 	a.peers.max, a.peers.protect, a.peers.m = limit, a.inGoal, a.m
+	if a.cfg.PeerMaxRate > 0 {
+		a.peers.newCap = func() *ratecap.Cap { return ratecap.New(a.cfg.PeerMaxRate) }
+	}
 	registerCache(a.cfg.Registry, a.peers)
 	a.log.Info("serving peers", "listen", l.Addr().String(), "advertise", addr, "cached", len(a.peers.held()))
 	wg.Go(func() { a.peers.serve(ctx, l) })

@@ -72,7 +72,9 @@ func (a *agent) preheatOne(ctx context.Context, p *pb.GoalPreheat) error {
 		HTTPClient: a.cfg.HTTPClient, Logger: a.log.With("preheat", p.Gallery+"/"+p.Application+"/"+p.Version),
 		NoPeers: a.cfg.NoPeers, Cap: a.cfg.DownloadCap, OnBadPeer: a.m.badPeer}
 	start := a.clock.Now()
+	unshare := a.shareOptions(&o, cacheEntry{Gallery: p.Gallery, Application: p.Application, Version: p.Version, Kind: "PACKAGE"})
 	plan, err := a.cl.Download(ctx, p.Gallery, p.Application, p.Version, tmp, o)
+	unshare()
 	a.countDownload(ctx, "package", p.Package.GetSizeBytes(), start, err)
 	if err != nil {
 		return err

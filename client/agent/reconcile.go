@@ -444,6 +444,7 @@ func (a *agent) fetch(ctx context.Context, region string, ga *pb.GoalApplication
 	o := client.DownloadOptions{Region: region, MachineID: a.cfg.Machine, Kind: pb.ArtifactKind_ARTIFACT_KIND_PACKAGE,
 		Progress: progress(0), HTTPClient: a.cfg.HTTPClient, Logger: a.log.With("app", key),
 		NoPeers: a.cfg.NoPeers, Cap: a.cfg.DownloadCap, OnBadPeer: a.m.badPeer}
+	unshare := a.shareOptions(&o, cacheEntry{Tenant: ga.Tenant, Gallery: ga.Gallery, Application: ga.Application, Version: ga.Version, Kind: "PACKAGE"})
 	dctx := ctx // downloads name the gallery's tenant when another's
 	if ga.Tenant != "" {
 		dctx = client.InTenant(ctx, ga.Tenant)
@@ -451,6 +452,7 @@ func (a *agent) fetch(ctx context.Context, region string, ga *pb.GoalApplication
 	a.fromCache(ga.Package.GetSha256(), ga.Package.GetSizeBytes(), filepath.Join(dir, pkgName))
 	start := a.clock.Now()
 	plan, err := a.cl.Download(dctx, ga.Gallery, ga.Application, ga.Version, filepath.Join(dir, pkgName), o)
+	unshare()
 	a.countDownload(ctx, "package", ga.Package.GetSizeBytes(), start, err)
 	if err != nil {
 		return fmt.Errorf("download of the package failed: %w", err)
@@ -475,7 +477,7 @@ func (a *agent) fetch(ctx context.Context, region string, ga *pb.GoalApplication
 		done += n
 		total += n
 	case ga.DefaultConfiguration != nil:
-		o.Kind, o.Progress = pb.ArtifactKind_ARTIFACT_KIND_CONFIGURATION, progress(done)
+		o.Kind, o.Progress, o.OnShare, o.OnPiece = pb.ArtifactKind_ARTIFACT_KIND_CONFIGURATION, progress(done), nil, nil
 		start := a.clock.Now()
 		plan, err := a.cl.Download(dctx, ga.Gallery, ga.Application, ga.Version, cfgPath, o)
 		a.countDownload(ctx, "configuration", ga.DefaultConfiguration.SizeBytes, start, err)

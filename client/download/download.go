@@ -91,6 +91,12 @@ type Options struct {
 	// Cap, when set, caps the rate the download reads at (shared with
 	// whatever else it caps).
 	Cap *ratecap.Cap
+	// OnShare, when set, is given the download in progress once its
+	// partial file is open, to serve its verified pieces to peers until
+	// Run returns (then the Share serves no more); OnPiece is called after
+	// each piece verified.
+	OnShare func(*Share)
+	OnPiece func()
 }
 
 // Suffixes of the files Run keeps beside dest while it works: the pieces
@@ -217,6 +223,9 @@ type downloader struct {
 	rep  *reporter
 	m    meter
 	file *partial // while run works
+	// slots, in a swarm, bounds the pieces fetched from the stores at once
+	// (nil: no bound).
+	slots chan struct{}
 }
 
 func newDownloader(art *artifact, dest string, o Options, pl *planner, rep *reporter) *downloader {
@@ -238,6 +247,12 @@ func (d *downloader) run(ctx context.Context) error {
 	}
 	defer f.close()
 	d.file = f
+	if d.o.OnShare != nil {
+		if s, err := newShare(f); err == nil {
+			defer s.close()
+			d.o.OnShare(s)
+		}
+	}
 	d.m.done.Store(f.verifiedBytes())
 	d.progress(d.m.done.Load())
 	// The whole file's sha256: with a chain, verifying every piece checked
@@ -251,9 +266,13 @@ func (d *downloader) run(ctx context.Context) error {
 	} else {
 		go func() { whole <- hashPrefix(hctx, d.art, f) }()
 	}
+	v := d.plan.cur.Load()
 	p := &pool{parallelism: d.o.Parallelism, maxRun: maxRun(d.art.pieceSize), meter: &d.m,
 		fetch: d.fetchRun, progress: func() { d.progress(d.m.done.Load()) }}
-	if err := p.run(ctx, rarestFirst(f.todo(), d.plan.cur.Load().sources, d.o.MachineID)); err != nil {
+	if v.plan.PeerRefresh != nil { // a swarm: a piece at a time, few from the stores at once
+		p.maxRun, d.slots = 1, make(chan struct{}, swarmStoreSlots)
+	}
+	if err := p.run(ctx, rarestFirst(f.todo(), v.sources, d.o.MachineID, d.slots != nil)); err != nil {
 		stopHash()
 		<-whole
 		err = unfatal(err)

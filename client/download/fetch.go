@@ -80,22 +80,17 @@ func (d *downloader) fetchPiece(ctx context.Context, i int, buf []byte) error {
 			d.warn(src, []int{i}, err)
 			return nil
 		}
-		v, err := d.plan.current(ctx)
+		v, release, err := d.turn(ctx, i)
 		if err != nil {
 			if err := fail("plan", err); err != nil {
 				return err
 			}
 			continue
 		}
-		for _, s := range v.order(i) {
-			_, err := d.try(ctx, s, []int{i}, buf)
-			if err == nil {
-				return nil
-			}
-			d.rep.report(ctx, s, i, err)
-			if err := fail(s.Name(), err); err != nil {
-				return err
-			}
+		err = d.trySources(ctx, v, i, buf, fail)
+		release()
+		if err != errAllFailed {
+			return err
 		}
 	}
 	c := errs.Unavailable
@@ -104,6 +99,26 @@ func (d *downloader) fetchPiece(ctx context.Context, i int, buf []byte) error {
 	}
 	off, n := d.art.span(i)
 	return errs.New(c, "", "%s piece %d (bytes %d-%d): every source failed %d times; last: %s", d.art.what, i, off, off+n-1, pieceRounds, strings.Join(failures, "; "))
+}
+
+// errAllFailed: every source of the view failed for the piece.
+var errAllFailed = errors.New("every source failed")
+
+// trySources tries piece i from the sources of v in order, until one has
+// it right; fail records a failure (a non-nil error of it ends the
+// download).
+func (d *downloader) trySources(ctx context.Context, v *view, i int, buf []byte, fail func(string, error) error) error {
+	for _, s := range v.order(i) {
+		_, err := d.try(ctx, s, []int{i}, buf)
+		if err == nil {
+			return nil
+		}
+		d.rep.report(ctx, s, i, err)
+		if err := fail(s.Name(), err); err != nil {
+			return err
+		}
+	}
+	return errAllFailed
 }
 
 // try reads the consecutive pieces run from the source named as s,
@@ -173,6 +188,9 @@ func (d *downloader) read(ctx context.Context, s *source, run []int, buf []byte)
 		}
 		if err := w.verify(s.String()); err != nil {
 			return done, err
+		}
+		if d.o.OnPiece != nil {
+			d.o.OnPiece()
 		}
 		s.health.bytes.Add(w.n)
 	}

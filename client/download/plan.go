@@ -65,7 +65,11 @@ type view struct {
 	plan    *pb.DownloadPlan
 	gen     int       // counts the plans
 	renewAt time.Time // when to ask for a new plan
-	sources []*source // in planSources' order
+	// expireAt is when renewing it is a must: its URLs expire; before,
+	// a renewal only asks for peers (peer_refresh).
+	expireAt time.Time
+	sources  []*source     // in planSources' order
+	replaced chan struct{} // closed when a new view replaces it
 }
 
 // find returns the view's source named name, or nil.
@@ -110,10 +114,27 @@ func (v *view) order(i int) []*source {
 }
 
 // renewTime is when to ask for a new plan of p, got at now: a little
-// before its URLs expire. A plan without URLs doesn't expire; one that
-// looks expired already means the clocks disagree: then only an expired
-// source (a 403) renews it.
+// before its URLs expire, and in a swarm after its peer_refresh.
 func renewTime(p *pb.DownloadPlan, now time.Time) time.Time {
+	t := expireTime(p, now)
+	if r := p.GetPeerRefresh().AsDuration(); p.PeerRefresh != nil && r > 0 {
+		return minTime(t, now.Add(r))
+	}
+	return t
+}
+
+func minTime(a, b time.Time) time.Time {
+	if a.Before(b) {
+		return a
+	}
+	return b
+}
+
+// expireTime is when a new plan of p, got at now, must be asked for: a
+// little before its URLs expire. A plan without URLs doesn't expire; one
+// that looks expired already means the clocks disagree: then only an
+// expired source (a 403) renews it.
+func expireTime(p *pb.DownloadPlan, now time.Time) time.Time {
 	if left := p.GetExpireTime().AsTime().Sub(now); p.Direct && p.ExpireTime != nil && left > 0 {
 		return now.Add(left - min(left/10, refreshMargin))
 	}
@@ -142,9 +163,11 @@ func newPlanner(first *pb.DownloadPlan, art *artifact, now func() time.Time, get
 // adopt makes p the plan in force, after the view old. Sources keep their
 // health from one plan to the next.
 func (pl *planner) adopt(p *pb.DownloadPlan, old *view) {
-	v := &view{plan: p, renewAt: renewTime(p, pl.now()), sources: pl.sources(p)}
+	now := pl.now()
+	v := &view{plan: p, renewAt: renewTime(p, now), expireAt: expireTime(p, now), sources: pl.sources(p), replaced: make(chan struct{})}
 	if old != nil {
 		v.gen = old.gen + 1
+		defer close(old.replaced)
 	}
 	for _, s := range v.sources {
 		if o := old.find(s.Name()); o != nil {
@@ -181,6 +204,10 @@ func (pl *planner) renew(ctx context.Context, gen int) error {
 		return nil
 	}
 	p, err := pl.get(ctx)
+	if err != nil && pl.now().Before(old.expireAt) {
+		pl.adopt(old.plan, old) // a renewal for peers only: try again later
+		return nil
+	}
 	if err != nil {
 		err = errs.Wrap(errs.ClassOf(err), err, "renew the download plan of %s", pl.art.what)
 		switch errs.ClassOf(err) {

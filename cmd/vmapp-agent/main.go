@@ -42,7 +42,7 @@ func rootCmd() *cobra.Command {
 	var c agent.Config
 	var o options
 	cmd := &cobra.Command{
-		Use:   "vmapp-agent --vm NAME --root DIR [--server ADDR] [--tenant T] [--token-file F] [--trust-file F] [--ca FILE [--cert FILE --key FILE]] [--command-timeout D] [--revoked-retry D | --exit-on-revoked] [--peer-listen ADDR [--peer-advertise ADDR] | --no-peer] [--max-download-rate R] [--max-upload-rate R] [--log-level L]",
+		Use:   "vmapp-agent --vm NAME --root DIR [--server ADDR] [--tenant T] [--token-file F] [--trust-file F] [--ca FILE [--cert FILE --key FILE]] [--command-timeout D] [--revoked-retry D | --exit-on-revoked] [--peer-listen ADDR [--peer-advertise ADDR] | --no-peer] [--max-download-rate R] [--max-upload-rate R] [--peer-max-rate R] [--log-level L]",
 		Short: "the vmapp machine agent: installs, updates and removes this machine's VM applications",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
@@ -80,6 +80,7 @@ func rootCmd() *cobra.Command {
 	flag.BoolVar(&c.NoPeers, "no-peer", false, "download from the stores only, never from peers, and serve none")
 	flag.Var(&o.downRate, "max-download-rate", "cap on the bytes per second of every download together, e.g. 50MB, 100MiB (0: no cap)")
 	flag.Var(&o.upRate, "max-upload-rate", "cap on the bytes per second served to peers together, e.g. 20MB (0: no cap)")
+	flag.Var(&o.peerRate, "peer-max-rate", "cap on the bytes per second served to each asking machine, e.g. 5MB, within --max-upload-rate (0: no cap)")
 	flag.Var(&o.cacheMax, "cache-max", "with --peer-listen: bound on the packages kept for peers, in bytes (10GB) or percent of --root's disk (5%); the least recently used go first, never a version of the goal state (0: no bound)")
 	cmd.AddCommand(extraCommands...)
 	return cmd
@@ -92,7 +93,7 @@ type options struct {
 	logFormat                           logformat.Format
 	tokenFile, trustFile, ca, cert, key string
 	metricsAddr                         string
-	downRate, upRate                    rateFlag
+	downRate, upRate, peerRate          rateFlag
 	cacheMax                            cacheFlag
 }
 
@@ -148,7 +149,7 @@ func run(c agent.Config, o options) int {
 		}
 		c.Token = tok
 	}
-	c.DownloadCap, c.UploadCap = ratecap.New(int64(o.downRate)), ratecap.New(int64(o.upRate))
+	c.DownloadCap, c.UploadCap, c.PeerMaxRate = ratecap.New(int64(o.downRate)), ratecap.New(int64(o.upRate)), int64(o.peerRate)
 	c.CacheMax, c.CacheMaxPercent = o.cacheMax.bytes, o.cacheMax.percent
 	c.Logger = o.logFormat.Logger(os.Stderr, o.level)
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)

@@ -44,6 +44,7 @@ func TestBadFlags(t *testing.T) {
 		{"missing trust file", []string{"--vm", "vm1", "--root", root, "--trust-file", dir + "/nope"}, "--trust-file: open " + dir + "/nope"},
 		{"bad download rate", []string{"--vm", "vm1", "--root", root, "--max-download-rate", "fast"}, `invalid argument "fast" for "--max-download-rate" flag: not a number of bytes per second`},
 		{"negative upload rate", []string{"--vm", "vm1", "--root", root, "--max-upload-rate", "-5MB"}, `invalid argument "-5MB" for "--max-upload-rate" flag`},
+		{"negative peer rate", []string{"--vm", "vm1", "--root", root, "--peer-max-rate", "-1MB"}, `invalid argument "-1MB" for "--peer-max-rate" flag`},
 		{"no peer and peer listen", []string{"--vm", "vm1", "--root", root, "--no-peer", "--peer-listen", "127.0.0.1:0"}, "--no-peer and --peer-listen contradict each other"},
 		{"bad cache max", []string{"--vm", "vm1", "--root", root, "--cache-max", "lots"}, `invalid argument "lots" for "--cache-max" flag: not a size`},
 		{"cache max over 100%", []string{"--vm", "vm1", "--root", root, "--cache-max", "150%"}, "a percentage must be above 0 and at most 100"},

@@ -43,7 +43,7 @@ func TestPeerSwarm(t *testing.T) {
 	if testing.Short() {
 		t.Skip("builds vmapp-agent and runs MinIO and 20 agents")
 	}
-	bin, c, egress := countedCluster(t)
+	bin, c, egress := countedCluster(t, 0)
 	data := make([]byte, 3*testcluster.PartSize-1000) // three pieces
 	rand.NewChaCha8([32]byte{7}).Read(data)
 	sum := sha256.Sum256(data)
@@ -225,15 +225,16 @@ func TestPeerSwarm(t *testing.T) {
 }
 
 // countedCluster builds vmapp-agent and starts a deployment whose stores
-// sit behind proxies; egress counts what eastus's sent.
-func countedCluster(t *testing.T) (bin string, c *testcluster.Cluster, egress func() int64) {
+// sit behind proxies, capped at storeRate bytes per second each (0: no
+// cap); egress counts what eastus's sent.
+func countedCluster(t *testing.T, storeRate int64) (bin string, c *testcluster.Cluster, egress func() int64) {
 	bin = filepath.Join(t.TempDir(), "vmapp-agent")
 	if out, err := exec.Command("go", "build", "-o", bin, ".").CombinedOutput(); err != nil {
 		t.Fatalf("go build vmapp-agent: %v\n%s", err, out)
 	}
 	var proxies []*testnet.Proxy
 	c = testcluster.Start(t, testcluster.Options{Front: func(region string, i int, endpoint string) string {
-		p, err := testnet.NewProxy(strings.TrimPrefix(endpoint, "http://"))
+		p, err := testnet.NewCappedProxy(strings.TrimPrefix(endpoint, "http://"), storeRate)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -289,5 +290,72 @@ func (e *env) pollLong(t *testing.T, what string, ok func() bool) {
 			t.Fatalf("never %s", what)
 		}
 		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+// waveAgents is how many agent processes TestPeerWave starts at once.
+const waveAgents = 6
+
+// TestPeerWave: agents of one scale set, started at once, install a
+// version of ten pieces from a store capped at 10 MiB/s: they serve each
+// other the pieces they verified while downloading, and the store sends
+// at most half of what every machine taking the whole from it would
+// (counted at its proxy). Every file is the package.
+func TestPeerWave(t *testing.T) {
+	if testing.Short() {
+		t.Skip("builds vmapp-agent and runs MinIO and 6 agents")
+	}
+	bin, c, egress := countedCluster(t, 10<<20)
+	data := make([]byte, 10*testcluster.PartSize-1000)
+	rand.NewChaCha8([32]byte{9}).Read(data)
+	sum := sha256.Sum256(data)
+	c.Publish(t, "1.0.0", data, testcluster.Target("eastus", 1))
+	c.WaitState(t, "1.0.0", "Completed")
+	before := egress()
+	e := &env{c: c, bin: bin, fl: pb.NewFleetServiceClient(c.Client.Conn())}
+	if _, err := e.fl.CreateScaleSet(ctx(t), &pb.CreateScaleSetRequest{ScaleSet: &pb.ScaleSet{Name: "web", Region: "eastus", OsType: "Linux"}}); err != nil {
+		t.Fatal(err)
+	}
+	roots := map[string]string{}
+	var args [][]string
+	for i := range waveAgents {
+		name := fmt.Sprint("web-", i)
+		a := e.instance(t, name, "web")
+		roots[name] = a[len(a)-1]
+		args = append(args, append(a, "--peer-listen", "127.0.0.1:0"))
+	}
+	agents := map[string]*agentProc{}
+	for i, a := range args {
+		agents[fmt.Sprint("web-", i)] = e.start(t, a...)
+	}
+	// Every agent serves peers before the version is given to them.
+	e.pollLong(t, "every agent announced", func() bool {
+		for name := range roots {
+			if !c.Daemon.Tracker.Serving("default", name) {
+				return false
+			}
+		}
+		return true
+	})
+	if _, err := e.fl.SetApplication(ctx(t), &pb.SetApplicationRequest{Target: &pb.ProfileTarget{Target: &pb.ProfileTarget_ScaleSet{ScaleSet: "web"}},
+		Application: &pb.VMGalleryApplication{PackageReferenceId: "g/a/1.0.0"}}); err != nil {
+		t.Fatal(err)
+	}
+	for name, root := range roots {
+		e.pollLong(t, name+" installed", func() bool {
+			b, err := os.ReadFile(filepath.Join(root, "g", "a", "1.0.0", "a"))
+			return err == nil && sha256.Sum256(b) == sum
+		})
+	}
+	sent := egress() - before
+	fromPeers := 0
+	for _, a := range agents {
+		if strings.Contains(a.log.String(), "bytes_from.peer/") {
+			fromPeers++
+		}
+	}
+	t.Logf("%d machines: the store sent %d bytes (%.2f packages); %d read from peers", waveAgents, sent, float64(sent)/float64(len(data)), fromPeers)
+	if sent > waveAgents*int64(len(data))/2 {
+		t.Fatalf("the store sent %d bytes for %d machines installing a %d-byte package: more than half of %d packages", sent, waveAgents, len(data), waveAgents)
 	}
 }

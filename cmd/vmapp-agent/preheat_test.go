@@ -31,7 +31,7 @@ func TestPreheat(t *testing.T) {
 	if testing.Short() {
 		t.Skip("builds vmapp-agent and runs MinIO and 3 agents")
 	}
-	bin, c, egress := countedCluster(t)
+	bin, c, egress := countedCluster(t, 0)
 	data := make([]byte, 2*testcluster.PartSize+1000)
 	rand.NewChaCha8([32]byte{9}).Read(data)
 	sum := sha256.Sum256(data)

@@ -1,6 +1,9 @@
 // Package tracker is vmappd's peer tracker: which machines hold which
-// artifacts whole and verified, and where their agents serve them, so that
-// a download plan can name peers of the downloading machine's region.
+// artifacts, whole and verified or the verified pieces of a download in
+// progress, and where their agents serve them, so that a download plan can
+// name peers of the downloading machine's region; and which machines are
+// downloading an artifact (a swarm), so that their plans tell them to ask
+// again for the pieces their peers verify meanwhile.
 //
 // Announcements are soft state, in memory: an agent renews its lease every
 // third of it, so a lost announcement costs one period, and a vmappd that
@@ -32,6 +35,11 @@ const (
 	BanTime = 10 * time.Minute
 	// MaxPeers is the most peers a plan names.
 	MaxPeers = 16
+	// SwarmRefresh is how often a machine downloading in a swarm asks for
+	// a new plan (DownloadPlan.peer_refresh); a downloader is one of the
+	// swarm for swarmTimes of it after its last plan.
+	SwarmRefresh = 2 * time.Second
+	swarmTimes   = 5
 )
 
 // Artifact names an artifact: the gallery's tenant, the gallery, the
@@ -50,11 +58,22 @@ type Machine struct {
 type Peer struct {
 	Name, Address string
 	SameScaleSet  bool
+	// Pieces are the pieces it holds of a download in progress (bit i is
+	// piece i); nil: the whole artifact.
+	Pieces []byte
+}
+
+// Held is an artifact an announcing machine holds: whole (Pieces nil), or
+// the pieces of its download verified so far.
+type Held struct {
+	Artifact
+	Pieces []byte
 }
 
 type holder struct {
 	m       Machine
 	addr    string
+	pieces  []byte // nil: whole
 	expires time.Time
 }
 
@@ -71,6 +90,9 @@ type Tracker struct {
 	held    map[peerKey][]Artifact // what each machine announced last
 	serving map[peerKey]time.Time  // machines that serve peers: until their lease ends
 	banned  map[Artifact]map[peerKey]time.Time
+	// downloading: machines that asked for a plan of the artifact and
+	// serve peers, until when they count as downloading it.
+	downloading map[Artifact]map[peerKey]holder
 
 	reports prometheus.Counter
 	entries prometheus.GaugeFunc
@@ -80,7 +102,8 @@ type Tracker struct {
 // announcements lasting lease (0: Lease).
 func New(now func() time.Time, lease time.Duration) *Tracker {
 	t := &Tracker{now: now, lease: cmp.Or(lease, Lease),
-		holders: map[Artifact]map[peerKey]holder{}, held: map[peerKey][]Artifact{}, serving: map[peerKey]time.Time{}, banned: map[Artifact]map[peerKey]time.Time{}}
+		holders: map[Artifact]map[peerKey]holder{}, held: map[peerKey][]Artifact{}, serving: map[peerKey]time.Time{}, banned: map[Artifact]map[peerKey]time.Time{},
+		downloading: map[Artifact]map[peerKey]holder{}}
 	if now == nil {
 		t.now = time.Now
 	}
@@ -97,9 +120,18 @@ func (t *Tracker) Register(reg prometheus.Registerer) { reg.MustRegister(t.repor
 // LeaseTime is how long an announcement lasts.
 func (t *Tracker) LeaseTime() time.Duration { return t.lease }
 
-// Announce records that m serves arts at addr until the lease ends,
-// replacing what m announced before; an empty addr withdraws m.
+// Announce records that m serves arts, whole, at addr until the lease
+// ends, replacing what m announced before; an empty addr withdraws m.
 func (t *Tracker) Announce(m Machine, addr string, arts []Artifact) {
+	held := make([]Held, len(arts))
+	for i, a := range arts {
+		held[i] = Held{Artifact: a}
+	}
+	t.AnnounceHeld(m, addr, held)
+}
+
+// AnnounceHeld is Announce of artifacts held whole or in part.
+func (t *Tracker) AnnounceHeld(m Machine, addr string, held []Held) {
 	k := peerKey{m.Tenant, m.Name}
 	now := t.now()
 	exp := now.Add(t.lease)
@@ -115,21 +147,23 @@ func (t *Tracker) Announce(m Machine, addr string, arts []Artifact) {
 		return
 	}
 	t.serving[k] = exp
-	for _, a := range arts {
-		hs := t.holders[a]
+	var arts []Artifact
+	for _, h := range held {
+		hs := t.holders[h.Artifact]
 		if hs == nil {
 			hs = map[peerKey]holder{}
-			t.holders[a] = hs
+			t.holders[h.Artifact] = hs
 		}
-		hs[k] = holder{m: m, addr: addr, expires: exp}
+		hs[k] = holder{m: m, addr: addr, pieces: slices.Clone(h.Pieces), expires: exp}
+		arts = append(arts, h.Artifact)
 	}
 	if len(arts) > 0 {
-		t.held[k] = slices.Clone(arts)
+		t.held[k] = arts
 	}
 }
 
-// sweep drops, once a lease, the machines whose lease lapsed and the bans
-// that ended, with mu held: machines that stopped announcing cost nothing
+// sweep drops, once a lease, the machines whose lease lapsed, the
+// downloads that ended and the bans that ended, with mu held: machines that stopped announcing cost nothing
 // for long.
 func (t *Tracker) sweep(now time.Time) {
 	if now.Sub(t.swept) < t.lease {
@@ -147,6 +181,16 @@ func (t *Tracker) sweep(now time.Time) {
 	for k, until := range t.serving {
 		if !now.Before(until) {
 			delete(t.serving, k)
+		}
+	}
+	for a, ds := range t.downloading {
+		for k, d := range ds {
+			if !now.Before(d.expires) {
+				delete(ds, k)
+			}
+		}
+		if len(ds) == 0 {
+			delete(t.downloading, a)
 		}
 	}
 	for a, b := range t.banned {
@@ -186,7 +230,7 @@ func (t *Tracker) Peers(a Artifact, m Machine, max int) []Peer {
 		case h.m.Tenant != m.Tenant || h.m.Region != m.Region || h.m.Name == m.Name || t.isBanned(a, k, now):
 			continue
 		}
-		p := Peer{Name: h.m.Name, Address: h.addr, SameScaleSet: m.ScaleSet != "" && h.m.ScaleSet == m.ScaleSet}
+		p := Peer{Name: h.m.Name, Address: h.addr, SameScaleSet: m.ScaleSet != "" && h.m.ScaleSet == m.ScaleSet, Pieces: h.pieces}
 		if p.SameScaleSet {
 			same = append(same, p)
 		} else {
@@ -235,7 +279,7 @@ func (t *Tracker) Report(a Artifact, tenant, peer string) {
 	b[peerKey{tenant, peer}] = t.now().Add(BanTime)
 }
 
-// Holders counts the machines holding a whose lease runs, in a region
+// Holders counts the machines holding a whole whose lease runs, in a region
 // ("": every region).
 func (t *Tracker) Holders(a Artifact, region string) int {
 	now := t.now()
@@ -243,7 +287,7 @@ func (t *Tracker) Holders(a Artifact, region string) int {
 	defer t.mu.Unlock()
 	n := 0
 	for _, h := range t.holders[a] {
-		if now.Before(h.expires) && (region == "" || h.m.Region == region) {
+		if now.Before(h.expires) && h.pieces == nil && (region == "" || h.m.Region == region) {
 			n++
 		}
 	}
@@ -260,14 +304,14 @@ func (t *Tracker) Serving(tenant, name string) bool {
 	return ok && now.Before(until)
 }
 
-// HolderNames returns the machines of tenant in region whose lease on a
-// runs, by name.
+// HolderNames returns the machines of tenant in region holding a whole
+// whose lease runs, by name.
 func (t *Tracker) HolderNames(a Artifact, tenant, region string) []string {
 	now := t.now()
 	t.mu.Lock()
 	var out []string
 	for _, h := range t.holders[a] {
-		if now.Before(h.expires) && h.m.Tenant == tenant && h.m.Region == region {
+		if now.Before(h.expires) && h.pieces == nil && h.m.Tenant == tenant && h.m.Region == region {
 			out = append(out, h.m.Name)
 		}
 	}
@@ -289,4 +333,34 @@ func (t *Tracker) count() int {
 		}
 	}
 	return n
+}
+
+// Downloading records that m, which serves peers, asked for a plan of a,
+// and tells whether a is downloaded by a swarm: another machine of m's
+// tenant and region that serves peers is downloading it too, or holds
+// pieces of it.
+func (t *Tracker) Downloading(a Artifact, m Machine) bool {
+	now := t.now()
+	k := peerKey{m.Tenant, m.Name}
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	ds := t.downloading[a]
+	if ds == nil {
+		ds = map[peerKey]holder{}
+		t.downloading[a] = ds
+	}
+	ds[k] = holder{m: m, expires: now.Add(swarmTimes * SwarmRefresh)}
+	swarm := false
+	for dk, d := range ds {
+		switch {
+		case !now.Before(d.expires):
+			delete(ds, dk)
+		case dk != k && d.m.Region == m.Region && d.m.Tenant == m.Tenant:
+			swarm = true
+		}
+	}
+	for hk, h := range t.holders[a] {
+		swarm = swarm || hk != k && h.pieces != nil && now.Before(h.expires) && h.m.Region == m.Region && h.m.Tenant == m.Tenant
+	}
+	return swarm
 }

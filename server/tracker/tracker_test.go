@@ -129,3 +129,44 @@ func TestServingAndHolderNames(t *testing.T) {
 		t.Fatalf("%d machines kept serving after the sweep, want 1", len(tr.serving))
 	}
 }
+
+// Pieces of downloads in progress: a partial holder is offered with its
+// bitmap but doesn't count as holding the artifact; a machine downloading
+// is in a swarm when another of its tenant and region downloads it too or
+// holds pieces of it, until swarmTimes SwarmRefresh after that one's last
+// plan.
+func TestPiecesAndSwarms(t *testing.T) {
+	now := time.Unix(1000, 0)
+	tr := New(func() time.Time { return now }, time.Minute)
+	a := Artifact{Tenant: "t", Gallery: "g", Application: "a", Version: "1.0.0", Kind: 1}
+	m := func(name, region string) Machine { return Machine{Tenant: "t", Name: name, Region: region} }
+	tr.AnnounceHeld(m("vm-p", "eastus"), "hp:1", []Held{{Artifact: a, Pieces: []byte{0b101}}})
+	ps := tr.Peers(a, m("vm-x", "eastus"), MaxPeers)
+	if len(ps) != 1 || ps[0].Name != "vm-p" || fmt.Sprintf("%b", ps[0].Pieces) != "[101]" {
+		t.Fatalf("peers: %+v", ps)
+	}
+	if tr.Holders(a, "") != 0 || len(tr.HolderNames(a, "t", "eastus")) != 0 {
+		t.Fatal("a partial holder counted as holding the artifact")
+	}
+	// vm-x is in a swarm with vm-p's pieces; vm-w, of another region, alone.
+	if !tr.Downloading(a, m("vm-x", "eastus")) || tr.Downloading(a, m("vm-w", "westus")) {
+		t.Fatal("swarms: wrong with a partial holder")
+	}
+	tr.AnnounceHeld(m("vm-p", "eastus"), "hp:1", []Held{{Artifact: a}}) // whole now
+	if tr.Holders(a, "eastus") != 1 || tr.Peers(a, m("vm-x", "eastus"), 1)[0].Pieces != nil {
+		t.Fatal("a whole holder not counted")
+	}
+	// vm-y asks: vm-x downloads too.
+	if !tr.Downloading(a, m("vm-y", "eastus")) {
+		t.Fatal("vm-y alone, though vm-x downloads")
+	}
+	now = now.Add(swarmTimes * SwarmRefresh)
+	if tr.Downloading(a, m("vm-z", "eastus")) {
+		t.Fatal("vm-z in a swarm after the others' downloads lapsed")
+	}
+	now = now.Add(2 * time.Minute)
+	tr.Announce(m("vm-q", "eastus"), "hq:1", nil) // sweeps
+	if len(tr.downloading) != 0 {
+		t.Fatalf("downloads kept after the sweep: %v", tr.downloading)
+	}
+}

@@ -1,6 +1,6 @@
 // Package testnet shapes test connections: a dialer whose connections send
 // at a fixed rate, so that a test can act in the middle of a transfer; a
-// proxy that counts what a server sends.
+// proxy that counts what a server sends, and may cap its rate.
 package testnet
 
 import (
@@ -9,6 +9,8 @@ import (
 	"net"
 	"sync/atomic"
 	"time"
+
+	"github.com/vmapp/vmapp/internal/ratecap"
 )
 
 // SlowDialer dials TCP connections whose writes are paced at bytesPerSec.
@@ -51,16 +53,21 @@ type Proxy struct {
 	l      net.Listener
 	target string
 	egress atomic.Int64
+	cap    *ratecap.Cap
 }
 
 // NewProxy listens on a loopback port and forwards to target (host:port)
 // until Close.
-func NewProxy(target string) (*Proxy, error) {
+func NewProxy(target string) (*Proxy, error) { return NewCappedProxy(target, 0) }
+
+// NewCappedProxy is NewProxy whose target sends at most bytesPerSec
+// through it, all connections together (0: no cap).
+func NewCappedProxy(target string, bytesPerSec int64) (*Proxy, error) {
 	l, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		return nil, err
 	}
-	p := &Proxy{l: l, target: target}
+	p := &Proxy{l: l, target: target, cap: ratecap.New(bytesPerSec)}
 	go p.accept()
 	return p, nil
 }
@@ -95,7 +102,7 @@ func (p *Proxy) forward(c net.Conn) {
 		io.Copy(t, c)
 		t.(*net.TCPConn).CloseWrite()
 	}()
-	io.Copy(&counter{w: c, n: &p.egress}, t) // counted as it goes: connections are kept open
+	io.Copy(&counter{w: p.cap.Writer(context.Background(), c), n: &p.egress}, t) // counted as it goes: connections are kept open
 }
 
 type counter struct {

@@ -378,13 +378,20 @@ type DownloadPlan struct {
 	// hash pass checks every piece and the whole file. Empty for artifacts
 	// stored before vmappd recorded it: check piece_sha256, then sha256.
 	PieceChain [][]byte `protobuf:"bytes,13,rep,name=piece_chain,json=pieceChain,proto3" json:"piece_chain,omitempty"`
-	// Machines of the region that hold the artifact whole and serve it
-	// (the asking machine's scale set first). Only for machine credentials.
+	// Machines of the region that hold the artifact, whole or the pieces
+	// of their download so far (PeerSource.pieces), and serve it (the
+	// asking machine's scale set first). Only for machine credentials.
 	Peers []*PeerSource `protobuf:"bytes,14,rep,name=peers,proto3" json:"peers,omitempty"`
 	// What the asking machine presents to peers (HTTP header
 	// "Authorization: VmappGrant <peer_grant>"): an encoded SignedPeerGrant.
-	// Empty when peers is.
-	PeerGrant     string `protobuf:"bytes,15,opt,name=peer_grant,json=peerGrant,proto3" json:"peer_grant,omitempty"`
+	// Empty when peers is, unless peer_refresh is set.
+	PeerGrant string `protobuf:"bytes,15,opt,name=peer_grant,json=peerGrant,proto3" json:"peer_grant,omitempty"`
+	// Set when other machines of the region are downloading the artifact
+	// too, and serve peers: a swarm. The downloader asks for a new plan
+	// after this, to learn of the pieces they verified since (peers'
+	// pieces), and fetches few pieces at once from the stores while no peer
+	// holds them.
+	PeerRefresh   *durationpb.Duration `protobuf:"bytes,16,opt,name=peer_refresh,json=peerRefresh,proto3" json:"peer_refresh,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -522,6 +529,13 @@ func (x *DownloadPlan) GetPeerGrant() string {
 		return x.PeerGrant
 	}
 	return ""
+}
+
+func (x *DownloadPlan) GetPeerRefresh() *durationpb.Duration {
+	if x != nil {
+		return x.PeerRefresh
+	}
+	return nil
 }
 
 type PeerSource struct {
@@ -1135,7 +1149,8 @@ type AnnounceRequest struct {
 	Machine string `protobuf:"bytes,1,opt,name=machine,proto3" json:"machine,omitempty"`
 	// host:port its agent serves peers at; empty withdraws it.
 	Address string `protobuf:"bytes,2,opt,name=address,proto3" json:"address,omitempty"`
-	// The artifacts it holds whole and verified.
+	// The artifacts it holds whole and verified, and those it is
+	// downloading with the pieces verified so far.
 	Held          []*HeldArtifact `protobuf:"bytes,3,rep,name=held,proto3" json:"held,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
@@ -1195,11 +1210,15 @@ func (x *AnnounceRequest) GetHeld() []*HeldArtifact {
 type HeldArtifact struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// The gallery's tenant when another than the machine's.
-	Tenant        string       `protobuf:"bytes,1,opt,name=tenant,proto3" json:"tenant,omitempty"`
-	Gallery       string       `protobuf:"bytes,2,opt,name=gallery,proto3" json:"gallery,omitempty"`
-	Application   string       `protobuf:"bytes,3,opt,name=application,proto3" json:"application,omitempty"`
-	Version       string       `protobuf:"bytes,4,opt,name=version,proto3" json:"version,omitempty"`
-	Kind          ArtifactKind `protobuf:"varint,5,opt,name=kind,proto3,enum=vmapp.v1.ArtifactKind" json:"kind,omitempty"`
+	Tenant      string       `protobuf:"bytes,1,opt,name=tenant,proto3" json:"tenant,omitempty"`
+	Gallery     string       `protobuf:"bytes,2,opt,name=gallery,proto3" json:"gallery,omitempty"`
+	Application string       `protobuf:"bytes,3,opt,name=application,proto3" json:"application,omitempty"`
+	Version     string       `protobuf:"bytes,4,opt,name=version,proto3" json:"version,omitempty"`
+	Kind        ArtifactKind `protobuf:"varint,5,opt,name=kind,proto3,enum=vmapp.v1.ArtifactKind" json:"kind,omitempty"`
+	// The pieces verified so far, of a download in progress: bit i (byte
+	// i/8, bit i%8 from the least significant) is piece i. Empty: the whole
+	// artifact. At most 64 KiB.
+	Pieces        []byte `protobuf:"bytes,6,opt,name=pieces,proto3" json:"pieces,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1267,6 +1286,13 @@ func (x *HeldArtifact) GetKind() ArtifactKind {
 		return x.Kind
 	}
 	return ArtifactKind_ARTIFACT_KIND_UNSPECIFIED
+}
+
+func (x *HeldArtifact) GetPieces() []byte {
+	if x != nil {
+		return x.Pieces
+	}
+	return nil
 }
 
 type AnnounceResponse struct {
@@ -1487,7 +1513,7 @@ const file_vmapp_v1_download_proto_rawDesc = "" +
 	"\x04kind\x18\x04 \x01(\x0e2\x16.vmapp.v1.ArtifactKindR\x04kind\x12\x16\n" +
 	"\x06region\x18\x05 \x01(\tR\x06region\"E\n" +
 	"\x17GetDownloadPlanResponse\x12*\n" +
-	"\x04plan\x18\x01 \x01(\v2\x16.vmapp.v1.DownloadPlanR\x04plan\"\x96\x04\n" +
+	"\x04plan\x18\x01 \x01(\v2\x16.vmapp.v1.DownloadPlanR\x04plan\"\xd4\x04\n" +
 	"\fDownloadPlan\x12\x18\n" +
 	"\agallery\x18\x01 \x01(\tR\agallery\x12 \n" +
 	"\vapplication\x18\x02 \x01(\tR\vapplication\x12\x18\n" +
@@ -1509,7 +1535,8 @@ const file_vmapp_v1_download_proto_rawDesc = "" +
 	"pieceChain\x12*\n" +
 	"\x05peers\x18\x0e \x03(\v2\x14.vmapp.v1.PeerSourceR\x05peers\x12\x1d\n" +
 	"\n" +
-	"peer_grant\x18\x0f \x01(\tR\tpeerGrant\"~\n" +
+	"peer_grant\x18\x0f \x01(\tR\tpeerGrant\x12<\n" +
+	"\fpeer_refresh\x18\x10 \x01(\v2\x19.google.protobuf.DurationR\vpeerRefresh\"~\n" +
 	"\n" +
 	"PeerSource\x12\x18\n" +
 	"\amachine\x18\x01 \x01(\tR\amachine\x12\x18\n" +
@@ -1560,13 +1587,14 @@ const file_vmapp_v1_download_proto_rawDesc = "" +
 	"\x0fAnnounceRequest\x12\x18\n" +
 	"\amachine\x18\x01 \x01(\tR\amachine\x12\x18\n" +
 	"\aaddress\x18\x02 \x01(\tR\aaddress\x12*\n" +
-	"\x04held\x18\x03 \x03(\v2\x16.vmapp.v1.HeldArtifactR\x04held\"\xa8\x01\n" +
+	"\x04held\x18\x03 \x03(\v2\x16.vmapp.v1.HeldArtifactR\x04held\"\xc0\x01\n" +
 	"\fHeldArtifact\x12\x16\n" +
 	"\x06tenant\x18\x01 \x01(\tR\x06tenant\x12\x18\n" +
 	"\agallery\x18\x02 \x01(\tR\agallery\x12 \n" +
 	"\vapplication\x18\x03 \x01(\tR\vapplication\x12\x18\n" +
 	"\aversion\x18\x04 \x01(\tR\aversion\x12*\n" +
-	"\x04kind\x18\x05 \x01(\x0e2\x16.vmapp.v1.ArtifactKindR\x04kind\"~\n" +
+	"\x04kind\x18\x05 \x01(\x0e2\x16.vmapp.v1.ArtifactKindR\x04kind\x12\x16\n" +
+	"\x06pieces\x18\x06 \x01(\fR\x06pieces\"~\n" +
 	"\x10AnnounceResponse\x12/\n" +
 	"\x05lease\x18\x01 \x01(\v2\x19.google.protobuf.DurationR\x05lease\x12\x1a\n" +
 	"\brecorded\x18\x02 \x01(\x05R\brecorded\x12\x1d\n" +
@@ -1643,32 +1671,33 @@ var file_vmapp_v1_download_proto_depIdxs = []int32{
 	9,  // 4: vmapp.v1.DownloadPlan.sources:type_name -> vmapp.v1.DownloadSource
 	21, // 5: vmapp.v1.DownloadPlan.expire_time:type_name -> google.protobuf.Timestamp
 	6,  // 6: vmapp.v1.DownloadPlan.peers:type_name -> vmapp.v1.PeerSource
-	20, // 7: vmapp.v1.PeerGrant.kind:type_name -> vmapp.v1.ArtifactKind
-	21, // 8: vmapp.v1.PeerGrant.expire_time:type_name -> google.protobuf.Timestamp
-	20, // 9: vmapp.v1.ReadRangeRequest.kind:type_name -> vmapp.v1.ArtifactKind
-	20, // 10: vmapp.v1.ReportReplicaDamageRequest.kind:type_name -> vmapp.v1.ArtifactKind
-	0,  // 11: vmapp.v1.ReportReplicaDamageResponse.verdict:type_name -> vmapp.v1.ReplicaVerdict
-	15, // 12: vmapp.v1.AnnounceRequest.held:type_name -> vmapp.v1.HeldArtifact
-	20, // 13: vmapp.v1.HeldArtifact.kind:type_name -> vmapp.v1.ArtifactKind
-	22, // 14: vmapp.v1.AnnounceResponse.lease:type_name -> google.protobuf.Duration
-	20, // 15: vmapp.v1.ReportPeerRequest.kind:type_name -> vmapp.v1.ArtifactKind
-	3,  // 16: vmapp.v1.DownloadService.GetDownloadPlan:input_type -> vmapp.v1.GetDownloadPlanRequest
-	10, // 17: vmapp.v1.DownloadService.ReadRange:input_type -> vmapp.v1.ReadRangeRequest
-	12, // 18: vmapp.v1.DownloadService.ReportReplicaDamage:input_type -> vmapp.v1.ReportReplicaDamageRequest
-	14, // 19: vmapp.v1.DownloadService.Announce:input_type -> vmapp.v1.AnnounceRequest
-	17, // 20: vmapp.v1.DownloadService.ReportPeer:input_type -> vmapp.v1.ReportPeerRequest
-	1,  // 21: vmapp.v1.DownloadService.Preheat:input_type -> vmapp.v1.PreheatRequest
-	4,  // 22: vmapp.v1.DownloadService.GetDownloadPlan:output_type -> vmapp.v1.GetDownloadPlanResponse
-	11, // 23: vmapp.v1.DownloadService.ReadRange:output_type -> vmapp.v1.ReadRangeResponse
-	13, // 24: vmapp.v1.DownloadService.ReportReplicaDamage:output_type -> vmapp.v1.ReportReplicaDamageResponse
-	16, // 25: vmapp.v1.DownloadService.Announce:output_type -> vmapp.v1.AnnounceResponse
-	18, // 26: vmapp.v1.DownloadService.ReportPeer:output_type -> vmapp.v1.ReportPeerResponse
-	2,  // 27: vmapp.v1.DownloadService.Preheat:output_type -> vmapp.v1.PreheatResponse
-	22, // [22:28] is the sub-list for method output_type
-	16, // [16:22] is the sub-list for method input_type
-	16, // [16:16] is the sub-list for extension type_name
-	16, // [16:16] is the sub-list for extension extendee
-	0,  // [0:16] is the sub-list for field type_name
+	22, // 7: vmapp.v1.DownloadPlan.peer_refresh:type_name -> google.protobuf.Duration
+	20, // 8: vmapp.v1.PeerGrant.kind:type_name -> vmapp.v1.ArtifactKind
+	21, // 9: vmapp.v1.PeerGrant.expire_time:type_name -> google.protobuf.Timestamp
+	20, // 10: vmapp.v1.ReadRangeRequest.kind:type_name -> vmapp.v1.ArtifactKind
+	20, // 11: vmapp.v1.ReportReplicaDamageRequest.kind:type_name -> vmapp.v1.ArtifactKind
+	0,  // 12: vmapp.v1.ReportReplicaDamageResponse.verdict:type_name -> vmapp.v1.ReplicaVerdict
+	15, // 13: vmapp.v1.AnnounceRequest.held:type_name -> vmapp.v1.HeldArtifact
+	20, // 14: vmapp.v1.HeldArtifact.kind:type_name -> vmapp.v1.ArtifactKind
+	22, // 15: vmapp.v1.AnnounceResponse.lease:type_name -> google.protobuf.Duration
+	20, // 16: vmapp.v1.ReportPeerRequest.kind:type_name -> vmapp.v1.ArtifactKind
+	3,  // 17: vmapp.v1.DownloadService.GetDownloadPlan:input_type -> vmapp.v1.GetDownloadPlanRequest
+	10, // 18: vmapp.v1.DownloadService.ReadRange:input_type -> vmapp.v1.ReadRangeRequest
+	12, // 19: vmapp.v1.DownloadService.ReportReplicaDamage:input_type -> vmapp.v1.ReportReplicaDamageRequest
+	14, // 20: vmapp.v1.DownloadService.Announce:input_type -> vmapp.v1.AnnounceRequest
+	17, // 21: vmapp.v1.DownloadService.ReportPeer:input_type -> vmapp.v1.ReportPeerRequest
+	1,  // 22: vmapp.v1.DownloadService.Preheat:input_type -> vmapp.v1.PreheatRequest
+	4,  // 23: vmapp.v1.DownloadService.GetDownloadPlan:output_type -> vmapp.v1.GetDownloadPlanResponse
+	11, // 24: vmapp.v1.DownloadService.ReadRange:output_type -> vmapp.v1.ReadRangeResponse
+	13, // 25: vmapp.v1.DownloadService.ReportReplicaDamage:output_type -> vmapp.v1.ReportReplicaDamageResponse
+	16, // 26: vmapp.v1.DownloadService.Announce:output_type -> vmapp.v1.AnnounceResponse
+	18, // 27: vmapp.v1.DownloadService.ReportPeer:output_type -> vmapp.v1.ReportPeerResponse
+	2,  // 28: vmapp.v1.DownloadService.Preheat:output_type -> vmapp.v1.PreheatResponse
+	23, // [23:29] is the sub-list for method output_type
+	17, // [17:23] is the sub-list for method input_type
+	17, // [17:17] is the sub-list for extension type_name
+	17, // [17:17] is the sub-list for extension extendee
+	0,  // [0:17] is the sub-list for field type_name
 }
 
 func init() { file_vmapp_v1_download_proto_init() }

@@ -1,0 +1,187 @@
+package download
+
+import (
+	"bytes"
+	"context"
+	"io"
+	"os"
+	"slices"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"google.golang.org/protobuf/types/known/durationpb"
+
+	"github.com/vmapp/vmapp/errs"
+)
+
+// A download in progress serves its verified pieces only, each read back
+// and verified again: a range over a piece not verified is refused; a
+// verified piece changed on disk since is not sent, nor anything after
+// it; once the download ends the share serves nothing.
+func TestShare(t *testing.T) {
+	const pieces = 8
+	fx := newFixture(t, pieces*testPiece-100, true)
+	var sh *Share
+	var verified atomic.Int32
+	var failed []string
+	fail := func(format string, args ...any) {
+		failed = append(failed, errs.New(errs.Internal, "", format, args...).Error())
+	}
+	o := Options{Parallelism: 1, OnShare: func(s *Share) { sh = s }, OnPiece: func() {
+		if verified.Add(1) != 3 {
+			return
+		}
+		// Pieces 0-2 are verified (one worker, in order).
+		if bits, n := sh.Pieces(); n != 3 || !bytes.Equal(bits, []byte{0b111}) {
+			fail("pieces %08b (%d), want 0-2", bits, n)
+		}
+		if !sh.Covers(0, 3*testPiece) || sh.Covers(0, 3*testPiece+1) || sh.Covers(-1, 10) {
+			fail("covers: wrong")
+		}
+		var b bytes.Buffer
+		if err := sh.WriteRange(&b, testPiece+10, testPiece); err != nil || !bytes.Equal(b.Bytes(), fx.data[testPiece+10:2*testPiece+10]) {
+			fail("a verified range: %v, %d bytes", err, b.Len())
+		}
+		b.Reset()
+		if err := sh.WriteRange(&b, 3*testPiece, 10); !errs.Is(err, errs.NotFound) || b.Len() != 0 {
+			fail("a piece not verified: %v, %d bytes sent", err, b.Len())
+		}
+		// Piece 1 changed on disk: piece 0 is sent, nothing of piece 1.
+		f, err := os.OpenFile(fx.dest+PartialSuffix, os.O_RDWR, 0)
+		if err != nil {
+			fail("%v", err)
+			return
+		}
+		defer f.Close()
+		f.WriteAt([]byte{^fx.data[testPiece+5]}, testPiece+5)
+		b.Reset()
+		if err := sh.WriteRange(&b, 0, 2*testPiece); !errs.Is(err, errs.DataLoss) || !bytes.Equal(b.Bytes(), fx.data[:testPiece]) {
+			fail("a changed piece: %v, %d bytes sent", err, b.Len())
+		}
+		f.WriteAt(fx.data[testPiece+5:testPiece+6], testPiece+5)
+	}}
+	if err := fx.run(t, o, in(at(tierRegion, newFake("store", fx.data)))); err != nil {
+		t.Fatal(err)
+	}
+	fx.check(t)
+	if len(failed) > 0 || verified.Load() != pieces {
+		t.Fatalf("%d pieces verified; %v", verified.Load(), failed)
+	}
+	if sh.Covers(0, 1) || sh.WriteRange(io.Discard, 0, 1) == nil {
+		t.Fatal("the share still serves after the download ended")
+	}
+}
+
+// gauge is a Source that counts the reads of another in flight, and can
+// hold them until released.
+type gauge struct {
+	Source
+	hold    chan struct{} // nil: no hold
+	mu      sync.Mutex
+	now, hi int
+}
+
+func (g *gauge) ReadRange(ctx context.Context, off, n int64) (io.ReadCloser, error) {
+	g.mu.Lock()
+	g.now++
+	g.hi = max(g.hi, g.now)
+	g.mu.Unlock()
+	if g.hold != nil {
+		select {
+		case <-g.hold:
+		case <-ctx.Done():
+		}
+	}
+	r, err := g.Source.ReadRange(ctx, off, n)
+	if err != nil {
+		g.done()
+		return nil, err
+	}
+	return &gaugeBody{ReadCloser: r, g: g}, nil
+}
+
+func (g *gauge) done() { g.mu.Lock(); g.now--; g.mu.Unlock() }
+
+type gaugeBody struct {
+	io.ReadCloser
+	g    *gauge
+	once sync.Once
+}
+
+func (b *gaugeBody) Close() error { b.once.Do(b.g.done); return b.ReadCloser.Close() }
+
+// evenPieces is the bitmap of the even pieces of n.
+func evenPieces(n int) []byte {
+	b := make([]byte, (n+7)/8)
+	for i := 0; i < n; i += 2 {
+		b[i/8] |= 1 << (i % 8)
+	}
+	return b
+}
+
+// In a swarm, pieces a peer holds come from it, and at most
+// swarmStoreSlots pieces at once from the store, a piece per read.
+func TestSwarmStoreSlots(t *testing.T) {
+	const pieces = 24
+	fx := newFixture(t, pieces*testPiece, true)
+	fx.plan.PeerRefresh = durationpb.New(time.Hour)
+	peer, store := newFake("peer", fx.data), &gauge{Source: newFake("store", fx.data)}
+	srcs := func(int) []*source {
+		return []*source{{Source: peer, tier: tierPeer, peer: "peer", pieces: evenPieces(pieces)}, {Source: store, tier: tierRegion}}
+	}
+	if err := fx.run(t, Options{Parallelism: 8}, srcs); err != nil {
+		t.Fatal(err)
+	}
+	fx.check(t)
+	fromPeer, fromStore := piecesOf(t, peer.reads()), piecesOf(t, store.Source.(*fakeSource).reads())
+	for _, i := range fromPeer {
+		if i%2 != 0 {
+			t.Fatalf("the peer was asked for piece %d it doesn't hold: %v", i, peer.reads())
+		}
+	}
+	if len(fromStore) != pieces/2 || len(store.Source.(*fakeSource).reads()) != pieces/2 || store.hi > swarmStoreSlots {
+		t.Fatalf("the store sent pieces %v in %d reads, %d at once at most; want the %d odd ones, a read each, %d at once at most",
+			fromStore, len(store.Source.(*fakeSource).reads()), store.hi, pieces/2, swarmStoreSlots)
+	}
+}
+
+// In a swarm, workers waiting for a store slot take their pieces from a
+// peer that a later plan names: while the store holds its reads (two at
+// most; one when the new plan came before the second worker asked), the
+// peer of the plans after the store's first read sends every other piece.
+func TestSwarmWaitsForPeers(t *testing.T) {
+	const pieces = 16
+	fx := newFixture(t, pieces*testPiece, true)
+	fx.plan.PeerRefresh = durationpb.New(time.Millisecond)
+	peer, store := newFake("peer", fx.data), &gauge{Source: newFake("store", fx.data), hold: make(chan struct{})}
+	srcs := func(int) []*source {
+		out := []*source{{Source: store, tier: tierRegion}}
+		store.mu.Lock()
+		held := store.now > 0
+		store.mu.Unlock()
+		if held { // once the store holds a read
+			out = append([]*source{{Source: peer, tier: tierPeer, peer: "peer"}}, out...)
+		}
+		return out
+	}
+	go func() {
+		deadline := time.Now().Add(2 * time.Minute) // hang guard
+		for len(peer.reads()) < pieces-swarmStoreSlots && time.Now().Before(deadline) {
+			time.Sleep(10 * time.Millisecond)
+		}
+		close(store.hold)
+	}()
+	if err := fx.run(t, Options{Parallelism: 8}, srcs); err != nil {
+		t.Fatal(err)
+	}
+	fx.check(t)
+	fromStore := piecesOf(t, store.Source.(*fakeSource).reads())
+	if n := len(fromStore); n < 1 || n > swarmStoreSlots || n+len(peer.reads()) != pieces {
+		t.Fatalf("the store sent %v, the peer %v", fromStore, piecesOf(t, peer.reads()))
+	}
+	if slices.ContainsFunc(piecesOf(t, peer.reads()), func(i int) bool { return slices.Contains(fromStore, i) }) {
+		t.Fatalf("a piece came from both: store %v, peer %v", fromStore, piecesOf(t, peer.reads()))
+	}
+}
