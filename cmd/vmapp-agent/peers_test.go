@@ -22,6 +22,7 @@ import (
 	"github.com/vmapp/vmapp/client"
 	"github.com/vmapp/vmapp/client/download"
 	"github.com/vmapp/vmapp/internal/testkit/metricstest"
+	"github.com/vmapp/vmapp/internal/testkit/signtest"
 	"github.com/vmapp/vmapp/internal/testkit/testcluster"
 	"github.com/vmapp/vmapp/internal/testkit/testnet"
 	pb "github.com/vmapp/vmapp/proto/vmapp/v1"
@@ -215,7 +216,7 @@ func TestPeerSwarm(t *testing.T) {
 		{"with web-1's grant", right, g, http.StatusOK},
 		{"no grant", right, "", http.StatusUnauthorized},
 		{"another version", "gallery=g&application=a&version=2.0.0&kind=PACKAGE", g, http.StatusForbidden},
-		{"a changed grant", right, changedGrant(g), http.StatusForbidden},
+		{"a changed grant", right, signtest.Tamper(g), http.StatusForbidden},
 		{"another scheme", right, "Bearer " + pr.Plan.PeerGrant, http.StatusUnauthorized},
 	} {
 		if got := get(c.q, c.auth); got != c.want {
@@ -360,18 +361,4 @@ func TestPeerWave(t *testing.T) {
 	if sent > (waveAgents-1)*int64(len(data)) {
 		t.Fatalf("the store sent %d bytes for %d machines installing a %d-byte package: peers saved it not even one package", sent, waveAgents, len(data))
 	}
-}
-
-// changedGrant is g with one character of its signature changed (always
-// to another one: cutting off the end and appending a fixed string left it
-// unchanged when it already ended that way).
-func changedGrant(g string) string {
-	b := []byte(g)
-	i := len(b) - 10
-	if b[i] == 'A' {
-		b[i] = 'B'
-	} else {
-		b[i] = 'A'
-	}
-	return string(b)
 }

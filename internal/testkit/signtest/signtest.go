@@ -87,3 +87,18 @@ func Sign(t testing.TB, cl *client.Client, k minisign.PrivateKey, gallery, app, 
 	}
 	return r.Signatures
 }
+
+// Tamper is a signed token (a grant, a statement's signature) with one
+// character near its end, inside the signature, replaced by another:
+// always changed, where cutting off the end and appending a fixed string
+// leaves it as it was when it already ended that way.
+func Tamper(s string) string {
+	b := []byte(s)
+	i := len(b) - 10
+	if b[i] == 'A' {
+		b[i] = 'B'
+	} else {
+		b[i] = 'A'
+	}
+	return string(b)
+}
