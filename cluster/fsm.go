@@ -1,6 +1,7 @@
 package cluster
 
 import (
+	"crypto/sha256"
 	"fmt"
 	"io"
 	"sync"
@@ -28,6 +29,11 @@ type fsm struct {
 type result struct {
 	index uint64
 	err   error
+	// sum is the sha256 of the command's bytes, kept for a watched index
+	// only: a deposed leader learns from it whether the entry applied there
+	// is its own, even if the log was compacted since.
+	sum    [32]byte
+	summed bool
 }
 
 func (f *fsm) Apply(l *raft.Log) any { return f.ApplyBatch([]*raft.Log{l})[0] }
@@ -55,7 +61,7 @@ func (f *fsm) ApplyBatch(logs []*raft.Log) []any {
 		}
 		out[i] = result{index: logs[i].Index, err: err}
 		if entries[i].Cmd != nil {
-			f.results.put(logs[i].Index, err)
+			f.results.put(logs[i].Index, err, logs[i].Data)
 		}
 	}
 	return out
@@ -70,13 +76,25 @@ type results struct {
 	watched map[uint64]*result
 }
 
-func (r *results) put(index uint64, err error) {
+func (r *results) put(index uint64, err error, data []byte) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	r.last[index%uint64(len(r.last))] = result{index, err}
+	r.last[index%uint64(len(r.last))] = result{index: index, err: err}
 	if w := r.watched[index]; w != nil {
-		*w = result{index, err}
+		*w = result{index: index, err: err, sum: sha256.Sum256(data), summed: true}
 	}
+}
+
+// applied returns what was applied at a watched index: its outcome and
+// whether its bytes are data (false, false when not known).
+func (r *results) applied(index uint64, data []byte) (err error, same, ok bool) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	w := r.watched[index]
+	if w == nil || !w.summed || w.index != index {
+		return nil, false, false
+	}
+	return w.err, w.sum == sha256.Sum256(data), true
 }
 
 // watch keeps the outcome of the command at index until the returned

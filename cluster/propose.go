@@ -47,7 +47,7 @@ func (n *Node) Propose(ctx context.Context, cmd *statepb.Command) error {
 //     leader, a node that didn't lead, an election or a leadership transfer
 //     under way, a leader too busy to enqueue it, or an entry that lost its
 //     place in the log to another leader's). Retrying is safe; this node
-//     does it a few times, then the client SDK does.
+//     does it for up to notTakenWait, then the client SDK does.
 //   - Aborted (unknownOutcome): the command may or may not be applied (the
 //     leader lost its leadership after appending it and couldn't learn what
 //     became of it; the leader a write was forwarded to died mid-call).
@@ -60,13 +60,20 @@ func (n *Node) Propose(ctx context.Context, cmd *statepb.Command) error {
 // entry it had appended: the cluster's election and the catching up.
 const settleTimeout = 2 * time.Minute
 
+// notTakenWait bounds how long a node asks the leader of the moment again
+// for a command no node took: long enough for the cluster to notice a dead
+// leader and elect another (a follower goes on naming the old leader until
+// then, and its API refuses connections), on a loaded machine too.
+const notTakenWait = 30 * time.Second
+
 // apply commits an encoded command and returns its index: here when this
 // node leads, else on the leader. A command no node took is asked again of
-// the leader of the moment, a few times.
+// the leader of the moment every 100 ms, for up to notTakenWait.
 func (n *Node) apply(ctx context.Context, b []byte, leaderOnly bool) (uint64, error) {
 	var err error
-	for attempt := 0; attempt < 20; attempt++ {
-		if attempt > 0 && !sleepCtx(ctx, 100*time.Millisecond) {
+	deadline := time.Now().Add(notTakenWait)
+	for attempt := 0; ; attempt++ {
+		if attempt > 0 && (time.Now().After(deadline) || !sleepCtx(ctx, 100*time.Millisecond)) {
 			break // an election: wait for its outcome
 		}
 		var index uint64
@@ -160,7 +167,16 @@ func (n *Node) settleWait(ctx context.Context, index uint64, b []byte) (uint64, 
 		case <-time.After(50 * time.Millisecond):
 		}
 	}
-	var l raft.Log
+	if err, same, ok := n.results.applied(index, b); ok {
+		if !same {
+			return 0, notTaken("the leadership changed before the change was committed: it was not applied")
+		}
+		if werr := n.db.WaitApplied(ctx, index); werr != nil {
+			return 0, unknownOutcome(werr)
+		}
+		return index, err
+	}
+	var l raft.Log // applied before it was watched: read the log
 	if err := n.logs.GetLog(index, &l); err != nil {
 		return 0, unknownOutcome(fmt.Errorf("%w (entry %d: %v)", raft.ErrLeadershipLost, index, err))
 	}
