@@ -87,14 +87,14 @@ func (r *results) put(index uint64, err error, data []byte) {
 
 // applied returns what was applied at a watched index: its outcome and
 // whether its bytes are data (false, false when not known).
-func (r *results) applied(index uint64, data []byte) (err error, same, ok bool) {
+func (r *results) applied(index uint64, data []byte) (same, ok bool, err error) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	w := r.watched[index]
 	if w == nil || !w.summed || w.index != index {
-		return nil, false, false
+		return false, false, nil
 	}
-	return w.err, w.sum == sha256.Sum256(data), true
+	return w.sum == sha256.Sum256(data), true, w.err
 }
 
 // watch keeps the outcome of the command at index until the returned

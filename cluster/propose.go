@@ -167,7 +167,7 @@ func (n *Node) settleWait(ctx context.Context, index uint64, b []byte) (uint64, 
 		case <-time.After(50 * time.Millisecond):
 		}
 	}
-	if err, same, ok := n.results.applied(index, b); ok {
+	if same, ok, err := n.results.applied(index, b); ok {
 		if !same {
 			return 0, notTaken("the leadership changed before the change was committed: it was not applied")
 		}
