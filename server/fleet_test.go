@@ -334,3 +334,77 @@ func TestProfileTagLimits(t *testing.T) {
 		}
 	}
 }
+
+// TestScaleSetChangeReadsOwnInstances: a change of a scale set's profile
+// reads only the instances with applications of their own (the only ones
+// it can conflict with), not all of them, and is still refused, with the
+// seeds' messages, when one of those conflicts.
+func TestScaleSetChangeReadsOwnInstances(t *testing.T) {
+	const n = 150
+	c := testcluster.Start(t, testcluster.Options{})
+	fl := pb.NewFleetServiceClient(c.Client.Conn())
+	c.Publish(t, "1.0.0", []byte("package one"), testcluster.Target("eastus", 1))
+	c.WaitState(t, "1.0.0", "Completed")
+	c.Publish(t, "2.0.0", []byte("package two"), testcluster.Target("eastus", 1))
+	c.WaitState(t, "2.0.0", "Completed")
+	_, err := fl.CreateScaleSet(ctx(t), &pb.CreateScaleSetRequest{ScaleSet: &pb.ScaleSet{Name: "web", Region: "eastus", OsType: "Linux"}})
+	mustOK(t, err)
+	for i := range n {
+		_, err := fl.CreateMachine(ctx(t), &pb.CreateMachineRequest{Machine: &pb.Machine{Name: fmt.Sprintf("web-%03d", i), ScaleSet: "web"}})
+		mustOK(t, err)
+	}
+	_, err = fl.CreateMachine(ctx(t), &pb.CreateMachineRequest{Machine: &pb.Machine{Name: "vm1", Region: "eastus", OsType: "Linux"}})
+	mustOK(t, err)
+	set := func(target *pb.ProfileTarget, ref string) error {
+		_, err := fl.SetApplication(ctx(t), &pb.SetApplicationRequest{Target: target, Application: &pb.VMGalleryApplication{PackageReferenceId: ref}})
+		return err
+	}
+	remove := func(target *pb.ProfileTarget) error {
+		_, err := fl.RemoveApplication(ctx(t), &pb.RemoveApplicationRequest{Target: target, Application: "g/a"})
+		return err
+	}
+	onVM := func(name string) *pb.ProfileTarget {
+		return &pb.ProfileTarget{Target: &pb.ProfileTarget_Machine{Machine: name}}
+	}
+	onWeb := &pb.ProfileTarget{Target: &pb.ProfileTarget_ScaleSet{ScaleSet: "web"}}
+	db := c.Daemon.State
+	reads := func(do func() error) int64 {
+		t.Helper()
+		mark := db.RecordsRead()
+		mustOK(t, do())
+		return db.RecordsRead() - mark
+	}
+
+	// Two instances with applications of their own (one of them g/a).
+	mustOK(t, set(onVM("web-007"), "g/a/1.0.0"))
+	mustOK(t, set(onVM("web-100"), "g/a/2.0.0"))
+	mustOK(t, remove(onVM("web-100")))
+	mustOK(t, set(onVM("web-100"), "g/a/2.0.0"))
+	// A conflict is refused as before, whatever the number of instances.
+	wantErr(t, set(onWeb, "g/a/1.0.0"), codes.InvalidArgument, "More than one VM Application was specified with the same packageReferenceId")
+	wantErr(t, set(onWeb, "g/a/2.0.0"), codes.InvalidArgument, "Only one version of an application")
+	mustOK(t, remove(onVM("web-007")))
+	wantErr(t, set(onWeb, "g/a/1.0.0"), codes.InvalidArgument, "Only one version of an application")
+	mustOK(t, remove(onVM("web-100")))
+
+	// What a change costs: a machine's, and its scale set's with its 150
+	// instances (none with applications of its own now) read about the
+	// same records: the target twice (the check, then the change), the
+	// version's records, never the instances.
+	alone := reads(func() error { return set(onVM("vm1"), "g/a/1.0.0") })
+	web := reads(func() error { return set(onWeb, "g/a/1.0.0") })
+	if web > alone+4 {
+		t.Fatalf("the scale set's change read %d records, a machine's %d: it read its %d instances", web, alone, n)
+	}
+	web = reads(func() error { return remove(onWeb) })
+	if alone2 := reads(func() error { return remove(onVM("vm1")) }); web > alone2+4 {
+		t.Fatalf("the scale set's removal read %d records, a machine's %d", web, alone2)
+	}
+	// An instance with an application of its own: read, and still in the way.
+	mustOK(t, set(onVM("web-042"), "g/a/2.0.0"))
+	mark := db.RecordsRead()
+	wantErr(t, set(onWeb, "g/a/1.0.0"), codes.InvalidArgument, "Only one version of an application")
+	if read := db.RecordsRead() - mark; read > alone+4 {
+		t.Fatalf("the refused scale set's change read %d records", read)
+	}
+}

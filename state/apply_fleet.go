@@ -40,7 +40,29 @@ func createMachine(tx *Tx, c *statepb.Command, op *statepb.CreateMachine) error 
 		}
 	}
 	m.ApplicationProfile = &pb.ApplicationProfile{GalleryApplications: m.GetApplicationProfile().GetGalleryApplications(), Etag: c.Etag}
+	if err := indexOwnApps(tx, m); err != nil {
+		return err
+	}
 	return Machines.put(tx, k, stamp(m, c))
+}
+
+// hasOwnApps tells whether m is an instance of a scale set whose own
+// profile names an application: what MachinesOwnApps indexes.
+func hasOwnApps(m *pb.Machine) bool {
+	return m.GetScaleSet() != "" && len(m.GetApplicationProfile().GetGalleryApplications()) > 0
+}
+
+// indexOwnApps keeps m's key in MachinesOwnApps in step with its profile
+// (as it is about to be stored).
+func indexOwnApps(tx *Tx, m *pb.Machine) error {
+	if m.ScaleSet == "" {
+		return nil
+	}
+	k := MachineInScaleSetKey(m.Tenant, m.ScaleSet, m.Name)
+	if hasOwnApps(m) {
+		return MachinesOwnApps.put(tx, k, MachineKey(m.Tenant, m.Name))
+	}
+	return MachinesOwnApps.delete(tx, k)
 }
 
 // deleteMachine forgets a machine and its instance view, takes it out of
@@ -60,6 +82,9 @@ func deleteMachine(tx *Tx, c *statepb.Command, tenant, name string) error {
 			}
 		}
 		if err := MachinesByScaleSet.delete(tx, MachineInScaleSetKey(tenant, m.ScaleSet, name)); err != nil {
+			return err
+		}
+		if err := MachinesOwnApps.delete(tx, MachineInScaleSetKey(tenant, m.ScaleSet, name)); err != nil {
 			return err
 		}
 	}
@@ -96,6 +121,25 @@ func (tx *Tx) Instances(tenant, scaleSet string) ([]*pb.Machine, error) {
 	return MachinesByScaleSet.All(tx, Prefix(tenant, scaleSet))
 }
 
+// InstancesWithOwnApps lists the machines of a scale set whose own
+// profile names an application, in name order: the only instances a
+// change of the scale set's profile can conflict with.
+func (tx *Tx) InstancesWithOwnApps(tenant, scaleSet string) ([]*pb.Machine, error) {
+	return MachinesOwnApps.All(tx, Prefix(tenant, scaleSet))
+}
+
+// instanceNames lists the names of a scale set's machines, in name order,
+// from the index's keys alone (no record decoded).
+func (tx *Tx) instanceNames(tenant, scaleSet string) ([]string, error) {
+	prefix := Prefix(tenant, scaleSet)
+	var out []string
+	err := scanBucket(MachinesByScaleSet.bucket(tx), prefix, nil, func(k, _ []byte) (bool, error) {
+		out = append(out, string(k[len(prefix):]))
+		return true, nil
+	})
+	return out, err
+}
+
 func deleteScaleSet(tx *Tx, c *statepb.Command, op *statepb.DeleteScaleSet) error {
 	if _, err := tx.ScaleSet(op.Tenant, op.Name); err != nil {
 		return err
@@ -126,6 +170,9 @@ func profileAt(tx *Tx, c *statepb.Command, tenant string, p *statepb.ProfileEtag
 		return m.ApplicationProfile, func(ap *pb.ApplicationProfile) error {
 			m.ApplicationProfile = ap
 			m.UpdateTime = c.Time
+			if err := indexOwnApps(tx, m); err != nil {
+				return err
+			}
 			return Machines.put(tx, MachineKey(tenant, m.Name), m)
 		}, nil
 	}
@@ -148,8 +195,12 @@ func profileName(p *statepb.ProfileEtag) string {
 }
 
 // setProfile replaces a profile if it, and every profile it was checked
-// against, still has the etag read.
+// against, still has the etag read. A scale set's profile is checked
+// against its instances with applications of their own (MachinesOwnApps):
+// each of those must be among the profiles read, so that an instance that
+// got applications of its own since the read is not missed.
 func setProfile(tx *Tx, c *statepb.Command, op *statepb.SetProfile) error {
+	read := map[string]bool{}
 	for _, o := range op.GetOthers() {
 		cur, _, err := profileAt(tx, c, op.Tenant, o)
 		if err != nil {
@@ -157,6 +208,26 @@ func setProfile(tx *Tx, c *statepb.Command, op *statepb.SetProfile) error {
 		}
 		if cur.GetEtag() != o.Etag {
 			return errs.New(errs.Aborted, "", "the application profile of %s changed meanwhile: try again", profileName(o))
+		}
+		if o.GetMachine() != "" {
+			read[o.Machine] = true
+		}
+	}
+	if ss := op.GetTarget().GetScaleSet(); op.GetTarget().GetMachine() == "" && ss != "" {
+		prefix := Prefix(op.Tenant, ss)
+		var missed string
+		err := scanBucket(MachinesOwnApps.bucket(tx), prefix, nil, func(k, _ []byte) (bool, error) {
+			if m := string(k[len(prefix):]); !read[m] {
+				missed = m
+				return false, nil
+			}
+			return true, nil
+		})
+		if err != nil {
+			return err
+		}
+		if missed != "" {
+			return errs.New(errs.Aborted, "", "the application profile of machine '%s' changed meanwhile: try again", missed)
 		}
 	}
 	cur, save, err := profileAt(tx, c, op.Tenant, op.GetTarget())
@@ -200,13 +271,9 @@ func changedApps(a, b *pb.ApplicationProfile) []string {
 func releasePins(tx *Tx, tenant string, t *statepb.ProfileEtag, apps []string) error {
 	machines := []string{t.GetMachine()}
 	if t.GetMachine() == "" {
-		ms, err := tx.Instances(tenant, t.GetScaleSet())
-		if err != nil {
+		var err error
+		if machines, err = tx.instanceNames(tenant, t.GetScaleSet()); err != nil {
 			return err
-		}
-		machines = machines[:0]
-		for _, m := range ms {
-			machines = append(machines, m.Name)
 		}
 	}
 	if err := checkNotRolling(tx, tenant, apps, machines); err != nil {

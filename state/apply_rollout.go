@@ -184,14 +184,27 @@ func appOfRef(ref string) string {
 
 // checkNotRolling refuses a profile change of an application an active
 // rollout moves on one of machines.
+// Each application's active rollouts are read once, whatever the number
+// of machines (a scale set's instances).
 func checkNotRolling(tx *Tx, tenant string, apps []string, machines []string) error {
 	for _, app := range apps {
-		for _, m := range machines {
-			r, err := tx.RolloutHolding(tenant, app, m)
-			if err != nil {
-				return err
+		rs, err := tx.ActiveRolloutsOf(tenant, app)
+		if err != nil {
+			return err
+		}
+		if len(rs) == 0 {
+			continue
+		}
+		holding := map[string]*pb.Rollout{} // the first of rs holding each machine, as RolloutHolding finds it
+		for _, r := range rs {
+			for _, m := range r.Machines {
+				if holding[m.Name] == nil {
+					holding[m.Name] = r
+				}
 			}
-			if r != nil {
+		}
+		for _, m := range machines {
+			if r := holding[m]; r != nil {
 				return errs.New(errs.FailedPrecondition, "application", "Rollout '%s' is moving %s on machine '%s': abort it first (vmapp rollout abort %s).", r.Name, app, m, r.Name)
 			}
 		}

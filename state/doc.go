@@ -42,7 +42,7 @@
 // index in step with its table in the same transaction. DB.RecordsRead
 // counts the records decoded, so tests can hold code to that.
 //
-// # Schema (version 6)
+// # Schema (version 9)
 //
 // Every value is a protobuf message, encoded deterministically. Keys join a
 // record's path with NUL separators (no name can hold a NUL), so that a
@@ -96,6 +96,10 @@
 //	preheats_by_target    tenant 0 "machine"|"scaleset" 0 name 0 <preheats key> -> preheats key
 //	rollouts_active       tenant 0 gallery/application 0 rollout    -> rollouts key: rollouts Running, Paused
 //	                                                                   or RollingBack
+//	machines_own_apps     tenant 0 scale set 0 machine              -> machines key: the instances whose own
+//	                                                                   profile names an application (what a
+//	                                                                   change of the scale set's is checked
+//	                                                                   against)
 //
 // dirty_versions is the replicator's queue: the appliers mark a version
 // (its name as written) whenever a command may change the replica records
@@ -121,6 +125,21 @@
 // 6 the custom actions' runs (actionruns).
 // 7 preheats and preheats_by_target (empty).
 // 8 rollouts, their pins and the active ones (empty).
+// 9 machines_own_apps, built from the machines.
+//
+// # Profiles
+//
+// SetProfile replaces a profile if its etag (when given) and those of the
+// profiles the fleet checked it against still match: a machine's is
+// checked against its scale set's, a scale set's against its instances
+// with applications of their own (machines_own_apps: an instance with an
+// empty profile can't conflict), and the applier refuses (Aborted) a
+// scale set's change whose command doesn't carry every instance that
+// index holds, so that an instance that got applications meanwhile is
+// not missed. Its work is in proportion to those instances, not to the
+// scale set's size: the pins it drops are found from the instances'
+// names in machines_by_scaleset's keys, and the active rollouts of each
+// changed application are read once.
 //
 // # Rollouts
 //

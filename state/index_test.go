@@ -17,7 +17,7 @@ import (
 
 // derivedBuckets are the buckets wantDerived computes from the records.
 var derivedBuckets = []string{"machines_by_scaleset", "tokens_by_tenant", "inventory", "inventory_by_state", "inventory_by_app",
-	"inventory_by_region", "deleting_galleries", "deleting_applications", "deleting_versions", "replicas_active"}
+	"inventory_by_region", "deleting_galleries", "deleting_applications", "deleting_versions", "replicas_active", "machines_own_apps"}
 
 // wantDerived computes what the indexes and the inventory must hold, from
 // the records they derive from and the layouts the package doc gives,
@@ -38,6 +38,9 @@ func wantDerived(t *testing.T, tx *Tx) map[string]map[string]string {
 	must(Machines.Scan(tx, nil, nil, func(k []byte, m *pb.Machine) (bool, error) {
 		if m.ScaleSet != "" {
 			w["machines_by_scaleset"][j(m.Tenant, m.ScaleSet, m.Name)] = string(k)
+		}
+		if m.ScaleSet != "" && len(m.GetApplicationProfile().GetGalleryApplications()) > 0 {
+			w["machines_own_apps"][j(m.Tenant, m.ScaleSet, m.Name)] = string(k)
 		}
 		return true, nil
 	}))
@@ -123,6 +126,11 @@ func fleetScenario() []step {
 		}
 		return ok(&statepb.Command_ReportStatus{ReportStatus: &statepb.ReportStatus{Tenant: "t", Machine: m, InstanceView: iv}})
 	}
+	own := []*pb.VMGalleryApplication{{PackageReferenceId: "g/tools/1.0.0"}}
+	withOwn := func(m *pb.Machine) *pb.Machine {
+		m.ApplicationProfile = &pb.ApplicationProfile{GalleryApplications: own}
+		return m
+	}
 	return []step{
 		ok(&statepb.Command_CreateScaleSet{CreateScaleSet: &statepb.CreateScaleSet{ScaleSet: &pb.ScaleSet{Tenant: "t", Name: "ss", Region: "eastus", OsType: "Linux"}}}),
 		ok(&statepb.Command_CreateScaleSet{CreateScaleSet: &statepb.CreateScaleSet{ScaleSet: &pb.ScaleSet{Tenant: "u", Name: "ss", Region: "eastus", OsType: "Linux"}}}),
@@ -140,6 +148,15 @@ func fleetScenario() []step {
 		no(errs.NotFound, &statepb.Command_ReportStatus{ReportStatus: &statepb.ReportStatus{Tenant: "t", Machine: "ghost", InstanceView: &pb.InstanceView{Applications: []*pb.ApplicationStatus{{Application: "g/a", State: "Failed"}}}}}),
 		report("alone"),
 		report("alone", "g/a=Removing"),
+		// Instances with applications of their own: by their profile, at
+		// creation, and a scale set's change that didn't read one refused.
+		ok(&statepb.Command_SetProfile{SetProfile: &statepb.SetProfile{Tenant: "t", Target: &statepb.ProfileEtag{Machine: "ss-0"}, Profile: &pb.ApplicationProfile{GalleryApplications: own}}}),
+		no(errs.Aborted, &statepb.Command_SetProfile{SetProfile: &statepb.SetProfile{Tenant: "t", Target: &statepb.ProfileEtag{ScaleSet: "ss"}, Profile: &pb.ApplicationProfile{}}}),
+		ok(&statepb.Command_SetProfile{SetProfile: &statepb.SetProfile{Tenant: "t", Target: &statepb.ProfileEtag{Machine: "ss-0"}, Profile: &pb.ApplicationProfile{}}}),
+		ok(&statepb.Command_SetProfile{SetProfile: &statepb.SetProfile{Tenant: "t", Target: &statepb.ProfileEtag{ScaleSet: "ss"}, Profile: &pb.ApplicationProfile{}}}),
+		ok(&statepb.Command_SetProfile{SetProfile: &statepb.SetProfile{Tenant: "t", Target: &statepb.ProfileEtag{Machine: "alone"}, Profile: &pb.ApplicationProfile{GalleryApplications: own}}}), // no scale set: not indexed
+		ok(&statepb.Command_CreateMachine{CreateMachine: &statepb.CreateMachine{Machine: withOwn(machine("ss-2", "ss", "eastus"))}}),
+		ok(&statepb.Command_SetProfile{SetProfile: &statepb.SetProfile{Tenant: "t", Target: &statepb.ProfileEtag{Machine: "ss-0"}, Profile: &pb.ApplicationProfile{GalleryApplications: own}}}),
 		ok(&statepb.Command_DeleteMachine{DeleteMachine: &statepb.DeleteMachine{Tenant: "t", Name: "ss-1"}}),
 		ok(&statepb.Command_DeleteScaleSet{DeleteScaleSet: &statepb.DeleteScaleSet{Tenant: "t", Name: "ss", Cascade: true}}),
 		ok(&statepb.Command_DeleteMachine{DeleteMachine: &statepb.DeleteMachine{Tenant: "t", Name: "alone"}}),

@@ -64,6 +64,12 @@ var migrations = []func(tx *bolt.Tx) error{
 	func(tx *bolt.Tx) error { // 7 -> 8: rollouts, their pins, the active ones
 		return createBuckets(tx, "rollouts", "rollout_pins", "rollouts_active")
 	},
+	func(tx *bolt.Tx) error { // 8 -> 9: the instances with applications of their own
+		if err := createBuckets(tx, "machines_own_apps"); err != nil {
+			return err
+		}
+		return buildOwnApps(&Tx{tx: tx})
+	},
 }
 
 // SchemaVersion is the schema version this code writes.

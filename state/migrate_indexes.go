@@ -78,3 +78,14 @@ func buildInventory(tx *Tx) error {
 	}
 	return nil
 }
+
+// buildOwnApps fills machines_own_apps (schema 9) from the machines: the
+// instances of scale sets whose own profile names an application.
+func buildOwnApps(tx *Tx) error {
+	return MachinesOwnApps.rebuild(tx, func(_ []byte, m *pb.Machine) [][]byte {
+		if !hasOwnApps(m) {
+			return nil
+		}
+		return [][]byte{MachineInScaleSetKey(m.Tenant, m.ScaleSet, m.Name)}
+	})
+}

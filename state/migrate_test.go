@@ -15,6 +15,7 @@ import (
 	bolt "go.etcd.io/bbolt"
 
 	statepb "github.com/vmapp/vmapp/proto/vmapp/state/v1"
+	pb "github.com/vmapp/vmapp/proto/vmapp/v1"
 	"google.golang.org/protobuf/encoding/protojson"
 	"google.golang.org/protobuf/proto"
 
@@ -246,5 +247,61 @@ func TestMigrate3To4(t *testing.T) {
 	})
 	if !bytes.Contains(got, []byte("[replicas_active]\n\"t")) || !bytes.Contains(got, []byte("[deleting_versions]\n\"t")) || active == 0 {
 		t.Fatalf("the scenario left no active replica or deleted version to index:\n%s", got)
+	}
+}
+
+// TestMigrate8To9 takes a file the scenarios wrote, with instances of
+// scale sets that have applications of their own, turns it into what a
+// schema-8 vmappd left (no machines_own_apps), and opens it: the
+// migration indexes exactly the instances the appliers had indexed, and a
+// change of the scale set's profile that didn't read them is refused.
+func TestMigrate8To9(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "vmapp.db")
+	db, err := Open(path, Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	steps := fleetScenario()
+	last := 0
+	for i, s := range steps { // up to the deletions
+		if _, del := s.op.(*statepb.Command_DeleteMachine); del {
+			break
+		}
+		checkOutcome(t, i, s, db.Propose(context.Background(), command(i, s)))
+		last = i
+	}
+	want := dump(t, db)
+	db.Close()
+	if !bytes.Contains(want, []byte("[machines_own_apps]\n\"t")) {
+		t.Fatalf("the scenario left no instance with applications of its own:\n%s", want)
+	}
+
+	b, err := bolt.Open(path, 0o600, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	err = b.Update(func(tx *bolt.Tx) error {
+		if err := tx.DeleteBucket([]byte("machines_own_apps")); err != nil {
+			return err
+		}
+		return tx.Bucket(bucketMeta).Put(keySchema, binary.BigEndian.AppendUint64(nil, 8))
+	})
+	b.Close()
+	if err != nil {
+		t.Fatal(err)
+	}
+
+	db, err = Open(path, Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	checkDerived(t, db, "after the migration")
+	if got := dump(t, db); !bytes.Equal(got, want) {
+		t.Fatalf("after the migration:\n%s\nwant\n%s", got, want)
+	}
+	stale := step{op: &statepb.Command_SetProfile{SetProfile: &statepb.SetProfile{Tenant: "t", Target: &statepb.ProfileEtag{ScaleSet: "ss"}, Profile: &pb.ApplicationProfile{}}}}
+	if err := db.Propose(context.Background(), command(last+1, stale)); !errs.Is(err, errs.Aborted) {
+		t.Fatalf("a scale set's change that read none of its instances with applications: %v, want Aborted", err)
 	}
 }

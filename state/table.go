@@ -77,6 +77,7 @@ var (
 	ActiveReplicas       = index("replicas_active", Replicas)
 	PreheatsByTarget     = index("preheats_by_target", Preheats) // schema 6
 	ActiveRollouts       = index("rollouts_active", Rollouts)
+	MachinesOwnApps      = index("machines_own_apps", Machines) // schema 9
 )
 
 // Buckets that hold raw values rather than records.

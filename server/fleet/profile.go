@@ -32,8 +32,10 @@ func (t Target) String() string {
 
 // profileOf is a target's profile with its region, OS, and the other
 // profiles its machines combine it with (a machine's scale set's; a scale
-// set's instances'), as read at one moment: the command that changes the
-// profile is applied only if none of them changed since (their etags).
+// set's instances' that name applications: an empty profile conflicts
+// with nothing), as read at one moment: the command that changes the
+// profile is applied only if none of them changed since (their etags),
+// and, for a scale set, no other instance got applications of its own.
 type profileOf struct {
 	region, os string
 	profile    *pb.ApplicationProfile
@@ -72,7 +74,9 @@ func (f *Fleet) load(ctx context.Context, tenant string, t Target) (*profileOf, 
 		}
 		p.region, p.os, p.profile = ss.Region, ss.OsType, ss.ApplicationProfile
 		p.target = &statepb.ProfileEtag{ScaleSet: ss.Name, Etag: ss.ApplicationProfile.GetEtag()}
-		instances, err := tx.Instances(tenant, ss.Name)
+		// Only instances with applications of their own can conflict with
+		// the scale set's (the applier checks that no other got some since).
+		instances, err := tx.InstancesWithOwnApps(tenant, ss.Name)
 		for _, m := range instances {
 			add(m.ApplicationProfile, m.Name, "")
 		}
