@@ -271,3 +271,104 @@ func TestScaleSetGoalComputedOnce(t *testing.T) {
 		t.Fatalf("a machine's own entry: %d goal states computed, want 1", got)
 	}
 }
+
+// TestScaleSetChangeReadsNoMachine: after a change of a scale set's
+// profile, its machines' goal states are computed again from what was
+// kept of each machine and the scale set's new entries, read once: not
+// one read per machine. A machine's own change still reaches it, and
+// every goal state is the one a fleet without a cache computes.
+func TestScaleSetChangeReadsNoMachine(t *testing.T) {
+	const n = 40
+	c := testcluster.Start(t, testcluster.Options{})
+	fl := pb.NewFleetServiceClient(c.Client.Conn())
+	c.Publish(t, "1.0.0", []byte("package one"), testcluster.Target("eastus", 1))
+	c.WaitState(t, "1.0.0", "Completed")
+	c.Publish(t, "2.0.0", []byte("package two"), testcluster.Target("eastus", 1))
+	c.WaitState(t, "2.0.0", "Completed")
+	_, err := fl.CreateScaleSet(ctx(t), &pb.CreateScaleSetRequest{ScaleSet: &pb.ScaleSet{Name: "web", Region: "eastus", OsType: "Linux"}})
+	mustOK(t, err)
+	names := make([]string, n)
+	for i := range n {
+		names[i] = fmt.Sprintf("web-%d", i)
+		_, err := fl.CreateMachine(ctx(t), &pb.CreateMachineRequest{Machine: &pb.Machine{Name: names[i], ScaleSet: "web"}})
+		mustOK(t, err)
+	}
+	set := func(target *pb.ProfileTarget, ref string) {
+		t.Helper()
+		_, err := fl.SetApplication(ctx(t), &pb.SetApplicationRequest{Target: target, Application: &pb.VMGalleryApplication{PackageReferenceId: ref}})
+		mustOK(t, err)
+	}
+	onWeb := &pb.ProfileTarget{Target: &pb.ProfileTarget_ScaleSet{ScaleSet: "web"}}
+	db := c.Daemon.State
+	// versions are the version of g/a in each machine's goal state, and
+	// the records read to compute them all.
+	versions := func() ([]string, int64) {
+		t.Helper()
+		mark := db.RecordsRead()
+		var out []string
+		for _, m := range names {
+			g, err := c.Fleet.GoalState(ctx(t), "default", m)
+			mustOK(t, err)
+			v := ""
+			for _, a := range g.Applications {
+				if a.Application == "a" {
+					v = a.Version
+				}
+			}
+			out = append(out, v)
+		}
+		read := db.RecordsRead() - mark
+		t.Logf("%d goal states: %d records read", n, read)
+		return out, read
+	}
+	all := func(v string) []string { return slices.Repeat([]string{v}, n) }
+
+	if got, _ := versions(); !slices.Equal(got, all("")) {
+		t.Fatalf("before any profile: %v", got)
+	}
+	set(onWeb, "g/a/1.0.0")
+	got, read := versions()
+	if !slices.Equal(got, all("1.0.0")) {
+		t.Fatalf("after the scale set's change: %v", got)
+	}
+	// The records read: the scale set's, once, and those of the version
+	// its new body names (computed once): fewer than perChange, where
+	// reading each machine would read 2n.
+	const perChange = 10
+	if read >= perChange {
+		t.Fatalf("the goal states of %d machines after their scale set's change read %d records, want the scale set's and the body's only", n, read)
+	}
+	remove := func(target *pb.ProfileTarget) {
+		t.Helper()
+		_, err := fl.RemoveApplication(ctx(t), &pb.RemoveApplicationRequest{Target: target, Application: "g/a"})
+		mustOK(t, err)
+	}
+	remove(onWeb)
+	if got, read = versions(); !slices.Equal(got, all("")) || read >= perChange {
+		t.Fatalf("after the scale set's entry was removed: %v, %d records read", got, read)
+	}
+
+	// A machine's own entry reaches it; it alone reads its records again.
+	web3 := &pb.ProfileTarget{Target: &pb.ProfileTarget_Machine{Machine: "web-3"}}
+	set(web3, "g/a/2.0.0")
+	want := all("")
+	want[3] = "2.0.0"
+	if got, read = versions(); !slices.Equal(got, want) || read == 0 || read >= perChange {
+		t.Fatalf("after web-3's own change: %v, %d records read", got, read)
+	}
+	// Its own entry removed, then the scale set's set again: web-3 reads
+	// its records again (its own change dropped what was kept), the others
+	// don't.
+	remove(web3)
+	set(onWeb, "g/a/2.0.0")
+	if got, read = versions(); !slices.Equal(got, all("2.0.0")) || read >= perChange {
+		t.Fatalf("after the scale set's change: %v, %d records read", got, read)
+	}
+	for _, m := range names {
+		g, err := c.Fleet.GoalState(ctx(t), "default", m)
+		mustOK(t, err)
+		if g.Machine != m || g.Region != "eastus" {
+			t.Fatalf("%s's goal state names %s in %s", m, g.Machine, g.Region)
+		}
+	}
+}

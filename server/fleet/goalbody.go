@@ -2,6 +2,7 @@ package fleet
 
 import (
 	"context"
+	"slices"
 	"sort"
 	"strconv"
 	"sync"
@@ -9,6 +10,7 @@ import (
 	"google.golang.org/protobuf/encoding/protowire"
 	"google.golang.org/protobuf/proto"
 
+	"github.com/vmapp/vmapp/errs"
 	pb "github.com/vmapp/vmapp/proto/vmapp/v1"
 	"github.com/vmapp/vmapp/state"
 )
@@ -85,17 +87,32 @@ func (f *Fleet) GoalState(ctx context.Context, tenant, machine string) (*pb.Goal
 }
 
 // Goal returns a machine's goal state and its body, kept computed (see
-// goalCache).
+// goalCache). After a change of its scale set's profile only, the
+// machine's own inputs are still kept, and the scale set's entries are
+// read once for all its instances: the goal state is computed again
+// without reading the state.
 func (f *Fleet) Goal(ctx context.Context, tenant, machine string) (Goal, error) {
 	k := string(key(tenant, machine))
-	g, epoch := f.goals.get(k)
+	g, own, epoch := f.goals.lookup(k)
 	if g.State != nil {
 		return g, nil
 	}
-	in, err := f.goalInputs(ctx, tenant, machine)
-	if err != nil {
-		return Goal{}, err
+	var ss *scaleSetIn
+	var err error
+	switch {
+	case own == nil:
+		if own, ss, err = f.goalInputs(ctx, tenant, machine); err != nil {
+			return Goal{}, err
+		}
+		if ss != nil {
+			f.goals.putScaleSet(own.scaleSet, epoch, ss)
+		}
+	case own.scaleSet != "":
+		if ss, err = f.scaleSetInputs(ctx, tenant, own.scaleSetName, epoch); err != nil {
+			return Goal{}, err
+		}
 	}
+	in := own.with(tenant, ss)
 	b, err := f.goalBody(ctx, tenant, in, epoch)
 	if err != nil {
 		return Goal{}, err
@@ -107,7 +124,7 @@ func (f *Fleet) Goal(ctx context.Context, tenant, machine string) (Goal, error) 
 		g.State.Generation = generation(b.applications, b.keyChanges, in.actions, in.preheat)
 		g.own, g.ownApps = true, in.preheatApps
 	}
-	f.goals.put(k, epoch, g, in.scaleSet)
+	f.goals.putWith(k, epoch, g, in.scaleSet, own)
 	return g, nil
 }
 
@@ -117,14 +134,108 @@ func (f *Fleet) Goal(ctx context.Context, tenant, machine string) (Goal, error) 
 type goalIn struct {
 	machine, region, scaleSet string // scaleSet: its goalCache key, or ""
 	entries                   []*pb.VMGalleryApplication
+	key                       string          // bodyKey, when known already
 	actions                   []*pb.ActionRun // its custom actions' runs pending
 	preheat                   []*pb.GoalPreheat
 	preheatApps               []string // goalCache keys of the preheats' applications
 }
 
-func (f *Fleet) goalInputs(ctx context.Context, tenant, machine string) (goalIn, error) {
-	var m *pb.Machine
+// ownIn is what a machine's goal state is computed from that is its own:
+// all but its scale set's profile entries. Shared: don't change it.
+type ownIn struct {
+	machine, region, scaleSet string // scaleSet: its goalCache key, or ""
+	scaleSetName              string
+	entries                   []*pb.VMGalleryApplication // its own profile's
+	pins                      map[string]string          // versions rollouts hold its applications at
+	actions                   []*pb.ActionRun
+	preheat                   []*pb.GoalPreheat
+	preheatApps               []string
+}
+
+// scaleSetIn is a scale set's profile entries, and the goal-state inputs
+// of its instances without entries or pins of their own (computed once).
+// Shared: don't change it.
+type scaleSetIn struct {
+	entries  []*pb.VMGalleryApplication
+	region   string
+	plain    []*pb.VMGalleryApplication // merged as an instance of its own
+	plainKey string                     // their bodyKey in the scale set's region
+}
+
+func newScaleSetIn(tenant string, ss *pb.ScaleSet) *scaleSetIn {
+	s := &scaleSetIn{entries: ss.GetApplicationProfile().GetGalleryApplications(), region: ss.GetRegion()}
+	s.plain = mergeEntries(s.entries, nil, nil)
+	s.plainKey = bodyKey(tenant, s.region, s.plain)
+	return s
+}
+
+// with is the machine's goal-state inputs with its scale set's entries
+// (ss nil: none).
+func (o *ownIn) with(tenant string, ss *scaleSetIn) goalIn {
+	in := goalIn{machine: o.machine, region: o.region, scaleSet: o.scaleSet, actions: o.actions, preheat: o.preheat, preheatApps: o.preheatApps}
+	if ss != nil && len(o.entries) == 0 && len(o.pins) == 0 && ss.region == o.region {
+		in.entries, in.key = ss.plain, ss.plainKey
+		return in
+	}
 	var entries []*pb.VMGalleryApplication
+	if ss != nil {
+		entries = ss.entries
+	}
+	in.entries = mergeEntries(entries, o.entries, o.pins)
+	in.key = bodyKey(tenant, in.region, in.entries)
+	return in
+}
+
+// mergeEntries is a scale set's entries and a machine's own (which win),
+// with the versions pinned by rollouts, in packageReferenceId order.
+func mergeEntries(scaleSet, own []*pb.VMGalleryApplication, pins map[string]string) []*pb.VMGalleryApplication {
+	byApp := map[string]*pb.VMGalleryApplication{} // the machine's own entry wins
+	for _, e := range append(slices.Clip(scaleSet), own...) {
+		r, _ := ParseRef(e.PackageReferenceId)
+		byApp[r.App()] = pinned(e, r, pins[r.App()])
+	}
+	out := make([]*pb.VMGalleryApplication, 0, len(byApp))
+	for _, e := range byApp {
+		out = append(out, e)
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].PackageReferenceId < out[j].PackageReferenceId })
+	return out
+}
+
+// scaleSetInputs returns a scale set's entries, kept or read (once for
+// the instances asking at once after a change); nil when it is gone.
+func (f *Fleet) scaleSetInputs(ctx context.Context, tenant, name string, epoch uint64) (*scaleSetIn, error) {
+	k := tenant + "\x00" + name
+	if ss := f.goals.scaleSet(k); ss != nil {
+		return ss, nil
+	}
+	v, err, _ := f.flights.Do("scaleset\x00"+strconv.FormatUint(epoch, 10)+"\x00"+k, func() (any, error) {
+		var ss *pb.ScaleSet
+		err := f.db.View(context.WithoutCancel(ctx), func(tx *state.Tx) (err error) {
+			ss, err = tx.ScaleSet(tenant, name)
+			return err
+		})
+		if errs.Is(err, errs.NotFound) {
+			return (*scaleSetIn)(nil), nil
+		}
+		if err != nil {
+			return nil, err
+		}
+		in := newScaleSetIn(tenant, ss)
+		f.goals.putScaleSet(k, epoch, in)
+		return in, nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	return v.(*scaleSetIn), nil
+}
+
+// goalInputs reads a machine's own inputs, and its scale set's entries
+// (nil: none).
+func (f *Fleet) goalInputs(ctx context.Context, tenant, machine string) (*ownIn, *scaleSetIn, error) {
+	var m *pb.Machine
+	var ss *pb.ScaleSet
 	var actions []*pb.ActionRun
 	var pins map[string]string // versions rollouts hold its applications at
 	err := f.db.View(ctx, func(tx *state.Tx) (err error) {
@@ -132,11 +243,10 @@ func (f *Fleet) goalInputs(ctx context.Context, tenant, machine string) (goalIn,
 			return err
 		}
 		if m.ScaleSet != "" {
-			if ss, err := tx.ScaleSet(tenant, m.ScaleSet); err == nil {
-				entries = append(entries, ss.ApplicationProfile.GetGalleryApplications()...)
+			if s, err := tx.ScaleSet(tenant, m.ScaleSet); err == nil {
+				ss = s
 			}
 		}
-		entries = append(entries, m.ApplicationProfile.GetGalleryApplications()...)
 		if pins, err = readPins(tx, tenant, machine); err != nil {
 			return err
 		}
@@ -144,32 +254,30 @@ func (f *Fleet) goalInputs(ctx context.Context, tenant, machine string) (goalIn,
 		return err
 	})
 	if err != nil {
-		return goalIn{}, err
+		return nil, nil, err
 	}
-	in := goalIn{machine: m.Name, region: m.Region, actions: actions}
-	if in.preheat, in.preheatApps, err = f.goalPreheats(ctx, tenant, m); err != nil {
-		return goalIn{}, err
+	own := &ownIn{machine: m.Name, region: m.Region, entries: m.ApplicationProfile.GetGalleryApplications(), actions: actions}
+	if len(pins) > 0 {
+		own.pins = pins
 	}
+	if own.preheat, own.preheatApps, err = f.goalPreheats(ctx, tenant, m); err != nil {
+		return nil, nil, err
+	}
+	var ssIn *scaleSetIn
 	if m.ScaleSet != "" {
-		in.scaleSet = tenant + "\x00" + m.ScaleSet
+		own.scaleSet, own.scaleSetName = tenant+"\x00"+m.ScaleSet, m.ScaleSet
+		if ss != nil {
+			ssIn = newScaleSetIn(tenant, ss)
+		}
 	}
-	byApp := map[string]*pb.VMGalleryApplication{} // the machine's own entry wins
-	for _, e := range entries {
-		r, _ := ParseRef(e.PackageReferenceId)
-		byApp[r.App()] = pinned(e, r, pins[r.App()])
-	}
-	for _, e := range byApp {
-		in.entries = append(in.entries, e)
-	}
-	sort.Slice(in.entries, func(i, j int) bool { return in.entries[i].PackageReferenceId < in.entries[j].PackageReferenceId })
-	return in, nil
+	return own, ssIn, nil
 }
 
 // bodyKey names a body by all it is computed from but the state of the
 // applications it names: the tenant, the region and the entries.
-func bodyKey(tenant string, in goalIn) string {
-	k := []byte(tenant + "\x00" + in.region + "\x00")
-	for _, e := range in.entries {
+func bodyKey(tenant, region string, entries []*pb.VMGalleryApplication) string {
+	k := []byte(tenant + "\x00" + region + "\x00")
+	for _, e := range entries {
 		b, _ := proto.MarshalOptions{Deterministic: true}.Marshal(e)
 		k = protowire.AppendBytes(k, b)
 	}
@@ -179,7 +287,7 @@ func bodyKey(tenant string, in goalIn) string {
 // goalBody returns the body for in, kept or computed; machines asking for
 // the same one at once wait for one computation.
 func (f *Fleet) goalBody(ctx context.Context, tenant string, in goalIn, epoch uint64) (*goalBody, error) {
-	k := bodyKey(tenant, in)
+	k := in.key
 	if b := f.goals.body(k); b != nil {
 		return b, nil
 	}

@@ -33,7 +33,12 @@ const maxCachedGoalState = 64 << 10
 // command's proposer gets its answer; a command it can't attribute clears
 // it all. A body is dropped with the applications it names (a change of
 // profile changes what a body is computed from, so it finds another). A
-// goal state or body computed while a command was applied is not kept.
+// change of a scale set's profile alone keeps, for each of its machines,
+// what its goal state was computed from that is its own (goalEntry.own:
+// not its pins, which the change may drop), and the scale set's entries
+// are read again once for all of them (scaleSets): their streams read no
+// record. A goal state or body computed while a command was applied is
+// not kept.
 type goalCache struct {
 	mu    sync.Mutex
 	epoch uint64 // counts invalidations
@@ -45,18 +50,28 @@ type goalCache struct {
 	// Bodies by key (bodyKey), and their keys by application.
 	bodies    *simplelru.LRU[string, *goalBody]
 	bodyByApp map[string]map[string]bool
+	// Scale sets' profile entries, by tenant 0 scale set: read once per
+	// change for all their instances.
+	scaleSets map[string]*scaleSetIn
 }
 
 type goalEntry struct {
 	g        Goal
 	scaleSet string // key in byScaleSet, "" for none
+	// own: what the goal state was computed from that is the machine's
+	// own (nil: not kept). stale: its scale set's profile changed since,
+	// g is not its goal state any more, but own still holds, so that the
+	// goal state is computed again without reading the machine.
+	own   *ownIn
+	stale bool
 }
 
 func newGoalCache(size int) *goalCache {
 	if size <= 0 {
 		size = DefaultGoalStateCacheSize
 	}
-	c := &goalCache{byScaleSet: map[string]map[string]bool{}, byApp: map[string]map[string]bool{}, bodyByApp: map[string]map[string]bool{}}
+	c := &goalCache{byScaleSet: map[string]map[string]bool{}, byApp: map[string]map[string]bool{}, bodyByApp: map[string]map[string]bool{},
+		scaleSets: map[string]*scaleSetIn{}}
 	c.lru, _ = simplelru.NewLRU(size, c.evicted) // size > 0: never fails
 	c.bodies, _ = simplelru.NewLRU(size, c.bodyEvicted)
 	return c
@@ -68,17 +83,32 @@ func appKey(tenant, gallery, app string) string { return tenant + "\x00" + galle
 // to put one computed now with. The goal state is shared: callers must not
 // change it.
 func (c *goalCache) get(machine string) (Goal, uint64) {
+	g, _, epoch := c.lookup(machine)
+	return g, epoch
+}
+
+// lookup is get, with the machine's own inputs when only its scale set's
+// profile changed since its goal state was computed (Goal nil then).
+func (c *goalCache) lookup(machine string) (Goal, *ownIn, uint64) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if e, ok := c.lru.Get(machine); ok {
-		return e.g, c.epoch
+		if e.stale {
+			return Goal{}, e.own, c.epoch
+		}
+		return e.g, nil, c.epoch
 	}
-	return Goal{}, c.epoch
+	return Goal{}, nil, c.epoch
 }
 
 // put keeps a goal state computed from epoch on, unless something was
 // invalidated since (it may have been computed from what changed).
 func (c *goalCache) put(machine string, epoch uint64, g Goal, scaleSet string) {
+	c.putWith(machine, epoch, g, scaleSet, nil)
+}
+
+// putWith is put, keeping the machine's own inputs too.
+func (c *goalCache) putWith(machine string, epoch uint64, g Goal, scaleSet string, own *ownIn) {
 	if g.body.size > maxCachedGoalState {
 		return
 	}
@@ -87,10 +117,30 @@ func (c *goalCache) put(machine string, epoch uint64, g Goal, scaleSet string) {
 	if epoch != c.epoch {
 		return
 	}
-	c.lru.Add(machine, &goalEntry{g: g, scaleSet: scaleSet})
+	if old, ok := c.lru.Peek(machine); ok { // a stale entry: its links go with it
+		c.evicted(machine, old)
+	}
+	c.lru.Add(machine, &goalEntry{g: g, scaleSet: scaleSet, own: own})
 	link(c.byScaleSet, scaleSet, machine)
 	for _, a := range append(slices.Clip(g.body.apps), g.ownApps...) {
 		link(c.byApp, a, machine)
+	}
+}
+
+// scaleSet returns a scale set's profile entries as kept (nil: not kept).
+func (c *goalCache) scaleSet(k string) *scaleSetIn {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.scaleSets[k]
+}
+
+// putScaleSet keeps a scale set's profile entries read from epoch on,
+// unless something was invalidated since.
+func (c *goalCache) putScaleSet(k string, epoch uint64, ss *scaleSetIn) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if epoch == c.epoch {
+		c.scaleSets[k] = ss
 	}
 }
 
@@ -142,7 +192,7 @@ func unlink(m map[string]map[string]bool, k, machine string) {
 // on every removal. c.mu is held.
 func (c *goalCache) evicted(machine string, e *goalEntry) {
 	unlink(c.byScaleSet, e.scaleSet, machine)
-	for _, a := range e.g.body.apps {
+	for _, a := range append(slices.Clip(e.g.body.apps), e.g.ownApps...) {
 		unlink(c.byApp, a, machine)
 	}
 }
@@ -157,6 +207,28 @@ func (c *goalCache) bodyEvicted(key string, b *goalBody) {
 func (c *goalCache) drop(machines map[string]bool) {
 	for _, m := range slices.Collect(maps.Keys(machines)) { // Remove unlinks from machines
 		c.lru.Remove(m)
+	}
+}
+
+// reprofile marks the goal states of a scale set's machines stale after
+// a change of its profile, keeping what each was computed from that is
+// the machine's own (its record, runs, preheats): the next goal state
+// reads neither the machine nor, once per change, the scale set again.
+// A machine with pins is dropped whole (the change may drop its pins), as
+// is one kept without its own inputs. The links stay until the entry is
+// replaced or dropped: any change they name drops it whole. c.mu is held.
+func (c *goalCache) reprofile(scaleSet string) {
+	delete(c.scaleSets, scaleSet)
+	for _, m := range slices.Collect(maps.Keys(c.byScaleSet[scaleSet])) {
+		e, ok := c.lru.Peek(m)
+		if !ok {
+			continue
+		}
+		if e.own == nil || len(e.own.pins) > 0 {
+			c.lru.Remove(m)
+			continue
+		}
+		e.stale = true
 	}
 }
 
@@ -176,7 +248,10 @@ func (c *goalCache) invalidate(cmd *statepb.Command) {
 	defer c.mu.Unlock()
 	c.epoch++
 	machine := func(tenant, name string) { c.lru.Remove(string(key(tenant, name))) }
-	scaleSet := func(tenant, name string) { c.drop(c.byScaleSet[tenant+"\x00"+name]) }
+	scaleSet := func(tenant, name string) {
+		delete(c.scaleSets, tenant+"\x00"+name)
+		c.drop(c.byScaleSet[tenant+"\x00"+name])
+	}
 	app := func(tenant, gallery, name string) { c.dropApp(appKey(tenant, gallery, name)) }
 	version := func(r *statepb.VersionRef) { app(r.GetTenant(), r.GetGallery(), r.GetApplication()) }
 	gallery := func(tenant, name string) {
@@ -205,7 +280,7 @@ func (c *goalCache) invalidate(cmd *statepb.Command) {
 		if t := op.SetProfile.GetTarget(); t.GetMachine() != "" {
 			machine(op.SetProfile.Tenant, t.Machine)
 		} else {
-			scaleSet(op.SetProfile.Tenant, t.GetScaleSet())
+			c.reprofile(op.SetProfile.Tenant + "\x00" + t.GetScaleSet())
 		}
 	case *statepb.Command_RequestActions:
 		for _, r := range op.RequestActions.GetRuns() {
@@ -283,5 +358,6 @@ func (c *goalCache) invalidate(cmd *statepb.Command) {
 	default: // FinishUpload names only its session; a restored state; any other
 		c.lru.Purge()
 		c.bodies.Purge()
+		clear(c.scaleSets)
 	}
 }

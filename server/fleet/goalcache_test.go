@@ -2,6 +2,7 @@ package fleet
 
 import (
 	"context"
+	"fmt"
 	"maps"
 	"path/filepath"
 	"slices"
@@ -202,5 +203,100 @@ func TestGoalCacheInvalidation(t *testing.T) {
 	f.goals.putBody("body of m9", epoch, &goalBody{})
 	if f.goals.body("body of m9") != nil {
 		t.Fatal("a body computed across a change was kept")
+	}
+}
+
+// TestGoalCacheKeepsOwnInputs: a change of a scale set's profile keeps
+// what its machines' goal states were computed from that is their own
+// (not a machine with pins: the change may drop them), and forgets the
+// scale set's entries; any change of the machine's own forgets them too.
+func TestGoalCacheKeepsOwnInputs(t *testing.T) {
+	db, err := state.Open(filepath.Join(t.TempDir(), "vmapp.db"), state.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	f := New(db, Options{Regions: []string{"eastus"}})
+	propose := func(op isOp) {
+		t.Helper()
+		c := state.NewCommand(time.Unix(1_800_000_000, 0))
+		setOp(c, op)
+		if err := db.Propose(context.Background(), c); err != nil {
+			t.Fatalf("%T: %v", c.Op, err)
+		}
+	}
+	propose(&statepb.Command_CreateScaleSet{CreateScaleSet: &statepb.CreateScaleSet{ScaleSet: &pb.ScaleSet{Tenant: "t", Name: "ss", Region: "eastus", OsType: "Linux"}}})
+	for _, m := range []string{"m1", "m2"} {
+		propose(&statepb.Command_CreateMachine{CreateMachine: &statepb.CreateMachine{Machine: &pb.Machine{Tenant: "t", Name: m, Region: "eastus", OsType: "Linux", ScaleSet: "ss"}}})
+	}
+	ssKey := "t\x00ss"
+	own := map[string]*ownIn{
+		"m1": {machine: "m1", region: "eastus", scaleSet: ssKey, scaleSetName: "ss"},
+		"m2": {machine: "m2", region: "eastus", scaleSet: ssKey, scaleSetName: "ss", pins: map[string]string{"g/a": "1.0.0"}},
+	}
+	fill := func() {
+		for m, o := range own {
+			_, _, epoch := f.goals.lookup(string(key("t", m)))
+			f.goals.putWith(string(key("t", m)), epoch, Goal{State: &pb.GoalState{Machine: m}, body: &goalBody{apps: []string{appKey("t", "g", "a")}}}, ssKey, o)
+			f.goals.putScaleSet(ssKey, epoch, &scaleSetIn{region: "eastus"})
+		}
+	}
+	fill()
+	propose(&statepb.Command_SetProfile{SetProfile: &statepb.SetProfile{Tenant: "t", Target: &statepb.ProfileEtag{ScaleSet: "ss"}, Profile: &pb.ApplicationProfile{}}})
+	if g, o, _ := f.goals.lookup(string(key("t", "m1"))); g.State != nil || o != own["m1"] {
+		t.Errorf("m1 after its scale set's change: goal %v, own inputs %v", g.State, o)
+	}
+	if g, o, _ := f.goals.lookup(string(key("t", "m2"))); g.State != nil || o != nil {
+		t.Errorf("m2 (pinned) after its scale set's change: goal %v, own inputs %v", g.State, o)
+	}
+	if f.goals.scaleSet(ssKey) != nil {
+		t.Error("the scale set's entries were kept across its change")
+	}
+	// A stale entry replaced: its links are the new goal state's.
+	_, _, epoch := f.goals.lookup(string(key("t", "m1")))
+	f.goals.putWith(string(key("t", "m1")), epoch, Goal{State: &pb.GoalState{Machine: "m1"}, body: &goalBody{apps: []string{appKey("t", "g", "b")}}}, ssKey, own["m1"])
+	if f.goals.byApp[appKey("t", "g", "a")]["t\x00m1"] || !f.goals.byApp[appKey("t", "g", "b")]["t\x00m1"] {
+		t.Errorf("m1's links after its goal state was computed again: %v", f.goals.byApp)
+	}
+
+	// The machine's own change, or an application it names, drops all.
+	for _, c := range []struct {
+		name string
+		op   isOp
+	}{
+		{"its own profile", &statepb.Command_SetProfile{SetProfile: &statepb.SetProfile{Tenant: "t", Target: &statepb.ProfileEtag{Machine: "m1"}, Profile: &pb.ApplicationProfile{}}}},
+		{"an application of its goal state", &statepb.Command_UpdateApplication{UpdateApplication: &statepb.UpdateApplication{Application: &pb.GalleryApplication{Tenant: "t", Gallery: "g", Name: "a"}}}},
+	} {
+		fill()
+		propose(&statepb.Command_SetProfile{SetProfile: &statepb.SetProfile{Tenant: "t", Target: &statepb.ProfileEtag{ScaleSet: "ss"}, Profile: &pb.ApplicationProfile{}}})
+		if c.name == "an application of its goal state" {
+			propose(&statepb.Command_CreateGallery{CreateGallery: &statepb.CreateGallery{Gallery: &pb.Gallery{Tenant: "t", Name: "g"}}})
+			propose(&statepb.Command_CreateApplication{CreateApplication: &statepb.CreateApplication{Application: &pb.GalleryApplication{Tenant: "t", Gallery: "g", Name: "a"}}})
+		}
+		propose(c.op)
+		if _, o, _ := f.goals.lookup(string(key("t", "m1"))); o != nil {
+			t.Errorf("%s: m1's own inputs still kept", c.name)
+		}
+	}
+}
+
+type isOp interface{}
+
+func setOp(c *statepb.Command, op isOp) {
+	switch o := op.(type) {
+	case *statepb.Command_CreateScaleSet:
+		c.Op = o
+	case *statepb.Command_CreateMachine:
+		c.Op = o
+	case *statepb.Command_SetProfile:
+		c.Op = o
+	case *statepb.Command_UpdateApplication:
+		c.Op = o
+	case *statepb.Command_CreateGallery:
+		c.Op = o
+	case *statepb.Command_CreateApplication:
+		c.Op = o
+	default:
+		panic(fmt.Sprintf("setOp: %T", op))
 	}
 }
