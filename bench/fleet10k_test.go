@@ -183,14 +183,19 @@ func holdStreams(t *testing.T, ctx context.Context, e *fleetEnv, addrs []string,
 	if profiled != nil {
 		if path := profiled(); path != "" {
 			cpuTop = prof.top(path, 25)
-			text := "# vmappd CPU profile of a change of the scale set's profile: SetApplication, then 10,000 streams (go tool pprof -top)\n\n" + strings.Join(cpuTop, "\n") + "\n"
+			text := fmt.Sprintf("# vmappd CPU profile of a change of the scale set's profile: SetApplication, then %d streams (go tool pprof -top)\n\n", n) + strings.Join(cpuTop, "\n") + "\n"
 			if err := os.WriteFile(filepath.Join("results", "fleet10k-profile.txt"), []byte(text), 0o644); err != nil {
 				t.Log(err)
 			}
 		}
 	}
 
-	// Every machine reports at once, with its own credential.
+	// Every machine reports at once, with its own credential; vmappd's CPU
+	// profile of the first 6 s goes to results/fleet10k-report-profile.txt.
+	var reportProfiled func() string
+	if prof != nil {
+		reportProfiled = prof.cpu(ctx, 6)
+	}
 	reportLat := make([]time.Duration, n)
 	var wg sync.WaitGroup
 	var errOnce sync.Once
@@ -227,6 +232,14 @@ func holdStreams(t *testing.T, ctx context.Context, e *fleetEnv, addrs []string,
 		t.Fatal(reportErr)
 	}
 	phase("reportStatus")
+	if reportProfiled != nil {
+		if path := reportProfiled(); path != "" {
+			text := fmt.Sprintf("# vmappd CPU profile of %d machines' ReportStatus at once, the first 6 s (go tool pprof -top)\n\n", n) + strings.Join(prof.top(path, 40, "-cum"), "\n") + "\n"
+			if err := os.WriteFile(filepath.Join("results", "fleet10k-report-profile.txt"), []byte(text), 0o644); err != nil {
+				t.Log(err)
+			}
+		}
+	}
 	repMS := latencyMS(reportLat)
 	rssEnd := rss()
 	stop()
