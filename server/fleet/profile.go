@@ -153,10 +153,16 @@ func (f *Fleet) SetApplication(ctx context.Context, tenant string, t Target, in 
 	entry := proto.Clone(in).(*pb.VMGalleryApplication)
 	entry.PackageReferenceId = ref.String()
 	entry.ResolvedVersion = v.Name
+	// The first attempt uses what was read for the checks: the command
+	// carries its etags, so a change since is refused and read again.
 	return retryProfile(ifMatch, func() (*pb.ApplicationProfile, error) {
-		p, err := f.load(ctx, tenant, t)
-		if err != nil {
-			return nil, err
+		p := first
+		first = nil
+		if p == nil {
+			var err error
+			if p, err = f.load(ctx, tenant, t); err != nil {
+				return nil, err
+			}
 		}
 		apps, err := withEntry(p, t, entry, ref, ifMatch)
 		if err != nil {
