@@ -75,6 +75,11 @@ func TestPeerScale(t *testing.T) {
 		"storeEgressPackagesWithout": round(float64(without.egress)/float64(size), 2),
 		"storeEgressPackagesWith":    round(float64(with.egress)/float64(size), 2),
 	}
+	r["vmapp"] = fmt.Sprintf("with peers: all %d installed in %.1f s; store sent %.2f packages", machines, with.all.Seconds(), r["storeEgressPackagesWith"])
+	r["baseline"] = fmt.Sprintf("stores only: %.1f s, store sent %.2f packages", without.all.Seconds(), r["storeEgressPackagesWithout"])
+	r["ratio"] = r["speedup"]
+	r["notes"] = fmt.Sprintf("%d MiB to %d machines (agents in this process, real peer listeners), store capped at %.0f MB/s; ratio = speedup (without / with), goal ≥ 5; with peers / one machine alone (%.1f s): %.2f, goal ≤ 1.5; store egress with peers %.2f packages, goal ≤ 3; plot results/peers-completion.png",
+		size>>20, machines, peerStoreRate/1e6, solo.all.Seconds(), r["withPeersOverSolo"], r["storeEgressPackagesWith"])
 	t.Logf("%d machines, %d MiB, store capped at %.0f MB/s: all installed in %.1f s without peers, %.1f s with (%.2f× faster; one machine alone %.1f s); store sent %.2f packages without peers, %.2f with",
 		machines, size>>20, peerStoreRate/1e6, without.all.Seconds(), with.all.Seconds(), r["speedup"], solo.all.Seconds(), r["storeEgressPackagesWithout"], r["storeEgressPackagesWith"])
 	report.Scenarios["peers"] = r
