@@ -63,19 +63,31 @@ func startFleetEnv(t testing.TB, endpoints int, args ...string) *fleetEnv {
 	e.bin = buildCmd(t, "vmappd")
 	e.d = startVmappdArgs(t, e.bin, regionsFile, args, "VMAPP_S3_ACCESS_KEY="+accessKey, "VMAPP_S3_SECRET_KEY="+secretKey)
 	e.pid = e.d.cmd.Process.Pid
+	e.connect(t)
+	return e
+}
+
+// connect gives e a client of its vmappd with the operator token.
+func (e *fleetEnv) connect(t testing.TB) {
+	t.Helper()
 	c, err := client.New(e.d.addr, client.Options{Token: e.d.token})
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { c.Close() })
 	e.c, e.fleet = c, pb.NewFleetServiceClient(c.Conn())
-	return e
 }
 
 // publish creates gallery/app (Linux) when missing and version with
 // replicas replicas in the region, uploads path as its package and waits
 // until replication completes. It returns the wall time of the wait.
 func (e *fleetEnv) publish(t testing.TB, ctx context.Context, gallery, app, version, path string, replicas int32) time.Duration {
+	t.Helper()
+	return e.publishWith(t, ctx, gallery, app, version, path, replicas, &pb.UserArtifactManage{Install: "i", Remove: "r"})
+}
+
+// publishWith is publish with the version's install and remove commands.
+func (e *fleetEnv) publishWith(t testing.TB, ctx context.Context, gallery, app, version, path string, replicas int32, manage *pb.UserArtifactManage) time.Duration {
 	t.Helper()
 	sum, _, err := client.FileSHA256(path)
 	if err != nil {
@@ -90,7 +102,7 @@ func (e *fleetEnv) publish(t testing.TB, ctx context.Context, gallery, app, vers
 	if _, err := e.c.Catalog.CreateVersion(ctx, &pb.CreateVersionRequest{Version: &pb.GalleryApplicationVersion{
 		Gallery: gallery, Application: app, Name: version, Location: fleetRegion,
 		PublishingProfile: &pb.PublishingProfile{
-			ManageActions: &pb.UserArtifactManage{Install: "i", Remove: "r"},
+			ManageActions: manage,
 			TargetRegions: []*pb.TargetRegion{{Name: fleetRegion, RegionalReplicaCount: proto.Int32(replicas)}},
 		},
 	}}); err != nil {
