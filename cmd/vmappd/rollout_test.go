@@ -3,7 +3,6 @@ package main
 import (
 	"context"
 	"fmt"
-	"io"
 	"log/slog"
 	"os"
 	"path/filepath"
@@ -44,6 +43,9 @@ type rolloutEnv struct {
 	// tokens are the machines' agent credentials; stops stop their agents.
 	tokens map[string]string
 	stops  map[string]func()
+	// agentLog has every agent's warnings and errors.
+	agentLog     strings.Builder
+	agentLogLock lockedWriter
 }
 
 // rolloutRegions is the regions file of a region on MinIO m.
@@ -73,6 +75,7 @@ func setupRolloutEnv(t *testing.T, e *rolloutEnv) *rolloutEnv {
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute) // guards against hangs only
 	t.Cleanup(cancel)
 	e.t, e.ctx, e.dir, e.tokens, e.stops = t, ctx, t.TempDir(), map[string]string{}, map[string]func(){}
+	e.agentLogLock.w = &e.agentLog
 	e.fl, e.ro = pb.NewFleetServiceClient(e.c.Conn()), pb.NewRolloutServiceClient(e.c.Conn())
 	e.marks = filepath.Join(e.dir, "marks")
 	must := must(t)
@@ -161,7 +164,7 @@ func (e *rolloutEnv) startAgent(machine, token string) {
 			RetryBase:      time.Hour, RetryMax: time.Hour, // a failed update is not retried on its own
 			HealthAttempts: 1, HealthInterval: -1, // a failed health check is the verdict
 			ReconnectBase: 50 * time.Millisecond, ReconnectMax: 500 * time.Millisecond,
-			Logger: slog.New(slog.NewTextHandler(io.Discard, nil)),
+			Logger: slog.New(slog.NewTextHandler(&e.agentLogLock, &slog.HandlerOptions{Level: slog.LevelWarn})),
 		})
 		if err != nil {
 			e.t.Errorf("agent %s: %v", machine, err)
@@ -541,6 +544,9 @@ func (e *rolloutEnv) resumes(stop func()) {
 		t.Fatalf("after the stop: %s (%s); machines: %s", r.State, r.Reason, strings.Join(ms, "; "))
 	}
 	e.waitVersion(machines, "2.0.0")
+	e.agentLogLock.mu.Lock()
+	t.Logf("times an agent's download asked again for its plan (no node led): %d", strings.Count(e.agentLog.String(), "can't give the download plan now"))
+	e.agentLogLock.mu.Unlock()
 	starts := map[string]int{}
 	for _, m := range e.readMarks() {
 		if m.version == "2.0.0" && m.what == "start" {
