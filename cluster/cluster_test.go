@@ -9,6 +9,7 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
+	"strings"
 	"testing"
 	"time"
 
@@ -276,6 +277,40 @@ func TestFailover(t *testing.T) {
 	}
 	old.start()
 	sameGalleries(t, []string{"after", "before"}, nodes...)
+}
+
+// TestSyncLeaderUnreachable: a follower whose leader's API can't be
+// reached (its gRPC server stopped while its raft still leads, as a leader
+// killed is until the followers' heartbeat timeout) refuses a read as it
+// refuses a write no node took: Unavailable with field "leader", which
+// tells clients (a download's plan) that the cluster is between leaders.
+// Every node without a leader at all refuses the same way.
+func TestSyncLeaderUnreachable(t *testing.T) {
+	nodes := threeNodes(t)
+	leader := leaderOf(t, nodes...)
+	leader.srv.Stop()
+	ctx, cancel := context.WithTimeout(context.Background(), hangGuard)
+	defer cancel()
+	for _, tn := range nodes {
+		if tn == leader {
+			continue
+		}
+		err := tn.n.Sync(ctx)
+		if !errs.Is(err, errs.Unavailable) || errs.FieldOf(err) != fieldNotLeader || !strings.Contains(err.Error(), "can't be reached for a read index") {
+			t.Fatalf("a read on %s, its leader %s unreachable: %v (field %q), want Unavailable on field leader", tn.id, leader.id, err, errs.FieldOf(err))
+		}
+		t.Logf("%s: %v", tn.id, err)
+	}
+	// Alone, a node knows no leader: the same class and field.
+	for _, tn := range nodes {
+		if tn != nodes[2] {
+			tn.stop()
+		}
+	}
+	eventually(t, nodes[2].id+" knows no leader", func() bool { return nodes[2].n.leader() == "" })
+	if err := nodes[2].n.Sync(ctx); !errs.Is(err, errs.Unavailable) || errs.FieldOf(err) != fieldNotLeader {
+		t.Fatalf("a read on %s alone: %v (field %q), want Unavailable on field leader", nodes[2].id, err, errs.FieldOf(err))
+	}
 }
 
 // TestDeposedLeaderWork: a command of leader-only work from an older term

@@ -208,7 +208,10 @@ func unknownOutcome(err error) error {
 
 // Sync waits until this node's file holds every change committed before
 // the call (a read index, confirmed by the leader): reads after it are
-// linearizable.
+// linearizable. Without a leader to confirm it, it fails Unavailable with
+// field "leader", as a write no node took does: no leader known, one that
+// no longer leads, or one that can't be reached (dead, and not noticed
+// yet: the followers name it until their heartbeat timeout).
 func (n *Node) Sync(ctx context.Context) error {
 	if n.IsLeader() {
 		if err := n.raft.VerifyLeader().Error(); err == nil {
@@ -220,6 +223,9 @@ func (n *Node) Sync(ctx context.Context) error {
 		return n.noLeader()
 	}
 	index, err := n.peers.readIndex(ctx, n.apiAddress(id))
+	if errs.Is(err, errs.Unavailable) && !isNotTaken(err) && ctx.Err() == nil {
+		return errs.New(errs.Unavailable, fieldNotLeader, "leader %s can't be reached for a read index (%v); retry, or ask another node", id, err)
+	}
 	if err != nil {
 		return err
 	}

@@ -97,7 +97,25 @@ type Options struct {
 	// each piece verified.
 	OnShare func(*Share)
 	OnPiece func()
+	// PlanWait is how long Run asks again for the first plan while
+	// vmappd's nodes answer that none leads the cluster (Unavailable,
+	// field "leader": between a leader's death and the next election no
+	// node reads linearizably); 0 means DefaultPlanWait, a negative value
+	// asks once.
+	PlanWait time.Duration
 }
+
+// DefaultPlanWait is Options.PlanWait's default: as long as a vmappd node
+// asks the leader of the moment again for a write (an election's worth on
+// a loaded machine), so that a download started as the cluster's leader
+// dies waits for the next one instead of failing.
+const DefaultPlanWait = 30 * time.Second
+
+// Backoff between the requests of a first plan vmappd couldn't give.
+const (
+	planRetryBase = 100 * time.Millisecond
+	planRetryMax  = 2 * time.Second
+)
 
 // Suffixes of the files Run keeps beside dest while it works: the pieces
 // land in dest+PartialSuffix, and dest+StateSuffix records which of them
@@ -145,7 +163,7 @@ func Run(ctx context.Context, svc pb.DownloadServiceClient, gallery, app, versio
 		return nil, errs.New(errs.InvalidArgument, "dest", "the destination file is required")
 	}
 	t := target{gallery: gallery, app: app, version: version, kind: o.Kind, region: o.Region}
-	first, err := t.getPlan(ctx, svc)
+	first, err := t.firstPlan(ctx, svc, o)
 	if err != nil {
 		return nil, err
 	}
@@ -181,6 +199,9 @@ func (o Options) withDefaults() (Options, error) {
 	if o.Kind == pb.ArtifactKind_ARTIFACT_KIND_UNSPECIFIED {
 		o.Kind = pb.ArtifactKind_ARTIFACT_KIND_PACKAGE
 	}
+	if o.PlanWait == 0 {
+		o.PlanWait = DefaultPlanWait
+	}
 	if o.MachineID == "" {
 		o.MachineID, _ = os.Hostname()
 	}
@@ -211,6 +232,39 @@ func (t target) getPlan(ctx context.Context, svc pb.DownloadServiceClient) (*pb.
 		return nil, errs.New(errs.Internal, "", "vmappd returned no download plan for %s/%s/%s", t.gallery, t.app, t.version)
 	}
 	return r.Plan, nil
+}
+
+// firstPlan asks for the download's first plan, again for up to o.PlanWait
+// while vmappd answers that no node leads the cluster now: the gRPC client
+// already tried the other nodes, and every node refuses reads between a
+// leader's death and the next election. Any other refusal (the version
+// doesn't exist, isn't in the region, the machine may not download it; no
+// vmappd at that address) is the answer.
+func (t target) firstPlan(ctx context.Context, svc pb.DownloadServiceClient, o Options) (*pb.DownloadPlan, error) {
+	deadline := time.Now().Add(o.PlanWait)
+	wait := planRetryBase
+	for {
+		p, err := t.getPlan(ctx, svc)
+		if err == nil || !noLeader(err) || ctx.Err() != nil || time.Now().Add(wait).After(deadline) {
+			return p, err
+		}
+		o.Logger.Warn("vmappd can't give the download plan now: asking again", "gallery", t.gallery, "application", t.app, "version", t.version,
+			"kind", t.kind.Label(), "retry_in", wait, "err", err)
+		timer := time.NewTimer(wait)
+		select {
+		case <-ctx.Done():
+			timer.Stop()
+			return nil, errs.Wrap(errs.ClassOf(ctx.Err()), ctx.Err(), "asking for the download plan of %s/%s/%s", t.gallery, t.app, t.version)
+		case <-timer.C:
+		}
+		wait = min(2*wait, planRetryMax)
+	}
+}
+
+// noLeader tells whether err is a cluster node's refusal for want of a
+// leader: Unavailable with field "leader" (package cluster).
+func noLeader(err error) bool {
+	return errs.Is(err, errs.Unavailable) && errs.FieldOf(err) == "leader"
 }
 
 // downloader is one download: the artifact, where it goes, and the parts

@@ -3,7 +3,6 @@ package main
 import (
 	"context"
 	"fmt"
-	"io"
 	"log/slog"
 	"os"
 	"path/filepath"
@@ -44,6 +43,9 @@ type rolloutEnv struct {
 	// tokens are the machines' agent credentials; stops stop their agents.
 	tokens map[string]string
 	stops  map[string]func()
+	// agentLog has every agent's warnings and errors.
+	agentLog     strings.Builder
+	agentLogLock lockedWriter
 }
 
 // rolloutRegions is the regions file of a region on MinIO m.
@@ -73,6 +75,7 @@ func setupRolloutEnv(t *testing.T, e *rolloutEnv) *rolloutEnv {
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute) // guards against hangs only
 	t.Cleanup(cancel)
 	e.t, e.ctx, e.dir, e.tokens, e.stops = t, ctx, t.TempDir(), map[string]string{}, map[string]func(){}
+	e.agentLogLock.w = &e.agentLog
 	e.fl, e.ro = pb.NewFleetServiceClient(e.c.Conn()), pb.NewRolloutServiceClient(e.c.Conn())
 	e.marks = filepath.Join(e.dir, "marks")
 	must := must(t)
@@ -161,7 +164,7 @@ func (e *rolloutEnv) startAgent(machine, token string) {
 			RetryBase:      time.Hour, RetryMax: time.Hour, // a failed update is not retried on its own
 			HealthAttempts: 1, HealthInterval: -1, // a failed health check is the verdict
 			ReconnectBase: 50 * time.Millisecond, ReconnectMax: 500 * time.Millisecond,
-			Logger: slog.New(slog.NewTextHandler(io.Discard, nil)),
+			Logger: slog.New(slog.NewTextHandler(&e.agentLogLock, &slog.HandlerOptions{Level: slog.LevelWarn})),
 		})
 		if err != nil {
 			e.t.Errorf("agent %s: %v", machine, err)
@@ -500,15 +503,11 @@ func TestRolloutResumesAfterKill(t *testing.T) {
 // TestRolloutResumesAfterLeaderChange: on a cluster of three nodes, the
 // leader (whose driver moves the rollout) is killed with SIGKILL while
 // machines of a later wave than the first update; the new leader's driver
-// finishes the rollout, and no machine runs 2.0.0's update twice.
+// finishes the rollout, and no machine runs 2.0.0's update twice. (A
+// machine whose goal state changed as the leader died once failed its
+// update: no node could give its download plan before the election. The
+// download asks again now: TestClusterDownloadWaitsForLeader.)
 func TestRolloutResumesAfterLeaderChange(t *testing.T) {
-	// A known defect, open in issue 23: in one full make test run of two,
-	// the rollout ended Halted after the leader's kill -9 (one machine
-	// counted failed, maxErrors 0). Until its cause is found the test runs
-	// only when asked for.
-	if os.Getenv("VMAPP_KNOWN_DEFECTS") == "" {
-		t.Skip("known defect (issue 23): a leader's kill -9 mid-wave can leave a machine counted failed and halt the rollout; VMAPP_KNOWN_DEFECTS=1 runs it")
-	}
 	e := newClusterRolloutEnv(t)
 	e.resumes(func() {
 		leader := e.vc.leader(e.vc.nodes...)
@@ -538,9 +537,16 @@ func (e *rolloutEnv) resumes(stop func()) {
 	stop()
 	r := e.waitRollout("rk")
 	if r.State != pb.RolloutSucceeded {
-		t.Fatalf("after the stop: %s (%s)", r.State, r.Reason)
+		var ms []string
+		for _, m := range r.Machines {
+			ms = append(ms, fmt.Sprintf("%s %s %q", m.Name, m.State, m.Reason))
+		}
+		t.Fatalf("after the stop: %s (%s); machines: %s", r.State, r.Reason, strings.Join(ms, "; "))
 	}
 	e.waitVersion(machines, "2.0.0")
+	e.agentLogLock.mu.Lock()
+	t.Logf("times an agent's download asked again for its plan (no node led): %d", strings.Count(e.agentLog.String(), "can't give the download plan now"))
+	e.agentLogLock.mu.Unlock()
 	starts := map[string]int{}
 	for _, m := range e.readMarks() {
 		if m.version == "2.0.0" && m.what == "start" {
