@@ -99,6 +99,27 @@ func (s *downloadServer) target(ctx context.Context, gallery, app, version strin
 	return &target{v: v, manifest: m, replicas: reps}, nil
 }
 
+// capped reports whether rep's endpoint caps its egress (egressMBps):
+// its bytes may leave it only through vmappd, which caps them, never
+// through a presigned URL.
+func (s *downloadServer) capped(rep *statepb.Replica) bool {
+	r, _ := s.topo.Region(rep.Region)
+	return int(rep.Endpoint) < len(r.Endpoints) && r.Endpoints[rep.Endpoint].Egress() > 0
+}
+
+// anyUncapped reports whether one of region's replicas may be read
+// through a URL. When none may, the plan isn't direct: the downloader
+// reads through vmappd (ReadRange), not from other regions' replicas
+// first.
+func (s *downloadServer) anyUncapped(reps []*statepb.Replica, region string) bool {
+	for _, rep := range reps {
+		if rep.Region == region && !s.capped(rep) {
+			return true
+		}
+	}
+	return false
+}
+
 func (s *downloadServer) GetDownloadPlan(ctx context.Context, r *pb.GetDownloadPlanRequest) (*pb.GetDownloadPlanResponse, error) {
 	t, err := s.target(ctx, r.Gallery, r.Application, r.Version, r.Kind, r.Region)
 	if err != nil {
@@ -108,10 +129,13 @@ func (s *downloadServer) GetDownloadPlan(ctx context.Context, r *pb.GetDownloadP
 	plan := &pb.DownloadPlan{
 		Gallery: t.v.Gallery, Application: t.v.Application, Version: t.v.Name, Kind: r.Kind, Region: r.Region,
 		SizeBytes: m.SizeBytes, Sha256: m.Sha256, PieceSize: m.PieceSize, PieceSha256: m.PieceSha256, PieceChain: m.PieceChain,
-		Direct: s.direct, ExpireTime: timestamppb.New(time.Now().Add(s.expiry)),
+		Direct: s.direct && s.anyUncapped(t.replicas, r.Region), ExpireTime: timestamppb.New(time.Now().Add(s.expiry)),
 	}
-	if s.direct {
+	if plan.Direct {
 		for _, rep := range t.replicas {
+			if s.capped(rep) {
+				continue // its bytes go through vmappd's cap: ReadRange
+			}
 			st, err := s.stores(rep.Region, int(rep.Endpoint))
 			if err != nil {
 				return nil, err

@@ -9,6 +9,7 @@
 //	        bucket: vmapp-eastus
 //	        credentialsEnv: VMAPP_S3     # optional, the default
 //	        bandwidthMBps: 100           # optional: replication streams into it at most this fast
+//	        egressMBps: 100              # optional: every byte read from it, at most this fast (agents read through vmappd)
 //	replication:                         # optional, every field too
 //	  concurrency: 8                     # replicas copying at once
 //	  endpointConcurrency: 4             # ... into one endpoint
@@ -99,7 +100,16 @@ type Endpoint struct {
 	// BandwidthMBps bounds how fast replication streams into the endpoint
 	// (10^6 bytes/s); 0 is unlimited.
 	BandwidthMBps float64 `yaml:"bandwidthMBps"`
+	// EgressMBps caps the bytes read from the endpoint (10^6 bytes/s),
+	// all readers together: downloads (which then get no presigned URL
+	// of it and read through vmappd's ReadRange), replication's reads,
+	// the scrub's. 0 is unlimited.
+	EgressMBps float64 `yaml:"egressMBps"`
 }
+
+// Egress returns the endpoint's egress cap in bytes per second; 0 is
+// none.
+func (e Endpoint) Egress() int64 { return int64(e.EgressMBps * 1e6) }
 
 // Credentials returns the endpoint's access and secret key from the
 // environment, or an error naming the missing variable.
@@ -188,6 +198,9 @@ func (t *Topology) Validate() error {
 			}
 			if e.BandwidthMBps < 0 {
 				return fmt.Errorf("region %s: endpoints[%d].bandwidthMBps %v: must not be negative", r.Name, j, e.BandwidthMBps)
+			}
+			if e.EgressMBps < 0 {
+				return fmt.Errorf("regions[%d].endpoints[%d].egressMBps %v (region %s): must not be negative", i, j, e.EgressMBps, r.Name)
 			}
 			if e.CredentialsEnv != "" && !envName.MatchString(e.CredentialsEnv) {
 				return fmt.Errorf("region %s: endpoints[%d].credentialsEnv %q: want an environment variable prefix such as VMAPP_S3", r.Name, j, e.CredentialsEnv)

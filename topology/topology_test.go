@@ -17,6 +17,7 @@ regions:
       - url: http://127.0.0.1:9102
         bucket: vmapp-eastus
         bandwidthMBps: 40
+        egressMBps: 12.5
   - name: westus
     endpoints:
       - url: https://s3.example.net:443
@@ -35,7 +36,7 @@ func TestParseGood(t *testing.T) {
 	if got := strings.Join(topo.Names(), ","); got != "eastus,westus" {
 		t.Fatalf("names %s", got)
 	}
-	if r, ok := topo.Region("eastus"); !ok || len(r.Endpoints) != 2 || r.Endpoints[1].BandwidthMBps != 40 {
+	if r, ok := topo.Region("eastus"); !ok || len(r.Endpoints) != 2 || r.Endpoints[1].BandwidthMBps != 40 || r.Endpoints[1].Egress() != 12_500_000 || r.Endpoints[0].Egress() != 0 {
 		t.Fatalf("eastus %+v %v", r, ok)
 	}
 	if !topo.Has("westus") || topo.Has("nowhere") {
@@ -70,6 +71,7 @@ func TestParseBad(t *testing.T) {
 		{"negative concurrency", "regions:\n" + ok + "replication:\n  concurrency: -2\n", "replication.concurrency -2"},
 		{"negative endpointConcurrency", "regions:\n" + ok + "replication:\n  endpointConcurrency: -1\n", "replication.endpointConcurrency"},
 		{"negative partConcurrency", "regions:\n" + ok + "replication:\n  partConcurrency: -1\n", "replication.partConcurrency"},
+		{"negative endpoint egress", "regions:\n" + ok + region("westus", "http://127.0.0.1:9102", "vmapp-westus", "        egressMBps: -3\n"), "regions[1].endpoints[0].egressMBps -3 (region westus): must not be negative"},
 		{"negative bandwidth", "regions:\n" + ok + "replication:\n  bandwidthMBps: -0.5\n", "replication.bandwidthMBps"},
 		{"negative scrubInterval", "regions:\n" + ok + "replication:\n  scrubInterval: -1h\n", "replication.scrubInterval"},
 		{"scrubInterval not a duration", "regions:\n" + ok + "replication:\n  scrubInterval: daily\n", "daily"},

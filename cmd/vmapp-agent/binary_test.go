@@ -145,7 +145,13 @@ func (b *syncBuffer) String() string {
 
 func (e *env) start(t *testing.T, args ...string) *agentProc {
 	t.Helper()
-	p := &agentProc{cmd: exec.Command(e.bin, args...), log: &syncBuffer{}, done: make(chan error, 1)}
+	return e.startCmd(t, exec.Command(e.bin, args...), args)
+}
+
+// startCmd starts cmd, a vmapp-agent with args, until the test ends.
+func (e *env) startCmd(t *testing.T, cmd *exec.Cmd, args []string) *agentProc {
+	t.Helper()
+	p := &agentProc{cmd: cmd, log: &syncBuffer{}, done: make(chan error, 1)}
 	p.cmd.Stderr = p.log
 	if err := p.cmd.Start(); err != nil {
 		t.Fatal(err)

@@ -183,7 +183,7 @@ func New(ctx context.Context, c Config) (*Daemon, error) {
 	if d.State, err = state.Open(filepath.Join(c.DataDir, DBFile), state.Options{Logger: c.Logger}); err != nil {
 		return nil, err
 	}
-	d.Stores = stores.Observed(observed.NewErrors(d.Registry))
+	d.Stores = stores.Observed(observed.NewErrors(d.Registry)).Capped(topo)
 	d.health = newHealthState(d.Health, d.Registry)
 	d.Registry.MustRegister(prometheus.NewCounterFunc(prometheus.CounterOpts{
 		Name: "vmapp_state_records_read_total",

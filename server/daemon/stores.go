@@ -7,9 +7,11 @@ import (
 	"time"
 
 	"github.com/vmapp/vmapp/blob"
+	"github.com/vmapp/vmapp/blob/capped"
 	"github.com/vmapp/vmapp/blob/observed"
 	"github.com/vmapp/vmapp/blob/s3"
 	"github.com/vmapp/vmapp/errs"
+	"github.com/vmapp/vmapp/internal/ratecap"
 	"github.com/vmapp/vmapp/topology"
 )
 
@@ -38,6 +40,22 @@ func (s Stores) Observed(e *observed.Errors) Stores {
 	for region, eps := range s {
 		for i, st := range eps {
 			out[region] = append(out[region], e.Wrap(st, region, strconv.Itoa(i)))
+		}
+	}
+	return out
+}
+
+// Capped returns the stores whose endpoint sets egressMBps in topo reading
+// through one cap each, shared by everything vmappd reads from it.
+func (s Stores) Capped(topo *topology.Topology) Stores {
+	out := Stores{}
+	for region, eps := range s {
+		r, _ := topo.Region(region)
+		for i, st := range eps {
+			if i < len(r.Endpoints) {
+				st = capped.Wrap(st, ratecap.New(r.Endpoints[i].Egress()))
+			}
+			out[region] = append(out[region], st)
 		}
 	}
 	return out

@@ -5,6 +5,7 @@
 package testcluster
 
 import (
+	"cmp"
 	"context"
 	"fmt"
 	"log/slog"
@@ -47,6 +48,11 @@ type Options struct {
 	// endpoint i of region (a proxy in front of the MinIO at endpoint,
 	// say); nil names the MinIO.
 	Front func(region string, i int, endpoint string) string
+	// EgressMBps sets egressMBps on every endpoint of the regions it
+	// names.
+	EgressMBps map[string]float64
+	// Listen is vmappd's gRPC address; "" is a free loopback port.
+	Listen string
 	// HTTP serves the REST API and the web console (--http-listen) on a
 	// loopback port too: Cluster.HTTPURL.
 	HTTP bool
@@ -92,7 +98,7 @@ func Start(t testing.TB, o Options) *Cluster {
 			if o.Front != nil {
 				url = o.Front(r.Name, i, url)
 			}
-			fmt.Fprintf(&yaml, "      - {url: %q, bucket: %s}\n", url, c.Bucket[r.Name])
+			fmt.Fprintf(&yaml, "      - {url: %q, bucket: %s, egressMBps: %v}\n", url, c.Bucket[r.Name], o.EgressMBps[r.Name])
 		}
 	}
 	must := func(err error) {
@@ -106,7 +112,7 @@ func Start(t testing.TB, o Options) *Cluster {
 	must(os.WriteFile(regions, []byte(yaml.String()), 0o600))
 	os.Setenv("VMAPP_S3_ACCESS_KEY", access)
 	os.Setenv("VMAPP_S3_SECRET_KEY", secret)
-	cfg := daemon.Config{DataDir: filepath.Join(dir, "data"), Listen: "127.0.0.1:0", RegionsFile: regions, PartSize: PartSize,
+	cfg := daemon.Config{DataDir: filepath.Join(dir, "data"), Listen: cmp.Or(o.Listen, "127.0.0.1:0"), RegionsFile: regions, PartSize: PartSize,
 		URLExpiry: o.URLExpiry, ProxyDownloads: o.ProxyDownloads, Replicator: o.Replicator}
 	if o.HTTP {
 		cfg.HTTPListen = "127.0.0.1:0"

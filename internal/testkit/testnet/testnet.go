@@ -63,7 +63,13 @@ func NewProxy(target string) (*Proxy, error) { return NewCappedProxy(target, 0) 
 // NewCappedProxy is NewProxy whose target sends at most bytesPerSec
 // through it, all connections together (0: no cap).
 func NewCappedProxy(target string, bytesPerSec int64) (*Proxy, error) {
-	l, err := net.Listen("tcp", "127.0.0.1:0")
+	return NewProxyOn("127.0.0.1:0", target, bytesPerSec)
+}
+
+// NewProxyOn is NewCappedProxy listening on addr (host:port; port 0 picks
+// a free one): on a test network's address (Net.RootIP), say.
+func NewProxyOn(addr, target string, bytesPerSec int64) (*Proxy, error) {
+	l, err := net.Listen("tcp", addr)
 	if err != nil {
 		return nil, err
 	}
