@@ -341,19 +341,12 @@ func TestProfileTagLimits(t *testing.T) {
 // seeds' messages, when one of those conflicts.
 func TestScaleSetChangeReadsOwnInstances(t *testing.T) {
 	const n = 150
-	c := testcluster.Start(t, testcluster.Options{})
-	fl := pb.NewFleetServiceClient(c.Client.Conn())
-	c.Publish(t, "1.0.0", []byte("package one"), testcluster.Target("eastus", 1))
-	c.WaitState(t, "1.0.0", "Completed")
-	c.Publish(t, "2.0.0", []byte("package two"), testcluster.Target("eastus", 1))
-	c.WaitState(t, "2.0.0", "Completed")
-	_, err := fl.CreateScaleSet(ctx(t), &pb.CreateScaleSetRequest{ScaleSet: &pb.ScaleSet{Name: "web", Region: "eastus", OsType: "Linux"}})
-	mustOK(t, err)
+	c, fl := twoVersionsAndWeb(t)
 	for i := range n {
 		_, err := fl.CreateMachine(ctx(t), &pb.CreateMachineRequest{Machine: &pb.Machine{Name: fmt.Sprintf("web-%03d", i), ScaleSet: "web"}})
 		mustOK(t, err)
 	}
-	_, err = fl.CreateMachine(ctx(t), &pb.CreateMachineRequest{Machine: &pb.Machine{Name: "vm1", Region: "eastus", OsType: "Linux"}})
+	_, err := fl.CreateMachine(ctx(t), &pb.CreateMachineRequest{Machine: &pb.Machine{Name: "vm1", Region: "eastus", OsType: "Linux"}})
 	mustOK(t, err)
 	set := func(target *pb.ProfileTarget, ref string) error {
 		_, err := fl.SetApplication(ctx(t), &pb.SetApplicationRequest{Target: target, Application: &pb.VMGalleryApplication{PackageReferenceId: ref}})

@@ -176,14 +176,7 @@ func TestGoalStateCacheFollowsChanges(t *testing.T) {
 // own, and the others keep sharing theirs.
 func TestScaleSetGoalComputedOnce(t *testing.T) {
 	const n = 30
-	c := testcluster.Start(t, testcluster.Options{})
-	fl := pb.NewFleetServiceClient(c.Client.Conn())
-	c.Publish(t, "1.0.0", []byte("package one"), testcluster.Target("eastus", 1))
-	c.WaitState(t, "1.0.0", "Completed")
-	c.Publish(t, "2.0.0", []byte("package two"), testcluster.Target("eastus", 1))
-	c.WaitState(t, "2.0.0", "Completed")
-	_, err := fl.CreateScaleSet(ctx(t), &pb.CreateScaleSetRequest{ScaleSet: &pb.ScaleSet{Name: "web", Region: "eastus", OsType: "Linux"}})
-	mustOK(t, err)
+	c, fl := twoVersionsAndWeb(t)
 	streams := make([]pb.FleetService_WatchGoalStateClient, n)
 	for i := range n {
 		name := fmt.Sprintf("web-%d", i)
@@ -245,7 +238,7 @@ func TestScaleSetGoalComputedOnce(t *testing.T) {
 	// Taken out of the scale set's profile: at most one goal state
 	// computed (the empty one may still be kept from the start).
 	mark = c.Fleet.GoalBodiesComputed()
-	_, err = fl.RemoveApplication(ctx(t), &pb.RemoveApplicationRequest{Target: onWeb, Application: "g/a"})
+	_, err := fl.RemoveApplication(ctx(t), &pb.RemoveApplicationRequest{Target: onWeb, Application: "g/a"})
 	mustOK(t, err)
 	expect("")
 	if got := c.Fleet.GoalBodiesComputed() - mark; got > 1 {
@@ -279,14 +272,7 @@ func TestScaleSetGoalComputedOnce(t *testing.T) {
 // every goal state is the one a fleet without a cache computes.
 func TestScaleSetChangeReadsNoMachine(t *testing.T) {
 	const n = 40
-	c := testcluster.Start(t, testcluster.Options{})
-	fl := pb.NewFleetServiceClient(c.Client.Conn())
-	c.Publish(t, "1.0.0", []byte("package one"), testcluster.Target("eastus", 1))
-	c.WaitState(t, "1.0.0", "Completed")
-	c.Publish(t, "2.0.0", []byte("package two"), testcluster.Target("eastus", 1))
-	c.WaitState(t, "2.0.0", "Completed")
-	_, err := fl.CreateScaleSet(ctx(t), &pb.CreateScaleSetRequest{ScaleSet: &pb.ScaleSet{Name: "web", Region: "eastus", OsType: "Linux"}})
-	mustOK(t, err)
+	c, fl := twoVersionsAndWeb(t)
 	names := make([]string, n)
 	for i := range n {
 		names[i] = fmt.Sprintf("web-%d", i)
@@ -371,4 +357,19 @@ func TestScaleSetChangeReadsNoMachine(t *testing.T) {
 			t.Fatalf("%s's goal state names %s in %s", m, g.Machine, g.Region)
 		}
 	}
+}
+
+// twoVersionsAndWeb starts a cluster with versions 1.0.0 and 2.0.0 of g/a
+// replicated to eastus and an empty Linux scale set "web" there.
+func twoVersionsAndWeb(t *testing.T) (*testcluster.Cluster, pb.FleetServiceClient) {
+	t.Helper()
+	c := testcluster.Start(t, testcluster.Options{})
+	fl := pb.NewFleetServiceClient(c.Client.Conn())
+	c.Publish(t, "1.0.0", []byte("package one"), testcluster.Target("eastus", 1))
+	c.WaitState(t, "1.0.0", "Completed")
+	c.Publish(t, "2.0.0", []byte("package two"), testcluster.Target("eastus", 1))
+	c.WaitState(t, "2.0.0", "Completed")
+	_, err := fl.CreateScaleSet(ctx(t), &pb.CreateScaleSetRequest{ScaleSet: &pb.ScaleSet{Name: "web", Region: "eastus", OsType: "Linux"}})
+	mustOK(t, err)
+	return c, fl
 }

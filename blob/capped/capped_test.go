@@ -3,17 +3,14 @@ package capped_test
 import (
 	"bytes"
 	"context"
-	"fmt"
 	"io"
 	"sync"
-	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/vmapp/vmapp/blob"
 	"github.com/vmapp/vmapp/blob/blobtest"
 	"github.com/vmapp/vmapp/blob/capped"
-	"github.com/vmapp/vmapp/blob/s3"
 	"github.com/vmapp/vmapp/internal/ratecap"
 	"github.com/vmapp/vmapp/internal/testkit/miniotest"
 )
@@ -45,17 +42,7 @@ func (c *clock) sleep(_ context.Context, d time.Duration) error {
 // of the cap's clock, within 5%. A Purger stays one.
 func TestCapped(t *testing.T) {
 	srv := miniotest.Start(t)
-	var buckets atomic.Int32
-	newStore := func(t *testing.T) blob.Store {
-		st, err := s3.NewWithCredentials(srv.Endpoint(), fmt.Sprintf("capped-%d", buckets.Add(1)), srv.AccessKey, srv.SecretKey)
-		if err != nil {
-			t.Fatal(err)
-		}
-		if err := st.EnsureBucket(context.Background()); err != nil {
-			t.Fatal(err)
-		}
-		return st
-	}
+	newStore := blobtest.Buckets(srv, "capped")
 	t.Run("conformance", func(t *testing.T) {
 		blobtest.Run(t, func(t *testing.T) blob.Store { return capped.Wrap(newStore(t), ratecap.New(1e9)) })
 	})

@@ -2,8 +2,6 @@ package observed_test
 
 import (
 	"context"
-	"fmt"
-	"sync/atomic"
 	"testing"
 	"time"
 
@@ -12,7 +10,6 @@ import (
 	"github.com/vmapp/vmapp/blob"
 	"github.com/vmapp/vmapp/blob/blobtest"
 	"github.com/vmapp/vmapp/blob/observed"
-	"github.com/vmapp/vmapp/blob/s3"
 	"github.com/vmapp/vmapp/errs"
 	"github.com/vmapp/vmapp/internal/testkit/metricstest"
 	"github.com/vmapp/vmapp/internal/testkit/miniotest"
@@ -25,17 +22,7 @@ import (
 // the end and a call its caller cancelled don't. A Purger stays one.
 func TestObserved(t *testing.T) {
 	srv := miniotest.Start(t)
-	var buckets atomic.Int32
-	newStore := func(t *testing.T) blob.Store {
-		st, err := s3.NewWithCredentials(srv.Endpoint(), fmt.Sprintf("observed-%d", buckets.Add(1)), srv.AccessKey, srv.SecretKey)
-		if err != nil {
-			t.Fatal(err)
-		}
-		if err := st.EnsureBucket(context.Background()); err != nil {
-			t.Fatal(err)
-		}
-		return st
-	}
+	newStore := blobtest.Buckets(srv, "observed")
 	t.Run("conformance", func(t *testing.T) {
 		e := observed.NewErrors(nil)
 		blobtest.Run(t, func(t *testing.T) blob.Store { return e.Wrap(newStore(t), "eastus", "0") })

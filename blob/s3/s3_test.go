@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"io"
 	"strings"
-	"sync/atomic"
 	"testing"
 	"time"
 
@@ -60,17 +59,7 @@ func storeOn(t *testing.T, srv *miniotest.Server, accessKey, secretKey string) *
 // blobtest.Faulty with no faults set.
 func TestConformance(t *testing.T) {
 	srv := miniotest.Start(t)
-	var buckets atomic.Int32
-	newStore := func(t *testing.T) *s3.Store {
-		st, err := s3.NewWithCredentials(srv.Endpoint(), fmt.Sprintf("conformance-%d", buckets.Add(1)), srv.AccessKey, srv.SecretKey)
-		if err != nil {
-			t.Fatal(err)
-		}
-		if err := st.EnsureBucket(testCtx(t)); err != nil {
-			t.Fatal(err)
-		}
-		return st
-	}
+	newStore := blobtest.Buckets(srv, "conformance")
 	t.Run("s3", func(t *testing.T) {
 		blobtest.Run(t, func(t *testing.T) blob.Store { return newStore(t) })
 	})
