@@ -323,7 +323,7 @@ func (d *downloader) run(ctx context.Context) error {
 		fetch: d.fetchRun, progress: func() { d.progress(d.m.done.Load()) }}
 	todo := f.todo()
 	if v.plan.PeerRefresh != nil { // a swarm: a piece at a time, chosen as each worker is free
-		p.maxRun, p.swarm = 1, newSwarm(d.plan, todo, d.o.MachineID)
+		p.maxRun, p.swarm = 1, newSwarm(d.plan, &d.m, todo, d.o.MachineID)
 		p.parallelism = cmp.Or(p.parallelism, adaptiveMax)
 	} else {
 		todo = rarestFirst(todo, v.sources, d.o.MachineID)

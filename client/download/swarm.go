@@ -21,27 +21,30 @@ import (
 //
 // So that a download never hangs (peers that hold the pieces left aren't
 // among those its plan names, or a tracker lost its claims), once
-// swarmPatience plans in a row gave it nothing to fetch it takes a piece
-// from the stores anyway.
+// swarmPatience plans in a row came with nothing to fetch and no byte
+// received, it takes a piece from the stores anyway.
 var swarmPatience = 5 // a variable for tests
 
 // swarm chooses the pieces of a swarm's download.
 type swarm struct {
-	plan *planner
+	plan  *planner
+	meter *meter
 
 	mu      sync.Mutex
 	order   []int        // the pieces to fetch, rotated by machine
 	pending map[int]bool // pieces not taken by a worker yet
-	// idle counts the plans in a row that gave nothing to fetch; gen is
-	// the last plan counted.
+	// idle counts the plans in a row that gave nothing to fetch while no
+	// byte arrived (moved: the bytes received at the last); gen is the
+	// last plan counted.
 	idle, gen int
+	moved     int64
 	// counts: for the plan counted, how many of its peers hold each
 	// pending piece.
 	counts map[int]int
 }
 
-func newSwarm(pl *planner, todo []int, machineID string) *swarm {
-	s := &swarm{plan: pl, pending: make(map[int]bool, len(todo)), gen: -1}
+func newSwarm(pl *planner, m *meter, todo []int, machineID string) *swarm {
+	s := &swarm{plan: pl, meter: m, pending: make(map[int]bool, len(todo)), gen: -1}
 	if len(todo) > 0 {
 		h := fnv.New32a()
 		h.Write([]byte(machineID))
@@ -105,7 +108,8 @@ func (s *swarm) next(ctx context.Context) ([]int, error) {
 
 // pick chooses a pending piece under plan v, with mu held: one of v's
 // store_pieces, else the one fewest of v's peers hold (at least one),
-// else, past swarmPatience plans with nothing, the first pending one.
+// else, past swarmPatience plans with nothing to fetch and no byte
+// received, the first pending one.
 func (s *swarm) pick(v *view) (int, bool) {
 	for _, i := range v.plan.StorePieces {
 		if s.pending[int(i)] {
@@ -115,7 +119,11 @@ func (s *swarm) pick(v *view) (int, bool) {
 	}
 	if s.gen != v.gen {
 		s.gen, s.counts = v.gen, s.holders(v)
-		s.idle++
+		if moved := s.meter.moved.Load(); moved != s.moved {
+			s.moved, s.idle = moved, 0
+		} else {
+			s.idle++
+		}
 	}
 	best, bestN := -1, 0
 	for _, i := range s.order {
