@@ -23,7 +23,7 @@ import (
 // among those its plan names, or a tracker lost its claims), once
 // swarmPatience plans in a row came with nothing to fetch and no byte
 // received, it takes a piece from the stores anyway.
-var swarmPatience = 5 // a variable for tests
+var swarmPatience = 15 // a variable for tests
 
 // swarm chooses the pieces of a swarm's download.
 type swarm struct {

@@ -239,11 +239,17 @@ func (t *Tracker) drop(a Artifact, k peerKey) {
 }
 
 // Peers returns up to max machines of m's tenant and region that hold a
-// (m left out): m's scale set first, each group in an order that spreads
-// the askers over the holders (rotated by a hash of m's name).
+// (m left out): those holding pieces m lacks (as m announced its own) before
+// those that don't, then m's scale set first, each group in an order that
+// spreads the askers over the holders (rotated by a hash of m's name). In
+// a swarm the plan's few peers are then those m can take pieces from.
 func (t *Tracker) Peers(a Artifact, m Machine, max int) []Peer {
 	now := t.now()
 	t.mu.Lock()
+	var mine []byte // m's pieces; nil: none announced
+	if h, ok := t.holders[a][peerKey{m.Tenant, m.Name}]; ok && now.Before(h.expires) {
+		mine = h.pieces
+	}
 	var same, other []Peer
 	for k, h := range t.holders[a] {
 		switch {
@@ -262,7 +268,31 @@ func (t *Tracker) Peers(a Artifact, m Machine, max int) []Peer {
 	}
 	t.mu.Unlock()
 	out := append(spread(same, m.Name), spread(other, m.Name)...)
+	slices.SortStableFunc(out, func(p, q Peer) int {
+		return cmp.Compare(b2i(!lacks(mine, p.Pieces)), b2i(!lacks(mine, q.Pieces)))
+	})
 	return out[:min(len(out), max)]
+}
+
+// lacks tells whether a machine holding pieces mine (nil: none) lacks
+// one of theirs (nil: every piece).
+func lacks(mine, theirs []byte) bool {
+	if theirs == nil || mine == nil {
+		return true
+	}
+	for i, b := range theirs {
+		if i >= len(mine) || b&^mine[i] != 0 {
+			return true
+		}
+	}
+	return false
+}
+
+func b2i(b bool) int {
+	if b {
+		return 1
+	}
+	return 0
 }
 
 // spread sorts ps by name, then rotates them by a hash of asker.

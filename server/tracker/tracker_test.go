@@ -242,3 +242,27 @@ func TestClaims(t *testing.T) {
 		t.Fatalf("claims kept after the sweep: %v", tr.claims)
 	}
 }
+
+// A machine's plan names first the peers holding pieces it lacks: with one
+// peer asked for, not the one holding only what the asker holds.
+func TestPeersLacked(t *testing.T) {
+	now := time.Unix(1000, 0)
+	tr := New(func() time.Time { return now }, time.Minute)
+	a := Artifact{Tenant: "t", Gallery: "g", Application: "a", Version: "1.0.0", Kind: 1}
+	m := func(name string) Machine { return Machine{Tenant: "t", Name: name, Region: "eastus", ScaleSet: "web"} }
+	tr.AnnounceHeld(m("vm-x"), "hx:1", []Held{{Artifact: a, Pieces: []byte{0b0011}}})
+	for _, name := range []string{"vm-a", "vm-b", "vm-c", "vm-d"} {
+		tr.AnnounceHeld(m(name), "h:1", []Held{{Artifact: a, Pieces: []byte{0b0001}}}) // nothing vm-x lacks
+	}
+	tr.AnnounceHeld(m("vm-e"), "he:1", []Held{{Artifact: a, Pieces: []byte{0b0101}}})
+	if ps := tr.Peers(a, m("vm-x"), 1); len(ps) != 1 || ps[0].Name != "vm-e" {
+		t.Fatalf("vm-x's one peer: %+v", ps)
+	}
+	if ps := tr.Peers(a, m("vm-x"), MaxPeers); len(ps) != 5 || ps[0].Name != "vm-e" {
+		t.Fatalf("vm-x's peers: %+v", ps)
+	}
+	// An asker that announced nothing lacks every piece: the usual order.
+	if ps := tr.Peers(a, m("vm-y"), MaxPeers); len(ps) != 6 {
+		t.Fatalf("vm-y's peers: %+v", ps)
+	}
+}
