@@ -38,8 +38,9 @@ const (
 // forPlan adds peers of the asking machine holding the plan's artifact, and
 // the grant to show them, when the caller is a machine (GetDownloadPlan's
 // rule checked that the version is in its goal state). A machine that
-// serves peers itself is recorded as downloading the artifact; when others
-// of its region are too, the plan tells it to ask again for their pieces.
+// serves peers itself is recorded as downloading the artifact, one of its
+// region's swarm: the plan tells it to ask again for its peers' pieces,
+// and which pieces it may take from the stores (tracker.Claims).
 func (p *peers) forPlan(ctx context.Context, plan *pb.DownloadPlan) error {
 	t := auth.TokenOf(ctx)
 	if p == nil || t == nil || t.Role != pb.Role_ROLE_MACHINE {
@@ -52,8 +53,14 @@ func (p *peers) forPlan(ctx context.Context, plan *pb.DownloadPlan) error {
 	a := tracker.Artifact{Tenant: tenantOf(ctx), Gallery: plan.Gallery, Application: plan.Application, Version: plan.Version, Kind: int32(plan.Kind)}
 	tm := tracker.Machine{Tenant: m.Tenant, Name: m.Name, Region: m.Region, ScaleSet: m.ScaleSet}
 	found := p.tracker.Peers(a, tm, tracker.MaxPeers)
-	if p.tracker.Serving(m.Tenant, m.Name) && p.tracker.Downloading(a, tm) {
+	if p.tracker.Serving(m.Tenant, m.Name) {
+		// One of the region's swarm, alone or not: a wave started at once
+		// has no first machine that could take the stores whole.
+		p.tracker.Downloading(a, tm)
 		plan.PeerRefresh = durationpb.New(tracker.SwarmRefresh)
+		for _, i := range p.tracker.Claims(a, tm, len(plan.PieceSha256)) {
+			plan.StorePieces = append(plan.StorePieces, uint32(i))
+		}
 	} else if len(found) == 0 {
 		return nil
 	}

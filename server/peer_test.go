@@ -2,6 +2,7 @@ package server_test
 
 import (
 	"crypto/ed25519"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -147,6 +148,10 @@ func TestPeers(t *testing.T) {
 	p = plan(web2, "1.0.0")
 	if len(p.Peers) != 1 || p.Peers[0].Machine != "vm-e" || string(p.Peers[0].Pieces) != "\x01" || p.PeerRefresh.AsDuration() != tracker.SwarmRefresh || p.PeerGrant == "" {
 		t.Fatalf("web-2's plan in a swarm: peers %v, refresh %v", p.Peers, p.PeerRefresh)
+	}
+	// Its store pieces: those no one holds (vm-e holds piece 0).
+	if want := len(p.PieceSha256) - 1; len(p.StorePieces) != want || slices.Contains(p.StorePieces, 0) {
+		t.Fatalf("web-2's store pieces %v of %d", p.StorePieces, len(p.PieceSha256))
 	}
 	announce(web2, "web-2", "")
 

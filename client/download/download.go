@@ -24,6 +24,7 @@
 package download
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"log/slog"
@@ -277,9 +278,6 @@ type downloader struct {
 	rep  *reporter
 	m    meter
 	file *partial // while run works
-	// slots, in a swarm, bounds the pieces fetched from the stores at once
-	// (nil: no bound).
-	slots chan struct{}
 }
 
 func newDownloader(art *artifact, dest string, o Options, pl *planner, rep *reporter) *downloader {
@@ -323,10 +321,14 @@ func (d *downloader) run(ctx context.Context) error {
 	v := d.plan.cur.Load()
 	p := &pool{parallelism: d.o.Parallelism, maxRun: maxRun(d.art.pieceSize), meter: &d.m,
 		fetch: d.fetchRun, progress: func() { d.progress(d.m.done.Load()) }}
-	if v.plan.PeerRefresh != nil { // a swarm: a piece at a time, few from the stores at once
-		p.maxRun, d.slots = 1, make(chan struct{}, swarmStoreSlots)
+	todo := f.todo()
+	if v.plan.PeerRefresh != nil { // a swarm: a piece at a time, chosen as each worker is free
+		p.maxRun, p.swarm = 1, newSwarm(d.plan, &d.m, todo, d.o.MachineID)
+		p.parallelism = cmp.Or(p.parallelism, adaptiveMax)
+	} else {
+		todo = rarestFirst(todo, v.sources, d.o.MachineID)
 	}
-	if err := p.run(ctx, rarestFirst(f.todo(), v.sources, d.o.MachineID, d.slots != nil)); err != nil {
+	if err := p.run(ctx, todo); err != nil {
 		stopHash()
 		<-whole
 		err = unfatal(err)

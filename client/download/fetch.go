@@ -80,16 +80,14 @@ func (d *downloader) fetchPiece(ctx context.Context, i int, buf []byte) error {
 			d.warn(src, []int{i}, err)
 			return nil
 		}
-		v, release, err := d.turn(ctx, i)
+		v, err := d.plan.current(ctx)
 		if err != nil {
 			if err := fail("plan", err); err != nil {
 				return err
 			}
 			continue
 		}
-		err = d.trySources(ctx, v, i, buf, fail)
-		release()
-		if err != errAllFailed {
+		if err := d.trySources(ctx, v, i, buf, fail); err != errAllFailed {
 			return err
 		}
 	}

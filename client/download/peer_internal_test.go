@@ -140,12 +140,12 @@ func bits(ps ...int) []byte {
 // the store (the other peer doesn't hold it): the file is right.
 func TestPartialPeersRarestFirst(t *testing.T) {
 	srcs := []*source{{tier: tierPeer, pieces: bits(0, 1, 2, 3)}, {tier: tierPeer, pieces: bits(2, 3, 4, 5)}, {tier: tierRegion}}
-	order := rarestFirst([]int{0, 1, 2, 3, 4, 5, 6, 7}, srcs, "vm-1", false)
+	order := rarestFirst([]int{0, 1, 2, 3, 4, 5, 6, 7}, srcs, "vm-1")
 	group := func(ps []int) []int { return slices.Sorted(slices.Values(ps)) }
 	if !slices.Equal(group(order[:2]), []int{6, 7}) || !slices.Equal(group(order[2:6]), []int{0, 1, 4, 5}) || !slices.Equal(group(order[6:]), []int{2, 3}) {
 		t.Fatalf("rarest first: %v", order)
 	}
-	if got := rarestFirst([]int{0, 1, 2}, []*source{{tier: tierPeer}, {tier: tierRegion}}, "vm-1", false); !slices.Equal(got, []int{0, 1, 2}) {
+	if got := rarestFirst([]int{0, 1, 2}, []*source{{tier: tierPeer}, {tier: tierRegion}}, "vm-1"); !slices.Equal(got, []int{0, 1, 2}) {
 		t.Fatalf("whole peers only: the order changed to %v", got)
 	}
 

@@ -52,6 +52,10 @@ type pool struct {
 	fetch       func(ctx context.Context, run []int, buf []byte) error
 	progress    func() // called every progressTick
 
+	// swarm, when set, chooses each worker's next piece instead of the
+	// queue.
+	swarm *swarm
+
 	mu       sync.Mutex
 	queue    []int // pieces not taken yet, in order
 	target   int   // workers wanted
@@ -65,10 +69,13 @@ func (p *pool) run(ctx context.Context, todo []int) error {
 	if len(todo) == 0 {
 		return nil
 	}
+	if p.swarm != nil {
+		todo = nil
+	}
 	ctx, cancel := context.WithCancelCause(ctx)
 	defer cancel(nil)
 	p.queue, p.finished = todo, make(chan struct{})
-	p.target = min(cmp.Or(p.parallelism, adaptiveStart), len(todo))
+	p.target = min(cmp.Or(p.parallelism, adaptiveStart), max(len(todo), p.swarm.size()))
 	var ad *adaptive // nil: a fixed number of workers
 	if p.parallelism == 0 {
 		ad = &adaptive{target: p.target}
@@ -111,7 +118,7 @@ func (p *pool) worker(ctx context.Context, cancel context.CancelCauseFunc) {
 	bufp := bufPool.Get().(*[]byte)
 	defer bufPool.Put(bufp)
 	for {
-		run := p.take(ctx)
+		run := p.take(ctx, cancel)
 		if run == nil {
 			return
 		}
@@ -125,14 +132,14 @@ func (p *pool) worker(ctx context.Context, cancel context.CancelCauseFunc) {
 // shorter as the queue empties, so that the last pieces still spread over
 // every worker. nil tells the worker to leave: the queue is empty, the
 // pool has more workers than it wants, or ctx ended.
-func (p *pool) take(ctx context.Context) []int {
+func (p *pool) take(ctx context.Context, cancel context.CancelCauseFunc) []int {
+	if p.swarm != nil {
+		return p.takeSwarm(ctx, cancel)
+	}
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	if p.active > p.target || ctx.Err() != nil || len(p.queue) == 0 {
-		p.active--
-		if p.active == 0 {
-			close(p.finished)
-		}
+		p.leave()
 		return nil
 	}
 	n := min(p.maxRun, max(1, len(p.queue)/(2*p.target)), len(p.queue))
@@ -143,4 +150,35 @@ func (p *pool) take(ctx context.Context) []int {
 	run := p.queue[:k:k]
 	p.queue = p.queue[k:]
 	return run
+}
+
+// takeSwarm is take in a swarm: the piece the swarm chooses, once it
+// does.
+func (p *pool) takeSwarm(ctx context.Context, cancel context.CancelCauseFunc) []int {
+	p.mu.Lock()
+	if p.active > p.target || ctx.Err() != nil {
+		p.leave()
+		p.mu.Unlock()
+		return nil
+	}
+	p.mu.Unlock()
+	run, err := p.swarm.next(ctx)
+	if run != nil {
+		return run
+	}
+	if err != nil {
+		cancel(err)
+	}
+	p.mu.Lock()
+	p.leave()
+	p.mu.Unlock()
+	return nil
+}
+
+// leave counts a worker gone, with mu held.
+func (p *pool) leave() {
+	p.active--
+	if p.active == 0 {
+		close(p.finished)
+	}
 }

@@ -121,13 +121,17 @@ func evenPieces(n int) []byte {
 	return b
 }
 
-// In a swarm, pieces a peer holds come from it, and at most
-// swarmStoreSlots pieces at once from the store, a piece per read.
-func TestSwarmStoreSlots(t *testing.T) {
+// In a swarm, the pieces the plan gives the machine (store_pieces) come
+// from the store, the others from the peer that holds them: each piece
+// once, a piece per read.
+func TestSwarmStorePieces(t *testing.T) {
 	const pieces = 24
 	fx := newFixture(t, pieces*testPiece, true)
 	fx.plan.PeerRefresh = durationpb.New(time.Hour)
-	peer, store := newFake("peer", fx.data), &gauge{Source: newFake("store", fx.data)}
+	for i := 1; i < pieces; i += 2 {
+		fx.plan.StorePieces = append(fx.plan.StorePieces, uint32(i))
+	}
+	peer, store := newFake("peer", fx.data), newFake("store", fx.data)
 	srcs := func(int) []*source {
 		return []*source{{Source: peer, tier: tierPeer, peer: "peer", pieces: evenPieces(pieces)}, {Source: store, tier: tierRegion}}
 	}
@@ -135,26 +139,33 @@ func TestSwarmStoreSlots(t *testing.T) {
 		t.Fatal(err)
 	}
 	fx.check(t)
-	fromPeer, fromStore := piecesOf(t, peer.reads()), piecesOf(t, store.Source.(*fakeSource).reads())
-	for _, i := range fromPeer {
-		if i%2 != 0 {
-			t.Fatalf("the peer was asked for piece %d it doesn't hold: %v", i, peer.reads())
+	fromPeer, fromStore := piecesOf(t, peer.reads()), piecesOf(t, store.reads())
+	slices.Sort(fromPeer)
+	slices.Sort(fromStore)
+	var even, odd []int
+	for i := range pieces {
+		if i%2 == 0 {
+			even = append(even, i)
+		} else {
+			odd = append(odd, i)
 		}
 	}
-	if len(fromStore) != pieces/2 || len(store.Source.(*fakeSource).reads()) != pieces/2 || store.hi > swarmStoreSlots {
-		t.Fatalf("the store sent pieces %v in %d reads, %d at once at most; want the %d odd ones, a read each, %d at once at most",
-			fromStore, len(store.Source.(*fakeSource).reads()), store.hi, pieces/2, swarmStoreSlots)
+	if !slices.Equal(fromPeer, even) || !slices.Equal(fromStore, odd) || len(store.reads()) != pieces/2 {
+		t.Fatalf("the peer sent %v, the store %v in %d reads; want the even pieces from the peer, the odd ones from the store, a read each",
+			fromPeer, fromStore, len(store.reads()))
 	}
 }
 
-// In a swarm, workers waiting for a store slot take their pieces from a
-// peer that a later plan names: while the store holds its reads (two at
-// most; one when the new plan came before the second worker asked), the
-// peer of the plans after the store's first read sends every other piece.
+// In a swarm, the pieces the plan doesn't give the machine wait for a peer
+// that a later plan names: while the store holds its read of the one piece
+// given, the peer of the plans after sends every other piece.
 func TestSwarmWaitsForPeers(t *testing.T) {
+	defer func(p int) { swarmPatience = p }(swarmPatience)
+	swarmPatience = 1 << 30 // no fallback to the store
 	const pieces = 16
 	fx := newFixture(t, pieces*testPiece, true)
 	fx.plan.PeerRefresh = durationpb.New(time.Millisecond)
+	fx.plan.StorePieces = []uint32{5}
 	peer, store := newFake("peer", fx.data), &gauge{Source: newFake("store", fx.data), hold: make(chan struct{})}
 	srcs := func(int) []*source {
 		out := []*source{{Source: store, tier: tierRegion}}
@@ -162,13 +173,13 @@ func TestSwarmWaitsForPeers(t *testing.T) {
 		held := store.now > 0
 		store.mu.Unlock()
 		if held { // once the store holds a read
-			out = append([]*source{{Source: peer, tier: tierPeer, peer: "peer"}}, out...)
+			out = append([]*source{{Source: peer, tier: tierPeer, peer: "peer", pieces: allBut(pieces, 5)}}, out...)
 		}
 		return out
 	}
 	go func() {
 		deadline := time.Now().Add(2 * time.Minute) // hang guard
-		for len(peer.reads()) < pieces-swarmStoreSlots && time.Now().Before(deadline) {
+		for len(peer.reads()) < pieces-1 && time.Now().Before(deadline) {
 			time.Sleep(10 * time.Millisecond)
 		}
 		close(store.hold)
@@ -177,11 +188,40 @@ func TestSwarmWaitsForPeers(t *testing.T) {
 		t.Fatal(err)
 	}
 	fx.check(t)
-	fromStore := piecesOf(t, store.Source.(*fakeSource).reads())
-	if n := len(fromStore); n < 1 || n > swarmStoreSlots || n+len(peer.reads()) != pieces {
+	if fromStore := piecesOf(t, store.Source.(*fakeSource).reads()); !slices.Equal(fromStore, []int{5}) || len(peer.reads()) != pieces-1 {
 		t.Fatalf("the store sent %v, the peer %v", fromStore, piecesOf(t, peer.reads()))
 	}
-	if slices.ContainsFunc(piecesOf(t, peer.reads()), func(i int) bool { return slices.Contains(fromStore, i) }) {
-		t.Fatalf("a piece came from both: store %v, peer %v", fromStore, piecesOf(t, peer.reads()))
+}
+
+// In a swarm whose plans give the machine no piece and name no peer that
+// holds one, the download doesn't hang: after swarmPatience plans with
+// nothing to fetch, it takes the pieces from the store, each once.
+func TestSwarmFallsBackToStore(t *testing.T) {
+	const pieces = 6
+	fx := newFixture(t, pieces*testPiece, true)
+	fx.plan.PeerRefresh = durationpb.New(time.Millisecond)
+	store := newFake("store", fx.data)
+	if err := fx.run(t, Options{Parallelism: 4}, func(int) []*source { return []*source{{Source: store, tier: tierRegion}} }); err != nil {
+		t.Fatal(err)
 	}
+	fx.check(t)
+	got := piecesOf(t, store.reads())
+	slices.Sort(got)
+	if !slices.Equal(got, []int{0, 1, 2, 3, 4, 5}) {
+		t.Fatalf("the store sent %v", got)
+	}
+	if n := fx.gets.Load(); n < int32(swarmPatience) {
+		t.Fatalf("%d plans asked for before the store was read; want %d at least", n, swarmPatience)
+	}
+}
+
+// allBut is the bitmap of the n pieces but one.
+func allBut(n, but int) []byte {
+	b := make([]byte, (n+7)/8)
+	for i := range n {
+		if i != but {
+			b[i/8] |= 1 << (i % 8)
+		}
+	}
+	return b
 }

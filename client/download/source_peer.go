@@ -68,11 +68,11 @@ func bitmap(b []byte) []byte {
 
 // rarestFirst orders the pieces todo for a download whose peers hold some
 // pieces only: the pieces fewest of them hold first (those no peer holds,
-// the store's alone, at the head: new copies for the swarm), in todo's
-// order within a count, rotated by FNV-1a(machineID) so that a wave of
-// machines starts at different pieces. With no such peer, todo as it is,
-// unless the download is a swarm's.
-func rarestFirst(todo []int, srcs []*source, machineID string, swarm bool) []int {
+// the store's alone, at the head: new copies for the region), in todo's
+// order within a count, rotated by FNV-1a(machineID) so that machines
+// start at different pieces. With no such peer, todo as it is. (A swarm's
+// download chooses each piece as a worker is free: swarm.go.)
+func rarestFirst(todo []int, srcs []*source, machineID string) []int {
 	var peers []*source
 	partial := false
 	for _, s := range srcs {
@@ -81,7 +81,7 @@ func rarestFirst(todo []int, srcs []*source, machineID string, swarm bool) []int
 			partial = partial || s.pieces != nil
 		}
 	}
-	if !partial && !swarm || len(todo) == 0 {
+	if !partial || len(todo) == 0 {
 		return todo
 	}
 	holders := make(map[int]int, len(todo))

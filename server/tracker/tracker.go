@@ -3,7 +3,9 @@
 // progress, and where their agents serve them, so that a download plan can
 // name peers of the downloading machine's region; and which machines are
 // downloading an artifact (a swarm), so that their plans tell them to ask
-// again for the pieces their peers verify meanwhile.
+// again for the pieces their peers verify meanwhile, and which pieces each
+// may take from the stores (claims: each piece to one machine of the
+// swarm at a time).
 //
 // Announcements are soft state, in memory: an agent renews its lease every
 // third of it, so a lost announcement costs one period, and a vmappd that
@@ -40,6 +42,14 @@ const (
 	// swarm for swarmTimes of it after its last plan.
 	SwarmRefresh = 2 * time.Second
 	swarmTimes   = 5
+	// StoreWidth is how many pieces of an artifact the machines of a swarm
+	// (a tenant's region) hold claims on at once: the pieces they take
+	// from the stores. A machine alone holds them all, a wave of N
+	// machines StoreWidth/N each (at least one).
+	StoreWidth = 32
+	// ClaimLease is how long a claim lasts unless the claimant's next plan
+	// renews it: a machine that stops asking loses its claims.
+	ClaimLease = swarmTimes * SwarmRefresh
 )
 
 // Artifact names an artifact: the gallery's tenant, the gallery, the
@@ -93,6 +103,9 @@ type Tracker struct {
 	// downloading: machines that asked for a plan of the artifact and
 	// serve peers, until when they count as downloading it.
 	downloading map[Artifact]map[peerKey]holder
+	// claims: the pieces of an artifact each swarm member may take from
+	// the stores, by tenant and region.
+	claims map[swarmKey]map[int]claim
 
 	reports prometheus.Counter
 	entries prometheus.GaugeFunc
@@ -103,7 +116,7 @@ type Tracker struct {
 func New(now func() time.Time, lease time.Duration) *Tracker {
 	t := &Tracker{now: now, lease: cmp.Or(lease, Lease),
 		holders: map[Artifact]map[peerKey]holder{}, held: map[peerKey][]Artifact{}, serving: map[peerKey]time.Time{}, banned: map[Artifact]map[peerKey]time.Time{},
-		downloading: map[Artifact]map[peerKey]holder{}}
+		downloading: map[Artifact]map[peerKey]holder{}, claims: map[swarmKey]map[int]claim{}}
 	if now == nil {
 		t.now = time.Now
 	}
@@ -193,6 +206,16 @@ func (t *Tracker) sweep(now time.Time) {
 			delete(t.downloading, a)
 		}
 	}
+	for sk, cs := range t.claims {
+		for i, c := range cs {
+			if !now.Before(c.until) {
+				delete(cs, i)
+			}
+		}
+		if len(cs) == 0 {
+			delete(t.claims, sk)
+		}
+	}
 	for a, b := range t.banned {
 		for k, until := range b {
 			if !now.Before(until) {
@@ -216,11 +239,17 @@ func (t *Tracker) drop(a Artifact, k peerKey) {
 }
 
 // Peers returns up to max machines of m's tenant and region that hold a
-// (m left out): m's scale set first, each group in an order that spreads
-// the askers over the holders (rotated by a hash of m's name).
+// (m left out): those holding pieces m lacks (as m announced its own) before
+// those that don't, then m's scale set first, each group in an order that
+// spreads the askers over the holders (rotated by a hash of m's name). In
+// a swarm the plan's few peers are then those m can take pieces from.
 func (t *Tracker) Peers(a Artifact, m Machine, max int) []Peer {
 	now := t.now()
 	t.mu.Lock()
+	var mine []byte // m's pieces; nil: none announced
+	if h, ok := t.holders[a][peerKey{m.Tenant, m.Name}]; ok && now.Before(h.expires) {
+		mine = h.pieces
+	}
 	var same, other []Peer
 	for k, h := range t.holders[a] {
 		switch {
@@ -239,7 +268,31 @@ func (t *Tracker) Peers(a Artifact, m Machine, max int) []Peer {
 	}
 	t.mu.Unlock()
 	out := append(spread(same, m.Name), spread(other, m.Name)...)
+	slices.SortStableFunc(out, func(p, q Peer) int {
+		return cmp.Compare(b2i(!lacks(mine, p.Pieces)), b2i(!lacks(mine, q.Pieces)))
+	})
 	return out[:min(len(out), max)]
+}
+
+// lacks tells whether a machine holding pieces mine (nil: none) lacks
+// one of theirs (nil: every piece).
+func lacks(mine, theirs []byte) bool {
+	if theirs == nil || mine == nil {
+		return true
+	}
+	for i, b := range theirs {
+		if i >= len(mine) || b&^mine[i] != 0 {
+			return true
+		}
+	}
+	return false
+}
+
+func b2i(b bool) int {
+	if b {
+		return 1
+	}
+	return 0
 }
 
 // spread sorts ps by name, then rotates them by a hash of asker.
@@ -363,4 +416,89 @@ func (t *Tracker) Downloading(a Artifact, m Machine) bool {
 		swarm = swarm || hk != k && h.pieces != nil && now.Before(h.expires) && h.m.Region == m.Region && h.m.Tenant == m.Tenant
 	}
 	return swarm
+}
+
+// swarmKey is an artifact downloaded by the machines of a tenant's region.
+type swarmKey struct {
+	a              Artifact
+	tenant, region string
+}
+
+// claim is a piece a swarm member may take from the stores, until.
+type claim struct {
+	k     peerKey
+	until time.Time
+}
+
+// Claims returns the pieces of a (of pieces in all) that m, a member of
+// its region's swarm, may take from the stores now, ascending: its claims.
+// A piece is claimed by one machine at a time, and only while no machine
+// of the region holds it (announced): the stores send each piece about
+// once, the swarm's peers the other copies. m's claims are renewed (they
+// last ClaimLease from now) until it or another holds the piece; m gets
+// new ones, pieces no one holds or claims, rotated by a hash of its name,
+// up to its share of StoreWidth (StoreWidth over the swarm's members).
+// A claim whose machine stops asking lapses: a piece never waits long for
+// a claimant. When a machine of the region holds a whole, none is needed.
+func (t *Tracker) Claims(a Artifact, m Machine, pieces int) []int {
+	if pieces <= 0 {
+		return nil
+	}
+	now := t.now()
+	k := peerKey{m.Tenant, m.Name}
+	sk := swarmKey{a, m.Tenant, m.Region}
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	held := make([]byte, (pieces+7)/8) // by any machine of the region, m too
+	for hk, h := range t.holders[a] {
+		if !now.Before(h.expires) || h.m.Tenant != m.Tenant || h.m.Region != m.Region || t.isBanned(a, hk, now) {
+			continue
+		}
+		if h.pieces == nil {
+			delete(t.claims, sk)
+			return nil
+		}
+		for i := range min(len(held), len(h.pieces)) {
+			held[i] |= h.pieces[i]
+		}
+	}
+	has := func(i int) bool { return held[i/8]&(1<<(i%8)) != 0 }
+	cs := t.claims[sk]
+	if cs == nil {
+		cs = map[int]claim{}
+		t.claims[sk] = cs
+	}
+	var mine []int
+	for i, c := range cs {
+		switch {
+		case i >= pieces || has(i) || !now.Before(c.until):
+			delete(cs, i)
+		case c.k == k:
+			cs[i] = claim{k, now.Add(ClaimLease)}
+			mine = append(mine, i)
+		}
+	}
+	members := 0
+	for dk, d := range t.downloading[a] {
+		if dk != k && now.Before(d.expires) && d.m.Tenant == m.Tenant && d.m.Region == m.Region {
+			members++
+		}
+	}
+	share := max(1, StoreWidth/(members+1))
+	h := fnv.New32a()
+	h.Write([]byte(m.Name))
+	start := int(h.Sum32() % uint32(pieces))
+	for j := 0; j < pieces && len(mine) < share && len(cs) < StoreWidth; j++ {
+		i := (start + j) % pieces
+		if _, claimed := cs[i]; claimed || has(i) {
+			continue
+		}
+		cs[i] = claim{k, now.Add(ClaimLease)}
+		mine = append(mine, i)
+	}
+	if len(cs) == 0 {
+		delete(t.claims, sk)
+	}
+	slices.Sort(mine)
+	return mine
 }

@@ -170,3 +170,99 @@ func TestPiecesAndSwarms(t *testing.T) {
 		t.Fatalf("downloads kept after the sweep: %v", tr.downloading)
 	}
 }
+
+// Claims on the clock of the test's: a machine alone claims StoreWidth
+// pieces, a second gets none while they are claimed, claims are renewed by
+// the claimant's plans, dropped once a machine of the region holds the
+// piece, lapse when the claimant stops asking, and aren't needed once one
+// holds the whole; another region's swarm claims on its own.
+func TestClaims(t *testing.T) {
+	now := time.Unix(1000, 0)
+	tr := New(func() time.Time { return now }, time.Minute)
+	a := Artifact{Tenant: "t", Gallery: "g", Application: "a", Version: "1.0.0", Kind: 1}
+	m := func(name, region string) Machine { return Machine{Tenant: "t", Name: name, Region: region} }
+	const pieces = 40
+	ask := func(name, region string) []int {
+		tr.Downloading(a, m(name, region))
+		return tr.Claims(a, m(name, region), pieces)
+	}
+	bitmap := func(ps []int) []byte {
+		b := make([]byte, (pieces+7)/8)
+		for _, i := range ps {
+			b[i/8] |= 1 << (i % 8)
+		}
+		return b
+	}
+	c1 := ask("vm-1", "eastus")
+	if len(c1) != StoreWidth {
+		t.Fatalf("vm-1 alone claims %d pieces, want %d", len(c1), StoreWidth)
+	}
+	if c2 := ask("vm-2", "eastus"); len(c2) != 0 {
+		t.Fatalf("vm-2 claims %v while vm-1 holds StoreWidth claims", c2)
+	}
+	now = now.Add(ClaimLease - time.Second)
+	if again := ask("vm-1", "eastus"); fmt.Sprint(again) != fmt.Sprint(c1) {
+		t.Fatalf("vm-1's claims changed: %v, then %v", c1, again)
+	}
+	// vm-1 verified its pieces: vm-2 claims the 8 no one holds, half of
+	// StoreWidth at most (two machines).
+	tr.AnnounceHeld(m("vm-1", "eastus"), "h1:1", []Held{{Artifact: a, Pieces: bitmap(c1)}})
+	c2 := ask("vm-2", "eastus")
+	if len(c2) != pieces-StoreWidth {
+		t.Fatalf("vm-2 claims %v", c2)
+	}
+	for _, i := range c2 {
+		if bitmap(c1)[i/8]&(1<<(i%8)) != 0 {
+			t.Fatalf("vm-2 claims piece %d that vm-1 holds", i)
+		}
+	}
+	if c1 := ask("vm-1", "eastus"); len(c1) != 0 {
+		t.Fatalf("vm-1 claims %v, all claimed or held", c1)
+	}
+	// vm-2 stops asking: its claims lapse, and vm-3 gets them.
+	now = now.Add(ClaimLease)
+	if c3 := ask("vm-3", "eastus"); fmt.Sprint(c3) != fmt.Sprint(c2) {
+		t.Fatalf("vm-3 claims %v after vm-2's %v lapsed", c3, c2)
+	}
+	// Another region's swarm claims on its own.
+	if cw := ask("vm-w", "westus"); len(cw) != StoreWidth {
+		t.Fatalf("vm-w claims %d pieces in westus", len(cw))
+	}
+	// A whole holder: no claims.
+	tr.AnnounceHeld(m("vm-1", "eastus"), "h1:1", []Held{{Artifact: a}})
+	if c3 := ask("vm-3", "eastus"); len(c3) != 0 {
+		t.Fatalf("vm-3 claims %v with a whole holder", c3)
+	}
+	if tr.Claims(a, m("vm-3", "eastus"), 0) != nil {
+		t.Fatal("claims of an artifact of no pieces")
+	}
+	now = now.Add(2 * time.Minute)
+	tr.Announce(m("vm-q", "eastus"), "hq:1", nil) // sweeps
+	if len(tr.claims) != 0 {
+		t.Fatalf("claims kept after the sweep: %v", tr.claims)
+	}
+}
+
+// A machine's plan names first the peers holding pieces it lacks: with one
+// peer asked for, not the one holding only what the asker holds.
+func TestPeersLacked(t *testing.T) {
+	now := time.Unix(1000, 0)
+	tr := New(func() time.Time { return now }, time.Minute)
+	a := Artifact{Tenant: "t", Gallery: "g", Application: "a", Version: "1.0.0", Kind: 1}
+	m := func(name string) Machine { return Machine{Tenant: "t", Name: name, Region: "eastus", ScaleSet: "web"} }
+	tr.AnnounceHeld(m("vm-x"), "hx:1", []Held{{Artifact: a, Pieces: []byte{0b0011}}})
+	for _, name := range []string{"vm-a", "vm-b", "vm-c", "vm-d"} {
+		tr.AnnounceHeld(m(name), "h:1", []Held{{Artifact: a, Pieces: []byte{0b0001}}}) // nothing vm-x lacks
+	}
+	tr.AnnounceHeld(m("vm-e"), "he:1", []Held{{Artifact: a, Pieces: []byte{0b0101}}})
+	if ps := tr.Peers(a, m("vm-x"), 1); len(ps) != 1 || ps[0].Name != "vm-e" {
+		t.Fatalf("vm-x's one peer: %+v", ps)
+	}
+	if ps := tr.Peers(a, m("vm-x"), MaxPeers); len(ps) != 5 || ps[0].Name != "vm-e" {
+		t.Fatalf("vm-x's peers: %+v", ps)
+	}
+	// An asker that announced nothing lacks every piece: the usual order.
+	if ps := tr.Peers(a, m("vm-y"), MaxPeers); len(ps) != 6 {
+		t.Fatalf("vm-y's peers: %+v", ps)
+	}
+}

@@ -386,12 +386,17 @@ type DownloadPlan struct {
 	// "Authorization: VmappGrant <peer_grant>"): an encoded SignedPeerGrant.
 	// Empty when peers is, unless peer_refresh is set.
 	PeerGrant string `protobuf:"bytes,15,opt,name=peer_grant,json=peerGrant,proto3" json:"peer_grant,omitempty"`
-	// Set when other machines of the region are downloading the artifact
-	// too, and serve peers: a swarm. The downloader asks for a new plan
-	// after this, to learn of the pieces they verified since (peers'
-	// pieces), and fetches few pieces at once from the stores while no peer
-	// holds them.
-	PeerRefresh   *durationpb.Duration `protobuf:"bytes,16,opt,name=peer_refresh,json=peerRefresh,proto3" json:"peer_refresh,omitempty"`
+	// Set when the asking machine serves peers: its download is one of its
+	// region's swarm for the artifact (alone, or with other machines
+	// downloading it at once). The downloader asks for a new plan after
+	// this, to learn of the pieces its peers verified since (peers' pieces)
+	// and of its store_pieces, and takes from the stores only those.
+	PeerRefresh *durationpb.Duration `protobuf:"bytes,16,opt,name=peer_refresh,json=peerRefresh,proto3" json:"peer_refresh,omitempty"`
+	// With peer_refresh: the pieces the asking machine may take from the
+	// stores now (claimed for it by vmappd's tracker, so that the stores
+	// send each piece to one machine of the swarm); it takes the others
+	// from peers that hold them.
+	StorePieces   []uint32 `protobuf:"varint,17,rep,packed,name=store_pieces,json=storePieces,proto3" json:"store_pieces,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -534,6 +539,13 @@ func (x *DownloadPlan) GetPeerGrant() string {
 func (x *DownloadPlan) GetPeerRefresh() *durationpb.Duration {
 	if x != nil {
 		return x.PeerRefresh
+	}
+	return nil
+}
+
+func (x *DownloadPlan) GetStorePieces() []uint32 {
+	if x != nil {
+		return x.StorePieces
 	}
 	return nil
 }
@@ -1513,7 +1525,7 @@ const file_vmapp_v1_download_proto_rawDesc = "" +
 	"\x04kind\x18\x04 \x01(\x0e2\x16.vmapp.v1.ArtifactKindR\x04kind\x12\x16\n" +
 	"\x06region\x18\x05 \x01(\tR\x06region\"E\n" +
 	"\x17GetDownloadPlanResponse\x12*\n" +
-	"\x04plan\x18\x01 \x01(\v2\x16.vmapp.v1.DownloadPlanR\x04plan\"\xd4\x04\n" +
+	"\x04plan\x18\x01 \x01(\v2\x16.vmapp.v1.DownloadPlanR\x04plan\"\xf7\x04\n" +
 	"\fDownloadPlan\x12\x18\n" +
 	"\agallery\x18\x01 \x01(\tR\agallery\x12 \n" +
 	"\vapplication\x18\x02 \x01(\tR\vapplication\x12\x18\n" +
@@ -1536,7 +1548,8 @@ const file_vmapp_v1_download_proto_rawDesc = "" +
 	"\x05peers\x18\x0e \x03(\v2\x14.vmapp.v1.PeerSourceR\x05peers\x12\x1d\n" +
 	"\n" +
 	"peer_grant\x18\x0f \x01(\tR\tpeerGrant\x12<\n" +
-	"\fpeer_refresh\x18\x10 \x01(\v2\x19.google.protobuf.DurationR\vpeerRefresh\"~\n" +
+	"\fpeer_refresh\x18\x10 \x01(\v2\x19.google.protobuf.DurationR\vpeerRefresh\x12!\n" +
+	"\fstore_pieces\x18\x11 \x03(\rR\vstorePieces\"~\n" +
 	"\n" +
 	"PeerSource\x12\x18\n" +
 	"\amachine\x18\x01 \x01(\tR\amachine\x12\x18\n" +
