@@ -5,7 +5,6 @@ import (
 	"encoding/hex"
 	"os"
 	"path/filepath"
-	"strings"
 	"testing"
 
 	"github.com/vmapp/vmapp/client"
@@ -22,25 +21,9 @@ import (
 // for it (counted at proxies in front of them) is the package and the
 // requests' headers, all through vmappd.
 func TestEgressCap(t *testing.T) {
-	var proxies []*testnet.Proxy
-	c := testcluster.Start(t, testcluster.Options{EgressMBps: map[string]float64{"eastus": 50}, Front: func(region string, i int, endpoint string) string {
-		p, err := testnet.NewProxy(strings.TrimPrefix(endpoint, "http://"))
-		if err != nil {
-			t.Fatal(err)
-		}
-		t.Cleanup(func() { p.Close() })
-		if region == "eastus" {
-			proxies = append(proxies, p)
-		}
-		return "http://" + p.Addr()
-	}})
-	egress := func() int64 {
-		n := int64(0)
-		for _, p := range proxies {
-			n += p.Egress()
-		}
-		return n
-	}
+	fronts := testnet.NewFronts(t, "127.0.0.1", 0, "eastus")
+	c := testcluster.Start(t, testcluster.Options{EgressMBps: map[string]float64{"eastus": 50}, Front: fronts.Front})
+	egress := fronts.Egress
 	f := &fleet{env: &env{t: t, store: c.Catalog, c: c.Client, addr: c.Addr}, minio: c.MinIO, bucket: c.Bucket, repl: c.Replicator, reg: c.Daemon.Registry}
 	data := f.publish("1.0.0", 3*testcluster.PartSize-7, tr("eastus", 2), tr("westus", 1))
 	f.waitState("1.0.0", "Completed")

@@ -47,25 +47,9 @@ func TestPeerNetns(t *testing.T) {
 	if out, err := exec.Command("go", "build", "-o", bin, ".").CombinedOutput(); err != nil {
 		t.Fatalf("go build vmapp-agent: %v\n%s", err, out)
 	}
-	var stores []*testnet.Proxy
-	c := testcluster.Start(t, testcluster.Options{Listen: n.RootIP() + ":0", Front: func(region string, i int, endpoint string) string {
-		p, err := testnet.NewProxyOn(n.RootIP()+":0", strings.TrimPrefix(endpoint, "http://"), netnsStoreRate)
-		if err != nil {
-			t.Fatal(err)
-		}
-		t.Cleanup(func() { p.Close() })
-		if region == "eastus" {
-			stores = append(stores, p)
-		}
-		return "http://" + p.Addr()
-	}})
-	egress := func() int64 {
-		s := int64(0)
-		for _, p := range stores {
-			s += p.Egress()
-		}
-		return s
-	}
+	f := testnet.NewFronts(t, n.RootIP(), netnsStoreRate, "eastus")
+	c := testcluster.Start(t, testcluster.Options{Listen: n.RootIP() + ":0", Front: f.Front})
+	egress := f.Egress
 	data := make([]byte, 10*testcluster.PartSize-1000) // ten pieces
 	rand.NewChaCha8([32]byte{22}).Read(data)
 	sum := sha256.Sum256(data)

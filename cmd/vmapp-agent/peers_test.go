@@ -233,25 +233,9 @@ func countedCluster(t *testing.T, storeRate int64) (bin string, c *testcluster.C
 	if out, err := exec.Command("go", "build", "-o", bin, ".").CombinedOutput(); err != nil {
 		t.Fatalf("go build vmapp-agent: %v\n%s", err, out)
 	}
-	var proxies []*testnet.Proxy
-	c = testcluster.Start(t, testcluster.Options{Front: func(region string, i int, endpoint string) string {
-		p, err := testnet.NewCappedProxy(strings.TrimPrefix(endpoint, "http://"), storeRate)
-		if err != nil {
-			t.Fatal(err)
-		}
-		t.Cleanup(func() { p.Close() })
-		if region == "eastus" {
-			proxies = append(proxies, p)
-		}
-		return "http://" + p.Addr()
-	}})
-	return bin, c, func() int64 {
-		n := int64(0)
-		for _, p := range proxies {
-			n += p.Egress()
-		}
-		return n
-	}
+	f := testnet.NewFronts(t, "127.0.0.1", storeRate, "eastus")
+	c = testcluster.Start(t, testcluster.Options{Front: f.Front})
+	return bin, c, f.Egress
 }
 
 // instance creates an instance of scale set set and returns its agent's
