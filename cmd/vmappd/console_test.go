@@ -124,10 +124,14 @@ func value[T any](r *consoleRig, ctx context.Context, what string, a chromedp.Ac
 	return v
 }
 
-// text is the text of the element sel (CSS) shows.
+// text is the text of the element sel (CSS) shows, once it is there. It
+// is read in one script, the element found and read at once: a live
+// update may replace the element between a query and a read, and
+// chromedp.Text reads a replaced element as "" (it has no layout).
 func (r *consoleRig) text(ctx context.Context, sel string) string {
 	r.t.Helper()
-	return value(r, ctx, "read "+sel, chromedp.Text(chromedp.CSS(sel)))
+	r.do(ctx, "wait for "+sel, chromedp.WaitReady(chromedp.CSS(sel)))
+	return value(r, ctx, "read "+sel, chromedp.Evaluate[string](fmt.Sprintf(`(document.querySelector(%q) || {}).innerText || ''`, sel)))
 }
 
 // waitFor waits, without a time limit of its own, until the JavaScript
