@@ -26,15 +26,26 @@ func (tx *Tx) ActiveRolloutsOf(tenant, app string) ([]*pb.Rollout, error) {
 // RolloutHolding returns the active rollout of app that has machine
 // among its machines, or nil.
 func (tx *Tx) RolloutHolding(tenant, app, machine string) (*pb.Rollout, error) {
+	holding, err := tx.rolloutsHolding(tenant, app)
+	return holding[machine], err
+}
+
+// rolloutsHolding maps each machine an active rollout of app moves to that
+// rollout (the first in ActiveRolloutsOf's order), reading them once.
+func (tx *Tx) rolloutsHolding(tenant, app string) (map[string]*pb.Rollout, error) {
 	rs, err := tx.ActiveRolloutsOf(tenant, app)
+	if err != nil {
+		return nil, err
+	}
+	holding := map[string]*pb.Rollout{}
 	for _, r := range rs {
 		for _, m := range r.Machines {
-			if m.Name == machine {
-				return r, nil
+			if holding[m.Name] == nil {
+				holding[m.Name] = r
 			}
 		}
 	}
-	return nil, err
+	return holding, nil
 }
 
 func createRollout(tx *Tx, c *statepb.Command, op *statepb.CreateRollout) error {
@@ -43,12 +54,12 @@ func createRollout(tx *Tx, c *statepb.Command, op *statepb.CreateRollout) error 
 	if Rollouts.Has(tx, k) {
 		return errs.New(errs.AlreadyExists, "name", "Rollout '%s' already exists.", r.Name)
 	}
+	holding, err := tx.rolloutsHolding(r.Tenant, r.Application)
+	if err != nil {
+		return err
+	}
 	for _, m := range r.Machines {
-		other, err := tx.RolloutHolding(r.Tenant, r.Application, m.Name)
-		if err != nil {
-			return err
-		}
-		if other != nil {
+		if other := holding[m.Name]; other != nil {
 			return errs.New(errs.FailedPrecondition, "target", "Rollout '%s' of %s is active on machine '%s': pause and abort it, or wait until it ends.", other.Name, r.Application, m.Name)
 		}
 	}
@@ -188,20 +199,9 @@ func appOfRef(ref string) string {
 // of machines (a scale set's instances).
 func checkNotRolling(tx *Tx, tenant string, apps []string, machines []string) error {
 	for _, app := range apps {
-		rs, err := tx.ActiveRolloutsOf(tenant, app)
+		holding, err := tx.rolloutsHolding(tenant, app)
 		if err != nil {
 			return err
-		}
-		if len(rs) == 0 {
-			continue
-		}
-		holding := map[string]*pb.Rollout{} // the first of rs holding each machine, as RolloutHolding finds it
-		for _, r := range rs {
-			for _, m := range r.Machines {
-				if holding[m.Name] == nil {
-					holding[m.Name] = r
-				}
-			}
 		}
 		for _, m := range machines {
 			if r := holding[m]; r != nil {

@@ -134,7 +134,7 @@ func (f *Fleet) Goal(ctx context.Context, tenant, machine string) (Goal, error) 
 type goalIn struct {
 	machine, region, scaleSet string // scaleSet: its goalCache key, or ""
 	entries                   []*pb.VMGalleryApplication
-	key                       string          // bodyKey, when known already
+	key                       string          // bodyKey(tenant, region, entries)
 	actions                   []*pb.ActionRun // its custom actions' runs pending
 	preheat                   []*pb.GoalPreheat
 	preheatApps               []string // goalCache keys of the preheats' applications
