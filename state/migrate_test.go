@@ -205,27 +205,7 @@ func TestMigrate3To4(t *testing.T) {
 	want := dump(t, db)
 	db.Close()
 
-	b, err := bolt.Open(path, 0o600, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	err = b.Update(func(tx *bolt.Tx) error {
-		for _, name := range append(derivedBuckets, "dirty_versions") {
-			if err := tx.DeleteBucket([]byte(name)); err != nil {
-				return fmt.Errorf("%s: %w", name, err)
-			}
-		}
-		return tx.Bucket(bucketMeta).Put(keySchema, binary.BigEndian.AppendUint64(nil, 3))
-	})
-	b.Close()
-	if err != nil {
-		t.Fatal(err)
-	}
-
-	db, err = Open(path, Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
+	db = reopenAs(t, path, 3, append(derivedBuckets, "dirty_versions")...)
 	defer db.Close()
 	checkDerived(t, db, "after the migration")
 	var marks []*statepb.DirtyMark
@@ -276,25 +256,7 @@ func TestMigrate8To9(t *testing.T) {
 		t.Fatalf("the scenario left no instance with applications of its own:\n%s", want)
 	}
 
-	b, err := bolt.Open(path, 0o600, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	err = b.Update(func(tx *bolt.Tx) error {
-		if err := tx.DeleteBucket([]byte("machines_own_apps")); err != nil {
-			return err
-		}
-		return tx.Bucket(bucketMeta).Put(keySchema, binary.BigEndian.AppendUint64(nil, 8))
-	})
-	b.Close()
-	if err != nil {
-		t.Fatal(err)
-	}
-
-	db, err = Open(path, Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
+	db = reopenAs(t, path, 8, "machines_own_apps")
 	defer db.Close()
 	checkDerived(t, db, "after the migration")
 	if got := dump(t, db); !bytes.Equal(got, want) {
@@ -304,4 +266,32 @@ func TestMigrate8To9(t *testing.T) {
 	if err := db.Propose(context.Background(), command(last+1, stale)); !errs.Is(err, errs.Aborted) {
 		t.Fatalf("a scale set's change that read none of its instances with applications: %v, want Aborted", err)
 	}
+}
+
+// reopenAs turns the closed state file at path into what a vmappd of
+// schema left, without the buckets that schema didn't have, and opens it
+// (migrating it).
+func reopenAs(t *testing.T, path string, schema uint64, missing ...string) *DB {
+	t.Helper()
+	b, err := bolt.Open(path, 0o600, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	err = b.Update(func(tx *bolt.Tx) error {
+		for _, name := range missing {
+			if err := tx.DeleteBucket([]byte(name)); err != nil {
+				return fmt.Errorf("%s: %w", name, err)
+			}
+		}
+		return tx.Bucket(bucketMeta).Put(keySchema, binary.BigEndian.AppendUint64(nil, schema))
+	})
+	b.Close()
+	if err != nil {
+		t.Fatal(err)
+	}
+	db, err := Open(path, Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return db
 }
