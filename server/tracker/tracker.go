@@ -176,8 +176,8 @@ func (t *Tracker) AnnounceHeld(m Machine, addr string, held []Held) {
 }
 
 // sweep drops, once a lease, the machines whose lease lapsed, the
-// downloads that ended and the bans that ended, with mu held: machines that stopped announcing cost nothing
-// for long.
+// downloads, claims and bans that ended, with mu held: machines that
+// stopped announcing cost nothing for long.
 func (t *Tracker) sweep(now time.Time) {
 	if now.Sub(t.swept) < t.lease {
 		return
@@ -196,34 +196,22 @@ func (t *Tracker) sweep(now time.Time) {
 			delete(t.serving, k)
 		}
 	}
-	for a, ds := range t.downloading {
-		for k, d := range ds {
-			if !now.Before(d.expires) {
-				delete(ds, k)
+	sweepNested(t.downloading, func(d holder) time.Time { return d.expires }, now)
+	sweepNested(t.claims, func(c claim) time.Time { return c.until }, now)
+	sweepNested(t.banned, func(until time.Time) time.Time { return until }, now)
+}
+
+// sweepNested drops from m the entries whose end (until) is not after
+// now, and the inner maps left empty.
+func sweepNested[K, J comparable, V any](m map[K]map[J]V, until func(V) time.Time, now time.Time) {
+	for k, inner := range m {
+		for j, v := range inner {
+			if !now.Before(until(v)) {
+				delete(inner, j)
 			}
 		}
-		if len(ds) == 0 {
-			delete(t.downloading, a)
-		}
-	}
-	for sk, cs := range t.claims {
-		for i, c := range cs {
-			if !now.Before(c.until) {
-				delete(cs, i)
-			}
-		}
-		if len(cs) == 0 {
-			delete(t.claims, sk)
-		}
-	}
-	for a, b := range t.banned {
-		for k, until := range b {
-			if !now.Before(until) {
-				delete(b, k)
-			}
-		}
-		if len(b) == 0 {
-			delete(t.banned, a)
+		if len(inner) == 0 {
+			delete(m, k)
 		}
 	}
 }
