@@ -22,6 +22,7 @@ package tracker
 import (
 	"cmp"
 	"hash/fnv"
+	"maps"
 	"slices"
 	"sync"
 	"time"
@@ -227,10 +228,13 @@ func (t *Tracker) drop(a Artifact, k peerKey) {
 }
 
 // Peers returns up to max machines of m's tenant and region that hold a
-// (m left out): those holding pieces m lacks (as m announced its own) before
-// those that don't, then m's scale set first, each group in an order that
-// spreads the askers over the holders (rotated by a hash of m's name). In
-// a swarm the plan's few peers are then those m can take pieces from.
+// (m left out), m's scale set first, each group in an order that spreads
+// the askers over the holders (rotated by a hash of m's name). When more
+// hold a than max, the few named are chosen for the pieces m lacks (as m
+// announced its own): for each piece m lacks, rarest first, a holder of it
+// in that order, while room is left; then the others that hold a piece m
+// lacks; then the rest. So a plan of a swarm names a holder of every piece
+// m could take from a peer, not only of the common ones.
 func (t *Tracker) Peers(a Artifact, m Machine, max int) []Peer {
 	now := t.now()
 	t.mu.Lock()
@@ -255,11 +259,57 @@ func (t *Tracker) Peers(a Artifact, m Machine, max int) []Peer {
 		}
 	}
 	t.mu.Unlock()
-	out := append(spread(same, m.Name), spread(other, m.Name)...)
-	slices.SortStableFunc(out, func(p, q Peer) int {
-		return cmp.Compare(b2i(!lacks(mine, p.Pieces)), b2i(!lacks(mine, q.Pieces)))
-	})
-	return out[:min(len(out), max)]
+	return choose(append(spread(same, m.Name), spread(other, m.Name)...), mine, max)
+}
+
+// choose returns up to max of ps (in the order to prefer them) for an
+// asker holding the pieces mine (nil: none): see Peers.
+func choose(ps []Peer, mine []byte, max int) []Peer {
+	taken := make([]bool, len(ps))
+	out := make([]Peer, 0, min(len(ps), max))
+	take := func(j int) {
+		if !taken[j] && len(out) < max {
+			taken[j] = true
+			out = append(out, ps[j])
+		}
+	}
+	if len(ps) > max {
+		for _, i := range rarestLacked(ps, mine) {
+			if j := slices.IndexFunc(ps, func(p Peer) bool { return holds(p.Pieces, i) }); j >= 0 && !slices.ContainsFunc(out, func(p Peer) bool { return holds(p.Pieces, i) }) {
+				take(j)
+			}
+		}
+	}
+	for j, p := range ps {
+		if lacks(mine, p.Pieces) {
+			take(j)
+		}
+	}
+	for j := range ps {
+		take(j)
+	}
+	return out
+}
+
+// rarestLacked returns the pieces that holders ps hold in part (bitmaps)
+// and an asker holding mine lacks, those fewest of ps hold first.
+func rarestLacked(ps []Peer, mine []byte) []int {
+	count := map[int]int{}
+	for _, p := range ps {
+		for i := range len(p.Pieces) * 8 {
+			if holds(p.Pieces, i) && (mine == nil || !holds(mine, i)) {
+				count[i]++
+			}
+		}
+	}
+	out := slices.Sorted(maps.Keys(count))
+	slices.SortStableFunc(out, func(i, j int) int { return cmp.Compare(count[i], count[j]) })
+	return out
+}
+
+// holds tells whether bitmap b has piece i; a nil b holds every piece.
+func holds(b []byte, i int) bool {
+	return b == nil || i/8 < len(b) && b[i/8]&(1<<(i%8)) != 0
 }
 
 // lacks tells whether a machine holding pieces mine (nil: none) lacks
@@ -274,13 +324,6 @@ func lacks(mine, theirs []byte) bool {
 		}
 	}
 	return false
-}
-
-func b2i(b bool) int {
-	if b {
-		return 1
-	}
-	return 0
 }
 
 // spread sorts ps by name, then rotates them by a hash of asker.

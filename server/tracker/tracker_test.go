@@ -266,3 +266,34 @@ func TestPeersLacked(t *testing.T) {
 		t.Fatalf("vm-y's peers: %+v", ps)
 	}
 }
+
+// TestPeersCoverRarePieces: with more holders than a plan names, the plan
+// names a holder of every piece the asker lacks, the rarest too, not only
+// the first holders in its order.
+func TestPeersCoverRarePieces(t *testing.T) {
+	now := time.Unix(1000, 0)
+	tr := New(func() time.Time { return now }, time.Minute)
+	a := Artifact{Tenant: "t", Gallery: "g", Application: "a", Version: "1.0.0", Kind: 1}
+	m := func(name string) Machine { return Machine{Tenant: "t", Name: name, Region: "eastus", ScaleSet: "web"} }
+	tr.AnnounceHeld(m("vm-x"), "hx:1", []Held{{Artifact: a, Pieces: []byte{0b0001}}})
+	for i := range 40 { // piece 1 (and 0) held by many
+		tr.AnnounceHeld(m(fmt.Sprintf("vm-%02d", i)), "h:1", []Held{{Artifact: a, Pieces: []byte{0b0011}}})
+	}
+	tr.AnnounceHeld(m("vm-rare2"), "h2:1", []Held{{Artifact: a, Pieces: []byte{0b0100}}})
+	tr.AnnounceHeld(m("vm-rare3"), "h3:1", []Held{{Artifact: a, Pieces: []byte{0b1000}}})
+	for _, asker := range []string{"vm-x", "vm-y", "vm-z", "vm-w"} {
+		ps := tr.Peers(a, m(asker), 4)
+		names := map[string]bool{}
+		for _, p := range ps {
+			names[p.Name] = true
+		}
+		if len(ps) != 4 || !names["vm-rare2"] || !names["vm-rare3"] {
+			t.Errorf("%s's 4 peers leave out a rare piece's holder: %v", asker, names)
+		}
+	}
+	// A whole holder covers every piece.
+	tr.AnnounceHeld(m("vm-whole"), "hw:1", []Held{{Artifact: a}})
+	if ps := tr.Peers(a, m("vm-x"), 1); len(ps) != 1 || ps[0].Name != "vm-whole" && ps[0].Name != "vm-rare2" && ps[0].Name != "vm-rare3" {
+		t.Errorf("vm-x's one peer: %+v", ps)
+	}
+}
