@@ -10,6 +10,7 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -74,12 +75,14 @@ func TestPeerScale(t *testing.T) {
 		"withPeersOverSolo":          round(with.all.Seconds()/solo.all.Seconds(), 2),
 		"storeEgressPackagesWithout": round(float64(without.egress)/float64(size), 2),
 		"storeEgressPackagesWith":    round(float64(with.egress)/float64(size), 2),
+		"machineBusyWithoutPeers":    round(without.busy, 2),
+		"machineBusyWithPeers":       round(with.busy, 2),
 	}
 	r["vmapp"] = fmt.Sprintf("with peers: all %d installed in %.1f s; store sent %.2f packages", machines, with.all.Seconds(), r["storeEgressPackagesWith"])
 	r["baseline"] = fmt.Sprintf("stores only: %.1f s, store sent %.2f packages", without.all.Seconds(), r["storeEgressPackagesWithout"])
 	r["ratio"] = r["speedup"]
-	r["notes"] = fmt.Sprintf("%d MiB to %d machines (agents in this process, real peer listeners), store capped at %.0f MB/s; ratio = speedup (without / with), goal ≥ 5; with peers / one machine alone (%.1f s): %.2f, goal ≤ 1.5; store egress with peers %.2f packages, goal ≤ 3; plot results/peers-completion.png",
-		size>>20, machines, peerStoreRate/1e6, solo.all.Seconds(), r["withPeersOverSolo"], r["storeEgressPackagesWith"])
+	r["notes"] = fmt.Sprintf("%d MiB to %d machines (agents in this process, real peer listeners), store capped at %.0f MB/s; ratio = speedup (without / with), goal ≥ 5; with peers / one machine alone (%.1f s): %.2f, goal ≤ 1.5; store egress with peers %.2f packages, goal ≤ 3; this machine's CPUs were busy %.0f%% of the run with peers (%.0f%% without); plot results/peers-completion.png",
+		size>>20, machines, peerStoreRate/1e6, solo.all.Seconds(), r["withPeersOverSolo"], r["storeEgressPackagesWith"], 100*with.busy, 100*without.busy)
 	t.Logf("%d machines, %d MiB, store capped at %.0f MB/s: all installed in %.1f s without peers, %.1f s with (%.2f× faster; one machine alone %.1f s); store sent %.2f packages without peers, %.2f with",
 		machines, size>>20, peerStoreRate/1e6, without.all.Seconds(), with.all.Seconds(), r["speedup"], solo.all.Seconds(), r["storeEgressPackagesWithout"], r["storeEgressPackagesWith"])
 	report.Scenarios["peers"] = r
@@ -89,12 +92,14 @@ func TestPeerScale(t *testing.T) {
 }
 
 // peerWave is one run of TestPeerScale: when each machine reported the
-// version installed (since SetApplication), the time until all had, and
-// the store's bytes meanwhile.
+// version installed (since SetApplication), the time until all had, the
+// store's bytes meanwhile, and how busy this machine's CPUs were (0-1:
+// with every machine on one host, a wave bound by the host shows near 1).
 type peerWave struct {
 	done   []time.Duration
 	all    time.Duration
 	egress int64
+	busy   float64
 }
 
 // runPeerWave creates scale set name with n instances, runs their agents
@@ -121,7 +126,7 @@ func runPeerWave(t *testing.T, ctx context.Context, e *fleetEnv, proxy *testnet.
 			os.RemoveAll(root)
 		})
 	}
-	before := proxy.Egress()
+	before, cpu := proxy.Egress(), hostCPU(t)
 	start := time.Now()
 	e.setApplication(t, ctx, name, "g/a/1.0.0")
 	w := peerWave{}
@@ -139,8 +144,43 @@ func runPeerWave(t *testing.T, ctx context.Context, e *fleetEnv, proxy *testnet.
 		time.Sleep(50 * time.Millisecond)
 	}
 	w.all, w.egress = time.Since(start), proxy.Egress()-before
-	t.Logf("%s: %d machines installed in %.1f s; the store sent %d bytes", name, n, w.all.Seconds(), w.egress)
+	w.busy = hostCPU(t).busySince(cpu)
+	t.Logf("%s: %d machines installed in %.1f s; the store sent %d bytes; the CPUs were busy %.0f%%", name, n, w.all.Seconds(), w.egress, 100*w.busy)
 	return w
+}
+
+// cpuTimes are the host's CPU times (/proc/stat's first line, in ticks):
+// all of them and those idle or waiting for I/O.
+type cpuTimes struct{ total, idle int64 }
+
+func hostCPU(t *testing.T) cpuTimes {
+	t.Helper()
+	b, err := os.ReadFile("/proc/stat")
+	if err != nil {
+		t.Fatal(err)
+	}
+	line, _, _ := strings.Cut(string(b), "\n")
+	var c cpuTimes
+	fs := strings.Fields(line)
+	for i, f := range fs[1:min(len(fs), 9)] { // user to steal (guest time is in user's)
+		v, err := strconv.ParseInt(f, 10, 64)
+		if err != nil {
+			t.Fatalf("/proc/stat: %q: %v", line, err)
+		}
+		c.total += v
+		if i == 3 || i == 4 { // idle, iowait
+			c.idle += v
+		}
+	}
+	return c
+}
+
+// busySince is the share of the CPU time since c that was busy.
+func (c cpuTimes) busySince(b cpuTimes) float64 {
+	if c.total == b.total {
+		return 0
+	}
+	return 1 - float64(c.idle-b.idle)/float64(c.total-b.total)
 }
 
 // installed is the machines of scale set that report g/a Installed.

@@ -278,6 +278,8 @@ type downloader struct {
 	rep  *reporter
 	m    meter
 	file *partial // while run works
+	// swarm chooses the pieces of a swarm's download (nil: not one).
+	swarm *swarm
 }
 
 func newDownloader(art *artifact, dest string, o Options, pl *planner, rep *reporter) *downloader {
@@ -323,7 +325,8 @@ func (d *downloader) run(ctx context.Context) error {
 		fetch: d.fetchRun, progress: func() { d.progress(d.m.done.Load()) }}
 	todo := f.todo()
 	if v.plan.PeerRefresh != nil { // a swarm: a piece at a time, chosen as each worker is free
-		p.maxRun, p.swarm = 1, newSwarm(d.plan, &d.m, todo, d.o.MachineID)
+		d.swarm = newSwarm(d.plan, &d.m, todo, d.o.MachineID)
+		p.maxRun, p.swarm = 1, d.swarm
 		p.parallelism = cmp.Or(p.parallelism, adaptiveMax)
 	} else {
 		todo = rarestFirst(todo, v.sources, d.o.MachineID)

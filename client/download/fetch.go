@@ -58,8 +58,13 @@ func (d *downloader) runSource(ctx context.Context, run []int) *source {
 }
 
 // fetchPiece fetches piece i from the first source that has it right,
-// going through the sources pieceRounds times.
+// going through the sources pieceRounds times; a piece a swarm chose for
+// its peers, from them once (fetchFromPeers).
 func (d *downloader) fetchPiece(ctx context.Context, i int, buf []byte) error {
+	if d.swarm.peersOnly(i) {
+		return d.fetchFromPeers(ctx, i, buf)
+	}
+	defer d.swarm.done(i)
 	var failures []string
 	corrupt := true
 	for round := range pieceRounds {
@@ -97,6 +102,38 @@ func (d *downloader) fetchPiece(ctx context.Context, i int, buf []byte) error {
 	}
 	off, n := d.art.span(i)
 	return errs.New(c, "", "%s piece %d (bytes %d-%d): every source failed %d times; last: %s", d.art.what, i, off, off+n-1, pieceRounds, strings.Join(failures, "; "))
+}
+
+// fetchFromPeers fetches piece i, which the swarm chose for its peers,
+// from the peers of the plan in force that hold it, once each. When none
+// has it right, the piece goes back to the swarm: a later plan's peers,
+// or past the swarm's patience the stores, send it.
+func (d *downloader) fetchFromPeers(ctx context.Context, i int, buf []byte) error {
+	v, err := d.plan.current(ctx)
+	if err != nil {
+		if isFatal(err) || ctx.Err() != nil {
+			return err
+		}
+		d.swarm.giveBack(i, d.plan.cur.Load().gen)
+		return nil
+	}
+	for _, s := range v.order(i) {
+		if s.tier != tierPeer {
+			break
+		}
+		_, err := d.try(ctx, s, []int{i}, buf)
+		if err == nil {
+			d.swarm.done(i)
+			return nil
+		}
+		d.rep.report(ctx, s, i, err)
+		if isFatal(err) || ctx.Err() != nil {
+			return err
+		}
+		d.warn(s.Name(), []int{i}, err)
+	}
+	d.swarm.giveBack(i, v.gen)
+	return nil
 }
 
 // errAllFailed: every source of the view failed for the piece.

@@ -225,3 +225,33 @@ func allBut(n, but int) []byte {
 	}
 	return b
 }
+
+// In a swarm, a piece chosen for its peers never goes to the store when
+// they fail: it goes back to the swarm, and a later plan's peer sends it.
+// (The store's bytes are for pieces no machine holds.)
+func TestSwarmPeerFailureWaits(t *testing.T) {
+	defer func(p int) { swarmPatience = p }(swarmPatience)
+	swarmPatience = 1 << 30 // no fallback to the store
+	const pieces = 8
+	fx := newFixture(t, pieces*testPiece, true)
+	fx.plan.PeerRefresh = durationpb.New(time.Millisecond)
+	bad, good, store := newFake("bad", fx.data), newFake("good", fx.data), newFake("store", fx.data)
+	bad.err = errCut
+	srcs := func(gen int) []*source {
+		out := []*source{{Source: bad, tier: tierPeer, peer: "bad"}}
+		if len(bad.reads()) >= 2 { // the good peer comes once the bad one failed twice
+			out = append(out, &source{Source: good, tier: tierPeer, peer: "good"})
+		}
+		return append(out, &source{Source: store, tier: tierRegion})
+	}
+	if err := fx.run(t, Options{Parallelism: 4}, srcs); err != nil {
+		t.Fatal(err)
+	}
+	fx.check(t)
+	if n := len(store.reads()); n != 0 || len(bad.reads()) < 2 {
+		t.Fatalf("the store was asked %d times (want 0), the bad peer %d (want 2 at least)", n, len(bad.reads()))
+	}
+	if got := piecesOf(t, good.reads()); len(got) != pieces {
+		t.Fatalf("the good peer sent %v", got)
+	}
+}

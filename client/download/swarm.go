@@ -19,6 +19,11 @@ import (
 // swarm waits for it), else the piece held by the fewest of its peers
 // (new copies of rare pieces), in an order rotated by machine.
 //
+// A piece chosen for its peers comes from peers only: when every peer of
+// the plan that holds it fails, it goes back to the swarm, to be chosen
+// again at a later plan (giveBack), rather than to the stores, whose
+// bytes the swarm keeps for pieces no machine of the region holds.
+//
 // So that a download never hangs (peers that hold the pieces left aren't
 // among those its plan names, or a tracker lost its claims), once
 // swarmPatience plans in a row came with nothing to fetch and no byte
@@ -41,10 +46,14 @@ type swarm struct {
 	// counts: for the plan counted, how many of its peers hold each
 	// pending piece.
 	counts map[int]int
+	// viaPeers: the pieces taken for peers and not fetched yet; back: the
+	// pieces given back, with the first plan that may choose them again.
+	viaPeers map[int]bool
+	back     map[int]int
 }
 
 func newSwarm(pl *planner, m *meter, todo []int, machineID string) *swarm {
-	s := &swarm{plan: pl, meter: m, pending: make(map[int]bool, len(todo)), gen: -1}
+	s := &swarm{plan: pl, meter: m, pending: make(map[int]bool, len(todo)), gen: -1, viaPeers: map[int]bool{}, back: map[int]int{}}
 	if len(todo) > 0 {
 		h := fnv.New32a()
 		h.Write([]byte(machineID))
@@ -127,12 +136,13 @@ func (s *swarm) pick(v *view) (int, bool) {
 	}
 	best, bestN := -1, 0
 	for _, i := range s.order {
-		if n := s.counts[i]; s.pending[i] && n > 0 && (best < 0 || n < bestN) {
+		if n := s.counts[i]; s.pending[i] && n > 0 && v.gen >= s.back[i] && (best < 0 || n < bestN) {
 			best, bestN = i, n
 		}
 	}
 	if best >= 0 {
 		s.idle = 0
+		s.viaPeers[best] = true
 		return best, true
 	}
 	if s.idle > swarmPatience {
@@ -144,6 +154,37 @@ func (s *swarm) pick(v *view) (int, bool) {
 		}
 	}
 	return 0, false
+}
+
+// peersOnly tells whether piece i, taken by a worker, was chosen for
+// the plan's peers: then it comes from them or not at all (giveBack).
+func (s *swarm) peersOnly(i int) bool {
+	if s == nil {
+		return false
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.viaPeers[i]
+}
+
+// done records that piece i, taken by a worker, was fetched.
+func (s *swarm) done(i int) {
+	if s != nil {
+		s.mu.Lock()
+		delete(s.viaPeers, i)
+		s.mu.Unlock()
+	}
+}
+
+// giveBack returns piece i, chosen for its peers under plan generation
+// gen, when none of them had it right: it is pending again, and chosen
+// again from a plan after gen.
+func (s *swarm) giveBack(i, gen int) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	delete(s.viaPeers, i)
+	s.pending[i] = true
+	s.back[i] = gen + 1
 }
 
 // holders counts, for each pending piece, the peers of v that hold it and
