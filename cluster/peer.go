@@ -9,6 +9,7 @@ import (
 	"net"
 	"sync"
 
+	"github.com/hashicorp/raft"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials"
 	"google.golang.org/grpc/credentials/insecure"
@@ -66,13 +67,22 @@ func newPeerClients(key []byte, clientTLS *tls.Config, local net.Addr) *peerClie
 }
 
 func (p *peerClients) client(addr string) (pb.PeerServiceClient, error) {
+	c, err := p.conn(addr)
+	if err != nil {
+		return nil, err
+	}
+	return pb.NewPeerServiceClient(c), nil
+}
+
+// conn returns the connection to the node at addr, made once.
+func (p *peerClients) conn(addr string) (*grpc.ClientConn, error) {
 	if addr == "" {
 		return nil, notTaken("the leader's API address is not known yet")
 	}
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	if c := p.conns[addr]; c != nil {
-		return pb.NewPeerServiceClient(c), nil
+		return c, nil
 	}
 	dial := func(ctx context.Context, addr string) (net.Conn, error) {
 		return p.dialer.DialContext(ctx, "tcp", addr)
@@ -82,7 +92,7 @@ func (p *peerClients) client(addr string) (pb.PeerServiceClient, error) {
 		return nil, err
 	}
 	p.conns[addr] = c
-	return pb.NewPeerServiceClient(c), nil
+	return c, nil
 }
 
 func (p *peerClients) ctx(ctx context.Context) context.Context {
@@ -111,6 +121,24 @@ func (p *peerClients) readIndex(ctx context.Context, addr string) (uint64, error
 		return 0, errs.FromStatus(err)
 	}
 	return r.Index, nil
+}
+
+// ToLeader returns a connection to the leader's API for calls between
+// nodes, and ctx with the cluster's proof for them; a nil connection when
+// this node leads. With no leader known: Unavailable, field leader.
+func (n *Node) ToLeader(ctx context.Context) (grpc.ClientConnInterface, context.Context, error) {
+	id := n.leader()
+	switch {
+	case id == "":
+		return nil, ctx, n.noLeader()
+	case id == raft.ServerID(n.cfg.ID):
+		return nil, ctx, nil
+	}
+	c, err := n.peers.conn(n.apiAddress(id))
+	if err != nil {
+		return nil, ctx, errs.New(errs.Unavailable, fieldNotLeader, "leader %s can't be reached: %v", id, err)
+	}
+	return c, n.peers.ctx(ctx), nil
 }
 
 func (p *peerClients) close() {

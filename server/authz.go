@@ -245,10 +245,16 @@ var rules = map[string]rule{
 }
 
 // open are the services any caller may use without a token: health checks,
-// for probes, and the calls between the nodes of a cluster, which prove
-// the cluster's key instead (cluster.Node.CheckPeer).
+// for probes, and the calls between the nodes of a cluster (PeerService,
+// TrackerService), which prove the cluster's key instead
+// (cluster.Node.CheckPeer).
 func open(method string) bool {
-	return strings.HasPrefix(method, "/grpc.health.v1.Health/") || strings.HasPrefix(method, "/"+pb.PeerService_ServiceDesc.ServiceName+"/")
+	for _, s := range []string{"grpc.health.v1.Health", pb.PeerService_ServiceDesc.ServiceName, pb.TrackerService_ServiceDesc.ServiceName} {
+		if strings.HasPrefix(method, "/"+s+"/") {
+			return true
+		}
+	}
+	return false
 }
 
 // authorizer authenticates calls and checks them against rules.

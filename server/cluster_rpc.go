@@ -4,6 +4,8 @@ import (
 	"context"
 	"io"
 
+	"google.golang.org/grpc"
+
 	"github.com/vmapp/vmapp/errs"
 	pb "github.com/vmapp/vmapp/proto/vmapp/v1"
 	"github.com/vmapp/vmapp/state"
@@ -14,6 +16,13 @@ type Cluster interface {
 	Status(ctx context.Context) (*pb.ClusterStatus, error)
 	AddNode(ctx context.Context, id, raftAddr, apiAddr string) (*pb.ClusterStatus, error)
 	RemoveNode(ctx context.Context, id string) (*pb.ClusterStatus, error)
+	// CheckPeer checks that a call carries the cluster's key.
+	CheckPeer(ctx context.Context) error
+	// ToLeader returns a connection to the leader for calls between nodes
+	// and the context to make them with (it carries the cluster's key), or
+	// a nil connection when this node leads; Unavailable (field leader)
+	// when no node leads.
+	ToLeader(ctx context.Context) (grpc.ClientConnInterface, context.Context, error)
 }
 
 type clusterServer struct {

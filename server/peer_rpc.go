@@ -22,7 +22,8 @@ import (
 // tracker, the grant signer, and the fleet (machines' regions, scale sets
 // and goal states). A nil *peers serves no peers.
 type peers struct {
-	tracker *tracker.Tracker
+	tracker trackerAPI
+	lease   time.Duration // of an announcement
 	grants  *grant.Signer
 	fleet   *fleet.Fleet
 	log     *slog.Logger
@@ -52,23 +53,24 @@ func (p *peers) forPlan(ctx context.Context, plan *pb.DownloadPlan) error {
 	}
 	a := tracker.Artifact{Tenant: tenantOf(ctx), Gallery: plan.Gallery, Application: plan.Application, Version: plan.Version, Kind: int32(plan.Kind)}
 	tm := tracker.Machine{Tenant: m.Tenant, Name: m.Name, Region: m.Region, ScaleSet: m.ScaleSet}
-	found := p.tracker.Peers(a, tm, tracker.MaxPeers)
-	if p.tracker.Serving(m.Tenant, m.Name) {
-		// One of the region's swarm, alone or not: a wave started at once
-		// has no first machine that could take the stores whole.
-		p.tracker.Downloading(a, tm)
+	tp, err := p.tracker.Plan(ctx, a, tm, len(plan.PieceSha256), tracker.MaxPeers)
+	if err != nil { // a plan without peers still downloads
+		p.log.Warn("the peer tracker didn't answer: a download plan names no peers", "machine", m.Name, "err", err)
+		return nil
+	}
+	if tp.Swarm {
 		plan.PeerRefresh = durationpb.New(tracker.SwarmRefresh)
-		for _, i := range p.tracker.Claims(a, tm, len(plan.PieceSha256)) {
+		for _, i := range tp.Claims {
 			plan.StorePieces = append(plan.StorePieces, uint32(i))
 		}
-	} else if len(found) == 0 {
+	} else if len(tp.Peers) == 0 {
 		return nil
 	}
 	g := grant.New(t.Tenant, t.Machine, a.Tenant, a.Gallery, a.Application, a.Version, plan.Kind, p.now())
 	if plan.PeerGrant, err = p.grants.Sign(g); err != nil {
 		return err
 	}
-	for _, f := range found {
+	for _, f := range tp.Peers {
 		plan.Peers = append(plan.Peers, &pb.PeerSource{Machine: f.Name, Address: f.Address, SameScaleSet: f.SameScaleSet, Pieces: f.Pieces})
 	}
 	return nil
@@ -123,8 +125,10 @@ func (s *downloadServer) Announce(ctx context.Context, r *pb.AnnounceRequest) (*
 			arts = append(arts, tracker.Held{Artifact: a, Pieces: h.Pieces})
 		}
 	}
-	p.tracker.AnnounceHeld(tracker.Machine{Tenant: m.Tenant, Name: m.Name, Region: m.Region, ScaleSet: m.ScaleSet}, r.Address, arts)
-	return &pb.AnnounceResponse{Lease: durationpb.New(p.tracker.LeaseTime()), Recorded: int32(len(arts)),
+	if err := p.tracker.Announce(ctx, tracker.Machine{Tenant: m.Tenant, Name: m.Name, Region: m.Region, ScaleSet: m.ScaleSet}, r.Address, arts); err != nil {
+		return nil, err
+	}
+	return &pb.AnnounceResponse{Lease: durationpb.New(p.lease), Recorded: int32(len(arts)),
 		GrantKeys: [][]byte{[]byte(p.grants.Public())}}, nil
 }
 
@@ -166,7 +170,9 @@ func (s *downloadServer) ReportPeer(ctx context.Context, r *pb.ReportPeerRequest
 		tenant = t.Tenant // peers are machines of the reporter's tenant
 	}
 	a := tracker.Artifact{Tenant: tenantOf(ctx), Gallery: r.Gallery, Application: r.Application, Version: r.Version, Kind: int32(r.Kind)}
-	p.tracker.Report(a, tenant, r.Peer)
+	if err := p.tracker.Report(ctx, a, tenant, r.Peer); err != nil {
+		return nil, err
+	}
 	p.log.Warn("a peer sent a piece that failed verification; not offered for the artifact for a while",
 		"peer", r.Peer, "by", auth.Describe(t), "artifact", r.Gallery+"/"+r.Application+"/"+r.Version, "kind", r.Kind.Label(),
 		"piece", r.Piece, "problem", r.Problem, "ban", tracker.BanTime)

@@ -1,6 +1,7 @@
 package server
 
 import (
+	"cmp"
 	"context"
 	"slices"
 
@@ -23,10 +24,15 @@ func (s *downloadServer) Preheat(ctx context.Context, r *pb.PreheatRequest) (*pb
 		}
 		return &pb.PreheatResponse{}, p.fleet.CancelPreheat(ctx, tenant, r.Gallery, r.Application, r.Version, r.Region)
 	}
+	var trackErr error
+	serving := func(m string) bool {
+		ok, err := p.tracker.Serving(ctx, tenant, m)
+		trackErr = cmp.Or(trackErr, err)
+		return ok
+	}
 	ph, err := p.fleet.Preheat(ctx, tenant, fleet.PreheatRequest{Gallery: r.Gallery, Application: r.Application, Version: r.Version,
-		Region: r.Region, Machines: int(r.Machines), ScaleSet: r.ScaleSet,
-		Serving: func(m string) bool { return p.tracker.Serving(tenant, m) }})
-	if err != nil {
+		Region: r.Region, Machines: int(r.Machines), ScaleSet: r.ScaleSet, Serving: serving})
+	if err := cmp.Or(trackErr, err); err != nil {
 		return nil, err
 	}
 	if ph.ScaleSet != "" { // its instances, as GetVersion shows them
@@ -40,15 +46,22 @@ func (s *downloadServer) Preheat(ctx context.Context, r *pb.PreheatRequest) (*pb
 			}
 		}
 	}
-	return &pb.PreheatResponse{Status: p.status(ph)}, nil
+	st, err := p.status(ctx, ph)
+	if err != nil {
+		return nil, err
+	}
+	return &pb.PreheatResponse{Status: st}, nil
 }
 
 // status is a preheat's progress: how many of its machines announce the
-// version's package to this node's tracker.
-func (p *peers) status(ph *statepb.Preheat) *pb.PreheatStatus {
+// version's package to the tracker.
+func (p *peers) status(ctx context.Context, ph *statepb.Preheat) (*pb.PreheatStatus, error) {
 	r := ph.GetVersion()
 	a := tracker.Artifact{Tenant: r.Tenant, Gallery: r.Gallery, Application: r.Application, Version: r.Version, Kind: int32(pb.ArtifactKind_ARTIFACT_KIND_PACKAGE)}
-	holders := p.tracker.HolderNames(a, ph.Tenant, ph.Region)
+	holders, err := p.tracker.HolderNames(ctx, a, ph.Tenant, ph.Region)
+	if err != nil {
+		return nil, err
+	}
 	st := &pb.PreheatStatus{Region: ph.Region, ScaleSet: ph.ScaleSet, Machines: ph.Machines, Wanted: int32(len(ph.Machines)),
 		HoldingInRegion: int32(len(holders)), CreateTime: ph.CreateTime}
 	for _, m := range ph.Machines {
@@ -57,7 +70,7 @@ func (p *peers) status(ph *statepb.Preheat) *pb.PreheatStatus {
 			st.Holders = append(st.Holders, m)
 		}
 	}
-	return st
+	return st, nil
 }
 
 // preheats fills in a version's preheat and the peers holding its
@@ -68,7 +81,11 @@ func (p *peers) preheats(ctx context.Context, tenant string, v *pb.GalleryApplic
 	}
 	a := tracker.Artifact{Tenant: tenant, Gallery: v.Gallery, Application: v.Application, Version: v.Name, Kind: int32(pb.ArtifactKind_ARTIFACT_KIND_PACKAGE)}
 	for _, r := range v.GetPublishingProfile().GetTargetRegions() {
-		if names := p.tracker.HolderNames(a, tenant, r.Name); len(names) > 0 {
+		names, err := p.tracker.HolderNames(ctx, a, tenant, r.Name)
+		if err != nil {
+			return err
+		}
+		if len(names) > 0 {
 			v.Peers = append(v.Peers, &pb.RegionPeers{Region: r.Name, Machines: names})
 		}
 	}
@@ -77,7 +94,11 @@ func (p *peers) preheats(ctx context.Context, tenant string, v *pb.GalleryApplic
 		return err
 	}
 	for _, ph := range all {
-		v.Preheat = append(v.Preheat, p.status(ph))
+		st, err := p.status(ctx, ph)
+		if err != nil {
+			return err
+		}
+		v.Preheat = append(v.Preheat, st)
 	}
 	return nil
 }

@@ -153,7 +153,11 @@ func New(o Options) *grpc.Server {
 	)...)
 	var ps *peers
 	if o.Tracker != nil && o.Grants != nil && o.Fleet != nil {
-		ps = &peers{tracker: o.Tracker, grants: o.Grants, fleet: o.Fleet, log: log, now: time.Now}
+		ps = &peers{tracker: localTracker{o.Tracker}, lease: o.Tracker.LeaseTime(), grants: o.Grants, fleet: o.Fleet, log: log, now: time.Now}
+		if o.Cluster != nil { // the leader's tracker, asked through TrackerService
+			ps.tracker = clusterTracker{local: localTracker{o.Tracker}, cluster: o.Cluster}
+			pb.RegisterTrackerServiceServer(gs, &trackerServer{local: localTracker{o.Tracker}, cluster: o.Cluster})
+		}
 	}
 	pb.RegisterCatalogServiceServer(gs, &catalogServer{store: o.Store, topo: o.Topology, repl: o.Replicator, auth: o.Auth, peers: ps})
 	if o.Auth != nil {

@@ -533,3 +533,26 @@ func (t *Tracker) Claims(a Artifact, m Machine, pieces int) []int {
 	slices.Sort(mine)
 	return mine
 }
+
+// Planned is what a machine's download plan takes from the tracker.
+type Planned struct {
+	Peers []Peer
+	// Swarm: the machine serves peers, so it is one of its region's swarm
+	// for the artifact, alone or not (a wave started at once has no first
+	// machine that could take the stores whole), and Claims are the pieces
+	// it may take from the stores.
+	Swarm  bool
+	Claims []int
+}
+
+// Plan returns up to max peers of m for a (of pieces in all); when m
+// serves peers, it records m as downloading a (Downloading) and gives it
+// its claims (Claims).
+func (t *Tracker) Plan(a Artifact, m Machine, pieces, max int) Planned {
+	p := Planned{Peers: t.Peers(a, m, max)}
+	if t.Serving(m.Tenant, m.Name) {
+		t.Downloading(a, m)
+		p.Swarm, p.Claims = true, t.Claims(a, m, pieces)
+	}
+	return p
+}
