@@ -14,6 +14,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"os"
+	"path"
 	"path/filepath"
 	"slices"
 	"strconv"
@@ -24,6 +25,7 @@ import (
 	"time"
 
 	"github.com/jonboulle/clockwork"
+	"google.golang.org/grpc"
 
 	"github.com/vmapp/vmapp/client"
 	"github.com/vmapp/vmapp/client/agent"
@@ -67,6 +69,44 @@ func TestAgent(t *testing.T) {
 	t.Run("CustomActions", e.testCustomActions)
 	t.Run("CustomActionsOnScaleSet", e.testCustomActionsOnScaleSet)
 	t.Run("ConfigurationReferenceChange", e.testConfigurationReferenceChange)
+	t.Run("FirstPlanAfterAnnounce", e.testFirstPlanAfterAnnounce)
+}
+
+// An agent that serves peers asks for its first download plan only once
+// vmappd has its first announcement (held back here by half a second):
+// a plan asked before would not make the machine one of its region's
+// swarm, and it would take every piece no peer holds from the stores.
+func (e *env) testFirstPlanAfterAnnounce(t *testing.T) {
+	t.Parallel()
+	e.publish(t, ver{app: "fa", version: "1.0.0", install: "true"})
+	e.machine(t, "fa-vm")
+	e.set(t, "fa-vm", &pb.VMGalleryApplication{PackageReferenceId: "g/fa/1.0.0"})
+	var mu sync.Mutex
+	var calls []string
+	record := func(ctx context.Context, method string, req, reply any, cc *grpc.ClientConn, invoke grpc.UnaryInvoker, opts ...grpc.CallOption) error {
+		if strings.HasSuffix(method, "/Announce") {
+			time.Sleep(500 * time.Millisecond) // vmappd hears of it late
+		}
+		err := invoke(ctx, method, req, reply, cc, opts...)
+		mu.Lock()
+		calls = append(calls, path.Base(method))
+		mu.Unlock()
+		return err
+	}
+	tok, _ := e.tokens.Load("fa-vm")
+	c, err := client.New(e.c.Addr, client.Options{Token: tok.(string), WaitForReady: true, DialOptions: []grpc.DialOption{grpc.WithChainUnaryInterceptor(record)}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	e.startAgent(t, "fa-vm", func(cfg *agent.Config) { cfg.Client, cfg.PeerListen = c, "127.0.0.1:0" })
+	e.states(t, "fa-vm", map[string]string{"g/fa": "Installed"})
+	mu.Lock()
+	defer mu.Unlock()
+	announced, planned := slices.Index(calls, "Announce"), slices.Index(calls, "GetDownloadPlan")
+	if announced < 0 || planned < 0 || planned < announced {
+		t.Fatalf("the agent's calls: %v; want its first Announce answered before its first GetDownloadPlan", calls)
+	}
 }
 
 func ctx(t *testing.T) context.Context {

@@ -443,12 +443,17 @@ func (p *peers) serve(ctx context.Context, l net.Listener) {
 
 // announce tells vmappd what the cache holds and where it is served, every
 // third of the lease and whenever the cache changes, until ctx ends; then
-// it withdraws.
-func (a *agent) announce(ctx context.Context, p *peers, addr string) {
+// it withdraws. It closes first once the first announcement was answered
+// or failed.
+func (a *agent) announce(ctx context.Context, p *peers, addr string, first chan<- struct{}) {
 	dl := pb.NewDownloadServiceClient(a.cl.Conn())
 	wait := 10 * time.Second
 	for {
 		r, err := dl.Announce(ctx, &pb.AnnounceRequest{Machine: a.cfg.Machine, Address: addr, Held: p.held()})
+		if first != nil {
+			close(first)
+			first = nil
+		}
 		if err != nil {
 			if ctx.Err() == nil {
 				a.log.Warn("peer: announcing to vmappd failed", "err", err)
@@ -515,10 +520,23 @@ func (a *agent) startPeers(ctx context.Context, wg *sync.WaitGroup) error {
 	registerCache(a.cfg.Registry, a.peers)
 	a.log.Info("serving peers", "listen", l.Addr().String(), "advertise", addr, "cached", len(a.peers.held()))
 	wg.Go(func() { a.peers.serve(ctx, l) })
-	wg.Go(func() { a.announce(ctx, a.peers, addr) })
+	first := make(chan struct{})
+	wg.Go(func() { a.announce(ctx, a.peers, addr, first) })
 	wg.Go(func() { a.preheatLoop(ctx) })
+	// Downloads start once vmappd knows this machine serves peers: a
+	// first plan asked before would download outside the region's swarm,
+	// every piece no peer holds yet from the stores.
+	select {
+	case <-first:
+	case <-ctx.Done():
+	case <-a.clock.After(firstAnnounceWait):
+	}
 	return nil
 }
+
+// firstAnnounceWait bounds how long the agent's start waits for its first
+// announcement.
+const firstAnnounceWait = 10 * time.Second
 
 // cache keeps a verified download for peers, when serving them.
 func (a *agent) cache(plan *pb.DownloadPlan, tenant, path string) {
