@@ -222,6 +222,10 @@ func (n *Node) members() []string {
 	return out
 }
 
+// Members is the number of nodes in the cluster's configuration as this
+// node knows it (0 before it has one).
+func (n *Node) Members() int { return len(n.members()) }
+
 // Status reports every node of the configuration: this one from itself,
 // the others from what they answer (Unreachable when they don't).
 func (n *Node) Status(ctx context.Context) (*pb.ClusterStatus, error) {

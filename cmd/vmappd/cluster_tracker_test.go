@@ -11,12 +11,13 @@ import (
 
 	"github.com/vmapp/vmapp/client"
 	"github.com/vmapp/vmapp/errs"
+	"github.com/vmapp/vmapp/internal/testkit/metricstest"
 	"github.com/vmapp/vmapp/internal/testkit/miniotest"
 	pb "github.com/vmapp/vmapp/proto/vmapp/v1"
 )
 
 // TestClusterOneTracker: a cluster's nodes answer from one peer tracker,
-// the leader's. Two machines talk to different followers: each is named
+// the leader's, and each reads a third of the store's egress cap. Two machines talk to different followers: each is named
 // in the other's plans, the stores' one piece is claimed for one of them
 // only, and a peer reported through one node is left out of the plans of
 // the other. When the leader is killed, the new leader's tracker knows
@@ -27,7 +28,19 @@ func TestClusterOneTracker(t *testing.T) {
 		t.Skip("runs three vmappd processes and MinIO")
 	}
 	m := miniotest.Start(t, miniotest.WithCredentials(accessKey, secretKey))
-	vc := startCluster(t, fmt.Sprintf("regions:\n  - name: eastus\n    endpoints: [{url: %q, bucket: vmapp-eastus}]\n", m.Endpoint()), clusterOpts{nodes: 3})
+	vc := startCluster(t, fmt.Sprintf("regions:\n  - name: eastus\n    endpoints: [{url: %q, bucket: vmapp-eastus, egressMBps: 90}]\n", m.Endpoint()),
+		clusterOpts{nodes: 3, args: []string{"--metrics", "127.0.0.1:0"}})
+	for _, n := range vc.nodes {
+		const series = `vmapp_store_egress_cap_bytes_per_second{endpoint="0",region="eastus"}`
+		addr := metricsRE.FindStringSubmatch(n.output())
+		if addr == nil {
+			t.Fatalf("%s logged no metrics address:\n%s", n.id, n.output())
+		}
+		vc.eventually(n.id+" reads a third of the egress cap", func() bool {
+			_, body := metricstest.Get(t, addr[1], "/metrics")
+			return metricstest.Sample(body, series) == "3e+07"
+		})
+	}
 	ctx, cancel := context.WithTimeout(context.Background(), 4*time.Minute) // guards against hangs only
 	defer cancel()
 	newVersion(t, vc.c, "1.0.0", &pb.PublishingProfile{ManageActions: &pb.UserArtifactManage{Install: "true", Remove: "true"}, ReplicaCount: proto.Int32(1)})

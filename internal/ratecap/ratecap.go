@@ -53,6 +53,21 @@ func NewWithClock(bytesPerSec int64, now func() time.Time, sleep func(ctx contex
 	return &Cap{lim: rate.NewLimiter(rate.Limit(bytesPerSec), burst), burst: burst, now: now, sleep: sleep}
 }
 
+// SetRate changes the cap to bytesPerSec (more than 0) from now on; the
+// burst stays.
+func (c *Cap) SetRate(bytesPerSec int64) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.lim.SetLimitAt(c.now(), rate.Limit(bytesPerSec))
+}
+
+// Rate is the cap, in bytes per second.
+func (c *Cap) Rate() int64 {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return int64(c.lim.Limit())
+}
+
 // Wait waits until n more bytes may move.
 func (c *Cap) Wait(ctx context.Context, n int) error {
 	if c == nil {

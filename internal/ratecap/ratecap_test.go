@@ -75,3 +75,30 @@ func TestNoCapAndCancel(t *testing.T) {
 		t.Fatalf("a cancelled wait: %v", err)
 	}
 }
+
+// SetRate changes the cap from then on: a second of bytes at the first
+// rate, then a second's worth of that at a third of it, takes three.
+func TestSetRate(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		const rate = 3 << 20
+		cp := New(rate)
+		read := func(n int) time.Duration {
+			start := time.Now()
+			if _, err := io.Copy(io.Discard, cp.Reader(context.Background(), io.NopCloser(bytes.NewReader(make([]byte, n))))); err != nil {
+				t.Fatal(err)
+			}
+			return time.Since(start)
+		}
+		read(cp.burst) // the bucket's first burst: at once
+		if took := read(rate); took < time.Second-time.Millisecond || took > time.Second+time.Millisecond {
+			t.Fatalf("a second's bytes at the cap took %v", took)
+		}
+		cp.SetRate(rate / 3)
+		if cp.Rate() != rate/3 {
+			t.Fatalf("Rate %d after SetRate(%d)", cp.Rate(), rate/3)
+		}
+		if took := read(rate); took < 3*time.Second-time.Millisecond || took > 3*time.Second+time.Millisecond {
+			t.Fatalf("the same bytes at a third of the cap took %v, want 3s", took)
+		}
+	})
+}

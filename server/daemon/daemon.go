@@ -141,6 +141,7 @@ type Daemon struct {
 	Health   *health.Server
 	Registry *prometheus.Registry
 	health   *healthState
+	egress   EgressCaps // the endpoints' egress caps: a cluster node's share of each
 	log      *slog.Logger
 	tls      *tls.Config
 	lis      net.Listener
@@ -183,7 +184,8 @@ func New(ctx context.Context, c Config) (*Daemon, error) {
 	if d.State, err = state.Open(filepath.Join(c.DataDir, DBFile), state.Options{Logger: c.Logger}); err != nil {
 		return nil, err
 	}
-	d.Stores = stores.Observed(observed.NewErrors(d.Registry)).Capped(topo)
+	d.Stores, d.egress = stores.Observed(observed.NewErrors(d.Registry)).Capped(topo)
+	d.egress.Register(d.Registry)
 	d.health = newHealthState(d.Health, d.Registry)
 	d.Registry.MustRegister(prometheus.NewCounterFunc(prometheus.CounterOpts{
 		Name: "vmapp_state_records_read_total",

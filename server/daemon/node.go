@@ -42,6 +42,11 @@ func (d *Daemon) startNode() error {
 		return err
 	}
 	d.Node.Register(d.Registry)
+	n := d.Node.Members()
+	if len(cc.Join) > 0 { // a node that joins shares with one other at least
+		n = max(n, 2)
+	}
+	d.egress.Share(n)
 	d.Node.OnLeader(func(ctx context.Context) {
 		if _, err := d.Auth.Bootstrap(ctx, filepath.Join(d.Config.DataDir, AdminTokenFile)); err != nil && ctx.Err() == nil {
 			d.log.Error("creating the bootstrap token failed", "err", err)
@@ -71,7 +76,8 @@ func readKey(path string) ([]byte, error) {
 // joinAndWatch joins the cluster when the node has to (its gRPC server
 // serves by then: the leader calls it back), then keeps the health status
 // in step with the node: NOT_SERVING while it knows no leader (cut off
-// from the majority, or between leaders).
+// from the majority, or between leaders); and the node's share of the
+// endpoints' egress caps in step with the number of nodes.
 func (d *Daemon) joinAndWatch(ctx context.Context) error {
 	if err := d.Node.JoinCluster(ctx); err != nil && ctx.Err() == nil {
 		return fmt.Errorf("joining the cluster: %w", err)
@@ -81,12 +87,17 @@ func (d *Daemon) joinAndWatch(ctx context.Context) error {
 	}
 	t := time.NewTicker(500 * time.Millisecond)
 	defer t.Stop()
+	shared := 0
 	for {
 		problem := ""
 		if !d.Node.Healthy() {
 			problem = "the node knows no leader"
 		}
 		d.health.set("raft", problem)
+		if n := d.Node.Members(); n > 0 && n != shared { // each node reads its share of an endpoint's egress cap
+			d.egress.Share(n)
+			shared = n
+		}
 		select {
 		case <-ctx.Done():
 			return nil

@@ -6,6 +6,8 @@ import (
 	"strconv"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
+
 	"github.com/vmapp/vmapp/blob"
 	"github.com/vmapp/vmapp/blob/capped"
 	"github.com/vmapp/vmapp/blob/observed"
@@ -46,19 +48,53 @@ func (s Stores) Observed(e *observed.Errors) Stores {
 }
 
 // Capped returns the stores whose endpoint sets egressMBps in topo reading
-// through one cap each, shared by everything vmappd reads from it.
-func (s Stores) Capped(topo *topology.Topology) Stores {
-	out := Stores{}
+// through one cap each, shared by everything vmappd reads from it, and
+// those caps.
+func (s Stores) Capped(topo *topology.Topology) (Stores, EgressCaps) {
+	out, caps := Stores{}, EgressCaps{}
 	for region, eps := range s {
 		r, _ := topo.Region(region)
 		for i, st := range eps {
 			if i < len(r.Endpoints) {
-				st = capped.Wrap(st, ratecap.New(r.Endpoints[i].Egress()))
+				if c := ratecap.New(r.Endpoints[i].Egress()); c != nil {
+					st = capped.Wrap(st, c)
+					caps = append(caps, egressCap{c: c, full: r.Endpoints[i].Egress(), region: region, endpoint: strconv.Itoa(i)})
+				}
 			}
 			out[region] = append(out[region], st)
 		}
 	}
-	return out
+	return out, caps
+}
+
+// EgressCaps are the endpoints' egress caps of one vmappd.
+type EgressCaps []egressCap
+
+type egressCap struct {
+	c                *ratecap.Cap
+	full             int64 // the regions file's, in bytes per second
+	region, endpoint string
+}
+
+// Register exports each cap in force (this node's share) as
+// vmapp_store_egress_cap_bytes_per_second{region, endpoint}.
+func (e EgressCaps) Register(reg prometheus.Registerer) {
+	for _, c := range e {
+		reg.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "vmapp_store_egress_cap_bytes_per_second",
+			Help:        "The egress cap this vmappd reads a store endpoint under (egressMBps; a cluster node's share of it), in bytes per second.",
+			ConstLabels: prometheus.Labels{"region": c.region, "endpoint": c.endpoint}}, func() float64 { return float64(c.c.Rate()) }))
+	}
+}
+
+// Share sets each cap to its nth: the share of one of a cluster's n nodes,
+// each reading from the stores (downloads through ReadRange on any node,
+// replication and scrubs on the leader), so that together they never
+// pass the cap. A load the nodes don't share evenly uses less than the
+// cap.
+func (e EgressCaps) Share(n int) {
+	for _, c := range e {
+		c.c.SetRate(max(1, c.full/int64(max(n, 1))))
+	}
 }
 
 // Get returns endpoint i of region.
