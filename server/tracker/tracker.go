@@ -45,8 +45,8 @@ const (
 	swarmTimes   = 5
 	// StoreWidth is how many pieces of an artifact the machines of a swarm
 	// (a tenant's region) hold claims on at once: the pieces they take
-	// from the stores. A machine alone holds them all, a wave of N
-	// machines StoreWidth/N each (at least one).
+	// from the stores. A wave of N machines holds StoreWidth/N each (at
+	// least one); a machine alone, every piece.
 	StoreWidth = 32
 	// ClaimLease is how long a claim lasts unless the claimant's next plan
 	// renews it: a machine that stops asking loses its claims.
@@ -157,7 +157,8 @@ func (t *Tracker) AnnounceHeld(m Machine, addr string, held []Held) {
 	}
 	delete(t.held, k)
 	delete(t.serving, k)
-	if addr == "" {
+	if addr == "" { // it stops serving: it leaves its swarms, and its claims are free
+		t.leaveSwarms(k)
 		return
 	}
 	t.serving[k] = exp
@@ -173,6 +174,17 @@ func (t *Tracker) AnnounceHeld(m Machine, addr string, held []Held) {
 	}
 	if len(arts) > 0 {
 		t.held[k] = arts
+	}
+}
+
+// leaveSwarms forgets that k downloads anything and drops its claims,
+// with mu held.
+func (t *Tracker) leaveSwarms(k peerKey) {
+	for _, ds := range t.downloading {
+		delete(ds, k)
+	}
+	for _, cs := range t.claims {
+		maps.DeleteFunc(cs, func(_ int, c claim) bool { return c.k == k })
 	}
 }
 
@@ -468,9 +480,13 @@ type claim struct {
 // once, the swarm's peers the other copies. m's claims are renewed (they
 // last ClaimLease from now) until it or another holds the piece; m gets
 // new ones, pieces no one holds or claims, rotated by a hash of its name,
-// up to its share of StoreWidth (StoreWidth over the swarm's members).
-// A claim whose machine stops asking lapses: a piece never waits long for
-// a claimant. When a machine of the region holds a whole, none is needed.
+// up to its share of StoreWidth (StoreWidth over the swarm's members). A
+// machine alone may claim every piece (a single machine downloads at the
+// stores' full speed, not a plan's claims at a time); when others join,
+// it keeps its share, its lowest pieces, and the others are free for
+// them. A claim whose machine stops asking lapses: a piece never waits
+// long for a claimant. When a machine of the region holds a whole, none
+// is needed.
 func (t *Tracker) Claims(a Artifact, m Machine, pieces int) []int {
 	if pieces <= 0 {
 		return nil
@@ -515,11 +531,22 @@ func (t *Tracker) Claims(a Artifact, m Machine, pieces int) []int {
 			members++
 		}
 	}
-	share := max(1, StoreWidth/(members+1))
+	width := StoreWidth
+	if members == 0 { // alone: every piece, at the stores' full speed
+		width = pieces
+	}
+	share := max(1, width/(members+1))
+	if len(mine) > share { // others came: m keeps its share, its first pieces
+		slices.Sort(mine)
+		for _, i := range mine[share:] {
+			delete(cs, i)
+		}
+		mine = mine[:share]
+	}
 	h := fnv.New32a()
 	h.Write([]byte(m.Name))
 	start := int(h.Sum32() % uint32(pieces))
-	for j := 0; j < pieces && len(mine) < share && len(cs) < StoreWidth; j++ {
+	for j := 0; j < pieces && len(mine) < share && len(cs) < width; j++ {
 		i := (start + j) % pieces
 		if _, claimed := cs[i]; claimed || has(i) {
 			continue

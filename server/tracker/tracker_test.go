@@ -2,6 +2,7 @@ package tracker
 
 import (
 	"fmt"
+	"slices"
 	"testing"
 	"time"
 )
@@ -171,11 +172,13 @@ func TestPiecesAndSwarms(t *testing.T) {
 	}
 }
 
-// Claims on the clock of the test's: a machine alone claims StoreWidth
-// pieces, a second gets none while they are claimed, claims are renewed by
-// the claimant's plans, dropped once a machine of the region holds the
-// piece, lapse when the claimant stops asking, and aren't needed once one
-// holds the whole; another region's swarm claims on its own.
+// Claims on the clock of the test's: a machine alone claims every piece, a
+// second gets none while they are claimed, the first keeps its share once
+// the second came and the second claims its own; claims are renewed by the
+// claimant's plans, dropped once a machine of the region holds the piece,
+// lapse when the claimant stops asking, are freed when it withdraws, and
+// aren't needed once one holds the whole; another region's swarm claims
+// on its own.
 func TestClaims(t *testing.T) {
 	now := time.Unix(1000, 0)
 	tr := New(func() time.Time { return now }, time.Minute)
@@ -193,40 +196,53 @@ func TestClaims(t *testing.T) {
 		}
 		return b
 	}
+	// Alone, vm-1 claims every piece: it takes the stores at full speed.
 	c1 := ask("vm-1", "eastus")
-	if len(c1) != StoreWidth {
-		t.Fatalf("vm-1 alone claims %d pieces, want %d", len(c1), StoreWidth)
+	if len(c1) != pieces {
+		t.Fatalf("vm-1 alone claims %d pieces, want all %d", len(c1), pieces)
 	}
 	if c2 := ask("vm-2", "eastus"); len(c2) != 0 {
-		t.Fatalf("vm-2 claims %v while vm-1 holds StoreWidth claims", c2)
+		t.Fatalf("vm-2 claims %v while vm-1 claims every piece", c2)
 	}
+	// vm-2 came: vm-1 keeps its share (half of StoreWidth), its lowest
+	// pieces, renewed; the others are free, and vm-2 claims its share.
 	now = now.Add(ClaimLease - time.Second)
-	if again := ask("vm-1", "eastus"); fmt.Sprint(again) != fmt.Sprint(c1) {
-		t.Fatalf("vm-1's claims changed: %v, then %v", c1, again)
+	c1 = ask("vm-1", "eastus")
+	if fmt.Sprint(c1) != fmt.Sprint(seq(0, StoreWidth/2)) {
+		t.Fatalf("vm-1's claims with vm-2 in the swarm: %v", c1)
 	}
-	// vm-1 verified its pieces: vm-2 claims the 8 no one holds, half of
-	// StoreWidth at most (two machines).
-	tr.AnnounceHeld(m("vm-1", "eastus"), "h1:1", []Held{{Artifact: a, Pieces: bitmap(c1)}})
 	c2 := ask("vm-2", "eastus")
-	if len(c2) != pieces-StoreWidth {
+	if len(c2) != StoreWidth/2 {
 		t.Fatalf("vm-2 claims %v", c2)
 	}
 	for _, i := range c2 {
-		if bitmap(c1)[i/8]&(1<<(i%8)) != 0 {
-			t.Fatalf("vm-2 claims piece %d that vm-1 holds", i)
+		if slices.Contains(c1, i) {
+			t.Fatalf("vm-2 claims piece %d that vm-1 claims", i)
 		}
 	}
-	if c1 := ask("vm-1", "eastus"); len(c1) != 0 {
-		t.Fatalf("vm-1 claims %v, all claimed or held", c1)
+	// vm-1 verified its pieces: it claims those no one holds or claims.
+	tr.AnnounceHeld(m("vm-1", "eastus"), "h1:1", []Held{{Artifact: a, Pieces: bitmap(c1)}})
+	again := ask("vm-1", "eastus")
+	if len(again) != pieces-StoreWidth || slices.ContainsFunc(again, func(i int) bool { return slices.Contains(c1, i) || slices.Contains(c2, i) }) {
+		t.Fatalf("vm-1 claims %v after it held %v (vm-2 claims %v)", again, c1, c2)
 	}
-	// vm-2 stops asking: its claims lapse, and vm-3 gets them.
+	// Both stop asking: their claims lapse, and vm-3, alone, gets every
+	// piece no one holds.
 	now = now.Add(ClaimLease)
-	if c3 := ask("vm-3", "eastus"); fmt.Sprint(c3) != fmt.Sprint(c2) {
-		t.Fatalf("vm-3 claims %v after vm-2's %v lapsed", c3, c2)
+	if c3, want := ask("vm-3", "eastus"), slices.Sorted(slices.Values(append(c2, again...))); fmt.Sprint(c3) != fmt.Sprint(want) {
+		t.Fatalf("vm-3 claims %v after vm-2's %v and vm-1's %v lapsed", c3, c2, again)
 	}
 	// Another region's swarm claims on its own.
-	if cw := ask("vm-w", "westus"); len(cw) != StoreWidth {
+	if cw := ask("vm-w", "westus"); len(cw) != pieces {
 		t.Fatalf("vm-w claims %d pieces in westus", len(cw))
+	}
+	// vm-4 joins; vm-3 stops serving (its agent withdraws): it leaves the
+	// swarm at once, so vm-4, alone again, claims every piece vm-3 held
+	// claims on.
+	c4 := ask("vm-4", "eastus")
+	tr.Announce(m("vm-3", "eastus"), "", nil)
+	if c4 = ask("vm-4", "eastus"); len(c4) != pieces-StoreWidth/2 {
+		t.Fatalf("vm-4 claims %d pieces after vm-3 withdrew, want every one not held (%d)", len(c4), pieces-StoreWidth/2)
 	}
 	// A whole holder: no claims.
 	tr.AnnounceHeld(m("vm-1", "eastus"), "h1:1", []Held{{Artifact: a}})
@@ -241,6 +257,15 @@ func TestClaims(t *testing.T) {
 	if len(tr.claims) != 0 {
 		t.Fatalf("claims kept after the sweep: %v", tr.claims)
 	}
+}
+
+// seq is [from, to).
+func seq(from, to int) []int {
+	var out []int
+	for i := from; i < to; i++ {
+		out = append(out, i)
+	}
+	return out
 }
 
 // A machine's plan names first the peers holding pieces it lacks: with one
