@@ -48,6 +48,9 @@ const (
 	// from the stores. A wave of N machines holds StoreWidth/N each (at
 	// least one); a machine alone, every piece.
 	StoreWidth = 32
+	// InFlight is how many pieces a downloader fetches at once, at most
+	// (client/download's adaptiveMax).
+	InFlight = 16
 	// ClaimLease is how long a claim lasts unless the claimant's next plan
 	// renews it: a machine that stops asking loses its claims.
 	ClaimLease = swarmTimes * SwarmRefresh
@@ -483,8 +486,8 @@ type claim struct {
 // up to its share of StoreWidth (StoreWidth over the swarm's members). A
 // machine alone may claim every piece (a single machine downloads at the
 // stores' full speed, not a plan's claims at a time); when others join,
-// it keeps its share, its lowest pieces, and the others are free for
-// them. A claim whose machine stops asking lapses: a piece never waits
+// it keeps its share, or InFlight pieces if more, its lowest, and the
+// others are free for them. A claim whose machine stops asking lapses: a piece never waits
 // long for a claimant. When a machine of the region holds a whole, none
 // is needed.
 func (t *Tracker) Claims(a Artifact, m Machine, pieces int) []int {
@@ -536,12 +539,16 @@ func (t *Tracker) Claims(a Artifact, m Machine, pieces int) []int {
 		width = pieces
 	}
 	share := max(1, width/(members+1))
-	if len(mine) > share { // others came: m keeps its share, its first pieces
+	// Others came: m keeps its share, or the pieces its workers may have
+	// taken already (they take its claims lowest first), whichever is
+	// more: a piece released while m fetches it would come from the
+	// stores twice.
+	if keep := max(share, InFlight); len(mine) > keep {
 		slices.Sort(mine)
-		for _, i := range mine[share:] {
+		for _, i := range mine[keep:] {
 			delete(cs, i)
 		}
-		mine = mine[:share]
+		mine = mine[:keep]
 	}
 	h := fnv.New32a()
 	h.Write([]byte(m.Name))

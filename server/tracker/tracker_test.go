@@ -204,8 +204,9 @@ func TestClaims(t *testing.T) {
 	if c2 := ask("vm-2", "eastus"); len(c2) != 0 {
 		t.Fatalf("vm-2 claims %v while vm-1 claims every piece", c2)
 	}
-	// vm-2 came: vm-1 keeps its share (half of StoreWidth), its lowest
-	// pieces, renewed; the others are free, and vm-2 claims its share.
+	// vm-2 came: vm-1 keeps its share (half of StoreWidth, as many as
+	// InFlight), its lowest pieces, renewed; the others are free, and
+	// vm-2 claims its share.
 	now = now.Add(ClaimLease - time.Second)
 	c1 = ask("vm-1", "eastus")
 	if fmt.Sprint(c1) != fmt.Sprint(seq(0, StoreWidth/2)) {
@@ -320,5 +321,32 @@ func TestPeersCoverRarePieces(t *testing.T) {
 	tr.AnnounceHeld(m("vm-whole"), "hw:1", []Held{{Artifact: a}})
 	if ps := tr.Peers(a, m("vm-x"), 1); len(ps) != 1 || ps[0].Name != "vm-whole" && ps[0].Name != "vm-rare2" && ps[0].Name != "vm-rare3" {
 		t.Errorf("vm-x's one peer: %+v", ps)
+	}
+}
+
+// A machine that claimed every piece alone keeps, when a wave comes,
+// the pieces its workers may have taken (InFlight, its lowest), not only
+// its share of StoreWidth: a piece released while it fetches it would
+// come from the stores twice.
+func TestClaimsKeepInFlight(t *testing.T) {
+	now := time.Unix(1000, 0)
+	tr := New(func() time.Time { return now }, time.Minute)
+	a := Artifact{Tenant: "t", Gallery: "g", Application: "a", Version: "1.0.0", Kind: 1}
+	ask := func(name string) []int {
+		m := Machine{Tenant: "t", Name: name, Region: "eastus"}
+		tr.Downloading(a, m)
+		return tr.Claims(a, m, 64)
+	}
+	if c := ask("vm-0"); len(c) != 64 {
+		t.Fatalf("vm-0 alone claims %d pieces", len(c))
+	}
+	for i := 1; i < 8; i++ { // StoreWidth/8 = 4 each
+		ask(fmt.Sprintf("vm-%d", i))
+	}
+	if c := ask("vm-0"); fmt.Sprint(c) != fmt.Sprint(seq(0, InFlight)) {
+		t.Fatalf("vm-0 keeps %v in a wave of 8, want its %d lowest", c, InFlight)
+	}
+	if c := ask("vm-1"); len(c) != StoreWidth/8 || slices.ContainsFunc(c, func(i int) bool { return i < InFlight }) {
+		t.Fatalf("vm-1 claims %v", c)
 	}
 }
