@@ -210,6 +210,9 @@ func (f *Fleet) scaleSetInputs(ctx context.Context, tenant, name string, epoch u
 		return ss, nil
 	}
 	v, err, _ := f.flights.Do("scaleset\x00"+strconv.FormatUint(epoch, 10)+"\x00"+k, func() (any, error) {
+		if ss := f.goals.scaleSet(k); ss != nil { // a flight that ended since the look above kept it
+			return ss, nil
+		}
 		var ss *pb.ScaleSet
 		err := f.db.View(context.WithoutCancel(ctx), func(tx *state.Tx) (err error) {
 			ss, err = tx.ScaleSet(tenant, name)
@@ -294,6 +297,9 @@ func (f *Fleet) goalBody(ctx context.Context, tenant string, in goalIn, epoch ui
 	// Only callers that read the same epoch share a computation: one that
 	// started before a change may have read what changed.
 	v, err, _ := f.flights.Do(strconv.FormatUint(epoch, 10)+"\x00"+k, func() (any, error) {
+		if b := f.goals.body(k); b != nil { // a flight that ended since the look above kept it
+			return b, nil
+		}
 		b, err := f.computeBody(context.WithoutCancel(ctx), tenant, in)
 		if err == nil {
 			f.goals.putBody(k, epoch, b)

@@ -31,7 +31,9 @@ const maxCachedGoalState = 64 << 10
 // the machines naming an application whose versions or replicas changed,
 // or in a gallery that was changed, deleted or shared — before the
 // command's proposer gets its answer; a command it can't attribute clears
-// it all. A body is dropped with the applications it names (a change of
+// it all. (Between a command's commit and its watcher, a reader that saw
+// the commit another way may still get the goal state of just before;
+// the streams get the new one as the watcher wakes them.) A body is dropped with the applications it names (a change of
 // profile changes what a body is computed from, so it finds another). A
 // change of a scale set's profile alone keeps, for each of its machines,
 // what its goal state was computed from that is its own (goalEntry.own:
