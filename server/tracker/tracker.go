@@ -277,22 +277,31 @@ func (t *Tracker) Peers(a Artifact, m Machine, max int) []Peer {
 	return choose(append(spread(same, m.Name), spread(other, m.Name)...), mine, max)
 }
 
-// choose returns up to max of ps (in the order to prefer them) for an
-// asker holding the pieces mine (nil: none): see Peers.
-func choose(ps []Peer, mine []byte, max int) []Peer {
+// choose returns up to most of ps (in the order to prefer them; none for
+// most <= 0) for an asker holding the pieces mine (nil: none): see Peers.
+func choose(ps []Peer, mine []byte, most int) []Peer {
+	most = max(0, min(len(ps), most))
 	taken := make([]bool, len(ps))
-	out := make([]Peer, 0, min(len(ps), max))
+	out := make([]Peer, 0, most)
+	covered, whole := map[int]bool{}, false // the pieces the peers taken hold
 	take := func(j int) {
-		if !taken[j] && len(out) < max {
-			taken[j] = true
-			out = append(out, ps[j])
+		if taken[j] || len(out) >= most {
+			return
+		}
+		taken[j] = true
+		out = append(out, ps[j])
+		whole = whole || ps[j].Pieces == nil
+		for i := range len(ps[j].Pieces) * 8 {
+			covered[i] = covered[i] || holds(ps[j].Pieces, i)
 		}
 	}
-	if len(ps) > max {
+	if len(ps) > most {
 		for _, i := range rarestLacked(ps, mine) {
-			if j := slices.IndexFunc(ps, func(p Peer) bool { return holds(p.Pieces, i) }); j >= 0 && !slices.ContainsFunc(out, func(p Peer) bool { return holds(p.Pieces, i) }) {
-				take(j)
+			if whole || covered[i] {
+				continue
 			}
+			// Not covered: none of its holders is taken yet.
+			take(slices.IndexFunc(ps, func(p Peer) bool { return holds(p.Pieces, i) }))
 		}
 	}
 	for j, p := range ps {
@@ -512,7 +521,6 @@ func (t *Tracker) Claims(a Artifact, m Machine, pieces int) []int {
 			held[i] |= h.pieces[i]
 		}
 	}
-	has := func(i int) bool { return held[i/8]&(1<<(i%8)) != 0 }
 	cs := t.claims[sk]
 	if cs == nil {
 		cs = map[int]claim{}
@@ -521,7 +529,7 @@ func (t *Tracker) Claims(a Artifact, m Machine, pieces int) []int {
 	var mine []int
 	for i, c := range cs {
 		switch {
-		case i >= pieces || has(i) || !now.Before(c.until):
+		case i >= pieces || holds(held, i) || !now.Before(c.until):
 			delete(cs, i)
 		case c.k == k:
 			cs[i] = claim{k, now.Add(ClaimLease)}
@@ -555,7 +563,7 @@ func (t *Tracker) Claims(a Artifact, m Machine, pieces int) []int {
 	start := int(h.Sum32() % uint32(pieces))
 	for j := 0; j < pieces && len(mine) < share && len(cs) < width; j++ {
 		i := (start + j) % pieces
-		if _, claimed := cs[i]; claimed || has(i) {
+		if _, claimed := cs[i]; claimed || holds(held, i) {
 			continue
 		}
 		cs[i] = claim{k, now.Add(ClaimLease)}

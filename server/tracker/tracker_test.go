@@ -322,6 +322,9 @@ func TestPeersCoverRarePieces(t *testing.T) {
 	if ps := tr.Peers(a, m("vm-x"), 1); len(ps) != 1 || ps[0].Name != "vm-whole" && ps[0].Name != "vm-rare2" && ps[0].Name != "vm-rare3" {
 		t.Errorf("vm-x's one peer: %+v", ps)
 	}
+	if ps := tr.Peers(a, m("vm-x"), -1); len(ps) != 0 {
+		t.Errorf("vm-x's peers, -1 asked for: %+v", ps)
+	}
 }
 
 // A machine that claimed every piece alone keeps, when a wave comes,
