@@ -64,7 +64,6 @@ func (d *downloader) fetchPiece(ctx context.Context, i int, buf []byte) error {
 	if d.swarm.peersOnly(i) {
 		return d.fetchFromPeers(ctx, i, buf)
 	}
-	defer d.swarm.done(i)
 	var failures []string
 	corrupt := true
 	for round := range pieceRounds {
@@ -92,7 +91,7 @@ func (d *downloader) fetchPiece(ctx context.Context, i int, buf []byte) error {
 			}
 			continue
 		}
-		if err := d.trySources(ctx, v, i, buf, fail); err != errAllFailed {
+		if err := d.trySources(ctx, v.order(i), i, buf, fail); err != errAllFailed {
 			return err
 		}
 	}
@@ -117,33 +116,35 @@ func (d *downloader) fetchFromPeers(ctx context.Context, i int, buf []byte) erro
 		d.swarm.giveBack(i, d.plan.cur.Load().gen)
 		return nil
 	}
-	for _, s := range v.order(i) {
-		if s.tier != tierPeer {
-			break
-		}
-		_, err := d.try(ctx, s, []int{i}, buf)
-		if err == nil {
-			d.swarm.done(i)
-			return nil
-		}
-		d.rep.report(ctx, s, i, err)
+	srcs := v.order(i) // its peers first
+	n := 0
+	for n < len(srcs) && srcs[n].tier == tierPeer {
+		n++
+	}
+	err = d.trySources(ctx, srcs[:n], i, buf, func(src string, err error) error {
 		if isFatal(err) || ctx.Err() != nil {
 			return err
 		}
-		d.warn(s.Name(), []int{i}, err)
+		d.warn(src, []int{i}, err)
+		return nil
+	})
+	switch err {
+	case nil:
+		d.swarm.done(i)
+	case errAllFailed:
+		d.swarm.giveBack(i, v.gen)
+		return nil
 	}
-	d.swarm.giveBack(i, v.gen)
-	return nil
+	return err
 }
 
 // errAllFailed: every source of the view failed for the piece.
 var errAllFailed = errors.New("every source failed")
 
-// trySources tries piece i from the sources of v in order, until one has
-// it right; fail records a failure (a non-nil error of it ends the
-// download).
-func (d *downloader) trySources(ctx context.Context, v *view, i int, buf []byte, fail func(string, error) error) error {
-	for _, s := range v.order(i) {
+// trySources tries piece i from srcs in order, until one has it right;
+// fail records a failure (a non-nil error of it ends the download).
+func (d *downloader) trySources(ctx context.Context, srcs []*source, i int, buf []byte, fail func(string, error) error) error {
+	for _, s := range srcs {
 		_, err := d.try(ctx, s, []int{i}, buf)
 		if err == nil {
 			return nil
