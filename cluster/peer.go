@@ -30,9 +30,10 @@ const PeerKey = "vmapp-cluster-key"
 // the caller asks the leader again.
 const fieldNotLeader = "leader"
 
-// peerToken is what a node presents on PeerService calls: derived from the
-// cluster key (never the key itself, which also guards raft).
-func peerToken(key []byte) string {
+// PeerToken is what a node presents on calls between nodes (PeerService,
+// TrackerService): derived from the cluster key (never the key itself,
+// which also guards raft).
+func PeerToken(key []byte) string {
 	h := hmac.New(sha256.New, key)
 	h.Write([]byte("vmapp-peer-v1"))
 	return hex.EncodeToString(h.Sum(nil))
@@ -58,7 +59,7 @@ type peerClients struct {
 }
 
 func newPeerClients(key []byte, clientTLS *tls.Config, local net.Addr) *peerClients {
-	p := &peerClients{token: peerToken(key), creds: insecure.NewCredentials(), conns: map[string]*grpc.ClientConn{}}
+	p := &peerClients{token: PeerToken(key), creds: insecure.NewCredentials(), conns: map[string]*grpc.ClientConn{}}
 	p.dialer.LocalAddr = local
 	if clientTLS != nil {
 		p.creds = credentials.NewTLS(clientTLS)

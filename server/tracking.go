@@ -1,7 +1,9 @@
 package server
 
 import (
+	"cmp"
 	"context"
+	"strconv"
 
 	"github.com/vmapp/vmapp/errs"
 	pb "github.com/vmapp/vmapp/proto/vmapp/v1"
@@ -176,6 +178,21 @@ func (s *trackerServer) TrackAnnounce(ctx context.Context, r *pb.TrackAnnounceRe
 	if err := s.check(ctx); err != nil {
 		return nil, err
 	}
+	if err := checkTrackedMachine("machine", r.Machine); err != nil {
+		return nil, err
+	}
+	if len(r.Held) > maxHeld {
+		return nil, errs.New(errs.InvalidArgument, "held", "%d artifacts announced; at most %d", len(r.Held), maxHeld)
+	}
+	for i, h := range r.Held {
+		f := "held[" + strconv.Itoa(i) + "]"
+		if err := checkTrackedArtifact(f+".artifact", h.Artifact); err != nil {
+			return nil, err
+		}
+		if len(h.Pieces) > maxPieces {
+			return nil, errs.New(errs.InvalidArgument, f+".pieces", "a bitmap of %d bytes; at most %d", len(h.Pieces), maxPieces)
+		}
+	}
 	var held []tracker.Held
 	for _, h := range r.Held {
 		held = append(held, tracker.Held{Artifact: artifactFromPB(h.Artifact), Pieces: piecesFromPB(h)})
@@ -187,6 +204,15 @@ func (s *trackerServer) TrackAnnounce(ctx context.Context, r *pb.TrackAnnounceRe
 func (s *trackerServer) TrackPlan(ctx context.Context, r *pb.TrackPlanRequest) (*pb.TrackPlanResponse, error) {
 	if err := s.check(ctx); err != nil {
 		return nil, err
+	}
+	if err := cmp.Or(checkTrackedArtifact("artifact", r.Artifact), checkTrackedMachine("machine", r.Machine)); err != nil {
+		return nil, err
+	}
+	switch {
+	case r.Pieces < 0 || r.Pieces > maxPieces*8:
+		return nil, errs.New(errs.InvalidArgument, "pieces", "pieces %d must be 0 to %d", r.Pieces, maxPieces*8)
+	case r.MaxPeers < 0 || r.MaxPeers > tracker.MaxPeers:
+		return nil, errs.New(errs.InvalidArgument, "max_peers", "max_peers %d must be 0 to %d", r.MaxPeers, tracker.MaxPeers)
 	}
 	a := artifactFromPB(r.Artifact)
 	p := s.local.t.Plan(a, machineFromPB(r.Machine), int(r.Pieces), int(r.MaxPeers))
@@ -204,12 +230,18 @@ func (s *trackerServer) TrackReport(ctx context.Context, r *pb.TrackReportReques
 	if err := s.check(ctx); err != nil {
 		return nil, err
 	}
+	if err := cmp.Or(checkTrackedArtifact("artifact", r.Artifact), present("tenant", r.Tenant), present("peer", r.Peer)); err != nil {
+		return nil, err
+	}
 	s.local.t.Report(artifactFromPB(r.Artifact), r.Tenant, r.Peer)
 	return &pb.TrackReportResponse{}, nil
 }
 
 func (s *trackerServer) TrackHolders(ctx context.Context, r *pb.TrackHoldersRequest) (*pb.TrackHoldersResponse, error) {
 	if err := s.check(ctx); err != nil {
+		return nil, err
+	}
+	if err := cmp.Or(checkTrackedArtifact("artifact", r.Artifact), present("tenant", r.Tenant), present("region", r.Region)); err != nil {
 		return nil, err
 	}
 	return &pb.TrackHoldersResponse{Holders: s.local.t.HolderNames(artifactFromPB(r.Artifact), r.Tenant, r.Region)}, nil
@@ -219,7 +251,32 @@ func (s *trackerServer) TrackServing(ctx context.Context, r *pb.TrackServingRequ
 	if err := s.check(ctx); err != nil {
 		return nil, err
 	}
+	if err := cmp.Or(present("tenant", r.Tenant), present("machine", r.Machine)); err != nil {
+		return nil, err
+	}
 	return &pb.TrackServingResponse{Serving: s.local.t.Serving(r.Tenant, r.Machine)}, nil
+}
+
+// The checks of TrackerService's requests: a node sends what its own
+// edge checked, so these catch a node's bug, not a client's.
+
+func present(field, v string) error {
+	if v == "" {
+		return errs.New(errs.InvalidArgument, field, "%s is required", field)
+	}
+	return nil
+}
+
+func checkTrackedArtifact(field string, a *pb.TrackedArtifact) error {
+	if a.GetKind() != pb.ArtifactKind_ARTIFACT_KIND_PACKAGE && a.GetKind() != pb.ArtifactKind_ARTIFACT_KIND_CONFIGURATION {
+		return errs.New(errs.InvalidArgument, field+".kind", "kind must be ARTIFACT_KIND_PACKAGE or ARTIFACT_KIND_CONFIGURATION, not %v", a.GetKind())
+	}
+	return cmp.Or(present(field+".tenant", a.GetTenant()), present(field+".gallery", a.GetGallery()),
+		present(field+".application", a.GetApplication()), present(field+".version", a.GetVersion()))
+}
+
+func checkTrackedMachine(field string, m *pb.TrackedMachine) error {
+	return cmp.Or(present(field+".tenant", m.GetTenant()), present(field+".name", m.GetName()), present(field+".region", m.GetRegion()))
 }
 
 func artifactToPB(a tracker.Artifact) *pb.TrackedArtifact {

@@ -1,15 +1,19 @@
 package main
 
 import (
+	"bytes"
 	"context"
 	"fmt"
+	"os"
 	"slices"
 	"testing"
 	"time"
 
+	"google.golang.org/grpc/metadata"
 	"google.golang.org/protobuf/proto"
 
 	"github.com/vmapp/vmapp/client"
+	"github.com/vmapp/vmapp/cluster"
 	"github.com/vmapp/vmapp/errs"
 	"github.com/vmapp/vmapp/internal/testkit/metricstest"
 	"github.com/vmapp/vmapp/internal/testkit/miniotest"
@@ -131,6 +135,39 @@ func TestClusterOneTracker(t *testing.T) {
 		Machine: &pb.TrackedMachine{Tenant: "default", Name: "vm-x", Region: "eastus"}, Address: "127.0.0.1:7003"})
 	if !errs.Is(errs.FromStatus(err), errs.Unauthenticated) {
 		t.Fatalf("TrackAnnounce without the cluster key: %v", err)
+	}
+
+	// With the key: a bad request gets the field at fault, and a node that
+	// doesn't lead sends the caller to the leader.
+	key, err := os.ReadFile(vc.key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	nodeCtx := metadata.AppendToOutgoingContext(ctx, cluster.PeerKey, cluster.PeerToken(bytes.TrimSpace(key)))
+	good := &pb.TrackPlanRequest{Artifact: &pb.TrackedArtifact{Tenant: "default", Gallery: "g", Application: "a", Version: "1.0.0", Kind: pb.ArtifactKind_ARTIFACT_KIND_PACKAGE},
+		Machine: &pb.TrackedMachine{Tenant: "default", Name: "vm-b", Region: "eastus"}, Pieces: 1, MaxPeers: 16}
+	for _, c := range []struct {
+		field string
+		edit  func(r *pb.TrackPlanRequest)
+	}{
+		{"max_peers", func(r *pb.TrackPlanRequest) { r.MaxPeers = -1 }},
+		{"pieces", func(r *pb.TrackPlanRequest) { r.Pieces = -3 }},
+		{"artifact.kind", func(r *pb.TrackPlanRequest) { r.Artifact.Kind = pb.ArtifactKind_ARTIFACT_KIND_UNSPECIFIED }},
+		{"machine.region", func(r *pb.TrackPlanRequest) { r.Machine.Region = "" }},
+	} {
+		r := proto.Clone(good).(*pb.TrackPlanRequest)
+		c.edit(r)
+		_, err := pb.NewTrackerServiceClient(leader.c.Conn()).TrackPlan(nodeCtx, r)
+		if err = errs.FromStatus(err); !errs.Is(err, errs.InvalidArgument) || errs.FieldOf(err) != c.field {
+			t.Errorf("TrackPlan with a bad %s: %v (field %q)", c.field, err, errs.FieldOf(err))
+		}
+	}
+	if _, err := pb.NewTrackerServiceClient(leader.c.Conn()).TrackPlan(nodeCtx, good); err != nil {
+		t.Fatalf("TrackPlan of the leader: %v", err)
+	}
+	_, err = pb.NewTrackerServiceClient(followers[0].c.Conn()).TrackPlan(nodeCtx, good)
+	if err = errs.FromStatus(err); !errs.Is(err, errs.Unavailable) || errs.FieldOf(err) != "leader" {
+		t.Fatalf("TrackPlan of a follower: %v", err)
 	}
 
 	// The leader dies: the new one's tracker starts empty, and fills again
