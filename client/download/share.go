@@ -19,8 +19,8 @@ import (
 // piece again; and, whatever the file holds, WriteRange checks every piece
 // it sends again, as it read it, before it writes a byte of it: the first
 // time against the plan's sha256, and then (a piece is served to many
-// peers) against the CRC-32C of the bytes that passed, a tenth of the
-// work. A piece that doesn't check (the disk lost a write, the file was
+// peers) against the CRC-32C of the bytes that passed, a small part of
+// the work (BenchmarkPieceRecheck). A piece that doesn't check (the disk lost a write, the file was
 // changed) fails the request: it is never sent. The downloader at the
 // other end checks every piece against the sha256 as well, so even a
 // lying peer plants nothing; this check keeps an honest one from being

@@ -3,6 +3,8 @@ package download
 import (
 	"bytes"
 	"context"
+	"crypto/sha256"
+	"hash/crc32"
 	"io"
 	"os"
 	"slices"
@@ -254,4 +256,22 @@ func TestSwarmPeerFailureWaits(t *testing.T) {
 	if got := piecesOf(t, good.reads()); len(got) != pieces {
 		t.Fatalf("the good peer sent %v", got)
 	}
+}
+
+// BenchmarkPieceRecheck: what a share's re-check of an 8 MiB piece costs,
+// the first time (its sha256) and after (the CRC-32C of what passed).
+func BenchmarkPieceRecheck(b *testing.B) {
+	piece := make([]byte, 8<<20)
+	b.Run("sha256", func(b *testing.B) {
+		b.SetBytes(int64(len(piece)))
+		for b.Loop() {
+			sha256.Sum256(piece)
+		}
+	})
+	b.Run("crc32c", func(b *testing.B) {
+		b.SetBytes(int64(len(piece)))
+		for b.Loop() {
+			crc32.Checksum(piece, castagnoli)
+		}
+	})
 }
