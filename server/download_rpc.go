@@ -48,12 +48,21 @@ type target struct {
 	replicas []*statepb.Replica // the region's first, then the others'
 }
 
+// checkKind checks an artifact kind given as field: a package or a
+// configuration.
+func checkKind(field string, k pb.ArtifactKind) error {
+	if k != pb.ArtifactKind_ARTIFACT_KIND_PACKAGE && k != pb.ArtifactKind_ARTIFACT_KIND_CONFIGURATION {
+		return errs.New(errs.InvalidArgument, field, "kind must be ARTIFACT_KIND_PACKAGE or ARTIFACT_KIND_CONFIGURATION, not %v", k)
+	}
+	return nil
+}
+
 // version returns a version whose artifact k may be read in region: the
 // kind and the region are valid, the version isn't being deleted, and the
 // artifact is stored.
 func (s *downloadServer) version(ctx context.Context, gallery, app, version string, k pb.ArtifactKind, region string) (*pb.GalleryApplicationVersion, error) {
-	if k != pb.ArtifactKind_ARTIFACT_KIND_PACKAGE && k != pb.ArtifactKind_ARTIFACT_KIND_CONFIGURATION {
-		return nil, errs.New(errs.InvalidArgument, "kind", "kind must be ARTIFACT_KIND_PACKAGE or ARTIFACT_KIND_CONFIGURATION, not %v", k)
+	if err := checkKind("kind", k); err != nil {
+		return nil, err
 	}
 	if !s.topo.Has(region) {
 		return nil, errs.New(errs.InvalidArgument, "region", "region '%s' is not one of %v", region, s.topo.Names())

@@ -111,10 +111,10 @@ func (s *downloadServer) Announce(ctx context.Context, r *pb.AnnounceRequest) (*
 	}
 	var arts []tracker.Held
 	for i, h := range r.Held {
-		switch {
-		case h.Kind != pb.ArtifactKind_ARTIFACT_KIND_PACKAGE && h.Kind != pb.ArtifactKind_ARTIFACT_KIND_CONFIGURATION:
-			return nil, errs.New(errs.InvalidArgument, "held["+strconv.Itoa(i)+"].kind", "kind must be ARTIFACT_KIND_PACKAGE or ARTIFACT_KIND_CONFIGURATION, not %v", h.Kind)
-		case len(h.Pieces) > maxPieces:
+		if err := checkKind("held["+strconv.Itoa(i)+"].kind", h.Kind); err != nil {
+			return nil, err
+		}
+		if len(h.Pieces) > maxPieces {
 			return nil, errs.New(errs.InvalidArgument, "held["+strconv.Itoa(i)+"].pieces", "a bitmap of %d bytes; at most %d", len(h.Pieces), maxPieces)
 		}
 		a := tracker.Artifact{Tenant: h.Tenant, Gallery: h.Gallery, Application: h.Application, Version: h.Version, Kind: int32(h.Kind)}
@@ -161,8 +161,9 @@ func (s *downloadServer) ReportPeer(ctx context.Context, r *pb.ReportPeerRequest
 		return nil, errs.New(errs.InvalidArgument, "piece", "piece %d must not be negative", r.Piece)
 	case len(r.Problem) > maxProblem || !utf8.ValidString(r.Problem):
 		return nil, errs.New(errs.InvalidArgument, "problem", "problem must be UTF-8 text of at most %d bytes", maxProblem)
-	case r.Kind != pb.ArtifactKind_ARTIFACT_KIND_PACKAGE && r.Kind != pb.ArtifactKind_ARTIFACT_KIND_CONFIGURATION:
-		return nil, errs.New(errs.InvalidArgument, "kind", "kind must be ARTIFACT_KIND_PACKAGE or ARTIFACT_KIND_CONFIGURATION, not %v", r.Kind)
+	}
+	if err := checkKind("kind", r.Kind); err != nil {
+		return nil, err
 	}
 	t := auth.TokenOf(ctx)
 	tenant := tenantOf(ctx)

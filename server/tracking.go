@@ -268,10 +268,7 @@ func present(field, v string) error {
 }
 
 func checkTrackedArtifact(field string, a *pb.TrackedArtifact) error {
-	if a.GetKind() != pb.ArtifactKind_ARTIFACT_KIND_PACKAGE && a.GetKind() != pb.ArtifactKind_ARTIFACT_KIND_CONFIGURATION {
-		return errs.New(errs.InvalidArgument, field+".kind", "kind must be ARTIFACT_KIND_PACKAGE or ARTIFACT_KIND_CONFIGURATION, not %v", a.GetKind())
-	}
-	return cmp.Or(present(field+".tenant", a.GetTenant()), present(field+".gallery", a.GetGallery()),
+	return cmp.Or(checkKind(field+".kind", a.GetKind()), present(field+".tenant", a.GetTenant()), present(field+".gallery", a.GetGallery()),
 		present(field+".application", a.GetApplication()), present(field+".version", a.GetVersion()))
 }
 
